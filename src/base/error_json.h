@@ -1,0 +1,15 @@
+// src/base/error_json.h
+// The JSON form of an Error, as API.md gives it:
+// {"error": {"code": "...", "message": "...", ...details}}.
+#pragma once
+
+#include <string>
+
+#include "base/status.h"
+
+namespace credit {
+
+void append_error_json(std::string& out, const Error& error);
+std::string error_json(const Error& error);
+
+}  // namespace credit

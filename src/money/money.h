@@ -1,0 +1,66 @@
+// src/money/money.h
+// Millicredits: the one type for money. 1 credit = 1000 mc, stored in a signed 64-bit
+// integer; every addition and multiplication is overflow-checked. No floating point.
+// Owns: the type, checked arithmetic, exact decimal parsing and printing of credits.
+// Does not: know about pools, buckets or prices (ledger/, pricing/).
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace credit {
+
+class Millicredits {
+ public:
+  // The largest amount the API accepts: 10^12 credits.
+  static constexpr std::int64_t kApiLimitMc = 1'000'000'000'000'000LL;
+
+  constexpr Millicredits() = default;
+  static constexpr Millicredits from_mc(std::int64_t mc) { return Millicredits(mc); }
+  static constexpr Millicredits zero() { return Millicredits(0); }
+  // Whole credits; nullopt on overflow.
+  static std::optional<Millicredits> from_credits(std::int64_t credits);
+
+  constexpr std::int64_t mc() const { return mc_; }
+  constexpr bool is_zero() const { return mc_ == 0; }
+  constexpr bool is_negative() const { return mc_ < 0; }
+
+  // Checked arithmetic: nullopt on overflow.
+  std::optional<Millicredits> checked_add(Millicredits o) const;
+  std::optional<Millicredits> checked_sub(Millicredits o) const;
+  std::optional<Millicredits> checked_mul(std::int64_t factor) const;
+
+  // Arithmetic that must not overflow by construction (values bounded by the API limit);
+  // an overflow here is a programming error and aborts (CREDIT_ASSERT).
+  Millicredits operator+(Millicredits o) const;
+  Millicredits operator-(Millicredits o) const;
+  Millicredits operator-() const;
+  Millicredits& operator+=(Millicredits o) { return *this = *this + o; }
+  Millicredits& operator-=(Millicredits o) { return *this = *this - o; }
+
+  constexpr auto operator<=>(const Millicredits&) const = default;
+
+ private:
+  constexpr explicit Millicredits(std::int64_t mc) : mc_(mc) {}
+  std::int64_t mc_ = 0;
+};
+
+constexpr Millicredits min(Millicredits a, Millicredits b) { return a < b ? a : b; }
+constexpr Millicredits max(Millicredits a, Millicredits b) { return a < b ? b : a; }
+
+// Parses the text of a JSON number as credits, exactly: "1.5", "1.500", "15e-1", "2",
+// "-0.25", "1E3". Errors (code kInvalidAmount): not a JSON number, not a multiple of
+// 0.001, magnitude above 10^12 credits. Never rounds.
+Result<Millicredits> parse_credits(std::string_view text);
+
+// Prints credits as the shortest exact decimal without exponent: 1500 -> "1.5",
+// 2000 -> "2", 125 -> "0.125", -250 -> "-0.25", 0 -> "0".
+std::string format_credits(Millicredits amount);
+void append_credits(std::string& out, Millicredits amount);
+
+}  // namespace credit
