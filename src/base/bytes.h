@@ -1,0 +1,97 @@
+// src/base/bytes.h
+// Compact binary encoding used by the logs and snapshots: LEB128 varints (signed ones
+// zigzag), strings as a varint length and bytes, bools as one byte.
+// Owns: ByteWriter and ByteReader. Does not: frame or checksum (store/).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace credit {
+
+class ByteWriter {
+ public:
+  explicit ByteWriter(std::string& s) : s_(s) {}
+  void u8(std::uint8_t v) { s_ += static_cast<char>(v); }
+  void uv(std::uint64_t v) {
+    while (v >= 0x80) {
+      s_ += static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    s_ += static_cast<char>(v);
+  }
+  void sv(std::int64_t v) {
+    uv((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  }
+  void str(std::string_view v) {
+    uv(v.size());
+    s_.append(v);
+  }
+  void b(bool v) { u8(v ? 1 : 0); }
+  void raw(const void* p, std::size_t n) { s_.append(static_cast<const char*>(p), n); }
+
+ private:
+  std::string& s_;
+};
+
+// Reads what ByteWriter wrote. A read past the end or a bad varint makes ok() false and
+// every later read return zero values; callers check ok() once at the end.
+class ByteReader {
+ public:
+  explicit ByteReader(std::string_view s) : s_(s) {}
+  bool ok() const { return ok_; }
+  bool done() const { return pos_ == s_.size(); }
+  std::size_t pos() const { return pos_; }
+  std::uint8_t u8() {
+    if (pos_ >= s_.size()) {
+      ok_ = false;
+      return 0;
+    }
+    return static_cast<std::uint8_t>(s_[pos_++]);
+  }
+  std::uint64_t uv() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      std::uint8_t byte = u8();
+      if (!ok_) return 0;
+      v |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    ok_ = false;
+    return 0;
+  }
+  std::int64_t sv() {
+    std::uint64_t z = uv();
+    return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
+  }
+  std::string str() {
+    std::uint64_t n = uv();
+    if (!ok_ || n > s_.size() - pos_) {
+      ok_ = false;
+      return {};
+    }
+    std::string v(s_.substr(pos_, n));
+    pos_ += n;
+    return v;
+  }
+  bool b() { return u8() != 0; }
+  void fail() { ok_ = false; }
+  bool raw(void* p, std::size_t n) {
+    if (s_.size() - pos_ < n) {
+      ok_ = false;
+      return false;
+    }
+    std::memcpy(p, s_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+
+ private:
+  std::string_view s_;
+  std::size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+}  // namespace credit

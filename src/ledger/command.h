@@ -1,0 +1,125 @@
+// src/ledger/command.h
+// Commands: everything the ledger reads to make one change. A command carries the
+// amounts in millicredits, the rate card version and the policy decisions (cache hit,
+// rate limit), so replaying a logged batch never reads a config file or a clock.
+// Owns: the command values. Does not: encode them (codec.h) or apply them (ledger.h).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "base/status.h"
+#include "ledger/event.h"
+#include "money/money.h"
+#include "pricing/usage.h"
+
+namespace credit::ledger {
+
+using Hash128 = std::array<std::uint8_t, 16>;
+
+// The idempotency part of a mutating command: the hash of (scope, key) and the hash of
+// the request (route and body). has_key is false for commands without a key (sweep).
+struct IdempotencyRef {
+  bool has_key = false;
+  Hash128 scope_key_hash{};
+  Hash128 request_hash{};
+  std::string key;  // the client's key, kept in the events
+};
+
+enum class GrantSource : std::uint8_t { kRollover = 0, kPack = 1, kAdjustment = 2 };
+std::string_view grant_source_name(GrantSource s);
+
+struct CreateAccount {
+  std::string account_id;
+  std::string plan_id;
+  std::optional<std::int64_t> signup_at_ms;
+};
+struct CloseAccount {
+  std::string account_id;
+};
+struct ChangePlan {
+  std::string account_id;
+  std::string plan_id;
+};
+struct AddGrant {  // a pack purchase or an adjustment (may be negative)
+  std::string account_id;
+  std::string pool;
+  GrantSource source = GrantSource::kAdjustment;
+  Millicredits credits;
+  std::optional<std::int64_t> expires_at_ms;
+  std::string reason;
+};
+struct Charge {
+  std::string account_id;
+  std::string user_id;
+  pricing::Kind kind = pricing::Kind::kAgentPrompt;
+  std::string pool;
+  Millicredits amount;
+  bool priced_by_usage = false;
+  std::int64_t rate_card_version = 0;
+  std::optional<pricing::Usage> usage;
+  Metadata metadata;
+  std::string cache_key;
+  bool cache_hit = false;  // decided by the cache policy before the command was logged
+  Millicredits saved;      // on a cache hit: the price the hit saved
+};
+struct Hold {
+  std::string account_id;
+  std::string user_id;
+  pricing::Kind kind = pricing::Kind::kAgentPrompt;
+  std::string pool;
+  Millicredits amount;
+  bool priced_by_usage = false;
+  std::int64_t ttl_ms = 0;
+  std::int64_t rate_card_version = 0;
+  std::optional<pricing::Usage> usage;
+  Metadata metadata;
+  std::string cache_key;
+  bool cache_hit = false;  // a hit places no hold: the answer is the cached response
+  Millicredits saved;
+};
+struct Capture {
+  std::string account_id;
+  std::string hold_id;
+  std::optional<Millicredits> amount;  // nullopt: the whole hold
+  bool priced_by_usage = false;
+  bool overage_charge = false;
+  std::optional<pricing::Usage> usage;
+  Metadata metadata;
+};
+struct Void {
+  std::string account_id;
+  std::string hold_id;
+};
+struct Refund {
+  std::string account_id;
+  std::string charge_id;
+  std::optional<Millicredits> credits;  // nullopt: all that is unrefunded
+  std::string reason;
+};
+// Applies every boundary, hold expiry and grant expiry passed, for every account.
+struct Sweep {};
+// A new catalog of plans (its TOML text; the ledger parses it, deterministically).
+struct LoadCatalog {
+  std::string toml_text;
+};
+
+using CommandBody = std::variant<CreateAccount, CloseAccount, ChangePlan, AddGrant, Charge, Hold,
+                                 Capture, Void, Refund, Sweep, LoadCatalog>;
+
+struct Command {
+  IdempotencyRef idem;
+  // A request that failed validation or the rate limit still goes through the ledger so
+  // that the idempotency check comes first (API.md's order); it changes nothing.
+  // kRateLimited is recorded as a `rejected` event and never stored under its key.
+  ErrorCode precheck_error = ErrorCode::kOk;
+  std::string precheck_message;
+  std::string precheck_param;
+  std::int64_t retry_after_ms = 0;
+  CommandBody body;
+};
+
+}  // namespace credit::ledger

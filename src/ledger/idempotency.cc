@@ -1,0 +1,104 @@
+// src/ledger/idempotency.cc
+// Linear probing with backward-shift deletion, so no tombstones accumulate.
+#include "ledger/idempotency.h"
+
+#include <cstring>
+#include <new>
+
+#include "base/assert.h"
+
+namespace credit::ledger {
+namespace {
+std::uint64_t load64(const Hash128& h) {
+  std::uint64_t v;
+  std::memcpy(&v, h.data(), sizeof v);
+  return v;
+}
+}  // namespace
+
+IdempotencyTable::IdempotencyTable(std::size_t keys_max) : keys_max_(keys_max) {
+  CREDIT_ASSERT(keys_max > 0);
+  // Load factor at most 0.8: slots >= keys_max * 1.25, a power of two.
+  std::size_t slots = 16;
+  while (slots < keys_max + keys_max / 4) slots <<= 1;
+  mask_ = slots - 1;
+  // calloc: untouched pages stay virtual until used.
+  slots_ = static_cast<Entry*>(std::calloc(slots, sizeof(Entry)));
+  if (slots_ == nullptr) throw std::bad_alloc();
+}
+
+IdempotencyTable::~IdempotencyTable() { std::free(slots_); }
+
+std::size_t IdempotencyTable::slot_of(const Hash128& h) const { return load64(h) & mask_; }
+
+const IdempotencyTable::Entry* IdempotencyTable::find(const Hash128& key_hash,
+                                                      std::int64_t now_ms) const {
+  for (std::size_t s = slot_of(key_hash);; s = (s + 1) & mask_) {
+    const Entry& e = slots_[s];
+    if (e.expires_at_ms == 0) return nullptr;
+    if (e.key_hash == key_hash) return e.expires_at_ms > now_ms ? &e : nullptr;
+  }
+}
+
+void IdempotencyTable::insert(const Hash128& key_hash, const Hash128& request_hash,
+                              std::uint64_t reply_no, std::int64_t expires_at_ms) {
+  CREDIT_ASSERT(expires_at_ms > 0);
+  for (std::size_t s = slot_of(key_hash);; s = (s + 1) & mask_) {
+    Entry& e = slots_[s];
+    if (e.expires_at_ms != 0 && e.key_hash == key_hash) {
+      // An expired entry not yet swept: reuse its slot; its queue item is stale.
+      e.request_hash = request_hash;
+      e.reply_no = reply_no;
+      e.expires_at_ms = expires_at_ms;
+      queue_.push_back({key_hash, expires_at_ms});
+      return;
+    }
+    if (e.expires_at_ms == 0) {
+      CREDIT_ASSERT(size_ < keys_max_);
+      e = Entry{key_hash, request_hash, reply_no, expires_at_ms};
+      ++size_;
+      queue_.push_back({key_hash, expires_at_ms});
+      return;
+    }
+  }
+}
+
+void IdempotencyTable::erase_slot(std::size_t slot) {
+  std::size_t hole = slot;
+  for (std::size_t s = (slot + 1) & mask_;; s = (s + 1) & mask_) {
+    Entry& e = slots_[s];
+    if (e.expires_at_ms == 0) break;
+    std::size_t home = slot_of(e.key_hash);
+    // Move e into the hole when the hole lies cyclically in [home, s).
+    bool movable = ((s - home) & mask_) >= ((s - hole) & mask_);
+    if (movable) {
+      slots_[hole] = e;
+      hole = s;
+    }
+  }
+  slots_[hole] = Entry{};
+  --size_;
+}
+
+std::uint64_t IdempotencyTable::expire(std::int64_t now_ms) {
+  std::uint64_t released = 0;
+  while (!queue_.empty() && queue_.front().expires_at_ms <= now_ms) {
+    Queued q = queue_.front();
+    queue_.pop_front();
+    for (std::size_t s = slot_of(q.key_hash);; s = (s + 1) & mask_) {
+      Entry& e = slots_[s];
+      if (e.expires_at_ms == 0) break;
+      if (e.key_hash == q.key_hash) {
+        // A stale queue item (the key was rewritten later) leaves the entry alone.
+        if (e.expires_at_ms == q.expires_at_ms) {
+          if (e.reply_no + 1 > released) released = e.reply_no + 1;
+          erase_slot(s);
+        }
+        break;
+      }
+    }
+  }
+  return released;
+}
+
+}  // namespace credit::ledger

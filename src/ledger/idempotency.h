@@ -1,0 +1,71 @@
+// src/ledger/idempotency.h
+// The idempotency table: fixed-size entries in one open-addressing array allocated up
+// front (a 16-byte hash of scope and key, a 16-byte hash of the request, the number of
+// the stored reply, the expiry). Entries expire exactly 24 hours after they were
+// written, in the order they were written; none is dropped before. When `keys_max`
+// entries are alive, inserts are refused (503 idempotency_capacity).
+// Owns: the table and the expiry queue. Does not: render or store replies (ledger.cc).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+
+#include "ledger/command.h"
+
+namespace credit::ledger {
+
+class IdempotencyTable {
+ public:
+  struct Entry {
+    Hash128 key_hash;
+    Hash128 request_hash;
+    std::uint64_t reply_no;
+    std::int64_t expires_at_ms;  // 0: the slot is empty
+  };
+  static_assert(sizeof(Entry) == 48);
+
+  explicit IdempotencyTable(std::size_t keys_max);
+  ~IdempotencyTable();
+  IdempotencyTable(const IdempotencyTable&) = delete;
+  IdempotencyTable& operator=(const IdempotencyTable&) = delete;
+
+  // The live entry of a key at now_ms, or nullptr.
+  const Entry* find(const Hash128& key_hash, std::int64_t now_ms) const;
+  bool full() const { return size_ == keys_max_; }
+  // Inserts a new key (the caller checked find() and full()).
+  void insert(const Hash128& key_hash, const Hash128& request_hash, std::uint64_t reply_no,
+              std::int64_t expires_at_ms);
+  // Drops the entries whose expiry is <= now_ms; returns the highest reply number
+  // dropped + 1 (or 0 when nothing was dropped) so replies can be released too.
+  std::uint64_t expire(std::int64_t now_ms);
+
+  std::size_t size() const { return size_; }
+  std::size_t keys_max() const { return keys_max_; }
+
+  // Every live entry, in expiry order (snapshots).
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& q : queue_) {
+      const Entry* e = find(q.key_hash, q.expires_at_ms - 1);
+      if (e != nullptr) f(*e);
+    }
+  }
+
+ private:
+  struct Queued {
+    Hash128 key_hash;
+    std::int64_t expires_at_ms;
+  };
+  std::size_t slot_of(const Hash128& h) const;
+  void erase_slot(std::size_t slot);
+
+  std::size_t keys_max_;
+  std::size_t mask_;
+  Entry* slots_;
+  std::size_t size_ = 0;
+  std::deque<Queued> queue_;
+};
+
+}  // namespace credit::ledger

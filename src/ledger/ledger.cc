@@ -1,0 +1,1280 @@
+// src/ledger/ledger.cc
+// The rules of DESIGN.md section 1, applied one command at a time.
+#include "ledger/ledger.h"
+
+#include <algorithm>
+
+#include "base/assert.h"
+#include "base/error_json.h"
+#include "base/json_writer.h"
+#include "ledger/render.h"
+#include "time/cycle.h"
+#include "time/time.h"
+
+namespace credit::ledger {
+namespace {
+
+PoolState make_pool(const std::string& name) {
+  PoolState p;
+  p.name = name;
+  return p;
+}
+
+int bucket_rank(BucketKind k) { return static_cast<int>(k); }
+
+// Spending order: earliest expiry (allowance: its cycle end), then allowance, rollover,
+// pack, adjustment, then grant (bucket) id.
+bool spends_before(const Bucket& x, const Bucket& y) {
+  if (x.expires_at_ms != y.expires_at_ms) return x.expires_at_ms < y.expires_at_ms;
+  if (x.kind != y.kind) return bucket_rank(x.kind) < bucket_rank(y.kind);
+  return x.bucket_id < y.bucket_id;
+}
+
+std::vector<std::size_t> spend_order(const PoolState& pool) {
+  std::vector<std::size_t> order;
+  order.reserve(pool.buckets.size());
+  for (std::size_t i = 0; i < pool.buckets.size(); ++i) {
+    if (!pool.buckets[i].ended) order.push_back(i);
+  }
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return spends_before(pool.buckets[a], pool.buckets[b]);
+  });
+  return order;
+}
+
+Millicredits available_of(const PoolState& pool) {
+  Millicredits sum;
+  for (const auto& b : pool.buckets) {
+    if (!b.ended) sum += b.free();
+  }
+  return sum;
+}
+
+Bucket* bucket_by_id(PoolState& pool, std::uint32_t id) {
+  for (auto& b : pool.buckets) {
+    if (b.bucket_id == id) return &b;
+  }
+  return nullptr;
+}
+
+std::string source_name(const Bucket& b) {
+  return b.kind == BucketKind::kAllowance ? std::string("allowance") : "grant:" + b.grant_id;
+}
+
+void check_bucket(const Bucket& b) {
+  CREDIT_ASSERT(b.spent >= Millicredits::zero());
+  CREDIT_ASSERT(b.held >= Millicredits::zero());
+  CREDIT_ASSERT(b.free() >= Millicredits::zero());
+  CREDIT_ASSERT(!b.ended || b.free().is_zero());
+}
+
+// Rolls the daily-cap day forward to the day of now_ms.
+void touch_day(PoolState& pool, std::int64_t now_ms) {
+  std::int64_t day = day_start_ms(now_ms);
+  if (day != pool.day_start_ms) {
+    pool.day_start_ms = day;
+    pool.spent_today = Millicredits::zero();
+    pool.held_today = Millicredits::zero();
+  }
+}
+
+Millicredits cap_room(const PoolState& pool, const std::optional<Millicredits>& cap,
+                      std::int64_t now_ms) {
+  if (!cap) return Millicredits::from_mc(INT64_MAX / 4);
+  bool today = day_start_ms(now_ms) == pool.day_start_ms;
+  Millicredits used = today ? pool.spent_today + pool.held_today : Millicredits::zero();
+  return max(Millicredits::zero(), *cap - used);
+}
+
+void release_reservation(Bucket& b, Millicredits credits) {
+  b.held -= credits;
+  if (b.ended) b.vanished += credits;
+}
+
+}  // namespace
+
+std::string_view grant_source_name(GrantSource s) {
+  switch (s) {
+    case GrantSource::kRollover: return "rollover";
+    case GrantSource::kPack: return "pack";
+    case GrantSource::kAdjustment: return "adjustment";
+  }
+  return "adjustment";
+}
+
+std::string_view hold_state_name(HoldState s) {
+  switch (s) {
+    case HoldState::kOpen: return "open";
+    case HoldState::kCaptured: return "captured";
+    case HoldState::kVoided: return "voided";
+    case HoldState::kExpired: return "expired";
+  }
+  return "open";
+}
+
+PoolState* Account::pool(std::string_view name) {
+  for (auto& p : pools) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+const PoolState* Account::pool(std::string_view name) const {
+  for (const auto& p : pools) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+Ledger::Ledger(pricing::Catalog catalog, LedgerOptions options)
+    : catalog_(std::move(catalog)), options_(options), idempotency_(options.idempotency_keys_max) {}
+
+std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
+  now_ms_ = std::max(now_ms_, now_ms);
+  std::uint64_t released = idempotency_.expire(now_ms_);
+  while (replies_base_ < released && !replies_.empty()) {
+    replies_.pop_front();
+    ++replies_base_;
+  }
+  return now_ms_;
+}
+
+const Account* Ledger::find(std::string_view account_id) const {
+  auto it = accounts_.find(std::string(account_id));
+  return it == accounts_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> Ledger::list_accounts(std::string_view after, std::size_t limit) const {
+  std::vector<std::string> ids;
+  auto it = after.empty() ? accounts_.begin() : accounts_.upper_bound(std::string(after));
+  for (; it != accounts_.end() && ids.size() < limit; ++it) ids.push_back(it->first);
+  return ids;
+}
+
+Event& Ledger::push_event(std::vector<Event>& events, EventType type, const Account& a) {
+  Event& e = events.emplace_back();
+  e.seq = next_seq_++;
+  e.at_ms = now_ms_;
+  e.account_id = a.account_id;
+  e.type = type;
+  return e;
+}
+
+std::string Ledger::new_id(char prefix) {
+  // Ids are made from the sequence number of the event that creates the object, so a
+  // replay of the log makes the same ids.
+  std::string id(1, prefix);
+  id += '_';
+  id += std::to_string(next_seq_);
+  return id;
+}
+
+// ---------------------------------------------------------------------------------
+// Resets and expiries.
+
+void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events) const {
+  std::uint64_t local_seq = 0;  // projections number nothing
+  auto emit = [&](EventType type, std::int64_t at_ms) -> Event* {
+    if (events == nullptr) return nullptr;
+    Event& e = events->emplace_back();
+    e.seq = 0;  // numbered by the caller (apply) right after
+    e.at_ms = at_ms;
+    e.account_id = a.account_id;
+    e.type = type;
+    ++local_seq;
+    return &e;
+  };
+  for (;;) {
+    std::int64_t t = a.cycle_end_ms;
+    for (const auto& [id, h] : a.holds) {
+      if (h.state == HoldState::kOpen) t = std::min(t, h.expires_at_ms);
+    }
+    for (const auto& p : a.pools) {
+      for (const auto& b : p.buckets) {
+        if (!b.ended && b.kind != BucketKind::kAllowance) t = std::min(t, b.expires_at_ms);
+      }
+    }
+    if (t > now_ms) break;
+    // 1. hold expiries at t
+    for (auto& [id, h] : a.holds) {
+      if (h.state != HoldState::kOpen || h.expires_at_ms != t) continue;
+      PoolState& pool = a.pools[h.pool_index];
+      for (const auto& r : h.reserved) release_reservation(*bucket_by_id(pool, r.bucket_id), r.credits);
+      if (h.day_start_ms == pool.day_start_ms) pool.held_today -= h.amount;
+      h.state = HoldState::kExpired;
+      --a.open_holds;
+      if (Event* e = emit(EventType::kExpire, t)) {
+        e->object = "hold";
+        e->hold_id = h.hold_id;
+        e->user_id = h.user_id;
+        e->kind = h.kind;
+        e->pool = pool.name;
+        e->credits = h.amount;
+        e->available_after = available_of(pool);
+      }
+    }
+    // 2. grant expiries at t
+    for (auto& pool : a.pools) {
+      for (auto& b : pool.buckets) {
+        if (b.ended || b.kind == BucketKind::kAllowance || b.expires_at_ms != t) continue;
+        Millicredits lost = b.free();
+        b.vanished += lost;
+        b.ended = true;
+        if (Event* e = emit(EventType::kExpire, t)) {
+          e->object = "grant";
+          e->grant_id = b.grant_id;
+          e->pool = pool.name;
+          e->credits = lost;
+          e->available_after = available_of(pool);
+        }
+      }
+    }
+    if (t != a.cycle_end_ms) continue;
+    // 3. the boundary: rollover, pending plan, new allowance.
+    const pricing::Plan old_plan = a.plan;
+    std::vector<Millicredits> rollover(a.pools.size());
+    std::vector<Millicredits> lost(a.pools.size());
+    for (std::size_t i = 0; i < a.pools.size(); ++i) {
+      PoolState& pool = a.pools[i];
+      for (auto& b : pool.buckets) {
+        if (b.ended || b.kind != BucketKind::kAllowance) continue;
+        Millicredits free = b.free();
+        if (old_plan.rollover_percent > 0) {
+          rollover[i] = Millicredits::from_mc(free.mc() * old_plan.rollover_percent / 100);
+        }
+        lost[i] = free;
+        b.vanished += free;
+        b.ended = true;
+      }
+    }
+    if (a.pending_plan) {
+      if (const pricing::Plan* p = catalog_.find(*a.pending_plan)) a.plan = *p;
+      a.pending_plan.reset();
+    } else if (const pricing::Plan* p = catalog_.find(a.plan.id)) {
+      a.plan = *p;  // a changed plan applies from the next cycle
+    }
+    ++a.cycle_index;
+    ++a.cycle_serial;
+    CycleBounds c = cycle_by_index(a.anchor_ms, a.cycle_index);
+    CREDIT_ASSERT(c.start_ms == t);
+    a.cycle_start_ms = c.start_ms;
+    a.cycle_end_ms = c.end_ms;
+    // Drop ended buckets that carry nothing; start the cycle's tallies.
+    for (auto& pool : a.pools) {
+      std::erase_if(pool.buckets, [](const Bucket& b) { return b.ended && b.held.is_zero(); });
+      for (auto& b : pool.buckets) {
+        b.base_spent = b.spent;
+        b.base_vanished = b.vanished;
+        b.base_taken = b.taken;
+      }
+      pool.refunded_this_cycle = Millicredits::zero();
+    }
+    for (const auto& pa : a.plan.pools) {
+      if (a.pool(pa.pool) == nullptr) a.pools.push_back(make_pool(pa.pool));
+    }
+    for (std::size_t i = 0; i < a.pools.size(); ++i) {
+      PoolState& pool = a.pools[i];
+      const pricing::PoolAllowance* pa = a.plan.pool(pool.name);
+      Bucket allowance;
+      allowance.bucket_id = a.next_bucket_id++;
+      allowance.kind = BucketKind::kAllowance;
+      allowance.granted = pa ? pa->allowance : Millicredits::zero();
+      allowance.credits_signed = allowance.granted;
+      allowance.expires_at_ms = a.cycle_end_ms;
+      allowance.created_at_ms = t;
+      pool.buckets.push_back(allowance);
+      Millicredits roll = i < rollover.size() ? rollover[i] : Millicredits::zero();
+      if (roll > Millicredits::zero()) {
+        Millicredits cap = old_plan.rollover_cap ? *old_plan.rollover_cap : allowance.granted;
+        roll = min(roll, cap);
+      }
+      if (roll > Millicredits::zero()) {
+        Bucket g;
+        g.bucket_id = a.next_bucket_id++;
+        g.kind = BucketKind::kRollover;
+        g.grant_id = "g_rollover_" + std::to_string(a.cycle_serial + 1) + "_" + pool.name;
+        g.granted = roll;
+        g.credits_signed = roll;
+        g.expires_at_ms = a.cycle_end_ms;
+        g.created_at_ms = t;
+        g.reason = "rollover";
+        pool.buckets.push_back(g);
+        if (Event* e = emit(EventType::kGrant, t)) {
+          e->pool = pool.name;
+          e->credits = roll;
+          e->grant_id = g.grant_id;
+          e->reason = "rollover";
+          e->object = "rollover";
+        }
+      }
+      if (Event* e = emit(EventType::kReset, t)) {
+        e->pool = pool.name;
+        e->credits = i < lost.size() ? lost[i] : Millicredits::zero();
+        e->plan = a.plan.id;
+        e->previous_plan = old_plan.id != a.plan.id ? old_plan.id : std::string();
+        e->available_after = available_of(pool);
+      }
+    }
+    // Charges older than the previous cycle can no longer be refunded or shown.
+    std::erase_if(a.charges,
+                  [&](const auto& kv) { return kv.second.cycle_index < a.cycle_serial - 1; });
+  }
+  (void)local_seq;
+}
+
+Account Ledger::projected(const Account& account, std::int64_t at_ms) const {
+  Account copy = account;
+  advance(copy, at_ms, nullptr);
+  for (auto& p : copy.pools) touch_day(p, at_ms);
+  return copy;
+}
+
+PoolView Ledger::pool_view(const Account& a, const PoolState& pool, std::int64_t at_ms) {
+  PoolView v;
+  v.name = pool.name;
+  for (const auto& b : pool.buckets) {
+    bool current_allowance = b.kind == BucketKind::kAllowance && !b.ended;
+    if (current_allowance) {
+      v.allowance += b.cycle_base() - b.cycle_vanished();
+    } else {
+      v.extra += b.cycle_base() - b.cycle_vanished();
+    }
+    v.extra -= b.cycle_taken();
+    v.used += b.cycle_spent();
+    v.held += b.held;
+    if (!b.ended) v.available += b.free();
+  }
+  const pricing::PoolAllowance* pa = a.plan.pool(pool.name);
+  v.daily_cap = pa ? pa->daily_cap : std::nullopt;
+  bool today = day_start_ms(at_ms) == pool.day_start_ms;
+  v.used_today = today ? pool.spent_today : Millicredits::zero();
+  v.available_now = v.available;
+  if (v.daily_cap) v.available_now = min(v.available, cap_room(pool, v.daily_cap, at_ms));
+  // allowance + extra = used + held + available, at every instant.
+  CREDIT_ASSERT(v.allowance + v.extra == v.used + v.held + v.available);
+  CREDIT_ASSERT(v.available >= Millicredits::zero());
+  return v;
+}
+
+Result<AccountView> Ledger::view(std::string_view account_id, std::int64_t at_ms) const {
+  const Account* a = find(account_id);
+  if (a == nullptr) return Error(ErrorCode::kAccountNotFound, "no such account");
+  at_ms = std::max(at_ms, now_ms_);
+  Account p = projected(*a, at_ms);
+  AccountView v;
+  v.account_id = p.account_id;
+  v.plan = p.plan.id;
+  v.closed = p.closed;
+  v.cycle_start_ms = p.cycle_start_ms;
+  v.cycle_end_ms = p.cycle_end_ms;
+  v.pending_plan = p.pending_plan;
+  for (const auto& pool : p.pools) v.pools.push_back(pool_view(p, pool, at_ms));
+  return v;
+}
+
+void Ledger::render_account(const AccountView& v, std::string& out) const {
+  render_account_view(v, out);
+}
+
+void Ledger::check_invariants() const {
+  for (const auto& [id, a] : accounts_) {
+    for (const auto& pool : a->pools) {
+      for (const auto& b : pool.buckets) check_bucket(b);
+      (void)pool_view(*a, pool, now_ms_);
+    }
+    std::size_t open = 0;
+    for (const auto& [hid, h] : a->holds) open += h.state == HoldState::kOpen ? 1 : 0;
+    CREDIT_ASSERT(open == a->open_holds);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Errors and idempotency.
+
+const pricing::Plan* Ledger::cheapest_upgrade(const Account& a, std::string_view pool,
+                                              Millicredits need) const {
+  const pricing::Plan* best = nullptr;
+  for (const auto& p : catalog_.plans) {
+    if (p.price_usd_cents <= a.plan.price_usd_cents) continue;
+    const pricing::PoolAllowance* pa = p.pool(pool);
+    if (pa == nullptr || pa->allowance < need) continue;
+    if (best == nullptr || p.price_usd_cents < best->price_usd_cents) best = &p;
+  }
+  return best;
+}
+
+Error Ledger::insufficient(const Account& a, const PoolState& pool, Millicredits required,
+                           bool by_cap) const {
+  PoolView v = pool_view(a, pool, now_ms_);
+  Error e(ErrorCode::kInsufficientCredits,
+          by_cap ? "the daily cap does not cover this operation"
+                 : "the account's credits do not cover this operation");
+  e.with("required", format_credits(required));
+  e.with("available", format_credits(by_cap ? v.available_now : v.available));
+  e.with_string("refused_by", by_cap ? "daily_cap" : "pool");
+  e.with_string("pool", pool.name);
+  if (by_cap) {
+    e.with_string("resets_at", format_rfc3339(pool.day_start_ms + kMsPerDay));
+  } else {
+    e.with_string("cycle_end", format_rfc3339(a.cycle_end_ms));
+    Millicredits need = v.used + v.held + required;
+    const pricing::Plan* up = cheapest_upgrade(a, pool.name, need);
+    if (up != nullptr) {
+      e.with_string("upgrade_to", up->id);
+    } else {
+      e.with("upgrade_to", "null");
+    }
+  }
+  return e;
+}
+
+namespace {
+Reply error_reply(const Error& e) {
+  Reply r;
+  r.code = e.code;
+  r.status = error_code_http_status(e.code);
+  append_error_json(r.body, e);
+  return r;
+}
+}  // namespace
+
+// Looks up the command's key. Returns the replayed or refused reply, or sets *proceed.
+Reply Ledger::stored_or_new(Command& c, bool* proceed) {
+  *proceed = false;
+  if (c.idem.has_key) {
+    const IdempotencyTable::Entry* e = idempotency_.find(c.idem.scope_key_hash, now_ms_);
+    if (e != nullptr) {
+      if (e->request_hash != c.idem.request_hash) {
+        return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
+                                 "this idempotency key was used with another request"));
+      }
+      CREDIT_ASSERT(e->reply_no >= replies_base_ && e->reply_no - replies_base_ < replies_.size());
+      const auto& stored = replies_[e->reply_no - replies_base_];
+      Reply r;
+      r.status = stored.first;
+      r.body = stored.second;
+      r.replayed = true;
+      return r;
+    }
+  }
+  if (c.precheck_error != ErrorCode::kOk && c.precheck_error != ErrorCode::kRateLimited) {
+    Error e(c.precheck_error, c.precheck_message);
+    if (!c.precheck_param.empty()) e.with_string("param", c.precheck_param);
+    return error_reply(e);
+  }
+  if (c.idem.has_key && idempotency_.full()) {
+    return error_reply(Error(ErrorCode::kIdempotencyCapacity,
+                             "the idempotency table is full; retry later"));
+  }
+  *proceed = true;
+  return {};
+}
+
+// Stores the reply under the command's key and marks it logged. Only the answers the
+// ledger produced are stored (2xx, 402, 403 purchase_not_allowed, 409); a 400 leaves the
+// key free.
+Reply Ledger::finish(Command& c, Reply reply) {
+  reply.logged = true;
+  bool stored = reply.status < 400 || reply.status == 402 || reply.status == 409 ||
+                reply.code == ErrorCode::kPurchaseNotAllowed;
+  if (c.idem.has_key && stored) {
+    std::uint64_t no = replies_base_ + replies_.size();
+    replies_.emplace_back(reply.status, reply.body);
+    idempotency_.insert(c.idem.scope_key_hash, c.idem.request_hash, no,
+                        now_ms_ + kIdempotencyTtlMs);
+  }
+  return reply;
+}
+
+// ---------------------------------------------------------------------------------
+// Dispatch.
+
+const std::string* Ledger::account_of(const Command& c) {
+  return std::visit(
+      [](const auto& b) -> const std::string* {
+        if constexpr (requires { b.account_id; }) {
+          return &b.account_id;
+        } else {
+          return nullptr;
+        }
+      },
+      c.body);
+}
+
+std::optional<Reply> Ledger::gate(Command& c) {
+  if (std::holds_alternative<Sweep>(c.body) || std::holds_alternative<LoadCatalog>(c.body)) {
+    return std::nullopt;
+  }
+  if (auto* cmd = std::get_if<CreateAccount>(&c.body)) {
+    if (c.precheck_error == ErrorCode::kOk && catalog_.find(cmd->plan_id) == nullptr) {
+      c.precheck_error = ErrorCode::kInvalidRequest;
+      c.precheck_message = "unknown plan";
+      c.precheck_param = "plan";
+    }
+    if (c.precheck_error == ErrorCode::kOk && cmd->signup_at_ms && *cmd->signup_at_ms > now_ms_) {
+      c.precheck_error = ErrorCode::kInvalidRequest;
+      c.precheck_message = "signup_at must not be in the future";
+      c.precheck_param = "signup_at";
+    }
+  } else {
+    const std::string* account_id = account_of(c);
+    CREDIT_ASSERT(account_id != nullptr);
+    auto it = accounts_.find(*account_id);
+    if (it == accounts_.end()) {
+      return error_reply(Error(ErrorCode::kAccountNotFound, "no such account"));
+    }
+    const Account& a = *it->second;
+    // 404 for the object the command names.
+    if (auto* cap = std::get_if<Capture>(&c.body); cap && !a.holds.contains(cap->hold_id)) {
+      return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
+    }
+    if (auto* v = std::get_if<Void>(&c.body); v && !a.holds.contains(v->hold_id)) {
+      return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
+    }
+    if (auto* rf = std::get_if<Refund>(&c.body); rf && !a.charges.contains(rf->charge_id)) {
+      return error_reply(Error(ErrorCode::kChargeNotFound, "no such charge"));
+    }
+  }
+  bool proceed = false;
+  Reply early = stored_or_new(c, &proceed);
+  if (!proceed) return early;
+  return std::nullopt;
+}
+
+Reply Ledger::apply(Command& c, std::vector<Event>& events) {
+  const std::size_t events_before = events.size();
+  auto number_events = [&]() {
+    for (std::size_t i = events_before; i < events.size(); ++i) {
+      if (events[i].seq == 0) events[i].seq = next_seq_++;
+    }
+  };
+  if (std::optional<Reply> stop = gate(c)) return std::move(*stop);
+  if (std::holds_alternative<Sweep>(c.body)) {
+    Reply r = apply_sweep(events);
+    number_events();
+    return r;
+  }
+  if (auto* cmd = std::get_if<LoadCatalog>(&c.body)) return apply_load_catalog(*cmd);
+  if (auto* cmd = std::get_if<CreateAccount>(&c.body)) {
+    Reply r = apply_create(c, *cmd, events);
+    number_events();
+    return r;
+  }
+  Account& a = *accounts_.find(*account_of(c))->second;
+  advance(a, now_ms_, &events);
+  for (auto& p : a.pools) touch_day(p, now_ms_);
+  number_events();
+  if (c.precheck_error == ErrorCode::kRateLimited) {
+    Event& e = push_event(events, EventType::kRejected, a);
+    e.refused_by = "rate_limit";
+    if (auto* ch = std::get_if<Charge>(&c.body)) {
+      e.user_id = ch->user_id;
+      e.kind = ch->kind;
+      e.pool = ch->pool;
+      e.credits = ch->amount;
+    } else if (auto* h = std::get_if<Hold>(&c.body)) {
+      e.user_id = h->user_id;
+      e.kind = h->kind;
+      e.pool = h->pool;
+      e.credits = h->amount;
+    }
+    e.idempotency_key = c.idem.key;
+    Error err(ErrorCode::kRateLimited, "too many requests; retry later");
+    err.with("retry_after_ms", std::to_string(std::max<std::int64_t>(c.retry_after_ms, 1)));
+    Reply r = error_reply(err);
+    r.retry_after_ms = c.retry_after_ms;
+    r.logged = true;
+    return r;
+  }
+  Reply r;
+  if (auto* cmd = std::get_if<CloseAccount>(&c.body)) {
+    (void)cmd;
+    r = apply_close(c, a, events);
+  } else if (a.closed) {
+    r = finish(c, error_reply(Error(ErrorCode::kAccountClosed, "the account is closed")));
+  } else if (auto* cmd = std::get_if<ChangePlan>(&c.body)) {
+    r = apply_change_plan(c, a, *cmd, events);
+  } else if (auto* cmd = std::get_if<AddGrant>(&c.body)) {
+    r = apply_grant(c, a, *cmd, events);
+  } else if (auto* cmd = std::get_if<Charge>(&c.body)) {
+    r = apply_charge(c, a, *cmd, events);
+  } else if (auto* cmd = std::get_if<Hold>(&c.body)) {
+    r = apply_hold(c, a, *cmd, events);
+  } else if (auto* cmd = std::get_if<Capture>(&c.body)) {
+    r = apply_capture(c, a, *cmd, events);
+  } else if (auto* cmd = std::get_if<Void>(&c.body)) {
+    r = apply_void(c, a, *cmd, events);
+  } else if (auto* cmd = std::get_if<Refund>(&c.body)) {
+    r = apply_refund(c, a, *cmd, events);
+  }
+  for (const auto& pool : a.pools) {
+    for (const auto& b : pool.buckets) check_bucket(b);
+  }
+  // Resets and expiries applied on the way are changes even when the answer is an error.
+  if (events.size() > events_before) r.logged = true;
+  return r;
+}
+
+Reply Ledger::apply_sweep(std::vector<Event>& events) {
+  for (auto& [id, a] : accounts_) {
+    advance(*a, now_ms_, &events);
+    for (auto& p : a->pools) touch_day(p, now_ms_);
+  }
+  Reply r;
+  r.logged = true;
+  r.body = "{}";
+  return r;
+}
+
+Reply Ledger::apply_load_catalog(LoadCatalog& cmd) {
+  auto parsed = pricing::parse_catalog(cmd.toml_text, "catalog");
+  if (!parsed.ok()) return error_reply(parsed.error());
+  catalog_ = std::move(parsed.value());
+  Reply r;
+  r.logged = true;
+  r.body = "{}";
+  return r;
+}
+
+// ---------------------------------------------------------------------------------
+// Accounts and plans.
+
+namespace {
+void start_cycle(Account& a, std::int64_t k, std::int64_t at_ms) {
+  CycleBounds c = cycle_by_index(a.anchor_ms, k);
+  a.cycle_index = k;
+  ++a.cycle_serial;
+  a.cycle_start_ms = c.start_ms;
+  a.cycle_end_ms = c.end_ms;
+  for (const auto& pa : a.plan.pools) {
+    if (a.pool(pa.pool) == nullptr) a.pools.push_back(make_pool(pa.pool));
+  }
+  for (auto& pool : a.pools) {
+    for (auto& b : pool.buckets) {
+      b.base_spent = b.spent;
+      b.base_vanished = b.vanished;
+      b.base_taken = b.taken;
+    }
+    const pricing::PoolAllowance* pa = a.plan.pool(pool.name);
+    Bucket allowance;
+    allowance.bucket_id = a.next_bucket_id++;
+    allowance.kind = BucketKind::kAllowance;
+    allowance.granted = pa ? pa->allowance : Millicredits::zero();
+    allowance.credits_signed = allowance.granted;
+    allowance.expires_at_ms = a.cycle_end_ms;
+    allowance.created_at_ms = at_ms;
+    pool.buckets.push_back(allowance);
+    pool.refunded_this_cycle = Millicredits::zero();
+  }
+}
+}  // namespace
+
+Reply Ledger::apply_create(Command& c, CreateAccount& cmd, std::vector<Event>& events) {
+  const pricing::Plan* plan = catalog_.find(cmd.plan_id);
+  CREDIT_ASSERT(plan != nullptr);  // gate() checked it
+  if (accounts_.contains(cmd.account_id)) {
+    return finish(c, error_reply(Error(ErrorCode::kAccountExists, "the account exists")));
+  }
+  if (accounts_.size() >= options_.accounts_max) {
+    Error e(ErrorCode::kLimitReached, "the server holds its maximum number of accounts");
+    e.with_string("limit", "accounts_max");
+    return finish(c, error_reply(e));
+  }
+  auto a = std::make_unique<Account>();
+  a->account_id = cmd.account_id;
+  a->plan = *plan;
+  a->signup_at_ms = cmd.signup_at_ms.value_or(now_ms_);
+  a->created_at_ms = now_ms_;
+  // A signup-anchored plan counts cycles from the signup; a paid account is anchored
+  // at its creation.
+  a->anchor_ms = plan->cycle_anchor == pricing::CycleAnchor::kSignup ? a->signup_at_ms : now_ms_;
+  start_cycle(*a, cycle_at(a->anchor_ms, now_ms_).index, now_ms_);
+  for (auto& p : a->pools) touch_day(p, now_ms_);
+  Event& e = push_event(events, EventType::kAccountCreated, *a);
+  e.plan = plan->id;
+  e.idempotency_key = c.idem.key;
+  Account& ref = *a;
+  accounts_.emplace(cmd.account_id, std::move(a));
+  Result<AccountView> v = view(ref.account_id, now_ms_);
+  Reply r;
+  r.status = 201;
+  render_account_view(*v, r.body);
+  return finish(c, std::move(r));
+}
+
+Reply Ledger::apply_close(Command& c, Account& a, std::vector<Event>& events) {
+  if (a.closed) {
+    return finish(c, error_reply(Error(ErrorCode::kAccountClosed, "the account is closed")));
+  }
+  for (auto& [id, h] : a.holds) {
+    if (h.state != HoldState::kOpen) continue;
+    PoolState& pool = a.pools[h.pool_index];
+    for (const auto& res : h.reserved) release_reservation(*bucket_by_id(pool, res.bucket_id), res.credits);
+    if (h.day_start_ms == pool.day_start_ms) pool.held_today -= h.amount;
+    h.state = HoldState::kVoided;
+    --a.open_holds;
+    Event& e = push_event(events, EventType::kVoid, a);
+    e.hold_id = h.hold_id;
+    e.user_id = h.user_id;
+    e.kind = h.kind;
+    e.pool = pool.name;
+    e.credits = h.amount;
+    e.available_after = available_of(pool);
+  }
+  a.closed = true;
+  Event& e = push_event(events, EventType::kAccountClosed, a);
+  e.idempotency_key = c.idem.key;
+  Reply r;
+  render_account_view(*view(a.account_id, now_ms_), r.body);
+  return finish(c, std::move(r));
+}
+
+Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
+                                std::vector<Event>& events) {
+  const pricing::Plan* next = catalog_.find(cmd.plan_id);
+  if (next == nullptr) {
+    Error e(ErrorCode::kInvalidRequest, "unknown plan");
+    e.with_string("param", "plan");
+    return error_reply(e);  // validation: not stored
+  }
+  const pricing::Plan old = a.plan;
+  if (next->id == a.plan.id) {
+    a.pending_plan.reset();
+  } else if (next->price_usd_cents > old.price_usd_cents && old.price_usd_cents == 0) {
+    // Free to paid: the free cycle ends now, a new cycle anchored now begins.
+    for (auto& pool : a.pools) {
+      for (auto& b : pool.buckets) {
+        if (b.ended || b.kind != BucketKind::kAllowance) continue;
+        Millicredits lost = b.free();
+        b.vanished += lost;
+        b.ended = true;
+        Event& e = push_event(events, EventType::kReset, a);
+        e.pool = pool.name;
+        e.credits = lost;
+        e.plan = next->id;
+        e.previous_plan = old.id;
+      }
+      std::erase_if(pool.buckets, [](const Bucket& b) { return b.ended && b.held.is_zero(); });
+    }
+    a.plan = *next;
+    a.pending_plan.reset();
+    a.anchor_ms = now_ms_;
+    start_cycle(a, 0, now_ms_);
+    Event& e = push_event(events, EventType::kPlanChange, a);
+    e.plan = next->id;
+    e.previous_plan = old.id;
+    e.proration_usd_cents = next->price_usd_cents;
+    e.idempotency_key = c.idem.key;
+  } else if (next->price_usd_cents > old.price_usd_cents) {
+    // Paid upgrade: same cycle; each allowance becomes max(new, spent + held from it).
+    std::int64_t remaining_ms = a.cycle_end_ms - now_ms_;
+    std::int64_t cycle_ms = a.cycle_end_ms - a.cycle_start_ms;
+    __int128 num = static_cast<__int128>(next->price_usd_cents - old.price_usd_cents) * remaining_ms;
+    std::int64_t proration = static_cast<std::int64_t>((num + cycle_ms - 1) / cycle_ms);
+    a.plan = *next;
+    a.pending_plan.reset();
+    for (const auto& pa : a.plan.pools) {
+      if (a.pool(pa.pool) == nullptr) {
+        PoolState ps = make_pool(pa.pool);
+        touch_day(ps, now_ms_);
+        a.pools.push_back(ps);
+        Bucket allowance;
+        allowance.bucket_id = a.next_bucket_id++;
+        allowance.expires_at_ms = a.cycle_end_ms;
+        allowance.created_at_ms = now_ms_;
+        a.pools.back().buckets.push_back(allowance);
+      }
+    }
+    for (auto& pool : a.pools) {
+      const pricing::PoolAllowance* pa = a.plan.pool(pool.name);
+      for (auto& b : pool.buckets) {
+        if (b.ended || b.kind != BucketKind::kAllowance) continue;
+        Millicredits floor_mc = b.spent + b.held + b.taken + b.vanished;
+        Millicredits target = pa ? pa->allowance : Millicredits::zero();
+        // The allowance is "granted" of a bucket made this cycle (base tallies are 0
+        // unless it was carried; allowance buckets never are).
+        b.granted = max(target + b.base_spent + b.base_vanished + b.base_taken, floor_mc);
+        b.credits_signed = b.granted;
+      }
+    }
+    Event& e = push_event(events, EventType::kPlanChange, a);
+    e.plan = next->id;
+    e.previous_plan = old.id;
+    e.proration_usd_cents = proration;
+    e.idempotency_key = c.idem.key;
+  } else {
+    a.pending_plan = next->id;
+    Event& e = push_event(events, EventType::kPlanChange, a);
+    e.plan = next->id;
+    e.previous_plan = old.id;
+    e.object = "pending";
+    e.idempotency_key = c.idem.key;
+  }
+  Reply r;
+  render_account_view(*view(a.account_id, now_ms_), r.body);
+  return finish(c, std::move(r));
+}
+
+Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Event>& events) {
+  PoolState* pool = a.pool(cmd.pool);
+  if (pool == nullptr) {
+    Error e(ErrorCode::kInvalidRequest, "the account's plan has no such pool");
+    e.with_string("param", "pool");
+    return error_reply(e);
+  }
+  if (cmd.source == GrantSource::kPack && !a.plan.packs_allowed) {
+    Error e(ErrorCode::kPurchaseNotAllowed, "this plan does not sell credit packs; upgrade");
+    const pricing::Plan* best = nullptr;
+    for (const auto& p : catalog_.plans) {
+      if (p.packs_allowed && (best == nullptr || p.price_usd_cents < best->price_usd_cents)) best = &p;
+    }
+    if (best) {
+      e.with_string("upgrade_to", best->id);
+    } else {
+      e.with("upgrade_to", "null");
+    }
+    return finish(c, error_reply(e));
+  }
+  std::size_t live = 0;
+  for (const auto& b : pool->buckets) live += (!b.ended && b.kind != BucketKind::kAllowance) ? 1 : 0;
+  if (!cmd.credits.is_negative() && live >= options_.live_grants_per_pool_max) {
+    Error e(ErrorCode::kLimitReached, "the pool holds its maximum number of live grants");
+    e.with_string("limit", "live_grants_per_pool_max");
+    return finish(c, error_reply(e));
+  }
+  Bucket g;
+  g.bucket_id = a.next_bucket_id++;
+  g.kind = cmd.source == GrantSource::kPack ? BucketKind::kPack : BucketKind::kAdjustment;
+  g.grant_id = new_id('g');
+  g.created_at_ms = now_ms_;
+  g.reason = cmd.reason;
+  g.credits_signed = cmd.credits;
+  std::vector<DrawnFrom> drawn;
+  std::int64_t price_cents = 0;
+  if (cmd.credits.is_negative()) {
+    Millicredits need = -cmd.credits;
+    if (available_of(*pool) < need) return finish(c, error_reply(insufficient(a, *pool, need, false)));
+    Millicredits left = need;
+    for (std::size_t i : spend_order(*pool)) {
+      Bucket& b = pool->buckets[i];
+      Millicredits take = min(b.free(), left);
+      if (take.is_zero()) continue;
+      b.taken += take;
+      left -= take;
+      drawn.push_back({source_name(b), take});
+      if (left.is_zero()) break;
+    }
+    CREDIT_ASSERT(left.is_zero());
+    g.ended = true;  // a record only: it holds nothing
+    g.expires_at_ms = now_ms_;
+  } else {
+    g.granted = cmd.credits;
+    if (cmd.source == GrantSource::kPack) {
+      g.expires_at_ms = now_ms_ + a.plan.pack_expiry_days * kMsPerDay;
+      __int128 cents = static_cast<__int128>(cmd.credits.mc()) * a.plan.pack_price_usd_cents;
+      price_cents = static_cast<std::int64_t>((cents + 999'999) / 1'000'000);
+    } else {
+      g.expires_at_ms = cmd.expires_at_ms.value_or(kNeverMs);
+    }
+  }
+  pool->buckets.push_back(g);
+  Event& e = push_event(events, EventType::kGrant, a);
+  e.pool = pool->name;
+  e.credits = cmd.credits.is_negative() ? -cmd.credits : cmd.credits;
+  e.grant_id = g.grant_id;
+  e.reason = cmd.reason;
+  e.object = std::string(grant_source_name(cmd.source));
+  e.drawn_from = drawn;
+  e.proration_usd_cents = price_cents;
+  e.idempotency_key = c.idem.key;
+  e.available_after = available_of(*pool);
+  Reply r;
+  r.status = 201;
+  render_grant(pool->name, g, r.body);
+  return finish(c, std::move(r));
+}
+
+// ---------------------------------------------------------------------------------
+// Metering.
+
+Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events) {
+  PoolState* pool = a.pool(cmd.pool);
+  if (pool == nullptr) {
+    Error e(ErrorCode::kInvalidRequest, "the account's plan has no such pool");
+    e.with_string("param", "kind");
+    return error_reply(e);
+  }
+  const std::size_t pool_index = static_cast<std::size_t>(pool - a.pools.data());
+  if (cmd.cache_hit) {
+    Event& e = push_event(events, EventType::kCacheHit, a);
+    std::string charge_id = "c_" + std::to_string(e.seq);
+    e.charge_id = charge_id;
+    e.user_id = cmd.user_id;
+    e.kind = cmd.kind;
+    e.pool = pool->name;
+    e.credits = cmd.saved;
+    e.available_after = available_of(*pool);
+    e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
+    e.usage = cmd.usage;
+    e.metadata = cmd.metadata;
+    e.cache_key = cmd.cache_key;
+    e.idempotency_key = c.idem.key;
+    e.rate_card_version = cmd.rate_card_version;
+    Reply r;
+    r.status = 201;
+    render_charge(charge_id, Millicredits::zero(), pool->name, *e.available_after, {}, true,
+                  cmd.saved, "", r.body);
+    return finish(c, std::move(r));
+  }
+  const pricing::PoolAllowance* pa = a.plan.pool(pool->name);
+  std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
+  bool pool_short = available_of(*pool) < cmd.amount;
+  bool cap_short = !pool_short && cap_room(*pool, cap, now_ms_) < cmd.amount;
+  if (pool_short || cap_short) {
+    Error err = insufficient(a, *pool, cmd.amount, cap_short);
+    Event& e = push_event(events, EventType::kRejected, a);
+    e.user_id = cmd.user_id;
+    e.kind = cmd.kind;
+    e.pool = pool->name;
+    e.credits = cmd.amount;
+    e.refused_by = cap_short ? "daily_cap" : "pool";
+    e.available_after = available_of(*pool);
+    e.usage = cmd.usage;
+    e.metadata = cmd.metadata;
+    e.idempotency_key = c.idem.key;
+    return finish(c, error_reply(err));
+  }
+  ChargeRecord rec;
+  Millicredits left = cmd.amount;
+  std::vector<DrawnFrom> drawn;
+  for (std::size_t i : spend_order(*pool)) {
+    if (left.is_zero()) break;
+    Bucket& b = pool->buckets[i];
+    Millicredits take = min(b.free(), left);
+    if (take.is_zero()) continue;
+    b.spent += take;
+    left -= take;
+    rec.drawn.push_back({b.bucket_id, take});
+    drawn.push_back({source_name(b), take});
+  }
+  CREDIT_ASSERT(left.is_zero());
+  pool->spent_today += cmd.amount;
+  Event& e = push_event(events, EventType::kCharge, a);
+  rec.charge_id = "c_" + std::to_string(e.seq);
+  rec.user_id = cmd.user_id;
+  rec.kind = cmd.kind;
+  rec.pool_index = pool_index;
+  rec.cost = cmd.amount;
+  rec.cycle_index = a.cycle_serial;
+  rec.at_ms = now_ms_;
+  rec.day_start_ms = pool->day_start_ms;
+  rec.rate_card_version = cmd.rate_card_version;
+  e.charge_id = rec.charge_id;
+  e.user_id = cmd.user_id;
+  e.kind = cmd.kind;
+  e.pool = pool->name;
+  e.credits = cmd.amount;
+  e.available_after = available_of(*pool);
+  e.drawn_from = drawn;
+  e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
+  e.usage = cmd.usage;
+  e.metadata = cmd.metadata;
+  e.cache_key = cmd.cache_key;
+  e.idempotency_key = c.idem.key;
+  e.rate_card_version = cmd.rate_card_version;
+  Reply r;
+  r.status = 201;
+  render_charge(rec.charge_id, cmd.amount, pool->name, *e.available_after, drawn, false,
+                Millicredits::zero(), "", r.body);
+  a.charges.emplace(rec.charge_id, std::move(rec));
+  return finish(c, std::move(r));
+}
+
+Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events) {
+  PoolState* pool = a.pool(cmd.pool);
+  if (pool == nullptr) {
+    Error e(ErrorCode::kInvalidRequest, "the account's plan has no such pool");
+    e.with_string("param", "kind");
+    return error_reply(e);
+  }
+  if (cmd.cache_hit) {
+    Event& e = push_event(events, EventType::kCacheHit, a);
+    e.user_id = cmd.user_id;
+    e.kind = cmd.kind;
+    e.pool = pool->name;
+    e.credits = cmd.saved;
+    e.available_after = available_of(*pool);
+    e.usage = cmd.usage;
+    e.metadata = cmd.metadata;
+    e.cache_key = cmd.cache_key;
+    e.idempotency_key = c.idem.key;
+    e.rate_card_version = cmd.rate_card_version;
+    Reply r;
+    json::Writer w(r.body);
+    w.begin_object().key("cached").boolean(true);
+    w.key("saved").raw(format_credits(cmd.saved));
+    w.key("response").null();
+    w.end_object();
+    return finish(c, std::move(r));
+  }
+  if (a.open_holds >= options_.open_holds_per_account_max) {
+    Error e(ErrorCode::kLimitReached, "the account holds its maximum number of open holds");
+    e.with_string("limit", "open_holds_per_account_max");
+    return finish(c, error_reply(e));
+  }
+  const pricing::PoolAllowance* pa = a.plan.pool(pool->name);
+  std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
+  bool pool_short = available_of(*pool) < cmd.amount;
+  bool cap_short = !pool_short && cap_room(*pool, cap, now_ms_) < cmd.amount;
+  if (pool_short || cap_short) {
+    Error err = insufficient(a, *pool, cmd.amount, cap_short);
+    Event& e = push_event(events, EventType::kRejected, a);
+    e.user_id = cmd.user_id;
+    e.kind = cmd.kind;
+    e.pool = pool->name;
+    e.credits = cmd.amount;
+    e.refused_by = cap_short ? "daily_cap" : "pool";
+    e.available_after = available_of(*pool);
+    e.idempotency_key = c.idem.key;
+    return finish(c, error_reply(err));
+  }
+  HoldRecord h;
+  Millicredits left = cmd.amount;
+  std::vector<DrawnFrom> drawn;
+  for (std::size_t i : spend_order(*pool)) {
+    if (left.is_zero()) break;
+    Bucket& b = pool->buckets[i];
+    Millicredits take = min(b.free(), left);
+    if (take.is_zero()) continue;
+    b.held += take;
+    left -= take;
+    h.reserved.push_back({b.bucket_id, take});
+    drawn.push_back({source_name(b), take});
+  }
+  CREDIT_ASSERT(left.is_zero());
+  pool->held_today += cmd.amount;
+  Event& e = push_event(events, EventType::kHold, a);
+  h.hold_id = "h_" + std::to_string(e.seq);
+  h.user_id = cmd.user_id;
+  h.kind = cmd.kind;
+  h.pool_index = static_cast<std::size_t>(pool - a.pools.data());
+  h.amount = cmd.amount;
+  h.placed_at_ms = now_ms_;
+  h.expires_at_ms = now_ms_ + cmd.ttl_ms;
+  h.day_start_ms = pool->day_start_ms;
+  h.rate_card_version = cmd.rate_card_version;
+  h.cache_key = cmd.cache_key;
+  h.metadata = cmd.metadata;
+  e.hold_id = h.hold_id;
+  e.user_id = cmd.user_id;
+  e.kind = cmd.kind;
+  e.pool = pool->name;
+  e.credits = cmd.amount;
+  e.available_after = available_of(*pool);
+  e.drawn_from = drawn;
+  e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
+  e.usage = cmd.usage;
+  e.metadata = cmd.metadata;
+  e.cache_key = cmd.cache_key;
+  e.idempotency_key = c.idem.key;
+  e.rate_card_version = cmd.rate_card_version;
+  Reply r;
+  r.status = 201;
+  render_hold(h, *e.available_after, drawn, r.body);
+  ++a.open_holds;
+  a.holds.emplace(h.hold_id, std::move(h));
+  return finish(c, std::move(r));
+}
+
+Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events) {
+  HoldRecord& h = a.holds.at(cmd.hold_id);
+  if (h.state != HoldState::kOpen) {
+    Error e(ErrorCode::kHoldNotOpen, "the hold is not open");
+    e.with_string("state", hold_state_name(h.state));
+    return finish(c, error_reply(e));
+  }
+  PoolState& pool = a.pools[h.pool_index];
+  Millicredits cost = cmd.amount.value_or(h.amount);
+  Millicredits overage = cost > h.amount ? cost - h.amount : Millicredits::zero();
+  if (overage > Millicredits::zero() && !cmd.overage_charge) {
+    Error e(ErrorCode::kCaptureExceedsHold, "the capture is larger than the hold");
+    e.with("hold_amount", format_credits(h.amount));
+    e.with("required", format_credits(cost));
+    return finish(c, error_reply(e));
+  }
+  if (overage > Millicredits::zero() && available_of(pool) < overage) {
+    return finish(c, error_reply(insufficient(a, pool, overage, false)));
+  }
+  ChargeRecord rec;
+  std::vector<DrawnFrom> drawn;
+  Millicredits left = cost;
+  for (const auto& res : h.reserved) {
+    Bucket& b = *bucket_by_id(pool, res.bucket_id);
+    Millicredits take = min(res.credits, left);
+    b.held -= res.credits;
+    b.spent += take;
+    if (b.ended) b.vanished += res.credits - take;
+    left -= take;
+    if (!take.is_zero()) {
+      rec.drawn.push_back({b.bucket_id, take});
+      drawn.push_back({source_name(b), take});
+    }
+  }
+  for (std::size_t i : spend_order(pool)) {
+    if (left.is_zero()) break;
+    Bucket& b = pool.buckets[i];
+    Millicredits take = min(b.free(), left);
+    if (take.is_zero()) continue;
+    b.spent += take;
+    left -= take;
+    rec.drawn.push_back({b.bucket_id, take});
+    drawn.push_back({source_name(b), take});
+  }
+  CREDIT_ASSERT(left.is_zero());
+  // A capture counts on its hold's day and is never refused by the cap.
+  if (h.day_start_ms == pool.day_start_ms) {
+    pool.held_today -= h.amount;
+    pool.spent_today += cost;
+  }
+  h.state = HoldState::kCaptured;
+  --a.open_holds;
+  Event& e = push_event(events, EventType::kCapture, a);
+  rec.charge_id = "c_" + std::to_string(e.seq);
+  rec.user_id = h.user_id;
+  rec.kind = h.kind;
+  rec.pool_index = h.pool_index;
+  rec.cost = cost;
+  rec.cycle_index = a.cycle_serial;
+  rec.at_ms = now_ms_;
+  rec.day_start_ms = h.day_start_ms;
+  rec.rate_card_version = h.rate_card_version;
+  rec.hold_id = h.hold_id;
+  e.charge_id = rec.charge_id;
+  e.hold_id = h.hold_id;
+  e.user_id = h.user_id;
+  e.kind = h.kind;
+  e.pool = pool.name;
+  e.credits = cost;
+  e.available_after = available_of(pool);
+  e.drawn_from = drawn;
+  e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
+  e.usage = cmd.usage;
+  e.metadata = cmd.metadata.empty() ? h.metadata : cmd.metadata;
+  e.cache_key = h.cache_key;
+  e.idempotency_key = c.idem.key;
+  e.rate_card_version = h.rate_card_version;
+  Reply r;
+  r.status = 201;
+  render_charge(rec.charge_id, cost, pool.name, *e.available_after, drawn, false,
+                Millicredits::zero(), h.hold_id, r.body);
+  a.charges.emplace(rec.charge_id, std::move(rec));
+  return finish(c, std::move(r));
+}
+
+Reply Ledger::apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events) {
+  HoldRecord& h = a.holds.at(cmd.hold_id);
+  if (h.state != HoldState::kOpen) {
+    Error e(ErrorCode::kHoldNotOpen, "the hold is not open");
+    e.with_string("state", hold_state_name(h.state));
+    return finish(c, error_reply(e));
+  }
+  PoolState& pool = a.pools[h.pool_index];
+  for (const auto& res : h.reserved) release_reservation(*bucket_by_id(pool, res.bucket_id), res.credits);
+  if (h.day_start_ms == pool.day_start_ms) pool.held_today -= h.amount;
+  h.state = HoldState::kVoided;
+  --a.open_holds;
+  Event& e = push_event(events, EventType::kVoid, a);
+  e.hold_id = h.hold_id;
+  e.user_id = h.user_id;
+  e.kind = h.kind;
+  e.pool = pool.name;
+  e.credits = h.amount;
+  e.available_after = available_of(pool);
+  e.idempotency_key = c.idem.key;
+  Reply r;
+  json::Writer w(r.body);
+  w.begin_object().key("hold_id").string(h.hold_id);
+  w.key("released").raw(format_credits(h.amount));
+  w.end_object();
+  return finish(c, std::move(r));
+}
+
+Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events) {
+  auto found = a.charges.find(cmd.charge_id);
+  if (found == a.charges.end()) {
+    // Forgotten by the resets just applied: charges older than the last cycle.
+    return error_reply(Error(ErrorCode::kChargeNotFound, "no such charge"));
+  }
+  ChargeRecord& ch = found->second;
+  Millicredits unrefunded = ch.cost - ch.refunded;
+  Millicredits want = cmd.credits.value_or(unrefunded);
+  if (want > unrefunded) {
+    Error e(ErrorCode::kInvalidAmount, "a refund cannot exceed what is unrefunded");
+    e.with("unrefunded", format_credits(unrefunded));
+    return finish(c, error_reply(e));
+  }
+  if (ch.cycle_index != a.cycle_serial || unrefunded.is_zero()) {
+    Error e(ErrorCode::kChargeNotRefundable,
+            unrefunded.is_zero() ? "the charge is fully refunded"
+                                 : "the charge's cycle has ended");
+    return finish(c, error_reply(e));
+  }
+  PoolState& pool = a.pools[ch.pool_index];
+  // Credits return to the drawn buckets in reverse order. Each draw keeps what was
+  // already returned to it in `refunded` order: walk from the end, skipping that much.
+  Millicredits skip = ch.refunded;
+  Millicredits left = want;
+  Millicredits forfeited;
+  std::vector<DrawnFrom> restored;
+  for (auto it = ch.drawn.rbegin(); it != ch.drawn.rend() && !left.is_zero(); ++it) {
+    Millicredits room = it->credits;
+    Millicredits skipped = min(room, skip);
+    skip -= skipped;
+    room -= skipped;
+    Millicredits give = min(room, left);
+    if (give.is_zero()) continue;
+    left -= give;
+    Bucket* b = bucket_by_id(pool, it->bucket_id);
+    CREDIT_ASSERT(b != nullptr);
+    b->spent -= give;
+    if (b->ended) {
+      b->vanished += give;
+      forfeited += give;
+    } else {
+      restored.push_back({source_name(*b), give});
+    }
+  }
+  CREDIT_ASSERT(left.is_zero());
+  ch.refunded += want;
+  if (ch.day_start_ms == pool.day_start_ms) pool.spent_today -= min(pool.spent_today, want);
+  pool.refunded_this_cycle += want;
+  Event& e = push_event(events, EventType::kRefund, a);
+  std::string refund_id = "r_" + std::to_string(e.seq);
+  ch.refunds.push_back({refund_id, want, now_ms_, cmd.reason});
+  e.refund_id = refund_id;
+  e.charge_id = ch.charge_id;
+  e.user_id = ch.user_id;
+  e.kind = ch.kind;
+  e.pool = pool.name;
+  e.credits = want;
+  e.available_after = available_of(pool);
+  e.drawn_from = restored;
+  e.reason = cmd.reason;
+  e.idempotency_key = c.idem.key;
+  Reply r;
+  r.status = 201;
+  json::Writer w(r.body);
+  w.begin_object().key("refund_id").string(refund_id);
+  w.key("charge_id").string(ch.charge_id);
+  w.key("credits").raw(format_credits(want));
+  w.key("restored_to").begin_array();
+  for (const auto& d : restored) {
+    w.begin_object().key("source").string(d.source).key("credits").raw(format_credits(d.credits));
+    w.end_object();
+  }
+  w.end_array();
+  w.key("forfeited").raw(format_credits(forfeited));
+  w.end_object();
+  return finish(c, std::move(r));
+}
+
+}  // namespace credit::ledger

@@ -1,0 +1,118 @@
+// src/ledger/ledger.h
+// The ledger: a deterministic state machine. apply(state, command, now) -> (state',
+// reply, events). It does no I/O and reads no clock: the batch's now is given, and the
+// ledger's now is max(that, the last instant it logged). Results are values with the
+// error codes of API.md, checked in its order: 404; idempotent replay or 422; 400
+// validation; 429; 409 or 403 purchase_not_allowed; 402.
+// Owns: accounts, buckets, holds, charges, refunds, resets, plan changes, idempotency,
+// events. Does not: price usage (pricing/), decide rate limits or cache hits (policy/),
+// log or snapshot (store/).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+#include "ledger/command.h"
+#include "ledger/event.h"
+#include "ledger/idempotency.h"
+#include "ledger/limits.h"
+#include "ledger/state.h"
+#include "pricing/plan.h"
+
+namespace credit::ledger {
+
+struct LedgerOptions {
+  std::size_t accounts_max = kAccountsMaxDefault;
+  std::size_t open_holds_per_account_max = kOpenHoldsPerAccountMaxDefault;
+  std::size_t live_grants_per_pool_max = kLiveGrantsPerPoolMaxDefault;
+  std::size_t idempotency_keys_max = kIdempotencyKeysMaxDefault;
+};
+
+// The answer to one command: an HTTP-like status and a JSON body (API.md's shapes).
+struct Reply {
+  int status = 200;
+  ErrorCode code = ErrorCode::kOk;
+  std::string body;
+  bool replayed = false;
+  // The command changed the state (or recorded an event): the store must log it.
+  bool logged = false;
+  std::int64_t retry_after_ms = 0;  // 429
+};
+
+class Ledger {
+ public:
+  Ledger(pricing::Catalog catalog, LedgerOptions options = {});
+
+  // Starts a batch: the ledger's now becomes max(now_ms, last instant) and expired
+  // idempotency keys are released. Returns the batch's now.
+  std::int64_t begin_batch(std::int64_t now_ms);
+  // Applies one command of the current batch; appends the events it made.
+  Reply apply(Command& command, std::vector<Event>& events);
+  // The checks before any change, in API.md's order: 404, idempotent replay or 422,
+  // validation (precheck_error), capacity. A reply means the command stops there and
+  // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and
+  // then apply(). apply() runs gate() itself, so replaying a log needs no policy.
+  std::optional<Reply> gate(Command& command);
+
+  // Reads: the last applied state projected to at_ms, without changing anything.
+  Result<AccountView> view(std::string_view account_id, std::int64_t at_ms) const;
+  void render_account(const AccountView& view, std::string& out) const;
+  const Account* find(std::string_view account_id) const;
+  const pricing::Catalog& catalog() const { return catalog_; }
+  std::int64_t now_ms() const { return now_ms_; }
+  std::uint64_t next_seq() const { return next_seq_; }
+  std::size_t account_count() const { return accounts_.size(); }
+  // Account ids in order, starting after `after` (list routes).
+  std::vector<std::string> list_accounts(std::string_view after, std::size_t limit) const;
+  const std::map<std::string, std::unique_ptr<Account>>& accounts() const { return accounts_; }
+
+  // Checks every invariant of every account (tests; aborts on a broken one).
+  void check_invariants() const;
+  // The projection of one account to at_ms (a copy advanced lazily; reads and tests).
+  Account projected(const Account& account, std::int64_t at_ms) const;
+  static PoolView pool_view(const Account& account, const PoolState& pool, std::int64_t at_ms);
+
+ private:
+  static const std::string* account_of(const Command& c);
+  Reply apply_create(Command& c, CreateAccount& cmd, std::vector<Event>& events);
+  Reply apply_close(Command& c, Account& a, std::vector<Event>& events);
+  Reply apply_change_plan(Command& c, Account& a, ChangePlan& cmd, std::vector<Event>& events);
+  Reply apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Event>& events);
+  Reply apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events);
+  Reply apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events);
+  Reply apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events);
+  Reply apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events);
+  Reply apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events);
+  Reply apply_sweep(std::vector<Event>& events);
+  Reply apply_load_catalog(LoadCatalog& cmd);
+
+  // Applies every hold expiry, grant expiry and cycle boundary up to now_ms, in time
+  // order (at one instant: holds, grants, rollover, pending plan, new allowance).
+  void advance(Account& a, std::int64_t now_ms, std::vector<Event>* events) const;
+  Reply finish(Command& c, Reply reply);
+  Reply stored_or_new(Command& c, bool* proceed);
+  Event& push_event(std::vector<Event>& events, EventType type, const Account& a);
+  std::string new_id(char prefix);
+  Error insufficient(const Account& a, const PoolState& pool, Millicredits required,
+                     bool by_cap) const;
+  const pricing::Plan* cheapest_upgrade(const Account& a, std::string_view pool,
+                                        Millicredits need) const;
+
+  pricing::Catalog catalog_;
+  LedgerOptions options_;
+  std::map<std::string, std::unique_ptr<Account>> accounts_;
+  IdempotencyTable idempotency_;
+  // Stored replies by reply number (key entries point here), released with their keys.
+  std::deque<std::pair<int, std::string>> replies_;
+  std::uint64_t replies_base_ = 0;
+  std::int64_t now_ms_ = 0;
+  std::uint64_t next_seq_ = 1;
+  std::uint64_t batch_seq_start_ = 1;
+};
+
+}  // namespace credit::ledger

@@ -1,0 +1,25 @@
+// src/ledger/limits.h
+// Every static limit of the ledger, with its unit, in one place.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace credit::ledger {
+
+constexpr std::int64_t kHoldTtlMsDefault = 300'000;
+constexpr std::int64_t kHoldTtlMsMax = 3'600'000;
+constexpr std::int64_t kIdempotencyTtlMs = 24 * 3'600'000LL;
+constexpr std::size_t kIdempotencyKeysMaxDefault = 50'000'000;
+constexpr std::size_t kAccountsMaxDefault = 1'000'000;
+constexpr std::size_t kOpenHoldsPerAccountMaxDefault = 10'000;
+constexpr std::size_t kLiveGrantsPerPoolMaxDefault = 256;
+constexpr std::size_t kIdBytesMax = 64;
+constexpr std::size_t kUserIdBytesMax = 128;
+constexpr std::size_t kIdempotencyKeyBytesMax = 128;
+constexpr std::size_t kReasonBytesMax = 256;
+constexpr std::int64_t kPackExpiryDaysDefault = 365;
+// Refused charges are kept for replays only as long as their key lives.
+constexpr std::int64_t kNeverMs = INT64_MAX;
+
+}  // namespace credit::ledger

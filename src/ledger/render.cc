@@ -1,0 +1,118 @@
+#include "ledger/render.h"
+
+#include "base/json_writer.h"
+#include "time/time.h"
+
+namespace credit::ledger {
+
+std::string_view bucket_source_name(BucketKind kind) {
+  switch (kind) {
+    case BucketKind::kAllowance: return "allowance";
+    case BucketKind::kRollover: return "rollover";
+    case BucketKind::kPack: return "pack";
+    case BucketKind::kAdjustment: return "adjustment";
+  }
+  return "adjustment";
+}
+
+void render_account_view(const AccountView& v, std::string& out) {
+  json::Writer w(out);
+  w.begin_object();
+  w.key("account_id").string(v.account_id);
+  w.key("plan").string(v.plan);
+  w.key("status").string(v.closed ? "closed" : "open");
+  w.key("cycle").begin_object();
+  w.key("start").string(format_rfc3339(v.cycle_start_ms));
+  w.key("end").string(format_rfc3339(v.cycle_end_ms));
+  w.end_object();
+  w.key("pools").begin_object();
+  for (const auto& p : v.pools) {
+    w.key(p.name).begin_object();
+    w.key("allowance").raw(format_credits(p.allowance));
+    w.key("extra").raw(format_credits(p.extra));
+    w.key("used").raw(format_credits(p.used));
+    w.key("held").raw(format_credits(p.held));
+    w.key("available").raw(format_credits(p.available));
+    if (p.daily_cap) {
+      w.key("daily_cap").raw(format_credits(*p.daily_cap));
+    } else {
+      w.key("daily_cap").null();
+    }
+    w.key("used_today").raw(format_credits(p.used_today));
+    w.key("available_now").raw(format_credits(p.available_now));
+    w.end_object();
+  }
+  w.end_object();
+  if (v.pending_plan) {
+    w.key("pending_plan").string(*v.pending_plan);
+  } else {
+    w.key("pending_plan").null();
+  }
+  w.end_object();
+}
+
+void render_grant(std::string_view pool, const Bucket& g, std::string& out) {
+  json::Writer w(out);
+  w.begin_object();
+  w.key("grant_id").string(g.grant_id);
+  w.key("pool").string(pool);
+  w.key("source").string(bucket_source_name(g.kind));
+  w.key("credits").raw(format_credits(g.credits_signed));
+  w.key("remaining").raw(format_credits(g.ended ? Millicredits::zero() : g.free()));
+  if (g.expires_at_ms == INT64_MAX || g.credits_signed.is_negative()) {
+    w.key("expires_at").null();
+  } else {
+    w.key("expires_at").string(format_rfc3339(g.expires_at_ms));
+  }
+  w.key("reason").string(g.reason);
+  w.key("created_at").string(format_rfc3339(g.created_at_ms));
+  w.end_object();
+}
+
+void render_drawn(const std::vector<DrawnFrom>& drawn, std::string& out) {
+  json::Writer w(out);
+  w.begin_array();
+  for (const auto& d : drawn) {
+    w.begin_object().key("source").string(d.source);
+    w.key("credits").raw(format_credits(d.credits));
+    w.end_object();
+  }
+  w.end_array();
+}
+
+void render_charge(std::string_view charge_id, Millicredits cost, std::string_view pool,
+                   Millicredits available_after, const std::vector<DrawnFrom>& drawn,
+                   bool cached, Millicredits saved, std::string_view hold_id, std::string& out) {
+  json::Writer w(out);
+  w.begin_object();
+  w.key("charge_id").string(charge_id);
+  w.key("cost").raw(format_credits(cost));
+  w.key("pool").string(pool);
+  w.key("available_after").raw(format_credits(available_after));
+  w.key("drawn_from").raw("");  // the array below is this key's value
+  render_drawn(drawn, out);
+  w.key("cached").boolean(cached);
+  if (cached) {
+    w.key("saved").raw(format_credits(saved));
+  } else {
+    w.key("saved").null();
+  }
+  w.key("response").null();
+  if (!hold_id.empty()) w.key("hold_id").string(hold_id);
+  w.end_object();
+}
+
+void render_hold(const HoldRecord& h, Millicredits available_after,
+                 const std::vector<DrawnFrom>& drawn, std::string& out) {
+  json::Writer w(out);
+  w.begin_object();
+  w.key("hold_id").string(h.hold_id);
+  w.key("amount").raw(format_credits(h.amount));
+  w.key("expires_at").string(format_rfc3339(h.expires_at_ms));
+  w.key("available_after").raw(format_credits(available_after));
+  w.key("drawn_from").raw("");  // the array below is this key's value
+  render_drawn(drawn, out);
+  w.end_object();
+}
+
+}  // namespace credit::ledger

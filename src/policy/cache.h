@@ -1,0 +1,61 @@
+// src/policy/cache.h
+// The integration cache: per account, kind and cache key, a client's JSON response with
+// a TTL; a hit costs 0 and records what it saved. LRU bounded in bytes.
+// Owns: the entries, their expiry and eviction, hit/miss counting.
+// Does not: price anything or persist itself (the engine logs puts, so a restart
+// rebuilds the cache from the log and snapshots).
+// Threading: one owner (the ledger thread); no locks.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace credit::policy {
+
+constexpr std::size_t kCacheBytesMaxDefault = 256u << 20;
+constexpr std::int64_t kCacheTtlSDefault = 3600;
+constexpr std::int64_t kCacheTtlSMax = 30 * 86'400;
+constexpr std::size_t kCacheResponseBytesMax = 256u << 10;
+
+struct CacheEntry {
+  std::string response_json;
+  std::string call_site;
+  std::int64_t expires_at_ms = 0;
+};
+
+class IntegrationCache {
+ public:
+  explicit IntegrationCache(std::size_t bytes_max = kCacheBytesMaxDefault);
+
+  void put(std::string_view account_id, std::string_view kind, std::string_view cache_key,
+           CacheEntry entry);
+  // The live entry, or nullptr (an expired one is dropped).
+  const CacheEntry* get(std::string_view account_id, std::string_view kind,
+                        std::string_view cache_key, std::int64_t now_ms);
+  std::size_t bytes() const { return bytes_; }
+  std::size_t size() const { return map_.size(); }
+
+  template <typename F>
+  void for_each(F&& f) const {
+    for (auto it = lru_.rbegin(); it != lru_.rend(); ++it) f(*it, map_.at(*it).entry);
+  }
+
+ private:
+  struct Slot {
+    CacheEntry entry;
+    std::list<std::string>::iterator lru;
+  };
+  static std::string key_of(std::string_view a, std::string_view k, std::string_view c);
+  void erase(std::unordered_map<std::string, Slot>::iterator it);
+
+  std::size_t bytes_max_;
+  std::size_t bytes_ = 0;
+  std::unordered_map<std::string, Slot> map_;
+  std::list<std::string> lru_;  // most recent at the front
+};
+
+}  // namespace credit::policy

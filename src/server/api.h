@@ -1,0 +1,62 @@
+// src/server/api.h
+// The HTTP API of API.md: authentication and roles, routing, request validation, and
+// the translation of requests into engine ops and of replies into HTTP answers.
+// Owns: the check order of API.md (401; 413; 400 invalid_json; 403; 404; replay or 422;
+// 400 validation; 429; 409 or 403; 402) up to the point where the ledger takes over.
+// Does not: apply anything (engine.h) or compute analytics (analytics routes).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "server/engine.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "time/clock.h"
+
+namespace credit::server {
+
+struct ApiOptions {
+  ManualClock* manual_clock = nullptr;  // set with --clock manual
+  std::string admin_key_hash_hex;
+  std::string web_dir;  // served under /ui/
+  bool allow_local_webhooks = false;
+};
+
+struct Auth {
+  Role role = Role::kRead;
+  std::string account_id;  // for account keys
+  std::string key_id;
+};
+
+// Answers the analytics routes of one account (GET .../usage etc.); set by main.
+using AnalyticsRoute = std::function<bool(const HttpRequest& req, const std::string& account_id,
+                                          const std::string& route, const Auth& auth,
+                                          Responder& respond)>;
+
+class Api final : public Handler {
+ public:
+  Api(Engine& engine, MetricsRegistry& metrics, ApiOptions options);
+  void handle(HttpRequest&& req, Responder respond) override;
+  std::optional<Error> check_head(const HttpRequest& head) override;
+  void set_analytics(AnalyticsRoute route) { analytics_ = std::move(route); }
+
+  struct Impl;
+
+ private:
+  Engine& engine_;
+  MetricsRegistry& metrics_;
+  ApiOptions options_;
+  AnalyticsRoute analytics_;
+};
+
+// Shared helpers for route files.
+bool valid_id(std::string_view id);
+HttpResponse json_response(int status, std::string body);
+std::optional<Auth> authenticate(const Engine& engine, const ApiOptions& options,
+                                 std::string_view authorization);
+// May this key read or meter this account? (admin and service: every account.)
+bool reaches(const Auth& auth, std::string_view account_id);
+
+}  // namespace credit::server

@@ -1,0 +1,178 @@
+// src/server/engine.h
+// The engine: the one thread that owns the ledger and the policy state, applies
+// commands in batches, logs each batch to the write-ahead log with one fdatasync (group
+// commit), and only then answers. Reads run on the same thread between batches, so they
+// see the state of the last durable batch and need no lock.
+// Owns: the command queue, the ledger thread, the policy decisions (cache, rate limits)
+// taken between the idempotency check and the apply, the key table, the event list,
+// recovery from the log.
+// Does not: parse HTTP or JSON (routes.cc), price usage (the routes price before
+// submitting, with the rate card version they name).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "ledger/command.h"
+#include "ledger/ledger.h"
+#include "policy/cache.h"
+#include "policy/rate_limiter.h"
+#include "pricing/rate_card.h"
+#include "store/wal.h"
+#include "time/clock.h"
+
+namespace credit::server {
+
+constexpr std::size_t kQueueOpsMaxDefault = 1 << 18;
+constexpr std::size_t kBatchOpsMaxDefault = 1 << 15;
+constexpr std::size_t kEventsInMemoryMax = 50'000'000;
+
+enum class Role : std::uint8_t { kAdmin = 0, kService = 1, kMeter = 2, kRead = 3 };
+std::string_view role_name(Role r);
+
+struct KeyInfo {
+  std::string key_id;
+  Role role = Role::kRead;
+  std::string account_id;  // empty for admin and service keys
+  std::string label;
+  std::string hash_hex;  // SHA-256 of the key
+  std::int64_t created_at_ms = 0;
+};
+
+// Engine-level commands (logged beside the ledger's).
+struct CreateKeyOp {
+  ledger::IdempotencyRef idem;
+  KeyInfo key;
+  std::string plaintext;  // never logged; answered once
+};
+struct RevokeKeyOp {
+  std::string account_id;
+  std::string key_id;
+};
+struct CachePutOp {
+  std::string account_id;
+  std::string kind;
+  std::string cache_key;
+  policy::CacheEntry entry;
+  std::int64_t ttl_s = 0;
+};
+struct RateLimitsOp {
+  std::string account_id;
+  pricing::PlanRateLimits limits;
+};
+using Op = std::variant<ledger::Command, CreateKeyOp, RevokeKeyOp, CachePutOp, RateLimitsOp>;
+
+struct EngineOptions {
+  std::string data_dir;
+  bool fsync = true;  // bench-only switch (creditd --no-fsync)
+  bool repair = false;
+  ledger::LedgerOptions ledger;
+  std::size_t queue_ops_max = kQueueOpsMaxDefault;
+  std::size_t batch_ops_max = kBatchOpsMaxDefault;
+  std::size_t cache_bytes_max = policy::kCacheBytesMaxDefault;
+};
+
+// What reads see (on the ledger thread).
+struct EngineState {
+  const ledger::Ledger& ledger;
+  policy::IntegrationCache& cache;
+  const std::deque<ledger::Event>& events;
+  const std::unordered_map<std::string, std::vector<std::uint32_t>>& events_by_account;
+  const std::unordered_map<std::string, pricing::PlanRateLimits>& rate_limits;
+  std::int64_t now_ms;
+};
+
+struct EngineStats {
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> ops{0};
+  std::atomic<std::uint64_t> fsync_ns_total{0};
+  std::atomic<std::uint64_t> cache_hits{0};
+};
+
+class Engine {
+ public:
+  using Done = std::function<void(std::vector<ledger::Reply>&&)>;
+  using ReadFn = std::function<void(EngineState&)>;
+  // Called on the ledger thread with each durable batch's events (analytics, alerts).
+  using EventSink = std::function<void(const std::vector<ledger::Event>&)>;
+
+  Engine(const Clock& clock, pricing::Catalog catalog, std::vector<pricing::RateCard> cards,
+         EngineOptions options);
+  ~Engine();
+
+  // Recovers the state from the log; the ledger's now is the last logged instant.
+  Status open();
+  void start();
+  // Finishes the batch in flight, writes a shutdown record, joins the thread.
+  void stop();
+
+  // Applies ops in order in one batch; `done` gets one reply per op after the batch is
+  // durable (or 503 storage_failed replies). false: the queue is full (503 overloaded).
+  bool submit(std::vector<Op>&& ops, Done done);
+  bool read(ReadFn fn);
+
+  // Any thread: the key with this SHA-256 hex hash, if alive.
+  std::optional<KeyInfo> find_key(std::string_view hash_hex) const;
+  std::vector<KeyInfo> keys_of(std::string_view account_id) const;
+  const pricing::RateCard& rate_card() const { return cards_.back(); }
+  const pricing::RateCard* rate_card(std::int64_t version) const;
+  const pricing::Catalog& catalog() const { return catalog_; }
+  std::int64_t last_logged_ms() const { return last_logged_ms_.load(); }
+  bool failed() const { return failed_.load(); }
+  EngineStats& stats() { return stats_; }
+  void set_event_sink(EventSink sink) { sink_ = std::move(sink); }
+
+ private:
+  struct Job {
+    std::vector<Op> ops;
+    Done done;
+    ReadFn read;
+  };
+  void run();
+  void apply_batch(std::vector<Job>& jobs);
+  ledger::Reply apply_op(Op& op, std::string& log, std::size_t& logged);
+  ledger::Reply apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged);
+  void apply_engine_op(const Op& op);
+  Status replay_record(std::string_view payload);
+  void keep_events(std::vector<ledger::Event>& events);
+
+  const Clock& clock_;
+  pricing::Catalog catalog_;
+  std::vector<pricing::RateCard> cards_;
+  EngineOptions options_;
+  ledger::Ledger ledger_;
+  policy::IntegrationCache cache_;
+  policy::RateLimiter limiter_;
+  std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;
+  std::unique_ptr<store::Wal> wal_;
+
+  mutable std::shared_mutex keys_mu_;
+  std::unordered_map<std::string, KeyInfo> keys_by_hash_;
+
+  std::deque<ledger::Event> events_;
+  std::unordered_map<std::string, std::vector<std::uint32_t>> events_by_account_;
+  std::uint64_t events_base_ = 0;
+  EventSink sink_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  std::size_t queued_ops_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::atomic<std::int64_t> last_logged_ms_{0};
+  std::atomic<bool> failed_{false};
+  EngineStats stats_;
+  std::vector<ledger::Event> batch_events_;
+};
+
+}  // namespace credit::server

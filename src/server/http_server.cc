@@ -1,0 +1,648 @@
+// src/server/http_server.cc
+// The connection state machine behind http_server.h. One Session per connection, on a
+// strand of its own; the head is read first so the body limit can depend on the path:
+//   read head -> [check_head, 413 by Content-Length, 100 Continue] -> read body
+//   -> Handler::handle -> (Responder, any thread, posted to the strand) -> write
+//   -> read the next head, or close.
+// A request refused before its body was read (400, 413, 431, check_head) is answered
+// with Connection: close; the rest of what the client sends is read and dropped for
+// linger_ms so the answer reaches it instead of a TCP reset.
+#include "server/http_server.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <exception>
+#include <limits>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "base/assert.h"
+#include "server/json_reader.h"
+
+namespace credit::server {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// After accept fails (out of file descriptors, say), wait this long before the next
+// accept so a full table does not spin an I/O thread.
+constexpr std::chrono::milliseconds kAcceptBackoff{50};
+// Bytes read per call while dropping a refused body.
+constexpr std::size_t kDrainChunkBytes = 64 * 1024;
+constexpr std::string_view kPathBatch = "/v1/batch";
+constexpr std::string_view kPathImport = "/v1/admin/import";
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+// Answer to a request whose Responder was dropped unanswered: a bug in a route, reported
+// as such rather than leaving the client waiting.
+constexpr std::string_view kDroppedBody =
+    R"({"error":{"code":"internal","message":"the server dropped the request without an answer"}})";
+constexpr int kStatusInternal = 500;
+constexpr int kStatusHeaderTooLarge = 431;
+
+std::string_view sv(beast::string_view s) {
+  return {s.data(), s.size()};
+}
+
+bool has_crlf(std::string_view s) {
+  return s.find_first_of("\r\n") != std::string_view::npos;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = hex_value(in[i + 1]);
+      const int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+bool no_body_status(int status) {
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+bool is_loopback(const tcp::endpoint& ep) {
+  const net::ip::address a = ep.address();
+  if (a.is_loopback()) return true;
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).is_loopback();
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view HttpRequest::query_param(std::string_view name) const {
+  for (const auto& [k, v] : query) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+bool HttpRequest::has_query(std::string_view name) const {
+  for (const auto& [k, v] : query) {
+    if (k == name) return true;
+  }
+  return false;
+}
+
+bool decode_query(std::string_view query, std::vector<std::pair<std::string, std::string>>& out) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (part.empty()) continue;
+    const std::size_t eq = part.find('=');
+    std::string key;
+    std::string value;
+    if (!percent_decode(part.substr(0, eq), key)) return false;
+    if (eq != std::string_view::npos && !percent_decode(part.substr(eq + 1), value)) {
+      return false;
+    }
+    out.emplace_back(std::move(key), std::move(value));
+  }
+  return true;
+}
+
+std::size_t body_bytes_max_for_path(const HttpServerOptions& options, std::string_view path) {
+  if (path == kPathBatch) return options.batch_body_bytes_max;
+  if (path == kPathImport) return options.import_body_bytes_max;
+  return options.body_bytes_max;
+}
+
+namespace {
+class Session;
+}  // namespace
+
+struct HttpServer::Core {
+  Core(HttpServerOptions o, Handler& h)
+      : options(std::move(o)),
+        handler(h),
+        ioc(std::max(1, options.io_threads)),
+        acceptor(net::make_strand(ioc)),
+        accept_backoff(acceptor.get_executor()) {}
+
+  void do_accept();
+  void on_accept(beast::error_code ec, tcp::socket socket);
+  void session_ended(std::list<std::weak_ptr<Session>>::iterator it);
+
+  const HttpServerOptions options;
+  Handler& handler;
+  net::io_context ioc;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  tcp::acceptor acceptor;
+  net::steady_timer accept_backoff;
+  std::vector<std::thread> threads;
+  std::atomic<unsigned short> port{0};
+
+  std::mutex mu;
+  std::condition_variable all_closed;
+  bool started = false;                        // under mu
+  bool stopping = false;                       // under mu
+  std::list<std::weak_ptr<Session>> sessions;  // under mu
+  std::size_t live = 0;                        // under mu
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpServer::Core& core, tcp::socket&& socket, bool from_loopback)
+      : core_(core), stream_(std::move(socket)), from_loopback_(from_loopback) {}
+  ~Session() { core_.session_ended(registry_it_); }
+
+  void set_registry_it(std::list<std::weak_ptr<Session>>::iterator it) { registry_it_ = it; }
+
+  void start() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&Session::read_head, shared_from_this()));
+  }
+
+  // From stop(): close if waiting for a request; otherwise close after the answer.
+  void request_stop() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->stop_requested_ = true;
+      if (self->state_ == State::kReadingHead || self->state_ == State::kReadingBody ||
+          self->state_ == State::kContinue) {
+        self->close();
+      }
+    });
+  }
+
+  // From any thread: the Handler's answer.
+  static void deliver(std::shared_ptr<Session> self, HttpResponse&& res) {
+    auto executor = self->stream_.get_executor();
+    net::post(executor, [self = std::move(self), res = std::move(res)]() mutable {
+      self->on_response(std::move(res));
+    });
+  }
+
+ private:
+  enum class State {
+    kReadingHead,
+    kContinue,
+    kReadingBody,
+    kHandling,
+    kWriting,
+    kLingering,
+    kClosed
+  };
+
+  std::chrono::milliseconds idle_timeout() const {
+    return std::chrono::milliseconds(core_.options.idle_timeout_ms);
+  }
+
+  void read_head() {
+    if (stop_requested_) return close();
+    const HttpServerOptions& o = core_.options;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(o.header_bytes_max, std::numeric_limits<std::uint32_t>::max())));
+    // The largest limit of any path; the path's own is applied once the head is read.
+    parser_->body_limit(
+        std::max({o.body_bytes_max, o.batch_body_bytes_max, o.import_body_bytes_max}));
+    state_ = State::kReadingHead;
+    stream_.expires_after(idle_timeout());
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::on_head, shared_from_this()));
+  }
+
+  // Errors of a request that cannot be answered normally; false when the connection
+  // should just close (the peer left, timed out, or we are stopping).
+  bool refuse_on_read_error(beast::error_code ec) {
+    if (ec == http::error::header_limit) {
+      HttpResponse res =
+          error_response(Error(ErrorCode::kInvalidRequest,
+                               "the request headers are larger than " +
+                                   std::to_string(core_.options.header_bytes_max) + " bytes"));
+      res.status = kStatusHeaderTooLarge;
+      write_response(std::move(res), true);
+      return true;
+    }
+    if (ec == http::error::body_limit) {
+      refuse_body_too_large();
+      return true;
+    }
+    const bool http_syntax =
+        ec.category() == http::make_error_code(http::error::bad_method).category();
+    if (http_syntax && ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      write_response(error_response(Error(ErrorCode::kInvalidRequest,
+                                          "the request is not valid HTTP/1.1: " + ec.message())),
+                     true);
+      return true;
+    }
+    return false;
+  }
+
+  void refuse_body_too_large() {
+    Error e(ErrorCode::kBodyTooLarge,
+            "the body is larger than " + std::to_string(body_limit_) + " bytes");
+    e.with("limit_bytes", std::to_string(body_limit_));
+    write_response(error_response(e), true);
+  }
+
+  void on_head(beast::error_code ec, std::size_t) {
+    if (ec) {
+      // A Content-Length over every limit fails here, after the target was parsed.
+      const std::string_view target = sv(parser_->get().target());
+      body_limit_ = body_bytes_max_for_path(core_.options, target.substr(0, target.find('?')));
+      if (!refuse_on_read_error(ec)) close();
+      return;
+    }
+    auto& msg = parser_->get();
+    const std::string_view target = sv(msg.target());
+    const std::size_t qmark = target.find('?');
+    req_.method.assign(sv(msg.method_string()));
+    req_.path.assign(target.substr(0, qmark));
+    req_.query.clear();
+    req_.authorization.clear();
+    req_.idempotency_key_header.clear();
+    req_.has_idempotency_key_header = false;
+    req_.content_type.clear();
+    req_.body.clear();
+    req_.from_loopback = from_loopback_;
+    body_limit_ = body_bytes_max_for_path(core_.options, req_.path);
+    is_head_ = msg.method() == http::verb::head;
+
+    if (req_.path.empty() || req_.path.front() != '/') {
+      return refuse(Error(ErrorCode::kInvalidRequest, "the request target must be a path"));
+    }
+    if (qmark != std::string_view::npos && !decode_query(target.substr(qmark + 1), req_.query)) {
+      return refuse(Error(ErrorCode::kInvalidRequest, "the query has a bad percent escape")
+                        .with_string("param", "query"));
+    }
+    // Two of a header that names who calls or which operation this is would let two
+    // readers disagree; refuse instead of picking one.
+    if (msg.count(http::field::authorization) > 1 || msg.count("Idempotency-Key") > 1) {
+      return refuse(Error(ErrorCode::kInvalidRequest,
+                          "the Authorization and Idempotency-Key headers may appear once"));
+    }
+    if (auto it = msg.find(http::field::authorization); it != msg.end()) {
+      req_.authorization.assign(sv(it->value()));
+    }
+    if (auto it = msg.find("Idempotency-Key"); it != msg.end()) {
+      req_.idempotency_key_header.assign(sv(it->value()));
+      req_.has_idempotency_key_header = true;
+    }
+    if (auto it = msg.find(http::field::content_type); it != msg.end()) {
+      req_.content_type.assign(sv(it->value()));
+    }
+
+    if (std::optional<Error> refused = core_.handler.check_head(req_)) {
+      return refuse(*refused);
+    }
+    if (const auto length = parser_->content_length(); length && *length > body_limit_) {
+      return refuse_body_too_large();
+    }
+    parser_->body_limit(static_cast<std::uint64_t>(body_limit_));
+    if (parser_->is_done()) return on_request();
+
+    if (auto it = msg.find(http::field::expect);
+        it != msg.end() && beast::iequals(it->value(), "100-continue")) {
+      state_ = State::kContinue;
+      stream_.expires_after(idle_timeout());
+      net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                       beast::bind_front_handler(&Session::on_continue, shared_from_this()));
+      return;
+    }
+    read_body();
+  }
+
+  // A request answered from its head alone: the body, if any, is never read, so the
+  // connection cannot carry another request unless there was no body.
+  void refuse(const Error& error) {
+    const bool body_unread = !parser_->is_done();
+    write_response(error_response(error), body_unread || !parser_->get().keep_alive());
+  }
+
+  void on_continue(beast::error_code ec, std::size_t) {
+    if (ec || stop_requested_) return close();
+    read_body();
+  }
+
+  void read_body() {
+    state_ = State::kReadingBody;
+    // Reset per read, so the timeout is one of idleness, not of the whole upload.
+    stream_.expires_after(idle_timeout());
+    http::async_read_some(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::on_body, shared_from_this()));
+  }
+
+  void on_body(beast::error_code ec, std::size_t) {
+    if (ec) {
+      if (!refuse_on_read_error(ec)) close();
+      return;
+    }
+    if (parser_->is_done()) return on_request();
+    read_body();
+  }
+
+  void on_request() {
+    state_ = State::kHandling;
+    stream_.expires_never();
+    keep_alive_ = parser_->get().keep_alive();
+    http10_ = parser_->get().version() == 10;
+    req_.body = std::move(parser_->get().body());
+
+    struct Slot {
+      explicit Slot(std::shared_ptr<Session> s) : session(std::move(s)) {}
+      ~Slot() {
+        if (!answered.load(std::memory_order_acquire) && session) {
+          HttpResponse res;
+          res.status = kStatusInternal;
+          res.body = kDroppedBody;
+          deliver(std::move(session), std::move(res));
+        }
+      }
+      void send(HttpResponse&& res) {
+        if (answered.exchange(true, std::memory_order_acq_rel)) return;
+        deliver(std::move(session), std::move(res));
+      }
+      std::shared_ptr<Session> session;
+      std::atomic<bool> answered{false};
+    };
+    auto slot = std::make_shared<Slot>(shared_from_this());
+    Responder respond([slot = std::move(slot)](HttpResponse&& res) { slot->send(std::move(res)); });
+    try {
+      core_.handler.handle(std::move(req_), std::move(respond));
+    } catch (const std::exception& e) {
+      // A throwing route is a bug; its dropped Responder answers 500.
+      std::fprintf(stderr, "creditd: http handler threw: %s\n", e.what());
+    }
+  }
+
+  void on_response(HttpResponse&& res) {
+    if (state_ != State::kHandling) return;
+    write_response(std::move(res), !keep_alive_ || stop_requested_);
+  }
+
+  void write_response(HttpResponse&& res, bool close_after) {
+    res_ = std::move(res);
+    close_after_write_ = close_after;
+    const bool with_body = !no_body_status(res_.status);
+    head_.clear();
+    head_ += "HTTP/1.1 ";
+    head_ += std::to_string(res_.status);
+    head_ += ' ';
+    head_ += sv(http::obsolete_reason(http::int_to_status(static_cast<unsigned>(res_.status))));
+    head_ += "\r\nServer: creditd\r\n";
+    if (with_body) {
+      if (!res_.content_type.empty() && !has_crlf(res_.content_type)) {
+        head_ += "Content-Type: ";
+        head_ += res_.content_type;
+        head_ += "\r\n";
+      }
+      head_ += "Content-Length: ";
+      head_ += std::to_string(res_.body.size());
+      head_ += "\r\n";
+    }
+    for (const auto& [name, value] : res_.headers) {
+      if (name.empty() || has_crlf(name) || has_crlf(value)) continue;
+      head_ += name;
+      head_ += ": ";
+      head_ += value;
+      head_ += "\r\n";
+    }
+    if (close_after) {
+      head_ += "Connection: close\r\n";
+    } else if (http10_) {
+      head_ += "Connection: keep-alive\r\n";
+    }
+    head_ += "\r\n";
+    const bool send_body = with_body && !is_head_;
+    std::array<net::const_buffer, 2> buffers{
+        net::buffer(head_), send_body ? net::buffer(res_.body) : net::const_buffer()};
+    state_ = State::kWriting;
+    stream_.expires_after(idle_timeout());
+    net::async_write(stream_, buffers,
+                     beast::bind_front_handler(&Session::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    res_.body.clear();
+    res_.headers.clear();
+    // Only a request whose body was left unread needs the linger; otherwise nothing
+    // unread can turn the close into a reset.
+    if (close_after_write_) return parser_->is_done() ? close() : linger();
+    read_head();
+  }
+
+  void linger() {
+    state_ = State::kLingering;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::milliseconds(core_.options.linger_ms));
+    drain();
+  }
+
+  void drain() {
+    buffer_.consume(buffer_.size());
+    stream_.async_read_some(buffer_.prepare(kDrainChunkBytes),
+                            beast::bind_front_handler(&Session::on_drain, shared_from_this()));
+  }
+
+  void on_drain(beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    drain();
+  }
+
+  void close() {
+    state_ = State::kClosed;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  HttpServer::Core& core_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpRequest req_;
+  HttpResponse res_;
+  std::string head_;
+  std::size_t body_limit_ = 0;
+  State state_ = State::kReadingHead;
+  bool from_loopback_;
+  bool keep_alive_ = true;
+  bool http10_ = false;
+  bool is_head_ = false;
+  bool close_after_write_ = false;
+  bool stop_requested_ = false;
+  std::list<std::weak_ptr<Session>>::iterator registry_it_;
+};
+
+}  // namespace
+
+void HttpServer::Core::do_accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    on_accept(ec, std::move(socket));
+  });
+}
+
+void HttpServer::Core::on_accept(beast::error_code ec, tcp::socket socket) {
+  if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+  if (ec) {
+    accept_backoff.expires_after(kAcceptBackoff);
+    accept_backoff.async_wait([this](beast::error_code wait_ec) {
+      if (!wait_ec && acceptor.is_open()) do_accept();
+    });
+    return;
+  }
+  beast::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  const tcp::endpoint peer = socket.remote_endpoint(ignored);
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard lock(mu);
+    if (!stopping && live < options.connections_max) {
+      ++live;
+      session = std::make_shared<Session>(*this, std::move(socket), !ignored && is_loopback(peer));
+      sessions.push_front(session);
+      session->set_registry_it(sessions.begin());
+    }
+  }
+  if (session) {
+    session->start();
+  } else {
+    // Over connections_max (or stopping): accepted, then closed at once, so the client
+    // learns now instead of waiting in the backlog.
+    socket.close(ignored);
+  }
+  do_accept();
+}
+
+void HttpServer::Core::session_ended(std::list<std::weak_ptr<Session>>::iterator it) {
+  std::lock_guard lock(mu);
+  sessions.erase(it);
+  CREDIT_ASSERT(live > 0);
+  if (--live == 0) all_closed.notify_all();
+}
+
+HttpServer::HttpServer(HttpServerOptions options, Handler& handler)
+    : core_(std::make_unique<Core>(std::move(options), handler)) {}
+
+HttpServer::~HttpServer() {
+  stop();
+}
+
+unsigned short HttpServer::port() const {
+  return core_->port.load();
+}
+
+Status HttpServer::start() {
+  Core& c = *core_;
+  const std::string where = c.options.address + ":" + std::to_string(c.options.port);
+  auto fail = [&](std::string_view what, const beast::error_code& ec) -> Status {
+    beast::error_code ignored;
+    c.acceptor.close(ignored);
+    return Error(ErrorCode::kInvalidRequest,
+                 "cannot listen on " + where + ": " + std::string(what) + ": " + ec.message());
+  };
+  {
+    std::lock_guard lock(c.mu);
+    if (c.started) return Error(ErrorCode::kInvalidRequest, "the server is already started");
+  }
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(c.options.address, ec);
+  if (ec) return fail("bad address", ec);
+  const tcp::endpoint endpoint(address, c.options.port);
+  c.acceptor.open(endpoint.protocol(), ec);
+  if (ec) return fail("open", ec);
+  c.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (ec) return fail("reuse_address", ec);
+  c.acceptor.bind(endpoint, ec);
+  if (ec) return fail("bind", ec);
+  c.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen", ec);
+  c.port = c.acceptor.local_endpoint(ec).port();
+  if (ec) return fail("local_endpoint", ec);
+
+  {
+    std::lock_guard lock(c.mu);
+    c.started = true;
+  }
+  c.work.emplace(c.ioc.get_executor());
+  net::dispatch(c.acceptor.get_executor(), [&c] { c.do_accept(); });
+  const int threads = std::max(1, c.options.io_threads);
+  for (int i = 0; i < threads; ++i) {
+    c.threads.emplace_back([&c] {
+      for (;;) {
+        try {
+          c.ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "creditd: http I/O thread: %s\n", e.what());
+        }
+      }
+    });
+  }
+  return ok_status();
+}
+
+void HttpServer::stop() {
+  Core& c = *core_;
+  std::vector<std::shared_ptr<Session>> open;
+  {
+    std::lock_guard lock(c.mu);
+    if (!c.started || c.stopping) return;
+    c.stopping = true;
+    for (auto& weak : c.sessions) {
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+    }
+  }
+  net::post(c.acceptor.get_executor(), [&c] {
+    beast::error_code ignored;
+    c.acceptor.close(ignored);
+    c.accept_backoff.cancel();
+  });
+  for (auto& s : open) s->request_stop();
+  open.clear();  // our references must not keep a session alive
+  {
+    std::unique_lock lock(c.mu);
+    c.all_closed.wait(lock, [&c] { return c.live == 0; });
+  }
+  c.work.reset();
+  c.ioc.stop();
+  for (auto& t : c.threads) t.join();
+  c.threads.clear();
+}
+
+}  // namespace credit::server

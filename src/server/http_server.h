@@ -1,0 +1,115 @@
+// src/server/http_server.h
+// HTTP/1.1 with keep-alive on Boost.Beast: accepts connections, reads one request at a
+// time per connection (a pipelined request waits until the previous answer is written),
+// hands it to a Handler, and writes the answer the Handler gives back, from any thread.
+// Owns: connections, the limits on headers and bodies (API.md: 1 MiB, 16 MiB for
+//   /v1/batch, the import limit for /v1/admin/import), idle timeouts, graceful stop, the
+//   errors for requests that never reach a Handler (400, 413, 431).
+// Does not: route, authenticate or parse JSON (routes, json_reader.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+
+namespace credit::server {
+
+struct HttpRequest {
+  std::string method;  // as sent, e.g. "GET"
+  std::string path;    // the target before '?', not percent-decoded (ids never need it)
+  std::vector<std::pair<std::string, std::string>> query;  // percent- and '+'-decoded
+  std::string authorization;                               // the Authorization header, or empty
+  std::string idempotency_key_header;
+  bool has_idempotency_key_header = false;
+  std::string content_type;
+  std::string body;
+  bool from_loopback = false;  // the peer is 127.0.0.0/8 or ::1 (GET /metrics)
+
+  // The first value of query parameter `name`, or empty.
+  std::string_view query_param(std::string_view name) const;
+  bool has_query(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  // Extra headers (Retry-After, Idempotent-Replayed, ...). A name or value holding CR or
+  // LF is dropped rather than written, so no header can be injected.
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Answers one request. Call it exactly once, from any thread; later calls are ignored.
+// Dropping every copy without calling it answers 500, so a connection never hangs.
+using Responder = std::function<void(HttpResponse&&)>;
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // Called on an I/O thread for every complete request. Must not block for long: hand
+  // slow work to another thread and answer through `respond`.
+  virtual void handle(HttpRequest&& req, Responder respond) = 0;
+  // Called on an I/O thread once the headers are in and before the body is read (`body`
+  // is empty). An Error is answered at once and the body is never read: this lets routes
+  // refuse a request that is unauthorised (401 comes before 413 in API.md) before a large
+  // body is buffered. The default admits everything.
+  virtual std::optional<Error> check_head(const HttpRequest& head) {
+    (void)head;
+    return std::nullopt;
+  }
+};
+
+// Limits with their units; the defaults are those of API.md and DESIGN.md section 5.
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  unsigned short port = 8080;  // 0 = an ephemeral port; see HttpServer::port()
+  int io_threads = 1;
+  std::size_t connections_max = 10'000;
+  std::size_t header_bytes_max = 16 * 1024;
+  std::size_t body_bytes_max = 1 << 20;
+  std::size_t batch_body_bytes_max = 16 << 20;     // for path /v1/batch
+  std::size_t import_body_bytes_max = 1ull << 30;  // for path /v1/admin/import
+  std::int64_t idle_timeout_ms = 60'000;           // per read or write without progress
+  std::int64_t linger_ms = 2'000;  // reading and dropping a refused body before close
+};
+
+// The body limit of a request to `path` under `options`.
+std::size_t body_bytes_max_for_path(const HttpServerOptions& options, std::string_view path);
+
+class HttpServer {
+ public:
+  // `handler` must outlive the server.
+  HttpServer(HttpServerOptions options, Handler& handler);
+  ~HttpServer();  // stop()s
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens, then starts the I/O threads. An error (kInvalidRequest, naming the
+  // address) when the address is bad or cannot be bound.
+  Status start();
+  // The bound port (the ephemeral one when options.port was 0); 0 before start().
+  unsigned short port() const;
+  // Stops accepting, closes connections that wait for a request, lets each request
+  // already handed to the Handler be answered and written, then joins the I/O threads.
+  // Waits for every outstanding Responder: the Handler must answer or drop them all.
+  // Call from a thread that is not an I/O thread. Idempotent.
+  void stop();
+
+  struct Core;
+
+ private:
+  std::unique_ptr<Core> core_;
+};
+
+// Decodes a query string ("a=1&b=x%20y") into `out`; false on a bad percent escape.
+bool decode_query(std::string_view query, std::vector<std::pair<std::string, std::string>>& out);
+
+}  // namespace credit::server

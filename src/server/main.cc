@@ -1,0 +1,163 @@
+// src/server/main.cc
+// creditd: flags (API.md "Running"), config loading, the admin key, recovery, the
+// engine and the HTTP server; SIGTERM finishes the batch in flight, syncs and exits 0.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "pricing/plan.h"
+#include "pricing/rate_card.h"
+#include "server/api.h"
+#include "server/crypto.h"
+#include "server/engine.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "time/clock.h"
+#include "time/time.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "creditd: %s\n", message.c_str());
+  return 2;
+}
+
+// The admin key: created at the first start in DATA/admin.key (mode 0600).
+credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
+  namespace fs = std::filesystem;
+  std::string path = data_dir + "/admin.key";
+  if (!fs::exists(path)) {
+    std::string key = credit::server::random_key();
+    std::string tmp = path + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      f << key << "\n";
+      if (!f) return credit::Error(credit::ErrorCode::kStorageFailed, "cannot write " + tmp);
+    }
+    fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+    fs::rename(tmp, path);
+  }
+  std::ifstream f(path);
+  std::string key;
+  std::getline(f, key);
+  if (key.empty()) return credit::Error(credit::ErrorCode::kStorageFailed, path + " is empty");
+  return credit::server::sha256_hex(key);
+}
+
+std::string source_dir_default(const char* argv0, const std::string& rel) {
+  // Config files default to the repo's config/ (beside build/), else the working dir.
+  namespace fs = std::filesystem;
+  fs::path exe = fs::weakly_canonical(fs::path(argv0));
+  for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    if (fs::exists(p / rel)) return (p / rel).string();
+  }
+  return rel;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace credit;
+  CLI::App app{"creditd: credit metering and quota engine"};
+  std::string data_dir = "data";
+  std::string listen = "127.0.0.1:8080";
+  std::string clock_mode = "system";
+  std::string plans_path = source_dir_default(argv[0], "config/plans.toml");
+  std::string card_path = source_dir_default(argv[0], "config/rate_card.toml");
+  std::string web_dir = source_dir_default(argv[0], "web/dist");
+  std::string store_url;
+  bool allow_local_webhooks = false;
+  bool repair = false;
+  bool no_fsync = false;
+  std::size_t idem_max = ledger::kIdempotencyKeysMaxDefault;
+  std::size_t accounts_max = ledger::kAccountsMaxDefault;
+  int io_threads = 1;
+  app.add_option("--data", data_dir, "data directory");
+  app.add_option("--listen", listen, "address:port to listen on");
+  app.add_option("--clock", clock_mode, "system | manual")->check(CLI::IsMember({"system", "manual"}));
+  app.add_option("--plans", plans_path, "plans TOML file");
+  app.add_option("--rate-card", card_path, "rate card TOML file");
+  app.add_option("--web", web_dir, "dashboard directory served at /ui/");
+  app.add_option("--store", store_url, "postgres://... (not available in this build)");
+  app.add_flag("--allow-local-webhooks", allow_local_webhooks, "allow loopback/private webhook targets");
+  app.add_flag("--repair", repair, "cut the log at damage instead of refusing to start");
+  app.add_flag("--no-fsync", no_fsync, "benchmarks only: acknowledge without fdatasync");
+  app.add_option("--idempotency-keys-max", idem_max, "capacity of the idempotency table");
+  app.add_option("--accounts-max", accounts_max, "capacity of accounts");
+  app.add_option("--io-threads", io_threads, "HTTP I/O threads");
+  CLI11_PARSE(app, argc, argv);
+
+  if (!store_url.empty()) return fail("--store: only the embedded store is available in this build");
+  auto catalog = pricing::load_catalog_file(plans_path);
+  if (!catalog.ok()) return fail(catalog.error().message);
+  auto card = pricing::RateCard::load_file(card_path);
+  if (!card.ok()) return fail(card.error().message);
+  if (Status s = pricing::check_rate_card_pools(*catalog, *card); !s.ok()) return fail(s.error().message);
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) return fail("cannot create " + data_dir + ": " + ec.message());
+  auto admin_hash = admin_key_hash(data_dir);
+  if (!admin_hash.ok()) return fail(admin_hash.error().message);
+
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return fail("--listen must be address:port");
+  server::HttpServerOptions http;
+  http.address = listen.substr(0, colon);
+  http.port = static_cast<unsigned short>(std::stoi(listen.substr(colon + 1)));
+  http.io_threads = io_threads;
+
+  SystemClock system_clock;
+  std::unique_ptr<ManualClock> manual;
+  if (clock_mode == "manual") manual = std::make_unique<ManualClock>(0);
+  const Clock& clock = manual ? static_cast<const Clock&>(*manual) : system_clock;
+
+  server::EngineOptions eo;
+  eo.data_dir = data_dir;
+  eo.fsync = !no_fsync;
+  eo.repair = repair;
+  eo.ledger.idempotency_keys_max = idem_max;
+  eo.ledger.accounts_max = accounts_max;
+  std::vector<pricing::RateCard> cards;
+  cards.push_back(std::move(*card));
+  server::Engine engine(clock, *catalog, std::move(cards), eo);
+  server::MetricsRegistry metrics;
+  if (Status s = engine.open(); !s.ok()) {
+    std::string where;
+    for (const auto& d : s.error().details) where += " " + d.key + "=" + d.json_value;
+    return fail("cannot recover " + data_dir + ": " + s.error().message + where);
+  }
+  // A manual clock starts at the ledger's last logged instant (0 on a fresh data dir).
+  if (manual) manual->set_ms(engine.last_logged_ms());
+  engine.start();
+
+  server::ApiOptions ao;
+  ao.manual_clock = manual.get();
+  ao.admin_key_hash_hex = *admin_hash;
+  ao.web_dir = web_dir;
+  ao.allow_local_webhooks = allow_local_webhooks;
+  server::Api api(engine, metrics, ao);
+  server::HttpServer server(http, api);
+  if (Status s = server.start(); !s.ok()) {
+    engine.stop();
+    return fail("cannot listen on " + listen + ": " + s.error().message);
+  }
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  std::printf("creditd ready on http://%s:%u (data %s, clock %s, admin key in %s/admin.key)\n",
+              http.address.c_str(), server.port(), data_dir.c_str(), clock_mode.c_str(),
+              data_dir.c_str());
+  std::fflush(stdout);
+  while (!g_stop && !engine.failed()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  server.stop();
+  engine.stop();
+  if (engine.failed()) return 3;
+  std::printf("creditd stopped cleanly\n");
+  return 0;
+}

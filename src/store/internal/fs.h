@@ -1,0 +1,63 @@
+// src/store/internal/fs.h
+// File helpers shared by the WAL and the snapshots: reading whole files, listing a
+// directory, durable creation of zero-filled files, and the errors that name a file.
+// Owns: the I/O plumbing. Does not: know any file format.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "store/file_ops.h"
+
+namespace credit::store::internal {
+
+// Owns one file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release();
+  void reset();
+
+ private:
+  int fd_ = -1;
+};
+
+std::string join_path(std::string_view dir, std::string_view name);
+
+// kStorageFailed with the errno text, naming the file.
+Error io_error(std::string_view what, const std::string& path, int error_number);
+// kStorageFailed for bytes that fail their check, naming the file and the byte offset.
+Error damage_error(std::string_view what, const std::string& path, std::uint64_t offset,
+                   std::string_view reason);
+
+Status make_dir(const std::string& dir);
+// Names of the entries of `dir` (not "." or "..").
+Result<std::vector<std::string>> list_dir(const std::string& dir);
+Status read_file(const std::string& path, std::vector<unsigned char>& out);
+Status write_all(FileOps& ops, int fd, const void* data, std::size_t bytes, off_t offset,
+                 const std::string& path);
+Status fsync_dir(FileOps& ops, const std::string& dir);
+// Creates `path` holding `bytes` zero bytes, really written (not just allocated), so that
+// later fdatasync calls on it need not write metadata; fsyncs it and its directory.
+// On failure removes the file.
+Status create_zeroed_file(FileOps& ops, const std::string& dir, const std::string& path,
+                          std::uint64_t bytes);
+// Writes zeros over [offset, offset + bytes) of an open file.
+Status write_zeros(FileOps& ops, int fd, std::uint64_t offset, std::uint64_t bytes,
+                   const std::string& path);
+bool all_zero(const unsigned char* data, std::size_t bytes);
+
+}  // namespace credit::store::internal

@@ -1,0 +1,163 @@
+// src/store/wal.h
+// The write-ahead log: opaque batches made durable in order, in preallocated segment files
+// (format in wal_format.h), and their recovery after a crash.
+// Owns: recovery (torn tail versus damage), append + sync for group commit, segment
+// rotation and preallocation, deleting segments a snapshot covers, the sticky failed state.
+// Does not: know what a payload means, or decide when to snapshot (the embedded store does).
+//
+// Recovery rules (DESIGN.md section 3, "The store"):
+// - Segments must be numbered without gaps; a missing number is damage naming that file.
+// - A zero record header ends a segment's records. Bytes past the end of a file that is
+//   shorter than its segment read as zeros, so a preallocated segment that lost its tail,
+//   or a file cut in the middle of a record, reads like a torn write.
+// - A record that fails its check (checksum, type, or a length running past the file) is a
+//   torn tail only if (1) every byte after its declared end (or after the end of the file,
+//   whichever is first) to the end of its segment is zero, (2) no intact record starts
+//   anywhere after its first byte, (3) every later segment is entirely zero, and (4) the
+//   intact record before it is not a shutdown record. A torn tail is zeroed (made durable)
+//   and reported in WalRecovery::torn_tail; all-zero segments after it are removed.
+// - A zero record header followed by a non-zero byte in its segment is damage, as is any
+//   failing record that is not a torn tail, and a bad segment header.
+// - Damage stops the open with a kStorageFailed Error whose details name the "file" and the
+//   "offset". With repair = true the log is instead cut at the damage: the damaged segment
+//   is truncated at the offset and later segments are renamed to "<name>.damaged".
+// - A segment header of an unknown format version is refused even with repair.
+//
+// Threading: one owner thread calls every method; a background thread only preallocates
+// the next segment. Not copyable.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "store/file_ops.h"
+#include "store/internal/fs.h"
+
+namespace credit::store {
+
+struct WalOptions {
+  // Every segment file is preallocated to this size; a record never spans segments, so a
+  // payload is at most segment_bytes - kSegmentHeaderBytes - kRecordHeaderBytes.
+  std::uint64_t segment_bytes = 64ULL << 20;
+  // Cut the log at the first damage instead of refusing to open.
+  bool repair = false;
+  // Preallocate the next segment on a background thread right after a rotation (false:
+  // on the owner thread, in the same call).
+  bool preallocate_in_background = true;
+  // Appends gather in memory and reach the file at sync() or when this many bytes wait.
+  std::size_t write_buffer_bytes_max = 1 << 20;
+  // nullptr: the real system calls.
+  FileOps* file_ops = nullptr;
+};
+
+// Where the log was cut, or is damaged.
+struct WalDamage {
+  std::string file;
+  std::uint64_t offset = 0;
+  std::string reason;
+};
+
+struct WalRecovery {
+  std::uint64_t first_lsn = 0;  // LSN of the oldest retained batch record
+  std::uint64_t next_lsn = 0;   // LSN the next append gets
+  std::uint64_t batches = 0;    // batch records delivered to the callback
+  bool ended_with_shutdown = false;
+  std::optional<WalDamage> torn_tail;  // a torn write cut off (not an error)
+  std::optional<WalDamage> repaired;   // damage cut off because repair = true
+};
+
+// Receives each intact batch record in LSN order. Returning an error stops the open with it.
+// When open fails, records already delivered must be discarded.
+using WalRecordFn = std::function<Status(std::uint64_t lsn, std::string_view payload)>;
+
+class Wal {
+ public:
+  // Creates `dir` if missing, recovers every segment (delivering each batch to
+  // `on_record`), and readies the log for appends after the last intact record.
+  static Result<std::unique_ptr<Wal>> open(const std::string& dir, const WalOptions& options,
+                                           const WalRecordFn& on_record);
+  // The first LSN of the oldest segment with a valid header, without opening the log;
+  // nothing when the directory holds no segment. Lets the caller choose a snapshot the
+  // retained log still continues.
+  static Result<std::optional<std::uint64_t>> first_lsn_on_disk(const std::string& dir);
+
+  // Releases the files without writing a shutdown record (call close() for a clean one).
+  ~Wal();
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // Makes room for a batch of payload_bytes: rotates to the preallocated next segment when
+  // the current one is too full. Fails with kStorageFailed, before anything is written and
+  // without failing the log, when the next segment cannot be preallocated (a full disk).
+  Status reserve(std::size_t payload_bytes);
+  // Buffers one batch record and returns its LSN. Durable only after sync().
+  Result<std::uint64_t> append(std::string_view payload);
+  // Writes what is buffered and fdatasyncs: every LSN below next_lsn() is then durable.
+  Status sync();
+  // Deletes, oldest first, every segment whose batches all have LSN < lsn (a snapshot
+  // covers them). Never the segment being written. Returns how many were deleted.
+  Result<std::size_t> truncate_before(std::uint64_t lsn);
+  // Appends a shutdown record and syncs; later calls fail with kShuttingDown.
+  Status close();
+
+  bool failed() const { return failure_.has_value(); }
+  std::uint64_t first_lsn() const { return segments_.front().first_lsn; }
+  std::uint64_t next_lsn() const { return next_lsn_; }
+  std::uint64_t durable_lsn() const { return durable_lsn_; }
+  std::uint64_t payload_bytes_max() const;
+  std::size_t segment_count() const { return segments_.size(); }
+  const WalRecovery& recovery() const { return recovery_; }
+
+ private:
+  struct Segment {
+    std::uint64_t number = 0;
+    std::uint64_t first_lsn = 0;
+  };
+  struct Preallocation {
+    std::uint64_t number = 0;
+    std::thread thread;
+    std::optional<Status> result;  // set when done (read after join)
+  };
+
+  Wal(std::string dir, const WalOptions& options);
+
+  Status recover(const WalRecordFn& on_record);
+  Status start_segment(std::uint64_t number, std::uint64_t first_lsn);
+  Status resume_segment(std::uint64_t number, std::uint64_t tail_offset);
+  void start_preallocation(std::uint64_t number);
+  Status finish_preallocation(std::uint64_t number);
+  Status rotate();
+  void buffer_record(std::uint8_t type, std::string_view payload);
+  Status flush();
+  Status check_usable() const;
+  Error fail(Error error);
+  std::string path_of(std::uint64_t number) const;
+
+  std::string dir_;
+  WalOptions options_;
+  FileOps& ops_;
+
+  std::deque<Segment> segments_;  // retained segments, oldest first; back() is written
+  internal::Fd fd_;               // the segment being written
+  std::uint64_t capacity_bytes_ = 0;
+  std::uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
+  std::vector<unsigned char> buffer_;
+  bool unsynced_ = false;  // bytes written to fd_ since the last fdatasync
+
+  std::uint64_t next_lsn_ = 0;
+  std::uint64_t durable_lsn_ = 0;
+  Preallocation preallocation_;
+  std::optional<Error> failure_;
+  bool closed_ = false;
+  WalRecovery recovery_;
+};
+
+}  // namespace credit::store
