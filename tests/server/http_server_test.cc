@@ -1,0 +1,425 @@
+// tests/server/http_server_test.cc
+// HttpServer over real sockets: keep-alive, pipelining, limits by path, malformed input,
+// answers from another thread, dropped responders and stop.
+#include "server/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "base/json_writer.h"
+#include "server/json_reader.h"
+
+namespace credit::server {
+namespace {
+
+constexpr int kClientTimeoutSeconds = 5;
+
+// Answers every request from its own worker thread, never from the I/O thread.
+class EchoHandler : public Handler {
+ public:
+  EchoHandler() : worker_([this] { run(); }) {}
+  ~EchoHandler() override {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+
+  void handle(HttpRequest&& req, Responder respond) override {
+    if (req.path == "/drop") return;  // drops the Responder unanswered
+    std::lock_guard lock(mu_);
+    queue_.emplace_back(std::move(req), std::move(respond));
+    cv_.notify_all();
+  }
+
+  std::optional<Error> check_head(const HttpRequest& head) override {
+    if (head.path == "/v1/admin/import" && head.authorization != "Bearer admin") {
+      return Error(ErrorCode::kUnauthorized, "a key is required");
+    }
+    return std::nullopt;
+  }
+
+  std::thread::id worker_id() const { return worker_.get_id(); }
+
+ private:
+  void run() {
+    for (;;) {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return done_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      auto [req, respond] = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      if (req.path == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      HttpResponse res;
+      json::Writer w(res.body);
+      w.begin_object();
+      w.key("method").string(req.method);
+      w.key("path").string(req.path);
+      w.key("query").begin_array();
+      for (const auto& [k, v] : req.query) w.begin_array().string(k).string(v).end_array();
+      w.end_array();
+      w.key("body_bytes").integer(static_cast<std::int64_t>(req.body.size()));
+      if (req.body.size() < 256) w.key("body").string(req.body);
+      w.key("idempotency_key").string(req.idempotency_key_header);
+      w.key("has_idempotency_key").boolean(req.has_idempotency_key_header);
+      w.key("loopback").boolean(req.from_loopback);
+      w.end_object();
+      res.headers.emplace_back("X-Echo", "yes");
+      res.headers.emplace_back("X-Bad", "a\r\nInjected: 1");
+      respond(std::move(res));
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<HttpRequest, Responder>> queue_;
+  bool done_ = false;
+  std::thread worker_;
+};
+
+struct Response {
+  int status = 0;
+  std::string head;
+  std::string body;
+  bool ok = false;
+  bool has_header(std::string_view line) const { return head.find(line) != std::string::npos; }
+};
+
+class Client {
+ public:
+  explicit Client(unsigned short port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{kClientTimeoutSeconds, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~Client() { ::close(fd_); }
+  bool connected() const { return connected_; }
+
+  bool send(std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads one response (Content-Length framed). ok=false on EOF or timeout.
+  Response read() {
+    Response r;
+    std::size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return r;
+    }
+    r.head = buf_.substr(0, end + 4);
+    buf_.erase(0, end + 4);
+    r.status = std::stoi(r.head.substr(9, 3));
+    std::size_t length = 0;
+    if (auto p = r.head.find("Content-Length: "); p != std::string::npos) {
+      length = std::stoul(r.head.substr(p + 16));
+    }
+    while (buf_.size() < length) {
+      if (!fill()) return r;
+    }
+    r.body = buf_.substr(0, length);
+    buf_.erase(0, length);
+    r.ok = true;
+    return r;
+  }
+
+  // True when the server closed the connection (EOF or reset) with nothing more to read.
+  bool closed_by_peer() {
+    char c;
+    const ssize_t n = ::recv(fd_, &c, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+ private:
+  bool fill() {
+    char chunk[65536];
+    const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
+    if (n <= 0) return false;
+    buf_.append(chunk, static_cast<std::size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string buf_;
+};
+
+std::string post(std::string_view path, std::string_view body, std::string_view extra = "") {
+  std::string r = "POST " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n" + std::string(extra) +
+                  "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  r += body;
+  return r;
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void start(HttpServerOptions options = {}) {
+    options.port = 0;
+    options.io_threads = 2;
+    server_ = std::make_unique<HttpServer>(options, handler_);
+    ASSERT_TRUE(server_->start().ok());
+    ASSERT_NE(server_->port(), 0);
+  }
+  void SetUp() override { start(); }
+  void TearDown() override { server_->stop(); }
+
+  EchoHandler handler_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.connected());
+  for (int i = 0; i < 5; ++i) {
+    const std::string body = "{\"n\":" + std::to_string(i) + "}";
+    ASSERT_TRUE(c.send(post("/v1/echo", body)));
+    Response r = c.read();
+    ASSERT_TRUE(r.ok) << i;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("\"body\":\"{\\\"n\\\":" + std::to_string(i) + "}\""), std::string::npos)
+        << r.body;
+    EXPECT_TRUE(r.has_header("Server: creditd\r\n"));
+    EXPECT_TRUE(r.has_header("Content-Type: application/json\r\n"));
+    EXPECT_TRUE(r.has_header("Content-Length: " + std::to_string(r.body.size()) + "\r\n"));
+    EXPECT_TRUE(r.has_header("X-Echo: yes\r\n"));
+    EXPECT_FALSE(r.has_header("Injected"));
+    EXPECT_FALSE(r.has_header("Connection: close"));
+    EXPECT_NE(r.body.find("\"loopback\":true"), std::string::npos);
+  }
+}
+
+TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.send(post("/slow", "first") + post("/v1/fast", "second") +
+                     "GET /third HTTP/1.1\r\nHost: x\r\n\r\n"));
+  Response a = c.read();
+  Response b = c.read();
+  Response d = c.read();
+  ASSERT_TRUE(a.ok && b.ok && d.ok);
+  EXPECT_NE(a.body.find("\"body\":\"first\""), std::string::npos);
+  EXPECT_NE(b.body.find("\"body\":\"second\""), std::string::npos);
+  EXPECT_NE(d.body.find("\"path\":\"/third\""), std::string::npos);
+}
+
+TEST_F(HttpServerTest, QueryIsPercentDecoded) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.send(
+      "GET /v1/accounts/acme/events?from=2026-03-01T00%3A00%3A00Z&user_id=dana+k&flag&e=%E2%82%AC "
+      "HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k-1\r\n\r\n"));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_NE(r.body.find("\"path\":\"/v1/accounts/acme/events\""), std::string::npos) << r.body;
+  EXPECT_NE(
+      r.body.find(R"(["from","2026-03-01T00:00:00Z"],["user_id","dana k"],["flag",""],["e","€"])"),
+      std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find("\"idempotency_key\":\"k-1\",\"has_idempotency_key\":true"),
+            std::string::npos);
+}
+
+TEST_F(HttpServerTest, BadPercentEscapeIs400) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.send("GET /v1/x?a=%zz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("\"code\":\"invalid_request\""), std::string::npos);
+  // No body was pending, so the connection stays usable.
+  ASSERT_TRUE(c.send("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(c.read().status, 200);
+}
+
+TEST_F(HttpServerTest, BodyOverOneMibIs413JsonAndCloses) {
+  Client c(server_->port());
+  const std::string body(2 << 20, 'x');
+  c.send(post("/v1/accounts/acme/charges", body));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("{\"error\":{\"code\":\"body_too_large\",\"message\":"), std::string::npos)
+      << r.body;
+  EXPECT_TRUE(r.has_header("Connection: close\r\n"));
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST_F(HttpServerTest, ChunkedBodyOverLimitIs413) {
+  Client c(server_->port());
+  const std::string chunk(600 * 1024, 'y');
+  char size_line[32];
+  std::snprintf(size_line, sizeof(size_line), "%zx\r\n", chunk.size());
+  std::string req = "POST /v1/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 2; ++i) req += size_line + chunk + "\r\n";
+  req += "0\r\n\r\n";
+  c.send(req);
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("body_too_large"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, BatchOver16MibIs413) {
+  Client c(server_->port());
+  const std::string body((16 << 20) + 1, 'x');
+  c.send(post("/v1/batch", body));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("body_too_large"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, BatchAcceptsABodyOverTheDefaultLimit) {
+  Client c(server_->port());
+  const std::string big(2 << 20, 'x');
+  ASSERT_TRUE(c.send(post("/v1/batch", big)));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"body_bytes\":2097152"), std::string::npos);
+  ASSERT_TRUE(c.send(post("/v1/batch", R"({"ops":[]})")));
+  r = c.read();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find(R"("body":"{\"ops\":[]}")"), std::string::npos) << r.body;
+}
+
+TEST_F(HttpServerTest, ExpectContinueGetsAnInterimAnswer) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.send(
+      "POST /v1/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"));
+  Response interim = c.read();
+  ASSERT_TRUE(interim.ok);
+  EXPECT_EQ(interim.status, 100);
+  ASSERT_TRUE(c.send("{}"));
+  Response r = c.read();
+  EXPECT_EQ(r.status, 200);
+}
+
+TEST_F(HttpServerTest, HeaderOver16KibIsRefusedWithJson) {
+  Client c(server_->port());
+  const std::string req =
+      "GET /v1/x HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(17 * 1024, 'h') + "\r\n\r\n";
+  c.send(req);
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 431);
+  EXPECT_NE(r.body.find("\"code\":\"invalid_request\""), std::string::npos);
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST_F(HttpServerTest, MalformedRequestIs400AndCloses) {
+  Client c(server_->port());
+  c.send("GARBAGE\r\n\r\n");
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("\"code\":\"invalid_request\""), std::string::npos);
+  EXPECT_TRUE(r.has_header("Connection: close\r\n"));
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST_F(HttpServerTest, BadContentLengthIs400) {
+  Client c(server_->port());
+  c.send("POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 400);
+}
+
+TEST_F(HttpServerTest, CheckHeadAnswersBeforeTheBodyIsRead) {
+  Client c(server_->port());
+  // A gigabyte announced but never sent: the 401 comes from the head alone.
+  c.send("POST /v1/admin/import HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n");
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.body.find("unauthorized"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, DroppedResponderAnswers500) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.send("GET /drop HTTP/1.1\r\nHost: x\r\n\r\n"));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 500);
+  ASSERT_TRUE(c.send("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(c.read().status, 200);
+}
+
+TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
+  Client c(server_->port());
+  ASSERT_TRUE(c.send("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_TRUE(r.has_header("Connection: close\r\n"));
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST_F(HttpServerTest, StopWaitsForTheAnswerInFlight) {
+  Client idle(server_->port());
+  Client busy(server_->port());
+  ASSERT_TRUE(busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  server_->stop();
+  Response r = busy.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.has_header("Connection: close\r\n"));
+  EXPECT_TRUE(idle.closed_by_peer());
+}
+
+TEST(HttpServer, OverConnectionsMaxIsClosedAtOnce) {
+  EchoHandler handler;
+  HttpServerOptions options;
+  options.port = 0;
+  options.connections_max = 1;
+  HttpServer server(options, handler);
+  ASSERT_TRUE(server.start().ok());
+  Client first(server.port());
+  ASSERT_TRUE(first.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(first.read().ok);
+  Client second(server.port());
+  EXPECT_TRUE(second.closed_by_peer());
+  ASSERT_TRUE(first.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(first.read().status, 200);
+}
+
+TEST(HttpServer, StartFailsOnABadAddress) {
+  EchoHandler handler;
+  HttpServerOptions options;
+  options.address = "not-an-address";
+  HttpServer server(options, handler);
+  Status s = server.start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("not-an-address"), std::string::npos);
+}
+
+TEST(HttpServer, BodyLimitDependsOnThePath) {
+  HttpServerOptions o;
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/accounts/a/charges"), 1u << 20);
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/batch"), 16u << 20);
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/admin/import"), 1ull << 30);
+}
+
+}  // namespace
+}  // namespace credit::server
