@@ -337,12 +337,10 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c, std::vector<const ledger:
       c.retry_after_ms = d.retry_after_ms;
     }
   };
-  bool metered = std::holds_alternative<ledger::Charge>(c.body) || std::holds_alternative<ledger::Hold>(c.body);
-  if (metered) {
-    if (std::optional<ledger::Reply> gate = ledger_.gate(c)) return std::move(*gate);
-    if (auto* ch = std::get_if<ledger::Charge>(&c.body)) policy(*ch);
-    if (auto* h = std::get_if<ledger::Hold>(&c.body)) policy(*h);
-  }
+  if (std::optional<ledger::Reply> gate = ledger_.gate(c)) return std::move(*gate);
+  if (auto* ch = std::get_if<ledger::Charge>(&c.body)) policy(*ch);
+  if (auto* h = std::get_if<ledger::Hold>(&c.body)) policy(*h);
+  if (auto* cap = std::get_if<ledger::Capture>(&c.body)) price_capture(c, *cap);
   ledger::Reply reply = ledger_.apply(c, batch_events_);
   if (reply.logged) logged.push_back(&c);
   if (hit && !reply.replayed) {
@@ -350,6 +348,24 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c, std::vector<const ledger:
     stats_.cache_hits.fetch_add(1, std::memory_order_relaxed);
   }
   return reply;
+}
+
+// A capture's usage is priced with the rate card version of its hold.
+void Engine::price_capture(ledger::Command& c, ledger::Capture& cap) {
+  if (c.precheck_error != ErrorCode::kOk || !cap.usage || cap.amount) return;
+  const ledger::Account* a = ledger_.find(cap.account_id);
+  const ledger::HoldRecord& h = a->holds.at(cap.hold_id);  // gate() checked both
+  const pricing::RateCard* card = rate_card(h.rate_card_version);
+  if (card == nullptr) card = &cards_.back();
+  auto price = card->price(h.kind, *cap.usage);
+  if (!price.ok()) {
+    c.precheck_error = price.error().code;
+    c.precheck_message = price.error().message;
+    std::string_view p = price.error().detail("param");
+    if (p.size() >= 2) c.precheck_param = std::string(p.substr(1, p.size() - 2));
+    return;
+  }
+  cap.amount = price->cost;
 }
 
 void Engine::apply_batch(std::vector<Job>& jobs) {

@@ -142,6 +142,7 @@ class Engine {
   ledger::Reply apply_op(Op& op, std::string& log, std::size_t& logged);
   ledger::Reply apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged);
   void apply_engine_op(const Op& op);
+  void price_capture(ledger::Command& c, ledger::Capture& cap);
   Status replay_record(std::string_view payload);
   void keep_events(std::vector<ledger::Event>& events);
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Starts creditd for `make run`. On the first start (no DATA/demo.key) it creates the
+# demo account with a simulated month that ends now, applied through the ledger:
+#   a manual clock at the month's start, the account created, the clock set to now, the
+#   month imported with mode=apply; then a restart on the system clock.
+set -euo pipefail
+build=$1
+data=$2
+port=$3
+url="http://127.0.0.1:$port"
+mkdir -p "$data"
+
+wait_ready() {
+  for _ in $(seq 1 100); do
+    curl -fsS "$url/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "run: creditd did not become ready on $url" >&2
+  return 1
+}
+
+if [ ! -f "$data/demo.key" ]; then
+  echo "run: first start: creating the demo account with a simulated month"
+  "$build/creditd" --data "$data" --listen "127.0.0.1:$port" --clock manual >"$data/setup.log" 2>&1 &
+  pid=$!
+  trap 'kill $pid 2>/dev/null || true' EXIT
+  wait_ready
+  admin=$(cat "$data/admin.key")
+  auth=(-H "Authorization: Bearer $admin" -H "Content-Type: application/json")
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  start=$(date -u -d '30 days ago' +%Y-%m-%dT%H:%M:%SZ)
+  curl -fsS "${auth[@]}" -X POST "$url/v1/admin/clock" -d "{\"now\":\"$start\"}" >/dev/null
+  curl -fsS "${auth[@]}" -X POST "$url/v1/accounts" \
+    -d '{"account_id":"demo","plan":"pro","idempotency_key":"demo-create"}' >/dev/null
+  curl -fsS "${auth[@]}" -X POST "$url/v1/admin/clock" -d "{\"now\":\"$now\"}" >/dev/null
+  if [ -x "$build/creditctl" ] && "$build/creditctl" simulate --help >/dev/null 2>&1; then
+    month="$data/demo-month.ndjson"
+    "$build/creditctl" simulate --profile typical --accounts 1 --days 30 --seed 44 \
+      --start "$start" --account-prefix demo --out "$month" 2>/dev/null ||
+      "$build/creditctl" simulate --profile typical --accounts 1 --days 30 --seed 44 \
+        --start "$start" --out "$month"
+    code=$(curl -sS -o "$data/import.json" -w '%{http_code}' "${auth[@]}" \
+      -X POST "$url/v1/admin/import?mode=apply" --data-binary "@$month")
+    echo "run: imported the simulated month (HTTP $code): $(head -c 200 "$data/import.json")"
+  else
+    echo "run: creditctl simulate is not built; the demo account starts empty"
+  fi
+  key=$(curl -fsS "${auth[@]}" -X POST "$url/v1/accounts/demo/keys" \
+    -d '{"idempotency_key":"demo-key","role":"read","label":"demo"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  umask 077
+  echo "$key" >"$data/demo.key"
+  kill -TERM $pid
+  wait $pid || true
+  trap - EXIT
+fi
+
+cat <<MSG
+creditd on $url
+  dashboard:   $url/ui/?account=demo   (paste the key from $data/demo.key)
+  admin key:   $data/admin.key
+  demo key:    $data/demo.key (read key of account "demo")
+  try:         curl -H "Authorization: Bearer \$(cat $data/demo.key)" $url/v1/accounts/demo
+MSG
+exec "$build/creditd" --data "$data" --listen "127.0.0.1:$port"
