@@ -314,6 +314,11 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
         e->available_after = available_of(pool);
       }
     }
+    // Closed holds of cycles before the previous one are forgotten (bounded memory).
+    std::int64_t keep_from_ms = cycle_by_index(a.anchor_ms, a.cycle_index - 1).start_ms;
+    std::erase_if(a.holds, [&](const auto& kv) {
+      return kv.second.state != HoldState::kOpen && kv.second.placed_at_ms < keep_from_ms;
+    });
     // Charges older than the previous cycle can no longer be refunded or shown.
     std::erase_if(a.charges,
                   [&](const auto& kv) { return kv.second.cycle_index < a.cycle_serial - 1; });

@@ -523,7 +523,7 @@ Status Wal::sync() {
   if (!usable) return usable;
   Status flushed = flush();
   if (!flushed) return flushed;
-  if (unsynced_) {
+  if (unsynced_ && options_.fsync) {
     if (ops_.fdatasync(fd_.get()) != 0) {
       // Never retried: after a failed fdatasync the kernel may have dropped the pages.
       return fail(io_error("cannot fdatasync", path_of(segments_.back().number), errno));

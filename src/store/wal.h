@@ -56,6 +56,9 @@ struct WalOptions {
   std::size_t write_buffer_bytes_max = 1 << 20;
   // nullptr: the real system calls.
   FileOps* file_ops = nullptr;
+  // Benchmarks only (creditd --no-fsync): sync() writes but skips fdatasync, so an
+  // acknowledged batch can be lost with the machine. Never for real use.
+  bool fsync = true;
 };
 
 // Where the log was cut, or is damaged.
