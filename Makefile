@@ -12,6 +12,7 @@ deps:
 build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+	@scripts/web-build.sh
 
 run: build
 	@scripts/run.sh $(BUILD) $(DATA) $(PORT)

@@ -9,7 +9,13 @@ packages=(
   libfmt-dev libspdlog-dev libssl-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   python3 curl
+  chromium
 )
+# The dashboard build (web/) and the browser tests (tests/browser/) need node and npm;
+# take Debian's only when the machine has none (a newer node may already be installed).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 if [ "${1:-}" = "--bench" ]; then
   packages+=(wrk redis-server redis-tools postgresql-15 postgresql-contrib)
 fi

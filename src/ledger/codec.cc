@@ -293,6 +293,12 @@ bool decode_body(In& in, std::uint8_t tag, CommandBody& body) {
 
 }  // namespace
 
+void encode_command_body(const CommandBody& body, std::string& out) {
+  Out o(out);
+  o.u8(static_cast<std::uint8_t>(body.index()));
+  encode_body(o, body);
+}
+
 void encode_batch(std::int64_t now_ms, const std::vector<const Command*>& commands,
                   std::string& out) {
   Out o(out);

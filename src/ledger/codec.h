@@ -24,6 +24,11 @@ namespace credit::ledger {
 
 constexpr std::uint8_t kCodecVersion = 1;
 
+// The canonical bytes of one command's fields (the same encoding as in a batch): equal
+// requests encode equally whatever their JSON spelling, so these bytes, with the route,
+// make the idempotency request hash.
+void encode_command_body(const CommandBody& body, std::string& out);
+
 void encode_batch(std::int64_t now_ms, const std::vector<const Command*>& commands,
                   std::string& out);
 struct DecodedBatch {

@@ -1091,7 +1091,12 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
 }
 
 Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events) {
-  HoldRecord& h = a.holds.at(cmd.hold_id);
+  auto found = a.holds.find(cmd.hold_id);
+  if (found == a.holds.end()) {
+    // Forgotten by the resets just applied: closed holds older than the last cycle.
+    return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
+  }
+  HoldRecord& h = found->second;
   if (h.state != HoldState::kOpen) {
     Error e(ErrorCode::kHoldNotOpen, "the hold is not open");
     e.with_string("state", hold_state_name(h.state));
@@ -1176,7 +1181,12 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
 }
 
 Reply Ledger::apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events) {
-  HoldRecord& h = a.holds.at(cmd.hold_id);
+  auto found = a.holds.find(cmd.hold_id);
+  if (found == a.holds.end()) {
+    // Forgotten by the resets just applied: closed holds older than the last cycle.
+    return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
+  }
+  HoldRecord& h = found->second;
   if (h.state != HoldState::kOpen) {
     Error e(ErrorCode::kHoldNotOpen, "the hold is not open");
     e.with_string("state", hold_state_name(h.state));

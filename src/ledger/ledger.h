@@ -78,6 +78,9 @@ class Ledger {
   static PoolView pool_view(const Account& account, const PoolState& pool, std::int64_t at_ms);
 
  private:
+  // ledger/snapshot_codec.cc reads and restores the whole state (and nothing else does).
+  friend struct SnapshotAccess;
+
   static const std::string* account_of(const Command& c);
   Reply apply_create(Command& c, CreateAccount& cmd, std::vector<Event>& events);
   Reply apply_close(Command& c, Account& a, std::vector<Event>& events);

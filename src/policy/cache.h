@@ -16,8 +16,8 @@
 
 namespace credit::policy {
 
-constexpr std::size_t kCacheBytesMaxDefault = 256u << 20;
-constexpr std::int64_t kCacheTtlSDefault = 3600;
+constexpr std::size_t kCacheBytesMaxDefault = 1u << 30;
+constexpr std::int64_t kCacheTtlSDefault = 7 * 86'400;
 constexpr std::int64_t kCacheTtlSMax = 30 * 86'400;
 constexpr std::size_t kCacheResponseBytesMax = 256u << 10;
 

@@ -12,6 +12,7 @@
 
 #include "base/error_json.h"
 #include "base/json_writer.h"
+#include "ledger/codec.h"
 #include "ledger/render.h"
 #include "money/money.h"
 #include "server/crypto.h"
@@ -191,6 +192,7 @@ Result<ledger::Metadata> parse_metadata(JsonValue v) {
       m.extra.emplace_back(std::string(key), s);
     }
   }
+  std::sort(m.extra.begin(), m.extra.end());
   return m;
 }
 
@@ -279,11 +281,24 @@ struct Api::Impl {
     idem.has_key = true;
     idem.key = std::string(*key);
     idem.scope_key_hash = hash128(scope, *key);
+    (void)route;  // the request hash is sealed from the parsed command (seal())
+    return std::nullopt;
+  }
+
+  // The request hash: the route with its path ids and the command's canonical fields
+  // (DESIGN.md: key order, whitespace and number spelling do not matter; the key itself
+  // is left out). A request that failed validation hashes its raw fields instead, so
+  // it never matches a valid one.
+  static void seal(Command& c, std::string_view route, ObjectReader* r = nullptr) {
     std::string canon(route);
     canon += '\x1f';
-    r.value().append_json(canon);
-    idem.request_hash = hash128("request", canon);
-    return std::nullopt;
+    if (c.precheck_error != ErrorCode::kOk && r != nullptr) {
+      canon += "invalid\x1f";
+      r->value().append_json(canon);
+    } else {
+      ledger::encode_command_body(c.body, canon);
+    }
+    c.idem.request_hash = hash128("request", canon);
   }
 
   static void set_precheck(Command& c, const Error& e) {
@@ -408,6 +423,7 @@ struct Api::Impl {
         c.body = std::move(h);
       }
       if (bad) set_precheck(c, *bad);
+      seal(c, route, &r);
       return c;
     }
     if (op == "capture") {
@@ -444,6 +460,7 @@ struct Api::Impl {
       cap.priced_by_usage = cap.usage.has_value() && !cap.amount.has_value();
       c.body = std::move(cap);
       if (bad) set_precheck(c, *bad);
+      seal(c, route, &r);
       return c;
     }
     ledger::Void v;
@@ -452,6 +469,7 @@ struct Api::Impl {
     c.body = std::move(v);
     Status unknown = r.no_unknown_fields();
     if (!unknown.ok()) set_precheck(c, unknown.error());
+    seal(c, route, &r);
     return c;
   }
 
@@ -695,6 +713,7 @@ struct Api::Impl {
     }
     c.body = std::move(ca);
     if (bad) set_precheck(c, *bad);
+    seal(c, "create_account", &r);
     submit_one(std::move(c), std::move(respond));
   }
 
@@ -760,6 +779,7 @@ struct Api::Impl {
       if (!unknown.ok()) bad = unknown.error();
     }
     if (bad) set_precheck(c, *bad);
+    seal(c, std::string(route) + ":" + id, &r);
     submit_one(std::move(c), std::move(respond));
   }
 
@@ -789,6 +809,7 @@ struct Api::Impl {
     }
     c.body = std::move(rf);
     if (bad) set_precheck(c, *bad);
+    seal(c, "refund:" + id + ":" + charge_id, &r);
     submit_one(std::move(c), std::move(respond));
   }
 
@@ -845,7 +866,9 @@ struct Api::Impl {
       w.begin_object().key("keys").begin_array();
       for (const auto& k : engine.keys_of(id)) {
         w.begin_object().key("key_id").string(k.key_id).key("role").string(role_name(k.role));
-        w.key("label").string(k.label).key("created_at").string(format_rfc3339(k.created_at_ms));
+        if (k.label.empty()) w.key("label").null();
+        else w.key("label").string(k.label);
+        w.key("created_at").string(format_rfc3339(k.created_at_ms));
         w.end_object();
       }
       w.end_array().end_object();
@@ -1237,6 +1260,7 @@ struct Api::Impl {
           return cache_get(req, id, key, std::move(respond));
         }
       }
+      if (api.audit_ && p.size() == 4 && sub == "audit" && api.audit_(req, id, sub, *auth, respond)) return;
       if (api.analytics_ && p.size() == 4 && api.analytics_(req, id, sub, *auth, respond)) return;
     }
     respond(from_error(err(ErrorCode::kNotFound, "no such route")));

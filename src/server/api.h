@@ -41,6 +41,8 @@ class Api final : public Handler {
   void handle(HttpRequest&& req, Responder respond) override;
   std::optional<Error> check_head(const HttpRequest& head) override;
   void set_analytics(AnalyticsRoute route) { analytics_ = std::move(route); }
+  // GET /v1/accounts/{id}/audit (the audit report; its own module).
+  void set_audit(AnalyticsRoute route) { audit_ = std::move(route); }
 
   struct Impl;
 
@@ -49,6 +51,7 @@ class Api final : public Handler {
   MetricsRegistry& metrics_;
   ApiOptions options_;
   AnalyticsRoute analytics_;
+  AnalyticsRoute audit_;
 };
 
 // Shared helpers for route files.

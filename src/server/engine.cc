@@ -2,6 +2,7 @@
 // The batch loop: take what is queued, apply it op by op, log the batch, sync, answer.
 #include "server/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -10,6 +11,10 @@
 #include "base/error_json.h"
 #include "base/json_writer.h"
 #include "ledger/codec.h"
+#include "ledger/event_codec.h"
+#include "ledger/snapshot_codec.h"
+#include "store/snapshot.h"
+#include "store/wal_format.h"
 #include "time/time.h"
 
 namespace credit::server {
@@ -219,8 +224,8 @@ Status Engine::replay_record(std::string_view payload) {
       CREDIT_ASSERT(reply.logged);
     }
     last_logged_ms_.store(batch->now_ms);
-    if (sink_) sink_(events);
-    keep_events(events);
+    Status rebuilt = rebuild_events(events);
+    if (!rebuilt.ok()) return rebuilt;
   }
   std::uint64_t n = r.uv();
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
@@ -233,19 +238,60 @@ Status Engine::replay_record(std::string_view payload) {
 }
 
 Status Engine::open() {
+  // The event log first (events already durable), then the newest snapshot, then the log
+  // records after it; their events that the event log lacks are rebuilt.
+  const auto t_events = std::chrono::steady_clock::now();
+  if (Status s = open_event_log(); !s.ok()) return s;
+  const auto t_snapshot = std::chrono::steady_clock::now();
+  if (Status s = load_snapshot(); !s.ok()) return s;
+  const auto t_log = std::chrono::steady_clock::now();
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
-  auto wal = store::Wal::open(options_.data_dir + "/wal", wo,
-                              [&](std::uint64_t, std::string_view payload) { return replay_record(payload); });
+  auto wal = store::Wal::open(
+      options_.data_dir + "/wal", wo, [&](std::uint64_t lsn, std::string_view payload) {
+        if (lsn < snapshot_lsn_) return ok_status();  // covered
+        wal_bytes_since_snapshot_ += payload.size() + store::kRecordHeaderBytes;
+        return replay_record(payload);
+      });
   if (!wal.ok()) return wal.error();
   wal_ = std::move(wal.value());
+  if (wal_->recovery().first_lsn > snapshot_lsn_ || wal_->next_lsn() < snapshot_lsn_) {
+    return Error(ErrorCode::kStorageFailed,
+                 "the log holds LSNs " + std::to_string(wal_->recovery().first_lsn) + ".." +
+                     std::to_string(wal_->next_lsn()) +
+                     " but the newest snapshot covers LSNs below " + std::to_string(snapshot_lsn_) +
+                     ": log records are missing");
+  }
   if (const auto& torn = wal_->recovery().torn_tail) {
     std::fprintf(stderr, "creditd: cut a torn tail of the log at %s offset %llu (%s)\n",
                  torn->file.c_str(), static_cast<unsigned long long>(torn->offset),
                  torn->reason.c_str());
   }
   ledger_.check_invariants();
+  // Rebuilt events are durable before anything new is acknowledged.
+  if (Status s = event_log_->sync(); !s.ok()) return s;
+  if (event_log_->last_seq() >= ledger_.next_seq()) {
+    Error e(ErrorCode::kStorageFailed,
+            "the event log holds events up to " + std::to_string(event_log_->last_seq()) +
+                " but the state ends before " + std::to_string(ledger_.next_seq()));
+    e.with_string("file", event_log_->dir());
+    if (!options_.repair) return e;
+    std::fprintf(stderr, "creditd: --repair: %s; keeping them\n", e.message.c_str());
+  }
+  if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) return r.error();
+  const auto ms = [](auto from, auto to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+  };
+  const auto t_done = std::chrono::steady_clock::now();
+  std::fprintf(stderr,
+               "creditd: recovered in %.0f ms: %llu events loaded in %.0f ms, snapshot LSN %llu "
+               "loaded in %.0f ms, %llu log records replayed in %.0f ms\n",
+               ms(t_events, t_done), static_cast<unsigned long long>(events_.size()),
+               ms(t_events, t_snapshot), static_cast<unsigned long long>(snapshot_lsn_),
+               ms(t_snapshot, t_log),
+               static_cast<unsigned long long>(wal_->next_lsn() - snapshot_lsn_),
+               ms(t_log, t_done));
   return ok_status();
 }
 
@@ -263,6 +309,13 @@ void Engine::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (wal_ && !wal_->failed()) {
+    // A clean stop snapshots what the last snapshot does not cover, so the next start
+    // replays nothing.
+    finish_snapshot(true);
+    if (wal_bytes_since_snapshot_ > 0) start_snapshot(true);
+    if (event_log_) (void)event_log_->sync();
+  }
   if (wal_ && !wal_->failed()) (void)wal_->close();
   wal_.reset();
 }
@@ -274,6 +327,18 @@ bool Engine::submit(std::vector<Op>&& ops, Done done) {
     if (stopping_ || queued_ops_ + n > options_.queue_ops_max) return false;
     queued_ops_ += n;
     queue_.push_back(Job{std::move(ops), std::move(done), nullptr});
+  }
+  cv_.notify_one();
+  return true;
+}
+
+bool Engine::submit_at(std::int64_t at_ms, std::vector<Op>&& ops, Done done) {
+  std::size_t n = ops.size();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || queued_ops_ + n > options_.queue_ops_max) return false;
+    queued_ops_ += n;
+    queue_.push_back(Job{std::move(ops), std::move(done), nullptr, at_ms});
   }
   cv_.notify_one();
   return true;
@@ -298,9 +363,12 @@ void Engine::run() {
       if (queue_.empty() && stopping_) return;
       std::size_t ops = 0;
       while (!queue_.empty() && (jobs.empty() || ops + queue_.front().ops.size() <= options_.batch_ops_max)) {
+        // A job at an instant (submit_at) is a batch of its own: its instant is its now.
+        if (queue_.front().at_ms && !jobs.empty()) break;
         ops += queue_.front().ops.size();
         jobs.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        if (jobs.back().at_ms) break;
       }
       queued_ops_ -= ops;
     }
@@ -338,7 +406,13 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c, std::vector<const ledger:
       c.retry_after_ms = d.retry_after_ms;
     }
   };
-  if (std::optional<ledger::Reply> gate = ledger_.gate(c)) return std::move(*gate);
+  if (std::optional<ledger::Reply> gate = ledger_.gate(c)) {
+    if (gate->replayed && gate->body.find("\"cached\":true") != std::string::npos) {
+      // A replayed cache hit answers with the cached response again, or says it is gone.
+      replay_cached_response(c, gate->body);
+    }
+    return std::move(*gate);
+  }
   if (auto* ch = std::get_if<ledger::Charge>(&c.body)) policy(*ch);
   if (auto* h = std::get_if<ledger::Hold>(&c.body)) policy(*h);
   if (auto* cap = std::get_if<ledger::Capture>(&c.body)) price_capture(c, *cap);
@@ -349,6 +423,28 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c, std::vector<const ledger:
     stats_.cache_hits.fetch_add(1, std::memory_order_relaxed);
   }
   return reply;
+}
+
+void Engine::replay_cached_response(const ledger::Command& c, std::string& body) {
+  const std::string* account_id = nullptr;
+  const std::string* cache_key = nullptr;
+  pricing::Kind kind = pricing::Kind::kAgentPrompt;
+  if (auto* ch = std::get_if<ledger::Charge>(&c.body)) {
+    account_id = &ch->account_id;
+    cache_key = &ch->cache_key;
+    kind = ch->kind;
+  } else if (auto* h = std::get_if<ledger::Hold>(&c.body)) {
+    account_id = &h->account_id;
+    cache_key = &h->cache_key;
+    kind = h->kind;
+  }
+  if (account_id == nullptr || cache_key->empty()) return;
+  const policy::CacheEntry* e = cache_.get(*account_id, pricing::kind_name(kind), *cache_key, ledger_.now_ms());
+  if (e != nullptr) {
+    splice_response(body, e->response_json);
+  } else {
+    splice_response(body, "null,\"response_evicted\":true");
+  }
 }
 
 // A capture's usage is priced with the rate card version of its hold.
@@ -370,7 +466,27 @@ void Engine::price_capture(ledger::Command& c, ledger::Capture& cap) {
 }
 
 void Engine::apply_batch(std::vector<Job>& jobs) {
-  std::int64_t now_ms = ledger_.begin_batch(clock_.now_ms());
+  // submit_at: the batch's instant is the job's, when it is neither before the ledger's
+  // now nor after the clock's; otherwise nothing is applied.
+  if (jobs.size() == 1 && jobs[0].at_ms &&
+      (*jobs[0].at_ms < ledger_.now_ms() || *jobs[0].at_ms > clock_.now_ms())) {
+    std::vector<ledger::Reply> replies;
+    for (std::size_t i = 0; i < jobs[0].ops.size(); ++i) {
+      replies.push_back(error_reply(ErrorCode::kBackfillOutOfOrder,
+                                    "the instant is before the ledger's last instant or after "
+                                    "the clock's now"));
+    }
+    jobs[0].done(std::move(replies));
+    return;
+  }
+  // A batch of reads only does not begin a ledger batch: it would move the ledger's now
+  // to the clock without logging anything, and a later submit_at between the last
+  // logged instant and that now would be refused.
+  bool reads_only =
+      std::all_of(jobs.begin(), jobs.end(), [](const Job& j) { return static_cast<bool>(j.read); });
+  std::int64_t batch_at_ms = jobs[0].at_ms ? *jobs[0].at_ms : clock_.now_ms();
+  std::int64_t now_ms =
+      reads_only ? std::max(clock_.now_ms(), ledger_.now_ms()) : ledger_.begin_batch(batch_at_ms);
   std::vector<const ledger::Command*> logged;
   std::vector<const Op*> engine_ops;
   std::vector<std::vector<ledger::Reply>> replies(jobs.size());
@@ -433,8 +549,12 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       std::fprintf(stderr, "creditd: storage failed: %s; stopping\n", s.error().message.c_str());
     } else {
       if (!logged.empty()) last_logged_ms_.store(now_ms);
+      wal_bytes_since_snapshot_ += payload.size() + store::kRecordHeaderBytes;
     }
   }
+  // Events go to their own log after the batch is durable, without a sync of their own
+  // (a crash loses only events that the log after the snapshot rebuilds).
+  Status events_written = durable ? log_events(batch_events_) : ok_status();
   if (durable) {
     if (sink_ && !batch_events_.empty()) sink_(batch_events_);
     keep_events(batch_events_);
@@ -456,9 +576,296 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
     std::fflush(stderr);
     std::_Exit(3);
   }
-  EngineState st{ledger_, cache_, events_, events_by_account_, rate_limits_, ledger_.now_ms()};
+  if (!events_written.ok()) {
+    // The batch is durable and answered; its events are rebuilt from the log at start.
+    std::fprintf(stderr, "creditd: event log failed: %s; stopping\n",
+                 events_written.error().message.c_str());
+    std::fflush(stderr);
+    std::_Exit(3);
+  }
+  finish_snapshot(false);
+  if (wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes) start_snapshot(false);
+  // For a batch of reads only, now_ms is the clock's (the ledger's now did not move).
+  const std::int64_t read_now_ms = std::max(now_ms, ledger_.now_ms());
+  EngineState st{ledger_, cache_, events_, events_by_account_, rate_limits_, read_now_ms};
   for (Job& job : jobs) {
     if (job.read) job.read(st);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Snapshots and the event log.
+//
+// A snapshot's state bytes (store/snapshot.h frames and checksums them):
+//   version         u8      kEngineSnapshotVersion; any other value is refused
+//   last_logged_ms  varint zigzag
+//   keys            count varint, then each key: key_id, role u8, account_id, label,
+//                   hash_hex strings, created_at_ms varint zigzag
+//   cache           count varint, then each entry, least recently used first: account_id,
+//                   kind, cache_key, response_json, call_site strings, expires_at_ms
+//   rate limits     count varint, then (account_id string, limits as in a batch record)
+//   ledger          every byte left: ledger/snapshot_codec.h's encoding
+// The ledger's bytes go last so they are written in place, not copied.
+
+namespace {
+
+constexpr std::uint8_t kEngineSnapshotVersion = 1;
+constexpr char kCacheKeySeparator = '\x1f';  // policy/cache.cc joins its key parts with it
+// Events loaded from the event log reach the sink in slices of this many.
+constexpr std::size_t kEventLoadSliceMax = 4096;
+
+std::string snapshot_dir(const EngineOptions& o) {
+  return o.data_dir + "/snapshots";
+}
+std::string events_dir(const EngineOptions& o) {
+  return o.data_dir + "/events";
+}
+
+std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point since) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since)
+          .count());
+}
+
+}  // namespace
+
+Status Engine::open_event_log() {
+  store::EventLogOptions eo;
+  eo.retain_days = options_.events_retain_days;
+  eo.bytes_max = options_.events_bytes_max;
+  eo.repair = options_.repair;
+  std::vector<ledger::Event> slice;
+  auto flush_slice = [&] {
+    if (sink_ && !slice.empty()) sink_(slice);
+    keep_events(slice);
+    slice.clear();
+  };
+  auto log = store::EventLog::open(
+      events_dir(options_), eo, [&](std::uint64_t seq, std::int64_t, std::string_view payload) {
+        auto e = ledger::decode_event(payload);
+        if (!e.ok()) return Status(e.error());
+        if (e->seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
+        slice.push_back(std::move(*e));
+        if (slice.size() >= kEventLoadSliceMax) flush_slice();
+        return ok_status();
+      });
+  if (!log.ok()) return log.error();
+  flush_slice();
+  event_log_ = std::move(*log);
+  for (const auto& cut : event_log_->recovery().torn_tails) {
+    std::fprintf(stderr, "creditd: cut a torn tail of the event log at %s offset %llu (%s)\n",
+                 cut.file.c_str(), static_cast<unsigned long long>(cut.offset), cut.reason.c_str());
+  }
+  for (const auto& cut : event_log_->recovery().repaired) {
+    std::fprintf(stderr, "creditd: --repair: cut the event log at %s offset %llu (%s)\n",
+                 cut.file.c_str(), static_cast<unsigned long long>(cut.offset), cut.reason.c_str());
+  }
+  return ok_status();
+}
+
+Status Engine::load_snapshot() {
+  auto first_lsn = store::Wal::first_lsn_on_disk(options_.data_dir + "/wal");
+  if (!first_lsn.ok()) return first_lsn.error();
+  store::SnapshotLoadOptions so;
+  so.repair = options_.repair;
+  so.log_first_lsn = first_lsn->value_or(0);
+  auto load = store::load_newest_snapshot(snapshot_dir(options_), so);
+  if (!load.ok()) return load.error();
+  for (const auto& d : load->skipped) {
+    std::fprintf(stderr, "creditd: --repair: skipped damaged snapshot %s at offset %llu (%s)\n",
+                 d.file.c_str(), static_cast<unsigned long long>(d.offset), d.reason.c_str());
+  }
+  if (!load->snapshot) return ok_status();
+  Status s = decode_snapshot(load->snapshot->bytes);
+  if (!s.ok()) {
+    Error e = s.error();
+    e.message = load->snapshot->file + ": " + e.message;
+    e.with_string("file", load->snapshot->file);
+    return e;
+  }
+  snapshot_lsn_ = load->snapshot->lsn;
+  return ok_status();
+}
+
+void Engine::encode_snapshot(std::string& out) const {
+  ByteWriter w(out);
+  w.u8(kEngineSnapshotVersion);
+  w.sv(last_logged_ms_.load());
+  {
+    std::shared_lock lock(keys_mu_);
+    w.uv(keys_by_hash_.size());
+    for (const auto& [hash, k] : keys_by_hash_) {
+      w.str(k.key_id);
+      w.u8(static_cast<std::uint8_t>(k.role));
+      w.str(k.account_id);
+      w.str(k.label);
+      w.str(k.hash_hex);
+      w.sv(k.created_at_ms);
+    }
+  }
+  w.uv(cache_.size());
+  cache_.for_each([&](const std::string& key, const policy::CacheEntry& e) {
+    const std::size_t a = key.find(kCacheKeySeparator);
+    const std::size_t k = key.find(kCacheKeySeparator, a + 1);
+    w.str(std::string_view(key).substr(0, a));
+    w.str(std::string_view(key).substr(a + 1, k - a - 1));
+    w.str(std::string_view(key).substr(k + 1));
+    w.str(e.response_json);
+    w.str(e.call_site);
+    w.sv(e.expires_at_ms);
+  });
+  std::vector<const std::pair<const std::string, pricing::PlanRateLimits>*> limits;
+  for (const auto& kv : rate_limits_) limits.push_back(&kv);
+  std::sort(limits.begin(), limits.end(), [](auto* x, auto* y) { return x->first < y->first; });
+  w.uv(limits.size());
+  for (const auto* kv : limits) {
+    w.str(kv->first);
+    encode_limits(w, kv->second);
+  }
+  ledger::encode_ledger_snapshot(ledger_, out);
+}
+
+Status Engine::decode_snapshot(std::string_view bytes) {
+  ByteReader r(bytes);
+  const std::uint8_t version = r.u8();
+  if (version != kEngineSnapshotVersion) {
+    Error e(ErrorCode::kStorageFailed, "engine snapshot version " + std::to_string(version) +
+                                           "; this build reads " +
+                                           std::to_string(kEngineSnapshotVersion));
+    e.with("offset", "0");
+    return e;
+  }
+  last_logged_ms_.store(r.sv());
+  std::uint64_t keys = r.uv();
+  for (std::uint64_t i = 0; i < keys && r.ok(); ++i) {
+    KeyInfo k;
+    k.key_id = r.str();
+    k.role = static_cast<Role>(r.u8());
+    k.account_id = r.str();
+    k.label = r.str();
+    k.hash_hex = r.str();
+    k.created_at_ms = r.sv();
+    if (k.role > Role::kRead) r.fail();
+    std::unique_lock lock(keys_mu_);
+    keys_by_hash_[k.hash_hex] = std::move(k);
+  }
+  std::uint64_t entries = r.uv();
+  for (std::uint64_t i = 0; i < entries && r.ok(); ++i) {
+    std::string account = r.str();
+    std::string kind = r.str();
+    std::string key = r.str();
+    policy::CacheEntry e;
+    e.response_json = r.str();
+    e.call_site = r.str();
+    e.expires_at_ms = r.sv();
+    cache_.put(account, kind, key, std::move(e));
+  }
+  std::uint64_t limits = r.uv();
+  for (std::uint64_t i = 0; i < limits && r.ok(); ++i) {
+    std::string account = r.str();
+    rate_limits_[account] = decode_limits(r);
+  }
+  if (!r.ok()) {
+    Error e(ErrorCode::kStorageFailed,
+            "bad engine snapshot before byte " + std::to_string(r.pos()));
+    e.with("offset", std::to_string(r.pos()));
+    return e;
+  }
+  return ledger::decode_ledger_snapshot(bytes.substr(r.pos()), ledger_);
+}
+
+Status Engine::rebuild_events(std::vector<ledger::Event>& events) {
+  // Events up to the event log's last one were loaded from it already.
+  const std::uint64_t on_disk = event_log_->last_seq();
+  auto first_new = std::find_if(events.begin(), events.end(),
+                                [&](const ledger::Event& e) { return e.seq > on_disk; });
+  events.erase(events.begin(), first_new);
+  if (events.empty()) return ok_status();
+  Status s = log_events(events);
+  if (!s.ok()) return s;
+  if (sink_) sink_(events);
+  keep_events(events);
+  return ok_status();
+}
+
+Status Engine::log_events(const std::vector<ledger::Event>& events) {
+  for (const ledger::Event& e : events) {
+    event_bytes_.clear();
+    ledger::encode_event(e, event_bytes_);
+    Status s = event_log_->append(e.seq, e.at_ms, event_bytes_);
+    if (!s.ok()) return s;
+  }
+  return event_log_->flush();
+}
+
+void Engine::start_snapshot(bool wait) {
+  if (snapshot_thread_.joinable()) return;  // one at a time; the next batch retries
+  // Every event of a batch the snapshot covers reaches the disk before the snapshot does,
+  // so the log it lets go of is never needed to rebuild them.
+  auto files = event_log_->take_unsynced();
+  if (!files.ok()) {
+    std::fprintf(stderr, "creditd: snapshot skipped: %s\n", files.error().message.c_str());
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto bytes = std::make_shared<std::string>();
+  encode_snapshot(*bytes);
+  const std::uint64_t pause_ns = elapsed_ns(t0);
+  stats_.snapshot_pause_ns_last.store(pause_ns);
+  if (pause_ns > stats_.snapshot_pause_ns_max.load()) stats_.snapshot_pause_ns_max.store(pause_ns);
+  const std::uint64_t lsn = wal_->next_lsn();
+  wal_bytes_since_snapshot_ = 0;
+  snapshot_done_.store(false);
+  std::string events = event_log_->dir();
+  std::string dir = snapshot_dir(options_);
+  snapshot_thread_ =
+      std::thread([this, files = std::move(*files), bytes, lsn, events, dir, pause_ns] {
+        const auto t1 = std::chrono::steady_clock::now();
+        Status s = store::EventLog::sync_files(files, events);
+        if (s.ok()) s = store::write_snapshot(dir, lsn, *bytes);
+        if (s.ok()) {
+          auto pruned = store::prune_snapshots(dir);
+          if (!pruned.ok()) s = pruned.error();
+        }
+        std::uint64_t retain = 0;
+        if (s.ok()) {
+          auto r = store::snapshot_retain_lsn(dir);
+          if (r.ok())
+            retain = *r;
+          else
+            s = r.error();
+        }
+        snapshot_error_ = s.ok() ? std::nullopt : std::optional<Error>(s.error());
+        snapshot_retain_lsn_ = retain;
+        std::fprintf(stderr,
+                     "creditd: snapshot at LSN %llu: %zu bytes, state encoded in %.1f ms on the "
+                     "ledger thread, written in %.1f ms%s\n",
+                     static_cast<unsigned long long>(lsn), bytes->size(), pause_ns / 1e6,
+                     elapsed_ns(t1) / 1e6, s.ok() ? "" : " (failed)");
+        snapshot_done_.store(true);
+      });
+  snapshot_lsn_ = lsn;
+  if (wait) finish_snapshot(true);
+}
+
+void Engine::finish_snapshot(bool wait) {
+  if (!snapshot_thread_.joinable() || (!wait && !snapshot_done_.load())) return;
+  snapshot_thread_.join();
+  if (snapshot_error_) {
+    // The log still holds everything: nothing is lost, the log only grows until the
+    // next snapshot succeeds.
+    std::fprintf(stderr, "creditd: snapshot failed: %s\n", snapshot_error_->message.c_str());
+    return;
+  }
+  stats_.snapshots.fetch_add(1, std::memory_order_relaxed);
+  if (snapshot_retain_lsn_ > 0) {
+    auto deleted = wal_->truncate_before(snapshot_retain_lsn_);
+    if (!deleted.ok()) {
+      std::fprintf(stderr, "creditd: log truncation failed: %s\n", deleted.error().message.c_str());
+    }
+  }
+  if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) {
+    std::fprintf(stderr, "creditd: event retention failed: %s\n", r.error().message.c_str());
   }
 }
 

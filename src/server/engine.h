@@ -27,6 +27,7 @@
 #include "policy/cache.h"
 #include "policy/rate_limiter.h"
 #include "pricing/rate_card.h"
+#include "store/event_log.h"
 #include "store/wal.h"
 #include "time/clock.h"
 
@@ -35,6 +36,9 @@ namespace credit::server {
 constexpr std::size_t kQueueOpsMaxDefault = 1 << 18;
 constexpr std::size_t kBatchOpsMaxDefault = 1 << 15;
 constexpr std::size_t kEventsInMemoryMax = 50'000'000;
+// A snapshot is taken after this many bytes of log records (and at a clean stop), so a
+// restart replays at most about this much log.
+constexpr std::uint64_t kSnapshotWalBytesDefault = 256ULL << 20;
 
 enum class Role : std::uint8_t { kAdmin = 0, kService = 1, kMeter = 2, kRead = 3 };
 std::string_view role_name(Role r);
@@ -79,6 +83,10 @@ struct EngineOptions {
   std::size_t queue_ops_max = kQueueOpsMaxDefault;
   std::size_t batch_ops_max = kBatchOpsMaxDefault;
   std::size_t cache_bytes_max = policy::kCacheBytesMaxDefault;
+  // Snapshots and the event log (DATA/snapshots, DATA/events).
+  std::uint64_t snapshot_wal_bytes = kSnapshotWalBytesDefault;
+  std::int64_t events_retain_days = store::kEventRetainDaysDefault;
+  std::uint64_t events_bytes_max = 0;  // 0: no budget
 };
 
 // What reads see (on the ledger thread).
@@ -96,6 +104,11 @@ struct EngineStats {
   std::atomic<std::uint64_t> ops{0};
   std::atomic<std::uint64_t> fsync_ns_total{0};
   std::atomic<std::uint64_t> cache_hits{0};
+  std::atomic<std::uint64_t> snapshots{0};
+  // How long the last snapshot held the ledger thread (encoding the state), and the
+  // longest such pause since the start.
+  std::atomic<std::uint64_t> snapshot_pause_ns_last{0};
+  std::atomic<std::uint64_t> snapshot_pause_ns_max{0};
 };
 
 class Engine {
@@ -119,6 +132,11 @@ class Engine {
   // durable (or 503 storage_failed replies). false: the queue is full (503 overloaded).
   bool submit(std::vector<Op>&& ops, Done done);
   bool read(ReadFn fn);
+  // --- submit at an instant (import mode=apply; added for the analytics import) ---
+  // As submit(), in a batch of its own whose now is exactly at_ms. When at_ms is before
+  // the ledger's now or after the clock's now, nothing is applied and every op answers
+  // 409 backfill_out_of_order.
+  bool submit_at(std::int64_t at_ms, std::vector<Op>&& ops, Done done);
 
   // Any thread: the key with this SHA-256 hex hash, if alive.
   std::optional<KeyInfo> find_key(std::string_view hash_hex) const;
@@ -136,6 +154,7 @@ class Engine {
     std::vector<Op> ops;
     Done done;
     ReadFn read;
+    std::optional<std::int64_t> at_ms = std::nullopt;  // submit_at: the batch's instant
   };
   void run();
   void apply_batch(std::vector<Job>& jobs);
@@ -143,8 +162,33 @@ class Engine {
   ledger::Reply apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged);
   void apply_engine_op(const Op& op);
   void price_capture(ledger::Command& c, ledger::Capture& cap);
+  void replay_cached_response(const ledger::Command& c, std::string& body);
   Status replay_record(std::string_view payload);
   void keep_events(std::vector<ledger::Event>& events);
+
+  // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
+  Status open_event_log();
+  Status load_snapshot();
+  void encode_snapshot(std::string& out) const;
+  Status decode_snapshot(std::string_view bytes);
+  // Events of a replayed batch: those the event log lacks are appended to it (rebuilt
+  // with their sequence numbers), kept and handed to the sink.
+  Status rebuild_events(std::vector<ledger::Event>& events);
+  Status log_events(const std::vector<ledger::Event>& events);
+  // Encodes the state on the ledger thread; writes it on a background thread (or here
+  // when `wait`), then lets the log be truncated.
+  void start_snapshot(bool wait);
+  // Joins a finished (or, when `wait`, any) background snapshot and truncates the log.
+  void finish_snapshot(bool wait);
+  std::unique_ptr<store::EventLog> event_log_;
+  std::uint64_t snapshot_lsn_ = 0;  // the newest snapshot covers LSNs below this
+  std::uint64_t wal_bytes_since_snapshot_ = 0;
+  std::thread snapshot_thread_;
+  std::atomic<bool> snapshot_done_{false};
+  std::optional<Error> snapshot_error_;  // written by the snapshot thread before done
+  std::uint64_t snapshot_retain_lsn_ = 0;  // idem
+  std::string event_bytes_;               // reused encoding buffer
+  // --- end snapshots and the event log ---
 
   const Clock& clock_;
   pricing::Catalog catalog_;

@@ -9,8 +9,10 @@
 #include <memory>
 #include <thread>
 
+#include "analytics/live.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
+#include "server/analytics_routes.h"
 #include "server/api.h"
 #include "server/crypto.h"
 #include "server/engine.h"
@@ -91,6 +93,13 @@ int main(int argc, char** argv) {
   app.add_flag("--no-fsync", no_fsync, "benchmarks only: acknowledge without fdatasync");
   app.add_option("--idempotency-keys-max", idem_max, "capacity of the idempotency table");
   app.add_option("--accounts-max", accounts_max, "capacity of accounts");
+  server::EngineOptions eo;
+  app.add_option("--snapshot-wal-bytes", eo.snapshot_wal_bytes,
+                 "take a snapshot after this many bytes of log (default 256 MiB)");
+  app.add_option("--events-retain-days", eo.events_retain_days,
+                 "delete event log days older than this (default 400)");
+  app.add_option("--events-bytes-max", eo.events_bytes_max,
+                 "delete the oldest event log days beyond this many bytes (0: no budget)");
   app.add_option("--io-threads", io_threads, "HTTP I/O threads");
   CLI11_PARSE(app, argc, argv);
 
@@ -118,7 +127,6 @@ int main(int argc, char** argv) {
   if (clock_mode == "manual") manual = std::make_unique<ManualClock>(0);
   const Clock& clock = manual ? static_cast<const Clock&>(*manual) : system_clock;
 
-  server::EngineOptions eo;
   eo.data_dir = data_dir;
   eo.fsync = !no_fsync;
   eo.repair = repair;
@@ -128,6 +136,10 @@ int main(int argc, char** argv) {
   cards.push_back(std::move(*card));
   server::Engine engine(clock, *catalog, std::move(cards), eo);
   server::MetricsRegistry metrics;
+  // Live analytics: the sink is set before recovery, which feeds it every kept event.
+  auto analytics = analytics::Analytics::open(data_dir + "/analytics");
+  if (!analytics.ok()) return fail(analytics.error().message);
+  server::attach_analytics(engine, **analytics);
   if (Status s = engine.open(); !s.ok()) {
     std::string where;
     for (const auto& d : s.error().details) where += " " + d.key + "=" + d.json_value;
@@ -143,8 +155,12 @@ int main(int argc, char** argv) {
   ao.web_dir = web_dir;
   ao.allow_local_webhooks = allow_local_webhooks;
   server::Api api(engine, metrics, ao);
-  server::HttpServer server(http, api);
+  api.set_analytics(server::make_analytics_routes(engine, **analytics, allow_local_webhooks));
+  server::ImportingHandler handler(api, engine, **analytics, clock, ao);
+  (*analytics)->alerts().start(clock, server::make_webhook_sender(allow_local_webhooks));
+  server::HttpServer server(http, handler);
   if (Status s = server.start(); !s.ok()) {
+    (*analytics)->alerts().stop();
     engine.stop();
     return fail("cannot listen on " + listen + ": " + s.error().message);
   }
@@ -156,6 +172,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   while (!g_stop && !engine.failed()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   server.stop();
+  (*analytics)->alerts().stop();
   engine.stop();
   if (engine.failed()) return 3;
   std::printf("creditd stopped cleanly\n");

@@ -1,0 +1,383 @@
+// src/analytics/alerts.cc
+// Alert rules, evaluation, the rules and outbox files, and the delivery loop (alerts.h).
+#include "analytics/alerts.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "base/json_writer.h"
+#include "money/money.h"
+#include "time/time.h"
+
+namespace credit::analytics {
+namespace {
+
+constexpr const char* kRulesFile = "alert_rules.log";
+constexpr const char* kOutboxFile = "outbox.log";
+
+std::string credits(std::int64_t mc) {
+  return format_credits(Millicredits::from_mc(mc));
+}
+
+std::string ratio_json(std::optional<double> r) {
+  return r ? fmt::format("{:.4f}", *r) : "null";
+}
+
+std::int64_t backoff_ms(std::int64_t attempts) {
+  std::int64_t ms = kDeliveryBackoffFirstMs;
+  for (std::int64_t i = 1; i < attempts && ms < kDeliveryBackoffMaxMs; ++i) ms *= 2;
+  return std::min(ms, kDeliveryBackoffMaxMs);
+}
+
+std::string rules_line(const std::string& account_id, const AlertRules& r) {
+  std::string out;
+  json::Writer w(out);
+  w.begin_object().key("account_id").string(account_id);
+  w.key("factor_milli").integer(r.burn.factor_milli).key("window_days").integer(r.burn.window_days);
+  w.key("thresholds").begin_array();
+  for (std::int64_t t : r.thresholds_percent) w.integer(t);
+  w.end_array();
+  w.key("webhook_url").string(r.webhook_url).key("webhook_secret").string(r.webhook_secret);
+  w.end_object();
+  return out;
+}
+
+std::string alert_line(const Alert& a, bool webhook) {
+  std::string out;
+  json::Writer w(out);
+  w.begin_object().key("op").string("alert").key("alert_id").string(a.alert_id);
+  w.key("account_id").string(a.account_id).key("rule").string(a.rule).key("pool").string(a.pool);
+  w.key("at_ms").integer(a.at_ms).key("message").string(a.message).key("details").raw(
+      a.details_json);
+  w.key("webhook").boolean(webhook).end_object();
+  return out;
+}
+
+std::string op_line(std::string_view op, const std::string& alert_id) {
+  std::string out;
+  json::Writer w(out);
+  w.begin_object().key("op").string(op).key("alert_id").string(alert_id).end_object();
+  return out;
+}
+
+// Reads the complete lines of a file (a last line without its newline is a torn write).
+std::vector<std::string> complete_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream f(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::size_t start = 0;
+  for (std::size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', start)) {
+    if (nl > start) lines.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+}  // namespace
+
+std::string alert_id_of(std::string_view account_id, std::string_view once_key) {
+  std::string in(account_id);
+  in += '\x1f';
+  in += once_key;
+  XXH128_hash_t h = XXH3_128bits(in.data(), in.size());
+  return fmt::format("al_{:016x}{:016x}", h.high64, h.low64);
+}
+
+std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t now_ms,
+                                   const std::vector<PoolStatus>& pools, const AlertRules& rules) {
+  std::vector<Alert> out;
+  auto make = [&](std::string rule, const std::string& pool,
+                  const std::string& once_key) -> Alert& {
+    Alert& a = out.emplace_back();
+    a.alert_id = alert_id_of(account_id, once_key);
+    a.account_id = account_id;
+    a.rule = std::move(rule);
+    a.pool = pool;
+    a.at_ms = now_ms;
+    return a;
+  };
+  const std::string date = format_date(now_ms);
+  for (const PoolStatus& p : pools) {
+    const std::int64_t base = p.allowance_mc + p.extra_mc;
+    std::vector<std::int64_t> thresholds = rules.thresholds_percent;
+    std::sort(thresholds.begin(), thresholds.end());
+    for (std::int64_t t : thresholds) {
+      if (base <= 0 || static_cast<__int128>(p.used_mc) * 100 < static_cast<__int128>(t) * base)
+        continue;
+      Alert& a =
+          make("threshold", p.pool, fmt::format("threshold:{}:{}:{}", p.pool, t, p.cycle_start_ms));
+      a.message = fmt::format(
+          "{} of this cycle's {} credits used: {} % of {} ({} % threshold)", credits(p.used_mc),
+          p.pool, static_cast<std::int64_t>(static_cast<__int128>(p.used_mc) * 100 / base),
+          credits(base), t);
+      json::Writer w(a.details_json);
+      w.begin_object().key("pool").string(p.pool).key("threshold_percent").integer(t);
+      w.key("used").raw(credits(p.used_mc)).key("allowance").raw(credits(p.allowance_mc));
+      w.key("extra").raw(credits(p.extra_mc));
+      w.key("utilization")
+          .raw(fmt::format("{:.4f}", static_cast<double>(p.used_mc) / static_cast<double>(base)));
+      w.key("cycle_start").string(format_rfc3339(p.cycle_start_ms)).end_object();
+    }
+    const std::string mean = p.burn.trailing_mean_mc ? credits(*p.burn.trailing_mean_mc) : "null";
+    if (p.burn.spike) {
+      Alert& a = make("burn_spike", p.pool, fmt::format("burn_spike:{}:{}", p.pool, date));
+      a.message =
+          fmt::format("{} {} credits burned today, above {}x the trailing mean of {} a day",
+                      credits(p.burn.today_mc), p.pool, credits(rules.burn.factor_milli), mean);
+      json::Writer w(a.details_json);
+      w.begin_object().key("pool").string(p.pool).key("date").string(date);
+      w.key("today").raw(credits(p.burn.today_mc)).key("trailing_mean").raw(mean);
+      w.key("ratio")
+          .raw(ratio_json(p.burn.ratio))
+          .key("factor")
+          .raw(credits(rules.burn.factor_milli));
+      w.key("window_days").integer(p.burn.window_days).end_object();
+    }
+    if (p.burn.projected_exhaustion_ms) {
+      Alert& a = make("projected_exhaustion", p.pool,
+                      fmt::format("projected_exhaustion:{}:{}", p.pool, date));
+      a.message = fmt::format(
+          "at the trailing mean of {} a day the {} credits run out at {}, before the cycle ends "
+          "at {}",
+          mean, p.pool, format_rfc3339(*p.burn.projected_exhaustion_ms),
+          format_rfc3339(p.cycle_end_ms));
+      json::Writer w(a.details_json);
+      w.begin_object().key("pool").string(p.pool);
+      w.key("projected_at").string(format_rfc3339(*p.burn.projected_exhaustion_ms));
+      w.key("cycle_end").string(format_rfc3339(p.cycle_end_ms));
+      w.key("available").raw(credits(p.available_mc)).key("trailing_mean").raw(mean).end_object();
+    }
+  }
+  return out;
+}
+
+std::string alert_payload(const Alert& a) {
+  std::string out;
+  json::Writer w(out);
+  w.begin_object().key("alert_id").string(a.alert_id).key("account_id").string(a.account_id);
+  w.key("rule").string(a.rule).key("at").string(format_rfc3339(a.at_ms));
+  w.key("message").string(a.message).key("details").raw(a.details_json).end_object();
+  return out;
+}
+
+void append_alert_json(std::string& out, const Alert& a) {
+  json::Writer w(out);
+  w.begin_object().key("alert_id").string(a.alert_id).key("rule").string(a.rule);
+  w.key("at").string(format_rfc3339(a.at_ms)).key("message").string(a.message);
+  w.key("details").raw(a.details_json).end_object();
+}
+
+Result<std::unique_ptr<AlertBook>> AlertBook::open(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Error(ErrorCode::kStorageFailed, "cannot create " + dir + ": " + ec.message());
+  std::unique_ptr<AlertBook> book(new AlertBook(dir));
+  if (Status s = book->load(); !s.ok()) return s.error();
+  return book;
+}
+
+AlertBook::~AlertBook() {
+  stop();
+}
+
+Status AlertBook::load() {
+  simdjson::dom::parser parser;
+  for (const std::string& line : complete_lines(dir_ + "/" + kRulesFile)) {
+    simdjson::dom::element doc;
+    if (parser.parse(line).get(doc))
+      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kRulesFile + ": bad line");
+    AlertRules r;
+    std::string_view account, url, secret;
+    simdjson::dom::array ths;
+    if (doc["account_id"].get(account) || doc["factor_milli"].get(r.burn.factor_milli) ||
+        doc["window_days"].get(r.burn.window_days) || doc["thresholds"].get(ths) ||
+        doc["webhook_url"].get(url) || doc["webhook_secret"].get(secret)) {
+      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kRulesFile + ": bad record");
+    }
+    r.thresholds_percent.clear();
+    for (simdjson::dom::element t : ths) {
+      std::int64_t v = 0;
+      if (t.get(v))
+        return Error(ErrorCode::kStorageFailed, dir_ + "/" + kRulesFile + ": bad threshold");
+      r.thresholds_percent.push_back(v);
+    }
+    r.webhook_url = std::string(url);
+    r.webhook_secret = std::string(secret);
+    rules_[std::string(account)] = std::move(r);
+  }
+  std::map<std::string, std::pair<Alert, bool>> alerts;  // by id: the alert, queued
+  for (const std::string& line : complete_lines(dir_ + "/" + kOutboxFile)) {
+    simdjson::dom::element doc;
+    std::string_view op, id;
+    if (parser.parse(line).get(doc) || doc["op"].get(op) || doc["alert_id"].get(id)) {
+      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kOutboxFile + ": bad line");
+    }
+    if (op != "alert") {
+      queue_.erase(std::string(id));
+      continue;
+    }
+    Alert a;
+    a.alert_id = std::string(id);
+    std::string_view account, rule, pool, message;
+    simdjson::dom::element details;
+    bool webhook = false;
+    if (doc["account_id"].get(account) || doc["rule"].get(rule) || doc["pool"].get(pool) ||
+        doc["at_ms"].get(a.at_ms) || doc["message"].get(message) || doc["details"].get(details) ||
+        doc["webhook"].get(webhook)) {
+      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kOutboxFile + ": bad alert record");
+    }
+    a.account_id = std::string(account);
+    a.rule = std::string(rule);
+    a.pool = std::string(pool);
+    a.message = std::string(message);
+    a.details_json = simdjson::minify(details);
+    fired_.insert(a.alert_id);
+    keep(a);
+    if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, 0};
+  }
+  return ok_status();
+}
+
+Status AlertBook::append(const std::string& file, const std::string& line) {
+  std::string path = dir_ + "/" + file;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return Error(ErrorCode::kStorageFailed, "cannot open " + path + ": " + std::strerror(errno));
+  std::string data = line + "\n";
+  std::size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return Error(ErrorCode::kStorageFailed, "cannot write " + path);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  int rc = ::fdatasync(fd);
+  ::close(fd);
+  if (rc != 0) return Error(ErrorCode::kStorageFailed, "cannot sync " + path);
+  return ok_status();
+}
+
+void AlertBook::keep(const Alert& a) {
+  std::deque<Alert>& list = listed_[a.account_id];
+  list.push_back(a);
+  if (list.size() > kAlertsListedMax) list.pop_front();
+}
+
+AlertRules AlertBook::rules(const std::string& account_id) const {
+  std::lock_guard lock(mu_);
+  auto it = rules_.find(account_id);
+  return it == rules_.end() ? AlertRules{} : it->second;
+}
+
+Status AlertBook::set_rules(const std::string& account_id, const AlertRules& rules) {
+  std::lock_guard lock(mu_);
+  if (Status s = append(kRulesFile, rules_line(account_id, rules)); !s.ok()) return s;
+  rules_[account_id] = rules;
+  return ok_status();
+}
+
+std::size_t AlertBook::record(const std::vector<Alert>& candidates, std::int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  std::size_t added = 0;
+  for (const Alert& a : candidates) {
+    if (fired_.count(a.alert_id)) continue;
+    auto r = rules_.find(a.account_id);
+    bool webhook = r != rules_.end() && !r->second.webhook_url.empty();
+    // Not durable, not fired: the next evaluation (or the one after a restart) tries again.
+    if (!append(kOutboxFile, alert_line(a, webhook)).ok()) continue;
+    fired_.insert(a.alert_id);
+    keep(a);
+    if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, now_ms};
+    ++added;
+  }
+  if (added > 0) cv_.notify_all();
+  return added;
+}
+
+std::vector<Alert> AlertBook::alerts_of(const std::string& account_id) const {
+  std::lock_guard lock(mu_);
+  auto it = listed_.find(account_id);
+  if (it == listed_.end()) return {};
+  return std::vector<Alert>(it->second.begin(), it->second.end());
+}
+
+std::size_t AlertBook::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+std::size_t AlertBook::deliver_due(std::int64_t now_ms, const WebhookSender& send) {
+  std::vector<WebhookRequest> due;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, p] : queue_) {
+      if (p.next_attempt_ms > now_ms) continue;
+      auto r = rules_.find(p.alert.account_id);
+      if (r == rules_.end() || r->second.webhook_url.empty())
+        continue;  // removed: wait for a new one
+      due.push_back(WebhookRequest{r->second.webhook_url, r->second.webhook_secret, id,
+                                   alert_payload(p.alert), now_ms / 1000});
+    }
+  }
+  std::size_t acked = 0;
+  for (const WebhookRequest& req : due) {
+    bool ok = send(req);  // no lock held while the network is slow
+    std::lock_guard lock(mu_);
+    auto it = queue_.find(req.alert_id);
+    if (it == queue_.end()) continue;
+    Pending& p = it->second;
+    if (ok) {
+      if (append(kOutboxFile, op_line("delivered", req.alert_id)).ok()) queue_.erase(it);
+      ++acked;
+      continue;
+    }
+    ++p.attempts;
+    if (p.first_attempt_ms < 0) p.first_attempt_ms = now_ms;
+    if (now_ms - p.first_attempt_ms >= kDeliveryRetryWindowMs) {
+      if (append(kOutboxFile, op_line("abandoned", req.alert_id)).ok()) queue_.erase(it);
+      continue;
+    }
+    p.next_attempt_ms = now_ms + backoff_ms(p.attempts);
+  }
+  return acked;
+}
+
+void AlertBook::start(const Clock& clock, WebhookSender send) {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  thread_ = std::thread([this, &clock, send = std::move(send)] {
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(kDeliveryPollMs), [&] { return stopping_; });
+        if (stopping_) return;
+      }
+      deliver_due(clock.now_ms(), send);
+    }
+  });
+}
+
+void AlertBook::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace credit::analytics

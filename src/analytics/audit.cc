@@ -1,0 +1,735 @@
+// src/analytics/audit.cc
+// The audit's streaming aggregation, its findings, fixes and plan advice, and its JSON
+// form (rules in audit.h, schema in docs/audit-schema.md).
+#include "analytics/audit.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <unordered_map>
+#include <utility>
+
+#include "base/json_writer.h"
+#include "time/time.h"
+
+namespace credit::analytics {
+
+using ledger::Event;
+using ledger::EventType;
+using pricing::Kind;
+
+namespace {
+
+struct SourceRange {
+  std::int64_t min_pct;
+  std::int64_t max_pct;
+};
+constexpr std::array<SourceRange, kSourceCount> kTypical = {{{60, 80}, {15, 30}, {5, 15}, {0, 10}}};
+
+Source source_of(Kind k) {
+  switch (k) {
+    case Kind::kAgentPrompt:
+      return Source::kAgent;
+    case Kind::kDiscussTurn:
+      return Source::kDiscuss;
+    case Kind::kBackendFunction:
+      return Source::kBackend;
+    default:
+      return Source::kIntegrations;
+  }
+}
+
+double ratio(Millicredits part, Millicredits whole) {
+  if (whole.mc() <= 0) return 0;
+  return static_cast<double>(part.mc()) / static_cast<double>(whole.mc());
+}
+
+struct Tally {
+  std::int64_t count = 0;
+  Millicredits credits;
+};
+
+std::vector<CountRow> top_rows(const std::map<std::string, Tally>& m, std::size_t limit) {
+  std::vector<CountRow> rows;
+  for (const auto& [k, t] : m) {
+    if (t.count > 0) rows.push_back({k, t.count, t.credits});
+  }
+  std::sort(rows.begin(), rows.end(), [](const CountRow& a, const CountRow& b) {
+    if (a.credits != b.credits) return a.credits > b.credits;
+    return a.key < b.key;
+  });
+  if (rows.size() > limit) rows.resize(limit);
+  return rows;
+}
+
+}  // namespace
+
+std::string_view source_name(Source s) {
+  switch (s) {
+    case Source::kAgent:
+      return "agent";
+    case Source::kIntegrations:
+      return "integrations";
+    case Source::kDiscuss:
+      return "discuss";
+    case Source::kBackend:
+      return "backend";
+  }
+  return "agent";
+}
+
+std::vector<Policy> audit_policies() {
+  std::vector<Policy> out;
+  for (std::string_view name :
+       {"cache", "scoped", "discuss-off", "editor", "revert-loops", "outliers"}) {
+    out.push_back(*parse_policy(name));
+  }
+  return out;
+}
+
+struct AuditBuilder::State {
+  State(std::string id, const pricing::RateCard& card, AuditOptions opts)
+      : account_id(std::move(id)),
+        options(std::move(opts)),
+        replayer(card, options.catalog, audit_policies()) {}
+
+  struct FileStats {
+    std::int64_t turns = 0;
+    Millicredits credits;
+  };
+  struct UserStats {
+    std::int64_t agent_turns = 0;
+    Millicredits credits;
+    bool builder = false;
+  };
+  struct SourceStats {
+    std::int64_t events = 0;
+    Millicredits credits;
+  };
+  struct SiteRepeats {
+    std::int64_t calls = 0;
+    std::int64_t paid_repeats = 0;
+    Millicredits wasted;
+  };
+
+  std::string account_id;
+  AuditOptions options;
+  Replayer replayer;
+  LoopDetector loops_detector;
+  std::vector<Loop> loops;
+
+  bool any = false;
+  std::int64_t first_ms = 0, last_ms = 0, events = 0;
+  Millicredits total, refunds;
+  std::array<SourceStats, kSourceCount> by_source{};
+  std::map<std::pair<std::string, std::string>, SourceStats> sources;
+  std::map<std::int64_t, Millicredits> daily;
+  std::map<std::string, FileStats> files;
+  std::map<std::string, UserStats> users;
+  std::int64_t agent_turns = 0;
+  std::unordered_map<std::string, std::int64_t> request_keys;  // key -> times paid
+  std::map<std::string, SiteRepeats> sites;
+  std::map<std::string, Tally> unscoped_by_user, unscoped_by_file, small_by_file, discuss_intent;
+  Tally unscoped, small_edits, discuss, no_snapshot;
+
+  void add(const Event& e);
+  void add_agent_turn(const Event& e);
+  AuditReport finish();
+  void findings_and_fixes(AuditReport& r, const ReplayReport& replay);
+  std::optional<Advice> advise(const AuditReport& r) const;
+};
+
+void AuditBuilder::State::add(const Event& e) {
+  ++events;
+  if (!any || e.at_ms < first_ms) first_ms = e.at_ms;
+  if (!any || e.at_ms > last_ms) last_ms = e.at_ms;
+  any = true;
+  replayer.add(e);
+  const Millicredits delta = burn_delta(e);
+  if (delta.is_zero()) return;
+  total += delta;
+  if (e.type == EventType::kRefund) refunds += e.credits;
+  daily[day_start_ms(e.at_ms)] += delta;
+  const std::int64_t count = delta.is_negative() ? 0 : 1;
+  UserStats& user = users[e.user_id];
+  user.credits += delta;
+  if (!e.kind) return;  // a refund without its kind counts in the total only
+  const Kind kind = *e.kind;
+  auto& src = by_source[static_cast<std::size_t>(source_of(kind))];
+  src.credits += delta;
+  src.events += count;
+  std::string key = e.metadata.call_site;
+  if (kind == Kind::kAgentPrompt)
+    key = e.metadata.file.empty() ? e.metadata.feature : e.metadata.file;
+  if (kind == Kind::kDiscussTurn) key = e.metadata.feature;
+  auto& s = sources[{std::string(pricing::kind_name(kind)), key}];
+  s.credits += delta;
+  s.events += count;
+  if (delta.is_negative()) {
+    if (kind == Kind::kAgentPrompt && !e.metadata.file.empty())
+      files[e.metadata.file].credits += delta;
+    if (kind == Kind::kDiscussTurn) discuss.credits += delta;
+    return;
+  }
+  if (kind == Kind::kAgentPrompt || kind == Kind::kDiscussTurn) user.builder = true;
+  if (kind == Kind::kAgentPrompt) {
+    ++user.agent_turns;
+    add_agent_turn(e);
+  }
+  if (kind == Kind::kDiscussTurn) {
+    ++discuss.count;
+    discuss.credits += delta;
+    auto& t = discuss_intent[e.metadata.intent.empty() ? "(none)" : e.metadata.intent];
+    ++t.count;
+    t.credits += delta;
+  }
+  if (is_cacheable(e)) {
+    SiteRepeats& site = sites[e.metadata.call_site];
+    ++site.calls;
+    std::string_view rk = request_key(e);
+    if (!rk.empty() && !e.credits.is_zero()) {
+      std::string full = std::string(pricing::kind_name(kind)) + '\x1f' + std::string(rk);
+      auto it = request_keys.find(full);
+      if (it != request_keys.end()) {
+        ++it->second;
+        ++site.paid_repeats;
+        site.wasted += e.credits;
+      } else if (request_keys.size() < kAuditRequestKeysMax) {
+        request_keys.emplace(std::move(full), 1);
+      }
+    }
+  }
+}
+
+void AuditBuilder::State::add_agent_turn(const Event& e) {
+  ++agent_turns;
+  const std::string& file = e.metadata.file;
+  if (!file.empty()) {
+    auto& f = files[file];
+    ++f.turns;
+    f.credits += e.credits;
+  }
+  if (e.metadata.snapshot_id.empty()) {
+    ++no_snapshot.count;
+    no_snapshot.credits += e.credits;
+  }
+  if (e.usage) {
+    const std::int64_t emitted = e.usage->lines_emitted.value_or(0);
+    const std::int64_t changed = e.usage->lines_changed.value_or(0);
+    if (emitted > 0 && emitted >= kUnscopedEmittedFactor * changed) {
+      ++unscoped.count;
+      unscoped.credits += e.credits;
+      auto& u = unscoped_by_user[e.user_id];
+      ++u.count;
+      u.credits += e.credits;
+      auto& f = unscoped_by_file[file.empty() ? "(no file)" : file];
+      ++f.count;
+      f.credits += e.credits;
+    }
+    if (e.usage->lines_changed && changed <= kSmallEditLinesMax && e.credits >= kSmallEditCostMin) {
+      ++small_edits.count;
+      small_edits.credits += e.credits;
+      auto& f = small_by_file[file.empty() ? "(no file)" : file];
+      ++f.count;
+      f.credits += e.credits;
+    }
+  }
+  LoopTurn t;
+  t.at_ms = e.at_ms;
+  t.credits = e.credits;
+  t.fix = e.metadata.intent == "fix";
+  t.snapshot_id = e.metadata.snapshot_id;
+  t.feature = e.metadata.feature;
+  t.replay_credits = e.credits;
+  loops_detector.add(file, t, [this](const Loop& l) { loops.push_back(l); });
+}
+
+std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
+  if (options.catalog == nullptr || options.plan_id.empty()) return std::nullopt;
+  const pricing::Plan* current = options.catalog->find(options.plan_id);
+  if (current == nullptr || current->pools.empty()) return std::nullopt;
+  Advice a;
+  a.current_plan = current->id;
+  a.allowance = current->pools.front().allowance;
+  a.used_per_cycle = per_cycle(r.total, r.period_days);
+  a.need = Millicredits::from_mc(static_cast<std::int64_t>(
+      static_cast<__int128>(a.used_per_cycle.mc()) * kNeedPermille / 1000));
+  a.utilization = ratio(a.used_per_cycle, a.allowance);
+  a.runs_out = a.used_per_cycle > a.allowance;
+  if (a.runs_out && r.period_days > 0 && r.total.mc() > 0) {
+    // allowance / mean daily burn, in whole days into the cycle.
+    a.runs_out_after_days = static_cast<std::int64_t>(static_cast<__int128>(a.allowance.mc()) *
+                                                      r.period_days / r.total.mc());
+  }
+  // The cheapest plan whose first pool covers the need.
+  const pricing::Plan* right = nullptr;
+  for (const auto& p : options.catalog->plans) {
+    if (p.pools.empty() || p.pools.front().allowance < a.need) continue;
+    if (right == nullptr || p.price_usd_cents < right->price_usd_cents) right = &p;
+  }
+  if (right == nullptr) {
+    for (const auto& p : options.catalog->plans) {
+      if (p.pools.empty()) continue;
+      if (right == nullptr || p.pools.front().allowance > right->pools.front().allowance) {
+        right = &p;
+      }
+    }
+  }
+  a.plan = right->id;
+  a.price_delta_usd_cents = right->price_usd_cents - current->price_usd_cents;
+  a.engineering_hours = static_cast<double>(a.price_delta_usd_cents) / 100.0 /
+                        static_cast<double>(std::max<std::int64_t>(1, options.hourly_rate_usd));
+  const std::int64_t break_even_cents = options.hourly_rate_usd * options.break_even_hours * 100;
+  if (right->id == current->id) {
+    a.action = "stay";
+    a.sized_correctly = a.utilization * 1000 >= kSizedCorrectlyPermille;
+    a.reason = fmt::format("{} covers the projected need of {} credits per cycle", current->id,
+                           format_credits(a.need));
+  } else if (right->price_usd_cents < current->price_usd_cents) {
+    a.action = "downgrade";
+    a.reason = fmt::format("{} covers the projected need of {} credits for {} USD less", right->id,
+                           format_credits(a.need), -a.price_delta_usd_cents / 100);
+  } else if (a.runs_out && a.price_delta_usd_cents <= break_even_cents) {
+    a.action = "upgrade_now";
+    a.reason = fmt::format(
+        "credits run out this cycle; {} costs {} USD more, {:.1f} engineering "
+        "hours",
+        right->id, a.price_delta_usd_cents / 100, a.engineering_hours);
+  } else {
+    a.action = "upgrade_next_cycle";
+    a.reason = fmt::format("the projected need of {} credits exceeds {}'s allowance",
+                           format_credits(a.need), current->id);
+  }
+  return a;
+}
+
+void AuditBuilder::State::findings_and_fixes(AuditReport& r, const ReplayReport& replay) {
+  auto outcome = [&](std::string_view name) -> const PolicyOutcome* {
+    for (const auto& p : replay.policies) {
+      if (p.name == name) return &p;
+    }
+    return nullptr;
+  };
+  auto add_fix = [&](std::string id, std::string title, std::string policy, bool behavioural,
+                     std::int64_t hours, std::string finding) {
+    Fix f;
+    f.id = std::move(id);
+    f.title = std::move(title);
+    f.policy = policy;
+    if (const PolicyOutcome* o = outcome(policy)) {
+      f.saved = o->saved;
+      f.saved_per_cycle = o->saved_per_cycle;
+    }
+    f.effort = behavioural ? "behavioural" : "hours";
+    f.effort_hours = behavioural ? kBehaviouralEffortHours : hours;
+    f.saved_per_hour =
+        Millicredits::from_mc(f.saved_per_cycle.mc() / std::max<std::int64_t>(1, f.effort_hours));
+    f.finding = std::move(finding);
+    r.fixes.push_back(std::move(f));
+  };
+  auto add_finding = [&](std::string code, std::string message, Millicredits credits) {
+    r.findings.push_back({std::move(code), std::move(message), credits});
+  };
+
+  for (std::size_t i = 0; i < kSourceCount; ++i) {
+    const ShareRow& s = r.shares[i];
+    if (s.in_range || r.total.mc() <= 0) continue;
+    if (static_cast<Source>(i) == Source::kDiscuss && s.share * 100 > s.typical_max_pct) continue;
+    add_finding("share_out_of_range",
+                fmt::format("{} is {:.1f} % of the burn; typical is {}-{} %", s.source,
+                            s.share * 100, s.typical_min_pct, s.typical_max_pct),
+                s.credits);
+  }
+  if (!r.loops.empty()) {
+    add_finding("regression_loops",
+                fmt::format("{} regression loop(s) wasted {} credits", r.loops.size(),
+                            format_credits(r.loop_waste)),
+                r.loop_waste);
+    add_fix("revert_loops", "After two failed fixes, revert to the snapshot before the loop",
+            "revert-loops", true, 0, "regression_loops");
+  }
+  if (r.repeat_calls_paid > 0) {
+    add_finding("repeated_integration_calls",
+                fmt::format("{} identical integration call(s) were paid again ({} credits)",
+                            r.repeat_calls_paid, format_credits(r.repeat_waste)),
+                r.repeat_waste);
+    std::string sites;
+    for (const auto& row : r.repeats) {
+      if (row.paid_repeats == 0) continue;
+      sites += sites.empty() ? row.call_site : ", " + row.call_site;
+    }
+    add_fix("cache_integrations",
+            "Send a cache_key with deterministic integration calls (" + sites + ")", "cache", false,
+            kCacheEffortHours, "repeated_integration_calls");
+  }
+  if (r.unscoped_prompts > 0) {
+    add_finding("unscoped_prompts",
+                fmt::format("{} agent prompt(s) re-emitted at least 5x the lines they changed "
+                            "({} credits)",
+                            r.unscoped_prompts, format_credits(r.unscoped_credits)),
+                r.unscoped_credits);
+    add_fix("scope_prompts", "Scope prompts: name the file and the lines to change", "scoped", true,
+            0, "unscoped_prompts");
+  }
+  if (r.discuss_share * 1000 > kDiscussSharePermilleMax) {
+    add_finding("discuss_share_high",
+                fmt::format("discuss mode is {:.1f} % of the burn (typical at most 15 %)",
+                            r.discuss_share * 100),
+                r.discuss_credits);
+    add_fix("discuss_for_planning", "Keep discuss mode for planning, not routine questions",
+            "discuss-off", true, 0, "discuss_share_high");
+  }
+  if (r.small_edits > 0) {
+    add_finding("small_edits_via_agent",
+                fmt::format("{} agent turn(s) changed at most 5 lines for 3 credits or more "
+                            "({} credits)",
+                            r.small_edits, format_credits(r.small_edit_credits)),
+                r.small_edit_credits);
+    add_fix("edit_in_editor", "Make small edits in the code editor, not through the agent",
+            "editor", true, 0, "small_edits_via_agent");
+  }
+  if (!r.outliers.empty()) {
+    Millicredits c;
+    std::string names;
+    for (const auto& o : r.outliers) {
+      c += o.credits;
+      names += names.empty() ? o.user_id : ", " + o.user_id;
+    }
+    add_finding(
+        "user_outliers",
+        fmt::format("{} spent far above the median user ({} credits)", names, format_credits(c)),
+        c);
+    add_fix("review_outliers", "Review the outlier users' workflow (" + names + ")", "outliers",
+            true, 0, "user_outliers");
+  }
+  if (r.turns_without_snapshot > 0) {
+    add_finding("agent_turns_without_snapshot",
+                fmt::format("{} agent turn(s) ran without a snapshot to revert to",
+                            r.turns_without_snapshot),
+                r.turns_without_snapshot_credits);
+    add_fix("snapshot_first", "Take a snapshot before every agent turn (enables reverts)", "", true,
+            0, "agent_turns_without_snapshot");
+  }
+  std::stable_sort(r.fixes.begin(), r.fixes.end(), [](const Fix& a, const Fix& b) {
+    if (a.saved_per_hour != b.saved_per_hour) return a.saved_per_hour > b.saved_per_hour;
+    return a.id < b.id;
+  });
+  if (replay.combined) r.saved_per_cycle_all = replay.combined->saved_per_cycle;
+}
+
+AuditReport AuditBuilder::State::finish() {
+  loops_detector.finish([this](const Loop& l) { loops.push_back(l); });
+  ReplayReport replay = replayer.finish();
+  AuditReport r;
+  r.account_id = account_id;
+  r.events = events;
+  r.from_ms = any ? day_start_ms(first_ms) : 0;
+  r.to_ms = any ? day_start_ms(last_ms) + kMsPerDay : 0;
+  r.period_days = replay.period_days;
+  r.total = total;
+  r.refunds = refunds;
+  for (std::size_t i = 0; i < kSourceCount; ++i) {
+    ShareRow& s = r.shares[i];
+    s.source = std::string(source_name(static_cast<Source>(i)));
+    s.credits = by_source[i].credits;
+    s.events = by_source[i].events;
+    s.share = ratio(s.credits, total);
+    s.typical_min_pct = kTypical[i].min_pct;
+    s.typical_max_pct = kTypical[i].max_pct;
+    // Exact: credits * 100 against total * pct.
+    auto scaled = static_cast<__int128>(s.credits.mc()) * 100;
+    s.in_range =
+        total.mc() <= 0 || (scaled >= static_cast<__int128>(total.mc()) * s.typical_min_pct &&
+                            scaled <= static_cast<__int128>(total.mc()) * s.typical_max_pct);
+  }
+  for (const auto& [k, st] : sources) {
+    if (st.credits.mc() > 0)
+      r.top_sources.push_back({k.first, k.second, st.credits, st.events, ratio(st.credits, total)});
+  }
+  std::sort(r.top_sources.begin(), r.top_sources.end(), [](const SourceRow& a, const SourceRow& b) {
+    if (a.credits != b.credits) return a.credits > b.credits;
+    return std::tie(a.kind, a.key) < std::tie(b.kind, b.key);
+  });
+  if (r.top_sources.size() > kTopSourcesMax) r.top_sources.resize(kTopSourcesMax);
+  for (const auto& [file, st] : files) {
+    if (st.turns > 0) r.hot_files.push_back({file, st.turns, st.credits});
+  }
+  std::sort(r.hot_files.begin(), r.hot_files.end(), [](const HotFile& a, const HotFile& b) {
+    if (a.turns != b.turns) return a.turns > b.turns;
+    if (a.credits != b.credits) return a.credits > b.credits;
+    return a.file < b.file;
+  });
+  if (r.hot_files.size() > kHotFilesMax) r.hot_files.resize(kHotFilesMax);
+  if (any) {
+    for (std::int64_t d = day_start_ms(first_ms); d <= day_start_ms(last_ms); d += kMsPerDay) {
+      auto it = daily.find(d);
+      r.daily.push_back({d, it == daily.end() ? Millicredits::zero() : it->second});
+    }
+  }
+  std::sort(loops.begin(), loops.end(),
+            [](const Loop& a, const Loop& b) { return a.first_at_ms < b.first_at_ms; });
+  r.loops = loops;
+  for (const auto& l : loops) r.loop_waste += l.waste;
+  for (const auto& [site, st] : sites) {
+    r.repeat_calls_paid += st.paid_repeats;
+    r.repeat_waste += st.wasted;
+    if (st.paid_repeats > 0) r.repeats.push_back({site, st.calls, st.paid_repeats, st.wasted});
+  }
+  std::sort(r.repeats.begin(), r.repeats.end(), [](const RepeatRow& a, const RepeatRow& b) {
+    if (a.wasted != b.wasted) return a.wasted > b.wasted;
+    return a.call_site < b.call_site;
+  });
+  r.unscoped_prompts = unscoped.count;
+  r.unscoped_credits = unscoped.credits;
+  r.unscoped_by_user = top_rows(unscoped_by_user, kRowsMax);
+  r.unscoped_by_file = top_rows(unscoped_by_file, kRowsMax);
+  r.discuss_turns = discuss.count;
+  r.discuss_credits = discuss.credits;
+  r.discuss_share = ratio(discuss.credits, total);
+  r.discuss_by_intent = top_rows(discuss_intent, kRowsMax);
+  r.small_edits = small_edits.count;
+  r.small_edit_credits = small_edits.credits;
+  r.small_edits_by_file = top_rows(small_by_file, kRowsMax);
+  r.agent_turns = agent_turns;
+  r.turns_without_snapshot = no_snapshot.count;
+  r.turns_without_snapshot_credits = no_snapshot.credits;
+  std::vector<UserTotals> builders;
+  for (const auto& [id, u] : users) {
+    if (u.builder) builders.push_back({id, u.agent_turns, u.credits});
+  }
+  r.outliers = find_outliers(builders, agent_turns, total);
+  r.advice = advise(r);
+  findings_and_fixes(r, replay);
+  return r;
+}
+
+AuditBuilder::AuditBuilder(std::string account_id, const pricing::RateCard& card,
+                           AuditOptions options)
+    : s_(std::make_unique<State>(std::move(account_id), card, std::move(options))) {}
+AuditBuilder::~AuditBuilder() = default;
+void AuditBuilder::add(const Event& event) {
+  s_->add(event);
+}
+AuditReport AuditBuilder::finish() {
+  return s_->finish();
+}
+
+void Auditor::add(const Event& event) {
+  auto it = builders_.find(event.account_id);
+  if (it == builders_.end()) {
+    it = builders_
+             .emplace(event.account_id,
+                      std::make_unique<AuditBuilder>(event.account_id, card_, options_))
+             .first;
+  }
+  it->second->add(event);
+}
+
+std::vector<AuditReport> Auditor::finish() {
+  std::vector<AuditReport> out;
+  for (auto& [id, b] : builders_) out.push_back(b->finish());
+  return out;
+}
+
+// --- JSON ------------------------------------------------------------------------------
+
+namespace {
+
+void credits(json::Writer& w, std::string_view key, Millicredits c) {
+  w.key(key).raw(format_credits(c));
+}
+void fraction(json::Writer& w, std::string_view key, double v) {
+  w.key(key).raw(fmt::format("{:.4f}", v));
+}
+void instant(json::Writer& w, std::string_view key, std::int64_t at_ms) {
+  w.key(key).string(format_rfc3339(at_ms));
+}
+void string_or_null(json::Writer& w, std::string_view key, const std::string& v) {
+  w.key(key);
+  if (v.empty()) {
+    w.null();
+  } else {
+    w.string(v);
+  }
+}
+void count_rows(json::Writer& w, std::string_view key, std::string_view name,
+                const std::vector<CountRow>& rows) {
+  w.key(key).begin_array();
+  for (const auto& row : rows) {
+    w.begin_object().key(name).string(row.key).key("count").integer(row.count);
+    credits(w, "credits", row.credits);
+    w.end_object();
+  }
+  w.end_array();
+}
+std::string median_text(std::int64_t x2) {
+  return x2 % 2 == 0 ? std::to_string(x2 / 2) : std::to_string(x2 / 2) + ".5";
+}
+
+}  // namespace
+
+void append_audit_json(std::string& out, const AuditReport& r) {
+  json::Writer w(out);
+  w.begin_object();
+  w.key("account_id").string(r.account_id);
+  instant(w, "from", r.from_ms);
+  instant(w, "to", r.to_ms);
+  w.key("period_days").integer(r.period_days);
+  w.key("events").integer(r.events);
+  credits(w, "total", r.total);
+  credits(w, "refunds", r.refunds);
+  w.key("burn_by_source").begin_array();
+  for (const auto& s : r.shares) {
+    w.begin_object().key("source").string(s.source);
+    credits(w, "credits", s.credits);
+    w.key("events").integer(s.events);
+    fraction(w, "share", s.share);
+    w.key("typical").begin_object();
+    fraction(w, "min", static_cast<double>(s.typical_min_pct) / 100);
+    fraction(w, "max", static_cast<double>(s.typical_max_pct) / 100);
+    w.end_object().key("in_range").boolean(s.in_range).end_object();
+  }
+  w.end_array();
+  w.key("top_sources").begin_array();
+  for (const auto& s : r.top_sources) {
+    w.begin_object().key("kind").string(s.kind);
+    string_or_null(w, "key", s.key);
+    credits(w, "credits", s.credits);
+    w.key("events").integer(s.events);
+    fraction(w, "share", s.share);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("hot_files").begin_array();
+  for (const auto& f : r.hot_files) {
+    w.begin_object().key("file").string(f.file).key("turns").integer(f.turns);
+    credits(w, "credits", f.credits);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("daily").begin_array();
+  for (const auto& d : r.daily) {
+    w.begin_object().key("date").string(format_date(d.day_ms));
+    credits(w, "credits", d.credits);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("regression_loops").begin_object();
+  credits(w, "waste", r.loop_waste);
+  w.key("loops").begin_array();
+  for (const auto& l : r.loops) {
+    w.begin_object();
+    string_or_null(w, "file", l.file);
+    string_or_null(w, "feature", l.feature);
+    w.key("turns").integer(l.turns).key("fixes").integer(l.fixes);
+    credits(w, "credits", l.credits);
+    credits(w, "waste", l.waste);
+    instant(w, "first_at", l.first_at_ms);
+    instant(w, "last_at", l.last_at_ms);
+    string_or_null(w, "revert_to_snapshot", l.revert_to_snapshot);
+    w.end_object();
+  }
+  w.end_array().end_object();
+  w.key("repeated_calls").begin_object();
+  w.key("paid_repeats").integer(r.repeat_calls_paid);
+  credits(w, "waste", r.repeat_waste);
+  w.key("by_call_site").begin_array();
+  for (const auto& row : r.repeats) {
+    w.begin_object();
+    string_or_null(w, "call_site", row.call_site);
+    w.key("calls").integer(row.calls).key("paid_repeats").integer(row.paid_repeats);
+    credits(w, "waste", row.wasted);
+    w.end_object();
+  }
+  w.end_array().end_object();
+  w.key("unscoped_prompts").begin_object().key("prompts").integer(r.unscoped_prompts);
+  credits(w, "credits", r.unscoped_credits);
+  count_rows(w, "by_user", "user_id", r.unscoped_by_user);
+  count_rows(w, "by_file", "file", r.unscoped_by_file);
+  w.end_object();
+  w.key("discuss").begin_object().key("turns").integer(r.discuss_turns);
+  credits(w, "credits", r.discuss_credits);
+  fraction(w, "share", r.discuss_share);
+  count_rows(w, "by_intent", "intent", r.discuss_by_intent);
+  w.end_object();
+  w.key("small_edits").begin_object().key("turns").integer(r.small_edits);
+  credits(w, "credits", r.small_edit_credits);
+  count_rows(w, "by_file", "file", r.small_edits_by_file);
+  w.end_object();
+  w.key("snapshots").begin_object().key("agent_turns").integer(r.agent_turns);
+  w.key("without_snapshot").integer(r.turns_without_snapshot);
+  credits(w, "credits_without_snapshot", r.turns_without_snapshot_credits);
+  w.end_object();
+  w.key("outliers").begin_array();
+  for (const auto& o : r.outliers) {
+    w.begin_object().key("user_id").string(o.user_id).key("agent_turns").integer(o.agent_turns);
+    credits(w, "credits", o.credits);
+    w.key("by_turns").boolean(o.by_turns).key("by_credits").boolean(o.by_credits);
+    w.key("median_agent_turns").raw(median_text(o.median_turns_x2));
+    credits(w, "median_credits", Millicredits::from_mc(o.median_credits_mc_x2 / 2));
+    credits(w, "excess", o.excess);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("advice");
+  if (r.advice) {
+    const Advice& a = *r.advice;
+    w.begin_object().key("current_plan").string(a.current_plan);
+    credits(w, "allowance", a.allowance);
+    credits(w, "used_per_cycle", a.used_per_cycle);
+    credits(w, "need", a.need);
+    fraction(w, "utilization", a.utilization);
+    w.key("runs_out").boolean(a.runs_out);
+    w.key("runs_out_after_days");
+    if (a.runs_out_after_days) {
+      w.integer(*a.runs_out_after_days);
+    } else {
+      w.null();
+    }
+    w.key("action").string(a.action).key("plan").string(a.plan);
+    w.key("price_delta_usd").raw(fmt::format("{:.2f}", a.price_delta_usd_cents / 100.0));
+    w.key("engineering_hours").raw(fmt::format("{:.2f}", a.engineering_hours));
+    w.key("sized_correctly").boolean(a.sized_correctly);
+    w.key("reason").string(a.reason).end_object();
+  } else {
+    w.null();
+  }
+  w.key("findings").begin_array();
+  for (const auto& f : r.findings) {
+    w.begin_object().key("code").string(f.code).key("message").string(f.message);
+    credits(w, "credits", f.credits);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("fixes").begin_array();
+  for (const auto& f : r.fixes) {
+    w.begin_object().key("id").string(f.id).key("title").string(f.title);
+    string_or_null(w, "policy", f.policy);
+    credits(w, "saved", f.saved);
+    credits(w, "saved_per_cycle", f.saved_per_cycle);
+    w.key("effort").string(f.effort).key("effort_hours").integer(f.effort_hours);
+    credits(w, "saved_per_hour", f.saved_per_hour);
+    w.key("finding").string(f.finding).end_object();
+  }
+  w.end_array();
+  credits(w, "saved_per_cycle_all_fixes", r.saved_per_cycle_all);
+  w.end_object();
+}
+
+std::string audit_json(const std::vector<AuditReport>& reports) {
+  std::string out;
+  if (reports.size() == 1) {
+    append_audit_json(out, reports.front());
+  } else {
+    out += "{\"reports\":[";
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      if (i > 0) out += ',';
+      append_audit_json(out, reports[i]);
+    }
+    out += "]}";
+  }
+  out += '\n';
+  return out;
+}
+
+}  // namespace credit::analytics

@@ -1,0 +1,233 @@
+// src/analytics/audit.h
+// The audit (DESIGN.md section 2): the report a credit-optimisation consultant would
+// write from one account's events. Definitions, exactly:
+//   burn          charges + captures - refunds, by source: agent (agent_prompt),
+//                 integrations (invoke_llm, generate_image, send_email), discuss
+//                 (discuss_turn), backend (backend_function); typical shares agent
+//                 60-80 %, integrations 15-30 %, discuss 5-15 %, backend 0-10 %.
+//   top sources   the 5 largest (kind, file | feature | call site) pairs by credits.
+//   hot files     the 5 files with the most agent turns (ties: more credits first).
+//   loops         loops.h.
+//   repeats       invokeLLM / generateImage calls paid more than once: the same
+//                 cache_key (else request_hash) paid again; waste = every paid repeat.
+//   unscoped      agent turns with lines_emitted >= 5 x lines_changed (lines_emitted > 0),
+//                 by user and by file with their credits.
+//   discuss       discuss share of the burn, and its turns by intent; a finding above
+//                 15 % (the top of the typical range), i.e. discuss used for routine work.
+//   small edits   agent turns with lines_changed <= 5 at >= 3 credits.
+//   no snapshot   agent turns without snapshot_id.
+//   outliers      replay.h find_outliers over builders (users with agent/discuss turns).
+//   advice        given a catalog and the current plan: forecast and plan advice.
+//   fixes         one per finding with its credits saved per cycle from the replay of
+//                 the matching policy, its effort, ordered by savings per hour of effort.
+// Owns: the streaming aggregation (bounded by files, users, call sites and days, never
+// the event list), the report value and its JSON, Markdown and HTML forms.
+// Does not: read files (cli/), re-price (replay.h does, inside the audit's one pass).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analytics/loops.h"
+#include "analytics/replay.h"
+#include "ledger/event.h"
+#include "money/money.h"
+#include "pricing/plan.h"
+#include "pricing/rate_card.h"
+
+namespace credit::analytics {
+
+constexpr std::size_t kTopSourcesMax = 5;
+constexpr std::size_t kHotFilesMax = 5;
+constexpr std::size_t kRowsMax = 50;  // rows of the by-user / by-file / by-intent tables
+// Unscoped: lines emitted at least this multiple of lines changed.
+constexpr std::int64_t kUnscopedEmittedFactor = 5;
+// Above this share (permille) discuss mode is being used for routine work.
+constexpr std::int64_t kDiscussSharePermilleMax = 150;
+// Effort of a behavioural fix when fixes are ordered by savings per hour.
+constexpr std::int64_t kBehaviouralEffortHours = 1;
+// Engineering hours to put a cache in front of integration calls.
+constexpr std::int64_t kCacheEffortHours = 4;
+// Forecast: need = 1.1 x trailing mean x cycle days (DESIGN.md, forecast).
+constexpr std::int64_t kNeedPermille = 1100;
+constexpr std::int64_t kHourlyRateUsdDefault = 100;
+constexpr std::int64_t kBreakEvenHoursDefault = 8;
+constexpr std::int64_t kSizedCorrectlyPermille = 900;
+// The distinct integration request keys remembered for repeats; later keys are counted
+// as calls but not compared.
+constexpr std::size_t kAuditRequestKeysMax = 1'000'000;
+
+enum class Source : std::uint8_t { kAgent = 0, kIntegrations = 1, kDiscuss = 2, kBackend = 3 };
+constexpr std::size_t kSourceCount = 4;
+std::string_view source_name(Source s);
+
+struct ShareRow {
+  std::string source;
+  Millicredits credits;
+  std::int64_t events = 0;
+  double share = 0;
+  std::int64_t typical_min_pct = 0;
+  std::int64_t typical_max_pct = 0;
+  bool in_range = true;
+};
+
+struct SourceRow {
+  std::string kind;
+  std::string key;  // file, feature or call site ("" when none)
+  Millicredits credits;
+  std::int64_t events = 0;
+  double share = 0;
+};
+
+struct HotFile {
+  std::string file;
+  std::int64_t turns = 0;
+  Millicredits credits;
+};
+
+struct DayRow {
+  std::int64_t day_ms = 0;
+  Millicredits credits;
+};
+
+struct RepeatRow {
+  std::string call_site;
+  std::int64_t calls = 0;
+  std::int64_t paid_repeats = 0;
+  Millicredits wasted;
+};
+
+struct CountRow {
+  std::string key;
+  std::int64_t count = 0;
+  Millicredits credits;
+};
+
+struct Advice {
+  std::string current_plan;
+  Millicredits allowance;
+  Millicredits used_per_cycle;  // the observed burn scaled to a cycle
+  Millicredits need;            // 1.1 x mean x cycle days
+  double utilization = 0;       // used_per_cycle / allowance
+  bool runs_out = false;        // used_per_cycle > allowance
+  std::optional<std::int64_t> runs_out_after_days;
+  std::string action;  // stay | upgrade_now | upgrade_next_cycle | downgrade
+  std::string plan;
+  std::int64_t price_delta_usd_cents = 0;
+  double engineering_hours = 0;
+  bool sized_correctly = false;
+  std::string reason;
+};
+
+struct Finding {
+  std::string code;
+  std::string message;
+  Millicredits credits;  // the credits concerned
+};
+
+struct Fix {
+  std::string id;
+  std::string title;
+  std::string policy;  // the replay policy that estimated the savings ("" when none)
+  Millicredits saved;  // over the period
+  Millicredits saved_per_cycle;
+  std::string effort;  // "behavioural" | "hours"
+  std::int64_t effort_hours = 0;
+  Millicredits saved_per_hour;  // per cycle
+  std::string finding;
+};
+
+struct AuditReport {
+  std::string account_id;
+  std::int64_t from_ms = 0;
+  std::int64_t to_ms = 0;  // exclusive: the end of the last event's UTC day
+  std::int64_t period_days = 0;
+  std::int64_t events = 0;
+  Millicredits total;  // net burn
+  Millicredits refunds;
+  std::array<ShareRow, kSourceCount> shares;
+  std::vector<SourceRow> top_sources;
+  std::vector<HotFile> hot_files;
+  std::vector<DayRow> daily;
+  std::vector<Loop> loops;
+  Millicredits loop_waste;
+  std::vector<RepeatRow> repeats;
+  std::int64_t repeat_calls_paid = 0;
+  Millicredits repeat_waste;
+  std::int64_t unscoped_prompts = 0;
+  Millicredits unscoped_credits;
+  std::vector<CountRow> unscoped_by_user;
+  std::vector<CountRow> unscoped_by_file;
+  std::int64_t discuss_turns = 0;
+  Millicredits discuss_credits;
+  double discuss_share = 0;
+  std::vector<CountRow> discuss_by_intent;
+  std::int64_t small_edits = 0;
+  Millicredits small_edit_credits;
+  std::vector<CountRow> small_edits_by_file;
+  std::int64_t agent_turns = 0;
+  std::int64_t turns_without_snapshot = 0;
+  Millicredits turns_without_snapshot_credits;
+  std::vector<Outlier> outliers;
+  std::optional<Advice> advice;
+  std::vector<Finding> findings;
+  std::vector<Fix> fixes;
+  Millicredits saved_per_cycle_all;  // every fix together (the replay's combined chain)
+};
+
+struct AuditOptions {
+  const pricing::Catalog* catalog = nullptr;  // for advice; null: no advice
+  std::string plan_id;                        // the account's current plan
+  std::int64_t hourly_rate_usd = kHourlyRateUsdDefault;
+  std::int64_t break_even_hours = kBreakEvenHoursDefault;
+};
+
+// The audit of one account, fed its events in time order.
+class AuditBuilder {
+ public:
+  AuditBuilder(std::string account_id, const pricing::RateCard& card, AuditOptions options);
+  ~AuditBuilder();
+  AuditBuilder(const AuditBuilder&) = delete;
+  AuditBuilder& operator=(const AuditBuilder&) = delete;
+
+  void add(const ledger::Event& event);
+  AuditReport finish();
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> s_;
+};
+
+// Routes a stream with several accounts to one builder each; reports by account id.
+class Auditor {
+ public:
+  Auditor(const pricing::RateCard& card, AuditOptions options)
+      : card_(card), options_(std::move(options)) {}
+  void add(const ledger::Event& event);
+  std::vector<AuditReport> finish();
+
+ private:
+  const pricing::RateCard& card_;
+  AuditOptions options_;
+  std::map<std::string, std::unique_ptr<AuditBuilder>> builders_;
+};
+
+// The fixes' replay policies, in the order the audit runs them.
+std::vector<Policy> audit_policies();
+
+// JSON (docs/audit-schema.md): one report object; several reports as
+// {"reports": [...]}.
+void append_audit_json(std::string& out, const AuditReport& report);
+std::string audit_json(const std::vector<AuditReport>& reports);
+std::string audit_markdown(const std::vector<AuditReport>& reports);
+// A self-contained page: no script, no style sheet, no external resource; charts are
+// inline SVG with presentation attributes, so it renders under `default-src 'none'`.
+std::string audit_html(const std::vector<AuditReport>& reports);
+
+}  // namespace credit::analytics

@@ -1,0 +1,141 @@
+// src/analytics/forecast.cc
+// Forecast and plan advice (rules in forecast.h).
+#include "analytics/forecast.h"
+
+#include <fmt/format.h>
+
+#include "analytics/burn.h"
+#include "money/money.h"
+#include "time/time.h"
+
+namespace credit::analytics {
+namespace {
+
+std::string usd(std::int64_t cents) {
+  std::string sign = cents < 0 ? "-" : "";
+  std::int64_t a = cents < 0 ? -cents : cents;
+  if (a % 100 == 0) return fmt::format("{}{}", sign, a / 100);
+  return fmt::format("{}{}.{:02}", sign, a / 100, a % 100);
+}
+
+std::string credits(std::int64_t mc) {
+  return format_credits(Millicredits::from_mc(mc));
+}
+
+}  // namespace
+
+std::string_view advice_action_name(AdviceAction a) {
+  switch (a) {
+    case AdviceAction::kStay:
+      return "stay";
+    case AdviceAction::kUpgradeNow:
+      return "upgrade_now";
+    case AdviceAction::kUpgradeNextCycle:
+      return "upgrade_next_cycle";
+    case AdviceAction::kDowngrade:
+      return "downgrade";
+  }
+  return "stay";
+}
+
+Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
+  Forecast f;
+  const std::int64_t base = in.allowance_mc + in.extra_mc;
+  if (base > 0) f.utilization = static_cast<double>(in.used_mc) / static_cast<double>(base);
+  f.runs_out_at_ms =
+      runs_out_at(in.now_ms, in.cycle_end_ms, in.available_mc, in.window_sum_mc, in.window_days);
+  f.plan = in.plan_id;
+  const pricing::Plan* current = catalog.find(in.plan_id);
+  if (in.window_days <= 0 || current == nullptr) {
+    f.reason = current == nullptr ? "the current plan is not in the catalog"
+                                  : "not enough history: no full day of burn yet";
+    return f;
+  }
+  // need = 1.1 x (sum / n) x (cycle_ms / day_ms), rounded up.
+  const __int128 num =
+      static_cast<__int128>(11) * in.window_sum_mc * (in.cycle_end_ms - in.cycle_start_ms);
+  const __int128 den = static_cast<__int128>(10) * in.window_days * kMsPerDay;
+  __int128 need = num <= 0 ? 0 : (num + den - 1) / den;
+  f.need_mc = static_cast<std::int64_t>(need);
+
+  const pricing::Plan* pick = nullptr;
+  bool covers = false;
+  for (const pricing::Plan& p : catalog.plans) {
+    const pricing::PoolAllowance* pa = p.pool(in.pool);
+    if (pa == nullptr) continue;
+    if (pa->allowance.mc() >= *f.need_mc) {
+      // Cheapest covering plan; at equal price the current plan wins.
+      if (!covers || p.price_usd_cents < pick->price_usd_cents ||
+          (p.price_usd_cents == pick->price_usd_cents && p.id == in.plan_id)) {
+        pick = &p;
+      }
+      covers = true;
+    } else if (!covers) {
+      const pricing::PoolAllowance* best = pick ? pick->pool(in.pool) : nullptr;
+      if (pick == nullptr || pa->allowance > best->allowance ||
+          (pa->allowance == best->allowance && p.price_usd_cents < pick->price_usd_cents)) {
+        pick = &p;
+      }
+    }
+  }
+  if (pick == nullptr) {
+    f.reason = "no plan has the pool " + in.pool;
+    return f;
+  }
+  const std::int64_t delta = pick->price_usd_cents - current->price_usd_cents;
+  f.price_delta_usd_cents = delta;
+  // USD / (USD per hour): delta_cents / 100 / (rate_milli / 1000).
+  f.engineering_hours =
+      in.hourly_rate_usd_milli > 0
+          ? static_cast<double>(delta) * 10.0 / static_cast<double>(in.hourly_rate_usd_milli)
+          : 0.0;
+  const std::string need_s = credits(*f.need_mc);
+  const std::string cover_s = covers ? "covers" : "comes closest to (none covers)";
+  if (pick->id == in.plan_id || delta == 0) {
+    f.action = AdviceAction::kStay;
+    f.plan = in.plan_id;
+    f.price_delta_usd_cents = 0;
+    f.engineering_hours = 0;
+    f.sized_correctly = base > 0 && static_cast<__int128>(in.used_mc) * 1000 >=
+                                        static_cast<__int128>(base) * kSizedCorrectlyPermille;
+    f.reason =
+        fmt::format("{} {} the projected need of {} credits a cycle", in.plan_id, cover_s, need_s);
+    if (f.sized_correctly)
+      f.reason = "sized correctly: " + f.reason + " and the plan is used at 90 % or more";
+    return f;
+  }
+  f.plan = pick->id;
+  if (delta < 0) {
+    f.action = AdviceAction::kDowngrade;
+    f.reason = fmt::format("{} {} the projected need of {} credits a cycle for {} USD less",
+                           pick->id, cover_s, need_s, usd(-delta));
+    return f;
+  }
+  // delta cents <= rate (milli-USD per hour) x hours (milli-hours) / 10^4 cents, exactly.
+  const bool cheap = static_cast<__int128>(delta) * 10'000 <=
+                     static_cast<__int128>(in.hourly_rate_usd_milli) * in.break_even_hours_milli;
+  const std::string hours = fmt::format("{:.2f}", f.engineering_hours);
+  if (f.runs_out_at_ms && cheap) {
+    f.action = AdviceAction::kUpgradeNow;
+    f.reason = fmt::format(
+        "credits run out before the cycle ends; {} {} the projected need of {} credits for {} USD "
+        "more, {} engineering hours, within the break-even",
+        pick->id, cover_s, need_s, usd(delta), hours);
+  } else {
+    f.action = AdviceAction::kUpgradeNextCycle;
+    f.reason =
+        f.runs_out_at_ms
+            ? fmt::format(
+                  "credits run out before the cycle ends, but {} USD more ({} engineering hours) "
+                  "is "
+                  "above the break-even; move to {} from the next cycle",
+                  usd(delta), hours, pick->id)
+            : fmt::format(
+                  "this cycle's credits last; {} {} the projected need of {} credits from the next "
+                  "cycle for {} USD more ({} engineering hours)",
+                  pick->id, cover_s, need_s, usd(delta), hours);
+  }
+  return f;
+}
+
+}  // namespace credit::analytics

@@ -1,0 +1,512 @@
+// src/analytics/replay.cc
+// The replay's stages (one per policy), the scenarios that chain them, and the shared
+// helpers for burn, request keys, per-cycle scaling and outliers.
+#include "analytics/replay.h"
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+namespace credit::analytics {
+
+using ledger::Event;
+using ledger::EventType;
+using pricing::Kind;
+
+Millicredits burn_delta(const Event& e) {
+  switch (e.type) {
+    case EventType::kCharge:
+    case EventType::kCapture:
+      return e.credits;
+    case EventType::kRefund:
+      return -e.credits;
+    default:
+      return Millicredits::zero();
+  }
+}
+
+bool is_agent_turn(const Event& e) {
+  return (e.type == EventType::kCharge || e.type == EventType::kCapture) &&
+         e.kind == Kind::kAgentPrompt;
+}
+
+std::string_view request_key(const Event& e) {
+  if (!e.cache_key.empty()) return e.cache_key;
+  return e.metadata.request_hash;
+}
+
+bool is_cacheable(const Event& e) {
+  return e.kind && pricing::kind_is_integration(*e.kind);
+}
+
+Millicredits per_cycle(Millicredits credits, std::int64_t period_days) {
+  if (period_days <= 0) return credits;
+  auto scaled = static_cast<__int128>(credits.mc()) * kCycleDaysNominal / period_days;
+  return Millicredits::from_mc(static_cast<std::int64_t>(scaled));
+}
+
+namespace {
+
+std::int64_t median_x2(std::vector<std::int64_t> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  if (n % 2 == 1) return 2 * v[n / 2];
+  return v[n / 2 - 1] + v[n / 2];
+}
+
+}  // namespace
+
+std::vector<Outlier> find_outliers(const std::vector<UserTotals>& users,
+                                   std::int64_t total_agent_turns, Millicredits total_credits) {
+  std::vector<std::int64_t> turns, credits;
+  for (const auto& u : users) {
+    turns.push_back(u.agent_turns);
+    credits.push_back(u.credits.mc());
+  }
+  const std::int64_t med_turns_x2 = median_x2(turns);
+  const std::int64_t med_credits_x2 = median_x2(credits);
+  std::vector<Outlier> out;
+  for (const auto& u : users) {
+    // x > 3 * median  <=>  2x > 3 * (2 * median), exact for an even count of users.
+    bool by_turns = 2 * u.agent_turns > kOutlierMedianFactor * med_turns_x2 &&
+                    u.agent_turns * 1000 >= total_agent_turns * kOutlierTotalPermilleMin &&
+                    u.agent_turns > 0;
+    bool by_credits = static_cast<__int128>(2) * u.credits.mc() >
+                          static_cast<__int128>(kOutlierMedianFactor) * med_credits_x2 &&
+                      static_cast<__int128>(u.credits.mc()) * 1000 >=
+                          static_cast<__int128>(total_credits.mc()) * kOutlierTotalPermilleMin &&
+                      u.credits.mc() > 0;
+    if (!by_turns && !by_credits) continue;
+    Outlier o;
+    o.user_id = u.user_id;
+    o.agent_turns = u.agent_turns;
+    o.credits = u.credits;
+    o.by_turns = by_turns;
+    o.by_credits = by_credits;
+    o.median_turns_x2 = med_turns_x2;
+    o.median_credits_mc_x2 = med_credits_x2;
+    std::int64_t excess_credits = 0;
+    if (by_credits) excess_credits = u.credits.mc() - kOutlierMedianFactor * med_credits_x2 / 2;
+    std::int64_t excess_turns = 0;
+    if (by_turns && u.agent_turns > 0) {
+      // The user's credits times the share of turns above the threshold.
+      auto over_x2 = 2 * u.agent_turns - kOutlierMedianFactor * med_turns_x2;
+      excess_turns = static_cast<std::int64_t>(static_cast<__int128>(u.credits.mc()) * over_x2 /
+                                               (2 * u.agent_turns));
+    }
+    o.excess =
+        Millicredits::from_mc(std::max<std::int64_t>(0, std::max(excess_credits, excess_turns)));
+    out.push_back(std::move(o));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Outlier& a, const Outlier& b) { return a.credits > b.credits; });
+  return out;
+}
+
+Result<Policy> parse_policy(std::string_view text) {
+  Policy p;
+  p.name = std::string(text);
+  if (text == "cache") {
+    p.kind = PolicyKind::kCache;
+  } else if (text == "scoped") {
+    p.kind = PolicyKind::kScoped;
+  } else if (text == "discuss-off") {
+    p.kind = PolicyKind::kDiscussOff;
+  } else if (text == "rate-limit") {
+    p.kind = PolicyKind::kRateLimit;
+  } else if (text == "editor") {
+    p.kind = PolicyKind::kEditor;
+  } else if (text == "revert-loops") {
+    p.kind = PolicyKind::kRevertLoops;
+  } else if (text == "outliers") {
+    p.kind = PolicyKind::kOutliers;
+  } else if (text.starts_with("plan:") && text.size() > 5) {
+    p.kind = PolicyKind::kPlan;
+    p.plan_id = std::string(text.substr(5));
+  } else {
+    Error e(ErrorCode::kInvalidRequest,
+            "unknown policy '" + std::string(text) +
+                "' (cache, scoped, discuss-off, rate-limit, plan:<id>, editor, revert-loops, "
+                "outliers)");
+    e.with_string("param", "policy");
+    return e;
+  }
+  return p;
+}
+
+// --- stages ----------------------------------------------------------------------------
+
+namespace {
+
+struct Item {
+  Millicredits original;
+  Millicredits cost;
+  bool dropped = false;
+};
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  virtual void apply(const Event& e, Item& item) = 0;
+  // Savings decided only at the end of the stream (loops still open, outliers).
+  virtual Millicredits finish() { return Millicredits::zero(); }
+  // Savings decided after their event (loops), already final.
+  Millicredits late_saved() const { return late_saved_; }
+
+ protected:
+  Millicredits late_saved_;
+};
+
+void drop(Item& item) {
+  item.cost = Millicredits::zero();
+  item.dropped = true;
+}
+
+class DiscussOff final : public Stage {
+ public:
+  void apply(const Event& e, Item& item) override {
+    if (e.kind == Kind::kDiscussTurn) drop(item);
+  }
+};
+
+class RateLimitStage final : public Stage {
+ public:
+  explicit RateLimitStage(const Policy& p) : per_user_(p.per_user), per_account_(p.per_account) {}
+  void apply(const Event& e, Item& item) override {
+    if (!e.kind) return;
+    Kind k = *e.kind;
+    bool limited = k == Kind::kAgentPrompt || k == Kind::kDiscussTurn || k == Kind::kInvokeLlm ||
+                   k == Kind::kGenerateImage;
+    if (!limited) return;
+    Bucket& user = users_[e.account_id + '\x1f' + e.user_id];
+    refill(user, per_user_, e.at_ms);
+    Bucket* account = nullptr;
+    if (per_account_) {
+      account = &accounts_[e.account_id];
+      refill(*account, *per_account_, e.at_ms);
+    }
+    bool allowed = user.milli_tokens >= kMilliPerToken &&
+                   (account == nullptr || account->milli_tokens >= kMilliPerToken);
+    if (!allowed) {
+      drop(item);
+      return;
+    }
+    user.milli_tokens -= kMilliPerToken;
+    if (account != nullptr) account->milli_tokens -= kMilliPerToken;
+  }
+
+ private:
+  static constexpr std::int64_t kMilliPerToken = 1000;
+  struct Bucket {
+    std::int64_t milli_tokens = -1;  // -1: not seen yet (starts full)
+    std::int64_t last_ms = 0;
+  };
+  static void refill(Bucket& b, const pricing::RateLimit& limit, std::int64_t now_ms) {
+    const std::int64_t cap = std::max<std::int64_t>(1, limit.burst) * kMilliPerToken;
+    if (b.milli_tokens < 0) {
+      b.milli_tokens = cap;
+      b.last_ms = now_ms;
+      return;
+    }
+    std::int64_t elapsed_ms = std::max<std::int64_t>(0, now_ms - b.last_ms);
+    // per_minute tokens per 60,000 ms, in milli-tokens: elapsed * per_minute / 60.
+    auto add = static_cast<__int128>(elapsed_ms) * limit.per_minute / 60;
+    b.milli_tokens = static_cast<std::int64_t>(
+        std::min<__int128>(cap, static_cast<__int128>(b.milli_tokens) + add));
+    b.last_ms = std::max(b.last_ms, now_ms);
+  }
+  pricing::RateLimit per_user_;
+  std::optional<pricing::RateLimit> per_account_;
+  std::unordered_map<std::string, Bucket> users_;
+  std::unordered_map<std::string, Bucket> accounts_;
+};
+
+class CacheStage final : public Stage {
+ public:
+  explicit CacheStage(const Policy& p) : policy_(p) {}
+  void apply(const Event& e, Item& item) override {
+    if (!is_cacheable(e)) return;
+    if (policy_.hit_rate_permille || !policy_.hit_rate_permille_by_call_site.empty()) {
+      std::int64_t rate = policy_.hit_rate_permille.value_or(0);
+      for (const auto& [site, r] : policy_.hit_rate_permille_by_call_site) {
+        if (site == e.metadata.call_site) rate = r;
+      }
+      auto saved = static_cast<std::int64_t>(static_cast<__int128>(item.cost.mc()) * rate / 1000);
+      item.cost -= Millicredits::from_mc(saved);
+      return;
+    }
+    std::string_view key = request_key(e);
+    if (key.empty()) return;
+    std::string full = e.account_id + '\x1f' + std::string(pricing::kind_name(*e.kind)) + '\x1f' +
+                       std::string(key);
+    auto it = entries_.find(full);
+    if (it != entries_.end() && e.at_ms - it->second < policy_.cache_ttl_ms &&
+        e.at_ms >= it->second) {
+      drop(item);
+      return;
+    }
+    // A miss (or an expired entry): this call pays and fills the cache.
+    if (it != entries_.end()) {
+      it->second = e.at_ms;
+    } else if (entries_.size() < kReplayCacheKeysMax) {
+      entries_.emplace(std::move(full), e.at_ms);
+    }
+  }
+
+ private:
+  const Policy& policy_;
+  std::unordered_map<std::string, std::int64_t> entries_;  // key -> filled at
+};
+
+// The scoped-prompt usage: output tokens x min(1, (lines changed + 10) / lines emitted),
+// input tokens / files read (DESIGN.md, what-if replay).
+pricing::Usage scoped_usage(const pricing::Usage& u) {
+  pricing::Usage s = u;
+  const std::int64_t emitted = u.lines_emitted.value_or(0);
+  const std::int64_t changed = u.lines_changed.value_or(0);
+  if (emitted > 0 && changed + 10 < emitted && u.output_tokens) {
+    auto scaled = static_cast<__int128>(*u.output_tokens) * (changed + 10);
+    s.output_tokens = static_cast<std::int64_t>((scaled + emitted - 1) / emitted);
+    s.lines_emitted = changed + 10;
+  }
+  const std::int64_t files = u.files_read.value_or(1);
+  if (files > 1 && u.input_tokens) {
+    s.input_tokens = (*u.input_tokens + files - 1) / files;
+    s.files_read = 1;
+  }
+  return s;
+}
+
+class ScopedStage final : public Stage {
+ public:
+  ScopedStage(const pricing::RateCard& card, std::int64_t& errors) : card_(card), errors_(errors) {}
+  void apply(const Event& e, Item& item) override {
+    if (!is_agent_turn(e) || !e.usage) return;
+    auto before = card_.price(Kind::kAgentPrompt, *e.usage);
+    auto after = card_.price(Kind::kAgentPrompt, scoped_usage(*e.usage));
+    if (!before.ok() || !after.ok()) {
+      ++errors_;
+      return;
+    }
+    Millicredits saved = before->cost - after->cost;
+    if (saved.is_negative()) return;
+    item.cost -= min(saved, item.cost);
+  }
+
+ private:
+  const pricing::RateCard& card_;
+  std::int64_t& errors_;
+};
+
+class EditorStage final : public Stage {
+ public:
+  void apply(const Event& e, Item& item) override {
+    if (!is_agent_turn(e) || !e.usage || !e.usage->lines_changed) return;
+    if (*e.usage->lines_changed <= kSmallEditLinesMax && e.credits >= kSmallEditCostMin) {
+      drop(item);
+    }
+  }
+};
+
+class RevertLoopsStage final : public Stage {
+ public:
+  void apply(const Event& e, Item& item) override {
+    if (!is_agent_turn(e)) return;
+    LoopTurn t;
+    t.at_ms = e.at_ms;
+    t.credits = e.credits;
+    t.fix = e.metadata.intent == "fix";
+    t.feature = e.metadata.feature;
+    t.replay_credits = item.cost;
+    detectors_[e.account_id].add(e.metadata.file, t, sink());
+  }
+  Millicredits finish() override {
+    for (auto& [account, d] : detectors_) d.finish(sink());
+    return Millicredits::zero();
+  }
+
+ private:
+  LoopDetector::Sink sink() {
+    return [this](const Loop& loop) { late_saved_ += loop.replay_waste; };
+  }
+  std::map<std::string, LoopDetector> detectors_;
+};
+
+class OutliersStage final : public Stage {
+ public:
+  void apply(const Event& e, Item& item) override {
+    Totals& t = totals_[e.account_id];
+    t.credits += item.cost;
+    auto& u = t.users[e.user_id];
+    u.credits += item.cost;
+    if (e.kind == Kind::kAgentPrompt || e.kind == Kind::kDiscussTurn) u.builder = true;
+    if (e.kind == Kind::kAgentPrompt) {
+      ++u.agent_turns;
+      ++t.agent_turns;
+    }
+  }
+  void refund(const Event& e) {
+    Totals& t = totals_[e.account_id];
+    t.credits -= e.credits;
+    t.users[e.user_id].credits -= e.credits;
+  }
+  Millicredits finish() override {
+    Millicredits saved;
+    for (const auto& [account, t] : totals_) {
+      std::vector<UserTotals> users;
+      for (const auto& [id, u] : t.users) {
+        if (u.builder) users.push_back({id, u.agent_turns, u.credits});
+      }
+      for (const auto& o : find_outliers(users, t.agent_turns, t.credits)) saved += o.excess;
+    }
+    return saved;
+  }
+
+ private:
+  struct User {
+    std::int64_t agent_turns = 0;
+    Millicredits credits;
+    bool builder = false;
+  };
+  struct Totals {
+    std::map<std::string, User> users;
+    std::int64_t agent_turns = 0;
+    Millicredits credits;
+  };
+  std::map<std::string, Totals> totals_;
+};
+
+class PlanStage final : public Stage {
+ public:
+  void apply(const Event&, Item&) override {}
+};
+
+}  // namespace
+
+struct Replayer::Scenario {
+  std::vector<std::unique_ptr<Stage>> stages;
+  OutliersStage* outliers = nullptr;
+  const Policy* plan = nullptr;
+  PolicyOutcome outcome;
+};
+
+namespace {
+
+std::unique_ptr<Stage> make_stage(const Policy& p, const pricing::RateCard& card,
+                                  std::int64_t& errors) {
+  switch (p.kind) {
+    case PolicyKind::kDiscussOff:
+      return std::make_unique<DiscussOff>();
+    case PolicyKind::kRateLimit:
+      return std::make_unique<RateLimitStage>(p);
+    case PolicyKind::kCache:
+      return std::make_unique<CacheStage>(p);
+    case PolicyKind::kScoped:
+      return std::make_unique<ScopedStage>(card, errors);
+    case PolicyKind::kEditor:
+      return std::make_unique<EditorStage>();
+    case PolicyKind::kRevertLoops:
+      return std::make_unique<RevertLoopsStage>();
+    case PolicyKind::kOutliers:
+      return std::make_unique<OutliersStage>();
+    case PolicyKind::kPlan:
+      return std::make_unique<PlanStage>();
+  }
+  return std::make_unique<PlanStage>();
+}
+
+}  // namespace
+
+Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalog,
+                   std::vector<Policy> policies)
+    : card_(card), catalog_(catalog), policies_(std::move(policies)) {
+  auto build = [&](std::vector<const Policy*> chain, std::string name) {
+    auto s = std::make_unique<Scenario>();
+    s->outcome.name = std::move(name);
+    std::stable_sort(chain.begin(), chain.end(), [](const Policy* a, const Policy* b) {
+      return static_cast<int>(a->kind) < static_cast<int>(b->kind);
+    });
+    for (const Policy* p : chain) {
+      s->stages.push_back(make_stage(*p, card_, report_.reprice_errors));
+      if (p->kind == PolicyKind::kOutliers) {
+        s->outliers = static_cast<OutliersStage*>(s->stages.back().get());
+      }
+      if (p->kind == PolicyKind::kPlan) s->plan = p;
+    }
+    return s;
+  };
+  std::vector<const Policy*> all;
+  for (const auto& p : policies_) {
+    alone_.push_back(build({&p}, p.name));
+    all.push_back(&p);
+  }
+  if (policies_.size() > 1) combined_ = build(all, "combined");
+}
+
+Replayer::~Replayer() = default;
+
+void Replayer::add(const Event& e) {
+  ++report_.events;
+  if (!any_event_ || e.at_ms < report_.first_at_ms) report_.first_at_ms = e.at_ms;
+  if (!any_event_ || e.at_ms > report_.last_at_ms) report_.last_at_ms = e.at_ms;
+  any_event_ = true;
+  Millicredits delta = burn_delta(e);
+  if (delta.is_zero()) return;
+  report_.before += delta;
+  auto run = [&](Scenario& s) {
+    s.outcome.before += delta;
+    if (delta.is_negative()) {
+      // Refunds pass through every policy unchanged.
+      s.outcome.after += delta;
+      if (s.outliers != nullptr) s.outliers->refund(e);
+      return;
+    }
+    Item item{delta, delta, false};
+    for (auto& stage : s.stages) {
+      if (item.dropped) break;
+      stage->apply(e, item);
+    }
+    s.outcome.after += item.cost;
+    if (item.dropped) {
+      ++s.outcome.events_dropped;
+    } else if (item.cost < item.original) {
+      ++s.outcome.events_changed;
+    }
+  };
+  for (auto& s : alone_) run(*s);
+  if (combined_) run(*combined_);
+}
+
+ReplayReport Replayer::finish() {
+  report_.period_days =
+      any_event_
+          ? (day_start_ms(report_.last_at_ms) - day_start_ms(report_.first_at_ms)) / kMsPerDay + 1
+          : 0;
+  auto close = [&](Scenario& s) {
+    for (auto& stage : s.stages) {
+      Millicredits late = stage->finish();
+      s.outcome.after -= late + stage->late_saved();
+    }
+    s.outcome.saved = s.outcome.before - s.outcome.after;
+    s.outcome.saved_per_cycle = per_cycle(s.outcome.saved, report_.period_days);
+    if (s.plan != nullptr && catalog_ != nullptr) {
+      const pricing::Plan* plan = catalog_->find(s.plan->plan_id);
+      if (plan != nullptr && !plan->pools.empty()) {
+        PlanFit fit;
+        fit.plan_id = plan->id;
+        fit.price_usd_cents = plan->price_usd_cents;
+        fit.allowance = plan->pools.front().allowance;
+        fit.need_per_cycle = per_cycle(s.outcome.after, report_.period_days);
+        fit.fits = fit.need_per_cycle <= fit.allowance;
+        s.outcome.plan = fit;
+      }
+    }
+    return s.outcome;
+  };
+  for (auto& s : alone_) report_.policies.push_back(close(*s));
+  if (combined_) report_.combined = close(*combined_);
+  return report_;
+}
+
+}  // namespace credit::analytics

@@ -1,0 +1,171 @@
+// src/analytics/replay.h
+// What-if replay (DESIGN.md section 2): re-price a recorded event stream under policies
+// and report the credits before and after, per policy and for the policies combined.
+// Owns: the policies, their parsing ("cache", "scoped", "discuss-off", "rate-limit",
+// "plan:<id>", and the audit's "editor", "revert-loops", "outliers"), the streaming
+// re-pricing, the per-cycle scaling and the per-user outlier rule the audit shares.
+// Does not: read files (cli/), decide findings (audit.h).
+//
+// Burn: charges and captures add their credits, refunds subtract theirs; other events
+// move no credits. A policy only lowers what an event costs, never raises it.
+// Each policy alone is replayed against the recorded stream; "combined" chains them in
+// the order discuss-off, rate-limit, cache, scoped, editor, revert-loops, outliers, each
+// seeing what the earlier ones left, so an event is never saved twice.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "analytics/loops.h"
+#include "base/status.h"
+#include "ledger/event.h"
+#include "money/money.h"
+#include "pricing/plan.h"
+#include "pricing/rate_card.h"
+
+namespace credit::analytics {
+
+// Offline, a cycle is taken as this many days when a period's burn is scaled to a cycle.
+constexpr std::int64_t kCycleDaysNominal = 30;
+// The integration cache's default TTL (DESIGN.md, "Integration cache").
+constexpr std::int64_t kCacheTtlMsDefault = 7 * kMsPerDay;
+// Offline rate limit when neither the command nor a plan gives one (requests per minute
+// per user; the default catalog's paid tiers allow more).
+constexpr std::int64_t kRateLimitPerMinuteDefault = 20;
+// Small edits (DESIGN.md, audit): at most this many lines changed at this cost or more.
+constexpr std::int64_t kSmallEditLinesMax = 5;
+constexpr Millicredits kSmallEditCostMin = Millicredits::from_mc(3'000);
+// Outliers: above this multiple of the median user and at least this share of the total.
+constexpr std::int64_t kOutlierMedianFactor = 3;
+constexpr std::int64_t kOutlierTotalPermilleMin = 100;
+// The distinct request keys the cache policy remembers; later new keys are not cached.
+constexpr std::size_t kReplayCacheKeysMax = 1'000'000;
+
+// The signed credits an event adds to the burn: + for charge and capture, - for refund.
+Millicredits burn_delta(const ledger::Event& event);
+// An agent turn: a charge or capture of kind agent_prompt.
+bool is_agent_turn(const ledger::Event& event);
+// The key that identifies a repeated integration request: cache_key, else request_hash.
+std::string_view request_key(const ledger::Event& event);
+// invokeLLM and generateImage: deterministic calls a cache can answer.
+bool is_cacheable(const ledger::Event& event);
+// Scales a period's credits to one cycle of kCycleDaysNominal days.
+Millicredits per_cycle(Millicredits credits, std::int64_t period_days);
+
+enum class PolicyKind : std::uint8_t {
+  kDiscussOff,
+  kRateLimit,
+  kCache,
+  kScoped,
+  kEditor,
+  kRevertLoops,
+  kOutliers,
+  kPlan,
+};
+
+struct Policy {
+  PolicyKind kind = PolicyKind::kCache;
+  std::string name;
+  // cache: repeats of a request within the TTL cost 0, or, when a hit rate is given,
+  // that fraction (in permille) of every cacheable call's credits is saved.
+  std::int64_t cache_ttl_ms = kCacheTtlMsDefault;
+  std::optional<std::int64_t> hit_rate_permille;
+  std::vector<std::pair<std::string, std::int64_t>> hit_rate_permille_by_call_site;
+  // rate-limit: token buckets per user and optionally per account.
+  pricing::RateLimit per_user{kRateLimitPerMinuteDefault, kRateLimitPerMinuteDefault};
+  std::optional<pricing::RateLimit> per_account;
+  // plan:<id>
+  std::string plan_id;
+};
+
+// "cache", "scoped", "discuss-off", "rate-limit", "plan:<id>", "editor", "revert-loops",
+// "outliers". Errors are kInvalidRequest naming the policy.
+Result<Policy> parse_policy(std::string_view text);
+
+struct PlanFit {
+  std::string plan_id;
+  std::int64_t price_usd_cents = 0;
+  Millicredits allowance;       // the plan's first pool
+  Millicredits need_per_cycle;  // the burn after the other policies, scaled to a cycle
+  bool fits = false;
+};
+
+struct PolicyOutcome {
+  std::string name;
+  Millicredits before;
+  Millicredits after;
+  Millicredits saved;
+  Millicredits saved_per_cycle;
+  std::int64_t events_changed = 0;  // re-priced lower
+  std::int64_t events_dropped = 0;  // removed (discuss off, rate limited, cache hit)
+  std::optional<PlanFit> plan;
+};
+
+struct ReplayReport {
+  std::int64_t events = 0;
+  std::int64_t first_at_ms = 0;
+  std::int64_t last_at_ms = 0;
+  std::int64_t period_days = 0;  // whole UTC days from the first event's to the last's
+  Millicredits before;
+  std::vector<PolicyOutcome> policies;
+  std::optional<PolicyOutcome> combined;  // when more than one policy was asked for
+  std::int64_t reprice_errors = 0;        // usages the rate card could not price (kept)
+};
+
+// Per builder (a user with at least one agent or discuss turn).
+struct UserTotals {
+  std::string user_id;
+  std::int64_t agent_turns = 0;
+  Millicredits credits;  // all of the user's burn
+};
+
+struct Outlier {
+  std::string user_id;
+  std::int64_t agent_turns = 0;
+  Millicredits credits;
+  bool by_turns = false;
+  bool by_credits = false;
+  // Twice the median (exact for an even number of users).
+  std::int64_t median_turns_x2 = 0;
+  std::int64_t median_credits_mc_x2 = 0;
+  // The part above kOutlierMedianFactor x the median: credits, or the share of the
+  // user's credits above the turn threshold.
+  Millicredits excess;
+};
+
+// Users whose agent turns or credits are above 3 x the median user's and at least 10 %
+// of the account's total agent turns or credits.
+std::vector<Outlier> find_outliers(const std::vector<UserTotals>& users,
+                                   std::int64_t total_agent_turns, Millicredits total_credits);
+
+class Replayer {
+ public:
+  // `card` and `catalog` must outlive the replayer; `catalog` may be null (then a plan
+  // policy reports the plan as unknown through its PlanFit being absent).
+  Replayer(const pricing::RateCard& card, const pricing::Catalog* catalog,
+           std::vector<Policy> policies);
+  ~Replayer();
+  Replayer(const Replayer&) = delete;
+  Replayer& operator=(const Replayer&) = delete;
+
+  void add(const ledger::Event& event);
+  ReplayReport finish();
+
+  struct Scenario;
+
+ private:
+  const pricing::RateCard& card_;
+  const pricing::Catalog* catalog_;
+  std::vector<Policy> policies_;
+  std::vector<std::unique_ptr<Scenario>> alone_;
+  std::unique_ptr<Scenario> combined_;
+  ReplayReport report_;
+  bool any_event_ = false;
+};
+
+}  // namespace credit::analytics

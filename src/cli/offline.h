@@ -1,0 +1,84 @@
+// src/cli/offline.h
+// creditctl's offline subcommands: simulate, replay and audit on NDJSON event files
+// (DESIGN.md section 3, "The CLI"). The creditctl main registers them beside the online
+// subcommands that talk to a server.
+// Owns: the options, the CLI11 registration and the run_* functions with their exit
+// codes. Does not: talk to a server, or compute analytics (analytics/, sim/).
+//
+// Exit codes: 0 ok; 2 usage error (bad option, unknown profile, policy or plan, a config
+// file that does not load); 3 bad input file (unreadable, or some lines are not events:
+// the rest is still processed and the bad lines are reported as FILE:LINE: reason).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace credit::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 2;
+constexpr int kExitBadInput = 3;
+
+constexpr const char* kRateCardPathDefault = "config/rate_card.toml";
+constexpr const char* kPlansPathDefault = "config/plans.toml";
+
+struct SimulateArgs {
+  std::string profile = "typical";
+  std::int64_t accounts = 1;
+  std::int64_t days = 30;
+  std::uint64_t seed = 1;
+  std::string start = "2026-03-02T00:00:00Z";
+  std::string plan;
+  std::string plans = kPlansPathDefault;
+  std::string out = "-";
+  std::string truth;
+  std::string rate_card = kRateCardPathDefault;
+};
+
+struct ReplayArgs {
+  std::string file;
+  std::vector<std::string> policies;
+  bool json = false;
+  std::string rate_card = kRateCardPathDefault;
+  std::string plans = kPlansPathDefault;
+  std::string plan;  // rate-limit: take the limits of this plan
+  std::int64_t ttl_days = 7;
+  std::vector<std::string> hit_rates;  // "0.3" or "SITE=0.3"
+  std::int64_t per_minute = 0;         // 0: the plan's, else the default
+  std::int64_t burst = 0;
+};
+
+struct AuditArgs {
+  std::string file;
+  std::string format = "md";
+  bool json = false;
+  std::string plan;
+  std::string plans = kPlansPathDefault;
+  std::string rate_card = kRateCardPathDefault;
+  std::string account;  // only this account ("" every account in the file)
+  std::string out = "-";
+};
+
+int run_simulate(const SimulateArgs& args);
+int run_replay(const ReplayArgs& args);
+int run_audit(const AuditArgs& args);
+
+struct OfflineCommands {
+  SimulateArgs simulate;
+  ReplayArgs replay;
+  AuditArgs audit;
+  CLI::App* simulate_cmd = nullptr;
+  CLI::App* replay_cmd = nullptr;
+  CLI::App* audit_cmd = nullptr;
+};
+
+// Adds the subcommands simulate, replay and audit to `app`; `commands` must outlive it.
+void add_offline_commands(CLI::App& app, OfflineCommands& commands);
+// After app.parse(): the exit code of the offline subcommand that was given, or nullopt
+// when another subcommand was chosen.
+std::optional<int> run_offline_command(const OfflineCommands& commands);
+
+}  // namespace credit::cli

@@ -1,0 +1,121 @@
+// src/sim/simulate.h
+// The workload simulator (DESIGN.md section 2): a realistic period of events for N
+// accounts over D days from a start instant and a seed, priced through the rate card,
+// with the waste it planted written beside it (the "truth").
+// Owns: the profiles, the generator and the truth. Does not: write files (cli/) or
+// audit (analytics/).
+//
+// Every account has 3-5 builders and the app's own runtime user "app" (integration and
+// backend calls). Work happens 08:00-19:00 UTC, weekends at a quarter of a weekday.
+// Each day's credits are split by the profile's target shares into budgets per source
+// (agent, integrations, discuss, backend) and events are drawn until each budget is
+// spent; planted regression loops and repeated page-load calls come on top. Background
+// agent turns change 6-40 lines and re-emit at most 10 more, always with a snapshot and
+// an intent of feature or question, so only planted turns are waste: no background turn
+// is unscoped, a small edit, without snapshot, or part of a loop; background request
+// hashes are unique. Loops use four files the background never touches.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "ledger/event.h"
+#include "pricing/rate_card.h"
+
+namespace credit::sim {
+
+constexpr std::int64_t kAccountsMax = 10'000;
+constexpr std::int64_t kDaysMax = 3'660;
+// A day's events of one account never exceed this (a guard against a rate card whose
+// prices are 0: budgets are spent by priced events).
+constexpr std::int64_t kEventsPerAccountDayMax = 5'000;
+
+struct Profile {
+  std::string_view name;
+  // Target burn shares in permille: agent, integrations, discuss, backend.
+  std::int64_t agent_permille, integration_permille, discuss_permille, backend_permille;
+  std::int64_t weekday_credits;  // burn of an account on a weekday, before planted waste
+  std::int64_t loop_permille_per_weekday;
+  std::int64_t unscoped_permille_heavy_user;  // the account's first builder
+  std::int64_t unscoped_permille_others;
+  std::int64_t small_edit_permille;
+  std::int64_t no_snapshot_permille;
+  std::int64_t page_load_calls_min, page_load_calls_max;  // repeated calls per weekday
+  std::int64_t page_load_keys;                            // distinct requests among them
+  std::int64_t outlier_weight_factor;                     // 0: no outlier user
+};
+
+const std::vector<Profile>& profiles();
+const Profile* find_profile(std::string_view name);
+
+struct SimOptions {
+  std::string profile = "typical";
+  std::int64_t accounts = 1;
+  std::int64_t days = 30;
+  std::uint64_t seed = 1;
+  std::int64_t start_ms = 0;  // the first day starts at day_start_ms(start_ms)
+  // When set, each account opens with an "account" event naming this plan (so an import
+  // with mode=apply can create it).
+  std::string plan;
+};
+
+struct PlantedLoop {
+  std::string file;
+  std::string feature;
+  std::int64_t turns = 0;
+  std::int64_t first_at_ms = 0;
+  std::string snapshot_id;
+};
+
+struct PlantedRepeats {
+  std::string call_site;
+  std::int64_t calls = 0;
+  std::int64_t distinct_requests = 0;
+  std::int64_t paid_repeats = 0;  // calls - distinct_requests
+};
+
+struct PlantedCount {
+  std::string key;
+  std::int64_t count = 0;
+};
+
+struct AccountTruth {
+  std::string account_id;
+  std::vector<std::string> users;
+  std::vector<PlantedLoop> loops;
+  std::vector<PlantedRepeats> repeats;
+  std::vector<PlantedCount> unscoped_by_user;
+  std::vector<PlantedCount> unscoped_by_file;
+  std::int64_t unscoped_prompts = 0;
+  std::int64_t small_edits = 0;
+  std::int64_t turns_without_snapshot = 0;
+  std::vector<std::string> outlier_users;
+  bool discuss_heavy = false;
+};
+
+struct Truth {
+  std::string profile;
+  std::uint64_t seed = 0;
+  std::int64_t start_ms = 0;
+  std::int64_t days = 0;
+  std::int64_t events = 0;
+  std::vector<AccountTruth> accounts;
+};
+
+using EventSink = std::function<void(const ledger::Event&)>;
+// Called after each simulated day with the number of days done.
+using DayProgress = std::function<void(std::int64_t)>;
+
+// Generates the events in time order (seq 1, 2, ...) into `sink`. Errors: unknown
+// profile, accounts or days out of range, a rate card that cannot price the workload.
+Result<Truth> simulate(const SimOptions& options, const pricing::RateCard& card,
+                       const EventSink& sink, const DayProgress& progress = {});
+
+// The truth as JSON (documented in docs/audit-schema.md, "Simulator truth").
+std::string truth_json(const Truth& truth);
+
+}  // namespace credit::sim

@@ -1,0 +1,264 @@
+// tests/analytics/audit_test.cc
+// The audit's definitions with literal numbers: unscoped prompts, small edits, outliers,
+// refunds, repeated calls, and that a fix's savings are the replay's.
+#include "analytics/audit.h"
+
+#include <gtest/gtest.h>
+
+#include "analytics/replay.h"
+
+namespace credit::analytics {
+namespace {
+
+using ledger::Event;
+using ledger::EventType;
+using pricing::Kind;
+
+constexpr std::int64_t kT0 = 1'772'442'000'000;  // 2026-03-02T09:00:00Z
+
+const pricing::RateCard& card() {
+  static const pricing::RateCard c = [] {
+    auto r =
+        pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }();
+  return c;
+}
+
+Event agent(std::string user, std::string file, std::int64_t at_ms, std::int64_t credits_mc,
+            std::int64_t emitted, std::int64_t changed, std::string snapshot = "snap") {
+  Event e;
+  e.at_ms = at_ms;
+  e.account_id = "acme";
+  e.user_id = std::move(user);
+  e.type = EventType::kCharge;
+  e.kind = Kind::kAgentPrompt;
+  e.credits = Millicredits::from_mc(credits_mc);
+  pricing::Usage u;
+  u.model = "default";
+  u.input_tokens = 1000;
+  u.output_tokens = 100;
+  u.files_read = 1;
+  u.lines_emitted = emitted;
+  u.lines_changed = changed;
+  e.usage = u;
+  e.metadata.file = std::move(file);
+  e.metadata.feature = "f";
+  e.metadata.intent = "feature";
+  e.metadata.snapshot_id = std::move(snapshot);
+  return e;
+}
+
+Event llm(std::int64_t at_ms, std::string key, std::int64_t credits_mc) {
+  Event e;
+  e.at_ms = at_ms;
+  e.account_id = "acme";
+  e.user_id = "app";
+  e.type = EventType::kCharge;
+  e.kind = Kind::kInvokeLlm;
+  e.credits = Millicredits::from_mc(credits_mc);
+  e.metadata.call_site = "pages/Home.onLoad";
+  e.cache_key = std::move(key);
+  return e;
+}
+
+AuditReport audit(const std::vector<Event>& events, AuditOptions options = {}) {
+  AuditBuilder b("acme", card(), std::move(options));
+  for (const auto& e : events) b.add(e);
+  return b.finish();
+}
+
+bool has_finding(const AuditReport& r, std::string_view code) {
+  for (const auto& f : r.findings) {
+    if (f.code == code) return true;
+  }
+  return false;
+}
+
+TEST(Audit, UnscopedMeansEmittedAtLeastFiveTimesChanged) {
+  auto r = audit({
+      agent("dana", "a.jsx", kT0, 10'000, 200, 6),     // unscoped
+      agent("dana", "b.jsx", kT0 + 1, 4'000, 30, 6),   // 30 >= 5 x 6: unscoped
+      agent("lee", "a.jsx", kT0 + 2, 2'000, 29, 6),    // 29 < 30: scoped
+      agent("lee", "a.jsx", kT0 + 3, 7'000, 120, 20),  // 120 >= 100: unscoped
+  });
+  EXPECT_EQ(r.unscoped_prompts, 3);
+  EXPECT_EQ(r.unscoped_credits.mc(), 21'000);
+  ASSERT_EQ(r.unscoped_by_user.size(), 2u);
+  EXPECT_EQ(r.unscoped_by_user[0].key, "dana");
+  EXPECT_EQ(r.unscoped_by_user[0].count, 2);
+  EXPECT_EQ(r.unscoped_by_user[0].credits.mc(), 14'000);
+  EXPECT_EQ(r.unscoped_by_user[1].key, "lee");
+  EXPECT_EQ(r.unscoped_by_user[1].credits.mc(), 7'000);
+  ASSERT_EQ(r.unscoped_by_file.size(), 2u);
+  EXPECT_EQ(r.unscoped_by_file[0].key, "a.jsx");
+  EXPECT_EQ(r.unscoped_by_file[0].count, 2);
+  EXPECT_EQ(r.unscoped_by_file[0].credits.mc(), 17'000);
+  EXPECT_TRUE(has_finding(r, "unscoped_prompts"));
+}
+
+TEST(Audit, SmallEditIsAtMostFiveLinesAtThreeCreditsOrMore) {
+  auto r = audit({
+      agent("dana", "a.jsx", kT0, 3'000, 7, 5),       // small edit
+      agent("dana", "a.jsx", kT0 + 1, 2'999, 7, 5),   // too cheap
+      agent("dana", "a.jsx", kT0 + 2, 10'000, 8, 6),  // 6 lines
+      agent("dana", "b.jsx", kT0 + 3, 4'500, 4, 1),   // small edit
+  });
+  EXPECT_EQ(r.small_edits, 2);
+  EXPECT_EQ(r.small_edit_credits.mc(), 7'500);
+  EXPECT_TRUE(has_finding(r, "small_edits_via_agent"));
+}
+
+TEST(Audit, OutlierIsAboveThreeTimesTheMedianAndTenPercentOfTotal) {
+  std::vector<Event> events;
+  for (int i = 0; i < 2; ++i) events.push_back(agent("ann", "a.jsx", kT0 + i, 5'000, 10, 8));
+  for (int i = 0; i < 3; ++i) events.push_back(agent("bob", "a.jsx", kT0 + 10 + i, 4'000, 10, 8));
+  for (int i = 0; i < 20; ++i) events.push_back(agent("cat", "b.jsx", kT0 + 20 + i, 5'000, 10, 8));
+  // ann 2 turns 10 credits, bob 3 turns 12 credits, cat 20 turns 100 credits.
+  // Median: 3 turns, 12 credits. cat: 20 > 9 turns and 100 > 36 credits.
+  auto r = audit(events);
+  ASSERT_EQ(r.outliers.size(), 1u);
+  const Outlier& o = r.outliers[0];
+  EXPECT_EQ(o.user_id, "cat");
+  EXPECT_TRUE(o.by_turns);
+  EXPECT_TRUE(o.by_credits);
+  EXPECT_EQ(o.median_turns_x2, 6);
+  EXPECT_EQ(o.median_credits_mc_x2, 24'000);
+  // Excess: max(100 - 3 x 12 = 64, 100 x (20 - 9) / 20 = 55) credits.
+  EXPECT_EQ(o.excess.mc(), 64'000);
+  EXPECT_TRUE(has_finding(r, "user_outliers"));
+}
+
+TEST(Audit, NoOutlierBelowTenPercentOfTheTotal) {
+  std::vector<UserTotals> users = {{"a", 1, Millicredits::from_mc(1'000)},
+                                   {"b", 1, Millicredits::from_mc(1'000)},
+                                   {"c", 4, Millicredits::from_mc(4'000)}};
+  // c is 4x the median but the account's total is 1,000 credits and 100 turns.
+  EXPECT_TRUE(find_outliers(users, 100, Millicredits::from_mc(1'000'000)).empty());
+  EXPECT_EQ(find_outliers(users, 6, Millicredits::from_mc(6'000)).size(), 1u);
+}
+
+TEST(Audit, MedianOfAnEvenCountIsTheMeanOfTheMiddleTwo) {
+  std::vector<UserTotals> users = {{"a", 2, Millicredits::from_mc(2'000)},
+                                   {"b", 3, Millicredits::from_mc(3'000)},
+                                   {"c", 5, Millicredits::from_mc(5'000)},
+                                   {"d", 16, Millicredits::from_mc(16'000)}};
+  // Median 4 turns: 16 > 12 is an outlier, 5 is not.
+  auto out = find_outliers(users, 26, Millicredits::from_mc(26'000));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].user_id, "d");
+  EXPECT_EQ(out[0].median_turns_x2, 8);
+}
+
+TEST(Audit, RefundsAreSubtracted) {
+  Event refund;
+  refund.at_ms = kT0 + 5;
+  refund.account_id = "acme";
+  refund.user_id = "dana";
+  refund.type = EventType::kRefund;
+  refund.kind = Kind::kAgentPrompt;
+  refund.credits = Millicredits::from_mc(4'000);
+  auto r = audit({agent("dana", "a.jsx", kT0, 10'000, 20, 10), refund});
+  EXPECT_EQ(r.total.mc(), 6'000);
+  EXPECT_EQ(r.refunds.mc(), 4'000);
+  EXPECT_EQ(r.shares[0].credits.mc(), 6'000);
+}
+
+TEST(Audit, TurnsWithoutSnapshotAreCounted) {
+  auto r = audit({agent("dana", "a.jsx", kT0, 2'000, 20, 10, ""),
+                  agent("dana", "a.jsx", kT0 + 1, 2'000, 20, 10, "s")});
+  EXPECT_EQ(r.agent_turns, 2);
+  EXPECT_EQ(r.turns_without_snapshot, 1);
+  EXPECT_TRUE(has_finding(r, "agent_turns_without_snapshot"));
+}
+
+TEST(Audit, RepeatedCallsArePaidRepeatsAndTheCacheFixSavesWhatReplaySaves) {
+  std::vector<Event> events = {llm(kT0, "k1", 1'500), llm(kT0 + 60'000, "k1", 1'500),
+                               llm(kT0 + 120'000, "k2", 1'500), llm(kT0 + 180'000, "k1", 1'500)};
+  auto r = audit(events);
+  EXPECT_EQ(r.repeat_calls_paid, 2);
+  EXPECT_EQ(r.repeat_waste.mc(), 3'000);
+  ASSERT_EQ(r.repeats.size(), 1u);
+  EXPECT_EQ(r.repeats[0].call_site, "pages/Home.onLoad");
+  EXPECT_EQ(r.repeats[0].calls, 4);
+
+  Replayer replayer(card(), nullptr, {*parse_policy("cache")});
+  for (const auto& e : events) replayer.add(e);
+  auto replay = replayer.finish();
+  ASSERT_EQ(replay.policies.size(), 1u);
+  EXPECT_EQ(replay.policies[0].saved.mc(), 3'000);
+  const Fix* fix = nullptr;
+  for (const auto& f : r.fixes) {
+    if (f.id == "cache_integrations") fix = &f;
+  }
+  ASSERT_NE(fix, nullptr);
+  EXPECT_EQ(fix->saved, replay.policies[0].saved);
+  // One day observed: a cycle is 30 of them.
+  EXPECT_EQ(fix->saved_per_cycle.mc(), 90'000);
+  EXPECT_EQ(fix->effort, "hours");
+}
+
+TEST(Audit, FixesAreOrderedBySavingsPerHour) {
+  std::vector<Event> events;
+  for (int i = 0; i < 6; ++i) events.push_back(llm(kT0 + i, "same", 2'000));
+  events.push_back(agent("dana", "a.jsx", kT0 + 100, 3'000, 7, 5));  // small edit, 3 credits
+  auto r = audit(events);
+  ASSERT_EQ(r.fixes.size(), 2u);
+  // Cache: 10 credits x 30 / 4 h = 75 per hour; editor: 3 x 30 / 1 h = 90 per hour.
+  EXPECT_EQ(r.fixes[0].id, "edit_in_editor");
+  EXPECT_EQ(r.fixes[0].saved_per_hour.mc(), 90'000);
+  EXPECT_EQ(r.fixes[1].id, "cache_integrations");
+  EXPECT_EQ(r.fixes[1].saved_per_hour.mc(), 75'000);
+}
+
+TEST(Audit, SharesAgainstTypicalRanges) {
+  std::vector<Event> events = {agent("dana", "a.jsx", kT0, 50'000, 20, 10),
+                               llm(kT0 + 1, "k", 50'000)};
+  auto r = audit(events);
+  EXPECT_EQ(r.shares[0].source, "agent");
+  EXPECT_DOUBLE_EQ(r.shares[0].share, 0.5);
+  EXPECT_FALSE(r.shares[0].in_range);  // below 60 %
+  EXPECT_FALSE(r.shares[1].in_range);  // above 30 %
+  EXPECT_TRUE(r.shares[3].in_range);   // backend 0 % is inside 0-10 %
+  EXPECT_TRUE(has_finding(r, "share_out_of_range"));
+}
+
+TEST(Audit, HtmlHasNoScriptAndInlineSvg) {
+  auto r = audit({agent("dana", "a<b>.jsx", kT0, 5'000, 20, 10)});
+  std::string html = audit_html({r});
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("<style"), std::string::npos);
+  // Nothing is fetched: no links, sources or references.
+  EXPECT_EQ(html.find("<link"), std::string::npos);
+  EXPECT_EQ(html.find("src="), std::string::npos);
+  EXPECT_EQ(html.find("href="), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("a&lt;b&gt;.jsx"), std::string::npos);
+  EXPECT_NE(audit_markdown({r}).find("# Credit audit: acme"), std::string::npos);
+  EXPECT_EQ(audit_json({r}).front(), '{');
+}
+
+TEST(Audit, AdviceFollowsTheCatalog) {
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  ASSERT_TRUE(catalog.ok());
+  // 100 credits in one day: 3,000 per cycle, need 3,300: builder (5,000) is right.
+  std::vector<Event> events = {agent("dana", "a.jsx", kT0, 100'000, 20, 10)};
+  AuditOptions options;
+  options.catalog = &*catalog;
+  options.plan_id = "starter";
+  auto r = audit(events, options);
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->used_per_cycle.mc(), 3'000'000);
+  EXPECT_EQ(r.advice->need.mc(), 3'300'000);
+  EXPECT_TRUE(r.advice->runs_out);
+  EXPECT_EQ(r.advice->plan, "builder");
+  EXPECT_EQ(r.advice->action, "upgrade_now");
+  EXPECT_EQ(r.advice->price_delta_usd_cents, 3'000);
+  options.plan_id = "pro";
+  r = audit(events, options);
+  EXPECT_EQ(r.advice->action, "downgrade");
+}
+
+}  // namespace
+}  // namespace credit::analytics

@@ -1,0 +1,396 @@
+// tests/analytics/live_test.cc
+// Rollups, burn monitor, forecast and alerts (src/analytics/{rollup,burn,forecast,alerts}),
+// with answers computed by hand in the comments.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "analytics/alerts.h"
+#include "analytics/burn.h"
+#include "analytics/forecast.h"
+#include "analytics/rollup.h"
+#include "pricing/plan.h"
+#include "time/time.h"
+
+namespace credit::analytics {
+namespace {
+
+using ledger::Event;
+using ledger::EventType;
+
+std::int64_t at(const char* s) {
+  return *parse_rfc3339(s);
+}
+std::int64_t cr(std::int64_t credits) {
+  return credits * 1000;
+}
+
+Event charge(const char* when, std::int64_t credits_mc, pricing::Kind kind, std::string user,
+             std::string file = "", std::string call_site = "") {
+  Event e;
+  e.at_ms = at(when);
+  e.account_id = "a";
+  e.user_id = std::move(user);
+  e.type = EventType::kCharge;
+  e.kind = kind;
+  e.pool = "credits";
+  e.credits = Millicredits::from_mc(credits_mc);
+  e.metadata.file = std::move(file);
+  e.metadata.call_site = std::move(call_site);
+  e.charge_id = "c_" + std::to_string(e.at_ms);
+  return e;
+}
+
+// A series of `days` days ending today, with the given burns (credits) oldest first.
+struct Series {
+  BurnDays days;
+  std::vector<std::int64_t> mc;
+};
+Series series(std::int64_t now_ms, std::int64_t first_event_ms,
+              const std::vector<std::int64_t>& credits_oldest_first, BurnParams p = {}) {
+  Series s;
+  s.days = burn_days(now_ms, now_ms, first_event_ms, p);
+  std::size_t n =
+      static_cast<std::size_t>((s.days.today_ms - s.days.series_first_ms) / kMsPerDay + 1);
+  s.mc.assign(n, 0);
+  // credits_oldest_first ends with today.
+  const std::size_t k = credits_oldest_first.size();
+  for (std::size_t j = 0; j < k && j < n; ++j)
+    s.mc[n - 1 - j] = cr(credits_oldest_first[k - 1 - j]);
+  return s;
+}
+
+TEST(Burn, TodayAtExactlyTwiceTheMeanIsNoSpikeJustAboveIs) {
+  const std::int64_t now = at("2026-03-20T12:00:00Z");
+  // 14 full days of 10 credits, today 20: 20 > 2 x 10 is false.
+  std::vector<std::int64_t> burn(14, 10);
+  burn.push_back(20);
+  Series s = series(now, at("2026-01-01T00:00:00Z"), burn);
+  BurnReport r = burn_report(s.days, s.mc, now, at("2026-04-01T00:00:00Z"), cr(1000), {});
+  EXPECT_EQ(r.window_days, 14);
+  EXPECT_EQ(*r.trailing_mean_mc, cr(10));
+  EXPECT_DOUBLE_EQ(*r.ratio, 2.0);
+  EXPECT_FALSE(r.spike);
+  // One millicredit more is a spike.
+  s.mc.back() += 1;
+  EXPECT_TRUE(burn_report(s.days, s.mc, now, at("2026-04-01T00:00:00Z"), cr(1000), {}).spike);
+}
+
+TEST(Burn, NoSpikeWithFewerThanThreeDaysSinceTheFirstEvent) {
+  const std::int64_t now = at("2026-03-20T12:00:00Z");
+  // First event on the 18th: the window holds the 18th and the 19th only.
+  Series s = series(now, at("2026-03-18T23:00:00Z"), {1, 1, 100});
+  BurnReport r = burn_report(s.days, s.mc, now, at("2026-04-01T00:00:00Z"), cr(1000), {});
+  EXPECT_EQ(r.window_days, 2);
+  EXPECT_EQ(*r.trailing_mean_mc, cr(1));
+  EXPECT_FALSE(r.spike);
+  // A day later there are three such days: 100 > 2 x (1 + 1 + 100) / 3 = 68 is a spike.
+  const std::int64_t later = now + kMsPerDay;
+  Series t = series(later, at("2026-03-18T23:00:00Z"), {1, 1, 100, 150});
+  BurnReport r2 = burn_report(t.days, t.mc, later, at("2026-04-01T00:00:00Z"), cr(1000), {});
+  EXPECT_EQ(r2.window_days, 3);
+  EXPECT_EQ(r2.window_sum_mc, cr(102));
+  EXPECT_EQ(*r2.trailing_mean_mc, cr(34));
+  EXPECT_TRUE(r2.spike);  // 150 > 68
+}
+
+TEST(Burn, DaysWithoutBurnCountAsZeroAndTheRatioIsAbsentWhenTheMeanIsZero) {
+  const std::int64_t now = at("2026-03-20T12:00:00Z");
+  Series s = series(now, at("2026-03-01T00:00:00Z"), {0, 0, 0, 0, 5});
+  BurnReport r = burn_report(s.days, s.mc, now, at("2026-04-01T00:00:00Z"), cr(1000), {});
+  EXPECT_EQ(r.window_sum_mc, 0);
+  EXPECT_EQ(*r.trailing_mean_mc, 0);
+  EXPECT_FALSE(r.ratio.has_value());
+  EXPECT_FALSE(r.projected_exhaustion_ms.has_value());
+  // 14 days of 7 credits, with zeros: mean = (7 x 7) / 14 = 3.5.
+  Series t = series(now, at("2026-01-01T00:00:00Z"), {7, 0, 7, 0, 7, 0, 7, 0, 7, 0, 7, 0, 7, 0, 0});
+  EXPECT_EQ(
+      *burn_report(t.days, t.mc, now, at("2026-04-01T00:00:00Z"), cr(1000), {}).trailing_mean_mc,
+      3500);
+}
+
+TEST(Burn, ProjectedExhaustionOnlyBeforeTheCycleEnd) {
+  const std::int64_t now = at("2026-03-20T00:00:00Z");
+  Series s = series(now, at("2026-01-01T00:00:00Z"), std::vector<std::int64_t>(15, 100));
+  // 550 available at 100 a day: 5.5 days -> 2026-03-25T12:00:00Z.
+  BurnReport r = burn_report(s.days, s.mc, now, at("2026-04-01T00:00:00Z"), cr(550), {});
+  EXPECT_EQ(*r.projected_exhaustion_ms, at("2026-03-25T12:00:00Z"));
+  // 1,200 available lasts 12 days, past the cycle end.
+  EXPECT_FALSE(burn_report(s.days, s.mc, now, at("2026-04-01T00:00:00Z"), cr(1200), {})
+                   .projected_exhaustion_ms);
+}
+
+TEST(Burn, ConfigurableFactorAndWindow) {
+  const std::int64_t now = at("2026-03-20T12:00:00Z");
+  BurnParams p{1500, 3};  // 1.5x over 3 days
+  // The days before the window (100 a day) do not count.
+  Series s = series(now, at("2026-01-01T00:00:00Z"), {100, 100, 10, 10, 10, 16}, p);
+  BurnReport r = burn_report(s.days, s.mc, now, at("2026-04-01T00:00:00Z"), cr(1000), p);
+  EXPECT_EQ(r.window_days, 3);
+  EXPECT_EQ(*r.trailing_mean_mc, cr(10));
+  EXPECT_TRUE(r.spike);  // 16 > 15
+}
+
+TEST(Alerts, ThresholdsCrossedByOneChargeFireEachOncePerCycle) {
+  AlertRules rules;
+  PoolStatus p;
+  p.pool = "credits";
+  p.cycle_start_ms = at("2026-03-01T00:00:00Z");
+  p.cycle_end_ms = at("2026-04-01T00:00:00Z");
+  p.allowance_mc = cr(1000);
+  p.used_mc = cr(400);
+  EXPECT_TRUE(evaluate_alerts("a", at("2026-03-02T00:00:00Z"), {p}, rules).empty());
+  // One charge of 450 takes used from 40 % to 85 %: 50 and 80 fire, 100 does not.
+  p.used_mc = cr(850);
+  auto fired = evaluate_alerts("a", at("2026-03-02T00:00:00Z"), {p}, rules);
+  ASSERT_EQ(fired.size(), 2u);
+  EXPECT_EQ(fired[0].rule, "threshold");
+  EXPECT_NE(fired[0].details_json.find("\"threshold_percent\":50"), std::string::npos);
+  EXPECT_NE(fired[1].details_json.find("\"threshold_percent\":80"), std::string::npos);
+  // The same thresholds the next day are the same alerts (once per cycle)...
+  auto again = evaluate_alerts("a", at("2026-03-03T00:00:00Z"), {p}, rules);
+  EXPECT_EQ(again[0].alert_id, fired[0].alert_id);
+  // ...and new ones in the next cycle.
+  p.cycle_start_ms = at("2026-04-01T00:00:00Z");
+  EXPECT_NE(evaluate_alerts("a", at("2026-04-02T00:00:00Z"), {p}, rules)[0].alert_id,
+            fired[0].alert_id);
+  // Extra credits count in the base: 850 of 1000 + 1000 is 42.5 %.
+  p.extra_mc = cr(1000);
+  EXPECT_TRUE(evaluate_alerts("a", at("2026-04-02T00:00:00Z"), {p}, rules).empty());
+}
+
+TEST(Alerts, BookRecordsEachAlertOnceAndDeliversWithBackoffAcrossRestarts) {
+  std::string dir = testing::TempDir() + "/alerts_book_test";
+  std::filesystem::remove_all(dir);
+  AlertRules rules;
+  rules.webhook_url = "http://127.0.0.1:1/h";
+  rules.webhook_secret = "s";
+  PoolStatus p;
+  p.pool = "credits";
+  p.allowance_mc = cr(100);
+  p.used_mc = cr(60);
+  auto alerts = evaluate_alerts("a", at("2026-03-02T00:00:00Z"), {p}, rules);
+  ASSERT_EQ(alerts.size(), 1u);
+  const std::int64_t t0 = at("2026-03-02T00:00:00Z");
+  {
+    auto book = AlertBook::open(dir);
+    ASSERT_TRUE(book.ok());
+    ASSERT_TRUE((*book)->set_rules("a", rules).ok());
+    EXPECT_EQ((*book)->record(alerts, t0), 1u);
+    EXPECT_EQ((*book)->record(alerts, t0), 0u);  // already fired
+    int calls = 0;
+    auto failing = [&](const WebhookRequest&) { return ++calls, false; };
+    EXPECT_EQ((*book)->deliver_due(t0, failing), 0u);
+    EXPECT_EQ((*book)->deliver_due(t0 + 999, failing), 0u);  // backoff 1 s: not due yet
+    EXPECT_EQ(calls, 1);
+    (*book)->deliver_due(t0 + 1000, failing);  // second attempt; next after 2 s
+    (*book)->deliver_due(t0 + 2999, failing);
+    EXPECT_EQ(calls, 2);
+    EXPECT_EQ((*book)->queued(), 1u);
+  }
+  // A restart keeps the rules, the alert, and the delivery still owed.
+  auto book = AlertBook::open(dir);
+  ASSERT_TRUE(book.ok());
+  EXPECT_EQ((*book)->rules("a").webhook_secret, "s");
+  EXPECT_EQ((*book)->alerts_of("a").size(), 1u);
+  EXPECT_EQ((*book)->record(alerts, t0), 0u);
+  std::string body;
+  EXPECT_EQ(
+      (*book)->deliver_due(t0 + 5000, [&](const WebhookRequest& r) { return body = r.body, true; }),
+      1u);
+  EXPECT_NE(body.find("\"alert_id\":\"" + alerts[0].alert_id + "\""), std::string::npos);
+  EXPECT_EQ((*book)->queued(), 0u);
+  auto reopened = AlertBook::open(dir);
+  EXPECT_EQ((*reopened)->queued(), 0u);  // delivered is durable too
+}
+
+pricing::Catalog catalog() {
+  pricing::Catalog c;
+  auto plan = [&](const char* id, std::int64_t cents, std::int64_t credits) {
+    pricing::Plan p;
+    p.id = id;
+    p.price_usd_cents = cents;
+    p.pools.push_back({"credits", Millicredits::from_mc(cr(credits)), std::nullopt});
+    c.plans.push_back(p);
+  };
+  plan("free", 0, 100);
+  plan("starter", 2000, 2000);
+  plan("builder", 5000, 5000);
+  plan("pro", 10000, 10000);
+  plan("enterprise", 100000, 100000);
+  return c;
+}
+
+// A 31-day cycle (March) and 14 days of history summing to `sum` credits.
+ForecastInputs inputs(const char* plan, std::int64_t sum, std::int64_t used,
+                      std::int64_t allowance) {
+  ForecastInputs in;
+  in.now_ms = at("2026-03-20T00:00:00Z");
+  in.cycle_start_ms = at("2026-03-01T00:00:00Z");
+  in.cycle_end_ms = at("2026-04-01T00:00:00Z");
+  in.used_mc = cr(used);
+  in.allowance_mc = cr(allowance);
+  in.available_mc = cr(allowance - used);
+  in.window_days = 14;
+  in.window_sum_mc = cr(sum);
+  in.plan_id = plan;
+  in.pool = "credits";
+  return in;
+}
+
+TEST(Forecast, NeedIsOnePointOneTimesTheMeanTimesTheCycleDays) {
+  // mean 100 a day: need = 1.1 x 100 x 31 = 3410 -> builder.
+  Forecast f = forecast(inputs("starter", 1400, 1900, 2000), catalog());
+  EXPECT_EQ(*f.need_mc, cr(3410));
+  EXPECT_DOUBLE_EQ(*f.utilization, 0.95);
+  // 100 available at 100 a day: runs out on the 21st, before the cycle end.
+  EXPECT_EQ(*f.runs_out_at_ms, at("2026-03-21T00:00:00Z"));
+  EXPECT_EQ(f.action, AdviceAction::kUpgradeNow);  // 30 USD <= 100 x 8
+  EXPECT_EQ(f.plan, "builder");
+  EXPECT_EQ(f.price_delta_usd_cents, 3000);
+  EXPECT_DOUBLE_EQ(f.engineering_hours, 0.3);
+}
+
+TEST(Forecast, AcrossACycleBoundaryTheNewCycleLengthCounts) {
+  // February 2026 has 28 days: need = 1.1 x 100 x 28 = 3080; the cycle just began, so
+  // nothing runs out before its end on March 1.
+  ForecastInputs in = inputs("starter", 1400, 10, 2000);
+  in.now_ms = at("2026-02-01T01:00:00Z");
+  in.cycle_start_ms = at("2026-02-01T00:00:00Z");
+  in.cycle_end_ms = at("2026-03-01T00:00:00Z");
+  Forecast f = forecast(in, catalog());
+  EXPECT_EQ(*f.need_mc, cr(3080));
+  // 1,990 available at 100 a day: 19.9 days = 19 d 21 h 36 min -> Feb 20 22:36, before March 1.
+  EXPECT_EQ(*f.runs_out_at_ms, at("2026-02-20T22:36:00Z"));
+}
+
+TEST(Forecast, AdviceForEachAction) {
+  auto c = catalog();
+  // Upgrade, but 30 USD is above 2 USD x 10 h: next cycle.
+  ForecastInputs in = inputs("starter", 1400, 1900, 2000);
+  in.hourly_rate_usd_milli = 2'000;
+  in.break_even_hours_milli = 10'000;
+  EXPECT_EQ(forecast(in, c).action, AdviceAction::kUpgradeNextCycle);
+  // Upgrade when this cycle's credits last: next cycle too.
+  Forecast later = forecast(inputs("starter", 1400, 100, 2000), c);
+  EXPECT_FALSE(later.runs_out_at_ms);
+  EXPECT_EQ(later.action, AdviceAction::kUpgradeNextCycle);
+  // mean 10 a day: need 341 -> starter from pro is a downgrade of 80 USD.
+  Forecast down = forecast(inputs("pro", 140, 200, 10000), c);
+  EXPECT_EQ(down.action, AdviceAction::kDowngrade);
+  EXPECT_EQ(down.plan, "starter");
+  EXPECT_EQ(down.price_delta_usd_cents, -8000);
+  // mean 50 a day: need 1705 -> starter is right; at 1900 of 2000 it is sized correctly.
+  Forecast stay = forecast(inputs("starter", 700, 1900, 2000), c);
+  EXPECT_EQ(stay.action, AdviceAction::kStay);
+  EXPECT_EQ(stay.plan, "starter");
+  EXPECT_TRUE(stay.sized_correctly);
+  EXPECT_FALSE(forecast(inputs("starter", 700, 1700, 2000), c).sized_correctly);  // 85 %
+  // Without a full day of history: stay, no need.
+  ForecastInputs fresh = inputs("starter", 0, 0, 2000);
+  fresh.window_days = 0;
+  Forecast f0 = forecast(fresh, c);
+  EXPECT_EQ(f0.action, AdviceAction::kStay);
+  EXPECT_FALSE(f0.need_mc);
+}
+
+TEST(Rollups, UsageGroupingSubtractsRefundsUnderTheChargesFile) {
+  Rollups r;
+  Event a =
+      charge("2026-03-02T10:15:00Z", cr(10), pricing::Kind::kAgentPrompt, "dana", "src/A.jsx");
+  Event b = charge("2026-03-02T10:45:00Z", cr(6), pricing::Kind::kAgentPrompt, "lee", "src/B.jsx");
+  Event c =
+      charge("2026-03-02T11:05:00Z", cr(4), pricing::Kind::kInvokeLlm, "dana", "", "page:home");
+  r.add(a);
+  r.add(b);
+  r.add(c);
+  Event refund;
+  refund.at_ms = at("2026-03-02T12:00:00Z");
+  refund.account_id = "a";
+  refund.user_id = "dana";
+  refund.type = EventType::kRefund;
+  refund.kind = pricing::Kind::kAgentPrompt;
+  refund.pool = "credits";
+  refund.credits = Millicredits::from_mc(cr(3));
+  refund.charge_id = a.charge_id;
+  r.add(refund);
+  TimeRange all{at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z")};
+  UsageResult by_file = r.usage("a", "credits", GroupBy::kFile, all);
+  EXPECT_EQ(by_file.total_mc, cr(17));  // 10 + 6 + 4 - 3
+  EXPECT_EQ(by_file.count, 3);
+  ASSERT_EQ(by_file.rows.size(), 3u);
+  EXPECT_EQ(by_file.rows[0].key, "src/A.jsx");  // 7, ties broken by key
+  EXPECT_EQ(by_file.rows[0].credits_mc, cr(7));
+  EXPECT_EQ(by_file.rows[1].key, "src/B.jsx");
+  EXPECT_EQ(by_file.rows[2].key, "");  // the call without a file
+  UsageResult by_kind = r.usage("a", "credits", GroupBy::kKind, all);
+  EXPECT_EQ(by_kind.rows[0].key, "agent_prompt");
+  EXPECT_EQ(by_kind.rows[0].credits_mc, cr(13));
+  EXPECT_EQ(by_kind.rows[0].count, 2);
+  // The hour range [10:00, 11:00) holds the two agent turns only.
+  UsageResult hour = r.usage("a", "credits", GroupBy::kUser,
+                             {at("2026-03-02T10:00:00Z"), at("2026-03-02T11:00:00Z")});
+  EXPECT_EQ(hour.total_mc, cr(16));
+  auto hot = r.hot_files("a", "credits", all, true, 5);
+  ASSERT_EQ(hot.size(), 2u);
+  EXPECT_EQ(hot[0].file, "src/A.jsx");  // 7 > 6 after the refund
+  EXPECT_EQ(hot[0].credits_mc, cr(7));
+  auto burn = r.daily_burn("a", "credits", at("2026-03-01T00:00:00Z"), at("2026-03-03T00:00:00Z"));
+  EXPECT_EQ(burn, (std::vector<std::int64_t>{0, cr(17), 0}));
+}
+
+TEST(Rollups, IsoWeeksAcrossAYearEnd) {
+  Rollups r;
+  // 2026-12-31 (Thursday) is in 2026-W53; 2027-01-03 (Sunday) too; 2027-01-04 is W01.
+  r.add(charge("2026-12-31T10:00:00Z", cr(1), pricing::Kind::kDiscussTurn, "u"));
+  r.add(charge("2027-01-03T10:00:00Z", cr(2), pricing::Kind::kDiscussTurn, "u"));
+  r.add(charge("2027-01-04T10:00:00Z", cr(4), pricing::Kind::kDiscussTurn, "u"));
+  // 2025-12-29 (Monday) is 2026-W01.
+  r.add(charge("2025-12-29T10:00:00Z", cr(8), pricing::Kind::kDiscussTurn, "u"));
+  UsageResult w = r.usage("a", "credits", GroupBy::kWeek,
+                          {at("2025-01-01T00:00:00Z"), at("2028-01-01T00:00:00Z")});
+  ASSERT_EQ(w.rows.size(), 3u);
+  EXPECT_EQ(w.rows[0].key, "2026-W01");
+  EXPECT_EQ(w.rows[0].credits_mc, cr(8));
+  EXPECT_EQ(w.rows[1].key, "2026-W53");
+  EXPECT_EQ(w.rows[1].credits_mc, cr(3));
+  EXPECT_EQ(w.rows[2].key, "2027-W01");
+}
+
+TEST(Rollups, ImportedEventsCountInRangesButNotInTheBurnOrFirstEvent) {
+  Rollups r;
+  Event e = charge("2026-02-10T10:00:00Z", cr(5), pricing::Kind::kAgentPrompt, "u", "f.js");
+  e.imported = true;
+  e.idempotency_key = "k1";
+  r.add(e);
+  EXPECT_TRUE(r.imported_key_seen("a", "k1"));
+  EXPECT_FALSE(r.first_event_ms("a").has_value());
+  EXPECT_EQ(r.usage("a", "credits", GroupBy::kFile,
+                    {at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")})
+                .total_mc,
+            cr(5));
+  EXPECT_EQ(r.daily_burn("a", "credits", at("2026-02-10T00:00:00Z"), at("2026-02-10T00:00:00Z")),
+            (std::vector<std::int64_t>{0}));
+}
+
+TEST(Rollups, CacheHitsAndMissesPerCallSite) {
+  Rollups r;
+  Event miss =
+      charge("2026-03-02T10:00:00Z", cr(2), pricing::Kind::kInvokeLlm, "u", "", "page:home");
+  miss.cache_key = "ck";
+  r.add(miss);
+  Event hit = miss;
+  hit.type = EventType::kCacheHit;
+  r.add(hit);
+  r.add(hit);
+  CacheStats s =
+      r.cache_stats("a", "credits", {at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z")});
+  EXPECT_EQ(s.total.hits, 2);
+  EXPECT_EQ(s.total.misses, 1);
+  EXPECT_EQ(s.total.saved_mc, cr(4));
+  ASSERT_EQ(s.by_call_site.size(), 1u);
+  EXPECT_EQ(s.by_call_site[0].call_site, "page:home");
+}
+
+}  // namespace
+}  // namespace credit::analytics

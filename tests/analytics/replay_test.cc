@@ -1,0 +1,159 @@
+// tests/analytics/replay_test.cc
+// What-if replay with literal numbers: scoped prompts re-priced through the default
+// card, discuss off, the cache TTL, rate limits, a plan, and the combined chain.
+#include "analytics/replay.h"
+
+#include <gtest/gtest.h>
+
+namespace credit::analytics {
+namespace {
+
+using ledger::Event;
+using ledger::EventType;
+using pricing::Kind;
+
+constexpr std::int64_t kT0 = 1'772'442'000'000;  // 2026-03-02T09:00:00Z
+
+const pricing::RateCard& card() {
+  static const pricing::RateCard c = [] {
+    auto r =
+        pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }();
+  return c;
+}
+
+Event charge(Kind kind, std::int64_t at_ms, std::int64_t credits_mc, std::string user = "dana") {
+  Event e;
+  e.at_ms = at_ms;
+  e.account_id = "acme";
+  e.user_id = std::move(user);
+  e.type = EventType::kCharge;
+  e.kind = kind;
+  e.credits = Millicredits::from_mc(credits_mc);
+  return e;
+}
+
+ReplayReport replay(const std::vector<Event>& events, std::vector<Policy> policies,
+                    const pricing::Catalog* catalog = nullptr) {
+  Replayer r(card(), catalog, std::move(policies));
+  for (const auto& e : events) r.add(e);
+  return r.finish();
+}
+
+TEST(Replay, ScopedPromptRepricesOutputAndInputTokens) {
+  // The reference unscoped prompt of DESIGN.md.
+  pricing::Usage u;
+  u.model = "default";
+  u.input_tokens = 10'000;
+  u.output_tokens = 2'200;
+  u.files_read = 5;
+  u.lines_emitted = 200;
+  u.lines_changed = 6;
+  // Scoped: output 2,200 x 16 / 200 = 176, input 10,000 / 5 = 2,000, 1 file, 16 lines.
+  pricing::Usage s = u;
+  s.output_tokens = 176;
+  s.input_tokens = 2'000;
+  s.files_read = 1;
+  s.lines_emitted = 16;
+  auto before = card().price(Kind::kAgentPrompt, u);
+  auto after = card().price(Kind::kAgentPrompt, s);
+  ASSERT_TRUE(before.ok() && after.ok());
+  Event e = charge(Kind::kAgentPrompt, kT0, before->cost.mc());
+  e.usage = u;
+  auto r = replay({e}, {*parse_policy("scoped")});
+  EXPECT_EQ(r.policies[0].before, before->cost);
+  EXPECT_EQ(r.policies[0].after, after->cost);
+  EXPECT_EQ(r.policies[0].events_changed, 1);
+  // The default card: 9.92 credits unscoped, 1.844 scoped.
+  EXPECT_EQ(before->cost.mc(), 9'920);
+  EXPECT_EQ(after->cost.mc(), 1'844);
+}
+
+TEST(Replay, DiscussOffRemovesDiscussTurns) {
+  auto r = replay({charge(Kind::kDiscussTurn, kT0, 2'000), charge(Kind::kAgentPrompt, kT0, 5'000)},
+                  {*parse_policy("discuss-off")});
+  EXPECT_EQ(r.before.mc(), 7'000);
+  EXPECT_EQ(r.policies[0].after.mc(), 5'000);
+  EXPECT_EQ(r.policies[0].saved.mc(), 2'000);
+  EXPECT_EQ(r.policies[0].events_dropped, 1);
+}
+
+TEST(Replay, CacheAnswersRepeatsWithinTheTtlOnly) {
+  auto call = [](std::int64_t at_ms) {
+    Event e = charge(Kind::kInvokeLlm, at_ms, 1'500, "app");
+    e.cache_key = "k";
+    return e;
+  };
+  // Filled at T0; T0 + 1 day is a hit; T0 + 7 days is expired (pays and refills);
+  // T0 + 8 days is a hit again.
+  auto r = replay(
+      {call(kT0), call(kT0 + kMsPerDay), call(kT0 + 7 * kMsPerDay), call(kT0 + 8 * kMsPerDay)},
+      {*parse_policy("cache")});
+  EXPECT_EQ(r.policies[0].saved.mc(), 3'000);
+  EXPECT_EQ(r.policies[0].events_dropped, 2);
+}
+
+TEST(Replay, CacheWithAGivenHitRate) {
+  Policy p = *parse_policy("cache");
+  p.hit_rate_permille = 250;
+  Event a = charge(Kind::kInvokeLlm, kT0, 4'000, "app");
+  Event b = charge(Kind::kSendEmail, kT0, 1'000, "app");  // not cacheable
+  auto r = replay({a, b}, {p});
+  EXPECT_EQ(r.policies[0].saved.mc(), 1'000);
+}
+
+TEST(Replay, RateLimitDropsRequestsOverTheLimit) {
+  Policy p = *parse_policy("rate-limit");
+  p.per_user = {2, 2};  // 2 per minute, burst 2
+  std::vector<Event> events = {charge(Kind::kAgentPrompt, kT0, 1'000),
+                               charge(Kind::kAgentPrompt, kT0, 1'000),
+                               charge(Kind::kAgentPrompt, kT0, 1'000),           // dropped
+                               charge(Kind::kAgentPrompt, kT0 + 30'000, 1'000),  // 1 token back
+                               charge(Kind::kAgentPrompt, kT0 + 30'000, 1'000),  // dropped
+                               charge(Kind::kAgentPrompt, kT0, 1'000, "lee"),
+                               charge(Kind::kSendEmail, kT0, 1'000)};  // not limited
+  auto r = replay(events, {p});
+  EXPECT_EQ(r.policies[0].events_dropped, 2);
+  EXPECT_EQ(r.policies[0].saved.mc(), 2'000);
+}
+
+TEST(Replay, CombinedNeverSavesAnEventTwice) {
+  Event a = charge(Kind::kDiscussTurn, kT0, 2'000);
+  a.metadata.call_site = "x";
+  auto r = replay({a, a}, {*parse_policy("discuss-off"), *parse_policy("outliers")});
+  ASSERT_TRUE(r.combined.has_value());
+  EXPECT_EQ(r.combined->saved.mc(), 4'000);
+  EXPECT_EQ(r.combined->after.mc(), 0);
+}
+
+TEST(Replay, RefundsPassThrough) {
+  Event refund = charge(Kind::kDiscussTurn, kT0 + 1, 500);
+  refund.type = EventType::kRefund;
+  auto r = replay({charge(Kind::kDiscussTurn, kT0, 2'000), refund}, {*parse_policy("cache")});
+  EXPECT_EQ(r.before.mc(), 1'500);
+  EXPECT_EQ(r.policies[0].after.mc(), 1'500);
+}
+
+TEST(Replay, PlanPolicyReportsWhetherTheBurnFits) {
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  ASSERT_TRUE(catalog.ok());
+  // 100 credits over 1 day: 3,000 per 30-day cycle.
+  auto r = replay({charge(Kind::kAgentPrompt, kT0, 100'000)},
+                  {*parse_policy("plan:starter"), *parse_policy("plan:builder")}, &*catalog);
+  ASSERT_TRUE(r.policies[0].plan.has_value());
+  EXPECT_EQ(r.policies[0].plan->need_per_cycle.mc(), 3'000'000);
+  EXPECT_FALSE(r.policies[0].plan->fits);
+  EXPECT_TRUE(r.policies[1].plan->fits);
+  EXPECT_EQ(r.policies[1].plan->price_usd_cents, 5'000);
+}
+
+TEST(Replay, UnknownPolicyIsAnError) {
+  auto p = parse_policy("free-lunch");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().detail("param"), "\"policy\"");
+}
+
+}  // namespace
+}  // namespace credit::analytics

@@ -1,0 +1,462 @@
+"""Analytics over the API: a simulated month imported with mode=apply (and a February
+imported with mode=analytics), then every analytics route checked against numbers this
+file computes on its own from the lines it sent, and the alerts delivered to a webhook
+receiver on 127.0.0.1 that checks each signature and fails the first two deliveries.
+
+    python3 tests/integration/analytics_test.py --creditd BUILD/creditd [-v]
+"""
+import csv
+import hashlib
+import hmac
+import http.server
+import io
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+D = Decimal
+DAY_MS = 86_400_000
+UTC = timezone.utc
+ACCT = "acme"
+SECRET = "whsec-test-1"
+ALLOWANCE = 2000  # starter
+CYCLE_START = datetime(2026, 3, 1, tzinfo=UTC)
+CYCLE_END = datetime(2026, 4, 1, tzinfo=UTC)
+NOW = datetime(2026, 3, 20, 23, 0, tzinfo=UTC)
+PLANS = [("free", 0, 100), ("starter", 2000, 2000), ("builder", 5000, 5000), ("pro", 10000, 10000),
+         ("elite", 20000, 25000), ("enterprise", 100000, 100000)]  # id, price cents, allowance
+
+
+def iso(dt):
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ms(dt):
+    return int(dt.timestamp() * 1000)
+
+
+# ----------------------------------------------------------------------------- the month
+
+def month_lines():
+    """Charges of March 1-20: 80 credits a day, a regression loop on the 5th, a burst on the 20th."""
+    files = ["src/App.jsx", "src/pages/Home.jsx", "src/api/orders.js"]
+    features = {"src/App.jsx": "shell", "src/pages/Home.jsx": "home", "src/api/orders.js": "orders",
+                "src/pages/Checkout.jsx": "checkout"}
+    lines = []
+
+    def agent(at, file, amount, user, intent, snap):
+        lines.append({"at": iso(at), "account_id": ACCT, "user_id": user, "type": "charge",
+                      "kind": "agent_prompt", "credits": amount, "idempotency_key": f"m-{len(lines)}",
+                      "metadata": {"file": file, "feature": features[file], "model": "default",
+                                   "intent": intent, "snapshot_id": snap}})
+
+    def llm(at, site, amount, user):
+        lines.append({"at": iso(at), "account_id": ACCT, "user_id": user, "type": "charge",
+                      "kind": "integration.invoke_llm", "credits": amount, "idempotency_key": f"m-{len(lines)}",
+                      "usage": {"model": "gpt-4o-mini", "input_tokens": 500, "output_tokens": 200},
+                      "metadata": {"call_site": site}})
+
+    for d in range(1, 20):
+        day = CYCLE_START + timedelta(days=d - 1)
+        for i, hour in enumerate((9, 11, 15)):
+            agent(day + timedelta(hours=hour), files[(d + i) % 3], 20, "dana" if i % 2 == 0 else "lee",
+                  "feature", f"snap-{d}-{i}")
+        llm(day + timedelta(hours=10), "page:home", 10, "dana")
+        llm(day + timedelta(hours=16), "fn:summarize", 10, "lee")
+        if d == 5:
+            for j, intent in enumerate(("fix", "fix", "fix", "feature")):
+                agent(day + timedelta(hours=13, minutes=20 * j), "src/pages/Checkout.jsx", 10, "lee", intent,
+                      f"snap-loop-{j + 1}")
+    day20 = CYCLE_START + timedelta(days=19)
+    for k in range(25):
+        agent(day20 + timedelta(hours=8, minutes=20 * k), "src/App.jsx", 10, "dana", "feature", f"snap-20-{k}")
+    return lines
+
+
+def ndjson(lines):
+    return "\n".join(json.dumps(l) for l in lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the model
+
+class Model:
+    """What the server should answer, computed from the charges alone."""
+
+    def __init__(self, charges):
+        # charges: [(at_ms, credits Decimal, line dict)]
+        self.charges = sorted(charges, key=lambda c: c[0])
+        self.first_ms = ms(CYCLE_START)  # the account was created at the cycle start
+
+    def day_burn(self, upto_ms):
+        out = {}
+        for at, c, _ in self.charges:
+            if at <= upto_ms:
+                d = at // DAY_MS * DAY_MS
+                out[d] = out.get(d, D(0)) + c
+        return out
+
+    def window(self, now_ms, window_days=14):
+        today = now_ms // DAY_MS * DAY_MS
+        first = max(today - window_days * DAY_MS, self.first_ms // DAY_MS * DAY_MS)
+        n = max(0, (today - first) // DAY_MS)
+        burn = self.day_burn(now_ms)
+        s = sum((burn.get(first + i * DAY_MS, D(0)) for i in range(n)), D(0))
+        return today, n, s, burn.get(today, D(0))
+
+    def used(self, now_ms):
+        return sum((c for at, c, _ in self.charges if at <= now_ms), D(0))
+
+    def runs_out(self, now_ms, n, s):
+        if s <= 0 or n <= 0:
+            return None
+        avail_mc = int((ALLOWANCE - self.used(now_ms)) * 1000)
+        at = now_ms + avail_mc * n * DAY_MS // int(s * 1000)
+        return at if at < ms(CYCLE_END) else None
+
+    def alerts(self):
+        """The alerts fired when every instant is judged right after it is applied."""
+        fired = set()
+        for at in sorted({c[0] for c in self.charges}):
+            used = self.used(at)
+            for t in (50, 80, 100):
+                if used * 100 >= t * ALLOWANCE:
+                    fired.add(("threshold", t))
+            today, n, s, today_burn = self.window(at)
+            date = datetime.fromtimestamp(today / 1000, UTC).strftime("%Y-%m-%d")
+            if n >= 3 and today_burn * n > 2 * s:
+                fired.add(("burn_spike", date))
+            if self.runs_out(at, n, s) is not None:
+                fired.add(("projected_exhaustion", date))
+        return fired
+
+
+# ----------------------------------------------------------------------------- webhook
+
+class Receiver:
+    def __init__(self):
+        self.received = []  # (delivery id, body dict)
+        self.failed = 0
+        self.bad_signatures = []
+        self.lock = threading.Lock()
+        recv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sig = self.headers.get("Creditd-Signature", "")
+                parts = dict(p.split("=", 1) for p in sig.split(",") if "=" in p)
+                want = hmac.new(SECRET.encode(), (parts.get("t", "") + ".").encode() + body,
+                                hashlib.sha256).hexdigest()
+                with recv.lock:
+                    if not hmac.compare_digest(want, parts.get("v1", "")):
+                        recv.bad_signatures.append(sig)
+                    if recv.failed < 2:
+                        recv.failed += 1
+                        status = 500
+                    else:
+                        recv.received.append((self.headers.get("Creditd-Delivery-Id"), json.loads(body)))
+                        status = 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+# ----------------------------------------------------------------------------- the test
+
+srv = h.start(manual_clock=True, extra_args=["--allow-local-webhooks"])
+admin = srv.client()
+recv = Receiver()
+LINES = month_lines()
+CHARGES = [(ms(datetime.strptime(l["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)), D(str(l["credits"])), l)
+           for l in LINES]
+state = {}
+
+
+def setup():
+    admin.set_clock(iso(CYCLE_START))
+    admin.create_account(ACCT, plan="starter")
+    admin.create_account("other", plan="starter")
+    state["read"] = admin.create_key(ACCT, role="read")
+    state["reader"] = srv.client(state["read"])
+    r = state["reader"].put(f"/v1/accounts/{ACCT}/alert-rules",
+                            {"burn_spike": {"factor": 2, "window_days": 14}, "thresholds": [50, 80, 100],
+                             "webhook_url": f"http://127.0.0.1:{recv.port}/hook", "webhook_secret": SECRET})
+    h.eq("alert-rules: PUT by the read key", r.status, 200)
+    h.check("alert-rules: the secret is not answered", SECRET not in r.text and "webhook_secret\"" not in r.text, r.text)
+    h.eq("alert-rules: thresholds answered", r.get("thresholds"), [50, 80, 100])
+    r = state["reader"].put("/v1/accounts/other/alert-rules", {"thresholds": [10]})
+    h.eq("alert-rules: another account's read key is refused", r.status, 403)
+    r = state["reader"].put(f"/v1/accounts/{ACCT}/alert-rules", {"thresholds": [0]})
+    h.eq("alert-rules: a bad threshold is 400", (r.status, r.code), (400, "invalid_request"))
+    r = state["reader"].put(f"/v1/accounts/{ACCT}/alert-rules", {"webhook_url": "ftp://x"})
+    h.eq("alert-rules: a bad URL is 400 with param", (r.status, r.err.get("param")), (400, "webhook_url"))
+
+
+def imports():
+    admin.set_clock(iso(NOW))
+    # 409: a line after the clock's now, and nothing applied.
+    late = dict(LINES[0], at=iso(NOW + timedelta(hours=1)), idempotency_key="late")
+    r = admin.post("/v1/admin/import?mode=apply", raw=ndjson([late]))
+    h.eq("import apply: a line after now is 409 backfill_out_of_order", (r.status, r.code),
+         (409, "backfill_out_of_order"))
+    early = dict(LINES[0], at="2026-02-01T00:00:00Z", idempotency_key="early")
+    r = admin.post("/v1/admin/import?mode=apply", raw=ndjson([early]))
+    h.eq("import apply: a line before the last logged instant is 409", (r.status, r.code),
+         (409, "backfill_out_of_order"))
+    r = srv.client(state["read"]).post("/v1/admin/import?mode=apply", raw=ndjson(LINES[:1]))
+    h.eq("import: a read key is refused", r.status, 403)
+    t0 = time.time()
+    r = admin.post("/v1/admin/import?mode=apply", raw=ndjson(LINES))
+    h.eq("import apply: every line applied", (r.status, r.get("imported"), r.get("rejected")), (200, len(LINES), 0))
+    if h.VERBOSE:
+        print(f"   applied {len(LINES)} lines in {time.time() - t0:.1f}s")
+    acct = admin.account(ACCT)
+    h.check("import apply: used is the sum of the lines", h.num_eq(acct["pools"]["credits"]["used"],
+                                                                    sum(c for _, c, _ in CHARGES)), acct)
+    # The last line again (at the last logged instant): a duplicate, not charged twice.
+    r = admin.post("/v1/admin/import?mode=apply", raw=ndjson(LINES[-1:]))
+    h.eq("import apply: a re-imported line is a duplicate", (r.get("imported"), r.get("rejected")), (0, 1))
+    # Two lines again: the earlier one is before the last logged instant now.
+    r = admin.post("/v1/admin/import?mode=apply", raw=ndjson(LINES[-2:]))
+    h.eq("import apply: lines before the last instant are 409", r.code, "backfill_out_of_order")
+
+    # February from another system, for the time-ranged analytics only.
+    feb = [{"at": f"2026-02-1{i}T12:00:00Z", "account_id": ACCT, "user_id": "old", "type": "charge",
+            "kind": "agent_prompt", "credits": 7, "idempotency_key": f"feb-{i}",
+            "metadata": {"file": "src/legacy.js", "intent": "feature"}} for i in range(5)]
+    bad = [dict(feb[0], account_id="nobody", idempotency_key="x"), dict(feb[3])]
+    r = admin.post("/v1/admin/import?mode=analytics", raw=ndjson(feb + bad) + "{not json}\n")
+    h.eq("import analytics: counts", (r.get("imported"), r.get("rejected")), (5, 3))
+    h.eq("import analytics: the refused lines", [e["line"] for e in r.get("errors", [])], [6, 7, 8])
+
+
+def live_cache():
+    # A miss (a charge with a cache_key), the response stored, then a hit.
+    body = {"kind": "integration.invoke_llm", "amount": 2, "cache_key": "ck1",
+            "usage": {"model": "gpt-4o-mini", "input_tokens": 500, "output_tokens": 200},
+            "metadata": {"call_site": "page:home"}}
+    r = admin.charge(ACCT, user_id="dana", **body)
+    h.eq("cache: the first call is charged", r.status, 201)
+    r = admin.put(f"/v1/accounts/{ACCT}/cache/ck1", {"kind": "integration.invoke_llm", "response": {"t": 1},
+                                                     "call_site": "page:home"})
+    h.eq("cache: PUT", r.status, 204)
+    r = admin.charge(ACCT, user_id="dana", **body)
+    h.eq("cache: the second call is a hit", (r.status, r.get("cached")), (201, True))
+    CHARGES.append((ms(NOW), D(2), {"kind": "integration.invoke_llm", "user_id": "dana",
+                                    "metadata": {"call_site": "page:home"}, "usage": body["usage"]}))
+
+
+def usage_routes():
+    c = state["reader"]
+    total = sum(c_ for _, c_, _ in CHARGES)
+
+    def expect(keyf):
+        rows = {}
+        for _, cr, l in CHARGES:
+            k = keyf(l)
+            cr0, n0 = rows.get(k, (D(0), 0))
+            rows[k] = (cr0 + cr, n0 + 1)
+        return rows
+
+    groups = {
+        "kind": lambda l: l["kind"],
+        "user": lambda l: l["user_id"],
+        "file": lambda l: l.get("metadata", {}).get("file"),
+        "feature": lambda l: l.get("metadata", {}).get("feature"),
+        "model": lambda l: l.get("metadata", {}).get("model") or l.get("usage", {}).get("model"),
+        "call_site": lambda l: l.get("metadata", {}).get("call_site"),
+        "day": lambda l: l.get("at", iso(NOW))[:10],
+        "week": lambda l: "%d-W%02d" % datetime.strptime(l.get("at", iso(NOW))[:10], "%Y-%m-%d").isocalendar()[:2],
+    }
+    for g, f in groups.items():
+        r = c.get(f"/v1/accounts/{ACCT}/usage?group_by={g}")
+        want = expect(f)
+        got = {row["key"]: (D(str(row["credits"])), row["count"]) for row in (r.get("rows") or [])}
+        h.eq(f"usage by {g}: rows", got, want)
+        h.check(f"usage by {g}: total", h.num_eq(r.get("total"), total), r.text[:300])
+        shares = sum(D(str(row["share"])) for row in r.get("rows") or [])
+        h.check(f"usage by {g}: shares add up to 1", abs(shares - 1) < D("0.0001"), shares)
+    r = c.get(f"/v1/accounts/{ACCT}/usage?group_by=kind")
+    h.eq("usage: default range is the current cycle", (r.get("from"), r.get("to")), (iso(CYCLE_START), iso(CYCLE_END)))
+    r = c.get(f"/v1/accounts/{ACCT}/usage?group_by=file&from=2026-02-01T00:00:00Z&to=2026-03-01T00:00:00Z")
+    h.eq("usage: the imported February", [(x["key"], D(str(x["credits"])), x["count"]) for x in r.get("rows") or []],
+         [("src/legacy.js", D(35), 5)])
+    r = c.get(f"/v1/accounts/{ACCT}/usage?group_by=day&from=2026-03-05T10:30:00Z&to=2026-03-05T14:10:00Z")
+    h.eq("usage: from/to snap to the hour", (r.get("from"), r.get("to")),
+         ("2026-03-05T10:00:00Z", "2026-03-05T15:00:00Z"))
+    want = sum(cr for at, cr, _ in CHARGES if ms(datetime(2026, 3, 5, 10, tzinfo=UTC)) <= at < ms(datetime(2026, 3, 5, 15, tzinfo=UTC)))
+    h.check("usage: a snapped range's total", h.num_eq(r.get("total"), want), (r.get("total"), want))
+    r = c.get(f"/v1/accounts/{ACCT}/usage?group_by=colour")
+    h.eq("usage: a bad group_by is 400 with param", (r.status, r.err.get("param")), (400, "group_by"))
+    r = c.get(f"/v1/accounts/{ACCT}/usage?pool=nope")
+    h.eq("usage: an unknown pool is 400", (r.status, r.err.get("param")), (400, "pool"))
+    r = admin.get("/v1/accounts/ghost/usage")
+    h.eq("usage: unknown account is 404", (r.status, r.code), (404, "account_not_found"))
+
+    files = {}
+    for _, cr, l in CHARGES:
+        if l["kind"] == "agent_prompt":
+            t, s = files.get(l["metadata"]["file"], (0, D(0)))
+            files[l["metadata"]["file"]] = (t + 1, s + cr)
+    by_turns = sorted(files.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:5]
+    r = c.get(f"/v1/accounts/{ACCT}/hot-files")
+    h.eq("hot-files: by turns", [(x["file"], x["turns"], D(str(x["credits"]))) for x in r.get("rows") or []],
+         [(f, t, s) for f, (t, s) in by_turns])
+    by_credits = sorted(files.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:2]
+    r = c.get(f"/v1/accounts/{ACCT}/hot-files?order_by=credits&limit=2")
+    h.eq("hot-files: by credits, limit 2", [(x["file"], D(str(x["credits"]))) for x in r.get("rows") or []],
+         [(f, s) for f, (t, s) in by_credits])
+
+
+def other_routes():
+    c = state["reader"]
+    r = c.get(f"/v1/accounts/{ACCT}/regression-loops")
+    loops = r.get("loops") or []
+    h.eq("regression-loops: the planted loop", [(l["file"], l["turns"], D(str(l["credits"])), D(str(l["waste"])),
+                                                 l["revert_to_snapshot"], l["first_at"]) for l in loops],
+         [("src/pages/Checkout.jsx", 4, D(40), D(30), "snap-loop-1", "2026-03-05T13:00:00Z")])
+    r = c.get(f"/v1/accounts/{ACCT}/cache-stats")
+    h.eq("cache-stats: totals", (r.get("hits"), r.get("misses"), D(str(r.get("saved"))), D(str(r.get("hit_rate")))),
+         (1, 1, D(2), D("0.5")))
+    h.eq("cache-stats: by call site", [(x["call_site"], x["hits"], x["misses"]) for x in r.get("by_call_site") or []],
+         [("page:home", 1, 1)])
+
+    m = Model(CHARGES)
+    now_ms = ms(NOW)
+    today, n, s, today_burn = m.window(now_ms)
+    r = c.get(f"/v1/accounts/{ACCT}/burn")
+    burn = m.day_burn(now_ms)
+    want_days = [(datetime.fromtimestamp(d / 1000, UTC).strftime("%Y-%m-%d"), burn.get(d, D(0)))
+                 for d in range(ms(CYCLE_START), today + 1, DAY_MS)]
+    h.eq("burn: the daily series", [(d["date"], D(str(d["credits"]))) for d in r.get("days") or []], want_days)
+    h.check("burn: today", h.num_eq(r.get("today"), today_burn), (r.get("today"), today_burn))
+    mean = s / n
+    h.check("burn: trailing mean over 14 days", h.num_eq(r.get("trailing_mean"), mean), (r.get("trailing_mean"), mean))
+    h.check("burn: ratio", abs(D(str(r.get("ratio"))) - today_burn / mean) < D("0.0001"), r.get("ratio"))
+    h.eq("burn: spike", r.get("spike"), today_burn > 2 * mean)
+    ro = m.runs_out(now_ms, n, s)
+    h.eq("burn: projected exhaustion", r.get("projected_exhaustion"),
+         datetime.fromtimestamp(ro // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if ro % 1000 == 0 else ".%03dZ" % (ro % 1000)) if ro else None)
+
+    used = m.used(now_ms)
+    need = -(-(11 * int(s * 1000) * (ms(CYCLE_END) - ms(CYCLE_START))) // (10 * n * DAY_MS))  # mc, rounded up
+    pick = min((p for p in PLANS if p[2] * 1000 >= need), key=lambda p: p[1])
+    r = c.get(f"/v1/accounts/{ACCT}/forecast")
+    h.check("forecast: used", h.num_eq(r.get("used"), used), r.text[:200])
+    h.check("forecast: need = 1.1 x mean x 31 days", h.num_eq(r.get("need"), D(need) / 1000), (r.get("need"), need))
+    h.check("forecast: utilization", abs(D(str(r.get("utilization"))) - used / ALLOWANCE) < D("0.000001"), r.get("utilization"))
+    adv = r.get("advice") or {}
+    delta = D(pick[1] - 2000) / 100
+    want_action = "upgrade_now" if ro is not None and delta <= 800 else "upgrade_next_cycle"
+    h.eq("forecast: advice", (adv.get("action"), adv.get("plan"), D(str(adv.get("price_delta_usd")))),
+         (want_action, pick[0], delta))
+    h.check("forecast: engineering hours", abs(D(str(adv.get("engineering_hours"))) - delta / 100) < D("0.01"), adv)
+    r = c.get(f"/v1/accounts/{ACCT}/forecast?hourly_rate=2&break_even_hours=10")
+    h.eq("forecast: above the break-even -> next cycle", (r.get("advice") or {}).get("action"), "upgrade_next_cycle")
+    r = c.get(f"/v1/accounts/{ACCT}/forecast?hourly_rate=abc")
+    h.eq("forecast: a bad hourly_rate is 400", (r.status, r.err.get("param")), (400, "hourly_rate"))
+
+
+def events_route():
+    c = state["reader"]
+    seen, after, pages = [], None, 0
+    while pages < 100:
+        r = c.get(f"/v1/accounts/{ACCT}/events?type=charge&limit=40" + (f"&after={after}" if after else ""))
+        seen += r.get("events") or []
+        after = r.get("next")
+        pages += 1
+        if not after:
+            break
+    h.eq("events: every charge once, paged by 40", len(seen), len(CHARGES))
+    h.check("events: in sequence order", all(a["seq"] < b["seq"] for a, b in zip(seen, seen[1:])))
+    r = c.get(f"/v1/accounts/{ACCT}/events?kind=agent_prompt&user_id=lee&from=2026-03-05T00:00:00Z&to=2026-03-06T00:00:00Z")
+    want = [l for at, _, l in CHARGES if l.get("kind") == "agent_prompt" and l.get("user_id") == "lee"
+            and l.get("at", "").startswith("2026-03-05")]
+    h.eq("events: filters", len(r.get("events") or []), len(want))
+    r = c.get(f"/v1/accounts/{ACCT}/events?format=ndjson&limit=10")
+    lines = [json.loads(x) for x in r.text.splitlines() if x]
+    h.eq("events ndjson: ten lines and a cursor header", (len(lines), "creditd-next-cursor" in r.headers), (10, True))
+    r2 = c.get(f"/v1/accounts/{ACCT}/events?format=ndjson&limit=10&after={r.headers.get('creditd-next-cursor')}")
+    more = [json.loads(x) for x in r2.text.splitlines() if x]
+    h.check("events ndjson: the cursor continues", more and more[0]["seq"] > lines[-1]["seq"], r2.text[:200])
+    r = c.get(f"/v1/accounts/{ACCT}/events?format=csv&type=charge&limit=1000")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    h.eq("events csv: a row per charge", len(rows), len(CHARGES))
+    h.check("events csv: usage.* and metadata.* columns",
+            rows and "usage.input_tokens" in rows[0] and "metadata.file" in rows[0], list(rows[0].keys()) if rows else r.text[:200])
+    h.eq("events csv: flattened values", sorted({r_["metadata.call_site"] for r_ in rows}),
+         ["", "fn:summarize", "page:home"])
+    r = c.get(f"/v1/accounts/{ACCT}/events?format=xml")
+    h.eq("events: bad format is 400", (r.status, r.err.get("param")), (400, "format"))
+
+
+def alerts_and_webhooks():
+    m = Model(CHARGES)
+    want = m.alerts()
+    r = state["reader"].get(f"/v1/accounts/{ACCT}/alerts")
+    alerts = r.get("alerts") or []
+    got = set()
+    for a in alerts:
+        if a["rule"] == "threshold":
+            got.add(("threshold", a["details"]["threshold_percent"]))
+        else:
+            got.add((a["rule"], a["at"][:10]))
+    h.eq("alerts: the rules fired, each once per day (thresholds once per cycle)", sorted(got), sorted(want))
+    h.eq("alerts: no duplicates", len(alerts), len(got))
+    ids = {a["alert_id"] for a in alerts}
+    # Retries run on the injected clock: move it a few seconds at a time (still March 20).
+    deadline = time.time() + 30
+    t = NOW
+    while time.time() < deadline:
+        with recv.lock:
+            delivered = {d for d, _ in recv.received}
+        if ids <= delivered:
+            break
+        t += timedelta(seconds=5)
+        admin.set_clock(iso(t))
+        time.sleep(0.3)
+    with recv.lock:
+        delivered = {d for d, _ in recv.received}
+        bodies = {d: b for d, b in recv.received}
+    h.eq("webhook: the first two deliveries failed", recv.failed, 2)
+    h.check("webhook: every alert delivered", ids and ids <= delivered, (sorted(ids - delivered), len(ids)))
+    h.eq("webhook: every signature verifies", recv.bad_signatures, [])
+    a0 = alerts[0] if alerts else {}
+    b0 = bodies.get(a0.get("alert_id"), {})
+    h.eq("webhook: the body", (b0.get("account_id"), b0.get("rule"), b0.get("at"), b0.get("details")),
+         (ACCT, a0.get("rule"), a0.get("at"), a0.get("details")))
+
+
+def restart():
+    r0 = state["reader"].get(f"/v1/accounts/{ACCT}/alerts")
+    u0 = state["reader"].get(f"/v1/accounts/{ACCT}/usage?group_by=file")
+    h.eq("restart: clean stop", srv.stop(), 0)
+    srv.start()
+    c = srv.client(state["read"])
+    r = c.get(f"/v1/accounts/{ACCT}/alert-rules")
+    h.eq("restart: alert rules kept", (r.get("thresholds"), r.get("webhook_url")),
+         ([50, 80, 100], f"http://127.0.0.1:{recv.port}/hook"))
+    r = c.get(f"/v1/accounts/{ACCT}/alerts")
+    h.eq("restart: alerts kept and not fired again", r.get("alerts"), r0.get("alerts"))
+    r = c.get(f"/v1/accounts/{ACCT}/usage?group_by=file")
+    h.eq("restart: live rollups rebuilt", r.get("rows"), u0.get("rows"))
+
+
+for section in (setup, imports, live_cache, usage_routes, other_routes, events_route, alerts_and_webhooks, restart):
+    h.run_section(section)
+recv.server.shutdown()
+h.finish()

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Concurrency and durability: a 1,000-charge race for exactly 100 credits, concurrent
+duplicates of one idempotency key, SIGKILL and SIGTERM restarts on the same data dir.
+"""
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from harness import D, check, eq, is_error, key  # noqa: E402
+
+THREADS = 48
+
+
+def pooled(srv, api_key, jobs, fn):
+    """Run fn(client, job) for every job on THREADS threads, one keep-alive client each."""
+    local = threading.local()
+
+    def run(job):
+        if not hasattr(local, "c"):
+            local.c = srv.client(api_key)
+        return fn(local.c, job)
+    with ThreadPoolExecutor(THREADS) as ex:
+        return list(ex.map(run, jobs))
+
+
+def race():
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-10T12:00:00Z")
+    a = c.create_account("race", "starter")
+    r = c.post(f"/v1/accounts/{a}/adjustments", {"pool": "credits", "credits": -1900, "reason": "leave 100",
+                                                 "idempotency_key": key()})
+    check("race setup: -1900 adjustment", r.status == 201, r)
+    eq("race setup: exactly 100 available", c.available(a), 100)
+    meter = c.create_key(a, "meter")
+
+    def one(cl, i):
+        r = cl.post(f"/v1/accounts/{a}/charges", {"idempotency_key": f"race-{i}", "kind": "backend_function",
+                                                  "user_id": f"u{i % 7}", "amount": 1})
+        return r.status, r.code, r.get("available_after")
+    res = pooled(srv, meter, range(1000), one)
+    statuses = [s for s, _, _ in res]
+    ok = statuses.count(201)
+    refused = [x for x in res if x[0] == 402 and x[1] == "insufficient_credits"]
+    eq("race: exactly 100 of 1000 charges succeed", ok, 100)
+    eq("race: the other 900 are 402 insufficient_credits", len(refused), 900)
+    eq("race: no other status", sorted(set(statuses)), [201, 402])
+    afters = sorted(x[2] for x in res if x[0] == 201)
+    eq("race: the successes saw available_after 99..0, each once", afters, list(range(100)))
+    p = c.pool(a)
+    eq("race: balance exactly 0 (used 100 + the -1900, held 0)", (p["available"], p["used"], p["held"]),
+       (0, 100, 0))
+
+    # concurrent duplicates of one key: one charge, one answer
+    b = c.create_account("dup", "starter")
+    body = {"idempotency_key": "dup-1", "kind": "backend_function", "user_id": "u", "amount": 7}
+    res = pooled(srv, srv.admin_key, range(64),
+                 lambda cl, i: cl.post(f"/v1/accounts/{b}/charges", body))
+    eq("duplicates: all 64 answers are 201", sorted({r.status for r in res}), [201])
+    check("duplicates: all 64 bodies are the same", len({r.text for r in res}) == 1, {r.text for r in res})
+    eq("duplicates: exactly one was not a replay",
+       sum(1 for r in res if r.headers.get("idempotent-replayed") != "true"), 1)
+    eq("duplicates: charged once", c.pool(b)["used"], 7)
+
+    # a racing hold/capture mix keeps the invariant
+    e = c.create_account("mix", "starter")
+
+    def mix(cl, i):
+        hp = f"/v1/accounts/{e}/holds"
+        r = cl.post(hp, {"idempotency_key": f"mh-{i}", "kind": "backend_function", "user_id": "u", "amount": 3})
+        if r.status != 201:
+            return r.status
+        act = "capture" if i % 2 else "void"
+        r2 = cl.post(f"{hp}/{r['hold_id']}/{act}", {"idempotency_key": f"mc-{i}"})
+        return r2.status
+    res = pooled(srv, srv.admin_key, range(400), mix)
+    eq("mix: 200 captures 201 and 200 voids 200", (res.count(201), res.count(200)), (200, 200))
+    p = c.pool(e)
+    eq("mix: used 600, held 0, available 1400", (p["used"], p["held"], p["available"]), (600, 0, 1400))
+    srv.stop()
+
+
+def restart():
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-10T12:00:00Z")
+    a = c.create_account("dur-a", "starter")
+    b = c.create_account("dur-b", "free")
+    meter = c.create_key(a, "meter")
+    revoked_id = None
+    r = c.post(f"/v1/accounts/{a}/keys", {"idempotency_key": key(), "role": "meter"})
+    revoked, revoked_id = r["key"], r["key_id"]
+    c.delete(f"/v1/accounts/{a}/keys/{revoked_id}")
+    body = {"idempotency_key": "ack-1", "kind": "agent_prompt", "user_id": "u", "usage": h.AGENT_PROMPT_USAGE}
+    first = c.post(f"/v1/accounts/{a}/charges", body)
+    check("restart setup: charge 201", first.status == 201, first)
+    c.charge(b, amount=12.5)
+    hold = c.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "hold-1", "kind": "agent_prompt", "user_id": "u",
+                                              "amount": 40, "ttl_ms": 3600000})
+    refused = c.charge(a, amount=99999, idem="ack-402")
+    c.post(f"/v1/accounts/{a}/adjustments", {"pool": "credits", "credits": 25, "reason": "g",
+                                             "idempotency_key": key()})
+    c.set_clock("2026-03-10T12:30:00Z")
+    c.charge(a, amount=0.5)
+    r = c.put(f"/v1/accounts/{a}/cache/ck-dur", {"kind": "integration.send_email", "response": {"id": "m-1"}})
+    check("restart setup: cache PUT 204", r.status == 204, r)
+    views = {x: c.get(f"/v1/accounts/{x}").doc for x in (a, b)}
+    listing = c.get("/v1/accounts?limit=1000").doc
+    grants = c.get(f"/v1/accounts/{a}/grants").doc
+    admin_key = srv.admin_key
+    data = srv.data_dir
+
+    rc = srv.kill()
+    eq("SIGKILL: killed by signal 9", rc, -signal.SIGKILL)
+    srv2 = h.start(manual_clock=True, data_dir=data)
+    c2 = srv2.client()
+    eq("restart after SIGKILL: the admin key is kept", srv2.admin_key, admin_key)
+    for x in (a, b):
+        r = c2.get(f"/v1/accounts/{x}")
+        eq(f"restart after SIGKILL: account {x} identical", r.doc, views[x])
+    eq("restart after SIGKILL: account list identical", c2.get("/v1/accounts?limit=1000").doc, listing)
+    eq("restart after SIGKILL: grants identical", c2.get(f"/v1/accounts/{a}/grants").doc, grants)
+    r = c2.post(f"/v1/accounts/{a}/charges", body)
+    check("restart after SIGKILL: replay of an acknowledged key: same body, Idempotent-Replayed: true",
+          r.status == 201 and r.doc == first.doc and r.headers.get("idempotent-replayed") == "true", (r, r.headers))
+    r = c2.charge(a, amount=99999, idem="ack-402")
+    check("restart after SIGKILL: the stored 402 replays", r.status == 402 and r.doc == refused.doc
+          and r.headers.get("idempotent-replayed") == "true", r)
+    r = c2.post(f"/v1/accounts/{a}/charges", dict(body, user_id="other"))
+    check("restart after SIGKILL: the key still guards its body (422)", is_error(r, 422, "idempotency_key_reused"), r)
+    r = c2.post("/v1/admin/clock", {"now": "2026-03-10T12:29:59Z"})
+    check("restart: the manual clock starts at the last logged instant (earlier is 409 clock_backwards)",
+          is_error(r, 409, "clock_backwards"), r)
+    r = c2.with_key(meter).post(f"/v1/accounts/{a}/charges", {"idempotency_key": key(), "kind": "backend_function",
+                                                              "user_id": "u", "amount": 1})
+    check("restart: the meter key still works", r.status == 201, r)
+    r = c2.get(f"/v1/accounts/{a}/cache/ck-dur?kind=integration.send_email")
+    eq("restart: the cache survives", (r.status, r.doc), (200, {"response": {"id": "m-1"}}))
+    r = c2.with_key(revoked).get(f"/v1/accounts/{a}")
+    check("restart: the revoked key stays revoked (401)", is_error(r, 401, "unauthorized"), r)
+    r = c2.get(f"/v1/accounts/{a}/holds?status=open")
+    check("restart: the open hold is still open", [x["hold_id"] for x in r.get("holds", [])] == [hold.get("hold_id")], r)
+    r = c2.post(f"/v1/accounts/{a}/holds/{hold.get('hold_id')}/capture", {"idempotency_key": key(), "amount": 30})
+    check("restart: the hold captures after the restart", r.status == 201 and r.get("cost") == 30, r)
+    views2 = {x: c2.get(f"/v1/accounts/{x}").doc for x in (a, b)}
+    eq("restart: a used 9.92 + 0.5 + 1 + 30", views2[a]["pools"]["credits"]["used"], D("41.42"))
+
+    rc = srv2.stop()
+    eq("SIGTERM: exits 0", rc, 0)
+    check("SIGTERM: says it stopped cleanly", "creditd stopped cleanly" in srv2.output(), srv2.output()[-500:])
+    srv3 = h.start(manual_clock=True, data_dir=data)
+    c3 = srv3.client()
+    check("restart after SIGTERM: a clean start (one ready line)", srv3.ready_line is not None, srv3.output())
+    for x in (a, b):
+        eq(f"restart after SIGTERM: account {x} identical", c3.get(f"/v1/accounts/{x}").doc, views2[x])
+    r = c3.post(f"/v1/accounts/{a}/charges", body)
+    check("restart after SIGTERM: the replay still answers the same body",
+          r.status == 201 and r.doc == first.doc and r.headers.get("idempotent-replayed") == "true", r)
+    r = c3.charge(a, amount=2)
+    check("restart after SIGTERM: new charges work", r.status == 201, r)
+    rc = srv3.stop()
+    eq("second SIGTERM: exits 0", rc, 0)
+
+    # the race again across a crash: acknowledged charges survive SIGKILL mid-load
+    srv4 = h.start(manual_clock=True, data_dir=data)
+    c4 = srv4.client()
+    d = c4.create_account("dur-load", "enterprise")
+    acked = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(cl, i):
+        if stop.is_set():
+            return None
+        try:
+            r = cl.post(f"/v1/accounts/{d}/charges", {"idempotency_key": f"ld-{i}", "kind": "backend_function",
+                                                      "user_id": "u", "amount": 1})
+        except Exception:  # noqa: BLE001 (the server died under us)
+            return None
+        if r.status == 201:
+            with lock:
+                acked.append(i)
+        return r.status
+
+    def killer():
+        while len(acked) < 300:
+            if stop.wait(0.005):
+                return
+        srv4.kill()
+        stop.set()
+    kt = threading.Thread(target=killer)
+    kt.start()
+    pooled(srv4, srv4.admin_key, range(3000), load)
+    stop.set()
+    kt.join()
+    if srv4.proc is not None:
+        srv4.kill()
+    srv5 = h.start(manual_clock=True, data_dir=data)
+    c5 = srv5.client()
+    used = c5.pool(d)["used"]
+    check(f"crash under load: every acknowledged charge survived ({len(acked)} acked, used {used})",
+          used >= len(acked), (used, len(acked)))
+    missing = []
+    for i in acked:
+        r = c5.post(f"/v1/accounts/{d}/charges", {"idempotency_key": f"ld-{i}", "kind": "backend_function",
+                                                  "user_id": "u", "amount": 1})
+        if not (r.status == 201 and r.headers.get("idempotent-replayed") == "true"):
+            missing.append((i, r.status))
+    eq("crash under load: every acknowledged key replays", missing, [])
+    eq("crash under load: replays charged nothing", c5.pool(d)["used"], used)
+    eq("final SIGTERM exits 0", srv5.stop(), 0)
+
+
+for section in (race, restart):
+    h.run_section(section)
+h.finish()

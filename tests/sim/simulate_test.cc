@@ -1,0 +1,226 @@
+// tests/sim/simulate_test.cc
+// The simulator: deterministic from a seed, realistic shares, and waste that the audit
+// finds exactly as planted (and none at all on `clean`).
+#include "sim/simulate.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "analytics/audit.h"
+#include "analytics/event_json.h"
+#include "time/time.h"
+
+namespace credit::sim {
+namespace {
+
+using analytics::AuditReport;
+
+const pricing::RateCard& card() {
+  static const pricing::RateCard c = [] {
+    auto r =
+        pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }();
+  return c;
+}
+
+constexpr std::int64_t kStartMs = 1'772'409'600'000;  // 2026-03-02T00:00:00Z, a Monday
+
+struct SimRun {
+  Truth truth;
+  std::vector<AuditReport> reports;
+  std::vector<ledger::Event> events;
+};
+
+SimRun run(std::string profile, std::uint64_t seed, std::int64_t accounts = 1,
+           std::int64_t days = 28) {
+  SimOptions o;
+  o.profile = std::move(profile);
+  o.seed = seed;
+  o.accounts = accounts;
+  o.days = days;
+  o.start_ms = kStartMs;
+  SimRun r;
+  analytics::Auditor auditor(card(), {});
+  auto truth = simulate(o, card(), [&](const ledger::Event& e) {
+    auditor.add(e);
+    r.events.push_back(e);
+  });
+  EXPECT_TRUE(truth.ok());
+  r.truth = *truth;
+  r.reports = auditor.finish();
+  return r;
+}
+
+bool has_finding(const AuditReport& r, std::string_view code) {
+  for (const auto& f : r.findings) {
+    if (f.code == code) return true;
+  }
+  return false;
+}
+
+// Every planted item of the truth is in the audit, with the same numbers.
+void expect_planted_found(const AccountTruth& t, const AuditReport& r) {
+  SCOPED_TRACE(t.account_id);
+  ASSERT_EQ(t.account_id, r.account_id);
+  for (const auto& planted : t.loops) {
+    bool found = false;
+    for (const auto& l : r.loops) {
+      if (l.file == planted.file && l.first_at_ms == planted.first_at_ms) {
+        found = true;
+        EXPECT_EQ(l.turns, planted.turns) << planted.file;
+        EXPECT_EQ(l.revert_to_snapshot, planted.snapshot_id);
+      }
+    }
+    EXPECT_TRUE(found) << "loop on " << planted.file << " at "
+                       << format_rfc3339(planted.first_at_ms);
+  }
+  EXPECT_EQ(r.loops.size(), t.loops.size());
+  for (const auto& planted : t.repeats) {
+    bool found = false;
+    for (const auto& row : r.repeats) {
+      if (row.call_site != planted.call_site) continue;
+      found = true;
+      EXPECT_EQ(row.calls, planted.calls);
+      EXPECT_EQ(row.paid_repeats, planted.paid_repeats);
+    }
+    EXPECT_EQ(found, planted.paid_repeats > 0) << planted.call_site;
+  }
+  EXPECT_EQ(r.unscoped_prompts, t.unscoped_prompts);
+  std::map<std::string, std::int64_t> by_user, by_file;
+  for (const auto& row : r.unscoped_by_user) by_user[row.key] = row.count;
+  for (const auto& row : r.unscoped_by_file) by_file[row.key] = row.count;
+  for (const auto& c : t.unscoped_by_user) EXPECT_EQ(by_user[c.key], c.count) << c.key;
+  for (const auto& c : t.unscoped_by_file) EXPECT_EQ(by_file[c.key], c.count) << c.key;
+  EXPECT_EQ(r.small_edits, t.small_edits);
+  EXPECT_EQ(r.turns_without_snapshot, t.turns_without_snapshot);
+  std::set<std::string> outliers;
+  for (const auto& o : r.outliers) outliers.insert(o.user_id);
+  for (const auto& u : t.outlier_users) EXPECT_TRUE(outliers.contains(u)) << u;
+  EXPECT_EQ(has_finding(r, "discuss_share_high"), t.discuss_heavy);
+}
+
+TEST(Simulate, SameSeedSameEventsOtherSeedOtherEvents) {
+  auto a = run("typical", 11, 2, 5);
+  auto b = run("typical", 11, 2, 5);
+  auto c = run("typical", 12, 2, 5);
+  ASSERT_EQ(a.events.size(), b.events.size());
+  for (std::size_t i = 0; i < a.events.size(); ++i) EXPECT_EQ(a.events[i], b.events[i]);
+  EXPECT_NE(analytics::event_to_json(a.events[5]), analytics::event_to_json(c.events[5]));
+}
+
+TEST(Simulate, EventsAreInTimeOrderWithSequenceNumbersAndRoundTrip) {
+  auto r = run("llm-on-page-load", 3, 3, 3);
+  ASSERT_FALSE(r.events.empty());
+  for (std::size_t i = 0; i < r.events.size(); ++i) {
+    EXPECT_EQ(r.events[i].seq, i + 1);
+    if (i > 0) {
+      EXPECT_GE(r.events[i].at_ms, r.events[i - 1].at_ms);
+    }
+    auto parsed = analytics::parse_event_json(analytics::event_to_json(r.events[i]));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, r.events[i]);
+  }
+}
+
+TEST(Simulate, WorkHoursAndWeekdaysCarryTheBurn) {
+  auto r = run("typical", 5, 1, 14);
+  Millicredits weekday, weekend;
+  for (const auto& e : r.events) {
+    CivilTime t = civil_from_ms(e.at_ms);
+    EXPECT_GE(t.hour, 8);
+    EXPECT_LT(t.hour, 20);
+    const std::int64_t weekday_index = (e.at_ms / kMsPerDay + 3) % 7;
+    (weekday_index >= 5 ? weekend : weekday) += e.credits;
+  }
+  // 10 weekdays at full rate against 4 weekend days at a quarter.
+  EXPECT_GT(weekday.mc(), 5 * weekend.mc());
+}
+
+TEST(Simulate, TypicalSharesAreInsideTheTypicalRanges) {
+  for (std::uint64_t seed : {1, 2, 3, 4}) {
+    auto r = run("typical", seed, 2);
+    for (const auto& report : r.reports) {
+      for (const auto& s : report.shares) {
+        EXPECT_TRUE(s.in_range) << "seed " << seed << " " << s.source << " " << s.share;
+      }
+    }
+  }
+}
+
+TEST(Simulate, CleanGivesAnAuditWithNoFindings) {
+  for (std::uint64_t seed : {1, 2, 3, 4, 5}) {
+    auto r = run("clean", seed, 3);
+    for (const auto& report : r.reports) {
+      EXPECT_TRUE(report.findings.empty()) << "seed " << seed << ": " << report.findings[0].code;
+      EXPECT_TRUE(report.fixes.empty());
+    }
+  }
+}
+
+TEST(Simulate, AuditFindsEveryPlantedItemOfEveryProfile) {
+  for (const auto& profile : profiles()) {
+    for (std::uint64_t seed : {1, 2}) {
+      SCOPED_TRACE(std::string(profile.name) + " seed " + std::to_string(seed));
+      auto r = run(std::string(profile.name), seed, 2);
+      ASSERT_EQ(r.reports.size(), r.truth.accounts.size());
+      for (std::size_t i = 0; i < r.reports.size(); ++i) {
+        expect_planted_found(r.truth.accounts[i], r.reports[i]);
+      }
+    }
+  }
+}
+
+TEST(Simulate, EachProfilePlantsItsWaste) {
+  auto loops = run("regression-heavy", 1).truth.accounts[0];
+  EXPECT_GE(loops.loops.size(), 8u);
+  auto page = run("llm-on-page-load", 1);
+  EXPECT_GT(page.truth.accounts[0].repeats[0].paid_repeats, 500);
+  EXPECT_GT(page.reports[0].shares[1].share, 0.30);
+  auto unscoped = run("unscoped", 1).truth.accounts[0];
+  EXPECT_GT(unscoped.unscoped_prompts, 100);
+  auto discuss = run("discuss-heavy", 1);
+  EXPECT_GT(discuss.reports[0].discuss_share, 0.15);
+  auto outlier = run("outlier-user", 1);
+  ASSERT_EQ(outlier.truth.accounts[0].outlier_users.size(), 1u);
+  EXPECT_TRUE(has_finding(outlier.reports[0], "user_outliers"));
+}
+
+TEST(Simulate, FixSavingsAgreeWithReplay) {
+  auto r = run("llm-on-page-load", 9);
+  std::vector<analytics::Policy> policies = analytics::audit_policies();
+  analytics::Replayer replayer(card(), nullptr, policies);
+  for (const auto& e : r.events) replayer.add(e);
+  auto replay = replayer.finish();
+  const AuditReport& report = r.reports[0];
+  ASSERT_FALSE(report.fixes.empty());
+  for (const auto& fix : report.fixes) {
+    if (fix.policy.empty()) continue;
+    bool found = false;
+    for (const auto& p : replay.policies) {
+      if (p.name != fix.policy) continue;
+      found = true;
+      EXPECT_EQ(fix.saved, p.saved) << fix.id;
+      EXPECT_EQ(fix.saved_per_cycle, p.saved_per_cycle) << fix.id;
+    }
+    EXPECT_TRUE(found) << fix.policy;
+  }
+  ASSERT_TRUE(replay.combined.has_value());
+  EXPECT_EQ(report.saved_per_cycle_all, replay.combined->saved_per_cycle);
+}
+
+TEST(Simulate, RejectsUnknownProfileAndBadRanges) {
+  SimOptions o;
+  o.profile = "chaos";
+  auto sink = [](const ledger::Event&) {};
+  EXPECT_FALSE(simulate(o, card(), sink).ok());
+  o.profile = "clean";
+  o.days = 0;
+  EXPECT_FALSE(simulate(o, card(), sink).ok());
+}
+
+}  // namespace
+}  // namespace credit::sim

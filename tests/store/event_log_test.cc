@@ -1,0 +1,184 @@
+// tests/store/event_log_test.cc
+// The event log: daily segments, recovery of every record, a torn tail cut, damage named
+// by file and offset (repair cuts it), retention by age and by bytes.
+#include "store/event_log.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+namespace credit::store {
+namespace {
+
+using testing::NoSyncFileOps;
+using testing::TempDir;
+
+constexpr std::int64_t kDayMs = 86'400'000;
+constexpr std::int64_t kJan1Ms = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+
+struct Read {
+  std::uint64_t seq;
+  std::int64_t at_ms;
+  std::string payload;
+  bool operator==(const Read&) const = default;
+};
+
+NoSyncFileOps g_ops;
+
+Result<std::unique_ptr<EventLog>> open_log(const std::string& dir, std::vector<Read>* out,
+                                           EventLogOptions options = {}) {
+  options.file_ops = &g_ops;
+  return EventLog::open(dir, options,
+                        [out](std::uint64_t seq, std::int64_t at, std::string_view p) {
+                          out->push_back({seq, at, std::string(p)});
+                          return ok_status();
+                        });
+}
+
+std::vector<Read> write_days(const std::string& dir, int days, int per_day) {
+  std::vector<Read> written;
+  std::vector<Read> ignored;
+  auto log = open_log(dir, &ignored);
+  EXPECT_TRUE(log.ok());
+  std::uint64_t seq = 1;
+  for (int d = 0; d < days; ++d) {
+    for (int i = 0; i < per_day; ++i) {
+      Read r{seq, kJan1Ms + d * kDayMs + i * 1000, "event-" + std::to_string(seq)};
+      EXPECT_TRUE((*log)->append(r.seq, r.at_ms, r.payload).ok());
+      written.push_back(r);
+      ++seq;
+    }
+  }
+  EXPECT_TRUE((*log)->sync().ok());
+  return written;
+}
+
+std::uintmax_t file_size(const std::string& path) {
+  return std::filesystem::file_size(path);
+}
+
+TEST(EventLog, RecordsComeBackInDailySegments) {
+  TempDir tmp;
+  std::vector<Read> written = write_days(tmp.path(), 3, 5);
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("events-2026-01-01.log")));
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("events-2026-01-03.log")));
+  std::vector<Read> read;
+  auto log = open_log(tmp.path(), &read);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  EXPECT_EQ(read, written);
+  EXPECT_EQ((*log)->last_seq(), 15u);
+  // Appends continue after the last record.
+  ASSERT_TRUE((*log)->append(16, kJan1Ms + 2 * kDayMs + 99'000, "sixteen").ok());
+  ASSERT_TRUE((*log)->sync().ok());
+  read.clear();
+  log = open_log(tmp.path(), &read);
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(read.size(), 16u);
+  EXPECT_EQ(read.back().payload, "sixteen");
+}
+
+TEST(EventLog, AFailingLastRecordIsATornTailAndIsCut) {
+  TempDir tmp;
+  std::vector<Read> written = write_days(tmp.path(), 1, 4);
+  const std::string path = tmp.file("events-2026-01-01.log");
+  const std::uintmax_t size = file_size(path);
+  std::filesystem::resize_file(path, size - 3);  // the last record cut short
+  std::vector<Read> read;
+  auto log = open_log(tmp.path(), &read);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  written.pop_back();
+  EXPECT_EQ(read, written);
+  ASSERT_EQ((*log)->recovery().torn_tails.size(), 1u);
+  EXPECT_EQ((*log)->last_seq(), 3u);
+  // Zeros after the records (a crash after the size grew) are a torn tail too.
+  log->reset();
+  std::filesystem::resize_file(path, file_size(path) + 4096);
+  read.clear();
+  log = open_log(tmp.path(), &read);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(read, written);
+  // Cut back to the end of the third record: the fourth was "event-4".
+  EXPECT_EQ(file_size(path), size - (kEventRecordHeaderBytes + 7));
+}
+
+TEST(EventLog, AFailingRecordFollowedByAnIntactOneIsDamageNamingFileAndOffset) {
+  TempDir tmp;
+  std::vector<Read> written = write_days(tmp.path(), 1, 4);
+  const std::string path = tmp.file("events-2026-01-01.log");
+  // Flip a payload byte of the second record.
+  const std::uint64_t second = kEventSegmentHeaderBytes + kEventRecordHeaderBytes + 7;
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(second + kEventRecordHeaderBytes + 1));
+    f.put('X');
+  }
+  std::vector<Read> read;
+  auto log = open_log(tmp.path(), &read);
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.error().detail("offset"), std::to_string(second));
+  EXPECT_NE(log.error().detail("file").find("events-2026-01-01.log"), std::string_view::npos);
+
+  read.clear();
+  EventLogOptions repair;
+  repair.repair = true;
+  log = open_log(tmp.path(), &read, repair);
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ((*log)->recovery().repaired.size(), 1u);
+  EXPECT_EQ(file_size(path), second);
+}
+
+TEST(EventLog, AnUnknownSegmentVersionIsRefusedEvenWithRepair) {
+  TempDir tmp;
+  write_days(tmp.path(), 1, 1);
+  const std::string path = tmp.file("events-2026-01-01.log");
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8);
+    f.put(static_cast<char>(kEventLogVersion + 1));
+  }
+  std::vector<Read> read;
+  EventLogOptions repair;
+  repair.repair = true;
+  auto log = open_log(tmp.path(), &read, repair);
+  ASSERT_FALSE(log.ok());
+  EXPECT_NE(log.error().message.find("version"), std::string::npos);
+}
+
+TEST(EventLog, RetentionDeletesByAgeThenByBytesButNeverTheCurrentSegment) {
+  TempDir tmp;
+  write_days(tmp.path(), 5, 10);  // 2026-01-01 .. 2026-01-05
+  std::vector<Read> read;
+  EventLogOptions options;
+  options.retain_days = 2;
+  auto log = open_log(tmp.path(), &read, options);
+  ASSERT_TRUE(log.ok());
+  // At 2026-01-06T00:00Z with 2 days kept: the days ending by 2026-01-04T00:00Z go.
+  auto deleted = (*log)->enforce_retention(kJan1Ms + 5 * kDayMs);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 3u);
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("events-2026-01-03.log")));
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("events-2026-01-04.log")));
+
+  ASSERT_TRUE((*log)->append(51, kJan1Ms + 5 * kDayMs, "today").ok());
+  ASSERT_TRUE((*log)->sync().ok());
+  // A budget of one byte keeps only the segment being written.
+  read.clear();
+  log->reset();
+  options.bytes_max = 1;
+  log = open_log(tmp.path(), &read, options);
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->append(52, kJan1Ms + 5 * kDayMs + 1, "later").ok());
+  deleted = (*log)->enforce_retention(kJan1Ms + 5 * kDayMs);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2u);
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("events-2026-01-06.log")));
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("events-2026-01-05.log")));
+}
+
+}  // namespace
+}  // namespace credit::store

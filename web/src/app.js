@@ -1,0 +1,767 @@
+// creditd dashboard: one account's balances, burn, breakdowns, forecast, alerts and audit.
+// Plain ES module, no build step. Chart.js is loaded before this module (vendor/chart.umd.min.js).
+// Rules the page keeps: the key lives in sessionStorage only; every fetch error is caught and
+// shown in the page (never thrown, never logged); no inline styles (CSSOM and classes only).
+
+const REFRESH_MS = 3000;
+const KEY_STORE = 'creditd.key';
+const ACCOUNT_STORE = 'creditd.account';
+const GROUPS = { kind: 'Kind', user: 'User', file: 'File', feature: 'Feature', model: 'Model' };
+const COLORS = { used: '#4f46e5', held: '#f59e0b', avail: '#d9dfeb', mean: '#0f9d58', spike: '#dc2626', bar: '#818cf8', barSpike: '#f87171' };
+const ADVICE = { stay: 'Stay on this plan', upgrade_now: 'Upgrade now', upgrade_next_cycle: 'Upgrade next cycle', downgrade: 'Downgrade' };
+const MISSING_RETRY_MS = 30000; // a route that answered 404 "no such route" is asked again after this
+const SPIKE_FACTOR = 2; // DESIGN.md: burn_spike default factor (the burn route does not return the rule's factor)
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  key: null,
+  account: null,
+  accounts: null,   // list from GET /v1/accounts when the key may list accounts (admin, service)
+  plans: new Map(), // plan id -> plan
+  pool: null,
+  pools: [],
+  groupBy: 'kind',
+  gen: 0,           // bumped on every account switch or sign-out: stale answers are dropped
+  timer: null,
+  inFlight: false,
+  charts: { burn: null, gauges: new Map() },
+  auditUrl: null,      // the report as it came (Download)
+  auditViewUrl: null,  // the report without inline styles (the viewer)
+  lastAccount: null,
+  lastBurn: null,
+  missing: new Map(), // analytics route -> when it last answered 404 not_found
+};
+
+// ---------- formatting ----------
+const nf = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });
+const nf0 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const nf1 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', maximumFractionDigits: 2, minimumFractionDigits: 0 });
+const dtf = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: 'UTC' });
+const df = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', timeZone: 'UTC' });
+const dfy = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', year: 'numeric', timeZone: 'UTC' });
+const tf = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+
+const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
+const credits = (v) => (isNum(v) ? nf.format(v) : '–');
+const pct = (f) => (isNum(f) ? `${nf1.format(f * 100)}%` : '–');
+const when = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? `${dtf.format(t)} UTC` : '–'; };
+const day = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? df.format(t) : '–'; };
+const dayYear = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? dfy.format(t) : '–'; };
+
+function el(tag, opts = {}, ...children) {
+  const e = document.createElement(tag);
+  if (opts.cls) e.className = opts.cls;
+  if (opts.text !== undefined) e.textContent = opts.text;
+  if (opts.title) e.title = opts.title;
+  if (opts.test) e.dataset.test = opts.test;
+  for (const c of children) if (c) e.append(c);
+  return e;
+}
+const setText = (id, text) => { const e = $(id); if (e && e.textContent !== text) e.textContent = text; };
+
+// ---------- HTTP ----------
+// Resolves to {ok, status, data} or {ok: false, status, error: {code, message}}; never rejects.
+async function api(path, { raw = false } = {}) {
+  const key = state.key;
+  let res;
+  try {
+    res = await fetch(path, { headers: { Authorization: `Bearer ${key}` }, cache: 'no-store', credentials: 'omit' });
+  } catch {
+    return { ok: false, status: 0, error: { code: 'network', message: 'The server cannot be reached.' } };
+  }
+  try {
+    if (res.ok && raw) return { ok: true, status: res.status, data: await res.blob() };
+    const text = await res.text();
+    let body = null;
+    try { body = text ? JSON.parse(text) : null; } catch { body = null; }
+    if (!res.ok) {
+      const error = body && body.error ? body.error : { code: `http_${res.status}`, message: text.slice(0, 200) || res.statusText };
+      return { ok: false, status: res.status, error };
+    }
+    return { ok: true, status: res.status, data: body };
+  } catch {
+    return { ok: false, status: res.status || 0, error: { code: 'network', message: 'The answer was cut off.' } };
+  }
+}
+
+const acctPath = (suffix = '') => `/v1/accounts/${encodeURIComponent(state.account)}${suffix}`;
+const withPool = (q = '') => {
+  const p = new URLSearchParams(q);
+  if (state.pool) p.set('pool', state.pool);
+  const s = p.toString();
+  return s ? `?${s}` : '';
+};
+const notRoute = (r) => r.status === 404 && r.error && r.error.code === 'not_found';
+
+function authMessage(r, account) {
+  if (r.status === 401) return 'This key was not accepted (401 unauthorized). Check that you pasted the whole key, and that it has not been revoked.';
+  if (r.status === 403) return `This key cannot read account “${account}” (403 forbidden). A read key opens only its own account: check the account id.`;
+  if (r.status === 404) return `There is no account “${account}” (404).`;
+  if (r.status === 0) return 'The server cannot be reached. Is creditd running?';
+  return `The server answered ${r.status}: ${r.error ? r.error.message : 'unknown error'}.`;
+}
+
+// ---------- login ----------
+function showLogin(message) {
+  stopLoop();
+  $('dash-view').hidden = true;
+  $('account-bar').hidden = true;
+  $('topbar-right').hidden = true;
+  $('login-view').hidden = false;
+  const err = $('login-error');
+  err.hidden = !message;
+  err.textContent = message || '';
+  const params = new URLSearchParams(location.search);
+  if (!$('account-input').value) $('account-input').value = params.get('account') || sessionStorage.getItem(ACCOUNT_STORE) || '';
+  ($('key-input').value ? $('account-input') : $('key-input')).focus();
+}
+
+async function listAccounts() {
+  const all = [];
+  let after = null;
+  for (let page = 0; page < 20; page++) {
+    const q = new URLSearchParams({ limit: '1000' });
+    if (after) q.set('after', after);
+    const r = await api(`/v1/accounts?${q}`);
+    if (!r.ok) return page === 0 ? r : { ok: true, data: all };
+    all.push(...(r.data.accounts || []));
+    after = r.data.next;
+    if (!after) break;
+  }
+  return { ok: true, data: all };
+}
+
+async function connect(key, account) {
+  state.key = key;
+  state.gen++;
+  const gen = state.gen;
+  // Admin and service keys may list the accounts; an account's own key gets 403 here.
+  const list = await listAccounts();
+  if (gen !== state.gen) return false;
+  if (!list.ok && list.status === 401) { state.key = null; showLogin(authMessage(list, account)); return false; }
+  if (!list.ok && list.status === 0) { state.key = null; showLogin(authMessage(list, account)); return false; }
+  state.accounts = list.ok ? list.data : null;
+  if (!account) {
+    if (state.accounts && state.accounts.length) account = state.accounts[0].account_id;
+    else if (state.accounts) { state.key = null; showLogin('This key reaches no account yet: create one first.'); return false; }
+    else { state.key = null; showLogin('This key belongs to one account: type the account id next to it.'); return false; }
+  }
+  const r = await api(`/v1/accounts/${encodeURIComponent(account)}`);
+  if (gen !== state.gen) return false;
+  if (!r.ok) { state.key = null; showLogin(authMessage(r, account)); return false; }
+  sessionStorage.setItem(KEY_STORE, key);
+  sessionStorage.setItem(ACCOUNT_STORE, account);
+  const plans = await api('/v1/plans');
+  if (plans.ok && plans.data && Array.isArray(plans.data.plans)) state.plans = new Map(plans.data.plans.map((p) => [p.id, p]));
+  openDashboard(account, r.data);
+  return true;
+}
+
+function signOut(message) {
+  state.gen++;
+  stopLoop();
+  state.key = null;
+  state.account = null;
+  sessionStorage.removeItem(KEY_STORE);
+  $('key-input').value = '';
+  resetAudit();
+  showLogin(message);
+}
+
+// ---------- dashboard ----------
+function openDashboard(account, accountData) {
+  state.account = account;
+  state.pool = null;
+  state.pools = [];
+  state.lastBurn = null;
+  state.missing.clear();
+  const url = new URL(location.href);
+  url.searchParams.set('account', account);
+  history.replaceState(null, '', url);
+  $('login-view').hidden = true;
+  $('dash-view').hidden = false;
+  $('account-bar').hidden = false;
+  $('topbar-right').hidden = false;
+  $('banner').hidden = true;
+  renderPicker();
+  renderAccount(accountData);
+  for (const e of document.querySelectorAll('[data-panel]')) e.hidden = true;
+  for (const e of document.querySelectorAll('[data-na]')) { e.hidden = false; e.className = 'na'; e.textContent = 'Loading…'; }
+  $('audit-status').hidden = true;
+  startLoop();
+}
+
+function renderPicker() {
+  const picker = $('account-picker');
+  const name = $('account-name');
+  if (!state.accounts) { picker.hidden = true; name.hidden = false; name.textContent = state.account; return; }
+  name.hidden = true;
+  picker.hidden = false;
+  picker.replaceChildren();
+  const ids = state.accounts.map((a) => a.account_id);
+  if (!ids.includes(state.account)) ids.unshift(state.account);
+  for (const id of ids) {
+    const o = el('option', { text: id });
+    o.value = id;
+    picker.append(o);
+  }
+  picker.value = state.account;
+}
+
+function switchAccount(id) {
+  state.gen++;
+  stopLoop();
+  resetAudit();
+  sessionStorage.setItem(ACCOUNT_STORE, id);
+  api(`/v1/accounts/${encodeURIComponent(id)}`).then((r) => {
+    if (r.ok) openDashboard(id, r.data);
+    else showBanner(authMessage(r, id));
+  });
+}
+
+function showBanner(message, warn = false) {
+  const b = $('banner');
+  b.hidden = !message;
+  b.textContent = message || '';
+  b.className = warn ? 'banner warn' : 'banner';
+}
+
+function stopLoop() {
+  if (state.timer) clearTimeout(state.timer);
+  state.timer = null;
+}
+
+function startLoop() {
+  stopLoop();
+  refresh();
+}
+
+function schedule(gen) {
+  if (gen !== state.gen) return;
+  stopLoop();
+  state.timer = setTimeout(() => refresh(), REFRESH_MS);
+}
+
+async function refresh() {
+  if (!state.key || !state.account) return;
+  if (document.hidden) return; // resumed by visibilitychange
+  const gen = state.gen;
+  if (state.inFlight) { schedule(gen); return; }
+  state.inFlight = true;
+  try {
+    const acc = await api(acctPath());
+    if (gen !== state.gen) return;
+    if (!acc.ok) {
+      if (acc.status === 401) { signOut('The server no longer accepts this key (401 unauthorized). Enter a valid key.'); return; }
+      const live = $('live');
+      live.classList.add('stale');
+      setText('updated-text', acc.status === 0 ? 'offline, retrying' : 'error');
+      showBanner(authMessage(acc, state.account), acc.status === 0);
+      return;
+    }
+    renderAccount(acc.data);
+    const grp = state.groupBy;
+    const [usage, hot, burn, forecast, loops, cache, alerts] = await Promise.all([
+      analytics('usage', withPool({ group_by: grp })),
+      analytics('hot-files', withPool({ limit: '8' })),
+      analytics('burn', withPool()),
+      analytics('forecast', withPool()),
+      analytics('regression-loops', withPool()),
+      analytics('cache-stats', withPool()),
+      analytics('alerts', withPool()),
+    ]);
+    if (gen !== state.gen) return;
+    showBanner('');
+    if (grp === state.groupBy) panel('usage', usage, renderUsage);
+    panel('hot', hot, renderHot);
+    panel('burn', burn, renderBurn);
+    panel('forecast', forecast, renderForecast);
+    panel('loops', loops, renderLoops);
+    panel('cache', cache, renderCache);
+    panel('alerts', alerts, renderAlerts);
+    renderCycle();
+    $('live').classList.remove('stale');
+    setText('updated-text', `updated ${tf.format(new Date())}`);
+  } catch (e) {
+    // A rendering bug must not stop the refresh loop; show it instead of logging it.
+    showBanner(`The dashboard could not show the latest figures (${e && e.message ? e.message : e}).`, true);
+  } finally {
+    state.inFlight = false;
+    schedule(gen);
+  }
+}
+
+// An analytics route: while the server answers 404 "no such route" for it, it is asked again
+// only every MISSING_RETRY_MS (the panel keeps saying "not available"), not on every refresh.
+async function analytics(route, query) {
+  const since = state.missing.get(route);
+  if (since !== undefined && Date.now() - since < MISSING_RETRY_MS) return { ok: false, status: 404, error: { code: 'not_found', message: 'no such route' } };
+  const r = await api(acctPath(`/${route}${query}`));
+  if (notRoute(r)) state.missing.set(route, Date.now());
+  else state.missing.delete(route);
+  return r;
+}
+
+function panel(name, r, render) {
+  const body = document.querySelector(`[data-panel="${name}"]`);
+  const na = document.querySelector(`[data-na="${name}"]`);
+  if (r.ok && r.data) {
+    render(r.data);
+    body.hidden = false;
+    na.hidden = true;
+    return;
+  }
+  body.hidden = true;
+  na.hidden = false;
+  if (notRoute(r)) {
+    na.className = 'na';
+    na.textContent = 'Not available on this server yet.';
+  } else {
+    na.className = 'na err';
+    na.textContent = r.status === 0 ? 'Cannot reach the server.' : `Could not load (${r.status}): ${r.error ? r.error.message : 'error'}`;
+  }
+}
+
+// ---------- account: gauges and cycle ----------
+function renderAccount(a) {
+  state.lastAccount = a;
+  const plan = state.plans.get(a.plan);
+  setText('plan-badge', plan ? plan.name : a.plan);
+  setText('status-badge', a.status);
+  $('status-badge').className = a.status === 'open' ? 'badge muted' : 'badge danger';
+  setText('account-name', a.account_id);
+  const pools = Object.keys(a.pools || {});
+  if (!state.pool || !pools.includes(state.pool)) state.pool = pools[0] || null;
+  renderPoolSwitch(pools);
+  renderGauges(a.pools || {});
+  const pend = $('pending-plan');
+  if (a.pending_plan) {
+    const p = state.plans.get(a.pending_plan);
+    pend.hidden = false;
+    pend.textContent = `Changes to ${p ? p.name : a.pending_plan} at the next cycle.`;
+  } else pend.hidden = true;
+  renderCycle();
+}
+
+function renderPoolSwitch(pools) {
+  const box = $('pool-switch');
+  if (pools.length < 2) { box.hidden = true; state.pools = pools; return; }
+  box.hidden = false;
+  if (pools.join('\n') !== state.pools.join('\n')) {
+    const sel = el('select', { test: 'pool-picker' });
+    sel.setAttribute('aria-label', 'Pool for the analytics');
+    for (const p of pools) { const o = el('option', { text: `${p} pool` }); o.value = p; sel.append(o); }
+    sel.addEventListener('change', () => { state.pool = sel.value; startLoop(); });
+    box.replaceChildren(sel);
+  }
+  box.firstChild.value = state.pool;
+  state.pools = pools;
+}
+
+function renderGauges(pools) {
+  const box = $('gauges');
+  const names = Object.keys(pools);
+  const existing = [...box.children].map((c) => c.dataset.pool);
+  if (names.join('\n') !== existing.join('\n')) {
+    for (const ch of state.charts.gauges.values()) ch.destroy();
+    state.charts.gauges.clear();
+    box.replaceChildren(...names.map(buildGauge));
+  }
+  for (const n of names) updateGauge(n, pools[n]);
+}
+
+function figure(label, swatch, test, extra) {
+  const lab = el('span', { cls: 'label' }, swatch ? el('span', { cls: `swatch ${swatch}` }) : null, label);
+  return el('div', { cls: 'figure' }, lab, el('span', { cls: extra ? 'value small-value' : 'value', text: '–', test }), extra || null);
+}
+
+function buildGauge(name) {
+  const card = el('article', { cls: 'card', test: `pool-${name}` });
+  card.dataset.pool = name;
+  const canvas = el('canvas');
+  canvas.setAttribute('role', 'img');
+  canvas.setAttribute('aria-label', `${name} pool gauge`);
+  const center = el('div', { cls: 'gauge-center' }, el('div', { cls: 'pct', test: `pool-${name}-pct` }), el('div', { cls: 'sub', text: 'of the cycle used' }));
+  const gbox = el('div', { cls: 'gauge-box' }, canvas, center);
+  const figs = el('div', { cls: 'figures' },
+    figure('Used', 'used', `pool-${name}-used`),
+    figure('Held', 'held', `pool-${name}-held`),
+    figure('Available', 'avail', `pool-${name}-available`),
+    figure('Allowance', null, `pool-${name}-allowance`),
+    figure('Extra (packs, grants)', null, `pool-${name}-extra`),
+    figure('Daily cap', null, `pool-${name}-daily-cap`, el('div', { cls: 'meter' }, el('div', { cls: 'meter-fill' }))));
+  card.append(el('h2', { text: `${name} pool` }), el('div', { cls: 'gauge-card' }, gbox, figs));
+  if (window.Chart) {
+    const chart = new window.Chart(canvas, {
+      type: 'doughnut',
+      data: { labels: ['Used', 'Held', 'Available'], datasets: [{ data: [0, 0, 1], backgroundColor: [COLORS.used, COLORS.held, COLORS.avail], borderWidth: 0 }] },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: { duration: 300 },
+        rotation: -90, circumference: 180, cutout: '72%',
+        plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => ` ${c.label}: ${credits(c.raw)}` } } },
+      },
+    });
+    state.charts.gauges.set(name, chart);
+  }
+  return card;
+}
+
+function updateGauge(name, p) {
+  const card = document.querySelector(`[data-pool="${CSS.escape(name)}"]`);
+  if (!card) return;
+  const q = (t) => card.querySelector(`[data-test="pool-${CSS.escape(name)}-${t}"]`);
+  const total = (p.allowance || 0) + (p.extra || 0);
+  q('used').textContent = credits(p.used);
+  q('held').textContent = credits(p.held);
+  q('available').textContent = credits(p.available);
+  q('allowance').textContent = credits(p.allowance);
+  q('extra').textContent = credits(p.extra);
+  q('pct').textContent = total > 0 ? pct(p.used / total) : '–';
+  const capText = q('daily-cap');
+  const fill = card.querySelector('.meter-fill');
+  if (isNum(p.daily_cap)) {
+    capText.textContent = `${credits(p.used_today)} / ${credits(p.daily_cap)}`;
+    capText.title = `${credits(p.used_today)} used today of a daily cap of ${credits(p.daily_cap)}; ${credits(p.available_now)} available now`;
+    const f = p.daily_cap > 0 ? Math.min(1, (p.used_today || 0) / p.daily_cap) : 1;
+    fill.style.width = `${(f * 100).toFixed(1)}%`;
+    fill.className = f >= 1 ? 'meter-fill danger' : f >= 0.8 ? 'meter-fill warn' : 'meter-fill';
+    fill.parentElement.hidden = false;
+  } else {
+    capText.textContent = 'none';
+    fill.parentElement.hidden = true;
+  }
+  const chart = state.charts.gauges.get(name);
+  if (chart) {
+    const used = Math.max(0, p.used || 0), held = Math.max(0, p.held || 0), avail = Math.max(0, p.available || 0);
+    const data = used + held + avail > 0 ? [used, held, avail] : [0, 0, 1];
+    const ds = chart.data.datasets[0];
+    if (ds.data.join() !== data.join()) { ds.data = data; chart.update(); }
+  }
+}
+
+// "Now" for the cycle: the browser's clock, unless the server's differs (a manual clock in a
+// demo or test): then the last day of the burn series, when there is one. Null when unknown.
+function estimateNow(cycle) {
+  const start = Date.parse(cycle.start), end = Date.parse(cycle.end);
+  let now = Date.now();
+  const days = state.lastBurn && Array.isArray(state.lastBurn.days) ? state.lastBurn.days : [];
+  if (days.length) {
+    const last = Date.parse(`${String(days[days.length - 1].date).slice(0, 10)}T00:00:00Z`);
+    if (Number.isFinite(last) && (now < last || now >= last + 86400000)) now = last + 43200000;
+  }
+  if (now < start || now > end) return null;
+  return now;
+}
+
+function renderCycle() {
+  const a = state.lastAccount;
+  if (!a || !a.cycle) return;
+  const start = Date.parse(a.cycle.start), end = Date.parse(a.cycle.end);
+  if (!Number.isFinite(start) || !Number.isFinite(end) || end <= start) return;
+  setText('cycle-start', dayYear(a.cycle.start));
+  setText('cycle-end', dayYear(a.cycle.end));
+  setText('cycle-reset', when(a.cycle.end));
+  const plan = state.plans.get(a.plan);
+  const pool = state.pool && a.pools ? a.pools[state.pool] : null;
+  const allowance = plan && plan.pools && state.pool && plan.pools[state.pool] ? plan.pools[state.pool].allowance : pool ? pool.allowance : null;
+  setText('cycle-plan', isNum(allowance) ? `${credits(allowance)} credits (${plan ? plan.name : a.plan})` : '–');
+  const now = estimateNow(a.cycle);
+  const big = $('days-left').parentElement;
+  const daysLeft = now === null ? null : (end - now) / 86400000;
+  setText('cycle-budget', pool && daysLeft !== null && daysLeft > 0 ? `${credits(Math.floor((pool.available / Math.max(1, Math.ceil(daysLeft))) * 1000) / 1000)} a day` : '–');
+  if (now === null) {
+    big.classList.add('unknown');
+    setText('days-left', `ends ${dayYear(a.cycle.end)}`);
+    setText('days-left-unit', '');
+    setText('cycle-pct', 'server clock differs');
+    $('cycle-fill').style.width = '0%';
+    return;
+  }
+  big.classList.remove('unknown');
+  const f = (now - start) / (end - start);
+  const left = Math.max(0, Math.ceil((end - now) / 86400000));
+  setText('days-left', nf0.format(left));
+  setText('days-left-unit', left === 1 ? 'day left' : 'days left');
+  setText('cycle-pct', `${nf0.format(f * 100)}% through`);
+  $('cycle-fill').style.width = `${(f * 100).toFixed(1)}%`;
+}
+
+// ---------- analytics panels ----------
+function emptyRow(cols, text) {
+  const tr = el('tr', { cls: 'empty' });
+  const td = el('td', { text });
+  td.colSpan = cols;
+  tr.append(td);
+  return tr;
+}
+
+function renderUsage(d) {
+  setText('usage-key-head', GROUPS[state.groupBy] || state.groupBy);
+  setText('usage-total', credits(d.total));
+  const rows = Array.isArray(d.rows) ? d.rows : [];
+  const body = $('usage-rows');
+  if (!rows.length) { body.replaceChildren(emptyRow(4, 'No usage in this range yet.')); return; }
+  body.replaceChildren(...rows.map((r) => {
+    const fill = el('div', { cls: 'share-fill' });
+    fill.style.width = `${Math.max(0, Math.min(1, r.share || 0)) * 100}%`;
+    const key = r.key === null || r.key === undefined || r.key === '' ? '(none)' : String(r.key);
+    const tr = el('tr', { test: 'usage-row' },
+      el('td', { cls: 'key', text: key, title: key, test: 'usage-key' }),
+      el('td', { cls: 'num', text: credits(r.credits), test: 'usage-credits' }),
+      el('td', { cls: 'num hide-sm', text: nf0.format(r.count || 0), test: 'usage-count' }),
+      el('td', {}, el('div', { cls: 'share' }, el('div', { cls: 'share-bar' }, fill), el('span', { cls: 'share-pct', text: pct(r.share), test: 'usage-share' }))));
+    return tr;
+  }));
+}
+
+function renderHot(d) {
+  const rows = Array.isArray(d.rows) ? d.rows : [];
+  const body = $('hot-rows');
+  if (!rows.length) { body.replaceChildren(emptyRow(3, 'No agent turns on files yet.')); return; }
+  body.replaceChildren(...rows.map((r) => el('tr', { test: 'hot-row' },
+    el('td', { cls: 'key' }, el('span', { cls: 'chip', text: r.file, title: r.file, test: 'hot-file' })),
+    el('td', { cls: 'num', text: nf0.format(r.turns || 0), test: 'hot-turns' }),
+    el('td', { cls: 'num', text: credits(r.credits), test: 'hot-credits' }))));
+}
+
+function renderLoops(d) {
+  const loops = Array.isArray(d.loops) ? d.loops : [];
+  const body = $('loops-rows');
+  if (!loops.length) { body.replaceChildren(emptyRow(5, 'No regression loops found. Good.')); return; }
+  body.replaceChildren(...loops.map((l) => {
+    const what = l.file || l.feature || '(unknown)';
+    const first = el('td', { cls: 'key', title: `${when(l.first_at)} → ${when(l.last_at)}` },
+      el('div', { text: what, test: 'loop-target' }),
+      el('div', { cls: 'small muted', text: `${when(l.first_at)} → ${when(l.last_at)}` }));
+    return el('tr', { test: 'loop-row' }, first,
+      el('td', { cls: 'num', text: nf0.format(l.turns || 0), test: 'loop-turns' }),
+      el('td', { cls: 'num hide-sm', text: credits(l.credits), test: 'loop-credits' }),
+      el('td', { cls: 'num', text: credits(l.waste), test: 'loop-waste' }),
+      el('td', {}, l.revert_to_snapshot ? el('span', { cls: 'chip', text: l.revert_to_snapshot, test: 'loop-snapshot' }) : el('span', { cls: 'muted', text: 'no snapshot' })));
+  }));
+}
+
+function renderCache(d) {
+  setText('cache-rate', pct(d.hit_rate));
+  setText('cache-saved', credits(d.saved));
+  setText('cache-hits', nf0.format(d.hits || 0));
+  setText('cache-misses', nf0.format(d.misses || 0));
+  const rows = Array.isArray(d.by_call_site) ? d.by_call_site : [];
+  const body = $('cache-rows');
+  if (!rows.length) { body.replaceChildren(emptyRow(3, 'No cached call sites yet.')); return; }
+  body.replaceChildren(...rows.map((r) => el('tr', {},
+    el('td', { cls: 'key', text: r.call_site || '(none)', title: r.call_site || '' }),
+    el('td', { cls: 'num', text: pct(r.hit_rate) }),
+    el('td', { cls: 'num', text: credits(r.saved) }))));
+}
+
+function renderAlerts(d) {
+  const alerts = Array.isArray(d.alerts) ? d.alerts.slice() : [];
+  alerts.sort((a, b) => String(b.at).localeCompare(String(a.at)));
+  const list = $('alerts-list');
+  if (!alerts.length) { list.replaceChildren(el('li', { cls: 'empty', text: 'No alerts this cycle.' })); return; }
+  list.replaceChildren(...alerts.slice(0, 20).map((a) => {
+    const cls = a.rule === 'burn_spike' ? 'badge danger' : a.rule === 'threshold' ? 'badge warn' : 'badge';
+    return el('li', { test: 'alert' }, el('span', { cls, text: String(a.rule || 'alert').replace(/_/g, ' ') }),
+      el('div', { cls: 'alert-main' }, el('div', { cls: 'alert-msg', text: a.message || '' }), el('div', { cls: 'alert-at', text: when(a.at) })));
+  }));
+}
+
+function renderForecast(d) {
+  const adv = d.advice || {};
+  const action = $('advice-action');
+  action.textContent = ADVICE[adv.action] || adv.action || '–';
+  action.className = `advice-action ${adv.action || ''}`;
+  const plan = adv.plan ? state.plans.get(adv.plan) : null;
+  setText('advice-plan', adv.plan && adv.action !== 'stay' ? `→ ${plan ? plan.name : adv.plan}` : plan ? `(${plan.name})` : '');
+  setText('advice-reason', adv.reason || '');
+  if (isNum(adv.price_delta_usd)) {
+    const sign = adv.price_delta_usd > 0 ? '+' : adv.price_delta_usd < 0 ? '−' : '';
+    setText('advice-price', `${sign}${usd.format(Math.abs(adv.price_delta_usd))} per cycle`);
+  } else setText('advice-price', '–');
+  setText('advice-hours', isNum(adv.engineering_hours) ? `${nf1.format(adv.engineering_hours)} h` : '–');
+  setText('fc-util', pct(d.utilization));
+  setText('fc-need', isNum(d.need) ? `${credits(d.need)} credits` : '–');
+  setText('fc-runs-out', d.runs_out_at ? when(d.runs_out_at) : 'not this cycle');
+}
+
+function renderBurn(d) {
+  state.lastBurn = d;
+  const days = Array.isArray(d.days) ? d.days : [];
+  setText('burn-today', credits(d.today));
+  setText('burn-mean', credits(d.trailing_mean));
+  setText('burn-ratio', isNum(d.ratio) ? `${nf1.format(d.ratio)}×` : '–');
+  setText('burn-exhaustion', d.projected_exhaustion ? day(d.projected_exhaustion) : 'not this cycle');
+  $('spike-badge').hidden = !d.spike;
+  if (!window.Chart) return;
+  const labels = days.map((x) => day(`${String(x.date).slice(0, 10)}T00:00:00Z`));
+  const values = days.map((x) => x.credits || 0);
+  const mean = isNum(d.trailing_mean) ? d.trailing_mean : null;
+  const meanLine = days.map(() => mean);
+  const spikeLine = days.map(() => (mean === null ? null : mean * SPIKE_FACTOR));
+  const colors = days.map((_, i) => (i === days.length - 1 && d.spike ? COLORS.barSpike : COLORS.bar));
+  if (!state.charts.burn) {
+    state.charts.burn = new window.Chart($('burn-chart'), {
+      data: {
+        labels,
+        datasets: [
+          { type: 'bar', label: 'Credits per day', data: values, backgroundColor: colors, borderRadius: 4, order: 3, pointStyle: 'rectRounded' },
+          { type: 'line', label: 'Trailing mean', data: meanLine, borderColor: COLORS.mean, backgroundColor: COLORS.mean, borderWidth: 2, pointRadius: 0, pointHoverRadius: 0, order: 1, pointStyle: 'line' },
+          { type: 'line', label: `Spike line (${SPIKE_FACTOR}× mean)`, data: spikeLine, borderColor: COLORS.spike, backgroundColor: COLORS.spike, borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, pointHoverRadius: 0, order: 2, pointStyle: 'line' },
+        ],
+      },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: { duration: 250 },
+        interaction: { mode: 'index', intersect: false },
+        scales: {
+          x: { grid: { display: false }, ticks: { maxRotation: 0, autoSkipPadding: 12 } },
+          y: { beginAtZero: true, grid: { color: '#eef1f6' }, ticks: { callback: (v) => nf.format(v) } },
+        },
+        plugins: {
+          legend: { position: 'bottom', labels: { boxWidth: 14, boxHeight: 8, usePointStyle: true, padding: 14 } },
+          tooltip: { callbacks: { label: (c) => ` ${c.dataset.label}: ${credits(c.raw)}` } },
+        },
+      },
+    });
+  } else {
+    const ch = state.charts.burn;
+    const [bars, m, s] = ch.data.datasets;
+    const same = ch.data.labels.join() === labels.join() && bars.data.join() === values.join() && m.data.join() === meanLine.join() && bars.backgroundColor.join() === colors.join();
+    if (!same) {
+      ch.data.labels = labels;
+      bars.data = values;
+      bars.backgroundColor = colors;
+      m.data = meanLine;
+      s.data = spikeLine;
+      ch.update();
+    }
+  }
+}
+
+// ---------- usage switch ----------
+async function loadUsage() {
+  const gen = state.gen, grp = state.groupBy;
+  const r = await analytics('usage', withPool({ group_by: grp }));
+  if (gen === state.gen && grp === state.groupBy) panel('usage', r, renderUsage);
+}
+
+// ---------- audit ----------
+// The report is fetched with the key (a plain link cannot carry the bearer header) and shown
+// from a Blob URL. A blob document inherits this page's CSP (style-src 'self'), which blocks
+// the report's inline <style> and style="" attributes. So the viewer takes them out of the
+// markup before making the blob, and applies them again through the CSSOM (a constructed
+// stylesheet and element.style), which the CSP allows. "Download" saves the report as it came.
+function detachStyles(html) {
+  const css = [];
+  let out = html.replace(/<style\b[^>]*>([\s\S]*?)<\/style\s*>/gi, (_, text) => { css.push(text); return ''; });
+  out = out.replace(/<[a-zA-Z][^>]*>/g, (tag) => tag.replace(/(\s)style\s*=\s*(?:"([^"]*)"|'([^']*)')/gi,
+    (_, sp, dq, sq) => `${sp}data-audit-style="${(dq !== undefined ? dq : sq).replace(/"/g, '&quot;')}"`));
+  return { html: out, css: css.join('\n') };
+}
+
+function restyleAudit(frame, css) {
+  let doc;
+  try { doc = frame.contentDocument; } catch { return; }
+  if (!doc || !doc.defaultView || !state.auditViewUrl || doc.URL !== state.auditViewUrl) return;
+  try {
+    const sheet = new doc.defaultView.CSSStyleSheet();
+    sheet.replaceSync(css);
+    doc.adoptedStyleSheets = [sheet];
+  } catch { /* an unparsable sheet: show the report unstyled */ }
+  for (const e of doc.querySelectorAll('[data-audit-style]')) e.style.cssText = e.getAttribute('data-audit-style');
+}
+
+function resetAudit() {
+  for (const u of [state.auditUrl, state.auditViewUrl]) if (u) URL.revokeObjectURL(u);
+  state.auditUrl = null;
+  state.auditViewUrl = null;
+  $('audit-frame').removeAttribute('src');
+  $('audit-modal').hidden = true;
+  $('audit-download').hidden = true;
+  $('audit-download-2').hidden = true;
+  $('audit-status').hidden = true;
+}
+
+async function openAudit() {
+  const btn = $('audit-open');
+  const status = $('audit-status');
+  btn.disabled = true;
+  btn.textContent = 'Preparing the report…';
+  const gen = state.gen;
+  const r = await api(acctPath(`/audit${withPool({ format: 'html' })}`), { raw: true });
+  let html = null;
+  if (r.ok) { try { html = await r.data.text(); } catch { html = null; } }
+  btn.disabled = false;
+  btn.textContent = 'Open the audit report';
+  if (gen !== state.gen) return;
+  if (!r.ok || html === null) {
+    status.hidden = false;
+    status.className = notRoute(r) ? 'na' : 'na err';
+    status.textContent = notRoute(r) ? 'The audit report is not available on this server yet.'
+      : `Could not load the audit (${r.status}): ${r.error ? r.error.message : 'the answer was cut off'}`;
+    return;
+  }
+  status.hidden = true;
+  for (const u of [state.auditUrl, state.auditViewUrl]) if (u) URL.revokeObjectURL(u);
+  state.auditUrl = URL.createObjectURL(new Blob([html], { type: 'text/html' }));
+  const view = detachStyles(html);
+  state.auditViewUrl = URL.createObjectURL(new Blob([view.html], { type: 'text/html' }));
+  for (const dl of [$('audit-download'), $('audit-download-2')]) {
+    dl.href = state.auditUrl;
+    dl.download = `audit-${state.account}.html`;
+    dl.hidden = false;
+  }
+  const frame = $('audit-frame');
+  frame.onload = () => restyleAudit(frame, view.css);
+  frame.src = state.auditViewUrl;
+  $('audit-modal').hidden = false;
+}
+
+// ---------- wiring ----------
+function init() {
+  $('login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const key = $('key-input').value.trim();
+    const account = $('account-input').value.trim();
+    if (!key) { showLogin('Paste an API key first.'); return; }
+    const btn = $('login-submit');
+    btn.disabled = true;
+    $('login-error').hidden = true;
+    try { await connect(key, account); } finally { btn.disabled = false; }
+  });
+  $('signout').addEventListener('click', () => signOut(''));
+  $('account-picker').addEventListener('change', (ev) => switchAccount(ev.target.value));
+  for (const b of document.querySelectorAll('#group-switch button')) {
+    b.addEventListener('click', () => {
+      if (state.groupBy === b.dataset.group) return;
+      state.groupBy = b.dataset.group;
+      for (const o of document.querySelectorAll('#group-switch button')) {
+        o.classList.toggle('active', o === b);
+        o.setAttribute('aria-selected', String(o === b));
+      }
+      setText('usage-key-head', GROUPS[state.groupBy]);
+      loadUsage();
+    });
+  }
+  $('audit-open').addEventListener('click', () => openAudit());
+  $('audit-close').addEventListener('click', () => { $('audit-modal').hidden = true; });
+  document.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') $('audit-modal').hidden = true; });
+  document.addEventListener('visibilitychange', () => { if (!document.hidden && state.key && state.account) startLoop(); });
+
+  if (window.Chart) {
+    window.Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFamily;
+    window.Chart.defaults.color = '#64708a';
+  }
+  const params = new URLSearchParams(location.search);
+  const key = sessionStorage.getItem(KEY_STORE);
+  const account = params.get('account') || sessionStorage.getItem(ACCOUNT_STORE) || '';
+  $('account-input').value = account;
+  if (key) {
+    $('key-input').value = '';
+    connect(key, account);
+  } else showLogin('');
+}
+
+init();
