@@ -2,6 +2,7 @@
 // Linear probing with backward-shift deletion, so no tombstones accumulate.
 #include "ledger/idempotency.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -18,13 +19,32 @@ std::uint64_t load64(const Hash128& h) {
 
 IdempotencyTable::IdempotencyTable(std::size_t keys_max) : keys_max_(keys_max) {
   CREDIT_ASSERT(keys_max > 0);
-  // Load factor at most 0.8: slots >= keys_max * 1.25, a power of two.
-  std::size_t slots = 16;
-  while (slots < keys_max + keys_max / 4) slots <<= 1;
-  mask_ = slots - 1;
-  // calloc: untouched pages stay virtual until used.
+  // At full capacity the load factor is at most 0.8: slots_max >= keys_max * 1.25.
+  slots_max_ = kSlotsMin;
+  while (slots_max_ < keys_max + keys_max / 4) slots_max_ <<= 1;
+  // The array starts small and doubles with the live keys, so a fresh server does not
+  // fault in a page of a 3 GiB array for every new key.
+  allocate(std::min(slots_max_, kSlotsInitial));
+}
+
+void IdempotencyTable::allocate(std::size_t slots) {
   slots_ = static_cast<Entry*>(std::calloc(slots, sizeof(Entry)));
   if (slots_ == nullptr) throw std::bad_alloc();
+  mask_ = slots - 1;
+}
+
+void IdempotencyTable::grow() {
+  Entry* old = slots_;
+  std::size_t old_slots = mask_ + 1;
+  allocate(old_slots * 2);
+  for (std::size_t i = 0; i < old_slots; ++i) {
+    const Entry& e = old[i];
+    if (e.expires_at_ms == 0) continue;
+    std::size_t s = slot_of(e.key_hash);
+    while (slots_[s].expires_at_ms != 0) s = (s + 1) & mask_;
+    slots_[s] = e;
+  }
+  std::free(old);
 }
 
 IdempotencyTable::~IdempotencyTable() { std::free(slots_); }
@@ -58,6 +78,7 @@ void IdempotencyTable::insert(const Hash128& key_hash, const Hash128& request_ha
       e = Entry{key_hash, request_hash, reply_no, expires_at_ms};
       ++size_;
       queue_.push_back({key_hash, expires_at_ms});
+      if (size_ * 4 > (mask_ + 1) * 3 && mask_ + 1 < slots_max_) grow();
       return;
     }
   }

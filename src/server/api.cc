@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -215,8 +216,39 @@ HttpResponse json_response(int status, std::string body) {
   return r;
 }
 
+namespace {
+// The last answer of this thread: a keep-alive connection sends the same header on every
+// request, and each request asks twice (check_head, then the route). Invalidated by any
+// key change.
+struct AuthMemo {
+  std::string authorization;
+  std::uint64_t generation = 0;
+  std::optional<Auth> auth;
+  bool valid = false;
+};
+thread_local AuthMemo t_auth_memo;
+
+std::optional<Auth> authenticate_uncached(const Engine& engine, const ApiOptions& options,
+                                          std::string_view authorization);
+}  // namespace
+
 std::optional<Auth> authenticate(const Engine& engine, const ApiOptions& options,
                                  std::string_view authorization) {
+  AuthMemo& memo = t_auth_memo;
+  std::uint64_t generation = engine.keys_generation();
+  if (memo.valid && memo.generation == generation && memo.authorization == authorization) {
+    return memo.auth;
+  }
+  memo.auth = authenticate_uncached(engine, options, authorization);
+  memo.authorization.assign(authorization);
+  memo.generation = generation;
+  memo.valid = true;
+  return memo.auth;
+}
+
+namespace {
+std::optional<Auth> authenticate_uncached(const Engine& engine, const ApiOptions& options,
+                                          std::string_view authorization) {
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization.size() <= kBearer.size() || authorization.substr(0, kBearer.size()) != kBearer) {
     return std::nullopt;
@@ -232,6 +264,7 @@ std::optional<Auth> authenticate(const Engine& engine, const ApiOptions& options
   if (!k) return std::nullopt;
   return Auth{k->role, k->account_id, k->key_id};
 }
+}  // namespace
 
 bool reaches(const Auth& auth, std::string_view account_id) {
   if (auth.role == Role::kAdmin || auth.role == Role::kService) return true;
@@ -1301,12 +1334,23 @@ void Api::handle(HttpRequest&& req, Responder respond) {
   std::string route = route_label(req.method, req.path);
   auto t0 = std::chrono::steady_clock::now();
   MetricsRegistry* metrics = &metrics_;
-  Responder timed = [metrics, route, t0, respond = std::move(respond)](HttpResponse&& h) {
+  Responder timed = [metrics, route = std::move(route), t0, respond = std::move(respond)](HttpResponse&& h) {
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
-    metrics->counter("creditd_requests_total", "HTTP requests by route and status",
-                     {{"route", route}, {"status", std::to_string(h.status)}}).inc();
-    metrics->histogram("creditd_request_seconds", "HTTP request latency by route",
-                       kLatencyBucketsSeconds, {{"route", route}}).observe_ns(ns);
+    // The registry lookup takes a lock; each thread remembers the metrics it used.
+    thread_local std::unordered_map<std::string, std::pair<Counter*, Histogram*>> t_metrics;
+    std::string key = route;
+    key += ' ';
+    key += std::to_string(h.status);
+    auto it = t_metrics.find(key);
+    if (it == t_metrics.end()) {
+      Counter* c = &metrics->counter("creditd_requests_total", "HTTP requests by route and status",
+                                     {{"route", route}, {"status", std::to_string(h.status)}});
+      Histogram* hist = &metrics->histogram("creditd_request_seconds", "HTTP request latency by route",
+                                            kLatencyBucketsSeconds, {{"route", route}});
+      it = t_metrics.emplace(std::move(key), std::make_pair(c, hist)).first;
+    }
+    it->second.first->inc();
+    it->second.second->observe_ns(ns);
     if (h.status >= 400) {
       // The error code is the body's first string value after "code".
       auto at = h.body.find("\"code\":\"");

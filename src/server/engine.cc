@@ -193,8 +193,10 @@ void Engine::apply_engine_op(const Op& op) {
   if (auto* k = std::get_if<CreateKeyOp>(&op)) {
     std::unique_lock lock(keys_mu_);
     keys_by_hash_[k->key.hash_hex] = k->key;
+    keys_generation_.fetch_add(1, std::memory_order_release);
   } else if (auto* x = std::get_if<RevokeKeyOp>(&op)) {
     std::unique_lock lock(keys_mu_);
+    keys_generation_.fetch_add(1, std::memory_order_release);
     std::erase_if(keys_by_hash_, [&](const auto& kv) {
       return kv.second.key_id == x->key_id && kv.second.account_id == x->account_id;
     });
@@ -747,6 +749,7 @@ Status Engine::decode_snapshot(std::string_view bytes) {
     k.created_at_ms = r.sv();
     if (k.role > Role::kRead) r.fail();
     std::unique_lock lock(keys_mu_);
+    keys_generation_.fetch_add(1, std::memory_order_release);
     keys_by_hash_[k.hash_hex] = std::move(k);
   }
   std::uint64_t entries = r.uv();

@@ -140,6 +140,8 @@ class Engine {
 
   // Any thread: the key with this SHA-256 hex hash, if alive.
   std::optional<KeyInfo> find_key(std::string_view hash_hex) const;
+  // Changes whenever a key is created or revoked (lets callers cache lookups).
+  std::uint64_t keys_generation() const { return keys_generation_.load(std::memory_order_acquire); }
   std::vector<KeyInfo> keys_of(std::string_view account_id) const;
   const pricing::RateCard& rate_card() const { return cards_.back(); }
   const pricing::RateCard* rate_card(std::int64_t version) const;
@@ -201,6 +203,7 @@ class Engine {
   std::unique_ptr<store::Wal> wal_;
 
   mutable std::shared_mutex keys_mu_;
+  std::atomic<std::uint64_t> keys_generation_{0};
   std::unordered_map<std::string, KeyInfo> keys_by_hash_;
 
   std::deque<ledger::Event> events_;

@@ -14,6 +14,7 @@
 #include "pricing/rate_card.h"
 #include "server/analytics_routes.h"
 #include "server/api.h"
+#include "server/audit_route.h"
 #include "server/crypto.h"
 #include "server/engine.h"
 #include "server/http_server.h"
@@ -156,6 +157,9 @@ int main(int argc, char** argv) {
   ao.allow_local_webhooks = allow_local_webhooks;
   server::Api api(engine, metrics, ao);
   api.set_analytics(server::make_analytics_routes(engine, **analytics, allow_local_webhooks));
+  // Audits run on their own workers, declared before the server so they outlive it.
+  server::AuditWorkers audit_workers;
+  api.set_audit(server::make_audit_route(engine, audit_workers));
   server::ImportingHandler handler(api, engine, **analytics, clock, ao);
   (*analytics)->alerts().start(clock, server::make_webhook_sender(allow_local_webhooks));
   server::HttpServer server(http, handler);

@@ -1,0 +1,199 @@
+// src/server/audit_route.cc
+// GET /v1/accounts/{id}/audit (see audit_route.h).
+#include "server/audit_route.h"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "analytics/audit.h"
+#include "server/json_reader.h"
+#include "time/cycle.h"
+#include "time/time.h"
+
+namespace credit::server {
+namespace {
+
+HttpResponse bad_param(std::string_view param, std::string message) {
+  Error e(ErrorCode::kInvalidRequest, std::move(message));
+  e.with_string("param", param);
+  return error_response(e);
+}
+
+HttpResponse overloaded() {
+  return error_response(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
+}
+
+enum class Format : std::uint8_t { kJson, kMarkdown, kHtml };
+
+// What the I/O thread validated, before the ledger thread is asked anything.
+struct Query {
+  Format format = Format::kJson;
+  std::optional<std::int64_t> from_ms;
+  std::optional<std::int64_t> to_ms;
+};
+
+std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
+  if (req.has_query("format")) {
+    std::string_view f = req.query_param("format");
+    if (f == "json") {
+      q.format = Format::kJson;
+    } else if (f == "md" || f == "markdown") {
+      q.format = Format::kMarkdown;
+    } else if (f == "html") {
+      q.format = Format::kHtml;
+    } else {
+      return bad_param("format", "format is json, md or html");
+    }
+  }
+  for (std::string_view name : {"from", "to"}) {
+    if (!req.has_query(name)) continue;
+    auto t = parse_rfc3339(req.query_param(name));
+    if (!t) return bad_param(name, std::string(name) + " must be an RFC 3339 instant");
+    (name == "from" ? q.from_ms : q.to_ms) = *t;
+  }
+  return std::nullopt;
+}
+
+// The work handed from the ledger thread to a worker.
+struct Job {
+  std::string account_id;
+  std::string plan_id;
+  std::vector<const ledger::Event*> events;  // in sequence order; see audit_route.h
+};
+
+// On the ledger thread: the account, the range, the events in it. An answer when the
+// request ends here (404, 400).
+std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const Query& q,
+                                   Job& job) {
+  const ledger::Account* account = st.ledger.find(id);
+  const std::int64_t now_ms = std::max(st.now_ms, st.ledger.now_ms());
+  auto view = st.ledger.view(id, now_ms);
+  if (account == nullptr || !view.ok()) {
+    return error_response(Error(ErrorCode::kAccountNotFound, "no such account"));
+  }
+  // The last full cycle: the one before the current, when the account already lived at
+  // its start; else the current cycle.
+  std::int64_t from_ms = view->cycle_start_ms;
+  std::int64_t to_ms = view->cycle_end_ms;
+  const CycleBounds previous = cycle_at(account->anchor_ms, view->cycle_start_ms - 1);
+  const std::int64_t born_ms = std::min(account->signup_at_ms, account->created_at_ms);
+  if (previous.start_ms >= born_ms) {
+    from_ms = previous.start_ms;
+    to_ms = view->cycle_start_ms;
+  }
+  from_ms = q.from_ms.value_or(from_ms);
+  to_ms = q.to_ms.value_or(to_ms);
+  if (to_ms <= from_ms) return bad_param("to", "to must be after from");
+  if (to_ms - from_ms > kAuditRangeMsMax) {
+    return bad_param("to", "the range is at most 400 days");
+  }
+  job.account_id = id;
+  job.plan_id = view->plan;
+  auto idx = st.events_by_account.find(id);
+  if (idx == st.events_by_account.end()) return std::nullopt;
+  job.events.reserve(idx->second.size());
+  for (std::uint32_t i : idx->second) {
+    const ledger::Event& e = st.events[i];
+    if (e.at_ms >= from_ms && e.at_ms < to_ms) job.events.push_back(&e);
+  }
+  return std::nullopt;
+}
+
+// On a worker: the report in the format asked for.
+HttpResponse compute(const Engine& engine, const Job& job, Format format) {
+  analytics::AuditOptions options;
+  options.catalog = &engine.catalog();
+  options.plan_id = job.plan_id;
+  analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
+  for (const ledger::Event* e : job.events) builder.add(*e);
+  std::vector<analytics::AuditReport> reports;
+  reports.push_back(builder.finish());
+  HttpResponse h;
+  h.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  switch (format) {
+    case Format::kJson:
+      h.body = analytics::audit_json(reports);
+      break;
+    case Format::kMarkdown:
+      h.content_type = "text/markdown; charset=utf-8";
+      h.body = analytics::audit_markdown(reports);
+      break;
+    case Format::kHtml:
+      h.content_type = "text/html; charset=utf-8";
+      h.headers.emplace_back("Content-Security-Policy", kAuditHtmlCsp);
+      h.body = analytics::audit_html(reports);
+      break;
+  }
+  return h;
+}
+
+}  // namespace
+
+AuditWorkers::AuditWorkers() {
+  for (std::size_t i = 0; i < kAuditWorkers; ++i) threads_.emplace_back([this] { run(); });
+}
+
+AuditWorkers::~AuditWorkers() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+bool AuditWorkers::post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || queue_.size() >= kAuditQueueMax) return false;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void AuditWorkers::run() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      // Queued jobs still run at a stop: each holds a Responder the server waits for.
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    job();
+  }
+}
+
+AnalyticsRoute make_audit_route(Engine& engine, AuditWorkers& workers) {
+  return [&engine, &workers](const HttpRequest& req, const std::string& id,
+                             const std::string& route, const Auth& auth,
+                             Responder& respond) -> bool {
+    if (route != "audit" || req.method != "GET" || !reaches(auth, id)) return false;
+    Query q;
+    if (auto bad = parse_query(req, q)) {
+      respond(std::move(*bad));
+      return true;
+    }
+    auto shared = std::make_shared<Responder>(respond);
+    bool queued = engine.read([&engine, &workers, shared, id, q](EngineState& st) {
+      auto job = std::make_shared<Job>();
+      if (auto answer = gather(st, id, q, *job)) {
+        (*shared)(std::move(*answer));
+        return;
+      }
+      bool posted = workers.post([&engine, shared, job, format = q.format] {
+        (*shared)(compute(engine, *job, format));
+      });
+      if (!posted) (*shared)(overloaded());
+    });
+    if (!queued) (*shared)(overloaded());
+    return true;
+  };
+}
+
+}  // namespace credit::server

@@ -1,0 +1,67 @@
+// src/server/audit_route.h
+// GET /v1/accounts/{id}/audit?format=json|md|html&from&to (API.md): the audit report of
+// one account, computed with the same code as `creditctl audit` (analytics/audit.h).
+// The default range is the last full cycle, or the current one when the account has not
+// lived through a full cycle yet.
+//
+// The ledger thread only gathers: in an engine read job it checks the account, settles
+// the range and collects pointers to the account's events in it (the per-account index,
+// a few milliseconds for a million events). The report is computed on an audit worker.
+// This relies on the engine's event list being append-only (a std::deque that is never
+// popped, engine.h): its elements never move and are never changed once kept, so a
+// worker may read them while the ledger thread appends. If the engine ever drops events
+// from memory, the read job must copy them instead.
+// Owns: the query validation, the range default, the worker pool, content types and the
+// Content-Security-Policy of the HTML form.
+// Does not: compute the audit (analytics/audit.h), authenticate (api.h did).
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "server/api.h"
+#include "server/engine.h"
+
+namespace credit::server {
+
+// Audits computed at once; the rest wait in the queue.
+constexpr std::size_t kAuditWorkers = 2;
+// Audits waiting for a worker; beyond this a request gets 503 overloaded.
+constexpr std::size_t kAuditQueueMax = 32;
+// The longest range one request may ask for (about 13 cycles).
+constexpr std::int64_t kAuditRangeMsMax = 400LL * 86'400'000;
+// The HTML form has no script, no style and no external resource (audit_render.cc).
+constexpr const char* kAuditHtmlCsp =
+    "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'";
+
+// A fixed set of worker threads for audits; the destructor finishes the queued jobs and
+// joins them. It must outlive the HTTP server that hands it requests.
+class AuditWorkers {
+ public:
+  AuditWorkers();
+  ~AuditWorkers();
+  AuditWorkers(const AuditWorkers&) = delete;
+  AuditWorkers& operator=(const AuditWorkers&) = delete;
+
+  // false: the queue is full (the caller answers 503).
+  bool post(std::function<void()> job);
+
+ private:
+  void run();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// The route for Api::set_audit. `engine` and `workers` must outlive the server.
+AnalyticsRoute make_audit_route(Engine& engine, AuditWorkers& workers);
+
+}  // namespace credit::server
