@@ -28,23 +28,28 @@ if [ ! -f "$data/demo.key" ]; then
   admin=$(cat "$data/admin.key")
   auth=(-H "Authorization: Bearer $admin" -H "Content-Type: application/json")
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  start=$(date -u -d '30 days ago' +%Y-%m-%dT%H:%M:%SZ)
-  curl -fsS "${auth[@]}" -X POST "$url/v1/admin/clock" -d "{\"now\":\"$start\"}" >/dev/null
+  # The account opens an hour before the month's first day; its first cycle ends in a
+  # day or two, so the gauges show a nearly spent month.
+  first_day=$(date -u -d "$(date -u +%Y-%m-%d) 29 days ago" +%Y-%m-%dT00:00:00Z)
+  opened=$(date -u -d "$first_day 1 hour ago" +%Y-%m-%dT%H:%M:%SZ)
+  curl -fsS "${auth[@]}" -X POST "$url/v1/admin/clock" -d "{\"now\":\"$opened\"}" >/dev/null
   curl -fsS "${auth[@]}" -X POST "$url/v1/accounts" \
     -d '{"account_id":"demo","plan":"pro","idempotency_key":"demo-create"}' >/dev/null
   curl -fsS "${auth[@]}" -X POST "$url/v1/admin/clock" -d "{\"now\":\"$now\"}" >/dev/null
-  if [ -x "$build/creditctl" ] && "$build/creditctl" simulate --help >/dev/null 2>&1; then
-    month="$data/demo-month.ndjson"
-    "$build/creditctl" simulate --profile typical --accounts 1 --days 30 --seed 44 \
-      --start "$start" --account-prefix demo --out "$month" 2>/dev/null ||
-      "$build/creditctl" simulate --profile typical --accounts 1 --days 30 --seed 44 \
-        --start "$start" --out "$month"
-    code=$(curl -sS -o "$data/import.json" -w '%{http_code}' "${auth[@]}" \
-      -X POST "$url/v1/admin/import?mode=apply" --data-binary "@$month")
-    echo "run: imported the simulated month (HTTP $code): $(head -c 200 "$data/import.json")"
-  else
-    echo "run: creditctl simulate is not built; the demo account starts empty"
-  fi
+  month="$data/demo-month.ndjson"
+  : >"$month"
+  # A typical month, plus a regression loop and an invokeLLM call on every page load.
+  for spec in typical:29:44 regression-heavy:6:45 llm-on-page-load:4:46; do
+    IFS=: read -r profile days seed <<<"$spec"
+    from=$(date -u -d "$(date -u +%Y-%m-%d) $days days ago" +%Y-%m-%dT00:00:00Z)
+    "$build/creditctl" simulate --profile "$profile" --accounts 1 --days "$days" \
+      --seed "$seed" --start "$from" 2>/dev/null |
+      sed -e 's/"account_id":"acct-001"/"account_id":"demo"/' \
+        -e "s/\"idempotency_key\":\"sim-acct-001-/\"idempotency_key\":\"sim-$profile-/" >>"$month"
+  done
+  code=$(curl -sS -o "$data/import.json" -w '%{http_code}' "${auth[@]}" \
+    -X POST "$url/v1/admin/import?mode=apply" --data-binary "@$month")
+  echo "run: applied a simulated month to account demo (HTTP $code): $(head -c 160 "$data/import.json")"
   key=$(curl -fsS "${auth[@]}" -X POST "$url/v1/accounts/demo/keys" \
     -d '{"idempotency_key":"demo-key","role":"read","label":"demo"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')

@@ -132,7 +132,7 @@ std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t n
     if (p.burn.spike) {
       Alert& a = make("burn_spike", p.pool, fmt::format("burn_spike:{}:{}", p.pool, date));
       a.message =
-          fmt::format("{} {} credits burned today, above {}x the trailing mean of {} a day",
+          fmt::format("{} credits burned today (pool {}), above {}x the trailing mean of {} a day",
                       credits(p.burn.today_mc), p.pool, credits(rules.burn.factor_milli), mean);
       json::Writer w(a.details_json);
       w.begin_object().key("pool").string(p.pool).key("date").string(date);

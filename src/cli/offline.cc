@@ -302,12 +302,23 @@ int run_audit(const AuditArgs& args) {
     usage_error("--plan: unknown plan '" + args.plan + "'");
     return kExitUsage;
   }
+  std::optional<std::int64_t> from_ms, to_ms;
+  for (auto [text, out] : {std::pair{&args.from, &from_ms}, std::pair{&args.to, &to_ms}}) {
+    if (text->empty()) continue;
+    *out = parse_rfc3339(*text);
+    if (!*out) {
+      usage_error("--from/--to: not an RFC 3339 instant: " + *text);
+      return kExitUsage;
+    }
+  }
   analytics::AuditOptions options;
   options.catalog = catalog ? &*catalog : nullptr;
   options.plan_id = args.plan;
   analytics::Auditor auditor(*card, options);
   bool opened = false;
   int code = read_events(args.file, opened, [&](const ledger::Event& e) {
+    if (from_ms && e.at_ms < *from_ms) return;
+    if (to_ms && e.at_ms >= *to_ms) return;
     if (args.account.empty() || e.account_id == args.account) auditor.add(e);
   });
   if (!opened) return code;
@@ -361,8 +372,15 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   rep->add_option("--rate-card", c.replay.rate_card, "Rate card (TOML)")->capture_default_str();
   c.replay_cmd = rep;
 
-  auto* aud = app.add_subcommand("audit", "The credit audit of an event file");
-  aud->add_option("file", c.audit.file, "NDJSON event file (- for stdin)")->required();
+  auto* aud = app.add_subcommand(
+      "audit",
+      "The credit audit of an event file, or of an account on the server (online when the "
+      "argument is not an existing file, '-', a path with '/' or a .ndjson/.jsonl/.json name)");
+  aud->add_option("file", c.audit.file, "NDJSON event file (- for stdin), or an account id")
+      ->required();
+  aud->add_flag("--online", c.audit.online, "The argument is an account on the server");
+  aud->add_option("--from", c.audit.from, "Only events at or after this instant (RFC 3339)");
+  aud->add_option("--to", c.audit.to, "Only events before this instant (RFC 3339)");
   aud->add_option("--format", c.audit.format, "json | md | html")
       ->check(CLI::IsMember({"json", "md", "html"}))
       ->capture_default_str();

@@ -60,6 +60,9 @@ struct AuditArgs {
   std::string rate_card = kRateCardPathDefault;
   std::string account;  // only this account ("" every account in the file)
   std::string out = "-";
+  std::string from;     // RFC 3339: only events at or after it
+  std::string to;       // RFC 3339: only events before it
+  bool online = false;  // `file` names an account on the server (online.h)
 };
 
 int run_simulate(const SimulateArgs& args);

@@ -614,9 +614,45 @@ Reply Ledger::apply(Command& c, std::vector<Event>& events) {
   for (const auto& pool : a.pools) {
     for (const auto& b : pool.buckets) check_bucket(b);
   }
+  record_refusal(c, a, r, events, events_before);
   // Resets and expiries applied on the way are changes even when the answer is an error.
   if (events.size() > events_before) r.logged = true;
   return r;
+}
+
+// Every stored refusal is also a `rejected` event (DESIGN.md, Idempotency): the 402s of
+// charges and holds record theirs where they are decided; the others (409s, 403
+// purchase_not_allowed, the 402 of an adjustment or a capture's overage) here.
+void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
+                            std::vector<Event>& events, std::size_t events_before) {
+  bool stored_refusal = r.status == 402 || r.status == 409 || r.code == ErrorCode::kPurchaseNotAllowed;
+  if (!stored_refusal || r.replayed) return;
+  for (std::size_t i = events_before; i < events.size(); ++i) {
+    if (events[i].type == EventType::kRejected) return;
+  }
+  Event& e = push_event(events, EventType::kRejected, a);
+  e.refused_by = r.status == 402 ? std::string("pool") : std::string(error_code_name(r.code));
+  e.idempotency_key = c.idem.key;
+  if (auto* cap = std::get_if<Capture>(&c.body)) {
+    e.hold_id = cap->hold_id;
+  } else if (auto* v = std::get_if<Void>(&c.body)) {
+    e.hold_id = v->hold_id;
+  } else if (auto* rf = std::get_if<Refund>(&c.body)) {
+    e.charge_id = rf->charge_id;
+  } else if (auto* g = std::get_if<AddGrant>(&c.body)) {
+    e.pool = g->pool;
+    e.credits = g->credits.is_negative() ? -g->credits : g->credits;
+  } else if (auto* ch = std::get_if<Charge>(&c.body)) {
+    e.user_id = ch->user_id;
+    e.kind = ch->kind;
+    e.pool = ch->pool;
+    e.credits = ch->amount;
+  } else if (auto* h = std::get_if<Hold>(&c.body)) {
+    e.user_id = h->user_id;
+    e.kind = h->kind;
+    e.pool = h->pool;
+    e.credits = h->amount;
+  }
 }
 
 Reply Ledger::apply_sweep(std::vector<Event>& events) {

@@ -92,6 +92,8 @@ class Ledger {
   Reply apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events);
   Reply apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events);
   Reply apply_sweep(std::vector<Event>& events);
+  void record_refusal(const Command& c, const Account& a, const Reply& r,
+                      std::vector<Event>& events, std::size_t events_before);
   Reply apply_load_catalog(LoadCatalog& cmd);
 
   // Applies every hold expiry, grant expiry and cycle boundary up to now_ms, in time

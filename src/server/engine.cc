@@ -294,6 +294,33 @@ Status Engine::open() {
                ms(t_snapshot, t_log),
                static_cast<unsigned long long>(wal_->next_lsn() - snapshot_lsn_),
                ms(t_log, t_done));
+  return log_catalog_if_changed();
+}
+
+// Plans are versioned values inside the ledger's state: a changed plans file is itself a
+// logged command (it applies to each account from its next cycle).
+Status Engine::log_catalog_if_changed() {
+  if (ledger_.catalog().source_text == catalog_.source_text) return ok_status();
+  ledger::Command c;
+  c.body = ledger::LoadCatalog{catalog_.source_text};
+  std::int64_t now_ms = ledger_.begin_batch(clock_.now_ms());
+  std::vector<ledger::Event> events;
+  ledger::Reply r = ledger_.apply(c, events);
+  if (r.status != 200) {
+    return Error(ErrorCode::kStorageFailed, "the plans file cannot be loaded: " + r.body);
+  }
+  std::string payload;
+  ByteWriter w(payload);
+  w.u8(kEngineRecordVersion);
+  std::string ledger_bytes;
+  ledger::encode_batch(now_ms, {&c}, ledger_bytes);
+  w.str(ledger_bytes);
+  w.uv(0);
+  if (Status s = wal_->reserve(payload.size()); !s.ok()) return s;
+  if (auto lsn = wal_->append(payload); !lsn.ok()) return lsn.error();
+  if (Status s = wal_->sync(); !s.ok()) return s;
+  last_logged_ms_.store(now_ms);
+  std::fprintf(stderr, "creditd: the plans file changed; logged the new catalog\n");
   return ok_status();
 }
 

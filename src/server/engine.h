@@ -165,6 +165,7 @@ class Engine {
   void apply_engine_op(const Op& op);
   void price_capture(ledger::Command& c, ledger::Capture& cap);
   void replay_cached_response(const ledger::Command& c, std::string& body);
+  Status log_catalog_if_changed();
   Status replay_record(std::string_view payload);
   void keep_events(std::vector<ledger::Event>& events);
 

@@ -1,0 +1,284 @@
+"""creditctl against a live creditd: exit codes and --json output of the online
+subcommands, and the audit route (GET /v1/accounts/{id}/audit) in its three formats,
+its JSON compared with `creditctl audit --format json` over the same events exported
+with GET .../events.
+
+    python3 tests/integration/cli_test.py --creditd BUILD/creditd [--creditctl BUILD/creditctl] [-v]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def _creditctl_path():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--creditctl")
+    args, _ = ap.parse_known_args()
+    path = args.creditctl or os.path.join(os.path.dirname(os.path.abspath(h.ARGS.creditd)), "creditctl")
+    if not os.path.exists(path):
+        print("creditctl binary not found: pass --creditctl PATH", file=sys.stderr)
+        sys.exit(2)
+    return path
+
+
+CTL = _creditctl_path()
+SRV = h.start(manual_clock=True)
+ADMIN = SRV.client()
+URL = f"http://127.0.0.1:{SRV.port}"
+TMP = tempfile.mkdtemp(prefix="creditctl-it-")
+h._tmpdirs.append(TMP)
+
+
+def ctl(*args, key="__admin__", url=URL, env_key=None, stdin=None):
+    """Runs creditctl; returns (exit code, stdout, stderr)."""
+    cmd = [CTL, "--url", url]
+    if key == "__admin__":
+        key = SRV.admin_key
+    if key is not None:
+        cmd += ["--key", key]
+    cmd += list(args)
+    env = {k: v for k, v in os.environ.items() if k != "CREDITD_KEY"}
+    if env_key is not None:
+        env["CREDITD_KEY"] = env_key
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, input=stdin, cwd=ROOT,
+                       timeout=120)
+    if h.VERBOSE:
+        print("$ " + " ".join(cmd[3:]) + f"  -> {p.returncode}")
+    return p.returncode, p.stdout, p.stderr
+
+
+def eqd(name, actual, expected, detail):
+    return h.check(name, actual == expected, f"expected {expected!r}, got {actual!r}; {h._short(detail)}")
+
+
+def loads(text):
+    return json.loads(text, parse_float=h.D)
+
+
+# ----------------------------------------------------------------------------- setup
+
+START = "2026-03-01T00:00:00Z"
+ADMIN.set_clock(START)
+ACCT = ADMIN.create_account("acme", plan="starter")
+OTHER = ADMIN.create_account("other", plan="starter")
+
+
+def test_exit_codes():
+    free = h.free_port()
+    rc, out, err = ctl("balance", ACCT, url=f"http://127.0.0.1:{free}")
+    h.eq("unreachable server exits 4", rc, 4)
+    h.check("unreachable server: the message names the URL", f"127.0.0.1:{free}" in err, err)
+
+    rc, out, err = ctl("balance", ACCT, key="not-a-key")
+    h.eq("bad key exits 5", rc, 5)
+    h.check("bad key: the message says so", "key" in err, err)
+    read_other = ADMIN.create_key(OTHER, role="read")
+    rc, out, err = ctl("balance", ACCT, key=read_other)
+    h.eq("a key of another account exits 5 (403 forbidden)", rc, 5)
+
+    rc, out, err = ctl("balance", ACCT, key=None, env_key=SRV.admin_key)
+    h.eq("the key from CREDITD_KEY works", rc, 0)
+    key_file = os.path.join(TMP, "admin.key")
+    with open(key_file, "w") as f:
+        f.write(SRV.admin_key + "\n")
+    rc, out, err = ctl("balance", ACCT, "--key-file", key_file, key=None)
+    h.eq("the key from --key-file works", rc, 0)
+    rc, out, err = ctl("balance", ACCT, "--key-file", os.path.join(TMP, "missing"), key=None)
+    h.eq("an unreadable --key-file exits 3", rc, 3)
+    rc, out, err = ctl("balance", ACCT, key=None)
+    h.eq("no key at all exits 2", rc, 2)
+
+    rc, out, err = ctl("charge", ACCT, "--user", "u1", "--amount", "1")
+    h.eq("a missing --kind exits 2", rc, 2)
+    rc, out, err = ctl("charge", ACCT, "--kind", "backend_function", "--user", "u1")
+    h.eq("neither --amount nor --usage exits 2", rc, 2)
+    rc, out, err = ctl("charge", ACCT, "--kind", "backend_function", "--user", "u1", "--amount", "1.0001")
+    h.eq("an amount finer than 0.001 exits 2", rc, 2)
+
+    rc, out, err = ctl("balance", "nobody")
+    h.eq("an unknown account exits 1 (404)", rc, 1)
+    h.check("404: the message has the code", "account_not_found" in err, err)
+
+    rc, out, err = ctl("charge", ACCT, "--kind", "backend_function", "--user", "u1", "--amount", "5000")
+    h.eq("402 exits 6", rc, 6)
+    for word in ("required 5000", "available 2000", "pool", "upgrade to"):
+        h.check(f"402 message shows '{word}'", word in err, err)
+    rc, out, err = ctl("--json", "charge", ACCT, "--kind", "backend_function", "--user", "u1",
+                       "--amount", "5000")
+    h.eq("402 with --json exits 6", rc, 6)
+    h.eq("402 with --json prints the error body", loads(out)["error"]["code"], "insufficient_credits")
+
+    r = ADMIN.put(f"/v1/accounts/{OTHER}/rate-limits", {"per_user": {"per_minute": 1, "burst": 1}})
+    eqd("rate limits set", r.status, 200, r)
+    args = ("charge", OTHER, "--kind", "agent_prompt", "--user", "rl", "--amount", "1")
+    rc1, _, err1 = ctl(*args)
+    rc2, out, err = ctl(*args)
+    h.eq("the first charge under the limit exits 0", rc1, 0)
+    h.eq("429 exits 7", rc2, 7)
+    h.check("429 message says when to retry", "retry after" in err, err)
+
+
+def test_json_output():
+    idem = "cli-charge-1"
+    rc, out, err = ctl("--json", "charge", ACCT, "--kind", "agent_prompt", "--user", "dana",
+                       "--usage", "model=default,input_tokens=10000,output_tokens=2200,files_read=5,"
+                       "lines_emitted=200,lines_changed=6", "--meta", "file=src/App.jsx,intent=fix",
+                       "--key-id", idem)
+    eqd("charge exits 0", rc, 0, err)
+    doc = loads(out)
+    h.check("charge --json: the cost of the reference prompt", h.num_eq(doc["cost"], h.AGENT_PROMPT_COST), doc)
+    rc, out2, err = ctl("--json", "charge", ACCT, "--kind", "agent_prompt", "--user", "dana",
+                        "--usage", "model=default,input_tokens=10000,output_tokens=2200,files_read=5,"
+                        "lines_emitted=200,lines_changed=6", "--meta", "file=src/App.jsx,intent=fix",
+                        "--key-id", idem)
+    h.eq("the same --key-id replays the charge", loads(out2)["charge_id"], doc["charge_id"])
+
+    rc, out, err = ctl("--json", "balance", ACCT)
+    h.eq("balance exits 0", rc, 0)
+    h.eq("balance --json equals GET /v1/accounts/{id}", loads(out), ADMIN.get(f"/v1/accounts/{ACCT}").doc)
+    rc, out, err = ctl("accounts", "get", ACCT, "--json")
+    h.eq("--json after the subcommand works too", loads(out), ADMIN.get(f"/v1/accounts/{ACCT}").doc)
+    rc, out, err = ctl("--json", "usage", ACCT, "--group-by", "kind")
+    h.eq("usage --json equals GET usage", loads(out),
+         ADMIN.get(f"/v1/accounts/{ACCT}/usage?group_by=kind").doc)
+    rc, out, err = ctl("--json", "accounts", "list")
+    h.eq("accounts list --json equals GET /v1/accounts", loads(out), ADMIN.get("/v1/accounts").doc)
+    for cmd, path in (("hot-files", "hot-files"), ("burn", "burn"), ("forecast", "forecast"),
+                      ("loops", "regression-loops"), ("alerts", "alerts")):
+        rc, out, err = ctl("--json", cmd, ACCT)
+        eqd(f"{cmd} exits 0", rc, 0, err)
+        h.eq(f"{cmd} --json equals GET {path}", loads(out), ADMIN.get(f"/v1/accounts/{ACCT}/{path}").doc)
+
+    rc, out, err = ctl("balance", ACCT)
+    h.check("balance prints a table", rc == 0 and "available" in out and "credits" in out, out)
+    rc, out, err = ctl("--json", "hold", ACCT, "--kind", "agent_prompt", "--user", "dana", "--amount", "3")
+    eqd("hold exits 0", rc, 0, err)
+    hold = loads(out)["hold_id"]
+    rc, out, err = ctl("--json", "capture", ACCT, hold, "--amount", "2")
+    eqd("capture exits 0", rc, 0, err)
+    h.check("capture charged 2", h.num_eq(loads(out)["cost"], 2), out)
+    rc, out, err = ctl("void", ACCT, hold)
+    h.eq("void of a captured hold exits 1 (409 hold_not_open)", rc, 1)
+    h.check("409 message names the code", "hold_not_open" in err, err)
+    rc, out, err = ctl("accounts", "create", "cli-made", "--plan", "free")
+    eqd("accounts create exits 0", rc, 0, err)
+    rc, out, err = ctl("accounts", "create", "cli-made", "--plan", "free")
+    h.eq("creating it again exits 1 (409 account_exists)", rc, 1)
+
+
+# ----------------------------------------------------------------------------- audit
+
+SIM = "simmo"
+
+
+def export_events(acct, frm, to):
+    lines, after = [], None
+    while True:
+        q = f"/v1/accounts/{acct}/events?format=ndjson&limit=1000&from={frm}&to={to}"
+        if after:
+            q += f"&after={after}"
+        r = ADMIN.get(q)
+        if r.status != 200:
+            raise AssertionError(f"export: {r}")
+        lines += [l for l in r.text.split("\n") if l]
+        after = r.headers.get("creditd-next-cursor")
+        if not after:
+            return lines
+
+
+def test_audit_route():
+    sim = os.path.join(TMP, "month.ndjson")
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "30", "--start", START,
+                     "--plan", "pro", "--out", sim, key=None)
+    eqd("simulate exits 0", rc, 0, err)
+    ADMIN.create_account(SIM, plan="pro")
+    lines = []
+    with open(sim) as f:
+        for line in f:
+            d = json.loads(line)
+            if d["type"] != "charge":
+                continue
+            d["account_id"] = SIM
+            lines.append(json.dumps(d))
+    ADMIN.set_clock("2026-04-02T00:00:00Z")
+    r = ADMIN.post("/v1/admin/import?mode=apply", raw="\n".join(lines) + "\n")
+    eqd("the month imports", (r.status, r.get("rejected")), (200, 0), r)
+
+    r = ADMIN.get(f"/v1/accounts/{SIM}/audit")
+    eqd("audit: 200", r.status, 200, r)
+    h.check("audit: JSON by default", r.headers.get("content-type", "").startswith("application/json"), r.headers)
+    route = r.doc
+    h.check("audit: the default range is the last full cycle (March)",
+            str(route.get("from", "")).startswith("2026-03-01") and str(route.get("to", "")) <= "2026-04-01T00:00:00Z",
+            (route.get("from"), route.get("to")))
+    exported = export_events(SIM, "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z")
+    path = os.path.join(TMP, "exported.ndjson")
+    with open(path, "w") as f:
+        f.write("\n".join(exported) + "\n")
+    rc, out, err = ctl("audit", path, "--format", "json", "--plan", "pro", key=None)
+    eqd("offline audit of the export exits 0", rc, 0, err)
+    offline = loads(out)
+    h.check("audit: events were audited", route.get("events", 0) >= len(lines), route.get("events"))
+    h.eq("audit JSON of the route equals creditctl audit of the exported events", route, offline)
+    r2 = ADMIN.get(f"/v1/accounts/{SIM}/audit?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z")
+    h.eq("audit: an explicit range of the same cycle gives the same report", r2.doc, route)
+
+    rc, out, err = ctl("audit", SIM, "--json")
+    eqd("creditctl audit ACCOUNT (online) exits 0", rc, 0, err)
+    h.eq("creditctl audit ACCOUNT --json equals the route", loads(out), route)
+
+    r = ADMIN.get(f"/v1/accounts/{SIM}/audit?format=md")
+    h.eq("audit md: 200", r.status, 200)
+    h.eq("audit md: content type", r.headers.get("content-type"), "text/markdown; charset=utf-8")
+    h.check("audit md: a Markdown report", r.text.startswith("# Credit audit: " + SIM), r.text[:200])
+    rc, out, err = ctl("audit", SIM, "--format", "md")
+    h.eq("creditctl audit ACCOUNT --format md prints the route's Markdown", out, r.text)
+
+    r = ADMIN.get(f"/v1/accounts/{SIM}/audit?format=html")
+    h.eq("audit html: 200", r.status, 200)
+    h.eq("audit html: content type", r.headers.get("content-type"), "text/html; charset=utf-8")
+    csp = r.headers.get("content-security-policy", "")
+    h.check("audit html: a strict CSP", csp.startswith("default-src 'none'"), csp)
+    low = r.text.lower()
+    h.check("audit html: no script, no style, no external resource",
+            "<script" not in low and "style=" not in low and "<style" not in low
+            and "http://" not in low.replace("http://www.w3.org/2000/svg", ""), r.text[:300])
+    h.check("audit html: inline SVG charts", "<svg" in low)
+
+    r = ADMIN.get("/v1/accounts/nobody/audit")
+    h.check("audit: 404 unknown account", h.is_error(r, 404, "account_not_found"), r)
+    r = ADMIN.get(f"/v1/accounts/{SIM}/audit?format=pdf")
+    h.check("audit: 400 bad format", h.is_error(r, 400, "invalid_request") and r.err.get("param") == "format", r)
+    r = ADMIN.get(f"/v1/accounts/{SIM}/audit?from=yesterday")
+    h.check("audit: 400 bad from", h.is_error(r, 400, "invalid_request") and r.err.get("param") == "from", r)
+    r = ADMIN.get(f"/v1/accounts/{SIM}/audit?from=2026-03-10T00:00:00Z&to=2026-03-01T00:00:00Z")
+    h.check("audit: 400 to before from", h.is_error(r, 400, "invalid_request"), r)
+    other = ADMIN.create_key(OTHER, role="read")
+    r = ADMIN.with_key(other).get(f"/v1/accounts/{SIM}/audit")
+    h.check("audit: 403 for another account's key", h.is_error(r, 403, "forbidden"), r)
+    own = ADMIN.create_key(SIM, role="read")
+    r = ADMIN.with_key(own).get(f"/v1/accounts/{SIM}/audit")
+    h.eq("audit: the account's read key may read it", r.doc, route)
+    rc, out, err = ctl("audit", "nobody", "--online")
+    h.eq("creditctl audit of an unknown account exits 1", rc, 1)
+
+    # The current cycle when there is no full one: acme was created on March 1 too, but
+    # an account created now has only its current cycle.
+    ADMIN.create_account("fresh", plan="starter")
+    r = ADMIN.get("/v1/accounts/fresh/audit")
+    eqd("audit of an account without a full cycle: 200", r.status, 200, r)
+
+
+h.run_section(test_exit_codes)
+h.run_section(test_json_output)
+h.run_section(test_audit_route)
+h.finish()
