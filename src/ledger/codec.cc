@@ -3,118 +3,14 @@
 #include <cstring>
 
 #include "base/bytes.h"
+#include "ledger/internal/wire.h"
 
 namespace credit::ledger {
 namespace {
 
-class Out : public ByteWriter {
- public:
-  using ByteWriter::ByteWriter;
-  void money(Millicredits m) { sv(m.mc()); }
-  void hash(const Hash128& h) { raw(h.data(), h.size()); }
-  void opt_i(const std::optional<std::int64_t>& v) {
-    b(v.has_value());
-    if (v) sv(*v);
-  }
-  void opt_s(const std::optional<std::string>& v) {
-    b(v.has_value());
-    if (v) str(*v);
-  }
-  void opt_m(const std::optional<Millicredits>& v) {
-    b(v.has_value());
-    if (v) money(*v);
-  }
-  void usage(const std::optional<pricing::Usage>& u) {
-    b(u.has_value());
-    if (!u) return;
-    opt_s(u->model);
-    opt_i(u->input_tokens);
-    opt_i(u->output_tokens);
-    opt_i(u->files_read);
-    opt_i(u->lines_emitted);
-    opt_i(u->lines_changed);
-    opt_s(u->size);
-    opt_i(u->count);
-    opt_i(u->duration_ms);
-    opt_i(u->records);
-  }
-  void meta(const Metadata& m) {
-    b(!m.empty());
-    if (m.empty()) return;
-    str(m.file);
-    str(m.feature);
-    str(m.model);
-    str(m.snapshot_id);
-    str(m.call_site);
-    str(m.intent);
-    str(m.request_hash);
-    uv(m.extra.size());
-    for (const auto& [k, v] : m.extra) {
-      str(k);
-      str(v);
-    }
-  }
-};
-
-class In : public ByteReader {
- public:
-  using ByteReader::ByteReader;
-  Millicredits money() { return Millicredits::from_mc(sv()); }
-  Hash128 hash() {
-    Hash128 h{};
-    raw(h.data(), h.size());
-    return h;
-  }
-  std::optional<std::int64_t> opt_i() {
-    if (!b()) return std::nullopt;
-    return sv();
-  }
-  std::optional<std::string> opt_s() {
-    if (!b()) return std::nullopt;
-    return str();
-  }
-  std::optional<Millicredits> opt_m() {
-    if (!b()) return std::nullopt;
-    return money();
-  }
-  std::optional<pricing::Usage> usage() {
-    if (!b()) return std::nullopt;
-    pricing::Usage u;
-    u.model = opt_s();
-    u.input_tokens = opt_i();
-    u.output_tokens = opt_i();
-    u.files_read = opt_i();
-    u.lines_emitted = opt_i();
-    u.lines_changed = opt_i();
-    u.size = opt_s();
-    u.count = opt_i();
-    u.duration_ms = opt_i();
-    u.records = opt_i();
-    return u;
-  }
-  Metadata meta() {
-    Metadata m;
-    if (!b()) return m;
-    m.file = str();
-    m.feature = str();
-    m.model = str();
-    m.snapshot_id = str();
-    m.call_site = str();
-    m.intent = str();
-    m.request_hash = str();
-    std::uint64_t n = uv();
-    if (n > 64) {
-      fail();
-      return m;
-    }
-    for (std::uint64_t i = 0; i < n && ok(); ++i) {
-      std::string k = str();
-      std::string v = str();
-      m.extra.emplace_back(std::move(k), std::move(v));
-    }
-    return m;
-  }
-};
+// The shared field encodings (ledger/internal/wire.h), named for this file's use.
+using Out = internal::WireOut;
+using In = internal::WireIn;
 
 void encode_body(Out& o, const CommandBody& body) {
   std::visit(
