@@ -8,17 +8,41 @@
 // records too, which does not fit in this machine's memory).
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "ledger/idempotency.h"
 #include "ledger/ledger.h"
 #include "pricing/plan.h"
+
+// Every heap allocation of the process, counted so that a benchmark can report the
+// allocations per charge (the target is none).
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return ::operator new(size); }
+// GCC sees free() of what operator new returned; here operator new is malloc.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace credit::ledger {
 namespace {
@@ -141,6 +165,7 @@ void BM_LedgerCharges(benchmark::State& state) {
   World& w = world(prefill);
   std::vector<Command> batch = make_batch(typical);
   std::int64_t ok = 0;
+  const std::uint64_t allocations_before = g_allocations.load(std::memory_order_relaxed);
   for (auto _ : state) {
     w.ledger->begin_batch(kNow);
     for (auto& c : batch) {
@@ -151,7 +176,11 @@ void BM_LedgerCharges(benchmark::State& state) {
     w.events.clear();
   }
   if (ok != static_cast<std::int64_t>(state.iterations()) * kBatch) state.SkipWithError("refused");
+  const std::uint64_t allocations =
+      g_allocations.load(std::memory_order_relaxed) - allocations_before;
   state.SetItemsProcessed(state.iterations() * kBatch);
+  state.counters["allocs_per_charge"] =
+      static_cast<double>(allocations) / static_cast<double>(state.iterations() * kBatch);
   state.counters["prefill_s"] = w.fill_seconds;
   state.counters["rss_GiB"] = rss_gib();
 }

@@ -96,33 +96,34 @@ HttpAnswer http_request(const ServerUrl& url, const HttpCall& call) {
 
   x->stream.expires_after(std::chrono::milliseconds(call.timeout_ms));
   x->stage = "resolve";
-  x->resolver.async_resolve(url.host, url.port, [x](beast::error_code ec,
-                                                     tcp::resolver::results_type results) {
-    if (ec) {
-      x->error = ec;
-      return;
-    }
-    x->stage = "connect";
-    x->stream.async_connect(results, [x](beast::error_code ec2, const tcp::endpoint&) {
-      if (ec2) {
-        x->error = ec2;
-        return;
-      }
-      x->stage = "send";
-      http::async_write(x->stream, x->request, [x](beast::error_code ec3, std::size_t) {
-        if (ec3) {
-          x->error = ec3;
+  x->resolver.async_resolve(
+      url.host, url.port, [x](beast::error_code ec, tcp::resolver::results_type results) {
+        if (ec) {
+          x->error = ec;
           return;
         }
-        x->stage = "read";
-        http::async_read(x->stream, x->buffer, x->parser, [x](beast::error_code ec4, std::size_t) {
-          x->error = ec4;
-          beast::error_code ignored;
-          x->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        x->stage = "connect";
+        x->stream.async_connect(results, [x](beast::error_code ec2, const tcp::endpoint&) {
+          if (ec2) {
+            x->error = ec2;
+            return;
+          }
+          x->stage = "send";
+          http::async_write(x->stream, x->request, [x](beast::error_code ec3, std::size_t) {
+            if (ec3) {
+              x->error = ec3;
+              return;
+            }
+            x->stage = "read";
+            http::async_read(x->stream, x->buffer, x->parser,
+                             [x](beast::error_code ec4, std::size_t) {
+                               x->error = ec4;
+                               beast::error_code ignored;
+                               x->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+                             });
+          });
         });
       });
-    });
-  });
   ioc.run();
 
   HttpAnswer a;

@@ -116,9 +116,9 @@ void print_pools(Element account) {
   auto pools = account["pools"].get_object();
   if (!pools.error()) {
     for (auto [name, p] : pools.value_unsafe()) {
-      rows.push_back({std::string(name), field(p, "allowance"), field(p, "extra"),
-                      field(p, "used"), field(p, "held"), field(p, "available"),
-                      field(p, "daily_cap"), field(p, "used_today"), field(p, "available_now")});
+      rows.push_back({std::string(name), field(p, "allowance"), field(p, "extra"), field(p, "used"),
+                      field(p, "held"), field(p, "available"), field(p, "daily_cap"),
+                      field(p, "used_today"), field(p, "available_now")});
     }
   }
   print_table({"<pool", "allowance", "extra", "used", "held", "available", "daily_cap",
@@ -326,7 +326,8 @@ std::optional<std::string> pairs_json(const std::string& text, bool numbers, std
   std::size_t pos = 0;
   while (pos <= text.size()) {
     std::size_t comma = text.find(',', pos);
-    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string item =
+        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
       problem = "expected name=value[,name=value...], got '" + item + "'";
@@ -334,8 +335,7 @@ std::optional<std::string> pairs_json(const std::string& text, bool numbers, std
     }
     std::string name = item.substr(0, eq), value = item.substr(eq + 1);
     bool integer = numbers && !value.empty() &&
-                   value.find_first_not_of("0123456789") == std::string::npos &&
-                   value.size() <= 18;
+                   value.find_first_not_of("0123456789") == std::string::npos && value.size() <= 18;
     w.key(name);
     if (integer)
       w.raw(value);
@@ -476,7 +476,8 @@ int metering(const OnlineCommands& c, std::string_view op) {
   if (op == "hold") {
     return call(c.conn, r, [](Element h) {
       if (field(h, "cached") == "true") {
-        std::cout << fmt::format("cache hit: no hold needed, saved {} credits\n", field(h, "saved"));
+        std::cout << fmt::format("cache hit: no hold needed, saved {} credits\n",
+                                 field(h, "saved"));
         return;
       }
       std::cout << fmt::format("hold {}: {} credits until {}, available after {}\n",
@@ -517,8 +518,11 @@ int hot_files(const OnlineCommands& c) {
   const OnlineArgs& a = c.args;
   Request r;
   r.target = account_path(a.account) + "/hot-files" +
-             query({{"limit", limit_text(a.limit)}, {"order_by", a.order_by}, {"from", a.from},
-                    {"to", a.to}, {"pool", a.pool}});
+             query({{"limit", limit_text(a.limit)},
+                    {"order_by", a.order_by},
+                    {"from", a.from},
+                    {"to", a.to},
+                    {"pool", a.pool}});
   return call(c.conn, r, [](Element doc) {
     std::vector<std::vector<std::string>> rows;
     auto list = doc["rows"].get_array();
@@ -683,8 +687,9 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
 
   c.usage = app.add_subcommand("usage", "Credits by kind, user, file, feature, ...");
   account_arg(c.usage, a);
-  c.usage->add_option("--group-by", a.group_by,
-                      "kind | user | file | feature | model | call_site | day | week")
+  c.usage
+      ->add_option("--group-by", a.group_by,
+                   "kind | user | file | feature | model | call_site | day | week")
       ->capture_default_str();
   range_options(c.usage, a);
   c.hot_files = app.add_subcommand("hot-files", "The files with the most agent turns");

@@ -3,6 +3,7 @@
 #include "ledger/ledger.h"
 
 #include <algorithm>
+#include <array>
 
 #include "base/assert.h"
 #include "base/error_json.h"
@@ -30,17 +31,40 @@ bool spends_before(const Bucket& x, const Bucket& y) {
   return x.bucket_id < y.bucket_id;
 }
 
-std::vector<std::size_t> spend_order(const PoolState& pool) {
-  std::vector<std::size_t> order;
-  order.reserve(pool.buckets.size());
-  for (std::size_t i = 0; i < pool.buckets.size(); ++i) {
-    if (!pool.buckets[i].ended) order.push_back(i);
+// Buckets a pool's spending order keeps on the stack: a pool holds its allowance, a
+// rollover and a few grants, so a charge sorts them without a heap allocation; a pool
+// with more live buckets (up to kLiveGrantsPerPoolMaxDefault grants) uses the heap.
+constexpr std::size_t kSpendOrderInlineBuckets = 32;
+
+// The indexes of a pool's live buckets in spending order.
+class SpendOrder {
+ public:
+  explicit SpendOrder(const PoolState& pool) {
+    const std::size_t live = static_cast<std::size_t>(std::count_if(
+        pool.buckets.begin(), pool.buckets.end(), [](const Bucket& b) { return !b.ended; }));
+    if (live > kSpendOrderInlineBuckets) heap_.resize(live);
+    std::uint32_t* out = data();
+    for (std::size_t i = 0; i < pool.buckets.size(); ++i) {
+      if (!pool.buckets[i].ended) out[size_++] = static_cast<std::uint32_t>(i);
+    }
+    CREDIT_ASSERT(size_ == live);
+    std::sort(out, out + size_, [&](std::uint32_t a, std::uint32_t b) {
+      return spends_before(pool.buckets[a], pool.buckets[b]);
+    });
   }
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    return spends_before(pool.buckets[a], pool.buckets[b]);
-  });
-  return order;
-}
+  const std::uint32_t* begin() const { return data(); }
+  const std::uint32_t* end() const { return data() + size_; }
+
+ private:
+  std::uint32_t* data() { return heap_.empty() ? inline_.data() : heap_.data(); }
+  const std::uint32_t* data() const { return heap_.empty() ? inline_.data() : heap_.data(); }
+
+  std::array<std::uint32_t, kSpendOrderInlineBuckets> inline_;
+  std::vector<std::uint32_t> heap_;
+  std::size_t size_ = 0;
+};
+
+SpendOrder spend_order(const PoolState& pool) { return SpendOrder(pool); }
 
 Millicredits available_of(const PoolState& pool) {
   Millicredits sum;
@@ -85,6 +109,10 @@ Millicredits cap_room(const PoolState& pool, const std::optional<Millicredits>& 
   Millicredits used = today ? pool.spent_today + pool.held_today : Millicredits::zero();
   return max(Millicredits::zero(), *cap - used);
 }
+
+// A charge's reply is about 200 bytes of JSON: rendered into this much room it takes
+// one allocation instead of one per doubling.
+constexpr std::size_t kChargeReplyBytesReserve = 256;
 
 void release_reservation(Bucket& b, Millicredits credits) {
   b.held -= credits;
@@ -139,8 +167,20 @@ std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
 }
 
 const Account* Ledger::find(std::string_view account_id) const {
-  auto it = accounts_.find(std::string(account_id));
-  return it == accounts_.end() ? nullptr : it->second.get();
+  return lookup(account_id);
+}
+
+Account* Ledger::lookup(std::string_view account_id) const {
+  auto it = account_index_.find(account_id);
+  return it == account_index_.end() ? nullptr : it->second;
+}
+
+void Ledger::index_account(const std::string& account_id, Account* account) {
+  // The key views the ordered map's key, which lives as long as the account (accounts
+  // are closed, never removed).
+  bool inserted = account_index_.emplace(std::string_view(account_id), account).second;
+  CREDIT_ASSERT(inserted);
+  CREDIT_ASSERT(account_index_.size() == accounts_.size());
 }
 
 std::vector<std::string> Ledger::list_accounts(std::string_view after, std::size_t limit) const {
@@ -523,11 +563,11 @@ std::optional<Reply> Ledger::gate(Command& c) {
   } else {
     const std::string* account_id = account_of(c);
     CREDIT_ASSERT(account_id != nullptr);
-    auto it = accounts_.find(*account_id);
-    if (it == accounts_.end()) {
+    const Account* found = lookup(*account_id);
+    if (found == nullptr) {
       return error_reply(Error(ErrorCode::kAccountNotFound, "no such account"));
     }
-    const Account& a = *it->second;
+    const Account& a = *found;
     // 404 for the object the command names.
     if (auto* cap = std::get_if<Capture>(&c.body); cap && !a.holds.contains(cap->hold_id)) {
       return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
@@ -564,7 +604,7 @@ Reply Ledger::apply(Command& c, std::vector<Event>& events) {
     number_events();
     return r;
   }
-  Account& a = *accounts_.find(*account_of(c))->second;
+  Account& a = *lookup(*account_of(c));
   advance(a, now_ms_, &events);
   for (auto& p : a.pools) touch_day(p, now_ms_);
   number_events();
@@ -734,7 +774,8 @@ Reply Ledger::apply_create(Command& c, CreateAccount& cmd, std::vector<Event>& e
   e.plan = plan->id;
   e.idempotency_key = c.idem.key;
   Account& ref = *a;
-  accounts_.emplace(cmd.account_id, std::move(a));
+  auto placed = accounts_.emplace(cmd.account_id, std::move(a)).first;
+  index_account(placed->first, placed->second.get());
   Result<AccountView> v = view(ref.account_id, now_ms_);
   Reply r;
   r.status = 201;
@@ -968,7 +1009,8 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
   }
   const pricing::PoolAllowance* pa = a.plan.pool(pool->name);
   std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
-  bool pool_short = available_of(*pool) < cmd.amount;
+  const Millicredits available = available_of(*pool);
+  bool pool_short = available < cmd.amount;
   bool cap_short = !pool_short && cap_room(*pool, cap, now_ms_) < cmd.amount;
   if (pool_short || cap_short) {
     Error err = insufficient(a, *pool, cmd.amount, cap_short);
@@ -978,7 +1020,7 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
     e.pool = pool->name;
     e.credits = cmd.amount;
     e.refused_by = cap_short ? "daily_cap" : "pool";
-    e.available_after = available_of(*pool);
+    e.available_after = available;
     e.usage = cmd.usage;
     e.metadata = cmd.metadata;
     e.idempotency_key = c.idem.key;
@@ -986,8 +1028,19 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
   }
   ChargeRecord rec;
   Millicredits left = cmd.amount;
+  const SpendOrder order(*pool);
+  // The buckets the charge draws from, counted first so that each list is allocated once.
+  std::size_t draws = 0;
+  for (Millicredits rest = cmd.amount; std::size_t i : order) {
+    if (rest.is_zero()) break;
+    Millicredits take = min(pool->buckets[i].free(), rest);
+    rest -= take;
+    draws += take.is_zero() ? 0 : 1;
+  }
+  rec.drawn.reserve(draws);
   std::vector<DrawnFrom> drawn;
-  for (std::size_t i : spend_order(*pool)) {
+  drawn.reserve(draws);
+  for (std::size_t i : order) {
     if (left.is_zero()) break;
     Bucket& b = pool->buckets[i];
     Millicredits take = min(b.free(), left);
@@ -998,6 +1051,7 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
     drawn.push_back({source_name(b), take});
   }
   CREDIT_ASSERT(left.is_zero());
+  CREDIT_ASSERT(drawn.size() == draws);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
   rec.charge_id = "c_" + std::to_string(e.seq);
@@ -1014,8 +1068,10 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
   e.kind = cmd.kind;
   e.pool = pool->name;
   e.credits = cmd.amount;
-  e.available_after = available_of(*pool);
-  e.drawn_from = drawn;
+  // Only live buckets' free credits moved, by exactly the amount.
+  e.available_after = available - cmd.amount;
+  CREDIT_ASSERT(*e.available_after >= Millicredits::zero());
+  e.drawn_from = std::move(drawn);
   e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
   e.usage = cmd.usage;
   e.metadata = cmd.metadata;
@@ -1024,7 +1080,8 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
   e.rate_card_version = cmd.rate_card_version;
   Reply r;
   r.status = 201;
-  render_charge(rec.charge_id, cmd.amount, pool->name, *e.available_after, drawn, false,
+  r.body.reserve(kChargeReplyBytesReserve);
+  render_charge(rec.charge_id, cmd.amount, pool->name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), "", r.body);
   a.charges.emplace(rec.charge_id, std::move(rec));
   return finish(c, std::move(r));

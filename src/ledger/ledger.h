@@ -11,8 +11,10 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -105,12 +107,18 @@ class Ledger {
   std::string new_id(char prefix);
   Error insufficient(const Account& a, const PoolState& pool, Millicredits required,
                      bool by_cap) const;
+  // The account by id through the hash index (nullptr if none).
+  Account* lookup(std::string_view account_id) const;
+  void index_account(const std::string& account_id, Account* account);
   const pricing::Plan* cheapest_upgrade(const Account& a, std::string_view pool,
                                         Millicredits need) const;
 
   pricing::Catalog catalog_;
   LedgerOptions options_;
-  std::map<std::string, std::unique_ptr<Account>> accounts_;
+  std::map<std::string, std::unique_ptr<Account>> accounts_;  // in id order (lists, snapshots)
+  // The same accounts by id for the per-command lookup: a hash of the id instead of
+  // string compares down the tree. Keys view accounts_'s keys.
+  std::unordered_map<std::string_view, Account*> account_index_;
   IdempotencyTable idempotency_;
   // Stored replies by reply number (key entries point here), released with their keys.
   std::deque<std::pair<int, std::string>> replies_;

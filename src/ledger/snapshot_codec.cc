@@ -405,7 +405,8 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
     // Written in id order: anything else is damage, and a hint makes the insert O(1).
     if (i > 0 && !(previous_id < a->account_id)) return bad(in, "accounts out of order");
     previous_id = a->account_id;
-    l.accounts_.emplace_hint(l.accounts_.end(), a->account_id, std::move(a));
+    auto placed = l.accounts_.emplace_hint(l.accounts_.end(), a->account_id, std::move(a));
+    l.index_account(placed->first, placed->second.get());
   }
 
   std::uint64_t entries = in.uv();

@@ -170,30 +170,30 @@ void AuditWorkers::run() {
 }
 
 AnalyticsRoute make_audit_route(Engine& engine, AuditWorkers& workers) {
-  return [&engine, &workers](const HttpRequest& req, const std::string& id,
-                             const std::string& route, const Auth& auth,
-                             Responder& respond) -> bool {
-    if (route != "audit" || req.method != "GET" || !reaches(auth, id)) return false;
-    Query q;
-    if (auto bad = parse_query(req, q)) {
-      respond(std::move(*bad));
-      return true;
-    }
-    auto shared = std::make_shared<Responder>(respond);
-    bool queued = engine.read([&engine, &workers, shared, id, q](EngineState& st) {
-      auto job = std::make_shared<Job>();
-      if (auto answer = gather(st, id, q, *job)) {
-        (*shared)(std::move(*answer));
-        return;
-      }
-      bool posted = workers.post([&engine, shared, job, format = q.format] {
-        (*shared)(compute(engine, *job, format));
-      });
-      if (!posted) (*shared)(overloaded());
-    });
-    if (!queued) (*shared)(overloaded());
-    return true;
-  };
+  return
+      [&engine, &workers](const HttpRequest& req, const std::string& id, const std::string& route,
+                          const Auth& auth, Responder& respond) -> bool {
+        if (route != "audit" || req.method != "GET" || !reaches(auth, id)) return false;
+        Query q;
+        if (auto bad = parse_query(req, q)) {
+          respond(std::move(*bad));
+          return true;
+        }
+        auto shared = std::make_shared<Responder>(respond);
+        bool queued = engine.read([&engine, &workers, shared, id, q](EngineState& st) {
+          auto job = std::make_shared<Job>();
+          if (auto answer = gather(st, id, q, *job)) {
+            (*shared)(std::move(*answer));
+            return;
+          }
+          bool posted = workers.post([&engine, shared, job, format = q.format] {
+            (*shared)(compute(engine, *job, format));
+          });
+          if (!posted) (*shared)(overloaded());
+        });
+        if (!queued) (*shared)(overloaded());
+        return true;
+      };
 }
 
 }  // namespace credit::server
