@@ -19,6 +19,7 @@
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
 #include "sim/simulate.h"
+#include "time/clock.h"
 #include "time/time.h"
 
 namespace credit::cli {
@@ -107,7 +108,13 @@ std::optional<std::int64_t> parse_fraction_permille(std::string_view text) {
 }  // namespace
 
 int run_simulate(const SimulateArgs& args) {
-  auto start = parse_rfc3339(args.start);
+  std::optional<std::int64_t> start;
+  if (args.start.empty()) {
+    // The default period ends today: it starts at the UTC midnight D days ago.
+    start = day_start_ms(SystemClock().now_ms()) - static_cast<std::int64_t>(args.days) * kMsPerDay;
+  } else {
+    start = parse_rfc3339(args.start);
+  }
   if (!start) {
     usage_error("--start: not an RFC 3339 instant: " + args.start);
     return kExitUsage;
@@ -343,7 +350,8 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
       ->check(CLI::Range(std::int64_t{1}, sim::kDaysMax))
       ->capture_default_str();
   sim->add_option("--seed", c.simulate.seed, "PRNG seed")->capture_default_str();
-  sim->add_option("--start", c.simulate.start, "First day (RFC 3339)")->capture_default_str();
+  sim->add_option("--start", c.simulate.start,
+                  "First day (RFC 3339; default: the UTC midnight --days days before now)");
   sim->add_option("--plan", c.simulate.plan, "Open each account on this plan");
   sim->add_option("--plans", c.simulate.plans, "Plan catalog (TOML)")->capture_default_str();
   sim->add_option("--out", c.simulate.out, "Event file (- for stdout)")->capture_default_str();

@@ -30,7 +30,7 @@ struct SimulateArgs {
   std::int64_t accounts = 1;
   std::int64_t days = 30;
   std::uint64_t seed = 1;
-  std::string start = "2026-03-02T00:00:00Z";
+  std::string start;  // empty: the UTC midnight D days before now
   std::string plan;
   std::string plans = kPlansPathDefault;
   std::string out = "-";
