@@ -110,8 +110,8 @@ Millicredits cap_room(const PoolState& pool, const std::optional<Millicredits>& 
   return max(Millicredits::zero(), *cap - used);
 }
 
-// A charge's reply is about 200 bytes of JSON: rendered into this much room it takes
-// one allocation instead of one per doubling.
+// A charge's or hold's reply is about 200 bytes of JSON: rendered into this much room
+// it takes one allocation instead of one per doubling.
 constexpr std::size_t kChargeReplyBytesReserve = 256;
 
 void release_reservation(Bucket& b, Millicredits credits) {
@@ -1168,7 +1168,7 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
   e.pool = pool->name;
   e.credits = cmd.amount;
   e.available_after = available_of(*pool);
-  e.drawn_from = drawn;
+  e.drawn_from = std::move(drawn);
   e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
   e.usage = cmd.usage;
   e.metadata = cmd.metadata;
@@ -1177,7 +1177,8 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
   e.rate_card_version = cmd.rate_card_version;
   Reply r;
   r.status = 201;
-  render_hold(h, *e.available_after, drawn, r.body);
+  r.body.reserve(kChargeReplyBytesReserve);
+  render_hold(h, *e.available_after, e.drawn_from, r.body);
   ++a.open_holds;
   a.holds.emplace(h.hold_id, std::move(h));
   return finish(c, std::move(r));
@@ -1258,7 +1259,7 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   e.pool = pool.name;
   e.credits = cost;
   e.available_after = available_of(pool);
-  e.drawn_from = drawn;
+  e.drawn_from = std::move(drawn);
   e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
   e.usage = cmd.usage;
   e.metadata = cmd.metadata.empty() ? h.metadata : cmd.metadata;
@@ -1267,7 +1268,8 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   e.rate_card_version = h.rate_card_version;
   Reply r;
   r.status = 201;
-  render_charge(rec.charge_id, cost, pool.name, *e.available_after, drawn, false,
+  r.body.reserve(kChargeReplyBytesReserve);
+  render_charge(rec.charge_id, cost, pool.name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), h.hold_id, r.body);
   a.charges.emplace(rec.charge_id, std::move(rec));
   return finish(c, std::move(r));
