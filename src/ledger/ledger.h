@@ -75,7 +75,8 @@ class Ledger {
 
   // Checks every invariant of every account (tests; aborts on a broken one).
   void check_invariants() const;
-  // The projection of one account to at_ms (a copy advanced lazily; reads and tests).
+  // The projection of one account's balances to at_ms: a copy of its pools and open
+  // holds, advanced lazily (no charge records, no closed holds).
   Account projected(const Account& account, std::int64_t at_ms) const;
   static PoolView pool_view(const Account& account, const PoolState& pool, std::int64_t at_ms);
 

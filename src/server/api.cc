@@ -617,7 +617,12 @@ struct Api::Impl {
     read([id, status, after, limit](EngineState& st) {
       const ledger::Account* a0 = st.ledger.find(id);
       if (a0 == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      ledger::Account a = st.ledger.projected(*a0, st.now_ms);
+      const ledger::Account& a = *a0;
+      // An open hold whose time has passed reads as expired (its expiry is applied lazily).
+      auto state_of = [&](const ledger::HoldRecord& h) {
+        if (h.state == ledger::HoldState::kOpen && h.expires_at_ms <= st.now_ms) return ledger::HoldState::kExpired;
+        return h.state;
+      };
       std::string out;
       json::Writer w(out);
       w.begin_object().key("holds").begin_array();
@@ -627,7 +632,7 @@ struct Api::Impl {
       bool more = false;
       for (; it != a.holds.end(); ++it) {
         const ledger::HoldRecord& h = it->second;
-        if (!status.empty() && ledger::hold_state_name(h.state) != status) continue;
+        if (!status.empty() && ledger::hold_state_name(state_of(h)) != status) continue;
         if (n == limit) {
           more = true;
           break;
@@ -637,7 +642,7 @@ struct Api::Impl {
         w.key("kind").string(pricing::kind_name(h.kind));
         w.key("user_id").string(h.user_id);
         w.key("amount").raw(format_credits(h.amount));
-        w.key("state").string(ledger::hold_state_name(h.state));
+        w.key("state").string(ledger::hold_state_name(state_of(h)));
         w.key("expires_at").string(format_rfc3339(h.expires_at_ms));
         w.end_object();
         last = h.hold_id;

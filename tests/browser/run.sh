@@ -8,6 +8,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 creditd=${1:?usage: run.sh PATH/TO/creditd PATH/TO/creditctl}
 creditctl=${2:-$(dirname "$creditd")/creditctl}
+creditd=$(realpath -m "$creditd")
+creditctl=$(realpath -m "$creditctl")
 chromium=${CHROMIUM:-/usr/bin/chromium}
 
 for tool in node npm; do
