@@ -166,8 +166,8 @@ run_charges() {  # run_charges ROUND CASE
   local ops0
   ops0=$(metric creditd_ops)
   cpu0=$(cpu_ticks "$SERVER_PID")
-  KEY=$key ACCOUNTS=$ACCOUNTS RUN="r$round$case" PREGEN=$PREGEN AMOUNT=1 \
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/charge.lua" \
+  KEY=$key ACCOUNTS=$ACCOUNTS ACCOUNT_FORMAT="acct-%03d" RUN="r$round$case" PREGEN=$PREGEN AMOUNT=1 \
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/../http/charge.lua" \
     "$URL" >"$out" 2>&1
   cpu1=$(cpu_ticks "$SERVER_PID")
   local ops1

@@ -19,6 +19,8 @@ local accounts = tonumber(os.getenv("ACCOUNTS") or "1000")
 local run = os.getenv("RUN") or "r"
 local pregen = tonumber(os.getenv("PREGEN") or "200000")
 local amount = os.getenv("AMOUNT") or "1"
+-- Account ids: "a1".."aN" here; bench/analytics uses creditctl's "acct-001".. ("acct-%03d").
+local account_format = os.getenv("ACCOUNT_FORMAT") or "a%d"
 local headers = { ["Authorization"] = "Bearer " .. (key or ""), ["Content-Type"] = "application/json" }
 
 local reqs = {}
@@ -26,7 +28,7 @@ local n = 0
 local prefix
 
 local function build(i)
-  local acct = "a" .. ((i + tid * 7919) % accounts + 1)
+  local acct = string.format(account_format, (i + tid * 7919) % accounts + 1)
   local body = '{"idempotency_key":"' .. prefix .. i ..
       '","kind":"backend_function","user_id":"u' .. (i % 64) .. '","amount":' .. amount .. '}'
   return wrk.format("POST", "/v1/accounts/" .. acct .. "/charges", headers, body)
