@@ -21,7 +21,9 @@ PoolState make_pool(const std::string& name) {
   return p;
 }
 
-int bucket_rank(BucketKind k) { return static_cast<int>(k); }
+int bucket_rank(BucketKind k) {
+  return static_cast<int>(k);
+}
 
 // Spending order: earliest expiry (allowance: its cycle end), then allowance, rollover,
 // pack, adjustment, then grant (bucket) id.
@@ -63,8 +65,6 @@ class SpendOrder {
   std::vector<std::uint32_t> heap_;
   std::size_t size_ = 0;
 };
-
-SpendOrder spend_order(const PoolState& pool) { return SpendOrder(pool); }
 
 Millicredits available_of(const PoolState& pool) {
   Millicredits sum;
@@ -119,23 +119,81 @@ void release_reservation(Bucket& b, Millicredits credits) {
   if (b.ended) b.vanished += credits;
 }
 
+// Moves `amount` of free credits, in spending order, into one tally of the buckets
+// (`spent` for a charge, `held` for a hold, `taken` for a negative adjustment) and lists
+// where they came from. The caller has checked that the pool holds them.
+void draw_free(PoolState& pool, Millicredits amount, Millicredits Bucket::*into,
+               std::vector<Reservation>* reserved, std::vector<DrawnFrom>& drawn) {
+  const SpendOrder order(pool);
+  // The buckets drawn from, counted first so that each list is allocated once.
+  std::size_t draws = 0;
+  for (Millicredits rest = amount; std::size_t i : order) {
+    if (rest.is_zero()) break;
+    Millicredits take = min(pool.buckets[i].free(), rest);
+    rest -= take;
+    draws += take.is_zero() ? 0 : 1;
+  }
+  if (reserved != nullptr) reserved->reserve(reserved->size() + draws);
+  drawn.reserve(drawn.size() + draws);
+  Millicredits left = amount;
+  for (std::size_t i : order) {
+    if (left.is_zero()) break;
+    Bucket& b = pool.buckets[i];
+    Millicredits take = min(b.free(), left);
+    if (take.is_zero()) continue;
+    b.*into += take;
+    left -= take;
+    if (reserved != nullptr) reserved->push_back({b.bucket_id, take});
+    drawn.push_back({source_name(b), take});
+  }
+  CREDIT_ASSERT(left.is_zero());
+}
+
+// Gives a hold's reserved credits back to their buckets (what returns to an ended
+// bucket vanishes) and closes the hold in `state`.
+void release_hold(Account& a, HoldRecord& h, HoldState state) {
+  CREDIT_ASSERT(h.state == HoldState::kOpen && state != HoldState::kOpen);
+  PoolState& pool = a.pools[h.pool_index];
+  for (const auto& r : h.reserved) release_reservation(*bucket_by_id(pool, r.bucket_id), r.credits);
+  if (h.day_start_ms == pool.day_start_ms) pool.held_today -= h.amount;
+  h.state = state;
+  --a.open_holds;
+}
+
+// The fields every event about a hold carries.
+void describe_hold(Event& e, const HoldRecord& h, const PoolState& pool) {
+  e.hold_id = h.hold_id;
+  e.user_id = h.user_id;
+  e.kind = h.kind;
+  e.pool = pool.name;
+  e.credits = h.amount;
+  e.available_after = available_of(pool);
+}
+
 }  // namespace
 
 std::string_view grant_source_name(GrantSource s) {
   switch (s) {
-    case GrantSource::kRollover: return "rollover";
-    case GrantSource::kPack: return "pack";
-    case GrantSource::kAdjustment: return "adjustment";
+    case GrantSource::kRollover:
+      return "rollover";
+    case GrantSource::kPack:
+      return "pack";
+    case GrantSource::kAdjustment:
+      return "adjustment";
   }
   return "adjustment";
 }
 
 std::string_view hold_state_name(HoldState s) {
   switch (s) {
-    case HoldState::kOpen: return "open";
-    case HoldState::kCaptured: return "captured";
-    case HoldState::kVoided: return "voided";
-    case HoldState::kExpired: return "expired";
+    case HoldState::kOpen:
+      return "open";
+    case HoldState::kCaptured:
+      return "captured";
+    case HoldState::kVoided:
+      return "voided";
+    case HoldState::kExpired:
+      return "expired";
   }
   return "open";
 }
@@ -237,19 +295,10 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
     // 1. hold expiries at t
     for (auto& [id, h] : a.holds) {
       if (h.state != HoldState::kOpen || h.expires_at_ms != t) continue;
-      PoolState& pool = a.pools[h.pool_index];
-      for (const auto& r : h.reserved) release_reservation(*bucket_by_id(pool, r.bucket_id), r.credits);
-      if (h.day_start_ms == pool.day_start_ms) pool.held_today -= h.amount;
-      h.state = HoldState::kExpired;
-      --a.open_holds;
+      release_hold(a, h, HoldState::kExpired);
       if (Event* e = emit(EventType::kExpire, t)) {
         e->object = "hold";
-        e->hold_id = h.hold_id;
-        e->user_id = h.user_id;
-        e->kind = h.kind;
-        e->pool = pool.name;
-        e->credits = h.amount;
-        e->available_after = available_of(pool);
+        describe_hold(*e, h, a.pools[h.pool_index]);
       }
     }
     // 2. grant expiries at t
@@ -527,8 +576,8 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
     return error_reply(e);
   }
   if (c.idem.has_key && idempotency_.full()) {
-    return error_reply(Error(ErrorCode::kIdempotencyCapacity,
-                             "the idempotency table is full; retry later"));
+    return error_reply(
+        Error(ErrorCode::kIdempotencyCapacity, "the idempotency table is full; retry later"));
   }
   *proceed = true;
   return {};
@@ -685,7 +734,8 @@ Reply Ledger::apply(Command& c, std::vector<Event>& events) {
 // purchase_not_allowed, the 402 of an adjustment or a capture's overage) here.
 void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
                             std::vector<Event>& events, std::size_t events_before) {
-  bool stored_refusal = r.status == 402 || r.status == 409 || r.code == ErrorCode::kPurchaseNotAllowed;
+  bool stored_refusal =
+      r.status == 402 || r.status == 409 || r.code == ErrorCode::kPurchaseNotAllowed;
   if (!stored_refusal || r.replayed) return;
   for (std::size_t i = events_before; i < events.size(); ++i) {
     if (events[i].type == EventType::kRejected) return;
@@ -809,18 +859,8 @@ Reply Ledger::apply_close(Command& c, Account& a, std::vector<Event>& events) {
   }
   for (auto& [id, h] : a.holds) {
     if (h.state != HoldState::kOpen) continue;
-    PoolState& pool = a.pools[h.pool_index];
-    for (const auto& res : h.reserved) release_reservation(*bucket_by_id(pool, res.bucket_id), res.credits);
-    if (h.day_start_ms == pool.day_start_ms) pool.held_today -= h.amount;
-    h.state = HoldState::kVoided;
-    --a.open_holds;
-    Event& e = push_event(events, EventType::kVoid, a);
-    e.hold_id = h.hold_id;
-    e.user_id = h.user_id;
-    e.kind = h.kind;
-    e.pool = pool.name;
-    e.credits = h.amount;
-    e.available_after = available_of(pool);
+    release_hold(a, h, HoldState::kVoided);
+    describe_hold(push_event(events, EventType::kVoid, a), h, a.pools[h.pool_index]);
   }
   a.closed = true;
   Event& e = push_event(events, EventType::kAccountClosed, a);
@@ -870,7 +910,8 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     // Paid upgrade: same cycle; each allowance becomes max(new, spent + held from it).
     std::int64_t remaining_ms = a.cycle_end_ms - now_ms_;
     std::int64_t cycle_ms = a.cycle_end_ms - a.cycle_start_ms;
-    __int128 num = static_cast<__int128>(next->price_usd_cents - old.price_usd_cents) * remaining_ms;
+    __int128 num =
+        static_cast<__int128>(next->price_usd_cents - old.price_usd_cents) * remaining_ms;
     std::int64_t proration = static_cast<std::int64_t>((num + cycle_ms - 1) / cycle_ms);
     a.plan = *next;
     a.pending_plan.reset();
@@ -927,7 +968,8 @@ Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Eve
     Error e(ErrorCode::kPurchaseNotAllowed, "this plan does not sell credit packs; upgrade");
     const pricing::Plan* best = nullptr;
     for (const auto& p : catalog_.plans) {
-      if (p.packs_allowed && (best == nullptr || p.price_usd_cents < best->price_usd_cents)) best = &p;
+      if (p.packs_allowed && (best == nullptr || p.price_usd_cents < best->price_usd_cents))
+        best = &p;
     }
     if (best) {
       e.with_string("upgrade_to", best->id);
@@ -937,7 +979,8 @@ Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Eve
     return finish(c, error_reply(e));
   }
   std::size_t live = 0;
-  for (const auto& b : pool->buckets) live += (!b.ended && b.kind != BucketKind::kAllowance) ? 1 : 0;
+  for (const auto& b : pool->buckets)
+    live += (!b.ended && b.kind != BucketKind::kAllowance) ? 1 : 0;
   if (!cmd.credits.is_negative() && live >= options_.live_grants_per_pool_max) {
     Error e(ErrorCode::kLimitReached, "the pool holds its maximum number of live grants");
     e.with_string("limit", "live_grants_per_pool_max");
@@ -954,18 +997,9 @@ Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Eve
   std::int64_t price_cents = 0;
   if (cmd.credits.is_negative()) {
     Millicredits need = -cmd.credits;
-    if (available_of(*pool) < need) return finish(c, error_reply(insufficient(a, *pool, need, false)));
-    Millicredits left = need;
-    for (std::size_t i : spend_order(*pool)) {
-      Bucket& b = pool->buckets[i];
-      Millicredits take = min(b.free(), left);
-      if (take.is_zero()) continue;
-      b.taken += take;
-      left -= take;
-      drawn.push_back({source_name(b), take});
-      if (left.is_zero()) break;
-    }
-    CREDIT_ASSERT(left.is_zero());
+    if (available_of(*pool) < need)
+      return finish(c, error_reply(insufficient(a, *pool, need, false)));
+    draw_free(*pool, need, &Bucket::taken, nullptr, drawn);
     g.ended = true;  // a record only: it holds nothing
     g.expires_at_ms = now_ms_;
   } else {
@@ -998,6 +1032,29 @@ Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Eve
 // ---------------------------------------------------------------------------------
 // Metering.
 
+// The 402 of a charge or hold that the pool (checked first) or the daily cap does not
+// cover, stored under its key and recorded as a `rejected` event (the last event).
+std::optional<Reply> Ledger::refuse_if_short(Command& c, const Account& a, const PoolState& pool,
+                                             const std::string& user_id, pricing::Kind kind,
+                                             Millicredits amount, Millicredits available,
+                                             std::vector<Event>& events) {
+  const pricing::PoolAllowance* pa = a.plan.pool(pool.name);
+  std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
+  bool pool_short = available < amount;
+  bool cap_short = !pool_short && cap_room(pool, cap, now_ms_) < amount;
+  if (!pool_short && !cap_short) return std::nullopt;
+  Error err = insufficient(a, pool, amount, cap_short);
+  Event& e = push_event(events, EventType::kRejected, a);
+  e.user_id = user_id;
+  e.kind = kind;
+  e.pool = pool.name;
+  e.credits = amount;
+  e.refused_by = cap_short ? "daily_cap" : "pool";
+  e.available_after = available;
+  e.idempotency_key = c.idem.key;
+  return finish(c, error_reply(err));
+}
+
 Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events) {
   PoolState* pool = a.pool(cmd.pool);
   if (pool == nullptr) {
@@ -1027,51 +1084,17 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
                   cmd.saved, "", r.body);
     return finish(c, std::move(r));
   }
-  const pricing::PoolAllowance* pa = a.plan.pool(pool->name);
-  std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
   const Millicredits available = available_of(*pool);
-  bool pool_short = available < cmd.amount;
-  bool cap_short = !pool_short && cap_room(*pool, cap, now_ms_) < cmd.amount;
-  if (pool_short || cap_short) {
-    Error err = insufficient(a, *pool, cmd.amount, cap_short);
-    Event& e = push_event(events, EventType::kRejected, a);
-    e.user_id = cmd.user_id;
-    e.kind = cmd.kind;
-    e.pool = pool->name;
-    e.credits = cmd.amount;
-    e.refused_by = cap_short ? "daily_cap" : "pool";
-    e.available_after = available;
+  if (std::optional<Reply> refused =
+          refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount, available, events)) {
+    Event& e = events.back();
     e.usage = cmd.usage;
     e.metadata = cmd.metadata;
-    e.idempotency_key = c.idem.key;
-    return finish(c, error_reply(err));
+    return std::move(*refused);
   }
   ChargeRecord rec;
-  Millicredits left = cmd.amount;
-  const SpendOrder order(*pool);
-  // The buckets the charge draws from, counted first so that each list is allocated once.
-  std::size_t draws = 0;
-  for (Millicredits rest = cmd.amount; std::size_t i : order) {
-    if (rest.is_zero()) break;
-    Millicredits take = min(pool->buckets[i].free(), rest);
-    rest -= take;
-    draws += take.is_zero() ? 0 : 1;
-  }
-  rec.drawn.reserve(draws);
   std::vector<DrawnFrom> drawn;
-  drawn.reserve(draws);
-  for (std::size_t i : order) {
-    if (left.is_zero()) break;
-    Bucket& b = pool->buckets[i];
-    Millicredits take = min(b.free(), left);
-    if (take.is_zero()) continue;
-    b.spent += take;
-    left -= take;
-    rec.drawn.push_back({b.bucket_id, take});
-    drawn.push_back({source_name(b), take});
-  }
-  CREDIT_ASSERT(left.is_zero());
-  CREDIT_ASSERT(drawn.size() == draws);
+  draw_free(*pool, cmd.amount, &Bucket::spent, &rec.drawn, drawn);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
   rec.charge_id = "c_" + std::to_string(e.seq);
@@ -1139,36 +1162,13 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
     e.with_string("limit", "open_holds_per_account_max");
     return finish(c, error_reply(e));
   }
-  const pricing::PoolAllowance* pa = a.plan.pool(pool->name);
-  std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
-  bool pool_short = available_of(*pool) < cmd.amount;
-  bool cap_short = !pool_short && cap_room(*pool, cap, now_ms_) < cmd.amount;
-  if (pool_short || cap_short) {
-    Error err = insufficient(a, *pool, cmd.amount, cap_short);
-    Event& e = push_event(events, EventType::kRejected, a);
-    e.user_id = cmd.user_id;
-    e.kind = cmd.kind;
-    e.pool = pool->name;
-    e.credits = cmd.amount;
-    e.refused_by = cap_short ? "daily_cap" : "pool";
-    e.available_after = available_of(*pool);
-    e.idempotency_key = c.idem.key;
-    return finish(c, error_reply(err));
+  if (std::optional<Reply> refused = refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount,
+                                                     available_of(*pool), events)) {
+    return std::move(*refused);
   }
   HoldRecord h;
-  Millicredits left = cmd.amount;
   std::vector<DrawnFrom> drawn;
-  for (std::size_t i : spend_order(*pool)) {
-    if (left.is_zero()) break;
-    Bucket& b = pool->buckets[i];
-    Millicredits take = min(b.free(), left);
-    if (take.is_zero()) continue;
-    b.held += take;
-    left -= take;
-    h.reserved.push_back({b.bucket_id, take});
-    drawn.push_back({source_name(b), take});
-  }
-  CREDIT_ASSERT(left.is_zero());
+  draw_free(*pool, cmd.amount, &Bucket::held, &h.reserved, drawn);
   pool->held_today += cmd.amount;
   Event& e = push_event(events, EventType::kHold, a);
   h.hold_id = "h_" + std::to_string(e.seq);
@@ -1204,18 +1204,30 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
   return finish(c, std::move(r));
 }
 
-Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events) {
-  auto found = a.holds.find(cmd.hold_id);
+// The open hold a capture or void names, or nullptr and the reply that stops it: 404 when
+// the resets just applied forgot it (closed holds older than the last cycle), 409
+// hold_not_open with its state.
+HoldRecord* Ledger::open_hold(Command& c, Account& a, const std::string& hold_id, Reply* stop) {
+  auto found = a.holds.find(hold_id);
   if (found == a.holds.end()) {
-    // Forgotten by the resets just applied: closed holds older than the last cycle.
-    return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
+    *stop = error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
+    return nullptr;
   }
   HoldRecord& h = found->second;
   if (h.state != HoldState::kOpen) {
     Error e(ErrorCode::kHoldNotOpen, "the hold is not open");
     e.with_string("state", hold_state_name(h.state));
-    return finish(c, error_reply(e));
+    *stop = finish(c, error_reply(e));
+    return nullptr;
   }
+  return &h;
+}
+
+Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events) {
+  Reply stop;
+  HoldRecord* open = open_hold(c, a, cmd.hold_id, &stop);
+  if (open == nullptr) return stop;
+  HoldRecord& h = *open;
   PoolState& pool = a.pools[h.pool_index];
   Millicredits cost = cmd.amount.value_or(h.amount);
   Millicredits overage = cost > h.amount ? cost - h.amount : Millicredits::zero();
@@ -1243,17 +1255,8 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
       drawn.push_back({source_name(b), take});
     }
   }
-  for (std::size_t i : spend_order(pool)) {
-    if (left.is_zero()) break;
-    Bucket& b = pool.buckets[i];
-    Millicredits take = min(b.free(), left);
-    if (take.is_zero()) continue;
-    b.spent += take;
-    left -= take;
-    rec.drawn.push_back({b.bucket_id, take});
-    drawn.push_back({source_name(b), take});
-  }
-  CREDIT_ASSERT(left.is_zero());
+  // The overage is drawn like a charge.
+  if (!left.is_zero()) draw_free(pool, left, &Bucket::spent, &rec.drawn, drawn);
   // A capture counts on its hold's day and is never refused by the cap.
   if (h.day_start_ms == pool.day_start_ms) {
     pool.held_today -= h.amount;
@@ -1296,29 +1299,13 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
 }
 
 Reply Ledger::apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events) {
-  auto found = a.holds.find(cmd.hold_id);
-  if (found == a.holds.end()) {
-    // Forgotten by the resets just applied: closed holds older than the last cycle.
-    return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
-  }
-  HoldRecord& h = found->second;
-  if (h.state != HoldState::kOpen) {
-    Error e(ErrorCode::kHoldNotOpen, "the hold is not open");
-    e.with_string("state", hold_state_name(h.state));
-    return finish(c, error_reply(e));
-  }
-  PoolState& pool = a.pools[h.pool_index];
-  for (const auto& res : h.reserved) release_reservation(*bucket_by_id(pool, res.bucket_id), res.credits);
-  if (h.day_start_ms == pool.day_start_ms) pool.held_today -= h.amount;
-  h.state = HoldState::kVoided;
-  --a.open_holds;
+  Reply stop;
+  HoldRecord* open = open_hold(c, a, cmd.hold_id, &stop);
+  if (open == nullptr) return stop;
+  HoldRecord& h = *open;
+  release_hold(a, h, HoldState::kVoided);
   Event& e = push_event(events, EventType::kVoid, a);
-  e.hold_id = h.hold_id;
-  e.user_id = h.user_id;
-  e.kind = h.kind;
-  e.pool = pool.name;
-  e.credits = h.amount;
-  e.available_after = available_of(pool);
+  describe_hold(e, h, a.pools[h.pool_index]);
   e.idempotency_key = c.idem.key;
   Reply r;
   json::Writer w(r.body);
@@ -1344,8 +1331,7 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   }
   if (ch.cycle_index != a.cycle_serial || unrefunded.is_zero()) {
     Error e(ErrorCode::kChargeNotRefundable,
-            unrefunded.is_zero() ? "the charge is fully refunded"
-                                 : "the charge's cycle has ended");
+            unrefunded.is_zero() ? "the charge is fully refunded" : "the charge's cycle has ended");
     return finish(c, error_reply(e));
   }
   PoolState& pool = a.pools[ch.pool_index];

@@ -92,6 +92,11 @@ class Ledger {
   Reply apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events);
   Reply apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events);
   Reply apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events);
+  std::optional<Reply> refuse_if_short(Command& c, const Account& a, const PoolState& pool,
+                                       const std::string& user_id, pricing::Kind kind,
+                                       Millicredits amount, Millicredits available,
+                                       std::vector<Event>& events);
+  HoldRecord* open_hold(Command& c, Account& a, const std::string& hold_id, Reply* stop);
   Reply apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events);
   Reply apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events);
   Reply apply_sweep(std::vector<Event>& events);

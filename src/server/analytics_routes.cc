@@ -728,19 +728,6 @@ void evaluate_due(EngineState& st, Analytics& a) {
 
 // ---- import --------------------------------------------------------------------------
 
-ledger::Hash128 hash128(std::string_view a, std::string_view b) {
-  // The same construction as the API's idempotency hashes (api.cc), so that a key used
-  // by an import and by a request of the same account is the same key.
-  std::string in(a);
-  in += '\x1f';
-  in += b;
-  XXH128_hash_t h = XXH3_128bits(in.data(), in.size());
-  ledger::Hash128 out;
-  std::memcpy(out.data(), &h.low64, 8);
-  std::memcpy(out.data() + 8, &h.high64, 8);
-  return out;
-}
-
 struct ImportLine {
   std::uint64_t line = 0;
   Event event;

@@ -31,9 +31,9 @@ struct Auth {
 };
 
 // Answers the analytics routes of one account (GET .../usage etc.); set by main.
-using AnalyticsRoute = std::function<bool(const HttpRequest& req, const std::string& account_id,
-                                          const std::string& route, const Auth& auth,
-                                          Responder& respond)>;
+using AnalyticsRoute =
+    std::function<bool(const HttpRequest& req, const std::string& account_id,
+                       const std::string& route, const Auth& auth, Responder& respond)>;
 
 class Api final : public Handler {
  public:
@@ -56,6 +56,10 @@ class Api final : public Handler {
 
 // Shared helpers for route files.
 bool valid_id(std::string_view id);
+// The idempotency hashes: XXH3-128 of "a \x1f b". Scope and key give the table's key;
+// "request" and the canonical command give the request hash. Imports use it too, so a
+// key used by an import and by a request of the same account is the same key.
+ledger::Hash128 hash128(std::string_view a, std::string_view b);
 HttpResponse json_response(int status, std::string body);
 std::optional<Auth> authenticate(const Engine& engine, const ApiOptions& options,
                                  std::string_view authorization);
