@@ -12,6 +12,44 @@ namespace {
 using Out = internal::WireOut;
 using In = internal::WireIn;
 
+// Charges and holds share their fields; a hold has its ttl_ms after priced_by_usage.
+template <typename T>
+void encode_metered(Out& o, const T& c) {
+  o.str(c.account_id);
+  o.str(c.user_id);
+  o.u8(static_cast<std::uint8_t>(c.kind));
+  o.str(c.pool);
+  o.money(c.amount);
+  o.b(c.priced_by_usage);
+  if constexpr (std::is_same_v<T, Hold>) o.sv(c.ttl_ms);
+  o.sv(c.rate_card_version);
+  o.usage(c.usage);
+  o.meta(c.metadata);
+  o.str(c.cache_key);
+  o.b(c.cache_hit);
+  o.money(c.saved);
+}
+
+template <typename T>
+T decode_metered(In& in) {
+  T c;
+  c.account_id = in.str();
+  c.user_id = in.str();
+  std::uint8_t k = in.u8();
+  c.kind = static_cast<pricing::Kind>(k < pricing::kKindCount ? k : 0);
+  c.pool = in.str();
+  c.amount = in.money();
+  c.priced_by_usage = in.b();
+  if constexpr (std::is_same_v<T, Hold>) c.ttl_ms = in.sv();
+  c.rate_card_version = in.sv();
+  c.usage = in.usage();
+  c.metadata = in.meta();
+  c.cache_key = in.str();
+  c.cache_hit = in.b();
+  c.saved = in.money();
+  return c;
+}
+
 void encode_body(Out& o, const CommandBody& body) {
   std::visit(
       [&](const auto& c) {
@@ -32,33 +70,8 @@ void encode_body(Out& o, const CommandBody& body) {
           o.money(c.credits);
           o.opt_i(c.expires_at_ms);
           o.str(c.reason);
-        } else if constexpr (std::is_same_v<T, Charge>) {
-          o.str(c.account_id);
-          o.str(c.user_id);
-          o.u8(static_cast<std::uint8_t>(c.kind));
-          o.str(c.pool);
-          o.money(c.amount);
-          o.b(c.priced_by_usage);
-          o.sv(c.rate_card_version);
-          o.usage(c.usage);
-          o.meta(c.metadata);
-          o.str(c.cache_key);
-          o.b(c.cache_hit);
-          o.money(c.saved);
-        } else if constexpr (std::is_same_v<T, Hold>) {
-          o.str(c.account_id);
-          o.str(c.user_id);
-          o.u8(static_cast<std::uint8_t>(c.kind));
-          o.str(c.pool);
-          o.money(c.amount);
-          o.b(c.priced_by_usage);
-          o.sv(c.ttl_ms);
-          o.sv(c.rate_card_version);
-          o.usage(c.usage);
-          o.meta(c.metadata);
-          o.str(c.cache_key);
-          o.b(c.cache_hit);
-          o.money(c.saved);
+        } else if constexpr (std::is_same_v<T, Charge> || std::is_same_v<T, Hold>) {
+          encode_metered(o, c);
         } else if constexpr (std::is_same_v<T, Capture>) {
           o.str(c.account_id);
           o.str(c.hold_id);
@@ -84,10 +97,6 @@ void encode_body(Out& o, const CommandBody& body) {
 }
 
 bool decode_body(In& in, std::uint8_t tag, CommandBody& body) {
-  auto kind = [&]() {
-    std::uint8_t k = in.u8();
-    return static_cast<pricing::Kind>(k < pricing::kKindCount ? k : 0);
-  };
   switch (tag) {
     case 0: {
       CreateAccount c;
@@ -97,7 +106,9 @@ bool decode_body(In& in, std::uint8_t tag, CommandBody& body) {
       body = std::move(c);
       return true;
     }
-    case 1: body = CloseAccount{in.str()}; return true;
+    case 1:
+      body = CloseAccount{in.str()};
+      return true;
     case 2: {
       ChangePlan c;
       c.account_id = in.str();
@@ -118,41 +129,12 @@ bool decode_body(In& in, std::uint8_t tag, CommandBody& body) {
       body = std::move(c);
       return true;
     }
-    case 4: {
-      Charge c;
-      c.account_id = in.str();
-      c.user_id = in.str();
-      c.kind = kind();
-      c.pool = in.str();
-      c.amount = in.money();
-      c.priced_by_usage = in.b();
-      c.rate_card_version = in.sv();
-      c.usage = in.usage();
-      c.metadata = in.meta();
-      c.cache_key = in.str();
-      c.cache_hit = in.b();
-      c.saved = in.money();
-      body = std::move(c);
+    case 4:
+      body = decode_metered<Charge>(in);
       return true;
-    }
-    case 5: {
-      Hold c;
-      c.account_id = in.str();
-      c.user_id = in.str();
-      c.kind = kind();
-      c.pool = in.str();
-      c.amount = in.money();
-      c.priced_by_usage = in.b();
-      c.ttl_ms = in.sv();
-      c.rate_card_version = in.sv();
-      c.usage = in.usage();
-      c.metadata = in.meta();
-      c.cache_key = in.str();
-      c.cache_hit = in.b();
-      c.saved = in.money();
-      body = std::move(c);
+    case 5:
+      body = decode_metered<Hold>(in);
       return true;
-    }
     case 6: {
       Capture c;
       c.account_id = in.str();
@@ -181,8 +163,12 @@ bool decode_body(In& in, std::uint8_t tag, CommandBody& body) {
       body = std::move(c);
       return true;
     }
-    case 9: body = Sweep{}; return true;
-    case 10: body = LoadCatalog{in.str()}; return true;
+    case 9:
+      body = Sweep{};
+      return true;
+    case 10:
+      body = LoadCatalog{in.str()};
+      return true;
   }
   return false;
 }
