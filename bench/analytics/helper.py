@@ -22,7 +22,12 @@ import re
 import statistics
 import sys
 import time
+import os
 import urllib.parse
+
+# `used` and `parse_wrk` are bench/http's: the same charges, the same wrk output.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "http"))
+from helper import parse_wrk, used  # noqa: E402  (bench/http/helper.py)
 
 ROUTES = [
     ("usage?group_by=kind", "usage by kind"),
@@ -131,39 +136,6 @@ def latency(url, key, accounts, n, out):
             f.write(f"{r[0]}\t{r[1]:.3f}\t{r[2]:.3f}\t{r[3]:.3f}\t{r[4]}\n")
     for r in rows:
         print(f"{r[0]:<20} p50 {r[1]:7.3f} ms  p99 {r[2]:7.3f} ms  max {r[3]:7.3f} ms  {r[4]} B")
-
-
-def used(url, key):
-    conn = connect(url)
-    total, after = 0.0, None
-    while True:
-        q = "/v1/accounts?limit=1000" + (f"&after={urllib.parse.quote(after)}" if after else "")
-        page = call(conn, "GET", q, key)
-        for a in page["accounts"]:
-            total += a["pools"]["credits"]["used"]
-        after = page["next"]
-        if not after:
-            break
-    print(f"{total:.3f}")
-
-
-def to_ms(v, unit):
-    return float(v) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-
-def parse_wrk(path):
-    text = open(path).read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    p = {m.group(1): to_ms(m.group(2), m.group(3))
-         for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
-    errors = 0
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    if m:
-        errors += int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m:
-        errors += sum(int(x) for x in m.groups())
-    print(f"{rps:.1f} {p['50']:.3f} {p['99']:.3f} {errors}")
 
 
 def table(results, lat, what):
