@@ -6,8 +6,18 @@
 //       every command is after the newest snapshot.
 //   restart_bench open DIR
 //       times Engine::open() (event log, snapshot, log replay) on DIR.
+//   restart_bench write-raw DIR COMMANDS [ACCOUNTS]
+//       writes the same kind of log and event log straight through the store (no engine,
+//       no ledger, so no memory held per command): the input of `scan` at sizes the engine
+//       cannot hold in memory today. Batches of 4096 commands, one charge event each.
+//   restart_bench scan DIR
+//       the store's share of a start, without the engine or the ledger: reads and decodes
+//       every event of the event log and every command of the log (as Engine::open does
+//       before it applies them), and prints wall and CPU time of each.
 //   restart_bench encode ACCOUNTS CHARGES_PER_ACCOUNT
 //       times the ledger snapshot encode (the ledger-thread pause) and decode.
+#include <time.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -17,10 +27,16 @@
 #include <string>
 #include <thread>
 
+#include "base/bytes.h"
+#include "ledger/codec.h"
+#include "ledger/event_codec.h"
 #include "ledger/snapshot_codec.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
 #include "server/engine.h"
+#include "store/event_log.h"
+#include "store/wal.h"
+#include "store/wal_format.h"
 #include "time/clock.h"
 
 namespace {
@@ -33,6 +49,12 @@ constexpr std::size_t kOpsPerSubmit = 1'000;
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+double cpu_ms() {
+  timespec ts;
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
 }
 
 pricing::Catalog catalog() {
@@ -139,15 +161,143 @@ int open(const std::string& dir) {
   ManualClock clock(kStartMs);
   server::Engine engine(clock, catalog(), cards(), options(dir));
   auto t0 = Clock::now();
+  const double c0 = cpu_ms();
   Status s = engine.open();
   const double ms = ms_since(t0);
+  const double cpu = cpu_ms() - c0;
   if (!s.ok()) {
     std::fprintf(stderr, "open failed: %s\n", s.error().message.c_str());
     return 1;
   }
-  std::printf("open (ready to serve) in %.0f ms\n", ms);
+  std::printf("open (ready to serve) in %.0f ms (%.0f ms CPU)\n", ms, cpu);
   std::fflush(stdout);
   std::_Exit(0);  // leave the data dir as it is, for the next run
+}
+
+// A charge event as the ledger writes one for charge_command(i).
+ledger::Event charge_event(const ledger::Command& c, std::uint64_t seq) {
+  const auto& ch = std::get<ledger::Charge>(c.body);
+  ledger::Event e;
+  e.seq = seq;
+  e.at_ms = kStartMs;
+  e.account_id = ch.account_id;
+  e.user_id = ch.user_id;
+  e.kind = ch.kind;
+  e.pool = ch.pool;
+  e.credits = ch.amount;
+  e.available_after = Millicredits::from_mc(1'000'000'000 - static_cast<std::int64_t>(seq));
+  e.drawn_from.push_back({"allowance", ch.amount});
+  e.priced_by = "amount";
+  e.metadata = ch.metadata;
+  e.idempotency_key = c.idem.key;
+  e.charge_id = "c_" + std::to_string(seq);
+  return e;
+}
+
+int write_raw(const std::string& dir, std::uint64_t commands, std::size_t accounts) {
+  constexpr std::size_t kBatchCommands = 4096;
+  std::filesystem::create_directories(dir);
+  store::WalOptions wo;
+  wo.fsync = false;
+  auto wal = store::Wal::open(dir + "/wal", wo,
+                              [](std::uint64_t, std::string_view) { return ok_status(); });
+  auto events = store::EventLog::open(
+      dir + "/events", store::EventLogOptions{},
+      [](std::uint64_t, std::int64_t, std::string_view) { return ok_status(); });
+  if (!wal.ok() || !events.ok()) return 1;
+  auto t0 = Clock::now();
+  std::vector<ledger::Command> batch;
+  std::vector<const ledger::Command*> ptrs;
+  std::string ledger_bytes, record, event_bytes;
+  for (std::uint64_t i = 0; i < commands;) {
+    batch.clear();
+    ptrs.clear();
+    for (std::size_t k = 0; k < kBatchCommands && i < commands; ++k, ++i) {
+      batch.push_back(charge_command(i, accounts));
+    }
+    for (const auto& c : batch) ptrs.push_back(&c);
+    ledger_bytes.clear();
+    ledger::encode_batch(kStartMs, ptrs, ledger_bytes);
+    record.clear();
+    ByteWriter w(record);
+    w.u8(1);  // the engine record's version (server/engine.cc)
+    w.str(ledger_bytes);
+    w.uv(0);
+    if (!(*wal)->reserve(record.size()).ok() || !(*wal)->append(record).ok() ||
+        !(*wal)->sync().ok()) {
+      return 1;
+    }
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      const std::uint64_t seq = i - batch.size() + k + 1;
+      event_bytes.clear();
+      ledger::encode_event(charge_event(batch[k], seq), event_bytes);
+      if (!(*events)->append(seq, kStartMs, event_bytes).ok()) return 1;
+    }
+  }
+  if (!(*events)->sync().ok()) return 1;
+  std::printf("wrote %llu commands and events in %.0f ms\n",
+              static_cast<unsigned long long>(commands), ms_since(t0));
+  return 0;
+}
+
+int scan(const std::string& dir) {
+  // The event log, decoded into one reused Event.
+  auto t0 = Clock::now();
+  double c0 = cpu_ms();
+  std::uint64_t events = 0;
+  ledger::Event event;
+  {
+    auto log = store::EventLog::open(dir + "/events", store::EventLogOptions{},
+                                     [&](std::uint64_t, std::int64_t, std::string_view payload) {
+                                       ++events;
+                                       return ledger::decode_event_into(payload, event);
+                                     });
+    if (!log.ok()) {
+      std::fprintf(stderr, "event log: %s\n", log.error().message.c_str());
+      return 1;
+    }
+  }
+  std::printf(
+      "event log: %llu events read and decoded in %.0f ms (%.0f ms CPU, %.2f us CPU each)\n",
+      static_cast<unsigned long long>(events), ms_since(t0), cpu_ms() - c0,
+      (cpu_ms() - c0) * 1e3 / static_cast<double>(events ? events : 1));
+  // The command log: the engine record (version u8, ledger bytes str, engine ops) and the
+  // ledger batch inside it, decoded into one reused batch.
+  t0 = Clock::now();
+  c0 = cpu_ms();
+  std::uint64_t commands = 0, records = 0, bytes = 0;
+  ledger::DecodedBatch batch;
+  {
+    store::WalOptions wo;
+    wo.fsync = false;
+    auto wal =
+        store::Wal::open(dir + "/wal", wo, [&](std::uint64_t, std::string_view payload) -> Status {
+          ++records;
+          bytes += payload.size() + store::kRecordHeaderBytes;
+          ByteReader r(payload);
+          r.u8();
+          const std::uint64_t n = r.uv();
+          if (!r.ok() || n > payload.size() - r.pos()) {
+            return Error(ErrorCode::kStorageFailed, "bad engine record");
+          }
+          if (n == 0) return ok_status();
+          Status s = ledger::decode_batch_into(payload.substr(r.pos(), n), batch);
+          commands += batch.commands.size();
+          return s;
+        });
+    if (!wal.ok()) {
+      std::fprintf(stderr, "wal: %s\n", wal.error().message.c_str());
+      return 1;
+    }
+  }
+  std::printf(
+      "wal: %llu records, %llu commands, %llu bytes (%.1f per command) read and decoded in "
+      "%.0f ms (%.0f ms CPU, %.3f us CPU each)\n",
+      static_cast<unsigned long long>(records), static_cast<unsigned long long>(commands),
+      static_cast<unsigned long long>(bytes),
+      static_cast<double>(bytes) / static_cast<double>(commands ? commands : 1), ms_since(t0),
+      cpu_ms() - c0, (cpu_ms() - c0) * 1e3 / static_cast<double>(commands ? commands : 1));
+  return 0;
 }
 
 int encode(std::size_t accounts, std::size_t charges_per_account) {
@@ -189,9 +339,14 @@ int main(int argc, char** argv) {
     return write(argv[2], std::stoull(argv[3]), argc > 4 ? std::stoull(argv[4]) : 1'000);
   }
   if (mode == "open" && argc == 3) return open(argv[2]);
+  if (mode == "scan" && argc == 3) return scan(argv[2]);
+  if (mode == "write-raw" && argc >= 4) {
+    return write_raw(argv[2], std::stoull(argv[3]), argc > 4 ? std::stoull(argv[4]) : 1'000);
+  }
   if (mode == "encode" && argc == 4) return encode(std::stoull(argv[2]), std::stoull(argv[3]));
   std::fprintf(stderr,
-               "usage: restart_bench write DIR COMMANDS [ACCOUNTS] | open DIR | "
+               "usage: restart_bench write DIR COMMANDS [ACCOUNTS] | open DIR | scan DIR | "
+               "write-raw DIR COMMANDS [ACCOUNTS] | "
                "encode ACCOUNTS CHARGES_PER_ACCOUNT\n");
   return 2;
 }

@@ -122,10 +122,12 @@ run_creditd() {  # run_creditd ROUND CASE
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/$script" \
     "http://127.0.0.1:$CREDITD_PORT" >"$out" 2>&1
   cpu1=$(cpu_ticks "$SERVER_PID")
-  local used batches ops sent
+  local used batches ops sent fsyncs fsync_us
   used=$($HELPER used "http://127.0.0.1:$CREDITD_PORT" "$SERVICE_KEY")
   batches=$(metric creditd_batches)
   ops=$(metric creditd_ops)
+  fsyncs=$(metric creditd_fsyncs)
+  fsync_us=$(metric creditd_fsync_seconds_total_micro)
   stop_server
   rm -rf "$dir"
   sent=$(awk '/requests in/ {print $1}' "$out")
@@ -141,8 +143,8 @@ run_creditd() {  # run_creditd ROUND CASE
   local rate p50 p99 _
   read -r rate p50 p99 _ <<<"$r"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$case" "$rate" "$p50" "$p99" "$errors" \
-    "answered=$sent applied=$applied engine_batches=$batches engine_ops=$ops cpu_us_per_charge=$(cpu_per "$cpu0" "$cpu1" "$ops")" >>"$RESULTS"
-  log "($case) round $round: $(echo "$r" | awk '{print $1}') req/s p50 $(echo "$r" | awk '{print $2}') ms p99 $(echo "$r" | awk '{print $3}') ms; answered $sent, applied $applied; engine ops/batch $(python3 -c "print(round($ops / max($batches, 1), 1))")"
+    "answered=$sent applied=$applied engine_batches=$batches engine_ops=$ops cpu_us_per_charge=$(cpu_per "$cpu0" "$cpu1" "$ops") fsyncs=${fsyncs:-0} fsync_us_total=${fsync_us:-0}" >>"$RESULTS"
+  log "($case) round $round: $(echo "$r" | awk '{print $1}') req/s p50 $(echo "$r" | awk '{print $2}') ms p99 $(echo "$r" | awk '{print $3}') ms; answered $sent, applied $applied; engine ops/batch $(python3 -c "print(round($ops / max($batches, 1), 1))"); ops/fsync $(python3 -c "print(round($ops / max(${fsyncs:-0}, 1), 1))"), fsync mean $(python3 -c "print(round(${fsync_us:-0} / max(${fsyncs:-0}, 1)))") us"
 }
 
 # ---- Redis --------------------------------------------------------------------------

@@ -161,6 +161,23 @@ std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t n
   return out;
 }
 
+void alert_keys(std::int64_t now_ms, const PoolStatus& p, const RuleParams& rules,
+                std::vector<AlertKey>& out) {
+  using Rule = AlertKey::Rule;
+  const std::int64_t base = p.allowance_mc + p.extra_mc;
+  std::array<std::int64_t, kThresholdsMax> thresholds = rules.thresholds_percent;
+  std::sort(thresholds.begin(), thresholds.begin() + static_cast<std::ptrdiff_t>(rules.thresholds));
+  for (std::size_t i = 0; i < rules.thresholds; ++i) {
+    const std::int64_t t = thresholds[i];
+    if (base <= 0 || static_cast<__int128>(p.used_mc) * 100 < static_cast<__int128>(t) * base)
+      continue;
+    out.push_back(AlertKey{Rule::kThreshold, t, p.cycle_start_ms});
+  }
+  const std::int64_t day = day_start_ms(now_ms);
+  if (p.burn.spike) out.push_back(AlertKey{Rule::kBurnSpike, 0, day});
+  if (p.burn.projected_exhaustion_ms) out.push_back(AlertKey{Rule::kProjectedExhaustion, 0, day});
+}
+
 std::string alert_payload(const Alert& a) {
   std::string out;
   json::Writer w(out);
@@ -280,6 +297,26 @@ AlertRules AlertBook::rules(const std::string& account_id) const {
   std::lock_guard lock(mu_);
   auto it = rules_.find(account_id);
   return it == rules_.end() ? AlertRules{} : it->second;
+}
+
+RuleParams params_of(const AlertRules& r) {
+  RuleParams p;
+  p.burn = r.burn;
+  p.thresholds = std::min(r.thresholds_percent.size(), kThresholdsMax);
+  std::copy_n(r.thresholds_percent.begin(), p.thresholds, p.thresholds_percent.begin());
+  return p;
+}
+
+RuleParams AlertBook::params(const std::string& account_id) const {
+  static const AlertRules kDefaults;
+  std::lock_guard lock(mu_);
+  auto it = rules_.find(account_id);
+  return params_of(it == rules_.end() ? kDefaults : it->second);
+}
+
+bool AlertBook::fired(const std::string& alert_id) const {
+  std::lock_guard lock(mu_);
+  return fired_.count(alert_id) > 0;
 }
 
 Status AlertBook::set_rules(const std::string& account_id, const AlertRules& rules) {

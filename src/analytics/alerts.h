@@ -27,6 +27,7 @@
 // sign (the server's WebhookSender does), read the ledger (the caller passes views).
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -67,6 +68,16 @@ struct AlertRules {
   std::string webhook_secret;  // write-only: never answered, logged or listed
 };
 
+// The numbers of an account's rules that evaluation reads (no strings: a cheap copy);
+// by default those of AlertRules{}.
+struct RuleParams {
+  BurnParams burn;
+  std::array<std::int64_t, kThresholdsMax> thresholds_percent{50, 80, 100};
+  std::size_t thresholds = 3;
+};
+// Rules beyond kThresholdsMax thresholds cannot be set (the route refuses them).
+RuleParams params_of(const AlertRules& rules);
+
 struct Alert {
   std::string alert_id;
   std::string account_id;
@@ -93,6 +104,19 @@ struct PoolStatus {
 // keeps only the new ones).
 std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t now_ms,
                                    const std::vector<PoolStatus>& pools, const AlertRules& rules);
+// What evaluate_alerts() would make, without the strings: one per alert, in its order
+// (per pool: the thresholds crossed from the lowest, the spike, the exhaustion), each
+// with the period it fires once in (the cycle start for thresholds, the UTC day else).
+struct AlertKey {
+  enum class Rule : std::uint8_t { kThreshold = 0, kBurnSpike, kProjectedExhaustion };
+  Rule rule = Rule::kThreshold;
+  std::int64_t threshold_percent = 0;
+  std::int64_t period_ms = 0;
+  bool operator==(const AlertKey&) const = default;
+};
+void alert_keys(std::int64_t now_ms, const PoolStatus& pool, const RuleParams& rules,
+                std::vector<AlertKey>& out);
+
 // "al_" + 32 hex digits of the XXH3-128 hash of the account and the once-per key.
 std::string alert_id_of(std::string_view account_id, std::string_view once_key);
 // The webhook body: {"alert_id","account_id","rule","at","message","details"}.
@@ -117,6 +141,9 @@ class AlertBook {
   ~AlertBook();
 
   AlertRules rules(const std::string& account_id) const;
+  RuleParams params(const std::string& account_id) const;
+  // Has this alert fired (been recorded durably)?
+  bool fired(const std::string& alert_id) const;
   // Persists the rules (fdatasync) before they apply.
   Status set_rules(const std::string& account_id, const AlertRules& rules);
   // Keeps the alerts that did not fire before, durably, and queues those of accounts

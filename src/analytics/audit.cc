@@ -49,7 +49,7 @@ struct Tally {
   Millicredits credits;
 };
 
-std::vector<CountRow> top_rows(const std::map<std::string, Tally>& m, std::size_t limit) {
+std::vector<CountRow> top_rows(const StringMap<Tally>& m, std::size_t limit) {
   std::vector<CountRow> rows;
   for (const auto& [k, t] : m) {
     if (t.count > 0) rows.push_back({k, t.count, t.credits});
@@ -91,7 +91,8 @@ struct AuditBuilder::State {
   State(std::string id, const pricing::RateCard& card, AuditOptions opts)
       : account_id(std::move(id)),
         options(std::move(opts)),
-        replayer(card, options.catalog, audit_policies()) {}
+        replayer(card, options.catalog, audit_policies(),
+                 ReplayerOptions{{PolicyKind::kRevertLoops, PolicyKind::kOutliers}}) {}
 
   struct FileStats {
     std::int64_t turns = 0;
@@ -122,15 +123,20 @@ struct AuditBuilder::State {
   std::int64_t first_ms = 0, last_ms = 0, events = 0;
   Millicredits total, refunds;
   std::array<SourceStats, kSourceCount> by_source{};
-  std::map<std::pair<std::string, std::string>, SourceStats> sources;
+  // Hash maps: the report sorts every table it takes from them (ties by key), so their
+  // order never shows.
+  StringMap<SourceStats> sources;  // kind (one byte) + file, feature or call site
   std::map<std::int64_t, Millicredits> daily;
-  std::map<std::string, FileStats> files;
-  std::map<std::string, UserStats> users;
+  StringMap<FileStats> files;
+  StringMap<UserStats> users;
   std::int64_t agent_turns = 0;
-  std::unordered_map<std::string, std::int64_t> request_keys;  // key -> times paid
-  std::map<std::string, SiteRepeats> sites;
-  std::map<std::string, Tally> unscoped_by_user, unscoped_by_file, small_by_file, discuss_intent;
+  StringMap<std::int64_t> request_keys;            // kind (one byte) + request key -> times paid
+  PackedKeyMap<std::int64_t> packed_request_keys;  // the same for keys of 16 hex digits
+  std::size_t request_key_count() const { return request_keys.size() + packed_request_keys.size(); }
+  StringMap<SiteRepeats> sites;
+  StringMap<Tally> unscoped_by_user, unscoped_by_file, small_by_file, discuss_intent;
   Tally unscoped, small_edits, discuss, no_snapshot;
+  std::string scratch;  // a composite key being looked up
 
   void add(const Event& e);
   void add_agent_turn(const Event& e);
@@ -151,23 +157,25 @@ void AuditBuilder::State::add(const Event& e) {
   if (e.type == EventType::kRefund) refunds += e.credits;
   daily[day_start_ms(e.at_ms)] += delta;
   const std::int64_t count = delta.is_negative() ? 0 : 1;
-  UserStats& user = users[e.user_id];
+  UserStats& user = entry(users, e.user_id);
   user.credits += delta;
   if (!e.kind) return;  // a refund without its kind counts in the total only
   const Kind kind = *e.kind;
   auto& src = by_source[static_cast<std::size_t>(source_of(kind))];
   src.credits += delta;
   src.events += count;
-  std::string key = e.metadata.call_site;
+  std::string_view key = e.metadata.call_site;
   if (kind == Kind::kAgentPrompt)
     key = e.metadata.file.empty() ? e.metadata.feature : e.metadata.file;
   if (kind == Kind::kDiscussTurn) key = e.metadata.feature;
-  auto& s = sources[{std::string(pricing::kind_name(kind)), key}];
+  scratch.assign(1, static_cast<char>(kind));
+  scratch += key;
+  auto& s = entry(sources, scratch);
   s.credits += delta;
   s.events += count;
   if (delta.is_negative()) {
     if (kind == Kind::kAgentPrompt && !e.metadata.file.empty())
-      files[e.metadata.file].credits += delta;
+      entry(files, e.metadata.file).credits += delta;
     if (kind == Kind::kDiscussTurn) discuss.credits += delta;
     return;
   }
@@ -179,23 +187,36 @@ void AuditBuilder::State::add(const Event& e) {
   if (kind == Kind::kDiscussTurn) {
     ++discuss.count;
     discuss.credits += delta;
-    auto& t = discuss_intent[e.metadata.intent.empty() ? "(none)" : e.metadata.intent];
+    auto& t = entry(discuss_intent,
+                    e.metadata.intent.empty() ? std::string_view("(none)") : e.metadata.intent);
     ++t.count;
     t.credits += delta;
   }
   if (is_cacheable(e)) {
-    SiteRepeats& site = sites[e.metadata.call_site];
+    SiteRepeats& site = entry(sites, e.metadata.call_site);
     ++site.calls;
     std::string_view rk = request_key(e);
     if (!rk.empty() && !e.credits.is_zero()) {
-      std::string full = std::string(pricing::kind_name(kind)) + '\x1f' + std::string(rk);
-      auto it = request_keys.find(full);
+      if (auto bits = pack_hex16(rk)) {
+        const PackedKey packed{*bits, 0, static_cast<std::uint8_t>(kind)};
+        if (std::int64_t* paid = packed_request_keys.find(packed)) {
+          ++*paid;
+          ++site.paid_repeats;
+          site.wasted += e.credits;
+        } else if (request_key_count() < kAuditRequestKeysMax) {
+          packed_request_keys.insert(packed, 1);
+        }
+        return;
+      }
+      scratch.assign(1, static_cast<char>(kind));  // one byte: shorter keys, less memory
+      scratch += rk;
+      auto it = request_keys.find(std::string_view(scratch));
       if (it != request_keys.end()) {
         ++it->second;
         ++site.paid_repeats;
         site.wasted += e.credits;
-      } else if (request_keys.size() < kAuditRequestKeysMax) {
-        request_keys.emplace(std::move(full), 1);
+      } else if (request_key_count() < kAuditRequestKeysMax) {
+        request_keys.emplace(scratch, 1);
       }
     }
   }
@@ -205,7 +226,7 @@ void AuditBuilder::State::add_agent_turn(const Event& e) {
   ++agent_turns;
   const std::string& file = e.metadata.file;
   if (!file.empty()) {
-    auto& f = files[file];
+    auto& f = entry(files, file);
     ++f.turns;
     f.credits += e.credits;
   }
@@ -219,17 +240,17 @@ void AuditBuilder::State::add_agent_turn(const Event& e) {
     if (emitted > 0 && emitted >= kUnscopedEmittedFactor * changed) {
       ++unscoped.count;
       unscoped.credits += e.credits;
-      auto& u = unscoped_by_user[e.user_id];
+      auto& u = entry(unscoped_by_user, e.user_id);
       ++u.count;
       u.credits += e.credits;
-      auto& f = unscoped_by_file[file.empty() ? "(no file)" : file];
+      auto& f = entry(unscoped_by_file, file.empty() ? std::string_view("(no file)") : file);
       ++f.count;
       f.credits += e.credits;
     }
     if (e.usage->lines_changed && changed <= kSmallEditLinesMax && e.credits >= kSmallEditCostMin) {
       ++small_edits.count;
       small_edits.credits += e.credits;
-      auto& f = small_by_file[file.empty() ? "(no file)" : file];
+      auto& f = entry(small_by_file, file.empty() ? std::string_view("(no file)") : file);
       ++f.count;
       f.credits += e.credits;
     }
@@ -316,10 +337,16 @@ void AuditBuilder::State::findings_and_fixes(AuditReport& r, const ReplayReport&
     f.id = std::move(id);
     f.title = std::move(title);
     f.policy = policy;
-    if (const PolicyOutcome* o = outcome(policy)) {
+    if (policy == "revert-loops") {
+      // What the revert-loops replay alone saves: the waste of the loops found here.
+      f.saved = r.loop_waste;
+    } else if (policy == "outliers") {
+      // What the outliers replay alone saves: the excess of the outliers found here.
+      for (const auto& o : r.outliers) f.saved += o.excess;
+    } else if (const PolicyOutcome* o = outcome(policy)) {
       f.saved = o->saved;
-      f.saved_per_cycle = o->saved_per_cycle;
     }
+    f.saved_per_cycle = per_cycle(f.saved, replay.period_days);
     f.effort = behavioural ? "behavioural" : "hours";
     f.effort_hours = behavioural ? kBehaviouralEffortHours : hours;
     f.saved_per_hour =
@@ -443,8 +470,10 @@ AuditReport AuditBuilder::State::finish() {
                             scaled <= static_cast<__int128>(total.mc()) * s.typical_max_pct);
   }
   for (const auto& [k, st] : sources) {
-    if (st.credits.mc() > 0)
-      r.top_sources.push_back({k.first, k.second, st.credits, st.events, ratio(st.credits, total)});
+    if (st.credits.mc() <= 0) continue;
+    const auto kind = static_cast<Kind>(static_cast<unsigned char>(k.front()));
+    r.top_sources.push_back({std::string(pricing::kind_name(kind)), k.substr(1), st.credits,
+                             st.events, ratio(st.credits, total)});
   }
   std::sort(r.top_sources.begin(), r.top_sources.end(), [](const SourceRow& a, const SourceRow& b) {
     if (a.credits != b.credits) return a.credits > b.credits;
@@ -497,6 +526,9 @@ AuditReport AuditBuilder::State::finish() {
   for (const auto& [id, u] : users) {
     if (u.builder) builders.push_back({id, u.agent_turns, u.credits});
   }
+  // By id, as find_outliers lists users with equal credits in the order it is given.
+  std::sort(builders.begin(), builders.end(),
+            [](const UserTotals& a, const UserTotals& b) { return a.user_id < b.user_id; });
   r.outliers = find_outliers(builders, agent_turns, total);
   r.advice = advise(r);
   findings_and_fixes(r, replay);
@@ -515,19 +547,26 @@ AuditReport AuditBuilder::finish() {
 }
 
 void Auditor::add(const Event& event) {
-  auto it = builders_.find(event.account_id);
-  if (it == builders_.end()) {
-    it = builders_
-             .emplace(event.account_id,
-                      std::make_unique<AuditBuilder>(event.account_id, card_, options_))
-             .first;
+  if (last_ == nullptr || *last_id_ != event.account_id) {
+    auto it = builders_.find(std::string_view(event.account_id));
+    if (it == builders_.end()) {
+      it = builders_
+               .emplace(event.account_id,
+                        std::make_unique<AuditBuilder>(event.account_id, card_, options_))
+               .first;
+    }
+    last_id_ = &it->first;
+    last_ = it->second.get();
   }
-  it->second->add(event);
+  last_->add(event);
 }
 
 std::vector<AuditReport> Auditor::finish() {
+  std::vector<std::pair<std::string_view, AuditBuilder*>> order;
+  for (auto& [id, b] : builders_) order.emplace_back(id, b.get());
+  std::sort(order.begin(), order.end());
   std::vector<AuditReport> out;
-  for (auto& [id, b] : builders_) out.push_back(b->finish());
+  for (auto& [id, b] : order) out.push_back(b->finish());
   return out;
 }
 

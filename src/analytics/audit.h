@@ -215,7 +215,10 @@ class Auditor {
  private:
   const pricing::RateCard& card_;
   AuditOptions options_;
-  std::map<std::string, std::unique_ptr<AuditBuilder>> builders_;
+  StringMap<std::unique_ptr<AuditBuilder>> builders_;  // reports are sorted by id
+  // The builder of the previous event (runs of one account skip the lookup).
+  const std::string* last_id_ = nullptr;
+  AuditBuilder* last_ = nullptr;
 };
 
 // The fixes' replay policies, in the order the audit runs them.

@@ -38,21 +38,13 @@ std::optional<std::int64_t> runs_out_at(std::int64_t now_ms, std::int64_t cycle_
   return static_cast<std::int64_t>(at);
 }
 
-BurnReport burn_report(const BurnDays& days, const std::vector<std::int64_t>& series,
-                       std::int64_t now_ms, std::int64_t cycle_end_ms, std::int64_t available_mc,
-                       const BurnParams& params) {
-  CREDIT_ASSERT(series.size() ==
-                static_cast<std::size_t>((days.today_ms - days.series_first_ms) / kMsPerDay + 1));
-  auto at = [&](std::int64_t day_ms) {
-    return series[static_cast<std::size_t>((day_ms - days.series_first_ms) / kMsPerDay)];
-  };
+BurnReport burn_summary(const BurnDays& days, std::int64_t today_mc, std::int64_t window_sum_mc,
+                        std::int64_t now_ms, std::int64_t cycle_end_ms, std::int64_t available_mc,
+                        const BurnParams& params) {
   BurnReport r;
-  for (std::int64_t d = days.cycle_first_ms; d <= days.today_ms; d += kMsPerDay)
-    r.days.push_back({d, at(d)});
-  r.today_mc = at(days.today_ms);
+  r.today_mc = today_mc;
   r.window_days = days.window_days;
-  for (std::int64_t i = 0; i < days.window_days; ++i)
-    r.window_sum_mc += at(days.window_first_ms + i * kMsPerDay);
+  r.window_sum_mc = window_sum_mc;
   if (r.window_days > 0) {
     // Rounded half up (half away from zero for a net negative window of refunds).
     std::int64_t n = r.window_days;
@@ -66,6 +58,24 @@ BurnReport burn_report(const BurnDays& days, const std::vector<std::int64_t>& se
   }
   r.projected_exhaustion_ms =
       runs_out_at(now_ms, cycle_end_ms, available_mc, r.window_sum_mc, r.window_days);
+  return r;
+}
+
+BurnReport burn_report(const BurnDays& days, const std::vector<std::int64_t>& series,
+                       std::int64_t now_ms, std::int64_t cycle_end_ms, std::int64_t available_mc,
+                       const BurnParams& params) {
+  CREDIT_ASSERT(series.size() ==
+                static_cast<std::size_t>((days.today_ms - days.series_first_ms) / kMsPerDay + 1));
+  auto at = [&](std::int64_t day_ms) {
+    return series[static_cast<std::size_t>((day_ms - days.series_first_ms) / kMsPerDay)];
+  };
+  std::int64_t window_sum_mc = 0;
+  for (std::int64_t i = 0; i < days.window_days; ++i)
+    window_sum_mc += at(days.window_first_ms + i * kMsPerDay);
+  BurnReport r = burn_summary(days, at(days.today_ms), window_sum_mc, now_ms, cycle_end_ms,
+                              available_mc, params);
+  for (std::int64_t d = days.cycle_first_ms; d <= days.today_ms; d += kMsPerDay)
+    r.days.push_back({d, at(d)});
   return r;
 }
 

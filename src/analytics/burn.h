@@ -59,6 +59,12 @@ BurnReport burn_report(const BurnDays& days, const std::vector<std::int64_t>& se
                        std::int64_t now_ms, std::int64_t cycle_end_ms, std::int64_t available_mc,
                        const BurnParams& params);
 
+// The same report without `days`, from today's burn and the window's sum (what alert
+// evaluation needs; the rollups keep both without building the series).
+BurnReport burn_summary(const BurnDays& days, std::int64_t today_mc, std::int64_t window_sum_mc,
+                        std::int64_t now_ms, std::int64_t cycle_end_ms, std::int64_t available_mc,
+                        const BurnParams& params);
+
 // now + available / (sum / n), floored to the millisecond; nullopt when sum <= 0 or
 // n <= 0, or when it is not before cycle_end_ms.
 std::optional<std::int64_t> runs_out_at(std::int64_t now_ms, std::int64_t cycle_end_ms,

@@ -1,70 +1,249 @@
 // src/analytics/event_json.cc
 // Writes and parses the JSON line of an event (see event_json.h for the field list) and
 // streams NDJSON files line by line.
+// Writing appends literal keys and values straight to the output (the bytes json::Writer
+// would produce). Parsing dispatches on a key's first byte, then compares the key once,
+// and assigns strings into the reused Event (no temporary string per field).
 #include "analytics/event_json.h"
 
+#include <fcntl.h>
 #include <simdjson.h>
+#include <unistd.h>
 
-#include <iostream>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
 #include <utility>
 
-#include "base/json_writer.h"
+#include "base/assert.h"
 #include "money/money.h"
 #include "time/time.h"
 
 namespace credit::analytics {
 namespace {
 
+static_assert(kEventJsonPaddingBytes >= simdjson::SIMDJSON_PADDING);
+
 using ledger::Event;
 using ledger::EventType;
 
-void key_string_or_null(json::Writer& w, std::string_view key, std::string_view value) {
-  w.key(key);
+// --- writing ---------------------------------------------------------------------------
+
+// The bytes JSON requires escaped: quotes, backslashes and control bytes.
+constexpr std::array<bool, 256> kEscaped = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[static_cast<std::size_t>(c)] = true;
+  t['"'] = true;
+  t['\\'] = true;
+  return t;
+}();
+
+// json::append_string's escaping; a string with nothing to escape (nearly every one) is
+// appended whole.
+void append_quoted(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::size_t clean = 0;
+  while (clean < s.size() && !kEscaped[static_cast<unsigned char>(s[clean])]) ++clean;
+  out += '"';
+  if (clean == s.size()) {
+    out += s;
+    out += '"';
+    return;
+  }
+  std::size_t run = 0;
+  for (std::size_t i = clean; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (!kEscaped[c]) continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default: {
+        const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out.append(u, sizeof u);
+      }
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out += '"';
+}
+
+void append_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+// `key` is the literal text from the comma to the colon, e.g. `,"pool":`.
+void string_or_null(std::string& out, std::string_view key, std::string_view value) {
+  out += key;
   if (value.empty()) {
-    w.null();
+    out += "null";
   } else {
-    w.string(value);
+    append_quoted(out, value);
   }
 }
 
-void key_credits(json::Writer& w, std::string_view key, Millicredits amount) {
-  w.key(key).raw(format_credits(amount));
+void separate(std::string& out, bool& first) {
+  if (!first) out += ',';
+  first = false;
 }
 
-void write_usage(json::Writer& w, const pricing::Usage& u) {
-  w.begin_object();
-  if (u.model) w.key("model").string(*u.model);
-  if (u.input_tokens) w.key("input_tokens").integer(*u.input_tokens);
-  if (u.output_tokens) w.key("output_tokens").integer(*u.output_tokens);
-  if (u.files_read) w.key("files_read").integer(*u.files_read);
-  if (u.lines_emitted) w.key("lines_emitted").integer(*u.lines_emitted);
-  if (u.lines_changed) w.key("lines_changed").integer(*u.lines_changed);
-  if (u.size) w.key("size").string(*u.size);
-  if (u.count) w.key("count").integer(*u.count);
-  if (u.duration_ms) w.key("duration_ms").integer(*u.duration_ms);
-  if (u.records) w.key("records").integer(*u.records);
-  w.end_object();
+// Appends `,"key":value` when `value` is not empty; `first` drops the comma.
+void optional_string(std::string& out, bool& first, std::string_view key, std::string_view value) {
+  if (value.empty()) return;
+  separate(out, first);
+  out += key;
+  append_quoted(out, value);
 }
 
-void write_metadata(json::Writer& w, const ledger::Metadata& m) {
-  w.begin_object();
-  auto put = [&](std::string_view k, const std::string& v) {
-    if (!v.empty()) w.key(k).string(v);
-  };
-  put("file", m.file);
-  put("feature", m.feature);
-  put("model", m.model);
-  put("snapshot_id", m.snapshot_id);
-  put("call_site", m.call_site);
-  put("intent", m.intent);
-  put("request_hash", m.request_hash);
+void optional_int(std::string& out, bool& first, std::string_view key,
+                  const std::optional<std::int64_t>& value) {
+  if (!value) return;
+  separate(out, first);
+  out += key;
+  append_int(out, *value);
+}
+
+// Every dimension present is written, an empty model or size too.
+void write_usage(std::string& out, const pricing::Usage& u) {
+  out += '{';
+  bool first = true;
+  if (u.model) {
+    separate(out, first);
+    out += "\"model\":";
+    append_quoted(out, *u.model);
+  }
+  optional_int(out, first, "\"input_tokens\":", u.input_tokens);
+  optional_int(out, first, "\"output_tokens\":", u.output_tokens);
+  optional_int(out, first, "\"files_read\":", u.files_read);
+  optional_int(out, first, "\"lines_emitted\":", u.lines_emitted);
+  optional_int(out, first, "\"lines_changed\":", u.lines_changed);
+  if (u.size) {
+    separate(out, first);
+    out += "\"size\":";
+    append_quoted(out, *u.size);
+  }
+  optional_int(out, first, "\"count\":", u.count);
+  optional_int(out, first, "\"duration_ms\":", u.duration_ms);
+  optional_int(out, first, "\"records\":", u.records);
+  out += '}';
+}
+
+void write_metadata(std::string& out, const ledger::Metadata& m) {
+  out += '{';
+  bool first = true;
+  optional_string(out, first, "\"file\":", m.file);
+  optional_string(out, first, "\"feature\":", m.feature);
+  optional_string(out, first, "\"model\":", m.model);
+  optional_string(out, first, "\"snapshot_id\":", m.snapshot_id);
+  optional_string(out, first, "\"call_site\":", m.call_site);
+  optional_string(out, first, "\"intent\":", m.intent);
+  optional_string(out, first, "\"request_hash\":", m.request_hash);
   for (const auto& [k, v] : m.extra) {
-    if (!v.empty()) w.key(k).string(v);
+    if (v.empty()) continue;
+    separate(out, first);
+    append_quoted(out, k);
+    out += ':';
+    append_quoted(out, v);
   }
-  w.end_object();
+  out += '}';
+}
+
+}  // namespace
+
+void append_event_json(std::string& out, const Event& e) {
+  out += "{\"seq\":";
+  append_int(out, static_cast<std::int64_t>(e.seq));
+  out += ",\"at\":\"";
+  append_rfc3339(out, e.at_ms);
+  out += "\",\"account_id\":";
+  append_quoted(out, e.account_id);
+  string_or_null(out, ",\"user_id\":", e.user_id);
+  out += ",\"type\":\"";
+  out += ledger::event_type_name(e.type);
+  out += '"';
+  string_or_null(out, ",\"kind\":", e.kind ? pricing::kind_name(*e.kind) : std::string_view());
+  string_or_null(out, ",\"pool\":", e.pool);
+  out += ",\"credits\":";
+  append_credits(out, e.credits);
+  out += ",\"available_after\":";
+  if (e.available_after) {
+    append_credits(out, *e.available_after);
+  } else {
+    out += "null";
+  }
+  out += ",\"drawn_from\":[";
+  for (std::size_t i = 0; i < e.drawn_from.size(); ++i) {
+    out += i == 0 ? "{\"source\":" : ",{\"source\":";
+    append_quoted(out, e.drawn_from[i].source);
+    out += ",\"credits\":";
+    append_credits(out, e.drawn_from[i].credits);
+    out += '}';
+  }
+  out += ']';
+  string_or_null(out, ",\"refused_by\":", e.refused_by);
+  string_or_null(out, ",\"priced_by\":", e.priced_by);
+  out += ",\"usage\":";
+  if (e.usage) {
+    write_usage(out, *e.usage);
+  } else {
+    out += "null";
+  }
+  out += ",\"metadata\":";
+  write_metadata(out, e.metadata);
+  string_or_null(out, ",\"cache_key\":", e.cache_key);
+  string_or_null(out, ",\"idempotency_key\":", e.idempotency_key);
+  out += ",\"rate_card_version\":";
+  if (e.rate_card_version != 0) {
+    append_int(out, e.rate_card_version);
+  } else {
+    out += "null";
+  }
+  out += e.imported ? ",\"imported\":true" : ",\"imported\":false";
+  bool first = false;  // fields follow "imported"
+  optional_string(out, first, "\"hold_id\":", e.hold_id);
+  optional_string(out, first, "\"charge_id\":", e.charge_id);
+  optional_string(out, first, "\"grant_id\":", e.grant_id);
+  optional_string(out, first, "\"refund_id\":", e.refund_id);
+  optional_string(out, first, "\"object\":", e.object);
+  optional_string(out, first, "\"plan\":", e.plan);
+  optional_string(out, first, "\"previous_plan\":", e.previous_plan);
+  if (e.proration_usd_cents != 0) {
+    out += ",\"proration_usd_cents\":";
+    append_int(out, e.proration_usd_cents);
+  }
+  optional_string(out, first, "\"reason\":", e.reason);
+  out += '}';
+}
+
+std::string event_to_json(const Event& event) {
+  std::string out;
+  append_event_json(out, event);
+  return out;
 }
 
 // --- parsing ---------------------------------------------------------------------------
+
+namespace {
+
+using simdjson::ondemand::json_type;
+using simdjson::ondemand::value;
 
 Error field_error(std::string_view param, std::string_view what,
                   ErrorCode code = ErrorCode::kInvalidRequest) {
@@ -97,26 +276,33 @@ bool id_chars(std::string_view s) {
   return true;
 }
 
-using simdjson::ondemand::json_type;
-using simdjson::ondemand::value;
-
-// A string, or "" for null. Error when it is another type.
-Result<std::string> read_optional_string(value v, std::string_view param) {
+// A string or null ("" for null), as a view into the parser's string buffer (valid until
+// the next line is parsed).
+Status read_optional_view(value v, std::string_view param, std::string_view& out) {
   json_type t;
   if (v.type().get(t)) return field_error(param, "invalid JSON");
-  if (t == json_type::null) return std::string();
-  std::string_view s;
-  if (t != json_type::string || v.get_string().get(s)) {
+  if (t == json_type::null) {
+    out = {};
+    return ok_status();
+  }
+  if (t != json_type::string || v.get_string().get(out)) {
     return field_error(param, "must be a string or null");
   }
-  return std::string(s);
+  return ok_status();
 }
 
-Result<std::int64_t> read_count(value v, std::string_view param) {
-  std::int64_t n = 0;
-  if (v.get_int64().get(n)) return field_error(param, "must be an integer");
-  if (n < 0 || n > pricing::kUsageDimensionMax) return field_error(param, "out of range");
-  return n;
+Status read_optional_string(value v, std::string_view param, std::string& out) {
+  std::string_view s;
+  Status st = read_optional_view(v, param, s);
+  if (st.ok()) out.assign(s);
+  return st;
+}
+
+std::string dotted(std::string_view parent, std::string_view key) {
+  std::string param(parent);
+  param += '.';
+  param += key;
+  return param;
 }
 
 Result<Millicredits> read_credits(value v, std::string_view param) {
@@ -129,44 +315,85 @@ Result<Millicredits> read_credits(value v, std::string_view param) {
   return *parsed;
 }
 
-Result<std::optional<pricing::Usage>> read_usage(value v) {
+// The slot of an integer usage dimension, or null when `key` is not one.
+std::optional<std::int64_t>* usage_count_slot(pricing::Usage& u, std::string_view key) {
+  switch (key.empty() ? '\0' : key[0]) {
+    case 'i':
+      return key == "input_tokens" ? &u.input_tokens : nullptr;
+    case 'o':
+      return key == "output_tokens" ? &u.output_tokens : nullptr;
+    case 'f':
+      return key == "files_read" ? &u.files_read : nullptr;
+    case 'l':
+      return key == "lines_emitted"   ? &u.lines_emitted
+             : key == "lines_changed" ? &u.lines_changed
+                                      : nullptr;
+    case 'c':
+      return key == "count" ? &u.count : nullptr;
+    case 'd':
+      return key == "duration_ms" ? &u.duration_ms : nullptr;
+    case 'r':
+      return key == "records" ? &u.records : nullptr;
+    default:
+      return nullptr;
+  }
+}
+
+Status read_usage(value v, std::optional<pricing::Usage>& out) {
   json_type t;
   if (v.type().get(t)) return field_error("usage", "invalid JSON");
-  if (t == json_type::null) return std::optional<pricing::Usage>();
+  if (t == json_type::null) {
+    out.reset();
+    return ok_status();
+  }
   simdjson::ondemand::object obj;
   if (t != json_type::object || v.get_object().get(obj)) {
     return field_error("usage", "must be an object or null");
   }
-  pricing::Usage u;
+  pricing::Usage& u = out.emplace();
   for (auto field_result : obj) {
     simdjson::ondemand::field field;
     std::string_view key;
     if (std::move(field_result).get(field) || field.unescaped_key().get(key)) {
       return field_error("usage", "invalid JSON", ErrorCode::kInvalidJson);
     }
-    std::string param = "usage." + std::string(key);
     value fv = field.value();
     if (key == "model" || key == "size") {
       std::string_view s;
-      if (fv.get_string().get(s)) return field_error(param, "must be a string");
+      if (fv.get_string().get(s)) return field_error(dotted("usage", key), "must be a string");
       (key == "model" ? u.model : u.size) = std::string(s);
       continue;
     }
-    std::optional<std::int64_t>* slot = nullptr;
-    if (key == "input_tokens") slot = &u.input_tokens;
-    if (key == "output_tokens") slot = &u.output_tokens;
-    if (key == "files_read") slot = &u.files_read;
-    if (key == "lines_emitted") slot = &u.lines_emitted;
-    if (key == "lines_changed") slot = &u.lines_changed;
-    if (key == "count") slot = &u.count;
-    if (key == "duration_ms") slot = &u.duration_ms;
-    if (key == "records") slot = &u.records;
-    if (slot == nullptr) return field_error(param, "unknown usage dimension");
-    auto n = read_count(fv, param);
-    if (!n.ok()) return n.error();
-    *slot = *n;
+    std::optional<std::int64_t>* slot = usage_count_slot(u, key);
+    if (slot == nullptr) return field_error(dotted("usage", key), "unknown usage dimension");
+    std::int64_t n = 0;
+    if (fv.get_int64().get(n)) return field_error(dotted("usage", key), "must be an integer");
+    if (n < 0 || n > pricing::kUsageDimensionMax) {
+      return field_error(dotted("usage", key), "out of range");
+    }
+    *slot = n;
   }
-  return std::optional<pricing::Usage>(std::move(u));
+  return ok_status();
+}
+
+// The known key's string, or null for a key of the client's own.
+std::string* metadata_slot(ledger::Metadata& m, std::string_view key) {
+  switch (key.empty() ? '\0' : key[0]) {
+    case 'f':
+      return key == "file" ? &m.file : key == "feature" ? &m.feature : nullptr;
+    case 'm':
+      return key == "model" ? &m.model : nullptr;
+    case 's':
+      return key == "snapshot_id" ? &m.snapshot_id : nullptr;
+    case 'c':
+      return key == "call_site" ? &m.call_site : nullptr;
+    case 'i':
+      return key == "intent" ? &m.intent : nullptr;
+    case 'r':
+      return key == "request_hash" ? &m.request_hash : nullptr;
+    default:
+      return nullptr;
+  }
 }
 
 Status read_metadata(value v, ledger::Metadata& m) {
@@ -183,42 +410,38 @@ Status read_metadata(value v, ledger::Metadata& m) {
     if (std::move(field_result).get(field) || field.unescaped_key().get(key)) {
       return field_error("metadata", "invalid JSON", ErrorCode::kInvalidJson);
     }
-    std::string param = "metadata." + std::string(key);
-    auto s = read_optional_string(field.value(), param);
-    if (!s.ok()) return s.error();
-    if (s->size() > kMetadataValueCharsMax) return field_error(param, "longer than 256 chars");
-    if (key == "file")
-      m.file = std::move(*s);
-    else if (key == "feature")
-      m.feature = std::move(*s);
-    else if (key == "model")
-      m.model = std::move(*s);
-    else if (key == "snapshot_id")
-      m.snapshot_id = std::move(*s);
-    else if (key == "call_site")
-      m.call_site = std::move(*s);
-    else if (key == "intent") {
-      if (!s->empty() && *s != "feature" && *s != "fix" && *s != "question") {
-        return field_error(param, "must be feature, fix or question");
-      }
-      m.intent = std::move(*s);
-    } else if (key == "request_hash")
-      m.request_hash = std::move(*s);
-    else {
-      if (m.extra.size() >= kMetadataExtraKeysMax) {
-        return field_error(param, "more than 16 keys of the client's own");
-      }
-      m.extra.emplace_back(std::string(key), std::move(*s));
+    std::string_view s;
+    json_type vt;
+    value fv = field.value();
+    if (fv.type().get(vt)) return field_error(dotted("metadata", key), "invalid JSON");
+    if (vt == json_type::null) {
+      s = {};
+    } else if (vt != json_type::string || fv.get_string().get(s)) {
+      return field_error(dotted("metadata", key), "must be a string or null");
     }
+    if (s.size() > kMetadataValueCharsMax) {
+      return field_error(dotted("metadata", key), "longer than 256 chars");
+    }
+    if (std::string* slot = metadata_slot(m, key)) {
+      if (slot == &m.intent && !s.empty() && s != "feature" && s != "fix" && s != "question") {
+        return field_error(dotted("metadata", key), "must be feature, fix or question");
+      }
+      slot->assign(s);
+      continue;
+    }
+    if (m.extra.size() >= kMetadataExtraKeysMax) {
+      return field_error(dotted("metadata", key), "more than 16 keys of the client's own");
+    }
+    m.extra.emplace_back(std::string(key), std::string(s));
   }
   return ok_status();
 }
 
-Result<std::vector<ledger::DrawnFrom>> read_drawn_from(value v) {
-  std::vector<ledger::DrawnFrom> out;
+Status read_drawn_from(value v, std::vector<ledger::DrawnFrom>& out) {
+  out.clear();
   json_type t;
   if (v.type().get(t)) return field_error("drawn_from", "invalid JSON");
-  if (t == json_type::null) return out;
+  if (t == json_type::null) return ok_status();
   simdjson::ondemand::array arr;
   if (t != json_type::array || v.get_array().get(arr)) {
     return field_error("drawn_from", "must be an array");
@@ -228,7 +451,7 @@ Result<std::vector<ledger::DrawnFrom>> read_drawn_from(value v) {
     if (item_result.get_object().get(obj)) {
       return field_error("drawn_from", "items must be objects");
     }
-    ledger::DrawnFrom d;
+    ledger::DrawnFrom& d = out.emplace_back();
     for (auto field_result : obj) {
       simdjson::ondemand::field field;
       std::string_view key;
@@ -240,16 +463,15 @@ Result<std::vector<ledger::DrawnFrom>> read_drawn_from(value v) {
         if (field.value().get_string().get(s)) {
           return field_error("drawn_from.source", "must be a string");
         }
-        d.source = std::string(s);
+        d.source.assign(s);
       } else if (key == "credits") {
         auto c = read_credits(field.value(), "drawn_from.credits");
         if (!c.ok()) return c.error();
         d.credits = *c;
       }
     }
-    out.push_back(std::move(d));
   }
-  return out;
+  return ok_status();
 }
 
 bool user_caused(EventType t) {
@@ -262,100 +484,135 @@ simdjson::ondemand::parser& thread_parser() {
   return parser;
 }
 
-}  // namespace
-
-void append_event_json(std::string& out, const Event& e) {
-  json::Writer w(out);
-  w.begin_object();
-  w.key("seq").integer(static_cast<std::int64_t>(e.seq));
-  w.key("at").string(format_rfc3339(e.at_ms));
-  w.key("account_id").string(e.account_id);
-  key_string_or_null(w, "user_id", e.user_id);
-  w.key("type").string(ledger::event_type_name(e.type));
-  key_string_or_null(w, "kind", e.kind ? pricing::kind_name(*e.kind) : std::string_view());
-  key_string_or_null(w, "pool", e.pool);
-  key_credits(w, "credits", e.credits);
-  w.key("available_after");
-  if (e.available_after) {
-    w.raw(format_credits(*e.available_after));
-  } else {
-    w.null();
-  }
-  w.key("drawn_from").begin_array();
-  for (const auto& d : e.drawn_from) {
-    w.begin_object().key("source").string(d.source);
-    key_credits(w, "credits", d.credits);
-    w.end_object();
-  }
-  w.end_array();
-  key_string_or_null(w, "refused_by", e.refused_by);
-  key_string_or_null(w, "priced_by", e.priced_by);
-  w.key("usage");
-  if (e.usage) {
-    write_usage(w, *e.usage);
-  } else {
-    w.null();
-  }
-  w.key("metadata");
-  write_metadata(w, e.metadata);
-  key_string_or_null(w, "cache_key", e.cache_key);
-  key_string_or_null(w, "idempotency_key", e.idempotency_key);
-  w.key("rate_card_version");
-  if (e.rate_card_version != 0) {
-    w.integer(e.rate_card_version);
-  } else {
-    w.null();
-  }
-  w.key("imported").boolean(e.imported);
-  auto put = [&](std::string_view k, const std::string& v) {
-    if (!v.empty()) w.key(k).string(v);
-  };
-  put("hold_id", e.hold_id);
-  put("charge_id", e.charge_id);
-  put("grant_id", e.grant_id);
-  put("refund_id", e.refund_id);
-  put("object", e.object);
-  put("plan", e.plan);
-  put("previous_plan", e.previous_plan);
-  if (e.proration_usd_cents != 0) w.key("proration_usd_cents").integer(e.proration_usd_cents);
-  put("reason", e.reason);
-  w.end_object();
+// Back to a default Event, keeping the capacity of its strings and vectors. A field
+// added to Event must be reset here too (the size check below is the reminder).
+void reset(Event& e) {
+  static_assert(sizeof(Event) == 1040 || sizeof(void*) != 8,
+                "ledger::Event changed: reset the new field in event_json.cc reset()");
+  e.seq = 0;
+  e.at_ms = 0;
+  e.account_id.clear();
+  e.user_id.clear();
+  e.type = EventType::kCharge;
+  e.kind.reset();
+  e.pool.clear();
+  e.credits = Millicredits::zero();
+  e.available_after.reset();
+  e.drawn_from.clear();
+  e.refused_by.clear();
+  e.priced_by.clear();
+  e.usage.reset();
+  e.metadata.file.clear();
+  e.metadata.feature.clear();
+  e.metadata.model.clear();
+  e.metadata.snapshot_id.clear();
+  e.metadata.call_site.clear();
+  e.metadata.intent.clear();
+  e.metadata.request_hash.clear();
+  e.metadata.extra.clear();
+  e.cache_key.clear();
+  e.idempotency_key.clear();
+  e.rate_card_version = 0;
+  e.imported = false;
+  e.hold_id.clear();
+  e.charge_id.clear();
+  e.grant_id.clear();
+  e.refund_id.clear();
+  e.object.clear();
+  e.plan.clear();
+  e.previous_plan.clear();
+  e.proration_usd_cents = 0;
+  e.reason.clear();
 }
 
-std::string event_to_json(const Event& event) {
-  std::string out;
-  append_event_json(out, event);
-  return out;
+// The plain string fields that take a string or null, by key; null for other keys.
+std::string* string_slot(Event& e, std::string_view key) {
+  switch (key.empty() ? '\0' : key[0]) {
+    case 'c':
+      return key == "cache_key" ? &e.cache_key : key == "charge_id" ? &e.charge_id : nullptr;
+    case 'g':
+      return key == "grant_id" ? &e.grant_id : nullptr;
+    case 'h':
+      return key == "hold_id" ? &e.hold_id : nullptr;
+    case 'i':
+      return key == "idempotency_key" ? &e.idempotency_key : nullptr;
+    case 'o':
+      return key == "object" ? &e.object : nullptr;
+    case 'p':
+      return key == "pool"            ? &e.pool
+             : key == "priced_by"     ? &e.priced_by
+             : key == "plan"          ? &e.plan
+             : key == "previous_plan" ? &e.previous_plan
+                                      : nullptr;
+    case 'r':
+      return key == "refused_by"  ? &e.refused_by
+             : key == "refund_id" ? &e.refund_id
+             : key == "reason"    ? &e.reason
+                                  : nullptr;
+    default:
+      return nullptr;
+  }
 }
 
-Result<Event> parse_event_json(std::string_view line) {
-  if (line.size() > kEventLineBytesMax) {
-    return Error(ErrorCode::kBodyTooLarge, "line longer than 1 MiB");
-  }
-  // simdjson reads up to SIMDJSON_PADDING bytes past the end: parse from a padded copy.
-  thread_local std::string padded;
-  padded.assign(line);
-  padded.resize(line.size() + simdjson::SIMDJSON_PADDING, '\0');
-  simdjson::padded_string_view view(padded.data(), line.size(), padded.size());
-  simdjson::ondemand::document doc;
-  if (thread_parser().iterate(view).get(doc)) {
-    return Error(ErrorCode::kInvalidJson, "not valid JSON");
-  }
-  simdjson::ondemand::object obj;
-  if (doc.get_object().get(obj)) return Error(ErrorCode::kInvalidJson, "not a JSON object");
+// The top-level keys with their own rules (string fields go through string_slot).
+enum class Key : std::uint8_t {
+  kOther,
+  kSeq,
+  kAt,
+  kAccountId,
+  kUserId,
+  kType,
+  kKind,
+  kCredits,
+  kAvailableAfter,
+  kDrawnFrom,
+  kUsage,
+  kMetadata,
+  kRateCardVersion,
+  kImported,
+  kProration,
+};
 
-  Event e;
-  bool has_at = false, has_account = false, has_user = false, has_type = false;
-  bool has_credits = false;
-  std::string kind_text;
-  for (auto field_result : obj) {
-    simdjson::ondemand::field field;
-    std::string_view key;
-    if (std::move(field_result).get(field) || field.unescaped_key().get(key)) {
-      return Error(ErrorCode::kInvalidJson, "not valid JSON");
-    }
-    value v = field.value();
-    if (key == "seq") {
+Key classify(std::string_view key) {
+  switch (key.empty() ? '\0' : key[0]) {
+    case 's':
+      return key == "seq" ? Key::kSeq : Key::kOther;
+    case 'a':
+      return key == "at"                ? Key::kAt
+             : key == "account_id"      ? Key::kAccountId
+             : key == "available_after" ? Key::kAvailableAfter
+                                        : Key::kOther;
+    case 'u':
+      return key == "user_id" ? Key::kUserId : key == "usage" ? Key::kUsage : Key::kOther;
+    case 't':
+      return key == "type" ? Key::kType : Key::kOther;
+    case 'k':
+      return key == "kind" ? Key::kKind : Key::kOther;
+    case 'c':
+      return key == "credits" ? Key::kCredits : Key::kOther;
+    case 'd':
+      return key == "drawn_from" ? Key::kDrawnFrom : Key::kOther;
+    case 'm':
+      return key == "metadata" ? Key::kMetadata : Key::kOther;
+    case 'r':
+      return key == "rate_card_version" ? Key::kRateCardVersion : Key::kOther;
+    case 'i':
+      return key == "imported" ? Key::kImported : Key::kOther;
+    case 'p':
+      return key == "proration_usd_cents" ? Key::kProration : Key::kOther;
+    default:
+      return Key::kOther;
+  }
+}
+
+struct Seen {
+  bool at = false, account = false, user = false, type = false, credits = false;
+  std::string_view kind_text;
+};
+
+Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
+  switch (classify(key)) {
+    case Key::kSeq: {
       json_type t;
       if (v.type().get(t)) return field_error("seq", "invalid JSON", ErrorCode::kInvalidJson);
       std::uint64_t seq = 0;
@@ -363,52 +620,60 @@ Result<Event> parse_event_json(std::string_view line) {
         return field_error("seq", "must be a non-negative integer");
       }
       e.seq = seq;
-    } else if (key == "at") {
+      return ok_status();
+    }
+    case Key::kAt: {
       std::string_view s;
       if (v.get_string().get(s)) return field_error("at", "must be an RFC 3339 string");
       auto at = parse_rfc3339(s);
       if (!at) return field_error("at", "not an RFC 3339 instant");
       e.at_ms = *at;
-      has_at = true;
-    } else if (key == "account_id") {
+      seen.at = true;
+      return ok_status();
+    }
+    case Key::kAccountId: {
       std::string_view s;
       if (v.get_string().get(s)) return field_error("account_id", "must be a string");
       if (s.empty() || s.size() > kIdCharsMax || !id_chars(s)) {
         return field_error("account_id", "must be 1-64 characters of [A-Za-z0-9._:-]");
       }
-      e.account_id = std::string(s);
-      has_account = true;
-    } else if (key == "user_id") {
-      auto s = read_optional_string(v, "user_id");
-      if (!s.ok()) return s.error();
-      if (s->size() > kUserIdCharsMax || !printable_ascii(*s)) {
+      e.account_id.assign(s);
+      seen.account = true;
+      return ok_status();
+    }
+    case Key::kUserId: {
+      std::string_view s;
+      Status st = read_optional_view(v, "user_id", s);
+      if (!st.ok()) return st;
+      if (s.size() > kUserIdCharsMax || !printable_ascii(s)) {
         return field_error("user_id", "must be 1-128 printable ASCII characters");
       }
-      e.user_id = std::move(*s);
-      has_user = !e.user_id.empty();
-    } else if (key == "type") {
+      e.user_id.assign(s);
+      seen.user = !s.empty();
+      return ok_status();
+    }
+    case Key::kType: {
       std::string_view s;
       if (v.get_string().get(s)) return field_error("type", "must be a string");
       auto t = ledger::parse_event_type(s);
       if (!t) return field_error("type", "unknown event type '" + std::string(s) + "'");
       e.type = *t;
-      has_type = true;
-    } else if (key == "kind") {
-      auto s = read_optional_string(v, "kind");
-      if (!s.ok()) return s.error();
-      kind_text = std::move(*s);
-    } else if (key == "pool") {
-      auto s = read_optional_string(v, "pool");
-      if (!s.ok()) return s.error();
-      e.pool = std::move(*s);
-    } else if (key == "credits") {
+      seen.type = true;
+      return ok_status();
+    }
+    case Key::kKind:
+      return read_optional_view(v, "kind", seen.kind_text);
+    case Key::kCredits: {
       auto c = read_credits(v, "credits");
       if (!c.ok()) return c.error();
-      if (c->is_negative())
+      if (c->is_negative()) {
         return field_error("credits", "must not be negative", ErrorCode::kInvalidAmount);
+      }
       e.credits = *c;
-      has_credits = true;
-    } else if (key == "available_after") {
+      seen.credits = true;
+      return ok_status();
+    }
+    case Key::kAvailableAfter: {
       json_type t;
       if (v.type().get(t)) return field_error("available_after", "invalid JSON");
       if (t != json_type::null) {
@@ -416,79 +681,321 @@ Result<Event> parse_event_json(std::string_view line) {
         if (!c.ok()) return c.error();
         e.available_after = *c;
       }
-    } else if (key == "drawn_from") {
-      auto d = read_drawn_from(v);
-      if (!d.ok()) return d.error();
-      e.drawn_from = std::move(*d);
-    } else if (key == "usage") {
-      auto u = read_usage(v);
-      if (!u.ok()) return u.error();
-      e.usage = std::move(*u);
-    } else if (key == "metadata") {
-      auto st = read_metadata(v, e.metadata);
-      if (!st.ok()) return st.error();
-    } else if (key == "rate_card_version") {
+      return ok_status();
+    }
+    case Key::kDrawnFrom:
+      return read_drawn_from(v, e.drawn_from);
+    case Key::kUsage:
+      return read_usage(v, e.usage);
+    case Key::kMetadata:
+      return read_metadata(v, e.metadata);
+    case Key::kRateCardVersion: {
       json_type t;
       if (v.type().get(t)) return field_error("rate_card_version", "invalid JSON");
       if (t != json_type::null && v.get_int64().get(e.rate_card_version)) {
         return field_error("rate_card_version", "must be an integer");
       }
-    } else if (key == "imported") {
+      return ok_status();
+    }
+    case Key::kImported: {
       json_type t;
       if (v.type().get(t)) return field_error("imported", "invalid JSON");
       if (t != json_type::null && v.get_bool().get(e.imported)) {
         return field_error("imported", "must be a boolean");
       }
-    } else if (key == "proration_usd_cents") {
+      return ok_status();
+    }
+    case Key::kProration:
       if (v.get_int64().get(e.proration_usd_cents)) {
         return field_error("proration_usd_cents", "must be an integer");
       }
-    } else {
-      std::string* slot = nullptr;
-      if (key == "refused_by")
-        slot = &e.refused_by;
-      else if (key == "priced_by")
-        slot = &e.priced_by;
-      else if (key == "cache_key")
-        slot = &e.cache_key;
-      else if (key == "idempotency_key")
-        slot = &e.idempotency_key;
-      else if (key == "hold_id")
-        slot = &e.hold_id;
-      else if (key == "charge_id")
-        slot = &e.charge_id;
-      else if (key == "grant_id")
-        slot = &e.grant_id;
-      else if (key == "refund_id")
-        slot = &e.refund_id;
-      else if (key == "object")
-        slot = &e.object;
-      else if (key == "plan")
-        slot = &e.plan;
-      else if (key == "previous_plan")
-        slot = &e.previous_plan;
-      else if (key == "reason")
-        slot = &e.reason;
-      if (slot != nullptr) {
-        auto s = read_optional_string(v, key);
-        if (!s.ok()) return s.error();
-        *slot = std::move(*s);
-      }
+      return ok_status();
+    case Key::kOther:
+      if (std::string* slot = string_slot(e, key)) return read_optional_string(v, key, *slot);
       // Other fields are ignored: an import may carry another system's extras.
+      return ok_status();
+  }
+  return ok_status();
+}
+
+// --- the canonical layout -----------------------------------------------------------
+//
+// Lines in the layout append_event_json writes (its keys in its order, strings of printable
+// ASCII without escapes, plain decimal numbers) are read by a scanner made for it; any
+// other line, and any value the rules refuse, goes to the simdjson path, which gives the
+// errors. Every value the scanner accepts is one the simdjson path reads the same way (the
+// same checks and conversions on the same text), so the Event is the same.
+class CanonicalScanner {
+ public:
+  CanonicalScanner(std::string_view line, Event& e)
+      : p_(line.data()), end_(p_ + line.size()), e_(e) {}
+
+  // True when the whole line was read into the event (which was reset first).
+  bool scan() {
+    reset(e_);
+    std::string_view s;
+    if (!lit("{\"seq\":") || !uint(e_.seq)) return false;
+    if (!lit(",\"at\":") || !str(s)) return false;
+    auto at = parse_rfc3339(s);
+    if (!at) return false;
+    e_.at_ms = *at;
+    if (!lit(",\"account_id\":") || !str(s)) return false;
+    if (s.empty() || s.size() > kIdCharsMax || !id_chars(s)) return false;
+    e_.account_id.assign(s);
+    if (!lit(",\"user_id\":") || !str_or_null(s) || s.size() > kUserIdCharsMax) return false;
+    e_.user_id.assign(s);
+    const bool user = !s.empty();
+    if (!lit(",\"type\":") || !str(s)) return false;
+    auto type = ledger::parse_event_type(s);
+    if (!type) return false;
+    e_.type = *type;
+    std::string_view kind_text;
+    if (!lit(",\"kind\":") || !str_or_null(kind_text)) return false;
+    if (!lit(",\"pool\":") || !str_or_null(e_.pool)) return false;
+    if (!lit(",\"credits\":") || !credits(e_.credits)) return false;
+    if (!lit(",\"available_after\":")) return false;
+    if (!null()) {
+      Millicredits c;
+      if (!credits(c)) return false;
+      e_.available_after = c;
     }
+    if (!lit(",\"drawn_from\":[") || !drawn_from()) return false;
+    if (!lit(",\"refused_by\":") || !str_or_null(e_.refused_by)) return false;
+    if (!lit(",\"priced_by\":") || !str_or_null(e_.priced_by)) return false;
+    if (!lit(",\"usage\":") || !(null() || usage())) return false;
+    if (!lit(",\"metadata\":") || !(null() || metadata())) return false;
+    if (!lit(",\"cache_key\":") || !str_or_null(e_.cache_key)) return false;
+    if (!lit(",\"idempotency_key\":") || !str_or_null(e_.idempotency_key)) return false;
+    if (!lit(",\"rate_card_version\":")) return false;
+    if (!null()) {
+      std::uint64_t v = 0;
+      if (!uint(v)) return false;
+      e_.rate_card_version = static_cast<std::int64_t>(v);
+    }
+    if (lit(",\"imported\":true")) {
+      e_.imported = true;
+    } else if (!lit(",\"imported\":false")) {
+      return false;
+    }
+    // The optional fields, in the writer's order.
+    if (lit(",\"hold_id\":") && !str(s, e_.hold_id)) return false;
+    if (lit(",\"charge_id\":") && !str(s, e_.charge_id)) return false;
+    if (lit(",\"grant_id\":") && !str(s, e_.grant_id)) return false;
+    if (lit(",\"refund_id\":") && !str(s, e_.refund_id)) return false;
+    if (lit(",\"object\":") && !str(s, e_.object)) return false;
+    if (lit(",\"plan\":") && !str(s, e_.plan)) return false;
+    if (lit(",\"previous_plan\":") && !str(s, e_.previous_plan)) return false;
+    if (lit(",\"proration_usd_cents\":")) {
+      std::uint64_t v = 0;
+      if (!uint(v)) return false;
+      e_.proration_usd_cents = static_cast<std::int64_t>(v);
+    }
+    if (lit(",\"reason\":") && !str(s, e_.reason)) return false;
+    if (!lit("}") || p_ != end_) return false;
+    // The simdjson path's checks after the fields (at, account_id, type and credits were
+    // read above).
+    if (!user && user_caused(e_.type)) return false;
+    if (!kind_text.empty()) {
+      e_.kind = pricing::parse_kind(kind_text);
+      if (!e_.kind) return false;
+    } else if (e_.type == EventType::kCharge || e_.type == EventType::kHold) {
+      return false;
+    }
+    return true;
   }
 
-  if (!has_at) return field_error("at", "required");
-  if (!has_account) return field_error("account_id", "required");
-  if (!has_type) return field_error("type", "required");
-  if (!has_credits) return field_error("credits", "required", ErrorCode::kInvalidAmount);
-  if (!has_user && user_caused(e.type)) return field_error("user_id", "required");
-  if (!kind_text.empty()) {
-    e.kind = pricing::parse_kind(kind_text);
-    if (!e.kind) return field_error("kind", "unknown kind '" + kind_text + "'");
+ private:
+  bool lit(std::string_view text) {
+    if (static_cast<std::size_t>(end_ - p_) < text.size() ||
+        std::memcmp(p_, text.data(), text.size()) != 0) {
+      return false;
+    }
+    p_ += text.size();
+    return true;
+  }
+  bool null() { return lit("null"); }
+  // A string of printable ASCII without escapes (what needs no unescaping).
+  bool str(std::string_view& out) {
+    if (p_ == end_ || *p_ != '"') return false;
+    const char* begin = ++p_;
+    while (p_ != end_) {
+      const char c = *p_;
+      if (c == '"') {
+        out = std::string_view(begin, static_cast<std::size_t>(p_ - begin));
+        ++p_;
+        return true;
+      }
+      if (c < 0x20 || c > 0x7e || c == '\\') return false;
+      ++p_;
+    }
+    return false;
+  }
+  bool str(std::string_view& s, std::string& out) {
+    if (!str(s)) return false;
+    out.assign(s);
+    return true;
+  }
+  bool str_or_null(std::string_view& out) {
+    if (null()) {
+      out = {};
+      return true;
+    }
+    return str(out);
+  }
+  bool str_or_null(std::string& out) {
+    std::string_view s;
+    if (!str_or_null(s)) return false;
+    out.assign(s);
+    return true;
+  }
+  // A non-negative integer of at most 18 digits, without leading zeros.
+  bool uint(std::uint64_t& out) {
+    const char* begin = p_;
+    std::uint64_t v = 0;
+    while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
+      v = v * 10 + static_cast<std::uint64_t>(*p_ - '0');
+      ++p_;
+    }
+    const auto digits = p_ - begin;
+    if (digits == 0 || digits > 18 || (digits > 1 && *begin == '0')) return false;
+    out = v;
+    return true;
+  }
+  // Digits, optionally a point and digits: read by parse_credits as the simdjson path does.
+  bool credits(Millicredits& out) {
+    const char* begin = p_;
+    while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    if (p_ == begin) return false;
+    if (p_ != end_ && *p_ == '.') {
+      const char* frac = ++p_;
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+      if (p_ == frac) return false;
+    }
+    auto parsed = parse_credits(std::string_view(begin, static_cast<std::size_t>(p_ - begin)));
+    if (!parsed.ok() || parsed->is_negative()) return false;
+    out = *parsed;
+    return true;
+  }
+  bool drawn_from() {
+    if (lit("]")) return true;
+    do {
+      ledger::DrawnFrom& d = e_.drawn_from.emplace_back();
+      std::string_view s;
+      if (!lit("{\"source\":") || !str(s)) return false;
+      d.source.assign(s);
+      if (!lit(",\"credits\":") || !credits(d.credits) || !lit("}")) return false;
+    } while (lit(","));
+    return lit("]");
+  }
+  bool usage() {
+    if (!lit("{")) return false;
+    pricing::Usage& u = e_.usage.emplace();
+    if (lit("}")) return true;
+    do {
+      std::string_view key;
+      if (!str(key) || !lit(":")) return false;
+      if (key == "model" || key == "size") {
+        std::string_view s;
+        if (!str(s)) return false;
+        (key == "model" ? u.model : u.size) = std::string(s);
+        continue;
+      }
+      std::optional<std::int64_t>* slot = usage_count_slot(u, key);
+      std::uint64_t n = 0;
+      if (slot == nullptr || !uint(n) ||
+          n > static_cast<std::uint64_t>(pricing::kUsageDimensionMax)) {
+        return false;
+      }
+      *slot = static_cast<std::int64_t>(n);
+    } while (lit(","));
+    return lit("}");
+  }
+  bool metadata() {
+    if (!lit("{")) return false;
+    if (lit("}")) return true;
+    ledger::Metadata& m = e_.metadata;
+    do {
+      std::string_view key, s;
+      if (!str(key) || !lit(":") || !str_or_null(s) || s.size() > kMetadataValueCharsMax) {
+        return false;
+      }
+      if (std::string* slot = metadata_slot(m, key)) {
+        if (slot == &m.intent && !s.empty() && s != "feature" && s != "fix" && s != "question") {
+          return false;
+        }
+        slot->assign(s);
+        continue;
+      }
+      if (m.extra.size() >= kMetadataExtraKeysMax) return false;
+      m.extra.emplace_back(std::string(key), std::string(s));
+    } while (lit(","));
+    return lit("}");
+  }
+
+  const char* p_;
+  const char* end_;
+  Event& e_;
+};
+
+}  // namespace
+
+Status parse_event_json_padded(std::string_view line, Event& e) {
+  if (line.size() > kEventLineBytesMax) {
+    return Error(ErrorCode::kBodyTooLarge, "line longer than 1 MiB");
+  }
+  if (CanonicalScanner(line, e).scan()) return ok_status();
+  reset(e);
+  simdjson::padded_string_view view(line.data(), line.size(),
+                                    line.size() + simdjson::SIMDJSON_PADDING);
+  simdjson::ondemand::document doc;
+  if (thread_parser().iterate(view).get(doc)) {
+    return Error(ErrorCode::kInvalidJson, "not valid JSON");
+  }
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj)) return Error(ErrorCode::kInvalidJson, "not a JSON object");
+
+  Seen seen;
+  for (auto field_result : obj) {
+    simdjson::ondemand::field field;
+    std::string_view key;
+    if (std::move(field_result).get(field) || field.unescaped_key().get(key)) {
+      return Error(ErrorCode::kInvalidJson, "not valid JSON");
+    }
+    Status st = read_field(key, field.value(), e, seen);
+    if (!st.ok()) return st;
+  }
+
+  if (!seen.at) return field_error("at", "required");
+  if (!seen.account) return field_error("account_id", "required");
+  if (!seen.type) return field_error("type", "required");
+  if (!seen.credits) return field_error("credits", "required", ErrorCode::kInvalidAmount);
+  if (!seen.user && user_caused(e.type)) return field_error("user_id", "required");
+  if (!seen.kind_text.empty()) {
+    e.kind = pricing::parse_kind(seen.kind_text);
+    if (!e.kind) {
+      return field_error("kind", "unknown kind '" + std::string(seen.kind_text) + "'");
+    }
   } else if (e.type == EventType::kCharge || e.type == EventType::kHold) {
     return field_error("kind", "required for charges and holds");
   }
+  return ok_status();
+}
+
+Status parse_event_json(std::string_view line, Event& out) {
+  if (line.size() > kEventLineBytesMax) {
+    return Error(ErrorCode::kBodyTooLarge, "line longer than 1 MiB");
+  }
+  // simdjson reads up to SIMDJSON_PADDING bytes past the end: parse from a padded copy.
+  thread_local std::string padded;
+  padded.assign(line);
+  padded.resize(line.size() + simdjson::SIMDJSON_PADDING, '\0');
+  return parse_event_json_padded(std::string_view(padded.data(), line.size()), out);
+}
+
+Result<Event> parse_event_json(std::string_view line) {
+  Event e;
+  Status st = parse_event_json(line, e);
+  if (!st.ok()) return std::move(st.error());
   return e;
 }
 
@@ -496,50 +1003,70 @@ Result<Event> parse_event_json(std::string_view line) {
 
 NdjsonReader::NdjsonReader(const std::string& path) {
   if (path == "-") {
-    in_ = &std::cin;
+    fd_ = STDIN_FILENO;
   } else {
-    file_.open(path, std::ios::binary);
-    in_ = &file_;
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    own_fd_ = fd_ >= 0;
   }
-  ok_ = static_cast<bool>(*in_);
+  ok_ = fd_ >= 0;
+  if (ok_) buffer_ = std::make_unique<char[]>(kBufferBytes + kEventJsonPaddingBytes);
 }
 
-bool NdjsonReader::read_line() {
-  line_text_.clear();
-  too_long_ = false;
-  bool got_any = false;
+NdjsonReader::~NdjsonReader() {
+  if (own_fd_) ::close(fd_);
+}
+
+bool NdjsonReader::fill() {
+  if (eof_ || !ok_) return false;
+  if (begin_ > 0) {
+    std::memmove(buffer_.get(), buffer_.get() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  CREDIT_ASSERT(kBufferBytes - end_ >= kChunkBytes);
   for (;;) {
-    if (buffer_pos_ >= buffer_.size()) {
-      if (eof_) return got_any;
-      buffer_.resize(kChunkBytes);
-      in_->read(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
-      auto n = static_cast<std::size_t>(in_->gcount());
-      buffer_.resize(n);
-      buffer_pos_ = 0;
-      bytes_read_ += n;
-      if (n == 0 || !*in_) eof_ = true;
-      if (n == 0) return got_any;
+    ssize_t n = ::read(fd_, buffer_.get() + end_, kBufferBytes - end_);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // A read error ends the input like the end of the file.
+      eof_ = true;
+      return false;
     }
-    got_any = true;
-    std::string_view rest(buffer_.data() + buffer_pos_, buffer_.size() - buffer_pos_);
-    auto nl = rest.find('\n');
-    std::string_view piece = nl == std::string_view::npos ? rest : rest.substr(0, nl);
-    if (!too_long_) {
-      if (line_text_.size() + piece.size() > kEventLineBytesMax) {
-        // Keep reading to the newline but drop the bytes: memory stays bounded.
-        too_long_ = true;
-        line_text_.clear();
-        line_text_.shrink_to_fit();
-      } else {
-        line_text_.append(piece);
+    end_ += static_cast<std::size_t>(n);
+    bytes_read_ += static_cast<std::uint64_t>(n);
+    return true;
+  }
+}
+
+bool NdjsonReader::read_line(std::string_view& line) {
+  too_long_ = false;
+  if (!ok_) return false;
+  std::size_t scanned = begin_;  // no newline in [begin_, scanned)
+  for (;;) {
+    const char* base = buffer_.get();
+    if (scanned < end_) {
+      if (const void* nl = std::memchr(base + scanned, '\n', end_ - scanned)) {
+        const auto at = static_cast<std::size_t>(static_cast<const char*>(nl) - base);
+        line = std::string_view(base + begin_, at - begin_);
+        if (line.size() > kEventLineBytesMax) too_long_ = true;
+        begin_ = at + 1;
+        return true;
       }
     }
-    if (nl == std::string_view::npos) {
-      buffer_pos_ = buffer_.size();
-      continue;
+    if (end_ - begin_ > kEventLineBytesMax) {
+      // Too long already: drop its bytes and look for its end, so memory stays bounded.
+      too_long_ = true;
+      begin_ = end_;
     }
-    buffer_pos_ += nl + 1;
-    return true;
+    const std::size_t pending = end_ - begin_;  // this line's bytes so far, all scanned
+    if (!fill()) {
+      // The last line has no newline (or the input ended inside a dropped line).
+      if (pending == 0 && !too_long_) return false;
+      line = std::string_view(base + begin_, pending);
+      begin_ = end_;
+      return true;
+    }
+    scanned = begin_ + pending;
   }
 }
 
@@ -548,22 +1075,29 @@ void NdjsonReader::add_error(std::string reason) {
   if (errors_.size() < kErrorsKept) errors_.push_back({line_, std::move(reason)});
 }
 
+bool NdjsonReader::next_line(std::string_view& line, bool& too_long) {
+  if (!read_line(line)) return false;
+  ++line_;
+  too_long = too_long_;
+  if (!too_long && !line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return true;
+}
+
 bool NdjsonReader::next(Event& out) {
-  while (read_line()) {
-    ++line_;
-    if (too_long_) {
-      add_error("line longer than 1 MiB");
+  std::string_view text;
+  bool too_long = false;
+  while (next_line(text, too_long)) {
+    if (too_long) {
+      add_error(std::string(kLineTooLong));
       continue;
     }
-    std::string_view text = line_text_;
-    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-    if (text.find_first_not_of(" \t") == std::string_view::npos) continue;
-    auto parsed = parse_event_json(text);
+    if (is_blank_line(text)) continue;
+    // The buffer has kEventJsonPaddingBytes after its end, so any line in it is padded.
+    Status parsed = parse_event_json_padded(text, out);
     if (!parsed.ok()) {
-      add_error(parsed.error().message);
+      add_error(std::move(parsed.error().message));
       continue;
     }
-    out = std::move(*parsed);
     return true;
   }
   return false;

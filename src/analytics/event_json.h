@@ -12,7 +12,9 @@
 // charge_id, grant_id, refund_id, object, plan, previous_plan, proration_usd_cents,
 // reason. Optional values named by API.md are written as null, never left out.
 //
-// Parsing: `at`, `account_id`, `type` and `credits` are required on every line;
+// Parsing (simdjson on demand, straight from the caller's buffer into a reused Event, so
+// a line costs no copy and, once the Event's strings have grown, no allocation): `at`,
+// `account_id`, `type` and `credits` are required on every line;
 // `user_id` on the types a user causes (charge, hold, capture, cache_hit, rejected);
 // `kind` on charges and holds. `seq` is read when present. Unknown top-level fields are
 // ignored (an import may come from another system); unknown usage dimensions are errors.
@@ -20,7 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,13 +43,30 @@ constexpr std::size_t kMetadataValueCharsMax = 256;
 constexpr std::size_t kIdCharsMax = 64;
 constexpr std::size_t kUserIdCharsMax = 128;
 
-// Appends the event as one JSON object, without a newline.
+// Bytes a padded line must have readable after its end (any value): simdjson's padding.
+constexpr std::size_t kEventJsonPaddingBytes = 64;
+
+// Appends the event as one JSON object, without a newline (the bytes json::Writer would
+// write, written directly: no temporary string per field).
 void append_event_json(std::string& out, const ledger::Event& event);
 std::string event_to_json(const ledger::Event& event);
 
 // Parses one line. Errors are kInvalidRequest (kInvalidAmount for money, kInvalidJson for
 // broken JSON) with a "param" detail naming the field, e.g. "kind" or "usage.model".
 Result<ledger::Event> parse_event_json(std::string_view line);
+// The same into `out`, which is reset first and reused: its strings keep their capacity.
+// On an error `out` holds a partly parsed event.
+Status parse_event_json(std::string_view line, ledger::Event& out);
+// The same without the padded copy: `line.data() + line.size()` must be followed by at
+// least kEventJsonPaddingBytes readable bytes (a line inside a larger buffer is).
+Status parse_event_json_padded(std::string_view line, ledger::Event& out);
+
+// The reason given for a line longer than kEventLineBytesMax.
+constexpr std::string_view kLineTooLong = "line longer than 1 MiB";
+// Blank lines (spaces and tabs only) are skipped by readers, never errors.
+inline bool is_blank_line(std::string_view line) {
+  return line.find_first_not_of(" \t") == std::string_view::npos;
+}
 
 struct LineError {
   std::uint64_t line = 0;  // 1-based
@@ -56,17 +75,29 @@ struct LineError {
 
 // Reads events from an NDJSON file one line at a time; blank lines are skipped, bad
 // lines are counted and the first kErrorsKept of them kept, and reading goes on.
+// Lines are parsed where they lie in the read buffer (no copy); `out` is reused.
 class NdjsonReader {
  public:
   static constexpr std::size_t kErrorsKept = 100;
-  static constexpr std::size_t kChunkBytes = std::size_t{1} << 16;
+  // One read(2); the buffer holds this plus the longest line plus the padding.
+  static constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
+  static constexpr std::size_t kBufferBytes = kChunkBytes + kEventLineBytesMax + 1;
 
   // Opens `path` ("-" reads standard input). ok() is false when it cannot be opened.
   explicit NdjsonReader(const std::string& path);
+  ~NdjsonReader();
+  NdjsonReader(const NdjsonReader&) = delete;
+  NdjsonReader& operator=(const NdjsonReader&) = delete;
   bool ok() const { return ok_; }
 
   // The next well-formed event; false at the end of the input.
   bool next(ledger::Event& out);
+  // The next line, unparsed, for a caller that parses lines elsewhere (on other threads:
+  // cli/sharded_reader.h): false at the end of the input. `line` (without its newline or a
+  // trailing '\r') stays valid until the next call; it may be blank (next() skips those).
+  // `too_long`: the line exceeded kEventLineBytesMax, its bytes were dropped, and the
+  // caller reports kLineTooLong. Neither counts nor keeps errors.
+  bool next_line(std::string_view& line, bool& too_long);
 
   std::uint64_t line_number() const { return line_; }
   std::uint64_t bytes_read() const { return bytes_read_; }
@@ -74,18 +105,21 @@ class NdjsonReader {
   const std::vector<LineError>& errors() const { return errors_; }
 
  private:
-  // Reads the next line into line_ (without its newline); false at the end.
-  // Sets too_long_ when the line exceeded kEventLineBytesMax (then line_ is empty).
-  bool read_line();
+  // Finds the next line (without its newline) in the buffer, reading more as needed;
+  // false at the end. Sets too_long_ when the line exceeded kEventLineBytesMax (its
+  // bytes are skipped, never buffered).
+  bool read_line(std::string_view& line);
+  // Moves the unread bytes to the front and reads once more; false at the end of input.
+  bool fill();
   void add_error(std::string reason);
 
-  std::ifstream file_;
-  std::istream* in_ = nullptr;
+  int fd_ = -1;
+  bool own_fd_ = false;
   bool ok_ = false;
-  std::string buffer_;
-  std::size_t buffer_pos_ = 0;
+  std::unique_ptr<char[]> buffer_;  // kBufferBytes + kEventJsonPaddingBytes
+  std::size_t begin_ = 0;           // the unread bytes are [begin_, end_)
+  std::size_t end_ = 0;
   bool eof_ = false;
-  std::string line_text_;
   bool too_long_ = false;
   std::uint64_t line_ = 0;
   std::uint64_t bytes_read_ = 0;

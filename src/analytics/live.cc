@@ -1,8 +1,12 @@
 // src/analytics/live.cc
-// The sink's bookkeeping (live.h).
+// The sink's FIFO, the worker that applies it, and alert evaluation (live.h).
 #include "analytics/live.h"
 
 #include <algorithm>
+#include <chrono>
+
+#include "analytics/burn.h"
+#include "base/assert.h"
 
 namespace credit::analytics {
 
@@ -11,16 +15,50 @@ Result<std::unique_ptr<Analytics>> Analytics::open(const std::string& dir) {
   if (!book.ok()) return book.error();
   std::unique_ptr<Analytics> a(new Analytics());
   a->alerts_ = std::move(book.value());
+  a->worker_ = std::thread([p = a.get()] { p->run_worker(); });
   return a;
 }
 
+Analytics::~Analytics() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  // The engine has stopped: judge what its last read jobs queued, as they would have.
+  std::lock_guard drain(drain_mu_);
+  this->drain();
+}
+
 bool Analytics::on_events(const std::vector<ledger::Event>& events) {
-  std::lock_guard lock(mu_);
+  Item item;
   for (const ledger::Event& e : events) {
-    rollups_.add(e);
-    if (e.imported) continue;
+    if (e.imported) {
+      // Imports come through add_imported(); an imported event here is still counted.
+      item.facts.push_back(fact_of(e));
+      continue;
+    }
     std::int64_t& at = due_[e.account_id];
     at = std::max(at, e.at_ms);
+    // The rollups keep an account's first live event instant (the burn window starts
+    // there): the first event of each account is queued even when it adds nothing.
+    const bool first = seen_.count(e.account_id) == 0;
+    if (first) seen_.insert(e.account_id);
+    if (first || fact_matters(e)) item.facts.push_back(fact_of(e));
+  }
+  bool full = false;
+  if (!item.facts.empty()) {
+    std::lock_guard lock(queue_mu_);
+    queued_facts_ += item.facts.size();
+    full = queued_facts_ > kFactsQueuedMax;
+    queue_.push_back(std::move(item));
+  }
+  if (full) {
+    std::lock_guard drain(drain_mu_);
+    this->drain();
+  } else {
+    queue_cv_.notify_one();
   }
   if (due_.empty() || scheduled_) return false;
   scheduled_ = true;
@@ -28,19 +66,148 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
 }
 
 std::unordered_map<std::string, std::int64_t> Analytics::take_due() {
-  std::lock_guard lock(mu_);
   scheduled_ = false;
   return std::exchange(due_, {});
 }
 
 void Analytics::unschedule() {
-  std::lock_guard lock(mu_);
   scheduled_ = false;
 }
 
+void Analytics::queue_evaluation(std::vector<DueAccount>&& accounts) {
+  if (accounts.empty()) return;
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back(Item{{}, std::move(accounts)});
+  }
+  queue_cv_.notify_one();
+}
+
 void Analytics::add_imported(const std::vector<ledger::Event>& events) {
+  std::lock_guard drain(drain_mu_);
+  this->drain();
   std::lock_guard lock(mu_);
   for (const ledger::Event& e : events) rollups_.add(e);
+}
+
+void Analytics::sync() {
+  // Also waits for a batch the worker took and is still applying.
+  std::lock_guard drain(drain_mu_);
+  this->drain();
+}
+
+void Analytics::run_worker() {
+  for (;;) {
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+    }
+    {
+      std::lock_guard drain(drain_mu_);
+      this->drain();
+    }
+    // Let a few batches gather before the next wake-up: one wake-up per batch costs two
+    // context switches on the ledger thread's CPU. Nothing waits for this (reads and
+    // imports sync() themselves).
+    std::this_thread::sleep_for(std::chrono::milliseconds(kWorkerLingerMs));
+  }
+}
+
+void Analytics::drain() {
+  std::vector<Item> items;
+  {
+    std::lock_guard lock(queue_mu_);
+    items.swap(queue_);
+    queued_facts_ = 0;
+  }
+  for (const Item& item : items) {
+    if (!item.facts.empty()) {
+      std::lock_guard lock(mu_);
+      for (const Fact& f : item.facts) rollups_.add(f);
+    }
+    for (const DueAccount& d : item.due) evaluate(d);
+  }
+}
+
+void Analytics::evaluate(const DueAccount& d) {
+  const RuleParams& params = d.rules;
+  std::vector<PoolStatus> pools;
+  pools.reserve(d.pools.size());
+  {
+    std::lock_guard lock(mu_);
+    const std::optional<std::int64_t> first = rollups_.first_event_ms(d.account_id);
+    for (const DuePool& p : d.pools) {
+      PoolStatus& s = pools.emplace_back();
+      s.pool = p.pool;
+      s.cycle_start_ms = d.cycle_start_ms;
+      s.cycle_end_ms = d.cycle_end_ms;
+      s.used_mc = p.used_mc;
+      s.allowance_mc = p.allowance_mc;
+      s.extra_mc = p.extra_mc;
+      s.available_mc = p.available_mc;
+      const BurnDays days = burn_days(d.now_ms, d.cycle_start_ms, first, params.burn);
+      const BurnWindow w = rollups_.burn_window(d.account_id, p.pool, days.today_ms,
+                                                days.window_first_ms, days.window_days);
+      s.burn = burn_summary(days, w.today_mc, w.window_sum_mc, d.now_ms, d.cycle_end_ms,
+                            p.available_mc, params.burn);
+    }
+  }
+  // The cheap check: does any rule call for an alert not known to have fired? (Most
+  // evaluations find no rule calling at all and stop here.)
+  std::vector<std::pair<const PoolStatus*, AlertKey>> keys;
+  {
+    std::vector<AlertKey> pool_keys;
+    for (const PoolStatus& s : pools) {
+      pool_keys.clear();
+      alert_keys(d.now_ms, s, params, pool_keys);
+      for (const AlertKey& k : pool_keys) keys.emplace_back(&s, k);
+    }
+  }
+  if (keys.empty()) return;
+  std::vector<Fired>& fired = memo_[d.account_id];
+  bool fresh = false;
+  for (const auto& [s, k] : keys) {
+    auto known = std::find_if(fired.begin(), fired.end(), [&, s = s, k = k](const Fired& f) {
+      return f.key == k && f.pool == s->pool;
+    });
+    if (known == fired.end()) fresh = true;
+  }
+  if (!fresh) return;
+  // Build, record, and remember what is now durably fired. Evaluation reads only the
+  // rules' numbers (the webhook is the book's business when it records).
+  AlertRules rules;
+  rules.burn = params.burn;
+  rules.thresholds_percent.assign(
+      params.thresholds_percent.begin(),
+      params.thresholds_percent.begin() + static_cast<std::ptrdiff_t>(params.thresholds));
+  std::vector<Alert> candidates = evaluate_alerts(d.account_id, d.now_ms, pools, rules);
+  alerts_->record(candidates, d.now_ms);
+  std::vector<Fired> now_fired;
+  std::size_t i = 0;
+  std::vector<AlertKey> pool_keys;
+  for (const PoolStatus& s : pools) {
+    pool_keys.clear();
+    alert_keys(d.now_ms, s, params, pool_keys);
+    for (const AlertKey& k : pool_keys) {
+      CREDIT_ASSERT(i < candidates.size());
+      if (alerts_->fired(candidates[i].alert_id)) now_fired.push_back(Fired{s.pool, k});
+      ++i;
+    }
+  }
+  CREDIT_ASSERT(i == candidates.size());
+  // Keep only what can fire again: this cycle's thresholds and today's daily rules.
+  const std::int64_t today = day_start_ms(d.now_ms);
+  std::erase_if(fired, [&](const Fired& f) {
+    return f.key.rule == AlertKey::Rule::kThreshold ? f.key.period_ms < d.cycle_start_ms
+                                                    : f.key.period_ms < today;
+  });
+  for (Fired& f : now_fired) {
+    if (std::find_if(fired.begin(), fired.end(), [&](const Fired& x) {
+          return x.key == f.key && x.pool == f.pool;
+        }) == fired.end())
+      fired.push_back(std::move(f));
+  }
 }
 
 }  // namespace credit::analytics

@@ -2,19 +2,30 @@
 // The live analytics of a running creditd: the rollups fed by the engine's event sink,
 // the alert book (rules, fired alerts, outbox), and the accounts whose alerts are due
 // for evaluation.
-// Threads: the sink runs on the ledger thread and only does O(1) map updates per event
-// under `mu` (no I/O, no evaluation); it marks the accounts it touched, and the server
-// evaluates their alerts in a read job of the engine (one outstanding at a time), so an
-// alert is judged on the state of the batch that caused it. Imports add to the rollups
-// from their own thread, reads take `mu` for the time of one query.
+// Threads: the sink runs on the ledger thread and only copies the events the rollups
+// read into a bounded FIFO (Fact, rollup.h) and marks the accounts they touched; a
+// worker thread applies the FIFO to the rollups, so neither the rollups nor the alert
+// rules hold up a batch's replies. The server takes each due account's balances in a
+// read job of the engine (one outstanding at a time, so at most once per account per
+// batch) and queues them behind the facts (queue_evaluation); the worker judges them
+// on the rollups as of that point in the FIFO, which is the state of the batch that
+// caused them, as when it ran on the ledger thread. An account is judged cheaply first
+// (alert_keys(), no strings) and only built and recorded when a rule calls for an alert
+// not yet fired. Reads and imports call sync() first: it applies whatever is still
+// queued, so a read sees every event of the batches before it.
+// Bounds: at most kFactsQueuedMax facts wait; past that the sink applies them itself.
+// The worker passes over the queue at most once per kWorkerLingerMs.
 // Owns: that wiring of state. Does not: read the ledger or speak HTTP (server/).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "analytics/alerts.h"
@@ -24,12 +35,37 @@
 
 namespace credit::analytics {
 
+// Facts waiting for the worker (about 400 bytes each): beyond this the sink applies the
+// queue itself rather than grow it (a burst of imports or recovery).
+constexpr std::size_t kFactsQueuedMax = 1 << 16;
+// The worker sleeps this long after each pass, so that it wakes at most about a
+// thousand times a second however many batches the ledger applies.
+constexpr std::int64_t kWorkerLingerMs = 1;
+
+// One pool of an account due for evaluation, as the ledger projects it at `now_ms`.
+struct DuePool {
+  std::string pool;
+  std::int64_t used_mc = 0;
+  std::int64_t allowance_mc = 0;
+  std::int64_t extra_mc = 0;
+  std::int64_t available_mc = 0;
+};
+struct DueAccount {
+  std::string account_id;
+  std::int64_t now_ms = 0;
+  RuleParams rules;  // as they were at that point (a PUT of the rules is ordered too)
+  std::int64_t cycle_start_ms = 0;
+  std::int64_t cycle_end_ms = 0;
+  std::vector<DuePool> pools;
+};
+
 class Analytics {
  public:
-  // The alert files live in `dir` (DATA/analytics).
+  // The alert files live in `dir` (DATA/analytics). Starts the worker.
   static Result<std::unique_ptr<Analytics>> open(const std::string& dir);
+  ~Analytics();  // stops the worker, then applies what is still queued
 
-  // The engine's sink: adds live events; returns true when the caller should schedule
+  // The engine's sink: queues live events; returns true when the caller should schedule
   // an alert evaluation (accounts became due and none is scheduled yet).
   bool on_events(const std::vector<ledger::Event>& events);
   // The accounts due for evaluation, each with the instant of its latest live event;
@@ -38,21 +74,56 @@ class Analytics {
   // The evaluation could not be scheduled (the engine's queue was full): the next batch
   // of events schedules it again, with these accounts still due.
   void unschedule();
+  // The balances of the accounts take_due() returned: judged by the worker, in order.
+  void queue_evaluation(std::vector<DueAccount>&& accounts);
 
   // Imported events (imported = true), in time order.
   void add_imported(const std::vector<ledger::Event>& events);
+  // Applies everything queued so far (facts and evaluations) before returning.
+  void sync();
 
   std::mutex& mu() { return mu_; }
-  // Guarded by mu().
+  // Guarded by mu(); call sync() first to see the latest events.
   Rollups& rollups() { return rollups_; }
   // Has its own lock.
   AlertBook& alerts() { return *alerts_; }
 
  private:
-  std::mutex mu_;
+  struct Item {
+    std::vector<Fact> facts;
+    std::vector<DueAccount> due;
+  };
+  struct Fired {
+    std::string pool;
+    AlertKey key;
+  };
+  Analytics() = default;
+  void run_worker();
+  // Takes the queue and applies it; the caller holds drain_mu_.
+  void drain();
+  void evaluate(const DueAccount& d);
+
+  std::mutex mu_;  // rollups_
   Rollups rollups_;
   std::unique_ptr<AlertBook> alerts_;
+
+  // The FIFO between the sink and the worker.
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<Item> queue_;
+  std::size_t queued_facts_ = 0;
+  bool stopping_ = false;
+  std::thread worker_;
+
+  // Whoever applies the queue holds this for the whole take-and-apply, so sync() returns
+  // only after the worker's batch in hand is applied too. Guards memo_.
+  std::mutex drain_mu_;
+  // Alerts known to be fired, per account: the cheap check skips them.
+  std::unordered_map<std::string, std::vector<Fired>> memo_;
+
+  // Ledger thread only (the sink and the read job it schedules).
   std::unordered_map<std::string, std::int64_t> due_;
+  std::unordered_set<std::string> seen_;  // accounts that had a live event
   bool scheduled_ = false;
 };
 

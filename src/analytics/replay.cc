@@ -7,6 +7,8 @@
 #include <map>
 #include <unordered_map>
 
+#include "base/assert.h"
+
 namespace credit::analytics {
 
 using ledger::Event;
@@ -33,6 +35,23 @@ bool is_agent_turn(const Event& e) {
 std::string_view request_key(const Event& e) {
   if (!e.cache_key.empty()) return e.cache_key;
   return e.metadata.request_hash;
+}
+
+std::optional<std::uint64_t> pack_hex16(std::string_view key) {
+  if (key.size() != 16) return std::nullopt;
+  std::uint64_t bits = 0;
+  for (char c : key) {
+    std::uint64_t digit = 0;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<std::uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<std::uint64_t>(c - 'a' + 10);
+    } else {
+      return std::nullopt;
+    }
+    bits = bits << 4 | digit;
+  }
+  return bits;
 }
 
 bool is_cacheable(const Event& e) {
@@ -179,11 +198,14 @@ class RateLimitStage final : public Stage {
     bool limited = k == Kind::kAgentPrompt || k == Kind::kDiscussTurn || k == Kind::kInvokeLlm ||
                    k == Kind::kGenerateImage;
     if (!limited) return;
-    Bucket& user = users_[e.account_id + '\x1f' + e.user_id];
+    scratch_.assign(e.account_id);
+    scratch_ += '\x1f';
+    scratch_ += e.user_id;
+    Bucket& user = entry(users_, scratch_);
     refill(user, per_user_, e.at_ms);
     Bucket* account = nullptr;
     if (per_account_) {
-      account = &accounts_[e.account_id];
+      account = &entry(accounts_, e.account_id);
       refill(*account, *per_account_, e.at_ms);
     }
     bool allowed = user.milli_tokens >= kMilliPerToken &&
@@ -218,16 +240,28 @@ class RateLimitStage final : public Stage {
   }
   pricing::RateLimit per_user_;
   std::optional<pricing::RateLimit> per_account_;
-  std::unordered_map<std::string, Bucket> users_;
-  std::unordered_map<std::string, Bucket> accounts_;
+  StringMap<Bucket> users_;  // account + '\x1f' + user
+  StringMap<Bucket> accounts_;
+  std::string scratch_;
 };
 
 class CacheStage final : public Stage {
  public:
   explicit CacheStage(const Policy& p) : policy_(p) {}
+  // Key mode (no hit rate given): the cache's decisions depend on the events alone.
+  bool by_key() const {
+    return !policy_.hit_rate_permille && policy_.hit_rate_permille_by_call_site.empty();
+  }
+  // Whether the last call, for `e`, dropped it (CacheMirror).
+  bool dropped(const Event& e) const {
+    CREDIT_ASSERT(last_event_ == &e);
+    return last_dropped_;
+  }
   void apply(const Event& e, Item& item) override {
+    last_event_ = &e;
+    last_dropped_ = false;
     if (!is_cacheable(e)) return;
-    if (policy_.hit_rate_permille || !policy_.hit_rate_permille_by_call_site.empty()) {
+    if (!by_key()) {
       std::int64_t rate = policy_.hit_rate_permille.value_or(0);
       for (const auto& [site, r] : policy_.hit_rate_permille_by_call_site) {
         if (site == e.metadata.call_site) rate = r;
@@ -238,25 +272,86 @@ class CacheStage final : public Stage {
     }
     std::string_view key = request_key(e);
     if (key.empty()) return;
-    std::string full = e.account_id + '\x1f' + std::string(pricing::kind_name(*e.kind)) + '\x1f' +
-                       std::string(key);
-    auto it = entries_.find(full);
+    if (auto bits = pack_hex16(key)) {
+      const PackedKey packed{*bits, account_number(e.account_id),
+                             static_cast<std::uint8_t>(*e.kind)};
+      std::int64_t* filled = packed_.find(packed);
+      if (filled != nullptr && e.at_ms - *filled < policy_.cache_ttl_ms && e.at_ms >= *filled) {
+        drop(item);
+        last_dropped_ = true;
+        return;
+      }
+      if (filled != nullptr) {
+        *filled = e.at_ms;
+      } else if (keys() < kReplayCacheKeysMax) {
+        packed_.insert(packed, e.at_ms);
+      } else {
+        full_ = true;
+      }
+      return;
+    }
+    scratch_.assign(e.account_id);
+    scratch_ += '\x1f';
+    scratch_ += static_cast<char>(*e.kind);  // one byte: shorter keys, less memory
+    scratch_ += key;
+    auto it = entries_.find(std::string_view(scratch_));
     if (it != entries_.end() && e.at_ms - it->second < policy_.cache_ttl_ms &&
         e.at_ms >= it->second) {
       drop(item);
+      last_dropped_ = true;
       return;
     }
     // A miss (or an expired entry): this call pays and fills the cache.
     if (it != entries_.end()) {
       it->second = e.at_ms;
-    } else if (entries_.size() < kReplayCacheKeysMax) {
-      entries_.emplace(std::move(full), e.at_ms);
+    } else if (keys() < kReplayCacheKeysMax) {
+      entries_.emplace(scratch_, e.at_ms);
+    } else {
+      full_ = true;
     }
   }
+  std::size_t keys() const { return entries_.size() + packed_.size(); }
+  bool full() const { return full_; }
 
  private:
   const Policy& policy_;
-  std::unordered_map<std::string, std::int64_t> entries_;  // key -> filled at
+  // A number for each account (the previous event's is remembered).
+  std::uint32_t account_number(const std::string& account_id) {
+    if (last_account_ == nullptr || *last_account_ != account_id) {
+      auto it = accounts_.find(std::string_view(account_id));
+      if (it == accounts_.end()) {
+        it = accounts_.try_emplace(account_id, static_cast<std::uint32_t>(accounts_.size())).first;
+      }
+      last_account_ = &it->first;
+      last_number_ = it->second;
+    }
+    return last_number_;
+  }
+
+  StringMap<std::int64_t> entries_;    // account, kind, request key -> filled at
+  PackedKeyMap<std::int64_t> packed_;  // the same for keys of 16 hex digits
+  StringMap<std::uint32_t> accounts_;
+  const std::string* last_account_ = nullptr;
+  std::uint32_t last_number_ = 0;
+  std::string scratch_;
+  const Event* last_event_ = nullptr;
+  bool last_dropped_ = false;
+  bool full_ = false;  // a new key was not remembered
+};
+
+// The combined chain's cache when only discuss-off may run before it and the cache is
+// also replayed alone by key: it is then given exactly the calls the alone cache is given
+// (discuss-off drops no cacheable call), in the same order and just after it, so it takes
+// that cache's decisions instead of keeping a second table of every request key.
+class CacheMirror final : public Stage {
+ public:
+  explicit CacheMirror(const CacheStage& alone) : alone_(alone) {}
+  void apply(const Event& e, Item& item) override {
+    if (alone_.dropped(e)) drop(item);
+  }
+
+ private:
+  const CacheStage& alone_;
 };
 
 // The scoped-prompt usage: output tokens x min(1, (lines changed + 10) / lines emitted),
@@ -319,26 +414,24 @@ class RevertLoopsStage final : public Stage {
     t.fix = e.metadata.intent == "fix";
     t.feature = e.metadata.feature;
     t.replay_credits = item.cost;
-    detectors_[e.account_id].add(e.metadata.file, t, sink());
+    entry(detectors_, e.account_id).add(e.metadata.file, t, sink_);
   }
   Millicredits finish() override {
-    for (auto& [account, d] : detectors_) d.finish(sink());
+    for (auto& [account, d] : detectors_) d.finish(sink_);
     return Millicredits::zero();
   }
 
  private:
-  LoopDetector::Sink sink() {
-    return [this](const Loop& loop) { late_saved_ += loop.replay_waste; };
-  }
-  std::map<std::string, LoopDetector> detectors_;
+  LoopDetector::Sink sink_ = [this](const Loop& loop) { late_saved_ += loop.replay_waste; };
+  StringMap<LoopDetector> detectors_;  // the savings are summed: order does not matter
 };
 
 class OutliersStage final : public Stage {
  public:
   void apply(const Event& e, Item& item) override {
-    Totals& t = totals_[e.account_id];
+    Totals& t = totals(e.account_id);
     t.credits += item.cost;
-    auto& u = t.users[e.user_id];
+    auto& u = entry(t.users, e.user_id);
     u.credits += item.cost;
     if (e.kind == Kind::kAgentPrompt || e.kind == Kind::kDiscussTurn) u.builder = true;
     if (e.kind == Kind::kAgentPrompt) {
@@ -347,9 +440,9 @@ class OutliersStage final : public Stage {
     }
   }
   void refund(const Event& e) {
-    Totals& t = totals_[e.account_id];
+    Totals& t = totals(e.account_id);
     t.credits -= e.credits;
-    t.users[e.user_id].credits -= e.credits;
+    entry(t.users, e.user_id).credits -= e.credits;
   }
   Millicredits finish() override {
     Millicredits saved;
@@ -370,11 +463,23 @@ class OutliersStage final : public Stage {
     bool builder = false;
   };
   struct Totals {
-    std::map<std::string, User> users;
+    StringMap<User> users;
     std::int64_t agent_turns = 0;
     Millicredits credits;
   };
-  std::map<std::string, Totals> totals_;
+  // The previous event's account is looked up once (the audit replays one account).
+  Totals& totals(const std::string& account_id) {
+    if (last_ == nullptr || *last_id_ != account_id) {
+      auto it = totals_.find(std::string_view(account_id));
+      if (it == totals_.end()) it = totals_.try_emplace(account_id).first;
+      last_id_ = &it->first;
+      last_ = &it->second;
+    }
+    return *last_;
+  }
+  StringMap<Totals> totals_;  // the savings are summed: order does not matter
+  const std::string* last_id_ = nullptr;
+  Totals* last_ = nullptr;
 };
 
 class PlanStage final : public Stage {
@@ -387,6 +492,7 @@ class PlanStage final : public Stage {
 struct Replayer::Scenario {
   std::vector<std::unique_ptr<Stage>> stages;
   OutliersStage* outliers = nullptr;
+  const CacheStage* cache = nullptr;  // its table of request keys, when it has one
   const Policy* plan = nullptr;
   PolicyOutcome outcome;
 };
@@ -419,16 +525,36 @@ std::unique_ptr<Stage> make_stage(const Policy& p, const pricing::RateCard& card
 }  // namespace
 
 Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalog,
-                   std::vector<Policy> policies)
+                   std::vector<Policy> policies, const ReplayerOptions& options)
     : card_(card), catalog_(catalog), policies_(std::move(policies)) {
+  // The alone cache stage the combined chain may mirror (see CacheMirror).
+  const CacheStage* alone_cache = nullptr;
+  std::size_t caches = 0;
+  bool rate_limit = false;
+  for (const auto& p : policies_) {
+    caches += p.kind == PolicyKind::kCache ? 1 : 0;
+    rate_limit = rate_limit || p.kind == PolicyKind::kRateLimit;
+  }
   auto build = [&](std::vector<const Policy*> chain, std::string name) {
     auto s = std::make_unique<Scenario>();
     s->outcome.name = std::move(name);
+    const bool combined = chain.size() > 1;
     std::stable_sort(chain.begin(), chain.end(), [](const Policy* a, const Policy* b) {
       return static_cast<int>(a->kind) < static_cast<int>(b->kind);
     });
     for (const Policy* p : chain) {
+      if (combined && p->kind == PolicyKind::kCache && alone_cache != nullptr) {
+        s->stages.push_back(std::make_unique<CacheMirror>(*alone_cache));
+        continue;
+      }
       s->stages.push_back(make_stage(*p, card_, report_.reprice_errors));
+      if (p->kind == PolicyKind::kCache) {
+        s->cache = static_cast<const CacheStage*>(s->stages.back().get());
+      }
+      if (!combined && p->kind == PolicyKind::kCache && caches == 1 && !rate_limit) {
+        auto* cache = static_cast<const CacheStage*>(s->stages.back().get());
+        if (cache->by_key()) alone_cache = cache;
+      }
       if (p->kind == PolicyKind::kOutliers) {
         s->outliers = static_cast<OutliersStage*>(s->stages.back().get());
       }
@@ -438,7 +564,10 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
   };
   std::vector<const Policy*> all;
   for (const auto& p : policies_) {
-    alone_.push_back(build({&p}, p.name));
+    const auto& skip = options.combined_only;
+    if (std::find(skip.begin(), skip.end(), p.kind) == skip.end()) {
+      alone_.push_back(build({&p}, p.name));
+    }
     all.push_back(&p);
   }
   if (policies_.size() > 1) combined_ = build(all, "combined");
@@ -478,12 +607,25 @@ void Replayer::add(const Event& e) {
   if (combined_) run(*combined_);
 }
 
+std::size_t Replayer::cache_keys() const {
+  std::size_t keys = 0;
+  for (const auto& s : alone_) {
+    if (s->cache != nullptr) keys = std::max(keys, s->cache->keys());
+  }
+  if (combined_ && combined_->cache != nullptr) keys = std::max(keys, combined_->cache->keys());
+  return keys;
+}
+
 ReplayReport Replayer::finish() {
   report_.period_days =
       any_event_
           ? (day_start_ms(report_.last_at_ms) - day_start_ms(report_.first_at_ms)) / kMsPerDay + 1
           : 0;
   auto close = [&](Scenario& s) {
+    if (s.cache != nullptr) {
+      report_.cache_keys = std::max(report_.cache_keys, s.cache->keys());
+      report_.cache_keys_full = report_.cache_keys_full || s.cache->full();
+    }
     for (auto& stage : s.stages) {
       Millicredits late = stage->finish();
       s.outcome.after -= late + stage->late_saved();
@@ -507,6 +649,54 @@ ReplayReport Replayer::finish() {
   for (auto& s : alone_) report_.policies.push_back(close(*s));
   if (combined_) report_.combined = close(*combined_);
   return report_;
+}
+
+std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts) {
+  if (parts.empty()) return ReplayReport{};
+  // Keys of different parts never collide (they start with the account): one table would
+  // have held the sum, and refused none if the sum fits.
+  std::size_t keys = 0;
+  for (const auto& p : parts) {
+    if (p.cache_keys_full) return std::nullopt;
+    keys += p.cache_keys;
+  }
+  if (keys > kReplayCacheKeysMax) return std::nullopt;
+  ReplayReport r = std::move(parts.front());
+  bool any = r.events > 0;
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    const ReplayReport& p = parts[i];
+    if (p.events > 0) {
+      r.first_at_ms = any ? std::min(r.first_at_ms, p.first_at_ms) : p.first_at_ms;
+      r.last_at_ms = any ? std::max(r.last_at_ms, p.last_at_ms) : p.last_at_ms;
+      any = true;
+    }
+    r.events += p.events;
+    r.before += p.before;
+    r.reprice_errors += p.reprice_errors;
+    auto add = [](PolicyOutcome& to, const PolicyOutcome& from) {
+      to.before += from.before;
+      to.after += from.after;
+      to.events_changed += from.events_changed;
+      to.events_dropped += from.events_dropped;
+    };
+    CREDIT_ASSERT(p.policies.size() == r.policies.size());
+    for (std::size_t j = 0; j < r.policies.size(); ++j) add(r.policies[j], p.policies[j]);
+    if (r.combined && p.combined) add(*r.combined, *p.combined);
+  }
+  r.period_days =
+      any ? (day_start_ms(r.last_at_ms) - day_start_ms(r.first_at_ms)) / kMsPerDay + 1 : 0;
+  // As Replayer::finish derives them.
+  auto derive = [&](PolicyOutcome& o) {
+    o.saved = o.before - o.after;
+    o.saved_per_cycle = per_cycle(o.saved, r.period_days);
+    if (o.plan) {
+      o.plan->need_per_cycle = per_cycle(o.after, r.period_days);
+      o.plan->fits = o.plan->need_per_cycle <= o.plan->allowance;
+    }
+  };
+  for (auto& o : r.policies) derive(o);
+  if (r.combined) derive(*r.combined);
+  return r;
 }
 
 }  // namespace credit::analytics

@@ -14,10 +14,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -45,6 +47,87 @@ constexpr std::int64_t kOutlierMedianFactor = 3;
 constexpr std::int64_t kOutlierTotalPermilleMin = 100;
 // The distinct request keys the cache policy remembers; later new keys are not cached.
 constexpr std::size_t kReplayCacheKeysMax = 1'000'000;
+
+// A hash map keyed by strings that is searched with a string_view: a lookup allocates
+// nothing, only a new key is copied (replay's and the audit's tables, one per event).
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
+// The value of `key`, inserted (value-initialised) when it is new.
+template <typename V>
+V& entry(StringMap<V>& map, std::string_view key) {
+  auto it = map.find(key);
+  if (it == map.end()) it = map.try_emplace(std::string(key)).first;
+  return it->second;
+}
+
+// A request key of 16 lowercase hex digits (a request hash, the usual cache key) packed
+// into 64 bits exactly; nullopt for any other key.
+std::optional<std::uint64_t> pack_hex16(std::string_view key);
+
+// A packed request key with its kind and a number for its account (the tables' user's).
+struct PackedKey {
+  std::uint64_t bits = 0;
+  std::uint32_t account = 0;
+  std::uint8_t kind = 0;
+  bool used = false;  // the table's own mark for a slot in use
+  bool same(const PackedKey& o) const {
+    return bits == o.bits && account == o.account && kind == o.kind;
+  }
+};
+
+// An open-addressing table of packed request keys (no removal): 24 bytes a slot at most
+// three quarters full, where a StringMap holds ~100 bytes a key in nodes of its own (the
+// tables of repeats and of the cache policy hold most of the audit's memory on large files).
+template <typename V>
+class PackedKeyMap {
+ public:
+  // The value of `key`, or null when it is absent.
+  V* find(const PackedKey& key) {
+    if (slots_.empty()) return nullptr;
+    for (std::size_t i = slot_of(key);; i = (i + 1) & (slots_.size() - 1)) {
+      Slot& s = slots_[i];
+      if (!s.key.used) return nullptr;
+      if (s.key.same(key)) return &s.value;
+    }
+  }
+  // Adds `key`, which must be absent.
+  void insert(PackedKey key, V value) {
+    if ((size_ + 1) * 4 > slots_.size() * 3) grow();
+    key.used = true;
+    std::size_t i = slot_of(key);
+    while (slots_[i].key.used) i = (i + 1) & (slots_.size() - 1);
+    slots_[i] = Slot{key, value};
+    ++size_;
+  }
+  std::size_t size() const { return size_; }
+
+ private:
+  static constexpr std::size_t kSlotsMin = 16;
+  struct Slot {
+    PackedKey key;
+    V value{};
+  };
+  std::size_t slot_of(const PackedKey& k) const {
+    std::uint64_t h = (k.bits ^ (std::uint64_t{k.account} << 8) ^ k.kind) * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 29;
+    return static_cast<std::size_t>(h) & (slots_.size() - 1);
+  }
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(old.empty() ? kSlotsMin : old.size() * 2, Slot{});
+    size_ = 0;
+    for (const Slot& s : old) {
+      if (s.key.used) insert(s.key, s.value);
+    }
+  }
+  std::vector<Slot> slots_;
+  std::size_t size_ = 0;
+};
 
 // The signed credits an event adds to the burn: + for charge and capture, - for refund.
 Millicredits burn_delta(const ledger::Event& event);
@@ -115,6 +198,10 @@ struct ReplayReport {
   std::vector<PolicyOutcome> policies;
   std::optional<PolicyOutcome> combined;  // when more than one policy was asked for
   std::int64_t reprice_errors = 0;        // usages the rate card could not price (kept)
+  // The most request keys any cache stage remembered, and whether a new key found its
+  // table full (kReplayCacheKeysMax): what merge_replay_reports needs to know.
+  std::size_t cache_keys = 0;
+  bool cache_keys_full = false;
 };
 
 // Per builder (a user with at least one agent or discuss turn).
@@ -143,18 +230,36 @@ struct Outlier {
 std::vector<Outlier> find_outliers(const std::vector<UserTotals>& users,
                                    std::int64_t total_agent_turns, Millicredits total_credits);
 
+struct ReplayerOptions {
+  // Policies replayed only inside the combined chain, not alone (absent from
+  // ReplayReport::policies): the audit derives the alone savings of revert-loops and
+  // outliers from its own loops and outliers, which are the same numbers.
+  std::vector<PolicyKind> combined_only;
+};
+
+// The report of a stream split by account into parts, each replayed by its own Replayer
+// with the same policies (every policy's state is per account, so the parts add up): the
+// counts and credits are summed, the period and what derives from it recomputed. Equal
+// to the report of one Replayer fed the whole stream, except when the cache's table of
+// request keys (kReplayCacheKeysMax, shared by all accounts) could have been filled: which
+// keys it then keeps depends on the order across accounts, and the result is nullopt
+// (replay the whole stream in one Replayer instead).
+std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts);
+
 class Replayer {
  public:
   // `card` and `catalog` must outlive the replayer; `catalog` may be null (then a plan
   // policy reports the plan as unknown through its PlanFit being absent).
   Replayer(const pricing::RateCard& card, const pricing::Catalog* catalog,
-           std::vector<Policy> policies);
+           std::vector<Policy> policies, const ReplayerOptions& options = {});
   ~Replayer();
   Replayer(const Replayer&) = delete;
   Replayer& operator=(const Replayer&) = delete;
 
   void add(const ledger::Event& event);
   ReplayReport finish();
+  // The most request keys any cache stage remembers so far (ReplayReport::cache_keys).
+  std::size_t cache_keys() const;
 
   struct Scenario;
 

@@ -1,9 +1,12 @@
 // src/analytics/rollup.cc
-// The per-hour rollups and their reads (see rollup.h for what each event adds).
+// The per-hour rollups and their reads (see rollup.h for what each event adds and for
+// the layout).
 #include "analytics/rollup.h"
 
 #include <algorithm>
+#include <charconv>
 
+#include "base/assert.h"
 #include "pricing/usage.h"
 
 namespace credit::analytics {
@@ -12,34 +15,39 @@ namespace {
 using ledger::Event;
 using ledger::EventType;
 
-std::string model_of(const Event& e) {
-  if (!e.metadata.model.empty()) return e.metadata.model;
-  if (e.usage && e.usage->model) return *e.usage->model;
-  return {};
+// Entry keys: 4 bits of dimension, 28 bits of interned id.
+constexpr std::uint32_t kIdBits = 28;
+constexpr std::uint32_t kIdMask = (1u << kIdBits) - 1;
+constexpr std::uint32_t kAgentFileTag = 6;  // agent turns per file (hot files)
+
+std::uint32_t entry_key(std::uint32_t tag, std::uint32_t id) {
+  CREDIT_ASSERT(id <= kIdMask);
+  return (tag << kIdBits) | id;
 }
 
-bool is_spend(const Event& e) {
-  return e.type == EventType::kCharge || e.type == EventType::kCapture;
+bool is_spend(EventType t) {
+  return t == EventType::kCharge || t == EventType::kCapture;
 }
 
-void add_to(HourCell& cell, const std::array<std::string, kDimCount>& keys, std::int64_t credits_mc,
-            std::int64_t count) {
-  cell.total.credits_mc += credits_mc;
-  cell.total.count += count;
-  for (std::size_t d = 0; d < kDimCount; ++d) {
-    Tally& t = cell.by[d][keys[d]];
-    t.credits_mc += credits_mc;
-    t.count += count;
-  }
+// "c_<seq>" -> seq (the ledger's charge ids); nullopt for any other form.
+std::optional<std::uint64_t> charge_seq(std::string_view id) {
+  if (id.size() < 3 || id[0] != 'c' || id[1] != '_') return std::nullopt;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(id.data() + 2, id.data() + id.size(), v);
+  if (ec != std::errc() || p != id.data() + id.size() || id[2] == '0') return std::nullopt;
+  return v;
 }
 
-void merge_rows(std::unordered_map<std::string, Tally>& into,
-                const std::unordered_map<std::string, Tally>& from) {
-  for (const auto& [k, t] : from) {
-    Tally& x = into[k];
-    x.credits_mc += t.credits_mc;
-    x.count += t.count;
-  }
+std::size_t slot_of(std::uint32_t key, std::size_t mask) {
+  return (static_cast<std::size_t>(key) * 0x9E3779B97F4A7C15ULL >> 32) & mask;
+}
+
+template <typename Row>
+void sort_usage_rows(std::vector<Row>& rows, bool by_time) {
+  std::sort(rows.begin(), rows.end(), [by_time](const Row& x, const Row& y) {
+    if (!by_time && x.credits_mc != y.credits_mc) return x.credits_mc > y.credits_mc;
+    return x.key < y.key;
+  });
 }
 
 }  // namespace
@@ -53,109 +61,320 @@ std::optional<GroupBy> parse_group_by(std::string_view name) {
   return std::nullopt;
 }
 
-void Rollups::remember_charge(AccountRollup& a, const Event& e) {
-  // Forget charges that can no longer be refunded, so the memory stays one cycle deep.
-  while (!a.charge_order.empty() && a.charge_order.front().first + kRefundMemoryMs < e.at_ms) {
-    a.charge_dims.erase(a.charge_order.front().second);
-    a.charge_order.pop_front();
-  }
-  if (e.charge_id.empty()) return;
-  a.charge_dims[e.charge_id] =
-      ChargeDims{e.metadata.file, e.metadata.feature, model_of(e), e.metadata.call_site};
-  a.charge_order.emplace_back(e.at_ms, e.charge_id);
-}
-
-void Rollups::add(const Event& e) {
-  AccountRollup& a = accounts_[e.account_id];
-  if (!e.imported && !a.first_live_ms) a.first_live_ms = e.at_ms;
-  if (e.imported && !e.idempotency_key.empty()) a.imported_keys.insert(e.idempotency_key);
-  const bool spend = is_spend(e);
-  const bool refund = e.type == EventType::kRefund;
-  const bool hit = e.type == EventType::kCacheHit;
+bool fact_matters(const Event& e) {
   const bool miss =
       !e.cache_key.empty() && (e.type == EventType::kCharge || e.type == EventType::kHold);
+  return is_spend(e.type) || e.type == EventType::kRefund || e.type == EventType::kCacheHit ||
+         miss || (e.imported && !e.idempotency_key.empty());
+}
+
+Fact fact_of(const Event& e) {
+  Fact f;
+  f.at_ms = e.at_ms;
+  f.type = e.type;
+  f.kind = e.kind;
+  f.imported = e.imported;
+  f.has_cache_key = !e.cache_key.empty();
+  f.fix = e.metadata.intent == "fix";
+  f.credits_mc = e.credits.mc();
+  f.account_id = e.account_id;
+  f.user_id = e.user_id;
+  f.pool = e.pool;
+  f.file = e.metadata.file;
+  f.feature = e.metadata.feature;
+  if (!e.metadata.model.empty()) {
+    f.model = e.metadata.model;
+  } else if (e.usage && e.usage->model) {
+    f.model = *e.usage->model;
+  }
+  f.call_site = e.metadata.call_site;
+  f.charge_id = e.charge_id;
+  if (e.kind == pricing::Kind::kAgentPrompt) f.snapshot_id = e.metadata.snapshot_id;
+  if (e.imported) f.idempotency_key = e.idempotency_key;
+  return f;
+}
+
+// ---- Interner ------------------------------------------------------------------------
+
+Interner::Interner() {
+  names_.emplace_back();
+  ids_.emplace(std::string_view(names_.back()), 0);
+}
+
+std::uint32_t Interner::intern(std::string_view s) {
+  if (s.empty()) return 0;
+  if (auto it = ids_.find(s); it != ids_.end()) return it->second;
+  const auto id = static_cast<std::uint32_t>(names_.size());
+  CREDIT_ASSERT(id <= kIdMask);
+  names_.emplace_back(s);
+  ids_.emplace(std::string_view(names_.back()), id);
+  return id;
+}
+
+std::optional<std::uint32_t> Interner::find(std::string_view s) const {
+  auto it = ids_.find(s);
+  if (it == ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+// ---- cells and layers ----------------------------------------------------------------
+
+Rollups::Entry& Rollups::Cell::entry(std::uint32_t key) {
+  if (index.empty()) {
+    for (Entry& e : entries) {
+      if (e.key == key) return e;
+    }
+    entries.push_back(Entry{key, 0, 0});
+    if (entries.size() > kCellScanEntriesMax) {
+      // Past the linear scan's size: index every entry (load at most 1/2).
+      index.assign(4 * kCellScanEntriesMax, 0);
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        std::size_t s = slot_of(entries[i].key, index.size() - 1);
+        while (index[s] != 0) s = (s + 1) & (index.size() - 1);
+        index[s] = static_cast<std::uint32_t>(i + 1);
+      }
+    }
+    return entries.back();
+  }
+  const std::size_t mask = index.size() - 1;
+  std::size_t s = slot_of(key, mask);
+  while (index[s] != 0) {
+    Entry& e = entries[index[s] - 1];
+    if (e.key == key) return e;
+    s = (s + 1) & mask;
+  }
+  entries.push_back(Entry{key, 0, 0});
+  index[s] = static_cast<std::uint32_t>(entries.size());
+  if (2 * entries.size() > index.size()) {
+    index.assign(2 * index.size(), 0);
+    const std::size_t m = index.size() - 1;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      std::size_t t = slot_of(entries[i].key, m);
+      while (index[t] != 0) t = (t + 1) & m;
+      index[t] = static_cast<std::uint32_t>(i + 1);
+    }
+  }
+  return entries.back();
+}
+
+Rollups::Cell& Rollups::Layer::at(std::int64_t hour) {
+  // Live events come in time order: the last hour, or a new one after it.
+  if (!hours.empty() && hours.back() == hour) return cells.back();
+  if (hours.empty() || hours.back() < hour) {
+    hours.push_back(hour);
+    return cells.emplace_back();
+  }
+  auto it = std::lower_bound(hours.begin(), hours.end(), hour);
+  const auto i = static_cast<std::size_t>(it - hours.begin());
+  if (it != hours.end() && *it == hour) return cells[i];
+  hours.insert(it, hour);
+  return *cells.emplace(cells.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+// ---- add -----------------------------------------------------------------------------
+
+void Rollups::add(const Event& e) {
+  if (!fact_matters(e)) {
+    // Only the account's first live event instant and its existence are kept.
+    auto& slot = accounts_[e.account_id];
+    if (!slot) slot = std::make_unique<AccountRollup>();
+    if (!e.imported && !slot->first_live_ms) slot->first_live_ms = e.at_ms;
+    return;
+  }
+  add(fact_of(e));
+}
+
+void Rollups::remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims) {
+  // Forget charges that can no longer be refunded, so the memory stays one cycle deep.
+  while (!a.charges.empty() && a.charges.front().at_ms + kRefundMemoryMs < f.at_ms) {
+    a.charges.pop_front();
+  }
+  while (!a.other_order.empty() && a.other_order.front().first + kRefundMemoryMs < f.at_ms) {
+    a.other_charges.erase(a.other_order.front().second);
+    a.other_order.pop_front();
+  }
+  if (f.charge_id.empty()) return;
+  auto seq = charge_seq(f.charge_id);
+  if (seq && (a.charges.empty() || a.charges.back().seq < *seq) &&
+      !a.other_charges.count(f.charge_id)) {
+    a.charges.push_back(ChargeMemo{f.at_ms, *seq, dims});
+    return;
+  }
+  // Any other id (or one out of order): remembered by name, the last one winning.
+  if (seq) {
+    auto it = std::lower_bound(a.charges.begin(), a.charges.end(), *seq,
+                               [](const ChargeMemo& m, std::uint64_t s) { return m.seq < s; });
+    if (it != a.charges.end() && it->seq == *seq) {
+      it->dims = dims;
+      return;
+    }
+  }
+  a.other_charges[f.charge_id] = dims;
+  a.other_order.emplace_back(f.at_ms, f.charge_id);
+}
+
+Rollups::ChargeDims Rollups::refunded_dims(const AccountRollup& a,
+                                           const std::string& charge_id) const {
+  if (auto it = a.other_charges.find(charge_id); it != a.other_charges.end()) return it->second;
+  auto seq = charge_seq(charge_id);
+  if (!seq) return {};
+  auto it = std::lower_bound(a.charges.begin(), a.charges.end(), *seq,
+                             [](const ChargeMemo& m, std::uint64_t s) { return m.seq < s; });
+  if (it != a.charges.end() && it->seq == *seq) return it->dims;
+  return {};
+}
+
+void Rollups::add(const Fact& f) {
+  auto& slot = accounts_[f.account_id];
+  if (!slot) slot = std::make_unique<AccountRollup>();
+  AccountRollup& a = *slot;
+  if (!f.imported && !a.first_live_ms) a.first_live_ms = f.at_ms;
+  if (f.imported && !f.idempotency_key.empty()) a.imported_keys.insert(f.idempotency_key);
+  const bool spend = is_spend(f.type);
+  const bool refund = f.type == EventType::kRefund;
+  const bool hit = f.type == EventType::kCacheHit;
+  const bool miss = f.has_cache_key && (f.type == EventType::kCharge || f.type == EventType::kHold);
   if (!spend && !refund && !hit && !miss) return;
 
-  PoolRollup& pool = a.pools[e.pool];
-  const std::int64_t hour = hour_start_ms(e.at_ms);
-  HourCell& cell = (e.imported ? pool.imported : pool.live)[hour];
-  const std::string kind = e.kind ? std::string(pricing::kind_name(*e.kind)) : std::string();
-  if (spend) {
-    std::array<std::string, kDimCount> keys = {
-        kind, e.user_id, e.metadata.file, e.metadata.feature, model_of(e), e.metadata.call_site};
-    add_to(cell, keys, e.credits.mc(), 1);
-    if (!e.imported) {
-      pool.live_daily_mc[day_start_ms(e.at_ms)] += e.credits.mc();
-      remember_charge(a, e);
+  const std::uint32_t pool_id = names_.intern(f.pool);
+  PoolRollup* pool = nullptr;
+  for (PoolRollup& p : a.pools) {
+    if (p.pool == pool_id) pool = &p;
+  }
+  if (pool == nullptr) {
+    pool = &a.pools.emplace_back();
+    pool->pool = pool_id;
+  }
+  const std::int64_t hour = hour_start_ms(f.at_ms);
+  Cell& cell = (f.imported ? pool->imported : pool->live).at(hour);
+  auto add_burn = [&](std::int64_t mc) {
+    const std::int64_t day = day_start_ms(f.at_ms);
+    auto& days = pool->burn_days;
+    if (days.empty() || days.back() < day) {
+      days.push_back(day);
+      pool->burn_mc.push_back(mc);
+      return;
     }
-    if (e.kind == pricing::Kind::kAgentPrompt) {
-      if (!e.metadata.file.empty()) {
-        Tally& f = cell.agent_files[e.metadata.file];
-        ++f.count;
-        f.credits_mc += e.credits.mc();
+    auto it = std::lower_bound(days.begin(), days.end(), day);
+    const auto i = it - days.begin();
+    if (*it != day) {
+      days.insert(it, day);
+      pool->burn_mc.insert(pool->burn_mc.begin() + i, 0);
+    }
+    pool->burn_mc[static_cast<std::size_t>(i)] += mc;
+  };
+  auto add_to = [&](const std::array<std::uint32_t, kDimCount>& ids, std::int64_t credits_mc,
+                    std::int64_t count) {
+    cell.total.credits_mc += credits_mc;
+    cell.total.count += count;
+    for (std::uint32_t d = 0; d < kDimCount; ++d) {
+      Entry& t = cell.entry(entry_key(d, ids[d]));
+      t.credits_mc += credits_mc;
+      t.count += count;
+    }
+  };
+  const std::uint32_t kind = f.kind ? names_.intern(pricing::kind_name(*f.kind)) : 0;
+  const std::uint32_t user = names_.intern(f.user_id);
+  if (spend) {
+    ChargeDims dims{names_.intern(f.file), names_.intern(f.feature), names_.intern(f.model),
+                    names_.intern(f.call_site)};
+    add_to({kind, user, dims.file, dims.feature, dims.model, dims.call_site}, f.credits_mc, 1);
+    if (!f.imported) {
+      add_burn(f.credits_mc);
+      remember_charge(a, f, dims);
+    }
+    if (f.kind == pricing::Kind::kAgentPrompt) {
+      if (dims.file != 0) {
+        Entry& t = cell.entry(entry_key(kAgentFileTag, dims.file));
+        ++t.count;
+        t.credits_mc += f.credits_mc;
       }
-      std::optional<LoopState>& ls = e.imported ? a.imported_loops : a.live_loops;
+      std::optional<LoopState>& ls = f.imported ? a.imported_loops : a.live_loops;
       if (!ls) ls.emplace(LoopState{LoopDetector(loop_rules_), {}});
       LoopTurn turn;
-      turn.at_ms = e.at_ms;
-      turn.credits = e.credits;
-      turn.fix = e.metadata.intent == "fix";
-      turn.snapshot_id = e.metadata.snapshot_id;
-      turn.feature = e.metadata.feature;
-      turn.replay_credits = e.credits;
+      turn.at_ms = f.at_ms;
+      turn.credits = Millicredits::from_mc(f.credits_mc);
+      turn.fix = f.fix;
+      turn.snapshot_id = f.snapshot_id;
+      turn.feature = f.feature;
+      turn.replay_credits = turn.credits;
       std::vector<Loop>& found = ls->found;
-      ls->detector.add(e.metadata.file, turn, [&found](const Loop& l) { found.push_back(l); });
+      ls->detector.add(f.file, turn, [&found](const Loop& l) { found.push_back(l); });
     }
   }
   if (refund) {
     ChargeDims dims;
-    if (e.imported) {
-      dims = ChargeDims{e.metadata.file, e.metadata.feature, model_of(e), e.metadata.call_site};
-    } else if (auto it = a.charge_dims.find(e.charge_id); it != a.charge_dims.end()) {
-      dims = it->second;
+    if (f.imported) {
+      dims = ChargeDims{names_.intern(f.file), names_.intern(f.feature), names_.intern(f.model),
+                        names_.intern(f.call_site)};
+    } else {
+      dims = refunded_dims(a, f.charge_id);
     }
-    std::array<std::string, kDimCount> keys = {kind,         e.user_id,  dims.file,
-                                               dims.feature, dims.model, dims.call_site};
-    add_to(cell, keys, -e.credits.mc(), 0);
-    if (!e.imported) pool.live_daily_mc[day_start_ms(e.at_ms)] -= e.credits.mc();
-    if (e.kind == pricing::Kind::kAgentPrompt && !dims.file.empty()) {
-      cell.agent_files[dims.file].credits_mc -= e.credits.mc();
+    add_to({kind, user, dims.file, dims.feature, dims.model, dims.call_site}, -f.credits_mc, 0);
+    if (!f.imported) add_burn(-f.credits_mc);
+    if (f.kind == pricing::Kind::kAgentPrompt && dims.file != 0) {
+      cell.entry(entry_key(kAgentFileTag, dims.file)).credits_mc -= f.credits_mc;
     }
   }
-  if (hit) {
-    CacheTally& c = cell.cache[e.metadata.call_site];
-    ++c.hits;
-    c.saved_mc += e.credits.mc();
+  if (hit || miss) {
+    const std::uint32_t site = names_.intern(f.call_site);
+    CacheEntry* c = nullptr;
+    for (CacheEntry& x : cell.cache) {
+      if (x.site == site) c = &x;
+    }
+    if (c == nullptr) c = &cell.cache.emplace_back(CacheEntry{site, {}});
+    if (hit) {
+      ++c->tally.hits;
+      c->tally.saved_mc += f.credits_mc;
+    }
+    if (miss) ++c->tally.misses;
   }
-  if (miss) ++cell.cache[e.metadata.call_site].misses;
+}
+
+// ---- reads ---------------------------------------------------------------------------
+
+const Rollups::AccountRollup* Rollups::account(std::string_view account_id) const {
+  auto it = accounts_.find(std::string(account_id));
+  return it == accounts_.end() ? nullptr : it->second.get();
+}
+
+const Rollups::PoolRollup* Rollups::pool_of(std::string_view account_id,
+                                            std::string_view pool) const {
+  const AccountRollup* a = account(account_id);
+  if (a == nullptr) return nullptr;
+  auto id = names_.find(pool);
+  if (!id) return nullptr;
+  for (const PoolRollup& p : a->pools) {
+    if (p.pool == *id) return &p;
+  }
+  return nullptr;
 }
 
 bool Rollups::has_events(std::string_view account_id) const {
-  return accounts_.count(std::string(account_id)) > 0;
+  return account(account_id) != nullptr;
 }
 
 std::optional<std::int64_t> Rollups::first_event_ms(std::string_view account_id) const {
-  auto it = accounts_.find(std::string(account_id));
-  if (it == accounts_.end()) return std::nullopt;
-  return it->second.first_live_ms;
+  const AccountRollup* a = account(account_id);
+  if (a == nullptr) return std::nullopt;
+  return a->first_live_ms;
 }
 
 bool Rollups::imported_key_seen(std::string_view account_id, std::string_view key) const {
-  auto it = accounts_.find(std::string(account_id));
-  return it != accounts_.end() && it->second.imported_keys.count(std::string(key)) > 0;
+  const AccountRollup* a = account(account_id);
+  return a != nullptr && a->imported_keys.count(std::string(key)) > 0;
 }
 
 template <typename Fn>
 void Rollups::each_cell(std::string_view account_id, std::string_view pool, TimeRange range,
                         Fn fn) const {
-  auto a = accounts_.find(std::string(account_id));
-  if (a == accounts_.end()) return;
-  auto p = a->second.pools.find(std::string(pool));
-  if (p == a->second.pools.end()) return;
-  for (const auto* layer : {&p->second.live, &p->second.imported}) {
-    for (auto it = layer->lower_bound(range.from_ms); it != layer->end() && it->first < range.to_ms;
-         ++it) {
-      fn(it->first, it->second);
+  const PoolRollup* p = pool_of(account_id, pool);
+  if (p == nullptr) return;
+  for (const Layer* layer : {&p->live, &p->imported}) {
+    auto it = std::lower_bound(layer->hours.begin(), layer->hours.end(), range.from_ms);
+    for (auto i = static_cast<std::size_t>(it - layer->hours.begin());
+         i < layer->hours.size() && layer->hours[i] < range.to_ms; ++i) {
+      fn(layer->hours[i], layer->cells[i]);
     }
   }
 }
@@ -163,40 +382,57 @@ void Rollups::each_cell(std::string_view account_id, std::string_view pool, Time
 UsageResult Rollups::usage(std::string_view account_id, std::string_view pool, GroupBy group,
                            TimeRange range) const {
   UsageResult out;
-  std::unordered_map<std::string, Tally> rows;
   const bool by_time = group == GroupBy::kDay || group == GroupBy::kWeek;
-  each_cell(account_id, pool, range, [&](std::int64_t hour, const HourCell& cell) {
-    out.total_mc += cell.total.credits_mc;
-    out.count += cell.total.count;
-    if (by_time) {
-      std::string key = group == GroupBy::kDay ? format_date(hour) : iso_week(hour);
-      Tally& t = rows[key];
+  if (by_time) {
+    std::unordered_map<std::string, Tally> rows;
+    each_cell(account_id, pool, range, [&](std::int64_t hour, const Cell& cell) {
+      out.total_mc += cell.total.credits_mc;
+      out.count += cell.total.count;
+      Tally& t = rows[group == GroupBy::kDay ? format_date(hour) : iso_week(hour)];
       t.credits_mc += cell.total.credits_mc;
       t.count += cell.total.count;
-    } else {
-      merge_rows(rows, cell.by[static_cast<std::size_t>(group)]);
+    });
+    for (auto& [k, t] : rows) {
+      if (t.count == 0 && t.credits_mc == 0) continue;
+      out.rows.push_back(UsageRow{k, t.credits_mc, t.count});
     }
-  });
-  for (auto& [k, t] : rows) {
-    if (t.count == 0 && t.credits_mc == 0) continue;
-    out.rows.push_back(UsageRow{k, t.credits_mc, t.count});
+  } else {
+    const auto tag = static_cast<std::uint32_t>(group);
+    std::unordered_map<std::uint32_t, Tally> rows;
+    each_cell(account_id, pool, range, [&](std::int64_t, const Cell& cell) {
+      out.total_mc += cell.total.credits_mc;
+      out.count += cell.total.count;
+      for (const Entry& e : cell.entries) {
+        if (e.key >> kIdBits != tag) continue;
+        Tally& t = rows[e.key & kIdMask];
+        t.credits_mc += e.credits_mc;
+        t.count += e.count;
+      }
+    });
+    for (auto& [id, t] : rows) {
+      if (t.count == 0 && t.credits_mc == 0) continue;
+      out.rows.push_back(UsageRow{names_.name(id), t.credits_mc, t.count});
+    }
   }
-  std::sort(out.rows.begin(), out.rows.end(), [by_time](const UsageRow& x, const UsageRow& y) {
-    if (!by_time && x.credits_mc != y.credits_mc) return x.credits_mc > y.credits_mc;
-    return x.key < y.key;
-  });
+  sort_usage_rows(out.rows, by_time);
   return out;
 }
 
 std::vector<HotFileRow> Rollups::hot_files(std::string_view account_id, std::string_view pool,
                                            TimeRange range, bool by_credits,
                                            std::size_t limit) const {
-  std::unordered_map<std::string, Tally> files;
-  each_cell(account_id, pool, range,
-            [&](std::int64_t, const HourCell& cell) { merge_rows(files, cell.agent_files); });
+  std::unordered_map<std::uint32_t, Tally> files;
+  each_cell(account_id, pool, range, [&](std::int64_t, const Cell& cell) {
+    for (const Entry& e : cell.entries) {
+      if (e.key >> kIdBits != kAgentFileTag) continue;
+      Tally& t = files[e.key & kIdMask];
+      t.credits_mc += e.credits_mc;
+      t.count += e.count;
+    }
+  });
   std::vector<HotFileRow> out;
   for (const auto& [f, t] : files) {
-    if (t.count > 0) out.push_back(HotFileRow{f, t.count, t.credits_mc});
+    if (t.count > 0) out.push_back(HotFileRow{names_.name(f), t.count, t.credits_mc});
   }
   std::sort(out.begin(), out.end(), [by_credits](const HotFileRow& x, const HotFileRow& y) {
     if (by_credits && x.credits_mc != y.credits_mc) return x.credits_mc > y.credits_mc;
@@ -210,13 +446,13 @@ std::vector<HotFileRow> Rollups::hot_files(std::string_view account_id, std::str
 
 CacheStats Rollups::cache_stats(std::string_view account_id, std::string_view pool,
                                 TimeRange range) const {
-  std::unordered_map<std::string, CacheTally> sites;
-  each_cell(account_id, pool, range, [&](std::int64_t, const HourCell& cell) {
-    for (const auto& [site, c] : cell.cache) {
-      CacheTally& s = sites[site];
-      s.hits += c.hits;
-      s.misses += c.misses;
-      s.saved_mc += c.saved_mc;
+  std::unordered_map<std::uint32_t, CacheTally> sites;
+  each_cell(account_id, pool, range, [&](std::int64_t, const Cell& cell) {
+    for (const CacheEntry& c : cell.cache) {
+      CacheTally& s = sites[c.site];
+      s.hits += c.tally.hits;
+      s.misses += c.tally.misses;
+      s.saved_mc += c.tally.saved_mc;
     }
   });
   CacheStats out;
@@ -224,7 +460,7 @@ CacheStats Rollups::cache_stats(std::string_view account_id, std::string_view po
     out.total.hits += c.hits;
     out.total.misses += c.misses;
     out.total.saved_mc += c.saved_mc;
-    out.by_call_site.push_back(CacheSiteRow{site, c});
+    out.by_call_site.push_back(CacheSiteRow{names_.name(site), c});
   }
   std::sort(out.by_call_site.begin(), out.by_call_site.end(),
             [](const CacheSiteRow& x, const CacheSiteRow& y) {
@@ -242,23 +478,40 @@ std::vector<std::int64_t> Rollups::daily_burn(std::string_view account_id, std::
   std::vector<std::int64_t> out;
   if (last_day_ms < first_day_ms) return out;
   out.assign(static_cast<std::size_t>((last_day_ms - first_day_ms) / kMsPerDay + 1), 0);
-  auto a = accounts_.find(std::string(account_id));
-  if (a == accounts_.end()) return out;
-  auto p = a->second.pools.find(std::string(pool));
-  if (p == a->second.pools.end()) return out;
-  const auto& daily = p->second.live_daily_mc;
-  for (auto it = daily.lower_bound(first_day_ms); it != daily.end() && it->first <= last_day_ms;
-       ++it) {
-    out[static_cast<std::size_t>((it->first - first_day_ms) / kMsPerDay)] = it->second;
+  const PoolRollup* p = pool_of(account_id, pool);
+  if (p == nullptr) return out;
+  auto it = std::lower_bound(p->burn_days.begin(), p->burn_days.end(), first_day_ms);
+  for (auto i = static_cast<std::size_t>(it - p->burn_days.begin());
+       i < p->burn_days.size() && p->burn_days[i] <= last_day_ms; ++i) {
+    out[static_cast<std::size_t>((p->burn_days[i] - first_day_ms) / kMsPerDay)] = p->burn_mc[i];
   }
   return out;
 }
 
+BurnWindow Rollups::burn_window(std::string_view account_id, std::string_view pool,
+                                std::int64_t today_ms, std::int64_t window_first_ms,
+                                std::int64_t window_days) const {
+  BurnWindow w;
+  const PoolRollup* p = pool_of(account_id, pool);
+  if (p == nullptr) return w;
+  const std::int64_t window_end_ms = window_first_ms + window_days * kMsPerDay;
+  const std::int64_t from = std::min(window_first_ms, today_ms);
+  auto it = std::lower_bound(p->burn_days.begin(), p->burn_days.end(), from);
+  for (auto i = static_cast<std::size_t>(it - p->burn_days.begin());
+       i < p->burn_days.size() && p->burn_days[i] <= std::max(today_ms, window_end_ms - 1); ++i) {
+    const std::int64_t d = p->burn_days[i];
+    if (d == today_ms) w.today_mc = p->burn_mc[i];
+    if (window_days > 0 && d >= window_first_ms && d < window_end_ms)
+      w.window_sum_mc += p->burn_mc[i];
+  }
+  return w;
+}
+
 std::vector<Loop> Rollups::loops(std::string_view account_id, TimeRange range) const {
   std::vector<Loop> out;
-  auto a = accounts_.find(std::string(account_id));
-  if (a == accounts_.end()) return out;
-  for (const auto* ls : {&a->second.live_loops, &a->second.imported_loops}) {
+  const AccountRollup* a = account(account_id);
+  if (a == nullptr) return out;
+  for (const auto* ls : {&a->live_loops, &a->imported_loops}) {
     if (!*ls) continue;
     std::vector<Loop> all = (*ls)->found;
     // Decide the open windows on a copy: the stream goes on afterwards.

@@ -14,15 +14,23 @@
 // time-ranged reads (usage, hot files, cache stats, loops) include; the burn series
 // and the first-event instant are live only, so imports never move balances, thresholds
 // or webhooks.
-// Cost: add() is a fixed number of hash-map updates (O(1) per event); a read costs
-// O(hours in the range x distinct keys per hour), never a scan of raw events.
+// Layout (flat, so that add() touches a few cache lines whatever the history): every
+// dimension value is interned once (a 32-bit id); an hour cell is a small array of
+// (dimension, id) -> tally entries, scanned linearly while small and indexed by an
+// open-addressing table past kCellScanEntriesMax; a pool's cells are a vector sorted by
+// hour (live events arrive in time order, so add() appends or finds the last one); the
+// daily burn is a vector sorted by day; the refund memory is a deque of charges in
+// sequence order, searched by the sequence number in the charge id.
+// Cost: add() is O(1) (amortised) per event; a read costs O(hours in the range x
+// distinct keys per hour), never a scan of raw events; burn_window() is O(log days +
+// window days).
 // Does not: lock (the owner, live.h, does), read the ledger (the routes pass views).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <deque>
-#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,6 +47,9 @@ namespace credit::analytics {
 // A charge can be refunded only while its cycle is current: at most a month, 31 days.
 // A refund later than this after its charge is subtracted under no file or feature.
 constexpr std::int64_t kRefundMemoryMs = 32 * kMsPerDay;
+// Entries an hour cell scans linearly before it keeps a hash index (a typical hour of
+// one account has a few dozen keys; a busy one thousands).
+constexpr std::size_t kCellScanEntriesMax = 24;
 
 // The dimensions a usage read can group by (besides day and ISO week).
 enum class Dim : std::uint8_t { kKind = 0, kUser, kFile, kFeature, kModel, kCallSite };
@@ -66,14 +77,6 @@ struct CacheTally {
   std::int64_t hits = 0;
   std::int64_t misses = 0;
   std::int64_t saved_mc = 0;
-};
-
-// One UTC hour of one pool. Keys are "" for events without that dimension.
-struct HourCell {
-  Tally total;
-  std::array<std::unordered_map<std::string, Tally>, kDimCount> by;
-  std::unordered_map<std::string, Tally> agent_files;  // agent turns (count) per file
-  std::unordered_map<std::string, CacheTally> cache;   // by call site
 };
 
 // A half-open range [from_ms, to_ms) of instants.
@@ -111,6 +114,50 @@ struct CacheStats {
   std::vector<CacheSiteRow> by_call_site;  // by hits + misses (most first), then name
 };
 
+// The burn a burn report needs, without the daily series (burn.h).
+struct BurnWindow {
+  std::int64_t today_mc = 0;
+  std::int64_t window_sum_mc = 0;
+};
+
+// What add() reads of an event: a copy small enough to queue off the ledger thread
+// (the ids and names of a live charge fit in the strings' inline buffers).
+struct Fact {
+  std::int64_t at_ms = 0;
+  ledger::EventType type = ledger::EventType::kCharge;
+  std::optional<pricing::Kind> kind;
+  bool imported = false;
+  bool has_cache_key = false;
+  bool fix = false;  // metadata.intent == "fix"
+  std::int64_t credits_mc = 0;
+  std::string account_id;
+  std::string user_id;
+  std::string pool;
+  std::string file;
+  std::string feature;
+  std::string model;  // metadata.model, else usage.model
+  std::string call_site;
+  std::string charge_id;
+  std::string snapshot_id;      // agent prompts only
+  std::string idempotency_key;  // imported events only
+};
+// Does add() do anything with this event? (Other events need not be queued.)
+bool fact_matters(const ledger::Event& e);
+Fact fact_of(const ledger::Event& e);
+
+// Strings to dense 32-bit ids ("" is 0), and back.
+class Interner {
+ public:
+  Interner();
+  std::uint32_t intern(std::string_view s);
+  std::optional<std::uint32_t> find(std::string_view s) const;
+  const std::string& name(std::uint32_t id) const { return names_[id]; }
+
+ private:
+  std::deque<std::string> names_;  // stable addresses: the map's keys view them
+  std::unordered_map<std::string_view, std::uint32_t> ids_;
+};
+
 class Rollups {
  public:
   explicit Rollups(LoopRules loop_rules = {}) : loop_rules_(loop_rules) {}
@@ -118,6 +165,7 @@ class Rollups {
   // Adds one event. Live events must arrive in sequence order (the engine's sink does);
   // imported ones in time order per account (the import sorts them).
   void add(const ledger::Event& event);
+  void add(const Fact& fact);
 
   bool has_events(std::string_view account_id) const;
   // The instant of the account's first live event.
@@ -135,39 +183,80 @@ class Rollups {
   // last_day_ms inclusive (both day starts), in millicredits; days without burn are 0.
   std::vector<std::int64_t> daily_burn(std::string_view account_id, std::string_view pool,
                                        std::int64_t first_day_ms, std::int64_t last_day_ms) const;
+  // The live burn of today_ms's day and the sum over the window_days days from
+  // window_first_ms (day starts): daily_burn() summed, without the series.
+  BurnWindow burn_window(std::string_view account_id, std::string_view pool, std::int64_t today_ms,
+                         std::int64_t window_first_ms, std::int64_t window_days) const;
   // Loops (live and imported) whose first turn is in the range, in first-turn order.
   // Windows still open are decided as if the stream ended now.
   std::vector<Loop> loops(std::string_view account_id, TimeRange range) const;
 
  private:
-  struct ChargeDims {
-    std::string file, feature, model, call_site;
+  // An entry's key: the dimension (Dim, or kAgentFileTag) in the top bits, the id below.
+  struct Entry {
+    std::uint32_t key = 0;
+    std::int64_t credits_mc = 0;
+    std::int64_t count = 0;
+  };
+  struct CacheEntry {
+    std::uint32_t site = 0;
+    CacheTally tally;
+  };
+  struct Cell {
+    Tally total;
+    std::vector<Entry> entries;
+    std::vector<std::uint32_t> index;  // entry + 1 per slot (0: free); empty while small
+    std::vector<CacheEntry> cache;
+    Entry& entry(std::uint32_t key);
+  };
+  // Cells sorted by hour start.
+  struct Layer {
+    std::vector<std::int64_t> hours;
+    std::vector<Cell> cells;
+    Cell& at(std::int64_t hour);
   };
   struct PoolRollup {
-    std::map<std::int64_t, HourCell> live;               // by hour start
-    std::map<std::int64_t, HourCell> imported;           // by hour start
-    std::map<std::int64_t, std::int64_t> live_daily_mc;  // by day start
+    std::uint32_t pool = 0;  // interned name
+    Layer live;
+    Layer imported;
+    std::vector<std::int64_t> burn_days;  // live daily burn: day starts, sorted
+    std::vector<std::int64_t> burn_mc;    // beside them
+  };
+  struct ChargeDims {
+    std::uint32_t file = 0, feature = 0, model = 0, call_site = 0;
+  };
+  struct ChargeMemo {
+    std::int64_t at_ms = 0;
+    std::uint64_t seq = 0;  // from the charge id "c_<seq>"
+    ChargeDims dims;
   };
   struct LoopState {
     LoopDetector detector;
     std::vector<Loop> found;
   };
   struct AccountRollup {
-    std::unordered_map<std::string, PoolRollup> pools;
+    std::vector<PoolRollup> pools;  // one or two, searched linearly
     std::optional<std::int64_t> first_live_ms;
-    std::unordered_map<std::string, ChargeDims> charge_dims;        // by charge id
-    std::deque<std::pair<std::int64_t, std::string>> charge_order;  // (at, charge id)
+    // Live charges within kRefundMemoryMs, in sequence order; charge ids not of the
+    // ledger's form "c_<seq>" (none today) go to the map beside it.
+    std::deque<ChargeMemo> charges;
+    std::unordered_map<std::string, ChargeDims> other_charges;
+    std::deque<std::pair<std::int64_t, std::string>> other_order;  // (at, charge id)
     std::unordered_set<std::string> imported_keys;
     std::optional<LoopState> live_loops;
     std::optional<LoopState> imported_loops;
   };
 
-  void remember_charge(AccountRollup& a, const ledger::Event& e);
+  const AccountRollup* account(std::string_view account_id) const;
+  const PoolRollup* pool_of(std::string_view account_id, std::string_view pool) const;
+  void remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims);
+  ChargeDims refunded_dims(const AccountRollup& a, const std::string& charge_id) const;
   template <typename Fn>
   void each_cell(std::string_view account_id, std::string_view pool, TimeRange range, Fn fn) const;
 
   LoopRules loop_rules_;
-  std::unordered_map<std::string, AccountRollup> accounts_;
+  Interner names_;
+  std::unordered_map<std::string, std::unique_ptr<AccountRollup>> accounts_;
 };
 
 }  // namespace credit::analytics

@@ -76,6 +76,17 @@ class ByteReader {
     pos_ += n;
     return v;
   }
+  // The same as str() without a copy: a view into the reader's bytes.
+  std::string_view str_view() {
+    std::uint64_t n = uv();
+    if (!ok_ || n > s_.size() - pos_) {
+      ok_ = false;
+      return {};
+    }
+    std::string_view v = s_.substr(pos_, n);
+    pos_ += n;
+    return v;
+  }
   bool b() { return u8() != 0; }
   void fail() { ok_ = false; }
   bool raw(void* p, std::size_t n) {

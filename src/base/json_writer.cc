@@ -1,29 +1,72 @@
 #include "base/json_writer.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
 namespace credit::json {
+namespace {
+
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+
+// True when one of the 8 bytes of `w` needs escaping: below 0x20, '"' or '\\'. A byte
+// is zero in `w ^ (c * kOnes)` exactly where w holds c; (x - kOnes) & ~x & kHighs is
+// non-zero iff some byte of x is zero, and (w - 0x20 * kOnes) & ~w & kHighs iff some
+// byte is below 0x20 (a borrow only starts at such a byte).
+bool needs_escape(std::uint64_t w) {
+  auto zero_byte = [](std::uint64_t x) { return (x - kOnes) & ~x & kHighs; };
+  return ((w - 0x20 * kOnes) & ~w & kHighs) | zero_byte(w ^ ('"' * kOnes)) |
+         zero_byte(w ^ ('\\' * kOnes));
+}
+
+}  // namespace
 
 void append_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.reserve(out.size() + s.size() + 2);
   out += '"';
-  // Plain bytes are copied in runs; only quotes, backslashes and controls are escaped.
+  // Plain bytes are copied in runs, skipped 8 at a time; only quotes, backslashes and
+  // controls are escaped.
   std::size_t run = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
+  std::size_t i = 0;
+  for (;;) {
+    while (i + 8 <= s.size()) {
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, sizeof w);
+      if (needs_escape(w)) break;
+      i += 8;
     }
+    // Byte by byte through the word that needs escaping (or the tail under 8 bytes).
+    const std::size_t stop = std::min(s.size(), i + 8);
+    for (; i < stop; ++i) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      out.append(s.data() + run, i - run);
+      run = i + 1;
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+      }
+    }
+    if (i >= s.size()) break;
   }
   out.append(s.data() + run, s.size() - run);
   out += '"';

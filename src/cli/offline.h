@@ -11,6 +11,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,6 +22,9 @@ namespace credit::cli {
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 constexpr int kExitBadInput = 3;
+
+// simulate writes its output in blocks of about this size.
+constexpr std::size_t kSimulateFlushBytes = std::size_t{1} << 20;
 
 constexpr const char* kRateCardPathDefault = "config/rate_card.toml";
 constexpr const char* kPlansPathDefault = "config/plans.toml";

@@ -1,5 +1,6 @@
 // src/ledger/event_codec.cc
-// Events to bytes and back (format in event_codec.h).
+// Events to bytes and back (format in event_codec.h); decoding assigns strings in place
+// from views of the input, so a reused Event costs no allocation per short string.
 #include "ledger/event_codec.h"
 
 #include "ledger/internal/wire.h"
@@ -52,58 +53,198 @@ void encode_event(const Event& e, std::string& out) {
   o.str(e.reason);
 }
 
-Result<Event> decode_event(std::string_view bytes) {
-  internal::WireIn in(bytes);
-  std::uint8_t version = in.u8();
+namespace {
+
+// Reads what WireOut wrote, as views into the input: strings are assigned in place, so
+// decoding into a reused Event allocates nothing for strings that fit its buffers. A short
+// read or a bad varint makes ok() false and every later read return zero values.
+class ViewReader {
+ public:
+  explicit ViewReader(std::string_view s)
+      : begin_(reinterpret_cast<const unsigned char*>(s.data())), p_(begin_), end_(p_ + s.size()) {}
+  bool ok() const { return ok_; }
+  bool done() const { return p_ == end_; }
+  std::size_t pos() const { return static_cast<std::size_t>(p_ - begin_); }
+  void fail() { ok_ = false; }
+  std::uint8_t u8() {
+    if (p_ == end_) {
+      ok_ = false;
+      return 0;
+    }
+    return *p_++;
+  }
+  bool b() { return u8() != 0; }
+  std::uint64_t uv() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p_ == end_) break;
+      const std::uint8_t byte = *p_++;
+      v |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    ok_ = false;
+    return 0;
+  }
+  std::int64_t sv() {
+    const std::uint64_t z = uv();
+    return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
+  }
+  Millicredits money() { return Millicredits::from_mc(sv()); }
+  std::string_view view() {
+    const std::uint64_t n = uv();
+    if (n > static_cast<std::uint64_t>(end_ - p_)) {
+      ok_ = false;
+      p_ = end_;
+      return {};
+    }
+    std::string_view v(reinterpret_cast<const char*>(p_), static_cast<std::size_t>(n));
+    p_ += n;
+    return v;
+  }
+  // clear + append: most event strings are empty or short, and std::string::assign goes
+  // through the general (overlap-safe) replace path, which costs more than the copy.
+  void str(std::string& out) {
+    const std::string_view v = view();
+    out.clear();
+    if (!v.empty()) out.append(v.data(), v.size());
+  }
+  void opt_i(std::optional<std::int64_t>& out) {
+    if (b()) {
+      out = sv();
+    } else {
+      out.reset();
+    }
+  }
+  void opt_s(std::optional<std::string>& out) {
+    if (b()) {
+      out.emplace(view());
+    } else {
+      out.reset();
+    }
+  }
+  void opt_m(std::optional<Millicredits>& out) {
+    if (b()) {
+      out = money();
+    } else {
+      out.reset();
+    }
+  }
+  void usage(std::optional<pricing::Usage>& out) {
+    if (!b()) {
+      out.reset();
+      return;
+    }
+    pricing::Usage& u = out ? *out : out.emplace();
+    opt_s(u.model);
+    opt_i(u.input_tokens);
+    opt_i(u.output_tokens);
+    opt_i(u.files_read);
+    opt_i(u.lines_emitted);
+    opt_i(u.lines_changed);
+    opt_s(u.size);
+    opt_i(u.count);
+    opt_i(u.duration_ms);
+    opt_i(u.records);
+  }
+  void meta(Metadata& m) {
+    m.extra.clear();
+    if (!b()) {
+      for (std::string* f : {&m.file, &m.feature, &m.model, &m.snapshot_id, &m.call_site, &m.intent,
+                             &m.request_hash}) {
+        f->clear();
+      }
+      return;
+    }
+    str(m.file);
+    str(m.feature);
+    str(m.model);
+    str(m.snapshot_id);
+    str(m.call_site);
+    str(m.intent);
+    str(m.request_hash);
+    const std::uint64_t n = uv();
+    if (n > internal::kMetadataExtraMax) {
+      fail();
+      return;
+    }
+    for (std::uint64_t i = 0; i < n && ok_; ++i) {
+      std::string_view k = view();
+      std::string_view v = view();
+      m.extra.emplace_back(std::string(k), std::string(v));
+    }
+  }
+
+ private:
+  const unsigned char* begin_;
+  const unsigned char* p_;
+  const unsigned char* end_;
+  bool ok_ = true;
+};
+
+}  // namespace
+
+Status decode_event_into(std::string_view bytes, Event& e) {
+  ViewReader in(bytes);
+  const std::uint8_t version = in.u8();
   if (in.ok() && version != kEventCodecVersion) {
     return Error(ErrorCode::kStorageFailed, "event encoding version " + std::to_string(version) +
                                                 "; this build reads " +
                                                 std::to_string(kEventCodecVersion));
   }
-  Event e;
   e.seq = in.uv();
   e.at_ms = in.sv();
-  e.account_id = in.str();
-  e.user_id = in.str();
-  e.type = in.enum_u8<EventType>(kEventTypeMax);
-  std::uint8_t kind = in.u8();
-  if (kind != kNoKind) {
+  in.str(e.account_id);
+  in.str(e.user_id);
+  const std::uint8_t type = in.u8();
+  if (type > kEventTypeMax) in.fail();
+  e.type = static_cast<EventType>(type > kEventTypeMax ? 0 : type);
+  const std::uint8_t kind = in.u8();
+  if (kind == kNoKind) {
+    e.kind.reset();
+  } else {
     if (kind > kKindMax) in.fail();
     e.kind = static_cast<pricing::Kind>(kind > kKindMax ? 0 : kind);
   }
-  e.pool = in.str();
+  in.str(e.pool);
   e.credits = in.money();
-  e.available_after = in.opt_m();
-  std::uint64_t drawn = in.uv();
+  in.opt_m(e.available_after);
+  const std::uint64_t drawn = in.uv();
   if (drawn > kDrawnFromMax) in.fail();
+  e.drawn_from.clear();
   for (std::uint64_t i = 0; i < drawn && in.ok(); ++i) {
-    DrawnFrom d;
-    d.source = in.str();
+    DrawnFrom& d = e.drawn_from.emplace_back();
+    in.str(d.source);
     d.credits = in.money();
-    e.drawn_from.push_back(std::move(d));
   }
-  e.refused_by = in.str();
-  e.priced_by = in.str();
-  e.usage = in.usage();
-  e.metadata = in.meta();
-  e.cache_key = in.str();
-  e.idempotency_key = in.str();
+  in.str(e.refused_by);
+  in.str(e.priced_by);
+  in.usage(e.usage);
+  in.meta(e.metadata);
+  in.str(e.cache_key);
+  in.str(e.idempotency_key);
   e.rate_card_version = in.sv();
   e.imported = in.b();
-  e.hold_id = in.str();
-  e.charge_id = in.str();
-  e.grant_id = in.str();
-  e.refund_id = in.str();
-  e.object = in.str();
-  e.plan = in.str();
-  e.previous_plan = in.str();
+  in.str(e.hold_id);
+  in.str(e.charge_id);
+  in.str(e.grant_id);
+  in.str(e.refund_id);
+  in.str(e.object);
+  in.str(e.plan);
+  in.str(e.previous_plan);
   e.proration_usd_cents = in.sv();
-  e.reason = in.str();
+  in.str(e.reason);
   if (!in.ok() || !in.done()) {
     return Error(ErrorCode::kStorageFailed,
                  "bad event encoding at byte " + std::to_string(in.pos()));
   }
-  return e;
+  return ok_status();
+}
+
+Result<Event> decode_event(std::string_view bytes) {
+  Result<Event> out{Event{}};
+  Status s = decode_event_into(bytes, *out);
+  if (!s.ok()) return s.error();
+  return out;
 }
 
 }  // namespace credit::ledger

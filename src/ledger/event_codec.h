@@ -44,5 +44,8 @@ void encode_event(const Event& event, std::string& out);
 // Decodes exactly one event; trailing bytes, a short read or an unknown version fail
 // with kStorageFailed.
 Result<Event> decode_event(std::string_view bytes);
+// The same into `event`, overwriting every field and reusing its strings' storage (a
+// start decodes every retained event). On failure `event` holds a partial decode.
+Status decode_event_into(std::string_view bytes, Event& event);
 
 }  // namespace credit::ledger

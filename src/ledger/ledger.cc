@@ -122,8 +122,9 @@ void release_reservation(Bucket& b, Millicredits credits) {
 // Moves `amount` of free credits, in spending order, into one tally of the buckets
 // (`spent` for a charge, `held` for a hold, `taken` for a negative adjustment) and lists
 // where they came from. The caller has checked that the pool holds them.
+template <typename ReservedList>
 void draw_free(PoolState& pool, Millicredits amount, Millicredits Bucket::*into,
-               std::vector<Reservation>* reserved, std::vector<DrawnFrom>& drawn) {
+               ReservedList* reserved, std::vector<DrawnFrom>& drawn) {
   const SpendOrder order(pool);
   // The buckets drawn from, counted first so that each list is allocated once.
   std::size_t draws = 0;
@@ -216,11 +217,7 @@ Ledger::Ledger(pricing::Catalog catalog, LedgerOptions options)
 
 std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
-  std::uint64_t released = idempotency_.expire(now_ms_);
-  while (replies_base_ < released && !replies_.empty()) {
-    replies_.pop_front();
-    ++replies_base_;
-  }
+  replies_.release_below(idempotency_.expire(now_ms_));
   return now_ms_;
 }
 
@@ -229,14 +226,13 @@ const Account* Ledger::find(std::string_view account_id) const {
 }
 
 Account* Ledger::lookup(std::string_view account_id) const {
-  auto it = account_index_.find(account_id);
-  return it == account_index_.end() ? nullptr : it->second;
+  return account_index_.find(account_id);
 }
 
 void Ledger::index_account(const std::string& account_id, Account* account) {
-  // The key views the ordered map's key, which lives as long as the account (accounts
-  // are closed, never removed).
-  bool inserted = account_index_.emplace(std::string_view(account_id), account).second;
+  // Accounts are closed, never removed: the index only grows.
+  CREDIT_ASSERT(account->account_id == account_id);
+  bool inserted = account_index_.insert(account);
   CREDIT_ASSERT(inserted);
   CREDIT_ASSERT(account_index_.size() == accounts_.size());
 }
@@ -409,8 +405,7 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
       return kv.second.state != HoldState::kOpen && kv.second.placed_at_ms < keep_from_ms;
     });
     // Charges older than the previous cycle can no longer be refunded or shown.
-    std::erase_if(a.charges,
-                  [&](const auto& kv) { return kv.second.cycle_index < a.cycle_serial - 1; });
+    a.charges.erase_if([&](const ChargeRecord& ch) { return ch.cycle_index < a.cycle_serial - 1; });
   }
   (void)local_seq;
 }
@@ -561,11 +556,10 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
         return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
                                  "this idempotency key was used with another request"));
       }
-      CREDIT_ASSERT(e->reply_no >= replies_base_ && e->reply_no - replies_base_ < replies_.size());
-      const auto& stored = replies_[e->reply_no - replies_base_];
+      ReplyStore::Stored stored = replies_.at(e->reply_no);
       Reply r;
-      r.status = stored.first;
-      r.body = stored.second;
+      r.status = stored.status;
+      r.body = stored.body;
       r.replayed = true;
       return r;
     }
@@ -587,16 +581,90 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
 // ledger produced are stored (2xx, 402, 403 purchase_not_allowed, 409); a 400 leaves the
 // key free.
 Reply Ledger::finish(Command& c, Reply reply) {
+  store(c, reply);
+  return reply;
+}
+
+void Ledger::store(Command& c, Reply& reply) {
   reply.logged = true;
   bool stored = reply.status < 400 || reply.status == 402 || reply.status == 409 ||
                 reply.code == ErrorCode::kPurchaseNotAllowed;
   if (c.idem.has_key && stored) {
-    std::uint64_t no = replies_base_ + replies_.size();
-    replies_.emplace_back(reply.status, reply.body);
+    std::uint64_t no = replies_.push(reply.status, reply.body);
     idempotency_.insert(c.idem.scope_key_hash, c.idem.request_hash, no,
                         now_ms_ + kIdempotencyTtlMs);
   }
-  return reply;
+}
+
+std::vector<DrawnFrom> Ledger::take_drawn_list() {
+  if (spare_drawn_.empty()) return {};
+  std::vector<DrawnFrom> list = std::move(spare_drawn_.back());
+  spare_drawn_.pop_back();
+  return list;  // emptied by recycle_events
+}
+
+// Copies into a recycled Metadata when there is one, so its strings keep their capacity.
+void Ledger::copy_metadata(const Metadata& from, Metadata& to) {
+  if (from.empty()) return;
+  if (!spare_metadata_.empty()) {
+    to = std::move(spare_metadata_.back());
+    spare_metadata_.pop_back();
+  }
+  to = from;
+}
+
+void Ledger::recycle_events(std::vector<Event>& events) {
+  for (Event& e : events) {
+    if (e.drawn_from.capacity() > 0 && spare_drawn_.size() < kRecycledEventPartsMax) {
+      e.drawn_from.clear();  // here, while the event is still in the cache
+      spare_drawn_.push_back(std::move(e.drawn_from));
+    }
+    if (!e.metadata.empty() && spare_metadata_.size() < kRecycledEventPartsMax) {
+      spare_metadata_.push_back(std::move(e.metadata));
+    }
+  }
+  events.clear();
+}
+
+namespace {
+// How many commands ahead of the one applied next each prefetch stage runs: far enough
+// for a DRAM miss (~100-200 ns) to land before the next stage or the apply reads it.
+constexpr std::size_t kPrefetchCommandAhead = 16;     // the command's own bytes
+constexpr std::size_t kPrefetchSlotsAhead = 12;       // idempotency and account index slots
+constexpr std::size_t kPrefetchAccountAhead = 8;      // the Account
+constexpr std::size_t kPrefetchAccountDataAhead = 4;  // its pools, plan and charge table
+constexpr std::size_t kCacheLineBytes = 64;
+
+void prefetch_bytes(const void* at, std::size_t bytes) {
+  const char* p = static_cast<const char*>(at);
+  for (std::size_t off = 0; off < bytes; off += kCacheLineBytes) __builtin_prefetch(p + off);
+}
+}  // namespace
+
+void Ledger::prefetch(std::span<const Command> batch, std::size_t next) const {
+  const std::size_t n = batch.size();
+  if (next + kPrefetchCommandAhead < n) {
+    prefetch_bytes(&batch[next + kPrefetchCommandAhead], sizeof(Command));
+  }
+  if (next + kPrefetchSlotsAhead < n) {
+    const Command& c = batch[next + kPrefetchSlotsAhead];
+    if (c.idem.has_key) idempotency_.prefetch(c.idem.scope_key_hash);
+    if (const std::string* id = account_of(c)) account_index_.prefetch(*id);
+  }
+  if (next + kPrefetchAccountAhead < n) {
+    const std::string* id = account_of(batch[next + kPrefetchAccountAhead]);
+    const Account* a = id == nullptr ? nullptr : account_index_.peek(*id);
+    if (a != nullptr) prefetch_bytes(a, sizeof(Account));
+  }
+  if (next + kPrefetchAccountDataAhead < n) {
+    const std::string* id = account_of(batch[next + kPrefetchAccountDataAhead]);
+    const Account* a = id == nullptr ? nullptr : account_index_.peek(*id);
+    if (a != nullptr) {
+      for (const PoolState& p : a->pools) prefetch_bytes(p.buckets.data(), sizeof(Bucket));
+      prefetch_bytes(a->plan.pools.data(), sizeof(pricing::PoolAllowance));
+      a->charges.prefetch_append();
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------
@@ -655,23 +723,42 @@ std::optional<Reply> Ledger::gate(Command& c) {
 }
 
 Reply Ledger::apply(Command& c, std::vector<Event>& events) {
+  Reply r;
+  apply(c, events, r);
+  return r;
+}
+
+void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
+  // Every field is set; the body keeps its capacity.
+  r.status = 200;
+  r.code = ErrorCode::kOk;
+  r.body.clear();
+  r.replayed = false;
+  r.logged = false;
+  r.retry_after_ms = 0;
   const std::size_t events_before = events.size();
   auto number_events = [&]() {
     for (std::size_t i = events_before; i < events.size(); ++i) {
       if (events[i].seq == 0) events[i].seq = next_seq_++;
     }
   };
-  if (std::optional<Reply> stop = gate(c)) return std::move(*stop);
-  if (std::holds_alternative<Sweep>(c.body)) {
-    Reply r = apply_sweep(events);
-    number_events();
-    return r;
+  if (std::optional<Reply> stop = gate(c)) {
+    r = std::move(*stop);
+    return;
   }
-  if (auto* cmd = std::get_if<LoadCatalog>(&c.body)) return apply_load_catalog(*cmd);
-  if (auto* cmd = std::get_if<CreateAccount>(&c.body)) {
-    Reply r = apply_create(c, *cmd, events);
+  if (std::holds_alternative<Sweep>(c.body)) {
+    r = apply_sweep(events);
     number_events();
-    return r;
+    return;
+  }
+  if (auto* cmd = std::get_if<LoadCatalog>(&c.body)) {
+    r = apply_load_catalog(*cmd);
+    return;
+  }
+  if (auto* cmd = std::get_if<CreateAccount>(&c.body)) {
+    r = apply_create(c, *cmd, events);
+    number_events();
+    return;
   }
   Account& a = *lookup(*account_of(c));
   advance(a, now_ms_, &events);
@@ -694,12 +781,11 @@ Reply Ledger::apply(Command& c, std::vector<Event>& events) {
     e.idempotency_key = c.idem.key;
     Error err(ErrorCode::kRateLimited, "too many requests; retry later");
     err.with("retry_after_ms", std::to_string(std::max<std::int64_t>(c.retry_after_ms, 1)));
-    Reply r = error_reply(err);
+    r = error_reply(err);
     r.retry_after_ms = c.retry_after_ms;
     r.logged = true;
-    return r;
+    return;
   }
-  Reply r;
   if (auto* cmd = std::get_if<CloseAccount>(&c.body)) {
     (void)cmd;
     r = apply_close(c, a, events);
@@ -710,7 +796,7 @@ Reply Ledger::apply(Command& c, std::vector<Event>& events) {
   } else if (auto* cmd = std::get_if<AddGrant>(&c.body)) {
     r = apply_grant(c, a, *cmd, events);
   } else if (auto* cmd = std::get_if<Charge>(&c.body)) {
-    r = apply_charge(c, a, *cmd, events);
+    apply_charge(c, a, *cmd, events, r);
   } else if (auto* cmd = std::get_if<Hold>(&c.body)) {
     r = apply_hold(c, a, *cmd, events);
   } else if (auto* cmd = std::get_if<Capture>(&c.body)) {
@@ -726,7 +812,6 @@ Reply Ledger::apply(Command& c, std::vector<Event>& events) {
   record_refusal(c, a, r, events, events_before);
   // Resets and expiries applied on the way are changes even when the answer is an error.
   if (events.size() > events_before) r.logged = true;
-  return r;
 }
 
 // Every stored refusal is also a `rejected` event (DESIGN.md, Idempotency): the 402s of
@@ -999,7 +1084,7 @@ Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Eve
     Millicredits need = -cmd.credits;
     if (available_of(*pool) < need)
       return finish(c, error_reply(insufficient(a, *pool, need, false)));
-    draw_free(*pool, need, &Bucket::taken, nullptr, drawn);
+    draw_free(*pool, need, &Bucket::taken, static_cast<std::vector<Reservation>*>(nullptr), drawn);
     g.ended = true;  // a record only: it holds nothing
     g.expires_at_ms = now_ms_;
   } else {
@@ -1055,12 +1140,14 @@ std::optional<Reply> Ledger::refuse_if_short(Command& c, const Account& a, const
   return finish(c, error_reply(err));
 }
 
-Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events) {
+void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events,
+                          Reply& r) {
   PoolState* pool = a.pool(cmd.pool);
   if (pool == nullptr) {
     Error e(ErrorCode::kInvalidRequest, "the account's plan has no such pool");
     e.with_string("param", "kind");
-    return error_reply(e);
+    r = error_reply(e);
+    return;
   }
   const std::size_t pool_index = static_cast<std::size_t>(pool - a.pools.data());
   if (cmd.cache_hit) {
@@ -1074,26 +1161,27 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
     e.available_after = available_of(*pool);
     e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
     e.usage = cmd.usage;
-    e.metadata = cmd.metadata;
+    copy_metadata(cmd.metadata, e.metadata);
     e.cache_key = cmd.cache_key;
     e.idempotency_key = c.idem.key;
     e.rate_card_version = cmd.rate_card_version;
-    Reply r;
     r.status = 201;
     render_charge(charge_id, Millicredits::zero(), pool->name, *e.available_after, {}, true,
                   cmd.saved, "", r.body);
-    return finish(c, std::move(r));
+    store(c, r);
+    return;
   }
   const Millicredits available = available_of(*pool);
   if (std::optional<Reply> refused =
           refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount, available, events)) {
     Event& e = events.back();
     e.usage = cmd.usage;
-    e.metadata = cmd.metadata;
-    return std::move(*refused);
+    copy_metadata(cmd.metadata, e.metadata);
+    r = std::move(*refused);
+    return;
   }
   ChargeRecord rec;
-  std::vector<DrawnFrom> drawn;
+  std::vector<DrawnFrom> drawn = take_drawn_list();
   draw_free(*pool, cmd.amount, &Bucket::spent, &rec.drawn, drawn);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
@@ -1117,17 +1205,17 @@ Reply Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Even
   e.drawn_from = std::move(drawn);
   e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
   e.usage = cmd.usage;
-  e.metadata = cmd.metadata;
+  copy_metadata(cmd.metadata, e.metadata);
   e.cache_key = cmd.cache_key;
   e.idempotency_key = c.idem.key;
   e.rate_card_version = cmd.rate_card_version;
-  Reply r;
   r.status = 201;
   r.body.reserve(kChargeReplyBytesReserve);
   render_charge(rec.charge_id, cmd.amount, pool->name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), "", r.body);
-  a.charges.emplace(rec.charge_id, std::move(rec));
-  return finish(c, std::move(r));
+  bool added = a.charges.append(std::move(rec));
+  CREDIT_ASSERT(added);
+  store(c, r);
 }
 
 Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events) {
@@ -1294,7 +1382,8 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   r.body.reserve(kChargeReplyBytesReserve);
   render_charge(rec.charge_id, cost, pool.name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), h.hold_id, r.body);
-  a.charges.emplace(rec.charge_id, std::move(rec));
+  bool added = a.charges.append(std::move(rec));
+  CREDIT_ASSERT(added);
   return finish(c, std::move(r));
 }
 
@@ -1316,12 +1405,12 @@ Reply Ledger::apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& 
 }
 
 Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events) {
-  auto found = a.charges.find(cmd.charge_id);
-  if (found == a.charges.end()) {
+  ChargeRecord* found = a.charges.find_record(cmd.charge_id);
+  if (found == nullptr) {
     // Forgotten by the resets just applied: charges older than the last cycle.
     return error_reply(Error(ErrorCode::kChargeNotFound, "no such charge"));
   }
-  ChargeRecord& ch = found->second;
+  ChargeRecord& ch = *found;
   Millicredits unrefunded = ch.cost - ch.refunded;
   Millicredits want = cmd.credits.value_or(unrefunded);
   if (want > unrefunded) {

@@ -13,6 +13,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -22,6 +23,8 @@
 #include "ledger/command.h"
 #include "ledger/event.h"
 #include "ledger/idempotency.h"
+#include "ledger/internal/account_index.h"
+#include "ledger/internal/reply_store.h"
 #include "ledger/limits.h"
 #include "ledger/state.h"
 #include "pricing/plan.h"
@@ -55,6 +58,19 @@ class Ledger {
   std::int64_t begin_batch(std::int64_t now_ms);
   // Applies one command of the current batch; appends the events it made.
   Reply apply(Command& command, std::vector<Event>& events);
+  // The same, answering into `reply` (every field is set): a caller that reuses one
+  // Reply keeps its body's capacity, so a charge's answer allocates nothing.
+  void apply(Command& command, std::vector<Event>& events, Reply& reply);
+  // A hint for a batch applied in order: call it before applying batch[next]. It starts
+  // loading what the coming commands will read, in stages a few commands apart (each
+  // stage reads what the one before loaded): the commands' bytes; their idempotency
+  // and account index slots; their accounts; the accounts' pools and charge tables.
+  // With millions of keys and thousands of accounts each is a cache miss, which a batch
+  // hides this way. Changes nothing.
+  void prefetch(std::span<const Command> batch, std::size_t next) const;
+  // Takes back the heap parts of events the caller is done with (drawn_from lists,
+  // metadata strings) for the next commands' events, and clears `events`.
+  void recycle_events(std::vector<Event>& events);
   // The checks before any change, in API.md's order: 404, idempotent replay or 422,
   // validation (precheck_error), capacity. A reply means the command stops there and
   // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and
@@ -89,7 +105,7 @@ class Ledger {
   Reply apply_close(Command& c, Account& a, std::vector<Event>& events);
   Reply apply_change_plan(Command& c, Account& a, ChangePlan& cmd, std::vector<Event>& events);
   Reply apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Event>& events);
-  Reply apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events);
+  void apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events, Reply& r);
   Reply apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events);
   Reply apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events);
   std::optional<Reply> refuse_if_short(Command& c, const Account& a, const PoolState& pool,
@@ -108,6 +124,10 @@ class Ledger {
   // order (at one instant: holds, grants, rollover, pending plan, new allowance).
   void advance(Account& a, std::int64_t now_ms, std::vector<Event>* events) const;
   Reply finish(Command& c, Reply reply);
+  // Marks the reply logged and stores it under the command's key when it is stored.
+  void store(Command& c, Reply& reply);
+  std::vector<DrawnFrom> take_drawn_list();
+  void copy_metadata(const Metadata& from, Metadata& to);
   Reply stored_or_new(Command& c, bool* proceed);
   Event& push_event(std::vector<Event>& events, EventType type, const Account& a);
   std::string new_id(char prefix);
@@ -123,12 +143,14 @@ class Ledger {
   LedgerOptions options_;
   std::map<std::string, std::unique_ptr<Account>> accounts_;  // in id order (lists, snapshots)
   // The same accounts by id for the per-command lookup: a hash of the id instead of
-  // string compares down the tree. Keys view accounts_'s keys.
-  std::unordered_map<std::string_view, Account*> account_index_;
+  // string compares down the tree.
+  AccountIndex account_index_;
   IdempotencyTable idempotency_;
   // Stored replies by reply number (key entries point here), released with their keys.
-  std::deque<std::pair<int, std::string>> replies_;
-  std::uint64_t replies_base_ = 0;
+  ReplyStore replies_;
+  // Heap parts of recycled events, reused by the next events (recycle_events).
+  std::vector<std::vector<DrawnFrom>> spare_drawn_;
+  std::vector<Metadata> spare_metadata_;
   std::int64_t now_ms_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t batch_seq_start_ = 1;

@@ -19,6 +19,8 @@ constexpr std::size_t kUserIdBytesMax = 128;
 constexpr std::size_t kIdempotencyKeyBytesMax = 128;
 constexpr std::size_t kReasonBytesMax = 256;
 constexpr std::int64_t kPackExpiryDaysDefault = 365;
+// Recycled event parts (drawn_from lists, metadata) kept for reuse: a batch's worth.
+constexpr std::size_t kRecycledEventPartsMax = 16'384;
 // Refused charges are kept for replays only as long as their key lives.
 constexpr std::int64_t kNeverMs = INT64_MAX;
 

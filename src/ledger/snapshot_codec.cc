@@ -94,7 +94,8 @@ pricing::Plan decode_plan(WireIn& in) {
   return p;
 }
 
-void encode_reservations(WireOut& o, const std::vector<Reservation>& rs) {
+template <typename List>
+void encode_reservations(WireOut& o, const List& rs) {
   o.uv(rs.size());
   for (const auto& r : rs) {
     o.uv(r.bucket_id);
@@ -102,8 +103,9 @@ void encode_reservations(WireOut& o, const std::vector<Reservation>& rs) {
   }
 }
 
-std::vector<Reservation> decode_reservations(WireIn& in) {
-  std::vector<Reservation> rs;
+template <typename List = std::vector<Reservation>>
+List decode_reservations(WireIn& in) {
+  List rs;
   std::uint64_t n = in.uv();
   if (n > kReservationsMax) in.fail();
   for (std::uint64_t i = 0; i < n && in.ok(); ++i) {
@@ -241,7 +243,7 @@ ChargeRecord decode_charge(WireIn& in) {
   c.kind = in.enum_u8<pricing::Kind>(kKindMax);
   c.pool_index = static_cast<std::size_t>(in.uv());
   c.cost = in.money();
-  c.drawn = decode_reservations(in);
+  c.drawn = decode_reservations<ReservationList>(in);
   c.refunded = in.money();
   c.cycle_index = in.sv();
   c.at_ms = in.sv();
@@ -320,11 +322,21 @@ std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options
   if (a->open_holds > options.open_holds_per_account_max) in.fail();
   std::uint64_t charges = in.uv();
   if (charges > in.remaining()) in.fail();
-  if (in.ok()) a->charges.reserve(static_cast<std::size_t>(charges));
+  // Written in id (string) order; kept in sequence order.
+  std::vector<std::pair<std::uint64_t, ChargeRecord>> read;
+  if (in.ok()) read.reserve(static_cast<std::size_t>(charges));
   for (std::uint64_t i = 0; i < charges && in.ok(); ++i) {
     ChargeRecord c = decode_charge(in);
-    std::string id = c.charge_id;
-    if (!a->charges.emplace(std::move(id), std::move(c)).second) in.fail();
+    std::optional<std::uint64_t> seq = ChargeTable::seq_of(c.charge_id);
+    if (!seq) in.fail();
+    read.emplace_back(seq.value_or(0), std::move(c));
+  }
+  std::sort(read.begin(), read.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  if (in.ok()) a->charges.reserve(read.size());
+  for (auto& [seq, c] : read) {
+    // A duplicate id fails here: append takes increasing sequence numbers only.
+    if (in.ok() && !a->charges.append(std::move(c))) in.fail();
   }
   a->created_at_ms = in.sv();
   if (!in.ok()) return nullptr;
@@ -361,16 +373,17 @@ void SnapshotAccess::encode(const Ledger& l, std::string& out) {
   });
   // for_each yields each live entry once: the count written first must match.
   CREDIT_ASSERT(written == l.idempotency_.size());
-  o.uv(l.replies_base_);
+  o.uv(l.replies_.base());
   o.uv(l.replies_.size());
-  for (const auto& [status, body] : l.replies_) {
-    o.uv(static_cast<std::uint64_t>(status));
-    o.str(body);
+  for (std::uint64_t no = l.replies_.base(); no < l.replies_.next(); ++no) {
+    ReplyStore::Stored r = l.replies_.at(no);
+    o.uv(static_cast<std::uint64_t>(r.status));
+    o.str(r.body);
   }
 }
 
 Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
-  CREDIT_ASSERT(l.accounts_.empty() && l.idempotency_.size() == 0 && l.replies_.empty());
+  CREDIT_ASSERT(l.accounts_.empty() && l.idempotency_.size() == 0 && l.replies_.size() == 0);
   WireIn in(bytes);
   std::uint8_t version = in.u8();
   if (!in.ok()) return bad(in, "empty");
@@ -435,18 +448,19 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
     previous_expiry = r.expires_at_ms;
     read.push_back(r);
   }
-  l.replies_base_ = in.uv();
+  l.replies_.reset(in.uv());
   std::uint64_t replies = in.uv();
   if (replies > in.remaining()) return bad(in, "reply count out of range");
   for (std::uint64_t i = 0; i < replies && in.ok(); ++i) {
     int status = static_cast<int>(in.uv());
-    l.replies_.emplace_back(status, in.str());
+    std::string body = in.str();
+    if (in.ok()) l.replies_.push(status, body);
   }
   if (!in.ok()) return bad(in, "bad idempotency table");
   if (!in.done()) return bad(in, "bytes after the end");
   for (const Read& r : read) {
     // Every key must answer with a stored reply, or a replay would read past the deque.
-    if (r.reply_no < l.replies_base_ || r.reply_no - l.replies_base_ >= l.replies_.size()) {
+    if (!l.replies_.contains(r.reply_no)) {
       return bad(in, "idempotency entry names reply " + std::to_string(r.reply_no) +
                          " outside the stored replies");
     }

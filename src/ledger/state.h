@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ledger/charge_table.h"
 #include "ledger/command.h"
 #include "ledger/limits.h"
 #include "money/money.h"
@@ -30,8 +31,8 @@ struct Bucket {
   Millicredits granted;
   Millicredits spent;
   Millicredits held;
-  Millicredits vanished;  // free credits lost when the bucket ended
-  Millicredits taken;     // free credits removed by negative adjustments
+  Millicredits vanished;                  // free credits lost when the bucket ended
+  Millicredits taken;                     // free credits removed by negative adjustments
   std::int64_t expires_at_ms = kNeverMs;  // allowance: its cycle end
   std::int64_t created_at_ms = 0;
   bool ended = false;
@@ -62,11 +63,6 @@ struct PoolState {
 enum class HoldState : std::uint8_t { kOpen = 0, kCaptured = 1, kVoided = 2, kExpired = 3 };
 std::string_view hold_state_name(HoldState s);
 
-struct Reservation {
-  std::uint32_t bucket_id = 0;
-  Millicredits credits;
-};
-
 struct HoldRecord {
   std::string hold_id;
   std::string user_id;
@@ -83,29 +79,6 @@ struct HoldRecord {
   Metadata metadata;
 };
 
-struct RefundRecord {
-  std::string refund_id;
-  Millicredits credits;
-  std::int64_t at_ms = 0;
-  std::string reason;
-};
-
-struct ChargeRecord {
-  std::string charge_id;
-  std::string user_id;
-  pricing::Kind kind = pricing::Kind::kAgentPrompt;
-  std::size_t pool_index = 0;
-  Millicredits cost;
-  std::vector<Reservation> drawn;
-  Millicredits refunded;
-  std::int64_t cycle_index = 0;  // the account's cycle_serial when charged
-  std::int64_t at_ms = 0;
-  std::int64_t day_start_ms = 0;
-  std::int64_t rate_card_version = 0;
-  std::string hold_id;  // set when the charge is a capture
-  std::vector<RefundRecord> refunds;
-};
-
 struct Account {
   std::string account_id;
   bool closed = false;
@@ -118,10 +91,10 @@ struct Account {
   std::int64_t cycle_start_ms = 0;
   std::int64_t cycle_end_ms = 0;
   std::uint32_t next_bucket_id = 1;
-  std::vector<PoolState> pools;  // in the plan's pool order
+  std::vector<PoolState> pools;             // in the plan's pool order
   std::map<std::string, HoldRecord> holds;  // by hold id
   std::size_t open_holds = 0;
-  std::unordered_map<std::string, ChargeRecord> charges;  // this cycle and the last
+  ChargeTable charges;  // this cycle and the last, by charge id
   std::int64_t created_at_ms = 0;
 
   PoolState* pool(std::string_view name);

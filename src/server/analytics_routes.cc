@@ -382,6 +382,7 @@ HttpResponse usage_route(EngineState& st, Analytics& a, const std::string& id,
   auto r = range_of(req, *c, &out);
   if (!r) return out;
   analytics::UsageResult u;
+  a.sync();
   {
     std::lock_guard lock(a.mu());
     u = a.rollups().usage(id, c->pool->name, *group, *r);
@@ -422,6 +423,7 @@ HttpResponse hot_files_route(EngineState& st, Analytics& a, const std::string& i
   auto r = range_of(req, *c, &out);
   if (!r) return out;
   std::vector<analytics::HotFileRow> rows;
+  a.sync();
   {
     std::lock_guard lock(a.mu());
     rows = a.rollups().hot_files(id, c->pool->name, *r, order == "credits", limit);
@@ -454,6 +456,7 @@ HttpResponse cache_stats_route(EngineState& st, Analytics& a, const std::string&
   auto r = range_of(req, *c, &out);
   if (!r) return out;
   analytics::CacheStats s;
+  a.sync();
   {
     std::lock_guard lock(a.mu());
     s = a.rollups().cache_stats(id, c->pool->name, *r);
@@ -481,6 +484,7 @@ HttpResponse loops_route(EngineState& st, Analytics& a, const std::string& id,
   auto r = range_of(req, *c, &out);
   if (!r) return out;
   std::vector<analytics::Loop> loops;
+  a.sync();
   {
     std::lock_guard lock(a.mu());
     loops = a.rollups().loops(id, *r);
@@ -515,6 +519,7 @@ analytics::BurnReport burn_of(Analytics& a, const std::string& id, const ledger:
                               const analytics::BurnParams& params) {
   std::vector<std::int64_t> series;
   analytics::BurnDays days;
+  a.sync();
   {
     std::lock_guard lock(a.mu());
     days =
@@ -610,6 +615,7 @@ HttpResponse forecast_route(EngineState& st, Analytics& a, const std::string& id
 
 HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id) {
   if (st.ledger.find(id) == nullptr) return not_found_account();
+  a.sync();  // evaluations still queued record their alerts first
   HttpResponse out;
   json::Writer w(out.body);
   w.begin_object().key("alerts").begin_array();
@@ -702,28 +708,54 @@ Result<analytics::AlertRules> parse_rules(std::string_view body, analytics::Aler
   return r;
 }
 
-// Evaluates the alerts of the accounts that had events (on the ledger thread).
-void evaluate_due(EngineState& st, Analytics& a) {
-  for (const auto& [id, at] : a.take_due()) {
-    auto view = st.ledger.view(id, at);
-    if (!view.ok() || view->closed) continue;
-    analytics::AlertRules rules = a.alerts().rules(id);
-    const std::int64_t now = std::max(at, st.ledger.now_ms());
-    std::vector<analytics::PoolStatus> pools;
-    for (const auto& p : view->pools) {
-      analytics::PoolStatus s;
-      s.pool = p.name;
-      s.cycle_start_ms = view->cycle_start_ms;
-      s.cycle_end_ms = view->cycle_end_ms;
-      s.used_mc = p.used.mc();
-      s.allowance_mc = p.allowance.mc();
-      s.extra_mc = p.extra.mc();
-      s.available_mc = p.available.mc();
-      s.burn = burn_of(a, id, *view, p, now, rules.burn);
-      pools.push_back(std::move(s));
+// The pools of an account as Ledger::view projects them to at_ms, without the copy when
+// the projection changes nothing: no cycle boundary, open hold or grant expiry at or
+// before at_ms (Ledger::advance's next instant is after it), so the state as it is is
+// the projection. Otherwise (rare) the view itself.
+std::optional<analytics::DueAccount> due_account(const ledger::Ledger& ledger,
+                                                 const std::string& id, std::int64_t at_ms) {
+  const ledger::Account* acc = ledger.find(id);
+  if (acc == nullptr || acc->closed) return std::nullopt;
+  const std::int64_t now = std::max(at_ms, ledger.now_ms());
+  analytics::DueAccount d;
+  d.account_id = id;
+  d.now_ms = now;
+  bool as_is = acc->open_holds == 0 && acc->cycle_end_ms > now;
+  for (const auto& p : acc->pools) {
+    for (const auto& b : p.buckets) {
+      if (!b.ended && b.kind != ledger::BucketKind::kAllowance && b.expires_at_ms <= now)
+        as_is = false;
     }
-    a.alerts().record(analytics::evaluate_alerts(id, now, pools, rules), now);
   }
+  if (as_is) {
+    d.cycle_start_ms = acc->cycle_start_ms;
+    d.cycle_end_ms = acc->cycle_end_ms;
+    for (const auto& p : acc->pools) {
+      const ledger::PoolView v = ledger::Ledger::pool_view(*acc, p, now);
+      d.pools.push_back({v.name, v.used.mc(), v.allowance.mc(), v.extra.mc(), v.available.mc()});
+    }
+    return d;
+  }
+  auto view = ledger.view(id, at_ms);
+  if (!view.ok() || view->closed) return std::nullopt;
+  d.cycle_start_ms = view->cycle_start_ms;
+  d.cycle_end_ms = view->cycle_end_ms;
+  for (const auto& p : view->pools)
+    d.pools.push_back({p.name, p.used.mc(), p.allowance.mc(), p.extra.mc(), p.available.mc()});
+  return d;
+}
+
+// Takes the balances of the accounts that had events (on the ledger thread, in a read
+// job after their batch) and queues them for the analytics worker to judge.
+void evaluate_due(EngineState& st, Analytics& a) {
+  std::vector<analytics::DueAccount> due;
+  for (const auto& [id, at] : a.take_due()) {
+    if (auto d = due_account(st.ledger, id, at)) {
+      d->rules = a.alerts().params(id);
+      due.push_back(std::move(*d));
+    }
+  }
+  a.queue_evaluation(std::move(due));
 }
 
 // ---- import --------------------------------------------------------------------------
@@ -1156,8 +1188,11 @@ net::awaitable<void> deliver(Url url, http::request<http::string_body> req, bool
   auto results = co_await resolver.async_resolve(url.host, url.port, net::use_awaitable);
   std::vector<net::ip::tcp::endpoint> targets;
   for (const auto& r : results) {
-    // Checked after resolving too: a public name may point at a private address.
-    if (!allow_local && local_address(r.endpoint().address())) co_return;
+    // Checked after resolving too: a public name may point at a private address, and
+    // plain http goes only to local ones (and only with allow_local).
+    const bool local = local_address(r.endpoint().address());
+    if (!allow_local && local) co_return;
+    if (!url.tls && !local) co_return;
     targets.push_back(r.endpoint());
   }
   if (url.tls) {
@@ -1180,18 +1215,19 @@ std::optional<std::string> webhook_url_problem(std::string_view url, bool allow_
   auto u = parse_url(url);
   if (!u) return "webhook_url must be an absolute http(s) URL without user info";
   if (!u->tls && !allow_local) return "webhook_url must be https";
-  if (allow_local) return std::nullopt;
   std::string host = u->host;
   std::transform(host.begin(), host.end(), host.begin(),
                  [](unsigned char c) { return std::tolower(c); });
-  if (host == "localhost" || (host.size() > 10 && host.ends_with(".localhost"))) {
-    return "webhook_url must not point at this machine";
-  }
+  const bool local_name = host == "localhost" || (host.size() > 10 && host.ends_with(".localhost"));
   boost::system::error_code ec;
   auto addr = net::ip::make_address(host, ec);
-  if (!ec && local_address(addr))
-    return "webhook_url must not be a loopback, private or link-local address";
-  return std::nullopt;
+  const bool local = local_name || (!ec && local_address(addr));
+  // Plain http only to this machine or a private network, and only when allowed.
+  if (!u->tls)
+    return local ? std::nullopt : std::optional<std::string>("webhook_url must be https");
+  if (allow_local || !local) return std::nullopt;
+  if (local_name) return "webhook_url must not point at this machine";
+  return "webhook_url must not be a loopback, private or link-local address";
 }
 
 analytics::WebhookSender make_webhook_sender(bool allow_local) {

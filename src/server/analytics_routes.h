@@ -3,11 +3,14 @@
 // (POST /v1/admin/import), the engine's event sink that feeds the rollups and schedules
 // alert evaluation, and the webhook sender (Boost.Beast; https with OpenSSL).
 // Reads run as engine read jobs (the ledger thread) because they need the account's
-// cycle and balances; they read rollups (analytics/rollup.h), never a cycle of raw
-// events. The event listing reads the engine's in-memory events through the per-account
-// index and scans at most kEventsScannedPerPageMax of them per page.
+// cycle and balances; they sync the analytics FIFO (analytics/live.h) and read rollups
+// (analytics/rollup.h), never a cycle of raw events. Alert evaluation takes only the
+// balances on the ledger thread (without Ledger::view's copy when the projection changes
+// nothing); the analytics worker judges them. The event listing reads the engine's
+// in-memory events through the per-account index and scans at most
+// kEventsScannedPerPageMax of them per page.
 // Owns: query parsing and validation, the JSON/NDJSON/CSV answers, the import (parse,
-// checks, ledger commands at each line's instant), alert evaluation on a view.
+// checks, ledger commands at each line's instant), the balances alerts are judged on.
 // Does not: keep analytics state (analytics/live.h) or route core requests (api.h).
 #pragma once
 
@@ -31,8 +34,10 @@ constexpr std::size_t kHotFilesLimitMax = 1000;
 // Import: line errors reported, ops per ledger batch, batches in flight.
 constexpr std::size_t kImportErrorsMax = 100;
 constexpr std::size_t kImportBatchOpsMax = 4096;
-// One: each instant is durable and its alerts judged (a read job queued by the sink)
-// before the next instant is submitted, so alerts see the same states as live traffic.
+// One: each instant is durable and its balances taken for alert evaluation (a read job
+// queued by the sink, which queues them behind the instant's events for the analytics
+// worker) before the next instant is submitted, so alerts see the same states as live
+// traffic.
 constexpr std::size_t kImportBatchesInFlightMax = 1;
 // Webhooks: the whole delivery (resolve, connect, TLS, request, answer) and the answer's
 // body that is read (and dropped).
@@ -50,11 +55,13 @@ AnalyticsRoute make_analytics_routes(Engine& engine, analytics::Analytics& analy
 
 // Signs (Creditd-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">) and POSTs
 // one delivery, 5 s in all, no redirects (a 3xx is a failure). Loopback, private and
-// link-local targets are refused unless allow_local (then plain http is allowed too).
+// link-local targets are refused unless allow_local; plain http is allowed only with
+// allow_local and only to such targets (never to a public address).
 analytics::WebhookSender make_webhook_sender(bool allow_local);
 
 // Is this webhook URL acceptable? (https; no userinfo; not a loopback, private or
-// link-local address literal or "localhost" unless allow_local, which also allows http.)
+// link-local address literal or "localhost" unless allow_local, which also allows http
+// to exactly those local hosts, never to a public one.)
 std::optional<std::string> webhook_url_problem(std::string_view url, bool allow_local);
 
 // The HTTP handler creditd serves: POST /v1/admin/import here, everything else to `api`.

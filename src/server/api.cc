@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <unordered_map>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "base/error_json.h"
 #include "base/json_writer.h"
@@ -513,7 +515,7 @@ struct Api::Impl {
     auto shared = std::make_shared<Responder>(std::move(respond));
     bool ok = engine.submit(std::move(ops), [shared](std::vector<Reply>&& replies) {
       (*shared)(from_reply(std::move(replies[0])));
-    });
+    }, !options.defer_engine_wake);
     if (!ok) (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
   }
 
@@ -1131,7 +1133,7 @@ struct Api::Impl {
       std::vector<std::pair<std::size_t, HttpResponse>> done;
       for (std::size_t j = 0; j < replies.size(); ++j) done.emplace_back(index[j], from_reply(std::move(replies[j])));
       finish(std::move(done), *shared);
-    });
+    }, !options.defer_engine_wake);
     if (!ok) (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
   }
 
@@ -1319,53 +1321,87 @@ std::optional<Error> Api::check_head(const HttpRequest& head) {
 }
 
 namespace {
-// The route pattern of a path, for metric labels: ids become {id}.
-std::string route_label(const std::string& method, std::string_view path) {
-  std::string out = method + " ";
-  std::vector<std::string_view> parts = split_path(path);
-  for (std::size_t i = 0; i < parts.size() && i < 6; ++i) {
-    bool id = i > 0 && (parts[i - 1] == "accounts" || parts[i - 1] == "holds" ||
-                        parts[i - 1] == "charges" || parts[i - 1] == "keys" ||
-                        parts[i - 1] == "cache");
-    if (parts[0] == "ui" && i > 0) break;
+// The route pattern of a path, for metric labels: ids become {id}. Built in a buffer of
+// the thread and interned for the life of the process, so a request carries a pointer.
+const std::string* route_label(std::string_view method, std::string_view path) {
+  thread_local std::string out;
+  out.assign(method);
+  out += ' ';
+  std::string_view prev;
+  std::string_view first;
+  std::size_t i = 0;
+  std::size_t at = 0;
+  while (at < path.size() && i < 6) {
+    if (path[at] == '/') {
+      ++at;
+      continue;
+    }
+    std::size_t end = path.find('/', at);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(at, end - at);
+    at = end;
+    if (i == 0) first = part;
+    if (first == "ui" && i > 0) break;
+    bool id = i > 0 && (prev == "accounts" || prev == "holds" || prev == "charges" ||
+                        prev == "keys" || prev == "cache");
     out += '/';
-    out += id ? std::string_view("{id}") : parts[i];
+    out += id ? std::string_view("{id}") : part;
+    prev = part;
+    ++i;
   }
-  return out;
+  static std::mutex mu;
+  static auto* labels = new std::unordered_set<std::string>();  // never freed: see above
+  std::lock_guard lock(mu);
+  return &*labels->insert(out).first;
+}
+
+struct RouteStatus {
+  const std::string* route;
+  int status;
+  bool operator==(const RouteStatus&) const = default;
+};
+struct RouteStatusHash {
+  std::size_t operator()(const RouteStatus& k) const {
+    return std::hash<const void*>()(k.route) * 31 + static_cast<std::size_t>(k.status);
+  }
+};
+
+// Counts and times one answer. The registry lookup takes a lock; each thread remembers
+// the metrics it used.
+void record_answer(MetricsRegistry& metrics, const std::string* route, std::int64_t ns,
+                   const HttpResponse& h) {
+  thread_local std::unordered_map<RouteStatus, std::pair<Counter*, Histogram*>, RouteStatusHash>
+      t_metrics;
+  auto it = t_metrics.find(RouteStatus{route, h.status});
+  if (it == t_metrics.end()) {
+    Counter* c = &metrics.counter("creditd_requests_total", "HTTP requests by route and status",
+                                  {{"route", *route}, {"status", std::to_string(h.status)}});
+    Histogram* hist = &metrics.histogram("creditd_request_seconds", "HTTP request latency by route",
+                                         kLatencyBucketsSeconds, {{"route", *route}});
+    it = t_metrics.emplace(RouteStatus{route, h.status}, std::make_pair(c, hist)).first;
+  }
+  it->second.first->inc();
+  it->second.second->observe_ns(ns);
+  if (h.status >= 400) {
+    // The error code is the body's first string value after "code".
+    auto at = h.body.find("\"code\":\"");
+    if (at != std::string::npos) {
+      auto end = h.body.find('"', at + 8);
+      metrics.counter("creditd_rejections_total", "Rejected requests by error code",
+                      {{"code", h.body.substr(at + 8, end - at - 8)}}).inc();
+    }
+  }
 }
 }  // namespace
 
 void Api::handle(HttpRequest&& req, Responder respond) {
   Impl impl{*this, engine_, options_};
-  std::string route = route_label(req.method, req.path);
+  const std::string* route = route_label(req.method, req.path);
   auto t0 = std::chrono::steady_clock::now();
   MetricsRegistry* metrics = &metrics_;
-  Responder timed = [metrics, route = std::move(route), t0, respond = std::move(respond)](HttpResponse&& h) {
+  Responder timed = [metrics, route, t0, respond = std::move(respond)](HttpResponse&& h) {
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
-    // The registry lookup takes a lock; each thread remembers the metrics it used.
-    thread_local std::unordered_map<std::string, std::pair<Counter*, Histogram*>> t_metrics;
-    std::string key = route;
-    key += ' ';
-    key += std::to_string(h.status);
-    auto it = t_metrics.find(key);
-    if (it == t_metrics.end()) {
-      Counter* c = &metrics->counter("creditd_requests_total", "HTTP requests by route and status",
-                                     {{"route", route}, {"status", std::to_string(h.status)}});
-      Histogram* hist = &metrics->histogram("creditd_request_seconds", "HTTP request latency by route",
-                                            kLatencyBucketsSeconds, {{"route", route}});
-      it = t_metrics.emplace(std::move(key), std::make_pair(c, hist)).first;
-    }
-    it->second.first->inc();
-    it->second.second->observe_ns(ns);
-    if (h.status >= 400) {
-      // The error code is the body's first string value after "code".
-      auto at = h.body.find("\"code\":\"");
-      if (at != std::string::npos) {
-        auto end = h.body.find('"', at + 8);
-        metrics->counter("creditd_rejections_total", "Rejected requests by error code",
-                         {{"code", h.body.substr(at + 8, end - at - 8)}}).inc();
-      }
-    }
+    record_answer(*metrics, route, ns, h);
     respond(std::move(h));
   };
   if (req.method == "GET" && req.path == "/metrics") {
@@ -1373,6 +1409,7 @@ void Api::handle(HttpRequest&& req, Responder respond) {
     metrics_.gauge("creditd_batches", "Batches applied").set(static_cast<std::int64_t>(st.batches.load()));
     metrics_.gauge("creditd_ops", "Ops applied (charges, holds, captures, ...)").set(static_cast<std::int64_t>(st.ops.load()));
     metrics_.gauge("creditd_fsync_seconds_total_micro", "Microseconds spent in fdatasync").set(static_cast<std::int64_t>(st.fsync_ns_total.load() / 1000));
+    metrics_.gauge("creditd_fsyncs", "Log writes, each with one fdatasync (group commits)").set(static_cast<std::int64_t>(st.fsyncs.load()));
     metrics_.gauge("creditd_cache_hits", "Integration cache hits").set(static_cast<std::int64_t>(st.cache_hits.load()));
   }
   impl.dispatch(std::move(req), std::move(timed));

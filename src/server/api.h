@@ -22,6 +22,9 @@ struct ApiOptions {
   std::string admin_key_hash_hex;
   std::string web_dir;  // served under /ui/
   bool allow_local_webhooks = false;
+  // Metering submits do not wake the ledger thread: the HTTP server's after_handling
+  // calls Engine::wake() once per run of requests. Only with that hook installed.
+  bool defer_engine_wake = false;
 };
 
 struct Auth {

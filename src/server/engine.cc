@@ -212,13 +212,15 @@ Status Engine::replay_record(std::string_view payload) {
   if (r.u8() != kEngineRecordVersion) {
     return Error(ErrorCode::kStorageFailed, "unknown engine record version");
   }
-  std::string ledger_bytes = r.str();
+  std::string_view ledger_bytes = r.str_view();
   if (!r.ok()) return Error(ErrorCode::kStorageFailed, "bad engine record");
   if (!ledger_bytes.empty()) {
-    auto batch = ledger::decode_batch(ledger_bytes);
-    if (!batch.ok()) return batch.error();
+    // Decoded into storage reused across records: a replay decodes millions of batches.
+    ledger::DecodedBatch* batch = &replay_batch_;
+    if (Status s = ledger::decode_batch_into(ledger_bytes, replay_batch_); !s.ok()) return s;
     ledger_.begin_batch(batch->now_ms);
-    std::vector<ledger::Event> events;
+    std::vector<ledger::Event>& events = replay_events_;
+    events.clear();
     for (auto& c : batch->commands) {
       ledger::Reply reply = ledger_.apply(c, events);
       // A logged command was logged because it changed the state; replaying it must
@@ -328,6 +330,8 @@ void Engine::start() {
   std::lock_guard lock(mu_);
   if (thread_.joinable()) return;
   stopping_ = false;
+  log_stopping_ = false;
+  log_thread_ = std::thread([this] { log_run(); });
   thread_ = std::thread([this] { run(); });
 }
 
@@ -337,7 +341,14 @@ void Engine::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  // The ledger thread drains the pipeline before it returns; then the log thread is idle.
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(mu_);
+    log_stopping_ = true;
+  }
+  log_cv_.notify_all();
+  if (log_thread_.joinable()) log_thread_.join();
   if (wal_ && !wal_->failed()) {
     // A clean stop snapshots what the last snapshot does not cover, so the next start
     // replays nothing.
@@ -349,7 +360,7 @@ void Engine::stop() {
   wal_.reset();
 }
 
-bool Engine::submit(std::vector<Op>&& ops, Done done) {
+bool Engine::submit(std::vector<Op>&& ops, Done done, bool wake) {
   std::size_t n = ops.size();
   {
     std::lock_guard lock(mu_);
@@ -357,8 +368,16 @@ bool Engine::submit(std::vector<Op>&& ops, Done done) {
     queued_ops_ += n;
     queue_.push_back(Job{std::move(ops), std::move(done), nullptr});
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
   return true;
+}
+
+void Engine::wake() {
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.empty()) return;
+  }
+  cv_.notify_one();
 }
 
 bool Engine::submit_at(std::int64_t at_ms, std::vector<Op>&& ops, Done done) {
@@ -388,8 +407,9 @@ void Engine::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !durable_events_.empty(); });
+      if (!durable_events_.empty()) take_durable(lock);
+      if (queue_.empty() && stopping_) break;
       std::size_t ops = 0;
       while (!queue_.empty() && (jobs.empty() || ops + queue_.front().ops.size() <= options_.batch_ops_max)) {
         // A job at an instant (submit_at) is a batch of its own: its instant is its now.
@@ -401,8 +421,127 @@ void Engine::run() {
       }
       queued_ops_ -= ops;
     }
+    if (jobs.empty()) continue;
     apply_batch(jobs);
     jobs.clear();
+    // The snapshot uses the log (its LSN, truncation): only while the log thread is idle.
+    const bool snapshot_written = snapshot_thread_.joinable() && snapshot_done_.load();
+    const bool snapshot_due = !snapshot_thread_.joinable() &&
+                              wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes;
+    if (snapshot_written || snapshot_due) {
+      drain();
+      finish_snapshot(false);
+      if (wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes) start_snapshot(false);
+    }
+  }
+  drain();
+}
+
+void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
+  std::vector<std::vector<ledger::Event>> batches;
+  batches.swap(durable_events_);
+  lock.unlock();
+  for (auto& events : batches) {
+    // Events go to their own log after the batch is durable, without a sync of their
+    // own (a crash loses only events that the log after the snapshot rebuilds).
+    Status written = log_events(events);
+    if (!written.ok()) {
+      // The batch is durable and answered; its events are rebuilt from the log at start.
+      std::fprintf(stderr, "creditd: event log failed: %s; stopping\n",
+                   written.error().message.c_str());
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+    if (sink_ && !events.empty()) sink_(events);
+    keep_events(events);
+  }
+  lock.lock();
+}
+
+void Engine::drain() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return in_flight_ == 0; });
+  if (!durable_events_.empty()) take_durable(lock);
+}
+
+void Engine::hand_to_log(Pending&& p) {
+  if (!p.payload.empty()) wal_bytes_since_snapshot_ += p.payload.size() + store::kRecordHeaderBytes;
+  {
+    std::lock_guard lock(mu_);
+    ++in_flight_;
+    log_queue_.push_back(std::move(p));
+  }
+  log_cv_.notify_one();
+}
+
+void Engine::log_run() {
+  std::deque<Pending> work;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      log_cv_.wait(lock, [&] { return log_stopping_ || !log_queue_.empty(); });
+      if (log_queue_.empty()) return;  // stopping, and everything is answered
+      work.swap(log_queue_);
+    }
+    // Everything gathered since the last sync goes to the disk with one fdatasync.
+    Status s = ok_status();
+    bool wrote = false;
+    for (Pending& p : work) {
+      if (p.payload.empty() || !s.ok()) continue;
+      s = wal_->reserve(p.payload.size());
+      if (s.ok()) {
+        auto lsn = wal_->append(p.payload);
+        s = lsn.ok() ? ok_status() : Status(lsn.error());
+      }
+      wrote = true;
+    }
+    if (wrote && s.ok()) {
+      auto t0 = std::chrono::steady_clock::now();
+      s = wal_->sync();  // with --no-fsync (benchmarks) it writes without fdatasync
+      stats_.fsync_ns_total.fetch_add(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+      stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+    }
+    const bool durable = s.ok();
+    if (!durable) {
+      failed_.store(true);
+      std::fprintf(stderr, "creditd: storage failed: %s; stopping\n", s.error().message.c_str());
+    }
+    std::vector<std::vector<ledger::Event>> events;
+    events.reserve(work.size());
+    auto answer_all = [&] {
+      for (Pending& p : work) {
+        for (std::size_t j = 0; j < p.jobs.size(); ++j) {
+          if (!durable) {
+            for (auto& r : p.replies[j]) {
+              if (r.logged) r = error_reply(ErrorCode::kStorageFailed, "outcome unknown: retry with the same key");
+            }
+          }
+          p.jobs[j].done(std::move(p.replies[j]));
+        }
+      }
+    };
+    for (Pending& p : work) {
+      if (durable && p.logged_ledger) last_logged_ms_.store(p.now_ms);
+      if (!p.events.empty()) events.push_back(std::move(p.events));
+    }
+    if (answer_scope_) {
+      answer_scope_(answer_all);
+    } else {
+      answer_all();
+    }
+    if (!durable) {
+      // The state in memory is ahead of the disk: recovery from disk is the truth.
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+    {
+      std::lock_guard lock(mu_);
+      in_flight_ -= work.size();
+      for (auto& e : events) durable_events_.push_back(std::move(e));
+    }
+    cv_.notify_all();
+    work.clear();
   }
 }
 
@@ -495,6 +634,7 @@ void Engine::price_capture(ledger::Command& c, ledger::Capture& cap) {
 }
 
 void Engine::apply_batch(std::vector<Job>& jobs) {
+  Pending p;
   // submit_at: the batch's instant is the job's, when it is neither before the ledger's
   // now nor after the clock's; otherwise nothing is applied.
   if (jobs.size() == 1 && jobs[0].at_ms &&
@@ -505,7 +645,10 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
                                     "the instant is before the ledger's last instant or after "
                                     "the clock's now"));
     }
-    jobs[0].done(std::move(replies));
+    // Answered in order with the batches before it (it read their state).
+    p.replies.push_back(std::move(replies));
+    p.jobs.push_back(std::move(jobs[0]));
+    hand_to_log(std::move(p));
     return;
   }
   // A batch of reads only does not begin a ledger batch: it would move the ledger's now
@@ -513,107 +656,74 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
   // logged instant and that now would be refused.
   bool reads_only =
       std::all_of(jobs.begin(), jobs.end(), [](const Job& j) { return static_cast<bool>(j.read); });
-  std::int64_t batch_at_ms = jobs[0].at_ms ? *jobs[0].at_ms : clock_.now_ms();
-  std::int64_t now_ms =
-      reads_only ? std::max(clock_.now_ms(), ledger_.now_ms()) : ledger_.begin_batch(batch_at_ms);
-  std::vector<const ledger::Command*> logged;
-  std::vector<const Op*> engine_ops;
-  std::vector<std::vector<ledger::Reply>> replies(jobs.size());
-  batch_events_.clear();
-  std::size_t op_count = 0;
-  for (std::size_t j = 0; j < jobs.size(); ++j) {
-    Job& job = jobs[j];
-    if (job.read) continue;
-    replies[j].reserve(job.ops.size());
-    for (Op& op : job.ops) {
-      ++op_count;
-      if (auto* c = std::get_if<ledger::Command>(&op)) {
-        replies[j].push_back(apply_ledger(*c, logged));
-        continue;
-      }
-      ledger::Reply r;
-      r.logged = true;
-      if (auto* k = std::get_if<CreateKeyOp>(&op)) {
-        r.status = 201;
-        json::Writer w(r.body);
-        w.begin_object().key("key").string(k->plaintext).key("key_id").string(k->key.key_id);
-        w.key("role").string(role_name(k->key.role)).end_object();
-      } else if (std::holds_alternative<RevokeKeyOp>(op)) {
-        r.status = 204;
-      } else if (std::holds_alternative<CachePutOp>(op)) {
-        r.status = 204;
-      } else if (auto* t = std::get_if<RateLimitsOp>(&op)) {
-        (void)t;
-        r.status = 200;
-      }
-      apply_engine_op(op);
-      engine_ops.push_back(&op);
-      replies[j].push_back(std::move(r));
-    }
-  }
-  bool durable = true;
-  if (!logged.empty() || !engine_ops.empty()) {
-    std::string payload;
-    ByteWriter w(payload);
-    w.u8(kEngineRecordVersion);
-    std::string ledger_bytes;
-    if (!logged.empty()) ledger::encode_batch(now_ms, logged, ledger_bytes);
-    w.str(ledger_bytes);
-    w.uv(engine_ops.size());
-    for (const Op* op : engine_ops) encode_engine_op(w, *op);
-    Status s = wal_->reserve(payload.size());
-    if (s.ok()) {
-      auto lsn = wal_->append(payload);
-      s = lsn.ok() ? ok_status() : Status(lsn.error());
-    }
-    if (s.ok()) {
-      auto t0 = std::chrono::steady_clock::now();
-      s = wal_->sync();  // with --no-fsync (benchmarks) it writes without fdatasync
-      stats_.fsync_ns_total.fetch_add(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
-    }
-    if (!s.ok()) {
-      durable = false;
-      failed_.store(true);
-      std::fprintf(stderr, "creditd: storage failed: %s; stopping\n", s.error().message.c_str());
-    } else {
-      if (!logged.empty()) last_logged_ms_.store(now_ms);
-      wal_bytes_since_snapshot_ += payload.size() + store::kRecordHeaderBytes;
-    }
-  }
-  // Events go to their own log after the batch is durable, without a sync of their own
-  // (a crash loses only events that the log after the snapshot rebuilds).
-  Status events_written = durable ? log_events(batch_events_) : ok_status();
-  if (durable) {
-    if (sink_ && !batch_events_.empty()) sink_(batch_events_);
-    keep_events(batch_events_);
-  }
-  stats_.batches.fetch_add(1, std::memory_order_relaxed);
-  stats_.ops.fetch_add(op_count, std::memory_order_relaxed);
-  for (std::size_t j = 0; j < jobs.size(); ++j) {
-    Job& job = jobs[j];
-    if (job.read) continue;
-    if (!durable) {
-      for (auto& r : replies[j]) {
-        if (r.logged) r = error_reply(ErrorCode::kStorageFailed, "outcome unknown: retry with the same key");
+  bool has_reads =
+      std::any_of(jobs.begin(), jobs.end(), [](const Job& j) { return static_cast<bool>(j.read); });
+  std::int64_t now_ms = 0;
+  if (!reads_only) {
+    std::int64_t batch_at_ms = jobs[0].at_ms ? *jobs[0].at_ms : clock_.now_ms();
+    now_ms = ledger_.begin_batch(batch_at_ms);
+    std::vector<const ledger::Command*> logged;
+    std::vector<const Op*> engine_ops;
+    batch_events_.clear();
+    std::size_t op_count = 0;
+    p.jobs.reserve(jobs.size());
+    p.replies.reserve(jobs.size());
+    for (Job& job : jobs) {
+      if (job.read) continue;
+      std::vector<ledger::Reply>& replies = p.replies.emplace_back();
+      replies.reserve(job.ops.size());
+      for (Op& op : job.ops) {
+        ++op_count;
+        if (auto* c = std::get_if<ledger::Command>(&op)) {
+          replies.push_back(apply_ledger(*c, logged));
+          continue;
+        }
+        ledger::Reply r;
+        r.logged = true;
+        if (auto* k = std::get_if<CreateKeyOp>(&op)) {
+          r.status = 201;
+          json::Writer w(r.body);
+          w.begin_object().key("key").string(k->plaintext).key("key_id").string(k->key.key_id);
+          w.key("role").string(role_name(k->key.role)).end_object();
+        } else if (std::holds_alternative<RevokeKeyOp>(op)) {
+          r.status = 204;
+        } else if (std::holds_alternative<CachePutOp>(op)) {
+          r.status = 204;
+        } else if (auto* t = std::get_if<RateLimitsOp>(&op)) {
+          (void)t;
+          r.status = 200;
+        }
+        apply_engine_op(op);
+        engine_ops.push_back(&op);
+        replies.push_back(std::move(r));
       }
     }
-    job.done(std::move(replies[j]));
+    if (!logged.empty() || !engine_ops.empty()) {
+      ByteWriter w(p.payload);
+      w.u8(kEngineRecordVersion);
+      std::string ledger_bytes;
+      if (!logged.empty()) ledger::encode_batch(now_ms, logged, ledger_bytes);
+      w.str(ledger_bytes);
+      w.uv(engine_ops.size());
+      for (const Op* op : engine_ops) encode_engine_op(w, *op);
+      p.logged_ledger = !logged.empty();
+    }
+    // The ops are encoded; they are freed on the log thread, off this one.
+    for (Job& job : jobs) {
+      if (!job.read) p.jobs.push_back(std::move(job));
+    }
+    p.events.swap(batch_events_);
+    p.now_ms = now_ms;
+    stats_.batches.fetch_add(1, std::memory_order_relaxed);
+    stats_.ops.fetch_add(op_count, std::memory_order_relaxed);
+    hand_to_log(std::move(p));
+  } else {
+    now_ms = std::max(clock_.now_ms(), ledger_.now_ms());
   }
-  if (!durable) {
-    // The state in memory is ahead of the disk: recovery from disk is the truth.
-    std::fflush(stderr);
-    std::_Exit(3);
-  }
-  if (!events_written.ok()) {
-    // The batch is durable and answered; its events are rebuilt from the log at start.
-    std::fprintf(stderr, "creditd: event log failed: %s; stopping\n",
-                 events_written.error().message.c_str());
-    std::fflush(stderr);
-    std::_Exit(3);
-  }
-  finish_snapshot(false);
-  if (wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes) start_snapshot(false);
+  if (!has_reads) return;
+  // Reads see durable state only: every batch applied so far (this one included) first
+  // reaches the disk.
+  drain();
   // For a batch of reads only, now_ms is the clock's (the ledger's now did not move).
   const std::int64_t read_now_ms = std::max(now_ms, ledger_.now_ms());
   EngineState st{ledger_, cache_, events_, events_by_account_, rate_limits_, read_now_ms};
@@ -671,10 +781,9 @@ Status Engine::open_event_log() {
   };
   auto log = store::EventLog::open(
       events_dir(options_), eo, [&](std::uint64_t seq, std::int64_t, std::string_view payload) {
-        auto e = ledger::decode_event(payload);
-        if (!e.ok()) return Status(e.error());
-        if (e->seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
-        slice.push_back(std::move(*e));
+        ledger::Event& e = slice.emplace_back();
+        if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
+        if (e.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
         if (slice.size() >= kEventLoadSliceMax) flush_slice();
         return ok_status();
       });

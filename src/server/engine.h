@@ -1,9 +1,13 @@
 // src/server/engine.h
 // The engine: the one thread that owns the ledger and the policy state, applies
-// commands in batches, logs each batch to the write-ahead log with one fdatasync (group
-// commit), and only then answers. Reads run on the same thread between batches, so they
-// see the state of the last durable batch and need no lock.
-// Owns: the command queue, the ledger thread, the policy decisions (cache, rate limits)
+// commands in batches and hands each batch's log record to the log thread, which writes
+// and fdatasyncs whatever batches have gathered (group commit) and only then answers
+// them. The two overlap: the ledger thread applies batch N+1 while batch N is being
+// synced, and the replies of N+1 never go out before N+1 (so N) is durable. Reads run on
+// the ledger thread once every applied batch is durable, so they see durable state only
+// and need no lock.
+// Owns: the command queue, the ledger thread, the log thread (the only user of the
+//   write-ahead log while running), the policy decisions (cache, rate limits)
 // taken between the idempotency check and the apply, the key table, the event list,
 // recovery from the log.
 // Does not: parse HTTP or JSON (routes.cc), price usage (the routes price before
@@ -22,6 +26,7 @@
 #include <variant>
 #include <vector>
 
+#include "ledger/codec.h"
 #include "ledger/command.h"
 #include "ledger/ledger.h"
 #include "policy/cache.h"
@@ -103,6 +108,7 @@ struct EngineStats {
   std::atomic<std::uint64_t> batches{0};
   std::atomic<std::uint64_t> ops{0};
   std::atomic<std::uint64_t> fsync_ns_total{0};
+  std::atomic<std::uint64_t> fsyncs{0};  // log writes with one fdatasync (group commits)
   std::atomic<std::uint64_t> cache_hits{0};
   std::atomic<std::uint64_t> snapshots{0};
   // How long the last snapshot held the ledger thread (encoding the state), and the
@@ -115,6 +121,9 @@ class Engine {
  public:
   using Done = std::function<void(std::vector<ledger::Reply>&&)>;
   using ReadFn = std::function<void(EngineState&)>;
+  // Runs the done callbacks of one group commit on the log thread (lets the HTTP layer
+  // send their answers together).
+  using AnswerScope = std::function<void(const std::function<void()>& answer_all)>;
   // Called on the ledger thread with each durable batch's events (analytics, alerts).
   using EventSink = std::function<void(const std::vector<ledger::Event>&)>;
 
@@ -129,8 +138,12 @@ class Engine {
   void stop();
 
   // Applies ops in order in one batch; `done` gets one reply per op after the batch is
-  // durable (or 503 storage_failed replies). false: the queue is full (503 overloaded).
-  bool submit(std::vector<Op>&& ops, Done done);
+  // durable (or 503 storage_failed replies), on the log thread. false: the queue is full
+  // (503 overloaded). With wake = false the ledger thread is not woken: the caller calls
+  // wake() once after a run of submits (one wake-up per run instead of one per request).
+  bool submit(std::vector<Op>&& ops, Done done, bool wake = true);
+  // Wakes the ledger thread if anything is queued.
+  void wake();
   bool read(ReadFn fn);
   // --- submit at an instant (import mode=apply; added for the analytics import) ---
   // As submit(), in a batch of its own whose now is exactly at_ms. When at_ms is before
@@ -150,6 +163,8 @@ class Engine {
   bool failed() const { return failed_.load(); }
   EngineStats& stats() { return stats_; }
   void set_event_sink(EventSink sink) { sink_ = std::move(sink); }
+  // Before start().
+  void set_answer_scope(AnswerScope scope) { answer_scope_ = std::move(scope); }
 
  private:
   struct Job {
@@ -158,8 +173,25 @@ class Engine {
     ReadFn read;
     std::optional<std::int64_t> at_ms = std::nullopt;  // submit_at: the batch's instant
   };
+  // A batch applied on the ledger thread and on its way to the disk (log thread).
+  struct Pending {
+    std::string payload;  // the log record; empty when the batch logged nothing
+    std::vector<Job> jobs;  // the write jobs; jobs[j].done gets replies[j]
+    std::vector<std::vector<ledger::Reply>> replies;
+    std::vector<ledger::Event> events;  // kept and logged once durable (ledger thread)
+    std::int64_t now_ms = 0;
+    bool logged_ledger = false;  // last_logged_ms_ moves to now_ms once durable
+  };
   void run();
   void apply_batch(std::vector<Job>& jobs);
+  // Log thread: writes and syncs the pending batches, answers them, passes their events
+  // back to the ledger thread.
+  void log_run();
+  void hand_to_log(Pending&& p);
+  // Ledger thread: keeps and logs the events of batches the log thread made durable.
+  void take_durable(std::unique_lock<std::mutex>& lock);
+  // Ledger thread: waits until every applied batch is durable (and its events kept).
+  void drain();
   ledger::Reply apply_op(Op& op, std::string& log, std::size_t& logged);
   ledger::Reply apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged);
   void apply_engine_op(const Op& op);
@@ -198,6 +230,9 @@ class Engine {
   std::vector<pricing::RateCard> cards_;
   EngineOptions options_;
   ledger::Ledger ledger_;
+  // Replay storage reused across log records (Engine::open).
+  ledger::DecodedBatch replay_batch_;
+  std::vector<ledger::Event> replay_events_;
   policy::IntegrationCache cache_;
   policy::RateLimiter limiter_;
   std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;
@@ -211,6 +246,7 @@ class Engine {
   std::unordered_map<std::string, std::vector<std::uint32_t>> events_by_account_;
   std::uint64_t events_base_ = 0;
   EventSink sink_;
+  AnswerScope answer_scope_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -222,6 +258,15 @@ class Engine {
   std::atomic<bool> failed_{false};
   EngineStats stats_;
   std::vector<ledger::Event> batch_events_;
+
+  // The log thread's queue (under mu_) and the batches it made durable, whose events the
+  // ledger thread has not taken yet (under mu_).
+  std::condition_variable log_cv_;
+  std::deque<Pending> log_queue_;
+  std::vector<std::vector<ledger::Event>> durable_events_;
+  std::size_t in_flight_ = 0;  // batches handed to the log thread, not yet durable
+  bool log_stopping_ = false;
+  std::thread log_thread_;
 };
 
 }  // namespace credit::server

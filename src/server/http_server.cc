@@ -161,6 +161,19 @@ struct HttpServer::Core {
 
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
+  // With one I/O thread every handler runs on it in turn, so a connection needs no
+  // strand: one would only add a queue and a post to every operation.
+  bool single_io_thread() const { return options.io_threads <= 1; }
+  // After a handle(): calls options.after_handling once the requests read with it are
+  // handled.
+  void schedule_flush() {
+    if (!options.after_handling || flush_posted.exchange(true, std::memory_order_acq_rel)) return;
+    // Completions already queued (the other requests of this read) run before it.
+    net::post(ioc, [this] {
+      flush_posted.store(false, std::memory_order_release);
+      options.after_handling();
+    });
+  }
   void session_ended(std::list<std::weak_ptr<Session>>::iterator it);
 
   const HttpServerOptions options;
@@ -171,6 +184,7 @@ struct HttpServer::Core {
   net::steady_timer accept_backoff;
   std::vector<std::thread> threads;
   std::atomic<unsigned short> port{0};
+  std::atomic<bool> flush_posted{false};
 
   std::mutex mu;
   std::condition_variable all_closed;
@@ -206,13 +220,25 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // From any thread: the Handler's answer.
-  static void deliver(std::shared_ptr<Session> self, HttpResponse&& res) {
+  // From any thread: the Handler's answer (gathered while an AnswerBatch is alive).
+  static void deliver(std::shared_ptr<Session> self, HttpResponse&& res);
+
+  // On the only I/O thread, from a handler posted to it (never from inside handle()):
+  // the answer is written at once, without another trip through the queue.
+  static void deliver_here(const std::shared_ptr<Session>& self, HttpResponse&& res) {
+    CREDIT_ASSERT(self->core_.single_io_thread());
+    self->on_response(std::move(res));
+  }
+
+  // On an I/O thread: the answer goes to the session's strand.
+  static void deliver_now(std::shared_ptr<Session> self, HttpResponse&& res) {
     auto executor = self->stream_.get_executor();
     net::post(executor, [self = std::move(self), res = std::move(res)]() mutable {
       self->on_response(std::move(res));
     });
   }
+
+  HttpServer::Core& core() { return core_; }
 
  private:
   enum class State {
@@ -406,6 +432,7 @@ class Session : public std::enable_shared_from_this<Session> {
       // A throwing route is a bug; its dropped Responder answers 500.
       std::fprintf(stderr, "creditd: http handler threw: %s\n", e.what());
     }
+    core_.schedule_flush();
   }
 
   void on_response(HttpResponse&& res) {
@@ -509,12 +536,33 @@ class Session : public std::enable_shared_from_this<Session> {
   std::list<std::weak_ptr<Session>>::iterator registry_it_;
 };
 
+// The answers gathered by the AnswerBatch scopes of this thread.
+struct PendingAnswers {
+  int depth = 0;
+  std::vector<std::pair<std::shared_ptr<Session>, HttpResponse>> answers;
+};
+thread_local PendingAnswers t_pending_answers;
+
+void Session::deliver(std::shared_ptr<Session> self, HttpResponse&& res) {
+  PendingAnswers& pending = t_pending_answers;
+  if (pending.depth > 0) {
+    pending.answers.emplace_back(std::move(self), std::move(res));
+    return;
+  }
+  deliver_now(std::move(self), std::move(res));
+}
+
 }  // namespace
 
 void HttpServer::Core::do_accept() {
-  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  auto accepted = [this](beast::error_code ec, tcp::socket socket) {
     on_accept(ec, std::move(socket));
-  });
+  };
+  if (single_io_thread()) {
+    acceptor.async_accept(ioc.get_executor(), std::move(accepted));
+  } else {
+    acceptor.async_accept(net::make_strand(ioc), std::move(accepted));
+  }
 }
 
 void HttpServer::Core::on_accept(beast::error_code ec, tcp::socket socket) {
@@ -554,6 +602,35 @@ void HttpServer::Core::session_ended(std::list<std::weak_ptr<Session>>::iterator
   sessions.erase(it);
   CREDIT_ASSERT(live > 0);
   if (--live == 0) all_closed.notify_all();
+}
+
+AnswerBatch::AnswerBatch() { ++t_pending_answers.depth; }
+
+AnswerBatch::~AnswerBatch() {
+  PendingAnswers& pending = t_pending_answers;
+  CREDIT_ASSERT(pending.depth > 0);
+  if (--pending.depth > 0 || pending.answers.empty()) return;
+  // One post per server (usually one) carries all of its answers to an I/O thread, where
+  // each goes on to its session's strand without another wake-up.
+  using Answers = std::vector<std::pair<std::shared_ptr<Session>, HttpResponse>>;
+  Answers all;
+  all.swap(pending.answers);
+  while (!all.empty()) {
+    HttpServer::Core* core = &all.front().first->core();
+    Answers mine;
+    Answers rest;
+    for (auto& a : all) (&a.first->core() == core ? mine : rest).push_back(std::move(a));
+    net::post(core->ioc, [core, mine = std::move(mine)]() mutable {
+      for (auto& [session, res] : mine) {
+        if (core->single_io_thread()) {
+          Session::deliver_here(session, std::move(res));
+        } else {
+          Session::deliver_now(std::move(session), std::move(res));
+        }
+      }
+    });
+    all.swap(rest);
+  }
 }
 
 HttpServer::HttpServer(HttpServerOptions options, Handler& handler)

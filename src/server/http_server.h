@@ -67,6 +67,17 @@ class Handler {
   }
 };
 
+// While one is alive on a thread, the answers given on that thread (Responder calls) are
+// gathered and handed to the I/O threads together when the outermost one ends: one
+// wake-up of an I/O thread for many answers instead of one per answer.
+class AnswerBatch {
+ public:
+  AnswerBatch();
+  ~AnswerBatch();
+  AnswerBatch(const AnswerBatch&) = delete;
+  AnswerBatch& operator=(const AnswerBatch&) = delete;
+};
+
 // Limits with their units; the defaults are those of API.md and DESIGN.md section 5.
 struct HttpServerOptions {
   std::string address = "127.0.0.1";
@@ -79,6 +90,9 @@ struct HttpServerOptions {
   std::size_t import_body_bytes_max = 1ull << 30;  // for path /v1/admin/import
   std::int64_t idle_timeout_ms = 60'000;           // per read or write without progress
   std::int64_t linger_ms = 2'000;  // reading and dropping a refused body before close
+  // Called on an I/O thread after a run of Handler::handle calls (the requests read
+  // together): lets the work they queued be handed on with one wake-up. Optional.
+  std::function<void()> after_handling;
 };
 
 // The body limit of a request to `path` under `options`.

@@ -148,6 +148,11 @@ int main(int argc, char** argv) {
   }
   // A manual clock starts at the ledger's last logged instant (0 on a fresh data dir).
   if (manual) manual->set_ms(engine.last_logged_ms());
+  // The answers of one group commit reach the I/O threads with one wake-up.
+  engine.set_answer_scope([](const std::function<void()>& answer_all) {
+    server::AnswerBatch batch;
+    answer_all();
+  });
   engine.start();
 
   server::ApiOptions ao;
@@ -155,6 +160,9 @@ int main(int argc, char** argv) {
   ao.admin_key_hash_hex = *admin_hash;
   ao.web_dir = web_dir;
   ao.allow_local_webhooks = allow_local_webhooks;
+  // One wake-up of the ledger thread per run of requests read together.
+  ao.defer_engine_wake = true;
+  http.after_handling = [&engine] { engine.wake(); };
   server::Api api(engine, metrics, ao);
   api.set_analytics(server::make_analytics_routes(engine, **analytics, allow_local_webhooks));
   // Audits run on their own workers, declared before the server so they outlive it.

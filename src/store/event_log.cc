@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <span>
 
 #include "base/assert.h"
 #include "time/time.h"
@@ -67,7 +68,7 @@ struct RecordView {
 };
 
 // The record at `offset`, if it is intact and fits the segment's rules.
-std::optional<RecordView> read_record(const std::vector<unsigned char>& data, std::size_t offset,
+std::optional<RecordView> read_record(std::span<const unsigned char> data, std::size_t offset,
                                       std::int64_t day_start_ms, std::uint64_t previous_seq,
                                       std::string* why) {
   if (data.size() - offset < kEventRecordHeaderBytes) {
@@ -140,7 +141,9 @@ Status EventLog::recover(const EventRecordFn& on_record) {
   std::sort(segments_.begin(), segments_.end(),
             [](const Segment& a, const Segment& b) { return a.day_start_ms < b.day_start_ms; });
   std::vector<Segment> kept;
-  for (Segment& segment : segments_) {
+  for (std::size_t i = 0; i < segments_.size(); ++i) {
+    Segment& segment = segments_[i];
+    if (i + 1 < segments_.size()) internal::prefetch_file(segments_[i + 1].path);
     Status s = recover_segment(segment, on_record);
     if (!s) return s;
     if (segment.bytes > 0) kept.push_back(segment);
@@ -153,9 +156,10 @@ Status EventLog::recover(const EventRecordFn& on_record) {
 // Reads one segment, delivering its records; sets segment.bytes to the size kept (0: the
 // file was removed as an unfinished creation).
 Status EventLog::recover_segment(Segment& segment, const EventRecordFn& on_record) {
-  std::vector<unsigned char> data;
-  Status s = internal::read_file(segment.path, data);
+  internal::MappedFile mapped;
+  Status s = mapped.open(segment.path);
   if (!s) return s;
+  std::span<const unsigned char> data = mapped.bytes();
   if (data.size() < kEventSegmentHeaderBytes ||
       internal::all_zero(data.data(), kEventSegmentHeaderBytes)) {
     if (::unlink(segment.path.c_str()) != 0) return io_error("cannot delete", segment.path, errno);
@@ -210,7 +214,7 @@ Status EventLog::recover_segment(Segment& segment, const EventRecordFn& on_recor
     mark_unsynced(segment.path);
     (intact_after ? recovery_.repaired : recovery_.torn_tails)
         .push_back({segment.path, offset, why});
-    data.resize(offset);
+    data = data.first(offset);  // nothing past the cut is read again
   }
   segment.bytes = data.size();
   return ok_status();

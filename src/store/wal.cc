@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
 
 #include "base/assert.h"
 #include "store/wal_format.h"
@@ -27,7 +28,7 @@ constexpr std::string_view kDamage = "wal damage in";
 constexpr std::string_view kDamagedSuffix = ".damaged";
 
 // Copies n bytes at offset; bytes past the end of the file read as zeros (wal.h).
-void copy_padded(const std::vector<unsigned char>& file, std::uint64_t offset, unsigned char* out,
+void copy_padded(std::span<const unsigned char> file, std::uint64_t offset, unsigned char* out,
                  std::size_t n) {
   std::memset(out, 0, n);
   if (offset < file.size()) {
@@ -37,7 +38,7 @@ void copy_padded(const std::vector<unsigned char>& file, std::uint64_t offset, u
 }
 
 // Why the record at pos fails its check, or an empty string when it is intact.
-std::string record_failure(const std::vector<unsigned char>& file, std::uint64_t pos,
+std::string record_failure(std::span<const unsigned char> file, std::uint64_t pos,
                            const RecordHeader& header) {
   if (!is_known_record_type(header.type)) {
     return "unknown record type " + std::to_string(header.type);
@@ -55,16 +56,21 @@ Error to_error(const WalDamage& damage) {
   return damage_error(kDamage, damage.file, damage.offset, damage.reason);
 }
 
-bool intact_record_at(const std::vector<unsigned char>& file, std::uint64_t pos) {
+bool intact_record_at(std::span<const unsigned char> file, std::uint64_t pos) {
   if (pos + kRecordHeaderBytes > file.size()) return false;
   const RecordHeader header = decode_record_header(file.data() + pos);
   return header.checksum != 0 && record_failure(file, pos, header).empty();
 }
 
 // The first non-zero byte at or after `from`, or nothing.
-std::optional<std::uint64_t> first_non_zero(const std::vector<unsigned char>& file,
+std::optional<std::uint64_t> first_non_zero(std::span<const unsigned char> file,
                                             std::uint64_t from) {
   if (from >= file.size()) return std::nullopt;
+  // Skips whole zero blocks first: the tail of the last segment is megabytes of zeros.
+  constexpr std::uint64_t kZeroBlockBytes = 4096;
+  while (file.size() - from >= kZeroBlockBytes && all_zero(file.data() + from, kZeroBlockBytes)) {
+    from += kZeroBlockBytes;
+  }
   const auto it = std::find_if(file.begin() + static_cast<std::ptrdiff_t>(from), file.end(),
                                [](unsigned char b) { return b != 0; });
   if (it == file.end()) return std::nullopt;
@@ -158,7 +164,8 @@ Status Wal::recover(const WalRecordFn& on_record) {
   std::size_t remove_from = scan_end;     // [remove_from, scan_end) all zero: removed
   std::uint64_t lsn = 0;
   std::uint8_t last_type = 0;
-  std::vector<unsigned char> file;
+  internal::MappedFile mapped;  // the segment being read
+  std::span<const unsigned char> file;
   std::vector<unsigned char> later;
 
   // Index of the first segment in [from, scan_end) holding a non-zero byte, or scan_end.
@@ -191,8 +198,10 @@ Status Wal::recover(const WalRecordFn& on_record) {
   bool done = false;
   for (std::size_t k = 0; k < scan_end && !done; ++k) {
     const std::string path = path_of(numbers[k]);
-    Status read = internal::read_file(path, file);
+    if (k + 1 < scan_end) internal::prefetch_file(path_of(numbers[k + 1]));
+    Status read = mapped.open(path);
     if (!read) return read;
+    file = mapped.bytes();
 
     if (all_zero(file.data(), file.size())) {
       // Preallocated and unused: fine when every later segment is unused too.

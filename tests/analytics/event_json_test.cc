@@ -174,6 +174,122 @@ TEST(EventJson, LineErrorsNameTheField) {
   EXPECT_FALSE(parse_event_json("[1,2]").ok());
 }
 
+TEST(EventJson, ParsingIntoAReusedEventLeavesNothingOfTheLastLine) {
+  Event reused;
+  ASSERT_TRUE(parse_event_json(event_to_json(full_event()), reused).ok());
+  const std::string minimal =
+      R"({"at":"2026-03-02T09:14:05Z","account_id":"b","user_id":null,"type":"reset","kind":null,"credits":0})";
+  ASSERT_TRUE(parse_event_json(minimal, reused).ok());
+  auto fresh = parse_event_json(minimal);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(reused, *fresh);
+  EXPECT_TRUE(reused.metadata.empty());
+  EXPECT_FALSE(reused.usage.has_value());
+}
+
+// Parses `line` twice: as it is (the canonical scanner takes the writer's layout) and
+// with a space after its '{' (not the writer's layout: simdjson reads it). Both must agree:
+// the same status, message and event.
+void expect_both_paths_agree(const std::string& line) {
+  ASSERT_FALSE(line.empty());
+  ASSERT_EQ(line[0], '{');
+  const std::string spaced = "{ " + line.substr(1);
+  Event fast, slow;
+  Status a = parse_event_json(line, fast);
+  Status b = parse_event_json(spaced, slow);
+  ASSERT_EQ(a.ok(), b.ok()) << line;
+  if (!a.ok()) {
+    EXPECT_EQ(a.error().message, b.error().message) << line;
+    return;
+  }
+  EXPECT_EQ(fast, slow) << line;
+}
+
+std::string replaced(std::string s, std::string_view from, std::string_view to) {
+  auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+TEST(EventJson, TheWritersLayoutIsReadAsSimdjsonReadsIt) {
+  std::vector<Event> events;
+  events.push_back(full_event());
+  Event bare;  // nulls, no usage, no metadata
+  bare.at_ms = 1'772'442'845'000;
+  bare.account_id = "a";
+  bare.type = EventType::kReset;
+  events.push_back(bare);
+  Event tail = full_event();
+  tail.type = EventType::kPlanChange;
+  tail.hold_id = "h1";
+  tail.grant_id = "g1";
+  tail.refund_id = "r1";
+  tail.object = "hold";
+  tail.plan = "pro";
+  tail.previous_plan = "free";
+  tail.proration_usd_cents = 1234;
+  tail.reason = "upgrade now";
+  tail.imported = true;
+  tail.usage->size = "512x512";
+  tail.usage->count = 0;
+  tail.metadata.extra.push_back({"k2", "v2"});
+  events.push_back(tail);
+  for (const auto& e : events) {
+    const std::string line = event_to_json(e);
+    expect_both_paths_agree(line);
+    auto parsed = parse_event_json(line);
+    ASSERT_TRUE(parsed.ok()) << line;
+    EXPECT_EQ(*parsed, e);
+  }
+  // Values the rules refuse, and layouts the scanner leaves to simdjson.
+  const std::string line = event_to_json(full_event());
+  for (auto [from, to] : std::vector<std::pair<std::string_view, std::string_view>>{
+           {"\"seq\":42", "\"seq\":042"},
+           {"\"seq\":42", "\"seq\":-42"},
+           {"\"seq\":42", "\"seq\":null"},
+           {"\"seq\":42", "\"seq\":1234567890123456789"},
+           {"2026-03-02T09:14:05.250Z", "2026-03-02 09:14"},
+           {"\"account_id\":\"acme\"", "\"account_id\":\"\""},
+           {"\"account_id\":\"acme\"", "\"account_id\":\"a b\""},
+           {"\"account_id\":\"acme\"", "\"account_id\":\"a\\u0041\""},
+           {"\"user_id\":\"dana\"", "\"user_id\":null"},
+           {"\"user_id\":\"dana\"", "\"user_id\":\"d\\\"a\""},
+           {"\"type\":\"charge\"", "\"type\":\"nope\""},
+           {"\"kind\":\"agent_prompt\"", "\"kind\":\"nope\""},
+           {"\"kind\":\"agent_prompt\"", "\"kind\":null"},
+           {"\"credits\":7.25", "\"credits\":-7.25"},
+           {"\"credits\":7.25", "\"credits\":7.2501"},
+           {"\"credits\":7.25", "\"credits\":7.25e1"},
+           {"\"credits\":7.25", "\"credits\":\"7.25\""},
+           {"\"credits\":7.25", "\"credits\":07.25"},
+           {"\"credits\":7.25", "\"credits\":7."},
+           {"\"available_after\":992.75", "\"available_after\":null"},
+           {"\"drawn_from\":[{", "\"drawn_from\":[{\"x\":1,"},
+           {"\"input_tokens\":9800", "\"input_tokens\":-1"},
+           {"\"input_tokens\":9800", "\"input_tokens\":1000000000001"},
+           {"\"input_tokens\":9800", "\"tokens\":9800"},
+           {"\"model\":\"default\"", "\"model\":null"},
+           {"\"usage\":{", "\"usage\":{\"input_tokens\":1,"},
+           {"\"intent\":\"fix\"", "\"intent\":\"other\""},
+           {"\"intent\":\"fix\"", "\"intent\":null"},
+           {"\"ticket\":\"T-9\"", "\"ticket\":\"T-9\",\"ticket\":\"T-10\""},
+           {"\"metadata\":{", "\"metadata\":{\"file\":\"x\","},
+           {"\"cache_key\":\"ck1\"", "\"cache_key\":null"},
+           {"\"rate_card_version\":3", "\"rate_card_version\":-3"},
+           {"\"imported\":false", "\"imported\":null"},
+           {"\"imported\":false", "\"imported\":false,\"extra\":1"},
+           {"\"imported\":false", "\"imported\":false,\"charge_id\":null"},
+           {"\"imported\":false", "\"imported\":false,\"reason\":\"r\""},
+           {"\"charge_id\":\"ch_1\"}", "\"charge_id\":\"ch_1\"} "},
+           {"\"charge_id\":\"ch_1\"}", "\"charge_id\":\"ch_1\",\"seq\":7}"},
+           {"\"charge_id\":\"ch_1\"}", "\"charge_id\":\"ch_1\"}{}"},
+           {"\"charge_id\":\"ch_1\"}", "\"charge_id\":\"ch_1\""},
+       }) {
+    expect_both_paths_agree(replaced(line, from, to));
+  }
+}
+
 TEST(NdjsonReader, ReportsLineNumbersAndContinuesAfterBadLines) {
   std::string path = ::testing::TempDir() + "/reader_test.ndjson";
   {

@@ -14,7 +14,9 @@ std::string json_quoted(std::string_view s) {
   return out;
 }
 
-TEST(JsonString, PlainTextIsCopiedAsIs) { EXPECT_EQ(json_quoted("src/pages/Home.jsx"), "\"src/pages/Home.jsx\""); }
+TEST(JsonString, PlainTextIsCopiedAsIs) {
+  EXPECT_EQ(json_quoted("src/pages/Home.jsx"), "\"src/pages/Home.jsx\"");
+}
 
 TEST(JsonString, QuotesBackslashesAndControlsAreEscaped) {
   EXPECT_EQ(json_quoted("a\"b\\c\nd\re\tf"), "\"a\\\"b\\\\c\\nd\\re\\tf\"");
@@ -23,7 +25,50 @@ TEST(JsonString, QuotesBackslashesAndControlsAreEscaped) {
   EXPECT_EQ(json_quoted("\""), "\"\\\"\"");
 }
 
-TEST(JsonString, Utf8PassesThrough) { EXPECT_EQ(json_quoted("caf\xc3\xa9"), "\"caf\xc3\xa9\""); }
+// The escaping of the 8-bytes-at-a-time scan equals the byte-by-byte rule for every
+// special byte at every offset of strings up to 40 bytes (inside a word, across a word
+// boundary, in the tail).
+TEST(JsonString, WordScanEscapesLikeTheByteRuleAtEveryOffset) {
+  auto by_bytes = [](std::string_view s) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (char ch : s) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c == '"')
+        out += "\\\"";
+      else if (c == '\\')
+        out += "\\\\";
+      else if (c == '\n')
+        out += "\\n";
+      else if (c == '\r')
+        out += "\\r";
+      else if (c == '\t')
+        out += "\\t";
+      else if (c < 0x20)
+        out += std::string("\\u00") + kHex[c >> 4] + kHex[c & 15];
+      else
+        out += ch;
+    }
+    return out + "\"";
+  };
+  const std::string specials("\"\\\n\r\t\x01\x1f\x00\x7f\x20\xff\x80", 12);
+  for (std::size_t len = 0; len <= 40; ++len) {
+    std::string plain(len, 'a');
+    EXPECT_EQ(json_quoted(plain), by_bytes(plain));
+    for (std::size_t at = 0; at < len; ++at) {
+      for (char sp : specials) {
+        std::string s = plain;
+        s[at] = sp;
+        if (at + 3 < len) s[at + 3] = '"';  // two specials in one word
+        ASSERT_EQ(json_quoted(s), by_bytes(s)) << "len " << len << " at " << at;
+      }
+    }
+  }
+}
+
+TEST(JsonString, Utf8PassesThrough) {
+  EXPECT_EQ(json_quoted("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+}
 
 TEST(JsonWriter, CommasBetweenMembersAndAfterNestedValues) {
   std::string out;

@@ -456,7 +456,37 @@ def restart():
     h.eq("restart: live rollups rebuilt", r.get("rows"), u0.get("rows"))
 
 
-for section in (setup, imports, live_cache, usage_routes, other_routes, events_route, alerts_and_webhooks, restart):
+def webhook_urls():
+    """Deliveries go over https; plain http only to a local receiver and only with
+    --allow-local-webhooks (DESIGN.md section 5), so a public http URL is refused even then."""
+    r = state["reader"].put(f"/v1/accounts/{ACCT}/alert-rules", {"webhook_url": "http://example.com/hook"})
+    h.eq("webhook url: plain http to a public host is 400 even with --allow-local-webhooks",
+         (r.status, r.err.get("param")), (400, "webhook_url"))
+    r = state["reader"].put(f"/v1/accounts/{ACCT}/alert-rules", {"webhook_url": "http://203.0.113.7/hook"})
+    h.eq("webhook url: plain http to a public address is 400 too", (r.status, r.err.get("param")),
+         (400, "webhook_url"))
+    r = state["reader"].get(f"/v1/accounts/{ACCT}/alert-rules")
+    h.eq("webhook url: a refused URL leaves the rules as they were", r.get("webhook_url"),
+         f"http://127.0.0.1:{recv.port}/hook")
+    strict = h.start(manual_clock=True)  # without --allow-local-webhooks
+    try:
+        c = strict.client()
+        c.create_account("w", plan="starter")
+        for url, why in [("http://example.com/hook", "plain http"), ("http://127.0.0.1:9/hook", "local http"),
+                         ("https://127.0.0.1/hook", "a loopback address"), ("https://10.1.2.3/hook", "a private address"),
+                         ("https://localhost/hook", "localhost")]:
+            r = c.put("/v1/accounts/w/alert-rules", {"webhook_url": url, "webhook_secret": "s"})
+            h.eq(f"webhook url without --allow-local-webhooks: {why} is 400", (r.status, r.err.get("param")),
+                 (400, "webhook_url"))
+        r = c.put("/v1/accounts/w/alert-rules", {"webhook_url": "https://hooks.example.com/creditd",
+                                                 "webhook_secret": "s"})
+        h.eq("webhook url without --allow-local-webhooks: https to a public name is accepted", r.status, 200)
+    finally:
+        strict.stop()
+
+
+for section in (setup, imports, live_cache, usage_routes, other_routes, events_route, alerts_and_webhooks,
+                webhook_urls, restart):
     h.run_section(section)
 recv.server.shutdown()
 h.finish()

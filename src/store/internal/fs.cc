@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,6 +106,47 @@ Status read_file(const std::string& path, std::vector<unsigned char>& out) {
   }
   out.resize(done);
   return ok_status();
+}
+
+MappedFile::MappedFile(MappedFile&& other) noexcept : data_(other.data_), size_(other.size_) {
+  other.data_ = nullptr;
+  other.size_ = 0;
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
+  if (this != &other) {
+    reset();
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+  }
+  return *this;
+}
+
+void MappedFile::reset() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+  data_ = nullptr;
+  size_ = 0;
+}
+
+Status MappedFile::open(const std::string& path) {
+  reset();
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return io_error("cannot open", path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return io_error("cannot stat", path, errno);
+  if (st.st_size == 0) return ok_status();
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (p == MAP_FAILED) return io_error("cannot map", path, errno);
+  (void)::madvise(p, size, MADV_SEQUENTIAL);
+  data_ = static_cast<unsigned char*>(p);
+  size_ = size;
+  return ok_status();
+}
+
+void prefetch_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.valid()) (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_WILLNEED);
 }
 
 Status write_all(FileOps& ops, int fd, const void* data, std::size_t bytes, off_t offset,

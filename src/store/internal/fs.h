@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,30 @@ Status make_dir(const std::string& dir);
 // Names of the entries of `dir` (not "." or "..").
 Result<std::vector<std::string>> list_dir(const std::string& dir);
 Status read_file(const std::string& path, std::vector<unsigned char>& out);
+// A whole file mapped read-only, for recovery: it reads the page cache in place instead of
+// copying it into a heap buffer as large as the file. The file must not shrink below what
+// is read while mapped (recovery reads nothing past a cut it makes).
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() { reset(); }
+  // Maps `path` (an empty file maps to an empty view).
+  Status open(const std::string& path);
+  void reset();
+  std::span<const unsigned char> bytes() const { return {data_, size_}; }
+
+ private:
+  unsigned char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+// Asks the kernel to start reading the whole file into the page cache without waiting
+// for it (recovery reads the next segment while it replays this one). Best effort: a
+// file that cannot be opened is left for read_file to report.
+void prefetch_file(const std::string& path);
 Status write_all(FileOps& ops, int fd, const void* data, std::size_t bytes, off_t offset,
                  const std::string& path);
 Status fsync_dir(FileOps& ops, const std::string& dir);

@@ -1,0 +1,64 @@
+#include "ledger/internal/account_index.h"
+
+#include <cstring>
+
+#include "base/assert.h"
+
+namespace credit::ledger {
+
+std::uint64_t AccountIndex::hash_of(std::string_view id) {
+  // FNV-1a over 8-byte words, then a final mix: ids are short, so this is a few cycles.
+  std::uint64_t h = 0xcbf29ce484222325ULL ^ id.size();
+  std::size_t i = 0;
+  for (; i + 8 <= id.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, id.data() + i, 8);
+    h = (h ^ w) * 0x100000001b3ULL;
+  }
+  std::uint64_t tail = 0;
+  if (i < id.size()) std::memcpy(&tail, id.data() + i, id.size() - i);
+  h = (h ^ tail) * 0x100000001b3ULL;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+Account* AccountIndex::find(std::string_view account_id) const {
+  if (slots_.empty()) return nullptr;
+  const std::uint64_t h = hash_of(account_id);
+  for (std::size_t s = h & mask_;; s = (s + 1) & mask_) {
+    const Slot& slot = slots_[s];
+    if (slot.account == nullptr) return nullptr;
+    if (slot.hash == h && slot.account->account_id == account_id) return slot.account;
+  }
+}
+
+bool AccountIndex::insert(Account* account) {
+  CREDIT_ASSERT(account != nullptr);
+  if ((size_ + 1) * 2 > slots_.size()) grow();
+  const std::uint64_t h = hash_of(account->account_id);
+  for (std::size_t s = h & mask_;; s = (s + 1) & mask_) {
+    Slot& slot = slots_[s];
+    if (slot.account == nullptr) {
+      slot = Slot{h, account};
+      ++size_;
+      return true;
+    }
+    if (slot.hash == h && slot.account->account_id == account->account_id) return false;
+  }
+}
+
+void AccountIndex::grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(old.empty() ? kSlotsMin : old.size() * 2, Slot{});
+  mask_ = slots_.size() - 1;
+  for (const Slot& o : old) {
+    if (o.account == nullptr) continue;
+    std::size_t s = o.hash & mask_;
+    while (slots_[s].account != nullptr) s = (s + 1) & mask_;
+    slots_[s] = o;
+  }
+}
+
+}  // namespace credit::ledger

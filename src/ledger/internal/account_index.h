@@ -1,0 +1,52 @@
+// src/ledger/internal/account_index.h
+// Accounts by id for the per-command lookup: one open-addressing array of (hash of the
+// id, account), linear probing, at most half full. A lookup reads one 16-byte slot and
+// compares the id only when the hashes match, instead of walking a node list.
+// Accounts are closed, never removed, so there is no delete.
+// Owns: the slots. Does not: own the accounts (the ledger's ordered map does).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "ledger/state.h"
+
+namespace credit::ledger {
+
+class AccountIndex {
+ public:
+  static std::uint64_t hash_of(std::string_view account_id);
+
+  Account* find(std::string_view account_id) const;
+  // Inserts an account whose id is not in the index yet; false if it is.
+  bool insert(Account* account);
+  std::size_t size() const { return size_; }
+  // The account in the first slot whose hash matches the id's, without comparing ids
+  // (a prefetch hint: it may be another account, or nullptr).
+  const Account* peek(std::string_view account_id) const {
+    if (slots_.empty()) return nullptr;
+    const std::uint64_t h = hash_of(account_id);
+    for (std::size_t s = h & mask_;; s = (s + 1) & mask_) {
+      if (slots_[s].account == nullptr || slots_[s].hash == h) return slots_[s].account;
+    }
+  }
+  // Starts loading the slot of an id the ledger will look up soon.
+  void prefetch(std::string_view account_id) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(account_id) & mask_]);
+  }
+
+ private:
+  struct Slot {
+    std::uint64_t hash = 0;
+    Account* account = nullptr;  // nullptr: empty
+  };
+  static constexpr std::size_t kSlotsMin = 64;
+  void grow();
+
+  std::vector<Slot> slots_;
+  std::size_t mask_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace credit::ledger

@@ -1,0 +1,29 @@
+#include "ledger/internal/huge_pages.h"
+
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <new>
+
+namespace credit::ledger {
+
+void* map_huge(std::size_t bytes) {
+  // Over-map by a huge page to align the start, then give back the slack.
+  const std::size_t mapped = bytes + kHugePageBytes;
+  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  const auto start = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t aligned = (start + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  if (aligned > start) ::munmap(p, aligned - start);
+  const std::size_t tail = (start + mapped) - (aligned + bytes);
+  if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + bytes), tail);
+  // Advice only: without THP the memory works the same on 4 KiB pages.
+  (void)::madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
+  return reinterpret_cast<void*>(aligned);
+}
+
+void unmap_huge(void* at, std::size_t bytes) {
+  ::munmap(at, bytes);
+}
+
+}  // namespace credit::ledger

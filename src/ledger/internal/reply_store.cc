@@ -1,0 +1,64 @@
+#include "ledger/internal/reply_store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "base/assert.h"
+
+namespace credit::ledger {
+
+char* ReplyStore::room_for(std::size_t length) {
+  if (chunks_.empty() || chunks_.back().bytes.size() - chunks_.back().used < length) {
+    Chunk c;
+    const std::size_t bytes = std::max(length, kReplyChunkBytes);
+    if (bytes == kReplyChunkBytes && spare_) {
+      c.bytes = std::move(spare_);
+    } else {
+      c.bytes = HugeBuffer(bytes);
+    }
+    chunks_.push_back(std::move(c));
+  }
+  Chunk& c = chunks_.back();
+  char* at = c.bytes.data() + c.used;
+  c.used += length;
+  return at;
+}
+
+std::uint64_t ReplyStore::push(int status, std::string_view body) {
+  CREDIT_ASSERT(body.size() <= std::numeric_limits<std::uint32_t>::max());
+  char* at = room_for(body.size());
+  if (!body.empty()) std::memcpy(at, body.data(), body.size());
+  std::uint64_t no = next();
+  index_.push_back(Ref{at, static_cast<std::uint32_t>(body.size()), status});
+  chunks_.back().end_no = no + 1;
+  return no;
+}
+
+ReplyStore::Stored ReplyStore::at(std::uint64_t no) const {
+  CREDIT_ASSERT(contains(no));
+  const Ref& r = index_[no - base_];
+  return Stored{r.status, std::string_view(r.bytes, r.length)};
+}
+
+void ReplyStore::release_below(std::uint64_t no) {
+  while (base_ < no && !index_.empty()) {
+    index_.pop_front();
+    ++base_;
+  }
+  // A chunk whose replies are all released goes; the last one stays to be filled.
+  while (chunks_.size() > 1 && chunks_.front().end_no <= base_) {
+    Chunk& c = chunks_.front();
+    if (c.bytes.size() == kReplyChunkBytes && !spare_) spare_ = std::move(c.bytes);
+    chunks_.pop_front();
+  }
+  if (index_.empty() && !chunks_.empty()) chunks_.back().used = 0;
+}
+
+void ReplyStore::reset(std::uint64_t base) {
+  index_.clear();
+  chunks_.clear();
+  base_ = base;
+}
+
+}  // namespace credit::ledger

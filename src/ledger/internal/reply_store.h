@@ -1,0 +1,63 @@
+// src/ledger/internal/reply_store.h
+// The replies stored under idempotency keys, by reply number: their bytes appended to
+// 2 MiB chunks in huge pages, an index of (bytes, length, status) in a ring. Keys expire in the
+// order they were written, so replies are released from the front and a chunk is freed (or kept as
+// the next one) when its last reply goes. Storing a reply allocates nothing but a chunk every few
+// thousand replies, instead of one std::string each. Owns: the bytes and their numbering. Does not:
+// decide what is stored (ledger.cc).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "ledger/internal/huge_pages.h"
+#include "ledger/internal/ring.h"
+
+namespace credit::ledger {
+
+// A chunk holds this many bytes of replies (a larger reply gets a chunk of its own): one
+// huge page, so that new replies cost no page fault per 4 KiB.
+constexpr std::size_t kReplyChunkBytes = kHugePageBytes;
+
+class ReplyStore {
+ public:
+  struct Stored {
+    int status = 0;
+    std::string_view body;
+  };
+
+  // The number of the oldest reply kept, and of the next one stored.
+  std::uint64_t base() const { return base_; }
+  std::uint64_t next() const { return base_ + index_.size(); }
+  std::size_t size() const { return index_.size(); }
+  bool contains(std::uint64_t no) const { return no >= base_ && no - base_ < index_.size(); }
+
+  // Stores a reply; returns its number.
+  std::uint64_t push(int status, std::string_view body);
+  Stored at(std::uint64_t no) const;
+  // Releases the replies numbered below `no` (as many as are kept).
+  void release_below(std::uint64_t no);
+  // Empties the store and numbers the next reply `base` (snapshot restore).
+  void reset(std::uint64_t base);
+
+ private:
+  struct Ref {
+    const char* bytes = nullptr;
+    std::uint32_t length = 0;
+    std::int32_t status = 0;
+  };
+  struct Chunk {
+    HugeBuffer bytes;
+    std::size_t used = 0;
+    std::uint64_t end_no = 0;  // the number after its last reply
+  };
+  char* room_for(std::size_t length);
+
+  Ring<Ref> index_;
+  Ring<Chunk> chunks_;
+  HugeBuffer spare_;  // a released standard chunk, reused by the next one
+  std::uint64_t base_ = 0;
+};
+
+}  // namespace credit::ledger

@@ -1,0 +1,257 @@
+// tests/ledger/ledger_hot_path_test.cc: the charge path's reused buffers give the same
+// answers and events as the plain path: the reply bytes pinned, replies into a reused
+// Reply, recycled events, prefetch, stored replies across expiry and snapshots, and
+// charge records found by id.
+#include <gtest/gtest.h>
+
+#include "base/json_writer.h"
+#include "ledger/charge_table.h"
+#include "ledger/ledger.h"
+#include "ledger/render.h"
+#include "ledger/snapshot_codec.h"
+#include "ledger_harness.h"
+
+namespace credit::ledger::testing {
+namespace {
+
+Command keyed(CommandBody body, std::string_view key) {
+  Command c;
+  c.idem.has_key = true;
+  c.idem.key = std::string(key);
+  c.idem.scope_key_hash = hash_of(key);
+  c.idem.request_hash = hash_of("same request");
+  c.body = std::move(body);
+  return c;
+}
+
+// The charge object as json::Writer wrote it before the hand-written render.
+std::string writer_charge(std::string_view charge_id, Millicredits cost, std::string_view pool,
+                          Millicredits available_after, const std::vector<DrawnFrom>& drawn,
+                          bool cached, Millicredits saved, std::string_view hold_id) {
+  std::string out;
+  json::Writer w(out);
+  w.begin_object();
+  w.key("charge_id").string(charge_id);
+  w.key("cost").raw(format_credits(cost));
+  w.key("pool").string(pool);
+  w.key("available_after").raw(format_credits(available_after));
+  w.key("drawn_from").begin_array();
+  for (const auto& d : drawn) {
+    w.begin_object().key("source").string(d.source);
+    w.key("credits").raw(format_credits(d.credits));
+    w.end_object();
+  }
+  w.end_array();
+  w.key("cached").boolean(cached);
+  if (cached) {
+    w.key("saved").raw(format_credits(saved));
+  } else {
+    w.key("saved").null();
+  }
+  w.key("response").null();
+  if (!hold_id.empty()) w.key("hold_id").string(hold_id);
+  w.end_object();
+  return out;
+}
+
+TEST(ChargeReply, BytesArePinned) {
+  Driver d(default_catalog());
+  d.set_now(at("2026-03-01T10:00:00Z"));
+  d.run(create("a", "pro"));
+  Reply r = d.run(charge("a", mc(1'500)));
+  ASSERT_EQ(r.status, 201);
+  EXPECT_EQ(
+      r.body,
+      R"({"charge_id":"c_2","cost":1.5,"pool":"credits","available_after":)" +
+          field(r.body, "available_after") +
+          R"(,"drawn_from":[{"source":"allowance","credits":1.5}],"cached":false,"saved":null,"response":null})");
+}
+
+TEST(ChargeReply, HandWrittenRenderEqualsTheWriter) {
+  const std::vector<DrawnFrom> drawn = {{"allowance", mc(1)}, {"grant:g_\"7\\", mc(-2'500)}};
+  for (bool cached : {false, true}) {
+    for (std::string_view hold : {"", "h_12"}) {
+      for (std::size_t n : {0, 1, 2}) {
+        std::vector<DrawnFrom> part(drawn.begin(), drawn.begin() + static_cast<std::ptrdiff_t>(n));
+        std::string out;
+        render_charge("c_\n9", mc(12'345), "cre\"dits", mc(-7), part, cached, mc(250), hold, out);
+        EXPECT_EQ(out, writer_charge("c_\n9", mc(12'345), "cre\"dits", mc(-7), part, cached,
+                                     mc(250), hold));
+      }
+    }
+  }
+}
+
+// The same commands through apply(c, events) and through a reused Reply with recycled
+// events and prefetches give the same replies, events and state.
+TEST(ChargePath, ReusedReplyRecycledEventsAndPrefetchChangeNothing) {
+  Ledger plain(default_catalog());
+  Ledger reused(default_catalog());
+  const std::int64_t now = at("2026-03-01T10:00:00Z");
+  std::vector<Event> plain_events, reused_events, all_plain, all_reused;
+  Reply reply;
+  for (Ledger* l : {&plain, &reused}) {
+    l->begin_batch(now);
+    Command c;
+    c.body = create("a", "pro");
+    Reply r = l->apply(c, plain_events);
+    ASSERT_EQ(r.status, 201);
+  }
+  plain_events.clear();
+  for (int batch = 0; batch < 3; ++batch) {
+    std::vector<Command> commands;
+    for (int i = 0; i < 20; ++i) {
+      Charge ch = charge("a", mc(100 + i), "user-with-a-long-id-" + std::to_string(i));
+      if (i % 3 == 0) {
+        ch.metadata.file = "src/pages/a/rather/long/path/Checkout.tsx";
+        ch.metadata.extra = {{"team", "web-platform-and-more"}};
+      }
+      // Every 5th command repeats an earlier key: a replay from the stored replies.
+      std::string key = "k" + std::to_string(batch) + "-" + std::to_string(i % 5 == 4 ? 0 : i);
+      commands.push_back(keyed(ch, key));
+    }
+    plain.begin_batch(now + batch);
+    reused.begin_batch(now + batch);
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+      Command a = commands[i];
+      Command b = commands[i];
+      reused.prefetch(commands, i);
+      Reply r = plain.apply(a, plain_events);
+      reused.apply(b, reused_events, reply);
+      EXPECT_EQ(reply.status, r.status);
+      EXPECT_EQ(reply.code, r.code);
+      EXPECT_EQ(reply.body, r.body);
+      EXPECT_EQ(reply.replayed, r.replayed);
+      EXPECT_EQ(reply.logged, r.logged);
+    }
+    all_plain.insert(all_plain.end(), plain_events.begin(), plain_events.end());
+    all_reused.insert(all_reused.end(), reused_events.begin(), reused_events.end());
+    plain_events.clear();
+    reused.recycle_events(reused_events);
+    EXPECT_TRUE(reused_events.empty());
+  }
+  EXPECT_EQ(all_plain, all_reused);
+  std::string a, b;
+  encode_ledger_snapshot(plain, a);
+  encode_ledger_snapshot(reused, b);
+  EXPECT_EQ(a, b);
+}
+
+// Stored replies live in chunks released with their keys: a replay just before the 24
+// hours answers the stored bytes, after them the key is new again, and a snapshot keeps
+// the replies that are still live.
+TEST(StoredReplies, ReplayUntilTheKeyExpiresAndAcrossASnapshot) {
+  Driver d(default_catalog());
+  d.set_now(at("2026-03-01T10:00:00Z"));
+  d.run(create("a", "enterprise"));
+  // Enough replies for several 1 MiB chunks.
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 12'000; ++i) {
+    Reply r = d.run_keyed(charge("a", mc(1)), "s", "k" + std::to_string(i), "r");
+    ASSERT_EQ(r.status, 201);
+    bodies.push_back(r.body);
+  }
+  d.set_now(at("2026-03-02T09:59:59Z"));
+  Reply again = d.run_keyed(charge("a", mc(1)), "s", "k7", "r");
+  EXPECT_TRUE(again.replayed);
+  EXPECT_EQ(again.body, bodies[7]);
+
+  std::string bytes;
+  encode_ledger_snapshot(d.ledger, bytes);
+  auto restored = decode_ledger_snapshot(bytes, LedgerOptions{});
+  ASSERT_TRUE(restored.ok());
+  std::string again_bytes;
+  encode_ledger_snapshot(*restored.value(), again_bytes);
+  EXPECT_EQ(again_bytes, bytes);
+  Command c = keyed(charge("a", mc(1)), "k11999");
+  c.idem.scope_key_hash = hash_of("s\nk11999");
+  c.idem.request_hash = hash_of("r");
+  std::vector<Event> events;
+  restored.value()->begin_batch(at("2026-03-02T09:59:59Z"));
+  Reply from_snapshot = restored.value()->apply(c, events);
+  EXPECT_TRUE(from_snapshot.replayed);
+  EXPECT_EQ(from_snapshot.body, bodies[11'999]);
+
+  d.set_now(at("2026-03-02T10:00:01Z"));
+  Reply fresh = d.run_keyed(charge("a", mc(1)), "s", "k7", "r");
+  EXPECT_FALSE(fresh.replayed);
+  EXPECT_NE(fresh.body, bodies[7]);
+}
+
+TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
+  EXPECT_EQ(ChargeTable::seq_of("c_17"), 17u);
+  EXPECT_EQ(ChargeTable::seq_of("c_0"), std::nullopt);
+  EXPECT_EQ(ChargeTable::seq_of("c_017"), std::nullopt);
+  EXPECT_EQ(ChargeTable::seq_of("c_"), std::nullopt);
+  EXPECT_EQ(ChargeTable::seq_of("h_17"), std::nullopt);
+  EXPECT_EQ(ChargeTable::seq_of("c_1x"), std::nullopt);
+  EXPECT_EQ(ChargeTable::seq_of("c_99999999999999999999"), std::nullopt);
+  ChargeTable t;
+  for (std::uint64_t seq : {3, 10, 11, 200}) {
+    ChargeRecord r;
+    r.charge_id = "c_" + std::to_string(seq);
+    r.cost = mc(static_cast<std::int64_t>(seq));
+    r.drawn.push_back({1, mc(1)});
+    r.drawn.push_back({2, mc(2)});
+    r.drawn.push_back({3, mc(3)});  // past the inline two
+    EXPECT_TRUE(t.append(std::move(r)));
+  }
+  ChargeRecord older;
+  older.charge_id = "c_100";
+  EXPECT_FALSE(t.append(older));  // out of order
+  EXPECT_EQ(t.size(), 4u);
+  auto it = t.find("c_11");
+  ASSERT_NE(it, t.end());
+  EXPECT_EQ(it->second.cost, mc(11));
+  EXPECT_EQ(it->second.drawn.size(), 3u);
+  EXPECT_EQ(it->second.drawn[2].credits, mc(3));
+  EXPECT_EQ(t.find("c_12"), t.end());
+  std::vector<std::string> ids;
+  for (const auto& [id, c] : t) ids.push_back(id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"c_3", "c_10", "c_11", "c_200"}));
+  t.erase_if([](const ChargeRecord& c) { return c.cost < mc(11); });
+  EXPECT_FALSE(t.contains("c_10"));
+  EXPECT_TRUE(t.contains("c_200"));
+  EXPECT_EQ(t.size(), 2u);
+}
+
+// Records sit in segments of 4, 8, ... 512 records, then 512 each: every one is found
+// across the segment edges, before and after the front is forgotten, and in a copy.
+TEST(ChargeTable, ThousandsOfRecordsAcrossSegments) {
+  ChargeTable t;
+  for (std::uint64_t seq = 1; seq <= 3'000; ++seq) {
+    ChargeRecord r;
+    r.charge_id = "c_" + std::to_string(seq * 2);
+    r.cost = mc(static_cast<std::int64_t>(seq));
+    ASSERT_TRUE(t.append(std::move(r)));
+  }
+  for (std::uint64_t seq = 1; seq <= 3'000; ++seq) {
+    const ChargeRecord* r = t.find_record("c_" + std::to_string(seq * 2));
+    ASSERT_NE(r, nullptr) << seq;
+    EXPECT_EQ(r->cost, mc(static_cast<std::int64_t>(seq)));
+    EXPECT_FALSE(t.contains("c_" + std::to_string(seq * 2 + 1)));
+  }
+  t.erase_if([](const ChargeRecord& c) { return c.cost <= mc(1'234); });
+  EXPECT_EQ(t.size(), 1'766u);
+  EXPECT_FALSE(t.contains("c_2468"));
+  ASSERT_TRUE(t.contains("c_2470"));
+  EXPECT_EQ(t.find("c_6000")->second.cost, mc(3'000));
+  ChargeRecord next;
+  next.charge_id = "c_7000";
+  next.cost = mc(7);
+  ASSERT_TRUE(t.append(next));
+  ChargeTable copy = t;
+  std::vector<std::string> a, b;
+  for (const auto& [id, c] : t) a.push_back(id);
+  for (const auto& [id, c] : copy) b.push_back(id);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 1'767u);
+  EXPECT_EQ(a.front(), "c_2470");
+  EXPECT_EQ(a.back(), "c_7000");
+  t.erase_if([](const ChargeRecord&) { return true; });
+  EXPECT_TRUE(t.empty());
+  EXPECT_EQ(t.begin(), t.end());
+}
+
+}  // namespace
+}  // namespace credit::ledger::testing
