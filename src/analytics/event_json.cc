@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "base/assert.h"
+#include "base/json_writer.h"
 #include "money/money.h"
 #include "time/time.h"
 
@@ -30,58 +31,8 @@ using ledger::EventType;
 
 // --- writing ---------------------------------------------------------------------------
 
-// The bytes JSON requires escaped: quotes, backslashes and control bytes.
-constexpr std::array<bool, 256> kEscaped = [] {
-  std::array<bool, 256> t{};
-  for (int c = 0; c < 0x20; ++c) t[static_cast<std::size_t>(c)] = true;
-  t['"'] = true;
-  t['\\'] = true;
-  return t;
-}();
-
-// json::append_string's escaping; a string with nothing to escape (nearly every one) is
-// appended whole.
-void append_quoted(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::size_t clean = 0;
-  while (clean < s.size() && !kEscaped[static_cast<unsigned char>(s[clean])]) ++clean;
-  out += '"';
-  if (clean == s.size()) {
-    out += s;
-    out += '"';
-    return;
-  }
-  std::size_t run = 0;
-  for (std::size_t i = clean; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (!kEscaped[c]) continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default: {
-        const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-        out.append(u, sizeof u);
-      }
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out += '"';
-}
+// The writer's escaping (quotes, backslashes and control bytes), plain runs copied whole.
+void append_quoted(std::string& out, std::string_view s) { json::append_string(out, s); }
 
 void append_int(std::string& out, std::int64_t v) {
   char buf[24];

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "base/bytes.h"
+#include "ledger/internal/view_reader.h"
 #include "ledger/internal/wire.h"
 
 namespace credit::ledger {
@@ -233,60 +234,11 @@ class Writer {
   std::string& s_;
 };
 
-// Reads what Writer wrote. A short read or a bad varint makes ok() false and every later
-// read return zero values; callers check ok() once per command.
-class Reader {
+// Reads what Writer wrote (views into the input; see internal/view_reader.h).
+class Reader : public internal::ViewReader {
  public:
-  explicit Reader(std::string_view s)
-      : p_(reinterpret_cast<const unsigned char*>(s.data())), end_(p_ + s.size()) {}
-  bool ok() const { return ok_; }
-  bool done() const { return p_ == end_; }
-  std::size_t remaining() const { return static_cast<std::size_t>(end_ - p_); }
-  void fail() { ok_ = false; }
-  std::uint8_t u8() {
-    if (p_ == end_) {
-      ok_ = false;
-      return 0;
-    }
-    return *p_++;
-  }
-  std::uint64_t uv() {
-    std::uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p_ == end_) break;
-      const std::uint8_t byte = *p_++;
-      v |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) return v;
-    }
-    ok_ = false;
-    return 0;
-  }
-  std::int64_t sv() {
-    const std::uint64_t z = uv();
-    return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
-  }
-  Millicredits money() { return Millicredits::from_mc(sv()); }
-  // n bytes as a view into the input, or an empty view and ok() false.
-  std::string_view bytes(std::uint64_t n) {
-    if (n > remaining()) {
-      ok_ = false;
-      p_ = end_;
-      return {};
-    }
-    std::string_view v(reinterpret_cast<const char*>(p_), static_cast<std::size_t>(n));
-    p_ += n;
-    return v;
-  }
-  std::string_view str() { return bytes(uv()); }
-  void hash(Hash128& h) {
-    std::string_view v = bytes(h.size());
-    if (ok_) std::memcpy(h.data(), v.data(), h.size());
-  }
-
- private:
-  const unsigned char* p_;
-  const unsigned char* end_;
-  bool ok_ = true;
+  using ViewReader::ViewReader;
+  std::string_view str() { return view(); }
 };
 
 // The per-batch string dictionary on the encoding side. Reused across batches by one

@@ -3,6 +3,7 @@
 // from views of the input, so a reused Event costs no allocation per short string.
 #include "ledger/event_codec.h"
 
+#include "ledger/internal/view_reader.h"
 #include "ledger/internal/wire.h"
 
 namespace credit::ledger {
@@ -58,49 +59,9 @@ namespace {
 // Reads what WireOut wrote, as views into the input: strings are assigned in place, so
 // decoding into a reused Event allocates nothing for strings that fit its buffers. A short
 // read or a bad varint makes ok() false and every later read return zero values.
-class ViewReader {
+class EventReader : public internal::ViewReader {
  public:
-  explicit ViewReader(std::string_view s)
-      : begin_(reinterpret_cast<const unsigned char*>(s.data())), p_(begin_), end_(p_ + s.size()) {}
-  bool ok() const { return ok_; }
-  bool done() const { return p_ == end_; }
-  std::size_t pos() const { return static_cast<std::size_t>(p_ - begin_); }
-  void fail() { ok_ = false; }
-  std::uint8_t u8() {
-    if (p_ == end_) {
-      ok_ = false;
-      return 0;
-    }
-    return *p_++;
-  }
-  bool b() { return u8() != 0; }
-  std::uint64_t uv() {
-    std::uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p_ == end_) break;
-      const std::uint8_t byte = *p_++;
-      v |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) return v;
-    }
-    ok_ = false;
-    return 0;
-  }
-  std::int64_t sv() {
-    const std::uint64_t z = uv();
-    return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
-  }
-  Millicredits money() { return Millicredits::from_mc(sv()); }
-  std::string_view view() {
-    const std::uint64_t n = uv();
-    if (n > static_cast<std::uint64_t>(end_ - p_)) {
-      ok_ = false;
-      p_ = end_;
-      return {};
-    }
-    std::string_view v(reinterpret_cast<const char*>(p_), static_cast<std::size_t>(n));
-    p_ += n;
-    return v;
-  }
+  using ViewReader::ViewReader;
   // clear + append: most event strings are empty or short, and std::string::assign goes
   // through the general (overlap-safe) replace path, which costs more than the copy.
   void str(std::string& out) {
@@ -184,7 +145,7 @@ class ViewReader {
 }  // namespace
 
 Status decode_event_into(std::string_view bytes, Event& e) {
-  ViewReader in(bytes);
+  EventReader in(bytes);
   const std::uint8_t version = in.u8();
   if (in.ok() && version != kEventCodecVersion) {
     return Error(ErrorCode::kStorageFailed, "event encoding version " + std::to_string(version) +
