@@ -4,6 +4,7 @@
 #include "analytics/rollup.h"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 
 #include "base/assert.h"
@@ -127,7 +128,8 @@ Rollups::Entry& Rollups::Cell::entry(std::uint32_t key) {
     entries.push_back(Entry{key, 0, 0});
     if (entries.size() > kCellScanEntriesMax) {
       // Past the linear scan's size: index every entry (load at most 1/2).
-      index.assign(4 * kCellScanEntriesMax, 0);
+      // A power of two: probing wraps with `& (size - 1)`.
+      index.assign(std::bit_ceil(4 * kCellScanEntriesMax), 0);
       for (std::size_t i = 0; i < entries.size(); ++i) {
         std::size_t s = slot_of(entries[i].key, index.size() - 1);
         while (index[s] != 0) s = (s + 1) & (index.size() - 1);
@@ -136,6 +138,7 @@ Rollups::Entry& Rollups::Cell::entry(std::uint32_t key) {
     }
     return entries.back();
   }
+  CREDIT_ASSERT(std::has_single_bit(index.size()));
   const std::size_t mask = index.size() - 1;
   std::size_t s = slot_of(key, mask);
   while (index[s] != 0) {

@@ -79,6 +79,28 @@ TEST(FlatRollups, AnHourWithMoreKeysThanTheScanKeepsEveryTally) {
   EXPECT_EQ(k.rows[0].key, "agent_prompt");
 }
 
+TEST(FlatRollups, AnHourWithThousandsOfKeysInSeveralDimensionsKeepsEveryTally) {
+  // An hour cell's index grows several times (it must stay a power of two in size: the
+  // demo month once hung probing a 96-slot index). 3,000 distinct files and users in one
+  // hour, each charging 1 credit: every file and user counted once.
+  Rollups r;
+  const std::int64_t t = at("2026-03-02T10:00:00Z");
+  for (int i = 0; i < 3000; ++i) {
+    Event e = charge(t + i, cr(1), "u" + std::to_string(i), "src/F" + std::to_string(i) + ".jsx");
+    e.metadata.feature = "feature-" + std::to_string(i % 700);
+    e.metadata.call_site = "site-" + std::to_string(i % 300);
+    e.metadata.model = "model-" + std::to_string(i % 40);
+    r.add(e);
+  }
+  const TimeRange day{at("2026-03-02T00:00:00Z"), at("2026-03-03T00:00:00Z")};
+  UsageResult f = r.usage("a", "credits", GroupBy::kFile, day);
+  EXPECT_EQ(f.total_mc, cr(3000));
+  ASSERT_EQ(f.rows.size(), 3000u);
+  for (const auto& row : f.rows) EXPECT_EQ(row.count, 1) << row.key;
+  UsageResult u = r.usage("a", "credits", GroupBy::kUser, day);
+  ASSERT_EQ(u.rows.size(), 3000u);
+}
+
 TEST(FlatRollups, RefundsFindTheirChargeBySequenceWithinTheRefundMemory) {
   Rollups r;
   const std::int64_t d1 = at("2026-03-01T10:00:00Z");
