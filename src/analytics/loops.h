@@ -6,14 +6,16 @@
 // revert to is the first turn's snapshot_id.
 // Owns: the streaming detector. It keeps, per file or feature, only the turns of the
 // last 24 h. Does not: decide which events are agent turns (the caller feeds them).
+// Memory: an audit holds two detectors per account for the whole stream, so a file or
+// feature costs one small Group (its name in a shared arena) and no heap of its own
+// while it has no open turns; open turns live in a vector that is freed when it empties.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "money/money.h"
@@ -69,16 +71,42 @@ class LoopDetector {
   void finish(const Sink& sink);
 
  private:
-  struct Group {
-    std::string file;  // "" for feature groups
-    std::deque<LoopTurn> turns;
+  // A name in `names_`: offsets stay valid when the arena grows.
+  struct NameRef {
+    std::uint32_t at = 0;
+    std::uint32_t size = 0;
   };
+  // An open turn: the feature is interned, the rest is what a Loop reports.
+  struct Turn {
+    std::int64_t at_ms = 0;
+    Millicredits credits;
+    Millicredits replay_credits;
+    NameRef feature;  // size 0 when none
+    bool fix = false;
+    std::string snapshot_id;
+  };
+  // A file ("f:" key) or a feature ("t:" key). Turns [head, size) are undecided; the
+  // vector holds no memory when none is.
+  struct Group {
+    NameRef name;
+    bool is_file = false;
+    std::uint32_t head = 0;
+    std::vector<Turn> turns;
+    std::size_t open() const { return turns.size() - head; }
+  };
+
+  std::string_view name(NameRef r) const { return std::string_view(names_).substr(r.at, r.size); }
+  // The group of `key` (a file, or a feature when !is_file), created when new.
+  Group& group(bool is_file, std::string_view key);
   // Decides the runs that start before `now_ms - window` (or all when `all`).
   void settle(Group& g, std::int64_t now_ms, bool all, const Sink& sink);
   void emit(Group& g, std::size_t n, const Sink& sink);
+  // Drops the first `n` open turns of `g`, freeing or compacting its vector.
+  static void drop(Group& g, std::size_t n);
 
   LoopRules rules_;
-  std::map<std::string, Group> groups_;  // "f:" + file or "t:" + feature
+  std::string names_;          // every file and feature name, once each
+  std::vector<Group> groups_;  // files, then features, each by name: "f:"/"t:" key order
 };
 
 }  // namespace credit::analytics

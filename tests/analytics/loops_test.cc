@@ -5,6 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
 namespace credit::analytics {
 namespace {
 
@@ -131,6 +137,177 @@ TEST(Loops, AFailedStartIsDroppedAndTheRunFromTheNextTurnCounts) {
   EXPECT_EQ(loops[0].turns, 4);
   EXPECT_EQ(loops[0].fixes, 3);
   EXPECT_EQ(loops[0].revert_to_snapshot, "s1");
+}
+
+TEST(Loops, OpenWindowsAreDecidedFilesFirstThenFeaturesEachByName) {
+  LoopRun r;
+  auto three = [&r](const std::string& file, const std::string& feature, std::int64_t at) {
+    for (int i = 0; i < 3; ++i) r.add(file, turn(at + i, 10'000, true, "", feature));
+  };
+  three("", "search", kT0);
+  three("src/b.js", "b", kT0 + 10);
+  three("", "auth", kT0 + 20);
+  three("src/a.js", "a", kT0 + 30);
+  auto& loops = r.finish();
+  ASSERT_EQ(loops.size(), 4u);
+  EXPECT_EQ(loops[0].file, "src/a.js");
+  EXPECT_EQ(loops[1].file, "src/b.js");
+  EXPECT_EQ(loops[2].feature, "auth");
+  EXPECT_EQ(loops[3].feature, "search");
+}
+
+TEST(Loops, AFileLoopReportsTheFeatureOfItsFirstTurn) {
+  LoopRun r;
+  r.add("src/cart.js", turn(kT0, 10'000, true, "s1", "cart"));
+  r.add("src/cart.js", turn(kT0 + 1, 10'000, true, "s2", "checkout"));
+  r.add("src/cart.js", turn(kT0 + 2, 10'000, true, "s3", ""));
+  r.add("src/cart.js", turn(kT0 + kMsPerDay, 10'000, true, "s4", ""));
+  r.add("src/cart.js", turn(kT0 + kMsPerDay + 1, 10'000, true, "s5", "cart"));
+  r.add("src/cart.js", turn(kT0 + kMsPerDay + 2, 10'000, true, "s6", "x"));
+  auto& loops = r.finish();
+  ASSERT_EQ(loops.size(), 2u);
+  EXPECT_EQ(loops[0].feature, "cart");
+  EXPECT_EQ(loops[0].revert_to_snapshot, "s1");
+  EXPECT_EQ(loops[1].feature, "");
+  EXPECT_EQ(loops[1].revert_to_snapshot, "s4");
+}
+
+TEST(Loops, AFileIdleForDaysStillFindsItsNextLoop) {
+  LoopRun r;
+  r.add("f", turn(kT0, 10'000, false, "s0"));
+  r.add("g", turn(kT0 + 3 * kMsPerDay, 10'000, false));  // does not touch f's window
+  for (int i = 0; i < 3; ++i)
+    r.add("f", turn(kT0 + 5 * kMsPerDay + i, 11'000, true, "s" + std::to_string(i + 1)));
+  auto& loops = r.finish();
+  ASSERT_EQ(loops.size(), 1u);
+  EXPECT_EQ(loops[0].file, "f");
+  EXPECT_EQ(loops[0].credits.mc(), 33'000);
+  EXPECT_EQ(loops[0].revert_to_snapshot, "s1");
+}
+
+// The detector as first written (a map of deques keyed "f:" + file or "t:" + feature):
+// small enough to be obviously right, and the compact one must report the same loops in
+// the same order.
+class ModelDetector {
+ public:
+  void add(const std::string& file, const LoopTurn& turn, std::vector<Loop>& out) {
+    if (file.empty() && turn.feature.empty()) return;
+    auto& [name, turns] = groups_[file.empty() ? "t:" + turn.feature : "f:" + file];
+    name = file;
+    settle(name, turns, turn.at_ms, false, out);
+    if (turns.size() >= kLoopWindowTurnsMax) settle(name, turns, turn.at_ms, true, out);
+    turns.push_back(turn);
+  }
+  void finish(std::vector<Loop>& out) {
+    for (auto& [key, g] : groups_) settle(g.first, g.second, 0, true, out);
+  }
+
+ private:
+  void settle(const std::string& file, std::deque<LoopTurn>& turns, std::int64_t now_ms, bool all,
+              std::vector<Loop>& out) {
+    const LoopRules rules;
+    while (!turns.empty() && (all || now_ms - turns.front().at_ms >= rules.window_ms)) {
+      Loop l;
+      l.file = file;
+      l.feature = turns.front().feature;
+      l.revert_to_snapshot = turns.front().snapshot_id;
+      l.first_at_ms = turns.front().at_ms;
+      std::size_t n = 0;
+      for (const auto& t : turns) {
+        if (t.at_ms - l.first_at_ms >= rules.window_ms) break;
+        ++n;
+        l.fixes += t.fix ? 1 : 0;
+        l.credits += t.credits;
+        if (n > 1) l.waste += t.credits;
+        if (n > 1) l.replay_waste += t.replay_credits;
+        l.last_at_ms = t.at_ms;
+      }
+      l.turns = static_cast<std::int64_t>(n);
+      if (l.turns >= rules.turns_min && l.fixes * 2 > l.turns && l.credits >= rules.credits_min) {
+        turns.erase(turns.begin(), turns.begin() + static_cast<std::ptrdiff_t>(n));
+        out.push_back(l);
+      } else {
+        turns.pop_front();
+      }
+    }
+  }
+  std::map<std::string, std::pair<std::string, std::deque<LoopTurn>>> groups_;
+};
+
+void expect_same(const std::vector<Loop>& got, const std::vector<Loop>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(got[i].file, want[i].file);
+    EXPECT_EQ(got[i].feature, want[i].feature);
+    EXPECT_EQ(got[i].turns, want[i].turns);
+    EXPECT_EQ(got[i].fixes, want[i].fixes);
+    EXPECT_EQ(got[i].credits.mc(), want[i].credits.mc());
+    EXPECT_EQ(got[i].waste.mc(), want[i].waste.mc());
+    EXPECT_EQ(got[i].replay_waste.mc(), want[i].replay_waste.mc());
+    EXPECT_EQ(got[i].first_at_ms, want[i].first_at_ms);
+    EXPECT_EQ(got[i].last_at_ms, want[i].last_at_ms);
+    EXPECT_EQ(got[i].revert_to_snapshot, want[i].revert_to_snapshot);
+  }
+}
+
+TEST(Loops, RandomStreamsGiveTheModelsLoopsInTheModelsOrder) {
+  const std::vector<std::string> files = {"",    "", "src/a.js", "src/b.js", "src/zz/long/path.jsx",
+                                          "A.js"};
+  const std::vector<std::string> features = {"", "auth", "search", "cart", "a-much-longer-name"};
+  std::size_t loops_seen = 0;
+  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE(seed);
+    std::mt19937 rng(seed);
+    auto pick = [&rng](std::uint32_t n) { return static_cast<std::size_t>(rng() % n); };
+    LoopRun r;
+    ModelDetector model;
+    std::vector<Loop> want;
+    std::int64_t at = kT0;
+    const std::size_t events = 20 + pick(400);
+    const std::size_t copy_at = pick(static_cast<std::uint32_t>(events));
+    for (std::size_t i = 0; i < events; ++i) {
+      // Mostly bursts within the hour, sometimes a gap of up to two days.
+      at += pick(10) == 0 ? static_cast<std::int64_t>(pick(2 * kMsPerDay))
+                          : static_cast<std::int64_t>(pick(kMsPerHour));
+      LoopTurn t = turn(at, 1'000 + static_cast<std::int64_t>(pick(20'000)), pick(3) != 0,
+                        pick(4) == 0 ? "" : "snap-" + std::to_string(i),
+                        features[pick(static_cast<std::uint32_t>(features.size()))]);
+      t.replay_credits = Millicredits::from_mc(static_cast<std::int64_t>(pick(5'000)));
+      const std::string& file = files[pick(static_cast<std::uint32_t>(files.size()))];
+      r.add(file, t);
+      model.add(file, t, want);
+      if (i == copy_at) {
+        // The online routes decide the open windows on a copy while the stream goes on.
+        LoopDetector copy = r.detector;
+        ModelDetector model_copy = model;
+        std::vector<Loop> got_copy = r.loops, want_copy = want;
+        copy.finish([&got_copy](const Loop& l) { got_copy.push_back(l); });
+        model_copy.finish(want_copy);
+        expect_same(got_copy, want_copy);
+      }
+    }
+    model.finish(want);
+    expect_same(r.finish(), want);
+    loops_seen += want.size();
+  }
+  EXPECT_GT(loops_seen, 1000u);  // the streams do find loops
+}
+
+TEST(Loops, ABurstOverTheWindowCapIsCutLikeTheModel) {
+  LoopRun r;
+  ModelDetector model;
+  std::vector<Loop> want;
+  for (std::size_t i = 0; i < 3 * kLoopWindowTurnsMax + 7; ++i) {
+    LoopTurn t =
+        turn(kT0 + static_cast<std::int64_t>(i), 100, i % 3 != 0, "s" + std::to_string(i), "burst");
+    r.add(i % 2 == 0 ? "f" : "", t);
+    model.add(i % 2 == 0 ? "f" : "", t, want);
+  }
+  model.finish(want);
+  auto& got = r.finish();
+  EXPECT_GE(got.size(), 4u);
+  expect_same(got, want);
 }
 
 }  // namespace
