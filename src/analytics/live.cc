@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "analytics/burn.h"
 #include "base/assert.h"
@@ -15,6 +16,16 @@ Result<std::unique_ptr<Analytics>> Analytics::open(const std::string& dir) {
   if (!book.ok()) return book.error();
   std::unique_ptr<Analytics> a(new Analytics());
   a->alerts_ = std::move(book.value());
+  // History imported with mode=analytics, before the worker starts.
+  auto imports = ImportLog::open(dir + "/" + kImportLogFile,
+                                 [&](ledger::Event& e) { a->rollups_.add(e); });
+  if (!imports.ok()) return imports.error();
+  a->imports_ = std::move(imports.value());
+  if (a->imports_->torn_bytes() > 0) {
+    std::fprintf(stderr, "creditd: cut a torn tail of %s/%s (%llu bytes of an unanswered import)\n",
+                 dir.c_str(), kImportLogFile,
+                 static_cast<unsigned long long>(a->imports_->torn_bytes()));
+  }
   a->worker_ = std::thread([p = a.get()] { p->run_worker(); });
   return a;
 }
@@ -83,11 +94,13 @@ void Analytics::queue_evaluation(std::vector<DueAccount>&& accounts) {
   queue_cv_.notify_one();
 }
 
-void Analytics::add_imported(const std::vector<ledger::Event>& events) {
+Status Analytics::add_imported(const std::vector<ledger::Event>& events) {
   std::lock_guard drain(drain_mu_);
   this->drain();
+  if (Status s = imports_->append(events); !s.ok()) return s;
   std::lock_guard lock(mu_);
   for (const ledger::Event& e : events) rollups_.add(e);
+  return ok_status();
 }
 
 void Analytics::sync() {

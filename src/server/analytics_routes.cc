@@ -985,7 +985,10 @@ void ImportingHandler::run_import(HttpRequest req, bool apply, Responder respond
         accepted.push_back(std::move(l.event));
       }
     }
-    analytics_.add_imported(accepted);
+    if (Status s = analytics_.add_imported(accepted); !s.ok()) {
+      // Not durable, so not imported: the whole body can be sent again.
+      return respond(error_response(s.error()));
+    }
     imported = accepted.size();
     std::sort(errors.begin(), errors.end(),
               [](const auto& a, const auto& b) { return a.line < b.line; });

@@ -454,6 +454,15 @@ def restart():
     h.eq("restart: alerts kept and not fired again", r.get("alerts"), r0.get("alerts"))
     r = c.get(f"/v1/accounts/{ACCT}/usage?group_by=file")
     h.eq("restart: live rollups rebuilt", r.get("rows"), u0.get("rows"))
+    # Imported history (mode=analytics) is durable: February is still there, and its keys
+    # still refuse a second import.
+    r = c.get(f"/v1/accounts/{ACCT}/usage?group_by=file&from=2026-02-01T00:00:00Z&to=2026-03-01T00:00:00Z")
+    h.eq("restart: the imported February kept", [(x["key"], D(str(x["credits"])), x["count"])
+                                                  for x in r.get("rows") or []], [("src/legacy.js", D(35), 5)])
+    feb0 = {"at": "2026-02-10T12:00:00Z", "account_id": ACCT, "user_id": "old", "type": "charge",
+            "kind": "agent_prompt", "credits": 7, "idempotency_key": "feb-0"}
+    r = srv.client().post("/v1/admin/import?mode=analytics", raw=ndjson([feb0]))
+    h.eq("restart: an imported key is still a duplicate", (r.get("imported"), r.get("rejected")), (0, 1))
 
 
 def webhook_urls():
