@@ -201,6 +201,35 @@ Status decode_event_into(std::string_view bytes, Event& e) {
   return ok_status();
 }
 
+Status decode_event_head(std::string_view bytes, EventHead& head) {
+  EventReader in(bytes);
+  const std::uint8_t version = in.u8();
+  if (in.ok() && version != kEventCodecVersion) {
+    return Error(ErrorCode::kStorageFailed, "event encoding version " + std::to_string(version) +
+                                                "; this build reads " +
+                                                std::to_string(kEventCodecVersion));
+  }
+  head.seq = in.uv();
+  head.at_ms = in.sv();
+  head.account_id = in.view();
+  head.user_id = in.view();
+  const std::uint8_t type = in.u8();
+  if (type > kEventTypeMax) in.fail();
+  head.type = static_cast<EventType>(type > kEventTypeMax ? 0 : type);
+  const std::uint8_t kind = in.u8();
+  if (kind == kNoKind) {
+    head.kind.reset();
+  } else {
+    if (kind > kKindMax) in.fail();
+    head.kind = static_cast<pricing::Kind>(kind > kKindMax ? 0 : kind);
+  }
+  if (!in.ok()) {
+    return Error(ErrorCode::kStorageFailed,
+                 "bad event encoding at byte " + std::to_string(in.pos()));
+  }
+  return ok_status();
+}
+
 Result<Event> decode_event(std::string_view bytes) {
   Result<Event> out{Event{}};
   Status s = decode_event_into(bytes, *out);

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,5 +48,19 @@ Result<Event> decode_event(std::string_view bytes);
 // The same into `event`, overwriting every field and reusing its strings' storage (a
 // start decodes every retained event). On failure `event` holds a partial decode.
 Status decode_event_into(std::string_view bytes, Event& event);
+
+// The fields the encoding starts with, read without decoding the rest: what a reader
+// filters on before it pays for a full decode. The views point into the bytes.
+struct EventHead {
+  std::uint64_t seq = 0;
+  std::int64_t at_ms = 0;
+  std::string_view account_id;
+  std::string_view user_id;
+  EventType type = EventType::kCharge;
+  std::optional<pricing::Kind> kind;
+};
+// Reads the head of one encoded event; a short read, a bad value or an unknown version
+// fail with kStorageFailed (the rest of the bytes is not checked).
+Status decode_event_head(std::string_view bytes, EventHead& head);
 
 }  // namespace credit::ledger

@@ -22,6 +22,7 @@
 #include "analytics/event_json.h"
 #include "analytics/forecast.h"
 #include "base/json_writer.h"
+#include "ledger/event_codec.h"
 #include "server/crypto.h"
 #include "server/json_reader.h"
 #include "time/time.h"
@@ -148,7 +149,9 @@ struct EventFilter {
   std::optional<ledger::EventType> type;
   std::optional<pricing::Kind> kind;
   std::string user_id;
-  bool match(const Event& e) const {
+  // Every filtered field is in the head of the encoding: a page decodes only the events
+  // it returns.
+  bool match(const ledger::EventHead& e) const {
     if (from_ms && e.at_ms < *from_ms) return false;
     if (to_ms && e.at_ms >= *to_ms) return false;
     if (type && e.type != *type) return false;
@@ -318,32 +321,30 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
   if (format != "json" && format != "ndjson" && format != "csv") {
     return bad_param("format", "format is json, ndjson or csv");
   }
-  std::vector<const Event*> page;
+  std::vector<Event> page;
   std::optional<std::uint64_t> next;
-  auto idx = st.events_by_account.find(id);
-  if (idx != st.events_by_account.end()) {
-    const auto& list = idx->second;
-    auto it = std::upper_bound(
-        list.begin(), list.end(), after,
-        [&](std::uint64_t seq, std::uint32_t i) { return seq < st.events[i].seq; });
-    std::size_t scanned = 0;
-    for (; it != list.end(); ++it) {
-      const Event& e = st.events[*it];
-      if (++scanned > kEventsScannedPerPageMax || page.size() == limit) {
-        // More may follow: the cursor is the last event looked at.
-        next = page.size() == limit ? page.back()->seq : st.events[*(it - 1)].seq;
-        break;
-      }
-      if (f.match(e)) page.push_back(&e);
+  const std::span<const EventIndex::Entry> list = st.events.events_of(id);
+  auto it = std::upper_bound(
+      list.begin(), list.end(), after,
+      [](std::uint64_t seq, const EventIndex::Entry& entry) { return seq < entry.seq; });
+  std::size_t scanned = 0;
+  ledger::EventHead head;
+  for (; it != list.end(); ++it) {
+    if (++scanned > kEventsScannedPerPageMax || page.size() == limit) {
+      // More may follow: the cursor is the last event looked at.
+      next = page.size() == limit ? page.back().seq : (it - 1)->seq;
+      break;
     }
+    st.events.decode_head(*it, head);
+    if (f.match(head)) st.events.decode(*it, page.emplace_back());
   }
   HttpResponse h;
   if (format == "json") {
     json::Writer w(h.body);
     w.begin_object().key("events").begin_array();
-    for (const Event* e : page) {
+    for (const Event& e : page) {
       w.raw("");
-      analytics::append_event_json(h.body, *e);
+      analytics::append_event_json(h.body, e);
     }
     w.end_array().key("next");
     if (next)
@@ -356,14 +357,17 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
   if (next) h.headers.emplace_back("Creditd-Next-Cursor", std::to_string(*next));
   if (format == "ndjson") {
     h.content_type = "application/x-ndjson";
-    for (const Event* e : page) {
-      analytics::append_event_json(h.body, *e);
+    for (const Event& e : page) {
+      analytics::append_event_json(h.body, e);
       h.body += '\n';
     }
     return h;
   }
   h.content_type = "text/csv; charset=utf-8";
-  csv_events(h.body, page);
+  std::vector<const Event*> rows;
+  rows.reserve(page.size());
+  for (const Event& e : page) rows.push_back(&e);
+  csv_events(h.body, rows);
   return h;
 }
 

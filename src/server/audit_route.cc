@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "analytics/audit.h"
+#include "base/assert.h"
+#include "ledger/event_codec.h"
 #include "server/json_reader.h"
 #include "time/cycle.h"
 #include "time/time.h"
@@ -60,7 +62,10 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
 struct Job {
   std::string account_id;
   std::string plan_id;
-  std::vector<const ledger::Event*> events;  // in sequence order; see audit_route.h
+  // The encodings of the account's events in the range, in sequence order, copied on the
+  // ledger thread (see audit_route.h); event i is event_bytes[ends[i-1], ends[i]).
+  std::string event_bytes;
+  std::vector<std::size_t> event_ends;
 };
 
 // On the ledger thread: the account, the range, the events in it. An answer when the
@@ -91,12 +96,14 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   }
   job.account_id = id;
   job.plan_id = view->plan;
-  auto idx = st.events_by_account.find(id);
-  if (idx == st.events_by_account.end()) return std::nullopt;
-  job.events.reserve(idx->second.size());
-  for (std::uint32_t i : idx->second) {
-    const ledger::Event& e = st.events[i];
-    if (e.at_ms >= from_ms && e.at_ms < to_ms) job.events.push_back(&e);
+  const std::span<const EventIndex::Entry> list = st.events.events_of(id);
+  job.event_ends.reserve(list.size());
+  ledger::EventHead head;
+  for (const EventIndex::Entry& entry : list) {
+    st.events.decode_head(entry, head);
+    if (head.at_ms < from_ms || head.at_ms >= to_ms) continue;
+    job.event_bytes += st.events.bytes_of(entry);
+    job.event_ends.push_back(job.event_bytes.size());
   }
   return std::nullopt;
 }
@@ -107,7 +114,16 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   options.catalog = &engine.catalog();
   options.plan_id = job.plan_id;
   analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
-  for (const ledger::Event* e : job.events) builder.add(*e);
+  ledger::Event event;
+  std::size_t begin = 0;
+  for (std::size_t end : job.event_ends) {
+    const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
+    // The bytes were kept by the engine after an encode or a checked decode.
+    Status decoded = ledger::decode_event_into(bytes, event);
+    CREDIT_ASSERT(decoded.ok());
+    builder.add(event);
+    begin = end;
+  }
   std::vector<analytics::AuditReport> reports;
   reports.push_back(builder.finish());
   HttpResponse h;

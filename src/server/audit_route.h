@@ -5,12 +5,10 @@
 // lived through a full cycle yet.
 //
 // The ledger thread only gathers: in an engine read job it checks the account, settles
-// the range and collects pointers to the account's events in it (the per-account index,
-// a few milliseconds for a million events). The report is computed on an audit worker.
-// This relies on the engine's event list being append-only (a std::deque that is never
-// popped, engine.h): its elements never move and are never changed once kept, so a
-// worker may read them while the ledger thread appends. If the engine ever drops events
-// from memory, the read job must copy them instead.
+// the range and copies the encodings of the account's events in it (the per-account
+// index of event_index.h; each event's time is read from the head of its encoding, and
+// the bytes are about 100 per event). The report is computed on an audit worker, which
+// decodes them: it never reads the engine's index, which the ledger thread appends to.
 // Owns: the query validation, the range default, the worker pool, content types and the
 // Content-Security-Policy of the HTML form.
 // Does not: compute the audit (analytics/audit.h), authenticate (api.h did).

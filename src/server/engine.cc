@@ -181,14 +181,6 @@ std::vector<KeyInfo> Engine::keys_of(std::string_view account_id) const {
   return out;
 }
 
-void Engine::keep_events(std::vector<ledger::Event>& events) {
-  for (auto& e : events) {
-    if (events_.size() >= kEventsInMemoryMax) break;
-    events_by_account_[e.account_id].push_back(static_cast<std::uint32_t>(events_.size()));
-    events_.push_back(std::move(e));
-  }
-}
-
 void Engine::apply_engine_op(const Op& op) {
   if (auto* k = std::get_if<CreateKeyOp>(&op)) {
     std::unique_lock lock(keys_mu_);
@@ -444,7 +436,7 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
   for (auto& events : batches) {
     // Events go to their own log after the batch is durable, without a sync of their
     // own (a crash loses only events that the log after the snapshot rebuilds).
-    Status written = log_events(events);
+    Status written = log_and_keep_events(events);
     if (!written.ok()) {
       // The batch is durable and answered; its events are rebuilt from the log at start.
       std::fprintf(stderr, "creditd: event log failed: %s; stopping\n",
@@ -453,7 +445,6 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
       std::_Exit(3);
     }
     if (sink_ && !events.empty()) sink_(events);
-    keep_events(events);
   }
   lock.lock();
 }
@@ -726,7 +717,7 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
   drain();
   // For a batch of reads only, now_ms is the clock's (the ledger's now did not move).
   const std::int64_t read_now_ms = std::max(now_ms, ledger_.now_ms());
-  EngineState st{ledger_, cache_, events_, events_by_account_, rate_limits_, read_now_ms};
+  EngineState st{ledger_, cache_, events_, rate_limits_, read_now_ms};
   for (Job& job : jobs) {
     if (job.read) job.read(st);
   }
@@ -773,17 +764,20 @@ Status Engine::open_event_log() {
   eo.retain_days = options_.events_retain_days;
   eo.bytes_max = options_.events_bytes_max;
   eo.repair = options_.repair;
+  // Each event is decoded (checked once as read back, and for the sink) but kept as the
+  // bytes read: no re-encoding, no Event per event held.
   std::vector<ledger::Event> slice;
+  ledger::Event scratch;
   auto flush_slice = [&] {
     if (sink_ && !slice.empty()) sink_(slice);
-    keep_events(slice);
     slice.clear();
   };
   auto log = store::EventLog::open(
       events_dir(options_), eo, [&](std::uint64_t seq, std::int64_t, std::string_view payload) {
-        ledger::Event& e = slice.emplace_back();
+        ledger::Event& e = sink_ ? slice.emplace_back() : scratch;
         if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
         if (e.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
+        events_.append_encoded(e.account_id, e.seq, payload);
         if (slice.size() >= kEventLoadSliceMax) flush_slice();
         return ok_status();
       });
@@ -920,19 +914,20 @@ Status Engine::rebuild_events(std::vector<ledger::Event>& events) {
                                 [&](const ledger::Event& e) { return e.seq > on_disk; });
   events.erase(events.begin(), first_new);
   if (events.empty()) return ok_status();
-  Status s = log_events(events);
+  Status s = log_and_keep_events(events);
   if (!s.ok()) return s;
   if (sink_) sink_(events);
-  keep_events(events);
   return ok_status();
 }
 
-Status Engine::log_events(const std::vector<ledger::Event>& events) {
+Status Engine::log_and_keep_events(const std::vector<ledger::Event>& events) {
   for (const ledger::Event& e : events) {
     event_bytes_.clear();
     ledger::encode_event(e, event_bytes_);
     Status s = event_log_->append(e.seq, e.at_ms, event_bytes_);
     if (!s.ok()) return s;
+    // Past its memory bound the index keeps no more; the event log still has them.
+    events_.append_encoded(e.account_id, e.seq, event_bytes_);
   }
   return event_log_->flush();
 }

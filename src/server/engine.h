@@ -8,8 +8,8 @@
 // and need no lock.
 // Owns: the command queue, the ledger thread, the log thread (the only user of the
 //   write-ahead log while running), the policy decisions (cache, rate limits)
-// taken between the idempotency check and the apply, the key table, the event list,
-// recovery from the log.
+// taken between the idempotency check and the apply, the key table, the retained
+// events in memory (an EventIndex, event_index.h), recovery from the log.
 // Does not: parse HTTP or JSON (routes.cc), price usage (the routes price before
 // submitting, with the rate card version they name).
 #pragma once
@@ -32,6 +32,7 @@
 #include "policy/cache.h"
 #include "policy/rate_limiter.h"
 #include "pricing/rate_card.h"
+#include "server/event_index.h"
 #include "store/event_log.h"
 #include "store/wal.h"
 #include "time/clock.h"
@@ -40,7 +41,6 @@ namespace credit::server {
 
 constexpr std::size_t kQueueOpsMaxDefault = 1 << 18;
 constexpr std::size_t kBatchOpsMaxDefault = 1 << 15;
-constexpr std::size_t kEventsInMemoryMax = 50'000'000;
 // A snapshot is taken after this many bytes of log records (and at a clean stop), so a
 // restart replays at most about this much log.
 constexpr std::uint64_t kSnapshotWalBytesDefault = 256ULL << 20;
@@ -98,8 +98,8 @@ struct EngineOptions {
 struct EngineState {
   const ledger::Ledger& ledger;
   policy::IntegrationCache& cache;
-  const std::deque<ledger::Event>& events;
-  const std::unordered_map<std::string, std::vector<std::uint32_t>>& events_by_account;
+  // The retained events, as encodings; readers decode the ones they return.
+  const EventIndex& events;
   const std::unordered_map<std::string, pricing::PlanRateLimits>& rate_limits;
   std::int64_t now_ms;
 };
@@ -199,7 +199,6 @@ class Engine {
   void replay_cached_response(const ledger::Command& c, std::string& body);
   Status log_catalog_if_changed();
   Status replay_record(std::string_view payload);
-  void keep_events(std::vector<ledger::Event>& events);
 
   // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
   Status open_event_log();
@@ -209,7 +208,8 @@ class Engine {
   // Events of a replayed batch: those the event log lacks are appended to it (rebuilt
   // with their sequence numbers), kept and handed to the sink.
   Status rebuild_events(std::vector<ledger::Event>& events);
-  Status log_events(const std::vector<ledger::Event>& events);
+  // Appends the events to the event log and keeps them in memory (one encoding each).
+  Status log_and_keep_events(const std::vector<ledger::Event>& events);
   // Encodes the state on the ledger thread; writes it on a background thread (or here
   // when `wait`), then lets the log be truncated.
   void start_snapshot(bool wait);
@@ -242,9 +242,7 @@ class Engine {
   std::atomic<std::uint64_t> keys_generation_{0};
   std::unordered_map<std::string, KeyInfo> keys_by_hash_;
 
-  std::deque<ledger::Event> events_;
-  std::unordered_map<std::string, std::vector<std::uint32_t>> events_by_account_;
-  std::uint64_t events_base_ = 0;
+  EventIndex events_;
   EventSink sink_;
   AnswerScope answer_scope_;
 
