@@ -8,7 +8,7 @@ packages=(
   libboost-dev libsimdjson-dev libtomlplusplus-dev libcli11-dev
   libfmt-dev libspdlog-dev libssl-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-  python3 curl
+  python3 curl openssl ca-certificates
   chromium
 )
 # The dashboard build (web/) and the browser tests (tests/browser/) need node and npm;
