@@ -134,24 +134,24 @@ class EventReader : public internal::ViewReader {
       m.extra.emplace_back(std::string(k), std::string(v));
     }
   }
-
- private:
-  const unsigned char* begin_;
-  const unsigned char* p_;
-  const unsigned char* end_;
-  bool ok_ = true;
 };
 
-}  // namespace
-
-Status decode_event_into(std::string_view bytes, Event& e) {
-  EventReader in(bytes);
+// The encoding's first byte: its version (an unknown one is refused, not guessed).
+Status check_version(EventReader& in) {
   const std::uint8_t version = in.u8();
   if (in.ok() && version != kEventCodecVersion) {
     return Error(ErrorCode::kStorageFailed, "event encoding version " + std::to_string(version) +
                                                 "; this build reads " +
                                                 std::to_string(kEventCodecVersion));
   }
+  return ok_status();
+}
+
+}  // namespace
+
+Status decode_event_into(std::string_view bytes, Event& e) {
+  EventReader in(bytes);
+  if (Status v = check_version(in); !v.ok()) return v;
   e.seq = in.uv();
   e.at_ms = in.sv();
   in.str(e.account_id);
@@ -203,12 +203,7 @@ Status decode_event_into(std::string_view bytes, Event& e) {
 
 Status decode_event_head(std::string_view bytes, EventHead& head) {
   EventReader in(bytes);
-  const std::uint8_t version = in.u8();
-  if (in.ok() && version != kEventCodecVersion) {
-    return Error(ErrorCode::kStorageFailed, "event encoding version " + std::to_string(version) +
-                                                "; this build reads " +
-                                                std::to_string(kEventCodecVersion));
-  }
+  if (Status v = check_version(in); !v.ok()) return v;
   head.seq = in.uv();
   head.at_ms = in.sv();
   head.account_id = in.view();
