@@ -241,23 +241,18 @@ int run_simulate(const SimulateArgs& args) {
   opts.start_ms = *start;
   opts.plan = args.plan;
   Progress progress("simulating", static_cast<std::uint64_t>(args.days));
-  // Lines go into one buffer written out in large blocks: no string and no stream call
-  // per event.
-  std::string buffer;
-  buffer.reserve(kSimulateFlushBytes + analytics::kEventLineBytesMax);
-  auto flush = [&] {
-    out->write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    buffer.clear();
-  };
-  auto truth = sim::simulate(
+  // Both simulator threads format lines into large blocks, written out in order: no
+  // string and no stream call per event.
+  auto truth = sim::simulate_formatted(
       opts, *card,
-      [&](const ledger::Event& e) {
-        analytics::append_event_json(buffer, e);
-        buffer += '\n';
-        if (buffer.size() >= kSimulateFlushBytes) flush();
+      [](const ledger::Event& e, std::string& text) {
+        analytics::append_event_json(text, e);
+        text += '\n';
+      },
+      [&](std::string_view block) {
+        out->write(block.data(), static_cast<std::streamsize>(block.size()));
       },
       [&](std::int64_t days_done) { progress.update(static_cast<std::uint64_t>(days_done)); });
-  flush();
   progress.finish();
   if (!truth.ok()) {
     usage_error(truth.error().message);

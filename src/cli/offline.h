@@ -23,9 +23,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 constexpr int kExitBadInput = 3;
 
-// simulate writes its output in blocks of about this size.
-constexpr std::size_t kSimulateFlushBytes = std::size_t{1} << 20;
-
 constexpr const char* kRateCardPathDefault = "config/rate_card.toml";
 constexpr const char* kPlansPathDefault = "config/plans.toml";
 

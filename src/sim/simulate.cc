@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <charconv>
 #include <map>
+#include <memory>
 #include <set>
 #include <thread>
 #include <utility>
@@ -98,6 +101,22 @@ std::string hex64(std::uint64_t v) {
   return fmt::format("{:016x}", v);
 }
 
+// Sets `out` to hex64(v), reusing its buffer.
+void assign_hex64(std::string& out, std::uint64_t v) {
+  constexpr std::string_view kDigits = "0123456789abcdef";
+  out.resize(16);
+  for (std::size_t i = 16; i-- > 0; v >>= 4) out[i] = kDigits[v & 15];
+}
+
+// Appends `v` (>= 0) in decimal, zero-padded to `width` digits (fmt's "{:0N}").
+void append_decimal(std::string& out, std::int64_t v, std::size_t width = 0) {
+  std::array<char, 20> digits;
+  const char* end = std::to_chars(digits.data(), digits.data() + digits.size(), v).ptr;
+  const auto n = static_cast<std::size_t>(end - digits.data());
+  if (n < width) out.append(width - n, '0');
+  out.append(digits.data(), n);
+}
+
 struct AccountState {
   std::string id;
   std::vector<std::string> users;
@@ -112,10 +131,88 @@ struct AccountState {
   std::set<std::string> page_load_keys_used;
 };
 
+// One day's events. The Event objects (and their strings' buffers) are kept from day to
+// day and overwritten: building, moving and freeing a fresh Event per event was a fifth
+// of the simulator's time.
+class DayEvents {
+ public:
+  // A slot for the next event, with every field the generator sets reset.
+  Event& add() {
+    if (size_ == events_.size()) events_.emplace_back();
+    Event& e = events_[size_++];
+    e.metadata.file.clear();
+    e.metadata.feature.clear();
+    e.metadata.snapshot_id.clear();
+    e.metadata.call_site.clear();
+    e.metadata.intent.clear();
+    e.metadata.request_hash.clear();
+    e.cache_key.clear();
+    return e;
+  }
+  void clear() { size_ = 0; }
+  std::size_t size() const { return size_; }
+  Event& operator[](std::size_t i) { return events_[i]; }
+  const Event& operator[](std::size_t i) const { return events_[i]; }
+
+ private:
+  std::vector<Event> events_;
+  std::size_t size_ = 0;
+};
+
+// A day's time order: (at_ms, key), sorted; ties keep generation order.
+using DayOrder = std::vector<std::pair<std::int64_t, std::uint64_t>>;
+
+// A day's events in blocks of consecutive accounts, so that two threads can generate
+// them. An event's key is its block << 32 | its index in the block: keys sort in
+// generation order.
+class Day {
+ public:
+  void resize(std::size_t blocks) { blocks_.resize(blocks); }
+  DayEvents& block(std::size_t b) { return blocks_[b]; }
+  Event& operator[](std::uint64_t key) { return blocks_[key >> 32][key & 0xFFFF'FFFFU]; }
+
+  // The events in time order, ties in generation order. Sorts keys, not the events (an
+  // Event is a kilobyte; moving them was most of the simulator's time), with a stable
+  // radix sort on the time over the keys listed in generation order (a day's times span
+  // under 2^27 ms: three passes, cheaper than std::sort's comparisons).
+  void sort(DayOrder& order) {
+    order.clear();
+    for (std::size_t b = 0; b < blocks_.size(); ++b) {
+      for (std::size_t i = 0; i < blocks_[b].size(); ++i) {
+        order.emplace_back(blocks_[b][i].at_ms, std::uint64_t{b} << 32 | i);
+      }
+    }
+    if (order.empty()) return;
+    const auto [lo, hi] = std::minmax_element(
+        order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    const std::int64_t min_ms = lo->first;
+    const auto span_ms = static_cast<std::uint64_t>(hi->first - min_ms);
+    constexpr unsigned kDigitBits = 11;
+    constexpr std::size_t kBuckets = std::size_t{1} << kDigitBits;
+    for (unsigned shift = 0; shift == 0 || (shift < 64 && (span_ms >> shift) != 0);
+         shift += kDigitBits) {
+      auto digit = [&](const auto& p) {
+        return (static_cast<std::uint64_t>(p.first - min_ms) >> shift) & (kBuckets - 1);
+      };
+      std::array<std::size_t, kBuckets> start{};
+      for (const auto& p : order) ++start[digit(p)];
+      std::size_t at = 0;
+      for (auto& n : start) at += std::exchange(n, at);
+      sorted_.resize(order.size());
+      for (const auto& p : order) sorted_[start[digit(p)]++] = p;
+      order.swap(sorted_);
+    }
+  }
+
+ private:
+  std::vector<DayEvents> blocks_;
+  DayOrder sorted_;  // the radix sort's other buffer
+};
+
 class DayGenerator {
  public:
   DayGenerator(const Profile& p, const pricing::RateCard& card, std::uint64_t seed, AccountState& a,
-               std::int64_t day_ms, std::vector<Event>& out)
+               std::int64_t day_ms, DayEvents& out)
       : p_(p), card_(card), rng_(seed), a_(a), day_ms_(day_ms), out_(out) {}
 
   Status run() {
@@ -180,11 +277,17 @@ class DayGenerator {
     return kFiles.front();
   }
 
-  std::string snapshot() { return fmt::format("snap-{}-{:05}", a_.id, ++a_.snapshots); }
+  void snapshot(std::string& out) {
+    out.assign("snap-");
+    out += a_.id;
+    out += '-';
+    append_decimal(out, ++a_.snapshots, 5);
+  }
 
-  // Prices `u`, raising its input tokens until the cost reaches `min_mc`.
-  Result<Event> charge(Kind kind, Usage u, std::int64_t at_ms, std::string user,
-                       std::int64_t min_mc = 0) {
+  // Prices `u`, raising its input tokens until the cost reaches `min_mc`, and adds the
+  // charge to the day.
+  Result<Event*> charge(Kind kind, Usage u, std::int64_t at_ms, std::string_view user,
+                        std::int64_t min_mc = 0) {
     Result<pricing::Price> price = card_.price(kind, u);
     for (std::int64_t i = 0; price.ok() && price->cost.mc() < min_mc && i < kEscalationStepsMax;
          ++i) {
@@ -192,26 +295,22 @@ class DayGenerator {
       price = card_.price(kind, u);
     }
     if (!price.ok()) return price.error();
-    Event e;
+    Event& e = out_.add();
     e.at_ms = at_ms;
     e.account_id = a_.id;
-    e.user_id = std::move(user);
+    e.user_id = user;
     e.type = ledger::EventType::kCharge;
     e.kind = kind;
-    e.pool = std::string(price->pool);
+    e.pool = price->pool;
     e.credits = price->cost;
     e.priced_by = "usage";
     e.usage = std::move(u);
     e.rate_card_version = card_.version();
-    e.idempotency_key = fmt::format("sim-{}-{}", a_.id, ++a_.events);
-    return e;
-  }
-
-  Result<Millicredits> push(Result<Event> e) {
-    if (!e.ok()) return e.error();
-    Millicredits c = e->credits;
-    out_.push_back(std::move(*e));
-    return c;
+    e.idempotency_key.assign("sim-");
+    e.idempotency_key += a_.id;
+    e.idempotency_key += '-';
+    append_decimal(e.idempotency_key, ++a_.events);
+    return &e;
   }
 
   Result<Millicredits> agent_turn() {
@@ -245,15 +344,16 @@ class DayGenerator {
       u.lines_changed = rng_.uniform(6, 40);
       u.lines_emitted = *u.lines_changed + rng_.uniform(0, 10);
     }
-    auto e = charge(Kind::kAgentPrompt, std::move(u), work_time(), user, min_mc);
-    if (!e.ok()) return e.error();
-    e->metadata.file = std::string(f.path);
-    e->metadata.feature = std::string(f.feature);
-    e->metadata.intent = rng_.chance(850) ? "feature" : "question";
+    auto charged = charge(Kind::kAgentPrompt, std::move(u), work_time(), user, min_mc);
+    if (!charged.ok()) return charged.error();
+    Event& e = **charged;
+    e.metadata.file = f.path;
+    e.metadata.feature = f.feature;
+    e.metadata.intent = rng_.chance(850) ? "feature" : "question";
     if (rng_.chance(p_.no_snapshot_permille)) {
       ++a_.truth.turns_without_snapshot;
     } else {
-      e->metadata.snapshot_id = snapshot();
+      snapshot(e.metadata.snapshot_id);
     }
     if (unscoped) {
       ++a_.truth.unscoped_prompts;
@@ -261,7 +361,7 @@ class DayGenerator {
       ++a_.unscoped_file[std::string(f.path)];
     }
     if (small) ++a_.truth.small_edits;
-    return push(std::move(e));
+    return e.credits;
   }
 
   Result<Millicredits> discuss_turn() {
@@ -270,11 +370,12 @@ class DayGenerator {
     u.model = "default";
     u.input_tokens = rng_.uniform(2000, 4000);
     u.output_tokens = rng_.uniform(200, 400);
-    auto e = charge(Kind::kDiscussTurn, std::move(u), work_time(), user);
-    if (!e.ok()) return e.error();
-    e->metadata.feature = std::string(pick_file().feature);
-    e->metadata.intent = rng_.chance(750) ? "question" : "feature";
-    return push(std::move(e));
+    auto charged = charge(Kind::kDiscussTurn, std::move(u), work_time(), user);
+    if (!charged.ok()) return charged.error();
+    Event& e = **charged;
+    e.metadata.feature = pick_file().feature;
+    e.metadata.intent = rng_.chance(750) ? "question" : "feature";
+    return e.credits;
   }
 
   Result<Millicredits> integration() {
@@ -304,23 +405,25 @@ class DayGenerator {
       site = "functions/sendWelcome";
       u.count = 1;
     }
-    auto e = charge(kind, std::move(u), work_time(), std::string(kAppUser));
-    if (!e.ok()) return e.error();
-    e->metadata.call_site = std::string(site);
-    e->metadata.request_hash = hex64(rng_.next());
-    if (kind != Kind::kSendEmail) e->cache_key = e->metadata.request_hash;
-    return push(std::move(e));
+    auto charged = charge(kind, std::move(u), work_time(), kAppUser);
+    if (!charged.ok()) return charged.error();
+    Event& e = **charged;
+    e.metadata.call_site = site;
+    assign_hex64(e.metadata.request_hash, rng_.next());
+    if (kind != Kind::kSendEmail) e.cache_key = e.metadata.request_hash;
+    return e.credits;
   }
 
   Result<Millicredits> backend() {
     Usage u;
     u.duration_ms = rng_.uniform(15'000, 60'000);
     u.records = rng_.uniform(200, 3000);
-    auto e = charge(Kind::kBackendFunction, std::move(u), work_time(), std::string(kAppUser), 1);
-    if (!e.ok()) return e.error();
-    e->metadata.call_site = "functions/syncOrders";
-    e->metadata.request_hash = hex64(rng_.next());
-    return push(std::move(e));
+    auto charged = charge(Kind::kBackendFunction, std::move(u), work_time(), kAppUser, 1);
+    if (!charged.ok()) return charged.error();
+    Event& e = **charged;
+    e.metadata.call_site = "functions/syncOrders";
+    assign_hex64(e.metadata.request_hash, rng_.next());
+    return e.credits;
   }
 
   Status loop() {
@@ -337,14 +440,14 @@ class DayGenerator {
       u.files_read = rng_.uniform(4, 6);
       u.lines_changed = rng_.uniform(15, 40);
       u.lines_emitted = *u.lines_changed + 5;
-      auto e = charge(Kind::kAgentPrompt, std::move(u), at, user, kLoopTurnCostMinMc);
-      if (!e.ok()) return e.error();
-      e->metadata.file = planted.file;
-      e->metadata.feature = planted.feature;
-      e->metadata.intent = i == 0 ? "feature" : "fix";
-      e->metadata.snapshot_id = snapshot();
-      if (i == 0) planted.snapshot_id = e->metadata.snapshot_id;
-      out_.push_back(std::move(*e));
+      auto charged = charge(Kind::kAgentPrompt, std::move(u), at, user, kLoopTurnCostMinMc);
+      if (!charged.ok()) return charged.error();
+      Event& e = **charged;
+      e.metadata.file = planted.file;
+      e.metadata.feature = planted.feature;
+      e.metadata.intent = i == 0 ? "feature" : "fix";
+      snapshot(e.metadata.snapshot_id);
+      if (i == 0) planted.snapshot_id = e.metadata.snapshot_id;
       at += rng_.uniform(15, 50) * kMsPerMinute;
     }
     a_.truth.loops.push_back(std::move(planted));
@@ -359,16 +462,16 @@ class DayGenerator {
       u.model = "gpt-4o-mini";
       u.input_tokens = 700;
       u.output_tokens = 250;
-      auto e = charge(Kind::kInvokeLlm, std::move(u), work_time(), std::string(kAppUser));
-      if (!e.ok()) return e.error();
+      auto charged = charge(Kind::kInvokeLlm, std::move(u), work_time(), kAppUser);
+      if (!charged.ok()) return charged.error();
+      Event& e = **charged;
       const std::string& key = a_.page_load_keys[static_cast<std::size_t>(
           rng_.uniform(0, static_cast<std::int64_t>(a_.page_load_keys.size()) - 1))];
-      e->metadata.call_site = a_.page_loads.call_site;
-      e->metadata.request_hash = key;
-      e->cache_key = key;
+      e.metadata.call_site = a_.page_loads.call_site;
+      e.metadata.request_hash = key;
+      e.cache_key = key;
       a_.page_load_keys_used.insert(key);
       ++a_.page_loads.calls;
-      out_.push_back(std::move(*e));
     }
     return ok_status();
   }
@@ -378,7 +481,7 @@ class DayGenerator {
   Prng rng_;
   AccountState& a_;
   std::int64_t day_ms_;
-  std::vector<Event>& out_;
+  DayEvents& out_;
 };
 
 std::vector<PlantedCount> sorted_counts(const std::map<std::string, std::int64_t>& m) {
@@ -392,10 +495,118 @@ std::uint64_t mix(std::uint64_t seed, std::uint64_t a, std::uint64_t b) {
   return p.next();
 }
 
-}  // namespace
+// What is done with the events: single() for an event outside the days; each sorted day
+// goes to begin() on the caller's thread, then help() on the thread that generated the
+// next day (once it has) while finish() runs on the caller's thread.
+class Output {
+ public:
+  virtual ~Output() = default;
+  virtual void single(const Event& e) = 0;
+  virtual void begin(Day& events, const DayOrder& order, std::uint64_t first_seq) = 0;
+  virtual void help() {}
+  virtual void finish() = 0;
+};
 
-Result<Truth> simulate(const SimOptions& options, const pricing::RateCard& card,
-                       const EventSink& sink, const DayProgress& progress) {
+class SinkOutput final : public Output {
+ public:
+  explicit SinkOutput(const EventSink& sink) : sink_(sink) {}
+  void single(const Event& e) override { sink_(e); }
+  void begin(Day& events, const DayOrder& order, std::uint64_t first_seq) override {
+    events_ = &events;
+    order_ = &order;
+    first_seq_ = first_seq;
+  }
+  void finish() override {
+    std::uint64_t seq = first_seq_;
+    for (const auto& [at_ms, i] : *order_) {
+      Event& e = (*events_)[i];
+      e.seq = ++seq;
+      sink_(e);
+    }
+  }
+
+ private:
+  const EventSink& sink_;
+  Day* events_ = nullptr;
+  const DayOrder* order_ = nullptr;
+  std::uint64_t first_seq_ = 0;
+};
+
+// Formats a day in chunks of consecutive events, claimed by both threads; the caller's
+// thread hands finished chunks to the sink in order.
+class FormatOutput final : public Output {
+ public:
+  FormatOutput(const EventFormatter& format, const BlockSink& sink)
+      : format_(format), sink_(sink) {}
+  void single(const Event& e) override {
+    std::string text;
+    format_(e, text);
+    sink_(text);
+  }
+  void begin(Day& events, const DayOrder& order, std::uint64_t first_seq) override {
+    events_ = &events;
+    order_ = &order;
+    first_seq_ = first_seq;
+    count_ = (order.size() + kChunkEvents - 1) / kChunkEvents;
+    while (chunks_.size() < count_) chunks_.push_back(std::make_unique<Chunk>());
+    for (std::size_t c = 0; c < count_; ++c) chunks_[c]->done.store(false);
+    next_.store(0);
+  }
+  void help() override {
+    while (format_next()) {
+    }
+  }
+  void finish() override {
+    std::size_t written = 0;
+    while (format_next()) {
+      while (written < count_ && chunks_[written]->done.load(std::memory_order_acquire)) {
+        sink_(chunks_[written++]->text);
+      }
+    }
+    for (; written < count_; ++written) {
+      chunks_[written]->done.wait(false, std::memory_order_acquire);
+      sink_(chunks_[written]->text);
+    }
+  }
+
+ private:
+  // About 600 KB of lines: few large writes, and still 8 or more chunks per day of 1000
+  // accounts for the two threads to share.
+  static constexpr std::size_t kChunkEvents = 1024;
+  struct Chunk {
+    std::string text;
+    std::atomic<bool> done{false};
+  };
+
+  // Formats the next unclaimed chunk; false when none is left.
+  bool format_next() {
+    const std::size_t c = next_.fetch_add(1);
+    if (c >= count_) return false;
+    Chunk& chunk = *chunks_[c];
+    chunk.text.clear();
+    const std::size_t end = std::min(order_->size(), (c + 1) * kChunkEvents);
+    for (std::size_t k = c * kChunkEvents; k < end; ++k) {
+      Event& e = (*events_)[(*order_)[k].second];
+      e.seq = first_seq_ + k + 1;
+      format_(e, chunk.text);
+    }
+    chunk.done.store(true, std::memory_order_release);
+    chunk.done.notify_one();
+    return true;
+  }
+
+  const EventFormatter& format_;
+  const BlockSink& sink_;
+  Day* events_ = nullptr;
+  const DayOrder* order_ = nullptr;
+  std::uint64_t first_seq_ = 0;
+  std::vector<std::unique_ptr<Chunk>> chunks_;
+  std::size_t count_ = 0;
+  std::atomic<std::size_t> next_{0};
+};
+
+Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard& card,
+                             Output& output, const DayProgress& progress) {
   const Profile* profile = find_profile(options.profile);
   auto invalid = [](std::string param, std::string message) {
     Error e(ErrorCode::kInvalidRequest, std::move(message));
@@ -438,7 +649,12 @@ Result<Truth> simulate(const SimOptions& options, const pricing::RateCard& card,
     a.truth.discuss_heavy = profile->discuss_permille > 150;
   }
 
-  std::vector<std::pair<std::int64_t, std::size_t>> order;  // (at_ms, index): unique
+  DayOrder order;
+  // A block is about a millisecond of generation: fine enough to share a day between the
+  // threads, coarse enough that claiming one costs nothing.
+  constexpr std::size_t kGenerateBlockAccounts = 64;
+  const std::size_t blocks =
+      (accounts.size() + kGenerateBlockAccounts - 1) / kGenerateBlockAccounts;
   std::uint64_t seq = 0;
   if (!options.plan.empty()) {
     for (const auto& a : accounts) {
@@ -449,47 +665,68 @@ Result<Truth> simulate(const SimOptions& options, const pricing::RateCard& card,
       e.type = ledger::EventType::kAccountCreated;
       e.plan = options.plan;
       e.idempotency_key = fmt::format("sim-{}-account", a.id);
-      sink(e);
+      output.single(e);
     }
   }
-  // Day d's events, generated account by account (each from its own seed and state).
-  auto generate = [&](std::int64_t d, std::vector<Event>& day_events) -> Status {
+  // Block b of day d's events, generated account by account (each from its own seed and
+  // state, so blocks can be generated in any order and on any thread).
+  auto generate_block = [&](std::int64_t d, Day& day, std::size_t b) -> Status {
     const std::int64_t day_ms = truth.start_ms + d * kMsPerDay;
-    day_events.clear();
-    for (std::size_t i = 0; i < accounts.size(); ++i) {
+    DayEvents& events = day.block(b);
+    events.clear();
+    const std::size_t end = std::min(accounts.size(), (b + 1) * kGenerateBlockAccounts);
+    for (std::size_t i = b * kGenerateBlockAccounts; i < end; ++i) {
       DayGenerator gen(*profile, card, mix(options.seed, i + 1, static_cast<std::uint64_t>(d) + 1),
-                       accounts[i], day_ms, day_events);
+                       accounts[i], day_ms, events);
       Status st = gen.run();
       if (!st.ok()) return st;
     }
     return ok_status();
   };
-  // Two threads: the next day is generated while this one is sorted and given to the
-  // sink (which runs on the caller's thread only). Generation reads and writes only the
-  // account states, the sink only the day's events, so the output is the serial one.
-  std::vector<Event> day_events, next_events;
-  Status generated = generate(0, day_events);
+  // Two threads: the next day's blocks are generated while this day is sorted and given to
+  // the output. The helper thread generates, then helps the output (help() touches only
+  // this day's events); the caller's thread runs the output, then generates what is left.
+  // Generation touches only the account states and the next day, so the output is the
+  // serial one.
+  Day day, next_day;
+  day.resize(blocks);
+  next_day.resize(blocks);
+  std::vector<Status> block_status(blocks, ok_status());
+  // Generates day d's blocks from `next_block` on; both threads call it and take turns.
+  auto generate_blocks = [&](std::int64_t d, Day& into, std::atomic<std::size_t>& next_block) {
+    for (std::size_t b = next_block.fetch_add(1); b < blocks; b = next_block.fetch_add(1)) {
+      block_status[b] = generate_block(d, into, b);
+    }
+  };
+  {
+    std::atomic<std::size_t> next_block = 0;
+    std::thread helper([&] { generate_blocks(0, day, next_block); });
+    generate_blocks(0, day, next_block);
+    helper.join();
+  }
   for (std::int64_t d = 0; d < options.days; ++d) {
-    if (!generated.ok()) return generated.error();
-    Status next_generated = ok_status();
-    std::thread next;
-    if (d + 1 < options.days) {
-      next = std::thread([&, d] { next_generated = generate(d + 1, next_events); });
+    // The first error in account order, as a serial run would report it.
+    for (const Status& st : block_status) {
+      if (!st.ok()) return st.error();
     }
-    // Time order, ties in generation order: sort the indices, not the events (an Event is
-    // a kilobyte; moving them was most of the simulator's time).
-    order.resize(day_events.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = {day_events[i].at_ms, i};
-    std::sort(order.begin(), order.end());
-    for (const auto& [at_ms, i] : order) {
-      Event& e = day_events[i];
-      e.seq = ++seq;
-      sink(e);
-    }
+    // No next day: no block left to claim.
+    std::atomic<std::size_t> next_block = d + 1 < options.days ? 0 : blocks;
+    std::atomic<bool> begun = false;
+    std::thread helper([&, d] {
+      generate_blocks(d + 1, next_day, next_block);
+      begun.wait(false);
+      output.help();
+    });
+    day.sort(order);
+    output.begin(day, order, seq);
+    seq += order.size();
+    begun.store(true);
+    begun.notify_one();
+    output.finish();
     if (progress) progress(d + 1);
-    if (next.joinable()) next.join();
-    generated = std::move(next_generated);
-    std::swap(day_events, next_events);
+    generate_blocks(d + 1, next_day, next_block);
+    helper.join();
+    std::swap(day, next_day);
   }
   truth.events = static_cast<std::int64_t>(seq);
   for (auto& a : accounts) {
@@ -503,6 +740,21 @@ Result<Truth> simulate(const SimOptions& options, const pricing::RateCard& card,
     truth.accounts.push_back(std::move(a.truth));
   }
   return truth;
+}
+
+}  // namespace
+
+Result<Truth> simulate(const SimOptions& options, const pricing::RateCard& card,
+                       const EventSink& sink, const DayProgress& progress) {
+  SinkOutput output(sink);
+  return run_simulation(options, card, output, progress);
+}
+
+Result<Truth> simulate_formatted(const SimOptions& options, const pricing::RateCard& card,
+                                 const EventFormatter& format, const BlockSink& sink,
+                                 const DayProgress& progress) {
+  FormatOutput output(format, sink);
+  return run_simulation(options, card, output, progress);
 }
 
 std::string truth_json(const Truth& t) {

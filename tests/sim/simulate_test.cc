@@ -112,6 +112,42 @@ TEST(Simulate, SameSeedSameEventsOtherSeedOtherEvents) {
   EXPECT_NE(analytics::event_to_json(a.events[5]), analytics::event_to_json(c.events[5]));
 }
 
+TEST(Simulate, FormattedOnTwoThreadsGivesTheSameBytesAndTruthAsTheEventSink) {
+  // 130 accounts: more than two of simulate_formatted's 64-account generation blocks, and
+  // enough events a day for several 1,024-event formatting chunks.
+  for (const char* profile : {"typical", "regression-heavy"}) {
+    SimOptions o;
+    o.profile = profile;
+    o.seed = 5;
+    o.accounts = 130;
+    o.days = 3;
+    o.start_ms = kStartMs;
+    std::string one;
+    auto t1 = simulate(o, card(), [&](const ledger::Event& e) {
+      analytics::append_event_json(one, e);
+      one += '\n';
+    });
+    ASSERT_TRUE(t1.ok());
+    std::string two;
+    std::size_t blocks = 0;
+    auto t2 = simulate_formatted(
+        o, card(),
+        [](const ledger::Event& e, std::string& out) {
+          analytics::append_event_json(out, e);
+          out += '\n';
+        },
+        [&](std::string_view block) {
+          two.append(block);
+          ++blocks;
+        });
+    ASSERT_TRUE(t2.ok());
+    EXPECT_GT(blocks, 3u) << profile;
+    EXPECT_EQ(one.size(), two.size()) << profile;
+    EXPECT_TRUE(one == two) << profile;
+    EXPECT_EQ(truth_json(*t1), truth_json(*t2)) << profile;
+  }
+}
+
 TEST(Simulate, EventsAreInTimeOrderWithSequenceNumbersAndRoundTrip) {
   auto r = run("llm-on-page-load", 3, 3, 3);
   ASSERT_FALSE(r.events.empty());
