@@ -17,6 +17,9 @@ fail (the suite fails honestly), and the summary lists them as suspected server 
 with the request, the expected answer and the actual answer.
 """
 import argparse
+import hashlib
+import hmac
+import http.server
 import http.client
 import json
 import re
@@ -24,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -439,3 +443,38 @@ def num_eq(a, b):
 
 def is_error(r, status, code):
     return r.status == status and r.code == code and isinstance(r.err.get("message"), str)
+
+
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1 (API.md, "Webhooks"). Each delivery's
+    Creditd-Signature is checked (HMAC-SHA256 of "t.body" with `secret`) and
+    on_delivery(delivery_id, body_dict, signature_ok, signature) answers the HTTP status
+    to return. tls=(cert_file, key_file) serves https instead of http."""
+
+    def __init__(self, secret, on_delivery, tls=None):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sig = self.headers.get("Creditd-Signature", "")
+                parts = dict(p.split("=", 1) for p in sig.split(",") if "=" in p)
+                want = hmac.new(secret.encode(), (parts.get("t", "") + ".").encode() + body,
+                                hashlib.sha256).hexdigest()
+                status = on_delivery(self.headers.get("Creditd-Delivery-Id"), json.loads(body),
+                                     hmac.compare_digest(want, parts.get("v1", "")), sig)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def shutdown(self):
+        self.server.shutdown()
