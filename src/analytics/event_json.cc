@@ -435,47 +435,6 @@ simdjson::ondemand::parser& thread_parser() {
   return parser;
 }
 
-// Back to a default Event, keeping the capacity of its strings and vectors. A field
-// added to Event must be reset here too (the size check below is the reminder).
-void reset(Event& e) {
-  static_assert(sizeof(Event) == 1040 || sizeof(void*) != 8,
-                "ledger::Event changed: reset the new field in event_json.cc reset()");
-  e.seq = 0;
-  e.at_ms = 0;
-  e.account_id.clear();
-  e.user_id.clear();
-  e.type = EventType::kCharge;
-  e.kind.reset();
-  e.pool.clear();
-  e.credits = Millicredits::zero();
-  e.available_after.reset();
-  e.drawn_from.clear();
-  e.refused_by.clear();
-  e.priced_by.clear();
-  e.usage.reset();
-  e.metadata.file.clear();
-  e.metadata.feature.clear();
-  e.metadata.model.clear();
-  e.metadata.snapshot_id.clear();
-  e.metadata.call_site.clear();
-  e.metadata.intent.clear();
-  e.metadata.request_hash.clear();
-  e.metadata.extra.clear();
-  e.cache_key.clear();
-  e.idempotency_key.clear();
-  e.rate_card_version = 0;
-  e.imported = false;
-  e.hold_id.clear();
-  e.charge_id.clear();
-  e.grant_id.clear();
-  e.refund_id.clear();
-  e.object.clear();
-  e.plan.clear();
-  e.previous_plan.clear();
-  e.proration_usd_cents = 0;
-  e.reason.clear();
-}
-
 // The plain string fields that take a string or null, by key; null for other keys.
 std::string* string_slot(Event& e, std::string_view key) {
   switch (key.empty() ? '\0' : key[0]) {
@@ -683,7 +642,7 @@ class CanonicalScanner {
 
   // True when the whole line was read into the event (which was reset first).
   bool scan() {
-    reset(e_);
+    ledger::reset_keeping_capacity(e_);
     std::string_view s;
     if (!lit("{\"seq\":") || !uint(e_.seq)) return false;
     if (!lit(",\"at\":") || !str(s)) return false;
@@ -895,7 +854,7 @@ Status parse_event_json_padded(std::string_view line, Event& e) {
     return Error(ErrorCode::kBodyTooLarge, "line longer than 1 MiB");
   }
   if (CanonicalScanner(line, e).scan()) return ok_status();
-  reset(e);
+  ledger::reset_keeping_capacity(e);
   simdjson::padded_string_view view(line.data(), line.size(),
                                     line.size() + simdjson::SIMDJSON_PADDING);
   simdjson::ondemand::document doc;

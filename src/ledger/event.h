@@ -93,4 +93,9 @@ struct Event {
   bool operator==(const Event&) const = default;
 };
 
+// Back to a default Event, keeping the capacity of its strings and vectors: readers and
+// the simulator refill one Event per line or event. A field added to Event must be reset
+// there too (a size check in event.cc is the reminder).
+void reset_keeping_capacity(Event& e);
+
 }  // namespace credit::ledger

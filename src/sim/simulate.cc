@@ -136,17 +136,11 @@ struct AccountState {
 // of the simulator's time.
 class DayEvents {
  public:
-  // A slot for the next event, with every field the generator sets reset.
+  // A slot for the next event, reset to a default Event (strings keep their capacity).
   Event& add() {
     if (size_ == events_.size()) events_.emplace_back();
     Event& e = events_[size_++];
-    e.metadata.file.clear();
-    e.metadata.feature.clear();
-    e.metadata.snapshot_id.clear();
-    e.metadata.call_site.clear();
-    e.metadata.intent.clear();
-    e.metadata.request_hash.clear();
-    e.cache_key.clear();
+    ledger::reset_keeping_capacity(e);
     return e;
   }
   void clear() { size_ = 0; }
