@@ -235,11 +235,7 @@ class Writer {
 };
 
 // Reads what Writer wrote (views into the input; see internal/view_reader.h).
-class Reader : public internal::ViewReader {
- public:
-  using ViewReader::ViewReader;
-  std::string_view str() { return view(); }
-};
+using Reader = internal::ViewReader;
 
 // The per-batch string dictionary on the encoding side. Reused across batches by one
 // thread: clearing costs nothing per slot (a generation number marks live slots).
@@ -532,7 +528,7 @@ class BatchDecoder {
   std::string_view id() {
     const std::uint64_t r = in_.uv();
     if (r == 0) {
-      std::string_view s = in_.str();
+      std::string_view s = in_.view();
       if (in_.ok()) dictionary_.push_back(s);
       return s;
     }
@@ -600,7 +596,7 @@ class BatchDecoder {
       if ((mask & (1u << i)) == 0) {
         fields[i]->clear();
       } else if (i == 3 || i == 6) {
-        assign(*fields[i], in_.str());
+        assign(*fields[i], in_.view());
       } else {
         id(*fields[i]);
       }
@@ -644,7 +640,7 @@ class BatchDecoder {
       c.metadata = Metadata{};
     }
     if (flags & kMCacheKey) {
-      assign(c.cache_key, in_.str());
+      assign(c.cache_key, in_.view());
     } else {
       c.cache_key.clear();
     }
@@ -688,7 +684,7 @@ class BatchDecoder {
         c.credits = in_.money();
         c.expires_at_ms.reset();
         if (in_.u8() != 0) c.expires_at_ms = in_.sv();
-        assign(c.reason, in_.str());
+        assign(c.reason, in_.view());
         return true;
       }
       case 4:
@@ -702,7 +698,7 @@ class BatchDecoder {
         const std::uint8_t flags = in_.u8();
         if (flags >= (1u << 5)) return false;
         id(c.account_id);
-        assign(c.hold_id, in_.str());
+        assign(c.hold_id, in_.view());
         c.amount.reset();
         if (flags & kCAmount) c.amount = in_.money();
         c.priced_by_usage = (flags & kCPricedByUsage) != 0;
@@ -716,23 +712,23 @@ class BatchDecoder {
       case 7: {
         auto& c = reuse<Void>(b);
         id(c.account_id);
-        assign(c.hold_id, in_.str());
+        assign(c.hold_id, in_.view());
         return true;
       }
       case 8: {
         auto& c = reuse<Refund>(b);
         id(c.account_id);
-        assign(c.charge_id, in_.str());
+        assign(c.charge_id, in_.view());
         c.credits.reset();
         if (in_.u8() != 0) c.credits = in_.money();
-        assign(c.reason, in_.str());
+        assign(c.reason, in_.view());
         return true;
       }
       case 9:
         reuse<Sweep>(b);
         return true;
       case 10:
-        assign(reuse<LoadCatalog>(b).toml_text, in_.str());
+        assign(reuse<LoadCatalog>(b).toml_text, in_.view());
         return true;
     }
     return false;
