@@ -31,9 +31,6 @@ using ledger::EventType;
 
 // --- writing ---------------------------------------------------------------------------
 
-// The writer's escaping (quotes, backslashes and control bytes), plain runs copied whole.
-void append_quoted(std::string& out, std::string_view s) { json::append_string(out, s); }
-
 void append_int(std::string& out, std::int64_t v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -46,7 +43,7 @@ void string_or_null(std::string& out, std::string_view key, std::string_view val
   if (value.empty()) {
     out += "null";
   } else {
-    append_quoted(out, value);
+    json::append_string(out, value);
   }
 }
 
@@ -60,7 +57,7 @@ void optional_string(std::string& out, bool& first, std::string_view key, std::s
   if (value.empty()) return;
   separate(out, first);
   out += key;
-  append_quoted(out, value);
+  json::append_string(out, value);
 }
 
 void optional_int(std::string& out, bool& first, std::string_view key,
@@ -78,7 +75,7 @@ void write_usage(std::string& out, const pricing::Usage& u) {
   if (u.model) {
     separate(out, first);
     out += "\"model\":";
-    append_quoted(out, *u.model);
+    json::append_string(out, *u.model);
   }
   optional_int(out, first, "\"input_tokens\":", u.input_tokens);
   optional_int(out, first, "\"output_tokens\":", u.output_tokens);
@@ -88,7 +85,7 @@ void write_usage(std::string& out, const pricing::Usage& u) {
   if (u.size) {
     separate(out, first);
     out += "\"size\":";
-    append_quoted(out, *u.size);
+    json::append_string(out, *u.size);
   }
   optional_int(out, first, "\"count\":", u.count);
   optional_int(out, first, "\"duration_ms\":", u.duration_ms);
@@ -109,9 +106,9 @@ void write_metadata(std::string& out, const ledger::Metadata& m) {
   for (const auto& [k, v] : m.extra) {
     if (v.empty()) continue;
     separate(out, first);
-    append_quoted(out, k);
+    json::append_string(out, k);
     out += ':';
-    append_quoted(out, v);
+    json::append_string(out, v);
   }
   out += '}';
 }
@@ -124,7 +121,7 @@ void append_event_json(std::string& out, const Event& e) {
   out += ",\"at\":\"";
   append_rfc3339(out, e.at_ms);
   out += "\",\"account_id\":";
-  append_quoted(out, e.account_id);
+  json::append_string(out, e.account_id);
   string_or_null(out, ",\"user_id\":", e.user_id);
   out += ",\"type\":\"";
   out += ledger::event_type_name(e.type);
@@ -142,7 +139,7 @@ void append_event_json(std::string& out, const Event& e) {
   out += ",\"drawn_from\":[";
   for (std::size_t i = 0; i < e.drawn_from.size(); ++i) {
     out += i == 0 ? "{\"source\":" : ",{\"source\":";
-    append_quoted(out, e.drawn_from[i].source);
+    json::append_string(out, e.drawn_from[i].source);
     out += ",\"credits\":";
     append_credits(out, e.drawn_from[i].credits);
     out += '}';
