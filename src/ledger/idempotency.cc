@@ -1,5 +1,7 @@
 // src/ledger/idempotency.cc
-// Linear probing with backward-shift deletion, so no tombstones accumulate.
+// Linear probing with backward-shift deletion, so no tombstones accumulate in the array
+// that takes inserts; the old array of a doubling marks erased entries (kErased) instead,
+// as it only empties until it is released.
 #include "ledger/idempotency.h"
 
 #include <algorithm>
@@ -18,7 +20,9 @@ IdempotencyTable::IdempotencyTable(std::size_t keys_max) : keys_max_(keys_max) {
   while (slots_max_ < keys_max + keys_max / 4) slots_max_ <<= 1;
   // The array starts small and doubles with the live keys, so a fresh server does not
   // fault in a page of a 3 GiB array for every new key.
-  allocate(std::min(slots_max_, kSlotsInitial));
+  const std::size_t slots = std::min(slots_max_, kSlotsInitial);
+  slots_ = allocate(slots);
+  mask_ = slots - 1;
 }
 
 namespace {
@@ -31,15 +35,16 @@ IdempotencyTable::Entry* map_zeroed(std::size_t bytes) {
 }
 }  // namespace
 
-void IdempotencyTable::allocate(std::size_t slots) {
+IdempotencyTable::Entry* IdempotencyTable::allocate(std::size_t slots) {
   const std::size_t bytes = slots * sizeof(Entry);
+  Entry* out;
   if (bytes >= kHugePageBytes) {
-    slots_ = map_zeroed(bytes);
+    out = map_zeroed(bytes);
   } else {
-    slots_ = static_cast<Entry*>(std::calloc(slots, sizeof(Entry)));
-    if (slots_ == nullptr) throw std::bad_alloc();
+    out = static_cast<Entry*>(std::calloc(slots, sizeof(Entry)));
+    if (out == nullptr) throw std::bad_alloc();
   }
-  mask_ = slots - 1;
+  return out;
 }
 
 void IdempotencyTable::release(Entry* slots, std::size_t count) {
@@ -52,30 +57,93 @@ void IdempotencyTable::release(Entry* slots, std::size_t count) {
 }
 
 void IdempotencyTable::grow() {
-  Entry* old = slots_;
-  std::size_t old_slots = mask_ + 1;
-  allocate(old_slots * 2);
-  for (std::size_t i = 0; i < old_slots; ++i) {
-    const Entry& e = old[i];
-    if (e.expires_at_ms == 0) continue;
-    std::size_t s = slot_of(e.key_hash);
-    while (slots_[s].expires_at_ms != 0) s = (s + 1) & mask_;
-    slots_[s] = e;
+  CREDIT_ASSERT(old_ == nullptr);
+  const std::size_t old_slots = mask_ + 1;
+  // The load factor is at most 3/4, so an empty slot exists; moving starts just after
+  // it, so no chain of the old array crosses from the unmoved slots into the moved ones.
+  std::size_t empty = 0;
+  while (slots_[empty].expires_at_ms != 0) ++empty;
+  CREDIT_ASSERT(empty < old_slots);
+  old_ = slots_;
+  old_mask_ = mask_;
+  old_start_ = (empty + 1) & old_mask_;
+  old_moved_ = 0;
+  slots_ = next_ != nullptr ? next_ : allocate(old_slots * 2);
+  next_ = nullptr;
+  mask_ = old_slots * 2 - 1;
+}
+
+void IdempotencyTable::prepare_next() {
+  const std::size_t slots = mask_ + 1;
+  const std::size_t bytes = 2 * slots * sizeof(Entry);
+  if (bytes < kHugePageBytes) return;  // calloc: small, nothing worth spreading
+  if (next_ == nullptr) {
+    next_ = allocate(2 * slots);
+    next_touched_ = 0;
+    next_from_size_ = size_;
   }
-  release(old, old_slots);
+  // Fault in the pages in proportion to the keys added since 1/2 load, all of them by
+  // 3/4 load (slots/4 keys later): about one page per batch of 4096 instead of all at
+  // once when the first inserts after the doubling land on every page.
+  const std::size_t pages = bytes / kHugePageBytes;
+  const std::size_t added = size_ > next_from_size_ ? size_ - next_from_size_ : 0;
+  const std::size_t due = std::min(pages, (added + 1) * pages / (slots / 4) + 1);
+  for (; next_touched_ < due; ++next_touched_) {
+    volatile char* page = reinterpret_cast<char*>(next_) + next_touched_ * kHugePageBytes;
+    *page = 0;
+  }
+}
+
+void IdempotencyTable::put_new(const Entry& e) {
+  std::size_t s = slot_of(e.key_hash);
+  while (slots_[s].expires_at_ms != 0) s = (s + 1) & mask_;
+  slots_[s] = e;
+}
+
+void IdempotencyTable::migrate(std::size_t slots) {
+  const std::size_t old_slots = old_mask_ + 1;
+  for (; slots > 0 && old_moved_ < old_slots; --slots, ++old_moved_) {
+    Entry& e = old_[(old_start_ + old_moved_) & old_mask_];
+    if (e.expires_at_ms > 0) put_new(e);
+    e = Entry{};
+  }
+  if (old_moved_ == old_slots) {
+    release(old_, old_slots);
+    old_ = nullptr;
+  }
+}
+
+std::size_t IdempotencyTable::old_home(const Hash128& h) const {
+  const std::size_t home = hash_bits(h) & old_mask_;
+  if (((home - old_start_) & old_mask_) < old_moved_) return (old_start_ + old_moved_) & old_mask_;
+  return home;
+}
+
+IdempotencyTable::Entry* IdempotencyTable::find_old(const Hash128& key_hash) const {
+  // Ends at the latest at the slot before old_start_, empty since the doubling.
+  for (std::size_t s = old_home(key_hash);; s = (s + 1) & old_mask_) {
+    Entry& e = old_[s];
+    if (e.expires_at_ms == 0) return nullptr;
+    if (e.expires_at_ms != kErased && e.key_hash == key_hash) return &e;
+  }
 }
 
 IdempotencyTable::~IdempotencyTable() {
   release(slots_, mask_ + 1);
+  if (old_ != nullptr) release(old_, old_mask_ + 1);
+  if (next_ != nullptr) release(next_, 2 * (mask_ + 1));
 }
 
 const IdempotencyTable::Entry* IdempotencyTable::find(const Hash128& key_hash,
                                                       std::int64_t now_ms) const {
   for (std::size_t s = slot_of(key_hash);; s = (s + 1) & mask_) {
     const Entry& e = slots_[s];
-    if (e.expires_at_ms == 0) return nullptr;
+    if (e.expires_at_ms == 0) break;
     if (e.key_hash == key_hash) return e.expires_at_ms > now_ms ? &e : nullptr;
   }
+  if (old_ == nullptr) return nullptr;
+  const Entry* e = find_old(key_hash);
+  return e != nullptr && e->expires_at_ms > now_ms ? e : nullptr;
 }
 
 void IdempotencyTable::insert(const Hash128& key_hash, const Hash128& request_hash,
@@ -91,14 +159,25 @@ void IdempotencyTable::insert(const Hash128& key_hash, const Hash128& request_ha
       queue_.push_back({key_hash, expires_at_ms});
       return;
     }
-    if (e.expires_at_ms == 0) {
-      CREDIT_ASSERT(size_ < keys_max_);
-      e = Entry{key_hash, request_hash, reply_no, expires_at_ms};
-      ++size_;
-      queue_.push_back({key_hash, expires_at_ms});
-      if (size_ * 4 > (mask_ + 1) * 3 && mask_ + 1 < slots_max_) grow();
-      return;
+    if (e.expires_at_ms == 0) break;
+  }
+  if (old_ != nullptr) {
+    // An expired entry not yet swept may still sit in the old array: a key lives in one
+    // array only, so it leaves the old one (its queue item is stale from now on).
+    if (Entry* stale = find_old(key_hash); stale != nullptr) {
+      stale->expires_at_ms = kErased;
+      --size_;
     }
+  }
+  CREDIT_ASSERT(size_ < keys_max_);
+  put_new(Entry{key_hash, request_hash, reply_no, expires_at_ms});
+  ++size_;
+  queue_.push_back({key_hash, expires_at_ms});
+  if (old_ != nullptr) migrate(kMigrateSlotsPerInsert);
+  if (old_ == nullptr && size_ * 2 > mask_ + 1 && mask_ + 1 < slots_max_) prepare_next();
+  if (size_ * 4 > (mask_ + 1) * 3 && mask_ + 1 < slots_max_) {
+    if (old_ != nullptr) migrate(old_mask_ + 1);  // not expected: see kMigrateSlotsPerInsert
+    grow();
   }
 }
 
@@ -124,10 +203,12 @@ std::uint64_t IdempotencyTable::expire(std::int64_t now_ms) {
   while (!queue_.empty() && queue_.front().expires_at_ms <= now_ms) {
     Queued q = queue_.front();
     queue_.pop_front();
+    bool in_new = false;
     for (std::size_t s = slot_of(q.key_hash);; s = (s + 1) & mask_) {
       Entry& e = slots_[s];
       if (e.expires_at_ms == 0) break;
       if (e.key_hash == q.key_hash) {
+        in_new = true;
         // A stale queue item (the key was rewritten later) leaves the entry alone.
         if (e.expires_at_ms == q.expires_at_ms) {
           if (e.reply_no + 1 > released) released = e.reply_no + 1;
@@ -135,6 +216,12 @@ std::uint64_t IdempotencyTable::expire(std::int64_t now_ms) {
         }
         break;
       }
+    }
+    if (in_new || old_ == nullptr) continue;
+    if (Entry* e = find_old(q.key_hash); e != nullptr && e->expires_at_ms == q.expires_at_ms) {
+      if (e->reply_no + 1 > released) released = e->reply_no + 1;
+      e->expires_at_ms = kErased;
+      --size_;
     }
   }
   return released;

@@ -4,8 +4,13 @@
 // expiry). The array doubles with the live keys up to its size for `keys_max` (load
 // factor <= 0.8 there, 48 bytes a slot: 50 million keys take 3 GiB). Entries expire exactly 24
 // hours after they were written, in the order they were written; none is dropped before. When
-// `keys_max` entries are alive, inserts are refused (503 idempotency_capacity). Owns: the table and
-// the expiry queue. Does not: render or store replies (ledger.cc).
+// `keys_max` entries are alive, inserts are refused (503 idempotency_capacity).
+// Doubling never pauses the ledger: the bigger array is mapped early (at 1/2 load) and its
+// huge pages are faulted in a few per batch until the doubling (at 3/4), so their zeroing
+// is spread out too; then it takes new keys at once and the entries of the old one move
+// over a few slots per insert (kMigrateSlotsPerInsert), while lookups try the new array,
+// then the old. Owns: the arrays and the expiry queue. Does not: render or store
+// replies (ledger.cc).
 #pragma once
 
 #include <cstdint>
@@ -36,7 +41,10 @@ class IdempotencyTable {
   // Starts loading the slot of a key that find() will be asked for soon: with millions
   // of keys the array is far larger than the caches, so every lookup is a miss, and a
   // batch hides them by prefetching a few commands ahead.
-  void prefetch(const Hash128& key_hash) const { __builtin_prefetch(&slots_[slot_of(key_hash)]); }
+  void prefetch(const Hash128& key_hash) const {
+    __builtin_prefetch(&slots_[slot_of(key_hash)]);
+    if (old_ != nullptr) __builtin_prefetch(&old_[old_home(key_hash)]);
+  }
   // The live entry of a key at now_ms, or nullptr.
   const Entry* find(const Hash128& key_hash, std::int64_t now_ms) const;
   bool full() const { return size_ == keys_max_; }
@@ -49,6 +57,8 @@ class IdempotencyTable {
 
   std::size_t size() const { return size_; }
   std::size_t keys_max() const { return keys_max_; }
+  // True while the entries of the array before the last doubling are still moving.
+  bool migrating() const { return old_ != nullptr; }
 
   // Every live entry, in expiry order (snapshots).
   template <typename F>
@@ -67,21 +77,46 @@ class IdempotencyTable {
   };
   static constexpr std::size_t kSlotsMin = 16;
   static constexpr std::size_t kSlotsInitial = 1 << 16;
-  std::size_t slot_of(const Hash128& h) const {
+  // Old slots moved per insert while migrating. The new array (twice the old) takes
+  // 3/4 * its slots before it doubles again, that is 3/4 * old slots more inserts than
+  // the 3/4 * old slots it started with; 8 per insert empties the old one in old/8.
+  static constexpr std::size_t kMigrateSlotsPerInsert = 8;
+  // An erased entry of the old array: probes go past it, migration drops it.
+  static constexpr std::int64_t kErased = -1;
+  static std::uint64_t hash_bits(const Hash128& h) {
     std::uint64_t v;
     std::memcpy(&v, h.data(), sizeof v);
-    return v & mask_;
+    return v;
   }
+  std::size_t slot_of(const Hash128& h) const { return hash_bits(h) & mask_; }
+  // Where a probe of the old array starts: the key's home, or the first slot not moved
+  // yet when its home was moved (every entry between them has gone to the new array).
+  std::size_t old_home(const Hash128& h) const;
+  Entry* find_old(const Hash128& key_hash) const;
   void erase_slot(std::size_t slot);
-  void allocate(std::size_t slots);
+  static Entry* allocate(std::size_t slots);
   static void release(Entry* slots, std::size_t count);
   void grow();
+  void migrate(std::size_t slots);
+  void put_new(const Entry& e);
+  void prepare_next();
 
   std::size_t keys_max_;
   std::size_t slots_max_ = 0;
   std::size_t mask_ = 0;
   Entry* slots_;
-  std::size_t size_ = 0;
+  std::size_t size_ = 0;  // live entries in both arrays
+  // The array before the last doubling while its entries move: slots are moved in order
+  // from old_start_ (just after an empty slot), old_moved_ of them so far.
+  Entry* old_ = nullptr;
+  std::size_t old_mask_ = 0;
+  std::size_t old_start_ = 0;
+  std::size_t old_moved_ = 0;
+  // The array of the next doubling, mapped ahead, with next_touched_ of its huge pages
+  // faulted in since next_from_size_ live keys.
+  Entry* next_ = nullptr;
+  std::size_t next_touched_ = 0;
+  std::size_t next_from_size_ = 0;
   Ring<Queued> queue_;  // in expiry order (which is write order)
 };
 

@@ -1,0 +1,228 @@
+// tests/ledger/idempotency_test.cc
+// The idempotency table and its ring against a reference model (a map and a FIFO of
+// expiries), through many doublings with lookups, rewrites of expired keys and expiry
+// while the old array's entries are still moving; and the block ring on its own.
+#include "ledger/idempotency.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "ledger/internal/ring.h"
+
+namespace credit::ledger {
+namespace {
+
+struct ModelEntry {
+  Hash128 request_hash;
+  std::uint64_t reply_no;
+  std::int64_t expires_at_ms;
+};
+
+Hash128 make_key(std::uint64_t low, std::uint64_t high) {
+  Hash128 h{};
+  std::memcpy(h.data(), &low, 8);
+  std::memcpy(h.data() + 8, &high, 8);
+  return h;
+}
+
+class Model {
+ public:
+  const ModelEntry* find(const Hash128& k, std::int64_t now_ms) const {
+    auto it = map_.find(k);
+    return it != map_.end() && it->second.expires_at_ms > now_ms ? &it->second : nullptr;
+  }
+  void insert(const Hash128& k, const Hash128& req, std::uint64_t reply, std::int64_t exp) {
+    map_[k] = ModelEntry{req, reply, exp};
+    queue_.push_back({k, exp});
+  }
+  std::uint64_t expire(std::int64_t now_ms) {
+    std::uint64_t released = 0;
+    while (!queue_.empty() && queue_.front().second <= now_ms) {
+      auto [k, exp] = queue_.front();
+      queue_.pop_front();
+      auto it = map_.find(k);
+      if (it != map_.end() && it->second.expires_at_ms == exp) {
+        released = std::max(released, it->second.reply_no + 1);
+        map_.erase(it);
+      }
+    }
+    return released;
+  }
+  std::size_t size() const { return map_.size(); }
+  const std::map<Hash128, ModelEntry>& entries() const { return map_; }
+
+ private:
+  std::map<Hash128, ModelEntry> map_;
+  std::deque<std::pair<Hash128, std::int64_t>> queue_;
+};
+
+// Keys drawn from a few clustered families (equal low bits, so long probe chains that
+// wrap the array) and from uniform random bits.
+Hash128 draw_key(std::mt19937_64& rng) {
+  std::uint64_t low = rng();
+  switch (rng() % 64) {
+    case 0:
+      low = (low & ~0xFFFFull) | 0xFF00ull | (low & 0xFF);  // near the end: chains wrap
+      break;
+    case 1:
+      low = (low & ~0xFFFull) | 0x100ull | (low & 0x3F);
+      break;
+    default:
+      break;
+  }
+  return make_key(low, rng());
+}
+
+void check_same(const IdempotencyTable& table, const Model& model, std::int64_t now_ms) {
+  ASSERT_EQ(table.size(), model.size());
+  for (const auto& [k, m] : model.entries()) {
+    const IdempotencyTable::Entry* e = table.find(k, now_ms);
+    if (m.expires_at_ms > now_ms) {
+      ASSERT_NE(e, nullptr);
+      EXPECT_EQ(e->reply_no, m.reply_no);
+      EXPECT_EQ(e->request_hash, m.request_hash);
+      EXPECT_EQ(e->expires_at_ms, m.expires_at_ms);
+    } else {
+      EXPECT_EQ(e, nullptr);
+    }
+  }
+}
+
+TEST(IdempotencyTable, MatchesModelThroughDoublingsAndExpiry) {
+  // Key lifetimes long enough for the live keys to double the array twice (20 s), and
+  // short enough for expiry to go on all the while (8 s).
+  for (auto [seed, lifetime_ms] : {std::pair{1u, 20'000}, std::pair{2u, 8'000}}) {
+    std::mt19937_64 rng(seed);
+    IdempotencyTable table(400'000);
+    Model model;
+    std::vector<Hash128> written;
+    std::int64_t now_ms = 1'000;
+    std::uint64_t reply = 0;
+    bool saw_migration = false;
+    for (int step = 0; step < 400'000; ++step) {
+      const std::uint64_t op = rng() % 100;
+      if (op < 70) {
+        // A new key, or a written one again (live: a replay, so no insert; expired but
+        // not swept: rewritten in place or moved out of the old array).
+        Hash128 k =
+            !written.empty() && rng() % 5 == 0 ? written[rng() % written.size()] : draw_key(rng);
+        const auto* m = model.find(k, now_ms);
+        const auto* e = table.find(k, now_ms);
+        ASSERT_EQ(m == nullptr, e == nullptr) << "step " << step;
+        if (m != nullptr || table.full()) continue;
+        Hash128 req = make_key(rng(), rng());
+        std::int64_t exp = now_ms + lifetime_ms + static_cast<std::int64_t>(rng() % 3);
+        table.insert(k, req, reply, exp);
+        model.insert(k, req, reply, exp);
+        ++reply;
+        written.push_back(k);
+      } else if (op < 95) {
+        Hash128 k =
+            !written.empty() && rng() % 2 == 0 ? written[rng() % written.size()] : draw_key(rng);
+        const auto* m = model.find(k, now_ms);
+        const auto* e = table.find(k, now_ms);
+        ASSERT_EQ(m == nullptr, e == nullptr) << "step " << step;
+        if (m != nullptr) {
+          ASSERT_EQ(e->reply_no, m->reply_no);
+        }
+      } else {
+        now_ms += static_cast<std::int64_t>(rng() % 4);
+        // Sweep only sometimes, so expired entries linger and get rewritten.
+        if (rng() % 3 == 0) {
+          ASSERT_EQ(table.expire(now_ms), model.expire(now_ms));
+        }
+      }
+      saw_migration = saw_migration || table.migrating();
+      if (step % 50'000 == 0) check_same(table, model, now_ms);
+    }
+    check_same(table, model, now_ms);
+    EXPECT_TRUE(saw_migration);
+    // Everything expires in the end, in both.
+    now_ms += 100'000;
+    EXPECT_EQ(table.expire(now_ms), model.expire(now_ms));
+    EXPECT_EQ(table.size(), 0u);
+  }
+}
+
+TEST(IdempotencyTable, ExpiredKeyRewrittenWhileStillInTheOldArray) {
+  IdempotencyTable table(1'000'000);
+  std::mt19937_64 rng(11);
+  std::vector<Hash128> keys;
+  // 3/4 of the first array (65,536 slots) expiring at 10; the next insert doubles it.
+  while (!table.migrating()) {
+    keys.push_back(make_key(rng(), rng()));
+    table.insert(keys.back(), Hash128{}, keys.size() - 1, keys.size() < 49'153 ? 10 : 100);
+  }
+  ASSERT_EQ(table.size(), keys.size());
+  // At 20 every first key has expired but none was swept: rewrite the first few.
+  const std::size_t rewritten = 4;
+  for (std::size_t i = 0; i < rewritten; ++i) {
+    ASSERT_EQ(table.find(keys[i], 20), nullptr);
+    table.insert(keys[i], make_key(i, i), 1'000'000 + i, 200);
+    ASSERT_EQ(table.size(), keys.size());  // replaced, not added
+  }
+  ASSERT_TRUE(table.migrating());  // 8 slots moved per insert: the old array is still there
+  table.expire(150);               // every key but the rewritten ones
+  EXPECT_EQ(table.size(), rewritten);
+  for (std::size_t i = 0; i < rewritten; ++i) {
+    const auto* e = table.find(keys[i], 150);
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->reply_no, 1'000'000 + i);
+  }
+  EXPECT_EQ(table.expire(300), 1'000'000 + rewritten);
+  EXPECT_EQ(table.size(), 0u);
+}
+
+TEST(IdempotencyTable, GrowsToManyKeysWithoutLosingAny) {
+  IdempotencyTable table(2'000'000);
+  std::mt19937_64 rng(7);
+  std::vector<Hash128> keys;
+  for (std::uint64_t i = 0; i < 1'000'000; ++i) {
+    keys.push_back(draw_key(rng));
+    if (table.find(keys.back(), 0) != nullptr) continue;  // a repeat draw
+    table.insert(keys.back(), Hash128{}, i, 10);
+  }
+  for (const Hash128& k : keys) ASSERT_NE(table.find(k, 0), nullptr);
+  // Snapshots walk the table through the expiry queue.
+  std::size_t walked = 0;
+  table.for_each([&](const IdempotencyTable::Entry&) { ++walked; });
+  EXPECT_EQ(walked, table.size());
+}
+
+TEST(Ring, FifoAcrossBlocksWithInterleavedPops) {
+  Ring<std::uint64_t> ring;
+  std::deque<std::uint64_t> model;
+  std::mt19937_64 rng(3);
+  std::uint64_t next = 0;
+  for (int step = 0; step < 200'000; ++step) {
+    if (rng() % 3 != 0 || model.empty()) {
+      ring.push_back(next);
+      model.push_back(next);
+      ++next;
+    } else {
+      ASSERT_EQ(ring.front(), model.front());
+      ring.pop_front();
+      model.pop_front();
+    }
+    ASSERT_EQ(ring.size(), model.size());
+    if (!model.empty()) {
+      ASSERT_EQ(ring.back(), model.back());
+      std::size_t i = rng() % model.size();
+      ASSERT_EQ(ring[i], model[i]);
+    }
+  }
+  ring.clear();
+  EXPECT_TRUE(ring.empty());
+  ring.push_back(42);
+  EXPECT_EQ(ring.front(), 42u);
+}
+
+}  // namespace
+}  // namespace credit::ledger
