@@ -2,8 +2,9 @@
 // The JSON form of an event: one object per line of NDJSON in exports, imports and
 // creditctl files (API.md, "Event format").
 // Owns: writing an Event as one JSON line, parsing one line back with line-level errors,
-// and a streaming NDJSON reader over a file (bounded memory, line numbers, continues
-// after bad lines). Does not: decide what an event means (ledger/), aggregate (audit.h).
+// a streaming NDJSON reader over a file (bounded memory, line numbers, continues after
+// bad lines) and a splitter for NDJSON pushed in pieces (an import's HTTP body).
+// Does not: decide what an event means (ledger/), aggregate (audit.h).
 //
 // Written fields, in this order: seq, at, account_id, user_id, type, kind, pool, credits,
 // available_after, drawn_from [{source, credits}], refused_by, priced_by, usage (only the
@@ -71,6 +72,66 @@ inline bool is_blank_line(std::string_view line) {
 struct LineError {
   std::uint64_t line = 0;  // 1-based
   std::string reason;
+};
+
+// Splits NDJSON that arrives in pieces of any size (an HTTP body as it is read) into
+// lines, numbered from 1 as NdjsonReader numbers them. Between pieces it holds only the
+// start of an unfinished line, and never more than kEventLineBytesMax (+1 for a '\r') of
+// it: a longer line's bytes are dropped as they come and the line is reported too long.
+class NdjsonSplitter {
+ public:
+  // Calls fn(line, text, too_long) for every line that ends in `piece`. `text` is the line
+  // without its newline and a trailing '\r' (empty when too_long), valid during the call.
+  template <typename Fn>
+  void feed(std::string_view piece, Fn&& fn) {
+    while (!piece.empty()) {
+      const std::size_t nl = piece.find('\n');
+      if (nl == std::string_view::npos) {
+        hold(piece);
+        return;
+      }
+      if (partial_.empty() && !too_long_) {
+        emit(piece.substr(0, nl), fn);
+      } else {
+        hold(piece.substr(0, nl));
+        emit(partial_, fn);
+      }
+      partial_.clear();
+      too_long_ = false;
+      piece.remove_prefix(nl + 1);
+    }
+  }
+  // The end of the input: the last line, if it had no newline.
+  template <typename Fn>
+  void finish(Fn&& fn) {
+    if (partial_.empty() && !too_long_) return;
+    emit(partial_, fn);
+    partial_.clear();
+    too_long_ = false;
+  }
+  std::uint64_t lines() const { return line_; }
+
+ private:
+  void hold(std::string_view bytes) {
+    if (too_long_) return;
+    if (partial_.size() + bytes.size() > kEventLineBytesMax + 1) {
+      too_long_ = true;
+      std::string().swap(partial_);  // give the megabyte back
+      return;
+    }
+    partial_.append(bytes);
+  }
+  template <typename Fn>
+  void emit(std::string_view text, Fn& fn) {
+    ++line_;
+    if (!too_long_ && !text.empty() && text.back() == '\r') text.remove_suffix(1);
+    const bool too_long = too_long_ || text.size() > kEventLineBytesMax;
+    fn(line_, too_long ? std::string_view() : text, too_long);
+  }
+
+  std::string partial_;    // the start of a line that began in an earlier piece
+  bool too_long_ = false;  // the unfinished line went over the limit; its bytes are dropped
+  std::uint64_t line_ = 0;
 };
 
 // Reads events from an NDJSON file one line at a time; blank lines are skipped, bad

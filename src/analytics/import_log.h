@@ -25,8 +25,8 @@ namespace credit::analytics {
 // The file's name in the analytics dir (DATA/analytics).
 constexpr const char* kImportLogFile = "imported.ndjson";
 
-// The file's size is bounded like one import body is: past this an append is refused
-// (503 storage_failed) rather than the disk filled.
+// The file's size is bounded: past this an append is refused (503 storage_failed, with the
+// lines of that import loaded before it) rather than the disk filled.
 constexpr std::uint64_t kImportLogBytesMax = std::uint64_t{16} << 30;
 
 class ImportLog {

@@ -13,10 +13,14 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cstring>
+#include <deque>
 #include <future>
+#include <limits>
 #include <map>
+#include <numeric>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "analytics/burn.h"
 #include "analytics/event_json.h"
@@ -764,11 +768,6 @@ void evaluate_due(EngineState& st, Analytics& a) {
 
 // ---- import --------------------------------------------------------------------------
 
-struct ImportLine {
-  std::uint64_t line = 0;
-  Event event;
-};
-
 std::string reply_reason(const ledger::Reply& r) {
   auto at = r.body.find("\"code\":\"");
   if (at == std::string::npos) return "status " + std::to_string(r.status);
@@ -780,7 +779,401 @@ std::string reply_reason(const ledger::Reply& r) {
   return reason;
 }
 
+bool is_import_path(std::string_view path) {
+  return path == "/v1/admin/import" || path == "/v1/admin/import/";
+}
+
+// One import's lines, from the body's bytes to the ledger or the rollups a chunk at a time,
+// and its answer. Lives on the import worker; memory: one unfinished line (the splitter),
+// one chunk of parsed lines (its room reserved once, so it never grows by copying), and
+// the first errors.
+class Importer {
+ public:
+  Importer(Engine& engine, Analytics& analytics, const Clock& clock, bool apply)
+      : engine_(engine),
+        analytics_(analytics),
+        clock_(clock),
+        card_(engine.rate_card()),
+        apply_(apply) {
+    events_.reserve(kImportChunkLinesMax);
+    lines_.reserve(kImportChunkLinesMax);
+  }
+
+  // The next bytes of the body.
+  void feed(std::string_view bytes) {
+    splitter_.feed(bytes, [this](std::uint64_t n, std::string_view text, bool too_long) {
+      add_line(n, text, too_long);
+    });
+  }
+
+  // The end of the body: the last chunk, then the answer.
+  HttpResponse finish() {
+    splitter_.finish([this](std::uint64_t n, std::string_view text, bool too_long) {
+      add_line(n, text, too_long);
+    });
+    if (!failed_ && !events_.empty()) load_chunk();
+    if (failed_) return std::move(*failed_);
+    keep_first_errors();
+    std::string out;
+    json::Writer w(out);
+    w.begin_object().key("imported").integer(static_cast<std::int64_t>(imported_));
+    w.key("rejected").integer(static_cast<std::int64_t>(rejected_)).key("errors").begin_array();
+    for (const auto& e : errors_) {
+      w.begin_object()
+          .key("line")
+          .integer(static_cast<std::int64_t>(e.line))
+          .key("reason")
+          .string(e.reason)
+          .end_object();
+    }
+    w.end_array().end_object();
+    return json_response(200, std::move(out));
+  }
+
+ private:
+  void add_line(std::uint64_t n, std::string_view text, bool too_long) {
+    if (failed_) return;  // the answer is decided; the rest of the body is read and dropped
+    if (too_long) return reject(n, "the line is longer than 1 MiB");
+    if (analytics::is_blank_line(text)) return;
+    Event& e = events_.emplace_back();
+    if (Status parsed = analytics::parse_event_json(text, e); !parsed.ok()) {
+      events_.pop_back();
+      std::string reason = std::move(parsed.error().message);
+      if (auto p = parsed.error().detail("param"); !p.empty())
+        reason += " (" + std::string(p) + ")";
+      return reject(n, std::move(reason));
+    }
+    if (!valid_id(e.account_id)) {
+      events_.pop_back();
+      return reject(n, "account_id is not a valid id");
+    }
+    if (e.pool.empty() && e.kind) e.pool = std::string(card_.pool(*e.kind));
+    e.seq = 0;
+    lines_.push_back(n);
+    chunk_bytes_ += text.size();
+    if (events_.size() >= kImportChunkLinesMax || chunk_bytes_ >= kImportChunkBytesMax) {
+      load_chunk();
+    }
+  }
+
+  void reject(std::uint64_t line, std::string reason) {
+    ++rejected_;
+    errors_.push_back({line, std::move(reason)});
+    // Errors come out of line order (a chunk's are found after it is sorted by time), so
+    // twice the kept number are gathered before the later ones are dropped.
+    if (errors_.size() >= 2 * kImportErrorsMax) keep_first_errors();
+  }
+
+  void keep_first_errors() {
+    std::stable_sort(errors_.begin(), errors_.end(),
+                     [](const auto& a, const auto& b) { return a.line < b.line; });
+    if (errors_.size() > kImportErrorsMax) errors_.resize(kImportErrorsMax);
+  }
+
+  void load_chunk() {
+    if (apply_) {
+      apply_chunk();
+    } else {
+      add_chunk();
+    }
+    events_.clear();
+    lines_.clear();
+    chunk_bytes_ = 0;
+    first_chunk_ = false;
+  }
+
+  // An answer for the whole request, given when the body ends: what this import already
+  // loaded stays, so the error says how much that was.
+  void fail(Error e) {
+    e.with("imported", std::to_string(imported_));
+    failed_ = error_response(e);
+  }
+
+  // mode=analytics: unknown accounts and duplicates refused, the rest appended durably.
+  void add_chunk() {
+    // Which accounts exist (one read on the ledger thread).
+    std::set<std::string> ids;
+    for (const Event& e : events_) ids.insert(e.account_id);
+    auto known_p = std::make_shared<std::promise<std::set<std::string>>>();
+    auto known_f = known_p->get_future();
+    if (!engine_.read([ids = std::move(ids), known_p](EngineState& st) {
+          std::set<std::string> known;
+          for (const auto& id : ids) {
+            if (st.ledger.find(id) != nullptr) known.insert(id);
+          }
+          known_p->set_value(std::move(known));
+        })) {
+      return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
+    }
+    const std::set<std::string> known = known_f.get();
+    // This chunk's (account, key) pairs: the earlier chunks' are in the rollups already.
+    std::set<std::pair<std::string, std::string>> keys;
+    std::size_t accepted = 0;  // the accepted lines move to the front, in body order
+    {
+      std::lock_guard lock(analytics_.mu());
+      for (std::size_t i = 0; i < events_.size(); ++i) {
+        Event& e = events_[i];
+        if (!known.count(e.account_id)) {
+          reject(lines_[i], "unknown account " + e.account_id);
+          continue;
+        }
+        if (!e.idempotency_key.empty() &&
+            (analytics_.rollups().imported_key_seen(e.account_id, e.idempotency_key) ||
+             !keys.insert({e.account_id, e.idempotency_key}).second)) {
+          reject(lines_[i], "duplicate: this account already has an event with idempotency_key " +
+                                e.idempotency_key);
+          continue;
+        }
+        e.imported = true;
+        if (accepted != i) events_[accepted] = std::move(e);
+        ++accepted;
+      }
+    }
+    events_.resize(accepted);
+    // Not durable, so not imported: this chunk and the rest of the body can be sent again.
+    if (Status s = analytics_.add_imported(events_); !s.ok()) return fail(s.error());
+    imported_ += accepted;
+  }
+
+  // Commands with the index in events_ of their line, in time order.
+  using Commands = std::vector<std::pair<std::size_t, ledger::Command>>;
+
+  // mode=apply: each charge line becomes a charge at its own instant, in time order.
+  void apply_chunk() {
+    // The chunk's lines in time order (lines of one instant in body order).
+    std::vector<std::size_t> order(events_.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [this](std::size_t a, std::size_t b) {
+      return events_[a].at_ms < events_[b].at_ms;
+    });
+    Commands cmds;
+    for (std::size_t i : order) {
+      Event& e = events_[i];
+      if (e.type != ledger::EventType::kCharge) {
+        reject(lines_[i], "only charge lines can be applied (this line is a " +
+                              std::string(ledger::event_type_name(e.type)) + ")");
+        continue;
+      }
+      if (!e.kind) {
+        reject(lines_[i], "kind is required");
+        continue;
+      }
+      if (e.usage) {
+        if (Status v = card_.validate(*e.kind, *e.usage); !v.ok()) {
+          reject(lines_[i], "usage: " + v.error().message);
+          continue;
+        }
+      }
+      cmds.emplace_back(i, charge_command(e));
+    }
+    if (cmds.empty()) return;
+    const std::int64_t now = clock_.now_ms();
+    const std::int64_t logged = engine_.last_logged_ms();
+    if (first_chunk_) {
+      // The whole request is refused, as it was before imports were streamed.
+      const std::int64_t first = events_[cmds.front().first].at_ms;
+      const std::int64_t last = events_[cmds.back().first].at_ms;
+      if (first < logged || last > now) {
+        Error e(ErrorCode::kBackfillOutOfOrder,
+                first < logged
+                    ? "a line is before the ledger's last logged instant " + format_rfc3339(logged)
+                    : "a line is after the clock's now " + format_rfc3339(now));
+        e.with_string("at", format_rfc3339(first < logged ? first : last));
+        failed_ = error_response(e);
+        return;
+      }
+    } else {
+      // A later chunk: the lines before what is applied already, or in the future, alone.
+      const std::int64_t floor = std::max(applied_through_ms_, logged);
+      std::erase_if(cmds, [&](const auto& c) {
+        const std::int64_t at = events_[c.first].at_ms;
+        if (at < floor) {
+          reject(lines_[c.first], "backfill_out_of_order: the line is before " +
+                                      format_rfc3339(floor) + ", the last instant already applied");
+          return true;
+        }
+        if (at > now) {
+          reject(lines_[c.first],
+                 "backfill_out_of_order: the line is after the clock's now " + format_rfc3339(now));
+          return true;
+        }
+        return false;
+      });
+    }
+    submit(cmds);
+  }
+
+  // The ledger charge of a line; a line without an idempotency key gets one from its content.
+  ledger::Command charge_command(Event& e) const {
+    std::string canon = "charge:" + e.account_id + ":";
+    canon += '\x1f';
+    analytics::append_event_json(canon, e);
+    if (e.idempotency_key.empty()) e.idempotency_key = "import:" + sha256_hex(canon).substr(0, 32);
+    ledger::Command c;
+    c.idem.has_key = true;
+    c.idem.key = e.idempotency_key;
+    c.idem.scope_key_hash = hash128(e.account_id, e.idempotency_key);
+    c.idem.request_hash = hash128("request", canon);
+    ledger::Charge ch;
+    ch.account_id = e.account_id;
+    ch.user_id = e.user_id;
+    ch.kind = *e.kind;
+    ch.pool = std::string(card_.pool(*e.kind));
+    ch.amount = e.credits;
+    ch.priced_by_usage = false;
+    ch.rate_card_version = card_.version();
+    ch.usage = e.usage;
+    ch.metadata = e.metadata;
+    c.body = std::move(ch);
+    return c;
+  }
+
+  // One ledger batch per instant (at most kImportBatchOpsMax ops), in time order.
+  void submit(Commands& cmds) {
+    using Replies = std::vector<ledger::Reply>;
+    struct InFlight {
+      std::vector<std::size_t> lines;  // indexes into events_
+      std::future<Replies> replies;
+    };
+    std::deque<InFlight> flight;
+    auto settle = [&](InFlight& f) {
+      Replies replies = f.replies.get();
+      for (std::size_t i = 0; i < f.lines.size(); ++i) {
+        const ledger::Reply& r = replies[i];
+        const std::size_t at = f.lines[i];
+        if (r.status < 300 && !r.replayed) {
+          ++imported_;
+        } else if (r.replayed) {
+          reject(lines_[at], "duplicate: idempotency_key " + events_[at].idempotency_key +
+                                 " was applied before");
+        } else {
+          reject(lines_[at], reply_reason(r));
+        }
+      }
+    };
+    for (std::size_t i = 0; i < cmds.size();) {
+      const std::int64_t at = events_[cmds[i].first].at_ms;
+      std::size_t j = i;
+      std::vector<Op> ops;
+      InFlight f;
+      while (j < cmds.size() && ops.size() < kImportBatchOpsMax &&
+             events_[cmds[j].first].at_ms == at) {
+        f.lines.push_back(cmds[j].first);
+        ops.push_back(std::move(cmds[j].second));
+        ++j;
+      }
+      auto p = std::make_shared<std::promise<Replies>>();
+      f.replies = p->get_future();
+      if (!engine_.submit_at(at, std::move(ops),
+                             [p](Replies&& r) { p->set_value(std::move(r)); })) {
+        for (std::size_t l : f.lines) reject(lines_[l], "overloaded: the server is busy");
+      } else {
+        applied_through_ms_ = std::max(applied_through_ms_, at);
+        flight.push_back(std::move(f));
+      }
+      while (flight.size() >= kImportBatchesInFlightMax) {
+        settle(flight.front());
+        flight.pop_front();
+      }
+      i = j;
+    }
+    while (!flight.empty()) {
+      settle(flight.front());
+      flight.pop_front();
+    }
+  }
+
+  Engine& engine_;
+  Analytics& analytics_;
+  const Clock& clock_;
+  const pricing::RateCard& card_;
+  const bool apply_;
+  analytics::NdjsonSplitter splitter_;
+  std::vector<Event> events_;         // the chunk's parsed lines, in body order
+  std::vector<std::uint64_t> lines_;  // events_[i]'s line number
+  std::size_t chunk_bytes_ = 0;       // the text bytes of the chunk's lines
+  bool first_chunk_ = true;
+  std::int64_t applied_through_ms_ = std::numeric_limits<std::int64_t>::min();
+  std::uint64_t imported_ = 0;
+  std::uint64_t rejected_ = 0;
+  std::vector<analytics::LineError> errors_;  // the first by line once keep_first_errors() ran
+  std::optional<HttpResponse> failed_;        // the whole request's answer, when decided early
+};
+
 }  // namespace
+
+// The queue between an import's HTTP session (write, finish and abort, on an I/O thread)
+// and its worker (take): body pieces up to kImportQueuedBytesMax, then back-pressure.
+class ImportSink final : public BodySink {
+ public:
+  enum class Next { kPiece, kEnd, kAborted };
+
+  bool write(std::string_view bytes, const Resume& resume) override {
+    std::lock_guard lock(mu_);
+    if (aborted_) return true;
+    pieces_.emplace_back(bytes);
+    queued_bytes_ += bytes.size();
+    cv_.notify_one();
+    if (queued_bytes_ < kImportQueuedBytesMax) return true;
+    resume_ = resume;
+    return false;
+  }
+
+  void finish(Responder respond) override {
+    std::lock_guard lock(mu_);
+    respond_ = std::move(respond);
+    finished_ = true;
+    cv_.notify_one();
+  }
+
+  void abort() override {
+    Resume dropped;  // destroyed after the lock is released: it may hold the last session
+    std::lock_guard lock(mu_);
+    aborted_ = true;
+    pieces_.clear();
+    queued_bytes_ = 0;
+    dropped = std::exchange(resume_, Resume());
+    cv_.notify_one();
+  }
+
+  // Worker: waits for the next piece (moved into `piece`), the end of the body, or an abort.
+  Next take(std::string& piece) {
+    Resume resume;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return aborted_ || finished_ || !pieces_.empty(); });
+      if (aborted_) return Next::kAborted;
+      if (pieces_.empty()) return Next::kEnd;
+      piece = std::move(pieces_.front());
+      pieces_.pop_front();
+      queued_bytes_ -= piece.size();
+      // Half empty before the session reads on, so it is not woken for every piece.
+      if (queued_bytes_ <= kImportQueuedBytesMax / 2) resume = std::exchange(resume_, Resume());
+    }
+    if (resume) resume();
+    return Next::kPiece;
+  }
+
+  // Worker, after kEnd: the answer.
+  void respond(HttpResponse&& res) {
+    Responder respond;
+    {
+      std::lock_guard lock(mu_);
+      respond = std::move(respond_);
+    }
+    respond(std::move(res));
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> pieces_;  // under mu_, as the other members
+  std::size_t queued_bytes_ = 0;
+  Resume resume_;  // set while the session waits for room
+  Responder respond_;
+  bool finished_ = false;
+  bool aborted_ = false;
+};
 
 // ---- public --------------------------------------------------------------------------
 
@@ -863,248 +1256,66 @@ ImportingHandler::~ImportingHandler() {
 }
 
 void ImportingHandler::handle(HttpRequest&& req, Responder respond) {
-  if (req.path != "/v1/admin/import" && req.path != "/v1/admin/import/")
-    return api_.handle(std::move(req), std::move(respond));
-  auto auth = authenticate(engine_, options_, req.authorization);
-  if (!auth)
-    return respond(
-        error_response(Error(ErrorCode::kUnauthorized, "a valid bearer key is required")));
-  if (req.method != "POST")
-    return respond(error_response(Error(ErrorCode::kNotFound, "no such route")));
-  if (auth->role != Role::kAdmin)
-    return respond(error_response(Error(ErrorCode::kForbidden, "this key may not do that")));
-  std::string_view mode = req.has_query("mode") ? req.query_param("mode") : "analytics";
-  if (mode != "analytics" && mode != "apply")
-    return respond(bad_param("mode", "mode is analytics or apply"));
-  bool apply = mode == "apply";
+  if (!is_import_path(req.path)) return api_.handle(std::move(req), std::move(respond));
+  // The HTTP server streams imports (stream_body); a caller with the whole body hands it
+  // over in one piece.
+  auto sink = start_import(req);
+  if (!sink.ok()) return respond(error_response(sink.error()));
+  (*sink)->write(req.body, [] {});
+  (*sink)->finish(std::move(respond));
+}
+
+Result<std::shared_ptr<BodySink>> ImportingHandler::stream_body(const HttpRequest& head) {
+  if (!is_import_path(head.path)) return std::shared_ptr<BodySink>();
+  auto sink = start_import(head);
+  if (!sink.ok()) return sink.error();
+  return std::shared_ptr<BodySink>(std::move(*sink));
+}
+
+Result<std::shared_ptr<ImportSink>> ImportingHandler::start_import(const HttpRequest& head) {
+  auto auth = authenticate(engine_, options_, head.authorization);
+  if (!auth) return Error(ErrorCode::kUnauthorized, "a valid bearer key is required");
+  if (head.method != "POST") return Error(ErrorCode::kNotFound, "no such route");
+  if (auth->role != Role::kAdmin) return Error(ErrorCode::kForbidden, "this key may not do that");
+  std::string_view mode = head.has_query("mode") ? head.query_param("mode") : "analytics";
+  if (mode != "analytics" && mode != "apply") {
+    Error e(ErrorCode::kInvalidRequest, "mode is analytics or apply");
+    e.with_string("param", "mode");
+    return e;
+  }
+  const bool apply = mode == "apply";
+  auto sink = std::make_shared<ImportSink>();
   {
     std::lock_guard lock(active_mu_);
     ++active_;
   }
-  // Parsing and applying a large body takes a while: not on an I/O thread.
-  std::thread([this, req = std::move(req), apply, respond = std::move(respond)]() mutable {
-    run_import(std::move(req), apply, std::move(respond));
+  // Parsing and loading take a while: not on an I/O thread.
+  std::thread([this, sink, apply] {
+    run_import(sink, apply);
     std::lock_guard lock(active_mu_);
     --active_;
     active_cv_.notify_all();
   }).detach();
+  return sink;
 }
 
-void ImportingHandler::run_import(HttpRequest req, bool apply, Responder respond) {
+void ImportingHandler::run_import(const std::shared_ptr<ImportSink>& sink, bool apply) {
   std::lock_guard one_at_a_time(import_mu_);
-  std::uint64_t imported = 0, rejected = 0;
-  std::vector<analytics::LineError> errors;
-  auto reject = [&](std::uint64_t line, std::string reason) {
-    ++rejected;
-    if (errors.size() < kImportErrorsMax) errors.push_back({line, std::move(reason)});
-  };
-  const pricing::RateCard& card = engine_.rate_card();
-  std::vector<ImportLine> lines;
-  std::string_view body = req.body;
-  std::uint64_t n = 0;
-  for (std::size_t pos = 0; pos < body.size();) {
-    std::size_t nl = body.find('\n', pos);
-    if (nl == std::string_view::npos) nl = body.size();
-    std::string_view text = body.substr(pos, nl - pos);
-    pos = nl + 1;
-    ++n;
-    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-    if (text.find_first_not_of(" \t") == std::string_view::npos) continue;
-    if (text.size() > analytics::kEventLineBytesMax) {
-      reject(n, "the line is longer than 1 MiB");
-      continue;
-    }
-    auto e = analytics::parse_event_json(text);
-    if (!e.ok()) {
-      std::string reason = e.error().message;
-      if (auto p = e.error().detail("param"); !p.empty()) reason += " (" + std::string(p) + ")";
-      reject(n, reason);
-      continue;
-    }
-    if (!valid_id(e->account_id)) {
-      reject(n, "account_id is not a valid id");
-      continue;
-    }
-    if (e->pool.empty() && e->kind) e->pool = std::string(card.pool(*e->kind));
-    e->seq = 0;
-    lines.push_back(ImportLine{n, std::move(*e)});
-  }
-  std::stable_sort(lines.begin(), lines.end(), [](const ImportLine& a, const ImportLine& b) {
-    return a.event.at_ms < b.event.at_ms;
-  });
-
-  auto answer = [&](int status) {
-    std::string out;
-    json::Writer w(out);
-    w.begin_object().key("imported").integer(static_cast<std::int64_t>(imported));
-    w.key("rejected").integer(static_cast<std::int64_t>(rejected)).key("errors").begin_array();
-    for (const auto& e : errors) {
-      w.begin_object()
-          .key("line")
-          .integer(static_cast<std::int64_t>(e.line))
-          .key("reason")
-          .string(e.reason)
-          .end_object();
-    }
-    w.end_array().end_object();
-    respond(json_response(status, std::move(out)));
-  };
-
-  if (!apply) {
-    // Which accounts exist (one read on the ledger thread).
-    std::set<std::string> ids;
-    for (const auto& l : lines) ids.insert(l.event.account_id);
-    std::promise<std::set<std::string>> known_p;
-    auto known_f = known_p.get_future();
-    auto shared_p = std::make_shared<std::promise<std::set<std::string>>>(std::move(known_p));
-    if (!engine_.read([ids, shared_p](EngineState& st) {
-          std::set<std::string> known;
-          for (const auto& id : ids) {
-            if (st.ledger.find(id) != nullptr) known.insert(id);
-          }
-          shared_p->set_value(std::move(known));
-        })) {
-      return respond(
-          error_response(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
-    }
-    std::set<std::string> known = known_f.get();
-    std::vector<Event> accepted;
-    std::set<std::pair<std::string, std::string>> keys;  // this import's (account, key)
-    {
-      std::lock_guard lock(analytics_.mu());
-      for (auto& l : lines) {
-        const Event& e = l.event;
-        if (!known.count(e.account_id)) {
-          reject(l.line, "unknown account " + e.account_id);
-          continue;
-        }
-        if (!e.idempotency_key.empty() &&
-            (analytics_.rollups().imported_key_seen(e.account_id, e.idempotency_key) ||
-             !keys.insert({e.account_id, e.idempotency_key}).second)) {
-          reject(l.line, "duplicate: this account already has an event with idempotency_key " +
-                             e.idempotency_key);
-          continue;
-        }
-        l.event.imported = true;
-        accepted.push_back(std::move(l.event));
-      }
-    }
-    if (Status s = analytics_.add_imported(accepted); !s.ok()) {
-      // Not durable, so not imported: the whole body can be sent again.
-      return respond(error_response(s.error()));
-    }
-    imported = accepted.size();
-    std::sort(errors.begin(), errors.end(),
-              [](const auto& a, const auto& b) { return a.line < b.line; });
-    return answer(200);
-  }
-
-  // mode=apply: each charge line becomes a charge at its own instant.
-  std::vector<std::pair<ImportLine*, ledger::Command>> cmds;
-  for (auto& l : lines) {
-    Event& e = l.event;
-    if (e.type != ledger::EventType::kCharge) {
-      reject(l.line, "only charge lines can be applied (this line is a " +
-                         std::string(ledger::event_type_name(e.type)) + ")");
-      continue;
-    }
-    if (!e.kind) {
-      reject(l.line, "kind is required");
-      continue;
-    }
-    if (e.usage) {
-      if (Status v = card.validate(*e.kind, *e.usage); !v.ok()) {
-        reject(l.line, "usage: " + v.error().message);
-        continue;
-      }
-    }
-    ledger::Command c;
-    std::string canon = "charge:" + e.account_id + ":";
-    canon += '\x1f';
-    analytics::append_event_json(canon, e);
-    if (e.idempotency_key.empty()) e.idempotency_key = "import:" + sha256_hex(canon).substr(0, 32);
-    c.idem.has_key = true;
-    c.idem.key = e.idempotency_key;
-    c.idem.scope_key_hash = hash128(e.account_id, e.idempotency_key);
-    c.idem.request_hash = hash128("request", canon);
-    ledger::Charge ch;
-    ch.account_id = e.account_id;
-    ch.user_id = e.user_id;
-    ch.kind = *e.kind;
-    ch.pool = std::string(card.pool(*e.kind));
-    ch.amount = e.credits;
-    ch.priced_by_usage = false;
-    ch.rate_card_version = card.version();
-    ch.usage = e.usage;
-    ch.metadata = e.metadata;
-    c.body = std::move(ch);
-    cmds.emplace_back(&l, std::move(c));
-  }
-  if (!cmds.empty()) {
-    const std::int64_t first = cmds.front().first->event.at_ms;
-    const std::int64_t last = cmds.back().first->event.at_ms;
-    const std::int64_t now = clock_.now_ms();
-    if (first < engine_.last_logged_ms() || last > now) {
-      Error e(ErrorCode::kBackfillOutOfOrder,
-              first < engine_.last_logged_ms()
-                  ? "a line is before the ledger's last logged instant " +
-                        format_rfc3339(engine_.last_logged_ms())
-                  : "a line is after the clock's now " + format_rfc3339(now));
-      e.with_string("at", format_rfc3339(first < engine_.last_logged_ms() ? first : last));
-      return respond(error_response(e));
+  Importer importer(engine_, analytics_, clock_, apply);
+  std::string piece;
+  for (;;) {
+    switch (sink->take(piece)) {
+      case ImportSink::Next::kPiece:
+        importer.feed(piece);
+        break;
+      case ImportSink::Next::kEnd:
+        sink->respond(importer.finish());
+        return;
+      case ImportSink::Next::kAborted:
+        // The client left: the chunks loaded stay; the lines read since are dropped.
+        return;
     }
   }
-  using Replies = std::vector<ledger::Reply>;
-  struct InFlight {
-    std::vector<ImportLine*> lines;
-    std::future<Replies> replies;
-  };
-  std::deque<InFlight> flight;
-  auto settle = [&](InFlight& f) {
-    Replies replies = f.replies.get();
-    for (std::size_t i = 0; i < f.lines.size(); ++i) {
-      const ledger::Reply& r = replies[i];
-      if (r.status < 300 && !r.replayed) {
-        ++imported;
-      } else if (r.replayed) {
-        reject(f.lines[i]->line, "duplicate: idempotency_key " + f.lines[i]->event.idempotency_key +
-                                     " was applied before");
-      } else {
-        reject(f.lines[i]->line, reply_reason(r));
-      }
-    }
-  };
-  for (std::size_t i = 0; i < cmds.size();) {
-    std::size_t j = i;
-    std::vector<Op> ops;
-    InFlight f;
-    while (j < cmds.size() && ops.size() < kImportBatchOpsMax &&
-           cmds[j].first->event.at_ms == cmds[i].first->event.at_ms) {
-      f.lines.push_back(cmds[j].first);
-      ops.push_back(std::move(cmds[j].second));
-      ++j;
-    }
-    auto p = std::make_shared<std::promise<Replies>>();
-    f.replies = p->get_future();
-    if (!engine_.submit_at(cmds[i].first->event.at_ms, std::move(ops),
-                           [p](Replies&& r) { p->set_value(std::move(r)); })) {
-      for (ImportLine* l : f.lines) reject(l->line, "overloaded: the server is busy");
-    } else {
-      flight.push_back(std::move(f));
-    }
-    while (flight.size() >= kImportBatchesInFlightMax) {
-      settle(flight.front());
-      flight.pop_front();
-    }
-    i = j;
-  }
-  while (!flight.empty()) {
-    settle(flight.front());
-    flight.pop_front();
-  }
-  std::sort(errors.begin(), errors.end(),
-            [](const auto& a, const auto& b) { return a.line < b.line; });
-  answer(200);
 }
 
 // ---- webhooks ------------------------------------------------------------------------

@@ -9,6 +9,9 @@
 // nothing); the analytics worker judges them. The event listing reads the engine's
 // in-memory events through the per-account index and scans at most
 // kEventsScannedPerPageMax of them per page.
+// The import is streamed: the HTTP session hands its body over in pieces as it is read
+// (BodySink) to a worker thread that splits, parses and loads the lines in chunks
+// (kImportChunkLinesMax or kImportChunkBytesMax), so its memory does not grow with the body.
 // Owns: query parsing and validation, the JSON/NDJSON/CSV answers, the import (parse,
 // checks, ledger commands at each line's instant), the balances alerts are judged on.
 // Does not: keep analytics state (analytics/live.h) or route core requests (api.h).
@@ -31,7 +34,8 @@ constexpr std::size_t kEventsScannedPerPageMax = 200'000;
 // hot-files: default and largest `limit`.
 constexpr std::size_t kHotFilesLimitDefault = 5;
 constexpr std::size_t kHotFilesLimitMax = 1000;
-// Import: line errors reported, ops per ledger batch, batches in flight.
+// Import: line errors reported (the first by line number), ops per ledger batch, batches
+// in flight.
 constexpr std::size_t kImportErrorsMax = 100;
 constexpr std::size_t kImportBatchOpsMax = 4096;
 // One: each instant is durable and its balances taken for alert evaluation (a read job
@@ -39,6 +43,16 @@ constexpr std::size_t kImportBatchOpsMax = 4096;
 // worker) before the next instant is submitted, so alerts see the same states as live
 // traffic.
 constexpr std::size_t kImportBatchesInFlightMax = 1;
+// Import: the lines parsed and held before they are loaded together (one account lookup
+// and one durable append of the import log, or, with mode=apply, one sort by time): a
+// chunk ends at this many lines or this many bytes of line text, whichever comes first.
+// A parsed line is an Event of about 1 KiB before its strings, so 16,384 lines hold about
+// 17 MiB (65,536 would hold 70 MiB for any body over a chunk).
+constexpr std::size_t kImportChunkLinesMax = 16'384;
+constexpr std::size_t kImportChunkBytesMax = 16 << 20;
+// Body bytes queued between the HTTP session and the import worker; over this the session
+// stops reading (the client's sends wait in TCP) until the worker has taken half of them.
+constexpr std::size_t kImportQueuedBytesMax = 4 << 20;
 // Webhooks: the whole delivery (resolve, connect, TLS, request, answer) and the answer's
 // body that is read (and dropped).
 constexpr std::int64_t kWebhookTimeoutMs = 5'000;
@@ -64,7 +78,25 @@ analytics::WebhookSender make_webhook_sender(bool allow_local);
 // to exactly those local hosts, never to a public one.)
 std::optional<std::string> webhook_url_problem(std::string_view url, bool allow_local);
 
+class ImportSink;
+
 // The HTTP handler creditd serves: POST /v1/admin/import here, everything else to `api`.
+//
+// POST /v1/admin/import?mode=analytics|apply (API.md, "Operations") streams: the body is
+// taken as it arrives (stream_body), one import runs at a time (the next waits, and so does
+// its client, through back-pressure), and lines are loaded chunk by chunk, each line's
+// error reported with its number. mode=analytics: per chunk, unknown accounts and
+// duplicates (this import's earlier chunks are in the rollups by then) are refused line by
+// line and the rest appended durably. mode=apply: each chunk is sorted by `at` and applied
+// in time order. The first chunk keeps the whole-request rule: a line before the ledger's
+// last logged instant or after the clock's now answers 409 backfill_out_of_order and
+// nothing is applied (so a body of one chunk behaves as an unstreamed one). In a later
+// chunk such a line (before the last instant already applied, or in the future) is
+// refused on its own ("backfill_out_of_order: ...") and the rest load, so a body larger
+// than a chunk should be in time order.
+// A client that disconnects mid-body ends the import: the chunks already loaded stay
+// loaded (durable; a line with an idempotency key is a duplicate if sent again), the
+// lines read since are dropped, and nothing is answered.
 class ImportingHandler final : public Handler {
  public:
   ImportingHandler(Api& api, Engine& engine, analytics::Analytics& analytics, const Clock& clock,
@@ -74,9 +106,15 @@ class ImportingHandler final : public Handler {
   std::optional<Error> check_head(const HttpRequest& head) override {
     return api_.check_head(head);
   }
+  // The import's body as a stream; null for every other route; 401, 403, 404 (not a
+  // POST) or 400 (mode) answered from the head.
+  Result<std::shared_ptr<BodySink>> stream_body(const HttpRequest& head) override;
 
  private:
-  void run_import(HttpRequest req, bool apply, Responder respond);
+  // Checks an import request's head and starts its worker.
+  Result<std::shared_ptr<ImportSink>> start_import(const HttpRequest& head);
+  // The worker: one import at a time, from the sink's pieces to the answer.
+  void run_import(const std::shared_ptr<ImportSink>& sink, bool apply);
 
   Api& api_;
   Engine& engine_;

@@ -7,6 +7,10 @@
 // A request refused before its body was read (400, 413, 431, check_head) is answered
 // with Connection: close; the rest of what the client sends is read and dropped for
 // linger_ms so the answer reaches it instead of a TCP reset.
+// A streamed body (Handler::stream_body) goes the same way, except that each read's bytes
+// go to the BodySink and are dropped from the session at once:
+//   read body -> write(piece) -> [full: paused until the sink's Resume] -> read body ...
+//   -> finish(Responder) -> write the answer; any failure or stop on the way -> abort().
 #include "server/http_server.h"
 
 #include <algorithm>
@@ -22,6 +26,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/optional.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -48,6 +53,9 @@ namespace {
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 // Bytes read per call while dropping a refused body.
 constexpr std::size_t kDrainChunkBytes = 64 * 1024;
+// A whole body's storage is reserved from its Content-Length up to this (the largest
+// limit of a body that is not streamed); a larger one grows as it arrives.
+constexpr std::size_t kBodyReserveBytesMax = 16 << 20;
 constexpr std::string_view kPathBatch = "/v1/batch";
 constexpr std::string_view kPathImport = "/v1/admin/import";
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -106,6 +114,45 @@ bool is_loopback(const tcp::endpoint& ep) {
   }
   return false;
 }
+
+// A Beast Body for requests: the bytes read so far, which are the whole body for
+// Handler::handle, or, when `streamed`, only those of the last read (the session hands
+// them to the BodySink and clears them, so they never add up).
+struct RequestBody {
+  struct value_type {
+    std::string bytes;
+    bool streamed = false;
+  };
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(http::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
+      ec = {};
+      if (length && !body_.streamed) {
+        body_.bytes.reserve(
+            static_cast<std::size_t>(std::min<std::uint64_t>(*length, kBodyReserveBytesMax)));
+      }
+    }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      ec = {};
+      const std::size_t extra = beast::buffer_bytes(buffers);
+      const std::size_t size = body_.bytes.size();
+      body_.bytes.resize(size + extra);
+      net::buffer_copy(net::buffer(body_.bytes.data() + size, extra), buffers);
+      return extra;
+    }
+
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
 
 }  // namespace
 
@@ -200,7 +247,10 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(HttpServer::Core& core, tcp::socket&& socket, bool from_loopback)
       : core_(core), stream_(std::move(socket)), from_loopback_(from_loopback) {}
-  ~Session() { core_.session_ended(registry_it_); }
+  ~Session() {
+    abort_stream();
+    core_.session_ended(registry_it_);
+  }
 
   void set_registry_it(std::list<std::weak_ptr<Session>>::iterator it) { registry_it_ = it; }
 
@@ -214,7 +264,7 @@ class Session : public std::enable_shared_from_this<Session> {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
       self->stop_requested_ = true;
       if (self->state_ == State::kReadingHead || self->state_ == State::kReadingBody ||
-          self->state_ == State::kContinue) {
+          self->state_ == State::kContinue || self->state_ == State::kPaused) {
         self->close();
       }
     });
@@ -245,6 +295,7 @@ class Session : public std::enable_shared_from_this<Session> {
     kReadingHead,
     kContinue,
     kReadingBody,
+    kPaused,  // a streamed body's sink is full: no read until its Resume
     kHandling,
     kWriting,
     kLingering,
@@ -357,6 +408,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (const auto length = parser_->content_length(); length && *length > body_limit_) {
       return refuse_body_too_large();
     }
+    Result<std::shared_ptr<BodySink>> sink = core_.handler.stream_body(req_);
+    if (!sink.ok()) return refuse(sink.error());
+    sink_ = std::move(*sink);
+    parser_->get().body().streamed = sink_ != nullptr;
     parser_->body_limit(static_cast<std::uint64_t>(body_limit_));
     if (parser_->is_done()) return on_request();
 
@@ -393,11 +448,41 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_body(beast::error_code ec, std::size_t) {
     if (ec) {
+      abort_stream();
       if (!refuse_on_read_error(ec)) close();
       return;
     }
+    const bool more = !sink_ || pass_to_sink();
     if (parser_->is_done()) return on_request();
+    if (!more) {
+      state_ = State::kPaused;
+      return;
+    }
     read_body();
+  }
+
+  // Hands the bytes of the last read to the sink and drops them; false when it is full.
+  bool pass_to_sink() {
+    std::string& bytes = parser_->get().body().bytes;
+    if (bytes.empty()) return true;
+    const Resume resume = [self = shared_from_this()] {
+      auto executor = self->stream_.get_executor();
+      net::post(executor, [self = std::move(self)] { self->on_resume(); });
+    };
+    const bool more = sink_->write(bytes, resume);
+    bytes.clear();
+    return more;
+  }
+
+  void on_resume() {
+    if (state_ != State::kPaused) return;  // closed (the sink was aborted) meanwhile
+    if (stop_requested_) return close();
+    read_body();
+  }
+
+  // The streamed body will not complete: tell its sink, once.
+  void abort_stream() {
+    if (std::shared_ptr<BodySink> sink = std::move(sink_)) sink->abort();
   }
 
   void on_request() {
@@ -405,8 +490,23 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_never();
     keep_alive_ = parser_->get().keep_alive();
     http10_ = parser_->get().version() == 10;
-    req_.body = std::move(parser_->get().body());
+    if (std::shared_ptr<BodySink> sink = std::move(sink_)) {
+      sink->finish(make_responder());
+      return;
+    }
+    req_.body = std::move(parser_->get().body().bytes);
+    try {
+      core_.handler.handle(std::move(req_), make_responder());
+    } catch (const std::exception& e) {
+      // A throwing route is a bug; its dropped Responder answers 500.
+      std::fprintf(stderr, "creditd: http handler threw: %s\n", e.what());
+    }
+    core_.schedule_flush();
+  }
 
+  // The answer to the request being handled: exactly once, from any thread; dropped
+  // unanswered, it answers 500.
+  Responder make_responder() {
     struct Slot {
       explicit Slot(std::shared_ptr<Session> s) : session(std::move(s)) {}
       ~Slot() {
@@ -425,14 +525,7 @@ class Session : public std::enable_shared_from_this<Session> {
       std::atomic<bool> answered{false};
     };
     auto slot = std::make_shared<Slot>(shared_from_this());
-    Responder respond([slot = std::move(slot)](HttpResponse&& res) { slot->send(std::move(res)); });
-    try {
-      core_.handler.handle(std::move(req_), std::move(respond));
-    } catch (const std::exception& e) {
-      // A throwing route is a bug; its dropped Responder answers 500.
-      std::fprintf(stderr, "creditd: http handler threw: %s\n", e.what());
-    }
-    core_.schedule_flush();
+    return [slot = std::move(slot)](HttpResponse&& res) { slot->send(std::move(res)); };
   }
 
   void on_response(HttpResponse&& res) {
@@ -512,6 +605,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void close() {
+    abort_stream();
     state_ = State::kClosed;
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -521,7 +615,8 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpServer::Core& core_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request_parser<RequestBody>> parser_;
+  std::shared_ptr<BodySink> sink_;  // the streamed body's, from its head to finish or abort
   HttpRequest req_;
   HttpResponse res_;
   std::string head_;

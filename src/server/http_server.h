@@ -2,9 +2,13 @@
 // HTTP/1.1 with keep-alive on Boost.Beast: accepts connections, reads one request at a
 // time per connection (a pipelined request waits until the previous answer is written),
 // hands it to a Handler, and writes the answer the Handler gives back, from any thread.
+// A Handler may take a body as a stream instead (stream_body, for the import): the session
+// then hands it each piece as it is read and keeps none of it, and stops reading while the
+// sink is full (back-pressure), so a body of any size costs a bounded amount of memory.
 // Owns: connections, the limits on headers and bodies (API.md: 1 MiB, 16 MiB for
 //   /v1/batch, the import limit for /v1/admin/import), idle timeouts, graceful stop, the
-//   errors for requests that never reach a Handler (400, 413, 431).
+//   errors for requests that never reach a Handler (400, 413, 431), the hand-off of a
+//   streamed body.
 // Does not: route, authenticate or parse JSON (routes, json_reader.h).
 #pragma once
 
@@ -51,6 +55,28 @@ struct HttpResponse {
 // Dropping every copy without calling it answers 500, so a connection never hangs.
 using Responder = std::function<void(HttpResponse&&)>;
 
+// Called to let the session read on after a BodySink said it was full. Any thread, once;
+// it holds the connection until it is called or dropped.
+using Resume = std::function<void()>;
+
+// Takes a request's body in pieces as they are read (Handler::stream_body). The session
+// calls write() for each piece in order, then exactly one of finish() or abort(), all on
+// an I/O thread and never two at once.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  // The next bytes of the body (valid during the call; a piece holds at most one read,
+  // 64 KiB). true: send more. false: the sink is full and the session reads nothing more
+  // until `resume` (a copy kept by the sink) is called; after abort() the sink may drop it.
+  virtual bool write(std::string_view bytes, const Resume& resume) = 0;
+  // The body is complete: answer through `respond` (as Handler::handle would).
+  virtual void finish(Responder respond) = 0;
+  // The body will not complete: the client left or broke the framing, the body went over
+  // its limit, or the server is stopping. Nothing is answered (the session answers a 400
+  // or 413 itself, or has no one to answer).
+  virtual void abort() = 0;
+};
+
 class Handler {
  public:
   virtual ~Handler() = default;
@@ -64,6 +90,14 @@ class Handler {
   virtual std::optional<Error> check_head(const HttpRequest& head) {
     (void)head;
     return std::nullopt;
+  }
+  // Called on an I/O thread after check_head passed and the Content-Length, if any, is
+  // within the path's limit, before the body is read (`body` is empty). A sink takes the
+  // body as it arrives (handle() is not called); an Error is answered at once like
+  // check_head's. The default (null) reads the body whole for handle().
+  virtual Result<std::shared_ptr<BodySink>> stream_body(const HttpRequest& head) {
+    (void)head;
+    return std::shared_ptr<BodySink>();
   }
 };
 
@@ -86,10 +120,13 @@ struct HttpServerOptions {
   std::size_t connections_max = 10'000;
   std::size_t header_bytes_max = 16 * 1024;
   std::size_t body_bytes_max = 1 << 20;
-  std::size_t batch_body_bytes_max = 16 << 20;     // for path /v1/batch
-  std::size_t import_body_bytes_max = 1ull << 30;  // for path /v1/admin/import
-  std::int64_t idle_timeout_ms = 60'000;           // per read or write without progress
-  std::int64_t linger_ms = 2'000;  // reading and dropping a refused body before close
+  std::size_t batch_body_bytes_max = 16 << 20;  // for path /v1/batch
+  // For path /v1/admin/import, whose body creditd streams (ImportingHandler::stream_body):
+  // nothing holds it whole, so the limit is one of sanity, not of memory. A Handler that
+  // does not stream the path would buffer up to this much.
+  std::size_t import_body_bytes_max = std::size_t{64} << 30;
+  std::int64_t idle_timeout_ms = 60'000;  // per read or write without progress
+  std::int64_t linger_ms = 2'000;         // reading and dropping a refused body before close
   // Called on an I/O thread after a run of Handler::handle calls (the requests read
   // together): lets the work they queued be handed on with one wake-up. Optional.
   std::function<void()> after_handling;

@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   std::size_t idem_max = ledger::kIdempotencyKeysMaxDefault;
   std::size_t accounts_max = ledger::kAccountsMaxDefault;
   int io_threads = 1;
+  std::size_t import_bytes_max = server::HttpServerOptions{}.import_body_bytes_max;
   app.add_option("--data", data_dir, "data directory");
   app.add_option("--listen", listen, "address:port to listen on");
   app.add_option("--clock", clock_mode, "system | manual")->check(CLI::IsMember({"system", "manual"}));
@@ -102,6 +103,8 @@ int main(int argc, char** argv) {
   app.add_option("--events-bytes-max", eo.events_bytes_max,
                  "delete the oldest event log days beyond this many bytes (0: no budget)");
   app.add_option("--io-threads", io_threads, "HTTP I/O threads");
+  app.add_option("--import-bytes-max", import_bytes_max,
+                 "largest body of POST /v1/admin/import (streamed; default 64 GiB)");
   CLI11_PARSE(app, argc, argv);
 
   if (!store_url.empty()) return fail("--store: only the embedded store is available in this build");
@@ -122,6 +125,7 @@ int main(int argc, char** argv) {
   http.address = listen.substr(0, colon);
   http.port = static_cast<unsigned short>(std::stoi(listen.substr(colon + 1)));
   http.io_threads = io_threads;
+  http.import_body_bytes_max = import_bytes_max;
 
   SystemClock system_clock;
   std::unique_ptr<ManualClock> manual;

@@ -1,6 +1,7 @@
 // tests/analytics/event_json_test.cc
 // The event's JSON line: API.md's field order and nulls, a lossless round trip, exact
-// money, line-level errors naming the field, and the streaming NDJSON reader.
+// money, line-level errors naming the field, the streaming NDJSON reader and the splitter
+// of NDJSON pushed in pieces.
 #include "analytics/event_json.h"
 
 #include <gtest/gtest.h>
@@ -317,6 +318,57 @@ TEST(NdjsonReader, ReportsLineNumbersAndContinuesAfterBadLines) {
   EXPECT_EQ(reader.errors()[1].reason, "line longer than 1 MiB");
   EXPECT_EQ(reader.errors()[2].line, 6u);
   std::remove(path.c_str());
+}
+
+struct SplitLine {
+  std::uint64_t line;
+  std::string text;
+  bool too_long;
+  bool operator==(const SplitLine&) const = default;
+};
+
+// Feeds `input` to a splitter in pieces of `piece_bytes` and collects the lines.
+std::vector<SplitLine> split(std::string_view input, std::size_t piece_bytes) {
+  NdjsonSplitter splitter;
+  std::vector<SplitLine> out;
+  auto collect = [&](std::uint64_t line, std::string_view text, bool too_long) {
+    out.push_back({line, std::string(text), too_long});
+  };
+  for (std::size_t at = 0; at < input.size(); at += piece_bytes) {
+    splitter.feed(input.substr(at, piece_bytes), collect);
+  }
+  splitter.finish(collect);
+  return out;
+}
+
+TEST(NdjsonSplitter, NumbersLinesAsTheReaderDoesWhateverThePieces) {
+  const std::string input = "{\"a\":1}\n\n  \n{\"b\":2}\r\nlast";
+  const std::vector<SplitLine> want = {{1, "{\"a\":1}", false},
+                                       {2, "", false},
+                                       {3, "  ", false},
+                                       {4, "{\"b\":2}", false},
+                                       {5, "last", false}};
+  for (std::size_t piece : {1u, 2u, 3u, 7u, 1000u}) EXPECT_EQ(split(input, piece), want) << piece;
+  // A final newline ends the last line; it does not start another.
+  EXPECT_EQ(split("x\ny\n", 1), (std::vector<SplitLine>{{1, "x", false}, {2, "y", false}}));
+  EXPECT_TRUE(split("", 1).empty());
+}
+
+TEST(NdjsonSplitter, ALineOverTheLimitIsReportedWithoutBeingHeld) {
+  std::string input = "a\n" + std::string(kEventLineBytesMax + 1, 'x') + "\nb\n";
+  input += std::string(kEventLineBytesMax, 'y') + "\r\n";  // exactly the limit: kept
+  input += std::string(kEventLineBytesMax + 5, 'z');       // too long, no final newline
+  for (std::size_t piece : {std::size_t{4096}, kEventLineBytesMax / 3, 3 * kEventLineBytesMax}) {
+    const std::vector<SplitLine> got = split(input, piece);
+    ASSERT_EQ(got.size(), 5u) << piece;
+    EXPECT_EQ(got[0], (SplitLine{1, "a", false}));
+    EXPECT_EQ(got[1], (SplitLine{2, "", true}));
+    EXPECT_EQ(got[2], (SplitLine{3, "b", false}));
+    EXPECT_EQ(got[3].line, 4u);
+    EXPECT_EQ(got[3].text.size(), kEventLineBytesMax);
+    EXPECT_FALSE(got[3].too_long);
+    EXPECT_EQ(got[4], (SplitLine{5, "", true}));
+  }
 }
 
 TEST(NdjsonReader, MissingFileIsNotOk) {

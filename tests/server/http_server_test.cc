@@ -1,6 +1,7 @@
 // tests/server/http_server_test.cc
 // HttpServer over real sockets: keep-alive, pipelining, limits by path, malformed input,
-// answers from another thread, dropped responders and stop.
+// answers from another thread, dropped responders, stop, and streamed bodies (BodySink:
+// pieces, back-pressure, limits, disconnects).
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
@@ -414,11 +415,281 @@ TEST(HttpServer, StartFailsOnABadAddress) {
   EXPECT_NE(s.error().message.find("not-an-address"), std::string::npos);
 }
 
+// ---- streamed bodies ------------------------------------------------------------------
+
+std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
+  for (unsigned char c : bytes) h = (h ^ c) * 1'099'511'628'211ull;
+  return h;
+}
+constexpr std::uint64_t kFnvBasis = 14'695'981'039'346'656'037ull;
+
+// Streams the bodies of POST /v1/admin/import into a sink that counts them; with
+// pause_every_bytes the sink says it is full after that many bytes and is resumed from
+// another thread (or, with never_resume, only dropped when aborted).
+class StreamHandler : public Handler {
+ public:
+  struct Seen {
+    std::uint64_t bytes = 0;
+    std::uint64_t checksum = kFnvBasis;
+    std::size_t pieces = 0;
+    std::size_t largest_piece_bytes = 0;
+    std::size_t pauses = 0;
+    std::size_t writes_while_full = 0;  // must stay 0: no read between "full" and resume
+    int finished = 0;
+    int aborted = 0;
+  };
+
+  StreamHandler(std::size_t pause_every_bytes, bool never_resume)
+      : pause_every_bytes_(pause_every_bytes),
+        never_resume_(never_resume),
+        resumer_([this] { run_resumer(); }) {}
+  ~StreamHandler() override {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    resumer_.join();
+  }
+
+  void handle(HttpRequest&& req, Responder respond) override {
+    HttpResponse res;
+    res.body = "{\"handled\":" + std::to_string(req.body.size()) + "}";
+    respond(std::move(res));
+  }
+
+  Result<std::shared_ptr<BodySink>> stream_body(const HttpRequest& head) override {
+    if (head.query_param("refuse") == "1") return Error(ErrorCode::kForbidden, "not this one");
+    if (head.path != "/v1/admin/import") return std::shared_ptr<BodySink>();
+    return std::shared_ptr<BodySink>(std::make_shared<Sink>(*this));
+  }
+
+  Seen seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+  // Waits until `done(seen)` holds; false after kClientTimeoutSeconds.
+  template <typename Pred>
+  bool wait_for(Pred done) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(kClientTimeoutSeconds),
+                        [&] { return done(seen_); });
+  }
+
+ private:
+  class Sink : public BodySink, public std::enable_shared_from_this<Sink> {
+   public:
+    explicit Sink(StreamHandler& h) : h_(h) {}
+    bool write(std::string_view bytes, const Resume& resume) override {
+      std::lock_guard lock(h_.mu_);
+      Seen& s = h_.seen_;
+      if (full_) ++s.writes_while_full;
+      s.bytes += bytes.size();
+      s.checksum = fnv1a(s.checksum, bytes);
+      ++s.pieces;
+      s.largest_piece_bytes = std::max(s.largest_piece_bytes, bytes.size());
+      since_pause_bytes_ += bytes.size();
+      h_.cv_.notify_all();
+      if (h_.pause_every_bytes_ == 0 || since_pause_bytes_ < h_.pause_every_bytes_) return true;
+      since_pause_bytes_ = 0;
+      ++s.pauses;
+      full_ = true;
+      if (h_.never_resume_) {
+        held_ = resume;
+      } else {
+        // Under h_.mu_ when the resumer calls it.
+        h_.resumes_.push_back([self = shared_from_this(), resume] {
+          self->full_ = false;
+          return resume;
+        });
+      }
+      return false;
+    }
+    void finish(Responder respond) override {
+      std::string body;
+      {
+        std::lock_guard lock(h_.mu_);
+        ++h_.seen_.finished;
+        body = "{\"bytes\":" + std::to_string(h_.seen_.bytes) + "}";
+        h_.cv_.notify_all();
+      }
+      HttpResponse res;
+      res.body = std::move(body);
+      respond(std::move(res));
+    }
+    void abort() override {
+      Resume dropped;
+      std::lock_guard lock(h_.mu_);
+      ++h_.seen_.aborted;
+      dropped = std::move(held_);
+      held_ = nullptr;
+      h_.cv_.notify_all();
+    }
+
+   private:
+    StreamHandler& h_;
+    std::size_t since_pause_bytes_ = 0;
+    bool full_ = false;  // under h_.mu_
+    Resume held_;
+  };
+
+  void run_resumer() {
+    for (;;) {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return done_ || !resumes_.empty(); });
+      if (resumes_.empty()) return;
+      lock.unlock();
+      // A slow consumer: the session must wait, not read on.
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      lock.lock();
+      Resume resume = resumes_.front()();
+      resumes_.pop_front();
+      lock.unlock();
+      resume();
+    }
+  }
+
+  const std::size_t pause_every_bytes_;
+  const bool never_resume_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Seen seen_;
+  std::deque<std::function<Resume()>> resumes_;  // each marks its sink not full
+  bool done_ = false;
+  std::thread resumer_;
+};
+
+std::string chunked_post(std::string_view path, std::string_view body, std::size_t chunk_bytes) {
+  std::string r =
+      "POST " + std::string(path) + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  char size_line[32];
+  for (std::size_t at = 0; at < body.size(); at += chunk_bytes) {
+    const std::string_view chunk = body.substr(at, chunk_bytes);
+    std::snprintf(size_line, sizeof(size_line), "%zx\r\n", chunk.size());
+    r += size_line;
+    r += chunk;
+    r += "\r\n";
+  }
+  r += "0\r\n\r\n";
+  return r;
+}
+
+std::string pattern_body(std::size_t bytes) {
+  std::string body(bytes, '\0');
+  for (std::size_t i = 0; i < bytes; ++i)
+    body[i] = static_cast<char>('a' + (i * 7 + i / 1000) % 26);
+  return body;
+}
+
+struct StreamServer {
+  StreamServer(std::size_t pause_every_bytes, bool never_resume, HttpServerOptions options = {})
+      : handler(pause_every_bytes, never_resume) {
+    options.port = 0;
+    options.io_threads = 2;
+    server = std::make_unique<HttpServer>(options, handler);
+    EXPECT_TRUE(server->start().ok());
+  }
+  ~StreamServer() { server->stop(); }
+  StreamHandler handler;
+  std::unique_ptr<HttpServer> server;
+};
+
+TEST(HttpServerStream, AChunkedBodyOverEveryOtherLimitArrivesInPiecesThenIsAnswered) {
+  StreamServer s(0, false);
+  const std::string body = pattern_body(20 << 20);  // over the 16 MiB of /v1/batch too
+  Client c(s.server->port());
+  ASSERT_TRUE(c.send(chunked_post("/v1/admin/import", body, 4000)));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"bytes\":" + std::to_string(body.size()) + "}");
+  const StreamHandler::Seen seen = s.handler.seen();
+  EXPECT_EQ(seen.checksum, fnv1a(kFnvBasis, body));
+  EXPECT_EQ(seen.finished, 1);
+  EXPECT_EQ(seen.aborted, 0);
+  // No piece is more than one read: the session never holds the body.
+  EXPECT_LE(seen.largest_piece_bytes, 64u * 1024);
+  EXPECT_GT(seen.pieces, body.size() / (64 * 1024));
+  // The connection carries the next request.
+  ASSERT_TRUE(c.send(post("/v1/other", "{}")));
+  r = c.read();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"handled\":2}");
+}
+
+TEST(HttpServerStream, AFullSinkStopsTheReadsUntilItResumes) {
+  StreamServer s(256 * 1024, false);
+  const std::string body = pattern_body(8 << 20);
+  Client c(s.server->port());
+  ASSERT_TRUE(c.send(post("/v1/admin/import", body)));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 200);
+  const StreamHandler::Seen seen = s.handler.seen();
+  EXPECT_EQ(seen.bytes, body.size());
+  EXPECT_EQ(seen.checksum, fnv1a(kFnvBasis, body));
+  EXPECT_GE(seen.pauses, 30u);  // 8 MiB / 256 KiB, each followed by a wait for resume
+  EXPECT_EQ(seen.writes_while_full, 0u);
+}
+
+TEST(HttpServerStream, ABodyOverThePathsLimitIs413AndAbortsTheSink) {
+  HttpServerOptions options;
+  options.import_body_bytes_max = 1 << 20;
+  StreamServer s(0, false, options);
+  Client c(s.server->port());
+  c.send(chunked_post("/v1/admin/import", pattern_body(2 << 20), 64 * 1024));
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(s.handler.wait_for([](const auto& seen) { return seen.aborted == 1; }));
+  EXPECT_EQ(s.handler.seen().finished, 0);
+}
+
+TEST(HttpServerStream, AnErrorFromStreamBodyIsAnsweredFromTheHead) {
+  StreamServer s(0, false);
+  Client c(s.server->port());
+  c.send("POST /v1/admin/import?refuse=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+  Response r = c.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_TRUE(r.has_header("Connection: close\r\n"));
+  EXPECT_EQ(s.handler.seen().pieces, 0u);
+}
+
+TEST(HttpServerStream, AClientLeavingMidBodyAbortsTheSink) {
+  StreamServer s(0, false);
+  {
+    Client c(s.server->port());
+    ASSERT_TRUE(
+        c.send("POST /v1/admin/import HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"));
+    ASSERT_TRUE(c.send(pattern_body(100'000)));
+    ASSERT_TRUE(s.handler.wait_for([](const auto& seen) { return seen.bytes == 100'000; }));
+  }  // closed with the body unfinished
+  EXPECT_TRUE(s.handler.wait_for([](const auto& seen) { return seen.aborted == 1; }));
+  EXPECT_EQ(s.handler.seen().finished, 0);
+  Client next(s.server->port());
+  ASSERT_TRUE(next.send(post("/v1/other", "x")));
+  EXPECT_EQ(next.read().status, 200);
+}
+
+TEST(HttpServerStream, StopEndsASessionWaitingForItsSink) {
+  StreamServer s(64 * 1024, true);  // full after 64 KiB, never resumed
+  Client c(s.server->port());
+  const std::string body = pattern_body(4 << 20);
+  std::thread sender([&] { c.send(post("/v1/admin/import", body)); });
+  ASSERT_TRUE(s.handler.wait_for([](const auto& seen) { return seen.pauses == 1; }));
+  s.server->stop();  // returns: the paused session is closed and its sink aborted
+  EXPECT_EQ(s.handler.seen().aborted, 1);
+  EXPECT_EQ(s.handler.seen().finished, 0);
+  EXPECT_TRUE(c.closed_by_peer());
+  sender.join();
+}
+
 TEST(HttpServer, BodyLimitDependsOnThePath) {
   HttpServerOptions o;
   EXPECT_EQ(body_bytes_max_for_path(o, "/v1/accounts/a/charges"), 1u << 20);
   EXPECT_EQ(body_bytes_max_for_path(o, "/v1/batch"), 16u << 20);
-  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/admin/import"), 1ull << 30);
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/admin/import"), std::size_t{64} << 30);
 }
 
 }  // namespace
