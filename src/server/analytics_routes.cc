@@ -930,6 +930,11 @@ class Importer {
       }
     }
     events_.resize(accepted);
+    // The rollups take an account's imported events in time order (regression loops are
+    // runs of consecutive turns): within a chunk that is this sort; a body in time order
+    // (an export is) keeps it across chunks.
+    std::stable_sort(events_.begin(), events_.end(),
+                     [](const Event& a, const Event& b) { return a.at_ms < b.at_ms; });
     // Not durable, so not imported: this chunk and the rest of the body can be sent again.
     if (Status s = analytics_.add_imported(events_); !s.ok()) return fail(s.error());
     imported_ += accepted;

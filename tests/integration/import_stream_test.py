@@ -80,7 +80,7 @@ admin = srv.client()
 
 def setup():
     admin.set_clock(iso(START))
-    for acct in ("big-a", "big-b", "apply-acct"):
+    for acct in ("big-a", "big-b", "apply-acct", "loop-acct"):
         admin.create_account(acct, plan="enterprise")
     admin.set_clock(iso(NOW))
 
@@ -277,7 +277,29 @@ def client_leaves_mid_body():
             r.status == 200 and (r.get("imported"), r.get("rejected")) in ((1, 0), (0, 1)), r)
 
 
+# ------------------------------------------------------------------ a loop sent newest first
+
+def loop_lines_out_of_order():
+    # Three agent turns on one file, two of them fixes, 36 credits: a regression loop
+    # (DESIGN.md section 2) whose first turn is the 10:00 one. Sent newest first, they
+    # reach the rollups in time order (each chunk is sorted), so the loop starts there.
+    turns = [("2026-02-10T11:00:00Z", "fix", "snap-3"), ("2026-02-10T10:30:00Z", "fix", "snap-2"),
+             ("2026-02-10T10:00:00Z", "feature", "snap-1")]
+    body = "".join(
+        f'{{"at":"{at}","account_id":"loop-acct","user_id":"u","type":"charge","kind":"agent_prompt",'
+        f'"credits":12,"metadata":{{"file":"src/Loop.jsx","intent":"{intent}","snapshot_id":"{snap}"}}}}\n'
+        for at, intent, snap in turns)
+    status, doc, _ = stream_import("analytics", body.encode(), piece_max=50)
+    h.eq("loop newest first: imported", (status, doc.get("imported"), doc.get("rejected")), (200, 3, 0))
+    r = admin.get("/v1/accounts/loop-acct/regression-loops?from=2026-02-01T00:00:00Z&to=2026-03-01T00:00:00Z")
+    h.eq("loop newest first: found from its first turn",
+         [(l["file"], l["turns"], l["first_at"], l["last_at"], l["revert_to_snapshot"])
+          for l in r.get("loops") or []],
+         [("src/Loop.jsx", 3, "2026-02-10T10:00:00Z", "2026-02-10T11:00:00Z", "snap-1")])
+
+
 for section in (setup, large_streamed_analytics_import, line_split_across_pieces,
-                apply_over_several_chunks, small_apply_is_still_one_answer, client_leaves_mid_body):
+                apply_over_several_chunks, small_apply_is_still_one_answer, client_leaves_mid_body,
+                loop_lines_out_of_order):
     h.run_section(section)
 h.finish()
