@@ -15,9 +15,18 @@
 //       every event of the event log and every command of the log (as Engine::open does
 //       before it applies them), and prints wall and CPU time of each.
 //   restart_bench encode ACCOUNTS CHARGES_PER_ACCOUNT
-//       times the ledger snapshot encode (the ledger-thread pause) and decode.
+//       times the ledger snapshot encode (the ledger-thread pause before snapshots were
+//       forked) and decode.
+//   restart_bench pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|thread
+//       the snapshot pause through the engine: logs ACCOUNTS accounts and as many keyed
+//       charges per account (the state of `encode`) in DIR (emptied first), stops cleanly,
+//       reopens and charges on, one submit of kPauseOpsPerSubmit at a time, until a
+//       snapshot triggered by the log has been taken (fork: by a forked child; thread:
+//       encoded on the ledger thread, the fallback). Prints how long the snapshot held the
+//       ledger thread, its encode and write, and the submits' round trips around it.
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -331,6 +340,131 @@ int encode(std::size_t accounts, std::size_t charges_per_account) {
   return 0;
 }
 
+// Resident memory of this process, from /proc/self/status.
+std::uint64_t rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  unsigned long long kb = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::sscanf(line, "VmRSS: %llu kB", &kb) == 1) break;
+  }
+  std::fclose(f);
+  return kb * 1024;
+}
+
+int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t charges_per_account,
+                   bool fork) {
+  // One snapshot after about 1 MiB of log: about 170 submits of 100 charges.
+  constexpr std::uint64_t kPauseSnapshotWalBytes = 1 << 20;
+  constexpr std::size_t kPauseOpsPerSubmit = 100;
+  // Submits after the first snapshot is written.
+  constexpr std::size_t kPauseSubmitsAfter = 100;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ManualClock clock(kStartMs);
+  const std::uint64_t charges = static_cast<std::uint64_t>(accounts) * charges_per_account;
+  auto t0 = Clock::now();
+  {
+    server::Engine engine(clock, catalog(), cards(), options(dir));
+    if (!engine.open().ok()) return 1;
+    engine.start();
+    run_all(engine, accounts, accounts, true);
+    run_all(engine, charges, accounts, false);
+    engine.stop();
+  }
+  std::printf("state: %zu accounts, %llu keyed charges, logged and snapshotted in %.0f ms\n",
+              accounts, static_cast<unsigned long long>(charges), ms_since(t0));
+  server::EngineOptions o = options(dir);
+  o.snapshot_wal_bytes = kPauseSnapshotWalBytes;
+  o.snapshot_fork = fork;
+  server::Engine engine(clock, catalog(), cards(), o);
+  if (!engine.open().ok()) return 1;
+  engine.start();
+  const std::uint64_t rss = rss_bytes();
+  const server::EngineStats& stats = engine.stats();
+  // Round trips by phase: before the first snapshot starts, until it is written, after;
+  // a submit that waited for a snapshot to start (its pause) is counted apart.
+  std::vector<double> before_ms, during_ms, after_ms, held_ms;
+  std::vector<double> pauses_ms;  // each snapshot's hold on the ledger thread, as seen
+  std::uint64_t last_pause_ns = 0;
+  bool written = false;                // the first snapshot is
+  double encode_ms = 0, write_ms = 0;  // the first snapshot's
+  std::uint64_t next = charges;
+  while (after_ms.size() < kPauseSubmitsAfter) {
+    std::vector<server::Op> ops;
+    for (std::size_t k = 0; k < kPauseOpsPerSubmit; ++k) {
+      ops.emplace_back(charge_command(next++, accounts));
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    bool answered = false;
+    const bool written_before = written;
+    const auto t = Clock::now();
+    while (!engine.submit(std::move(ops), [&](std::vector<ledger::Reply>&&) {
+      std::lock_guard lock(mu);
+      answered = true;
+      cv.notify_all();
+    })) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return answered; });
+    }
+    const double round_trip_ms = ms_since(t);
+    // The answer goes out before the snapshot starts (drain): the pause falls on the next.
+    const std::uint64_t pause_ns = stats.snapshot_pause_ns_last.load();
+    const bool held = pause_ns != last_pause_ns;
+    if (held) {
+      pauses_ms.push_back(static_cast<double>(pause_ns) / 1e6);
+      last_pause_ns = pause_ns;
+    }
+    if (!written && stats.snapshots.load() > 0) {
+      written = true;
+      encode_ms = fork ? static_cast<double>(stats.snapshot_encode_ns_last.load()) / 1e6
+                       : pauses_ms.front();
+      write_ms = static_cast<double>(stats.snapshot_write_ns_last.load()) / 1e6;
+    }
+    if (held) {
+      held_ms.push_back(round_trip_ms);
+    } else if (written_before) {
+      after_ms.push_back(round_trip_ms);
+    } else if (!pauses_ms.empty()) {
+      during_ms.push_back(round_trip_ms);
+    } else {
+      before_ms.push_back(round_trip_ms);
+    }
+  }
+  auto summary = [](std::vector<double> v) {
+    char out[128];
+    if (v.empty()) return std::string("none");
+    std::sort(v.begin(), v.end());
+    std::snprintf(out, sizeof(out), "%zu, median %.2f, p99 %.2f, max %.2f", v.size(),
+                  v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)], v.back());
+    return std::string(out);
+  };
+  auto list = [](const std::vector<double>& v) {
+    std::string out;
+    for (double x : v) {
+      char one[32];
+      std::snprintf(one, sizeof(one), "%s%.1f", out.empty() ? "" : ", ", x);
+      out += one;
+    }
+    return out;
+  };
+  std::printf(
+      "%s at RSS %.0f MB: ledger thread held %s ms (each snapshot seen); the first was "
+      "encoded in %.1f ms and written in %.1f ms\n"
+      "round trips of %zu-charge submits, ms: before %s; during %s; after %s; that waited "
+      "for a snapshot to start: %s\n",
+      fork ? "forked snapshots" : "unforked snapshots", static_cast<double>(rss) / 1e6,
+      list(pauses_ms).c_str(), encode_ms, write_ms, kPauseOpsPerSubmit, summary(before_ms).c_str(),
+      summary(during_ms).c_str(), summary(after_ms).c_str(), list(held_ms).c_str());
+  std::fflush(stdout);
+  std::_Exit(0);  // no shutdown snapshot
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -344,9 +478,15 @@ int main(int argc, char** argv) {
     return write_raw(argv[2], std::stoull(argv[3]), argc > 4 ? std::stoull(argv[4]) : 1'000);
   }
   if (mode == "encode" && argc == 4) return encode(std::stoull(argv[2]), std::stoull(argv[3]));
+  if (mode == "pause" && argc == 6 &&
+      (std::string(argv[5]) == "fork" || std::string(argv[5]) == "thread")) {
+    return snapshot_pause(argv[2], std::stoull(argv[3]), std::stoull(argv[4]),
+                          std::string(argv[5]) == "fork");
+  }
   std::fprintf(stderr,
                "usage: restart_bench write DIR COMMANDS [ACCOUNTS] | open DIR | scan DIR | "
                "write-raw DIR COMMANDS [ACCOUNTS] | "
-               "encode ACCOUNTS CHARGES_PER_ACCOUNT\n");
+               "encode ACCOUNTS CHARGES_PER_ACCOUNT | "
+               "pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|thread\n");
   return 2;
 }

@@ -2,9 +2,17 @@
 // The batch loop: take what is queued, apply it op by op, log the batch, sync, answer.
 #include "server/engine.h"
 
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 
 #include "base/assert.h"
 #include "base/bytes.h"
@@ -427,6 +435,9 @@ void Engine::run() {
     }
   }
   drain();
+  // A snapshot child forked from this thread is killed when the thread ends
+  // (PR_SET_PDEATHSIG follows the forking thread, not the process): a clean stop keeps it.
+  finish_snapshot(true);
 }
 
 void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
@@ -757,6 +768,51 @@ std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point since) {
           .count());
 }
 
+// What a snapshot child tells the server, in one pipe write when it is done.
+constexpr std::size_t kSnapshotChildErrorBytesMax = 1024;  // the message, cut to fit
+struct SnapshotChildReport {
+  std::uint64_t bytes = 0;
+  std::uint64_t encode_ns = 0;
+  std::uint64_t write_ns = 0;
+  char error[kSnapshotChildErrorBytesMax] = {};  // NUL-terminated; empty when written
+};
+// A pipe write of at most PIPE_BUF bytes is never split or interleaved.
+static_assert(sizeof(SnapshotChildReport) <= PIPE_BUF);
+
+// Exit statuses of a snapshot child.
+constexpr int kSnapshotChildExitOk = 0;
+constexpr int kSnapshotChildExitWriteFailed = 3;  // the report names the error
+constexpr int kSnapshotChildExitOrphaned = 4;     // the server was gone before the child began
+constexpr int kSnapshotChildExitUnreported = 5;   // written, but the report did not reach the pipe
+
+// What the child's wait status and report say about its snapshot.
+Status snapshot_child_outcome(pid_t pid, int wait_status, const SnapshotChildReport* report) {
+  const std::string child = "snapshot child " + std::to_string(pid);
+  if (WIFSIGNALED(wait_status)) {
+    return Error(ErrorCode::kStorageFailed,
+                 child + " was killed by signal " + std::to_string(WTERMSIG(wait_status)));
+  }
+  const int code = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
+  if (code == kSnapshotChildExitOk && report != nullptr) return ok_status();
+  if (code == kSnapshotChildExitWriteFailed && report != nullptr) {
+    return Error(ErrorCode::kStorageFailed, std::string(report->error));
+  }
+  // An unreported snapshot may be on disk: harmless, the next one prunes or supersedes it
+  // and the log is kept back to the last one known to be written.
+  return Error(ErrorCode::kStorageFailed, child + " exited with status " + std::to_string(code) +
+                                              (report == nullptr ? " without a report" : ""));
+}
+
+// The snapshot's event files first, so the log it lets go of is never needed to rebuild
+// their events; then the snapshot itself (tmp, fsync, rename, directory fsync).
+Status write_snapshot_files(const std::vector<std::string>& event_files,
+                            const std::string& events_dir, const std::string& dir,
+                            std::uint64_t lsn, std::string_view bytes) {
+  Status s = store::EventLog::sync_files(event_files, events_dir);
+  if (s.ok()) s = store::write_snapshot(dir, lsn, bytes);
+  return s;
+}
+
 }  // namespace
 
 Status Engine::open_event_log() {
@@ -823,17 +879,16 @@ void Engine::encode_snapshot(std::string& out) const {
   ByteWriter w(out);
   w.u8(kEngineSnapshotVersion);
   w.sv(last_logged_ms_.load());
-  {
-    std::shared_lock lock(keys_mu_);
-    w.uv(keys_by_hash_.size());
-    for (const auto& [hash, k] : keys_by_hash_) {
-      w.str(k.key_id);
-      w.u8(static_cast<std::uint8_t>(k.role));
-      w.str(k.account_id);
-      w.str(k.label);
-      w.str(k.hash_hex);
-      w.sv(k.created_at_ms);
-    }
+  // No lock on keys_mu_: only the ledger thread writes the keys, and a forked child must
+  // not take a lock another thread may have held at the fork.
+  w.uv(keys_by_hash_.size());
+  for (const auto& [hash, k] : keys_by_hash_) {
+    w.str(k.key_id);
+    w.u8(static_cast<std::uint8_t>(k.role));
+    w.str(k.account_id);
+    w.str(k.label);
+    w.str(k.hash_hex);
+    w.sv(k.created_at_ms);
   }
   w.uv(cache_.size());
   cache_.for_each([&](const std::string& key, const policy::CacheEntry& e) {
@@ -934,6 +989,7 @@ Status Engine::log_and_keep_events(const std::vector<ledger::Event>& events) {
 
 void Engine::start_snapshot(bool wait) {
   if (snapshot_thread_.joinable()) return;  // one at a time; the next batch retries
+  const auto t0 = std::chrono::steady_clock::now();
   // Every event of a batch the snapshot covers reaches the disk before the snapshot does,
   // so the log it lets go of is never needed to rebuild them.
   auto files = event_log_->take_unsynced();
@@ -941,50 +997,180 @@ void Engine::start_snapshot(bool wait) {
     std::fprintf(stderr, "creditd: snapshot skipped: %s\n", files.error().message.c_str());
     return;
   }
+  SnapshotJob job;
+  job.lsn = wal_->next_lsn();
+  job.event_files = std::move(*files);
+  job.events_dir = event_log_->dir();
+  job.dir = snapshot_dir(options_);
+  wal_bytes_since_snapshot_ = 0;
+  snapshot_done_.store(false);
+  const std::uint64_t lsn = job.lsn;
+  bool forked = false;
+  if (options_.snapshot_fork) {
+    Status s = fork_snapshot(job);
+    forked = s.ok();
+    if (!forked) {
+      std::fprintf(stderr, "creditd: %s; encoding the snapshot on the ledger thread instead\n",
+                   s.error().message.c_str());
+    }
+  }
+  if (!forked) encode_snapshot_here(std::move(job));
+  record_snapshot_pause(elapsed_ns(t0));
+  snapshot_lsn_ = lsn;
+  if (wait) finish_snapshot(true);
+}
+
+void Engine::record_snapshot_pause(std::uint64_t pause_ns) {
+  stats_.snapshot_pause_ns_last.store(pause_ns);
+  if (pause_ns > stats_.snapshot_pause_ns_max.load()) stats_.snapshot_pause_ns_max.store(pause_ns);
+}
+
+Status Engine::fork_snapshot(const SnapshotJob& job) {
+  CREDIT_ASSERT(!snapshot_thread_.joinable() && stats_.snapshot_child_pid.load() == 0);
+  // The child reports through a pipe; non-blocking so that a child that died without a
+  // report reads as nothing, never as a wait.
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return Error(
+        ErrorCode::kStorageFailed,
+        std::string("cannot create a pipe for the snapshot child: ") + std::strerror(errno));
+  }
+  // Initialised here, not for the first time in the child.
+  (void)store::FileOps::real();
+  const pid_t parent = ::getpid();
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  const int fork_errno = errno;
+  if (pid == 0) {
+    ::close(report[0]);
+    run_snapshot_child(job, parent, report[1]);
+  }
+  const std::uint64_t fork_ns = elapsed_ns(t0);
+  ::close(report[1]);
+  if (pid < 0) {
+    ::close(report[0]);
+    return Error(ErrorCode::kStorageFailed,
+                 std::string("cannot fork a snapshot child: ") + std::strerror(fork_errno));
+  }
+  stats_.snapshot_child_pid.store(pid);
+  snapshot_forked_ = true;
+  snapshot_thread_ = std::thread([this, pid, report_fd = report[0], job, fork_ns] {
+    const auto t0 = std::chrono::steady_clock::now();
+    int wait_status = 0;
+    pid_t waited = 0;
+    do {
+      waited = ::waitpid(pid, &wait_status, 0);
+    } while (waited < 0 && errno == EINTR);
+    const int wait_errno = errno;
+    SnapshotChildReport r;
+    const bool reported = ::read(report_fd, &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r));
+    ::close(report_fd);
+    stats_.snapshot_child_pid.store(0);
+    Status s = ok_status();
+    if (waited < 0) {
+      s = Error(ErrorCode::kStorageFailed, "cannot wait for snapshot child " + std::to_string(pid) +
+                                               ": " + std::strerror(wait_errno));
+    } else {
+      s = snapshot_child_outcome(pid, wait_status, reported ? &r : nullptr);
+    }
+    after_snapshot_written(s, job.dir);
+    if (reported) {
+      stats_.snapshot_encode_ns_last.store(r.encode_ns);
+      stats_.snapshot_write_ns_last.store(r.write_ns);
+    }
+    std::fprintf(stderr,
+                 "creditd: snapshot at LSN %llu: %llu bytes, state forked in %.1f ms; child %d "
+                 "encoded it in %.1f ms and wrote it in %.1f ms (%.1f ms after the fork)%s\n",
+                 static_cast<unsigned long long>(job.lsn), static_cast<unsigned long long>(r.bytes),
+                 fork_ns / 1e6, static_cast<int>(pid), r.encode_ns / 1e6, r.write_ns / 1e6,
+                 elapsed_ns(t0) / 1e6, snapshot_error_ ? " (failed)" : "");
+    snapshot_done_.store(true);
+  });
+  return ok_status();
+}
+
+// The child shares the server's memory as of the fork (copy-on-write) but none of its
+// other threads: it uses no lock another thread could have held (glibc's malloc is
+// fork-safe; the engine's mutexes, stdio and the rate limiter are not touched) and leaves
+// with _exit, so no atexit handler runs and no inherited stdio buffer is flushed twice.
+// It inherits every descriptor (the listening socket, the log segments, and a lock on the
+// data dir if one is ever taken with flock, which belongs to the open file): they are
+// released when it exits, which PR_SET_PDEATHSIG makes no later than the server's end.
+void Engine::run_snapshot_child(const SnapshotJob& job, pid_t parent, int report_fd) const {
+  // A server SIGKILLed before this line would leave the child to its own devices: the
+  // check after arming catches that.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) {
+    ::_exit(kSnapshotChildExitOrphaned);
+  }
+  SnapshotChildReport r;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string bytes;
+  // An invariant broken while encoding aborts the child (its message is the one use of
+  // stdio left here): the server reports the snapshot failed and keeps the log.
+  encode_snapshot(bytes);
+  r.encode_ns = elapsed_ns(t0);
+  r.bytes = bytes.size();
+  if (options_.snapshot_child_delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.snapshot_child_delay_ms));
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  Status s = write_snapshot_files(job.event_files, job.events_dir, job.dir, job.lsn, bytes);
+  r.write_ns = elapsed_ns(t1);
+  if (!s.ok()) {
+    const std::string& m = s.error().message;
+    std::memcpy(r.error, m.data(), std::min(m.size(), sizeof(r.error) - 1));
+  }
+  // One write of at most PIPE_BUF bytes into an empty pipe: whole, and never blocks.
+  const bool reported = ::write(report_fd, &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r));
+  if (!s.ok()) ::_exit(kSnapshotChildExitWriteFailed);
+  ::_exit(reported ? kSnapshotChildExitOk : kSnapshotChildExitUnreported);
+}
+
+void Engine::encode_snapshot_here(SnapshotJob&& job) {
   const auto t0 = std::chrono::steady_clock::now();
   auto bytes = std::make_shared<std::string>();
   encode_snapshot(*bytes);
-  const std::uint64_t pause_ns = elapsed_ns(t0);
-  stats_.snapshot_pause_ns_last.store(pause_ns);
-  if (pause_ns > stats_.snapshot_pause_ns_max.load()) stats_.snapshot_pause_ns_max.store(pause_ns);
-  const std::uint64_t lsn = wal_->next_lsn();
-  wal_bytes_since_snapshot_ = 0;
-  snapshot_done_.store(false);
-  std::string events = event_log_->dir();
-  std::string dir = snapshot_dir(options_);
-  snapshot_thread_ =
-      std::thread([this, files = std::move(*files), bytes, lsn, events, dir, pause_ns] {
-        const auto t1 = std::chrono::steady_clock::now();
-        Status s = store::EventLog::sync_files(files, events);
-        if (s.ok()) s = store::write_snapshot(dir, lsn, *bytes);
-        if (s.ok()) {
-          auto pruned = store::prune_snapshots(dir);
-          if (!pruned.ok()) s = pruned.error();
-        }
-        std::uint64_t retain = 0;
-        if (s.ok()) {
-          auto r = store::snapshot_retain_lsn(dir);
-          if (r.ok())
-            retain = *r;
-          else
-            s = r.error();
-        }
-        snapshot_error_ = s.ok() ? std::nullopt : std::optional<Error>(s.error());
-        snapshot_retain_lsn_ = retain;
-        std::fprintf(stderr,
-                     "creditd: snapshot at LSN %llu: %zu bytes, state encoded in %.1f ms on the "
-                     "ledger thread, written in %.1f ms%s\n",
-                     static_cast<unsigned long long>(lsn), bytes->size(), pause_ns / 1e6,
-                     elapsed_ns(t1) / 1e6, s.ok() ? "" : " (failed)");
-        snapshot_done_.store(true);
-      });
-  snapshot_lsn_ = lsn;
-  if (wait) finish_snapshot(true);
+  const std::uint64_t encode_ns = elapsed_ns(t0);
+  stats_.snapshot_encode_ns_last.store(encode_ns);
+  snapshot_forked_ = false;
+  snapshot_thread_ = std::thread([this, job = std::move(job), bytes, encode_ns] {
+    const auto t1 = std::chrono::steady_clock::now();
+    Status s = write_snapshot_files(job.event_files, job.events_dir, job.dir, job.lsn, *bytes);
+    const std::uint64_t write_ns = elapsed_ns(t1);
+    after_snapshot_written(s, job.dir);
+    stats_.snapshot_write_ns_last.store(write_ns);
+    std::fprintf(stderr,
+                 "creditd: snapshot at LSN %llu: %zu bytes, state encoded in %.1f ms on the "
+                 "ledger thread (not forked), written in %.1f ms%s\n",
+                 static_cast<unsigned long long>(job.lsn), bytes->size(), encode_ns / 1e6,
+                 write_ns / 1e6, snapshot_error_ ? " (failed)" : "");
+    snapshot_done_.store(true);
+  });
+}
+
+void Engine::after_snapshot_written(Status written, const std::string& dir) {
+  Status s = std::move(written);
+  if (s.ok()) {
+    auto pruned = store::prune_snapshots(dir);
+    if (!pruned.ok()) s = pruned.error();
+  }
+  std::uint64_t retain = 0;
+  if (s.ok()) {
+    auto r = store::snapshot_retain_lsn(dir);
+    if (r.ok())
+      retain = *r;
+    else
+      s = r.error();
+  }
+  snapshot_error_ = s.ok() ? std::nullopt : std::optional<Error>(s.error());
+  snapshot_retain_lsn_ = retain;
 }
 
 void Engine::finish_snapshot(bool wait) {
   if (!snapshot_thread_.joinable() || (!wait && !snapshot_done_.load())) return;
   snapshot_thread_.join();
+  // The waiter reaped its child before it finished.
+  CREDIT_ASSERT(stats_.snapshot_child_pid.load() == 0);
   if (snapshot_error_) {
     // The log still holds everything: nothing is lost, the log only grows until the
     // next snapshot succeeds.
@@ -992,6 +1178,7 @@ void Engine::finish_snapshot(bool wait) {
     return;
   }
   stats_.snapshots.fetch_add(1, std::memory_order_relaxed);
+  if (snapshot_forked_) stats_.snapshots_forked.fetch_add(1, std::memory_order_relaxed);
   if (snapshot_retain_lsn_ > 0) {
     auto deleted = wal_->truncate_before(snapshot_retain_lsn_);
     if (!deleted.ok()) {

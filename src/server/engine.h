@@ -9,10 +9,13 @@
 // Owns: the command queue, the ledger thread, the log thread (the only user of the
 //   write-ahead log while running), the policy decisions (cache, rate limits)
 // taken between the idempotency check and the apply, the key table, the retained
-// events in memory (an EventIndex, event_index.h), recovery from the log.
+// events in memory (an EventIndex, event_index.h), recovery from the log, snapshots
+// (written by a child forked from the ledger thread, so charges stop only for the fork).
 // Does not: parse HTTP or JSON (routes.cc), price usage (the routes price before
 // submitting, with the rate card version they name).
 #pragma once
+
+#include <sys/types.h>
 
 #include <condition_variable>
 #include <deque>
@@ -92,6 +95,13 @@ struct EngineOptions {
   std::uint64_t snapshot_wal_bytes = kSnapshotWalBytesDefault;
   std::int64_t events_retain_days = store::kEventRetainDaysDefault;
   std::uint64_t events_bytes_max = 0;  // 0: no budget
+  // A snapshot is encoded and written by a forked child (copy-on-write), so the ledger
+  // thread stops only for the fork. false encodes it on the ledger thread and writes it
+  // on a thread, the path also taken when fork() fails (tests set it to cover that path).
+  bool snapshot_fork = true;
+  // Tests only: a forked snapshot child waits this long before it writes (a long
+  // snapshot to stop or kill the server during).
+  std::int64_t snapshot_child_delay_ms = 0;
 };
 
 // What reads see (on the ledger thread).
@@ -111,10 +121,18 @@ struct EngineStats {
   std::atomic<std::uint64_t> fsyncs{0};  // log writes with one fdatasync (group commits)
   std::atomic<std::uint64_t> cache_hits{0};
   std::atomic<std::uint64_t> snapshots{0};
-  // How long the last snapshot held the ledger thread (encoding the state), and the
-  // longest such pause since the start.
+  std::atomic<std::uint64_t> snapshots_forked{0};  // of `snapshots`, written by a forked child
+  // How long the last snapshot held the ledger thread (start_snapshot: mostly the fork,
+  // or encoding the state when it was not forked), and the longest such pause since the
+  // start.
   std::atomic<std::uint64_t> snapshot_pause_ns_last{0};
   std::atomic<std::uint64_t> snapshot_pause_ns_max{0};
+  // The last snapshot's encoding (in the child, or the pause) and writing (syncing the
+  // event files it depends on, then the file: tmp, fsync, rename, directory fsync).
+  std::atomic<std::uint64_t> snapshot_encode_ns_last{0};
+  std::atomic<std::uint64_t> snapshot_write_ns_last{0};
+  // The process writing a snapshot now, 0 when none.
+  std::atomic<std::int64_t> snapshot_child_pid{0};
 };
 
 class Engine {
@@ -203,6 +221,8 @@ class Engine {
   // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
   Status open_event_log();
   Status load_snapshot();
+  // Reads the ledger thread's state without a lock: it runs on the ledger thread (or on
+  // the thread that stopped it), or in a child forked from it, where no other thread is.
   void encode_snapshot(std::string& out) const;
   Status decode_snapshot(std::string_view bytes);
   // Events of a replayed batch: those the event log lacks are appended to it (rebuilt
@@ -210,15 +230,37 @@ class Engine {
   Status rebuild_events(std::vector<ledger::Event>& events);
   // Appends the events to the event log and keeps them in memory (one encoding each).
   Status log_and_keep_events(const std::vector<ledger::Event>& events);
-  // Encodes the state on the ledger thread; writes it on a background thread (or here
-  // when `wait`), then lets the log be truncated.
+  // What a snapshot writes and where.
+  struct SnapshotJob {
+    std::uint64_t lsn = 0;                 // it covers LSNs below this
+    std::vector<std::string> event_files;  // event files to sync before it is visible
+    std::string events_dir;
+    std::string dir;
+  };
+  // Takes a snapshot of the state as of now (the log thread idle): forks a child that
+  // encodes and writes it while a thread waits for the child, or, unforked, encodes it
+  // here and writes it on a thread. With `wait`, returns once it is written and the log
+  // truncated.
   void start_snapshot(bool wait);
+  // The fork path; an Error when it could not fork (nothing started).
+  Status fork_snapshot(const SnapshotJob& job);
+  // The forked child: encodes, syncs the job's event files, writes the snapshot, reports
+  // through report_fd and exits. Never returns.
+  [[noreturn]] void run_snapshot_child(const SnapshotJob& job, pid_t parent, int report_fd) const;
+  // The unforked path.
+  void encode_snapshot_here(SnapshotJob&& job);
+  void record_snapshot_pause(std::uint64_t pause_ns);
+  // Snapshot thread, once the file is written or has failed: prunes old snapshots and
+  // finds the LSN the log is kept from, for finish_snapshot.
+  void after_snapshot_written(Status written, const std::string& dir);
   // Joins a finished (or, when `wait`, any) background snapshot and truncates the log.
   void finish_snapshot(bool wait);
   std::unique_ptr<store::EventLog> event_log_;
   std::uint64_t snapshot_lsn_ = 0;  // the newest snapshot covers LSNs below this
   std::uint64_t wal_bytes_since_snapshot_ = 0;
+  // Writes the snapshot (unforked), or waits for the child that does.
   std::thread snapshot_thread_;
+  bool snapshot_forked_ = false;  // the snapshot in flight is a child's
   std::atomic<bool> snapshot_done_{false};
   std::optional<Error> snapshot_error_;  // written by the snapshot thread before done
   std::uint64_t snapshot_retain_lsn_ = 0;  // idem

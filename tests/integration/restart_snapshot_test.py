@@ -2,11 +2,13 @@
 """Restart from snapshots: with a small --snapshot-wal-bytes the server snapshots while it
 takes charges; after SIGKILL (and after a clean SIGTERM) every acknowledged charge is
 present exactly once, balances are equal, idempotent replays answer the stored reply, and
-the event log under DATA/events holds a segment for the day.
+the event log under DATA/events holds a segment for the day. The snapshots are written by
+a forked child, and a SIGKILL leaves no process behind on the data dir.
 """
 import os
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -46,6 +48,26 @@ def snapshot_files(data):
     return sorted(f for f in os.listdir(d) if f.endswith(".snap")) if os.path.isdir(d) else []
 
 
+def processes_on(data, wait_s=5.0):
+    """Pids of live processes whose command line names `data` (waits up to wait_s for them to go)."""
+    deadline = time.time() + wait_s
+    while True:
+        pids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().split(b"\0")
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if data.encode() in cmdline and state != "Z":
+                pids.append(int(pid))
+        if not pids or time.time() > deadline:
+            return pids
+        time.sleep(0.05)
+
+
 def main():
     srv = h.start(manual_clock=True, extra_args=SNAPSHOT_ARGS)
     data = srv.data_dir
@@ -63,7 +85,12 @@ def main():
     events = os.listdir(os.path.join(data, "events"))
     eq("the event log has the day's segment", events, ["events-2026-03-10.log"])
 
+    check("the snapshots were written by a forked child", "state forked in" in srv.output(),
+          srv.output()[-2000:])
     eq("SIGKILL", srv.kill(), -signal.SIGKILL)
+    # A snapshot child dies with its server (PR_SET_PDEATHSIG): nothing is left running
+    # on the data dir.
+    eq("after SIGKILL: no process left on the data dir", processes_on(data), [])
     srv = h.start(manual_clock=True, data_dir=data, extra_args=SNAPSHOT_ARGS)
     c = srv.client()
     eq("after SIGKILL: balances equal", views(c, accounts), before)

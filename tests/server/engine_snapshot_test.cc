@@ -1,0 +1,453 @@
+// tests/server/engine_snapshot_test.cc
+// The engine's snapshots while charges continue: written by a forked child (the default)
+// or encoded on the ledger thread (the path taken when fork() fails). A restart after a
+// clean stop or a SIGKILL has exactly the state of an engine that never took a snapshot,
+// a clean stop waits for the child, and a SIGKILLed server leaves no child behind.
+// Owns: these tests. Does not: test the snapshot file format (tests/store).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ledger/snapshot_codec.h"
+#include "pricing/plan.h"
+#include "pricing/rate_card.h"
+#include "server/engine.h"
+#include "time/clock.h"
+
+namespace credit::server {
+namespace {
+
+constexpr std::int64_t kStartMs = 1'772'000'000'000;  // 2026-02-25
+constexpr std::size_t kAccounts = 20;
+constexpr std::size_t kSubmits = 300;
+// Submits are fast (fsync off) and snapshots slower (fsynced, on a shared disk): past
+// kSubmits a run goes on, a submit per kPaceMs, until it has seen enough snapshots or
+// for kRunLongest.
+constexpr std::int64_t kPaceMs = 1;
+constexpr auto kRunLongest = std::chrono::seconds(60);
+constexpr std::size_t kChargesPerSubmit = 10;
+// Each submit is a batch of its own at its own instant: kStartMs + i * kSubmitEveryMs.
+constexpr std::int64_t kSubmitEveryMs = 1'000;
+// About 600 bytes of log per submit: a snapshot is due every 7 submits or so.
+constexpr std::uint64_t kSnapshotWalBytes = 4 << 10;
+// Long enough for many submits to be answered while the child still writes.
+constexpr std::int64_t kSlowSnapshotDelayMs = 100;
+// Long enough for a submit and a stop to begin while the child still waits.
+constexpr std::int64_t kStopDuringSnapshotDelayMs = 1'000;
+// A child that outlives its server would still be sleeping long after the test's wait.
+constexpr std::int64_t kStuckSnapshotDelayMs = 60'000;
+constexpr auto kChildGoneWithin = std::chrono::seconds(10);
+constexpr auto kChildStartsWithin = std::chrono::seconds(10);
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "engine_snapshot_test.XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+pricing::Catalog catalog() {
+  auto c = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  if (!c.ok()) std::abort();
+  return *c;
+}
+
+std::vector<pricing::RateCard> cards() {
+  auto c = pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
+  if (!c.ok()) std::abort();
+  std::vector<pricing::RateCard> v;
+  v.push_back(std::move(*c));
+  return v;
+}
+
+EngineOptions options(const std::string& dir, bool fork, std::int64_t child_delay_ms = 0) {
+  EngineOptions o;
+  o.data_dir = dir;
+  o.fsync = false;  // the snapshots are fsynced all the same
+  o.snapshot_wal_bytes = kSnapshotWalBytes;
+  o.snapshot_fork = fork;
+  o.snapshot_child_delay_ms = child_delay_ms;
+  return o;
+}
+
+ledger::Hash128 hash_of(std::uint64_t v, std::uint8_t salt) {
+  ledger::Hash128 h{};
+  for (int i = 0; i < 8; ++i) h[i] = static_cast<std::uint8_t>(v >> (8 * i));
+  h[8] = salt;
+  return h;
+}
+
+// Submit 0 creates the accounts and an API key; every later one is keyed charges.
+std::vector<Op> submit_ops(std::size_t i) {
+  std::vector<Op> ops;
+  if (i == 0) {
+    for (std::size_t a = 0; a < kAccounts; ++a) {
+      ledger::Command c;
+      c.body = ledger::CreateAccount{"acct_" + std::to_string(a), "pro", std::nullopt};
+      ops.emplace_back(std::move(c));
+    }
+    CreateKeyOp k;
+    k.key = KeyInfo{"key_1", Role::kMeter, "acct_1", "ci", std::string(64, 'a'), kStartMs};
+    ops.emplace_back(std::move(k));
+    return ops;
+  }
+  for (std::size_t k = 0; k < kChargesPerSubmit; ++k) {
+    const std::uint64_t n = i * kChargesPerSubmit + k;
+    ledger::Command c;
+    c.idem.has_key = true;
+    c.idem.key = "charge-" + std::to_string(n);
+    c.idem.scope_key_hash = hash_of(n, 1);
+    c.idem.request_hash = hash_of(n, 2);
+    ledger::Charge ch;
+    ch.account_id = "acct_" + std::to_string(n % kAccounts);
+    ch.user_id = "u" + std::to_string(n % 3);
+    ch.kind = pricing::Kind::kBackendFunction;
+    ch.pool = "credits";
+    ch.amount = Millicredits::from_mc(static_cast<std::int64_t>(1 + n % 997));
+    ch.metadata.file = "src/f" + std::to_string(n % 5) + ".tsx";
+    c.body = std::move(ch);
+    ops.emplace_back(std::move(c));
+  }
+  return ops;
+}
+
+// Runs submits [from, to), each alone at its instant and answered before the next;
+// `after_each` runs after each answer. Returns every reply in order.
+std::vector<ledger::Reply> run_submits(Engine& engine, ManualClock& clock, std::size_t from,
+                                       std::size_t to,
+                                       const std::function<void()>& after_each = nullptr) {
+  std::vector<ledger::Reply> all;
+  for (std::size_t i = from; i < to; ++i) {
+    clock.set_ms(kStartMs + static_cast<std::int64_t>(i) * kSubmitEveryMs);
+    std::promise<std::vector<ledger::Reply>> answered;
+    auto replies = answered.get_future();
+    while (!engine.submit(
+        submit_ops(i), [&](std::vector<ledger::Reply>&& r) { answered.set_value(std::move(r)); })) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (auto& r : replies.get()) all.push_back(std::move(r));
+    if (after_each) after_each();
+  }
+  return all;
+}
+
+// The replies of a run, in order, and how many submits it made.
+struct Submitted {
+  std::vector<ledger::Reply> replies;
+  std::size_t submits = 0;
+};
+
+// Runs submits from 0 until at least kSubmits are answered and `snapshots` (a counter of
+// the engine's stats) reaches `snapshots_min`, or for kRunLongest.
+Submitted run_until(Engine& engine, ManualClock& clock, const std::atomic<std::uint64_t>& snapshots,
+                    std::uint64_t snapshots_min,
+                    const std::function<void()>& after_each = nullptr) {
+  Submitted run;
+  const auto deadline = std::chrono::steady_clock::now() + kRunLongest;
+  while (run.submits < kSubmits ||
+         (snapshots.load() < snapshots_min && std::chrono::steady_clock::now() < deadline)) {
+    for (auto& r : run_submits(engine, clock, run.submits, run.submits + 1, after_each)) {
+      run.replies.push_back(std::move(r));
+    }
+    ++run.submits;
+    if (run.submits >= kSubmits) std::this_thread::sleep_for(std::chrono::milliseconds(kPaceMs));
+  }
+  return run;
+}
+
+// What a restart must restore: the ledger (its snapshot encoding is canonical: equal
+// states encode to equal bytes), the keys and the retained events.
+struct State {
+  std::string ledger_bytes;
+  std::uint64_t events = 0;
+  std::int64_t last_logged_ms = 0;
+  std::vector<std::string> key_ids;
+  bool operator==(const State&) const = default;
+};
+
+State state_of(Engine& engine) {
+  std::promise<State> read;
+  auto state = read.get_future();
+  EXPECT_TRUE(engine.read([&](EngineState& st) {
+    State s;
+    ledger::encode_ledger_snapshot(st.ledger, s.ledger_bytes);
+    s.events = st.events.size();
+    read.set_value(std::move(s));
+  }));
+  State s = state.get();
+  s.last_logged_ms = engine.last_logged_ms();
+  for (const KeyInfo& k : engine.keys_of("acct_1")) s.key_ids.push_back(k.key_id);
+  return s;
+}
+
+struct Reference {
+  State state;
+  std::vector<ledger::Reply> replies;
+};
+
+// The state and replies of submits [0, submits) on an engine that takes no snapshot
+// while it runs.
+Reference reference(std::size_t submits) {
+  TempDir dir;
+  EngineOptions o = options(dir.path(), true);
+  o.snapshot_wal_bytes = UINT64_MAX;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), o);
+  EXPECT_TRUE(engine.open().ok());
+  engine.start();
+  Reference ref;
+  ref.replies = run_submits(engine, clock, 0, submits);
+  ref.state = state_of(engine);
+  engine.stop();
+  EXPECT_EQ(engine.stats().snapshots.load(), 1u);  // the clean stop's only
+  return ref;
+}
+
+// Opens the data dir as a restart does and returns its state.
+State restarted_state(const std::string& dir) {
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir, true));
+  Status s = engine.open();
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  if (!s.ok()) return {};
+  engine.start();
+  State state = state_of(engine);
+  engine.stop();
+  return state;
+}
+
+std::size_t snapshot_files(const std::string& dir) {
+  std::size_t n = 0;
+  if (!std::filesystem::exists(dir + "/snapshots")) return 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/snapshots")) {
+    n += e.path().extension() == ".snap";
+  }
+  return n;
+}
+
+void expect_same_replies(const std::vector<ledger::Reply>& got,
+                         const std::vector<ledger::Reply>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].status, want[i].status) << i;
+    EXPECT_EQ(got[i].body, want[i].body) << i;
+  }
+}
+
+// What the server process tells the test before it is killed.
+struct ServerReport {
+  std::size_t submits = 0;
+  std::uint64_t snapshots = 0;
+  std::uint64_t snapshots_forked = 0;
+  std::int64_t child_pid = 0;  // a snapshot child alive when the report was written
+  int replies_failed = 0;
+};
+
+// Forks a server process that runs submits on `o` until it has taken `snapshots_min`
+// snapshots (run_until), and with wait_for_child waits until a snapshot child is running;
+// then it reports and is SIGKILLed. Its snapshot children are reparented to this process
+// (a subreaper), which reaps them.
+ServerReport run_server_then_sigkill(const EngineOptions& o, std::uint64_t snapshots_min,
+                                     bool wait_for_child) {
+  EXPECT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  int report[2];
+  EXPECT_EQ(::pipe(report), 0);
+  const pid_t server = ::fork();
+  if (server == 0) {
+    // No gtest here: the outcome is the report (or its absence).
+    ::close(report[0]);
+    ManualClock clock(kStartMs);
+    auto* engine = new Engine(clock, catalog(), cards(), o);  // never stopped: killed
+    if (!engine->open().ok()) ::_exit(2);
+    engine->start();
+    ServerReport r;
+    const Submitted run = run_until(*engine, clock, engine->stats().snapshots, snapshots_min);
+    r.submits = run.submits;
+    for (const auto& reply : run.replies) r.replies_failed += reply.status >= 500;
+    const auto deadline = std::chrono::steady_clock::now() + kChildStartsWithin;
+    while (wait_for_child && engine->stats().snapshot_child_pid.load() == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    r.snapshots = engine->stats().snapshots.load();
+    r.snapshots_forked = engine->stats().snapshots_forked.load();
+    r.child_pid = engine->stats().snapshot_child_pid.load();
+    if (::write(report[1], &r, sizeof(r)) != static_cast<ssize_t>(sizeof(r))) ::_exit(3);
+    for (;;) ::pause();
+  }
+  ::close(report[1]);
+  ServerReport r;
+  const ssize_t n = ::read(report[0], &r, sizeof(r));
+  ::close(report[0]);
+  EXPECT_EQ(n, static_cast<ssize_t>(sizeof(r))) << "the server process died before its report";
+  EXPECT_EQ(::kill(server, SIGKILL), 0);
+  int status = 0;
+  EXPECT_EQ(::waitpid(server, &status, 0), server);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  return r;
+}
+
+// How a snapshot child of a killed server ended, as this subreaper sees it.
+struct ChildEnd {
+  bool gone = false;          // no longer running
+  std::optional<int> status;  // its wait status, when this process reaped it
+};
+
+// Waits up to `within` for `pid`, orphaned to this process, to end (then kills it).
+ChildEnd wait_for_orphan(pid_t pid, std::chrono::seconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    const pid_t got = ::waitpid(pid, &status, WNOHANG);
+    if (got == pid) return ChildEnd{true, status};
+    // Not our child: the server's waiter thread, woken by the same kill, reaped it
+    // before it died. A process that no longer exists has ended.
+    if (got < 0 && errno == ECHILD) {
+      return ChildEnd{::kill(pid, 0) != 0 && errno == ESRCH, std::nullopt};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return ChildEnd{};
+}
+
+// Reaps what the killed server left to this subreaper (a finished child's zombie).
+void reap_leftovers() {
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+}
+
+TEST(EngineSnapshot, ForkedWhileChargesContinueAndACleanRestartHasExactlyTheState) {
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), true, kSlowSnapshotDelayMs));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  std::size_t answered_while_child_wrote = 0;
+  const Submitted run = run_until(engine, clock, engine.stats().snapshots_forked, 3, [&] {
+    answered_while_child_wrote += engine.stats().snapshot_child_pid.load() != 0;
+  });
+  ASSERT_GE(engine.stats().snapshots_forked.load(), 3u) << run.submits << " submits";
+  const State before = state_of(engine);
+  engine.stop();
+  const EngineStats& stats = engine.stats();
+  EXPECT_EQ(stats.snapshots.load(), stats.snapshots_forked.load());
+  // Charges went on while the children wrote (each waits 100 ms before it writes).
+  EXPECT_GE(answered_while_child_wrote, 10u);
+  EXPECT_GT(stats.snapshot_pause_ns_max.load(), 0u);
+  EXPECT_GT(stats.snapshot_encode_ns_last.load(), 0u);
+  EXPECT_EQ(stats.snapshot_child_pid.load(), 0);
+
+  const Reference ref = reference(run.submits);
+  expect_same_replies(run.replies, ref.replies);
+  EXPECT_EQ(before, ref.state);
+  EXPECT_EQ(restarted_state(dir.path()), ref.state);
+}
+
+TEST(EngineSnapshot, ACleanStopWaitsForTheForkedChildInsteadOfKillingIt) {
+  // The ledger thread forked the child; PR_SET_PDEATHSIG kills the child when that thread
+  // ends, so the thread waits for it before it does.
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  std::size_t submits = 0;
+  while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
+    run_submits(engine, clock, submits, submits + 1);
+    ++submits;
+  }
+  ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0) << "no snapshot was started";
+  // One more batch while the child writes, so the clean stop takes a snapshot of its own.
+  run_submits(engine, clock, submits, submits + 1);
+  ++submits;
+  ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0);
+  engine.stop();
+  // The child's snapshot and the clean stop's: both written by a child, none failed (a
+  // child killed with the ledger thread would leave one).
+  EXPECT_EQ(engine.stats().snapshots.load(), 2u);
+  EXPECT_EQ(engine.stats().snapshots_forked.load(), 2u);
+  EXPECT_EQ(snapshot_files(dir.path()), 2u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
+}
+
+TEST(EngineSnapshot, UnforkedSnapshotsOnTheLedgerThreadGiveTheSameState) {
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), false));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  const Submitted run = run_until(engine, clock, engine.stats().snapshots, 3);
+  ASSERT_GE(engine.stats().snapshots.load(), 3u) << run.submits << " submits";
+  engine.stop();
+  EXPECT_EQ(engine.stats().snapshots_forked.load(), 0u);
+  EXPECT_GT(engine.stats().snapshot_pause_ns_max.load(), 0u);
+  const Reference ref = reference(run.submits);
+  expect_same_replies(run.replies, ref.replies);
+  EXPECT_EQ(restarted_state(dir.path()), ref.state);
+}
+
+TEST(EngineSnapshot, SigkillAfterForkedSnapshotsRestartsFromTheNewestAndTheLogAfterIt) {
+  TempDir dir;
+  const ServerReport r = run_server_then_sigkill(options(dir.path(), true), 3, false);
+  if (r.child_pid != 0) wait_for_orphan(static_cast<pid_t>(r.child_pid), kChildGoneWithin);
+  reap_leftovers();
+  EXPECT_GE(r.snapshots_forked, 3u);
+  EXPECT_EQ(r.snapshots, r.snapshots_forked);
+  EXPECT_EQ(r.replies_failed, 0);
+  EXPECT_GE(snapshot_files(dir.path()), 1u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
+}
+
+TEST(EngineSnapshot, SigkillAfterUnforkedSnapshotsRestartsWithTheSameState) {
+  TempDir dir;
+  const ServerReport r = run_server_then_sigkill(options(dir.path(), false), 3, false);
+  reap_leftovers();
+  EXPECT_GE(r.snapshots, 3u);
+  EXPECT_EQ(r.snapshots_forked, 0u);
+  EXPECT_EQ(r.child_pid, 0);
+  EXPECT_GE(snapshot_files(dir.path()), 1u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
+}
+
+TEST(EngineSnapshot, SigkillDuringALongForkedSnapshotLeavesNoChildBehind) {
+  TempDir dir;
+  const ServerReport r =
+      run_server_then_sigkill(options(dir.path(), true, kStuckSnapshotDelayMs), 0, true);
+  ASSERT_NE(r.child_pid, 0) << "no snapshot child was running at the kill";
+  // Orphaned, the child came to this subreaper: it must die with its server (SIGKILL by
+  // PR_SET_PDEATHSIG), not sleep out its 60 s and write.
+  const ChildEnd end = wait_for_orphan(static_cast<pid_t>(r.child_pid), kChildGoneWithin);
+  ASSERT_TRUE(end.gone) << "the snapshot child outlived its server";
+  // Reaped here, its status shows the signal; reaped by the server, it ended within the
+  // kill all the same (it had 60 s of sleep left).
+  if (end.status) {
+    EXPECT_TRUE(WIFSIGNALED(*end.status) && WTERMSIG(*end.status) == SIGKILL);
+  }
+  reap_leftovers();
+  EXPECT_EQ(r.replies_failed, 0);
+  // Every child slept, so no snapshot was written: the restart replays the whole log.
+  EXPECT_EQ(snapshot_files(dir.path()), 0u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
+}
+
+}  // namespace
+}  // namespace credit::server
