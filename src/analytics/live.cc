@@ -16,16 +16,6 @@ Result<std::unique_ptr<Analytics>> Analytics::open(const std::string& dir) {
   if (!book.ok()) return book.error();
   std::unique_ptr<Analytics> a(new Analytics());
   a->alerts_ = std::move(book.value());
-  // History imported with mode=analytics, before the worker starts.
-  auto imports = ImportLog::open(dir + "/" + kImportLogFile,
-                                 [&](ledger::Event& e) { a->rollups_.add(e); });
-  if (!imports.ok()) return imports.error();
-  a->imports_ = std::move(imports.value());
-  if (a->imports_->torn_bytes() > 0) {
-    std::fprintf(stderr, "creditd: cut a torn tail of %s/%s (%llu bytes of an unanswered import)\n",
-                 dir.c_str(), kImportLogFile,
-                 static_cast<unsigned long long>(a->imports_->torn_bytes()));
-  }
   a->worker_ = std::thread([p = a.get()] { p->run_worker(); });
   return a;
 }
@@ -46,7 +36,7 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
   Item item;
   for (const ledger::Event& e : events) {
     if (e.imported) {
-      // Imports come through add_imported(); an imported event here is still counted.
+      // History (an import with mode=analytics): counted, never judged for alerts.
       item.facts.push_back(fact_of(e));
       continue;
     }
@@ -92,15 +82,6 @@ void Analytics::queue_evaluation(std::vector<DueAccount>&& accounts) {
     queue_.push_back(Item{{}, std::move(accounts)});
   }
   queue_cv_.notify_one();
-}
-
-Status Analytics::add_imported(const std::vector<ledger::Event>& events) {
-  std::lock_guard drain(drain_mu_);
-  this->drain();
-  if (Status s = imports_->append(events); !s.ok()) return s;
-  std::lock_guard lock(mu_);
-  for (const ledger::Event& e : events) rollups_.add(e);
-  return ok_status();
 }
 
 void Analytics::sync() {

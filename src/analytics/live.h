@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "analytics/alerts.h"
-#include "analytics/import_log.h"
 #include "analytics/rollup.h"
 #include "base/status.h"
 #include "ledger/event.h"
@@ -78,9 +77,6 @@ class Analytics {
   // The balances of the accounts take_due() returned: judged by the worker, in order.
   void queue_evaluation(std::vector<DueAccount>&& accounts);
 
-  // Imported events (imported = true), in time order: made durable first (DATA/analytics/
-  // imported.ndjson, import_log.h), then added; on a storage error none of them is.
-  Status add_imported(const std::vector<ledger::Event>& events);
   // Applies everything queued so far (facts and evaluations) before returning.
   void sync();
 
@@ -108,7 +104,6 @@ class Analytics {
   std::mutex mu_;  // rollups_
   Rollups rollups_;
   std::unique_ptr<AlertBook> alerts_;
-  std::unique_ptr<ImportLog> imports_;  // guarded by drain_mu_
 
   // The FIFO between the sink and the worker.
   std::mutex queue_mu_;

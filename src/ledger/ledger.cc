@@ -253,6 +253,11 @@ Event& Ledger::push_event(std::vector<Event>& events, EventType type, const Acco
   return e;
 }
 
+void Ledger::number_external(Event event, std::vector<Event>& events) {
+  event.seq = next_seq_++;
+  events.push_back(std::move(event));
+}
+
 std::string Ledger::new_id(char prefix) {
   // Ids are made from the sequence number of the event that creates the object, so a
   // replay of the log makes the same ids.

@@ -84,6 +84,10 @@ class Ledger {
   const pricing::Catalog& catalog() const { return catalog_; }
   std::int64_t now_ms() const { return now_ms_; }
   std::uint64_t next_seq() const { return next_seq_; }
+  // Numbers an event that no command made (an imported one, API.md's import with
+  // mode=analytics) with the next sequence number and appends it to `events`. The ledger
+  // owns the numbering, so replaying the log numbers it the same way; nothing else changes.
+  void number_external(Event event, std::vector<Event>& events);
   std::size_t account_count() const { return accounts_.size(); }
   // Account ids in order, starting after `after` (list routes).
   std::vector<std::string> list_accounts(std::string_view after, std::size_t limit) const;

@@ -935,9 +935,39 @@ class Importer {
     // (an export is) keeps it across chunks.
     std::stable_sort(events_.begin(), events_.end(),
                      [](const Event& a, const Event& b) { return a.at_ms < b.at_ms; });
-    // Not durable, so not imported: this chunk and the rest of the body can be sent again.
-    if (Status s = analytics_.add_imported(events_); !s.ok()) return fail(s.error());
-    imported_ += accepted;
+    if (events_.empty()) return;
+    // One logged op: durable, numbered by the ledger, listed by the events route, kept in
+    // the event log, and fed to the rollups like any event (imported ones touch no
+    // balance, threshold or webhook). Not durable, so not imported: this chunk and the
+    // rest of the body can be sent again.
+    // Logged a slice at a time, each waited for: the events in flight stay few.
+    for (std::size_t from = 0; from < events_.size(); from += kImportEventsPerLogMax) {
+      const std::size_t to = std::min(events_.size(), from + kImportEventsPerLogMax);
+      ImportEventsOp slice;
+      slice.events.assign(std::make_move_iterator(events_.begin() + from),
+                          std::make_move_iterator(events_.begin() + to));
+      auto done_p = std::make_shared<std::promise<std::vector<ledger::Reply>>>();
+      auto done_f = done_p->get_future();
+      std::vector<Op> ops;
+      ops.emplace_back(std::move(slice));
+      if (!engine_.submit(std::move(ops), [done_p](std::vector<ledger::Reply>&& r) {
+            done_p->set_value(std::move(r));
+          })) {
+        return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
+      }
+      const std::vector<ledger::Reply> replies = done_f.get();
+      if (replies.size() != 1 || replies[0].status >= 300) {
+        return fail(Error(ErrorCode::kStorageFailed, "the imported events could not be logged"));
+      }
+      imported_ += to - from;
+    }
+    // The next chunk's duplicate check reads the rollups: wait until this chunk is in
+    // them. A job queued now runs after the ledger thread handed the chunk's events to
+    // the sink (the log thread passes them on before it answers); sync() applies them.
+    auto seen_p = std::make_shared<std::promise<void>>();
+    auto seen_f = seen_p->get_future();
+    if (engine_.read([seen_p](EngineState&) { seen_p->set_value(); })) seen_f.wait();
+    analytics_.sync();
   }
 
   // Commands with the index in events_ of their line, in time order.

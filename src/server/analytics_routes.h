@@ -49,6 +49,9 @@ constexpr std::size_t kImportBatchesInFlightMax = 1;
 // A parsed line is an Event of about 1 KiB before its strings, so 16,384 lines hold about
 // 17 MiB (65,536 would hold 70 MiB for any body over a chunk).
 constexpr std::size_t kImportChunkLinesMax = 16'384;
+// mode=analytics logs a chunk's accepted events in slices of at most this many, each
+// waited for, so that few parsed events are in flight at once.
+constexpr std::size_t kImportEventsPerLogMax = 4'096;
 constexpr std::size_t kImportChunkBytesMax = 16 << 20;
 // Body bytes queued between the HTTP session and the import worker; over this the session
 // stops reading (the client's sends wait in TCP) until the worker has taken half of them.

@@ -88,6 +88,16 @@ void encode_engine_op(ByteWriter& w, const Op& op) {
     w.u8('T');
     w.str(t->account_id);
     encode_limits(w, t->limits);
+  } else if (auto* im = std::get_if<ImportEventsOp>(&op)) {
+    CREDIT_ASSERT(im->events.size() <= kImportEventsPerOpMax);
+    w.u8('I');
+    w.uv(im->events.size());
+    std::string bytes;
+    for (const ledger::Event& e : im->events) {
+      bytes.clear();
+      ledger::encode_event(e, bytes);
+      w.str(bytes);
+    }
   }
 }
 
@@ -125,6 +135,17 @@ std::optional<Op> decode_engine_op(ByteReader& r) {
       t.limits = decode_limits(r);
       return Op(std::move(t));
     }
+    case 'I': {
+      ImportEventsOp im;
+      const std::uint64_t n = r.uv();
+      if (!r.ok() || n > kImportEventsPerOpMax) return std::nullopt;
+      im.events.resize(n);
+      for (ledger::Event& e : im.events) {
+        std::string_view bytes = r.str_view();
+        if (!r.ok() || !ledger::decode_event_into(bytes, e).ok()) return std::nullopt;
+      }
+      return Op(std::move(im));
+    }
   }
   return std::nullopt;
 }
@@ -137,16 +158,22 @@ void splice_response(std::string& body, std::string_view response_json) {
   body.replace(at, kNull.size(), std::string("\"response\":").append(response_json));
 }
 
-bool rate_limited_kind(pricing::Kind k) { return pricing::kind_is_rate_limited(k); }
+bool rate_limited_kind(pricing::Kind k) {
+  return pricing::kind_is_rate_limited(k);
+}
 
 }  // namespace
 
 std::string_view role_name(Role r) {
   switch (r) {
-    case Role::kAdmin: return "admin";
-    case Role::kService: return "service";
-    case Role::kMeter: return "meter";
-    case Role::kRead: return "read";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kService:
+      return "service";
+    case Role::kMeter:
+      return "meter";
+    case Role::kRead:
+      return "read";
   }
   return "read";
 }
@@ -162,7 +189,9 @@ Engine::Engine(const Clock& clock, pricing::Catalog catalog, std::vector<pricing
   CREDIT_ASSERT(!cards_.empty());
 }
 
-Engine::~Engine() { stop(); }
+Engine::~Engine() {
+  stop();
+}
 
 const pricing::RateCard* Engine::rate_card(std::int64_t version) const {
   for (const auto& c : cards_) {
@@ -184,8 +213,10 @@ std::vector<KeyInfo> Engine::keys_of(std::string_view account_id) const {
   for (const auto& [h, k] : keys_by_hash_) {
     if (k.account_id == account_id) out.push_back(k);
   }
-  std::sort(out.begin(), out.end(),
-            [](const KeyInfo& a, const KeyInfo& b) { return a.created_at_ms < b.created_at_ms || (a.created_at_ms == b.created_at_ms && a.key_id < b.key_id); });
+  std::sort(out.begin(), out.end(), [](const KeyInfo& a, const KeyInfo& b) {
+    return a.created_at_ms < b.created_at_ms ||
+           (a.created_at_ms == b.created_at_ms && a.key_id < b.key_id);
+  });
   return out;
 }
 
@@ -235,6 +266,14 @@ Status Engine::replay_record(std::string_view payload) {
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
     std::optional<Op> op = decode_engine_op(r);
     if (!op) return Error(ErrorCode::kStorageFailed, "bad engine op");
+    if (auto* im = std::get_if<ImportEventsOp>(&*op)) {
+      // Numbered as apply_batch numbered them: after the record's commands, in op order.
+      std::vector<ledger::Event>& events = replay_events_;
+      events.clear();
+      for (ledger::Event& e : im->events) ledger_.number_external(std::move(e), events);
+      if (Status rebuilt = rebuild_events(events); !rebuilt.ok()) return rebuilt;
+      continue;
+    }
     apply_engine_op(*op);
   }
   if (!r.ok() || !r.done()) return Error(ErrorCode::kStorageFailed, "bad engine record");
@@ -411,7 +450,8 @@ void Engine::run() {
       if (!durable_events_.empty()) take_durable(lock);
       if (queue_.empty() && stopping_) break;
       std::size_t ops = 0;
-      while (!queue_.empty() && (jobs.empty() || ops + queue_.front().ops.size() <= options_.batch_ops_max)) {
+      while (!queue_.empty() &&
+             (jobs.empty() || ops + queue_.front().ops.size() <= options_.batch_ops_max)) {
         // A job at an instant (submit_at) is a batch of its own: its instant is its now.
         if (queue_.front().at_ms && !jobs.empty()) break;
         ops += queue_.front().ops.size();
@@ -426,8 +466,8 @@ void Engine::run() {
     jobs.clear();
     // The snapshot uses the log (its LSN, truncation): only while the log thread is idle.
     const bool snapshot_written = snapshot_thread_.joinable() && snapshot_done_.load();
-    const bool snapshot_due = !snapshot_thread_.joinable() &&
-                              wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes;
+    const bool snapshot_due =
+        !snapshot_thread_.joinable() && wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes;
     if (snapshot_written || snapshot_due) {
       drain();
       finish_snapshot(false);
@@ -500,8 +540,9 @@ void Engine::log_run() {
     if (wrote && s.ok()) {
       auto t0 = std::chrono::steady_clock::now();
       s = wal_->sync();  // with --no-fsync (benchmarks) it writes without fdatasync
-      stats_.fsync_ns_total.fetch_add(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+      stats_.fsync_ns_total.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::steady_clock::now() - t0)
+                                          .count());
       stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
     }
     const bool durable = s.ok();
@@ -516,7 +557,9 @@ void Engine::log_run() {
         for (std::size_t j = 0; j < p.jobs.size(); ++j) {
           if (!durable) {
             for (auto& r : p.replies[j]) {
-              if (r.logged) r = error_reply(ErrorCode::kStorageFailed, "outcome unknown: retry with the same key");
+              if (r.logged)
+                r = error_reply(ErrorCode::kStorageFailed,
+                                "outcome unknown: retry with the same key");
             }
           }
           p.jobs[j].done(std::move(p.replies[j]));
@@ -526,6 +569,13 @@ void Engine::log_run() {
     for (Pending& p : work) {
       if (durable && p.logged_ledger) last_logged_ms_.store(p.now_ms);
       if (!p.events.empty()) events.push_back(std::move(p.events));
+    }
+    if (durable && !events.empty()) {
+      // Handed to the ledger thread before the answers go out: a job queued by whoever
+      // got an answer runs after these events reached the event log and the sink (the
+      // import waits for its chunk's events to be in the rollups that way).
+      std::lock_guard lock(mu_);
+      for (auto& e : events) durable_events_.push_back(std::move(e));
     }
     if (answer_scope_) {
       answer_scope_(answer_all);
@@ -540,14 +590,14 @@ void Engine::log_run() {
     {
       std::lock_guard lock(mu_);
       in_flight_ -= work.size();
-      for (auto& e : events) durable_events_.push_back(std::move(e));
     }
     cv_.notify_all();
     work.clear();
   }
 }
 
-ledger::Reply Engine::apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged) {
+ledger::Reply Engine::apply_ledger(ledger::Command& c,
+                                   std::vector<const ledger::Command*>& logged) {
   // API.md's order: 404, replay or 422, validation (the ledger's gate), then the cache
   // and the rate limit (here), then the business rules (the ledger).
   std::string_view kind_name;
@@ -559,7 +609,8 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c, std::vector<const ledger:
     if (a == nullptr || a->closed) return;
     if (!cmd.cache_key.empty()) {
       kind_name = pricing::kind_name(cmd.kind);
-      if (const policy::CacheEntry* e = cache_.get(cmd.account_id, kind_name, cmd.cache_key, ledger_.now_ms())) {
+      if (const policy::CacheEntry* e =
+              cache_.get(cmd.account_id, kind_name, cmd.cache_key, ledger_.now_ms())) {
         cmd.cache_hit = true;
         cmd.saved = cmd.amount;
         cached_response = e->response_json;
@@ -609,7 +660,8 @@ void Engine::replay_cached_response(const ledger::Command& c, std::string& body)
     kind = h->kind;
   }
   if (account_id == nullptr || cache_key->empty()) return;
-  const policy::CacheEntry* e = cache_.get(*account_id, pricing::kind_name(kind), *cache_key, ledger_.now_ms());
+  const policy::CacheEntry* e =
+      cache_.get(*account_id, pricing::kind_name(kind), *cache_key, ledger_.now_ms());
   if (e != nullptr) {
     splice_response(body, e->response_json);
   } else {
@@ -662,8 +714,15 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       std::any_of(jobs.begin(), jobs.end(), [](const Job& j) { return static_cast<bool>(j.read); });
   std::int64_t now_ms = 0;
   if (!reads_only) {
+    // A batch of imported history only does not move the ledger's now either: a backfill
+    // with mode=apply may still start at the last logged instant after it.
+    const bool imports_only = std::all_of(jobs.begin(), jobs.end(), [](const Job& j) {
+      return j.read || std::all_of(j.ops.begin(), j.ops.end(), [](const Op& op) {
+               return std::holds_alternative<ImportEventsOp>(op);
+             });
+    });
     std::int64_t batch_at_ms = jobs[0].at_ms ? *jobs[0].at_ms : clock_.now_ms();
-    now_ms = ledger_.begin_batch(batch_at_ms);
+    now_ms = imports_only ? ledger_.now_ms() : ledger_.begin_batch(batch_at_ms);
     std::vector<const ledger::Command*> logged;
     std::vector<const Op*> engine_ops;
     batch_events_.clear();
@@ -694,12 +753,15 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
         } else if (auto* t = std::get_if<RateLimitsOp>(&op)) {
           (void)t;
           r.status = 200;
+        } else if (std::holds_alternative<ImportEventsOp>(op)) {
+          r.status = 200;
         }
         apply_engine_op(op);
         engine_ops.push_back(&op);
         replies.push_back(std::move(r));
       }
     }
+
     if (!logged.empty() || !engine_ops.empty()) {
       ByteWriter w(p.payload);
       w.u8(kEngineRecordVersion);
@@ -709,6 +771,16 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       w.uv(engine_ops.size());
       for (const Op* op : engine_ops) encode_engine_op(w, *op);
       p.logged_ledger = !logged.empty();
+    }
+    // Imported events are numbered after the batch's commands, as replay_record does;
+    // logged above, they move on with the batch's events.
+    for (Job& job : jobs) {
+      for (Op& op : job.ops) {
+        if (auto* im = std::get_if<ImportEventsOp>(&op)) {
+          for (ledger::Event& e : im->events) ledger_.number_external(std::move(e), batch_events_);
+          im->events.clear();
+        }
+      }
     }
     // The ops are encoded; they are freed on the log thread, off this one.
     for (Job& job : jobs) {
@@ -839,6 +911,7 @@ Status Engine::open_event_log() {
       });
   if (!log.ok()) return log.error();
   flush_slice();
+  events_.sort();
   event_log_ = std::move(*log);
   for (const auto& cut : event_log_->recovery().torn_tails) {
     std::fprintf(stderr, "creditd: cut a torn tail of the event log at %s offset %llu (%s)\n",

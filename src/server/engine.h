@@ -77,11 +77,20 @@ struct CachePutOp {
   policy::CacheEntry entry;
   std::int64_t ttl_s = 0;
 };
+// Events imported with mode=analytics (imported = true): logged whole, numbered by the
+// ledger after the batch's commands (so a replay numbers them the same way), then listed,
+// kept and fed to the analytics like every other event; they change no balance.
+struct ImportEventsOp {
+  std::vector<ledger::Event> events;
+};
+// The most events one ImportEventsOp carries (an import chunk is at most 16,384 lines).
+constexpr std::size_t kImportEventsPerOpMax = 65'536;
 struct RateLimitsOp {
   std::string account_id;
   pricing::PlanRateLimits limits;
 };
-using Op = std::variant<ledger::Command, CreateKeyOp, RevokeKeyOp, CachePutOp, RateLimitsOp>;
+using Op = std::variant<ledger::Command, CreateKeyOp, RevokeKeyOp, CachePutOp, RateLimitsOp,
+                        ImportEventsOp>;
 
 struct EngineOptions {
   std::string data_dir;
@@ -193,7 +202,7 @@ class Engine {
   };
   // A batch applied on the ledger thread and on its way to the disk (log thread).
   struct Pending {
-    std::string payload;  // the log record; empty when the batch logged nothing
+    std::string payload;    // the log record; empty when the batch logged nothing
     std::vector<Job> jobs;  // the write jobs; jobs[j].done gets replies[j]
     std::vector<std::vector<ledger::Reply>> replies;
     std::vector<ledger::Event> events;  // kept and logged once durable (ledger thread)
@@ -262,9 +271,9 @@ class Engine {
   std::thread snapshot_thread_;
   bool snapshot_forked_ = false;  // the snapshot in flight is a child's
   std::atomic<bool> snapshot_done_{false};
-  std::optional<Error> snapshot_error_;  // written by the snapshot thread before done
+  std::optional<Error> snapshot_error_;    // written by the snapshot thread before done
   std::uint64_t snapshot_retain_lsn_ = 0;  // idem
-  std::string event_bytes_;               // reused encoding buffer
+  std::string event_bytes_;                // reused encoding buffer
   // --- end snapshots and the event log ---
 
   const Clock& clock_;

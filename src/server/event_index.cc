@@ -69,8 +69,11 @@ bool EventIndex::append_encoded(std::string_view account_id, std::uint64_t seq,
     by_account_.emplace_back();
   }
   std::vector<Entry>& list = by_account_[it->second];
-  // The routes binary-search an account's list by seq.
-  CREDIT_ASSERT(list.empty() || list.back().seq < seq);
+  // The routes binary-search an account's list by seq: out of order only until sort().
+  if (!list.empty() && list.back().seq >= seq) {
+    CREDIT_ASSERT(list.back().seq != seq);
+    if (unsorted_.empty() || unsorted_.back() != it->second) unsorted_.push_back(it->second);
+  }
 
   const std::size_t record_bytes = varint_bytes(encoded.size()) + encoded.size();
   Entry at = reserve(record_bytes);
@@ -84,6 +87,18 @@ bool EventIndex::append_encoded(std::string_view account_id, std::uint64_t seq,
   memory_bytes_ += (list.capacity() - capacity_before) * sizeof(Entry);
   ++size_;
   return true;
+}
+
+void EventIndex::sort() {
+  std::sort(unsorted_.begin(), unsorted_.end());
+  unsorted_.erase(std::unique(unsorted_.begin(), unsorted_.end()), unsorted_.end());
+  for (std::uint32_t n : unsorted_) {
+    std::vector<Entry>& list = by_account_[n];
+    std::sort(list.begin(), list.end(),
+              [](const Entry& a, const Entry& b) { return a.seq < b.seq; });
+    for (std::size_t i = 1; i < list.size(); ++i) CREDIT_ASSERT(list[i - 1].seq < list[i].seq);
+  }
+  unsorted_.clear();
 }
 
 std::span<const EventIndex::Entry> EventIndex::events_of(std::string_view account_id) const {

@@ -46,10 +46,16 @@ class EventIndex {
   EventIndex& operator=(const EventIndex&) = delete;
 
   // Keeps `event` (encoded into a reused buffer). false: the memory bound is reached and
-  // the event is not kept. An account's events come in increasing seq order.
+  // the event is not kept. An account's events come in increasing seq order, except while
+  // the event log is read at start (day by day: an imported event lies in the segment of
+  // its day, numbered after later days' events); sort() restores the order then.
   bool append(const ledger::Event& event);
   // The same for an event already encoded (`encoded` is encode_event's output for it).
   bool append_encoded(std::string_view account_id, std::uint64_t seq, std::string_view encoded);
+
+  // Puts the lists that received an event out of seq order back in order (the start
+  // calls it once, after reading the event log, before any route reads).
+  void sort();
 
   // The account's events in increasing seq order; empty when it has none.
   std::span<const Entry> events_of(std::string_view account_id) const;
@@ -78,6 +84,7 @@ class EventIndex {
   std::size_t last_block_bytes_ = 0;  // its size
   std::unordered_map<std::string, std::uint32_t, Hash, std::equal_to<>> account_numbers_;
   std::vector<std::vector<Entry>> by_account_;  // indexed by account number
+  std::vector<std::uint32_t> unsorted_;         // account numbers for sort()
   std::uint64_t size_ = 0;
   std::uint64_t memory_bytes_ = 0;
   std::string encode_buffer_;  // reused by append()

@@ -364,7 +364,14 @@ def events_route():
         pages += 1
         if not after:
             break
-    h.eq("events: every charge once, paged by 40", len(seen), len(CHARGES))
+    # The month's charges, then February's five imported ones (numbered when imported,
+    # after the month; marked imported, at their own instants).
+    live = [e for e in seen if not e.get("imported")]
+    history = [e for e in seen if e.get("imported")]
+    h.eq("events: every charge once, paged by 40", len(live), len(CHARGES))
+    h.eq("events: the imported February, listed and marked",
+         sorted((e["at"], e["idempotency_key"], e["user_id"]) for e in history),
+         [(f"2026-02-1{i}T12:00:00Z", f"feb-{i}", "old") for i in range(5)])
     h.check("events: in sequence order", all(a["seq"] < b["seq"] for a, b in zip(seen, seen[1:])))
     r = c.get(f"/v1/accounts/{ACCT}/events?kind=agent_prompt&user_id=lee&from=2026-03-05T00:00:00Z&to=2026-03-06T00:00:00Z")
     want = [l for at, _, l in CHARGES if l.get("kind") == "agent_prompt" and l.get("user_id") == "lee"
@@ -378,7 +385,8 @@ def events_route():
     h.check("events ndjson: the cursor continues", more and more[0]["seq"] > lines[-1]["seq"], r2.text[:200])
     r = c.get(f"/v1/accounts/{ACCT}/events?format=csv&type=charge&limit=1000")
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    h.eq("events csv: a row per charge", len(rows), len(CHARGES))
+    h.eq("events csv: a row per charge (the month's and February's)", len(rows), len(CHARGES) + 5)
+    h.eq("events csv: imported column", sum(r_["imported"] == "true" for r_ in rows), 5)
     h.check("events csv: usage.* and metadata.* columns",
             rows and "usage.input_tokens" in rows[0] and "metadata.file" in rows[0], list(rows[0].keys()) if rows else r.text[:200])
     h.eq("events csv: flattened values", sorted({r_["metadata.call_site"] for r_ in rows}),

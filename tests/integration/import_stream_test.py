@@ -88,7 +88,7 @@ def setup():
 # ------------------------------------------------------------------ a large body, analytics
 
 N_BIG = 200_000
-PAD = "p" * 420  # an unknown top-level field (ignored on import) makes each line ~620 B
+PAD = "p" * 1000  # an unknown top-level field (ignored on import) makes each line ~1.2 KB
 
 
 def big_line(i):
@@ -298,8 +298,32 @@ def loop_lines_out_of_order():
          [("src/Loop.jsx", 3, "2026-02-10T10:00:00Z", "2026-02-10T11:00:00Z", "snap-1")])
 
 
+# ------------------------------------------------------------------ history across a kill
+
+def history_survives_a_kill():
+    # Imported history lives where every event does (the command log, then the event
+    # log): listed by the events route, numbered once, in the rollups again after a
+    # SIGKILL and a restart that rebuilds them.
+    global admin
+    routes = ["/v1/accounts/loop-acct/events?type=charge",
+              "/v1/accounts/loop-acct/regression-loops?from=2026-02-01T00:00:00Z&to=2026-03-01T00:00:00Z",
+              "/v1/accounts/big-a/usage?from=2026-02-01T00:00:00Z&to=2026-03-01T00:00:00Z&group_by=file"]
+    before = [admin.get(r).doc for r in routes]
+    events = before[0].get("events") or []
+    h.eq("history: the loop's lines are listed, marked imported, numbered in time order",
+         [(e["at"], e["imported"], e["metadata"].get("snapshot_id")) for e in events],
+         [("2026-02-10T10:00:00Z", True, "snap-1"), ("2026-02-10T10:30:00Z", True, "snap-2"),
+          ("2026-02-10T11:00:00Z", True, "snap-3")])
+    srv.kill()
+    srv.start()
+    admin = srv.client()
+    after = [admin.get(r).doc for r in routes]
+    for route, b, a in zip(routes, before, after):
+        h.eq(f"history after a kill: {route.split('?')[0].rsplit('/', 1)[-1]} unchanged", a, b)
+
+
 for section in (setup, large_streamed_analytics_import, line_split_across_pieces,
                 apply_over_several_chunks, small_apply_is_still_one_answer, client_leaves_mid_body,
-                loop_lines_out_of_order):
+                loop_lines_out_of_order, history_survives_a_kill):
     h.run_section(section)
 h.finish()

@@ -1,0 +1,208 @@
+// tests/server/engine_import_test.cc
+// Imported history (ImportEventsOp, the import with mode=analytics) through the engine:
+// numbered after the commands of its batch, listed with the other events, and numbered
+// the same way when the command log is replayed without an event log; a batch of imports
+// alone leaves the ledger's now where it was. An event index read back from a log whose
+// days hold later-numbered imported events is in seq order.
+// Owns: these tests. Does not: test the HTTP import (tests/integration).
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "ledger/event_codec.h"
+#include "pricing/plan.h"
+#include "pricing/rate_card.h"
+#include "server/engine.h"
+#include "time/clock.h"
+
+namespace credit::server {
+namespace {
+
+constexpr std::int64_t kStartMs = 1'772'000'000'000;               // 2026-02-25
+constexpr std::int64_t kHistoryMs = kStartMs - 20 * 86'400'000LL;  // 20 days before
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "engine_import_test.XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+pricing::Catalog catalog() {
+  auto c = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  if (!c.ok()) std::abort();
+  return *c;
+}
+
+std::vector<pricing::RateCard> cards() {
+  auto c = pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
+  if (!c.ok()) std::abort();
+  std::vector<pricing::RateCard> v;
+  v.push_back(std::move(*c));
+  return v;
+}
+
+EngineOptions options(const std::string& dir) {
+  EngineOptions o;
+  o.data_dir = dir;
+  o.fsync = false;
+  o.snapshot_wal_bytes = UINT64_MAX;  // every command stays in the log after the start
+  return o;
+}
+
+std::vector<ledger::Reply> submit(Engine& engine, std::vector<Op> ops) {
+  std::promise<std::vector<ledger::Reply>> answered;
+  auto replies = answered.get_future();
+  EXPECT_TRUE(engine.submit(
+      std::move(ops), [&](std::vector<ledger::Reply>&& r) { answered.set_value(std::move(r)); }));
+  return replies.get();
+}
+
+Op charge(const std::string& account, std::int64_t mc) {
+  ledger::Command c;
+  ledger::Charge ch;
+  ch.account_id = account;
+  ch.user_id = "u";
+  ch.kind = pricing::Kind::kBackendFunction;
+  ch.pool = "credits";
+  ch.amount = Millicredits::from_mc(mc);
+  c.body = std::move(ch);
+  return Op(std::move(c));
+}
+
+ledger::Event history(const std::string& account, std::int64_t at_ms, const std::string& key) {
+  ledger::Event e;
+  e.at_ms = at_ms;
+  e.account_id = account;
+  e.user_id = "old";
+  e.type = ledger::EventType::kCharge;
+  e.kind = pricing::Kind::kAgentPrompt;
+  e.pool = "credits";
+  e.credits = Millicredits::from_mc(7'000);
+  e.idempotency_key = key;
+  e.metadata.file = "src/legacy.js";
+  e.imported = true;
+  return e;
+}
+
+// (seq, at, imported, idempotency key) of every retained event of `account`.
+using Row = std::tuple<std::uint64_t, std::int64_t, bool, std::string>;
+std::vector<Row> events_of(Engine& engine, const std::string& account) {
+  std::promise<std::vector<Row>> read;
+  auto rows = read.get_future();
+  EXPECT_TRUE(engine.read([&](EngineState& st) {
+    std::vector<Row> out;
+    ledger::Event e;
+    for (const auto& entry : st.events.events_of(account)) {
+      st.events.decode(entry, e);
+      out.emplace_back(e.seq, e.at_ms, e.imported, e.idempotency_key);
+    }
+    read.set_value(std::move(out));
+  }));
+  return rows.get();
+}
+
+TEST(EngineImport, NumberedAfterTheBatchsCommandsAndTheSameOnReplay) {
+  TempDir dir, copy;
+  ManualClock clock(kStartMs);
+  std::vector<Row> live;
+  {
+    Engine engine(clock, catalog(), cards(), options(dir.path()));
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    std::vector<Op> setup;
+    ledger::Command c;
+    c.body = ledger::CreateAccount{"acct", "pro", std::nullopt};
+    setup.emplace_back(std::move(c));
+    submit(engine, std::move(setup));
+    clock.set_ms(kStartMs + 1'000);
+    // One batch: a charge, two imported events (two days apart), another charge.
+    std::vector<Op> mixed;
+    mixed.push_back(charge("acct", 1'000));
+    mixed.emplace_back(ImportEventsOp{{history("acct", kHistoryMs, "h-1"),
+                                       history("acct", kHistoryMs + 2 * 86'400'000LL, "h-2")}});
+    mixed.push_back(charge("acct", 2'000));
+    auto replies = submit(engine, std::move(mixed));
+    ASSERT_EQ(replies.size(), 3u);
+    EXPECT_EQ(replies[0].status, 201);
+    EXPECT_EQ(replies[1].status, 200);
+    EXPECT_EQ(replies[2].status, 201);
+    live = events_of(engine, "acct");
+    // The account event, the two charges, then the imports (after the batch's commands).
+    ASSERT_EQ(live.size(), 5u);
+    EXPECT_FALSE(std::get<2>(live[1]));
+    EXPECT_FALSE(std::get<2>(live[2]));
+    EXPECT_EQ(std::get<3>(live[3]), "h-1");
+    EXPECT_EQ(std::get<3>(live[4]), "h-2");
+    EXPECT_TRUE(std::get<2>(live[3]) && std::get<2>(live[4]));
+    EXPECT_GT(std::get<0>(live[3]), std::get<0>(live[2]));
+    EXPECT_EQ(std::get<1>(live[3]), kHistoryMs);
+    // The command log and the event log as a crash would leave them (no clean stop).
+    std::filesystem::copy(dir.path(), copy.path(),
+                          std::filesystem::copy_options::recursive |
+                              std::filesystem::copy_options::overwrite_existing);
+    engine.stop();
+  }
+  // Restarted from the event log (the imported events lie in their own days' segments,
+  // numbered after later days' events): the same list, in seq order.
+  {
+    Engine engine(clock, catalog(), cards(), options(dir.path()));
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    EXPECT_EQ(events_of(engine, "acct"), live);
+    engine.stop();
+  }
+  // Without the event log every event is rebuilt by replaying the command log: numbered
+  // the same way.
+  std::filesystem::remove_all(copy.path() + "/events");
+  {
+    Engine engine(clock, catalog(), cards(), options(copy.path()));
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    EXPECT_EQ(events_of(engine, "acct"), live);
+    engine.stop();
+  }
+}
+
+TEST(EngineImport, ABatchOfImportsAloneDoesNotMoveTheLedgersNow) {
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path()));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  std::vector<Op> setup;
+  ledger::Command c;
+  c.body = ledger::CreateAccount{"acct", "pro", std::nullopt};
+  setup.emplace_back(std::move(c));
+  submit(engine, std::move(setup));
+  const std::int64_t logged = engine.last_logged_ms();
+  clock.set_ms(kStartMs + 3'600'000);
+  std::vector<Op> ops;
+  ops.emplace_back(ImportEventsOp{{history("acct", kHistoryMs, "h-1")}});
+  EXPECT_EQ(submit(engine, std::move(ops))[0].status, 200);
+  EXPECT_EQ(engine.last_logged_ms(), logged);
+  // A backfill may still begin at the last logged instant.
+  std::promise<std::vector<ledger::Reply>> answered;
+  auto replies = answered.get_future();
+  std::vector<Op> backfill;
+  backfill.push_back(charge("acct", 500));
+  ASSERT_TRUE(
+      engine.submit_at(logged + 60'000, std::move(backfill),
+                       [&](std::vector<ledger::Reply>&& r) { answered.set_value(std::move(r)); }));
+  EXPECT_EQ(replies.get()[0].status, 201);
+  engine.stop();
+}
+
+}  // namespace
+}  // namespace credit::server
