@@ -68,6 +68,8 @@ void IdempotencyTable::grow() {
   old_mask_ = mask_;
   old_start_ = (empty + 1) & old_mask_;
   old_moved_ = 0;
+  old_probe_max_ = probe_max_;
+  probe_max_ = 0;
   slots_ = next_ != nullptr ? next_ : allocate(old_slots * 2);
   next_ = nullptr;
   mask_ = old_slots * 2 - 1;
@@ -95,15 +97,23 @@ void IdempotencyTable::prepare_next() {
 }
 
 void IdempotencyTable::put_new(const Entry& e) {
-  std::size_t s = slot_of(e.key_hash);
+  const std::size_t home = slot_of(e.key_hash);
+  std::size_t s = home;
   while (slots_[s].expires_at_ms != 0) s = (s + 1) & mask_;
   slots_[s] = e;
+  probe_max_ = std::max(probe_max_, (s - home) & mask_);
 }
 
 void IdempotencyTable::migrate(std::size_t slots) {
+  // Whole runs of occupied slots move together: the next slot to move is always empty or
+  // the start of a run, so no entry left behind has its home among the moved slots (and a
+  // lookup there needs no probe of the old array at all). With hashed keys runs are a few
+  // slots long; keys that crowd one run (not hashes) move it at once, as a full rehash did.
   const std::size_t old_slots = old_mask_ + 1;
-  for (; slots > 0 && old_moved_ < old_slots; --slots, ++old_moved_) {
+  for (; old_moved_ < old_slots; ++old_moved_) {
     Entry& e = old_[(old_start_ + old_moved_) & old_mask_];
+    if (slots == 0 && e.expires_at_ms == 0) break;
+    if (slots > 0) --slots;
     if (e.expires_at_ms > 0) put_new(e);
     e = Entry{};
   }
@@ -113,19 +123,22 @@ void IdempotencyTable::migrate(std::size_t slots) {
   }
 }
 
-std::size_t IdempotencyTable::old_home(const Hash128& h) const {
+bool IdempotencyTable::moved(const Hash128& h) const {
   const std::size_t home = hash_bits(h) & old_mask_;
-  if (((home - old_start_) & old_mask_) < old_moved_) return (old_start_ + old_moved_) & old_mask_;
-  return home;
+  return ((home - old_start_) & old_mask_) < old_moved_;
 }
 
 IdempotencyTable::Entry* IdempotencyTable::find_old(const Hash128& key_hash) const {
-  // Ends at the latest at the slot before old_start_, empty since the doubling.
-  for (std::size_t s = old_home(key_hash);; s = (s + 1) & old_mask_) {
-    Entry& e = old_[s];
+  if (moved(key_hash)) return nullptr;
+  // No entry lies further than old_probe_max_ from its home: a key that is not there
+  // costs that many slots at most, not the rest of a long run of other keys.
+  const std::size_t home = hash_bits(key_hash) & old_mask_;
+  for (std::size_t d = 0; d <= old_probe_max_; ++d) {
+    Entry& e = old_[(home + d) & old_mask_];
     if (e.expires_at_ms == 0) return nullptr;
     if (e.expires_at_ms != kErased && e.key_hash == key_hash) return &e;
   }
+  return nullptr;
 }
 
 IdempotencyTable::~IdempotencyTable() {

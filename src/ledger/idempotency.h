@@ -43,7 +43,7 @@ class IdempotencyTable {
   // batch hides them by prefetching a few commands ahead.
   void prefetch(const Hash128& key_hash) const {
     __builtin_prefetch(&slots_[slot_of(key_hash)]);
-    if (old_ != nullptr) __builtin_prefetch(&old_[old_home(key_hash)]);
+    if (old_ != nullptr) __builtin_prefetch(&old_[hash_bits(key_hash) & old_mask_]);
   }
   // The live entry of a key at now_ms, or nullptr.
   const Entry* find(const Hash128& key_hash, std::int64_t now_ms) const;
@@ -89,9 +89,9 @@ class IdempotencyTable {
     return v;
   }
   std::size_t slot_of(const Hash128& h) const { return hash_bits(h) & mask_; }
-  // Where a probe of the old array starts: the key's home, or the first slot not moved
-  // yet when its home was moved (every entry between them has gone to the new array).
-  std::size_t old_home(const Hash128& h) const;
+  // Has the key's home slot in the old array been moved (runs move whole, so then the
+  // key is not in the old array)?
+  bool moved(const Hash128& h) const;
   Entry* find_old(const Hash128& key_hash) const;
   void erase_slot(std::size_t slot);
   static Entry* allocate(std::size_t slots);
@@ -107,11 +107,16 @@ class IdempotencyTable {
   Entry* slots_;
   std::size_t size_ = 0;  // live entries in both arrays
   // The array before the last doubling while its entries move: slots are moved in order
-  // from old_start_ (just after an empty slot), old_moved_ of them so far.
+  // from old_start_ (just after an empty slot), old_moved_ of them so far, whole runs at a
+  // time.
   Entry* old_ = nullptr;
   std::size_t old_mask_ = 0;
   std::size_t old_start_ = 0;
   std::size_t old_moved_ = 0;
+  // The farthest any entry was placed from its home slot, in the array that takes inserts
+  // and in the old one (backward-shift deletion only moves entries closer).
+  std::size_t probe_max_ = 0;
+  std::size_t old_probe_max_ = 0;
   // The array of the next doubling, mapped ahead, with next_touched_ of its huge pages
   // faulted in since next_from_size_ live keys.
   Entry* next_ = nullptr;
