@@ -18,11 +18,11 @@
 import concurrent.futures
 import http.client
 import json
+import os
 import re
 import statistics
 import sys
 import time
-import os
 import urllib.parse
 
 # `used` and `parse_wrk` are bench/http's: the same charges, the same wrk output.
@@ -87,21 +87,11 @@ def setup(url, admin, n, plan):
 
 
 def do_import(url, admin, path, mode):
-    with open(path, "rb") as f:
-        body = f.read()
-    conn = connect(url, timeout=7200)
-    t0 = time.monotonic()
-    conn.request("POST", f"/v1/admin/import?mode={mode}", body=body,
-                 headers={"Authorization": "Bearer " + admin, "Content-Type": "application/x-ndjson"})
-    r = conn.getresponse()
-    data = r.read()
-    secs = time.monotonic() - t0
-    if r.status != 200:
-        raise SystemExit(f"import: {r.status} {data[:500]!r}")
-    res = json.loads(data)
-    if res["errors"]:
-        print(f"import: first errors: {res['errors'][:5]}", file=sys.stderr)
-    print(f"{secs:.1f} {res['imported']} {res['rejected']}")
+    # Streamed as bench/import/send.py sends it (64 KiB pieces, chunked).
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "import"))
+    from send import send  # noqa: E402
+    secs, imported, rejected = send(url, admin, path, mode, 64 * 1024)
+    print(f"{secs:.1f} {imported} {rejected}")
 
 
 def pct(sorted_ms, p):

@@ -11,8 +11,8 @@ import time
 import urllib.parse
 
 
-def main():
-    url, admin, path, mode, piece_bytes = sys.argv[1:6]
+def send(url, admin, path, mode, piece_bytes):
+    """Streams the file; returns (seconds, imported, rejected), the first errors on stderr."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=7200)
     t0 = time.monotonic()
@@ -36,7 +36,13 @@ def main():
     res = json.loads(data)
     if res["errors"]:
         print(f"import: first errors: {res['errors'][:5]}", file=sys.stderr)
-    print(f"{secs:.2f} {res['imported']} {res['rejected']}")
+    return secs, res["imported"], res["rejected"]
+
+
+def main():
+    url, admin, path, mode, piece_bytes = sys.argv[1:6]
+    secs, imported, rejected = send(url, admin, path, mode, piece_bytes)
+    print(f"{secs:.2f} {imported} {rejected}")
 
 
 if __name__ == "__main__":

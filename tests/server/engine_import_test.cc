@@ -6,13 +6,13 @@
 // days hold later-numbered imported events is in seq order.
 // Owns: these tests. Does not: test the HTTP import (tests/integration).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <future>
 #include <string>
 #include <vector>
 
+#include "engine_test_support.h"
 #include "ledger/event_codec.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
@@ -25,33 +25,9 @@ namespace {
 constexpr std::int64_t kStartMs = 1'772'000'000'000;               // 2026-02-25
 constexpr std::int64_t kHistoryMs = kStartMs - 20 * 86'400'000LL;  // 20 days before
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "engine_import_test.XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-pricing::Catalog catalog() {
-  auto c = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
-  if (!c.ok()) std::abort();
-  return *c;
-}
-
-std::vector<pricing::RateCard> cards() {
-  auto c = pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
-  if (!c.ok()) std::abort();
-  std::vector<pricing::RateCard> v;
-  v.push_back(std::move(*c));
-  return v;
-}
+using test_support::cards;
+using test_support::catalog;
+using TempDir = test_support::TempDir;
 
 EngineOptions options(const std::string& dir) {
   EngineOptions o;
@@ -67,6 +43,14 @@ std::vector<ledger::Reply> submit(Engine& engine, std::vector<Op> ops) {
   EXPECT_TRUE(engine.submit(
       std::move(ops), [&](std::vector<ledger::Reply>&& r) { answered.set_value(std::move(r)); }));
   return replies.get();
+}
+
+void create_account(Engine& engine) {
+  std::vector<Op> ops;
+  ledger::Command c;
+  c.body = ledger::CreateAccount{"acct", "pro", std::nullopt};
+  ops.emplace_back(std::move(c));
+  EXPECT_EQ(submit(engine, std::move(ops))[0].status, 201);
 }
 
 Op charge(const std::string& account, std::int64_t mc) {
@@ -121,11 +105,7 @@ TEST(EngineImport, NumberedAfterTheBatchsCommandsAndTheSameOnReplay) {
     Engine engine(clock, catalog(), cards(), options(dir.path()));
     ASSERT_TRUE(engine.open().ok());
     engine.start();
-    std::vector<Op> setup;
-    ledger::Command c;
-    c.body = ledger::CreateAccount{"acct", "pro", std::nullopt};
-    setup.emplace_back(std::move(c));
-    submit(engine, std::move(setup));
+    create_account(engine);
     clock.set_ms(kStartMs + 1'000);
     // One batch: a charge, two imported events (two days apart), another charge.
     std::vector<Op> mixed;
@@ -181,11 +161,7 @@ TEST(EngineImport, ABatchOfImportsAloneDoesNotMoveTheLedgersNow) {
   Engine engine(clock, catalog(), cards(), options(dir.path()));
   ASSERT_TRUE(engine.open().ok());
   engine.start();
-  std::vector<Op> setup;
-  ledger::Command c;
-  c.body = ledger::CreateAccount{"acct", "pro", std::nullopt};
-  setup.emplace_back(std::move(c));
-  submit(engine, std::move(setup));
+  create_account(engine);
   const std::int64_t logged = engine.last_logged_ms();
   clock.set_ms(kStartMs + 3'600'000);
   std::vector<Op> ops;

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine_test_support.h"
 #include "ledger/snapshot_codec.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
@@ -49,33 +50,9 @@ constexpr std::int64_t kStuckSnapshotDelayMs = 60'000;
 constexpr auto kChildGoneWithin = std::chrono::seconds(10);
 constexpr auto kChildStartsWithin = std::chrono::seconds(10);
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "engine_snapshot_test.XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-pricing::Catalog catalog() {
-  auto c = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
-  if (!c.ok()) std::abort();
-  return *c;
-}
-
-std::vector<pricing::RateCard> cards() {
-  auto c = pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
-  if (!c.ok()) std::abort();
-  std::vector<pricing::RateCard> v;
-  v.push_back(std::move(*c));
-  return v;
-}
+using test_support::cards;
+using test_support::catalog;
+using TempDir = test_support::TempDir;
 
 EngineOptions options(const std::string& dir, bool fork, std::int64_t child_delay_ms = 0) {
   EngineOptions o;

@@ -1,0 +1,48 @@
+// tests/server/engine_test_support.h
+// What the engine tests share: a temporary data dir removed afterwards, and the catalog
+// and rate card of config/ (CREDITD_SOURCE_DIR is the repository, set by CMake).
+// Owns: these helpers. Does not: run an engine (each test sets its own options).
+#pragma once
+
+#include <stdlib.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "pricing/plan.h"
+#include "pricing/rate_card.h"
+
+namespace credit::server::test_support {
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "engine_test") {
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + ".XXXXXX")).string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline pricing::Catalog catalog() {
+  auto c = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  if (!c.ok()) std::abort();
+  return *c;
+}
+
+inline std::vector<pricing::RateCard> cards() {
+  auto c = pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) + "/config/rate_card.toml");
+  if (!c.ok()) std::abort();
+  std::vector<pricing::RateCard> v;
+  v.push_back(std::move(*c));
+  return v;
+}
+
+}  // namespace credit::server::test_support
