@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -193,6 +195,31 @@ Engine::~Engine() {
   stop();
 }
 
+Status Engine::lock_data_dir() {
+  // One process per data dir: a second creditd (or creditctl writing) on the same dir
+  // would interleave two logs. flock belongs to the open file, so the lock goes with the
+  // process however it ends; a snapshot child closes its copy at once.
+  const std::string path = options_.data_dir + "/" + kDataDirLockFile;
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    Error e(ErrorCode::kStorageFailed, "cannot open " + path + ": " + std::strerror(errno));
+    e.with_string("file", path);
+    return e;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    Error e(ErrorCode::kStorageFailed,
+            err == EWOULDBLOCK ? "the data dir " + options_.data_dir +
+                                     " is in use by another creditd (it holds " + path + ")"
+                               : "cannot lock " + path + ": " + std::strerror(err));
+    e.with_string("file", path);
+    return e;
+  }
+  lock_fd_ = fd;
+  return ok_status();
+}
+
 const pricing::RateCard* Engine::rate_card(std::int64_t version) const {
   for (const auto& c : cards_) {
     if (c.version() == version) return &c;
@@ -281,6 +308,7 @@ Status Engine::replay_record(std::string_view payload) {
 }
 
 Status Engine::open() {
+  if (Status s = lock_data_dir(); !s.ok()) return s;
   // The event log first (events already durable), then the newest snapshot, then the log
   // records after it; their events that the event log lacks are rebuilt.
   const auto t_events = std::chrono::steady_clock::now();
@@ -397,6 +425,10 @@ void Engine::stop() {
   }
   if (wal_ && !wal_->failed()) (void)wal_->close();
   wal_.reset();
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);  // the data dir is free for the next engine
+    lock_fd_ = -1;
+  }
 }
 
 bool Engine::submit(std::vector<Op>&& ops, Done done, bool wake) {
@@ -1166,15 +1198,18 @@ Status Engine::fork_snapshot(const SnapshotJob& job) {
 // other threads: it uses no lock another thread could have held (glibc's malloc is
 // fork-safe; the engine's mutexes, stdio and the rate limiter are not touched) and leaves
 // with _exit, so no atexit handler runs and no inherited stdio buffer is flushed twice.
-// It inherits every descriptor (the listening socket, the log segments, and a lock on the
-// data dir if one is ever taken with flock, which belongs to the open file): they are
-// released when it exits, which PR_SET_PDEATHSIG makes no later than the server's end.
+// It inherits every descriptor (the listening socket, the log segments): they are released
+// when it exits, which PR_SET_PDEATHSIG makes no later than the server's end; the data
+// dir's lock it closes at once.
 void Engine::run_snapshot_child(const SnapshotJob& job, pid_t parent, int report_fd) const {
   // A server SIGKILLed before this line would leave the child to its own devices: the
   // check after arming catches that.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) {
     ::_exit(kSnapshotChildExitOrphaned);
   }
+  // The server holds the data dir's lock: a restart right after it died must not wait
+  // for this child to go.
+  if (lock_fd_ >= 0) ::close(lock_fd_);
   SnapshotChildReport r;
   const auto t0 = std::chrono::steady_clock::now();
   std::string bytes;

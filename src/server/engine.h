@@ -83,6 +83,8 @@ struct CachePutOp {
 struct ImportEventsOp {
   std::vector<ledger::Event> events;
 };
+// The data dir's lock file (Engine::open takes it; one process per data dir).
+constexpr const char* kDataDirLockFile = "LOCK";
 // The most events one ImportEventsOp carries (an import chunk is at most 16,384 lines).
 constexpr std::size_t kImportEventsPerOpMax = 65'536;
 struct RateLimitsOp {
@@ -230,6 +232,8 @@ class Engine {
   // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
   Status open_event_log();
   Status load_snapshot();
+  // Takes DATA/LOCK (flock, exclusive) until stop(); refuses a dir in use.
+  Status lock_data_dir();
   // Reads the ledger thread's state without a lock: it runs on the ledger thread (or on
   // the thread that stopped it), or in a child forked from it, where no other thread is.
   void encode_snapshot(std::string& out) const;
@@ -306,6 +310,7 @@ class Engine {
   std::atomic<std::int64_t> last_logged_ms_{0};
   std::atomic<bool> failed_{false};
   EngineStats stats_;
+  int lock_fd_ = -1;  // DATA/LOCK, held from open() to stop()
   std::vector<ledger::Event> batch_events_;
 
   // The log thread's queue (under mu_) and the batches it made durable, whose events the

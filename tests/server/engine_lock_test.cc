@@ -1,0 +1,79 @@
+// tests/server/engine_lock_test.cc
+// One engine per data dir: a second one is refused (kStorageFailed naming DATA/LOCK)
+// while the first lives, and opens once it is gone; a SIGKILLed process leaves no lock.
+// Owns: these tests.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "engine_test_support.h"
+#include "server/engine.h"
+#include "time/clock.h"
+
+namespace credit::server {
+namespace {
+
+using test_support::cards;
+using test_support::catalog;
+using TempDir = test_support::TempDir;
+
+EngineOptions options(const std::string& dir) {
+  EngineOptions o;
+  o.data_dir = dir;
+  o.fsync = false;
+  return o;
+}
+
+TEST(EngineLock, ASecondEngineOnTheSameDirIsRefusedUntilTheFirstIsGone) {
+  TempDir dir("engine_lock_test");
+  ManualClock clock(1'772'000'000'000);
+  {
+    Engine first(clock, catalog(), cards(), options(dir.path()));
+    ASSERT_TRUE(first.open().ok());
+    first.start();
+    Engine second(clock, catalog(), cards(), options(dir.path()));
+    Status s = second.open();
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, ErrorCode::kStorageFailed);
+    EXPECT_NE(s.error().message.find("in use by another creditd"), std::string::npos)
+        << s.error().message;
+    EXPECT_EQ(s.error().detail("file"), "\"" + dir.path() + "/LOCK\"");  // a JSON string
+    first.stop();
+  }
+  Engine again(clock, catalog(), cards(), options(dir.path()));
+  EXPECT_TRUE(again.open().ok());
+}
+
+TEST(EngineLock, AKilledProcessLeavesNoLock) {
+  TempDir dir("engine_lock_test");
+  ManualClock clock(1'772'000'000'000);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Engine e(clock, catalog(), cards(), options(dir.path()));
+    const char ok = e.open().ok() ? '1' : '0';
+    (void)!::write(ready[1], &ok, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char ok = 0;
+  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
+  ASSERT_EQ(ok, '1');
+  {
+    Engine blocked(clock, catalog(), cards(), options(dir.path()));
+    EXPECT_FALSE(blocked.open().ok());
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  Engine after(clock, catalog(), cards(), options(dir.path()));
+  EXPECT_TRUE(after.open().ok());
+}
+
+}  // namespace
+}  // namespace credit::server
