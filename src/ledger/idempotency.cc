@@ -13,7 +13,8 @@
 
 namespace credit::ledger {
 
-IdempotencyTable::IdempotencyTable(std::size_t keys_max) : keys_max_(keys_max) {
+IdempotencyTable::IdempotencyTable(std::size_t keys_max, Background background)
+    : keys_max_(keys_max), background_(std::move(background)) {
   CREDIT_ASSERT(keys_max > 0);
   // At full capacity the load factor is at most 0.8: slots_max >= keys_max * 1.25.
   slots_max_ = kSlotsMin;
@@ -83,17 +84,44 @@ void IdempotencyTable::prepare_next() {
     next_ = allocate(2 * slots);
     next_touched_ = 0;
     next_from_size_ = size_;
+    if (background_) {
+      // The whole array on the other thread, in pieces so that a table going away can
+      // stop it; pages it has not reached by the doubling fault in as they are used.
+      finish_prefault();
+      auto job = std::make_shared<Prefault>();
+      prefault_ = job;
+      background_([job, at = reinterpret_cast<char*>(next_), bytes] {
+        constexpr std::size_t kPieceBytes = 64 << 20;
+        for (std::size_t off = 0; off < bytes && !job->cancel.load(); off += kPieceBytes) {
+          populate_for_write(at + off, std::min(kPieceBytes, bytes - off));
+        }
+        std::lock_guard lock(job->mu);
+        job->done = true;
+        job->cv.notify_all();
+      });
+    }
   }
+  if (background_) return;
   // Fault in the pages in proportion to the keys added since 1/2 load, all of them by
   // 3/4 load (slots/4 keys later): about one page per batch of 4096 instead of all at
   // once when the first inserts after the doubling land on every page.
   const std::size_t pages = bytes / kHugePageBytes;
   const std::size_t added = size_ > next_from_size_ ? size_ - next_from_size_ : 0;
   const std::size_t due = std::min(pages, (added + 1) * pages / (slots / 4) + 1);
-  for (; next_touched_ < due; ++next_touched_) {
-    volatile char* page = reinterpret_cast<char*>(next_) + next_touched_ * kHugePageBytes;
-    *page = 0;
+  if (due > next_touched_) {
+    populate_for_write(reinterpret_cast<char*>(next_) + next_touched_ * kHugePageBytes,
+                       (due - next_touched_) * kHugePageBytes);
+    next_touched_ = due;
   }
+}
+
+void IdempotencyTable::finish_prefault() {
+  if (!prefault_) return;
+  prefault_->cancel.store(true);
+  std::unique_lock lock(prefault_->mu);
+  prefault_->cv.wait(lock, [&] { return prefault_->done; });
+  lock.unlock();
+  prefault_.reset();
 }
 
 void IdempotencyTable::put_new(const Entry& e) {
@@ -118,6 +146,7 @@ void IdempotencyTable::migrate(std::size_t slots) {
     e = Entry{};
   }
   if (old_moved_ == old_slots) {
+    finish_prefault();  // it may still be on this array (it was the next one once)
     release(old_, old_slots);
     old_ = nullptr;
   }
@@ -142,6 +171,7 @@ IdempotencyTable::Entry* IdempotencyTable::find_old(const Hash128& key_hash) con
 }
 
 IdempotencyTable::~IdempotencyTable() {
+  finish_prefault();
   release(slots_, mask_ + 1);
   if (old_ != nullptr) release(old_, old_mask_ + 1);
   if (next_ != nullptr) release(next_, 2 * (mask_ + 1));

@@ -13,10 +13,14 @@
 // replies (ledger.cc).
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <mutex>
 
 #include "ledger/command.h"
 #include "ledger/internal/ring.h"
@@ -33,7 +37,12 @@ class IdempotencyTable {
   };
   static_assert(sizeof(Entry) == 48);
 
-  explicit IdempotencyTable(std::size_t keys_max);
+  // Runs a job on another thread (Ledger options: the server gives one); null: none.
+  using Background = std::function<void(std::function<void()>)>;
+
+  // With `background`, the next array's pages are faulted in there instead of a few per
+  // insert on the caller's thread.
+  explicit IdempotencyTable(std::size_t keys_max, Background background = nullptr);
   ~IdempotencyTable();
   IdempotencyTable(const IdempotencyTable&) = delete;
   IdempotencyTable& operator=(const IdempotencyTable&) = delete;
@@ -100,6 +109,8 @@ class IdempotencyTable {
   void migrate(std::size_t slots);
   void put_new(const Entry& e);
   void prepare_next();
+  // Waits for a background fault-in still running (before an array is released).
+  void finish_prefault();
 
   std::size_t keys_max_;
   std::size_t slots_max_ = 0;
@@ -122,6 +133,15 @@ class IdempotencyTable {
   Entry* next_ = nullptr;
   std::size_t next_touched_ = 0;
   std::size_t next_from_size_ = 0;
+  // The fault-in of the next array on another thread, when one was given.
+  struct Prefault {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::atomic<bool> cancel{false};
+  };
+  Background background_;
+  std::shared_ptr<Prefault> prefault_;
   Ring<Queued> queue_;  // in expiry order (which is write order)
 };
 

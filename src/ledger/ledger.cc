@@ -213,7 +213,7 @@ const PoolState* Account::pool(std::string_view name) const {
 }
 
 Ledger::Ledger(pricing::Catalog catalog, LedgerOptions options)
-    : catalog_(std::move(catalog)), options_(options), idempotency_(options.idempotency_keys_max) {}
+    : catalog_(std::move(catalog)), options_(options), idempotency_(options.idempotency_keys_max, options.background) {}
 
 std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -36,6 +37,9 @@ struct LedgerOptions {
   std::size_t open_holds_per_account_max = kOpenHoldsPerAccountMaxDefault;
   std::size_t live_grants_per_pool_max = kLiveGrantsPerPoolMaxDefault;
   std::size_t idempotency_keys_max = kIdempotencyKeysMaxDefault;
+  // Runs memory preparation (faulting in the next idempotency array) on another thread;
+  // null: the ledger's own thread does it a little per insert. Never touches the state.
+  std::function<void(std::function<void()>)> background = nullptr;
 };
 
 // The answer to one command: an HTTP-like status and a JSON body (API.md's shapes).

@@ -166,6 +166,17 @@ bool rate_limited_kind(pricing::Kind k) {
 
 }  // namespace
 
+namespace {
+// The ledger prepares memory (faulting in the next idempotency array, hundreds of MB at
+// millions of keys) on a thread of its own, not on the ledger thread between charges.
+EngineOptions with_memory_thread(EngineOptions o) {
+  if (!o.ledger.background) {
+    o.ledger.background = [](std::function<void()> job) { std::thread(std::move(job)).detach(); };
+  }
+  return o;
+}
+}  // namespace
+
 std::string_view role_name(Role r) {
   switch (r) {
     case Role::kAdmin:
@@ -185,7 +196,7 @@ Engine::Engine(const Clock& clock, pricing::Catalog catalog, std::vector<pricing
     : clock_(clock),
       catalog_(catalog),
       cards_(std::move(cards)),
-      options_(std::move(options)),
+      options_(with_memory_thread(std::move(options))),
       ledger_(std::move(catalog), options_.ledger),
       cache_(options_.cache_bytes_max) {
   CREDIT_ASSERT(!cards_.empty());

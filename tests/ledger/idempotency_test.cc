@@ -6,12 +6,15 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "ledger/internal/ring.h"
@@ -194,6 +197,33 @@ TEST(IdempotencyTable, GrowsToManyKeysWithoutLosingAny) {
   std::size_t walked = 0;
   table.for_each([&](const IdempotencyTable::Entry&) { ++walked; });
   EXPECT_EQ(walked, table.size());
+}
+
+TEST(IdempotencyTable, NextArrayFaultedInOnAnotherThread) {
+  // As the server runs it: the next array's pages are faulted in by a job on another
+  // thread while inserts, lookups and moves go on; the table waits for a job still
+  // running before it releases an array (here, at its end).
+  std::atomic<int> jobs{0};
+  IdempotencyTable::Background background = [&jobs](std::function<void()> job) {
+    ++jobs;
+    std::thread(std::move(job)).detach();
+  };
+  std::mt19937_64 rng(5);
+  std::vector<Hash128> keys;
+  {
+    IdempotencyTable table(3'000'000, background);
+    for (std::uint64_t i = 0; i < 2'000'000; ++i) {
+      keys.push_back(draw_key(rng));
+      if (table.find(keys.back(), 0) != nullptr) continue;
+      table.insert(keys.back(), Hash128{}, i, 10);
+      if (i % 100'000 == 0) {
+        for (std::size_t j = 0; j < keys.size(); j += 1'009)
+          ASSERT_NE(table.find(keys[j], 0), nullptr);
+      }
+    }
+    for (const Hash128& k : keys) ASSERT_NE(table.find(k, 0), nullptr);
+  }
+  EXPECT_GE(jobs.load(), 3);  // one per doubling from 2 MiB arrays up
 }
 
 TEST(IdempotencyTable, SequentialKeysMakeOneLongRunThatMovesWhole) {

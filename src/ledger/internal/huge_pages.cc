@@ -26,4 +26,12 @@ void unmap_huge(void* at, std::size_t bytes) {
   ::munmap(at, bytes);
 }
 
+void populate_for_write(void* at, std::size_t bytes) {
+  if (::madvise(at, bytes, MADV_POPULATE_WRITE) == 0) return;
+  constexpr std::size_t kPageBytes = 4096;
+  auto* p = static_cast<char*>(at);
+  for (std::size_t i = 0; i < bytes; i += kPageBytes)
+    __atomic_fetch_add(p + i, 0, __ATOMIC_RELAXED);
+}
+
 }  // namespace credit::ledger

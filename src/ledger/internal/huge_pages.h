@@ -16,6 +16,10 @@ constexpr std::size_t kHugePageBytes = 2 << 20;
 // Maps `bytes` of zeroed memory (throws std::bad_alloc when the kernel refuses).
 void* map_huge(std::size_t bytes);
 void unmap_huge(void* at, std::size_t bytes);
+// Faults in [at, at + bytes) for writing without changing a byte (MADV_POPULATE_WRITE, or
+// an atomic add of 0 per 4 KiB where the kernel lacks it): safe while other threads
+// write the same memory.
+void populate_for_write(void* at, std::size_t bytes);
 
 // One mapping, released with the object.
 class HugeBuffer {
