@@ -906,6 +906,10 @@ class Importer {
       return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
     }
     const std::set<std::string> known = known_f.get();
+    // Events before the first retained day (whole UTC days, as the event log deletes).
+    constexpr std::int64_t kDayMs = 86'400'000;
+    const std::int64_t today_ms = clock_.now_ms() - clock_.now_ms() % kDayMs;
+    const std::int64_t retained_from_ms = today_ms - engine_.events_retain_days() * kDayMs;
     // This chunk's (account, key) pairs: the earlier chunks' are in the rollups already.
     std::set<std::pair<std::string, std::string>> keys;
     std::size_t accepted = 0;  // the accepted lines move to the front, in body order
@@ -915,6 +919,14 @@ class Importer {
         Event& e = events_[i];
         if (!known.count(e.account_id)) {
           reject(lines_[i], "unknown account " + e.account_id);
+          continue;
+        }
+        if (e.at_ms < retained_from_ms) {
+          // The event log would delete it at its next pass: refused rather than kept
+          // for a while and then lost.
+          reject(lines_[i], "older than the event retention of " +
+                                std::to_string(engine_.events_retain_days()) + " days (before " +
+                                format_rfc3339(retained_from_ms) + ")");
           continue;
         }
         if (!e.idempotency_key.empty() &&

@@ -189,6 +189,8 @@ class Engine {
   const pricing::RateCard* rate_card(std::int64_t version) const;
   const pricing::Catalog& catalog() const { return catalog_; }
   std::int64_t last_logged_ms() const { return last_logged_ms_.load(); }
+  // How long the event log keeps events (--events-retain-days).
+  std::int64_t events_retain_days() const { return options_.events_retain_days; }
   bool failed() const { return failed_.load(); }
   EngineStats& stats() { return stats_; }
   void set_event_sink(EventSink sink) { sink_ = std::move(sink); }

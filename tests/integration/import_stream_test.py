@@ -300,6 +300,20 @@ def loop_lines_out_of_order():
 
 # ------------------------------------------------------------------ history across a kill
 
+def history_older_than_retention():
+    # The event log keeps 400 days (--events-retain-days): a line from before the first
+    # retained day would be deleted at the next retention pass, so it is refused.
+    first_kept = NOW.replace(hour=0, minute=0, second=0) - timedelta(days=400)
+    lines = [charge(iso(first_kept - timedelta(seconds=1)), "big-b", ',"idempotency_key":"old-1"'),
+             charge(iso(first_kept), "big-b", ',"idempotency_key":"old-2"')]
+    status, doc, _ = stream_import("analytics", ("\n".join(lines) + "\n").encode())
+    h.eq("retention: the day before the first kept one is refused, that day is kept",
+         (status, doc.get("imported"), [e["line"] for e in doc.get("errors") or []]), (200, 1, [1]))
+    h.check("retention: the reason names it",
+            (doc.get("errors") or [{}])[0].get("reason", "").startswith("older than the event retention of 400 days"),
+            doc.get("errors"))
+
+
 def history_survives_a_kill():
     # Imported history lives where every event does (the command log, then the event
     # log): listed by the events route, numbered once, in the rollups again after a
@@ -324,6 +338,6 @@ def history_survives_a_kill():
 
 for section in (setup, large_streamed_analytics_import, line_split_across_pieces,
                 apply_over_several_chunks, small_apply_is_still_one_answer, client_leaves_mid_body,
-                loop_lines_out_of_order, history_survives_a_kill):
+                loop_lines_out_of_order, history_older_than_retention, history_survives_a_kill):
     h.run_section(section)
 h.finish()
