@@ -276,6 +276,13 @@ void Engine::apply_engine_op(const Op& op) {
   }
 }
 
+void Engine::number_imported(ImportEventsOp& op, std::vector<ledger::Event>& out) {
+  // Both a live batch and its replay call this after the batch's commands, in op order:
+  // the same events get the same numbers.
+  for (ledger::Event& e : op.events) ledger_.number_external(std::move(e), out);
+  op.events.clear();
+}
+
 Status Engine::replay_record(std::string_view payload) {
   ByteReader r(payload);
   if (r.u8() != kEngineRecordVersion) {
@@ -305,11 +312,9 @@ Status Engine::replay_record(std::string_view payload) {
     std::optional<Op> op = decode_engine_op(r);
     if (!op) return Error(ErrorCode::kStorageFailed, "bad engine op");
     if (auto* im = std::get_if<ImportEventsOp>(&*op)) {
-      // Numbered as apply_batch numbered them: after the record's commands, in op order.
-      std::vector<ledger::Event>& events = replay_events_;
-      events.clear();
-      for (ledger::Event& e : im->events) ledger_.number_external(std::move(e), events);
-      if (Status rebuilt = rebuild_events(events); !rebuilt.ok()) return rebuilt;
+      replay_events_.clear();
+      number_imported(*im, replay_events_);
+      if (Status rebuilt = rebuild_events(replay_events_); !rebuilt.ok()) return rebuilt;
       continue;
     }
     apply_engine_op(*op);
@@ -768,6 +773,7 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
     now_ms = imports_only ? ledger_.now_ms() : ledger_.begin_batch(batch_at_ms);
     std::vector<const ledger::Command*> logged;
     std::vector<const Op*> engine_ops;
+    std::vector<ImportEventsOp*> imports;
     batch_events_.clear();
     std::size_t op_count = 0;
     p.jobs.reserve(jobs.size());
@@ -793,11 +799,11 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
           r.status = 204;
         } else if (std::holds_alternative<CachePutOp>(op)) {
           r.status = 204;
-        } else if (auto* t = std::get_if<RateLimitsOp>(&op)) {
-          (void)t;
+        } else if (std::holds_alternative<RateLimitsOp>(op)) {
           r.status = 200;
-        } else if (std::holds_alternative<ImportEventsOp>(op)) {
+        } else if (auto* im = std::get_if<ImportEventsOp>(&op)) {
           r.status = 200;
+          imports.push_back(im);
         }
         apply_engine_op(op);
         engine_ops.push_back(&op);
@@ -815,16 +821,8 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       for (const Op* op : engine_ops) encode_engine_op(w, *op);
       p.logged_ledger = !logged.empty();
     }
-    // Imported events are numbered after the batch's commands, as replay_record does;
-    // logged above, they move on with the batch's events.
-    for (Job& job : jobs) {
-      for (Op& op : job.ops) {
-        if (auto* im = std::get_if<ImportEventsOp>(&op)) {
-          for (ledger::Event& e : im->events) ledger_.number_external(std::move(e), batch_events_);
-          im->events.clear();
-        }
-      }
-    }
+    // Logged above, imported events move on with the batch's events.
+    for (ImportEventsOp* im : imports) number_imported(*im, batch_events_);
     // The ops are encoded; they are freed on the log thread, off this one.
     for (Job& job : jobs) {
       if (!job.read) p.jobs.push_back(std::move(job));

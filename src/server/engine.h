@@ -226,6 +226,8 @@ class Engine {
   ledger::Reply apply_op(Op& op, std::string& log, std::size_t& logged);
   ledger::Reply apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged);
   void apply_engine_op(const Op& op);
+  // Numbers an import op's events into `out` (moving them out of the op).
+  void number_imported(ImportEventsOp& op, std::vector<ledger::Event>& out);
   void price_capture(ledger::Command& c, ledger::Capture& cap);
   void replay_cached_response(const ledger::Command& c, std::string& body);
   Status log_catalog_if_changed();
