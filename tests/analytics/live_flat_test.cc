@@ -11,6 +11,7 @@
 #include "analytics/burn.h"
 #include "analytics/live.h"
 #include "analytics/rollup.h"
+#include "live_test_support.h"
 #include "time/time.h"
 
 namespace credit::analytics {
@@ -19,12 +20,8 @@ namespace {
 using ledger::Event;
 using ledger::EventType;
 
-std::int64_t at(const char* s) {
-  return *parse_rfc3339(s);
-}
-std::int64_t cr(std::int64_t credits) {
-  return credits * 1000;
-}
+using test_support::at;
+using test_support::cr;
 
 Event charge(std::int64_t at_ms, std::int64_t credits_mc, std::string user, std::string file = "",
              std::uint64_t seq = 0) {

@@ -9,6 +9,7 @@
 #include "analytics/burn.h"
 #include "analytics/forecast.h"
 #include "analytics/rollup.h"
+#include "live_test_support.h"
 #include "pricing/plan.h"
 #include "time/time.h"
 
@@ -18,12 +19,8 @@ namespace {
 using ledger::Event;
 using ledger::EventType;
 
-std::int64_t at(const char* s) {
-  return *parse_rfc3339(s);
-}
-std::int64_t cr(std::int64_t credits) {
-  return credits * 1000;
-}
+using test_support::at;
+using test_support::cr;
 
 Event charge(const char* when, std::int64_t credits_mc, pricing::Kind kind, std::string user,
              std::string file = "", std::string call_site = "") {
