@@ -7,18 +7,63 @@
 
 namespace credit::ledger {
 
-std::optional<std::uint64_t> ChargeTable::seq_of(std::string_view charge_id) {
-  // As new_id writes them: "c_", then the decimal number without leading zeros.
+ReservationList& ReservationList::operator=(const ReservationList& o) {
+  if (this == &o) return *this;
+  clear();
+  reserve(o.size());
+  for (const Reservation& r : o) push_back(r);
+  return *this;
+}
+
+ReservationList& ReservationList::operator=(ReservationList&& o) noexcept {
+  if (this == &o) return *this;
+  inline_ = o.inline_;
+  heap_ = std::move(o.heap_);
+  size_ = o.size_;
+  capacity_ = o.capacity_;
+  o.size_ = 0;
+  o.capacity_ = kInline;
+  return *this;
+}
+
+void ReservationList::reserve(std::size_t n) {
+  if (n <= capacity_) return;
+  CREDIT_ASSERT(n <= UINT32_MAX);
+  auto grown = std::make_unique<Reservation[]>(n);
+  std::copy(begin(), end(), grown.get());
+  heap_ = std::move(grown);
+  capacity_ = static_cast<std::uint32_t>(n);
+}
+
+void ReservationList::push_back(const Reservation& r) {
+  if (size_ == capacity_) reserve(std::size_t{capacity_} * 2);
+  (heap_ ? heap_.get() : inline_.data())[size_++] = r;
+}
+
+std::string ChargeRecord::charge_id() const {
+  return "c_" + std::to_string(seq);
+}
+
+std::string ChargeRecord::hold_id() const {
+  return hold_seq == 0 ? std::string() : "h_" + std::to_string(hold_seq);
+}
+
+std::optional<std::uint64_t> ChargeTable::seq_of(std::string_view id, char prefix) {
+  // As new_id writes them: the prefix, '_', then the decimal number without leading zeros.
   constexpr std::size_t kDigitsMax = 19;  // below 10^19 < 2^64: no overflow
-  if (charge_id.size() < 3 || charge_id.size() > 2 + kDigitsMax) return std::nullopt;
-  if (charge_id[0] != 'c' || charge_id[1] != '_' || charge_id[2] == '0') return std::nullopt;
+  if (id.size() < 3 || id.size() > 2 + kDigitsMax) return std::nullopt;
+  if (id[0] != prefix || id[1] != '_' || id[2] == '0') return std::nullopt;
   std::uint64_t seq = 0;
-  for (std::size_t i = 2; i < charge_id.size(); ++i) {
-    char c = charge_id[i];
+  for (std::size_t i = 2; i < id.size(); ++i) {
+    char c = id[i];
     if (c < '0' || c > '9') return std::nullopt;
     seq = seq * 10 + static_cast<std::uint64_t>(c - '0');
   }
   return seq;
+}
+
+std::optional<std::uint64_t> ChargeTable::seq_of(std::string_view charge_id) {
+  return seq_of(charge_id, 'c');
 }
 
 ChargeTable::ChargeTable(const ChargeTable& other) {
@@ -28,11 +73,40 @@ ChargeTable::ChargeTable(const ChargeTable& other) {
 ChargeTable& ChargeTable::operator=(const ChargeTable& other) {
   if (this == &other) return *this;
   truncate(0);
+  user_index_.clear();
+  users_.clear();
+  // The same users in the same order: the copied records' indexes stay right.
+  for (const std::string* u : other.users_) intern_user(*u);
   for (std::size_t i = 0; i < other.size(); ++i) {
     bool added = append(other.at(i));
     CREDIT_ASSERT(added);
   }
   return *this;
+}
+
+std::uint32_t ChargeTable::intern_user(std::string_view user_id) {
+  auto it = user_index_.find(user_id);
+  if (it != user_index_.end()) return it->second;
+  CREDIT_ASSERT(users_.size() < UINT32_MAX);
+  const auto index = static_cast<std::uint32_t>(users_.size());
+  auto placed = user_index_.emplace(std::string(user_id), index).first;
+  users_.push_back(&placed->first);
+  return index;
+}
+
+void ChargeTable::prune_users() {
+  if (users_.size() <= kUsersPruneAbove) return;
+  std::unordered_map<std::string, std::uint32_t, UserHash, std::equal_to<>> index;
+  std::vector<const std::string*> users;
+  for (std::size_t i = 0; i < seqs_.size(); ++i) {
+    ChargeRecord& r = mutable_at(i);
+    const std::string& name = *users_[r.user];
+    auto [it, added] = index.emplace(name, static_cast<std::uint32_t>(users.size()));
+    if (added) users.push_back(&it->first);
+    r.user = it->second;
+  }
+  user_index_ = std::move(index);
+  users_ = std::move(users);
 }
 
 std::size_t ChargeTable::segment_records(std::size_t segment) {
@@ -67,14 +141,15 @@ void ChargeTable::prefetch_append() const {
 }
 
 bool ChargeTable::append(ChargeRecord record) {
-  std::optional<std::uint64_t> seq = seq_of(record.charge_id);
-  if (!seq || (!seqs_.empty() && *seq <= seqs_.back())) return false;
+  const std::uint64_t seq = record.seq;
+  if (seq == 0 || (!seqs_.empty() && seq <= seqs_.back())) return false;
+  CREDIT_ASSERT(record.user < users_.size());
   Place p = place_of(seqs_.size());
   if (p.segment == segments_.size()) {
     segments_.push_back(std::make_unique<ChargeRecord[]>(segment_records(p.segment)));
   }
   segments_[p.segment][p.offset] = std::move(record);
-  seqs_.push_back(*seq);
+  seqs_.push_back(seq);
   return true;
 }
 

@@ -4,7 +4,7 @@
 // in sequence order, appended as charges happen into segments that never move, found
 // by a binary search on an array of sequence numbers, and forgotten from the front at a
 // reset: no node, no string hash, no copy of older records and no allocation per charge
-// (a segment of up to 512 records at a time).
+// (a segment of up to 512 records at a time). Users are interned per table.
 // Owns: the records and the lookup by id. Does not: decide refunds (ledger.cc).
 #pragma once
 
@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -32,10 +33,16 @@ struct Reservation {
 };
 
 // The buckets a charge drew from: nearly always one or two, kept inline; more (a pool
-// spent across many grants) go to the heap.
+// spent across many grants) go to the heap. 48 bytes.
 class ReservationList {
  public:
   static constexpr std::size_t kInline = 2;
+
+  ReservationList() = default;
+  ReservationList(const ReservationList& o) { *this = o; }
+  ReservationList& operator=(const ReservationList& o);
+  ReservationList(ReservationList&& o) noexcept { *this = std::move(o); }
+  ReservationList& operator=(ReservationList&& o) noexcept;
 
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
@@ -49,32 +56,20 @@ class ReservationList {
   }
   const Reservation& operator[](std::size_t i) const { return data()[i]; }
 
-  void reserve(std::size_t n) {
-    if (n > kInline) heap_.reserve(n);
-  }
-  void push_back(const Reservation& r) {
-    if (size_ < kInline) {
-      inline_[size_++] = r;
-      return;
-    }
-    if (size_ == kInline) heap_.assign(inline_.begin(), inline_.end());
-    heap_.push_back(r);
-    ++size_;
-  }
-  void clear() {
-    size_ = 0;
-    heap_.clear();
-  }
+  void reserve(std::size_t n);
+  void push_back(const Reservation& r);
+  void clear() { size_ = 0; }
   bool operator==(const ReservationList& o) const {
     return std::equal(begin(), end(), o.begin(), o.end());
   }
 
  private:
-  const Reservation* data() const { return size_ <= kInline ? inline_.data() : heap_.data(); }
+  const Reservation* data() const { return heap_ ? heap_.get() : inline_.data(); }
 
   std::array<Reservation, kInline> inline_{};
-  std::vector<Reservation> heap_;
-  std::size_t size_ = 0;
+  std::unique_ptr<Reservation[]> heap_;  // holds them all once there are more than kInline
+  std::uint32_t size_ = 0;
+  std::uint32_t capacity_ = kInline;
 };
 
 struct RefundRecord {
@@ -84,26 +79,31 @@ struct RefundRecord {
   std::string reason;
 };
 
+// One charge (or capture), kept for refunds and reads: 152 bytes, no string of its own
+// (the ids are numbers, the user an index into its table's users).
 struct ChargeRecord {
-  std::string charge_id;
-  std::string user_id;
-  pricing::Kind kind = pricing::Kind::kAgentPrompt;
-  std::size_t pool_index = 0;
+  std::uint64_t seq = 0;       // its id is "c_<seq>" (charge_id())
+  std::uint64_t hold_seq = 0;  // a capture's hold "h_<hold_seq>" (hold_id()); 0: none
   Millicredits cost;
-  ReservationList drawn;
   Millicredits refunded;
   std::int64_t cycle_index = 0;  // the account's cycle_serial when charged
   std::int64_t at_ms = 0;
   std::int64_t day_start_ms = 0;
   std::int64_t rate_card_version = 0;
-  std::string hold_id;  // set when the charge is a capture
+  ReservationList drawn;
   std::vector<RefundRecord> refunds;
+  std::uint32_t user = 0;  // ChargeTable::user_id(record)
+  pricing::Kind kind = pricing::Kind::kAgentPrompt;
+  std::uint16_t pool_index = 0;
+
+  std::string charge_id() const;
+  std::string hold_id() const;  // "" when the charge is not a capture
 };
 
 class ChargeTable {
  public:
   // Iterating yields (charge id, record) pairs, as a map of records by id would.
-  using value_type = std::pair<const std::string&, const ChargeRecord&>;
+  using value_type = std::pair<std::string, const ChargeRecord&>;
   class const_iterator {
    public:
     struct Arrow {
@@ -118,7 +118,7 @@ class ChargeTable {
     const_iterator(const ChargeTable* table, std::size_t at) : table_(table), at_(at) {}
     value_type operator*() const {
       const ChargeRecord& r = table_->at(at_);
-      return {r.charge_id, r};
+      return {r.charge_id(), r};
     }
     Arrow operator->() const { return Arrow{**this}; }
     const_iterator& operator++() {
@@ -139,6 +139,12 @@ class ChargeTable {
 
   // The sequence number in a charge id "c_<seq>" (nullopt for any other string).
   static std::optional<std::uint64_t> seq_of(std::string_view charge_id);
+  // The same for an id with another prefix ("h_<seq>").
+  static std::optional<std::uint64_t> seq_of(std::string_view id, char prefix);
+  // A users table grows to at most this many distinct users; past it a charge's user is
+  // still interned (a charge always keeps its user), and the table is rebuilt from the
+  // records kept at the next erase_if (a reset).
+  static constexpr std::size_t kUsersPruneAbove = 1u << 16;
 
   ChargeTable() = default;
   ChargeTable(const ChargeTable& other);
@@ -168,11 +174,16 @@ class ChargeTable {
     return segments_[p.segment][p.offset];
   }
 
+  // The user a record was interned with.
+  const std::string& user_id(const ChargeRecord& r) const { return *users_[r.user]; }
+  // The index to store in ChargeRecord::user for this user id.
+  std::uint32_t intern_user(std::string_view user_id);
+
   void reserve(std::size_t n) { seqs_.reserve(n); }
   // Starts loading where the next record will be appended.
   void prefetch_append() const;
-  // Appends a record whose id is "c_<seq>" with seq above every kept record's; false
-  // (and nothing added) otherwise.
+  // Appends a record whose seq is above every kept record's (its user interned in this
+  // table); false (and nothing added) otherwise.
   bool append(ChargeRecord record);
   // Forgets the records `drop` is true for.
   template <typename Pred>
@@ -187,6 +198,7 @@ class ChargeTable {
       ++kept;
     }
     truncate(kept);
+    prune_users();
   }
 
  private:
@@ -211,9 +223,19 @@ class ChargeTable {
   std::optional<std::size_t> index_of(std::string_view charge_id) const;
   // Keeps the first n records; releases what the others held.
   void truncate(std::size_t n);
+  // Forgets the users no kept record has, once there are many.
+  void prune_users();
+
+  struct UserHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
 
   std::vector<std::uint64_t> seqs_;  // record i's sequence number, ascending
   std::vector<std::unique_ptr<ChargeRecord[]>> segments_;
+  // Interned users: the map's nodes keep the strings in place for users_.
+  std::unordered_map<std::string, std::uint32_t, UserHash, std::equal_to<>> user_index_;
+  std::vector<const std::string*> users_;
 };
 
 }  // namespace credit::ledger

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 
 #include "base/assert.h"
 #include "base/error_json.h"
@@ -14,6 +15,14 @@
 
 namespace credit::ledger {
 namespace {
+
+// Appends n in decimal, without a temporary string.
+void append_uint(std::string& out, std::uint64_t n) {
+  char digits[20];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  CREDIT_ASSERT(ec == std::errc());
+  out.append(digits, end);
+}
 
 PoolState make_pool(const std::string& name) {
   PoolState p;
@@ -213,7 +222,9 @@ const PoolState* Account::pool(std::string_view name) const {
 }
 
 Ledger::Ledger(pricing::Catalog catalog, LedgerOptions options)
-    : catalog_(std::move(catalog)), options_(options), idempotency_(options.idempotency_keys_max, options.background) {}
+    : catalog_(std::move(catalog)),
+      options_(options),
+      idempotency_(options.idempotency_keys_max, options.background) {}
 
 std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
@@ -1190,16 +1201,17 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   draw_free(*pool, cmd.amount, &Bucket::spent, &rec.drawn, drawn);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
-  rec.charge_id = "c_" + std::to_string(e.seq);
-  rec.user_id = cmd.user_id;
+  rec.seq = e.seq;
+  rec.user = a.charges.intern_user(cmd.user_id);
   rec.kind = cmd.kind;
-  rec.pool_index = pool_index;
+  rec.pool_index = static_cast<std::uint16_t>(pool_index);
   rec.cost = cmd.amount;
   rec.cycle_index = a.cycle_serial;
   rec.at_ms = now_ms_;
   rec.day_start_ms = pool->day_start_ms;
   rec.rate_card_version = cmd.rate_card_version;
-  e.charge_id = rec.charge_id;
+  e.charge_id = "c_";
+  append_uint(e.charge_id, e.seq);
   e.user_id = cmd.user_id;
   e.kind = cmd.kind;
   e.pool = pool->name;
@@ -1216,7 +1228,7 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   e.rate_card_version = cmd.rate_card_version;
   r.status = 201;
   r.body.reserve(kChargeReplyBytesReserve);
-  render_charge(rec.charge_id, cmd.amount, pool->name, *e.available_after, e.drawn_from, false,
+  render_charge(e.charge_id, cmd.amount, pool->name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), "", r.body);
   bool added = a.charges.append(std::move(rec));
   CREDIT_ASSERT(added);
@@ -1358,17 +1370,18 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   h.state = HoldState::kCaptured;
   --a.open_holds;
   Event& e = push_event(events, EventType::kCapture, a);
-  rec.charge_id = "c_" + std::to_string(e.seq);
-  rec.user_id = h.user_id;
+  rec.seq = e.seq;
+  rec.user = a.charges.intern_user(h.user_id);
   rec.kind = h.kind;
-  rec.pool_index = h.pool_index;
+  rec.pool_index = static_cast<std::uint16_t>(h.pool_index);
   rec.cost = cost;
   rec.cycle_index = a.cycle_serial;
   rec.at_ms = now_ms_;
   rec.day_start_ms = h.day_start_ms;
   rec.rate_card_version = h.rate_card_version;
-  rec.hold_id = h.hold_id;
-  e.charge_id = rec.charge_id;
+  rec.hold_seq = ChargeTable::seq_of(h.hold_id, 'h').value_or(0);
+  CREDIT_ASSERT(rec.hold_seq != 0);
+  e.charge_id = rec.charge_id();
   e.hold_id = h.hold_id;
   e.user_id = h.user_id;
   e.kind = h.kind;
@@ -1385,7 +1398,7 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   Reply r;
   r.status = 201;
   r.body.reserve(kChargeReplyBytesReserve);
-  render_charge(rec.charge_id, cost, pool.name, *e.available_after, e.drawn_from, false,
+  render_charge(e.charge_id, cost, pool.name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), h.hold_id, r.body);
   bool added = a.charges.append(std::move(rec));
   CREDIT_ASSERT(added);
@@ -1461,8 +1474,8 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   std::string refund_id = "r_" + std::to_string(e.seq);
   ch.refunds.push_back({refund_id, want, now_ms_, cmd.reason});
   e.refund_id = refund_id;
-  e.charge_id = ch.charge_id;
-  e.user_id = ch.user_id;
+  e.charge_id = ch.charge_id();
+  e.user_id = a.charges.user_id(ch);
   e.kind = ch.kind;
   e.pool = pool.name;
   e.credits = want;
@@ -1474,7 +1487,7 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   r.status = 201;
   json::Writer w(r.body);
   w.begin_object().key("refund_id").string(refund_id);
-  w.key("charge_id").string(ch.charge_id);
+  w.key("charge_id").string(e.charge_id);
   w.key("credits").raw(format_credits(want));
   w.key("restored_to").begin_array();
   for (const auto& d : restored) {

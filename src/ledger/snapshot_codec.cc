@@ -214,9 +214,9 @@ HoldRecord decode_hold(WireIn& in) {
   return h;
 }
 
-void encode_charge(WireOut& o, const ChargeRecord& c) {
-  o.str(c.charge_id);
-  o.str(c.user_id);
+void encode_charge(WireOut& o, const ChargeTable& table, const ChargeRecord& c) {
+  o.str(c.charge_id());
+  o.str(table.user_id(c));
   o.u8(static_cast<std::uint8_t>(c.kind));
   o.uv(c.pool_index);
   o.money(c.cost);
@@ -226,7 +226,7 @@ void encode_charge(WireOut& o, const ChargeRecord& c) {
   o.sv(c.at_ms);
   o.sv(c.day_start_ms);
   o.sv(c.rate_card_version);
-  o.str(c.hold_id);
+  o.str(c.hold_id());
   o.uv(c.refunds.size());
   for (const auto& r : c.refunds) {
     o.str(r.refund_id);
@@ -236,12 +236,16 @@ void encode_charge(WireOut& o, const ChargeRecord& c) {
   }
 }
 
-ChargeRecord decode_charge(WireIn& in) {
+ChargeRecord decode_charge(WireIn& in, ChargeTable& table) {
   ChargeRecord c;
-  c.charge_id = in.str();
-  c.user_id = in.str();
+  std::optional<std::uint64_t> seq = ChargeTable::seq_of(in.str());
+  if (!seq) in.fail();
+  c.seq = seq.value_or(0);
+  c.user = table.intern_user(in.str());
   c.kind = in.enum_u8<pricing::Kind>(kKindMax);
-  c.pool_index = static_cast<std::size_t>(in.uv());
+  const std::uint64_t pool_index = in.uv();
+  if (pool_index >= kPoolsPerPlanMax) in.fail();
+  c.pool_index = static_cast<std::uint16_t>(pool_index);
   c.cost = in.money();
   c.drawn = decode_reservations<ReservationList>(in);
   c.refunded = in.money();
@@ -249,7 +253,12 @@ ChargeRecord decode_charge(WireIn& in) {
   c.at_ms = in.sv();
   c.day_start_ms = in.sv();
   c.rate_card_version = in.sv();
-  c.hold_id = in.str();
+  const std::string hold_id = in.str();
+  if (!hold_id.empty()) {
+    std::optional<std::uint64_t> hold_seq = ChargeTable::seq_of(hold_id, 'h');
+    if (!hold_seq) in.fail();
+    c.hold_seq = hold_seq.value_or(0);
+  }
   std::uint64_t n = in.uv();
   if (n > kRefundsPerChargeMax) in.fail();
   for (std::uint64_t i = 0; i < n && in.ok(); ++i) {
@@ -280,15 +289,11 @@ void encode_account(WireOut& o, const Account& a) {
   o.uv(a.holds.size());
   for (const auto& [id, h] : a.holds) encode_hold(o, h);
   o.uv(a.open_holds);
-  // In id order, so that equal states give equal bytes (the map's order is arbitrary).
-  std::vector<const ChargeRecord*> charges;
-  charges.reserve(a.charges.size());
-  for (const auto& [id, c] : a.charges) charges.push_back(&c);
-  std::sort(charges.begin(), charges.end(), [](const ChargeRecord* x, const ChargeRecord* y) {
-    return x->charge_id < y->charge_id;
-  });
-  o.uv(charges.size());
-  for (const ChargeRecord* c : charges) encode_charge(o, *c);
+  // In sequence order (the table's), so that equal states give equal bytes.
+  o.uv(a.charges.size());
+  for (std::size_t i = 0; i < a.charges.size(); ++i) {
+    encode_charge(o, a.charges, a.charges.at(i));
+  }
   o.sv(a.created_at_ms);
 }
 
@@ -322,17 +327,17 @@ std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options
   if (a->open_holds > options.open_holds_per_account_max) in.fail();
   std::uint64_t charges = in.uv();
   if (charges > in.remaining()) in.fail();
-  // Written in id (string) order; kept in sequence order.
+  // Written in sequence order (older snapshots: in id string order); kept in sequence order.
   std::vector<std::pair<std::uint64_t, ChargeRecord>> read;
   if (in.ok()) read.reserve(static_cast<std::size_t>(charges));
   for (std::uint64_t i = 0; i < charges && in.ok(); ++i) {
-    ChargeRecord c = decode_charge(in);
-    std::optional<std::uint64_t> seq = ChargeTable::seq_of(c.charge_id);
-    if (!seq) in.fail();
-    read.emplace_back(seq.value_or(0), std::move(c));
+    ChargeRecord c = decode_charge(in, a->charges);
+    const std::uint64_t seq = c.seq;
+    read.emplace_back(seq, std::move(c));
   }
-  std::sort(read.begin(), read.end(),
-            [](const auto& x, const auto& y) { return x.first < y.first; });
+  const auto by_seq = [](const auto& x, const auto& y) { return x.first < y.first; };
+  if (!std::is_sorted(read.begin(), read.end(), by_seq))
+    std::sort(read.begin(), read.end(), by_seq);
   if (in.ok()) a->charges.reserve(read.size());
   for (auto& [seq, c] : read) {
     // A duplicate id fails here: append takes increasing sequence numbers only.

@@ -19,8 +19,11 @@
 // pools (count, then name, day_start_ms, spent_today, held_today, refunded_this_cycle,
 // buckets (count, then every Bucket field in declaration order)), holds (count, then
 // every HoldRecord field in declaration order, reservations as a count and (bucket_id,
-// credits) pairs), open_holds, charges in charge id order (count, then every ChargeRecord field in
-// declaration order, refunds as a count and RefundRecord fields), created_at_ms.
+// credits) pairs), open_holds, charges in sequence order (count, then for each: charge_id,
+// user_id, kind, pool_index, cost, drawn, refunded, cycle_index, at_ms, day_start_ms,
+// rate_card_version, hold_id ("" for none), refunds as a count and RefundRecord fields;
+// snapshots before 2026-12 wrote them in charge id string order, read the same way),
+// created_at_ms.
 // Integers are LEB128 varints (signed ones zigzag), strings a varint length and bytes,
 // money its millicredits as a signed varint, optionals a presence byte first, enums u8.
 // Owns: encode and decode of the ledger state. Does not: write files (store/), or hold

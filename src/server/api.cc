@@ -670,17 +670,17 @@ struct Api::Impl {
       std::string out;
       json::Writer w(out);
       w.begin_object();
-      w.key("charge_id").string(c.charge_id);
+      w.key("charge_id").string(it->first);
       w.key("account_id").string(a->account_id);
-      w.key("user_id").string(c.user_id);
+      w.key("user_id").string(a->charges.user_id(c));
       w.key("kind").string(pricing::kind_name(c.kind));
       w.key("pool").string(pool.name);
       w.key("cost").raw(format_credits(c.cost));
       w.key("refunded").raw(format_credits(c.refunded));
       w.key("at").string(format_rfc3339(c.at_ms));
       w.key("rate_card_version").integer(c.rate_card_version);
-      if (c.hold_id.empty()) w.key("hold_id").null();
-      else w.key("hold_id").string(c.hold_id);
+      if (c.hold_seq == 0) w.key("hold_id").null();
+      else w.key("hold_id").string(c.hold_id());
       w.key("drawn_from").begin_array();
       for (const auto& d : c.drawn) {
         std::string source = "allowance";

@@ -296,12 +296,12 @@ Status Engine::replay_record(std::string_view payload) {
     if (Status s = ledger::decode_batch_into(ledger_bytes, replay_batch_); !s.ok()) return s;
     ledger_.begin_batch(batch->now_ms);
     std::vector<ledger::Event>& events = replay_events_;
-    events.clear();
+    ledger_.recycle_events(events);  // their strings and lists are reused
     for (auto& c : batch->commands) {
-      ledger::Reply reply = ledger_.apply(c, events);
+      ledger_.apply(c, events, replay_reply_);
       // A logged command was logged because it changed the state; replaying it must
       // change it the same way.
-      CREDIT_ASSERT(reply.logged);
+      CREDIT_ASSERT(replay_reply_.logged);
     }
     last_logged_ms_.store(batch->now_ms);
     Status rebuilt = rebuild_events(events);
@@ -325,10 +325,26 @@ Status Engine::replay_record(std::string_view payload) {
 
 Status Engine::open() {
   if (Status s = lock_data_dir(); !s.ok()) return s;
-  // The event log first (events already durable), then the newest snapshot, then the log
-  // records after it; their events that the event log lacks are rebuilt.
+  // The event log (events already durable) loads on a thread of its own while the newest
+  // snapshot and then the log records after it are replayed here; the replayed events
+  // that the event log lacks are rebuilt once it is loaded. The two share nothing but
+  // EventLoad: the loader owns event_log_, events_ and the sink until it is joined.
   const auto t_events = std::chrono::steady_clock::now();
-  if (Status s = open_event_log(); !s.ok()) return s;
+  event_load_ = std::make_unique<EventLoad>();
+  std::thread loader([this] {
+    Status s = open_event_log();
+    std::lock_guard lock(event_load_->mu);
+    event_load_->status = std::move(s);
+    event_load_->loaded_at = std::chrono::steady_clock::now();
+    event_load_->done = true;
+    event_load_->cv.notify_all();
+  });
+  struct JoinOnExit {
+    std::thread& t;
+    ~JoinOnExit() {
+      if (t.joinable()) t.join();
+    }
+  } join_loader{loader};
   const auto t_snapshot = std::chrono::steady_clock::now();
   if (Status s = load_snapshot(); !s.ok()) return s;
   const auto t_log = std::chrono::steady_clock::now();
@@ -341,8 +357,16 @@ Status Engine::open() {
         wal_bytes_since_snapshot_ += payload.size() + store::kRecordHeaderBytes;
         return replay_record(payload);
       });
+  loader.join();
+  const auto t_events_loaded = event_load_->loaded_at;
+  Status loaded = std::move(event_load_->status);
+  event_load_.reset();  // rebuild_events appends to the loaded log from here on
+  if (!loaded.ok()) return loaded;
   if (!wal.ok()) return wal.error();
   wal_ = std::move(wal.value());
+  std::vector<ledger::Event> none;
+  if (Status s = rebuild_events(none); !s.ok()) return s;  // what is still pending
+  replay_pending_ = {};
   if (wal_->recovery().first_lsn > snapshot_lsn_ || wal_->next_lsn() < snapshot_lsn_) {
     return Error(ErrorCode::kStorageFailed,
                  "the log holds LSNs " + std::to_string(wal_->recovery().first_lsn) + ".." +
@@ -372,10 +396,11 @@ Status Engine::open() {
   };
   const auto t_done = std::chrono::steady_clock::now();
   std::fprintf(stderr,
-               "creditd: recovered in %.0f ms: %llu events loaded in %.0f ms, snapshot LSN %llu "
-               "loaded in %.0f ms, %llu log records replayed in %.0f ms\n",
+               "creditd: recovered in %.0f ms: %llu events loaded in %.0f ms (beside the "
+               "replay), snapshot LSN %llu loaded in %.0f ms, %llu log records replayed in %.0f "
+               "ms\n",
                ms(t_events, t_done), static_cast<unsigned long long>(events_.size()),
-               ms(t_events, t_snapshot), static_cast<unsigned long long>(snapshot_lsn_),
+               ms(t_events, t_events_loaded), static_cast<unsigned long long>(snapshot_lsn_),
                ms(t_snapshot, t_log),
                static_cast<unsigned long long>(wal_->next_lsn() - snapshot_lsn_),
                ms(t_log, t_done));
@@ -867,6 +892,8 @@ constexpr std::uint8_t kEngineSnapshotVersion = 1;
 constexpr char kCacheKeySeparator = '\x1f';  // policy/cache.cc joins its key parts with it
 // Events loaded from the event log reach the sink in slices of this many.
 constexpr std::size_t kEventLoadSliceMax = 4096;
+// Replayed events held while the event log is still loading (Engine::hold_until_loaded).
+constexpr std::size_t kReplayPendingEventsMax = 65536;
 
 std::string snapshot_dir(const EngineOptions& o) {
   return o.data_dir + "/snapshots";
@@ -947,6 +974,9 @@ Status Engine::open_event_log() {
         if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
         if (e.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
         events_.append_encoded(e.account_id, e.seq, payload);
+        if (event_load_ && seq > event_load_->seq_max.load(std::memory_order_relaxed)) {
+          event_load_->seq_max.store(seq, std::memory_order_relaxed);
+        }
         if (slice.size() >= kEventLoadSliceMax) flush_slice();
         return ok_status();
       });
@@ -1077,6 +1107,24 @@ Status Engine::decode_snapshot(std::string_view bytes) {
 }
 
 Status Engine::rebuild_events(std::vector<ledger::Event>& events) {
+  if (event_load_) {
+    std::unique_lock lock(event_load_->mu);
+    if (!event_load_->done) {
+      lock.unlock();
+      return hold_until_loaded(events);
+    }
+    // Loaded: the loader is finished with event_log_, events_ and the sink.
+    if (!event_load_->status.ok()) return event_load_->status;
+  }
+  if (!replay_pending_.empty()) {
+    std::vector<ledger::Event> pending = std::move(replay_pending_);
+    replay_pending_.clear();
+    if (Status s = log_missing_events(pending); !s.ok()) return s;
+  }
+  return log_missing_events(events);
+}
+
+Status Engine::log_missing_events(std::vector<ledger::Event>& events) {
   // Events up to the event log's last one were loaded from it already.
   const std::uint64_t on_disk = event_log_->last_seq();
   auto first_new = std::find_if(events.begin(), events.end(),
@@ -1087,6 +1135,32 @@ Status Engine::rebuild_events(std::vector<ledger::Event>& events) {
   if (!s.ok()) return s;
   if (sink_) sink_(events);
   return ok_status();
+}
+
+Status Engine::hold_until_loaded(std::vector<ledger::Event>& events) {
+  // While the event log loads, a replayed event at or below the highest sequence number it
+  // has read is in it (the log holds every event up to its last one); the others wait in
+  // replay_pending_, bounded: past the bound the replay waits for the loader to catch up.
+  const auto drop_loaded = [&] {
+    const std::uint64_t loaded = event_load_->seq_max.load(std::memory_order_relaxed);
+    auto first_new = std::find_if(replay_pending_.begin(), replay_pending_.end(),
+                                  [&](const ledger::Event& e) { return e.seq > loaded; });
+    replay_pending_.erase(replay_pending_.begin(), first_new);
+  };
+  const std::uint64_t loaded = event_load_->seq_max.load(std::memory_order_relaxed);
+  for (ledger::Event& e : events) {
+    if (e.seq > loaded) replay_pending_.push_back(std::move(e));
+  }
+  if (replay_pending_.size() <= kReplayPendingEventsMax) return ok_status();
+  drop_loaded();
+  std::unique_lock lock(event_load_->mu);
+  while (replay_pending_.size() > kReplayPendingEventsMax && !event_load_->done) {
+    event_load_->cv.wait_for(lock, std::chrono::milliseconds(1));
+    drop_loaded();
+  }
+  // A loader that failed ends the start: no need to replay the rest of the log first.
+  if (event_load_->done && !event_load_->status.ok()) return event_load_->status;
+  return ok_status();  // once loaded, the next rebuild_events logs what is still pending
 }
 
 Status Engine::log_and_keep_events(const std::vector<ledger::Event>& events) {

@@ -17,6 +17,8 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -245,6 +247,11 @@ class Engine {
   // Events of a replayed batch: those the event log lacks are appended to it (rebuilt
   // with their sequence numbers), kept and handed to the sink.
   Status rebuild_events(std::vector<ledger::Event>& events);
+  // rebuild_events while the event log is still loading (open): keeps the events it may
+  // lack in replay_pending_.
+  Status hold_until_loaded(std::vector<ledger::Event>& events);
+  // Appends the events the loaded event log lacks, keeps them and hands them to the sink.
+  Status log_missing_events(std::vector<ledger::Event>& events);
   // Appends the events to the event log and keeps them in memory (one encoding each).
   Status log_and_keep_events(const std::vector<ledger::Event>& events);
   // What a snapshot writes and where.
@@ -292,6 +299,18 @@ class Engine {
   // Replay storage reused across log records (Engine::open).
   ledger::DecodedBatch replay_batch_;
   std::vector<ledger::Event> replay_events_;
+  ledger::Reply replay_reply_;
+  // The event log's load on its own thread, during open() only.
+  struct EventLoad {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    Status status = ok_status();
+    std::chrono::steady_clock::time_point loaded_at;
+    std::atomic<std::uint64_t> seq_max{0};  // the highest sequence number read so far
+  };
+  std::unique_ptr<EventLoad> event_load_;
+  std::vector<ledger::Event> replay_pending_;  // replayed events it may lack
   policy::IntegrationCache cache_;
   policy::RateLimiter limiter_;
   std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;

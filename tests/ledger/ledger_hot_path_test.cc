@@ -189,7 +189,8 @@ TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
   ChargeTable t;
   for (std::uint64_t seq : {3, 10, 11, 200}) {
     ChargeRecord r;
-    r.charge_id = "c_" + std::to_string(seq);
+    r.seq = seq;
+    r.user = t.intern_user("u_1");
     r.cost = mc(static_cast<std::int64_t>(seq));
     r.drawn.push_back({1, mc(1)});
     r.drawn.push_back({2, mc(2)});
@@ -197,7 +198,8 @@ TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
     EXPECT_TRUE(t.append(std::move(r)));
   }
   ChargeRecord older;
-  older.charge_id = "c_100";
+  older.seq = 100;
+  older.user = t.intern_user("u_2");
   EXPECT_FALSE(t.append(older));  // out of order
   EXPECT_EQ(t.size(), 4u);
   auto it = t.find("c_11");
@@ -221,7 +223,8 @@ TEST(ChargeTable, ThousandsOfRecordsAcrossSegments) {
   ChargeTable t;
   for (std::uint64_t seq = 1; seq <= 3'000; ++seq) {
     ChargeRecord r;
-    r.charge_id = "c_" + std::to_string(seq * 2);
+    r.seq = seq * 2;
+    r.user = t.intern_user(seq % 2 == 0 ? "even" : "odd");
     r.cost = mc(static_cast<std::int64_t>(seq));
     ASSERT_TRUE(t.append(std::move(r)));
   }
@@ -237,7 +240,8 @@ TEST(ChargeTable, ThousandsOfRecordsAcrossSegments) {
   ASSERT_TRUE(t.contains("c_2470"));
   EXPECT_EQ(t.find("c_6000")->second.cost, mc(3'000));
   ChargeRecord next;
-  next.charge_id = "c_7000";
+  next.seq = 7000;
+  next.user = t.intern_user("u_3");
   next.cost = mc(7);
   ASSERT_TRUE(t.append(next));
   ChargeTable copy = t;
@@ -248,9 +252,53 @@ TEST(ChargeTable, ThousandsOfRecordsAcrossSegments) {
   EXPECT_EQ(a.size(), 1'767u);
   EXPECT_EQ(a.front(), "c_2470");
   EXPECT_EQ(a.back(), "c_7000");
+  EXPECT_EQ(copy.user_id(copy.find("c_6000")->second), "even");
+  EXPECT_EQ(copy.user_id(copy.find("c_5998")->second), "odd");
+  EXPECT_EQ(copy.user_id(copy.find("c_7000")->second), "u_3");
   t.erase_if([](const ChargeRecord&) { return true; });
   EXPECT_TRUE(t.empty());
   EXPECT_EQ(t.begin(), t.end());
+}
+
+// Users are interned per table; past kUsersPruneAbove a reset (erase_if) rebuilds the table
+// from the records it keeps, and every kept record still names its own user.
+TEST(ChargeTable, InternsUsersAndForgetsThoseNoRecordHas) {
+  ChargeTable t;
+  const std::size_t users = ChargeTable::kUsersPruneAbove + 100;
+  for (std::uint64_t seq = 1; seq <= users; ++seq) {
+    ChargeRecord r;
+    r.seq = seq;
+    r.user = t.intern_user("user-" + std::to_string(seq));
+    EXPECT_EQ(r.user, seq - 1);
+    r.cost = mc(static_cast<std::int64_t>(seq));
+    ASSERT_TRUE(t.append(std::move(r)));
+  }
+  EXPECT_EQ(t.intern_user("user-7"), 6u);  // the same user, the same index
+  t.erase_if([](const ChargeRecord& c) { return c.cost <= mc(65'000); });
+  ASSERT_EQ(t.size(), users - 65'000);
+  for (const auto& [id, c] : t) {
+    EXPECT_EQ(t.user_id(c), "user-" + id.substr(2));
+    EXPECT_LT(c.user, users - 65'000);  // renumbered from 0
+  }
+  // A forgotten user comes back with a new index.
+  EXPECT_EQ(t.intern_user("user-1"), users - 65'000);
+}
+
+TEST(ReservationList, InlineHeapCopyAndMove) {
+  ReservationList l;
+  for (std::uint32_t i = 1; i <= 5; ++i) l.push_back({i, mc(i * 10)});
+  ASSERT_EQ(l.size(), 5u);
+  EXPECT_EQ(l[4].bucket_id, 5u);
+  ReservationList copy = l;
+  EXPECT_EQ(copy, l);
+  ReservationList moved = std::move(copy);
+  EXPECT_EQ(moved, l);
+  ReservationList small;
+  small.push_back({9, mc(1)});
+  moved = small;
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_EQ(moved[0].bucket_id, 9u);
+  EXPECT_EQ((*moved.rbegin()).credits, mc(1));
 }
 
 }  // namespace
