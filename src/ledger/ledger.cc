@@ -572,10 +572,8 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
         return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
                                  "this idempotency key was used with another request"));
       }
-      ReplyStore::Stored stored = replies_.at(e->reply_no);
       Reply r;
-      r.status = stored.status;
-      r.body = stored.body;
+      r.status = replies_.at(e->reply_no, r.body);
       r.replayed = true;
       return r;
     }

@@ -380,10 +380,11 @@ void SnapshotAccess::encode(const Ledger& l, std::string& out) {
   CREDIT_ASSERT(written == l.idempotency_.size());
   o.uv(l.replies_.base());
   o.uv(l.replies_.size());
+  std::string body;
   for (std::uint64_t no = l.replies_.base(); no < l.replies_.next(); ++no) {
-    ReplyStore::Stored r = l.replies_.at(no);
-    o.uv(static_cast<std::uint64_t>(r.status));
-    o.str(r.body);
+    const int status = l.replies_.at(no, body);
+    o.uv(static_cast<std::uint64_t>(status));
+    o.str(body);
   }
 }
 

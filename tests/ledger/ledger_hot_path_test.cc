@@ -6,6 +6,7 @@
 
 #include "base/json_writer.h"
 #include "ledger/charge_table.h"
+#include "ledger/internal/reply_pack.h"
 #include "ledger/ledger.h"
 #include "ledger/render.h"
 #include "ledger/snapshot_codec.h"
@@ -282,6 +283,40 @@ TEST(ChargeTable, InternsUsersAndForgetsThoseNoRecordHas) {
   }
   // A forgotten user comes back with a new index.
   EXPECT_EQ(t.intern_user("user-1"), users - 65'000);
+}
+
+// Stored replies are packed (reply_pack.h): every body comes back byte for byte, a charge's
+// in a fraction of its size, and a body with a raw control byte is kept as it is.
+TEST(ReplyPack, RoundTripsEveryBodyAndShrinksCharges) {
+  std::string charge;
+  render_charge("c_123456", mc(7'250), "credits", mc(492'750),
+                {{"allowance", mc(7'000)}, {"grant:g_42", mc(250)}}, false, Millicredits::zero(),
+                "", charge);
+  std::string capture;
+  render_charge("c_9", mc(1), "integrations", mc(0), {}, true, mc(3), "h_8", capture);
+  const std::vector<std::string> bodies = {
+      charge,
+      capture,
+      "",
+      "{}",
+      "{\"error\":{\"code\":\"insufficient_credits\",\"message\":\"the account's credits do "
+      "not cover this operation\",\"required\":5,\"available\":1,\"refused_by\":\"pool\","
+      "\"pool\":\"credits\",\"cycle_end\":\"2026-02-28T00:00:00Z\",\"upgrade_to\":null}}",
+      "{\"user\":\"\\\",\\\"cost\\\":\"}",  // a token's text inside a string
+      std::string("{\"raw\":\"a\x01b\"}"),  // not JSON: kept as it is
+      ",\"pool\":\"",                       // a token and nothing else
+      "{\"charge_id\":\"c_",                // a token at the very end
+  };
+  for (const std::string& body : bodies) {
+    std::string packed;
+    pack_reply(body, packed);
+    std::string back;
+    unpack_reply(packed, back);
+    EXPECT_EQ(back, body);
+  }
+  std::string packed;
+  pack_reply(charge, packed);
+  EXPECT_LT(packed.size(), charge.size() / 3) << charge.size() << " -> " << packed.size();
 }
 
 TEST(ReservationList, InlineHeapCopyAndMove) {

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "base/assert.h"
+#include "ledger/internal/reply_pack.h"
 
 namespace credit::ledger {
 
@@ -26,19 +27,23 @@ char* ReplyStore::room_for(std::size_t length) {
 }
 
 std::uint64_t ReplyStore::push(int status, std::string_view body) {
-  CREDIT_ASSERT(body.size() <= std::numeric_limits<std::uint32_t>::max());
-  char* at = room_for(body.size());
-  if (!body.empty()) std::memcpy(at, body.data(), body.size());
+  packed_.clear();
+  pack_reply(body, packed_);
+  CREDIT_ASSERT(packed_.size() <= std::numeric_limits<std::uint32_t>::max());
+  char* at = room_for(packed_.size());
+  if (!packed_.empty()) std::memcpy(at, packed_.data(), packed_.size());
   std::uint64_t no = next();
-  index_.push_back(Ref{at, static_cast<std::uint32_t>(body.size()), status});
+  index_.push_back(Ref{at, static_cast<std::uint32_t>(packed_.size()), status});
   chunks_.back().end_no = no + 1;
   return no;
 }
 
-ReplyStore::Stored ReplyStore::at(std::uint64_t no) const {
+int ReplyStore::at(std::uint64_t no, std::string& body) const {
   CREDIT_ASSERT(contains(no));
   const Ref& r = index_[no - base_];
-  return Stored{r.status, std::string_view(r.bytes, r.length)};
+  body.clear();
+  unpack_reply(std::string_view(r.bytes, r.length), body);
+  return r.status;
 }
 
 void ReplyStore::release_below(std::uint64_t no) {

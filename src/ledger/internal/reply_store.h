@@ -1,5 +1,5 @@
 // src/ledger/internal/reply_store.h
-// The replies stored under idempotency keys, by reply number: their bytes appended to
+// The replies stored under idempotency keys, by reply number: their packed bytes appended to
 // 2 MiB chunks in huge pages, an index of (bytes, length, status) in a ring. Keys expire in the
 // order they were written, so replies are released from the front and a chunk is freed (or kept as
 // the next one) when its last reply goes. Storing a reply allocates nothing but a chunk every few
@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "ledger/internal/huge_pages.h"
@@ -22,20 +23,16 @@ constexpr std::size_t kReplyChunkBytes = kHugePageBytes;
 
 class ReplyStore {
  public:
-  struct Stored {
-    int status = 0;
-    std::string_view body;
-  };
-
   // The number of the oldest reply kept, and of the next one stored.
   std::uint64_t base() const { return base_; }
   std::uint64_t next() const { return base_ + index_.size(); }
   std::size_t size() const { return index_.size(); }
   bool contains(std::uint64_t no) const { return no >= base_ && no - base_ < index_.size(); }
 
-  // Stores a reply; returns its number.
+  // Stores a reply (packed: reply_pack.h); returns its number.
   std::uint64_t push(int status, std::string_view body);
-  Stored at(std::uint64_t no) const;
+  // Reply `no`: sets body to it and returns its status.
+  int at(std::uint64_t no, std::string& body) const;
   // Releases the replies numbered below `no` (as many as are kept).
   void release_below(std::uint64_t no);
   // Empties the store and numbers the next reply `base` (snapshot restore).
@@ -56,7 +53,8 @@ class ReplyStore {
 
   Ring<Ref> index_;
   Ring<Chunk> chunks_;
-  HugeBuffer spare_;  // a released standard chunk, reused by the next one
+  HugeBuffer spare_;    // a released standard chunk, reused by the next one
+  std::string packed_;  // push's scratch
   std::uint64_t base_ = 0;
 };
 
