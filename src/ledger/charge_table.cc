@@ -4,6 +4,7 @@
 #include <bit>
 
 #include "base/assert.h"
+#include "ledger/internal/account_index.h"
 
 namespace credit::ledger {
 
@@ -73,10 +74,10 @@ ChargeTable::ChargeTable(const ChargeTable& other) {
 ChargeTable& ChargeTable::operator=(const ChargeTable& other) {
   if (this == &other) return *this;
   truncate(0);
-  user_index_.clear();
-  users_.clear();
   // The same users in the same order: the copied records' indexes stay right.
-  for (const std::string* u : other.users_) intern_user(*u);
+  users_ = other.users_;
+  user_hashes_ = other.user_hashes_;
+  user_slots_ = other.user_slots_;
   for (std::size_t i = 0; i < other.size(); ++i) {
     bool added = append(other.at(i));
     CREDIT_ASSERT(added);
@@ -85,28 +86,52 @@ ChargeTable& ChargeTable::operator=(const ChargeTable& other) {
 }
 
 std::uint32_t ChargeTable::intern_user(std::string_view user_id) {
-  auto it = user_index_.find(user_id);
-  if (it != user_index_.end()) return it->second;
-  CREDIT_ASSERT(users_.size() < UINT32_MAX);
-  const auto index = static_cast<std::uint32_t>(users_.size());
-  auto placed = user_index_.emplace(std::string(user_id), index).first;
-  users_.push_back(&placed->first);
-  return index;
+  const std::uint64_t h = AccountIndex::hash_of(user_id);
+  if (!user_slots_.empty()) {
+    const std::size_t mask = user_slots_.size() - 1;
+    for (std::size_t s = h & mask; user_slots_[s] != 0; s = (s + 1) & mask) {
+      const std::uint32_t i = user_slots_[s] - 1;
+      if (user_hashes_[i] == h && users_[i] == user_id) return i;
+    }
+  }
+  CREDIT_ASSERT(users_.size() < UINT32_MAX - 1);
+  users_.emplace_back(user_id);
+  user_hashes_.push_back(h);
+  index_last_user();
+  return static_cast<std::uint32_t>(users_.size() - 1);
+}
+
+void ChargeTable::index_last_user() {
+  constexpr std::size_t kSlotsMin = 16;
+  if (user_slots_.size() < 2 * users_.size()) {
+    std::vector<std::uint32_t> slots(std::max(kSlotsMin, user_slots_.size() * 2), 0);
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t i = 0; i < users_.size(); ++i) {
+      std::size_t s = user_hashes_[i] & mask;
+      while (slots[s] != 0) s = (s + 1) & mask;
+      slots[s] = static_cast<std::uint32_t>(i + 1);
+    }
+    user_slots_ = std::move(slots);
+    return;
+  }
+  const std::size_t mask = user_slots_.size() - 1;
+  std::size_t s = user_hashes_.back() & mask;
+  while (user_slots_[s] != 0) s = (s + 1) & mask;
+  user_slots_[s] = static_cast<std::uint32_t>(users_.size());
 }
 
 void ChargeTable::prune_users() {
   if (users_.size() <= kUsersPruneAbove) return;
-  std::unordered_map<std::string, std::uint32_t, UserHash, std::equal_to<>> index;
-  std::vector<const std::string*> users;
+  std::vector<std::string> users = std::move(users_);
+  users_.clear();
+  user_hashes_.clear();
+  user_slots_.clear();
+  std::vector<std::uint32_t> renumbered(users.size(), UINT32_MAX);
   for (std::size_t i = 0; i < seqs_.size(); ++i) {
     ChargeRecord& r = mutable_at(i);
-    const std::string& name = *users_[r.user];
-    auto [it, added] = index.emplace(name, static_cast<std::uint32_t>(users.size()));
-    if (added) users.push_back(&it->first);
-    r.user = it->second;
+    if (renumbered[r.user] == UINT32_MAX) renumbered[r.user] = intern_user(users[r.user]);
+    r.user = renumbered[r.user];
   }
-  user_index_ = std::move(index);
-  users_ = std::move(users);
 }
 
 std::size_t ChargeTable::segment_records(std::size_t segment) {
@@ -134,6 +159,11 @@ std::optional<std::size_t> ChargeTable::index_of(std::string_view charge_id) con
 void ChargeTable::prefetch_append() const {
   const std::size_t n = seqs_.size();
   if (n > 0) __builtin_prefetch(seqs_.data() + n - 1);
+  if (!user_slots_.empty()) {
+    __builtin_prefetch(user_slots_.data());
+    __builtin_prefetch(user_hashes_.data());
+    __builtin_prefetch(users_.data());
+  }
   Place p = place_of(n);
   if (p.segment >= segments_.size()) return;
   const char* at = reinterpret_cast<const char*>(&segments_[p.segment][p.offset]);

@@ -17,7 +17,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -175,12 +174,12 @@ class ChargeTable {
   }
 
   // The user a record was interned with.
-  const std::string& user_id(const ChargeRecord& r) const { return *users_[r.user]; }
+  const std::string& user_id(const ChargeRecord& r) const { return users_[r.user]; }
   // The index to store in ChargeRecord::user for this user id.
   std::uint32_t intern_user(std::string_view user_id);
 
   void reserve(std::size_t n) { seqs_.reserve(n); }
-  // Starts loading where the next record will be appended.
+  // Starts loading where the next record will be appended, and the users' slots.
   void prefetch_append() const;
   // Appends a record whose seq is above every kept record's (its user interned in this
   // table); false (and nothing added) otherwise.
@@ -225,17 +224,17 @@ class ChargeTable {
   void truncate(std::size_t n);
   // Forgets the users no kept record has, once there are many.
   void prune_users();
-
-  struct UserHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
+  // Adds users_.back() to user_slots_ (growing them at half load).
+  void index_last_user();
 
   std::vector<std::uint64_t> seqs_;  // record i's sequence number, ascending
   std::vector<std::unique_ptr<ChargeRecord[]>> segments_;
-  // Interned users: the map's nodes keep the strings in place for users_.
-  std::unordered_map<std::string, std::uint32_t, UserHash, std::equal_to<>> user_index_;
-  std::vector<const std::string*> users_;
+  // Interned users, by index, with their hashes; found through an open-addressing array
+  // of index + 1 (0: empty), a power of two at most half full. A few users (the usual
+  // account) fit one cache line of slots.
+  std::vector<std::string> users_;
+  std::vector<std::uint64_t> user_hashes_;
+  std::vector<std::uint32_t> user_slots_;
 };
 
 }  // namespace credit::ledger
