@@ -17,13 +17,15 @@
 //   restart_bench encode ACCOUNTS CHARGES_PER_ACCOUNT
 //       times the ledger snapshot encode (the ledger-thread pause before snapshots were
 //       forked) and decode.
-//   restart_bench pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|thread
+//   restart_bench pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|thread
 //       the snapshot pause through the engine: logs ACCOUNTS accounts and as many keyed
 //       charges per account (the state of `encode`) in DIR (emptied first), stops cleanly,
 //       reopens and charges on, one submit of kPauseOpsPerSubmit at a time, until a
 //       snapshot triggered by the log has been taken (fork: by a forked child; thread:
-//       encoded on the ledger thread, the fallback). Prints how long the snapshot held the
-//       ledger thread, its encode and write, and the submits' round trips around it.
+//       encoded on the ledger thread, the fallback; collapse: forked, with the heap folded
+//       into huge pages after the start and after each snapshot, each pass let finish).
+//       Prints how long the snapshot held the ledger thread, its encode and write, and the
+//       submits' round trips around it.
 #include <time.h>
 
 #include <algorithm>
@@ -354,9 +356,10 @@ std::uint64_t rss_bytes() {
 }
 
 int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t charges_per_account,
-                   bool fork) {
-  // One snapshot after about 1 MiB of log: about 170 submits of 100 charges.
-  constexpr std::uint64_t kPauseSnapshotWalBytes = 1 << 20;
+                   bool fork, bool collapse) {
+  // One snapshot after about 32 MiB of log, about 5,500 submits of 100 charges: more than
+  // the log grows while one is written, so that snapshots are not back to back.
+  constexpr std::uint64_t kPauseSnapshotWalBytes = 32 << 20;
   constexpr std::size_t kPauseOpsPerSubmit = 100;
   // Submits after the first snapshot is written.
   constexpr std::size_t kPauseSubmitsAfter = 100;
@@ -378,11 +381,26 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
   server::EngineOptions o = options(dir);
   o.snapshot_wal_bytes = kPauseSnapshotWalBytes;
   o.snapshot_fork = fork;
+  o.snapshot_collapse = collapse;
   server::Engine engine(clock, catalog(), cards(), o);
   if (!engine.open().ok()) return 1;
   engine.start();
-  const std::uint64_t rss = rss_bytes();
   const server::EngineStats& stats = engine.stats();
+  // With collapse: each pass (after the start, after each snapshot) is let finish before
+  // the next submit, as when snapshots are further apart than a pass takes.
+  std::vector<double> collapse_ms;
+  auto wait_for_collapse = [&](std::uint64_t passes) {
+    if (!collapse) return;
+    const auto t = Clock::now();
+    while (stats.collapses.load() < passes && ms_since(t) < 120'000) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (stats.collapses.load() >= passes) {
+      collapse_ms.push_back(static_cast<double>(stats.collapse_ms_last.load()));
+    }
+  };
+  wait_for_collapse(1);
+  const std::uint64_t rss = rss_bytes();
   // Round trips by phase: before the first snapshot starts, until it is written, after;
   // a submit that waited for a snapshot to start (its pause) is counted apart.
   std::vector<double> before_ms, during_ms, after_ms, held_ms;
@@ -391,7 +409,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
   bool written = false;                // the first snapshot is
   double encode_ms = 0, write_ms = 0;  // the first snapshot's
   std::uint64_t next = charges;
-  while (after_ms.size() < kPauseSubmitsAfter) {
+  while (after_ms.size() < kPauseSubmitsAfter || pauses_ms.size() < 2) {
     std::vector<server::Op> ops;
     for (std::size_t k = 0; k < kPauseOpsPerSubmit; ++k) {
       ops.emplace_back(charge_command(next++, accounts));
@@ -413,6 +431,9 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       cv.wait(lock, [&] { return answered; });
     }
     const double round_trip_ms = ms_since(t);
+    if (collapse && stats.snapshots_forked.load() + 1 > collapse_ms.size()) {
+      wait_for_collapse(stats.snapshots_forked.load() + 1);
+    }
     // The answer goes out before the snapshot starts (drain): the pause falls on the next.
     const std::uint64_t pause_ns = stats.snapshot_pause_ns_last.load();
     const bool held = pause_ns != last_pause_ns;
@@ -457,10 +478,14 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       "%s at RSS %.0f MB: ledger thread held %s ms (each snapshot seen); the first was "
       "encoded in %.1f ms and written in %.1f ms\n"
       "round trips of %zu-charge submits, ms: before %s; during %s; after %s; that waited "
-      "for a snapshot to start: %s\n",
-      fork ? "forked snapshots" : "unforked snapshots", static_cast<double>(rss) / 1e6,
-      list(pauses_ms).c_str(), encode_ms, write_ms, kPauseOpsPerSubmit, summary(before_ms).c_str(),
-      summary(during_ms).c_str(), summary(after_ms).c_str(), list(held_ms).c_str());
+      "for a snapshot to start: %s\n"
+      "collapse passes (ms each, let finish before the next submit): %s\n",
+      fork ? (collapse ? "forked snapshots, heap collapsed" : "forked snapshots")
+           : "unforked snapshots",
+      static_cast<double>(rss) / 1e6, list(pauses_ms).c_str(), encode_ms, write_ms,
+      kPauseOpsPerSubmit, summary(before_ms).c_str(), summary(during_ms).c_str(),
+      summary(after_ms).c_str(), list(held_ms).c_str(),
+      collapse ? list(collapse_ms).c_str() : "off");
   std::fflush(stdout);
   std::_Exit(0);  // no shutdown snapshot
 }
@@ -478,15 +503,17 @@ int main(int argc, char** argv) {
     return write_raw(argv[2], std::stoull(argv[3]), argc > 4 ? std::stoull(argv[4]) : 1'000);
   }
   if (mode == "encode" && argc == 4) return encode(std::stoull(argv[2]), std::stoull(argv[3]));
-  if (mode == "pause" && argc == 6 &&
-      (std::string(argv[5]) == "fork" || std::string(argv[5]) == "thread")) {
-    return snapshot_pause(argv[2], std::stoull(argv[3]), std::stoull(argv[4]),
-                          std::string(argv[5]) == "fork");
+  if (mode == "pause" && argc == 6) {
+    const std::string how = argv[5];
+    if (how == "fork" || how == "collapse" || how == "thread") {
+      return snapshot_pause(argv[2], std::stoull(argv[3]), std::stoull(argv[4]), how != "thread",
+                            how == "collapse");
+    }
   }
   std::fprintf(stderr,
                "usage: restart_bench write DIR COMMANDS [ACCOUNTS] | open DIR | scan DIR | "
                "write-raw DIR COMMANDS [ACCOUNTS] | "
                "encode ACCOUNTS CHARGES_PER_ACCOUNT | "
-               "pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|thread\n");
+               "pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|thread\n");
   return 2;
 }

@@ -23,6 +23,7 @@
 #include "ledger/codec.h"
 #include "ledger/event_codec.h"
 #include "ledger/snapshot_codec.h"
+#include "server/huge_collapse.h"
 #include "store/snapshot.h"
 #include "store/wal_format.h"
 #include "time/time.h"
@@ -297,7 +298,10 @@ Status Engine::replay_record(std::string_view payload) {
     ledger_.begin_batch(batch->now_ms);
     std::vector<ledger::Event>& events = replay_events_;
     ledger_.recycle_events(events);  // their strings and lists are reused
-    for (auto& c : batch->commands) {
+    const std::span<const ledger::Command> commands(batch->commands);
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+      ledger_.prefetch(commands, i);  // the accounts and slots of the commands ahead
+      ledger::Command& c = batch->commands[i];
       ledger_.apply(c, events, replay_reply_);
       // A logged command was logged because it changed the state; replaying it must
       // change it the same way.
@@ -439,11 +443,51 @@ void Engine::start() {
   if (thread_.joinable()) return;
   stopping_ = false;
   log_stopping_ = false;
+  collapse_off_.store(false);
+  start_collapse();  // the state just rebuilt, before the first snapshot's fork
   log_thread_ = std::thread([this] { log_run(); });
   thread_ = std::thread([this] { run(); });
 }
 
+bool Engine::snapshot_due() const {
+  if (wal_bytes_since_snapshot_ < options_.snapshot_wal_bytes) return false;
+  // A collapse pass still folding the heap (after the start or the last snapshot) makes
+  // the fork cheap: it may finish first, unless the log has grown twice as long.
+  const bool collapsing = !collapse_done_.load();  // true while no pass runs
+  return !collapsing || wal_bytes_since_snapshot_ >= 2 * options_.snapshot_wal_bytes;
+}
+
+void Engine::start_collapse() {
+  // From start() and the ledger thread; stop() and start_snapshot stop it: one at a time.
+  std::lock_guard lock(collapse_mu_);
+  if (!options_.snapshot_fork || !options_.snapshot_collapse || collapse_off_.load()) return;
+  if (collapse_thread_.joinable()) {
+    if (!collapse_done_.load()) return;  // still folding the last snapshot's pages
+    collapse_thread_.join();
+  }
+  collapse_stop_.store(false);
+  collapse_done_.store(false);
+  collapse_thread_ = std::thread([this] {
+    const CollapseResult r = collapse_anonymous_memory(collapse_stop_);
+    if (r.supported) {
+      stats_.collapses.fetch_add(1, std::memory_order_relaxed);
+      stats_.collapse_ms_last.store(static_cast<std::uint64_t>(r.ms), std::memory_order_relaxed);
+      stats_.collapse_bytes_last.store(r.bytes_tried - r.bytes_failed, std::memory_order_relaxed);
+    }
+    collapse_done_.store(true);
+  });
+}
+
+void Engine::stop_collapse() {
+  std::lock_guard lock(collapse_mu_);
+  if (!collapse_thread_.joinable()) return;
+  collapse_stop_.store(true);  // seen within one step (kCollapseStepBytes)
+  collapse_thread_.join();
+}
+
 void Engine::stop() {
+  collapse_off_.store(true);
+  stop_collapse();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -539,12 +583,10 @@ void Engine::run() {
     jobs.clear();
     // The snapshot uses the log (its LSN, truncation): only while the log thread is idle.
     const bool snapshot_written = snapshot_thread_.joinable() && snapshot_done_.load();
-    const bool snapshot_due =
-        !snapshot_thread_.joinable() && wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes;
-    if (snapshot_written || snapshot_due) {
+    if (snapshot_written || (!snapshot_thread_.joinable() && snapshot_due())) {
       drain();
       finish_snapshot(false);
-      if (wal_bytes_since_snapshot_ >= options_.snapshot_wal_bytes) start_snapshot(false);
+      if (snapshot_due()) start_snapshot(false);
     }
   }
   drain();
@@ -1129,8 +1171,8 @@ Status Engine::log_missing_events(std::vector<ledger::Event>& events) {
   const std::uint64_t on_disk = event_log_->last_seq();
   auto first_new = std::find_if(events.begin(), events.end(),
                                 [&](const ledger::Event& e) { return e.seq > on_disk; });
+  if (first_new == events.end()) return ok_status();  // kept whole for recycle_events
   events.erase(events.begin(), first_new);
-  if (events.empty()) return ok_status();
   Status s = log_and_keep_events(events);
   if (!s.ok()) return s;
   if (sink_) sink_(events);
@@ -1195,6 +1237,7 @@ void Engine::start_snapshot(bool wait) {
   const std::uint64_t lsn = job.lsn;
   bool forked = false;
   if (options_.snapshot_fork) {
+    stop_collapse();  // its madvise holds the memory map the fork copies
     Status s = fork_snapshot(job);
     forked = s.ok();
     if (!forked) {
@@ -1369,7 +1412,10 @@ void Engine::finish_snapshot(bool wait) {
     return;
   }
   stats_.snapshots.fetch_add(1, std::memory_order_relaxed);
-  if (snapshot_forked_) stats_.snapshots_forked.fetch_add(1, std::memory_order_relaxed);
+  if (snapshot_forked_) {
+    stats_.snapshots_forked.fetch_add(1, std::memory_order_relaxed);
+    start_collapse();  // the child is gone: fold what its copy-on-write split
+  }
   if (snapshot_retain_lsn_ > 0) {
     auto deleted = wal_->truncate_before(snapshot_retain_lsn_);
     if (!deleted.ok()) {

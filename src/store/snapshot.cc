@@ -27,6 +27,8 @@ constexpr std::string_view kPrefix = "snap-";
 constexpr std::string_view kFinalSuffix = ".snap";
 constexpr std::string_view kTmpSuffix = ".tmp";
 constexpr std::size_t kLsnHexDigits = 16;
+// A snapshot body is written and handed to writeback in chunks of this size (paced).
+constexpr std::size_t kSnapshotWriteChunkBytes = std::size_t{1} << 20;
 
 template <typename T>
 void put(unsigned char* out, std::size_t offset, T value) {
@@ -129,9 +131,30 @@ Status write_snapshot(const std::string& dir, std::uint64_t lsn, std::string_vie
     internal::Fd fd(::open(tmp_path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", tmp_path, errno);
     Status s = internal::write_all(ops, fd.get(), header, sizeof(header), 0, tmp_path);
-    if (s)
-      s = internal::write_all(ops, fd.get(), bytes.data(), bytes.size(),
-                              static_cast<off_t>(sizeof(header)), tmp_path);
+    // The body goes out paced: each chunk's writeback starts once it is written and the
+    // one before is waited for, so that at most two chunks are in flight. A snapshot of
+    // hundreds of MB synced at once would queue ahead of the log's fdatasync on the same
+    // disk for as long as it takes to write (150-200 ms measured here for 278 MB); paced,
+    // a log sync waits for a chunk or two. sync_file_range is advice: the fsync below is
+    // what makes the file durable, so its errors are not checked here.
+    const int raw_fd = fd.get();
+    auto start_writeback = [raw_fd](off_t at, off_t length, bool wait) {
+      unsigned flags = SYNC_FILE_RANGE_WRITE;
+      if (wait) flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+      (void)::sync_file_range(raw_fd, at, length, flags);
+    };
+    for (std::size_t done = 0; s && done < bytes.size();) {
+      const std::size_t n = std::min(kSnapshotWriteChunkBytes, bytes.size() - done);
+      const auto at = static_cast<off_t>(sizeof(header) + done);
+      s = internal::write_all(ops, fd.get(), bytes.data() + done, n, at, tmp_path);
+      if (!s) break;
+      start_writeback(at, static_cast<off_t>(n), false);
+      if (done >= kSnapshotWriteChunkBytes) {
+        start_writeback(at - static_cast<off_t>(kSnapshotWriteChunkBytes),
+                        static_cast<off_t>(kSnapshotWriteChunkBytes), true);
+      }
+      done += n;
+    }
     if (s)
       s = internal::write_all(ops, fd.get(), blocks.data(), blocks.size() * sizeof(std::uint64_t),
                               static_cast<off_t>(sizeof(header) + bytes.size()), tmp_path);
