@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "ledger/limits.h"
 #include "money/money.h"
 #include "pricing/usage.h"
 
@@ -235,6 +236,41 @@ class ChargeTable {
   std::vector<std::string> users_;
   std::vector<std::uint64_t> user_hashes_;
   std::vector<std::uint32_t> user_slots_;
+};
+
+// The sequence numbers of one account's charge records forgotten at resets, so that a
+// refund of one is still 409 charge_not_refundable rather than 404 (DESIGN.md: refunds
+// only while the charge's cycle is current). Kept compact: the first number, then the
+// gaps between consecutive ones as LEB128 varints (charges are numbered from one global
+// sequence, so a gap is a few bytes), in ascending order. At most `max` numbers: when
+// more are forgotten the oldest are dropped, and their ids read as unknown (404).
+// Owns: the numbers. Does not: decide when a charge is forgotten (ledger.cc).
+class ForgottenCharges {
+ public:
+  explicit ForgottenCharges(std::size_t max = kForgottenChargesPerAccountMax) : max_(max) {}
+
+  std::size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  bool contains(std::uint64_t seq) const;
+  // Adds `seqs`, ascending and above every number kept (CREDIT_ASSERT), then drops the
+  // oldest past the cap.
+  void add(const std::vector<std::uint64_t>& seqs);
+  // The encoding for snapshots: first number and the gap bytes (empty when size() == 0).
+  std::uint64_t first() const { return first_; }
+  const std::string& gaps() const { return gaps_; }
+  // Restores an encoding; false (and left empty) when the bytes are not `count - 1`
+  // positive gaps or count is over the cap.
+  bool restore(std::uint64_t count, std::uint64_t first, std::string gaps);
+  bool operator==(const ForgottenCharges& o) const {
+    return count_ == o.count_ && first_ == o.first_ && gaps_ == o.gaps_;
+  }
+
+ private:
+  std::size_t max_;
+  std::size_t count_ = 0;
+  std::uint64_t first_ = 0;
+  std::uint64_t last_ = 0;
+  std::string gaps_;
 };
 
 }  // namespace credit::ledger

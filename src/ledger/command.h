@@ -114,7 +114,8 @@ struct Command {
   IdempotencyRef idem;
   // A request that failed validation or the rate limit still goes through the ledger so
   // that the idempotency check comes first (API.md's order); it changes nothing.
-  // kRateLimited is recorded as a `rejected` event and never stored under its key.
+  // kRateLimited is logged with the command but makes no event and is never stored
+  // under its key (DESIGN.md, Idempotency).
   ErrorCode precheck_error = ErrorCode::kOk;
   std::string precheck_message;
   std::string precheck_param;

@@ -20,6 +20,10 @@ std::optional<EventType> parse_event_type(std::string_view name) {
   return std::nullopt;
 }
 
+bool event_type_listed(EventType type) {
+  return type != EventType::kAccountCreated && type != EventType::kAccountClosed;
+}
+
 void reset_keeping_capacity(Event& e) {
   static_assert(sizeof(Event) == 1040 || sizeof(void*) != 8,
                 "Event changed: reset the new field in reset_keeping_capacity()");

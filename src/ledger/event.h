@@ -29,11 +29,16 @@ enum class EventType : std::uint8_t {
   kRefund = 8,
   kCacheHit = 9,
   kRejected = 10,
-  kAccountCreated = 11,  // written as type "account" (an extension of API.md's list)
+  // Internal types, outside API.md's list: kept in the event log (the analytics and the
+  // import with mode=apply read them; `creditctl simulate` writes "account" lines) but
+  // never listed by GET .../events or its exports (event_type_listed).
+  kAccountCreated = 11,  // written as type "account"
   kAccountClosed = 12,   // written as type "close"
 };
 std::string_view event_type_name(EventType type);
 std::optional<EventType> parse_event_type(std::string_view name);
+// True for the types of API.md's list (every type but the internal ones above).
+bool event_type_listed(EventType type);
 
 // One bucket a charge, hold or refund touched: "allowance" or "grant:<id>".
 struct DrawnFrom {
@@ -70,7 +75,7 @@ struct Event {
   Millicredits credits;  // the amount the event moved, >= 0 (cache_hit: credits saved)
   std::optional<Millicredits> available_after;
   std::vector<DrawnFrom> drawn_from;
-  std::string refused_by;  // "pool" | "daily_cap" | "rate_limit" | ""
+  std::string refused_by;  // "pool" | "daily_cap" | ""
   std::string priced_by;   // "usage" | "amount" | ""
   std::optional<pricing::Usage> usage;
   Metadata metadata;

@@ -42,6 +42,12 @@ bool spends_before(const Bucket& x, const Bucket& y) {
   return x.bucket_id < y.bucket_id;
 }
 
+// A charge id that names one of the account's charges forgotten at a reset.
+bool charge_forgotten(const Account& a, std::string_view charge_id) {
+  std::optional<std::uint64_t> seq = ChargeTable::seq_of(charge_id);
+  return seq.has_value() && a.forgotten_charges.contains(*seq);
+}
+
 // Buckets a pool's spending order keeps on the stack: a pool holds its allowance, a
 // rollover and a few grants, so a charge sorts them without a heap allocation; a pool
 // with more live buckets (up to kLiveGrantsPerPoolMaxDefault grants) uses the heap.
@@ -420,10 +426,30 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
     std::erase_if(a.holds, [&](const auto& kv) {
       return kv.second.state != HoldState::kOpen && kv.second.placed_at_ms < keep_from_ms;
     });
-    // Charges older than the previous cycle can no longer be refunded or shown.
-    a.charges.erase_if([&](const ChargeRecord& ch) { return ch.cycle_index < a.cycle_serial - 1; });
+    // Charges older than the previous cycle can no longer be refunded or shown; their
+    // numbers are kept (bounded) so a refund of one is 409 charge_not_refundable.
+    std::vector<std::uint64_t> forgotten;
+    a.charges.erase_if([&](const ChargeRecord& ch) {
+      const bool drop = ch.cycle_index < a.cycle_serial - 1;
+      if (drop) forgotten.push_back(ch.seq);  // erase_if walks in sequence order
+      return drop;
+    });
+    if (!forgotten.empty()) a.forgotten_charges.add(forgotten);
   }
   (void)local_seq;
+}
+
+const ChargeRecord* Ledger::charge_at(const Account& account, std::string_view charge_id,
+                                      std::int64_t at_ms) const {
+  const ChargeRecord* rec = account.charges.find_record(charge_id);
+  if (rec == nullptr || at_ms < account.cycle_end_ms) return rec;
+  // Boundaries passed since the last write: the first write applies them and forgets the
+  // records older than the cycle before the new one (advance), so the read does too.
+  const Account p = projected(account, at_ms);
+  if (p.cycle_serial != account.cycle_serial && rec->cycle_index < p.cycle_serial - 1) {
+    return nullptr;
+  }
+  return rec;
 }
 
 Account Ledger::projected(const Account& account, std::int64_t at_ms) const {
@@ -591,6 +617,37 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
   return {};
 }
 
+std::optional<Reply> Ledger::gate_external(const IdempotencyRef& idem) const {
+  CREDIT_ASSERT(idem.has_key);
+  if (const IdempotencyTable::Entry* e = idempotency_.find(idem.scope_key_hash, now_ms_)) {
+    if (e->request_hash != idem.request_hash) {
+      return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
+                               "this idempotency key was used with another request"));
+    }
+    Reply r;
+    r.status = replies_.at(e->reply_no, r.body);
+    r.replayed = true;
+    return r;
+  }
+  if (idempotency_.full()) {
+    return error_reply(
+        Error(ErrorCode::kIdempotencyCapacity, "the idempotency table is full; retry later"));
+  }
+  return std::nullopt;
+}
+
+void Ledger::store_external(const IdempotencyRef& idem, int status, std::string_view body,
+                            std::int64_t expires_at_ms) {
+  CREDIT_ASSERT(idem.has_key);
+  replies_.release_below(idempotency_.expire(expires_at_ms - kIdempotencyTtlMs));
+  // gate_external checked the key live (or the log says it was stored): it is new here.
+  CREDIT_ASSERT(idempotency_.find(idem.scope_key_hash, expires_at_ms - kIdempotencyTtlMs) ==
+                    nullptr &&
+                !idempotency_.full());
+  std::uint64_t no = replies_.push(status, body);
+  idempotency_.insert(idem.scope_key_hash, idem.request_hash, no, expires_at_ms);
+}
+
 // Stores the reply under the command's key and marks it logged. Only the answers the
 // ledger produced are stored (2xx, 402, 403 purchase_not_allowed, 409); a 400 leaves the
 // key free.
@@ -726,7 +783,8 @@ std::optional<Reply> Ledger::gate(Command& c) {
     if (auto* v = std::get_if<Void>(&c.body); v && !a.holds.contains(v->hold_id)) {
       return error_reply(Error(ErrorCode::kHoldNotFound, "no such hold"));
     }
-    if (auto* rf = std::get_if<Refund>(&c.body); rf && !a.charges.contains(rf->charge_id)) {
+    if (auto* rf = std::get_if<Refund>(&c.body);
+        rf && !a.charges.contains(rf->charge_id) && !charge_forgotten(a, rf->charge_id)) {
       return error_reply(Error(ErrorCode::kChargeNotFound, "no such charge"));
     }
   }
@@ -779,20 +837,9 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
   for (auto& p : a.pools) touch_day(p, now_ms_);
   number_events();
   if (c.precheck_error == ErrorCode::kRateLimited) {
-    Event& e = push_event(events, EventType::kRejected, a);
-    e.refused_by = "rate_limit";
-    if (auto* ch = std::get_if<Charge>(&c.body)) {
-      e.user_id = ch->user_id;
-      e.kind = ch->kind;
-      e.pool = ch->pool;
-      e.credits = ch->amount;
-    } else if (auto* h = std::get_if<Hold>(&c.body)) {
-      e.user_id = h->user_id;
-      e.kind = h->kind;
-      e.pool = h->pool;
-      e.credits = h->amount;
-    }
-    e.idempotency_key = c.idem.key;
+    // DESIGN.md: a 429 is not stored, makes no event and leaves the key free. The
+    // decision is logged with the command (so the resets applied above replay the same
+    // way), and that is its only record.
     Error err(ErrorCode::kRateLimited, "too many requests; retry later");
     err.with("retry_after_ms", std::to_string(std::max<std::int64_t>(c.retry_after_ms, 1)));
     r = error_reply(err);
@@ -1423,8 +1470,13 @@ Reply Ledger::apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& 
 Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events) {
   ChargeRecord* found = a.charges.find_record(cmd.charge_id);
   if (found == nullptr) {
-    // Forgotten by the resets just applied: charges older than the last cycle.
-    return error_reply(Error(ErrorCode::kChargeNotFound, "no such charge"));
+    // Forgotten at a reset (now or earlier): its cycle ended two or more cycles ago.
+    // gate() let only such ids through, unless the cap dropped it since.
+    if (!charge_forgotten(a, cmd.charge_id)) {
+      return error_reply(Error(ErrorCode::kChargeNotFound, "no such charge"));
+    }
+    return finish(
+        c, error_reply(Error(ErrorCode::kChargeNotRefundable, "the charge's cycle has ended")));
   }
   ChargeRecord& ch = *found;
   Millicredits unrefunded = ch.cost - ch.refunded;

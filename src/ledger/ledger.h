@@ -81,6 +81,19 @@ class Ledger {
   // then apply(). apply() runs gate() itself, so replaying a log needs no policy.
   std::optional<Reply> gate(Command& command);
 
+  // Idempotency of the engine's own keyed ops (key creation, server/engine.cc). They are
+  // not ledger commands, but their keys live in this same table, so a key is one key
+  // across every route (the same key on another route: 422) with the same 24 hours,
+  // capacity and snapshots. The stored reply is whatever the op gives (never a secret).
+  // The answer for idem's key at the batch's now: the stored reply (replayed), 422, or
+  // 503 idempotency_capacity; nullopt when the key is new and may be stored.
+  std::optional<Reply> gate_external(const IdempotencyRef& idem) const;
+  // Stores `body` under idem's key until expires_at_ms (the batch's now + 24 h, logged
+  // with the op, so a replay of the log stores it the same way); first releases the keys
+  // expired at that batch's now, as begin_batch did.
+  void store_external(const IdempotencyRef& idem, int status, std::string_view body,
+                      std::int64_t expires_at_ms);
+
   // Reads: the last applied state projected to at_ms, without changing anything.
   Result<AccountView> view(std::string_view account_id, std::int64_t at_ms) const;
   void render_account(const AccountView& view, std::string& out) const;
@@ -103,6 +116,11 @@ class Ledger {
   // holds, advanced lazily (no charge records, no closed holds).
   Account projected(const Account& account, std::int64_t at_ms) const;
   static PoolView pool_view(const Account& account, const PoolState& pool, std::int64_t at_ms);
+  // A charge's record as a read at at_ms sees it: nullptr when the account has none by
+  // that id, or when the resets the next write at at_ms applies first would forget it
+  // (a charge older than the last cycle), so GET and the write after it agree.
+  const ChargeRecord* charge_at(const Account& account, std::string_view charge_id,
+                                std::int64_t at_ms) const;
 
  private:
   // ledger/snapshot_codec.cc reads and restores the whole state (and nothing else does).

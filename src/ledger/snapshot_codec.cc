@@ -295,10 +295,16 @@ void encode_account(WireOut& o, const Account& a) {
     encode_charge(o, a.charges, a.charges.at(i));
   }
   o.sv(a.created_at_ms);
+  o.uv(a.forgotten_charges.size());
+  if (!a.forgotten_charges.empty()) {
+    o.uv(a.forgotten_charges.first());
+    o.str(a.forgotten_charges.gaps());
+  }
 }
 
 // nullptr when a count is out of range (the reader is then failed).
-std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options) {
+std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options,
+                                        std::uint8_t version) {
   auto a = std::make_unique<Account>();
   a->account_id = in.str();
   a->closed = in.b();
@@ -344,6 +350,14 @@ std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options
     if (in.ok() && !a->charges.append(std::move(c))) in.fail();
   }
   a->created_at_ms = in.sv();
+  if (version >= 2) {
+    const std::uint64_t forgotten = in.uv();
+    if (forgotten > 0 && in.ok()) {
+      const std::uint64_t first = in.uv();
+      std::string gaps = in.str();
+      if (in.ok() && !a->forgotten_charges.restore(forgotten, first, std::move(gaps))) in.fail();
+    }
+  }
   if (!in.ok()) return nullptr;
   return a;
 }
@@ -393,9 +407,10 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
   WireIn in(bytes);
   std::uint8_t version = in.u8();
   if (!in.ok()) return bad(in, "empty");
-  if (version != kLedgerSnapshotVersion) {
+  if (version < kLedgerSnapshotVersionMin || version > kLedgerSnapshotVersion) {
     Error e(ErrorCode::kStorageFailed, "ledger snapshot version " + std::to_string(version) +
                                            "; this build reads " +
+                                           std::to_string(kLedgerSnapshotVersionMin) + " to " +
                                            std::to_string(kLedgerSnapshotVersion));
     e.with("offset", "0");
     return e;
@@ -419,7 +434,7 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
   }
   std::string previous_id;
   for (std::uint64_t i = 0; i < accounts; ++i) {
-    std::unique_ptr<Account> a = decode_account(in, l.options_);
+    std::unique_ptr<Account> a = decode_account(in, l.options_, version);
     if (a == nullptr) return bad(in, "bad account");
     // Written in id order: anything else is damage, and a hint makes the insert O(1).
     if (i > 0 && !(previous_id < a->account_id)) return bad(in, "accounts out of order");

@@ -1,7 +1,8 @@
 // src/ledger/snapshot_codec.h
 // The binary form of the whole ledger state, as a snapshot holds it (store/snapshot.h
 // frames and checksums these bytes):
-//   version        u8     kLedgerSnapshotVersion; any other value is refused, not guessed
+//   version        u8     kLedgerSnapshotVersion (written); kLedgerSnapshotVersionMin up
+//                         to it are read, any other value is refused, not guessed
 //   now_ms         varint zigzag: the ledger's now (the last instant it logged)
 //   next_seq       varint: the sequence number of the next event
 //   catalog        source_text string, plan count varint, then each plan (below)
@@ -23,7 +24,9 @@
 // user_id, kind, pool_index, cost, drawn, refunded, cycle_index, at_ms, day_start_ms,
 // rate_card_version, hold_id ("" for none), refunds as a count and RefundRecord fields;
 // snapshots before 2026-12 wrote them in charge id string order, read the same way),
-// created_at_ms.
+// created_at_ms, and from version 2 the forgotten charges (count varint, then when not 0
+// the first sequence number varint and the gap bytes string, as ForgottenCharges keeps
+// them; version 1 snapshots have none, read as empty).
 // Integers are LEB128 varints (signed ones zigzag), strings a varint length and bytes,
 // money its millicredits as a signed varint, optionals a presence byte first, enums u8.
 // Owns: encode and decode of the ledger state. Does not: write files (store/), or hold
@@ -40,7 +43,9 @@
 
 namespace credit::ledger {
 
-constexpr std::uint8_t kLedgerSnapshotVersion = 1;
+// 2: accounts end with their forgotten charges.
+constexpr std::uint8_t kLedgerSnapshotVersion = 2;
+constexpr std::uint8_t kLedgerSnapshotVersionMin = 1;
 
 // Appends the whole state of `ledger` to `out`. Call between batches.
 void encode_ledger_snapshot(const Ledger& ledger, std::string& out);

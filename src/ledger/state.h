@@ -95,6 +95,8 @@ struct Account {
   std::map<std::string, HoldRecord> holds;  // by hold id
   std::size_t open_holds = 0;
   ChargeTable charges;  // this cycle and the last, by charge id
+  // Charges of earlier cycles, forgotten at resets: refunds of them are 409, not 404.
+  ForgottenCharges forgotten_charges;
   std::int64_t created_at_ms = 0;
 
   PoolState* pool(std::string_view name);

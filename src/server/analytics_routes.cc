@@ -156,6 +156,8 @@ struct EventFilter {
   // Every filtered field is in the head of the encoding: a page decodes only the events
   // it returns.
   bool match(const ledger::EventHead& e) const {
+    // API.md's list of types: the internal ones ("account", "close") are never listed.
+    if (!ledger::event_type_listed(e.type)) return false;
     if (from_ms && e.at_ms < *from_ms) return false;
     if (to_ms && e.at_ms >= *to_ms) return false;
     if (type && e.type != *type) return false;
@@ -302,7 +304,9 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
   if (req.has_query("to") && !f.to_ms) return bad;
   if (req.has_query("type")) {
     f.type = ledger::parse_event_type(req.query_param("type"));
-    if (!f.type) return bad_param("type", "unknown event type");
+    if (!f.type || !ledger::event_type_listed(*f.type)) {
+      return bad_param("type", "unknown event type");
+    }
   }
   if (req.has_query("kind")) {
     f.kind = pricing::parse_kind(req.query_param("kind"));
@@ -400,14 +404,21 @@ HttpResponse usage_route(EngineState& st, Analytics& a, const std::string& id,
   range_json(w, *r);
   w.key("pool").string(c->pool->name).key("group_by").string(g);
   w.key("total").raw(credits(u.total_mc)).key("count").integer(u.count).key("rows").begin_array();
+  // Shares are fractions from 0 to 1 (API.md). A refund is booked to the group (and
+  // hour) it happened in, so a group can be net negative (a day of refunds of the day
+  // before's charges): such a group's share is 0, and the shares of the others are of the
+  // sum of the positive groups, so they still add up to 1. `total` stays the net sum.
+  std::int64_t positive_mc = 0;
+  for (const auto& row : u.rows) positive_mc += std::max<std::int64_t>(row.credits_mc, 0);
   for (const auto& row : u.rows) {
     w.begin_object().key("key");
     nullable(w, row.key);
     w.key("credits").raw(credits(row.credits_mc)).key("count").integer(row.count);
-    double share = u.total_mc > 0
-                       ? static_cast<double>(row.credits_mc) / static_cast<double>(u.total_mc)
+    double share = positive_mc > 0
+                       ? static_cast<double>(std::max<std::int64_t>(row.credits_mc, 0)) /
+                             static_cast<double>(positive_mc)
                        : 0.0;
-    w.key("share").raw(fraction(share)).end_object();
+    w.key("share").raw(fraction(std::clamp(share, 0.0, 1.0))).end_object();
   }
   w.end_array().end_object();
   return out;

@@ -324,8 +324,11 @@ struct Api::Impl {
   // The request hash: the route with its path ids and the command's canonical fields
   // (DESIGN.md: key order, whitespace and number spelling do not matter; the key itself
   // is left out). A request that failed validation hashes its raw fields instead, so
-  // it never matches a valid one.
-  static void seal(Command& c, std::string_view route, ObjectReader* r = nullptr) {
+  // it never matches a valid one. `given` names the optional fields given with their
+  // default value, which the command cannot tell from absent ones (a hold's ttl_ms, a
+  // capture's overage): "an absent field is not the same as its default".
+  static void seal(Command& c, std::string_view route, ObjectReader* r = nullptr,
+                   std::string_view given = {}) {
     std::string canon(route);
     canon += '\x1f';
     if (c.precheck_error != ErrorCode::kOk && r != nullptr) {
@@ -333,6 +336,9 @@ struct Api::Impl {
       r->value().append_json(canon);
     } else {
       ledger::encode_command_body(c.body, canon);
+      // Appended only when a default was given explicitly, so the hashes of every other
+      // request (and of the keys stored before this rule) stay as they were.
+      if (!given.empty()) canon.append("\x1fgiven:").append(given);
     }
     c.idem.request_hash = hash128("request", canon);
   }
@@ -402,10 +408,15 @@ struct Api::Impl {
         if (!valid_id(**ck)) bad = err_param(ErrorCode::kInvalidRequest, "cache_key must be 1 to 64 characters of [A-Za-z0-9._:-]", "cache_key");
         else cache_key = std::string(**ck);
       }
+      std::string_view given;
       if (op == "hold") {
         auto ttl = r.optional_int64("ttl_ms", 1, ledger::kHoldTtlMsMax);
         if (!bad && !ttl.ok()) bad = ttl.error();
-        if (!bad && *ttl) ttl_ms = **ttl;
+        if (!bad && *ttl) {
+          ttl_ms = **ttl;
+          // Only the default needs marking: any other value already hashes apart.
+          if (ttl_ms == ledger::kHoldTtlMsDefault) given = "ttl_ms";
+        }
       }
       if (!bad) {
         Status unknown = r.no_unknown_fields();
@@ -459,7 +470,7 @@ struct Api::Impl {
         c.body = std::move(h);
       }
       if (bad) set_precheck(c, *bad);
-      seal(c, route, &r);
+      seal(c, route, &r, given);
       return c;
     }
     if (op == "capture") {
@@ -479,6 +490,8 @@ struct Api::Impl {
       }
       auto ov = r.optional_string("overage");
       if (!bad && !ov.ok()) bad = ov.error();
+      // "refuse" is the default (a "charge" already hashes apart from it).
+      const bool overage_given = !bad && *ov && **ov == "refuse";
       if (!bad && *ov) {
         if (**ov == "charge") cap.overage_charge = true;
         else if (**ov != "refuse") bad = err_param(ErrorCode::kInvalidRequest, "overage is refuse or charge", "overage");
@@ -496,7 +509,7 @@ struct Api::Impl {
       cap.priced_by_usage = cap.usage.has_value() && !cap.amount.has_value();
       c.body = std::move(cap);
       if (bad) set_precheck(c, *bad);
-      seal(c, route, &r);
+      seal(c, route, &r, overage_given ? "overage" : "");
       return c;
     }
     ledger::Void v;
@@ -663,14 +676,16 @@ struct Api::Impl {
     read([id, charge_id](EngineState& st) {
       const ledger::Account* a = st.ledger.find(id);
       if (a == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      auto it = a->charges.find(charge_id);
-      if (it == a->charges.end()) return from_error(err(ErrorCode::kChargeNotFound, "no such charge"));
-      const ledger::ChargeRecord& c = it->second;
+      // As the next write would see it: a charge that the resets due by now forget is 404
+      // already (charge_at), before any write applies them.
+      const ledger::ChargeRecord* rec = st.ledger.charge_at(*a, charge_id, st.now_ms);
+      if (rec == nullptr) return from_error(err(ErrorCode::kChargeNotFound, "no such charge"));
+      const ledger::ChargeRecord& c = *rec;
       const ledger::PoolState& pool = a->pools[c.pool_index];
       std::string out;
       json::Writer w(out);
       w.begin_object();
-      w.key("charge_id").string(it->first);
+      w.key("charge_id").string(c.charge_id());
       w.key("account_id").string(a->account_id);
       w.key("user_id").string(a->charges.user_id(c));
       w.key("kind").string(pricing::kind_name(c.kind));
@@ -856,34 +871,59 @@ struct Api::Impl {
 
   void create_key(const HttpRequest& req, const std::string& account_id, ObjectReader& r,
                   Responder respond) {
-    ledger::IdempotencyRef idem;
-    if (auto e = idem_of(r, req, account_id.empty() ? "admin" : account_id, "key", idem)) return respond(from_error(*e));
     CreateKeyOp op;
+    const std::string route = "key:" + (account_id.empty() ? std::string("admin") : account_id);
+    if (auto e = idem_of(r, req, account_id.empty() ? "admin" : account_id, route, op.idem)) {
+      return respond(from_error(*e));
+    }
+    // Validation errors ride in the op: the engine answers a replay or 422 first.
+    std::optional<Error> bad;
     auto role = r.optional_string("role");
-    if (!role.ok()) return respond(from_error(role.error()));
-    std::string_view rs = role->value_or(account_id.empty() ? "service" : "read");
-    if (account_id.empty()) {
-      if (rs != "service") return respond(from_error(err_param(ErrorCode::kInvalidRequest, "role must be service", "role")));
+    const std::string_view rs =
+        role.ok() ? role->value_or(account_id.empty() ? "service" : "read") : "";
+    if (!role.ok()) {
+      bad = role.error();
+    } else if (account_id.empty()) {
+      if (rs != "service")
+        bad = err_param(ErrorCode::kInvalidRequest, "role must be service", "role");
       op.key.role = Role::kService;
     } else if (rs == "read") {
       op.key.role = Role::kRead;
     } else if (rs == "meter") {
       op.key.role = Role::kMeter;
     } else {
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "role must be read or meter", "role")));
+      bad = err_param(ErrorCode::kInvalidRequest, "role must be read or meter", "role");
     }
     auto label = r.optional_string("label");
-    if (!label.ok()) return respond(from_error(label.error()));
-    if (*label && (*label)->size() > kLabelBytesMax) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "label is at most 128 bytes", "label")));
-    Status unknown = r.no_unknown_fields();
-    if (!unknown.ok()) return respond(from_error(unknown.error()));
-    op.plaintext = random_key();
+    if (!bad && !label.ok()) bad = label.error();
+    if (!bad && *label && (*label)->size() > kLabelBytesMax) {
+      bad = err_param(ErrorCode::kInvalidRequest, "label is at most 128 bytes", "label");
+    }
+    if (!bad) {
+      Status unknown = r.no_unknown_fields();
+      if (!unknown.ok()) bad = unknown.error();
+    }
+    // The request hash: the route and the fields as given (an absent role or label is not
+    // its default); a request that failed validation hashes its raw body instead.
+    std::string canon = route;
+    canon += '\x1f';
+    if (bad) {
+      canon += "invalid\x1f";
+      r.value().append_json(canon);
+      op.precheck = std::make_shared<const Error>(*bad);
+    } else {
+      canon += role->has_value() ? "role=" + std::string(**role) : std::string("role?");
+      canon += '\x1f';
+      canon += label->has_value() ? "label=" + std::string(**label) : std::string("label?");
+      op.key.label = std::string(label->value_or(""));
+    }
+    op.idem.request_hash = hash128("request", canon);
+    // The key itself is derived by the engine from its id (CreateKeyOp, engine.h).
     op.key.key_id = random_id("key_");
     op.key.account_id = account_id;
-    op.key.label = std::string(label->value_or(""));
-    op.key.hash_hex = sha256_hex(op.plaintext);
-    op.key.created_at_ms = std::max(engine.last_logged_ms(), options.manual_clock ? options.manual_clock->now_ms() : SystemClock().now_ms());
-    op.idem = idem;
+    op.key.created_at_ms =
+        std::max(engine.last_logged_ms(),
+                 options.manual_clock ? options.manual_clock->now_ms() : SystemClock().now_ms());
     auto submit = [this, op = std::move(op)](Responder respond) mutable {
       submit_one(std::move(op), std::move(respond));
     };

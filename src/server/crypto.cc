@@ -91,15 +91,34 @@ std::string sha256_hex(std::string_view data) {
   return hex_encode(d.data(), d.size());
 }
 
-std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
-  std::array<std::uint8_t, EVP_MAX_MD_SIZE> out;
+namespace {
+// HMAC-SHA256 into `out` (EVP_MAX_MD_SIZE bytes); returns the digest's size.
+unsigned int hmac_sha256_into(std::string_view key, std::string_view message,
+                              std::array<std::uint8_t, EVP_MAX_MD_SIZE>& out) {
   unsigned int size = 0;
   CREDIT_ASSERT(key.size() <= static_cast<std::size_t>(std::numeric_limits<int>::max()));
   const unsigned char* rc = HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
                                  reinterpret_cast<const unsigned char*>(message.data()),
                                  message.size(), out.data(), &size);
   CREDIT_ASSERT(rc != nullptr && size == kSha256Bytes);
+  return size;
+}
+}  // namespace
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  std::array<std::uint8_t, EVP_MAX_MD_SIZE> out;
+  const unsigned int size = hmac_sha256_into(key, message, out);
   return hex_encode(out.data(), size);
+}
+
+std::string derived_key(std::string_view secret, std::string_view key_id) {
+  std::array<std::uint8_t, EVP_MAX_MD_SIZE> out;
+  const unsigned int size = hmac_sha256_into(secret, key_id, out);
+  static_assert(kSha256Bytes == kKeyRandomBytes);
+  std::string key(kKeyPrefix);
+  key += base64url_encode(out.data(), size);
+  OPENSSL_cleanse(out.data(), out.size());
+  return key;
 }
 
 bool constant_time_equal(const void* a, const void* b, std::size_t size) {

@@ -23,6 +23,11 @@ using Sha256Digest = std::array<std::uint8_t, kSha256Bytes>;
 
 // A new API key: "ck_" + base64url (no padding) of 32 random bytes, 46 characters.
 std::string random_key();
+// The API key of `key_id` under a server secret: "ck_" + base64url (no padding) of
+// HMAC-SHA256(secret, key_id), the same 46-character shape as random_key(). With a random
+// 32-byte secret and a random key id the key is as unguessable as a random one, and the
+// server can show it again (an idempotent replay of its creation) without storing it.
+std::string derived_key(std::string_view secret, std::string_view key_id);
 // `prefix` + 32 lowercase hex digits of 16 random bytes, e.g. random_id("hold_").
 std::string random_id(std::string_view prefix);
 // Fills `out` with `size` bytes from OpenSSL's CSPRNG; aborts if it cannot (creditd never

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -23,6 +24,7 @@
 #include "ledger/codec.h"
 #include "ledger/event_codec.h"
 #include "ledger/snapshot_codec.h"
+#include "server/crypto.h"
 #include "server/huge_collapse.h"
 #include "store/snapshot.h"
 #include "store/wal_format.h"
@@ -34,9 +36,13 @@ namespace {
 // A batch record of the log:
 //   version u8 (kEngineRecordVersion)
 //   ledger  string: ledger/codec.h's encoding of the ledger commands of the batch
-//   count   varint, then count engine ops: tag u8 ('K' key, 'X' revoke, 'C' cache put,
-//           'T' rate limits) and their fields.
+//   count   varint, then count engine ops: tag u8 ('k' key, 'X' revoke, 'C' cache put,
+//           'T' rate limits, 'I' imported events) and their fields. A key ('k') ends
+//           with its idempotency record: has_key u8, then when set the scope-and-key
+//           hash and the request hash (16 bytes each) and expires_at_ms; records written
+//           before keys were idempotent have tag 'K' and end before it.
 constexpr std::uint8_t kEngineRecordVersion = 1;
+constexpr int kKeyCreatedStatus = 201;
 
 ledger::Reply error_reply(ErrorCode code, std::string message) {
   ledger::Reply r;
@@ -68,13 +74,19 @@ pricing::PlanRateLimits decode_limits(ByteReader& r) {
 
 void encode_engine_op(ByteWriter& w, const Op& op) {
   if (auto* k = std::get_if<CreateKeyOp>(&op)) {
-    w.u8('K');
+    w.u8('k');
     w.str(k->key.key_id);
     w.u8(static_cast<std::uint8_t>(k->key.role));
     w.str(k->key.account_id);
     w.str(k->key.label);
     w.str(k->key.hash_hex);
     w.sv(k->key.created_at_ms);
+    w.b(k->idem.has_key);
+    if (k->idem.has_key) {
+      w.raw(k->idem.scope_key_hash.data(), k->idem.scope_key_hash.size());
+      w.raw(k->idem.request_hash.data(), k->idem.request_hash.size());
+      w.sv(k->idem_expires_at_ms);
+    }
   } else if (auto* x = std::get_if<RevokeKeyOp>(&op)) {
     w.u8('X');
     w.str(x->account_id);
@@ -105,8 +117,10 @@ void encode_engine_op(ByteWriter& w, const Op& op) {
 }
 
 std::optional<Op> decode_engine_op(ByteReader& r) {
-  switch (r.u8()) {
-    case 'K': {
+  const std::uint8_t tag = r.u8();
+  switch (tag) {
+    case 'K':
+    case 'k': {
       CreateKeyOp k;
       k.key.key_id = r.str();
       k.key.role = static_cast<Role>(r.u8());
@@ -114,6 +128,14 @@ std::optional<Op> decode_engine_op(ByteReader& r) {
       k.key.label = r.str();
       k.key.hash_hex = r.str();
       k.key.created_at_ms = r.sv();
+      if (tag == 'k' && r.b()) {
+        k.idem.has_key = true;
+        r.raw(k.idem.scope_key_hash.data(), k.idem.scope_key_hash.size());
+        r.raw(k.idem.request_hash.data(), k.idem.request_hash.size());
+        k.idem_expires_at_ms = r.sv();
+        if (k.idem_expires_at_ms <= 0) return std::nullopt;
+      }
+      if (k.key.role > Role::kRead) return std::nullopt;
       return Op(std::move(k));
     }
     case 'X': {
@@ -192,6 +214,38 @@ std::string_view role_name(Role r) {
   return "read";
 }
 
+namespace {
+
+// The reply stored under a key creation's idempotency key: what a replay needs to give
+// the same answer, never the key itself (CreateKeyOp, engine.h).
+std::string stored_key_reply(const KeyInfo& k) {
+  std::string out;
+  json::Writer w(out);
+  w.begin_object().key("key_id").string(k.key_id).key("role").string(role_name(k.role));
+  w.key("key_sha256").string(k.hash_hex).end_object();
+  return out;
+}
+
+// A string field of a stored key reply (written above: ids, role names and hex only, so
+// no escapes); "" when missing.
+std::string_view stored_field(std::string_view body, std::string_view name) {
+  std::string pattern = "\"" + std::string(name) + "\":\"";
+  const std::size_t at = body.find(pattern);
+  if (at == std::string_view::npos) return {};
+  const std::size_t from = at + pattern.size();
+  const std::size_t to = body.find('"', from);
+  return to == std::string_view::npos ? std::string_view() : body.substr(from, to - from);
+}
+
+void render_key_answer(std::string_view key, std::string_view key_id, std::string_view role,
+                       std::string& out) {
+  json::Writer w(out);
+  w.begin_object().key("key").string(key).key("key_id").string(key_id);
+  w.key("role").string(role).end_object();
+}
+
+}  // namespace
+
 Engine::Engine(const Clock& clock, pricing::Catalog catalog, std::vector<pricing::RateCard> cards,
                EngineOptions options)
     : clock_(clock),
@@ -229,6 +283,65 @@ Status Engine::lock_data_dir() {
     return e;
   }
   lock_fd_ = fd;
+  return ok_status();
+}
+
+Status Engine::load_key_secret() {
+  // The secret must be durable before the first key derived from it is answered: a key
+  // shown once and then replayed after a crash must be the same key. Written once (tmp,
+  // fsync, rename, directory fsync), never changed; hex on one line like admin.key.
+  const std::string path = options_.data_dir + "/" + kKeySecretFile;
+  auto failed = [&](const std::string& what) {
+    Error e(ErrorCode::kStorageFailed, what + " " + path + ": " + std::strerror(errno));
+    e.with_string("file", path);
+    return e;
+  };
+  if (::access(path.c_str(), F_OK) != 0) {
+    std::array<std::uint8_t, kKeySecretBytes> bytes;
+    random_bytes(bytes.data(), bytes.size());
+    const std::string text = hex_encode(bytes.data(), bytes.size()) + "\n";
+    const std::string tmp = path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return failed("cannot create");
+    const bool written =
+        ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+        ::fsync(fd) == 0;
+    ::close(fd);
+    if (!written) return failed("cannot write");
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return failed("cannot rename to");
+    const int dir = ::open(options_.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0 || ::fsync(dir) != 0) {
+      if (dir >= 0) ::close(dir);
+      return failed("cannot sync the directory of");
+    }
+    ::close(dir);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return failed("cannot open");
+  char text[2 * kKeySecretBytes + 2] = {};
+  const ssize_t n = ::read(fd, text, sizeof(text));
+  ::close(fd);
+  std::string secret;
+  for (ssize_t i = 0; i + 1 < n; i += 2) {
+    auto nibble = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    const int hi = nibble(text[i]);
+    const int lo = nibble(text[i + 1]);
+    if (hi < 0 || lo < 0) break;
+    secret.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  if (secret.size() != kKeySecretBytes || n != static_cast<ssize_t>(2 * kKeySecretBytes + 1) ||
+      text[2 * kKeySecretBytes] != '\n') {
+    Error e(ErrorCode::kStorageFailed, path + " is damaged: it must hold " +
+                                           std::to_string(kKeySecretBytes) +
+                                           " bytes in lowercase hex on one line");
+    e.with_string("file", path);
+    return e;
+  }
+  key_secret_ = std::move(secret);
   return ok_status();
 }
 
@@ -277,6 +390,51 @@ void Engine::apply_engine_op(const Op& op) {
   }
 }
 
+ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool* log) {
+  *log = false;
+  // API.md's order: the account's 404 was answered before submitting; then replay or
+  // 422; then validation.
+  if (k.idem.has_key) {
+    if (std::optional<ledger::Reply> stop = ledger_.gate_external(k.idem)) {
+      if (!stop->replayed) return std::move(*stop);
+      // The first answer again: the key derived from its id, checked against its hash.
+      const std::string key_id(stored_field(stop->body, "key_id"));
+      const std::string role(stored_field(stop->body, "role"));
+      const std::string key = derived_key(key_secret_, key_id);
+      if (key_id.empty() || sha256_hex(key) != stored_field(stop->body, "key_sha256")) {
+        return error_reply(ErrorCode::kStorageFailed,
+                           "this key cannot be shown again: " + std::string(kKeySecretFile) +
+                               " changed since it was created");
+      }
+      ledger::Reply r;
+      r.status = stop->status;
+      r.replayed = true;
+      render_key_answer(key, key_id, role, r.body);
+      return r;
+    }
+  }
+  if (k.precheck) {
+    ledger::Reply r;
+    r.code = k.precheck->code;
+    r.status = error_code_http_status(r.code);
+    append_error_json(r.body, *k.precheck);
+    return r;
+  }
+  k.plaintext = derived_key(key_secret_, k.key.key_id);
+  k.key.hash_hex = sha256_hex(k.plaintext);
+  ledger::Reply r;
+  r.status = kKeyCreatedStatus;
+  r.logged = true;
+  render_key_answer(k.plaintext, k.key.key_id, role_name(k.key.role), r.body);
+  if (k.idem.has_key) {
+    k.idem_expires_at_ms = now_ms + ledger::kIdempotencyTtlMs;
+    ledger_.store_external(k.idem, kKeyCreatedStatus, stored_key_reply(k.key),
+                           k.idem_expires_at_ms);
+  }
+  *log = true;
+  return r;
+}
+
 void Engine::number_imported(ImportEventsOp& op, std::vector<ledger::Event>& out) {
   // Both a live batch and its replay call this after the batch's commands, in op order:
   // the same events get the same numbers.
@@ -321,6 +479,10 @@ Status Engine::replay_record(std::string_view payload) {
       if (Status rebuilt = rebuild_events(replay_events_); !rebuilt.ok()) return rebuilt;
       continue;
     }
+    if (auto* k = std::get_if<CreateKeyOp>(&*op); k && k->idem.has_key) {
+      ledger_.store_external(k->idem, kKeyCreatedStatus, stored_key_reply(k->key),
+                             k->idem_expires_at_ms);
+    }
     apply_engine_op(*op);
   }
   if (!r.ok() || !r.done()) return Error(ErrorCode::kStorageFailed, "bad engine record");
@@ -329,6 +491,7 @@ Status Engine::replay_record(std::string_view payload) {
 
 Status Engine::open() {
   if (Status s = lock_data_dir(); !s.ok()) return s;
+  if (Status s = load_key_secret(); !s.ok()) return s;
   // The event log (events already durable) loads on a thread of its own while the newest
   // snapshot and then the log records after it are replayed here; the replayed events
   // that the event log lacks are rebuilt once it is loaded. The two share nothing but
@@ -721,8 +884,10 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
   auto policy = [&](auto& cmd) {
     if (c.precheck_error != ErrorCode::kOk) return;
     const ledger::Account* a = ledger_.find(cmd.account_id);
-    if (a == nullptr || a->closed) return;
-    if (!cmd.cache_key.empty()) {
+    if (a == nullptr) return;
+    // A closed account still passes the limiter (API.md: 429 before 409), but a cache
+    // hit would answer a request that the ledger refuses with 409.
+    if (!a->closed && !cmd.cache_key.empty()) {
       kind_name = pricing::kind_name(cmd.kind);
       if (const policy::CacheEntry* e =
               cache_.get(cmd.account_id, kind_name, cmd.cache_key, ledger_.now_ms())) {
@@ -855,14 +1020,18 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
           replies.push_back(apply_ledger(*c, logged));
           continue;
         }
+        if (auto* k = std::get_if<CreateKeyOp>(&op)) {
+          bool log = false;
+          replies.push_back(apply_create_key(*k, now_ms, &log));
+          if (log) {
+            apply_engine_op(op);
+            engine_ops.push_back(&op);
+          }
+          continue;
+        }
         ledger::Reply r;
         r.logged = true;
-        if (auto* k = std::get_if<CreateKeyOp>(&op)) {
-          r.status = 201;
-          json::Writer w(r.body);
-          w.begin_object().key("key").string(k->plaintext).key("key_id").string(k->key.key_id);
-          w.key("role").string(role_name(k->key.role)).end_object();
-        } else if (std::holds_alternative<RevokeKeyOp>(op)) {
+        if (std::holds_alternative<RevokeKeyOp>(op)) {
           r.status = 204;
         } else if (std::holds_alternative<CachePutOp>(op)) {
           r.status = 204;

@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -63,11 +64,37 @@ struct KeyInfo {
 };
 
 // Engine-level commands (logged beside the ledger's).
+//
+// Key creation is idempotent (DESIGN.md section 1) although keys are stored only as
+// SHA-256 hashes, so the answer cannot be stored as it was sent. Instead a key is derived,
+// not drawn: key = derived_key(server secret, key_id) (crypto.h: "ck_" + base64url of
+// HMAC-SHA256), where the secret is 32 random bytes created at the first start in
+// DATA/key.secret (mode 0600, beside admin.key) and key_id is random. The idempotency
+// record is an entry of the ledger's own table (Ledger::gate_external/store_external):
+// the scope and key hash, the request hash (route, role and label as given), and as its
+// stored reply {"key_id", "role", "key_sha256"}, never the key; it expires 24 hours
+// after the batch's now, an instant logged with the op, and is kept in snapshots with
+// the rest of the table. A replay derives the key again from key_id, checks it against
+// key_sha256 (a changed secret file refuses the replay instead of showing a wrong key)
+// and answers the first answer again with Idempotent-Replayed: true. Sharing the table
+// makes the same key on another route 422 in both directions. A revoked key's creation
+// still replays within its 24 hours (the same answer; the key stays revoked).
 struct CreateKeyOp {
   ledger::IdempotencyRef idem;
-  KeyInfo key;
-  std::string plaintext;  // never logged; answered once
+  KeyInfo key;  // the engine sets hash_hex (from the derived key)
+  // A request that failed validation: answered after the idempotency check (API.md's
+  // order), never applied or logged.
+  // (Held by pointer: an Error inline makes GCC 12 warn maybe-uninitialized wherever an
+  // Op is moved.)
+  std::shared_ptr<const Error> precheck;
+  // Set by the engine when applied: the key (never logged; answered once, or re-derived
+  // for a replay) and when its idempotency record expires (logged).
+  std::string plaintext;
+  std::int64_t idem_expires_at_ms = 0;
 };
+// The server secret keys are derived from (Engine::open creates it; mode 0600).
+constexpr const char* kKeySecretFile = "key.secret";
+constexpr std::size_t kKeySecretBytes = 32;
 struct RevokeKeyOp {
   std::string account_id;
   std::string key_id;
@@ -235,6 +262,11 @@ class Engine {
   ledger::Reply apply_op(Op& op, std::string& log, std::size_t& logged);
   ledger::Reply apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged);
   void apply_engine_op(const Op& op);
+  // A key creation at the batch's now: the idempotent replay, 422 or precheck error
+  // (nothing to log), or the new key (*log set: apply and log the op).
+  ledger::Reply apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool* log);
+  // Reads DATA/key.secret, creating it on the first start.
+  Status load_key_secret();
   // Numbers an import op's events into `out` (moving them out of the op).
   void number_imported(ImportEventsOp& op, std::vector<ledger::Event>& out);
   void price_capture(ledger::Command& c, ledger::Capture& cap);
@@ -334,6 +366,7 @@ class Engine {
   std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;
   std::unique_ptr<store::Wal> wal_;
 
+  std::string key_secret_;  // kKeySecretBytes; keys are derived from it (CreateKeyOp)
   mutable std::shared_mutex keys_mu_;
   std::atomic<std::uint64_t> keys_generation_{0};
   std::unordered_map<std::string, KeyInfo> keys_by_hash_;

@@ -169,11 +169,10 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
       const std::size_t place = i - begin;  // 0: tenths, 1: hundredths, 2: thousandths
       const int digit = s[i] - '0';
-      if (place < 3) {
-        t.millisecond = t.millisecond * 10 + digit;
-      } else if (digit != 0) {
-        return std::nullopt;  // a sub-millisecond instant cannot be stored exactly
-      }
+      // Instants are stored in milliseconds: digits past the third are read and dropped
+      // (truncated, never rounded up into the next millisecond), so microsecond and
+      // nanosecond timestamps from other systems are accepted (RFC 3339 allows any).
+      if (place < 3) t.millisecond = t.millisecond * 10 + digit;
       ++i;
     }
     if (i == begin) return std::nullopt;

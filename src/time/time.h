@@ -33,8 +33,9 @@ std::int64_t ms_from_civil(const CivilTime& t);
 int days_in_month(int year, int month);
 bool is_leap_year(int year);
 
-// Parses RFC 3339 ("2026-01-31T10:00:00Z", "2026-01-31T10:00:00.250+02:00"); fractions
-// below a millisecond must be zero. Years 1970..9999. nullopt when invalid.
+// Parses RFC 3339 ("2026-01-31T10:00:00Z", "2026-01-31T10:00:00.250+02:00"); a fraction
+// may have any number of digits, truncated to the millisecond. Years 1970..9999. nullopt
+// when invalid.
 std::optional<std::int64_t> parse_rfc3339(std::string_view text);
 // "YYYY-MM-DDTHH:MM:SSZ", with ".sss" only when the milliseconds are not zero.
 std::string format_rfc3339(std::int64_t at_ms);

@@ -165,6 +165,24 @@ TEST(Audit, RefundsAreSubtracted) {
   EXPECT_EQ(r.shares[0].credits.mc(), 6'000);
 }
 
+TEST(Audit, InternalEventTypesAreNotAudited) {
+  // "account" and "close" are not in API.md's list (nor in exports): the audit of the
+  // route and of an export must count the same events.
+  Event created;
+  created.at_ms = kT0 - 86'400'000;  // a day before the first charge
+  created.account_id = "acme";
+  created.type = EventType::kAccountCreated;
+  created.plan = "pro";
+  Event closed = created;
+  closed.at_ms = kT0 + 10;
+  closed.type = EventType::kAccountClosed;
+  auto with = audit({created, agent("dana", "a.jsx", kT0, 10'000, 200, 6), closed});
+  auto without = audit({agent("dana", "a.jsx", kT0, 10'000, 200, 6)});
+  EXPECT_EQ(with.events, 1);
+  EXPECT_EQ(with.from_ms, without.from_ms);
+  EXPECT_EQ(with.to_ms, without.to_ms);
+}
+
 TEST(Audit, TurnsWithoutSnapshotAreCounted) {
   auto r = audit({agent("dana", "a.jsx", kT0, 2'000, 20, 10, ""),
                   agent("dana", "a.jsx", kT0 + 1, 2'000, 20, 10, "s")});

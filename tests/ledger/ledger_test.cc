@@ -802,7 +802,9 @@ TEST_F(RefundTest, RefundAfterTheChargesCycleIs409) {
   EXPECT_EQ(d.pool("a").available, cr(2000));
 }
 
-TEST_F(RefundTest, RefundTwoCyclesLaterIs404WhetherOrNotASweepRanFirst) {
+TEST_F(RefundTest, RefundTwoCyclesLaterIs409WhetherOrNotASweepRanFirst) {
+  // DESIGN.md: refunds only while the charge's cycle is current, later 409
+  // charge_not_refundable, also once the charge's record is forgotten (two cycles on).
   Driver swept(testing::default_catalog());
   for (std::size_t i = 0; i < d.commands.size(); ++i) {
     swept.set_now(d.batch_now[i]);
@@ -810,11 +812,68 @@ TEST_F(RefundTest, RefundTwoCyclesLaterIs404WhetherOrNotASweepRanFirst) {
   }
   swept.set_now(at("2026-05-10T12:00:00Z"));
   swept.run(Sweep{});
-  EXPECT_EQ(swept.run(refund("a", id)).code, ErrorCode::kChargeNotFound);
+  EXPECT_EQ(swept.run(refund("a", id)).code, ErrorCode::kChargeNotRefundable);
   d.set_now(at("2026-05-10T12:00:00Z"));
   Reply r = d.run(refund("a", id));  // the account was not touched since March
-  EXPECT_EQ(r.code, ErrorCode::kChargeNotFound);
+  EXPECT_EQ(r.code, ErrorCode::kChargeNotRefundable);
+  EXPECT_EQ(r.status, 409);
   EXPECT_TRUE(r.logged);  // it applied two resets
+  // Both forgot the record the same way (lazy reset and sweep give identical states).
+  EXPECT_EQ(d.ledger.find("a")->forgotten_charges, swept.ledger.find("a")->forgotten_charges);
+  EXPECT_EQ(d.ledger.find("a")->forgotten_charges.size(), 1u);
+  // A charge id the account never had is still 404.
+  EXPECT_EQ(d.run(refund("a", "c_999")).code, ErrorCode::kChargeNotFound);
+}
+
+TEST_F(RefundTest, AReadOfAChargeAgreesWithTheWriteThatForgetsIt) {
+  const Account& a = *d.ledger.find("a");
+  // One cycle on (April 10): the record is kept (refunds of it are 409).
+  EXPECT_NE(d.ledger.charge_at(a, id, at("2026-04-10T12:00:00Z")), nullptr);
+  // Two cycles on, before any write: the read projects the resets and forgets it, as
+  // the first write will.
+  EXPECT_EQ(d.ledger.charge_at(a, id, at("2026-05-10T12:00:00Z")), nullptr);
+  EXPECT_NE(a.charges.find_record(id), nullptr);  // still there: nothing was written
+  d.set_now(at("2026-05-10T12:00:00Z"));
+  EXPECT_EQ(d.run(refund("a", id)).code, ErrorCode::kChargeNotRefundable);
+  EXPECT_EQ(d.ledger.charge_at(*d.ledger.find("a"), id, at("2026-05-10T12:00:00Z")), nullptr);
+}
+
+TEST_F(RefundTest, AForgottenChargesRefundIsStoredUnderItsKey) {
+  d.set_now(at("2026-05-10T12:00:00Z"));
+  Reply first = d.run_keyed(refund("a", id), "a", "r1", "refund all");
+  EXPECT_EQ(first.status, 409);
+  Reply again = d.run_keyed(refund("a", id), "a", "r1", "refund all");
+  EXPECT_TRUE(again.replayed);
+  EXPECT_EQ(again.body, first.body);
+}
+
+TEST(ForgottenCharges, KeepsAscendingNumbersAndDropsTheOldestPastItsCap) {
+  ForgottenCharges f(4);
+  f.add({3, 200, 70'000});
+  EXPECT_EQ(f.size(), 3u);
+  EXPECT_TRUE(f.contains(3));
+  EXPECT_TRUE(f.contains(200));
+  EXPECT_TRUE(f.contains(70'000));
+  EXPECT_FALSE(f.contains(4));
+  EXPECT_FALSE(f.contains(199));
+  EXPECT_FALSE(f.contains(70'001));
+  f.add({70'005, 1'000'000'000'000});
+  EXPECT_EQ(f.size(), 4u);
+  EXPECT_FALSE(f.contains(3));  // the oldest went: its id reads as unknown
+  EXPECT_EQ(f.first(), 200u);
+  EXPECT_TRUE(f.contains(1'000'000'000'000));
+  EXPECT_TRUE(f.contains(70'005));
+  // What a snapshot keeps restores to the same numbers.
+  ForgottenCharges copy(4);
+  ASSERT_TRUE(copy.restore(f.size(), f.first(), f.gaps()));
+  EXPECT_EQ(copy, f);
+  EXPECT_TRUE(copy.contains(70'000));
+  // Damaged encodings are refused: a zero gap, a count the gaps do not match, over the cap.
+  ForgottenCharges bad(4);
+  EXPECT_FALSE(bad.restore(2, 5, std::string(1, '\0')));
+  EXPECT_FALSE(bad.restore(3, 5, std::string(1, '\1')));
+  EXPECT_FALSE(bad.restore(5, 5, std::string(4, '\1')));
+  EXPECT_TRUE(bad.empty());
 }
 
 // ---------------------------------------------------------------------------------
@@ -864,8 +923,9 @@ TEST_F(LedgerTest, KeyLivesExactly24Hours) {
   EXPECT_EQ(d.pool("a").available, cr(1980));
 }
 
-TEST_F(LedgerTest, RateLimitedIs429AndNeverStored) {
+TEST_F(LedgerTest, RateLimitedIs429NeverStoredAndMakesNoEvent) {
   open("starter");
+  const std::size_t events_before = d.events.size();
   Command c;
   c.idem.has_key = true;
   c.idem.scope_key_hash = testing::hash_of("a\nk1");
@@ -877,8 +937,10 @@ TEST_F(LedgerTest, RateLimitedIs429AndNeverStored) {
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(r.retry_after_ms, 1500);
   EXPECT_EQ(field(r.body, "retry_after_ms"), "1500");
-  EXPECT_EQ(d.events.back().type, EventType::kRejected);
-  EXPECT_EQ(d.events.back().refused_by, "rate_limit");
+  // DESIGN.md: "Not stored, no event, and the key stays free: ... 429". The decision is
+  // still logged with the command.
+  EXPECT_EQ(d.events.size(), events_before);
+  EXPECT_TRUE(r.logged);
   EXPECT_EQ(d.pool("a").available, cr(2000));
   Reply ok = d.run_keyed(charge("a", cr(10)), "a", "k1", "charge 10");
   EXPECT_EQ(ok.status, 201);

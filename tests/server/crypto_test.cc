@@ -37,6 +37,16 @@ TEST(Crypto, KeysAreCk46CharsOfBase64url) {
   }
 }
 
+TEST(Crypto, DerivedKeyIsCkAndBase64urlOfTheHmacOfTheKeyId) {
+  // RFC 4231 case 2's HMAC (5bdcc146...3843) in base64url: the same secret and key id
+  // always give the same key, which is how a replayed key creation shows it again.
+  EXPECT_EQ(derived_key("Jefe", "what do ya want for nothing?"),
+            "ck_W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM");
+  EXPECT_EQ(derived_key("secret", "key_1").size(), 46u);
+  EXPECT_NE(derived_key("secret", "key_1"), derived_key("secret", "key_2"));
+  EXPECT_NE(derived_key("secret", "key_1"), derived_key("secreT", "key_1"));
+}
+
 TEST(Crypto, IdsAreThePrefixAnd32HexDigits) {
   const std::string id = random_id("hold_");
   ASSERT_EQ(id.size(), 5u + 32u);

@@ -219,12 +219,21 @@ std::size_t snapshot_files(const std::string& dir) {
   return n;
 }
 
+// A created key is derived from its data dir's secret (DATA/key.secret, engine.h), so
+// two runs in two dirs show two keys for the same key id: compared without it.
+std::string without_key(std::string body) {
+  constexpr std::string_view kKey = "{\"key\":\"";
+  if (body.rfind(kKey, 0) != 0) return body;
+  const std::size_t end = body.find('"', kKey.size());
+  return body.erase(kKey.size(), end - kKey.size());
+}
+
 void expect_same_replies(const std::vector<ledger::Reply>& got,
                          const std::vector<ledger::Reply>& want) {
   ASSERT_EQ(got.size(), want.size());
   for (std::size_t i = 0; i < got.size(); ++i) {
     EXPECT_EQ(got[i].status, want[i].status) << i;
-    EXPECT_EQ(got[i].body, want[i].body) << i;
+    EXPECT_EQ(without_key(got[i].body), without_key(want[i].body)) << i;
   }
 }
 
