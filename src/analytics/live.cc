@@ -34,18 +34,29 @@ Analytics::~Analytics() {
 
 bool Analytics::on_events(const std::vector<ledger::Event>& events) {
   Item item;
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!spare_facts_.empty()) {
+      item.facts = std::move(spare_facts_.back());
+      spare_facts_.pop_back();
+    }
+  }
+  item.facts.reserve(events.size());
   for (const ledger::Event& e : events) {
     if (e.imported) {
       // History (an import with mode=analytics): counted, never judged for alerts.
       item.facts.push_back(fact_of(e));
       continue;
     }
-    std::int64_t& at = due_[e.account_id];
-    at = std::max(at, e.at_ms);
     // The rollups keep an account's first live event instant (the burn window starts
     // there): the first event of each account is queued even when it adds nothing.
-    const bool first = seen_.count(e.account_id) == 0;
-    if (first) seen_.insert(e.account_id);
+    auto [it, first] = marks_.try_emplace(e.account_id);
+    Mark& mark = it->second;
+    if (!mark.due) {
+      mark = Mark{0, true};
+      due_order_.push_back(&*it);
+    }
+    mark.due_at_ms = std::max(mark.due_at_ms, e.at_ms);
     if (first || fact_matters(e)) item.facts.push_back(fact_of(e));
   }
   bool full = false;
@@ -61,14 +72,20 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
   } else {
     queue_cv_.notify_one();
   }
-  if (due_.empty() || scheduled_) return false;
+  if (due_order_.empty() || scheduled_) return false;
   scheduled_ = true;
   return true;
 }
 
 std::unordered_map<std::string, std::int64_t> Analytics::take_due() {
   scheduled_ = false;
-  return std::exchange(due_, {});
+  std::unordered_map<std::string, std::int64_t> due;
+  for (auto* entry : due_order_) {
+    due.emplace(entry->first, entry->second.due_at_ms);
+    entry->second = Mark{};
+  }
+  due_order_.clear();
+  return due;
 }
 
 void Analytics::unschedule() {
@@ -121,6 +138,18 @@ void Analytics::drain() {
       for (const Fact& f : item.facts) rollups_.add(f);
     }
     for (const DueAccount& d : item.due) evaluate(d);
+  }
+  std::vector<std::vector<Fact>> spares;
+  for (Item& item : items) {
+    if (item.facts.capacity() == 0 || spares.size() == kSpareFactVectorsMax) continue;
+    item.facts.clear();
+    spares.push_back(std::move(item.facts));
+  }
+  if (spares.empty()) return;
+  std::lock_guard lock(queue_mu_);
+  for (auto& v : spares) {
+    if (spare_facts_.size() == kSpareFactVectorsMax) break;
+    spare_facts_.push_back(std::move(v));
   }
 }
 

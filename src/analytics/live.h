@@ -25,7 +25,6 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "analytics/alerts.h"
@@ -38,6 +37,9 @@ namespace credit::analytics {
 // Facts waiting for the worker (about 400 bytes each): beyond this the sink applies the
 // queue itself rather than grow it (a burst of imports or recovery).
 constexpr std::size_t kFactsQueuedMax = 1 << 16;
+// Emptied fact vectors the worker hands back to the sink, so that a batch's facts land in
+// memory already allocated (and paged in) instead of a fresh block of ~400 bytes a fact.
+constexpr std::size_t kSpareFactVectorsMax = 4;
 // The worker sleeps this long after each pass, so that it wakes at most about a
 // thousand times a second however many batches the ledger applies.
 constexpr std::int64_t kWorkerLingerMs = 1;
@@ -110,6 +112,7 @@ class Analytics {
   std::condition_variable queue_cv_;
   std::vector<Item> queue_;
   std::size_t queued_facts_ = 0;
+  std::vector<std::vector<Fact>> spare_facts_;  // empty, with capacity
   bool stopping_ = false;
   std::thread worker_;
 
@@ -120,8 +123,16 @@ class Analytics {
   std::unordered_map<std::string, std::vector<Fired>> memo_;
 
   // Ledger thread only (the sink and the read job it schedules).
-  std::unordered_map<std::string, std::int64_t> due_;
-  std::unordered_set<std::string> seen_;  // accounts that had a live event
+  struct Mark {
+    std::int64_t due_at_ms = 0;  // the latest live event since take_due(), when due
+    bool due = false;
+  };
+  // Every account that had a live event: one lookup per event tells both whether it is
+  // the account's first and where its due instant is.
+  std::unordered_map<std::string, Mark> marks_;
+  // The due accounts in the order they became due (take_due() builds its map in that
+  // order). Node pointers of an unordered_map stay valid as it grows.
+  std::vector<std::pair<const std::string, Mark>*> due_order_;
   bool scheduled_ = false;
 };
 

@@ -189,8 +189,11 @@ void Rollups::add(const Event& e) {
 
 void Rollups::remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims) {
   // Forget charges that can no longer be refunded, so the memory stays one cycle deep.
-  while (!a.charges.empty() && a.charges.front().at_ms + kRefundMemoryMs < f.at_ms) {
-    a.charges.pop_front();
+  if (!a.charges.empty() && a.charges_forget_after_ms < f.at_ms) {
+    while (!a.charges.empty() && a.charges.front().at_ms + kRefundMemoryMs < f.at_ms) {
+      a.charges.pop_front();
+    }
+    if (!a.charges.empty()) a.charges_forget_after_ms = a.charges.front().at_ms + kRefundMemoryMs;
   }
   while (!a.other_order.empty() && a.other_order.front().first + kRefundMemoryMs < f.at_ms) {
     a.other_charges.erase(a.other_order.front().second);
@@ -198,8 +201,10 @@ void Rollups::remember_charge(AccountRollup& a, const Fact& f, const ChargeDims&
   }
   if (f.charge_id.empty()) return;
   auto seq = charge_seq(f.charge_id);
+  // (other_charges is empty but for ids not of the ledger's form: no hashing then.)
   if (seq && (a.charges.empty() || a.charges.back().seq < *seq) &&
-      !a.other_charges.count(f.charge_id)) {
+      (a.other_charges.empty() || !a.other_charges.count(f.charge_id))) {
+    if (a.charges.empty()) a.charges_forget_after_ms = f.at_ms + kRefundMemoryMs;
     a.charges.push_back(ChargeMemo{f.at_ms, *seq, dims});
     return;
   }
@@ -218,7 +223,9 @@ void Rollups::remember_charge(AccountRollup& a, const Fact& f, const ChargeDims&
 
 Rollups::ChargeDims Rollups::refunded_dims(const AccountRollup& a,
                                            const std::string& charge_id) const {
-  if (auto it = a.other_charges.find(charge_id); it != a.other_charges.end()) return it->second;
+  if (!a.other_charges.empty()) {
+    if (auto it = a.other_charges.find(charge_id); it != a.other_charges.end()) return it->second;
+  }
   auto seq = charge_seq(charge_id);
   if (!seq) return {};
   auto it = std::lower_bound(a.charges.begin(), a.charges.end(), *seq,

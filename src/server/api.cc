@@ -1,10 +1,9 @@
 // src/server/api.cc
 // Routes of API.md sections "Plans, accounts and keys", "Metering" and "Operations".
-#include "server/api.h"
-
 #include <xxhash.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -13,11 +12,13 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "base/assert.h"
 #include "base/error_json.h"
 #include "base/json_writer.h"
 #include "ledger/codec.h"
 #include "ledger/render.h"
 #include "money/money.h"
+#include "server/api.h"
 #include "server/crypto.h"
 #include "server/json_reader.h"
 #include "time/time.h"
@@ -36,14 +37,18 @@ constexpr std::size_t kMetadataExtraKeysMax = 16;
 constexpr std::size_t kMetadataValueBytesMax = 256;
 constexpr std::size_t kLabelBytesMax = 128;
 
-Error err(ErrorCode code, std::string message) { return Error(code, std::move(message)); }
+Error err(ErrorCode code, std::string message) {
+  return Error(code, std::move(message));
+}
 Error err_param(ErrorCode code, std::string message, std::string_view param) {
   Error e(code, std::move(message));
   e.with_string("param", param);
   return e;
 }
 
-HttpResponse from_error(const Error& e) { return error_response(e); }
+HttpResponse from_error(const Error& e) {
+  return error_response(e);
+}
 
 HttpResponse from_reply(Reply&& r) {
   HttpResponse h;
@@ -65,7 +70,6 @@ bool printable_ascii(std::string_view s, std::size_t max) {
   }
   return true;
 }
-
 
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
@@ -116,14 +120,16 @@ Result<Millicredits> credits_of(ObjectReader& r, std::string_view key, bool allo
 }
 
 Result<pricing::Usage> parse_usage(JsonValue v) {
-  if (!v.is_object()) return err_param(ErrorCode::kInvalidUsage, "usage must be an object", "usage");
+  if (!v.is_object())
+    return err_param(ErrorCode::kInvalidUsage, "usage must be an object", "usage");
   pricing::Usage u;
   for (auto [key, value] : v) {
     std::string param = "usage." + std::string(key);
     auto int_dim = [&](std::optional<std::int64_t>& dst) -> std::optional<Error> {
       auto n = value.is_number() ? value.int64_value() : std::nullopt;
       if (!n || *n < 0 || *n > pricing::kUsageDimensionMax) {
-        return err_param(ErrorCode::kInvalidUsage, param + " must be a whole number from 0 to 10^12", param);
+        return err_param(ErrorCode::kInvalidUsage,
+                         param + " must be a whole number from 0 to 10^12", param);
       }
       dst = *n;
       return std::nullopt;
@@ -136,40 +142,60 @@ Result<pricing::Usage> parse_usage(JsonValue v) {
       return std::nullopt;
     };
     std::optional<Error> e;
-    if (key == "model") e = str_dim(u.model);
-    else if (key == "size") e = str_dim(u.size);
-    else if (key == "input_tokens") e = int_dim(u.input_tokens);
-    else if (key == "output_tokens") e = int_dim(u.output_tokens);
-    else if (key == "files_read") e = int_dim(u.files_read);
-    else if (key == "lines_emitted") e = int_dim(u.lines_emitted);
-    else if (key == "lines_changed") e = int_dim(u.lines_changed);
-    else if (key == "count") e = int_dim(u.count);
-    else if (key == "duration_ms") e = int_dim(u.duration_ms);
-    else if (key == "records") e = int_dim(u.records);
-    else e = err_param(ErrorCode::kInvalidUsage, "unknown usage dimension " + param, param);
+    if (key == "model")
+      e = str_dim(u.model);
+    else if (key == "size")
+      e = str_dim(u.size);
+    else if (key == "input_tokens")
+      e = int_dim(u.input_tokens);
+    else if (key == "output_tokens")
+      e = int_dim(u.output_tokens);
+    else if (key == "files_read")
+      e = int_dim(u.files_read);
+    else if (key == "lines_emitted")
+      e = int_dim(u.lines_emitted);
+    else if (key == "lines_changed")
+      e = int_dim(u.lines_changed);
+    else if (key == "count")
+      e = int_dim(u.count);
+    else if (key == "duration_ms")
+      e = int_dim(u.duration_ms);
+    else if (key == "records")
+      e = int_dim(u.records);
+    else
+      e = err_param(ErrorCode::kInvalidUsage, "unknown usage dimension " + param, param);
     if (e) return *e;
   }
   return u;
 }
 
 Result<ledger::Metadata> parse_metadata(JsonValue v) {
-  if (!v.is_object()) return err_param(ErrorCode::kInvalidRequest, "metadata must be an object", "metadata");
+  if (!v.is_object())
+    return err_param(ErrorCode::kInvalidRequest, "metadata must be an object", "metadata");
   ledger::Metadata m;
   for (auto [key, value] : v) {
     std::string param = "metadata." + std::string(key);
     if (!value.is_string() || value.string_value().size() > kMetadataValueBytesMax) {
-      return err_param(ErrorCode::kInvalidRequest, param + " must be a string of at most 256 bytes", param);
+      return err_param(ErrorCode::kInvalidRequest, param + " must be a string of at most 256 bytes",
+                       param);
     }
     std::string s(value.string_value());
-    if (key == "file") m.file = s;
-    else if (key == "feature") m.feature = s;
-    else if (key == "model") m.model = s;
-    else if (key == "snapshot_id") m.snapshot_id = s;
-    else if (key == "call_site") m.call_site = s;
-    else if (key == "request_hash") m.request_hash = s;
+    if (key == "file")
+      m.file = s;
+    else if (key == "feature")
+      m.feature = s;
+    else if (key == "model")
+      m.model = s;
+    else if (key == "snapshot_id")
+      m.snapshot_id = s;
+    else if (key == "call_site")
+      m.call_site = s;
+    else if (key == "request_hash")
+      m.request_hash = s;
     else if (key == "intent") {
       if (s != "feature" && s != "fix" && s != "question") {
-        return err_param(ErrorCode::kInvalidRequest, "intent must be feature, fix or question", param);
+        return err_param(ErrorCode::kInvalidRequest, "intent must be feature, fix or question",
+                         param);
       }
       m.intent = s;
     } else {
@@ -188,6 +214,17 @@ Result<ledger::Metadata> parse_metadata(JsonValue v) {
 
 }  // namespace
 
+namespace {
+// XXH3-128 of `bytes`, low half first.
+ledger::Hash128 hash128_of(std::string_view bytes) {
+  XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  ledger::Hash128 out;
+  std::memcpy(out.data(), &h.low64, 8);
+  std::memcpy(out.data() + 8, &h.high64, 8);
+  return out;
+}
+}  // namespace
+
 ledger::Hash128 hash128(std::string_view a, std::string_view b) {
   // One-shot XXH3 over "a \x1f b" in a per-thread buffer: no allocation per request once
   // the buffer has grown.
@@ -195,11 +232,7 @@ ledger::Hash128 hash128(std::string_view a, std::string_view b) {
   in.assign(a);
   in += '\x1f';
   in += b;
-  XXH128_hash_t h = XXH3_128bits(in.data(), in.size());
-  ledger::Hash128 out;
-  std::memcpy(out.data(), &h.low64, 8);
-  std::memcpy(out.data() + 8, &h.high64, 8);
-  return out;
+  return hash128_of(in);
 }
 
 bool valid_id(std::string_view id) {
@@ -253,7 +286,8 @@ namespace {
 std::optional<Auth> authenticate_uncached(const Engine& engine, const ApiOptions& options,
                                           std::string_view authorization) {
   constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.size() <= kBearer.size() || authorization.substr(0, kBearer.size()) != kBearer) {
+  if (authorization.size() <= kBearer.size() ||
+      authorization.substr(0, kBearer.size()) != kBearer) {
     return std::nullopt;
   }
   std::string_view key = authorization.substr(kBearer.size());
@@ -284,12 +318,15 @@ struct Api::Impl {
   // The who-may-call rule of API.md for a route on one account.
   static bool allowed(const Auth& a, Role need, std::string_view account_id) {
     switch (need) {
-      case Role::kAdmin: return a.role == Role::kAdmin;
-      case Role::kService: return a.role == Role::kAdmin || a.role == Role::kService;
+      case Role::kAdmin:
+        return a.role == Role::kAdmin;
+      case Role::kService:
+        return a.role == Role::kAdmin || a.role == Role::kService;
       case Role::kMeter:
         return a.role == Role::kAdmin || a.role == Role::kService ||
                (a.role == Role::kMeter && a.account_id == account_id);
-      case Role::kRead: return reaches(a, account_id);
+      case Role::kRead:
+        return reaches(a, account_id);
     }
     return false;
   }
@@ -302,17 +339,21 @@ struct Api::Impl {
     auto body_key = r.optional_string("idempotency_key");
     if (!body_key.ok()) return body_key.error();
     std::optional<std::string_view> key = *body_key;
-    std::string_view header = header_key ? std::string_view(*header_key) : std::string_view(req.idempotency_key_header);
+    std::string_view header =
+        header_key ? std::string_view(*header_key) : std::string_view(req.idempotency_key_header);
     bool has_header = header_key ? !header_key->empty() : req.has_idempotency_key_header;
     if (key && has_header && *key != header) {
       return err_param(ErrorCode::kInvalidRequest,
                        "the Idempotency-Key header and idempotency_key differ", "idempotency_key");
     }
     if (!key && has_header) key = header;
-    if (!key) return err_param(ErrorCode::kInvalidRequest, "idempotency_key is required", "idempotency_key");
+    if (!key)
+      return err_param(ErrorCode::kInvalidRequest, "idempotency_key is required",
+                       "idempotency_key");
     if (!printable_ascii(*key, 128)) {
       return err_param(ErrorCode::kInvalidRequest,
-                       "idempotency_key must be 1 to 128 printable ASCII characters", "idempotency_key");
+                       "idempotency_key must be 1 to 128 printable ASCII characters",
+                       "idempotency_key");
     }
     idem.has_key = true;
     idem.key = std::string(*key);
@@ -329,18 +370,22 @@ struct Api::Impl {
   // capture's overage): "an absent field is not the same as its default".
   static void seal(Command& c, std::string_view route, ObjectReader* r = nullptr,
                    std::string_view given = {}) {
-    std::string canon(route);
-    canon += '\x1f';
+    // hash128("request", canon), with canon written straight after "request\x1f" in a
+    // per-thread buffer: no allocation and no second copy per command.
+    thread_local std::string in;
+    in.assign("request\x1f");
+    in += route;
+    in += '\x1f';
     if (c.precheck_error != ErrorCode::kOk && r != nullptr) {
-      canon += "invalid\x1f";
-      r->value().append_json(canon);
+      in += "invalid\x1f";
+      r->value().append_json(in);
     } else {
-      ledger::encode_command_body(c.body, canon);
+      ledger::encode_command_body(c.body, in);
       // Appended only when a default was given explicitly, so the hashes of every other
       // request (and of the keys stored before this rule) stay as they were.
-      if (!given.empty()) canon.append("\x1fgiven:").append(given);
+      if (!given.empty()) in.append("\x1fgiven:").append(given);
     }
-    c.idem.request_hash = hash128("request", canon);
+    c.idem.request_hash = hash128_of(in);
   }
 
   static void set_precheck(Command& c, const Error& e) {
@@ -354,11 +399,15 @@ struct Api::Impl {
   // Builds a charge, hold, capture or void command from its body. Errors that API.md
   // orders before the idempotency check come back as an Error; validation errors ride in
   // the command (precheck) so the ledger answers a replay first.
-  Result<Command> metering_command(std::string_view op, const std::string& account_id,
-                                   const std::string& hold_id, ObjectReader& r,
-                                   const HttpRequest& req, const std::string* header_key) {
-    Command c;
-    std::string route = std::string(op) + ":" + account_id + ":" + hold_id;
+  // Fills `c`, a default Command (a batch builds each in its place in the op vector, so
+  // nothing is moved afterwards); when an Error comes back, `c` is to be dropped.
+  std::optional<Error> metering_command(Command& c, std::string_view op,
+                                        std::string_view account_id, std::string_view hold_id,
+                                        ObjectReader& r, const HttpRequest& req,
+                                        const std::string* header_key) {
+    std::string route;
+    route.reserve(op.size() + account_id.size() + hold_id.size() + 2);
+    route.append(op).append(1, ':').append(account_id).append(1, ':').append(hold_id);
     if (auto e = idem_of(r, req, account_id, route, c.idem, header_key)) {
       // Without a usable key there is nothing to replay: validation answers at once.
       return *e;
@@ -384,29 +433,39 @@ struct Api::Impl {
       auto uid = r.string("user_id");
       if (!bad && !uid.ok()) bad = uid.error();
       if (!bad && !printable_ascii(*uid, 128)) {
-        bad = err_param(ErrorCode::kInvalidRequest, "user_id must be 1 to 128 printable ASCII characters", "user_id");
+        bad = err_param(ErrorCode::kInvalidRequest,
+                        "user_id must be 1 to 128 printable ASCII characters", "user_id");
       }
       if (!bad) user_id = std::string(*uid);
       if (auto u = r.any("usage"); u && !u->is_null() && !bad) {
         auto pu = parse_usage(*u);
-        if (!pu.ok()) bad = pu.error();
-        else usage = *pu;
+        if (!pu.ok())
+          bad = pu.error();
+        else
+          usage = *pu;
       }
       if (auto a = r.any("amount"); a && !a->is_null() && !bad) {
         auto m = credits_of(r, "amount", false);
-        if (!m.ok()) bad = m.error();
-        else amount = *m;
+        if (!m.ok())
+          bad = m.error();
+        else
+          amount = *m;
       }
       if (auto m = r.any("metadata"); m && !m->is_null() && !bad) {
         auto pm = parse_metadata(*m);
-        if (!pm.ok()) bad = pm.error();
-        else meta = *pm;
+        if (!pm.ok())
+          bad = pm.error();
+        else
+          meta = *pm;
       }
       auto ck = r.optional_string("cache_key");
       if (!bad && !ck.ok()) bad = ck.error();
       if (!bad && *ck) {
-        if (!valid_id(**ck)) bad = err_param(ErrorCode::kInvalidRequest, "cache_key must be 1 to 64 characters of [A-Za-z0-9._:-]", "cache_key");
-        else cache_key = std::string(**ck);
+        if (!valid_id(**ck))
+          bad = err_param(ErrorCode::kInvalidRequest,
+                          "cache_key must be 1 to 64 characters of [A-Za-z0-9._:-]", "cache_key");
+        else
+          cache_key = std::string(**ck);
       }
       std::string_view given;
       if (op == "hold") {
@@ -433,7 +492,8 @@ struct Api::Impl {
           if (!v.ok()) bad = v.error();
         } else {
           auto price = card.price(kind, *usage);
-          if (!price.ok()) bad = price.error();
+          if (!price.ok())
+            bad = price.error();
           else {
             cost = price->cost;
             by_usage = true;
@@ -441,65 +501,65 @@ struct Api::Impl {
         }
       }
       if (amount) cost = *amount;
+      // Charge and Hold share these fields; the body is built in place.
+      auto fill = [&](auto& x) {
+        x.account_id = account_id;
+        x.user_id = std::move(user_id);
+        x.kind = kind;
+        x.pool = card.pool(kind);
+        x.amount = cost;
+        x.priced_by_usage = by_usage;
+        x.rate_card_version = card.version();
+        x.usage = std::move(usage);
+        x.metadata = std::move(meta);
+        x.cache_key = std::move(cache_key);
+      };
       if (op == "charge") {
-        ledger::Charge ch;
-        ch.account_id = account_id;
-        ch.user_id = user_id;
-        ch.kind = kind;
-        ch.pool = std::string(card.pool(kind));
-        ch.amount = cost;
-        ch.priced_by_usage = by_usage;
-        ch.rate_card_version = card.version();
-        ch.usage = usage;
-        ch.metadata = std::move(meta);
-        ch.cache_key = cache_key;
-        c.body = std::move(ch);
+        fill(c.body.emplace<ledger::Charge>());
       } else {
-        ledger::Hold h;
-        h.account_id = account_id;
-        h.user_id = user_id;
-        h.kind = kind;
-        h.pool = std::string(card.pool(kind));
-        h.amount = cost;
-        h.priced_by_usage = by_usage;
+        ledger::Hold& h = c.body.emplace<ledger::Hold>();
+        fill(h);
         h.ttl_ms = ttl_ms;
-        h.rate_card_version = card.version();
-        h.usage = usage;
-        h.metadata = std::move(meta);
-        h.cache_key = cache_key;
-        c.body = std::move(h);
       }
       if (bad) set_precheck(c, *bad);
       seal(c, route, &r, given);
-      return c;
+      return std::nullopt;
     }
     if (op == "capture") {
-      ledger::Capture cap;
+      ledger::Capture& cap = c.body.emplace<ledger::Capture>();
       cap.account_id = account_id;
       cap.hold_id = hold_id;
       std::optional<Error> bad;
       if (auto u = r.any("usage"); u && !u->is_null()) {
         auto pu = parse_usage(*u);
-        if (!pu.ok()) bad = pu.error();
-        else cap.usage = *pu;
+        if (!pu.ok())
+          bad = pu.error();
+        else
+          cap.usage = *pu;
       }
       if (auto a = r.any("amount"); a && !a->is_null() && !bad) {
         auto m = credits_of(r, "amount", false);
-        if (!m.ok()) bad = m.error();
-        else cap.amount = *m;
+        if (!m.ok())
+          bad = m.error();
+        else
+          cap.amount = *m;
       }
       auto ov = r.optional_string("overage");
       if (!bad && !ov.ok()) bad = ov.error();
       // "refuse" is the default (a "charge" already hashes apart from it).
       const bool overage_given = !bad && *ov && **ov == "refuse";
       if (!bad && *ov) {
-        if (**ov == "charge") cap.overage_charge = true;
-        else if (**ov != "refuse") bad = err_param(ErrorCode::kInvalidRequest, "overage is refuse or charge", "overage");
+        if (**ov == "charge")
+          cap.overage_charge = true;
+        else if (**ov != "refuse")
+          bad = err_param(ErrorCode::kInvalidRequest, "overage is refuse or charge", "overage");
       }
       if (auto m = r.any("metadata"); m && !m->is_null() && !bad) {
         auto pm = parse_metadata(*m);
-        if (!pm.ok()) bad = pm.error();
-        else cap.metadata = *pm;
+        if (!pm.ok())
+          bad = pm.error();
+        else
+          cap.metadata = *pm;
       }
       if (!bad) {
         Status unknown = r.no_unknown_fields();
@@ -507,35 +567,53 @@ struct Api::Impl {
       }
       // Usage is priced on the ledger thread with the hold's rate card version.
       cap.priced_by_usage = cap.usage.has_value() && !cap.amount.has_value();
-      c.body = std::move(cap);
       if (bad) set_precheck(c, *bad);
       seal(c, route, &r, overage_given ? "overage" : "");
-      return c;
+      return std::nullopt;
     }
-    ledger::Void v;
+    ledger::Void& v = c.body.emplace<ledger::Void>();
     v.account_id = account_id;
     v.hold_id = hold_id;
-    c.body = std::move(v);
     Status unknown = r.no_unknown_fields();
     if (!unknown.ok()) set_precheck(c, unknown.error());
     seal(c, route, &r);
-    return c;
+    return std::nullopt;
+  }
+
+  // A single charge, hold, capture or void: its command built in the op vector it is
+  // submitted in.
+  void submit_metering(std::string_view op, std::string_view account_id, std::string_view hold_id,
+                       ObjectReader& r, const HttpRequest& req, Responder respond) {
+    std::vector<Op> ops(1);
+    if (auto e =
+            metering_command(std::get<Command>(ops[0]), op, account_id, hold_id, r, req, nullptr)) {
+      return respond(from_error(*e));
+    }
+    submit_ops(std::move(ops), std::move(respond));
   }
 
   void submit_one(Op&& op, Responder respond) {
     std::vector<Op> ops;
     ops.push_back(std::move(op));
+    submit_ops(std::move(ops), std::move(respond));
+  }
+
+  // Submits ops that answer with one reply (a single request's).
+  void submit_ops(std::vector<Op>&& ops, Responder respond) {
     auto shared = std::make_shared<Responder>(std::move(respond));
-    bool ok = engine.submit(std::move(ops), [shared](std::vector<Reply>&& replies) {
-      (*shared)(from_reply(std::move(replies[0])));
-    }, !options.defer_engine_wake);
-    if (!ok) (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
+    bool ok = engine.submit(
+        std::move(ops),
+        [shared](std::vector<Reply>&& replies) { (*shared)(from_reply(std::move(replies[0]))); },
+        !options.defer_engine_wake);
+    if (!ok)
+      (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
   }
 
   void read(std::function<HttpResponse(EngineState&)> fn, Responder respond) {
     auto shared = std::make_shared<Responder>(std::move(respond));
     bool ok = engine.read([shared, fn = std::move(fn)](EngineState& st) { (*shared)(fn(st)); });
-    if (!ok) (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
+    if (!ok)
+      (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
   }
 
   // ---- routes ----
@@ -552,12 +630,15 @@ struct Api::Impl {
       for (const auto& pa : p.pools) {
         w.key(pa.pool).begin_object();
         w.key("allowance").raw(format_credits(pa.allowance));
-        if (pa.daily_cap) w.key("daily_cap").raw(format_credits(*pa.daily_cap));
-        else w.key("daily_cap").null();
+        if (pa.daily_cap)
+          w.key("daily_cap").raw(format_credits(*pa.daily_cap));
+        else
+          w.key("daily_cap").null();
         w.end_object();
       }
       w.end_object();
-      w.key("cycle_anchor").string(p.cycle_anchor == pricing::CycleAnchor::kSignup ? "signup" : "billing");
+      w.key("cycle_anchor")
+          .string(p.cycle_anchor == pricing::CycleAnchor::kSignup ? "signup" : "billing");
       w.key("packs_allowed").boolean(p.packs_allowed);
       w.key("rollover_percent").integer(p.rollover_percent);
       w.end_object();
@@ -567,13 +648,15 @@ struct Api::Impl {
   }
 
   void account_get(const std::string& id, Responder respond) {
-    read([id](EngineState& st) {
-      auto v = st.ledger.view(id, st.now_ms);
-      if (!v.ok()) return from_error(v.error());
-      std::string out;
-      ledger::render_account_view(*v, out);
-      return json_response(200, std::move(out));
-    }, std::move(respond));
+    read(
+        [id](EngineState& st) {
+          auto v = st.ledger.view(id, st.now_ms);
+          if (!v.ok()) return from_error(v.error());
+          std::string out;
+          ledger::render_account_view(*v, out);
+          return json_response(200, std::move(out));
+        },
+        std::move(respond));
   }
 
   void accounts_list(const HttpRequest& req, Responder respond) {
@@ -581,44 +664,50 @@ struct Api::Impl {
     std::size_t limit = list_limit(req, &e);
     if (limit == 0) return respond(from_error(e));
     std::string after(req.query_param("after"));
-    read([after, limit](EngineState& st) {
-      std::vector<std::string> ids = st.ledger.list_accounts(after, limit + 1);
-      bool more = ids.size() > limit;
-      if (more) ids.pop_back();
-      std::string out;
-      json::Writer w(out);
-      w.begin_object().key("accounts").begin_array();
-      for (const auto& id : ids) {
-        auto v = st.ledger.view(id, st.now_ms);
-        w.raw("");
-        ledger::render_account_view(*v, out);
-      }
-      w.end_array();
-      if (more) w.key("next").string(ids.back());
-      else w.key("next").null();
-      w.end_object();
-      return json_response(200, std::move(out));
-    }, std::move(respond));
+    read(
+        [after, limit](EngineState& st) {
+          std::vector<std::string> ids = st.ledger.list_accounts(after, limit + 1);
+          bool more = ids.size() > limit;
+          if (more) ids.pop_back();
+          std::string out;
+          json::Writer w(out);
+          w.begin_object().key("accounts").begin_array();
+          for (const auto& id : ids) {
+            auto v = st.ledger.view(id, st.now_ms);
+            w.raw("");
+            ledger::render_account_view(*v, out);
+          }
+          w.end_array();
+          if (more)
+            w.key("next").string(ids.back());
+          else
+            w.key("next").null();
+          w.end_object();
+          return json_response(200, std::move(out));
+        },
+        std::move(respond));
   }
 
   void grants(const std::string& id, Responder respond) {
-    read([id](EngineState& st) {
-      const ledger::Account* a = st.ledger.find(id);
-      if (a == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      ledger::Account p = st.ledger.projected(*a, st.now_ms);
-      std::string out;
-      json::Writer w(out);
-      w.begin_object().key("grants").begin_array();
-      for (const auto& pool : p.pools) {
-        for (const auto& b : pool.buckets) {
-          if (b.kind == ledger::BucketKind::kAllowance) continue;
-          w.raw("");
-          ledger::render_grant(pool.name, b, out);
-        }
-      }
-      w.end_array().end_object();
-      return json_response(200, std::move(out));
-    }, std::move(respond));
+    read(
+        [id](EngineState& st) {
+          const ledger::Account* a = st.ledger.find(id);
+          if (a == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          ledger::Account p = st.ledger.projected(*a, st.now_ms);
+          std::string out;
+          json::Writer w(out);
+          w.begin_object().key("grants").begin_array();
+          for (const auto& pool : p.pools) {
+            for (const auto& b : pool.buckets) {
+              if (b.kind == ledger::BucketKind::kAllowance) continue;
+              w.raw("");
+              ledger::render_grant(pool.name, b, out);
+            }
+          }
+          w.end_array().end_object();
+          return json_response(200, std::move(out));
+        },
+        std::move(respond));
   }
 
   void holds_list(const HttpRequest& req, const std::string& id, Responder respond) {
@@ -626,96 +715,113 @@ struct Api::Impl {
     std::size_t limit = list_limit(req, &e);
     if (limit == 0) return respond(from_error(e));
     std::string status(req.query_param("status"));
-    if (!status.empty() && status != "open" && status != "captured" && status != "voided" && status != "expired") {
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "status is open, captured, voided or expired", "status")));
+    if (!status.empty() && status != "open" && status != "captured" && status != "voided" &&
+        status != "expired") {
+      return respond(from_error(err_param(
+          ErrorCode::kInvalidRequest, "status is open, captured, voided or expired", "status")));
     }
     std::string after(req.query_param("after"));
-    read([id, status, after, limit](EngineState& st) {
-      const ledger::Account* a0 = st.ledger.find(id);
-      if (a0 == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      const ledger::Account& a = *a0;
-      // An open hold whose time has passed reads as expired (its expiry is applied lazily).
-      auto state_of = [&](const ledger::HoldRecord& h) {
-        if (h.state == ledger::HoldState::kOpen && h.expires_at_ms <= st.now_ms) return ledger::HoldState::kExpired;
-        return h.state;
-      };
-      std::string out;
-      json::Writer w(out);
-      w.begin_object().key("holds").begin_array();
-      auto it = after.empty() ? a.holds.begin() : a.holds.upper_bound(after);
-      std::size_t n = 0;
-      std::string last;
-      bool more = false;
-      for (; it != a.holds.end(); ++it) {
-        const ledger::HoldRecord& h = it->second;
-        if (!status.empty() && ledger::hold_state_name(state_of(h)) != status) continue;
-        if (n == limit) {
-          more = true;
-          break;
-        }
-        w.begin_object();
-        w.key("hold_id").string(h.hold_id);
-        w.key("kind").string(pricing::kind_name(h.kind));
-        w.key("user_id").string(h.user_id);
-        w.key("amount").raw(format_credits(h.amount));
-        w.key("state").string(ledger::hold_state_name(state_of(h)));
-        w.key("expires_at").string(format_rfc3339(h.expires_at_ms));
-        w.end_object();
-        last = h.hold_id;
-        ++n;
-      }
-      w.end_array();
-      if (more) w.key("next").string(last);
-      else w.key("next").null();
-      w.end_object();
-      return json_response(200, std::move(out));
-    }, std::move(respond));
+    read(
+        [id, status, after, limit](EngineState& st) {
+          const ledger::Account* a0 = st.ledger.find(id);
+          if (a0 == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          const ledger::Account& a = *a0;
+          // An open hold whose time has passed reads as expired (its expiry is applied lazily).
+          auto state_of = [&](const ledger::HoldRecord& h) {
+            if (h.state == ledger::HoldState::kOpen && h.expires_at_ms <= st.now_ms)
+              return ledger::HoldState::kExpired;
+            return h.state;
+          };
+          std::string out;
+          json::Writer w(out);
+          w.begin_object().key("holds").begin_array();
+          auto it = after.empty() ? a.holds.begin() : a.holds.upper_bound(after);
+          std::size_t n = 0;
+          std::string last;
+          bool more = false;
+          for (; it != a.holds.end(); ++it) {
+            const ledger::HoldRecord& h = it->second;
+            if (!status.empty() && ledger::hold_state_name(state_of(h)) != status) continue;
+            if (n == limit) {
+              more = true;
+              break;
+            }
+            w.begin_object();
+            w.key("hold_id").string(h.hold_id);
+            w.key("kind").string(pricing::kind_name(h.kind));
+            w.key("user_id").string(h.user_id);
+            w.key("amount").raw(format_credits(h.amount));
+            w.key("state").string(ledger::hold_state_name(state_of(h)));
+            w.key("expires_at").string(format_rfc3339(h.expires_at_ms));
+            w.end_object();
+            last = h.hold_id;
+            ++n;
+          }
+          w.end_array();
+          if (more)
+            w.key("next").string(last);
+          else
+            w.key("next").null();
+          w.end_object();
+          return json_response(200, std::move(out));
+        },
+        std::move(respond));
   }
 
   void charge_get(const std::string& id, const std::string& charge_id, Responder respond) {
-    read([id, charge_id](EngineState& st) {
-      const ledger::Account* a = st.ledger.find(id);
-      if (a == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      // As the next write would see it: a charge that the resets due by now forget is 404
-      // already (charge_at), before any write applies them.
-      const ledger::ChargeRecord* rec = st.ledger.charge_at(*a, charge_id, st.now_ms);
-      if (rec == nullptr) return from_error(err(ErrorCode::kChargeNotFound, "no such charge"));
-      const ledger::ChargeRecord& c = *rec;
-      const ledger::PoolState& pool = a->pools[c.pool_index];
-      std::string out;
-      json::Writer w(out);
-      w.begin_object();
-      w.key("charge_id").string(c.charge_id());
-      w.key("account_id").string(a->account_id);
-      w.key("user_id").string(a->charges.user_id(c));
-      w.key("kind").string(pricing::kind_name(c.kind));
-      w.key("pool").string(pool.name);
-      w.key("cost").raw(format_credits(c.cost));
-      w.key("refunded").raw(format_credits(c.refunded));
-      w.key("at").string(format_rfc3339(c.at_ms));
-      w.key("rate_card_version").integer(c.rate_card_version);
-      if (c.hold_seq == 0) w.key("hold_id").null();
-      else w.key("hold_id").string(c.hold_id());
-      w.key("drawn_from").begin_array();
-      for (const auto& d : c.drawn) {
-        std::string source = "allowance";
-        for (const auto& b : pool.buckets) {
-          if (b.bucket_id == d.bucket_id && b.kind != ledger::BucketKind::kAllowance) source = "grant:" + b.grant_id;
-        }
-        w.begin_object().key("source").string(source).key("credits").raw(format_credits(d.credits)).end_object();
-      }
-      w.end_array();
-      w.key("refunds").begin_array();
-      for (const auto& r : c.refunds) {
-        w.begin_object().key("refund_id").string(r.refund_id);
-        w.key("credits").raw(format_credits(r.credits));
-        w.key("at").string(format_rfc3339(r.at_ms));
-        w.key("reason").string(r.reason).end_object();
-      }
-      w.end_array();
-      w.end_object();
-      return json_response(200, std::move(out));
-    }, std::move(respond));
+    read(
+        [id, charge_id](EngineState& st) {
+          const ledger::Account* a = st.ledger.find(id);
+          if (a == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          // As the next write would see it: a charge that the resets due by now forget is 404
+          // already (charge_at), before any write applies them.
+          const ledger::ChargeRecord* rec = st.ledger.charge_at(*a, charge_id, st.now_ms);
+          if (rec == nullptr) return from_error(err(ErrorCode::kChargeNotFound, "no such charge"));
+          const ledger::ChargeRecord& c = *rec;
+          const ledger::PoolState& pool = a->pools[c.pool_index];
+          std::string out;
+          json::Writer w(out);
+          w.begin_object();
+          w.key("charge_id").string(c.charge_id());
+          w.key("account_id").string(a->account_id);
+          w.key("user_id").string(a->charges.user_id(c));
+          w.key("kind").string(pricing::kind_name(c.kind));
+          w.key("pool").string(pool.name);
+          w.key("cost").raw(format_credits(c.cost));
+          w.key("refunded").raw(format_credits(c.refunded));
+          w.key("at").string(format_rfc3339(c.at_ms));
+          w.key("rate_card_version").integer(c.rate_card_version);
+          if (c.hold_seq == 0)
+            w.key("hold_id").null();
+          else
+            w.key("hold_id").string(c.hold_id());
+          w.key("drawn_from").begin_array();
+          for (const auto& d : c.drawn) {
+            std::string source = "allowance";
+            for (const auto& b : pool.buckets) {
+              if (b.bucket_id == d.bucket_id && b.kind != ledger::BucketKind::kAllowance)
+                source = "grant:" + b.grant_id;
+            }
+            w.begin_object()
+                .key("source")
+                .string(source)
+                .key("credits")
+                .raw(format_credits(d.credits))
+                .end_object();
+          }
+          w.end_array();
+          w.key("refunds").begin_array();
+          for (const auto& r : c.refunds) {
+            w.begin_object().key("refund_id").string(r.refund_id);
+            w.key("credits").raw(format_credits(r.credits));
+            w.key("at").string(format_rfc3339(r.at_ms));
+            w.key("reason").string(r.reason).end_object();
+          }
+          w.end_array();
+          w.end_object();
+          return json_response(200, std::move(out));
+        },
+        std::move(respond));
   }
 
   void quote(const std::string& id, ObjectReader& r, Responder respond) {
@@ -723,9 +829,12 @@ struct Api::Impl {
     auto kind_s = r.string("kind");
     if (!kind_s.ok()) return respond(from_error(kind_s.error()));
     auto kind = pricing::parse_kind(*kind_s);
-    if (!kind) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind")));
+    if (!kind)
+      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind")));
     auto u = r.any("usage");
-    if (!u || u->is_null()) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "usage is required", "usage")));
+    if (!u || u->is_null())
+      return respond(
+          from_error(err_param(ErrorCode::kInvalidRequest, "usage is required", "usage")));
     auto usage = parse_usage(*u);
     if (!usage.ok()) return respond(from_error(usage.error()));
     Status unknown = r.no_unknown_fields();
@@ -738,10 +847,13 @@ struct Api::Impl {
     w.key("pool").string(price->pool);
     w.key("rate_card_version").integer(card.version());
     w.end_object();
-    read([id, out](EngineState& st) {
-      if (st.ledger.find(id) == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      return json_response(200, out);
-    }, std::move(respond));
+    read(
+        [id, out](EngineState& st) {
+          if (st.ledger.find(id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          return json_response(200, out);
+        },
+        std::move(respond));
   }
 
   void create_account(const HttpRequest& req, ObjectReader& r, Responder respond) {
@@ -750,9 +862,13 @@ struct Api::Impl {
     std::optional<Error> bad;
     if (auto e = idem_of(r, req, "admin", "create_account", c.idem)) return respond(from_error(*e));
     auto id = r.string("account_id");
-    if (!id.ok()) bad = id.error();
-    else if (!valid_id(*id)) bad = err_param(ErrorCode::kInvalidRequest, "account_id must be 1 to 64 characters of [A-Za-z0-9._:-]", "account_id");
-    else ca.account_id = std::string(*id);
+    if (!id.ok())
+      bad = id.error();
+    else if (!valid_id(*id))
+      bad = err_param(ErrorCode::kInvalidRequest,
+                      "account_id must be 1 to 64 characters of [A-Za-z0-9._:-]", "account_id");
+    else
+      ca.account_id = std::string(*id);
     auto plan = r.string("plan");
     if (!bad && !plan.ok()) bad = plan.error();
     if (!bad) ca.plan_id = std::string(*plan);
@@ -760,8 +876,11 @@ struct Api::Impl {
     if (!bad && !signup.ok()) bad = signup.error();
     if (!bad && *signup) {
       auto t = parse_rfc3339(**signup);
-      if (!t) bad = err_param(ErrorCode::kInvalidRequest, "signup_at must be an RFC 3339 instant", "signup_at");
-      else ca.signup_at_ms = *t;
+      if (!t)
+        bad = err_param(ErrorCode::kInvalidRequest, "signup_at must be an RFC 3339 instant",
+                        "signup_at");
+      else
+        ca.signup_at_ms = *t;
     }
     if (!bad) {
       Status unknown = r.no_unknown_fields();
@@ -776,7 +895,8 @@ struct Api::Impl {
   void simple_account_op(const HttpRequest& req, const std::string& id, std::string_view route,
                          ObjectReader& r, Responder respond) {
     Command c;
-    if (auto e = idem_of(r, req, id, std::string(route) + ":" + id, c.idem)) return respond(from_error(*e));
+    if (auto e = idem_of(r, req, id, std::string(route) + ":" + id, c.idem))
+      return respond(from_error(*e));
     std::optional<Error> bad;
     if (route == "close") {
       c.body = ledger::CloseAccount{id};
@@ -784,23 +904,30 @@ struct Api::Impl {
       ledger::ChangePlan cp;
       cp.account_id = id;
       auto plan = r.string("plan");
-      if (!plan.ok()) bad = plan.error();
-      else if (engine.catalog().find(*plan) == nullptr) bad = err_param(ErrorCode::kInvalidRequest, "unknown plan", "plan");
-      else cp.plan_id = std::string(*plan);
+      if (!plan.ok())
+        bad = plan.error();
+      else if (engine.catalog().find(*plan) == nullptr)
+        bad = err_param(ErrorCode::kInvalidRequest, "unknown plan", "plan");
+      else
+        cp.plan_id = std::string(*plan);
       c.body = std::move(cp);
     } else {  // packs, adjustments
       ledger::AddGrant g;
       g.account_id = id;
       g.source = route == "packs" ? ledger::GrantSource::kPack : ledger::GrantSource::kAdjustment;
       auto pool = r.string("pool");
-      if (!pool.ok()) bad = pool.error();
-      else g.pool = std::string(*pool);
+      if (!pool.ok())
+        bad = pool.error();
+      else
+        g.pool = std::string(*pool);
       auto credits = credits_of(r, "credits", route == "adjustments");
       if (!bad && !credits.ok()) bad = credits.error();
       if (!bad) {
         g.credits = *credits;
         if (g.credits.is_zero() || (route == "packs" && g.credits.is_negative())) {
-          bad = err_param(ErrorCode::kInvalidAmount, route == "packs" ? "credits must be positive" : "credits must not be 0", "credits");
+          bad = err_param(ErrorCode::kInvalidAmount,
+                          route == "packs" ? "credits must be positive" : "credits must not be 0",
+                          "credits");
         }
       }
       if (route == "adjustments") {
@@ -814,10 +941,14 @@ struct Api::Impl {
         if (!bad && !exp.ok()) bad = exp.error();
         if (!bad && *exp) {
           auto t = parse_rfc3339(**exp);
-          if (!t) bad = err_param(ErrorCode::kInvalidRequest, "expires_at must be an RFC 3339 instant", "expires_at");
-          else if (*t <= engine.last_logged_ms() || (options.manual_clock == nullptr && *t <= SystemClock().now_ms()) ||
+          if (!t)
+            bad = err_param(ErrorCode::kInvalidRequest, "expires_at must be an RFC 3339 instant",
+                            "expires_at");
+          else if (*t <= engine.last_logged_ms() ||
+                   (options.manual_clock == nullptr && *t <= SystemClock().now_ms()) ||
                    (options.manual_clock != nullptr && *t <= options.manual_clock->now_ms())) {
-            bad = err_param(ErrorCode::kInvalidRequest, "expires_at must be in the future", "expires_at");
+            bad = err_param(ErrorCode::kInvalidRequest, "expires_at must be in the future",
+                            "expires_at");
           } else {
             g.expires_at_ms = *t;
           }
@@ -842,22 +973,28 @@ struct Api::Impl {
   void refund(const HttpRequest& req, const std::string& id, const std::string& charge_id,
               ObjectReader& r, Responder respond) {
     Command c;
-    if (auto e = idem_of(r, req, id, "refund:" + id + ":" + charge_id, c.idem)) return respond(from_error(*e));
+    if (auto e = idem_of(r, req, id, "refund:" + id + ":" + charge_id, c.idem))
+      return respond(from_error(*e));
     ledger::Refund rf;
     rf.account_id = id;
     rf.charge_id = charge_id;
     std::optional<Error> bad;
     if (auto a = r.any("credits"); a && !a->is_null()) {
       auto m = credits_of(r, "credits", false);
-      if (!m.ok()) bad = m.error();
-      else if (m->is_zero()) bad = err_param(ErrorCode::kInvalidAmount, "credits must be positive", "credits");
-      else rf.credits = *m;
+      if (!m.ok())
+        bad = m.error();
+      else if (m->is_zero())
+        bad = err_param(ErrorCode::kInvalidAmount, "credits must be positive", "credits");
+      else
+        rf.credits = *m;
     }
     auto reason = r.optional_string("reason");
     if (!bad && !reason.ok()) bad = reason.error();
     if (!bad && *reason) {
-      if ((*reason)->size() > ledger::kReasonBytesMax) bad = err_param(ErrorCode::kInvalidRequest, "reason is at most 256 bytes", "reason");
-      else rf.reason = std::string(**reason);
+      if ((*reason)->size() > ledger::kReasonBytesMax)
+        bad = err_param(ErrorCode::kInvalidRequest, "reason is at most 256 bytes", "reason");
+      else
+        rf.reason = std::string(**reason);
     }
     if (!bad) {
       Status unknown = r.no_unknown_fields();
@@ -930,51 +1067,63 @@ struct Api::Impl {
     if (account_id.empty()) return submit(std::move(respond));
     // The account must exist (404).
     auto shared = std::make_shared<Responder>(std::move(respond));
-    read([this, account_id, shared, submit = std::move(submit)](EngineState& st) mutable {
-      if (st.ledger.find(account_id) == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      submit(std::move(*shared));
-      return HttpResponse{0, "", "", {}};
-    }, [shared](HttpResponse&& r) {
-      if (r.status != 0) (*shared)(std::move(r));
-    });
+    read(
+        [this, account_id, shared, submit = std::move(submit)](EngineState& st) mutable {
+          if (st.ledger.find(account_id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          submit(std::move(*shared));
+          return HttpResponse{0, "", "", {}};
+        },
+        [shared](HttpResponse&& r) {
+          if (r.status != 0) (*shared)(std::move(r));
+        });
   }
 
   void keys_list(const std::string& id, Responder respond) {
-    read([this, id](EngineState& st) {
-      if (st.ledger.find(id) == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      std::string out;
-      json::Writer w(out);
-      w.begin_object().key("keys").begin_array();
-      for (const auto& k : engine.keys_of(id)) {
-        w.begin_object().key("key_id").string(k.key_id).key("role").string(role_name(k.role));
-        if (k.label.empty()) w.key("label").null();
-        else w.key("label").string(k.label);
-        w.key("created_at").string(format_rfc3339(k.created_at_ms));
-        w.end_object();
-      }
-      w.end_array().end_object();
-      return json_response(200, std::move(out));
-    }, std::move(respond));
+    read(
+        [this, id](EngineState& st) {
+          if (st.ledger.find(id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          std::string out;
+          json::Writer w(out);
+          w.begin_object().key("keys").begin_array();
+          for (const auto& k : engine.keys_of(id)) {
+            w.begin_object().key("key_id").string(k.key_id).key("role").string(role_name(k.role));
+            if (k.label.empty())
+              w.key("label").null();
+            else
+              w.key("label").string(k.label);
+            w.key("created_at").string(format_rfc3339(k.created_at_ms));
+            w.end_object();
+          }
+          w.end_array().end_object();
+          return json_response(200, std::move(out));
+        },
+        std::move(respond));
   }
 
   void key_delete(const std::string& id, const std::string& key_id, Responder respond) {
     bool found = false;
     for (const auto& k : engine.keys_of(id)) found = found || k.key_id == key_id;
     auto shared = std::make_shared<Responder>(std::move(respond));
-    read([this, id, key_id, found, shared](EngineState& st) {
-      if (st.ledger.find(id) == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      if (!found) return from_error(err(ErrorCode::kKeyNotFound, "no such key"));
-      submit_one(RevokeKeyOp{id, key_id}, std::move(*shared));
-      return HttpResponse{0, "", "", {}};
-    }, [shared](HttpResponse&& r) {
-      if (r.status != 0) (*shared)(std::move(r));
-    });
+    read(
+        [this, id, key_id, found, shared](EngineState& st) {
+          if (st.ledger.find(id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          if (!found) return from_error(err(ErrorCode::kKeyNotFound, "no such key"));
+          submit_one(RevokeKeyOp{id, key_id}, std::move(*shared));
+          return HttpResponse{0, "", "", {}};
+        },
+        [shared](HttpResponse&& r) {
+          if (r.status != 0) (*shared)(std::move(r));
+        });
   }
 
   void rate_limits_put(const std::string& id, ObjectReader& r, Responder respond) {
     RateLimitsOp op;
     op.account_id = id;
-    auto one = [&](std::string_view key, std::optional<pricing::RateLimit>& dst) -> std::optional<Error> {
+    auto one = [&](std::string_view key,
+                   std::optional<pricing::RateLimit>& dst) -> std::optional<Error> {
       auto o = r.optional_object(key);
       if (!o.ok()) return o.error();
       if (!*o) return std::nullopt;
@@ -1001,26 +1150,37 @@ struct Api::Impl {
         w.null();
         return;
       }
-      w.begin_object().key("per_minute").integer(l->per_minute).key("burst").integer(l->burst).end_object();
+      w.begin_object()
+          .key("per_minute")
+          .integer(l->per_minute)
+          .key("burst")
+          .integer(l->burst)
+          .end_object();
     };
     put("per_user", op.limits.per_user);
     put("per_account", op.limits.per_account);
     w.end_object();
     auto shared = std::make_shared<Responder>(std::move(respond));
-    read([this, id, op = std::move(op), out, shared](EngineState& st) mutable {
-      if (st.ledger.find(id) == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      std::vector<Op> ops;
-      ops.push_back(std::move(op));
-      bool ok = engine.submit(std::move(ops), [out, shared](std::vector<Reply>&& replies) {
-        Reply& r = replies[0];
-        if (r.status == 200) (*shared)(json_response(200, out));
-        else (*shared)(from_reply(std::move(r)));
-      });
-      if (!ok) return from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
-      return HttpResponse{0, "", "", {}};
-    }, [shared](HttpResponse&& r) {
-      if (r.status != 0) (*shared)(std::move(r));
-    });
+    read(
+        [this, id, op = std::move(op), out, shared](EngineState& st) mutable {
+          if (st.ledger.find(id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          std::vector<Op> ops;
+          ops.push_back(std::move(op));
+          bool ok = engine.submit(std::move(ops), [out, shared](std::vector<Reply>&& replies) {
+            Reply& r = replies[0];
+            if (r.status == 200)
+              (*shared)(json_response(200, out));
+            else
+              (*shared)(from_reply(std::move(r)));
+          });
+          if (!ok)
+            return from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
+          return HttpResponse{0, "", "", {}};
+        },
+        [shared](HttpResponse&& r) {
+          if (r.status != 0) (*shared)(std::move(r));
+        });
   }
 
   void cache_put(const HttpRequest& req, const std::string& id, const std::string& cache_key,
@@ -1031,13 +1191,17 @@ struct Api::Impl {
     op.cache_key = cache_key;
     auto kind = r.string("kind");
     if (!kind.ok()) return respond(from_error(kind.error()));
-    if (!pricing::parse_kind(*kind)) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind")));
+    if (!pricing::parse_kind(*kind))
+      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind")));
     op.kind = std::string(*kind);
     auto resp = r.any("response");
-    if (!resp) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "response is required", "response")));
+    if (!resp)
+      return respond(
+          from_error(err_param(ErrorCode::kInvalidRequest, "response is required", "response")));
     resp->append_json(op.entry.response_json);
     if (op.entry.response_json.size() > policy::kCacheResponseBytesMax) {
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "response is at most 256 KiB", "response")));
+      return respond(from_error(
+          err_param(ErrorCode::kInvalidRequest, "response is at most 256 KiB", "response")));
     }
     auto ttl = r.optional_int64("ttl_s", 1, policy::kCacheTtlSMax);
     if (!ttl.ok()) return respond(from_error(ttl.error()));
@@ -1049,39 +1213,50 @@ struct Api::Impl {
     if (!unknown.ok()) return respond(from_error(unknown.error()));
     std::int64_t ttl_s = ttl->value_or(policy::kCacheTtlSDefault);
     auto shared = std::make_shared<Responder>(std::move(respond));
-    read([this, id, op = std::move(op), ttl_s, shared](EngineState& st) mutable {
-      if (st.ledger.find(id) == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      op.entry.expires_at_ms = st.now_ms + ttl_s * 1000;
-      submit_one(std::move(op), std::move(*shared));
-      return HttpResponse{0, "", "", {}};
-    }, [shared](HttpResponse&& r) {
-      if (r.status != 0) (*shared)(std::move(r));
-    });
+    read(
+        [this, id, op = std::move(op), ttl_s, shared](EngineState& st) mutable {
+          if (st.ledger.find(id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          op.entry.expires_at_ms = st.now_ms + ttl_s * 1000;
+          submit_one(std::move(op), std::move(*shared));
+          return HttpResponse{0, "", "", {}};
+        },
+        [shared](HttpResponse&& r) {
+          if (r.status != 0) (*shared)(std::move(r));
+        });
   }
 
   void cache_get(const HttpRequest& req, const std::string& id, const std::string& cache_key,
                  Responder respond) {
     std::string kind(req.query_param("kind"));
-    if (!pricing::parse_kind(kind)) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "kind is required", "kind")));
-    read([id, cache_key, kind](EngineState& st) {
-      if (st.ledger.find(id) == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-      const policy::CacheEntry* e = st.cache.get(id, kind, cache_key, st.now_ms);
-      if (e == nullptr) return from_error(err(ErrorCode::kNotFound, "no such cache entry"));
-      std::string out = "{\"response\":";
-      out += e->response_json;
-      out += '}';
-      return json_response(200, std::move(out));
-    }, std::move(respond));
+    if (!pricing::parse_kind(kind))
+      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "kind is required", "kind")));
+    read(
+        [id, cache_key, kind](EngineState& st) {
+          if (st.ledger.find(id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          const policy::CacheEntry* e = st.cache.get(id, kind, cache_key, st.now_ms);
+          if (e == nullptr) return from_error(err(ErrorCode::kNotFound, "no such cache entry"));
+          std::string out = "{\"response\":";
+          out += e->response_json;
+          out += '}';
+          return json_response(200, std::move(out));
+        },
+        std::move(respond));
   }
 
   void clock(ObjectReader& r, Responder respond) {
     if (options.manual_clock == nullptr) {
-      return respond(from_error(err(ErrorCode::kClockDisabled, "the clock is not manual (start creditd with --clock manual)")));
+      return respond(
+          from_error(err(ErrorCode::kClockDisabled,
+                         "the clock is not manual (start creditd with --clock manual)")));
     }
     auto now = r.string("now");
     if (!now.ok()) return respond(from_error(now.error()));
     auto t = parse_rfc3339(*now);
-    if (!t) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "now must be an RFC 3339 instant", "now")));
+    if (!t)
+      return respond(from_error(
+          err_param(ErrorCode::kInvalidRequest, "now must be an RFC 3339 instant", "now")));
     (void)r.optional_string("idempotency_key");
     Status unknown = r.no_unknown_fields();
     if (!unknown.ok()) return respond(from_error(unknown.error()));
@@ -1103,19 +1278,20 @@ struct Api::Impl {
     if (ops_v->size() > kBatchOpsMax) {
       return respond(from_error(err(ErrorCode::kTooManyOps, "a batch holds at most 8192 ops")));
     }
-    struct Slot {
-      std::optional<HttpResponse> immediate;
-    };
-    auto slots = std::make_shared<std::vector<Slot>>(ops_v->size());
+    // Ops refused here, in op order, beside the ops submitted (the others, in order):
+    // the replies are merged back by position when the response is rendered.
+    const std::size_t n = ops_v->size();
+    std::vector<std::pair<std::size_t, HttpResponse>> refused;
     std::vector<Op> ops;
-    std::vector<std::size_t> index;
+    ops.reserve(n);
     std::size_t i = 0;
+    const std::string none;
     for (auto [k, v] : *ops_v) {
       (void)k;
-      std::string path = json_path_index("ops", i);
-      auto fail = [&](const Error& e) { (*slots)[i].immediate = from_error(e); };
+      auto fail = [&](const Error& e) { refused.emplace_back(i, from_error(e)); };
       if (!v.is_object()) {
-        fail(err_param(ErrorCode::kInvalidRequest, "each op is an object", path));
+        fail(err_param(ErrorCode::kInvalidRequest, "each op is an object",
+                       json_path_index("ops", i)));
         ++i;
         continue;
       }
@@ -1129,7 +1305,7 @@ struct Api::Impl {
       } else if (!allowed(auth, Role::kMeter, *acct)) {
         fail(err(ErrorCode::kForbidden, "this key cannot meter that account"));
       } else {
-        std::string hold_id;
+        std::string_view hold_id;
         if (*op == "capture" || *op == "void") {
           auto h = o.string("hold_id");
           if (!h.ok()) {
@@ -1137,77 +1313,111 @@ struct Api::Impl {
             ++i;
             continue;
           }
-          hold_id = std::string(*h);
+          hold_id = *h;
         }
-        std::string none;
-        auto cmd = metering_command(*op, std::string(*acct), hold_id, o, req, &none);
-        if (!cmd.ok()) {
-          fail(cmd.error());
-        } else {
-          ops.push_back(std::move(*cmd));
-          index.push_back(i);
+        Command& c = std::get<Command>(ops.emplace_back());
+        if (auto e = metering_command(c, *op, *acct, hold_id, o, req, &none)) {
+          ops.pop_back();
+          fail(*e);
         }
       }
       ++i;
     }
-    auto finish = [slots](std::vector<std::pair<std::size_t, HttpResponse>> done, Responder& respond) {
-      for (auto& [j, h] : done) (*slots)[j].immediate = std::move(h);
-      std::string out;
-      json::Writer w(out);
-      w.begin_object().key("results").begin_array();
-      for (auto& s : *slots) {
-        HttpResponse& h = *s.immediate;
-        bool replayed = false;
-        for (const auto& [name, value] : h.headers) replayed = replayed || name == "Idempotent-Replayed";
-        w.begin_object().key("status").integer(h.status);
-        w.key("body").raw(h.body.empty() ? std::string_view("null") : std::string_view(h.body));
-        w.key("replayed").boolean(replayed);
-        w.end_object();
+    auto finish = [n, refused = std::move(refused)](std::vector<Reply>* replies,
+                                                    Responder& respond) {
+      // One allocation for the whole answer: the reply bodies plus the frame of each.
+      constexpr std::size_t kResultFrameBytes = 48;
+      std::size_t bytes = 16 + n * kResultFrameBytes;
+      for (const auto& [j, h] : refused) bytes += h.body.size();
+      if (replies != nullptr) {
+        for (const Reply& r : *replies) bytes += r.body.size();
       }
-      w.end_array().end_object();
+      std::string out;
+      out.reserve(bytes);
+      out += "{\"results\":[";
+      auto put = [&out](int status, std::string_view body, bool replayed) {
+        char digits[16];
+        auto [end, ec] = std::to_chars(digits, digits + sizeof digits, status);
+        (void)ec;
+        out += "{\"status\":";
+        out.append(digits, end);
+        out += ",\"body\":";
+        out += body.empty() ? std::string_view("null") : body;
+        out += ",\"replayed\":";
+        out += replayed ? "true" : "false";
+        out += '}';
+      };
+      std::size_t next_refused = 0;
+      std::size_t next_reply = 0;
+      for (std::size_t j = 0; j < n; ++j) {
+        if (j > 0) out += ',';
+        if (next_refused < refused.size() && refused[next_refused].first == j) {
+          // An error answer: never a replay (its only header is Retry-After, if any).
+          const HttpResponse& h = refused[next_refused++].second;
+          put(h.status, h.body, false);
+          continue;
+        }
+        CREDIT_ASSERT(replies != nullptr && next_reply < replies->size());
+        const Reply& r = (*replies)[next_reply++];
+        // As from_reply: a 204 has no body.
+        put(r.status, r.status == 204 ? std::string_view() : std::string_view(r.body), r.replayed);
+      }
+      CREDIT_ASSERT(next_refused == refused.size());
+      CREDIT_ASSERT(replies == nullptr || next_reply == replies->size());
+      out += "]}";
       respond(json_response(200, std::move(out)));
     };
-    if (ops.empty()) return finish({}, respond);
+    if (ops.empty()) return finish(nullptr, respond);
     auto shared = std::make_shared<Responder>(std::move(respond));
-    bool ok = engine.submit(std::move(ops), [index, finish, shared](std::vector<Reply>&& replies) {
-      std::vector<std::pair<std::size_t, HttpResponse>> done;
-      for (std::size_t j = 0; j < replies.size(); ++j) done.emplace_back(index[j], from_reply(std::move(replies[j])));
-      finish(std::move(done), *shared);
-    }, !options.defer_engine_wake);
-    if (!ok) (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
+    bool ok = engine.submit(
+        std::move(ops),
+        [finish = std::move(finish), shared](std::vector<Reply>&& replies) {
+          finish(&replies, *shared);
+        },
+        !options.defer_engine_wake);
+    if (!ok)
+      (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
   }
 
   void static_file(const HttpRequest& req, Responder respond) {
     std::string rel = req.path.substr(4);  // after "/ui/"
     if (rel.empty()) rel = "index.html";
-    if (rel.find("..") != std::string::npos) return respond(from_error(err(ErrorCode::kNotFound, "not found")));
+    if (rel.find("..") != std::string::npos)
+      return respond(from_error(err(ErrorCode::kNotFound, "not found")));
     std::ifstream f(options.web_dir + "/" + rel, std::ios::binary);
     if (!f) return respond(from_error(err(ErrorCode::kNotFound, "not found")));
     std::ostringstream ss;
     ss << f.rdbuf();
     HttpResponse h;
     h.body = ss.str();
-    auto ends = [&](std::string_view s) { return rel.size() >= s.size() && rel.compare(rel.size() - s.size(), s.size(), s) == 0; };
-    h.content_type = ends(".html") ? "text/html; charset=utf-8"
+    auto ends = [&](std::string_view s) {
+      return rel.size() >= s.size() && rel.compare(rel.size() - s.size(), s.size(), s) == 0;
+    };
+    h.content_type = ends(".html")                 ? "text/html; charset=utf-8"
                      : ends(".js") || ends(".mjs") ? "text/javascript; charset=utf-8"
-                     : ends(".css") ? "text/css; charset=utf-8"
-                     : ends(".svg") ? "image/svg+xml"
-                     : ends(".png") ? "image/png"
-                     : ends(".json") ? "application/json"
-                                     : "application/octet-stream";
+                     : ends(".css")                ? "text/css; charset=utf-8"
+                     : ends(".svg")                ? "image/svg+xml"
+                     : ends(".png")                ? "image/png"
+                     : ends(".json")               ? "application/json"
+                                                   : "application/octet-stream";
     h.headers.emplace_back("Cache-Control", ends(".html") ? "no-cache" : "public, max-age=300");
-    h.headers.emplace_back("Content-Security-Policy",
-                           "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                           "connect-src 'self'; frame-src blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
+    h.headers.emplace_back(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; frame-src blob:; object-src 'none'; base-uri 'none'; frame-ancestors "
+        "'none'");
     h.headers.emplace_back("X-Content-Type-Options", "nosniff");
     respond(std::move(h));
   }
 
   void dispatch(HttpRequest&& req, Responder respond) {
     const std::string& m = req.method;
-    if (m == "GET" && req.path == "/healthz") return respond(json_response(200, "{\"status\":\"ok\"}"));
+    if (m == "GET" && req.path == "/healthz")
+      return respond(json_response(200, "{\"status\":\"ok\"}"));
     if (m == "GET" && req.path == "/metrics") {
-      if (!req.from_loopback) return respond(from_error(err(ErrorCode::kForbidden, "metrics are served on loopback only")));
+      if (!req.from_loopback)
+        return respond(
+            from_error(err(ErrorCode::kForbidden, "metrics are served on loopback only")));
       HttpResponse h;
       h.content_type = std::string(MetricsRegistry::kContentType);
       h.body = api.metrics_.render();
@@ -1223,20 +1433,25 @@ struct Api::Impl {
       return static_file(req, std::move(respond));
     }
     std::optional<Auth> auth = authenticate(engine, options, req.authorization);
-    if (!auth) return respond(from_error(err(ErrorCode::kUnauthorized, "a valid bearer key is required")));
+    if (!auth)
+      return respond(from_error(err(ErrorCode::kUnauthorized, "a valid bearer key is required")));
     std::vector<std::string_view> p = split_path(req.path);
-    if (p.empty() || p[0] != "v1") return respond(from_error(err(ErrorCode::kNotFound, "no such route")));
+    if (p.empty() || p[0] != "v1")
+      return respond(from_error(err(ErrorCode::kNotFound, "no such route")));
     // Bodies are parsed before the role checks (API.md: 400 invalid_json before 403).
     std::optional<JsonValue> body;
     if (m == "POST" || m == "PUT") {
       bool is_import = p.size() >= 3 && p[1] == "admin" && p[2] == "import";
       if (!is_import) {
-        auto parsed = thread_json_parser().parse_object(req.body.empty() ? std::string_view("{}") : std::string_view(req.body));
+        auto parsed = thread_json_parser().parse_object(
+            req.body.empty() ? std::string_view("{}") : std::string_view(req.body));
         if (!parsed.ok()) return respond(from_error(parsed.error()));
         body = *parsed;
       }
     }
-    auto forbid = [&]() { respond(from_error(err(ErrorCode::kForbidden, "this key may not do that"))); };
+    auto forbid = [&]() {
+      respond(from_error(err(ErrorCode::kForbidden, "this key may not do that")));
+    };
     auto need = [&](Role role, std::string_view account) { return allowed(*auth, role, account); };
     if (p.size() == 2 && p[1] == "plans" && m == "GET") return plans(std::move(respond));
     if (p.size() == 2 && p[1] == "batch" && m == "POST") {
@@ -1269,10 +1484,12 @@ struct Api::Impl {
       std::string id(p[2]);
       // An account key never learns whether another account exists: 403 for any other id.
       if (!reaches(*auth, id)) return forbid();
-      if (!valid_id(id)) return respond(from_error(err(ErrorCode::kAccountNotFound, "no such account")));
+      if (!valid_id(id))
+        return respond(from_error(err(ErrorCode::kAccountNotFound, "no such account")));
       std::string sub = p.size() >= 4 ? std::string(p[3]) : std::string();
       if (p.size() == 3 && m == "GET") return account_get(id, std::move(respond));
-      if (p.size() == 4 && m == "POST" && (sub == "close" || sub == "plan" || sub == "packs" || sub == "adjustments")) {
+      if (p.size() == 4 && m == "POST" &&
+          (sub == "close" || sub == "plan" || sub == "packs" || sub == "adjustments")) {
         if (!need(Role::kAdmin, id)) return forbid();
         ObjectReader r(*body);
         return simple_account_op(req, id, sub, r, std::move(respond));
@@ -1284,7 +1501,8 @@ struct Api::Impl {
           return create_key(req, id, r, std::move(respond));
         }
         if (p.size() == 4 && m == "GET") return keys_list(id, std::move(respond));
-        if (p.size() == 5 && m == "DELETE") return key_delete(id, std::string(p[4]), std::move(respond));
+        if (p.size() == 5 && m == "DELETE")
+          return key_delete(id, std::string(p[4]), std::move(respond));
       }
       if (p.size() == 4 && sub == "grants" && m == "GET") return grants(id, std::move(respond));
       if (p.size() == 4 && sub == "rate-limits" && m == "PUT") {
@@ -1300,11 +1518,10 @@ struct Api::Impl {
         if (p.size() == 4 && m == "POST") {
           if (!need(Role::kMeter, id)) return forbid();
           ObjectReader r(*body);
-          auto cmd = metering_command("charge", id, "", r, req, nullptr);
-          if (!cmd.ok()) return respond(from_error(cmd.error()));
-          return submit_one(std::move(*cmd), std::move(respond));
+          return submit_metering("charge", id, "", r, req, std::move(respond));
         }
-        if (p.size() == 5 && m == "GET") return charge_get(id, std::string(p[4]), std::move(respond));
+        if (p.size() == 5 && m == "GET")
+          return charge_get(id, std::string(p[4]), std::move(respond));
         if (p.size() == 6 && p[5] == "refunds" && m == "POST") {
           if (!need(Role::kService, id)) return forbid();
           ObjectReader r(*body);
@@ -1315,22 +1532,20 @@ struct Api::Impl {
         if (p.size() == 4 && m == "POST") {
           if (!need(Role::kMeter, id)) return forbid();
           ObjectReader r(*body);
-          auto cmd = metering_command("hold", id, "", r, req, nullptr);
-          if (!cmd.ok()) return respond(from_error(cmd.error()));
-          return submit_one(std::move(*cmd), std::move(respond));
+          return submit_metering("hold", id, "", r, req, std::move(respond));
         }
         if (p.size() == 4 && m == "GET") return holds_list(req, id, std::move(respond));
         if (p.size() == 6 && m == "POST" && (p[5] == "capture" || p[5] == "void")) {
           if (!need(Role::kMeter, id)) return forbid();
           ObjectReader r(*body);
-          auto cmd = metering_command(p[5], id, std::string(p[4]), r, req, nullptr);
-          if (!cmd.ok()) return respond(from_error(cmd.error()));
-          return submit_one(std::move(*cmd), std::move(respond));
+          return submit_metering(p[5], id, p[4], r, req, std::move(respond));
         }
       }
       if (sub == "cache" && p.size() == 5) {
         std::string key(p[4]);
-        if (!valid_id(key)) return respond(from_error(err_param(ErrorCode::kInvalidRequest, "bad cache key", "cache_key")));
+        if (!valid_id(key))
+          return respond(
+              from_error(err_param(ErrorCode::kInvalidRequest, "bad cache key", "cache_key")));
         if (m == "PUT") {
           if (!need(Role::kMeter, id)) return forbid();
           ObjectReader r(*body);
@@ -1341,7 +1556,8 @@ struct Api::Impl {
           return cache_get(req, id, key, std::move(respond));
         }
       }
-      if (api.audit_ && p.size() == 4 && sub == "audit" && api.audit_(req, id, sub, *auth, respond)) return;
+      if (api.audit_ && p.size() == 4 && sub == "audit" && api.audit_(req, id, sub, *auth, respond))
+        return;
       if (api.analytics_ && p.size() == 4 && api.analytics_(req, id, sub, *auth, respond)) return;
     }
     respond(from_error(err(ErrorCode::kNotFound, "no such route")));
@@ -1353,7 +1569,8 @@ Api::Api(Engine& engine, MetricsRegistry& metrics, ApiOptions options)
 
 std::optional<Error> Api::check_head(const HttpRequest& head) {
   // 401 comes before 413: an unauthenticated client learns nothing about body limits.
-  if (head.path == "/healthz" || head.path == "/metrics" || head.path.rfind("/ui", 0) == 0) return std::nullopt;
+  if (head.path == "/healthz" || head.path == "/metrics" || head.path.rfind("/ui", 0) == 0)
+    return std::nullopt;
   if (!authenticate(engine_, options_, head.authorization)) {
     return Error(ErrorCode::kUnauthorized, "a valid bearer key is required");
   }
@@ -1427,8 +1644,10 @@ void record_answer(MetricsRegistry& metrics, const std::string* route, std::int6
     auto at = h.body.find("\"code\":\"");
     if (at != std::string::npos) {
       auto end = h.body.find('"', at + 8);
-      metrics.counter("creditd_rejections_total", "Rejected requests by error code",
-                      {{"code", h.body.substr(at + 8, end - at - 8)}}).inc();
+      metrics
+          .counter("creditd_rejections_total", "Rejected requests by error code",
+                   {{"code", h.body.substr(at + 8, end - at - 8)}})
+          .inc();
     }
   }
 }
@@ -1440,17 +1659,24 @@ void Api::handle(HttpRequest&& req, Responder respond) {
   auto t0 = std::chrono::steady_clock::now();
   MetricsRegistry* metrics = &metrics_;
   Responder timed = [metrics, route, t0, respond = std::move(respond)](HttpResponse&& h) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     record_answer(*metrics, route, ns, h);
     respond(std::move(h));
   };
   if (req.method == "GET" && req.path == "/metrics") {
     EngineStats& st = engine_.stats();
-    metrics_.gauge("creditd_batches", "Batches applied").set(static_cast<std::int64_t>(st.batches.load()));
-    metrics_.gauge("creditd_ops", "Ops applied (charges, holds, captures, ...)").set(static_cast<std::int64_t>(st.ops.load()));
-    metrics_.gauge("creditd_fsync_seconds_total_micro", "Microseconds spent in fdatasync").set(static_cast<std::int64_t>(st.fsync_ns_total.load() / 1000));
-    metrics_.gauge("creditd_fsyncs", "Log writes, each with one fdatasync (group commits)").set(static_cast<std::int64_t>(st.fsyncs.load()));
-    metrics_.gauge("creditd_cache_hits", "Integration cache hits").set(static_cast<std::int64_t>(st.cache_hits.load()));
+    metrics_.gauge("creditd_batches", "Batches applied")
+        .set(static_cast<std::int64_t>(st.batches.load()));
+    metrics_.gauge("creditd_ops", "Ops applied (charges, holds, captures, ...)")
+        .set(static_cast<std::int64_t>(st.ops.load()));
+    metrics_.gauge("creditd_fsync_seconds_total_micro", "Microseconds spent in fdatasync")
+        .set(static_cast<std::int64_t>(st.fsync_ns_total.load() / 1000));
+    metrics_.gauge("creditd_fsyncs", "Log writes, each with one fdatasync (group commits)")
+        .set(static_cast<std::int64_t>(st.fsyncs.load()));
+    metrics_.gauge("creditd_cache_hits", "Integration cache hits")
+        .set(static_cast<std::int64_t>(st.cache_hits.load()));
   }
   impl.dispatch(std::move(req), std::move(timed));
 }
