@@ -1,5 +1,7 @@
 // src/server/api.cc
 // Routes of API.md sections "Plans, accounts and keys", "Metering" and "Operations".
+#include "server/api.h"
+
 #include <xxhash.h>
 
 #include <algorithm>
@@ -18,7 +20,6 @@
 #include "ledger/codec.h"
 #include "ledger/render.h"
 #include "money/money.h"
-#include "server/api.h"
 #include "server/crypto.h"
 #include "server/json_reader.h"
 #include "time/time.h"
@@ -1565,7 +1566,12 @@ struct Api::Impl {
 };
 
 Api::Api(Engine& engine, MetricsRegistry& metrics, ApiOptions options)
-    : engine_(engine), metrics_(metrics), options_(std::move(options)) {}
+    : engine_(engine),
+      metrics_(metrics),
+      options_(std::move(options)),
+      impl_(std::make_unique<Impl>(Impl{*this, engine_, options_})) {}
+
+Api::~Api() = default;
 
 std::optional<Error> Api::check_head(const HttpRequest& head) {
   // 401 comes before 413: an unauthenticated client learns nothing about body limits.
@@ -1654,7 +1660,7 @@ void record_answer(MetricsRegistry& metrics, const std::string* route, std::int6
 }  // namespace
 
 void Api::handle(HttpRequest&& req, Responder respond) {
-  Impl impl{*this, engine_, options_};
+  Impl& impl = *impl_;
   const std::string* route = route_label(req.method, req.path);
   auto t0 = std::chrono::steady_clock::now();
   MetricsRegistry* metrics = &metrics_;
@@ -1677,6 +1683,16 @@ void Api::handle(HttpRequest&& req, Responder respond) {
         .set(static_cast<std::int64_t>(st.fsyncs.load()));
     metrics_.gauge("creditd_cache_hits", "Integration cache hits")
         .set(static_cast<std::int64_t>(st.cache_hits.load()));
+    metrics_.gauge("creditd_snapshots", "Snapshots written")
+        .set(static_cast<std::int64_t>(st.snapshots.load()));
+    metrics_
+        .gauge("creditd_snapshot_pause_micro_last",
+               "Microseconds the last snapshot held the ledger thread (its fork)")
+        .set(static_cast<std::int64_t>(st.snapshot_pause_ns_last.load() / 1000));
+    metrics_.gauge("creditd_heap_collapses", "Passes folding the heap into huge pages")
+        .set(static_cast<std::int64_t>(st.collapses.load()));
+    metrics_.gauge("creditd_heap_collapse_ms_last", "Milliseconds the last pass took")
+        .set(static_cast<std::int64_t>(st.collapse_ms_last.load()));
   }
   impl.dispatch(std::move(req), std::move(timed));
 }

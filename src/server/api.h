@@ -47,6 +47,8 @@ class Api final : public Handler {
   // GET /v1/accounts/{id}/audit (the audit report; its own module).
   void set_audit(AnalyticsRoute route) { audit_ = std::move(route); }
 
+  ~Api() override;
+
   struct Impl;
 
  private:
@@ -55,6 +57,9 @@ class Api final : public Handler {
   ApiOptions options_;
   AnalyticsRoute analytics_;
   AnalyticsRoute audit_;
+  // The routes. One for the Api's life: their reads and submits capture it and run later
+  // on the ledger and log threads, after handle() has returned.
+  std::unique_ptr<Impl> impl_;
 };
 
 // Shared helpers for route files.

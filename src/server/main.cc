@@ -25,7 +25,9 @@
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+void on_signal(int) {
+  g_stop = 1;
+}
 
 int fail(const std::string& message) {
   std::fprintf(stderr, "creditd: %s\n", message.c_str());
@@ -85,12 +87,14 @@ int main(int argc, char** argv) {
   std::size_t import_bytes_max = server::HttpServerOptions{}.import_body_bytes_max;
   app.add_option("--data", data_dir, "data directory");
   app.add_option("--listen", listen, "address:port to listen on");
-  app.add_option("--clock", clock_mode, "system | manual")->check(CLI::IsMember({"system", "manual"}));
+  app.add_option("--clock", clock_mode, "system | manual")
+      ->check(CLI::IsMember({"system", "manual"}));
   app.add_option("--plans", plans_path, "plans TOML file");
   app.add_option("--rate-card", card_path, "rate card TOML file");
   app.add_option("--web", web_dir, "dashboard directory served at /ui/");
   app.add_option("--store", store_url, "postgres://... (not available in this build)");
-  app.add_flag("--allow-local-webhooks", allow_local_webhooks, "allow loopback/private webhook targets");
+  app.add_flag("--allow-local-webhooks", allow_local_webhooks,
+               "allow loopback/private webhook targets");
   app.add_flag("--repair", repair, "cut the log at damage instead of refusing to start");
   app.add_flag("--no-fsync", no_fsync, "benchmarks only: acknowledge without fdatasync");
   app.add_option("--idempotency-keys-max", idem_max, "capacity of the idempotency table");
@@ -98,6 +102,9 @@ int main(int argc, char** argv) {
   server::EngineOptions eo;
   app.add_option("--snapshot-wal-bytes", eo.snapshot_wal_bytes,
                  "take a snapshot after this many bytes of log (default 256 MiB)");
+  bool no_heap_collapse = false;
+  app.add_flag("--no-heap-collapse", no_heap_collapse,
+               "do not fold the heap into huge pages between snapshots (docs/operations.md)");
   app.add_option("--events-retain-days", eo.events_retain_days,
                  "delete event log days older than this (default 400)");
   app.add_option("--events-bytes-max", eo.events_bytes_max,
@@ -106,13 +113,16 @@ int main(int argc, char** argv) {
   app.add_option("--import-bytes-max", import_bytes_max,
                  "largest body of POST /v1/admin/import (streamed; default 64 GiB)");
   CLI11_PARSE(app, argc, argv);
+  eo.snapshot_collapse = !no_heap_collapse;
 
-  if (!store_url.empty()) return fail("--store: only the embedded store is available in this build");
+  if (!store_url.empty())
+    return fail("--store: only the embedded store is available in this build");
   auto catalog = pricing::load_catalog_file(plans_path);
   if (!catalog.ok()) return fail(catalog.error().message);
   auto card = pricing::RateCard::load_file(card_path);
   if (!card.ok()) return fail(card.error().message);
-  if (Status s = pricing::check_rate_card_pools(*catalog, *card); !s.ok()) return fail(s.error().message);
+  if (Status s = pricing::check_rate_card_pools(*catalog, *card); !s.ok())
+    return fail(s.error().message);
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return fail("cannot create " + data_dir + ": " + ec.message());
