@@ -91,7 +91,12 @@ void IdempotencyTable::prepare_next() {
       auto job = std::make_shared<Prefault>();
       prefault_ = job;
       background_([job, at = reinterpret_cast<char*>(next_), bytes] {
-        constexpr std::size_t kPieceBytes = 64 << 20;
+        // One huge page per call: the call holds the memory map (mmap_lock) for reading
+        // while it faults pages in, an mmap or munmap on the ledger thread (a reply chunk,
+        // a large allocation) waits for it, and that thread's page faults queue behind the
+        // waiting mmap: in 64 MiB pieces a charge stalled for 90-340 ms
+        // (docs/benchmarks.md, session 4); one huge page holds it for milliseconds.
+        constexpr std::size_t kPieceBytes = kHugePageBytes;
         for (std::size_t off = 0; off < bytes && !job->cancel.load(); off += kPieceBytes) {
           populate_for_write(at + off, std::min(kPieceBytes, bytes - off));
         }

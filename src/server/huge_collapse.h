@@ -20,9 +20,10 @@ namespace credit::server {
 
 constexpr std::size_t kCollapseMappingBytesMin = std::size_t{4} << 20;
 constexpr int kCollapseResidentPercentMin = 75;
-// One madvise call covers at most this much (4 huge pages), so that a stop request (a
-// snapshot about to fork) is seen within a few milliseconds.
-constexpr std::size_t kCollapseStepBytes = std::size_t{8} << 20;
+// One madvise call covers one huge page: a stop request (a snapshot about to fork) is seen
+// within milliseconds, and the memory map is never held long by one call (see the
+// populate pieces in ledger/idempotency.cc for what a long hold costs the ledger thread).
+constexpr std::size_t kCollapseStepBytes = std::size_t{2} << 20;
 
 struct CollapseResult {
   bool supported = true;           // false: the kernel has no MADV_COLLAPSE
