@@ -592,17 +592,7 @@ Reply error_reply(const Error& e) {
 Reply Ledger::stored_or_new(Command& c, bool* proceed) {
   *proceed = false;
   if (c.idem.has_key) {
-    const IdempotencyTable::Entry* e = idempotency_.find(c.idem.scope_key_hash, now_ms_);
-    if (e != nullptr) {
-      if (e->request_hash != c.idem.request_hash) {
-        return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
-                                 "this idempotency key was used with another request"));
-      }
-      Reply r;
-      r.status = replies_.at(e->reply_no, r.body);
-      r.replayed = true;
-      return r;
-    }
+    if (std::optional<Reply> live = replay_if_live(c.idem)) return std::move(*live);
   }
   if (c.precheck_error != ErrorCode::kOk && c.precheck_error != ErrorCode::kRateLimited) {
     Error e(c.precheck_error, c.precheck_message);
@@ -617,18 +607,22 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
   return {};
 }
 
+std::optional<Reply> Ledger::replay_if_live(const IdempotencyRef& idem) const {
+  const IdempotencyTable::Entry* e = idempotency_.find(idem.scope_key_hash, now_ms_);
+  if (e == nullptr) return std::nullopt;
+  if (e->request_hash != idem.request_hash) {
+    return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
+                             "this idempotency key was used with another request"));
+  }
+  Reply r;
+  r.status = replies_.at(e->reply_no, r.body);
+  r.replayed = true;
+  return r;
+}
+
 std::optional<Reply> Ledger::gate_external(const IdempotencyRef& idem) const {
   CREDIT_ASSERT(idem.has_key);
-  if (const IdempotencyTable::Entry* e = idempotency_.find(idem.scope_key_hash, now_ms_)) {
-    if (e->request_hash != idem.request_hash) {
-      return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
-                               "this idempotency key was used with another request"));
-    }
-    Reply r;
-    r.status = replies_.at(e->reply_no, r.body);
-    r.replayed = true;
-    return r;
-  }
+  if (std::optional<Reply> live = replay_if_live(idem)) return live;
   if (idempotency_.full()) {
     return error_reply(
         Error(ErrorCode::kIdempotencyCapacity, "the idempotency table is full; retry later"));

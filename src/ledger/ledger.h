@@ -155,6 +155,8 @@ class Ledger {
   std::vector<DrawnFrom> take_drawn_list();
   void copy_metadata(const Metadata& from, Metadata& to);
   Reply stored_or_new(Command& c, bool* proceed);
+  // The stored answer (a replay) or the 422 of another request, when the key is live.
+  std::optional<Reply> replay_if_live(const IdempotencyRef& idem) const;
   Event& push_event(std::vector<Event>& events, EventType type, const Account& a);
   std::string new_id(char prefix);
   Error insufficient(const Account& a, const PoolState& pool, Millicredits required,

@@ -39,6 +39,18 @@ LedgerOptions small_options(std::size_t keys_max, std::size_t accounts_max = kAc
   return o;
 }
 
+// A charge of `amount` to acct_1's credits pool by user u1 (no idempotency key).
+Command charge_of(Millicredits amount) {
+  Charge ch;
+  ch.account_id = "acct_1";
+  ch.user_id = "u1";
+  ch.pool = "credits";
+  ch.amount = amount;
+  Command c;
+  c.body = ch;
+  return c;
+}
+
 Millicredits credits(std::int64_t c) {
   return Millicredits::from_mc(c * 1000);
 }
@@ -242,14 +254,8 @@ TEST(LedgerSnapshot, ReplayOfAKeyWrittenBeforeTheSnapshotAnswersTheStoredReply) 
   create.body = CreateAccount{"acct_1", "pro", std::nullopt};
   original.begin_batch(t0);
   original.apply(create, events);
-  Command charge;
+  Command charge = charge_of(credits(12));
   charge.idem = {true, hash_of(9, 1), hash_of(9, 2), "charge-9"};
-  Charge ch;
-  ch.account_id = "acct_1";
-  ch.user_id = "u1";
-  ch.pool = "credits";
-  ch.amount = credits(12);
-  charge.body = ch;
   Command replay = charge;
   Reply first = original.apply(charge, events);
   ASSERT_EQ(first.status, 201);
@@ -275,13 +281,7 @@ TEST(LedgerSnapshot, ForgottenChargesAreKeptSoARestoredLedgerStillAnswers409) {
   create.body = CreateAccount{"acct_1", "pro", std::nullopt};
   original.begin_batch(t0);
   original.apply(create, events);
-  Command charge;
-  Charge ch;
-  ch.account_id = "acct_1";
-  ch.user_id = "u1";
-  ch.pool = "credits";
-  ch.amount = credits(5);
-  charge.body = ch;
+  Command charge = charge_of(credits(5));
   Reply charged = original.apply(charge, events);
   ASSERT_EQ(charged.status, 201);
   const std::string charge_id = "c_" + std::to_string(events.back().seq);
