@@ -2,6 +2,13 @@
 #   log MESSAGE...            a timestamped line on stderr
 #   free_port                 a free TCP port on 127.0.0.1
 #   wait_for SECONDS CMD...   until CMD succeeds (returns 1 after SECONDS)
+#   build_dir [DIR]           DIR (default "build") as an absolute path, relative to $ROOT
+
+build_dir() {
+  local dir=${1:-build}
+  case "$dir" in /*) ;; *) dir="$ROOT/$dir" ;; esac
+  printf '%s\n' "$dir"
+}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

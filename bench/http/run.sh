@@ -25,8 +25,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
-BUILD=${1:-build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+BUILD=$(build_dir "${1:-}")
 CREDITD="$BUILD/creditd"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}

@@ -41,10 +41,6 @@ void ReservationList::push_back(const Reservation& r) {
   (heap_ ? heap_.get() : inline_.data())[size_++] = r;
 }
 
-std::string ChargeRecord::charge_id() const {
-  return "c_" + std::to_string(seq);
-}
-
 std::string ChargeRecord::hold_id() const {
   return hold_seq == 0 ? std::string() : "h_" + std::to_string(hold_seq);
 }
@@ -63,6 +59,10 @@ std::optional<std::uint64_t> ChargeTable::seq_of(std::string_view id, char prefi
   return seq;
 }
 
+std::string ChargeTable::charge_id_of(std::uint64_t seq) {
+  return "c_" + std::to_string(seq);
+}
+
 std::optional<std::uint64_t> ChargeTable::seq_of(std::string_view charge_id) {
   return seq_of(charge_id, 'c');
 }
@@ -79,7 +79,7 @@ ChargeTable& ChargeTable::operator=(const ChargeTable& other) {
   user_hashes_ = other.user_hashes_;
   user_slots_ = other.user_slots_;
   for (std::size_t i = 0; i < other.size(); ++i) {
-    bool added = append(other.at(i));
+    bool added = append(other.seqs_[i], other.at(i));
     CREDIT_ASSERT(added);
   }
   return *this;
@@ -170,8 +170,7 @@ void ChargeTable::prefetch_append() const {
   for (std::size_t off = 0; off < sizeof(ChargeRecord); off += 64) __builtin_prefetch(at + off, 1);
 }
 
-bool ChargeTable::append(ChargeRecord record) {
-  const std::uint64_t seq = record.seq;
+bool ChargeTable::append(std::uint64_t seq, ChargeRecord record) {
   if (seq == 0 || (!seqs_.empty() && seq <= seqs_.back())) return false;
   CREDIT_ASSERT(record.user < users_.size());
   Place p = place_of(seqs_.size());

@@ -79,10 +79,10 @@ struct RefundRecord {
   std::string reason;
 };
 
-// One charge (or capture), kept for refunds and reads: 152 bytes, no string of its own
-// (the ids are numbers, the user an index into its table's users).
+// One charge (or capture), kept for refunds and reads: 136 bytes, no string of its own
+// (its id is its table's sequence number, the hold's a number, the user an index into the
+// table's users).
 struct ChargeRecord {
-  std::uint64_t seq = 0;       // its id is "c_<seq>" (charge_id())
   std::uint64_t hold_seq = 0;  // a capture's hold "h_<hold_seq>" (hold_id()); 0: none
   Millicredits cost;
   Millicredits refunded;
@@ -96,7 +96,6 @@ struct ChargeRecord {
   pricing::Kind kind = pricing::Kind::kAgentPrompt;
   std::uint16_t pool_index = 0;
 
-  std::string charge_id() const;
   std::string hold_id() const;  // "" when the charge is not a capture
 };
 
@@ -116,10 +115,7 @@ class ChargeTable {
 
     const_iterator() = default;
     const_iterator(const ChargeTable* table, std::size_t at) : table_(table), at_(at) {}
-    value_type operator*() const {
-      const ChargeRecord& r = table_->at(at_);
-      return {r.charge_id(), r};
-    }
+    value_type operator*() const { return {charge_id_of(table_->seqs_[at_]), table_->at(at_)}; }
     Arrow operator->() const { return Arrow{**this}; }
     const_iterator& operator++() {
       ++at_;
@@ -141,6 +137,8 @@ class ChargeTable {
   static std::optional<std::uint64_t> seq_of(std::string_view charge_id);
   // The same for an id with another prefix ("h_<seq>").
   static std::optional<std::uint64_t> seq_of(std::string_view id, char prefix);
+  // "c_<seq>".
+  static std::string charge_id_of(std::uint64_t seq);
   // A users table grows to at most this many distinct users; past it a charge's user is
   // still interned (a charge always keeps its user), and the table is rebuilt from the
   // records kept at the next erase_if (a reset).
@@ -168,6 +166,8 @@ class ChargeTable {
   ChargeRecord* find_record(std::string_view charge_id) {
     return const_cast<ChargeRecord*>(std::as_const(*this).find_record(charge_id));
   }
+  // The i-th record's sequence number (its id is "c_<seq>").
+  std::uint64_t seq_at(std::size_t i) const { return seqs_[i]; }
   // The i-th record in sequence order.
   const ChargeRecord& at(std::size_t i) const {
     Place p = place_of(i);
@@ -182,15 +182,15 @@ class ChargeTable {
   void reserve(std::size_t n) { seqs_.reserve(n); }
   // Starts loading where the next record will be appended, and the users' slots.
   void prefetch_append() const;
-  // Appends a record whose seq is above every kept record's (its user interned in this
-  // table); false (and nothing added) otherwise.
-  bool append(ChargeRecord record);
-  // Forgets the records `drop` is true for.
+  // Appends the record of charge "c_<seq>", seq above every kept record's (its user
+  // interned in this table); false (and nothing added) otherwise.
+  bool append(std::uint64_t seq, ChargeRecord record);
+  // Forgets the records `drop(seq, record)` is true for, in sequence order.
   template <typename Pred>
   void erase_if(Pred drop) {
     std::size_t kept = 0;
     for (std::size_t i = 0; i < seqs_.size(); ++i) {
-      if (drop(at(i))) continue;
+      if (drop(seqs_[i], at(i))) continue;
       if (kept != i) {
         mutable_at(kept) = std::move(mutable_at(i));
         seqs_[kept] = seqs_[i];

@@ -429,9 +429,9 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
     // Charges older than the previous cycle can no longer be refunded or shown; their
     // numbers are kept (bounded) so a refund of one is 409 charge_not_refundable.
     std::vector<std::uint64_t> forgotten;
-    a.charges.erase_if([&](const ChargeRecord& ch) {
+    a.charges.erase_if([&](std::uint64_t seq, const ChargeRecord& ch) {
       const bool drop = ch.cycle_index < a.cycle_serial - 1;
-      if (drop) forgotten.push_back(ch.seq);  // erase_if walks in sequence order
+      if (drop) forgotten.push_back(seq);  // erase_if walks in sequence order
       return drop;
     });
     if (!forgotten.empty()) a.forgotten_charges.add(forgotten);
@@ -1240,7 +1240,6 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   draw_free(*pool, cmd.amount, &Bucket::spent, &rec.drawn, drawn);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
-  rec.seq = e.seq;
   rec.user = a.charges.intern_user(cmd.user_id);
   rec.kind = cmd.kind;
   rec.pool_index = static_cast<std::uint16_t>(pool_index);
@@ -1269,7 +1268,7 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   r.body.reserve(kChargeReplyBytesReserve);
   render_charge(e.charge_id, cmd.amount, pool->name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), "", r.body);
-  bool added = a.charges.append(std::move(rec));
+  bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);
   store(c, r);
 }
@@ -1409,7 +1408,6 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   h.state = HoldState::kCaptured;
   --a.open_holds;
   Event& e = push_event(events, EventType::kCapture, a);
-  rec.seq = e.seq;
   rec.user = a.charges.intern_user(h.user_id);
   rec.kind = h.kind;
   rec.pool_index = static_cast<std::uint16_t>(h.pool_index);
@@ -1420,7 +1418,8 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   rec.rate_card_version = h.rate_card_version;
   rec.hold_seq = ChargeTable::seq_of(h.hold_id, 'h').value_or(0);
   CREDIT_ASSERT(rec.hold_seq != 0);
-  e.charge_id = rec.charge_id();
+  e.charge_id = "c_";
+  append_uint(e.charge_id, e.seq);
   e.hold_id = h.hold_id;
   e.user_id = h.user_id;
   e.kind = h.kind;
@@ -1439,7 +1438,7 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   r.body.reserve(kChargeReplyBytesReserve);
   render_charge(e.charge_id, cost, pool.name, *e.available_after, e.drawn_from, false,
                 Millicredits::zero(), h.hold_id, r.body);
-  bool added = a.charges.append(std::move(rec));
+  bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);
   return finish(c, std::move(r));
 }
@@ -1518,7 +1517,7 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   std::string refund_id = "r_" + std::to_string(e.seq);
   ch.refunds.push_back({refund_id, want, now_ms_, cmd.reason});
   e.refund_id = refund_id;
-  e.charge_id = ch.charge_id();
+  e.charge_id = cmd.charge_id;  // the id the record was found by
   e.user_id = a.charges.user_id(ch);
   e.kind = ch.kind;
   e.pool = pool.name;

@@ -214,8 +214,9 @@ HoldRecord decode_hold(WireIn& in) {
   return h;
 }
 
-void encode_charge(WireOut& o, const ChargeTable& table, const ChargeRecord& c) {
-  o.str(c.charge_id());
+void encode_charge(WireOut& o, const ChargeTable& table, std::size_t i) {
+  const ChargeRecord& c = table.at(i);
+  o.str(ChargeTable::charge_id_of(table.seq_at(i)));
   o.str(table.user_id(c));
   o.u8(static_cast<std::uint8_t>(c.kind));
   o.uv(c.pool_index);
@@ -236,11 +237,11 @@ void encode_charge(WireOut& o, const ChargeTable& table, const ChargeRecord& c) 
   }
 }
 
-ChargeRecord decode_charge(WireIn& in, ChargeTable& table) {
+// The charge's sequence number (0 and `in` failed when its id is not "c_<seq>") and record.
+std::pair<std::uint64_t, ChargeRecord> decode_charge(WireIn& in, ChargeTable& table) {
   ChargeRecord c;
   std::optional<std::uint64_t> seq = ChargeTable::seq_of(in.str());
   if (!seq) in.fail();
-  c.seq = seq.value_or(0);
   c.user = table.intern_user(in.str());
   c.kind = in.enum_u8<pricing::Kind>(kKindMax);
   const std::uint64_t pool_index = in.uv();
@@ -269,7 +270,7 @@ ChargeRecord decode_charge(WireIn& in, ChargeTable& table) {
     r.reason = in.str();
     c.refunds.push_back(std::move(r));
   }
-  return c;
+  return {seq.value_or(0), std::move(c)};
 }
 
 void encode_account(WireOut& o, const Account& a) {
@@ -292,7 +293,7 @@ void encode_account(WireOut& o, const Account& a) {
   // In sequence order (the table's), so that equal states give equal bytes.
   o.uv(a.charges.size());
   for (std::size_t i = 0; i < a.charges.size(); ++i) {
-    encode_charge(o, a.charges, a.charges.at(i));
+    encode_charge(o, a.charges, i);
   }
   o.sv(a.created_at_ms);
   o.uv(a.forgotten_charges.size());
@@ -337,9 +338,7 @@ std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options
   std::vector<std::pair<std::uint64_t, ChargeRecord>> read;
   if (in.ok()) read.reserve(static_cast<std::size_t>(charges));
   for (std::uint64_t i = 0; i < charges && in.ok(); ++i) {
-    ChargeRecord c = decode_charge(in, a->charges);
-    const std::uint64_t seq = c.seq;
-    read.emplace_back(seq, std::move(c));
+    read.push_back(decode_charge(in, a->charges));
   }
   const auto by_seq = [](const auto& x, const auto& y) { return x.first < y.first; };
   if (!std::is_sorted(read.begin(), read.end(), by_seq))
@@ -347,7 +346,7 @@ std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options
   if (in.ok()) a->charges.reserve(read.size());
   for (auto& [seq, c] : read) {
     // A duplicate id fails here: append takes increasing sequence numbers only.
-    if (in.ok() && !a->charges.append(std::move(c))) in.fail();
+    if (in.ok() && !a->charges.append(seq, std::move(c))) in.fail();
   }
   a->created_at_ms = in.sv();
   if (version >= 2) {

@@ -783,7 +783,7 @@ struct Api::Impl {
           std::string out;
           json::Writer w(out);
           w.begin_object();
-          w.key("charge_id").string(c.charge_id());
+          w.key("charge_id").string(charge_id);
           w.key("account_id").string(a->account_id);
           w.key("user_id").string(a->charges.user_id(c));
           w.key("kind").string(pricing::kind_name(c.kind));

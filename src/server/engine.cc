@@ -26,6 +26,7 @@
 #include "ledger/snapshot_codec.h"
 #include "server/crypto.h"
 #include "server/huge_collapse.h"
+#include "server/json_reader.h"
 #include "store/snapshot.h"
 #include "store/wal_format.h"
 #include "time/time.h"
@@ -228,13 +229,22 @@ std::string stored_key_reply(const KeyInfo& k) {
 
 // A string field of a stored key reply (written above: ids, role names and hex only, so
 // no escapes); "" when missing.
-std::string_view stored_field(std::string_view body, std::string_view name) {
-  std::string pattern = "\"" + std::string(name) + "\":\"";
-  const std::size_t at = body.find(pattern);
-  if (at == std::string_view::npos) return {};
-  const std::size_t from = at + pattern.size();
-  const std::size_t to = body.find('"', from);
-  return to == std::string_view::npos ? std::string_view() : body.substr(from, to - from);
+// The fields of a stored_key_reply body ("" for one that is missing or not a string).
+struct StoredKey {
+  std::string key_id, role, key_sha256;
+};
+StoredKey parse_stored_key(std::string_view body) {
+  StoredKey k;
+  auto doc = thread_json_parser().parse_object(body);
+  if (!doc.ok()) return k;
+  auto field = [&](std::string_view name) {
+    std::optional<JsonValue> v = doc->find(name);
+    return v && v->is_string() ? std::string(v->string_value()) : std::string();
+  };
+  k.key_id = field("key_id");
+  k.role = field("role");
+  k.key_sha256 = field("key_sha256");
+  return k;
 }
 
 void render_key_answer(std::string_view key, std::string_view key_id, std::string_view role,
@@ -398,10 +408,9 @@ ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool
     if (std::optional<ledger::Reply> stop = ledger_.gate_external(k.idem)) {
       if (!stop->replayed) return std::move(*stop);
       // The first answer again: the key derived from its id, checked against its hash.
-      const std::string key_id(stored_field(stop->body, "key_id"));
-      const std::string role(stored_field(stop->body, "role"));
-      const std::string key = derived_key(key_secret_, key_id);
-      if (key_id.empty() || sha256_hex(key) != stored_field(stop->body, "key_sha256")) {
+      const StoredKey stored = parse_stored_key(stop->body);
+      const std::string key = derived_key(key_secret_, stored.key_id);
+      if (stored.key_id.empty() || sha256_hex(key) != stored.key_sha256) {
         return error_reply(ErrorCode::kStorageFailed,
                            "this key cannot be shown again: " + std::string(kKeySecretFile) +
                                " changed since it was created");
@@ -409,7 +418,7 @@ ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool
       ledger::Reply r;
       r.status = stop->status;
       r.replayed = true;
-      render_key_answer(key, key_id, role, r.body);
+      render_key_answer(key, stored.key_id, stored.role, r.body);
       return r;
     }
   }

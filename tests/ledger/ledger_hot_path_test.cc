@@ -190,18 +190,16 @@ TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
   ChargeTable t;
   for (std::uint64_t seq : {3, 10, 11, 200}) {
     ChargeRecord r;
-    r.seq = seq;
     r.user = t.intern_user("u_1");
     r.cost = mc(static_cast<std::int64_t>(seq));
     r.drawn.push_back({1, mc(1)});
     r.drawn.push_back({2, mc(2)});
     r.drawn.push_back({3, mc(3)});  // past the inline two
-    EXPECT_TRUE(t.append(std::move(r)));
+    EXPECT_TRUE(t.append(seq, std::move(r)));
   }
   ChargeRecord older;
-  older.seq = 100;
   older.user = t.intern_user("u_2");
-  EXPECT_FALSE(t.append(older));  // out of order
+  EXPECT_FALSE(t.append(100, older));  // out of order
   EXPECT_EQ(t.size(), 4u);
   auto it = t.find("c_11");
   ASSERT_NE(it, t.end());
@@ -212,7 +210,7 @@ TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
   std::vector<std::string> ids;
   for (const auto& [id, c] : t) ids.push_back(id);
   EXPECT_EQ(ids, (std::vector<std::string>{"c_3", "c_10", "c_11", "c_200"}));
-  t.erase_if([](const ChargeRecord& c) { return c.cost < mc(11); });
+  t.erase_if([](std::uint64_t, const ChargeRecord& c) { return c.cost < mc(11); });
   EXPECT_FALSE(t.contains("c_10"));
   EXPECT_TRUE(t.contains("c_200"));
   EXPECT_EQ(t.size(), 2u);
@@ -224,10 +222,9 @@ TEST(ChargeTable, ThousandsOfRecordsAcrossSegments) {
   ChargeTable t;
   for (std::uint64_t seq = 1; seq <= 3'000; ++seq) {
     ChargeRecord r;
-    r.seq = seq * 2;
     r.user = t.intern_user(seq % 2 == 0 ? "even" : "odd");
     r.cost = mc(static_cast<std::int64_t>(seq));
-    ASSERT_TRUE(t.append(std::move(r)));
+    ASSERT_TRUE(t.append(seq * 2, std::move(r)));
   }
   for (std::uint64_t seq = 1; seq <= 3'000; ++seq) {
     const ChargeRecord* r = t.find_record("c_" + std::to_string(seq * 2));
@@ -235,16 +232,15 @@ TEST(ChargeTable, ThousandsOfRecordsAcrossSegments) {
     EXPECT_EQ(r->cost, mc(static_cast<std::int64_t>(seq)));
     EXPECT_FALSE(t.contains("c_" + std::to_string(seq * 2 + 1)));
   }
-  t.erase_if([](const ChargeRecord& c) { return c.cost <= mc(1'234); });
+  t.erase_if([](std::uint64_t, const ChargeRecord& c) { return c.cost <= mc(1'234); });
   EXPECT_EQ(t.size(), 1'766u);
   EXPECT_FALSE(t.contains("c_2468"));
   ASSERT_TRUE(t.contains("c_2470"));
   EXPECT_EQ(t.find("c_6000")->second.cost, mc(3'000));
   ChargeRecord next;
-  next.seq = 7000;
   next.user = t.intern_user("u_3");
   next.cost = mc(7);
-  ASSERT_TRUE(t.append(next));
+  ASSERT_TRUE(t.append(7000, next));
   ChargeTable copy = t;
   std::vector<std::string> a, b;
   for (const auto& [id, c] : t) a.push_back(id);
@@ -256,7 +252,7 @@ TEST(ChargeTable, ThousandsOfRecordsAcrossSegments) {
   EXPECT_EQ(copy.user_id(copy.find("c_6000")->second), "even");
   EXPECT_EQ(copy.user_id(copy.find("c_5998")->second), "odd");
   EXPECT_EQ(copy.user_id(copy.find("c_7000")->second), "u_3");
-  t.erase_if([](const ChargeRecord&) { return true; });
+  t.erase_if([](std::uint64_t, const ChargeRecord&) { return true; });
   EXPECT_TRUE(t.empty());
   EXPECT_EQ(t.begin(), t.end());
 }
@@ -268,14 +264,13 @@ TEST(ChargeTable, InternsUsersAndForgetsThoseNoRecordHas) {
   const std::size_t users = ChargeTable::kUsersPruneAbove + 100;
   for (std::uint64_t seq = 1; seq <= users; ++seq) {
     ChargeRecord r;
-    r.seq = seq;
     r.user = t.intern_user("user-" + std::to_string(seq));
     EXPECT_EQ(r.user, seq - 1);
     r.cost = mc(static_cast<std::int64_t>(seq));
-    ASSERT_TRUE(t.append(std::move(r)));
+    ASSERT_TRUE(t.append(seq, std::move(r)));
   }
   EXPECT_EQ(t.intern_user("user-7"), 6u);  // the same user, the same index
-  t.erase_if([](const ChargeRecord& c) { return c.cost <= mc(65'000); });
+  t.erase_if([](std::uint64_t, const ChargeRecord& c) { return c.cost <= mc(65'000); });
   ASSERT_EQ(t.size(), users - 65'000);
   for (const auto& [id, c] : t) {
     EXPECT_EQ(t.user_id(c), "user-" + id.substr(2));
@@ -302,10 +297,11 @@ TEST(ReplyPack, RoundTripsEveryBodyAndShrinksCharges) {
       "{\"error\":{\"code\":\"insufficient_credits\",\"message\":\"the account's credits do "
       "not cover this operation\",\"required\":5,\"available\":1,\"refused_by\":\"pool\","
       "\"pool\":\"credits\",\"cycle_end\":\"2026-02-28T00:00:00Z\",\"upgrade_to\":null}}",
-      "{\"user\":\"\\\",\\\"cost\\\":\"}",  // a token's text inside a string
-      std::string("{\"raw\":\"a\x01b\"}"),  // not JSON: kept as it is
-      ",\"pool\":\"",                       // a token and nothing else
-      "{\"charge_id\":\"c_",                // a token at the very end
+      "{\"user\":\"\\\",\\\"cost\\\":\"}",         // a token's text inside a string
+      std::string("{\"raw\":\"a\x01b\"}"),         // not JSON: kept as it is
+      std::string("{\"charge_id\":\"c_1\x02\"}"),  // the same after a token
+      ",\"pool\":\"",                              // a token and nothing else
+      "{\"charge_id\":\"c_",                       // a token at the very end
   };
   for (const std::string& body : bodies) {
     std::string packed;

@@ -30,9 +30,7 @@ using test_support::catalog;
 using TempDir = test_support::TempDir;
 
 EngineOptions options(const std::string& dir) {
-  EngineOptions o;
-  o.data_dir = dir;
-  o.fsync = false;
+  EngineOptions o = test_support::engine_options(dir);
   o.snapshot_wal_bytes = UINT64_MAX;  // every command stays in the log after the start
   return o;
 }

@@ -20,10 +20,7 @@ using test_support::catalog;
 using TempDir = test_support::TempDir;
 
 EngineOptions options(const std::string& dir) {
-  EngineOptions o;
-  o.data_dir = dir;
-  o.fsync = false;
-  return o;
+  return test_support::engine_options(dir);
 }
 
 TEST(EngineLock, ASecondEngineOnTheSameDirIsRefusedUntilTheFirstIsGone) {

@@ -55,9 +55,7 @@ using test_support::catalog;
 using TempDir = test_support::TempDir;
 
 EngineOptions options(const std::string& dir, bool fork, std::int64_t child_delay_ms = 0) {
-  EngineOptions o;
-  o.data_dir = dir;
-  o.fsync = false;  // the snapshots are fsynced all the same
+  EngineOptions o = test_support::engine_options(dir);  // snapshots are fsynced all the same
   o.snapshot_wal_bytes = kSnapshotWalBytes;
   o.snapshot_fork = fork;
   o.snapshot_child_delay_ms = child_delay_ms;

@@ -1,6 +1,7 @@
 // tests/server/engine_test_support.h
-// What the engine tests share: a temporary data dir removed afterwards, and the catalog
-// and rate card of config/ (CREDITD_SOURCE_DIR is the repository, set by CMake).
+// What the engine tests share: a temporary data dir removed afterwards, the catalog and
+// rate card of config/ (CREDITD_SOURCE_DIR is the repository, set by CMake), and the
+// options every engine test starts from.
 // Owns: these helpers. Does not: run an engine (each test sets its own options).
 #pragma once
 
@@ -13,6 +14,7 @@
 
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
+#include "server/engine.h"
 
 namespace credit::server::test_support {
 
@@ -43,6 +45,14 @@ inline std::vector<pricing::RateCard> cards() {
   std::vector<pricing::RateCard> v;
   v.push_back(std::move(*c));
   return v;
+}
+
+// An engine on `dir` that acknowledges without fdatasync (tests, not durability).
+inline EngineOptions engine_options(const std::string& dir) {
+  EngineOptions o;
+  o.data_dir = dir;
+  o.fsync = false;
+  return o;
 }
 
 }  // namespace credit::server::test_support

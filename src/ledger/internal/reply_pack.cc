@@ -1,6 +1,5 @@
 #include "ledger/internal/reply_pack.h"
 
-#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -86,17 +85,19 @@ const TokenIndex& token_index() {
 }  // namespace
 
 void pack_reply(std::string_view body, std::string& out) {
-  const bool has_control = std::any_of(body.begin(), body.end(),
-                                       [](char c) { return static_cast<unsigned char>(c) < 0x20; });
-  if (has_control) {
-    out += kRawMarker;
-    out.append(body);
-    return;
-  }
+  // One pass: a byte below 0x20 (never in JSON we wrote) means the body is kept raw, so
+  // what was packed so far is dropped.
+  const std::size_t out_start = out.size();
   const TokenIndex& index = token_index();
   std::size_t i = 0;
   std::size_t copied_to = 0;  // body[copied_to, i) is still to be copied
   while (i < body.size()) {
+    if (static_cast<unsigned char>(body[i]) < 0x20) {
+      out.resize(out_start);
+      out += kRawMarker;
+      out.append(body);
+      return;
+    }
     const int kind = start_kind(body[i]);
     std::size_t at = i + (kind >= 0 ? kLetterOffset[kind] : 0);
     if (kind < 0 || at >= body.size() || body[at] < 'a' || body[at] > 'z') {
@@ -118,7 +119,7 @@ void pack_reply(std::string_view body, std::string& out) {
     }
     out.append(body.data() + copied_to, i - copied_to);
     out += static_cast<char>(found + 1);
-    i += kTokens[found].size();
+    i += kTokens[found].size();  // a token holds no byte below 0x20
     copied_to = i;
   }
   out.append(body.data() + copied_to, body.size() - copied_to);
