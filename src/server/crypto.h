@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,9 @@ bool constant_time_equal(const void* a, const void* b, std::size_t size);
 bool constant_time_equal(std::string_view a, std::string_view b);
 
 std::string hex_encode(const void* data, std::size_t size);
+// The bytes of lowercase hex as hex_encode writes it; nullopt for anything else (an odd
+// length, another character).
+std::optional<std::string> hex_decode(std::string_view hex);
 std::string base64url_encode(const void* data, std::size_t size);
 
 }  // namespace credit::server

@@ -227,8 +227,6 @@ std::string stored_key_reply(const KeyInfo& k) {
   return out;
 }
 
-// A string field of a stored key reply (written above: ids, role names and hex only, so
-// no escapes); "" when missing.
 // The fields of a stored_key_reply body ("" for one that is missing or not a string).
 struct StoredKey {
   std::string key_id, role, key_sha256;
@@ -331,27 +329,18 @@ Status Engine::load_key_secret() {
   char text[2 * kKeySecretBytes + 2] = {};
   const ssize_t n = ::read(fd, text, sizeof(text));
   ::close(fd);
-  std::string secret;
-  for (ssize_t i = 0; i + 1 < n; i += 2) {
-    auto nibble = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    const int hi = nibble(text[i]);
-    const int lo = nibble(text[i + 1]);
-    if (hi < 0 || lo < 0) break;
-    secret.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  if (secret.size() != kKeySecretBytes || n != static_cast<ssize_t>(2 * kKeySecretBytes + 1) ||
-      text[2 * kKeySecretBytes] != '\n') {
+  const bool one_line =
+      n == static_cast<ssize_t>(2 * kKeySecretBytes + 1) && text[2 * kKeySecretBytes] == '\n';
+  std::optional<std::string> secret =
+      one_line ? hex_decode(std::string_view(text, 2 * kKeySecretBytes)) : std::nullopt;
+  if (!secret) {
     Error e(ErrorCode::kStorageFailed, path + " is damaged: it must hold " +
                                            std::to_string(kKeySecretBytes) +
                                            " bytes in lowercase hex on one line");
     e.with_string("file", path);
     return e;
   }
-  key_secret_ = std::move(secret);
+  key_secret_ = std::move(*secret);
   return ok_status();
 }
 

@@ -19,6 +19,17 @@ TEST(Crypto, HmacSha256IsRfc4231Case2) {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+TEST(Crypto, HexDecodeReadsWhatHexEncodeWritesAndNothingElse) {
+  const std::string bytes("\x00\x7f\xa5\xff", 4);
+  const std::string hex = hex_encode(bytes.data(), bytes.size());
+  EXPECT_EQ(hex, "007fa5ff");
+  EXPECT_EQ(hex_decode(hex), bytes);
+  EXPECT_EQ(hex_decode(""), std::string());
+  EXPECT_EQ(hex_decode("0"), std::nullopt);   // odd length
+  EXPECT_EQ(hex_decode("0A"), std::nullopt);  // uppercase is not what we write
+  EXPECT_EQ(hex_decode("0g"), std::nullopt);
+}
+
 TEST(Crypto, ConstantTimeEqualComparesAllBytes) {
   EXPECT_TRUE(constant_time_equal("abcdef", "abcdef", 6));
   EXPECT_FALSE(constant_time_equal("abcdef", "abcdeg", 6));
