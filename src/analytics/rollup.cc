@@ -189,11 +189,8 @@ void Rollups::add(const Event& e) {
 
 void Rollups::remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims) {
   // Forget charges that can no longer be refunded, so the memory stays one cycle deep.
-  if (!a.charges.empty() && a.charges_forget_after_ms < f.at_ms) {
-    while (!a.charges.empty() && a.charges.front().at_ms + kRefundMemoryMs < f.at_ms) {
-      a.charges.pop_front();
-    }
-    if (!a.charges.empty()) a.charges_forget_after_ms = a.charges.front().at_ms + kRefundMemoryMs;
+  while (!a.charges.empty() && a.charges.front().at_ms + kRefundMemoryMs < f.at_ms) {
+    a.charges.pop_front();
   }
   while (!a.other_order.empty() && a.other_order.front().first + kRefundMemoryMs < f.at_ms) {
     a.other_charges.erase(a.other_order.front().second);
@@ -204,7 +201,6 @@ void Rollups::remember_charge(AccountRollup& a, const Fact& f, const ChargeDims&
   // (other_charges is empty but for ids not of the ledger's form: no hashing then.)
   if (seq && (a.charges.empty() || a.charges.back().seq < *seq) &&
       (a.other_charges.empty() || !a.other_charges.count(f.charge_id))) {
-    if (a.charges.empty()) a.charges_forget_after_ms = f.at_ms + kRefundMemoryMs;
     a.charges.push_back(ChargeMemo{f.at_ms, *seq, dims});
     return;
   }

@@ -240,10 +240,6 @@ class Rollups {
     // Live charges within kRefundMemoryMs, in sequence order; charge ids not of the
     // ledger's form "c_<seq>" (none today) go to the map beside it.
     std::deque<ChargeMemo> charges;
-    // charges.front().at_ms + kRefundMemoryMs while charges is not empty: the check for
-    // charges to forget reads it here, not in the deque's oldest block (a cache miss
-    // per event otherwise).
-    std::int64_t charges_forget_after_ms = 0;
     std::unordered_map<std::string, ChargeDims> other_charges;
     std::deque<std::pair<std::int64_t, std::string>> other_order;  // (at, charge id)
     std::unordered_set<std::string> imported_keys;
