@@ -1333,11 +1333,18 @@ Status Engine::rebuild_events(std::vector<ledger::Event>& events) {
   return log_missing_events(events);
 }
 
+namespace {
+// The first of the events (in seq order) numbered above `seq`.
+std::vector<ledger::Event>::iterator first_after(std::vector<ledger::Event>& events,
+                                                 std::uint64_t seq) {
+  return std::find_if(events.begin(), events.end(),
+                      [&](const ledger::Event& e) { return e.seq > seq; });
+}
+}  // namespace
+
 Status Engine::log_missing_events(std::vector<ledger::Event>& events) {
   // Events up to the event log's last one were loaded from it already.
-  const std::uint64_t on_disk = event_log_->last_seq();
-  auto first_new = std::find_if(events.begin(), events.end(),
-                                [&](const ledger::Event& e) { return e.seq > on_disk; });
+  auto first_new = first_after(events, event_log_->last_seq());
   if (first_new == events.end()) return ok_status();  // kept whole for recycle_events
   events.erase(events.begin(), first_new);
   Status s = log_and_keep_events(events);
@@ -1351,10 +1358,9 @@ Status Engine::hold_until_loaded(std::vector<ledger::Event>& events) {
   // has read is in it (the log holds every event up to its last one); the others wait in
   // replay_pending_, bounded: past the bound the replay waits for the loader to catch up.
   const auto drop_loaded = [&] {
-    const std::uint64_t loaded = event_load_->seq_max.load(std::memory_order_relaxed);
-    auto first_new = std::find_if(replay_pending_.begin(), replay_pending_.end(),
-                                  [&](const ledger::Event& e) { return e.seq > loaded; });
-    replay_pending_.erase(replay_pending_.begin(), first_new);
+    replay_pending_.erase(
+        replay_pending_.begin(),
+        first_after(replay_pending_, event_load_->seq_max.load(std::memory_order_relaxed)));
   };
   const std::uint64_t loaded = event_load_->seq_max.load(std::memory_order_relaxed);
   for (ledger::Event& e : events) {
