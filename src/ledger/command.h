@@ -121,6 +121,10 @@ struct Command {
   std::string precheck_param;
   std::int64_t retry_after_ms = 0;
   CommandBody body;
+  // Set by Ledger::gate when it lets the command through, so that the apply() after the
+  // policy layer does not look the key and the account up again; apply() clears it.
+  // Not logged: a replay gates every command in apply().
+  bool gated = false;
 };
 
 }  // namespace credit::ledger

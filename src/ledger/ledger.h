@@ -72,13 +72,16 @@ class Ledger {
   // With millions of keys and thousands of accounts each is a cache miss, which a batch
   // hides this way. Changes nothing.
   void prefetch(std::span<const Command> batch, std::size_t next) const;
+  // The same for a batch whose commands lie apart (the server's, among other ops).
+  void prefetch(std::span<Command* const> batch, std::size_t next) const;
   // Takes back the heap parts of events the caller is done with (drawn_from lists,
   // metadata strings) for the next commands' events, and clears `events`.
   void recycle_events(std::vector<Event>& events);
   // The checks before any change, in API.md's order: 404, idempotent replay or 422,
   // validation (precheck_error), capacity. A reply means the command stops there and
   // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and
-  // then apply(). apply() runs gate() itself, so replaying a log needs no policy.
+  // then apply(). apply() runs gate() itself, so replaying a log needs no policy; after
+  // a gate() that let the command through, the next apply() of it does not check again.
   std::optional<Reply> gate(Command& command);
 
   // Idempotency of the engine's own keyed ops (key creation, server/engine.cc). They are
@@ -123,6 +126,9 @@ class Ledger {
                                 std::int64_t at_ms) const;
 
  private:
+  // Ledger::prefetch's stages over the commands at(0) .. at(n - 1).
+  template <class At>
+  void prefetch_stages(std::size_t n, std::size_t next, At at) const;
   // ledger/snapshot_codec.cc reads and restores the whole state (and nothing else does).
   friend struct SnapshotAccess;
 

@@ -44,6 +44,8 @@ namespace {
 //           before keys were idempotent have tag 'K' and end before it.
 constexpr std::uint8_t kEngineRecordVersion = 1;
 constexpr int kKeyCreatedStatus = 201;
+// Emptied event lists the ledger thread keeps for its next batches (Engine::take_durable).
+constexpr std::size_t kSpareEventListsMax = 4;
 
 ledger::Reply error_reply(ErrorCode code, std::string message) {
   ledger::Reply r;
@@ -773,6 +775,11 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
     }
     if (sink_ && !events.empty()) sink_(events);
   }
+  for (auto& events : batches) {
+    if (spare_event_lists_.size() >= kSpareEventListsMax) break;
+    events.clear();
+    spare_event_lists_.push_back(std::move(events));
+  }
   lock.lock();
 }
 
@@ -1005,6 +1012,19 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
     std::vector<const Op*> engine_ops;
     std::vector<ImportEventsOp*> imports;
     batch_events_.clear();
+    if (batch_events_.capacity() == 0 && !spare_event_lists_.empty()) {
+      batch_events_.swap(spare_event_lists_.back());
+      spare_event_lists_.pop_back();
+    }
+    batch_commands_.clear();
+    for (Job& job : jobs) {
+      if (job.read) continue;
+      for (Op& op : job.ops) {
+        if (auto* c = std::get_if<ledger::Command>(&op)) batch_commands_.push_back(c);
+      }
+    }
+    batch_events_.reserve(batch_commands_.size());
+    std::size_t command_no = 0;
     std::size_t op_count = 0;
     p.jobs.reserve(jobs.size());
     p.replies.reserve(jobs.size());
@@ -1015,6 +1035,7 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       for (Op& op : job.ops) {
         ++op_count;
         if (auto* c = std::get_if<ledger::Command>(&op)) {
+          ledger_.prefetch(std::span<ledger::Command* const>(batch_commands_), command_no++);
           replies.push_back(apply_ledger(*c, logged));
           continue;
         }

@@ -386,6 +386,13 @@ class Engine {
   EngineStats stats_;
   int lock_fd_ = -1;  // DATA/LOCK, held from open() to stop()
   std::vector<ledger::Event> batch_events_;
+  // The ledger thread's own: the commands of the batch being applied, in order (for
+  // Ledger::prefetch), and emptied event lists of batches the log and the sink are done
+  // with, kept with their capacity for the next batches (a batch's list holds a
+  // thousand-odd events of a kilobyte each: growing one anew per batch cost ~4 % of a
+  // batched charge).
+  std::vector<ledger::Command*> batch_commands_;
+  std::vector<std::vector<ledger::Event>> spare_event_lists_;
 
   // The log thread's queue (under mu_) and the batches it made durable, whose events the
   // ledger thread has not taken yet (under mu_).

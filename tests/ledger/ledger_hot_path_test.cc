@@ -4,6 +4,10 @@
 // charge records found by id.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <optional>
+#include <span>
+
 #include "base/json_writer.h"
 #include "ledger/charge_table.h"
 #include "ledger/internal/reply_pack.h"
@@ -135,6 +139,68 @@ TEST(ChargePath, ReusedReplyRecycledEventsAndPrefetchChangeNothing) {
   std::string a, b;
   encode_ledger_snapshot(plain, a);
   encode_ledger_snapshot(reused, b);
+  EXPECT_EQ(a, b);
+}
+
+// The server's order: gate() first, then apply() without a second check, with prefetches
+// over commands that lie apart. Replies (new, replayed, 422, 402), events and state are
+// those of plain apply(); apply() clears the mark gate() left, so a command object used
+// again is checked again.
+TEST(ChargePath, GateThenApplyEqualsApply) {
+  Ledger plain(default_catalog());
+  Ledger gated(default_catalog());
+  const std::int64_t now = at("2026-03-01T10:00:00Z");
+  std::vector<Event> plain_events, gated_events;
+  for (Ledger* l : {&plain, &gated}) {
+    l->begin_batch(now);
+    Command c;
+    c.body = create("a", "pro");
+    ASSERT_EQ(l->apply(c, plain_events).status, 201);
+  }
+  plain_events.clear();
+  std::vector<Command> commands;
+  for (int i = 0; i < 40; ++i) {
+    // Amounts past the allowance now and then (402), keys repeated (replays) and a key
+    // used again with another request (422).
+    Charge ch = charge("a", mc(i % 7 == 6 ? 10'000'000'000 : 1'000 + i));
+    Command c = keyed(ch, "k" + std::to_string(i % 9 == 8 ? 0 : i));
+    if (i == 30) {
+      c = keyed(ch, "k1");
+      c.idem.request_hash = hash_of("another request");
+    }
+    commands.push_back(std::move(c));
+  }
+  std::vector<Command*> spread;
+  for (Command& c : commands) spread.push_back(&c);
+  std::vector<int> statuses;
+  plain.begin_batch(now + 1);
+  gated.begin_batch(now + 1);
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    Command a = commands[i];
+    Reply r = plain.apply(a, plain_events);
+    gated.prefetch(std::span<Command* const>(spread), i);
+    Command& b = *spread[i];
+    Reply g;
+    if (std::optional<Reply> stop = gated.gate(b)) {
+      EXPECT_FALSE(b.gated);
+      g = std::move(*stop);
+    } else {
+      EXPECT_TRUE(b.gated);
+      g = gated.apply(b, gated_events);
+    }
+    EXPECT_FALSE(b.gated);
+    EXPECT_EQ(g.status, r.status) << i;
+    EXPECT_EQ(g.body, r.body) << i;
+    EXPECT_EQ(g.replayed, r.replayed) << i;
+    statuses.push_back(r.status);
+  }
+  for (int status : {201, 402, 422}) {
+    EXPECT_NE(std::find(statuses.begin(), statuses.end(), status), statuses.end()) << status;
+  }
+  EXPECT_EQ(plain_events, gated_events);
+  std::string a, b;
+  encode_ledger_snapshot(plain, a);
+  encode_ledger_snapshot(gated, b);
   EXPECT_EQ(a, b);
 }
 
