@@ -776,9 +776,11 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
     if (sink_ && !events.empty()) sink_(events);
   }
   for (auto& events : batches) {
-    if (spare_event_lists_.size() >= kSpareEventListsMax) break;
-    events.clear();
-    spare_event_lists_.push_back(std::move(events));
+    // Their drawn_from lists and metadata go back to the ledger for the next events.
+    ledger_.recycle_events(events);
+    if (spare_event_lists_.size() < kSpareEventListsMax) {
+      spare_event_lists_.push_back(std::move(events));
+    }
   }
   lock.lock();
 }
