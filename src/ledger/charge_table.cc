@@ -156,18 +156,34 @@ std::optional<std::size_t> ChargeTable::index_of(std::string_view charge_id) con
   return static_cast<std::size_t>(it - seqs_.begin());
 }
 
-void ChargeTable::prefetch_append() const {
+void ChargeTable::prefetch_tables(std::string_view user_id) const {
   const std::size_t n = seqs_.size();
   if (n > 0) __builtin_prefetch(seqs_.data() + n - 1);
+  const Place p = place_of(n);
+  if (p.segment < segments_.size()) __builtin_prefetch(&segments_[p.segment]);
   if (!user_slots_.empty()) {
-    __builtin_prefetch(user_slots_.data());
-    __builtin_prefetch(user_hashes_.data());
-    __builtin_prefetch(users_.data());
+    const std::size_t mask = user_slots_.size() - 1;
+    __builtin_prefetch(&user_slots_[AccountIndex::hash_of(user_id) & mask]);
   }
-  Place p = place_of(n);
-  if (p.segment >= segments_.size()) return;
-  const char* at = reinterpret_cast<const char*>(&segments_[p.segment][p.offset]);
-  for (std::size_t off = 0; off < sizeof(ChargeRecord); off += 64) __builtin_prefetch(at + off, 1);
+}
+
+void ChargeTable::prefetch_append(std::string_view user_id) const {
+  const Place p = place_of(seqs_.size());
+  if (p.segment < segments_.size()) {
+    const char* at = reinterpret_cast<const char*>(&segments_[p.segment][p.offset]);
+    for (std::size_t off = 0; off < sizeof(ChargeRecord); off += 64) {
+      __builtin_prefetch(at + off, 1);
+    }
+  }
+  if (!user_slots_.empty()) {
+    // The home slot (loaded by prefetch_tables) names the entry a lookup reads first.
+    const std::size_t mask = user_slots_.size() - 1;
+    const std::uint32_t slot = user_slots_[AccountIndex::hash_of(user_id) & mask];
+    if (slot != 0) {
+      __builtin_prefetch(&user_hashes_[slot - 1]);
+      __builtin_prefetch(&users_[slot - 1]);
+    }
+  }
 }
 
 bool ChargeTable::append(std::uint64_t seq, ChargeRecord record) {

@@ -180,8 +180,12 @@ class ChargeTable {
   std::uint32_t intern_user(std::string_view user_id);
 
   void reserve(std::size_t n) { seqs_.reserve(n); }
-  // Starts loading where the next record will be appended, and the users' slots.
-  void prefetch_append() const;
+  // An append's reads, loaded ahead in two stages a few commands apart (each stage reads
+  // what the one before loaded): first the table's arrays (the last sequence number, the
+  // pointer to the segment the next record goes to, the user's slot), then the record's
+  // place in that segment and the user's interned entry.
+  void prefetch_tables(std::string_view user_id) const;
+  void prefetch_append(std::string_view user_id) const;
   // Appends the record of charge "c_<seq>", seq above every kept record's (its user
   // interned in this table); false (and nothing added) otherwise.
   bool append(std::uint64_t seq, ChargeRecord record);

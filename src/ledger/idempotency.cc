@@ -144,6 +144,10 @@ void IdempotencyTable::migrate(std::size_t slots) {
   // slots long; keys that crowd one run (not hashes) move it at once, as a full rehash did.
   const std::size_t old_slots = old_mask_ + 1;
   for (; old_moved_ < old_slots; ++old_moved_) {
+    if (old_moved_ + kMigratePrefetchSlotsAhead < old_slots) {
+      const Entry& ahead = old_[(old_start_ + old_moved_ + kMigratePrefetchSlotsAhead) & old_mask_];
+      if (ahead.expires_at_ms > 0) prefetch_entry(&slots_[slot_of(ahead.key_hash)]);
+    }
     Entry& e = old_[(old_start_ + old_moved_) & old_mask_];
     if (slots == 0 && e.expires_at_ms == 0) break;
     if (slots > 0) --slots;

@@ -51,8 +51,8 @@ class IdempotencyTable {
   // of keys the array is far larger than the caches, so every lookup is a miss, and a
   // batch hides them by prefetching a few commands ahead.
   void prefetch(const Hash128& key_hash) const {
-    __builtin_prefetch(&slots_[slot_of(key_hash)]);
-    if (old_ != nullptr) __builtin_prefetch(&old_[hash_bits(key_hash) & old_mask_]);
+    prefetch_entry(&slots_[slot_of(key_hash)]);
+    if (old_ != nullptr) prefetch_entry(&old_[hash_bits(key_hash) & old_mask_]);
   }
   // The live entry of a key at now_ms, or nullptr.
   const Entry* find(const Hash128& key_hash, std::int64_t now_ms) const;
@@ -90,6 +90,10 @@ class IdempotencyTable {
   // 3/4 * its slots before it doubles again, that is 3/4 * old slots more inserts than
   // the 3/4 * old slots it started with; 8 per insert empties the old one in old/8.
   static constexpr std::size_t kMigrateSlotsPerInsert = 8;
+  // A migration loads the new home slots of the old slots this far ahead of the one it
+  // moves (about four inserts later): each move is a write to a random place of an
+  // array far larger than the caches.
+  static constexpr std::size_t kMigratePrefetchSlotsAhead = 32;
   // An erased entry of the old array: probes go past it, migration drops it.
   static constexpr std::int64_t kErased = -1;
   static std::uint64_t hash_bits(const Hash128& h) {
@@ -98,6 +102,11 @@ class IdempotencyTable {
     return v;
   }
   std::size_t slot_of(const Hash128& h) const { return hash_bits(h) & mask_; }
+  // An Entry is 48 bytes, so one in two straddles two cache lines: both are loaded.
+  static void prefetch_entry(const Entry* e) {
+    __builtin_prefetch(e);
+    __builtin_prefetch(reinterpret_cast<const char*>(e) + sizeof(Entry) - 1);
+  }
   // Has the key's home slot in the old array been moved (runs move whole, so then the
   // key is not in the old array)?
   bool moved(const Hash128& h) const;

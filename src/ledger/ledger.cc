@@ -699,6 +699,7 @@ constexpr std::size_t kPrefetchCommandAhead = 16;     // the command's own bytes
 constexpr std::size_t kPrefetchSlotsAhead = 12;       // idempotency and account index slots
 constexpr std::size_t kPrefetchAccountAhead = 8;      // the Account
 constexpr std::size_t kPrefetchAccountDataAhead = 4;  // its pools, plan and charge table
+constexpr std::size_t kPrefetchRecordAhead = 2;       // the charge record's place, the user
 constexpr std::size_t kCacheLineBytes = 64;
 
 void prefetch_bytes(const void* at, std::size_t bytes) {
@@ -723,13 +724,20 @@ void Ledger::prefetch_stages(std::size_t n, std::size_t next, At at) const {
     if (a != nullptr) prefetch_bytes(a, sizeof(Account));
   }
   if (next + kPrefetchAccountDataAhead < n) {
-    const std::string* id = account_of(at(next + kPrefetchAccountDataAhead));
+    const Command& c = at(next + kPrefetchAccountDataAhead);
+    const std::string* id = account_of(c);
     const Account* a = id == nullptr ? nullptr : account_index_.peek(*id);
     if (a != nullptr) {
       for (const PoolState& p : a->pools) prefetch_bytes(p.buckets.data(), sizeof(Bucket));
       prefetch_bytes(a->plan.pools.data(), sizeof(pricing::PoolAllowance));
-      a->charges.prefetch_append();
+      if (const auto* ch = std::get_if<Charge>(&c.body)) a->charges.prefetch_tables(ch->user_id);
     }
+  }
+  if (next + kPrefetchRecordAhead < n) {
+    const Command& c = at(next + kPrefetchRecordAhead);
+    const auto* ch = std::get_if<Charge>(&c.body);
+    const Account* a = ch == nullptr ? nullptr : account_index_.peek(ch->account_id);
+    if (a != nullptr) a->charges.prefetch_append(ch->user_id);
   }
 }
 
