@@ -153,8 +153,9 @@ struct EventFilter {
   std::optional<ledger::EventType> type;
   std::optional<pricing::Kind> kind;
   std::string user_id;
-  // Every filtered field is in the head of the encoding: a page decodes only the events
-  // it returns.
+  std::string pool;  // "" for every pool; not in the head, so checked on the decoded event
+  // Every filtered field but the pool is in the head of the encoding: a page decodes only
+  // the events it returns (and, with a pool, the other pools' events among them).
   bool match(const ledger::EventHead& e) const {
     // API.md's list of types: the internal ones ("account", "close") are never listed.
     if (!ledger::event_type_listed(e.type)) return false;
@@ -295,13 +296,25 @@ void csv_events(std::string& out, const std::vector<const Event*>& events) {
 }
 
 HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequest& req) {
-  if (st.ledger.find(id) == nullptr) return not_found_account();
+  const ledger::Account* account = st.ledger.find(id);
+  if (account == nullptr) return not_found_account();
   HttpResponse bad;
   EventFilter f;
+  // Every analytics route takes `pool` (API.md). Left out, the list keeps every pool's
+  // events (and those of no pool: resets, plan changes).
+  if (req.has_query("pool")) {
+    f.pool = std::string(req.query_param("pool"));
+    if (std::none_of(account->pools.begin(), account->pools.end(),
+                     [&](const ledger::PoolState& p) { return p.name == f.pool; })) {
+      return bad_param("pool", "the account's plan has no such pool");
+    }
+  }
   f.from_ms = time_param(req, "from", &bad);
   if (req.has_query("from") && !f.from_ms) return bad;
   f.to_ms = time_param(req, "to", &bad);
   if (req.has_query("to") && !f.to_ms) return bad;
+  if (f.from_ms && f.to_ms && *f.to_ms < *f.from_ms)
+    return bad_param("to", "to must not be before from");
   if (req.has_query("type")) {
     f.type = ledger::parse_event_type(req.query_param("type"));
     if (!f.type || !ledger::event_type_listed(*f.type)) {
@@ -344,7 +357,9 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
       break;
     }
     st.events.decode_head(*it, head);
-    if (f.match(head)) st.events.decode(*it, page.emplace_back());
+    if (!f.match(head)) continue;
+    st.events.decode(*it, page.emplace_back());
+    if (!f.pool.empty() && page.back().pool != f.pool) page.pop_back();
   }
   HttpResponse h;
   if (format == "json") {
@@ -632,8 +647,13 @@ HttpResponse forecast_route(EngineState& st, Analytics& a, const std::string& id
   return out;
 }
 
+void evaluate_due(EngineState& st, Analytics& a);
+
 HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id) {
   if (st.ledger.find(id) == nullptr) return not_found_account();
+  // The sink schedules its evaluation as a read job, which may be queued behind this one:
+  // judged here, so the alerts of every batch answered before this request are listed.
+  evaluate_due(st, a);
   a.sync();  // evaluations still queued record their alerts first
   HttpResponse out;
   json::Writer w(out.body);

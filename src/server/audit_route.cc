@@ -191,12 +191,15 @@ AnalyticsRoute make_audit_route(Engine& engine, AuditWorkers& workers) {
                           const Auth& auth, Responder& respond) -> bool {
         if (route != "audit" || req.method != "GET" || !reaches(auth, id)) return false;
         Query q;
-        if (auto bad = parse_query(req, q)) {
-          respond(std::move(*bad));
-          return true;
-        }
+        // Answered on the ledger thread: an unknown account (404) comes before a bad query
+        // (400), in API.md's order of checks.
+        auto bad = std::make_shared<std::optional<HttpResponse>>(parse_query(req, q));
         auto shared = std::make_shared<Responder>(respond);
-        bool queued = engine.read([&engine, &workers, shared, id, q](EngineState& st) {
+        bool queued = engine.read([&engine, &workers, shared, id, q, bad](EngineState& st) {
+          if (bad->has_value() && st.ledger.find(id) != nullptr) {
+            (*shared)(std::move(**bad));
+            return;
+          }
           auto job = std::make_shared<Job>();
           if (auto answer = gather(st, id, q, *job)) {
             (*shared)(std::move(*answer));
