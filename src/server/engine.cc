@@ -44,8 +44,10 @@ namespace {
 //           before keys were idempotent have tag 'K' and end before it.
 constexpr std::uint8_t kEngineRecordVersion = 1;
 constexpr int kKeyCreatedStatus = 201;
-// Emptied event lists the ledger thread keeps for its next batches (Engine::take_durable).
+// Emptied event lists the ledger thread keeps for its next batches (Engine::take_durable),
+// and the largest capacity kept: a list grown by an import of a million lines is let go.
 constexpr std::size_t kSpareEventListsMax = 4;
+constexpr std::size_t kSpareEventListCapacityMax = 16'384;  // events, about 17 MB
 
 ledger::Reply error_reply(ErrorCode code, std::string message) {
   ledger::Reply r;
@@ -778,7 +780,8 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
   for (auto& events : batches) {
     // Their drawn_from lists and metadata go back to the ledger for the next events.
     ledger_.recycle_events(events);
-    if (spare_event_lists_.size() < kSpareEventListsMax) {
+    if (spare_event_lists_.size() < kSpareEventListsMax &&
+        events.capacity() <= kSpareEventListCapacityMax) {
       spare_event_lists_.push_back(std::move(events));
     }
   }
