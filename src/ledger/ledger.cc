@@ -1552,7 +1552,6 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   r.status = 201;
   json::Writer w(r.body);
   w.begin_object().key("refund_id").string(refund_id);
-  w.key("charge_id").string(e.charge_id);
   w.key("credits").raw(format_credits(want));
   w.key("restored_to").begin_array();
   for (const auto& d : restored) {

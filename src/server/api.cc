@@ -955,10 +955,7 @@ struct Api::Impl {
           }
         }
       } else {
-        auto reason = r.optional_string("reason");
-        if (!bad && !reason.ok()) bad = reason.error();
-        if (!bad && *reason) g.reason = std::string(**reason);
-        if (!bad && g.reason.empty()) g.reason = "pack";
+        g.reason = "pack";  // API.md: a pack's body has no reason (unknown_field)
       }
       c.body = std::move(g);
     }
@@ -989,14 +986,13 @@ struct Api::Impl {
       else
         rf.credits = *m;
     }
-    auto reason = r.optional_string("reason");
+    // API.md: a refund's body is {"idempotency_key", "credits"?, "reason"}: the reason is
+    // required, as on adjustments, so every refund can be explained.
+    auto reason = r.string("reason");
     if (!bad && !reason.ok()) bad = reason.error();
-    if (!bad && *reason) {
-      if ((*reason)->size() > ledger::kReasonBytesMax)
-        bad = err_param(ErrorCode::kInvalidRequest, "reason is at most 256 bytes", "reason");
-      else
-        rf.reason = std::string(**reason);
-    }
+    if (!bad && (reason->empty() || reason->size() > ledger::kReasonBytesMax))
+      bad = err_param(ErrorCode::kInvalidRequest, "reason must be 1 to 256 bytes", "reason");
+    if (!bad) rf.reason = std::string(*reason);
     if (!bad) {
       Status unknown = r.no_unknown_fields();
       if (!unknown.ok()) bad = unknown.error();
@@ -1301,8 +1297,11 @@ struct Api::Impl {
       auto acct = o.string("account_id");
       if (!op.ok() || (*op != "charge" && *op != "hold" && *op != "capture" && *op != "void")) {
         fail(err_param(ErrorCode::kInvalidRequest, "op is charge, hold, capture or void", "op"));
-      } else if (!acct.ok() || !valid_id(*acct)) {
-        fail(err_param(ErrorCode::kInvalidRequest, "account_id is required", "account_id"));
+      } else if (!acct.ok()) {
+        fail(acct.error());
+      } else if (!valid_id(*acct)) {
+        fail(err_param(ErrorCode::kInvalidRequest,
+                       "account_id must be 1 to 64 characters of [A-Za-z0-9._:-]", "account_id"));
       } else if (!allowed(auth, Role::kMeter, *acct)) {
         fail(err(ErrorCode::kForbidden, "this key cannot meter that account"));
       } else {

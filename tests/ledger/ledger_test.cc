@@ -756,6 +756,16 @@ TEST_F(RefundTest, FullRefundReturnsCreditsToTheDrawnBucketsInReverseOrder) {
   EXPECT_EQ(d.events.back().type, EventType::kRefund);
 }
 
+TEST_F(RefundTest, AnswerHasExactlyTheFieldsOfApiMd) {
+  // API.md: 201 {"refund_id", "credits", "restored_to", "forfeited"} (the charge id is in
+  // the path, not in the answer).
+  Reply r = d.run(refund("a", id, cr(5)));
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(r.body, R"({"refund_id":")" + field(r.body, "refund_id") +
+                        R"(","credits":5,"restored_to":[{"source":"allowance","credits":5}],)"
+                        R"("forfeited":0})");
+}
+
 TEST_F(RefundTest, PartialRefundsNeverExceedWhatIsUnrefunded) {
   Reply r1 = d.run(refund("a", id, cr(25)));
   ASSERT_EQ(r1.status, 201);
