@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""DESIGN.md section 2 to the letter, black-box: the audit (GET .../audit and
+`creditctl audit`), the what-if replay (`creditctl replay`) and the simulator
+(`creditctl simulate`), with inputs whose answers are worked out by hand from the
+document, at each threshold's edge:
+  - unscoped prompts at exactly 5 x lines changed (and just under), by user and by file;
+  - small edits at exactly 5 lines and exactly 3 credits (and just past either);
+  - typical shares at the edges of their bands (in range) and just outside them;
+  - discuss share at exactly 15 % (no finding) and above;
+  - outliers at exactly 3 x the median (none), exactly 10 % of the total (one), by
+    credits alone;
+  - repeated integration calls by cache_key and by request_hash, per kind, and a cache
+    hit that is not paid;
+  - turns without a snapshot, hot files, top sources, regression loops in the report;
+  - the fix list: savings per cycle from the replay, effort, order by savings per hour;
+  - plan advice: stay, downgrade, upgrade_now (also at exactly the break-even price),
+    upgrade_next_cycle;
+  - replay: cache TTL edges, a hit rate per call site, scoped prompts, discuss off,
+    rate limits, another plan, the combined chain;
+  - simulator: every profile plants what its truth says, and `clean` audits to no
+    findings for several seeds, start instants and lengths (offline and via the route).
+
+    python3 tests/integration/semantics_audit_test.py --creditd BUILD/creditd [--creditctl BUILD/creditctl] [-v]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from decimal import Decimal as D
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from harness import check, eq  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def _creditctl_path():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--creditctl")
+    args, _ = ap.parse_known_args()
+    path = args.creditctl or os.path.join(os.path.dirname(os.path.abspath(h.ARGS.creditd)), "creditctl")
+    if not os.path.exists(path):
+        print("creditctl binary not found: pass --creditctl PATH", file=sys.stderr)
+        sys.exit(2)
+    return path
+
+
+CTL = _creditctl_path()
+TMP = tempfile.mkdtemp(prefix="creditd-sem-audit-")
+h._tmpdirs.append(TMP)
+SRV = h.start(manual_clock=True)
+C = SRV.client()
+
+
+def ctl(*args, stdin=None):
+    """Runs creditctl offline; returns (exit code, stdout, stderr)."""
+    p = subprocess.run([CTL] + list(args), capture_output=True, text=True, input=stdin, cwd=ROOT,
+                       timeout=110)
+    return p.returncode, p.stdout, p.stderr
+
+
+def loads(text):
+    return json.loads(text, parse_float=D)
+
+
+def n(x):
+    return D(str(x))
+
+
+# ------------------------------------------------------------------ server helpers
+
+_clock = ["2026-03-02T00:00:00Z"]
+
+
+def at(day, minute):
+    """2026-03-<day> 09:00 + minute (minute < 600)."""
+    return f"2026-03-{day:02d}T{9 + minute // 60:02d}:{minute % 60:02d}:00Z"
+
+
+def charge(acct, when, kind, amount, user="u1", usage=None, meta=None, cache_key=None):
+    if when > _clock[0]:
+        C.set_clock(when)
+        _clock[0] = when
+    extra = {}
+    if meta:
+        extra["metadata"] = meta
+    if cache_key:
+        extra["cache_key"] = cache_key
+    r = C.charge(acct, amount=amount, usage=usage, kind=kind, user_id=user, **extra)
+    if r.status != 201:
+        raise AssertionError(f"charge {acct} {kind} {amount}: {r}")
+    return r
+
+
+def agent_usage(emitted, changed, files=1):
+    return {"model": "default", "input_tokens": 2000, "output_tokens": 200, "files_read": files,
+            "lines_emitted": emitted, "lines_changed": changed}
+
+
+def audit(acct, day, days=1, fmt="json"):
+    frm = f"2026-03-{day:02d}T00:00:00Z"
+    to = f"2026-03-{day + days:02d}T00:00:00Z"
+    r = C.get(f"/v1/accounts/{acct}/audit?format={fmt}&from={frm}&to={to}")
+    if r.status != 200:
+        raise AssertionError(f"audit {acct}: {r}")
+    return r.doc if fmt == "json" else r.text
+
+
+def codes(report):
+    return [f["code"] for f in report["findings"]]
+
+
+def source(report, name):
+    return next(s for s in report["burn_by_source"] if s["source"] == name)
+
+
+def fix(report, fid):
+    return next((f for f in report["fixes"] if f["id"] == fid), None)
+
+
+def rows(report_rows, key):
+    return {r[key]: (r["count"], n(r["credits"])) for r in report_rows}
+
+
+# ------------------------------------------------------------------ audit: thresholds
+
+def unscoped_and_small_edits():
+    C.create_account("edges", "pro")
+    d = 2
+    snap = {"snapshot_id": "s1"}
+    # u1, A.jsx: exactly 5 x (unscoped), then 49 vs 10 (not).
+    charge("edges", at(d, 0), "agent_prompt", 2, "u1", agent_usage(50, 10), {"file": "A.jsx", **snap})
+    charge("edges", at(d, 1), "agent_prompt", 2, "u1", agent_usage(49, 10), {"file": "A.jsx", **snap})
+    # u2, B.jsx: exactly 5 lines at exactly 3 credits (small edit); 6 lines; 2.999 credits.
+    charge("edges", at(d, 2), "agent_prompt", 3, "u2", agent_usage(5, 5), {"file": "B.jsx", **snap})
+    charge("edges", at(d, 3), "agent_prompt", 3, "u2", agent_usage(6, 6), {"file": "B.jsx", **snap})
+    charge("edges", at(d, 4), "agent_prompt", D("2.999"), "u2", agent_usage(5, 5), {"file": "B.jsx", **snap})
+    # u3, without snapshots: C.jsx 20 vs 4 at 4 credits (unscoped and a small edit);
+    # A.jsx 10 emitted, 0 changed (unscoped: 10 >= 0).
+    charge("edges", at(d, 5), "agent_prompt", 4, "u3", agent_usage(20, 4), {"file": "C.jsx"})
+    charge("edges", at(d, 6), "agent_prompt", 1, "u3", agent_usage(10, 0), {"file": "A.jsx"})
+    r = audit("edges", d)
+    u = r["unscoped_prompts"]
+    eq("unscoped: emitted >= 5 x changed, exactly 5 x included, 4.9 x not (3 prompts)", u["prompts"], 3)
+    eq("unscoped: their credits", n(u["credits"]), D("7"))
+    eq("unscoped: by user with credits", rows(u["by_user"], "user_id"), {"u1": (1, D(2)), "u3": (2, D(5))})
+    eq("unscoped: by file with credits", rows(u["by_file"], "file"), {"A.jsx": (2, D(3)), "C.jsx": (1, D(4))})
+    s = r["small_edits"]
+    eq("small edits: <= 5 lines at >= 3 credits, both edges included (2 turns)", s["turns"], 2)
+    eq("small edits: their credits", n(s["credits"]), D("7"))
+    eq("small edits: by file", rows(s["by_file"], "file"), {"B.jsx": (1, D(3)), "C.jsx": (1, D(4))})
+    eq("snapshots: agent turns", r["snapshots"]["agent_turns"], 7)
+    eq("snapshots: turns without a snapshot", r["snapshots"]["without_snapshot"], 2)
+    eq("snapshots: their credits", n(r["snapshots"]["credits_without_snapshot"]), D(5))
+    eq("hot files: by turns, ties by credits",
+       [(f["file"], f["turns"], n(f["credits"])) for f in r["hot_files"]],
+       [("B.jsx", 3, D("8.999")), ("A.jsx", 3, D(5)), ("C.jsx", 1, D(4))])
+    eq("top sources: (kind, file) by credits",
+       [(t["kind"], t["key"], n(t["credits"])) for t in r["top_sources"]],
+       [("agent_prompt", "B.jsx", D("8.999")), ("agent_prompt", "A.jsx", D(5)), ("agent_prompt", "C.jsx", D(4))])
+    for c in ("unscoped_prompts", "small_edits_via_agent", "agent_turns_without_snapshot"):
+        check(f"finding {c}", c in codes(r), codes(r))
+    check("no outlier among 2, 3 and 2 turns", r["outliers"] == [] and "user_outliers" not in codes(r), r["outliers"])
+    check("no loop without fix turns", r["regression_loops"]["loops"] == [], r["regression_loops"])
+    f = fix(r, "edit_in_editor")
+    check("fix edit_in_editor: the editor replay saves the 7 credits of small edits",
+          f is not None and n(f["saved"]) == 7, f)
+    check("fix edit_in_editor: per cycle = 7 x 30 / 1 day", f is not None and n(f["saved_per_cycle"]) == 210, f)
+    check("fix edit_in_editor: behavioural", f is not None and f["effort"] == "behavioural", f)
+    f = fix(r, "snapshot_first")
+    check("fix snapshot_first: saves nothing directly, listed last",
+          f is not None and n(f["saved_per_hour"]) == 0 and r["fixes"][-1]["id"] == "snapshot_first", r["fixes"])
+    order = [n(x["saved_per_hour"]) for x in r["fixes"]]
+    eq("fixes: ordered by savings per hour", order, sorted(order, reverse=True))
+    for x in r["fixes"]:
+        check(f"fix {x['id']}: saved_per_hour = saved_per_cycle / effort hours",
+              n(x["saved_per_hour"]) == (n(x["saved_per_cycle"]) / max(1, x["effort_hours"])).quantize(D("0.001"), rounding="ROUND_DOWN"), x)
+    # Agent is 100 %: above 80 %; integrations and discuss at 0 are below their bands;
+    # backend at 0 is inside 0-10 %.
+    oor = [f["message"].split(" ")[0] for f in r["findings"] if f["code"] == "share_out_of_range"]
+    eq("shares: agent 100 %, integrations 0 %, discuss 0 % are out of range; backend 0 % is in",
+       sorted(oor), ["agent", "discuss", "integrations"])
+    eq("shares: in_range flags", [s["in_range"] for s in r["burn_by_source"]], [False, False, False, True])
+
+
+_band_minute = [0]
+
+
+def band(acct, day, agent, integ, discuss, backend):
+    C.create_account(acct, "pro")
+    for kind, amt in (("agent_prompt", agent), ("integration.invoke_llm", integ),
+                      ("discuss_turn", discuss), ("backend_function", backend)):
+        if D(amt) > 0:
+            m = _band_minute[0] = _band_minute[0] + 1
+            meta = {"snapshot_id": "s", "file": "F.jsx"} if kind == "agent_prompt" else {"call_site": "x"}
+            charge(acct, at(day, m), kind, D(amt), "u1" if kind != "backend_function" else "app", meta=meta)
+    return audit(acct, day)
+
+
+def shares_at_band_edges():
+    d = 3
+    for acct, shares in (("band-lo", ("60", "30", "10", "0")), ("band-hi", ("80", "15", "5", "0")),
+                         ("band-mix", ("60", "15", "15", "10"))):
+        r = band(acct, d, *shares)
+        eq(f"shares {'/'.join(shares)}: every band edge is in range", [s["in_range"] for s in r["burn_by_source"]],
+           [True] * 4)
+        eq(f"shares {'/'.join(shares)}: exact fractions",
+           [n(s["share"]) for s in r["burn_by_source"]], [D(x) / 100 for x in shares])
+        eq(f"shares {'/'.join(shares)}: no findings at all (discuss at exactly 15 % included)", codes(r), [])
+        eq(f"shares {'/'.join(shares)}: no fixes", r["fixes"], [])
+    r = band("band-out", d, "59.9", "30.1", "10", "0")
+    eq("shares 59.9/30.1/10/0: agent below 60 % and integrations above 30 % are out",
+       [s["in_range"] for s in r["burn_by_source"]], [False, False, True, True])
+    eq("shares 59.9/30.1: two share findings", codes(r), ["share_out_of_range", "share_out_of_range"])
+    r = band("band-be", d, "65", "15", "9.999", "10.001")
+    eq("shares: backend at 10.001 % is out, the rest in", [s["in_range"] for s in r["burn_by_source"]],
+       [True, True, True, False])
+    r = band("band-ds", d, "69", "15", "16", "0")
+    check("discuss at 16 %: discuss_share_high", "discuss_share_high" in codes(r), codes(r))
+    eq("discuss at 16 %: share and credits", (n(r["discuss"]["share"]), n(r["discuss"]["credits"])),
+       (D("0.16"), D(16)))
+    f = fix(r, "discuss_for_planning")
+    check("discuss at 16 %: fix discuss_for_planning saves the discuss credits (16 x 30 per cycle)",
+          f is not None and n(f["saved"]) == 16 and n(f["saved_per_cycle"]) == 480, f)
+    check("discuss at 16 %: the discuss band is out of range", not source(r, "discuss")["in_range"], r["burn_by_source"])
+
+
+def outliers():
+    d = 4
+    # 17 users with one 1-credit turn, u18 with 4, u19 with 19: 40 turns, 40 credits; the
+    # median user has 1. u18 is above 3 x 1 and exactly 10 % of the total.
+    def run(acct, big, m):
+        C.create_account(acct, "enterprise")
+        for i in range(1, 18):
+            charge(acct, at(d, m), "agent_prompt", 1, f"u{i:02d}", meta={"snapshot_id": "s"})
+            m += 1
+        for user, turns in (("u18", 4), ("u19", big)):
+            for _ in range(turns):
+                charge(acct, at(d, m), "agent_prompt", 1, user, meta={"snapshot_id": "s"})
+                m += 1
+        return audit(acct, d)
+
+    r = run("out-a", 19, 0)
+    got = {o["user_id"]: (o["by_turns"], o["by_credits"]) for o in r["outliers"]}
+    eq("outliers: exactly 10 % of the total and above 3 x the median counts", got,
+       {"u18": (True, True), "u19": (True, True)})
+    check("outliers: the median is 1 turn and 1 credit",
+          all(n(o["median_agent_turns"]) == 1 and n(o["median_credits"]) == 1 for o in r["outliers"]), r["outliers"])
+    check("outliers: finding user_outliers", "user_outliers" in codes(r), codes(r))
+    r = run("out-b", 20, 60)
+    eq("outliers: 4 of 41 (under 10 %) is not an outlier", [o["user_id"] for o in r["outliers"]], ["u19"])
+
+    C.create_account("out-c", "enterprise")
+    m = 0
+    for user, turns in (("a", 1), ("b", 1), ("c", 1), ("d", 3)):
+        for _ in range(turns):
+            charge("out-c", at(d, 150 + m), "agent_prompt", 1, user, meta={"snapshot_id": "s"})
+            m += 1
+    r = audit("out-c", d)
+    eq("outliers: exactly 3 x the median is not above it", r["outliers"], [])
+    eq("outliers: no finding at exactly 3 x", codes(r), ["share_out_of_range"] * 3)
+
+    C.create_account("out-d", "enterprise")
+    for i, (user, amt) in enumerate((("a", 1), ("b", 1), ("c", 1), ("d", D("3.001")))):
+        charge("out-d", at(d, 200 + i), "agent_prompt", amt, user, meta={"snapshot_id": "s"})
+    r = audit("out-d", d)
+    got = [(o["user_id"], o["by_turns"], o["by_credits"]) for o in r["outliers"]]
+    eq("outliers: credits just above 3 x the median, with as many turns as the others", got,
+       [("d", False, True)])
+
+
+def repeats():
+    d = 5
+    C.create_account("rep", "enterprise")
+    mini = {"model": "gpt-4o-mini", "input_tokens": 500, "output_tokens": 200}
+    m = 0
+
+    def call(kind, site, ck=None, rh=None, usage=mini, amt=D("1.5")):
+        nonlocal m
+        meta = {"call_site": site}
+        if rh:
+            meta["request_hash"] = rh
+        charge("rep", at(d, m), kind, amt, "app", usage=usage, meta=meta, cache_key=ck)
+        m += 1
+
+    for _ in range(3):
+        call("integration.invoke_llm", "pages/Home.onLoad", ck="k1")
+    for _ in range(2):
+        call("integration.invoke_llm", "pages/A", rh="h1")
+    call("integration.generate_image", "pages/A", rh="h1", usage={"count": 1}, amt=8)
+    call("integration.invoke_llm", "pages/B", rh="h2")
+    # A cached answer: a hit costs nothing and is not a paid repeat.
+    r = C.put("/v1/accounts/rep/cache/k1", {"kind": "integration.invoke_llm", "response": {"x": 1}})
+    check("cache PUT 204", r.status == 204, r)
+    rr = C.charge("rep", usage=mini, kind="integration.invoke_llm", user_id="app", cache_key="k1",
+                  metadata={"call_site": "pages/Home.onLoad"})
+    check("a cache hit", rr.status == 201 and rr.get("cached") is True, rr)
+    r = audit("rep", d)
+    rc = r["repeated_calls"]
+    eq("repeats: paid again by cache_key (2) and by request_hash (1); other kinds apart",
+       rc["paid_repeats"], 3)
+    eq("repeats: the waste is every paid repeat", n(rc["waste"]), D("4.5"))
+    eq("repeats: by call site",
+       sorted((x["call_site"], x["paid_repeats"], n(x["waste"])) for x in rc["by_call_site"]),
+       [("pages/A", 1, D("1.5")), ("pages/Home.onLoad", 2, D(3))])
+    check("finding repeated_integration_calls", "repeated_integration_calls" in codes(r), codes(r))
+    f = fix(r, "cache_integrations")
+    check("fix cache_integrations: the cache replay saves the repeats (4.5, x 30 per cycle)",
+          f is not None and n(f["saved"]) == D("4.5") and n(f["saved_per_cycle"]) == 135, f)
+    check("fix cache_integrations: hours of work, saved per hour = per cycle / hours",
+          f is not None and f["effort"] == "hours" and f["effort_hours"] > 0
+          and n(f["saved_per_hour"]) == (D(135) / f["effort_hours"]).quantize(D("0.001"), rounding="ROUND_DOWN"), f)
+
+
+def loops():
+    d = 6
+    C.create_account("loop", "enterprise")
+    for i, intent in enumerate(("feature", "fix", "fix")):
+        charge("loop", at(d, 30 * i), "agent_prompt", 10, "u1",
+               meta={"file": "Checkout.jsx", "intent": intent, "snapshot_id": f"snap-{i}"})
+    for i, intent in enumerate(("feature", "fix", "fix")):
+        charge("loop", at(d, 200 + 30 * i), "agent_prompt", D("9.999") if i == 0 else 10, "u1",
+               meta={"file": "Cart.jsx", "intent": intent, "snapshot_id": f"c-{i}"})
+    r = audit("loop", d)
+    ls = r["regression_loops"]["loops"]
+    eq("loops: 3 turns, 2 fixes, 30 credits make one loop; 29.999 credits do not",
+       [(x["file"], x["turns"], n(x["credits"]), n(x["waste"]), x["revert_to_snapshot"]) for x in ls],
+       [("Checkout.jsx", 3, D(30), D(20), "snap-0")])
+    f = fix(r, "revert_loops")
+    check("fix revert_loops: saves the loop's waste (20, x 30 per cycle)",
+          f is not None and n(f["saved"]) == 20 and n(f["saved_per_cycle"]) == 600, f)
+
+
+def advice():
+    # One day of burn scaled to a cycle: used_per_cycle = 30 x the day, need = 1.1 x that.
+    d = 7
+    cases = (
+        ("adv-up", "starter", 100, "upgrade_now", "builder"),          # need 3300 > 2000, runs out
+        ("adv-down", "pro", 10, "downgrade", "starter"),               # need 330
+        ("adv-stay", "starter", 55, "stay", "starter"),                # need 1815
+        ("adv-next", "starter", 62, "upgrade_next_cycle", "builder"),  # 1860 fits, need 2046 does not
+        ("adv-edge", "elite", 2000, "upgrade_now", "enterprise"),      # +800 USD = 100 x 8 h
+        ("adv-dear", "pro", 2000, "upgrade_next_cycle", "enterprise"),  # +900 USD > 800
+    )
+    for i, (acct, plan, burn, action, target) in enumerate(cases):
+        C.create_account(acct, plan)
+        charge(acct, at(d, i), "backend_function", burn, "app")
+        r = audit(acct, d)
+        a = r["advice"] or {}
+        eq(f"advice {plan} burning {burn}/day: {action} {target}", (a.get("action"), a.get("plan")),
+           (action, target))
+    r = audit("adv-edge", d)
+    a = r["advice"]
+    eq("advice at the break-even edge: price delta 800 USD, 8 engineering hours",
+       (n(a["price_delta_usd"]), n(a["engineering_hours"])), (D(800), D(8)))
+    check("advice is not a finding", all(c == "share_out_of_range" for c in codes(r)), codes(r))
+
+
+# ------------------------------------------------------------------ replay
+
+def write_events(name, events):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        for e in events:
+            line = {"account_id": "acme", "type": "charge", "user_id": "u1", "metadata": {}}
+            line.update(e)
+            f.write(h.dumps(line) + "\n")
+    return path
+
+
+def replay(path, *args):
+    rc, out, err = ctl("replay", path, "--json", *args)
+    if rc != 0:
+        raise AssertionError(f"replay {args}: {rc} {err}")
+    doc = loads(out)
+    return {p["policy"]: p for p in doc["policies"]}, doc
+
+
+def quote(usage):
+    r = C.post("/v1/accounts/edges/quote", {"kind": "agent_prompt", "usage": usage})
+    if r.status != 200:
+        raise AssertionError(f"quote: {r}")
+    return n(r["cost"])
+
+
+def replay_cache():
+    llm = {"kind": "integration.invoke_llm", "credits": D(2),
+           "usage": {"model": "gpt-4o-mini", "input_tokens": 500, "output_tokens": 200}}
+    evs = [dict(llm, at="2026-03-02T10:00:00Z", cache_key="k"),
+           dict(llm, at="2026-03-09T09:59:59.999Z", cache_key="k"),    # 1 ms inside the TTL: 0
+           dict(llm, at="2026-03-09T10:00:00Z", cache_key="k"),        # exactly 7 days: pays, refills
+           dict(llm, at="2026-03-09T10:00:01Z", cache_key="k"),        # hit again
+           dict(llm, at="2026-03-09T11:00:00Z", metadata={"request_hash": "k"}),  # same key by hash
+           dict(llm, at="2026-03-09T12:00:00Z", kind="integration.generate_image",
+                usage={"count": 1}, cache_key="k", credits=D(8))]      # another kind: a miss
+    path = write_events("cache.ndjson", evs)
+    p, doc = replay(path, "--policy", "cache")
+    c = p["cache"]
+    eq("replay cache: repeats within 7 days cost 0, at exactly 7 days the call pays",
+       (n(c["before"]), n(c["after"]), c["events_dropped"]), (D(18), D(12), 3))
+    eq("replay cache: period 8 days, saved per cycle = 6 x 30 / 8", (doc["period_days"], n(c["saved_per_cycle"])),
+       (8, D("22.5")))
+    p, _ = replay(path, "--policy", "cache", "--ttl-days", "8")
+    eq("replay cache --ttl-days 8: every repeat of the same kind is a hit", n(p["cache"]["saved"]), D(8))
+    sites = [dict(llm, at="2026-03-02T10:00:00Z", metadata={"call_site": "pages/A"}, credits=D(4)),
+             dict(llm, at="2026-03-02T10:01:00Z", metadata={"call_site": "pages/A"}, credits=D(4)),
+             dict(llm, at="2026-03-02T10:02:00Z", metadata={"call_site": "pages/B"}, credits=D(4)),
+             {"kind": "agent_prompt", "at": "2026-03-02T10:03:00Z", "credits": D(4)}]
+    path = write_events("rates.ndjson", sites)
+    p, _ = replay(path, "--policy", "cache", "--hit-rate", "pages/A=0.5")
+    eq("replay cache: a hit rate for one call site saves that share there only",
+       n(p["cache"]["saved"]), D(4))
+    p, _ = replay(path, "--policy", "cache", "--hit-rate", "0.25")
+    eq("replay cache: a hit rate for every call site (integrations only)", n(p["cache"]["saved"]), D(3))
+    p, _ = replay(path, "--policy", "cache", "--hit-rate", "0.25", "--hit-rate", "pages/B=1")
+    eq("replay cache: a site's own rate over the global one", n(p["cache"]["saved"]), D(6))
+
+
+def replay_scoped_discuss_limits_plan():
+    ref = {"model": "default", "input_tokens": 10000, "output_tokens": 2200, "files_read": 5,
+           "lines_emitted": 200, "lines_changed": 6}
+    tight = {"model": "default", "input_tokens": 2200, "output_tokens": 120, "files_read": 1,
+             "lines_emitted": 16, "lines_changed": 6}
+    before = quote(ref)
+    tight_cost = quote(tight)
+    evs = [{"kind": "agent_prompt", "at": "2026-03-02T10:00:00Z", "credits": before, "usage": ref},
+           {"kind": "agent_prompt", "at": "2026-03-02T10:01:00Z", "credits": tight_cost, "usage": tight}]
+    path = write_events("scoped.ndjson", evs)
+    p, _ = replay(path, "--policy", "scoped")
+    s = p["scoped"]
+    # min(1, (6 + 10) / 16) = 1 and one file read: the tight prompt is unchanged.
+    eq("replay scoped: only the unscoped prompt changes", s["events_changed"], 1)
+    check("replay scoped: it costs less, never more", D(0) < n(s["saved"]) < before, s)
+    # output 2200 x 16 / 200 = 176; input 10000 / 5 = 2000 (and 1 file, 16 lines emitted).
+    after = quote({"model": "default", "input_tokens": 2000, "output_tokens": 176, "files_read": 1,
+                   "lines_emitted": 16, "lines_changed": 6})
+    eq("replay scoped: the scoped usage re-priced", n(s["after"]), after + tight_cost)
+
+    evs = [{"kind": "discuss_turn", "at": "2026-03-02T10:00:00Z", "credits": D(2)},
+           {"kind": "discuss_turn", "at": "2026-03-02T10:00:00Z", "credits": D("1.5"), "user_id": "u2"},
+           {"kind": "agent_prompt", "at": "2026-03-02T10:00:00Z", "credits": D(5)},
+           {"type": "refund", "kind": "discuss_turn", "at": "2026-03-02T11:00:00Z", "credits": D("0.5")}]
+    path = write_events("discuss.ndjson", evs)
+    p, _ = replay(path, "--policy", "discuss-off")
+    eq("replay discuss-off: discuss turns removed (refunds still subtracted)",
+       (n(p["discuss-off"]["before"]), n(p["discuss-off"]["after"]), p["discuss-off"]["events_dropped"]),
+       (D(8), D("4.5"), 2))
+
+    # 2 per minute, burst 2: of 5 prompts at one instant 2 pass; 30 s later one token is back.
+    evs = [{"kind": "agent_prompt", "at": "2026-03-02T10:00:00Z", "credits": D(1)} for _ in range(5)]
+    evs += [{"kind": "agent_prompt", "at": "2026-03-02T10:00:30Z", "credits": D(1)} for _ in range(2)]
+    evs += [{"kind": "agent_prompt", "at": "2026-03-02T10:00:00Z", "credits": D(1), "user_id": "u2"}]
+    evs += [{"kind": "backend_function", "at": "2026-03-02T10:00:00Z", "credits": D(1)} for _ in range(3)]
+    evs += [{"kind": "integration.send_email", "at": "2026-03-02T10:00:00Z", "credits": D(1)} for _ in range(3)]
+    evs.sort(key=lambda e: e["at"])
+    path = write_events("limits.ndjson", evs)
+    p, _ = replay(path, "--policy", "rate-limit", "--per-minute", "2", "--burst", "2")
+    eq("replay rate-limit: requests over the limit dropped, per user; backend and email not limited",
+       (p["rate-limit"]["events_dropped"], n(p["rate-limit"]["saved"])), (4, D(4)))
+
+    evs = [{"kind": "backend_function", "at": "2026-03-02T10:00:00Z", "credits": D(40)},
+           {"kind": "discuss_turn", "at": "2026-03-03T10:00:00Z", "credits": D(20)}]
+    path = write_events("plan.ndjson", evs)
+    p, doc = replay(path, "--policy", "plan:free", "--policy", "plan:starter", "--policy", "discuss-off")
+    eq("replay plan: 60 credits in 2 days is 900 a cycle; free (100) does not fit",
+       (n(p["plan:free"]["plan"]["need_per_cycle"]), p["plan:free"]["plan"]["fits"]), (D(900), False))
+    eq("replay plan: starter (2000) fits", p["plan:starter"]["plan"]["fits"], True)
+    comb = p["combined"]
+    eq("replay combined: discuss off then the plan: 600 a cycle", n(comb["after"]), D(40))
+
+
+# ------------------------------------------------------------------ simulator
+
+def simulate(profile, seed, start, days, accounts=1, plan=None):
+    base = f"{profile}-{seed}-{start[:10]}-{days}-{accounts}"
+    out = os.path.join(TMP, base + ".ndjson")
+    truth = os.path.join(TMP, base + ".truth.json")
+    args = ["simulate", "--profile", profile, "--seed", str(seed), "--start", start, "--days", str(days),
+            "--accounts", str(accounts), "--out", out, "--truth", truth]
+    if plan:
+        args += ["--plan", plan]
+    rc, _, err = ctl(*args)
+    if rc != 0:
+        raise AssertionError(f"simulate {args}: {rc} {err}")
+    with open(truth) as f:
+        t = loads(f.read())
+    rc, out_json, err = ctl("audit", out, "--format", "json")
+    if rc != 0:
+        raise AssertionError(f"audit {out}: {rc} {err}")
+    doc = loads(out_json)
+    reports = doc["reports"] if "reports" in doc else [doc]
+    return out, t, reports
+
+
+def clean_has_no_findings():
+    for seed, start, days, accounts in ((11, "2026-03-02T00:00:00Z", 28, 2), (12, "2026-03-07T00:00:00Z", 30, 2),
+                                        (13, "2026-02-10T13:37:00Z", 45, 2), (14, "2026-05-01T00:00:00Z", 7, 3),
+                                        (15, "2026-06-03T00:00:00Z", 90, 1)):
+        _, t, reports = simulate("clean", seed, start, days, accounts)
+        eq(f"simulate clean seed {seed}: a report per account", len(reports), accounts)
+        for r in reports:
+            eq(f"clean seed {seed} {start[:10]} {days}d {r['account_id']}: no findings", codes(r), [])
+            eq(f"clean seed {seed} {r['account_id']}: no fixes", r["fixes"], [])
+        eq(f"clean seed {seed}: the truth plants nothing",
+           [(a["loops"], a["repeated_calls"], a["unscoped"]["prompts"], a["small_edits"],
+             a["turns_without_snapshot"], a["outlier_users"], a["discuss_heavy"]) for a in t["accounts"]],
+           [([], [], 0, 0, 0, [], False)] * accounts)
+        check(f"clean seed {seed}: the truth names seed, start day and days",
+              t["seed"] == seed and t["start"] == start[:10] + "T00:00:00Z" and t["days"] == days, t)
+
+
+def clean_through_the_route():
+    path, _, _ = simulate("clean", 21, "2026-01-01T00:00:00Z", 31)
+    C.create_account("sim-clean", "pro")
+    lines = []
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            if d["type"] != "charge":
+                continue
+            d["account_id"] = "sim-clean"
+            lines.append(json.dumps(d))
+    r = C.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
+    eq("clean month imports", (r.status, r.get("rejected")), (200, 0))
+    r = C.get("/v1/accounts/sim-clean/audit?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z")
+    eq("audit route of a clean month: no findings", codes(r.doc or {"findings": ["?"]}), [])
+
+
+def planted_codes(a):
+    """The findings a truth's account calls for."""
+    want = set()
+    if a["loops"]:
+        want.add("regression_loops")
+    if sum(x["paid_repeats"] for x in a["repeated_calls"]) > 0:
+        want.add("repeated_integration_calls")
+    if a["unscoped"]["prompts"] > 0:
+        want.add("unscoped_prompts")
+    if a["small_edits"] > 0:
+        want.add("small_edits_via_agent")
+    if a["turns_without_snapshot"] > 0:
+        want.add("agent_turns_without_snapshot")
+    if a["outlier_users"]:
+        want.add("user_outliers")
+    if a["discuss_heavy"]:
+        want.add("discuss_share_high")
+    return want
+
+
+def profiles_plant_their_waste():
+    headline = {"typical": "unscoped_prompts", "llm-on-page-load": "repeated_integration_calls",
+                "regression-heavy": "regression_loops", "unscoped": "unscoped_prompts",
+                "discuss-heavy": "discuss_share_high", "outlier-user": "user_outliers"}
+    for profile, code in headline.items():
+        _, t, reports = simulate(profile, 5, "2026-04-06T00:00:00Z", 21)
+        a, r = t["accounts"][0], reports[0]
+        check(f"{profile}: the truth plants {code}", code in planted_codes(a), a)
+        eq(f"{profile}: the findings are what was planted (shares aside)",
+           set(codes(r)) - {"share_out_of_range"}, planted_codes(a))
+        eq(f"{profile}: loops as planted", sorted((x["file"], x["first_at"], x["turns"], x["revert_to_snapshot"])
+                                                  for x in r["regression_loops"]["loops"]),
+           sorted((x["file"], x["first_at"], x["turns"], x["revert_to_snapshot"]) for x in a["loops"]))
+        eq(f"{profile}: paid repeats as planted", r["repeated_calls"]["paid_repeats"],
+           sum(x["paid_repeats"] for x in a["repeated_calls"]))
+        eq(f"{profile}: unscoped prompts as planted (by user)",
+           {x["user_id"]: x["count"] for x in r["unscoped_prompts"]["by_user"]},
+           {x["user_id"]: x["prompts"] for x in a["unscoped"]["by_user"]})
+        eq(f"{profile}: small edits as planted", r["small_edits"]["turns"], a["small_edits"])
+        eq(f"{profile}: turns without snapshot as planted", r["snapshots"]["without_snapshot"],
+           a["turns_without_snapshot"])
+        eq(f"{profile}: outliers as planted", [o["user_id"] for o in r["outliers"]], a["outlier_users"])
+        eq(f"{profile}: discuss_heavy as planted", "discuss_share_high" in codes(r), a["discuss_heavy"])
+    _, t, r1 = simulate("typical", 8, "2026-04-06T00:00:00Z", 3)
+    _, t2, r2 = simulate("typical", 8, "2026-04-16T00:00:00Z", 3)
+    check("simulate: the start instant places the period", r1[0]["from"] == "2026-04-06T00:00:00Z"
+          and r2[0]["from"] == "2026-04-16T00:00:00Z", (r1[0]["from"], r2[0]["from"]))
+
+
+for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, advice,
+                replay_cache, replay_scoped_discuss_limits_plan, clean_has_no_findings,
+                clean_through_the_route, profiles_plant_their_waste):
+    h.run_section(section)
+h.finish()
