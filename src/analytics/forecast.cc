@@ -42,8 +42,12 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   Forecast f;
   const std::int64_t base = in.allowance_mc + in.extra_mc;
   if (base > 0) f.utilization = static_cast<double>(in.used_mc) / static_cast<double>(base);
-  f.runs_out_at_ms =
-      runs_out_at(in.now_ms, in.cycle_end_ms, in.available_mc, in.window_sum_mc, in.window_days);
+  // Null only when it falls after the cycle end: the end instant itself is answered (the
+  // credits last exactly the cycle), unlike projected_exhaustion, which must fall before it.
+  f.runs_out_at_ms = runs_out_at(in.now_ms, in.cycle_end_ms + 1, in.available_mc, in.window_sum_mc,
+                                 in.window_days);
+  // The end instant belongs to the next cycle: running out then is not running out this one.
+  const bool runs_out_this_cycle = f.runs_out_at_ms && *f.runs_out_at_ms < in.cycle_end_ms;
   f.plan = in.plan_id;
   const pricing::Plan* current = catalog.find(in.plan_id);
   if (in.window_days <= 0 || current == nullptr) {
@@ -115,7 +119,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   const bool cheap = static_cast<__int128>(delta) * 10'000 <=
                      static_cast<__int128>(in.hourly_rate_usd_milli) * in.break_even_hours_milli;
   const std::string hours = fmt::format("{:.2f}", f.engineering_hours);
-  if (f.runs_out_at_ms && cheap) {
+  if (runs_out_this_cycle && cheap) {
     f.action = AdviceAction::kUpgradeNow;
     f.reason = fmt::format(
         "credits run out before the cycle ends; {} {} the projected need of {} credits for {} USD "
@@ -124,7 +128,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   } else {
     f.action = AdviceAction::kUpgradeNextCycle;
     f.reason =
-        f.runs_out_at_ms
+        runs_out_this_cycle
             ? fmt::format(
                   "credits run out before the cycle ends, but {} USD more ({} engineering hours) "
                   "is "

@@ -1,7 +1,8 @@
 // src/analytics/forecast.h
 // Forecast and plan advice (DESIGN.md section 2), as a pure computation:
 //   runs_out_at = now + available / trailing mean (absent when the mean is 0 or it falls
-//     at or after the cycle end);
+//     after the cycle end; exactly at the end it is answered, but the credits do not run
+//     out this cycle);
 //   utilization = used / (allowance + extra);
 //   need = 1.1 x trailing mean x the cycle's length in days, rounded up to a millicredit.
 // The cheapest plan whose allowance of the pool covers `need` decides (when none does,

@@ -291,6 +291,26 @@ TEST(Forecast, AdviceForEachAction) {
   EXPECT_FALSE(f0.need_mc);
 }
 
+TEST(Forecast, RunsOutAtTheCycleEndIsAnsweredButIsNotRunningOutThisCycle) {
+  // mean 100 a day, 1,200 available on March 20: exactly 12 days, the cycle end. "null when
+  // ... it falls after the cycle end": the end itself is answered; the end instant is the
+  // next cycle's, so the credits do not run out this cycle: not upgrade_now.
+  Forecast f = forecast(inputs("starter", 1400, 800, 2000), catalog());
+  ASSERT_TRUE(f.runs_out_at_ms.has_value());
+  EXPECT_EQ(*f.runs_out_at_ms, at("2026-04-01T00:00:00Z"));
+  EXPECT_EQ(f.action, AdviceAction::kUpgradeNextCycle);
+  // One millicredit less available runs out before the end: upgrade_now.
+  ForecastInputs in = inputs("starter", 1400, 800, 2000);
+  in.available_mc -= 1;
+  Forecast g = forecast(in, catalog());
+  ASSERT_TRUE(g.runs_out_at_ms.has_value());
+  EXPECT_LT(*g.runs_out_at_ms, at("2026-04-01T00:00:00Z"));
+  EXPECT_EQ(g.action, AdviceAction::kUpgradeNow);
+  // One millicredit more lasts past the end: null.
+  in.available_mc += 2;
+  EXPECT_FALSE(forecast(in, catalog()).runs_out_at_ms);
+}
+
 TEST(Rollups, UsageGroupingSubtractsRefundsUnderTheChargesFile) {
   Rollups r;
   Event a =
