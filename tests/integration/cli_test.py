@@ -5,7 +5,6 @@ with GET .../events.
 
     python3 tests/integration/cli_test.py --creditd BUILD/creditd [--creditctl BUILD/creditctl] [-v]
 """
-import argparse
 import json
 import os
 import subprocess
@@ -19,18 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def _creditctl_path():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--creditctl")
-    args, _ = ap.parse_known_args()
-    path = args.creditctl or os.path.join(os.path.dirname(os.path.abspath(h.ARGS.creditd)), "creditctl")
-    if not os.path.exists(path):
-        print("creditctl binary not found: pass --creditctl PATH", file=sys.stderr)
-        sys.exit(2)
-    return path
-
-
-CTL = _creditctl_path()
+CTL = h.creditctl_path()
 SRV = h.start(manual_clock=True)
 ADMIN = SRV.client()
 URL = f"http://127.0.0.1:{SRV.port}"

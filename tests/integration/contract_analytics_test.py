@@ -47,6 +47,13 @@ def bad_param(r, param):
     return is_error(r, 400, "invalid_request") and r.err.get("param") == param
 
 
+def bad_params(route, base, cases):
+    """Each (query, param) of `cases` on GET base?query is 400 invalid_request naming param."""
+    for q, param in cases:
+        r = C.get(f"{base}?{q}")
+        check(f"{route}: {q} is 400 param {param}", bad_param(r, param), r)
+
+
 def fields(doc, names):
     return isinstance(doc, dict) and all(n in doc for n in names)
 
@@ -357,10 +364,9 @@ def usage():
     r = C.get(f"{base}?group_by=file")
     files = {x["key"]: (x["credits"], x["count"]) for x in r.get("rows") or []}
     eq("usage: by file", (files.get("src/f6.js"), files.get("src/pages/Checkout.jsx")), ((7, 7), (40, 4)))
-    for q, param in (("from=x", "from"), ("to=2026-13-01T00:00:00Z", "to"), ("group_by=month", "group_by"),
-                     ("from=2026-02-12T00:00:00Z&to=2026-02-11T00:00:00Z", "to")):
-        r = C.get(f"{base}?{q}")
-        check(f"usage: {q} is 400 param {param}", bad_param(r, param), r)
+    bad_params("usage", base, (("from=x", "from"), ("to=2026-13-01T00:00:00Z", "to"),
+                               ("group_by=month", "group_by"),
+                               ("from=2026-02-12T00:00:00Z&to=2026-02-11T00:00:00Z", "to")))
 
 
 def hot_files():
@@ -380,10 +386,8 @@ def hot_files():
        [("src/pages/Checkout.jsx", 40), ("src/App.jsx", D("9.92"))])
     r = C.get(f"{base}?from=2026-01-10T00:00:00Z&to=2026-02-10T00:00:00Z")
     eq("hot-files: an explicit range", [(x["file"], x["turns"]) for x in r.get("rows") or []], [("src/old.js", 3)])
-    for q, param in (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"),
-                     ("order_by=files", "order_by"), ("from=x", "from")):
-        r = C.get(f"{base}?{q}")
-        check(f"hot-files: {q} is 400 param {param}", bad_param(r, param), r)
+    bad_params("hot-files", base, (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"),
+                                   ("order_by=files", "order_by"), ("from=x", "from")))
 
 
 def burn_and_forecast():
@@ -420,10 +424,9 @@ def burn_and_forecast():
           and is_num(a["engineering_hours"]) and isinstance(a["reason"], str), a)
     r = C.get(f"{base}?hourly_rate=100&break_even_hours=8")
     check("forecast: the default parameters given explicitly answer the same", r.status == 200 and r.doc == f, r)
-    for q, param in (("hourly_rate=x", "hourly_rate"), ("hourly_rate=-5", "hourly_rate"),
-                     ("break_even_hours=x", "break_even_hours"), ("break_even_hours=-1", "break_even_hours")):
-        r = C.get(f"{base}?{q}")
-        check(f"forecast: {q} is 400 param {param}", bad_param(r, param), r)
+    bad_params("forecast", base, (("hourly_rate=x", "hourly_rate"), ("hourly_rate=-5", "hourly_rate"),
+                                  ("break_even_hours=x", "break_even_hours"),
+                                  ("break_even_hours=-1", "break_even_hours")))
 
 
 def loops_and_cache():
@@ -529,10 +532,8 @@ def audit():
           and "<script" not in r.text.lower() and "default-src" in csp, (r, csp))
     r = SRV.client(K["read"]).get(f"{base}?format=html")
     check("audit: a read key gets the report", r.status == 200, r)
-    for q, param in (("format=pdf", "format"), ("from=x", "from"), ("to=x", "to"),
-                     ("from=2026-02-10T00:00:00Z&to=2026-02-01T00:00:00Z", "to")):
-        r = C.get(f"{base}?{q}")
-        check(f"audit: {q} is 400 param {param}", bad_param(r, param), r)
+    bad_params("audit", base, (("format=pdf", "format"), ("from=x", "from"), ("to=x", "to"),
+                               ("from=2026-02-10T00:00:00Z&to=2026-02-01T00:00:00Z", "to")))
     # A new account has no full cycle: the current one.
     C.create_account("au", "pro")
     C.charge("au", amount=3, kind="integration.send_email")

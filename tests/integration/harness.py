@@ -65,6 +65,19 @@ def _parse_args():
 
 
 ARGS = _parse_args()
+
+
+def creditctl_path():
+    """The creditctl binary: --creditctl PATH, else the one beside --creditd (exits 2 when
+    there is none)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--creditctl")
+    args, _ = ap.parse_known_args()
+    path = args.creditctl or os.path.join(os.path.dirname(os.path.abspath(ARGS.creditd)), "creditctl")
+    if not os.path.exists(path):
+        print("creditctl binary not found: pass --creditctl PATH", file=sys.stderr)
+        sys.exit(2)
+    return path
 VERBOSE = ARGS.verbose
 
 

@@ -22,7 +22,6 @@ document, at each threshold's edge:
 
     python3 tests/integration/semantics_audit_test.py --creditd BUILD/creditd [--creditctl BUILD/creditctl] [-v]
 """
-import argparse
 import json
 import os
 import subprocess
@@ -38,18 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def _creditctl_path():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--creditctl")
-    args, _ = ap.parse_known_args()
-    path = args.creditctl or os.path.join(os.path.dirname(os.path.abspath(h.ARGS.creditd)), "creditctl")
-    if not os.path.exists(path):
-        print("creditctl binary not found: pass --creditctl PATH", file=sys.stderr)
-        sys.exit(2)
-    return path
-
-
-CTL = _creditctl_path()
+CTL = h.creditctl_path()
 TMP = tempfile.mkdtemp(prefix="creditd-sem-audit-")
 h._tmpdirs.append(TMP)
 SRV = h.start(manual_clock=True)
