@@ -189,14 +189,7 @@ def test_audit_route():
                      "--plan", "pro", "--out", sim, key=None)
     eqd("simulate exits 0", rc, 0, err)
     ADMIN.create_account(SIM, plan="pro")
-    lines = []
-    with open(sim) as f:
-        for line in f:
-            d = json.loads(line)
-            if d["type"] != "charge":
-                continue
-            d["account_id"] = SIM
-            lines.append(json.dumps(d))
+    lines = h.charge_lines(sim, SIM)
     ADMIN.set_clock("2026-04-02T00:00:00Z")
     r = ADMIN.post("/v1/admin/import?mode=apply", raw="\n".join(lines) + "\n")
     eqd("the month imports", (r.status, r.get("rejected")), (200, 0), r)

@@ -67,6 +67,19 @@ def _parse_args():
 ARGS = _parse_args()
 
 
+def charge_lines(path, account_id):
+    """The charge events of an NDJSON event file (creditctl simulate's), moved to
+    account_id, as NDJSON lines for POST /v1/admin/import."""
+    lines = []
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            if d["type"] == "charge":
+                d["account_id"] = account_id
+                lines.append(json.dumps(d))
+    return lines
+
+
 def creditctl_path():
     """The creditctl binary: --creditctl PATH, else the one beside --creditd (exits 2 when
     there is none)."""

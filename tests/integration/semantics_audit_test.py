@@ -504,14 +504,7 @@ def clean_has_no_findings():
 def clean_through_the_route():
     path, _, _ = simulate("clean", 21, "2026-01-01T00:00:00Z", 31)
     C.create_account("sim-clean", "pro")
-    lines = []
-    with open(path) as f:
-        for line in f:
-            d = json.loads(line)
-            if d["type"] != "charge":
-                continue
-            d["account_id"] = "sim-clean"
-            lines.append(json.dumps(d))
+    lines = h.charge_lines(path, "sim-clean")
     r = C.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
     eq("clean month imports", (r.status, r.get("rejected")), (200, 0))
     r = C.get("/v1/accounts/sim-clean/audit?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z")
