@@ -3,6 +3,7 @@
 // (see analytics_routes.h).
 #include "server/analytics_routes.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <xxhash.h>
 
@@ -1409,6 +1410,9 @@ bool local_address(const net::ip::address& a) {
     net::ip::address_v6 v6 = a.to_v6();
     if (v6.is_v4_mapped()) return local_address(net::ip::make_address_v4(net::ip::v4_mapped, v6));
     auto b = v6.to_bytes();
+    // ::a.b.c.d (IPv4-compatible, deprecated) still names an IPv4 address.
+    if (std::all_of(b.begin(), b.begin() + 12, [](unsigned char x) { return x == 0; }))
+      return local_address(net::ip::address_v4({b[12], b[13], b[14], b[15]}));
     return v6.is_loopback() || v6.is_unspecified() || v6.is_link_local() || v6.is_multicast() ||
            v6.is_site_local() || (b[0] & 0xfe) == 0xfc;  // fc00::/7 unique local
   }
@@ -1514,9 +1518,16 @@ std::optional<std::string> webhook_url_problem(std::string_view url, bool allow_
   std::string host = u->host;
   std::transform(host.begin(), host.end(), host.begin(),
                  [](unsigned char c) { return std::tolower(c); });
+  if (host.size() > 1 && host.back() == '.') host.pop_back();  // "localhost." is localhost
   const bool local_name = host == "localhost" || (host.size() > 10 && host.ends_with(".localhost"));
   boost::system::error_code ec;
   auto addr = net::ip::make_address(host, ec);
+  // The resolver also reads the old IPv4 forms ("127.1", "2130706433", "0x7f.0.0.1").
+  in_addr legacy{};
+  if (ec && inet_aton(host.c_str(), &legacy) != 0) {
+    addr = net::ip::address_v4(ntohl(legacy.s_addr));
+    ec = {};
+  }
   const bool local = local_name || (!ec && local_address(addr));
   // Plain http only to this machine or a private network, and only when allowed.
   if (!u->tls)

@@ -1204,6 +1204,11 @@ struct Api::Impl {
     if (!ttl.ok()) return respond(from_error(ttl.error()));
     auto cs = r.optional_string("call_site");
     if (!cs.ok()) return respond(from_error(cs.error()));
+    // The same call_site as in a charge's metadata, so the same size (API.md).
+    if (*cs && (*cs)->size() > kMetadataValueBytesMax) {
+      return respond(from_error(err_param(ErrorCode::kInvalidRequest,
+                                          "call_site is at most 256 characters", "call_site")));
+    }
     if (*cs) op.entry.call_site = std::string(**cs);
     (void)r.optional_string("idempotency_key");
     Status unknown = r.no_unknown_fields();
@@ -1583,6 +1588,47 @@ std::optional<Error> Api::check_head(const HttpRequest& head) {
 }
 
 namespace {
+// The words of API.md's paths. Any other segment is labelled {id}: a label never holds
+// text of the client's (a key pasted into a path must not reach /metrics, DESIGN.md
+// section 5) and the number of labels stays bounded.
+bool route_word(std::string_view part) {
+  static constexpr std::string_view kWords[] = {"v1",
+                                                "accounts",
+                                                "plans",
+                                                "batch",
+                                                "keys",
+                                                "admin",
+                                                "clock",
+                                                "import",
+                                                "close",
+                                                "plan",
+                                                "packs",
+                                                "adjustments",
+                                                "grants",
+                                                "quote",
+                                                "charges",
+                                                "refunds",
+                                                "holds",
+                                                "capture",
+                                                "void",
+                                                "cache",
+                                                "events",
+                                                "usage",
+                                                "hot-files",
+                                                "burn",
+                                                "forecast",
+                                                "alerts",
+                                                "audit",
+                                                "rate-limits",
+                                                "cache-stats",
+                                                "alert-rules",
+                                                "regression-loops",
+                                                "healthz",
+                                                "metrics",
+                                                "ui"};
+  return std::find(std::begin(kWords), std::end(kWords), part) != std::end(kWords);
+}
+
 // The route pattern of a path, for metric labels: ids become {id}. Built in a buffer of
 // the thread and interned for the life of the process, so a request carries a pointer.
 const std::string* route_label(std::string_view method, std::string_view path) {
@@ -1604,8 +1650,9 @@ const std::string* route_label(std::string_view method, std::string_view path) {
     at = end;
     if (i == 0) first = part;
     if (first == "ui" && i > 0) break;
-    bool id = i > 0 && (prev == "accounts" || prev == "holds" || prev == "charges" ||
-                        prev == "keys" || prev == "cache");
+    bool id =
+        !route_word(part) || (i > 0 && (prev == "accounts" || prev == "holds" ||
+                                        prev == "charges" || prev == "keys" || prev == "cache"));
     out += '/';
     out += id ? std::string_view("{id}") : part;
     prev = part;
