@@ -80,6 +80,25 @@ def charge_lines(path, account_id):
     return lines
 
 
+def raw_exchange(port, request, timeout_s=5, head_only=False):
+    """Sends `request` (bytes) on a new connection and returns the bytes that come back
+    until the server closes it (with head_only: until the end of the response head) or
+    timeout_s passes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    s.sendall(request)
+    data = b""
+    try:
+        while not (head_only and b"\r\n\r\n" in data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return data
+
+
 def creditctl_path():
     """The creditctl binary: --creditctl PATH, else the one beside --creditd (exits 2 when
     there is none)."""

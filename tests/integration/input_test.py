@@ -5,7 +5,6 @@ Runs one creditd with the system clock on a fresh data dir (API.md "Errors", DES
 After every refusal the balance must be unchanged.
 """
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,19 +77,10 @@ def bad_input():
     r = c.post(PATH, raw=over)
     check("bad input: 1 MiB + a few bytes: 413", is_error(r, 413, "body_too_large"), r)
     # a raw socket announcing a huge Content-Length is refused without reading it
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    s.sendall((f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {srv.admin_key}\r\n"
-               "Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n").encode())
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except socket.timeout:
-        pass
-    s.close()
+    data = h.raw_exchange(
+        srv.port, (f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {srv.admin_key}\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n").encode(),
+        timeout_s=10, head_only=True)
     check("bad input: Content-Length 100 MiB is answered 413 before the body arrives",
           data.startswith(b"HTTP/1.1 413"), data[:200])
     r = c.get("/healthz")

@@ -11,7 +11,6 @@ Runs two creditd processes on fresh data dirs (one with --allow-local-webhooks).
 import http.client
 import os
 import re
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -259,18 +258,7 @@ def rejections_are_json():
     r = c.get("/v1/accounts/" + "%ff" * 3)
     check("a percent-escaped invalid id: a JSON error", json_error(r, r.status) and 400 <= r.status < 500, r)
     # A raw request that is not HTTP.
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-    s.sendall(b"GARBAGE / HTTP/9.9\r\nfoo\r\n\r\n")
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except socket.timeout:
-        pass
-    s.close()
+    data = h.raw_exchange(srv.port, b"GARBAGE / HTTP/9.9\r\nfoo\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     check("a request that is not HTTP: 400 with a JSON error body",
           head.startswith(b"HTTP/1.1 400") and b'"error"' in body and b'"code"' in body, data[:300])
