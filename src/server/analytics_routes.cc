@@ -648,7 +648,55 @@ HttpResponse forecast_route(EngineState& st, Analytics& a, const std::string& id
   return out;
 }
 
-void evaluate_due(EngineState& st, Analytics& a);
+// The pools of an account as Ledger::view projects them to at_ms, without the copy when
+// the projection changes nothing: no cycle boundary, open hold or grant expiry at or
+// before at_ms (Ledger::advance's next instant is after it), so the state as it is is
+// the projection. Otherwise (rare) the view itself.
+std::optional<analytics::DueAccount> due_account(const ledger::Ledger& ledger,
+                                                 const std::string& id, std::int64_t at_ms) {
+  const ledger::Account* acc = ledger.find(id);
+  if (acc == nullptr || acc->closed) return std::nullopt;
+  const std::int64_t now = std::max(at_ms, ledger.now_ms());
+  analytics::DueAccount d;
+  d.account_id = id;
+  d.now_ms = now;
+  bool as_is = acc->open_holds == 0 && acc->cycle_end_ms > now;
+  for (const auto& p : acc->pools) {
+    for (const auto& b : p.buckets) {
+      if (!b.ended && b.kind != ledger::BucketKind::kAllowance && b.expires_at_ms <= now)
+        as_is = false;
+    }
+  }
+  if (as_is) {
+    d.cycle_start_ms = acc->cycle_start_ms;
+    d.cycle_end_ms = acc->cycle_end_ms;
+    for (const auto& p : acc->pools) {
+      const ledger::PoolView v = ledger::Ledger::pool_view(*acc, p, now);
+      d.pools.push_back({v.name, v.used.mc(), v.allowance.mc(), v.extra.mc(), v.available.mc()});
+    }
+    return d;
+  }
+  auto view = ledger.view(id, at_ms);
+  if (!view.ok() || view->closed) return std::nullopt;
+  d.cycle_start_ms = view->cycle_start_ms;
+  d.cycle_end_ms = view->cycle_end_ms;
+  for (const auto& p : view->pools)
+    d.pools.push_back({p.name, p.used.mc(), p.allowance.mc(), p.extra.mc(), p.available.mc()});
+  return d;
+}
+
+// Takes the balances of the accounts that had events (on the ledger thread, in a read
+// job after their batch) and queues them for the analytics worker to judge.
+void evaluate_due(EngineState& st, Analytics& a) {
+  std::vector<analytics::DueAccount> due;
+  for (const auto& [id, at] : a.take_due()) {
+    if (auto d = due_account(st.ledger, id, at)) {
+      d->rules = a.alerts().params(id);
+      due.push_back(std::move(*d));
+    }
+  }
+  a.queue_evaluation(std::move(due));
+}
 
 HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id) {
   if (st.ledger.find(id) == nullptr) return not_found_account();
@@ -746,56 +794,6 @@ Result<analytics::AlertRules> parse_rules(std::string_view body, analytics::Aler
     return o.invalid("webhook_secret", "a webhook needs a webhook_secret to sign its deliveries");
   }
   return r;
-}
-
-// The pools of an account as Ledger::view projects them to at_ms, without the copy when
-// the projection changes nothing: no cycle boundary, open hold or grant expiry at or
-// before at_ms (Ledger::advance's next instant is after it), so the state as it is is
-// the projection. Otherwise (rare) the view itself.
-std::optional<analytics::DueAccount> due_account(const ledger::Ledger& ledger,
-                                                 const std::string& id, std::int64_t at_ms) {
-  const ledger::Account* acc = ledger.find(id);
-  if (acc == nullptr || acc->closed) return std::nullopt;
-  const std::int64_t now = std::max(at_ms, ledger.now_ms());
-  analytics::DueAccount d;
-  d.account_id = id;
-  d.now_ms = now;
-  bool as_is = acc->open_holds == 0 && acc->cycle_end_ms > now;
-  for (const auto& p : acc->pools) {
-    for (const auto& b : p.buckets) {
-      if (!b.ended && b.kind != ledger::BucketKind::kAllowance && b.expires_at_ms <= now)
-        as_is = false;
-    }
-  }
-  if (as_is) {
-    d.cycle_start_ms = acc->cycle_start_ms;
-    d.cycle_end_ms = acc->cycle_end_ms;
-    for (const auto& p : acc->pools) {
-      const ledger::PoolView v = ledger::Ledger::pool_view(*acc, p, now);
-      d.pools.push_back({v.name, v.used.mc(), v.allowance.mc(), v.extra.mc(), v.available.mc()});
-    }
-    return d;
-  }
-  auto view = ledger.view(id, at_ms);
-  if (!view.ok() || view->closed) return std::nullopt;
-  d.cycle_start_ms = view->cycle_start_ms;
-  d.cycle_end_ms = view->cycle_end_ms;
-  for (const auto& p : view->pools)
-    d.pools.push_back({p.name, p.used.mc(), p.allowance.mc(), p.extra.mc(), p.available.mc()});
-  return d;
-}
-
-// Takes the balances of the accounts that had events (on the ledger thread, in a read
-// job after their batch) and queues them for the analytics worker to judge.
-void evaluate_due(EngineState& st, Analytics& a) {
-  std::vector<analytics::DueAccount> due;
-  for (const auto& [id, at] : a.take_due()) {
-    if (auto d = due_account(st.ledger, id, at)) {
-      d->rules = a.alerts().params(id);
-      due.push_back(std::move(*d));
-    }
-  }
-  a.queue_evaluation(std::move(due));
 }
 
 // ---- import --------------------------------------------------------------------------

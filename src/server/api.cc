@@ -125,19 +125,20 @@ Result<pricing::Usage> parse_usage(JsonValue v) {
     return err_param(ErrorCode::kInvalidUsage, "usage must be an object", "usage");
   pricing::Usage u;
   for (auto [key, value] : v) {
-    std::string param = "usage." + std::string(key);
+    // The field's path, for an error only (a charge's usage is read on every request).
+    auto param = [&key] { return "usage." + std::string(key); };
     auto int_dim = [&](std::optional<std::int64_t>& dst) -> std::optional<Error> {
       auto n = value.is_number() ? value.int64_value() : std::nullopt;
       if (!n || *n < 0 || *n > pricing::kUsageDimensionMax) {
         return err_param(ErrorCode::kInvalidUsage,
-                         param + " must be a whole number from 0 to 10^12", param);
+                         param() + " must be a whole number from 0 to 10^12", param());
       }
       dst = *n;
       return std::nullopt;
     };
     auto str_dim = [&](std::optional<std::string>& dst) -> std::optional<Error> {
       if (!value.is_string() || value.string_value().empty() || value.string_value().size() > 64) {
-        return err_param(ErrorCode::kInvalidUsage, param + " must be a short string", param);
+        return err_param(ErrorCode::kInvalidUsage, param() + " must be a short string", param());
       }
       dst = std::string(value.string_value());
       return std::nullopt;
@@ -164,7 +165,7 @@ Result<pricing::Usage> parse_usage(JsonValue v) {
     else if (key == "records")
       e = int_dim(u.records);
     else
-      e = err_param(ErrorCode::kInvalidUsage, "unknown usage dimension " + param, param);
+      e = err_param(ErrorCode::kInvalidUsage, "unknown usage dimension " + param(), param());
     if (e) return *e;
   }
   return u;
@@ -175,12 +176,13 @@ Result<ledger::Metadata> parse_metadata(JsonValue v) {
     return err_param(ErrorCode::kInvalidRequest, "metadata must be an object", "metadata");
   ledger::Metadata m;
   for (auto [key, value] : v) {
-    std::string param = "metadata." + std::string(key);
+    // The field's path, for an error only (a charge's metadata is read on every request).
+    auto param = [&key] { return "metadata." + std::string(key); };
     if (!value.is_string() || value.string_value().size() > kMetadataValueBytesMax) {
-      return err_param(ErrorCode::kInvalidRequest, param + " must be a string of at most 256 bytes",
-                       param);
+      return err_param(ErrorCode::kInvalidRequest,
+                       param() + " must be a string of at most 256 bytes", param());
     }
-    std::string s(value.string_value());
+    const std::string_view s = value.string_value();
     if (key == "file")
       m.file = s;
     else if (key == "feature")
@@ -196,17 +198,18 @@ Result<ledger::Metadata> parse_metadata(JsonValue v) {
     else if (key == "intent") {
       if (s != "feature" && s != "fix" && s != "question") {
         return err_param(ErrorCode::kInvalidRequest, "intent must be feature, fix or question",
-                         param);
+                         param());
       }
       m.intent = s;
     } else {
       if (m.extra.size() >= kMetadataExtraKeysMax) {
-        return err_param(ErrorCode::kInvalidRequest, "at most 16 metadata keys of your own", param);
+        return err_param(ErrorCode::kInvalidRequest, "at most 16 metadata keys of your own",
+                         param());
       }
       if (key.empty() || key.size() > 64) {
-        return err_param(ErrorCode::kInvalidRequest, "metadata keys are 1 to 64 bytes", param);
+        return err_param(ErrorCode::kInvalidRequest, "metadata keys are 1 to 64 bytes", param());
       }
-      m.extra.emplace_back(std::string(key), s);
+      m.extra.emplace_back(std::string(key), std::string(s));
     }
   }
   std::sort(m.extra.begin(), m.extra.end());
@@ -443,7 +446,7 @@ struct Api::Impl {
         if (!pu.ok())
           bad = pu.error();
         else
-          usage = *pu;
+          usage = std::move(*pu);
       }
       if (auto a = r.any("amount"); a && !a->is_null() && !bad) {
         auto m = credits_of(r, "amount", false);
@@ -457,7 +460,7 @@ struct Api::Impl {
         if (!pm.ok())
           bad = pm.error();
         else
-          meta = *pm;
+          meta = std::move(*pm);
       }
       auto ck = r.optional_string("cache_key");
       if (!bad && !ck.ok()) bad = ck.error();
@@ -536,7 +539,7 @@ struct Api::Impl {
         if (!pu.ok())
           bad = pu.error();
         else
-          cap.usage = *pu;
+          cap.usage = std::move(*pu);
       }
       if (auto a = r.any("amount"); a && !a->is_null() && !bad) {
         auto m = credits_of(r, "amount", false);
@@ -560,7 +563,7 @@ struct Api::Impl {
         if (!pm.ok())
           bad = pm.error();
         else
-          cap.metadata = *pm;
+          cap.metadata = std::move(*pm);
       }
       if (!bad) {
         Status unknown = r.no_unknown_fields();
