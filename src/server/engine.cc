@@ -776,8 +776,6 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
       std::_Exit(3);
     }
     if (sink_ && !events.empty()) sink_(events);
-  }
-  for (auto& events : batches) {
     // Their drawn_from lists and metadata go back to the ledger for the next events.
     ledger_.recycle_events(events);
     if (spare_event_lists_.size() < kSpareEventListsMax &&
