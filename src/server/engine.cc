@@ -458,6 +458,14 @@ Status Engine::replay_record(std::string_view payload) {
     ledger_.begin_batch(batch->now_ms);
     std::vector<ledger::Event>& events = replay_events_;
     ledger_.recycle_events(events);  // their strings and lists are reused
+    // Events the event log holds already (the loader has read up to `durable_seq`) are
+    // dropped right after the command that made them, while they are still in the cache:
+    // a record holds up to tens of thousands of commands, and their events (about 1 KiB
+    // each) would otherwise be written out to memory, read back by rebuild_events and
+    // read again by recycle_events. Sequence numbers increase along `events`, so when
+    // the last one is durable they all are.
+    const std::uint64_t durable_seq =
+        event_load_ ? event_load_->seq_max.load(std::memory_order_relaxed) : 0;
     const std::span<const ledger::Command> commands(batch->commands);
     for (std::size_t i = 0; i < commands.size(); ++i) {
       ledger_.prefetch(commands, i);  // the accounts and slots of the commands ahead
@@ -466,6 +474,7 @@ Status Engine::replay_record(std::string_view payload) {
       // A logged command was logged because it changed the state; replaying it must
       // change it the same way.
       CREDIT_ASSERT(replay_reply_.logged);
+      if (!events.empty() && events.back().seq <= durable_seq) ledger_.recycle_events(events);
     }
     last_logged_ms_.store(batch->now_ms);
     Status rebuilt = rebuild_events(events);

@@ -3,7 +3,8 @@
 // numbered after the commands of its batch, listed with the other events, and numbered
 // the same way when the command log is replayed without an event log; a batch of imports
 // alone leaves the ledger's now where it was. An event index read back from a log whose
-// days hold later-numbered imported events is in seq order.
+// days hold later-numbered imported events is in seq order. A replay over an event log
+// that kept only part of a record's events rebuilds the rest with the same numbers.
 // Owns: these tests. Does not: test the HTTP import (tests/integration).
 #include <gtest/gtest.h>
 
@@ -149,6 +150,52 @@ TEST(EngineImport, NumberedAfterTheBatchsCommandsAndTheSameOnReplay) {
     ASSERT_TRUE(engine.open().ok());
     engine.start();
     EXPECT_EQ(events_of(engine, "acct"), live);
+    engine.stop();
+  }
+}
+
+TEST(EngineReplay, EventsTheEventLogLostAreRebuiltAfterTheOnesItKept) {
+  // One log record of many charges whose events the event log holds only in part (a
+  // crash before the last events reached it): the replay drops the events the log holds
+  // and rebuilds the rest with the same numbers, whichever of the two (the replay, the
+  // event log's loader) runs ahead.
+  constexpr int kCharges = 400;
+  TempDir dir, crashed;
+  ManualClock clock(kStartMs);
+  std::vector<Row> live;
+  {
+    Engine engine(clock, catalog(), cards(), options(dir.path()));
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    create_account(engine);
+    std::vector<Op> ops;
+    for (int i = 0; i < kCharges; ++i) ops.push_back(charge("acct", 1'000 + i));
+    for (const ledger::Reply& r : submit(engine, std::move(ops))) ASSERT_EQ(r.status, 201);
+    live = events_of(engine, "acct");
+    ASSERT_EQ(live.size(), 1u + kCharges);
+    // The command log and the event log as a crash would leave them (no clean stop).
+    std::filesystem::copy(dir.path(), crashed.path(),
+                          std::filesystem::copy_options::recursive |
+                              std::filesystem::copy_options::overwrite_existing);
+    engine.stop();
+  }
+  for (const double kept : {0.9, 0.5, 0.1}) {
+    TempDir run;
+    std::filesystem::copy(crashed.path(), run.path(),
+                          std::filesystem::copy_options::recursive |
+                              std::filesystem::copy_options::overwrite_existing);
+    std::vector<std::filesystem::path> segments;
+    for (const auto& f : std::filesystem::directory_iterator(run.path() + "/events")) {
+      segments.push_back(f.path());
+    }
+    ASSERT_EQ(segments.size(), 1u);
+    // Cut inside a record: a torn tail, which the event log cuts off at start.
+    const auto bytes = std::filesystem::file_size(segments[0]);
+    std::filesystem::resize_file(segments[0], static_cast<std::uintmax_t>(bytes * kept));
+    Engine engine(clock, catalog(), cards(), options(run.path()));
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    EXPECT_EQ(events_of(engine, "acct"), live) << "kept " << kept;
     engine.stop();
   }
 }
