@@ -99,6 +99,9 @@ void encode_body(Out& o, const CommandBody& body) {
         } else if constexpr (std::is_same_v<T, Sweep>) {
         } else if constexpr (std::is_same_v<T, LoadCatalog>) {
           o.str(c.toml_text);
+        } else if constexpr (std::is_same_v<T, LoadRateCard>) {
+          o.sv(c.version);
+          o.str(c.toml_text);
         }
       },
       body);
@@ -462,6 +465,9 @@ class BatchEncoder {
           } else if constexpr (std::is_same_v<T, Sweep>) {
           } else if constexpr (std::is_same_v<T, LoadCatalog>) {
             w.str(c.toml_text);
+          } else if constexpr (std::is_same_v<T, LoadRateCard>) {
+            w.sv(c.version);
+            w.str(c.toml_text);
           }
         },
         b);
@@ -730,6 +736,12 @@ class BatchDecoder {
       case 10:
         assign(reuse<LoadCatalog>(b).toml_text, in_.view());
         return true;
+      case 11: {
+        auto& c = reuse<LoadRateCard>(b);
+        c.version = in_.sv();
+        assign(c.toml_text, in_.view());
+        return true;
+      }
     }
     return false;
   }

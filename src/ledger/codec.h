@@ -42,6 +42,7 @@
 //   void       account id, hold_id str;   refund  account id, charge_id str,
 //              optional credits (presence u8 + money), reason str
 //   sweep      nothing;                   load_catalog  toml_text str
+//   load_rate_card  version sv, toml_text str
 // Version 1 (no interning, a byte per bool and per optional) is no longer read: the WAL
 // format version (store/wal_format.h) moved to 2 with it, so a version 1 log is refused.
 // Owns: encode and decode of commands. Does not: checksum or frame (store/wal_format.h).

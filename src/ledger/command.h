@@ -106,9 +106,16 @@ struct Sweep {};
 struct LoadCatalog {
   std::string toml_text;
 };
+// A rate card (its TOML text and the version it declares). The ledger keeps every version
+// it was given, so a capture is priced with its hold's card after the file changed and
+// the server restarted (DESIGN.md: rate cards are versioned values in the state).
+struct LoadRateCard {
+  std::int64_t version = 0;
+  std::string toml_text;
+};
 
 using CommandBody = std::variant<CreateAccount, CloseAccount, ChangePlan, AddGrant, Charge, Hold,
-                                 Capture, Void, Refund, Sweep, LoadCatalog>;
+                                 Capture, Void, Refund, Sweep, LoadCatalog, LoadRateCard>;
 
 struct Command {
   IdempotencyRef idem;

@@ -765,7 +765,8 @@ const std::string* Ledger::account_of(const Command& c) {
 }
 
 std::optional<Reply> Ledger::gate(Command& c) {
-  if (std::holds_alternative<Sweep>(c.body) || std::holds_alternative<LoadCatalog>(c.body)) {
+  if (std::holds_alternative<Sweep>(c.body) || std::holds_alternative<LoadCatalog>(c.body) ||
+      std::holds_alternative<LoadRateCard>(c.body)) {
     return std::nullopt;
   }
   if (auto* cmd = std::get_if<CreateAccount>(&c.body)) {
@@ -841,6 +842,10 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
   }
   if (auto* cmd = std::get_if<LoadCatalog>(&c.body)) {
     r = apply_load_catalog(*cmd);
+    return;
+  }
+  if (auto* cmd = std::get_if<LoadRateCard>(&c.body)) {
+    r = apply_load_rate_card(*cmd);
     return;
   }
   if (auto* cmd = std::get_if<CreateAccount>(&c.body)) {
@@ -946,6 +951,22 @@ Reply Ledger::apply_load_catalog(LoadCatalog& cmd) {
   r.logged = true;
   r.body = "{}";
   return r;
+}
+
+Reply Ledger::apply_load_rate_card(const LoadRateCard& cmd) {
+  // The text is kept as given (the engine parsed it before logging it; the command is
+  // logged after it is applied, so it is copied); a changed card under a version already
+  // known replaces it, as a changed catalog does.
+  rate_cards_[cmd.version] = cmd.toml_text;
+  Reply r;
+  r.logged = true;
+  r.body = "{}";
+  return r;
+}
+
+const std::string* Ledger::rate_card_text(std::int64_t version) const {
+  auto it = rate_cards_.find(version);
+  return it == rate_cards_.end() ? nullptr : &it->second;
 }
 
 // ---------------------------------------------------------------------------------
@@ -1309,6 +1330,7 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
     e.pool = pool->name;
     e.credits = cmd.saved;
     e.available_after = available_of(*pool);
+    e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
     e.usage = cmd.usage;
     e.metadata = cmd.metadata;
     e.cache_key = cmd.cache_key;

@@ -102,6 +102,9 @@ class Ledger {
   void render_account(const AccountView& view, std::string& out) const;
   const Account* find(std::string_view account_id) const;
   const pricing::Catalog& catalog() const { return catalog_; }
+  // The TOML text of rate card `version` as it was loaded (nullptr: never loaded).
+  const std::string* rate_card_text(std::int64_t version) const;
+  const std::map<std::int64_t, std::string>& rate_cards() const { return rate_cards_; }
   std::int64_t now_ms() const { return now_ms_; }
   std::uint64_t next_seq() const { return next_seq_; }
   // Numbers an event that no command made (an imported one, API.md's import with
@@ -151,6 +154,7 @@ class Ledger {
   void record_refusal(const Command& c, const Account& a, const Reply& r,
                       std::vector<Event>& events, std::size_t events_before);
   Reply apply_load_catalog(LoadCatalog& cmd);
+  Reply apply_load_rate_card(const LoadRateCard& cmd);
 
   // Applies every hold expiry, grant expiry and cycle boundary up to now_ms, in time
   // order (at one instant: holds, grants, rollover, pending plan, new allowance).
@@ -174,6 +178,8 @@ class Ledger {
                                         Millicredits need) const;
 
   pricing::Catalog catalog_;
+  // Every rate card version loaded, by version: its TOML text (holds name their version).
+  std::map<std::int64_t, std::string> rate_cards_;
   LedgerOptions options_;
   std::map<std::string, std::unique_ptr<Account>> accounts_;  // in id order (lists, snapshots)
   // The same accounts by id for the per-command lookup: a hash of the id instead of

@@ -29,6 +29,7 @@ constexpr std::uint8_t kAnchorMax = static_cast<std::uint8_t>(pricing::CycleAnch
 // Counts above these cannot come from a ledger this build wrote (the ledger's own
 // capacities are lower); they stop a damaged count from allocating without bound.
 constexpr std::uint64_t kPlansMax = 1 << 16;
+constexpr std::uint64_t kRateCardsMax = 1 << 16;
 constexpr std::uint64_t kPoolsPerPlanMax = 1 << 10;
 constexpr std::uint64_t kBucketsPerPoolMax = 1 << 20;
 constexpr std::uint64_t kReservationsMax = 1 << 20;
@@ -399,6 +400,11 @@ void SnapshotAccess::encode(const Ledger& l, std::string& out) {
     o.uv(static_cast<std::uint64_t>(status));
     o.str(body);
   }
+  o.uv(l.rate_cards_.size());
+  for (const auto& [card_version, text] : l.rate_cards_) {
+    o.sv(card_version);
+    o.str(text);
+  }
 }
 
 Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
@@ -477,6 +483,15 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
     if (in.ok()) l.replies_.push(status, body);
   }
   if (!in.ok()) return bad(in, "bad idempotency table");
+  if (version >= kLedgerSnapshotVersionRateCards) {
+    std::uint64_t cards = in.uv();
+    if (cards > kRateCardsMax) return bad(in, "rate card count out of range");
+    for (std::uint64_t i = 0; i < cards && in.ok(); ++i) {
+      std::int64_t card_version = in.sv();
+      l.rate_cards_[card_version] = in.str();
+    }
+    if (!in.ok()) return bad(in, "bad rate cards");
+  }
   if (!in.done()) return bad(in, "bytes after the end");
   for (const Read& r : read) {
     // Every key must answer with a stored reply, or a replay would read past the deque.

@@ -11,6 +11,8 @@
 //                  request hash 16 bytes, reply number varint, expires_at_ms varint zigzag
 //   replies        replies_base varint, count varint, then each stored reply in number
 //                  order: status varint, body string
+//   rate cards     from version 3: count varint, then each (version varint zigzag, TOML
+//                  text string) in version order; older snapshots have none
 // A plan: id, name strings; price_usd_cents; pool count, then (pool string, allowance
 // money, optional daily_cap money) each; cycle_anchor u8; packs_allowed u8;
 // rollover_percent; optional rollover_cap money; pack_expiry_days; pack_price_usd_cents;
@@ -43,8 +45,9 @@
 
 namespace credit::ledger {
 
-// 2: accounts end with their forgotten charges.
-constexpr std::uint8_t kLedgerSnapshotVersion = 2;
+// 2: accounts end with their forgotten charges. 3: the rate cards at the end.
+constexpr std::uint8_t kLedgerSnapshotVersion = 3;
+constexpr std::uint8_t kLedgerSnapshotVersionRateCards = 3;
 constexpr std::uint8_t kLedgerSnapshotVersionMin = 1;
 
 // Appends the whole state of `ledger` to `out`. Call between batches.

@@ -352,6 +352,9 @@ const pricing::RateCard* Engine::rate_card(std::int64_t version) const {
   for (const auto& c : cards_) {
     if (c.version() == version) return &c;
   }
+  for (const auto& c : past_cards_) {
+    if (c.version() == version) return &c;
+  }
   return nullptr;
 }
 
@@ -529,9 +532,11 @@ Status Engine::open() {
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
+  std::uint64_t records_replayed = 0;
   auto wal = store::Wal::open(
       options_.data_dir + "/wal", wo, [&](std::uint64_t lsn, std::string_view payload) {
         if (lsn < snapshot_lsn_) return ok_status();  // covered
+        ++records_replayed;
         wal_bytes_since_snapshot_ += payload.size() + store::kRecordHeaderBytes;
         return replay_record(payload);
       });
@@ -582,20 +587,51 @@ Status Engine::open() {
                ms(t_snapshot, t_log),
                static_cast<unsigned long long>(wal_->next_lsn() - snapshot_lsn_),
                ms(t_log, t_done));
-  return log_catalog_if_changed();
+  // A fresh data dir logs the catalog it starts with: a replay from the log alone builds
+  // its ledger from the plans file of that later start, which may have changed.
+  const bool fresh = snapshot_lsn_ == 0 && records_replayed == 0;
+  if (Status s = log_catalog_if_changed(fresh); !s.ok()) return s;
+  return log_rate_card_if_changed();
 }
 
 // Plans are versioned values inside the ledger's state: a changed plans file is itself a
 // logged command (it applies to each account from its next cycle).
-Status Engine::log_catalog_if_changed() {
-  if (ledger_.catalog().source_text == catalog_.source_text) return ok_status();
+Status Engine::log_catalog_if_changed(bool fresh) {
+  if (!fresh && ledger_.catalog().source_text == catalog_.source_text) return ok_status();
   ledger::Command c;
   c.body = ledger::LoadCatalog{catalog_.source_text};
-  std::int64_t now_ms = ledger_.begin_batch(clock_.now_ms());
+  if (Status s = log_startup_command(c); !s.ok()) return s;
+  if (!fresh) std::fprintf(stderr, "creditd: the plans file changed; logged the new catalog\n");
+  return ok_status();
+}
+
+Status Engine::log_rate_card_if_changed() {
+  const pricing::RateCard& current = cards_.back();
+  const std::string* logged = ledger_.rate_card_text(current.version());
+  if (logged == nullptr || *logged != current.source_text()) {
+    ledger::Command c;
+    c.body = ledger::LoadRateCard{current.version(), current.source_text()};
+    if (Status s = log_startup_command(c); !s.ok()) return s;
+  }
+  past_cards_.clear();
+  for (const auto& [version, text] : ledger_.rate_cards()) {
+    if (rate_card(version) != nullptr) continue;
+    auto card = pricing::RateCard::parse(text, "rate card version " + std::to_string(version));
+    // A card the ledger holds was parsed before it was logged: it parses again.
+    if (!card.ok()) return card.error();
+    past_cards_.push_back(std::move(*card));
+  }
+  return ok_status();
+}
+
+Status Engine::log_startup_command(ledger::Command& c) {
+  // At the ledger's own now: loading a file reads no clock, so it never moves the ledger
+  // forward (an import with mode=apply may still start from an earlier instant).
+  std::int64_t now_ms = ledger_.begin_batch(ledger_.now_ms());
   std::vector<ledger::Event> events;
   ledger::Reply r = ledger_.apply(c, events);
   if (r.status != 200) {
-    return Error(ErrorCode::kStorageFailed, "the plans file cannot be loaded: " + r.body);
+    return Error(ErrorCode::kStorageFailed, "the configuration cannot be loaded: " + r.body);
   }
   std::string payload;
   ByteWriter w(payload);
@@ -608,7 +644,6 @@ Status Engine::log_catalog_if_changed() {
   if (auto lsn = wal_->append(payload); !lsn.ok()) return lsn.error();
   if (Status s = wal_->sync(); !s.ok()) return s;
   last_logged_ms_.store(now_ms);
-  std::fprintf(stderr, "creditd: the plans file changed; logged the new catalog\n");
   return ok_status();
 }
 

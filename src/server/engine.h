@@ -271,7 +271,14 @@ class Engine {
   void number_imported(ImportEventsOp& op, std::vector<ledger::Event>& out);
   void price_capture(ledger::Command& c, ledger::Capture& cap);
   void replay_cached_response(const ledger::Command& c, std::string& body);
-  Status log_catalog_if_changed();
+  // Logs the plans file's catalog when it differs from the ledger's, or always on a fresh
+  // data dir (`fresh`: no snapshot and no log record).
+  Status log_catalog_if_changed(bool fresh);
+  // Logs the rate card in force when the ledger does not hold it as it is, and parses
+  // the earlier versions the ledger holds (a hold is captured with its own version).
+  Status log_rate_card_if_changed();
+  // Applies a configuration command at start-up and logs it alone, synced.
+  Status log_startup_command(ledger::Command& c);
   Status replay_record(std::string_view payload);
 
   // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
@@ -344,6 +351,8 @@ class Engine {
   const Clock& clock_;
   pricing::Catalog catalog_;
   std::vector<pricing::RateCard> cards_;
+  // Earlier rate card versions from the ledger's state, parsed at start (then read only).
+  std::vector<pricing::RateCard> past_cards_;
   EngineOptions options_;
   ledger::Ledger ledger_;
   // Replay storage reused across log records (Engine::open).

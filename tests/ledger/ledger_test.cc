@@ -1111,6 +1111,7 @@ std::vector<Command> one_of_each_command() {
   add(refund("a", "c_5", cr(1)), true);
   add(Sweep{}, false);
   add(LoadCatalog{"[plans.x]\nname = \"X\"\n"}, false);
+  add(LoadRateCard{3, "version = 3\n"}, false);
   Command limited;
   limited.body = charge("a", cr(1));
   limited.precheck_error = ErrorCode::kRateLimited;
@@ -1121,7 +1122,7 @@ std::vector<Command> one_of_each_command() {
 
 TEST(Codec, EncodeThenDecodeRoundTripsEveryCommandType) {
   std::vector<Command> cmds = one_of_each_command();
-  ASSERT_EQ(std::variant_size_v<CommandBody>, 11u);
+  ASSERT_EQ(std::variant_size_v<CommandBody>, 12u);
   std::vector<const Command*> ptrs;
   for (const auto& c : cmds) ptrs.push_back(&c);
   std::string bytes;
@@ -1166,6 +1167,8 @@ TEST(Codec, EncodeThenDecodeRoundTripsEveryCommandType) {
   EXPECT_TRUE(cap.overage_charge);
   EXPECT_EQ(std::get<Refund>(got->commands[8].body).credits, cr(1));
   EXPECT_EQ(std::get<LoadCatalog>(got->commands[10].body).toml_text, "[plans.x]\nname = \"X\"\n");
+  EXPECT_EQ(std::get<LoadRateCard>(got->commands[11].body).version, 3);
+  EXPECT_EQ(std::get<LoadRateCard>(got->commands[11].body).toml_text, "version = 3\n");
   // Encoding the decoded batch gives the same bytes.
   std::vector<const Command*> again;
   for (const auto& x : got->commands) again.push_back(&x);

@@ -301,16 +301,39 @@ TEST(LedgerSnapshot, ForgottenChargesAreKeptSoARestoredLedgerStillAnswers409) {
   EXPECT_EQ(r.code, ErrorCode::kChargeNotRefundable);
 }
 
-TEST(LedgerSnapshot, Version1SnapshotsAreStillRead) {
-  // Version 2 added the forgotten charges at the end of each account; a ledger without
-  // accounts encodes the same in both but for the version byte.
+TEST(LedgerSnapshot, Version1And2SnapshotsAreStillRead) {
+  // Version 2 added the forgotten charges at the end of each account, version 3 the rate
+  // cards at the end; a ledger without accounts or cards encodes the same in all three
+  // but for the version byte and the cards' count (0, one byte) at the end.
   Ledger l(shipped_catalog(), small_options(16));
   std::string bytes = snapshot_of(l);
   ASSERT_EQ(bytes[0], static_cast<char>(kLedgerSnapshotVersion));
-  bytes[0] = 1;
-  auto r = decode_ledger_snapshot(bytes, small_options(16));
+  ASSERT_EQ(bytes.back(), '\0');
+  bytes.pop_back();
+  for (char version : {1, 2}) {
+    bytes[0] = version;
+    auto r = decode_ledger_snapshot(bytes, small_options(16));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ((*r)->account_count(), 0u);
+    EXPECT_TRUE((*r)->rate_cards().empty());
+  }
+}
+
+TEST(LedgerSnapshot, RateCardsSurviveARestore) {
+  Ledger l(shipped_catalog(), small_options(16));
+  std::vector<Event> events;
+  l.begin_batch(1'767'225'600'000);
+  for (std::int64_t v : {1, 2}) {
+    Command c;
+    c.body = LoadRateCard{v, "version = " + std::to_string(v) + "\n"};
+    ASSERT_EQ(l.apply(c, events).status, 200);
+  }
+  auto r = decode_ledger_snapshot(snapshot_of(l), small_options(16));
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_EQ((*r)->account_count(), 0u);
+  ASSERT_NE((*r)->rate_card_text(1), nullptr);
+  EXPECT_EQ(*(*r)->rate_card_text(1), "version = 1\n");
+  EXPECT_EQ(*(*r)->rate_card_text(2), "version = 2\n");
+  EXPECT_EQ((*r)->rate_card_text(3), nullptr);
 }
 
 TEST(LedgerSnapshot, UnknownVersionIsRefused) {
