@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <simdjson.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -913,7 +914,15 @@ NdjsonReader::NdjsonReader(const std::string& path) {
     fd_ = STDIN_FILENO;
   } else {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) problem_ = std::strerror(errno);
     own_fd_ = fd_ >= 0;
+  }
+  struct stat st {};
+  if (fd_ >= 0 && ::fstat(fd_, &st) == 0 && S_ISDIR(st.st_mode)) {
+    problem_ = "is a directory";
+    if (own_fd_) ::close(fd_);
+    own_fd_ = false;
+    fd_ = -1;
   }
   ok_ = fd_ >= 0;
   if (ok_) buffer_ = std::make_unique<char[]>(kBufferBytes + kEventJsonPaddingBytes);
@@ -935,7 +944,8 @@ bool NdjsonReader::fill() {
     ssize_t n = ::read(fd_, buffer_.get() + end_, kBufferBytes - end_);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      // A read error ends the input like the end of the file.
+      // A read error ends the input too, and is reported: the input was cut short.
+      if (n < 0) problem_ = std::string("read failed: ") + std::strerror(errno);
       eof_ = true;
       return false;
     }

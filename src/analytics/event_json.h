@@ -144,7 +144,8 @@ class NdjsonReader {
   static constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
   static constexpr std::size_t kBufferBytes = kChunkBytes + kEventLineBytesMax + 1;
 
-  // Opens `path` ("-" reads standard input). ok() is false when it cannot be opened.
+  // Opens `path` ("-" reads standard input). ok() is false when it cannot be opened (a
+  // directory cannot: reading one would look like an empty file).
   explicit NdjsonReader(const std::string& path);
   ~NdjsonReader();
   NdjsonReader(const NdjsonReader&) = delete;
@@ -164,6 +165,9 @@ class NdjsonReader {
   std::uint64_t bytes_read() const { return bytes_read_; }
   std::uint64_t error_count() const { return error_count_; }
   const std::vector<LineError>& errors() const { return errors_; }
+  // Why the input could not be opened, or why reading it stopped before its end (a read
+  // error); empty otherwise.
+  const std::string& problem() const { return problem_; }
 
  private:
   // Finds the next line (without its newline) in the buffer, reading more as needed;
@@ -177,6 +181,7 @@ class NdjsonReader {
   int fd_ = -1;
   bool own_fd_ = false;
   bool ok_ = false;
+  std::string problem_;
   std::unique_ptr<char[]> buffer_;  // kBufferBytes + kEventJsonPaddingBytes
   std::size_t begin_ = 0;           // the unread bytes are [begin_, end_)
   std::size_t end_ = 0;

@@ -2,7 +2,8 @@
 // creditctl: the command-line client. Offline subcommands (simulate, replay, audit) run
 // on event files (cli/offline.h); online subcommands talk to a creditd server
 // (cli/online.h, which lists the exit codes).
-// Owns: the top-level CLI11 app and the mapping of parse errors to exit code 2.
+// Owns: the top-level CLI11 app, the mapping of parse errors to exit code 2, and --json /
+// --format given before or after any subcommand.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -28,7 +29,27 @@ int main(int argc, char** argv) {
     app.exit(e);
     return credit::cli::kExitUsage;
   }
-  if (offline.audit_cmd->parsed() && credit::cli::audit_is_online(offline.audit)) {
+  // --json is --format json on every command, wherever it is given (DESIGN.md section 3).
+  credit::cli::Connection& conn = online.conn;
+  const bool audit = offline.audit_cmd->parsed();
+  if (conn.format == "json") conn.json = true;
+  if (conn.json) {
+    offline.audit.json = true;
+    offline.replay.json = true;
+  }
+  if (conn.format == "md" || conn.format == "html") {
+    if (!audit) {
+      std::cerr << "creditctl: --format " << conn.format
+                << " is for audit only (other commands: table or json)\n";
+      return credit::cli::kExitUsage;
+    }
+    if (offline.audit_cmd->get_option("--format")->count() == 0) offline.audit.format = conn.format;
+  }
+  if (audit && conn.format == "table" && offline.audit_cmd->get_option("--format")->count() == 0) {
+    std::cerr << "creditctl: audit --format is json, md or html\n";
+    return credit::cli::kExitUsage;
+  }
+  if (audit && credit::cli::audit_is_online(offline.audit)) {
     return credit::cli::run_online_audit(online.conn, offline.audit);
   }
   if (auto code = credit::cli::run_offline_command(offline)) return *code;

@@ -111,7 +111,7 @@ std::uint64_t file_size(const std::string& path) {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-// Reports the bad lines of a reader on stderr; returns the exit code.
+// Reports the bad lines of a reader, and a read error, on stderr; returns the exit code.
 template <typename Reader>
 int report_bad_lines(const std::string& path, const Reader& reader) {
   for (const auto& err : reader.errors()) {
@@ -121,11 +121,16 @@ int report_bad_lines(const std::string& path, const Reader& reader) {
     std::cerr << path << ": " << reader.error_count() - reader.errors().size()
               << " more bad lines\n";
   }
+  int code = kExitOk;
   if (reader.error_count() > 0) {
     std::cerr << "creditctl: " << reader.error_count() << " bad line(s) skipped\n";
-    return kExitBadInput;
+    code = kExitBadInput;
   }
-  return kExitOk;
+  if (!reader.problem().empty()) {
+    std::cerr << "creditctl: cannot read " << path << ": " << reader.problem() << "\n";
+    code = kExitBadInput;
+  }
+  return code;
 }
 
 // Streams the events of `path` into `add(shard, event)` on ShardedReader's threads, every
@@ -139,7 +144,7 @@ int read_events(const std::string& path, const ShardedReader::Options& options, 
   ShardedReader reader(path, options);
   opened = reader.ok();
   if (!reader.ok()) {
-    std::cerr << "creditctl: cannot open " << path << "\n";
+    std::cerr << "creditctl: cannot open " << path << ": " << reader.problem() << "\n";
     return kExitBadInput;
   }
   Progress progress("reading", file_size(path));
@@ -155,7 +160,7 @@ int read_events_serial(const std::string& path, bool& opened,
   analytics::NdjsonReader reader(path);
   opened = reader.ok();
   if (!reader.ok()) {
-    std::cerr << "creditctl: cannot open " << path << "\n";
+    std::cerr << "creditctl: cannot open " << path << ": " << reader.problem() << "\n";
     return kExitBadInput;
   }
   Progress progress("reading", file_size(path));

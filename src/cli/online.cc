@@ -637,7 +637,10 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   app.add_option("--timeout", conn.timeout_s, "Seconds to wait for the server")
       ->check(CLI::Range(std::int64_t{1}, kTimeoutSecondsMax))
       ->capture_default_str();
-  app.add_flag("--json", conn.json, "Print the server's JSON instead of a table");
+  app.add_flag("--json", conn.json, "JSON instead of a table (the same as --format json)");
+  app.add_option("--format", conn.format,
+                 "table | json on every command (audit: json | md | html, its own --format)")
+      ->check(CLI::IsMember({"table", "json", "md", "html"}));
   app.footer(kExitCodesHelp);
 
   c.accounts = app.add_subcommand("accounts", "List, show or create accounts");

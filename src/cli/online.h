@@ -41,6 +41,8 @@ struct Connection {
   std::string key_file;  // read when no key was given
   std::int64_t timeout_s = kTimeoutSecondsDefault;
   bool json = false;
+  // --format: "table" or "json" (= --json) on every command; audit also takes md | html.
+  std::string format;
 };
 
 // The options of every online subcommand; only the chosen one's are read.
@@ -89,7 +91,7 @@ struct OnlineCommands {
   CLI::App* alerts = nullptr;
 };
 
-// Adds --url, --key, --key-file, --timeout and --json to `app` (usable after any
+// Adds --url, --key, --key-file, --timeout, --json and --format to `app` (usable after any
 // subcommand too) and the online subcommands; `commands` must outlive `app`.
 void add_online_commands(CLI::App& app, OnlineCommands& commands);
 // After app.parse(): the exit code of the online subcommand that was given, or nullopt.

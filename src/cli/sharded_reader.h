@@ -54,6 +54,8 @@ class ShardedReader {
   // Bad lines: their count, and the first NdjsonReader::kErrorsKept by line number.
   std::uint64_t error_count() const { return error_count_; }
   const std::vector<analytics::LineError>& errors() const { return errors_; }
+  // Why the input could not be opened or was cut short (analytics::NdjsonReader).
+  const std::string& problem() const { return reader_.problem(); }
 
  private:
   analytics::NdjsonReader reader_;

@@ -2,11 +2,14 @@
 // creditd: flags (API.md "Running"), config loading, the admin key, recovery, the
 // engine and the HTTP server; SIGTERM finishes the batch in flight, syncs and exits 0.
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include "analytics/live.h"
@@ -56,6 +59,19 @@ credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
   return credit::server::sha256_hex(key);
 }
 
+// The largest capacity flag: 2^32 idempotency keys already take ~250 GiB; a larger value
+// is a typo, not a plan.
+constexpr std::int64_t kCapacityFlagMax = std::int64_t{1} << 32;
+
+// The port of --listen: all digits, at most 65535 (0: any free port).
+std::optional<unsigned short> parse_port(std::string_view text) {
+  unsigned value = 0;
+  const char* end = text.data() + text.size();
+  auto [at, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || at != end || value > 65535) return std::nullopt;
+  return static_cast<unsigned short>(value);
+}
+
 std::string source_dir_default(const char* argv0, const std::string& rel) {
   // Config files default to the repo's config/ (beside build/), else the working dir.
   namespace fs = std::filesystem;
@@ -81,8 +97,9 @@ int main(int argc, char** argv) {
   bool allow_local_webhooks = false;
   bool repair = false;
   bool no_fsync = false;
-  std::size_t idem_max = ledger::kIdempotencyKeysMaxDefault;
-  std::size_t accounts_max = ledger::kAccountsMaxDefault;
+  // Signed, so that a negative value is refused rather than wrapped to a huge capacity.
+  auto idem_max = static_cast<std::int64_t>(ledger::kIdempotencyKeysMaxDefault);
+  auto accounts_max = static_cast<std::int64_t>(ledger::kAccountsMaxDefault);
   int io_threads = 1;
   std::size_t import_bytes_max = server::HttpServerOptions{}.import_body_bytes_max;
   app.add_option("--data", data_dir, "data directory");
@@ -97,8 +114,10 @@ int main(int argc, char** argv) {
                "allow loopback/private webhook targets");
   app.add_flag("--repair", repair, "cut the log at damage instead of refusing to start");
   app.add_flag("--no-fsync", no_fsync, "benchmarks only: acknowledge without fdatasync");
-  app.add_option("--idempotency-keys-max", idem_max, "capacity of the idempotency table");
-  app.add_option("--accounts-max", accounts_max, "capacity of accounts");
+  app.add_option("--idempotency-keys-max", idem_max, "capacity of the idempotency table")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+  app.add_option("--accounts-max", accounts_max, "capacity of accounts")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
   server::EngineOptions eo;
   app.add_option("--snapshot-wal-bytes", eo.snapshot_wal_bytes,
                  "take a snapshot after this many bytes of log (default 256 MiB)");
@@ -131,9 +150,11 @@ int main(int argc, char** argv) {
 
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) return fail("--listen must be address:port");
+  auto port = parse_port(std::string_view(listen).substr(colon + 1));
+  if (!port) return fail("--listen: the port must be a number from 0 to 65535: " + listen);
   server::HttpServerOptions http;
   http.address = listen.substr(0, colon);
-  http.port = static_cast<unsigned short>(std::stoi(listen.substr(colon + 1)));
+  http.port = *port;
   http.io_threads = io_threads;
   http.import_body_bytes_max = import_bytes_max;
 
@@ -145,8 +166,8 @@ int main(int argc, char** argv) {
   eo.data_dir = data_dir;
   eo.fsync = !no_fsync;
   eo.repair = repair;
-  eo.ledger.idempotency_keys_max = idem_max;
-  eo.ledger.accounts_max = accounts_max;
+  eo.ledger.idempotency_keys_max = static_cast<std::size_t>(idem_max);
+  eo.ledger.accounts_max = static_cast<std::size_t>(accounts_max);
   std::vector<pricing::RateCard> cards;
   cards.push_back(std::move(*card));
   server::Engine engine(clock, *catalog, std::move(cards), eo);

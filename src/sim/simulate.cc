@@ -10,6 +10,7 @@
 #include <charconv>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -27,15 +28,15 @@ using pricing::Usage;
 const std::vector<Profile>& profiles() {
   // name, shares (agent, integrations, discuss, backend), weekday credits, loops,
   // unscoped (heavy user, others), small edits, no snapshot, page loads (min, max,
-  // keys), outlier factor.
+  // keys), outlier factor, balanced.
   static const std::vector<Profile> kProfiles = {
-      {"clean", 700, 210, 80, 10, 120, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"typical", 680, 210, 90, 20, 120, 150, 150, 30, 30, 40, 2, 5, 1, 0},
-      {"llm-on-page-load", 680, 210, 90, 20, 120, 100, 100, 30, 20, 30, 40, 80, 2, 0},
-      {"regression-heavy", 680, 210, 90, 20, 120, 700, 100, 30, 20, 30, 0, 0, 0, 0},
-      {"unscoped", 680, 210, 90, 20, 120, 100, 700, 200, 30, 30, 0, 0, 0, 0},
-      {"discuss-heavy", 450, 200, 320, 30, 120, 100, 100, 30, 20, 30, 0, 0, 0, 0},
-      {"outlier-user", 680, 210, 90, 20, 120, 100, 100, 30, 20, 30, 0, 0, 0, 8},
+      {"clean", 700, 210, 80, 10, 120, 0, 0, 0, 0, 0, 0, 0, 0, 0, true},
+      {"typical", 680, 210, 90, 20, 120, 150, 150, 30, 30, 40, 2, 5, 1, 0, false},
+      {"llm-on-page-load", 680, 210, 90, 20, 120, 100, 100, 30, 20, 30, 40, 80, 2, 0, false},
+      {"regression-heavy", 680, 210, 90, 20, 120, 700, 100, 30, 20, 30, 0, 0, 0, 0, false},
+      {"unscoped", 680, 210, 90, 20, 120, 100, 700, 200, 30, 30, 0, 0, 0, 0, false},
+      {"discuss-heavy", 450, 200, 320, 30, 120, 100, 100, 30, 20, 30, 0, 0, 0, 0, false},
+      {"outlier-user", 680, 210, 90, 20, 120, 100, 100, 30, 20, 30, 0, 0, 0, 8, false},
   };
   return kProfiles;
 }
@@ -96,6 +97,21 @@ constexpr std::int64_t kWeekendPermille = 250;
 constexpr std::int64_t kLoopTurnCostMinMc = 10'000;  // 3 turns reach the 30-credit rule
 constexpr std::int64_t kSmallEditCostMinMc = 3'000;
 constexpr std::int64_t kEscalationStepsMax = 40;
+// A balanced day (run_balanced). With agent credits A, integrations in [0.25 A, 0.35 A],
+// discuss in [0.075 A, 0.2 A] and backend in [0, 0.03 A] give shares of agent 63-76 %,
+// integrations 16-25 %, discuss 5.1-13.8 % and backend at most 2.2 %: inside the audit's
+// typical bands (60-80, 15-30, 5-15, 0-10 %) on every day, so on every run of days too.
+// Each window is wider than the dearest discuss turn (2.1 credits) or email (1 credit)
+// once A reaches 17 credits, below a quiet weekend's agent budget (~18 credits).
+constexpr std::int64_t kBalancedIntegrationPermilleMin = 250;
+constexpr std::int64_t kBalancedIntegrationPermilleMax = 350;
+constexpr std::int64_t kBalancedDiscussPermilleMin = 75;
+constexpr std::int64_t kBalancedDiscussPermilleMax = 200;
+constexpr std::int64_t kBalancedBackendPermilleMax = 30;
+// Background agent turns of a balanced team read at least this many input tokens: their
+// costs then lie within a factor 2.9 of each other (1.93-5.55 credits on the default
+// card), so builders with as many turns never differ by 3x, the audit's outlier factor.
+constexpr std::int64_t kBalancedInputTokensMin = 3000;
 
 std::string hex64(std::uint64_t v) {
   return fmt::format("{:016x}", v);
@@ -121,6 +137,7 @@ struct AccountState {
   std::string id;
   std::vector<std::string> users;
   std::vector<std::int64_t> weights;
+  std::vector<Millicredits> builder_spent;  // balanced profiles: each builder's turns so far
   std::vector<std::string> page_load_keys;
   std::int64_t loops = 0;
   std::int64_t snapshots = 0;
@@ -218,9 +235,10 @@ class DayGenerator {
       // weekday_credits x 1000 mc x day factor x share: millicredits.
       return Millicredits::from_mc(p_.weekday_credits * day_ppm * share_permille / 1'000'000);
     };
-    Status st = spend(budget(p_.agent_permille), [&] { return agent_turn(); });
+    if (p_.balanced) return run_balanced(budget(p_.agent_permille));
+    Status st = spend(budget(p_.agent_permille), [&] { return agent_turn(pick_user()); });
     if (st.ok()) st = spend(budget(p_.integration_permille), [&] { return integration(); });
-    if (st.ok()) st = spend(budget(p_.discuss_permille), [&] { return discuss_turn(); });
+    if (st.ok()) st = spend(budget(p_.discuss_permille), [&] { return discuss_turn(pick_user()); });
     if (st.ok()) st = spend(budget(p_.backend_permille), [&] { return backend(); });
     if (st.ok() && !weekend && rng_.chance(p_.loop_permille_per_weekday)) st = loop();
     if (st.ok() && p_.page_load_calls_max > 0) st = page_loads(weekend);
@@ -237,6 +255,65 @@ class DayGenerator {
       spent += *e;
     }
     return ok_status();
+  }
+
+  // A balanced day (Profile::balanced): the agent budget in rounds, one turn per builder
+  // each, so all have as many turns; then integrations, discuss and backend each drawn to
+  // its window of the agent credits spent (kBalanced*), discuss turns to the builder who
+  // has spent least so far. Every builder's spending then stays within 3x of every
+  // other's: rounds add 1.93-5.55 credits to each, and a discuss turn (at most 2.1) goes
+  // to the lowest, who has at least 1.93.
+  Status run_balanced(Millicredits agent_budget) {
+    Millicredits agent;
+    const std::size_t users = a_.users.size();
+    constexpr auto kTurnsMax = static_cast<std::size_t>(kEventsPerAccountDayMax);
+    for (std::size_t i = 0; agent < agent_budget && i < kTurnsMax; i += users) {
+      for (std::size_t u = 0; u < users; ++u) {
+        auto e = agent_turn(u);
+        if (!e.ok()) return e.error();
+        a_.builder_spent[u] += *e;
+        agent += *e;
+      }
+    }
+    auto part = [&](std::int64_t permille, bool up) {
+      const std::int64_t scaled = agent.mc() * permille;
+      return Millicredits::from_mc(scaled / 1000 + (up && scaled % 1000 != 0 ? 1 : 0));
+    };
+    auto st = fill(part(kBalancedIntegrationPermilleMin, true),
+                   part(kBalancedIntegrationPermilleMax, false),
+                   [&](Millicredits room) { return integration(room); });
+    if (st.ok()) {
+      st = fill(part(kBalancedDiscussPermilleMin, true), part(kBalancedDiscussPermilleMax, false),
+                [&](Millicredits room) {
+                  const auto least = static_cast<std::size_t>(
+                      std::min_element(a_.builder_spent.begin(), a_.builder_spent.end()) -
+                      a_.builder_spent.begin());
+                  auto e = discuss_turn(least, room);
+                  if (e.ok()) a_.builder_spent[least] += *e;
+                  return e;
+                });
+    }
+    if (st.ok()) {
+      const Millicredits backend_max = part(kBalancedBackendPermilleMax, false);
+      st = fill(part(p_.backend_permille * 1000 / p_.agent_permille, true), backend_max,
+                [&](Millicredits room) { return backend(room); });
+    }
+    if (!st.ok()) return st.error();
+    return ok_status();
+  }
+
+  // Draws events until `lo` is spent, none taking the spending past `hi`: make(room) adds
+  // one that costs at most `room`, or none (and answers zero) when nothing fits.
+  template <typename Make>
+  Result<Millicredits> fill(Millicredits lo, Millicredits hi, Make make) {
+    Millicredits spent;
+    for (std::int64_t i = 0; spent < lo && i < kEventsPerAccountDayMax; ++i) {
+      auto e = make(hi - spent);
+      if (!e.ok()) return e.error();
+      if (e->is_zero()) break;
+      spent += *e;
+    }
+    return spent;
   }
 
   std::int64_t work_time() {
@@ -307,8 +384,7 @@ class DayGenerator {
     return &e;
   }
 
-  Result<Millicredits> agent_turn() {
-    const std::size_t ui = pick_user();
+  Result<Millicredits> agent_turn(std::size_t ui) {
     const std::string& user = a_.users[ui];
     const FileInfo& f = pick_file();
     Usage u;
@@ -332,7 +408,7 @@ class DayGenerator {
       u.lines_emitted = *u.lines_changed + rng_.uniform(0, 3);
       min_mc = kSmallEditCostMinMc;
     } else {
-      u.input_tokens = rng_.uniform(2000, 8000);
+      u.input_tokens = rng_.uniform(p_.balanced ? kBalancedInputTokensMin : 2000, 8000);
       u.output_tokens = rng_.uniform(100, 500);
       u.files_read = rng_.uniform(1, 3);
       u.lines_changed = rng_.uniform(6, 40);
@@ -358,12 +434,25 @@ class DayGenerator {
     return e.credits;
   }
 
-  Result<Millicredits> discuss_turn() {
-    const std::string& user = a_.users[pick_user()];
+  // Whether `u` of `kind` costs more than `room` (no room given: it fits).
+  Result<bool> too_dear(Kind kind, const Usage& u, std::optional<Millicredits> room) const {
+    if (!room) return false;
+    Result<pricing::Price> price = card_.price(kind, u);
+    if (!price.ok()) return price.error();
+    return price->cost > *room;
+  }
+
+  // A discuss turn of builder `ui`; with `room`, none (zero) when it would cost more.
+  Result<Millicredits> discuss_turn(std::size_t ui,
+                                    std::optional<Millicredits> room = std::nullopt) {
+    const std::string& user = a_.users[ui];
     Usage u;
     u.model = "default";
     u.input_tokens = rng_.uniform(2000, 4000);
     u.output_tokens = rng_.uniform(200, 400);
+    auto dear = too_dear(Kind::kDiscussTurn, u, room);
+    if (!dear.ok()) return dear.error();
+    if (*dear) return Millicredits::zero();
     auto charged = charge(Kind::kDiscussTurn, std::move(u), work_time(), user);
     if (!charged.ok()) return charged.error();
     Event& e = **charged;
@@ -372,7 +461,9 @@ class DayGenerator {
     return e.credits;
   }
 
-  Result<Millicredits> integration() {
+  // An integration call; with `room`, an email instead of a call that would cost more,
+  // and none (zero) when even that would.
+  Result<Millicredits> integration(std::optional<Millicredits> room = std::nullopt) {
     const std::int64_t r = rng_.uniform(0, 99);
     Usage u;
     Kind kind;
@@ -399,6 +490,16 @@ class DayGenerator {
       site = "functions/sendWelcome";
       u.count = 1;
     }
+    auto dear = too_dear(kind, u, room);
+    if (dear.ok() && *dear) {
+      kind = Kind::kSendEmail;
+      site = "functions/sendWelcome";
+      u = Usage{};
+      u.count = 1;
+      dear = too_dear(kind, u, room);
+    }
+    if (!dear.ok()) return dear.error();
+    if (*dear) return Millicredits::zero();
     auto charged = charge(kind, std::move(u), work_time(), kAppUser);
     if (!charged.ok()) return charged.error();
     Event& e = **charged;
@@ -408,10 +509,14 @@ class DayGenerator {
     return e.credits;
   }
 
-  Result<Millicredits> backend() {
+  // A backend function run; with `room`, none (zero) when it would cost more.
+  Result<Millicredits> backend(std::optional<Millicredits> room = std::nullopt) {
     Usage u;
     u.duration_ms = rng_.uniform(15'000, 60'000);
     u.records = rng_.uniform(200, 3000);
+    auto dear = too_dear(Kind::kBackendFunction, u, room);
+    if (!dear.ok()) return dear.error();
+    if (*dear) return Millicredits::zero();
     auto charged = charge(Kind::kBackendFunction, std::move(u), work_time(), kAppUser, 1);
     if (!charged.ok()) return charged.error();
     Event& e = **charged;
@@ -629,6 +734,7 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
       a.users.emplace_back(kUserNames[(i + static_cast<std::size_t>(j)) % kUserNames.size()]);
       a.weights.push_back(rng.uniform(800, 1200));
     }
+    a.builder_spent.assign(a.users.size(), Millicredits::zero());
     if (profile->outlier_weight_factor > 0) {
       a.weights[0] = profile->outlier_weight_factor * 1000;
       a.truth.outlier_users.push_back(a.users[0]);

@@ -13,7 +13,8 @@
 // agent turns change 6-40 lines and re-emit at most 10 more, always with a snapshot and
 // an intent of feature or question, so only planted turns are waste: no background turn
 // is unscoped, a small edit, without snapshot, or part of a loop; background request
-// hashes are unique. Loops use four files the background never touches.
+// hashes are unique. Loops use four files the background never touches. A balanced
+// profile (clean) is clean for every period from one day up, not only on average.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +48,11 @@ struct Profile {
   std::int64_t page_load_calls_min, page_load_calls_max;  // repeated calls per weekday
   std::int64_t page_load_keys;                            // distinct requests among them
   std::int64_t outlier_weight_factor;                     // 0: no outlier user
+  // A well-run team (`clean`): the builders take agent turns in rounds and discuss turns
+  // go to whoever has spent least, and each day's other sources are drawn to a window of
+  // the day's agent credits, so that a single day, and so any run of days, keeps the
+  // typical shares and has no outlier user (simulate.cc, DayGenerator::run_balanced).
+  bool balanced;
 };
 
 const std::vector<Profile>& profiles();
