@@ -39,6 +39,7 @@
 #include <thread>
 
 #include "base/bytes.h"
+#include "base/process_heap.h"
 #include "ledger/codec.h"
 #include "ledger/event_codec.h"
 #include "ledger/snapshot_codec.h"
@@ -493,6 +494,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
 }  // namespace
 
 int main(int argc, char** argv) {
+  (void)credit::tune_process_heap();  // as creditd does
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "write" && argc >= 4) {
     return write(argv[2], std::stoull(argv[3]), argc > 4 ? std::stoull(argv[4]) : 1'000);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "analytics/live.h"
+#include "base/process_heap.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
 #include "server/analytics_routes.h"
@@ -86,6 +87,7 @@ std::string source_dir_default(const char* argv0, const std::string& rel) {
 
 int main(int argc, char** argv) {
   using namespace credit;
+  (void)tune_process_heap();  // before any thread: see base/process_heap.h
   CLI::App app{"creditd: credit metering and quota engine"};
   std::string data_dir = "data";
   std::string listen = "127.0.0.1:8080";

@@ -9,15 +9,20 @@
 
 namespace credit::ledger {
 
+std::size_t ReplyStore::next_chunk_bytes() const {
+  const std::size_t eighth = (bytes_mapped_ / 8) & ~(kHugePageBytes - 1);
+  return std::clamp(eighth, kReplyChunkBytes, kReplyChunkBytesMax);
+}
+
 char* ReplyStore::room_for(std::size_t length) {
   if (chunks_.empty() || chunks_.back().bytes.size() - chunks_.back().used < length) {
     Chunk c;
-    const std::size_t bytes = std::max(length, kReplyChunkBytes);
-    if (bytes == kReplyChunkBytes && spare_) {
+    if (spare_ && spare_.size() >= length) {
       c.bytes = std::move(spare_);
     } else {
-      c.bytes = HugeBuffer(bytes);
+      c.bytes = HugeBuffer(std::max(length, next_chunk_bytes()));
     }
+    bytes_mapped_ += c.bytes.size();
     chunks_.push_back(std::move(c));
   }
   Chunk& c = chunks_.back();
@@ -54,7 +59,8 @@ void ReplyStore::release_below(std::uint64_t no) {
   // A chunk whose replies are all released goes; the last one stays to be filled.
   while (chunks_.size() > 1 && chunks_.front().end_no <= base_) {
     Chunk& c = chunks_.front();
-    if (c.bytes.size() == kReplyChunkBytes && !spare_) spare_ = std::move(c.bytes);
+    bytes_mapped_ -= c.bytes.size();
+    if (!spare_) spare_ = std::move(c.bytes);
     chunks_.pop_front();
   }
   if (index_.empty() && !chunks_.empty()) chunks_.back().used = 0;
@@ -63,6 +69,7 @@ void ReplyStore::release_below(std::uint64_t no) {
 void ReplyStore::reset(std::uint64_t base) {
   index_.clear();
   chunks_.clear();
+  bytes_mapped_ = 0;
   base_ = base;
 }
 

@@ -1,10 +1,12 @@
 // src/ledger/internal/reply_store.h
 // The replies stored under idempotency keys, by reply number: their packed bytes appended to
-// 2 MiB chunks in huge pages, an index of (bytes, length, status) in a ring. Keys expire in the
+// chunks in huge pages, an index of (bytes, length, status) in a ring. Keys expire in the
 // order they were written, so replies are released from the front and a chunk is freed (or kept as
 // the next one) when its last reply goes. Storing a reply allocates nothing but a chunk every few
-// thousand replies, instead of one std::string each. Owns: the bytes and their numbering. Does not:
-// decide what is stored (ledger.cc).
+// thousand replies, instead of one std::string each. A new chunk is an eighth of the bytes the
+// store holds (2 to 64 MiB): a store that grows to gigabytes maps a few dozen chunks, not
+// thousands, since each mapping waits for the memory map lock (base/process_heap.h).
+// Owns: the bytes and their numbering. Does not: decide what is stored (ledger.cc).
 #pragma once
 
 #include <cstdint>
@@ -17,9 +19,11 @@
 
 namespace credit::ledger {
 
-// A chunk holds this many bytes of replies (a larger reply gets a chunk of its own): one
-// huge page, so that new replies cost no page fault per 4 KiB.
+// The smallest chunk: one huge page, so that new replies cost no page fault per 4 KiB (a
+// larger reply gets a chunk of its size).
 constexpr std::size_t kReplyChunkBytes = kHugePageBytes;
+// The largest chunk the store's growth asks for.
+constexpr std::size_t kReplyChunkBytesMax = 64 << 20;
 
 class ReplyStore {
  public:
@@ -50,11 +54,15 @@ class ReplyStore {
     std::uint64_t end_no = 0;  // the number after its last reply
   };
   char* room_for(std::size_t length);
+  // The size of the next chunk: an eighth of bytes_mapped_ in whole huge pages, within
+  // [kReplyChunkBytes, kReplyChunkBytesMax].
+  std::size_t next_chunk_bytes() const;
 
   Ring<Ref> index_;
   Ring<Chunk> chunks_;
-  HugeBuffer spare_;    // a released standard chunk, reused by the next one
-  std::string packed_;  // push's scratch
+  HugeBuffer spare_;              // a released chunk, reused by the next one it fits
+  std::size_t bytes_mapped_ = 0;  // of the chunks in chunks_
+  std::string packed_;            // push's scratch
   std::uint64_t base_ = 0;
 };
 
