@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/process_heap.h"
 #include "ledger/idempotency.h"
 #include "ledger/ledger.h"
 #include "pricing/plan.h"
@@ -342,4 +343,11 @@ BENCHMARK(BM_IdempotencyGrowth)
 }  // namespace
 }  // namespace credit::ledger
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  (void)credit::tune_process_heap();  // as creditd does (base/process_heap.h)
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
