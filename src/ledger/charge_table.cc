@@ -86,7 +86,10 @@ ChargeTable& ChargeTable::operator=(const ChargeTable& other) {
 }
 
 std::uint32_t ChargeTable::intern_user(std::string_view user_id) {
-  const std::uint64_t h = AccountIndex::hash_of(user_id);
+  return intern_user(user_id, AccountIndex::hash_of(user_id));
+}
+
+std::uint32_t ChargeTable::intern_user(std::string_view user_id, std::uint64_t h) {
   if (!user_slots_.empty()) {
     const std::size_t mask = user_slots_.size() - 1;
     for (std::size_t s = h & mask; user_slots_[s] != 0; s = (s + 1) & mask) {
@@ -94,6 +97,8 @@ std::uint32_t ChargeTable::intern_user(std::string_view user_id) {
       if (user_hashes_[i] == h && users_[i] == user_id) return i;
     }
   }
+  // A hash that is not the id's would intern the user twice: checked here, once per user.
+  CREDIT_ASSERT(h == AccountIndex::hash_of(user_id));
   CREDIT_ASSERT(users_.size() < UINT32_MAX - 1);
   users_.emplace_back(user_id);
   user_hashes_.push_back(h);
@@ -156,18 +161,18 @@ std::optional<std::size_t> ChargeTable::index_of(std::string_view charge_id) con
   return static_cast<std::size_t>(it - seqs_.begin());
 }
 
-void ChargeTable::prefetch_tables(std::string_view user_id) const {
+void ChargeTable::prefetch_tables(std::uint64_t user_hash) const {
   const std::size_t n = seqs_.size();
   if (n > 0) __builtin_prefetch(seqs_.data() + n - 1);
   const Place p = place_of(n);
   if (p.segment < segments_.size()) __builtin_prefetch(&segments_[p.segment]);
   if (!user_slots_.empty()) {
     const std::size_t mask = user_slots_.size() - 1;
-    __builtin_prefetch(&user_slots_[AccountIndex::hash_of(user_id) & mask]);
+    __builtin_prefetch(&user_slots_[user_hash & mask]);
   }
 }
 
-void ChargeTable::prefetch_append(std::string_view user_id) const {
+void ChargeTable::prefetch_append(std::uint64_t user_hash) const {
   const Place p = place_of(seqs_.size());
   if (p.segment < segments_.size()) {
     const char* at = reinterpret_cast<const char*>(&segments_[p.segment][p.offset]);
@@ -178,7 +183,7 @@ void ChargeTable::prefetch_append(std::string_view user_id) const {
   if (!user_slots_.empty()) {
     // The home slot (loaded by prefetch_tables) names the entry a lookup reads first.
     const std::size_t mask = user_slots_.size() - 1;
-    const std::uint32_t slot = user_slots_[AccountIndex::hash_of(user_id) & mask];
+    const std::uint32_t slot = user_slots_[user_hash & mask];
     if (slot != 0) {
       __builtin_prefetch(&user_hashes_[slot - 1]);
       __builtin_prefetch(&users_[slot - 1]);

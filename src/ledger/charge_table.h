@@ -176,16 +176,21 @@ class ChargeTable {
 
   // The user a record was interned with.
   const std::string& user_id(const ChargeRecord& r) const { return users_[r.user]; }
-  // The index to store in ChargeRecord::user for this user id.
+  // Users interned (each once).
+  std::size_t user_count() const { return users_.size(); }
+  // The index to store in ChargeRecord::user for this user id (`hash`: its
+  // AccountIndex::hash_of, when the caller has it).
   std::uint32_t intern_user(std::string_view user_id);
+  std::uint32_t intern_user(std::string_view user_id, std::uint64_t hash);
 
   void reserve(std::size_t n) { seqs_.reserve(n); }
   // An append's reads, loaded ahead in two stages a few commands apart (each stage reads
   // what the one before loaded): first the table's arrays (the last sequence number, the
   // pointer to the segment the next record goes to, the user's slot), then the record's
   // place in that segment and the user's interned entry.
-  void prefetch_tables(std::string_view user_id) const;
-  void prefetch_append(std::string_view user_id) const;
+  // The user is named by the hash of its id (AccountIndex::hash_of).
+  void prefetch_tables(std::uint64_t user_hash) const;
+  void prefetch_append(std::uint64_t user_hash) const;
   // Appends the record of charge "c_<seq>", seq above every kept record's (its user
   // interned in this table); false (and nothing added) otherwise.
   bool append(std::uint64_t seq, ChargeRecord record);

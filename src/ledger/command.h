@@ -132,6 +132,12 @@ struct Command {
   // policy layer does not look the key and the account up again; apply() clears it.
   // Not logged: a replay gates every command in apply().
   bool gated = false;
+  // The hashes of the account id and (charges) the user id the ledger looks up, made by
+  // its first lookup of the command (a prefetch stage or gate) and kept for the others,
+  // instead of hashing the ids at each of nine lookups; 0: not made yet. Not logged; a
+  // command given other ids must have these reset.
+  mutable std::uint64_t account_hash = 0;
+  mutable std::uint64_t user_hash = 0;
 };
 
 }  // namespace credit::ledger

@@ -5,7 +5,7 @@
 namespace credit::ledger {
 namespace {
 constexpr std::array<std::string_view, 13> kNames = {
-    "charge", "hold",   "capture", "void",     "expire",  "grant", "reset",
+    "charge",      "hold",   "capture",   "void",     "expire",  "grant", "reset",
     "plan_change", "refund", "cache_hit", "rejected", "account", "close"};
 }
 

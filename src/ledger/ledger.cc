@@ -247,6 +247,20 @@ Account* Ledger::lookup(std::string_view account_id) const {
   return account_index_.find(account_id);
 }
 
+Account* Ledger::lookup(const Command& c, const std::string& account_id) const {
+  return account_index_.find(account_id, account_hash(c, account_id));
+}
+
+std::uint64_t Ledger::account_hash(const Command& c, const std::string& account_id) {
+  if (c.account_hash == 0) c.account_hash = AccountIndex::hash_of(account_id);
+  return c.account_hash;
+}
+
+std::uint64_t Ledger::user_hash(const Command& c, const std::string& user_id) {
+  if (c.user_hash == 0) c.user_hash = AccountIndex::hash_of(user_id);
+  return c.user_hash;
+}
+
 void Ledger::index_account(const std::string& account_id, Account* account) {
   // Accounts are closed, never removed: the index only grows.
   CREDIT_ASSERT(account->account_id == account_id);
@@ -716,28 +730,32 @@ void Ledger::prefetch_stages(std::size_t n, std::size_t next, At at) const {
   if (next + kPrefetchSlotsAhead < n) {
     const Command& c = at(next + kPrefetchSlotsAhead);
     if (c.idem.has_key) idempotency_.prefetch(c.idem.scope_key_hash);
-    if (const std::string* id = account_of(c)) account_index_.prefetch(*id);
+    if (const std::string* id = account_of(c)) account_index_.prefetch(account_hash(c, *id));
   }
   if (next + kPrefetchAccountAhead < n) {
-    const std::string* id = account_of(at(next + kPrefetchAccountAhead));
-    const Account* a = id == nullptr ? nullptr : account_index_.peek(*id);
+    const Command& c = at(next + kPrefetchAccountAhead);
+    const std::string* id = account_of(c);
+    const Account* a = id == nullptr ? nullptr : account_index_.peek(account_hash(c, *id));
     if (a != nullptr) prefetch_bytes(a, sizeof(Account));
   }
   if (next + kPrefetchAccountDataAhead < n) {
     const Command& c = at(next + kPrefetchAccountDataAhead);
     const std::string* id = account_of(c);
-    const Account* a = id == nullptr ? nullptr : account_index_.peek(*id);
+    const Account* a = id == nullptr ? nullptr : account_index_.peek(account_hash(c, *id));
     if (a != nullptr) {
       for (const PoolState& p : a->pools) prefetch_bytes(p.buckets.data(), sizeof(Bucket));
       prefetch_bytes(a->plan.pools.data(), sizeof(pricing::PoolAllowance));
-      if (const auto* ch = std::get_if<Charge>(&c.body)) a->charges.prefetch_tables(ch->user_id);
+      if (const auto* ch = std::get_if<Charge>(&c.body)) {
+        a->charges.prefetch_tables(user_hash(c, ch->user_id));
+      }
     }
   }
   if (next + kPrefetchRecordAhead < n) {
     const Command& c = at(next + kPrefetchRecordAhead);
     const auto* ch = std::get_if<Charge>(&c.body);
-    const Account* a = ch == nullptr ? nullptr : account_index_.peek(ch->account_id);
-    if (a != nullptr) a->charges.prefetch_append(ch->user_id);
+    const Account* a =
+        ch == nullptr ? nullptr : account_index_.peek(account_hash(c, ch->account_id));
+    if (a != nullptr) a->charges.prefetch_append(user_hash(c, ch->user_id));
   }
 }
 
@@ -783,7 +801,7 @@ std::optional<Reply> Ledger::gate(Command& c) {
   } else {
     const std::string* account_id = account_of(c);
     CREDIT_ASSERT(account_id != nullptr);
-    const Account* found = lookup(*account_id);
+    const Account* found = lookup(c, *account_id);
     if (found == nullptr) {
       return error_reply(Error(ErrorCode::kAccountNotFound, "no such account"));
     }
@@ -853,7 +871,7 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
     number_events();
     return;
   }
-  Account& a = *lookup(*account_of(c));
+  Account& a = *lookup(c, *account_of(c));
   advance(a, now_ms_, &events);
   for (auto& p : a.pools) touch_day(p, now_ms_);
   number_events();
@@ -1283,7 +1301,7 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   draw_free(*pool, cmd.amount, &Bucket::spent, &rec.drawn, drawn);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
-  rec.user = a.charges.intern_user(cmd.user_id);
+  rec.user = a.charges.intern_user(cmd.user_id, user_hash(c, cmd.user_id));
   rec.kind = cmd.kind;
   rec.pool_index = static_cast<std::uint16_t>(pool_index);
   rec.cost = cmd.amount;

@@ -15,8 +15,8 @@ namespace credit::ledger {
 void render_account_view(const AccountView& v, std::string& out);
 void render_grant(std::string_view pool, const Bucket& g, std::string& out);
 void render_charge(std::string_view charge_id, Millicredits cost, std::string_view pool,
-                   Millicredits available_after, const std::vector<DrawnFrom>& drawn,
-                   bool cached, Millicredits saved, std::string_view hold_id, std::string& out);
+                   Millicredits available_after, const std::vector<DrawnFrom>& drawn, bool cached,
+                   Millicredits saved, std::string_view hold_id, std::string& out);
 void render_hold(const HoldRecord& h, Millicredits available_after,
                  const std::vector<DrawnFrom>& drawn, std::string& out);
 void render_drawn(const std::vector<DrawnFrom>& drawn, std::string& out);

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <span>
 
 #include "base/json_writer.h"
 #include "ledger/charge_table.h"
+#include "ledger/codec.h"
 #include "ledger/internal/reply_pack.h"
 #include "ledger/ledger.h"
 #include "ledger/render.h"
@@ -140,6 +142,64 @@ TEST(ChargePath, ReusedReplyRecycledEventsAndPrefetchChangeNothing) {
   encode_ledger_snapshot(plain, a);
   encode_ledger_snapshot(reused, b);
   EXPECT_EQ(a, b);
+}
+
+// A command keeps the hashes of its account and user ids from its first lookup
+// (Command::account_hash, user_hash). A batch decoded into the commands of the batch before
+// (the replay's reuse) names other accounts and users: each charge must still land on its
+// own account, under its own user, with prefetch running ahead as in a replay.
+TEST(ChargePath, ACommandReusedForOtherIdsLooksTheNewOnesUp) {
+  Ledger ledger(default_catalog());
+  const std::int64_t now = at("2026-03-01T10:00:00Z");
+  std::vector<Event> events;
+  ledger.begin_batch(now);
+  for (const char* id : {"acct-a", "acct-b", "acct-c"}) {
+    Command c;
+    c.body = create(id, "pro");
+    ASSERT_EQ(ledger.apply(c, events).status, 201);
+  }
+  DecodedBatch reused;
+  Reply reply;
+  const char* accounts[] = {"acct-a", "acct-b", "acct-c"};
+  for (int batch = 0; batch < 3; ++batch) {
+    std::vector<Command> commands;
+    for (int i = 0; i < 40; ++i) {
+      const std::string account = accounts[(batch + i) % 3];
+      Charge ch = charge(account, mc(1'000), "u" + std::to_string(batch * 7 + i % 4));
+      commands.push_back(keyed(ch, "k" + std::to_string(batch) + "-" + std::to_string(i)));
+    }
+    std::vector<const Command*> ptrs;
+    for (const Command& c : commands) ptrs.push_back(&c);
+    std::string bytes;
+    encode_batch(now + batch, ptrs, bytes);
+    ASSERT_TRUE(decode_batch_into(bytes, reused).ok());
+    ledger.begin_batch(reused.now_ms);
+    events.clear();
+    for (std::size_t i = 0; i < reused.commands.size(); ++i) {
+      ledger.prefetch(std::span<const Command>(reused.commands), i);
+      ledger.apply(reused.commands[i], events, reply);
+      ASSERT_EQ(reply.status, 201) << batch << " " << i << " " << reply.body;
+    }
+    ASSERT_EQ(events.size(), 40u);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const auto& want = std::get<Charge>(commands[i].body);
+      EXPECT_EQ(events[i].account_id, want.account_id) << batch << " " << i;
+      EXPECT_EQ(events[i].user_id, want.user_id) << batch << " " << i;
+    }
+  }
+  // 40 charges of 1 credit each per account; each account's charges name its own users,
+  // each user interned once.
+  for (const char* id : accounts) {
+    const Account* a = ledger.find(id);
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->charges.size(), 40u) << id;
+    std::set<std::string> users;
+    for (std::size_t i = 0; i < a->charges.size(); ++i) {
+      users.insert(a->charges.user_id(a->charges.at(i)));
+    }
+    EXPECT_EQ(users.size(), a->charges.user_count()) << id;
+  }
+  ledger.check_invariants();
 }
 
 // The server's order: gate() first, then apply() without a second check, with prefetches

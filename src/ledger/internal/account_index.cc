@@ -24,12 +24,16 @@ std::uint64_t AccountIndex::hash_of(std::string_view id) {
   return h;
 }
 
-Account* AccountIndex::find(std::string_view account_id) const {
+Account* AccountIndex::find(std::string_view account_id, std::uint64_t h) const {
+  // A hash that is not the id's could only miss (a hit compares the ids): checked there,
+  // where it is rare and cheap.
   if (slots_.empty()) return nullptr;
-  const std::uint64_t h = hash_of(account_id);
   for (std::size_t s = h & mask_;; s = (s + 1) & mask_) {
     const Slot& slot = slots_[s];
-    if (slot.account == nullptr) return nullptr;
+    if (slot.account == nullptr) {
+      CREDIT_ASSERT(h == hash_of(account_id));
+      return nullptr;
+    }
     if (slot.hash == h && slot.account->account_id == account_id) return slot.account;
   }
 }

@@ -18,22 +18,23 @@ class AccountIndex {
  public:
   static std::uint64_t hash_of(std::string_view account_id);
 
-  Account* find(std::string_view account_id) const;
+  Account* find(std::string_view account_id) const { return find(account_id, hash_of(account_id)); }
+  // The same with the id's hash_of already made.
+  Account* find(std::string_view account_id, std::uint64_t hash) const;
   // Inserts an account whose id is not in the index yet; false if it is.
   bool insert(Account* account);
   std::size_t size() const { return size_; }
-  // The account in the first slot whose hash matches the id's, without comparing ids
+  // The account in the first slot whose hash matches the id's hash, without comparing ids
   // (a prefetch hint: it may be another account, or nullptr).
-  const Account* peek(std::string_view account_id) const {
+  const Account* peek(std::uint64_t h) const {
     if (slots_.empty()) return nullptr;
-    const std::uint64_t h = hash_of(account_id);
     for (std::size_t s = h & mask_;; s = (s + 1) & mask_) {
       if (slots_[s].account == nullptr || slots_[s].hash == h) return slots_[s].account;
     }
   }
-  // Starts loading the slot of an id the ledger will look up soon.
-  void prefetch(std::string_view account_id) const {
-    if (!slots_.empty()) __builtin_prefetch(&slots_[hash_of(account_id) & mask_]);
+  // Starts loading the slot of an id (by its hash) the ledger will look up soon.
+  void prefetch(std::uint64_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash & mask_]);
   }
 
  private:
