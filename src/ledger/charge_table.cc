@@ -94,7 +94,7 @@ std::uint32_t ChargeTable::intern_user(std::string_view user_id, std::uint64_t h
     const std::size_t mask = user_slots_.size() - 1;
     for (std::size_t s = h & mask; user_slots_[s] != 0; s = (s + 1) & mask) {
       const std::uint32_t i = user_slots_[s] - 1;
-      if (user_hashes_[i] == h && users_[i] == user_id) return i;
+      if (user_hashes_[i] == h && ids_equal(users_[i], user_id)) return i;
     }
   }
   // A hash that is not the id's would intern the user twice: checked here, once per user.

@@ -12,6 +12,7 @@
 #include "base/json_writer.h"
 #include "ledger/charge_table.h"
 #include "ledger/codec.h"
+#include "ledger/internal/account_index.h"
 #include "ledger/internal/reply_pack.h"
 #include "ledger/ledger.h"
 #include "ledger/render.h"
@@ -456,6 +457,30 @@ TEST(ReservationList, InlineHeapCopyAndMove) {
   ASSERT_EQ(moved.size(), 1u);
   EXPECT_EQ(moved[0].bucket_id, 9u);
   EXPECT_EQ((*moved.rbegin()).credits, mc(1));
+}
+
+}  // namespace
+}  // namespace credit::ledger::testing
+
+namespace credit::ledger::testing {
+namespace {
+
+// ids_equal (internal/account_index.h) against std::string_view's ==, for every length
+// up to past its word-sized cases and a difference at every position.
+TEST(IdsEqual, AgreesWithStringEqualityAtEveryLengthAndPosition) {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string a(n, 'x');
+    for (std::size_t i = 0; i < n; ++i) a[i] = static_cast<char>('a' + (i * 7) % 26);
+    std::string b = a;
+    EXPECT_TRUE(ids_equal(a, b)) << n;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string c = a;
+      c[i] = static_cast<char>(c[i] ^ 0x01);
+      EXPECT_FALSE(ids_equal(a, c)) << n << " " << i;
+    }
+    EXPECT_FALSE(ids_equal(a, a + "z")) << n;
+    EXPECT_FALSE(ids_equal(a + "z", a)) << n;
+  }
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ Account* AccountIndex::find(std::string_view account_id, std::uint64_t h) const 
       CREDIT_ASSERT(h == hash_of(account_id));
       return nullptr;
     }
-    if (slot.hash == h && slot.account->account_id == account_id) return slot.account;
+    if (slot.hash == h && ids_equal(slot.account->account_id, account_id)) return slot.account;
   }
 }
 
