@@ -87,6 +87,10 @@ std::string source_dir_default(const char* argv0, const std::string& rel) {
 
 int main(int argc, char** argv) {
   using namespace credit;
+  // From here on SIGTERM (or SIGINT) ends in a clean stop and exit 0, also when it comes
+  // during recovery: the start finishes first, then stops at once.
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
   (void)tune_process_heap();  // before any thread: see base/process_heap.h
   CLI::App app{"creditd: credit metering and quota engine"};
   std::string data_dir = "data";
@@ -213,12 +217,12 @@ int main(int argc, char** argv) {
     engine.stop();
     return fail("cannot listen on " + listen + ": " + s.error().message);
   }
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
-  std::printf("creditd ready on http://%s:%u (data %s, clock %s, admin key in %s/admin.key)\n",
-              http.address.c_str(), server.port(), data_dir.c_str(), clock_mode.c_str(),
-              data_dir.c_str());
-  std::fflush(stdout);
+  if (!g_stop) {
+    std::printf("creditd ready on http://%s:%u (data %s, clock %s, admin key in %s/admin.key)\n",
+                http.address.c_str(), server.port(), data_dir.c_str(), clock_mode.c_str(),
+                data_dir.c_str());
+    std::fflush(stdout);
+  }
   while (!g_stop && !engine.failed()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   server.stop();
   (*analytics)->alerts().stop();

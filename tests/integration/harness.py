@@ -394,6 +394,7 @@ class Server:
         self.admin_key = None
         self.ready_line = None
         self._out = []
+        self._pump = None
 
     def start(self, timeout=20):
         for attempt in range(5):
@@ -413,7 +414,8 @@ class Server:
                     if "creditd ready on" in line:
                         ready.set()
                 ready.set()
-            threading.Thread(target=pump, daemon=True).start()
+            self._pump = threading.Thread(target=pump, daemon=True)
+            self._pump.start()
             ready.wait(timeout)
             if self.proc.poll() is None and any("creditd ready on" in l for l in self._out):
                 self.ready_line = next(l for l in self._out if "creditd ready on" in l)
@@ -449,6 +451,7 @@ class Server:
                 self.proc.wait()
         rc = self.proc.returncode
         self.proc = None
+        self._pump.join(5)  # every line the process wrote is in output()
         if self in _servers:
             _servers.remove(self)
         return rc
@@ -461,6 +464,7 @@ class Server:
         self.proc.wait()
         rc = self.proc.returncode
         self.proc = None
+        self._pump.join(5)
         if self in _servers:
             _servers.remove(self)
         return rc
