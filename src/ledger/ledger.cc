@@ -277,12 +277,26 @@ std::vector<std::string> Ledger::list_accounts(std::string_view after, std::size
 }
 
 Event& Ledger::push_event(std::vector<Event>& events, EventType type, const Account& a) {
-  Event& e = events.emplace_back();
-  e.seq = next_seq_++;
-  e.at_ms = now_ms_;
-  e.account_id = a.account_id;
-  e.type = type;
-  return e;
+  Event* e = nullptr;
+  if (next_seq_ <= events_durable_through_) {
+    // Already in the event log (a replay): filled and dropped. Its drawn_from list goes
+    // back to the spares the next charge takes its list from.
+    e = &quiet_event_;
+    if (e->drawn_from.capacity() > 0 && spare_drawn_.size() < kRecycledEventPartsMax) {
+      e->drawn_from.clear();
+      spare_drawn_.push_back(std::move(e->drawn_from));
+    }
+    reset_keeping_capacity(*e);
+  } else {
+    e = &events.emplace_back();
+  }
+  e->seq = next_seq_++;
+  e->at_ms = now_ms_;
+  e->account_id = a.account_id;
+  e->type = type;
+  if (type == EventType::kRejected) rejected_pushed_ = true;
+  last_event_ = e;
+  return *e;
 }
 
 void Ledger::number_external(Event event, std::vector<Event>& events) {
@@ -840,10 +854,19 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
   r.logged = false;
   r.retry_after_ms = 0;
   const std::size_t events_before = events.size();
+  const std::uint64_t seq_before = next_seq_;
+  rejected_pushed_ = false;
   auto number_events = [&]() {
     for (std::size_t i = events_before; i < events.size(); ++i) {
       if (events[i].seq == 0) events[i].seq = next_seq_++;
     }
+    // The resets and expiries advance() made that the event log already holds (a replay,
+    // set_events_durable_through): numbered in order, so they are the first ones.
+    if (events_durable_through_ == 0) return;
+    const auto from = events.begin() + static_cast<std::ptrdiff_t>(events_before);
+    events.erase(from, std::find_if(from, events.end(), [&](const Event& e) {
+                   return e.seq > events_durable_through_;
+                 }));
   };
   // A command let through by gate() just before (the server's policy layer ran between)
   // is not checked again; gate() changes nothing, so the answer is the same.
@@ -909,22 +932,20 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
   for (const auto& pool : a.pools) {
     for (const auto& b : pool.buckets) check_bucket(b);
   }
-  record_refusal(c, a, r, events, events_before);
+  record_refusal(c, a, r, events);
   // Resets and expiries applied on the way are changes even when the answer is an error.
-  if (events.size() > events_before) r.logged = true;
+  // (Every event made is numbered, whether appended to `events` or not.)
+  if (next_seq_ > seq_before) r.logged = true;
 }
 
 // Every stored refusal is also a `rejected` event (DESIGN.md, Idempotency): the 402s of
 // charges and holds record theirs where they are decided; the others (409s, 403
 // purchase_not_allowed, the 402 of an adjustment or a capture's overage) here.
 void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
-                            std::vector<Event>& events, std::size_t events_before) {
+                            std::vector<Event>& events) {
   bool stored_refusal =
       r.status == 402 || r.status == 409 || r.code == ErrorCode::kPurchaseNotAllowed;
-  if (!stored_refusal || r.replayed) return;
-  for (std::size_t i = events_before; i < events.size(); ++i) {
-    if (events[i].type == EventType::kRejected) return;
-  }
+  if (!stored_refusal || r.replayed || rejected_pushed_) return;
   Event& e = push_event(events, EventType::kRejected, a);
   e.refused_by = r.status == 402 ? std::string("pool") : std::string(error_code_name(r.code));
   e.idempotency_key = c.idem.key;
@@ -1290,7 +1311,7 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   const Millicredits available = available_of(*pool);
   if (std::optional<Reply> refused =
           refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount, available, events)) {
-    Event& e = events.back();
+    Event& e = *last_event_;  // refuse_if_short's `rejected`
     e.usage = cmd.usage;
     copy_metadata(cmd.metadata, e.metadata);
     r = std::move(*refused);

@@ -77,6 +77,13 @@ class Ledger {
   // Takes back the heap parts of events the caller is done with (drawn_from lists,
   // metadata strings) for the next commands' events, and clears `events`.
   void recycle_events(std::vector<Event>& events);
+  // For a replay of the command log: the events numbered up to `seq` are in the event log
+  // already, so the commands that make them fill one reused event instead of appending
+  // them to `events` (a start that replays millions of commands builds none of them), and
+  // the resets and expiries made on the way are dropped once numbered. Replies, state and
+  // numbering are the same. 0, the default and what a serving ledger keeps: every event is
+  // appended.
+  void set_events_durable_through(std::uint64_t seq) { events_durable_through_ = seq; }
   // The checks before any change, in API.md's order: 404, idempotent replay or 422,
   // validation (precheck_error), capacity. A reply means the command stops there and
   // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and
@@ -152,7 +159,7 @@ class Ledger {
   Reply apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events);
   Reply apply_sweep(std::vector<Event>& events);
   void record_refusal(const Command& c, const Account& a, const Reply& r,
-                      std::vector<Event>& events, std::size_t events_before);
+                      std::vector<Event>& events);
   Reply apply_load_catalog(LoadCatalog& cmd);
   Reply apply_load_rate_card(const LoadRateCard& cmd);
 
@@ -197,6 +204,13 @@ class Ledger {
   // Heap parts of recycled events, reused by the next events (recycle_events).
   std::vector<std::vector<DrawnFrom>> spare_drawn_;
   std::vector<Metadata> spare_metadata_;
+  // set_events_durable_through: events numbered up to it are filled in quiet_event_.
+  std::uint64_t events_durable_through_ = 0;
+  Event quiet_event_;
+  // The event push_event filled last (in `events` or quiet_event_), and whether the
+  // command being applied pushed a `rejected` one (record_refusal).
+  Event* last_event_ = nullptr;
+  bool rejected_pushed_ = false;
   std::int64_t now_ms_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t batch_seq_start_ = 1;

@@ -462,13 +462,15 @@ Status Engine::replay_record(std::string_view payload) {
     std::vector<ledger::Event>& events = replay_events_;
     ledger_.recycle_events(events);  // their strings and lists are reused
     // Events the event log holds already (the loader has read up to `durable_seq`) are
-    // dropped right after the command that made them, while they are still in the cache:
-    // a record holds up to tens of thousands of commands, and their events (about 1 KiB
-    // each) would otherwise be written out to memory, read back by rebuild_events and
-    // read again by recycle_events. Sequence numbers increase along `events`, so when
-    // the last one is durable they all are.
+    // not built at all (Ledger::set_events_durable_through), and those a reset or an
+    // expiry appends anyway are dropped right after the command that made them, while
+    // they are still in the cache: a record holds up to tens of thousands of commands, and
+    // their events (about 1 KiB each) would otherwise be written out to memory, read back
+    // by rebuild_events and read again by recycle_events. Sequence numbers increase along
+    // `events`, so when the last one is durable they all are.
     const std::uint64_t durable_seq =
         event_load_ ? event_load_->seq_max.load(std::memory_order_relaxed) : 0;
+    ledger_.set_events_durable_through(durable_seq);
     const std::span<const ledger::Command> commands(batch->commands);
     for (std::size_t i = 0; i < commands.size(); ++i) {
       ledger_.prefetch(commands, i);  // the accounts and slots of the commands ahead
@@ -541,6 +543,7 @@ Status Engine::open() {
         return replay_record(payload);
       });
   loader.join();
+  ledger_.set_events_durable_through(0);  // from here on every event is built and logged
   const auto t_events_loaded = event_load_->loaded_at;
   Status loaded = std::move(event_load_->status);
   event_load_.reset();  // rebuild_events appends to the loaded log from here on

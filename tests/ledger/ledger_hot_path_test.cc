@@ -203,6 +203,80 @@ TEST(ChargePath, ACommandReusedForOtherIdsLooksTheNewOnesUp) {
   ledger.check_invariants();
 }
 
+// A replay with set_events_durable_through (events the event log holds are not built):
+// the same replies, the same state and the same numbering as a plain apply, and exactly
+// the events past the bound appended. The commands cover every event type a command makes:
+// charges, 402s of the pool and the daily cap, cache hits, holds captured, voided and
+// expired, refunds, grants, a plan change, 409s, stored replays, and cycle resets.
+TEST(ChargePath, EventsAlreadyDurableAreNotBuiltAndNothingElseChanges) {
+  for (const std::uint64_t bound :
+       {std::uint64_t{0}, std::uint64_t{25}, std::uint64_t{70}, std::uint64_t{1'000'000}}) {
+    Ledger plain(default_catalog());
+    Ledger quiet(default_catalog());
+    quiet.set_events_durable_through(bound);
+    std::vector<Event> plain_events, quiet_events;
+    std::int64_t now = at("2026-03-01T10:00:00Z");
+    int key_no = 0;
+    auto run = [&](CommandBody body, bool keyed_command = true, std::string key = "") {
+      if (key.empty()) key = "k" + std::to_string(key_no++);
+      Command a = keyed_command ? keyed(body, key) : Command{};
+      if (!keyed_command) a.body = body;
+      Command b = a;
+      plain.begin_batch(now);
+      quiet.begin_batch(now);
+      Reply x = plain.apply(a, plain_events);
+      Reply y = quiet.apply(b, quiet_events);
+      EXPECT_EQ(y.status, x.status) << bound << " " << x.body;
+      EXPECT_EQ(y.body, x.body) << bound;
+      EXPECT_EQ(y.logged, x.logged) << bound;
+      EXPECT_EQ(y.replayed, x.replayed) << bound;
+      return x;
+    };
+    run(create("a", "starter"), false);
+    run(create("f", "free"), false);
+    Reply first = run(charge("a", cr(3)), true, "first");
+    for (int i = 0; i < 6; ++i) run(charge("a", mc(1'500 + i)));
+    run(charge("a", cr(100'000)));                         // 402: the pool
+    for (int i = 0; i < 40; ++i) run(charge("f", cr(1)));  // 402s of the free plan's cap
+    Charge hit = charge("a", cr(2));
+    hit.cache_hit = true;
+    hit.saved = cr(2);
+    run(hit);
+    const std::string h1 = field(run(hold("a", cr(5))).body, "hold_id");
+    const std::string h2 = field(run(hold("a", cr(5))).body, "hold_id");
+    const std::string h3 = field(run(hold("a", cr(5), 60'000)).body, "hold_id");
+    EXPECT_EQ(run(capture("a", h1, cr(4))).status, 201);
+    EXPECT_EQ(run(Void{"a", h2}).status, 200);
+    EXPECT_EQ(run(Void{"a", h2}).status, 409);  // not open
+    EXPECT_EQ(run(refund("a", field(first.body, "charge_id"), mc(500))).status, 201);
+    run(grant("a", GrantSource::kAdjustment, cr(7)));
+    run(charge("a", cr(3)), true, "first");  // a stored replay
+    now += 120'000;                          // h3 expires
+    run(charge("a", cr(1)));
+    run(ChangePlan{"a", "pro"});
+    now = at("2026-04-02T10:00:00Z");  // a cycle boundary: resets
+    run(charge("a", cr(1)));
+    run(charge("f", cr(1)));
+    std::vector<Event> expected;
+    for (const Event& e : plain_events) {
+      if (e.seq > bound) expected.push_back(e);
+    }
+    EXPECT_GT(plain_events.size(), 60u);
+    std::set<EventType> types;
+    for (const Event& e : plain_events) types.insert(e.type);
+    std::string names;
+    for (EventType t : types) names += std::string(event_type_name(t)) + " ";
+    EXPECT_EQ(types.size(), 12u) << names;  // API.md's 11 types and `account`
+    EXPECT_EQ(quiet_events, expected) << bound;
+    EXPECT_EQ(quiet.next_seq(), plain.next_seq());
+    std::string x, y;
+    encode_ledger_snapshot(plain, x);
+    encode_ledger_snapshot(quiet, y);
+    EXPECT_EQ(x, y) << bound;
+    quiet.check_invariants();
+  }
+}
+
 // The server's order: gate() first, then apply() without a second check, with prefetches
 // over commands that lie apart. Replies (new, replayed, 422, 402), events and state are
 // those of plain apply(); apply() clears the mark gate() left, so a command object used
