@@ -3,11 +3,11 @@
 // across chunks that grow with the store, released replies free their chunks (one is kept
 // as the spare for the next), and a store emptied and refilled reads back the same.
 // Owns: these tests. Does not: test what the ledger stores (ledger_test.cc).
+#include "ledger/internal/reply_store.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
-
-#include "ledger/internal/reply_store.h"
 
 namespace credit::ledger {
 namespace {
