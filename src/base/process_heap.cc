@@ -7,10 +7,17 @@
 namespace credit {
 
 bool tune_process_heap() {
-  bool ok = mallopt(M_TOP_PAD, static_cast<int>(kHeapTopPadBytes)) == 1;
-  ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(kMmapThresholdBytes)) == 1 && ok;
+  bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(kMmapThresholdBytes)) == 1;
   ok = mallopt(M_TRIM_THRESHOLD, static_cast<int>(kHeapTrimThresholdBytes)) == 1 && ok;
   return ok;
+}
+
+BulkHeapGrowth::BulkHeapGrowth() {
+  (void)mallopt(M_TOP_PAD, static_cast<int>(kHeapTopPadBulkBytes));
+}
+
+BulkHeapGrowth::~BulkHeapGrowth() {
+  (void)mallopt(M_TOP_PAD, static_cast<int>(kHeapTopPadDefaultBytes));
 }
 
 }  // namespace credit

@@ -21,6 +21,7 @@
 #include "base/bytes.h"
 #include "base/error_json.h"
 #include "base/json_writer.h"
+#include "base/process_heap.h"
 #include "ledger/codec.h"
 #include "ledger/event_codec.h"
 #include "ledger/snapshot_codec.h"
@@ -506,6 +507,8 @@ Status Engine::replay_record(std::string_view payload) {
 }
 
 Status Engine::open() {
+  // The state a start rebuilds grows the heap by gigabytes: in large steps (base/process_heap.h).
+  const BulkHeapGrowth bulk_growth;
   if (Status s = lock_data_dir(); !s.ok()) return s;
   if (Status s = load_key_secret(); !s.ok()) return s;
   // The event log (events already durable) loads on a thread of its own while the newest
