@@ -247,8 +247,15 @@ Account* Ledger::lookup(std::string_view account_id) const {
   return account_index_.find(account_id);
 }
 
-Account* Ledger::lookup(const Command& c, const std::string& account_id) const {
-  return account_index_.find(account_id, account_hash(c, account_id));
+Account* Ledger::lookup(const Command& c) const {
+  const std::string* id = account_of(c);
+  CREDIT_ASSERT(id != nullptr);
+  return account_index_.find(*id, account_hash(c, *id));
+}
+
+const Account* Ledger::peek_account(const Command& c) const {
+  const std::string* id = account_of(c);
+  return id == nullptr ? nullptr : account_index_.peek(account_hash(c, *id));
 }
 
 std::uint64_t Ledger::account_hash(const Command& c, const std::string& account_id) {
@@ -747,16 +754,13 @@ void Ledger::prefetch_stages(std::size_t n, std::size_t next, At at) const {
     if (const std::string* id = account_of(c)) account_index_.prefetch(account_hash(c, *id));
   }
   if (next + kPrefetchAccountAhead < n) {
-    const Command& c = at(next + kPrefetchAccountAhead);
-    const std::string* id = account_of(c);
-    const Account* a = id == nullptr ? nullptr : account_index_.peek(account_hash(c, *id));
-    if (a != nullptr) prefetch_bytes(a, sizeof(Account));
+    if (const Account* a = peek_account(at(next + kPrefetchAccountAhead))) {
+      prefetch_bytes(a, sizeof(Account));
+    }
   }
   if (next + kPrefetchAccountDataAhead < n) {
     const Command& c = at(next + kPrefetchAccountDataAhead);
-    const std::string* id = account_of(c);
-    const Account* a = id == nullptr ? nullptr : account_index_.peek(account_hash(c, *id));
-    if (a != nullptr) {
+    if (const Account* a = peek_account(c)) {
       for (const PoolState& p : a->pools) prefetch_bytes(p.buckets.data(), sizeof(Bucket));
       prefetch_bytes(a->plan.pools.data(), sizeof(pricing::PoolAllowance));
       if (const auto* ch = std::get_if<Charge>(&c.body)) {
@@ -767,8 +771,7 @@ void Ledger::prefetch_stages(std::size_t n, std::size_t next, At at) const {
   if (next + kPrefetchRecordAhead < n) {
     const Command& c = at(next + kPrefetchRecordAhead);
     const auto* ch = std::get_if<Charge>(&c.body);
-    const Account* a =
-        ch == nullptr ? nullptr : account_index_.peek(account_hash(c, ch->account_id));
+    const Account* a = ch == nullptr ? nullptr : peek_account(c);
     if (a != nullptr) a->charges.prefetch_append(user_hash(c, ch->user_id));
   }
 }
@@ -813,9 +816,7 @@ std::optional<Reply> Ledger::gate(Command& c) {
       c.precheck_param = "signup_at";
     }
   } else {
-    const std::string* account_id = account_of(c);
-    CREDIT_ASSERT(account_id != nullptr);
-    const Account* found = lookup(c, *account_id);
+    const Account* found = lookup(c);
     if (found == nullptr) {
       return error_reply(Error(ErrorCode::kAccountNotFound, "no such account"));
     }
@@ -894,7 +895,7 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
     number_events();
     return;
   }
-  Account& a = *lookup(c, *account_of(c));
+  Account& a = *lookup(c);
   advance(a, now_ms_, &events);
   for (auto& p : a.pools) touch_day(p, now_ms_);
   number_events();

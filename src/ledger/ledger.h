@@ -180,9 +180,12 @@ class Ledger {
                      bool by_cap) const;
   // The account by id through the hash index (nullptr if none).
   Account* lookup(std::string_view account_id) const;
-  // The same for the command's account (`account_id` is account_of(c)), with the hash it
-  // keeps (Command::account_hash).
-  Account* lookup(const Command& c, const std::string& account_id) const;
+  // The same for the command's account (it has one), with the hash it keeps
+  // (Command::account_hash).
+  Account* lookup(const Command& c) const;
+  // A prefetch hint: the account in the first index slot of the command's account hash,
+  // without comparing ids (AccountIndex::peek); nullptr when the command has none.
+  const Account* peek_account(const Command& c) const;
   // The command's hashes of its account and user ids, made once.
   static std::uint64_t account_hash(const Command& c, const std::string& account_id);
   static std::uint64_t user_hash(const Command& c, const std::string& user_id);

@@ -462,13 +462,10 @@ Status Engine::replay_record(std::string_view payload) {
     ledger_.begin_batch(batch->now_ms);
     std::vector<ledger::Event>& events = replay_events_;
     ledger_.recycle_events(events);  // their strings and lists are reused
-    // Events the event log holds already (the loader has read up to `durable_seq`) are
-    // not built at all (Ledger::set_events_durable_through), and those a reset or an
-    // expiry appends anyway are dropped right after the command that made them, while
-    // they are still in the cache: a record holds up to tens of thousands of commands, and
-    // their events (about 1 KiB each) would otherwise be written out to memory, read back
-    // by rebuild_events and read again by recycle_events. Sequence numbers increase along
-    // `events`, so when the last one is durable they all are.
+    // Events the event log holds already (the loader has read up to `durable_seq`) are not
+    // built at all (Ledger::set_events_durable_through): a record holds up to tens of
+    // thousands of commands, and their events (about 1 KiB each) would be written out to
+    // memory only for rebuild_events to drop them. `events` gets the others only.
     const std::uint64_t durable_seq =
         event_load_ ? event_load_->seq_max.load(std::memory_order_relaxed) : 0;
     ledger_.set_events_durable_through(durable_seq);
@@ -480,7 +477,7 @@ Status Engine::replay_record(std::string_view payload) {
       // A logged command was logged because it changed the state; replaying it must
       // change it the same way.
       CREDIT_ASSERT(replay_reply_.logged);
-      if (!events.empty() && events.back().seq <= durable_seq) ledger_.recycle_events(events);
+      CREDIT_ASSERT(events.empty() || events.front().seq > durable_seq);
     }
     last_logged_ms_.store(batch->now_ms);
     Status rebuilt = rebuild_events(events);
@@ -537,11 +534,9 @@ Status Engine::open() {
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
-  std::uint64_t records_replayed = 0;
   auto wal = store::Wal::open(
       options_.data_dir + "/wal", wo, [&](std::uint64_t lsn, std::string_view payload) {
         if (lsn < snapshot_lsn_) return ok_status();  // covered
-        ++records_replayed;
         wal_bytes_since_snapshot_ += payload.size() + store::kRecordHeaderBytes;
         return replay_record(payload);
       });
@@ -595,7 +590,7 @@ Status Engine::open() {
                ms(t_log, t_done));
   // A fresh data dir logs the catalog it starts with: a replay from the log alone builds
   // its ledger from the plans file of that later start, which may have changed.
-  const bool fresh = snapshot_lsn_ == 0 && records_replayed == 0;
+  const bool fresh = snapshot_lsn_ == 0 && wal_->next_lsn() == 0;
   if (Status s = log_catalog_if_changed(fresh); !s.ok()) return s;
   return log_rate_card_if_changed();
 }
