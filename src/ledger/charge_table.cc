@@ -45,6 +45,80 @@ std::string ChargeRecord::hold_id() const {
   return hold_seq == 0 ? std::string() : "h_" + std::to_string(hold_seq);
 }
 
+ChargeRecord& ChargeRecord::operator=(const ChargeRecord& o) {
+  if (this == &o) return *this;
+  cost = o.cost;
+  at_ms = o.at_ms;
+  hold_seq = o.hold_seq;
+  rate_card_version = o.rate_card_version;
+  user = o.user;
+  kind = o.kind;
+  pool_index = o.pool_index;
+  extra_ = o.extra_ ? std::make_unique<ChargeExtra>(*o.extra_) : nullptr;
+  cycle_index_ = o.cycle_index_;
+  day_ = o.day_;
+  drawn_bucket_ = o.drawn_bucket_;
+  drawn_inline_ = o.drawn_inline_;
+  return *this;
+}
+
+ChargeExtra& ChargeRecord::extra() {
+  if (!extra_) extra_ = std::make_unique<ChargeExtra>();
+  return *extra_;
+}
+
+ReservationList ChargeRecord::drawn() const {
+  ReservationList out;
+  if (drawn_inline_) {
+    out.push_back({drawn_bucket_, cost});
+  } else if (extra_) {
+    out = extra_->drawn;
+  }
+  return out;
+}
+
+void ChargeRecord::set_drawn(const ReservationList& drawn) {
+  drawn_inline_ = drawn.size() == 1 && drawn[0].credits == cost;
+  drawn_bucket_ = drawn_inline_ ? drawn[0].bucket_id : 0;
+  if (drawn_inline_) {
+    if (extra_) extra_->drawn.clear();
+  } else if (!drawn.empty() || extra_) {
+    extra().drawn = drawn;
+  }
+}
+
+const std::vector<RefundRecord>& ChargeRecord::refunds() const {
+  static const std::vector<RefundRecord> kNone;
+  return extra_ ? extra_->refunds : kNone;
+}
+
+void ChargeRecord::add_refund(RefundRecord refund) {
+  ChargeExtra& x = extra();
+  x.refunded += refund.credits;
+  x.refunds.push_back(std::move(refund));
+}
+
+void ChargeRecord::restore_refunds(Millicredits refunded, std::vector<RefundRecord> refunds) {
+  if (refunded.is_zero() && refunds.empty() && !extra_) return;
+  ChargeExtra& x = extra();
+  x.refunded = refunded;
+  x.refunds = std::move(refunds);
+}
+
+bool ChargeRecord::set_cycle_index(std::int64_t cycle_index) {
+  if (cycle_index < 0 || cycle_index > std::int64_t{UINT32_MAX}) return false;
+  cycle_index_ = static_cast<std::uint32_t>(cycle_index);
+  return true;
+}
+
+bool ChargeRecord::set_day_start_ms(std::int64_t day_start_ms) {
+  if (day_start_ms % kMsPerDay != 0) return false;
+  const std::int64_t day = day_start_ms / kMsPerDay;
+  if (day < INT32_MIN || day > INT32_MAX) return false;
+  day_ = static_cast<std::int32_t>(day);
+  return true;
+}
+
 std::optional<std::uint64_t> ChargeTable::seq_of(std::string_view id, char prefix) {
   // As new_id writes them: the prefix, '_', then the decimal number without leading zeros.
   constexpr std::size_t kDigitsMax = 19;  // below 10^19 < 2^64: no overflow

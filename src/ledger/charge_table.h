@@ -23,6 +23,7 @@
 #include "ledger/limits.h"
 #include "money/money.h"
 #include "pricing/usage.h"
+#include "time/time.h"
 
 namespace credit::ledger {
 
@@ -79,25 +80,66 @@ struct RefundRecord {
   std::string reason;
 };
 
-// One charge (or capture), kept for refunds and reads: 136 bytes, no string of its own
-// (its id is its table's sequence number, the hold's a number, the user an index into the
-// table's users).
-struct ChargeRecord {
-  std::uint64_t hold_seq = 0;  // a capture's hold "h_<hold_seq>" (hold_id()); 0: none
-  Millicredits cost;
-  Millicredits refunded;
-  std::int64_t cycle_index = 0;  // the account's cycle_serial when charged
-  std::int64_t at_ms = 0;
-  std::int64_t day_start_ms = 0;
-  std::int64_t rate_card_version = 0;
-  ReservationList drawn;
+// The parts of a charge that few charges have, kept out of line so that a record is one
+// cache line: its refunds, and its draws when they are not one draw of the whole cost
+// (a charge spread over several buckets, a capture of less than its hold).
+struct ChargeExtra {
+  Millicredits refunded;  // the sum of `refunds`' credits
   std::vector<RefundRecord> refunds;
+  ReservationList drawn;  // every draw, in order, when the record does not hold it inline
+};
+
+// One charge (or capture), kept for refunds and reads: 64 bytes, one cache line, no string
+// of its own (its id is its table's sequence number, the hold's a number, the user an
+// index into the table's users, its day a day number). A charge that drew its whole cost
+// from one bucket (nearly every one) and has no refund allocates nothing else; the others
+// keep a ChargeExtra. Records are written once per charge and most are never read again,
+// so their size is the fresh memory a charge costs (docs/benchmarks.md, "Ledger",
+// session 7: 136 bytes made the apply ~2x slower than 64 at 10 M keys).
+struct alignas(64) ChargeRecord {
+  ChargeRecord() = default;
+  ChargeRecord(const ChargeRecord& o) { *this = o; }
+  ChargeRecord& operator=(const ChargeRecord& o);
+  ChargeRecord(ChargeRecord&&) noexcept = default;
+  ChargeRecord& operator=(ChargeRecord&&) noexcept = default;
+
+  Millicredits cost;
+  std::int64_t at_ms = 0;
+  std::uint64_t hold_seq = 0;  // a capture's hold "h_<hold_seq>" (hold_id()); 0: none
+  std::int64_t rate_card_version = 0;
   std::uint32_t user = 0;  // ChargeTable::user_id(record)
   pricing::Kind kind = pricing::Kind::kAgentPrompt;
   std::uint16_t pool_index = 0;
 
   std::string hold_id() const;  // "" when the charge is not a capture
+  // The buckets drawn from, in the order drawn.
+  ReservationList drawn() const;
+  void set_drawn(const ReservationList& drawn);
+  Millicredits refunded() const { return extra_ ? extra_->refunded : Millicredits(); }
+  const std::vector<RefundRecord>& refunds() const;
+  // Adds a refund: refunded() grows by its credits.
+  void add_refund(RefundRecord refund);
+  // Restores refunds as a snapshot holds them (refunded as written there).
+  void restore_refunds(Millicredits refunded, std::vector<RefundRecord> refunds);
+  // The account's cycle_serial when charged.
+  std::int64_t cycle_index() const { return cycle_index_; }
+  // False (and nothing changed) outside [0, 2^32).
+  bool set_cycle_index(std::int64_t cycle_index);
+  // The start of the UTC day the charge counts on (its pool's day, or its hold's).
+  std::int64_t day_start_ms() const { return std::int64_t{day_} * kMsPerDay; }
+  // False (and nothing changed) unless a day's start within 2^31 days of the epoch.
+  bool set_day_start_ms(std::int64_t day_start_ms);
+
+ private:
+  ChargeExtra& extra();
+
+  std::unique_ptr<ChargeExtra> extra_;  // null: no refund, and the draw is inline
+  std::uint32_t cycle_index_ = 0;
+  std::int32_t day_ = 0;
+  std::uint32_t drawn_bucket_ = 0;  // with drawn_inline_: the one bucket, for all of cost
+  bool drawn_inline_ = false;       // neither inline nor in extra_: nothing drawn
 };
+static_assert(sizeof(ChargeRecord) == 64);
 
 class ChargeTable {
  public:

@@ -466,7 +466,7 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
     // numbers are kept (bounded) so a refund of one is 409 charge_not_refundable.
     std::vector<std::uint64_t> forgotten;
     a.charges.erase_if([&](std::uint64_t seq, const ChargeRecord& ch) {
-      const bool drop = ch.cycle_index < a.cycle_serial - 1;
+      const bool drop = ch.cycle_index() < a.cycle_serial - 1;
       if (drop) forgotten.push_back(seq);  // erase_if walks in sequence order
       return drop;
     });
@@ -482,7 +482,7 @@ const ChargeRecord* Ledger::charge_at(const Account& account, std::string_view c
   // Boundaries passed since the last write: the first write applies them and forgets the
   // records older than the cycle before the new one (advance), so the read does too.
   const Account p = projected(account, at_ms);
-  if (p.cycle_serial != account.cycle_serial && rec->cycle_index < p.cycle_serial - 1) {
+  if (p.cycle_serial != account.cycle_serial && rec->cycle_index() < p.cycle_serial - 1) {
     return nullptr;
   }
   return rec;
@@ -1319,17 +1319,19 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
     return;
   }
   ChargeRecord rec;
+  ReservationList reserved;
   std::vector<DrawnFrom> drawn = take_drawn_list();
-  draw_free(*pool, cmd.amount, &Bucket::spent, &rec.drawn, drawn);
+  draw_free(*pool, cmd.amount, &Bucket::spent, &reserved, drawn);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
   rec.user = a.charges.intern_user(cmd.user_id, user_hash(c, cmd.user_id));
   rec.kind = cmd.kind;
   rec.pool_index = static_cast<std::uint16_t>(pool_index);
   rec.cost = cmd.amount;
-  rec.cycle_index = a.cycle_serial;
+  rec.set_drawn(reserved);
+  CREDIT_ASSERT(rec.set_cycle_index(a.cycle_serial));
   rec.at_ms = now_ms_;
-  rec.day_start_ms = pool->day_start_ms;
+  CREDIT_ASSERT(rec.set_day_start_ms(pool->day_start_ms));
   rec.rate_card_version = cmd.rate_card_version;
   e.charge_id = "c_";
   append_uint(e.charge_id, e.seq);
@@ -1468,6 +1470,7 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
     return finish(c, error_reply(insufficient(a, pool, overage, false)));
   }
   ChargeRecord rec;
+  ReservationList reserved;
   std::vector<DrawnFrom> drawn;
   Millicredits left = cost;
   for (const auto& res : h.reserved) {
@@ -1478,12 +1481,12 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
     if (b.ended) b.vanished += res.credits - take;
     left -= take;
     if (!take.is_zero()) {
-      rec.drawn.push_back({b.bucket_id, take});
+      reserved.push_back({b.bucket_id, take});
       drawn.push_back({source_name(b), take});
     }
   }
   // The overage is drawn like a charge.
-  if (!left.is_zero()) draw_free(pool, left, &Bucket::spent, &rec.drawn, drawn);
+  if (!left.is_zero()) draw_free(pool, left, &Bucket::spent, &reserved, drawn);
   // A capture counts on its hold's day and is never refused by the cap.
   if (h.day_start_ms == pool.day_start_ms) {
     pool.held_today -= h.amount;
@@ -1496,9 +1499,10 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   rec.kind = h.kind;
   rec.pool_index = static_cast<std::uint16_t>(h.pool_index);
   rec.cost = cost;
-  rec.cycle_index = a.cycle_serial;
+  rec.set_drawn(reserved);
+  CREDIT_ASSERT(rec.set_cycle_index(a.cycle_serial));
   rec.at_ms = now_ms_;
-  rec.day_start_ms = h.day_start_ms;
+  CREDIT_ASSERT(rec.set_day_start_ms(h.day_start_ms));
   rec.rate_card_version = h.rate_card_version;
   rec.hold_seq = ChargeTable::seq_of(h.hold_id, 'h').value_or(0);
   CREDIT_ASSERT(rec.hold_seq != 0);
@@ -1556,14 +1560,14 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
         c, error_reply(Error(ErrorCode::kChargeNotRefundable, "the charge's cycle has ended")));
   }
   ChargeRecord& ch = *found;
-  Millicredits unrefunded = ch.cost - ch.refunded;
+  Millicredits unrefunded = ch.cost - ch.refunded();
   Millicredits want = cmd.credits.value_or(unrefunded);
   if (want > unrefunded) {
     Error e(ErrorCode::kInvalidAmount, "a refund cannot exceed what is unrefunded");
     e.with("unrefunded", format_credits(unrefunded));
     return finish(c, error_reply(e));
   }
-  if (ch.cycle_index != a.cycle_serial || unrefunded.is_zero()) {
+  if (ch.cycle_index() != a.cycle_serial || unrefunded.is_zero()) {
     Error e(ErrorCode::kChargeNotRefundable,
             unrefunded.is_zero() ? "the charge is fully refunded" : "the charge's cycle has ended");
     return finish(c, error_reply(e));
@@ -1571,11 +1575,12 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   PoolState& pool = a.pools[ch.pool_index];
   // Credits return to the drawn buckets in reverse order. Each draw keeps what was
   // already returned to it in `refunded` order: walk from the end, skipping that much.
-  Millicredits skip = ch.refunded;
+  Millicredits skip = ch.refunded();
   Millicredits left = want;
   Millicredits forfeited;
   std::vector<DrawnFrom> restored;
-  for (auto it = ch.drawn.rbegin(); it != ch.drawn.rend() && !left.is_zero(); ++it) {
+  const ReservationList draws = ch.drawn();
+  for (auto it = draws.rbegin(); it != draws.rend() && !left.is_zero(); ++it) {
     Millicredits room = it->credits;
     Millicredits skipped = min(room, skip);
     skip -= skipped;
@@ -1594,12 +1599,11 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
     }
   }
   CREDIT_ASSERT(left.is_zero());
-  ch.refunded += want;
-  if (ch.day_start_ms == pool.day_start_ms) pool.spent_today -= min(pool.spent_today, want);
+  if (ch.day_start_ms() == pool.day_start_ms) pool.spent_today -= min(pool.spent_today, want);
   pool.refunded_this_cycle += want;
   Event& e = push_event(events, EventType::kRefund, a);
   std::string refund_id = "r_" + std::to_string(e.seq);
-  ch.refunds.push_back({refund_id, want, now_ms_, cmd.reason});
+  ch.add_refund({refund_id, want, now_ms_, cmd.reason});
   e.refund_id = refund_id;
   e.charge_id = cmd.charge_id;  // the id the record was found by
   e.user_id = a.charges.user_id(ch);

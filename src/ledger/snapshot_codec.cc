@@ -222,15 +222,15 @@ void encode_charge(WireOut& o, const ChargeTable& table, std::size_t i) {
   o.u8(static_cast<std::uint8_t>(c.kind));
   o.uv(c.pool_index);
   o.money(c.cost);
-  encode_reservations(o, c.drawn);
-  o.money(c.refunded);
-  o.sv(c.cycle_index);
+  encode_reservations(o, c.drawn());
+  o.money(c.refunded());
+  o.sv(c.cycle_index());
   o.sv(c.at_ms);
-  o.sv(c.day_start_ms);
+  o.sv(c.day_start_ms());
   o.sv(c.rate_card_version);
   o.str(c.hold_id());
-  o.uv(c.refunds.size());
-  for (const auto& r : c.refunds) {
+  o.uv(c.refunds().size());
+  for (const auto& r : c.refunds()) {
     o.str(r.refund_id);
     o.money(r.credits);
     o.sv(r.at_ms);
@@ -249,11 +249,12 @@ std::pair<std::uint64_t, ChargeRecord> decode_charge(WireIn& in, ChargeTable& ta
   if (pool_index >= kPoolsPerPlanMax) in.fail();
   c.pool_index = static_cast<std::uint16_t>(pool_index);
   c.cost = in.money();
-  c.drawn = decode_reservations<ReservationList>(in);
-  c.refunded = in.money();
-  c.cycle_index = in.sv();
+  const ReservationList drawn = decode_reservations<ReservationList>(in);
+  c.set_drawn(drawn);
+  const Millicredits refunded = in.money();
+  if (!c.set_cycle_index(in.sv())) in.fail();
   c.at_ms = in.sv();
-  c.day_start_ms = in.sv();
+  if (!c.set_day_start_ms(in.sv())) in.fail();
   c.rate_card_version = in.sv();
   const std::string hold_id = in.str();
   if (!hold_id.empty()) {
@@ -263,14 +264,16 @@ std::pair<std::uint64_t, ChargeRecord> decode_charge(WireIn& in, ChargeTable& ta
   }
   std::uint64_t n = in.uv();
   if (n > kRefundsPerChargeMax) in.fail();
+  std::vector<RefundRecord> refunds;
   for (std::uint64_t i = 0; i < n && in.ok(); ++i) {
     RefundRecord r;
     r.refund_id = in.str();
     r.credits = in.money();
     r.at_ms = in.sv();
     r.reason = in.str();
-    c.refunds.push_back(std::move(r));
+    refunds.push_back(std::move(r));
   }
+  c.restore_refunds(refunded, std::move(refunds));
   return {seq.value_or(0), std::move(c)};
 }
 

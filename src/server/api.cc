@@ -792,7 +792,7 @@ struct Api::Impl {
           w.key("kind").string(pricing::kind_name(c.kind));
           w.key("pool").string(pool.name);
           w.key("cost").raw(format_credits(c.cost));
-          w.key("refunded").raw(format_credits(c.refunded));
+          w.key("refunded").raw(format_credits(c.refunded()));
           w.key("at").string(format_rfc3339(c.at_ms));
           w.key("rate_card_version").integer(c.rate_card_version);
           if (c.hold_seq == 0)
@@ -800,7 +800,7 @@ struct Api::Impl {
           else
             w.key("hold_id").string(c.hold_id());
           w.key("drawn_from").begin_array();
-          for (const auto& d : c.drawn) {
+          for (const auto& d : c.drawn()) {
             std::string source = "allowance";
             for (const auto& b : pool.buckets) {
               if (b.bucket_id == d.bucket_id && b.kind != ledger::BucketKind::kAllowance)
@@ -815,7 +815,7 @@ struct Api::Impl {
           }
           w.end_array();
           w.key("refunds").begin_array();
-          for (const auto& r : c.refunds) {
+          for (const auto& r : c.refunds()) {
             w.begin_object().key("refund_id").string(r.refund_id);
             w.key("credits").raw(format_credits(r.credits));
             w.key("at").string(format_rfc3339(r.at_ms));

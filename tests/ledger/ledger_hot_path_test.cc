@@ -393,9 +393,11 @@ TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
     ChargeRecord r;
     r.user = t.intern_user("u_1");
     r.cost = mc(static_cast<std::int64_t>(seq));
-    r.drawn.push_back({1, mc(1)});
-    r.drawn.push_back({2, mc(2)});
-    r.drawn.push_back({3, mc(3)});  // past the inline two
+    ReservationList drawn;
+    drawn.push_back({1, mc(1)});
+    drawn.push_back({2, mc(2)});
+    drawn.push_back({3, mc(3)});  // past the list's inline two
+    r.set_drawn(drawn);
     EXPECT_TRUE(t.append(seq, std::move(r)));
   }
   ChargeRecord older;
@@ -405,8 +407,8 @@ TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
   auto it = t.find("c_11");
   ASSERT_NE(it, t.end());
   EXPECT_EQ(it->second.cost, mc(11));
-  EXPECT_EQ(it->second.drawn.size(), 3u);
-  EXPECT_EQ(it->second.drawn[2].credits, mc(3));
+  EXPECT_EQ(it->second.drawn().size(), 3u);
+  EXPECT_EQ(it->second.drawn()[2].credits, mc(3));
   EXPECT_EQ(t.find("c_12"), t.end());
   std::vector<std::string> ids;
   for (const auto& [id, c] : t) ids.push_back(id);
@@ -415,6 +417,58 @@ TEST(ChargeTable, FindsByIdInSequenceOrderOnly) {
   EXPECT_FALSE(t.contains("c_10"));
   EXPECT_TRUE(t.contains("c_200"));
   EXPECT_EQ(t.size(), 2u);
+}
+
+// A record is one cache line: one draw of the whole cost is inline, anything else (several
+// draws, a draw of less than the cost, refunds) is out of line, and every form reads back
+// the same, in copies too; the day and cycle it keeps compactly are range-checked.
+TEST(ChargeRecord, KeepsDrawsAndRefundsInlineOrOutOfLine) {
+  EXPECT_EQ(sizeof(ChargeRecord), 64u);
+  EXPECT_EQ(alignof(ChargeRecord), 64u);
+  auto list = [](std::initializer_list<Reservation> rs) {
+    ReservationList l;
+    for (const Reservation& r : rs) l.push_back(r);
+    return l;
+  };
+  ChargeRecord r;
+  r.cost = mc(500);
+  EXPECT_TRUE(r.drawn().empty());
+  for (const ReservationList& drawn :
+       {list({{7, mc(500)}}), list({{7, mc(200)}, {9, mc(300)}}), list({{7, mc(499)}}),
+        list({{4, mc(1)}, {5, mc(2)}, {6, mc(497)}}), list({}), list({{8, mc(500)}})}) {
+    r.set_drawn(drawn);
+    EXPECT_EQ(r.drawn(), drawn);
+    ChargeRecord copy = r;
+    EXPECT_EQ(copy.drawn(), drawn);
+  }
+  EXPECT_EQ(r.refunded(), mc(0));
+  EXPECT_TRUE(r.refunds().empty());
+  r.add_refund({"r_1", mc(100), 5, "dup"});
+  r.add_refund({"r_2", mc(50), 6, ""});
+  EXPECT_EQ(r.refunded(), mc(150));
+  ASSERT_EQ(r.refunds().size(), 2u);
+  EXPECT_EQ(r.refunds()[1].refund_id, "r_2");
+  EXPECT_EQ(r.drawn(), list({{8, mc(500)}}));  // the inline draw outlives the refunds
+  ChargeRecord copy = r;
+  r.add_refund({"r_3", mc(1), 7, ""});
+  EXPECT_EQ(copy.refunded(), mc(150));  // a deep copy
+  EXPECT_EQ(copy.refunds().size(), 2u);
+  copy.restore_refunds(mc(0), {});
+  EXPECT_EQ(copy.refunded(), mc(0));
+  EXPECT_TRUE(copy.refunds().empty());
+
+  EXPECT_TRUE(r.set_day_start_ms(20'000 * kMsPerDay));
+  EXPECT_EQ(r.day_start_ms(), 20'000 * kMsPerDay);
+  EXPECT_TRUE(r.set_day_start_ms(-3 * kMsPerDay));
+  EXPECT_EQ(r.day_start_ms(), -3 * kMsPerDay);
+  EXPECT_FALSE(r.set_day_start_ms(20'000 * kMsPerDay + 1));  // not a day's start
+  EXPECT_FALSE(r.set_day_start_ms((std::int64_t{INT32_MAX} + 1) * kMsPerDay));
+  EXPECT_EQ(r.day_start_ms(), -3 * kMsPerDay);  // unchanged by a refused one
+  EXPECT_TRUE(r.set_cycle_index(UINT32_MAX));
+  EXPECT_EQ(r.cycle_index(), std::int64_t{UINT32_MAX});
+  EXPECT_FALSE(r.set_cycle_index(std::int64_t{UINT32_MAX} + 1));
+  EXPECT_FALSE(r.set_cycle_index(-1));
+  EXPECT_EQ(r.cycle_index(), std::int64_t{UINT32_MAX});
 }
 
 // Records sit in segments of 4, 8, ... 512 records, then 512 each: every one is found
