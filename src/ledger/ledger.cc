@@ -1329,9 +1329,11 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   rec.pool_index = static_cast<std::uint16_t>(pool_index);
   rec.cost = cmd.amount;
   rec.set_drawn(reserved);
-  CREDIT_ASSERT(rec.set_cycle_index(a.cycle_serial));
+  // Both hold for any state the ledger reaches (cycles and days counted from 1970 in 32 bits).
+  const bool compact =
+      rec.set_cycle_index(a.cycle_serial) && rec.set_day_start_ms(pool->day_start_ms);
+  CREDIT_ASSERT(compact);
   rec.at_ms = now_ms_;
-  CREDIT_ASSERT(rec.set_day_start_ms(pool->day_start_ms));
   rec.rate_card_version = cmd.rate_card_version;
   e.charge_id = "c_";
   append_uint(e.charge_id, e.seq);
@@ -1500,9 +1502,9 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   rec.pool_index = static_cast<std::uint16_t>(h.pool_index);
   rec.cost = cost;
   rec.set_drawn(reserved);
-  CREDIT_ASSERT(rec.set_cycle_index(a.cycle_serial));
+  const bool compact = rec.set_cycle_index(a.cycle_serial) && rec.set_day_start_ms(h.day_start_ms);
+  CREDIT_ASSERT(compact);
   rec.at_ms = now_ms_;
-  CREDIT_ASSERT(rec.set_day_start_ms(h.day_start_ms));
   rec.rate_card_version = h.rate_card_version;
   rec.hold_seq = ChargeTable::seq_of(h.hold_id, 'h').value_or(0);
   CREDIT_ASSERT(rec.hold_seq != 0);
