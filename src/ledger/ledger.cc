@@ -686,12 +686,23 @@ Reply Ledger::finish(Command& c, Reply reply) {
   return reply;
 }
 
-void Ledger::store(Command& c, Reply& reply) {
+void Ledger::answer_charge(Command& c, Reply& reply, const ChargeReplyParts& parts) {
+  reply.body.clear();
+  if (replies_rendered_) {
+    reply.body.reserve(kChargeReplyBytesReserve);
+    render_charge(parts.charge_id, parts.cost, parts.pool, parts.available_after, *parts.drawn,
+                  false, Millicredits::zero(), parts.hold_id, reply.body);
+  }
+  store(c, reply, &parts);
+}
+
+void Ledger::store(Command& c, Reply& reply, const ChargeReplyParts* charge) {
   reply.logged = true;
   bool stored = reply.status < 400 || reply.status == 402 || reply.status == 409 ||
                 reply.code == ErrorCode::kPurchaseNotAllowed;
   if (c.idem.has_key && stored) {
-    std::uint64_t no = replies_.push(reply.status, reply.body);
+    std::uint64_t no = charge != nullptr ? replies_.push_charge(reply.status, *charge)
+                                         : replies_.push(reply.status, reply.body);
     idempotency_.insert(c.idem.scope_key_hash, c.idem.request_hash, no,
                         now_ms_ + kIdempotencyTtlMs);
   }
@@ -1352,12 +1363,11 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   e.idempotency_key = c.idem.key;
   e.rate_card_version = cmd.rate_card_version;
   r.status = 201;
-  r.body.reserve(kChargeReplyBytesReserve);
-  render_charge(e.charge_id, cmd.amount, pool->name, *e.available_after, e.drawn_from, false,
-                Millicredits::zero(), "", r.body);
   bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);
-  store(c, r);
+  answer_charge(
+      c, r,
+      ChargeReplyParts{e.charge_id, cmd.amount, pool->name, *e.available_after, &e.drawn_from, ""});
 }
 
 Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events) {
@@ -1525,12 +1535,12 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   e.rate_card_version = h.rate_card_version;
   Reply r;
   r.status = 201;
-  r.body.reserve(kChargeReplyBytesReserve);
-  render_charge(e.charge_id, cost, pool.name, *e.available_after, e.drawn_from, false,
-                Millicredits::zero(), h.hold_id, r.body);
   bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);
-  return finish(c, std::move(r));
+  answer_charge(
+      c, r,
+      ChargeReplyParts{e.charge_id, cost, pool.name, *e.available_after, &e.drawn_from, h.hold_id});
+  return r;
 }
 
 Reply Ledger::apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events) {

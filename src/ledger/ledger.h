@@ -84,6 +84,11 @@ class Ledger {
   // numbering are the same. 0, the default and what a serving ledger keeps: every event is
   // appended.
   void set_events_durable_through(std::uint64_t seq) { events_durable_through_ = seq; }
+  // false: the answer of a successful charge or capture is stored from its parts
+  // (reply_pack.h) and its body left empty, not rendered; a retry of its key gets the same
+  // bytes either way. For a replay of the command log, which discards the answers. true,
+  // the default: rendered.
+  void set_replies_rendered(bool rendered) { replies_rendered_ = rendered; }
   // The checks before any change, in API.md's order: 404, idempotent replay or 422,
   // validation (precheck_error), capacity. A reply means the command stops there and
   // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and
@@ -167,8 +172,12 @@ class Ledger {
   // order (at one instant: holds, grants, rollover, pending plan, new allowance).
   void advance(Account& a, std::int64_t now_ms, std::vector<Event>* events) const;
   Reply finish(Command& c, Reply reply);
-  // Marks the reply logged and stores it under the command's key when it is stored.
-  void store(Command& c, Reply& reply);
+  // Marks the reply logged and stores it under the command's key when it is stored
+  // (from `charge` when given: a successful charge's or capture's parts).
+  void store(Command& c, Reply& reply, const ChargeReplyParts* charge = nullptr);
+  // A successful charge's or capture's answer: rendered into reply.body (unless
+  // set_replies_rendered(false)), then stored from its parts.
+  void answer_charge(Command& c, Reply& reply, const ChargeReplyParts& parts);
   std::vector<DrawnFrom> take_drawn_list();
   void copy_metadata(const Metadata& from, Metadata& to);
   Reply stored_or_new(Command& c, bool* proceed);
@@ -214,6 +223,7 @@ class Ledger {
   // command being applied pushed a `rejected` one (record_refusal).
   Event* last_event_ = nullptr;
   bool rejected_pushed_ = false;
+  bool replies_rendered_ = true;
   std::int64_t now_ms_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t batch_seq_start_ = 1;

@@ -534,12 +534,15 @@ Status Engine::open() {
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
+  // The replay's answers are discarded: charges store theirs without rendering them.
+  ledger_.set_replies_rendered(false);
   auto wal = store::Wal::open(
       options_.data_dir + "/wal", wo, [&](std::uint64_t lsn, std::string_view payload) {
         if (lsn < snapshot_lsn_) return ok_status();  // covered
         wal_bytes_since_snapshot_ += payload.size() + store::kRecordHeaderBytes;
         return replay_record(payload);
       });
+  ledger_.set_replies_rendered(true);
   loader.join();
   ledger_.set_events_durable_through(0);  // from here on every event is built and logged
   const auto t_events_loaded = event_load_->loaded_at;

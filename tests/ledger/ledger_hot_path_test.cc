@@ -557,6 +557,8 @@ TEST(ReplyPack, RoundTripsEveryBodyAndShrinksCharges) {
       std::string("{\"charge_id\":\"c_1\x02\"}"),  // the same after a token
       ",\"pool\":\"",                              // a token and nothing else
       "{\"charge_id\":\"c_",                       // a token at the very end
+      std::string("\x7f{}"),                       // the parts form's marker first: raw
+      std::string("\x7f"),
   };
   for (const std::string& body : bodies) {
     std::string packed;
@@ -568,6 +570,103 @@ TEST(ReplyPack, RoundTripsEveryBodyAndShrinksCharges) {
   std::string packed;
   pack_reply(charge, packed);
   EXPECT_LT(packed.size(), charge.size() / 3) << charge.size() << " -> " << packed.size();
+}
+
+// The parts form of a charge's answer unpacks to exactly what render_charge writes from
+// the same parts, for every shape (no draw, several, names that need escaping, a capture's
+// hold id, amounts up to the largest), and is smaller than the packed text.
+TEST(ReplyPack, ChargePartsUnpackToTheRenderedBytes) {
+  const std::vector<std::vector<DrawnFrom>> draws = {
+      {},
+      {{"allowance", mc(7'000)}},
+      {{"allowance", mc(7'000)}, {"grant:g_42", mc(250)}, {"grant:g_\"q\\\n", mc(1)}},
+      {{"grant:g_big", Millicredits::from_mc(INT64_MAX)}},
+  };
+  for (const auto& drawn : draws) {
+    for (const std::string_view hold_id : {std::string_view(""), std::string_view("h_77")}) {
+      for (const Millicredits amount :
+           {mc(0), mc(1), mc(492'750), Millicredits::from_mc(INT64_MAX)}) {
+        const ChargeReplyParts parts{"c_123456", amount, "credits", amount, &drawn, hold_id};
+        std::string rendered;
+        render_charge(parts.charge_id, parts.cost, parts.pool, parts.available_after, drawn, false,
+                      Millicredits::zero(), hold_id, rendered);
+        std::string packed;
+        pack_charge_reply(parts, packed);
+        std::string back;
+        unpack_reply(packed, back);
+        EXPECT_EQ(back, rendered);
+        std::string text;
+        pack_reply(rendered, text);
+        EXPECT_LE(packed.size(), text.size()) << rendered;
+      }
+    }
+  }
+}
+
+// A ledger that stores the answers of charges and captures without rendering them (a
+// replay of the log) leaves those bodies empty and changes nothing else: every other answer,
+// every answer a retry of any key gets, the events and the snapshot bytes are the same.
+TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
+  Ledger plain(default_catalog());
+  Ledger quiet(default_catalog());
+  quiet.set_replies_rendered(false);
+  std::vector<Event> plain_events, quiet_events;
+  std::int64_t now = at("2026-03-01T10:00:00Z");
+  std::vector<Command> sent;
+  int unrendered = 0;
+  auto run = [&](CommandBody body, bool keyed_command = true) {
+    Command a = keyed_command ? keyed(body, "k" + std::to_string(sent.size())) : Command{};
+    if (!keyed_command) a.body = body;
+    sent.push_back(a);
+    Command b = a;
+    plain.begin_batch(now);
+    quiet.begin_batch(now);
+    Reply x = plain.apply(a, plain_events);
+    Reply y = quiet.apply(b, quiet_events);
+    EXPECT_EQ(y.status, x.status) << x.body;
+    const bool charge_answer = x.status == 201 && x.body.starts_with("{\"charge_id\"") &&
+                               x.body.find("\"cached\":false") != std::string::npos;
+    if (charge_answer) {
+      EXPECT_EQ(y.body, "");
+      ++unrendered;
+    } else {
+      EXPECT_EQ(y.body, x.body);
+    }
+    return x;
+  };
+  run(create("a", "starter"), false);
+  for (int i = 0; i < 5; ++i) run(charge("a", mc(1'500 + i)));
+  // A grant that ends before the cycle is spent first: 100 credits draw it, then the allowance.
+  run(grant("a", GrantSource::kAdjustment, cr(40), at("2026-03-05T00:00:00Z")));
+  const std::string two_draws = run(charge("a", cr(100))).body;
+  EXPECT_NE(two_draws.find("},{\"source\":"), std::string::npos) << two_draws;
+  run(charge("a", cr(100'000)));  // 402
+  Charge hit = charge("a", cr(2));
+  hit.cache_hit = true;
+  hit.saved = cr(2);
+  run(hit);  // a cache hit's answer is rendered either way
+  const std::string h1 = field(run(hold("a", cr(5))).body, "hold_id");
+  const std::string h2 = field(run(hold("a", cr(5))).body, "hold_id");
+  run(capture("a", h1, cr(4)));        // less than held
+  run(capture("a", h2, cr(9), true));  // more than held, the overage drawn like a charge
+  EXPECT_EQ(unrendered, 8);
+  now += 60'000;
+  for (Command c : sent) {  // every key again: the stored answers
+    Command d = c;
+    plain.begin_batch(now);
+    quiet.begin_batch(now);
+    Reply x = plain.apply(c, plain_events);
+    Reply y = quiet.apply(d, quiet_events);
+    EXPECT_EQ(y.status, x.status);
+    EXPECT_EQ(y.body, x.body);
+    EXPECT_EQ(y.replayed, x.replayed);
+  }
+  EXPECT_EQ(quiet_events, plain_events);
+  std::string xs, ys;
+  encode_ledger_snapshot(plain, xs);
+  encode_ledger_snapshot(quiet, ys);
+  EXPECT_EQ(xs, ys);
+  quiet.check_invariants();
 }
 
 TEST(ReservationList, InlineHeapCopyAndMove) {

@@ -3,8 +3,12 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "base/assert.h"
+#include "base/bytes.h"
+#include "ledger/render.h"
 
 namespace credit::ledger {
 namespace {
@@ -44,6 +48,9 @@ constexpr std::array<std::string_view, 24> kTokens = {
 static_assert(kTokens.size() <= 0x1f);
 
 constexpr char kRawMarker = '\0';
+// Never the first byte of a packed body: not a token byte, and a body that starts with it
+// is kept raw.
+constexpr char kChargeMarker = '\x7f';
 
 // Where a token may start: one of four characters, then, at a fixed offset, the first
 // letter of its key. The packer looks up (start, letter) and tries those tokens only.
@@ -88,6 +95,11 @@ void pack_reply(std::string_view body, std::string& out) {
   // One pass: a byte below 0x20 (never in JSON we wrote) means the body is kept raw, so
   // what was packed so far is dropped.
   const std::size_t out_start = out.size();
+  if (!body.empty() && body[0] == kChargeMarker) {
+    out += kRawMarker;
+    out.append(body);
+    return;
+  }
   const TokenIndex& index = token_index();
   std::size_t i = 0;
   std::size_t copied_to = 0;  // body[copied_to, i) is still to be copied
@@ -125,9 +137,138 @@ void pack_reply(std::string_view body, std::string& out) {
   out.append(body.data() + copied_to, body.size() - copied_to);
 }
 
+namespace {
+
+// The ids and names of a charge's answer, each led by a byte that says how it is kept.
+enum IdForm : std::uint8_t {
+  kIdText = 0,       // uv(length) bytes
+  kIdCharge = 1,     // "c_<n>": uv(n)
+  kIdHold = 2,       // "h_<n>": uv(n)
+  kIdGrant = 3,      // "grant:g_<rest>": uv(length) rest
+  kIdAllowance = 4,  // "allowance"
+  kIdCredits = 5,    // "credits"
+};
+constexpr std::string_view kGrantPrefix = "grant:g_";
+
+// n when s is prefix + the decimal n as ChargeTable writes it (no sign, no leading zero).
+std::optional<std::uint64_t> numbered(std::string_view s, std::string_view prefix) {
+  constexpr std::size_t kDigitsMax = 19;  // below 10^19 < 2^64
+  if (!s.starts_with(prefix)) return std::nullopt;
+  const std::string_view digits = s.substr(prefix.size());
+  if (digits.empty() || digits.size() > kDigitsMax || digits[0] == '0') return std::nullopt;
+  std::uint64_t n = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
+
+void put_id(ByteWriter& w, std::string_view s) {
+  if (s == "allowance") return w.u8(kIdAllowance);
+  if (s == "credits") return w.u8(kIdCredits);
+  if (std::optional<std::uint64_t> n = numbered(s, "c_")) {
+    w.u8(kIdCharge);
+    return w.uv(*n);
+  }
+  if (std::optional<std::uint64_t> n = numbered(s, "h_")) {
+    w.u8(kIdHold);
+    return w.uv(*n);
+  }
+  if (s.starts_with(kGrantPrefix)) {
+    w.u8(kIdGrant);
+    return w.str(s.substr(kGrantPrefix.size()));
+  }
+  w.u8(kIdText);
+  w.str(s);
+}
+
+// Reads what put_id wrote into `text` (reused across calls) and returns a view of it.
+std::string_view get_id(ByteReader& r, std::string& text) {
+  text.clear();
+  switch (r.u8()) {
+    case kIdText:
+      text = r.str_view();
+      break;
+    case kIdCharge:
+      text = "c_" + std::to_string(r.uv());
+      break;
+    case kIdHold:
+      text = "h_" + std::to_string(r.uv());
+      break;
+    case kIdGrant:
+      text = kGrantPrefix;
+      text += r.str_view();
+      break;
+    case kIdAllowance:
+      text = "allowance";
+      break;
+    case kIdCredits:
+      text = "credits";
+      break;
+    default:
+      r.fail();
+  }
+  return text;
+}
+
+void put_amount(ByteWriter& w, Millicredits m) {
+  CREDIT_ASSERT(!m.is_negative());
+  w.uv(static_cast<std::uint64_t>(m.mc()));
+}
+
+Millicredits get_amount(ByteReader& r) {
+  const std::uint64_t mc = r.uv();
+  if (mc > static_cast<std::uint64_t>(INT64_MAX)) r.fail();
+  return Millicredits::from_mc(static_cast<std::int64_t>(mc & INT64_MAX));
+}
+
+void unpack_charge_reply(std::string_view parts, std::string& out) {
+  ByteReader r(parts);
+  std::string charge_id, pool, hold_id;
+  get_id(r, charge_id);
+  const Millicredits cost = get_amount(r);
+  get_id(r, pool);
+  const Millicredits available_after = get_amount(r);
+  get_id(r, hold_id);
+  const std::uint64_t n = r.uv();
+  CREDIT_ASSERT(r.ok() && n <= parts.size());  // a draw takes at least two bytes
+  std::vector<DrawnFrom> drawn(static_cast<std::size_t>(n));
+  for (DrawnFrom& d : drawn) {
+    get_id(r, d.source);
+    d.credits = get_amount(r);
+  }
+  // What pack_charge_reply wrote, and only that: these bytes never left the process.
+  CREDIT_ASSERT(r.ok() && r.done());
+  render_charge(charge_id, cost, pool, available_after, drawn, false, Millicredits::zero(),
+                hold_id, out);
+}
+
+}  // namespace
+
+void pack_charge_reply(const ChargeReplyParts& parts, std::string& out) {
+  CREDIT_ASSERT(parts.drawn != nullptr);
+  out += kChargeMarker;
+  ByteWriter w(out);
+  put_id(w, parts.charge_id);
+  put_amount(w, parts.cost);
+  put_id(w, parts.pool);
+  put_amount(w, parts.available_after);
+  put_id(w, parts.hold_id);
+  w.uv(parts.drawn->size());
+  for (const DrawnFrom& d : *parts.drawn) {
+    put_id(w, d.source);
+    put_amount(w, d.credits);
+  }
+}
+
 void unpack_reply(std::string_view packed, std::string& out) {
   if (!packed.empty() && packed[0] == kRawMarker) {
     out.append(packed.substr(1));
+    return;
+  }
+  if (!packed.empty() && packed[0] == kChargeMarker) {
+    unpack_charge_reply(packed.substr(1), out);
     return;
   }
   for (char c : packed) {

@@ -5,21 +5,47 @@
 // substrings in the table (reply_pack.cc) becomes one byte from 0x01 to 0x1f: bytes JSON
 // never holds raw (control characters are escaped inside strings and not allowed outside).
 //
-//   packed := body with each table substring replaced by its byte   (first byte != 0x00)
-//           | 0x00 body                                             (body holds a byte < 0x20)
+//   packed := body with each table substring replaced by its byte   (first byte != 0x00, 0x7f)
+//           | 0x00 body                            (body holds a byte < 0x20, or starts with 0x7f)
+//           | 0x7f charge                          (a charge's or capture's answer, from its parts)
+//   charge := id(charge_id) uv(cost) id(pool) uv(available_after) id(hold_id)
+//             uv(n) n * (id(source) uv(credits))       (amounts in millicredits, all >= 0)
+//   id(s)  := 0x00 str(s) | 0x01 uv(n) for "c_<n>" | 0x02 uv(n) for "h_<n>"
+//           | 0x03 str(rest) for "grant:g_<rest>" | 0x04 for "allowance" | 0x05 for "credits"
+//   str(s) := uv(byte length) bytes                       (uv: LEB128 varint, base/bytes.h)
 //
-// A charge's reply of about 190 bytes packs to about 40. The table is part of the
-// snapshot-free in-memory format only (snapshots hold the unpacked bodies), so it may
-// change between versions. Owns: pack and unpack. Does not: store (reply_store.h).
+// A charge's reply of about 190 bytes packs to about 20 as text or as parts.
+// The parts form is what the ledger stores for every successful charge and capture: it
+// is written without rendering any JSON (a replay of the log never renders the replies
+// it stores), and unpacking renders it with render_charge, the same bytes the live
+// answer had. Both forms are part of the snapshot-free in-memory format only (snapshots
+// hold the unpacked bodies), so they may change between versions.
+// Owns: pack and unpack. Does not: store (reply_store.h).
 #pragma once
 
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "ledger/event.h"
+#include "money/money.h"
 
 namespace credit::ledger {
 
+// What render_charge writes for a charge that was not a cache hit.
+struct ChargeReplyParts {
+  std::string_view charge_id;
+  Millicredits cost;
+  std::string_view pool;
+  Millicredits available_after;
+  const std::vector<DrawnFrom>* drawn = nullptr;
+  std::string_view hold_id;  // "" unless a capture
+};
+
 // Appends the packed form of body to out.
 void pack_reply(std::string_view body, std::string& out);
+// Appends the parts form of a charge's answer to out.
+void pack_charge_reply(const ChargeReplyParts& parts, std::string& out);
 // Appends the body that packed was made from to out.
 void unpack_reply(std::string_view packed, std::string& out);
 

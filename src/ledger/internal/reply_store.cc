@@ -34,6 +34,16 @@ char* ReplyStore::room_for(std::size_t length) {
 std::uint64_t ReplyStore::push(int status, std::string_view body) {
   packed_.clear();
   pack_reply(body, packed_);
+  return push_packed(status);
+}
+
+std::uint64_t ReplyStore::push_charge(int status, const ChargeReplyParts& parts) {
+  packed_.clear();
+  pack_charge_reply(parts, packed_);
+  return push_packed(status);
+}
+
+std::uint64_t ReplyStore::push_packed(int status) {
   CREDIT_ASSERT(packed_.size() <= std::numeric_limits<std::uint32_t>::max());
   char* at = room_for(packed_.size());
   if (!packed_.empty()) std::memcpy(at, packed_.data(), packed_.size());

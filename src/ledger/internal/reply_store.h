@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "ledger/internal/huge_pages.h"
+#include "ledger/internal/reply_pack.h"
 #include "ledger/internal/ring.h"
 
 namespace credit::ledger {
@@ -35,6 +36,8 @@ class ReplyStore {
 
   // Stores a reply (packed: reply_pack.h); returns its number.
   std::uint64_t push(int status, std::string_view body);
+  // The same for a charge's answer given by its parts (no JSON is rendered).
+  std::uint64_t push_charge(int status, const ChargeReplyParts& parts);
   // Reply `no`: sets body to it and returns its status.
   int at(std::uint64_t no, std::string& body) const;
   // Releases the replies numbered below `no` (as many as are kept).
@@ -54,6 +57,8 @@ class ReplyStore {
     std::uint64_t end_no = 0;  // the number after its last reply
   };
   char* room_for(std::size_t length);
+  // Stores packed_ as reply next().
+  std::uint64_t push_packed(int status);
   // The size of the next chunk: an eighth of bytes_mapped_ in whole huge pages, within
   // [kReplyChunkBytes, kReplyChunkBytesMax].
   std::size_t next_chunk_bytes() const;
