@@ -1365,9 +1365,9 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   r.status = 201;
   bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);
-  answer_charge(
-      c, r,
-      ChargeReplyParts{e.charge_id, cmd.amount, pool->name, *e.available_after, &e.drawn_from, ""});
+  answer_charge(c, r,
+                ChargeReplyParts{e.charge_id, e.seq, cmd.amount, pool->name, *e.available_after,
+                                 &e.drawn_from, "", 0});
 }
 
 Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events) {
@@ -1516,8 +1516,9 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   CREDIT_ASSERT(compact);
   rec.at_ms = now_ms_;
   rec.rate_card_version = h.rate_card_version;
-  rec.hold_seq = ChargeTable::seq_of(h.hold_id, 'h').value_or(0);
-  CREDIT_ASSERT(rec.hold_seq != 0);
+  const std::uint64_t hold_seq = ChargeTable::seq_of(h.hold_id, 'h').value_or(0);
+  CREDIT_ASSERT(hold_seq != 0);
+  rec.hold_seq = hold_seq;
   e.charge_id = "c_";
   append_uint(e.charge_id, e.seq);
   e.hold_id = h.hold_id;
@@ -1537,9 +1538,9 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
   r.status = 201;
   bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);
-  answer_charge(
-      c, r,
-      ChargeReplyParts{e.charge_id, cost, pool.name, *e.available_after, &e.drawn_from, h.hold_id});
+  answer_charge(c, r,
+                ChargeReplyParts{e.charge_id, e.seq, cost, pool.name, *e.available_after,
+                                 &e.drawn_from, h.hold_id, hold_seq});
   return r;
 }
 

@@ -581,12 +581,16 @@ TEST(ReplyPack, ChargePartsUnpackToTheRenderedBytes) {
       {{"allowance", mc(7'000)}},
       {{"allowance", mc(7'000)}, {"grant:g_42", mc(250)}, {"grant:g_\"q\\\n", mc(1)}},
       {{"grant:g_big", Millicredits::from_mc(INT64_MAX)}},
+      {{"rollover", mc(3)}, {"grant:", mc(4)}, {"", mc(5)}},  // names kept as text
   };
   for (const auto& drawn : draws) {
-    for (const std::string_view hold_id : {std::string_view(""), std::string_view("h_77")}) {
+    for (const auto& [hold_id, hold_seq] : {std::pair<std::string_view, std::uint64_t>{"", 0},
+                                            {"h_77", 77},
+                                            {"h_18446744073709551615", UINT64_MAX}}) {
       for (const Millicredits amount :
            {mc(0), mc(1), mc(492'750), Millicredits::from_mc(INT64_MAX)}) {
-        const ChargeReplyParts parts{"c_123456", amount, "credits", amount, &drawn, hold_id};
+        const ChargeReplyParts parts{"c_123456", 123456, amount,  "credits",
+                                     amount,     &drawn, hold_id, hold_seq};
         std::string rendered;
         render_charge(parts.charge_id, parts.cost, parts.pool, parts.available_after, drawn, false,
                       Millicredits::zero(), hold_id, rendered);

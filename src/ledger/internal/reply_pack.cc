@@ -3,7 +3,6 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
-#include <optional>
 #include <string>
 
 #include "base/assert.h"
@@ -139,77 +138,50 @@ void pack_reply(std::string_view body, std::string& out) {
 
 namespace {
 
-// The ids and names of a charge's answer, each led by a byte that says how it is kept.
-enum IdForm : std::uint8_t {
-  kIdText = 0,       // uv(length) bytes
-  kIdCharge = 1,     // "c_<n>": uv(n)
-  kIdHold = 2,       // "h_<n>": uv(n)
-  kIdGrant = 3,      // "grant:g_<rest>": uv(length) rest
-  kIdAllowance = 4,  // "allowance"
-  kIdCredits = 5,    // "credits"
+// The names in a charge's answer, each led by a byte that says how it is kept.
+enum NameForm : std::uint8_t {
+  kNameText = 0,       // uv(length) bytes
+  kNameGrant = 1,      // "grant:g_<rest>": uv(length) rest
+  kNameAllowance = 2,  // "allowance"
+  kNameCredits = 3,    // "credits"
 };
 constexpr std::string_view kGrantPrefix = "grant:g_";
 
-// n when s is prefix + the decimal n as ChargeTable writes it (no sign, no leading zero).
-std::optional<std::uint64_t> numbered(std::string_view s, std::string_view prefix) {
-  constexpr std::size_t kDigitsMax = 19;  // below 10^19 < 2^64
-  if (!s.starts_with(prefix)) return std::nullopt;
-  const std::string_view digits = s.substr(prefix.size());
-  if (digits.empty() || digits.size() > kDigitsMax || digits[0] == '0') return std::nullopt;
-  std::uint64_t n = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return std::nullopt;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return n;
-}
-
-void put_id(ByteWriter& w, std::string_view s) {
-  if (s == "allowance") return w.u8(kIdAllowance);
-  if (s == "credits") return w.u8(kIdCredits);
-  if (std::optional<std::uint64_t> n = numbered(s, "c_")) {
-    w.u8(kIdCharge);
-    return w.uv(*n);
-  }
-  if (std::optional<std::uint64_t> n = numbered(s, "h_")) {
-    w.u8(kIdHold);
-    return w.uv(*n);
-  }
+void put_name(ByteWriter& w, std::string_view s) {
+  if (s == "allowance") return w.u8(kNameAllowance);
+  if (s == "credits") return w.u8(kNameCredits);
   if (s.starts_with(kGrantPrefix)) {
-    w.u8(kIdGrant);
+    w.u8(kNameGrant);
     return w.str(s.substr(kGrantPrefix.size()));
   }
-  w.u8(kIdText);
+  w.u8(kNameText);
   w.str(s);
 }
 
-// Reads what put_id wrote into `text` (reused across calls) and returns a view of it.
-std::string_view get_id(ByteReader& r, std::string& text) {
-  text.clear();
+// Reads what put_name wrote into `text`.
+void get_name(ByteReader& r, std::string& text) {
   switch (r.u8()) {
-    case kIdText:
+    case kNameText:
       text = r.str_view();
-      break;
-    case kIdCharge:
-      text = "c_" + std::to_string(r.uv());
-      break;
-    case kIdHold:
-      text = "h_" + std::to_string(r.uv());
-      break;
-    case kIdGrant:
+      return;
+    case kNameGrant:
       text = kGrantPrefix;
       text += r.str_view();
-      break;
-    case kIdAllowance:
+      return;
+    case kNameAllowance:
       text = "allowance";
-      break;
-    case kIdCredits:
+      return;
+    case kNameCredits:
       text = "credits";
-      break;
+      return;
     default:
       r.fail();
   }
-  return text;
+}
+
+// "<prefix>_<n>", or "" for 0.
+std::string numbered_id(char prefix, std::uint64_t n) {
+  return n == 0 ? std::string() : std::string{prefix, '_'} + std::to_string(n);
 }
 
 void put_amount(ByteWriter& w, Millicredits m) {
@@ -225,39 +197,40 @@ Millicredits get_amount(ByteReader& r) {
 
 void unpack_charge_reply(std::string_view parts, std::string& out) {
   ByteReader r(parts);
-  std::string charge_id, pool, hold_id;
-  get_id(r, charge_id);
+  std::string pool;
+  const std::string charge_id = numbered_id('c', r.uv());
   const Millicredits cost = get_amount(r);
-  get_id(r, pool);
+  get_name(r, pool);
   const Millicredits available_after = get_amount(r);
-  get_id(r, hold_id);
+  const std::string hold_id = numbered_id('h', r.uv());
   const std::uint64_t n = r.uv();
   CREDIT_ASSERT(r.ok() && n <= parts.size());  // a draw takes at least two bytes
   std::vector<DrawnFrom> drawn(static_cast<std::size_t>(n));
   for (DrawnFrom& d : drawn) {
-    get_id(r, d.source);
+    get_name(r, d.source);
     d.credits = get_amount(r);
   }
   // What pack_charge_reply wrote, and only that: these bytes never left the process.
-  CREDIT_ASSERT(r.ok() && r.done());
-  render_charge(charge_id, cost, pool, available_after, drawn, false, Millicredits::zero(),
-                hold_id, out);
+  CREDIT_ASSERT(r.ok() && r.done() && !charge_id.empty());
+  render_charge(charge_id, cost, pool, available_after, drawn, false, Millicredits::zero(), hold_id,
+                out);
 }
 
 }  // namespace
 
 void pack_charge_reply(const ChargeReplyParts& parts, std::string& out) {
-  CREDIT_ASSERT(parts.drawn != nullptr);
+  CREDIT_ASSERT(parts.drawn != nullptr && parts.charge_seq != 0);
+  CREDIT_ASSERT(parts.hold_id.empty() == (parts.hold_seq == 0));
   out += kChargeMarker;
   ByteWriter w(out);
-  put_id(w, parts.charge_id);
+  w.uv(parts.charge_seq);
   put_amount(w, parts.cost);
-  put_id(w, parts.pool);
+  put_name(w, parts.pool);
   put_amount(w, parts.available_after);
-  put_id(w, parts.hold_id);
+  w.uv(parts.hold_seq);
   w.uv(parts.drawn->size());
   for (const DrawnFrom& d : *parts.drawn) {
-    put_id(w, d.source);
+    put_name(w, d.source);
     put_amount(w, d.credits);
   }
 }

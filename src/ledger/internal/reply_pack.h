@@ -8,10 +8,11 @@
 //   packed := body with each table substring replaced by its byte   (first byte != 0x00, 0x7f)
 //           | 0x00 body                            (body holds a byte < 0x20, or starts with 0x7f)
 //           | 0x7f charge                          (a charge's or capture's answer, from its parts)
-//   charge := id(charge_id) uv(cost) id(pool) uv(available_after) id(hold_id)
+//   charge := uv(charge_seq) uv(cost) id(pool) uv(available_after) uv(hold_seq)
 //             uv(n) n * (id(source) uv(credits))       (amounts in millicredits, all >= 0)
-//   id(s)  := 0x00 str(s) | 0x01 uv(n) for "c_<n>" | 0x02 uv(n) for "h_<n>"
-//           | 0x03 str(rest) for "grant:g_<rest>" | 0x04 for "allowance" | 0x05 for "credits"
+//   id(s)  := 0x00 str(s) | 0x01 str(rest) for "grant:g_<rest>" | 0x02 for "allowance"
+//           | 0x03 for "credits"
+//   (the charge's id is "c_<charge_seq>", its hold's "h_<hold_seq>", none when 0)
 //   str(s) := uv(byte length) bytes                       (uv: LEB128 varint, base/bytes.h)
 //
 // A charge's reply of about 190 bytes packs to about 20 as text or as parts.
@@ -23,6 +24,7 @@
 // Owns: pack and unpack. Does not: store (reply_store.h).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,14 +34,18 @@
 
 namespace credit::ledger {
 
-// What render_charge writes for a charge that was not a cache hit.
+// What render_charge writes for a charge that was not a cache hit. The ids are given
+// both ways: as text for rendering, as numbers for packing (charge_id is "c_<charge_seq>",
+// hold_id "h_<hold_seq>", as the ledger makes them).
 struct ChargeReplyParts {
   std::string_view charge_id;
+  std::uint64_t charge_seq = 0;
   Millicredits cost;
   std::string_view pool;
   Millicredits available_after;
   const std::vector<DrawnFrom>* drawn = nullptr;
-  std::string_view hold_id;  // "" unless a capture
+  std::string_view hold_id;    // "" unless a capture
+  std::uint64_t hold_seq = 0;  // 0 unless a capture
 };
 
 // Appends the packed form of body to out.
