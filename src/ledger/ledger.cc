@@ -1324,8 +1324,10 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   if (std::optional<Reply> refused =
           refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount, available, events)) {
     Event& e = *last_event_;  // refuse_if_short's `rejected`
-    e.usage = cmd.usage;
-    copy_metadata(cmd.metadata, e.metadata);
+    if (event_kept(e)) {
+      e.usage = cmd.usage;
+      copy_metadata(cmd.metadata, e.metadata);
+    }
     r = std::move(*refused);
     return;
   }
@@ -1348,20 +1350,22 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   rec.rate_card_version = cmd.rate_card_version;
   e.charge_id = "c_";
   append_uint(e.charge_id, e.seq);
-  e.user_id = cmd.user_id;
-  e.kind = cmd.kind;
-  e.pool = pool->name;
-  e.credits = cmd.amount;
   // Only live buckets' free credits moved, by exactly the amount.
   e.available_after = available - cmd.amount;
   CREDIT_ASSERT(*e.available_after >= Millicredits::zero());
   e.drawn_from = std::move(drawn);
-  e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
-  e.usage = cmd.usage;
-  copy_metadata(cmd.metadata, e.metadata);
-  e.cache_key = cmd.cache_key;
-  e.idempotency_key = c.idem.key;
-  e.rate_card_version = cmd.rate_card_version;
+  if (event_kept(e)) {  // the rest describes the charge to the event log only
+    e.user_id = cmd.user_id;
+    e.kind = cmd.kind;
+    e.pool = pool->name;
+    e.credits = cmd.amount;
+    e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
+    e.usage = cmd.usage;
+    copy_metadata(cmd.metadata, e.metadata);
+    e.cache_key = cmd.cache_key;
+    e.idempotency_key = c.idem.key;
+    e.rate_card_version = cmd.rate_card_version;
+  }
   r.status = 201;
   bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);

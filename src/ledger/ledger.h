@@ -184,6 +184,9 @@ class Ledger {
   // The stored answer (a replay) or the 422 of another request, when the key is live.
   std::optional<Reply> replay_if_live(const IdempotencyRef& idem) const;
   Event& push_event(std::vector<Event>& events, EventType type, const Account& a);
+  // False for an event push_event filled only to be dropped (set_events_durable_through):
+  // fields that only describe it to the event log need not be set.
+  bool event_kept(const Event& e) const { return &e != &quiet_event_; }
   std::string new_id(char prefix);
   Error insufficient(const Account& a, const PoolState& pool, Millicredits required,
                      bool by_cap) const;
