@@ -94,8 +94,8 @@ struct ChargeExtra {
 // index into the table's users, its day a day number). A charge that drew its whole cost
 // from one bucket (nearly every one) and has no refund allocates nothing else; the others
 // keep a ChargeExtra. Records are written once per charge and most are never read again,
-// so their size is the fresh memory a charge costs (docs/benchmarks.md, "Ledger",
-// session 7: 136 bytes made the apply ~2x slower than 64 at 10 M keys).
+// so their size is mostly fresh memory each charge costs (docs/benchmarks.md, "Ledger",
+// session 7: 128 bytes more per record halved ledger_bench).
 struct alignas(64) ChargeRecord {
   ChargeRecord() = default;
   ChargeRecord(const ChargeRecord& o) { *this = o; }

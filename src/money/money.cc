@@ -58,27 +58,6 @@ std::optional<Millicredits> Millicredits::checked_mul(std::int64_t factor) const
   return Millicredits(mc);
 }
 
-Millicredits Millicredits::operator+(Millicredits o) const {
-  std::int64_t mc = 0;
-  const bool overflow = __builtin_add_overflow(mc_, o.mc_, &mc);
-  CREDIT_ASSERT(!overflow);
-  return Millicredits(mc);
-}
-
-Millicredits Millicredits::operator-(Millicredits o) const {
-  std::int64_t mc = 0;
-  const bool overflow = __builtin_sub_overflow(mc_, o.mc_, &mc);
-  CREDIT_ASSERT(!overflow);
-  return Millicredits(mc);
-}
-
-Millicredits Millicredits::operator-() const {
-  std::int64_t mc = 0;
-  const bool overflow = __builtin_sub_overflow(std::int64_t{0}, mc_, &mc);
-  CREDIT_ASSERT(!overflow);
-  return Millicredits(mc);
-}
-
 // The grammar is JSON's number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 // The value is (integer and fraction digits) x 10^(exponent - fraction length); in
 // millicredits the power is 3 higher. Trailing zeros of the digits move into the power,

@@ -1243,22 +1243,27 @@ Status Engine::open_event_log() {
   eo.repair = options_.repair;
   // Each event is decoded (checked once as read back, and for the sink) but kept as the
   // bytes read: no re-encoding, no Event per event held.
+  // The slice's events are decoded into again by the next slice (decode_event_into sets
+  // every field): no Event is built, and none of its strings allocated, per event loaded.
   std::vector<ledger::Event> slice;
+  std::size_t slice_used = 0;
   ledger::Event scratch;
   auto flush_slice = [&] {
+    if (slice_used < slice.size()) slice.resize(slice_used);  // the last slice only
     if (sink_ && !slice.empty()) sink_(slice);
-    slice.clear();
+    slice_used = 0;
   };
   auto log = store::EventLog::open(
       events_dir(options_), eo, [&](std::uint64_t seq, std::int64_t, std::string_view payload) {
-        ledger::Event& e = sink_ ? slice.emplace_back() : scratch;
+        if (sink_ && slice_used == slice.size()) slice.emplace_back();
+        ledger::Event& e = sink_ ? slice[slice_used++] : scratch;
         if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
         if (e.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
         events_.append_encoded(e.account_id, e.seq, payload);
         if (event_load_ && seq > event_load_->seq_max.load(std::memory_order_relaxed)) {
           event_load_->seq_max.store(seq, std::memory_order_relaxed);
         }
-        if (slice.size() >= kEventLoadSliceMax) flush_slice();
+        if (slice_used >= kEventLoadSliceMax) flush_slice();
         return ok_status();
       });
   if (!log.ok()) return log.error();
