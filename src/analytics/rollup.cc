@@ -179,9 +179,8 @@ Rollups::Cell& Rollups::Layer::at(std::int64_t hour) {
 void Rollups::add(const Event& e) {
   if (!fact_matters(e)) {
     // Only the account's first live event instant and its existence are kept.
-    auto& slot = accounts_[e.account_id];
-    if (!slot) slot = std::make_unique<AccountRollup>();
-    if (!e.imported && !slot->first_live_ms) slot->first_live_ms = e.at_ms;
+    AccountRollup& a = account_for_write(e.account_id);
+    if (!e.imported && !a.first_live_ms) a.first_live_ms = e.at_ms;
     return;
   }
   add(fact_of(e));
@@ -231,9 +230,7 @@ Rollups::ChargeDims Rollups::refunded_dims(const AccountRollup& a,
 }
 
 void Rollups::add(const Fact& f) {
-  auto& slot = accounts_[f.account_id];
-  if (!slot) slot = std::make_unique<AccountRollup>();
-  AccountRollup& a = *slot;
+  AccountRollup& a = account_for_write(f.account_id);
   if (!f.imported && !a.first_live_ms) a.first_live_ms = f.at_ms;
   if (f.imported && !f.idempotency_key.empty()) a.imported_keys.insert(f.idempotency_key);
   const bool spend = is_spend(f.type);
@@ -340,8 +337,24 @@ void Rollups::add(const Fact& f) {
 // ---- reads ---------------------------------------------------------------------------
 
 const Rollups::AccountRollup* Rollups::account(std::string_view account_id) const {
-  auto it = accounts_.find(std::string(account_id));
-  return it == accounts_.end() ? nullptr : it->second.get();
+  const std::uint32_t n = by_id_.find(IdIndex::hash_of(account_id), [&](std::uint32_t i) {
+    return ids_equal(accounts_[i]->account_id, account_id);
+  });
+  return n == IdIndex::kNone ? nullptr : accounts_[n].get();
+}
+
+Rollups::AccountRollup& Rollups::account_for_write(std::string_view account_id) {
+  const std::uint64_t hash = IdIndex::hash_of(account_id);
+  std::uint32_t n = by_id_.find(
+      hash, [&](std::uint32_t i) { return ids_equal(accounts_[i]->account_id, account_id); });
+  if (n == IdIndex::kNone) {
+    CREDIT_ASSERT(accounts_.size() < IdIndex::kNone);
+    n = static_cast<std::uint32_t>(accounts_.size());
+    accounts_.push_back(std::make_unique<AccountRollup>());
+    accounts_.back()->account_id = std::string(account_id);
+    by_id_.insert(hash, n);
+  }
+  return *accounts_[n];
 }
 
 const Rollups::PoolRollup* Rollups::pool_of(std::string_view account_id,

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "analytics/loops.h"
+#include "base/id_index.h"
 #include "ledger/event.h"
 #include "time/time.h"
 
@@ -235,6 +236,7 @@ class Rollups {
     std::vector<Loop> found;
   };
   struct AccountRollup {
+    std::string account_id;
     std::vector<PoolRollup> pools;  // one or two, searched linearly
     std::optional<std::int64_t> first_live_ms;
     // Live charges within kRefundMemoryMs, in sequence order; charge ids not of the
@@ -248,6 +250,8 @@ class Rollups {
   };
 
   const AccountRollup* account(std::string_view account_id) const;
+  // The account's rollup, made empty when it has none yet.
+  AccountRollup& account_for_write(std::string_view account_id);
   const PoolRollup* pool_of(std::string_view account_id, std::string_view pool) const;
   void remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims);
   ChargeDims refunded_dims(const AccountRollup& a, const std::string& charge_id) const;
@@ -256,7 +260,9 @@ class Rollups {
 
   LoopRules loop_rules_;
   Interner names_;
-  std::unordered_map<std::string, std::unique_ptr<AccountRollup>> accounts_;
+  // The accounts' rollups by number, found by id through by_id_ (an event each).
+  std::vector<std::unique_ptr<AccountRollup>> accounts_;
+  IdIndex by_id_;
 };
 
 }  // namespace credit::analytics

@@ -61,18 +61,19 @@ bool EventIndex::append_encoded(std::string_view account_id, std::uint64_t seq,
   if (memory_bytes_ >= kEventIndexBytesMax) return false;
   // Offsets are 32-bit: a record is far below 4 GB (a request body is at most 1 MB).
   CREDIT_ASSERT(encoded.size() < (1ULL << 32) - kLengthBytesMax);
-  auto it = account_numbers_.find(account_id);
-  if (it == account_numbers_.end()) {
-    it = account_numbers_
-             .emplace(std::string(account_id), static_cast<std::uint32_t>(by_account_.size()))
-             .first;
-    by_account_.emplace_back();
+  const std::uint64_t hash = IdIndex::hash_of(account_id);
+  std::uint32_t number = number_of(account_id, hash);
+  if (number == IdIndex::kNone) {
+    CREDIT_ASSERT(by_account_.size() < IdIndex::kNone);
+    number = static_cast<std::uint32_t>(by_account_.size());
+    by_account_.push_back(AccountEvents{{}, std::string(account_id)});
+    numbers_.insert(hash, number);
   }
-  std::vector<Entry>& list = by_account_[it->second];
+  std::vector<Entry>& list = by_account_[number].list;
   // The routes binary-search an account's list by seq: out of order only until sort().
   if (!list.empty() && list.back().seq >= seq) {
     CREDIT_ASSERT(list.back().seq != seq);
-    if (unsorted_.empty() || unsorted_.back() != it->second) unsorted_.push_back(it->second);
+    if (unsorted_.empty() || unsorted_.back() != number) unsorted_.push_back(number);
   }
 
   const std::size_t record_bytes = varint_bytes(encoded.size()) + encoded.size();
@@ -93,7 +94,7 @@ void EventIndex::sort() {
   std::sort(unsorted_.begin(), unsorted_.end());
   unsorted_.erase(std::unique(unsorted_.begin(), unsorted_.end()), unsorted_.end());
   for (std::uint32_t n : unsorted_) {
-    std::vector<Entry>& list = by_account_[n];
+    std::vector<Entry>& list = by_account_[n].list;
     std::sort(list.begin(), list.end(),
               [](const Entry& a, const Entry& b) { return a.seq < b.seq; });
     for (std::size_t i = 1; i < list.size(); ++i) CREDIT_ASSERT(list[i - 1].seq < list[i].seq);
@@ -102,9 +103,9 @@ void EventIndex::sort() {
 }
 
 std::span<const EventIndex::Entry> EventIndex::events_of(std::string_view account_id) const {
-  auto it = account_numbers_.find(account_id);
-  if (it == account_numbers_.end()) return {};
-  return by_account_[it->second];
+  const std::uint32_t number = number_of(account_id, IdIndex::hash_of(account_id));
+  if (number == IdIndex::kNone) return {};
+  return by_account_[number].list;
 }
 
 std::string_view EventIndex::bytes_of(const Entry& entry) const {

@@ -18,9 +18,9 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "base/id_index.h"
 #include "ledger/event.h"
 #include "ledger/event_codec.h"
 
@@ -71,20 +71,25 @@ class EventIndex {
   std::uint64_t memory_bytes() const { return memory_bytes_; }
 
  private:
-  // Hash and equality that look a string_view up without building a std::string.
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   // A place for a record of `record_bytes`; opens a block when the last one is full.
   Entry reserve(std::size_t record_bytes);
 
   std::vector<std::unique_ptr<char[]>> blocks_;
   std::size_t last_block_used_ = 0;   // bytes used in blocks_.back()
   std::size_t last_block_bytes_ = 0;  // its size
-  std::unordered_map<std::string, std::uint32_t, Hash, std::equal_to<>> account_numbers_;
-  std::vector<std::vector<Entry>> by_account_;  // indexed by account number
-  std::vector<std::uint32_t> unsorted_;         // account numbers for sort()
+  // An account's events, by account number (numbers_ finds it by id).
+  struct AccountEvents {
+    std::vector<Entry> list;
+    std::string account_id;
+  };
+  // The number of an account id (IdIndex::kNone: none yet).
+  std::uint32_t number_of(std::string_view account_id, std::uint64_t hash) const {
+    return numbers_.find(
+        hash, [&](std::uint32_t n) { return ids_equal(by_account_[n].account_id, account_id); });
+  }
+  IdIndex numbers_;
+  std::vector<AccountEvents> by_account_;
+  std::vector<std::uint32_t> unsorted_;  // account numbers for sort()
   std::uint64_t size_ = 0;
   std::uint64_t memory_bytes_ = 0;
   std::string encode_buffer_;  // reused by append()

@@ -696,7 +696,7 @@ TEST(ReservationList, InlineHeapCopyAndMove) {
 namespace credit::ledger::testing {
 namespace {
 
-// ids_equal (internal/account_index.h) against std::string_view's ==, for every length
+// ids_equal (base/id_index.h) against std::string_view's ==, for every length
 // up to past its word-sized cases and a difference at every position.
 TEST(IdsEqual, AgreesWithStringEqualityAtEveryLengthAndPosition) {
   for (std::size_t n = 0; n <= 40; ++n) {

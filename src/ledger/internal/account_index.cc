@@ -6,24 +6,6 @@
 
 namespace credit::ledger {
 
-std::uint64_t AccountIndex::hash_of(std::string_view id) {
-  // FNV-1a over 8-byte words, then a final mix: ids are short, so this is a few cycles.
-  std::uint64_t h = 0xcbf29ce484222325ULL ^ id.size();
-  std::size_t i = 0;
-  for (; i + 8 <= id.size(); i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, id.data() + i, 8);
-    h = (h ^ w) * 0x100000001b3ULL;
-  }
-  std::uint64_t tail = 0;
-  if (i < id.size()) std::memcpy(&tail, id.data() + i, id.size() - i);
-  h = (h ^ tail) * 0x100000001b3ULL;
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  return h;
-}
-
 Account* AccountIndex::find(std::string_view account_id, std::uint64_t h) const {
   // A hash that is not the id's could only miss (a hit compares the ids): checked there,
   // where it is rare and cheap.

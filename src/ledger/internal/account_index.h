@@ -11,33 +11,14 @@
 #include <string_view>
 #include <vector>
 
+#include "base/id_index.h"
 #include "ledger/state.h"
 
 namespace credit::ledger {
 
-// Equality of two ids, inline for the usual short ones (a call to memcmp costs more than
-// comparing a few words): the per-command lookups confirm a hash match with it.
-inline bool ids_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  const std::size_t n = a.size();
-  if (n > 16) return std::memcmp(a.data(), b.data(), n) == 0;
-  if (n >= 8) {
-    std::uint64_t x0, y0, x1, y1;
-    std::memcpy(&x0, a.data(), 8);
-    std::memcpy(&y0, b.data(), 8);
-    std::memcpy(&x1, a.data() + n - 8, 8);
-    std::memcpy(&y1, b.data() + n - 8, 8);
-    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if (a[i] != b[i]) return false;
-  }
-  return true;
-}
-
 class AccountIndex {
  public:
-  static std::uint64_t hash_of(std::string_view account_id);
+  static std::uint64_t hash_of(std::string_view account_id) { return IdIndex::hash_of(account_id); }
 
   Account* find(std::string_view account_id) const { return find(account_id, hash_of(account_id)); }
   // The same with the id's hash_of already made.
