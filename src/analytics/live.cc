@@ -50,11 +50,20 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
     }
     // The rollups keep an account's first live event instant (the burn window starts
     // there): the first event of each account is queued even when it adds nothing.
-    auto [it, first] = marks_.try_emplace(e.account_id);
-    Mark& mark = it->second;
+    const std::uint64_t hash = IdIndex::hash_of(e.account_id);
+    std::uint32_t n = mark_numbers_.find(
+        hash, [&](std::uint32_t i) { return ids_equal(marks_[i].account_id, e.account_id); });
+    const bool first = n == IdIndex::kNone;
+    if (first) {
+      CREDIT_ASSERT(marks_.size() < IdIndex::kNone);
+      n = static_cast<std::uint32_t>(marks_.size());
+      marks_.push_back(MarkedAccount{e.account_id, Mark{}});
+      mark_numbers_.insert(hash, n);
+    }
+    Mark& mark = marks_[n].mark;
     if (!mark.due) {
       mark = Mark{0, true};
-      due_order_.push_back(&*it);
+      due_order_.push_back(n);
     }
     mark.due_at_ms = std::max(mark.due_at_ms, e.at_ms);
     if (first || fact_matters(e)) item.facts.push_back(fact_of(e));
@@ -80,9 +89,9 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
 std::unordered_map<std::string, std::int64_t> Analytics::take_due() {
   scheduled_ = false;
   std::unordered_map<std::string, std::int64_t> due;
-  for (auto* entry : due_order_) {
-    due.emplace(entry->first, entry->second.due_at_ms);
-    entry->second = Mark{};
+  for (const std::uint32_t n : due_order_) {
+    due.emplace(marks_[n].account_id, marks_[n].mark.due_at_ms);
+    marks_[n].mark = Mark{};
   }
   due_order_.clear();
   return due;

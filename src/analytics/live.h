@@ -29,6 +29,7 @@
 
 #include "analytics/alerts.h"
 #include "analytics/rollup.h"
+#include "base/id_index.h"
 #include "base/status.h"
 #include "ledger/event.h"
 
@@ -127,12 +128,18 @@ class Analytics {
     std::int64_t due_at_ms = 0;  // the latest live event since take_due(), when due
     bool due = false;
   };
-  // Every account that had a live event: one lookup per event tells both whether it is
-  // the account's first and where its due instant is.
-  std::unordered_map<std::string, Mark> marks_;
-  // The due accounts in the order they became due (take_due() builds its map in that
-  // order). Node pointers of an unordered_map stay valid as it grows.
-  std::vector<std::pair<const std::string, Mark>*> due_order_;
+  // Every account that had a live event, by number (mark_numbers_ finds it by id): one
+  // lookup per event tells both whether it is the account's first and where its due
+  // instant is.
+  struct MarkedAccount {
+    std::string account_id;
+    Mark mark;
+  };
+  std::vector<MarkedAccount> marks_;
+  IdIndex mark_numbers_;
+  // The due accounts' numbers in the order they became due (take_due() builds its map in
+  // that order).
+  std::vector<std::uint32_t> due_order_;
   bool scheduled_ = false;
 };
 
