@@ -1289,6 +1289,20 @@ std::optional<Reply> Ledger::refuse_if_short(Command& c, const Account& a, const
   return finish(c, error_reply(err));
 }
 
+void Ledger::describe_charge(const Command& c, const Charge& cmd, const std::string& pool,
+                             Millicredits credits, Event& e) {
+  e.user_id = cmd.user_id;
+  e.kind = cmd.kind;
+  e.pool = pool;
+  e.credits = credits;
+  e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
+  e.usage = cmd.usage;
+  copy_metadata(cmd.metadata, e.metadata);
+  e.cache_key = cmd.cache_key;
+  e.idempotency_key = c.idem.key;
+  e.rate_card_version = cmd.rate_card_version;
+}
+
 void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events,
                           Reply& r) {
   PoolState* pool = a.pool(cmd.pool);
@@ -1303,17 +1317,8 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
     Event& e = push_event(events, EventType::kCacheHit, a);
     std::string charge_id = "c_" + std::to_string(e.seq);
     e.charge_id = charge_id;
-    e.user_id = cmd.user_id;
-    e.kind = cmd.kind;
-    e.pool = pool->name;
-    e.credits = cmd.saved;
     e.available_after = available_of(*pool);
-    e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
-    e.usage = cmd.usage;
-    copy_metadata(cmd.metadata, e.metadata);
-    e.cache_key = cmd.cache_key;
-    e.idempotency_key = c.idem.key;
-    e.rate_card_version = cmd.rate_card_version;
+    describe_charge(c, cmd, pool->name, cmd.saved, e);
     r.status = 201;
     render_charge(charge_id, Millicredits::zero(), pool->name, *e.available_after, {}, true,
                   cmd.saved, "", r.body);
@@ -1354,18 +1359,8 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   e.available_after = available - cmd.amount;
   CREDIT_ASSERT(*e.available_after >= Millicredits::zero());
   e.drawn_from = std::move(drawn);
-  if (event_kept(e)) {  // the rest describes the charge to the event log only
-    e.user_id = cmd.user_id;
-    e.kind = cmd.kind;
-    e.pool = pool->name;
-    e.credits = cmd.amount;
-    e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
-    e.usage = cmd.usage;
-    copy_metadata(cmd.metadata, e.metadata);
-    e.cache_key = cmd.cache_key;
-    e.idempotency_key = c.idem.key;
-    e.rate_card_version = cmd.rate_card_version;
-  }
+  // The rest describes the charge to the event log only.
+  if (event_kept(e)) describe_charge(c, cmd, pool->name, cmd.amount, e);
   r.status = 201;
   bool added = a.charges.append(e.seq, std::move(rec));
   CREDIT_ASSERT(added);

@@ -153,6 +153,10 @@ class Ledger {
   Reply apply_change_plan(Command& c, Account& a, ChangePlan& cmd, std::vector<Event>& events);
   Reply apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Event>& events);
   void apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events, Reply& r);
+  // Sets what a charge's (or cache hit's) event says of it beyond the numbers: user, kind,
+  // pool, credits (moved or saved), pricing, usage, metadata, keys, rate card version.
+  void describe_charge(const Command& c, const Charge& cmd, const std::string& pool,
+                       Millicredits credits, Event& e);
   Reply apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events);
   Reply apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events);
   std::optional<Reply> refuse_if_short(Command& c, const Account& a, const PoolState& pool,
