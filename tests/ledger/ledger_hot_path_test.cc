@@ -617,7 +617,9 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
   std::vector<Event> plain_events, quiet_events;
   std::int64_t now = at("2026-03-01T10:00:00Z");
   std::vector<Command> sent;
+  std::vector<Reply> first_answers;  // plain's, as sent the first time
   int unrendered = 0;
+  int replayed = 0;
   auto run = [&](CommandBody body, bool keyed_command = true) {
     Command a = keyed_command ? keyed(body, "k" + std::to_string(sent.size())) : Command{};
     if (!keyed_command) a.body = body;
@@ -627,6 +629,7 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
     quiet.begin_batch(now);
     Reply x = plain.apply(a, plain_events);
     Reply y = quiet.apply(b, quiet_events);
+    first_answers.push_back(x);
     EXPECT_EQ(y.status, x.status) << x.body;
     const bool charge_answer = x.status == 201 && x.body.starts_with("{\"charge_id\"") &&
                                x.body.find("\"cached\":false") != std::string::npos;
@@ -655,7 +658,8 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
   run(capture("a", h2, cr(9), true));  // more than held, the overage drawn like a charge
   EXPECT_EQ(unrendered, 8);
   now += 60'000;
-  for (Command c : sent) {  // every key again: the stored answers
+  for (std::size_t i = 0; i < sent.size(); ++i) {  // every key again: the stored answers
+    Command c = sent[i];
     Command d = c;
     plain.begin_batch(now);
     quiet.begin_batch(now);
@@ -664,7 +668,13 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
     EXPECT_EQ(y.status, x.status);
     EXPECT_EQ(y.body, x.body);
     EXPECT_EQ(y.replayed, x.replayed);
+    // A stored answer is the one first sent, byte for byte, in both.
+    if (x.replayed) {
+      EXPECT_EQ(x.body, first_answers[i].body);
+      ++replayed;
+    }
   }
+  EXPECT_GE(replayed, unrendered);
   EXPECT_EQ(quiet_events, plain_events);
   std::string xs, ys;
   encode_ledger_snapshot(plain, xs);
