@@ -50,16 +50,11 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
     }
     // The rollups keep an account's first live event instant (the burn window starts
     // there): the first event of each account is queued even when it adds nothing.
-    const std::uint64_t hash = IdIndex::hash_of(e.account_id);
-    std::uint32_t n = mark_numbers_.find(
-        hash, [&](std::uint32_t i) { return ids_equal(marks_[i].account_id, e.account_id); });
-    const bool first = n == IdIndex::kNone;
-    if (first) {
-      CREDIT_ASSERT(marks_.size() < IdIndex::kNone);
-      n = static_cast<std::uint32_t>(marks_.size());
-      marks_.push_back(MarkedAccount{e.account_id, Mark{}});
-      mark_numbers_.insert(hash, n);
-    }
+    const auto [n, first] = mark_numbers_.find_or_insert(
+        IdIndex::hash_of(e.account_id),
+        [&](std::uint32_t i) { return ids_equal(marks_[i].account_id, e.account_id); },
+        marks_.size());
+    if (first) marks_.push_back(MarkedAccount{e.account_id, Mark{}});
     Mark& mark = marks_[n].mark;
     if (!mark.due) {
       mark = Mark{0, true};

@@ -337,22 +337,16 @@ void Rollups::add(const Fact& f) {
 // ---- reads ---------------------------------------------------------------------------
 
 const Rollups::AccountRollup* Rollups::account(std::string_view account_id) const {
-  const std::uint32_t n = by_id_.find(IdIndex::hash_of(account_id), [&](std::uint32_t i) {
-    return ids_equal(accounts_[i]->account_id, account_id);
-  });
+  const std::uint32_t n = by_id_.find(IdIndex::hash_of(account_id), is_id(account_id));
   return n == IdIndex::kNone ? nullptr : accounts_[n].get();
 }
 
 Rollups::AccountRollup& Rollups::account_for_write(std::string_view account_id) {
-  const std::uint64_t hash = IdIndex::hash_of(account_id);
-  std::uint32_t n = by_id_.find(
-      hash, [&](std::uint32_t i) { return ids_equal(accounts_[i]->account_id, account_id); });
-  if (n == IdIndex::kNone) {
-    CREDIT_ASSERT(accounts_.size() < IdIndex::kNone);
-    n = static_cast<std::uint32_t>(accounts_.size());
+  const auto [n, added] =
+      by_id_.find_or_insert(IdIndex::hash_of(account_id), is_id(account_id), accounts_.size());
+  if (added) {
     accounts_.push_back(std::make_unique<AccountRollup>());
     accounts_.back()->account_id = std::string(account_id);
-    by_id_.insert(hash, n);
   }
   return *accounts_[n];
 }

@@ -252,6 +252,12 @@ class Rollups {
   const AccountRollup* account(std::string_view account_id) const;
   // The account's rollup, made empty when it has none yet.
   AccountRollup& account_for_write(std::string_view account_id);
+  // Whether rollup number n is account_id's (by_id_'s check of a hash match).
+  auto is_id(std::string_view account_id) const {
+    return [this, account_id](std::uint32_t n) {
+      return ids_equal(accounts_[n]->account_id, account_id);
+    };
+  }
   const PoolRollup* pool_of(std::string_view account_id, std::string_view pool) const;
   void remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims);
   ChargeDims refunded_dims(const AccountRollup& a, const std::string& charge_id) const;

@@ -10,7 +10,10 @@
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "base/assert.h"
 
 namespace credit {
 
@@ -72,6 +75,16 @@ class IdIndex {
     if (2 * (size_ + 1) > slots_.size()) grow();
     place(h, number);
     ++size_;
+  }
+  // find(); when there is none, inserts the id under `next` (the owner's next number,
+  // which it then adds). Second: whether it was inserted.
+  template <typename IsId>
+  std::pair<std::uint32_t, bool> find_or_insert(std::uint64_t h, IsId is_id, std::size_t next) {
+    const std::uint32_t found = find(h, is_id);
+    if (found != kNone) return {found, false};
+    CREDIT_ASSERT(next < kNone);
+    insert(h, static_cast<std::uint32_t>(next));
+    return {static_cast<std::uint32_t>(next), true};
   }
   std::size_t size() const { return size_; }
 

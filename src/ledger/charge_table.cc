@@ -45,34 +45,12 @@ std::string ChargeRecord::hold_id() const {
   return hold_seq == 0 ? std::string() : "h_" + std::to_string(hold_seq);
 }
 
-ChargeRecord& ChargeRecord::operator=(const ChargeRecord& o) {
-  if (this == &o) return *this;
-  cost = o.cost;
-  at_ms = o.at_ms;
-  hold_seq = o.hold_seq;
-  rate_card_version = o.rate_card_version;
-  user = o.user;
-  kind = o.kind;
-  pool_index = o.pool_index;
-  extra_ = o.extra_ ? std::make_unique<ChargeExtra>(*o.extra_) : nullptr;
-  cycle_index_ = o.cycle_index_;
-  day_ = o.day_;
-  drawn_bucket_ = o.drawn_bucket_;
-  drawn_inline_ = o.drawn_inline_;
-  return *this;
-}
-
-ChargeExtra& ChargeRecord::extra() {
-  if (!extra_) extra_ = std::make_unique<ChargeExtra>();
-  return *extra_;
-}
-
 ReservationList ChargeRecord::drawn() const {
   ReservationList out;
   if (drawn_inline_) {
     out.push_back({drawn_bucket_, cost});
-  } else if (extra_) {
-    out = extra_->drawn;
+  } else if (const ChargeExtra* x = extra_.get()) {
+    out = x->drawn;
   }
   return out;
 }
@@ -81,26 +59,26 @@ void ChargeRecord::set_drawn(const ReservationList& drawn) {
   drawn_inline_ = drawn.size() == 1 && drawn[0].credits == cost;
   drawn_bucket_ = drawn_inline_ ? drawn[0].bucket_id : 0;
   if (drawn_inline_) {
-    if (extra_) extra_->drawn.clear();
-  } else if (!drawn.empty() || extra_) {
-    extra().drawn = drawn;
+    if (ChargeExtra* x = extra_.get()) x->drawn.clear();
+  } else if (!drawn.empty() || extra_.get()) {
+    extra_.make().drawn = drawn;
   }
 }
 
 const std::vector<RefundRecord>& ChargeRecord::refunds() const {
   static const std::vector<RefundRecord> kNone;
-  return extra_ ? extra_->refunds : kNone;
+  return extra_.get() ? extra_.get()->refunds : kNone;
 }
 
 void ChargeRecord::add_refund(RefundRecord refund) {
-  ChargeExtra& x = extra();
+  ChargeExtra& x = extra_.make();
   x.refunded += refund.credits;
   x.refunds.push_back(std::move(refund));
 }
 
 void ChargeRecord::restore_refunds(Millicredits refunded, std::vector<RefundRecord> refunds) {
-  if (refunded.is_zero() && refunds.empty() && !extra_) return;
-  ChargeExtra& x = extra();
+  if (refunded.is_zero() && refunds.empty() && !extra_.get()) return;
+  ChargeExtra& x = extra_.make();
   x.refunded = refunded;
   x.refunds = std::move(refunds);
 }

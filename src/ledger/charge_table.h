@@ -89,6 +89,30 @@ struct ChargeExtra {
   ReservationList drawn;  // every draw, in order, when the record does not hold it inline
 };
 
+// A record's ChargeExtra, made on first use and copied deeply with the record, so that a
+// record's copy and move are the defaults (no list of its fields to keep in step).
+class ChargeExtraPtr {
+ public:
+  ChargeExtraPtr() = default;
+  ChargeExtraPtr(const ChargeExtraPtr& o) { *this = o; }
+  ChargeExtraPtr& operator=(const ChargeExtraPtr& o) {
+    if (this != &o) p_ = o.p_ ? std::make_unique<ChargeExtra>(*o.p_) : nullptr;
+    return *this;
+  }
+  ChargeExtraPtr(ChargeExtraPtr&&) noexcept = default;
+  ChargeExtraPtr& operator=(ChargeExtraPtr&&) noexcept = default;
+
+  const ChargeExtra* get() const { return p_.get(); }
+  ChargeExtra* get() { return p_.get(); }
+  ChargeExtra& make() {
+    if (!p_) p_ = std::make_unique<ChargeExtra>();
+    return *p_;
+  }
+
+ private:
+  std::unique_ptr<ChargeExtra> p_;
+};
+
 // One charge (or capture), kept for refunds and reads: 64 bytes, one cache line, no string
 // of its own (its id is its table's sequence number, the hold's a number, the user an
 // index into the table's users, its day a day number). A charge that drew its whole cost
@@ -97,12 +121,6 @@ struct ChargeExtra {
 // so their size is mostly fresh memory each charge costs (docs/benchmarks.md, "Ledger",
 // session 7: 128 bytes more per record halved ledger_bench).
 struct alignas(64) ChargeRecord {
-  ChargeRecord() = default;
-  ChargeRecord(const ChargeRecord& o) { *this = o; }
-  ChargeRecord& operator=(const ChargeRecord& o);
-  ChargeRecord(ChargeRecord&&) noexcept = default;
-  ChargeRecord& operator=(ChargeRecord&&) noexcept = default;
-
   Millicredits cost;
   std::int64_t at_ms = 0;
   std::uint64_t hold_seq = 0;  // a capture's hold "h_<hold_seq>" (hold_id()); 0: none
@@ -115,7 +133,7 @@ struct alignas(64) ChargeRecord {
   // The buckets drawn from, in the order drawn.
   ReservationList drawn() const;
   void set_drawn(const ReservationList& drawn);
-  Millicredits refunded() const { return extra_ ? extra_->refunded : Millicredits(); }
+  Millicredits refunded() const { return extra_.get() ? extra_.get()->refunded : Millicredits(); }
   const std::vector<RefundRecord>& refunds() const;
   // Adds a refund: refunded() grows by its credits.
   void add_refund(RefundRecord refund);
@@ -131,9 +149,7 @@ struct alignas(64) ChargeRecord {
   bool set_day_start_ms(std::int64_t day_start_ms);
 
  private:
-  ChargeExtra& extra();
-
-  std::unique_ptr<ChargeExtra> extra_;  // null: no refund, and the draw is inline
+  ChargeExtraPtr extra_;  // none: no refund, and the draw is inline (or there is none)
   std::uint32_t cycle_index_ = 0;
   std::int32_t day_ = 0;
   std::uint32_t drawn_bucket_ = 0;  // with drawn_inline_: the one bucket, for all of cost

@@ -61,14 +61,9 @@ bool EventIndex::append_encoded(std::string_view account_id, std::uint64_t seq,
   if (memory_bytes_ >= kEventIndexBytesMax) return false;
   // Offsets are 32-bit: a record is far below 4 GB (a request body is at most 1 MB).
   CREDIT_ASSERT(encoded.size() < (1ULL << 32) - kLengthBytesMax);
-  const std::uint64_t hash = IdIndex::hash_of(account_id);
-  std::uint32_t number = number_of(account_id, hash);
-  if (number == IdIndex::kNone) {
-    CREDIT_ASSERT(by_account_.size() < IdIndex::kNone);
-    number = static_cast<std::uint32_t>(by_account_.size());
-    by_account_.push_back(AccountEvents{{}, std::string(account_id)});
-    numbers_.insert(hash, number);
-  }
+  const auto [number, added] =
+      numbers_.find_or_insert(IdIndex::hash_of(account_id), is_id(account_id), by_account_.size());
+  if (added) by_account_.push_back(AccountEvents{{}, std::string(account_id)});
   std::vector<Entry>& list = by_account_[number].list;
   // The routes binary-search an account's list by seq: out of order only until sort().
   if (!list.empty() && list.back().seq >= seq) {
@@ -103,7 +98,7 @@ void EventIndex::sort() {
 }
 
 std::span<const EventIndex::Entry> EventIndex::events_of(std::string_view account_id) const {
-  const std::uint32_t number = number_of(account_id, IdIndex::hash_of(account_id));
+  const std::uint32_t number = numbers_.find(IdIndex::hash_of(account_id), is_id(account_id));
   if (number == IdIndex::kNone) return {};
   return by_account_[number].list;
 }

@@ -82,10 +82,11 @@ class EventIndex {
     std::vector<Entry> list;
     std::string account_id;
   };
-  // The number of an account id (IdIndex::kNone: none yet).
-  std::uint32_t number_of(std::string_view account_id, std::uint64_t hash) const {
-    return numbers_.find(
-        hash, [&](std::uint32_t n) { return ids_equal(by_account_[n].account_id, account_id); });
+  // Whether account number n is account_id (numbers_'s check of a hash match).
+  auto is_id(std::string_view account_id) const {
+    return [this, account_id](std::uint32_t n) {
+      return ids_equal(by_account_[n].account_id, account_id);
+    };
   }
   IdIndex numbers_;
   std::vector<AccountEvents> by_account_;

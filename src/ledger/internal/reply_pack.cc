@@ -88,56 +88,6 @@ const TokenIndex& token_index() {
   return index;
 }
 
-}  // namespace
-
-void pack_reply(std::string_view body, std::string& out) {
-  // One pass: a byte below 0x20 (never in JSON we wrote) means the body is kept raw, so
-  // what was packed so far is dropped.
-  const std::size_t out_start = out.size();
-  if (!body.empty() && body[0] == kChargeMarker) {
-    out += kRawMarker;
-    out.append(body);
-    return;
-  }
-  const TokenIndex& index = token_index();
-  std::size_t i = 0;
-  std::size_t copied_to = 0;  // body[copied_to, i) is still to be copied
-  while (i < body.size()) {
-    if (static_cast<unsigned char>(body[i]) < 0x20) {
-      out.resize(out_start);
-      out += kRawMarker;
-      out.append(body);
-      return;
-    }
-    const int kind = start_kind(body[i]);
-    std::size_t at = i + (kind >= 0 ? kLetterOffset[kind] : 0);
-    if (kind < 0 || at >= body.size() || body[at] < 'a' || body[at] > 'z') {
-      ++i;
-      continue;
-    }
-    const Candidates& c = index.by_start_letter[kind][body[at] - 'a'];
-    const std::string_view rest = body.substr(i);
-    std::size_t found = kTokens.size();
-    for (std::uint8_t k = 0; k < c.count; ++k) {
-      if (rest.starts_with(kTokens[c.tokens[k]])) {
-        found = c.tokens[k];
-        break;
-      }
-    }
-    if (found == kTokens.size()) {
-      ++i;
-      continue;
-    }
-    out.append(body.data() + copied_to, i - copied_to);
-    out += static_cast<char>(found + 1);
-    i += kTokens[found].size();  // a token holds no byte below 0x20
-    copied_to = i;
-  }
-  out.append(body.data() + copied_to, body.size() - copied_to);
-}
-
-namespace {
-
 // The names in a charge's answer, each led by a byte that says how it is kept.
 enum NameForm : std::uint8_t {
   kNameText = 0,       // uv(length) bytes
@@ -217,6 +167,52 @@ void unpack_charge_reply(std::string_view parts, std::string& out) {
 }
 
 }  // namespace
+
+void pack_reply(std::string_view body, std::string& out) {
+  // One pass: a byte below 0x20 (never in JSON we wrote) means the body is kept raw, so
+  // what was packed so far is dropped.
+  const std::size_t out_start = out.size();
+  if (!body.empty() && body[0] == kChargeMarker) {
+    out += kRawMarker;
+    out.append(body);
+    return;
+  }
+  const TokenIndex& index = token_index();
+  std::size_t i = 0;
+  std::size_t copied_to = 0;  // body[copied_to, i) is still to be copied
+  while (i < body.size()) {
+    if (static_cast<unsigned char>(body[i]) < 0x20) {
+      out.resize(out_start);
+      out += kRawMarker;
+      out.append(body);
+      return;
+    }
+    const int kind = start_kind(body[i]);
+    std::size_t at = i + (kind >= 0 ? kLetterOffset[kind] : 0);
+    if (kind < 0 || at >= body.size() || body[at] < 'a' || body[at] > 'z') {
+      ++i;
+      continue;
+    }
+    const Candidates& c = index.by_start_letter[kind][body[at] - 'a'];
+    const std::string_view rest = body.substr(i);
+    std::size_t found = kTokens.size();
+    for (std::uint8_t k = 0; k < c.count; ++k) {
+      if (rest.starts_with(kTokens[c.tokens[k]])) {
+        found = c.tokens[k];
+        break;
+      }
+    }
+    if (found == kTokens.size()) {
+      ++i;
+      continue;
+    }
+    out.append(body.data() + copied_to, i - copied_to);
+    out += static_cast<char>(found + 1);
+    i += kTokens[found].size();  // a token holds no byte below 0x20
+    copied_to = i;
+  }
+  out.append(body.data() + copied_to, body.size() - copied_to);
+}
 
 void pack_charge_reply(const ChargeReplyParts& parts, std::string& out) {
   CREDIT_ASSERT(parts.drawn != nullptr && parts.charge_seq != 0);
