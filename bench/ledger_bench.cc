@@ -260,16 +260,14 @@ void BM_IdempotencyTable(benchmark::State& state) {
     // its array doubles to 12 GiB: a rehash inside a timed batch would measure growth.
     t.table = std::make_unique<IdempotencyTable>(prefill + 7'000'000);
     auto started = std::chrono::steady_clock::now();
-    Hash128 req{};
     for (t.next_key = 0; t.next_key < prefill; ++t.next_key) {
-      t.table->insert(key_hash(t.next_key), req, t.next_key, kNow + 86'400'000);
+      t.table->insert(key_hash(t.next_key), t.next_key, kNow + 86'400'000);
     }
     t.fill_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     t.prefill = prefill;
   }
   IdempotencyTable& table = *t.table;
-  const Hash128 req{};
   std::vector<Hash128> keys(kBatch);
   for (auto _ : state) {
     for (auto& k : keys) k = key_hash(t.next_key++);
@@ -278,7 +276,7 @@ void BM_IdempotencyTable(benchmark::State& state) {
       if (prefetch_ahead > 0 && i + prefetch_ahead < kBatch)
         table.prefetch(keys[i + prefetch_ahead]);
       benchmark::DoNotOptimize(table.find(keys[i], kNow));
-      table.insert(keys[i], req, t.next_key, kNow + 86'400'000);
+      table.insert(keys[i], t.next_key, kNow + 86'400'000);
     }
   }
   const double fill = t.fill_seconds;
@@ -315,7 +313,6 @@ void BM_IdempotencyGrowth(benchmark::State& state) {
   for (auto _ : state) {
     IdempotencyTable table(keys_total + kBatch,
                            background ? IdempotencyTable::Background(on_another_thread) : nullptr);
-    const Hash128 req{};
     std::uint64_t n = 0;
     const auto started = std::chrono::steady_clock::now();
     while (n < keys_total) {
@@ -323,7 +320,7 @@ void BM_IdempotencyGrowth(benchmark::State& state) {
       for (int i = 0; i < kBatch; ++i, ++n) {
         const Hash128 k = key_hash(n);
         benchmark::DoNotOptimize(table.find(k, kNow));
-        table.insert(k, req, n, kNow + 86'400'000);
+        table.insert(k, n, kNow + 86'400'000);
       }
       worst_ms = std::max(worst_ms, thread_cpu_ms() - t0);
     }

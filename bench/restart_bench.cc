@@ -215,7 +215,7 @@ int write_raw(const std::string& dir, std::uint64_t commands, std::size_t accoun
                               [](std::uint64_t, std::string_view) { return ok_status(); });
   auto events = store::EventLog::open(
       dir + "/events", store::EventLogOptions{},
-      [](std::uint64_t, std::int64_t, std::string_view) { return ok_status(); });
+      [](std::uint64_t, std::int64_t, std::string_view, store::EventPlace) { return ok_status(); });
   if (!wal.ok() || !events.ok()) return 1;
   auto t0 = Clock::now();
   std::vector<ledger::Command> batch;
@@ -259,11 +259,12 @@ int scan(const std::string& dir) {
   std::uint64_t events = 0;
   ledger::Event event;
   {
-    auto log = store::EventLog::open(dir + "/events", store::EventLogOptions{},
-                                     [&](std::uint64_t, std::int64_t, std::string_view payload) {
-                                       ++events;
-                                       return ledger::decode_event_into(payload, event);
-                                     });
+    auto log = store::EventLog::open(
+        dir + "/events", store::EventLogOptions{},
+        [&](std::uint64_t, std::int64_t, std::string_view payload, store::EventPlace) {
+          ++events;
+          return ledger::decode_event_into(payload, event);
+        });
     if (!log.ok()) {
       std::fprintf(stderr, "event log: %s\n", log.error().message.c_str());
       return 1;

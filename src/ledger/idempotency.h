@@ -2,7 +2,7 @@
 // The idempotency table: fixed-size entries in one open-addressing array (a 16-byte hash
 // of scope and key, a 16-byte hash of the request, the number of the stored reply, the
 // expiry). The array doubles with the live keys up to its size for `keys_max` (load
-// factor <= 0.8 there, 48 bytes a slot: 50 million keys take 3 GiB). Entries expire exactly 24
+// factor <= 0.8 there, 32 bytes a slot: 50 million keys take 2 GiB). Entries expire exactly 24
 // hours after they were written, in the order they were written; none is dropped before. When
 // `keys_max` entries are alive, inserts are refused (503 idempotency_capacity).
 // Doubling never pauses the ledger: the bigger array is mapped early (at 1/2 load) and its
@@ -29,13 +29,13 @@ namespace credit::ledger {
 
 class IdempotencyTable {
  public:
+  // The request's hash is kept with the reply (ReplyStore): a slot is half a cache line.
   struct Entry {
     Hash128 key_hash;
-    Hash128 request_hash;
     std::uint64_t reply_no;
     std::int64_t expires_at_ms;  // 0: the slot is empty
   };
-  static_assert(sizeof(Entry) == 48);
+  static_assert(sizeof(Entry) == 32);
 
   // Runs a job on another thread (Ledger options: the server gives one); null: none.
   using Background = std::function<void(std::function<void()>)>;
@@ -58,8 +58,7 @@ class IdempotencyTable {
   const Entry* find(const Hash128& key_hash, std::int64_t now_ms) const;
   bool full() const { return size_ == keys_max_; }
   // Inserts a new key (the caller checked find() and full()).
-  void insert(const Hash128& key_hash, const Hash128& request_hash, std::uint64_t reply_no,
-              std::int64_t expires_at_ms);
+  void insert(const Hash128& key_hash, std::uint64_t reply_no, std::int64_t expires_at_ms);
   // Drops the entries whose expiry is <= now_ms; returns the highest reply number
   // dropped + 1 (or 0 when nothing was dropped) so replies can be released too.
   std::uint64_t expire(std::int64_t now_ms);
@@ -102,11 +101,8 @@ class IdempotencyTable {
     return v;
   }
   std::size_t slot_of(const Hash128& h) const { return hash_bits(h) & mask_; }
-  // An Entry is 48 bytes, so one in two straddles two cache lines: both are loaded.
-  static void prefetch_entry(const Entry* e) {
-    __builtin_prefetch(e);
-    __builtin_prefetch(reinterpret_cast<const char*>(e) + sizeof(Entry) - 1);
-  }
+  // An Entry is 32 bytes and the arrays are page-aligned: it lies in one cache line.
+  static void prefetch_entry(const Entry* e) { __builtin_prefetch(e); }
   // Has the key's home slot in the old array been moved (runs move whole, so then the
   // key is not in the old array)?
   bool moved(const Hash128& h) const;

@@ -646,7 +646,7 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
 std::optional<Reply> Ledger::replay_if_live(const IdempotencyRef& idem) const {
   const IdempotencyTable::Entry* e = idempotency_.find(idem.scope_key_hash, now_ms_);
   if (e == nullptr) return std::nullopt;
-  if (e->request_hash != idem.request_hash) {
+  if (replies_.request_hash(e->reply_no) != idem.request_hash) {
     return error_reply(Error(ErrorCode::kIdempotencyKeyReused,
                              "this idempotency key was used with another request"));
   }
@@ -674,8 +674,8 @@ void Ledger::store_external(const IdempotencyRef& idem, int status, std::string_
   CREDIT_ASSERT(idempotency_.find(idem.scope_key_hash, expires_at_ms - kIdempotencyTtlMs) ==
                     nullptr &&
                 !idempotency_.full());
-  std::uint64_t no = replies_.push(status, body);
-  idempotency_.insert(idem.scope_key_hash, idem.request_hash, no, expires_at_ms);
+  std::uint64_t no = replies_.push(status, body, idem.request_hash);
+  idempotency_.insert(idem.scope_key_hash, no, expires_at_ms);
 }
 
 // Stores the reply under the command's key and marks it logged. Only the answers the
@@ -701,10 +701,10 @@ void Ledger::store(Command& c, Reply& reply, const ChargeReplyParts* charge) {
   bool stored = reply.status < 400 || reply.status == 402 || reply.status == 409 ||
                 reply.code == ErrorCode::kPurchaseNotAllowed;
   if (c.idem.has_key && stored) {
-    std::uint64_t no = charge != nullptr ? replies_.push_charge(reply.status, *charge)
-                                         : replies_.push(reply.status, reply.body);
-    idempotency_.insert(c.idem.scope_key_hash, c.idem.request_hash, no,
-                        now_ms_ + kIdempotencyTtlMs);
+    const Hash128& request = c.idem.request_hash;
+    std::uint64_t no = charge != nullptr ? replies_.push_charge(reply.status, *charge, request)
+                                         : replies_.push(reply.status, reply.body, request);
+    idempotency_.insert(c.idem.scope_key_hash, no, now_ms_ + kIdempotencyTtlMs);
   }
 }
 

@@ -388,7 +388,7 @@ void SnapshotAccess::encode(const Ledger& l, std::string& out) {
   std::size_t written = 0;
   l.idempotency_.for_each([&](const IdempotencyTable::Entry& e) {
     o.hash(e.key_hash);
-    o.hash(e.request_hash);
+    o.hash(l.replies_.request_hash(e.reply_no));
     o.uv(e.reply_no);
     o.sv(e.expires_at_ms);
     ++written;
@@ -483,7 +483,7 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
   for (std::uint64_t i = 0; i < replies && in.ok(); ++i) {
     int status = static_cast<int>(in.uv());
     std::string body = in.str();
-    if (in.ok()) l.replies_.push(status, body);
+    if (in.ok()) l.replies_.push(status, body, Hash128{});  // the entries below name theirs
   }
   if (!in.ok()) return bad(in, "bad idempotency table");
   if (version >= kLedgerSnapshotVersionRateCards) {
@@ -503,7 +503,8 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
                          " outside the stored replies");
     }
     if (l.idempotency_.find(r.key_hash, 0) != nullptr) return bad(in, "duplicate idempotency key");
-    l.idempotency_.insert(r.key_hash, r.request_hash, r.reply_no, r.expires_at_ms);
+    l.replies_.set_request_hash(r.reply_no, r.request_hash);
+    l.idempotency_.insert(r.key_hash, r.reply_no, r.expires_at_ms);
   }
   return ok_status();
 }

@@ -357,10 +357,12 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
       next = page.size() == limit ? page.back().seq : (it - 1)->seq;
       break;
     }
-    st.events.decode_head(*it, head);
-    if (!f.match(head)) continue;
-    st.events.decode(*it, page.emplace_back());
-    if (!f.pool.empty() && page.back().pool != f.pool) page.pop_back();
+    // An event whose day retention deleted is not listed.
+    if (!st.events.decode_head(*it, head) || !f.match(head)) continue;
+    if (!st.events.decode(*it, page.emplace_back()) ||
+        (!f.pool.empty() && page.back().pool != f.pool)) {
+      page.pop_back();
+    }
   }
   HttpResponse h;
   if (format == "json") {

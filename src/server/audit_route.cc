@@ -100,9 +100,11 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   job.event_ends.reserve(list.size());
   ledger::EventHead head;
   for (const EventIndex::Entry& entry : list) {
-    st.events.decode_head(entry, head);
+    // An event whose day retention deleted is gone from the report too.
+    const std::optional<std::string_view> bytes = st.events.bytes_of(entry);
+    if (!bytes || !ledger::decode_event_head(*bytes, head).ok()) continue;
     if (head.at_ms < from_ms || head.at_ms >= to_ms) continue;
-    job.event_bytes += st.events.bytes_of(entry);
+    job.event_bytes += *bytes;
     job.event_ends.push_back(job.event_bytes.size());
   }
   return std::nullopt;
@@ -118,7 +120,8 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   std::size_t begin = 0;
   for (std::size_t end : job.event_ends) {
     const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
-    // The bytes were kept by the engine after an encode or a checked decode.
+    // The bytes were read back from the event log and their head decoded: a record the
+    // log checked when it wrote or recovered it.
     Status decoded = ledger::decode_event_into(bytes, event);
     CREDIT_ASSERT(decoded.ok());
     builder.add(event);

@@ -22,6 +22,7 @@
 #include "base/error_json.h"
 #include "base/json_writer.h"
 #include "base/process_heap.h"
+#include "base/thread_priority.h"
 #include "ledger/codec.h"
 #include "ledger/event_codec.h"
 #include "ledger/snapshot_codec.h"
@@ -197,10 +198,16 @@ bool rate_limited_kind(pricing::Kind k) {
 
 namespace {
 // The ledger prepares memory (faulting in the next idempotency array, hundreds of MB at
-// millions of keys) on a thread of its own, not on the ledger thread between charges.
+// millions of keys) on a thread of its own, not on the ledger thread between charges, and
+// below its priority.
 EngineOptions with_memory_thread(EngineOptions o) {
   if (!o.ledger.background) {
-    o.ledger.background = [](std::function<void()> job) { std::thread(std::move(job)).detach(); };
+    o.ledger.background = [](std::function<void()> job) {
+      std::thread([job = std::move(job)] {
+        run_in_background();
+        job();
+      }).detach();
+    };
   }
   return o;
 }
@@ -515,6 +522,7 @@ Status Engine::open() {
   const auto t_events = std::chrono::steady_clock::now();
   event_load_ = std::make_unique<EventLoad>();
   std::thread loader([this] {
+    run_in_background();  // the replay sets the pace; this only has to keep ahead of it
     Status s = open_event_log();
     std::lock_guard lock(event_load_->mu);
     event_load_->status = std::move(s);
@@ -1241,8 +1249,8 @@ Status Engine::open_event_log() {
   eo.retain_days = options_.events_retain_days;
   eo.bytes_max = options_.events_bytes_max;
   eo.repair = options_.repair;
-  // Each event is decoded (checked once as read back, and for the sink) but kept as the
-  // bytes read: no re-encoding, no Event per event held.
+  // Each event is decoded (checked once as read back, and for the sink) and indexed by its
+  // place in the log: no re-encoding, no copy of its bytes, no Event per event held.
   // The slice's events are decoded into again by the next slice (decode_event_into sets
   // every field): no Event is built, and none of its strings allocated, per event loaded.
   std::vector<ledger::Event> slice;
@@ -1254,12 +1262,13 @@ Status Engine::open_event_log() {
     slice_used = 0;
   };
   auto log = store::EventLog::open(
-      events_dir(options_), eo, [&](std::uint64_t seq, std::int64_t, std::string_view payload) {
+      events_dir(options_), eo,
+      [&](std::uint64_t seq, std::int64_t, std::string_view payload, store::EventPlace place) {
         if (sink_ && slice_used == slice.size()) slice.emplace_back();
         ledger::Event& e = sink_ ? slice[slice_used++] : scratch;
         if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
         if (e.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
-        events_.append_encoded(e.account_id, e.seq, payload);
+        events_.append(e.account_id, e.seq, place);
         if (event_load_ && seq > event_load_->seq_max.load(std::memory_order_relaxed)) {
           event_load_->seq_max.store(seq, std::memory_order_relaxed);
         }
@@ -1270,6 +1279,7 @@ Status Engine::open_event_log() {
   flush_slice();
   events_.sort();
   event_log_ = std::move(*log);
+  events_.attach(event_log_.get());
   for (const auto& cut : event_log_->recovery().torn_tails) {
     std::fprintf(stderr, "creditd: cut a torn tail of the event log at %s offset %llu (%s)\n",
                  cut.file.c_str(), static_cast<unsigned long long>(cut.offset), cut.reason.c_str());
@@ -1459,10 +1469,10 @@ Status Engine::log_and_keep_events(const std::vector<ledger::Event>& events) {
   for (const ledger::Event& e : events) {
     event_bytes_.clear();
     ledger::encode_event(e, event_bytes_);
-    Status s = event_log_->append(e.seq, e.at_ms, event_bytes_);
-    if (!s.ok()) return s;
-    // Past its memory bound the index keeps no more; the event log still has them.
-    events_.append_encoded(e.account_id, e.seq, event_bytes_);
+    Result<store::EventPlace> place = event_log_->append(e.seq, e.at_ms, event_bytes_);
+    if (!place.ok()) return place.error();
+    // Past its memory bound the index takes no more; the event log still has them.
+    events_.append(e.account_id, e.seq, *place);
   }
   return event_log_->flush();
 }

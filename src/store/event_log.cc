@@ -4,6 +4,7 @@
 #include "store/event_log.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -100,6 +101,11 @@ std::optional<RecordView> read_record(std::span<const unsigned char> data, std::
   return r;
 }
 
+EventPlace place_of(std::uint32_t segment_number, std::uint64_t offset) {
+  CREDIT_ASSERT(offset < (1ULL << kEventPlaceOffsetBits));
+  return (static_cast<std::uint64_t>(segment_number) << kEventPlaceOffsetBits) | offset;
+}
+
 Status cut_file(const std::string& path, std::uint64_t offset) {
   if (::truncate(path.c_str(), static_cast<off_t>(offset)) != 0) {
     return io_error("cannot truncate", path, errno);
@@ -120,6 +126,15 @@ EventLog::EventLog(std::string dir, const EventLogOptions& options)
 
 EventLog::~EventLog() {
   (void)flush();
+  for (const auto& [number, map] : maps_) {
+    ::munmap(const_cast<unsigned char*>(map.base), map.length);
+  }
+}
+
+std::uint32_t EventLog::take_segment_number() {
+  // One number per day a process ever writes or finds: far below the bound.
+  CREDIT_ASSERT(next_segment_number_ + 1ULL < kEventSegmentNumbersMax);
+  return next_segment_number_++;
 }
 
 Result<std::unique_ptr<EventLog>> EventLog::open(const std::string& dir,
@@ -136,7 +151,9 @@ Status EventLog::recover(const EventRecordFn& on_record) {
   auto names = internal::list_dir(dir_);
   if (!names) return names.error();
   for (const std::string& name : *names) {
-    if (auto day = parse_segment_name(name)) segments_.push_back({*day, join_path(dir_, name), 0});
+    if (auto day = parse_segment_name(name)) {
+      segments_.push_back({*day, join_path(dir_, name), 0, take_segment_number()});
+    }
   }
   std::sort(segments_.begin(), segments_.end(),
             [](const Segment& a, const Segment& b) { return a.day_start_ms < b.day_start_ms; });
@@ -191,7 +208,7 @@ Status EventLog::recover_segment(Segment& segment, const EventRecordFn& on_recor
     std::optional<RecordView> r =
         read_record(data, offset, segment.day_start_ms, previous_seq, &why);
     if (r) {
-      Status delivered = on_record(r->seq, r->at_ms, r->payload);
+      Status delivered = on_record(r->seq, r->at_ms, r->payload, place_of(segment.number, offset));
       if (!delivered) return delivered;
       previous_seq = r->seq;
       last_seq_ = std::max(last_seq_, r->seq);
@@ -240,7 +257,8 @@ Status EventLog::switch_to(std::int64_t day_start_ms) {
   current_day_ms_ = -1;
   Segment* segment = segment_of(day_start_ms);
   if (segment == nullptr) {
-    Segment created{day_start_ms, join_path(dir_, segment_name(day_start_ms)), 0};
+    Segment created{day_start_ms, join_path(dir_, segment_name(day_start_ms)), 0,
+                    take_segment_number()};
     internal::Fd fd(::open(created.path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", created.path, errno);
     unsigned char header[kEventSegmentHeaderBytes];
@@ -267,14 +285,17 @@ Status EventLog::switch_to(std::int64_t day_start_ms) {
   return ok_status();
 }
 
-Status EventLog::append(std::uint64_t seq, std::int64_t at_ms, std::string_view payload) {
+Result<EventPlace> EventLog::append(std::uint64_t seq, std::int64_t at_ms,
+                                    std::string_view payload) {
   CREDIT_ASSERT(seq > last_seq_);
   CREDIT_ASSERT(payload.size() <= kEventPayloadBytesMax);
   const std::int64_t day = day_start_ms(at_ms);
   if (day != current_day_ms_) {
     Status s = switch_to(day);
-    if (!s) return s;
+    if (!s) return s.error();
   }
+  Segment* segment = segment_of(day);
+  const EventPlace place = place_of(segment->number, segment->bytes);
   unsigned char header[kEventRecordHeaderBytes] = {};
   put(header, 8, static_cast<std::uint32_t>(payload.size()));
   put(header, 12, seq);
@@ -286,10 +307,71 @@ Status EventLog::append(std::uint64_t seq, std::int64_t at_ms, std::string_view 
   const std::uint64_t checksum =
       XXH3_64bits(buffer_.data() + start + 8, kEventRecordHeaderBytes - 8 + payload.size());
   std::memcpy(buffer_.data() + start, &checksum, sizeof(checksum));
-  segment_of(day)->bytes += sizeof(header) + payload.size();
+  segment->bytes += sizeof(header) + payload.size();
   last_seq_ = seq;
-  if (buffer_.size() >= kEventWriteBufferBytesMax) return flush();
-  return ok_status();
+  if (buffer_.size() >= kEventWriteBufferBytesMax) {
+    if (Status s = flush(); !s) return s.error();
+  }
+  return place;
+}
+
+std::optional<std::string_view> EventLog::read(EventPlace place, std::uint64_t seq) const {
+  const auto number = static_cast<std::uint32_t>(place >> kEventPlaceOffsetBits);
+  const std::uint64_t offset = place & ((1ULL << kEventPlaceOffsetBits) - 1);
+  // Readers go through one account's events, mostly in one segment: try the last one.
+  if (last_read_segment_ >= segments_.size() || segments_[last_read_segment_].number != number) {
+    auto it = std::find_if(segments_.begin(), segments_.end(),
+                           [&](const Segment& s) { return s.number == number; });
+    if (it == segments_.end()) return std::nullopt;  // deleted by retention
+    last_read_segment_ = static_cast<std::size_t>(it - segments_.begin());
+  }
+  const Segment& segment = segments_[last_read_segment_];
+  if (offset < kEventSegmentHeaderBytes || offset + kEventRecordHeaderBytes > segment.bytes) {
+    return std::nullopt;
+  }
+  // A record is in the file or, whole, in the buffer of the segment being written.
+  const bool current = segment.day_start_ms == current_day_ms_;
+  const std::uint64_t flushed = current ? segment.bytes - buffer_.size() : segment.bytes;
+  const unsigned char* p = nullptr;
+  std::uint64_t available = 0;
+  if (offset >= flushed) {
+    p = reinterpret_cast<const unsigned char*>(buffer_.data()) + (offset - flushed);
+    available = segment.bytes - offset;
+  } else {
+    const ReadMap* map = map_for_read(segment, flushed);
+    if (map == nullptr) return std::nullopt;
+    p = map->base + offset;
+    available = flushed - offset;
+  }
+  const auto length = get<std::uint32_t>(p, 8);
+  if (length > kEventPayloadBytesMax || kEventRecordHeaderBytes + length > available ||
+      get<std::uint64_t>(p, 12) != seq) {
+    return std::nullopt;
+  }
+  return std::string_view(reinterpret_cast<const char*>(p + kEventRecordHeaderBytes), length);
+}
+
+const EventLog::ReadMap* EventLog::map_for_read(const Segment& segment, std::uint64_t bytes) const {
+  auto it = maps_.find(segment.number);
+  if (it != maps_.end() && it->second.length >= bytes) return &it->second;
+  unmap(segment.number);
+  // The whole written file, so that reads of it remap only once it has grown.
+  internal::Fd fd(::open(segment.path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 ||
+      static_cast<std::uint64_t>(st.st_size) < bytes) {
+    return nullptr;  // shorter than written: cut under the log, and never touched past its end
+  }
+  void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) return nullptr;
+  return &(maps_[segment.number] = ReadMap{static_cast<const unsigned char*>(p), bytes});
+}
+
+void EventLog::unmap(std::uint32_t number) const {
+  auto it = maps_.find(number);
+  if (it == maps_.end()) return;
+  ::munmap(const_cast<unsigned char*>(it->second.base), it->second.length);
+  maps_.erase(it);
 }
 
 Status EventLog::flush() {
@@ -352,6 +434,7 @@ Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms) {
       return io_error("cannot delete", oldest.path, errno);
     }
     std::erase(unsynced_, oldest.path);
+    unmap(oldest.number);
     total -= oldest.bytes;
     segments_.erase(segments_.begin());
     ++deleted;

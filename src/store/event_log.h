@@ -33,9 +33,14 @@
 // damage: open fails with kStorageFailed naming the "file" and the "offset"; with repair
 // the file is cut at the damage instead and the cut is reported.
 //
-// Reading: open() hands every retained record to the caller, oldest day first, and the
-// engine keeps them in memory with a per-account index (server/engine.h). There is no
+// Reading: open() hands every retained record to the caller, oldest day first, with its
+// place (segment number and offset); append() returns the place of the record it adds.
+// read() gives a record's payload back by its place, from a read-only map of the segment
+// (or from the write buffer while it is not yet flushed), so the engine's per-account
+// index (server/event_index.h) holds 16 bytes per event and no copy of it. There is no
 // on-disk index: a start reads every retained segment (docs/benchmarks.md, "Restart").
+// Segments are numbered from 0 in the order this process found or created them; a place
+// is only meaningful to the EventLog that gave it.
 //
 // Threading: one owner thread calls every method; sync_files() may run on any thread.
 #pragma once
@@ -46,6 +51,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -88,10 +94,15 @@ struct EventLogRecovery {
   std::vector<EventLogCut> repaired;    // damage cut off because repair = true
 };
 
+// Where a record lies: (segment number << kEventPlaceOffsetBits) | offset of its header.
+using EventPlace = std::uint64_t;
+constexpr unsigned kEventPlaceOffsetBits = 40;  // a segment of up to 1 TiB
+constexpr std::uint64_t kEventSegmentNumbersMax = 1ULL << (64 - kEventPlaceOffsetBits);
+
 // Receives each intact record, oldest day first and in file order within a day.
 // Returning an error stops the open with it.
-using EventRecordFn =
-    std::function<Status(std::uint64_t seq, std::int64_t at_ms, std::string_view payload)>;
+using EventRecordFn = std::function<Status(std::uint64_t seq, std::int64_t at_ms,
+                                           std::string_view payload, EventPlace place)>;
 
 class EventLog {
  public:
@@ -102,8 +113,13 @@ class EventLog {
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
-  // Buffers one event for the segment of its day. seq must exceed last_seq().
-  Status append(std::uint64_t seq, std::int64_t at_ms, std::string_view payload);
+  // Buffers one event for the segment of its day. seq must exceed last_seq(). Returns
+  // the record's place.
+  Result<EventPlace> append(std::uint64_t seq, std::int64_t at_ms, std::string_view payload);
+  // The payload of the record at `place` if it is there and numbered `seq`; nothing when
+  // its segment was deleted (retention) or the bytes there are not that record (the file
+  // was changed under the log). The view is valid until the next call of any method.
+  std::optional<std::string_view> read(EventPlace place, std::uint64_t seq) const;
   // Writes what is buffered (no sync).
   Status flush();
   // Flushes, then syncs every file written since the last sync, and the directory.
@@ -130,7 +146,13 @@ class EventLog {
   struct Segment {
     std::int64_t day_start_ms = 0;
     std::string path;
-    std::uint64_t bytes = 0;
+    std::uint64_t bytes = 0;  // including what is buffered for it
+    std::uint32_t number = 0;
+  };
+  // A read-only map of a segment's first `length` bytes (read()).
+  struct ReadMap {
+    const unsigned char* base = nullptr;
+    std::size_t length = 0;
   };
 
   EventLog(std::string dir, const EventLogOptions& options);
@@ -139,11 +161,19 @@ class EventLog {
   Status switch_to(std::int64_t day_start_ms);
   Segment* segment_of(std::int64_t day_start_ms);
   void mark_unsynced(const std::string& path);
+  std::uint32_t take_segment_number();
+  // Maps at least the first `bytes` of the segment, the whole written file if it can.
+  const ReadMap* map_for_read(const Segment& segment, std::uint64_t bytes) const;
+  void unmap(std::uint32_t number) const;
 
   std::string dir_;
   EventLogOptions options_;
   FileOps& ops_;
   std::vector<Segment> segments_;  // oldest day first
+  std::uint32_t next_segment_number_ = 0;
+  // By segment number; read() is const for its callers but maps and remaps as files grow.
+  mutable std::unordered_map<std::uint32_t, ReadMap> maps_;
+  mutable std::size_t last_read_segment_ = 0;  // index into segments_: a guess for read()
   std::int64_t current_day_ms_ = -1;
   internal::Fd fd_;  // the segment of current_day_ms_
   std::string buffer_;

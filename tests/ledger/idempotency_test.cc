@@ -23,7 +23,6 @@ namespace credit::ledger {
 namespace {
 
 struct ModelEntry {
-  Hash128 request_hash;
   std::uint64_t reply_no;
   std::int64_t expires_at_ms;
 };
@@ -41,8 +40,8 @@ class Model {
     auto it = map_.find(k);
     return it != map_.end() && it->second.expires_at_ms > now_ms ? &it->second : nullptr;
   }
-  void insert(const Hash128& k, const Hash128& req, std::uint64_t reply, std::int64_t exp) {
-    map_[k] = ModelEntry{req, reply, exp};
+  void insert(const Hash128& k, std::uint64_t reply, std::int64_t exp) {
+    map_[k] = ModelEntry{reply, exp};
     queue_.push_back({k, exp});
   }
   std::uint64_t expire(std::int64_t now_ms) {
@@ -90,7 +89,6 @@ void check_same(const IdempotencyTable& table, const Model& model, std::int64_t 
     if (m.expires_at_ms > now_ms) {
       ASSERT_NE(e, nullptr);
       EXPECT_EQ(e->reply_no, m.reply_no);
-      EXPECT_EQ(e->request_hash, m.request_hash);
       EXPECT_EQ(e->expires_at_ms, m.expires_at_ms);
     } else {
       EXPECT_EQ(e, nullptr);
@@ -120,10 +118,9 @@ TEST(IdempotencyTable, MatchesModelThroughDoublingsAndExpiry) {
         const auto* e = table.find(k, now_ms);
         ASSERT_EQ(m == nullptr, e == nullptr) << "step " << step;
         if (m != nullptr || table.full()) continue;
-        Hash128 req = make_key(rng(), rng());
         std::int64_t exp = now_ms + lifetime_ms + static_cast<std::int64_t>(rng() % 3);
-        table.insert(k, req, reply, exp);
-        model.insert(k, req, reply, exp);
+        table.insert(k, reply, exp);
+        model.insert(k, reply, exp);
         ++reply;
         written.push_back(k);
       } else if (op < 95) {
@@ -161,14 +158,14 @@ TEST(IdempotencyTable, ExpiredKeyRewrittenWhileStillInTheOldArray) {
   // 3/4 of the first array (65,536 slots) expiring at 10; the next insert doubles it.
   while (!table.migrating()) {
     keys.push_back(make_key(rng(), rng()));
-    table.insert(keys.back(), Hash128{}, keys.size() - 1, keys.size() < 49'153 ? 10 : 100);
+    table.insert(keys.back(), keys.size() - 1, keys.size() < 49'153 ? 10 : 100);
   }
   ASSERT_EQ(table.size(), keys.size());
   // At 20 every first key has expired but none was swept: rewrite the first few.
   const std::size_t rewritten = 4;
   for (std::size_t i = 0; i < rewritten; ++i) {
     ASSERT_EQ(table.find(keys[i], 20), nullptr);
-    table.insert(keys[i], make_key(i, i), 1'000'000 + i, 200);
+    table.insert(keys[i], 1'000'000 + i, 200);
     ASSERT_EQ(table.size(), keys.size());  // replaced, not added
   }
   ASSERT_TRUE(table.migrating());  // 8 slots moved per insert: the old array is still there
@@ -190,7 +187,7 @@ TEST(IdempotencyTable, GrowsToManyKeysWithoutLosingAny) {
   for (std::uint64_t i = 0; i < 1'000'000; ++i) {
     keys.push_back(draw_key(rng));
     if (table.find(keys.back(), 0) != nullptr) continue;  // a repeat draw
-    table.insert(keys.back(), Hash128{}, i, 10);
+    table.insert(keys.back(), i, 10);
   }
   for (const Hash128& k : keys) ASSERT_NE(table.find(k, 0), nullptr);
   // Snapshots walk the table through the expiry queue.
@@ -215,7 +212,7 @@ TEST(IdempotencyTable, NextArrayFaultedInOnAnotherThread) {
     for (std::uint64_t i = 0; i < 2'000'000; ++i) {
       keys.push_back(draw_key(rng));
       if (table.find(keys.back(), 0) != nullptr) continue;
-      table.insert(keys.back(), Hash128{}, i, 10);
+      table.insert(keys.back(), i, 10);
       if (i % 100'000 == 0) {
         for (std::size_t j = 0; j < keys.size(); j += 1'009)
           ASSERT_NE(table.find(keys[j], 0), nullptr);
@@ -233,7 +230,7 @@ TEST(IdempotencyTable, SequentialKeysMakeOneLongRunThatMovesWhole) {
   for (std::uint64_t i = 0; i < 300'000; ++i) {
     const Hash128 k = make_key(i, 42);
     ASSERT_EQ(table.find(k, 0), nullptr);
-    table.insert(k, Hash128{}, i, 10);
+    table.insert(k, i, 10);
     if (i % 4'096 == 0) {
       for (std::uint64_t j = 0; j <= i; j += 997)
         ASSERT_NE(table.find(make_key(j, 42), 0), nullptr);

@@ -20,18 +20,27 @@ std::string body_of(std::uint64_t i) {
          std::string(i % 120, static_cast<char>('a' + i % 26)) + "\"}";
 }
 
+// The request hash stored with reply i.
+Hash128 request_of(std::uint64_t i) {
+  Hash128 h{};
+  for (std::size_t b = 0; b < h.size(); ++b) h[b] = static_cast<std::uint8_t>(i >> (b % 8 * 8));
+  h[15] ^= 0x5a;
+  return h;
+}
+
 TEST(ReplyStore, RepliesReadBackAcrossGrowingChunksAndReleasesFreeThem) {
   // Enough replies for several chunks of each size up to the largest.
   constexpr std::uint64_t kReplies = 2'000'000;
   ReplyStore store;
   for (std::uint64_t i = 0; i < kReplies; ++i) {
-    ASSERT_EQ(store.push(200 + static_cast<int>(i % 3), body_of(i)), i);
+    ASSERT_EQ(store.push(200 + static_cast<int>(i % 3), body_of(i), request_of(i)), i);
   }
   EXPECT_EQ(store.size(), kReplies);
   std::string body;
   for (std::uint64_t i = 0; i < kReplies; i += 997) {
     EXPECT_EQ(store.at(i, body), 200 + static_cast<int>(i % 3));
     ASSERT_EQ(body, body_of(i)) << i;
+    ASSERT_EQ(store.request_hash(i), request_of(i)) << i;
   }
   // Released from the front, as keys expire; the rest still read back, and new replies
   // go on from the next number.
@@ -41,9 +50,10 @@ TEST(ReplyStore, RepliesReadBackAcrossGrowingChunksAndReleasesFreeThem) {
   for (std::uint64_t i = kReplies / 2; i < kReplies; i += 991) {
     ASSERT_EQ(store.at(i, body), 200 + static_cast<int>(i % 3));
     ASSERT_EQ(body, body_of(i)) << i;
+    ASSERT_EQ(store.request_hash(i), request_of(i)) << i;
   }
   for (std::uint64_t i = kReplies; i < kReplies + 100'000; ++i) {
-    ASSERT_EQ(store.push(201, body_of(i)), i);
+    ASSERT_EQ(store.push(201, body_of(i), request_of(i)), i);
   }
   store.release_below(kReplies + 99'999);
   ASSERT_EQ(store.size(), 1u);
@@ -51,15 +61,20 @@ TEST(ReplyStore, RepliesReadBackAcrossGrowingChunksAndReleasesFreeThem) {
   EXPECT_EQ(body, body_of(kReplies + 99'999));
   // A reply larger than the largest chunk gets a chunk of its own.
   const std::string large(kReplyChunkBytesMax + 1000, 'x');
-  const std::uint64_t no = store.push(200, "{\"big\":\"" + large + "\"}");
+  const std::uint64_t no = store.push(200, "{\"big\":\"" + large + "\"}", request_of(1));
   EXPECT_EQ(store.at(no, body), 200);
   EXPECT_EQ(body, "{\"big\":\"" + large + "\"}");
   // Emptied (a snapshot restore) and filled again from another number.
   store.reset(77);
   EXPECT_EQ(store.size(), 0u);
-  for (std::uint64_t i = 0; i < 10'000; ++i) ASSERT_EQ(store.push(200, body_of(i)), 77 + i);
+  for (std::uint64_t i = 0; i < 10'000; ++i) ASSERT_EQ(store.push(200, body_of(i), {}), 77 + i);
   EXPECT_EQ(store.at(77 + 9'999, body), 200);
   EXPECT_EQ(body, body_of(9'999));
+  // A snapshot restores the replies, then names each one's request.
+  EXPECT_EQ(store.request_hash(80), Hash128{});
+  store.set_request_hash(80, request_of(80));
+  EXPECT_EQ(store.request_hash(80), request_of(80));
+  EXPECT_EQ(store.request_hash(81), Hash128{});
 }
 
 }  // namespace

@@ -88,7 +88,7 @@ std::vector<Row> events_of(Engine& engine, const std::string& account) {
     std::vector<Row> out;
     ledger::Event e;
     for (const auto& entry : st.events.events_of(account)) {
-      st.events.decode(entry, e);
+      EXPECT_TRUE(st.events.decode(entry, e)) << entry.seq;
       out.emplace_back(e.seq, e.at_ms, e.imported, e.idempotency_key);
     }
     read.set_value(std::move(out));

@@ -1,12 +1,15 @@
 // tests/server/event_index_test.cc
-// The compact in-memory event store: what goes in comes back, per account, in seq order.
+// The per-account index of the event log: what goes in comes back, per account, in seq
+// order, read from the log by its place.
 #include "server/event_index.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
+#include "engine_test_support.h"
 #include "ledger/event_codec.h"
+#include "store/event_log.h"
 
 namespace credit::server {
 namespace {
@@ -27,11 +30,39 @@ ledger::Event charge(std::uint64_t seq, std::string account, std::string file) {
   return e;
 }
 
-TEST(EventIndex, KeepsEachAccountsEventsInSeqOrderAndDecodesThemBack) {
+// An event log in a temporary directory and the index of what it holds.
+class Indexed {
+ public:
+  Indexed() {
+    auto log = store::EventLog::open(dir_.path(), store::EventLogOptions{},
+                                     [](std::uint64_t, std::int64_t, std::string_view,
+                                        store::EventPlace) { return ok_status(); });
+    EXPECT_TRUE(log.ok());
+    log_ = std::move(*log);
+    index.attach(log_.get());
+  }
+  // Logs the event and indexes its place, as the engine does.
+  bool add(const ledger::Event& e) {
+    std::string bytes;
+    ledger::encode_event(e, bytes);
+    auto place = log_->append(e.seq, e.at_ms, bytes);
+    EXPECT_TRUE(place.ok());
+    return index.append(e.account_id, e.seq, *place);
+  }
+  store::EventLog& log() { return *log_; }
   EventIndex index;
-  ASSERT_TRUE(index.append(charge(1, "acct_a", "a.ts")));
-  ASSERT_TRUE(index.append(charge(2, "acct_b", "b.ts")));
-  ASSERT_TRUE(index.append(charge(5, "acct_a", "c.ts")));
+
+ private:
+  test_support::TempDir dir_;
+  std::unique_ptr<store::EventLog> log_;
+};
+
+TEST(EventIndex, KeepsEachAccountsEventsInSeqOrderAndDecodesThemBack) {
+  Indexed x;
+  EventIndex& index = x.index;
+  ASSERT_TRUE(x.add(charge(1, "acct_a", "a.ts")));
+  ASSERT_TRUE(x.add(charge(2, "acct_b", "b.ts")));
+  ASSERT_TRUE(x.add(charge(5, "acct_a", "c.ts")));
   EXPECT_EQ(index.size(), 3u);
 
   auto a = index.events_of("acct_a");
@@ -39,57 +70,57 @@ TEST(EventIndex, KeepsEachAccountsEventsInSeqOrderAndDecodesThemBack) {
   EXPECT_EQ(a[0].seq, 1u);
   EXPECT_EQ(a[1].seq, 5u);
   ledger::Event out;
-  index.decode(a[1], out);
+  ASSERT_TRUE(index.decode(a[1], out));  // still in the log's write buffer
   EXPECT_EQ(out, charge(5, "acct_a", "c.ts"));
-  index.decode(a[0], out);  // into a reused Event: every field overwritten
+  ASSERT_TRUE(x.log().sync().ok());
+  ASSERT_TRUE(index.decode(a[0], out));  // from the file, into a reused Event
   EXPECT_EQ(out, charge(1, "acct_a", "a.ts"));
+  std::string bytes;
+  ledger::encode_event(charge(5, "acct_a", "c.ts"), bytes);
+  EXPECT_EQ(index.bytes_of(a[1]), bytes);  // the log's bytes as they are
 
   ASSERT_EQ(index.events_of("acct_b").size(), 1u);
   EXPECT_TRUE(index.events_of("acct_none").empty());
+  // An entry the log does not hold (another seq at that place) decodes to nothing.
+  EXPECT_FALSE(index.decode(EventIndex::Entry{6, a[1].place}, out));
+  EventIndex detached;
+  EXPECT_FALSE(detached.decode(a[1], out));
 }
 
-TEST(EventIndex, KeepsTheEventLogsBytesAsTheyAre) {
-  EventIndex index;
-  std::string bytes;
-  ledger::encode_event(charge(7, "acct_a", "x.ts"), bytes);
-  ASSERT_TRUE(index.append_encoded("acct_a", 7, bytes));
-  auto a = index.events_of("acct_a");
-  ASSERT_EQ(a.size(), 1u);
-  EXPECT_EQ(index.bytes_of(a[0]), bytes);
-}
-
-TEST(EventIndex, RecordsFillBlocksAndOneLargerThanABlockGetsItsOwn) {
-  EventIndex index;
-  // 70,000 events of about 100 bytes: more than one 4 MiB block.
+TEST(EventIndex, HoldsSixteenBytesAnEventAndReadsLargeOnesBack) {
+  Indexed x;
+  EventIndex& index = x.index;
+  // 70,000 events of about 100 bytes, and one of 900 KB of metadata.
   for (std::uint64_t seq = 1; seq <= 70'000; ++seq) {
-    ASSERT_TRUE(index.append(charge(seq, "acct_" + std::to_string(seq % 3), "src/page.tsx")));
+    ASSERT_TRUE(x.add(charge(seq, "acct_" + std::to_string(seq % 3), "src/page.tsx")));
   }
-  const std::string big_file(kEventBlockBytes + 10, 'f');
-  ASSERT_TRUE(index.append(charge(70'001, "acct_1", big_file)));
-  ASSERT_TRUE(index.append(charge(70'002, "acct_1", "after.ts")));
+  const std::string big_file(900'000, 'f');
+  ASSERT_TRUE(x.add(charge(70'001, "acct_1", big_file)));
+  ASSERT_TRUE(x.add(charge(70'002, "acct_1", "after.ts")));
 
   auto list = index.events_of("acct_1");
   ASSERT_EQ(list.size(), 23'336u);  // seq 1, 4, ..., 69'997 (23'334 of them), then two
   ledger::Event out;
-  index.decode(list[list.size() - 2], out);
+  ASSERT_TRUE(index.decode(list[list.size() - 2], out));
   EXPECT_EQ(out.metadata.file, big_file);
-  index.decode(list.back(), out);
+  ASSERT_TRUE(index.decode(list.back(), out));
   EXPECT_EQ(out, charge(70'002, "acct_1", "after.ts"));
-  index.decode(list.front(), out);
+  ASSERT_TRUE(index.decode(list.front(), out));
   EXPECT_EQ(out, charge(1, "acct_1", "src/page.tsx"));
-  // Blocks plus lists: at least the 4 blocks written, far below a KB per event.
-  EXPECT_GE(index.memory_bytes(), 2 * kEventBlockBytes + big_file.size());
-  EXPECT_LT(index.memory_bytes(), 70'002u * 300 + big_file.size());
+  // Only the lists: 16 bytes an entry, at most twice that with the vectors' growth.
+  EXPECT_GE(index.memory_bytes(), 70'002u * sizeof(EventIndex::Entry));
+  EXPECT_LT(index.memory_bytes(), 2 * 70'002u * sizeof(EventIndex::Entry) + 3 * 4096);
 }
 
 TEST(EventIndex, TheHeadOfAnEncodingHoldsWhatTheEventsRouteFiltersOn) {
-  EventIndex index;
+  Indexed x;
+  EventIndex& index = x.index;
   ledger::Event e = charge(9, "acct_a", "x.ts");
   e.user_id = "u42";
   e.type = ledger::EventType::kRefund;
-  ASSERT_TRUE(index.append(e));
+  ASSERT_TRUE(x.add(e));
   ledger::EventHead head;
-  index.decode_head(index.events_of("acct_a")[0], head);
+  ASSERT_TRUE(index.decode_head(index.events_of("acct_a")[0], head));
   EXPECT_EQ(head.seq, 9u);
   EXPECT_EQ(head.at_ms, 1'772'000'000'009);
   EXPECT_EQ(head.account_id, "acct_a");

@@ -27,13 +27,20 @@ struct Read {
   bool operator==(const Read&) const = default;
 };
 
+// A record read at open, with its place.
+struct Placed {
+  std::uint64_t seq;
+  std::string payload;
+  EventPlace place;
+};
+
 NoSyncFileOps g_ops;
 
 Result<std::unique_ptr<EventLog>> open_log(const std::string& dir, std::vector<Read>* out,
                                            EventLogOptions options = {}) {
   options.file_ops = &g_ops;
   return EventLog::open(dir, options,
-                        [out](std::uint64_t seq, std::int64_t at, std::string_view p) {
+                        [out](std::uint64_t seq, std::int64_t at, std::string_view p, EventPlace) {
                           out->push_back({seq, at, std::string(p)});
                           return ok_status();
                         });
@@ -178,6 +185,54 @@ TEST(EventLog, RetentionDeletesByAgeThenByBytesButNeverTheCurrentSegment) {
   EXPECT_EQ(*deleted, 2u);
   EXPECT_TRUE(std::filesystem::exists(tmp.file("events-2026-01-06.log")));
   EXPECT_FALSE(std::filesystem::exists(tmp.file("events-2026-01-05.log")));
+}
+
+TEST(EventLog, ReadsEachRecordBackByItsPlaceWhereverItLies) {
+  TempDir tmp;
+  write_days(tmp.path(), 2, 3);  // seq 1-3 on Jan 1, 4-6 on Jan 2
+  std::vector<Placed> found;
+  EventLogOptions options;
+  options.file_ops = &g_ops;
+  options.retain_days = 3;
+  auto log = EventLog::open(
+      tmp.path(), options, [&](std::uint64_t seq, std::int64_t, std::string_view p, EventPlace at) {
+        found.push_back({seq, std::string(p), at});
+        return ok_status();
+      });
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(found.size(), 6u);
+  EventLog& l = **log;
+  // Recovered records, from the files.
+  for (const Placed& r : found) EXPECT_EQ(l.read(r.place, r.seq), r.payload) << r.seq;
+  // The wrong number at a place, or a place inside a record, is not that record.
+  EXPECT_EQ(l.read(found[1].place, 1), std::nullopt);
+  EXPECT_EQ(l.read(found[1].place + 1, 2), std::nullopt);
+  EXPECT_EQ(l.read(found[1].place + (1ULL << 39), 2), std::nullopt);  // past the end
+  // Appended: still in the write buffer, then flushed, then on a new day.
+  std::vector<Placed> appended;
+  const std::string large(300'000, 'x');  // four of them fill the 1 MiB buffer: a flush
+  for (std::uint64_t seq = 7; seq <= 14; ++seq) {
+    const std::int64_t at = kJan1Ms + (seq < 12 ? 1 : 2) * kDayMs + static_cast<std::int64_t>(seq);
+    std::string payload = "p" + std::to_string(seq) + (seq % 3 == 0 ? large : "");
+    auto place = l.append(seq, at, payload);
+    ASSERT_TRUE(place.ok());
+    appended.push_back({seq, payload, *place});
+    // Each one reads back at once, wherever it is (buffer or file), as do the others.
+    for (const Placed& r : appended) ASSERT_EQ(l.read(r.place, r.seq), r.payload) << r.seq;
+  }
+  ASSERT_TRUE(l.sync().ok());
+  for (const Placed& r : appended) EXPECT_EQ(l.read(r.place, r.seq), r.payload) << r.seq;
+  for (const Placed& r : found) EXPECT_EQ(l.read(r.place, r.seq), r.payload) << r.seq;
+  // Retention deletes Jan 1 and Jan 2: their records are gone, Jan 3's stay.
+  auto deleted = l.enforce_retention(kJan1Ms + 5 * kDayMs);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2u);
+  for (const Placed& r : found) EXPECT_EQ(l.read(r.place, r.seq), std::nullopt) << r.seq;
+  for (const Placed& r : appended) {
+    EXPECT_EQ(l.read(r.place, r.seq),
+              r.seq >= 12 ? std::optional<std::string_view>(r.payload) : std::nullopt)
+        << r.seq;
+  }
 }
 
 }  // namespace

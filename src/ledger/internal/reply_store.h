@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/assert.h"
+#include "ledger/command.h"
 #include "ledger/internal/huge_pages.h"
 #include "ledger/internal/reply_pack.h"
 #include "ledger/internal/ring.h"
@@ -34,23 +36,39 @@ class ReplyStore {
   std::size_t size() const { return index_.size(); }
   bool contains(std::uint64_t no) const { return no >= base_ && no - base_ < index_.size(); }
 
-  // Stores a reply (packed: reply_pack.h); returns its number.
-  std::uint64_t push(int status, std::string_view body);
+  // Stores a reply (packed: reply_pack.h) with the hash of the request it answers (a
+  // retry with another request under its key is refused); returns its number.
+  std::uint64_t push(int status, std::string_view body, const Hash128& request_hash);
   // The same for a charge's answer given by its parts (no JSON is rendered).
-  std::uint64_t push_charge(int status, const ChargeReplyParts& parts);
+  std::uint64_t push_charge(int status, const ChargeReplyParts& parts, const Hash128& request_hash);
   // Reply `no`: sets body to it and returns its status.
   int at(std::uint64_t no, std::string& body) const;
+  // The hash of the request reply `no` answers.
+  const Hash128& request_hash(std::uint64_t no) const {
+    CREDIT_ASSERT(contains(no));
+    return index_[no - base_].request_hash;
+  }
+  // Sets it (a snapshot restores the replies first, then the keys that name them).
+  void set_request_hash(std::uint64_t no, const Hash128& request_hash) {
+    CREDIT_ASSERT(contains(no));
+    index_[no - base_].request_hash = request_hash;
+  }
   // Releases the replies numbered below `no` (as many as are kept).
   void release_below(std::uint64_t no);
   // Empties the store and numbers the next reply `base` (snapshot restore).
   void reset(std::uint64_t base);
 
  private:
+  // Kept here rather than in the idempotency table's slots: a slot is then 32 bytes, two to
+  // a cache line, and only a reply (one per live key) pays for the request hash, not each
+  // of the 1.3 to 2.7 slots per key that the table's growth maps.
   struct Ref {
     const char* bytes = nullptr;
     std::uint32_t length = 0;
     std::int32_t status = 0;
+    Hash128 request_hash{};
   };
+  static_assert(sizeof(Ref) == 32);
   struct Chunk {
     HugeBuffer bytes;
     std::size_t used = 0;
@@ -58,7 +76,7 @@ class ReplyStore {
   };
   char* room_for(std::size_t length);
   // Stores packed_ as reply next().
-  std::uint64_t push_packed(int status);
+  std::uint64_t push_packed(int status, const Hash128& request_hash);
   // The size of the next chunk: an eighth of bytes_mapped_ in whole huge pages, within
   // [kReplyChunkBytes, kReplyChunkBytesMax].
   std::size_t next_chunk_bytes() const;
