@@ -411,6 +411,11 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
   bool written = false;                // the first snapshot is
   double encode_ms = 0, write_ms = 0;  // the first snapshot's
   std::uint64_t next = charges;
+  // Where the slowest submit of the first snapshot fell: since its pause, and whether the
+  // snapshot was found written (finish_snapshot ran) during that submit.
+  const auto t_start = Clock::now();
+  double first_pause_at_ms = -1, slowest_ms = 0, slowest_at_ms = 0, slowest_mono_s = 0;
+  bool slowest_saw_written = false;
   while (after_ms.size() < kPauseSubmitsAfter || pauses_ms.size() < 2) {
     std::vector<server::Op> ops;
     for (std::size_t k = 0; k < kPauseOpsPerSubmit; ++k) {
@@ -440,6 +445,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
     const std::uint64_t pause_ns = stats.snapshot_pause_ns_last.load();
     const bool held = pause_ns != last_pause_ns;
     if (held) {
+      if (first_pause_at_ms < 0) first_pause_at_ms = ms_since(t_start);
       pauses_ms.push_back(static_cast<double>(pause_ns) / 1e6);
       last_pause_ns = pause_ns;
     }
@@ -455,6 +461,12 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       after_ms.push_back(round_trip_ms);
     } else if (!pauses_ms.empty()) {
       during_ms.push_back(round_trip_ms);
+      if (round_trip_ms > slowest_ms) {
+        slowest_ms = round_trip_ms;
+        slowest_at_ms = ms_since(t_start) - round_trip_ms - first_pause_at_ms;
+        slowest_saw_written = written;
+        slowest_mono_s = std::chrono::duration<double>(t.time_since_epoch()).count();
+      }
     } else {
       before_ms.push_back(round_trip_ms);
     }
@@ -481,13 +493,20 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       "encoded in %.1f ms and written in %.1f ms\n"
       "round trips of %zu-charge submits, ms: before %s; during %s; after %s; that waited "
       "for a snapshot to start: %s\n"
-      "collapse passes (ms each, let finish before the next submit): %s\n",
+      "collapse passes (ms each, let finish before the next submit): %s\n"
+      "slowest submit during the first snapshot: %.1f ms, started %.0f ms after its pause "
+      "(CLOCK_MONOTONIC %.3f s)%s\n"
+      "longest since the start, ms: log write %.1f, log sync %.1f, event log write %.1f, "
+      "batch apply %.1f\n",
       fork ? (collapse ? "forked snapshots, heap collapsed" : "forked snapshots")
            : "unforked snapshots",
       static_cast<double>(rss) / 1e6, list(pauses_ms).c_str(), encode_ms, write_ms,
       kPauseOpsPerSubmit, summary(before_ms).c_str(), summary(during_ms).c_str(),
       summary(after_ms).c_str(), list(held_ms).c_str(),
-      collapse ? list(collapse_ms).c_str() : "off");
+      collapse ? list(collapse_ms).c_str() : "off", slowest_ms, slowest_at_ms, slowest_mono_s,
+      slowest_saw_written ? ", the one that found it written" : "",
+      stats.log_write_ns_max.load() / 1e6, stats.log_sync_ns_max.load() / 1e6,
+      stats.event_write_ns_max.load() / 1e6, stats.batch_apply_ns_max.load() / 1e6);
   std::fflush(stdout);
   std::_Exit(0);  // no shutdown snapshot
 }

@@ -73,7 +73,13 @@ void IdempotencyTable::grow() {
   old_moved_ = 0;
   old_probe_max_ = probe_max_;
   probe_max_ = 0;
-  slots_ = next_ != nullptr ? next_ : allocate(old_slots * 2);
+  if (next_ != nullptr) {
+    slots_ = next_;
+    // The array the table uses from here on: a snapshot child forked later reads it.
+    set_inherited_by_fork(slots_, old_slots * 2 * sizeof(Entry), true);
+  } else {
+    slots_ = allocate(old_slots * 2);
+  }
   next_ = nullptr;
   mask_ = old_slots * 2 - 1;
 }
@@ -84,6 +90,10 @@ void IdempotencyTable::prepare_next() {
   if (bytes < kHugePageBytes) return;  // calloc: small, nothing worth spreading
   if (next_ == nullptr) {
     next_ = allocate(2 * slots);
+    // No snapshot child reads the next array (find and for_each read slots_ and old_):
+    // left out of a fork, it is not shared, and a doubling while a child runs copies none
+    // of it (measured: one batch held 1.3-2.1 s copying it, docs/benchmarks.md, session 8).
+    set_inherited_by_fork(next_, bytes, false);
     next_touched_ = 0;
     next_from_size_ = size_;
     if (background_) {
@@ -153,8 +163,10 @@ void IdempotencyTable::migrate(std::size_t slots) {
     Entry& e = old_[(old_start_ + old_moved_) & old_mask_];
     if (slots == 0 && e.expires_at_ms == 0) break;
     if (slots > 0) --slots;
+    // The moved slot is left as it is, not cleared: no lookup reads it (find_old stops at
+    // moved homes, and a probe from an unmoved one ends at the empty slot before
+    // old_start_), and after a snapshot fork a write to the old array copies its pages.
     if (e.expires_at_ms > 0) put_new(e);
-    e = Entry{};
   }
   if (old_moved_ == old_slots) {
     finish_prefault();  // it may still be on this array (it was the next one once)

@@ -197,6 +197,17 @@ bool rate_limited_kind(pricing::Kind k) {
 }  // namespace
 
 namespace {
+std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point since) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since)
+          .count());
+}
+
+// Raises `max` to `value` if it is larger (one writer per field, readers anywhere).
+void raise_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
+  if (value > max.load(std::memory_order_relaxed)) max.store(value, std::memory_order_relaxed);
+}
+
 // The ledger prepares memory (faulting in the next idempotency array, hundreds of MB at
 // millions of keys) on a thread of its own, not on the ledger thread between charges, and
 // below its priority.
@@ -800,7 +811,9 @@ void Engine::run() {
       queued_ops_ -= ops;
     }
     if (jobs.empty()) continue;
+    const auto t_apply = std::chrono::steady_clock::now();
     apply_batch(jobs);
+    raise_max(stats_.batch_apply_ns_max, elapsed_ns(t_apply));
     jobs.clear();
     // The snapshot uses the log (its LSN, truncation): only while the log thread is idle.
     const bool snapshot_written = snapshot_thread_.joinable() && snapshot_done_.load();
@@ -823,7 +836,9 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
   for (auto& events : batches) {
     // Events go to their own log after the batch is durable, without a sync of their
     // own (a crash loses only events that the log after the snapshot rebuilds).
+    const auto t0 = std::chrono::steady_clock::now();
     Status written = log_and_keep_events(events);
+    raise_max(stats_.event_write_ns_max, elapsed_ns(t0));
     if (!written.ok()) {
       // The batch is durable and answered; its events are rebuilt from the log at start.
       std::fprintf(stderr, "creditd: event log failed: %s; stopping\n",
@@ -870,6 +885,7 @@ void Engine::log_run() {
     // Everything gathered since the last sync goes to the disk with one fdatasync.
     Status s = ok_status();
     bool wrote = false;
+    const auto t_write = std::chrono::steady_clock::now();
     for (Pending& p : work) {
       if (p.payload.empty() || !s.ok()) continue;
       s = wal_->reserve(p.payload.size());
@@ -880,11 +896,12 @@ void Engine::log_run() {
       wrote = true;
     }
     if (wrote && s.ok()) {
+      raise_max(stats_.log_write_ns_max, elapsed_ns(t_write));
       auto t0 = std::chrono::steady_clock::now();
       s = wal_->sync();  // with --no-fsync (benchmarks) it writes without fdatasync
-      stats_.fsync_ns_total.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                          std::chrono::steady_clock::now() - t0)
-                                          .count());
+      const std::uint64_t sync_ns = elapsed_ns(t0);
+      stats_.fsync_ns_total.fetch_add(sync_ns);
+      raise_max(stats_.log_sync_ns_max, sync_ns);
       stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
     }
     const bool durable = s.ok();
@@ -1189,12 +1206,6 @@ std::string snapshot_dir(const EngineOptions& o) {
 }
 std::string events_dir(const EngineOptions& o) {
   return o.data_dir + "/events";
-}
-
-std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point since) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since)
-          .count());
 }
 
 // What a snapshot child tells the server, in one pipe write when it is done.

@@ -178,6 +178,13 @@ struct EngineStats {
   // event files it depends on, then the file: tmp, fsync, rename, directory fsync).
   std::atomic<std::uint64_t> snapshot_encode_ns_last{0};
   std::atomic<std::uint64_t> snapshot_write_ns_last{0};
+  // The longest since the start, for finding stalls: the log thread's writes of a group
+  // (with a segment rotation, when one falls in it) and its sync; the ledger thread's
+  // writes to the event log after a batch.
+  std::atomic<std::uint64_t> log_write_ns_max{0};
+  std::atomic<std::uint64_t> log_sync_ns_max{0};
+  std::atomic<std::uint64_t> event_write_ns_max{0};
+  std::atomic<std::uint64_t> batch_apply_ns_max{0};  // the ledger thread's apply_batch
   // The process writing a snapshot now, 0 when none.
   std::atomic<std::int64_t> snapshot_child_pid{0};
 };

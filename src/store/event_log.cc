@@ -404,6 +404,11 @@ Status EventLog::sync_files(const std::vector<std::string>& files, const std::st
     // Deleted by retention since it was written: nothing left to make durable.
     if (!fd.valid() && errno == ENOENT) continue;
     if (!fd.valid()) return io_error("cannot open", path, errno);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) {
+      internal::write_back_paced(fd.get(), static_cast<std::uint64_t>(st.st_size),
+                                 kEventSyncChunkBytes);
+    }
     if (ops.fdatasync(fd.get()) != 0) return io_error("cannot fdatasync", path, errno);
   }
   return internal::fsync_dir(ops, dir);

@@ -69,6 +69,8 @@ constexpr std::uint32_t kEventPayloadBytesMax = 1u << 20;
 constexpr std::int64_t kEventRetainDaysDefault = 400;
 // Appends gather in memory and reach the file at flush() or when this many bytes wait.
 constexpr std::size_t kEventWriteBufferBytesMax = 1 << 20;
+// sync_files hands a file's dirty pages to writeback in chunks of this size.
+constexpr std::uint64_t kEventSyncChunkBytes = 1 << 20;
 
 struct EventLogOptions {
   // Segments whose whole day is older than this before `now` are deleted.
@@ -127,7 +129,10 @@ class EventLog {
   // Flushes and hands over the files written since the last sync, for sync_files() on
   // another thread (a background snapshot).
   Result<std::vector<std::string>> take_unsynced();
-  // fsyncs each file and the directory `dir`; any thread.
+  // fsyncs each file and the directory `dir`; any thread. A file's dirty pages are written
+  // back paced first (kEventSyncChunkBytes, at most two chunks in flight): the events since
+  // the last sync (a gigabyte at millions of events) synced at once would queue ahead of the
+  // command log's fdatasync on the same disk for seconds.
   static Status sync_files(const std::vector<std::string>& files, const std::string& dir,
                            FileOps* ops = nullptr);
   // Deletes the segments older than retain_days before now_ms, then the oldest while the

@@ -138,19 +138,15 @@ Status write_snapshot(const std::string& dir, std::uint64_t lsn, std::string_vie
     // a log sync waits for a chunk or two. sync_file_range is advice: the fsync below is
     // what makes the file durable, so its errors are not checked here.
     const int raw_fd = fd.get();
-    auto start_writeback = [raw_fd](off_t at, off_t length, bool wait) {
-      unsigned flags = SYNC_FILE_RANGE_WRITE;
-      if (wait) flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
-      (void)::sync_file_range(raw_fd, at, length, flags);
-    };
+    using internal::start_writeback;
     for (std::size_t done = 0; s && done < bytes.size();) {
       const std::size_t n = std::min(kSnapshotWriteChunkBytes, bytes.size() - done);
       const auto at = static_cast<off_t>(sizeof(header) + done);
       s = internal::write_all(ops, fd.get(), bytes.data() + done, n, at, tmp_path);
       if (!s) break;
-      start_writeback(at, static_cast<off_t>(n), false);
+      start_writeback(raw_fd, at, static_cast<off_t>(n), false);
       if (done >= kSnapshotWriteChunkBytes) {
-        start_writeback(at - static_cast<off_t>(kSnapshotWriteChunkBytes),
+        start_writeback(raw_fd, at - static_cast<off_t>(kSnapshotWriteChunkBytes),
                         static_cast<off_t>(kSnapshotWriteChunkBytes), true);
       }
       done += n;

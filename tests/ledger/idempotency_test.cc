@@ -5,6 +5,8 @@
 #include "ledger/idempotency.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -194,6 +196,47 @@ TEST(IdempotencyTable, GrowsToManyKeysWithoutLosingAny) {
   std::size_t walked = 0;
   table.for_each([&](const IdempotencyTable::Entry&) { ++walked; });
   EXPECT_EQ(walked, table.size());
+}
+
+TEST(IdempotencyTable, ASnapshotChildForkedAnyTimeReadsEveryKey) {
+  // A forked snapshot child reads the table (for_each, find) but never the next array,
+  // which forks leave out: forked while it is prepared, after the doubling made it the
+  // array in use, and while the old one still moves, every key reads back in the child.
+  IdempotencyTable table(2'000'000);
+  std::mt19937_64 rng(5);
+  std::vector<Hash128> keys;
+  auto insert_until = [&](auto done) {
+    while (!done()) {
+      keys.push_back(make_key(rng(), rng()));
+      table.insert(keys.back(), keys.size() - 1, 100);
+    }
+  };
+  auto child_reads_all = [&] {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      std::size_t walked = 0;
+      table.for_each([&](const IdempotencyTable::Entry&) { ++walked; });
+      bool found = walked == keys.size();
+      for (std::size_t i = 0; i < keys.size() && found; ++i) {
+        const auto* e = table.find(keys[i], 0);
+        found = e != nullptr && e->reply_no == i;
+      }
+      ::_exit(found ? 0 : 1);
+    }
+    int status = 0;
+    EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  };
+  // Past half of 65,536 slots: the next array (4 MiB) is mapped.
+  insert_until([&] { return keys.size() > 40'000; });
+  EXPECT_TRUE(child_reads_all()) << "forked with the next array prepared";
+  insert_until([&] { return table.migrating(); });  // the doubling: next is in use
+  EXPECT_TRUE(child_reads_all()) << "forked while the old array's entries move";
+  insert_until([&] { return !table.migrating(); });
+  EXPECT_TRUE(child_reads_all()) << "forked after the move";
+  insert_until([&] { return keys.size() > 200'000; });  // two more doublings
+  EXPECT_TRUE(child_reads_all()) << "forked later";
+  for (std::size_t i = 0; i < keys.size(); i += 997) ASSERT_NE(table.find(keys[i], 0), nullptr);
 }
 
 TEST(IdempotencyTable, NextArrayFaultedInOnAnotherThread) {

@@ -26,6 +26,11 @@ void unmap_huge(void* at, std::size_t bytes) {
   ::munmap(at, bytes);
 }
 
+void set_inherited_by_fork(void* at, std::size_t bytes, bool inherited) {
+  // Advice only: a failure leaves the memory shared, which costs copying, not correctness.
+  (void)::madvise(at, bytes, inherited ? MADV_DOFORK : MADV_DONTFORK);
+}
+
 void populate_for_write(void* at, std::size_t bytes) {
   if (::madvise(at, bytes, MADV_POPULATE_WRITE) == 0) return;
   constexpr std::size_t kPageBytes = 4096;

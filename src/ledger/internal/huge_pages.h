@@ -20,6 +20,11 @@ void unmap_huge(void* at, std::size_t bytes);
 // an atomic add of 0 per 4 KiB where the kernel lacks it): safe while other threads
 // write the same memory.
 void populate_for_write(void* at, std::size_t bytes);
+// Whether a child forked from now on gets [at, at + bytes) (a mapping of map_huge's)
+// (MADV_DOFORK / MADV_DONTFORK). Memory a snapshot child never reads is left out of it:
+// after a fork the parent's first write to a shared huge page copies all 2 MiB of it, so
+// a gigabyte the child shares but never needs costs the parent a gigabyte of copying.
+void set_inherited_by_fork(void* at, std::size_t bytes, bool inherited);
 
 // One mapping, released with the object.
 class HugeBuffer {
