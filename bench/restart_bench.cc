@@ -344,17 +344,28 @@ int encode(std::size_t accounts, std::size_t charges_per_account) {
   return 0;
 }
 
-// Resident memory of this process, from /proc/self/status.
-std::uint64_t rss_bytes() {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
+// One "Name: N kB" field of a /proc/self file, in bytes (0 when missing).
+std::uint64_t proc_kb_field(const char* file, const char* format) {
+  std::FILE* f = std::fopen(file, "r");
   if (f == nullptr) return 0;
   char line[256];
   unsigned long long kb = 0;
   while (std::fgets(line, sizeof(line), f) != nullptr) {
-    if (std::sscanf(line, "VmRSS: %llu kB", &kb) == 1) break;
+    if (std::sscanf(line, format, &kb) == 1) break;
   }
   std::fclose(f);
   return kb * 1024;
+}
+
+// Resident memory of this process, from /proc/self/status.
+std::uint64_t rss_bytes() {
+  return proc_kb_field("/proc/self/status", "VmRSS: %llu kB");
+}
+
+// Of it, anonymous memory in transparent huge pages: a fork copies one page-table entry
+// for each 2 MiB of it, one for each 4 KiB of the rest.
+std::uint64_t huge_bytes() {
+  return proc_kb_field("/proc/self/smaps_rollup", "AnonHugePages: %llu kB");
 }
 
 int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t charges_per_account,
@@ -403,6 +414,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
   };
   wait_for_collapse(1);
   const std::uint64_t rss = rss_bytes();
+  const std::uint64_t huge = huge_bytes();
   // Round trips by phase: before the first snapshot starts, until it is written, after;
   // a submit that waited for a snapshot to start (its pause) is counted apart.
   std::vector<double> before_ms, during_ms, after_ms, held_ms;
@@ -489,7 +501,8 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
     return out;
   };
   std::printf(
-      "%s at RSS %.0f MB: ledger thread held %s ms (each snapshot seen); the first was "
+      "%s at RSS %.0f MB (%.0f MB of it in huge pages): ledger thread held %s ms (each snapshot "
+      "seen); the first was "
       "encoded in %.1f ms and written in %.1f ms\n"
       "round trips of %zu-charge submits, ms: before %s; during %s; after %s; that waited "
       "for a snapshot to start: %s\n"
@@ -500,9 +513,9 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       "batch apply %.1f\n",
       fork ? (collapse ? "forked snapshots, heap collapsed" : "forked snapshots")
            : "unforked snapshots",
-      static_cast<double>(rss) / 1e6, list(pauses_ms).c_str(), encode_ms, write_ms,
-      kPauseOpsPerSubmit, summary(before_ms).c_str(), summary(during_ms).c_str(),
-      summary(after_ms).c_str(), list(held_ms).c_str(),
+      static_cast<double>(rss) / 1e6, static_cast<double>(huge) / 1e6, list(pauses_ms).c_str(),
+      encode_ms, write_ms, kPauseOpsPerSubmit, summary(before_ms).c_str(),
+      summary(during_ms).c_str(), summary(after_ms).c_str(), list(held_ms).c_str(),
       collapse ? list(collapse_ms).c_str() : "off", slowest_ms, slowest_at_ms, slowest_mono_s,
       slowest_saw_written ? ", the one that found it written" : "",
       stats.log_write_ns_max.load() / 1e6, stats.log_sync_ns_max.load() / 1e6,

@@ -533,7 +533,9 @@ Status Engine::open() {
   const auto t_events = std::chrono::steady_clock::now();
   event_load_ = std::make_unique<EventLoad>();
   std::thread loader([this] {
-    run_in_background();  // the replay sets the pace; this only has to keep ahead of it
+    // Without analytics the replay sets the pace and this only has to keep ahead of it;
+    // with them, feeding them every event loaded makes this the longer of the two.
+    if (!sink_) run_in_background();
     Status s = open_event_log();
     std::lock_guard lock(event_load_->mu);
     event_load_->status = std::move(s);
