@@ -286,7 +286,16 @@ class Engine {
   Status log_rate_card_if_changed();
   // Applies a configuration command at start-up and logs it alone, synced.
   Status log_startup_command(ledger::Command& c);
-  Status replay_record(std::string_view payload);
+  // A command-log record decoded for the replay: its ledger batch and its engine ops.
+  // Decoded on a thread of its own (Engine::open), applied on the replay thread.
+  struct ReplayRecord {
+    std::uint64_t payload_bytes = 0;
+    bool has_batch = false;
+    ledger::DecodedBatch batch;  // reused: decode_batch_into keeps its storage
+    std::vector<Op> ops;
+  };
+  static Status decode_replay_record(std::string_view payload, ReplayRecord& out);
+  Status apply_replay_record(ReplayRecord& record);
 
   // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
   Status open_event_log();
@@ -363,7 +372,6 @@ class Engine {
   EngineOptions options_;
   ledger::Ledger ledger_;
   // Replay storage reused across log records (Engine::open).
-  ledger::DecodedBatch replay_batch_;
   std::vector<ledger::Event> replay_events_;
   ledger::Reply replay_reply_;
   // The event log's load on its own thread, during open() only.
