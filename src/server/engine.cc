@@ -1296,26 +1296,40 @@ Status Engine::open_event_log() {
   eo.retain_days = options_.events_retain_days;
   eo.bytes_max = options_.events_bytes_max;
   eo.repair = options_.repair;
-  // Each event is decoded (checked once as read back, and for the sink) and indexed by its
-  // place in the log: no re-encoding, no copy of its bytes, no Event per event held.
+  // Each event is indexed by its place in the log: no re-encoding, no copy of its bytes,
+  // no Event per event held. Without analytics only its head is decoded (its account);
+  // with them, all of it, for the sink.
   // The slice's events are decoded into again by the next slice (decode_event_into sets
   // every field): no Event is built, and none of its strings allocated, per event loaded.
   std::vector<ledger::Event> slice;
   std::size_t slice_used = 0;
-  ledger::Event scratch;
+  ledger::EventHead head;
   auto flush_slice = [&] {
     if (slice_used < slice.size()) slice.resize(slice_used);  // the last slice only
     if (sink_ && !slice.empty()) sink_(slice);
     slice_used = 0;
   };
+  events_.begin_load();
   auto log = store::EventLog::open(
       events_dir(options_), eo,
       [&](std::uint64_t seq, std::int64_t, std::string_view payload, store::EventPlace place) {
-        if (sink_ && slice_used == slice.size()) slice.emplace_back();
-        ledger::Event& e = sink_ ? slice[slice_used++] : scratch;
-        if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
-        if (e.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
-        events_.append(e.account_id, e.seq, place);
+        std::string_view account_id;
+        std::uint64_t event_seq = 0;
+        if (sink_) {
+          if (slice_used == slice.size()) slice.emplace_back();
+          ledger::Event& e = slice[slice_used++];
+          if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
+          account_id = e.account_id;
+          event_seq = e.seq;
+        } else {
+          if (Status s = ledger::decode_event_head(payload, head); !s.ok()) return s;
+          account_id = head.account_id;
+          event_seq = head.seq;
+        }
+        if (event_seq != seq) {
+          return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
+        }
+        events_.append(account_id, seq, place);
         if (event_load_ && seq > event_load_->seq_max.load(std::memory_order_relaxed)) {
           event_load_->seq_max.store(seq, std::memory_order_relaxed);
         }
@@ -1324,7 +1338,7 @@ Status Engine::open_event_log() {
       });
   if (!log.ok()) return log.error();
   flush_slice();
-  events_.sort();
+  events_.finish_load();
   event_log_ = std::move(*log);
   events_.attach(event_log_.get());
   for (const auto& cut : event_log_->recovery().torn_tails) {

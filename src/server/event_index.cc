@@ -13,6 +13,12 @@ bool EventIndex::append(std::string_view account_id, std::uint64_t seq, store::E
   const auto [number, added] =
       numbers_.find_or_insert(IdIndex::hash_of(account_id), is_id(account_id), by_account_.size());
   if (added) by_account_.push_back(AccountEvents{{}, std::string(account_id)});
+  if (loading_) {
+    loaded_.push_back(Loaded{number, Entry{seq, place}});
+    memory_bytes_ += sizeof(Entry);  // what its list will hold
+    ++size_;
+    return true;
+  }
   std::vector<Entry>& list = by_account_[number].list;
   // The routes binary-search an account's list by seq: out of order only until sort().
   if (!list.empty() && list.back().seq >= seq) {
@@ -24,6 +30,30 @@ bool EventIndex::append(std::string_view account_id, std::uint64_t seq, store::E
   memory_bytes_ += (list.capacity() - capacity_before) * sizeof(Entry);
   ++size_;
   return true;
+}
+
+void EventIndex::begin_load() {
+  CREDIT_ASSERT(!loading_ && size_ == 0);
+  loading_ = true;
+}
+
+void EventIndex::finish_load() {
+  CREDIT_ASSERT(loading_);
+  loading_ = false;
+  std::vector<std::uint64_t> counts(by_account_.size(), 0);
+  for (const Loaded& l : loaded_) ++counts[l.number];
+  for (std::size_t n = 0; n < by_account_.size(); ++n) by_account_[n].list.reserve(counts[n]);
+  for (const Loaded& l : loaded_) {
+    std::vector<Entry>& list = by_account_[l.number].list;
+    // Out of seq order (an imported day read before later days' events): sorted below.
+    if (!list.empty() && list.back().seq >= l.entry.seq) {
+      CREDIT_ASSERT(list.back().seq != l.entry.seq);
+      if (unsorted_.empty() || unsorted_.back() != l.number) unsorted_.push_back(l.number);
+    }
+    list.push_back(l.entry);
+  }
+  std::vector<Loaded>().swap(loaded_);
+  sort();
 }
 
 void EventIndex::sort() {

@@ -52,6 +52,15 @@ class EventIndex {
   // calls it once, after reading the event log, before any route reads).
   void sort();
 
+  // A start indexes the whole event log at once: between begin_load() and finish_load()
+  // append() gathers entries in one flat array, in log order, and finish_load() deals
+  // them out to the per-account lists (a counting sort), each list allocated once at its
+  // size, then sort()s. Ten thousand lists growing by doubling cost a cache miss and now
+  // and then a reallocation per append: ~170 ns an event at 10 M events, against a
+  // sequential write here. No route reads between the two.
+  void begin_load();
+  void finish_load();
+
   // The account's events in increasing seq order; empty when it has none.
   std::span<const Entry> events_of(std::string_view account_id) const;
   // The encoding of one entry's event (ledger/event_codec.h), valid until the next read;
@@ -84,6 +93,13 @@ class EventIndex {
   IdIndex numbers_;
   std::vector<AccountEvents> by_account_;
   std::vector<std::uint32_t> unsorted_;  // account numbers for sort()
+  // Between begin_load() and finish_load(): the entries appended, with account numbers.
+  struct Loaded {
+    std::uint32_t number;
+    Entry entry;
+  };
+  bool loading_ = false;
+  std::vector<Loaded> loaded_;
   std::uint64_t size_ = 0;
   std::uint64_t memory_bytes_ = 0;
 };

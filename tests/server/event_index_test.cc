@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "engine_test_support.h"
 #include "ledger/event_codec.h"
@@ -110,6 +112,56 @@ TEST(EventIndex, HoldsSixteenBytesAnEventAndReadsLargeOnesBack) {
   // Only the lists: 16 bytes an entry, at most twice that with the vectors' growth.
   EXPECT_GE(index.memory_bytes(), 70'002u * sizeof(EventIndex::Entry));
   EXPECT_LT(index.memory_bytes(), 2 * 70'002u * sizeof(EventIndex::Entry) + 3 * 4096);
+}
+
+TEST(EventIndex, ALoadDealsEntriesToTheSameListsAsAppendsInSeqOrder) {
+  // A start's load: log order, one account's imported day read before later days' events
+  // (seq out of order), then appends after the load as live batches make them.
+  Indexed live;
+  EventIndex loaded;
+  loaded.attach(&live.log());
+  std::vector<std::uint64_t> seqs;
+  for (std::uint64_t seq = 1; seq <= 3'000; ++seq) seqs.push_back(seq);
+  std::swap(seqs[10], seqs[2'000]);  // acct_1's 2,001 comes before its 11
+  std::swap(seqs[11], seqs[2'500]);
+  std::sort(seqs.begin(), seqs.begin() + 10);
+  // The log takes seqs in order; the load reads them in `seqs` order.
+  std::vector<store::EventPlace> places(3'001);
+  for (std::uint64_t seq = 1; seq <= 3'000; ++seq) {
+    ledger::Event e = charge(seq, "acct_" + std::to_string(seq % 4), "f.ts");
+    std::string bytes;
+    ledger::encode_event(e, bytes);
+    auto place = live.log().append(e.seq, e.at_ms, bytes);
+    ASSERT_TRUE(place.ok());
+    places[seq] = *place;
+  }
+  loaded.begin_load();
+  for (std::uint64_t seq : seqs) {
+    ASSERT_TRUE(loaded.append("acct_" + std::to_string(seq % 4), seq, places[seq]));
+  }
+  EXPECT_TRUE(loaded.events_of("acct_1").empty());  // nothing dealt out before finish_load
+  loaded.finish_load();
+  EXPECT_EQ(loaded.size(), 3'000u);
+  ledger::Event out;
+  for (int a = 0; a < 4; ++a) {
+    auto list = loaded.events_of("acct_" + std::to_string(a));
+    ASSERT_EQ(list.size(), 750u);
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      ASSERT_EQ(list[i].seq, (a == 0 ? 4 : a) + 4 * i) << a;  // every seq, in order
+    }
+    ASSERT_TRUE(loaded.decode(list[list.size() / 2], out));
+    EXPECT_EQ(out, charge(list[list.size() / 2].seq, "acct_" + std::to_string(a), "f.ts"));
+  }
+  // Appends after the load go straight to the lists.
+  std::string bytes;
+  ledger::Event later = charge(3'001, "acct_1", "later.ts");
+  ledger::encode_event(later, bytes);
+  auto place = live.log().append(later.seq, later.at_ms, bytes);
+  ASSERT_TRUE(place.ok());
+  ASSERT_TRUE(loaded.append(later.account_id, later.seq, *place));
+  ASSERT_EQ(loaded.events_of("acct_1").back().seq, 3'001u);
+  ASSERT_TRUE(loaded.decode(loaded.events_of("acct_1").back(), out));
+  EXPECT_EQ(out, later);
 }
 
 TEST(EventIndex, TheHeadOfAnEncodingHoldsWhatTheEventsRouteFiltersOn) {
