@@ -57,6 +57,12 @@ class IdempotencyTable {
   // The live entry of a key at now_ms, or nullptr.
   const Entry* find(const Hash128& key_hash, std::int64_t now_ms) const;
   bool full() const { return size_ == keys_max_; }
+  // While deferred, no next array is prepared ahead of a doubling (a doubling that comes
+  // maps its array then, faulted in as it is used); ending the deferral prepares it if
+  // the table is already past half load.
+  void defer_next_array(bool deferred);
+  // Whether the next array is mapped (prepared for the next doubling).
+  bool next_prepared() const { return next_ != nullptr; }
   // Inserts a new key (the caller checked find() and full()).
   void insert(const Hash128& key_hash, std::uint64_t reply_no, std::int64_t expires_at_ms);
   // Drops the entries whose expiry is <= now_ms; returns the highest reply number
@@ -117,6 +123,7 @@ class IdempotencyTable {
   // Waits for a background fault-in still running (before an array is released).
   void finish_prefault();
 
+  bool next_deferred_ = false;
   std::size_t keys_max_;
   std::size_t slots_max_ = 0;
   std::size_t mask_ = 0;

@@ -89,6 +89,10 @@ class Ledger {
   // bytes either way. For a replay of the command log, which discards the answers. true,
   // the default: rendered.
   void set_replies_rendered(bool rendered) { replies_rendered_ = rendered; }
+  // While deferred, the idempotency table prepares no next array ahead of a doubling
+  // (IdempotencyTable::defer_next_array): a start rebuilding the state does only what
+  // serving needs, and the preparation (faulting in up to gigabytes) follows it.
+  void defer_growth(bool deferred) { idempotency_.defer_next_array(deferred); }
   // The checks before any change, in API.md's order: 404, idempotent replay or 422,
   // validation (precheck_error), capacity. A reply means the command stops there and
   // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and

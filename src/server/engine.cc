@@ -564,6 +564,8 @@ Status Engine::open() {
     }
   } join_loader{loader};
   const auto t_snapshot = std::chrono::steady_clock::now();
+  // Growth the rebuilt state will need later is prepared after the start, not during it.
+  ledger_.defer_growth(true);
   if (Status s = load_snapshot(); !s.ok()) return s;
   const auto t_log = std::chrono::steady_clock::now();
   store::WalOptions wo;
@@ -597,6 +599,7 @@ Status Engine::open() {
   decoder.join();
   pipe.reset();
   ledger_.set_replies_rendered(true);
+  ledger_.defer_growth(false);  // the idempotency table's next array, if it is due
   if (!applied.ok()) return applied;
   loader.join();
   ledger_.set_events_durable_through(0);  // from here on every event is built and logged

@@ -239,6 +239,31 @@ TEST(IdempotencyTable, ASnapshotChildForkedAnyTimeReadsEveryKey) {
   for (std::size_t i = 0; i < keys.size(); i += 997) ASSERT_NE(table.find(keys[i], 0), nullptr);
 }
 
+TEST(IdempotencyTable, ADeferredNextArrayIsPreparedWhenTheDeferralEnds) {
+  // A start defers the next array: the table still doubles when it must (mapping the
+  // array then) and loses no key; ending the deferral past half load prepares it.
+  IdempotencyTable table(2'000'000);
+  std::mt19937_64 rng(9);
+  std::vector<Hash128> keys;
+  table.defer_next_array(true);
+  bool doubled = false;
+  for (std::uint64_t i = 0; i < 150'000; ++i) {  // through two doublings
+    keys.push_back(make_key(rng(), rng()));
+    table.insert(keys.back(), i, 100);
+    EXPECT_FALSE(table.next_prepared()) << i;
+    doubled = doubled || table.migrating();
+  }
+  EXPECT_TRUE(doubled);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto* e = table.find(keys[i], 0);
+    ASSERT_NE(e, nullptr) << i;
+    EXPECT_EQ(e->reply_no, i);
+  }
+  // 150,000 keys in 262,144 slots: past half, so the end of the deferral prepares.
+  table.defer_next_array(false);
+  EXPECT_TRUE(table.next_prepared());
+}
+
 TEST(IdempotencyTable, NextArrayFaultedInOnAnotherThread) {
   // As the server runs it: the next array's pages are faulted in by a job on another
   // thread while inserts, lookups and moves go on; the table waits for a job still
