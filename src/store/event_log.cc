@@ -338,7 +338,11 @@ std::optional<std::string_view> EventLog::read(EventPlace place, std::uint64_t s
     p = reinterpret_cast<const unsigned char*>(buffer_.data()) + (offset - flushed);
     available = segment.bytes - offset;
   } else {
-    const ReadMap* map = map_for_read(segment, flushed);
+    // The map must hold the whole record; any record ends within the largest payload after
+    // its header, and within what is flushed.
+    const std::uint64_t needed =
+        std::min(flushed, offset + kEventRecordHeaderBytes + kEventPayloadBytesMax);
+    const ReadMap* map = map_for_read(segment, needed, flushed);
     if (map == nullptr) return std::nullopt;
     p = map->base + offset;
     available = flushed - offset;
@@ -351,11 +355,13 @@ std::optional<std::string_view> EventLog::read(EventPlace place, std::uint64_t s
   return std::string_view(reinterpret_cast<const char*>(p + kEventRecordHeaderBytes), length);
 }
 
-const EventLog::ReadMap* EventLog::map_for_read(const Segment& segment, std::uint64_t bytes) const {
+const EventLog::ReadMap* EventLog::map_for_read(const Segment& segment, std::uint64_t needed,
+                                                std::uint64_t bytes) const {
   auto it = maps_.find(segment.number);
-  if (it != maps_.end() && it->second.length >= bytes) return &it->second;
+  if (it != maps_.end() && it->second.length >= needed) return &it->second;
   unmap(segment.number);
-  // The whole written file, so that reads of it remap only once it has grown.
+  // The whole written file, so that a segment being written is mapped again only for
+  // reads of its last MiB after it grew.
   internal::Fd fd(::open(segment.path.c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st {};
   if (!fd.valid() || ::fstat(fd.get(), &st) != 0 ||

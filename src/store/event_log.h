@@ -167,8 +167,10 @@ class EventLog {
   Segment* segment_of(std::int64_t day_start_ms);
   void mark_unsynced(const std::string& path);
   std::uint32_t take_segment_number();
-  // Maps at least the first `bytes` of the segment, the whole written file if it can.
-  const ReadMap* map_for_read(const Segment& segment, std::uint64_t bytes) const;
+  // A map of at least the segment's first `needed` bytes: the one held, or a new one of
+  // its first `bytes` (what is written of it, >= needed).
+  const ReadMap* map_for_read(const Segment& segment, std::uint64_t needed,
+                              std::uint64_t bytes) const;
   void unmap(std::uint32_t number) const;
 
   std::string dir_;
