@@ -13,14 +13,19 @@ namespace credit {
 
 class ByteWriter {
  public:
+  static constexpr std::size_t kVarintBytesMax = 10;  // a 64-bit value, 7 bits a byte
   explicit ByteWriter(std::string& s) : s_(s) {}
   void u8(std::uint8_t v) { s_ += static_cast<char>(v); }
   void uv(std::uint64_t v) {
+    // Gathered first and appended once: one capacity check, not one per byte.
+    char bytes[kVarintBytesMax];
+    std::size_t n = 0;
     while (v >= 0x80) {
-      s_ += static_cast<char>((v & 0x7f) | 0x80);
+      bytes[n++] = static_cast<char>((v & 0x7f) | 0x80);
       v >>= 7;
     }
-    s_ += static_cast<char>(v);
+    bytes[n++] = static_cast<char>(v);
+    s_.append(bytes, n);
   }
   void sv(std::int64_t v) {
     uv((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
