@@ -510,7 +510,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       "slowest submit during the first snapshot: %.1f ms, started %.0f ms after its pause "
       "(CLOCK_MONOTONIC %.3f s)%s\n"
       "longest since the start, ms: log write %.1f, log sync %.1f, event log write %.1f, "
-      "batch apply %.1f\n",
+      "batch apply %.1f, snapshot finish %.1f\n",
       fork ? (collapse ? "forked snapshots, heap collapsed" : "forked snapshots")
            : "unforked snapshots",
       static_cast<double>(rss) / 1e6, static_cast<double>(huge) / 1e6, list(pauses_ms).c_str(),
@@ -519,7 +519,8 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       collapse ? list(collapse_ms).c_str() : "off", slowest_ms, slowest_at_ms, slowest_mono_s,
       slowest_saw_written ? ", the one that found it written" : "",
       stats.log_write_ns_max.load() / 1e6, stats.log_sync_ns_max.load() / 1e6,
-      stats.event_write_ns_max.load() / 1e6, stats.batch_apply_ns_max.load() / 1e6);
+      stats.event_write_ns_max.load() / 1e6, stats.batch_apply_ns_max.load() / 1e6,
+      stats.snapshot_finish_ns_max.load() / 1e6);
   std::fflush(stdout);
   std::_Exit(0);  // no shutdown snapshot
 }

@@ -779,6 +779,7 @@ void Engine::stop() {
     if (wal_bytes_since_snapshot_ > 0) start_snapshot(true);
     if (event_log_) (void)event_log_->sync();
   }
+  join_log_cleanup();
   if (wal_ && !wal_->failed()) (void)wal_->close();
   wal_.reset();
   if (lock_fd_ >= 0) {
@@ -1735,20 +1736,32 @@ void Engine::finish_snapshot(bool wait) {
     std::fprintf(stderr, "creditd: snapshot failed: %s\n", snapshot_error_->message.c_str());
     return;
   }
+  const auto t_finish = std::chrono::steady_clock::now();
   stats_.snapshots.fetch_add(1, std::memory_order_relaxed);
   if (snapshot_forked_) {
     stats_.snapshots_forked.fetch_add(1, std::memory_order_relaxed);
     start_collapse();  // the child is gone: fold what its copy-on-write split
   }
   if (snapshot_retain_lsn_ > 0) {
-    auto deleted = wal_->truncate_before(snapshot_retain_lsn_);
-    if (!deleted.ok()) {
-      std::fprintf(stderr, "creditd: log truncation failed: %s\n", deleted.error().message.c_str());
+    auto released = wal_->release_before(snapshot_retain_lsn_);
+    if (!released.ok()) {
+      std::fprintf(stderr, "creditd: log truncation failed: %s\n",
+                   released.error().message.c_str());
+    } else if (!released->empty()) {
+      join_log_cleanup();
+      log_cleanup_thread_ = std::thread([paths = std::move(*released), dir = options_.data_dir] {
+        run_in_background();
+        Status s = store::Wal::delete_segments(paths, dir + "/wal");
+        if (!s.ok()) {
+          std::fprintf(stderr, "creditd: log truncation failed: %s\n", s.error().message.c_str());
+        }
+      });
     }
   }
   if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) {
     std::fprintf(stderr, "creditd: event retention failed: %s\n", r.error().message.c_str());
   }
+  raise_max(stats_.snapshot_finish_ns_max, elapsed_ns(t_finish));
 }
 
 }  // namespace credit::server

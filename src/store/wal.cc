@@ -544,22 +544,36 @@ Status Wal::sync() {
 }
 
 Result<std::size_t> Wal::truncate_before(std::uint64_t lsn) {
+  auto released = release_before(lsn);
+  if (!released) return released.error();
+  Status deleted = delete_segments(*released, dir_, &ops_);
+  if (!deleted) return deleted.error();
+  return released->size();
+}
+
+Result<std::vector<std::string>> Wal::release_before(std::uint64_t lsn) {
   // The newest segment's header must be durable before an older segment goes away, or a
   // crash could leave no segment that says where the log starts.
   Status synced = sync();
   if (!synced) return synced.error();
-  std::size_t deleted = 0;
+  std::vector<std::string> paths;
   while (segments_.size() > 1 && segments_[1].first_lsn <= lsn) {
-    const std::string path = path_of(segments_.front().number);
-    if (::unlink(path.c_str()) != 0) return io_error("cannot delete", path, errno);
+    paths.push_back(path_of(segments_.front().number));
     segments_.pop_front();
-    ++deleted;
   }
-  if (deleted > 0) {
-    Status dir_synced = internal::fsync_dir(ops_, dir_);
-    if (!dir_synced) return dir_synced.error();
+  return paths;
+}
+
+Status Wal::delete_segments(const std::vector<std::string>& paths, const std::string& dir,
+                            FileOps* ops_or_null) {
+  if (paths.empty()) return ok_status();
+  for (const std::string& path : paths) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return io_error("cannot delete", path, errno);
+    }
   }
-  return deleted;
+  FileOps& ops = ops_or_null != nullptr ? *ops_or_null : FileOps::real();
+  return internal::fsync_dir(ops, dir);
 }
 
 Status Wal::close() {

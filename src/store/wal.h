@@ -108,6 +108,14 @@ class Wal {
   // Deletes, oldest first, every segment whose batches all have LSN < lsn (a snapshot
   // covers them). Never the segment being written. Returns how many were deleted.
   Result<std::size_t> truncate_before(std::uint64_t lsn);
+  // The same in two steps, so that the deletions need not hold the caller: the log lets
+  // go of those segments (after a sync) and returns their paths, oldest first, for
+  // delete_segments on any thread. Segments left behind by a crash between the two are
+  // older than the snapshot, still contiguous with the rest, and skipped at recovery.
+  Result<std::vector<std::string>> release_before(std::uint64_t lsn);
+  // Unlinks `paths` in order, then fsyncs the directory `dir`.
+  static Status delete_segments(const std::vector<std::string>& paths, const std::string& dir,
+                                FileOps* ops = nullptr);
   // Appends a shutdown record and syncs; later calls fail with kShuttingDown.
   Status close();
 
