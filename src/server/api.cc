@@ -1738,6 +1738,18 @@ void Api::handle(HttpRequest&& req, Responder respond) {
         .gauge("creditd_snapshot_pause_micro_last",
                "Microseconds the last snapshot held the ledger thread (its fork)")
         .set(static_cast<std::int64_t>(st.snapshot_pause_ns_last.load() / 1000));
+    // The longest of each step since the start: where a stall came from.
+    const std::pair<const char*, const std::atomic<std::uint64_t>*> maxima[] = {
+        {"creditd_log_write_micro_max", &st.log_write_ns_max},
+        {"creditd_log_sync_micro_max", &st.log_sync_ns_max},
+        {"creditd_event_write_micro_max", &st.event_write_ns_max},
+        {"creditd_batch_apply_micro_max", &st.batch_apply_ns_max},
+        {"creditd_snapshot_finish_micro_max", &st.snapshot_finish_ns_max},
+    };
+    for (const auto& [name, ns] : maxima) {
+      metrics_.gauge(name, "Longest since the start, microseconds")
+          .set(static_cast<std::int64_t>(ns->load() / 1000));
+    }
     metrics_.gauge("creditd_heap_collapses", "Passes folding the heap into huge pages")
         .set(static_cast<std::int64_t>(st.collapses.load()));
     metrics_.gauge("creditd_heap_collapse_ms_last", "Milliseconds the last pass took")

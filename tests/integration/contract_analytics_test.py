@@ -554,6 +554,15 @@ def operations():
                        ('creditd_rejections_total{code="insufficient_credits"}', "rejections by code"),
                        ("creditd_cache_hits", "cache hits"), ("fsync", "fsync time"), ("creditd_batches", "batches")):
         check(f"metrics: {what} ({name})", name in r.text, r.text[:300])
+    # The longest step of each kind since the start: a number, and the apply took some time.
+    maxima = {}
+    for line in r.text.splitlines():
+        if line.startswith("creditd_") and "_micro_max" in line.split(" ")[0]:
+            maxima[line.split(" ")[0]] = int(line.split(" ")[1])
+    eq("metrics: the stall maxima", sorted(maxima), sorted(
+        f"creditd_{x}_micro_max" for x in ("log_write", "log_sync", "event_write", "batch_apply", "snapshot_finish")))
+    check("metrics: batches were applied, so the longest took > 0 µs",
+          maxima.get("creditd_batch_apply_micro_max", 0) > 0, maxima)
     r = c.get("/ui", key=None)
     check("ui: /ui redirects to /ui/", r.status in (301, 302, 308) and r.headers.get("location") == "/ui/", r)
     r = c.get("/ui/", key=None)
