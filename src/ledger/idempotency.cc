@@ -134,9 +134,7 @@ void IdempotencyTable::prepare_next() {
 
 void IdempotencyTable::defer_next_array(bool deferred) {
   next_deferred_ = deferred;
-  if (!deferred && old_ == nullptr && size_ * 2 > mask_ + 1 && mask_ + 1 < slots_max_) {
-    prepare_next();
-  }
+  if (!deferred && next_due()) prepare_next();
 }
 
 void IdempotencyTable::finish_prefault() {
@@ -246,9 +244,7 @@ void IdempotencyTable::insert(const Hash128& key_hash, std::uint64_t reply_no,
   ++size_;
   queue_.push_back({key_hash, expires_at_ms});
   if (old_ != nullptr) migrate(kMigrateSlotsPerInsert);
-  if (old_ == nullptr && !next_deferred_ && size_ * 2 > mask_ + 1 && mask_ + 1 < slots_max_) {
-    prepare_next();
-  }
+  if (!next_deferred_ && next_due()) prepare_next();
   if (size_ * 4 > (mask_ + 1) * 3 && mask_ + 1 < slots_max_) {
     if (old_ != nullptr) migrate(old_mask_ + 1);  // not expected: see kMigrateSlotsPerInsert
     grow();

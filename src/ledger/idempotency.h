@@ -1,15 +1,17 @@
 // src/ledger/idempotency.h
 // The idempotency table: fixed-size entries in one open-addressing array (a 16-byte hash
-// of scope and key, a 16-byte hash of the request, the number of the stored reply, the
-// expiry). The array doubles with the live keys up to its size for `keys_max` (load
-// factor <= 0.8 there, 32 bytes a slot: 50 million keys take 2 GiB). Entries expire exactly 24
-// hours after they were written, in the order they were written; none is dropped before. When
-// `keys_max` entries are alive, inserts are refused (503 idempotency_capacity).
+// of scope and key, the number of the stored reply, the expiry; the request's hash is kept
+// with the reply, internal/reply_store.h). The array doubles with the live keys up to its size for
+// `keys_max` (load factor <= 0.8 there, 32 bytes a slot: 50 million keys take 2 GiB). Entries
+// expire exactly 24 hours after they were written, in the order they were written; none is dropped
+// before. When `keys_max` entries are alive, inserts are refused (503 idempotency_capacity).
 // Doubling never pauses the ledger: the bigger array is mapped early (at 1/2 load) and its
 // huge pages are faulted in a few per batch until the doubling (at 3/4), so their zeroing
 // is spread out too; then it takes new keys at once and the entries of the old one move
 // over a few slots per insert (kMigrateSlotsPerInsert), while lookups try the new array,
-// then the old. Owns: the arrays and the expiry queue. Does not: render or store
+// then the old. A start defers the early mapping (defer_next_array) until it is over. The
+// next array is left out of forks: a snapshot child never reads it. Owns: the arrays and
+// the expiry queue. Does not: render or store
 // replies (ledger.cc).
 #pragma once
 
@@ -107,7 +109,8 @@ class IdempotencyTable {
     return v;
   }
   std::size_t slot_of(const Hash128& h) const { return hash_bits(h) & mask_; }
-  // An Entry is 32 bytes and the arrays are page-aligned: it lies in one cache line.
+  // An Entry is 32 bytes and the arrays are aligned to 64 bytes or more: it lies in one
+  // cache line.
   static void prefetch_entry(const Entry* e) { __builtin_prefetch(e); }
   // Has the key's home slot in the old array been moved (runs move whole, so then the
   // key is not in the old array)?
@@ -120,6 +123,10 @@ class IdempotencyTable {
   void migrate(std::size_t slots);
   void put_new(const Entry& e);
   void prepare_next();
+  // Past half load with room to double: the next array is due (unless deferred).
+  bool next_due() const {
+    return old_ == nullptr && size_ * 2 > mask_ + 1 && mask_ + 1 < slots_max_;
+  }
   // Waits for a background fault-in still running (before an array is released).
   void finish_prefault();
 

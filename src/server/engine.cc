@@ -576,28 +576,30 @@ Status Engine::open() {
   // The log is read and each record decoded on a thread of its own, and applied here in
   // log order (replay_pipe.h): the decode is about an eighth of a record's replay.
   Result<std::unique_ptr<store::Wal>> wal = Error(ErrorCode::kStorageFailed, "log not read");
-  auto pipe = std::make_unique<ReplayPipe<ReplayRecord>>();
-  std::thread decoder([&] {
-    wal = store::Wal::open(options_.data_dir + "/wal", wo,
-                           [&](std::uint64_t lsn, std::string_view payload) {
-                             if (lsn < snapshot_lsn_) return ok_status();  // covered
-                             ReplayRecord* slot = pipe->acquire();
-                             if (slot == nullptr)
-                               return Status(Error(ErrorCode::kStorageFailed, "replay stopped"));
-                             if (Status s = decode_replay_record(payload, *slot); !s.ok()) return s;
-                             pipe->publish();
-                             return ok_status();
-                           });
-    pipe->close();
-  });
   Status applied = ok_status();
-  while (ReplayRecord* record = pipe->next()) {
-    if (applied.ok()) applied = apply_replay_record(*record);
-    if (!applied.ok()) pipe->stop();  // the decoder's next record ends the read
-    pipe->release();
+  {
+    ReplayPipe<ReplayRecord> pipe;
+    std::thread decoder([&] {
+      wal = store::Wal::open(options_.data_dir + "/wal", wo,
+                             [&](std::uint64_t lsn, std::string_view payload) {
+                               if (lsn < snapshot_lsn_) return ok_status();  // covered
+                               ReplayRecord* slot = pipe.acquire();
+                               if (slot == nullptr)
+                                 return Status(Error(ErrorCode::kStorageFailed, "replay stopped"));
+                               if (Status s = decode_replay_record(payload, *slot); !s.ok())
+                                 return s;
+                               pipe.publish();
+                               return ok_status();
+                             });
+      pipe.close();
+    });
+    while (ReplayRecord* record = pipe.next()) {
+      if (applied.ok()) applied = apply_replay_record(*record);
+      if (!applied.ok()) pipe.stop();  // the decoder's next record ends the read
+      pipe.release();
+    }
+    decoder.join();
   }
-  decoder.join();
-  pipe.reset();
   ledger_.set_replies_rendered(true);
   ledger_.defer_growth(false);  // the idempotency table's next array, if it is due
   if (!applied.ok()) return applied;

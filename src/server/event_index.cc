@@ -19,17 +19,22 @@ bool EventIndex::append(std::string_view account_id, std::uint64_t seq, store::E
     ++size_;
     return true;
   }
+  memory_bytes_ += push_to_list(number, Entry{seq, place});
+  ++size_;
+  return true;
+}
+
+std::size_t EventIndex::push_to_list(std::uint32_t number, const Entry& entry) {
   std::vector<Entry>& list = by_account_[number].list;
-  // The routes binary-search an account's list by seq: out of order only until sort().
-  if (!list.empty() && list.back().seq >= seq) {
-    CREDIT_ASSERT(list.back().seq != seq);
+  // The routes binary-search an account's list by seq: out of order only until sort()
+  // (at start, an imported day is read before later days' events).
+  if (!list.empty() && list.back().seq >= entry.seq) {
+    CREDIT_ASSERT(list.back().seq != entry.seq);
     if (unsorted_.empty() || unsorted_.back() != number) unsorted_.push_back(number);
   }
   const std::size_t capacity_before = list.capacity();
-  list.push_back(Entry{seq, place});
-  memory_bytes_ += (list.capacity() - capacity_before) * sizeof(Entry);
-  ++size_;
-  return true;
+  list.push_back(entry);
+  return (list.capacity() - capacity_before) * sizeof(Entry);
 }
 
 void EventIndex::begin_load() {
@@ -43,15 +48,8 @@ void EventIndex::finish_load() {
   std::vector<std::uint64_t> counts(by_account_.size(), 0);
   for (const Loaded& l : loaded_) ++counts[l.number];
   for (std::size_t n = 0; n < by_account_.size(); ++n) by_account_[n].list.reserve(counts[n]);
-  for (const Loaded& l : loaded_) {
-    std::vector<Entry>& list = by_account_[l.number].list;
-    // Out of seq order (an imported day read before later days' events): sorted below.
-    if (!list.empty() && list.back().seq >= l.entry.seq) {
-      CREDIT_ASSERT(list.back().seq != l.entry.seq);
-      if (unsorted_.empty() || unsorted_.back() != l.number) unsorted_.push_back(l.number);
-    }
-    list.push_back(l.entry);
-  }
+  // Each list was reserved at its size (and its bytes counted by append): no growth here.
+  for (const Loaded& l : loaded_) (void)push_to_list(l.number, l.entry);
   std::vector<Loaded>().swap(loaded_);
   sort();
 }

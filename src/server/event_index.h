@@ -89,6 +89,10 @@ class EventIndex {
       return ids_equal(by_account_[n].account_id, account_id);
     };
   }
+  // Appends to account `number`'s list, noting it for sort() when out of seq order;
+  // returns the bytes its capacity grew by.
+  std::size_t push_to_list(std::uint32_t number, const Entry& entry);
+
   const store::EventLog* log_ = nullptr;
   IdIndex numbers_;
   std::vector<AccountEvents> by_account_;

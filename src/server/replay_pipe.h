@@ -32,20 +32,14 @@ class ReplayPipe {
   }
   // The slot from acquire() is filled.
   void publish() {
-    {
-      std::lock_guard lock(mu_);
+    change(ready_, [&] {
       CREDIT_ASSERT(produced_ - consumed_ < kReplayPipeSlots);
       ++produced_;
-    }
-    ready_.notify_one();
+    });
   }
   // No more records will be published.
   void close() {
-    {
-      std::lock_guard lock(mu_);
-      closed_ = true;
-    }
-    ready_.notify_one();
+    change(ready_, [&] { closed_ = true; });
   }
 
   // Consumer: the next record in order, or nullptr once closed and every record was taken.
@@ -57,23 +51,27 @@ class ReplayPipe {
   }
   // Done with the record from next(): its slot may be filled again.
   void release() {
-    {
-      std::lock_guard lock(mu_);
+    change(room_, [&] {
       CREDIT_ASSERT(consumed_ < produced_);
       ++consumed_;
-    }
-    room_.notify_one();
+    });
   }
   // The consumer gives up (an apply failed): acquire() returns nullptr from now on.
   void stop() {
-    {
-      std::lock_guard lock(mu_);
-      stopped_ = true;
-    }
-    room_.notify_one();
+    change(room_, [&] { stopped_ = true; });
   }
 
  private:
+  // Changes the state under the lock, then wakes the other side's waiter.
+  template <typename Change>
+  void change(std::condition_variable& wake, Change&& f) {
+    {
+      std::lock_guard lock(mu_);
+      f();
+    }
+    wake.notify_one();
+  }
+
   std::mutex mu_;
   std::condition_variable room_;   // the producer waits for a free slot
   std::condition_variable ready_;  // the consumer waits for a record

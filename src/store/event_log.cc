@@ -126,9 +126,7 @@ EventLog::EventLog(std::string dir, const EventLogOptions& options)
 
 EventLog::~EventLog() {
   (void)flush();
-  for (const auto& [number, map] : maps_) {
-    ::munmap(const_cast<unsigned char*>(map.base), map.length);
-  }
+  for (const Segment& segment : segments_) unmap(segment);
 }
 
 std::uint32_t EventLog::take_segment_number() {
@@ -152,7 +150,7 @@ Status EventLog::recover(const EventRecordFn& on_record) {
   if (!names) return names.error();
   for (const std::string& name : *names) {
     if (auto day = parse_segment_name(name)) {
-      segments_.push_back({*day, join_path(dir_, name), 0, take_segment_number()});
+      segments_.push_back({*day, join_path(dir_, name), 0, take_segment_number(), {}});
     }
   }
   std::sort(segments_.begin(), segments_.end(),
@@ -257,8 +255,8 @@ Status EventLog::switch_to(std::int64_t day_start_ms) {
   current_day_ms_ = -1;
   Segment* segment = segment_of(day_start_ms);
   if (segment == nullptr) {
-    Segment created{day_start_ms, join_path(dir_, segment_name(day_start_ms)), 0,
-                    take_segment_number()};
+    Segment created{
+        day_start_ms, join_path(dir_, segment_name(day_start_ms)), 0, take_segment_number(), {}};
     internal::Fd fd(::open(created.path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", created.path, errno);
     unsigned char header[kEventSegmentHeaderBytes];
@@ -357,9 +355,8 @@ std::optional<std::string_view> EventLog::read(EventPlace place, std::uint64_t s
 
 const EventLog::ReadMap* EventLog::map_for_read(const Segment& segment, std::uint64_t needed,
                                                 std::uint64_t bytes) const {
-  auto it = maps_.find(segment.number);
-  if (it != maps_.end() && it->second.length >= needed) return &it->second;
-  unmap(segment.number);
+  if (segment.map.length >= needed) return &segment.map;
+  unmap(segment);
   // The whole written file, so that a segment being written is mapped again only for
   // reads of its last MiB after it grew.
   internal::Fd fd(::open(segment.path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -370,14 +367,14 @@ const EventLog::ReadMap* EventLog::map_for_read(const Segment& segment, std::uin
   }
   void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) return nullptr;
-  return &(maps_[segment.number] = ReadMap{static_cast<const unsigned char*>(p), bytes});
+  segment.map = ReadMap{static_cast<const unsigned char*>(p), bytes};
+  return &segment.map;
 }
 
-void EventLog::unmap(std::uint32_t number) const {
-  auto it = maps_.find(number);
-  if (it == maps_.end()) return;
-  ::munmap(const_cast<unsigned char*>(it->second.base), it->second.length);
-  maps_.erase(it);
+void EventLog::unmap(const Segment& segment) {
+  if (segment.map.base == nullptr) return;
+  ::munmap(const_cast<unsigned char*>(segment.map.base), segment.map.length);
+  segment.map = ReadMap{};
 }
 
 Status EventLog::flush() {
@@ -445,7 +442,7 @@ Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms) {
       return io_error("cannot delete", oldest.path, errno);
     }
     std::erase(unsynced_, oldest.path);
-    unmap(oldest.number);
+    unmap(oldest);
     total -= oldest.bytes;
     segments_.erase(segments_.begin());
     ++deleted;

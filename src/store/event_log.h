@@ -51,7 +51,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -148,16 +147,19 @@ class EventLog {
   static std::string segment_name(std::int64_t at_ms);
 
  private:
+  // A read-only map of a segment's first `length` bytes (read()).
+  struct ReadMap {
+    const unsigned char* base = nullptr;
+    std::size_t length = 0;
+  };
   struct Segment {
     std::int64_t day_start_ms = 0;
     std::string path;
     std::uint64_t bytes = 0;  // including what is buffered for it
     std::uint32_t number = 0;
-  };
-  // A read-only map of a segment's first `length` bytes (read()).
-  struct ReadMap {
-    const unsigned char* base = nullptr;
-    std::size_t length = 0;
+    // Made by the first read() of it and remade as it grows: read() is const for its
+    // callers. Unmapped by unmap() only (when the segment goes, and with the log).
+    mutable ReadMap map;
   };
 
   EventLog(std::string dir, const EventLogOptions& options);
@@ -171,15 +173,13 @@ class EventLog {
   // its first `bytes` (what is written of it, >= needed).
   const ReadMap* map_for_read(const Segment& segment, std::uint64_t needed,
                               std::uint64_t bytes) const;
-  void unmap(std::uint32_t number) const;
+  static void unmap(const Segment& segment);
 
   std::string dir_;
   EventLogOptions options_;
   FileOps& ops_;
   std::vector<Segment> segments_;  // oldest day first
   std::uint32_t next_segment_number_ = 0;
-  // By segment number; read() is const for its callers but maps and remaps as files grow.
-  mutable std::unordered_map<std::uint32_t, ReadMap> maps_;
   mutable std::size_t last_read_segment_ = 0;  // index into segments_: a guess for read()
   std::int64_t current_day_ms_ = -1;
   internal::Fd fd_;  // the segment of current_day_ms_
