@@ -312,7 +312,7 @@ void BM_IdempotencyGrowth(benchmark::State& state) {
   double worst_ms = 0, total_s = 0;
   for (auto _ : state) {
     IdempotencyTable table(keys_total + kBatch,
-                           background ? IdempotencyTable::Background(on_another_thread) : nullptr);
+                           background ? Background(on_another_thread) : nullptr);
     std::uint64_t n = 0;
     const auto started = std::chrono::steady_clock::now();
     while (n < keys_total) {

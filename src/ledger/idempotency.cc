@@ -73,56 +73,46 @@ void IdempotencyTable::grow() {
   old_moved_ = 0;
   old_probe_max_ = probe_max_;
   probe_max_ = 0;
-  if (next_ != nullptr) {
+  // A reserved array still being faulted in is kept for later: this doubling maps its
+  // own rather than fault the big one in on this thread.
+  std::size_t slots = old_slots * 2;
+  old_fault_in_ = std::move(slots_fault_in_);
+  if (next_ != nullptr && (next_slots_ == slots || reserved_next_ready())) {
+    slots = next_slots_;
     slots_ = next_;
+    next_ = nullptr;
+    slots_fault_in_ = std::move(next_fault_in_);
     // The array the table uses from here on: a snapshot child forked later reads it.
-    set_inherited_by_fork(slots_, old_slots * 2 * sizeof(Entry), true);
+    set_inherited_by_fork(slots_, slots * sizeof(Entry), true);
   } else {
-    slots_ = allocate(old_slots * 2);
+    slots_ = allocate(slots);
   }
-  next_ = nullptr;
-  mask_ = old_slots * 2 - 1;
+  mask_ = slots - 1;
+}
+
+void IdempotencyTable::map_next(std::size_t slots) {
+  CREDIT_ASSERT(next_ == nullptr);
+  const std::size_t bytes = slots * sizeof(Entry);
+  next_ = allocate(slots);
+  next_slots_ = slots;
+  // No snapshot child reads the next array (find and for_each read slots_ and old_): left
+  // out of a fork, it is not shared, and a doubling while a child runs copies none of it
+  // (measured: one batch held 1.3-2.1 s copying it, docs/benchmarks.md, session 8).
+  set_inherited_by_fork(next_, bytes, false);
+  next_touched_ = 0;
+  next_from_size_ = size_;
+  if (background_) next_fault_in_.start(background_, reinterpret_cast<char*>(next_), bytes);
 }
 
 void IdempotencyTable::prepare_next() {
   const std::size_t slots = mask_ + 1;
-  const std::size_t bytes = 2 * slots * sizeof(Entry);
-  if (bytes < kHugePageBytes) return;  // calloc: small, nothing worth spreading
-  if (next_ == nullptr) {
-    next_ = allocate(2 * slots);
-    // No snapshot child reads the next array (find and for_each read slots_ and old_):
-    // left out of a fork, it is not shared, and a doubling while a child runs copies none
-    // of it (measured: one batch held 1.3-2.1 s copying it, docs/benchmarks.md, session 8).
-    set_inherited_by_fork(next_, bytes, false);
-    next_touched_ = 0;
-    next_from_size_ = size_;
-    if (background_) {
-      // The whole array on the other thread, in pieces so that a table going away can
-      // stop it; pages it has not reached by the doubling fault in as they are used.
-      finish_prefault();
-      auto job = std::make_shared<Prefault>();
-      prefault_ = job;
-      background_([job, at = reinterpret_cast<char*>(next_), bytes] {
-        // One huge page per call: the call holds the memory map (mmap_lock) for reading
-        // while it faults pages in, an mmap or munmap on the ledger thread (a reply chunk,
-        // a large allocation) waits for it, and that thread's page faults queue behind the
-        // waiting mmap: in 64 MiB pieces a charge stalled for 90-340 ms
-        // (docs/benchmarks.md, session 4); one huge page holds it for milliseconds.
-        constexpr std::size_t kPieceBytes = kHugePageBytes;
-        for (std::size_t off = 0; off < bytes && !job->cancel.load(); off += kPieceBytes) {
-          populate_for_write(at + off, std::min(kPieceBytes, bytes - off));
-        }
-        std::lock_guard lock(job->mu);
-        job->done = true;
-        job->cv.notify_all();
-      });
-    }
-  }
+  if (2 * slots * sizeof(Entry) < kHugePageBytes) return;  // calloc: small, nothing to spread
+  if (next_ == nullptr) map_next(2 * slots);
   if (background_) return;
   // Fault in the pages in proportion to the keys added since 1/2 load, all of them by
   // 3/4 load (slots/4 keys later): about one page per batch of 4096 instead of all at
   // once when the first inserts after the doubling land on every page.
-  const std::size_t pages = bytes / kHugePageBytes;
+  const std::size_t pages = next_slots_ * sizeof(Entry) / kHugePageBytes;
   const std::size_t added = size_ > next_from_size_ ? size_ - next_from_size_ : 0;
   const std::size_t due = std::min(pages, (added + 1) * pages / (slots / 4) + 1);
   if (due > next_touched_) {
@@ -132,18 +122,28 @@ void IdempotencyTable::prepare_next() {
   }
 }
 
+void IdempotencyTable::reserve(std::size_t keys) {
+  std::size_t slots = kSlotsMin;
+  while (slots < slots_max_ && slots * 3 < keys * 4) slots <<= 1;
+  const std::size_t doubled = 2 * (mask_ + 1);
+  if (slots <= doubled || slots * sizeof(Entry) < kHugePageBytes) return;
+  if (next_ != nullptr) {
+    if (next_slots_ >= slots) return;
+    next_fault_in_.stop();
+    release(next_, next_slots_);
+    next_ = nullptr;
+  }
+  map_next(slots);
+}
+
+bool IdempotencyTable::reserved_next_ready() const {
+  if (next_ == nullptr || next_slots_ <= 2 * (mask_ + 1)) return false;
+  return next_fault_in_.finished();
+}
+
 void IdempotencyTable::defer_next_array(bool deferred) {
   next_deferred_ = deferred;
   if (!deferred && next_due()) prepare_next();
-}
-
-void IdempotencyTable::finish_prefault() {
-  if (!prefault_) return;
-  prefault_->cancel.store(true);
-  std::unique_lock lock(prefault_->mu);
-  prefault_->cv.wait(lock, [&] { return prefault_->done; });
-  lock.unlock();
-  prefault_.reset();
 }
 
 void IdempotencyTable::put_new(const Entry& e) {
@@ -174,7 +174,7 @@ void IdempotencyTable::migrate(std::size_t slots) {
     if (e.expires_at_ms > 0) put_new(e);
   }
   if (old_moved_ == old_slots) {
-    finish_prefault();  // it may still be on this array (it was the next one once)
+    old_fault_in_.stop();  // it may still be on this array
     release(old_, old_slots);
     old_ = nullptr;
   }
@@ -199,10 +199,12 @@ IdempotencyTable::Entry* IdempotencyTable::find_old(const Hash128& key_hash) con
 }
 
 IdempotencyTable::~IdempotencyTable() {
-  finish_prefault();
+  next_fault_in_.stop();
+  slots_fault_in_.stop();
+  old_fault_in_.stop();
   release(slots_, mask_ + 1);
   if (old_ != nullptr) release(old_, old_mask_ + 1);
-  if (next_ != nullptr) release(next_, 2 * (mask_ + 1));
+  if (next_ != nullptr) release(next_, next_slots_);
 }
 
 const IdempotencyTable::Entry* IdempotencyTable::find(const Hash128& key_hash,
@@ -244,6 +246,10 @@ void IdempotencyTable::insert(const Hash128& key_hash, std::uint64_t reply_no,
   ++size_;
   queue_.push_back({key_hash, expires_at_ms});
   if (old_ != nullptr) migrate(kMigrateSlotsPerInsert);
+  if (old_ == nullptr && reserved_next_ready()) {
+    grow();
+    return;
+  }
   if (!next_deferred_ && next_due()) prepare_next();
   if (size_ * 4 > (mask_ + 1) * 3 && mask_ + 1 < slots_max_) {
     if (old_ != nullptr) migrate(old_mask_ + 1);  // not expected: see kMigrateSlotsPerInsert

@@ -15,16 +15,12 @@
 // replies (ledger.cc).
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
-#include <memory>
-#include <mutex>
 
 #include "ledger/command.h"
+#include "ledger/internal/huge_pages.h"
 #include "ledger/internal/ring.h"
 
 namespace credit::ledger {
@@ -38,9 +34,6 @@ class IdempotencyTable {
     std::int64_t expires_at_ms;  // 0: the slot is empty
   };
   static_assert(sizeof(Entry) == 32);
-
-  // Runs a job on another thread (Ledger options: the server gives one); null: none.
-  using Background = std::function<void(std::function<void()>)>;
 
   // With `background`, the next array's pages are faulted in there instead of a few per
   // insert on the caller's thread.
@@ -65,6 +58,16 @@ class IdempotencyTable {
   void defer_next_array(bool deferred);
   // Whether the next array is mapped (prepared for the next doubling).
   bool next_prepared() const { return next_ != nullptr; }
+  // Prepares the array that `keys` live keys need (load <= 3/4, at most the size for
+  // keys_max) when it is more than one doubling away: a start that knows roughly how many
+  // keys its log holds. It is mapped now as the next array (faulted in on the background
+  // thread, when there is one) and the table moves to it in one step as soon as it is
+  // faulted in (at once without a background thread) and no migration is running, instead
+  // of doubling through every size between: no zeroing of the arrays between, and no
+  // moving of their entries. Doublings due before then map arrays of their own.
+  void reserve(std::size_t keys);
+  // The slots of the array that takes inserts (tests).
+  std::size_t slot_count() const { return mask_ + 1; }
   // Inserts a new key (the caller checked find() and full()).
   void insert(const Hash128& key_hash, std::uint64_t reply_no, std::int64_t expires_at_ms);
   // Drops the entries whose expiry is <= now_ms; returns the highest reply number
@@ -123,12 +126,16 @@ class IdempotencyTable {
   void migrate(std::size_t slots);
   void put_new(const Entry& e);
   void prepare_next();
-  // Past half load with room to double: the next array is due (unless deferred).
+  // Maps the next array with `slots` slots, left out of forks; starts its fault-in on the
+  // background thread when there is one.
+  void map_next(std::size_t slots);
+  // The next array is bigger than one doubling (reserve) and faulted in: the table moves
+  // to it now rather than at 3/4 load.
+  bool reserved_next_ready()
+      const;  // Past half load with room to double: the next array is due (unless deferred).
   bool next_due() const {
     return old_ == nullptr && size_ * 2 > mask_ + 1 && mask_ + 1 < slots_max_;
   }
-  // Waits for a background fault-in still running (before an array is released).
-  void finish_prefault();
 
   bool next_deferred_ = false;
   std::size_t keys_max_;
@@ -150,17 +157,13 @@ class IdempotencyTable {
   // The array of the next doubling, mapped ahead, with next_touched_ of its huge pages
   // faulted in since next_from_size_ live keys.
   Entry* next_ = nullptr;
+  std::size_t next_slots_ = 0;  // twice the slots of slots_, or more after reserve()
   std::size_t next_touched_ = 0;
   std::size_t next_from_size_ = 0;
-  // The fault-in of the next array on another thread, when one was given.
-  struct Prefault {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    std::atomic<bool> cancel{false};
-  };
+  // The fault-in of each array on the background thread, if it was the next array once:
+  // an array is released only once its fault-in stopped.
   Background background_;
-  std::shared_ptr<Prefault> prefault_;
+  BackgroundFaultIn next_fault_in_, slots_fault_in_, old_fault_in_;
   Ring<Queued> queue_;  // in expiry order (which is write order)
 };
 

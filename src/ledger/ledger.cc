@@ -231,7 +231,8 @@ const PoolState* Account::pool(std::string_view name) const {
 Ledger::Ledger(pricing::Catalog catalog, LedgerOptions options)
     : catalog_(std::move(catalog)),
       options_(options),
-      idempotency_(options.idempotency_keys_max, options.background) {}
+      idempotency_(options.idempotency_keys_max, options.background),
+      replies_(options.background) {}
 
 std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
@@ -261,6 +262,11 @@ const Account* Ledger::peek_account(const Command& c) const {
 std::uint64_t Ledger::account_hash(const Command& c, const std::string& account_id) {
   if (c.account_hash == 0) c.account_hash = AccountIndex::hash_of(account_id);
   return c.account_hash;
+}
+
+void Ledger::hash_ids(const Command& c) {
+  if (const std::string* id = account_of(c)) account_hash(c, *id);
+  if (const auto* ch = std::get_if<Charge>(&c.body)) user_hash(c, ch->user_id);
 }
 
 std::uint64_t Ledger::user_hash(const Command& c, const std::string& user_id) {

@@ -93,6 +93,14 @@ class Ledger {
   // (IdempotencyTable::defer_next_array): a start rebuilding the state does only what
   // serving needs, and the preparation (faulting in up to gigabytes) follows it.
   void defer_growth(bool deferred) { idempotency_.defer_next_array(deferred); }
+  // Makes the command's hashes of its account and user ids (Command::account_hash) now,
+  // on whichever thread calls it: a replay hashes on the thread that decodes.
+  static void hash_ids(const Command& c);
+  // A start that expects about `keys_more` idempotency keys from its log prepares the
+  // table for them at once (IdempotencyTable::reserve).
+  void reserve_idempotency_keys(std::size_t keys_more) {
+    idempotency_.reserve(idempotency_.size() + keys_more);
+  }
   // The checks before any change, in API.md's order: 404, idempotent replay or 422,
   // validation (precheck_error), capacity. A reply means the command stops there and
   // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and

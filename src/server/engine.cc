@@ -29,6 +29,7 @@
 #include "server/crypto.h"
 #include "server/huge_collapse.h"
 #include "server/json_reader.h"
+#include "server/replay_estimate.h"
 #include "server/replay_pipe.h"
 #include "store/snapshot.h"
 #include "store/wal_format.h"
@@ -480,6 +481,8 @@ Status Engine::decode_replay_record(std::string_view payload, ReplayRecord& out)
   // Decoded into storage reused across records: a replay decodes millions of batches.
   if (out.has_batch) {
     if (Status s = ledger::decode_batch_into(ledger_bytes, out.batch); !s.ok()) return s;
+    // Here rather than on the thread that applies, which the replay's time is.
+    for (const ledger::Command& c : out.batch.commands) ledger::Ledger::hash_ids(c);
   }
   std::uint64_t n = r.uv();
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
@@ -493,6 +496,7 @@ Status Engine::decode_replay_record(std::string_view payload, ReplayRecord& out)
 
 Status Engine::apply_replay_record(ReplayRecord& record) {
   wal_bytes_since_snapshot_ += record.payload_bytes + store::kRecordHeaderBytes;
+  if (record.keys_expected > 0) ledger_.reserve_idempotency_keys(record.keys_expected);
   if (record.has_batch) {
     ledger::DecodedBatch& batch = record.batch;
     ledger_.begin_batch(batch.now_ms);
@@ -579,18 +583,26 @@ Status Engine::open() {
   Status applied = ok_status();
   {
     ReplayPipe<ReplayRecord> pipe;
+    const std::string wal_dir = options_.data_dir + "/wal";
+    ReplayKeyEstimate keys(store::Wal::bytes_on_disk(wal_dir), wo.segment_bytes);
     std::thread decoder([&] {
-      wal = store::Wal::open(options_.data_dir + "/wal", wo,
-                             [&](std::uint64_t lsn, std::string_view payload) {
-                               if (lsn < snapshot_lsn_) return ok_status();  // covered
-                               ReplayRecord* slot = pipe.acquire();
-                               if (slot == nullptr)
-                                 return Status(Error(ErrorCode::kStorageFailed, "replay stopped"));
-                               if (Status s = decode_replay_record(payload, *slot); !s.ok())
-                                 return s;
-                               pipe.publish();
-                               return ok_status();
-                             });
+      wal = store::Wal::open(wal_dir, wo, [&](std::uint64_t lsn, std::string_view payload) {
+        const std::uint64_t bytes = payload.size() + store::kRecordHeaderBytes;
+        if (lsn < snapshot_lsn_) {  // covered
+          keys.skip(bytes);
+          return ok_status();
+        }
+        ReplayRecord* slot = pipe.acquire();
+        if (slot == nullptr) return Status(Error(ErrorCode::kStorageFailed, "replay stopped"));
+        if (Status s = decode_replay_record(payload, *slot); !s.ok()) return s;
+        std::uint64_t keyed = 0;
+        if (slot->has_batch) {
+          for (const ledger::Command& c : slot->batch.commands) keyed += c.idem.has_key ? 1 : 0;
+        }
+        slot->keys_expected = keys.add(bytes, keyed).value_or(0);
+        pipe.publish();
+        return ok_status();
+      });
       pipe.close();
     });
     while (ReplayRecord* record = pipe.next()) {

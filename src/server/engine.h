@@ -292,6 +292,9 @@ class Engine {
   // Decoded on a thread of its own (Engine::open), applied on the replay thread.
   struct ReplayRecord {
     std::uint64_t payload_bytes = 0;
+    // On one record of a long log: the idempotency keys expected from it to the log's end
+    // (replay_estimate.h); 0 on the others.
+    std::uint64_t keys_expected = 0;
     bool has_batch = false;
     ledger::DecodedBatch batch;  // reused: decode_batch_into keeps its storage
     std::vector<Op> ops;

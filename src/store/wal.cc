@@ -135,6 +135,19 @@ Result<std::optional<std::uint64_t>> Wal::first_lsn_on_disk(const std::string& d
   return std::optional<std::uint64_t>();
 }
 
+std::uint64_t Wal::bytes_on_disk(const std::string& dir) {
+  auto names = internal::list_dir(dir);
+  if (!names) return 0;
+  std::uint64_t bytes = 0;
+  for (const std::string& name : *names) {
+    if (!parse_segment_file_name(name)) continue;
+    struct stat st;
+    const std::string path = internal::join_path(dir, name);
+    if (::stat(path.c_str(), &st) == 0) bytes += static_cast<std::uint64_t>(st.st_size);
+  }
+  return bytes;
+}
+
 Status Wal::recover(const WalRecordFn& on_record) {
   auto names = internal::list_dir(dir_);
   if (!names) return names.error();

@@ -91,6 +91,9 @@ class Wal {
   // nothing when the directory holds no segment. Lets the caller choose a snapshot the
   // retained log still continues.
   static Result<std::optional<std::uint64_t>> first_lsn_on_disk(const std::string& dir);
+  // The bytes of the segment files in `dir`, preallocated tails included (0 when there is
+  // no directory or it cannot be listed): what a recovery will read at most.
+  static std::uint64_t bytes_on_disk(const std::string& dir);
 
   // Releases the files without writing a shutdown record (call close() for a clean one).
   ~Wal();

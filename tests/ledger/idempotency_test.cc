@@ -269,7 +269,7 @@ TEST(IdempotencyTable, NextArrayFaultedInOnAnotherThread) {
   // thread while inserts, lookups and moves go on; the table waits for a job still
   // running before it releases an array (here, at its end).
   std::atomic<int> jobs{0};
-  IdempotencyTable::Background background = [&jobs](std::function<void()> job) {
+  Background background = [&jobs](std::function<void()> job) {
     ++jobs;
     std::thread(std::move(job)).detach();
   };
@@ -289,6 +289,65 @@ TEST(IdempotencyTable, NextArrayFaultedInOnAnotherThread) {
     for (const Hash128& k : keys) ASSERT_NE(table.find(k, 0), nullptr);
   }
   EXPECT_GE(jobs.load(), 3);  // one per doubling from 2 MiB arrays up
+}
+
+TEST(IdempotencyTable, AReservedArrayTakesTheKeysInOneStepOnceFaultedIn) {
+  // A start that expects a million keys: the table moves from its first array straight to
+  // the one for a million (2^21 slots at load <= 3/4), not through each size between, and
+  // only once the background job faulted it in; every key stays found and the growth that
+  // was due meanwhile (slots 2^16 -> 2^17) mapped an array of its own.
+  std::vector<std::function<void()>> held;  // jobs run when the test says
+  Background background = [&held](std::function<void()> job) { held.push_back(std::move(job)); };
+  std::mt19937_64 rng(11);
+  std::vector<Hash128> keys;
+  IdempotencyTable table(4'000'000, background);
+  auto add = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      keys.push_back(draw_key(rng));
+      ASSERT_EQ(table.find(keys.back(), 0), nullptr);
+      table.insert(keys.back(), keys.size() - 1, 10);
+    }
+  };
+  add(1'000);
+  const std::size_t first = table.slot_count();
+  table.reserve(1'000'000);
+  EXPECT_TRUE(table.next_prepared());
+  ASSERT_EQ(held.size(), 1u);
+  add(60'000);  // past 3/4 of 2^16: a doubling of its own while the job has not run
+  EXPECT_EQ(table.slot_count(), 2 * first);
+  EXPECT_TRUE(table.next_prepared());
+  add(10);
+  EXPECT_EQ(table.slot_count(), 2 * first);  // not faulted in yet: not taken
+  held.front()();                            // the fault-in runs to its end
+  add(70'000);                               // the doubling's moves end within these, then the jump
+  EXPECT_EQ(table.slot_count(), std::size_t{1} << 21);
+  EXPECT_FALSE(table.next_prepared());
+  add(800'000);
+  EXPECT_EQ(table.slot_count(), std::size_t{1} << 21);  // no growth up to the reservation
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto* e = table.find(keys[i], 0);
+    ASSERT_NE(e, nullptr) << i;
+    ASSERT_EQ(e->reply_no, i);
+  }
+  // A reservation within one doubling, or below the size, changes nothing.
+  table.reserve(keys.size() + 10);
+  EXPECT_FALSE(table.next_prepared());
+}
+
+TEST(IdempotencyTable, WithoutABackgroundThreadAReservationIsTakenAtTheNextInsert) {
+  IdempotencyTable table(4'000'000);
+  std::mt19937_64 rng(12);
+  std::vector<Hash128> keys;
+  for (int i = 0; i < 5'000; ++i) {
+    keys.push_back(draw_key(rng));
+    table.insert(keys.back(), keys.size() - 1, 10);
+  }
+  table.reserve(3'000'000);
+  EXPECT_EQ(table.slot_count(), std::size_t{1} << 16);
+  keys.push_back(draw_key(rng));
+  table.insert(keys.back(), keys.size() - 1, 10);
+  EXPECT_EQ(table.slot_count(), std::size_t{1} << 22);
+  for (std::size_t i = 0; i < keys.size(); ++i) ASSERT_NE(table.find(keys[i], 0), nullptr) << i;
 }
 
 TEST(IdempotencyTable, SequentialKeysMakeOneLongRunThatMovesWhole) {

@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <functional>
 #include <string>
+#include <thread>
 
 namespace credit::ledger {
 namespace {
@@ -28,10 +31,10 @@ Hash128 request_of(std::uint64_t i) {
   return h;
 }
 
-TEST(ReplyStore, RepliesReadBackAcrossGrowingChunksAndReleasesFreeThem) {
-  // Enough replies for several chunks of each size up to the largest.
+// Enough replies for several chunks of each size up to the largest, read back, released
+// from the front, then a reply larger than any chunk, a reset and a restore.
+void fill_read_release(ReplyStore& store) {
   constexpr std::uint64_t kReplies = 2'000'000;
-  ReplyStore store;
   for (std::uint64_t i = 0; i < kReplies; ++i) {
     ASSERT_EQ(store.push(200 + static_cast<int>(i % 3), body_of(i), request_of(i)), i);
   }
@@ -75,6 +78,26 @@ TEST(ReplyStore, RepliesReadBackAcrossGrowingChunksAndReleasesFreeThem) {
   store.set_request_hash(80, request_of(80));
   EXPECT_EQ(store.request_hash(80), request_of(80));
   EXPECT_EQ(store.request_hash(81), Hash128{});
+}
+
+TEST(ReplyStore, RepliesReadBackAcrossGrowingChunksAndReleasesFreeThem) {
+  ReplyStore store;
+  fill_read_release(store);
+}
+
+TEST(ReplyStore, NextChunksFaultedInOnAnotherThreadHoldTheSameReplies) {
+  // As the server runs it: each next chunk is mapped ahead and faulted in by a job on
+  // another thread while replies go on; a chunk is released only after its job stopped.
+  std::atomic<int> jobs{0};
+  Background background = [&jobs](std::function<void()> job) {
+    ++jobs;
+    std::thread(std::move(job)).detach();
+  };
+  {
+    ReplyStore store(background);
+    fill_read_release(store);
+  }
+  EXPECT_GE(jobs.load(), 10);  // a chunk of each size from 2 to 64 MiB and more
 }
 
 }  // namespace

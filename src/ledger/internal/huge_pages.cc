@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <new>
 
@@ -37,6 +38,31 @@ void populate_for_write(void* at, std::size_t bytes) {
   auto* p = static_cast<char*>(at);
   for (std::size_t i = 0; i < bytes; i += kPageBytes)
     __atomic_fetch_add(p + i, 0, __ATOMIC_RELAXED);
+}
+
+void BackgroundFaultIn::start(const Background& background, char* at, std::size_t bytes) {
+  stop();
+  auto job = std::make_shared<Job>();
+  job_ = job;
+  background([job, at, bytes] {
+    std::size_t off = 0;
+    for (; off < bytes && !job->cancel.load(); off += kHugePageBytes) {
+      populate_for_write(at + off, std::min(kHugePageBytes, bytes - off));
+    }
+    std::lock_guard lock(job->mu);
+    job->done = true;
+    job->finished.store(off >= bytes, std::memory_order_release);
+    job->cv.notify_all();
+  });
+}
+
+void BackgroundFaultIn::stop() {
+  if (!job_) return;
+  job_->cancel.store(true);
+  std::unique_lock lock(job_->mu);
+  job_->cv.wait(lock, [&] { return job_->done; });
+  lock.unlock();
+  job_.reset();
 }
 
 }  // namespace credit::ledger

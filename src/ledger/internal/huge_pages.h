@@ -6,7 +6,12 @@
 // Owns: the mappings. Does not: decide what goes in them.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <utility>
 
 namespace credit::ledger {
@@ -25,6 +30,49 @@ void populate_for_write(void* at, std::size_t bytes);
 // after a fork the parent's first write to a shared huge page copies all 2 MiB of it, so
 // a gigabyte the child shares but never needs costs the parent a gigabyte of copying.
 void set_inherited_by_fork(void* at, std::size_t bytes, bool inherited);
+
+// Runs a job on another thread (Ledger options: the server gives one); null: none.
+using Background = std::function<void(std::function<void()>)>;
+
+// Faults a buffer in for writing on another thread (a Background job), one huge page per
+// call: the call holds the memory map (mmap_lock) for reading while it faults pages in, an
+// mmap or munmap on the ledger thread (a reply chunk, a large allocation) waits for it, and
+// that thread's page faults queue behind the waiting mmap: in 64 MiB pieces a charge
+// stalled for 90-340 ms (docs/benchmarks.md, session 4); one huge page holds it for
+// milliseconds. Pages the job has not reached yet fault in as they are used. stop() (and
+// the destructor) end it early and wait for it: the buffer must outlive it.
+class BackgroundFaultIn {
+ public:
+  BackgroundFaultIn() = default;
+  ~BackgroundFaultIn() { stop(); }
+  BackgroundFaultIn(BackgroundFaultIn&&) noexcept = default;
+  BackgroundFaultIn& operator=(BackgroundFaultIn&& o) noexcept {
+    if (this != &o) {
+      stop();
+      job_ = std::move(o.job_);
+    }
+    return *this;
+  }
+  BackgroundFaultIn(const BackgroundFaultIn&) = delete;
+  BackgroundFaultIn& operator=(const BackgroundFaultIn&) = delete;
+
+  // Starts faulting in [at, at + bytes) (after stopping a job still running).
+  void start(const Background& background, char* at, std::size_t bytes);
+  // Whether the job ran to its end (true when none was started).
+  bool finished() const { return !job_ || job_->finished.load(std::memory_order_acquire); }
+  // Cancels the job and waits for it to return.
+  void stop();
+
+ private:
+  struct Job {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;                  // returned, under mu
+    std::atomic<bool> finished{false};  // ran to its end
+    std::atomic<bool> cancel{false};
+  };
+  std::shared_ptr<Job> job_;
+};
 
 // One mapping, released with the object.
 class HugeBuffer {

@@ -14,16 +14,30 @@ std::size_t ReplyStore::next_chunk_bytes() const {
   return std::clamp(eighth, kReplyChunkBytes, kReplyChunkBytesMax);
 }
 
+void ReplyStore::prepare_next_chunk() {
+  if (!background_ || spare_ || next_) return;
+  next_ = HugeBuffer(next_chunk_bytes());
+  // No snapshot child reads it: shared with one, each huge page the parent then writes
+  // would be copied.
+  set_inherited_by_fork(next_.data(), next_.size(), false);
+  next_fault_in_.start(background_, next_.data(), next_.size());
+}
+
 char* ReplyStore::room_for(std::size_t length) {
   if (chunks_.empty() || chunks_.back().bytes.size() - chunks_.back().used < length) {
     Chunk c;
     if (spare_ && spare_.size() >= length) {
       c.bytes = std::move(spare_);
+    } else if (next_ && next_.size() >= length) {
+      c.fault_in = std::move(next_fault_in_);
+      c.bytes = std::move(next_);
+      set_inherited_by_fork(c.bytes.data(), c.bytes.size(), true);  // a snapshot reads it
     } else {
       c.bytes = HugeBuffer(std::max(length, next_chunk_bytes()));
     }
     bytes_mapped_ += c.bytes.size();
     chunks_.push_back(std::move(c));
+    prepare_next_chunk();
   }
   Chunk& c = chunks_.back();
   char* at = c.bytes.data() + c.used;

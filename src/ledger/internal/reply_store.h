@@ -5,7 +5,9 @@
 // the next one) when its last reply goes. Storing a reply allocates nothing but a chunk every few
 // thousand replies, instead of one std::string each. A new chunk is an eighth of the bytes the
 // store holds (2 to 64 MiB): a store that grows to gigabytes maps a few dozen chunks, not
-// thousands, since each mapping waits for the memory map lock (base/process_heap.h).
+// thousands, since each mapping waits for the memory map lock (base/process_heap.h). With a
+// background thread the next chunk is mapped ahead and faulted in there, so that the
+// ledger thread does not zero 2 MiB on the first reply of each huge page.
 // Owns: the bytes and their numbering. Does not: decide what is stored (ledger.cc).
 #pragma once
 
@@ -30,6 +32,10 @@ constexpr std::size_t kReplyChunkBytesMax = 64 << 20;
 
 class ReplyStore {
  public:
+  explicit ReplyStore(Background background = nullptr) : background_(std::move(background)) {}
+  ReplyStore(const ReplyStore&) = delete;
+  ReplyStore& operator=(const ReplyStore&) = delete;
+
   // The number of the oldest reply kept, and of the next one stored.
   std::uint64_t base() const { return base_; }
   std::uint64_t next() const { return base_ + index_.size(); }
@@ -70,7 +76,19 @@ class ReplyStore {
   };
   static_assert(sizeof(Ref) == 32);
   struct Chunk {
+    Chunk() = default;
+    Chunk(Chunk&&) noexcept = default;
+    // The fault-in stops before the bytes it writes to are released (the destructor
+    // does the same: members go in reverse order).
+    Chunk& operator=(Chunk&& o) noexcept {
+      fault_in = std::move(o.fault_in);
+      bytes = std::move(o.bytes);
+      used = o.used;
+      end_no = o.end_no;
+      return *this;
+    }
     HugeBuffer bytes;
+    BackgroundFaultIn fault_in;  // still running when the chunk was the next one
     std::size_t used = 0;
     std::uint64_t end_no = 0;  // the number after its last reply
   };
@@ -80,12 +98,18 @@ class ReplyStore {
   // The size of the next chunk: an eighth of bytes_mapped_ in whole huge pages, within
   // [kReplyChunkBytes, kReplyChunkBytesMax].
   std::size_t next_chunk_bytes() const;
+  // Maps the next chunk and starts its fault-in, with a background thread and no spare.
+  void prepare_next_chunk();
 
   Ring<Ref> index_;
   Ring<Chunk> chunks_;
-  HugeBuffer spare_;              // a released chunk, reused by the next one it fits
-  std::size_t bytes_mapped_ = 0;  // of the chunks in chunks_
-  std::string packed_;            // push's scratch
+  Background background_;
+  HugeBuffer spare_;  // a released chunk, reused by the next one it fits
+  // The chunk after the last one, being faulted in; left out of forks until it is used.
+  HugeBuffer next_;
+  BackgroundFaultIn next_fault_in_;  // after next_: stopped before it is released
+  std::size_t bytes_mapped_ = 0;     // of the chunks in chunks_
+  std::string packed_;               // push's scratch
   std::uint64_t base_ = 0;
 };
 
