@@ -236,8 +236,67 @@ Ledger::Ledger(pricing::Catalog catalog, LedgerOptions options)
 
 std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
+  if (deferred_ != nullptr) {
+    DeferredStore& d = deferred_->push();
+    d.kind = DeferredStore::Kind::kExpire;
+    d.ms = now_ms_;
+    return now_ms_;
+  }
   replies_.release_below(idempotency_.expire(now_ms_));
   return now_ms_;
+}
+
+void Ledger::reserve_idempotency_keys(std::size_t keys_more) {
+  if (deferred_ != nullptr) {
+    DeferredStore& d = deferred_->push();
+    d.kind = DeferredStore::Kind::kReserve;
+    d.keys = keys_more;
+    return;
+  }
+  idempotency_.reserve(idempotency_.size() + keys_more);
+}
+
+Status Ledger::apply_deferred_stores(const DeferredStores& stores) {
+  // The slots of the stores this far ahead are loaded first: the table is far larger than
+  // the caches.
+  constexpr std::size_t kPrefetchStoresAhead = 8;
+  const std::span<const DeferredStore> items = stores.items();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i + kPrefetchStoresAhead < items.size()) {
+      const DeferredStore& ahead = items[i + kPrefetchStoresAhead];
+      if (ahead.kind == DeferredStore::Kind::kStoreBody ||
+          ahead.kind == DeferredStore::Kind::kStorePacked) {
+        idempotency_.prefetch(ahead.key_hash);
+      }
+    }
+    const DeferredStore& d = items[i];
+    switch (d.kind) {
+      case DeferredStore::Kind::kExpire:
+        replies_.release_below(idempotency_.expire(d.ms));
+        break;
+      case DeferredStore::Kind::kReserve:
+        idempotency_.reserve(idempotency_.size() + d.keys);
+        break;
+      case DeferredStore::Kind::kStoreBody:
+      case DeferredStore::Kind::kStorePacked: {
+        // The lookup the applying thread skipped: the key was not live when stored.
+        if (idempotency_.find(d.key_hash, d.ms - kIdempotencyTtlMs) != nullptr) {
+          return Error(ErrorCode::kStorageFailed,
+                       "the log stores a reply under an idempotency key that was live");
+        }
+        if (idempotency_.full()) {
+          return Error(ErrorCode::kStorageFailed,
+                       "the log stores more idempotency keys than the table holds");
+        }
+        const std::uint64_t no = d.kind == DeferredStore::Kind::kStorePacked
+                                     ? replies_.push_packed(d.status, d.bytes, d.request_hash)
+                                     : replies_.push(d.status, d.bytes, d.request_hash);
+        idempotency_.insert(d.key_hash, no, d.ms);
+        break;
+      }
+    }
+  }
+  return ok_status();
 }
 
 const Account* Ledger::find(std::string_view account_id) const {
@@ -633,7 +692,9 @@ Reply error_reply(const Error& e) {
 // Looks up the command's key. Returns the replayed or refused reply, or sets *proceed.
 Reply Ledger::stored_or_new(Command& c, bool* proceed) {
   *proceed = false;
-  if (c.idem.has_key) {
+  // Deferred stores (a replay): no key is looked up here (defer_stores).
+  const bool keyed = c.idem.has_key && deferred_ == nullptr;
+  if (keyed) {
     if (std::optional<Reply> live = replay_if_live(c.idem)) return std::move(*live);
   }
   if (c.precheck_error != ErrorCode::kOk && c.precheck_error != ErrorCode::kRateLimited) {
@@ -641,7 +702,7 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
     if (!c.precheck_param.empty()) e.with_string("param", c.precheck_param);
     return error_reply(e);
   }
-  if (c.idem.has_key && idempotency_.full()) {
+  if (keyed && idempotency_.full()) {
     return error_reply(
         Error(ErrorCode::kIdempotencyCapacity, "the idempotency table is full; retry later"));
   }
@@ -675,6 +736,19 @@ std::optional<Reply> Ledger::gate_external(const IdempotencyRef& idem) const {
 void Ledger::store_external(const IdempotencyRef& idem, int status, std::string_view body,
                             std::int64_t expires_at_ms) {
   CREDIT_ASSERT(idem.has_key);
+  if (deferred_ != nullptr) {
+    DeferredStore& expire = deferred_->push();
+    expire.kind = DeferredStore::Kind::kExpire;
+    expire.ms = expires_at_ms - kIdempotencyTtlMs;
+    DeferredStore& d = deferred_->push();
+    d.kind = DeferredStore::Kind::kStoreBody;
+    d.status = status;
+    d.ms = expires_at_ms;
+    d.key_hash = idem.scope_key_hash;
+    d.request_hash = idem.request_hash;
+    d.bytes.assign(body);
+    return;
+  }
   replies_.release_below(idempotency_.expire(expires_at_ms - kIdempotencyTtlMs));
   // gate_external checked the key live (or the log says it was stored): it is new here.
   CREDIT_ASSERT(idempotency_.find(idem.scope_key_hash, expires_at_ms - kIdempotencyTtlMs) ==
@@ -706,6 +780,22 @@ void Ledger::store(Command& c, Reply& reply, const ChargeReplyParts* charge) {
   reply.logged = true;
   bool stored = reply.status < 400 || reply.status == 402 || reply.status == 409 ||
                 reply.code == ErrorCode::kPurchaseNotAllowed;
+  if (c.idem.has_key && stored && deferred_ != nullptr) {
+    DeferredStore& d = deferred_->push();
+    d.kind =
+        charge != nullptr ? DeferredStore::Kind::kStorePacked : DeferredStore::Kind::kStoreBody;
+    d.status = reply.status;
+    d.ms = now_ms_ + kIdempotencyTtlMs;
+    d.key_hash = c.idem.scope_key_hash;
+    d.request_hash = c.idem.request_hash;
+    d.bytes.clear();
+    if (charge != nullptr) {
+      pack_charge_reply(*charge, d.bytes);
+    } else {
+      d.bytes.append(reply.body);
+    }
+    return;
+  }
   if (c.idem.has_key && stored) {
     const Hash128& request = c.idem.request_hash;
     std::uint64_t no = charge != nullptr ? replies_.push_charge(reply.status, *charge, request)
@@ -767,7 +857,7 @@ void Ledger::prefetch_stages(std::size_t n, std::size_t next, At at) const {
   }
   if (next + kPrefetchSlotsAhead < n) {
     const Command& c = at(next + kPrefetchSlotsAhead);
-    if (c.idem.has_key) idempotency_.prefetch(c.idem.scope_key_hash);
+    if (c.idem.has_key && deferred_ == nullptr) idempotency_.prefetch(c.idem.scope_key_hash);
     if (const std::string* id = account_of(c)) account_index_.prefetch(account_hash(c, *id));
   }
   if (next + kPrefetchAccountAhead < n) {

@@ -22,6 +22,7 @@
 
 #include "base/status.h"
 #include "ledger/command.h"
+#include "ledger/deferred_stores.h"
 #include "ledger/event.h"
 #include "ledger/idempotency.h"
 #include "ledger/internal/account_index.h"
@@ -98,9 +99,20 @@ class Ledger {
   static void hash_ids(const Command& c);
   // A start that expects about `keys_more` idempotency keys from its log prepares the
   // table for them at once (IdempotencyTable::reserve).
-  void reserve_idempotency_keys(std::size_t keys_more) {
-    idempotency_.reserve(idempotency_.size() + keys_more);
-  }
+  void reserve_idempotency_keys(std::size_t keys_more);
+  // A replay of the command log hands the idempotency table and the stored replies to
+  // another thread: with `out` set, commands look no key up and store no reply here;
+  // begin_batch's expiry, each reply to store and reserve_idempotency_keys go to `out`
+  // instead, in order, for apply_deferred_stores on that thread (which alone touches the
+  // table and the replies until this is set back to nullptr, after its last call). No
+  // lookup is needed: a command was logged only if its key was not live (a live key is
+  // answered from the table and not logged), and apply_deferred_stores checks that.
+  // Stores from parts: set_replies_rendered(false) is expected with it.
+  void defer_stores(DeferredStores* out) { deferred_ = out; }
+  // Applies deferred stores in order. An error (and the state is then not to be used): a
+  // key stored was live, or the table was full, which a log written by this ledger never
+  // holds.
+  Status apply_deferred_stores(const DeferredStores& stores);
   // The checks before any change, in API.md's order: 404, idempotent replay or 422,
   // validation (precheck_error), capacity. A reply means the command stops there and
   // changes nothing; nullopt means the policy layer may decide (cache, rate limit) and
@@ -243,6 +255,7 @@ class Ledger {
   Event* last_event_ = nullptr;
   bool rejected_pushed_ = false;
   bool replies_rendered_ = true;
+  DeferredStores* deferred_ = nullptr;  // defer_stores
   std::int64_t now_ms_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t batch_seq_start_ = 1;

@@ -605,12 +605,42 @@ Status Engine::open() {
       });
       pipe.close();
     });
+    // The idempotency table and the stored replies are kept on a thread of their own
+    // during the replay (Ledger::defer_stores): they are a third of a record's replay.
+    ReplayPipe<ledger::DeferredStores> stores;
+    Status stored = ok_status();
+    std::thread storer([&] {
+      while (ledger::DeferredStores* s = stores.next()) {
+        if (stored.ok()) stored = ledger_.apply_deferred_stores(*s);
+        if (!stored.ok()) stores.stop();  // the next hand-over ends the replay
+        stores.release();
+      }
+    });
+    // Hands the stores of what was applied to the storer and defers into the next slot;
+    // false once the storer stopped.
+    ledger::DeferredStores* deferred = nullptr;
+    auto hand_over = [&] {
+      if (deferred != nullptr) stores.publish();
+      deferred = stores.acquire();
+      if (deferred != nullptr) deferred->clear();
+      ledger_.defer_stores(deferred);
+      return deferred != nullptr;
+    };
+    hand_over();
     while (ReplayRecord* record = pipe.next()) {
       if (applied.ok()) applied = apply_replay_record(*record);
+      if (applied.ok() && !hand_over()) {
+        applied = Error(ErrorCode::kStorageFailed, "the replay's stores stopped");
+      }
       if (!applied.ok()) pipe.stop();  // the decoder's next record ends the read
       pipe.release();
     }
     decoder.join();
+    if (deferred != nullptr) stores.publish();
+    ledger_.defer_stores(nullptr);
+    stores.close();
+    storer.join();  // from here on this thread alone touches the table and the replies
+    if (!stored.ok()) applied = std::move(stored);  // the cause of a stop
   }
   ledger_.set_replies_rendered(true);
   ledger_.defer_growth(false);  // the idempotency table's next array, if it is due

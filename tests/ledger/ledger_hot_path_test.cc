@@ -683,6 +683,108 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
   quiet.check_invariants();
 }
 
+// A replay with the idempotency table and the replies handed to another thread
+// (Ledger::defer_stores, here applied in turn on this one) ends in the same state as the
+// live run it replays: keyed charges, holds and captures, a 402 stored, keys repeated
+// (answered live, so not logged), a key created by the engine (store_external), expiry a
+// day later, and a reservation on the way.
+TEST(DeferredStores, AReplayWithStoresDeferredEndsInTheLiveState) {
+  Ledger live(default_catalog());
+  Ledger replayed(default_catalog());
+  replayed.set_replies_rendered(false);
+  DeferredStores stores;
+  const std::int64_t start = at("2026-03-01T10:00:00Z");
+  std::vector<Event> events;
+  Reply reply;
+  auto both = [&](std::int64_t now, std::vector<Command> commands) {
+    live.begin_batch(now);
+    std::vector<Command> logged;
+    for (Command& c : commands) {
+      Command copy = c;
+      live.apply(copy, events, reply);
+      if (reply.logged) logged.push_back(c);
+    }
+    stores.clear();
+    replayed.defer_stores(&stores);
+    replayed.begin_batch(now);
+    for (Command& c : logged) {
+      replayed.apply(c, events, reply);
+      ASSERT_TRUE(reply.logged);
+    }
+    replayed.defer_stores(nullptr);
+    ASSERT_TRUE(replayed.apply_deferred_stores(stores).ok());
+  };
+  both(start, {keyed(create("a", "pro"), "create-a"), keyed(create("b", "free"), "create-b")});
+  for (int batch = 0; batch < 4; ++batch) {
+    std::vector<Command> commands;
+    for (int i = 0; i < 30; ++i) {
+      const std::string key =
+          "k" + std::to_string(batch) + "-" + std::to_string(i % 7 == 6 ? 0 : i);
+      commands.push_back(keyed(charge(i % 2 ? "a" : "b", mc(900 + 37 * i)), key));
+    }
+    commands.push_back(keyed(hold("a", mc(2'000)), "hold-" + std::to_string(batch)));
+    // Four days of batches: the keys of the first expire on the way.
+    both(start + batch * 30 * 3'600'000LL, std::move(commands));
+  }
+  // A key of the engine's own (a created API key) and a reservation, deferred too.
+  const IdempotencyRef idem = keyed(charge("a", mc(1)), "api-key-1").idem;
+  const std::int64_t now = start + 5 * kIdempotencyTtlMs;
+  live.begin_batch(now);
+  live.store_external(idem, 201, R"({"key_id":"k_1"})", now + kIdempotencyTtlMs);
+  stores.clear();
+  replayed.defer_stores(&stores);
+  replayed.begin_batch(now);
+  replayed.reserve_idempotency_keys(1'000);
+  replayed.store_external(idem, 201, R"({"key_id":"k_1"})", now + kIdempotencyTtlMs);
+  replayed.defer_stores(nullptr);
+  ASSERT_EQ(stores.size(), 4u);  // expiry, reservation, expiry, store
+  ASSERT_TRUE(replayed.apply_deferred_stores(stores).ok());
+  std::string a, b;
+  encode_ledger_snapshot(live, a);
+  encode_ledger_snapshot(replayed, b);
+  EXPECT_EQ(a, b);
+  // And a retry of a stored key gets the same answer from both.
+  Command retry = keyed(charge("a", mc(1)), "api-key-1");
+  Command retry2 = retry;
+  Reply from_live = live.apply(retry, events);
+  replayed.set_replies_rendered(true);
+  Reply from_replayed = replayed.apply(retry2, events);
+  EXPECT_TRUE(from_live.replayed);
+  EXPECT_TRUE(from_replayed.replayed);
+  EXPECT_EQ(from_live.body, R"({"key_id":"k_1"})");
+  EXPECT_EQ(from_live.body, from_replayed.body);
+}
+
+TEST(DeferredStores, AStoreUnderALiveKeyOrPastCapacityIsAnError) {
+  LedgerOptions o;
+  o.idempotency_keys_max = 3;
+  Ledger l(default_catalog(), o);
+  std::vector<Event> events;
+  l.begin_batch(at("2026-03-01T10:00:00Z"));
+  Command c = keyed(create("a", "pro"), "k1");
+  ASSERT_EQ(l.apply(c, events).status, 201);
+  // The same key again, deferred: no lookup at apply, the apply of the stores refuses it.
+  DeferredStores stores;
+  l.defer_stores(&stores);
+  Command again = keyed(charge("a", mc(10)), "k1");
+  l.apply(again, events);
+  l.defer_stores(nullptr);
+  Status s = l.apply_deferred_stores(stores);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("live"), std::string::npos);
+  // Past capacity.
+  stores.clear();
+  l.defer_stores(&stores);
+  for (int i = 0; i < 3; ++i) {
+    Command more = keyed(charge("a", mc(10)), "more-" + std::to_string(i));
+    l.apply(more, events);
+  }
+  l.defer_stores(nullptr);
+  s = l.apply_deferred_stores(stores);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("holds"), std::string::npos);
+}
+
 TEST(ReservationList, InlineHeapCopyAndMove) {
   ReservationList l;
   for (std::uint32_t i = 1; i <= 5; ++i) l.push_back({i, mc(i * 10)});

@@ -48,22 +48,23 @@ char* ReplyStore::room_for(std::size_t length) {
 std::uint64_t ReplyStore::push(int status, std::string_view body, const Hash128& request_hash) {
   packed_.clear();
   pack_reply(body, packed_);
-  return push_packed(status, request_hash);
+  return push_packed(status, packed_, request_hash);
 }
 
 std::uint64_t ReplyStore::push_charge(int status, const ChargeReplyParts& parts,
                                       const Hash128& request_hash) {
   packed_.clear();
   pack_charge_reply(parts, packed_);
-  return push_packed(status, request_hash);
+  return push_packed(status, packed_, request_hash);
 }
 
-std::uint64_t ReplyStore::push_packed(int status, const Hash128& request_hash) {
-  CREDIT_ASSERT(packed_.size() <= std::numeric_limits<std::uint32_t>::max());
-  char* at = room_for(packed_.size());
-  if (!packed_.empty()) std::memcpy(at, packed_.data(), packed_.size());
+std::uint64_t ReplyStore::push_packed(int status, std::string_view packed,
+                                      const Hash128& request_hash) {
+  CREDIT_ASSERT(packed.size() <= std::numeric_limits<std::uint32_t>::max());
+  char* at = room_for(packed.size());
+  if (!packed.empty()) std::memcpy(at, packed.data(), packed.size());
   std::uint64_t no = next();
-  index_.push_back(Ref{at, static_cast<std::uint32_t>(packed_.size()), status, request_hash});
+  index_.push_back(Ref{at, static_cast<std::uint32_t>(packed.size()), status, request_hash});
   chunks_.back().end_no = no + 1;
   return no;
 }

@@ -47,6 +47,8 @@ class ReplyStore {
   std::uint64_t push(int status, std::string_view body, const Hash128& request_hash);
   // The same for a charge's answer given by its parts (no JSON is rendered).
   std::uint64_t push_charge(int status, const ChargeReplyParts& parts, const Hash128& request_hash);
+  // The same for an answer packed already (pack_reply or pack_charge_reply).
+  std::uint64_t push_packed(int status, std::string_view packed, const Hash128& request_hash);
   // Reply `no`: sets body to it and returns its status.
   int at(std::uint64_t no, std::string& body) const;
   // The hash of the request reply `no` answers.
@@ -93,8 +95,6 @@ class ReplyStore {
     std::uint64_t end_no = 0;  // the number after its last reply
   };
   char* room_for(std::size_t length);
-  // Stores packed_ as reply next().
-  std::uint64_t push_packed(int status, const Hash128& request_hash);
   // The size of the next chunk: an eighth of bytes_mapped_ in whole huge pages, within
   // [kReplyChunkBytes, kReplyChunkBytesMax].
   std::size_t next_chunk_bytes() const;
