@@ -169,6 +169,9 @@ int write(const std::string& dir, std::uint64_t commands, std::size_t accounts) 
   std::_Exit(0);  // no shutdown snapshot: the next open replays every command
 }
 
+std::uint64_t rss_bytes();
+std::uint64_t peak_rss_bytes();
+
 int open(const std::string& dir) {
   ManualClock clock(kStartMs);
   server::Engine engine(clock, catalog(), cards(), options(dir));
@@ -181,7 +184,9 @@ int open(const std::string& dir) {
     std::fprintf(stderr, "open failed: %s\n", s.error().message.c_str());
     return 1;
   }
-  std::printf("open (ready to serve) in %.0f ms (%.0f ms CPU)\n", ms, cpu);
+  std::printf("open (ready to serve) in %.0f ms (%.0f ms CPU), RSS %.2f GB (peak %.2f GB)\n", ms,
+              cpu, static_cast<double>(rss_bytes()) / 1e9,
+              static_cast<double>(peak_rss_bytes()) / 1e9);
   std::fflush(stdout);
   std::_Exit(0);  // leave the data dir as it is, for the next run
 }
@@ -360,6 +365,11 @@ std::uint64_t proc_kb_field(const char* file, const char* format) {
 // Resident memory of this process, from /proc/self/status.
 std::uint64_t rss_bytes() {
   return proc_kb_field("/proc/self/status", "VmRSS: %llu kB");
+}
+
+// The most it was, from /proc/self/status.
+std::uint64_t peak_rss_bytes() {
+  return proc_kb_field("/proc/self/status", "VmHWM: %llu kB");
 }
 
 // Of it, anonymous memory in transparent huge pages: a fork copies one page-table entry
