@@ -584,7 +584,7 @@ Status Engine::open() {
   {
     ReplayPipe<ReplayRecord> pipe;
     const std::string wal_dir = options_.data_dir + "/wal";
-    ReplayKeyEstimate keys(store::Wal::bytes_on_disk(wal_dir), wo.segment_bytes);
+    ReplayKeyEstimate keys(sink_ ? 0 : store::Wal::bytes_on_disk(wal_dir), wo.segment_bytes);
     std::thread decoder([&] {
       wal = store::Wal::open(wal_dir, wo, [&](std::uint64_t lsn, std::string_view payload) {
         const std::uint64_t bytes = payload.size() + store::kRecordHeaderBytes;
@@ -607,19 +607,27 @@ Status Engine::open() {
     });
     // The idempotency table and the stored replies are kept on a thread of their own
     // during the replay (Ledger::defer_stores): they are a third of a record's replay.
+    // Not with analytics attached: then the event log's loader, feeding them, sets the
+    // start's time, and the work this moves to the other core (here and in the
+    // reservation, replay_estimate.h) slowed it (docs/benchmarks.md, "Restart", session 9).
+    const bool defer = !sink_;
     ReplayPipe<ledger::DeferredStores> stores;
     Status stored = ok_status();
-    std::thread storer([&] {
-      while (ledger::DeferredStores* s = stores.next()) {
-        if (stored.ok()) stored = ledger_.apply_deferred_stores(*s);
-        if (!stored.ok()) stores.stop();  // the next hand-over ends the replay
-        stores.release();
-      }
-    });
+    std::thread storer;
+    if (defer) {
+      storer = std::thread([&] {
+        while (ledger::DeferredStores* s = stores.next()) {
+          if (stored.ok()) stored = ledger_.apply_deferred_stores(*s);
+          if (!stored.ok()) stores.stop();  // the next hand-over ends the replay
+          stores.release();
+        }
+      });
+    }
     // Hands the stores of what was applied to the storer and defers into the next slot;
     // false once the storer stopped.
     ledger::DeferredStores* deferred = nullptr;
     auto hand_over = [&] {
+      if (!defer) return true;
       if (deferred != nullptr) stores.publish();
       deferred = stores.acquire();
       if (deferred != nullptr) deferred->clear();
@@ -639,7 +647,7 @@ Status Engine::open() {
     if (deferred != nullptr) stores.publish();
     ledger_.defer_stores(nullptr);
     stores.close();
-    storer.join();  // from here on this thread alone touches the table and the replies
+    if (storer.joinable()) storer.join();           // from here on this thread alone touches them
     if (!stored.ok()) applied = std::move(stored);  // the cause of a stop
   }
   ledger_.set_replies_rendered(true);
