@@ -31,6 +31,7 @@
 #include "server/json_reader.h"
 #include "server/replay_estimate.h"
 #include "server/replay_pipe.h"
+#include "server/replay_storer.h"
 #include "store/snapshot.h"
 #include "store/wal_format.h"
 #include "time/time.h"
@@ -606,49 +607,21 @@ Status Engine::open() {
       pipe.close();
     });
     // The idempotency table and the stored replies are kept on a thread of their own
-    // during the replay (Ledger::defer_stores): they are a third of a record's replay.
-    // Not with analytics attached: then the event log's loader, feeding them, sets the
-    // start's time, and the work this moves to the other core (here and in the
-    // reservation, replay_estimate.h) slowed it (docs/benchmarks.md, "Restart", session 9).
-    const bool defer = !sink_;
-    ReplayPipe<ledger::DeferredStores> stores;
-    Status stored = ok_status();
-    std::thread storer;
-    if (defer) {
-      storer = std::thread([&] {
-        while (ledger::DeferredStores* s = stores.next()) {
-          if (stored.ok()) stored = ledger_.apply_deferred_stores(*s);
-          if (!stored.ok()) stores.stop();  // the next hand-over ends the replay
-          stores.release();
-        }
-      });
-    }
-    // Hands the stores of what was applied to the storer and defers into the next slot;
-    // false once the storer stopped.
-    ledger::DeferredStores* deferred = nullptr;
-    auto hand_over = [&] {
-      if (!defer) return true;
-      if (deferred != nullptr) stores.publish();
-      deferred = stores.acquire();
-      if (deferred != nullptr) deferred->clear();
-      ledger_.defer_stores(deferred);
-      return deferred != nullptr;
-    };
-    hand_over();
+    // during the replay (replay_storer.h): they are a third of a record's replay. Not with
+    // analytics attached: then the event log's loader, feeding them, sets the start's
+    // time, and the work this moves to the other core (here and in the reservation,
+    // replay_estimate.h) slowed it (docs/benchmarks.md, "Restart", session 9).
+    ReplayStorer storer(ledger_, /*enabled=*/!sink_);
     while (ReplayRecord* record = pipe.next()) {
       if (applied.ok()) applied = apply_replay_record(*record);
-      if (applied.ok() && !hand_over()) {
+      if (applied.ok() && !storer.hand_over()) {
         applied = Error(ErrorCode::kStorageFailed, "the replay's stores stopped");
       }
       if (!applied.ok()) pipe.stop();  // the decoder's next record ends the read
       pipe.release();
     }
     decoder.join();
-    if (deferred != nullptr) stores.publish();
-    ledger_.defer_stores(nullptr);
-    stores.close();
-    if (storer.joinable()) storer.join();           // from here on this thread alone touches them
-    if (!stored.ok()) applied = std::move(stored);  // the cause of a stop
+    if (Status stored = storer.finish(); !stored.ok()) applied = std::move(stored);  // the cause
   }
   ledger_.set_replies_rendered(true);
   ledger_.defer_growth(false);  // the idempotency table's next array, if it is due

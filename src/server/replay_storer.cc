@@ -1,0 +1,40 @@
+#include "server/replay_storer.h"
+
+#include <utility>
+
+namespace credit::server {
+
+ReplayStorer::ReplayStorer(ledger::Ledger& ledger, bool enabled)
+    : ledger_(ledger), enabled_(enabled) {
+  if (!enabled_) return;
+  thread_ = std::thread([this] {
+    while (ledger::DeferredStores* s = slots_.next()) {
+      if (stored_.ok()) stored_ = ledger_.apply_deferred_stores(*s);
+      if (!stored_.ok()) slots_.stop();  // the next hand-over fails
+      slots_.release();
+    }
+  });
+  (void)hand_over();
+}
+
+bool ReplayStorer::hand_over() {
+  if (!enabled_) return true;
+  if (filling_ != nullptr) slots_.publish();
+  filling_ = slots_.acquire();
+  if (filling_ != nullptr) filling_->clear();
+  ledger_.defer_stores(filling_);
+  return filling_ != nullptr;
+}
+
+Status ReplayStorer::finish() {
+  if (!enabled_) return ok_status();
+  enabled_ = false;
+  if (filling_ != nullptr) slots_.publish();
+  filling_ = nullptr;
+  ledger_.defer_stores(nullptr);
+  slots_.close();
+  thread_.join();  // from here on the calling thread alone touches the table and replies
+  return std::move(stored_);
+}
+
+}  // namespace credit::server
