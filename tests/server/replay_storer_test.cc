@@ -70,13 +70,23 @@ TEST(ReplayStorer, StoresHandedOverEndInTheStateOfStoringInPlace) {
   EXPECT_EQ(a, b);
 }
 
-TEST(ReplayStorer, AFailedStoreStopsTheHandOversAndFinishSaysWhy) {
-  ledger::Ledger l(default_catalog());
+// A ledger with account "a" created under key "k", the storer (enabled or not) started
+// before the creation.
+struct Created {
+  explicit Created(bool enabled) : storer((l.begin_batch(at("2026-03-01T10:00:00Z")), l), enabled) {
+    ledger::Command c = keyed(create("a", "pro"), "k");
+    l.apply(c, events);
+  }
+  ledger::Ledger l{default_catalog()};
   std::vector<ledger::Event> events;
-  l.begin_batch(at("2026-03-01T10:00:00Z"));
-  ReplayStorer storer(l, true);
-  ledger::Command create_a = keyed(create("a", "pro"), "k");
-  l.apply(create_a, events);
+  ReplayStorer storer;
+};
+
+TEST(ReplayStorer, AFailedStoreStopsTheHandOversAndFinishSaysWhy) {
+  Created c(true);
+  ledger::Ledger& l = c.l;
+  std::vector<ledger::Event>& events = c.events;
+  ReplayStorer& storer = c.storer;
   ASSERT_TRUE(storer.hand_over());
   // The same key again: a log written by the ledger never holds it.
   bool stopped = false;
@@ -92,16 +102,11 @@ TEST(ReplayStorer, AFailedStoreStopsTheHandOversAndFinishSaysWhy) {
 }
 
 TEST(ReplayStorer, DisabledTheLedgerStoresAsItApplies) {
-  ledger::Ledger l(default_catalog());
-  std::vector<ledger::Event> events;
-  l.begin_batch(at("2026-03-01T10:00:00Z"));
-  ReplayStorer storer(l, false);
-  ledger::Command c = keyed(create("a", "pro"), "k");
-  l.apply(c, events);
+  Created c(false);
   ledger::Command again = keyed(create("a", "pro"), "k");
-  EXPECT_TRUE(l.apply(again, events).replayed);  // stored at once
-  EXPECT_TRUE(storer.hand_over());
-  EXPECT_TRUE(storer.finish().ok());
+  EXPECT_TRUE(c.l.apply(again, c.events).replayed);  // stored at once
+  EXPECT_TRUE(c.storer.hand_over());
+  EXPECT_TRUE(c.storer.finish().ok());
 }
 
 }  // namespace
