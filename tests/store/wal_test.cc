@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 
 #include "store/wal_format.h"
 #include "test_util.h"
@@ -539,6 +540,23 @@ TEST(Wal, TruncateBeforeDeletesOnlySegmentsTheSnapshotCovers) {
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   expect_records(*opened, first_lsn, 200);
   EXPECT_EQ(opened->wal->recovery().first_lsn, first_lsn);
+}
+
+TEST(Wal, BytesOnDiskCountsEverySegmentFileAndNothingElse) {
+  TempDir dir;
+  EXPECT_EQ(Wal::bytes_on_disk(dir.path() + "/none"), 0u);  // no directory
+  auto opened = open_wal(dir.path(), small_segments());
+  ASSERT_TRUE(opened.ok());
+  Wal& wal = *opened->wal;
+  append_range(wal, 0, 200);
+  // Another file in the directory is not the log's.
+  { std::ofstream(dir.path() + "/notes.txt") << "not a segment"; }
+  // Segments are preallocated: each counts whole, the one being written too (and the
+  // next one, when it is ready already).
+  const std::uint64_t bytes = Wal::bytes_on_disk(dir.path());
+  EXPECT_GE(bytes, wal.segment_count() * kSmallSegmentBytes);
+  EXPECT_LE(bytes, (wal.segment_count() + 1) * kSmallSegmentBytes);
+  EXPECT_EQ(bytes % kSmallSegmentBytes, 0u);
 }
 
 TEST(Wal, SegmentsReleasedButNotYetDeletedAreSkippedAtRecovery) {
