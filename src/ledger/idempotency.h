@@ -131,8 +131,8 @@ class IdempotencyTable {
   void map_next(std::size_t slots);
   // The next array is bigger than one doubling (reserve) and faulted in: the table moves
   // to it now rather than at 3/4 load.
-  bool reserved_next_ready()
-      const;  // Past half load with room to double: the next array is due (unless deferred).
+  bool reserved_next_ready() const;
+  // Past half load with room to double: the next array is due (unless deferred).
   bool next_due() const {
     return old_ == nullptr && size_ * 2 > mask_ + 1 && mask_ + 1 < slots_max_;
   }
