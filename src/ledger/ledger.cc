@@ -236,14 +236,30 @@ Ledger::Ledger(pricing::Catalog catalog, LedgerOptions options)
 
 std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
+  expire_keys(now_ms_);
+  return now_ms_;
+}
+
+void Ledger::expire_keys(std::int64_t now_ms) {
   if (deferred_ != nullptr) {
     DeferredStore& d = deferred_->push();
     d.kind = DeferredStore::Kind::kExpire;
-    d.ms = now_ms_;
-    return now_ms_;
+    d.ms = now_ms;
+    return;
   }
-  replies_.release_below(idempotency_.expire(now_ms_));
-  return now_ms_;
+  replies_.release_below(idempotency_.expire(now_ms));
+}
+
+std::string& Ledger::defer_store(DeferredStore::Kind kind, const IdempotencyRef& idem, int status,
+                                 std::int64_t expires_at_ms) {
+  DeferredStore& d = deferred_->push();
+  d.kind = kind;
+  d.status = status;
+  d.ms = expires_at_ms;
+  d.key_hash = idem.scope_key_hash;
+  d.request_hash = idem.request_hash;
+  d.bytes.clear();
+  return d.bytes;
 }
 
 void Ledger::reserve_idempotency_keys(std::size_t keys_more) {
@@ -736,20 +752,11 @@ std::optional<Reply> Ledger::gate_external(const IdempotencyRef& idem) const {
 void Ledger::store_external(const IdempotencyRef& idem, int status, std::string_view body,
                             std::int64_t expires_at_ms) {
   CREDIT_ASSERT(idem.has_key);
+  expire_keys(expires_at_ms - kIdempotencyTtlMs);
   if (deferred_ != nullptr) {
-    DeferredStore& expire = deferred_->push();
-    expire.kind = DeferredStore::Kind::kExpire;
-    expire.ms = expires_at_ms - kIdempotencyTtlMs;
-    DeferredStore& d = deferred_->push();
-    d.kind = DeferredStore::Kind::kStoreBody;
-    d.status = status;
-    d.ms = expires_at_ms;
-    d.key_hash = idem.scope_key_hash;
-    d.request_hash = idem.request_hash;
-    d.bytes.assign(body);
+    defer_store(DeferredStore::Kind::kStoreBody, idem, status, expires_at_ms).append(body);
     return;
   }
-  replies_.release_below(idempotency_.expire(expires_at_ms - kIdempotencyTtlMs));
   // gate_external checked the key live (or the log says it was stored): it is new here.
   CREDIT_ASSERT(idempotency_.find(idem.scope_key_hash, expires_at_ms - kIdempotencyTtlMs) ==
                     nullptr &&
@@ -781,18 +788,13 @@ void Ledger::store(Command& c, Reply& reply, const ChargeReplyParts* charge) {
   bool stored = reply.status < 400 || reply.status == 402 || reply.status == 409 ||
                 reply.code == ErrorCode::kPurchaseNotAllowed;
   if (c.idem.has_key && stored && deferred_ != nullptr) {
-    DeferredStore& d = deferred_->push();
-    d.kind =
-        charge != nullptr ? DeferredStore::Kind::kStorePacked : DeferredStore::Kind::kStoreBody;
-    d.status = reply.status;
-    d.ms = now_ms_ + kIdempotencyTtlMs;
-    d.key_hash = c.idem.scope_key_hash;
-    d.request_hash = c.idem.request_hash;
-    d.bytes.clear();
+    const std::int64_t expires_at_ms = now_ms_ + kIdempotencyTtlMs;
     if (charge != nullptr) {
-      pack_charge_reply(*charge, d.bytes);
+      pack_charge_reply(*charge, defer_store(DeferredStore::Kind::kStorePacked, c.idem,
+                                             reply.status, expires_at_ms));
     } else {
-      d.bytes.append(reply.body);
+      defer_store(DeferredStore::Kind::kStoreBody, c.idem, reply.status, expires_at_ms)
+          .append(reply.body);
     }
     return;
   }

@@ -209,6 +209,12 @@ class Ledger {
   std::vector<DrawnFrom> take_drawn_list();
   void copy_metadata(const Metadata& from, Metadata& to);
   Reply stored_or_new(Command& c, bool* proceed);
+  // Releases the keys expired at now_ms and their replies, or defers that (defer_stores).
+  void expire_keys(std::int64_t now_ms);
+  // A deferred store under idem's key until expires_at_ms; returns its bytes, empty, for
+  // the caller to fill (a body, or a charge's packed answer for kStorePacked).
+  std::string& defer_store(DeferredStore::Kind kind, const IdempotencyRef& idem, int status,
+                           std::int64_t expires_at_ms);
   // The stored answer (a replay) or the 422 of another request, when the key is live.
   std::optional<Reply> replay_if_live(const IdempotencyRef& idem) const;
   Event& push_event(std::vector<Event>& events, EventType type, const Account& a);

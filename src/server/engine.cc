@@ -471,6 +471,7 @@ void Engine::number_imported(ImportEventsOp& op, std::vector<ledger::Event>& out
 
 Status Engine::decode_replay_record(std::string_view payload, ReplayRecord& out) {
   out.payload_bytes = payload.size();
+  out.keyed_commands = 0;
   out.ops.clear();
   ByteReader r(payload);
   if (r.u8() != kEngineRecordVersion) {
@@ -483,7 +484,10 @@ Status Engine::decode_replay_record(std::string_view payload, ReplayRecord& out)
   if (out.has_batch) {
     if (Status s = ledger::decode_batch_into(ledger_bytes, out.batch); !s.ok()) return s;
     // Here rather than on the thread that applies, which the replay's time is.
-    for (const ledger::Command& c : out.batch.commands) ledger::Ledger::hash_ids(c);
+    for (const ledger::Command& c : out.batch.commands) {
+      ledger::Ledger::hash_ids(c);
+      out.keyed_commands += c.idem.has_key ? 1 : 0;
+    }
   }
   std::uint64_t n = r.uv();
   for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
@@ -584,8 +588,15 @@ Status Engine::open() {
   Status applied = ok_status();
   {
     ReplayPipe<ReplayRecord> pipe;
+    // Without analytics the replay thread sets the start's time, and work leaves it: the
+    // idempotency table is sized once for the keys the log holds (replay_estimate.h), and
+    // it and the stored replies are kept on a thread of their own (replay_storer.h), a
+    // third of a record's replay. With analytics the event log's loader, feeding them,
+    // sets the time, and that work on the other core slowed it (docs/benchmarks.md,
+    // "Restart", session 9).
+    const bool replay_lean = !sink_;
     const std::string wal_dir = options_.data_dir + "/wal";
-    ReplayKeyEstimate keys(sink_ ? 0 : store::Wal::bytes_on_disk(wal_dir), wo.segment_bytes);
+    ReplayKeyEstimate keys(replay_lean ? store::Wal::bytes_on_disk(wal_dir) : 0, wo.segment_bytes);
     std::thread decoder([&] {
       wal = store::Wal::open(wal_dir, wo, [&](std::uint64_t lsn, std::string_view payload) {
         const std::uint64_t bytes = payload.size() + store::kRecordHeaderBytes;
@@ -596,22 +607,13 @@ Status Engine::open() {
         ReplayRecord* slot = pipe.acquire();
         if (slot == nullptr) return Status(Error(ErrorCode::kStorageFailed, "replay stopped"));
         if (Status s = decode_replay_record(payload, *slot); !s.ok()) return s;
-        std::uint64_t keyed = 0;
-        if (slot->has_batch) {
-          for (const ledger::Command& c : slot->batch.commands) keyed += c.idem.has_key ? 1 : 0;
-        }
-        slot->keys_expected = keys.add(bytes, keyed).value_or(0);
+        slot->keys_expected = keys.add(bytes, slot->keyed_commands).value_or(0);
         pipe.publish();
         return ok_status();
       });
       pipe.close();
     });
-    // The idempotency table and the stored replies are kept on a thread of their own
-    // during the replay (replay_storer.h): they are a third of a record's replay. Not with
-    // analytics attached: then the event log's loader, feeding them, sets the start's
-    // time, and the work this moves to the other core (here and in the reservation,
-    // replay_estimate.h) slowed it (docs/benchmarks.md, "Restart", session 9).
-    ReplayStorer storer(ledger_, /*enabled=*/!sink_);
+    ReplayStorer storer(ledger_, /*enabled=*/replay_lean);
     while (ReplayRecord* record = pipe.next()) {
       if (applied.ok()) applied = apply_replay_record(*record);
       if (applied.ok() && !storer.hand_over()) {

@@ -295,6 +295,7 @@ class Engine {
     // On one record of a long log: the idempotency keys expected from it to the log's end
     // (replay_estimate.h); 0 on the others.
     std::uint64_t keys_expected = 0;
+    std::uint64_t keyed_commands = 0;  // of the batch, counted by the decode
     bool has_batch = false;
     ledger::DecodedBatch batch;  // reused: decode_batch_into keeps its storage
     std::vector<Op> ops;

@@ -136,19 +136,14 @@ Status write_snapshot(const std::string& dir, std::uint64_t lsn, std::string_vie
     // hundreds of MB synced at once would queue ahead of the log's fdatasync on the same
     // disk for as long as it takes to write (150-200 ms measured here for 278 MB); paced,
     // a log sync waits for a chunk or two. sync_file_range is advice: the fsync below is
-    // what makes the file durable, so its errors are not checked here.
-    const int raw_fd = fd.get();
-    using internal::start_writeback;
+    // what makes the file durable (internal::write_back_step).
     for (std::size_t done = 0; s && done < bytes.size();) {
       const std::size_t n = std::min(kSnapshotWriteChunkBytes, bytes.size() - done);
       const auto at = static_cast<off_t>(sizeof(header) + done);
       s = internal::write_all(ops, fd.get(), bytes.data() + done, n, at, tmp_path);
       if (!s) break;
-      start_writeback(raw_fd, at, static_cast<off_t>(n), false);
-      if (done >= kSnapshotWriteChunkBytes) {
-        start_writeback(raw_fd, at - static_cast<off_t>(kSnapshotWriteChunkBytes),
-                        static_cast<off_t>(kSnapshotWriteChunkBytes), true);
-      }
+      internal::write_back_step(fd.get(), sizeof(header), static_cast<std::uint64_t>(at), n,
+                                kSnapshotWriteChunkBytes);
       done += n;
     }
     if (s)

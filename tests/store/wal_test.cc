@@ -509,14 +509,20 @@ TEST(Wal, FailedPreallocationRefusesTheAppendBeforeWritingAndHeals) {
   expect_records(*reopened, 0, i + 5);
 }
 
+// A log in small segments under `dir` holding records [0, 200): three or four segments.
+auto open_log_of_200(const std::string& dir) {
+  auto opened = open_wal(dir, small_segments());
+  if (opened.ok()) append_range(*opened->wal, 0, 200);
+  return opened;
+}
+
 TEST(Wal, TruncateBeforeDeletesOnlySegmentsTheSnapshotCovers) {
   TempDir dir;
   std::uint64_t first_lsn = 0;
   {
-    auto opened = open_wal(dir.path(), small_segments());
+    auto opened = open_log_of_200(dir.path());
     ASSERT_TRUE(opened.ok());
     Wal& wal = *opened->wal;
-    append_range(wal, 0, 200);
     const std::size_t segments = wal.segment_count();
     auto deleted = wal.truncate_before(100);
     ASSERT_TRUE(deleted.ok());
@@ -545,10 +551,9 @@ TEST(Wal, TruncateBeforeDeletesOnlySegmentsTheSnapshotCovers) {
 TEST(Wal, BytesOnDiskCountsEverySegmentFileAndNothingElse) {
   TempDir dir;
   EXPECT_EQ(Wal::bytes_on_disk(dir.path() + "/none"), 0u);  // no directory
-  auto opened = open_wal(dir.path(), small_segments());
+  auto opened = open_log_of_200(dir.path());
   ASSERT_TRUE(opened.ok());
   Wal& wal = *opened->wal;
-  append_range(wal, 0, 200);
   // Another file in the directory is not the log's.
   { std::ofstream(dir.path() + "/notes.txt") << "not a segment"; }
   // Segments are preallocated: each counts whole, the one being written too (and the
@@ -567,10 +572,9 @@ TEST(Wal, SegmentsReleasedButNotYetDeletedAreSkippedAtRecovery) {
   std::vector<std::string> released;
   std::uint64_t kept_from = 0;
   {
-    auto opened = open_wal(dir.path(), small_segments());
+    auto opened = open_log_of_200(dir.path());
     ASSERT_TRUE(opened.ok());
     Wal& wal = *opened->wal;
-    append_range(wal, 0, 200);
     const std::size_t segments = wal.segment_count();
     auto r = wal.release_before(150);
     ASSERT_TRUE(r.ok());

@@ -146,21 +146,22 @@ Status MappedFile::open(const std::string& path) {
   return ok_status();
 }
 
-void start_writeback(int fd, off_t offset, off_t bytes, bool wait) {
-  unsigned flags = SYNC_FILE_RANGE_WRITE;
-  if (wait) flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
-  (void)::sync_file_range(fd, offset, bytes, flags);
+void write_back_step(int fd, std::uint64_t from, std::uint64_t at, std::uint64_t bytes,
+                     std::uint64_t chunk_bytes) {
+  CREDIT_ASSERT(chunk_bytes > 0 && at >= from);
+  (void)::sync_file_range(fd, static_cast<off_t>(at), static_cast<off_t>(bytes),
+                          SYNC_FILE_RANGE_WRITE);
+  if (at - from >= chunk_bytes) {
+    (void)::sync_file_range(
+        fd, static_cast<off_t>(at - chunk_bytes), static_cast<off_t>(chunk_bytes),
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  }
 }
 
 void write_back_paced(int fd, std::uint64_t bytes, std::uint64_t chunk_bytes) {
   CREDIT_ASSERT(chunk_bytes > 0);
   for (std::uint64_t at = 0; at < bytes; at += chunk_bytes) {
-    start_writeback(fd, static_cast<off_t>(at),
-                    static_cast<off_t>(std::min(chunk_bytes, bytes - at)), false);
-    if (at >= chunk_bytes) {
-      start_writeback(fd, static_cast<off_t>(at - chunk_bytes), static_cast<off_t>(chunk_bytes),
-                      true);
-    }
+    write_back_step(fd, 0, at, std::min(chunk_bytes, bytes - at), chunk_bytes);
   }
 }
 

@@ -75,12 +75,16 @@ void prefetch_file(const std::string& path);
 Status write_all(FileOps& ops, int fd, const void* data, std::size_t bytes, off_t offset,
                  const std::string& path);
 // Writeback paced so that a large sync does not queue ahead of the command log's
-// fdatasync on the same disk: the range's writeback starts (and with `wait` is waited
-// for) now. Advice only (sync_file_range): an fsync after it is what makes data durable,
-// so its errors are left to that fsync.
-void start_writeback(int fd, off_t offset, off_t bytes, bool wait);
-// Starts the writeback of [0, bytes) of a written file chunk by chunk, at most two chunks
-// in flight, and returns once all of it was written back (or failed: see above).
+// fdatasync on the same disk: a file's range [from, ...) goes to writeback chunk by chunk,
+// at most two chunks in flight. Advice only (sync_file_range): an fsync after it is what
+// makes data durable, so its errors are left to that fsync.
+// One step: starts the writeback of the chunk [at, at + bytes) and waits for that of the
+// chunk of chunk_bytes before it, unless `at` is the range's first chunk (at < from +
+// chunk_bytes).
+void write_back_step(int fd, std::uint64_t from, std::uint64_t at, std::uint64_t bytes,
+                     std::uint64_t chunk_bytes);
+// Every step of [0, bytes) of a written file; returns once all of it was written back (or
+// failed: see above).
 void write_back_paced(int fd, std::uint64_t bytes, std::uint64_t chunk_bytes);
 Status fsync_dir(FileOps& ops, const std::string& dir);
 // Creates `path` holding `bytes` zero bytes, really written (not just allocated), so that
