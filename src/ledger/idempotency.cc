@@ -175,7 +175,11 @@ void IdempotencyTable::migrate(std::size_t slots) {
   }
   if (old_moved_ == old_slots) {
     old_fault_in_.stop();  // it may still be on this array
-    release(old_, old_slots);
+    if (old_slots * sizeof(Entry) >= kHugePageBytes) {
+      unmap_huge_later(background_, old_, old_slots * sizeof(Entry));
+    } else {
+      release(old_, old_slots);
+    }
     old_ = nullptr;
   }
 }

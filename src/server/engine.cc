@@ -755,17 +755,18 @@ bool Engine::snapshot_due() const {
   return !collapsing || wal_bytes_since_snapshot_ >= 2 * options_.snapshot_wal_bytes;
 }
 
-void Engine::start_collapse() {
+bool Engine::start_collapse() {
   // From start() and the ledger thread; stop() and start_snapshot stop it: one at a time.
   std::lock_guard lock(collapse_mu_);
-  if (!options_.snapshot_fork || !options_.snapshot_collapse || collapse_off_.load()) return;
+  if (!options_.snapshot_fork || !options_.snapshot_collapse || collapse_off_.load()) return false;
   if (collapse_thread_.joinable()) {
-    if (!collapse_done_.load()) return;  // still folding the last snapshot's pages
+    if (!collapse_done_.load()) return false;  // still folding the last snapshot's pages
     collapse_thread_.join();
   }
   collapse_stop_.store(false);
   collapse_done_.store(false);
   collapse_thread_ = std::thread([this] {
+    run_in_background();  // the ledger thread's core comes first
     const CollapseResult r = collapse_anonymous_memory(collapse_stop_);
     if (r.supported) {
       stats_.collapses.fetch_add(1, std::memory_order_relaxed);
@@ -774,6 +775,7 @@ void Engine::start_collapse() {
     }
     collapse_done_.store(true);
   });
+  return true;
 }
 
 void Engine::stop_collapse() {
@@ -882,6 +884,14 @@ void Engine::run() {
     apply_batch(jobs);
     raise_max(stats_.batch_apply_ns_max, elapsed_ns(t_apply));
     jobs.clear();
+    // The heap grown since the last pass is folded before the fork (engine.h); tried after
+    // each batch until a pass starts (one may still be running).
+    if (!precollapse_started_ && !snapshot_thread_.joinable() &&
+        wal_bytes_since_snapshot_ >= snapshot_precollapse_wal_bytes(options_.snapshot_wal_bytes) &&
+        start_collapse()) {
+      precollapse_started_ = true;
+      stats_.precollapses.fetch_add(1, std::memory_order_relaxed);
+    }
     // The snapshot uses the log (its LSN, truncation): only while the log thread is idle.
     const bool snapshot_written = snapshot_thread_.joinable() && snapshot_done_.load();
     if (snapshot_written || (!snapshot_thread_.joinable() && snapshot_due())) {
@@ -1585,6 +1595,7 @@ void Engine::start_snapshot(bool wait) {
   job.events_dir = event_log_->dir();
   job.dir = snapshot_dir(options_);
   wal_bytes_since_snapshot_ = 0;
+  precollapse_started_ = false;
   snapshot_done_.store(false);
   const std::uint64_t lsn = job.lsn;
   bool forked = false;
@@ -1688,6 +1699,8 @@ void Engine::run_snapshot_child(const SnapshotJob& job, pid_t parent, int report
   // The server holds the data dir's lock: a restart right after it died must not wait
   // for this child to go.
   if (lock_fd_ >= 0) ::close(lock_fd_);
+  // The fork was made on the ledger thread: below it, so the server's threads come first.
+  run_in_background();
   SnapshotChildReport r;
   const auto t0 = std::chrono::steady_clock::now();
   std::string bytes;

@@ -350,6 +350,41 @@ TEST(IdempotencyTable, WithoutABackgroundThreadAReservationIsTakenAtTheNextInser
   for (std::size_t i = 0; i < keys.size(); ++i) ASSERT_NE(table.find(keys[i], 0), nullptr) << i;
 }
 
+TEST(IdempotencyTable, TheOldArrayIsUnmappedByABackgroundJobWhenItsMovesEnd) {
+  // The last move of a migration gives the old array (2 MiB or more) to the background
+  // thread to unmap: a 512 MiB array split into 4 KiB pages by a snapshot child's
+  // copy-on-write took the ledger thread ~50 ms to unmap. Jobs run at once here, counted.
+  std::size_t jobs = 0;
+  Background background = [&jobs](std::function<void()> job) {
+    ++jobs;
+    job();
+  };
+  std::mt19937_64 rng(12);
+  std::vector<Hash128> keys;
+  IdempotencyTable table(1'000'000, background);
+  const std::size_t first = table.slot_count();
+  while (!table.migrating()) {
+    keys.push_back(draw_key(rng));
+    table.insert(keys.back(), keys.size() - 1, 10);
+  }
+  ASSERT_EQ(table.slot_count(), 2 * first);
+  ASSERT_GE(first * sizeof(IdempotencyTable::Entry), kHugePageBytes);
+  const std::size_t jobs_before = jobs;
+  while (table.migrating()) {
+    keys.push_back(draw_key(rng));
+    table.insert(keys.back(), keys.size() - 1, 10);
+    if (table.migrating()) {
+      ASSERT_EQ(jobs, jobs_before);
+    }
+  }
+  EXPECT_EQ(jobs, jobs_before + 1);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto* e = table.find(keys[i], 0);
+    ASSERT_NE(e, nullptr) << i;
+    ASSERT_EQ(e->reply_no, i);
+  }
+}
+
 TEST(IdempotencyTable, SequentialKeysMakeOneLongRunThatMovesWhole) {
   // Keys whose low bits count up (not hashes) fill consecutive slots: one run as long as
   // the table, moved whole at the doubling; every key stays found throughout.

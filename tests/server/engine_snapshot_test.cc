@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/thread_priority.h"
 #include "engine_test_support.h"
 #include "ledger/snapshot_codec.h"
 #include "pricing/plan.h"
@@ -431,6 +433,78 @@ TEST(EngineSnapshot, SigkillDuringALongForkedSnapshotLeavesNoChildBehind) {
   // Every child slept, so no snapshot was written: the restart replays the whole log.
   EXPECT_EQ(snapshot_files(dir.path()), 0u);
   EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
+}
+
+TEST(EngineSnapshot, TheSnapshotChildRunsBelowTheServersThreads) {
+  // The fork is made on the ledger thread; the child lowers itself to background priority
+  // so that its encoding and writing do not take a core from the server's threads.
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  std::size_t submits = 0;
+  while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
+    run_submits(engine, clock, submits, submits + 1);
+    ++submits;
+  }
+  const auto pid = static_cast<id_t>(engine.stats().snapshot_child_pid.load());
+  ASSERT_NE(pid, 0u) << "no snapshot was started";
+  // The child sleeps kStopDuringSnapshotDelayMs after its encode: long enough to look.
+  int nice = 0;
+  const auto deadline = std::chrono::steady_clock::now() + kChildStartsWithin;
+  do {
+    errno = 0;
+    nice = ::getpriority(PRIO_PROCESS, pid);
+    if (nice == kBackgroundNice) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  } while (std::chrono::steady_clock::now() < deadline && errno == 0);
+  EXPECT_EQ(nice, kBackgroundNice);
+  // The server's own (ledger) thread was not lowered with it.
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, 0), 0);
+  engine.stop();
+  EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
+}
+
+TEST(EngineSnapshot, ACollapsePassStartsAheadOfEachSnapshot) {
+  // At three quarters of snapshot_wal_bytes the heap grown since the last pass is folded
+  // into huge pages, so that the fork copies fewer page-table entries (engine.h): one pass
+  // per snapshot interval, started before that interval's snapshot. Counted whether or not
+  // the kernel can collapse (the pass then ends at once).
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  EngineOptions o = options(dir.path(), true);
+  o.snapshot_collapse = true;
+  Engine engine(clock, catalog(), cards(), o);
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  const EngineStats& stats = engine.stats();
+  std::size_t submits = 0;
+  // After each submit, the snapshot child and the pass it may have started end before the
+  // next: however slow they are here, no snapshot follows another at once (a snapshot due
+  // as the last one ends has no interval to fold the heap in).
+  auto submit_until = [&](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + kRunLongest;
+    while (!done() && submits < kSubmits) {
+      run_submits(engine, clock, submits, submits + 1);
+      ++submits;
+      while ((stats.snapshot_child_pid.load() != 0 || engine.collapse_running()) &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    return done();
+  };
+  ASSERT_TRUE(submit_until([&] { return stats.precollapses.load() > 0; }));
+  EXPECT_EQ(stats.precollapses.load(), 1u);
+  EXPECT_EQ(stats.snapshot_pause_ns_max.load(), 0u) << "a snapshot started before the pass";
+  EXPECT_GT(submits, 1u) << "a pass started before the log had grown";
+  ASSERT_TRUE(submit_until([&] { return stats.snapshot_pause_ns_max.load() > 0; }));
+  EXPECT_EQ(stats.precollapses.load(), 1u) << "more than one pass in one interval";
+  ASSERT_TRUE(submit_until([&] { return stats.precollapses.load() > 1; }));
+  EXPECT_EQ(stats.precollapses.load(), 2u);
+  engine.stop();
+  EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
 }
 
 }  // namespace

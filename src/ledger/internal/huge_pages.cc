@@ -27,6 +27,19 @@ void unmap_huge(void* at, std::size_t bytes) {
   ::munmap(at, bytes);
 }
 
+void unmap_huge_later(const Background& background, void* at, std::size_t bytes) {
+  if (!background) {
+    unmap_huge(at, bytes);
+    return;
+  }
+  background([at = static_cast<char*>(at), bytes] {
+    for (std::size_t off = 0; off < bytes; off += kHugePageBytes) {
+      (void)::madvise(at + off, std::min(kHugePageBytes, bytes - off), MADV_DONTNEED);
+    }
+    unmap_huge(at, bytes);
+  });
+}
+
 void set_inherited_by_fork(void* at, std::size_t bytes, bool inherited) {
   // Advice only: a failure leaves the memory shared, which costs copying, not correctness.
   (void)::madvise(at, bytes, inherited ? MADV_DOFORK : MADV_DONTFORK);
@@ -34,6 +47,10 @@ void set_inherited_by_fork(void* at, std::size_t bytes, bool inherited) {
 
 void populate_for_write(void* at, std::size_t bytes) {
   if (::madvise(at, bytes, MADV_POPULATE_WRITE) == 0) return;
+  fault_in_by_touch(at, bytes);
+}
+
+void fault_in_by_touch(void* at, std::size_t bytes) {
   constexpr std::size_t kPageBytes = 4096;
   auto* p = static_cast<char*>(at);
   for (std::size_t i = 0; i < bytes; i += kPageBytes)
@@ -47,7 +64,7 @@ void BackgroundFaultIn::start(const Background& background, char* at, std::size_
   background([job, at, bytes] {
     std::size_t off = 0;
     for (; off < bytes && !job->cancel.load(); off += kHugePageBytes) {
-      populate_for_write(at + off, std::min(kHugePageBytes, bytes - off));
+      fault_in_by_touch(at + off, std::min(kHugePageBytes, bytes - off));
     }
     std::lock_guard lock(job->mu);
     job->done = true;

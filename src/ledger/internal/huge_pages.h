@@ -25,6 +25,10 @@ void unmap_huge(void* at, std::size_t bytes);
 // an atomic add of 0 per 4 KiB where the kernel lacks it): safe while other threads
 // write the same memory.
 void populate_for_write(void* at, std::size_t bytes);
+// The same by a write fault per 4 KiB page (an atomic add of 0; one fault maps a whole
+// huge page). A fault holds only the lock of its own mapping (per-VMA locks, Linux 6.4+),
+// not the memory map: an mmap, munmap or brk on another thread does not wait for it.
+void fault_in_by_touch(void* at, std::size_t bytes);
 // Whether a child forked from now on gets [at, at + bytes) (a mapping of map_huge's)
 // (MADV_DOFORK / MADV_DONTFORK). Memory a snapshot child never reads is left out of it:
 // after a fork the parent's first write to a shared huge page copies all 2 MiB of it, so
@@ -73,6 +77,14 @@ class BackgroundFaultIn {
   };
   std::shared_ptr<Job> job_;
 };
+
+// Unmaps [at, at + bytes) (a mapping of map_huge's) on the background thread, emptied
+// one huge page at a time first (MADV_DONTNEED) so that no call holds the memory map
+// long: one munmap of a 512 MiB array that a snapshot child's copy-on-write had split
+// into 4 KiB pages held the ledger thread ~50 ms (docs/benchmarks.md, "Snapshot pause",
+// session 10). Without a background thread, unmaps it here. The caller gives the mapping
+// up: nothing may touch it after the call.
+void unmap_huge_later(const Background& background, void* at, std::size_t bytes);
 
 // One mapping, released with the object.
 class HugeBuffer {
