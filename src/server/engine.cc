@@ -766,7 +766,6 @@ bool Engine::start_collapse() {
   collapse_stop_.store(false);
   collapse_done_.store(false);
   collapse_thread_ = std::thread([this] {
-    run_in_background();  // the ledger thread's core comes first
     const CollapseResult r = collapse_anonymous_memory(collapse_stop_);
     if (r.supported) {
       stats_.collapses.fetch_add(1, std::memory_order_relaxed);
