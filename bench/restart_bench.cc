@@ -17,13 +17,15 @@
 //   restart_bench encode ACCOUNTS CHARGES_PER_ACCOUNT
 //       times the ledger snapshot encode (the ledger-thread pause before snapshots were
 //       forked) and decode.
-//   restart_bench pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|thread
+//   restart_bench pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|collapse-live|thread
 //       the snapshot pause through the engine: logs ACCOUNTS accounts and as many keyed
 //       charges per account (the state of `encode`) in DIR (emptied first), stops cleanly,
 //       reopens and charges on, one submit of kPauseOpsPerSubmit at a time, until a
 //       snapshot triggered by the log has been taken (fork: by a forked child; thread:
 //       encoded on the ledger thread, the fallback; collapse: forked, with the heap folded
-//       into huge pages after the start and after each snapshot, each pass let finish).
+//       into huge pages after the start, ahead of each snapshot and after it, each pass let
+//       finish before the next submit; collapse-live: the same with the submits going on
+//       while the passes run, so that what a pass costs them is counted too).
 //       Prints how long the snapshot held the ledger thread, its encode and write, and the
 //       submits' round trips around it.
 #include <time.h>
@@ -377,13 +379,15 @@ std::uint64_t huge_bytes() {
 }
 
 int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t charges_per_account,
-                   bool fork, bool collapse) {
+                   bool fork, bool collapse, bool wait_passes) {
   // One snapshot after about 32 MiB of log, about 5,500 submits of 100 charges: more than
   // the log grows while one is written, so that snapshots are not back to back.
   constexpr std::uint64_t kPauseSnapshotWalBytes = 32 << 20;
   constexpr std::size_t kPauseOpsPerSubmit = 100;
   // Submits after the first snapshot is written.
   constexpr std::size_t kPauseSubmitsAfter = 100;
+  // A submit slower than this is counted as stalled (each phase's summary).
+  static constexpr double kPauseSlowSubmitMs = 10.0;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   ManualClock clock(kStartMs);
@@ -411,7 +415,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
   // the next submit, as when snapshots are further apart than a pass takes.
   std::vector<double> collapse_ms;
   auto wait_for_collapse = [&](std::uint64_t passes) {
-    if (!collapse) return;
+    if (!collapse || !wait_passes) return;
     const auto t = Clock::now();
     while (stats.collapses.load() < passes && ms_since(t) < 120'000) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -458,9 +462,9 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       cv.wait(lock, [&] { return answered; });
     }
     const double round_trip_ms = ms_since(t);
-    if (collapse && stats.snapshots_forked.load() + 1 > collapse_ms.size()) {
-      wait_for_collapse(stats.snapshots_forked.load() + 1);
-    }
+    // Every pass so far, those ahead of each snapshot included.
+    const std::uint64_t passes = stats.snapshots_forked.load() + stats.precollapses.load() + 1;
+    if (collapse && passes > collapse_ms.size()) wait_for_collapse(passes);
     // The answer goes out before the snapshot starts (drain): the pause falls on the next.
     const std::uint64_t pause_ns = stats.snapshot_pause_ns_last.load();
     const bool held = pause_ns != last_pause_ns;
@@ -495,8 +499,11 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
     char out[128];
     if (v.empty()) return std::string("none");
     std::sort(v.begin(), v.end());
-    std::snprintf(out, sizeof(out), "%zu, median %.2f, p99 %.2f, max %.2f", v.size(),
-                  v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)], v.back());
+    // Submits of 100 charges slower than kPauseSlowSubmitMs: how many a stall reached.
+    const auto slow = v.end() - std::upper_bound(v.begin(), v.end(), kPauseSlowSubmitMs);
+    std::snprintf(out, sizeof(out), "%zu, median %.2f, p99 %.2f, max %.2f, over %.0f ms %td",
+                  v.size(), v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)],
+                  v.back(), kPauseSlowSubmitMs, slow);
     return std::string(out);
   };
   auto list = [](const std::vector<double>& v) {
@@ -549,15 +556,15 @@ int main(int argc, char** argv) {
   if (mode == "encode" && argc == 4) return encode(std::stoull(argv[2]), std::stoull(argv[3]));
   if (mode == "pause" && argc == 6) {
     const std::string how = argv[5];
-    if (how == "fork" || how == "collapse" || how == "thread") {
+    if (how == "fork" || how == "collapse" || how == "collapse-live" || how == "thread") {
       return snapshot_pause(argv[2], std::stoull(argv[3]), std::stoull(argv[4]), how != "thread",
-                            how == "collapse");
+                            how == "collapse" || how == "collapse-live", how == "collapse");
     }
   }
   std::fprintf(stderr,
                "usage: restart_bench write DIR COMMANDS [ACCOUNTS] | open DIR | scan DIR | "
                "write-raw DIR COMMANDS [ACCOUNTS] | "
                "encode ACCOUNTS CHARGES_PER_ACCOUNT | "
-               "pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|thread\n");
+               "pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|collapse-live|thread\n");
   return 2;
 }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef MADV_COLLAPSE
@@ -116,8 +117,14 @@ CollapseResult collapse_anonymous_memory(const std::atomic<bool>& stop) {
         r.bytes_tried += step;
         // The mapping may have changed since maps was read (freed, moved), or memory may
         // be short: a failure is counted, never fatal.
+        const auto t_step = std::chrono::steady_clock::now();
         if (::madvise(reinterpret_cast<void*>(at), step, MADV_COLLAPSE) != 0)
           r.bytes_failed += step;
+        // A step that folded pages held the mapping (and the memory map) while it copied
+        // them: the pass then rests as long, so that the ledger thread's page faults and
+        // heap growth in that mapping are not queued behind step after step.
+        const auto took = std::chrono::steady_clock::now() - t_step;
+        if (took > kCollapseStepQuiet) std::this_thread::sleep_for(took);
       }
     }
   }

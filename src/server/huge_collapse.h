@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -24,6 +25,9 @@ constexpr int kCollapseResidentPercentMin = 75;
 // within milliseconds, and the memory map is never held long by one call (see the
 // populate pieces in ledger/idempotency.cc for what a long hold costs the ledger thread).
 constexpr std::size_t kCollapseStepBytes = std::size_t{2} << 20;
+// A step that took longer than this folded pages (an already folded range returns at
+// once): the pass sleeps as long as the step took before the next (huge_collapse.cc).
+constexpr std::chrono::microseconds kCollapseStepQuiet{100};
 
 struct CollapseResult {
   bool supported = true;           // false: the kernel has no MADV_COLLAPSE
