@@ -123,8 +123,12 @@ CollapseResult collapse_anonymous_memory(const std::atomic<bool>& stop) {
         // A step that folded pages held the mapping (and the memory map) while it copied
         // them: the pass then rests as long, so that the ledger thread's page faults and
         // heap growth in that mapping are not queued behind step after step.
-        const auto took = std::chrono::steady_clock::now() - t_step;
-        if (took > kCollapseStepQuiet) std::this_thread::sleep_for(took);
+        const auto now = std::chrono::steady_clock::now();
+        if (now - t_step <= kCollapseStepQuiet) continue;
+        for (const auto rest_end = now + (now - t_step);
+             !stop.load() && std::chrono::steady_clock::now() < rest_end;) {
+          std::this_thread::sleep_for(kCollapseRestSlice);
+        }
       }
     }
   }

@@ -22,12 +22,14 @@ namespace credit::server {
 constexpr std::size_t kCollapseMappingBytesMin = std::size_t{4} << 20;
 constexpr int kCollapseResidentPercentMin = 75;
 // One madvise call covers one huge page: a stop request (a snapshot about to fork) is seen
-// within milliseconds, and the memory map is never held long by one call (see the
+// within one step and one rest slice, and the memory map is never held long by one call (see the
 // populate pieces in ledger/idempotency.cc for what a long hold costs the ledger thread).
 constexpr std::size_t kCollapseStepBytes = std::size_t{2} << 20;
 // A step that took longer than this folded pages (an already folded range returns at
-// once): the pass sleeps as long as the step took before the next (huge_collapse.cc).
+// once): the pass rests as long as the step took before the next (huge_collapse.cc), in
+// slices of kCollapseRestSlice between checks of the stop flag.
 constexpr std::chrono::microseconds kCollapseStepQuiet{100};
+constexpr std::chrono::milliseconds kCollapseRestSlice{1};
 
 struct CollapseResult {
   bool supported = true;           // false: the kernel has no MADV_COLLAPSE

@@ -38,13 +38,15 @@ void set_inherited_by_fork(void* at, std::size_t bytes, bool inherited);
 // Runs a job on another thread (Ledger options: the server gives one); null: none.
 using Background = std::function<void(std::function<void()>)>;
 
-// Faults a buffer in for writing on another thread (a Background job), one huge page per
-// call: the call holds the memory map (mmap_lock) for reading while it faults pages in, an
-// mmap or munmap on the ledger thread (a reply chunk, a large allocation) waits for it, and
-// that thread's page faults queue behind the waiting mmap: in 64 MiB pieces a charge
-// stalled for 90-340 ms (docs/benchmarks.md, session 4); one huge page holds it for
-// milliseconds. Pages the job has not reached yet fault in as they are used. stop() (and
-// the destructor) end it early and wait for it: the buffer must outlive it.
+// Faults a buffer in for writing on another thread (a Background job), by touch
+// (fault_in_by_touch), a huge page at a time between checks for cancellation. Not with
+// MADV_POPULATE_WRITE: that holds the memory map (mmap_lock) for reading, 2-10 ms per huge
+// page on the benchmark VM, and an mmap, munmap, brk or mprotect on the ledger thread (its
+// heap growing, a reply chunk) waits for it; in 64 MiB pieces a charge stalled for 90-340
+// ms (docs/benchmarks.md, session 4), and with one huge page per call an insert still
+// waited 10-22 ms (session 10). Pages the job has not reached yet fault in as they are
+// used. stop() (and the destructor) end it early and wait for it: the buffer must outlive
+// it.
 class BackgroundFaultIn {
  public:
   BackgroundFaultIn() = default;
