@@ -44,8 +44,11 @@ class IdempotencyTable {
 
   // Starts loading the slot of a key that find() will be asked for soon: with millions
   // of keys the array is far larger than the caches, so every lookup is a miss, and a
-  // batch hides them by prefetching a few commands ahead.
-  void prefetch(const Hash128& key_hash) const {
+  // batch hides them by prefetching a few commands ahead. Always inlined: GCC 12 finds a
+  // function that only prefetches free of side effects ("looping pure") and deletes the
+  // calls to it that it has not inlined yet; the replay's stores lost theirs that way
+  // (docs/benchmarks.md, "Restart", session 10).
+  [[gnu::always_inline]] void prefetch(const Hash128& key_hash) const {
     prefetch_entry(&slots_[slot_of(key_hash)]);
     if (old_ != nullptr) prefetch_entry(&old_[hash_bits(key_hash) & old_mask_]);
   }

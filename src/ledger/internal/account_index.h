@@ -34,8 +34,10 @@ class AccountIndex {
       if (slots_[s].account == nullptr || slots_[s].hash == h) return slots_[s].account;
     }
   }
-  // Starts loading the slot of an id (by its hash) the ledger will look up soon.
-  void prefetch(std::uint64_t hash) const {
+  // Starts loading the slot of an id (by its hash) the ledger will look up soon. Always
+  // inlined, as IdempotencyTable::prefetch is (idempotency.h): GCC 12 deletes calls to a
+  // function that only prefetches.
+  [[gnu::always_inline]] void prefetch(std::uint64_t hash) const {
     if (!slots_.empty()) __builtin_prefetch(&slots_[hash & mask_]);
   }
 
