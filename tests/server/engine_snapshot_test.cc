@@ -125,6 +125,17 @@ std::vector<ledger::Reply> run_submits(Engine& engine, ManualClock& clock, std::
   return all;
 }
 
+// Submits one at a time from 0 until a snapshot child is running (or kSubmits); returns
+// how many it made.
+std::size_t submit_until_a_child_runs(Engine& engine, ManualClock& clock) {
+  std::size_t submits = 0;
+  while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
+    run_submits(engine, clock, submits, submits + 1);
+    ++submits;
+  }
+  return submits;
+}
+
 // The replies of a run, in order, and how many submits it made.
 struct Submitted {
   std::vector<ledger::Reply> replies;
@@ -356,11 +367,7 @@ TEST(EngineSnapshot, ACleanStopWaitsForTheForkedChildInsteadOfKillingIt) {
   Engine engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs));
   ASSERT_TRUE(engine.open().ok());
   engine.start();
-  std::size_t submits = 0;
-  while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
-    run_submits(engine, clock, submits, submits + 1);
-    ++submits;
-  }
+  std::size_t submits = submit_until_a_child_runs(engine, clock);
   ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0) << "no snapshot was started";
   // One more batch while the child writes, so the clean stop takes a snapshot of its own.
   run_submits(engine, clock, submits, submits + 1);
@@ -443,11 +450,7 @@ TEST(EngineSnapshot, TheSnapshotChildRunsBelowTheServersThreads) {
   Engine engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs));
   ASSERT_TRUE(engine.open().ok());
   engine.start();
-  std::size_t submits = 0;
-  while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
-    run_submits(engine, clock, submits, submits + 1);
-    ++submits;
-  }
+  std::size_t submits = submit_until_a_child_runs(engine, clock);
   const auto pid = static_cast<id_t>(engine.stats().snapshot_child_pid.load());
   ASSERT_NE(pid, 0u) << "no snapshot was started";
   // The child sleeps kStopDuringSnapshotDelayMs after its encode: long enough to look.
