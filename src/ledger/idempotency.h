@@ -124,7 +124,9 @@ class IdempotencyTable {
   Entry* find_old(const Hash128& key_hash) const;
   void erase_slot(std::size_t slot);
   static Entry* allocate(std::size_t slots);
-  static void release(Entry* slots, std::size_t count);
+  // Frees an array of allocate()'s; a mapped one on `later`'s thread when given
+  // (unmap_huge_later), so that the caller does not wait for the unmap.
+  static void release(Entry* slots, std::size_t count, const Background& later = nullptr);
   void grow();
   void migrate(std::size_t slots);
   void put_new(const Entry& e);

@@ -240,11 +240,16 @@ std::int64_t Ledger::begin_batch(std::int64_t now_ms) {
   return now_ms_;
 }
 
+DeferredStore* Ledger::deferred(DeferredStore::Kind kind) {
+  if (deferred_ == nullptr) return nullptr;
+  DeferredStore& d = deferred_->push();
+  d.kind = kind;
+  return &d;
+}
+
 void Ledger::expire_keys(std::int64_t now_ms) {
-  if (deferred_ != nullptr) {
-    DeferredStore& d = deferred_->push();
-    d.kind = DeferredStore::Kind::kExpire;
-    d.ms = now_ms;
+  if (DeferredStore* d = deferred(DeferredStore::Kind::kExpire)) {
+    d->ms = now_ms;
     return;
   }
   replies_.release_below(idempotency_.expire(now_ms));
@@ -252,21 +257,19 @@ void Ledger::expire_keys(std::int64_t now_ms) {
 
 std::string& Ledger::defer_store(DeferredStore::Kind kind, const IdempotencyRef& idem, int status,
                                  std::int64_t expires_at_ms) {
-  DeferredStore& d = deferred_->push();
-  d.kind = kind;
-  d.status = status;
-  d.ms = expires_at_ms;
-  d.key_hash = idem.scope_key_hash;
-  d.request_hash = idem.request_hash;
-  d.bytes.clear();
-  return d.bytes;
+  DeferredStore* d = deferred(kind);
+  CREDIT_ASSERT(d != nullptr);
+  d->status = status;
+  d->ms = expires_at_ms;
+  d->key_hash = idem.scope_key_hash;
+  d->request_hash = idem.request_hash;
+  d->bytes.clear();
+  return d->bytes;
 }
 
 void Ledger::reserve_idempotency_keys(std::size_t keys_more) {
-  if (deferred_ != nullptr) {
-    DeferredStore& d = deferred_->push();
-    d.kind = DeferredStore::Kind::kReserve;
-    d.keys = keys_more;
+  if (DeferredStore* d = deferred(DeferredStore::Kind::kReserve)) {
+    d->keys = keys_more;
     return;
   }
   idempotency_.reserve(idempotency_.size() + keys_more);

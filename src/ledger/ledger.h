@@ -211,6 +211,9 @@ class Ledger {
   Reply stored_or_new(Command& c, bool* proceed);
   // Releases the keys expired at now_ms and their replies, or defers that (defer_stores).
   void expire_keys(std::int64_t now_ms);
+  // With stores deferred (defer_stores), a new item of `kind` at the end of them (its
+  // other fields as last used); nullptr otherwise.
+  DeferredStore* deferred(DeferredStore::Kind kind);
   // A deferred store under idem's key until expires_at_ms; returns its bytes, empty, for
   // the caller to fill (a body, or a charge's packed answer for kStorePacked).
   std::string& defer_store(DeferredStore::Kind kind, const IdempotencyRef& idem, int status,

@@ -1,3 +1,5 @@
+// src/server/replay_storer.cc
+// The storing thread and the hand-over of deferred stores (replay_storer.h).
 #include "server/replay_storer.h"
 
 #include <utility>

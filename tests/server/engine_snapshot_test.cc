@@ -125,17 +125,6 @@ std::vector<ledger::Reply> run_submits(Engine& engine, ManualClock& clock, std::
   return all;
 }
 
-// Submits one at a time from 0 until a snapshot child is running (or kSubmits); returns
-// how many it made.
-std::size_t submit_until_a_child_runs(Engine& engine, ManualClock& clock) {
-  std::size_t submits = 0;
-  while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
-    run_submits(engine, clock, submits, submits + 1);
-    ++submits;
-  }
-  return submits;
-}
-
 // The replies of a run, in order, and how many submits it made.
 struct Submitted {
   std::vector<ledger::Reply> replies;
@@ -359,15 +348,31 @@ TEST(EngineSnapshot, ForkedWhileChargesContinueAndACleanRestartHasExactlyTheStat
   EXPECT_EQ(restarted_state(dir.path()), ref.state);
 }
 
-TEST(EngineSnapshot, ACleanStopWaitsForTheForkedChildInsteadOfKillingIt) {
+// An engine opened and started in a data dir of its own, whose snapshot children each
+// sleep kStopDuringSnapshotDelayMs before they write, submitted to one at a time until a
+// child runs (or kSubmits).
+class EngineWithASlowChild : public ::testing::Test {
+ protected:
+  EngineWithASlowChild()
+      : engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs)) {}
+  void SetUp() override {
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
+      run_submits(engine, clock, submits, submits + 1);
+      ++submits;
+    }
+  }
+
+  TempDir dir;
+  ManualClock clock{kStartMs};
+  Engine engine;
+  std::size_t submits = 0;
+};
+
+TEST_F(EngineWithASlowChild, ACleanStopWaitsForTheForkedChildInsteadOfKillingIt) {
   // The ledger thread forked the child; PR_SET_PDEATHSIG kills the child when that thread
   // ends, so the thread waits for it before it does.
-  TempDir dir;
-  ManualClock clock(kStartMs);
-  Engine engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs));
-  ASSERT_TRUE(engine.open().ok());
-  engine.start();
-  std::size_t submits = submit_until_a_child_runs(engine, clock);
   ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0) << "no snapshot was started";
   // One more batch while the child writes, so the clean stop takes a snapshot of its own.
   run_submits(engine, clock, submits, submits + 1);
@@ -442,15 +447,9 @@ TEST(EngineSnapshot, SigkillDuringALongForkedSnapshotLeavesNoChildBehind) {
   EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
 }
 
-TEST(EngineSnapshot, TheSnapshotChildRunsBelowTheServersThreads) {
+TEST_F(EngineWithASlowChild, TheSnapshotChildRunsBelowTheServersThreads) {
   // The fork is made on the ledger thread; the child lowers itself to background priority
   // so that its encoding and writing do not take a core from the server's threads.
-  TempDir dir;
-  ManualClock clock(kStartMs);
-  Engine engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs));
-  ASSERT_TRUE(engine.open().ok());
-  engine.start();
-  std::size_t submits = submit_until_a_child_runs(engine, clock);
   const auto pid = static_cast<id_t>(engine.stats().snapshot_child_pid.load());
   ASSERT_NE(pid, 0u) << "no snapshot was started";
   // The child sleeps kStopDuringSnapshotDelayMs after its encode: long enough to look.
