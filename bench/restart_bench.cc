@@ -17,11 +17,12 @@
 //   restart_bench encode ACCOUNTS CHARGES_PER_ACCOUNT
 //       times the ledger snapshot encode (the ledger-thread pause before snapshots were
 //       forked) and decode.
-//   restart_bench pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|collapse-live|thread
+//   restart_bench pause DIR ACCOUNTS CHARGES_PER_ACCOUNT replay|fork|collapse|collapse-live|thread
 //       the snapshot pause through the engine: logs ACCOUNTS accounts and as many keyed
 //       charges per account (the state of `encode`) in DIR (emptied first), stops cleanly,
 //       reopens and charges on, one submit of kPauseOpsPerSubmit at a time, until a
-//       snapshot triggered by the log has been taken (fork: by a forked child; thread:
+//       snapshot triggered by the log has been taken (replay: rebuilt from the log by a
+//       worker of the engine's helper process, the default; fork: by a forked child; thread:
 //       encoded on the ledger thread, the fallback; collapse: forked, with the heap folded
 //       into huge pages after the start, ahead of each snapshot and after it, each pass let
 //       finish before the next submit; collapse-live: the same with the submits going on
@@ -379,7 +380,8 @@ std::uint64_t huge_bytes() {
 }
 
 int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t charges_per_account,
-                   bool fork, bool collapse, bool wait_passes) {
+                   server::SnapshotMode mode, bool collapse, bool wait_passes) {
+  const bool fork = mode == server::SnapshotMode::kFork;
   // One snapshot after about 32 MiB of log, about 5,500 submits of 100 charges: more than
   // the log grows while one is written, so that snapshots are not back to back.
   constexpr std::uint64_t kPauseSnapshotWalBytes = 32 << 20;
@@ -405,7 +407,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
               accounts, static_cast<unsigned long long>(charges), ms_since(t0));
   server::EngineOptions o = options(dir);
   o.snapshot_wal_bytes = kPauseSnapshotWalBytes;
-  o.snapshot_fork = fork;
+  o.snapshot_mode = mode;
   o.snapshot_collapse = collapse;
   server::Engine engine(clock, catalog(), cards(), o);
   if (!engine.open().ok()) return 1;
@@ -434,6 +436,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
   std::uint64_t last_pause_ns = 0;
   bool written = false;                // the first snapshot is
   double encode_ms = 0, write_ms = 0;  // the first snapshot's
+  double rebuild_ms = 0;               // idem, by a replaying worker
   std::uint64_t next = charges;
   // Where the slowest submit of the first snapshot fell: since its pause, and whether the
   // snapshot was found written (finish_snapshot ran) during that submit.
@@ -475,8 +478,10 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
     }
     if (!written && stats.snapshots.load() > 0) {
       written = true;
-      encode_ms = fork ? static_cast<double>(stats.snapshot_encode_ns_last.load()) / 1e6
-                       : pauses_ms.front();
+      encode_ms = mode != server::SnapshotMode::kInline
+                      ? static_cast<double>(stats.snapshot_encode_ns_last.load()) / 1e6
+                      : pauses_ms.front();
+      rebuild_ms = static_cast<double>(stats.snapshot_rebuild_ns_last.load()) / 1e6;
       write_ms = static_cast<double>(stats.snapshot_write_ns_last.load()) / 1e6;
     }
     if (held) {
@@ -518,7 +523,7 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
   std::printf(
       "%s at RSS %.0f MB (%.0f MB of it in huge pages): ledger thread held %s ms (each snapshot "
       "seen); the first was "
-      "encoded in %.1f ms and written in %.1f ms\n"
+      "rebuilt in %.1f ms, encoded in %.1f ms and written in %.1f ms\n"
       "round trips of %zu-charge submits, ms: before %s; during %s; after %s; that waited "
       "for a snapshot to start: %s\n"
       "collapse passes (ms each, let finish before the next submit): %s\n"
@@ -526,10 +531,12 @@ int snapshot_pause(const std::string& dir, std::size_t accounts, std::size_t cha
       "(CLOCK_MONOTONIC %.3f s)%s\n"
       "longest since the start, ms: log write %.1f, log sync %.1f, event log write %.1f, "
       "batch apply %.1f, snapshot finish %.1f\n",
-      fork ? (collapse ? "forked snapshots, heap collapsed" : "forked snapshots")
-           : "unforked snapshots",
+      mode == server::SnapshotMode::kReplay
+          ? "snapshots rebuilt from the log"
+          : (fork ? (collapse ? "forked snapshots, heap collapsed" : "forked snapshots")
+                  : "unforked snapshots"),
       static_cast<double>(rss) / 1e6, static_cast<double>(huge) / 1e6, list(pauses_ms).c_str(),
-      encode_ms, write_ms, kPauseOpsPerSubmit, summary(before_ms).c_str(),
+      rebuild_ms, encode_ms, write_ms, kPauseOpsPerSubmit, summary(before_ms).c_str(),
       summary(during_ms).c_str(), summary(after_ms).c_str(), list(held_ms).c_str(),
       collapse ? list(collapse_ms).c_str() : "off", slowest_ms, slowest_at_ms, slowest_mono_s,
       slowest_saw_written ? ", the one that found it written" : "",
@@ -556,15 +563,20 @@ int main(int argc, char** argv) {
   if (mode == "encode" && argc == 4) return encode(std::stoull(argv[2]), std::stoull(argv[3]));
   if (mode == "pause" && argc == 6) {
     const std::string how = argv[5];
-    if (how == "fork" || how == "collapse" || how == "collapse-live" || how == "thread") {
-      return snapshot_pause(argv[2], std::stoull(argv[3]), std::stoull(argv[4]), how != "thread",
+    if (how == "replay" || how == "fork" || how == "collapse" || how == "collapse-live" ||
+        how == "thread") {
+      const server::SnapshotMode m = how == "replay"   ? server::SnapshotMode::kReplay
+                                     : how == "thread" ? server::SnapshotMode::kInline
+                                                       : server::SnapshotMode::kFork;
+      return snapshot_pause(argv[2], std::stoull(argv[3]), std::stoull(argv[4]), m,
                             how == "collapse" || how == "collapse-live", how == "collapse");
     }
   }
-  std::fprintf(stderr,
-               "usage: restart_bench write DIR COMMANDS [ACCOUNTS] | open DIR | scan DIR | "
-               "write-raw DIR COMMANDS [ACCOUNTS] | "
-               "encode ACCOUNTS CHARGES_PER_ACCOUNT | "
-               "pause DIR ACCOUNTS CHARGES_PER_ACCOUNT fork|collapse|collapse-live|thread\n");
+  std::fprintf(
+      stderr,
+      "usage: restart_bench write DIR COMMANDS [ACCOUNTS] | open DIR | scan DIR | "
+      "write-raw DIR COMMANDS [ACCOUNTS] | "
+      "encode ACCOUNTS CHARGES_PER_ACCOUNT | "
+      "pause DIR ACCOUNTS CHARGES_PER_ACCOUNT replay|fork|collapse|collapse-live|thread\n");
   return 2;
 }

@@ -511,8 +511,11 @@ Status Engine::apply_replay_record(ReplayRecord& record) {
     // built at all (Ledger::set_events_durable_through): a record holds up to tens of
     // thousands of commands, and their events (about 1 KiB each) would be written out to
     // memory only for rebuild_events to drop them. `events` gets the others only.
+    // A replaying snapshot worker builds none: the server logged them all.
     const std::uint64_t durable_seq =
-        event_load_ ? event_load_->seq_max.load(std::memory_order_relaxed) : 0;
+        replay_without_events_
+            ? UINT64_MAX
+            : (event_load_ ? event_load_->seq_max.load(std::memory_order_relaxed) : 0);
     ledger_.set_events_durable_through(durable_seq);
     const std::span<const ledger::Command> commands(batch.commands);
     for (std::size_t i = 0; i < commands.size(); ++i) {
@@ -525,13 +528,16 @@ Status Engine::apply_replay_record(ReplayRecord& record) {
       CREDIT_ASSERT(events.empty() || events.front().seq > durable_seq);
     }
     last_logged_ms_.store(batch.now_ms);
-    Status rebuilt = rebuild_events(events);
-    if (!rebuilt.ok()) return rebuilt;
+    if (!replay_without_events_) {
+      Status rebuilt = rebuild_events(events);
+      if (!rebuilt.ok()) return rebuilt;
+    }
   }
   for (Op& op : record.ops) {
     if (auto* im = std::get_if<ImportEventsOp>(&op)) {
       replay_events_.clear();
       number_imported(*im, replay_events_);
+      if (replay_without_events_) continue;
       if (Status rebuilt = rebuild_events(replay_events_); !rebuilt.ok()) return rebuilt;
       continue;
     }
@@ -548,6 +554,19 @@ Status Engine::open() {
   // The state a start rebuilds grows the heap by gigabytes: in large steps (base/process_heap.h).
   const BulkHeapGrowth bulk_growth;
   if (Status s = lock_data_dir(); !s.ok()) return s;
+  // The helper that forks snapshot workers, made while the heap is small (engine.h).
+  if (options_.snapshot_mode == SnapshotMode::kReplay && !snapshot_workers_) {
+    auto helper = ForkServer::start([this](std::string_view request, int report_fd) {
+      return run_snapshot_worker(request, report_fd);
+    });
+    if (helper.ok()) {
+      snapshot_workers_ = std::move(*helper);
+      stats_.snapshot_helper_pid.store(snapshot_workers_->helper_pid());
+    } else {
+      std::fprintf(stderr, "creditd: %s; snapshots will be forked instead\n",
+                   helper.error().message.c_str());
+    }
+  }
   if (Status s = load_key_secret(); !s.ok()) return s;
   // The event log (events already durable) loads on a thread of its own while the newest
   // snapshot and then the log records after it are replayed here; the replayed events
@@ -580,52 +599,16 @@ Status Engine::open() {
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
-  // The replay's answers are discarded: charges store theirs without rendering them.
-  ledger_.set_replies_rendered(false);
-  // The log is read and each record decoded on a thread of its own, and applied here in
-  // log order (replay_pipe.h): the decode is about an eighth of a record's replay.
+  // Without analytics the replay thread sets the start's time, and work leaves it
+  // (replay_log's `lean`). With analytics the event log's loader, feeding them, sets the
+  // time, and that work on the other core slowed it (docs/benchmarks.md, "Restart",
+  // session 9).
+  const bool replay_lean = !sink_;
+  const std::string wal_dir = options_.data_dir + "/wal";
   Result<std::unique_ptr<store::Wal>> wal = Error(ErrorCode::kStorageFailed, "log not read");
-  Status applied = ok_status();
-  {
-    ReplayPipe<ReplayRecord> pipe;
-    // Without analytics the replay thread sets the start's time, and work leaves it: the
-    // idempotency table is sized once for the keys the log holds (replay_estimate.h), and
-    // it and the stored replies are kept on a thread of their own (replay_storer.h), a
-    // third of a record's replay. With analytics the event log's loader, feeding them,
-    // sets the time, and that work on the other core slowed it (docs/benchmarks.md,
-    // "Restart", session 9).
-    const bool replay_lean = !sink_;
-    const std::string wal_dir = options_.data_dir + "/wal";
-    ReplayKeyEstimate keys(replay_lean ? store::Wal::bytes_on_disk(wal_dir) : 0, wo.segment_bytes);
-    std::thread decoder([&] {
-      wal = store::Wal::open(wal_dir, wo, [&](std::uint64_t lsn, std::string_view payload) {
-        const std::uint64_t bytes = payload.size() + store::kRecordHeaderBytes;
-        if (lsn < snapshot_lsn_) {  // covered
-          keys.skip(bytes);
-          return ok_status();
-        }
-        ReplayRecord* slot = pipe.acquire();
-        if (slot == nullptr) return Status(Error(ErrorCode::kStorageFailed, "replay stopped"));
-        if (Status s = decode_replay_record(payload, *slot); !s.ok()) return s;
-        slot->keys_expected = keys.add(bytes, slot->keyed_commands).value_or(0);
-        pipe.publish();
-        return ok_status();
-      });
-      pipe.close();
-    });
-    ReplayStorer storer(ledger_, /*enabled=*/replay_lean);
-    while (ReplayRecord* record = pipe.next()) {
-      if (applied.ok()) applied = apply_replay_record(*record);
-      if (applied.ok() && !storer.hand_over()) {
-        applied = Error(ErrorCode::kStorageFailed, "the replay's stores stopped");
-      }
-      if (!applied.ok()) pipe.stop();  // the decoder's next record ends the read
-      pipe.release();
-    }
-    decoder.join();
-    if (Status stored = storer.finish(); !stored.ok()) applied = std::move(stored);  // the cause
-  }
-  ledger_.set_replies_rendered(true);
+  Status applied = replay_log(
+      [&](const store::WalRecordFn& on_record) { wal = store::Wal::open(wal_dir, wo, on_record); },
+      replay_lean, replay_lean ? store::Wal::bytes_on_disk(wal_dir) : 0, wo.segment_bytes);
   ledger_.defer_growth(false);  // the idempotency table's next array, if it is due
   if (!applied.ok()) return applied;
   loader.join();
@@ -681,6 +664,51 @@ Status Engine::open() {
   const bool fresh = snapshot_lsn_ == 0 && wal_->next_lsn() == 0;
   if (Status s = log_catalog_if_changed(fresh); !s.ok()) return s;
   return log_rate_card_if_changed();
+}
+
+Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& read_log, bool lean,
+                          std::uint64_t log_bytes, std::uint64_t segment_bytes) {
+  // The replay's answers are discarded: charges store theirs without rendering them.
+  ledger_.set_replies_rendered(false);
+  // The log is read and each record decoded on a thread of its own, and applied here in
+  // log order (replay_pipe.h): the decode is about an eighth of a record's replay.
+  Status applied = ok_status();
+  {
+    ReplayPipe<ReplayRecord> pipe;
+    // Lean: the idempotency table is sized once for the keys the log holds
+    // (replay_estimate.h), and it and the stored replies are kept on a thread of their own
+    // (replay_storer.h), a third of a record's replay.
+    ReplayKeyEstimate keys(lean ? log_bytes : 0, segment_bytes);
+    std::thread decoder([&] {
+      read_log([&](std::uint64_t lsn, std::string_view payload) {
+        const std::uint64_t bytes = payload.size() + store::kRecordHeaderBytes;
+        if (lsn < snapshot_lsn_) {  // covered
+          keys.skip(bytes);
+          return ok_status();
+        }
+        ReplayRecord* slot = pipe.acquire();
+        if (slot == nullptr) return Status(Error(ErrorCode::kStorageFailed, "replay stopped"));
+        if (Status s = decode_replay_record(payload, *slot); !s.ok()) return s;
+        slot->keys_expected = keys.add(bytes, slot->keyed_commands).value_or(0);
+        pipe.publish();
+        return ok_status();
+      });
+      pipe.close();
+    });
+    ReplayStorer storer(ledger_, /*enabled=*/lean);
+    while (ReplayRecord* record = pipe.next()) {
+      if (applied.ok()) applied = apply_replay_record(*record);
+      if (applied.ok() && !storer.hand_over()) {
+        applied = Error(ErrorCode::kStorageFailed, "the replay's stores stopped");
+      }
+      if (!applied.ok()) pipe.stop();  // the decoder's next record ends the read
+      pipe.release();
+    }
+    decoder.join();
+    if (Status stored = storer.finish(); !stored.ok()) applied = std::move(stored);  // the cause
+  }
+  ledger_.set_replies_rendered(true);
+  return applied;
 }
 
 // Plans are versioned values inside the ledger's state: a changed plans file is itself a
@@ -758,7 +786,10 @@ bool Engine::snapshot_due() const {
 bool Engine::start_collapse() {
   // From start() and the ledger thread; stop() and start_snapshot stop it: one at a time.
   std::lock_guard lock(collapse_mu_);
-  if (!options_.snapshot_fork || !options_.snapshot_collapse || collapse_off_.load()) return false;
+  if (options_.snapshot_mode != SnapshotMode::kFork || !options_.snapshot_collapse ||
+      collapse_off_.load()) {
+    return false;
+  }
   if (collapse_thread_.joinable()) {
     if (!collapse_done_.load()) return false;  // still folding the last snapshot's pages
     collapse_thread_.join();
@@ -808,6 +839,11 @@ void Engine::stop() {
     if (event_log_) (void)event_log_->sync();
   }
   join_log_cleanup();
+  // No snapshot is in flight: the helper (and its socket) can go.
+  if (!snapshot_thread_.joinable()) {
+    snapshot_workers_.reset();
+    stats_.snapshot_helper_pid.store(0);
+  }
   if (wal_ && !wal_->failed()) (void)wal_->close();
   wal_.reset();
   if (lock_fd_ >= 0) {
@@ -1288,12 +1324,14 @@ std::string events_dir(const EngineOptions& o) {
 constexpr std::size_t kSnapshotChildErrorBytesMax = 1024;  // the message, cut to fit
 struct SnapshotChildReport {
   std::uint64_t bytes = 0;
+  std::uint64_t rebuild_ns = 0;  // a replaying worker's: the snapshot and the log read
   std::uint64_t encode_ns = 0;
   std::uint64_t write_ns = 0;
   char error[kSnapshotChildErrorBytesMax] = {};  // NUL-terminated; empty when written
 };
 // A pipe write of at most PIPE_BUF bytes is never split or interleaved.
 static_assert(sizeof(SnapshotChildReport) <= PIPE_BUF);
+static_assert(sizeof(SnapshotChildReport) <= kForkReportBytesMax);
 
 // Exit statuses of a snapshot child.
 constexpr int kSnapshotChildExitOk = 0;
@@ -1392,12 +1430,15 @@ Status Engine::open_event_log() {
   return ok_status();
 }
 
-Status Engine::load_snapshot() {
-  auto first_lsn = store::Wal::first_lsn_on_disk(options_.data_dir + "/wal");
-  if (!first_lsn.ok()) return first_lsn.error();
+Status Engine::load_snapshot(std::optional<std::uint64_t> log_first_lsn) {
+  if (!log_first_lsn) {
+    auto first_lsn = store::Wal::first_lsn_on_disk(options_.data_dir + "/wal");
+    if (!first_lsn.ok()) return first_lsn.error();
+    log_first_lsn = first_lsn->value_or(0);
+  }
   store::SnapshotLoadOptions so;
   so.repair = options_.repair;
-  so.log_first_lsn = first_lsn->value_or(0);
+  so.log_first_lsn = *log_first_lsn;
   auto load = store::load_newest_snapshot(snapshot_dir(options_), so);
   if (!load.ok()) return load.error();
   for (const auto& d : load->skipped) {
@@ -1593,21 +1634,36 @@ void Engine::start_snapshot(bool wait) {
   job.event_files = std::move(*files);
   job.events_dir = event_log_->dir();
   job.dir = snapshot_dir(options_);
+  job.log_first_lsn = wal_->first_lsn();
+  job.log_bytes = wal_bytes_since_snapshot_;
   wal_bytes_since_snapshot_ = 0;
   precollapse_started_ = false;
   snapshot_done_.store(false);
+  snapshot_forked_ = false;
+  snapshot_replayed_ = false;
   const std::uint64_t lsn = job.lsn;
-  bool forked = false;
-  if (options_.snapshot_fork) {
+  bool started = false;
+  // A clean stop's snapshot (wait) is encoded here: nothing is left to pause, and a
+  // worker would replay the whole log since the last snapshot first.
+  if (options_.snapshot_mode == SnapshotMode::kReplay && !wait) {
+    Status s = replay_snapshot(job);
+    started = s.ok();
+    if (!started) {
+      std::fprintf(stderr, "creditd: %s; forking the snapshot instead\n",
+                   s.error().message.c_str());
+    }
+  }
+  if (!started && options_.snapshot_mode != SnapshotMode::kInline &&
+      !(options_.snapshot_mode == SnapshotMode::kReplay && wait)) {
     stop_collapse();  // its madvise holds the memory map the fork copies
     Status s = fork_snapshot(job);
-    forked = s.ok();
-    if (!forked) {
+    started = s.ok();
+    if (!started) {
       std::fprintf(stderr, "creditd: %s; encoding the snapshot on the ledger thread instead\n",
                    s.error().message.c_str());
     }
   }
-  if (!forked) encode_snapshot_here(std::move(job));
+  if (!started) encode_snapshot_here(std::move(job));
   record_snapshot_pause(elapsed_ns(t0));
   snapshot_lsn_ = lsn;
   if (wait) finish_snapshot(true);
@@ -1724,13 +1780,147 @@ void Engine::run_snapshot_child(const SnapshotJob& job, pid_t parent, int report
   ::_exit(reported ? kSnapshotChildExitOk : kSnapshotChildExitUnreported);
 }
 
+std::string Engine::SnapshotJob::encode() const {
+  std::string out;
+  ByteWriter w(out);
+  w.uv(lsn);
+  w.uv(event_files.size());
+  for (const std::string& f : event_files) w.str(f);
+  w.str(events_dir);
+  w.str(dir);
+  w.uv(log_first_lsn);
+  w.uv(log_bytes);
+  return out;
+}
+
+std::optional<Engine::SnapshotJob> Engine::SnapshotJob::decode(std::string_view bytes) {
+  ByteReader r(bytes);
+  SnapshotJob job;
+  job.lsn = r.uv();
+  const std::uint64_t files = r.uv();
+  for (std::uint64_t i = 0; i < files && r.ok(); ++i) job.event_files.push_back(r.str());
+  job.events_dir = r.str();
+  job.dir = r.str();
+  job.log_first_lsn = r.uv();
+  job.log_bytes = r.uv();
+  if (!r.ok() || !r.done()) return std::nullopt;
+  return job;
+}
+
+Status Engine::replay_snapshot(const SnapshotJob& job) {
+  CREDIT_ASSERT(!snapshot_thread_.joinable() && stats_.snapshot_child_pid.load() == 0);
+  if (!snapshot_workers_) {
+    return Error(ErrorCode::kStorageFailed, "no helper process for snapshot workers");
+  }
+  Result<pid_t> pid = snapshot_workers_->begin(job.encode());
+  if (!pid.ok()) {
+    snapshot_workers_.reset();  // gone: the next snapshots fork
+    stats_.snapshot_helper_pid.store(0);
+    return pid.error();
+  }
+  stats_.snapshot_child_pid.store(*pid);
+  snapshot_replayed_ = true;
+  snapshot_thread_ = std::thread([this, pid = *pid, job] {
+    const auto t0 = std::chrono::steady_clock::now();
+    Result<ForkServer::Outcome> outcome = snapshot_workers_->wait();
+    stats_.snapshot_child_pid.store(0);
+    SnapshotChildReport r;
+    bool reported = false;
+    Status s = ok_status();
+    if (!outcome.ok()) {
+      s = outcome.error();
+    } else {
+      reported = outcome->report.size() == sizeof(r);
+      if (reported) std::memcpy(&r, outcome->report.data(), sizeof(r));
+      s = snapshot_child_outcome(pid, outcome->wait_status, reported ? &r : nullptr);
+    }
+    after_snapshot_written(s, job.dir);
+    if (reported) {
+      stats_.snapshot_rebuild_ns_last.store(r.rebuild_ns);
+      stats_.snapshot_encode_ns_last.store(r.encode_ns);
+      stats_.snapshot_write_ns_last.store(r.write_ns);
+    }
+    std::fprintf(stderr,
+                 "creditd: snapshot at LSN %llu: %llu bytes; worker %d rebuilt the state from "
+                 "the log in %.1f ms, encoded it in %.1f ms and wrote it in %.1f ms (%.1f ms in "
+                 "all)%s\n",
+                 static_cast<unsigned long long>(job.lsn), static_cast<unsigned long long>(r.bytes),
+                 static_cast<int>(pid), r.rebuild_ns / 1e6, r.encode_ns / 1e6, r.write_ns / 1e6,
+                 elapsed_ns(t0) / 1e6, snapshot_error_ ? " (failed)" : "");
+    snapshot_done_.store(true);
+  });
+  return ok_status();
+}
+
+int Engine::run_snapshot_worker(std::string_view request, int report_fd) const {
+  SnapshotChildReport r;
+  const auto report = [&](const Status& s, int code) {
+    if (!s.ok()) {
+      const std::string& m = s.error().message;
+      std::memcpy(r.error, m.data(), std::min(m.size(), sizeof(r.error) - 1));
+    }
+    // One write of at most PIPE_BUF bytes into an empty pipe: whole, and never blocks.
+    const bool reported = ::write(report_fd, &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r));
+    return reported || code != kSnapshotChildExitOk ? code : kSnapshotChildExitUnreported;
+  };
+  const std::optional<SnapshotJob> job = SnapshotJob::decode(request);
+  if (!job) {
+    return report(Error(ErrorCode::kStorageFailed, "bad snapshot request"),
+                  kSnapshotChildExitWriteFailed);
+  }
+  // This process is a copy of the helper, itself a copy of the server as open() began: an
+  // engine of its own, as a start makes one. Never destroyed (the worker ends in _exit).
+  EngineOptions o = options_;
+  o.snapshot_mode = SnapshotMode::kInline;
+  auto* engine = new Engine(clock_, catalog_, cards_, std::move(o));
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = engine->rebuild_to(*job);
+  r.rebuild_ns = elapsed_ns(t0);
+  if (!s.ok()) return report(s, kSnapshotChildExitWriteFailed);
+  const auto t1 = std::chrono::steady_clock::now();
+  std::string bytes;
+  engine->encode_snapshot(bytes);
+  r.encode_ns = elapsed_ns(t1);
+  r.bytes = bytes.size();
+  if (options_.snapshot_child_delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.snapshot_child_delay_ms));
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  s = write_snapshot_files(job->event_files, job->events_dir, job->dir, job->lsn, bytes);
+  r.write_ns = elapsed_ns(t2);
+  return report(s, s.ok() ? kSnapshotChildExitOk : kSnapshotChildExitWriteFailed);
+}
+
+Status Engine::rebuild_to(const SnapshotJob& job) {
+  // The state grows the heap by gigabytes, as at a start (base/process_heap.h).
+  const BulkHeapGrowth bulk_growth;
+  ledger_.defer_growth(true);
+  if (Status s = load_snapshot(job.log_first_lsn); !s.ok()) return s;
+  if (snapshot_lsn_ > job.lsn) {
+    return Error(ErrorCode::kStorageFailed, "the newest snapshot covers LSNs below " +
+                                                std::to_string(snapshot_lsn_) +
+                                                ", past the requested " + std::to_string(job.lsn));
+  }
+  replay_without_events_ = true;
+  const std::string wal_dir = options_.data_dir + "/wal";
+  Status read = ok_status();
+  Status applied = replay_log(
+      [&](const store::WalRecordFn& on_record) {
+        read = store::Wal::read_range(wal_dir, snapshot_lsn_, job.lsn, on_record);
+      },
+      /*lean=*/true, job.log_bytes, store::WalOptions{}.segment_bytes);
+  if (!applied.ok()) return applied;
+  if (!read.ok()) return read;
+  ledger_.check_invariants();
+  return ok_status();
+}
+
 void Engine::encode_snapshot_here(SnapshotJob&& job) {
   const auto t0 = std::chrono::steady_clock::now();
   auto bytes = std::make_shared<std::string>();
   encode_snapshot(*bytes);
   const std::uint64_t encode_ns = elapsed_ns(t0);
   stats_.snapshot_encode_ns_last.store(encode_ns);
-  snapshot_forked_ = false;
   snapshot_thread_ = std::thread([this, job = std::move(job), bytes, encode_ns] {
     const auto t1 = std::chrono::steady_clock::now();
     Status s = write_snapshot_files(job.event_files, job.events_dir, job.dir, job.lsn, *bytes);
@@ -1777,6 +1967,7 @@ void Engine::finish_snapshot(bool wait) {
   }
   const auto t_finish = std::chrono::steady_clock::now();
   stats_.snapshots.fetch_add(1, std::memory_order_relaxed);
+  if (snapshot_replayed_) stats_.snapshots_replayed.fetch_add(1, std::memory_order_relaxed);
   if (snapshot_forked_) {
     stats_.snapshots_forked.fetch_add(1, std::memory_order_relaxed);
     start_collapse();  // the child is gone: fold what its copy-on-write split

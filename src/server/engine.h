@@ -10,7 +10,8 @@
 //   write-ahead log while running), the policy decisions (cache, rate limits)
 // taken between the idempotency check and the apply, the key table, the retained
 // events in memory (an EventIndex, event_index.h), recovery from the log, snapshots
-// (written by a child forked from the ledger thread, so charges stop only for the fork).
+// (by default written by a process that rebuilds the state from the newest snapshot and
+// the log, so charges do not stop at all: SnapshotMode).
 // Does not: parse HTTP or JSON (routes.cc), price usage (the routes price before
 // submitting, with the rate card version they name).
 #pragma once
@@ -39,6 +40,7 @@
 #include "policy/rate_limiter.h"
 #include "pricing/rate_card.h"
 #include "server/event_index.h"
+#include "server/fork_server.h"
 #include "store/event_log.h"
 #include "store/wal.h"
 #include "time/clock.h"
@@ -130,6 +132,24 @@ struct RateLimitsOp {
 using Op = std::variant<ledger::Command, CreateKeyOp, RevokeKeyOp, CachePutOp, RateLimitsOp,
                         ImportEventsOp>;
 
+// How a snapshot of the running state is taken.
+enum class SnapshotMode : std::uint8_t {
+  // A worker process rebuilds the state as of the snapshot's LSN from the newest snapshot
+  // and the log after it (as a restart does), then encodes and writes it: the ledger
+  // thread only sends it the LSN. The worker is forked from a helper made at open() while
+  // the heap was small (fork_server.h), so no fork copies the server's page tables. It
+  // costs a restart's CPU per snapshot, at background priority, and a second copy of the
+  // state while it runs. Falls back to kFork when the helper is gone.
+  kReplay,
+  // A child forked from the ledger thread encodes the state it shares copy-on-write: the
+  // ledger thread stops for the fork, which copies a page-table entry per 4 KiB of heap
+  // (tens of milliseconds at 10 M commands of state). Falls back to kInline when fork()
+  // fails.
+  kFork,
+  // Encoded on the ledger thread, written on a thread (tests cover this path).
+  kInline,
+};
+
 struct EngineOptions {
   std::string data_dir;
   bool fsync = true;  // bench-only switch (creditd --no-fsync)
@@ -142,16 +162,13 @@ struct EngineOptions {
   std::uint64_t snapshot_wal_bytes = kSnapshotWalBytesDefault;
   std::int64_t events_retain_days = store::kEventRetainDaysDefault;
   std::uint64_t events_bytes_max = 0;  // 0: no budget
-  // A snapshot is encoded and written by a forked child (copy-on-write), so the ledger
-  // thread stops only for the fork. false encodes it on the ledger thread and writes it
-  // on a thread, the path also taken when fork() fails (tests set it to cover that path).
-  bool snapshot_fork = true;
-  // With snapshot_fork: the heap is folded into huge pages on a thread after the start
-  // and after each snapshot (huge_collapse.h), so that the next fork copies few page
-  // table entries. No effect on a kernel without MADV_COLLAPSE.
+  SnapshotMode snapshot_mode = SnapshotMode::kReplay;
+  // With SnapshotMode::kFork: the heap is folded into huge pages on a thread after the
+  // start and after each snapshot (huge_collapse.h), so that the next fork copies few
+  // page-table entries. No effect on a kernel without MADV_COLLAPSE.
   bool snapshot_collapse = true;
-  // Tests only: a forked snapshot child waits this long before it writes (a long
-  // snapshot to stop or kill the server during).
+  // Tests only: a snapshot child (forked or replaying) waits this long before it writes
+  // (a long snapshot to stop or kill the server during).
   std::int64_t snapshot_child_delay_ms = 0;
 };
 
@@ -172,10 +189,11 @@ struct EngineStats {
   std::atomic<std::uint64_t> fsyncs{0};  // log writes with one fdatasync (group commits)
   std::atomic<std::uint64_t> cache_hits{0};
   std::atomic<std::uint64_t> snapshots{0};
-  std::atomic<std::uint64_t> snapshots_forked{0};  // of `snapshots`, written by a forked child
-  // How long the last snapshot held the ledger thread (start_snapshot: mostly the fork,
-  // or encoding the state when it was not forked), and the longest such pause since the
-  // start.
+  std::atomic<std::uint64_t> snapshots_forked{0};    // of `snapshots`, written by a forked child
+  std::atomic<std::uint64_t> snapshots_replayed{0};  // of `snapshots`, rebuilt from the log
+  // How long the last snapshot held the ledger thread (start_snapshot: a request to the
+  // replaying worker, the fork, or encoding the state), and the longest such pause since
+  // the start.
   std::atomic<std::uint64_t> snapshot_pause_ns_last{0};
   std::atomic<std::uint64_t> collapses{0};  // passes of huge_collapse.h finished
   // Passes started ahead of a snapshot (snapshot_precollapse_wal_bytes).
@@ -186,6 +204,8 @@ struct EngineStats {
   // The last snapshot's encoding (in the child, or the pause) and writing (syncing the
   // event files it depends on, then the file: tmp, fsync, rename, directory fsync).
   std::atomic<std::uint64_t> snapshot_encode_ns_last{0};
+  // The replaying worker's rebuild of the state (snapshot and log) before its encoding.
+  std::atomic<std::uint64_t> snapshot_rebuild_ns_last{0};
   std::atomic<std::uint64_t> snapshot_write_ns_last{0};
   // The longest since the start, for finding stalls: the log thread's writes of a group
   // (with a segment rotation, when one falls in it) and its sync; the ledger thread's
@@ -198,6 +218,8 @@ struct EngineStats {
   std::atomic<std::uint64_t> snapshot_finish_ns_max{0};
   // The process writing a snapshot now, 0 when none.
   std::atomic<std::int64_t> snapshot_child_pid{0};
+  // The helper forking the replaying workers (SnapshotMode::kReplay), 0 when none.
+  std::atomic<std::int64_t> snapshot_helper_pid{0};
 };
 
 class Engine {
@@ -316,7 +338,14 @@ class Engine {
 
   // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
   Status open_event_log();
-  Status load_snapshot();
+  // The newest snapshot that the log, whose oldest record is log_first_lsn, continues
+  // (read from the log's directory when not given).
+  Status load_snapshot(std::optional<std::uint64_t> log_first_lsn = std::nullopt);
+  // Replays log records (read_log, on a thread of its own, hands each to the callback) on
+  // this thread. `lean`: no analytics to feed, so the stores go to a thread of their own
+  // and the idempotency table is sized from log_bytes ahead (replay_estimate.h).
+  Status replay_log(const std::function<void(const store::WalRecordFn&)>& read_log, bool lean,
+                    std::uint64_t log_bytes, std::uint64_t segment_bytes);
   // Takes DATA/LOCK (flock, exclusive) until stop(); refuses a dir in use.
   Status lock_data_dir();
   // Reads the ledger thread's state without a lock: it runs on the ledger thread (or on
@@ -339,6 +368,12 @@ class Engine {
     std::vector<std::string> event_files;  // event files to sync before it is visible
     std::string events_dir;
     std::string dir;
+    // For a replaying worker: the oldest LSN the log keeps, and its bytes since the last
+    // snapshot (what the worker replays).
+    std::uint64_t log_first_lsn = 0;
+    std::uint64_t log_bytes = 0;
+    std::string encode() const;
+    static std::optional<SnapshotJob> decode(std::string_view bytes);
   };
   // Takes a snapshot of the state as of now (the log thread idle): forks a child that
   // encodes and writes it while a thread waits for the child, or, unforked, encodes it
@@ -350,6 +385,15 @@ class Engine {
   // The forked child: encodes, syncs the job's event files, writes the snapshot, reports
   // through report_fd and exits. Never returns.
   [[noreturn]] void run_snapshot_child(const SnapshotJob& job, pid_t parent, int report_fd) const;
+  // The replay path: asks the helper for a worker; an Error when there is none (nothing
+  // started).
+  Status replay_snapshot(const SnapshotJob& job);
+  // In a worker of the helper (a copy of this engine as open() began): rebuilds the state
+  // of `request` (an encoded SnapshotJob) in an engine of its own, writes it, reports
+  // through report_fd. Returns the exit status.
+  int run_snapshot_worker(std::string_view request, int report_fd) const;
+  // That engine's rebuild: the newest snapshot, then the log up to job.lsn, read only.
+  Status rebuild_to(const SnapshotJob& job);
   // The unforked path.
   void encode_snapshot_here(SnapshotJob&& job);
   void record_snapshot_pause(std::uint64_t pause_ns);
@@ -384,7 +428,12 @@ class Engine {
   // A pass was started ahead of the next snapshot (snapshot_precollapse_wal_bytes): one
   // per snapshot interval.
   bool precollapse_started_ = false;
-  bool snapshot_forked_ = false;  // the snapshot in flight is a child's
+  bool snapshot_forked_ = false;    // the snapshot in flight is a child's
+  bool snapshot_replayed_ = false;  // the snapshot in flight is a replaying worker's
+  // The helper that forks replaying workers (SnapshotMode::kReplay), from open() to stop().
+  std::unique_ptr<ForkServer> snapshot_workers_;
+  // In a replaying worker: no event is built or logged (the server logged them).
+  bool replay_without_events_ = false;
   std::atomic<bool> snapshot_done_{false};
   std::optional<Error> snapshot_error_;    // written by the snapshot thread before done
   std::uint64_t snapshot_retain_lsn_ = 0;  // idem

@@ -127,6 +127,11 @@ int main(int argc, char** argv) {
   server::EngineOptions eo;
   app.add_option("--snapshot-wal-bytes", eo.snapshot_wal_bytes,
                  "take a snapshot after this many bytes of log (default 256 MiB)");
+  std::string snapshot_mode = "replay";
+  app.add_option("--snapshot-mode", snapshot_mode,
+                 "how a snapshot is taken: replay (a worker rebuilds it from the log; the "
+                 "default), fork, or inline (docs/operations.md)")
+      ->check(CLI::IsMember({"replay", "fork", "inline"}));
   bool no_heap_collapse = false;
   app.add_flag("--no-heap-collapse", no_heap_collapse,
                "do not fold the heap into huge pages between snapshots (docs/operations.md)");
@@ -139,6 +144,9 @@ int main(int argc, char** argv) {
                  "largest body of POST /v1/admin/import (streamed; default 64 GiB)");
   CLI11_PARSE(app, argc, argv);
   eo.snapshot_collapse = !no_heap_collapse;
+  eo.snapshot_mode = snapshot_mode == "fork"     ? server::SnapshotMode::kFork
+                     : snapshot_mode == "inline" ? server::SnapshotMode::kInline
+                                                 : server::SnapshotMode::kReplay;
 
   if (!store_url.empty())
     return fail("--store: only the embedded store is available in this build");

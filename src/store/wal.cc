@@ -148,6 +148,92 @@ std::uint64_t Wal::bytes_on_disk(const std::string& dir) {
   return bytes;
 }
 
+Status Wal::read_range(const std::string& dir, std::uint64_t from_lsn, std::uint64_t end_lsn,
+                       const WalRecordFn& on_record) {
+  CREDIT_ASSERT(from_lsn <= end_lsn);
+  if (from_lsn == end_lsn) return ok_status();
+  auto names = internal::list_dir(dir);
+  if (!names) return names.error();
+  std::vector<std::uint64_t> numbers;
+  for (const std::string& name : *names) {
+    if (auto number = parse_segment_file_name(name)) numbers.push_back(*number);
+  }
+  std::sort(numbers.begin(), numbers.end());
+  const auto path_of = [&](std::uint64_t number) {
+    return internal::join_path(dir, segment_file_name(number));
+  };
+  const auto header_of = [&](std::uint64_t number) -> std::optional<SegmentHeader> {
+    internal::Fd fd(::open(path_of(number).c_str(), O_RDONLY | O_CLOEXEC));
+    unsigned char bytes[kSegmentHeaderBytes] = {};
+    if (!fd.valid() || ::pread(fd.get(), bytes, sizeof(bytes), 0) != sizeof(bytes)) return {};
+    const SegmentHeader h = decode_segment_header(bytes);
+    if (h.magic != kSegmentMagic || h.version != kFormatVersion ||
+        h.checksum != segment_header_checksum(bytes) || h.segment_number != number) {
+      return {};
+    }
+    return h;
+  };
+  // The newest segment starting at or below from_lsn: the older ones may be deleted while
+  // this reads, the later ones (a preallocated one without a header yet) are after it.
+  std::size_t first = numbers.size();
+  for (std::size_t k = numbers.size(); k-- > 0;) {
+    const auto h = header_of(numbers[k]);
+    if (h && h->first_lsn <= from_lsn) {
+      first = k;
+      break;
+    }
+  }
+  if (first == numbers.size()) {
+    return Error(ErrorCode::kStorageFailed,
+                 "no log segment in " + dir + " holds LSN " + std::to_string(from_lsn));
+  }
+  std::uint64_t lsn = 0;
+  internal::MappedFile mapped;
+  for (std::size_t k = first; k < numbers.size(); ++k) {
+    const std::string path = path_of(numbers[k]);
+    if (k != first && numbers[k] != numbers[k - 1] + 1) {
+      return damage_error(kDamage, path, 0, "missing segment before it");
+    }
+    if (k + 1 < numbers.size()) internal::prefetch_file(path_of(numbers[k + 1]));
+    if (Status s = mapped.open(path); !s.ok()) return s;
+    const std::span<const unsigned char> file = mapped.bytes();
+    unsigned char header_bytes[kSegmentHeaderBytes];
+    copy_padded(file, 0, header_bytes, sizeof(header_bytes));
+    // A preallocated segment not yet begun: the log ends before it.
+    if (k != first && all_zero(header_bytes, sizeof(header_bytes))) break;
+    const SegmentHeader header = decode_segment_header(header_bytes);
+    if (header.magic != kSegmentMagic || header.version != kFormatVersion ||
+        header.checksum != segment_header_checksum(header_bytes) ||
+        header.segment_number != numbers[k] || (k != first && header.first_lsn != lsn)) {
+      return damage_error(kDamage, path, 0,
+                          "bad segment header while reading LSNs below " + std::to_string(end_lsn));
+    }
+    lsn = header.first_lsn;
+    std::uint64_t pos = kSegmentHeaderBytes;
+    while (true) {
+      unsigned char record_bytes[kRecordHeaderBytes];
+      copy_padded(file, pos, record_bytes, sizeof(record_bytes));
+      if (all_zero(record_bytes, sizeof(record_bytes))) break;  // the segment's last record
+      const RecordHeader record = decode_record_header(record_bytes);
+      if (std::string failure = record_failure(file, pos, record); !failure.empty()) {
+        return damage_error(kDamage, path, pos, failure);
+      }
+      if (record.type == static_cast<std::uint8_t>(RecordType::kBatch)) {
+        if (lsn >= from_lsn) {
+          const std::string_view payload(
+              reinterpret_cast<const char*>(file.data() + pos + kRecordHeaderBytes), record.length);
+          if (Status delivered = on_record(lsn, payload); !delivered) return delivered;
+        }
+        if (++lsn == end_lsn) return ok_status();
+      }
+      pos += kRecordHeaderBytes + record.length;
+    }
+  }
+  return Error(ErrorCode::kStorageFailed, "the log in " + dir + " ends at LSN " +
+                                              std::to_string(lsn) + ", before LSN " +
+                                              std::to_string(end_lsn));
+}
+
 Status Wal::recover(const WalRecordFn& on_record) {
   auto names = internal::list_dir(dir_);
   if (!names) return names.error();

@@ -91,6 +91,13 @@ class Wal {
   // nothing when the directory holds no segment. Lets the caller choose a snapshot the
   // retained log still continues.
   static Result<std::optional<std::uint64_t>> first_lsn_on_disk(const std::string& dir);
+  // Delivers the batch records with LSNs in [from_lsn, end_lsn), in order, without writing
+  // anything: for a process that rebuilds the state beside the one that owns the log (a
+  // snapshot writer), while that one goes on appending and deleting segments below
+  // from_lsn. Those records are durable, so each must be intact: a failing or missing one
+  // is an error naming the file and offset (no torn tail, no repair).
+  static Status read_range(const std::string& dir, std::uint64_t from_lsn, std::uint64_t end_lsn,
+                           const WalRecordFn& on_record);
   // The bytes of the segment files in `dir`, preallocated tails included (0 when there is
   // no directory or it cannot be listed): what a recovery will read at most.
   static std::uint64_t bytes_on_disk(const std::string& dir);

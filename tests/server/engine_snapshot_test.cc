@@ -1,8 +1,9 @@
 // tests/server/engine_snapshot_test.cc
-// The engine's snapshots while charges continue: written by a forked child (the default)
-// or encoded on the ledger thread (the path taken when fork() fails). A restart after a
-// clean stop or a SIGKILL has exactly the state of an engine that never took a snapshot,
-// a clean stop waits for the child, and a SIGKILLed server leaves no child behind.
+// The engine's snapshots while charges continue: rebuilt from the log by a worker of the
+// engine's helper process (the default), written by a forked child, or encoded on the
+// ledger thread (the path taken when fork() fails). A restart after a clean stop or a
+// SIGKILL has exactly the state of an engine that never took a snapshot, a clean stop
+// waits for the child, and a SIGKILLed server leaves no child behind.
 // Owns: these tests. Does not: test the snapshot file format (tests/store).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -56,10 +57,10 @@ using test_support::cards;
 using test_support::catalog;
 using TempDir = test_support::TempDir;
 
-EngineOptions options(const std::string& dir, bool fork, std::int64_t child_delay_ms = 0) {
+EngineOptions options(const std::string& dir, SnapshotMode mode, std::int64_t child_delay_ms = 0) {
   EngineOptions o = test_support::engine_options(dir);  // snapshots are fsynced all the same
   o.snapshot_wal_bytes = kSnapshotWalBytes;
-  o.snapshot_fork = fork;
+  o.snapshot_mode = mode;
   o.snapshot_child_delay_ms = child_delay_ms;
   return o;
 }
@@ -183,7 +184,7 @@ struct Reference {
 // while it runs.
 Reference reference(std::size_t submits) {
   TempDir dir;
-  EngineOptions o = options(dir.path(), true);
+  EngineOptions o = options(dir.path(), SnapshotMode::kInline);
   o.snapshot_wal_bytes = UINT64_MAX;
   ManualClock clock(kStartMs);
   Engine engine(clock, catalog(), cards(), o);
@@ -200,7 +201,7 @@ Reference reference(std::size_t submits) {
 // Opens the data dir as a restart does and returns its state.
 State restarted_state(const std::string& dir) {
   ManualClock clock(kStartMs);
-  Engine engine(clock, catalog(), cards(), options(dir, true));
+  Engine engine(clock, catalog(), cards(), options(dir, SnapshotMode::kInline));
   Status s = engine.open();
   EXPECT_TRUE(s.ok()) << s.error().message;
   if (!s.ok()) return {};
@@ -242,6 +243,7 @@ struct ServerReport {
   std::size_t submits = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t snapshots_forked = 0;
+  std::uint64_t snapshots_replayed = 0;
   std::int64_t child_pid = 0;  // a snapshot child alive when the report was written
   int replies_failed = 0;
 };
@@ -274,6 +276,7 @@ ServerReport run_server_then_sigkill(const EngineOptions& o, std::uint64_t snaps
     }
     r.snapshots = engine->stats().snapshots.load();
     r.snapshots_forked = engine->stats().snapshots_forked.load();
+    r.snapshots_replayed = engine->stats().snapshots_replayed.load();
     r.child_pid = engine->stats().snapshot_child_pid.load();
     if (::write(report[1], &r, sizeof(r)) != static_cast<ssize_t>(sizeof(r))) ::_exit(3);
     for (;;) ::pause();
@@ -303,10 +306,11 @@ ChildEnd wait_for_orphan(pid_t pid, std::chrono::seconds within) {
     int status = 0;
     const pid_t got = ::waitpid(pid, &status, WNOHANG);
     if (got == pid) return ChildEnd{true, status};
-    // Not our child: the server's waiter thread, woken by the same kill, reaped it
-    // before it died. A process that no longer exists has ended.
+    // Not our child (the server's waiter thread, woken by the same kill, reaped it before
+    // it died; or a worker of the helper, whose child it is): ended once it no longer
+    // exists.
     if (got < 0 && errno == ECHILD) {
-      return ChildEnd{::kill(pid, 0) != 0 && errno == ESRCH, std::nullopt};
+      if (::kill(pid, 0) != 0 && errno == ESRCH) return ChildEnd{true, std::nullopt};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -321,26 +325,51 @@ void reap_leftovers() {
   }
 }
 
-TEST(EngineSnapshot, ForkedWhileChargesContinueAndACleanRestartHasExactlyTheState) {
+// The snapshots taken in the background, by a replaying worker or a forked child.
+const std::atomic<std::uint64_t>& background_snapshots(Engine& engine, SnapshotMode mode) {
+  return mode == SnapshotMode::kReplay ? engine.stats().snapshots_replayed
+                                       : engine.stats().snapshots_forked;
+}
+
+std::string mode_name(const ::testing::TestParamInfo<SnapshotMode>& info) {
+  return info.param == SnapshotMode::kReplay ? "Replayed" : "Forked";
+}
+
+// Tests run with both background modes.
+class EngineSnapshotInBackground : public ::testing::TestWithParam<SnapshotMode> {};
+
+TEST_P(EngineSnapshotInBackground, WhileChargesContinueAndACleanRestartHasExactlyTheState) {
+  const SnapshotMode mode = GetParam();
   TempDir dir;
   ManualClock clock(kStartMs);
-  Engine engine(clock, catalog(), cards(), options(dir.path(), true, kSlowSnapshotDelayMs));
+  Engine engine(clock, catalog(), cards(), options(dir.path(), mode, kSlowSnapshotDelayMs));
   ASSERT_TRUE(engine.open().ok());
   engine.start();
   std::size_t answered_while_child_wrote = 0;
-  const Submitted run = run_until(engine, clock, engine.stats().snapshots_forked, 3, [&] {
+  const Submitted run = run_until(engine, clock, background_snapshots(engine, mode), 3, [&] {
     answered_while_child_wrote += engine.stats().snapshot_child_pid.load() != 0;
   });
-  ASSERT_GE(engine.stats().snapshots_forked.load(), 3u) << run.submits << " submits";
+  ASSERT_GE(background_snapshots(engine, mode).load(), 3u) << run.submits << " submits";
   const State before = state_of(engine);
   engine.stop();
   const EngineStats& stats = engine.stats();
-  EXPECT_EQ(stats.snapshots.load(), stats.snapshots_forked.load());
+  // Each snapshot the log triggered was taken in the background, and only in this mode.
+  // A forked engine forks its clean stop's snapshot too; a replaying one encodes it on
+  // the ledger thread (a worker would replay the log since the last one first).
+  const std::uint64_t in_background = background_snapshots(engine, mode).load();
+  EXPECT_EQ(stats.snapshots_forked.load() + stats.snapshots_replayed.load(), in_background);
+  if (mode == SnapshotMode::kReplay) {
+    EXPECT_GE(stats.snapshots.load(), in_background);
+    EXPECT_LE(stats.snapshots.load(), in_background + 1);
+  } else {
+    EXPECT_EQ(stats.snapshots.load(), in_background);
+  }
   // Charges went on while the children wrote (each waits 100 ms before it writes).
   EXPECT_GE(answered_while_child_wrote, 10u);
   EXPECT_GT(stats.snapshot_pause_ns_max.load(), 0u);
   EXPECT_GT(stats.snapshot_encode_ns_last.load(), 0u);
   EXPECT_EQ(stats.snapshot_child_pid.load(), 0);
+  EXPECT_EQ(stats.snapshot_helper_pid.load(), 0) << "the helper outlived the stop";
 
   const Reference ref = reference(run.submits);
   expect_same_replies(run.replies, ref.replies);
@@ -351,10 +380,11 @@ TEST(EngineSnapshot, ForkedWhileChargesContinueAndACleanRestartHasExactlyTheStat
 // An engine opened and started in a data dir of its own, whose snapshot children each
 // sleep kStopDuringSnapshotDelayMs before they write, submitted to one at a time until a
 // child runs (or kSubmits).
-class EngineWithASlowChild : public ::testing::Test {
+class EngineWithASlowChild : public ::testing::TestWithParam<SnapshotMode> {
  protected:
   EngineWithASlowChild()
-      : engine(clock, catalog(), cards(), options(dir.path(), true, kStopDuringSnapshotDelayMs)) {}
+      : engine(clock, catalog(), cards(),
+               options(dir.path(), GetParam(), kStopDuringSnapshotDelayMs)) {}
   void SetUp() override {
     ASSERT_TRUE(engine.open().ok());
     engine.start();
@@ -370,86 +400,29 @@ class EngineWithASlowChild : public ::testing::Test {
   std::size_t submits = 0;
 };
 
-TEST_F(EngineWithASlowChild, ACleanStopWaitsForTheForkedChildInsteadOfKillingIt) {
-  // The ledger thread forked the child; PR_SET_PDEATHSIG kills the child when that thread
-  // ends, so the thread waits for it before it does.
+TEST_P(EngineWithASlowChild, ACleanStopWaitsForTheChildInsteadOfKillingIt) {
+  // A forked child: PR_SET_PDEATHSIG kills it when the ledger thread that forked it ends,
+  // so the thread waits for it before it does. A replaying worker: the helper kills it
+  // when the engine lets the helper go, so the stop waits for it first.
   ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0) << "no snapshot was started";
   // One more batch while the child writes, so the clean stop takes a snapshot of its own.
   run_submits(engine, clock, submits, submits + 1);
   ++submits;
   ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0);
   engine.stop();
-  // The child's snapshot and the clean stop's: both written by a child, none failed (a
-  // child killed with the ledger thread would leave one).
+  // The child's snapshot and the clean stop's, none failed (a child killed with the
+  // ledger thread would leave one). A forked engine forks its clean stop's too.
   EXPECT_EQ(engine.stats().snapshots.load(), 2u);
-  EXPECT_EQ(engine.stats().snapshots_forked.load(), 2u);
+  EXPECT_EQ(background_snapshots(engine, GetParam()).load(),
+            GetParam() == SnapshotMode::kReplay ? 1u : 2u);
   EXPECT_EQ(snapshot_files(dir.path()), 2u);
   EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
 }
 
-TEST(EngineSnapshot, UnforkedSnapshotsOnTheLedgerThreadGiveTheSameState) {
-  TempDir dir;
-  ManualClock clock(kStartMs);
-  Engine engine(clock, catalog(), cards(), options(dir.path(), false));
-  ASSERT_TRUE(engine.open().ok());
-  engine.start();
-  const Submitted run = run_until(engine, clock, engine.stats().snapshots, 3);
-  ASSERT_GE(engine.stats().snapshots.load(), 3u) << run.submits << " submits";
-  engine.stop();
-  EXPECT_EQ(engine.stats().snapshots_forked.load(), 0u);
-  EXPECT_GT(engine.stats().snapshot_pause_ns_max.load(), 0u);
-  const Reference ref = reference(run.submits);
-  expect_same_replies(run.replies, ref.replies);
-  EXPECT_EQ(restarted_state(dir.path()), ref.state);
-}
-
-TEST(EngineSnapshot, SigkillAfterForkedSnapshotsRestartsFromTheNewestAndTheLogAfterIt) {
-  TempDir dir;
-  const ServerReport r = run_server_then_sigkill(options(dir.path(), true), 3, false);
-  if (r.child_pid != 0) wait_for_orphan(static_cast<pid_t>(r.child_pid), kChildGoneWithin);
-  reap_leftovers();
-  EXPECT_GE(r.snapshots_forked, 3u);
-  EXPECT_EQ(r.snapshots, r.snapshots_forked);
-  EXPECT_EQ(r.replies_failed, 0);
-  EXPECT_GE(snapshot_files(dir.path()), 1u);
-  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
-}
-
-TEST(EngineSnapshot, SigkillAfterUnforkedSnapshotsRestartsWithTheSameState) {
-  TempDir dir;
-  const ServerReport r = run_server_then_sigkill(options(dir.path(), false), 3, false);
-  reap_leftovers();
-  EXPECT_GE(r.snapshots, 3u);
-  EXPECT_EQ(r.snapshots_forked, 0u);
-  EXPECT_EQ(r.child_pid, 0);
-  EXPECT_GE(snapshot_files(dir.path()), 1u);
-  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
-}
-
-TEST(EngineSnapshot, SigkillDuringALongForkedSnapshotLeavesNoChildBehind) {
-  TempDir dir;
-  const ServerReport r =
-      run_server_then_sigkill(options(dir.path(), true, kStuckSnapshotDelayMs), 0, true);
-  ASSERT_NE(r.child_pid, 0) << "no snapshot child was running at the kill";
-  // Orphaned, the child came to this subreaper: it must die with its server (SIGKILL by
-  // PR_SET_PDEATHSIG), not sleep out its 60 s and write.
-  const ChildEnd end = wait_for_orphan(static_cast<pid_t>(r.child_pid), kChildGoneWithin);
-  ASSERT_TRUE(end.gone) << "the snapshot child outlived its server";
-  // Reaped here, its status shows the signal; reaped by the server, it ended within the
-  // kill all the same (it had 60 s of sleep left).
-  if (end.status) {
-    EXPECT_TRUE(WIFSIGNALED(*end.status) && WTERMSIG(*end.status) == SIGKILL);
-  }
-  reap_leftovers();
-  EXPECT_EQ(r.replies_failed, 0);
-  // Every child slept, so no snapshot was written: the restart replays the whole log.
-  EXPECT_EQ(snapshot_files(dir.path()), 0u);
-  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
-}
-
-TEST_F(EngineWithASlowChild, TheSnapshotChildRunsBelowTheServersThreads) {
-  // The fork is made on the ledger thread; the child lowers itself to background priority
-  // so that its encoding and writing do not take a core from the server's threads.
+TEST_P(EngineWithASlowChild, TheSnapshotChildRunsBelowTheServersThreads) {
+  // The child lowers itself (a forked one) or was forked by a helper that did (a
+  // replaying one) to background priority, so that its work does not take a core from
+  // the server's threads.
   const auto pid = static_cast<id_t>(engine.stats().snapshot_child_pid.load());
   ASSERT_NE(pid, 0u) << "no snapshot was started";
   // The child sleeps kStopDuringSnapshotDelayMs after its encode: long enough to look.
@@ -468,6 +441,132 @@ TEST_F(EngineWithASlowChild, TheSnapshotChildRunsBelowTheServersThreads) {
   EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
 }
 
+// The parent process of `pid`, from /proc (0 when it cannot be read).
+pid_t parent_of(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return 0;
+  int ppid = 0;
+  // pid (comm) state ppid: comm has no spaces here (a fork keeps the test's name).
+  const int got = std::fscanf(f, "%*d %*s %*c %d", &ppid);
+  std::fclose(f);
+  return got == 1 ? ppid : 0;
+}
+
+TEST_P(EngineWithASlowChild, OnlyAForkedChildIsForkedFromTheServer) {
+  // The point of the replay mode: the server never forks itself once its state is large,
+  // so no fork copies its page tables. Its worker is a child of the helper (forked at
+  // open(), before the state was loaded), and the helper a child of the server.
+  const auto pid = static_cast<pid_t>(engine.stats().snapshot_child_pid.load());
+  ASSERT_NE(pid, 0) << "no snapshot was started";
+  const auto helper = static_cast<pid_t>(engine.stats().snapshot_helper_pid.load());
+  if (GetParam() == SnapshotMode::kReplay) {
+    ASSERT_NE(helper, 0);
+    EXPECT_EQ(parent_of(pid), helper);
+    EXPECT_EQ(parent_of(helper), ::getpid());
+  } else {
+    EXPECT_EQ(helper, 0);
+    EXPECT_EQ(parent_of(pid), ::getpid());
+  }
+  engine.stop();
+  EXPECT_EQ(engine.stats().snapshot_helper_pid.load(), 0);
+  if (helper != 0) {
+    // Reaped by the stop: no such process any more.
+    EXPECT_EQ(::kill(helper, 0), -1) << "the helper outlived the stop";
+  }
+  EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
+}
+
+TEST(EngineSnapshot, UnforkedSnapshotsOnTheLedgerThreadGiveTheSameState) {
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), SnapshotMode::kInline));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  const Submitted run = run_until(engine, clock, engine.stats().snapshots, 3);
+  ASSERT_GE(engine.stats().snapshots.load(), 3u) << run.submits << " submits";
+  engine.stop();
+  EXPECT_EQ(engine.stats().snapshots_forked.load(), 0u);
+  EXPECT_EQ(engine.stats().snapshots_replayed.load(), 0u);
+  EXPECT_EQ(engine.stats().snapshot_helper_pid.load(), 0);
+  EXPECT_GT(engine.stats().snapshot_pause_ns_max.load(), 0u);
+  const Reference ref = reference(run.submits);
+  expect_same_replies(run.replies, ref.replies);
+  EXPECT_EQ(restarted_state(dir.path()), ref.state);
+}
+
+TEST(EngineSnapshot, WithTheHelperGoneSnapshotsAreForkedInstead) {
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), SnapshotMode::kReplay));
+  ASSERT_TRUE(engine.open().ok());
+  const auto helper = static_cast<pid_t>(engine.stats().snapshot_helper_pid.load());
+  ASSERT_NE(helper, 0);
+  ASSERT_EQ(::kill(helper, SIGKILL), 0);
+  engine.start();
+  const Submitted run = run_until(engine, clock, engine.stats().snapshots_forked, 2);
+  ASSERT_GE(engine.stats().snapshots_forked.load(), 2u) << run.submits << " submits";
+  engine.stop();
+  EXPECT_EQ(engine.stats().snapshots_replayed.load(), 0u);
+  EXPECT_EQ(engine.stats().snapshot_helper_pid.load(), 0);
+  const Reference ref = reference(run.submits);
+  expect_same_replies(run.replies, ref.replies);
+  EXPECT_EQ(restarted_state(dir.path()), ref.state);
+}
+
+TEST_P(EngineSnapshotInBackground, SigkillAfterSnapshotsRestartsFromTheNewestAndTheLogAfterIt) {
+  TempDir dir;
+  const ServerReport r = run_server_then_sigkill(options(dir.path(), GetParam()), 3, false);
+  if (r.child_pid != 0) wait_for_orphan(static_cast<pid_t>(r.child_pid), kChildGoneWithin);
+  reap_leftovers();
+  const std::uint64_t in_background =
+      GetParam() == SnapshotMode::kReplay ? r.snapshots_replayed : r.snapshots_forked;
+  EXPECT_GE(in_background, 3u);
+  EXPECT_EQ(r.snapshots, in_background);
+  EXPECT_EQ(r.replies_failed, 0);
+  EXPECT_GE(snapshot_files(dir.path()), 1u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
+}
+
+TEST(EngineSnapshot, SigkillAfterUnforkedSnapshotsRestartsWithTheSameState) {
+  TempDir dir;
+  const ServerReport r =
+      run_server_then_sigkill(options(dir.path(), SnapshotMode::kInline), 3, false);
+  reap_leftovers();
+  EXPECT_GE(r.snapshots, 3u);
+  EXPECT_EQ(r.snapshots_forked, 0u);
+  EXPECT_EQ(r.snapshots_replayed, 0u);
+  EXPECT_EQ(r.child_pid, 0);
+  EXPECT_GE(snapshot_files(dir.path()), 1u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
+}
+
+TEST_P(EngineSnapshotInBackground, SigkillDuringALongSnapshotLeavesNoChildBehind) {
+  TempDir dir;
+  const ServerReport r =
+      run_server_then_sigkill(options(dir.path(), GetParam(), kStuckSnapshotDelayMs), 0, true);
+  ASSERT_NE(r.child_pid, 0) << "no snapshot child was running at the kill";
+  // The child must die with its server, not sleep out its 60 s and write: a forked one
+  // by PR_SET_PDEATHSIG, a replaying one killed by its helper, which sees the server's
+  // end of their socket close (and dies with it).
+  const ChildEnd end = wait_for_orphan(static_cast<pid_t>(r.child_pid), kChildGoneWithin);
+  ASSERT_TRUE(end.gone) << "the snapshot child outlived its server";
+  // Reaped here, its status shows the signal; reaped by the server or the helper, it
+  // ended within the kill all the same (it had 60 s of sleep left).
+  if (end.status) {
+    EXPECT_TRUE(WIFSIGNALED(*end.status) && WTERMSIG(*end.status) == SIGKILL);
+  }
+  reap_leftovers();
+  EXPECT_EQ(r.replies_failed, 0);
+  // Every child slept, so no snapshot was written: the restart replays the whole log.
+  EXPECT_EQ(snapshot_files(dir.path()), 0u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(r.submits).state);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, EngineSnapshotInBackground,
+                         ::testing::Values(SnapshotMode::kReplay, SnapshotMode::kFork), mode_name);
+INSTANTIATE_TEST_SUITE_P(Modes, EngineWithASlowChild,
+                         ::testing::Values(SnapshotMode::kReplay, SnapshotMode::kFork), mode_name);
+
 TEST(EngineSnapshot, ACollapsePassStartsAheadOfEachSnapshot) {
   // At three quarters of snapshot_wal_bytes the heap grown since the last pass is folded
   // into huge pages, so that the fork copies fewer page-table entries (engine.h): one pass
@@ -475,7 +574,7 @@ TEST(EngineSnapshot, ACollapsePassStartsAheadOfEachSnapshot) {
   // the kernel can collapse (the pass then ends at once).
   TempDir dir;
   ManualClock clock(kStartMs);
-  EngineOptions o = options(dir.path(), true);
+  EngineOptions o = options(dir.path(), SnapshotMode::kFork);
   o.snapshot_collapse = true;
   Engine engine(clock, catalog(), cards(), o);
   ASSERT_TRUE(engine.open().ok());

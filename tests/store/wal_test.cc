@@ -1,7 +1,8 @@
 // tests/store/wal_test.cc
 // Tests of src/store/wal.cc: records come back in order after a reopen, a torn tail is cut,
-// damage stops the open naming the file and offset, repair cuts at the damage, and a write
-// or sync failure fails the log for good.
+// damage stops the open naming the file and offset, repair cuts at the damage, a write
+// or sync failure fails the log for good, and a range is read beside a live log without
+// changing it.
 // Owns: WAL tests. Does not: test group commit (group_commit_test.cc) or crashes of a real
 // process (crash_test.cc).
 #include "store/wal.h"
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "store/wal_format.h"
 #include "test_util.h"
@@ -600,6 +602,102 @@ TEST(Wal, SegmentsReleasedButNotYetDeletedAreSkippedAtRecovery) {
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   EXPECT_EQ(opened->wal->recovery().first_lsn, kept_from);
   expect_records(*opened, kept_from, 200);
+}
+
+// Reads [from, end) of the log in `dir` with Wal::read_range.
+Result<std::vector<std::pair<std::uint64_t, std::string>>> read_range(const std::string& dir,
+                                                                      std::uint64_t from,
+                                                                      std::uint64_t end) {
+  std::vector<std::pair<std::uint64_t, std::string>> records;
+  Status s = Wal::read_range(dir, from, end, [&](std::uint64_t lsn, std::string_view payload) {
+    records.emplace_back(lsn, std::string(payload));
+    return ok_status();
+  });
+  if (!s.ok()) return s.error();
+  return records;
+}
+
+// The bytes of every file in `dir`, by name.
+std::map<std::string, std::string> files_of(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    files[entry.path().filename().string()] = read_bytes(entry.path().string());
+  }
+  return files;
+}
+
+TEST(Wal, ReadRangeDeliversExactlyTheRangeWhileTheLogIsOpenAndChangesNothing) {
+  // A snapshot worker reads the log the server is still appending to: from the newest
+  // snapshot's LSN to the LSN it was asked for, in any segment, and nothing after.
+  TempDir dir;
+  auto opened = open_log_of_200(dir.path());
+  ASSERT_TRUE(opened.ok());
+  ASSERT_GE(opened->wal->segment_count(), 3u);
+  const auto before = files_of(dir.path());
+  for (auto [from, end] : {std::pair<std::uint64_t, std::uint64_t>{0, 200},
+                           {37, 151},
+                           {150, 151},
+                           {199, 200},
+                           {80, 80}}) {
+    auto got = read_range(dir.path(), from, end);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    testing::Replayed r;
+    r.records = *got;
+    expect_records(r, from, end);
+  }
+  EXPECT_EQ(files_of(dir.path()), before);
+  // The log goes on after the reads.
+  append_range(*opened->wal, 200, 210);
+  auto got = read_range(dir.path(), 190, 210);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->size(), 20u);
+}
+
+TEST(Wal, ReadRangeSkipsSegmentsBelowItsStartEvenWhenTheyAreGone) {
+  // The server deletes the segments a snapshot covers on another thread, maybe while a
+  // worker lists them.
+  TempDir dir;
+  auto opened = open_log_of_200(dir.path());
+  ASSERT_TRUE(opened.ok());
+  auto released = opened->wal->release_before(150);
+  ASSERT_TRUE(released.ok());
+  ASSERT_GE(released->size(), 2u);
+  ASSERT_EQ(::unlink(released->front().c_str()), 0);
+  const std::uint64_t kept_from = opened->wal->first_lsn();
+  auto got = read_range(dir.path(), kept_from + 1, 200);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ASSERT_FALSE(got->empty());
+  EXPECT_EQ(got->front().first, kept_from + 1);
+  EXPECT_EQ(got->back().first, 199u);
+}
+
+TEST(Wal, ReadRangePastTheLogsEndOrBeforeItsStartIsAnError) {
+  TempDir dir;
+  auto opened = open_log_of_200(dir.path());
+  ASSERT_TRUE(opened.ok());
+  auto past = read_range(dir.path(), 10, 201);
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.error().message.find("ends at LSN 200"), std::string::npos)
+      << past.error().message;
+  ASSERT_TRUE(opened->wal->truncate_before(150).ok());
+  auto gone = read_range(dir.path(), 5, 160);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.error().message.find("holds LSN 5"), std::string::npos) << gone.error().message;
+}
+
+TEST_F(WalDamageTest, ReadRangeOverADamagedRecordIsAnErrorNamingFileAndOffsetAndRepairsNothing) {
+  flip_byte(path_, records_[10].first + kRecordHeaderBytes + 3);
+  const std::string bytes = read_bytes(path_);
+  auto below = read_range(dir_.path(), 0, 10);  // the records before it are intact
+  ASSERT_TRUE(below.ok()) << below.error().message;
+  EXPECT_EQ(below->size(), 10u);
+  auto over = read_range(dir_.path(), 0, 20);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code, ErrorCode::kStorageFailed);
+  EXPECT_NE(over.error().message.find(path_), std::string::npos) << over.error().message;
+  EXPECT_NE(over.error().message.find(std::to_string(records_[10].first)), std::string::npos)
+      << over.error().message;
+  EXPECT_EQ(read_bytes(path_), bytes);
 }
 
 }  // namespace
