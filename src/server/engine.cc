@@ -1812,16 +1812,20 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
   if (!snapshot_workers_) {
     return Error(ErrorCode::kStorageFailed, "no helper process for snapshot workers");
   }
-  Result<pid_t> pid = snapshot_workers_->begin(job.encode());
-  if (!pid.ok()) {
-    snapshot_workers_.reset();  // gone: the next snapshots fork
-    stats_.snapshot_helper_pid.store(0);
-    return pid.error();
-  }
-  stats_.snapshot_child_pid.store(*pid);
   snapshot_replayed_ = true;
-  snapshot_thread_ = std::thread([this, pid = *pid, job] {
+  // Even the request waits on the snapshot thread: the helper runs at background priority
+  // and may take milliseconds to answer on a busy machine.
+  snapshot_thread_ = std::thread([this, job] {
     const auto t0 = std::chrono::steady_clock::now();
+    Result<pid_t> begun = snapshot_workers_->begin(job.encode());
+    if (!begun.ok()) {
+      snapshot_helper_gone_ = true;  // finish_snapshot lets it go: the next ones fork
+      after_snapshot_written(begun.error(), job.dir);
+      snapshot_done_.store(true);
+      return;
+    }
+    const pid_t pid = *begun;
+    stats_.snapshot_child_pid.store(pid);
     Result<ForkServer::Outcome> outcome = snapshot_workers_->wait();
     stats_.snapshot_child_pid.store(0);
     SnapshotChildReport r;
@@ -1957,6 +1961,11 @@ void Engine::after_snapshot_written(Status written, const std::string& dir) {
 void Engine::finish_snapshot(bool wait) {
   if (!snapshot_thread_.joinable() || (!wait && !snapshot_done_.load())) return;
   snapshot_thread_.join();
+  if (snapshot_helper_gone_) {
+    snapshot_workers_.reset();
+    stats_.snapshot_helper_pid.store(0);
+    snapshot_helper_gone_ = false;
+  }
   // The waiter reaped its child before it finished.
   CREDIT_ASSERT(stats_.snapshot_child_pid.load() == 0);
   if (snapshot_error_) {

@@ -385,8 +385,8 @@ class Engine {
   // The forked child: encodes, syncs the job's event files, writes the snapshot, reports
   // through report_fd and exits. Never returns.
   [[noreturn]] void run_snapshot_child(const SnapshotJob& job, pid_t parent, int report_fd) const;
-  // The replay path: asks the helper for a worker; an Error when there is none (nothing
-  // started).
+  // The replay path: a thread asks the helper for a worker and waits for it; an Error
+  // when there is no helper (nothing started).
   Status replay_snapshot(const SnapshotJob& job);
   // In a worker of the helper (a copy of this engine as open() began): rebuilds the state
   // of `request` (an encoded SnapshotJob) in an engine of its own, writes it, reports
@@ -432,6 +432,8 @@ class Engine {
   bool snapshot_replayed_ = false;  // the snapshot in flight is a replaying worker's
   // The helper that forks replaying workers (SnapshotMode::kReplay), from open() to stop().
   std::unique_ptr<ForkServer> snapshot_workers_;
+  // The helper did not answer a request (written by the snapshot thread before done).
+  bool snapshot_helper_gone_ = false;
   // In a replaying worker: no event is built or logged (the server logged them).
   bool replay_without_events_ = false;
   std::atomic<bool> snapshot_done_{false};
