@@ -1736,8 +1736,17 @@ void Api::handle(HttpRequest&& req, Responder respond) {
         .set(static_cast<std::int64_t>(st.snapshots.load()));
     metrics_
         .gauge("creditd_snapshot_pause_micro_last",
-               "Microseconds the last snapshot held the ledger thread (its fork)")
+               "Microseconds the last snapshot held the ledger thread")
         .set(static_cast<std::int64_t>(st.snapshot_pause_ns_last.load() / 1000));
+    metrics_.gauge("creditd_snapshots_replayed", "Snapshots rebuilt from the log by a worker")
+        .set(static_cast<std::int64_t>(st.snapshots_replayed.load()));
+    metrics_
+        .gauge("creditd_snapshots_forked", "Snapshots written by a child forked from the server")
+        .set(static_cast<std::int64_t>(st.snapshots_forked.load()));
+    metrics_
+        .gauge("creditd_snapshot_rebuild_ms_last",
+               "Milliseconds the last worker took to rebuild the state from the log")
+        .set(static_cast<std::int64_t>(st.snapshot_rebuild_ns_last.load() / 1'000'000));
     // The longest of each step since the start: where a stall came from.
     const std::pair<const char*, const std::atomic<std::uint64_t>*> maxima[] = {
         {"creditd_log_write_micro_max", &st.log_write_ns_max},

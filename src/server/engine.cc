@@ -1645,7 +1645,12 @@ void Engine::start_snapshot(bool wait) {
   bool started = false;
   // A clean stop's snapshot (wait) is encoded here: nothing is left to pause, and a
   // worker would replay the whole log since the last snapshot first.
-  if (options_.snapshot_mode == SnapshotMode::kReplay && !wait) {
+  // After a worker failed (killed for want of memory, say), one snapshot is forked, so
+  // that the log is still cut.
+  const bool replay =
+      options_.snapshot_mode == SnapshotMode::kReplay && !wait && !fork_after_failed_replay_;
+  fork_after_failed_replay_ = false;
+  if (replay) {
     Status s = replay_snapshot(job);
     started = s.ok();
     if (!started) {
@@ -1972,6 +1977,7 @@ void Engine::finish_snapshot(bool wait) {
     // The log still holds everything: nothing is lost, the log only grows until the
     // next snapshot succeeds.
     std::fprintf(stderr, "creditd: snapshot failed: %s\n", snapshot_error_->message.c_str());
+    fork_after_failed_replay_ = snapshot_replayed_;
     return;
   }
   const auto t_finish = std::chrono::steady_clock::now();

@@ -139,7 +139,8 @@ enum class SnapshotMode : std::uint8_t {
   // thread only sends it the LSN. The worker is forked from a helper made at open() while
   // the heap was small (fork_server.h), so no fork copies the server's page tables. It
   // costs a restart's CPU per snapshot, at background priority, and a second copy of the
-  // state while it runs. Falls back to kFork when the helper is gone.
+  // state while it runs. When the helper is gone, or after a worker failed (the next
+  // snapshot only), a snapshot is forked as in kFork.
   kReplay,
   // A child forked from the ledger thread encodes the state it shares copy-on-write: the
   // ledger thread stops for the fork, which copies a page-table entry per 4 KiB of heap
@@ -432,6 +433,8 @@ class Engine {
   bool snapshot_replayed_ = false;  // the snapshot in flight is a replaying worker's
   // The helper that forks replaying workers (SnapshotMode::kReplay), from open() to stop().
   std::unique_ptr<ForkServer> snapshot_workers_;
+  // The last snapshot's worker failed: the next snapshot is forked.
+  bool fork_after_failed_replay_ = false;
   // The helper did not answer a request (written by the snapshot thread before done).
   bool snapshot_helper_gone_ = false;
   // In a replaying worker: no event is built or logged (the server logged them).

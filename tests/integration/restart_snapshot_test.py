@@ -89,6 +89,10 @@ def main():
     check("the snapshots were rebuilt from the log by a worker",
           "rebuilt the state from the log" in srv.output() and "forked in" not in srv.output(),
           srv.output()[-2000:])
+    m = c.get("/metrics", key=None)
+    replayed = [line for line in m.text.splitlines() if line.startswith("creditd_snapshots_replayed ")]
+    check("metrics: the snapshots rebuilt by a worker are counted",
+          len(replayed) == 1 and int(replayed[0].split()[1]) >= 1, replayed)
     eq("SIGKILL", srv.kill(), -signal.SIGKILL)
     # The helper sees the server's end of its socket close and exits, killing a worker in
     # flight first: nothing is left running on the data dir.

@@ -513,6 +513,40 @@ TEST(EngineSnapshot, WithTheHelperGoneSnapshotsAreForkedInstead) {
   EXPECT_EQ(restarted_state(dir.path()), ref.state);
 }
 
+TEST(EngineSnapshot, AfterAWorkerFailedTheNextSnapshotIsForkedAndThenWorkersAgain) {
+  // A worker killed (for want of memory, say) fails its snapshot and keeps the log; the
+  // next snapshot is forked so that the log is still cut, and the one after is a
+  // worker's again.
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(),
+                options(dir.path(), SnapshotMode::kReplay, kSlowSnapshotDelayMs));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  const EngineStats& stats = engine.stats();
+  std::size_t submits = 0;
+  bool killed = false;
+  auto submit_until = [&](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + kRunLongest;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      run_submits(engine, clock, submits, submits + 1);
+      ++submits;
+      const pid_t worker = static_cast<pid_t>(stats.snapshot_child_pid.load());
+      if (!killed && worker != 0) killed = ::kill(worker, SIGKILL) == 0;
+    }
+    return done();
+  };
+  ASSERT_TRUE(submit_until([&] { return stats.snapshots_forked.load() > 0; }));
+  EXPECT_TRUE(killed);
+  EXPECT_EQ(stats.snapshots_replayed.load(), 0u) << "the killed worker's snapshot counted";
+  EXPECT_EQ(stats.snapshots_forked.load(), 1u);
+  ASSERT_TRUE(submit_until([&] { return stats.snapshots_replayed.load() > 0; }));
+  EXPECT_EQ(stats.snapshots_forked.load(), 1u);
+  EXPECT_NE(stats.snapshot_helper_pid.load(), 0) << "the helper was let go";
+  engine.stop();
+  EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
+}
+
 TEST_P(EngineSnapshotInBackground, SigkillAfterSnapshotsRestartsFromTheNewestAndTheLogAfterIt) {
   TempDir dir;
   const ServerReport r = run_server_then_sigkill(options(dir.path(), GetParam()), 3, false);
