@@ -4,6 +4,7 @@
 // Owns: ByteWriter and ByteReader. Does not: frame or checksum (store/).
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -17,15 +18,19 @@ class ByteWriter {
   explicit ByteWriter(std::string& s) : s_(s) {}
   void u8(std::uint8_t v) { s_ += static_cast<char>(v); }
   void uv(std::uint64_t v) {
-    // Gathered first and appended once: one capacity check, not one per byte.
-    char bytes[kVarintBytesMax];
-    std::size_t n = 0;
-    while (v >= 0x80) {
-      bytes[n++] = static_cast<char>((v & 0x7f) | 0x80);
+    // Sized first and written in place: one capacity check, not one per byte, and no
+    // copy from a buffer on the stack (reading back bytes just stored one at a time
+    // waits for the stores; in a replay's packing of each charge's answer that wait was
+    // most of the cost).
+    const std::size_t n = (static_cast<std::size_t>(std::bit_width(v | 1)) + 6) / 7;
+    const std::size_t at = s_.size();
+    s_.resize(at + n);
+    char* out = s_.data() + at;
+    for (std::size_t i = 0; i + 1 < n; ++i) {
+      out[i] = static_cast<char>((v & 0x7f) | 0x80);
       v >>= 7;
     }
-    bytes[n++] = static_cast<char>(v);
-    s_.append(bytes, n);
+    out[n - 1] = static_cast<char>(v);
   }
   void sv(std::int64_t v) {
     uv((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));

@@ -1,9 +1,9 @@
 // src/ledger/deferred_stores.h
 // What a replay of the command log hands from the thread that applies commands to the one
 // that keeps the idempotency table and the stored replies (Ledger::defer_stores): expiries
-// at each batch's now, replies to store under keys, and a reservation of the table. Items
-// keep their strings' capacity from one use to the next, so a replay of millions of
-// commands allocates for the first few slots only.
+// at each batch's now, replies to store under keys, and a reservation of the table. A list
+// keeps its capacity from one use to the next, so a replay of millions of commands
+// allocates for the first few lists only.
 // Owns: the items. Does not: apply them (Ledger::apply_deferred_stores) or move them
 // between threads (the caller).
 #pragma once
@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ledger/command.h"
@@ -21,7 +22,7 @@ namespace credit::ledger {
 struct DeferredStore {
   enum class Kind : std::uint8_t {
     kExpire,       // release the keys expired at `ms` (a batch's now)
-    kStoreBody,    // store `bytes` (a body) under key_hash until `ms`
+    kStoreBody,    // store its bytes (a body) under key_hash until `ms`
     kStorePacked,  // the same for a charge's answer packed from its parts (reply_pack.h)
     kReserve,      // prepare the table for `keys` more keys (IdempotencyTable::reserve)
   };
@@ -31,31 +32,40 @@ struct DeferredStore {
   std::uint64_t keys = 0;
   Hash128 key_hash{};
   Hash128 request_hash{};
-  std::string bytes;
+  // Where its bytes begin in the list's buffer; they end where the next item's begin.
+  std::size_t bytes_at = 0;
 };
 
+// The items of one batch, and their bytes one after the other in one buffer: the thread
+// that fills the list writes them as a stream, not into a string of each item's own (the
+// list goes back and forth between two threads on two cores, and the stores into those
+// scattered strings, each last read on the other core, were most of what packing a
+// charge's answer cost).
 class DeferredStores {
  public:
-  // A new item at the end: a used one (its string keeps its capacity) or a fresh one.
-  // The items and their strings were last written by the thread that applied them, on the
-  // other core: the ones a few pushes ahead are fetched for writing now, the item first
-  // and, once it is here, its string's bytes (a charge's packed answer is written into
-  // them right after the push, and those stores were most of pack_charge_reply's time).
+  // A new item at the end, whose bytes are what is appended to bytes() until the next push.
   DeferredStore& push() {
-    if (used_ + 2 * kPrefetchAhead < items_.size()) {
-      __builtin_prefetch(&items_[used_ + 2 * kPrefetchAhead], 1);
-      __builtin_prefetch(items_[used_ + kPrefetchAhead].bytes.data(), 1);
-    }
     if (used_ == items_.size()) items_.emplace_back();
-    return items_[used_++];
+    DeferredStore& d = items_[used_++];
+    d.bytes_at = bytes_.size();
+    return d;
   }
-  void clear() { used_ = 0; }
+  std::string& bytes() { return bytes_; }
+  // Empties the list, keeping its capacity.
+  void clear() {
+    used_ = 0;
+    bytes_.clear();
+  }
   std::size_t size() const { return used_; }
   std::span<const DeferredStore> items() const { return {items_.data(), used_}; }
+  std::string_view bytes_of(std::size_t i) const {
+    const std::size_t end = i + 1 < used_ ? items_[i + 1].bytes_at : bytes_.size();
+    return std::string_view(bytes_).substr(items_[i].bytes_at, end - items_[i].bytes_at);
+  }
 
  private:
-  static constexpr std::size_t kPrefetchAhead = 8;
   std::vector<DeferredStore> items_;
+  std::string bytes_;
   std::size_t used_ = 0;
 };
 

@@ -263,8 +263,7 @@ std::string& Ledger::defer_store(DeferredStore::Kind kind, const IdempotencyRef&
   d->ms = expires_at_ms;
   d->key_hash = idem.scope_key_hash;
   d->request_hash = idem.request_hash;
-  d->bytes.clear();
-  return d->bytes;
+  return deferred_->bytes();
 }
 
 void Ledger::reserve_idempotency_keys(std::size_t keys_more) {
@@ -307,9 +306,10 @@ Status Ledger::apply_deferred_stores(const DeferredStores& stores) {
           return Error(ErrorCode::kStorageFailed,
                        "the log stores more idempotency keys than the table holds");
         }
-        const std::uint64_t no = d.kind == DeferredStore::Kind::kStorePacked
-                                     ? replies_.push_packed(d.status, d.bytes, d.request_hash)
-                                     : replies_.push(d.status, d.bytes, d.request_hash);
+        const std::uint64_t no =
+            d.kind == DeferredStore::Kind::kStorePacked
+                ? replies_.push_packed(d.status, stores.bytes_of(i), d.request_hash)
+                : replies_.push(d.status, stores.bytes_of(i), d.request_hash);
         idempotency_.insert(d.key_hash, no, d.ms);
         break;
       }
