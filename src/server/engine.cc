@@ -7,7 +7,6 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -215,12 +214,19 @@ void raise_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
 // The ledger prepares memory (faulting in the next idempotency array, hundreds of MB at
 // millions of keys) on a thread of its own, not on the ledger thread between charges, and
 // below its priority.
-// The calling thread's CPU time so far.
-std::uint64_t thread_cpu_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
-         static_cast<std::uint64_t>(ts.tv_nsec);
+// The calling thread's time on a core and waiting for one (runnable) so far, from
+// /proc/thread-self/schedstat (zeros where the kernel does not keep it).
+struct ThreadSchedStat {
+  unsigned long long run_ns = 0;
+  unsigned long long wait_ns = 0;
+};
+ThreadSchedStat thread_sched_stat() {
+  ThreadSchedStat st;
+  if (std::FILE* f = std::fopen("/proc/thread-self/schedstat", "r")) {
+    if (std::fscanf(f, "%llu %llu", &st.run_ns, &st.wait_ns) != 2) st = {};
+    std::fclose(f);
+  }
+  return st;
 }
 
 EngineOptions with_memory_thread(EngineOptions o) {
@@ -605,7 +611,7 @@ Status Engine::open() {
   ledger_.defer_growth(true);
   if (Status s = load_snapshot(); !s.ok()) return s;
   const auto t_log = std::chrono::steady_clock::now();
-  const std::uint64_t replay_cpu_ns_from = thread_cpu_ns();
+  const ThreadSchedStat sched_from = thread_sched_stat();
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
@@ -660,15 +666,17 @@ Status Engine::open() {
     return std::chrono::duration<double, std::milli>(to - from).count();
   };
   const auto t_done = std::chrono::steady_clock::now();
+  const ThreadSchedStat replay_sched = thread_sched_stat();
   std::fprintf(stderr,
                "creditd: recovered in %.0f ms: %llu events loaded in %.0f ms (beside the "
                "replay), snapshot LSN %llu loaded in %.0f ms, %llu log records replayed in %.0f "
-               "ms (%.0f ms of the replaying thread's CPU)\n",
+               "ms (the replaying thread ran %.0f ms and waited %.0f ms for a core)\n",
                ms(t_events, t_done), static_cast<unsigned long long>(events_.size()),
                ms(t_events, t_events_loaded), static_cast<unsigned long long>(snapshot_lsn_),
                ms(t_snapshot, t_log),
                static_cast<unsigned long long>(wal_->next_lsn() - snapshot_lsn_), ms(t_log, t_done),
-               static_cast<double>(thread_cpu_ns() - replay_cpu_ns_from) / 1e6);
+               static_cast<double>(replay_sched.run_ns - sched_from.run_ns) / 1e6,
+               static_cast<double>(replay_sched.wait_ns - sched_from.wait_ns) / 1e6);
   // A fresh data dir logs the catalog it starts with: a replay from the log alone builds
   // its ledger from the plans file of that later start, which may have changed.
   const bool fresh = snapshot_lsn_ == 0 && wal_->next_lsn() == 0;
@@ -690,6 +698,10 @@ Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& 
     // (replay_storer.h), a third of a record's replay.
     ReplayKeyEstimate keys(lean ? log_bytes : 0, segment_bytes);
     std::thread decoder([&] {
+      // Below the replaying thread, as the stores' thread is: on two cores the replay sets
+      // the pace, and at the same priority it waited 0.4-0.7 s of a 10 M start for a core
+      // (its schedstat); below it, 0.1 s (docs/benchmarks.md, "Restart", session 11).
+      if (lean) run_in_background();
       read_log([&](std::uint64_t lsn, std::string_view payload) {
         const std::uint64_t bytes = payload.size() + store::kRecordHeaderBytes;
         if (lsn < snapshot_lsn_) {  // covered

@@ -4,12 +4,16 @@
 
 #include <utility>
 
+#include "base/thread_priority.h"
+
 namespace credit::server {
 
 ReplayStorer::ReplayStorer(ledger::Ledger& ledger, bool enabled)
     : ledger_(ledger), enabled_(enabled) {
   if (!enabled_) return;
   thread_ = std::thread([this] {
+    // Below the replaying thread, which sets a start's pace (engine.cc, replay_log).
+    run_in_background();
     while (ledger::DeferredStores* s = slots_.next()) {
       if (stored_.ok()) stored_ = ledger_.apply_deferred_stores(*s);
       if (!stored_.ok()) slots_.stop();  // the next hand-over fails
