@@ -18,11 +18,15 @@ class ByteWriter {
   explicit ByteWriter(std::string& s) : s_(s) {}
   void u8(std::uint8_t v) { s_ += static_cast<char>(v); }
   void uv(std::uint64_t v) {
+    if (v < 0x80) {  // most of them: lengths, small counts
+      s_ += static_cast<char>(v);
+      return;
+    }
     // Sized first and written in place: one capacity check, not one per byte, and no
-    // copy from a buffer on the stack (reading back bytes just stored one at a time
-    // waits for the stores; in a replay's packing of each charge's answer that wait was
-    // most of the cost).
-    const std::size_t n = (static_cast<std::size_t>(std::bit_width(v | 1)) + 6) / 7;
+    // copy from a buffer on the stack. A copy reads 4 or 8 bytes at a time, and a load of
+    // bytes just stored one at a time waits for those stores to finish: in a replay's
+    // packing of each charge's answer that wait was most of the cost.
+    const std::size_t n = (static_cast<std::size_t>(std::bit_width(v)) + 6) / 7;
     const std::size_t at = s_.size();
     s_.resize(at + n);
     char* out = s_.data() + at;
