@@ -77,6 +77,31 @@ std::optional<std::uint64_t> first_non_zero(std::span<const unsigned char> file,
   return static_cast<std::uint64_t>(it - file.begin());
 }
 
+// The segment numbers of the files in dir, in order.
+Result<std::vector<std::uint64_t>> segment_numbers(const std::string& dir) {
+  auto names = internal::list_dir(dir);
+  if (!names) return names.error();
+  std::vector<std::uint64_t> numbers;
+  for (const std::string& name : *names) {
+    if (auto number = parse_segment_file_name(name)) numbers.push_back(*number);
+  }
+  std::sort(numbers.begin(), numbers.end());
+  return numbers;
+}
+
+// The header of the segment file at path, when it can be read and is valid and current.
+std::optional<SegmentHeader> valid_segment_header(const std::string& path) {
+  internal::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  unsigned char bytes[kSegmentHeaderBytes] = {};
+  if (!fd.valid() || ::pread(fd.get(), bytes, sizeof(bytes), 0) != sizeof(bytes)) return {};
+  const SegmentHeader h = decode_segment_header(bytes);
+  if (h.magic != kSegmentMagic || h.version != kFormatVersion ||
+      h.checksum != segment_header_checksum(bytes)) {
+    return {};
+  }
+  return h;
+}
+
 }  // namespace
 
 Wal::Wal(std::string dir, const WalOptions& options)
@@ -113,24 +138,13 @@ Result<std::unique_ptr<Wal>> Wal::open(const std::string& dir, const WalOptions&
 
 Result<std::optional<std::uint64_t>> Wal::first_lsn_on_disk(const std::string& dir) {
   if (::access(dir.c_str(), F_OK) != 0) return std::optional<std::uint64_t>();
-  auto names = internal::list_dir(dir);
-  if (!names) return names.error();
-  std::vector<std::uint64_t> numbers;
-  for (const std::string& name : *names) {
-    if (auto number = parse_segment_file_name(name)) numbers.push_back(*number);
-  }
-  std::sort(numbers.begin(), numbers.end());
-  for (std::uint64_t number : numbers) {
+  auto numbers = segment_numbers(dir);
+  if (!numbers) return numbers.error();
+  for (std::uint64_t number : *numbers) {
     const std::string path = internal::join_path(dir, segment_file_name(number));
-    internal::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return io_error("cannot open", path, errno);
-    unsigned char bytes[kSegmentHeaderBytes] = {};
-    if (::pread(fd.get(), bytes, sizeof(bytes), 0) < 0) return io_error("cannot read", path, errno);
-    const SegmentHeader header = decode_segment_header(bytes);
-    if (header.magic == kSegmentMagic && header.version == kFormatVersion &&
-        header.checksum == segment_header_checksum(bytes)) {
-      return std::optional<std::uint64_t>(header.first_lsn);
-    }
+    if (::access(path.c_str(), R_OK) != 0) return io_error("cannot open", path, errno);
+    if (auto header = valid_segment_header(path))
+      return std::optional<std::uint64_t>(header->first_lsn);
   }
   return std::optional<std::uint64_t>();
 }
@@ -152,25 +166,15 @@ Status Wal::read_range(const std::string& dir, std::uint64_t from_lsn, std::uint
                        const WalRecordFn& on_record) {
   CREDIT_ASSERT(from_lsn <= end_lsn);
   if (from_lsn == end_lsn) return ok_status();
-  auto names = internal::list_dir(dir);
-  if (!names) return names.error();
-  std::vector<std::uint64_t> numbers;
-  for (const std::string& name : *names) {
-    if (auto number = parse_segment_file_name(name)) numbers.push_back(*number);
-  }
-  std::sort(numbers.begin(), numbers.end());
+  auto listed = segment_numbers(dir);
+  if (!listed) return listed.error();
+  const std::vector<std::uint64_t>& numbers = *listed;
   const auto path_of = [&](std::uint64_t number) {
     return internal::join_path(dir, segment_file_name(number));
   };
   const auto header_of = [&](std::uint64_t number) -> std::optional<SegmentHeader> {
-    internal::Fd fd(::open(path_of(number).c_str(), O_RDONLY | O_CLOEXEC));
-    unsigned char bytes[kSegmentHeaderBytes] = {};
-    if (!fd.valid() || ::pread(fd.get(), bytes, sizeof(bytes), 0) != sizeof(bytes)) return {};
-    const SegmentHeader h = decode_segment_header(bytes);
-    if (h.magic != kSegmentMagic || h.version != kFormatVersion ||
-        h.checksum != segment_header_checksum(bytes) || h.segment_number != number) {
-      return {};
-    }
+    auto h = valid_segment_header(path_of(number));
+    if (h && h->segment_number != number) return {};
     return h;
   };
   // The newest segment starting at or below from_lsn: the older ones may be deleted while
@@ -235,13 +239,9 @@ Status Wal::read_range(const std::string& dir, std::uint64_t from_lsn, std::uint
 }
 
 Status Wal::recover(const WalRecordFn& on_record) {
-  auto names = internal::list_dir(dir_);
-  if (!names) return names.error();
-  std::vector<std::uint64_t> numbers;
-  for (const std::string& name : *names) {
-    if (auto number = parse_segment_file_name(name)) numbers.push_back(*number);
-  }
-  std::sort(numbers.begin(), numbers.end());
+  auto listed = segment_numbers(dir_);
+  if (!listed) return listed.error();
+  const std::vector<std::uint64_t> numbers = std::move(*listed);
 
   // Segments [0, scan_end) are read; from a missing number on nothing can be trusted.
   std::size_t scan_end = numbers.size();

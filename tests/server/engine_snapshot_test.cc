@@ -238,6 +238,14 @@ void expect_same_replies(const std::vector<ledger::Reply>& got,
   }
 }
 
+// The run's replies, and the state a restart of `dir` finds, are those of an engine that
+// took no snapshot.
+void expect_as_without_snapshots(const Submitted& run, const std::string& dir) {
+  const Reference ref = reference(run.submits);
+  expect_same_replies(run.replies, ref.replies);
+  EXPECT_EQ(restarted_state(dir), ref.state);
+}
+
 // What the server process tells the test before it is killed.
 struct ServerReport {
   std::size_t submits = 0;
@@ -489,9 +497,7 @@ TEST(EngineSnapshot, UnforkedSnapshotsOnTheLedgerThreadGiveTheSameState) {
   EXPECT_EQ(engine.stats().snapshots_replayed.load(), 0u);
   EXPECT_EQ(engine.stats().snapshot_helper_pid.load(), 0);
   EXPECT_GT(engine.stats().snapshot_pause_ns_max.load(), 0u);
-  const Reference ref = reference(run.submits);
-  expect_same_replies(run.replies, ref.replies);
-  EXPECT_EQ(restarted_state(dir.path()), ref.state);
+  expect_as_without_snapshots(run, dir.path());
 }
 
 TEST(EngineSnapshot, WithTheHelperGoneSnapshotsAreForkedInstead) {
@@ -508,9 +514,7 @@ TEST(EngineSnapshot, WithTheHelperGoneSnapshotsAreForkedInstead) {
   engine.stop();
   EXPECT_EQ(engine.stats().snapshots_replayed.load(), 0u);
   EXPECT_EQ(engine.stats().snapshot_helper_pid.load(), 0);
-  const Reference ref = reference(run.submits);
-  expect_same_replies(run.replies, ref.replies);
-  EXPECT_EQ(restarted_state(dir.path()), ref.state);
+  expect_as_without_snapshots(run, dir.path());
 }
 
 TEST(EngineSnapshot, AfterAWorkerFailedTheNextSnapshotIsForkedAndThenWorkersAgain) {
