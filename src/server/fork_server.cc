@@ -148,6 +148,9 @@ Result<std::unique_ptr<ForkServer>> ForkServer::start(Work work) {
     // data dir's lock, a listening socket, the server's end of this pair) are closed, so
     // that none outlives the server.
     if (::dup2(sv[1], kHelperSocketFd) != kHelperSocketFd) ::_exit(1);
+    // Either end may be below it when descriptors 0-2 were closed.
+    if (sv[0] != kHelperSocketFd) ::close(sv[0]);
+    if (sv[1] != kHelperSocketFd) ::close(sv[1]);
     ::syscall(SYS_close_range, kHelperSocketFd + 1, ~0U, 0);
     run_in_background();
     run_helper(work);

@@ -551,6 +551,148 @@ TEST(EngineSnapshot, AfterAWorkerFailedTheNextSnapshotIsForkedAndThenWorkersAgai
   EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
 }
 
+// The engine's own state beside the ledger: the integration cache (least recently used
+// first), the rate-limit overrides and the live keys.
+struct EngineSideState {
+  std::vector<std::string> cache;
+  std::vector<std::string> rate_limits;
+  std::vector<std::string> keys;
+  bool operator==(const EngineSideState&) const = default;
+};
+
+EngineSideState engine_side_state(Engine& engine) {
+  std::promise<EngineSideState> read;
+  auto state = read.get_future();
+  EXPECT_TRUE(engine.read([&](EngineState& st) {
+    EngineSideState s;
+    st.cache.for_each([&](const std::string& key, const policy::CacheEntry& e) {
+      s.cache.push_back(key + "=" + e.response_json + "@" + std::to_string(e.expires_at_ms));
+    });
+    for (const auto& [account, limits] : st.rate_limits) {
+      s.rate_limits.push_back(account + ":" + std::to_string(limits.per_user->per_minute));
+    }
+    std::sort(s.rate_limits.begin(), s.rate_limits.end());
+    read.set_value(std::move(s));
+  }));
+  EngineSideState s = state.get();
+  for (std::size_t a = 0; a < kAccounts; ++a) {
+    for (const KeyInfo& k : engine.keys_of("acct_" + std::to_string(a))) {
+      s.keys.push_back(k.key_id);
+    }
+  }
+  return s;
+}
+
+// Engine ops for submit i (after the first): a cache entry each time, a rate-limit
+// override every 5th, a second key at 3 and its revocation at 40.
+std::vector<Op> engine_ops(std::size_t i) {
+  std::vector<Op> ops;
+  CachePutOp c;
+  c.account_id = "acct_" + std::to_string(i % kAccounts);
+  c.kind = "invokeLLM";
+  c.cache_key = "q" + std::to_string(i % 37);
+  c.entry.response_json = "{\"answer\":" + std::to_string(i) + "}";
+  c.entry.call_site = "src/f.tsx";
+  c.entry.expires_at_ms = kStartMs + static_cast<std::int64_t>(i) * kSubmitEveryMs + 3'600'000;
+  c.ttl_s = 3600;
+  ops.emplace_back(std::move(c));
+  if (i % 5 == 0) {
+    RateLimitsOp t;
+    t.account_id = "acct_" + std::to_string(i % kAccounts);
+    t.limits.per_user = pricing::RateLimit{static_cast<std::int64_t>(10 + i), 5};
+    ops.emplace_back(std::move(t));
+  }
+  if (i == 3) {
+    CreateKeyOp k;
+    k.key = KeyInfo{"key_2", Role::kMeter, "acct_2", "ci", std::string(64, 'b'), kStartMs};
+    ops.emplace_back(std::move(k));
+  }
+  if (i == 40) ops.emplace_back(RevokeKeyOp{"acct_1", "key_1"});
+  return ops;
+}
+
+// Submits [from, to) with engine ops added to each, one at a time.
+void run_mixed_submits(Engine& engine, ManualClock& clock, std::size_t from, std::size_t to) {
+  for (std::size_t i = from; i < to; ++i) {
+    clock.set_ms(kStartMs + static_cast<std::int64_t>(i) * kSubmitEveryMs);
+    std::vector<Op> ops = submit_ops(i);
+    if (i > 0) {
+      for (Op& op : engine_ops(i)) ops.push_back(std::move(op));
+    }
+    std::promise<void> answered;
+    auto done = answered.get_future();
+    while (!engine.submit(std::move(ops),
+                          [&](std::vector<ledger::Reply>&&) { answered.set_value(); })) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    done.get();
+  }
+}
+
+TEST(EngineSnapshot, AWorkersSnapshotKeepsTheCacheTheRateLimitsAndTheKeys) {
+  // A worker rebuilds the engine's own state from the log too (cache puts, rate-limit
+  // overrides, keys created and revoked): a restart from its snapshots finds exactly
+  // what an engine that never took one holds.
+  constexpr std::size_t kMixedSubmits = 200;
+  TempDir dir;
+  {
+    ManualClock clock(kStartMs);
+    Engine engine(clock, catalog(), cards(), options(dir.path(), SnapshotMode::kReplay));
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    // Each worker is let finish before the next submit, so that snapshots are not skipped
+    // for one still running.
+    const auto deadline = std::chrono::steady_clock::now() + kRunLongest;
+    for (std::size_t i = 0; i < kMixedSubmits; ++i) {
+      run_mixed_submits(engine, clock, i, i + 1);
+      while (engine.stats().snapshot_child_pid.load() != 0 &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    ASSERT_GE(engine.stats().snapshots_replayed.load(), 2u);
+    engine.stop();
+  }
+  // The clean stop's own snapshot (encoded from the live state) is removed: the restart
+  // starts from the newest worker's snapshot and the log after it.
+  std::filesystem::path newest;
+  std::uint64_t newest_lsn = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() + "/snapshots")) {
+    if (e.path().extension() != ".snap") continue;
+    // "snap-" and the LSN in hex.
+    const std::uint64_t lsn = std::stoull(e.path().stem().string().substr(5), nullptr, 16);
+    if (newest.empty() || lsn > newest_lsn) {
+      newest = e.path();
+      newest_lsn = lsn;
+    }
+  }
+  ASSERT_FALSE(newest.empty());
+  ASSERT_TRUE(std::filesystem::remove(newest));
+  ASSERT_EQ(snapshot_files(dir.path()), 1u) << "the worker's snapshot was pruned";
+  EngineSideState want;
+  {
+    TempDir ref_dir;
+    ManualClock clock(kStartMs);
+    EngineOptions o = options(ref_dir.path(), SnapshotMode::kInline);
+    o.snapshot_wal_bytes = UINT64_MAX;
+    Engine engine(clock, catalog(), cards(), o);
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    run_mixed_submits(engine, clock, 0, kMixedSubmits);
+    want = engine_side_state(engine);
+    engine.stop();
+  }
+  ASSERT_FALSE(want.cache.empty());
+  ASSERT_FALSE(want.rate_limits.empty());
+  EXPECT_EQ(want.keys, std::vector<std::string>{"key_2"});
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), SnapshotMode::kInline));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  EXPECT_EQ(engine_side_state(engine), want);
+  engine.stop();
+}
+
 TEST_P(EngineSnapshotInBackground, SigkillAfterSnapshotsRestartsFromTheNewestAndTheLogAfterIt) {
   TempDir dir;
   const ServerReport r = run_server_then_sigkill(options(dir.path(), GetParam()), 3, false);
