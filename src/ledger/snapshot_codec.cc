@@ -7,13 +7,14 @@
 #include <algorithm>
 
 #include "base/assert.h"
+#include "ledger/internal/reply_pack.h"
 #include "ledger/internal/wire.h"
 
 namespace credit::ledger {
 
 // The codec's access to the ledger's private state (declared a friend in ledger.h).
 struct SnapshotAccess {
-  static void encode(const Ledger& l, std::string& out);
+  static void encode(const Ledger& l, std::string& out, std::uint8_t version);
   static Status decode(std::string_view bytes, Ledger& l);
 };
 
@@ -374,9 +375,11 @@ Error bad(const WireIn& in, std::string_view what) {
 
 }  // namespace
 
-void SnapshotAccess::encode(const Ledger& l, std::string& out) {
+void SnapshotAccess::encode(const Ledger& l, std::string& out, std::uint8_t version) {
+  // The sections are the same in versions 3 and 4 but for the replies.
+  CREDIT_ASSERT(version == kLedgerSnapshotVersion || version == kLedgerSnapshotVersionRateCards);
   WireOut o(out);
-  o.u8(kLedgerSnapshotVersion);
+  o.u8(version);
   o.sv(l.now_ms_);
   o.uv(l.next_seq_);
   o.str(l.catalog_.source_text);
@@ -397,11 +400,16 @@ void SnapshotAccess::encode(const Ledger& l, std::string& out) {
   CREDIT_ASSERT(written == l.idempotency_.size());
   o.uv(l.replies_.base());
   o.uv(l.replies_.size());
+  std::string_view packed;
   std::string body;
   for (std::uint64_t no = l.replies_.base(); no < l.replies_.next(); ++no) {
-    const int status = l.replies_.at(no, body);
-    o.uv(static_cast<std::uint64_t>(status));
-    o.str(body);
+    if (version >= kLedgerSnapshotVersionPackedReplies) {
+      o.uv(static_cast<std::uint64_t>(l.replies_.packed_at(no, packed)));
+      o.str(packed);
+    } else {
+      o.uv(static_cast<std::uint64_t>(l.replies_.at(no, body)));
+      o.str(body);
+    }
   }
   o.uv(l.rate_cards_.size());
   for (const auto& [card_version, text] : l.rate_cards_) {
@@ -480,10 +488,19 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
   l.replies_.reset(in.uv());
   std::uint64_t replies = in.uv();
   if (replies > in.remaining()) return bad(in, "reply count out of range");
+  const bool packed = version >= kLedgerSnapshotVersionPackedReplies;
   for (std::uint64_t i = 0; i < replies && in.ok(); ++i) {
     int status = static_cast<int>(in.uv());
     std::string body = in.str();
-    if (in.ok()) l.replies_.push(status, body, Hash128{});  // the entries below name theirs
+    if (!in.ok()) break;
+    // The entries below name their request hashes.
+    if (!packed) {
+      l.replies_.push(status, body, Hash128{});
+    } else if (packed_reply_is_valid(body)) {
+      l.replies_.push_packed(status, body, Hash128{});
+    } else {
+      return bad(in, "stored reply " + std::to_string(l.replies_.next()) + " is not packed");
+    }
   }
   if (!in.ok()) return bad(in, "bad idempotency table");
   if (version >= kLedgerSnapshotVersionRateCards) {
@@ -509,8 +526,8 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
   return ok_status();
 }
 
-void encode_ledger_snapshot(const Ledger& ledger, std::string& out) {
-  SnapshotAccess::encode(ledger, out);
+void encode_ledger_snapshot(const Ledger& ledger, std::string& out, std::uint8_t version) {
+  SnapshotAccess::encode(ledger, out, version);
 }
 
 Status decode_ledger_snapshot(std::string_view bytes, Ledger& fresh) {

@@ -10,7 +10,9 @@
 //   idempotency    count varint, then each live entry in expiry order: key hash 16 bytes,
 //                  request hash 16 bytes, reply number varint, expires_at_ms varint zigzag
 //   replies        replies_base varint, count varint, then each stored reply in number
-//                  order: status varint, body string
+//                  order: status varint, then from version 4 its packed form string
+//                  (internal/reply_pack.h: a charge's answer as its parts, about 20
+//                  bytes), before it its body string (about 190 bytes for a charge)
 //   rate cards     from version 3: count varint, then each (version varint zigzag, TOML
 //                  text string) in version order; older snapshots have none
 // A plan: id, name strings; price_usd_cents; pool count, then (pool string, allowance
@@ -45,13 +47,17 @@
 
 namespace credit::ledger {
 
-// 2: accounts end with their forgotten charges. 3: the rate cards at the end.
-constexpr std::uint8_t kLedgerSnapshotVersion = 3;
+// 2: accounts end with their forgotten charges. 3: the rate cards at the end. 4: replies
+// packed.
+constexpr std::uint8_t kLedgerSnapshotVersion = 4;
 constexpr std::uint8_t kLedgerSnapshotVersionRateCards = 3;
+constexpr std::uint8_t kLedgerSnapshotVersionPackedReplies = 4;
 constexpr std::uint8_t kLedgerSnapshotVersionMin = 1;
 
-// Appends the whole state of `ledger` to `out`. Call between batches.
-void encode_ledger_snapshot(const Ledger& ledger, std::string& out);
+// Appends the whole state of `ledger` to `out`. Call between batches. `version` is
+// kLedgerSnapshotVersion, or 3 (replies as bodies) for tests of the reader.
+void encode_ledger_snapshot(const Ledger& ledger, std::string& out,
+                            std::uint8_t version = kLedgerSnapshotVersion);
 
 // Restores a snapshot into `fresh`, a ledger that has applied nothing yet; its catalog
 // is replaced by the snapshot's. Bad bytes or an unknown version fail with

@@ -575,6 +575,63 @@ TEST(ReplyPack, RoundTripsEveryBodyAndShrinksCharges) {
 // The parts form of a charge's answer unpacks to exactly what render_charge writes from
 // the same parts, for every shape (no draw, several, names that need escaping, a capture's
 // hold id, amounts up to the largest), and is smaller than the packed text.
+TEST(StoredReplies, AVersion3SnapshotWithBodiesIsReadAndAnswersTheSame) {
+  // Snapshots before version 4 held each stored reply as its body; they are read (and
+  // packed again), and every retry answers the bytes the first answer had.
+  Driver d(default_catalog());
+  d.set_now(at("2026-03-01T10:00:00Z"));
+  d.run(create("a", "enterprise"));
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 500; ++i) {
+    Reply r = d.run_keyed(charge("a", mc(1 + i)), "s", "k" + std::to_string(i), "r");
+    ASSERT_EQ(r.status, 201);
+    bodies.push_back(r.body);
+  }
+  std::string v3, v4;
+  encode_ledger_snapshot(d.ledger, v3, 3);
+  encode_ledger_snapshot(d.ledger, v4);
+  ASSERT_EQ(v3[0], 3);
+  ASSERT_EQ(v4[0], static_cast<char>(kLedgerSnapshotVersion));
+  // Each charge's answer is about 190 bytes as a body and about 20 as its parts.
+  EXPECT_LT(v4.size() + 500 * 150, v3.size()) << v4.size() << " against " << v3.size();
+  for (const std::string* bytes : {&v3, &v4}) {
+    auto restored = decode_ledger_snapshot(*bytes, LedgerOptions{});
+    ASSERT_TRUE(restored.ok()) << restored.error().message;
+    restored.value()->begin_batch(at("2026-03-01T11:00:00Z"));
+    for (int i : {0, 7, 499}) {
+      Command c = keyed(charge("a", mc(1 + i)), "k" + std::to_string(i));
+      c.idem.scope_key_hash = hash_of("s\nk" + std::to_string(i));
+      c.idem.request_hash = hash_of("r");
+      std::vector<Event> events;
+      Reply again = restored.value()->apply(c, events);
+      EXPECT_TRUE(again.replayed);
+      EXPECT_EQ(again.body, bodies[i]) << "version " << int((*bytes)[0]);
+    }
+  }
+}
+
+TEST(ReplyPack, OnlyWhatUnpackCanReadIsValid) {
+  // A snapshot's packed replies come from outside the process: each is checked before it
+  // is stored (unpack_reply asserts on what pack did not write).
+  const std::vector<DrawnFrom> drawn = {{"allowance", mc(7'000)}, {"grant:g_42", mc(250)}};
+  const ChargeReplyParts parts{"c_9", 9, mc(7'250), "credits", mc(100), &drawn, "", 0};
+  std::string charge;
+  pack_charge_reply(parts, charge);
+  std::string text;
+  pack_reply(R"({"error":{"code":"insufficient_credits","message":"m"}})", text);
+  std::string raw;
+  pack_reply(std::string("{\"a\":\"") + '\x01' + "\"}", raw);
+  for (const std::string& ok : {charge, text, raw, std::string()}) {
+    EXPECT_TRUE(packed_reply_is_valid(ok)) << ok;
+  }
+  EXPECT_FALSE(packed_reply_is_valid(charge.substr(0, charge.size() - 1)));  // cut short
+  EXPECT_FALSE(packed_reply_is_valid(charge + "x"));                         // bytes after
+  std::string no_id = charge;
+  no_id[1] = 0;  // charge_seq 0: no charge id
+  EXPECT_FALSE(packed_reply_is_valid(no_id));
+  EXPECT_FALSE(packed_reply_is_valid(text + '\x1f'));  // no such token
+}
+
 TEST(ReplyPack, ChargePartsUnpackToTheRenderedBytes) {
   const std::vector<std::vector<DrawnFrom>> draws = {
       {},

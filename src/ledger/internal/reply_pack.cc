@@ -251,4 +251,30 @@ void unpack_reply(std::string_view packed, std::string& out) {
   }
 }
 
+bool packed_reply_is_valid(std::string_view packed) {
+  if (packed.empty()) return true;
+  if (packed[0] == kRawMarker) return true;
+  if (packed[0] == kChargeMarker) {
+    ByteReader r(packed.substr(1));
+    std::string name;
+    const std::uint64_t charge_seq = r.uv();
+    (void)get_amount(r);
+    get_name(r, name);
+    (void)get_amount(r);
+    (void)r.uv();  // hold_seq
+    const std::uint64_t n = r.uv();
+    if (!r.ok() || charge_seq == 0 || n > packed.size()) return false;
+    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+      get_name(r, name);
+      (void)get_amount(r);
+    }
+    return r.ok() && r.done();
+  }
+  for (char c : packed) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 && (byte < 1 || byte > kTokens.size())) return false;
+  }
+  return true;
+}
+
 }  // namespace credit::ledger

@@ -19,8 +19,9 @@
 // The parts form is what the ledger stores for every successful charge and capture: it
 // is written without rendering any JSON (a replay of the log never renders the replies
 // it stores), and unpacking renders it with render_charge, the same bytes the live
-// answer had. Both forms are part of the snapshot-free in-memory format only (snapshots
-// hold the unpacked bodies), so they may change between versions.
+// answer had. Snapshots hold the packed forms from ledger snapshot version 4
+// (snapshot_codec.h): a change to either form, or to the token table, is a new snapshot
+// version.
 // Owns: pack and unpack. Does not: store (reply_store.h).
 #pragma once
 
@@ -54,5 +55,9 @@ void pack_reply(std::string_view body, std::string& out);
 void pack_charge_reply(const ChargeReplyParts& parts, std::string& out);
 // Appends the body that packed was made from to out.
 void unpack_reply(std::string_view packed, std::string& out);
+// Whether unpack_reply can read `packed` (bytes from outside the process, a snapshot's):
+// the charge form's fields all present and nothing after them, each token byte one of
+// the table's. Renders nothing.
+bool packed_reply_is_valid(std::string_view packed);
 
 }  // namespace credit::ledger

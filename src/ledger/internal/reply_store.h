@@ -51,6 +51,13 @@ class ReplyStore {
   std::uint64_t push_packed(int status, std::string_view packed, const Hash128& request_hash);
   // Reply `no`: sets body to it and returns its status.
   int at(std::uint64_t no, std::string& body) const;
+  // Reply `no` as stored (reply_pack.h): sets packed to its bytes and returns its status.
+  int packed_at(std::uint64_t no, std::string_view& packed) const {
+    CREDIT_ASSERT(contains(no));
+    const Ref& r = index_[no - base_];
+    packed = std::string_view(r.bytes, r.length);
+    return r.status;
+  }
   // The hash of the request reply `no` answers.
   const Hash128& request_hash(std::uint64_t no) const {
     CREDIT_ASSERT(contains(no));
