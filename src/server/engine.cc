@@ -211,9 +211,6 @@ void raise_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
   if (value > max.load(std::memory_order_relaxed)) max.store(value, std::memory_order_relaxed);
 }
 
-// The ledger prepares memory (faulting in the next idempotency array, hundreds of MB at
-// millions of keys) on a thread of its own, not on the ledger thread between charges, and
-// below its priority.
 // The calling thread's time on a core and waiting for one (runnable) so far, from
 // /proc/thread-self/schedstat (zeros where the kernel does not keep it).
 struct ThreadSchedStat {
@@ -229,6 +226,9 @@ ThreadSchedStat thread_sched_stat() {
   return st;
 }
 
+// The ledger prepares memory (faulting in the next idempotency array, hundreds of MB at
+// millions of keys) on a thread of its own, not on the ledger thread between charges, and
+// below its priority.
 EngineOptions with_memory_thread(EngineOptions o) {
   if (!o.ledger.background) {
     o.ledger.background = [](std::function<void()> job) {
@@ -1664,24 +1664,25 @@ void Engine::start_snapshot(bool wait) {
   snapshot_forked_ = false;
   snapshot_replayed_ = false;
   const std::uint64_t lsn = job.lsn;
-  bool started = false;
   // A clean stop's snapshot (wait) is encoded here: nothing is left to pause, and a
-  // worker would replay the whole log since the last snapshot first.
-  // After a worker failed (killed for want of memory, say), one snapshot is forked, so
-  // that the log is still cut.
-  const bool replay =
-      options_.snapshot_mode == SnapshotMode::kReplay && !wait && !fork_after_failed_replay_;
+  // worker would replay the whole log since the last snapshot first. After a worker
+  // failed (killed for want of memory, say), one snapshot is forked, so that the log is
+  // still cut.
+  SnapshotMode how = options_.snapshot_mode;
+  if (how == SnapshotMode::kReplay && wait) how = SnapshotMode::kInline;
+  if (how == SnapshotMode::kReplay && fork_after_failed_replay_) how = SnapshotMode::kFork;
   fork_after_failed_replay_ = false;
-  if (replay) {
+  bool started = false;
+  if (how == SnapshotMode::kReplay) {
     Status s = replay_snapshot(job);
     started = s.ok();
     if (!started) {
       std::fprintf(stderr, "creditd: %s; forking the snapshot instead\n",
                    s.error().message.c_str());
+      how = SnapshotMode::kFork;
     }
   }
-  if (!started && options_.snapshot_mode != SnapshotMode::kInline &&
-      !(options_.snapshot_mode == SnapshotMode::kReplay && wait)) {
+  if (how == SnapshotMode::kFork) {
     stop_collapse();  // its madvise holds the memory map the fork copies
     Status s = fork_snapshot(job);
     started = s.ok();
