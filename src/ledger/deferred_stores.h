@@ -37,10 +37,10 @@ struct DeferredStore {
 };
 
 // The items of one batch, and their bytes one after the other in one buffer: the thread
-// that fills the list writes them as a stream, not into a string of each item's own (the
-// list goes back and forth between two threads on two cores, and the stores into those
-// scattered strings, each last read on the other core, were most of what packing a
-// charge's answer cost).
+// that fills the list writes them as a stream, not into a string of each item's own. The
+// list goes back and forth between two threads on two cores, and each of those scattered
+// strings was last read on the other core (docs/benchmarks.md, "Restart", session 11:
+// the larger part of what packing a charge's answer cost was ByteWriter::uv's copy).
 class DeferredStores {
  public:
   // A new item at the end, whose bytes are what is appended to bytes() until the next push.
