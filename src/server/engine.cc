@@ -597,6 +597,7 @@ Status Engine::open() {
     std::lock_guard lock(event_load_->mu);
     event_load_->status = std::move(s);
     event_load_->loaded_at = std::chrono::steady_clock::now();
+    event_load_->run_ns = thread_sched_stat().run_ns;
     event_load_->done = true;
     event_load_->cv.notify_all();
   });
@@ -630,6 +631,7 @@ Status Engine::open() {
   loader.join();
   ledger_.set_events_durable_through(0);  // from here on every event is built and logged
   const auto t_events_loaded = event_load_->loaded_at;
+  const unsigned long long events_run_ns = event_load_->run_ns;
   Status loaded = std::move(event_load_->status);
   event_load_.reset();  // rebuild_events appends to the loaded log from here on
   if (!loaded.ok()) return loaded;
@@ -667,16 +669,17 @@ Status Engine::open() {
   };
   const auto t_done = std::chrono::steady_clock::now();
   const ThreadSchedStat replay_sched = thread_sched_stat();
-  std::fprintf(stderr,
-               "creditd: recovered in %.0f ms: %llu events loaded in %.0f ms (beside the "
-               "replay), snapshot LSN %llu loaded in %.0f ms, %llu log records replayed in %.0f "
-               "ms (the replaying thread ran %.0f ms and waited %.0f ms for a core)\n",
-               ms(t_events, t_done), static_cast<unsigned long long>(events_.size()),
-               ms(t_events, t_events_loaded), static_cast<unsigned long long>(snapshot_lsn_),
-               ms(t_snapshot, t_log),
-               static_cast<unsigned long long>(wal_->next_lsn() - snapshot_lsn_), ms(t_log, t_done),
-               static_cast<double>(replay_sched.run_ns - sched_from.run_ns) / 1e6,
-               static_cast<double>(replay_sched.wait_ns - sched_from.wait_ns) / 1e6);
+  std::fprintf(
+      stderr,
+      "creditd: recovered in %.0f ms: %llu events loaded in %.0f ms (%.0f ms on a core, "
+      "beside the replay), snapshot LSN %llu loaded in %.0f ms, %llu log records replayed in %.0f "
+      "ms (the replaying thread ran %.0f ms and waited %.0f ms for a core)\n",
+      ms(t_events, t_done), static_cast<unsigned long long>(events_.size()),
+      ms(t_events, t_events_loaded), static_cast<double>(events_run_ns) / 1e6,
+      static_cast<unsigned long long>(snapshot_lsn_), ms(t_snapshot, t_log),
+      static_cast<unsigned long long>(wal_->next_lsn() - snapshot_lsn_), ms(t_log, t_done),
+      static_cast<double>(replay_sched.run_ns - sched_from.run_ns) / 1e6,
+      static_cast<double>(replay_sched.wait_ns - sched_from.wait_ns) / 1e6);
   // A fresh data dir logs the catalog it starts with: a replay from the log alone builds
   // its ledger from the plans file of that later start, which may have changed.
   const bool fresh = snapshot_lsn_ == 0 && wal_->next_lsn() == 0;

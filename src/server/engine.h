@@ -462,6 +462,7 @@ class Engine {
     bool done = false;
     Status status = ok_status();
     std::chrono::steady_clock::time_point loaded_at;
+    unsigned long long run_ns = 0;          // the loading thread's time on a core
     std::atomic<std::uint64_t> seq_max{0};  // the highest sequence number read so far
   };
   std::unique_ptr<EventLoad> event_load_;
