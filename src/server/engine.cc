@@ -961,6 +961,12 @@ void Engine::run() {
     }
   }
   drain();
+  // A clean stop takes a snapshot of its own: a worker still rebuilding the state is
+  // cancelled rather than waited for (at 10 M commands it may have half a minute left).
+  if (snapshot_replayed_ && snapshot_thread_.joinable() && !snapshot_done_.load()) {
+    snapshot_cancelled_ = true;
+    snapshot_workers_->cancel();
+  }
   // A snapshot child forked from this thread is killed when the thread ends
   // (PR_SET_PDEATHSIG follows the forking thread, not the process): a clean stop keeps it.
   finish_snapshot(true);
@@ -1661,6 +1667,7 @@ void Engine::start_snapshot(bool wait) {
   job.dir = snapshot_dir(options_);
   job.log_first_lsn = wal_->first_lsn();
   job.log_bytes = wal_bytes_since_snapshot_;
+  snapshot_log_bytes_ = job.log_bytes;
   wal_bytes_since_snapshot_ = 0;
   precollapse_started_ = false;
   snapshot_done_.store(false);
@@ -1999,6 +2006,13 @@ void Engine::finish_snapshot(bool wait) {
   }
   // The waiter reaped its child before it finished.
   CREDIT_ASSERT(stats_.snapshot_child_pid.load() == 0);
+  if (snapshot_error_ && snapshot_cancelled_) {
+    // Its log is covered by the stop's own snapshot instead.
+    std::fprintf(stderr, "creditd: the snapshot in flight was cancelled by the stop\n");
+    snapshot_cancelled_ = false;
+    wal_bytes_since_snapshot_ += snapshot_log_bytes_;
+    return;
+  }
   if (snapshot_error_) {
     // The log still holds everything: nothing is lost, the log only grows until the
     // next snapshot succeeds.
@@ -2006,6 +2020,7 @@ void Engine::finish_snapshot(bool wait) {
     fork_after_failed_replay_ = snapshot_replayed_;
     return;
   }
+  snapshot_cancelled_ = false;  // it ended before the cancel
   const auto t_finish = std::chrono::steady_clock::now();
   stats_.snapshots.fetch_add(1, std::memory_order_relaxed);
   if (snapshot_replayed_) stats_.snapshots_replayed.fetch_add(1, std::memory_order_relaxed);

@@ -435,6 +435,9 @@ class Engine {
   std::unique_ptr<ForkServer> snapshot_workers_;
   // The last snapshot's worker failed: the next snapshot is forked.
   bool fork_after_failed_replay_ = false;
+  // A clean stop cancelled the worker in flight (run), whose job covered this much log.
+  bool snapshot_cancelled_ = false;
+  std::uint64_t snapshot_log_bytes_ = 0;
   // The helper did not answer a request (written by the snapshot thread before done).
   bool snapshot_helper_gone_ = false;
   // In a replaying worker: no event is built or logged (the server logged them).

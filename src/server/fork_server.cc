@@ -2,7 +2,8 @@
 // The helper process of fork_server.h and the parent's side of its socket.
 //
 // On the socket (a stream; every integer little-endian, as this machine writes it):
-//   server -> helper   request: u32 length, then the request's bytes
+//   server -> helper   request: 'R', u32 length, then the request's bytes
+//   server -> helper   cancel:  'C' (kills the worker in flight; ignored when none runs)
 //   helper -> server   begun:   i64 the worker's pid (negative: -errno, no worker)
 //   helper -> server   ended:   i32 wait status, u32 report length, the report's bytes
 #include "server/fork_server.h"
@@ -28,6 +29,9 @@ namespace {
 
 // The helper's socket, moved to this descriptor before the others are closed.
 constexpr int kHelperSocketFd = 3;
+// The server's messages.
+constexpr char kRequest = 'R';
+constexpr char kCancel = 'C';
 
 // Whole reads and writes, retried on EINTR. false: the peer is gone (or an error).
 bool write_all(int fd, const void* data, std::size_t n) {
@@ -63,8 +67,12 @@ Error helper_error(const std::string& what) {
   const int sock = kHelperSocketFd;
   const pid_t helper = ::getpid();
   for (;;) {
+    char type = 0;
+    if (!read_all(sock, &type, 1)) ::_exit(0);  // the server is gone
+    if (type == kCancel) continue;              // its worker had ended already
+    if (type != kRequest) ::_exit(1);
     std::uint32_t length = 0;
-    if (!read_all(sock, &length, sizeof(length))) ::_exit(0);  // the server is gone
+    if (!read_all(sock, &length, sizeof(length))) ::_exit(0);
     if (length > kForkRequestBytesMax) ::_exit(1);
     std::string request(length, '\0');
     if (!read_all(sock, request.data(), length)) ::_exit(0);
@@ -94,20 +102,23 @@ Error helper_error(const std::string& what) {
       if (report[0] >= 0) ::close(report[0]);
       continue;
     }
-    // Waits for the worker, or for the server's end: a readable socket while a worker
-    // runs is its end of file (the server sends no request before this one ended).
+    // Waits for the worker, for a cancel, or for the server's end (the server sends no
+    // request before this one ended).
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (pidfd >= 0) {
       pollfd fds[2] = {{pidfd, POLLIN, 0}, {sock, POLLIN, 0}};
       for (;;) {
         const int n = ::poll(fds, 2, -1);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 || fds[1].revents != 0) {
+        if (n >= 0 && fds[0].revents != 0) break;
+        char type = 0;
+        if (n < 0 || !read_all(sock, &type, 1) || type != kCancel) {
           ::kill(pid, SIGKILL);
           ::waitpid(pid, nullptr, 0);
           ::_exit(0);
         }
-        if (fds[0].revents != 0) break;
+        ::kill(pid, SIGKILL);  // cancelled: it ends, and is reported, as killed
+        fds[1].events = 0;
       }
       ::close(pidfd);
     }
@@ -170,9 +181,14 @@ ForkServer::~ForkServer() {
 Result<pid_t> ForkServer::begin(std::string_view request) {
   CREDIT_ASSERT(request.size() <= kForkRequestBytesMax);
   const auto length = static_cast<std::uint32_t>(request.size());
+  bool sent = false;
+  {
+    std::lock_guard lock(write_mu_);
+    sent = write_all(fd_, &kRequest, 1) && write_all(fd_, &length, sizeof(length)) &&
+           write_all(fd_, request.data(), length);
+  }
   std::int64_t begun = 0;
-  if (!write_all(fd_, &length, sizeof(length)) || !write_all(fd_, request.data(), length) ||
-      !read_all(fd_, &begun, sizeof(begun))) {
+  if (!sent || !read_all(fd_, &begun, sizeof(begun))) {
     return helper_error("the helper process " + std::to_string(helper_pid_) + " is gone");
   }
   if (begun <= 0) {
@@ -180,6 +196,11 @@ Result<pid_t> ForkServer::begin(std::string_view request) {
                         std::strerror(static_cast<int>(-begun)));
   }
   return static_cast<pid_t>(begun);
+}
+
+void ForkServer::cancel() {
+  std::lock_guard lock(write_mu_);
+  (void)write_all(fd_, &kCancel, 1);  // a helper that is gone has no worker either
 }
 
 Result<ForkServer::Outcome> ForkServer::wait() {

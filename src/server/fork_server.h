@@ -11,7 +11,8 @@
 //
 // The helper keeps descriptors 0-2 and its socket and closes every other one it
 // inherited, and runs at background priority (base/thread_priority.h); so do its workers.
-// One request at a time: begin, then wait, on any threads, one after the other.
+// One request at a time: begin, then wait, on any threads, one after the other; cancel
+// from any thread at any time.
 #pragma once
 
 #include <sys/types.h>
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -53,6 +55,8 @@ class ForkServer {
   };
   // Waits for the worker of the last begin to end.
   Result<Outcome> wait();
+  // Kills the worker in flight, if any: its wait() reports it killed by SIGKILL.
+  void cancel();
 
   pid_t helper_pid() const { return helper_pid_; }
 
@@ -60,6 +64,7 @@ class ForkServer {
   ForkServer(int fd, pid_t helper_pid) : fd_(fd), helper_pid_(helper_pid) {}
   int fd_ = -1;
   pid_t helper_pid_ = 0;
+  std::mutex write_mu_;  // a request and a cancel are never interleaved
 };
 
 }  // namespace credit::server

@@ -1,8 +1,8 @@
 // tests/server/fork_server_test.cc
 // Tests of src/server/fork_server.h: a worker runs each request and its exit status and
 // report come back; the helper holds none of the server's descriptors; a worker in flight
-// is killed when the server lets the helper go; the helper and its workers run at
-// background priority.
+// is killed when the server cancels it or lets the helper go; the helper and its workers
+// run at background priority.
 // Owns: these tests. Does not: test what the engine's workers do (engine_snapshot_test.cc).
 #include "server/fork_server.h"
 
@@ -98,6 +98,25 @@ TEST(ForkServer, LettingTheHelperGoKillsTheWorkerInFlight) {
   server->reset();  // closes the socket and reaps the helper
   EXPECT_TRUE(gone_within(*pid, kGoneWithin)) << "the worker outlived its helper";
   EXPECT_TRUE(gone_within(helper, kGoneWithin));
+}
+
+TEST(ForkServer, ACancelKillsTheWorkerInFlightAndTheHelperGoesOn) {
+  auto server = ForkServer::start(work);
+  ASSERT_TRUE(server.ok());
+  (*server)->cancel();  // none in flight: ignored
+  auto pid = (*server)->begin("sleep");
+  ASSERT_TRUE(pid.ok());
+  (*server)->cancel();
+  auto outcome = (*server)->wait();
+  ASSERT_TRUE(outcome.ok()) << outcome.error().message;
+  EXPECT_TRUE(WIFSIGNALED(outcome->wait_status) && WTERMSIG(outcome->wait_status) == SIGKILL);
+  EXPECT_TRUE(outcome->report.empty());
+  EXPECT_TRUE(gone_within(*pid, kGoneWithin));
+  // The next request is served as usual.
+  ASSERT_TRUE((*server)->begin("next").ok());
+  auto next = (*server)->wait();
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->report, "echo:next");
 }
 
 TEST(ForkServer, AHelperThatDiedIsAnErrorNotAWait) {
