@@ -857,10 +857,13 @@ void Engine::stop() {
   log_cv_.notify_all();
   if (log_thread_.joinable()) log_thread_.join();
   if (wal_ && !wal_->failed()) {
-    // A clean stop snapshots what the last snapshot does not cover, so the next start
+    // A clean stop snapshots what the last snapshot written does not cover (log since
+    // the last one started, or the last one failed or was cancelled), so the next start
     // replays nothing.
     finish_snapshot(true);
-    if (wal_bytes_since_snapshot_ > 0) start_snapshot(true);
+    if (wal_bytes_since_snapshot_ > 0 || snapshot_lsn_ > snapshot_written_lsn_) {
+      start_snapshot(true);
+    }
     if (event_log_) (void)event_log_->sync();
   }
   join_log_cleanup();
@@ -963,7 +966,8 @@ void Engine::run() {
   drain();
   // A clean stop takes a snapshot of its own: a worker still rebuilding the state is
   // cancelled rather than waited for (at 10 M commands it may have half a minute left).
-  if (snapshot_replayed_ && snapshot_thread_.joinable() && !snapshot_done_.load()) {
+  if (snapshot_taken_by_ == SnapshotMode::kReplay && snapshot_thread_.joinable() &&
+      !snapshot_done_.load()) {
     snapshot_cancelled_ = true;
     snapshot_workers_->cancel();
   }
@@ -1370,6 +1374,19 @@ constexpr int kSnapshotChildExitWriteFailed = 3;  // the report names the error
 constexpr int kSnapshotChildExitOrphaned = 4;     // the server was gone before the child began
 constexpr int kSnapshotChildExitUnreported = 5;   // written, but the report did not reach the pipe
 
+// Sends a snapshot child's or worker's report (with the error of `s`, if any) in one
+// write of at most PIPE_BUF bytes into an empty pipe (whole, never blocking), and returns
+// the exit status that goes with it.
+int send_report(SnapshotChildReport& r, const Status& s, int report_fd) {
+  if (!s.ok()) {
+    const std::string& m = s.error().message;
+    std::memcpy(r.error, m.data(), std::min(m.size(), sizeof(r.error) - 1));
+  }
+  const bool reported = ::write(report_fd, &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r));
+  if (!s.ok()) return kSnapshotChildExitWriteFailed;
+  return reported ? kSnapshotChildExitOk : kSnapshotChildExitUnreported;
+}
+
 // What the child's wait status and report say about its snapshot.
 Status snapshot_child_outcome(pid_t pid, int wait_status, const SnapshotChildReport* report) {
   const std::string child = "snapshot child " + std::to_string(pid);
@@ -1485,6 +1502,7 @@ Status Engine::load_snapshot(std::optional<std::uint64_t> log_first_lsn) {
     return e;
   }
   snapshot_lsn_ = load->snapshot->lsn;
+  snapshot_written_lsn_ = snapshot_lsn_;
   return ok_status();
 }
 
@@ -1667,12 +1685,9 @@ void Engine::start_snapshot(bool wait) {
   job.dir = snapshot_dir(options_);
   job.log_first_lsn = wal_->first_lsn();
   job.log_bytes = wal_bytes_since_snapshot_;
-  snapshot_log_bytes_ = job.log_bytes;
   wal_bytes_since_snapshot_ = 0;
   precollapse_started_ = false;
   snapshot_done_.store(false);
-  snapshot_forked_ = false;
-  snapshot_replayed_ = false;
   const std::uint64_t lsn = job.lsn;
   // A clean stop's snapshot (wait) is encoded here: nothing is left to pause, and a
   // worker would replay the whole log since the last snapshot first. After a worker
@@ -1740,7 +1755,7 @@ Status Engine::fork_snapshot(const SnapshotJob& job) {
                  std::string("cannot fork a snapshot child: ") + std::strerror(fork_errno));
   }
   stats_.snapshot_child_pid.store(pid);
-  snapshot_forked_ = true;
+  snapshot_taken_by_ = SnapshotMode::kFork;
   snapshot_thread_ = std::thread([this, pid, report_fd = report[0], job, fork_ns] {
     const auto t0 = std::chrono::steady_clock::now();
     int wait_status = 0;
@@ -1795,27 +1810,26 @@ void Engine::run_snapshot_child(const SnapshotJob& job, pid_t parent, int report
   // The fork was made on the ledger thread: below it, so the server's threads come first.
   run_in_background();
   SnapshotChildReport r;
-  const auto t0 = std::chrono::steady_clock::now();
-  std::string bytes;
   // An invariant broken while encoding aborts the child (its message is the one use of
   // stdio left here): the server reports the snapshot failed and keeps the log.
+  const Status s = encode_and_write(job, r.bytes, r.encode_ns, r.write_ns);
+  ::_exit(send_report(r, s, report_fd));
+}
+
+Status Engine::encode_and_write(const SnapshotJob& job, std::uint64_t& bytes_written,
+                                std::uint64_t& encode_ns, std::uint64_t& write_ns) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string bytes;
   encode_snapshot(bytes);
-  r.encode_ns = elapsed_ns(t0);
-  r.bytes = bytes.size();
+  encode_ns = elapsed_ns(t0);
+  bytes_written = bytes.size();
   if (options_.snapshot_child_delay_ms > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.snapshot_child_delay_ms));
   }
   const auto t1 = std::chrono::steady_clock::now();
   Status s = write_snapshot_files(job.event_files, job.events_dir, job.dir, job.lsn, bytes);
-  r.write_ns = elapsed_ns(t1);
-  if (!s.ok()) {
-    const std::string& m = s.error().message;
-    std::memcpy(r.error, m.data(), std::min(m.size(), sizeof(r.error) - 1));
-  }
-  // One write of at most PIPE_BUF bytes into an empty pipe: whole, and never blocks.
-  const bool reported = ::write(report_fd, &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r));
-  if (!s.ok()) ::_exit(kSnapshotChildExitWriteFailed);
-  ::_exit(reported ? kSnapshotChildExitOk : kSnapshotChildExitUnreported);
+  write_ns = elapsed_ns(t1);
+  return s;
 }
 
 std::string Engine::SnapshotJob::encode() const {
@@ -1850,7 +1864,7 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
   if (!snapshot_workers_) {
     return Error(ErrorCode::kStorageFailed, "no helper process for snapshot workers");
   }
-  snapshot_replayed_ = true;
+  snapshot_taken_by_ = SnapshotMode::kReplay;
   // Even the request waits on the snapshot thread: the helper runs at background priority
   // and may take milliseconds to answer on a busy machine.
   snapshot_thread_ = std::thread([this, job] {
@@ -1896,20 +1910,9 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
 
 int Engine::run_snapshot_worker(std::string_view request, int report_fd) const {
   SnapshotChildReport r;
-  const auto report = [&](const Status& s, int code) {
-    if (!s.ok()) {
-      const std::string& m = s.error().message;
-      std::memcpy(r.error, m.data(), std::min(m.size(), sizeof(r.error) - 1));
-    }
-    // One write of at most PIPE_BUF bytes into an empty pipe: whole, and never blocks.
-    const bool reported = ::write(report_fd, &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r));
-    return reported || code != kSnapshotChildExitOk ? code : kSnapshotChildExitUnreported;
-  };
   const std::optional<SnapshotJob> job = SnapshotJob::decode(request);
-  if (!job) {
-    return report(Error(ErrorCode::kStorageFailed, "bad snapshot request"),
-                  kSnapshotChildExitWriteFailed);
-  }
+  if (!job)
+    return send_report(r, Error(ErrorCode::kStorageFailed, "bad snapshot request"), report_fd);
   // This process is a copy of the helper, itself a copy of the server as open() began: an
   // engine of its own, as a start makes one. Never destroyed (the worker ends in _exit).
   EngineOptions o = options_;
@@ -1918,19 +1921,8 @@ int Engine::run_snapshot_worker(std::string_view request, int report_fd) const {
   const auto t0 = std::chrono::steady_clock::now();
   Status s = engine->rebuild_to(*job);
   r.rebuild_ns = elapsed_ns(t0);
-  if (!s.ok()) return report(s, kSnapshotChildExitWriteFailed);
-  const auto t1 = std::chrono::steady_clock::now();
-  std::string bytes;
-  engine->encode_snapshot(bytes);
-  r.encode_ns = elapsed_ns(t1);
-  r.bytes = bytes.size();
-  if (options_.snapshot_child_delay_ms > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(options_.snapshot_child_delay_ms));
-  }
-  const auto t2 = std::chrono::steady_clock::now();
-  s = write_snapshot_files(job->event_files, job->events_dir, job->dir, job->lsn, bytes);
-  r.write_ns = elapsed_ns(t2);
-  return report(s, s.ok() ? kSnapshotChildExitOk : kSnapshotChildExitWriteFailed);
+  if (s.ok()) s = engine->encode_and_write(*job, r.bytes, r.encode_ns, r.write_ns);
+  return send_report(r, s, report_fd);
 }
 
 Status Engine::rebuild_to(const SnapshotJob& job) {
@@ -1963,6 +1955,7 @@ void Engine::encode_snapshot_here(SnapshotJob&& job) {
   encode_snapshot(*bytes);
   const std::uint64_t encode_ns = elapsed_ns(t0);
   stats_.snapshot_encode_ns_last.store(encode_ns);
+  snapshot_taken_by_ = SnapshotMode::kInline;
   snapshot_thread_ = std::thread([this, job = std::move(job), bytes, encode_ns] {
     const auto t1 = std::chrono::steady_clock::now();
     Status s = write_snapshot_files(job.event_files, job.events_dir, job.dir, job.lsn, *bytes);
@@ -2010,21 +2003,23 @@ void Engine::finish_snapshot(bool wait) {
     // Its log is covered by the stop's own snapshot instead.
     std::fprintf(stderr, "creditd: the snapshot in flight was cancelled by the stop\n");
     snapshot_cancelled_ = false;
-    wal_bytes_since_snapshot_ += snapshot_log_bytes_;
     return;
   }
   if (snapshot_error_) {
     // The log still holds everything: nothing is lost, the log only grows until the
     // next snapshot succeeds.
     std::fprintf(stderr, "creditd: snapshot failed: %s\n", snapshot_error_->message.c_str());
-    fork_after_failed_replay_ = snapshot_replayed_;
+    fork_after_failed_replay_ = snapshot_taken_by_ == SnapshotMode::kReplay;
     return;
   }
   snapshot_cancelled_ = false;  // it ended before the cancel
+  snapshot_written_lsn_ = snapshot_lsn_;
   const auto t_finish = std::chrono::steady_clock::now();
   stats_.snapshots.fetch_add(1, std::memory_order_relaxed);
-  if (snapshot_replayed_) stats_.snapshots_replayed.fetch_add(1, std::memory_order_relaxed);
-  if (snapshot_forked_) {
+  if (snapshot_taken_by_ == SnapshotMode::kReplay) {
+    stats_.snapshots_replayed.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (snapshot_taken_by_ == SnapshotMode::kFork) {
     stats_.snapshots_forked.fetch_add(1, std::memory_order_relaxed);
     start_collapse();  // the child is gone: fold what its copy-on-write split
   }

@@ -395,6 +395,10 @@ class Engine {
   int run_snapshot_worker(std::string_view request, int report_fd) const;
   // That engine's rebuild: the newest snapshot, then the log up to job.lsn, read only.
   Status rebuild_to(const SnapshotJob& job);
+  // A child's or worker's part after the state is in place: encodes it, waits
+  // snapshot_child_delay_ms (tests), writes the snapshot; the sizes and times go out.
+  Status encode_and_write(const SnapshotJob& job, std::uint64_t& bytes_written,
+                          std::uint64_t& encode_ns, std::uint64_t& write_ns) const;
   // The unforked path.
   void encode_snapshot_here(SnapshotJob&& job);
   void record_snapshot_pause(std::uint64_t pause_ns);
@@ -404,7 +408,8 @@ class Engine {
   // Joins a finished (or, when `wait`, any) background snapshot and truncates the log.
   void finish_snapshot(bool wait);
   std::unique_ptr<store::EventLog> event_log_;
-  std::uint64_t snapshot_lsn_ = 0;  // the newest snapshot covers LSNs below this
+  std::uint64_t snapshot_lsn_ = 0;          // the newest snapshot started covers LSNs below this
+  std::uint64_t snapshot_written_lsn_ = 0;  // and the newest one written
   std::uint64_t wal_bytes_since_snapshot_ = 0;
   // Writes the snapshot (unforked), or waits for the child that does.
   std::thread snapshot_thread_;
@@ -429,15 +434,14 @@ class Engine {
   // A pass was started ahead of the next snapshot (snapshot_precollapse_wal_bytes): one
   // per snapshot interval.
   bool precollapse_started_ = false;
-  bool snapshot_forked_ = false;    // the snapshot in flight is a child's
-  bool snapshot_replayed_ = false;  // the snapshot in flight is a replaying worker's
+  // How the snapshot in flight (or the last one) is taken: set by the path that started it.
+  SnapshotMode snapshot_taken_by_ = SnapshotMode::kInline;
   // The helper that forks replaying workers (SnapshotMode::kReplay), from open() to stop().
   std::unique_ptr<ForkServer> snapshot_workers_;
   // The last snapshot's worker failed: the next snapshot is forked.
   bool fork_after_failed_replay_ = false;
-  // A clean stop cancelled the worker in flight (run), whose job covered this much log.
+  // A clean stop cancelled the worker in flight (run).
   bool snapshot_cancelled_ = false;
-  std::uint64_t snapshot_log_bytes_ = 0;
   // The helper did not answer a request (written by the snapshot thread before done).
   bool snapshot_helper_gone_ = false;
   // In a replaying worker: no event is built or logged (the server logged them).

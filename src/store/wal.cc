@@ -89,16 +89,21 @@ Result<std::vector<std::uint64_t>> segment_numbers(const std::string& dir) {
   return numbers;
 }
 
+// Decodes a segment header: true when it is one of this format version, checksum intact
+// (recover() tells the failures apart instead).
+bool decode_current_header(const unsigned char* bytes, SegmentHeader& h) {
+  h = decode_segment_header(bytes);
+  return h.magic == kSegmentMagic && h.version == kFormatVersion &&
+         h.checksum == segment_header_checksum(bytes);
+}
+
 // The header of the segment file at path, when it can be read and is valid and current.
 std::optional<SegmentHeader> valid_segment_header(const std::string& path) {
   internal::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   unsigned char bytes[kSegmentHeaderBytes] = {};
   if (!fd.valid() || ::pread(fd.get(), bytes, sizeof(bytes), 0) != sizeof(bytes)) return {};
-  const SegmentHeader h = decode_segment_header(bytes);
-  if (h.magic != kSegmentMagic || h.version != kFormatVersion ||
-      h.checksum != segment_header_checksum(bytes)) {
-    return {};
-  }
+  SegmentHeader h;
+  if (!decode_current_header(bytes, h)) return {};
   return h;
 }
 
@@ -205,10 +210,9 @@ Status Wal::read_range(const std::string& dir, std::uint64_t from_lsn, std::uint
     copy_padded(file, 0, header_bytes, sizeof(header_bytes));
     // A preallocated segment not yet begun: the log ends before it.
     if (k != first && all_zero(header_bytes, sizeof(header_bytes))) break;
-    const SegmentHeader header = decode_segment_header(header_bytes);
-    if (header.magic != kSegmentMagic || header.version != kFormatVersion ||
-        header.checksum != segment_header_checksum(header_bytes) ||
-        header.segment_number != numbers[k] || (k != first && header.first_lsn != lsn)) {
+    SegmentHeader header;
+    if (!decode_current_header(header_bytes, header) || header.segment_number != numbers[k] ||
+        (k != first && header.first_lsn != lsn)) {
       return damage_error(kDamage, path, 0,
                           "bad segment header while reading LSNs below " + std::to_string(end_lsn));
     }

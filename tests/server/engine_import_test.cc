@@ -82,18 +82,15 @@ ledger::Event history(const std::string& account, std::int64_t at_ms, const std:
 // (seq, at, imported, idempotency key) of every retained event of `account`.
 using Row = std::tuple<std::uint64_t, std::int64_t, bool, std::string>;
 std::vector<Row> events_of(Engine& engine, const std::string& account) {
-  std::promise<std::vector<Row>> read;
-  auto rows = read.get_future();
-  EXPECT_TRUE(engine.read([&](EngineState& st) {
+  return test_support::read_state(engine, [&](EngineState& st) {
     std::vector<Row> out;
     ledger::Event e;
     for (const auto& entry : st.events.events_of(account)) {
       EXPECT_TRUE(st.events.decode(entry, e)) << entry.seq;
       out.emplace_back(e.seq, e.at_ms, e.imported, e.idempotency_key);
     }
-    read.set_value(std::move(out));
-  }));
-  return rows.get();
+    return out;
+  });
 }
 
 TEST(EngineImport, NumberedAfterTheBatchsCommandsAndTheSameOnReplay) {

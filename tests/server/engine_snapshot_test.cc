@@ -161,15 +161,12 @@ struct State {
 };
 
 State state_of(Engine& engine) {
-  std::promise<State> read;
-  auto state = read.get_future();
-  EXPECT_TRUE(engine.read([&](EngineState& st) {
+  State s = test_support::read_state(engine, [](EngineState& st) {
     State s;
     ledger::encode_ledger_snapshot(st.ledger, s.ledger_bytes);
     s.events = st.events.size();
-    read.set_value(std::move(s));
-  }));
-  State s = state.get();
+    return s;
+  });
   s.last_logged_ms = engine.last_logged_ms();
   for (const KeyInfo& k : engine.keys_of("acct_1")) s.key_ids.push_back(k.key_id);
   return s;
@@ -180,9 +177,10 @@ struct Reference {
   std::vector<ledger::Reply> replies;
 };
 
-// The state and replies of submits [0, submits) on an engine that takes no snapshot
-// while it runs.
-Reference reference(std::size_t submits) {
+// What `run(engine, clock)` returns on an engine, in a data dir of its own, that takes no
+// snapshot while it runs.
+template <class Run>
+auto without_snapshots(Run run) {
   TempDir dir;
   EngineOptions o = options(dir.path(), SnapshotMode::kInline);
   o.snapshot_wal_bytes = UINT64_MAX;
@@ -190,12 +188,21 @@ Reference reference(std::size_t submits) {
   Engine engine(clock, catalog(), cards(), o);
   EXPECT_TRUE(engine.open().ok());
   engine.start();
-  Reference ref;
-  ref.replies = run_submits(engine, clock, 0, submits);
-  ref.state = state_of(engine);
+  auto result = run(engine, clock);
   engine.stop();
   EXPECT_EQ(engine.stats().snapshots.load(), 1u);  // the clean stop's only
-  return ref;
+  return result;
+}
+
+// The state and replies of submits [0, submits) on an engine that takes no snapshot
+// while it runs.
+Reference reference(std::size_t submits) {
+  return without_snapshots([&](Engine& engine, ManualClock& clock) {
+    Reference ref;
+    ref.replies = run_submits(engine, clock, 0, submits);
+    ref.state = state_of(engine);
+    return ref;
+  });
 }
 
 // Opens the data dir as a restart does and returns its state.
@@ -438,6 +445,35 @@ TEST_P(EngineWithASlowChild, ACleanStopWaitsForAForkedChildAndCancelsAWorker) {
   EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
 }
 
+TEST(EngineSnapshot, AStopRightAfterACancelledWorkerStillWritesItsOwnSnapshot) {
+  // Nothing is logged after the worker starts: the stop's snapshot is still due, since
+  // the last one written (none here) does not cover the log.
+  TempDir dir;
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(),
+                options(dir.path(), SnapshotMode::kReplay, kStopDuringSnapshotDelayMs));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  std::size_t submits = 0;
+  // After each submit, a while for a worker it started to show (the snapshot thread
+  // publishes its pid), so that no submit follows the one that started it.
+  constexpr auto kWorkerShowsWithin = std::chrono::milliseconds(200);
+  while (engine.stats().snapshot_child_pid.load() == 0 && submits < kSubmits) {
+    run_submits(engine, clock, submits, submits + 1);
+    ++submits;
+    const auto until = std::chrono::steady_clock::now() + kWorkerShowsWithin;
+    while (engine.stats().snapshot_child_pid.load() == 0 &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0) << "no snapshot was started";
+  engine.stop();
+  EXPECT_EQ(engine.stats().snapshots.load(), 1u);
+  EXPECT_EQ(snapshot_files(dir.path()), 1u);
+  EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
+}
+
 TEST_P(EngineWithASlowChild, TheSnapshotChildRunsBelowTheServersThreads) {
   // The child lowers itself (a forked one) or was forked by a helper that did (a
   // replaying one) to background priority, so that its work does not take a core from
@@ -572,9 +608,7 @@ struct EngineSideState {
 };
 
 EngineSideState engine_side_state(Engine& engine) {
-  std::promise<EngineSideState> read;
-  auto state = read.get_future();
-  EXPECT_TRUE(engine.read([&](EngineState& st) {
+  EngineSideState s = test_support::read_state(engine, [](EngineState& st) {
     EngineSideState s;
     st.cache.for_each([&](const std::string& key, const policy::CacheEntry& e) {
       s.cache.push_back(key + "=" + e.response_json + "@" + std::to_string(e.expires_at_ms));
@@ -583,9 +617,8 @@ EngineSideState engine_side_state(Engine& engine) {
       s.rate_limits.push_back(account + ":" + std::to_string(limits.per_user->per_minute));
     }
     std::sort(s.rate_limits.begin(), s.rate_limits.end());
-    read.set_value(std::move(s));
-  }));
-  EngineSideState s = state.get();
+    return s;
+  });
   for (std::size_t a = 0; a < kAccounts; ++a) {
     for (const KeyInfo& k : engine.keys_of("acct_" + std::to_string(a))) {
       s.keys.push_back(k.key_id);
@@ -680,19 +713,10 @@ TEST(EngineSnapshot, AWorkersSnapshotKeepsTheCacheTheRateLimitsAndTheKeys) {
   ASSERT_FALSE(newest.empty());
   ASSERT_TRUE(std::filesystem::remove(newest));
   ASSERT_EQ(snapshot_files(dir.path()), 1u) << "the worker's snapshot was pruned";
-  EngineSideState want;
-  {
-    TempDir ref_dir;
-    ManualClock clock(kStartMs);
-    EngineOptions o = options(ref_dir.path(), SnapshotMode::kInline);
-    o.snapshot_wal_bytes = UINT64_MAX;
-    Engine engine(clock, catalog(), cards(), o);
-    ASSERT_TRUE(engine.open().ok());
-    engine.start();
+  const EngineSideState want = without_snapshots([&](Engine& engine, ManualClock& clock) {
     run_mixed_submits(engine, clock, 0, submits);
-    want = engine_side_state(engine);
-    engine.stop();
-  }
+    return engine_side_state(engine);
+  });
   ASSERT_FALSE(want.cache.empty());
   ASSERT_FALSE(want.rate_limits.empty());
   EXPECT_EQ(want.keys, std::vector<std::string>{"key_2"});

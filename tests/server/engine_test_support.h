@@ -1,15 +1,18 @@
 // tests/server/engine_test_support.h
 // What the engine tests share: a temporary data dir removed afterwards, the catalog and
 // rate card of config/ (CREDITD_SOURCE_DIR is the repository, set by CMake), and the
-// options every engine test starts from.
+// options every engine test starts from, and reading the state on the ledger thread.
 // Owns: these helpers. Does not: run an engine (each test sets its own options).
 #pragma once
 
 #include <stdlib.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pricing/plan.h"
@@ -32,6 +35,20 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Runs `fn` on the engine's ledger thread (Engine::read) and returns what it returns.
+template <class Fn>
+auto read_state(Engine& engine, Fn fn) -> decltype(fn(std::declval<EngineState&>())) {
+  using T = decltype(fn(std::declval<EngineState&>()));
+  std::promise<T> read;
+  auto value = read.get_future();
+  // A read refused (a stopped engine) would leave the future unset: the test stops here.
+  if (!engine.read([&](EngineState& st) { read.set_value(fn(st)); })) {
+    std::fprintf(stderr, "read_state: the engine refused the read\n");
+    std::abort();
+  }
+  return value.get();
+}
 
 inline pricing::Catalog catalog() {
   auto c = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");

@@ -145,25 +145,42 @@ Millicredits get_amount(ByteReader& r) {
   return Millicredits::from_mc(static_cast<std::int64_t>(mc & INT64_MAX));
 }
 
-void unpack_charge_reply(std::string_view parts, std::string& out) {
-  ByteReader r(parts);
+// A charge's answer read back from its parts (pack_charge_reply's order).
+struct ReadParts {
+  std::uint64_t charge_seq = 0;
+  Millicredits cost;
   std::string pool;
-  const std::string charge_id = numbered_id('c', r.uv());
-  const Millicredits cost = get_amount(r);
-  get_name(r, pool);
-  const Millicredits available_after = get_amount(r);
-  const std::string hold_id = numbered_id('h', r.uv());
+  Millicredits available_after;
+  std::uint64_t hold_seq = 0;
+  std::vector<DrawnFrom> drawn;
+};
+
+// Reads what pack_charge_reply wrote, and only that: false for anything else.
+bool read_charge_parts(std::string_view parts, ReadParts& out) {
+  ByteReader r(parts);
+  out.charge_seq = r.uv();
+  out.cost = get_amount(r);
+  get_name(r, out.pool);
+  out.available_after = get_amount(r);
+  out.hold_seq = r.uv();
   const std::uint64_t n = r.uv();
-  CREDIT_ASSERT(r.ok() && n <= parts.size());  // a draw takes at least two bytes
-  std::vector<DrawnFrom> drawn(static_cast<std::size_t>(n));
-  for (DrawnFrom& d : drawn) {
+  if (!r.ok() || n > parts.size()) return false;  // a draw takes at least two bytes
+  out.drawn.resize(static_cast<std::size_t>(n));
+  for (DrawnFrom& d : out.drawn) {
     get_name(r, d.source);
     d.credits = get_amount(r);
   }
-  // What pack_charge_reply wrote, and only that: these bytes never left the process.
-  CREDIT_ASSERT(r.ok() && r.done() && !charge_id.empty());
-  render_charge(charge_id, cost, pool, available_after, drawn, false, Millicredits::zero(), hold_id,
-                out);
+  return r.ok() && r.done() && out.charge_seq != 0;
+}
+
+void unpack_charge_reply(std::string_view parts, std::string& out) {
+  ReadParts p;
+  // What pack_charge_reply wrote: these bytes were made in this process, or checked when
+  // a snapshot brought them in (packed_reply_is_valid).
+  const bool read = read_charge_parts(parts, p);
+  CREDIT_ASSERT(read);
+  render_charge(numbered_id('c', p.charge_seq), p.cost, p.pool, p.available_after, p.drawn, false,
+                Millicredits::zero(), numbered_id('h', p.hold_seq), out);
 }
 
 }  // namespace
@@ -255,20 +272,8 @@ bool packed_reply_is_valid(std::string_view packed) {
   if (packed.empty()) return true;
   if (packed[0] == kRawMarker) return true;
   if (packed[0] == kChargeMarker) {
-    ByteReader r(packed.substr(1));
-    std::string name;
-    const std::uint64_t charge_seq = r.uv();
-    (void)get_amount(r);
-    get_name(r, name);
-    (void)get_amount(r);
-    (void)r.uv();  // hold_seq
-    const std::uint64_t n = r.uv();
-    if (!r.ok() || charge_seq == 0 || n > packed.size()) return false;
-    for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
-      get_name(r, name);
-      (void)get_amount(r);
-    }
-    return r.ok() && r.done();
+    ReadParts parts;
+    return read_charge_parts(packed.substr(1), parts);
   }
   for (char c : packed) {
     const auto byte = static_cast<unsigned char>(c);
