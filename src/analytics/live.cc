@@ -111,6 +111,11 @@ void Analytics::sync() {
   this->drain();
 }
 
+bool Analytics::has_room() {
+  std::lock_guard lock(queue_mu_);
+  return queued_facts_ < kFactsQueuedMax / 2;
+}
+
 void Analytics::run_worker() {
   for (;;) {
     {

@@ -82,6 +82,10 @@ class Analytics {
 
   // Applies everything queued so far (facts and evaluations) before returning.
   void sync();
+  // Whether fewer than half of kFactsQueuedMax facts wait: a feeder that can wait (the
+  // engine's catch-up after a start) waits for this, so the sink never applies the queue
+  // itself on its account.
+  bool has_room();
 
   std::mutex& mu() { return mu_; }
   // Guarded by mu(); call sync() first to see the latest events.

@@ -19,6 +19,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -926,18 +927,25 @@ class Importer {
     // Which accounts exist (one read on the ledger thread).
     std::set<std::string> ids;
     for (const Event& e : events_) ids.insert(e.account_id);
-    auto known_p = std::make_shared<std::promise<std::set<std::string>>>();
+    // The duplicate check reads the rollups: after the sink's catch-up (Engine::
+    // read_caught_up), and with what it queued applied.
+    auto known_p = std::make_shared<std::promise<std::optional<std::set<std::string>>>>();
     auto known_f = known_p->get_future();
-    if (!engine_.read([ids = std::move(ids), known_p](EngineState& st) {
-          std::set<std::string> known;
-          for (const auto& id : ids) {
-            if (st.ledger.find(id) != nullptr) known.insert(id);
-          }
-          known_p->set_value(std::move(known));
-        })) {
+    if (!engine_.read_caught_up(
+            [ids = std::move(ids), known_p](EngineState& st) {
+              std::set<std::string> known;
+              for (const auto& id : ids) {
+                if (st.ledger.find(id) != nullptr) known.insert(id);
+              }
+              known_p->set_value(std::move(known));
+            },
+            [known_p] { known_p->set_value(std::nullopt); })) {
       return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
     }
-    const std::set<std::string> known = known_f.get();
+    const std::optional<std::set<std::string>> found = known_f.get();
+    if (!found) return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
+    const std::set<std::string>& known = *found;
+    analytics_.sync();
     // Events before the first retained day (whole UTC days, as the event log deletes).
     constexpr std::int64_t kDayMs = 86'400'000;
     const std::int64_t today_ms = clock_.now_ms() - clock_.now_ms() % kDayMs;
@@ -1257,11 +1265,16 @@ class ImportSink final : public BodySink {
 // ---- public --------------------------------------------------------------------------
 
 void attach_analytics(Engine& engine, Analytics& analytics) {
-  engine.set_event_sink([&engine, &analytics](const std::vector<Event>& events) {
-    if (!analytics.on_events(events)) return;
-    if (!engine.read([&analytics](EngineState& st) { evaluate_due(st, analytics); }))
-      analytics.unschedule();
-  });
+  engine.set_event_sink(
+      [&engine, &analytics](const std::vector<Event>& events, bool more_behind) {
+        // The catch-up after a start: the accounts stay due until its last slice, so each
+        // is judged once, on the rollups with every event.
+        if (!analytics.on_events(events)) return;
+        if (more_behind) return analytics.unschedule();
+        if (!engine.read([&analytics](EngineState& st) { evaluate_due(st, analytics); }))
+          analytics.unschedule();
+      },
+      [&analytics] { return analytics.has_room(); });
 }
 
 AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
@@ -1280,10 +1293,16 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
     };
     if (!reaches(auth, id)) return false;  // the core answered 403 already
     auto shared = std::make_shared<Responder>(respond);
-    auto run = [&](std::function<HttpResponse(EngineState&)> fn) {
-      if (!engine.read([shared, fn = std::move(fn)](EngineState& st) { (*shared)(fn(st)); })) {
-        (*shared)(
-            error_response(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
+    auto busy = [shared] {
+      (*shared)(error_response(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
+    };
+    // What reads the rollups or the alerts waits for the sink's catch-up after a start
+    // (Engine::read_caught_up); the events route reads the event index, whole from the start.
+    auto run = [&](std::function<HttpResponse(EngineState&)> fn, bool needs_sink = true) {
+      auto answer = [shared, fn = std::move(fn)](EngineState& st) { (*shared)(fn(st)); };
+      if (!(needs_sink ? engine.read_caught_up(std::move(answer), busy)
+                       : engine.read(std::move(answer)))) {
+        busy();
       }
       return true;
     };
@@ -1294,7 +1313,7 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
         return run([fn, q, id, &analytics](EngineState& st) { return fn(st, analytics, id, *q); });
       }
       if (route == "events")
-        return run([q, id](EngineState& st) { return events_route(st, id, *q); });
+        return run([q, id](EngineState& st) { return events_route(st, id, *q); }, false);
       if (route == "alerts")
         return run([id, &analytics](EngineState& st) { return alerts_route(st, analytics, id); });
       if (route == "alert-rules") {

@@ -1747,6 +1747,14 @@ void Api::handle(HttpRequest&& req, Responder respond) {
         .gauge("creditd_snapshot_rebuild_ms_last",
                "Milliseconds the last worker took to rebuild the state from the log")
         .set(static_cast<std::int64_t>(st.snapshot_rebuild_ns_last.load() / 1'000'000));
+    metrics_
+        .gauge("creditd_analytics_backlog_events",
+               "Events of the event log the analytics have yet to get after the start")
+        .set(static_cast<std::int64_t>(st.sink_backlog_events.load()));
+    metrics_
+        .gauge("creditd_analytics_catch_up_ms",
+               "Milliseconds from ready until the analytics had every event (0 until then)")
+        .set(static_cast<std::int64_t>(st.sink_catch_up_ms_last.load()));
     // The longest of each step since the start: where a stall came from.
     const std::pair<const char*, const std::atomic<std::uint64_t>*> maxima[] = {
         {"creditd_log_write_micro_max", &st.log_write_ns_max},

@@ -16,6 +16,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <future>
+#include <memory>
 
 #include "base/assert.h"
 #include "base/bytes.h"
@@ -590,9 +592,9 @@ Status Engine::open() {
   const auto t_events = std::chrono::steady_clock::now();
   event_load_ = std::make_unique<EventLoad>();
   std::thread loader([this] {
-    // Without analytics the replay sets the pace and this only has to keep ahead of it;
-    // with them, feeding them every event loaded makes this the longer of the two.
-    if (!sink_) run_in_background();
+    // The replay sets the pace and this only has to keep ahead of it (the sink is fed
+    // after the start: set_event_sink).
+    run_in_background();
     Status s = open_event_log();
     std::lock_guard lock(event_load_->mu);
     event_load_->status = std::move(s);
@@ -616,11 +618,8 @@ Status Engine::open() {
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
-  // Without analytics the replay thread sets the start's time, and work leaves it
-  // (replay_log's `lean`). With analytics the event log's loader, feeding them, sets the
-  // time, and that work on the other core slowed it (docs/benchmarks.md, "Restart",
-  // session 9).
-  const bool replay_lean = !sink_;
+  // The replay thread sets the start's time, and work leaves it (replay_log's `lean`).
+  const bool replay_lean = true;
   const std::string wal_dir = options_.data_dir + "/wal";
   Result<std::unique_ptr<store::Wal>> wal = Error(ErrorCode::kStorageFailed, "log not read");
   Status applied = replay_log(
@@ -796,8 +795,74 @@ void Engine::start() {
   log_stopping_ = false;
   collapse_off_.store(false);
   start_collapse();  // the state just rebuilt, before the first snapshot's fork
+  ready_at_ = std::chrono::steady_clock::now();
+  stats_.sink_backlog_events.store(sink_backlog_.size() - sink_backlog_next_);
+  const bool catch_up = sink_ && catching_up();
   log_thread_ = std::thread([this] { log_run(); });
   thread_ = std::thread([this] { run(); });
+  if (catch_up) {
+    sink_catch_up_stop_.store(false);
+    sink_catch_up_thread_ = std::thread([this] { run_sink_catch_up(); });
+  }
+}
+
+void Engine::run_sink_catch_up() {
+  constexpr auto kPoll = std::chrono::milliseconds(1);
+  while (!sink_catch_up_stop_.load()) {
+    if (sink_ready_ && !sink_ready_()) {  // the sink is still busy with the last slices
+      std::this_thread::sleep_for(kPoll);
+      continue;
+    }
+    auto fed = std::make_shared<std::promise<bool>>();
+    std::future<bool> caught_up = fed->get_future();
+    if (!read([this, fed](EngineState& st) { fed->set_value(feed_sink_backlog(st)); })) {
+      std::this_thread::sleep_for(kPoll);  // the queue is full, or the engine stops
+      continue;
+    }
+    if (caught_up.get()) return;  // a queued read always runs, even at a stop
+  }
+}
+
+bool Engine::feed_sink_backlog(EngineState& st) {
+  if (!catching_up()) return true;
+  const std::size_t end =
+      std::min(sink_backlog_.size(), sink_backlog_next_ + kSinkCatchUpSliceEvents);
+  if (sink_slice_.size() < end - sink_backlog_next_) sink_slice_.resize(end - sink_backlog_next_);
+  std::size_t used = 0;
+  for (std::size_t i = sink_backlog_next_; i < end; ++i) {
+    // An event no longer in the log (its day deleted by retention since) is skipped.
+    if (events_.decode(sink_backlog_[i], sink_slice_[used])) ++used;
+  }
+  sink_backlog_next_ = end;
+  if (used < sink_slice_.size()) sink_slice_.resize(used);  // a short slice: rare
+  // The last slice goes even when empty: the sink learns that the catch-up is over.
+  if (!sink_slice_.empty() || !catching_up()) sink_(sink_slice_, catching_up());
+  stats_.sink_backlog_events.store(sink_backlog_.size() - sink_backlog_next_);
+  if (catching_up()) return false;
+  const std::uint64_t fed = sink_backlog_.size();
+  std::vector<EventIndex::Entry>().swap(sink_backlog_);
+  sink_backlog_next_ = 0;
+  std::vector<ledger::Event>().swap(sink_slice_);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - ready_at_)
+                      .count();
+  stats_.sink_catch_up_ms_last.store(static_cast<std::uint64_t>(ms));
+  std::fprintf(
+      stderr,
+      "creditd: the event sink (analytics) caught up: %llu events fed in %lld ms after the start\n",
+      static_cast<unsigned long long>(fed), static_cast<long long>(ms));
+  std::vector<ParkedRead> parked;
+  parked.swap(parked_reads_);
+  for (ParkedRead& p : parked) p.fn(st);
+  return true;
+}
+
+bool Engine::read_caught_up(ReadFn fn, std::function<void()> refused) {
+  return read([this, fn = std::move(fn), refused = std::move(refused)](EngineState& st) {
+    if (!catching_up()) return fn(st);
+    if (parked_reads_.size() >= options_.parked_reads_max) return refused();
+    parked_reads_.push_back(ParkedRead{fn, refused});
+  });
 }
 
 bool Engine::snapshot_due() const {
@@ -848,8 +913,10 @@ void Engine::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  sink_catch_up_stop_.store(true);
   // The ledger thread drains the pipeline before it returns; then the log thread is idle.
   if (thread_.joinable()) thread_.join();
+  if (sink_catch_up_thread_.joinable()) sink_catch_up_thread_.join();
   {
     std::lock_guard lock(mu_);
     log_stopping_ = true;
@@ -974,6 +1041,10 @@ void Engine::run() {
   // A snapshot child forked from this thread is killed when the thread ends
   // (PR_SET_PDEATHSIG follows the forking thread, not the process): a clean stop keeps it.
   finish_snapshot(true);
+  // Reads still waiting for the sink's catch-up are not answered from part of it.
+  std::vector<ParkedRead> parked;
+  parked.swap(parked_reads_);
+  for (ParkedRead& p : parked) p.refused();
 }
 
 void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
@@ -993,7 +1064,7 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
       std::fflush(stderr);
       std::_Exit(3);
     }
-    if (sink_ && !events.empty()) sink_(events);
+    if (sink_ && !events.empty() && !catching_up()) sink_(events, false);
     // Their drawn_from lists and metadata go back to the ledger for the next events.
     ledger_.recycle_events(events);
     if (spare_event_lists_.size() < kSpareEventListsMax &&
@@ -1343,8 +1414,6 @@ namespace {
 
 constexpr std::uint8_t kEngineSnapshotVersion = 1;
 constexpr char kCacheKeySeparator = '\x1f';  // policy/cache.cc joins its key parts with it
-// Events loaded from the event log reach the sink in slices of this many.
-constexpr std::size_t kEventLoadSliceMax = 4096;
 // Replayed events held while the event log is still loading (Engine::hold_until_loaded).
 constexpr std::size_t kReplayPendingEventsMax = 65536;
 
@@ -1423,47 +1492,23 @@ Status Engine::open_event_log() {
   eo.bytes_max = options_.events_bytes_max;
   eo.repair = options_.repair;
   // Each event is indexed by its place in the log: no re-encoding, no copy of its bytes,
-  // no Event per event held. Without analytics only its head is decoded (its account);
-  // with them, all of it, for the sink.
-  // The slice's events are decoded into again by the next slice (decode_event_into sets
-  // every field): no Event is built, and none of its strings allocated, per event loaded.
-  std::vector<ledger::Event> slice;
-  std::size_t slice_used = 0;
+  // no Event per event held, only its head decoded (its account). With a sink, its place
+  // also joins the sink's backlog, fed after the start (set_event_sink).
   ledger::EventHead head;
-  auto flush_slice = [&] {
-    if (slice_used < slice.size()) slice.resize(slice_used);  // the last slice only
-    if (sink_ && !slice.empty()) sink_(slice);
-    slice_used = 0;
-  };
   events_.begin_load();
   auto log = store::EventLog::open(
       events_dir(options_), eo,
       [&](std::uint64_t seq, std::int64_t, std::string_view payload, store::EventPlace place) {
-        std::string_view account_id;
-        std::uint64_t event_seq = 0;
-        if (sink_) {
-          if (slice_used == slice.size()) slice.emplace_back();
-          ledger::Event& e = slice[slice_used++];
-          if (Status s = ledger::decode_event_into(payload, e); !s.ok()) return s;
-          account_id = e.account_id;
-          event_seq = e.seq;
-        } else {
-          if (Status s = ledger::decode_event_head(payload, head); !s.ok()) return s;
-          account_id = head.account_id;
-          event_seq = head.seq;
-        }
-        if (event_seq != seq) {
-          return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
-        }
-        events_.append(account_id, seq, place);
+        if (Status s = ledger::decode_event_head(payload, head); !s.ok()) return s;
+        if (head.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
+        events_.append(head.account_id, seq, place);
+        if (sink_) sink_backlog_.push_back(EventIndex::Entry{seq, place});
         if (event_load_ && seq > event_load_->seq_max.load(std::memory_order_relaxed)) {
           event_load_->seq_max.store(seq, std::memory_order_relaxed);
         }
-        if (slice_used >= kEventLoadSliceMax) flush_slice();
         return ok_status();
       });
   if (!log.ok()) return log.error();
-  flush_slice();
   events_.finish_load();
   event_log_ = std::move(*log);
   events_.attach(event_log_.get());
@@ -1627,7 +1672,7 @@ Status Engine::log_missing_events(std::vector<ledger::Event>& events) {
   events.erase(events.begin(), first_new);
   Status s = log_and_keep_events(events);
   if (!s.ok()) return s;
-  if (sink_) sink_(events);
+  if (sink_ && !catching_up()) sink_(events, false);
   return ok_status();
 }
 
@@ -1664,6 +1709,8 @@ Status Engine::log_and_keep_events(const std::vector<ledger::Event>& events) {
     if (!place.ok()) return place.error();
     // Past its memory bound the index takes no more; the event log still has them.
     events_.append(e.account_id, e.seq, *place);
+    // Behind the sink's backlog, in the order they are logged (set_event_sink).
+    if (catching_up()) sink_backlog_.push_back(EventIndex::Entry{e.seq, *place});
   }
   return event_log_->flush();
 }

@@ -49,6 +49,11 @@ namespace credit::server {
 
 constexpr std::size_t kQueueOpsMaxDefault = 1 << 18;
 constexpr std::size_t kBatchOpsMaxDefault = 1 << 15;
+// The sink's catch-up after a start (Engine::set_event_sink): events fed per read job (a
+// few milliseconds of the ledger thread), and reads that may wait for its end (each is a
+// request holding a connection).
+constexpr std::size_t kSinkCatchUpSliceEvents = 4096;
+constexpr std::size_t kParkedReadsMaxDefault = 4096;
 // A snapshot is taken after this many bytes of log records (and at a clean stop), so a
 // restart replays at most about this much log.
 constexpr std::uint64_t kSnapshotWalBytesDefault = 256ULL << 20;
@@ -171,6 +176,9 @@ struct EngineOptions {
   // Tests only: a snapshot child (forked or replaying) waits this long before it writes
   // (a long snapshot to stop or kill the server during).
   std::int64_t snapshot_child_delay_ms = 0;
+  // Reads waiting for the sink's catch-up after a start (read_caught_up); past this many
+  // the next one is refused.
+  std::size_t parked_reads_max = kParkedReadsMaxDefault;
 };
 
 // What reads see (on the ledger thread).
@@ -221,6 +229,10 @@ struct EngineStats {
   std::atomic<std::int64_t> snapshot_child_pid{0};
   // The helper forking the replaying workers (SnapshotMode::kReplay), 0 when none.
   std::atomic<std::int64_t> snapshot_helper_pid{0};
+  // The sink's catch-up after a start: events of the event log not yet fed to it, and
+  // how long the last catch-up took (0 until one finished).
+  std::atomic<std::uint64_t> sink_backlog_events{0};
+  std::atomic<std::uint64_t> sink_catch_up_ms_last{0};
 };
 
 class Engine {
@@ -230,8 +242,11 @@ class Engine {
   // Runs the done callbacks of one group commit on the log thread (lets the HTTP layer
   // send their answers together).
   using AnswerScope = std::function<void(const std::function<void()>& answer_all)>;
-  // Called on the ledger thread with each durable batch's events (analytics, alerts).
-  using EventSink = std::function<void(const std::vector<ledger::Event>&)>;
+  // Called on the ledger thread with each durable batch's events (analytics, alerts), in
+  // log order. `more_behind`: a slice of the catch-up after a start (set_event_sink)
+  // with more slices still to come, so work that is due once per state (alert
+  // evaluation) can wait for the last one.
+  using EventSink = std::function<void(const std::vector<ledger::Event>&, bool more_behind)>;
 
   Engine(const Clock& clock, pricing::Catalog catalog, std::vector<pricing::RateCard> cards,
          EngineOptions options);
@@ -272,7 +287,22 @@ class Engine {
   EngineStats& stats() { return stats_; }
   // Whether a pass folding the heap into huge pages (huge_collapse.h) is running.
   bool collapse_running() const { return !collapse_done_.load(); }
-  void set_event_sink(EventSink sink) { sink_ = std::move(sink); }
+  // --- the sink's catch-up after a start ---
+  // A start does not feed the sink the events already in the event log: the engine serves
+  // as soon as the ledger is rebuilt. After start() a thread of its own feeds them to the
+  // sink in log order, kSinkCatchUpSliceEvents at a time in read jobs between batches,
+  // whenever `sink_ready` (if set) says the sink has room; the events of new batches wait
+  // behind them (their places in the event log join the backlog), so the sink still sees
+  // every event once, in log order. Before open().
+  void set_event_sink(EventSink sink, std::function<bool()> sink_ready = nullptr) {
+    sink_ = std::move(sink);
+    sink_ready_ = std::move(sink_ready);
+  }
+  // As read(), but `fn` runs only once the sink has been fed every event logged before
+  // it ran (at once when nothing is behind). While the catch-up lasts it waits, and
+  // with EngineOptions::parked_reads_max waiting `refused` runs instead (on the ledger
+  // thread; so does it for every read still waiting when the engine stops).
+  bool read_caught_up(ReadFn fn, std::function<void()> refused);
   // Before start().
   void set_answer_scope(AnswerScope scope) { answer_scope_ = std::move(scope); }
 
@@ -474,6 +504,26 @@ class Engine {
   };
   std::unique_ptr<EventLoad> event_load_;
   std::vector<ledger::Event> replay_pending_;  // replayed events it may lack
+  // The sink's catch-up (set_event_sink). Ledger thread (open() before start()): the
+  // places of the events not yet fed, in log order, from sink_backlog_next_ on, and the
+  // reads waiting for the end of it.
+  bool catching_up() const { return sink_backlog_next_ < sink_backlog_.size(); }
+  // Feeds the next slice of the backlog; at its end runs the waiting reads and returns
+  // true.
+  bool feed_sink_backlog(EngineState& st);
+  void run_sink_catch_up();
+  struct ParkedRead {
+    ReadFn fn;
+    std::function<void()> refused;
+  };
+  std::vector<EventIndex::Entry> sink_backlog_;
+  std::size_t sink_backlog_next_ = 0;
+  std::vector<ledger::Event> sink_slice_;  // reused across slices
+  std::vector<ParkedRead> parked_reads_;
+  std::chrono::steady_clock::time_point ready_at_;
+  std::function<bool()> sink_ready_;
+  std::thread sink_catch_up_thread_;
+  std::atomic<bool> sink_catch_up_stop_{false};
   policy::IntegrationCache cache_;
   policy::RateLimiter limiter_;
   std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;
