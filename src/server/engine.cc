@@ -34,6 +34,7 @@
 #include "server/replay_estimate.h"
 #include "server/replay_pipe.h"
 #include "server/replay_storer.h"
+#include "store/read_ahead.h"
 #include "store/snapshot.h"
 #include "store/wal_format.h"
 #include "time/time.h"
@@ -585,6 +586,20 @@ Status Engine::open() {
     }
   }
   if (Status s = load_key_secret(); !s.ok()) return s;
+  struct JoinOnExit {
+    std::thread& t;
+    ~JoinOnExit() {
+      if (t.joinable()) t.join();
+    }
+  };
+  // The log and the event log are read through maps: the disk reads ahead of both
+  // (store/read_ahead.h), the log first.
+  std::thread read_ahead(
+      [dirs = std::vector<std::string>{options_.data_dir + "/wal", options_.data_dir + "/events"}] {
+        run_in_background();
+        (void)store::read_ahead_dirs(dirs);
+      });
+  JoinOnExit join_read_ahead{read_ahead};
   // The event log (events already durable) loads on a thread of its own while the newest
   // snapshot and then the log records after it are replayed here; the replayed events
   // that the event log lacks are rebuilt once it is loaded. The two share nothing but
@@ -603,12 +618,7 @@ Status Engine::open() {
     event_load_->done = true;
     event_load_->cv.notify_all();
   });
-  struct JoinOnExit {
-    std::thread& t;
-    ~JoinOnExit() {
-      if (t.joinable()) t.join();
-    }
-  } join_loader{loader};
+  JoinOnExit join_loader{loader};
   const auto t_snapshot = std::chrono::steady_clock::now();
   // Growth the rebuilt state will need later is prepared after the start, not during it.
   ledger_.defer_growth(true);
@@ -1492,8 +1502,9 @@ Status Engine::open_event_log() {
   eo.bytes_max = options_.events_bytes_max;
   eo.repair = options_.repair;
   // Each event is indexed by its place in the log: no re-encoding, no copy of its bytes,
-  // no Event per event held, only its head decoded (its account). With a sink, its place
-  // also joins the sink's backlog, fed after the start (set_event_sink).
+  // no Event per event held, only its head decoded (its account). With a sink, the index
+  // hands over the places in log order: the sink's backlog, fed after the start
+  // (set_event_sink; past the index's memory bound neither holds more).
   ledger::EventHead head;
   events_.begin_load();
   auto log = store::EventLog::open(
@@ -1502,14 +1513,13 @@ Status Engine::open_event_log() {
         if (Status s = ledger::decode_event_head(payload, head); !s.ok()) return s;
         if (head.seq != seq) return Status(Error(ErrorCode::kStorageFailed, "event seq mismatch"));
         events_.append(head.account_id, seq, place);
-        if (sink_) sink_backlog_.push_back(EventIndex::Entry{seq, place});
         if (event_load_ && seq > event_load_->seq_max.load(std::memory_order_relaxed)) {
           event_load_->seq_max.store(seq, std::memory_order_relaxed);
         }
         return ok_status();
       });
   if (!log.ok()) return log.error();
-  events_.finish_load();
+  events_.finish_load(sink_ ? &sink_backlog_ : nullptr);
   event_log_ = std::move(*log);
   events_.attach(event_log_.get());
   for (const auto& cut : event_log_->recovery().torn_tails) {

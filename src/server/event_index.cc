@@ -42,9 +42,14 @@ void EventIndex::begin_load() {
   loading_ = true;
 }
 
-void EventIndex::finish_load() {
+void EventIndex::finish_load(std::vector<Entry>* load_order) {
   CREDIT_ASSERT(loading_);
   loading_ = false;
+  if (load_order != nullptr) {
+    load_order->clear();
+    load_order->reserve(loaded_.size());
+    for (const Loaded& l : loaded_) load_order->push_back(l.entry);
+  }
   std::vector<std::uint64_t> counts(by_account_.size(), 0);
   for (const Loaded& l : loaded_) ++counts[l.number];
   for (std::size_t n = 0; n < by_account_.size(); ++n) by_account_[n].list.reserve(counts[n]);

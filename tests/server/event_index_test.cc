@@ -140,8 +140,15 @@ TEST(EventIndex, ALoadDealsEntriesToTheSameListsAsAppendsInSeqOrder) {
     ASSERT_TRUE(loaded.append("acct_" + std::to_string(seq % 4), seq, places[seq]));
   }
   EXPECT_TRUE(loaded.events_of("acct_1").empty());  // nothing dealt out before finish_load
-  loaded.finish_load();
+  std::vector<EventIndex::Entry> order;
+  loaded.finish_load(&order);
   EXPECT_EQ(loaded.size(), 3'000u);
+  // The load order, as read: what the engine's sink catch-up feeds in.
+  ASSERT_EQ(order.size(), seqs.size());
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_EQ(order[i].seq, seqs[i]) << i;
+    ASSERT_EQ(order[i].place, places[seqs[i]]) << i;
+  }
   ledger::Event out;
   for (int a = 0; a < 4; ++a) {
     auto list = loaded.events_of("acct_" + std::to_string(a));
