@@ -14,7 +14,11 @@ bool EventIndex::append(std::string_view account_id, std::uint64_t seq, store::E
       numbers_.find_or_insert(IdIndex::hash_of(account_id), is_id(account_id), by_account_.size());
   if (added) by_account_.push_back(AccountEvents{{}, std::string(account_id)});
   if (loading_) {
-    loaded_.push_back(Loaded{number, Entry{seq, place}});
+    if (loaded_count_ == loaded_.size() * kLoadChunkEntries) {
+      loaded_.push_back(std::make_unique_for_overwrite<Loaded[]>(kLoadChunkEntries));
+    }
+    loaded_.back()[loaded_count_ % kLoadChunkEntries] = Loaded{number, Entry{seq, place}};
+    ++loaded_count_;
     memory_bytes_ += sizeof(Entry);  // what its list will hold
     ++size_;
     return true;
@@ -47,15 +51,16 @@ void EventIndex::finish_load(std::vector<Entry>* load_order) {
   loading_ = false;
   if (load_order != nullptr) {
     load_order->clear();
-    load_order->reserve(loaded_.size());
-    for (const Loaded& l : loaded_) load_order->push_back(l.entry);
+    load_order->reserve(loaded_count_);
+    for_each_loaded([&](const Loaded& l) { load_order->push_back(l.entry); });
   }
   std::vector<std::uint64_t> counts(by_account_.size(), 0);
-  for (const Loaded& l : loaded_) ++counts[l.number];
+  for_each_loaded([&](const Loaded& l) { ++counts[l.number]; });
   for (std::size_t n = 0; n < by_account_.size(); ++n) by_account_[n].list.reserve(counts[n]);
   // Each list was reserved at its size (and its bytes counted by append): no growth here.
-  for (const Loaded& l : loaded_) (void)push_to_list(l.number, l.entry);
-  std::vector<Loaded>().swap(loaded_);
+  for_each_loaded([&](const Loaded& l) { (void)push_to_list(l.number, l.entry); });
+  std::vector<std::unique_ptr<Loaded[]>>().swap(loaded_);
+  loaded_count_ = 0;
   sort();
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -105,7 +106,17 @@ class EventIndex {
     Entry entry;
   };
   bool loading_ = false;
-  std::vector<Loaded> loaded_;
+  // In chunks that never move: one flat array's doublings copied each entry again and
+  // faulted in twice its memory (3 % of a 10 M start's CPU).
+  static constexpr std::size_t kLoadChunkEntries = 1 << 18;  // 6 MiB
+  std::vector<std::unique_ptr<Loaded[]>> loaded_;
+  std::size_t loaded_count_ = 0;
+  template <class Fn>
+  void for_each_loaded(Fn fn) const {
+    for (std::size_t i = 0; i < loaded_count_; ++i) {
+      fn(loaded_[i / kLoadChunkEntries][i % kLoadChunkEntries]);
+    }
+  }
   std::uint64_t size_ = 0;
   std::uint64_t memory_bytes_ = 0;
 };

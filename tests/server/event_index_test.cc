@@ -195,5 +195,31 @@ TEST(EventIndex, TheHeadOfAnEncodingHoldsWhatTheEventsRouteFiltersOn) {
   EXPECT_FALSE(ledger::decode_event_head(std::string_view(bytes).substr(0, 3), head).ok());
 }
 
+TEST(EventIndex, ALoadLongerThanItsChunksKeepsEveryEntryAndItsOrder) {
+  // 600,000 entries: past two of the load's chunks (1 << 18 entries each).
+  constexpr std::uint64_t kEvents = 600'000;
+  EventIndex index;
+  index.begin_load();
+  for (std::uint64_t seq = 1; seq <= kEvents; ++seq) {
+    ASSERT_TRUE(index.append("acct_" + std::to_string(seq % 3), seq, seq * 100));
+  }
+  std::vector<EventIndex::Entry> order;
+  index.finish_load(&order);
+  EXPECT_EQ(index.size(), kEvents);
+  ASSERT_EQ(order.size(), kEvents);
+  for (std::uint64_t i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(order[i].seq, i + 1) << i;
+    ASSERT_EQ(order[i].place, (i + 1) * 100) << i;
+  }
+  for (int a = 0; a < 3; ++a) {
+    auto list = index.events_of("acct_" + std::to_string(a));
+    ASSERT_EQ(list.size(), kEvents / 3);
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      ASSERT_EQ(list[i].seq, (a == 0 ? 3 : a) + 3 * i) << a;
+      ASSERT_EQ(list[i].place, list[i].seq * 100) << a;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace credit::server
