@@ -870,8 +870,19 @@ bool Engine::feed_sink_backlog(EngineState& st) {
 bool Engine::read_caught_up(ReadFn fn, std::function<void()> refused) {
   return read([this, fn = std::move(fn), refused = std::move(refused)](EngineState& st) {
     if (!catching_up()) return fn(st);
-    if (parked_reads_.size() >= options_.parked_reads_max) return refused();
+    if (parked_reads_.size() >= options_.parked_reads_max || refuse_waiting_reads_.load()) {
+      return refused();
+    }
     parked_reads_.push_back(ParkedRead{fn, refused});
+  });
+}
+
+void Engine::refuse_waiting_reads() {
+  refuse_waiting_reads_.store(true);
+  (void)read([this](EngineState&) {
+    std::vector<ParkedRead> parked;
+    parked.swap(parked_reads_);
+    for (ParkedRead& p : parked) p.refused();
   });
 }
 

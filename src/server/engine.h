@@ -303,6 +303,9 @@ class Engine {
   // with EngineOptions::parked_reads_max waiting `refused` runs instead (on the ledger
   // thread; so does it for every read still waiting when the engine stops).
   bool read_caught_up(ReadFn fn, std::function<void()> refused);
+  // A stop is coming: the reads waiting for the catch-up, and those that would wait from
+  // now on, are refused, so that the HTTP server's stop need not wait for its end.
+  void refuse_waiting_reads();
   // Before start().
   void set_answer_scope(AnswerScope scope) { answer_scope_ = std::move(scope); }
 
@@ -524,6 +527,7 @@ class Engine {
   std::function<bool()> sink_ready_;
   std::thread sink_catch_up_thread_;
   std::atomic<bool> sink_catch_up_stop_{false};
+  std::atomic<bool> refuse_waiting_reads_{false};
   policy::IntegrationCache cache_;
   policy::RateLimiter limiter_;
   std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;

@@ -232,6 +232,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   while (!g_stop && !engine.failed()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  engine.refuse_waiting_reads();  // the connections close without waiting for the analytics
   server.stop();
   (*analytics)->alerts().stop();
   engine.stop();

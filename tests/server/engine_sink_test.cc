@@ -198,6 +198,30 @@ TEST(EngineSink, ReadsPastTheBoundAreRefusedAndAStopRefusesTheWaitingOnes) {
     EXPECT_EQ(ran.load(), 0);
     EXPECT_TRUE(sink.got().empty());
   }
+  {
+    // A stop coming: the waiting read and the next one are refused before it, and charges
+    // are still served.
+    Sink sink;
+    Engine engine(clock, catalog(), cards(), test_support::engine_options(dir.path()));
+    sink.attach(engine);
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    std::promise<void> first_refused, second_refused;
+    auto first = first_refused.get_future(), second = second_refused.get_future();
+    ASSERT_TRUE(engine.read_caught_up([](EngineState&) { ADD_FAILURE() << "ran"; },
+                                      [&] { first_refused.set_value(); }));
+    (void)all_seqs(engine, {"a"});  // the read above is waiting now
+    EXPECT_FALSE(ready(first));
+    engine.refuse_waiting_reads();
+    ASSERT_EQ(first.wait_for(kWait), std::future_status::ready);
+    ASSERT_TRUE(engine.read_caught_up([](EngineState&) { ADD_FAILURE() << "ran"; },
+                                      [&] { second_refused.set_value(); }));
+    ASSERT_EQ(second.wait_for(kWait), std::future_status::ready);
+    std::vector<Op> ops;
+    ops.push_back(charge("a", 1));
+    EXPECT_EQ(submit(engine, std::move(ops))[0].status, 201);
+    engine.stop();
+  }
   // The next start catches up from the whole log again.
   Sink sink;
   sink.room.store(true);
