@@ -519,6 +519,7 @@ Status Engine::decode_replay_record(std::string_view payload, ReplayRecord& out)
 
 Status Engine::apply_replay_record(ReplayRecord& record) {
   wal_bytes_since_snapshot_ += record.payload_bytes + store::kRecordHeaderBytes;
+  wal_bytes_total_ += record.payload_bytes + store::kRecordHeaderBytes;
   if (record.keys_expected > 0) ledger_.reserve_idempotency_keys(record.keys_expected);
   if (record.has_batch) {
     ledger::DecodedBatch& batch = record.batch;
@@ -1103,7 +1104,10 @@ void Engine::drain() {
 }
 
 void Engine::hand_to_log(Pending&& p) {
-  if (!p.payload.empty()) wal_bytes_since_snapshot_ += p.payload.size() + store::kRecordHeaderBytes;
+  if (!p.payload.empty()) {
+    wal_bytes_since_snapshot_ += p.payload.size() + store::kRecordHeaderBytes;
+    wal_bytes_total_ += p.payload.size() + store::kRecordHeaderBytes;
+  }
   {
     std::lock_guard lock(mu_);
     ++in_flight_;
@@ -1495,6 +1499,19 @@ Status snapshot_child_outcome(pid_t pid, int wait_status, const SnapshotChildRep
                                               (report == nullptr ? " without a report" : ""));
 }
 
+// A snapshot's buffer is reserved at once: grown by doubling to a gigabyte, it was copied
+// and faulted in twice over (encoding 10 M charges took 6.3 s that way, 3.8 s reserved;
+// docs/benchmarks.md, "Snapshot pause", session 12). The last snapshot's size and at most
+// two bytes per log byte since, within a quarter of the memory: reserved but untouched
+// pages cost nothing, and a short guess only grows as before.
+std::uint64_t snapshot_reserve_bytes(std::uint64_t last_bytes, std::uint64_t log_bytes) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  const std::uint64_t cap = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) *
+                                                        static_cast<std::uint64_t>(page) / 4
+                                                  : std::uint64_t{1} << 30;
+  return std::min({cap, last_bytes + std::min(log_bytes, cap) * 2});
+}
+
 // The snapshot's event files first, so the log it lets go of is never needed to rebuild
 // their events; then the snapshot itself (tmp, fsync, rename, directory fsync).
 Status write_snapshot_files(const std::vector<std::string>& event_files,
@@ -1569,6 +1586,7 @@ Status Engine::load_snapshot(std::optional<std::uint64_t> log_first_lsn) {
   }
   snapshot_lsn_ = load->snapshot->lsn;
   snapshot_written_lsn_ = snapshot_lsn_;
+  snapshot_bytes_last_.store(load->snapshot->bytes.size());
   return ok_status();
 }
 
@@ -1753,6 +1771,9 @@ void Engine::start_snapshot(bool wait) {
   job.dir = snapshot_dir(options_);
   job.log_first_lsn = wal_->first_lsn();
   job.log_bytes = wal_bytes_since_snapshot_;
+  job.wal_bytes_total = wal_bytes_total_;
+  job.reserve_bytes = snapshot_reserve_bytes(snapshot_bytes_last_.load(),
+                                             wal_bytes_total_ - snapshot_wal_total_last_.load());
   wal_bytes_since_snapshot_ = 0;
   precollapse_started_ = false;
   snapshot_done_.store(false);
@@ -1843,6 +1864,10 @@ Status Engine::fork_snapshot(const SnapshotJob& job) {
     } else {
       s = snapshot_child_outcome(pid, wait_status, reported ? &r : nullptr);
     }
+    if (s.ok() && reported) {
+      snapshot_bytes_last_.store(r.bytes);
+      snapshot_wal_total_last_.store(job.wal_bytes_total);
+    }
     after_snapshot_written(s, job.dir);
     if (reported) {
       stats_.snapshot_encode_ns_last.store(r.encode_ns);
@@ -1888,6 +1913,7 @@ Status Engine::encode_and_write(const SnapshotJob& job, std::uint64_t& bytes_wri
                                 std::uint64_t& encode_ns, std::uint64_t& write_ns) const {
   const auto t0 = std::chrono::steady_clock::now();
   std::string bytes;
+  bytes.reserve(job.reserve_bytes);
   encode_snapshot(bytes);
   encode_ns = elapsed_ns(t0);
   bytes_written = bytes.size();
@@ -1910,6 +1936,7 @@ std::string Engine::SnapshotJob::encode() const {
   w.str(dir);
   w.uv(log_first_lsn);
   w.uv(log_bytes);
+  w.uv(reserve_bytes);
   return out;
 }
 
@@ -1923,6 +1950,7 @@ std::optional<Engine::SnapshotJob> Engine::SnapshotJob::decode(std::string_view 
   job.dir = r.str();
   job.log_first_lsn = r.uv();
   job.log_bytes = r.uv();
+  job.reserve_bytes = r.uv();
   if (!r.ok() || !r.done()) return std::nullopt;
   return job;
 }
@@ -1957,6 +1985,10 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
       reported = outcome->report.size() == sizeof(r);
       if (reported) std::memcpy(&r, outcome->report.data(), sizeof(r));
       s = snapshot_child_outcome(pid, outcome->wait_status, reported ? &r : nullptr);
+    }
+    if (s.ok() && reported) {
+      snapshot_bytes_last_.store(r.bytes);
+      snapshot_wal_total_last_.store(job.wal_bytes_total);
     }
     after_snapshot_written(s, job.dir);
     if (reported) {
@@ -2020,6 +2052,7 @@ Status Engine::rebuild_to(const SnapshotJob& job) {
 void Engine::encode_snapshot_here(SnapshotJob&& job) {
   const auto t0 = std::chrono::steady_clock::now();
   auto bytes = std::make_shared<std::string>();
+  bytes->reserve(job.reserve_bytes);
   encode_snapshot(*bytes);
   const std::uint64_t encode_ns = elapsed_ns(t0);
   stats_.snapshot_encode_ns_last.store(encode_ns);
@@ -2028,6 +2061,10 @@ void Engine::encode_snapshot_here(SnapshotJob&& job) {
     const auto t1 = std::chrono::steady_clock::now();
     Status s = write_snapshot_files(job.event_files, job.events_dir, job.dir, job.lsn, *bytes);
     const std::uint64_t write_ns = elapsed_ns(t1);
+    if (s.ok()) {
+      snapshot_bytes_last_.store(bytes->size());
+      snapshot_wal_total_last_.store(job.wal_bytes_total);
+    }
     after_snapshot_written(s, job.dir);
     stats_.snapshot_write_ns_last.store(write_ns);
     std::fprintf(stderr,

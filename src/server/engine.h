@@ -406,6 +406,10 @@ class Engine {
     // snapshot (what the worker replays).
     std::uint64_t log_first_lsn = 0;
     std::uint64_t log_bytes = 0;
+    // The encode's buffer, reserved at once (snapshot_reserve_bytes in engine.cc).
+    std::uint64_t reserve_bytes = 0;
+    // The server's wal_bytes_total_ when it began (not sent to a worker).
+    std::uint64_t wal_bytes_total = 0;
     std::string encode() const;
     static std::optional<SnapshotJob> decode(std::string_view bytes);
   };
@@ -528,6 +532,12 @@ class Engine {
   std::thread sink_catch_up_thread_;
   std::atomic<bool> sink_catch_up_stop_{false};
   std::atomic<bool> refuse_waiting_reads_{false};
+  // The size of the newest snapshot loaded or written, and wal_bytes_total_ when it was
+  // taken (the next one's buffer is sized from them); set by the snapshot thread, read by
+  // the ledger thread.
+  std::atomic<std::uint64_t> snapshot_bytes_last_{0};
+  std::atomic<std::uint64_t> snapshot_wal_total_last_{0};
+  std::uint64_t wal_bytes_total_ = 0;  // log bytes replayed and appended by this engine
   policy::IntegrationCache cache_;
   policy::RateLimiter limiter_;
   std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;
