@@ -28,6 +28,8 @@ constexpr std::int64_t kHistoryMs = kStartMs - 20 * 86'400'000LL;  // 20 days be
 
 using test_support::cards;
 using test_support::catalog;
+using test_support::charge;
+using test_support::submit;
 using TempDir = test_support::TempDir;
 
 EngineOptions options(const std::string& dir) {
@@ -36,32 +38,12 @@ EngineOptions options(const std::string& dir) {
   return o;
 }
 
-std::vector<ledger::Reply> submit(Engine& engine, std::vector<Op> ops) {
-  std::promise<std::vector<ledger::Reply>> answered;
-  auto replies = answered.get_future();
-  EXPECT_TRUE(engine.submit(
-      std::move(ops), [&](std::vector<ledger::Reply>&& r) { answered.set_value(std::move(r)); }));
-  return replies.get();
-}
-
 void create_account(Engine& engine) {
   std::vector<Op> ops;
   ledger::Command c;
   c.body = ledger::CreateAccount{"acct", "pro", std::nullopt};
   ops.emplace_back(std::move(c));
   EXPECT_EQ(submit(engine, std::move(ops))[0].status, 201);
-}
-
-Op charge(const std::string& account, std::int64_t mc) {
-  ledger::Command c;
-  ledger::Charge ch;
-  ch.account_id = account;
-  ch.user_id = "u";
-  ch.kind = pricing::Kind::kBackendFunction;
-  ch.pool = "credits";
-  ch.amount = Millicredits::from_mc(mc);
-  c.body = std::move(ch);
-  return Op(std::move(c));
 }
 
 ledger::Event history(const std::string& account, std::int64_t at_ms, const std::string& key) {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -27,31 +28,13 @@ constexpr auto kWait = std::chrono::seconds(20);
 
 using test_support::cards;
 using test_support::catalog;
+using test_support::charge;
+using test_support::submit;
 using TempDir = test_support::TempDir;
-
-std::vector<ledger::Reply> submit(Engine& engine, std::vector<Op> ops) {
-  std::promise<std::vector<ledger::Reply>> answered;
-  auto replies = answered.get_future();
-  EXPECT_TRUE(engine.submit(
-      std::move(ops), [&](std::vector<ledger::Reply>&& r) { answered.set_value(std::move(r)); }));
-  return replies.get();
-}
 
 Op create(const std::string& account) {
   ledger::Command c;
   c.body = ledger::CreateAccount{account, "pro", std::nullopt};
-  return Op(std::move(c));
-}
-
-Op charge(const std::string& account, std::int64_t mc) {
-  ledger::Command c;
-  ledger::Charge ch;
-  ch.account_id = account;
-  ch.user_id = "u";
-  ch.kind = pricing::Kind::kBackendFunction;
-  ch.pool = "credits";
-  ch.amount = Millicredits::from_mc(mc);
-  c.body = std::move(ch);
   return Op(std::move(c));
 }
 
@@ -109,6 +92,17 @@ void write_history(const std::string& dir, ManualClock& clock, int batches = 10,
     for (const auto& r : submit(engine, std::move(ops))) ASSERT_EQ(r.status, 201);
   }
   engine.stop();
+}
+
+// Whether a read that needs the sink ran within kWait (the catch-up ended).
+bool caught_up(Engine& engine) {
+  auto ran = std::make_shared<std::promise<void>>();
+  auto ran_future = ran->get_future();
+  if (!engine.read_caught_up([ran](EngineState&) { ran->set_value(); },
+                             [] { ADD_FAILURE() << "refused"; })) {
+    return false;
+  }
+  return ran_future.wait_for(kWait) == std::future_status::ready;
 }
 
 bool ready(std::future<void>& f) {
@@ -229,11 +223,7 @@ TEST(EngineSink, ReadsPastTheBoundAreRefusedAndAStopRefusesTheWaitingOnes) {
   sink.attach(engine);
   ASSERT_TRUE(engine.open().ok());
   engine.start();
-  std::promise<void> caught_up;
-  auto caught_up_future = caught_up.get_future();
-  ASSERT_TRUE(engine.read_caught_up([&](EngineState&) { caught_up.set_value(); },
-                                    [] { ADD_FAILURE() << "refused"; }));
-  ASSERT_EQ(caught_up_future.wait_for(kWait), std::future_status::ready);
+  ASSERT_TRUE(caught_up(engine));
   EXPECT_EQ(sink.got(), all_seqs(engine, {"a", "b"}));
   engine.stop();
 }
@@ -248,11 +238,7 @@ TEST(EngineSink, ALongBacklogComesInSlicesAndOnlyTheLastSaysNoneIsBehind) {
   sink.attach(engine);
   ASSERT_TRUE(engine.open().ok());
   engine.start();
-  std::promise<void> caught_up;
-  auto caught_up_future = caught_up.get_future();
-  ASSERT_TRUE(engine.read_caught_up([&](EngineState&) { caught_up.set_value(); },
-                                    [] { ADD_FAILURE() << "refused"; }));
-  ASSERT_EQ(caught_up_future.wait_for(kWait), std::future_status::ready);
+  ASSERT_TRUE(caught_up(engine));
   static_assert(kSinkCatchUpSliceEvents * 2 < 9'002 && 9'002 <= kSinkCatchUpSliceEvents * 3);
   EXPECT_EQ(sink.behind(), (std::vector<bool>{true, true, false}));
   EXPECT_EQ(sink.got(), all_seqs(engine, {"a", "b"}));

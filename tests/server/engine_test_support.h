@@ -5,6 +5,7 @@
 // Owns: these helpers. Does not: run an engine (each test sets its own options).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <cstdio>
@@ -62,6 +63,28 @@ inline std::vector<pricing::RateCard> cards() {
   std::vector<pricing::RateCard> v;
   v.push_back(std::move(*c));
   return v;
+}
+
+// Submits `ops` as one batch and waits for their replies.
+inline std::vector<ledger::Reply> submit(Engine& engine, std::vector<Op> ops) {
+  std::promise<std::vector<ledger::Reply>> answered;
+  auto replies = answered.get_future();
+  EXPECT_TRUE(engine.submit(
+      std::move(ops), [&](std::vector<ledger::Reply>&& r) { answered.set_value(std::move(r)); }));
+  return replies.get();
+}
+
+// A charge of `mc` millicredits by user "u" of `account` (kind backend_function).
+inline Op charge(const std::string& account, std::int64_t mc) {
+  ledger::Command c;
+  ledger::Charge ch;
+  ch.account_id = account;
+  ch.user_id = "u";
+  ch.kind = pricing::Kind::kBackendFunction;
+  ch.pool = "credits";
+  ch.amount = Millicredits::from_mc(mc);
+  c.body = std::move(ch);
+  return Op(std::move(c));
 }
 
 // An engine on `dir` that acknowledges without fdatasync (tests, not durability).
