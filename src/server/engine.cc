@@ -1864,11 +1864,7 @@ Status Engine::fork_snapshot(const SnapshotJob& job) {
     } else {
       s = snapshot_child_outcome(pid, wait_status, reported ? &r : nullptr);
     }
-    if (s.ok() && reported) {
-      snapshot_bytes_last_.store(r.bytes);
-      snapshot_wal_total_last_.store(job.wal_bytes_total);
-    }
-    after_snapshot_written(s, job.dir);
+    after_snapshot_written(s, job, r.bytes);
     if (reported) {
       stats_.snapshot_encode_ns_last.store(r.encode_ns);
       stats_.snapshot_write_ns_last.store(r.write_ns);
@@ -1968,7 +1964,7 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
     Result<pid_t> begun = snapshot_workers_->begin(job.encode());
     if (!begun.ok()) {
       snapshot_helper_gone_ = true;  // finish_snapshot lets it go: the next ones fork
-      after_snapshot_written(begun.error(), job.dir);
+      after_snapshot_written(begun.error(), job, 0);
       snapshot_done_.store(true);
       return;
     }
@@ -1986,11 +1982,7 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
       if (reported) std::memcpy(&r, outcome->report.data(), sizeof(r));
       s = snapshot_child_outcome(pid, outcome->wait_status, reported ? &r : nullptr);
     }
-    if (s.ok() && reported) {
-      snapshot_bytes_last_.store(r.bytes);
-      snapshot_wal_total_last_.store(job.wal_bytes_total);
-    }
-    after_snapshot_written(s, job.dir);
+    after_snapshot_written(s, job, r.bytes);
     if (reported) {
       stats_.snapshot_rebuild_ns_last.store(r.rebuild_ns);
       stats_.snapshot_encode_ns_last.store(r.encode_ns);
@@ -2061,11 +2053,7 @@ void Engine::encode_snapshot_here(SnapshotJob&& job) {
     const auto t1 = std::chrono::steady_clock::now();
     Status s = write_snapshot_files(job.event_files, job.events_dir, job.dir, job.lsn, *bytes);
     const std::uint64_t write_ns = elapsed_ns(t1);
-    if (s.ok()) {
-      snapshot_bytes_last_.store(bytes->size());
-      snapshot_wal_total_last_.store(job.wal_bytes_total);
-    }
-    after_snapshot_written(s, job.dir);
+    after_snapshot_written(s, job, bytes->size());
     stats_.snapshot_write_ns_last.store(write_ns);
     std::fprintf(stderr,
                  "creditd: snapshot at LSN %llu: %zu bytes, state encoded in %.1f ms on the "
@@ -2076,9 +2064,13 @@ void Engine::encode_snapshot_here(SnapshotJob&& job) {
   });
 }
 
-void Engine::after_snapshot_written(Status written, const std::string& dir) {
+void Engine::after_snapshot_written(Status written, const SnapshotJob& job, std::uint64_t bytes) {
+  const std::string& dir = job.dir;
   Status s = std::move(written);
   if (s.ok()) {
+    // What the next snapshot's buffer is sized from (snapshot_reserve_bytes).
+    snapshot_bytes_last_.store(bytes);
+    snapshot_wal_total_last_.store(job.wal_bytes_total);
     auto pruned = store::prune_snapshots(dir);
     if (!pruned.ok()) s = pruned.error();
   }

@@ -439,9 +439,9 @@ class Engine {
   // The unforked path.
   void encode_snapshot_here(SnapshotJob&& job);
   void record_snapshot_pause(std::uint64_t pause_ns);
-  // Snapshot thread, once the file is written or has failed: prunes old snapshots and
-  // finds the LSN the log is kept from, for finish_snapshot.
-  void after_snapshot_written(Status written, const std::string& dir);
+  // Snapshot thread, once the file (of `bytes`) is written or has failed: prunes old
+  // snapshots and finds the LSN the log is kept from, for finish_snapshot.
+  void after_snapshot_written(Status written, const SnapshotJob& job, std::uint64_t bytes);
   // Joins a finished (or, when `wait`, any) background snapshot and truncates the log.
   void finish_snapshot(bool wait);
   std::unique_ptr<store::EventLog> event_log_;
