@@ -880,11 +880,13 @@ bool Engine::read_caught_up(ReadFn fn, std::function<void()> refused) {
 
 void Engine::refuse_waiting_reads() {
   refuse_waiting_reads_.store(true);
-  (void)read([this](EngineState&) {
-    std::vector<ParkedRead> parked;
-    parked.swap(parked_reads_);
-    for (ParkedRead& p : parked) p.refused();
-  });
+  (void)read([this](EngineState&) { refuse_parked_reads(); });
+}
+
+void Engine::refuse_parked_reads() {
+  std::vector<ParkedRead> parked;
+  parked.swap(parked_reads_);
+  for (ParkedRead& p : parked) p.refused();
 }
 
 bool Engine::snapshot_due() const {
@@ -1064,9 +1066,7 @@ void Engine::run() {
   // (PR_SET_PDEATHSIG follows the forking thread, not the process): a clean stop keeps it.
   finish_snapshot(true);
   // Reads still waiting for the sink's catch-up are not answered from part of it.
-  std::vector<ParkedRead> parked;
-  parked.swap(parked_reads_);
-  for (ParkedRead& p : parked) p.refused();
+  refuse_parked_reads();
 }
 
 void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
@@ -1509,7 +1509,7 @@ std::uint64_t snapshot_reserve_bytes(std::uint64_t last_bytes, std::uint64_t log
   const std::uint64_t cap = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) *
                                                         static_cast<std::uint64_t>(page) / 4
                                                   : std::uint64_t{1} << 30;
-  return std::min({cap, last_bytes + std::min(log_bytes, cap) * 2});
+  return std::min(cap, last_bytes + std::min(log_bytes, cap) * 2);
 }
 
 // The snapshot's event files first, so the log it lets go of is never needed to rebuild

@@ -519,6 +519,7 @@ class Engine {
   // true.
   bool feed_sink_backlog(EngineState& st);
   void run_sink_catch_up();
+  void refuse_parked_reads();
   struct ParkedRead {
     ReadFn fn;
     std::function<void()> refused;
