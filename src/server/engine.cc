@@ -629,13 +629,11 @@ Status Engine::open() {
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
-  // The replay thread sets the start's time, and work leaves it (replay_log's `lean`).
-  const bool replay_lean = true;
   const std::string wal_dir = options_.data_dir + "/wal";
   Result<std::unique_ptr<store::Wal>> wal = Error(ErrorCode::kStorageFailed, "log not read");
   Status applied = replay_log(
       [&](const store::WalRecordFn& on_record) { wal = store::Wal::open(wal_dir, wo, on_record); },
-      replay_lean, replay_lean ? store::Wal::bytes_on_disk(wal_dir) : 0, wo.segment_bytes);
+      store::Wal::bytes_on_disk(wal_dir), wo.segment_bytes);
   ledger_.defer_growth(false);  // the idempotency table's next array, if it is due
   if (!applied.ok()) return applied;
   loader.join();
@@ -697,7 +695,7 @@ Status Engine::open() {
   return log_rate_card_if_changed();
 }
 
-Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& read_log, bool lean,
+Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& read_log,
                           std::uint64_t log_bytes, std::uint64_t segment_bytes) {
   // The replay's answers are discarded: charges store theirs without rendering them.
   ledger_.set_replies_rendered(false);
@@ -706,15 +704,15 @@ Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& 
   Status applied = ok_status();
   {
     ReplayPipe<ReplayRecord> pipe;
-    // Lean: the idempotency table is sized once for the keys the log holds
-    // (replay_estimate.h), and it and the stored replies are kept on a thread of their own
-    // (replay_storer.h), a third of a record's replay.
-    ReplayKeyEstimate keys(lean ? log_bytes : 0, segment_bytes);
+    // The idempotency table is sized once for the keys the log holds (replay_estimate.h),
+    // and it and the stored replies are kept on a thread of their own (replay_storer.h), a
+    // third of a record's replay.
+    ReplayKeyEstimate keys(log_bytes, segment_bytes);
     std::thread decoder([&] {
       // Below the replaying thread, as the stores' thread is: on two cores the replay sets
       // the pace, and at the same priority it waited 0.4-0.7 s of a 10 M start for a core
       // (its schedstat); below it, 0.1 s (docs/benchmarks.md, "Restart", session 11).
-      if (lean) run_in_background();
+      run_in_background();
       read_log([&](std::uint64_t lsn, std::string_view payload) {
         const std::uint64_t bytes = payload.size() + store::kRecordHeaderBytes;
         if (lsn < snapshot_lsn_) {  // covered
@@ -730,7 +728,7 @@ Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& 
       });
       pipe.close();
     });
-    ReplayStorer storer(ledger_, /*enabled=*/lean);
+    ReplayStorer storer(ledger_);
     while (ReplayRecord* record = pipe.next()) {
       if (applied.ok()) applied = apply_replay_record(*record);
       if (applied.ok() && !storer.hand_over()) {
@@ -869,12 +867,12 @@ bool Engine::feed_sink_backlog(EngineState& st) {
 }
 
 bool Engine::read_caught_up(ReadFn fn, std::function<void()> refused) {
-  return read([this, fn = std::move(fn), refused = std::move(refused)](EngineState& st) {
+  return read([this, fn = std::move(fn), refused = std::move(refused)](EngineState& st) mutable {
     if (!catching_up()) return fn(st);
     if (parked_reads_.size() >= options_.parked_reads_max || refuse_waiting_reads_.load()) {
       return refused();
     }
-    parked_reads_.push_back(ParkedRead{fn, refused});
+    parked_reads_.push_back(ParkedRead{std::move(fn), std::move(refused)});
   });
 }
 
@@ -1741,6 +1739,7 @@ Status Engine::hold_until_loaded(std::vector<ledger::Event>& events) {
 }
 
 Status Engine::log_and_keep_events(const std::vector<ledger::Event>& events) {
+  const bool behind = catching_up();
   for (const ledger::Event& e : events) {
     event_bytes_.clear();
     ledger::encode_event(e, event_bytes_);
@@ -1749,7 +1748,7 @@ Status Engine::log_and_keep_events(const std::vector<ledger::Event>& events) {
     // Past its memory bound the index takes no more; the event log still has them.
     events_.append(e.account_id, e.seq, *place);
     // Behind the sink's backlog, in the order they are logged (set_event_sink).
-    if (catching_up()) sink_backlog_.push_back(EventIndex::Entry{e.seq, *place});
+    if (behind) sink_backlog_.push_back(EventIndex::Entry{e.seq, *place});
   }
   return event_log_->flush();
 }
@@ -2034,7 +2033,7 @@ Status Engine::rebuild_to(const SnapshotJob& job) {
       [&](const store::WalRecordFn& on_record) {
         read = store::Wal::read_range(wal_dir, snapshot_lsn_, job.lsn, on_record);
       },
-      /*lean=*/true, job.log_bytes, store::WalOptions{}.segment_bytes);
+      job.log_bytes, store::WalOptions{}.segment_bytes);
   if (!applied.ok()) return applied;
   if (!read.ok()) return read;
   ledger_.check_invariants();

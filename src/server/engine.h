@@ -376,9 +376,9 @@ class Engine {
   // (read from the log's directory when not given).
   Status load_snapshot(std::optional<std::uint64_t> log_first_lsn = std::nullopt);
   // Replays log records (read_log, on a thread of its own, hands each to the callback) on
-  // this thread. `lean`: no analytics to feed, so the stores go to a thread of their own
-  // and the idempotency table is sized from log_bytes ahead (replay_estimate.h).
-  Status replay_log(const std::function<void(const store::WalRecordFn&)>& read_log, bool lean,
+  // this thread. The stores go to a thread of their own and the idempotency table is sized
+  // from log_bytes ahead (replay_estimate.h).
+  Status replay_log(const std::function<void(const store::WalRecordFn&)>& read_log,
                     std::uint64_t log_bytes, std::uint64_t segment_bytes);
   // Takes DATA/LOCK (flock, exclusive) until stop(); refuses a dir in use.
   Status lock_data_dir();

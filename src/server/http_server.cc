@@ -699,7 +699,9 @@ void HttpServer::Core::session_ended(std::list<std::weak_ptr<Session>>::iterator
   if (--live == 0) all_closed.notify_all();
 }
 
-AnswerBatch::AnswerBatch() { ++t_pending_answers.depth; }
+AnswerBatch::AnswerBatch() {
+  ++t_pending_answers.depth;
+}
 
 AnswerBatch::~AnswerBatch() {
   PendingAnswers& pending = t_pending_answers;

@@ -8,9 +8,7 @@
 
 namespace credit::server {
 
-ReplayStorer::ReplayStorer(ledger::Ledger& ledger, bool enabled)
-    : ledger_(ledger), enabled_(enabled) {
-  if (!enabled_) return;
+ReplayStorer::ReplayStorer(ledger::Ledger& ledger) : ledger_(ledger) {
   thread_ = std::thread([this] {
     // Below the replaying thread, which sets a start's pace (engine.cc, replay_log).
     run_in_background();
@@ -24,7 +22,7 @@ ReplayStorer::ReplayStorer(ledger::Ledger& ledger, bool enabled)
 }
 
 bool ReplayStorer::hand_over() {
-  if (!enabled_) return true;
+  if (!running_) return true;
   if (filling_ != nullptr) slots_.publish();
   filling_ = slots_.acquire();
   if (filling_ != nullptr) filling_->clear();
@@ -33,8 +31,8 @@ bool ReplayStorer::hand_over() {
 }
 
 Status ReplayStorer::finish() {
-  if (!enabled_) return ok_status();
-  enabled_ = false;
+  if (!running_) return ok_status();
+  running_ = false;
   if (filling_ != nullptr) slots_.publish();
   filling_ = nullptr;
   ledger_.defer_stores(nullptr);

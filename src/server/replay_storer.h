@@ -2,7 +2,7 @@
 // Keeps the ledger's idempotency table and stored replies on a thread of their own while
 // a replay applies the command log (Ledger::defer_stores): the replay thread defers each
 // record's stores into a slot, hands the slot over, and this thread applies it, in order,
-// through a ReplayPipe. Disabled, it does nothing and the ledger stores as it applies.
+// through a ReplayPipe.
 // Owns: the thread and the slots. Does not: decide what is stored (ledger.cc).
 #pragma once
 
@@ -17,8 +17,8 @@ namespace credit::server {
 
 class ReplayStorer {
  public:
-  // Enabled: starts the thread and defers the ledger's stores into the first slot.
-  ReplayStorer(ledger::Ledger& ledger, bool enabled);
+  // Starts the thread and defers the ledger's stores into the first slot.
+  explicit ReplayStorer(ledger::Ledger& ledger);
   ~ReplayStorer() { (void)finish(); }
   ReplayStorer(const ReplayStorer&) = delete;
   ReplayStorer& operator=(const ReplayStorer&) = delete;
@@ -33,7 +33,7 @@ class ReplayStorer {
 
  private:
   ledger::Ledger& ledger_;
-  bool enabled_;
+  bool running_ = true;  // until finish()
   ReplayPipe<ledger::DeferredStores> slots_;
   ledger::DeferredStores* filling_ = nullptr;  // the slot the ledger defers into
   Status stored_ = ok_status();                // the thread's, read after it is joined

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine_test_support.h"
@@ -61,6 +62,21 @@ struct Sink {
     std::lock_guard lock(mu);
     return calls;
   }
+};
+
+// An engine with a Sink attached (with room, or none until a test gives it), opened and
+// started.
+struct Started {
+  Started(ManualClock& clock, EngineOptions o, bool room)
+      : engine(clock, catalog(), cards(), std::move(o)) {
+    sink.room.store(room);
+    sink.attach(engine);
+    opened = engine.open().ok();
+    if (opened) engine.start();
+  }
+  Sink sink;  // before the engine: it outlives the engine's calls
+  Engine engine;
+  bool opened = false;
 };
 
 // The seqs of every event the engine's index holds, in increasing order.
@@ -168,13 +184,11 @@ TEST(EngineSink, ReadsPastTheBoundAreRefusedAndAStopRefusesTheWaitingOnes) {
   ManualClock clock(kStartMs);
   write_history(dir.path(), clock);
   {
-    Sink sink;
     EngineOptions o = test_support::engine_options(dir.path());
     o.parked_reads_max = 1;
-    Engine engine(clock, catalog(), cards(), o);
-    sink.attach(engine);
-    ASSERT_TRUE(engine.open().ok());
-    engine.start();
+    Started started(clock, o, /*room=*/false);
+    ASSERT_TRUE(started.opened);
+    Engine& engine = started.engine;
     std::atomic<int> ran{0}, refused{0};
     std::promise<void> second_refused;
     auto second_future = second_refused.get_future();
@@ -190,16 +204,14 @@ TEST(EngineSink, ReadsPastTheBoundAreRefusedAndAStopRefusesTheWaitingOnes) {
     engine.stop();  // the sink still has no room: the waiting read is refused
     EXPECT_EQ(refused.load(), 2);
     EXPECT_EQ(ran.load(), 0);
-    EXPECT_TRUE(sink.got().empty());
+    EXPECT_TRUE(started.sink.got().empty());
   }
   {
     // A stop coming: the waiting read and the next one are refused before it, and charges
     // are still served.
-    Sink sink;
-    Engine engine(clock, catalog(), cards(), test_support::engine_options(dir.path()));
-    sink.attach(engine);
-    ASSERT_TRUE(engine.open().ok());
-    engine.start();
+    Started started(clock, test_support::engine_options(dir.path()), /*room=*/false);
+    ASSERT_TRUE(started.opened);
+    Engine& engine = started.engine;
     std::promise<void> first_refused, second_refused;
     auto first = first_refused.get_future(), second = second_refused.get_future();
     ASSERT_TRUE(engine.read_caught_up([](EngineState&) { ADD_FAILURE() << "ran"; },
@@ -217,12 +229,10 @@ TEST(EngineSink, ReadsPastTheBoundAreRefusedAndAStopRefusesTheWaitingOnes) {
     engine.stop();
   }
   // The next start catches up from the whole log again.
-  Sink sink;
-  sink.room.store(true);
-  Engine engine(clock, catalog(), cards(), test_support::engine_options(dir.path()));
-  sink.attach(engine);
-  ASSERT_TRUE(engine.open().ok());
-  engine.start();
+  Started started(clock, test_support::engine_options(dir.path()), /*room=*/true);
+  ASSERT_TRUE(started.opened);
+  Engine& engine = started.engine;
+  Sink& sink = started.sink;
   ASSERT_TRUE(caught_up(engine));
   EXPECT_EQ(sink.got(), all_seqs(engine, {"a", "b"}));
   engine.stop();
@@ -232,12 +242,10 @@ TEST(EngineSink, ALongBacklogComesInSlicesAndOnlyTheLastSaysNoneIsBehind) {
   TempDir dir;
   ManualClock clock(kStartMs);
   write_history(dir.path(), clock, 9, 1'000);  // 9,002 events: three slices
-  Sink sink;
-  sink.room.store(true);
-  Engine engine(clock, catalog(), cards(), test_support::engine_options(dir.path()));
-  sink.attach(engine);
-  ASSERT_TRUE(engine.open().ok());
-  engine.start();
+  Started started(clock, test_support::engine_options(dir.path()), /*room=*/true);
+  ASSERT_TRUE(started.opened);
+  Engine& engine = started.engine;
+  Sink& sink = started.sink;
   ASSERT_TRUE(caught_up(engine));
   static_assert(kSinkCatchUpSliceEvents * 2 < 9'002 && 9'002 <= kSinkCatchUpSliceEvents * 3);
   EXPECT_EQ(sink.behind(), (std::vector<bool>{true, true, false}));
@@ -248,16 +256,12 @@ TEST(EngineSink, ALongBacklogComesInSlicesAndOnlyTheLastSaysNoneIsBehind) {
 TEST(EngineSink, WithAnEmptyEventLogNothingWaits) {
   TempDir dir;
   ManualClock clock(kStartMs);
-  Sink sink;  // no room, ever: nothing should need it
-  Engine engine(clock, catalog(), cards(), test_support::engine_options(dir.path()));
-  sink.attach(engine);
-  ASSERT_TRUE(engine.open().ok());
-  engine.start();
-  std::promise<void> ran;
-  auto ran_future = ran.get_future();
-  ASSERT_TRUE(engine.read_caught_up([&](EngineState&) { ran.set_value(); },
-                                    [] { ADD_FAILURE() << "refused"; }));
-  ASSERT_EQ(ran_future.wait_for(kWait), std::future_status::ready);
+  // No room, ever: nothing should need it.
+  Started started(clock, test_support::engine_options(dir.path()), /*room=*/false);
+  ASSERT_TRUE(started.opened);
+  Engine& engine = started.engine;
+  Sink& sink = started.sink;
+  ASSERT_TRUE(caught_up(engine));
   std::vector<Op> ops;
   ops.push_back(create("a"));
   ops.push_back(charge("a", 1'000));

@@ -56,7 +56,7 @@ TEST(ReplayStorer, StoresHandedOverEndInTheStateOfStoringInPlace) {
     for (ledger::Command c : all[b]) ASSERT_TRUE(in_place.apply(c, events).logged);
   }
   {
-    ReplayStorer storer(handed, true);
+    ReplayStorer storer(handed);
     for (std::size_t b = 0; b < all.size(); ++b) {
       handed.begin_batch(start + static_cast<std::int64_t>(b) * 3'600'000);
       for (ledger::Command c : all[b]) ASSERT_TRUE(handed.apply(c, events).logged);
@@ -73,7 +73,7 @@ TEST(ReplayStorer, StoresHandedOverEndInTheStateOfStoringInPlace) {
 // A ledger with account "a" created under key "k", the storer (enabled or not) started
 // before the creation.
 struct Created {
-  explicit Created(bool enabled) : storer((l.begin_batch(at("2026-03-01T10:00:00Z")), l), enabled) {
+  Created() : storer((l.begin_batch(at("2026-03-01T10:00:00Z")), l)) {
     ledger::Command c = keyed(create("a", "pro"), "k");
     l.apply(c, events);
   }
@@ -83,7 +83,7 @@ struct Created {
 };
 
 TEST(ReplayStorer, AFailedStoreStopsTheHandOversAndFinishSaysWhy) {
-  Created c(true);
+  Created c;
   ledger::Ledger& l = c.l;
   std::vector<ledger::Event>& events = c.events;
   ReplayStorer& storer = c.storer;
@@ -99,14 +99,6 @@ TEST(ReplayStorer, AFailedStoreStopsTheHandOversAndFinishSaysWhy) {
   Status s = storer.finish();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("live"), std::string::npos);
-}
-
-TEST(ReplayStorer, DisabledTheLedgerStoresAsItApplies) {
-  Created c(false);
-  ledger::Command again = keyed(create("a", "pro"), "k");
-  EXPECT_TRUE(c.l.apply(again, c.events).replayed);  // stored at once
-  EXPECT_TRUE(c.storer.hand_over());
-  EXPECT_TRUE(c.storer.finish().ok());
 }
 
 }  // namespace
