@@ -97,17 +97,6 @@ enum NameForm : std::uint8_t {
 };
 constexpr std::string_view kGrantPrefix = "grant:g_";
 
-void put_name(ByteWriter& w, std::string_view s) {
-  if (s == "allowance") return w.u8(kNameAllowance);
-  if (s == "credits") return w.u8(kNameCredits);
-  if (s.starts_with(kGrantPrefix)) {
-    w.u8(kNameGrant);
-    return w.str(s.substr(kGrantPrefix.size()));
-  }
-  w.u8(kNameText);
-  w.str(s);
-}
-
 // Reads what put_name wrote into `text`.
 void get_name(ByteReader& r, std::string& text) {
   switch (r.u8()) {
@@ -134,9 +123,41 @@ std::string numbered_id(char prefix, std::uint64_t n) {
   return n == 0 ? std::string() : std::string{prefix, '_'} + std::to_string(n);
 }
 
-void put_amount(ByteWriter& w, Millicredits m) {
+// ByteWriter::uv's varint, through a pointer with room for it.
+char* put_uv(char* out, std::uint64_t v) {
+  while (v >= 0x80) {
+    *out++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *out++ = static_cast<char>(v);
+  return out;
+}
+
+char* put_amount(char* out, Millicredits m) {
   CREDIT_ASSERT(!m.is_negative());
-  w.uv(static_cast<std::uint64_t>(m.mc()));
+  return put_uv(out, static_cast<std::uint64_t>(m.mc()));
+}
+
+// A name as the parts form keeps it (NameForm), through a pointer with room for it
+// (name_bytes_max).
+char* put_name(char* out, std::string_view s) {
+  if (s == "allowance") {
+    *out++ = static_cast<char>(kNameAllowance);
+    return out;
+  }
+  if (s == "credits") {
+    *out++ = static_cast<char>(kNameCredits);
+    return out;
+  }
+  *out++ = static_cast<char>(s.starts_with(kGrantPrefix) ? kNameGrant : kNameText);
+  if (s.starts_with(kGrantPrefix)) s.remove_prefix(kGrantPrefix.size());
+  out = put_uv(out, s.size());
+  std::memcpy(out, s.data(), s.size());
+  return out + s.size();
+}
+
+std::size_t name_bytes_max(std::string_view s) {
+  return 1 + ByteWriter::kVarintBytesMax + s.size();
 }
 
 Millicredits get_amount(ByteReader& r) {
@@ -231,21 +252,41 @@ void pack_reply(std::string_view body, std::string& out) {
   out.append(body.data() + copied_to, body.size() - copied_to);
 }
 
-void pack_charge_reply(const ChargeReplyParts& parts, std::string& out) {
+std::size_t charge_reply_packed_bytes_max(const ChargeReplyParts& parts) {
+  CREDIT_ASSERT(parts.drawn != nullptr);
+  // The marker; charge_seq, cost, available_after, hold_seq and the draw count as varints;
+  // the pool's name; each draw's name and amount.
+  std::size_t bytes = 1 + 5 * ByteWriter::kVarintBytesMax + name_bytes_max(parts.pool);
+  for (const DrawnFrom& d : *parts.drawn) {
+    bytes += name_bytes_max(d.source) + ByteWriter::kVarintBytesMax;
+  }
+  return bytes;
+}
+
+char* pack_charge_reply(const ChargeReplyParts& parts, char* out) {
   CREDIT_ASSERT(parts.drawn != nullptr && parts.charge_seq != 0);
   CREDIT_ASSERT(parts.hold_id.empty() == (parts.hold_seq == 0));
-  out += kChargeMarker;
-  ByteWriter w(out);
-  w.uv(parts.charge_seq);
-  put_amount(w, parts.cost);
-  put_name(w, parts.pool);
-  put_amount(w, parts.available_after);
-  w.uv(parts.hold_seq);
-  w.uv(parts.drawn->size());
+  *out++ = kChargeMarker;
+  out = put_uv(out, parts.charge_seq);
+  out = put_amount(out, parts.cost);
+  out = put_name(out, parts.pool);
+  out = put_amount(out, parts.available_after);
+  out = put_uv(out, parts.hold_seq);
+  out = put_uv(out, parts.drawn->size());
   for (const DrawnFrom& d : *parts.drawn) {
-    put_name(w, d.source);
-    put_amount(w, d.credits);
+    out = put_name(out, d.source);
+    out = put_amount(out, d.credits);
   }
+  return out;
+}
+
+void pack_charge_reply(const ChargeReplyParts& parts, std::string& out) {
+  // Sized once for the most it can take and written through a pointer: one capacity check
+  // per answer, not one per byte (ByteWriter's), and then cut to what was written.
+  const std::size_t at = out.size();
+  out.resize(at + charge_reply_packed_bytes_max(parts));
+  char* end = pack_charge_reply(parts, out.data() + at);
+  out.resize(static_cast<std::size_t>(end - out.data()));
 }
 
 void unpack_reply(std::string_view packed, std::string& out) {

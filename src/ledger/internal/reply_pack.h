@@ -53,6 +53,11 @@ struct ChargeReplyParts {
 void pack_reply(std::string_view body, std::string& out);
 // Appends the parts form of a charge's answer to out.
 void pack_charge_reply(const ChargeReplyParts& parts, std::string& out);
+// The most bytes the parts form of these parts takes.
+std::size_t charge_reply_packed_bytes_max(const ChargeReplyParts& parts);
+// Writes the parts form at out, which has room for charge_reply_packed_bytes_max(parts)
+// bytes, and returns the end of what it wrote.
+char* pack_charge_reply(const ChargeReplyParts& parts, char* out);
 // Appends the body that packed was made from to out.
 void unpack_reply(std::string_view packed, std::string& out);
 // Whether unpack_reply can read `packed` (bytes from outside the process, a snapshot's):

@@ -53,18 +53,27 @@ std::uint64_t ReplyStore::push(int status, std::string_view body, const Hash128&
 
 std::uint64_t ReplyStore::push_charge(int status, const ChargeReplyParts& parts,
                                       const Hash128& request_hash) {
-  packed_.clear();
-  pack_charge_reply(parts, packed_);
-  return push_packed(status, packed_, request_hash);
+  // Packed in place, in room for the most it can take; the room it did not use goes back.
+  const std::size_t room = charge_reply_packed_bytes_max(parts);
+  char* at = room_for(room);
+  const auto length = static_cast<std::size_t>(pack_charge_reply(parts, at) - at);
+  CREDIT_ASSERT(length <= room);
+  chunks_.back().used -= room - length;
+  return index_reply(status, at, length, request_hash);
 }
 
 std::uint64_t ReplyStore::push_packed(int status, std::string_view packed,
                                       const Hash128& request_hash) {
-  CREDIT_ASSERT(packed.size() <= std::numeric_limits<std::uint32_t>::max());
   char* at = room_for(packed.size());
   if (!packed.empty()) std::memcpy(at, packed.data(), packed.size());
+  return index_reply(status, at, packed.size(), request_hash);
+}
+
+std::uint64_t ReplyStore::index_reply(int status, const char* bytes, std::size_t length,
+                                      const Hash128& request_hash) {
+  CREDIT_ASSERT(length <= std::numeric_limits<std::uint32_t>::max());
   std::uint64_t no = next();
-  index_.push_back(Ref{at, static_cast<std::uint32_t>(packed.size()), status, request_hash});
+  index_.push_back(Ref{bytes, static_cast<std::uint32_t>(length), status, request_hash});
   chunks_.back().end_no = no + 1;
   return no;
 }

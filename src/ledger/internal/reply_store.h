@@ -102,6 +102,9 @@ class ReplyStore {
     std::uint64_t end_no = 0;  // the number after its last reply
   };
   char* room_for(std::size_t length);
+  // Numbers the reply of `length` bytes at `bytes`, in the last chunk.
+  std::uint64_t index_reply(int status, const char* bytes, std::size_t length,
+                            const Hash128& request_hash);
   // The size of the next chunk: an eighth of bytes_mapped_ in whole huge pages, within
   // [kReplyChunkBytes, kReplyChunkBytesMax].
   std::size_t next_chunk_bytes() const;
