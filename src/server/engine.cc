@@ -1016,7 +1016,12 @@ void Engine::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !durable_events_.empty(); });
+      // A snapshot that ended is finished here too, not only after the next batch: with no
+      // traffic after it, its log truncation and its counts would wait for the next write.
+      cv_.wait(lock, [&] {
+        return stopping_ || !queue_.empty() || !durable_events_.empty() ||
+               (snapshot_thread_.joinable() && snapshot_done_.load());
+      });
       if (!durable_events_.empty()) take_durable(lock);
       if (queue_.empty() && stopping_) break;
       std::size_t ops = 0;
@@ -1031,11 +1036,12 @@ void Engine::run() {
       }
       queued_ops_ -= ops;
     }
-    if (jobs.empty()) continue;
-    const auto t_apply = std::chrono::steady_clock::now();
-    apply_batch(jobs);
-    raise_max(stats_.batch_apply_ns_max, elapsed_ns(t_apply));
-    jobs.clear();
+    if (!jobs.empty()) {
+      const auto t_apply = std::chrono::steady_clock::now();
+      apply_batch(jobs);
+      raise_max(stats_.batch_apply_ns_max, elapsed_ns(t_apply));
+      jobs.clear();
+    }
     // The heap grown since the last pass is folded before the fork (engine.h); tried after
     // each batch until a pass starts (one may still be running).
     if (!precollapse_started_ && !snapshot_thread_.joinable() &&
@@ -1874,7 +1880,7 @@ Status Engine::fork_snapshot(const SnapshotJob& job) {
                  static_cast<unsigned long long>(job.lsn), static_cast<unsigned long long>(r.bytes),
                  fork_ns / 1e6, static_cast<int>(pid), r.encode_ns / 1e6, r.write_ns / 1e6,
                  elapsed_ns(t0) / 1e6, snapshot_error_ ? " (failed)" : "");
-    snapshot_done_.store(true);
+    mark_snapshot_done();
   });
   return ok_status();
 }
@@ -1964,7 +1970,7 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
     if (!begun.ok()) {
       snapshot_helper_gone_ = true;  // finish_snapshot lets it go: the next ones fork
       after_snapshot_written(begun.error(), job, 0);
-      snapshot_done_.store(true);
+      mark_snapshot_done();
       return;
     }
     const pid_t pid = *begun;
@@ -1994,7 +2000,7 @@ Status Engine::replay_snapshot(const SnapshotJob& job) {
                  static_cast<unsigned long long>(job.lsn), static_cast<unsigned long long>(r.bytes),
                  static_cast<int>(pid), r.rebuild_ns / 1e6, r.encode_ns / 1e6, r.write_ns / 1e6,
                  elapsed_ns(t0) / 1e6, snapshot_error_ ? " (failed)" : "");
-    snapshot_done_.store(true);
+    mark_snapshot_done();
   });
   return ok_status();
 }
@@ -2059,7 +2065,7 @@ void Engine::encode_snapshot_here(SnapshotJob&& job) {
                  "ledger thread (not forked), written in %.1f ms%s\n",
                  static_cast<unsigned long long>(job.lsn), bytes->size(), encode_ns / 1e6,
                  write_ns / 1e6, snapshot_error_ ? " (failed)" : "");
-    snapshot_done_.store(true);
+    mark_snapshot_done();
   });
 }
 
@@ -2083,6 +2089,14 @@ void Engine::after_snapshot_written(Status written, const SnapshotJob& job, std:
   }
   snapshot_error_ = s.ok() ? std::nullopt : std::optional<Error>(s.error());
   snapshot_retain_lsn_ = retain;
+}
+
+void Engine::mark_snapshot_done() {
+  {
+    std::lock_guard lock(mu_);  // the ledger thread's wait reads it under the lock
+    snapshot_done_.store(true);
+  }
+  cv_.notify_all();
 }
 
 void Engine::finish_snapshot(bool wait) {

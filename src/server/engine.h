@@ -444,6 +444,8 @@ class Engine {
   void after_snapshot_written(Status written, const SnapshotJob& job, std::uint64_t bytes);
   // Joins a finished (or, when `wait`, any) background snapshot and truncates the log.
   void finish_snapshot(bool wait);
+  // Called by the snapshot thread as it ends: wakes the ledger thread to finish it.
+  void mark_snapshot_done();
   std::unique_ptr<store::EventLog> event_log_;
   std::uint64_t snapshot_lsn_ = 0;          // the newest snapshot started covers LSNs below this
   std::uint64_t snapshot_written_lsn_ = 0;  // and the newest one written

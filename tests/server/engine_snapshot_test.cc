@@ -445,6 +445,20 @@ TEST_P(EngineWithASlowChild, ACleanStopWaitsForAForkedChildAndCancelsAWorker) {
   EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
 }
 
+TEST_P(EngineWithASlowChild, ASnapshotThatEndsAfterTheLastWriteIsFinishedWithoutAnother) {
+  // Nothing is submitted after the child started: the ledger thread is woken by the
+  // snapshot's end (not by the next batch) to count it and truncate the log.
+  ASSERT_NE(engine.stats().snapshot_child_pid.load(), 0) << "no snapshot was started";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (engine.stats().snapshots.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(engine.stats().snapshots.load(), 1u);
+  EXPECT_EQ(background_snapshots(engine, GetParam()).load(), 1u);
+  engine.stop();
+  EXPECT_EQ(restarted_state(dir.path()), reference(submits).state);
+}
+
 TEST(EngineSnapshot, AStopRightAfterACancelledWorkerStillWritesItsOwnSnapshot) {
   // Nothing is logged after the worker starts: the stop's snapshot is still due, since
   // the last one written (none here) does not cover the log.
