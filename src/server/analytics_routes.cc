@@ -287,7 +287,8 @@ void csv_events(std::string& out, const std::vector<const Event*>& events) {
     }
     cell(e->cache_key);
     cell(e->idempotency_key);
-    cell(std::to_string(e->rate_card_version), false);
+    // Empty where the JSON form has null (events that were not priced by a card).
+    cell(e->rate_card_version != 0 ? std::to_string(e->rate_card_version) : "", false);
     cell(e->imported ? "true" : "false", false);
     for (const std::string* v : {&e->hold_id, &e->charge_id, &e->grant_id, &e->refund_id,
                                  &e->object, &e->plan, &e->previous_plan, &e->reason}) {
@@ -1331,6 +1332,10 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
         if (st.ledger.find(id) == nullptr) return not_found_account();
         auto rules = parse_rules(body, analytics.alerts().rules(id), allow_local_webhooks);
         if (!rules.ok()) return error_response(rules.error());
+        // API.md: a closed account's later mutations get 409.
+        if (st.ledger.find(id)->closed) {
+          return error_response(Error(ErrorCode::kAccountClosed, "the account is closed"));
+        }
         if (Status s = analytics.alerts().set_rules(id, *rules); !s.ok())
           return error_response(s.error());
         return json_response(200, rules_json(*rules));

@@ -1021,7 +1021,10 @@ struct Api::Impl {
     if (!role.ok()) {
       bad = role.error();
     } else if (account_id.empty()) {
-      if (rs != "service")
+      // API.md gives POST /v1/keys's role without a default: it is required.
+      if (!role->has_value())
+        bad = err_param(ErrorCode::kInvalidRequest, "role is required (\"service\")", "role");
+      else if (rs != "service")
         bad = err_param(ErrorCode::kInvalidRequest, "role must be service", "role");
       op.key.role = Role::kService;
     } else if (rs == "read") {

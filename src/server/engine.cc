@@ -436,6 +436,12 @@ void Engine::apply_engine_op(const Op& op) {
   }
 }
 
+std::optional<ledger::Reply> Engine::refuse_if_closed(const std::string& account_id) const {
+  const ledger::Account* a = account_id.empty() ? nullptr : ledger_.find(account_id);
+  if (a == nullptr || !a->closed) return std::nullopt;
+  return error_reply(ErrorCode::kAccountClosed, "the account is closed");
+}
+
 ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool* log) {
   *log = false;
   // API.md's order: the account's 404 was answered before submitting; then replay or
@@ -464,6 +470,11 @@ ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool
     r.status = error_code_http_status(r.code);
     append_error_json(r.body, *k.precheck);
     return r;
+  }
+  // A closed account takes no new key (API.md: later mutations get 409). Not stored: the
+  // account stays closed, so a retry gets the same answer.
+  if (std::optional<ledger::Reply> closed = refuse_if_closed(k.key.account_id)) {
+    return std::move(*closed);
   }
   k.plaintext = derived_key(key_secret_, k.key.key_id);
   k.key.hash_hex = sha256_hex(k.plaintext);
@@ -1222,6 +1233,9 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
         cmd.cache_hit = true;
         cmd.saved = cmd.amount;
         cached_response = e->response_json;
+        // The hit counts for the call site the entry was stored for when the request names
+        // none (cache-stats by call site); logged with the command, so a replay agrees.
+        if (cmd.metadata.call_site.empty()) cmd.metadata.call_site = e->call_site;
         hit = true;
         return;
       }
@@ -1370,6 +1384,16 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
             engine_ops.push_back(&op);
           }
           continue;
+        }
+        // A closed account's cache and rate limits change no more (API.md: 409).
+        const std::string* closed_check = nullptr;
+        if (const auto* c = std::get_if<CachePutOp>(&op)) closed_check = &c->account_id;
+        if (const auto* t = std::get_if<RateLimitsOp>(&op)) closed_check = &t->account_id;
+        if (closed_check != nullptr) {
+          if (std::optional<ledger::Reply> closed = refuse_if_closed(*closed_check)) {
+            replies.push_back(std::move(*closed));
+            continue;
+          }
         }
         ledger::Reply r;
         r.logged = true;

@@ -341,6 +341,8 @@ class Engine {
   // A key creation at the batch's now: the idempotent replay, 422 or precheck error
   // (nothing to log), or the new key (*log set: apply and log the op).
   ledger::Reply apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool* log);
+  // 409 account_closed when the account is closed.
+  std::optional<ledger::Reply> refuse_if_closed(const std::string& account_id) const;
   // Reads DATA/key.secret, creating it on the first start.
   Status load_key_secret();
   // Numbers an import op's events into `out` (moving them out of the op).

@@ -150,6 +150,18 @@ def close_account():
     check("close: an adjustment afterwards: 409 account_closed", is_error(r, 409, "account_closed"), r)
     r = c.post(f"/v1/accounts/{a}/close", {"idempotency_key": key()})
     check("close: closing again: 409 account_closed", is_error(r, 409, "account_closed"), r)
+    # The account's other settings are mutations too (API.md: later mutations get 409).
+    r = c.post(f"/v1/accounts/{a}/keys", {"idempotency_key": key(), "role": "read"})
+    check("close: a new key afterwards: 409 account_closed", is_error(r, 409, "account_closed"), r)
+    r = c.put(f"/v1/accounts/{a}/rate-limits", {"per_user": {"per_minute": 5, "burst": 5}})
+    check("close: rate limits afterwards: 409 account_closed", is_error(r, 409, "account_closed"), r)
+    r = c.put(f"/v1/accounts/{a}/cache/ck-closed", {"kind": "integration.invoke_llm", "response": {"t": 1}})
+    check("close: a cache entry afterwards: 409 account_closed", is_error(r, 409, "account_closed"), r)
+    r = c.put(f"/v1/accounts/{a}/alert-rules", {"thresholds": [50]})
+    check("close: alert rules afterwards: 409 account_closed", is_error(r, 409, "account_closed"), r)
+    r = c.put(f"/v1/accounts/{a}/alert-rules", {"thresholds": "x"})
+    check("close: bad alert rules are still 400 first", r.status == 400, r)
+    eq("close: no key was made", c.get(f"/v1/accounts/{a}/keys").get("keys"), [])
     r = c.get(f"/v1/accounts/{a}")
     check("close: GET still works and says closed", r.status == 200 and r.get("status") == "closed", r)
     eq("close: balance unchanged by the refused mutations", r["pools"]["credits"]["available"], 1990)
@@ -288,6 +300,9 @@ def keys_and_scoping():
     svc = r.get("key")
     r = c.post("/v1/keys", {"idempotency_key": key(), "role": "read"})
     check("keys: POST /v1/keys with a role other than service: 400", r.status == 400, r)
+    r = c.post("/v1/keys", {"idempotency_key": key()})
+    check("keys: POST /v1/keys without its role: 400 invalid_request, param role",
+          is_error(r, 400, "invalid_request") and r.err.get("param") == "role", r)
     meter_b = c.create_key(b, "meter")
 
     r = c.get(f"/v1/accounts/{a}/keys")

@@ -243,6 +243,25 @@ def live_cache():
                                     "metadata": {"call_site": "page:home"}, "usage": body["usage"]}))
 
 
+def cache_call_site():
+    # A hit whose request names no call site counts for the one its entry was stored for.
+    a = "cs-acct"
+    admin.create_account(a, plan="starter")
+    body = {"kind": "integration.invoke_llm", "amount": 1, "cache_key": "ck-cs"}
+    h.eq("cache call site: the miss is charged", admin.charge(a, user_id="u", **body).status, 201)
+    r = admin.put(f"/v1/accounts/{a}/cache/ck-cs", {"kind": "integration.invoke_llm", "response": {"t": 2},
+                                                   "call_site": "page:pricing"})
+    h.eq("cache call site: PUT with a call site", r.status, 204)
+    r = admin.charge(a, user_id="u", **body)
+    h.eq("cache call site: the hit", (r.status, r.get("cached")), (201, True))
+    r = admin.charge(a, user_id="u", metadata={"call_site": "page:own"}, **body)
+    h.eq("cache call site: a hit that names its own", (r.status, r.get("cached")), (201, True))
+    r = admin.get(f"/v1/accounts/{a}/cache-stats")
+    h.eq("cache call site: hits by the entry's call site unless the request names one",
+         sorted((x["call_site"] or "", x["hits"], x["misses"]) for x in r.get("by_call_site") or []),
+         [("", 0, 1), ("page:own", 1, 0), ("page:pricing", 1, 0)])
+
+
 def usage_routes():
     c = state["reader"]
     total = sum(c_ for _, c_, _ in CHARGES)
@@ -391,6 +410,15 @@ def events_route():
             rows and "usage.input_tokens" in rows[0] and "metadata.file" in rows[0], list(rows[0].keys()) if rows else r.text[:200])
     h.eq("events csv: flattened values", sorted({r_["metadata.call_site"] for r_ in rows}),
          ["", "fn:summarize", "page:home"])
+    # Every event's CSV cells say what its JSON says: an empty cell where JSON has null.
+    js = c.get(f"/v1/accounts/{ACCT}/events?limit=1000").get("events") or []
+    rows = list(csv.DictReader(io.StringIO(c.get(f"/v1/accounts/{ACCT}/events?format=csv&limit=1000").text)))
+    h.eq("events csv: the same events as the JSON form", [r_["seq"] for r_ in rows], [str(e["seq"]) for e in js])
+    h.eq("events csv: rate_card_version as in JSON (empty for null)",
+         [r_["rate_card_version"] for r_ in rows],
+         ["" if e["rate_card_version"] is None else str(e["rate_card_version"]) for e in js])
+    h.check("events csv: some events have no rate card version",
+            any(e["rate_card_version"] is None for e in js), [e["type"] for e in js][:20])
     r = c.get(f"/v1/accounts/{ACCT}/events?format=xml")
     h.eq("events: bad format is 400", (r.status, r.err.get("param")), (400, "format"))
 
@@ -501,7 +529,7 @@ def webhook_urls():
         strict.stop()
 
 
-for section in (setup, imports, live_cache, usage_routes, other_routes, events_route, alerts_and_webhooks,
+for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, events_route, alerts_and_webhooks,
                 webhook_urls, restart):
     h.run_section(section)
 recv.server.shutdown()
