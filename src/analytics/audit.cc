@@ -87,12 +87,23 @@ std::vector<Policy> audit_policies() {
   return out;
 }
 
+// The days the range covers up to now (AuditOptions), at least one; nullopt without a range.
+std::optional<std::int64_t> range_period_days(const AuditOptions& o) {
+  if (!o.range_from_ms || !o.range_to_ms) return std::nullopt;
+  std::int64_t end_ms = *o.range_to_ms;
+  if (o.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(o.now_ms) + kMsPerDay);
+  const std::int64_t days = (end_ms - *o.range_from_ms + kMsPerDay - 1) / kMsPerDay;
+  return std::max<std::int64_t>(1, days);
+}
+
 struct AuditBuilder::State {
   State(std::string id, const pricing::RateCard& card, AuditOptions opts)
       : account_id(std::move(id)),
         options(std::move(opts)),
         replayer(card, options.catalog, audit_policies(),
-                 ReplayerOptions{{PolicyKind::kRevertLoops, PolicyKind::kOutliers}}) {}
+                 ReplayerOptions{.combined_only = {PolicyKind::kRevertLoops, PolicyKind::kOutliers},
+                                 .period_days = range_period_days(options),
+                                 .cycle_days = options.cycle_days}) {}
 
   struct FileStats {
     std::int64_t turns = 0;
@@ -275,10 +286,11 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   Advice a;
   a.current_plan = current->id;
   a.allowance = current->pools.front().allowance;
-  a.used_per_cycle = per_cycle(r.total, r.period_days);
+  a.used_per_cycle = per_cycle(r.total, r.period_days, options.cycle_days);
   a.need = Millicredits::from_mc(static_cast<std::int64_t>(
       static_cast<__int128>(a.used_per_cycle.mc()) * kNeedPermille / 1000));
-  a.utilization = ratio(a.used_per_cycle, a.allowance);
+  // A fraction (DESIGN.md): a need past the allowance is 1, and `runs_out` says so.
+  a.utilization = std::min(1.0, ratio(a.used_per_cycle, a.allowance));
   a.runs_out = a.used_per_cycle > a.allowance;
   if (a.runs_out && r.period_days > 0 && r.total.mc() > 0) {
     // allowance / mean daily burn, in whole days into the cycle.
@@ -349,7 +361,7 @@ void AuditBuilder::State::findings_and_fixes(AuditReport& r, const ReplayReport&
     } else if (const PolicyOutcome* o = outcome(policy)) {
       f.saved = o->saved;
     }
-    f.saved_per_cycle = per_cycle(f.saved, replay.period_days);
+    f.saved_per_cycle = per_cycle(f.saved, replay.period_days, options.cycle_days);
     f.effort = behavioural ? "behavioural" : "hours";
     f.effort_hours = behavioural ? kBehaviouralEffortHours : hours;
     f.saved_per_hour =
@@ -453,8 +465,8 @@ AuditReport AuditBuilder::State::finish() {
   AuditReport r;
   r.account_id = account_id;
   r.events = events;
-  r.from_ms = any ? day_start_ms(first_ms) : 0;
-  r.to_ms = any ? day_start_ms(last_ms) + kMsPerDay : 0;
+  r.from_ms = options.range_from_ms.value_or(any ? day_start_ms(first_ms) : 0);
+  r.to_ms = options.range_to_ms.value_or(any ? day_start_ms(last_ms) + kMsPerDay : 0);
   r.period_days = replay.period_days;
   r.total = total;
   r.refunds = refunds;

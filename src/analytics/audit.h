@@ -185,6 +185,15 @@ struct AuditOptions {
   std::string plan_id;                        // the account's current plan
   std::int64_t hourly_rate_usd = kHourlyRateUsdDefault;
   std::int64_t break_even_hours = kBreakEvenHoursDefault;
+  // The range [from, to) the events were chosen from, when the caller chose them (the
+  // server's audit route): the report covers it, and its period is the days from `from`
+  // to the earlier of `to` and the end of now's day. Without it (a file), the period runs
+  // from the first event's day to the last's.
+  std::optional<std::int64_t> range_from_ms;
+  std::optional<std::int64_t> range_to_ms;
+  std::int64_t now_ms = 0;
+  // The account's cycle in days, which "per cycle" figures are scaled to.
+  std::int64_t cycle_days = kCycleDaysNominal;
 };
 
 // The audit of one account, fed its events in time order.

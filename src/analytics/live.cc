@@ -49,7 +49,8 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
       continue;
     }
     // The rollups keep an account's first live event instant (the burn window starts
-    // there): the first event of each account is queued even when it adds nothing.
+    // there): the first listed event of each account is queued even when it adds nothing
+    // (not its internal creation record: DESIGN.md counts from its first event).
     const auto [n, first] = mark_numbers_.find_or_insert(
         IdIndex::hash_of(e.account_id),
         [&](std::uint32_t i) { return ids_equal(marks_[i].account_id, e.account_id); },
@@ -61,7 +62,9 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
       due_order_.push_back(n);
     }
     mark.due_at_ms = std::max(mark.due_at_ms, e.at_ms);
-    if (first || fact_matters(e)) item.facts.push_back(fact_of(e));
+    const bool first_listed = !marks_[n].listed_queued && ledger::event_type_listed(e.type);
+    if (first_listed) marks_[n].listed_queued = true;
+    if (first_listed || fact_matters(e)) item.facts.push_back(fact_of(e));
   }
   bool full = false;
   if (!item.facts.empty()) {

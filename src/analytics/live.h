@@ -138,6 +138,7 @@ class Analytics {
   struct MarkedAccount {
     std::string account_id;
     Mark mark;
+    bool listed_queued = false;  // its first listed event went to the rollups
   };
   std::vector<MarkedAccount> marks_;
   IdIndex mark_numbers_;

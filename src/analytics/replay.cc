@@ -58,9 +58,10 @@ bool is_cacheable(const Event& e) {
   return e.kind && pricing::kind_is_integration(*e.kind);
 }
 
-Millicredits per_cycle(Millicredits credits, std::int64_t period_days) {
+Millicredits per_cycle(Millicredits credits, std::int64_t period_days, std::int64_t cycle_days) {
   if (period_days <= 0) return credits;
-  auto scaled = static_cast<__int128>(credits.mc()) * kCycleDaysNominal / period_days;
+  CREDIT_ASSERT(cycle_days > 0);
+  auto scaled = static_cast<__int128>(credits.mc()) * cycle_days / period_days;
   return Millicredits::from_mc(static_cast<std::int64_t>(scaled));
 }
 
@@ -526,7 +527,11 @@ std::unique_ptr<Stage> make_stage(const Policy& p, const pricing::RateCard& card
 
 Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalog,
                    std::vector<Policy> policies, const ReplayerOptions& options)
-    : card_(card), catalog_(catalog), policies_(std::move(policies)) {
+    : card_(card),
+      catalog_(catalog),
+      policies_(std::move(policies)),
+      period_days_(options.period_days),
+      cycle_days_(options.cycle_days) {
   // The alone cache stage the combined chain may mirror (see CacheMirror).
   const CacheStage* alone_cache = nullptr;
   std::size_t caches = 0;
@@ -618,7 +623,8 @@ std::size_t Replayer::cache_keys() const {
 
 ReplayReport Replayer::finish() {
   report_.period_days =
-      any_event_
+      period_days_ ? *period_days_
+      : any_event_
           ? (day_start_ms(report_.last_at_ms) - day_start_ms(report_.first_at_ms)) / kMsPerDay + 1
           : 0;
   auto close = [&](Scenario& s) {
@@ -631,7 +637,7 @@ ReplayReport Replayer::finish() {
       s.outcome.after -= late + stage->late_saved();
     }
     s.outcome.saved = s.outcome.before - s.outcome.after;
-    s.outcome.saved_per_cycle = per_cycle(s.outcome.saved, report_.period_days);
+    s.outcome.saved_per_cycle = per_cycle(s.outcome.saved, report_.period_days, cycle_days_);
     if (s.plan != nullptr && catalog_ != nullptr) {
       const pricing::Plan* plan = catalog_->find(s.plan->plan_id);
       if (plan != nullptr && !plan->pools.empty()) {
@@ -639,7 +645,7 @@ ReplayReport Replayer::finish() {
         fit.plan_id = plan->id;
         fit.price_usd_cents = plan->price_usd_cents;
         fit.allowance = plan->pools.front().allowance;
-        fit.need_per_cycle = per_cycle(s.outcome.after, report_.period_days);
+        fit.need_per_cycle = per_cycle(s.outcome.after, report_.period_days, cycle_days_);
         fit.fits = fit.need_per_cycle <= fit.allowance;
         s.outcome.plan = fit;
       }

@@ -137,8 +137,9 @@ bool is_agent_turn(const ledger::Event& event);
 std::string_view request_key(const ledger::Event& event);
 // invokeLLM and generateImage: deterministic calls a cache can answer.
 bool is_cacheable(const ledger::Event& event);
-// Scales a period's credits to one cycle of kCycleDaysNominal days.
-Millicredits per_cycle(Millicredits credits, std::int64_t period_days);
+// Scales a period's credits to one cycle of cycle_days days.
+Millicredits per_cycle(Millicredits credits, std::int64_t period_days,
+                       std::int64_t cycle_days = kCycleDaysNominal);
 
 enum class PolicyKind : std::uint8_t {
   kDiscussOff,
@@ -235,6 +236,11 @@ struct ReplayerOptions {
   // ReplayReport::policies): the audit derives the alone savings of revert-loops and
   // outliers from its own loops and outliers, which are the same numbers.
   std::vector<PolicyKind> combined_only;
+  // The period the stream covers, in days, when the caller knows it (the range its events
+  // were chosen from); else the UTC days from the first event's to the last's.
+  std::optional<std::int64_t> period_days;
+  // The length of the cycle "per cycle" figures are scaled to.
+  std::int64_t cycle_days = kCycleDaysNominal;
 };
 
 // The report of a stream split by account into parts, each replayed by its own Replayer
@@ -271,6 +277,8 @@ class Replayer {
   std::unique_ptr<Scenario> combined_;
   ReplayReport report_;
   bool any_event_ = false;
+  std::optional<std::int64_t> period_days_;  // ReplayerOptions
+  std::int64_t cycle_days_ = kCycleDaysNominal;
 };
 
 }  // namespace credit::analytics

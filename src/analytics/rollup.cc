@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "base/assert.h"
+#include "pricing/rate_card.h"
 #include "pricing/usage.h"
 
 namespace credit::analytics {
@@ -85,8 +86,9 @@ Fact fact_of(const Event& e) {
   f.feature = e.metadata.feature;
   if (!e.metadata.model.empty()) {
     f.model = e.metadata.model;
-  } else if (e.usage && e.usage->model) {
-    f.model = *e.usage->model;
+  } else if (e.usage && e.kind) {
+    // A usage that names no model was priced as "default" by kinds that take one.
+    if (auto m = pricing::RateCard::priced_model(*e.kind, *e.usage)) f.model = *m;
   }
   f.call_site = e.metadata.call_site;
   f.charge_id = e.charge_id;
@@ -178,9 +180,11 @@ Rollups::Cell& Rollups::Layer::at(std::int64_t hour) {
 
 void Rollups::add(const Event& e) {
   if (!fact_matters(e)) {
-    // Only the account's first live event instant and its existence are kept.
+    // Only the account's first live event instant and its existence are kept. The
+    // first event is one the events route lists (DESIGN.md's burn window starts on its
+    // day): not the account's internal creation record.
     AccountRollup& a = account_for_write(e.account_id);
-    if (!e.imported && !a.first_live_ms) a.first_live_ms = e.at_ms;
+    if (!e.imported && event_type_listed(e.type) && !a.first_live_ms) a.first_live_ms = e.at_ms;
     return;
   }
   add(fact_of(e));
@@ -231,7 +235,7 @@ Rollups::ChargeDims Rollups::refunded_dims(const AccountRollup& a,
 
 void Rollups::add(const Fact& f) {
   AccountRollup& a = account_for_write(f.account_id);
-  if (!f.imported && !a.first_live_ms) a.first_live_ms = f.at_ms;
+  if (!f.imported && event_type_listed(f.type) && !a.first_live_ms) a.first_live_ms = f.at_ms;
   if (f.imported && !f.idempotency_key.empty()) a.imported_keys.insert(f.idempotency_key);
   const bool spend = is_spend(f.type);
   const bool refund = f.type == EventType::kRefund;

@@ -459,6 +459,17 @@ int run_audit(const AuditArgs& args) {
   analytics::AuditOptions options;
   options.catalog = catalog ? &*catalog : nullptr;
   options.plan_id = args.plan;
+  options.cycle_days = args.cycle_days;
+  // With both ends, the report covers the range (as the server's audit route does), not
+  // only the days from the first event to the last.
+  if (from_ms && to_ms) {
+    if (*to_ms <= *from_ms) {
+      usage_error("--to must be after --from");
+      return kExitUsage;
+    }
+    options.range_from_ms = from_ms;
+    options.range_to_ms = to_ms;
+  }
   // One auditor per shard (an account's events all go to one), each finished on its own
   // thread; the reports are merged in account order as one auditor gives them.
   std::vector<std::unique_ptr<analytics::Auditor>> auditors;
@@ -554,6 +565,10 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   aud->add_flag("--online", c.audit.online, "The argument is an account on the server");
   aud->add_option("--from", c.audit.from, "Only events at or after this instant (RFC 3339)");
   aud->add_option("--to", c.audit.to, "Only events before this instant (RFC 3339)");
+  aud->add_option("--cycle-days", c.audit.cycle_days,
+                  "The length of a billing cycle, which per-cycle figures are scaled to")
+      ->check(CLI::Range(1, 31))
+      ->capture_default_str();
   aud->add_option("--format", c.audit.format, "json | md | html")
       ->check(CLI::IsMember({"json", "md", "html"}))
       ->capture_default_str();

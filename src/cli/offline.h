@@ -61,8 +61,10 @@ struct AuditArgs {
   std::string rate_card = kRateCardPathDefault;
   std::string account;  // only this account ("" every account in the file)
   std::string out = "-";
-  std::string from;     // RFC 3339: only events at or after it
-  std::string to;       // RFC 3339: only events before it
+  std::string from;  // RFC 3339: only events at or after it
+  std::string to;    // RFC 3339: only events before it
+  // "Per cycle" figures are scaled to cycles of this many days.
+  std::int64_t cycle_days = 30;
   bool online = false;  // `file` names an account on the server (online.h)
 };
 

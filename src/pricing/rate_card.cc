@@ -306,6 +306,12 @@ Status RateCard::validate(Kind kind, const Usage& usage) const {
   return ok_status();
 }
 
+std::optional<std::string_view> RateCard::priced_model(Kind kind, const Usage& usage) {
+  if ((kKindDims[static_cast<std::size_t>(kind)] & kModel) == 0) return std::nullopt;
+  if (usage.model) return std::string_view(*usage.model);
+  return kDefaultModel;
+}
+
 Result<Price> RateCard::price(Kind kind, const Usage& usage) const {
   Result<Impl::Resolved> resolved = impl_->check(kind, usage);
   if (!resolved.ok()) return resolved.error();

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,9 @@ class RateCard {
   // Missing dimensions count as 0, a missing model is "default", a missing size is
   // "1024x1024", a missing count is 1.
   Result<Price> price(Kind kind, const Usage& usage) const;
+  // The model a usage of `kind` is priced as: its own, "default" when it names none and
+  // the kind takes a model, nullopt for kinds without one (DESIGN.md, rate card).
+  static std::optional<std::string_view> priced_model(Kind kind, const Usage& usage);
   // Checks a usage without pricing it (same errors as price()).
   Status validate(Kind kind, const Usage& usage) const;
 

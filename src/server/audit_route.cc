@@ -66,6 +66,11 @@ struct Job {
   // ledger thread (see audit_route.h); event i is event_bytes[ends[i-1], ends[i]).
   std::string event_bytes;
   std::vector<std::size_t> event_ends;
+  // The range the events were chosen from, now, and the cycle's days (AuditOptions).
+  std::int64_t from_ms = 0;
+  std::int64_t to_ms = 0;
+  std::int64_t now_ms = 0;
+  std::int64_t cycle_days = analytics::kCycleDaysNominal;
 };
 
 // On the ledger thread: the account, the range, the events in it. An answer when the
@@ -96,6 +101,14 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   }
   job.account_id = id;
   job.plan_id = view->plan;
+  job.from_ms = from_ms;
+  job.to_ms = to_ms;
+  job.now_ms = now_ms;
+  // "Per cycle" figures are scaled to the length of the account's cycle that the range
+  // starts in (its first cycle for a range that starts before it): a full cycle's report
+  // is its own burn.
+  const CycleBounds cycle = cycle_at(account->anchor_ms, std::max(from_ms, born_ms));
+  job.cycle_days = std::max<std::int64_t>(1, (cycle.end_ms - cycle.start_ms) / kMsPerDay);
   const std::span<const EventIndex::Entry> list = st.events.events_of(id);
   job.event_ends.reserve(list.size());
   ledger::EventHead head;
@@ -115,6 +128,10 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   analytics::AuditOptions options;
   options.catalog = &engine.catalog();
   options.plan_id = job.plan_id;
+  options.range_from_ms = job.from_ms;
+  options.range_to_ms = job.to_ms;
+  options.now_ms = job.now_ms;
+  options.cycle_days = job.cycle_days;
   analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
   ledger::Event event;
   std::size_t begin = 0;

@@ -204,8 +204,9 @@ TEST_F(LiveTest, TheSinkQueuesAndSyncAppliesEverythingBefore) {
   live_->sync();
   {
     std::lock_guard lock(live_->mu());
-    // The account's first live event is its creation, which adds nothing else.
-    EXPECT_EQ(live_->rollups().first_event_ms("a"), at("2026-03-01T00:00:00Z"));
+    // The account's first live event is its first listed one (the burn window starts on
+    // its day), not its internal creation record.
+    EXPECT_EQ(live_->rollups().first_event_ms("a"), at("2026-03-02T10:00:00Z"));
     EXPECT_EQ(live_->rollups()
                   .usage("a", "credits", GroupBy::kFile,
                          {at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z")})

@@ -205,7 +205,9 @@ def test_audit_route():
     path = os.path.join(TMP, "exported.ndjson")
     with open(path, "w") as f:
         f.write("\n".join(exported) + "\n")
-    rc, out, err = ctl("audit", path, "--format", "json", "--plan", "pro", key=None)
+    # The same range (March, the last full cycle: 31 days, which per-cycle figures scale to).
+    rc, out, err = ctl("audit", path, "--format", "json", "--plan", "pro", "--from", "2026-03-01T00:00:00Z",
+                       "--to", "2026-04-01T00:00:00Z", "--cycle-days", "31", key=None)
     eqd("offline audit of the export exits 0", rc, 0, err)
     offline = loads(out)
     h.check("audit: events were audited", route.get("events", 0) >= len(lines), route.get("events"))

@@ -516,8 +516,10 @@ def audit():
     check("audit: JSON by default (application/json)", r.status == 200 and isinstance(r.doc, dict)
           and r.headers.get("content-type", "").startswith("application/json"), r)
     # Default: the last full cycle [01-10, 02-10): the three old.js turns, 60 credits.
-    eq("audit: the default range is the last full cycle", (r.get("total"), r.get("from"), r.get("to")),
-       (60, "2026-01-15T00:00:00Z", "2026-01-16T00:00:00Z"))
+    eq("audit: the default range is the last full cycle, and the report covers all of it",
+       (r.get("total"), r.get("from"), r.get("to"), r.get("period_days")),
+       (60, "2026-01-10T00:00:00Z", "2026-02-10T00:00:00Z", 31))
+    eq("audit: a full cycle's burn is its use per cycle", (r.get("advice") or {}).get("used_per_cycle"), 60)
     r2 = C.get(f"{base}?format=json&from=2026-01-10T00:00:00Z&to=2026-02-10T00:00:00Z")
     check("audit: the same range given explicitly", r2.status == 200 and r2.doc == r.doc, r2)
     r = C.get(f"{base}?from=2026-02-10T00:00:00Z&to=2026-03-10T00:00:00Z")

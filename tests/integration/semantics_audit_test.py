@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from decimal import Decimal as D
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +99,15 @@ def audit(acct, day, days=1, fmt="json"):
     return r.doc if fmt == "json" else r.text
 
 
+def cycle_days(acct):
+    """The days of the account's current cycle: the audits here cover one day of it, and
+    per-cycle figures scale to the cycle the range starts in."""
+    cyc = C.get(f"/v1/accounts/{acct}").doc["cycle"]
+    start = datetime.fromisoformat(cyc["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(cyc["end"].replace("Z", "+00:00"))
+    return (end - start).days
+
+
 def codes(report):
     return [f["code"] for f in report["findings"]]
 
@@ -157,7 +167,9 @@ def unscoped_and_small_edits():
     f = fix(r, "edit_in_editor")
     check("fix edit_in_editor: the editor replay saves the 7 credits of small edits",
           f is not None and n(f["saved"]) == 7, f)
-    check("fix edit_in_editor: per cycle = 7 x 30 / 1 day", f is not None and n(f["saved_per_cycle"]) == 210, f)
+    days = cycle_days("edges")
+    check(f"fix edit_in_editor: per cycle = 7 x {days} (the cycle's days) / 1 day",
+          f is not None and n(f["saved_per_cycle"]) == 7 * days, f)
     check("fix edit_in_editor: behavioural", f is not None and f["effort"] == "behavioural", f)
     f = fix(r, "snapshot_first")
     check("fix snapshot_first: saves nothing directly, listed last",
@@ -212,8 +224,9 @@ def shares_at_band_edges():
     eq("discuss at 16 %: share and credits", (n(r["discuss"]["share"]), n(r["discuss"]["credits"])),
        (D("0.16"), D(16)))
     f = fix(r, "discuss_for_planning")
-    check("discuss at 16 %: fix discuss_for_planning saves the discuss credits (16 x 30 per cycle)",
-          f is not None and n(f["saved"]) == 16 and n(f["saved_per_cycle"]) == 480, f)
+    days = cycle_days("band-ds")
+    check(f"discuss at 16 %: fix discuss_for_planning saves the discuss credits (16 x {days} per cycle)",
+          f is not None and n(f["saved"]) == 16 and n(f["saved_per_cycle"]) == 16 * days, f)
     check("discuss at 16 %: the discuss band is out of range", not source(r, "discuss")["in_range"], r["burn_by_source"])
 
 
@@ -297,11 +310,12 @@ def repeats():
        [("pages/A", 1, D("1.5")), ("pages/Home.onLoad", 2, D(3))])
     check("finding repeated_integration_calls", "repeated_integration_calls" in codes(r), codes(r))
     f = fix(r, "cache_integrations")
-    check("fix cache_integrations: the cache replay saves the repeats (4.5, x 30 per cycle)",
-          f is not None and n(f["saved"]) == D("4.5") and n(f["saved_per_cycle"]) == 135, f)
+    days = cycle_days("rep")
+    check(f"fix cache_integrations: the cache replay saves the repeats (4.5, x {days} per cycle)",
+          f is not None and n(f["saved"]) == D("4.5") and n(f["saved_per_cycle"]) == D("4.5") * days, f)
     check("fix cache_integrations: hours of work, saved per hour = per cycle / hours",
           f is not None and f["effort"] == "hours" and f["effort_hours"] > 0
-          and n(f["saved_per_hour"]) == (D(135) / f["effort_hours"]).quantize(D("0.001"), rounding="ROUND_DOWN"), f)
+          and n(f["saved_per_hour"]) == (D("4.5") * days / f["effort_hours"]).quantize(D("0.001"), rounding="ROUND_DOWN"), f)
 
 
 def loops():
@@ -319,8 +333,9 @@ def loops():
        [(x["file"], x["turns"], n(x["credits"]), n(x["waste"]), x["revert_to_snapshot"]) for x in ls],
        [("Checkout.jsx", 3, D(30), D(20), "snap-0")])
     f = fix(r, "revert_loops")
-    check("fix revert_loops: saves the loop's waste (20, x 30 per cycle)",
-          f is not None and n(f["saved"]) == 20 and n(f["saved_per_cycle"]) == 600, f)
+    days = cycle_days("loop")
+    check(f"fix revert_loops: saves the loop's waste (20, x {days} per cycle)",
+          f is not None and n(f["saved"]) == 20 and n(f["saved_per_cycle"]) == 20 * days, f)
 
 
 def advice():
@@ -341,6 +356,9 @@ def advice():
         a = r["advice"] or {}
         eq(f"advice {plan} burning {burn}/day: {action} {target}", (a.get("action"), a.get("plan")),
            (action, target))
+    a = audit("adv-up", d)["advice"]
+    eq("advice: a projected use past the allowance is utilization 1 (a fraction) and runs out",
+       (n(a["utilization"]), a["runs_out"]), (D(1), True))
     r = audit("adv-edge", d)
     a = r["advice"]
     eq("advice at the break-even edge: price delta 800 USD, 8 engineering hours",

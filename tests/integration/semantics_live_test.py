@@ -501,10 +501,37 @@ def two_pools():
        [("integration", 50), ("message", 50)])
 
 
+def first_event_and_model():
+    # The burn window starts on the day of the account's first event (a listed one), not
+    # on the day it was created: created on Feb 1, charged 100 on Feb 5, 6 and 7, read on
+    # Feb 8: mean = 300 / 3 days, not 300 / 7.
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-02-01T00:00:00Z")
+    c.create_account("fe", "pro")
+    for day in (5, 6, 7):
+        c.set_clock(f"2026-02-0{day}T10:00:00Z")
+        c.charge("fe", amount=100, kind="integration.send_email")
+    c.set_clock("2026-02-08T12:00:00Z")
+    b = c.get("/v1/accounts/fe/burn")
+    eq("burn: the window starts on the first event's day (3 days of 100)",
+       (dec(b.get("trailing_mean")), b.get("window_days")), (D(100), 3))
+    f = c.get("/v1/accounts/fe/forecast")
+    eq("forecast: need = 1.1 x 100 x the cycle's 28 days", dec(f.get("need")), D(3080))
+    # A usage that names no model was priced as "default" (DESIGN.md): usage by model says so.
+    r = c.charge("fe", kind="discuss_turn", usage={"input_tokens": 3000, "output_tokens": 300})
+    check("a discuss turn priced by usage without a model", r.status == 201, r)
+    r = c.get("/v1/accounts/fe/usage?group_by=model")
+    eq("usage by model: the turn without a model is under default; amount-only charges under null",
+       sorted((x["key"] or "", x["count"]) for x in r.get("rows") or []), [("", 3), ("default", 1)])
+    srv.stop()
+
+
 SRV = h.start(manual_clock=True)
 C = SRV.client()
 K = {}
 C.set_clock("2026-12-20T00:00:00Z")
-for section in (usage, loops, day0, day1, day2, day3, day4, more_live, next_cycle, two_pools):
+for section in (usage, loops, day0, day1, day2, day3, day4, more_live, next_cycle, two_pools,
+                first_event_and_model):
     h.run_section(section)
 h.finish()
