@@ -112,6 +112,10 @@ class ImportingHandler final : public Handler {
   // The import's body as a stream; null for every other route; 401, 403, 404 (not a
   // POST) or 400 (mode) answered from the head.
   Result<std::shared_ptr<BodySink>> stream_body(const HttpRequest& head) override;
+  void answered_early(std::string_view method, std::string_view path,
+                      const HttpResponse& answer) override {
+    api_.answered_early(method, path, answer);
+  }
 
  private:
   // Checks an import request's head and starts its worker.

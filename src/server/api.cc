@@ -35,7 +35,8 @@ constexpr std::size_t kBatchOpsMax = 8192;
 constexpr std::size_t kListLimitDefault = 100;
 constexpr std::size_t kListLimitMax = 1000;
 constexpr std::size_t kMetadataExtraKeysMax = 16;
-constexpr std::size_t kMetadataValueBytesMax = 256;
+// API.md: "string values, 256 chars each": characters (code points), up to 4 bytes each.
+constexpr std::size_t kMetadataValueCharsMax = 256;
 constexpr std::size_t kLabelBytesMax = 128;
 
 Error err(ErrorCode code, std::string message) {
@@ -171,6 +172,15 @@ Result<pricing::Usage> parse_usage(JsonValue v) {
   return u;
 }
 
+// Whether s (UTF-8, checked by the parser) holds at most `max` code points.
+bool chars_at_most(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return true;  // a code point takes at least one byte
+  if (s.size() > 4 * max) return false;
+  std::size_t chars = 0;
+  for (char c : s) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return chars <= max;
+}
+
 Result<ledger::Metadata> parse_metadata(JsonValue v) {
   if (!v.is_object())
     return err_param(ErrorCode::kInvalidRequest, "metadata must be an object", "metadata");
@@ -178,9 +188,9 @@ Result<ledger::Metadata> parse_metadata(JsonValue v) {
   for (auto [key, value] : v) {
     // The field's path, for an error only (a charge's metadata is read on every request).
     auto param = [&key] { return "metadata." + std::string(key); };
-    if (!value.is_string() || value.string_value().size() > kMetadataValueBytesMax) {
+    if (!value.is_string() || !chars_at_most(value.string_value(), kMetadataValueCharsMax)) {
       return err_param(ErrorCode::kInvalidRequest,
-                       param() + " must be a string of at most 256 bytes", param());
+                       param() + " must be a string of at most 256 characters", param());
     }
     const std::string_view s = value.string_value();
     if (key == "file")
@@ -392,6 +402,12 @@ struct Api::Impl {
     c.idem.request_hash = hash128_of(in);
   }
 
+  // The command's answer is the key's error when there is one (see metering_command).
+  static std::optional<Error> key_error_last(Command& c, const std::optional<Error>& key_error) {
+    if (key_error) set_precheck(c, *key_error);
+    return std::nullopt;
+  }
+
   static void set_precheck(Command& c, const Error& e) {
     if (c.precheck_error != ErrorCode::kOk) return;
     c.precheck_error = e.code;
@@ -412,10 +428,11 @@ struct Api::Impl {
     std::string route;
     route.reserve(op.size() + account_id.size() + hold_id.size() + 2);
     route.append(op).append(1, ':').append(account_id).append(1, ':').append(hold_id);
-    if (auto e = idem_of(r, req, account_id, route, c.idem, header_key)) {
-      // Without a usable key there is nothing to replay: validation answers at once.
-      return *e;
-    }
+    // Without a usable key there is nothing to replay, and the key's error is a field
+    // error: the command goes on without a key, so that the 404s come first (API.md's
+    // order), and the key's error is its answer after them (key_error_last).
+    const std::optional<Error> key_error = idem_of(r, req, account_id, route, c.idem, header_key);
+    if (key_error) c.idem = ledger::IdempotencyRef{};
     const pricing::RateCard& card = engine.rate_card();
     if (op == "charge" || op == "hold") {
       pricing::Kind kind = pricing::Kind::kAgentPrompt;
@@ -527,7 +544,7 @@ struct Api::Impl {
       }
       if (bad) set_precheck(c, *bad);
       seal(c, route, &r, given);
-      return std::nullopt;
+      return key_error_last(c, key_error);
     }
     if (op == "capture") {
       ledger::Capture& cap = c.body.emplace<ledger::Capture>();
@@ -573,7 +590,7 @@ struct Api::Impl {
       cap.priced_by_usage = cap.usage.has_value() && !cap.amount.has_value();
       if (bad) set_precheck(c, *bad);
       seal(c, route, &r, overage_given ? "overage" : "");
-      return std::nullopt;
+      return key_error_last(c, key_error);
     }
     ledger::Void& v = c.body.emplace<ledger::Void>();
     v.account_id = account_id;
@@ -581,7 +598,7 @@ struct Api::Impl {
     Status unknown = r.no_unknown_fields();
     if (!unknown.ok()) set_precheck(c, unknown.error());
     seal(c, route, &r);
-    return std::nullopt;
+    return key_error_last(c, key_error);
   }
 
   // A single charge, hold, capture or void: its command built in the op vector it is
@@ -899,8 +916,10 @@ struct Api::Impl {
   void simple_account_op(const HttpRequest& req, const std::string& id, std::string_view route,
                          ObjectReader& r, Responder respond) {
     Command c;
-    if (auto e = idem_of(r, req, id, std::string(route) + ":" + id, c.idem))
-      return respond(from_error(*e));
+    // As in metering_command: a key's error is answered after the 404s.
+    const std::optional<Error> key_error =
+        idem_of(r, req, id, std::string(route) + ":" + id, c.idem);
+    if (key_error) c.idem = ledger::IdempotencyRef{};
     std::optional<Error> bad;
     if (route == "close") {
       c.body = ledger::CloseAccount{id};
@@ -967,6 +986,7 @@ struct Api::Impl {
       if (!unknown.ok()) bad = unknown.error();
     }
     if (bad) set_precheck(c, *bad);
+    key_error_last(c, key_error);
     seal(c, std::string(route) + ":" + id, &r);
     submit_one(std::move(c), std::move(respond));
   }
@@ -974,8 +994,10 @@ struct Api::Impl {
   void refund(const HttpRequest& req, const std::string& id, const std::string& charge_id,
               ObjectReader& r, Responder respond) {
     Command c;
-    if (auto e = idem_of(r, req, id, "refund:" + id + ":" + charge_id, c.idem))
-      return respond(from_error(*e));
+    // As in metering_command: a key's error is answered after the 404s.
+    const std::optional<Error> key_error =
+        idem_of(r, req, id, "refund:" + id + ":" + charge_id, c.idem);
+    if (key_error) c.idem = ledger::IdempotencyRef{};
     ledger::Refund rf;
     rf.account_id = id;
     rf.charge_id = charge_id;
@@ -1002,6 +1024,7 @@ struct Api::Impl {
     }
     c.body = std::move(rf);
     if (bad) set_precheck(c, *bad);
+    key_error_last(c, key_error);
     seal(c, "refund:" + id + ":" + charge_id, &r);
     submit_one(std::move(c), std::move(respond));
   }
@@ -1010,11 +1033,13 @@ struct Api::Impl {
                   Responder respond) {
     CreateKeyOp op;
     const std::string route = "key:" + (account_id.empty() ? std::string("admin") : account_id);
-    if (auto e = idem_of(r, req, account_id.empty() ? "admin" : account_id, route, op.idem)) {
-      return respond(from_error(*e));
-    }
+    // A key's error rides in the op like the other validation errors, so that a missing
+    // account's 404 comes first (API.md's order).
+    const std::optional<Error> key_error =
+        idem_of(r, req, account_id.empty() ? "admin" : account_id, route, op.idem);
+    if (key_error) op.idem = ledger::IdempotencyRef{};
     // Validation errors ride in the op: the engine answers a replay or 422 first.
-    std::optional<Error> bad;
+    std::optional<Error> bad = key_error;
     auto role = r.optional_string("role");
     const std::string_view rs =
         role.ok() ? role->value_or(account_id.empty() ? "service" : "read") : "";
@@ -1211,7 +1236,7 @@ struct Api::Impl {
     auto cs = r.optional_string("call_site");
     if (!cs.ok()) return respond(from_error(cs.error()));
     // The same call_site as in a charge's metadata, so the same size (API.md).
-    if (*cs && (*cs)->size() > kMetadataValueBytesMax) {
+    if (*cs && !chars_at_most(**cs, kMetadataValueCharsMax)) {
       return respond(from_error(err_param(ErrorCode::kInvalidRequest,
                                           "call_site is at most 256 characters", "call_site")));
     }
@@ -1579,9 +1604,19 @@ Api::Api(Engine& engine, MetricsRegistry& metrics, ApiOptions options)
     : engine_(engine),
       metrics_(metrics),
       options_(std::move(options)),
-      impl_(std::make_unique<Impl>(Impl{*this, engine_, options_})) {}
+      impl_(std::make_unique<Impl>(Impl{*this, engine_, options_})) {
+  engine_.set_metrics(Engine::Metrics{
+      .batch_ops = &metrics_.histogram("creditd_batch_ops", "Ops per batch the ledger applied",
+                                       kSizeBuckets),
+      .fsync_seconds = &metrics_.histogram("creditd_fsync_seconds",
+                                           "Latency of the log's fdatasync (one per group commit)",
+                                           kLatencyBucketsSeconds),
+      .charges = &metrics_.counter("creditd_charges_total",
+                                   "Charges applied (201, idempotent replays not counted)")});
+}
 
-Api::~Api() = default;
+// The engine's metrics live in the registry, which may go before the engine does.
+Api::~Api() { engine_.set_metrics({}); }
 
 std::optional<Error> Api::check_head(const HttpRequest& head) {
   // 401 comes before 413: an unauthenticated client learns nothing about body limits.
@@ -1635,11 +1670,17 @@ bool route_word(std::string_view part) {
   return std::find(std::begin(kWords), std::end(kWords), part) != std::end(kWords);
 }
 
-// The route pattern of a path, for metric labels: ids become {id}. Built in a buffer of
-// the thread and interned for the life of the process, so a request carries a pointer.
+// The route pattern of a path, for metric labels: ids become {id}, and a method other than
+// the HTTP ones "OTHER", so that no request can add labels without bound (at most 6
+// segments, each a route word or {id}). Built in a buffer of the thread and interned for
+// the life of the process, so a request carries a pointer.
 const std::string* route_label(std::string_view method, std::string_view path) {
+  static constexpr std::string_view kMethods[] = {"GET",  "POST",  "PUT",    "DELETE",
+                                                  "HEAD", "PATCH", "OPTIONS"};
+  const bool known =
+      std::find(std::begin(kMethods), std::end(kMethods), method) != std::end(kMethods);
   thread_local std::string out;
-  out.assign(method);
+  out.assign(known ? method : std::string_view("OTHER"));
   out += ' ';
   std::string_view prev;
   std::string_view first;
@@ -1683,20 +1724,21 @@ struct RouteStatusHash {
 
 // Counts and times one answer. The registry lookup takes a lock; each thread remembers
 // the metrics it used.
-void record_answer(MetricsRegistry& metrics, const std::string* route, std::int64_t ns,
-                   const HttpResponse& h) {
+void record_answer(MetricsRegistry& metrics, const std::string* route,
+                   std::optional<std::int64_t> ns, const HttpResponse& h) {
   thread_local std::unordered_map<RouteStatus, std::pair<Counter*, Histogram*>, RouteStatusHash>
       t_metrics;
   auto it = t_metrics.find(RouteStatus{route, h.status});
   if (it == t_metrics.end()) {
     Counter* c = &metrics.counter("creditd_requests_total", "HTTP requests by route and status",
                                   {{"route", *route}, {"status", std::to_string(h.status)}});
-    Histogram* hist = &metrics.histogram("creditd_request_seconds", "HTTP request latency by route",
-                                         kLatencyBucketsSeconds, {{"route", *route}});
+    Histogram* hist = &metrics.histogram(
+        "creditd_request_seconds", "HTTP request latency by route and status",
+        kLatencyBucketsSeconds, {{"route", *route}, {"status", std::to_string(h.status)}});
     it = t_metrics.emplace(RouteStatus{route, h.status}, std::make_pair(c, hist)).first;
   }
   it->second.first->inc();
-  it->second.second->observe_ns(ns);
+  if (ns) it->second.second->observe_ns(*ns);
   if (h.status >= 400) {
     // The error code is the body's first string value after "code".
     auto at = h.body.find("\"code\":\"");
@@ -1710,6 +1752,14 @@ void record_answer(MetricsRegistry& metrics, const std::string* route, std::int6
   }
 }
 }  // namespace
+
+void Api::answered_early(std::string_view method, std::string_view path,
+                         const HttpResponse& answer) {
+  // Not timed: the latency histograms are of handled requests.
+  static const std::string* const unread = new std::string("(head not read)");
+  record_answer(metrics_, method.empty() ? unread : route_label(method, path), std::nullopt,
+                answer);
+}
 
 void Api::handle(HttpRequest&& req, Responder respond) {
   Impl& impl = *impl_;

@@ -43,6 +43,9 @@ class Api final : public Handler {
   Api(Engine& engine, MetricsRegistry& metrics, ApiOptions options);
   void handle(HttpRequest&& req, Responder respond) override;
   std::optional<Error> check_head(const HttpRequest& head) override;
+  // Counts the answers the HTTP server gives without handle() (requests and rejections).
+  void answered_early(std::string_view method, std::string_view path,
+                      const HttpResponse& answer) override;
   void set_analytics(AnalyticsRoute route) { analytics_ = std::move(route); }
   // GET /v1/accounts/{id}/audit (the audit report; its own module).
   void set_audit(AnalyticsRoute route) { audit_ = std::move(route); }

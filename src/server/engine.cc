@@ -1161,6 +1161,7 @@ void Engine::log_run() {
       stats_.fsync_ns_total.fetch_add(sync_ns);
       raise_max(stats_.log_sync_ns_max, sync_ns);
       stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+      if (Histogram* h = fsync_hist_.load(std::memory_order_acquire)) h->observe_ns(sync_ns);
     }
     const bool durable = s.ok();
     if (!durable) {
@@ -1260,6 +1261,9 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
   if (auto* h = std::get_if<ledger::Hold>(&c.body)) policy(*h);
   if (auto* cap = std::get_if<ledger::Capture>(&c.body)) price_capture(c, *cap);
   ledger::Reply reply = ledger_.apply(c, batch_events_);
+  if (reply.status == 201 && std::holds_alternative<ledger::Charge>(c.body)) {
+    if (Counter* n = charges_counter_.load(std::memory_order_acquire)) n->inc();
+  }
   if (reply.logged) logged.push_back(&c);
   if (hit && !reply.replayed) {
     splice_response(reply.body, cached_response);
@@ -1433,6 +1437,9 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
     p.now_ms = now_ms;
     stats_.batches.fetch_add(1, std::memory_order_relaxed);
     stats_.ops.fetch_add(op_count, std::memory_order_relaxed);
+    if (Histogram* h = batch_ops_hist_.load(std::memory_order_acquire)) {
+      h->observe(static_cast<double>(op_count));
+    }
     hand_to_log(std::move(p));
   } else {
     now_ms = std::max(clock_.now_ms(), ledger_.now_ms());

@@ -41,6 +41,7 @@
 #include "pricing/rate_card.h"
 #include "server/event_index.h"
 #include "server/fork_server.h"
+#include "server/metrics.h"
 #include "store/event_log.h"
 #include "store/wal.h"
 #include "time/clock.h"
@@ -285,6 +286,19 @@ class Engine {
   std::int64_t events_retain_days() const { return options_.events_retain_days; }
   bool failed() const { return failed_.load(); }
   EngineStats& stats() { return stats_; }
+  // Distributions the engine observes into once given (registered by the API's registry,
+  // which outlives the engine's threads): ops per applied batch, the log's fdatasync
+  // latency, and charges applied (201, replays not counted). Any may be null.
+  struct Metrics {
+    Histogram* batch_ops = nullptr;
+    Histogram* fsync_seconds = nullptr;
+    Counter* charges = nullptr;
+  };
+  void set_metrics(const Metrics& m) {
+    batch_ops_hist_.store(m.batch_ops, std::memory_order_release);
+    fsync_hist_.store(m.fsync_seconds, std::memory_order_release);
+    charges_counter_.store(m.charges, std::memory_order_release);
+  }
   // Whether a pass folding the heap into huge pages (huge_collapse.h) is running.
   bool collapse_running() const { return !collapse_done_.load(); }
   // --- the sink's catch-up after a start ---
@@ -566,6 +580,9 @@ class Engine {
   std::atomic<std::int64_t> last_logged_ms_{0};
   std::atomic<bool> failed_{false};
   EngineStats stats_;
+  std::atomic<Histogram*> batch_ops_hist_{nullptr};  // set_metrics
+  std::atomic<Histogram*> fsync_hist_{nullptr};
+  std::atomic<Counter*> charges_counter_{nullptr};
   int lock_fd_ = -1;  // DATA/LOCK, held from open() to stop()
   std::vector<ledger::Event> batch_events_;
   // The ledger thread's own: the commands of the batch being applied, in order (for

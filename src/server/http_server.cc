@@ -310,6 +310,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (stop_requested_) return close();
     const HttpServerOptions& o = core_.options;
     parser_.emplace();
+    head_read_ = false;
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(o.header_bytes_max, std::numeric_limits<std::uint32_t>::max())));
     // The largest limit of any path; the path's own is applied once the head is read.
@@ -330,7 +331,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                "the request headers are larger than " +
                                    std::to_string(core_.options.header_bytes_max) + " bytes"));
       res.status = kStatusHeaderTooLarge;
-      write_response(std::move(res), true);
+      answer_early(std::move(res), true);
       return true;
     }
     if (ec == http::error::body_limit) {
@@ -340,9 +341,9 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool http_syntax =
         ec.category() == http::make_error_code(http::error::bad_method).category();
     if (http_syntax && ec != http::error::end_of_stream && ec != http::error::partial_message) {
-      write_response(error_response(Error(ErrorCode::kInvalidRequest,
-                                          "the request is not valid HTTP/1.1: " + ec.message())),
-                     true);
+      answer_early(error_response(Error(ErrorCode::kInvalidRequest,
+                                        "the request is not valid HTTP/1.1: " + ec.message())),
+                   true);
       return true;
     }
     return false;
@@ -352,7 +353,15 @@ class Session : public std::enable_shared_from_this<Session> {
     Error e(ErrorCode::kBodyTooLarge,
             "the body is larger than " + std::to_string(body_limit_) + " bytes");
     e.with("limit_bytes", std::to_string(body_limit_));
-    write_response(error_response(e), true);
+    answer_early(error_response(e), true);
+  }
+
+  // An answer the session gives itself, counted by the handler first.
+  void answer_early(HttpResponse&& res, bool close_after) {
+    core_.handler.answered_early(head_read_ ? std::string_view(req_.method) : std::string_view(),
+                                 head_read_ ? std::string_view(req_.path) : std::string_view(),
+                                 res);
+    write_response(std::move(res), close_after);
   }
 
   void on_head(beast::error_code ec, std::size_t) {
@@ -375,6 +384,7 @@ class Session : public std::enable_shared_from_this<Session> {
     req_.content_type.clear();
     req_.body.clear();
     req_.from_loopback = from_loopback_;
+    head_read_ = true;
     body_limit_ = body_bytes_max_for_path(core_.options, req_.path);
     is_head_ = msg.method() == http::verb::head;
 
@@ -430,7 +440,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // connection cannot carry another request unless there was no body.
   void refuse(const Error& error) {
     const bool body_unread = !parser_->is_done();
-    write_response(error_response(error), body_unread || !parser_->get().keep_alive());
+    answer_early(error_response(error), body_unread || !parser_->get().keep_alive());
   }
 
   void on_continue(beast::error_code ec, std::size_t) {
@@ -626,6 +636,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool http10_ = false;
   bool is_head_ = false;
+  bool head_read_ = false;  // req_ holds this request's method and path
   bool close_after_write_ = false;
   bool stop_requested_ = false;
   std::list<std::weak_ptr<Session>>::iterator registry_it_;

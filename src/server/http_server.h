@@ -99,6 +99,15 @@ class Handler {
     (void)head;
     return std::shared_ptr<BodySink>();
   }
+  // Called on an I/O thread for each answer the server gives itself, without handle()
+  // (a head refused by check_head or stream_body, 413, 431, a request that is not HTTP):
+  // lets the handler count it. `method` and `path` are empty when the head was not read.
+  virtual void answered_early(std::string_view method, std::string_view path,
+                              const HttpResponse& answer) {
+    (void)method;
+    (void)path;
+    (void)answer;
+  }
 };
 
 // While one is alive on a thread, the answers given on that thread (Responder calls) are

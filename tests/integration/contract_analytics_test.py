@@ -556,6 +556,33 @@ def operations():
                        ('creditd_rejections_total{code="insufficient_credits"}', "rejections by code"),
                        ("creditd_cache_hits", "cache hits"), ("fsync", "fsync time"), ("creditd_batches", "batches")):
         check(f"metrics: {what} ({name})", name in r.text, r.text[:300])
+    # The families: latency by route and status, batch sizes, fsync latency, charges.
+    for name, what in (('creditd_request_seconds_bucket{route="POST /v1/accounts/{id}/charges",status="201"',
+                        "latency by route and status"),
+                       ("creditd_batch_ops_bucket", "ops per batch"), ("creditd_fsync_seconds_bucket", "fsync latency"),
+                       ("creditd_charges_total ", "charges")):
+        check(f"metrics: {what} ({name})", name in r.text, r.text[:300])
+
+    def series(text, prefix):
+        return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if x.startswith(prefix))
+
+    # Answers the HTTP server gives from the head alone are counted too, and a made-up
+    # method adds no label of its own.
+    before = c.get("/metrics", key=None).text
+    admin = SRV.admin_key
+    h.raw_exchange(SRV.port, ("POST /v1/accounts/an/charges HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                              + admin + "\r\nContent-Length: 1048577\r\n\r\n").encode(), head_only=True)
+    h.raw_exchange(SRV.port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", head_only=True)
+    h.raw_exchange(SRV.port, b"MADEUPMETHODXYZ /healthz HTTP/1.1\r\nHost: x\r\n\r\n", head_only=True)
+    after = c.get("/metrics", key=None).text
+    eq("metrics: a 413 from the head is counted by code",
+       series(after, 'creditd_rejections_total{code="body_too_large"}')
+       - series(before, 'creditd_rejections_total{code="body_too_large"}'), 1)
+    eq("metrics: a 401 from the head is counted by code",
+       series(after, 'creditd_rejections_total{code="unauthorized"}')
+       - series(before, 'creditd_rejections_total{code="unauthorized"}'), 2)
+    check("metrics: a made-up method is labelled OTHER", "MADEUPMETHODXYZ" not in after
+          and 'route="OTHER /healthz"' in after, [x for x in after.splitlines() if "OTHER" in x][:3])
     # The longest step of each kind since the start: a number, and the apply took some time.
     maxima = {}
     for line in r.text.splitlines():

@@ -307,6 +307,26 @@ def order():
     unchanged("order: 401/400/404/422 and capture_exceeds_hold", c, "ord", before)
     check("order: the hold stayed open", [x["hold_id"] for x in c.get("/v1/accounts/ord/holds?status=open")["holds"]] == [hid])
 
+    # 404 before a missing or bad idempotency key (a field error), on every keyed route.
+    for path, code in (("/v1/accounts/nope/charges", "account_not_found"),
+                       ("/v1/accounts/nope/holds", "account_not_found"),
+                       ("/v1/accounts/ord/holds/h_nope/capture", "hold_not_found"),
+                       ("/v1/accounts/ord/holds/h_nope/void", "hold_not_found"),
+                       ("/v1/accounts/ord/charges/c_nope/refunds", "charge_not_found"),
+                       ("/v1/accounts/nope/adjustments", "account_not_found"),
+                       ("/v1/accounts/nope/close", "account_not_found"),
+                       ("/v1/accounts/nope/keys", "account_not_found")):
+        r = c.post(path, {})
+        check(f"order: 404 {code} before the missing key: POST {path}", is_error(r, 404, code), r)
+    r = c.post("/v1/accounts/ord/charges", {"kind": "discuss_turn", "user_id": "u", "amount": 1})
+    check("order: an existing account without a key: 400 param idempotency_key",
+          is_error(r, 400, "invalid_request") and r.err.get("param") == "idempotency_key", r)
+    r = c.post("/v1/accounts/ord/charges", {"kind": "discuss_turn", "user_id": "u", "amount": 1,
+                                            "idempotency_key": "\t"})
+    check("order: a bad key: 400 param idempotency_key",
+          is_error(r, 400, "invalid_request") and r.err.get("param") == "idempotency_key", r)
+    unchanged("order: 404s and 400s without a key", c, "ord", before)
+
     # 400 before 429, 429 before 402, replay before 429.
     c.put("/v1/accounts/ord/rate-limits", {"per_user": {"per_minute": 1, "burst": 1}})
     r = c.charge("ord", amount=1, kind="discuss_turn", idem="ord-rl")

@@ -233,6 +233,11 @@ def limits():
         ("a metadata value that is a number", charge_body(metadata={"mine": 1}), 400),
         ("a metadata value that is an object", charge_body(metadata={"mine": {"a": "b"}}), 400),
         ("a named metadata value of 257 characters", charge_body(metadata={"file": "f" * 257}), 400),
+        # Characters, not bytes (API.md: "256 chars each"): 256 of 2 bytes, 256 of 3 and 4.
+        ("a metadata value of 256 two-byte characters", charge_body(metadata={"mine": "é" * 256}), 201),
+        ("a metadata value of 257 two-byte characters", charge_body(metadata={"mine": "é" * 257}), 400),
+        ("a named metadata value of 256 three-byte characters", charge_body(metadata={"file": "日" * 256}), 201),
+        ("a metadata value of 256 four-byte characters", charge_body(metadata={"mine": "😀" * 256}), 201),
     ]
     for name, body, status in cases:
         r = c.post(p, body)
