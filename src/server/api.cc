@@ -1616,7 +1616,9 @@ Api::Api(Engine& engine, MetricsRegistry& metrics, ApiOptions options)
 }
 
 // The engine's metrics live in the registry, which may go before the engine does.
-Api::~Api() { engine_.set_metrics({}); }
+Api::~Api() {
+  engine_.set_metrics({});
+}
 
 std::optional<Error> Api::check_head(const HttpRequest& head) {
   // 401 comes before 413: an unauthenticated client learns nothing about body limits.
