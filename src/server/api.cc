@@ -1263,7 +1263,8 @@ struct Api::Impl {
                  Responder respond) {
     std::string kind(req.query_param("kind"));
     if (!pricing::parse_kind(kind))
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "kind is required", "kind")));
+      return respond(from_error(err_param(ErrorCode::kInvalidRequest,
+                                          "kind is required and must be a known kind", "kind")));
     read(
         [id, cache_key, kind](EngineState& st) {
           if (st.ledger.find(id) == nullptr)
@@ -1621,6 +1622,9 @@ Api::~Api() {
 }
 
 std::optional<Error> Api::check_head(const HttpRequest& head) {
+  if (shutting_down_.load(std::memory_order_acquire)) {
+    return Error(ErrorCode::kShuttingDown, "the server is shutting down; retry on its restart");
+  }
   // 401 comes before 413: an unauthenticated client learns nothing about body limits.
   if (head.path == "/healthz" || head.path == "/metrics" || head.path.rfind("/ui", 0) == 0)
     return std::nullopt;

@@ -6,6 +6,7 @@
 // Does not: apply anything (engine.h) or compute analytics (analytics routes).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -49,6 +50,9 @@ class Api final : public Handler {
   void set_analytics(AnalyticsRoute route) { analytics_ = std::move(route); }
   // GET /v1/accounts/{id}/audit (the audit report; its own module).
   void set_audit(AnalyticsRoute route) { audit_ = std::move(route); }
+  // From here on every request is answered 503 shutting_down (a SIGTERM's grace before
+  // the server stops: requests already submitted are still answered).
+  void refuse_new_requests() { shutting_down_.store(true, std::memory_order_release); }
 
   ~Api() override;
 
@@ -60,6 +64,7 @@ class Api final : public Handler {
   ApiOptions options_;
   AnalyticsRoute analytics_;
   AnalyticsRoute audit_;
+  std::atomic<bool> shutting_down_{false};
   // The routes. One for the Api's life: their reads and submits capture it and run later
   // on the ledger and log threads, after handle() has returned.
   std::unique_ptr<Impl> impl_;

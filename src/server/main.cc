@@ -63,6 +63,9 @@ credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
 // The largest capacity flag: 2^32 idempotency keys already take ~250 GiB; a larger value
 // is a typo, not a plan.
 constexpr std::int64_t kCapacityFlagMax = std::int64_t{1} << 32;
+// After SIGTERM, how long new requests are answered 503 shutting_down before the
+// connections close.
+constexpr std::int64_t kStopGraceMs = 250;
 
 // The port of --listen: all digits, at most 65535 (0: any free port).
 std::optional<unsigned short> parse_port(std::string_view text) {
@@ -233,6 +236,10 @@ int main(int argc, char** argv) {
   }
   while (!g_stop && !engine.failed()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   engine.refuse_waiting_reads();  // the connections close without waiting for the analytics
+  // A grace in which new requests get 503 shutting_down instead of a reset, and the ones
+  // already submitted get their answers, before the connections close.
+  api.refuse_new_requests();
+  std::this_thread::sleep_for(std::chrono::milliseconds(kStopGraceMs));
   server.stop();
   (*analytics)->alerts().stop();
   engine.stop();

@@ -262,6 +262,27 @@ def sigterm_during_recovery():
     eq("restart after SIGTERM during recovery: a final SIGTERM exits 0", srv2.stop(), 0)
 
 
-for section in (race, restart, sigterm_during_recovery):
+def sigterm_grace():
+    """After SIGTERM, a request on an open connection is answered 503 shutting_down (not
+    reset) and changes nothing; the server still exits 0."""
+    import time
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-10T12:00:00Z")
+    a = c.create_account("grace", "enterprise")
+    r = c.charge(a, amount=1, idem="grace-1")
+    check("grace: a charge before the stop", r.status == 201, r)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)  # inside the 250 ms grace
+    r = c.charge(a, amount=1, idem="grace-2")
+    check("grace: a request after SIGTERM is 503 shutting_down", is_error(r, 503, "shutting_down"), r)
+    eq("grace: SIGTERM exits 0", srv.stop(), 0)
+    srv = h.start(manual_clock=True, data_dir=srv.data_dir)
+    c = srv.client()
+    eq("grace: only the charge before the stop was applied", c.pool(a)["used"], 1)
+    srv.stop()
+
+
+for section in (race, restart, sigterm_during_recovery, sigterm_grace):
     h.run_section(section)
 h.finish()
