@@ -12,6 +12,17 @@
 
 namespace credit {
 
+// Writes v as a LEB128 varint (7 bits a byte, low first) at out, which has room for
+// ByteWriter::kVarintBytesMax bytes, and returns the end of what it wrote.
+inline char* write_varint(char* out, std::uint64_t v) {
+  while (v >= 0x80) {
+    *out++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *out++ = static_cast<char>(v);
+  return out;
+}
+
 class ByteWriter {
  public:
   static constexpr std::size_t kVarintBytesMax = 10;  // a 64-bit value, 7 bits a byte
@@ -29,12 +40,7 @@ class ByteWriter {
     const std::size_t n = (static_cast<std::size_t>(std::bit_width(v)) + 6) / 7;
     const std::size_t at = s_.size();
     s_.resize(at + n);
-    char* out = s_.data() + at;
-    for (std::size_t i = 0; i + 1 < n; ++i) {
-      out[i] = static_cast<char>((v & 0x7f) | 0x80);
-      v >>= 7;
-    }
-    out[n - 1] = static_cast<char>(v);
+    write_varint(s_.data() + at, v);
   }
   void sv(std::int64_t v) {
     uv((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));

@@ -708,6 +708,10 @@ Reply error_reply(const Error& e) {
 }
 }  // namespace
 
+Error account_closed_error() {
+  return Error(ErrorCode::kAccountClosed, "the account is closed");
+}
+
 // Looks up the command's key. Returns the replayed or refused reply, or sets *proceed.
 Reply Ledger::stored_or_new(Command& c, bool* proceed) {
   *proceed = false;
@@ -1031,7 +1035,7 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
     (void)cmd;
     r = apply_close(c, a, events);
   } else if (a.closed) {
-    r = finish(c, error_reply(Error(ErrorCode::kAccountClosed, "the account is closed")));
+    r = finish(c, error_reply(account_closed_error()));
   } else if (auto* cmd = std::get_if<ChangePlan>(&c.body)) {
     r = apply_change_plan(c, a, *cmd, events);
   } else if (auto* cmd = std::get_if<AddGrant>(&c.body)) {
@@ -1195,7 +1199,7 @@ Reply Ledger::apply_create(Command& c, CreateAccount& cmd, std::vector<Event>& e
 
 Reply Ledger::apply_close(Command& c, Account& a, std::vector<Event>& events) {
   if (a.closed) {
-    return finish(c, error_reply(Error(ErrorCode::kAccountClosed, "the account is closed")));
+    return finish(c, error_reply(account_closed_error()));
   }
   for (auto& [id, h] : a.holds) {
     if (h.state != HoldState::kOpen) continue;

@@ -43,6 +43,9 @@ struct LedgerOptions {
   std::function<void(std::function<void()>)> background = nullptr;
 };
 
+// The refusal of every later mutation of a closed account (API.md: 409).
+Error account_closed_error();
+
 // The answer to one command: an HTTP-like status and a JSON body (API.md's shapes).
 struct Reply {
   int status = 200;

@@ -231,9 +231,9 @@ Result<RateCard::Impl::Resolved> RateCard::Impl::check(Kind kind, const Usage& u
   if (usage.model) {
     if (!(takes & kModel)) return not_taken("usage.model");
   }
-  if (takes & kModel) {
-    const std::int64_t* m = multiplier(usage.model ? *usage.model : kDefaultModel);
-    if (!m) return usage_error("usage.model", "unknown model \"" + *usage.model + "\"");
+  if (const std::optional<std::string_view> model = RateCard::priced_model(kind, usage)) {
+    const std::int64_t* m = multiplier(*model);
+    if (!m) return usage_error("usage.model", "unknown model \"" + std::string(*model) + "\"");
     resolved.multiplier_milli = *m;
   }
   for (const IntDim& d : kIntDims) {

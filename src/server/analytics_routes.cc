@@ -1329,13 +1329,12 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
       // Read keys may set their own account's rules (DESIGN.md section 5).
       std::string body = req.body;
       return run([id, body, &analytics, allow_local_webhooks](EngineState& st) {
-        if (st.ledger.find(id) == nullptr) return not_found_account();
+        const ledger::Account* account = st.ledger.find(id);
+        if (account == nullptr) return not_found_account();
         auto rules = parse_rules(body, analytics.alerts().rules(id), allow_local_webhooks);
         if (!rules.ok()) return error_response(rules.error());
         // API.md: a closed account's later mutations get 409.
-        if (st.ledger.find(id)->closed) {
-          return error_response(Error(ErrorCode::kAccountClosed, "the account is closed"));
-        }
+        if (account->closed) return error_response(ledger::account_closed_error());
         if (Status s = analytics.alerts().set_rules(id, *rules); !s.ok())
           return error_response(s.error());
         return json_response(200, rules_json(*rules));

@@ -402,10 +402,10 @@ struct Api::Impl {
     c.idem.request_hash = hash128_of(in);
   }
 
-  // The command's answer is the key's error when there is one (see metering_command).
-  static std::optional<Error> key_error_last(Command& c, const std::optional<Error>& key_error) {
+  // The command's answer is the key's error when there is one: a command without a usable
+  // key still goes to the ledger, so that its 404s come first (API.md's order).
+  static void keep_key_error(Command& c, const std::optional<Error>& key_error) {
     if (key_error) set_precheck(c, *key_error);
-    return std::nullopt;
   }
 
   static void set_precheck(Command& c, const Error& e) {
@@ -416,21 +416,20 @@ struct Api::Impl {
     if (p.size() >= 2) c.precheck_param = std::string(p.substr(1, p.size() - 2));
   }
 
-  // Builds a charge, hold, capture or void command from its body. Errors that API.md
-  // orders before the idempotency check come back as an Error; validation errors ride in
-  // the command (precheck) so the ledger answers a replay first.
+  // Builds a charge, hold, capture or void command from its body. Validation errors, the
+  // idempotency key's among them, ride in the command (precheck), so the ledger answers
+  // the 404s and a replay first (API.md's order).
   // Fills `c`, a default Command (a batch builds each in its place in the op vector, so
-  // nothing is moved afterwards); when an Error comes back, `c` is to be dropped.
-  std::optional<Error> metering_command(Command& c, std::string_view op,
-                                        std::string_view account_id, std::string_view hold_id,
-                                        ObjectReader& r, const HttpRequest& req,
-                                        const std::string* header_key) {
+  // nothing is moved afterwards).
+  void metering_command(Command& c, std::string_view op, std::string_view account_id,
+                        std::string_view hold_id, ObjectReader& r, const HttpRequest& req,
+                        const std::string* header_key) {
     std::string route;
     route.reserve(op.size() + account_id.size() + hold_id.size() + 2);
     route.append(op).append(1, ':').append(account_id).append(1, ':').append(hold_id);
     // Without a usable key there is nothing to replay, and the key's error is a field
     // error: the command goes on without a key, so that the 404s come first (API.md's
-    // order), and the key's error is its answer after them (key_error_last).
+    // order), and the key's error is its answer after them (keep_key_error).
     const std::optional<Error> key_error = idem_of(r, req, account_id, route, c.idem, header_key);
     if (key_error) c.idem = ledger::IdempotencyRef{};
     const pricing::RateCard& card = engine.rate_card();
@@ -544,7 +543,8 @@ struct Api::Impl {
       }
       if (bad) set_precheck(c, *bad);
       seal(c, route, &r, given);
-      return key_error_last(c, key_error);
+      keep_key_error(c, key_error);
+      return;
     }
     if (op == "capture") {
       ledger::Capture& cap = c.body.emplace<ledger::Capture>();
@@ -590,7 +590,8 @@ struct Api::Impl {
       cap.priced_by_usage = cap.usage.has_value() && !cap.amount.has_value();
       if (bad) set_precheck(c, *bad);
       seal(c, route, &r, overage_given ? "overage" : "");
-      return key_error_last(c, key_error);
+      keep_key_error(c, key_error);
+      return;
     }
     ledger::Void& v = c.body.emplace<ledger::Void>();
     v.account_id = account_id;
@@ -598,7 +599,7 @@ struct Api::Impl {
     Status unknown = r.no_unknown_fields();
     if (!unknown.ok()) set_precheck(c, unknown.error());
     seal(c, route, &r);
-    return key_error_last(c, key_error);
+    keep_key_error(c, key_error);
   }
 
   // A single charge, hold, capture or void: its command built in the op vector it is
@@ -606,10 +607,7 @@ struct Api::Impl {
   void submit_metering(std::string_view op, std::string_view account_id, std::string_view hold_id,
                        ObjectReader& r, const HttpRequest& req, Responder respond) {
     std::vector<Op> ops(1);
-    if (auto e =
-            metering_command(std::get<Command>(ops[0]), op, account_id, hold_id, r, req, nullptr)) {
-      return respond(from_error(*e));
-    }
+    metering_command(std::get<Command>(ops[0]), op, account_id, hold_id, r, req, nullptr);
     submit_ops(std::move(ops), std::move(respond));
   }
 
@@ -986,7 +984,7 @@ struct Api::Impl {
       if (!unknown.ok()) bad = unknown.error();
     }
     if (bad) set_precheck(c, *bad);
-    key_error_last(c, key_error);
+    keep_key_error(c, key_error);
     seal(c, std::string(route) + ":" + id, &r);
     submit_one(std::move(c), std::move(respond));
   }
@@ -1024,7 +1022,7 @@ struct Api::Impl {
     }
     c.body = std::move(rf);
     if (bad) set_precheck(c, *bad);
-    key_error_last(c, key_error);
+    keep_key_error(c, key_error);
     seal(c, "refund:" + id + ":" + charge_id, &r);
     submit_one(std::move(c), std::move(respond));
   }
@@ -1352,11 +1350,7 @@ struct Api::Impl {
           }
           hold_id = *h;
         }
-        Command& c = std::get<Command>(ops.emplace_back());
-        if (auto e = metering_command(c, *op, *acct, hold_id, o, req, &none)) {
-          ops.pop_back();
-          fail(*e);
-        }
+        metering_command(std::get<Command>(ops.emplace_back()), *op, *acct, hold_id, o, req, &none);
       }
       ++i;
     }

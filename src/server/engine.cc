@@ -57,6 +57,14 @@ constexpr int kKeyCreatedStatus = 201;
 constexpr std::size_t kSpareEventListsMax = 4;
 constexpr std::size_t kSpareEventListCapacityMax = 16'384;  // events, about 17 MB
 
+// The account a settings op (a cache entry, rate limits) changes; "" for the other ops.
+const std::string& settings_account(const Op& op) {
+  static const std::string kNone;
+  if (const auto* c = std::get_if<CachePutOp>(&op)) return c->account_id;
+  if (const auto* t = std::get_if<RateLimitsOp>(&op)) return t->account_id;
+  return kNone;
+}
+
 ledger::Reply error_reply(ErrorCode code, std::string message) {
   ledger::Reply r;
   r.code = code;
@@ -439,7 +447,8 @@ void Engine::apply_engine_op(const Op& op) {
 std::optional<ledger::Reply> Engine::refuse_if_closed(const std::string& account_id) const {
   const ledger::Account* a = account_id.empty() ? nullptr : ledger_.find(account_id);
   if (a == nullptr || !a->closed) return std::nullopt;
-  return error_reply(ErrorCode::kAccountClosed, "the account is closed");
+  Error closed = ledger::account_closed_error();
+  return error_reply(closed.code, std::move(closed.message));
 }
 
 ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool* log) {
@@ -1261,9 +1270,8 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
   if (auto* h = std::get_if<ledger::Hold>(&c.body)) policy(*h);
   if (auto* cap = std::get_if<ledger::Capture>(&c.body)) price_capture(c, *cap);
   ledger::Reply reply = ledger_.apply(c, batch_events_);
-  if (reply.status == 201 && std::holds_alternative<ledger::Charge>(c.body)) {
-    if (Counter* n = charges_counter_.load(std::memory_order_acquire)) n->inc();
-  }
+  // Counted once per batch (apply_batch), not with an atomic per charge.
+  batch_charges_ += reply.status == 201 && std::holds_alternative<ledger::Charge>(c.body);
   if (reply.logged) logged.push_back(&c);
   if (hit && !reply.replayed) {
     splice_response(reply.body, cached_response);
@@ -1390,14 +1398,9 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
           continue;
         }
         // A closed account's cache and rate limits change no more (API.md: 409).
-        const std::string* closed_check = nullptr;
-        if (const auto* c = std::get_if<CachePutOp>(&op)) closed_check = &c->account_id;
-        if (const auto* t = std::get_if<RateLimitsOp>(&op)) closed_check = &t->account_id;
-        if (closed_check != nullptr) {
-          if (std::optional<ledger::Reply> closed = refuse_if_closed(*closed_check)) {
-            replies.push_back(std::move(*closed));
-            continue;
-          }
+        if (std::optional<ledger::Reply> closed = refuse_if_closed(settings_account(op))) {
+          replies.push_back(std::move(*closed));
+          continue;
         }
         ledger::Reply r;
         r.logged = true;
@@ -1440,6 +1443,10 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
     if (Histogram* h = batch_ops_hist_.load(std::memory_order_acquire)) {
       h->observe(static_cast<double>(op_count));
     }
+    if (Counter* n = charges_counter_.load(std::memory_order_acquire); n && batch_charges_ > 0) {
+      n->inc(batch_charges_);
+    }
+    batch_charges_ = 0;
     hand_to_log(std::move(p));
   } else {
     now_ms = std::max(clock_.now_ms(), ledger_.now_ms());

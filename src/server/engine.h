@@ -583,7 +583,8 @@ class Engine {
   std::atomic<Histogram*> batch_ops_hist_{nullptr};  // set_metrics
   std::atomic<Histogram*> fsync_hist_{nullptr};
   std::atomic<Counter*> charges_counter_{nullptr};
-  int lock_fd_ = -1;  // DATA/LOCK, held from open() to stop()
+  std::uint64_t batch_charges_ = 0;  // charges applied in the batch being applied (201)
+  int lock_fd_ = -1;                 // DATA/LOCK, held from open() to stop()
   std::vector<ledger::Event> batch_events_;
   // The ledger thread's own: the commands of the batch being applied, in order (for
   // Ledger::prefetch), and emptied event lists of batches the log and the sink are done

@@ -40,9 +40,7 @@ EngineOptions options(const std::string& dir) {
 
 void create_account(Engine& engine) {
   std::vector<Op> ops;
-  ledger::Command c;
-  c.body = ledger::CreateAccount{"acct", "pro", std::nullopt};
-  ops.emplace_back(std::move(c));
+  ops.push_back(test_support::create_account("acct"));
   EXPECT_EQ(submit(engine, std::move(ops))[0].status, 201);
 }
 

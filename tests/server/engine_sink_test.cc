@@ -30,14 +30,9 @@ constexpr auto kWait = std::chrono::seconds(20);
 using test_support::cards;
 using test_support::catalog;
 using test_support::charge;
+using test_support::create_account;
 using test_support::submit;
 using TempDir = test_support::TempDir;
-
-Op create(const std::string& account) {
-  ledger::Command c;
-  c.body = ledger::CreateAccount{account, "pro", std::nullopt};
-  return Op(std::move(c));
-}
 
 // Every event's seq, in the order the sink got them; the sink's room is a switch.
 struct Sink {
@@ -98,8 +93,8 @@ void write_history(const std::string& dir, ManualClock& clock, int batches = 10,
   ASSERT_TRUE(engine.open().ok());
   engine.start();
   std::vector<Op> accounts;
-  accounts.push_back(create("a"));
-  accounts.push_back(create("b"));
+  accounts.push_back(create_account("a"));
+  accounts.push_back(create_account("b"));
   for (const auto& r : submit(engine, std::move(accounts))) ASSERT_EQ(r.status, 201);
   for (int batch = 0; batch < batches; ++batch) {
     clock.set_ms(clock.now_ms() + 1'000);
@@ -263,7 +258,7 @@ TEST(EngineSink, WithAnEmptyEventLogNothingWaits) {
   Sink& sink = started.sink;
   ASSERT_TRUE(caught_up(engine));
   std::vector<Op> ops;
-  ops.push_back(create("a"));
+  ops.push_back(create_account("a"));
   ops.push_back(charge("a", 1'000));
   for (const auto& r : submit(engine, std::move(ops))) ASSERT_EQ(r.status, 201);
   (void)all_seqs(engine, {"a"});

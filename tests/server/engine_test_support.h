@@ -74,6 +74,13 @@ inline std::vector<ledger::Reply> submit(Engine& engine, std::vector<Op> ops) {
   return replies.get();
 }
 
+// The creation of `account` on the pro plan.
+inline Op create_account(const std::string& account) {
+  ledger::Command c;
+  c.body = ledger::CreateAccount{account, "pro", std::nullopt};
+  return Op(std::move(c));
+}
+
 // A charge of `mc` millicredits by user "u" of `account` (kind backend_function).
 inline Op charge(const std::string& account, std::int64_t mc) {
   ledger::Command c;

@@ -123,19 +123,9 @@ std::string numbered_id(char prefix, std::uint64_t n) {
   return n == 0 ? std::string() : std::string{prefix, '_'} + std::to_string(n);
 }
 
-// ByteWriter::uv's varint, through a pointer with room for it.
-char* put_uv(char* out, std::uint64_t v) {
-  while (v >= 0x80) {
-    *out++ = static_cast<char>((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  *out++ = static_cast<char>(v);
-  return out;
-}
-
 char* put_amount(char* out, Millicredits m) {
   CREDIT_ASSERT(!m.is_negative());
-  return put_uv(out, static_cast<std::uint64_t>(m.mc()));
+  return write_varint(out, static_cast<std::uint64_t>(m.mc()));
 }
 
 // A name as the parts form keeps it (NameForm), through a pointer with room for it
@@ -149,9 +139,10 @@ char* put_name(char* out, std::string_view s) {
     *out++ = static_cast<char>(kNameCredits);
     return out;
   }
-  *out++ = static_cast<char>(s.starts_with(kGrantPrefix) ? kNameGrant : kNameText);
-  if (s.starts_with(kGrantPrefix)) s.remove_prefix(kGrantPrefix.size());
-  out = put_uv(out, s.size());
+  const bool grant = s.starts_with(kGrantPrefix);
+  *out++ = static_cast<char>(grant ? kNameGrant : kNameText);
+  if (grant) s.remove_prefix(kGrantPrefix.size());
+  out = write_varint(out, s.size());
   std::memcpy(out, s.data(), s.size());
   return out + s.size();
 }
@@ -267,12 +258,12 @@ char* pack_charge_reply(const ChargeReplyParts& parts, char* out) {
   CREDIT_ASSERT(parts.drawn != nullptr && parts.charge_seq != 0);
   CREDIT_ASSERT(parts.hold_id.empty() == (parts.hold_seq == 0));
   *out++ = kChargeMarker;
-  out = put_uv(out, parts.charge_seq);
+  out = write_varint(out, parts.charge_seq);
   out = put_amount(out, parts.cost);
   out = put_name(out, parts.pool);
   out = put_amount(out, parts.available_after);
-  out = put_uv(out, parts.hold_seq);
-  out = put_uv(out, parts.drawn->size());
+  out = write_varint(out, parts.hold_seq);
+  out = write_varint(out, parts.drawn->size());
   for (const DrawnFrom& d : *parts.drawn) {
     out = put_name(out, d.source);
     out = put_amount(out, d.credits);
