@@ -64,8 +64,9 @@ std::optional<GroupBy> parse_group_by(std::string_view name) {
 }
 
 bool fact_matters(const Event& e) {
-  const bool miss =
-      !e.cache_key.empty() && (e.type == EventType::kCharge || e.type == EventType::kHold);
+  // Only integration calls use the cache (DESIGN.md): another kind's cache_key is no miss.
+  const bool miss = !e.cache_key.empty() && e.kind && pricing::kind_is_integration_call(*e.kind) &&
+                    (e.type == EventType::kCharge || e.type == EventType::kHold);
   return is_spend(e.type) || e.type == EventType::kRefund || e.type == EventType::kCacheHit ||
          miss || (e.imported && !e.idempotency_key.empty());
 }
@@ -240,7 +241,8 @@ void Rollups::add(const Fact& f) {
   const bool spend = is_spend(f.type);
   const bool refund = f.type == EventType::kRefund;
   const bool hit = f.type == EventType::kCacheHit;
-  const bool miss = f.has_cache_key && (f.type == EventType::kCharge || f.type == EventType::kHold);
+  const bool miss = f.has_cache_key && f.kind && pricing::kind_is_integration_call(*f.kind) &&
+                    (f.type == EventType::kCharge || f.type == EventType::kHold);
   if (!spend && !refund && !hit && !miss) return;
 
   const std::uint32_t pool_id = names_.intern(f.pool);

@@ -41,6 +41,18 @@ void ReservationList::push_back(const Reservation& r) {
   (heap_ ? heap_.get() : inline_.data())[size_++] = r;
 }
 
+std::size_t ReservationList::add(const Reservation& r) {
+  Reservation* at = heap_ ? heap_.get() : inline_.data();
+  for (std::size_t i = 0; i < size_; ++i) {
+    if (at[i].bucket_id == r.bucket_id) {
+      at[i].credits += r.credits;
+      return i;
+    }
+  }
+  push_back(r);
+  return size_ - 1;
+}
+
 std::string ChargeRecord::hold_id() const {
   return hold_seq == 0 ? std::string() : "h_" + std::to_string(hold_seq);
 }

@@ -59,6 +59,8 @@ class ReservationList {
 
   void reserve(std::size_t n);
   void push_back(const Reservation& r);
+  // Adds r's credits to the entry of its bucket, or appends it; the entry's index.
+  std::size_t add(const Reservation& r);
   void clear() { size_ = 0; }
   bool operator==(const ReservationList& o) const {
     return std::equal(begin(), end(), o.begin(), o.end());

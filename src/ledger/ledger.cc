@@ -187,6 +187,21 @@ void describe_hold(Event& e, const HoldRecord& h, const PoolState& pool) {
   e.available_after = available_of(pool);
 }
 
+// What a refused charge or hold asked for, priced as it was: a `rejected` event says how
+// the request was priced and keeps its usage and metadata for the analytics.
+template <class ChargeOrHold>
+void describe_refused(const ChargeOrHold& cmd, Event& e) {
+  e.user_id = cmd.user_id;
+  e.kind = cmd.kind;
+  e.pool = cmd.pool;
+  e.credits = cmd.amount;
+  e.priced_by = cmd.priced_by_usage ? "usage" : "amount";
+  e.rate_card_version = cmd.rate_card_version;
+  e.usage = cmd.usage;
+  e.metadata = cmd.metadata;
+  e.cache_key = cmd.cache_key;
+}
+
 }  // namespace
 
 std::string_view grant_source_name(GrantSource s) {
@@ -712,6 +727,16 @@ Error account_closed_error() {
   return Error(ErrorCode::kAccountClosed, "the account is closed");
 }
 
+// The 400 of a command that failed validation (not stored: API.md), if it did.
+std::optional<Reply> Ledger::precheck_reply(const Command& c) {
+  if (c.precheck_error == ErrorCode::kOk || c.precheck_error == ErrorCode::kRateLimited) {
+    return std::nullopt;
+  }
+  Error e(c.precheck_error, c.precheck_message);
+  if (!c.precheck_param.empty()) e.with_string("param", c.precheck_param);
+  return error_reply(e);
+}
+
 // Looks up the command's key. Returns the replayed or refused reply, or sets *proceed.
 Reply Ledger::stored_or_new(Command& c, bool* proceed) {
   *proceed = false;
@@ -720,11 +745,7 @@ Reply Ledger::stored_or_new(Command& c, bool* proceed) {
   if (keyed) {
     if (std::optional<Reply> live = replay_if_live(c.idem)) return std::move(*live);
   }
-  if (c.precheck_error != ErrorCode::kOk && c.precheck_error != ErrorCode::kRateLimited) {
-    Error e(c.precheck_error, c.precheck_message);
-    if (!c.precheck_param.empty()) e.with_string("param", c.precheck_param);
-    return error_reply(e);
-  }
+  if (std::optional<Reply> invalid = precheck_reply(c)) return std::move(*invalid);
   if (keyed && idempotency_.full()) {
     return error_reply(
         Error(ErrorCode::kIdempotencyCapacity, "the idempotency table is full; retry later"));
@@ -997,6 +1018,11 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
       r = std::move(*stop);
       return;
     }
+  } else if (std::optional<Reply> invalid = precheck_reply(c)) {
+    // Refused by the server's policy layer after gate() (a capture's usage that does not
+    // price with its hold's rate card): nothing changes.
+    r = std::move(*invalid);
+    return;
   }
   if (std::holds_alternative<Sweep>(c.body)) {
     r = apply_sweep(events);
@@ -1071,25 +1097,35 @@ void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
   Event& e = push_event(events, EventType::kRejected, a);
   e.refused_by = r.status == 402 ? std::string("pool") : std::string(error_code_name(r.code));
   e.idempotency_key = c.idem.key;
+  // A refusal about a hold names the hold's user, kind and pool, as its events do.
+  const auto describe_refused_hold = [&](const std::string& hold_id) {
+    e.hold_id = hold_id;
+    auto it = a.holds.find(hold_id);
+    if (it == a.holds.end()) return;
+    const HoldRecord& h = it->second;
+    e.user_id = h.user_id;
+    e.kind = h.kind;
+    e.pool = a.pools[h.pool_index].name;
+    e.credits = h.amount;
+    e.rate_card_version = h.rate_card_version;
+  };
   if (auto* cap = std::get_if<Capture>(&c.body)) {
-    e.hold_id = cap->hold_id;
+    describe_refused_hold(cap->hold_id);
+    // The capture's own amount (the hold's when it gave none) is what was refused.
+    if (cap->amount) e.credits = *cap->amount;
+    e.priced_by = cap->priced_by_usage ? "usage" : "amount";
+    e.usage = cap->usage;
   } else if (auto* v = std::get_if<Void>(&c.body)) {
-    e.hold_id = v->hold_id;
+    describe_refused_hold(v->hold_id);
   } else if (auto* rf = std::get_if<Refund>(&c.body)) {
     e.charge_id = rf->charge_id;
   } else if (auto* g = std::get_if<AddGrant>(&c.body)) {
     e.pool = g->pool;
     e.credits = g->credits.is_negative() ? -g->credits : g->credits;
   } else if (auto* ch = std::get_if<Charge>(&c.body)) {
-    e.user_id = ch->user_id;
-    e.kind = ch->kind;
-    e.pool = ch->pool;
-    e.credits = ch->amount;
+    describe_refused(*ch, e);
   } else if (auto* h = std::get_if<Hold>(&c.body)) {
-    e.user_id = h->user_id;
-    e.kind = h->kind;
-    e.pool = h->pool;
-    e.credits = h->amount;
+    describe_refused(*h, e);
   }
 }
 
@@ -1227,6 +1263,7 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     a.pending_plan.reset();
   } else if (next->price_usd_cents > old.price_usd_cents && old.price_usd_cents == 0) {
     // Free to paid: the free cycle ends now, a new cycle anchored now begins.
+    const std::size_t first_reset = events.size();
     for (auto& pool : a.pools) {
       for (auto& b : pool.buckets) {
         if (b.ended || b.kind != BucketKind::kAllowance) continue;
@@ -1245,6 +1282,11 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     a.pending_plan.reset();
     a.anchor_ms = now_ms_;
     start_cycle(a, 0, now_ms_);
+    // Each reset says what its pool holds once the new cycle began, as a boundary's does.
+    for (std::size_t i = first_reset; i < events.size(); ++i) {
+      if (events[i].type != EventType::kReset) continue;
+      if (const PoolState* p = a.pool(events[i].pool)) events[i].available_after = available_of(*p);
+    }
     Event& e = push_event(events, EventType::kPlanChange, a);
     e.plan = next->id;
     e.previous_plan = old.id;
@@ -1389,6 +1431,8 @@ std::optional<Reply> Ledger::refuse_if_short(Command& c, const Account& a, const
   if (!pool_short && !cap_short) return std::nullopt;
   Error err = insufficient(a, pool, amount, cap_short);
   Event& e = push_event(events, EventType::kRejected, a);
+  if (const auto* ch = std::get_if<Charge>(&c.body)) describe_refused(*ch, e);
+  if (const auto* h = std::get_if<Hold>(&c.body)) describe_refused(*h, e);
   e.user_id = user_id;
   e.kind = kind;
   e.pool = pool.name;
@@ -1429,6 +1473,19 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
     e.charge_id = charge_id;
     e.available_after = available_of(*pool);
     describe_charge(c, cmd, pool->name, cmd.saved, e);
+    // A hit is kept as a charge of nothing, so that its id reads back (GET) and a refund of
+    // it is 409, as for any charge with nothing left to refund.
+    ChargeRecord rec;
+    rec.user = a.charges.intern_user(cmd.user_id, user_hash(c, cmd.user_id));
+    rec.kind = cmd.kind;
+    rec.pool_index = static_cast<std::uint16_t>(pool_index);
+    const bool compact =
+        rec.set_cycle_index(a.cycle_serial) && rec.set_day_start_ms(pool->day_start_ms);
+    CREDIT_ASSERT(compact);
+    rec.at_ms = now_ms_;
+    rec.rate_card_version = cmd.rate_card_version;
+    const bool added = a.charges.append(e.seq, std::move(rec));
+    CREDIT_ASSERT(added);
     r.status = 201;
     render_charge(charge_id, Millicredits::zero(), pool->name, *e.available_after, {}, true,
                   cmd.saved, "", r.body);
@@ -1438,11 +1495,6 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   const Millicredits available = available_of(*pool);
   if (std::optional<Reply> refused =
           refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount, available, events)) {
-    Event& e = *last_event_;  // refuse_if_short's `rejected`
-    if (event_kept(e)) {
-      e.usage = cmd.usage;
-      copy_metadata(cmd.metadata, e.metadata);
-    }
     r = std::move(*refused);
     return;
   }
@@ -1606,8 +1658,20 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
       drawn.push_back({source_name(b), take});
     }
   }
-  // The overage is drawn like a charge.
-  if (!left.is_zero()) draw_free(pool, left, &Bucket::spent, &reserved, drawn);
+  // The overage is drawn like a charge; a bucket both parts drew from is listed once.
+  if (!left.is_zero()) {
+    ReservationList over;
+    std::vector<DrawnFrom> over_drawn;
+    draw_free(pool, left, &Bucket::spent, &over, over_drawn);
+    for (std::size_t i = 0; i < over.size(); ++i) {
+      const std::size_t at = reserved.add(over[i]);
+      if (at < drawn.size()) {
+        drawn[at].credits += over[i].credits;
+      } else {
+        drawn.push_back(std::move(over_drawn[i]));
+      }
+    }
+  }
   // A capture counts on its hold's day and is never refused by the cap.
   if (h.day_start_ms == pool.day_start_ms) {
     pool.held_today -= h.amount;
@@ -1691,7 +1755,9 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   }
   if (ch.cycle_index() != a.cycle_serial || unrefunded.is_zero()) {
     Error e(ErrorCode::kChargeNotRefundable,
-            unrefunded.is_zero() ? "the charge is fully refunded" : "the charge's cycle has ended");
+            ch.cost.is_zero()      ? "the charge cost nothing (a cache hit costs 0)"
+            : unrefunded.is_zero() ? "the charge is fully refunded"
+                                   : "the charge's cycle has ended");
     return finish(c, error_reply(e));
   }
   PoolState& pool = a.pools[ch.pool_index];

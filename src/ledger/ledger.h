@@ -212,6 +212,7 @@ class Ledger {
   std::vector<DrawnFrom> take_drawn_list();
   void copy_metadata(const Metadata& from, Metadata& to);
   Reply stored_or_new(Command& c, bool* proceed);
+  static std::optional<Reply> precheck_reply(const Command& c);
   // Releases the keys expired at now_ms and their replies, or defers that (defer_stores).
   void expire_keys(std::int64_t now_ms);
   // With stores deferred (defer_stores), a new item of `kind` at the end of them (its

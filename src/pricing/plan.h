@@ -31,6 +31,12 @@ struct PlanRateLimits {
   std::optional<RateLimit> per_user;
   std::optional<RateLimit> per_account;
 };
+// An account's overrides over its plan's limits: each limit the override names replaces
+// the plan's, the other stays the plan's (PUT /v1/accounts/{id}/rate-limits).
+inline PlanRateLimits in_force(const PlanRateLimits& overrides, const PlanRateLimits& plan) {
+  return PlanRateLimits{overrides.per_user ? overrides.per_user : plan.per_user,
+                        overrides.per_account ? overrides.per_account : plan.per_account};
+}
 
 struct Plan {
   std::string id;

@@ -31,6 +31,10 @@ bool kind_is_integration(Kind kind) {
   return kind == Kind::kInvokeLlm || kind == Kind::kGenerateImage;
 }
 
+bool kind_is_integration_call(Kind kind) {
+  return kind == Kind::kInvokeLlm || kind == Kind::kGenerateImage || kind == Kind::kSendEmail;
+}
+
 bool kind_is_rate_limited(Kind kind) {
   return kind == Kind::kAgentPrompt || kind == Kind::kDiscussTurn || kind_is_integration(kind);
 }

@@ -27,6 +27,9 @@ std::optional<Kind> parse_kind(std::string_view name);
 // invokeLLM and generateImage trigger AI work: rate limits and the cache apply to them
 // (agent prompts and discuss turns too).
 bool kind_is_integration(Kind kind);
+// One of the "integration.*" kinds (invokeLLM, generateImage, sendEmail): the integration
+// cache serves these and no other (DESIGN.md, "Integration cache").
+bool kind_is_integration_call(Kind kind);
 // The kinds DESIGN.md's rate limits apply to: agent_prompt, discuss_turn,
 // integration.invoke_llm and integration.generate_image.
 bool kind_is_rate_limited(Kind kind);

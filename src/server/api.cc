@@ -73,6 +73,11 @@ bool printable_ascii(std::string_view s, std::size_t max) {
   return true;
 }
 
+// The idempotency scope of the admin routes (POST /v1/accounts, POST /v1/keys): '#' is
+// outside the id alphabet, so no account's scope (its id) equals it (DESIGN.md: "(account_id,
+// key), or (admin, key)").
+constexpr std::string_view kAdminScope = "#admin";
+
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
   std::size_t i = 0;
@@ -128,8 +133,10 @@ Result<pricing::Usage> parse_usage(JsonValue v) {
   for (auto [key, value] : v) {
     // The field's path, for an error only (a charge's usage is read on every request).
     auto param = [&key] { return "usage." + std::string(key); };
+    // A dimension given as null is absent; a whole number may be spelled "3.0" or "3e0".
     auto int_dim = [&](std::optional<std::int64_t>& dst) -> std::optional<Error> {
-      auto n = value.is_number() ? value.int64_value() : std::nullopt;
+      if (value.is_null()) return std::nullopt;
+      auto n = value.is_number() ? json_whole_number(value.number_text()) : std::nullopt;
       if (!n || *n < 0 || *n > pricing::kUsageDimensionMax) {
         return err_param(ErrorCode::kInvalidUsage,
                          param() + " must be a whole number from 0 to 10^12", param());
@@ -138,6 +145,7 @@ Result<pricing::Usage> parse_usage(JsonValue v) {
       return std::nullopt;
     };
     auto str_dim = [&](std::optional<std::string>& dst) -> std::optional<Error> {
+      if (value.is_null()) return std::nullopt;
       if (!value.is_string() || value.string_value().empty() || value.string_value().size() > 64) {
         return err_param(ErrorCode::kInvalidUsage, param() + " must be a short string", param());
       }
@@ -299,10 +307,14 @@ std::optional<Auth> authenticate(const Engine& engine, const ApiOptions& options
 namespace {
 std::optional<Auth> authenticate_uncached(const Engine& engine, const ApiOptions& options,
                                           std::string_view authorization) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.size() <= kBearer.size() ||
-      authorization.substr(0, kBearer.size()) != kBearer) {
-    return std::nullopt;
+  // The scheme is case-insensitive (RFC 7235): "Bearer", "bearer", "BEARER".
+  constexpr std::string_view kBearer = "bearer ";
+  if (authorization.size() <= kBearer.size()) return std::nullopt;
+  for (std::size_t i = 0; i < kBearer.size(); ++i) {
+    const char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != kBearer[i]) {
+      return std::nullopt;
+    }
   }
   std::string_view key = authorization.substr(kBearer.size());
   std::string hash = sha256_hex(key);
@@ -732,12 +744,14 @@ struct Api::Impl {
   void holds_list(const HttpRequest& req, const std::string& id, Responder respond) {
     Error e;
     std::size_t limit = list_limit(req, &e);
-    if (limit == 0) return respond(from_error(e));
+    if (limit == 0) return refuse_after_lookup(id, e, std::move(respond));
     std::string status(req.query_param("status"));
     if (!status.empty() && status != "open" && status != "captured" && status != "voided" &&
         status != "expired") {
-      return respond(from_error(err_param(
-          ErrorCode::kInvalidRequest, "status is open, captured, voided or expired", "status")));
+      return refuse_after_lookup(id,
+                                 err_param(ErrorCode::kInvalidRequest,
+                                           "status is open, captured, voided or expired", "status"),
+                                 std::move(respond));
     }
     std::string after(req.query_param("after"));
     read(
@@ -843,23 +857,59 @@ struct Api::Impl {
         std::move(respond));
   }
 
+  static std::string rate_limits_json(const pricing::PlanRateLimits& limits) {
+    std::string out;
+    json::Writer w(out);
+    w.begin_object();
+    auto put = [&](std::string_view key, const std::optional<pricing::RateLimit>& l) {
+      w.key(key);
+      if (!l) {
+        w.null();
+        return;
+      }
+      w.begin_object()
+          .key("per_minute")
+          .integer(l->per_minute)
+          .key("burst")
+          .integer(l->burst)
+          .end_object();
+    };
+    put("per_user", limits.per_user);
+    put("per_account", limits.per_account);
+    w.end_object();
+    return out;
+  }
+
+  // A request that failed validation on an account route still asks whether the account
+  // exists: API.md's order puts 404 before 400.
+  void refuse_after_lookup(const std::string& id, Error e, Responder respond) {
+    read(
+        [id, e = std::move(e)](EngineState& st) {
+          if (st.ledger.find(id) == nullptr)
+            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          return from_error(e);
+        },
+        std::move(respond));
+  }
+
   void quote(const std::string& id, ObjectReader& r, Responder respond) {
     const pricing::RateCard& card = engine.rate_card();
     auto kind_s = r.string("kind");
-    if (!kind_s.ok()) return respond(from_error(kind_s.error()));
+    if (!kind_s.ok()) return refuse_after_lookup(id, kind_s.error(), std::move(respond));
     auto kind = pricing::parse_kind(*kind_s);
     if (!kind)
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind")));
+      return refuse_after_lookup(id, err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind"),
+                                 std::move(respond));
     auto u = r.any("usage");
     if (!u || u->is_null())
       return respond(
           from_error(err_param(ErrorCode::kInvalidRequest, "usage is required", "usage")));
     auto usage = parse_usage(*u);
-    if (!usage.ok()) return respond(from_error(usage.error()));
+    if (!usage.ok()) return refuse_after_lookup(id, usage.error(), std::move(respond));
     Status unknown = r.no_unknown_fields();
-    if (!unknown.ok()) return respond(from_error(unknown.error()));
+    if (!unknown.ok()) return refuse_after_lookup(id, unknown.error(), std::move(respond));
     auto price = card.price(*kind, *usage);
-    if (!price.ok()) return respond(from_error(price.error()));
+    if (!price.ok()) return refuse_after_lookup(id, price.error(), std::move(respond));
     std::string out;
     json::Writer w(out);
     w.begin_object().key("cost").raw(format_credits(price->cost));
@@ -879,7 +929,9 @@ struct Api::Impl {
     Command c;
     ledger::CreateAccount ca;
     std::optional<Error> bad;
-    if (auto e = idem_of(r, req, "admin", "create_account", c.idem)) return respond(from_error(*e));
+    if (auto e = idem_of(r, req, kAdminScope, "create_account", c.idem)) {
+      return respond(from_error(*e));
+    }
     auto id = r.string("account_id");
     if (!id.ok())
       bad = id.error();
@@ -1030,11 +1082,11 @@ struct Api::Impl {
   void create_key(const HttpRequest& req, const std::string& account_id, ObjectReader& r,
                   Responder respond) {
     CreateKeyOp op;
-    const std::string route = "key:" + (account_id.empty() ? std::string("admin") : account_id);
+    const std::string route = "key:" + (account_id.empty() ? std::string(kAdminScope) : account_id);
     // A key's error rides in the op like the other validation errors, so that a missing
     // account's 404 comes first (API.md's order).
-    const std::optional<Error> key_error =
-        idem_of(r, req, account_id.empty() ? "admin" : account_id, route, op.idem);
+    const std::optional<Error> key_error = idem_of(
+        r, req, account_id.empty() ? kAdminScope : std::string_view(account_id), route, op.idem);
     if (key_error) op.idem = ledger::IdempotencyRef{};
     // Validation errors ride in the op: the engine answers a replay or 422 first.
     std::optional<Error> bad = key_error;
@@ -1162,35 +1214,19 @@ struct Api::Impl {
       dst = pricing::RateLimit{*pm, *burst};
       return std::nullopt;
     };
-    if (auto e = one("per_user", op.limits.per_user)) return respond(from_error(*e));
-    if (auto e = one("per_account", op.limits.per_account)) return respond(from_error(*e));
-    (void)r.optional_string("idempotency_key");
+    if (auto e = one("per_user", op.limits.per_user))
+      return refuse_after_lookup(id, *e, std::move(respond));
+    if (auto e = one("per_account", op.limits.per_account))
+      return refuse_after_lookup(id, *e, std::move(respond));
     Status unknown = r.no_unknown_fields();
-    if (!unknown.ok()) return respond(from_error(unknown.error()));
-    std::string out;
-    json::Writer w(out);
-    w.begin_object();
-    auto put = [&](std::string_view key, const std::optional<pricing::RateLimit>& l) {
-      w.key(key);
-      if (!l) {
-        w.null();
-        return;
-      }
-      w.begin_object()
-          .key("per_minute")
-          .integer(l->per_minute)
-          .key("burst")
-          .integer(l->burst)
-          .end_object();
-    };
-    put("per_user", op.limits.per_user);
-    put("per_account", op.limits.per_account);
-    w.end_object();
+    if (!unknown.ok()) return refuse_after_lookup(id, unknown.error(), std::move(respond));
     auto shared = std::make_shared<Responder>(std::move(respond));
     read(
-        [this, id, op = std::move(op), out, shared](EngineState& st) mutable {
-          if (st.ledger.find(id) == nullptr)
-            return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+        [this, id, op = std::move(op), shared](EngineState& st) mutable {
+          const ledger::Account* a = st.ledger.find(id);
+          if (a == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          // The limits in force: the overrides, and the plan's where they name none.
+          std::string out = rate_limits_json(pricing::in_force(op.limits, a->plan.rate_limits));
           std::vector<Op> ops;
           ops.push_back(std::move(op));
           bool ok = engine.submit(std::move(ops), [out, shared](std::vector<Reply>&& replies) {
@@ -1216,9 +1252,17 @@ struct Api::Impl {
     op.account_id = id;
     op.cache_key = cache_key;
     auto kind = r.string("kind");
-    if (!kind.ok()) return respond(from_error(kind.error()));
-    if (!pricing::parse_kind(*kind))
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind")));
+    if (!kind.ok()) return refuse_after_lookup(id, kind.error(), std::move(respond));
+    const std::optional<pricing::Kind> parsed = pricing::parse_kind(*kind);
+    if (!parsed)
+      return refuse_after_lookup(id, err_param(ErrorCode::kInvalidRequest, "unknown kind", "kind"),
+                                 std::move(respond));
+    // DESIGN.md: the cache is for integration calls.
+    if (!pricing::kind_is_integration_call(*parsed)) {
+      return refuse_after_lookup(
+          id, err_param(ErrorCode::kInvalidRequest, "only integration kinds are cached", "kind"),
+          std::move(respond));
+    }
     op.kind = std::string(*kind);
     auto resp = r.any("response");
     if (!resp)
@@ -1226,22 +1270,24 @@ struct Api::Impl {
           from_error(err_param(ErrorCode::kInvalidRequest, "response is required", "response")));
     resp->append_json(op.entry.response_json);
     if (op.entry.response_json.size() > policy::kCacheResponseBytesMax) {
-      return respond(from_error(
-          err_param(ErrorCode::kInvalidRequest, "response is at most 256 KiB", "response")));
+      return refuse_after_lookup(
+          id, err_param(ErrorCode::kInvalidRequest, "response is at most 256 KiB", "response"),
+          std::move(respond));
     }
     auto ttl = r.optional_int64("ttl_s", 1, policy::kCacheTtlSMax);
-    if (!ttl.ok()) return respond(from_error(ttl.error()));
+    if (!ttl.ok()) return refuse_after_lookup(id, ttl.error(), std::move(respond));
     auto cs = r.optional_string("call_site");
-    if (!cs.ok()) return respond(from_error(cs.error()));
+    if (!cs.ok()) return refuse_after_lookup(id, cs.error(), std::move(respond));
     // The same call_site as in a charge's metadata, so the same size (API.md).
     if (*cs && !chars_at_most(**cs, kMetadataValueCharsMax)) {
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest,
-                                          "call_site is at most 256 characters", "call_site")));
+      return refuse_after_lookup(
+          id,
+          err_param(ErrorCode::kInvalidRequest, "call_site is at most 256 characters", "call_site"),
+          std::move(respond));
     }
     if (*cs) op.entry.call_site = std::string(**cs);
-    (void)r.optional_string("idempotency_key");
     Status unknown = r.no_unknown_fields();
-    if (!unknown.ok()) return respond(from_error(unknown.error()));
+    if (!unknown.ok()) return refuse_after_lookup(id, unknown.error(), std::move(respond));
     std::int64_t ttl_s = ttl->value_or(policy::kCacheTtlSDefault);
     auto shared = std::make_shared<Responder>(std::move(respond));
     read(
@@ -1261,8 +1307,10 @@ struct Api::Impl {
                  Responder respond) {
     std::string kind(req.query_param("kind"));
     if (!pricing::parse_kind(kind))
-      return respond(from_error(err_param(ErrorCode::kInvalidRequest,
-                                          "kind is required and must be a known kind", "kind")));
+      return refuse_after_lookup(id,
+                                 err_param(ErrorCode::kInvalidRequest,
+                                           "kind is required and must be a known kind", "kind"),
+                                 std::move(respond));
     read(
         [id, cache_key, kind](EngineState& st) {
           if (st.ledger.find(id) == nullptr)
@@ -1289,7 +1337,6 @@ struct Api::Impl {
     if (!t)
       return respond(from_error(
           err_param(ErrorCode::kInvalidRequest, "now must be an RFC 3339 instant", "now")));
-    (void)r.optional_string("idempotency_key");
     Status unknown = r.no_unknown_fields();
     if (!unknown.ok()) return respond(from_error(unknown.error()));
     if (*t < engine.last_logged_ms() || !options.manual_clock->set_ms(*t)) {
@@ -1334,11 +1381,11 @@ struct Api::Impl {
         fail(err_param(ErrorCode::kInvalidRequest, "op is charge, hold, capture or void", "op"));
       } else if (!acct.ok()) {
         fail(acct.error());
-      } else if (!valid_id(*acct)) {
-        fail(err_param(ErrorCode::kInvalidRequest,
-                       "account_id must be 1 to 64 characters of [A-Za-z0-9._:-]", "account_id"));
       } else if (!allowed(auth, Role::kMeter, *acct)) {
         fail(err(ErrorCode::kForbidden, "this key cannot meter that account"));
+      } else if (!valid_id(*acct)) {
+        // As the op's own request would answer: no account has such an id.
+        fail(err(ErrorCode::kAccountNotFound, "no such account"));
       } else {
         std::string_view hold_id;
         if (*op == "capture" || *op == "void") {
@@ -1442,7 +1489,8 @@ struct Api::Impl {
   }
 
   void dispatch(HttpRequest&& req, Responder respond) {
-    const std::string& m = req.method;
+    // HEAD is GET without the body (RFC 9110; the HTTP server sends the head only).
+    const std::string_view m = req.method == "HEAD" ? std::string_view("GET") : req.method;
     if (m == "GET" && req.path == "/healthz")
       return respond(json_response(200, "{\"status\":\"ok\"}"));
     if (m == "GET" && req.path == "/metrics") {

@@ -1236,7 +1236,9 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
     if (a == nullptr) return;
     // A closed account still passes the limiter (API.md: 429 before 409), but a cache
     // hit would answer a request that the ledger refuses with 409.
-    if (!a->closed && !cmd.cache_key.empty()) {
+    // Only integration calls are cached (DESIGN.md, "Integration cache"); another kind's
+    // cache_key is kept with its event and looks nothing up.
+    if (!a->closed && !cmd.cache_key.empty() && pricing::kind_is_integration_call(cmd.kind)) {
       kind_name = pricing::kind_name(cmd.kind);
       if (const policy::CacheEntry* e =
               cache_.get(cmd.account_id, kind_name, cmd.cache_key, ledger_.now_ms())) {
@@ -1252,7 +1254,9 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
     }
     if (!rate_limited_kind(cmd.kind)) return;
     pricing::PlanRateLimits limits = a->plan.rate_limits;
-    if (auto it = rate_limits_.find(cmd.account_id); it != rate_limits_.end()) limits = it->second;
+    if (auto it = rate_limits_.find(cmd.account_id); it != rate_limits_.end()) {
+      limits = in_force(it->second, limits);
+    }
     policy::RateDecision d = limiter_.take(cmd.account_id, cmd.user_id, limits, ledger_.now_ms());
     if (!d.allowed) {
       c.precheck_error = ErrorCode::kRateLimited;
@@ -1303,19 +1307,27 @@ void Engine::replay_cached_response(const ledger::Command& c, std::string& body)
   }
 }
 
-// A capture's usage is priced with the rate card version of its hold.
+// A capture's usage is priced with the rate card version of its hold; with an amount it
+// is only validated (API.md: "the usage, if any, is validated and kept").
 void Engine::price_capture(ledger::Command& c, ledger::Capture& cap) {
-  if (c.precheck_error != ErrorCode::kOk || !cap.usage || cap.amount) return;
+  if (c.precheck_error != ErrorCode::kOk || !cap.usage) return;
   const ledger::Account* a = ledger_.find(cap.account_id);
   const ledger::HoldRecord& h = a->holds.at(cap.hold_id);  // gate() checked both
   const pricing::RateCard* card = rate_card(h.rate_card_version);
   if (card == nullptr) card = &cards_.back();
+  const auto refuse = [&](const Error& e) {
+    c.precheck_error = e.code;
+    c.precheck_message = e.message;
+    std::string_view p = e.detail("param");
+    if (p.size() >= 2) c.precheck_param = std::string(p.substr(1, p.size() - 2));
+  };
+  if (cap.amount) {
+    if (Status valid = card->validate(h.kind, *cap.usage); !valid.ok()) refuse(valid.error());
+    return;
+  }
   auto price = card->price(h.kind, *cap.usage);
   if (!price.ok()) {
-    c.precheck_error = price.error().code;
-    c.precheck_message = price.error().message;
-    std::string_view p = price.error().detail("param");
-    if (p.size() >= 2) c.precheck_param = std::string(p.substr(1, p.size() - 2));
+    refuse(price.error());
     return;
   }
   cap.amount = price->cost;

@@ -81,12 +81,13 @@ int hex_value(char c) {
   return -1;
 }
 
-bool percent_decode(std::string_view in, std::string& out) {
+// `plus_is_space`: a query's '+' is a space; a path's is itself.
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space = true) {
   out.clear();
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
     const char c = in[i];
-    if (c == '+') {
+    if (c == '+' && plus_is_space) {
       out += ' ';
     } else if (c == '%') {
       if (i + 2 >= in.size()) return false;
@@ -390,6 +391,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
     if (req_.path.empty() || req_.path.front() != '/') {
       return refuse(Error(ErrorCode::kInvalidRequest, "the request target must be a path"));
+    }
+    // A client may escape an id's ':' (API.md's ids are [A-Za-z0-9._:-]); routes read the
+    // decoded path.
+    if (req_.path.find('%') != std::string::npos) {
+      std::string decoded;
+      if (!percent_decode(req_.path, decoded, false)) {
+        return refuse(Error(ErrorCode::kInvalidRequest, "the path has a bad percent escape"));
+      }
+      req_.path = std::move(decoded);
+      body_limit_ = body_bytes_max_for_path(core_.options, req_.path);
     }
     if (qmark != std::string_view::npos && !decode_query(target.substr(qmark + 1), req_.query)) {
       return refuse(Error(ErrorCode::kInvalidRequest, "the query has a bad percent escape")

@@ -28,7 +28,7 @@ namespace credit::server {
 
 struct HttpRequest {
   std::string method;  // as sent, e.g. "GET"
-  std::string path;    // the target before '?', not percent-decoded (ids never need it)
+  std::string path;    // the target before '?', percent-decoded ('+' stays '+')
   std::vector<std::pair<std::string, std::string>> query;  // percent- and '+'-decoded
   std::string authorization;                               // the Authorization header, or empty
   std::string idempotency_key_header;

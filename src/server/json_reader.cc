@@ -76,6 +76,53 @@ std::optional<std::int64_t> json_int64(std::string_view text) {
   return v;
 }
 
+std::optional<std::int64_t> json_whole_number(std::string_view text) {
+  if (auto v = json_int64(text)) return v;
+  if (!is_json_number(text)) return std::nullopt;
+  // The value is digits x 10^shift: the mantissa's digits without its point, and the
+  // exponent less the digits after the point.
+  const bool negative = text.front() == '-';
+  const std::size_t e = text.find_first_of("eE");
+  const std::string_view mantissa = text.substr(negative ? 1 : 0, e - (negative ? 1 : 0));
+  std::string digits;
+  std::int64_t shift = 0;
+  for (char c : mantissa) {
+    if (c == '.') {
+      shift = -static_cast<std::int64_t>(mantissa.size() - digits.size() - 1);
+      continue;
+    }
+    digits += c;
+  }
+  if (e != std::string_view::npos) {
+    std::string_view exp = text.substr(e + 1);
+    if (!exp.empty() && exp.front() == '+') exp.remove_prefix(1);
+    std::int64_t x = 0;
+    auto [ptr, ec] = std::from_chars(exp.data(), exp.data() + exp.size(), x);
+    // An exponent past the digits' limit either side leaves no whole number in range
+    // (except for a zero mantissa).
+    if (ec != std::errc() || ptr != exp.data() + exp.size() || x > 1000 || x < -1000) {
+      if (digits.find_first_not_of('0') == std::string::npos) return 0;
+      return std::nullopt;
+    }
+    shift += x;
+  }
+  const std::size_t first = digits.find_first_not_of('0');
+  if (first == std::string::npos) return 0;
+  digits.erase(0, first);
+  // Trailing zeros that the shift moves past the point.
+  while (shift < 0 && !digits.empty() && digits.back() == '0') {
+    digits.pop_back();
+    ++shift;
+  }
+  if (shift < 0) return std::nullopt;  // a fraction
+  if (digits.size() + static_cast<std::size_t>(shift) > kJsonWholeDigitsMax) return std::nullopt;
+  digits.append(static_cast<std::size_t>(shift), '0');
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc()) return std::nullopt;
+  return negative ? -v : v;
+}
+
 std::string json_path_join(std::string_view parent, std::string_view key) {
   std::string out;
   out.reserve(parent.size() + 1 + key.size());

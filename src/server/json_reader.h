@@ -154,6 +154,10 @@ JsonParser& thread_json_parser();
 bool is_json_number(std::string_view text);
 // The integer a number token names, when it has no fraction or exponent and fits.
 std::optional<std::int64_t> json_int64(std::string_view number_text);
+// The integer a number token's value is, however it is spelled ("3", "3.0", "30e-1",
+// "0.3e1"), when the value is whole and has at most kJsonWholeDigitsMax digits.
+constexpr std::size_t kJsonWholeDigitsMax = 18;
+std::optional<std::int64_t> json_whole_number(std::string_view number_text);
 
 // Field paths for the `param` detail: "usage" + "input_tokens" -> "usage.input_tokens",
 // "ops" + 3 -> "ops[3]".

@@ -751,9 +751,10 @@ def batch():
     r = meter.post("/v1/batch", {"ops": [dict(op, account_id="b a", idempotency_key=key()),
                                          {"op": "void", "idempotency_key": key()}]})
     res = r.get("results") or []
-    check("batch: an invalid account_id is 400 param account_id, and the message says why",
-          len(res) == 2 and res[0]["status"] == 400 and res[0]["body"]["error"].get("param") == "account_id"
-          and "required" not in res[0]["body"]["error"].get("message", "required"), res)
+    # API.md: each op is authorised "exactly as its single request would be": a meter key's
+    # request to /v1/accounts/b a/charges is 403 (another account), so is the op.
+    check("batch: an invalid account_id is answered as its own request: 403 for a meter key",
+          len(res) == 2 and res[0]["status"] == 403 and res[0]["body"]["error"].get("code") == "forbidden", res)
     check("batch: a missing account_id is 400 param account_id",
           len(res) == 2 and res[1]["status"] == 400 and res[1]["body"]["error"].get("param") == "account_id", res)
     r = meter.post("/v1/batch", {"ops": [5]})
@@ -781,10 +782,184 @@ def retry_after():
     check("Retry-After: after retry_after_ms the request passes", r.status == 201, r)
 
 
+def capture_and_cache():
+    """Captures validate a given usage; an overage capture lists each bucket once; refusals
+    name what was asked and how it was priced; only integrations are cached, and a hit's
+    charge id reads back."""
+    c = C
+    c.create_account("cu", "pro")
+    r = c.post("/v1/accounts/cu/holds", {"idempotency_key": key(), "kind": "integration.invoke_llm",
+                                         "user_id": "u", "amount": 5})
+    hid = r["hold_id"]
+    for usage, param in (({"model": "nope", "input_tokens": 5}, "usage.model"),
+                         ({"files_read": 5}, "usage.files_read")):
+        r = c.post(f"/v1/accounts/cu/holds/{hid}/capture", {"idempotency_key": key(), "amount": 2, "usage": usage})
+        check(f"capture with amount: a bad usage ({param}) is 400 invalid_usage", bad_param(r, "invalid_usage", param), r)
+    r = c.post(f"/v1/accounts/cu/holds/{hid}/capture", {"idempotency_key": key(), "usage": {"model": "nope"}})
+    check("capture priced by usage: an unknown model is 400 invalid_usage (not the whole hold)",
+          bad_param(r, "invalid_usage", "usage.model"), r)
+    r = c.get("/v1/accounts/cu/holds?status=open")
+    eq("capture refused for its usage: the hold is still open", [x["hold_id"] for x in r.get("holds", [])], [hid])
+    r = c.post(f"/v1/accounts/cu/holds/{hid}/capture", {"idempotency_key": key(), "amount": 2, "usage": LLM})
+    check("capture with amount and a valid usage: 201 at the amount", r.status == 201 and r.get("cost") == 2, r)
+    e = [x for x in events(c, "cu") if x["type"] == "capture"]
+    eq("capture with amount: the usage is kept with the event", [x.get("usage") for x in e], [LLM])
+
+    # An overage capture draws the hold's bucket and then the same bucket again: one entry.
+    c.create_account("f4", "starter")
+    r = c.post("/v1/accounts/f4/holds", {"idempotency_key": key(), "kind": "backend_function",
+                                         "user_id": "u", "amount": 20})
+    r = c.post(f"/v1/accounts/f4/holds/{r['hold_id']}/capture",
+               {"idempotency_key": key(), "amount": 22, "overage": "charge"})
+    eq("overage capture: drawn_from lists the allowance once", (r.status, r.get("drawn_from")),
+       (201, [{"source": "allowance", "credits": 22}]))
+    g = c.get(f"/v1/accounts/f4/charges/{r['charge_id']}")
+    eq("overage capture: the charge reads back with one draw", g.get("drawn_from"), [{"source": "allowance", "credits": 22}])
+    rf = c.post(f"/v1/accounts/f4/charges/{r['charge_id']}/refunds", {"idempotency_key": key(), "reason": "x"})
+    eq("overage capture: a full refund restores 22 to the allowance", (rf.status, rf.get("restored_to")),
+       (201, [{"source": "allowance", "credits": 22}]))
+
+    # A capture refused for credits is a `rejected` event naming the hold's user, kind, pool.
+    c.create_account("ov2", "starter")
+    r = c.post("/v1/accounts/ov2/holds", {"idempotency_key": key(), "kind": "integration.send_email",
+                                          "user_id": "u7", "amount": 1})
+    hid = r["hold_id"]
+    c.charge("ov2", amount=c.available("ov2"))
+    r = c.post(f"/v1/accounts/ov2/holds/{hid}/capture", {"idempotency_key": key(), "amount": 101, "overage": "charge"})
+    check("overage capture without room: 402", is_error(r, 402, "insufficient_credits"), r)
+    rej = [x for x in events(c, "ov2") if x["type"] == "rejected"]
+    eq("capture 402: the rejected event names the hold's user, kind, pool and the credits asked",
+       [(x.get("user_id"), x.get("kind"), x.get("pool"), x.get("credits"), x.get("hold_id"), x.get("priced_by"))
+        for x in rej], [("u7", "integration.send_email", "credits", 101, hid, "amount")])
+
+    # A refused charge says how it was priced, with its usage and rate card version.
+    r = c.charge("ov2", usage=LLM, kind="integration.invoke_llm", metadata={"call_site": "page/x"})
+    check("a usage-priced charge without room: 402", r.status == 402, r)
+    r = c.charge("ov2", amount=3)
+    check("an amount charge without room: 402", r.status == 402, r)
+    version = c.post("/v1/accounts/ov2/quote", {"kind": "integration.invoke_llm", "usage": LLM}).get("rate_card_version")
+    rej = [x for x in events(c, "ov2") if x["type"] == "rejected"][1:]
+    eq("402 of charges: rejected events keep priced_by, rate_card_version, usage and metadata",
+       [(x.get("priced_by"), x.get("rate_card_version"), x.get("usage"), (x.get("metadata") or {}).get("call_site"),
+         x.get("credits")) for x in rej],
+       [("usage", version, LLM, "page/x", D("1.29")), ("amount", version, None, None, 3)])
+
+    # Only integration calls are cached (DESIGN.md, "Integration cache").
+    c.create_account("ck", "pro")
+    r = c.put("/v1/accounts/ck/cache/a1", {"kind": "agent_prompt", "response": "x"})
+    check("cache PUT for an agent prompt: 400 invalid_request naming kind", bad_param(r, "invalid_request", "kind"), r)
+    r = c.put("/v1/accounts/ck/cache/a1", {"kind": "backend_function", "response": "x"})
+    check("cache PUT for a backend function: 400 naming kind", bad_param(r, "invalid_request", "kind"), r)
+    stats0 = c.get("/v1/accounts/ck/cache-stats").doc
+    r = c.charge("ck", amount=5, kind="agent_prompt", cache_key="a1")
+    eq("an agent prompt with a cache_key is charged in full", (r.status, r.get("cost"), r.get("cached")), (201, 5, False))
+    eq("... and is no cache miss", c.get("/v1/accounts/ck/cache-stats").doc, stats0)
+    e = events(c, "ck")[-1]
+    eq("... its event keeps the cache_key", (e.get("type"), e.get("cache_key")), ("charge", "a1"))
+
+    # A hit's charge id reads back as a charge of nothing; a refund of it is 409.
+    r = c.put("/v1/accounts/ck/cache/q1", {"kind": "integration.invoke_llm", "response": {"text": "hi"}})
+    check("cache PUT for an integration: 204", r.status == 204, r)
+    r = c.charge("ck", usage=LLM, kind="integration.invoke_llm", cache_key="q1")
+    check("a cache hit", r.status == 201 and r.get("cached") is True, r)
+    g = c.get(f"/v1/accounts/ck/charges/{r['charge_id']}")
+    eq("a hit's charge reads back: cost 0, nothing drawn", (g.status, g.get("cost"), g.get("drawn_from"), g.get("refunds"),
+                                                            g.get("kind")),
+       (200, 0, [], [], "integration.invoke_llm"))
+    rf = c.post(f"/v1/accounts/ck/charges/{r['charge_id']}/refunds", {"idempotency_key": key(), "reason": "x"})
+    check("a refund of a hit: 409 charge_not_refundable", is_error(rf, 409, "charge_not_refundable"), rf)
+
+    # A whole number may be spelled 1.0 or 10E0; a dimension given as null is absent.
+    q = lambda u, kind="integration.send_email": c.post("/v1/accounts/ck/quote", {"kind": kind, "usage": u})
+    eq("usage: 1.0 is the whole number 1", q({"count": Decimal("1.0")}).get("cost"), q({"count": 1}).get("cost"))
+    eq("usage: 10E0 is 10", q({"count": 10.0}).get("cost"), q({"count": 10}).get("cost"))
+    r = q({"count": Decimal("1.5")})
+    check("usage: 1.5 is not whole: 400 invalid_usage", bad_param(r, "invalid_usage", "usage.count"), r)
+    eq("usage: a null model is the default model", q(dict(AP, model=None), "agent_prompt").get("cost"),
+       q(AP, "agent_prompt").get("cost"))
+
+    # Rate-limit overrides replace the plan's limits they name; the others stay the plan's.
+    c.create_account("rz", "free")
+    r = c.put("/v1/accounts/rz/rate-limits", {})
+    eq("rate limits {}: the plan's limits are in force", (r.status, r.doc),
+       (200, {"per_user": {"per_minute": 20, "burst": 20}, "per_account": {"per_minute": 60, "burst": 60}}))
+    statuses = [c.charge("rz", amount=D("0.001"), kind="agent_prompt").status for _ in range(21)]
+    eq("rate limits {}: the plan's per-user burst of 20 still applies", statuses, [201] * 20 + [429])
+    r = c.put("/v1/accounts/rz/rate-limits", {"per_user": {"per_minute": 5, "burst": 5}})
+    eq("rate limits: per_user overridden, per_account the plan's", r.doc,
+       {"per_user": {"per_minute": 5, "burst": 5}, "per_account": {"per_minute": 60, "burst": 60}})
+
+    # A free-to-paid upgrade's reset says what the pool holds in the new cycle.
+    c.create_account("up1", "free")
+    c.charge("up1", amount=10)
+    r = c.post("/v1/accounts/up1/plan", {"idempotency_key": key(), "plan": "starter"})
+    check("free to starter", r.status == 200, r)
+    resets = [x for x in events(c, "up1") if x["type"] == "reset"]
+    eq("upgrade: the reset's available_after is the new cycle's", [x.get("available_after") for x in resets],
+       [c.available("up1")])
+
+
+def request_rules():
+    """404 before 400 on every account route; one admin scope that no account shares; ids
+    reached percent-encoded; the bearer scheme in any case; PUT and the clock take no key."""
+    c = C
+    for label, r in (
+            ("quote, bad kind", c.post("/v1/accounts/nope/quote", {"kind": "bogus", "usage": {}})),
+            ("rate limits, bad value", c.put("/v1/accounts/nope/rate-limits", {"per_user": {"per_minute": 0, "burst": 1}})),
+            ("rate limits, unknown field", c.put("/v1/accounts/nope/rate-limits", {"x": 1})),
+            ("cache PUT, unknown field", c.put("/v1/accounts/nope/cache/ck",
+                                               {"kind": "integration.send_email", "response": {}, "bogus": 1})),
+            ("cache GET, bad kind", c.get("/v1/accounts/nope/cache/ck?kind=bad")),
+            ("holds, bad status", c.get("/v1/accounts/nope/holds?status=bad")),
+            ("holds, limit 0", c.get("/v1/accounts/nope/holds?limit=0"))):
+        check(f"404 before 400: {label}", is_error(r, 404, "account_not_found"), r)
+    c.create_account("rr", "starter")
+    check("an existing account still gets the 400", is_error(c.get("/v1/accounts/rr/holds?status=bad"), 400, "invalid_request"))
+    meter = c.with_key(c.create_key("rr", "meter"))
+    op = {"op": "charge", "account_id": "bad!id", "idempotency_key": key(), "kind": "backend_function",
+          "user_id": "u", "amount": 1}
+    r = c.post("/v1/batch", {"ops": [op]})
+    eq("batch: a malformed account id is 404 for the admin, as alone", [x["status"] for x in r.get("results", [])], [404])
+    r = meter.post("/v1/batch", {"ops": [op]})
+    eq("batch: ... and 403 for another account's meter key", [x["status"] for x in r.get("results", [])], [403])
+
+    # (admin, key) and (account "admin", key) are different scopes.
+    k = key()
+    r = c.post("/v1/accounts", {"account_id": "admin", "plan": "enterprise", "idempotency_key": k})
+    check("an account named admin", r.status == 201, r)
+    r = c.post("/v1/accounts/admin/adjustments", {"idempotency_key": k, "pool": "credits", "credits": 1, "reason": "x"})
+    check("the account admin's scope is not the admin routes' scope", r.status == 201, r)
+    k2 = key()
+    r = c.post("/v1/accounts/admin/keys", {"idempotency_key": k2, "role": "read"})
+    check("a key of the account admin", r.status == 201, r)
+    r = c.post("/v1/keys", {"idempotency_key": k2, "role": "service"})
+    check("... and a service key with the same idempotency key", r.status == 201 and not replayed(r), r)
+
+    c.create_account("a:b.c", "starter")
+    r = c.get("/v1/accounts/a%3Ab.c")
+    eq("a percent-encoded id reaches its account", (r.status, r.get("account_id")), (200, "a:b.c"))
+    r = c.get("/v1/accounts/a%3zb.c")
+    check("a bad percent escape in the path: 400", is_error(r, 400, "invalid_request"), r)
+    r = c.get("/v1/accounts/rr", headers={"Authorization": "bearer " + c.api_key})
+    check("the bearer scheme is case-insensitive", r.status == 200, r)
+    r = c.call("HEAD", "/healthz", key=None)
+    check("HEAD /healthz: 200 without a body, like GET", r.status == 200 and r.text == "", r)
+    r = c.call("HEAD", "/v1/accounts/rr")
+    check("HEAD of an account: 200 without a body", r.status == 200 and r.text == "", r)
+
+    r = c.put("/v1/accounts/rr/rate-limits", {"idempotency_key": "k"})
+    check("PUT rate-limits takes no idempotency_key: 400 unknown_field",
+          bad_param(r, "unknown_field", "idempotency_key"), r)
+    r = c.put("/v1/accounts/rr/cache/z", {"kind": "integration.send_email", "response": 1, "idempotency_key": "k"})
+    check("PUT cache takes no idempotency_key", bad_param(r, "unknown_field", "idempotency_key"), r)
+    r = c.post("/v1/admin/clock", {"now": "2026-07-21T00:00:00Z", "idempotency_key": "k"})
+    check("the clock takes no idempotency_key", bad_param(r, "unknown_field", "idempotency_key"), r)
+
+
 SRV = h.start(manual_clock=True)
 C = SRV.client()  # one server, the sections in time order
 C.set_clock("2026-01-31T10:00:00Z")
 for section in (errors, input_rules, shapes, order, refusals, limits, cycles, plan_changes, daily_caps, holds_expiry,
-                idempotency_24h, packs, grants_and_refunds, batch, retry_after):
+                idempotency_24h, packs, grants_and_refunds, batch, retry_after, capture_and_cache, request_rules):
     h.run_section(section)
 h.finish()

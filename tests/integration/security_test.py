@@ -90,7 +90,7 @@ def roles():
                                                "user_id": "u", "amount": 5})
     ch = c.charge(A, amount=2)
     hid, cid = hold["hold_id"], ch["charge_id"]
-    c.put(f"/v1/accounts/{A}/cache/ck1", {"kind": "backend_function", "response": {"x": 1}})
+    c.put(f"/v1/accounts/{A}/cache/ck1", {"kind": "integration.send_email", "response": {"x": 1}})
     p = f"/v1/accounts/{A}"
     reads = ["", "/grants", f"/charges/{cid}", "/holds?status=open", "/events", "/usage?group_by=kind",
              "/hot-files", "/burn", "/forecast", "/regression-loops", "/cache-stats", "/alerts"]
@@ -109,8 +109,8 @@ def roles():
                                         "amount": 1}),
         "capture": ("POST", p + f"/holds/{hid}/capture", {"idempotency_key": key(), "amount": 1}),
         "void": ("POST", p + f"/holds/{hid}/void", {"idempotency_key": key()}),
-        "cache PUT": ("PUT", p + "/cache/ck2", {"kind": "backend_function", "response": 1}),
-        "cache GET": ("GET", p + "/cache/ck1?kind=backend_function", None),
+        "cache PUT": ("PUT", p + "/cache/ck2", {"kind": "integration.send_email", "response": 1}),
+        "cache GET": ("GET", p + "/cache/ck1?kind=integration.send_email", None),
         "refund": ("POST", p + f"/charges/{cid}/refunds", {"idempotency_key": key(), "reason": "x"}),
         "batch": ("POST", "/v1/batch", {"ops": [dict(charge_body(), op="charge", account_id=A)]}),
         "import": ("POST", "/v1/admin/import?mode=analytics", None),
@@ -128,16 +128,16 @@ def roles():
     # Meter: its own account's metering routes.
     r = mt.post(p + f"/holds/{hid}/capture", {"idempotency_key": key(), "amount": 1})
     check("meter key: capture on its account is 201", r.status == 201, r)
-    r = mt.put(p + "/cache/ck3", {"kind": "backend_function", "response": {"y": 2}})
+    r = mt.put(p + "/cache/ck3", {"kind": "integration.send_email", "response": {"y": 2}})
     check("meter key: cache PUT on its account is 204", r.status == 204, r)
     r = mt.post("/v1/batch", {"ops": [dict(charge_body(), op="charge", account_id=A)]})
     check("meter key: batch on its account is 200/201", r.status == 200 and r["results"][0]["status"] == 201, r)
     # Service: refunds and cache on every account; no plans, grants, keys, imports, rate limits.
     r = sv.post(p + f"/charges/{cid}/refunds", {"idempotency_key": key(), "reason": "x", "credits": 1})
     check("service key: refund is 201", r.status == 201, r)
-    r = sv.get(p + "/cache/ck1?kind=backend_function")
+    r = sv.get(p + "/cache/ck1?kind=integration.send_email")
     check("service key: cache GET is 200", r.status == 200, r)
-    r = sv.put(f"/v1/accounts/{B}/cache/ck1", {"kind": "backend_function", "response": 1})
+    r = sv.put(f"/v1/accounts/{B}/cache/ck1", {"kind": "integration.send_email", "response": 1})
     check("service key: cache PUT on another account is 204", r.status == 204, r)
     for desc, (m, path, body) in {
         "packs": ("POST", p + "/packs", {"pool": "credits", "credits": 1, "idempotency_key": key()}),
@@ -160,7 +160,7 @@ def other_accounts():
               ("GET", "/alert-rules", None), ("PUT", "/alert-rules", {"thresholds": [50]}),
               ("POST", "/quote", {"kind": "backend_function", "usage": {}}),
               ("POST", "/charges", charge_body()), ("POST", "/holds/h1/void", {"idempotency_key": key()}),
-              ("PUT", "/cache/k1", {"kind": "backend_function", "response": 1}),
+              ("PUT", "/cache/k1", {"kind": "integration.send_email", "response": 1}),
               ("GET", "/nonexistent-route", None)]
     for target in (B, "no-such-acct", "SEC-A", "sec-a.", "x" * 65, "bad%20id"):
         for who, cl in (("read", rd), ("meter", mt)):
@@ -215,7 +215,7 @@ def limits():
     cp = f"/v1/accounts/{A}/cache/depth"
 
     def nest(levels):
-        return '{"kind": "backend_function", "response": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+        return '{"kind": "integration.send_email", "response": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
     r = c.put(cp, raw=nest(32))
     check("depth: 32 levels are accepted", r.status == 204, r)
     r = c.put(cp, raw=nest(33))
@@ -243,14 +243,14 @@ def limits():
         r = c.post(p, body)
         ok = r.status == status if status != 400 else json_error(r, 400)
         check(f"size: {name}: {status}", ok, r)
-    r = c.put(f"/v1/accounts/{A}/cache/cs", {"kind": "backend_function", "response": 1, "call_site": "c" * 257})
+    r = c.put(f"/v1/accounts/{A}/cache/cs", {"kind": "integration.send_email", "response": 1, "call_site": "c" * 257})
     check("size: a cache call_site of 257 characters is 400 (a metadata value, 256 at most)",
           json_error(r, 400) and r.err.get("param") == "call_site", r)
-    r = c.put(f"/v1/accounts/{A}/cache/cs", {"kind": "backend_function", "response": 1, "call_site": "c" * 256})
+    r = c.put(f"/v1/accounts/{A}/cache/cs", {"kind": "integration.send_email", "response": 1, "call_site": "c" * 256})
     check("size: a cache call_site of 256 characters is 204", r.status == 204, r)
     r = c.post(f"/v1/accounts/{A}/keys", {"idempotency_key": key(), "label": "l" * 10000})
     check("size: a 10,000-character key label is 400", json_error(r, 400), r)
-    r = c.put(f"/v1/accounts/{A}/cache/big", {"kind": "backend_function", "response": "r" * ((1 << 20) - 100)})
+    r = c.put(f"/v1/accounts/{A}/cache/big", {"kind": "integration.send_email", "response": "r" * ((1 << 20) - 100)})
     check("size: a cache response near 1 MiB is refused or stored, with a JSON answer",
           r.status == 204 or (400 <= r.status < 500 and json_error(r, r.status)), r)
 

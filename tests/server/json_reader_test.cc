@@ -179,5 +179,29 @@ TEST(ErrorBody, RetryAfterIsWholeSecondsRoundedUp) {
   EXPECT_EQ(overloaded.headers[0].second, "1");
 }
 
+TEST(JsonWholeNumber, AWholeValueIsReadHoweverItIsSpelled) {
+  EXPECT_EQ(json_whole_number("3"), 3);
+  EXPECT_EQ(json_whole_number("3.0"), 3);
+  EXPECT_EQ(json_whole_number("3.000"), 3);
+  EXPECT_EQ(json_whole_number("30e-1"), 3);
+  EXPECT_EQ(json_whole_number("0.3e1"), 3);
+  EXPECT_EQ(json_whole_number("1E+2"), 100);
+  EXPECT_EQ(json_whole_number("1e12"), 1'000'000'000'000);
+  EXPECT_EQ(json_whole_number("-2.0"), -2);
+  EXPECT_EQ(json_whole_number("0.0e999999"), 0);
+  EXPECT_EQ(json_whole_number("0"), 0);
+}
+
+TEST(JsonWholeNumber, AFractionOrAValueOutOfRangeIsNothing) {
+  EXPECT_EQ(json_whole_number("1.5"), std::nullopt);
+  EXPECT_EQ(json_whole_number("15e-2"), std::nullopt);
+  EXPECT_EQ(json_whole_number("1e-400"), std::nullopt);
+  EXPECT_EQ(json_whole_number("1e19"), std::nullopt);
+  EXPECT_EQ(json_whole_number("1e999999999"), std::nullopt);
+  EXPECT_EQ(json_whole_number("1234567890123456789.0"), std::nullopt);
+  EXPECT_EQ(json_whole_number("abc"), std::nullopt);
+  EXPECT_EQ(json_whole_number("1."), std::nullopt);
+}
+
 }  // namespace
 }  // namespace credit::server
