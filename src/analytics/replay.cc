@@ -355,8 +355,10 @@ class CacheMirror final : public Stage {
   const CacheStage& alone_;
 };
 
-// The scoped-prompt usage: output tokens x min(1, (lines changed + 10) / lines emitted),
-// input tokens / files read (DESIGN.md, what-if replay).
+// The scoped-prompt usage, exactly as DESIGN.md's what-if replay defines it: output
+// tokens x min(1, (lines changed + 10) / lines emitted), input tokens / files read, both
+// rounded up. Only those two dimensions are rewritten: files read, lines emitted and
+// lines changed stay as recorded (the definition says nothing of them).
 pricing::Usage scoped_usage(const pricing::Usage& u) {
   pricing::Usage s = u;
   const std::int64_t emitted = u.lines_emitted.value_or(0);
@@ -364,13 +366,9 @@ pricing::Usage scoped_usage(const pricing::Usage& u) {
   if (emitted > 0 && changed + 10 < emitted && u.output_tokens) {
     auto scaled = static_cast<__int128>(*u.output_tokens) * (changed + 10);
     s.output_tokens = static_cast<std::int64_t>((scaled + emitted - 1) / emitted);
-    s.lines_emitted = changed + 10;
   }
   const std::int64_t files = u.files_read.value_or(1);
-  if (files > 1 && u.input_tokens) {
-    s.input_tokens = (*u.input_tokens + files - 1) / files;
-    s.files_read = 1;
-  }
+  if (files > 1 && u.input_tokens) s.input_tokens = (*u.input_tokens + files - 1) / files;
   return s;
 }
 

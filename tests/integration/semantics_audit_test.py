@@ -441,10 +441,13 @@ def replay_scoped_discuss_limits_plan():
     # min(1, (6 + 10) / 16) = 1 and one file read: the tight prompt is unchanged.
     eq("replay scoped: only the unscoped prompt changes", s["events_changed"], 1)
     check("replay scoped: it costs less, never more", D(0) < n(s["saved"]) < before, s)
-    # output 2200 x 16 / 200 = 176; input 10000 / 5 = 2000 (and 1 file, 16 lines emitted).
-    after = quote({"model": "default", "input_tokens": 2000, "output_tokens": 176, "files_read": 1,
-                   "lines_emitted": 16, "lines_changed": 6})
-    eq("replay scoped: the scoped usage re-priced", n(s["after"]), after + tight_cost)
+    # DESIGN.md: output 2200 x min(1, (6 + 10) / 200) = 176; input 10000 / 5 = 2000; the other
+    # dimensions (5 files read, 200 lines emitted, 6 changed) stay as recorded. On the default
+    # card: 0.5 + 0.6 + 0.264 + 1 + 2 + 0.12 = 4.484 credits.
+    after = quote({"model": "default", "input_tokens": 2000, "output_tokens": 176, "files_read": 5,
+                   "lines_emitted": 200, "lines_changed": 6})
+    eq("replay scoped: the scoped usage re-priced (4.484)", after, D("4.484"))
+    eq("replay scoped: only output and input tokens rewritten", n(s["after"]), after + tight_cost)
 
     evs = [{"kind": "discuss_turn", "at": "2026-03-02T10:00:00Z", "credits": D(2)},
            {"kind": "discuss_turn", "at": "2026-03-02T10:00:00Z", "credits": D("1.5"), "user_id": "u2"},
