@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "analytics/loops.h"
+#include "analytics/range.h"
 #include "base/id_index.h"
 #include "ledger/event.h"
 #include "time/time.h"
@@ -78,12 +79,6 @@ struct CacheTally {
   std::int64_t hits = 0;
   std::int64_t misses = 0;
   std::int64_t saved_mc = 0;
-};
-
-// A half-open range [from_ms, to_ms) of instants.
-struct TimeRange {
-  std::int64_t from_ms = 0;
-  std::int64_t to_ms = 0;
 };
 
 struct UsageRow {

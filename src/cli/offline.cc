@@ -19,6 +19,7 @@
 
 #include "analytics/audit.h"
 #include "analytics/event_json.h"
+#include "analytics/range.h"
 #include "analytics/replay.h"
 #include "base/json_writer.h"
 #include "cli/progress.h"
@@ -456,6 +457,14 @@ int run_audit(const AuditArgs& args) {
       return kExitUsage;
     }
   }
+  // The server's rule (analytics::snap_to_hours): a --to before --from is refused as
+  // given, then the range snaps to the hour, --from down and --to up.
+  if (from_ms && to_ms && *to_ms < *from_ms) {
+    usage_error("--to must not be before --from");
+    return kExitUsage;
+  }
+  if (from_ms) *from_ms = analytics::snap_to_hours(*from_ms, *from_ms).from_ms;
+  if (to_ms) *to_ms = analytics::snap_to_hours(*to_ms, *to_ms).to_ms;
   analytics::AuditOptions options;
   options.catalog = catalog ? &*catalog : nullptr;
   options.plan_id = args.plan;
@@ -463,10 +472,6 @@ int run_audit(const AuditArgs& args) {
   // With both ends, the report covers the range (as the server's audit route does), not
   // only the days from the first event to the last.
   if (from_ms && to_ms) {
-    if (*to_ms <= *from_ms) {
-      usage_error("--to must be after --from");
-      return kExitUsage;
-    }
     options.range_from_ms = from_ms;
     options.range_to_ms = to_ms;
   }

@@ -70,11 +70,6 @@ std::optional<std::int64_t> time_param(const HttpRequest& req, std::string_view 
   return t;
 }
 
-std::int64_t hour_ceil(std::int64_t at_ms) {
-  std::int64_t h = hour_start_ms(at_ms);
-  return h == at_ms ? h : h + kMsPerHour;
-}
-
 // A decimal query parameter with up to 3 decimals, as thousandths (money/ parses it).
 std::optional<std::int64_t> milli_param(const HttpRequest& req, std::string_view name,
                                         std::int64_t def, std::int64_t min_milli,
@@ -120,21 +115,22 @@ std::optional<Ctx> context(EngineState& st, const std::string& id, const HttpReq
   return c;
 }
 
-// [from, to) snapped to the hour (from down, to up); the current cycle by default.
+// [from, to), the current cycle by default, snapped to the hour (analytics::snap_to_hours).
+// A `to` before `from` is refused as given, before snapping, as the events route refuses
+// it: from=10:40&to=10:10 would snap to [10:00, 11:00) and pass otherwise.
 std::optional<analytics::TimeRange> range_of(const HttpRequest& req, const Ctx& c,
                                              HttpResponse* bad) {
   auto from = time_param(req, "from", bad);
   if (req.has_query("from") && !from) return std::nullopt;
   auto to = time_param(req, "to", bad);
   if (req.has_query("to") && !to) return std::nullopt;
-  analytics::TimeRange r;
-  r.from_ms = hour_start_ms(from.value_or(c.view.cycle_start_ms));
-  r.to_ms = hour_ceil(to.value_or(c.view.cycle_end_ms));
-  if (r.to_ms < r.from_ms) {
-    *bad = bad_param("to", "to must not be before from");
+  const std::int64_t from_ms = from.value_or(c.view.cycle_start_ms);
+  const std::int64_t to_ms = to.value_or(c.view.cycle_end_ms);
+  if (to_ms < from_ms) {
+    *bad = bad_param("to", std::string(kToBeforeFromMessage));
     return std::nullopt;
   }
-  return r;
+  return analytics::snap_to_hours(from_ms, to_ms);
 }
 
 void range_json(json::Writer& w, const analytics::TimeRange& r) {
@@ -317,7 +313,7 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
   f.to_ms = time_param(req, "to", &bad);
   if (req.has_query("to") && !f.to_ms) return bad;
   if (f.from_ms && f.to_ms && *f.to_ms < *f.from_ms)
-    return bad_param("to", "to must not be before from");
+    return bad_param("to", std::string(kToBeforeFromMessage));
   if (req.has_query("type")) {
     f.type = ledger::parse_event_type(req.query_param("type"));
     if (!f.type || !ledger::event_type_listed(*f.type)) {

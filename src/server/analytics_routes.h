@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string_view>
 
 #include "analytics/live.h"
 #include "server/api.h"
@@ -29,6 +30,9 @@
 
 namespace credit::server {
 
+// The 400 of every time-ranged route (events, usage, hot-files, regression-loops,
+// cache-stats, audit) for a `to` before `from`, as given (param "to").
+constexpr std::string_view kToBeforeFromMessage = "to must not be before from";
 // Events one page of GET .../events may look at before it answers with a cursor.
 constexpr std::size_t kEventsScannedPerPageMax = 200'000;
 // hot-files: default and largest `limit`.

@@ -8,8 +8,10 @@
 #include <utility>
 
 #include "analytics/audit.h"
+#include "analytics/range.h"
 #include "base/assert.h"
 #include "ledger/event_codec.h"
+#include "server/analytics_routes.h"
 #include "server/json_reader.h"
 #include "time/cycle.h"
 #include "time/time.h"
@@ -95,7 +97,12 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   }
   from_ms = q.from_ms.value_or(from_ms);
   to_ms = q.to_ms.value_or(to_ms);
-  if (to_ms <= from_ms) return bad_param("to", "to must be after from");
+  // The rule of every time-ranged route: a `to` before `from` is refused as given; the
+  // range then snaps to the hour (from == to is a range too, empty on the hour).
+  if (to_ms < from_ms) return bad_param("to", std::string(kToBeforeFromMessage));
+  const analytics::TimeRange range = analytics::snap_to_hours(from_ms, to_ms);
+  from_ms = range.from_ms;
+  to_ms = range.to_ms;
   if (to_ms - from_ms > kAuditRangeMsMax) {
     return bad_param("to", "the range is at most 400 days");
   }

@@ -373,6 +373,44 @@ def other_routes():
     h.eq("forecast: a bad hourly_rate is 400", (r.status, r.err.get("param")), (400, "hourly_rate"))
 
 
+def ranges():
+    """API.md: ranges are half-open [from, to); DESIGN.md: they snap to the hour. Every
+    time-ranged route refuses a `to` before `from` as given (before snapping: 10:40 to
+    10:10 of one hour is refused, not snapped to that hour), and treats from == to alike."""
+    c = state["reader"]
+    base = f"/v1/accounts/{ACCT}/"
+    routes = ["events", "usage", "hot-files", "regression-loops", "cache-stats", "audit"]
+    for route in routes:
+        r = c.get(base + route + "?from=2026-03-05T10:40:00Z&to=2026-03-05T10:10:00Z")
+        h.eq(f"range: {route}: to before from within one hour is 400 invalid_request, param to",
+             (r.status, r.code, r.err.get("param"), r.err.get("message")),
+             (400, "invalid_request", "to", "to must not be before from"))
+        r = c.get(base + route + "?from=2026-03-06T00:00:00Z&to=2026-03-05T00:00:00Z")
+        h.eq(f"range: {route}: to a day before from is 400 param to", (r.status, r.err.get("param")), (400, "to"))
+        r = c.get(base + route + "?from=2026-03-05T10:00:00Z&to=2026-03-05T10:00:00Z")
+        h.eq(f"range: {route}: from == to on the hour is an empty range, 200", r.status, 200)
+    # The audit snaps like usage: from down, to up to the hour.
+    r = c.get(base + "usage?from=2026-03-05T10:30:00Z&to=2026-03-05T14:10:00Z")
+    u = (r.get("from"), r.get("to"))
+    h.eq("range: usage snaps 10:30-14:10 to 10:00-15:00", u, ("2026-03-05T10:00:00Z", "2026-03-05T15:00:00Z"))
+    r = c.get(base + "audit?from=2026-03-05T10:30:00Z&to=2026-03-05T14:10:00Z")
+    h.eq("range: the audit covers the same snapped range as usage", (r.status, r.get("from"), r.get("to")),
+         (200, *u))
+    want = sum(cr for at, cr, _ in CHARGES
+               if ms(datetime(2026, 3, 5, 10, tzinfo=UTC)) <= at < ms(datetime(2026, 3, 5, 15, tzinfo=UTC)))
+    h.check("range: the audit's burn is the snapped range's", h.num_eq(r.get("total"), want), (r.get("total"), want))
+    # from == to off the hour: the hour that holds it, on the audit as on usage.
+    r = c.get(base + "usage?from=2026-03-05T13:20:00Z&to=2026-03-05T13:20:00Z")
+    a = c.get(base + "audit?from=2026-03-05T13:20:00Z&to=2026-03-05T13:20:00Z")
+    h.eq("range: from == to off the hour is that hour, on usage and the audit alike",
+         (r.status, r.get("from"), r.get("to"), a.status, a.get("from"), a.get("to")),
+         (200, "2026-03-05T13:00:00Z", "2026-03-05T14:00:00Z", 200, "2026-03-05T13:00:00Z", "2026-03-05T14:00:00Z"))
+    h.check("range: and the same burn", h.num_eq(a.get("total"), r.get("total")), (a.get("total"), r.get("total")))
+    r = c.get(base + "audit?from=2026-03-05T10:00:00Z&to=2026-03-05T10:00:00Z")
+    h.eq("range: the audit of an empty range", (r.get("from"), r.get("to"), r.get("events"), r.get("total")),
+         ("2026-03-05T10:00:00Z", "2026-03-05T10:00:00Z", 0, 0))
+
+
 def events_route():
     c = state["reader"]
     seen, after, pages = [], None, 0
@@ -529,8 +567,8 @@ def webhook_urls():
         strict.stop()
 
 
-for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, events_route, alerts_and_webhooks,
-                webhook_urls, restart):
+for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, ranges, events_route,
+                alerts_and_webhooks, webhook_urls, restart):
     h.run_section(section)
 recv.server.shutdown()
 h.finish()
