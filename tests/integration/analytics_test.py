@@ -373,6 +373,50 @@ def other_routes():
     h.eq("forecast: a bad hourly_rate is 400", (r.status, r.err.get("param")), (400, "hourly_rate"))
 
 
+def reimport_export():
+    """DESIGN.md: an analytics import refuses, line by line, the duplicates (same account and
+    idempotency key) of the account's events, the live ones included: re-importing an
+    account's own NDJSON export must not double its usage."""
+    a = "reim"
+    admin.create_account(a, plan="starter")
+    for i, (kind, amount, meta) in enumerate([("agent_prompt", 4, {"file": "src/a.js", "intent": "fix"}),
+                                              ("agent_prompt", 6, {"file": "src/b.js"}),
+                                              ("integration.invoke_llm", 2, {"call_site": "page:x"})]):
+        r = admin.charge(a, amount=amount, kind=kind, user_id="dana", idem=f"reim-live-{i}", metadata=meta)
+        h.eq(f"reimport: live charge {i}", r.status, 201)
+    r = admin.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "reim-hold", "kind": "agent_prompt",
+                                               "user_id": "dana", "amount": 3})
+    h.eq("reimport: a hold", r.status, 201)
+    r = admin.post(f"/v1/accounts/{a}/holds/{r.get('hold_id')}/capture", {"idempotency_key": "reim-capture",
+                                                                          "amount": 2})
+    h.eq("reimport: its capture", r.status, 201)
+    before = admin.get(f"/v1/accounts/{a}/usage?group_by=file")
+    h.check("reimport: the live usage", h.num_eq(before.get("total"), 14), before.text[:300])
+    r = admin.get(f"/v1/accounts/{a}/events?format=ndjson&limit=1000")
+    lines = [x for x in r.text.split("\n") if x.strip()]
+    keyed = [x for x in lines if json.loads(x).get("idempotency_key")]
+    h.eq("reimport: the export: 3 charges, a hold and a capture, each with its key", len(keyed), 5)
+    r = admin.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
+    h.eq("reimport: every line of the account's own export is refused",
+         (r.status, r.get("imported"), r.get("rejected")), (200, 0, len(lines)))
+    h.check("reimport: each as a duplicate of the live event's key",
+            [e["reason"] for e in r.get("errors") or []] ==
+            [f"duplicate: this account already has an event with idempotency_key {json.loads(x)['idempotency_key']}"
+             for x in lines], r.text[:600])
+    after = admin.get(f"/v1/accounts/{a}/usage?group_by=file")
+    h.eq("reimport: usage is not doubled", (after.get("total"), after.get("rows")),
+         (before.get("total"), before.get("rows")))
+    # Another system's line that happens to carry a live key is a duplicate too; a new key
+    # and the same key on another account are not.
+    line = {"at": "2026-03-10T12:00:00Z", "account_id": a, "user_id": "old", "type": "charge",
+            "kind": "agent_prompt", "credits": 9, "idempotency_key": "reim-live-1"}
+    fresh = dict(line, idempotency_key="reim-history-1")
+    other = dict(line, account_id="other")
+    r = admin.post("/v1/admin/import?mode=analytics", raw=ndjson([line, fresh, other]))
+    h.eq("reimport: a live key refused, a new key and another account's line imported",
+         (r.get("imported"), r.get("rejected"), [e["line"] for e in r.get("errors") or []]), (2, 1, [1]))
+
+
 def ranges():
     """API.md: ranges are half-open [from, to); DESIGN.md: they snap to the hour. Every
     time-ranged route refuses a `to` before `from` as given (before snapping: 10:40 to
@@ -568,7 +612,7 @@ def webhook_urls():
 
 
 for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, ranges, events_route,
-                alerts_and_webhooks, webhook_urls, restart):
+                alerts_and_webhooks, webhook_urls, reimport_export, restart):
     h.run_section(section)
 recv.server.shutdown()
 h.finish()
