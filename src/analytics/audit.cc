@@ -149,6 +149,11 @@ struct AuditBuilder::State {
   Tally unscoped, small_edits, discuss, no_snapshot;
   std::string scratch;  // a composite key being looked up
 
+  // Whether the event belongs to the audited pool (audit.h, "pool").
+  bool in_pool(const Event& e) const {
+    if (options.pool.empty() || e.pool == options.pool) return true;
+    return e.pool.empty() && burn_delta(e).is_zero();
+  }
   void add(const Event& e);
   void add_agent_turn(const Event& e);
   AuditReport finish();
@@ -160,6 +165,7 @@ void AuditBuilder::State::add(const Event& e) {
   // The audit reads the events API.md lists: the internal types (account, close) move no
   // credits and are not exported, so an audit of an export equals the route's.
   if (!ledger::event_type_listed(e.type)) return;
+  if (!in_pool(e)) return;
   ++events;
   if (!any || e.at_ms < first_ms) first_ms = e.at_ms;
   if (!any || e.at_ms > last_ms) last_ms = e.at_ms;
@@ -283,9 +289,14 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   if (options.catalog == nullptr || options.plan_id.empty()) return std::nullopt;
   const pricing::Plan* current = options.catalog->find(options.plan_id);
   if (current == nullptr || current->pools.empty()) return std::nullopt;
+  // The audited pool's burn against that pool's allowance, in this plan and in the others
+  // (a plan without the pool is never advised).
+  const std::string& pool = options.pool.empty() ? current->pools.front().pool : options.pool;
+  const pricing::PoolAllowance* own = current->pool(pool);
+  if (own == nullptr) return std::nullopt;
   Advice a;
   a.current_plan = current->id;
-  a.allowance = current->pools.front().allowance;
+  a.allowance = own->allowance;
   a.used_per_cycle = per_cycle(r.total, r.period_days, options.cycle_days);
   a.need = Millicredits::from_mc(static_cast<std::int64_t>(
       static_cast<__int128>(a.used_per_cycle.mc()) * kNeedPermille / 1000));
@@ -297,18 +308,18 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
     a.runs_out_after_days = static_cast<std::int64_t>(static_cast<__int128>(a.allowance.mc()) *
                                                       r.period_days / r.total.mc());
   }
-  // The cheapest plan whose first pool covers the need.
+  // The cheapest plan whose allowance of the pool covers the need; else the largest.
   const pricing::Plan* right = nullptr;
   for (const auto& p : options.catalog->plans) {
-    if (p.pools.empty() || p.pools.front().allowance < a.need) continue;
+    const pricing::PoolAllowance* pa = p.pool(pool);
+    if (pa == nullptr || pa->allowance < a.need) continue;
     if (right == nullptr || p.price_usd_cents < right->price_usd_cents) right = &p;
   }
   if (right == nullptr) {
     for (const auto& p : options.catalog->plans) {
-      if (p.pools.empty()) continue;
-      if (right == nullptr || p.pools.front().allowance > right->pools.front().allowance) {
-        right = &p;
-      }
+      const pricing::PoolAllowance* pa = p.pool(pool);
+      if (pa == nullptr) continue;
+      if (right == nullptr || pa->allowance > right->pool(pool)->allowance) right = &p;
     }
   }
   a.plan = right->id;
@@ -464,6 +475,7 @@ AuditReport AuditBuilder::State::finish() {
   ReplayReport replay = replayer.finish();
   AuditReport r;
   r.account_id = account_id;
+  r.pool = options.pool;
   r.events = events;
   r.from_ms = options.range_from_ms.value_or(any ? day_start_ms(first_ms) : 0);
   r.to_ms = options.range_to_ms.value_or(any ? day_start_ms(last_ms) + kMsPerDay : 0);
@@ -626,6 +638,7 @@ void append_audit_json(std::string& out, const AuditReport& r) {
   json::Writer w(out);
   w.begin_object();
   w.key("account_id").string(r.account_id);
+  string_or_null(w, "pool", r.pool);
   instant(w, "from", r.from_ms);
   instant(w, "to", r.to_ms);
   w.key("period_days").integer(r.period_days);

@@ -17,7 +17,13 @@
 //   small edits   agent turns with lines_changed <= 5 at >= 3 credits.
 //   no snapshot   agent turns without snapshot_id.
 //   outliers      replay.h find_outliers over builders (users with agent/discuss turns).
-//   advice        given a catalog and the current plan: forecast and plan advice.
+//   advice        given a catalog and the current plan: forecast and plan advice, on the
+//                 audited pool (the burn against that pool's allowance in each plan).
+//   pool          one pool's audit (API.md: every analytics route takes `pool`, default
+//                 the plan's first): events of other pools are left out, and so are
+//                 events of no pool that move credits; those of no pool that move none
+//                 (plan changes) are counted. Without a pool (offline, no --plan or
+//                 --pool) every event is.
 //   fixes         one per finding with its credits saved per cycle from the replay of
 //                 the matching policy, its effort, ordered by savings per hour of effort.
 // Owns: the streaming aggregation (bounded by files, users, call sites and days, never
@@ -144,6 +150,7 @@ struct Fix {
 
 struct AuditReport {
   std::string account_id;
+  std::string pool;  // "" when every pool was audited
   std::int64_t from_ms = 0;
   std::int64_t to_ms = 0;  // exclusive: the end of the last event's UTC day
   std::int64_t period_days = 0;
@@ -183,6 +190,8 @@ struct AuditReport {
 struct AuditOptions {
   const pricing::Catalog* catalog = nullptr;  // for advice; null: no advice
   std::string plan_id;                        // the account's current plan
+  // The pool audited ("" every pool; then advice is on the plan's first pool).
+  std::string pool;
   std::int64_t hourly_rate_usd = kHourlyRateUsdDefault;
   std::int64_t break_even_hours = kBreakEvenHoursDefault;
   // The range [from, to) the events were chosen from, when the caller chose them (the

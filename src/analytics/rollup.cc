@@ -296,7 +296,7 @@ void Rollups::add(const Fact& f) {
         ++t.count;
         t.credits_mc += f.credits_mc;
       }
-      std::optional<LoopState>& ls = f.imported ? a.imported_loops : a.live_loops;
+      std::optional<LoopState>& ls = f.imported ? pool->imported_loops : pool->live_loops;
       if (!ls) ls.emplace(LoopState{LoopDetector(loop_rules_), {}});
       LoopTurn turn;
       turn.at_ms = f.at_ms;
@@ -524,11 +524,12 @@ BurnWindow Rollups::burn_window(std::string_view account_id, std::string_view po
   return w;
 }
 
-std::vector<Loop> Rollups::loops(std::string_view account_id, TimeRange range) const {
+std::vector<Loop> Rollups::loops(std::string_view account_id, std::string_view pool,
+                                 TimeRange range) const {
   std::vector<Loop> out;
-  const AccountRollup* a = account(account_id);
-  if (a == nullptr) return out;
-  for (const auto* ls : {&a->live_loops, &a->imported_loops}) {
+  const PoolRollup* p = pool_of(account_id, pool);
+  if (p == nullptr) return out;
+  for (const auto* ls : {&p->live_loops, &p->imported_loops}) {
     if (!*ls) continue;
     std::vector<Loop> all = (*ls)->found;
     // Decide the open windows on a copy: the stream goes on afterwards.

@@ -3,8 +3,8 @@
 // Per account, per pool, per UTC hour: credits and counts in total and by kind, user,
 // file, feature, model and call site; agent turns and credits per file (hot files); cache
 // hits, misses and credits saved per call site. Beside them, per account and pool, the
-// daily burn of live events (the burn monitor), and per account the regression loops
-// found by a streaming LoopDetector (loops.h).
+// daily burn of live events (the burn monitor) and the regression loops found by a
+// streaming LoopDetector (loops.h) in the pool's agent turns.
 // Owns: the rules of what an event adds. A charge or a capture adds its credits and one
 // to the count; a refund subtracts its credits (in the hour of the refund, under the
 // file, feature, model and call site of the charge it refunds, remembered for
@@ -183,9 +183,10 @@ class Rollups {
   // window_first_ms (day starts): daily_burn() summed, without the series.
   BurnWindow burn_window(std::string_view account_id, std::string_view pool, std::int64_t today_ms,
                          std::int64_t window_first_ms, std::int64_t window_days) const;
-  // Loops (live and imported) whose first turn is in the range, in first-turn order.
-  // Windows still open are decided as if the stream ended now.
-  std::vector<Loop> loops(std::string_view account_id, TimeRange range) const;
+  // The pool's loops (live and imported) whose first turn is in the range, in first-turn
+  // order. Windows still open are decided as if the stream ended now.
+  std::vector<Loop> loops(std::string_view account_id, std::string_view pool,
+                          TimeRange range) const;
 
  private:
   // An entry's key: the dimension (Dim, or kAgentFileTag) in the top bits, the id below.
@@ -211,12 +212,18 @@ class Rollups {
     std::vector<Cell> cells;
     Cell& at(std::int64_t hour);
   };
+  struct LoopState {
+    LoopDetector detector;
+    std::vector<Loop> found;
+  };
   struct PoolRollup {
     std::uint32_t pool = 0;  // interned name
     Layer live;
     Layer imported;
     std::vector<std::int64_t> burn_days;  // live daily burn: day starts, sorted
     std::vector<std::int64_t> burn_mc;    // beside them
+    std::optional<LoopState> live_loops;
+    std::optional<LoopState> imported_loops;
   };
   struct ChargeDims {
     std::uint32_t file = 0, feature = 0, model = 0, call_site = 0;
@@ -225,10 +232,6 @@ class Rollups {
     std::int64_t at_ms = 0;
     std::uint64_t seq = 0;  // from the charge id "c_<seq>"
     ChargeDims dims;
-  };
-  struct LoopState {
-    LoopDetector detector;
-    std::vector<Loop> found;
   };
   struct AccountRollup {
     std::string account_id;
@@ -240,8 +243,6 @@ class Rollups {
     std::unordered_map<std::string, ChargeDims> other_charges;
     std::deque<std::pair<std::int64_t, std::string>> other_order;  // (at, charge id)
     std::unordered_set<std::string> imported_keys;
-    std::optional<LoopState> live_loops;
-    std::optional<LoopState> imported_loops;
   };
 
   const AccountRollup* account(std::string_view account_id) const;

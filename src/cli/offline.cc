@@ -469,6 +469,18 @@ int run_audit(const AuditArgs& args) {
   options.catalog = catalog ? &*catalog : nullptr;
   options.plan_id = args.plan;
   options.cycle_days = args.cycle_days;
+  // One pool, as the route audits one: --pool, else the plan's first (every pool when
+  // there is no plan to take it from).
+  options.pool = args.pool;
+  if (options.pool.empty() && !args.plan.empty()) {
+    const pricing::Plan* plan = catalog->find(args.plan);
+    if (!plan->pools.empty()) options.pool = plan->pools.front().pool;
+  }
+  if (!args.pool.empty() && !args.plan.empty() &&
+      catalog->find(args.plan)->pool(args.pool) == nullptr) {
+    usage_error("--pool: plan '" + args.plan + "' has no pool '" + args.pool + "'");
+    return kExitUsage;
+  }
   // With both ends, the report covers the range (as the server's audit route does), not
   // only the days from the first event to the last.
   if (from_ms && to_ms) {
@@ -582,6 +594,9 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   aud->add_option("--plans", c.audit.plans, "Plan catalog (TOML)")->capture_default_str();
   aud->add_option("--rate-card", c.audit.rate_card, "Rate card (TOML)")->capture_default_str();
   aud->add_option("--account", c.audit.account, "Only this account");
+  aud->add_option("--pool", c.audit.pool,
+                  "The pool to audit (default: the first pool of --plan's plan; without "
+                  "--plan, every pool)");
   aud->add_option("--out", c.audit.out, "Write the report here (- for stdout)")
       ->capture_default_str();
   c.audit_cmd = aud;

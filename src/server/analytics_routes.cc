@@ -525,7 +525,7 @@ HttpResponse loops_route(EngineState& st, Analytics& a, const std::string& id,
   a.sync();
   {
     std::lock_guard lock(a.mu());
-    loops = a.rollups().loops(id, *r);
+    loops = a.rollups().loops(id, c->pool->name, *r);
   }
   json::Writer w(out.body);
   w.begin_object();
@@ -701,8 +701,17 @@ void evaluate_due(EngineState& st, Analytics& a) {
   a.queue_evaluation(std::move(due));
 }
 
-HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id) {
-  if (st.ledger.find(id) == nullptr) return not_found_account();
+HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
+                          const HttpRequest& req) {
+  const ledger::Account* account = st.ledger.find(id);
+  if (account == nullptr) return not_found_account();
+  // Every analytics route takes `pool` (API.md): with one, only that pool's alerts; left
+  // out, the list keeps every pool's, as the events route keeps every pool's events.
+  const std::string pool(req.query_param("pool"));
+  if (!pool.empty() && std::none_of(account->pools.begin(), account->pools.end(),
+                                    [&](const ledger::PoolState& p) { return p.name == pool; })) {
+    return bad_param("pool", "the account's plan has no such pool");
+  }
   // The sink schedules its evaluation as a read job, which may be queued behind this one:
   // judged here, so the alerts of every batch answered before this request are listed.
   evaluate_due(st, a);
@@ -711,6 +720,7 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id) 
   json::Writer w(out.body);
   w.begin_object().key("alerts").begin_array();
   for (const auto& al : a.alerts().alerts_of(id)) {
+    if (!pool.empty() && al.pool != pool) continue;
     w.raw("");
     analytics::append_alert_json(out.body, al);
   }
@@ -1443,8 +1453,10 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
       }
       if (route == "events")
         return run([q, id](EngineState& st) { return events_route(st, id, *q); }, false);
-      if (route == "alerts")
-        return run([id, &analytics](EngineState& st) { return alerts_route(st, analytics, id); });
+      if (route == "alerts") {
+        return run(
+            [q, id, &analytics](EngineState& st) { return alerts_route(st, analytics, id, *q); });
+      }
       if (route == "alert-rules") {
         return run([id, &analytics](EngineState& st) {
           if (st.ledger.find(id) == nullptr) return not_found_account();

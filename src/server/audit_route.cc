@@ -36,6 +36,7 @@ struct Query {
   Format format = Format::kJson;
   std::optional<std::int64_t> from_ms;
   std::optional<std::int64_t> to_ms;
+  std::string pool;  // "" the plan's first
 };
 
 std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
@@ -57,6 +58,7 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
     if (!t) return bad_param(name, std::string(name) + " must be an RFC 3339 instant");
     (name == "from" ? q.from_ms : q.to_ms) = *t;
   }
+  q.pool = std::string(req.query_param("pool"));
   return std::nullopt;
 }
 
@@ -64,6 +66,7 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
 struct Job {
   std::string account_id;
   std::string plan_id;
+  std::string pool;
   // The encodings of the account's events in the range, in sequence order, copied on the
   // ledger thread (see audit_route.h); event i is event_bytes[ends[i-1], ends[i]).
   std::string event_bytes;
@@ -85,6 +88,16 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   if (account == nullptr || !view.ok()) {
     return error_response(Error(ErrorCode::kAccountNotFound, "no such account"));
   }
+  // One pool's audit (API.md: every analytics route takes `pool`, default the plan's
+  // first), checked as the other analytics routes check it.
+  const ledger::PoolView* pool = nullptr;
+  for (const auto& p : view->pools) {
+    if (q.pool.empty() || p.name == q.pool) {
+      pool = &p;
+      break;
+    }
+  }
+  if (pool == nullptr) return bad_param("pool", "the account's plan has no such pool");
   // The last full cycle: the one before the current, when the account already lived at
   // its start; else the current cycle.
   std::int64_t from_ms = view->cycle_start_ms;
@@ -108,6 +121,7 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   }
   job.account_id = id;
   job.plan_id = view->plan;
+  job.pool = pool->name;
   job.from_ms = from_ms;
   job.to_ms = to_ms;
   job.now_ms = now_ms;
@@ -135,6 +149,7 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   analytics::AuditOptions options;
   options.catalog = &engine.catalog();
   options.plan_id = job.plan_id;
+  options.pool = job.pool;
   options.range_from_ms = job.from_ms;
   options.range_to_ms = job.to_ms;
   options.now_ms = job.now_ms;

@@ -278,5 +278,52 @@ TEST(Audit, AdviceFollowsTheCatalog) {
   EXPECT_EQ(r.advice->action, "downgrade");
 }
 
+TEST(Audit, OnePoolIsAuditedAndAdvisedOnItsOwnAllowance) {
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) +
+                                            "/config/examples/two-pools.toml");
+  ASSERT_TRUE(catalog.ok());
+  Event prompt = agent("dana", "a.jsx", kT0, 6'000, 20, 10);
+  prompt.pool = "message";
+  Event call = llm(kT0 + 1, "k", 50'000);
+  call.pool = "integration";
+  Event plan_change;  // no pool, moves no credits: counted in every pool's audit
+  plan_change.at_ms = kT0 + 2;
+  plan_change.account_id = "acme";
+  plan_change.type = EventType::kPlanChange;
+  plan_change.plan = "starter";
+  Event stray = call;  // no pool, but moves credits: no pool's
+  stray.pool.clear();
+  stray.at_ms = kT0 + 3;
+  AuditOptions options;
+  options.catalog = &*catalog;
+  options.plan_id = "starter";  // message 100, integration 2,000
+  options.pool = "message";
+  auto r = audit({prompt, call, plan_change, stray}, options);
+  EXPECT_EQ(r.pool, "message");
+  EXPECT_EQ(r.events, 2);
+  EXPECT_EQ(r.total.mc(), 6'000);
+  // 6 credits in one day: 180 per 30-day cycle, need 198 > 100; builder (250 message
+  // credits) is the cheapest plan whose message pool covers it.
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->allowance.mc(), 100'000);
+  EXPECT_EQ(r.advice->used_per_cycle.mc(), 180'000);
+  EXPECT_EQ(r.advice->plan, "builder");
+  options.pool = "integration";
+  r = audit({prompt, call, plan_change, stray}, options);
+  EXPECT_EQ(r.events, 2);
+  EXPECT_EQ(r.total.mc(), 50'000);
+  // 50 in one day: 1,500 per cycle, need 1,650, within starter's 2,000.
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->allowance.mc(), 2'000'000);
+  EXPECT_EQ(r.advice->action, "stay");
+  EXPECT_EQ(r.advice->plan, "starter");
+  // Without a pool, every event (the offline audit of a file without --plan).
+  options.pool.clear();
+  options.catalog = nullptr;
+  r = audit({prompt, call, plan_change, stray}, options);
+  EXPECT_EQ(r.events, 4);
+  EXPECT_EQ(r.total.mc(), 106'000);
+}
+
 }  // namespace
 }  // namespace credit::analytics

@@ -366,6 +366,100 @@ def advice():
     check("advice is not a finding", all(c == "share_out_of_range" for c in codes(r)), codes(r))
 
 
+# ------------------------------------------------------------------ pools
+
+def two_pools():
+    """API.md: every analytics route takes `pool` (default: the plan's first pool). With the
+    two-pool catalog the audit covers one pool, and its advice compares that pool's burn
+    with that pool's allowance."""
+    srv = h.start(manual_clock=True, extra_args=[
+        "--plans", os.path.join(ROOT, "config/examples/two-pools.toml"),
+        "--rate-card", os.path.join(ROOT, "config/examples/two-pools-rate-card.toml")])
+    try:
+        c = srv.client()
+        c.set_clock("2026-03-02T00:00:00Z")
+        c.create_account("tp", "starter")  # message 100, integration 2,000 credits; 20 USD
+        # March 2: 6 message credits (three agent prompts) and 50 integration credits.
+        c.set_clock("2026-03-02T10:00:00Z")
+        for i in range(3):
+            r = c.charge("tp", amount=2, kind="agent_prompt", user_id="dana",
+                         metadata={"file": "src/a.jsx", "intent": "fix"})
+            eq(f"two pools: prompt {i} draws from message", (r.status, r.get("pool")), (201, "message"))
+        for i in range(10):
+            r = c.charge("tp", amount=5, kind="integration.invoke_llm", user_id="app",
+                         metadata={"call_site": "page:x"})
+            eq(f"two pools: call {i} draws from integration", (r.status, r.get("pool")), (201, "integration"))
+        rng = "from=2026-03-02T00:00:00Z&to=2026-03-03T00:00:00Z"
+        r = c.get(f"/v1/accounts/tp/audit?{rng}")
+        eq("two pools: the audit is of the plan's first pool by default", (r.status, r.get("pool")),
+           (200, "message"))
+        burn = {x["source"]: n(x["credits"]) for x in r.get("burn_by_source") or []}
+        eq("two pools: the message pool's burn only", (n(r.get("total")), r.get("events"), burn),
+           (D(6), 3, {"agent": D(6), "integrations": D(0), "discuss": D(0), "backend": D(0)}))
+        a = r.get("advice") or {}
+        # One day of 6 credits over the 31-day cycle (March 2 to April 2): 186 a cycle, need
+        # 204.6 > the 100 message credits of starter; builder (250, 50 USD) is the cheapest
+        # plan whose message pool covers it, 30 USD more (under 100 USD x 8 h): upgrade now.
+        eq("two pools: advice on the message pool: its allowance and burn",
+           (n(a.get("allowance")), n(a.get("used_per_cycle")), n(a.get("need")), a.get("runs_out")),
+           (D(100), D(186), D("204.6"), True))
+        eq("two pools: advice on the message pool: upgrade now to builder", (a.get("action"), a.get("plan")),
+           ("upgrade_now", "builder"))
+        route = r.doc
+        r = c.get(f"/v1/accounts/tp/audit?{rng}&pool=integration")
+        eq("two pools: pool=integration", (r.status, r.get("pool"), n(r.get("total")), r.get("events")),
+           (200, "integration", D(50), 10))
+        a = r.get("advice") or {}
+        # 50 a day: 1,550 a cycle, need 1,705, within starter's 2,000 integration credits.
+        eq("two pools: advice on the integration pool: stay",
+           (n(a.get("allowance")), n(a.get("used_per_cycle")), n(a.get("need")), a.get("action"), a.get("plan")),
+           (D(2000), D(1550), D(1705), "stay", "starter"))
+        eq("two pools: the integration audit's top source", [(x["kind"], x["key"], n(x["credits"]))
+                                                             for x in r.get("top_sources") or []],
+           [("integration.invoke_llm", "page:x", D(50))])
+        integration = r.doc
+        # creditctl audit of the export gives the route's report, pool for pool.
+        exported = c.get("/v1/accounts/tp/events?format=ndjson&limit=1000&" + rng).text
+        path = os.path.join(TMP, "two-pools.ndjson")
+        with open(path, "w") as f:
+            f.write(exported)
+        common = ["audit", path, "--format", "json", "--plans", "config/examples/two-pools.toml",
+                  "--rate-card", "config/examples/two-pools-rate-card.toml", "--plan", "starter",
+                  "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-03T00:00:00Z", "--cycle-days", "31"]
+        rc, out, err = ctl(*common)
+        eq("two pools: creditctl audit of the export (the plan's first pool) equals the route's",
+           (rc, loads(out) if rc == 0 else err), (0, route))
+        rc, out, err = ctl(*common, "--pool", "integration")
+        eq("two pools: creditctl audit --pool integration equals the route's pool=integration",
+           (rc, loads(out) if rc == 0 else err), (0, integration))
+        rc, out, err = ctl(*common, "--pool", "nope")
+        eq("two pools: creditctl audit --pool of a pool the plan lacks is a usage error", rc, 2)
+        for route_name in ("audit", "alerts"):
+            r = c.get(f"/v1/accounts/tp/{route_name}?pool=nope")
+            eq(f"two pools: {route_name}?pool=nope is 400 invalid_request, param pool",
+               (r.status, r.code, r.err.get("param")), (400, "invalid_request", "pool"))
+        # Alerts of one pool: a 1 % threshold fires on both pools (6 % and 2.5 % used).
+        r = c.put("/v1/accounts/tp/alert-rules", {"thresholds": [1]})
+        eq("two pools: alert rules", r.status, 200)
+        c.charge("tp", amount=1, kind="agent_prompt", user_id="dana")
+        c.charge("tp", amount=1, kind="integration.send_email", user_id="app")
+        pools = lambda q: sorted(x["details"]["pool"] for x in c.get("/v1/accounts/tp/alerts" + q).get("alerts") or [])
+        eq("two pools: alerts of every pool without pool", pools(""), ["integration", "message"])
+        eq("two pools: alerts?pool=message", pools("?pool=message"), ["message"])
+        eq("two pools: alerts?pool=integration", pools("?pool=integration"), ["integration"])
+        # Regression loops are a pool's too: three fix turns of 12 message credits.
+        c.create_account("tp-loop", "elite")
+        for i in range(3):
+            c.charge("tp-loop", amount=12, kind="agent_prompt", user_id="dana",
+                     metadata={"file": "src/loop.jsx", "intent": "fix", "snapshot_id": f"s{i}"})
+        loops = lambda q: [(x["file"], x["turns"]) for x in
+                           c.get("/v1/accounts/tp-loop/regression-loops" + q).get("loops") or []]
+        eq("two pools: the loop is in the message pool (the default)", loops(""), [("src/loop.jsx", 3)])
+        eq("two pools: and not in the integration pool", loops("?pool=integration"), [])
+    finally:
+        srv.stop()
+
+
 # ------------------------------------------------------------------ replay
 
 def write_events(name, events):
@@ -581,7 +675,7 @@ def profiles_plant_their_waste():
           and r2[0]["from"] == "2026-04-16T00:00:00Z", (r1[0]["from"], r2[0]["from"]))
 
 
-for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, advice,
+for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, advice, two_pools,
                 replay_cache, replay_scoped_discuss_limits_plan, clean_has_no_findings,
                 clean_through_the_route, profiles_plant_their_waste):
     h.run_section(section)
