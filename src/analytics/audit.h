@@ -1,6 +1,15 @@
 // src/analytics/audit.h
 // The audit (DESIGN.md section 2): the report a credit-optimisation consultant would
 // write from one account's events. Definitions, exactly:
+//   refunds       subtracted (refunds.h): in the totals, the daily series, the sources and
+//                 the users at the refund; under the charge it refunds in the tables keyed
+//                 by the charge's metadata (top sources, hot files, the findings' rows:
+//                 unscoped, small edits, no snapshot, discuss by intent, repeats) and in
+//                 the loops, found through the stream's RefundBook (AuditOptions::refunds):
+//                 each charge is booked there net of the refunds attributed to it, so a
+//                 loop's credits and waste are net and a run under 30 credits after refunds
+//                 is no loop. Which tables a charge is in follows the charge as priced. A
+//                 refund whose charge is not in the stream goes under its own metadata.
 //   burn          charges + captures - refunds, by source: agent (agent_prompt),
 //                 integrations (invoke_llm, generate_image, send_email), discuss
 //                 (discuss_turn), backend (backend_function); typical shares agent
@@ -40,6 +49,7 @@
 #include <vector>
 
 #include "analytics/loops.h"
+#include "analytics/refunds.h"
 #include "analytics/replay.h"
 #include "ledger/event.h"
 #include "money/money.h"
@@ -203,6 +213,10 @@ struct AuditOptions {
   std::int64_t now_ms = 0;
   // The account's cycle in days, which "per cycle" figures are scaled to.
   std::int64_t cycle_days = kCycleDaysNominal;
+  // The refunds of the stream, gathered by the caller before it feeds the events (the
+  // same events: a first pass); null when it has none to give (every refund is then
+  // booked under its own metadata). Must outlive the builders.
+  const RefundBook* refunds = nullptr;
 };
 
 // The audit of one account, fed its events in time order.

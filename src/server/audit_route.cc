@@ -9,6 +9,7 @@
 
 #include "analytics/audit.h"
 #include "analytics/range.h"
+#include "analytics/refunds.h"
 #include "base/assert.h"
 #include "ledger/event_codec.h"
 #include "server/analytics_routes.h"
@@ -154,9 +155,25 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   options.range_to_ms = job.to_ms;
   options.now_ms = job.now_ms;
   options.cycle_days = job.cycle_days;
-  analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
+  // A first pass for the refunds (analytics/refunds.h): each charge is booked net of them.
+  // Only refund events are decoded whole; the others' heads say what they are.
+  analytics::RefundBook refunds;
   ledger::Event event;
+  ledger::EventHead head;
   std::size_t begin = 0;
+  for (std::size_t end : job.event_ends) {
+    const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
+    begin = end;
+    if (!ledger::decode_event_head(bytes, head).ok() || head.type != ledger::EventType::kRefund) {
+      continue;
+    }
+    Status decoded = ledger::decode_event_into(bytes, event);
+    CREDIT_ASSERT(decoded.ok());
+    refunds.add(event);
+  }
+  options.refunds = &refunds;
+  analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
+  begin = 0;
   for (std::size_t end : job.event_ends) {
     const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
     // The bytes were read back from the event log and their head decoded: a record the

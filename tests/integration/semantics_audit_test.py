@@ -338,6 +338,59 @@ def loops():
           f is not None and n(f["saved"]) == 20 and n(f["saved_per_cycle"]) == 20 * days, f)
 
 
+def refunds():
+    """DESIGN.md: refunds are subtracted. A refund carries no metadata: it goes under the
+    charge it refunds, in the audit's hot files and top sources and in regression loops (a
+    loop's credits are net, and a run under 30 credits after refunds is no loop)."""
+    d = 6
+    C.create_account("rf", "enterprise")
+    ids = []
+    for i, amount in enumerate((12, 10, 8)):
+        r = charge("rf", at(d, 300 + 10 * i), "agent_prompt", amount, "u1",
+                   meta={"file": "Refund.jsx", "feature": "refunds", "intent": "fix", "snapshot_id": f"rf-{i}"})
+        ids.append(r["charge_id"])
+    charge("rf", at(d, 330), "agent_prompt", 9, "u1", meta={"file": "Other.jsx", "intent": "feature"})
+    r = audit("rf", d)
+    eq("refunds: before, 12 + 10 + 8 = 30 credits of fixes are a loop",
+       [(x["file"], n(x["credits"])) for x in r["regression_loops"]["loops"]], [("Refund.jsx", D(30))])
+    C.set_clock(at(d, 400))
+    _clock[0] = at(d, 400)
+    for cid, back in ((ids[1], 1), (ids[0], 4)):
+        rr = C.post(f"/v1/accounts/rf/charges/{cid}/refunds", {"idempotency_key": h.key(), "credits": back,
+                                                                "reason": "agent error"})
+        eq(f"refunds: {back} credit(s) of {cid} refunded", rr.status, 201)
+    r = audit("rf", d)
+    eq("refunds: the total is net", (n(r["total"]), n(r["refunds"])), (D(34), D(5)))
+    eq("refunds: 25 credits after refunds: no loop, no loop finding, no waste",
+       (r["regression_loops"]["loops"], n(r["regression_loops"]["waste"]), "regression_loops" in codes(r)),
+       ([], D(0), False))
+    eq("refunds: hot files net of refunds, under the refunded file",
+       [(x["file"], x["turns"], n(x["credits"])) for x in r["hot_files"]],
+       [("Refund.jsx", 3, D(25)), ("Other.jsx", 1, D(9))])
+    eq("refunds: top sources net of refunds, no row for a null key",
+       [(x["kind"], x["key"], n(x["credits"]), x["events"]) for x in r["top_sources"]],
+       [("agent_prompt", "Refund.jsx", D(25), 3), ("agent_prompt", "Other.jsx", D(9), 1)])
+    rng = f"from=2026-03-{d:02d}T00:00:00Z&to=2026-03-{d + 1:02d}T00:00:00Z"
+    r2 = C.get(f"/v1/accounts/rf/regression-loops?{rng}")
+    eq("refunds: regression-loops route: the run is no loop after its refunds", (r2.status, r2.get("loops")),
+       (200, []))
+    r2 = C.get(f"/v1/accounts/rf/hot-files?order_by=credits&{rng}")
+    eq("refunds: hot-files route agrees", [(x["file"], n(x["credits"])) for x in r2.get("rows") or []],
+       [("Refund.jsx", D(25)), ("Other.jsx", D(9))])
+    # creditctl audit of the account's export, from a file and from standard input.
+    export = C.get(f"/v1/accounts/rf/events?format=ndjson&limit=1000&{rng}").text
+    path = os.path.join(TMP, "refunds.ndjson")
+    with open(path, "w") as f:
+        f.write(export)
+    args = ["--format", "json", "--plan", "enterprise", "--from", f"2026-03-{d:02d}T00:00:00Z",
+            "--to", f"2026-03-{d + 1:02d}T00:00:00Z", "--cycle-days", str(cycle_days("rf"))]
+    rc, out, err = ctl("audit", path, *args)
+    eq("refunds: creditctl audit of the export equals the route's report", (rc, loads(out) if rc == 0 else err),
+       (0, r))
+    rc, out, err = ctl("audit", "-", *args, stdin=export)
+    eq("refunds: creditctl audit of standard input too", (rc, loads(out) if rc == 0 else err), (0, r))
+
+
 def advice():
     # One day of burn scaled to a cycle: used_per_cycle = 30 x the day, need = 1.1 x that.
     d = 7
@@ -675,7 +728,7 @@ def profiles_plant_their_waste():
           and r2[0]["from"] == "2026-04-16T00:00:00Z", (r1[0]["from"], r2[0]["from"]))
 
 
-for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, advice, two_pools,
+for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, refunds, advice, two_pools,
                 replay_cache, replay_scoped_discuss_limits_plan, clean_has_no_findings,
                 clean_through_the_route, profiles_plant_their_waste):
     h.run_section(section)
