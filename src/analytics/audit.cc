@@ -103,7 +103,8 @@ struct AuditBuilder::State {
         replayer(card, options.catalog, audit_policies(),
                  ReplayerOptions{.combined_only = {PolicyKind::kRevertLoops, PolicyKind::kOutliers},
                                  .period_days = range_period_days(options),
-                                 .cycle_days = options.cycle_days}) {}
+                                 .cycle_days = options.cycle_days,
+                                 .refunds = options.refunds}) {}
 
   struct FileStats {
     std::int64_t turns = 0;
@@ -147,10 +148,25 @@ struct AuditBuilder::State {
   StringMap<SiteRepeats> sites;
   StringMap<Tally> unscoped_by_user, unscoped_by_file, small_by_file, discuss_intent;
   Tally unscoped, small_edits, discuss, no_snapshot;
-  std::string scratch;  // a composite key being looked up
+  std::string scratch;             // a composite key being looked up
+  StringMap<std::int64_t> netted;  // refunded charges only: see netted_key
 
+  // Whether the event belongs to the audited pool (audit.h, "pool").
+  bool in_pool(const Event& e) const {
+    if (options.pool.empty() || e.pool == options.pool) return true;
+    return e.pool.empty() && burn_delta(e).is_zero();
+  }
   void add(const Event& e);
-  void add_agent_turn(const Event& e);
+  // `net`: its credits net of the refunds attributed to it.
+  void add_agent_turn(const Event& e, Millicredits net);
+  // The charges this stream booked net of refunds (origin byte + charge id -> at).
+  static std::string netted_key(const Event& e) { return (e.imported ? "i" : "l") + e.charge_id; }
+  // Whether a refund was booked already, under its charge (netted).
+  bool refund_attributed(const Event& refund) const {
+    if (netted.empty()) return false;
+    auto it = netted.find(std::string_view(netted_key(refund)));
+    return it != netted.end() && refund_reaches(it->second, refund.at_ms);
+  }
   AuditReport finish();
   void findings_and_fixes(AuditReport& r, const ReplayReport& replay);
   std::optional<Advice> advise(const AuditReport& r) const;
@@ -160,6 +176,7 @@ void AuditBuilder::State::add(const Event& e) {
   // The audit reads the events API.md lists: the internal types (account, close) move no
   // credits and are not exported, so an audit of an export equals the route's.
   if (!ledger::event_type_listed(e.type)) return;
+  if (!in_pool(e)) return;
   ++events;
   if (!any || e.at_ms < first_ms) first_ms = e.at_ms;
   if (!any || e.at_ms > last_ms) last_ms = e.at_ms;
@@ -178,6 +195,23 @@ void AuditBuilder::State::add(const Event& e) {
   auto& src = by_source[static_cast<std::size_t>(source_of(kind))];
   src.credits += delta;
   src.events += count;
+  // The tables keyed by the charge's metadata (sources, hot files, loops, and the
+  // findings' rows) take a charge net of the refunds the book attributes to it, and a
+  // refund only when none of this stream's charges took it (refunds.h): it then goes
+  // under its own metadata.
+  Millicredits keyed = delta;
+  if (delta.is_negative()) {
+    if (refund_attributed(e)) {
+      if (kind == Kind::kDiscussTurn) discuss.credits += delta;
+      return;
+    }
+  } else if (options.refunds != nullptr) {
+    const Millicredits back = options.refunds->refunded(e);
+    if (!back.is_zero()) {
+      keyed -= min(back, keyed);
+      netted[netted_key(e)] = e.at_ms;
+    }
+  }
   std::string_view key = e.metadata.call_site;
   if (kind == Kind::kAgentPrompt)
     key = e.metadata.file.empty() ? e.metadata.feature : e.metadata.file;
@@ -185,7 +219,7 @@ void AuditBuilder::State::add(const Event& e) {
   scratch.assign(1, static_cast<char>(kind));
   scratch += key;
   auto& s = entry(sources, scratch);
-  s.credits += delta;
+  s.credits += keyed;
   s.events += count;
   if (delta.is_negative()) {
     if (kind == Kind::kAgentPrompt && !e.metadata.file.empty())
@@ -196,15 +230,15 @@ void AuditBuilder::State::add(const Event& e) {
   if (kind == Kind::kAgentPrompt || kind == Kind::kDiscussTurn) user.builder = true;
   if (kind == Kind::kAgentPrompt) {
     ++user.agent_turns;
-    add_agent_turn(e);
+    add_agent_turn(e, keyed);
   }
   if (kind == Kind::kDiscussTurn) {
     ++discuss.count;
-    discuss.credits += delta;
+    discuss.credits += delta;  // its refunds are subtracted when they come
     auto& t = entry(discuss_intent,
                     e.metadata.intent.empty() ? std::string_view("(none)") : e.metadata.intent);
     ++t.count;
-    t.credits += delta;
+    t.credits += keyed;
   }
   if (is_cacheable(e)) {
     SiteRepeats& site = entry(sites, e.metadata.call_site);
@@ -216,7 +250,7 @@ void AuditBuilder::State::add(const Event& e) {
         if (std::int64_t* paid = packed_request_keys.find(packed)) {
           ++*paid;
           ++site.paid_repeats;
-          site.wasted += e.credits;
+          site.wasted += keyed;
         } else if (request_key_count() < kAuditRequestKeysMax) {
           packed_request_keys.insert(packed, 1);
         }
@@ -228,7 +262,7 @@ void AuditBuilder::State::add(const Event& e) {
       if (it != request_keys.end()) {
         ++it->second;
         ++site.paid_repeats;
-        site.wasted += e.credits;
+        site.wasted += keyed;
       } else if (request_key_count() < kAuditRequestKeysMax) {
         request_keys.emplace(scratch, 1);
       }
@@ -236,46 +270,48 @@ void AuditBuilder::State::add(const Event& e) {
   }
 }
 
-void AuditBuilder::State::add_agent_turn(const Event& e) {
+void AuditBuilder::State::add_agent_turn(const Event& e, Millicredits net) {
   ++agent_turns;
   const std::string& file = e.metadata.file;
   if (!file.empty()) {
     auto& f = entry(files, file);
     ++f.turns;
-    f.credits += e.credits;
+    f.credits += net;
   }
   if (e.metadata.snapshot_id.empty()) {
     ++no_snapshot.count;
-    no_snapshot.credits += e.credits;
+    no_snapshot.credits += net;
   }
   if (e.usage) {
     const std::int64_t emitted = e.usage->lines_emitted.value_or(0);
     const std::int64_t changed = e.usage->lines_changed.value_or(0);
     if (emitted > 0 && emitted >= kUnscopedEmittedFactor * changed) {
       ++unscoped.count;
-      unscoped.credits += e.credits;
+      unscoped.credits += net;
       auto& u = entry(unscoped_by_user, e.user_id);
       ++u.count;
-      u.credits += e.credits;
+      u.credits += net;
       auto& f = entry(unscoped_by_file, file.empty() ? std::string_view("(no file)") : file);
       ++f.count;
-      f.credits += e.credits;
+      f.credits += net;
     }
+    // Which tables a turn is in follows its charge as priced (the replay's editor policy
+    // judges it so); the credits it adds are net.
     if (e.usage->lines_changed && changed <= kSmallEditLinesMax && e.credits >= kSmallEditCostMin) {
       ++small_edits.count;
-      small_edits.credits += e.credits;
+      small_edits.credits += net;
       auto& f = entry(small_by_file, file.empty() ? std::string_view("(no file)") : file);
       ++f.count;
-      f.credits += e.credits;
+      f.credits += net;
     }
   }
   LoopTurn t;
   t.at_ms = e.at_ms;
-  t.credits = e.credits;
+  t.credits = net;
   t.fix = e.metadata.intent == "fix";
   t.snapshot_id = e.metadata.snapshot_id;
   t.feature = e.metadata.feature;
-  t.replay_credits = e.credits;
+  t.replay_credits = net;
   loops_detector.add(file, t, [this](const Loop& l) { loops.push_back(l); });
 }
 
@@ -283,9 +319,14 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   if (options.catalog == nullptr || options.plan_id.empty()) return std::nullopt;
   const pricing::Plan* current = options.catalog->find(options.plan_id);
   if (current == nullptr || current->pools.empty()) return std::nullopt;
+  // The audited pool's burn against that pool's allowance, in this plan and in the others
+  // (a plan without the pool is never advised).
+  const std::string& pool = options.pool.empty() ? current->pools.front().pool : options.pool;
+  const pricing::PoolAllowance* own = current->pool(pool);
+  if (own == nullptr) return std::nullopt;
   Advice a;
   a.current_plan = current->id;
-  a.allowance = current->pools.front().allowance;
+  a.allowance = own->allowance;
   a.used_per_cycle = per_cycle(r.total, r.period_days, options.cycle_days);
   a.need = Millicredits::from_mc(static_cast<std::int64_t>(
       static_cast<__int128>(a.used_per_cycle.mc()) * kNeedPermille / 1000));
@@ -297,18 +338,18 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
     a.runs_out_after_days = static_cast<std::int64_t>(static_cast<__int128>(a.allowance.mc()) *
                                                       r.period_days / r.total.mc());
   }
-  // The cheapest plan whose first pool covers the need.
+  // The cheapest plan whose allowance of the pool covers the need; else the largest.
   const pricing::Plan* right = nullptr;
   for (const auto& p : options.catalog->plans) {
-    if (p.pools.empty() || p.pools.front().allowance < a.need) continue;
+    const pricing::PoolAllowance* pa = p.pool(pool);
+    if (pa == nullptr || pa->allowance < a.need) continue;
     if (right == nullptr || p.price_usd_cents < right->price_usd_cents) right = &p;
   }
   if (right == nullptr) {
     for (const auto& p : options.catalog->plans) {
-      if (p.pools.empty()) continue;
-      if (right == nullptr || p.pools.front().allowance > right->pools.front().allowance) {
-        right = &p;
-      }
+      const pricing::PoolAllowance* pa = p.pool(pool);
+      if (pa == nullptr) continue;
+      if (right == nullptr || pa->allowance > right->pool(pool)->allowance) right = &p;
     }
   }
   a.plan = right->id;
@@ -464,6 +505,7 @@ AuditReport AuditBuilder::State::finish() {
   ReplayReport replay = replayer.finish();
   AuditReport r;
   r.account_id = account_id;
+  r.pool = options.pool;
   r.events = events;
   r.from_ms = options.range_from_ms.value_or(any ? day_start_ms(first_ms) : 0);
   r.to_ms = options.range_to_ms.value_or(any ? day_start_ms(last_ms) + kMsPerDay : 0);
@@ -626,6 +668,7 @@ void append_audit_json(std::string& out, const AuditReport& r) {
   json::Writer w(out);
   w.begin_object();
   w.key("account_id").string(r.account_id);
+  string_or_null(w, "pool", r.pool);
   instant(w, "from", r.from_ms);
   instant(w, "to", r.to_ms);
   w.key("period_days").integer(r.period_days);

@@ -1,6 +1,15 @@
 // src/analytics/audit.h
 // The audit (DESIGN.md section 2): the report a credit-optimisation consultant would
 // write from one account's events. Definitions, exactly:
+//   refunds       subtracted (refunds.h): in the totals, the daily series, the sources and
+//                 the users at the refund; under the charge it refunds in the tables keyed
+//                 by the charge's metadata (top sources, hot files, the findings' rows:
+//                 unscoped, small edits, no snapshot, discuss by intent, repeats) and in
+//                 the loops, found through the stream's RefundBook (AuditOptions::refunds):
+//                 each charge is booked there net of the refunds attributed to it, so a
+//                 loop's credits and waste are net and a run under 30 credits after refunds
+//                 is no loop. Which tables a charge is in follows the charge as priced. A
+//                 refund whose charge is not in the stream goes under its own metadata.
 //   burn          charges + captures - refunds, by source: agent (agent_prompt),
 //                 integrations (invoke_llm, generate_image, send_email), discuss
 //                 (discuss_turn), backend (backend_function); typical shares agent
@@ -17,7 +26,13 @@
 //   small edits   agent turns with lines_changed <= 5 at >= 3 credits.
 //   no snapshot   agent turns without snapshot_id.
 //   outliers      replay.h find_outliers over builders (users with agent/discuss turns).
-//   advice        given a catalog and the current plan: forecast and plan advice.
+//   advice        given a catalog and the current plan: forecast and plan advice, on the
+//                 audited pool (the burn against that pool's allowance in each plan).
+//   pool          one pool's audit (API.md: every analytics route takes `pool`, default
+//                 the plan's first): events of other pools are left out, and so are
+//                 events of no pool that move credits; those of no pool that move none
+//                 (plan changes) are counted. Without a pool (offline, no --plan or
+//                 --pool) every event is.
 //   fixes         one per finding with its credits saved per cycle from the replay of
 //                 the matching policy, its effort, ordered by savings per hour of effort.
 // Owns: the streaming aggregation (bounded by files, users, call sites and days, never
@@ -34,6 +49,7 @@
 #include <vector>
 
 #include "analytics/loops.h"
+#include "analytics/refunds.h"
 #include "analytics/replay.h"
 #include "ledger/event.h"
 #include "money/money.h"
@@ -144,6 +160,7 @@ struct Fix {
 
 struct AuditReport {
   std::string account_id;
+  std::string pool;  // "" when every pool was audited
   std::int64_t from_ms = 0;
   std::int64_t to_ms = 0;  // exclusive: the end of the last event's UTC day
   std::int64_t period_days = 0;
@@ -183,6 +200,8 @@ struct AuditReport {
 struct AuditOptions {
   const pricing::Catalog* catalog = nullptr;  // for advice; null: no advice
   std::string plan_id;                        // the account's current plan
+  // The pool audited ("" every pool; then advice is on the plan's first pool).
+  std::string pool;
   std::int64_t hourly_rate_usd = kHourlyRateUsdDefault;
   std::int64_t break_even_hours = kBreakEvenHoursDefault;
   // The range [from, to) the events were chosen from, when the caller chose them (the
@@ -194,6 +213,10 @@ struct AuditOptions {
   std::int64_t now_ms = 0;
   // The account's cycle in days, which "per cycle" figures are scaled to.
   std::int64_t cycle_days = kCycleDaysNominal;
+  // The refunds of the stream, gathered by the caller before it feeds the events (the
+  // same events: a first pass); null when it has none to give (every refund is then
+  // booked under its own metadata). Must outlive the builders.
+  const RefundBook* refunds = nullptr;
 };
 
 // The audit of one account, fed its events in time order.

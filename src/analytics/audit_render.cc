@@ -57,15 +57,21 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
+// An instant of the report's last day (an empty range [h, h) has none: its first).
+std::int64_t last_day_ms(const AuditReport& r) {
+  return std::max(r.from_ms, r.to_ms - 1);
+}
+
 std::string source_label(const SourceRow& s) {
   return s.key.empty() ? s.kind : s.kind + " " + s.key;
 }
 
 void markdown_one(std::string& o, const AuditReport& r) {
   o += fmt::format("# Credit audit: {}\n\n", md_escape(r.account_id));
-  o += fmt::format("Period {} to {} ({} days), {} events, burn {} credits (refunds {}).\n\n",
-                   format_date(r.from_ms), format_date(r.to_ms - 1), r.period_days, r.events,
-                   cr(r.total), cr(r.refunds));
+  o += fmt::format("Period {} to {} ({} days){}, {} events, burn {} credits (refunds {}).\n\n",
+                   format_date(r.from_ms), format_date(last_day_ms(r)), r.period_days,
+                   r.pool.empty() ? "" : ", pool " + md_escape(r.pool), r.events, cr(r.total),
+                   cr(r.refunds));
   o += "## Findings\n\n";
   if (r.findings.empty()) o += "No findings: this account spends its credits well.\n";
   for (const auto& f : r.findings) o += fmt::format("- **{}**: {}\n", f.code, md_escape(f.message));
@@ -266,10 +272,10 @@ void html_table(std::string& o, const std::vector<std::string>& head,
 void html_one(std::string& o, const AuditReport& r) {
   o += fmt::format("<h1>Credit audit: {}</h1>\n", html_escape(r.account_id));
   o += fmt::format(
-      "<p>Period {} to {} ({} days), {} events, burn <b>{}</b> credits (refunds "
+      "<p>Period {} to {} ({} days){}, {} events, burn <b>{}</b> credits (refunds "
       "{}).</p>\n",
-      format_date(r.from_ms), format_date(r.to_ms - 1), r.period_days, r.events, cr(r.total),
-      cr(r.refunds));
+      format_date(r.from_ms), format_date(last_day_ms(r)), r.period_days,
+      r.pool.empty() ? "" : ", pool " + html_escape(r.pool), r.events, cr(r.total), cr(r.refunds));
   o += "<h2>Findings</h2>\n";
   if (r.findings.empty()) o += "<p>No findings: this account spends its credits well.</p>\n";
   if (!r.findings.empty()) {

@@ -4,8 +4,15 @@
 // turns, more than half of them intent = fix, costing at least 30 credits together.
 // Each turn belongs to at most one loop. Waste = all turns but the first; the snapshot to
 // revert to is the first turn's snapshot_id.
+// Refunds are subtracted (DESIGN.md section 2): a turn's credits are its charge's net of
+// the refunds of that charge, so a run that falls under 30 credits after refunds is no
+// loop, and a loop's credits and waste are net. A detector that is told refunds as they
+// come (refund(), the live rollups) holds each run's decision for `refund_hold_ms` past
+// its 24 h window, the time a refund of its turns may still arrive; one fed net credits
+// (the audit, which knows its stream's refunds beforehand) holds nothing.
 // Owns: the streaming detector. It keeps, per file or feature, only the turns of the
-// last 24 h. Does not: decide which events are agent turns (the caller feeds them).
+// last 24 h (plus the refund hold). Does not: decide which events are agent turns, or
+// which charge a refund is of (the caller feeds them).
 // Memory: an audit holds two detectors per account for the whole stream, so a file or
 // feature costs one small Group (its name in a shared arena) and no heap of its own
 // while it has no open turns; open turns live in a vector that is freed when it empties.
@@ -31,8 +38,9 @@ struct LoopRules {
   Millicredits credits_min = Millicredits::from_mc(30'000);
 };
 
-// The turns one file or feature may keep in its 24 h window; older ones beyond it are
-// judged as they leave, so a burst larger than this is cut into several candidate runs.
+// The turns one file or feature may keep in its 24 h window (and refund hold); past it
+// the runs whose window closed are decided at once, refunds or not, and if that is not
+// enough the rest too, so a burst larger than this is cut into several candidate runs.
 constexpr std::size_t kLoopWindowTurnsMax = 4096;
 
 struct LoopTurn {
@@ -44,6 +52,8 @@ struct LoopTurn {
   // What a replay attributes to the turn after its earlier policies; only summed into
   // Loop::replay_waste (the rules use `credits`).
   Millicredits replay_credits;
+  // Names the turn for refund(): the sequence number of its charge (0: none).
+  std::uint64_t ref = 0;
 };
 
 struct Loop {
@@ -62,13 +72,20 @@ struct Loop {
 class LoopDetector {
  public:
   using Sink = std::function<void(const Loop&)>;
-  explicit LoopDetector(LoopRules rules = {}) : rules_(rules) {}
+  explicit LoopDetector(LoopRules rules = {}, std::int64_t refund_hold_ms = 0)
+      : rules_(rules), refund_hold_ms_(refund_hold_ms) {}
 
   // Adds one agent turn (in time order per file). A turn without file and feature is
   // ignored. Loops are passed to `sink` as soon as they are decided.
   void add(const std::string& file, const LoopTurn& turn, const Sink& sink);
+  // Subtracts a refund from the undecided turn `ref` of `file` (or of `feature` when file
+  // is empty, as add() groups turns); nothing when no such turn waits for its decision.
+  void refund(std::string_view file, std::string_view feature, std::uint64_t ref,
+              Millicredits credits);
   // Decides every open window (end of the stream).
   void finish(const Sink& sink);
+  // The loops finish() would pass now, without deciding anything: the stream goes on.
+  void peek(const Sink& sink) const;
 
  private:
   // A name in `names_`: offsets stay valid when the arena grows.
@@ -81,6 +98,7 @@ class LoopDetector {
     std::int64_t at_ms = 0;
     Millicredits credits;
     Millicredits replay_credits;
+    std::uint64_t ref = 0;
     NameRef feature;  // size 0 when none
     bool fix = false;
     std::string snapshot_id;
@@ -98,13 +116,20 @@ class LoopDetector {
   std::string_view name(NameRef r) const { return std::string_view(names_).substr(r.at, r.size); }
   // The group of `key` (a file, or a feature when !is_file), created when new.
   Group& group(bool is_file, std::string_view key);
-  // Decides the runs that start before `now_ms - window` (or all when `all`).
-  void settle(Group& g, std::int64_t now_ms, bool all, const Sink& sink);
-  void emit(Group& g, std::size_t n, const Sink& sink);
+  // The group of `key`, or null.
+  Group* find_group(bool is_file, std::string_view key);
+  // Decides the runs that start before `now_ms - window - hold_ms` (or all when `all`).
+  void settle(Group& g, std::int64_t now_ms, std::int64_t hold_ms, bool all, const Sink& sink);
+  // The turns of the run that starts at turns[first]: those within the window of it.
+  std::size_t run_length(const Group& g, std::size_t first) const;
+  // Whether those `n` turns are a loop (the rules of loops.h's header).
+  bool is_loop(const Group& g, std::size_t first, std::size_t n) const;
+  Loop make_loop(const Group& g, std::size_t first, std::size_t n) const;
   // Drops the first `n` open turns of `g`, freeing or compacting its vector.
   static void drop(Group& g, std::size_t n);
 
   LoopRules rules_;
+  std::int64_t refund_hold_ms_ = 0;
   std::string names_;          // every file and feature name, once each
   std::vector<Group> groups_;  // files, then features, each by name: "f:"/"t:" key order
 };

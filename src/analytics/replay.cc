@@ -355,8 +355,10 @@ class CacheMirror final : public Stage {
   const CacheStage& alone_;
 };
 
-// The scoped-prompt usage: output tokens x min(1, (lines changed + 10) / lines emitted),
-// input tokens / files read (DESIGN.md, what-if replay).
+// The scoped-prompt usage, exactly as DESIGN.md's what-if replay defines it: output
+// tokens x min(1, (lines changed + 10) / lines emitted), input tokens / files read, both
+// rounded up. Only those two dimensions are rewritten: files read, lines emitted and
+// lines changed stay as recorded (the definition says nothing of them).
 pricing::Usage scoped_usage(const pricing::Usage& u) {
   pricing::Usage s = u;
   const std::int64_t emitted = u.lines_emitted.value_or(0);
@@ -364,13 +366,9 @@ pricing::Usage scoped_usage(const pricing::Usage& u) {
   if (emitted > 0 && changed + 10 < emitted && u.output_tokens) {
     auto scaled = static_cast<__int128>(*u.output_tokens) * (changed + 10);
     s.output_tokens = static_cast<std::int64_t>((scaled + emitted - 1) / emitted);
-    s.lines_emitted = changed + 10;
   }
   const std::int64_t files = u.files_read.value_or(1);
-  if (files > 1 && u.input_tokens) {
-    s.input_tokens = (*u.input_tokens + files - 1) / files;
-    s.files_read = 1;
-  }
+  if (files > 1 && u.input_tokens) s.input_tokens = (*u.input_tokens + files - 1) / files;
   return s;
 }
 
@@ -407,14 +405,18 @@ class EditorStage final : public Stage {
 
 class RevertLoopsStage final : public Stage {
  public:
+  explicit RevertLoopsStage(const RefundBook* refunds) : refunds_(refunds) {}
   void apply(const Event& e, Item& item) override {
     if (!is_agent_turn(e)) return;
+    // Net of the turn's refunds (ReplayerOptions::refunds): what the loop rules and the
+    // audit's loops see, and what reverting the turn saves (the refund came back anyway).
+    const Millicredits back = refunds_ != nullptr ? refunds_->refunded(e) : Millicredits::zero();
     LoopTurn t;
     t.at_ms = e.at_ms;
-    t.credits = e.credits;
+    t.credits = e.credits - min(back, e.credits);
     t.fix = e.metadata.intent == "fix";
     t.feature = e.metadata.feature;
-    t.replay_credits = item.cost;
+    t.replay_credits = item.cost - min(back, item.cost);
     entry(detectors_, e.account_id).add(e.metadata.file, t, sink_);
   }
   Millicredits finish() override {
@@ -423,6 +425,7 @@ class RevertLoopsStage final : public Stage {
   }
 
  private:
+  const RefundBook* refunds_;
   LoopDetector::Sink sink_ = [this](const Loop& loop) { late_saved_ += loop.replay_waste; };
   StringMap<LoopDetector> detectors_;  // the savings are summed: order does not matter
 };
@@ -501,7 +504,7 @@ struct Replayer::Scenario {
 namespace {
 
 std::unique_ptr<Stage> make_stage(const Policy& p, const pricing::RateCard& card,
-                                  std::int64_t& errors) {
+                                  std::int64_t& errors, const RefundBook* refunds) {
   switch (p.kind) {
     case PolicyKind::kDiscussOff:
       return std::make_unique<DiscussOff>();
@@ -514,7 +517,7 @@ std::unique_ptr<Stage> make_stage(const Policy& p, const pricing::RateCard& card
     case PolicyKind::kEditor:
       return std::make_unique<EditorStage>();
     case PolicyKind::kRevertLoops:
-      return std::make_unique<RevertLoopsStage>();
+      return std::make_unique<RevertLoopsStage>(refunds);
     case PolicyKind::kOutliers:
       return std::make_unique<OutliersStage>();
     case PolicyKind::kPlan:
@@ -531,7 +534,8 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
       catalog_(catalog),
       policies_(std::move(policies)),
       period_days_(options.period_days),
-      cycle_days_(options.cycle_days) {
+      cycle_days_(options.cycle_days),
+      refunds_(options.refunds) {
   // The alone cache stage the combined chain may mirror (see CacheMirror).
   const CacheStage* alone_cache = nullptr;
   std::size_t caches = 0;
@@ -552,7 +556,7 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
         s->stages.push_back(std::make_unique<CacheMirror>(*alone_cache));
         continue;
       }
-      s->stages.push_back(make_stage(*p, card_, report_.reprice_errors));
+      s->stages.push_back(make_stage(*p, card_, report_.reprice_errors, refunds_));
       if (p->kind == PolicyKind::kCache) {
         s->cache = static_cast<const CacheStage*>(s->stages.back().get());
       }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "analytics/loops.h"
+#include "analytics/refunds.h"
 #include "base/status.h"
 #include "ledger/event.h"
 #include "money/money.h"
@@ -241,6 +242,10 @@ struct ReplayerOptions {
   std::optional<std::int64_t> period_days;
   // The length of the cycle "per cycle" figures are scaled to.
   std::int64_t cycle_days = kCycleDaysNominal;
+  // The stream's refunds, gathered beforehand (the audit's): revert-loops then decides
+  // loops on net credits and saves only what a turn cost net of its refunds, as the
+  // audit's loops do. Null: gross credits. Must outlive the replayer.
+  const RefundBook* refunds = nullptr;
 };
 
 // The report of a stream split by account into parts, each replayed by its own Replayer
@@ -279,6 +284,7 @@ class Replayer {
   bool any_event_ = false;
   std::optional<std::int64_t> period_days_;  // ReplayerOptions
   std::int64_t cycle_days_ = kCycleDaysNominal;
+  const RefundBook* refunds_ = nullptr;
 };
 
 }  // namespace credit::analytics

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <charconv>
 
 #include "base/assert.h"
 #include "pricing/rate_card.h"
@@ -29,15 +28,6 @@ std::uint32_t entry_key(std::uint32_t tag, std::uint32_t id) {
 
 bool is_spend(EventType t) {
   return t == EventType::kCharge || t == EventType::kCapture;
-}
-
-// "c_<seq>" -> seq (the ledger's charge ids); nullopt for any other form.
-std::optional<std::uint64_t> charge_seq(std::string_view id) {
-  if (id.size() < 3 || id[0] != 'c' || id[1] != '_') return std::nullopt;
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(id.data() + 2, id.data() + id.size(), v);
-  if (ec != std::errc() || p != id.data() + id.size() || id[2] == '0') return std::nullopt;
-  return v;
 }
 
 std::size_t slot_of(std::uint32_t key, std::size_t mask) {
@@ -191,47 +181,52 @@ void Rollups::add(const Event& e) {
   add(fact_of(e));
 }
 
-void Rollups::remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims) {
+void Rollups::remember_charge(ChargeMemory& m, const Fact& f, const ChargeDims& dims) {
   // Forget charges that can no longer be refunded, so the memory stays one cycle deep.
-  while (!a.charges.empty() && a.charges.front().at_ms + kRefundMemoryMs < f.at_ms) {
-    a.charges.pop_front();
+  while (!m.charges.empty() && m.charges.front().at_ms + kRefundMemoryMs < f.at_ms) {
+    m.charges.pop_front();
   }
-  while (!a.other_order.empty() && a.other_order.front().first + kRefundMemoryMs < f.at_ms) {
-    a.other_charges.erase(a.other_order.front().second);
-    a.other_order.pop_front();
+  while (!m.other_order.empty() && m.other_order.front().first + kRefundMemoryMs < f.at_ms) {
+    m.other_charges.erase(m.other_order.front().second);
+    m.other_order.pop_front();
   }
   if (f.charge_id.empty()) return;
   auto seq = charge_seq(f.charge_id);
   // (other_charges is empty but for ids not of the ledger's form: no hashing then.)
-  if (seq && (a.charges.empty() || a.charges.back().seq < *seq) &&
-      (a.other_charges.empty() || !a.other_charges.count(f.charge_id))) {
-    a.charges.push_back(ChargeMemo{f.at_ms, *seq, dims});
+  if (seq && (m.charges.empty() || m.charges.back().seq < *seq) &&
+      (m.other_charges.empty() || !m.other_charges.count(f.charge_id))) {
+    m.charges.push_back(ChargeMemo{f.at_ms, *seq, dims});
     return;
   }
   // Any other id (or one out of order): remembered by name, the last one winning.
   if (seq) {
-    auto it = std::lower_bound(a.charges.begin(), a.charges.end(), *seq,
-                               [](const ChargeMemo& m, std::uint64_t s) { return m.seq < s; });
-    if (it != a.charges.end() && it->seq == *seq) {
-      it->dims = dims;
+    auto it = std::lower_bound(m.charges.begin(), m.charges.end(), *seq,
+                               [](const ChargeMemo& c, std::uint64_t s) { return c.seq < s; });
+    if (it != m.charges.end() && it->seq == *seq) {
+      *it = ChargeMemo{f.at_ms, *seq, dims};
       return;
     }
   }
-  a.other_charges[f.charge_id] = dims;
-  a.other_order.emplace_back(f.at_ms, f.charge_id);
+  m.other_charges[f.charge_id] = {f.at_ms, dims};
+  m.other_order.emplace_back(f.at_ms, f.charge_id);
 }
 
-Rollups::ChargeDims Rollups::refunded_dims(const AccountRollup& a,
-                                           const std::string& charge_id) const {
-  if (!a.other_charges.empty()) {
-    if (auto it = a.other_charges.find(charge_id); it != a.other_charges.end()) return it->second;
+std::optional<Rollups::ChargeDims> Rollups::refunded_dims(const ChargeMemory& m,
+                                                          const Fact& refund) {
+  if (!m.other_charges.empty()) {
+    if (auto it = m.other_charges.find(refund.charge_id); it != m.other_charges.end()) {
+      if (!refund_reaches(it->second.first, refund.at_ms)) return std::nullopt;
+      return it->second.second;
+    }
   }
-  auto seq = charge_seq(charge_id);
-  if (!seq) return {};
-  auto it = std::lower_bound(a.charges.begin(), a.charges.end(), *seq,
-                             [](const ChargeMemo& m, std::uint64_t s) { return m.seq < s; });
-  if (it != a.charges.end() && it->seq == *seq) return it->dims;
-  return {};
+  auto seq = charge_seq(refund.charge_id);
+  if (!seq) return std::nullopt;
+  auto it = std::lower_bound(m.charges.begin(), m.charges.end(), *seq,
+                             [](const ChargeMemo& c, std::uint64_t s) { return c.seq < s; });
+  if (it == m.charges.end() || it->seq != *seq || !refund_reaches(it->at_ms, refund.at_ms)) {
+    return std::nullopt;
+  }
+  return it->dims;
 }
 
 void Rollups::add(const Fact& f) {
@@ -288,18 +283,17 @@ void Rollups::add(const Fact& f) {
     ChargeDims dims{names_.intern(f.file), names_.intern(f.feature), names_.intern(f.model),
                     names_.intern(f.call_site)};
     add_to({kind, user, dims.file, dims.feature, dims.model, dims.call_site}, f.credits_mc, 1);
-    if (!f.imported) {
-      add_burn(f.credits_mc);
-      remember_charge(a, f, dims);
-    }
+    if (!f.imported) add_burn(f.credits_mc);
+    remember_charge(f.imported ? a.imported_charges : a.live_charges, f, dims);
     if (f.kind == pricing::Kind::kAgentPrompt) {
       if (dims.file != 0) {
         Entry& t = cell.entry(entry_key(kAgentFileTag, dims.file));
         ++t.count;
         t.credits_mc += f.credits_mc;
       }
-      std::optional<LoopState>& ls = f.imported ? a.imported_loops : a.live_loops;
-      if (!ls) ls.emplace(LoopState{LoopDetector(loop_rules_), {}});
+      std::optional<LoopState>& ls = f.imported ? pool->imported_loops : pool->live_loops;
+      // Decisions wait until no refund of the run's turns can come any more.
+      if (!ls) ls.emplace(LoopState{LoopDetector(loop_rules_, kRefundMemoryMs), {}});
       LoopTurn turn;
       turn.at_ms = f.at_ms;
       turn.credits = Millicredits::from_mc(f.credits_mc);
@@ -307,22 +301,28 @@ void Rollups::add(const Fact& f) {
       turn.snapshot_id = f.snapshot_id;
       turn.feature = f.feature;
       turn.replay_credits = turn.credits;
+      turn.ref = charge_seq(f.charge_id).value_or(0);
       std::vector<Loop>& found = ls->found;
       ls->detector.add(f.file, turn, [&found](const Loop& l) { found.push_back(l); });
     }
   }
   if (refund) {
-    ChargeDims dims;
-    if (f.imported) {
-      dims = ChargeDims{names_.intern(f.file), names_.intern(f.feature), names_.intern(f.model),
-                        names_.intern(f.call_site)};
-    } else {
-      dims = refunded_dims(a, f.charge_id);
-    }
+    // refunds.h: under the charge it refunds, else under its own metadata (a live
+    // refund has none).
+    const std::optional<ChargeDims> charged =
+        refunded_dims(f.imported ? a.imported_charges : a.live_charges, f);
+    const ChargeDims dims =
+        charged.value_or(ChargeDims{names_.intern(f.file), names_.intern(f.feature),
+                                    names_.intern(f.model), names_.intern(f.call_site)});
     add_to({kind, user, dims.file, dims.feature, dims.model, dims.call_site}, -f.credits_mc, 0);
     if (!f.imported) add_burn(-f.credits_mc);
     if (f.kind == pricing::Kind::kAgentPrompt && dims.file != 0) {
       cell.entry(entry_key(kAgentFileTag, dims.file)).credits_mc -= f.credits_mc;
+    }
+    std::optional<LoopState>& ls = f.imported ? pool->imported_loops : pool->live_loops;
+    if (charged && f.kind == pricing::Kind::kAgentPrompt && ls) {
+      ls->detector.refund(names_.name(dims.file), names_.name(dims.feature),
+                          charge_seq(f.charge_id).value_or(0), Millicredits::from_mc(f.credits_mc));
     }
   }
   if (hit || miss) {
@@ -526,16 +526,16 @@ BurnWindow Rollups::burn_window(std::string_view account_id, std::string_view po
   return w;
 }
 
-std::vector<Loop> Rollups::loops(std::string_view account_id, TimeRange range) const {
+std::vector<Loop> Rollups::loops(std::string_view account_id, std::string_view pool,
+                                 TimeRange range) const {
   std::vector<Loop> out;
-  const AccountRollup* a = account(account_id);
-  if (a == nullptr) return out;
-  for (const auto* ls : {&a->live_loops, &a->imported_loops}) {
+  const PoolRollup* p = pool_of(account_id, pool);
+  if (p == nullptr) return out;
+  for (const auto* ls : {&p->live_loops, &p->imported_loops}) {
     if (!*ls) continue;
     std::vector<Loop> all = (*ls)->found;
-    // Decide the open windows on a copy: the stream goes on afterwards.
-    LoopDetector open = (*ls)->detector;
-    open.finish([&all](const Loop& l) { all.push_back(l); });
+    // The open windows as if the stream ended now (the stream goes on afterwards).
+    (*ls)->detector.peek([&all](const Loop& l) { all.push_back(l); });
     for (Loop& l : all) {
       if (l.first_at_ms >= range.from_ms && l.first_at_ms < range.to_ms)
         out.push_back(std::move(l));

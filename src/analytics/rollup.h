@@ -3,13 +3,15 @@
 // Per account, per pool, per UTC hour: credits and counts in total and by kind, user,
 // file, feature, model and call site; agent turns and credits per file (hot files); cache
 // hits, misses and credits saved per call site. Beside them, per account and pool, the
-// daily burn of live events (the burn monitor), and per account the regression loops
-// found by a streaming LoopDetector (loops.h).
+// daily burn of live events (the burn monitor) and the regression loops found by a
+// streaming LoopDetector (loops.h) in the pool's agent turns.
 // Owns: the rules of what an event adds. A charge or a capture adds its credits and one
 // to the count; a refund subtracts its credits (in the hour of the refund, under the
-// file, feature, model and call site of the charge it refunds, remembered for
-// kRefundMemoryMs) and leaves the count; a cache_hit adds a hit and its credits saved;
-// a charge or hold that carries a cache_key adds a miss; other types add nothing.
+// file, feature, model and call site of the charge it refunds: refunds.h's rule, the
+// charges of each origin remembered for kRefundMemoryMs) and leaves the count, and it
+// lowers that turn's credits in the pool's loop detector, which holds its decisions for
+// kRefundMemoryMs; a cache_hit adds a hit and its credits saved; a charge or hold that
+// carries a cache_key adds a miss; other types add nothing.
 // Imported events (imported: true) go into a layer of their own that only the
 // time-ranged reads (usage, hot files, cache stats, loops) include; the burn series
 // and the first-event instant are live only, so imports never move balances, thresholds
@@ -39,15 +41,14 @@
 #include <vector>
 
 #include "analytics/loops.h"
+#include "analytics/range.h"
+#include "analytics/refunds.h"
 #include "base/id_index.h"
 #include "ledger/event.h"
 #include "time/time.h"
 
 namespace credit::analytics {
 
-// A charge can be refunded only while its cycle is current: at most a month, 31 days.
-// A refund later than this after its charge is subtracted under no file or feature.
-constexpr std::int64_t kRefundMemoryMs = 32 * kMsPerDay;
 // Entries an hour cell scans linearly before it keeps a hash index (a typical hour of
 // one account has a few dozen keys; a busy one thousands).
 constexpr std::size_t kCellScanEntriesMax = 24;
@@ -78,12 +79,6 @@ struct CacheTally {
   std::int64_t hits = 0;
   std::int64_t misses = 0;
   std::int64_t saved_mc = 0;
-};
-
-// A half-open range [from_ms, to_ms) of instants.
-struct TimeRange {
-  std::int64_t from_ms = 0;
-  std::int64_t to_ms = 0;
 };
 
 struct UsageRow {
@@ -188,9 +183,10 @@ class Rollups {
   // window_first_ms (day starts): daily_burn() summed, without the series.
   BurnWindow burn_window(std::string_view account_id, std::string_view pool, std::int64_t today_ms,
                          std::int64_t window_first_ms, std::int64_t window_days) const;
-  // Loops (live and imported) whose first turn is in the range, in first-turn order.
-  // Windows still open are decided as if the stream ended now.
-  std::vector<Loop> loops(std::string_view account_id, TimeRange range) const;
+  // The pool's loops (live and imported) whose first turn is in the range, in first-turn
+  // order. Windows still open are decided as if the stream ended now.
+  std::vector<Loop> loops(std::string_view account_id, std::string_view pool,
+                          TimeRange range) const;
 
  private:
   // An entry's key: the dimension (Dim, or kAgentFileTag) in the top bits, the id below.
@@ -216,12 +212,18 @@ class Rollups {
     std::vector<Cell> cells;
     Cell& at(std::int64_t hour);
   };
+  struct LoopState {
+    LoopDetector detector;
+    std::vector<Loop> found;
+  };
   struct PoolRollup {
     std::uint32_t pool = 0;  // interned name
     Layer live;
     Layer imported;
     std::vector<std::int64_t> burn_days;  // live daily burn: day starts, sorted
     std::vector<std::int64_t> burn_mc;    // beside them
+    std::optional<LoopState> live_loops;
+    std::optional<LoopState> imported_loops;
   };
   struct ChargeDims {
     std::uint32_t file = 0, feature = 0, model = 0, call_site = 0;
@@ -231,22 +233,21 @@ class Rollups {
     std::uint64_t seq = 0;  // from the charge id "c_<seq>"
     ChargeDims dims;
   };
-  struct LoopState {
-    LoopDetector detector;
-    std::vector<Loop> found;
+  // The charges of one origin (live or imported) within kRefundMemoryMs, in sequence
+  // order; charge ids not of the ledger's form "c_<seq>" (live: none today), or out of
+  // order, go to the map beside it.
+  struct ChargeMemory {
+    std::deque<ChargeMemo> charges;
+    std::unordered_map<std::string, std::pair<std::int64_t, ChargeDims>> other_charges;
+    std::deque<std::pair<std::int64_t, std::string>> other_order;  // (at, charge id)
   };
   struct AccountRollup {
     std::string account_id;
     std::vector<PoolRollup> pools;  // one or two, searched linearly
     std::optional<std::int64_t> first_live_ms;
-    // Live charges within kRefundMemoryMs, in sequence order; charge ids not of the
-    // ledger's form "c_<seq>" (none today) go to the map beside it.
-    std::deque<ChargeMemo> charges;
-    std::unordered_map<std::string, ChargeDims> other_charges;
-    std::deque<std::pair<std::int64_t, std::string>> other_order;  // (at, charge id)
+    ChargeMemory live_charges;
+    ChargeMemory imported_charges;
     std::unordered_set<std::string> imported_keys;
-    std::optional<LoopState> live_loops;
-    std::optional<LoopState> imported_loops;
   };
 
   const AccountRollup* account(std::string_view account_id) const;
@@ -259,8 +260,9 @@ class Rollups {
     };
   }
   const PoolRollup* pool_of(std::string_view account_id, std::string_view pool) const;
-  void remember_charge(AccountRollup& a, const Fact& f, const ChargeDims& dims);
-  ChargeDims refunded_dims(const AccountRollup& a, const std::string& charge_id) const;
+  static void remember_charge(ChargeMemory& m, const Fact& f, const ChargeDims& dims);
+  // The dimensions of the charge a refund is attributed to (refunds.h), if remembered.
+  static std::optional<ChargeDims> refunded_dims(const ChargeMemory& m, const Fact& refund);
   template <typename Fn>
   void each_cell(std::string_view account_id, std::string_view pool, TimeRange range, Fn fn) const;
 

@@ -3,13 +3,17 @@
 // output, exit codes (offline.h).
 #include "cli/offline.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -19,6 +23,8 @@
 
 #include "analytics/audit.h"
 #include "analytics/event_json.h"
+#include "analytics/range.h"
+#include "analytics/refunds.h"
 #include "analytics/replay.h"
 #include "base/json_writer.h"
 #include "cli/progress.h"
@@ -138,20 +144,110 @@ int report_bad_lines(const std::string& path, const Reader& reader) {
 // thread. Reports bad lines when `report` returns true (it is asked after the reading);
 // returns the exit code. `opened` is false when the file could not be read at all (then
 // nothing was added and `done` not called).
+// `shown` names the input in messages when it is not `path` (a spooled standard input).
 int read_events(const std::string& path, const ShardedReader::Options& options, bool& opened,
                 const ShardedReader::Add& add, const ShardedReader::Done& done,
-                const std::function<bool()>& report = {}) {
+                const std::function<bool()>& report = {}, const std::string& shown = "") {
+  const std::string& name = shown.empty() ? path : shown;
   ShardedReader reader(path, options);
   opened = reader.ok();
   if (!reader.ok()) {
-    std::cerr << "creditctl: cannot open " << path << ": " << reader.problem() << "\n";
+    std::cerr << "creditctl: cannot open " << name << ": " << reader.problem() << "\n";
     return kExitBadInput;
   }
   Progress progress("reading", file_size(path));
   reader.run(add, done, &progress);
   progress.finish();
   if (report && !report()) return kExitOk;
-  return report_bad_lines(path, reader);
+  return report_bad_lines(name, reader);
+}
+
+// Standard input or a pipe, copied to a temporary file (removed with this) so that it can
+// be read twice; a regular file, a directory or a missing path is read where it is.
+class Spool {
+ public:
+  explicit Spool(const std::string& path) : path_(path) {
+    struct stat st {};
+    const bool stream = path == "-" || (::stat(path.c_str(), &st) == 0 &&
+                                        (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)));
+    if (!stream) return;
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+    if (ec) dir = "/tmp";
+    const std::string pattern = (dir / "creditctl-audit-XXXXXX").string();
+    std::vector<char> name(pattern.begin(), pattern.end());
+    name.push_back('\0');
+    const int out = ::mkstemp(name.data());
+    if (out < 0) {
+      problem_ = "cannot create a temporary file in " + pattern;
+      return;
+    }
+    temp_ = name.data();
+    const int in = path == "-" ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+      problem_ = "cannot open " + path;
+    } else {
+      std::vector<char> buffer(std::size_t{1} << 20);
+      for (;;) {
+        const ssize_t n = ::read(in, buffer.data(), buffer.size());
+        if (n == 0) break;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || !write_all(out, buffer.data(), static_cast<std::size_t>(n))) {
+          problem_ = "cannot copy " + path + " to " + temp_;
+          break;
+        }
+      }
+      if (in != 0) ::close(in);
+    }
+    ::close(out);
+  }
+  ~Spool() {
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+  }
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // The file to read.
+  const std::string& path() const { return temp_.empty() ? path_ : temp_; }
+  // Why the input could not be spooled ("" when it was, or needed not be).
+  const std::string& problem() const { return problem_; }
+
+ private:
+  static bool write_all(int fd, const char* data, std::size_t size) {
+    while (size > 0) {
+      const ssize_t n = ::write(fd, data, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      data += n;
+      size -= static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  std::string path_;
+  std::string temp_;
+  std::string problem_;
+};
+
+// The refunds among the events of `path` that `wanted` keeps (the audit's first pass:
+// analytics/refunds.h). Only lines that may be refunds are parsed (a refund line names
+// its type; an escaped one has a backslash-u); bad lines are left to the second pass.
+void gather_refunds(const std::string& path,
+                    const std::function<bool(const ledger::Event&)>& wanted,
+                    analytics::RefundBook& book) {
+  analytics::NdjsonReader reader(path);
+  if (!reader.ok()) return;
+  std::string_view line;
+  bool too_long = false;
+  ledger::Event e;
+  while (reader.next_line(line, too_long)) {
+    if (too_long) continue;
+    if (line.find("refund") == std::string_view::npos &&
+        line.find("\\u") == std::string_view::npos) {
+      continue;
+    }
+    if (!analytics::parse_event_json(line, e).ok()) continue;
+    if (e.type == ledger::EventType::kRefund && wanted(e)) book.add(e);
+  }
 }
 
 // The same on one thread, in file order.
@@ -456,20 +552,51 @@ int run_audit(const AuditArgs& args) {
       return kExitUsage;
     }
   }
+  // The server's rule (analytics::snap_to_hours): a --to before --from is refused as
+  // given, then the range snaps to the hour, --from down and --to up.
+  if (from_ms && to_ms && *to_ms < *from_ms) {
+    usage_error("--to must not be before --from");
+    return kExitUsage;
+  }
+  if (from_ms) *from_ms = analytics::snap_to_hours(*from_ms, *from_ms).from_ms;
+  if (to_ms) *to_ms = analytics::snap_to_hours(*to_ms, *to_ms).to_ms;
   analytics::AuditOptions options;
   options.catalog = catalog ? &*catalog : nullptr;
   options.plan_id = args.plan;
   options.cycle_days = args.cycle_days;
+  // One pool, as the route audits one: --pool, else the plan's first (every pool when
+  // there is no plan to take it from).
+  options.pool = args.pool;
+  if (options.pool.empty() && !args.plan.empty()) {
+    const pricing::Plan* plan = catalog->find(args.plan);
+    if (!plan->pools.empty()) options.pool = plan->pools.front().pool;
+  }
+  if (!args.pool.empty() && !args.plan.empty() &&
+      catalog->find(args.plan)->pool(args.pool) == nullptr) {
+    usage_error("--pool: plan '" + args.plan + "' has no pool '" + args.pool + "'");
+    return kExitUsage;
+  }
   // With both ends, the report covers the range (as the server's audit route does), not
   // only the days from the first event to the last.
   if (from_ms && to_ms) {
-    if (*to_ms <= *from_ms) {
-      usage_error("--to must be after --from");
-      return kExitUsage;
-    }
     options.range_from_ms = from_ms;
     options.range_to_ms = to_ms;
   }
+  const auto wanted = [&](const ledger::Event& e) {
+    if (from_ms && e.at_ms < *from_ms) return false;
+    if (to_ms && e.at_ms >= *to_ms) return false;
+    return args.account.empty() || e.account_id == args.account;
+  };
+  // Two passes (the refunds first, so each charge is booked net of its own): standard
+  // input and pipes are read from a copy.
+  const Spool input(args.file);
+  if (!input.problem().empty()) {
+    std::cerr << "creditctl: " << input.problem() << "\n";
+    return kExitBadInput;
+  }
+  analytics::RefundBook refunds;
+  gather_refunds(input.path(), wanted, refunds);
+  options.refunds = &refunds;
   // One auditor per shard (an account's events all go to one), each finished on its own
   // thread; the reports are merged in account order as one auditor gives them.
   std::vector<std::unique_ptr<analytics::Auditor>> auditors;
@@ -480,11 +607,9 @@ int run_audit(const AuditArgs& args) {
   bool opened = false;
   // Large batches: ~16 events of each of 1,000 accounts in a row (see ShardedReader).
   int code = read_events(
-      args.file, ShardedReader::Options{kAuditBatchBytes, kAuditBatchesInFlight}, opened,
+      input.path(), ShardedReader::Options{kAuditBatchBytes, kAuditBatchesInFlight}, opened,
       [&](std::size_t shard, const ledger::Event& e) {
-        if (from_ms && e.at_ms < *from_ms) return;
-        if (to_ms && e.at_ms >= *to_ms) return;
-        if (args.account.empty() || e.account_id == args.account) auditors[shard]->add(e);
+        if (wanted(e)) auditors[shard]->add(e);
       },
       [&](std::size_t shard) {
         parts[shard] = auditors[shard]->finish();
@@ -495,7 +620,8 @@ int run_audit(const AuditArgs& args) {
         static auto* kept = new std::vector<std::unique_ptr<analytics::Auditor>>();
         std::lock_guard lock(kept_mutex);
         kept->push_back(std::move(auditors[shard]));
-      });
+      },
+      {}, args.file);
   if (!opened) return code;
   std::vector<analytics::AuditReport> reports;
   for (auto& part : parts) {
@@ -577,6 +703,9 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   aud->add_option("--plans", c.audit.plans, "Plan catalog (TOML)")->capture_default_str();
   aud->add_option("--rate-card", c.audit.rate_card, "Rate card (TOML)")->capture_default_str();
   aud->add_option("--account", c.audit.account, "Only this account");
+  aud->add_option("--pool", c.audit.pool,
+                  "The pool to audit (default: the first pool of --plan's plan; without "
+                  "--plan, every pool)");
   aud->add_option("--out", c.audit.out, "Write the report here (- for stdout)")
       ->capture_default_str();
   c.audit_cmd = aud;

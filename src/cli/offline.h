@@ -60,6 +60,9 @@ struct AuditArgs {
   std::string plans = kPlansPathDefault;
   std::string rate_card = kRateCardPathDefault;
   std::string account;  // only this account ("" every account in the file)
+  // The pool audited, as the route's `pool`: "" the first pool of --plan's plan, or every
+  // pool without --plan.
+  std::string pool;
   std::string out = "-";
   std::string from;  // RFC 3339: only events at or after it
   std::string to;    // RFC 3339: only events before it

@@ -596,7 +596,7 @@ int loops(const OnlineCommands& c) {
 
 int alerts(const OnlineCommands& c) {
   Request r;
-  r.target = account_path(c.args.account) + "/alerts";
+  r.target = account_path(c.args.account) + "/alerts" + query({{"pool", c.args.pool}});
   return call(c.conn, r, [](Element doc) {
     std::vector<std::vector<std::string>> rows;
     auto list = doc["alerts"].get_array();
@@ -713,6 +713,7 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   range_options(c.loops, a);
   c.alerts = app.add_subcommand("alerts", "Alerts of an account");
   account_arg(c.alerts, a);
+  c.alerts->add_option("--pool", a.pool, "Only this pool's alerts (default: every pool's)");
 }
 
 std::optional<int> run_online_command(const OnlineCommands& c) {
@@ -749,7 +750,7 @@ int run_online_audit(const Connection& conn, const AuditArgs& args) {
   const std::string format = args.json ? "json" : args.format;
   Request r;
   r.target = account_path(args.file) + "/audit" +
-             query({{"format", format}, {"from", args.from}, {"to", args.to}});
+             query({{"format", format}, {"from", args.from}, {"to", args.to}, {"pool", args.pool}});
   HttpAnswer a;
   if (auto code = exchange(conn, r, a)) return *code;
   if (a.status < 200 || a.status >= 300) {

@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <compare>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -21,7 +22,9 @@
 #include <numeric>
 #include <optional>
 #include <set>
+#include <span>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "analytics/burn.h"
@@ -70,11 +73,6 @@ std::optional<std::int64_t> time_param(const HttpRequest& req, std::string_view 
   return t;
 }
 
-std::int64_t hour_ceil(std::int64_t at_ms) {
-  std::int64_t h = hour_start_ms(at_ms);
-  return h == at_ms ? h : h + kMsPerHour;
-}
-
 // A decimal query parameter with up to 3 decimals, as thousandths (money/ parses it).
 std::optional<std::int64_t> milli_param(const HttpRequest& req, std::string_view name,
                                         std::int64_t def, std::int64_t min_milli,
@@ -120,21 +118,22 @@ std::optional<Ctx> context(EngineState& st, const std::string& id, const HttpReq
   return c;
 }
 
-// [from, to) snapped to the hour (from down, to up); the current cycle by default.
+// [from, to), the current cycle by default, snapped to the hour (analytics::snap_to_hours).
+// A `to` before `from` is refused as given, before snapping, as the events route refuses
+// it: from=10:40&to=10:10 would snap to [10:00, 11:00) and pass otherwise.
 std::optional<analytics::TimeRange> range_of(const HttpRequest& req, const Ctx& c,
                                              HttpResponse* bad) {
   auto from = time_param(req, "from", bad);
   if (req.has_query("from") && !from) return std::nullopt;
   auto to = time_param(req, "to", bad);
   if (req.has_query("to") && !to) return std::nullopt;
-  analytics::TimeRange r;
-  r.from_ms = hour_start_ms(from.value_or(c.view.cycle_start_ms));
-  r.to_ms = hour_ceil(to.value_or(c.view.cycle_end_ms));
-  if (r.to_ms < r.from_ms) {
-    *bad = bad_param("to", "to must not be before from");
+  const std::int64_t from_ms = from.value_or(c.view.cycle_start_ms);
+  const std::int64_t to_ms = to.value_or(c.view.cycle_end_ms);
+  if (to_ms < from_ms) {
+    *bad = bad_param("to", std::string(kToBeforeFromMessage));
     return std::nullopt;
   }
-  return r;
+  return analytics::snap_to_hours(from_ms, to_ms);
 }
 
 void range_json(json::Writer& w, const analytics::TimeRange& r) {
@@ -317,7 +316,7 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
   f.to_ms = time_param(req, "to", &bad);
   if (req.has_query("to") && !f.to_ms) return bad;
   if (f.from_ms && f.to_ms && *f.to_ms < *f.from_ms)
-    return bad_param("to", "to must not be before from");
+    return bad_param("to", std::string(kToBeforeFromMessage));
   if (req.has_query("type")) {
     f.type = ledger::parse_event_type(req.query_param("type"));
     if (!f.type || !ledger::event_type_listed(*f.type)) {
@@ -526,7 +525,7 @@ HttpResponse loops_route(EngineState& st, Analytics& a, const std::string& id,
   a.sync();
   {
     std::lock_guard lock(a.mu());
-    loops = a.rollups().loops(id, *r);
+    loops = a.rollups().loops(id, c->pool->name, *r);
   }
   json::Writer w(out.body);
   w.begin_object();
@@ -702,8 +701,17 @@ void evaluate_due(EngineState& st, Analytics& a) {
   a.queue_evaluation(std::move(due));
 }
 
-HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id) {
-  if (st.ledger.find(id) == nullptr) return not_found_account();
+HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
+                          const HttpRequest& req) {
+  const ledger::Account* account = st.ledger.find(id);
+  if (account == nullptr) return not_found_account();
+  // Every analytics route takes `pool` (API.md): with one, only that pool's alerts; left
+  // out, the list keeps every pool's, as the events route keeps every pool's events.
+  const std::string pool(req.query_param("pool"));
+  if (!pool.empty() && std::none_of(account->pools.begin(), account->pools.end(),
+                                    [&](const ledger::PoolState& p) { return p.name == pool; })) {
+    return bad_param("pool", "the account's plan has no such pool");
+  }
   // The sink schedules its evaluation as a read job, which may be queued behind this one:
   // judged here, so the alerts of every batch answered before this request are listed.
   evaluate_due(st, a);
@@ -712,6 +720,7 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id) 
   json::Writer w(out.body);
   w.begin_object().key("alerts").begin_array();
   for (const auto& al : a.alerts().alerts_of(id)) {
+    if (!pool.empty() && al.pool != pool) continue;
     w.raw("");
     analytics::append_alert_json(out.body, al);
   }
@@ -816,6 +825,128 @@ std::string reply_reason(const ledger::Reply& r) {
 bool is_import_path(std::string_view path) {
   return path == "/v1/admin/import" || path == "/v1/admin/import/";
 }
+
+// The idempotency keys that an account's events already carry, for mode=analytics's
+// duplicate check (DESIGN.md: a line with the same account and idempotency key as one of
+// the account's events, live or imported, is refused). Read from the engine's event index
+// (every retained event, live or imported), per import and lazily: the first chunk with a
+// keyed line of an account gathers that account's keys, as 128-bit hashes in a sorted
+// vector (16 bytes a key, as much as the index's entry for the event). Memory: at most
+// kImportKnownKeysMax hashes are kept for the accounts of one import (the sets of the
+// other accounts are dropped to make room, and gathered again if a later chunk needs
+// them); an account with more events than that is not kept but scanned again for each
+// chunk, keeping only the chunk's keys found. The scan reads kImportKeyScanEventsPerRead
+// events per read job, so the ledger thread is never held for a whole account.
+// (Keys of this import's earlier chunks are in the rollups: Rollups::imported_key_seen.)
+class AccountKeys {
+ public:
+  explicit AccountKeys(Engine& engine) : engine_(engine) {}
+
+  // Readies has() for the keyed lines of `lines` whose account is in `known`. false: the
+  // engine refused a read (its queue is full).
+  bool prepare(const std::set<std::string>& known, const std::vector<Event>& lines) {
+    chunk_found_.clear();
+    // The chunk's accounts, and its keys by account for those without a kept set.
+    std::set<std::string_view> in_chunk;
+    std::map<std::string, std::vector<KeyHash>> wanted;
+    for (const Event& e : lines) {
+      if (e.idempotency_key.empty() || !known.count(e.account_id)) continue;
+      in_chunk.insert(e.account_id);
+      if (!kept_.count(e.account_id)) wanted[e.account_id].push_back(hash_of(e.idempotency_key));
+    }
+    for (auto& [account, keys] : wanted) {
+      std::sort(keys.begin(), keys.end());
+      std::vector<KeyHash> found;
+      bool keep = true;
+      for (std::size_t next = 0;;) {
+        auto slice = read_slice(account, next);
+        if (!slice) return false;
+        if (next == 0) keep = make_room(slice->events, in_chunk);
+        for (const KeyHash& h : slice->hashes) {
+          if (keep || std::binary_search(keys.begin(), keys.end(), h)) found.push_back(h);
+        }
+        next = slice->next;
+        if (next >= slice->events) break;
+      }
+      std::sort(found.begin(), found.end());
+      found.erase(std::unique(found.begin(), found.end()), found.end());
+      if (keep) {
+        held_ += found.size();
+        kept_[account] = std::move(found);
+      } else {
+        chunk_found_[account] = std::move(found);
+      }
+    }
+    return true;
+  }
+
+  // Does one of the account's events carry this key? (After prepare() for its chunk.)
+  bool has(const std::string& account, std::string_view key) const {
+    const std::vector<KeyHash>* set = nullptr;
+    if (auto it = kept_.find(account); it != kept_.end()) set = &it->second;
+    if (auto it = chunk_found_.find(account); it != chunk_found_.end()) set = &it->second;
+    return set != nullptr && std::binary_search(set->begin(), set->end(), hash_of(key));
+  }
+
+ private:
+  struct KeyHash {
+    std::uint64_t low = 0;
+    std::uint64_t high = 0;
+    auto operator<=>(const KeyHash&) const = default;
+  };
+  static KeyHash hash_of(std::string_view key) {
+    const XXH128_hash_t h = XXH3_128bits(key.data(), key.size());
+    return KeyHash{h.low64, h.high64};
+  }
+  struct Slice {
+    std::vector<KeyHash> hashes;
+    std::size_t events = 0;  // the account's indexed events when the slice was read
+    std::size_t next = 0;    // the index of the event after the slice
+  };
+  // Whether a set of `events` keys can be kept: the sets of accounts that are not in this
+  // chunk are dropped for it when needed; false when it still does not fit.
+  bool make_room(std::size_t events, const std::set<std::string_view>& in_chunk) {
+    if (events > kImportKnownKeysMax) return false;
+    for (auto it = kept_.begin(); held_ + events > kImportKnownKeysMax && it != kept_.end();) {
+      if (in_chunk.count(it->first)) {
+        ++it;
+        continue;
+      }
+      held_ -= it->second.size();
+      it = kept_.erase(it);
+    }
+    return held_ + events <= kImportKnownKeysMax;
+  }
+
+  // The key hashes of the account's indexed events [from, from + kImportKeyScanEventsPerRead),
+  // read on the ledger thread; nullopt when the engine refused the read.
+  std::optional<Slice> read_slice(const std::string& account, std::size_t from) {
+    auto p = std::make_shared<std::promise<Slice>>();
+    auto f = p->get_future();
+    if (!engine_.read([p, account, from](EngineState& st) {
+          const std::span<const EventIndex::Entry> list = st.events.events_of(account);
+          Slice slice;
+          slice.events = list.size();
+          slice.next = std::min(list.size(), from + kImportKeyScanEventsPerRead);
+          Event e;
+          for (std::size_t i = from; i < slice.next; ++i) {
+            // An event whose day retention deleted is gone: so is its key.
+            if (st.events.decode(list[i], e) && !e.idempotency_key.empty())
+              slice.hashes.push_back(hash_of(e.idempotency_key));
+          }
+          p->set_value(std::move(slice));
+        })) {
+      return std::nullopt;
+    }
+    return f.get();
+  }
+
+  Engine& engine_;
+  std::unordered_map<std::string, std::vector<KeyHash>> kept_;  // sorted, by account
+  std::size_t held_ = 0;                                        // hashes in kept_
+  // This chunk's keys found among the events of accounts too large to keep.
+  std::unordered_map<std::string, std::vector<KeyHash>> chunk_found_;
+};
 
 // One import's lines, from the body's bytes to the ledger or the rollups a chunk at a time,
 // and its answer. Lives on the import worker; memory: one unfinished line (the splitter),
@@ -946,12 +1077,17 @@ class Importer {
     const std::optional<std::set<std::string>> found = known_f.get();
     if (!found) return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
     const std::set<std::string>& known = *found;
+    // The keys of the accounts' own events (live and imported), from the event index.
+    if (!account_keys_.prepare(known, events_)) {
+      return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
+    }
     analytics_.sync();
     // Events before the first retained day (whole UTC days, as the event log deletes).
     constexpr std::int64_t kDayMs = 86'400'000;
     const std::int64_t today_ms = clock_.now_ms() - clock_.now_ms() % kDayMs;
     const std::int64_t retained_from_ms = today_ms - engine_.events_retain_days() * kDayMs;
-    // This chunk's (account, key) pairs: the earlier chunks' are in the rollups already.
+    // This chunk's (account, key) pairs: the earlier chunks' are in the rollups already,
+    // and the accounts' own events' in account_keys_.
     std::set<std::pair<std::string, std::string>> keys;
     std::size_t accepted = 0;  // the accepted lines move to the front, in body order
     {
@@ -971,7 +1107,8 @@ class Importer {
           continue;
         }
         if (!e.idempotency_key.empty() &&
-            (analytics_.rollups().imported_key_seen(e.account_id, e.idempotency_key) ||
+            (account_keys_.has(e.account_id, e.idempotency_key) ||
+             analytics_.rollups().imported_key_seen(e.account_id, e.idempotency_key) ||
              !keys.insert({e.account_id, e.idempotency_key}).second)) {
           reject(lines_[i], "duplicate: this account already has an event with idempotency_key " +
                                 e.idempotency_key);
@@ -1176,6 +1313,7 @@ class Importer {
   const Clock& clock_;
   const pricing::RateCard& card_;
   const bool apply_;
+  AccountKeys account_keys_{engine_};
   analytics::NdjsonSplitter splitter_;
   std::vector<Event> events_;         // the chunk's parsed lines, in body order
   std::vector<std::uint64_t> lines_;  // events_[i]'s line number
@@ -1315,8 +1453,10 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
       }
       if (route == "events")
         return run([q, id](EngineState& st) { return events_route(st, id, *q); }, false);
-      if (route == "alerts")
-        return run([id, &analytics](EngineState& st) { return alerts_route(st, analytics, id); });
+      if (route == "alerts") {
+        return run(
+            [q, id, &analytics](EngineState& st) { return alerts_route(st, analytics, id, *q); });
+      }
       if (route == "alert-rules") {
         return run([id, &analytics](EngineState& st) {
           if (st.ledger.find(id) == nullptr) return not_found_account();

@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string_view>
 
 #include "analytics/live.h"
 #include "server/api.h"
@@ -29,6 +30,9 @@
 
 namespace credit::server {
 
+// The 400 of every time-ranged route (events, usage, hot-files, regression-loops,
+// cache-stats, audit) for a `to` before `from`, as given (param "to").
+constexpr std::string_view kToBeforeFromMessage = "to must not be before from";
 // Events one page of GET .../events may look at before it answers with a cursor.
 constexpr std::size_t kEventsScannedPerPageMax = 200'000;
 // hot-files: default and largest `limit`.
@@ -53,6 +57,11 @@ constexpr std::size_t kImportChunkLinesMax = 16'384;
 // waited for, so that few parsed events are in flight at once.
 constexpr std::size_t kImportEventsPerLogMax = 4'096;
 constexpr std::size_t kImportChunkBytesMax = 16 << 20;
+// mode=analytics's duplicate check: the key hashes (16 bytes each) one import keeps of
+// its accounts' own events (about 64 MiB), and the events read per read job of the
+// ledger thread while they are gathered.
+constexpr std::size_t kImportKnownKeysMax = 4 << 20;
+constexpr std::size_t kImportKeyScanEventsPerRead = 65'536;
 // Body bytes queued between the HTTP session and the import worker; over this the session
 // stops reading (the client's sends wait in TCP) until the worker has taken half of them.
 constexpr std::size_t kImportQueuedBytesMax = 4 << 20;
@@ -89,8 +98,9 @@ class ImportSink;
 // taken as it arrives (stream_body), one import runs at a time (the next waits, and so does
 // its client, through back-pressure), and lines are loaded chunk by chunk, each line's
 // error reported with its number. mode=analytics: per chunk, unknown accounts and
-// duplicates (this import's earlier chunks are in the rollups by then) are refused line by
-// line and the rest appended durably. mode=apply: each chunk is sorted by `at` and applied
+// duplicates (a key one of the account's events carries, live or imported, read from the
+// event index; this import's earlier chunks are in the rollups by then) are refused line
+// by line and the rest appended durably. mode=apply: each chunk is sorted by `at` and applied
 // in time order. The first chunk keeps the whole-request rule: a line before the ledger's
 // last logged instant or after the clock's now answers 409 backfill_out_of_order and
 // nothing is applied (so a body of one chunk behaves as an unstreamed one). In a later

@@ -8,8 +8,11 @@
 #include <utility>
 
 #include "analytics/audit.h"
+#include "analytics/range.h"
+#include "analytics/refunds.h"
 #include "base/assert.h"
 #include "ledger/event_codec.h"
+#include "server/analytics_routes.h"
 #include "server/json_reader.h"
 #include "time/cycle.h"
 #include "time/time.h"
@@ -34,6 +37,7 @@ struct Query {
   Format format = Format::kJson;
   std::optional<std::int64_t> from_ms;
   std::optional<std::int64_t> to_ms;
+  std::string pool;  // "" the plan's first
 };
 
 std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
@@ -55,6 +59,7 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
     if (!t) return bad_param(name, std::string(name) + " must be an RFC 3339 instant");
     (name == "from" ? q.from_ms : q.to_ms) = *t;
   }
+  q.pool = std::string(req.query_param("pool"));
   return std::nullopt;
 }
 
@@ -62,6 +67,7 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
 struct Job {
   std::string account_id;
   std::string plan_id;
+  std::string pool;
   // The encodings of the account's events in the range, in sequence order, copied on the
   // ledger thread (see audit_route.h); event i is event_bytes[ends[i-1], ends[i]).
   std::string event_bytes;
@@ -83,6 +89,16 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   if (account == nullptr || !view.ok()) {
     return error_response(Error(ErrorCode::kAccountNotFound, "no such account"));
   }
+  // One pool's audit (API.md: every analytics route takes `pool`, default the plan's
+  // first), checked as the other analytics routes check it.
+  const ledger::PoolView* pool = nullptr;
+  for (const auto& p : view->pools) {
+    if (q.pool.empty() || p.name == q.pool) {
+      pool = &p;
+      break;
+    }
+  }
+  if (pool == nullptr) return bad_param("pool", "the account's plan has no such pool");
   // The last full cycle: the one before the current, when the account already lived at
   // its start; else the current cycle.
   std::int64_t from_ms = view->cycle_start_ms;
@@ -95,12 +111,18 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   }
   from_ms = q.from_ms.value_or(from_ms);
   to_ms = q.to_ms.value_or(to_ms);
-  if (to_ms <= from_ms) return bad_param("to", "to must be after from");
+  // The rule of every time-ranged route: a `to` before `from` is refused as given; the
+  // range then snaps to the hour (from == to is a range too, empty on the hour).
+  if (to_ms < from_ms) return bad_param("to", std::string(kToBeforeFromMessage));
+  const analytics::TimeRange range = analytics::snap_to_hours(from_ms, to_ms);
+  from_ms = range.from_ms;
+  to_ms = range.to_ms;
   if (to_ms - from_ms > kAuditRangeMsMax) {
     return bad_param("to", "the range is at most 400 days");
   }
   job.account_id = id;
   job.plan_id = view->plan;
+  job.pool = pool->name;
   job.from_ms = from_ms;
   job.to_ms = to_ms;
   job.now_ms = now_ms;
@@ -128,13 +150,30 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   analytics::AuditOptions options;
   options.catalog = &engine.catalog();
   options.plan_id = job.plan_id;
+  options.pool = job.pool;
   options.range_from_ms = job.from_ms;
   options.range_to_ms = job.to_ms;
   options.now_ms = job.now_ms;
   options.cycle_days = job.cycle_days;
-  analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
+  // A first pass for the refunds (analytics/refunds.h): each charge is booked net of them.
+  // Only refund events are decoded whole; the others' heads say what they are.
+  analytics::RefundBook refunds;
   ledger::Event event;
+  ledger::EventHead head;
   std::size_t begin = 0;
+  for (std::size_t end : job.event_ends) {
+    const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
+    begin = end;
+    if (!ledger::decode_event_head(bytes, head).ok() || head.type != ledger::EventType::kRefund) {
+      continue;
+    }
+    Status decoded = ledger::decode_event_into(bytes, event);
+    CREDIT_ASSERT(decoded.ok());
+    refunds.add(event);
+  }
+  options.refunds = &refunds;
+  analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
+  begin = 0;
   for (std::size_t end : job.event_ends) {
     const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
     // The bytes were read back from the event log and their head decoded: a record the

@@ -1,8 +1,11 @@
 // src/server/audit_route.h
-// GET /v1/accounts/{id}/audit?format=json|md|html&from&to (API.md): the audit report of
-// one account, computed with the same code as `creditctl audit` (analytics/audit.h).
+// GET /v1/accounts/{id}/audit?format=json|md|html&from&to&pool (API.md): the audit report
+// of one pool of one account (default the plan's first pool; an unknown one is 400
+// invalid_request, param "pool"), computed with the same code as `creditctl audit`
+// (analytics/audit.h).
 // The default range is the last full cycle, or the current one when the account has not
-// lived through a full cycle yet.
+// lived through a full cycle yet. A range is checked and snapped to the hour as on every
+// analytics route (analytics/range.h).
 //
 // The ledger thread only gathers: in an engine read job it checks the account, settles
 // the range and copies the encodings of the account's events in it (the per-account

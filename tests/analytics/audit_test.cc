@@ -69,6 +69,36 @@ AuditReport audit(const std::vector<Event>& events, AuditOptions options = {}) {
   return b.finish();
 }
 
+// The audit as its callers run it: the stream's refunds gathered first (refunds.h).
+AuditReport audit_two_pass(const std::vector<Event>& events, AuditOptions options = {}) {
+  RefundBook book;
+  for (const auto& e : events) book.add(e);
+  options.refunds = &book;
+  return audit(events, std::move(options));
+}
+
+Event fix_turn(std::string file, std::int64_t at_ms, std::int64_t credits_mc, std::uint64_t seq) {
+  Event e =
+      agent("dana", std::move(file), at_ms, credits_mc, 20, 10, "snap-" + std::to_string(seq));
+  e.metadata.intent = "fix";
+  e.charge_id = "c_" + std::to_string(seq);
+  return e;
+}
+
+// A refund as the ledger writes it: the charge's id, kind, user and pool, no metadata.
+Event refund_of(const Event& charge, std::int64_t at_ms, std::int64_t credits_mc) {
+  Event r;
+  r.at_ms = at_ms;
+  r.account_id = charge.account_id;
+  r.user_id = charge.user_id;
+  r.type = EventType::kRefund;
+  r.kind = charge.kind;
+  r.pool = charge.pool;
+  r.credits = Millicredits::from_mc(credits_mc);
+  r.charge_id = charge.charge_id;
+  return r;
+}
+
 bool has_finding(const AuditReport& r, std::string_view code) {
   for (const auto& f : r.findings) {
     if (f.code == code) return true;
@@ -163,6 +193,76 @@ TEST(Audit, RefundsAreSubtracted) {
   EXPECT_EQ(r.total.mc(), 6'000);
   EXPECT_EQ(r.refunds.mc(), 4'000);
   EXPECT_EQ(r.shares[0].credits.mc(), 6'000);
+}
+
+TEST(Audit, ARefundIsSubtractedUnderItsChargesFileAndSource) {
+  Event a = fix_turn("a.jsx", kT0, 10'000, 1);
+  Event b = fix_turn("b.jsx", kT0 + 1, 8'000, 2);
+  Event call = llm(kT0 + 2, "", 5'000);
+  call.charge_id = "c_3";
+  auto r = audit_two_pass({a, b, call, refund_of(a, kT0 + kMsPerDay, 4'000),
+                           refund_of(call, kT0 + kMsPerDay + 1, 5'000)});
+  EXPECT_EQ(r.total.mc(), 14'000);
+  ASSERT_EQ(r.hot_files.size(), 2u);
+  EXPECT_EQ(r.hot_files[0].file, "b.jsx");  // 1 turn each; 8 > 10 - 4 credits
+  EXPECT_EQ(r.hot_files[0].credits.mc(), 8'000);
+  EXPECT_EQ(r.hot_files[1].file, "a.jsx");
+  EXPECT_EQ(r.hot_files[1].credits.mc(), 6'000);
+  // Under the charges' keys, not under a null key; the call refunded in full is gone.
+  ASSERT_EQ(r.top_sources.size(), 2u);
+  EXPECT_EQ(r.top_sources[0].key, "b.jsx");
+  EXPECT_EQ(r.top_sources[1].key, "a.jsx");
+  EXPECT_EQ(r.top_sources[1].credits.mc(), 6'000);
+  EXPECT_EQ(r.top_sources[1].events, 1);
+}
+
+TEST(Audit, ARefundWhoseChargeIsNotAuditedGoesUnderItsOwnMetadata) {
+  Event a = fix_turn("a.jsx", kT0, 10'000, 1);
+  Event refund = refund_of(a, kT0 + kMsPerDay, 4'000);
+  auto r = audit_two_pass({fix_turn("b.jsx", kT0, 9'000, 2), refund});  // a's charge is not in it
+  EXPECT_EQ(r.total.mc(), 5'000);
+  ASSERT_EQ(r.hot_files.size(), 1u);
+  EXPECT_EQ(r.hot_files[0].credits.mc(), 9'000);
+  ASSERT_EQ(r.top_sources.size(), 1u);  // the null key's -4 is not a top source
+  EXPECT_EQ(r.top_sources[0].key, "b.jsx");
+}
+
+TEST(Audit, ARefundThatTakesARunUnderThirtyCreditsEndsTheLoop) {
+  // 12 + 10 + 8 = 30 credits of fixes on one file within the hour: a loop.
+  std::vector<Event> events = {fix_turn("c.jsx", kT0, 12'000, 1),
+                               fix_turn("c.jsx", kT0 + kMsPerHour, 10'000, 2),
+                               fix_turn("c.jsx", kT0 + 2 * kMsPerHour, 8'000, 3)};
+  auto r = audit_two_pass(events);
+  ASSERT_EQ(r.loops.size(), 1u);
+  EXPECT_EQ(r.loop_waste.mc(), 18'000);
+  // One credit of the second turn back five days later: 29 credits, no loop.
+  events.push_back(refund_of(events[1], kT0 + 5 * kMsPerDay, 1'000));
+  r = audit_two_pass(events);
+  EXPECT_TRUE(r.loops.empty());
+  EXPECT_FALSE(has_finding(r, "regression_loops"));
+  EXPECT_EQ(r.loop_waste.mc(), 0);
+}
+
+TEST(Audit, ALoopsCreditsAndWasteAreNetOfRefunds) {
+  std::vector<Event> events;
+  for (std::uint64_t i = 0; i < 4; ++i)
+    events.push_back(fix_turn("d.jsx", kT0 + static_cast<std::int64_t>(i) * 60'000, 10'000, i + 1));
+  events.push_back(refund_of(events[2], kT0 + kMsPerDay, 5'000));
+  events.push_back(refund_of(events[0], kT0 + kMsPerDay + 1, 2'000));
+  auto r = audit_two_pass(events);
+  ASSERT_EQ(r.loops.size(), 1u);
+  EXPECT_EQ(r.loops[0].turns, 4);
+  EXPECT_EQ(r.loops[0].credits.mc(), 33'000);  // 40 - 5 - 2
+  EXPECT_EQ(r.loops[0].waste.mc(), 25'000);    // 10 + 5 + 10: the first turn is not waste
+  EXPECT_EQ(r.loop_waste.mc(), 25'000);
+  // The revert-loops fix saves that waste, and the combined chain saves it once.
+  bool found = false;
+  for (const auto& f : r.fixes) {
+    if (f.id != "revert_loops") continue;
+    found = true;
+    EXPECT_EQ(f.saved.mc(), 25'000);
+  }
+  EXPECT_TRUE(found);
 }
 
 TEST(Audit, InternalEventTypesAreNotAudited) {
@@ -276,6 +376,53 @@ TEST(Audit, AdviceFollowsTheCatalog) {
   options.plan_id = "pro";
   r = audit(events, options);
   EXPECT_EQ(r.advice->action, "downgrade");
+}
+
+TEST(Audit, OnePoolIsAuditedAndAdvisedOnItsOwnAllowance) {
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) +
+                                            "/config/examples/two-pools.toml");
+  ASSERT_TRUE(catalog.ok());
+  Event prompt = agent("dana", "a.jsx", kT0, 6'000, 20, 10);
+  prompt.pool = "message";
+  Event call = llm(kT0 + 1, "k", 50'000);
+  call.pool = "integration";
+  Event plan_change;  // no pool, moves no credits: counted in every pool's audit
+  plan_change.at_ms = kT0 + 2;
+  plan_change.account_id = "acme";
+  plan_change.type = EventType::kPlanChange;
+  plan_change.plan = "starter";
+  Event stray = call;  // no pool, but moves credits: no pool's
+  stray.pool.clear();
+  stray.at_ms = kT0 + 3;
+  AuditOptions options;
+  options.catalog = &*catalog;
+  options.plan_id = "starter";  // message 100, integration 2,000
+  options.pool = "message";
+  auto r = audit({prompt, call, plan_change, stray}, options);
+  EXPECT_EQ(r.pool, "message");
+  EXPECT_EQ(r.events, 2);
+  EXPECT_EQ(r.total.mc(), 6'000);
+  // 6 credits in one day: 180 per 30-day cycle, need 198 > 100; builder (250 message
+  // credits) is the cheapest plan whose message pool covers it.
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->allowance.mc(), 100'000);
+  EXPECT_EQ(r.advice->used_per_cycle.mc(), 180'000);
+  EXPECT_EQ(r.advice->plan, "builder");
+  options.pool = "integration";
+  r = audit({prompt, call, plan_change, stray}, options);
+  EXPECT_EQ(r.events, 2);
+  EXPECT_EQ(r.total.mc(), 50'000);
+  // 50 in one day: 1,500 per cycle, need 1,650, within starter's 2,000.
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->allowance.mc(), 2'000'000);
+  EXPECT_EQ(r.advice->action, "stay");
+  EXPECT_EQ(r.advice->plan, "starter");
+  // Without a pool, every event (the offline audit of a file without --plan).
+  options.pool.clear();
+  options.catalog = nullptr;
+  r = audit({prompt, call, plan_change, stray}, options);
+  EXPECT_EQ(r.events, 4);
+  EXPECT_EQ(r.total.mc(), 106'000);
 }
 
 }  // namespace

@@ -356,6 +356,101 @@ TEST(Rollups, UsageGroupingSubtractsRefundsUnderTheChargesFile) {
   EXPECT_EQ(burn, (std::vector<std::int64_t>{0, cr(17), 0}));
 }
 
+Event fix_turn(const char* when, std::int64_t credits_mc, std::string file) {
+  Event e = charge(when, credits_mc, pricing::Kind::kAgentPrompt, "dana", std::move(file));
+  e.metadata.intent = "fix";
+  e.metadata.snapshot_id = std::string("snap-") + when;
+  return e;
+}
+
+Event refund_of(const Event& c, const char* when, std::int64_t credits_mc) {
+  Event refund;
+  refund.at_ms = at(when);
+  refund.account_id = c.account_id;
+  refund.user_id = c.user_id;
+  refund.type = EventType::kRefund;
+  refund.kind = c.kind;
+  refund.pool = c.pool;
+  refund.credits = Millicredits::from_mc(credits_mc);
+  refund.charge_id = c.charge_id;
+  refund.imported = c.imported;
+  return refund;
+}
+
+TEST(Rollups, ARefundThatTakesARunUnderThirtyCreditsEndsTheLoop) {
+  Rollups r;
+  Event t1 = fix_turn("2026-03-02T10:00:00Z", cr(12), "src/C.jsx");
+  Event t2 = fix_turn("2026-03-02T11:00:00Z", cr(10), "src/C.jsx");
+  Event t3 = fix_turn("2026-03-02T12:00:00Z", cr(8), "src/C.jsx");
+  r.add(t1);
+  r.add(t2);
+  r.add(t3);
+  // A turn of the file two days on: the run's 24 h window is over.
+  r.add(charge("2026-03-04T12:00:00Z", cr(1), pricing::Kind::kAgentPrompt, "dana", "src/C.jsx"));
+  TimeRange march{at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z")};
+  auto loops = r.loops("a", "credits", march);
+  ASSERT_EQ(loops.size(), 1u);  // 12 + 10 + 8 = 30 credits, three fixes
+  EXPECT_EQ(loops[0].credits.mc(), cr(30));
+  // Five days later a credit of the second turn is refunded: 29 credits, no loop.
+  r.add(refund_of(t2, "2026-03-07T09:00:00Z", cr(1)));
+  EXPECT_TRUE(r.loops("a", "credits", march).empty());
+}
+
+TEST(Rollups, ALoopsCreditsAndWasteAreNetOfRefunds) {
+  Rollups r;
+  std::vector<Event> turns;
+  for (const char* when : {"2026-03-02T10:00:00Z", "2026-03-02T10:30:00Z", "2026-03-02T11:00:00Z",
+                           "2026-03-02T11:30:00Z"}) {
+    turns.push_back(fix_turn(when, cr(10), "src/D.jsx"));
+    r.add(turns.back());
+  }
+  TimeRange march{at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z")};
+  ASSERT_EQ(r.loops("a", "credits", march).size(), 1u);
+  // 4 and 1 credits of the third turn back, on two later days; the first turn's refund
+  // counts too (the loop's credits), but it is not waste.
+  r.add(refund_of(turns[2], "2026-03-03T09:00:00Z", cr(4)));
+  r.add(refund_of(turns[2], "2026-03-20T09:00:00Z", cr(1)));
+  r.add(refund_of(turns[0], "2026-03-20T10:00:00Z", cr(2)));
+  auto loops = r.loops("a", "credits", march);
+  ASSERT_EQ(loops.size(), 1u);
+  EXPECT_EQ(loops[0].turns, 4);
+  EXPECT_EQ(loops[0].credits.mc(), cr(33));  // 40 - 4 - 1 - 2
+  EXPECT_EQ(loops[0].waste.mc(), cr(25));    // 10 + 5 + 10
+  EXPECT_EQ(loops[0].revert_to_snapshot, "snap-2026-03-02T10:00:00Z");
+  // The hot files say the same: 4 turns, 33 credits.
+  auto hot = r.hot_files("a", "credits", march, false, 5);
+  ASSERT_EQ(hot.size(), 1u);
+  EXPECT_EQ(hot[0].credits_mc, cr(33));
+}
+
+TEST(Rollups, AnImportedRefundIsSubtractedUnderItsImportedCharge) {
+  // An export of another system: the refund line carries no metadata, its charge_id
+  // names an imported charge.
+  Rollups r;
+  Event c = fix_turn("2026-02-10T10:00:00Z", cr(9), "src/E.jsx");
+  c.imported = true;
+  c.idempotency_key = "h1";
+  r.add(c);
+  Event refund = refund_of(c, "2026-02-11T10:00:00Z", cr(4));
+  refund.idempotency_key = "h2";
+  r.add(refund);
+  TimeRange feb{at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")};
+  UsageResult by_file = r.usage("a", "credits", GroupBy::kFile, feb);
+  ASSERT_EQ(by_file.rows.size(), 1u);
+  EXPECT_EQ(by_file.rows[0].key, "src/E.jsx");
+  EXPECT_EQ(by_file.rows[0].credits_mc, cr(5));
+  // A live refund never reaches an imported charge of the same id (another origin).
+  Event live = refund_of(c, "2026-02-12T10:00:00Z", cr(1));
+  live.imported = false;
+  r.add(live);
+  by_file = r.usage("a", "credits", GroupBy::kFile, feb);
+  ASSERT_EQ(by_file.rows.size(), 2u);
+  EXPECT_EQ(by_file.rows[0].key, "src/E.jsx");
+  EXPECT_EQ(by_file.rows[0].credits_mc, cr(5));
+  EXPECT_EQ(by_file.rows[1].key, "");
+  EXPECT_EQ(by_file.rows[1].credits_mc, -cr(1));
+}
+
 TEST(Rollups, IsoWeeksAcrossAYearEnd) {
   Rollups r;
   // 2026-12-31 (Thursday) is in 2026-W53; 2027-01-03 (Sunday) too; 2027-01-04 is W01.

@@ -285,6 +285,10 @@ TEST(Loops, RandomStreamsGiveTheModelsLoopsInTheModelsOrder) {
         copy.finish([&got_copy](const Loop& l) { got_copy.push_back(l); });
         model_copy.finish(want_copy);
         expect_same(got_copy, want_copy);
+        // peek() reports what finish() would, without deciding anything.
+        std::vector<Loop> peeked = r.loops;
+        r.detector.peek([&peeked](const Loop& l) { peeked.push_back(l); });
+        expect_same(peeked, want_copy);
       }
     }
     model.finish(want);
@@ -308,6 +312,133 @@ TEST(Loops, ABurstOverTheWindowCapIsCutLikeTheModel) {
   auto& got = r.finish();
   EXPECT_GE(got.size(), 4u);
   expect_same(got, want);
+}
+
+// Refunds (DESIGN.md: "Refunds are subtracted"): a detector told of refunds as they come,
+// within its hold, finds the loops of the stream whose turns cost their net credits.
+
+constexpr std::int64_t kHoldMs = 32 * kMsPerDay;
+
+TEST(Loops, ARefundThatTakesARunUnderThirtyCreditsEndsTheLoop) {
+  LoopDetector d(LoopRules{}, kHoldMs);
+  std::vector<Loop> loops;
+  auto sink = [&loops](const Loop& l) { loops.push_back(l); };
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    LoopTurn t = turn(kT0 + static_cast<std::int64_t>(i) * kMsPerHour, i == 0 ? 12'000 : 9'000,
+                      true, "s" + std::to_string(i));
+    t.ref = i + 1;
+    d.add("f", t, sink);
+  }
+  // Two days on, the window is closed, but the decision waits for refunds.
+  d.add("f", turn(kT0 + 2 * kMsPerDay, 1'000, false), sink);
+  EXPECT_TRUE(loops.empty());
+  std::vector<Loop> peeked;
+  d.peek([&peeked](const Loop& l) { peeked.push_back(l); });
+  ASSERT_EQ(peeked.size(), 1u);  // 12 + 9 + 9 = 30
+  d.refund("f", "", 2, Millicredits::from_mc(500));
+  d.refund("g", "", 2, Millicredits::from_mc(500));  // another file: nothing
+  d.finish(sink);
+  EXPECT_TRUE(loops.empty());  // 29.5 credits
+}
+
+TEST(Loops, ARefundAfterTheHoldChangesNothing) {
+  LoopDetector d(LoopRules{}, kMsPerDay);  // a one-day hold
+  std::vector<Loop> loops;
+  auto sink = [&loops](const Loop& l) { loops.push_back(l); };
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    LoopTurn t = turn(kT0 + static_cast<std::int64_t>(i), 10'000, true);
+    t.ref = i + 1;
+    d.add("f", t, sink);
+  }
+  d.add("f", turn(kT0 + 2 * kMsPerDay, 1'000, false), sink);  // window + hold are over
+  ASSERT_EQ(loops.size(), 1u);
+  d.refund("f", "", 2, Millicredits::from_mc(5'000));
+  d.finish(sink);
+  ASSERT_EQ(loops.size(), 1u);
+  EXPECT_EQ(loops[0].credits.mc(), 30'000);
+}
+
+TEST(Loops, RandomStreamsWithRefundsGiveTheLoopsOfTheNetStream) {
+  const std::vector<std::string> files = {"", "src/a.js", "src/b.js"};
+  const std::vector<std::string> features = {"", "auth", "cart"};
+  std::size_t loops_seen = 0, refunds_seen = 0;
+  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE(seed);
+    std::mt19937 rng(seed);
+    auto pick = [&rng](std::uint32_t n) { return static_cast<std::size_t>(rng() % n); };
+    struct Item {
+      std::int64_t at_ms;
+      bool is_refund;
+      std::size_t turn;  // index into turns
+      std::int64_t credits_mc;
+    };
+    std::vector<std::pair<std::string, LoopTurn>> turns;
+    std::vector<Item> items;
+    std::int64_t at = kT0;
+    const std::size_t n = 20 + pick(300);
+    for (std::size_t i = 0; i < n; ++i) {
+      at += pick(10) == 0 ? static_cast<std::int64_t>(pick(3 * kMsPerDay))
+                          : static_cast<std::int64_t>(pick(kMsPerHour));
+      LoopTurn t = turn(at, 5'000 + static_cast<std::int64_t>(pick(10'000)), pick(3) != 0,
+                        "snap-" + std::to_string(i),
+                        features[pick(static_cast<std::uint32_t>(features.size()))]);
+      t.ref = i + 1;
+      turns.emplace_back(files[pick(static_cast<std::uint32_t>(files.size()))], t);
+      items.push_back({at, false, i, 0});
+      // Some turns get one or two partial refunds within the hold.
+      std::int64_t left = t.credits.mc();
+      for (int k = 0; k < 2 && pick(4) == 0; ++k) {
+        const std::int64_t back =
+            1 + static_cast<std::int64_t>(pick(static_cast<std::uint32_t>(left)));
+        left -= back;
+        items.push_back({at + static_cast<std::int64_t>(pick(static_cast<std::uint32_t>(kHoldMs))),
+                         true, i, back});
+        if (left == 0) break;
+      }
+    }
+    // In time order, a turn before the refunds of its instant.
+    std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+      return a.at_ms < b.at_ms || (a.at_ms == b.at_ms && !a.is_refund && b.is_refund);
+    });
+    std::vector<Loop> got;
+    LoopDetector d(LoopRules{}, kHoldMs);
+    auto sink = [&got](const Loop& l) { got.push_back(l); };
+    std::vector<LoopTurn> net;
+    for (const auto& [file, t] : turns) net.push_back(t);
+    for (const Item& item : items) {
+      const auto& [file, t] = turns[item.turn];
+      if (item.is_refund) {
+        d.refund(file, t.feature, t.ref, Millicredits::from_mc(item.credits_mc));
+        net[item.turn].credits -= Millicredits::from_mc(item.credits_mc);
+        ++refunds_seen;
+      } else {
+        d.add(file, t, sink);
+      }
+    }
+    d.finish(sink);
+    // The model, fed every turn at its net credits (no refund, no hold).
+    ModelDetector model;
+    std::vector<Loop> want;
+    for (std::size_t i = 0; i < turns.size(); ++i) {
+      LoopTurn t = net[i];
+      t.replay_credits = Millicredits::zero();
+      model.add(turns[i].first, t, want);
+    }
+    model.finish(want);
+    auto order = [](std::vector<Loop>& v) {
+      std::sort(v.begin(), v.end(), [](const Loop& a, const Loop& b) {
+        return std::tie(a.first_at_ms, a.file, a.feature) <
+               std::tie(b.first_at_ms, b.file, b.feature);
+      });
+    };
+    for (Loop& l : got) l.replay_waste = Millicredits::zero();
+    order(got);
+    order(want);
+    expect_same(got, want);
+    loops_seen += want.size();
+  }
+  EXPECT_GT(loops_seen, 200u);
+  EXPECT_GT(refunds_seen, 1000u);
 }
 
 }  // namespace

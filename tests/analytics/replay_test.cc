@@ -42,7 +42,7 @@ ReplayReport replay(const std::vector<Event>& events, std::vector<Policy> polici
   return r.finish();
 }
 
-TEST(Replay, ScopedPromptRepricesOutputAndInputTokens) {
+TEST(Replay, ScopedPromptRewritesOnlyOutputAndInputTokens) {
   // The reference unscoped prompt of DESIGN.md.
   pricing::Usage u;
   u.model = "default";
@@ -51,24 +51,34 @@ TEST(Replay, ScopedPromptRepricesOutputAndInputTokens) {
   u.files_read = 5;
   u.lines_emitted = 200;
   u.lines_changed = 6;
-  // Scoped: output 2,200 x 16 / 200 = 176, input 10,000 / 5 = 2,000, 1 file, 16 lines.
-  pricing::Usage s = u;
-  s.output_tokens = 176;
-  s.input_tokens = 2'000;
-  s.files_read = 1;
-  s.lines_emitted = 16;
-  auto before = card().price(Kind::kAgentPrompt, u);
-  auto after = card().price(Kind::kAgentPrompt, s);
-  ASSERT_TRUE(before.ok() && after.ok());
-  Event e = charge(Kind::kAgentPrompt, kT0, before->cost.mc());
+  Event e = charge(Kind::kAgentPrompt, kT0, 9'920);
   e.usage = u;
   auto r = replay({e}, {*parse_policy("scoped")});
-  EXPECT_EQ(r.policies[0].before, before->cost);
-  EXPECT_EQ(r.policies[0].after, after->cost);
+  // DESIGN.md: output 2,200 x min(1, (6 + 10) / 200) = 176, input 10,000 / 5 = 2,000; files
+  // read (5), lines emitted (200) and lines changed (6) stay. The default card:
+  //   500 base + 0.3 x 2,000 + 1.5 x 176 + 0.2 x 5 files + 0.01 x 200 lines emitted
+  //   + 0.02 x 6 lines changed = 0.5 + 0.6 + 0.264 + 1 + 2 + 0.12 = 4.484 credits
+  // against 9.92 recorded (0.5 + 3 + 3.3 + 1 + 2 + 0.12).
+  EXPECT_EQ(r.policies[0].before.mc(), 9'920);
+  EXPECT_EQ(r.policies[0].after.mc(), 4'484);
+  EXPECT_EQ(r.policies[0].saved.mc(), 5'436);
   EXPECT_EQ(r.policies[0].events_changed, 1);
-  // The default card: 9.92 credits unscoped, 1.844 scoped.
-  EXPECT_EQ(before->cost.mc(), 9'920);
-  EXPECT_EQ(after->cost.mc(), 1'844);
+}
+
+TEST(Replay, ScopedPromptLeavesATightPromptAlone) {
+  // min(1, (6 + 10) / 16) = 1 and one file read: nothing to rewrite.
+  pricing::Usage u;
+  u.model = "default";
+  u.input_tokens = 2'200;
+  u.output_tokens = 120;
+  u.files_read = 1;
+  u.lines_emitted = 16;
+  u.lines_changed = 6;
+  Event e = charge(Kind::kAgentPrompt, kT0, 1'820);  // its price on the default card
+  e.usage = u;
+  auto r = replay({e}, {*parse_policy("scoped")});
+  EXPECT_EQ(r.policies[0].saved.mc(), 0);
+  EXPECT_EQ(r.policies[0].events_changed, 0);
 }
 
 TEST(Replay, DiscussOffRemovesDiscussTurns) {

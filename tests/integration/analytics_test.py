@@ -373,6 +373,88 @@ def other_routes():
     h.eq("forecast: a bad hourly_rate is 400", (r.status, r.err.get("param")), (400, "hourly_rate"))
 
 
+def reimport_export():
+    """DESIGN.md: an analytics import refuses, line by line, the duplicates (same account and
+    idempotency key) of the account's events, the live ones included: re-importing an
+    account's own NDJSON export must not double its usage."""
+    a = "reim"
+    admin.create_account(a, plan="starter")
+    for i, (kind, amount, meta) in enumerate([("agent_prompt", 4, {"file": "src/a.js", "intent": "fix"}),
+                                              ("agent_prompt", 6, {"file": "src/b.js"}),
+                                              ("integration.invoke_llm", 2, {"call_site": "page:x"})]):
+        r = admin.charge(a, amount=amount, kind=kind, user_id="dana", idem=f"reim-live-{i}", metadata=meta)
+        h.eq(f"reimport: live charge {i}", r.status, 201)
+    r = admin.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "reim-hold", "kind": "agent_prompt",
+                                               "user_id": "dana", "amount": 3})
+    h.eq("reimport: a hold", r.status, 201)
+    r = admin.post(f"/v1/accounts/{a}/holds/{r.get('hold_id')}/capture", {"idempotency_key": "reim-capture",
+                                                                          "amount": 2})
+    h.eq("reimport: its capture", r.status, 201)
+    before = admin.get(f"/v1/accounts/{a}/usage?group_by=file")
+    h.check("reimport: the live usage", h.num_eq(before.get("total"), 14), before.text[:300])
+    r = admin.get(f"/v1/accounts/{a}/events?format=ndjson&limit=1000")
+    lines = [x for x in r.text.split("\n") if x.strip()]
+    keyed = [x for x in lines if json.loads(x).get("idempotency_key")]
+    h.eq("reimport: the export: 3 charges, a hold and a capture, each with its key", len(keyed), 5)
+    r = admin.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
+    h.eq("reimport: every line of the account's own export is refused",
+         (r.status, r.get("imported"), r.get("rejected")), (200, 0, len(lines)))
+    h.check("reimport: each as a duplicate of the live event's key",
+            [e["reason"] for e in r.get("errors") or []] ==
+            [f"duplicate: this account already has an event with idempotency_key {json.loads(x)['idempotency_key']}"
+             for x in lines], r.text[:600])
+    after = admin.get(f"/v1/accounts/{a}/usage?group_by=file")
+    h.eq("reimport: usage is not doubled", (after.get("total"), after.get("rows")),
+         (before.get("total"), before.get("rows")))
+    # Another system's line that happens to carry a live key is a duplicate too; a new key
+    # and the same key on another account are not.
+    line = {"at": "2026-03-10T12:00:00Z", "account_id": a, "user_id": "old", "type": "charge",
+            "kind": "agent_prompt", "credits": 9, "idempotency_key": "reim-live-1"}
+    fresh = dict(line, idempotency_key="reim-history-1")
+    other = dict(line, account_id="other")
+    r = admin.post("/v1/admin/import?mode=analytics", raw=ndjson([line, fresh, other]))
+    h.eq("reimport: a live key refused, a new key and another account's line imported",
+         (r.get("imported"), r.get("rejected"), [e["line"] for e in r.get("errors") or []]), (2, 1, [1]))
+
+
+def ranges():
+    """API.md: ranges are half-open [from, to); DESIGN.md: they snap to the hour. Every
+    time-ranged route refuses a `to` before `from` as given (before snapping: 10:40 to
+    10:10 of one hour is refused, not snapped to that hour), and treats from == to alike."""
+    c = state["reader"]
+    base = f"/v1/accounts/{ACCT}/"
+    routes = ["events", "usage", "hot-files", "regression-loops", "cache-stats", "audit"]
+    for route in routes:
+        r = c.get(base + route + "?from=2026-03-05T10:40:00Z&to=2026-03-05T10:10:00Z")
+        h.eq(f"range: {route}: to before from within one hour is 400 invalid_request, param to",
+             (r.status, r.code, r.err.get("param"), r.err.get("message")),
+             (400, "invalid_request", "to", "to must not be before from"))
+        r = c.get(base + route + "?from=2026-03-06T00:00:00Z&to=2026-03-05T00:00:00Z")
+        h.eq(f"range: {route}: to a day before from is 400 param to", (r.status, r.err.get("param")), (400, "to"))
+        r = c.get(base + route + "?from=2026-03-05T10:00:00Z&to=2026-03-05T10:00:00Z")
+        h.eq(f"range: {route}: from == to on the hour is an empty range, 200", r.status, 200)
+    # The audit snaps like usage: from down, to up to the hour.
+    r = c.get(base + "usage?from=2026-03-05T10:30:00Z&to=2026-03-05T14:10:00Z")
+    u = (r.get("from"), r.get("to"))
+    h.eq("range: usage snaps 10:30-14:10 to 10:00-15:00", u, ("2026-03-05T10:00:00Z", "2026-03-05T15:00:00Z"))
+    r = c.get(base + "audit?from=2026-03-05T10:30:00Z&to=2026-03-05T14:10:00Z")
+    h.eq("range: the audit covers the same snapped range as usage", (r.status, r.get("from"), r.get("to")),
+         (200, *u))
+    want = sum(cr for at, cr, _ in CHARGES
+               if ms(datetime(2026, 3, 5, 10, tzinfo=UTC)) <= at < ms(datetime(2026, 3, 5, 15, tzinfo=UTC)))
+    h.check("range: the audit's burn is the snapped range's", h.num_eq(r.get("total"), want), (r.get("total"), want))
+    # from == to off the hour: the hour that holds it, on the audit as on usage.
+    r = c.get(base + "usage?from=2026-03-05T13:20:00Z&to=2026-03-05T13:20:00Z")
+    a = c.get(base + "audit?from=2026-03-05T13:20:00Z&to=2026-03-05T13:20:00Z")
+    h.eq("range: from == to off the hour is that hour, on usage and the audit alike",
+         (r.status, r.get("from"), r.get("to"), a.status, a.get("from"), a.get("to")),
+         (200, "2026-03-05T13:00:00Z", "2026-03-05T14:00:00Z", 200, "2026-03-05T13:00:00Z", "2026-03-05T14:00:00Z"))
+    h.check("range: and the same burn", h.num_eq(a.get("total"), r.get("total")), (a.get("total"), r.get("total")))
+    r = c.get(base + "audit?from=2026-03-05T10:00:00Z&to=2026-03-05T10:00:00Z")
+    h.eq("range: the audit of an empty range", (r.get("from"), r.get("to"), r.get("events"), r.get("total")),
+         ("2026-03-05T10:00:00Z", "2026-03-05T10:00:00Z", 0, 0))
+
+
 def events_route():
     c = state["reader"]
     seen, after, pages = [], None, 0
@@ -529,8 +611,8 @@ def webhook_urls():
         strict.stop()
 
 
-for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, events_route, alerts_and_webhooks,
-                webhook_urls, restart):
+for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, ranges, events_route,
+                alerts_and_webhooks, webhook_urls, reimport_export, restart):
     h.run_section(section)
 recv.server.shutdown()
 h.finish()

@@ -214,6 +214,18 @@ def test_audit_route():
     h.eq("audit JSON of the route equals creditctl audit of the exported events", route, offline)
     r2 = ADMIN.get(f"/v1/accounts/{SIM}/audit?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z")
     h.eq("audit: an explicit range of the same cycle gives the same report", r2.doc, route)
+    # A range off the hour snaps (from down, to up) on the route and offline alike.
+    frm, to = "2026-03-05T10:30:00Z", "2026-03-09T14:10:00Z"
+    r3 = ADMIN.get(f"/v1/accounts/{SIM}/audit?from={frm}&to={to}")
+    eqd("audit: a range off the hour snaps to the hour",
+        (r3.status, r3.get("from"), r3.get("to")), (200, "2026-03-05T10:00:00Z", "2026-03-09T15:00:00Z"), r3)
+    rc, out, err = ctl("audit", path, "--format", "json", "--plan", "pro", "--from", frm, "--to", to,
+                       "--cycle-days", "31", key=None)
+    eqd("offline audit of a range off the hour exits 0", rc, 0, err)
+    h.eq("audit JSON of the route equals creditctl audit's for a range off the hour", loads(out), r3.doc)
+    rc, out, err = ctl("audit", path, "--format", "json", "--from", "2026-03-05T10:40:00Z",
+                       "--to", "2026-03-05T10:10:00Z", key=None)
+    h.eq("offline audit: --to before --from (within one hour) is a usage error", rc, 2)
 
     rc, out, err = ctl("audit", SIM, "--json")
     eqd("creditctl audit ACCOUNT (online) exits 0", rc, 0, err)

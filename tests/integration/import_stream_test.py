@@ -82,6 +82,11 @@ def setup():
     admin.set_clock(iso(START))
     for acct in ("big-a", "big-b", "apply-acct", "loop-acct"):
         admin.create_account(acct, plan="enterprise")
+    # Live events of big-a (at START: mode=apply below starts there): their keys are
+    # big-a's, so the large import refuses them.
+    for key in ("live-a-1", "live-a-2"):
+        r = admin.charge("big-a", amount=1, kind="agent_prompt", idem=key)
+        h.eq(f"setup: live charge {key}", r.status, 201)
     admin.set_clock(iso(NOW))
 
 
@@ -123,10 +128,14 @@ BAD = {  # line number -> (text, the start of the expected reason or None)
     120_000: (charge(FEB1, "big-b").replace('"credits":1', '"credits":-3'), None),
     150_000: (big_line(10)[:-1] + ',"idempotency_key":"dup-1"}',  # line 10's key
               "duplicate: this account already has an event with idempotency_key dup-1"),
+    # A live charge's key, in a later chunk than the first line of its account.
+    170_001: (charge(FEB1, "big-a", ',"idempotency_key":"live-a-1"'),
+              "duplicate: this account already has an event with idempotency_key live-a-1"),
     199_999: ("[1,2,3]", None),
 }
 BLANK = {2, 77_777}  # blank lines: numbered, skipped, never errors
-KEYED = {10: "dup-1", 16_385: "edge-1"}  # good lines with an idempotency key
+# Good lines with an idempotency key (line 170_003 is big-b's: big-a's live key is not big-b's).
+KEYED = {10: "dup-1", 16_385: "edge-1", 170_003: "live-a-2"}
 
 
 def build_big_body():

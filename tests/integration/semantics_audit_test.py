@@ -338,6 +338,59 @@ def loops():
           f is not None and n(f["saved"]) == 20 and n(f["saved_per_cycle"]) == 20 * days, f)
 
 
+def refunds():
+    """DESIGN.md: refunds are subtracted. A refund carries no metadata: it goes under the
+    charge it refunds, in the audit's hot files and top sources and in regression loops (a
+    loop's credits are net, and a run under 30 credits after refunds is no loop)."""
+    d = 6
+    C.create_account("rf", "enterprise")
+    ids = []
+    for i, amount in enumerate((12, 10, 8)):
+        r = charge("rf", at(d, 300 + 10 * i), "agent_prompt", amount, "u1",
+                   meta={"file": "Refund.jsx", "feature": "refunds", "intent": "fix", "snapshot_id": f"rf-{i}"})
+        ids.append(r["charge_id"])
+    charge("rf", at(d, 330), "agent_prompt", 9, "u1", meta={"file": "Other.jsx", "intent": "feature"})
+    r = audit("rf", d)
+    eq("refunds: before, 12 + 10 + 8 = 30 credits of fixes are a loop",
+       [(x["file"], n(x["credits"])) for x in r["regression_loops"]["loops"]], [("Refund.jsx", D(30))])
+    C.set_clock(at(d, 400))
+    _clock[0] = at(d, 400)
+    for cid, back in ((ids[1], 1), (ids[0], 4)):
+        rr = C.post(f"/v1/accounts/rf/charges/{cid}/refunds", {"idempotency_key": h.key(), "credits": back,
+                                                                "reason": "agent error"})
+        eq(f"refunds: {back} credit(s) of {cid} refunded", rr.status, 201)
+    r = audit("rf", d)
+    eq("refunds: the total is net", (n(r["total"]), n(r["refunds"])), (D(34), D(5)))
+    eq("refunds: 25 credits after refunds: no loop, no loop finding, no waste",
+       (r["regression_loops"]["loops"], n(r["regression_loops"]["waste"]), "regression_loops" in codes(r)),
+       ([], D(0), False))
+    eq("refunds: hot files net of refunds, under the refunded file",
+       [(x["file"], x["turns"], n(x["credits"])) for x in r["hot_files"]],
+       [("Refund.jsx", 3, D(25)), ("Other.jsx", 1, D(9))])
+    eq("refunds: top sources net of refunds, no row for a null key",
+       [(x["kind"], x["key"], n(x["credits"]), x["events"]) for x in r["top_sources"]],
+       [("agent_prompt", "Refund.jsx", D(25), 3), ("agent_prompt", "Other.jsx", D(9), 1)])
+    rng = f"from=2026-03-{d:02d}T00:00:00Z&to=2026-03-{d + 1:02d}T00:00:00Z"
+    r2 = C.get(f"/v1/accounts/rf/regression-loops?{rng}")
+    eq("refunds: regression-loops route: the run is no loop after its refunds", (r2.status, r2.get("loops")),
+       (200, []))
+    r2 = C.get(f"/v1/accounts/rf/hot-files?order_by=credits&{rng}")
+    eq("refunds: hot-files route agrees", [(x["file"], n(x["credits"])) for x in r2.get("rows") or []],
+       [("Refund.jsx", D(25)), ("Other.jsx", D(9))])
+    # creditctl audit of the account's export, from a file and from standard input.
+    export = C.get(f"/v1/accounts/rf/events?format=ndjson&limit=1000&{rng}").text
+    path = os.path.join(TMP, "refunds.ndjson")
+    with open(path, "w") as f:
+        f.write(export)
+    args = ["--format", "json", "--plan", "enterprise", "--from", f"2026-03-{d:02d}T00:00:00Z",
+            "--to", f"2026-03-{d + 1:02d}T00:00:00Z", "--cycle-days", str(cycle_days("rf"))]
+    rc, out, err = ctl("audit", path, *args)
+    eq("refunds: creditctl audit of the export equals the route's report", (rc, loads(out) if rc == 0 else err),
+       (0, r))
+    rc, out, err = ctl("audit", "-", *args, stdin=export)
+    eq("refunds: creditctl audit of standard input too", (rc, loads(out) if rc == 0 else err), (0, r))
+
+
 def advice():
     # One day of burn scaled to a cycle: used_per_cycle = 30 x the day, need = 1.1 x that.
     d = 7
@@ -364,6 +417,100 @@ def advice():
     eq("advice at the break-even edge: price delta 800 USD, 8 engineering hours",
        (n(a["price_delta_usd"]), n(a["engineering_hours"])), (D(800), D(8)))
     check("advice is not a finding", all(c == "share_out_of_range" for c in codes(r)), codes(r))
+
+
+# ------------------------------------------------------------------ pools
+
+def two_pools():
+    """API.md: every analytics route takes `pool` (default: the plan's first pool). With the
+    two-pool catalog the audit covers one pool, and its advice compares that pool's burn
+    with that pool's allowance."""
+    srv = h.start(manual_clock=True, extra_args=[
+        "--plans", os.path.join(ROOT, "config/examples/two-pools.toml"),
+        "--rate-card", os.path.join(ROOT, "config/examples/two-pools-rate-card.toml")])
+    try:
+        c = srv.client()
+        c.set_clock("2026-03-02T00:00:00Z")
+        c.create_account("tp", "starter")  # message 100, integration 2,000 credits; 20 USD
+        # March 2: 6 message credits (three agent prompts) and 50 integration credits.
+        c.set_clock("2026-03-02T10:00:00Z")
+        for i in range(3):
+            r = c.charge("tp", amount=2, kind="agent_prompt", user_id="dana",
+                         metadata={"file": "src/a.jsx", "intent": "fix"})
+            eq(f"two pools: prompt {i} draws from message", (r.status, r.get("pool")), (201, "message"))
+        for i in range(10):
+            r = c.charge("tp", amount=5, kind="integration.invoke_llm", user_id="app",
+                         metadata={"call_site": "page:x"})
+            eq(f"two pools: call {i} draws from integration", (r.status, r.get("pool")), (201, "integration"))
+        rng = "from=2026-03-02T00:00:00Z&to=2026-03-03T00:00:00Z"
+        r = c.get(f"/v1/accounts/tp/audit?{rng}")
+        eq("two pools: the audit is of the plan's first pool by default", (r.status, r.get("pool")),
+           (200, "message"))
+        burn = {x["source"]: n(x["credits"]) for x in r.get("burn_by_source") or []}
+        eq("two pools: the message pool's burn only", (n(r.get("total")), r.get("events"), burn),
+           (D(6), 3, {"agent": D(6), "integrations": D(0), "discuss": D(0), "backend": D(0)}))
+        a = r.get("advice") or {}
+        # One day of 6 credits over the 31-day cycle (March 2 to April 2): 186 a cycle, need
+        # 204.6 > the 100 message credits of starter; builder (250, 50 USD) is the cheapest
+        # plan whose message pool covers it, 30 USD more (under 100 USD x 8 h): upgrade now.
+        eq("two pools: advice on the message pool: its allowance and burn",
+           (n(a.get("allowance")), n(a.get("used_per_cycle")), n(a.get("need")), a.get("runs_out")),
+           (D(100), D(186), D("204.6"), True))
+        eq("two pools: advice on the message pool: upgrade now to builder", (a.get("action"), a.get("plan")),
+           ("upgrade_now", "builder"))
+        route = r.doc
+        r = c.get(f"/v1/accounts/tp/audit?{rng}&pool=integration")
+        eq("two pools: pool=integration", (r.status, r.get("pool"), n(r.get("total")), r.get("events")),
+           (200, "integration", D(50), 10))
+        a = r.get("advice") or {}
+        # 50 a day: 1,550 a cycle, need 1,705, within starter's 2,000 integration credits.
+        eq("two pools: advice on the integration pool: stay",
+           (n(a.get("allowance")), n(a.get("used_per_cycle")), n(a.get("need")), a.get("action"), a.get("plan")),
+           (D(2000), D(1550), D(1705), "stay", "starter"))
+        eq("two pools: the integration audit's top source", [(x["kind"], x["key"], n(x["credits"]))
+                                                             for x in r.get("top_sources") or []],
+           [("integration.invoke_llm", "page:x", D(50))])
+        integration = r.doc
+        # creditctl audit of the export gives the route's report, pool for pool.
+        exported = c.get("/v1/accounts/tp/events?format=ndjson&limit=1000&" + rng).text
+        path = os.path.join(TMP, "two-pools.ndjson")
+        with open(path, "w") as f:
+            f.write(exported)
+        common = ["audit", path, "--format", "json", "--plans", "config/examples/two-pools.toml",
+                  "--rate-card", "config/examples/two-pools-rate-card.toml", "--plan", "starter",
+                  "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-03T00:00:00Z", "--cycle-days", "31"]
+        rc, out, err = ctl(*common)
+        eq("two pools: creditctl audit of the export (the plan's first pool) equals the route's",
+           (rc, loads(out) if rc == 0 else err), (0, route))
+        rc, out, err = ctl(*common, "--pool", "integration")
+        eq("two pools: creditctl audit --pool integration equals the route's pool=integration",
+           (rc, loads(out) if rc == 0 else err), (0, integration))
+        rc, out, err = ctl(*common, "--pool", "nope")
+        eq("two pools: creditctl audit --pool of a pool the plan lacks is a usage error", rc, 2)
+        for route_name in ("audit", "alerts"):
+            r = c.get(f"/v1/accounts/tp/{route_name}?pool=nope")
+            eq(f"two pools: {route_name}?pool=nope is 400 invalid_request, param pool",
+               (r.status, r.code, r.err.get("param")), (400, "invalid_request", "pool"))
+        # Alerts of one pool: a 1 % threshold fires on both pools (6 % and 2.5 % used).
+        r = c.put("/v1/accounts/tp/alert-rules", {"thresholds": [1]})
+        eq("two pools: alert rules", r.status, 200)
+        c.charge("tp", amount=1, kind="agent_prompt", user_id="dana")
+        c.charge("tp", amount=1, kind="integration.send_email", user_id="app")
+        pools = lambda q: sorted(x["details"]["pool"] for x in c.get("/v1/accounts/tp/alerts" + q).get("alerts") or [])
+        eq("two pools: alerts of every pool without pool", pools(""), ["integration", "message"])
+        eq("two pools: alerts?pool=message", pools("?pool=message"), ["message"])
+        eq("two pools: alerts?pool=integration", pools("?pool=integration"), ["integration"])
+        # Regression loops are a pool's too: three fix turns of 12 message credits.
+        c.create_account("tp-loop", "elite")
+        for i in range(3):
+            c.charge("tp-loop", amount=12, kind="agent_prompt", user_id="dana",
+                     metadata={"file": "src/loop.jsx", "intent": "fix", "snapshot_id": f"s{i}"})
+        loops = lambda q: [(x["file"], x["turns"]) for x in
+                           c.get("/v1/accounts/tp-loop/regression-loops" + q).get("loops") or []]
+        eq("two pools: the loop is in the message pool (the default)", loops(""), [("src/loop.jsx", 3)])
+        eq("two pools: and not in the integration pool", loops("?pool=integration"), [])
+    finally:
+        srv.stop()
 
 
 # ------------------------------------------------------------------ replay
@@ -441,10 +588,13 @@ def replay_scoped_discuss_limits_plan():
     # min(1, (6 + 10) / 16) = 1 and one file read: the tight prompt is unchanged.
     eq("replay scoped: only the unscoped prompt changes", s["events_changed"], 1)
     check("replay scoped: it costs less, never more", D(0) < n(s["saved"]) < before, s)
-    # output 2200 x 16 / 200 = 176; input 10000 / 5 = 2000 (and 1 file, 16 lines emitted).
-    after = quote({"model": "default", "input_tokens": 2000, "output_tokens": 176, "files_read": 1,
-                   "lines_emitted": 16, "lines_changed": 6})
-    eq("replay scoped: the scoped usage re-priced", n(s["after"]), after + tight_cost)
+    # DESIGN.md: output 2200 x min(1, (6 + 10) / 200) = 176; input 10000 / 5 = 2000; the other
+    # dimensions (5 files read, 200 lines emitted, 6 changed) stay as recorded. On the default
+    # card: 0.5 + 0.6 + 0.264 + 1 + 2 + 0.12 = 4.484 credits.
+    after = quote({"model": "default", "input_tokens": 2000, "output_tokens": 176, "files_read": 5,
+                   "lines_emitted": 200, "lines_changed": 6})
+    eq("replay scoped: the scoped usage re-priced (4.484)", after, D("4.484"))
+    eq("replay scoped: only output and input tokens rewritten", n(s["after"]), after + tight_cost)
 
     evs = [{"kind": "discuss_turn", "at": "2026-03-02T10:00:00Z", "credits": D(2)},
            {"kind": "discuss_turn", "at": "2026-03-02T10:00:00Z", "credits": D("1.5"), "user_id": "u2"},
@@ -578,7 +728,7 @@ def profiles_plant_their_waste():
           and r2[0]["from"] == "2026-04-16T00:00:00Z", (r1[0]["from"], r2[0]["from"]))
 
 
-for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, advice,
+for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, refunds, advice, two_pools,
                 replay_cache, replay_scoped_discuss_limits_plan, clean_has_no_findings,
                 clean_through_the_route, profiles_plant_their_waste):
     h.run_section(section)
