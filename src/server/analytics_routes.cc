@@ -32,6 +32,7 @@
 #include "analytics/forecast.h"
 #include "base/json_writer.h"
 #include "ledger/event_codec.h"
+#include "ledger/limits.h"
 #include "server/crypto.h"
 #include "server/json_reader.h"
 #include "time/time.h"
@@ -1011,6 +1012,26 @@ class Importer {
     if (!valid_id(e.account_id)) {
       events_.pop_back();
       return reject(n, "account_id is not a valid id");
+    }
+    // The types API.md lists; "account" and "close" are the ledger's own records.
+    if (!ledger::event_type_listed(e.type)) {
+      events_.pop_back();
+      return reject(n, "type " + std::string(ledger::event_type_name(e.type)) +
+                           " is not an event type of API.md (create accounts with "
+                           "POST /v1/accounts)");
+    }
+    // API.md: idempotency keys are 1-128 printable ASCII characters.
+    if (e.idempotency_key.size() > ledger::kIdempotencyKeyBytesMax ||
+        !std::all_of(e.idempotency_key.begin(), e.idempotency_key.end(),
+                     [](char c) { return c >= 0x20 && c <= 0x7e; })) {
+      events_.pop_back();
+      return reject(n, "idempotency_key must be 1 to 128 printable ASCII characters");
+    }
+    // History has happened: an instant after the clock's now is refused (mode=apply
+    // refuses it as backfill_out_of_order, below).
+    if (!apply_ && e.at_ms > clock_.now_ms()) {
+      events_.pop_back();
+      return reject(n, "at is after the clock's now " + format_rfc3339(clock_.now_ms()));
     }
     if (e.pool.empty() && e.kind) e.pool = std::string(card_.pool(*e.kind));
     e.seq = 0;

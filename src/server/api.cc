@@ -376,7 +376,7 @@ struct Api::Impl {
     if (!key)
       return err_param(ErrorCode::kInvalidRequest, "idempotency_key is required",
                        "idempotency_key");
-    if (!printable_ascii(*key, 128)) {
+    if (!printable_ascii(*key, ledger::kIdempotencyKeyBytesMax)) {
       return err_param(ErrorCode::kInvalidRequest,
                        "idempotency_key must be 1 to 128 printable ASCII characters",
                        "idempotency_key");

@@ -665,6 +665,7 @@ Status Engine::open() {
   if (!loaded.ok()) return loaded;
   if (!wal.ok()) return wal.error();
   wal_ = std::move(wal.value());
+  if (Status s = cut_events_past_state(); !s.ok()) return s;
   std::vector<ledger::Event> none;
   if (Status s = rebuild_events(none); !s.ok()) return s;  // what is still pending
   replay_pending_ = {};
@@ -683,14 +684,7 @@ Status Engine::open() {
   ledger_.check_invariants();
   // Rebuilt events are durable before anything new is acknowledged.
   if (Status s = event_log_->sync(); !s.ok()) return s;
-  if (event_log_->last_seq() >= ledger_.next_seq()) {
-    Error e(ErrorCode::kStorageFailed,
-            "the event log holds events up to " + std::to_string(event_log_->last_seq()) +
-                " but the state ends before " + std::to_string(ledger_.next_seq()));
-    e.with_string("file", event_log_->dir());
-    if (!options_.repair) return e;
-    std::fprintf(stderr, "creditd: --repair: %s; keeping them\n", e.message.c_str());
-  }
+  CREDIT_ASSERT(event_log_->last_seq() < ledger_.next_seq());
   if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) return r.error();
   const auto ms = [](auto from, auto to) {
     return std::chrono::duration<double, std::milli>(to - from).count();
@@ -1577,6 +1571,30 @@ Status write_snapshot_files(const std::vector<std::string>& event_files,
 }
 
 }  // namespace
+
+Status Engine::cut_events_past_state() {
+  // The recovered state is the truth (DESIGN.md section 3): events numbered from its next
+  // sequence number on describe commands the log no longer holds (a torn tail cut off, or
+  // damage cut by --repair). They go, reported; otherwise the next command would reuse
+  // their numbers and ids.
+  const std::uint64_t next = ledger_.next_seq();
+  if (event_log_->last_seq() < next) return ok_status();
+  const std::uint64_t last = event_log_->last_seq();
+  auto cuts = event_log_->cut_from(next);
+  if (!cuts.ok()) return cuts.error();
+  const std::uint64_t dropped = events_.drop_from(next);
+  std::erase_if(sink_backlog_, [next](const EventIndex::Entry& e) { return e.seq >= next; });
+  for (const auto& cut : *cuts) {
+    std::fprintf(stderr, "creditd: cut the event log at %s offset %llu (%s)\n", cut.file.c_str(),
+                 static_cast<unsigned long long>(cut.offset), cut.reason.c_str());
+  }
+  std::fprintf(stderr,
+               "creditd: the event log held events up to %llu but the recovered state ends "
+               "before %llu: %llu indexed events past it were cut\n",
+               static_cast<unsigned long long>(last), static_cast<unsigned long long>(next),
+               static_cast<unsigned long long>(dropped));
+  return ok_status();
+}
 
 Status Engine::open_event_log() {
   store::EventLogOptions eo;

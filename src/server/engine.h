@@ -388,6 +388,8 @@ class Engine {
 
   // --- Snapshots and the event log (engine.cc, "Snapshots and the event log") ---
   Status open_event_log();
+  // After the replay: cuts the events numbered past the recovered state (engine.cc).
+  Status cut_events_past_state();
   // The newest snapshot that the log, whose oldest record is log_first_lsn, continues
   // (read from the log's directory when not given).
   Status load_snapshot(std::optional<std::uint64_t> log_first_lsn = std::nullopt);

@@ -28,6 +28,20 @@ bool EventIndex::append(std::string_view account_id, std::uint64_t seq, store::E
   return true;
 }
 
+std::uint64_t EventIndex::drop_from(std::uint64_t seq) {
+  CREDIT_ASSERT(!loading_);
+  std::uint64_t dropped = 0;
+  for (AccountEvents& a : by_account_) {
+    // Sorted by seq (sort() ran): the dropped ones are at the back.
+    while (!a.list.empty() && a.list.back().seq >= seq) {
+      a.list.pop_back();
+      ++dropped;
+    }
+  }
+  size_ -= dropped;
+  return dropped;
+}
+
 std::size_t EventIndex::push_to_list(std::uint32_t number, const Entry& entry) {
   std::vector<Entry>& list = by_account_[number].list;
   // The routes binary-search an account's list by seq: out of order only until sort()

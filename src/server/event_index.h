@@ -76,6 +76,10 @@ class EventIndex {
   // map and are valid until the next read.
   bool decode_head(const Entry& entry, ledger::EventHead& out) const;
 
+  // Drops every entry numbered `seq` or above (the start cuts events that the recovered
+  // state does not have). Returns how many it dropped.
+  std::uint64_t drop_from(std::uint64_t seq);
+
   std::uint64_t size() const { return size_; }
   // Bytes held: list capacity.
   std::uint64_t memory_bytes() const { return memory_bytes_; }

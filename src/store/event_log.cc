@@ -235,6 +235,41 @@ Status EventLog::recover_segment(Segment& segment, const EventRecordFn& on_recor
   return ok_status();
 }
 
+Result<std::vector<EventLogCut>> EventLog::cut_from(std::uint64_t seq) {
+  if (Status s = flush(); !s) return s.error();
+  std::vector<EventLogCut> cuts;
+  std::uint64_t last_kept = 0;
+  for (Segment& segment : segments_) {
+    unmap(segment);
+    internal::MappedFile mapped;
+    if (Status s = mapped.open(segment.path); !s) return s.error();
+    std::span<const unsigned char> data =
+        mapped.bytes().first(std::min<std::size_t>(mapped.bytes().size(), segment.bytes));
+    std::size_t offset = kEventSegmentHeaderBytes;
+    std::uint64_t previous_seq = 0;
+    std::string why;
+    while (offset < data.size()) {
+      std::optional<RecordView> r =
+          read_record(data, offset, segment.day_start_ms, previous_seq, &why);
+      // Recovery left only intact records below segment.bytes.
+      CREDIT_ASSERT(r.has_value());
+      if (r->seq >= seq) break;
+      previous_seq = r->seq;
+      last_kept = std::max(last_kept, r->seq);
+      offset += kEventRecordHeaderBytes + r->payload.size();
+    }
+    if (offset >= data.size()) continue;
+    if (Status s = cut_file(segment.path, offset); !s) return s.error();
+    cuts.push_back({segment.path, offset,
+                    "events from seq " + std::to_string(seq) + " on are past the recovered state"});
+    segment.bytes = offset;
+    mark_unsynced(segment.path);
+  }
+  last_seq_ = last_kept;
+  if (Status s = sync(); !s) return s.error();
+  return cuts;
+}
+
 EventLog::Segment* EventLog::segment_of(std::int64_t day_start_ms) {
   for (Segment& s : segments_) {
     if (s.day_start_ms == day_start_ms) return &s;

@@ -134,6 +134,11 @@ class EventLog {
   // command log's fdatasync on the same disk for seconds.
   static Status sync_files(const std::vector<std::string>& files, const std::string& dir,
                            FileOps* ops = nullptr);
+  // Cuts every record numbered `seq` or above off its segment (records increase in seq
+  // within a segment, so each segment is cut at its first such record) and syncs the
+  // cut files. The start calls it for events that the recovered state does not have (a
+  // torn or repaired command log lost their commands). Returns the cuts made.
+  Result<std::vector<EventLogCut>> cut_from(std::uint64_t seq);
   // Deletes the segments older than retain_days before now_ms, then the oldest while the
   // log is over bytes_max; never the segment being written. Returns how many it deleted.
   Result<std::size_t> enforce_retention(std::int64_t now_ms);
