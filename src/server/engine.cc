@@ -644,6 +644,32 @@ Status Engine::open() {
   // Growth the rebuilt state will need later is prepared after the start, not during it.
   ledger_.defer_growth(true);
   if (Status s = load_snapshot(); !s.ok()) return s;
+  // The log continues the snapshot: its oldest segment starts at or before the first LSN
+  // the snapshot does not cover (0 without one). A later start means deleted segments:
+  // their commands are lost, and replaying the rest would apply them to the wrong state.
+  const std::string log_dir = options_.data_dir + "/wal";
+  auto log_first = store::Wal::first_lsn_on_disk(log_dir);
+  if (!log_first.ok()) return log_first.error();
+  auto oldest = store::Wal::oldest_segment_on_disk(log_dir);
+  if (!oldest.ok()) return oldest.error();
+  if (snapshot_lsn_ == 0 && oldest->value_or(0) > 0) {
+    Error e(ErrorCode::kStorageFailed,
+            "log records are missing: there is no snapshot, but the oldest log segment is " +
+                store::segment_file_name(**oldest) + ", not the first");
+    e.with_string("file", log_dir + "/" + store::segment_file_name(**oldest));
+    e.with("offset", "0");
+    return e;
+  }
+  if (log_first->has_value() && **log_first > snapshot_lsn_) {
+    Error e(ErrorCode::kStorageFailed,
+            "log records are missing: the oldest log segment starts at LSN " +
+                std::to_string(**log_first) + " but the state needs the log from LSN " +
+                std::to_string(snapshot_lsn_) +
+                (snapshot_lsn_ == 0 ? " (there is no snapshot)" : " (the newest snapshot's)"));
+    e.with_string("file", log_dir);
+    e.with("offset", "0");
+    return e;
+  }
   const auto t_log = std::chrono::steady_clock::now();
   const ThreadSchedStat sched_from = thread_sched_stat();
   store::WalOptions wo;

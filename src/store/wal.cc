@@ -154,6 +154,14 @@ Result<std::optional<std::uint64_t>> Wal::first_lsn_on_disk(const std::string& d
   return std::optional<std::uint64_t>();
 }
 
+Result<std::optional<std::uint64_t>> Wal::oldest_segment_on_disk(const std::string& dir) {
+  if (::access(dir.c_str(), F_OK) != 0) return std::optional<std::uint64_t>();
+  auto numbers = segment_numbers(dir);
+  if (!numbers) return numbers.error();
+  if (numbers->empty()) return std::optional<std::uint64_t>();
+  return std::optional<std::uint64_t>(numbers->front());
+}
+
 std::uint64_t Wal::bytes_on_disk(const std::string& dir) {
   auto names = internal::list_dir(dir);
   if (!names) return 0;

@@ -91,6 +91,9 @@ class Wal {
   // nothing when the directory holds no segment. Lets the caller choose a snapshot the
   // retained log still continues.
   static Result<std::optional<std::uint64_t>> first_lsn_on_disk(const std::string& dir);
+  // The number of the oldest segment file (wal-<number>.log); nothing when there is none.
+  // Segments are numbered from 0 and deleted only once a snapshot covers them.
+  static Result<std::optional<std::uint64_t>> oldest_segment_on_disk(const std::string& dir);
   // Delivers the batch records with LSNs in [from_lsn, end_lsn), in order, without writing
   // anything: for a process that rebuilds the state beside the one that owns the log (a
   // snapshot writer), while that one goes on appending and deleting segments below

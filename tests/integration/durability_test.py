@@ -331,6 +331,30 @@ def torn_last_record():
     srv3.stop()
 
 
-for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record):
+def missing_first_segment():
+    """DESIGN.md section 3: a missing segment stops the start with an error naming the file
+    and the offset (also the oldest one: the log no longer continues the state)."""
+    import glob
+    import subprocess
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-12T12:00:00Z")
+    a = c.create_account("gone", "starter")
+    c.charge(a, amount=1, idem="gone-1")
+    data = srv.data_dir
+    srv.kill()
+    wal = sorted(glob.glob(os.path.join(data, "wal", "wal-*.log")))
+    check("missing segment setup: the log and its preallocated next segment", len(wal) >= 2, wal)
+    os.unlink(wal[0])
+    for extra in ([], ["--repair"]):
+        proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
+                               "--clock", "manual"] + extra, capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr
+        check(f"missing first segment {' '.join(extra)}: the start fails, naming the log and offset",
+              proc.returncode not in (0, None) and proc.returncode > 0 and "log records are missing" in out
+              and "/wal" in out and "offset" in out, (proc.returncode, out[-600:]))
+
+
+for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment):
     h.run_section(section)
 h.finish()
