@@ -2,7 +2,17 @@
 
 namespace credit::policy {
 
-IntegrationCache::IntegrationCache(std::size_t bytes_max) : bytes_max_(bytes_max) {}
+IntegrationCache::IntegrationCache(std::size_t bytes_max, std::size_t account_bytes_max)
+    : bytes_max_(bytes_max), account_bytes_max_(account_bytes_max) {}
+
+std::string_view IntegrationCache::account_of(std::string_view key) {
+  return key.substr(0, key.find('\x1f'));
+}
+
+std::size_t IntegrationCache::account_bytes(std::string_view account_id) const {
+  auto it = accounts_.find(std::string(account_id));
+  return it == accounts_.end() ? 0 : it->second.bytes;
+}
 
 std::string IntegrationCache::key_of(std::string_view a, std::string_view k, std::string_view c) {
   std::string key;
@@ -12,7 +22,12 @@ std::string IntegrationCache::key_of(std::string_view a, std::string_view k, std
 }
 
 void IntegrationCache::erase(std::unordered_map<std::string, Slot>::iterator it) {
-  bytes_ -= it->first.size() + it->second.entry.response_json.size();
+  const std::size_t size = it->first.size() + it->second.entry.response_json.size();
+  bytes_ -= size;
+  AccountUse& use = *it->second.account;
+  use.bytes -= size;
+  use.lru.erase(it->second.account_lru);
+  if (use.lru.empty()) accounts_.erase(std::string(account_of(it->first)));
   lru_.erase(it->second.lru);
   map_.erase(it);
 }
@@ -22,11 +37,22 @@ void IntegrationCache::put(std::string_view account_id, std::string_view kind,
   std::string key = key_of(account_id, kind, cache_key);
   if (auto it = map_.find(key); it != map_.end()) erase(it);
   std::size_t size = key.size() + entry.response_json.size();
+  if (size > bytes_max_ || (account_bytes_max_ != 0 && size > account_bytes_max_)) return;
   while (!lru_.empty() && bytes_ + size > bytes_max_) erase(map_.find(lru_.back()));
-  if (size > bytes_max_) return;
+  if (account_bytes_max_ != 0) {
+    auto use = accounts_.find(std::string(account_id));
+    while (use != accounts_.end() && use->second.bytes + size > account_bytes_max_) {
+      const bool last = use->second.lru.size() == 1;
+      erase(map_.find(use->second.lru.back()));
+      if (last) break;  // the account's entry went with its last key
+    }
+  }
+  AccountUse& use = accounts_[std::string(account_id)];
+  use.lru.push_front(key);
+  use.bytes += size;
   lru_.push_front(key);
   bytes_ += size;
-  map_.emplace(std::move(key), Slot{std::move(entry), lru_.begin()});
+  map_.emplace(std::move(key), Slot{std::move(entry), lru_.begin(), use.lru.begin(), &use});
 }
 
 const CacheEntry* IntegrationCache::get(std::string_view account_id, std::string_view kind,
@@ -38,6 +64,8 @@ const CacheEntry* IntegrationCache::get(std::string_view account_id, std::string
     return nullptr;
   }
   lru_.splice(lru_.begin(), lru_, it->second.lru);
+  std::list<std::string>& mine = it->second.account->lru;
+  mine.splice(mine.begin(), mine, it->second.account_lru);
   return &it->second.entry;
 }
 

@@ -1,6 +1,7 @@
 // src/policy/cache.h
 // The integration cache: per account, kind and cache key, a client's JSON response with
-// a TTL; a hit costs 0 and records what it saved. LRU bounded in bytes.
+// a TTL; a hit costs 0 and records what it saved. LRU bounded in bytes, in all and (when
+// a quota is set) per account: an account over its quota loses its own oldest entries.
 // Owns: the entries, their expiry and eviction, hit/miss counting.
 // Does not: price anything or persist itself (the engine logs puts, so a restart
 // rebuilds the cache from the log and snapshots).
@@ -29,7 +30,9 @@ struct CacheEntry {
 
 class IntegrationCache {
  public:
-  explicit IntegrationCache(std::size_t bytes_max = kCacheBytesMaxDefault);
+  // account_bytes_max: each account's quota; 0: none (only the global budget).
+  explicit IntegrationCache(std::size_t bytes_max = kCacheBytesMaxDefault,
+                            std::size_t account_bytes_max = 0);
 
   void put(std::string_view account_id, std::string_view kind, std::string_view cache_key,
            CacheEntry entry);
@@ -37,6 +40,7 @@ class IntegrationCache {
   const CacheEntry* get(std::string_view account_id, std::string_view kind,
                         std::string_view cache_key, std::int64_t now_ms);
   std::size_t bytes() const { return bytes_; }
+  std::size_t account_bytes(std::string_view account_id) const;
   std::size_t size() const { return map_.size(); }
 
   template <typename F>
@@ -45,17 +49,28 @@ class IntegrationCache {
   }
 
  private:
+  // One account's entries: their bytes and their keys, most recent first.
+  struct AccountUse {
+    std::size_t bytes = 0;
+    std::list<std::string> lru;
+  };
   struct Slot {
     CacheEntry entry;
     std::list<std::string>::iterator lru;
+    std::list<std::string>::iterator account_lru;
+    AccountUse* account = nullptr;  // a map node: stable while the account has entries
   };
   static std::string key_of(std::string_view a, std::string_view k, std::string_view c);
+  // The account id at the front of a key.
+  static std::string_view account_of(std::string_view key);
   void erase(std::unordered_map<std::string, Slot>::iterator it);
 
   std::size_t bytes_max_;
+  std::size_t account_bytes_max_;
   std::size_t bytes_ = 0;
   std::unordered_map<std::string, Slot> map_;
   std::list<std::string> lru_;  // most recent at the front
+  std::unordered_map<std::string, AccountUse> accounts_;
 };
 
 }  // namespace credit::policy

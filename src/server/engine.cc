@@ -313,7 +313,8 @@ Engine::Engine(const Clock& clock, pricing::Catalog catalog, std::vector<pricing
       cards_(std::move(cards)),
       options_(with_memory_thread(std::move(options))),
       ledger_(std::move(catalog), options_.ledger),
-      cache_(options_.cache_bytes_max) {
+      cache_(options_.cache_bytes_max, options_.cache_account_bytes_max),
+      limiter_(options_.rate_buckets_max) {
   CREDIT_ASSERT(!cards_.empty());
 }
 

@@ -165,6 +165,8 @@ struct EngineOptions {
   std::size_t queue_ops_max = kQueueOpsMaxDefault;
   std::size_t batch_ops_max = kBatchOpsMaxDefault;
   std::size_t cache_bytes_max = policy::kCacheBytesMaxDefault;
+  std::size_t cache_account_bytes_max = 0;  // 0: no per-account quota
+  std::size_t rate_buckets_max = policy::kRateBucketsMaxDefault;
   // Snapshots and the event log (DATA/snapshots, DATA/events).
   std::uint64_t snapshot_wal_bytes = kSnapshotWalBytesDefault;
   std::int64_t events_retain_days = store::kEventRetainDaysDefault;

@@ -63,6 +63,7 @@ credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
 // The largest capacity flag: 2^32 idempotency keys already take ~250 GiB; a larger value
 // is a typo, not a plan.
 constexpr std::int64_t kCapacityFlagMax = std::int64_t{1} << 32;
+constexpr std::int64_t kCacheBytesFlagMax = std::int64_t{1} << 40;  // 1 TiB
 // After SIGTERM, how long new requests are answered 503 shutting_down before the
 // connections close.
 constexpr std::int64_t kStopGraceMs = 250;
@@ -142,6 +143,28 @@ int main(int argc, char** argv) {
                  "delete event log days older than this (default 400)");
   app.add_option("--events-bytes-max", eo.events_bytes_max,
                  "delete the oldest event log days beyond this many bytes (0: no budget)");
+  // Capacities (DESIGN.md section 3: "named flags with defaults"); reaching one is 409
+  // limit_reached naming it (the cache and the rate buckets evict their least recent).
+  auto open_holds_max = static_cast<std::int64_t>(ledger::kOpenHoldsPerAccountMaxDefault);
+  auto live_grants_max = static_cast<std::int64_t>(ledger::kLiveGrantsPerPoolMaxDefault);
+  auto rate_buckets_max = static_cast<std::int64_t>(policy::kRateBucketsMaxDefault);
+  auto cache_bytes_max = static_cast<std::int64_t>(policy::kCacheBytesMaxDefault);
+  std::int64_t cache_account_bytes_max = 0;
+  app.add_option("--open-holds-per-account-max", open_holds_max,
+                 "open holds an account may have (default 10000)")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+  app.add_option("--live-grants-per-pool-max", live_grants_max,
+                 "live grants a pool may have (default 256)")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+  app.add_option("--rate-buckets-max", rate_buckets_max,
+                 "rate-limit buckets kept, least recent evicted (default 1000000)")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+  app.add_option("--cache-bytes-max", cache_bytes_max,
+                 "integration cache budget in bytes, LRU (default 1 GiB)")
+      ->check(CLI::Range(std::int64_t{1}, kCacheBytesFlagMax));
+  app.add_option("--cache-account-bytes-max", cache_account_bytes_max,
+                 "integration cache quota per account in bytes, LRU (default 0: none)")
+      ->check(CLI::Range(std::int64_t{0}, kCacheBytesFlagMax));
   app.add_option("--io-threads", io_threads, "HTTP I/O threads");
   app.add_option("--import-bytes-max", import_bytes_max,
                  "largest body of POST /v1/admin/import (streamed; default 64 GiB)");
@@ -185,6 +208,11 @@ int main(int argc, char** argv) {
   eo.repair = repair;
   eo.ledger.idempotency_keys_max = static_cast<std::size_t>(idem_max);
   eo.ledger.accounts_max = static_cast<std::size_t>(accounts_max);
+  eo.ledger.open_holds_per_account_max = static_cast<std::size_t>(open_holds_max);
+  eo.ledger.live_grants_per_pool_max = static_cast<std::size_t>(live_grants_max);
+  eo.rate_buckets_max = static_cast<std::size_t>(rate_buckets_max);
+  eo.cache_bytes_max = static_cast<std::size_t>(cache_bytes_max);
+  eo.cache_account_bytes_max = static_cast<std::size_t>(cache_account_bytes_max);
   std::vector<pricing::RateCard> cards;
   cards.push_back(std::move(*card));
   server::Engine engine(clock, *catalog, std::move(cards), eo);
