@@ -1139,7 +1139,22 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
       spare_event_lists_.push_back(std::move(events));
     }
   }
+  enforce_event_retention();
   lock.lock();
+}
+
+void Engine::enforce_event_retention() {
+  // While running, not only at start and after snapshots (DESIGN.md: events are deleted by
+  // age and by a byte budget): at each new UTC day of the ledger's now, and whenever the
+  // log is over its budget.
+  const std::int64_t today_ms = day_start_ms(ledger_.now_ms());
+  const bool over_budget =
+      options_.events_bytes_max != 0 && event_log_->bytes() > options_.events_bytes_max;
+  if (today_ms == retention_day_ms_ && !over_budget) return;
+  retention_day_ms_ = today_ms;
+  if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) {
+    std::fprintf(stderr, "creditd: event retention failed: %s\n", r.error().message.c_str());
+  }
 }
 
 void Engine::drain() {

@@ -392,6 +392,9 @@ class Engine {
   Status open_event_log();
   // After the replay: cuts the events numbered past the recovered state (engine.cc).
   Status cut_events_past_state();
+  // Deletes event log days past their age or the byte budget (take_durable, each batch).
+  void enforce_event_retention();
+  std::int64_t retention_day_ms_ = -1;  // the day retention last ran for
   // The newest snapshot that the log, whose oldest record is log_first_lsn, continues
   // (read from the log's directory when not given).
   Status load_snapshot(std::optional<std::uint64_t> log_first_lsn = std::nullopt);

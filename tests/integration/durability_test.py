@@ -355,6 +355,25 @@ def missing_first_segment():
               and "/wal" in out and "offset" in out, (proc.returncode, out[-600:]))
 
 
-for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment):
+def retention_while_running():
+    """DESIGN.md "Events": the event log's days are deleted by age while the server runs,
+    not only at its next start."""
+    srv = h.start(manual_clock=True, extra_args=["--events-retain-days", "3"])
+    c = srv.client()
+    c.set_clock("2026-01-01T10:00:00Z")
+    a = c.create_account("ret", "pro")
+    for d in range(1, 9):
+        c.set_clock(f"2026-01-0{d}T10:00:00Z")
+        c.charge(a, amount=1, idem=f"ret-{d}")
+    days = [e["at"][:10] for e in events_of(c, a, "charge")]
+    eq("retention: a running server keeps the last 3 whole days and today",
+       days, [f"2026-01-0{d}" for d in range(5, 9)])
+    files = sorted(os.listdir(os.path.join(srv.data_dir, "events")))
+    eq("retention: the older days' files are deleted", files, [f"events-2026-01-0{d}.log" for d in range(5, 9)])
+    srv.stop()
+
+
+for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
+                retention_while_running):
     h.run_section(section)
 h.finish()
