@@ -1667,6 +1667,13 @@ std::optional<Error> Api::check_head(const HttpRequest& head) {
   if (shutting_down_.load(std::memory_order_acquire)) {
     return Error(ErrorCode::kShuttingDown, "the server is shutting down; retry on its restart");
   }
+  // The store failed and the process is about to exit (DESIGN.md section 3): nothing new
+  // is read or applied from the state in memory, which may be ahead of the disk.
+  if (engine_.failed()) {
+    return Error(ErrorCode::kStorageFailed,
+                 "the store failed; the server is stopping (retry with the same key after "
+                 "its restart)");
+  }
   // 401 comes before 413: an unauthenticated client learns nothing about body limits.
   if (head.path == "/healthz" || head.path == "/metrics" || head.path.rfind("/ui", 0) == 0)
     return std::nullopt;

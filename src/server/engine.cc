@@ -1129,6 +1129,8 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
       std::fprintf(stderr, "creditd: event log failed: %s; stopping\n",
                    written.error().message.c_str());
       std::fflush(stderr);
+      failed_.store(true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(kStorageFailedAnswerGraceMs));
       std::_Exit(3);
     }
     if (sink_ && !events.empty() && !catching_up()) sink_(events, false);
@@ -1246,8 +1248,11 @@ void Engine::log_run() {
       answer_all();
     }
     if (!durable) {
-      // The state in memory is ahead of the disk: recovery from disk is the truth.
+      // The state in memory is ahead of the disk: recovery from disk is the truth. The
+      // I/O threads get a moment to send the batch's 503s (new requests get 503 too:
+      // failed()), then the process exits.
       std::fflush(stderr);
+      std::this_thread::sleep_for(std::chrono::milliseconds(kStorageFailedAnswerGraceMs));
       std::_Exit(3);
     }
     {

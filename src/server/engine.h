@@ -49,6 +49,9 @@
 namespace credit::server {
 
 constexpr std::size_t kQueueOpsMaxDefault = 1 << 18;
+// After a write or sync failure, how long the answers already handed to the I/O threads
+// (503 storage_failed) get to go out before the process exits.
+constexpr std::int64_t kStorageFailedAnswerGraceMs = 250;
 constexpr std::size_t kBatchOpsMaxDefault = 1 << 15;
 // The sink's catch-up after a start (Engine::set_event_sink): events fed per read job (a
 // few milliseconds of the ledger thread), and reads that may wait for its end (each is a
