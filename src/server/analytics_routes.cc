@@ -1184,7 +1184,8 @@ class Importer {
   // Commands with the index in events_ of their line, in time order.
   using Commands = std::vector<std::pair<std::size_t, ledger::Command>>;
 
-  // mode=apply: each charge line becomes a charge at its own instant, in time order.
+  // mode=apply: each charge or capture line becomes a charge at its own instant, in time
+  // order.
   void apply_chunk() {
     // The chunk's lines in time order (lines of one instant in body order).
     std::vector<std::size_t> order(events_.size());
@@ -1195,8 +1196,11 @@ class Importer {
     Commands cmds;
     for (std::size_t i : order) {
       Event& e = events_[i];
-      if (e.type != ledger::EventType::kCharge) {
-        reject(lines_[i], "only charge lines can be applied (this line is a " +
+      // A capture moved its credits like a charge: taken over as one. The other types are
+      // what the ledger makes itself (holds, resets, expiries, rejections) or name the
+      // other system's ids (refunds, voids): not applied, and said so line by line.
+      if (e.type != ledger::EventType::kCharge && e.type != ledger::EventType::kCapture) {
+        reject(lines_[i], "only charge and capture lines can be applied (this line is a " +
                               std::string(ledger::event_type_name(e.type)) + ")");
         continue;
       }

@@ -623,8 +623,29 @@ def webhook_urls():
         strict.stop()
 
 
+def apply_types():
+    """mode=apply takes another system's month over: a capture moved its credits like a
+    charge and is applied as one; lines the ledger makes itself, or that name the other
+    system's ids, are refused line by line, saying why."""
+    at = "2027-01-05T12:00:00Z"
+    admin.set_clock(at)
+    admin.create_account("apt", plan="pro")
+    base = {"at": at, "account_id": "apt", "user_id": "u", "kind": "integration.invoke_llm"}
+    lines = [dict(base, type="charge", credits=3, idempotency_key="apt-c"),
+             dict(base, type="capture", credits=2, idempotency_key="apt-cap", hold_id="h_1"),
+             dict(base, type="refund", credits=1, idempotency_key="apt-r", charge_id="c_9"),
+             dict(base, type="hold", credits=5, idempotency_key="apt-h")]
+    r = admin.post("/v1/admin/import?mode=apply", raw=ndjson(lines))
+    reasons = {e["line"]: e["reason"] for e in r.get("errors") or []}
+    h.eq("apply: the charge and the capture are applied, the refund and the hold refused",
+         (r.status, r.get("imported"), r.get("rejected"), sorted(reasons)), (200, 2, 2, [3, 4]))
+    h.check("apply: the refusals name the line's type", "refund" in reasons.get(3, "") and "hold" in reasons.get(4, ""),
+            reasons)
+    h.check("apply: used is the charge plus the capture", h.num_eq(admin.pool("apt")["used"], 5), admin.pool("apt"))
+
+
 for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, ranges, events_route,
-                alerts_and_webhooks, webhook_urls, reimport_export, restart):
+                alerts_and_webhooks, webhook_urls, reimport_export, apply_types, restart):
     h.run_section(section)
 recv.server.shutdown()
 h.finish()
