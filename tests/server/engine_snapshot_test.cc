@@ -407,6 +407,11 @@ class EngineWithASlowChild : public ::testing::TestWithParam<SnapshotMode> {
       run_submits(engine, clock, submits, submits + 1);
       ++submits;
     }
+    // On a loaded machine the worker may start after the last submit (the helper that
+    // forks it runs at a low priority): wait for it a while.
+    for (int i = 0; i < 500 && engine.stats().snapshot_child_pid.load() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
 
   TempDir dir;
