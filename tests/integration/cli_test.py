@@ -273,7 +273,32 @@ def test_audit_route():
     eqd("audit of an account without a full cycle: 200", r.status, 200, r)
 
 
+def test_two_simulated_periods_import_into_one_account():
+    """simulate's idempotency keys are unique per profile, seed and start: periods simulated
+    with other flags import into one account (an import refuses a key the account has)."""
+    ADMIN.create_account("periods", plan="pro")
+    for profile, seed, start in (("typical", 5, "2026-03-02T00:00:00Z"), ("typical", 6, "2026-03-05T00:00:00Z"),
+                                 ("typical", 5, "2026-03-08T00:00:00Z"), ("discuss-heavy", 5, "2026-03-02T00:00:00Z")):
+        sim = os.path.join(TMP, f"period-{profile}-{seed}-{start[:10]}.ndjson")
+        rc, _, err = ctl("simulate", "--profile", profile, "--days", "3", "--seed", str(seed), "--start", start,
+                         "--out", sim, key=None)
+        eqd("simulate exits 0", rc, 0, err)
+        lines = h.charge_lines(sim, "periods")
+        with open(sim) as f:
+            first = json.loads(f.readline())
+        h.eq(f"simulate {profile} {seed} {start[:10]}: the key names profile, seed, start day and account",
+             first["idempotency_key"].rsplit("-", 1)[0],
+             f"sim-{profile}-{seed}-{start[:10].replace('-', '')}-acct-001")
+        r = ADMIN.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
+        eqd(f"the period {profile} {seed} {start[:10]} imports whole into the same account",
+            (r.status, r.get("imported"), r.get("rejected")), (200, len(lines), 0), r)
+    r = ADMIN.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
+    eqd("the same period again is refused line by line (duplicates)",
+        (r.status, r.get("imported"), r.get("rejected")), (200, 0, len(lines)), r)
+
+
 h.run_section(test_exit_codes)
 h.run_section(test_json_output)
 h.run_section(test_audit_route)
+h.run_section(test_two_simulated_periods_import_into_one_account)
 h.finish()

@@ -36,13 +36,13 @@ struct SimRun {
 };
 
 SimRun run(std::string profile, std::uint64_t seed, std::int64_t accounts = 1,
-           std::int64_t days = 28) {
+           std::int64_t days = 28, std::int64_t start_ms = kStartMs) {
   SimOptions o;
   o.profile = std::move(profile);
   o.seed = seed;
   o.accounts = accounts;
   o.days = days;
-  o.start_ms = kStartMs;
+  o.start_ms = start_ms;
   SimRun r;
   analytics::Auditor auditor(card(), {});
   auto truth = simulate(o, card(), [&](const ledger::Event& e) {
@@ -110,6 +110,45 @@ TEST(Simulate, SameSeedSameEventsOtherSeedOtherEvents) {
   ASSERT_EQ(a.events.size(), b.events.size());
   for (std::size_t i = 0; i < a.events.size(); ++i) EXPECT_EQ(a.events[i], b.events[i]);
   EXPECT_NE(analytics::event_to_json(a.events[5]), analytics::event_to_json(c.events[5]));
+}
+
+// An import refuses a key the account already has (DESIGN.md, "Events"): two simulated
+// periods, or two profiles, of one account must not share one.
+TEST(Simulate, IdempotencyKeysAreUniquePerProfileSeedAndStart) {
+  auto keys = [](const SimRun& r) {
+    std::set<std::string> out;
+    for (const auto& e : r.events) out.insert(e.idempotency_key);
+    return out;
+  };
+  auto base = run("typical", 11, 2, 3);
+  const std::set<std::string> mine = keys(base);
+  EXPECT_EQ(mine.size(), base.events.size());  // unique within the file too
+  EXPECT_TRUE(base.events.front().idempotency_key.starts_with("sim-typical-11-20260302-acct-00"))
+      << base.events.front().idempotency_key;
+  EXPECT_TRUE(mine.contains("sim-typical-11-20260302-acct-001-1"));
+  EXPECT_TRUE(mine.contains("sim-typical-11-20260302-acct-002-1"));
+  for (const SimRun& other :
+       {run("typical", 12, 2, 3), run("typical", 11, 2, 3, kStartMs + kMsPerDay),
+        run("regression-heavy", 11, 2, 3)}) {
+    for (const auto& e : other.events) {
+      EXPECT_FALSE(mine.contains(e.idempotency_key)) << e.idempotency_key;
+    }
+  }
+  EXPECT_EQ(keys(run("typical", 11, 2, 3)), mine);  // the same flags, the same keys
+}
+
+TEST(Simulate, TheAccountEventsKeyIsUniqueToo) {
+  SimOptions o;
+  o.profile = "clean";
+  o.seed = 3;
+  o.days = 1;
+  o.start_ms = kStartMs;
+  o.plan = "pro";
+  std::vector<ledger::Event> events;
+  ASSERT_TRUE(simulate(o, card(), [&](const ledger::Event& e) { events.push_back(e); }).ok());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().type, ledger::EventType::kAccountCreated);
+  EXPECT_EQ(events.front().idempotency_key, "sim-clean-3-20260302-acct-001-account");
 }
 
 TEST(Simulate, FormattedOnTwoThreadsGivesTheSameBytesAndTruthAsTheEventSink) {
