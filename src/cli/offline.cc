@@ -307,6 +307,14 @@ int run_simulate(const SimulateArgs& args) {
     usage_error("--start: not an RFC 3339 instant: " + args.start);
     return kExitUsage;
   }
+  // Whole UTC days are generated (sim/simulate.h): refused before the output is opened.
+  if (*start != day_start_ms(*start)) {
+    usage_error("--start: " + args.start +
+                " is not a UTC midnight; the simulator generates whole UTC days (give " +
+                format_rfc3339(day_start_ms(*start)) + " or " +
+                format_rfc3339(day_start_ms(*start) + kMsPerDay) + ")");
+    return kExitUsage;
+  }
   if (sim::find_profile(args.profile) == nullptr) {
     std::string names;
     for (const auto& p : sim::profiles())
@@ -653,7 +661,8 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
       ->capture_default_str();
   sim->add_option("--seed", c.simulate.seed, "PRNG seed")->capture_default_str();
   sim->add_option("--start", c.simulate.start,
-                  "First day (RFC 3339; default: the UTC midnight --days days before now)");
+                  "First day: a UTC midnight, e.g. 2026-03-01T00:00:00Z (default: the UTC "
+                  "midnight --days days before now)");
   sim->add_option("--plan", c.simulate.plan, "Open each account on this plan");
   sim->add_option("--plans", c.simulate.plans, "Plan catalog (TOML)")->capture_default_str();
   sim->add_option("--out", c.simulate.out, "Event file (- for stdout)")->capture_default_str();

@@ -719,11 +719,20 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
     return invalid("accounts", "accounts must be 1-10000");
   }
   if (options.days < 1 || options.days > kDaysMax) return invalid("days", "days must be 1-3660");
+  // The generation is by whole UTC days (a workday's hours, a day's budgets): a start
+  // inside a day would either put events before it or plant a part of a day that the
+  // profile's shares and planted waste were never drawn for.
+  if (options.start_ms != day_start_ms(options.start_ms)) {
+    return invalid("start", "start must be a UTC midnight (" +
+                                format_rfc3339(day_start_ms(options.start_ms)) + " or " +
+                                format_rfc3339(day_start_ms(options.start_ms) + kMsPerDay) +
+                                "): the simulator generates whole UTC days");
+  }
 
   Truth truth;
   truth.profile = std::string(profile->name);
   truth.seed = options.seed;
-  truth.start_ms = day_start_ms(options.start_ms);
+  truth.start_ms = options.start_ms;
   truth.days = options.days;
   std::string start_day = format_date(truth.start_ms);  // YYYY-MM-DD
   start_day.erase(std::remove(start_day.begin(), start_day.end(), '-'), start_day.end());

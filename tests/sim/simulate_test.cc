@@ -151,6 +151,30 @@ TEST(Simulate, TheAccountEventsKeyIsUniqueToo) {
   EXPECT_EQ(events.front().idempotency_key, "sim-clean-3-20260302-acct-001-account");
 }
 
+// The simulator generates whole UTC days: a start inside a day is refused rather than
+// moved to its midnight (which put events before the start given).
+TEST(Simulate, StartMustBeAUtcMidnight) {
+  SimOptions o;
+  o.profile = "typical";
+  o.days = 2;
+  o.start_ms = kStartMs + 10 * 3'600'000 + 30 * 60'000;  // 2026-03-02T10:30:00Z
+  std::int64_t events = 0;
+  auto refused = simulate(o, card(), [&](const ledger::Event&) { ++events; });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().detail("param"), "\"start\"");
+  EXPECT_NE(refused.error().message.find("2026-03-02T00:00:00Z"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(events, 0);
+  o.start_ms = kStartMs;
+  std::int64_t first_ms = -1;
+  auto truth = simulate(o, card(), [&](const ledger::Event& e) {
+    if (first_ms < 0) first_ms = e.at_ms;
+  });
+  ASSERT_TRUE(truth.ok());
+  EXPECT_EQ(truth->start_ms, kStartMs);
+  EXPECT_GE(first_ms, kStartMs);
+}
+
 TEST(Simulate, FormattedOnTwoThreadsGivesTheSameBytesAndTruthAsTheEventSink) {
   // 130 accounts: more than two of simulate_formatted's 64-account generation blocks, and
   // enough events a day for several 1,024-event formatting chunks.
