@@ -325,6 +325,18 @@ def test_audit_in_any_line_order():
          (0, replay_sorted))
     rc, replay_stdin, err = ctl("replay", "-", *policies, key=None, stdin="\n".join(shuffled) + "\n")
     h.eq("replay of the shuffled events on standard input: the same", (rc, replay_stdin), (0, replay_sorted))
+    # The server's audit reads an account's events in time order too, not in the order
+    # they were numbered: here every other event of the month is imported first, the rest
+    # after (each import is numbered in time order, the two together are not).
+    ADMIN.create_account("two-imports", plan="free", signup_at=START)
+    halves = h.charge_lines(sim, "two-imports")
+    for part in (halves[1::2], halves[0::2]):
+        r = ADMIN.post("/v1/admin/import?mode=analytics", raw="\n".join(part) + "\n")
+        eqd("half the month imports", (r.status, r.get("rejected")), (200, 0), r)
+    r = ADMIN.get("/v1/accounts/two-imports/audit?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z")
+    route_two = dict(r.doc or {}, account_id="any-order")
+    h.eq("audit route of a month imported as two interleaved halves: the report of the month in order",
+         route_two, loads(sorted_out))
     # A bad line in a shuffled file is reported once, by its line number, and skipped.
     bad = shuffled[:10] + ["{not json"] + shuffled[10:]
     path = write_lines("shuffled-bad.ndjson", bad)
