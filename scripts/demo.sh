@@ -44,8 +44,7 @@ if [ ! -f "$data/demo.key" ]; then
     from=$(date -u -d "$(date -u +%Y-%m-%d) $days days ago" +%Y-%m-%dT00:00:00Z)
     "$build/creditctl" simulate --profile "$profile" --accounts 1 --days "$days" \
       --seed "$seed" --start "$from" 2>/dev/null |
-      sed -e 's/"account_id":"acct-001"/"account_id":"demo"/' \
-        -e "s/\"idempotency_key\":\"sim-acct-001-/\"idempotency_key\":\"sim-$profile-/" >>"$month"
+      sed -e 's/"account_id":"acct-001"/"account_id":"demo"/' >>"$month"
   done
   code=$(curl -sS -o "$data/import.json" -w '%{http_code}' "${auth[@]}" \
     -X POST "$url/v1/admin/import?mode=apply" --data-binary "@$month")

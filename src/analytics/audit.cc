@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "base/assert.h"
 #include "base/json_writer.h"
 #include "time/time.h"
 
@@ -87,6 +88,37 @@ std::vector<Policy> audit_policies() {
   return out;
 }
 
+// "All fixes together" chains the policies of the fixes listed, and which those are is
+// known only at the end. The cache, editor and revert-loops policies save nothing where
+// their fix is not listed (their finding and their policy are decided by the same rule:
+// a paid repeat, a small edit, a loop), so they stay in every chain; discuss-off and
+// scoped save without their finding (any discuss turn, any prompt that reads several
+// files), so there is a chain with and without each: chain i has discuss-off when bit
+// kChainDiscussOff is set, scoped when bit kChainScoped is. Outliers comes last and
+// changes nothing for the others: its part is counted only when its fix is listed.
+// Discuss-off takes no agent turn away, so revert-loops saves the same with it and
+// without: it runs only in the chains without discuss-off (a detector per chain is most
+// of a chain's cost), which give its part to the chains with.
+namespace {
+
+constexpr std::size_t kChainDiscussOff = 1;
+constexpr std::size_t kChainScoped = 2;
+std::vector<std::vector<PolicyKind>> fix_chains() {
+  std::vector<std::vector<PolicyKind>> chains;
+  for (std::size_t i = 0; i < 4; ++i) {
+    std::vector<PolicyKind>& c = chains.emplace_back();
+    if ((i & kChainDiscussOff) != 0) c.push_back(PolicyKind::kDiscussOff);
+    c.push_back(PolicyKind::kCache);
+    if ((i & kChainScoped) != 0) c.push_back(PolicyKind::kScoped);
+    c.push_back(PolicyKind::kEditor);
+    if ((i & kChainDiscussOff) == 0) c.push_back(PolicyKind::kRevertLoops);
+    c.push_back(PolicyKind::kOutliers);
+  }
+  return chains;
+}
+
+}  // namespace
+
 // The days the range covers up to now (AuditOptions), at least one; nullopt without a range.
 std::optional<std::int64_t> range_period_days(const AuditOptions& o) {
   if (!o.range_from_ms || !o.range_to_ms) return std::nullopt;
@@ -104,7 +136,9 @@ struct AuditBuilder::State {
                  ReplayerOptions{.combined_only = {PolicyKind::kRevertLoops, PolicyKind::kOutliers},
                                  .period_days = range_period_days(options),
                                  .cycle_days = options.cycle_days,
-                                 .refunds = options.refunds}) {}
+                                 .refunds = options.refunds,
+                                 .chains = fix_chains(),
+                                 .combined = false}) {}
 
   struct FileStats {
     std::int64_t turns = 0;
@@ -169,6 +203,7 @@ struct AuditBuilder::State {
   }
   AuditReport finish();
   void findings_and_fixes(AuditReport& r, const ReplayReport& replay);
+  Millicredits all_fixes_per_cycle(const std::vector<Fix>& fixes, const ReplayReport& replay) const;
   std::optional<Advice> advise(const AuditReport& r) const;
 };
 
@@ -497,7 +532,39 @@ void AuditBuilder::State::findings_and_fixes(AuditReport& r, const ReplayReport&
     if (a.saved_per_hour != b.saved_per_hour) return a.saved_per_hour > b.saved_per_hour;
     return a.id < b.id;
   });
-  if (replay.combined) r.saved_per_cycle_all = replay.combined->saved_per_cycle;
+  r.saved_per_cycle_all = all_fixes_per_cycle(r.fixes, replay);
+}
+
+Millicredits AuditBuilder::State::all_fixes_per_cycle(const std::vector<Fix>& fixes,
+                                                      const ReplayReport& replay) const {
+  // The policies of the fixes listed, and what they save on their own.
+  std::vector<PolicyKind> listed;
+  Millicredits sum;
+  for (const Fix& f : fixes) {
+    sum += f.saved_per_cycle;
+    if (f.policy.empty()) continue;
+    if (auto p = parse_policy(f.policy); p.ok()) listed.push_back(p->kind);
+  }
+  if (listed.empty()) return Millicredits::zero();
+  auto is_listed = [&](PolicyKind k) {
+    return std::find(listed.begin(), listed.end(), k) != listed.end();
+  };
+  const std::size_t chain = (is_listed(PolicyKind::kDiscussOff) ? kChainDiscussOff : 0) |
+                            (is_listed(PolicyKind::kScoped) ? kChainScoped : 0);
+  CREDIT_ASSERT(chain < replay.chains.size());
+  Millicredits saved;
+  for (const StageSaving& stage : replay.chains[chain].stages) {
+    if (is_listed(stage.kind)) saved += stage.saved;
+  }
+  if (is_listed(PolicyKind::kRevertLoops) && (chain & kChainDiscussOff) != 0) {
+    // This chain has no revert-loops stage: its part in the chain without discuss-off.
+    for (const StageSaving& stage : replay.chains[chain & ~kChainDiscussOff].stages) {
+      if (stage.kind == PolicyKind::kRevertLoops) saved += stage.saved;
+    }
+  }
+  // Chained, no event is saved twice, so the whole is at most the sum of its parts, but
+  // for the outliers' excess, judged again on what the other policies left: the bound.
+  return min(per_cycle(saved, replay.period_days, options.cycle_days), sum);
 }
 
 AuditReport AuditBuilder::State::finish() {

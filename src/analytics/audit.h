@@ -35,6 +35,9 @@
 //                 --pool) every event is.
 //   fixes         one per finding with its credits saved per cycle from the replay of
 //                 the matching policy, its effort, ordered by savings per hour of effort.
+//   all fixes     the policies of the fixes listed, chained (replay.h: no event saved
+//                 twice), per cycle; never more than the sum of the fixes' savings per
+//                 cycle, and 0 when no fix is listed.
 // Owns: the streaming aggregation (bounded by files, users, call sites and days, never
 // the event list), the report value and its JSON, Markdown and HTML forms.
 // Does not: read files (cli/), re-price (replay.h does, inside the audit's one pass).
@@ -194,7 +197,9 @@ struct AuditReport {
   std::optional<Advice> advice;
   std::vector<Finding> findings;
   std::vector<Fix> fixes;
-  Millicredits saved_per_cycle_all;  // every fix together (the replay's combined chain)
+  // The fixes listed together: their policies chained (never above the sum of their
+  // saved_per_cycle; 0 without a fix).
+  Millicredits saved_per_cycle_all;
 };
 
 struct AuditOptions {

@@ -965,6 +965,7 @@ bool NdjsonReader::read_line(std::string_view& line) {
       if (const void* nl = std::memchr(base + scanned, '\n', end_ - scanned)) {
         const auto at = static_cast<std::size_t>(static_cast<const char*>(nl) - base);
         line = std::string_view(base + begin_, at - begin_);
+        line_offset_ = bytes_read_ - end_ + begin_;  // the buffer holds the input's last end_ bytes
         if (line.size() > kEventLineBytesMax) too_long_ = true;
         begin_ = at + 1;
         return true;
@@ -980,6 +981,7 @@ bool NdjsonReader::read_line(std::string_view& line) {
       // The last line has no newline (or the input ended inside a dropped line).
       if (pending == 0 && !too_long_) return false;
       line = std::string_view(base + begin_, pending);
+      line_offset_ = bytes_read_ - end_ + begin_;
       begin_ = end_;
       return true;
     }
@@ -1015,6 +1017,8 @@ bool NdjsonReader::next(Event& out) {
       add_error(std::move(parsed.error().message));
       continue;
     }
+    event_offset_ = line_offset_;
+    event_size_ = text.size();
     return true;
   }
   return false;

@@ -163,6 +163,11 @@ class NdjsonReader {
 
   std::uint64_t line_number() const { return line_; }
   std::uint64_t bytes_read() const { return bytes_read_; }
+  // Where the line of the event next() returned last lies in the input: its first byte's
+  // offset and its size (without its newline or a trailing '\r'), for a caller that reads
+  // it again (cli/time_order.h).
+  std::uint64_t event_offset() const { return event_offset_; }
+  std::size_t event_size() const { return event_size_; }
   std::uint64_t error_count() const { return error_count_; }
   const std::vector<LineError>& errors() const { return errors_; }
   // Why the input could not be opened, or why reading it stopped before its end (a read
@@ -189,6 +194,9 @@ class NdjsonReader {
   bool too_long_ = false;
   std::uint64_t line_ = 0;
   std::uint64_t bytes_read_ = 0;
+  std::uint64_t line_offset_ = 0;  // of the line read_line() found last
+  std::uint64_t event_offset_ = 0;
+  std::size_t event_size_ = 0;
   std::uint64_t error_count_ = 0;
   std::vector<LineError> errors_;
 };

@@ -375,7 +375,15 @@ pricing::Usage scoped_usage(const pricing::Usage& u) {
 class ScopedStage final : public Stage {
  public:
   ScopedStage(const pricing::RateCard& card, std::int64_t& errors) : card_(card), errors_(errors) {}
+  // What the last call, for `e`, found that scoping saves (zero when nothing: not an agent
+  // turn, a usage the card cannot price, a prompt already scoped): ScopedMirror.
+  Millicredits saved(const Event& e) const {
+    CREDIT_ASSERT(last_event_ == &e);
+    return last_saved_;
+  }
   void apply(const Event& e, Item& item) override {
+    last_event_ = &e;
+    last_saved_ = Millicredits::zero();
     if (!is_agent_turn(e) || !e.usage) return;
     auto before = card_.price(Kind::kAgentPrompt, *e.usage);
     auto after = card_.price(Kind::kAgentPrompt, scoped_usage(*e.usage));
@@ -385,12 +393,28 @@ class ScopedStage final : public Stage {
     }
     Millicredits saved = before->cost - after->cost;
     if (saved.is_negative()) return;
+    last_saved_ = saved;
     item.cost -= min(saved, item.cost);
   }
 
  private:
   const pricing::RateCard& card_;
   std::int64_t& errors_;
+  const Event* last_event_ = nullptr;
+  Millicredits last_saved_;
+};
+
+// A chain's scoped stage when scoped is also replayed alone: what scoping saves depends on
+// the event's usage only (never on what earlier stages left), so the chain takes the
+// alone stage's figure, which has seen the event just before, instead of pricing the
+// usage twice again (and counting a usage the card cannot price once, not per chain).
+class ScopedMirror final : public Stage {
+ public:
+  explicit ScopedMirror(const ScopedStage& alone) : alone_(alone) {}
+  void apply(const Event& e, Item& item) override { item.cost -= min(alone_.saved(e), item.cost); }
+
+ private:
+  const ScopedStage& alone_;
 };
 
 class EditorStage final : public Stage {
@@ -495,6 +519,8 @@ class PlanStage final : public Stage {
 
 struct Replayer::Scenario {
   std::vector<std::unique_ptr<Stage>> stages;
+  std::vector<PolicyKind> kinds;          // each stage's policy
+  std::vector<Millicredits> stage_saved;  // what each stage saved so far
   OutliersStage* outliers = nullptr;
   const CacheStage* cache = nullptr;  // its table of request keys, when it has one
   const Policy* plan = nullptr;
@@ -536,50 +562,69 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
       period_days_(options.period_days),
       cycle_days_(options.cycle_days),
       refunds_(options.refunds) {
-  // The alone cache stage the combined chain may mirror (see CacheMirror).
+  // The alone stages a chain may mirror (see CacheMirror and ScopedMirror).
   const CacheStage* alone_cache = nullptr;
+  const ScopedStage* alone_scoped = nullptr;
   std::size_t caches = 0;
   bool rate_limit = false;
   for (const auto& p : policies_) {
     caches += p.kind == PolicyKind::kCache ? 1 : 0;
     rate_limit = rate_limit || p.kind == PolicyKind::kRateLimit;
   }
-  auto build = [&](std::vector<const Policy*> chain, std::string name) {
+  auto build = [&](std::vector<const Policy*> chain, std::string name, bool alone) {
     auto s = std::make_unique<Scenario>();
     s->outcome.name = std::move(name);
-    const bool combined = chain.size() > 1;
     std::stable_sort(chain.begin(), chain.end(), [](const Policy* a, const Policy* b) {
       return static_cast<int>(a->kind) < static_cast<int>(b->kind);
     });
     for (const Policy* p : chain) {
-      if (combined && p->kind == PolicyKind::kCache && alone_cache != nullptr) {
+      s->kinds.push_back(p->kind);
+      if (!alone && p->kind == PolicyKind::kCache && alone_cache != nullptr) {
         s->stages.push_back(std::make_unique<CacheMirror>(*alone_cache));
+        continue;
+      }
+      if (!alone && p->kind == PolicyKind::kScoped && alone_scoped != nullptr) {
+        s->stages.push_back(std::make_unique<ScopedMirror>(*alone_scoped));
         continue;
       }
       s->stages.push_back(make_stage(*p, card_, report_.reprice_errors, refunds_));
       if (p->kind == PolicyKind::kCache) {
         s->cache = static_cast<const CacheStage*>(s->stages.back().get());
       }
-      if (!combined && p->kind == PolicyKind::kCache && caches == 1 && !rate_limit) {
+      if (alone && p->kind == PolicyKind::kCache && caches == 1 && !rate_limit) {
         auto* cache = static_cast<const CacheStage*>(s->stages.back().get());
         if (cache->by_key()) alone_cache = cache;
+      }
+      if (alone && p->kind == PolicyKind::kScoped && alone_scoped == nullptr) {
+        alone_scoped = static_cast<const ScopedStage*>(s->stages.back().get());
       }
       if (p->kind == PolicyKind::kOutliers) {
         s->outliers = static_cast<OutliersStage*>(s->stages.back().get());
       }
       if (p->kind == PolicyKind::kPlan) s->plan = p;
     }
+    s->stage_saved.assign(s->stages.size(), Millicredits::zero());
     return s;
   };
   std::vector<const Policy*> all;
   for (const auto& p : policies_) {
     const auto& skip = options.combined_only;
     if (std::find(skip.begin(), skip.end(), p.kind) == skip.end()) {
-      alone_.push_back(build({&p}, p.name));
+      alone_.push_back(build({&p}, p.name, true));
     }
     all.push_back(&p);
   }
-  if (policies_.size() > 1) combined_ = build(all, "combined");
+  if (options.combined && policies_.size() > 1) combined_ = build(all, "combined", false);
+  for (const auto& kinds : options.chains) {
+    std::vector<const Policy*> chain;
+    std::string name;
+    for (const auto& p : policies_) {
+      if (std::find(kinds.begin(), kinds.end(), p.kind) == kinds.end()) continue;
+      chain.push_back(&p);
+      name += name.empty() ? p.name : "+" + p.name;
+    }
+    chains_.push_back(build(std::move(chain), std::move(name), false));
+  }
 }
 
 Replayer::~Replayer() = default;
@@ -601,9 +646,10 @@ void Replayer::add(const Event& e) {
       return;
     }
     Item item{delta, delta, false};
-    for (auto& stage : s.stages) {
-      if (item.dropped) break;
-      stage->apply(e, item);
+    for (std::size_t i = 0; i < s.stages.size() && !item.dropped; ++i) {
+      const Millicredits cost = item.cost;
+      s.stages[i]->apply(e, item);
+      s.stage_saved[i] += cost - item.cost;
     }
     s.outcome.after += item.cost;
     if (item.dropped) {
@@ -614,6 +660,7 @@ void Replayer::add(const Event& e) {
   };
   for (auto& s : alone_) run(*s);
   if (combined_) run(*combined_);
+  for (auto& s : chains_) run(*s);
 }
 
 std::size_t Replayer::cache_keys() const {
@@ -622,6 +669,9 @@ std::size_t Replayer::cache_keys() const {
     if (s->cache != nullptr) keys = std::max(keys, s->cache->keys());
   }
   if (combined_ && combined_->cache != nullptr) keys = std::max(keys, combined_->cache->keys());
+  for (const auto& s : chains_) {
+    if (s->cache != nullptr) keys = std::max(keys, s->cache->keys());
+  }
   return keys;
 }
 
@@ -636,9 +686,13 @@ ReplayReport Replayer::finish() {
       report_.cache_keys = std::max(report_.cache_keys, s.cache->keys());
       report_.cache_keys_full = report_.cache_keys_full || s.cache->full();
     }
-    for (auto& stage : s.stages) {
-      Millicredits late = stage->finish();
-      s.outcome.after -= late + stage->late_saved();
+    for (std::size_t i = 0; i < s.stages.size(); ++i) {
+      // finish() first: it decides the loops still open, whose savings late_saved() adds.
+      Millicredits late = s.stages[i]->finish();
+      late += s.stages[i]->late_saved();
+      s.outcome.after -= late;
+      s.stage_saved[i] += late;
+      s.outcome.stages.push_back({s.kinds[i], s.stage_saved[i]});
     }
     s.outcome.saved = s.outcome.before - s.outcome.after;
     s.outcome.saved_per_cycle = per_cycle(s.outcome.saved, report_.period_days, cycle_days_);
@@ -658,6 +712,7 @@ ReplayReport Replayer::finish() {
   };
   for (auto& s : alone_) report_.policies.push_back(close(*s));
   if (combined_) report_.combined = close(*combined_);
+  for (auto& s : chains_) report_.chains.push_back(close(*s));
   return report_;
 }
 
@@ -688,10 +743,14 @@ std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts
       to.after += from.after;
       to.events_changed += from.events_changed;
       to.events_dropped += from.events_dropped;
+      CREDIT_ASSERT(to.stages.size() == from.stages.size());
+      for (std::size_t k = 0; k < to.stages.size(); ++k) to.stages[k].saved += from.stages[k].saved;
     };
     CREDIT_ASSERT(p.policies.size() == r.policies.size());
     for (std::size_t j = 0; j < r.policies.size(); ++j) add(r.policies[j], p.policies[j]);
     if (r.combined && p.combined) add(*r.combined, *p.combined);
+    CREDIT_ASSERT(p.chains.size() == r.chains.size());
+    for (std::size_t j = 0; j < r.chains.size(); ++j) add(r.chains[j], p.chains[j]);
   }
   r.period_days =
       any ? (day_start_ms(r.last_at_ms) - day_start_ms(r.first_at_ms)) / kMsPerDay + 1 : 0;
@@ -706,6 +765,7 @@ std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts
   };
   for (auto& o : r.policies) derive(o);
   if (r.combined) derive(*r.combined);
+  for (auto& o : r.chains) derive(o);
   return r;
 }
 

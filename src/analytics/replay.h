@@ -10,7 +10,9 @@
 // move no credits. A policy only lowers what an event costs, never raises it.
 // Each policy alone is replayed against the recorded stream; "combined" chains them in
 // the order discuss-off, rate-limit, cache, scoped, editor, revert-loops, outliers, each
-// seeing what the earlier ones left, so an event is never saved twice.
+// seeing what the earlier ones left, so an event is never saved twice. A caller may ask
+// for further chains of some of the policies (ReplayerOptions::chains: the audit chains
+// only the policies of the fixes it lists).
 #pragma once
 
 #include <cstdint>
@@ -180,6 +182,12 @@ struct PlanFit {
   bool fits = false;
 };
 
+// What one policy of a chain saved: of what the policies before it left.
+struct StageSaving {
+  PolicyKind kind = PolicyKind::kCache;
+  Millicredits saved;
+};
+
 struct PolicyOutcome {
   std::string name;
   Millicredits before;
@@ -189,6 +197,8 @@ struct PolicyOutcome {
   std::int64_t events_changed = 0;  // re-priced lower
   std::int64_t events_dropped = 0;  // removed (discuss off, rate limited, cache hit)
   std::optional<PlanFit> plan;
+  // Each policy's part of `saved`, in the chain's order (they add up to `saved`).
+  std::vector<StageSaving> stages;
 };
 
 struct ReplayReport {
@@ -199,6 +209,7 @@ struct ReplayReport {
   Millicredits before;
   std::vector<PolicyOutcome> policies;
   std::optional<PolicyOutcome> combined;  // when more than one policy was asked for
+  std::vector<PolicyOutcome> chains;      // ReplayerOptions::chains, in their order
   std::int64_t reprice_errors = 0;        // usages the rate card could not price (kept)
   // The most request keys any cache stage remembered, and whether a new key found its
   // table full (kReplayCacheKeysMax): what merge_replay_reports needs to know.
@@ -246,6 +257,11 @@ struct ReplayerOptions {
   // loops on net credits and saves only what a turn cost net of its refunds, as the
   // audit's loops do. Null: gross credits. Must outlive the replayer.
   const RefundBook* refunds = nullptr;
+  // Further chains, each of the replayer's policies of the kinds listed (in the chain
+  // order), reported in ReplayReport::chains in this order; and whether the chain of
+  // every policy ("combined") is replayed too.
+  std::vector<std::vector<PolicyKind>> chains;
+  bool combined = true;
 };
 
 // The report of a stream split by account into parts, each replayed by its own Replayer
@@ -280,6 +296,7 @@ class Replayer {
   std::vector<Policy> policies_;
   std::vector<std::unique_ptr<Scenario>> alone_;
   std::unique_ptr<Scenario> combined_;
+  std::vector<std::unique_ptr<Scenario>> chains_;
   ReplayReport report_;
   bool any_event_ = false;
   std::optional<std::int64_t> period_days_;  // ReplayerOptions

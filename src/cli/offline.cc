@@ -29,6 +29,7 @@
 #include "base/json_writer.h"
 #include "cli/progress.h"
 #include "cli/sharded_reader.h"
+#include "cli/time_order.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
 #include "sim/simulate.h"
@@ -250,23 +251,45 @@ void gather_refunds(const std::string& path,
   }
 }
 
-// The same on one thread, in file order.
-int read_events_serial(const std::string& path, bool& opened,
-                       const std::function<void(const ledger::Event&)>& add) {
+// The same on one thread, in file order, until `add` returns false: then `stopped` is set
+// and the bad lines are not reported (the caller reads the file again).
+int read_events_serial(const std::string& path, const std::string& shown, bool& opened,
+                       bool& stopped, const std::function<bool(const ledger::Event&)>& add) {
   analytics::NdjsonReader reader(path);
   opened = reader.ok();
+  stopped = false;
   if (!reader.ok()) {
-    std::cerr << "creditctl: cannot open " << path << ": " << reader.problem() << "\n";
+    std::cerr << "creditctl: cannot open " << shown << ": " << reader.problem() << "\n";
     return kExitBadInput;
   }
   Progress progress("reading", file_size(path));
   ledger::Event e;
   while (reader.next(e)) {
-    add(e);
+    if (!add(e)) {
+      stopped = true;
+      return kExitOk;
+    }
     progress.update(reader.bytes_read());
   }
   progress.finish();
-  return report_bad_lines(path, reader);
+  return report_bad_lines(shown, reader);
+}
+
+// The events of a regular file that `keep` accepts, into `add` on this thread in the
+// order of time_order.h (the file is indexed and sorted). `read` is false when it could not
+// be (the message is given); returns the exit code.
+int read_events_time_ordered(const std::string& path, const std::string& shown, bool& read,
+                             const std::function<bool(const ledger::Event&)>& keep,
+                             const std::function<void(const ledger::Event&)>& add) {
+  TimeOrderedReader reader(path);
+  Progress progress("reading in time order", file_size(path));
+  read = reader.run(keep, add, &progress);
+  progress.finish();
+  if (!read) {
+    std::cerr << "creditctl: " << shown << ": " << reader.problem() << "\n";
+    return kExitBadInput;
+  }
+  return report_bad_lines(shown, reader);
 }
 
 bool is_regular_file(const std::string& path) {
@@ -305,6 +328,14 @@ int run_simulate(const SimulateArgs& args) {
   }
   if (!start) {
     usage_error("--start: not an RFC 3339 instant: " + args.start);
+    return kExitUsage;
+  }
+  // Whole UTC days are generated (sim/simulate.h): refused before the output is opened.
+  if (*start != day_start_ms(*start)) {
+    usage_error("--start: " + args.start +
+                " is not a UTC midnight; the simulator generates whole UTC days (give " +
+                format_rfc3339(day_start_ms(*start)) + " or " +
+                format_rfc3339(day_start_ms(*start) + kMsPerDay) + ")");
     return kExitUsage;
   }
   if (sim::find_profile(args.profile) == nullptr) {
@@ -425,12 +456,21 @@ int run_replay(const ReplayArgs& args) {
     }
     policies.push_back(std::move(*p));
   }
+  // Every account's events are replayed in the order of time_order.h: a file in that order
+  // as it lies, any other through a sorted index. That needs an input that can be read
+  // again: standard input and pipes are read from a copy.
+  const Spool input(args.file);
+  if (!input.problem().empty()) {
+    std::cerr << "creditctl: " << input.problem() << "\n";
+    return kExitBadInput;
+  }
+  const std::string& path = input.path();
+  const auto any = [](const ledger::Event&) { return true; };
   std::optional<analytics::ReplayReport> merged;
   bool opened = false;
+  bool unordered = false;  // an account's events are not in the order
   int code = kExitOk;
-  // Two threads need an input that can be read again (see below): standard input and
-  // pipes are replayed on one.
-  if (is_regular_file(args.file)) {
+  if (is_regular_file(path)) {
     // One replayer per shard (every policy keeps its state per account), merged at the end.
     std::vector<std::unique_ptr<analytics::Replayer>> replayers;
     for (std::size_t i = 0; i < ShardedReader::kShards; ++i) {
@@ -438,6 +478,8 @@ int run_replay(const ReplayArgs& args) {
           std::make_unique<analytics::Replayer>(*card, catalog ? &*catalog : nullptr, policies));
     }
     std::vector<analytics::ReplayReport> parts(ShardedReader::kShards);
+    std::array<OrderCheck, ShardedReader::kShards> checks;
+    std::atomic<bool> out_of_order{false};
     // The shards' cache keys, published every kKeysCheckEvents events: once they add up to
     // more than the table holds, the reading stops (the stream is replayed again below).
     constexpr std::size_t kKeysCheckEvents = 4096;
@@ -445,6 +487,11 @@ int run_replay(const ReplayArgs& args) {
     std::array<std::size_t, ShardedReader::kShards> since_check{};
     std::atomic<bool> stop{false};
     auto add = [&](std::size_t shard, const ledger::Event& e) {
+      if (!checks[shard].in_order(e)) {
+        out_of_order.store(true, std::memory_order_relaxed);
+        stop.store(true, std::memory_order_relaxed);
+      }
+      if (out_of_order.load(std::memory_order_relaxed)) return;
       replayers[shard]->add(e);
       if (++since_check[shard] < kKeysCheckEvents) return;
       since_check[shard] = 0;
@@ -457,20 +504,39 @@ int run_replay(const ReplayArgs& args) {
     ShardedReader::Options options;
     options.stop = &stop;
     code = read_events(
-        args.file, options, opened, add,
+        path, options, opened, add,
         [&](std::size_t shard) { parts[shard] = replayers[shard]->finish(); },
         [&] {
+          if (out_of_order.load()) return false;
           merged = analytics::merge_replay_reports(std::move(parts));
           return merged.has_value();
-        });
+        },
+        args.file);
     if (!opened) return code;
+    unordered = out_of_order.load();
   }
-  if (!merged) {
-    // A pipe, or the cache's table of request keys may have filled up (which keys it kept
-    // then depends on the order across accounts): the stream is replayed in one replayer.
-    analytics::Replayer replayer(*card, catalog ? &*catalog : nullptr, std::move(policies));
-    code = read_events_serial(args.file, opened, [&](const ledger::Event& e) { replayer.add(e); });
+  if (!merged && !unordered) {
+    // Not a regular file (the reading says why), or the cache's table of request keys may
+    // have filled up (which keys it kept then depends on the order across accounts): the
+    // stream is replayed in one replayer, as it lies while it is in the order.
+    analytics::Replayer replayer(*card, catalog ? &*catalog : nullptr, policies);
+    OrderCheck check;
+    bool stopped = false;
+    code = read_events_serial(path, args.file, opened, stopped, [&](const ledger::Event& e) {
+      if (!check.in_order(e)) return false;
+      replayer.add(e);
+      return true;
+    });
     if (!opened) return code;
+    unordered = stopped;
+    if (!stopped) merged = replayer.finish();
+  }
+  if (unordered) {
+    analytics::Replayer replayer(*card, catalog ? &*catalog : nullptr, std::move(policies));
+    bool read = false;
+    code = read_events_time_ordered(path, args.file, read, any,
+                                    [&](const ledger::Event& e) { replayer.add(e); });
+    if (!read) return code;
     merged = replayer.finish();
   }
   const analytics::ReplayReport& r = *merged;
@@ -605,13 +671,26 @@ int run_audit(const AuditArgs& args) {
   }
   std::vector<std::vector<analytics::AuditReport>> parts(ShardedReader::kShards);
   bool opened = false;
+  // Every account's events are audited in the order of time_order.h (the server's audit's):
+  // a file in that order is streamed as it lies; the first event out of it stops the
+  // reading, and the file is then read again through a sorted index.
+  std::array<OrderCheck, ShardedReader::kShards> checks;
+  std::atomic<bool> unordered{false};
   // Large batches: ~16 events of each of 1,000 accounts in a row (see ShardedReader).
   int code = read_events(
-      input.path(), ShardedReader::Options{kAuditBatchBytes, kAuditBatchesInFlight}, opened,
+      input.path(), ShardedReader::Options{kAuditBatchBytes, kAuditBatchesInFlight, &unordered},
+      opened,
       [&](std::size_t shard, const ledger::Event& e) {
-        if (wanted(e)) auditors[shard]->add(e);
+        if (!wanted(e)) return;
+        if (!checks[shard].in_order(e)) unordered.store(true, std::memory_order_relaxed);
+        if (unordered.load(std::memory_order_relaxed)) return;
+        auditors[shard]->add(e);
       },
       [&](std::size_t shard) {
+        if (unordered.load()) {
+          auditors[shard].reset();  // the file is audited again: its tables are not kept
+          return;
+        }
         parts[shard] = auditors[shard]->finish();
         // Its tables are left to the end of the process (creditctl exits just after the
         // report is written): freeing every account's tables one by one took ~7 % of the
@@ -621,12 +700,21 @@ int run_audit(const AuditArgs& args) {
         std::lock_guard lock(kept_mutex);
         kept->push_back(std::move(auditors[shard]));
       },
-      {}, args.file);
+      [&] { return !unordered.load(); }, args.file);
   if (!opened) return code;
   std::vector<analytics::AuditReport> reports;
-  for (auto& part : parts) {
-    reports.insert(reports.end(), std::make_move_iterator(part.begin()),
-                   std::make_move_iterator(part.end()));
+  if (unordered.load()) {
+    analytics::Auditor auditor(*card, options);
+    bool read = false;
+    code = read_events_time_ordered(input.path(), args.file, read, wanted,
+                                    [&](const ledger::Event& e) { auditor.add(e); });
+    if (!read) return code;
+    reports = auditor.finish();
+  } else {
+    for (auto& part : parts) {
+      reports.insert(reports.end(), std::make_move_iterator(part.begin()),
+                     std::make_move_iterator(part.end()));
+    }
   }
   std::sort(reports.begin(), reports.end(),
             [](const analytics::AuditReport& a, const analytics::AuditReport& b) {
@@ -653,7 +741,8 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
       ->capture_default_str();
   sim->add_option("--seed", c.simulate.seed, "PRNG seed")->capture_default_str();
   sim->add_option("--start", c.simulate.start,
-                  "First day (RFC 3339; default: the UTC midnight --days days before now)");
+                  "First day: a UTC midnight, e.g. 2026-03-01T00:00:00Z (default: the UTC "
+                  "midnight --days days before now)");
   sim->add_option("--plan", c.simulate.plan, "Open each account on this plan");
   sim->add_option("--plans", c.simulate.plans, "Plan catalog (TOML)")->capture_default_str();
   sim->add_option("--out", c.simulate.out, "Event file (- for stdout)")->capture_default_str();

@@ -31,7 +31,7 @@ struct SimulateArgs {
   std::int64_t accounts = 1;
   std::int64_t days = 30;
   std::uint64_t seed = 1;
-  std::string start;  // empty: the UTC midnight D days before now
+  std::string start;  // a UTC midnight; empty: the UTC midnight D days before now
   std::string plan;
   std::string plans = kPlansPathDefault;
   std::string out = "-";

@@ -160,28 +160,46 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   analytics::RefundBook refunds;
   ledger::Event event;
   ledger::EventHead head;
+  // The events in time order, ties in sequence order: the order the audit's rules are
+  // about (a loop is a run of turns in time, a cache is filled before it answers), and the
+  // one `creditctl audit` reads a file in (cli/time_order.h). The index lists them in
+  // sequence order, which is not time order where events were imported after later ones
+  // (a second import, or one of several chunks: each chunk is numbered in time order).
+  struct Placed {
+    std::int64_t at_ms;
+    std::uint64_t seq;
+    std::size_t begin;
+    std::size_t end;
+  };
+  std::vector<Placed> order;
+  order.reserve(job.event_ends.size());
   std::size_t begin = 0;
-  for (std::size_t end : job.event_ends) {
-    const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
-    begin = end;
-    if (!ledger::decode_event_head(bytes, head).ok() || head.type != ledger::EventType::kRefund) {
-      continue;
-    }
-    Status decoded = ledger::decode_event_into(bytes, event);
-    CREDIT_ASSERT(decoded.ok());
-    refunds.add(event);
-  }
-  options.refunds = &refunds;
-  analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
-  begin = 0;
   for (std::size_t end : job.event_ends) {
     const std::string_view bytes = std::string_view(job.event_bytes).substr(begin, end - begin);
     // The bytes were read back from the event log and their head decoded: a record the
     // log checked when it wrote or recovered it.
-    Status decoded = ledger::decode_event_into(bytes, event);
+    Status decoded = ledger::decode_event_head(bytes, head);
+    CREDIT_ASSERT(decoded.ok());
+    order.push_back({head.at_ms, head.seq, begin, end});
+    begin = end;
+    if (head.type != ledger::EventType::kRefund) continue;
+    decoded = ledger::decode_event_into(bytes, event);
+    CREDIT_ASSERT(decoded.ok());
+    refunds.add(event);
+  }
+  const auto earlier = [](const Placed& a, const Placed& b) {
+    return a.at_ms != b.at_ms ? a.at_ms < b.at_ms : a.seq < b.seq;
+  };
+  if (!std::is_sorted(order.begin(), order.end(), earlier)) {
+    std::sort(order.begin(), order.end(), earlier);
+  }
+  options.refunds = &refunds;
+  analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
+  for (const Placed& p : order) {
+    Status decoded = ledger::decode_event_into(
+        std::string_view(job.event_bytes).substr(p.begin, p.end - p.begin), event);
     CREDIT_ASSERT(decoded.ok());
     builder.add(event);
-    begin = end;
   }
   std::vector<analytics::AuditReport> reports;
   reports.push_back(builder.finish());

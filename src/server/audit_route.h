@@ -12,6 +12,10 @@
 // index of event_index.h; each event's time is read from the head of its encoding, and
 // the bytes are about 100 per event). The report is computed on an audit worker, which
 // decodes them: it never reads the engine's index, which the ledger thread appends to.
+// The worker audits the events in time order, ties in sequence order (as `creditctl
+// audit` reads a file, cli/time_order.h), not in the index's sequence order, which is not
+// time order where events were imported after later ones (32 bytes more per event, for
+// the order).
 // Owns: the query validation, the range default, the worker pool, content types and the
 // Content-Security-Policy of the HTML form.
 // Does not: compute the audit (analytics/audit.h), authenticate (api.h did).

@@ -135,6 +135,10 @@ void append_decimal(std::string& out, std::int64_t v, std::size_t width = 0) {
 
 struct AccountState {
   std::string id;
+  // "sim-<profile>-<seed>-<yyyymmdd>-<account>-": the idempotency keys' start, unique per
+  // (profile, seed, start), so that periods simulated with other flags import into one
+  // account (an import refuses a key the account already has).
+  std::string key_prefix;
   std::vector<std::string> users;
   std::vector<std::int64_t> weights;
   std::vector<Millicredits> builder_spent;  // balanced profiles: each builder's turns so far
@@ -377,9 +381,7 @@ class DayGenerator {
     e.priced_by = "usage";
     e.usage = std::move(u);
     e.rate_card_version = card_.version();
-    e.idempotency_key.assign("sim-");
-    e.idempotency_key += a_.id;
-    e.idempotency_key += '-';
+    e.idempotency_key.assign(a_.key_prefix);
     append_decimal(e.idempotency_key, ++a_.events);
     return &e;
   }
@@ -717,18 +719,30 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
     return invalid("accounts", "accounts must be 1-10000");
   }
   if (options.days < 1 || options.days > kDaysMax) return invalid("days", "days must be 1-3660");
+  // The generation is by whole UTC days (a workday's hours, a day's budgets): a start
+  // inside a day would either put events before it or plant a part of a day that the
+  // profile's shares and planted waste were never drawn for.
+  if (options.start_ms != day_start_ms(options.start_ms)) {
+    return invalid("start", "start must be a UTC midnight (" +
+                                format_rfc3339(day_start_ms(options.start_ms)) + " or " +
+                                format_rfc3339(day_start_ms(options.start_ms) + kMsPerDay) +
+                                "): the simulator generates whole UTC days");
+  }
 
   Truth truth;
   truth.profile = std::string(profile->name);
   truth.seed = options.seed;
-  truth.start_ms = day_start_ms(options.start_ms);
+  truth.start_ms = options.start_ms;
   truth.days = options.days;
+  std::string start_day = format_date(truth.start_ms);  // YYYY-MM-DD
+  start_day.erase(std::remove(start_day.begin(), start_day.end(), '-'), start_day.end());
 
   std::vector<AccountState> accounts(static_cast<std::size_t>(options.accounts));
   for (std::size_t i = 0; i < accounts.size(); ++i) {
     AccountState& a = accounts[i];
     Prng rng(mix(options.seed, i, 0xACC0));
     a.id = fmt::format("acct-{:03}", i + 1);
+    a.key_prefix = fmt::format("sim-{}-{}-{}-{}-", profile->name, options.seed, start_day, a.id);
     const std::int64_t users = profile->outlier_weight_factor > 0 ? 4 : rng.uniform(3, 5);
     for (std::int64_t j = 0; j < users; ++j) {
       a.users.emplace_back(kUserNames[(i + static_cast<std::size_t>(j)) % kUserNames.size()]);
@@ -764,7 +778,7 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
       e.account_id = a.id;
       e.type = ledger::EventType::kAccountCreated;
       e.plan = options.plan;
-      e.idempotency_key = fmt::format("sim-{}-account", a.id);
+      e.idempotency_key = a.key_prefix + "account";
       output.single(e);
     }
   }

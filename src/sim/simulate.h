@@ -63,7 +63,7 @@ struct SimOptions {
   std::int64_t accounts = 1;
   std::int64_t days = 30;
   std::uint64_t seed = 1;
-  std::int64_t start_ms = 0;  // the first day starts at day_start_ms(start_ms)
+  std::int64_t start_ms = 0;  // the first day's start: a UTC midnight (else an error)
   // When set, each account opens with an "account" event naming this plan (so an import
   // with mode=apply can create it).
   std::string plan;
@@ -116,8 +116,12 @@ using EventSink = std::function<void(const ledger::Event&)>;
 // Called after each simulated day with the number of days done.
 using DayProgress = std::function<void(std::int64_t)>;
 
-// Generates the events in time order (seq 1, 2, ...) into `sink`. Errors: unknown
-// profile, accounts or days out of range, a rate card that cannot price the workload.
+// Generates the events in time order (seq 1, 2, ...) into `sink`, each with the
+// idempotency key sim-<profile>-<seed>-<yyyymmdd of start>-<account>-<n> (n counts the
+// account's events from 1, in the order they are generated; the account event's n is
+// "account"): the same options give the same keys, other options other keys. Errors
+// (kInvalidRequest naming the param): unknown profile, accounts or days out of range, a
+// start that is not a UTC midnight, a rate card that cannot price the workload.
 Result<Truth> simulate(const SimOptions& options, const pricing::RateCard& card,
                        const EventSink& sink, const DayProgress& progress = {});
 

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "analytics/replay.h"
 
 namespace credit::analytics {
@@ -328,6 +330,90 @@ TEST(Audit, FixesAreOrderedBySavingsPerHour) {
   EXPECT_EQ(r.fixes[0].saved_per_hour.mc(), 90'000);
   EXPECT_EQ(r.fixes[1].id, "cache_integrations");
   EXPECT_EQ(r.fixes[1].saved_per_hour.mc(), 75'000);
+}
+
+// An agent turn that scoping re-prices lower (it reads 5 files: input tokens / 5) but that
+// is not unscoped (8 lines emitted for 6 changed) nor a small edit (6 lines changed):
+// 0.5 + 0.3 x 10 + 1.5 x 0.1 + 0.2 x 5 + 0.01 x 8 + 0.02 x 6 = 4.85 credits as recorded,
+// 2.45 scoped.
+Event reads_five_files(std::int64_t at_ms) {
+  Event e = agent("dana", "a.jsx", at_ms, 8'000, 8, 6);
+  e.usage->input_tokens = 10'000;
+  e.usage->files_read = 5;
+  return e;
+}
+
+Event discuss(std::int64_t at_ms, std::int64_t credits_mc) {
+  Event e = llm(at_ms, "", credits_mc);
+  e.user_id = "dana";
+  e.kind = Kind::kDiscussTurn;
+  e.metadata = {};
+  e.metadata.feature = "f";
+  return e;
+}
+
+TEST(Audit, NoFixListedMeansNothingSavedTogether) {
+  // Scoping would save 2.4 credits on each turn and discuss-off the discuss turn, but no
+  // finding names a fix (discuss is 4 % of the burn, nothing is unscoped): the fixes
+  // together are none.
+  auto r = audit_two_pass({reads_five_files(kT0), reads_five_files(kT0 + 1),
+                           reads_five_files(kT0 + 2), discuss(kT0 + 3, 1'000)});
+  EXPECT_TRUE(r.fixes.empty());
+  EXPECT_EQ(r.saved_per_cycle_all.mc(), 0);
+}
+
+TEST(Audit, AllFixesTogetherChainsOnlyTheListedFixesPolicies) {
+  // One small edit (4 credits): the only fix is the editor's, 4 x 30 = 120 credits per
+  // cycle. Scoping the other turns and dropping the discuss turn are no fix of this
+  // report, so they are not in "all fixes together" either.
+  Event small = agent("dana", "b.jsx", kT0 + 4, 4'000, 4, 2);
+  auto r = audit_two_pass({reads_five_files(kT0), reads_five_files(kT0 + 1),
+                           reads_five_files(kT0 + 2), discuss(kT0 + 3, 1'000), small});
+  ASSERT_EQ(r.fixes.size(), 1u);
+  EXPECT_EQ(r.fixes[0].id, "edit_in_editor");
+  EXPECT_EQ(r.fixes[0].saved_per_cycle.mc(), 120'000);
+  EXPECT_EQ(r.saved_per_cycle_all.mc(), 120'000);
+}
+
+TEST(Audit, AllFixesTogetherWithLoopsAndDiscussOff) {
+  // A loop of three 12-credit fix turns (waste 24) alone: 24 x 30 = 720 per cycle.
+  std::vector<Event> loop = {fix_turn("a.jsx", kT0, 12'000, 1),
+                             fix_turn("a.jsx", kT0 + 60'000, 12'000, 2),
+                             fix_turn("a.jsx", kT0 + 120'000, 12'000, 3)};
+  auto r = audit_two_pass(loop);
+  ASSERT_EQ(r.fixes.size(), 1u);
+  EXPECT_EQ(r.fixes[0].id, "revert_loops");
+  EXPECT_EQ(r.saved_per_cycle_all.mc(), 720'000);
+  // With 10 credits of discuss turns (22 % of the burn): discuss-off is a fix too, and the
+  // two save (10 + 24) x 30 = 1,020 per cycle together.
+  loop.push_back(discuss(kT0 + 180'000, 6'000));
+  loop.push_back(discuss(kT0 + 240'000, 4'000));
+  r = audit_two_pass(loop);
+  ASSERT_EQ(r.fixes.size(), 2u);
+  EXPECT_EQ(r.saved_per_cycle_all.mc(), 1'020'000);
+}
+
+TEST(Audit, AllFixesTogetherSaveNoEventTwiceAndNoMoreThanTheirSum) {
+  // Unscoped turns that are also small edits: scoping saves on them, and the editor drops
+  // them whole. Chained, the editor drops what scoping left, so together they save each
+  // turn's 4 credits once: 3 turns x 4 x 30 = 360 per cycle, below the sum of the two.
+  std::vector<Event> events;
+  for (int i = 0; i < 3; ++i) {
+    Event e = agent("dana", "c.jsx", kT0 + i, 4'000, 20, 2);
+    e.usage->input_tokens = 10'000;
+    e.usage->files_read = 5;
+    events.push_back(e);
+  }
+  auto r = audit_two_pass(events);
+  Millicredits sum;
+  std::set<std::string> ids;
+  for (const auto& f : r.fixes) {
+    sum += f.saved_per_cycle;
+    ids.insert(f.id);
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"edit_in_editor", "scope_prompts"}));
+  EXPECT_EQ(r.saved_per_cycle_all.mc(), 360'000);
+  EXPECT_LT(r.saved_per_cycle_all, sum);
 }
 
 TEST(Audit, SharesAgainstTypicalRanges) {

@@ -138,6 +138,34 @@ TEST(Replay, CombinedNeverSavesAnEventTwice) {
   EXPECT_EQ(r.combined->after.mc(), 0);
 }
 
+TEST(Replay, AChainOfSomePoliciesSavesWhatTheyAloneSaveInTheChainOrder) {
+  // A discuss turn (2 credits) and an invokeLLM call paid twice (1.5 credits each).
+  Event d = charge(Kind::kDiscussTurn, kT0, 2'000);
+  Event llm = charge(Kind::kInvokeLlm, kT0 + 1, 1'500, "app");
+  llm.cache_key = "k";
+  Event again = llm;
+  again.at_ms = kT0 + 2;
+  ReplayerOptions options;
+  options.chains = {{PolicyKind::kCache, PolicyKind::kEditor}};
+  options.combined = false;
+  Replayer r(card(), nullptr,
+             {*parse_policy("cache"), *parse_policy("discuss-off"), *parse_policy("editor")},
+             options);
+  for (const auto& e : {d, llm, again}) r.add(e);
+  auto report = r.finish();
+  EXPECT_FALSE(report.combined.has_value());
+  ASSERT_EQ(report.chains.size(), 1u);
+  const PolicyOutcome& chain = report.chains[0];
+  EXPECT_EQ(chain.name, "cache+editor");
+  // The discuss turn is not the chain's to save: only the repeat's 1.5 credits.
+  EXPECT_EQ(chain.saved.mc(), 1'500);
+  ASSERT_EQ(chain.stages.size(), 2u);
+  EXPECT_EQ(chain.stages[0].kind, PolicyKind::kCache);
+  EXPECT_EQ(chain.stages[0].saved.mc(), 1'500);
+  EXPECT_EQ(chain.stages[1].kind, PolicyKind::kEditor);
+  EXPECT_EQ(chain.stages[1].saved.mc(), 0);
+}
+
 TEST(Replay, RefundsPassThrough) {
   Event refund = charge(Kind::kDiscussTurn, kT0 + 1, 500);
   refund.type = EventType::kRefund;

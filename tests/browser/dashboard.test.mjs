@@ -136,7 +136,6 @@ function simulatedMonth(account) {
       const e = JSON.parse(text);
       if (e.type !== 'charge') continue; // mode=apply applies charge lines only
       e.account_id = account;
-      e.idempotency_key = e.idempotency_key.replace(/^sim-acct-001-/, `sim-${m.profile}-`);
       if (e.metadata && e.metadata.snapshot_id) e.metadata.snapshot_id = e.metadata.snapshot_id.replace('acct-001', account);
       lines.push(e);
     }

@@ -7,6 +7,7 @@ with GET .../events.
 """
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -273,7 +274,104 @@ def test_audit_route():
     eqd("audit of an account without a full cycle: 200", r.status, 200, r)
 
 
+def write_lines(name, lines):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def test_audit_in_any_line_order():
+    """The same events in any line order give the same audit and replay, offline as on the
+    server (whose audit reads an account's events in time order): a shuffled file is
+    read again in time order."""
+    sim = os.path.join(TMP, "order-month.ndjson")
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "30", "--seed", "7", "--start", START,
+                     "--out", sim, key=None)
+    eqd("simulate exits 0", rc, 0, err)
+    lines = h.charge_lines(sim, "any-order")
+    shuffled = lines[:]
+    random.Random(7).shuffle(shuffled)
+    in_order = write_lines("in-order.ndjson", lines)
+    out_of_order = write_lines("shuffled.ndjson", shuffled)
+    # A free account signed up on March 1: its cycle is March (31 days), as --cycle-days says.
+    ADMIN.create_account("any-order", plan="free", signup_at=START)
+    r = ADMIN.post("/v1/admin/import?mode=analytics", raw="\n".join(shuffled) + "\n")
+    eqd("the shuffled month imports", (r.status, r.get("imported"), r.get("rejected")),
+        (200, len(lines), 0), r)
+    r = ADMIN.get("/v1/accounts/any-order/audit?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z")
+    eqd("audit route of the shuffled import: 200", r.status, 200, r)
+    route = r.doc
+    h.check("the month has loops and repeats to get right",
+            route["regression_loops"]["loops"] and route["repeated_calls"]["paid_repeats"] > 0,
+            route["regression_loops"])
+    args = ["--format", "json", "--plan", "free", "--from", "2026-03-01T00:00:00Z", "--to",
+            "2026-04-01T00:00:00Z", "--cycle-days", "31"]
+    rc, sorted_out, err = ctl("audit", in_order, *args, key=None)
+    eqd("offline audit of the file in order exits 0", rc, 0, err)
+    rc, shuffled_out, err = ctl("audit", out_of_order, *args, key=None)
+    eqd("offline audit of the shuffled file exits 0", rc, 0, err)
+    h.eq("offline audit: the shuffled file gives the report of the file in order", shuffled_out, sorted_out)
+    h.eq("offline audit of the shuffled file equals the route's audit of the same events",
+         loads(shuffled_out), route)
+    rc, stdin_out, err = ctl("audit", "-", *args, key=None, stdin="\n".join(shuffled) + "\n")
+    h.eq("offline audit of the shuffled events on standard input: the same report", (rc, stdin_out),
+         (0, sorted_out))
+    policies = ["--policy", "cache", "--policy", "revert-loops", "--policy", "rate-limit", "--json"]
+    rc, replay_sorted, err = ctl("replay", in_order, *policies, key=None)
+    eqd("replay of the file in order exits 0", rc, 0, err)
+    rc, replay_shuffled, err = ctl("replay", out_of_order, *policies, key=None)
+    h.eq("replay: the shuffled file gives the replay of the file in order", (rc, replay_shuffled),
+         (0, replay_sorted))
+    rc, replay_stdin, err = ctl("replay", "-", *policies, key=None, stdin="\n".join(shuffled) + "\n")
+    h.eq("replay of the shuffled events on standard input: the same", (rc, replay_stdin), (0, replay_sorted))
+    # The server's audit reads an account's events in time order too, not in the order
+    # they were numbered: here every other event of the month is imported first, the rest
+    # after (each import is numbered in time order, the two together are not).
+    ADMIN.create_account("two-imports", plan="free", signup_at=START)
+    halves = h.charge_lines(sim, "two-imports")
+    for part in (halves[1::2], halves[0::2]):
+        r = ADMIN.post("/v1/admin/import?mode=analytics", raw="\n".join(part) + "\n")
+        eqd("half the month imports", (r.status, r.get("rejected")), (200, 0), r)
+    r = ADMIN.get("/v1/accounts/two-imports/audit?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z")
+    route_two = dict(r.doc or {}, account_id="any-order")
+    h.eq("audit route of a month imported as two interleaved halves: the report of the month in order",
+         route_two, loads(sorted_out))
+    # A bad line in a shuffled file is reported once, by its line number, and skipped.
+    bad = shuffled[:10] + ["{not json"] + shuffled[10:]
+    path = write_lines("shuffled-bad.ndjson", bad)
+    rc, out, err = ctl("audit", path, *args, key=None)
+    h.eq("a bad line in a shuffled file: exit 3, the report of the good lines", (rc, out), (3, sorted_out))
+    h.eq("the bad line is reported once, with its number", err.count(":11: "), 1)
+
+
+def test_two_simulated_periods_import_into_one_account():
+    """simulate's idempotency keys are unique per profile, seed and start: periods simulated
+    with other flags import into one account (an import refuses a key the account has)."""
+    ADMIN.create_account("periods", plan="pro")
+    for profile, seed, start in (("typical", 5, "2026-03-02T00:00:00Z"), ("typical", 6, "2026-03-05T00:00:00Z"),
+                                 ("typical", 5, "2026-03-08T00:00:00Z"), ("discuss-heavy", 5, "2026-03-02T00:00:00Z")):
+        sim = os.path.join(TMP, f"period-{profile}-{seed}-{start[:10]}.ndjson")
+        rc, _, err = ctl("simulate", "--profile", profile, "--days", "3", "--seed", str(seed), "--start", start,
+                         "--out", sim, key=None)
+        eqd("simulate exits 0", rc, 0, err)
+        lines = h.charge_lines(sim, "periods")
+        with open(sim) as f:
+            first = json.loads(f.readline())
+        h.eq(f"simulate {profile} {seed} {start[:10]}: the key names profile, seed, start day and account",
+             first["idempotency_key"].rsplit("-", 1)[0],
+             f"sim-{profile}-{seed}-{start[:10].replace('-', '')}-acct-001")
+        r = ADMIN.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
+        eqd(f"the period {profile} {seed} {start[:10]} imports whole into the same account",
+            (r.status, r.get("imported"), r.get("rejected")), (200, len(lines), 0), r)
+    r = ADMIN.post("/v1/admin/import?mode=analytics", raw="\n".join(lines) + "\n")
+    eqd("the same period again is refused line by line (duplicates)",
+        (r.status, r.get("imported"), r.get("rejected")), (200, 0, len(lines)), r)
+
+
 h.run_section(test_exit_codes)
 h.run_section(test_json_output)
 h.run_section(test_audit_route)
+h.run_section(test_audit_in_any_line_order)
+h.run_section(test_two_simulated_periods_import_into_one_account)
 h.finish()

@@ -654,7 +654,7 @@ def simulate(profile, seed, start, days, accounts=1, plan=None):
 
 def clean_has_no_findings():
     for seed, start, days, accounts in ((11, "2026-03-02T00:00:00Z", 28, 2), (12, "2026-03-07T00:00:00Z", 30, 2),
-                                        (13, "2026-02-10T13:37:00Z", 45, 2), (14, "2026-05-01T00:00:00Z", 7, 3),
+                                        (13, "2026-02-10T00:00:00Z", 45, 2), (14, "2026-05-01T00:00:00Z", 7, 3),
                                         (15, "2026-06-03T00:00:00Z", 90, 1)):
         _, t, reports = simulate("clean", seed, start, days, accounts)
         eq(f"simulate clean seed {seed}: a report per account", len(reports), accounts)
@@ -665,8 +665,8 @@ def clean_has_no_findings():
            [(a["loops"], a["repeated_calls"], a["unscoped"]["prompts"], a["small_edits"],
              a["turns_without_snapshot"], a["outlier_users"], a["discuss_heavy"]) for a in t["accounts"]],
            [([], [], 0, 0, 0, [], False)] * accounts)
-        check(f"clean seed {seed}: the truth names seed, start day and days",
-              t["seed"] == seed and t["start"] == start[:10] + "T00:00:00Z" and t["days"] == days, t)
+        check(f"clean seed {seed}: the truth names seed, start and days",
+              t["seed"] == seed and t["start"] == start and t["days"] == days, t)
 
 
 def clean_through_the_route():
@@ -677,6 +677,33 @@ def clean_through_the_route():
     eq("clean month imports", (r.status, r.get("rejected")), (200, 0))
     r = C.get("/v1/accounts/sim-clean/audit?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z")
     eq("audit route of a clean month: no findings", codes(r.doc or {"findings": ["?"]}), [])
+    eq("audit route of a clean month: no fix, and nothing saved by all of them together",
+       (r.get("fixes"), n(r.get("saved_per_cycle_all_fixes"))), ([], 0))
+
+
+def all_fixes_together():
+    """"All fixes together" (docs/audit-schema.md) chains the policies of the fixes listed,
+    no other: none on a clean month; on a typical one what `creditctl replay` saves with
+    exactly those policies, never more than the sum of the fixes' savings."""
+    _, _, reports = simulate("clean", 7, "2026-03-01T00:00:00Z", 30)
+    eq("clean: no fix, nothing saved by all fixes together",
+       (reports[0]["fixes"], n(reports[0]["saved_per_cycle_all_fixes"])), ([], 0))
+    for profile in ("typical", "regression-heavy", "outlier-user"):
+        path, _, reports = simulate(profile, 7, "2026-03-01T00:00:00Z", 30)
+        r = reports[0]
+        listed = [f["policy"] for f in r["fixes"] if f["policy"]]
+        total = sum(n(f["saved_per_cycle"]) for f in r["fixes"])
+        together = n(r["saved_per_cycle_all_fixes"])
+        check(f"{profile}: all fixes together ({together}) is at most the sum of the fixes ({total})",
+              together <= total, r["fixes"])
+        check(f"{profile}: discuss-off is no fix here, so not among them", "discuss-off" not in listed, listed)
+        args = []
+        for policy in listed:
+            args += ["--policy", policy]
+        p, _ = replay(path, *args)
+        chained = n(p["combined"]["saved_per_cycle"] if len(listed) > 1 else p[listed[0]]["saved_per_cycle"])
+        eq(f"{profile}: all fixes together is the replay of the listed fixes' policies, chained",
+           together, min(chained, total))
 
 
 def planted_codes(a):
@@ -730,6 +757,6 @@ def profiles_plant_their_waste():
 
 for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, refunds, advice, two_pools,
                 replay_cache, replay_scoped_discuss_limits_plan, clean_has_no_findings,
-                clean_through_the_route, profiles_plant_their_waste):
+                clean_through_the_route, all_fixes_together, profiles_plant_their_waste):
     h.run_section(section)
 h.finish()

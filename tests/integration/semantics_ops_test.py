@@ -454,9 +454,11 @@ def ctl_offline():
 
     # simulate's own bad input.
     for args, named in ((("--profile", "chaos"), "chaos"), (("--days", "0"), "days"),
-                        (("--start", "next tuesday"), "start"), (("--accounts", "0"), "accounts")):
+                        (("--start", "next tuesday"), "start"), (("--accounts", "0"), "accounts"),
+                        (("--start", "2026-03-01T10:30:00Z"), "UTC midnight")):
         rc, out, err = ctl("simulate", *args, "--out", os.path.join(TMP, "never.ndjson"))
         check(f"simulate {' '.join(args)}: exit 2 naming {named}", rc == 2 and named in err, (rc, err))
+    check("simulate refused: no event file is written", not os.path.exists(os.path.join(TMP, "never.ndjson")))
     rc, out, err = ctl("simulate", "--days", "1", "--out", os.path.join(TMP, "no-dir", "x.ndjson"))
     check("simulate --out into a missing directory: a non-zero exit with a message",
           rc != 0 and not crashed(rc, err) and "no-dir" in err, (rc, err))
@@ -519,7 +521,8 @@ def ctl_online_format():
 # ----------------------------------------------------------------------------- simulator
 
 def clean_profile_any_period():
-    starts = ("2026-03-02T00:00:00Z", "2026-03-07T00:00:00Z", "2026-03-08T00:00:00Z", "2026-03-12T15:00:00Z")
+    # Monday, Saturday, Sunday, Thursday (a start is a UTC midnight: whole days are simulated).
+    starts = ("2026-03-02T00:00:00Z", "2026-03-07T00:00:00Z", "2026-03-08T00:00:00Z", "2026-03-12T00:00:00Z")
     for days in (1, 2, 3, 7, 30):
         for seed in (1, 2, 3, 4, 5, 6):
             start = starts[seed % len(starts)]

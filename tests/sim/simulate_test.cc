@@ -36,13 +36,13 @@ struct SimRun {
 };
 
 SimRun run(std::string profile, std::uint64_t seed, std::int64_t accounts = 1,
-           std::int64_t days = 28) {
+           std::int64_t days = 28, std::int64_t start_ms = kStartMs) {
   SimOptions o;
   o.profile = std::move(profile);
   o.seed = seed;
   o.accounts = accounts;
   o.days = days;
-  o.start_ms = kStartMs;
+  o.start_ms = start_ms;
   SimRun r;
   analytics::Auditor auditor(card(), {});
   auto truth = simulate(o, card(), [&](const ledger::Event& e) {
@@ -110,6 +110,69 @@ TEST(Simulate, SameSeedSameEventsOtherSeedOtherEvents) {
   ASSERT_EQ(a.events.size(), b.events.size());
   for (std::size_t i = 0; i < a.events.size(); ++i) EXPECT_EQ(a.events[i], b.events[i]);
   EXPECT_NE(analytics::event_to_json(a.events[5]), analytics::event_to_json(c.events[5]));
+}
+
+// An import refuses a key the account already has (DESIGN.md, "Events"): two simulated
+// periods, or two profiles, of one account must not share one.
+TEST(Simulate, IdempotencyKeysAreUniquePerProfileSeedAndStart) {
+  auto keys = [](const SimRun& r) {
+    std::set<std::string> out;
+    for (const auto& e : r.events) out.insert(e.idempotency_key);
+    return out;
+  };
+  auto base = run("typical", 11, 2, 3);
+  const std::set<std::string> mine = keys(base);
+  EXPECT_EQ(mine.size(), base.events.size());  // unique within the file too
+  EXPECT_TRUE(base.events.front().idempotency_key.starts_with("sim-typical-11-20260302-acct-00"))
+      << base.events.front().idempotency_key;
+  EXPECT_TRUE(mine.contains("sim-typical-11-20260302-acct-001-1"));
+  EXPECT_TRUE(mine.contains("sim-typical-11-20260302-acct-002-1"));
+  for (const SimRun& other :
+       {run("typical", 12, 2, 3), run("typical", 11, 2, 3, kStartMs + kMsPerDay),
+        run("regression-heavy", 11, 2, 3)}) {
+    for (const auto& e : other.events) {
+      EXPECT_FALSE(mine.contains(e.idempotency_key)) << e.idempotency_key;
+    }
+  }
+  EXPECT_EQ(keys(run("typical", 11, 2, 3)), mine);  // the same flags, the same keys
+}
+
+TEST(Simulate, TheAccountEventsKeyIsUniqueToo) {
+  SimOptions o;
+  o.profile = "clean";
+  o.seed = 3;
+  o.days = 1;
+  o.start_ms = kStartMs;
+  o.plan = "pro";
+  std::vector<ledger::Event> events;
+  ASSERT_TRUE(simulate(o, card(), [&](const ledger::Event& e) { events.push_back(e); }).ok());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().type, ledger::EventType::kAccountCreated);
+  EXPECT_EQ(events.front().idempotency_key, "sim-clean-3-20260302-acct-001-account");
+}
+
+// The simulator generates whole UTC days: a start inside a day is refused rather than
+// moved to its midnight (which put events before the start given).
+TEST(Simulate, StartMustBeAUtcMidnight) {
+  SimOptions o;
+  o.profile = "typical";
+  o.days = 2;
+  o.start_ms = kStartMs + 10 * 3'600'000 + 30 * 60'000;  // 2026-03-02T10:30:00Z
+  std::int64_t events = 0;
+  auto refused = simulate(o, card(), [&](const ledger::Event&) { ++events; });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().detail("param"), "\"start\"");
+  EXPECT_NE(refused.error().message.find("2026-03-02T00:00:00Z"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(events, 0);
+  o.start_ms = kStartMs;
+  std::int64_t first_ms = -1;
+  auto truth = simulate(o, card(), [&](const ledger::Event& e) {
+    if (first_ms < 0) first_ms = e.at_ms;
+  });
+  ASSERT_TRUE(truth.ok());
+  EXPECT_EQ(truth->start_ms, kStartMs);
+  EXPECT_GE(first_ms, kStartMs);
 }
 
 TEST(Simulate, FormattedOnTwoThreadsGivesTheSameBytesAndTruthAsTheEventSink) {
@@ -193,6 +256,7 @@ TEST(Simulate, CleanGivesAnAuditWithNoFindings) {
     for (const auto& report : r.reports) {
       EXPECT_TRUE(report.findings.empty()) << "seed " << seed << ": " << report.findings[0].code;
       EXPECT_TRUE(report.fixes.empty());
+      EXPECT_EQ(report.saved_per_cycle_all.mc(), 0);
     }
   }
 }
@@ -271,8 +335,35 @@ TEST(Simulate, FixSavingsAgreeWithReplay) {
     }
     EXPECT_TRUE(found) << fix.policy;
   }
-  ASSERT_TRUE(replay.combined.has_value());
-  EXPECT_EQ(report.saved_per_cycle_all, replay.combined->saved_per_cycle);
+}
+
+// "All fixes together" is the replay of the listed fixes' policies chained, and never more
+// than the sum of the fixes' savings: none at all on `clean`, which lists no fix.
+TEST(Simulate, AllFixesTogetherChainOnlyTheListedFixes) {
+  for (const auto& profile : profiles()) {
+    for (std::uint64_t seed : {7, 9}) {
+      SCOPED_TRACE(std::string(profile.name) + " seed " + std::to_string(seed));
+      auto r = run(std::string(profile.name), seed);
+      const AuditReport& report = r.reports[0];
+      std::vector<analytics::Policy> listed;
+      Millicredits sum;
+      for (const auto& fix : report.fixes) {
+        sum += fix.saved_per_cycle;
+        if (!fix.policy.empty()) listed.push_back(*analytics::parse_policy(fix.policy));
+      }
+      if (listed.empty()) {
+        EXPECT_EQ(report.saved_per_cycle_all.mc(), 0);
+        continue;
+      }
+      analytics::Replayer replayer(card(), nullptr, listed);
+      for (const auto& e : r.events) replayer.add(e);
+      auto replay = replayer.finish();
+      const Millicredits chained = listed.size() == 1 ? replay.policies[0].saved_per_cycle
+                                                      : replay.combined->saved_per_cycle;
+      EXPECT_EQ(report.saved_per_cycle_all, min(chained, sum));
+      EXPECT_LE(report.saved_per_cycle_all, sum);
+    }
+  }
 }
 
 TEST(Simulate, RejectsUnknownProfileAndBadRanges) {
