@@ -78,6 +78,11 @@ bool printable_ascii(std::string_view s, std::size_t max) {
 // key), or (admin, key)").
 constexpr std::string_view kAdminScope = "#admin";
 
+// The manual clock's bound: 9000-01-01T00:00:00Z, far from the year 10000 that RFC 3339
+// cannot write (a cycle end, a hold's expiry or a key's 24 hours after now).
+constexpr std::int64_t kClockNowMsMax =
+    std::int64_t{2567655} * kMsPerDay;  // days_from_civil(9000, 1, 1)
+
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
   std::size_t i = 0;
@@ -1337,6 +1342,11 @@ struct Api::Impl {
     if (!t)
       return respond(from_error(
           err_param(ErrorCode::kInvalidRequest, "now must be an RFC 3339 instant", "now")));
+    // A cycle or a hold that starts now ends within RFC 3339's four-digit years.
+    if (*t >= kClockNowMsMax) {
+      return respond(from_error(
+          err_param(ErrorCode::kInvalidRequest, "now must be before 9000-01-01T00:00:00Z", "now")));
+    }
     Status unknown = r.no_unknown_fields();
     if (!unknown.ok()) return respond(from_error(unknown.error()));
     if (*t < engine.last_logged_ms() || !options.manual_clock->set_ms(*t)) {

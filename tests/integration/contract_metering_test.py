@@ -954,6 +954,11 @@ def request_rules():
     check("PUT cache takes no idempotency_key", bad_param(r, "unknown_field", "idempotency_key"), r)
     r = c.post("/v1/admin/clock", {"now": "2026-07-21T00:00:00Z", "idempotency_key": "k"})
     check("the clock takes no idempotency_key", bad_param(r, "unknown_field", "idempotency_key"), r)
+    r = c.post("/v1/admin/clock", {"now": "9999-12-31T00:00:00Z"})
+    check("the clock stops short of the year 10000 (cycle ends stay RFC 3339): 400 naming now",
+          bad_param(r, "invalid_request", "now"), r)
+    r = c.post("/v1/admin/clock", {"now": "8999-12-31T23:59:59Z"})
+    check("... and takes an instant just before 9000-01-01", r.status == 200, r)
 
 
 SRV = h.start(manual_clock=True)
