@@ -676,6 +676,8 @@ Status Engine::open() {
   store::WalOptions wo;
   wo.repair = options_.repair;
   wo.fsync = options_.fsync;
+  wo.file_ops = options_.wal_file_ops;
+  if (options_.wal_segment_bytes != 0) wo.segment_bytes = options_.wal_segment_bytes;
   const std::string wal_dir = options_.data_dir + "/wal";
   Result<std::unique_ptr<store::Wal>> wal = Error(ErrorCode::kStorageFailed, "log not read");
   Status applied = replay_log(
@@ -1178,12 +1180,46 @@ void Engine::hand_to_log(Pending&& p) {
   log_cv_.notify_one();
 }
 
+void Engine::check_log_room() {
+  // Without room, the preallocation is tried again at most twice each kLogRoomRetryMs.
+  const auto now = std::chrono::steady_clock::now();
+  if (!log_room_.load(std::memory_order_relaxed) &&
+      now - log_room_tried_at_ < std::chrono::milliseconds(kLogRoomRetryMs / 2)) {
+    return;
+  }
+  log_room_tried_at_ = now;
+  // Room for the batches the ledger thread may apply before it sees the answer: half a
+  // segment (a group commit is at most a few MiB); past it, the next segment must exist.
+  const bool room =
+      wal_->room_bytes() >= wal_->payload_bytes_max() / 2 || wal_->prepare_next_segment().ok();
+  const bool had = log_room_.exchange(room, std::memory_order_acq_rel);
+  if (had && !room) {
+    std::fprintf(stderr,
+                 "creditd: the next log segment cannot be preallocated; new writes get 503 "
+                 "storage_failed until it can\n");
+  } else if (!had && room) {
+    std::fprintf(stderr, "creditd: the next log segment is ready; writes are taken again\n");
+  }
+}
+
 void Engine::log_run() {
   std::deque<Pending> work;
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      log_cv_.wait(lock, [&] { return log_stopping_ || !log_queue_.empty(); });
+      // Without room for more, the next segment's preallocation is tried again each
+      // kLogRoomRetryMs (a full disk may have room again).
+      while (!log_stopping_ && log_queue_.empty()) {
+        if (log_room_.load(std::memory_order_relaxed)) {
+          log_cv_.wait(lock);
+          continue;
+        }
+        log_cv_.wait_for(lock, std::chrono::milliseconds(kLogRoomRetryMs));
+        if (!log_queue_.empty() || log_stopping_) break;
+        lock.unlock();
+        check_log_room();
+        lock.lock();
+      }
       if (log_queue_.empty()) return;  // stopping, and everything is answered
       work.swap(log_queue_);
     }
@@ -1247,6 +1283,7 @@ void Engine::log_run() {
     } else {
       answer_all();
     }
+    if (durable) check_log_room();
     if (!durable) {
       // The state in memory is ahead of the disk: recovery from disk is the truth. The
       // I/O threads get a moment to send the batch's 503s (new requests get 503 too:
@@ -1426,6 +1463,9 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       }
     }
     batch_events_.reserve(batch_commands_.size());
+    // The next log segment could not be preallocated and the one being written is nearly
+    // full (log_run): this batch's writes are refused.
+    const bool refuse_writes = !log_room_.load(std::memory_order_acquire);
     std::size_t command_no = 0;
     std::size_t op_count = 0;
     p.jobs.reserve(jobs.size());
@@ -1436,6 +1476,12 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       replies.reserve(job.ops.size());
       for (Op& op : job.ops) {
         ++op_count;
+        if (refuse_writes) {
+          // The log has no room for it (DESIGN.md section 3): refused before anything is
+          // applied, and nothing of it is logged.
+          replies.push_back(error_reply(ErrorCode::kStorageFailed, kNoLogRoomMessage));
+          continue;
+        }
         if (auto* c = std::get_if<ledger::Command>(&op)) {
           ledger_.prefetch(std::span<ledger::Command* const>(batch_commands_), command_no++);
           replies.push_back(apply_ledger(*c, logged));

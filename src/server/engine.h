@@ -52,6 +52,11 @@ constexpr std::size_t kQueueOpsMaxDefault = 1 << 18;
 // After a write or sync failure, how long the answers already handed to the I/O threads
 // (503 storage_failed) get to go out before the process exits.
 constexpr std::int64_t kStorageFailedAnswerGraceMs = 250;
+// While the next log segment cannot be preallocated, how often it is tried again.
+constexpr std::int64_t kLogRoomRetryMs = 1000;
+constexpr const char* kNoLogRoomMessage =
+    "the log has no room: its next segment cannot be preallocated (is the disk full?); "
+    "nothing was applied, retry later";
 constexpr std::size_t kBatchOpsMaxDefault = 1 << 15;
 // The sink's catch-up after a start (Engine::set_event_sink): events fed per read job (a
 // few milliseconds of the ledger thread), and reads that may wait for its end (each is a
@@ -169,6 +174,10 @@ struct EngineOptions {
   std::size_t batch_ops_max = kBatchOpsMaxDefault;
   std::size_t cache_bytes_max = policy::kCacheBytesMaxDefault;
   std::size_t cache_account_bytes_max = 0;  // 0: no per-account quota
+  // Tests only: the log's system calls (nullptr: the real ones) and segment size (0: the
+  // default).
+  store::FileOps* wal_file_ops = nullptr;
+  std::uint64_t wal_segment_bytes = 0;
   std::size_t rate_buckets_max = policy::kRateBucketsMaxDefault;
   // Snapshots and the event log (DATA/snapshots, DATA/events).
   std::uint64_t snapshot_wal_bytes = kSnapshotWalBytesDefault;
@@ -589,6 +598,11 @@ class Engine {
   std::thread thread_;
   std::atomic<std::int64_t> last_logged_ms_{0};
   std::atomic<bool> failed_{false};
+  // Whether the log can take more: the segment being written has room, or the next one is
+  // preallocated (log thread: check_log_room; ledger thread: apply_batch).
+  std::atomic<bool> log_room_{true};
+  std::chrono::steady_clock::time_point log_room_tried_at_{};  // log thread
+  void check_log_room();
   EngineStats stats_;
   std::atomic<Histogram*> batch_ops_hist_{nullptr};  // set_metrics
   std::atomic<Histogram*> fsync_hist_{nullptr};

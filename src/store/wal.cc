@@ -563,6 +563,11 @@ Status Wal::finish_preallocation(std::uint64_t number) {
   return error;
 }
 
+Status Wal::prepare_next_segment() {
+  if (Status usable = check_usable(); !usable) return usable;
+  return finish_preallocation(segments_.back().number + 1);
+}
+
 Status Wal::check_usable() const {
   if (failure_) return *failure_;
   if (closed_) return Error(ErrorCode::kShuttingDown, "wal " + dir_ + " is closed");

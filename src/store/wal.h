@@ -137,6 +137,12 @@ class Wal {
   std::uint64_t next_lsn() const { return next_lsn_; }
   std::uint64_t durable_lsn() const { return durable_lsn_; }
   std::uint64_t payload_bytes_max() const;
+  // Bytes the segment being written can still take (records and their headers).
+  std::uint64_t room_bytes() const { return capacity_bytes_ - (buffer_offset_ + buffer_.size()); }
+  // Makes sure the next segment is preallocated: waits for the background preallocation,
+  // and tries again here when it failed (a full disk may have room again). Nothing is
+  // written to the log; the error says why the next rotation would fail.
+  Status prepare_next_segment();
   std::size_t segment_count() const { return segments_.size(); }
   const WalRecovery& recovery() const { return recovery_; }
 

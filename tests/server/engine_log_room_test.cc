@@ -1,0 +1,90 @@
+// tests/server/engine_log_room_test.cc
+// DESIGN.md section 3: "The next segment is preallocated ahead; if that fails, new batches
+// are refused with 503 before anything is applied." A full disk (injected ENOSPC on every
+// preallocation) makes the engine refuse writes once the segment being written is half
+// full, without applying or logging them and without stopping; once the disk has room
+// again, writes are taken again and nothing acknowledged is lost.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+#include "engine_test_support.h"
+#include "server/engine.h"
+#include "store/file_ops.h"
+#include "time/clock.h"
+
+namespace credit::server {
+namespace {
+
+using namespace test_support;
+
+constexpr std::int64_t kStartMs = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+
+Millicredits used_of(Engine& engine) {
+  return read_state(engine, [](EngineState& st) {
+    auto v = st.ledger.view("a", st.now_ms);
+    return v.ok() ? v->pools.at(0).used : Millicredits::from_mc(-1);
+  });
+}
+
+TEST(EngineLogRoom, AFullDiskRefusesWritesBeforeApplyingThemAndTheyResumeWhenItHasRoom) {
+  TempDir dir;
+  store::FaultInjectingFileOps ops;
+  ops.error_number = ENOSPC;
+  EngineOptions o = engine_options(dir.path());
+  o.wal_file_ops = &ops;
+  o.wal_segment_bytes = 256 << 10;
+  ManualClock clock(kStartMs);
+  std::int64_t acknowledged_mc = 0;
+  {
+    Engine engine(clock, catalog(), cards(), o);
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    ASSERT_EQ(submit(engine, {create_account("a")})[0].status, 201);
+    ops.fallocates_before_failure = 0;  // from here on no segment can be preallocated
+    bool refused = false;
+    for (int i = 0; i < 20'000 && !refused; ++i) {
+      std::vector<ledger::Reply> r = submit(engine, {charge("a", 1)});
+      ASSERT_EQ(r.size(), 1u);
+      if (r[0].status == 201) {
+        ++acknowledged_mc;
+        continue;
+      }
+      EXPECT_EQ(r[0].status, 503);
+      EXPECT_EQ(r[0].code, ErrorCode::kStorageFailed);
+      refused = true;
+    }
+    ASSERT_TRUE(refused) << "no write was refused";
+    EXPECT_FALSE(engine.failed());
+    // Nothing of the refused charge was applied; reads still work.
+    EXPECT_EQ(used_of(engine), Millicredits::from_mc(acknowledged_mc));
+    EXPECT_EQ(submit(engine, {charge("a", 1)})[0].status, 503);
+    EXPECT_EQ(used_of(engine), Millicredits::from_mc(acknowledged_mc));
+
+    ops.heal();  // the disk has room again: the next try preallocates the segment
+    int status = 0;
+    for (int i = 0; i < 40 && status != 201; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      status = submit(engine, {charge("a", 1)})[0].status;
+    }
+    ASSERT_EQ(status, 201) << "writes were not taken again after the disk had room";
+    ++acknowledged_mc;
+    for (int i = 0; i < 3'000; ++i) {  // across the next rotation
+      ASSERT_EQ(submit(engine, {charge("a", 1)})[0].status, 201);
+      ++acknowledged_mc;
+    }
+    EXPECT_EQ(used_of(engine), Millicredits::from_mc(acknowledged_mc));
+    engine.stop();
+  }
+  // Every acknowledged charge is on disk, once.
+  Engine reopened(clock, catalog(), cards(), engine_options(dir.path()));
+  ASSERT_TRUE(reopened.open().ok());
+  reopened.start();
+  EXPECT_EQ(used_of(reopened), Millicredits::from_mc(acknowledged_mc));
+  reopened.stop();
+}
+
+}  // namespace
+}  // namespace credit::server
