@@ -1420,10 +1420,11 @@ Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Eve
 
 // The 402 of a charge or hold that the pool (checked first) or the daily cap does not
 // cover, stored under its key and recorded as a `rejected` event (the last event).
+template <class ChargeOrHold>
 std::optional<Reply> Ledger::refuse_if_short(Command& c, const Account& a, const PoolState& pool,
-                                             const std::string& user_id, pricing::Kind kind,
-                                             Millicredits amount, Millicredits available,
+                                             const ChargeOrHold& cmd, Millicredits available,
                                              std::vector<Event>& events) {
+  const Millicredits amount = cmd.amount;
   const pricing::PoolAllowance* pa = a.plan.pool(pool.name);
   std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
   bool pool_short = available < amount;
@@ -1431,12 +1432,8 @@ std::optional<Reply> Ledger::refuse_if_short(Command& c, const Account& a, const
   if (!pool_short && !cap_short) return std::nullopt;
   Error err = insufficient(a, pool, amount, cap_short);
   Event& e = push_event(events, EventType::kRejected, a);
-  if (const auto* ch = std::get_if<Charge>(&c.body)) describe_refused(*ch, e);
-  if (const auto* h = std::get_if<Hold>(&c.body)) describe_refused(*h, e);
-  e.user_id = user_id;
-  e.kind = kind;
+  describe_refused(cmd, e);
   e.pool = pool.name;
-  e.credits = amount;
   e.refused_by = cap_short ? "daily_cap" : "pool";
   e.available_after = available;
   e.idempotency_key = c.idem.key;
@@ -1457,6 +1454,21 @@ void Ledger::describe_charge(const Command& c, const Charge& cmd, const std::str
   e.rate_card_version = cmd.rate_card_version;
 }
 
+ChargeRecord Ledger::charge_record(const Command& c, Account& a, const Charge& cmd,
+                                   const PoolState& pool, std::size_t pool_index) {
+  ChargeRecord rec;
+  rec.user = a.charges.intern_user(cmd.user_id, user_hash(c, cmd.user_id));
+  rec.kind = cmd.kind;
+  rec.pool_index = static_cast<std::uint16_t>(pool_index);
+  // Both hold for any state the ledger reaches (cycles and days counted from 1970 in 32 bits).
+  const bool compact =
+      rec.set_cycle_index(a.cycle_serial) && rec.set_day_start_ms(pool.day_start_ms);
+  CREDIT_ASSERT(compact);
+  rec.at_ms = now_ms_;
+  rec.rate_card_version = cmd.rate_card_version;
+  return rec;
+}
+
 void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event>& events,
                           Reply& r) {
   PoolState* pool = a.pool(cmd.pool);
@@ -1475,16 +1487,7 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
     describe_charge(c, cmd, pool->name, cmd.saved, e);
     // A hit is kept as a charge of nothing, so that its id reads back (GET) and a refund of
     // it is 409, as for any charge with nothing left to refund.
-    ChargeRecord rec;
-    rec.user = a.charges.intern_user(cmd.user_id, user_hash(c, cmd.user_id));
-    rec.kind = cmd.kind;
-    rec.pool_index = static_cast<std::uint16_t>(pool_index);
-    const bool compact =
-        rec.set_cycle_index(a.cycle_serial) && rec.set_day_start_ms(pool->day_start_ms);
-    CREDIT_ASSERT(compact);
-    rec.at_ms = now_ms_;
-    rec.rate_card_version = cmd.rate_card_version;
-    const bool added = a.charges.append(e.seq, std::move(rec));
+    const bool added = a.charges.append(e.seq, charge_record(c, a, cmd, *pool, pool_index));
     CREDIT_ASSERT(added);
     r.status = 201;
     render_charge(charge_id, Millicredits::zero(), pool->name, *e.available_after, {}, true,
@@ -1493,28 +1496,18 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
     return;
   }
   const Millicredits available = available_of(*pool);
-  if (std::optional<Reply> refused =
-          refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount, available, events)) {
+  if (std::optional<Reply> refused = refuse_if_short(c, a, *pool, cmd, available, events)) {
     r = std::move(*refused);
     return;
   }
-  ChargeRecord rec;
   ReservationList reserved;
   std::vector<DrawnFrom> drawn = take_drawn_list();
   draw_free(*pool, cmd.amount, &Bucket::spent, &reserved, drawn);
   pool->spent_today += cmd.amount;
   Event& e = push_event(events, EventType::kCharge, a);
-  rec.user = a.charges.intern_user(cmd.user_id, user_hash(c, cmd.user_id));
-  rec.kind = cmd.kind;
-  rec.pool_index = static_cast<std::uint16_t>(pool_index);
+  ChargeRecord rec = charge_record(c, a, cmd, *pool, pool_index);
   rec.cost = cmd.amount;
   rec.set_drawn(reserved);
-  // Both hold for any state the ledger reaches (cycles and days counted from 1970 in 32 bits).
-  const bool compact =
-      rec.set_cycle_index(a.cycle_serial) && rec.set_day_start_ms(pool->day_start_ms);
-  CREDIT_ASSERT(compact);
-  rec.at_ms = now_ms_;
-  rec.rate_card_version = cmd.rate_card_version;
   e.charge_id = "c_";
   append_uint(e.charge_id, e.seq);
   // Only live buckets' free credits moved, by exactly the amount.
@@ -1564,8 +1557,8 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
     e.with_string("limit", "open_holds_per_account_max");
     return finish(c, error_reply(e));
   }
-  if (std::optional<Reply> refused = refuse_if_short(c, a, *pool, cmd.user_id, cmd.kind, cmd.amount,
-                                                     available_of(*pool), events)) {
+  if (std::optional<Reply> refused =
+          refuse_if_short(c, a, *pool, cmd, available_of(*pool), events)) {
     return std::move(*refused);
   }
   HoldRecord h;

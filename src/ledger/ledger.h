@@ -186,10 +186,15 @@ class Ledger {
                        Millicredits credits, Event& e);
   Reply apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& events);
   Reply apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Event>& events);
+  // A charge's or hold's refusal for credits (402), with its `rejected` event; nothing when
+  // `available` and the day's cap cover cmd.amount. Defined and used in ledger.cc only.
+  template <class ChargeOrHold>
   std::optional<Reply> refuse_if_short(Command& c, const Account& a, const PoolState& pool,
-                                       const std::string& user_id, pricing::Kind kind,
-                                       Millicredits amount, Millicredits available,
+                                       const ChargeOrHold& cmd, Millicredits available,
                                        std::vector<Event>& events);
+  // A charge's record for the account's charge table, but its cost and draws.
+  ChargeRecord charge_record(const Command& c, Account& a, const Charge& cmd, const PoolState& pool,
+                             std::size_t pool_index);
   HoldRecord* open_hold(Command& c, Account& a, const std::string& hold_id, Reply* stop);
   Reply apply_void(Command& c, Account& a, Void& cmd, std::vector<Event>& events);
   Reply apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Event>& events);
