@@ -117,7 +117,7 @@ std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t n
       Alert& a =
           make("threshold", p.pool, fmt::format("threshold:{}:{}:{}", p.pool, t, p.cycle_start_ms));
       a.message = fmt::format(
-          "{} of this cycle's {} credits used: {} % of {} ({} % threshold)", credits(p.used_mc),
+          "{} credits of pool {} used this cycle: {} % of {} ({} % threshold)", credits(p.used_mc),
           p.pool, static_cast<std::int64_t>(static_cast<__int128>(p.used_mc) * 100 / base),
           credits(base), t);
       json::Writer w(a.details_json);

@@ -52,9 +52,12 @@ BurnReport burn_summary(const BurnDays& days, std::int64_t today_mc, std::int64_
     r.trailing_mean_mc = s >= 0 ? (2 * s + n) / (2 * n) : -((-2 * s + n) / (2 * n));
     if (s > 0)
       r.ratio = static_cast<double>(r.today_mc) * static_cast<double>(n) / static_cast<double>(s);
-    // today > factor x sum / n  <=>  today * n * 1000 > factor_milli * sum (exact).
+    // today > factor x sum / n  <=>  today * n * 1000 > factor_milli * sum (exact). A
+    // window netted below 0 by refunds counts as a mean of 0: "today > 2 x -13.333" would
+    // make a day without any burn a spike.
+    const std::int64_t s_floor = std::max<std::int64_t>(s, 0);
     r.spike = n >= kSpikeDaysMin && static_cast<__int128>(r.today_mc) * n * 1000 >
-                                        static_cast<__int128>(params.factor_milli) * s;
+                                        static_cast<__int128>(params.factor_milli) * s_floor;
   }
   r.projected_exhaustion_ms =
       runs_out_at(now_ms, cycle_end_ms, available_mc, r.window_sum_mc, r.window_days);

@@ -19,6 +19,7 @@
 
 #include "base/assert.h"
 #include "base/json_writer.h"
+#include "base/utf8.h"
 #include "money/money.h"
 #include "time/time.h"
 
@@ -368,7 +369,7 @@ Status read_metadata(value v, ledger::Metadata& m) {
     } else if (vt != json_type::string || fv.get_string().get(s)) {
       return field_error(dotted("metadata", key), "must be a string or null");
     }
-    if (s.size() > kMetadataValueCharsMax) {
+    if (!utf8_chars_at_most(s, kMetadataValueCharsMax)) {
       return field_error(dotted("metadata", key), "longer than 256 chars");
     }
     if (std::string* slot = metadata_slot(m, key)) {
@@ -378,6 +379,8 @@ Status read_metadata(value v, ledger::Metadata& m) {
       slot->assign(s);
       continue;
     }
+    // A client key given as null (or "") is absent: the writer leaves it out.
+    if (s.empty()) continue;
     if (m.extra.size() >= kMetadataExtraKeysMax) {
       return field_error(dotted("metadata", key), "more than 16 keys of the client's own");
     }
@@ -534,7 +537,7 @@ Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
       std::string_view s;
       if (v.get_string().get(s)) return field_error("at", "must be an RFC 3339 string");
       auto at = parse_rfc3339(s);
-      if (!at) return field_error("at", "not an RFC 3339 instant");
+      if (!at) return field_error("at", "not an RFC 3339 instant from 1970 to 9999");
       e.at_ms = *at;
       seen.at = true;
       return ok_status();
@@ -824,7 +827,8 @@ class CanonicalScanner {
     ledger::Metadata& m = e_.metadata;
     do {
       std::string_view key, s;
-      if (!str(key) || !lit(":") || !str_or_null(s) || s.size() > kMetadataValueCharsMax) {
+      if (!str(key) || !lit(":") || !str_or_null(s) ||
+          !utf8_chars_at_most(s, kMetadataValueCharsMax)) {
         return false;
       }
       if (std::string* slot = metadata_slot(m, key)) {
@@ -834,6 +838,7 @@ class CanonicalScanner {
         slot->assign(s);
         continue;
       }
+      if (s.empty()) continue;  // absent, as in read_metadata
       if (m.extra.size() >= kMetadataExtraKeysMax) return false;
       m.extra.emplace_back(std::string(key), std::string(s));
     } while (lit(","));

@@ -1,10 +1,12 @@
 // src/ledger/snapshot_codec.cc
 // The ledger state to bytes and back (format in snapshot_codec.h). Decoding checks what
 // the encoding alone cannot promise: enum ranges, counts against the capacities of the
-// ledger it fills, idempotency entries in expiry order pointing at stored replies.
+// ledger it fills, idempotency entries in expiry order pointing at stored replies, and the
+// ledger's own invariants on buckets and holds (a state that breaks them is refused).
 #include "ledger/snapshot_codec.h"
 
 #include <algorithm>
+#include <climits>
 
 #include "base/assert.h"
 #include "ledger/internal/reply_pack.h"
@@ -138,6 +140,27 @@ void encode_bucket(WireOut& o, const Bucket& b) {
   o.money(b.credits_signed);
 }
 
+// A bucket as the ledger keeps it (ledger.cc, check_bucket): no tally negative or past the
+// API's limit, a cycle base within its tally, free credits >= 0, and none when ended. A
+// snapshot that breaks this (damage the checksum missed, or an encoder bug) is refused
+// here, naming the offset, instead of aborting at the first read of the pool.
+bool bucket_is_sound(const Bucket& b) {
+  for (Millicredits m : {b.granted, b.spent, b.held, b.vanished, b.taken, b.base_spent,
+                         b.base_vanished, b.base_taken}) {
+    if (m.mc() < 0 || m.mc() > Millicredits::kApiLimitMc) return false;
+  }
+  if (b.credits_signed.mc() < -Millicredits::kApiLimitMc ||
+      b.credits_signed.mc() > Millicredits::kApiLimitMc) {
+    return false;
+  }
+  if (b.base_spent > b.spent || b.base_vanished > b.vanished || b.base_taken > b.taken) {
+    return false;
+  }
+  const __int128 free = static_cast<__int128>(b.granted.mc()) - b.spent.mc() - b.held.mc() -
+                        b.vanished.mc() - b.taken.mc();
+  return free >= 0 && (!b.ended || free == 0);
+}
+
 Bucket decode_bucket(WireIn& in) {
   Bucket b;
   b.bucket_id = static_cast<std::uint32_t>(in.uv());
@@ -156,6 +179,7 @@ Bucket decode_bucket(WireIn& in) {
   b.base_taken = in.money();
   b.reason = in.str();
   b.credits_signed = in.money();
+  if (!bucket_is_sound(b)) in.fail();
   return b;
 }
 
@@ -179,6 +203,13 @@ PoolState decode_pool(WireIn& in) {
   std::uint64_t n = in.uv();
   if (n > kBucketsPerPoolMax) in.fail();
   for (std::uint64_t i = 0; i < n && in.ok(); ++i) p.buckets.push_back(decode_bucket(in));
+  // The pool's sums (Ledger::pool_view) stay within int64: at most half of it granted.
+  __int128 granted = 0;
+  for (const Bucket& b : p.buckets) granted += b.granted.mc();
+  if (granted > INT64_MAX / 2) in.fail();
+  for (Millicredits m : {p.spent_today, p.held_today, p.refunded_this_cycle}) {
+    if (m.mc() < 0 || m.mc() > Millicredits::kApiLimitMc) in.fail();
+  }
   return p;
 }
 
@@ -196,6 +227,26 @@ void encode_hold(WireOut& o, const HoldRecord& h) {
   o.u8(static_cast<std::uint8_t>(h.state));
   o.str(h.cache_key);
   o.meta(h.metadata);
+}
+
+// Every hold names a pool of its account and holds no more than it reserved; an open
+// hold's reservations name buckets of that pool (a capture or an expiry draws on them);
+// open_holds counts the open ones.
+bool holds_are_sound(const Account& a) {
+  std::size_t open = 0;
+  for (const auto& [id, h] : a.holds) {
+    if (h.pool_index >= a.pools.size()) return false;
+    if (h.amount.mc() < 0 || h.amount.mc() > Millicredits::kApiLimitMc) return false;
+    if (h.state != HoldState::kOpen) continue;
+    ++open;
+    const PoolState& pool = a.pools[h.pool_index];
+    for (const Reservation& r : h.reserved) {
+      const bool found = std::any_of(pool.buckets.begin(), pool.buckets.end(),
+                                     [&](const Bucket& b) { return b.bucket_id == r.bucket_id; });
+      if (!found || r.credits.mc() < 0 || r.credits.mc() > Millicredits::kApiLimitMc) return false;
+    }
+  }
+  return open == a.open_holds;
 }
 
 HoldRecord decode_hold(WireIn& in) {
@@ -337,6 +388,7 @@ std::unique_ptr<Account> decode_account(WireIn& in, const LedgerOptions& options
   }
   a->open_holds = static_cast<std::size_t>(in.uv());
   if (a->open_holds > options.open_holds_per_account_max) in.fail();
+  if (in.ok() && !holds_are_sound(*a)) in.fail();
   std::uint64_t charges = in.uv();
   if (charges > in.remaining()) in.fail();
   // Written in sequence order (older snapshots: in id string order); kept in sequence order.

@@ -17,6 +17,7 @@
 #include "base/assert.h"
 #include "base/error_json.h"
 #include "base/json_writer.h"
+#include "base/utf8.h"
 #include "ledger/codec.h"
 #include "ledger/render.h"
 #include "money/money.h"
@@ -187,11 +188,7 @@ Result<pricing::Usage> parse_usage(JsonValue v) {
 
 // Whether s (UTF-8, checked by the parser) holds at most `max` code points.
 bool chars_at_most(std::string_view s, std::size_t max) {
-  if (s.size() <= max) return true;  // a code point takes at least one byte
-  if (s.size() > 4 * max) return false;
-  std::size_t chars = 0;
-  for (char c : s) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  return chars <= max;
+  return utf8_chars_at_most(s, max);
 }
 
 Result<ledger::Metadata> parse_metadata(JsonValue v) {
@@ -953,8 +950,8 @@ struct Api::Impl {
     if (!bad && *signup) {
       auto t = parse_rfc3339(**signup);
       if (!t)
-        bad = err_param(ErrorCode::kInvalidRequest, "signup_at must be an RFC 3339 instant",
-                        "signup_at");
+        bad = err_param(ErrorCode::kInvalidRequest,
+                        "signup_at must be an RFC 3339 instant from 1970 to 9999", "signup_at");
       else
         ca.signup_at_ms = *t;
     }
@@ -1020,8 +1017,9 @@ struct Api::Impl {
         if (!bad && *exp) {
           auto t = parse_rfc3339(**exp);
           if (!t)
-            bad = err_param(ErrorCode::kInvalidRequest, "expires_at must be an RFC 3339 instant",
-                            "expires_at");
+            bad =
+                err_param(ErrorCode::kInvalidRequest,
+                          "expires_at must be an RFC 3339 instant from 1970 to 9999", "expires_at");
           else if (*t <= engine.last_logged_ms() ||
                    (options.manual_clock == nullptr && *t <= SystemClock().now_ms()) ||
                    (options.manual_clock != nullptr && *t <= options.manual_clock->now_ms())) {
@@ -1340,8 +1338,8 @@ struct Api::Impl {
     if (!now.ok()) return respond(from_error(now.error()));
     auto t = parse_rfc3339(*now);
     if (!t)
-      return respond(from_error(
-          err_param(ErrorCode::kInvalidRequest, "now must be an RFC 3339 instant", "now")));
+      return respond(from_error(err_param(
+          ErrorCode::kInvalidRequest, "now must be an RFC 3339 instant from 1970 to 9999", "now")));
     // A cycle or a hold that starts now ends within RFC 3339's four-digit years.
     if (*t >= kClockNowMsMax) {
       return respond(from_error(

@@ -94,6 +94,45 @@ TEST(EventJson, WritesApiFieldsInOrderWithNulls) {
             "\"imported\":false}");
 }
 
+TEST(EventJson, AClientMetadataKeyGivenAsNullIsAbsentOnBothReaders) {
+  // Found by tests/fuzz/fuzz_event_json: a null client key was kept as an empty value,
+  // which the writer leaves out, so the event changed through a write and a read.
+  const std::string base =
+      R"({"at":"2026-03-02T09:14:05Z","account_id":"acme","user_id":"dana","type":"charge",)"
+      R"("kind":"agent_prompt","credits":1,"metadata":{"file":"a.js","team":null,"x":"y"}})";
+  // The canonical layout (the scanner) and a spaced one (simdjson) read it the same way.
+  std::string spaced = base;
+  spaced.insert(spaced.find("\"team\""), " ");
+  for (const std::string& line : {base, spaced}) {
+    auto e = parse_event_json(line);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    ASSERT_EQ(e->metadata.extra.size(), 1u) << line;
+    EXPECT_EQ(e->metadata.extra[0].first, "x");
+    auto again = parse_event_json(event_to_json(*e));
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(*again, *e);
+  }
+}
+
+TEST(EventJson, MetadataValuesAreLimitedTo256CharactersNotBytes) {
+  // API.md: "string values, 256 chars each". 256 two-byte characters (512 bytes) are
+  // accepted, as the charge route accepts them, so an exported event imports again.
+  std::string value;
+  for (int i = 0; i < 256; ++i) value += "\xc3\xa9";
+  const std::string line =
+      R"({"at":"2026-03-02T09:14:05Z","account_id":"acme","user_id":"dana","type":"charge",)"
+      R"("kind":"agent_prompt","credits":1,"metadata":{"feature":")" +
+      value + R"("}})";
+  auto e = parse_event_json(line);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(e->metadata.feature, value);
+  const std::string longer =
+      line.substr(0, line.find(value)) + value + "x" + line.substr(line.find(value) + value.size());
+  auto refused = parse_event_json(longer);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("256"), std::string::npos);
+}
+
 TEST(EventJson, ParsesTheApiExample) {
   auto e = parse_event_json(
       R"({"at":"2026-03-02T09:14:05Z","account_id":"acme","user_id":"dana","type":"charge","kind":"agent_prompt","pool":"credits","credits":7.25,"usage":{"model":"default","input_tokens":9800,"output_tokens":2100,"files_read":4,"lines_emitted":190,"lines_changed":8},"metadata":{"file":"src/pages/Checkout.jsx","feature":"checkout","snapshot_id":"snap-0193","intent":"fix"}})");

@@ -91,6 +91,21 @@ TEST(Burn, NoSpikeWithFewerThanThreeDaysSinceTheFirstEvent) {
   EXPECT_TRUE(r2.spike);  // 150 > 68
 }
 
+TEST(Burn, AWindowNettedBelowZeroByRefundsCountsAsAMeanOfZero) {
+  // Audit finding: a refund of 40 on a day without charges made the window's sum -40, and
+  // a day without burn was a spike ("0 > 2 x -13.333"). The mean counts as 0 there, as
+  // for a window without burn: no burn today is no spike, any burn today is one.
+  const std::int64_t now = at("2026-05-06T10:00:00Z");
+  Series s = series(now, at("2026-05-01T10:00:00Z"), {0, 0, 0, 0, 0, 0});
+  s.mc[s.mc.size() - 2] = -cr(40);  // yesterday: a refund only
+  BurnReport r = burn_report(s.days, s.mc, now, at("2026-06-01T00:00:00Z"), cr(1000), {});
+  EXPECT_LT(r.window_sum_mc, 0);
+  EXPECT_FALSE(r.ratio.has_value());
+  EXPECT_FALSE(r.spike);
+  s.mc.back() = 1;  // one millicredit today
+  EXPECT_TRUE(burn_report(s.days, s.mc, now, at("2026-06-01T00:00:00Z"), cr(1000), {}).spike);
+}
+
 TEST(Burn, DaysWithoutBurnCountAsZeroAndTheRatioIsAbsentWhenTheMeanIsZero) {
   const std::int64_t now = at("2026-03-20T12:00:00Z");
   Series s = series(now, at("2026-03-01T00:00:00Z"), {0, 0, 0, 0, 5});
