@@ -68,7 +68,6 @@ Fact fact_of(const Event& e) {
   f.kind = e.kind;
   f.imported = e.imported;
   f.has_cache_key = !e.cache_key.empty();
-  f.fix = e.metadata.intent == "fix";
   f.credits_mc = e.credits.mc();
   f.account_id = e.account_id;
   f.user_id = e.user_id;
@@ -83,7 +82,6 @@ Fact fact_of(const Event& e) {
   }
   f.call_site = e.metadata.call_site;
   f.charge_id = e.charge_id;
-  if (e.kind == pricing::Kind::kAgentPrompt) f.snapshot_id = e.metadata.snapshot_id;
   if (e.imported) f.idempotency_key = e.idempotency_key;
   return f;
 }
@@ -291,19 +289,6 @@ void Rollups::add(const Fact& f) {
         ++t.count;
         t.credits_mc += f.credits_mc;
       }
-      std::optional<LoopState>& ls = f.imported ? pool->imported_loops : pool->live_loops;
-      // Decisions wait until no refund of the run's turns can come any more.
-      if (!ls) ls.emplace(LoopState{LoopDetector(loop_rules_, kRefundMemoryMs), {}});
-      LoopTurn turn;
-      turn.at_ms = f.at_ms;
-      turn.credits = Millicredits::from_mc(f.credits_mc);
-      turn.fix = f.fix;
-      turn.snapshot_id = f.snapshot_id;
-      turn.feature = f.feature;
-      turn.replay_credits = turn.credits;
-      turn.ref = charge_seq(f.charge_id).value_or(0);
-      std::vector<Loop>& found = ls->found;
-      ls->detector.add(f.file, turn, [&found](const Loop& l) { found.push_back(l); });
     }
   }
   if (refund) {
@@ -318,11 +303,6 @@ void Rollups::add(const Fact& f) {
     if (!f.imported) add_burn(-f.credits_mc);
     if (f.kind == pricing::Kind::kAgentPrompt && dims.file != 0) {
       cell.entry(entry_key(kAgentFileTag, dims.file)).credits_mc -= f.credits_mc;
-    }
-    std::optional<LoopState>& ls = f.imported ? pool->imported_loops : pool->live_loops;
-    if (charged && f.kind == pricing::Kind::kAgentPrompt && ls) {
-      ls->detector.refund(names_.name(dims.file), names_.name(dims.feature),
-                          charge_seq(f.charge_id).value_or(0), Millicredits::from_mc(f.credits_mc));
     }
   }
   if (hit || miss) {
@@ -524,28 +504,6 @@ BurnWindow Rollups::burn_window(std::string_view account_id, std::string_view po
       w.window_sum_mc += p->burn_mc[i];
   }
   return w;
-}
-
-std::vector<Loop> Rollups::loops(std::string_view account_id, std::string_view pool,
-                                 TimeRange range) const {
-  std::vector<Loop> out;
-  const PoolRollup* p = pool_of(account_id, pool);
-  if (p == nullptr) return out;
-  for (const auto* ls : {&p->live_loops, &p->imported_loops}) {
-    if (!*ls) continue;
-    std::vector<Loop> all = (*ls)->found;
-    // The open windows as if the stream ended now (the stream goes on afterwards).
-    (*ls)->detector.peek([&all](const Loop& l) { all.push_back(l); });
-    for (Loop& l : all) {
-      if (l.first_at_ms >= range.from_ms && l.first_at_ms < range.to_ms)
-        out.push_back(std::move(l));
-    }
-  }
-  std::sort(out.begin(), out.end(), [](const Loop& x, const Loop& y) {
-    if (x.first_at_ms != y.first_at_ms) return x.first_at_ms < y.first_at_ms;
-    return x.file + "\x1f" + x.feature < y.file + "\x1f" + y.feature;
-  });
-  return out;
 }
 
 }  // namespace credit::analytics

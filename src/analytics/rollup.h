@@ -3,30 +3,26 @@
 // Per account, per pool, per UTC hour: credits and counts in total and by kind, user,
 // file, feature, model and call site; agent turns and credits per file (hot files); cache
 // hits, misses and credits saved per call site. Beside them, per account and pool, the
-// daily burn of live events (the burn monitor) and the regression loops found by a
-// streaming LoopDetector (loops.h) in the pool's agent turns.
+// daily burn of live events (the burn monitor). Regression loops are not kept here: the
+// route computes them from the range's events with the audit's code (server/audit_route.h),
+// so only the range's turns count and the route and the audit agree.
 // Owns: the rules of what an event adds. A charge or a capture adds its credits and one
 // to the count; a refund subtracts its credits (in the hour of the refund, under the
 // file, feature, model and call site of the charge it refunds: refunds.h's rule, the
-// charges of each origin remembered for kRefundMemoryMs) and leaves the count, and it
-// lowers that turn's credits in the pool's loop detector, which holds its decisions for
-// kRefundMemoryMs; a cache_hit adds a hit and its credits saved; a charge or hold that
-// carries a cache_key adds a miss; other types add nothing.
-// Imported events (imported: true) go into a layer of their own that only the
-// time-ranged reads (usage, hot files, cache stats, loops) include; the burn series
-// and the first-event instant are live only, so imports never move balances, thresholds
-// or webhooks.
-// Layout (flat, so that add() touches a few cache lines whatever the history): every
-// dimension value is interned once (a 32-bit id); an hour cell is a small array of
-// (dimension, id) -> tally entries, scanned linearly while small and indexed by an
-// open-addressing table past kCellScanEntriesMax; a pool's cells are a vector sorted by
-// hour (live events arrive in time order, so add() appends or finds the last one); the
-// daily burn is a vector sorted by day; the refund memory is a deque of charges in
-// sequence order, searched by the sequence number in the charge id.
-// Cost: add() is O(1) (amortised) per event; a read costs O(hours in the range x
-// distinct keys per hour), never a scan of raw events; burn_window() is O(log days +
-// window days).
-// Does not: lock (the owner, live.h, does), read the ledger (the routes pass views).
+// charges of each origin remembered for kRefundMemoryMs) and leaves the count; a cache_hit adds a
+// hit and its credits saved; a charge or hold that carries a cache_key adds a miss; other types add
+// nothing. Imported events (imported: true) go into a layer of their own that only the time-ranged
+// reads (usage, hot files, cache stats) include; the burn series and the first-event instant are
+// live only, so imports never move balances, thresholds or webhooks. Layout (flat, so that add()
+// touches a few cache lines whatever the history): every dimension value is interned once (a 32-bit
+// id); an hour cell is a small array of (dimension, id) -> tally entries, scanned linearly while
+// small and indexed by an open-addressing table past kCellScanEntriesMax; a pool's cells are a
+// vector sorted by hour (live events arrive in time order, so add() appends or finds the last one);
+// the daily burn is a vector sorted by day; the refund memory is a deque of charges in sequence
+// order, searched by the sequence number in the charge id. Cost: add() is O(1) (amortised) per
+// event; a read costs O(hours in the range x distinct keys per hour), never a scan of raw events;
+// burn_window() is O(log days + window days). Does not: lock (the owner, live.h, does), read the
+// ledger (the routes pass views).
 #pragma once
 
 #include <array>
@@ -40,7 +36,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include "analytics/loops.h"
 #include "analytics/range.h"
 #include "analytics/refunds.h"
 #include "base/id_index.h"
@@ -124,7 +119,6 @@ struct Fact {
   std::optional<pricing::Kind> kind;
   bool imported = false;
   bool has_cache_key = false;
-  bool fix = false;  // metadata.intent == "fix"
   std::int64_t credits_mc = 0;
   std::string account_id;
   std::string user_id;
@@ -134,7 +128,6 @@ struct Fact {
   std::string model;  // metadata.model, else usage.model
   std::string call_site;
   std::string charge_id;
-  std::string snapshot_id;      // agent prompts only
   std::string idempotency_key;  // imported events only
 };
 // Does add() do anything with this event? (Other events need not be queued.)
@@ -156,7 +149,7 @@ class Interner {
 
 class Rollups {
  public:
-  explicit Rollups(LoopRules loop_rules = {}) : loop_rules_(loop_rules) {}
+  Rollups() = default;
 
   // Adds one event. Live events must arrive in sequence order (the engine's sink does);
   // imported ones in time order per account (the import sorts them).
@@ -183,10 +176,6 @@ class Rollups {
   // window_first_ms (day starts): daily_burn() summed, without the series.
   BurnWindow burn_window(std::string_view account_id, std::string_view pool, std::int64_t today_ms,
                          std::int64_t window_first_ms, std::int64_t window_days) const;
-  // The pool's loops (live and imported) whose first turn is in the range, in first-turn
-  // order. Windows still open are decided as if the stream ended now.
-  std::vector<Loop> loops(std::string_view account_id, std::string_view pool,
-                          TimeRange range) const;
 
  private:
   // An entry's key: the dimension (Dim, or kAgentFileTag) in the top bits, the id below.
@@ -212,18 +201,12 @@ class Rollups {
     std::vector<Cell> cells;
     Cell& at(std::int64_t hour);
   };
-  struct LoopState {
-    LoopDetector detector;
-    std::vector<Loop> found;
-  };
   struct PoolRollup {
     std::uint32_t pool = 0;  // interned name
     Layer live;
     Layer imported;
     std::vector<std::int64_t> burn_days;  // live daily burn: day starts, sorted
     std::vector<std::int64_t> burn_mc;    // beside them
-    std::optional<LoopState> live_loops;
-    std::optional<LoopState> imported_loops;
   };
   struct ChargeDims {
     std::uint32_t file = 0, feature = 0, model = 0, call_site = 0;
@@ -266,7 +249,6 @@ class Rollups {
   template <typename Fn>
   void each_cell(std::string_view account_id, std::string_view pool, TimeRange range, Fn fn) const;
 
-  LoopRules loop_rules_;
   Interner names_;
   // The accounts' rollups by number, found by id through by_id_ (an event each).
   std::vector<std::unique_ptr<AccountRollup>> accounts_;

@@ -516,42 +516,6 @@ HttpResponse cache_stats_route(EngineState& st, Analytics& a, const std::string&
   return out;
 }
 
-HttpResponse loops_route(EngineState& st, Analytics& a, const std::string& id,
-                         const HttpRequest& req) {
-  HttpResponse out;
-  auto c = context(st, id, req, &out);
-  if (!c) return out;
-  auto r = range_of(req, *c, &out);
-  if (!r) return out;
-  std::vector<analytics::Loop> loops;
-  a.sync();
-  {
-    std::lock_guard lock(a.mu());
-    loops = a.rollups().loops(id, c->pool->name, *r);
-  }
-  json::Writer w(out.body);
-  w.begin_object();
-  range_json(w, *r);
-  w.key("loops").begin_array();
-  for (const auto& l : loops) {
-    w.begin_object().key("file");
-    nullable(w, l.file);
-    w.key("feature");
-    nullable(w, l.feature);
-    w.key("turns").integer(l.turns).key("fixes").integer(l.fixes);
-    w.key("credits").raw(format_credits(l.credits)).key("waste").raw(format_credits(l.waste));
-    w.key("first_at")
-        .string(format_rfc3339(l.first_at_ms))
-        .key("last_at")
-        .string(format_rfc3339(l.last_at_ms));
-    w.key("revert_to_snapshot");
-    nullable(w, l.revert_to_snapshot);
-    w.end_object();
-  }
-  w.end_array().end_object();
-  return out;
-}
-
 // ---- burn, forecast, alerts ----------------------------------------------------------
 
 analytics::BurnReport burn_of(Analytics& a, const std::string& id, const ledger::AccountView& view,
@@ -1449,12 +1413,8 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
                                                      Responder& respond) -> bool {
     using Fn = HttpResponse (*)(EngineState&, Analytics&, const std::string&, const HttpRequest&);
     static const std::map<std::string, Fn, std::less<>> kGets = {
-        {"usage", usage_route},
-        {"hot-files", hot_files_route},
-        {"burn", burn_route},
-        {"forecast", forecast_route},
-        {"regression-loops", loops_route},
-        {"cache-stats", cache_stats_route},
+        {"usage", usage_route},       {"hot-files", hot_files_route},     {"burn", burn_route},
+        {"forecast", forecast_route}, {"cache-stats", cache_stats_route},
     };
     if (!reaches(auth, id)) return false;  // the core answered 403 already
     auto shared = std::make_shared<Responder>(respond);

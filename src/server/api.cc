@@ -1643,7 +1643,8 @@ struct Api::Impl {
           return cache_get(req, id, key, std::move(respond));
         }
       }
-      if (api.audit_ && p.size() == 4 && sub == "audit" && api.audit_(req, id, sub, *auth, respond))
+      if (api.audit_ && p.size() == 4 && (sub == "audit" || sub == "regression-loops") &&
+          api.audit_(req, id, sub, *auth, respond))
         return;
       if (api.analytics_ && p.size() == 4 && api.analytics_(req, id, sub, *auth, respond)) return;
     }

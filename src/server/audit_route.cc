@@ -11,7 +11,9 @@
 #include "analytics/range.h"
 #include "analytics/refunds.h"
 #include "base/assert.h"
+#include "base/json_writer.h"
 #include "ledger/event_codec.h"
+#include "money/money.h"
 #include "server/analytics_routes.h"
 #include "server/json_reader.h"
 #include "time/cycle.h"
@@ -38,10 +40,12 @@ struct Query {
   std::optional<std::int64_t> from_ms;
   std::optional<std::int64_t> to_ms;
   std::string pool;  // "" the plan's first
+  // GET .../regression-loops: the audit's loops only, the current cycle by default.
+  bool loops_only = false;
 };
 
 std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
-  if (req.has_query("format")) {
+  if (!q.loops_only && req.has_query("format")) {
     std::string_view f = req.query_param("format");
     if (f == "json") {
       q.format = Format::kJson;
@@ -78,6 +82,7 @@ struct Job {
   std::int64_t to_ms = 0;
   std::int64_t now_ms = 0;
   std::int64_t cycle_days = analytics::kCycleDaysNominal;
+  bool loops_only = false;
 };
 
 // On the ledger thread: the account, the range, the events in it. An answer when the
@@ -106,7 +111,7 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   std::int64_t to_ms = view->cycle_end_ms;
   const CycleBounds previous = cycle_at(account->anchor_ms, view->cycle_start_ms - 1);
   const std::int64_t born_ms = std::min(account->signup_at_ms, account->created_at_ms);
-  if (previous.start_ms >= born_ms) {
+  if (!q.loops_only && previous.start_ms >= born_ms) {
     from_ms = previous.start_ms;
     to_ms = view->cycle_start_ms;
   }
@@ -118,9 +123,10 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   const analytics::TimeRange range = analytics::snap_to_hours(from_ms, to_ms);
   from_ms = range.from_ms;
   to_ms = range.to_ms;
-  if (to_ms - from_ms > kAuditRangeMsMax) {
+  if (!q.loops_only && to_ms - from_ms > kAuditRangeMsMax) {
     return bad_param("to", "the range is at most 400 days");
   }
+  job.loops_only = q.loops_only;
   job.account_id = id;
   job.plan_id = view->plan;
   job.pool = pool->name;
@@ -144,6 +150,41 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
     job.event_ends.push_back(job.event_bytes.size());
   }
   return std::nullopt;
+}
+
+// GET .../regression-loops's answer: the range, then the loops in first-turn order.
+HttpResponse loops_json(const Job& job, std::vector<analytics::Loop> loops) {
+  std::stable_sort(loops.begin(), loops.end(),
+                   [](const analytics::Loop& a, const analytics::Loop& b) {
+                     return a.first_at_ms < b.first_at_ms;
+                   });
+  const auto nullable = [](json::Writer& w, std::string_view s) {
+    if (s.empty()) {
+      w.null();
+    } else {
+      w.string(s);
+    }
+  };
+  HttpResponse h;
+  json::Writer w(h.body);
+  w.begin_object();
+  w.key("from").string(format_rfc3339(job.from_ms)).key("to").string(format_rfc3339(job.to_ms));
+  w.key("loops").begin_array();
+  for (const analytics::Loop& l : loops) {
+    w.begin_object().key("file");
+    nullable(w, l.file);
+    w.key("feature");
+    nullable(w, l.feature);
+    w.key("turns").integer(l.turns).key("fixes").integer(l.fixes);
+    w.key("credits").raw(format_credits(l.credits)).key("waste").raw(format_credits(l.waste));
+    w.key("first_at").string(format_rfc3339(l.first_at_ms));
+    w.key("last_at").string(format_rfc3339(l.last_at_ms));
+    w.key("revert_to_snapshot");
+    nullable(w, l.revert_to_snapshot);
+    w.end_object();
+  }
+  w.end_array().end_object();
+  return h;
 }
 
 // On a worker: the report in the format asked for.
@@ -204,6 +245,7 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   }
   std::vector<analytics::AuditReport> reports;
   reports.push_back(builder.finish());
+  if (job.loops_only) return loops_json(job, reports.front().loops);
   HttpResponse h;
   h.headers.emplace_back("X-Content-Type-Options", "nosniff");
   switch (format) {
@@ -267,8 +309,12 @@ AnalyticsRoute make_audit_route(Engine& engine, AuditWorkers& workers) {
   return
       [&engine, &workers](const HttpRequest& req, const std::string& id, const std::string& route,
                           const Auth& auth, Responder& respond) -> bool {
-        if (route != "audit" || req.method != "GET" || !reaches(auth, id)) return false;
+        if ((route != "audit" && route != "regression-loops") || req.method != "GET" ||
+            !reaches(auth, id)) {
+          return false;
+        }
         Query q;
+        q.loops_only = route == "regression-loops";
         // Answered on the ledger thread: an unknown account (404) comes before a bad query
         // (400), in API.md's order of checks.
         auto bad = std::make_shared<std::optional<HttpResponse>>(parse_query(req, q));

@@ -214,6 +214,43 @@ def loops():
        [(l["file"], l["feature"]) for l in r.get("loops") or []], [(None, "checkout")])
 
 
+def loops_in_range():
+    # Audit finding: the route reported a loop whole when its first turn was in the range,
+    # counting turns outside [from, to), and disagreed with the audit of the same range.
+    # Only the range's turns count, on both routes.
+    c = C
+    c.create_account("lr", "enterprise")
+
+    def t(hour, file, intent):
+        return ev(f"2026-01-20T0{hour}:00:00Z", "lr", "dana", "agent_prompt", 10,
+                  intent=intent, snapshot_id=f"s{hour}", file=file)
+
+    imp(c, [t(0, "B.js", "fix"), t(1, "B.js", "fix"), t(2, "B.js", "feature"), t(3, "B.js", "feature"),
+            t(4, "E.js", "fix"), t(5, "E.js", "fix"), t(6, "E.js", "fix"), t(7, "E.js", "fix")])
+
+    def both(frm, to):
+        q = f"from=2026-01-20T{frm}:00:00Z&to=2026-01-20T{to}:00:00Z"
+        route = c.get(f"/v1/accounts/lr/regression-loops?{q}")
+        audit = c.get(f"/v1/accounts/lr/audit?format=json&{q}")
+        shape = lambda ls: sorted((l["file"], l["turns"], dec(l["credits"]), l["first_at"], l["last_at"])
+                                  for l in ls or [])
+        return shape(route.get("loops")), shape((audit.get("regression_loops") or {}).get("loops")), route
+
+    got, audited, r = both("04", "05")
+    eq("loops in [04:00, 05:00): one E.js turn is no loop", got, [])
+    eq("loops in [04:00, 05:00): the route agrees with the audit", got, audited)
+    eq("loops: the answer names its range", (r.get("from"), r.get("to")),
+       ("2026-01-20T04:00:00Z", "2026-01-20T05:00:00Z"))
+    got, audited, _ = both("00", "03")
+    eq("loops in [00:00, 03:00): B.js fix, fix, feature is a loop of 30 credits",
+       got, [("B.js", 3, D(30), "2026-01-20T00:00:00Z", "2026-01-20T02:00:00Z")])
+    eq("loops in [00:00, 03:00): the route agrees with the audit", got, audited)
+    got, audited, _ = both("04", "08")
+    eq("loops in [04:00, 08:00): E.js's four fixes", got,
+       [("E.js", 4, D(40), "2026-01-20T04:00:00Z", "2026-01-20T07:00:00Z")])
+    eq("loops in [04:00, 08:00): the route agrees with the audit", got, audited)
+
+
 # ----------------------------------------------------------------------------- burn, alerts, forecast
 
 def day0():
@@ -531,7 +568,7 @@ SRV = h.start(manual_clock=True)
 C = SRV.client()
 K = {}
 C.set_clock("2026-12-20T00:00:00Z")
-for section in (usage, loops, day0, day1, day2, day3, day4, more_live, next_cycle, two_pools,
+for section in (usage, loops, loops_in_range, day0, day1, day2, day3, day4, more_live, next_cycle, two_pools,
                 first_event_and_model):
     h.run_section(section)
 h.finish()
