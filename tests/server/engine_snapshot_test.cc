@@ -630,7 +630,9 @@ EngineSideState engine_side_state(Engine& engine) {
   EngineSideState s = test_support::read_state(engine, [](EngineState& st) {
     EngineSideState s;
     st.cache.for_each([&](const std::string& key, const policy::CacheEntry& e) {
-      s.cache.push_back(key + "=" + e.response_json + "@" + std::to_string(e.expires_at_ms));
+      // The generation too: a replayed cache hit compares it (engine.cc, replay_cached_response).
+      s.cache.push_back(key + "=" + e.response_json + "@" + std::to_string(e.expires_at_ms) + "#" +
+                        std::to_string(e.generation));
     });
     for (const auto& [account, limits] : st.rate_limits) {
       s.rate_limits.push_back(account + ":" + std::to_string(limits.per_user->per_minute));
