@@ -247,7 +247,7 @@ def shapes():
        {"pool": "credits", "source": "adjustment", "credits": 5, "remaining": 5, "expires_at": None,
         "reason": "gift", "created_at": "2026-01-31T10:00:00Z"})
     gr = c.get("/v1/accounts/shape/grants")
-    check("grants: {grants: [grant]}", gr.status == 200 and set(gr.doc) == {"grants"}
+    check("grants: {grants: [grant], next}", gr.status == 200 and set(gr.doc) == {"grants", "next"}
           and [set(x) for x in gr["grants"]] == [GRANT] and gr["grants"][0] == r.doc, gr)
 
     r = c.put("/v1/accounts/shape/rate-limits", {"per_user": {"per_minute": 60, "burst": 5},
