@@ -1303,6 +1303,18 @@ struct Api::Impl {
         });
   }
 
+  // DELETE /v1/keys/{key_id}: revokes a service key (DESIGN.md section 5: keys are
+  // revocable), logged as an account key's revocation is. Only service keys: an account's
+  // key id here is 404, as it is under another account.
+  void service_key_delete(const std::string& key_id, Responder respond) {
+    bool found = false;
+    for (const auto& k : engine.keys_of("")) {
+      found = found || (k.key_id == key_id && k.role == Role::kService);
+    }
+    if (!found) return respond(from_error(err(ErrorCode::kKeyNotFound, "no such key")));
+    submit_one(RevokeKeyOp{"", key_id}, std::move(respond));
+  }
+
   void rate_limits_put(const std::string& id, ObjectReader& r, Responder respond) {
     RateLimitsOp op;
     op.account_id = id;
@@ -1652,6 +1664,10 @@ struct Api::Impl {
       if (!need(Role::kAdmin, "")) return forbid();
       ObjectReader r(*body);
       return create_key(req, "", r, std::move(respond));
+    }
+    if (p.size() == 3 && p[1] == "keys" && m == "DELETE") {
+      if (!need(Role::kAdmin, "")) return forbid();
+      return service_key_delete(std::string(p[2]), std::move(respond));
     }
     if (p.size() == 3 && p[1] == "admin" && p[2] == "clock" && m == "POST") {
       if (!need(Role::kAdmin, "")) return forbid();

@@ -486,7 +486,51 @@ def lists():
     srv2.stop()
 
 
+def service_keys():
+    """A service key can be revoked (DELETE /v1/keys/{key_id}), and stays revoked after a
+    restart (DESIGN.md section 5: keys are revocable)."""
+    srv2 = h.start(manual_clock=True)
+    a = srv2.client()
+    a.set_clock("2026-03-10T12:00:00Z")
+    acct = a.create_account("svc", "starter")
+    a.create_key(acct)
+    acct_key_id = a.get(f"/v1/accounts/{acct}/keys")["keys"][0]["key_id"]
+    svc = a.create_service_key(label="backend")
+    svc2 = a.create_service_key()
+    s1 = a.with_key(svc)
+    check("service key: works before revocation", s1.get("/v1/accounts").status == 200)
+    r = a.post("/v1/keys", {"idempotency_key": key(), "role": "service", "label": "to-revoke"})
+    revoke_key, revoke_id = r.get("key"), r.get("key_id")
+    s3 = a.with_key(revoke_key)
+    r = s3.delete(f"/v1/keys/{revoke_id}")
+    check("DELETE /v1/keys/{id} by a service key: 403", is_error(r, 403, "forbidden"), r)
+    r = a.delete(f"/v1/keys/{revoke_id}")
+    eq("DELETE /v1/keys/{id}: 204", r.status, 204)
+    r = s3.get("/v1/accounts")
+    check("the revoked service key gets 401", is_error(r, 401, "unauthorized"), r)
+    r = a.delete(f"/v1/keys/{revoke_id}")
+    check("DELETE again: 404 key_not_found", is_error(r, 404, "key_not_found"), r)
+    r = a.delete("/v1/keys/key_nosuch")
+    check("DELETE of no such key: 404 key_not_found", is_error(r, 404, "key_not_found"), r)
+    r = a.delete(f"/v1/keys/{acct_key_id}")
+    check("DELETE /v1/keys/ of an account's key: 404 key_not_found",
+          is_error(r, 404, "key_not_found") and any(k["key_id"] == acct_key_id for k in
+                                                    a.get(f"/v1/accounts/{acct}/keys")["keys"]), r)
+    check("the other service keys still work",
+          s1.get("/v1/accounts").status == 200 and a.with_key(svc2).get("/v1/accounts").status == 200)
+    srv2.stop()
+    srv2 = h.start(manual_clock=True, data_dir=srv2.data_dir)
+    a = srv2.client()
+    r = a.with_key(revoke_key).get("/v1/accounts")
+    check("after a restart: the revoked service key still gets 401", is_error(r, 401, "unauthorized"), r)
+    check("after a restart: the others still work",
+          a.with_key(svc).get("/v1/accounts").status == 200 and a.with_key(svc2).get("/v1/accounts").status == 200)
+    r = a.delete(f"/v1/keys/{revoke_id}")
+    check("after a restart: DELETE again is 404", is_error(r, 404, "key_not_found"), r)
+    srv2.stop()
+
+
 for section in (clock, accounts, close_account, plan_change, packs_and_adjustments, keys_and_scoping,
-                lists):
+                lists, service_keys):
     h.run_section(section)
 h.finish()
