@@ -136,6 +136,7 @@ constexpr std::uint8_t kMCacheHit = 1 << 3;
 constexpr std::uint8_t kMCacheKey = 1 << 4;
 constexpr std::uint8_t kMSaved = 1 << 5;
 constexpr std::uint8_t kMRateCard = 1 << 6;
+constexpr std::uint8_t kMCacheGeneration = 1 << 7;
 // Capture flags.
 constexpr std::uint8_t kCAmount = 1 << 0;
 constexpr std::uint8_t kCPricedByUsage = 1 << 1;
@@ -402,6 +403,7 @@ class BatchEncoder {
     if (!c.cache_key.empty()) flags |= kMCacheKey;
     if (!c.saved.is_zero()) flags |= kMSaved;
     if (c.rate_card_version != 0) flags |= kMRateCard;
+    if (c.cache_generation != 0) flags |= kMCacheGeneration;
     w.u8(flags);
     id(w, c.account_id);
     id(w, c.user_id);
@@ -414,6 +416,7 @@ class BatchEncoder {
     if (flags & kMMetadata) metadata(w, c.metadata);
     if (flags & kMCacheKey) w.str(c.cache_key);
     if (flags & kMSaved) w.money(c.saved);
+    if (flags & kMCacheGeneration) w.uv(c.cache_generation);
   }
 
   void body(Writer& w, const CommandBody& b) {
@@ -624,7 +627,6 @@ class BatchDecoder {
   template <typename T>
   void metered(T& c) {
     const std::uint8_t flags = in_.u8();
-    if (flags & 0x80) in_.fail();
     id(c.account_id);
     id(c.user_id);
     const std::uint8_t kind = in_.u8();
@@ -652,6 +654,7 @@ class BatchDecoder {
     }
     c.cache_hit = (flags & kMCacheHit) != 0;
     c.saved = (flags & kMSaved) ? in_.money() : Millicredits::zero();
+    c.cache_generation = (flags & kMCacheGeneration) ? in_.uv() : 0;
   }
 
   // The body of `tag`, reusing `b` when it already holds that alternative.

@@ -24,9 +24,11 @@
 //           mode 1: a varint shared-prefix length follows, then the suffix; mode 2/3: a
 //           canonical lower/upper-case UUID (36 chars, suffix_len 0) as its 16 bytes.
 //   charge, hold  flags u8 (bit 0 priced_by_usage, 1 usage, 2 metadata, 3 cache_hit,
-//           4 cache_key non-empty, 5 saved non-zero, 6 rate_card_version non-zero),
+//           4 cache_key non-empty, 5 saved non-zero, 6 rate_card_version non-zero,
+//           7 cache_generation non-zero; a log written before bit 7 never sets it),
 //           account id, user id, kind u8, pool id, amount money, [hold: ttl_ms sv],
-//           [rate_card_version sv], [usage], [metadata], [cache_key str], [saved money]
+//           [rate_card_version sv], [usage], [metadata], [cache_key str], [saved money],
+//           [cache_generation varint]
 //   usage   varint presence mask (bit i: the i-th field of pricing::Usage in declaration
 //           order), then each present field: model and size as ids, others sv
 //   metadata  u8 presence mask (bit i: the i-th of file, feature, model, snapshot_id,

@@ -65,6 +65,9 @@ struct Charge {
   std::string cache_key;
   bool cache_hit = false;  // decided by the cache policy before the command was logged
   Millicredits saved;      // on a cache hit: the price the hit saved
+  // On a cache hit: the generation of the entry that answered (policy/cache.h), so that a
+  // replay answers that entry's response or none; 0 in a log from before generations.
+  std::uint64_t cache_generation = 0;
 };
 struct Hold {
   std::string account_id;
@@ -80,6 +83,7 @@ struct Hold {
   std::string cache_key;
   bool cache_hit = false;  // a hit places no hold: the answer is the cached response
   Millicredits saved;
+  std::uint64_t cache_generation = 0;  // as Charge's
 };
 struct Capture {
   std::string account_id;

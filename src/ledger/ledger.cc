@@ -1492,6 +1492,7 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
     r.status = 201;
     render_charge(charge_id, Millicredits::zero(), pool->name, *e.available_after, {}, true,
                   cmd.saved, "", r.body);
+    append_cache_generation(cmd.cache_generation, r.body);
     store(c, r);
     return;
   }
@@ -1550,6 +1551,7 @@ Reply Ledger::apply_hold(Command& c, Account& a, Hold& cmd, std::vector<Event>& 
     w.key("saved").raw(format_credits(cmd.saved));
     w.key("response").null();
     w.end_object();
+    append_cache_generation(cmd.cache_generation, r.body);
     return finish(c, std::move(r));
   }
   if (a.open_holds >= options_.open_holds_per_account_max) {

@@ -114,6 +114,12 @@ void render_charge(std::string_view charge_id, Millicredits cost, std::string_vi
   out += '}';
 }
 
+void append_cache_generation(std::uint64_t generation, std::string& body) {
+  if (generation == 0 || body.empty() || body.back() != '}') return;
+  body.pop_back();
+  body.append(kCacheGenerationField).append(std::to_string(generation)).push_back('}');
+}
+
 void render_hold(const HoldRecord& h, Millicredits available_after,
                  const std::vector<DrawnFrom>& drawn, std::string& out) {
   json::Writer w(out);

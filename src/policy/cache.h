@@ -26,6 +26,10 @@ struct CacheEntry {
   std::string response_json;
   std::string call_site;
   std::int64_t expires_at_ms = 0;
+  // Which put made the entry: the engine numbers its puts 1, 2, ... in log order, so the
+  // numbers are the same after a restart. A hit records it; a replay of the hit answers
+  // the response only while the entry still has it (replaced or evicted: none).
+  std::uint64_t generation = 0;
 };
 
 class IntegrationCache {

@@ -36,9 +36,12 @@ class RateLimiter {
   std::size_t size() const { return buckets_.size(); }
 
  private:
+  // A bucket counts tokens in 1/60,000ths (token-ms per minute): `elapsed_ms` of refill
+  // at `per_minute` adds exactly elapsed_ms * per_minute units, so no fraction of a
+  // token is ever rounded away, however often the bucket is looked at.
+  static constexpr std::int64_t kUnitsPerToken = 60'000;
   struct Bucket {
-    // Tokens in thousandths, so refills are exact integers.
-    std::int64_t tokens_milli = 0;
+    std::int64_t tokens_units = 0;
     std::int64_t updated_ms = 0;
     std::list<std::string>::iterator lru;
   };

@@ -43,6 +43,10 @@ namespace {
 using analytics::Analytics;
 using ledger::Event;
 
+// The alerts list's page (API.md: lists take limit, default 100, at most 1,000).
+constexpr std::size_t kAlertsLimitDefault = 100;
+constexpr std::size_t kAlertsLimitMax = 1000;
+
 std::string credits(std::int64_t mc) {
   return format_credits(Millicredits::from_mc(mc));
 }
@@ -682,15 +686,48 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
   // judged here, so the alerts of every batch answered before this request are listed.
   evaluate_due(st, a);
   a.sync();  // evaluations still queued record their alerts first
+  std::size_t limit = kAlertsLimitDefault;
+  if (req.has_query("limit")) {
+    auto v = json_int64(req.query_param("limit"));
+    if (!v || *v < 1 || *v > static_cast<std::int64_t>(kAlertsLimitMax))
+      return bad_param("limit", "limit must be 1 to 1000");
+    limit = static_cast<std::size_t>(*v);
+  }
+  // Alerts are listed in the order they fired; the cursor is the id of the last one shown.
+  const std::vector<analytics::Alert> alerts = a.alerts().alerts_of(id);
+  auto it = alerts.begin();
+  if (req.has_query("after")) {
+    const std::string_view after = req.query_param("after");
+    it = std::find_if(alerts.begin(), alerts.end(),
+                      [&](const analytics::Alert& al) { return al.alert_id == after; });
+    // Not one of the listed alerts (garbage, or one of the oldest, dropped since).
+    if (it == alerts.end())
+      return bad_param("after", "after must be a cursor from an earlier page");
+    ++it;
+  }
   HttpResponse out;
   json::Writer w(out.body);
   w.begin_object().key("alerts").begin_array();
-  for (const auto& al : a.alerts().alerts_of(id)) {
-    if (!pool.empty() && al.pool != pool) continue;
+  std::size_t n = 0;
+  const analytics::Alert* last = nullptr;
+  bool more = false;
+  for (; it != alerts.end(); ++it) {
+    if (!pool.empty() && it->pool != pool) continue;
+    if (n == limit) {
+      more = true;
+      break;
+    }
     w.raw("");
-    analytics::append_alert_json(out.body, al);
+    analytics::append_alert_json(out.body, *it);
+    last = &*it;
+    ++n;
   }
-  w.end_array().end_object();
+  w.end_array();
+  if (more)
+    w.key("next").string(last->alert_id);
+  else
+    w.key("next").null();
+  w.end_object();
   return out;
 }
 

@@ -110,6 +110,40 @@ std::size_t list_limit(const HttpRequest& req, Error* error) {
   return static_cast<std::size_t>(*v);
 }
 
+// An `after` that no page of the list answered: the same 400 as the events list's.
+Error bad_cursor() {
+  return err_param(ErrorCode::kInvalidRequest, "after must be a cursor from an earlier page",
+                   "after");
+}
+
+// A cursor's number: digits only, as the lists write them.
+std::optional<std::uint64_t> cursor_number(std::string_view text) {
+  std::uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || p != end) return std::nullopt;
+  return v;
+}
+
+// A cursor of two parts, "<number>:<rest>" (rest not empty).
+struct CursorPair {
+  std::uint64_t number = 0;
+  std::string rest;
+};
+std::optional<CursorPair> cursor_pair(std::string_view text) {
+  const std::size_t colon = text.find(':');
+  if (colon == std::string_view::npos || colon + 1 == text.size()) return std::nullopt;
+  std::optional<std::uint64_t> n = cursor_number(text.substr(0, colon));
+  if (!n) return std::nullopt;
+  return CursorPair{*n, std::string(text.substr(colon + 1))};
+}
+
+// A hold's place in creation order: the number in its id "h_<seq>" (Ledger::new_id).
+std::optional<std::uint64_t> hold_seq(std::string_view hold_id) {
+  if (!hold_id.starts_with("h_")) return std::nullopt;
+  return cursor_number(hold_id.substr(2));
+}
+
 // Reads "amount"-like credits: exact, within the API limit.
 Result<Millicredits> credits_of(ObjectReader& r, std::string_view key, bool allow_negative) {
   auto text = r.number_text(key);
@@ -721,23 +755,52 @@ struct Api::Impl {
         std::move(respond));
   }
 
-  void grants(const std::string& id, Responder respond) {
+  // Grants are listed pool by pool, each pool's in the order they were made (bucket ids
+  // grow); the cursor "<pool index>:<bucket id>" names the last one shown.
+  void grants(const HttpRequest& req, const std::string& id, Responder respond) {
+    Error e;
+    std::size_t limit = list_limit(req, &e);
+    if (limit == 0) return refuse_after_lookup(id, e, std::move(respond));
+    const bool has_after = req.has_query("after");
+    std::optional<CursorPair> after = cursor_pair(req.query_param("after"));
+    if (has_after && (!after || !cursor_number(after->rest)))
+      return refuse_after_lookup(id, bad_cursor(), std::move(respond));
+    std::uint64_t after_pool = has_after ? after->number : 0;
+    std::uint64_t after_bucket = has_after ? *cursor_number(after->rest) : 0;
     read(
-        [id](EngineState& st) {
+        [id, limit, has_after, after_pool, after_bucket](EngineState& st) {
           const ledger::Account* a = st.ledger.find(id);
           if (a == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
           ledger::Account p = st.ledger.projected(*a, st.now_ms);
           std::string out;
           json::Writer w(out);
           w.begin_object().key("grants").begin_array();
-          for (const auto& pool : p.pools) {
+          std::size_t n = 0;
+          std::string last;
+          bool more = false;
+          for (std::size_t pi = 0; pi < p.pools.size() && !more; ++pi) {
+            const auto& pool = p.pools[pi];
             for (const auto& b : pool.buckets) {
               if (b.kind == ledger::BucketKind::kAllowance) continue;
+              const bool seen = has_after && (pi < after_pool ||
+                                              (pi == after_pool && b.bucket_id <= after_bucket));
+              if (seen) continue;
+              if (n == limit) {
+                more = true;
+                break;
+              }
               w.raw("");
               ledger::render_grant(pool.name, b, out);
+              last = std::to_string(pi) + ":" + std::to_string(b.bucket_id);
+              ++n;
             }
           }
-          w.end_array().end_object();
+          w.end_array();
+          if (more)
+            w.key("next").string(last);
+          else
+            w.key("next").null();
+          w.end_object();
           return json_response(200, std::move(out));
         },
         std::move(respond));
@@ -755,9 +818,15 @@ struct Api::Impl {
                                            "status is open, captured, voided or expired", "status"),
                                  std::move(respond));
     }
-    std::string after(req.query_param("after"));
+    // The cursor is the last hold shown; holds are listed in the order they were made.
+    std::uint64_t after_seq = 0;
+    if (req.has_query("after")) {
+      std::optional<std::uint64_t> seq = hold_seq(req.query_param("after"));
+      if (!seq) return refuse_after_lookup(id, bad_cursor(), std::move(respond));
+      after_seq = *seq;
+    }
     read(
-        [id, status, after, limit](EngineState& st) {
+        [id, status, after_seq, limit](EngineState& st) {
           const ledger::Account* a0 = st.ledger.find(id);
           if (a0 == nullptr) return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
           const ledger::Account& a = *a0;
@@ -770,17 +839,22 @@ struct Api::Impl {
           std::string out;
           json::Writer w(out);
           w.begin_object().key("holds").begin_array();
-          auto it = after.empty() ? a.holds.begin() : a.holds.upper_bound(after);
-          std::size_t n = 0;
-          std::string last;
-          bool more = false;
-          for (; it != a.holds.end(); ++it) {
-            const ledger::HoldRecord& h = it->second;
+          // The account's map is in id-string order ("h_10066" before "h_8458"): the page
+          // is the `limit` holds of smallest seq after the cursor.
+          std::vector<std::pair<std::uint64_t, const ledger::HoldRecord*>> after;
+          for (const auto& [hold_id, h] : a.holds) {
+            const std::uint64_t seq = hold_seq(hold_id).value_or(0);
+            if (seq <= after_seq) continue;
             if (!status.empty() && ledger::hold_state_name(state_of(h)) != status) continue;
-            if (n == limit) {
-              more = true;
-              break;
-            }
+            after.emplace_back(seq, &h);
+          }
+          const bool more = after.size() > limit;
+          const std::size_t shown = std::min(after.size(), limit);
+          std::partial_sort(after.begin(), after.begin() + static_cast<std::ptrdiff_t>(shown),
+                            after.end());
+          std::string last;
+          for (std::size_t i = 0; i < shown; ++i) {
+            const ledger::HoldRecord& h = *after[i].second;
             w.begin_object();
             w.key("hold_id").string(h.hold_id);
             w.key("kind").string(pricing::kind_name(h.kind));
@@ -790,7 +864,6 @@ struct Api::Impl {
             w.key("expires_at").string(format_rfc3339(h.expires_at_ms));
             w.end_object();
             last = h.hold_id;
-            ++n;
           }
           w.end_array();
           if (more)
@@ -1160,15 +1233,36 @@ struct Api::Impl {
         });
   }
 
-  void keys_list(const std::string& id, Responder respond) {
+  // Keys are listed by creation (keys_of's order: created_at, then key id); the cursor
+  // "<created_at_ms>:<key_id>" names the last one shown, so a key revoked between pages
+  // moves nothing.
+  void keys_list(const HttpRequest& req, const std::string& id, Responder respond) {
+    Error e;
+    std::size_t limit = list_limit(req, &e);
+    if (limit == 0) return refuse_after_lookup(id, e, std::move(respond));
+    const bool has_after = req.has_query("after");
+    std::optional<CursorPair> after = cursor_pair(req.query_param("after"));
+    if (has_after && !after) return refuse_after_lookup(id, bad_cursor(), std::move(respond));
     read(
-        [this, id](EngineState& st) {
+        [this, id, limit, after](EngineState& st) {
           if (st.ledger.find(id) == nullptr)
             return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
           std::string out;
           json::Writer w(out);
           w.begin_object().key("keys").begin_array();
+          std::size_t n = 0;
+          std::string last;
+          bool more = false;
           for (const auto& k : engine.keys_of(id)) {
+            const auto created_at_ms = static_cast<std::uint64_t>(k.created_at_ms);
+            const bool seen =
+                after && (created_at_ms < after->number ||
+                          (created_at_ms == after->number && k.key_id <= after->rest));
+            if (seen) continue;
+            if (n == limit) {
+              more = true;
+              break;
+            }
             w.begin_object().key("key_id").string(k.key_id).key("role").string(role_name(k.role));
             if (k.label.empty())
               w.key("label").null();
@@ -1176,8 +1270,15 @@ struct Api::Impl {
               w.key("label").string(k.label);
             w.key("created_at").string(format_rfc3339(k.created_at_ms));
             w.end_object();
+            last = std::to_string(created_at_ms) + ":" + k.key_id;
+            ++n;
           }
-          w.end_array().end_object();
+          w.end_array();
+          if (more)
+            w.key("next").string(last);
+          else
+            w.key("next").null();
+          w.end_object();
           return json_response(200, std::move(out));
         },
         std::move(respond));
@@ -1198,6 +1299,18 @@ struct Api::Impl {
         [shared](HttpResponse&& r) {
           if (r.status != 0) (*shared)(std::move(r));
         });
+  }
+
+  // DELETE /v1/keys/{key_id}: revokes a service key (DESIGN.md section 5: keys are
+  // revocable), logged as an account key's revocation is. Only service keys: an account's
+  // key id here is 404, as it is under another account.
+  void service_key_delete(const std::string& key_id, Responder respond) {
+    bool found = false;
+    for (const auto& k : engine.keys_of("")) {
+      found = found || (k.key_id == key_id && k.role == Role::kService);
+    }
+    if (!found) return respond(from_error(err(ErrorCode::kKeyNotFound, "no such key")));
+    submit_one(RevokeKeyOp{"", key_id}, std::move(respond));
   }
 
   void rate_limits_put(const std::string& id, ObjectReader& r, Responder respond) {
@@ -1550,6 +1663,10 @@ struct Api::Impl {
       ObjectReader r(*body);
       return create_key(req, "", r, std::move(respond));
     }
+    if (p.size() == 3 && p[1] == "keys" && m == "DELETE") {
+      if (!need(Role::kAdmin, "")) return forbid();
+      return service_key_delete(std::string(p[2]), std::move(respond));
+    }
     if (p.size() == 3 && p[1] == "admin" && p[2] == "clock" && m == "POST") {
       if (!need(Role::kAdmin, "")) return forbid();
       ObjectReader r(*body);
@@ -1587,11 +1704,12 @@ struct Api::Impl {
           ObjectReader r(*body);
           return create_key(req, id, r, std::move(respond));
         }
-        if (p.size() == 4 && m == "GET") return keys_list(id, std::move(respond));
+        if (p.size() == 4 && m == "GET") return keys_list(req, id, std::move(respond));
         if (p.size() == 5 && m == "DELETE")
           return key_delete(id, std::string(p[4]), std::move(respond));
       }
-      if (p.size() == 4 && sub == "grants" && m == "GET") return grants(id, std::move(respond));
+      if (p.size() == 4 && sub == "grants" && m == "GET")
+        return grants(req, id, std::move(respond));
       if (p.size() == 4 && sub == "rate-limits" && m == "PUT") {
         if (!need(Role::kAdmin, id)) return forbid();
         ObjectReader r(*body);

@@ -27,6 +27,7 @@
 #include "base/thread_priority.h"
 #include "ledger/codec.h"
 #include "ledger/event_codec.h"
+#include "ledger/render.h"
 #include "ledger/snapshot_codec.h"
 #include "server/crypto.h"
 #include "server/huge_collapse.h"
@@ -194,6 +195,22 @@ std::optional<Op> decode_engine_op(ByteReader& r) {
     }
   }
   return std::nullopt;
+}
+
+// Takes the `,"cache_generation":N` that the ledger ends a cache hit's answer with out of
+// the body (ledger/render.h); returns N, or 0 when there is none.
+std::uint64_t take_cache_generation(std::string& body) {
+  const std::size_t at = body.rfind(ledger::kCacheGenerationField);
+  if (at == std::string::npos) return 0;
+  const std::size_t digits = at + ledger::kCacheGenerationField.size();
+  std::size_t end = digits;
+  std::uint64_t generation = 0;
+  while (end < body.size() && body[end] >= '0' && body[end] <= '9') {
+    generation = generation * 10 + static_cast<std::uint64_t>(body[end] - '0');
+    ++end;
+  }
+  body.erase(at, end - at);
+  return generation;
 }
 
 // The cached response replaces the `"response":null` that the ledger rendered.
@@ -439,7 +456,10 @@ void Engine::apply_engine_op(const Op& op) {
       return kv.second.key_id == x->key_id && kv.second.account_id == x->account_id;
     });
   } else if (auto* c = std::get_if<CachePutOp>(&op)) {
-    cache_.put(c->account_id, c->kind, c->cache_key, c->entry);
+    // Numbered in the order puts are applied, live and on replay of the log alike.
+    policy::CacheEntry entry = c->entry;
+    entry.generation = ++cache_generation_last_;
+    cache_.put(c->account_id, c->kind, c->cache_key, std::move(entry));
   } else if (auto* t = std::get_if<RateLimitsOp>(&op)) {
     rate_limits_[t->account_id] = t->limits;
   }
@@ -1322,6 +1342,7 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
               cache_.get(cmd.account_id, kind_name, cmd.cache_key, ledger_.now_ms())) {
         cmd.cache_hit = true;
         cmd.saved = cmd.amount;
+        cmd.cache_generation = e->generation;
         cached_response = e->response_json;
         // The hit counts for the call site the entry was stored for when the request names
         // none (cache-stats by call site); logged with the command, so a replay agrees.
@@ -1356,6 +1377,7 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
   batch_charges_ += reply.status == 201 && std::holds_alternative<ledger::Charge>(c.body);
   if (reply.logged) logged.push_back(&c);
   if (hit && !reply.replayed) {
+    take_cache_generation(reply.body);
     splice_response(reply.body, cached_response);
     stats_.cache_hits.fetch_add(1, std::memory_order_relaxed);
   }
@@ -1363,6 +1385,7 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
 }
 
 void Engine::replay_cached_response(const ledger::Command& c, std::string& body) {
+  const std::uint64_t generation = take_cache_generation(body);
   const std::string* account_id = nullptr;
   const std::string* cache_key = nullptr;
   pricing::Kind kind = pricing::Kind::kAgentPrompt;
@@ -1378,7 +1401,9 @@ void Engine::replay_cached_response(const ledger::Command& c, std::string& body)
   if (account_id == nullptr || cache_key->empty()) return;
   const policy::CacheEntry* e =
       cache_.get(*account_id, pricing::kind_name(kind), *cache_key, ledger_.now_ms());
-  if (e != nullptr) {
+  // Generation 0: a hit logged before generations; the entry's response is all there is.
+  const bool same_entry = e != nullptr && (generation == 0 || e->generation == generation);
+  if (same_entry) {
     splice_response(body, e->response_json);
   } else {
     splice_response(body, "null,\"response_evicted\":true");
@@ -1570,15 +1595,19 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
 //   last_logged_ms  varint zigzag
 //   keys            count varint, then each key: key_id, role u8, account_id, label,
 //                   hash_hex strings, created_at_ms varint zigzag
+//   cache_generation_last  varint (version 2 on; version 1 numbers the entries it loads)
 //   cache           count varint, then each entry, least recently used first: account_id,
-//                   kind, cache_key, response_json, call_site strings, expires_at_ms
+//                   kind, cache_key, response_json, call_site strings, expires_at_ms,
+//                   generation varint (version 2 on)
 //   rate limits     count varint, then (account_id string, limits as in a batch record)
 //   ledger          every byte left: ledger/snapshot_codec.h's encoding
 // The ledger's bytes go last so they are written in place, not copied.
 
 namespace {
 
-constexpr std::uint8_t kEngineSnapshotVersion = 1;
+constexpr std::uint8_t kEngineSnapshotVersion = 2;
+// Version 1 (no cache generations) still loads.
+constexpr std::uint8_t kEngineSnapshotVersionOldest = 1;
 constexpr char kCacheKeySeparator = '\x1f';  // policy/cache.cc joins its key parts with it
 // Replayed events held while the event log is still loading (Engine::hold_until_loaded).
 constexpr std::size_t kReplayPendingEventsMax = 65536;
@@ -1770,6 +1799,7 @@ void Engine::encode_snapshot(std::string& out) const {
     w.str(k.hash_hex);
     w.sv(k.created_at_ms);
   }
+  w.uv(cache_generation_last_);
   w.uv(cache_.size());
   cache_.for_each([&](const std::string& key, const policy::CacheEntry& e) {
     const std::size_t a = key.find(kCacheKeySeparator);
@@ -1780,6 +1810,7 @@ void Engine::encode_snapshot(std::string& out) const {
     w.str(e.response_json);
     w.str(e.call_site);
     w.sv(e.expires_at_ms);
+    w.uv(e.generation);
   });
   std::vector<const std::pair<const std::string, pricing::PlanRateLimits>*> limits;
   for (const auto& kv : rate_limits_) limits.push_back(&kv);
@@ -1795,7 +1826,7 @@ void Engine::encode_snapshot(std::string& out) const {
 Status Engine::decode_snapshot(std::string_view bytes) {
   ByteReader r(bytes);
   const std::uint8_t version = r.u8();
-  if (version != kEngineSnapshotVersion) {
+  if (version < kEngineSnapshotVersionOldest || version > kEngineSnapshotVersion) {
     Error e(ErrorCode::kStorageFailed, "engine snapshot version " + std::to_string(version) +
                                            "; this build reads " +
                                            std::to_string(kEngineSnapshotVersion));
@@ -1817,6 +1848,8 @@ Status Engine::decode_snapshot(std::string_view bytes) {
     keys_generation_.fetch_add(1, std::memory_order_release);
     keys_by_hash_[k.hash_hex] = std::move(k);
   }
+  const bool has_generations = version >= 2;
+  if (has_generations) cache_generation_last_ = r.uv();
   std::uint64_t entries = r.uv();
   for (std::uint64_t i = 0; i < entries && r.ok(); ++i) {
     std::string account = r.str();
@@ -1826,6 +1859,7 @@ Status Engine::decode_snapshot(std::string_view bytes) {
     e.response_json = r.str();
     e.call_site = r.str();
     e.expires_at_ms = r.sv();
+    e.generation = has_generations ? r.uv() : ++cache_generation_last_;
     cache_.put(account, kind, key, std::move(e));
   }
   std::uint64_t limits = r.uv();

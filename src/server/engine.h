@@ -577,6 +577,7 @@ class Engine {
   std::atomic<std::uint64_t> snapshot_wal_total_last_{0};
   std::uint64_t wal_bytes_total_ = 0;  // log bytes replayed and appended by this engine
   policy::IntegrationCache cache_;
+  std::uint64_t cache_generation_last_ = 0;  // the last put's CacheEntry::generation
   policy::RateLimiter limiter_;
   std::unordered_map<std::string, pricing::PlanRateLimits> rate_limits_;
   std::unique_ptr<store::Wal> wal_;

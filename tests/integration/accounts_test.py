@@ -409,6 +409,128 @@ def keys_and_scoping():
     check("keys: b's meter key still works", r.status == 200, r)
 
 
-for section in (clock, accounts, close_account, plan_change, packs_and_adjustments, keys_and_scoping):
+def pages(client, path, limit):
+    """Every item of a list, page by page; returns (items, the pages' sizes)."""
+    items, sizes, after = [], [], None
+    name = path.rsplit("/", 1)[1]
+    for _ in range(100):
+        q = f"?limit={limit}" + (f"&after={after}" if after else "")
+        r = client.get(path + q)
+        if r.status != 200:
+            raise AssertionError(f"GET {path}{q}: {r}")
+        items += r[name]
+        sizes.append(len(r[name]))
+        after = r["next"]
+        if after is None:
+            return items, sizes
+    raise AssertionError(f"{path}: no end")
+
+
+def lists():
+    """The lists of keys, grants, alerts and holds page with limit/after/next as the other
+    lists do; holds are listed in creation order."""
+    srv2 = h.start(manual_clock=True)
+    a = srv2.client()
+    a.set_clock("2026-03-10T12:00:00Z")
+    acct = a.create_account("lists", "starter")
+    # holds first, on a fresh server: their ids cross from one digit to two (h_9, h_10)
+    made = []
+    for i in range(12):
+        r = a.post(f"/v1/accounts/{acct}/holds", {"idempotency_key": key(), "kind": "backend_function",
+                                                 "user_id": "u", "amount": 1})
+        made.append(r.get("hold_id"))
+    check("holds: ids of one and of two digits", any(len(x) == 3 for x in made) and any(len(x) == 4 for x in made), made)
+    r = a.get(f"/v1/accounts/{acct}/holds")
+    eq("holds: listed in creation order", [x["hold_id"] for x in r.get("holds", [])], made)
+    items, sizes = pages(a, f"/v1/accounts/{acct}/holds", 5)
+    eq("holds: pages of 5 follow creation", ([x["hold_id"] for x in items], sizes), (made, [5, 5, 2]))
+    r = a.get(f"/v1/accounts/{acct}/holds?status=open&limit=3&after={made[7]}")
+    eq("holds: after a hold id, the next ones made", ([x["hold_id"] for x in r.get("holds", [])], r.get("next")),
+       (made[8:11], made[10]))
+    for i in range(5):
+        a.create_key(acct, label=f"k{i}")
+    for i in range(4):
+        a.post(f"/v1/accounts/{acct}/adjustments", {"pool": "credits", "credits": 5 + i, "reason": f"r{i}",
+                                                    "idempotency_key": key()})
+    a.put(f"/v1/accounts/{acct}/alert-rules", {"thresholds": [10, 20, 30]})
+    a.charge(acct, amount=700)
+    r_keys = a.get(f"/v1/accounts/{acct}/keys")
+    r_grants = a.get(f"/v1/accounts/{acct}/grants")
+    r_alerts = a.get(f"/v1/accounts/{acct}/alerts")
+    for name, r, n in (("keys", r_keys, 5), ("grants", r_grants, 4), ("alerts", r_alerts, 3)):
+        eq(f"{name}: the whole list, next null", (r.status, len(r.get(name) or []), r.get("next")), (200, n, None))
+        eq(f"{name}: the fields are those API.md lists, then next", list(r.doc), [name, "next"])
+        items, sizes = pages(a, f"/v1/accounts/{acct}/{name}", 2)
+        eq(f"{name}: pages of 2 give the whole list in order", items, r[name])
+        eq(f"{name}: page sizes", sizes, [2] * (n // 2) + ([n % 2] if n % 2 else []))
+    # A revoked key between pages moves nothing.
+    first = a.get(f"/v1/accounts/{acct}/keys?limit=2")
+    a.delete(f"/v1/accounts/{acct}/keys/{first['keys'][0]['key_id']}")
+    r = a.get(f"/v1/accounts/{acct}/keys?limit=2&after={first['next']}")
+    eq("keys: a key revoked before the cursor moves no page",
+       [k["key_id"] for k in r.get("keys", [])], [k["key_id"] for k in r_keys["keys"][2:4]])
+    for bad in ("0", "1001", "abc", "2.5"):
+        ev = a.get(f"/v1/accounts/{acct}/events?limit={bad}")
+        for name in ("keys", "grants", "alerts", "holds"):
+            r = a.get(f"/v1/accounts/{acct}/{name}?limit={bad}")
+            eq(f"{name}?limit={bad}: the events list's 400", (r.status, r.code, r.err.get("param")),
+               (ev.status, ev.code, ev.err.get("param")))
+    ev = a.get(f"/v1/accounts/{acct}/events?after=garbage")
+    check("events?after=garbage is 400 naming after", ev.status == 400 and ev.err.get("param") == "after", ev)
+    for name in ("keys", "grants", "alerts", "holds"):
+        r = a.get(f"/v1/accounts/{acct}/{name}?after=garbage")
+        eq(f"{name}?after=garbage: the events list's 400", (r.status, r.code, r.err.get("param")),
+           (ev.status, ev.code, ev.err.get("param")))
+    r = a.get("/v1/accounts/nobody/grants?limit=0")
+    check("grants: 404 before a bad limit", is_error(r, 404, "account_not_found"), r)
+    srv2.stop()
+
+
+def service_keys():
+    """A service key can be revoked (DELETE /v1/keys/{key_id}), and stays revoked after a
+    restart (DESIGN.md section 5: keys are revocable)."""
+    srv2 = h.start(manual_clock=True)
+    a = srv2.client()
+    a.set_clock("2026-03-10T12:00:00Z")
+    acct = a.create_account("svc", "starter")
+    a.create_key(acct)
+    acct_key_id = a.get(f"/v1/accounts/{acct}/keys")["keys"][0]["key_id"]
+    svc = a.create_service_key(label="backend")
+    svc2 = a.create_service_key()
+    s1 = a.with_key(svc)
+    check("service key: works before revocation", s1.get("/v1/accounts").status == 200)
+    r = a.post("/v1/keys", {"idempotency_key": key(), "role": "service", "label": "to-revoke"})
+    revoke_key, revoke_id = r.get("key"), r.get("key_id")
+    s3 = a.with_key(revoke_key)
+    r = s3.delete(f"/v1/keys/{revoke_id}")
+    check("DELETE /v1/keys/{id} by a service key: 403", is_error(r, 403, "forbidden"), r)
+    r = a.delete(f"/v1/keys/{revoke_id}")
+    eq("DELETE /v1/keys/{id}: 204", r.status, 204)
+    r = s3.get("/v1/accounts")
+    check("the revoked service key gets 401", is_error(r, 401, "unauthorized"), r)
+    r = a.delete(f"/v1/keys/{revoke_id}")
+    check("DELETE again: 404 key_not_found", is_error(r, 404, "key_not_found"), r)
+    r = a.delete("/v1/keys/key_nosuch")
+    check("DELETE of no such key: 404 key_not_found", is_error(r, 404, "key_not_found"), r)
+    r = a.delete(f"/v1/keys/{acct_key_id}")
+    check("DELETE /v1/keys/ of an account's key: 404 key_not_found",
+          is_error(r, 404, "key_not_found") and any(k["key_id"] == acct_key_id for k in
+                                                    a.get(f"/v1/accounts/{acct}/keys")["keys"]), r)
+    check("the other service keys still work",
+          s1.get("/v1/accounts").status == 200 and a.with_key(svc2).get("/v1/accounts").status == 200)
+    srv2.stop()
+    srv2 = h.start(manual_clock=True, data_dir=srv2.data_dir)
+    a = srv2.client()
+    r = a.with_key(revoke_key).get("/v1/accounts")
+    check("after a restart: the revoked service key still gets 401", is_error(r, 401, "unauthorized"), r)
+    check("after a restart: the others still work",
+          a.with_key(svc).get("/v1/accounts").status == 200 and a.with_key(svc2).get("/v1/accounts").status == 200)
+    r = a.delete(f"/v1/keys/{revoke_id}")
+    check("after a restart: DELETE again is 404", is_error(r, 404, "key_not_found"), r)
+    srv2.stop()
+
+
+for section in (clock, accounts, close_account, plan_change, packs_and_adjustments, keys_and_scoping,
+                lists, service_keys):
     h.run_section(section)
 h.finish()

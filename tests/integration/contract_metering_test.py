@@ -10,6 +10,7 @@ Runs creditd with --clock manual on a fresh data dir, in time order.
 """
 import os
 import sys
+import time
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -246,7 +247,7 @@ def shapes():
        {"pool": "credits", "source": "adjustment", "credits": 5, "remaining": 5, "expires_at": None,
         "reason": "gift", "created_at": "2026-01-31T10:00:00Z"})
     gr = c.get("/v1/accounts/shape/grants")
-    check("grants: {grants: [grant]}", gr.status == 200 and set(gr.doc) == {"grants"}
+    check("grants: {grants: [grant], next}", gr.status == 200 and set(gr.doc) == {"grants", "next"}
           and [set(x) for x in gr["grants"]] == [GRANT] and gr["grants"][0] == r.doc, gr)
 
     r = c.put("/v1/accounts/shape/rate-limits", {"per_user": {"per_minute": 60, "burst": 5},
@@ -961,10 +962,118 @@ def request_rules():
     check("... and takes an instant just before 9000-01-01", r.status == 200, r)
 
 
+def at_ms(base, ms):
+    """The instant `ms` milliseconds after `base` (a datetime), as the clock takes it."""
+    import datetime
+    t = base + datetime.timedelta(milliseconds=ms)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def rate_limit_refill():
+    """A bucket refills at exactly per_minute per 60 s: a refused request, or one looked at
+    a moment later, throws no fraction of a token away (DESIGN.md "Rate limits")."""
+    import datetime
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    base = datetime.datetime(2026, 3, 1, tzinfo=datetime.timezone.utc)
+    c.set_clock(at_ms(base, 0))
+    c.create_account("rlf", "free")  # per_user 20/min, burst 20
+    ok = [c.charge("rlf", amount=D("0.01"), kind="discuss_turn", user_id="u").status for _ in range(20)]
+    eq("free plan: 20 discuss_turn charges in a burst pass", ok, [201] * 20)
+    r = c.charge("rlf", amount=D("0.01"), kind="discuss_turn", user_id="u")
+    check("... the 21st is 429 with retry_after_ms 3000 (60 s / 20)",
+          is_error(r, 429, "rate_limited") and r.err.get("retry_after_ms") == 3000, r)
+    waits, granted_at = [], None
+    for ms in range(2, 3002, 2):
+        c.set_clock(at_ms(base, ms))
+        r = c.charge("rlf", amount=D("0.01"), kind="discuss_turn", user_id="u")
+        if r.status == 201:
+            granted_at = ms
+            break
+        waits.append((ms, r.err.get("retry_after_ms")))
+    eq("polling every 2 ms: the token arrives at exactly 3000 ms", granted_at, 3000)
+    eq("... and each refusal's retry_after_ms is exact (3000 - elapsed)",
+       [w for w in waits if w[1] != 3000 - w[0]], [])
+
+    c.create_account("rla", "enterprise")
+    c.put("/v1/accounts/rla/rate-limits", {"per_user": {"per_minute": 1000000, "burst": 1000000},
+                                           "per_account": {"per_minute": 100, "burst": 1}})
+    start = 10_000
+    allowed = []
+    for ms in range(0, 1300):
+        c.set_clock(at_ms(base, start + ms))
+        if c.charge("rla", amount=D("0.001"), kind="agent_prompt", user_id=f"u{ms}").status == 201:
+            allowed.append(ms)
+    eq("per_account 100/min burst 1, a charge each ms: one passes every 600 ms",
+       allowed, [0, 600, 1200])
+    srv.stop()
+
+
+def cache_replay_after_overwrite():
+    """A replayed cache hit answers the response it answered first, or says it is gone
+    once the entry was replaced (DESIGN.md "Integration cache")."""
+    snapshot_args = ["--snapshot-wal-bytes", "20000"]
+    srv = h.start(manual_clock=True, extra_args=snapshot_args)
+    c = srv.client()
+    c.set_clock("2026-03-01T00:00:00Z")
+    c.create_account("ow", "pro")
+    email = "integration.send_email"
+    c.put("/v1/accounts/ow/cache/ow", {"kind": email, "response": "first"})
+    c.put("/v1/accounts/ow/cache/keep", {"kind": email, "response": {"kept": 1}})
+    charge = {"idempotency_key": "OW", "kind": email, "user_id": "u", "amount": 1, "cache_key": "ow"}
+    hold = {"idempotency_key": "OWH", "kind": email, "user_id": "u", "amount": 1, "cache_key": "ow"}
+    kept = {"idempotency_key": "KEEP", "kind": email, "user_id": "u", "amount": 1, "cache_key": "keep"}
+    r = c.post("/v1/accounts/ow/charges", charge)
+    eq("a hit answers the entry's response", (r.status, r.get("cached"), r.get("response")), (201, True, "first"))
+    check("... with no field API.md does not name", set(r.doc) == CHARGE, r)
+    r = c.post("/v1/accounts/ow/holds", hold)
+    eq("a hold's hit too", (r.status, r.doc), (200, {"cached": True, "saved": 1, "response": "first"}))
+    first_kept = c.post("/v1/accounts/ow/charges", kept)
+    r = c.post("/v1/accounts/ow/charges", charge)
+    eq("a replay before the entry changes: the same response",
+       (r.status, replayed(r), r.get("response"), "response_evicted" in r.doc), (201, True, "first", False))
+    c.put("/v1/accounts/ow/cache/ow", {"kind": email, "response": "SECOND"})
+    r = c.post("/v1/accounts/ow/charges", charge)
+    eq("a replay after the entry was replaced: response null, response_evicted true",
+       (r.status, replayed(r), r.get("response"), r.get("response_evicted")), (201, True, None, True))
+    r = c.post("/v1/accounts/ow/holds", hold)
+    eq("... a hold's replay too",
+       (r.status, replayed(r), r.get("response"), r.get("response_evicted")), (200, True, None, True))
+    r = c.post("/v1/accounts/ow/charges", dict(charge, idempotency_key="OW2"))
+    eq("a new hit answers the new response", (r.status, r.get("response")), (201, "SECOND"))
+    # Enough log for a snapshot: the restart loads the entries' generations from it.
+    for i in range(3):
+        c.put(f"/v1/accounts/ow/cache/big{i}", {"kind": email, "response": "x" * 30000})
+    snaps = os.path.join(srv.data_dir, "snapshots")
+    deadline = time.time() + 60
+    while time.time() < deadline and not (os.path.isdir(snaps) and any(f.endswith(".snap") for f in os.listdir(snaps))):
+        time.sleep(0.1)
+    check("a snapshot was taken", os.path.isdir(snaps) and any(f.endswith(".snap") for f in os.listdir(snaps)))
+    for label in ("after a restart", "after a second restart"):
+        srv.stop()
+        srv = h.start(manual_clock=True, data_dir=srv.data_dir, extra_args=snapshot_args)
+        c = srv.client()
+        r = c.post("/v1/accounts/ow/charges", charge)
+        eq(f"{label}: the replaced entry's hit still says evicted",
+           (r.status, r.get("response"), r.get("response_evicted")), (201, None, True))
+        r = c.post("/v1/accounts/ow/charges", dict(charge, idempotency_key="OW2"))
+        eq(f"{label}: the new entry's hit answers it again", (r.status, r.get("response")), (201, "SECOND"))
+        r = c.post("/v1/accounts/ow/charges", kept)
+        eq(f"{label}: an unchanged entry's hit answers the same bytes", r.text, first_kept.text)
+    r = c.put("/v1/accounts/ow/cache/ow", {"kind": email, "response": "THIRD"})
+    r = c.post("/v1/accounts/ow/charges", dict(charge, idempotency_key="OW2"))
+    eq("a put after the restart replaces the entry again: evicted",
+       (r.status, r.get("response"), r.get("response_evicted")), (201, None, True))
+    r = c.post("/v1/accounts/ow/charges", dict(charge, idempotency_key="OW3"))
+    eq("... and a new hit answers the third response", (r.status, r.get("response")), (201, "THIRD"))
+    srv.stop()
+
+
 SRV = h.start(manual_clock=True)
 C = SRV.client()  # one server, the sections in time order
 C.set_clock("2026-01-31T10:00:00Z")
 for section in (errors, input_rules, shapes, order, refusals, limits, cycles, plan_changes, daily_caps, holds_expiry,
-                idempotency_24h, packs, grants_and_refunds, batch, retry_after, capture_and_cache, request_rules):
+                idempotency_24h, packs, grants_and_refunds, batch, retry_after, capture_and_cache, request_rules,
+                rate_limit_refill, cache_replay_after_overwrite):
     h.run_section(section)
 h.finish()

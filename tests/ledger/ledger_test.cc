@@ -1101,6 +1101,7 @@ std::vector<Command> one_of_each_command() {
   ch.cache_key = "ck";
   ch.cache_hit = true;
   ch.saved = mc(1500);
+  ch.cache_generation = 300;  // more than a byte as a varint
   add(ch, true);
   Hold h = hold("a", cr(9), 60'000);
   h.kind = pricing::Kind::kGenerateImage;
@@ -1153,6 +1154,8 @@ TEST(Codec, EncodeThenDecodeRoundTripsEveryCommandType) {
   EXPECT_EQ(c.cache_key, "ck");
   EXPECT_TRUE(c.cache_hit);
   EXPECT_EQ(c.saved, mc(1500));
+  EXPECT_EQ(c.cache_generation, 300u);
+  EXPECT_EQ(std::get<Hold>(got->commands[5].body).cache_generation, 0u);
   const auto& cr0 = std::get<CreateAccount>(got->commands[0].body);
   EXPECT_EQ(cr0.signup_at_ms, at("2026-01-01T00:00:00Z"));
   const auto& g = std::get<AddGrant>(got->commands[3].body);

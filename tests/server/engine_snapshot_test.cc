@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -20,12 +21,14 @@
 #include <thread>
 #include <vector>
 
+#include "base/bytes.h"
 #include "base/thread_priority.h"
 #include "engine_test_support.h"
 #include "ledger/snapshot_codec.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
 #include "server/engine.h"
+#include "store/snapshot.h"
 #include "time/clock.h"
 
 namespace credit::server {
@@ -630,7 +633,9 @@ EngineSideState engine_side_state(Engine& engine) {
   EngineSideState s = test_support::read_state(engine, [](EngineState& st) {
     EngineSideState s;
     st.cache.for_each([&](const std::string& key, const policy::CacheEntry& e) {
-      s.cache.push_back(key + "=" + e.response_json + "@" + std::to_string(e.expires_at_ms));
+      // The generation too: a replayed cache hit compares it (engine.cc, replay_cached_response).
+      s.cache.push_back(key + "=" + e.response_json + "@" + std::to_string(e.expires_at_ms) + "#" +
+                        std::to_string(e.generation));
     });
     for (const auto& [account, limits] : st.rate_limits) {
       s.rate_limits.push_back(account + ":" + std::to_string(limits.per_user->per_minute));
@@ -744,6 +749,91 @@ TEST(EngineSnapshot, AWorkersSnapshotKeepsTheCacheTheRateLimitsAndTheKeys) {
   ASSERT_TRUE(engine.open().ok());
   engine.start();
   EXPECT_EQ(engine_side_state(engine), want);
+  engine.stop();
+}
+
+// Cache puts alone, answered before this returns.
+void put_cache_entries(Engine& engine, std::size_t from, std::size_t to) {
+  std::vector<Op> ops;
+  for (std::size_t i = from; i < to; ++i) ops.push_back(engine_ops(i).front());
+  std::promise<void> answered;
+  auto done = answered.get_future();
+  ASSERT_TRUE(
+      engine.submit(std::move(ops), [&](std::vector<ledger::Reply>&&) { answered.set_value(); }));
+  done.get();
+}
+
+// The cache entries' generations, least recently used first.
+std::vector<std::uint64_t> cache_generations(Engine& engine) {
+  return test_support::read_state(engine, [](EngineState& st) {
+    std::vector<std::uint64_t> out;
+    st.cache.for_each(
+        [&](const std::string&, const policy::CacheEntry& e) { out.push_back(e.generation); });
+    return out;
+  });
+}
+
+// The state bytes of a version 2 snapshot written as version 1 (no cache generations).
+std::string as_version_1(std::string_view v2) {
+  ByteReader r(v2);
+  std::string out;
+  ByteWriter w(out);
+  EXPECT_EQ(r.u8(), 2);
+  w.u8(1);
+  w.sv(r.sv());
+  const std::uint64_t keys = r.uv();
+  w.uv(keys);
+  for (std::uint64_t i = 0; i < keys; ++i) {
+    w.str(r.str());
+    w.u8(r.u8());
+    for (int s = 0; s < 3; ++s) w.str(r.str());
+    w.sv(r.sv());
+  }
+  r.uv();  // cache_generation_last: not in version 1
+  const std::uint64_t entries = r.uv();
+  w.uv(entries);
+  for (std::uint64_t i = 0; i < entries; ++i) {
+    for (int s = 0; s < 5; ++s) w.str(r.str());
+    w.sv(r.sv());
+    r.uv();  // the entry's generation
+  }
+  EXPECT_TRUE(r.ok());
+  const std::size_t rest = r.pos();
+  w.raw(v2.data() + rest, v2.size() - rest);
+  return out;
+}
+
+TEST(EngineSnapshot, AVersion1SnapshotLoadsAndNumbersItsCacheEntriesInOrder) {
+  // Snapshots written before cache generations still load: their entries are numbered in
+  // their order (least recently used first), and the puts after go on from there.
+  TempDir dir;
+  {
+    ManualClock clock(kStartMs);
+    Engine engine(clock, catalog(), cards(), options(dir.path(), SnapshotMode::kInline));
+    ASSERT_TRUE(engine.open().ok());
+    engine.start();
+    put_cache_entries(engine, 1, 4);
+    EXPECT_EQ(cache_generations(engine), (std::vector<std::uint64_t>{1, 2, 3}));
+    engine.stop();  // a clean stop writes a snapshot of everything
+  }
+  const std::string snaps = dir.path() + "/snapshots";
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(snaps)) {
+    if (e.path().extension() == ".snap") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_FALSE(files.empty());
+  Result<store::Snapshot> newest = store::read_snapshot(files.back().string());
+  ASSERT_TRUE(newest.ok());
+  for (const auto& f : files) std::filesystem::remove(f);
+  ASSERT_TRUE(store::write_snapshot(snaps, newest->lsn, as_version_1(newest->bytes)).ok());
+  ManualClock clock(kStartMs);
+  Engine engine(clock, catalog(), cards(), options(dir.path(), SnapshotMode::kInline));
+  ASSERT_TRUE(engine.open().ok());
+  engine.start();
+  EXPECT_EQ(cache_generations(engine), (std::vector<std::uint64_t>{1, 2, 3}));
+  put_cache_entries(engine, 4, 5);
+  EXPECT_EQ(cache_generations(engine), (std::vector<std::uint64_t>{1, 2, 3, 4}));
   engine.stop();
 }
 
