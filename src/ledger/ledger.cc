@@ -546,6 +546,7 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
           e->grant_id = g.grant_id;
           e->reason = "rollover";
           e->object = "rollover";
+          e->available_after = available_of(pool);
         }
       }
       if (Event* e = emit(EventType::kReset, t)) {
@@ -1292,6 +1293,8 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     e.previous_plan = old.id;
     e.proration_usd_cents = next->price_usd_cents;
     e.idempotency_key = c.idem.key;
+    // Every change says what is available after it: of the first pool (the plan's).
+    if (!a.pools.empty()) e.available_after = available_of(a.pools.front());
   } else if (next->price_usd_cents > old.price_usd_cents) {
     // Paid upgrade: same cycle; each allowance becomes max(new, spent + held from it).
     std::int64_t remaining_ms = a.cycle_end_ms - now_ms_;
@@ -1330,6 +1333,8 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     e.previous_plan = old.id;
     e.proration_usd_cents = proration;
     e.idempotency_key = c.idem.key;
+    // Every change says what is available after it: of the first pool (the plan's).
+    if (!a.pools.empty()) e.available_after = available_of(a.pools.front());
   } else {
     a.pending_plan = next->id;
     Event& e = push_event(events, EventType::kPlanChange, a);
@@ -1337,6 +1342,8 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     e.previous_plan = old.id;
     e.object = "pending";
     e.idempotency_key = c.idem.key;
+    // Every change says what is available after it: of the first pool (the plan's).
+    if (!a.pools.empty()) e.available_after = available_of(a.pools.front());
   }
   Reply r;
   render_account_view(*view(a.account_id, now_ms_), r.body);

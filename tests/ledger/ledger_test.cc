@@ -583,6 +583,44 @@ TEST_F(LedgerTest, LazyResetEqualsSweep) {
   EXPECT_EQ(resets_lazy.size(), 2u);  // Feb 28 and Mar 31 10:00Z
 }
 
+// DESIGN.md, Events: every change says what is available after it, the rollover grant too.
+TEST(Rollover, TheRolloverGrantEventSaysWhatIsAvailableAfterIt) {
+  Driver d(testing::catalog_from(kTieCatalog));
+  d.set_now(at("2026-01-01T00:00:00Z"));
+  ASSERT_EQ(d.run(create("a", "ent")).status, 201);
+  ASSERT_EQ(d.run(charge("a", cr(95))).status, 201);  // 5 unused: 2.5 rolls over
+  d.set_now(at("2026-02-01T00:00:00Z"));
+  ASSERT_TRUE(d.run(Sweep{}).logged);
+  bool rolled = false;
+  for (const Event& e : d.last_events()) {
+    if (e.type != EventType::kGrant) continue;
+    rolled = true;
+    EXPECT_EQ(e.available_after, mc(102'500));  // the new allowance and the rollover
+  }
+  EXPECT_TRUE(rolled);
+}
+
+TEST_F(LedgerTest, PlanChangeEventsSayWhatIsAvailableAfterThem) {
+  open("starter");
+  ASSERT_EQ(d.run(charge("a", cr(300))).status, 201);
+  ASSERT_EQ(d.run(ChangePlan{"a", "pro"}).status, 200);      // paid upgrade: 10000 - 300
+  ASSERT_EQ(d.run(ChangePlan{"a", "builder"}).status, 200);  // pending downgrade
+  std::vector<std::optional<Millicredits>> after;
+  for (const Event& e : d.events) {
+    if (e.type == EventType::kPlanChange) after.push_back(e.available_after);
+  }
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[0], cr(9700));
+  EXPECT_EQ(after[1], cr(9700));
+  Driver f(testing::default_catalog());
+  f.set_now(at("2026-03-10T12:00:00Z"));
+  ASSERT_EQ(f.run(create("b", "free")).status, 201);
+  ASSERT_EQ(f.run(charge("b", cr(10))).status, 201);
+  ASSERT_EQ(f.run(ChangePlan{"b", "starter"}).status, 200);  // free to paid: a new cycle
+  ASSERT_EQ(f.last_events().back().type, EventType::kPlanChange);
+  EXPECT_EQ(f.last_events().back().available_after, cr(2000));
+}
+
 // ---------------------------------------------------------------------------------
 // Grants.
 
