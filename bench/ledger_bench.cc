@@ -337,6 +337,74 @@ BENCHMARK(BM_IdempotencyGrowth)
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
 
+// The sweep (Ledger::next_due_ms, Sweep): `accounts` starter accounts, each with a hold
+// of 1 s, all due together, the worst case for one instant. Reports the check while
+// nothing is due (the engine asks it every second), the longest Sweep command (at most
+// kSweepAccountsPerCommandMax accounts: what a charge behind it waits) and the whole drain.
+void BM_Sweep(benchmark::State& state) {
+  const int accounts = static_cast<int>(state.range(0));
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  if (!catalog.ok()) std::abort();
+  Ledger ledger(std::move(catalog.value()), LedgerOptions{.idempotency_keys_max = 16});
+  std::vector<Event> events;
+  ledger.begin_batch(kNow);
+  for (int i = 0; i < accounts; ++i) {
+    Command c;
+    c.body = CreateAccount{account_id(i), "starter", std::nullopt};
+    ledger.apply(c, events);
+    Hold hold;
+    hold.account_id = account_id(i);
+    hold.user_id = "u";
+    hold.pool = "credits";
+    hold.amount = Millicredits::from_mc(1000);
+    hold.ttl_ms = 1000;
+    Command h;
+    h.body = std::move(hold);
+    ledger.apply(h, events);
+    events.clear();
+  }
+  double worst_ms = 0;
+  double drain_ms = 0;
+  double check_ns = 0;
+  std::int64_t sweeps = 0;
+  for (auto _ : state) {
+    constexpr int kChecks = 1'000'000;
+    auto t0 = std::chrono::steady_clock::now();
+    std::int64_t due = 0;
+    for (int i = 0; i < kChecks; ++i) due += ledger.next_due_ms() <= kNow ? 1 : 0;
+    check_ns =
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
+        kChecks;
+    benchmark::DoNotOptimize(due);
+    ledger.begin_batch(kNow + 5000);
+    const auto drain_start = std::chrono::steady_clock::now();
+    while (ledger.next_due_ms() <= ledger.now_ms()) {
+      const auto t = std::chrono::steady_clock::now();
+      Command c;
+      c.body = Sweep{};
+      ledger.apply(c, events);
+      events.clear();
+      worst_ms = std::max(
+          worst_ms,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count());
+      ++sweeps;
+    }
+    drain_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - drain_start)
+            .count();
+  }
+  state.counters["check_nothing_due_ns"] = check_ns;
+  state.counters["sweep_command_ms_max"] = worst_ms;
+  state.counters["drain_ms"] = drain_ms;
+  state.counters["sweeps"] = static_cast<double>(sweeps);
+}
+BENCHMARK(BM_Sweep)
+    ->ArgNames({"accounts"})
+    ->Arg(10'000)
+    ->Arg(100'000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
 }  // namespace
 }  // namespace credit::ledger
 

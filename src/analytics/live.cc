@@ -8,6 +8,7 @@
 
 #include "analytics/burn.h"
 #include "base/assert.h"
+#include "time/time.h"
 
 namespace credit::analytics {
 
@@ -93,6 +94,26 @@ std::unordered_map<std::string, std::int64_t> Analytics::take_due() {
   }
   due_order_.clear();
   return due;
+}
+
+bool Analytics::mark_new_day(std::int64_t now_ms) {
+  const std::int64_t day_ms = day_start_ms(now_ms);
+  if (day_ms != new_day_start_ms_) {
+    new_day_start_ms_ = day_ms;
+    new_day_next_ = 0;
+    new_day_end_ = marks_.size();
+  }
+  std::size_t marked = 0;
+  for (; new_day_next_ < new_day_end_ && marked < kNewDayAccountsPerPassMax; ++new_day_next_) {
+    Mark& mark = marks_[new_day_next_].mark;
+    if (!mark.due) {
+      mark = Mark{0, true};
+      due_order_.push_back(static_cast<std::uint32_t>(new_day_next_));
+    }
+    mark.due_at_ms = std::max(mark.due_at_ms, now_ms);
+    ++marked;
+  }
+  return marked > 0;
 }
 
 void Analytics::unschedule() {

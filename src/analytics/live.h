@@ -44,6 +44,11 @@ constexpr std::size_t kSpareFactVectorsMax = 4;
 // The worker sleeps this long after each pass, so that it wakes at most about a
 // thousand times a second however many batches the ledger applies.
 constexpr std::int64_t kWorkerLingerMs = 1;
+// At a new UTC day the burn window moves, so projected_exhaustion and burn_spike may hold
+// for an account without any new event (DESIGN.md section 2): every account that had a
+// live event (every account has alert rules, its own or the defaults) is judged again,
+// at most this many per pass (a pass per engine tick, kSweepCheckMs).
+constexpr std::size_t kNewDayAccountsPerPassMax = 4096;
 
 // One pool of an account due for evaluation, as the ledger projects it at `now_ms`.
 struct DuePool {
@@ -77,6 +82,10 @@ class Analytics {
   // The evaluation could not be scheduled (the engine's queue was full): the next batch
   // of events schedules it again, with these accounts still due.
   void unschedule();
+  // The engine's tick (ledger thread): at the first call of each UTC day of now_ms, every
+  // account that had a live event becomes due at now_ms again, kNewDayAccountsPerPassMax
+  // per call. True when some became due (then take_due() them).
+  bool mark_new_day(std::int64_t now_ms);
   // The balances of the accounts take_due() returned: judged by the worker, in order.
   void queue_evaluation(std::vector<DueAccount>&& accounts);
 
@@ -146,6 +155,10 @@ class Analytics {
   // that order).
   std::vector<std::uint32_t> due_order_;
   bool scheduled_ = false;
+  // mark_new_day: the day being marked, the next account number and the end of them.
+  std::int64_t new_day_start_ms_ = INT64_MIN;
+  std::size_t new_day_next_ = 0;
+  std::size_t new_day_end_ = 0;
 };
 
 }  // namespace credit::analytics

@@ -373,6 +373,7 @@ void Ledger::index_account(const std::string& account_id, Account* account) {
   bool inserted = account_index_.insert(account);
   CREDIT_ASSERT(inserted);
   CREDIT_ASSERT(account_index_.size() == accounts_.size());
+  queue_due(*account, next_due_ms(*account));
 }
 
 std::vector<std::string> Ledger::list_accounts(std::string_view after, std::size_t limit) const {
@@ -422,7 +423,63 @@ std::string Ledger::new_id(char prefix) {
 // ---------------------------------------------------------------------------------
 // Resets and expiries.
 
-void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events) const {
+std::int64_t Ledger::next_due_ms(const Account& a) {
+  std::int64_t t = a.cycle_end_ms;
+  for (const auto& [id, h] : a.holds) {
+    if (h.state == HoldState::kOpen) t = std::min(t, h.expires_at_ms);
+  }
+  for (const auto& p : a.pools) {
+    for (const auto& b : p.buckets) {
+      if (!b.ended && b.kind != BucketKind::kAllowance) t = std::min(t, b.expires_at_ms);
+    }
+  }
+  return t;
+}
+
+bool Ledger::due_later(const DueEntry& x, const DueEntry& y) {
+  if (x.due_ms != y.due_ms) return x.due_ms > y.due_ms;
+  return x.account->account_id > y.account->account_id;
+}
+
+void Ledger::queue_due(Account& a, std::int64_t due_ms) {
+  if (due_ms >= a.due_queued_ms) return;
+  a.due_queued_ms = due_ms;
+  due_queue_.push_back(DueEntry{due_ms, &a});
+  std::push_heap(due_queue_.begin(), due_queue_.end(), due_later);
+}
+
+void Ledger::queue_due_after(const Command& c, Account& a) {
+  if (const auto* h = std::get_if<Hold>(&c.body)) {
+    queue_due(a, std::min(a.cycle_end_ms, now_ms_ + h->ttl_ms));
+  } else if (std::holds_alternative<AddGrant>(c.body) ||
+             std::holds_alternative<ChangePlan>(c.body)) {
+    queue_due(a, next_due_ms(a));
+  } else {
+    queue_due(a, a.cycle_end_ms);
+  }
+}
+
+std::int64_t Ledger::next_due_ms() {
+  while (!due_queue_.empty()) {
+    const DueEntry top = due_queue_.front();
+    Account& a = *top.account;
+    if (top.due_ms == a.due_queued_ms) {
+      const std::int64_t due_ms = next_due_ms(a);
+      if (due_ms == top.due_ms) return due_ms;
+      a.due_queued_ms = INT64_MAX;
+    }
+    // Stale (superseded, or the account was advanced since): drop it, and queue the
+    // account at its true instant.
+    std::pop_heap(due_queue_.begin(), due_queue_.end(), due_later);
+    due_queue_.pop_back();
+    if (a.due_queued_ms == INT64_MAX) queue_due(a, next_due_ms(a));
+  }
+  return kNeverMs;
+}
+
+std::size_t Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events,
+                            std::size_t instants_max) const {
+  std::size_t instants = 0;
   std::uint64_t local_seq = 0;  // projections number nothing
   auto emit = [&](EventType type, std::int64_t at_ms) -> Event* {
     if (events == nullptr) return nullptr;
@@ -434,17 +491,9 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
     ++local_seq;
     return &e;
   };
-  for (;;) {
-    std::int64_t t = a.cycle_end_ms;
-    for (const auto& [id, h] : a.holds) {
-      if (h.state == HoldState::kOpen) t = std::min(t, h.expires_at_ms);
-    }
-    for (const auto& p : a.pools) {
-      for (const auto& b : p.buckets) {
-        if (!b.ended && b.kind != BucketKind::kAllowance) t = std::min(t, b.expires_at_ms);
-      }
-    }
-    if (t > now_ms) break;
+  for (;; ++instants) {
+    const std::int64_t t = next_due_ms(a);
+    if (t > now_ms || instants == instants_max) break;
     // 1. hold expiries at t
     for (auto& [id, h] : a.holds) {
       if (h.state != HoldState::kOpen || h.expires_at_ms != t) continue;
@@ -546,6 +595,7 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
           e->grant_id = g.grant_id;
           e->reason = "rollover";
           e->object = "rollover";
+          e->available_after = available_of(pool);
         }
       }
       if (Event* e = emit(EventType::kReset, t)) {
@@ -572,6 +622,7 @@ void Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>* events
     if (!forgotten.empty()) a.forgotten_charges.add(forgotten);
   }
   (void)local_seq;
+  return instants;
 }
 
 const ChargeRecord* Ledger::charge_at(const Account& account, std::string_view charge_id,
@@ -670,6 +721,8 @@ void Ledger::check_invariants() const {
     std::size_t open = 0;
     for (const auto& [hid, h] : a->holds) open += h.state == HoldState::kOpen ? 1 : 0;
     CREDIT_ASSERT(open == a->open_holds);
+    // The sweep never comes late to an account.
+    CREDIT_ASSERT(a->due_queued_ms <= next_due_ms(*a));
   }
 }
 
@@ -1080,6 +1133,7 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
   for (const auto& pool : a.pools) {
     for (const auto& b : pool.buckets) check_bucket(b);
   }
+  queue_due_after(c, a);
   record_refusal(c, a, r, events);
   // Resets and expiries applied on the way are changes even when the answer is an error.
   // (Every event made is numbered, whether appended to `events` or not.)
@@ -1129,13 +1183,28 @@ void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
   }
 }
 
+// Advances the accounts with something due, earliest first (ties by account id), at most
+// kSweepAccountsPerCommandMax of them and kSweepInstantsPerCommandMax instants in all (an
+// account left with more due is advanced further by the next sweep, as a lazy reset
+// would: the same steps in the same order). The order and the set depend on the state
+// only, so a replay of the command advances the same accounts; the others are left as
+// they are, as a full walk would leave them (advance changes nothing that is not due).
 Reply Ledger::apply_sweep(std::vector<Event>& events) {
-  for (auto& [id, a] : accounts_) {
-    advance(*a, now_ms_, &events);
-    for (auto& p : a->pools) touch_day(p, now_ms_);
+  std::size_t advanced = 0;
+  std::size_t instants = 0;
+  while (advanced < kSweepAccountsPerCommandMax && instants < kSweepInstantsPerCommandMax &&
+         next_due_ms() <= now_ms_) {
+    Account& a = *due_queue_.front().account;
+    std::pop_heap(due_queue_.begin(), due_queue_.end(), due_later);
+    due_queue_.pop_back();
+    a.due_queued_ms = INT64_MAX;
+    instants += advance(a, now_ms_, &events, kSweepInstantsPerCommandMax - instants);
+    for (auto& p : a.pools) touch_day(p, now_ms_);
+    queue_due(a, next_due_ms(a));
+    ++advanced;
   }
   Reply r;
-  r.logged = true;
+  r.logged = advanced > 0;
   r.body = "{}";
   return r;
 }
@@ -1292,6 +1361,8 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     e.previous_plan = old.id;
     e.proration_usd_cents = next->price_usd_cents;
     e.idempotency_key = c.idem.key;
+    // Every change says what is available after it: of the first pool (the plan's).
+    if (!a.pools.empty()) e.available_after = available_of(a.pools.front());
   } else if (next->price_usd_cents > old.price_usd_cents) {
     // Paid upgrade: same cycle; each allowance becomes max(new, spent + held from it).
     std::int64_t remaining_ms = a.cycle_end_ms - now_ms_;
@@ -1330,6 +1401,8 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     e.previous_plan = old.id;
     e.proration_usd_cents = proration;
     e.idempotency_key = c.idem.key;
+    // Every change says what is available after it: of the first pool (the plan's).
+    if (!a.pools.empty()) e.available_after = available_of(a.pools.front());
   } else {
     a.pending_plan = next->id;
     Event& e = push_event(events, EventType::kPlanChange, a);
@@ -1337,6 +1410,8 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
     e.previous_plan = old.id;
     e.object = "pending";
     e.idempotency_key = c.idem.key;
+    // Every change says what is available after it: of the first pool (the plan's).
+    if (!a.pools.empty()) e.available_after = available_of(a.pools.front());
   }
   Reply r;
   render_account_view(*view(a.account_id, now_ms_), r.body);

@@ -145,6 +145,14 @@ class Ledger {
   const std::string* rate_card_text(std::int64_t version) const;
   const std::map<std::int64_t, std::string>& rate_cards() const { return rate_cards_; }
   std::int64_t now_ms() const { return now_ms_; }
+  // The earliest instant at which some account has a hold expiry, a grant expiry or a
+  // cycle boundary to apply (kNeverMs: none): a Sweep command at a now at or after it
+  // changes something; before it, a sweep would change nothing. O(1) when nothing became
+  // due; an entry found stale (an account advanced lazily since) costs a walk of that
+  // account's holds and grants. Changes no state, only the queue that answers this.
+  std::int64_t next_due_ms();
+  // The instant of account `a`'s next hold expiry, grant expiry or cycle end.
+  static std::int64_t next_due_ms(const Account& a);
   std::uint64_t next_seq() const { return next_seq_; }
   // Numbers an event that no command made (an imported one, API.md's import with
   // mode=analytics) with the next sequence number and appends it to `events`. The ledger
@@ -206,7 +214,10 @@ class Ledger {
 
   // Applies every hold expiry, grant expiry and cycle boundary up to now_ms, in time
   // order (at one instant: holds, grants, rollover, pending plan, new allowance).
-  void advance(Account& a, std::int64_t now_ms, std::vector<Event>* events) const;
+  // At most instants_max instants (each: its expiries, and the boundary if there is one
+  // at it); returns how many it applied.
+  std::size_t advance(Account& a, std::int64_t now_ms, std::vector<Event>* events,
+                      std::size_t instants_max = SIZE_MAX) const;
   Reply finish(Command& c, Reply reply);
   // Marks the reply logged and stores it under the command's key when it is stored
   // (from `charge` when given: a successful charge's or capture's parts).
@@ -248,6 +259,11 @@ class Ledger {
   static std::uint64_t account_hash(const Command& c, const std::string& account_id);
   static std::uint64_t user_hash(const Command& c, const std::string& user_id);
   void index_account(const std::string& account_id, Account* account);
+  // Queues `a` for the sweep at due_ms unless it is queued at or before it already.
+  void queue_due(Account& a, std::int64_t due_ms);
+  // After a command on `a`: queues what it may have made due earlier (a hold, a grant,
+  // a new cycle), without walking the account's holds for a charge.
+  void queue_due_after(const Command& c, Account& a);
   const pricing::Plan* cheapest_upgrade(const Account& a, std::string_view pool,
                                         Millicredits need) const;
 
@@ -274,6 +290,19 @@ class Ledger {
   bool rejected_pushed_ = false;
   bool replies_rendered_ = true;
   DeferredStores* deferred_ = nullptr;  // defer_stores
+  // The sweep queue: a min-heap of (due instant, account) ordered by instant then account
+  // id, with at least one entry at or before each account's next due instant
+  // (Account::due_queued_ms; entries that differ from it are stale and dropped). Not
+  // state: rebuilt from the accounts (index_account), never logged or encoded.
+  struct DueEntry {
+    std::int64_t due_ms;
+    Account* account;
+  };
+  // The queue's order (std::push_heap's "less"): the earliest instant on top, ties by
+  // account id, so that a sweep advances accounts in an order that depends on the state
+  // only, never on stale entries.
+  static bool due_later(const DueEntry& x, const DueEntry& y);
+  std::vector<DueEntry> due_queue_;
   std::int64_t now_ms_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t batch_seq_start_ = 1;

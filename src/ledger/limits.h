@@ -27,5 +27,12 @@ constexpr std::int64_t kPackExpiryDaysDefault = 365;
 constexpr std::size_t kRecycledEventPartsMax = 16'384;
 // Refused charges are kept for replays only as long as their key lives.
 constexpr std::int64_t kNeverMs = INT64_MAX;
+// Accounts one Sweep command advances at most: a sweep is one command of a batch, so
+// this bounds how long it holds the charges behind it (about a millisecond per thousand
+// accounts; docs/benchmarks.md). The engine sends the next Sweep while more are due.
+constexpr std::size_t kSweepAccountsPerCommandMax = 1024;
+// And the instants (each: its expiries, and a boundary if one falls on it) one Sweep
+// applies at most: a clock moved by years leaves an account a reset per month passed.
+constexpr std::size_t kSweepInstantsPerCommandMax = 4096;
 
 }  // namespace credit::ledger

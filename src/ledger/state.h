@@ -98,6 +98,10 @@ struct Account {
   // Charges of earlier cycles, forgotten at resets: refunds of them are 409, not 404.
   ForgottenCharges forgotten_charges;
   std::int64_t created_at_ms = 0;
+  // Not state: the due instant of the account's live entry in the ledger's sweep queue
+  // (Ledger::next_due_ms), never after its true next due instant; kept by the ledger,
+  // rebuilt when a snapshot is loaded, not encoded.
+  std::int64_t due_queued_ms = INT64_MAX;
 
   PoolState* pool(std::string_view name);
   const PoolState* pool(std::string_view name) const;

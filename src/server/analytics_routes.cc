@@ -1431,6 +1431,11 @@ class ImportSink final : public BodySink {
 // ---- public --------------------------------------------------------------------------
 
 void attach_analytics(Engine& engine, Analytics& analytics) {
+  // A new UTC day moves the burn window: accounts are judged again without an event
+  // (Analytics::mark_new_day), once the sink has every event of the start.
+  engine.set_tick([&engine, &analytics](EngineState& st) {
+    if (engine.sink_caught_up() && analytics.mark_new_day(st.now_ms)) evaluate_due(st, analytics);
+  });
   engine.set_event_sink(
       [&engine, &analytics](const std::vector<Event>& events, bool more_behind) {
         // The catch-up after a start: the accounts stay due until its last slice, so each

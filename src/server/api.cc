@@ -1466,7 +1466,14 @@ struct Api::Impl {
     std::string out = "{\"now\":";
     json::append_string(out, format_rfc3339(*t));
     out += '}';
-    respond(json_response(200, std::move(out)));
+    // What the move made due (hold expiries, grant expiries, resets) is swept and durable
+    // before the answer, so the next read sees its events.
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    auto answer = [shared, out = std::move(out)](EngineState&) mutable {
+      (*shared)(json_response(200, std::move(out)));
+    };
+    if (!engine.sweep_then_read(std::move(answer)))
+      (*shared)(from_error(err(ErrorCode::kOverloaded, "the server is busy; retry shortly")));
   }
 
   void batch(const HttpRequest& req, const Auth& auth, JsonValue root, Responder respond) {

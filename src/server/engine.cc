@@ -1074,6 +1074,27 @@ bool Engine::read(ReadFn fn) {
   return true;
 }
 
+void Engine::check_sweep(bool tick) {
+  // Once stopping, nothing new is queued (submit refuses it).
+  const std::int64_t now_ms = std::max(clock_.now_ms(), ledger_.now_ms());
+  if (!sweep_queued_ && ledger_.next_due_ms() <= now_ms) {
+    std::vector<Op> ops;
+    ledger::Command& c = std::get<ledger::Command>(ops.emplace_back(ledger::Command{}));
+    c.body = ledger::Sweep{};
+    sweep_queued_ = submit(std::move(ops), [](std::vector<ledger::Reply>&&) {});
+  }
+  if (tick && tick_) read(tick_);
+}
+
+bool Engine::sweep_then_read(ReadFn fn) {
+  return read([this, fn = std::make_shared<ReadFn>(std::move(fn))](EngineState& st) {
+    check_sweep(true);
+    // Queued behind the sweep: it runs once the sweep is durable (or now, without the
+    // sweep's events, when the queue is full).
+    if (!read([fn](EngineState& later) { (*fn)(later); })) (*fn)(st);
+  });
+}
+
 void Engine::run() {
   std::vector<Job> jobs;
   for (;;) {
@@ -1081,7 +1102,8 @@ void Engine::run() {
       std::unique_lock lock(mu_);
       // A snapshot that ended is finished here too, not only after the next batch: with no
       // traffic after it, its log truncation and its counts would wait for the next write.
-      cv_.wait(lock, [&] {
+      // Woken at the next sweep check at the latest.
+      cv_.wait_until(lock, sweep_check_at_, [&] {
         return stopping_ || !queue_.empty() || !durable_events_.empty() ||
                (snapshot_thread_.joinable() && snapshot_done_.load());
       });
@@ -1104,6 +1126,11 @@ void Engine::run() {
       apply_batch(jobs);
       raise_max(stats_.batch_apply_ns_max, elapsed_ns(t_apply));
       jobs.clear();
+    }
+    if (std::exchange(sweep_applied_, false)) check_sweep(false);
+    if (std::chrono::steady_clock::now() >= sweep_check_at_) {
+      sweep_check_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSweepCheckMs);
+      check_sweep(true);
     }
     // The heap grown since the last pass is folded before the fork (engine.h); tried after
     // each batch until a pass starts (one may still be running).
@@ -1501,6 +1528,11 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       replies.reserve(job.ops.size());
       for (Op& op : job.ops) {
         ++op_count;
+        if (const auto* c = std::get_if<ledger::Command>(&op);
+            c && std::holds_alternative<ledger::Sweep>(c->body)) {
+          sweep_queued_ = false;
+          sweep_applied_ = !refuse_writes;
+        }
         if (refuse_writes) {
           // The log has no room for it (DESIGN.md section 3): refused before anything is
           // applied, and nothing of it is logged.

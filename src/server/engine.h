@@ -58,6 +58,11 @@ constexpr const char* kNoLogRoomMessage =
     "the log has no room: its next segment cannot be preallocated (is the disk full?); "
     "nothing was applied, retry later";
 constexpr std::size_t kBatchOpsMaxDefault = 1 << 15;
+// The sweep (DESIGN.md section 1, "Cycles and resets"): how often, in wall time, the
+// ledger thread asks the ledger whether a hold expiry, a grant expiry or a cycle boundary
+// is due (an O(1) question while nothing is), and then logs a Sweep command if one is.
+// The same check runs the tick (Engine::set_tick).
+constexpr std::int64_t kSweepCheckMs = 1000;
 // The sink's catch-up after a start (Engine::set_event_sink): events fed per read job (a
 // few milliseconds of the ledger thread), and reads that may wait for its end (each is a
 // request holding a connection).
@@ -281,6 +286,15 @@ class Engine {
   // Wakes the ledger thread if anything is queued.
   void wake();
   bool read(ReadFn fn);
+  // After a move of the manual clock: a Sweep of whatever became due (logged as any
+  // command), then the tick, then `fn` as a read, so that it sees the sweep's events.
+  bool sweep_then_read(ReadFn fn);
+  // Time-driven work (the alerts of a new UTC day): run as a read on the ledger thread
+  // after each sweep check (every kSweepCheckMs, and after a clock move). Set before
+  // start().
+  void set_tick(ReadFn tick) { tick_ = std::move(tick); }
+  // Ledger thread: the sink has been fed every event of the event log (set_event_sink).
+  bool sink_caught_up() const { return !catching_up(); }
   // --- submit at an instant (import mode=apply; added for the analytics import) ---
   // As submit(), in a batch of its own whose now is exactly at_ms. When at_ms is before
   // the ledger's now or after the clock's now, nothing is applied and every op answers
@@ -590,6 +604,15 @@ class Engine {
   EventIndex events_;
   EventSink sink_;
   AnswerScope answer_scope_;
+  // The sweep (ledger thread only): when it is next checked, whether a Sweep command is
+  // queued and not yet applied, and whether the last batch applied one (then the check
+  // runs again at once: a sweep advances at most kSweepAccountsPerCommandMax accounts).
+  // Queues a Sweep when something is due at the clock's now; then the tick.
+  void check_sweep(bool tick);
+  std::chrono::steady_clock::time_point sweep_check_at_{};
+  bool sweep_queued_ = false;
+  bool sweep_applied_ = false;
+  ReadFn tick_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -191,9 +191,12 @@ def test_audit_route():
     eqd("simulate exits 0", rc, 0, err)
     ADMIN.create_account(SIM, plan="pro")
     lines = h.charge_lines(sim, SIM)
-    ADMIN.set_clock("2026-04-02T00:00:00Z")
+    # The month is applied before the clock passes its end: a clock move sweeps what it
+    # made due (the 04-01 resets), and lines before a logged instant are out of order.
+    ADMIN.set_clock("2026-03-31T23:59:59Z")
     r = ADMIN.post("/v1/admin/import?mode=apply", raw="\n".join(lines) + "\n")
     eqd("the month imports", (r.status, r.get("rejected")), (200, 0), r)
+    ADMIN.set_clock("2026-04-02T00:00:00Z")
 
     r = ADMIN.get(f"/v1/accounts/{SIM}/audit")
     eqd("audit: 200", r.status, 200, r)

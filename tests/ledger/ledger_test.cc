@@ -583,6 +583,124 @@ TEST_F(LedgerTest, LazyResetEqualsSweep) {
   EXPECT_EQ(resets_lazy.size(), 2u);  // Feb 28 and Mar 31 10:00Z
 }
 
+// The sweep queue answers the earliest due instant of any account: a hold's expiry before
+// the cycle end, then the cycle end once the hold expired.
+TEST_F(LedgerTest, NextDueIsTheEarliestHoldExpiryThenTheCycleEnd) {
+  open("starter");
+  EXPECT_EQ(d.ledger.next_due_ms(), at("2026-04-10T12:00:00Z"));
+  ASSERT_EQ(d.run(hold("a", cr(5), 1000)).status, 201);
+  EXPECT_EQ(d.ledger.next_due_ms(), at("2026-03-10T12:00:01Z"));
+  d.set_now(at("2026-03-10T12:00:05Z"));
+  Reply r = d.run(Sweep{});
+  EXPECT_TRUE(r.logged);
+  ASSERT_EQ(d.last_events().size(), 1u);
+  EXPECT_EQ(d.last_events()[0].type, EventType::kExpire);
+  EXPECT_EQ(d.last_events()[0].object, "hold");
+  EXPECT_EQ(d.last_events()[0].at_ms, at("2026-03-10T12:00:01Z"));
+  EXPECT_EQ(d.ledger.next_due_ms(), at("2026-04-10T12:00:00Z"));
+  // Nothing due: the sweep changes nothing and is not logged.
+  Reply again = d.run(Sweep{});
+  EXPECT_FALSE(again.logged);
+  EXPECT_TRUE(d.last_events().empty());
+}
+
+// A hold captured before its expiry leaves a stale entry: the queue moves on to the
+// account's true next instant without a sweep.
+TEST_F(LedgerTest, NextDueSkipsAHoldClosedBeforeItsExpiry) {
+  open("starter");
+  Reply h = d.run(hold("a", cr(5), 1000));
+  ASSERT_EQ(h.status, 201);
+  ASSERT_EQ(d.run(capture("a", field(h.body, "hold_id"))).status, 201);
+  EXPECT_EQ(d.ledger.next_due_ms(), at("2026-04-10T12:00:00Z"));
+}
+
+// A sweep advances at most kSweepAccountsPerCommandMax accounts, earliest first; the next
+// sweep takes the rest.
+TEST_F(LedgerTest, SweepAdvancesAtMostItsLimitOfAccountsPerCommand) {
+  const std::size_t n = kSweepAccountsPerCommandMax + 6;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string id = "acct-" + std::to_string(10'000 + i);
+    ASSERT_EQ(d.run(create(id, "starter")).status, 201);
+    ASSERT_EQ(d.run(hold(id, cr(1), 1000)).status, 201);
+  }
+  d.set_now(at("2026-03-10T13:00:00Z"));
+  auto expiries = [&] {
+    std::size_t k = 0;
+    for (const Event& e : d.last_events()) k += e.type == EventType::kExpire ? 1 : 0;
+    return k;
+  };
+  ASSERT_TRUE(d.run(Sweep{}).logged);
+  EXPECT_EQ(expiries(), kSweepAccountsPerCommandMax);
+  EXPECT_EQ(d.last_events().front().account_id, "acct-10000");
+  ASSERT_TRUE(d.run(Sweep{}).logged);
+  EXPECT_EQ(expiries(), 6u);
+  EXPECT_EQ(d.last_events().back().account_id, "acct-" + std::to_string(10'000 + n - 1));
+  EXPECT_FALSE(d.run(Sweep{}).logged);
+}
+
+// A clock moved by centuries leaves a reset per month: one sweep applies at most
+// kSweepInstantsPerCommandMax of them, the next ones the rest, in time order.
+TEST_F(LedgerTest, SweepAppliesAtMostItsLimitOfInstantsPerCommand) {
+  open("starter");                        // anchored 2026-03-10T12:00:00Z
+  d.set_now(at("2526-03-10T12:00:00Z"));  // 500 years: 6000 boundaries
+  auto resets = [&] {
+    std::vector<std::int64_t> at_ms;
+    for (const Event& e : d.last_events()) {
+      if (e.type == EventType::kReset) at_ms.push_back(e.at_ms);
+    }
+    return at_ms;
+  };
+  ASSERT_TRUE(d.run(Sweep{}).logged);
+  std::vector<std::int64_t> first = resets();
+  ASSERT_EQ(first.size(), kSweepInstantsPerCommandMax);
+  EXPECT_EQ(first.front(), at("2026-04-10T12:00:00Z"));
+  ASSERT_TRUE(d.run(Sweep{}).logged);
+  std::vector<std::int64_t> second = resets();
+  ASSERT_EQ(second.size(), 6000 - kSweepInstantsPerCommandMax);
+  EXPECT_GT(second.front(), first.back());
+  EXPECT_EQ(second.back(), at("2526-03-10T12:00:00Z"));
+  EXPECT_FALSE(d.run(Sweep{}).logged);
+  EXPECT_EQ(d.account("a").cycle_start_ms, at("2526-03-10T12:00:00Z"));
+}
+
+// DESIGN.md, Events: every change says what is available after it, the rollover grant too.
+TEST(Rollover, TheRolloverGrantEventSaysWhatIsAvailableAfterIt) {
+  Driver d(testing::catalog_from(kTieCatalog));
+  d.set_now(at("2026-01-01T00:00:00Z"));
+  ASSERT_EQ(d.run(create("a", "ent")).status, 201);
+  ASSERT_EQ(d.run(charge("a", cr(95))).status, 201);  // 5 unused: 2.5 rolls over
+  d.set_now(at("2026-02-01T00:00:00Z"));
+  ASSERT_TRUE(d.run(Sweep{}).logged);
+  bool rolled = false;
+  for (const Event& e : d.last_events()) {
+    if (e.type != EventType::kGrant) continue;
+    rolled = true;
+    EXPECT_EQ(e.available_after, mc(102'500));  // the new allowance and the rollover
+  }
+  EXPECT_TRUE(rolled);
+}
+
+TEST_F(LedgerTest, PlanChangeEventsSayWhatIsAvailableAfterThem) {
+  open("starter");
+  ASSERT_EQ(d.run(charge("a", cr(300))).status, 201);
+  ASSERT_EQ(d.run(ChangePlan{"a", "pro"}).status, 200);      // paid upgrade: 10000 - 300
+  ASSERT_EQ(d.run(ChangePlan{"a", "builder"}).status, 200);  // pending downgrade
+  std::vector<std::optional<Millicredits>> after;
+  for (const Event& e : d.events) {
+    if (e.type == EventType::kPlanChange) after.push_back(e.available_after);
+  }
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[0], cr(9700));
+  EXPECT_EQ(after[1], cr(9700));
+  Driver f(testing::default_catalog());
+  f.set_now(at("2026-03-10T12:00:00Z"));
+  ASSERT_EQ(f.run(create("b", "free")).status, 201);
+  ASSERT_EQ(f.run(charge("b", cr(10))).status, 201);
+  ASSERT_EQ(f.run(ChangePlan{"b", "starter"}).status, 200);  // free to paid: a new cycle
+  ASSERT_EQ(f.last_events().back().type, EventType::kPlanChange);
+  EXPECT_EQ(f.last_events().back().available_after, cr(2000));
+}
+
 // ---------------------------------------------------------------------------------
 // Grants.
 
