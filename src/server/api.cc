@@ -977,8 +977,9 @@ struct Api::Impl {
                                  std::move(respond));
     auto u = r.any("usage");
     if (!u || u->is_null())
-      return respond(
-          from_error(err_param(ErrorCode::kInvalidRequest, "usage is required", "usage")));
+      return refuse_after_lookup(
+          id, err_param(ErrorCode::kInvalidRequest, "usage is required", "usage"),
+          std::move(respond));
     auto usage = parse_usage(*u);
     if (!usage.ok()) return refuse_after_lookup(id, usage.error(), std::move(respond));
     Status unknown = r.no_unknown_fields();
@@ -1382,8 +1383,9 @@ struct Api::Impl {
     op.kind = std::string(*kind);
     auto resp = r.any("response");
     if (!resp)
-      return respond(
-          from_error(err_param(ErrorCode::kInvalidRequest, "response is required", "response")));
+      return refuse_after_lookup(
+          id, err_param(ErrorCode::kInvalidRequest, "response is required", "response"),
+          std::move(respond));
     resp->append_json(op.entry.response_json);
     if (op.entry.response_json.size() > policy::kCacheResponseBytesMax) {
       return refuse_after_lookup(
@@ -1755,16 +1757,19 @@ struct Api::Impl {
       }
       if (sub == "cache" && p.size() == 5) {
         std::string key(p[4]);
-        if (!valid_id(key))
-          return respond(
-              from_error(err_param(ErrorCode::kInvalidRequest, "bad cache key", "cache_key")));
+        // API.md's order: 403, then 404 for a missing account, then the key's 400.
+        auto bad_key = [] {
+          return err_param(ErrorCode::kInvalidRequest, "bad cache key", "cache_key");
+        };
         if (m == "PUT") {
           if (!need(Role::kMeter, id)) return forbid();
+          if (!valid_id(key)) return refuse_after_lookup(id, bad_key(), std::move(respond));
           ObjectReader r(*body);
           return cache_put(req, id, key, r, std::move(respond));
         }
         if (m == "GET") {
           if (!need(Role::kService, id)) return forbid();
+          if (!valid_id(key)) return refuse_after_lookup(id, bad_key(), std::move(respond));
           return cache_get(req, id, key, std::move(respond));
         }
       }

@@ -912,10 +912,21 @@ def request_rules():
                                                {"kind": "integration.send_email", "response": {}, "bogus": 1})),
             ("cache GET, bad kind", c.get("/v1/accounts/nope/cache/ck?kind=bad")),
             ("holds, bad status", c.get("/v1/accounts/nope/holds?status=bad")),
-            ("holds, limit 0", c.get("/v1/accounts/nope/holds?limit=0"))):
+            ("holds, limit 0", c.get("/v1/accounts/nope/holds?limit=0")),
+            ("quote, no usage", c.post("/v1/accounts/nope/quote", {"kind": "agent_prompt"})),
+            ("cache PUT, no response", c.put("/v1/accounts/nope/cache/ck", {"kind": "integration.send_email"})),
+            ("cache PUT, bad cache key", c.put("/v1/accounts/nope/cache/bad!key",
+                                               {"kind": "integration.send_email", "response": {}})),
+            ("cache GET, bad cache key", c.get("/v1/accounts/nope/cache/bad!key?kind=integration.send_email"))):
         check(f"404 before 400: {label}", is_error(r, 404, "account_not_found"), r)
     c.create_account("rr", "starter")
     check("an existing account still gets the 400", is_error(c.get("/v1/accounts/rr/holds?status=bad"), 400, "invalid_request"))
+    r = c.put("/v1/accounts/rr/cache/bad!key", {"kind": "integration.send_email", "response": {}})
+    check("... and a bad cache key of an existing account is 400 naming cache_key",
+          is_error(r, 400, "invalid_request") and r.get("error", {}).get("param") == "cache_key", r)
+    r = c.post("/v1/accounts/rr/quote", {"kind": "agent_prompt"})
+    check("... and a quote without usage is 400 naming usage",
+          is_error(r, 400, "invalid_request") and r.get("error", {}).get("param") == "usage", r)
     meter = c.with_key(c.create_key("rr", "meter"))
     op = {"op": "charge", "account_id": "bad!id", "idempotency_key": key(), "kind": "backend_function",
           "user_id": "u", "amount": 1}

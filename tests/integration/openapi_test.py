@@ -9,7 +9,8 @@
    leaving out any one of them is 400 with `param` naming it; the answers conform to the
    response schemas the spec gives (a small JSON Schema subset, standard library only).
 
-API.md is ../shared/API.md beside the repository (--api-md PATH or CREDITD_API_MD to
+API.md is ../shared/API.md beside the repository, else the copy in tests/integration/contract/
+(--api-md PATH or CREDITD_API_MD to
 choose another).
 """
 import argparse
@@ -35,7 +36,12 @@ def _api_md_path():
     args, _ = ap.parse_known_args()
     if args.api_md:
         return args.api_md
-    return os.path.join(os.path.dirname(ROOT), "shared", "API.md")
+    # The contract beside the repository when it is there; otherwise (a clone elsewhere,
+    # CI) the copy of it kept with the tests (tests/integration/contract/API.md).
+    beside = os.path.join(os.path.dirname(ROOT), "shared", "API.md")
+    if os.path.exists(beside):
+        return beside
+    return os.path.join(HERE, "contract", "API.md")
 
 
 API_MD = _api_md_path()
