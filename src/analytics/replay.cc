@@ -209,34 +209,35 @@ class RateLimitStage final : public Stage {
       account = &entry(accounts_, e.account_id);
       refill(*account, *per_account_, e.at_ms);
     }
-    bool allowed = user.milli_tokens >= kMilliPerToken &&
-                   (account == nullptr || account->milli_tokens >= kMilliPerToken);
+    bool allowed =
+        user.units >= kUnitsPerToken && (account == nullptr || account->units >= kUnitsPerToken);
     if (!allowed) {
       drop(item);
       return;
     }
-    user.milli_tokens -= kMilliPerToken;
-    if (account != nullptr) account->milli_tokens -= kMilliPerToken;
+    user.units -= kUnitsPerToken;
+    if (account != nullptr) account->units -= kUnitsPerToken;
   }
 
  private:
-  static constexpr std::int64_t kMilliPerToken = 1000;
+  // A token is 60,000 units, so a millisecond adds exactly per_minute units and no
+  // fraction is lost between requests (as the server's buckets, policy/rate_limiter.h).
+  static constexpr std::int64_t kUnitsPerToken = 60'000;
   struct Bucket {
-    std::int64_t milli_tokens = -1;  // -1: not seen yet (starts full)
+    std::int64_t units = -1;  // -1: not seen yet (starts full)
     std::int64_t last_ms = 0;
   };
   static void refill(Bucket& b, const pricing::RateLimit& limit, std::int64_t now_ms) {
-    const std::int64_t cap = std::max<std::int64_t>(1, limit.burst) * kMilliPerToken;
-    if (b.milli_tokens < 0) {
-      b.milli_tokens = cap;
+    const std::int64_t cap = std::max<std::int64_t>(1, limit.burst) * kUnitsPerToken;
+    if (b.units < 0) {
+      b.units = cap;
       b.last_ms = now_ms;
       return;
     }
-    std::int64_t elapsed_ms = std::max<std::int64_t>(0, now_ms - b.last_ms);
-    // per_minute tokens per 60,000 ms, in milli-tokens: elapsed * per_minute / 60.
-    auto add = static_cast<__int128>(elapsed_ms) * limit.per_minute / 60;
-    b.milli_tokens = static_cast<std::int64_t>(
-        std::min<__int128>(cap, static_cast<__int128>(b.milli_tokens) + add));
+    const std::int64_t elapsed_ms = std::max<std::int64_t>(0, now_ms - b.last_ms);
+    const auto add = static_cast<__int128>(elapsed_ms) * limit.per_minute;
+    b.units =
+        static_cast<std::int64_t>(std::min<__int128>(cap, static_cast<__int128>(b.units) + add));
     b.last_ms = std::max(b.last_ms, now_ms);
   }
   pricing::RateLimit per_user_;

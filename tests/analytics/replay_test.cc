@@ -129,6 +129,21 @@ TEST(Replay, RateLimitDropsRequestsOverTheLimit) {
   EXPECT_EQ(r.policies[0].saved.mc(), 2'000);
 }
 
+TEST(Replay, RateLimitRefillKeepsTheFractionOfATokenBetweenRequests) {
+  // 59 per minute, burst 1: a token each 1,016.95 ms. Requests every 10 ms: the old
+  // refill rounded each step's 9.83 milli-tokens down to 9, so a token came back only
+  // after 1,120 ms and the second one after the last request.
+  Policy p = *parse_policy("rate-limit");
+  p.per_user = {59, 1};
+  std::vector<Event> events;
+  for (std::int64_t t = 0; t <= 2'100; t += 10) {
+    events.push_back(charge(Kind::kAgentPrompt, kT0 + t, 1'000));
+  }
+  auto r = replay(events, {p});
+  // Allowed at 0, then once 60,000 units are back: at 1,020 ms and at 2,040 ms.
+  EXPECT_EQ(r.policies[0].events_dropped, static_cast<std::int64_t>(events.size()) - 3);
+}
+
 TEST(Replay, CombinedNeverSavesAnEventTwice) {
   Event a = charge(Kind::kDiscussTurn, kT0, 2'000);
   a.metadata.call_site = "x";
