@@ -100,6 +100,18 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
+// Ends a list's answer (API.md, Lists): the array, then `next`, the cursor of the last item
+// shown when more follow, else null.
+void end_page(json::Writer& w, bool more, std::string_view last) {
+  w.end_array();
+  if (more) {
+    w.key("next").string(last);
+  } else {
+    w.key("next").null();
+  }
+  w.end_object();
+}
+
 std::size_t list_limit(const HttpRequest& req, Error* error) {
   if (!req.has_query("limit")) return kListLimitDefault;
   auto v = json_int64(req.query_param("limit"));
@@ -744,12 +756,7 @@ struct Api::Impl {
             w.raw("");
             ledger::render_account_view(*v, out);
           }
-          w.end_array();
-          if (more)
-            w.key("next").string(ids.back());
-          else
-            w.key("next").null();
-          w.end_object();
+          end_page(w, more, more ? std::string_view(ids.back()) : std::string_view());
           return json_response(200, std::move(out));
         },
         std::move(respond));
@@ -795,12 +802,7 @@ struct Api::Impl {
               ++n;
             }
           }
-          w.end_array();
-          if (more)
-            w.key("next").string(last);
-          else
-            w.key("next").null();
-          w.end_object();
+          end_page(w, more, last);
           return json_response(200, std::move(out));
         },
         std::move(respond));
@@ -865,12 +867,7 @@ struct Api::Impl {
             w.end_object();
             last = h.hold_id;
           }
-          w.end_array();
-          if (more)
-            w.key("next").string(last);
-          else
-            w.key("next").null();
-          w.end_object();
+          end_page(w, more, last);
           return json_response(200, std::move(out));
         },
         std::move(respond));
@@ -1274,12 +1271,7 @@ struct Api::Impl {
             last = std::to_string(created_at_ms) + ":" + k.key_id;
             ++n;
           }
-          w.end_array();
-          if (more)
-            w.key("next").string(last);
-          else
-            w.key("next").null();
-          w.end_object();
+          end_page(w, more, last);
           return json_response(200, std::move(out));
         },
         std::move(respond));
