@@ -424,6 +424,9 @@ std::string Ledger::new_id(char prefix) {
 // Resets and expiries.
 
 std::int64_t Ledger::next_due_ms(const Account& a) {
+  // A closed account stays as it was closed: no reset, rollover or grant expiry renews it
+  // afterwards, lazily or by the sweep (its events are kept; mutations get 409).
+  if (a.closed) return INT64_MAX;
   std::int64_t t = a.cycle_end_ms;
   for (const auto& [id, h] : a.holds) {
     if (h.state == HoldState::kOpen) t = std::min(t, h.expires_at_ms);

@@ -604,6 +604,24 @@ TEST_F(LedgerTest, NextDueIsTheEarliestHoldExpiryThenTheCycleEnd) {
   EXPECT_TRUE(d.last_events().empty());
 }
 
+// A closed account is not renewed: no reset, rollover or grant expiry after the close,
+// by the sweep or by a read (audit finding: a closed account kept gaining rollovers).
+TEST_F(LedgerTest, AClosedAccountIsNeitherSweptNorResetAfterItsClose) {
+  open("starter");
+  ASSERT_EQ(d.run(charge("a", cr(100))).status, 201);
+  ASSERT_EQ(d.run(CloseAccount{"a"}).status, 200);
+  const PoolView closed = d.pool("a");
+  EXPECT_EQ(d.ledger.next_due_ms(), INT64_MAX);
+  d.set_now(at("2026-07-10T12:00:00Z"));  // three cycle ends later
+  Reply r = d.run(Sweep{});
+  EXPECT_FALSE(r.logged);
+  EXPECT_TRUE(d.last_events().empty());
+  const PoolView later = d.pool("a");
+  EXPECT_EQ(later.used, closed.used);
+  EXPECT_EQ(later.available, closed.available);
+  EXPECT_EQ(later.allowance, closed.allowance);
+}
+
 // A hold captured before its expiry leaves a stale entry: the queue moves on to the
 // account's true next instant without a sweep.
 TEST_F(LedgerTest, NextDueSkipsAHoldClosedBeforeItsExpiry) {
