@@ -100,6 +100,14 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
+// DESIGN.md: "PUT, DELETE, clock and import take none" (no idempotency key): a DELETE's
+// body names no field, as a PUT's names none it does not define (400 unknown_field).
+Status no_body_fields(const std::optional<JsonValue>& body) {
+  if (!body) return ok_status();
+  ObjectReader r(*body);
+  return r.no_unknown_fields();
+}
+
 // Ends a list's answer (API.md, Lists): the array, then `next`, the cursor of the last item
 // shown when more follow, else null.
 void end_page(json::Writer& w, bool more, std::string_view last) {
@@ -1641,7 +1649,8 @@ struct Api::Impl {
       return respond(from_error(err(ErrorCode::kNotFound, "no such route")));
     // Bodies are parsed before the role checks (API.md: 400 invalid_json before 403).
     std::optional<JsonValue> body;
-    if (m == "POST" || m == "PUT") {
+    // A DELETE's body, when it has one, is parsed too: it may name no field.
+    if (m == "POST" || m == "PUT" || (m == "DELETE" && !req.body.empty())) {
       bool is_import = p.size() >= 3 && p[1] == "admin" && p[2] == "import";
       if (!is_import) {
         auto parsed = thread_json_parser().parse_object(
@@ -1666,6 +1675,7 @@ struct Api::Impl {
     }
     if (p.size() == 3 && p[1] == "keys" && m == "DELETE") {
       if (!need(Role::kAdmin, "")) return forbid();
+      if (Status none = no_body_fields(body); !none.ok()) return respond(from_error(none.error()));
       return service_key_delete(std::string(p[2]), std::move(respond));
     }
     if (p.size() == 3 && p[1] == "admin" && p[2] == "clock" && m == "POST") {
@@ -1706,8 +1716,11 @@ struct Api::Impl {
           return create_key(req, id, r, std::move(respond));
         }
         if (p.size() == 4 && m == "GET") return keys_list(req, id, std::move(respond));
-        if (p.size() == 5 && m == "DELETE")
+        if (p.size() == 5 && m == "DELETE") {
+          if (Status none = no_body_fields(body); !none.ok())
+            return refuse_after_lookup(id, none.error(), std::move(respond));
           return key_delete(id, std::string(p[4]), std::move(respond));
+        }
       }
       if (p.size() == 4 && sub == "grants" && m == "GET")
         return grants(req, id, std::move(respond));

@@ -504,6 +504,16 @@ def service_keys():
     s3 = a.with_key(revoke_key)
     r = s3.delete(f"/v1/keys/{revoke_id}")
     check("DELETE /v1/keys/{id} by a service key: 403", is_error(r, 403, "forbidden"), r)
+    # DESIGN.md: "PUT, DELETE, clock and import take none": a body field is 400, nothing revoked.
+    r = a.call("DELETE", f"/v1/keys/{revoke_id}", {"idempotency_key": "x"})
+    check("DELETE /v1/keys/{id} with an idempotency_key: 400 unknown_field",
+          is_error(r, 400, "unknown_field") and r.get("error", {}).get("param") == "idempotency_key", r)
+    r = a.call("DELETE", f"/v1/accounts/{acct}/keys/{acct_key_id}", {"foo": 1})
+    check("DELETE of an account key with a body field: 400 unknown_field", is_error(r, 400, "unknown_field"), r)
+    r = a.call("DELETE", f"/v1/accounts/nope/keys/{acct_key_id}", {"foo": 1})
+    check("... and 404 first for a missing account", is_error(r, 404, "account_not_found"), r)
+    check("... and neither key was revoked", s3.get("/v1/accounts").status == 200 and
+          any(k["key_id"] == acct_key_id for k in a.get(f"/v1/accounts/{acct}/keys")["keys"]))
     r = a.delete(f"/v1/keys/{revoke_id}")
     eq("DELETE /v1/keys/{id}: 204", r.status, 204)
     r = s3.get("/v1/accounts")
