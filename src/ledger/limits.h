@@ -32,7 +32,11 @@ constexpr std::int64_t kNeverMs = INT64_MAX;
 // accounts; docs/benchmarks.md). The engine sends the next Sweep while more are due.
 constexpr std::size_t kSweepAccountsPerCommandMax = 1024;
 // And the instants (each: its expiries, and a boundary if one falls on it) one Sweep
-// applies at most: a clock moved by years leaves an account a reset per month passed.
-constexpr std::size_t kSweepInstantsPerCommandMax = 4096;
+// applies at most: a clock moved by years leaves an account a reset per month passed, and
+// each reset's events may open a new daily event segment (a file): at 4,096 a command
+// held the requests behind it for seconds after a move of centuries (session 15 audit).
+// At most as many as accounts, so that a sweep of many accounts with one instant each is
+// bounded by the accounts.
+constexpr std::size_t kSweepInstantsPerCommandMax = kSweepAccountsPerCommandMax;
 
 }  // namespace credit::ledger
