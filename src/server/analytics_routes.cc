@@ -35,6 +35,7 @@
 #include "ledger/limits.h"
 #include "server/crypto.h"
 #include "server/json_reader.h"
+#include "server/list_page.h"
 #include "time/time.h"
 
 namespace credit::server {
@@ -42,10 +43,6 @@ namespace {
 
 using analytics::Analytics;
 using ledger::Event;
-
-// The alerts list's page (API.md: lists take limit, default 100, at most 1,000).
-constexpr std::size_t kAlertsLimitDefault = 100;
-constexpr std::size_t kAlertsLimitMax = 1000;
 
 std::string credits(std::int64_t mc) {
   return format_credits(Millicredits::from_mc(mc));
@@ -334,16 +331,13 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
     if (!f.kind) return bad_param("kind", "unknown kind");
   }
   f.user_id = std::string(req.query_param("user_id"));
-  std::size_t limit = 100;
-  if (req.has_query("limit")) {
-    auto v = json_int64(req.query_param("limit"));
-    if (!v || *v < 1 || *v > 1000) return bad_param("limit", "limit must be 1 to 1000");
-    limit = static_cast<std::size_t>(*v);
-  }
+  const std::optional<std::size_t> asked = list_limit(req);
+  if (!asked) return error_response(bad_limit());
+  const std::size_t limit = *asked;
   std::uint64_t after = 0;
   if (req.has_query("after")) {
     auto v = json_int64(req.query_param("after"));
-    if (!v || *v < 0) return bad_param("after", "after must be a cursor from an earlier page");
+    if (!v || *v < 0) return error_response(bad_cursor());
     after = static_cast<std::uint64_t>(*v);
   }
   std::string_view format = req.has_query("format") ? req.query_param("format") : "json";
@@ -454,13 +448,9 @@ HttpResponse hot_files_route(EngineState& st, Analytics& a, const std::string& i
   HttpResponse out;
   auto c = context(st, id, req, &out);
   if (!c) return out;
-  std::size_t limit = kHotFilesLimitDefault;
-  if (req.has_query("limit")) {
-    auto v = json_int64(req.query_param("limit"));
-    if (!v || *v < 1 || *v > static_cast<std::int64_t>(kHotFilesLimitMax))
-      return bad_param("limit", "limit must be 1 to 1000");
-    limit = static_cast<std::size_t>(*v);
-  }
+  const std::optional<std::size_t> asked = list_limit(req, kHotFilesLimitDefault);
+  if (!asked) return error_response(bad_limit());
+  const std::size_t limit = *asked;
   std::string_view order = req.has_query("order_by") ? req.query_param("order_by") : "turns";
   if (order != "turns" && order != "credits")
     return bad_param("order_by", "order_by is turns or credits");
@@ -686,13 +676,9 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
   // judged here, so the alerts of every batch answered before this request are listed.
   evaluate_due(st, a);
   a.sync();  // evaluations still queued record their alerts first
-  std::size_t limit = kAlertsLimitDefault;
-  if (req.has_query("limit")) {
-    auto v = json_int64(req.query_param("limit"));
-    if (!v || *v < 1 || *v > static_cast<std::int64_t>(kAlertsLimitMax))
-      return bad_param("limit", "limit must be 1 to 1000");
-    limit = static_cast<std::size_t>(*v);
-  }
+  const std::optional<std::size_t> asked = list_limit(req);
+  if (!asked) return error_response(bad_limit());
+  const std::size_t limit = *asked;
   // Alerts are listed in the order they fired; the cursor is the id of the last one shown.
   const std::vector<analytics::Alert> alerts = a.alerts().alerts_of(id);
   auto it = alerts.begin();
@@ -701,8 +687,7 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
     it = std::find_if(alerts.begin(), alerts.end(),
                       [&](const analytics::Alert& al) { return al.alert_id == after; });
     // Not one of the listed alerts (garbage, or one of the oldest, dropped since).
-    if (it == alerts.end())
-      return bad_param("after", "after must be a cursor from an earlier page");
+    if (it == alerts.end()) return error_response(bad_cursor());
     ++it;
   }
   HttpResponse out;
@@ -722,12 +707,7 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
     last = &*it;
     ++n;
   }
-  w.end_array();
-  if (more)
-    w.key("next").string(last->alert_id);
-  else
-    w.key("next").null();
-  w.end_object();
+  end_page(w, more, more ? std::string_view(last->alert_id) : std::string_view());
   return out;
 }
 

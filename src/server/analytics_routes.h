@@ -35,9 +35,8 @@ namespace credit::server {
 constexpr std::string_view kToBeforeFromMessage = "to must not be before from";
 // Events one page of GET .../events may look at before it answers with a cursor.
 constexpr std::size_t kEventsScannedPerPageMax = 200'000;
-// hot-files: default and largest `limit`.
+// hot-files: the default `limit` (the largest is any list's, server/list_page.h).
 constexpr std::size_t kHotFilesLimitDefault = 5;
-constexpr std::size_t kHotFilesLimitMax = 1000;
 // Import: line errors reported (the first by line number), ops per ledger batch, batches
 // in flight.
 constexpr std::size_t kImportErrorsMax = 100;

@@ -23,6 +23,7 @@
 #include "money/money.h"
 #include "server/crypto.h"
 #include "server/json_reader.h"
+#include "server/list_page.h"
 #include "time/time.h"
 
 namespace credit::server {
@@ -33,8 +34,6 @@ using ledger::Reply;
 namespace {
 
 constexpr std::size_t kBatchOpsMax = 8192;
-constexpr std::size_t kListLimitDefault = 100;
-constexpr std::size_t kListLimitMax = 1000;
 constexpr std::size_t kMetadataExtraKeysMax = 16;
 // API.md: "string values, 256 chars each": characters (code points), up to 4 bytes each.
 constexpr std::size_t kMetadataValueCharsMax = 256;
@@ -106,34 +105,6 @@ Status no_body_fields(const std::optional<JsonValue>& body) {
   if (!body) return ok_status();
   ObjectReader r(*body);
   return r.no_unknown_fields();
-}
-
-// Ends a list's answer (API.md, Lists): the array, then `next`, the cursor of the last item
-// shown when more follow, else null.
-void end_page(json::Writer& w, bool more, std::string_view last) {
-  w.end_array();
-  if (more) {
-    w.key("next").string(last);
-  } else {
-    w.key("next").null();
-  }
-  w.end_object();
-}
-
-std::size_t list_limit(const HttpRequest& req, Error* error) {
-  if (!req.has_query("limit")) return kListLimitDefault;
-  auto v = json_int64(req.query_param("limit"));
-  if (!v || *v < 1 || *v > static_cast<std::int64_t>(kListLimitMax)) {
-    *error = err_param(ErrorCode::kInvalidRequest, "limit must be 1 to 1000", "limit");
-    return 0;
-  }
-  return static_cast<std::size_t>(*v);
-}
-
-// An `after` that no page of the list answered: the same 400 as the events list's.
-Error bad_cursor() {
-  return err_param(ErrorCode::kInvalidRequest, "after must be a cursor from an earlier page",
-                   "after");
 }
 
 // A cursor's number: digits only, as the lists write them.
@@ -747,9 +718,9 @@ struct Api::Impl {
   }
 
   void accounts_list(const HttpRequest& req, Responder respond) {
-    Error e;
-    std::size_t limit = list_limit(req, &e);
-    if (limit == 0) return respond(from_error(e));
+    const std::optional<std::size_t> page = list_limit(req);
+    if (!page) return respond(from_error(bad_limit()));
+    const std::size_t limit = *page;
     std::string after(req.query_param("after"));
     read(
         [after, limit](EngineState& st) {
@@ -773,9 +744,9 @@ struct Api::Impl {
   // Grants are listed pool by pool, each pool's in the order they were made (bucket ids
   // grow); the cursor "<pool index>:<bucket id>" names the last one shown.
   void grants(const HttpRequest& req, const std::string& id, Responder respond) {
-    Error e;
-    std::size_t limit = list_limit(req, &e);
-    if (limit == 0) return refuse_after_lookup(id, e, std::move(respond));
+    const std::optional<std::size_t> page = list_limit(req);
+    if (!page) return refuse_after_lookup(id, bad_limit(), std::move(respond));
+    const std::size_t limit = *page;
     const bool has_after = req.has_query("after");
     std::optional<CursorPair> after = cursor_pair(req.query_param("after"));
     if (has_after && (!after || !cursor_number(after->rest)))
@@ -817,9 +788,9 @@ struct Api::Impl {
   }
 
   void holds_list(const HttpRequest& req, const std::string& id, Responder respond) {
-    Error e;
-    std::size_t limit = list_limit(req, &e);
-    if (limit == 0) return refuse_after_lookup(id, e, std::move(respond));
+    const std::optional<std::size_t> page = list_limit(req);
+    if (!page) return refuse_after_lookup(id, bad_limit(), std::move(respond));
+    const std::size_t limit = *page;
     std::string status(req.query_param("status"));
     if (!status.empty() && status != "open" && status != "captured" && status != "voided" &&
         status != "expired") {
@@ -1243,9 +1214,9 @@ struct Api::Impl {
   // "<created_at_ms>:<key_id>" names the last one shown, so a key revoked between pages
   // moves nothing.
   void keys_list(const HttpRequest& req, const std::string& id, Responder respond) {
-    Error e;
-    std::size_t limit = list_limit(req, &e);
-    if (limit == 0) return refuse_after_lookup(id, e, std::move(respond));
+    const std::optional<std::size_t> page = list_limit(req);
+    if (!page) return refuse_after_lookup(id, bad_limit(), std::move(respond));
+    const std::size_t limit = *page;
     const bool has_after = req.has_query("after");
     std::optional<CursorPair> after = cursor_pair(req.query_param("after"));
     if (has_after && !after) return refuse_after_lookup(id, bad_cursor(), std::move(respond));
