@@ -123,7 +123,8 @@ std::vector<std::vector<PolicyKind>> fix_chains() {
 std::optional<std::int64_t> range_period_days(const AuditOptions& o) {
   if (!o.range_from_ms || !o.range_to_ms) return std::nullopt;
   std::int64_t end_ms = *o.range_to_ms;
-  if (o.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(o.now_ms) + kMsPerDay);
+  // Now's day counts whole once it has begun: at exactly midnight it has not.
+  if (o.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(o.now_ms - 1) + kMsPerDay);
   const std::int64_t days = (end_ms - *o.range_from_ms + kMsPerDay - 1) / kMsPerDay;
   return std::max<std::int64_t>(1, days);
 }

@@ -521,6 +521,38 @@ struct Seen {
   std::string_view kind_text;
 };
 
+// An ignored field's value, walked only to hold it to kEventJsonDepthMax; `depth` is the
+// depth of the container holding it.
+Status check_ignored_depth(value v, std::size_t depth) {
+  json_type t;
+  if (v.type().get(t)) return Error(ErrorCode::kInvalidJson, "not valid JSON");
+  if (t != json_type::object && t != json_type::array) return ok_status();
+  if (depth + 1 > kEventJsonDepthMax) {
+    return Error(ErrorCode::kInvalidJson, "the line nests JSON deeper than " +
+                                              std::to_string(kEventJsonDepthMax) + " levels");
+  }
+  if (t == json_type::object) {
+    simdjson::ondemand::object obj;
+    if (v.get_object().get(obj)) return Error(ErrorCode::kInvalidJson, "not valid JSON");
+    for (auto field_result : obj) {
+      simdjson::ondemand::field field;
+      if (std::move(field_result).get(field)) {
+        return Error(ErrorCode::kInvalidJson, "not valid JSON");
+      }
+      if (Status s = check_ignored_depth(field.value(), depth + 1); !s.ok()) return s;
+    }
+    return ok_status();
+  }
+  simdjson::ondemand::array arr;
+  if (v.get_array().get(arr)) return Error(ErrorCode::kInvalidJson, "not valid JSON");
+  for (auto element : arr) {
+    value item;
+    if (std::move(element).get(item)) return Error(ErrorCode::kInvalidJson, "not valid JSON");
+    if (Status s = check_ignored_depth(item, depth + 1); !s.ok()) return s;
+  }
+  return ok_status();
+}
+
 Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
   switch (classify(key)) {
     case Key::kSeq: {
@@ -623,8 +655,9 @@ Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
       return ok_status();
     case Key::kOther:
       if (std::string* slot = string_slot(e, key)) return read_optional_string(v, key, *slot);
-      // Other fields are ignored: an import may carry another system's extras.
-      return ok_status();
+      // Other fields are ignored (an import may carry another system's extras), within
+      // the depth limit; the line's own object is depth 1.
+      return check_ignored_depth(v, 1);
   }
   return ok_status();
 }

@@ -37,6 +37,9 @@ namespace credit::analytics {
 // A line longer than this is refused without being parsed (DESIGN.md section 5: imports
 // are streamed with 1 MiB per line).
 constexpr std::size_t kEventLineBytesMax = std::size_t{1} << 20;
+// The deepest nesting a line may have, its own object counting 1 (DESIGN.md section 5:
+// JSON depth 32, as for request bodies); a field the reader ignores is held to it too.
+constexpr std::size_t kEventJsonDepthMax = 32;
 // Metadata limits of API.md: up to 16 keys of the client's own, 256 characters each.
 constexpr std::size_t kMetadataExtraKeysMax = 16;
 constexpr std::size_t kMetadataValueCharsMax = 256;

@@ -1332,6 +1332,16 @@ Reply Ledger::apply_change_plan(Command& c, Account& a, ChangePlan& cmd,
   }
   const pricing::Plan old = a.plan;
   if (next->id == a.plan.id) {
+    // Asking for the current plan clears a pending change: a change, so an event
+    // (DESIGN.md: every change is an event) naming the plan kept and the one dropped.
+    if (a.pending_plan) {
+      Event& e = push_event(events, EventType::kPlanChange, a);
+      e.plan = a.plan.id;
+      e.previous_plan = *a.pending_plan;
+      e.object = "pending_cleared";
+      e.idempotency_key = c.idem.key;
+      if (!a.pools.empty()) e.available_after = available_of(a.pools.front());
+    }
     a.pending_plan.reset();
   } else if (next->price_usd_cents > old.price_usd_cents && old.price_usd_cents == 0) {
     // Free to paid: the free cycle ends now, a new cycle anchored now begins.

@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -1584,6 +1585,16 @@ bool local_address(const net::ip::address& a) {
     // ::a.b.c.d (IPv4-compatible, deprecated) still names an IPv4 address.
     if (std::all_of(b.begin(), b.begin() + 12, [](unsigned char x) { return x == 0; }))
       return local_address(net::ip::address_v4({b[12], b[13], b[14], b[15]}));
+    // 64:ff9b::a.b.c.d (NAT64, RFC 6052) reaches the IPv4 address it embeds.
+    constexpr std::array<unsigned char, 12> kNat64 = {0, 0x64, 0xff, 0x9b};
+    if (std::equal(kNat64.begin(), kNat64.end(), b.begin()))
+      return local_address(net::ip::address_v4({b[12], b[13], b[14], b[15]}));
+    // 2002:aabb:ccdd::/48 (6to4, RFC 3056) embeds a.b.c.d; 64:ff9b:1::/48 is NAT64 for
+    // local use only (RFC 8215).
+    if (b[0] == 0x20 && b[1] == 0x02)
+      return local_address(net::ip::address_v4({b[2], b[3], b[4], b[5]}));
+    if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1)
+      return true;
     return v6.is_loopback() || v6.is_unspecified() || v6.is_link_local() || v6.is_multicast() ||
            v6.is_site_local() || (b[0] & 0xfe) == 0xfc;  // fc00::/7 unique local
   }
@@ -1635,6 +1646,8 @@ std::optional<Url> parse_url(std::string_view s) {
       u.port.find_first_not_of("0123456789") != std::string::npos) {
     return std::nullopt;
   }
+  // A TCP port: 1 to 65535.
+  if (const int port = std::stoi(u.port); port < 1 || port > 65535) return std::nullopt;
   for (char ch : u.target) {
     if (ch <= 0x20 || ch == 0x7f) return std::nullopt;
   }

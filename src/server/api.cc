@@ -1070,6 +1070,12 @@ struct Api::Impl {
             bad =
                 err_param(ErrorCode::kInvalidRequest,
                           "expires_at must be an RFC 3339 instant from 1970 to 9999", "expires_at");
+          else if (g.credits.is_negative())
+            // DESIGN.md: a negative adjustment takes free credits at once; nothing of it
+            // lives on to expire, so an expiry given for it is a mistake, not ignored.
+            bad = err_param(ErrorCode::kInvalidRequest,
+                            "a negative adjustment takes credits at once and has no expires_at",
+                            "expires_at");
           else if (*t <= engine.last_logged_ms() ||
                    (options.manual_clock == nullptr && *t <= SystemClock().now_ms()) ||
                    (options.manual_clock != nullptr && *t <= options.manual_clock->now_ms())) {

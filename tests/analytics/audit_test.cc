@@ -511,5 +511,23 @@ TEST(Audit, OnePoolIsAuditedAndAdvisedOnItsOwnAllowance) {
   EXPECT_EQ(r.total.mc(), 106'000);
 }
 
+// A range's period runs to the end of now's day: at exactly midnight that day has not
+// begun, so ten days after the range's start are ten days, not eleven; a second later the
+// eleventh counts.
+TEST(Audit, ARangesPeriodEndsAtNowWhenNowIsAMidnight) {
+  constexpr std::int64_t kDay = 86'400'000;
+  const std::int64_t from = kT0 - kT0 % kDay;
+  std::vector<Event> events = {agent("dana", "a.jsx", from + 3'600'000, 10'000, 20, 10)};
+  AuditOptions options;
+  options.range_from_ms = from;
+  options.range_to_ms = from + 31 * kDay;
+  options.now_ms = from + 10 * kDay;
+  EXPECT_EQ(audit(events, options).period_days, 10);
+  options.now_ms = from + 10 * kDay + 1'000;
+  EXPECT_EQ(audit(events, options).period_days, 11);
+  options.now_ms = from + 40 * kDay;
+  EXPECT_EQ(audit(events, options).period_days, 31);
+}
+
 }  // namespace
 }  // namespace credit::analytics

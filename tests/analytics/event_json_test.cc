@@ -114,6 +114,23 @@ TEST(EventJson, AClientMetadataKeyGivenAsNullIsAbsentOnBothReaders) {
   }
 }
 
+TEST(EventJson, AnIgnoredFieldIsHeldToTheJsonDepthLimit) {
+  // DESIGN.md section 5: JSON depth 32. A field of another system's is ignored, but not
+  // walked without limit: the line's object is level 1, so 31 levels of it fit.
+  auto line = [](std::size_t levels) {
+    return R"({"at":"2026-03-02T09:14:05Z","account_id":"acme","user_id":"dana",)"
+           R"("type":"charge","kind":"agent_prompt","credits":1,"extra":)" +
+           std::string(levels, '[') + std::string(levels, ']') + "}";
+  };
+  auto fits = parse_event_json(line(kEventJsonDepthMax - 1));
+  ASSERT_TRUE(fits.ok()) << fits.error().message;
+  auto deep = parse_event_json(line(kEventJsonDepthMax));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.error().code, ErrorCode::kInvalidJson);
+  EXPECT_NE(deep.error().message.find("deeper than 32"), std::string::npos);
+  EXPECT_FALSE(parse_event_json(line(200)).ok());
+}
+
 TEST(EventJson, MetadataValuesAreLimitedTo256CharactersNotBytes) {
   // API.md: "string values, 256 chars each". 256 two-byte characters (512 bytes) are
   // accepted, as the charge route accepts them, so an exported event imports again.

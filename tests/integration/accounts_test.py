@@ -256,6 +256,12 @@ def packs_and_adjustments():
     check("adjust: -5000 > available: 402 insufficient_credits", is_error(r, 402, "insufficient_credits"), r)
     eq("adjust: 402 details required/available", (r.err.get("required"), r.err.get("available")), (5000, 2020))
     eq("adjust: available unchanged after the 402", c.pool(s)["available"], 2020)
+    r = c.post(f"/v1/accounts/{s}/adjustments", {"pool": "credits", "credits": -5, "reason": "x",
+                                                 "expires_at": "2999-01-01T00:00:00Z",
+                                                 "idempotency_key": key()})
+    check("adjust: a negative adjustment with expires_at: 400 naming expires_at",
+          is_error(r, 400, "invalid_request") and r.err.get("param") == "expires_at", r)
+    eq("adjust: available unchanged after that 400", c.pool(s)["available"], 2020)
     r = c.post(f"/v1/accounts/{s}/adjustments", {"pool": "credits", "credits": 0, "reason": "x",
                                                  "idempotency_key": key()})
     check("adjust: 0 credits: 400 invalid_amount", is_error(r, 400, "invalid_amount"), r)

@@ -289,7 +289,12 @@ def webhooks():
                # The resolver reads these as 127.0.0.1, 0.0.0.0 and loopback too.
                "https://127.1/hook", "https://2130706433/hook", "https://0x7f.0.0.1/hook",
                "https://017700000001/hook", "https://0/hook", "https://localhost./hook",
-               "https://[::127.0.0.1]/hook"]
+               "https://[::127.0.0.1]/hook",
+               # IPv6 forms that reach an embedded IPv4 address (NAT64, 6to4), and ports
+               # outside 1-65535.
+               "https://[64:ff9b::127.0.0.1]/hook", "https://[64:ff9b::a00:1]/hook",
+               "https://[2002:7f00:1::]/hook", "https://[64:ff9b:1::1]/hook",
+               "https://example.com:99999/hook", "https://example.com:0/hook"]
     for url in refused:
         r = c.put(path, {"webhook_url": url, "webhook_secret": SECRET})
         check(f"webhook without --allow-local-webhooks: {url} is 400",

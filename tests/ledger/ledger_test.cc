@@ -864,8 +864,19 @@ TEST_F(LedgerTest, DowngradeIsPendingAndAppliesAtTheNextBoundary) {
 TEST_F(LedgerTest, AskingForTheCurrentPlanClearsThePendingOne) {
   open("pro");
   ASSERT_EQ(d.run(ChangePlan{"a", "builder"}).status, 200);
+  std::size_t events_before = d.events.size();
   ASSERT_EQ(d.run(ChangePlan{"a", "pro"}).status, 200);
   EXPECT_EQ(d.account("a").pending_plan, std::nullopt);
+  // The clearing is a change, so an event: the plan kept, the pending one dropped.
+  ASSERT_EQ(d.events.size(), events_before + 1);
+  EXPECT_EQ(d.events.back().type, EventType::kPlanChange);
+  EXPECT_EQ(d.events.back().object, "pending_cleared");
+  EXPECT_EQ(d.events.back().plan, "pro");
+  EXPECT_EQ(d.events.back().previous_plan, "builder");
+  // With nothing pending, asking for the current plan changes nothing: no event.
+  events_before = d.events.size();
+  ASSERT_EQ(d.run(ChangePlan{"a", "pro"}).status, 200);
+  EXPECT_EQ(d.events.size(), events_before);
   d.set_now(at("2026-04-10T12:00:00Z"));
   EXPECT_EQ(d.account("a").plan, "pro");
 }
