@@ -633,6 +633,9 @@ TEST(Wal, ReadRangeDeliversExactlyTheRangeWhileTheLogIsOpenAndChangesNothing) {
   auto opened = open_log_of_200(dir.path());
   ASSERT_TRUE(opened.ok());
   ASSERT_GE(opened->wal->segment_count(), 3u);
+  // The next segment is preallocated on a background thread: listed only once it exists
+  // (before this wait the listing raced it, and failed once under AddressSanitizer).
+  ASSERT_TRUE(opened->wal->prepare_next_segment().ok());
   const auto before = files_of(dir.path());
   for (auto [from, end] : {std::pair<std::uint64_t, std::uint64_t>{0, 200},
                            {37, 151},
