@@ -7,7 +7,7 @@
 // sink is full (back-pressure), so a body of any size costs a bounded amount of memory.
 // Owns: connections, the limits on headers and bodies (API.md: 1 MiB, 16 MiB for
 //   /v1/batch, the import limit for /v1/admin/import), idle timeouts, graceful stop, the
-//   errors for requests that never reach a Handler (400, 413, 431), the hand-off of a
+//   errors for requests that never reach a Handler (400, 413), the hand-off of a
 //   streamed body.
 // Does not: route, authenticate or parse JSON (routes, json_reader.h).
 #pragma once
@@ -100,7 +100,7 @@ class Handler {
     return std::shared_ptr<BodySink>();
   }
   // Called on an I/O thread for each answer the server gives itself, without handle()
-  // (a head refused by check_head or stream_body, 413, 431, a request that is not HTTP):
+  // (a head refused by check_head or stream_body, 413, headers over the limit, a request that is not HTTP):
   // lets the handler count it. `method` and `path` are empty when the head was not read.
   virtual void answered_early(std::string_view method, std::string_view path,
                               const HttpResponse& answer) {
