@@ -211,8 +211,8 @@ struct AuditOptions {
   std::int64_t break_even_hours = kBreakEvenHoursDefault;
   // The range [from, to) the events were chosen from, when the caller chose them (the
   // server's audit route): the report covers it, and its period is the days from `from`
-  // to the earlier of `to` and the end of now's day (now itself when it is a midnight). Without it (a file), the period runs
-  // from the first event's day to the last's.
+  // to the earlier of `to` and the end of now's day (now itself when it is a midnight).
+  // Without it (a file), the period runs from the first event's day to the last's.
   std::optional<std::int64_t> range_from_ms;
   std::optional<std::int64_t> range_to_ms;
   std::int64_t now_ms = 0;
