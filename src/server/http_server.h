@@ -100,8 +100,8 @@ class Handler {
     return std::shared_ptr<BodySink>();
   }
   // Called on an I/O thread for each answer the server gives itself, without handle()
-  // (a head refused by check_head or stream_body, 413, headers over the limit, a request that is not HTTP):
-  // lets the handler count it. `method` and `path` are empty when the head was not read.
+  // (a head refused by check_head or stream_body, 413, headers over the limit, a request that is
+  // not HTTP): lets the handler count it. `method` and `path` are empty when the head was not read.
   virtual void answered_early(std::string_view method, std::string_view path,
                               const HttpResponse& answer) {
     (void)method;
