@@ -8,7 +8,9 @@
 #   tsan  ThreadSanitizer in build-tsan: creditd and creditctl under the integration
 #         tests, but those that need a snapshot worker (a child that starts threads after
 #         fork, which TSan cannot follow) or the RSS bound. Fails when a race is reported.
-# Needs what `make test` installs (scripts/install-deps.sh).
+# Needs what `make test` installs (scripts/install-deps.sh). Not under `nice`: three tests
+# check that background work runs below the server's priority, which a niced run cannot
+# show (at nice 19 there is no lower priority).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODE=${1:?usage: scripts/sanitize.sh asan|tsan}

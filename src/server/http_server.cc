@@ -232,6 +232,10 @@ struct HttpServer::Core {
   std::vector<std::thread> threads;
   std::atomic<unsigned short> port{0};
   std::atomic<bool> flush_posted{false};
+  // Session::post_from_outside calls between their post and the end of their copy of the
+  // session's executor: stop() waits for them, since the io_context (and the strand
+  // service that copy points into) dies with the server.
+  std::atomic<std::size_t> delivering{0};
 
   std::mutex mu;
   std::condition_variable all_closed;
@@ -282,10 +286,25 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // On an I/O thread: the answer goes to the session's strand.
   static void deliver_now(std::shared_ptr<Session> self, HttpResponse&& res) {
-    auto executor = self->stream_.get_executor();
-    net::post(executor, [self = std::move(self), res = std::move(res)]() mutable {
-      self->on_response(std::move(res));
+    post_from_outside(std::move(self), [res = std::move(res)](Session& s) mutable {
+      s.on_response(std::move(res));
     });
+  }
+
+  // From a thread that is not an I/O thread: runs fn(session) on the session's strand.
+  // The posted work may end the session, and with the last session stop() may go on to
+  // destroy the io_context while this thread still holds its copy of the executor (found
+  // by AddressSanitizer: a heap-use-after-free in ~strand_impl); `delivering` makes stop()
+  // wait until the copy is gone. Nothing of the server is touched after the decrement.
+  template <typename Fn>
+  static void post_from_outside(std::shared_ptr<Session> self, Fn fn) {
+    std::atomic<std::size_t>& delivering = self->core_.delivering;
+    delivering.fetch_add(1, std::memory_order_relaxed);
+    {
+      auto executor = self->stream_.get_executor();
+      net::post(executor, [self = std::move(self), fn = std::move(fn)]() mutable { fn(*self); });
+    }
+    delivering.fetch_sub(1, std::memory_order_release);
   }
 
   HttpServer::Core& core() { return core_; }
@@ -494,8 +513,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string& bytes = parser_->get().body().bytes;
     if (bytes.empty()) return true;
     const Resume resume = [self = shared_from_this()] {
-      auto executor = self->stream_.get_executor();
-      net::post(executor, [self = std::move(self)] { self->on_resume(); });
+      post_from_outside(self, [](Session& s) { s.on_resume(); });
     };
     const bool more = sink_->write(bytes, resume);
     bytes.clear();
@@ -842,6 +860,9 @@ void HttpServer::stop() {
     std::unique_lock lock(c.mu);
     c.all_closed.wait(lock, [&c] { return c.live == 0; });
   }
+  // An answer's deliverer may still hold a copy of its session's executor
+  // (post_from_outside).
+  while (c.delivering.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   c.work.reset();
   c.ioc.stop();
   for (auto& t : c.threads) t.join();
