@@ -28,9 +28,12 @@ if [ ! -f "$data/demo.key" ]; then
   admin=$(cat "$data/admin.key")
   auth=(-H "Authorization: Bearer $admin" -H "Content-Type: application/json")
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  # The account opens an hour before the month's first day; its first cycle ends in a
-  # day or two, so the gauges show a nearly spent month.
-  first_day=$(date -u -d "$(date -u +%Y-%m-%d) 29 days ago" +%Y-%m-%dT00:00:00Z)
+  # The account opens an hour before the history's first day, 26 days ago: its first cycle
+  # (28 to 31 days) ends one to five days from now, so the gauges show a nearly spent month.
+  # No cycle boundary may fall before now: the server's sweep would apply it at the
+  # clock's now, and the import of the older lines would then be 409 backfill_out_of_order
+  # (with 29 days it did, in every month after a month of 30 days or fewer).
+  first_day=$(date -u -d "$(date -u +%Y-%m-%d) 26 days ago" +%Y-%m-%dT00:00:00Z)
   opened=$(date -u -d "$first_day 1 hour ago" +%Y-%m-%dT%H:%M:%SZ)
   curl -fsS "${auth[@]}" -X POST "$url/v1/admin/clock" -d "{\"now\":\"$opened\"}" >/dev/null
   curl -fsS "${auth[@]}" -X POST "$url/v1/accounts" \
@@ -39,7 +42,7 @@ if [ ! -f "$data/demo.key" ]; then
   month="$data/demo-month.ndjson"
   : >"$month"
   # A typical month, plus a regression loop and an invokeLLM call on every page load.
-  for spec in typical:29:44 regression-heavy:6:45 llm-on-page-load:4:46; do
+  for spec in typical:26:44 regression-heavy:6:45 llm-on-page-load:4:46; do
     IFS=: read -r profile days seed <<<"$spec"
     from=$(date -u -d "$(date -u +%Y-%m-%d) $days days ago" +%Y-%m-%dT00:00:00Z)
     "$build/creditctl" simulate --profile "$profile" --accounts 1 --days "$days" \
