@@ -129,6 +129,23 @@ std::optional<CursorPair> cursor_pair(std::string_view text) {
   return CursorPair{*n, std::string(text.substr(colon + 1))};
 }
 
+// A list's page whose cursor has two parts: the limit, and the cursor when the request
+// gives one; or the 400 its query earns (bad_limit, bad_cursor).
+struct PairPage {
+  std::size_t limit = kListLimitDefault;
+  std::optional<CursorPair> after;
+};
+Result<PairPage> pair_page(const HttpRequest& req) {
+  const std::optional<std::size_t> limit = list_limit(req);
+  if (!limit) return bad_limit();
+  PairPage page{*limit, std::nullopt};
+  if (req.has_query("after")) {
+    page.after = cursor_pair(req.query_param("after"));
+    if (!page.after) return bad_cursor();
+  }
+  return page;
+}
+
 // A hold's place in creation order: the number in its id "h_<seq>" (Ledger::new_id).
 std::optional<std::uint64_t> hold_seq(std::string_view hold_id) {
   if (!hold_id.starts_with("h_")) return std::nullopt;
@@ -744,15 +761,15 @@ struct Api::Impl {
   // Grants are listed pool by pool, each pool's in the order they were made (bucket ids
   // grow); the cursor "<pool index>:<bucket id>" names the last one shown.
   void grants(const HttpRequest& req, const std::string& id, Responder respond) {
-    const std::optional<std::size_t> page = list_limit(req);
-    if (!page) return refuse_after_lookup(id, bad_limit(), std::move(respond));
-    const std::size_t limit = *page;
-    const bool has_after = req.has_query("after");
-    std::optional<CursorPair> after = cursor_pair(req.query_param("after"));
-    if (has_after && (!after || !cursor_number(after->rest)))
-      return refuse_after_lookup(id, bad_cursor(), std::move(respond));
-    std::uint64_t after_pool = has_after ? after->number : 0;
-    std::uint64_t after_bucket = has_after ? *cursor_number(after->rest) : 0;
+    Result<PairPage> page = pair_page(req);
+    if (!page.ok()) return refuse_after_lookup(id, page.error(), std::move(respond));
+    const std::size_t limit = page->limit;
+    const bool has_after = page->after.has_value();
+    const std::optional<std::uint64_t> bucket =
+        has_after ? cursor_number(page->after->rest) : std::optional<std::uint64_t>(0);
+    if (!bucket) return refuse_after_lookup(id, bad_cursor(), std::move(respond));
+    std::uint64_t after_pool = has_after ? page->after->number : 0;
+    std::uint64_t after_bucket = *bucket;
     read(
         [id, limit, has_after, after_pool, after_bucket](EngineState& st) {
           const ledger::Account* a = st.ledger.find(id);
@@ -1220,14 +1237,10 @@ struct Api::Impl {
   // "<created_at_ms>:<key_id>" names the last one shown, so a key revoked between pages
   // moves nothing.
   void keys_list(const HttpRequest& req, const std::string& id, Responder respond) {
-    const std::optional<std::size_t> page = list_limit(req);
-    if (!page) return refuse_after_lookup(id, bad_limit(), std::move(respond));
-    const std::size_t limit = *page;
-    const bool has_after = req.has_query("after");
-    std::optional<CursorPair> after = cursor_pair(req.query_param("after"));
-    if (has_after && !after) return refuse_after_lookup(id, bad_cursor(), std::move(respond));
+    Result<PairPage> page = pair_page(req);
+    if (!page.ok()) return refuse_after_lookup(id, page.error(), std::move(respond));
     read(
-        [this, id, limit, after](EngineState& st) {
+        [this, id, limit = page->limit, after = std::move(page->after)](EngineState& st) {
           if (st.ledger.find(id) == nullptr)
             return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
           std::string out;

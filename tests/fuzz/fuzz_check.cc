@@ -8,6 +8,11 @@
 
 namespace credit::fuzz {
 
+std::vector<std::string> json_dictionary() {
+  return {"{",    "}",    "[",     "]",       ",",     ":",        "\"",
+          "null", "true", "false", "\\u0000", "0.001", "\xc3\xa9", " "};
+}
+
 void check(bool ok, const char* property) {
   if (ok) return;
   std::fprintf(stderr, "fuzz: property broken: %s\n", property);

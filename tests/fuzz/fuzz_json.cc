@@ -86,28 +86,10 @@ std::vector<std::string> seeds() {
 }
 
 std::vector<std::string> dictionary() {
-  return {"{",
-          "}",
-          "[",
-          "]",
-          ",",
-          ":",
-          "\"",
-          "\\u0000",
-          "\\ud800",
-          "true",
-          "false",
-          "null",
-          "-0",
-          "1e400",
-          "0.001",
-          "\"kind\":",
-          "\"usage\":{",
-          "\"metadata\":{",
-          "\xc3\xa9",
-          "\xed\xa0\x80",
-          "\xf4\x90\x80\x80",
-          " "};
+  std::vector<std::string> d = json_dictionary();
+  d.insert(d.end(), {"\\ud800", "-0", "1e400", "\"kind\":", "\"usage\":{", "\"metadata\":{",
+                     "\xed\xa0\x80", "\xf4\x90\x80\x80"});
+  return d;
 }
 
 }  // namespace credit::fuzz

@@ -19,6 +19,10 @@ std::vector<std::string> seeds();
 // Tokens the driver's mutator inserts (JSON punctuation, field names); may be empty.
 std::vector<std::string> dictionary();
 
+// The tokens of JSON itself (punctuation, literals, escapes, a number, a UTF-8 letter),
+// which every target reading JSON starts its dictionary with.
+std::vector<std::string> json_dictionary();
+
 // Aborts, naming the property and the input's size, when `ok` is false.
 void check(bool ok, const char* property);
 

@@ -487,6 +487,9 @@ def lists():
         r = a.get(f"/v1/accounts/{acct}/{name}?after=garbage")
         eq(f"{name}?after=garbage: the events list's 400", (r.status, r.code, r.err.get("param")),
            (ev.status, ev.code, ev.err.get("param")))
+    r = a.get(f"/v1/accounts/{acct}/grants?after=0:x")
+    eq("grants?after=0:x (the bucket part not a number): the events list's 400",
+       (r.status, r.code, r.err.get("param")), (ev.status, ev.code, ev.err.get("param")))
     r = a.get("/v1/accounts/nobody/grants?limit=0")
     check("grants: 404 before a bad limit", is_error(r, 404, "account_not_found"), r)
     srv2.stop()
