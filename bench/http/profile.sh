@@ -3,7 +3,9 @@
 # run.sh does (creditd pinned to CPU 0, wrk to CPU 1, 64 connections, fresh keys), for the
 # cases in CASES ("a b": durable and --no-fsync single charges; "c": /v1/batch). The
 # recordings stay in $OUT (default /var/tmp/creditd-profile) as a.perf, b.perf, c.perf;
-# read them with `perf report -i $OUT/a.perf --comm creditd --no-children`.
+# read them with `perf report -i $OUT/a.perf --comm creditd --no-children`. CALL_GRAPH
+# (default "fp") is passed to `perf record --call-graph`: "dwarf" gives whole stacks
+# through code built without frame pointers, at a larger recording.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:?usage: profile.sh BUILD_DIR}" && pwd)
@@ -33,7 +35,7 @@ for c in ${CASES:-a b}; do
   [ "$c" = b ] && flags=(--no-fsync)
   [ "$c" = c ] && { script=batch.lua; conns=8; }
   start "$OUT/data" "${flags[@]}"
-  perf record -C 0 -a -g -o "$OUT/$c.perf" -- sleep 6 >/dev/null 2>&1 &
+  perf record -C 0 -a --call-graph "${CALL_GRAPH:-fp}" -o "$OUT/$c.perf" -- sleep 6 >/dev/null 2>&1 &
   rec=$!
   KEY=$KEY ACCOUNTS=$ACCOUNTS RUN="p$c" PREGEN=300000 OPS=1024 AMOUNT=1 taskset -c 1 \
     wrk -t1 -c"$conns" -d5s --timeout 30s --latency -s "$HERE/$script" "http://127.0.0.1:$PORT" \

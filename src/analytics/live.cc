@@ -85,11 +85,12 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
   return true;
 }
 
-std::unordered_map<std::string, std::int64_t> Analytics::take_due() {
+std::vector<Analytics::Due> Analytics::take_due() {
   scheduled_ = false;
-  std::unordered_map<std::string, std::int64_t> due;
+  std::vector<Due> due;
+  due.reserve(due_order_.size());
   for (const std::uint32_t n : due_order_) {
-    due.emplace(marks_[n].account_id, marks_[n].mark.due_at_ms);
+    due.push_back(Due{marks_[n].account_id, marks_[n].mark.due_at_ms});
     marks_[n].mark = Mark{};
   }
   due_order_.clear();

@@ -76,9 +76,13 @@ class Analytics {
   // The engine's sink: queues live events; returns true when the caller should schedule
   // an alert evaluation (accounts became due and none is scheduled yet).
   bool on_events(const std::vector<ledger::Event>& events);
-  // The accounts due for evaluation, each with the instant of its latest live event;
-  // clears the list and the "scheduled" mark.
-  std::unordered_map<std::string, std::int64_t> take_due();
+  // The accounts due for evaluation, each once, in the order they became due, with the
+  // instant of its latest live event; clears the list and the "scheduled" mark.
+  struct Due {
+    std::string account_id;
+    std::int64_t at_ms = 0;
+  };
+  std::vector<Due> take_due();
   // The evaluation could not be scheduled (the engine's queue was full): the next batch
   // of events schedules it again, with these accounts still due.
   void unschedule();
@@ -151,7 +155,7 @@ class Analytics {
   };
   std::vector<MarkedAccount> marks_;
   IdIndex mark_numbers_;
-  // The due accounts' numbers in the order they became due (take_due() builds its map in
+  // The due accounts' numbers in the order they became due (take_due() lists them in
   // that order).
   std::vector<std::uint32_t> due_order_;
   bool scheduled_ = false;

@@ -402,7 +402,6 @@ Event& Ledger::push_event(std::vector<Event>& events, EventType type, const Acco
   e->account_id = a.account_id;
   e->type = type;
   if (type == EventType::kRejected) rejected_pushed_ = true;
-  last_event_ = e;
   return *e;
 }
 
@@ -1597,8 +1596,12 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   ChargeRecord rec = charge_record(c, a, cmd, *pool, pool_index);
   rec.cost = cmd.amount;
   rec.set_drawn(reserved);
-  e.charge_id = "c_";
-  append_uint(e.charge_id, e.seq);
+  // The id as text, for the event log and the rendered answer. A replay keeps neither:
+  // its stored answer is packed from the sequence number (reply_pack.h).
+  if (event_kept(e) || replies_rendered_) {
+    e.charge_id = "c_";
+    append_uint(e.charge_id, e.seq);
+  }
   // Only live buckets' free credits moved, by exactly the amount.
   e.available_after = available - cmd.amount;
   CREDIT_ASSERT(*e.available_after >= Millicredits::zero());
@@ -1831,16 +1834,20 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   ChargeRecord& ch = *found;
   Millicredits unrefunded = ch.cost - ch.refunded();
   Millicredits want = cmd.credits.value_or(unrefunded);
-  if (want > unrefunded) {
-    Error e(ErrorCode::kInvalidAmount, "a refund cannot exceed what is unrefunded");
-    e.with("unrefunded", format_credits(unrefunded));
-    return finish(c, error_reply(e));
-  }
+  // Whatever it asks, a charge of an ended cycle or with nothing left is not refundable;
+  // more than what is left is refused the same way (DESIGN.md: "never more than what is
+  // unrefunded"), naming what is left. A 409: stored under its key, with its event.
   if (ch.cycle_index() != a.cycle_serial || unrefunded.is_zero()) {
     Error e(ErrorCode::kChargeNotRefundable,
             ch.cost.is_zero()      ? "the charge cost nothing (a cache hit costs 0)"
             : unrefunded.is_zero() ? "the charge is fully refunded"
                                    : "the charge's cycle has ended");
+    e.with("unrefunded", format_credits(unrefunded));
+    return finish(c, error_reply(e));
+  }
+  if (want > unrefunded) {
+    Error e(ErrorCode::kChargeNotRefundable, "a refund cannot exceed what is unrefunded");
+    e.with("unrefunded", format_credits(unrefunded));
     return finish(c, error_reply(e));
   }
   PoolState& pool = a.pools[ch.pool_index];

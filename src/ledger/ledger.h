@@ -284,9 +284,7 @@ class Ledger {
   // set_events_durable_through: events numbered up to it are filled in quiet_event_.
   std::uint64_t events_durable_through_ = 0;
   Event quiet_event_;
-  // The event push_event filled last (in `events` or quiet_event_), and whether the
-  // command being applied pushed a `rejected` one (record_refusal).
-  Event* last_event_ = nullptr;
+  // Whether the command being applied pushed a `rejected` event (record_refusal).
   bool rejected_pushed_ = false;
   bool replies_rendered_ = true;
   DeferredStores* deferred_ = nullptr;  // defer_stores

@@ -207,8 +207,11 @@ PoolState decode_pool(WireIn& in) {
   __int128 granted = 0;
   for (const Bucket& b : p.buckets) granted += b.granted.mc();
   if (granted > INT64_MAX / 2) in.fail();
+  // The day's and the cycle's tallies sum many charges, holds and refunds, each within the
+  // API's limit, so they may pass it (two charges of 10^12 credits from two grants); the
+  // ledger's checked arithmetic keeps them within int64. Only a negative one is damage.
   for (Millicredits m : {p.spent_today, p.held_today, p.refunded_this_cycle}) {
-    if (m.mc() < 0 || m.mc() > Millicredits::kApiLimitMc) in.fail();
+    if (m.is_negative()) in.fail();
   }
   return p;
 }

@@ -653,9 +653,9 @@ std::optional<analytics::DueAccount> due_account(const ledger::Ledger& ledger,
 // job after their batch) and queues them for the analytics worker to judge.
 void evaluate_due(EngineState& st, Analytics& a) {
   std::vector<analytics::DueAccount> due;
-  for (const auto& [id, at] : a.take_due()) {
-    if (auto d = due_account(st.ledger, id, at)) {
-      d->rules = a.alerts().params(id);
+  for (const analytics::Analytics::Due& due_at : a.take_due()) {
+    if (auto d = due_account(st.ledger, due_at.account_id, due_at.at_ms)) {
+      d->rules = a.alerts().params(due_at.account_id);
       due.push_back(std::move(*d));
     }
   }
@@ -753,7 +753,7 @@ Result<analytics::AlertRules> parse_rules(std::string_view body, analytics::Aler
   if (*ths) {
     std::vector<std::int64_t> list;
     for (auto [k, v] : **ths) {
-      auto n = v.is_number() ? v.int64_value() : std::nullopt;
+      auto n = v.is_number() ? json_whole_number(v.number_text()) : std::nullopt;
       if (!n || *n < 1 || *n > analytics::kThresholdPercentMax ||
           std::find(list.begin(), list.end(), *n) != list.end() ||
           list.size() >= analytics::kThresholdsMax) {

@@ -486,7 +486,9 @@ Result<std::optional<std::int64_t>> ObjectReader::optional_int64(std::string_vie
   std::optional<JsonValue> v = lookup(key, true);
   if (!v) return std::optional<std::int64_t>();
   if (!v->is_number()) return wrong_type(key, "an integer");
-  std::optional<std::int64_t> i = v->int64_value();
+  // A whole number in any spelling ("1000", "1000.0", "1e3"), as usage dimensions take it:
+  // JSON has one number type, and a body's numbers compare by value (DESIGN.md).
+  std::optional<std::int64_t> i = json_whole_number(v->number_text());
   if (!i || *i < min || *i > max) {
     return invalid(key, "the field " + path_of(key) + " must be an integer from " +
                             std::to_string(min) + " to " + std::to_string(max));

@@ -215,7 +215,8 @@ TEST_F(LiveTest, TheSinkQueuesAndSyncAppliesEverythingBefore) {
   }
   auto due = live_->take_due();
   ASSERT_EQ(due.size(), 1u);
-  EXPECT_EQ(due["a"], at("2026-03-02T10:00:00Z"));
+  EXPECT_EQ(due[0].account_id, "a");
+  EXPECT_EQ(due[0].at_ms, at("2026-03-02T10:00:00Z"));
   EXPECT_TRUE(live_->on_events({charge(at("2026-03-02T11:00:00Z"), cr(1), "u", "f.js", 8)}));
 }
 

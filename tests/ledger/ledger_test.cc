@@ -926,7 +926,8 @@ TEST_F(RefundTest, PartialRefundsNeverExceedWhatIsUnrefunded) {
   EXPECT_EQ(field(r1.body, "restored_to"),
             R"([{"source":"allowance","credits":20},{"source":"grant:)" + g + R"(","credits":5}])");
   Reply big = d.run(refund("a", id, cr(26)));
-  EXPECT_EQ(big.status, 400);
+  EXPECT_EQ(big.status, 409);
+  EXPECT_EQ(big.code, ErrorCode::kChargeNotRefundable);
   EXPECT_EQ(field(big.body, "unrefunded"), "25");
   Reply r2 = d.run(refund("a", id, cr(25)));
   ASSERT_EQ(r2.status, 201);
@@ -934,16 +935,30 @@ TEST_F(RefundTest, PartialRefundsNeverExceedWhatIsUnrefunded) {
   Reply r3 = d.run(refund("a", id));
   EXPECT_EQ(r3.status, 409);
   EXPECT_EQ(r3.code, ErrorCode::kChargeNotRefundable);
+  // Fully refunded: any amount is the same 409 (not a 400 for asking more than nothing).
+  Reply r4 = d.run(refund("a", id, cr(1)));
+  EXPECT_EQ(r4.status, 409);
+  EXPECT_EQ(r4.code, ErrorCode::kChargeNotRefundable);
+  EXPECT_EQ(field(r4.body, "unrefunded"), "0");
   EXPECT_EQ(d.pool("a").used, cr(0));
 }
 
-TEST_F(RefundTest, RefundAboveWhatIsUnrefundedIs400AndLeavesItsKeyFree) {
+TEST_F(RefundTest, RefundAboveWhatIsUnrefundedIs409StoredUnderItsKeyWithItsEvent) {
+  const std::size_t events_before = d.events.size();
   Reply big = d.run_keyed(refund("a", id, cr(51)), "a", "r1", "refund 51");
-  EXPECT_EQ(big.status, 400);
-  EXPECT_EQ(big.code, ErrorCode::kInvalidAmount);
-  Reply ok = d.run_keyed(refund("a", id, cr(50)), "a", "r1", "refund 50");
-  EXPECT_EQ(ok.status, 201) << ok.body;
-  EXPECT_FALSE(ok.replayed);
+  EXPECT_EQ(big.status, 409);
+  EXPECT_EQ(big.code, ErrorCode::kChargeNotRefundable);
+  EXPECT_EQ(field(big.body, "unrefunded"), "50");
+  ASSERT_EQ(d.events.size(), events_before + 1);
+  EXPECT_EQ(d.events.back().type, EventType::kRejected);
+  EXPECT_EQ(d.events.back().refused_by, "charge_not_refundable");
+  // The key keeps its answer: the same request is a replay, another one 422.
+  Reply again = d.run_keyed(refund("a", id, cr(51)), "a", "r1", "refund 51");
+  EXPECT_TRUE(again.replayed);
+  EXPECT_EQ(again.body, big.body);
+  Reply other = d.run_keyed(refund("a", id, cr(50)), "a", "r1", "refund 50");
+  EXPECT_EQ(other.status, 422);
+  EXPECT_EQ(d.pool("a").used, cr(50));
 }
 
 TEST_F(RefundTest, RefundAfterTheBucketEndedIsForfeited) {

@@ -301,6 +301,47 @@ TEST(LedgerSnapshot, ForgottenChargesAreKeptSoARestoredLedgerStillAnswers409) {
   EXPECT_EQ(r.code, ErrorCode::kChargeNotRefundable);
 }
 
+// Found by an audit: a clean shutdown wrote a snapshot its own start refused ("bad
+// account"), since the day's tallies of a pool were held to the limit of one amount.
+TEST(LedgerSnapshot, DayTalliesPastOneAmountsLimitAreRestored) {
+  Ledger original(shipped_catalog(), small_options(64));
+  std::vector<Event> events;
+  const std::int64_t t0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+  original.begin_batch(t0);
+  Command create;
+  create.body = CreateAccount{"acct_1", "enterprise", std::nullopt};
+  ASSERT_EQ(original.apply(create, events).status, 201);
+  const Millicredits most = Millicredits::from_mc(Millicredits::kApiLimitMc);
+  for (int i = 0; i < 3; ++i) {
+    Command grant;
+    grant.body = AddGrant{"acct_1", "credits", GrantSource::kAdjustment, most, std::nullopt, "big"};
+    ASSERT_EQ(original.apply(grant, events).status, 201);
+  }
+  Command charge = charge_of(most);
+  ASSERT_EQ(original.apply(charge, events).status, 201);
+  Command more = charge_of(Millicredits::from_mc(1));
+  ASSERT_EQ(original.apply(more, events).status, 201);
+  Hold h;
+  h.account_id = "acct_1";
+  h.user_id = "u1";
+  h.pool = "credits";
+  h.amount = most;
+  h.ttl_ms = 60'000;
+  Command hold;
+  hold.body = h;
+  ASSERT_EQ(original.apply(hold, events).status, 201);
+  Command hold_more = hold;
+  ASSERT_EQ(original.apply(hold_more, events).status, 201);
+  const PoolState& pool = original.find("acct_1")->pools[0];
+  ASSERT_GT(pool.spent_today.mc(), Millicredits::kApiLimitMc);
+  ASSERT_GT(pool.held_today.mc(), Millicredits::kApiLimitMc);
+  auto copy = decode_ledger_snapshot(snapshot_of(original), small_options(64));
+  ASSERT_TRUE(copy.ok()) << copy.error().message;
+  (*copy)->check_invariants();
+  expect_same_views(original, **copy);
+  EXPECT_EQ(snapshot_of(**copy), snapshot_of(original));
+}
+
 TEST(LedgerSnapshot, Version1And2SnapshotsAreStillRead) {
   // Version 2 added the forgotten charges at the end of each account, version 3 the rate
   // cards at the end; a ledger without accounts or cards encodes the same in all three
