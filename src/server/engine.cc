@@ -691,10 +691,25 @@ Status Engine::open() {
     e.with("offset", "0");
     return e;
   }
+  // A snapshot, but no segment with a header: the log after it was deleted (a start would
+  // write a new segment at LSN 0). Refused here, before anything is written.
+  if (snapshot_lsn_ > 0 && !log_first->has_value()) {
+    const std::string file =
+        log_dir + "/" +
+        store::segment_file_name(oldest->has_value() && **oldest > 0 ? **oldest - 1 : 0);
+    Error e(ErrorCode::kStorageFailed,
+            "log records are missing: the newest snapshot covers LSNs below " +
+                std::to_string(snapshot_lsn_) + ", but no log segment holds a record (" + file +
+                " or the segments with the log from there are missing)");
+    e.with_string("file", file);
+    e.with("offset", "0");
+    return e;
+  }
   const auto t_log = std::chrono::steady_clock::now();
   const ThreadSchedStat sched_from = thread_sched_stat();
   store::WalOptions wo;
   wo.repair = options_.repair;
+  wo.covered_below_lsn = snapshot_lsn_;
   wo.fsync = options_.fsync;
   wo.file_ops = options_.wal_file_ops;
   if (options_.wal_segment_bytes != 0) wo.segment_bytes = options_.wal_segment_bytes;
@@ -714,22 +729,37 @@ Status Engine::open() {
   if (!loaded.ok()) return loaded;
   if (!wal.ok()) return wal.error();
   wal_ = std::move(wal.value());
-  if (Status s = cut_events_past_state(); !s.ok()) return s;
-  std::vector<ledger::Event> none;
-  if (Status s = rebuild_events(none); !s.ok()) return s;  // what is still pending
-  replay_pending_ = {};
-  if (wal_->recovery().first_lsn > snapshot_lsn_ || wal_->next_lsn() < snapshot_lsn_) {
-    return Error(ErrorCode::kStorageFailed,
-                 "the log holds LSNs " + std::to_string(wal_->recovery().first_lsn) + ".." +
-                     std::to_string(wal_->next_lsn()) +
-                     " but the newest snapshot covers LSNs below " + std::to_string(snapshot_lsn_) +
-                     ": log records are missing");
-  }
   if (const auto& torn = wal_->recovery().torn_tail) {
     std::fprintf(stderr, "creditd: cut a torn tail of the log at %s offset %llu (%s)\n",
                  torn->file.c_str(), static_cast<unsigned long long>(torn->offset),
                  torn->reason.c_str());
   }
+  for (const store::WalDamage& skipped : wal_->recovery().skipped) {
+    std::fprintf(stderr, "creditd: --repair: skipped a damaged log record at %s offset %llu (%s)\n",
+                 skipped.file.c_str(), static_cast<unsigned long long>(skipped.offset),
+                 skipped.reason.c_str());
+  }
+  if (const auto& cut = wal_->recovery().repaired) {
+    std::fprintf(stderr,
+                 "creditd: --repair: cut the log at %s offset %llu (%s); later segments, if any, "
+                 "were renamed *.damaged\n",
+                 cut->file.c_str(), static_cast<unsigned long long>(cut->offset),
+                 cut->reason.c_str());
+  }
+  // Before the event log is cut to the state: a refused start changes nothing more.
+  if (wal_->recovery().first_lsn > snapshot_lsn_ || wal_->next_lsn() < snapshot_lsn_) {
+    Error e(ErrorCode::kStorageFailed,
+            "the log holds LSNs " + std::to_string(wal_->recovery().first_lsn) + ".." +
+                std::to_string(wal_->next_lsn()) + " but the newest snapshot covers LSNs below " +
+                std::to_string(snapshot_lsn_) + ": log records are missing");
+    e.with_string("file", wal_dir);
+    e.with("offset", "0");
+    return e;
+  }
+  if (Status s = cut_events_past_state(); !s.ok()) return s;
+  std::vector<ledger::Event> none;
+  if (Status s = rebuild_events(none); !s.ok()) return s;  // what is still pending
+  replay_pending_ = {};
   ledger_.check_invariants();
   // Rebuilt events are durable before anything new is acknowledged.
   if (Status s = event_log_->sync(); !s.ok()) return s;

@@ -234,7 +234,13 @@ Status Wal::read_range(const std::string& dir, std::uint64_t from_lsn, std::uint
       if (std::string failure = record_failure(file, pos, record); !failure.empty()) {
         return damage_error(kDamage, path, pos, failure);
       }
-      if (record.type == static_cast<std::uint8_t>(RecordType::kBatch)) {
+      if (record.type == static_cast<std::uint8_t>(RecordType::kVoidedBatch)) {
+        if (lsn >= from_lsn) {
+          return damage_error(kDamage, path, pos,
+                              "a batch voided by a repair holds LSN " + std::to_string(lsn));
+        }
+        if (++lsn == end_lsn) return ok_status();
+      } else if (record.type == static_cast<std::uint8_t>(RecordType::kBatch)) {
         if (lsn >= from_lsn) {
           const std::string_view payload(
               reinterpret_cast<const char*>(file.data() + pos + kRecordHeaderBytes), record.length);
@@ -304,6 +310,21 @@ Status Wal::recover(const WalRecordFn& on_record) {
     set_aside_from = std::min(set_aside_from, k + 1);
     tail_offset = offset;
     return ok_status();
+  };
+
+  // With repair, whether the failing record at pos (header as read) is one to void: a
+  // batch a snapshot covers whose declared end is exactly the start of an intact record,
+  // with none inside it.
+  auto skippable_covered = [&](std::uint64_t pos, const RecordHeader& record,
+                               std::uint64_t lsn_here) {
+    if (!options_.repair || lsn_here >= options_.covered_below_lsn) return false;
+    if (record.type != static_cast<std::uint8_t>(RecordType::kBatch)) return false;
+    const std::uint64_t end = pos + kRecordHeaderBytes + std::uint64_t{record.length};
+    if (end > file.size() || !intact_record_at(file, end)) return false;
+    for (std::uint64_t q = pos + 1; q < end; ++q) {
+      if (intact_record_at(file, q)) return false;
+    }
+    return true;
   };
 
   bool done = false;
@@ -388,6 +409,13 @@ Status Wal::recover(const WalRecordFn& on_record) {
           if (!delivered) return delivered;
           ++lsn;
           ++recovery_.batches;
+        } else if (record.type == static_cast<std::uint8_t>(RecordType::kVoidedBatch)) {
+          if (lsn >= options_.covered_below_lsn) {
+            return damage_error(kDamage, path, pos,
+                                "a batch voided by a repair holds LSN " + std::to_string(lsn) +
+                                    ", which no snapshot covers");
+          }
+          ++lsn;
         }
         last_type = record.type;
         pos += kRecordHeaderBytes + record.length;
@@ -427,6 +455,30 @@ Status Wal::recover(const WalRecordFn& on_record) {
         if (*used != scan_end) {
           why_not_torn = "a later segment, " + segment_file_name(numbers[*used]) + ", holds data";
         }
+      }
+      if (!why_not_torn.empty() && skippable_covered(pos, record, lsn)) {
+        // Resealed in place as a voided batch (durably), so that the next start reads it
+        // as one instead of as damage; it keeps its LSN.
+        std::vector<unsigned char> resealed(
+            file.begin() + static_cast<std::ptrdiff_t>(pos),
+            file.begin() + static_cast<std::ptrdiff_t>(pos + kRecordHeaderBytes + record.length));
+        seal_record(resealed.data(), static_cast<std::uint8_t>(RecordType::kVoidedBatch),
+                    record.length);
+        internal::Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+        if (!fd.valid()) return io_error("cannot open", path, errno);
+        if (ops_.pwrite(fd.get(), resealed.data(), kRecordHeaderBytes, static_cast<off_t>(pos)) !=
+            static_cast<ssize_t>(kRecordHeaderBytes)) {
+          return io_error("cannot write", path, errno);
+        }
+        if (ops_.fdatasync(fd.get()) != 0) return io_error("cannot fdatasync", path, errno);
+        recovery_.skipped.push_back(WalDamage{path, pos,
+                                              failure + ", " + why_not_torn +
+                                                  "; voided: a snapshot covers LSN " +
+                                                  std::to_string(lsn)});
+        ++lsn;
+        last_type = static_cast<std::uint8_t>(RecordType::kVoidedBatch);
+        pos += kRecordHeaderBytes + record.length;
+        continue;
       }
       if (!why_not_torn.empty()) {
         Status cut = cut_at_damage(k, pos, failure + ", " + why_not_torn, false);

@@ -20,7 +20,9 @@
 //   failing record that is not a torn tail, and a bad segment header.
 // - Damage stops the open with a kStorageFailed Error whose details name the "file" and the
 //   "offset". With repair = true the log is instead cut at the damage: the damaged segment
-//   is truncated at the offset and later segments are renamed to "<name>.damaged".
+//   is truncated at the offset and later segments are renamed to "<name>.damaged". A
+//   damaged record that a snapshot covers is skipped instead, when the records after it can
+//   be found (WalOptions::covered_below_lsn).
 // - A segment header of an unknown format version is refused even with repair.
 //
 // Threading: one owner thread calls every method; a background thread only preallocates
@@ -49,6 +51,13 @@ struct WalOptions {
   std::uint64_t segment_bytes = 64ULL << 20;
   // Cut the log at the first damage instead of refusing to open.
   bool repair = false;
+  // Batch records below this LSN are covered by a snapshot and never replayed. With
+  // repair, a damaged batch record among them is voided instead of cut at, so the intact
+  // records after it stay: when its declared length ends exactly where an intact record
+  // begins and no intact record begins inside it (its length and type are then what was
+  // written), it is resealed as RecordType::kVoidedBatch, keeping its LSN. A voided record
+  // at or above this LSN is damage (the state needs it).
+  std::uint64_t covered_below_lsn = 0;
   // Preallocate the next segment on a background thread right after a rotation (false:
   // on the owner thread, in the same call).
   bool preallocate_in_background = true;
@@ -75,6 +84,7 @@ struct WalRecovery {
   bool ended_with_shutdown = false;
   std::optional<WalDamage> torn_tail;  // a torn write cut off (not an error)
   std::optional<WalDamage> repaired;   // damage cut off because repair = true
+  std::vector<WalDamage> skipped;      // damaged records below covered_below_lsn, voided
 };
 
 // Receives each intact batch record in LSN order. Returning an error stops the open with it.

@@ -24,7 +24,8 @@
 //   payload   length bytes, opaque to the store
 // A record never spans segments: a writer that cannot fit the next record leaves the rest
 // of the segment zero and starts the next segment. Batch records take consecutive LSNs
-// (record index from the start of the log); shutdown and open records take none.
+// (record index from the start of the log), and so do voided batch records; shutdown and
+// open records take none.
 //
 // Recovery reads these bytes by the rules of wal.h (torn tail versus damage).
 //
@@ -77,11 +78,15 @@ enum class RecordType : std::uint8_t {
   kBatch = 1,     // a batch of commands; takes the next LSN
   kShutdown = 2,  // written by a clean close: nothing after it is a torn tail
   kOpen = 3,      // written when a log that ended with kShutdown is opened for writing
+  // A batch record that a repair found damaged where a snapshot covered it (wal.h): it
+  // keeps its LSN and its bytes (resealed with this type), and nothing may read them.
+  // Builds before this type read it as damage.
+  kVoidedBatch = 4,
 };
 
 inline bool is_known_record_type(std::uint8_t type) {
   return type >= static_cast<std::uint8_t>(RecordType::kBatch) &&
-         type <= static_cast<std::uint8_t>(RecordType::kOpen);
+         type <= static_cast<std::uint8_t>(RecordType::kVoidedBatch);
 }
 
 struct SegmentHeader {

@@ -355,6 +355,102 @@ def missing_first_segment():
               and "/wal" in out and "offset" in out, (proc.returncode, out[-600:]))
 
 
+def tree_bytes(root):
+    """Every file under root with its bytes (a refused start must change none of them)."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            if f == "LOCK":
+                continue
+            path = os.path.join(d, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, root)] = fh.read()
+    return out
+
+
+def missing_segment_after_snapshot():
+    """A refused start writes nothing: with a snapshot and the log after it deleted, the
+    start stops (naming a file and an offset) before it would write a new segment or cut
+    the event log (found by an audit: it did both, and the data dir no longer started
+    when the segment was put back)."""
+    import glob
+    import subprocess
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-12T12:00:00Z")
+    a = c.create_account("gone2", "starter")
+    for i in range(3):
+        c.charge(a, amount=1, idem=f"gone2-{i}")
+    eq("missing after snapshot setup: SIGTERM (a snapshot)", srv.stop(), 0)
+    data = srv.data_dir
+    wal = sorted(glob.glob(os.path.join(data, "wal", "wal-*.log")))
+    with open(wal[0], "rb") as fh:
+        kept = fh.read()
+    os.unlink(wal[0])
+    before = tree_bytes(data)
+    proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
+                           "--clock", "manual"], capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    check("missing after snapshot: the start fails, naming a log file and an offset",
+          proc.returncode > 0 and "log records are missing" in out and "wal-" in out and "offset" in out,
+          (proc.returncode, out[-600:]))
+    after = tree_bytes(data)
+    eq("missing after snapshot: the refused start changed no file",
+       sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)), [])
+    with open(wal[0], "wb") as fh:
+        fh.write(kept)
+    srv2 = h.start(manual_clock=True, data_dir=data)
+    eq("missing after snapshot: with the segment back, the state is whole", srv2.client().pool(a)["used"], 3)
+    srv2.stop()
+
+
+def repair_skips_covered_damage():
+    """--repair past damage in a log record a snapshot covers keeps every acknowledged record
+    after it (it used to cut the log there, losing them, and the data dir then never
+    started again: found by an audit)."""
+    import glob
+    import struct
+    import subprocess
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-13T12:00:00Z")
+    a = c.create_account("cov", "starter")
+    for i in range(4):
+        c.charge(a, amount=1, idem=f"cov-{i}")
+    eq("covered damage setup: SIGTERM (a snapshot)", srv.stop(), 0)
+    data = srv.data_dir
+    srv = h.start(manual_clock=True, data_dir=data)
+    c = srv.client()
+    for i in range(4, 7):
+        r = c.charge(a, amount=1, idem=f"cov-{i}")
+        check(f"covered damage setup: charge {i} after the snapshot", r.status == 201, r)
+    srv.kill()
+    wal = sorted(glob.glob(os.path.join(data, "wal", "wal-*.log")))
+    with open(wal[0], "r+b") as fh:
+        buf = bytearray(fh.read())
+        length = struct.unpack_from("<I", buf, 40 + 8)[0]  # the first record: covered
+        at = 40 + 13 + length // 2
+        buf[at] ^= 0x40
+        fh.seek(0)
+        fh.write(buf)
+    args = [h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}", "--clock", "manual"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    check("covered damage: a plain start refuses, naming the file and offset",
+          proc.returncode > 0 and "offset" in proc.stdout + proc.stderr, (proc.returncode, proc.stderr[-400:]))
+    srv2 = h.start(manual_clock=True, data_dir=data, extra_args=["--repair"])
+    out = srv2.output()
+    check("covered damage: --repair skips the record and says so", "skipped a damaged log record" in out,
+          out[-800:])
+    c2 = srv2.client()
+    eq("covered damage: every acknowledged charge is there", c2.pool(a)["used"], 7)
+    r = c2.charge(a, amount=1, idem="cov-6")
+    check("covered damage: the last charge's key replays", r.headers.get("idempotent-replayed") == "true", r)
+    eq("covered damage: SIGTERM exits 0", srv2.stop(), 0)
+    srv3 = h.start(manual_clock=True, data_dir=data)
+    eq("covered damage: the next plain start has every charge", srv3.client().pool(a)["used"], 7)
+    srv3.stop()
+
+
 def retention_while_running():
     """DESIGN.md "Events": the event log's days are deleted by age while the server runs,
     not only at its next start."""
@@ -374,6 +470,6 @@ def retention_while_running():
 
 
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
-                retention_while_running):
+                missing_segment_after_snapshot, repair_skips_covered_damage, retention_while_running):
     h.run_section(section)
 h.finish()

@@ -264,6 +264,80 @@ TEST_F(WalDamageTest, RepairCutsAtTheDamageAndTheLogGoesOn) {
   expect_records(*opened, 0, 11);
 }
 
+// A record a snapshot covers is never replayed: with repair, a damaged one is skipped and
+// the records after it stay (cutting there lost every acknowledged record after the
+// snapshot, and the log then ended before the snapshot's LSN: found by an audit).
+TEST_F(WalDamageTest, RepairSkipsADamagedRecordASnapshotCoversAndKeepsTheRest) {
+  const auto [start, end] = records_[10];
+  flip_byte(path_, (start + end) / 2);
+  WalOptions repair = options_;
+  repair.repair = true;
+  repair.covered_below_lsn = 20;
+  {
+    auto opened = open_wal(dir_.path(), repair);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    // Every record but the damaged one, each at its own LSN.
+    ASSERT_EQ(opened->records.size(), 29u);
+    for (std::uint64_t i = 0; i < 29; ++i) {
+      const std::uint64_t lsn = i < 10 ? i : i + 1;
+      EXPECT_EQ(opened->records[i].first, lsn);
+      EXPECT_EQ(opened->records[i].second, payload_of(lsn));
+    }
+    EXPECT_FALSE(opened->wal->recovery().repaired);
+    ASSERT_EQ(opened->wal->recovery().skipped.size(), 1u);
+    EXPECT_EQ(opened->wal->recovery().skipped[0].file, path_);
+    EXPECT_EQ(opened->wal->recovery().skipped[0].offset, start);
+    EXPECT_EQ(opened->wal->next_lsn(), 30u);
+    auto lsn = opened->wal->append(payload_of(30));
+    ASSERT_TRUE(lsn.ok());
+    EXPECT_EQ(*lsn, 30u);
+    ASSERT_TRUE(opened->wal->close().ok());
+  }
+  // Resealed as a voided batch: a plain start that has the snapshot reads past it, and
+  // one that needs record 10 (no snapshot covers it) is refused at it.
+  WalOptions covered = options_;
+  covered.covered_below_lsn = 20;
+  auto plain = open_wal(dir_.path(), covered);
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ(plain->records.size(), 30u);
+  EXPECT_TRUE(plain->wal->recovery().skipped.empty());
+  EXPECT_EQ(plain->wal->next_lsn(), 31u);
+  plain->wal.reset();
+  auto needed = open_wal(dir_.path(), options_);
+  ASSERT_FALSE(needed.ok());
+  EXPECT_EQ(needed.error().detail("offset"), std::to_string(start));
+}
+
+TEST_F(WalDamageTest, RepairStillCutsADamagedRecordNoSnapshotCovers) {
+  const auto [start, end] = records_[10];
+  flip_byte(path_, (start + end) / 2);
+  WalOptions repair = options_;
+  repair.repair = true;
+  repair.covered_below_lsn = 10;  // record 10 is the first the state needs
+  auto opened = open_wal(dir_.path(), repair);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  expect_records(*opened, 0, 10);
+  EXPECT_TRUE(opened->wal->recovery().skipped.empty());
+  ASSERT_TRUE(opened->wal->recovery().repaired);
+  EXPECT_EQ(opened->wal->recovery().repaired->offset, start);
+}
+
+TEST_F(WalDamageTest, RepairCutsACoveredRecordWhoseLengthIsDamaged) {
+  // Its declared end is no record's start: nothing says where the next record begins.
+  const auto [start, end] = records_[10];
+  std::string bytes = read_bytes(path_);
+  bytes[start + 8] = static_cast<char>(bytes[start + 8] ^ 0x01);
+  write_bytes(path_, bytes);
+  WalOptions repair = options_;
+  repair.repair = true;
+  repair.covered_below_lsn = 20;
+  auto opened = open_wal(dir_.path(), repair);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  expect_records(*opened, 0, 10);
+  EXPECT_TRUE(opened->wal->recovery().skipped.empty());
+  ASSERT_TRUE(opened->wal->recovery().repaired);
+}
+
 TEST_F(WalDamageTest, LengthCorruptedToCoverLaterRecordsIsDamageNotATornTail) {
   const auto [start, end] = records_[28];
   // Record 28's length now runs past the end of the file: everything after its
