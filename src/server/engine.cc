@@ -1610,11 +1610,15 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       ByteWriter w(p.payload);
       w.u8(kEngineRecordVersion);
       std::string ledger_bytes;
-      if (!logged.empty()) ledger::encode_batch(now_ms, logged, ledger_bytes);
+      // The batch's now goes with its engine ops too (a ledger batch of no command) when
+      // it moved the ledger's now: a replay moves it the same way, so the ledger's last
+      // instant (the backfill check of an import, the manual clock's start) is the same
+      // after a restart as before it.
+      if (!logged.empty() || !imports_only) ledger::encode_batch(now_ms, logged, ledger_bytes);
       w.str(ledger_bytes);
       w.uv(engine_ops.size());
       for (const Op* op : engine_ops) encode_engine_op(w, *op);
-      p.logged_ledger = !logged.empty();
+      p.logged_ledger = !ledger_bytes.empty();
     }
     // Logged above, imported events move on with the batch's events.
     for (ImportEventsOp* im : imports) number_imported(*im, batch_events_);

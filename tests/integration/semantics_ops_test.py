@@ -242,6 +242,27 @@ def import_apply():
     eq("apply: a line without credits is refused", (r.status, r.get("imported"), r.get("rejected")), (200, 0, 1))
 
 
+def import_after_a_key():
+    """The ledger's last instant moves with every logged batch, a key's creation (no ledger
+    command) included, and is the same after a restart (found by an audit: the key moved it
+    live but not in the replay, and the import's check read neither)."""
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-01T00:00:00Z")
+    c.create_account("ak", "enterprise")
+    c.set_clock("2026-03-10T00:00:00Z")
+    c.create_key("ak", "read")
+    late = body([line(account="ak", at="2026-03-05T10:00:00Z", kind="backend_function", idempotency_key="ak-1")])
+    for when, s in (("before a restart", srv), ("after a restart", None)):
+        if s is None:
+            eq("after a key: SIGTERM exits 0", srv.stop(), 0)
+            s = h.start(manual_clock=True, data_dir=srv.data_dir)
+        r = s.client().post("/v1/admin/import?mode=apply", raw=late)
+        check(f"after a key ({when}): a line before it is 409 backfill_out_of_order naming the key's instant",
+              h.is_error(r, 409, "backfill_out_of_order") and "2026-03-10T00:00:00Z" in r.err.get("message", ""), r)
+    s.stop()
+
+
 # ----------------------------------------------------------------------------- clock
 
 def clock_routes():
@@ -545,7 +566,7 @@ def clean_profile_any_period():
     check("regression-heavy, 14 days: the audit finds regression_loops", "regression_loops" in codes, codes)
 
 
-for section in (import_setup, import_apply, import_required_fields, import_first_100_errors, import_modes_and_keys,
+for section in (import_setup, import_apply, import_after_a_key, import_required_fields, import_first_100_errors, import_modes_and_keys,
                 ctl_online_format, clock_routes, bad_flags, idempotency_capacity, running, ctl_offline, ctl_bad_files,
                 clean_profile_any_period):
     h.run_section(section)
