@@ -11,10 +11,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 
+#include "base/assert.h"
 #include "base/json_writer.h"
 #include "money/money.h"
 #include "time/time.h"
@@ -71,16 +75,121 @@ std::string op_line(std::string_view op, const std::string& alert_id) {
 }
 
 // Reads the complete lines of a file (a last line without its newline is a torn write).
-std::vector<std::string> complete_lines(const std::string& path) {
-  std::vector<std::string> lines;
+// A line of the rules and outbox files: the XXH3-64 of its JSON as 16 lower-case hex
+// digits, a space, then the JSON.
+constexpr std::size_t kLineChecksumChars = 16;
+
+std::string sealed_line(std::string_view json) {
+  return fmt::format("{:016x} {}", XXH3_64bits(json.data(), json.size()), json);
+}
+
+// The JSON of a line, or nothing when its checksum fails. A line that starts with '{' was
+// written before lines had checksums: read as it is.
+std::optional<std::string_view> unsealed(std::string_view line) {
+  if (!line.empty() && line.front() == '{') return line;
+  if (line.size() <= kLineChecksumChars + 1 || line[kLineChecksumChars] != ' ') return std::nullopt;
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < kLineChecksumChars; ++i) {
+    const char c = line[i];
+    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return std::nullopt;
+    sum = sum << 4 | static_cast<std::uint64_t>(digit);
+  }
+  const std::string_view json = line.substr(kLineChecksumChars + 1);
+  if (XXH3_64bits(json.data(), json.size()) != sum) return std::nullopt;
+  return json;
+}
+
+struct FileLine {
+  std::string text;
+  std::uint64_t offset = 0;
+};
+struct FileLines {
+  std::vector<FileLine> lines;        // every line ended by its newline
+  std::optional<std::uint64_t> torn;  // where a last line without its newline starts
+};
+
+FileLines read_lines(const std::string& path) {
+  FileLines out;
   std::ifstream f(path, std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   std::size_t start = 0;
   for (std::size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', start)) {
-    if (nl > start) lines.push_back(text.substr(start, nl - start));
+    if (nl > start) out.lines.push_back({text.substr(start, nl - start), start});
     start = nl + 1;
   }
-  return lines;
+  if (start < text.size()) out.torn = start;
+  return out;
+}
+
+Error line_damage(const std::string& path, std::uint64_t offset, const std::string& reason) {
+  Error e(ErrorCode::kStorageFailed, "damage in " + path + " at offset " + std::to_string(offset) +
+                                         ": " + reason + " (creditd --repair drops the line)");
+  e.with_string("file", path);
+  e.with("offset", std::to_string(offset));
+  return e;
+}
+
+// Writes `lines` (sealed) as the whole of `path`: a temporary file, synced, renamed over
+// it, and the directory synced.
+Status rewrite_lines(const std::string& dir, const std::string& path,
+                     const std::vector<std::string>& lines) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return Error(ErrorCode::kStorageFailed, "cannot open " + tmp + ": " + std::strerror(errno));
+  std::string data;
+  for (const std::string& l : lines) data += sealed_line(l) + "\n";
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  const bool synced = done == data.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Error(ErrorCode::kStorageFailed, "cannot rewrite " + path);
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  return ok_status();
+}
+
+// The JSON of each intact line of `path`, in order. Damage is an error naming the file and
+// offset; with `repair` the damaged lines are dropped, reported, and the file rewritten
+// without them. A torn last line is dropped and reported (and cut away by the rewrite).
+Result<std::vector<std::string>> intact_lines(const std::string& dir, const std::string& path,
+                                              bool repair,
+                                              const std::function<bool(std::string_view)>& parses) {
+  FileLines read = read_lines(path);
+  std::vector<std::string> good;
+  bool dropped = false;
+  for (const FileLine& l : read.lines) {
+    const std::optional<std::string_view> json = unsealed(l.text);
+    const char* reason = !json ? "checksum mismatch" : !parses(*json) ? "bad record" : nullptr;
+    if (reason == nullptr) {
+      good.emplace_back(*json);
+      continue;
+    }
+    if (!repair) return line_damage(path, l.offset, reason);
+    std::fprintf(stderr, "creditd: --repair: dropped a damaged line of %s at offset %llu (%s)\n",
+                 path.c_str(), static_cast<unsigned long long>(l.offset), reason);
+    dropped = true;
+  }
+  if (read.torn) {
+    std::fprintf(stderr, "creditd: dropped a torn last line of %s at offset %llu\n", path.c_str(),
+                 static_cast<unsigned long long>(*read.torn));
+    dropped = true;
+  }
+  if (dropped) {
+    if (Status s = rewrite_lines(dir, path, good); !s.ok()) return s.error();
+  }
+  return good;
 }
 
 }  // namespace
@@ -194,12 +303,12 @@ void append_alert_json(std::string& out, const Alert& a) {
   w.key("details").raw(a.details_json).end_object();
 }
 
-Result<std::unique_ptr<AlertBook>> AlertBook::open(const std::string& dir) {
+Result<std::unique_ptr<AlertBook>> AlertBook::open(const std::string& dir, bool repair) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Error(ErrorCode::kStorageFailed, "cannot create " + dir + ": " + ec.message());
   std::unique_ptr<AlertBook> book(new AlertBook(dir));
-  if (Status s = book->load(); !s.ok()) return s.error();
+  if (Status s = book->load(repair); !s.ok()) return s.error();
   return book;
 }
 
@@ -207,57 +316,91 @@ AlertBook::~AlertBook() {
   stop();
 }
 
-Status AlertBook::load() {
-  simdjson::dom::parser parser;
-  for (const std::string& line : complete_lines(dir_ + "/" + kRulesFile)) {
-    simdjson::dom::element doc;
-    if (parser.parse(line).get(doc))
-      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kRulesFile + ": bad line");
-    AlertRules r;
-    std::string_view account, url, secret;
-    simdjson::dom::array ths;
-    if (doc["account_id"].get(account) || doc["factor_milli"].get(r.burn.factor_milli) ||
-        doc["window_days"].get(r.burn.window_days) || doc["thresholds"].get(ths) ||
-        doc["webhook_url"].get(url) || doc["webhook_secret"].get(secret)) {
-      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kRulesFile + ": bad record");
-    }
-    r.thresholds_percent.clear();
-    for (simdjson::dom::element t : ths) {
-      std::int64_t v = 0;
-      if (t.get(v))
-        return Error(ErrorCode::kStorageFailed, dir_ + "/" + kRulesFile + ": bad threshold");
-      r.thresholds_percent.push_back(v);
-    }
-    r.webhook_url = std::string(url);
-    r.webhook_secret = std::string(secret);
-    rules_[std::string(account)] = std::move(r);
+namespace {
+
+// A rules line's fields (false: the line is not one).
+bool parse_rules(simdjson::dom::parser& parser, std::string_view json, std::string* account,
+                 AlertRules* out) {
+  simdjson::dom::element doc;
+  if (parser.parse(json).get(doc)) return false;
+  AlertRules r;
+  std::string_view id, url, secret;
+  simdjson::dom::array ths;
+  if (doc["account_id"].get(id) || doc["factor_milli"].get(r.burn.factor_milli) ||
+      doc["window_days"].get(r.burn.window_days) || doc["thresholds"].get(ths) ||
+      doc["webhook_url"].get(url) || doc["webhook_secret"].get(secret)) {
+    return false;
   }
-  std::map<std::string, std::pair<Alert, bool>> alerts;  // by id: the alert, queued
-  for (const std::string& line : complete_lines(dir_ + "/" + kOutboxFile)) {
-    simdjson::dom::element doc;
-    std::string_view op, id;
-    if (parser.parse(line).get(doc) || doc["op"].get(op) || doc["alert_id"].get(id)) {
-      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kOutboxFile + ": bad line");
-    }
+  r.thresholds_percent.clear();
+  for (simdjson::dom::element t : ths) {
+    std::int64_t v = 0;
+    if (t.get(v)) return false;
+    r.thresholds_percent.push_back(v);
+  }
+  r.webhook_url = std::string(url);
+  r.webhook_secret = std::string(secret);
+  *account = std::string(id);
+  *out = std::move(r);
+  return true;
+}
+
+// An outbox line's fields: its op and alert id, and for an "alert" line the alert and
+// whether it goes to a webhook (false: the line is not one).
+bool parse_outbox(simdjson::dom::parser& parser, std::string_view json, std::string* op, Alert* a,
+                  bool* webhook) {
+  simdjson::dom::element doc;
+  std::string_view op_name, id;
+  if (parser.parse(json).get(doc) || doc["op"].get(op_name) || doc["alert_id"].get(id))
+    return false;
+  *op = std::string(op_name);
+  a->alert_id = std::string(id);
+  if (op_name != "alert") return true;
+  std::string_view account, rule, pool, message;
+  simdjson::dom::element details;
+  if (doc["account_id"].get(account) || doc["rule"].get(rule) || doc["pool"].get(pool) ||
+      doc["at_ms"].get(a->at_ms) || doc["message"].get(message) || doc["details"].get(details) ||
+      doc["webhook"].get(*webhook)) {
+    return false;
+  }
+  a->account_id = std::string(account);
+  a->rule = std::string(rule);
+  a->pool = std::string(pool);
+  a->message = std::string(message);
+  a->details_json = simdjson::minify(details);
+  return true;
+}
+
+}  // namespace
+
+Status AlertBook::load(bool repair) {
+  simdjson::dom::parser parser;
+  std::string account;
+  AlertRules r;
+  auto rules = intact_lines(dir_, dir_ + "/" + kRulesFile, repair, [&](std::string_view json) {
+    return parse_rules(parser, json, &account, &r);
+  });
+  if (!rules.ok()) return rules.error();
+  for (const std::string& json : *rules) {
+    const bool parsed = parse_rules(parser, json, &account, &r);  // as intact_lines did
+    CREDIT_ASSERT(parsed);
+    rules_[account] = std::move(r);
+  }
+  std::string op;
+  Alert a;
+  bool webhook = false;
+  auto outbox = intact_lines(dir_, dir_ + "/" + kOutboxFile, repair, [&](std::string_view json) {
+    return parse_outbox(parser, json, &op, &a, &webhook);
+  });
+  if (!outbox.ok()) return outbox.error();
+  for (const std::string& json : *outbox) {
+    a = Alert{};
+    webhook = false;
+    const bool parsed = parse_outbox(parser, json, &op, &a, &webhook);  // as intact_lines did
+    CREDIT_ASSERT(parsed);
     if (op != "alert") {
-      queue_.erase(std::string(id));
+      queue_.erase(a.alert_id);
       continue;
     }
-    Alert a;
-    a.alert_id = std::string(id);
-    std::string_view account, rule, pool, message;
-    simdjson::dom::element details;
-    bool webhook = false;
-    if (doc["account_id"].get(account) || doc["rule"].get(rule) || doc["pool"].get(pool) ||
-        doc["at_ms"].get(a.at_ms) || doc["message"].get(message) || doc["details"].get(details) ||
-        doc["webhook"].get(webhook)) {
-      return Error(ErrorCode::kStorageFailed, dir_ + "/" + kOutboxFile + ": bad alert record");
-    }
-    a.account_id = std::string(account);
-    a.rule = std::string(rule);
-    a.pool = std::string(pool);
-    a.message = std::string(message);
-    a.details_json = simdjson::minify(details);
     fired_.insert(a.alert_id);
     keep(a);
     if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, 0};
@@ -270,7 +413,7 @@ Status AlertBook::append(const std::string& file, const std::string& line) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0)
     return Error(ErrorCode::kStorageFailed, "cannot open " + path + ": " + std::strerror(errno));
-  std::string data = line + "\n";
+  std::string data = sealed_line(line) + "\n";
   std::size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);

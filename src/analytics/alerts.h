@@ -136,8 +136,12 @@ using WebhookSender = std::function<bool(const WebhookRequest&)>;
 
 class AlertBook {
  public:
-  // Reads (or creates) the two files under `dir`.
-  static Result<std::unique_ptr<AlertBook>> open(const std::string& dir);
+  // Reads (or creates) the two files under `dir`. Each line carries the XXH3-64 of its
+  // JSON (lines written before that carry none and are still read); a line that fails it
+  // or does not parse is damage: an error naming the file and the offset, or with
+  // `repair`, the line is dropped (the file rewritten without it) and reported on stderr.
+  // A last line without its newline is a torn append: dropped and reported.
+  static Result<std::unique_ptr<AlertBook>> open(const std::string& dir, bool repair = false);
   ~AlertBook();
 
   AlertRules rules(const std::string& account_id) const;
@@ -167,7 +171,7 @@ class AlertBook {
     std::int64_t next_attempt_ms = 0;
   };
   explicit AlertBook(std::string dir) : dir_(std::move(dir)) {}
-  Status load();
+  Status load(bool repair);
   Status append(const std::string& file, const std::string& line);
   void keep(const Alert& a);
 

@@ -12,8 +12,8 @@
 
 namespace credit::analytics {
 
-Result<std::unique_ptr<Analytics>> Analytics::open(const std::string& dir) {
-  auto book = AlertBook::open(dir);
+Result<std::unique_ptr<Analytics>> Analytics::open(const std::string& dir, bool repair) {
+  auto book = AlertBook::open(dir, repair);
   if (!book.ok()) return book.error();
   std::unique_ptr<Analytics> a(new Analytics());
   a->alerts_ = std::move(book.value());

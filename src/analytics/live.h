@@ -70,7 +70,7 @@ struct DueAccount {
 class Analytics {
  public:
   // The alert files live in `dir` (DATA/analytics). Starts the worker.
-  static Result<std::unique_ptr<Analytics>> open(const std::string& dir);
+  static Result<std::unique_ptr<Analytics>> open(const std::string& dir, bool repair = false);
   ~Analytics();  // stops the worker, then applies what is still queued
 
   // The engine's sink: queues live events; returns true when the caller should schedule

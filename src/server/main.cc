@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
   server::Engine engine(clock, *catalog, std::move(cards), eo);
   server::MetricsRegistry metrics;
   // Live analytics: the sink is set before recovery, which feeds it every kept event.
-  auto analytics = analytics::Analytics::open(data_dir + "/analytics");
+  auto analytics = analytics::Analytics::open(data_dir + "/analytics", repair);
   if (!analytics.ok()) return fail(analytics.error().message);
   server::attach_analytics(engine, **analytics);
   if (Status s = engine.open(); !s.ok()) {

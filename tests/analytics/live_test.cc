@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "analytics/alerts.h"
 #include "analytics/burn.h"
@@ -214,6 +215,75 @@ TEST(Alerts, BookRecordsEachAlertOnceAndDeliversWithBackoffAcrossRestarts) {
   EXPECT_EQ((*book)->queued(), 0u);
   auto reopened = AlertBook::open(dir);
   EXPECT_EQ((*reopened)->queued(), 0u);  // delivered is durable too
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+// DESIGN.md section 3: every file the state depends on is verified by checksum, and damage
+// stops the start naming the file and the offset (found by an audit: the rules and outbox
+// files had none, an edited threshold was taken as it was, and --repair could not help).
+TEST(Alerts, BookLinesCarryChecksumsDamageNamesFileAndOffsetAndRepairDropsTheLine) {
+  std::string dir = testing::TempDir() + "/alerts_book_damage_test";
+  std::filesystem::remove_all(dir);
+  AlertRules a, b;
+  a.thresholds_percent = {10, 50};
+  b.thresholds_percent = {80};
+  {
+    auto book = AlertBook::open(dir);
+    ASSERT_TRUE(book.ok());
+    ASSERT_TRUE((*book)->set_rules("a", a).ok());
+    ASSERT_TRUE((*book)->set_rules("b", b).ok());
+  }
+  const std::string path = dir + "/alert_rules.log";
+  const std::string intact = file_text(path);
+  const std::size_t second = intact.find('\n') + 1;
+  // An edit that leaves valid JSON: the checksum tells.
+  std::string edited = intact;
+  const std::size_t at = edited.find("[10,50]");
+  ASSERT_NE(at, std::string::npos);
+  edited[at + 2] = '9';
+  write_text(path, edited);
+  auto refused = AlertBook::open(dir);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kStorageFailed);
+  EXPECT_EQ(refused.error().detail("offset"), "0");
+  EXPECT_NE(refused.error().detail("file").find("alert_rules.log"), std::string::npos);
+  // A flipped byte in the second line names its offset.
+  std::string flipped = intact;
+  flipped[second + 30] = static_cast<char>(flipped[second + 30] ^ 0x20);
+  write_text(path, flipped);
+  refused = AlertBook::open(dir);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().detail("offset"), std::to_string(second));
+  // --repair drops the damaged line, keeps the others, and leaves a file that opens.
+  {
+    auto repaired = AlertBook::open(dir, true);
+    ASSERT_TRUE(repaired.ok()) << repaired.error().message;
+    EXPECT_EQ((*repaired)->rules("a").thresholds_percent, (std::vector<std::int64_t>{10, 50}));
+    EXPECT_EQ((*repaired)->rules("b").thresholds_percent, AlertRules{}.thresholds_percent);
+  }
+  auto plain = AlertBook::open(dir);
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ((*plain)->rules("a").thresholds_percent, (std::vector<std::int64_t>{10, 50}));
+  plain->reset();
+  // A torn last line (no newline) is an append cut short: dropped, not damage.
+  write_text(path, intact + intact.substr(0, 20));
+  auto torn = AlertBook::open(dir);
+  ASSERT_TRUE(torn.ok()) << torn.error().message;
+  EXPECT_EQ((*torn)->rules("b").thresholds_percent, (std::vector<std::int64_t>{80}));
+  torn->reset();
+  EXPECT_EQ(file_text(path), intact);
+  // Lines written before checksums (the JSON alone) are still read.
+  write_text(path, intact.substr(17, second - 17));
+  auto old = AlertBook::open(dir);
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ((*old)->rules("a").thresholds_percent, (std::vector<std::int64_t>{10, 50}));
 }
 
 pricing::Catalog catalog() {
