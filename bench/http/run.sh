@@ -86,7 +86,7 @@ cpu_per() {  # cpu_per TICKS0 TICKS1 CHARGES: CPU microseconds per charge
   python3 -c "import os; print(round(($2 - $1) * 1e6 / os.sysconf('SC_CLK_TCK') / max($3, 1), 1))"
 }
 
-metric() {  # metric NAME: a gauge of creditd's /metrics
+metric() {  # metric NAME: a value of creditd's /metrics
   curl -s "http://127.0.0.1:$CREDITD_PORT/metrics" | awk -v n="$1" '$1 == n {print $2}'
 }
 
@@ -112,9 +112,9 @@ run_creditd() {  # run_creditd ROUND CASE
   cpu1=$(cpu_ticks "$SERVER_PID")
   local used batches ops sent fsyncs fsync_us
   used=$($HELPER used "http://127.0.0.1:$CREDITD_PORT" "$SERVICE_KEY")
-  batches=$(metric creditd_batches)
-  ops=$(metric creditd_ops)
-  fsyncs=$(metric creditd_fsyncs)
+  batches=$(metric creditd_batches_total)
+  ops=$(metric creditd_ops_total)
+  fsyncs=$(metric creditd_fsyncs_total)
   fsync_us=$(metric creditd_fsync_seconds_total_micro)
   stop_server
   rm -rf "$dir"

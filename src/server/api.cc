@@ -1964,27 +1964,29 @@ void Api::handle(HttpRequest&& req, Responder respond) {
   };
   if (req.method == "GET" && req.path == "/metrics") {
     EngineStats& st = engine_.stats();
-    metrics_.gauge("creditd_batches", "Batches applied")
-        .set(static_cast<std::int64_t>(st.batches.load()));
-    metrics_.gauge("creditd_ops", "Ops applied (charges, holds, captures, ...)")
-        .set(static_cast<std::int64_t>(st.ops.load()));
+    metrics_.counter("creditd_batches_total", "Batches applied")
+        .set_total(static_cast<std::uint64_t>(st.batches.load()));
+    metrics_.counter("creditd_ops_total", "Ops applied (charges, holds, captures, ...)")
+        .set_total(static_cast<std::uint64_t>(st.ops.load()));
     metrics_.gauge("creditd_fsync_seconds_total_micro", "Microseconds spent in fdatasync")
         .set(static_cast<std::int64_t>(st.fsync_ns_total.load() / 1000));
-    metrics_.gauge("creditd_fsyncs", "Log writes, each with one fdatasync (group commits)")
-        .set(static_cast<std::int64_t>(st.fsyncs.load()));
-    metrics_.gauge("creditd_cache_hits", "Integration cache hits")
-        .set(static_cast<std::int64_t>(st.cache_hits.load()));
-    metrics_.gauge("creditd_snapshots", "Snapshots written")
-        .set(static_cast<std::int64_t>(st.snapshots.load()));
+    metrics_.counter("creditd_fsyncs_total", "Log writes, each with one fdatasync (group commits)")
+        .set_total(static_cast<std::uint64_t>(st.fsyncs.load()));
+    metrics_.counter("creditd_cache_hits_total", "Integration cache hits")
+        .set_total(static_cast<std::uint64_t>(st.cache_hits.load()));
+    metrics_.counter("creditd_snapshots_total", "Snapshots written")
+        .set_total(static_cast<std::uint64_t>(st.snapshots.load()));
     metrics_
         .gauge("creditd_snapshot_pause_micro_last",
                "Microseconds the last snapshot held the ledger thread")
         .set(static_cast<std::int64_t>(st.snapshot_pause_ns_last.load() / 1000));
-    metrics_.gauge("creditd_snapshots_replayed", "Snapshots rebuilt from the log by a worker")
-        .set(static_cast<std::int64_t>(st.snapshots_replayed.load()));
     metrics_
-        .gauge("creditd_snapshots_forked", "Snapshots written by a child forked from the server")
-        .set(static_cast<std::int64_t>(st.snapshots_forked.load()));
+        .counter("creditd_snapshots_replayed_total", "Snapshots rebuilt from the log by a worker")
+        .set_total(static_cast<std::uint64_t>(st.snapshots_replayed.load()));
+    metrics_
+        .counter("creditd_snapshots_forked_total",
+                 "Snapshots written by a child forked from the server")
+        .set_total(static_cast<std::uint64_t>(st.snapshots_forked.load()));
     metrics_
         .gauge("creditd_snapshot_rebuild_ms_last",
                "Milliseconds the last worker took to rebuild the state from the log")

@@ -168,7 +168,15 @@ int main(int argc, char** argv) {
   app.add_option("--io-threads", io_threads, "HTTP I/O threads");
   app.add_option("--import-bytes-max", import_bytes_max,
                  "largest body of POST /v1/admin/import (streamed; default 64 GiB)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Every bad flag or value exits 2, as every other refused start does.
+    app.exit(e);
+    return 2;
+  }
   eo.snapshot_collapse = !no_heap_collapse;
   eo.snapshot_mode = snapshot_mode == "fork"     ? server::SnapshotMode::kFork
                      : snapshot_mode == "inline" ? server::SnapshotMode::kInline
@@ -181,7 +189,7 @@ int main(int argc, char** argv) {
   auto card = pricing::RateCard::load_file(card_path);
   if (!card.ok()) return fail(card.error().message);
   if (Status s = pricing::check_rate_card_pools(*catalog, *card); !s.ok())
-    return fail(s.error().message);
+    return fail(card_path + " (with the plans of " + plans_path + "): " + s.error().message);
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return fail("cannot create " + data_dir + ": " + ec.message());

@@ -38,6 +38,9 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 class Counter {
  public:
   void inc(std::uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  // For a count kept elsewhere (EngineStats), mirrored here when /metrics is read; it
+  // only grows, as a counter's must.
+  void set_total(std::uint64_t total) { value_.store(total, std::memory_order_relaxed); }
   std::uint64_t value() const { return value_.load(std::memory_order_relaxed); }
 
  private:

@@ -45,11 +45,11 @@ def replays_answer(c, done, label):
 
 
 def wait_snapshots_replayed(c, at_least, wait_s=60.0):
-    """creditd_snapshots_replayed once it reaches at_least (or after wait_s)."""
+    """creditd_snapshots_replayed_total once it reaches at_least (or after wait_s)."""
     deadline = time.time() + wait_s
     while True:
         m = c.get("/metrics", key=None)
-        lines = [line for line in m.text.splitlines() if line.startswith("creditd_snapshots_replayed ")]
+        lines = [line for line in m.text.splitlines() if line.startswith("creditd_snapshots_replayed_total ")]
         n = int(lines[0].split()[1]) if len(lines) == 1 else -1
         if n >= at_least or time.time() > deadline:
             return n
