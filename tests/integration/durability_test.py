@@ -368,6 +368,19 @@ def tree_bytes(root):
     return out
 
 
+def charged_then_stopped(account, at, charges):
+    """A server with `account` (starter) charged 1 credit `charges` times at `at` (keys
+    <account>-<i>), stopped with SIGTERM (so a snapshot covers it): its data dir."""
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock(at)
+    a = c.create_account(account, "starter")
+    for i in range(charges):
+        c.charge(a, amount=1, idem=f"{account}-{i}")
+    eq(f"{account} setup: SIGTERM (a snapshot)", srv.stop(), 0)
+    return srv.data_dir, a
+
+
 def missing_segment_after_snapshot():
     """A refused start writes nothing: with a snapshot and the log after it deleted, the
     start stops (naming a file and an offset) before it would write a new segment or cut
@@ -375,14 +388,7 @@ def missing_segment_after_snapshot():
     when the segment was put back)."""
     import glob
     import subprocess
-    srv = h.start(manual_clock=True)
-    c = srv.client()
-    c.set_clock("2026-03-12T12:00:00Z")
-    a = c.create_account("gone2", "starter")
-    for i in range(3):
-        c.charge(a, amount=1, idem=f"gone2-{i}")
-    eq("missing after snapshot setup: SIGTERM (a snapshot)", srv.stop(), 0)
-    data = srv.data_dir
+    data, a = charged_then_stopped("gone2", "2026-03-12T12:00:00Z", 3)
     wal = sorted(glob.glob(os.path.join(data, "wal", "wal-*.log")))
     with open(wal[0], "rb") as fh:
         kept = fh.read()
@@ -411,14 +417,7 @@ def repair_skips_covered_damage():
     import glob
     import struct
     import subprocess
-    srv = h.start(manual_clock=True)
-    c = srv.client()
-    c.set_clock("2026-03-13T12:00:00Z")
-    a = c.create_account("cov", "starter")
-    for i in range(4):
-        c.charge(a, amount=1, idem=f"cov-{i}")
-    eq("covered damage setup: SIGTERM (a snapshot)", srv.stop(), 0)
-    data = srv.data_dir
+    data, a = charged_then_stopped("cov", "2026-03-13T12:00:00Z", 4)
     srv = h.start(manual_clock=True, data_dir=data)
     c = srv.client()
     for i in range(4, 7):
