@@ -61,8 +61,15 @@ std::string alert_line(const Alert& a, bool webhook) {
   json::Writer w(out);
   w.begin_object().key("op").string("alert").key("alert_id").string(a.alert_id);
   w.key("account_id").string(a.account_id).key("rule").string(a.rule).key("pool").string(a.pool);
-  w.key("at_ms").integer(a.at_ms).key("message").string(a.message).key("details").raw(
-      a.details_json);
+  // The details as a string of their exact bytes: a nested object would be read back
+  // re-serialized ("2.0070" as "2.007"), and the alert (and a webhook body sent again
+  // after a restart) would differ from the one first listed and signed.
+  w.key("at_ms")
+      .integer(a.at_ms)
+      .key("message")
+      .string(a.message)
+      .key("details_text")
+      .string(a.details_json);
   w.key("webhook").boolean(webhook).end_object();
   return out;
 }
@@ -355,18 +362,26 @@ bool parse_outbox(simdjson::dom::parser& parser, std::string_view json, std::str
   *op = std::string(op_name);
   a->alert_id = std::string(id);
   if (op_name != "alert") return true;
-  std::string_view account, rule, pool, message;
-  simdjson::dom::element details;
+  std::string_view account, rule, pool, message, details_text;
   if (doc["account_id"].get(account) || doc["rule"].get(rule) || doc["pool"].get(pool) ||
-      doc["at_ms"].get(a->at_ms) || doc["message"].get(message) || doc["details"].get(details) ||
-      doc["webhook"].get(*webhook)) {
+      doc["at_ms"].get(a->at_ms) || doc["message"].get(message) || doc["webhook"].get(*webhook)) {
     return false;
+  }
+  if (!doc["details_text"].get(details_text)) {
+    simdjson::dom::parser inner;  // the text is one JSON object, as written
+    simdjson::dom::object object;
+    if (inner.parse(details_text).get(object)) return false;
+    a->details_json = std::string(details_text);
+  } else {
+    // Lines written before details_text: the object as simdjson writes it back.
+    simdjson::dom::element details;
+    if (doc["details"].get(details)) return false;
+    a->details_json = simdjson::minify(details);
   }
   a->account_id = std::string(account);
   a->rule = std::string(rule);
   a->pool = std::string(pool);
   a->message = std::string(message);
-  a->details_json = simdjson::minify(details);
   return true;
 }
 

@@ -449,13 +449,37 @@ struct Api::Impl {
     if (c.precheck_error != ErrorCode::kOk && r != nullptr) {
       in += "invalid\x1f";
       r->value().append_json(in);
+    } else if (auto* charge = std::get_if<ledger::Charge>(&c.body)) {
+      encode_asked(*charge, c.body, in);
+    } else if (auto* hold = std::get_if<ledger::Hold>(&c.body)) {
+      encode_asked(*hold, c.body, in);
     } else {
       ledger::encode_command_body(c.body, in);
+    }
+    if (c.precheck_error == ErrorCode::kOk || r == nullptr) {
       // Appended only when a default was given explicitly, so the hashes of every other
       // request (and of the keys stored before this rule) stay as they were.
       if (!given.empty()) in.append("\x1fgiven:").append(given);
     }
     c.idem.request_hash = hash128_of(in);
+  }
+
+  // A charge's or hold's command as the request asked it: without what the server derived
+  // from its rate card (a usage's price, the card's version, the kind's pool), so that a
+  // retry after the rate card changed is the same request, not 422 (found by an audit).
+  // The fields are cleared for the encoding and put back.
+  template <class ChargeOrHold>
+  static void encode_asked(ChargeOrHold& x, const ledger::CommandBody& body, std::string& in) {
+    const Millicredits amount = x.amount;
+    const std::int64_t version = x.rate_card_version;
+    std::string pool;
+    pool.swap(x.pool);
+    if (x.priced_by_usage) x.amount = Millicredits::zero();
+    x.rate_card_version = 0;
+    ledger::encode_command_body(body, in);
+    x.amount = amount;
+    x.rate_card_version = version;
+    x.pool.swap(pool);
   }
 
   // The command's answer is the key's error when there is one: a command without a usable

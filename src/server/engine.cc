@@ -693,7 +693,7 @@ Status Engine::open() {
   }
   // A snapshot, but no segment with a header: the log after it was deleted (a start would
   // write a new segment at LSN 0). Refused here, before anything is written.
-  if (snapshot_lsn_ > 0 && !log_first->has_value()) {
+  if (snapshot_lsn_ > 0 && !log_first->has_value() && !options_.repair) {
     const std::string file =
         log_dir + "/" +
         store::segment_file_name(oldest->has_value() && **oldest > 0 ? **oldest - 1 : 0);
@@ -745,6 +745,15 @@ Status Engine::open() {
                  "were renamed *.damaged\n",
                  cut->file.c_str(), static_cast<unsigned long long>(cut->offset),
                  cut->reason.c_str());
+  }
+  if (const auto& ended = wal_->recovery().restarted_after_lsn) {
+    std::fprintf(stderr,
+                 "creditd: --repair: the log ended at LSN %llu, before the newest snapshot's LSN "
+                 "%llu: its segments were renamed *.damaged and it restarts at %llu (the "
+                 "snapshot's state; commands logged after it are lost)\n",
+                 static_cast<unsigned long long>(*ended),
+                 static_cast<unsigned long long>(snapshot_lsn_),
+                 static_cast<unsigned long long>(snapshot_lsn_));
   }
   // Before the event log is cut to the state: a refused start changes nothing more.
   if (wal_->recovery().first_lsn > snapshot_lsn_ || wal_->next_lsn() < snapshot_lsn_) {

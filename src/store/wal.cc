@@ -499,6 +499,19 @@ Status Wal::recover(const WalRecordFn& on_record) {
     }
   }
 
+  // With repair, a log that ends before the LSN the newest snapshot needs cannot continue
+  // it: every segment file is set aside and the log restarts at that LSN, in a new segment
+  // numbered after all of them. The state is the snapshot's.
+  std::optional<std::uint64_t> restart_number;
+  if (options_.repair && lsn < options_.covered_below_lsn) {
+    recovery_.restarted_after_lsn = lsn;
+    remove_from = scan_end;
+    set_aside_from = 0;
+    restart_number = numbers.empty() ? 0 : numbers.back() + 1;
+    retained.clear();
+    lsn = options_.covered_below_lsn;
+    last_type = 0;
+  }
   bool dir_changed = false;
   for (std::size_t j = remove_from; j < scan_end; ++j) {
     if (::unlink(path_of(numbers[j]).c_str()) != 0) {
@@ -522,7 +535,9 @@ Status Wal::recover(const WalRecordFn& on_record) {
   next_lsn_ = lsn;
   durable_lsn_ = lsn;
   if (retained.empty()) {
-    const std::uint64_t number = numbers.empty() ? 0 : numbers.front();
+    const std::uint64_t number = restart_number    ? *restart_number
+                                 : numbers.empty() ? 0
+                                                   : numbers.front();
     Status started = start_segment(number, lsn);
     if (!started) return started;
   } else {

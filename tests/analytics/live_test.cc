@@ -286,6 +286,30 @@ TEST(Alerts, BookLinesCarryChecksumsDamageNamesFileAndOffsetAndRepairDropsTheLin
   EXPECT_EQ((*old)->rules("a").thresholds_percent, (std::vector<std::int64_t>{10, 50}));
 }
 
+// Found by an audit: an alert's details were written as a nested object and read back
+// re-serialized, so "ratio":2.0070 came back as 2.007 after a restart.
+TEST(Alerts, AnAlertsDetailsReadBackByteForByte) {
+  std::string dir = testing::TempDir() + "/alerts_details_test";
+  std::filesystem::remove_all(dir);
+  Alert a;
+  a.alert_id = "al_1";
+  a.account_id = "a";
+  a.rule = "burn_spike";
+  a.pool = "credits";
+  a.at_ms = at("2026-03-04T10:00:00Z");
+  a.message = "burn";
+  a.details_json = R"({"today":20.07,"trailing_mean":10,"ratio":2.0070,"factor":2.0})";
+  {
+    auto book = AlertBook::open(dir);
+    ASSERT_TRUE(book.ok());
+    EXPECT_EQ((*book)->record({a}, a.at_ms), 1u);
+  }
+  auto book = AlertBook::open(dir);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  ASSERT_EQ((*book)->alerts_of("a").size(), 1u);
+  EXPECT_EQ((*book)->alerts_of("a")[0].details_json, a.details_json);
+}
+
 pricing::Catalog catalog() {
   pricing::Catalog c;
   auto plan = [&](const char* id, std::int64_t cents, std::int64_t credits) {

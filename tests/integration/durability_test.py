@@ -408,6 +408,21 @@ def missing_segment_after_snapshot():
     srv2 = h.start(manual_clock=True, data_dir=data)
     eq("missing after snapshot: with the segment back, the state is whole", srv2.client().pool(a)["used"], 3)
     srv2.stop()
+    # Without it, --repair starts from the snapshot, and the log goes on after it.
+    wal = sorted(glob.glob(os.path.join(data, "wal", "wal-*.log")))
+    for path in wal:
+        os.unlink(path)
+    srv3 = h.start(manual_clock=True, data_dir=data, extra_args=["--repair"])
+    check("missing after snapshot, --repair: the log restarts at the snapshot's LSN, said",
+          "restarts at" in srv3.output(), srv3.output()[-600:])
+    c3 = srv3.client()
+    eq("missing after snapshot, --repair: the snapshot's state", c3.pool(a)["used"], 3)
+    r = c3.charge(a, amount=1, idem="gone2-after")
+    check("missing after snapshot, --repair: a new charge", r.status == 201, r)
+    eq("missing after snapshot, --repair: SIGTERM exits 0", srv3.stop(), 0)
+    srv4 = h.start(manual_clock=True, data_dir=data)
+    eq("missing after snapshot: the next plain start has the new charge too", srv4.client().pool(a)["used"], 4)
+    srv4.stop()
 
 
 def repair_skips_covered_damage():
@@ -450,6 +465,52 @@ def repair_skips_covered_damage():
     srv3.stop()
 
 
+def retry_after_a_new_rate_card():
+    """The same request is the same request after the rate card changed (found by an audit:
+    charge and hold keys replayed 422 idempotency_key_reused after a restart with a new
+    card, since the request hash held the card's price, version and pool)."""
+    import tempfile
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, "config", "rate_card.toml")) as fh:
+        card = fh.read()
+    assert "\nversion = 1\n" in card and "\nbase_mc = 500\n" in card
+    card2 = card.replace("\nversion = 1\n", "\nversion = 2\n").replace("\nbase_mc = 500\n", "\nbase_mc = 900\n")
+    path2 = os.path.join(tempfile.mkdtemp(prefix="creditd-card-"), "rate_card.toml")
+    with open(path2, "w") as fh:
+        fh.write(card2)
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-14T12:00:00Z")
+    a = c.create_account("card", "pro")
+    usage = {"model": "default", "input_tokens": 1000, "output_tokens": 100}
+    first = {
+        "usage": c.charge(a, usage=usage, kind="agent_prompt", idem="card-u"),
+        "amount": c.charge(a, amount=2, kind="agent_prompt", idem="card-a"),
+        "hold": c.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "card-h", "kind": "agent_prompt",
+                                                   "user_id": "u1", "usage": usage}),
+    }
+    for name, r in first.items():
+        check(f"new card setup: {name}: 201", r.status == 201, r)
+    eq("new card setup: SIGTERM", srv.stop(), 0)
+    srv2 = h.start(manual_clock=True, data_dir=srv.data_dir, extra_args=["--rate-card", path2])
+    c2 = srv2.client()
+    q = c2.post(f"/v1/accounts/{a}/quote", {"kind": "agent_prompt", "usage": usage})
+    eq("new card: quotes price with version 2", q.get("rate_card_version"), 2)
+    again = {
+        "usage": c2.charge(a, usage=usage, kind="agent_prompt", idem="card-u"),
+        "amount": c2.charge(a, amount=2, kind="agent_prompt", idem="card-a"),
+        "hold": c2.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "card-h", "kind": "agent_prompt",
+                                                    "user_id": "u1", "usage": usage}),
+    }
+    for name, r in again.items():
+        check(f"new card: the {name} request's key replays its first answer",
+              r.status == 201 and r.headers.get("idempotent-replayed") == "true" and r.text == first[name].text,
+              (r, first[name].text))
+    r = c2.charge(a, amount=3, kind="agent_prompt", idem="card-a")
+    check("new card: another body under the key is still 422", h.is_error(r, 422, "idempotency_key_reused"), r)
+    srv2.stop()
+
+
 def retention_while_running():
     """DESIGN.md "Events": the event log's days are deleted by age while the server runs,
     not only at its next start."""
@@ -469,6 +530,7 @@ def retention_while_running():
 
 
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
-                missing_segment_after_snapshot, repair_skips_covered_damage, retention_while_running):
+                missing_segment_after_snapshot, repair_skips_covered_damage, retry_after_a_new_rate_card,
+                retention_while_running):
     h.run_section(section)
 h.finish()

@@ -338,6 +338,34 @@ TEST_F(WalDamageTest, RepairCutsACoveredRecordWhoseLengthIsDamaged) {
   ASSERT_TRUE(opened->wal->recovery().repaired);
 }
 
+TEST_F(WalDamageTest, RepairOfALogThatEndsBeforeTheSnapshotRestartsItThere) {
+  // The snapshot covers LSNs below 40, but the log holds 30 records (the rest was lost):
+  // repair sets the segment aside and the log goes on at 40.
+  WalOptions repair = options_;
+  repair.repair = true;
+  repair.covered_below_lsn = 40;
+  {
+    auto opened = open_wal(dir_.path(), repair);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    ASSERT_TRUE(opened->wal->recovery().restarted_after_lsn);
+    EXPECT_EQ(*opened->wal->recovery().restarted_after_lsn, 30u);
+    EXPECT_EQ(opened->wal->recovery().first_lsn, 40u);
+    auto lsn = opened->wal->append(payload_of(40));
+    ASSERT_TRUE(lsn.ok());
+    EXPECT_EQ(*lsn, 40u);
+    ASSERT_TRUE(opened->wal->close().ok());
+  }
+  EXPECT_TRUE(std::filesystem::exists(path_ + ".damaged"));
+  WalOptions covered = options_;
+  covered.covered_below_lsn = 40;
+  auto plain = open_wal(dir_.path(), covered);
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_FALSE(plain->wal->recovery().restarted_after_lsn);
+  EXPECT_EQ(plain->wal->recovery().first_lsn, 40u);
+  ASSERT_EQ(plain->records.size(), 1u);
+  EXPECT_EQ(plain->records[0].first, 40u);
+}
+
 TEST_F(WalDamageTest, LengthCorruptedToCoverLaterRecordsIsDamageNotATornTail) {
   const auto [start, end] = records_[28];
   // Record 28's length now runs past the end of the file: everything after its
