@@ -92,8 +92,10 @@ std::optional<pricing::RateCard> load_card(const std::string& given) {
   return std::move(*card);
 }
 
-// The catalog when the file loads; `required` makes a failure an error.
+// The catalog when the file loads; `required` makes a failure an error, and so does a
+// --plans FILE given explicitly (a file asked for is read, used or not).
 bool load_plans(const std::string& given, bool required, std::optional<pricing::Catalog>& out) {
+  required = required || given != kPlansPathDefault;
   std::string tried;
   const std::string path = resolve_config(given, kPlansPathDefault, tried);
   if (path.empty()) {
@@ -347,9 +349,9 @@ int run_simulate(const SimulateArgs& args) {
   }
   auto card = load_card(args.rate_card);
   if (!card) return kExitUsage;
+  std::optional<pricing::Catalog> catalog;
+  if (!load_plans(args.plans, !args.plan.empty(), catalog)) return kExitUsage;
   if (!args.plan.empty()) {
-    std::optional<pricing::Catalog> catalog;
-    if (!load_plans(args.plans, true, catalog)) return kExitUsage;
     if (catalog->find(args.plan) == nullptr) {
       usage_error("--plan: unknown plan '" + args.plan + "'");
       return kExitUsage;

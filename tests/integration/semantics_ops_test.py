@@ -523,6 +523,13 @@ def ctl_bad_files():
         rc, out, err = ctl(cmd[0], long_line, *cmd[1:])
         check(f"{name} of a file with a line over 1 MiB: exit 3, the line reported",
               rc == 3 and "long.ndjson:2:" in err, (rc, err[:300]))
+    # A --plans FILE asked for is read, whether or not --plan uses it (it was ignored).
+    missing_plans = os.path.join(TMP, "missing-plans.toml")
+    for cmd in (("simulate", "--days", "1", "--out", os.path.join(TMP, "p.ndjson")), ("audit", good),
+                ("replay", good, "--policy", "cache")):
+        rc, out, err = ctl(*cmd, "--plans", missing_plans)
+        check(f"{cmd[0]} --plans with a missing file: exit 2, naming it",
+              rc == 2 and "missing-plans.toml" in err, (rc, err[:300]))
 
 
 def ctl_online_format():
