@@ -188,9 +188,27 @@ bool decode_query(std::string_view query, std::vector<std::pair<std::string, std
   return true;
 }
 
+namespace {
+// Whether two paths have the same segments, empty ones ignored (as the router splits).
+bool same_segments(std::string_view a, std::string_view b) {
+  const auto next = [](std::string_view& p) {
+    while (!p.empty() && p.front() == '/') p.remove_prefix(1);
+    const std::size_t end = std::min(p.find('/'), p.size());
+    const std::string_view segment = p.substr(0, end);
+    p.remove_prefix(end);
+    return segment;
+  };
+  for (;;) {
+    const std::string_view x = next(a), y = next(b);
+    if (x != y) return false;
+    if (x.empty()) return true;
+  }
+}
+}  // namespace
+
 std::size_t body_bytes_max_for_path(const HttpServerOptions& options, std::string_view path) {
-  if (path == kPathBatch) return options.batch_body_bytes_max;
-  if (path == kPathImport) return options.import_body_bytes_max;
+  if (same_segments(path, kPathBatch)) return options.batch_body_bytes_max;
+  if (same_segments(path, kPathImport)) return options.import_body_bytes_max;
   return options.body_bytes_max;
 }
 
@@ -236,6 +254,8 @@ struct HttpServer::Core {
   // session's executor: stop() waits for them, since the io_context (and the strand
   // service that copy points into) dies with the server.
   std::atomic<std::size_t> delivering{0};
+  // Bytes of bodies being read into memory, in every session (options.buffered_body_bytes_max).
+  std::atomic<std::size_t> buffered_body_bytes{0};
 
   std::mutex mu;
   std::condition_variable all_closed;
@@ -253,6 +273,7 @@ class Session : public std::enable_shared_from_this<Session> {
       : core_(core), stream_(std::move(socket)), from_loopback_(from_loopback) {}
   ~Session() {
     abort_stream();
+    release_buffered();
     core_.session_ended(registry_it_);
   }
 
@@ -410,6 +431,25 @@ class Session : public std::enable_shared_from_this<Session> {
     body_limit_ = body_bytes_max_for_path(core_.options, req_.path);
     is_head_ = msg.method() == http::verb::head;
 
+    // Transfer-Encoding is "chunked" alone, on HTTP/1.1 (RFC 9112 section 6.1). With any
+    // other coding the body's length is unknown here, but not to a proxy in front: its
+    // bytes would be read as the next request. Refused, and the connection closed.
+    if (auto te = msg.find(http::field::transfer_encoding); te != msg.end()) {
+      std::string_view coding = sv(te->value());
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
+        coding.remove_prefix(1);
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
+        coding.remove_suffix(1);
+      if (msg.count(http::field::transfer_encoding) != 1 || msg.version() != 11 ||
+          !beast::iequals(beast::string_view(coding.data(), coding.size()), "chunked")) {
+        answer_early(error_response(Error(ErrorCode::kInvalidRequest,
+                                          "Transfer-Encoding may only be chunked (HTTP/1.1)")
+                                        .with_string("param", "Transfer-Encoding")),
+                     true);
+        return;
+      }
+    }
+
     if (req_.path.empty() || req_.path.front() != '/') {
       return refuse(Error(ErrorCode::kInvalidRequest, "the request target must be a path")
                         .with_string("param", "path"));
@@ -461,6 +501,11 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->get().body().streamed = sink_ != nullptr;
     parser_->body_limit(static_cast<std::uint64_t>(body_limit_));
     if (parser_->is_done()) return on_request();
+    if (const auto length = parser_->content_length();
+        length && !sink_ && !reserve_buffered(*length)) {
+      return refuse_overloaded();
+    }
+    body_deadline_ = std::chrono::steady_clock::now() + idle_timeout();
 
     if (auto it = msg.find(http::field::expect);
         it != msg.end() && beast::iequals(it->value(), "100-continue")) {
@@ -482,23 +527,35 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_continue(beast::error_code ec, std::size_t) {
     if (ec || stop_requested_) return close();
+    body_deadline_ = std::chrono::steady_clock::now() + idle_timeout();
     read_body();
   }
 
   void read_body() {
     state_ = State::kReadingBody;
-    // Reset per read, so the timeout is one of idleness, not of the whole upload.
-    stream_.expires_after(idle_timeout());
+    // Not reset per read: each byte buys 1 / body_bytes_per_second_min s (on_body), so a
+    // trickle ends at the deadline while a steady upload never meets it.
+    stream_.expires_at(body_deadline_);
     http::async_read_some(stream_, buffer_, *parser_,
                           beast::bind_front_handler(&Session::on_body, shared_from_this()));
   }
 
-  void on_body(beast::error_code ec, std::size_t) {
+  void on_body(beast::error_code ec, std::size_t bytes) {
     if (ec) {
       abort_stream();
       if (!refuse_on_read_error(ec)) close();
       return;
     }
+    const auto now = std::chrono::steady_clock::now();
+    const std::size_t rate = std::max<std::size_t>(core_.options.body_bytes_per_second_min, 1);
+    body_deadline_ = std::min(
+        now + idle_timeout(),
+        body_deadline_ +
+            std::chrono::nanoseconds(static_cast<std::int64_t>(
+                std::min<std::size_t>(bytes, std::size_t{1} << 40) * 1'000'000'000 / rate)));
+    // A body read whole is counted against the sessions' budget as it grows (a chunked
+    // one has no length to reserve up front).
+    if (!sink_ && !reserve_buffered(parser_->get().body().bytes.size())) return refuse_overloaded();
     const bool more = !sink_ || pass_to_sink();
     if (parser_->is_done()) return on_request();
     if (!more) {
@@ -523,7 +580,37 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_resume() {
     if (state_ != State::kPaused) return;  // closed (the sink was aborted) meanwhile
     if (stop_requested_) return close();
+    // The wait was the server's own (its sink was full): not the client's to pay for.
+    body_deadline_ = std::chrono::steady_clock::now() + idle_timeout();
     read_body();
+  }
+
+  // Counts this session's buffered body as `bytes` in all, if the sessions' budget has
+  // room for the growth; false (and nothing counted) otherwise.
+  bool reserve_buffered(std::size_t bytes) {
+    if (bytes <= buffered_bytes_) return true;
+    const std::size_t more = bytes - buffered_bytes_;
+    const std::size_t before = core_.buffered_body_bytes.fetch_add(more, std::memory_order_relaxed);
+    if (before + more > core_.options.buffered_body_bytes_max) {
+      core_.buffered_body_bytes.fetch_sub(more, std::memory_order_relaxed);
+      return false;
+    }
+    buffered_bytes_ = bytes;
+    return true;
+  }
+  void release_buffered() {
+    core_.buffered_body_bytes.fetch_sub(buffered_bytes_, std::memory_order_relaxed);
+    buffered_bytes_ = 0;
+  }
+
+  // The bodies being read in every session fill their budget: 503 overloaded, retried
+  // after a second, and the connection closed (its body is not read).
+  void refuse_overloaded() {
+    release_buffered();
+    HttpResponse res = error_response(
+        Error(ErrorCode::kOverloaded, "the server holds too many request bodies; retry later"));
+    res.headers.emplace_back("Retry-After", "1");
+    answer_early(std::move(res), true);
   }
 
   // The streamed body will not complete: tell its sink, once.
@@ -534,6 +621,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_request() {
     state_ = State::kHandling;
     stream_.expires_never();
+    release_buffered();  // the body is the handler's from here
     keep_alive_ = parser_->get().keep_alive();
     http10_ = parser_->get().version() == 10;
     if (std::shared_ptr<BodySink> sink = std::move(sink_)) {
@@ -667,6 +755,8 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpResponse res_;
   std::string head_;
   std::size_t body_limit_ = 0;
+  std::size_t buffered_bytes_ = 0;  // of this body, counted in core_.buffered_body_bytes
+  std::chrono::steady_clock::time_point body_deadline_{};  // read_body, on_body
   State state_ = State::kReadingHead;
   bool from_loopback_;
   bool keep_alive_ = true;

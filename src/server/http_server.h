@@ -135,13 +135,22 @@ struct HttpServerOptions {
   // does not stream the path would buffer up to this much.
   std::size_t import_body_bytes_max = std::size_t{64} << 30;
   std::int64_t idle_timeout_ms = 60'000;  // per read or write without progress
-  std::int64_t linger_ms = 2'000;         // reading and dropping a refused body before close
+  // A body must also keep this average rate: each byte read extends its deadline by
+  // 1 / rate s, never past idle_timeout_ms from now, so trickling one byte now and then
+  // does not hold a connection (and its buffer) for ever. A pause of the server's own (a
+  // full import sink) does not count.
+  std::size_t body_bytes_per_second_min = 4 * 1024;
+  // Bodies buffered whole (every path but a streamed one) in all connections together;
+  // a request whose body would pass it gets 503 overloaded (Retry-After) and a close.
+  std::size_t buffered_body_bytes_max = std::size_t{1} << 30;
+  std::int64_t linger_ms = 2'000;  // reading and dropping a refused body before close
   // Called on an I/O thread after a run of Handler::handle calls (the requests read
   // together): lets the work they queued be handed on with one wake-up. Optional.
   std::function<void()> after_handling;
 };
 
-// The body limit of a request to `path` under `options`.
+// The body limit of a request to `path` under `options` (its segments as the router
+// reads them: "/v1/batch/" and "/v1//batch" are the batch route).
 std::size_t body_bytes_max_for_path(const HttpServerOptions& options, std::string_view path);
 
 class HttpServer {

@@ -692,6 +692,113 @@ TEST(HttpServer, BodyLimitDependsOnThePath) {
   EXPECT_EQ(body_bytes_max_for_path(o, "/v1/accounts/a/charges"), 1u << 20);
   EXPECT_EQ(body_bytes_max_for_path(o, "/v1/batch"), 16u << 20);
   EXPECT_EQ(body_bytes_max_for_path(o, "/v1/admin/import"), std::size_t{64} << 30);
+  // The segments the router reads (found by an audit: /v1/batch/ routed to the batch but
+  // was held to 1 MiB).
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/batch/"), 16u << 20);
+  EXPECT_EQ(body_bytes_max_for_path(o, "//v1//batch"), 16u << 20);
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/batchx"), 1u << 20);
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/batch/x"), 1u << 20);
+  EXPECT_EQ(body_bytes_max_for_path(o, "/v1/admin/import/"), std::size_t{64} << 30);
+}
+
+// Found by an audit: a Transfer-Encoding other than chunked left the body's bytes to be
+// read as the next request (request smuggling behind a proxy that honours the coding).
+TEST_F(HttpServerTest, TransferEncodingOtherThanChunkedIs400AndCloses) {
+  for (std::string_view te : {"gzip", "identity", "chunked, gzip", "xchunked"}) {
+    SCOPED_TRACE(te);
+    Client c(server_->port());
+    const std::string smuggled = post("/v1/echo", "smuggled");
+    c.send("GET /v1/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + std::string(te) + "\r\n\r\n" +
+           smuggled);
+    Response r = c.read();
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.body.find("Transfer-Encoding"), std::string::npos) << r.body;
+    EXPECT_TRUE(r.has_header("Connection: close\r\n"));
+    EXPECT_TRUE(c.closed_by_peer());  // the smuggled request is never answered
+  }
+  Client old(server_->port());
+  old.send("POST /v1/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  Response r = old.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 400);
+}
+
+// Found by an audit: a body trickled a byte at a time held its connection for ever (the
+// idle timeout restarted on every byte).
+TEST(HttpServer, ABodyTrickledBelowTheMinimumRateIsCut) {
+  EchoHandler handler;
+  HttpServerOptions o;
+  o.port = 0;
+  o.idle_timeout_ms = 400;
+  o.body_bytes_per_second_min = 1000;  // a byte buys 1 ms
+  HttpServer server(o, handler);
+  ASSERT_TRUE(server.start().ok());
+  Client c(server.port());
+  ASSERT_TRUE(c.send("POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"));
+  const auto started = std::chrono::steady_clock::now();
+  bool cut = false;
+  for (int i = 0; i < 40 && !cut; ++i) {  // a byte each 100 ms: 4 s if never cut
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    cut = !c.send("x");
+  }
+  if (!cut) cut = c.closed_by_peer();
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(cut);
+  EXPECT_LT(took, std::chrono::milliseconds(3000));
+  // A steady upload above the rate is not cut, though it lasts past the idle timeout:
+  // 2,000 bytes in 20 steps of 50 ms (2,000 bytes a second).
+  Client steady(server.port());
+  ASSERT_TRUE(steady.send("POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"));
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(steady.send(std::string(100, 'y')));
+  }
+  Response r = steady.read();
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 200);
+  server.stop();
+}
+
+// Found by an audit: each connection buffered up to its own limit, with no budget for all
+// of them (150 bodies of 16 MiB held 2.5 GB).
+TEST(HttpServer, BodiesPastTheSessionsBudgetAre503OverloadedWithRetryAfter) {
+  EchoHandler handler;
+  HttpServerOptions o;
+  o.port = 0;
+  o.buffered_body_bytes_max = 1000;
+  HttpServer server(o, handler);
+  ASSERT_TRUE(server.start().ok());
+  Client a(server.port());
+  ASSERT_TRUE(a.send("POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\nabc"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Client b(server.port());
+  ASSERT_TRUE(b.send(post("/v1/x", std::string(500, 'b'))));
+  Response rb = b.read();
+  ASSERT_TRUE(rb.ok);
+  EXPECT_EQ(rb.status, 503);
+  EXPECT_NE(rb.body.find("\"code\":\"overloaded\""), std::string::npos);
+  EXPECT_TRUE(rb.has_header("Retry-After: 1\r\n"));
+  // A chunked body is counted as it grows.
+  Client ch(server.port());
+  ASSERT_TRUE(
+      ch.send("POST /v1/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "190\r\n" +
+              std::string(400, 'c') + "\r\n"));
+  Response rc = ch.read();
+  ASSERT_TRUE(rc.ok);
+  EXPECT_EQ(rc.status, 503);
+  // Once the first body is whole (and handed on), the budget has room again.
+  ASSERT_TRUE(a.send(std::string(797, 'a')));
+  Response ra = a.read();
+  ASSERT_TRUE(ra.ok);
+  EXPECT_EQ(ra.status, 200);
+  Client again(server.port());
+  ASSERT_TRUE(again.send(post("/v1/x", std::string(500, 'b'))));
+  Response r2 = again.read();
+  ASSERT_TRUE(r2.ok);
+  EXPECT_EQ(r2.status, 200);
+  server.stop();
 }
 
 }  // namespace
