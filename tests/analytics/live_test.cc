@@ -172,9 +172,15 @@ TEST(Alerts, ThresholdsCrossedByOneChargeFireEachOncePerCycle) {
   EXPECT_TRUE(evaluate_alerts("a", at("2026-04-02T00:00:00Z"), {p}, rules).empty());
 }
 
-TEST(Alerts, BookRecordsEachAlertOnceAndDeliversWithBackoffAcrossRestarts) {
-  std::string dir = testing::TempDir() + "/alerts_book_test";
+// An empty directory of this name under the test's temporary directory.
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = testing::TempDir() + "/" + name;
   std::filesystem::remove_all(dir);
+  return dir;
+}
+
+TEST(Alerts, BookRecordsEachAlertOnceAndDeliversWithBackoffAcrossRestarts) {
+  const std::string dir = fresh_dir("alerts_book_test");
   AlertRules rules;
   rules.webhook_url = "http://127.0.0.1:1/h";
   rules.webhook_secret = "s";
@@ -229,8 +235,7 @@ void write_text(const std::string& path, const std::string& text) {
 // stops the start naming the file and the offset (found by an audit: the rules and outbox
 // files had none, an edited threshold was taken as it was, and --repair could not help).
 TEST(Alerts, BookLinesCarryChecksumsDamageNamesFileAndOffsetAndRepairDropsTheLine) {
-  std::string dir = testing::TempDir() + "/alerts_book_damage_test";
-  std::filesystem::remove_all(dir);
+  const std::string dir = fresh_dir("alerts_book_damage_test");
   AlertRules a, b;
   a.thresholds_percent = {10, 50};
   b.thresholds_percent = {80};
@@ -289,8 +294,7 @@ TEST(Alerts, BookLinesCarryChecksumsDamageNamesFileAndOffsetAndRepairDropsTheLin
 // Found by an audit: an alert's details were written as a nested object and read back
 // re-serialized, so "ratio":2.0070 came back as 2.007 after a restart.
 TEST(Alerts, AnAlertsDetailsReadBackByteForByte) {
-  std::string dir = testing::TempDir() + "/alerts_details_test";
-  std::filesystem::remove_all(dir);
+  const std::string dir = fresh_dir("alerts_details_test");
   Alert a;
   a.alert_id = "al_1";
   a.account_id = "a";

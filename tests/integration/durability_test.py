@@ -483,12 +483,14 @@ def retry_after_a_new_rate_card():
     c.set_clock("2026-03-14T12:00:00Z")
     a = c.create_account("card", "pro")
     usage = {"model": "default", "input_tokens": 1000, "output_tokens": 100}
-    first = {
-        "usage": c.charge(a, usage=usage, kind="agent_prompt", idem="card-u"),
-        "amount": c.charge(a, amount=2, kind="agent_prompt", idem="card-a"),
-        "hold": c.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "card-h", "kind": "agent_prompt",
-                                                   "user_id": "u1", "usage": usage}),
-    }
+    def the_three(cl):  # a charge priced by usage, one by amount, a hold: the same each time
+        return {
+            "usage": cl.charge(a, usage=usage, kind="agent_prompt", idem="card-u"),
+            "amount": cl.charge(a, amount=2, kind="agent_prompt", idem="card-a"),
+            "hold": cl.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "card-h", "kind": "agent_prompt",
+                                                        "user_id": "u1", "usage": usage}),
+        }
+    first = the_three(c)
     for name, r in first.items():
         check(f"new card setup: {name}: 201", r.status == 201, r)
     eq("new card setup: SIGTERM", srv.stop(), 0)
@@ -496,12 +498,7 @@ def retry_after_a_new_rate_card():
     c2 = srv2.client()
     q = c2.post(f"/v1/accounts/{a}/quote", {"kind": "agent_prompt", "usage": usage})
     eq("new card: quotes price with version 2", q.get("rate_card_version"), 2)
-    again = {
-        "usage": c2.charge(a, usage=usage, kind="agent_prompt", idem="card-u"),
-        "amount": c2.charge(a, amount=2, kind="agent_prompt", idem="card-a"),
-        "hold": c2.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "card-h", "kind": "agent_prompt",
-                                                    "user_id": "u1", "usage": usage}),
-    }
+    again = the_three(c2)
     for name, r in again.items():
         check(f"new card: the {name} request's key replays its first answer",
               r.status == 201 and r.headers.get("idempotent-replayed") == "true" and r.text == first[name].text,
