@@ -457,6 +457,16 @@ class Session : public std::enable_shared_from_this<Session> {
     // A client may escape an id's ':' (API.md's ids are [A-Za-z0-9._:-]); routes read the
     // decoded path.
     if (req_.path.find('%') != std::string::npos) {
+      // An encoded '/' would be decoded into a segment boundary that a proxy in front
+      // did not see; no id holds one (API.md), so it is refused.
+      for (std::size_t at = req_.path.find('%'); at != std::string::npos;
+           at = req_.path.find('%', at + 1)) {
+        if (at + 2 < req_.path.size() && req_.path[at + 1] == '2' &&
+            (req_.path[at + 2] == 'f' || req_.path[at + 2] == 'F')) {
+          return refuse(Error(ErrorCode::kInvalidRequest, "the path holds an encoded '/' (%2F)")
+                            .with_string("param", "path"));
+        }
+      }
       std::string decoded;
       if (!percent_decode(req_.path, decoded, false)) {
         return refuse(Error(ErrorCode::kInvalidRequest, "the path has a bad percent escape")

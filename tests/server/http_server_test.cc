@@ -252,6 +252,20 @@ TEST_F(HttpServerTest, BadPercentEscapeIs400) {
   EXPECT_EQ(c.read().status, 200);
 }
 
+// Found by an audit: /v1%2Faccounts%2Facme%2Fcharges was a charge (decoded before it was
+// split), a way past a proxy's rules on paths.
+TEST_F(HttpServerTest, AnEncodedSlashInThePathIs400) {
+  for (std::string_view path : {"/v1%2Fx", "/v1/accounts/a%2f", "/v1/accounts/a%2Fb/charges"}) {
+    SCOPED_TRACE(path);
+    Client c(server_->port());
+    c.send(post(path, "{}"));
+    Response r = c.read();
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.body.find("\"param\":\"path\""), std::string::npos) << r.body;
+  }
+}
+
 TEST_F(HttpServerTest, BodyOverOneMibIs413JsonAndCloses) {
   Client c(server_->port());
   const std::string body(2 << 20, 'x');
