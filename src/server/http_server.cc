@@ -617,10 +617,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // after a second, and the connection closed (its body is not read).
   void refuse_overloaded() {
     release_buffered();
-    HttpResponse res = error_response(
-        Error(ErrorCode::kOverloaded, "the server holds too many request bodies; retry later"));
-    res.headers.emplace_back("Retry-After", "1");
-    answer_early(std::move(res), true);
+    // error_response gives an overloaded answer its Retry-After.
+    answer_early(error_response(Error(ErrorCode::kOverloaded,
+                                      "the server holds too many request bodies; retry later")),
+                 true);
   }
 
   // The streamed body will not complete: tell its sink, once.

@@ -600,8 +600,11 @@ HttpResponse error_response(const Error& error) {
       seconds = std::max(kRetryAfterSecondsMin, rounded_up);
     }
     res.headers.emplace_back("Retry-After", std::to_string(seconds));
-  } else if (error.code == ErrorCode::kOverloaded) {
+  } else if (error.code == ErrorCode::kOverloaded || error.code == ErrorCode::kShuttingDown) {
     res.headers.emplace_back("Retry-After", std::to_string(kRetryAfterSecondsMin));
+  } else if (error.code == ErrorCode::kUnauthorized) {
+    // RFC 9110 section 11.6.1: a 401 names the scheme it takes.
+    res.headers.emplace_back("WWW-Authenticate", "Bearer");
   }
   return res;
 }

@@ -276,6 +276,7 @@ def sigterm_grace():
     time.sleep(0.05)  # inside the 250 ms grace
     r = c.charge(a, amount=1, idem="grace-2")
     check("grace: a request after SIGTERM is 503 shutting_down", is_error(r, 503, "shutting_down"), r)
+    eq("grace: a 503 says when to retry (Retry-After)", r.headers.get("retry-after"), "1")
     eq("grace: SIGTERM exits 0", srv.stop(), 0)
     srv = h.start(manual_clock=True, data_dir=srv.data_dir)
     c = srv.client()

@@ -75,6 +75,7 @@ def revocation_at_once():
     check("revoke: the very next request on the same connection is 401", is_error(r2, 401, "unauthorized"), r2)
     r2 = live.get(f"/v1/accounts/{A}")
     check("revoke: reads too are 401 at once", is_error(r2, 401, "unauthorized"), r2)
+    eq("a 401 names the scheme it takes (RFC 9110: WWW-Authenticate)", r2.headers.get("www-authenticate"), "Bearer")
     r2 = live.post("/v1/batch", {"ops": [dict(charge_body(), op="charge", account_id=A)]})
     check("revoke: batch with the revoked key is 401", is_error(r2, 401, "unauthorized"), r2)
 

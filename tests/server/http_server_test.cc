@@ -793,6 +793,7 @@ TEST(HttpServer, BodiesPastTheSessionsBudgetAre503OverloadedWithRetryAfter) {
   EXPECT_EQ(rb.status, 503);
   EXPECT_NE(rb.body.find("\"code\":\"overloaded\""), std::string::npos);
   EXPECT_TRUE(rb.has_header("Retry-After: 1\r\n"));
+  EXPECT_EQ(rb.head.find("Retry-After"), rb.head.rfind("Retry-After"));  // once
   // A chunked body is counted as it grows.
   Client ch(server.port());
   ASSERT_TRUE(
