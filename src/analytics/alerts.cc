@@ -18,7 +18,6 @@
 #include <functional>
 #include <optional>
 
-#include "base/assert.h"
 #include "base/json_writer.h"
 #include "money/money.h"
 #include "time/time.h"
@@ -137,16 +136,11 @@ Error line_damage(const std::string& path, std::uint64_t offset, const std::stri
   return e;
 }
 
-// Writes `lines` (sealed) as the whole of `path`: a temporary file, synced, renamed over
-// it, and the directory synced.
-Status rewrite_lines(const std::string& dir, const std::string& path,
-                     const std::vector<std::string>& lines) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return Error(ErrorCode::kStorageFailed, "cannot open " + tmp + ": " + std::strerror(errno));
-  std::string data;
-  for (const std::string& l : lines) data += sealed_line(l) + "\n";
+// Opens `path` with `flags` (mode 0600), writes all of `data` and syncs it: false on any
+// failure (the file closed either way).
+bool write_synced(const std::string& path, int flags, std::string_view data) {
+  const int fd = ::open(path.c_str(), flags | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
   std::size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -154,10 +148,20 @@ Status rewrite_lines(const std::string& dir, const std::string& path,
     if (n <= 0) break;
     done += static_cast<std::size_t>(n);
   }
-  const bool synced = done == data.size() && ::fsync(fd) == 0;
+  const bool synced = done == data.size() && ::fdatasync(fd) == 0;
   ::close(fd);
-  if (!synced || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Error(ErrorCode::kStorageFailed, "cannot rewrite " + path);
+  return synced;
+}
+
+// Writes `lines` (sealed) as the whole of `path`: a temporary file, synced, renamed over
+// it, and the directory synced.
+Status rewrite_lines(const std::string& dir, const std::string& path,
+                     const std::vector<std::string>& lines) {
+  const std::string tmp = path + ".tmp";
+  std::string data;
+  for (const std::string& l : lines) data += sealed_line(l) + "\n";
+  if (!write_synced(tmp, O_CREAT | O_TRUNC, data) || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Error(ErrorCode::kStorageFailed, "cannot rewrite " + path + ": " + std::strerror(errno));
   }
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
@@ -167,18 +171,19 @@ Status rewrite_lines(const std::string& dir, const std::string& path,
   return ok_status();
 }
 
-// The JSON of each intact line of `path`, in order. Damage is an error naming the file and
-// offset; with `repair` the damaged lines are dropped, reported, and the file rewritten
-// without them. A torn last line is dropped and reported (and cut away by the rewrite).
-Result<std::vector<std::string>> intact_lines(const std::string& dir, const std::string& path,
-                                              bool repair,
-                                              const std::function<bool(std::string_view)>& parses) {
+// Hands the JSON of each intact line of `path` to `apply`, in order; `apply` is false for
+// a line that is not a record (and applies nothing of it). Damage is an error naming the
+// file and offset; with `repair` the damaged lines are dropped, reported, and the file
+// rewritten without them. A torn last line is dropped and reported (and cut away by the
+// rewrite).
+Status apply_lines(const std::string& dir, const std::string& path, bool repair,
+                   const std::function<bool(std::string_view)>& apply) {
   FileLines read = read_lines(path);
   std::vector<std::string> good;
   bool dropped = false;
   for (const FileLine& l : read.lines) {
     const std::optional<std::string_view> json = unsealed(l.text);
-    const char* reason = !json ? "checksum mismatch" : !parses(*json) ? "bad record" : nullptr;
+    const char* reason = !json ? "checksum mismatch" : !apply(*json) ? "bad record" : nullptr;
     if (reason == nullptr) {
       good.emplace_back(*json);
       continue;
@@ -193,10 +198,8 @@ Result<std::vector<std::string>> intact_lines(const std::string& dir, const std:
                  static_cast<unsigned long long>(*read.torn));
     dropped = true;
   }
-  if (dropped) {
-    if (Status s = rewrite_lines(dir, path, good); !s.ok()) return s.error();
-  }
-  return good;
+  if (dropped) return rewrite_lines(dir, path, good);
+  return ok_status();
 }
 
 }  // namespace
@@ -389,59 +392,36 @@ bool parse_outbox(simdjson::dom::parser& parser, std::string_view json, std::str
 
 Status AlertBook::load(bool repair) {
   simdjson::dom::parser parser;
-  std::string account;
-  AlertRules r;
-  auto rules = intact_lines(dir_, dir_ + "/" + kRulesFile, repair, [&](std::string_view json) {
-    return parse_rules(parser, json, &account, &r);
-  });
-  if (!rules.ok()) return rules.error();
-  for (const std::string& json : *rules) {
-    const bool parsed = parse_rules(parser, json, &account, &r);  // as intact_lines did
-    CREDIT_ASSERT(parsed);
+  Status rules = apply_lines(dir_, dir_ + "/" + kRulesFile, repair, [&](std::string_view json) {
+    std::string account;
+    AlertRules r;
+    if (!parse_rules(parser, json, &account, &r)) return false;
     rules_[account] = std::move(r);
-  }
-  std::string op;
-  Alert a;
-  bool webhook = false;
-  auto outbox = intact_lines(dir_, dir_ + "/" + kOutboxFile, repair, [&](std::string_view json) {
-    return parse_outbox(parser, json, &op, &a, &webhook);
+    return true;
   });
-  if (!outbox.ok()) return outbox.error();
-  for (const std::string& json : *outbox) {
-    a = Alert{};
-    webhook = false;
-    const bool parsed = parse_outbox(parser, json, &op, &a, &webhook);  // as intact_lines did
-    CREDIT_ASSERT(parsed);
+  if (!rules.ok()) return rules;
+  return apply_lines(dir_, dir_ + "/" + kOutboxFile, repair, [&](std::string_view json) {
+    std::string op;
+    Alert a;
+    bool webhook = false;
+    if (!parse_outbox(parser, json, &op, &a, &webhook)) return false;
     if (op != "alert") {
       queue_.erase(a.alert_id);
-      continue;
+      return true;
     }
     fired_.insert(a.alert_id);
     keep(a);
     if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, 0};
-  }
-  return ok_status();
+    return true;
+  });
 }
 
 Status AlertBook::append(const std::string& file, const std::string& line) {
-  std::string path = dir_ + "/" + file;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return Error(ErrorCode::kStorageFailed, "cannot open " + path + ": " + std::strerror(errno));
-  std::string data = sealed_line(line) + "\n";
-  std::size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return Error(ErrorCode::kStorageFailed, "cannot write " + path);
-    }
-    done += static_cast<std::size_t>(n);
+  const std::string path = dir_ + "/" + file;
+  if (!write_synced(path, O_CREAT | O_APPEND, sealed_line(line) + "\n")) {
+    return Error(ErrorCode::kStorageFailed,
+                 "cannot append to " + path + ": " + std::strerror(errno));
   }
-  int rc = ::fdatasync(fd);
-  ::close(fd);
-  if (rc != 0) return Error(ErrorCode::kStorageFailed, "cannot sync " + path);
   return ok_status();
 }
 

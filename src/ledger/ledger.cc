@@ -1837,16 +1837,13 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   // Whatever it asks, a charge of an ended cycle or with nothing left is not refundable;
   // more than what is left is refused the same way (DESIGN.md: "never more than what is
   // unrefunded"), naming what is left. A 409: stored under its key, with its event.
-  if (ch.cycle_index() != a.cycle_serial || unrefunded.is_zero()) {
+  const bool cycle_ended = ch.cycle_index() != a.cycle_serial;
+  if (cycle_ended || unrefunded.is_zero() || want > unrefunded) {
     Error e(ErrorCode::kChargeNotRefundable,
             ch.cost.is_zero()      ? "the charge cost nothing (a cache hit costs 0)"
             : unrefunded.is_zero() ? "the charge is fully refunded"
-                                   : "the charge's cycle has ended");
-    e.with("unrefunded", format_credits(unrefunded));
-    return finish(c, error_reply(e));
-  }
-  if (want > unrefunded) {
-    Error e(ErrorCode::kChargeNotRefundable, "a refund cannot exceed what is unrefunded");
+            : cycle_ended          ? "the charge's cycle has ended"
+                                   : "a refund cannot exceed what is unrefunded");
     e.with("unrefunded", format_credits(unrefunded));
     return finish(c, error_reply(e));
   }

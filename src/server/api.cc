@@ -449,14 +449,14 @@ struct Api::Impl {
     if (c.precheck_error != ErrorCode::kOk && r != nullptr) {
       in += "invalid\x1f";
       r->value().append_json(in);
-    } else if (auto* charge = std::get_if<ledger::Charge>(&c.body)) {
-      encode_asked(*charge, c.body, in);
-    } else if (auto* hold = std::get_if<ledger::Hold>(&c.body)) {
-      encode_asked(*hold, c.body, in);
     } else {
-      ledger::encode_command_body(c.body, in);
-    }
-    if (c.precheck_error == ErrorCode::kOk || r == nullptr) {
+      if (auto* charge = std::get_if<ledger::Charge>(&c.body)) {
+        encode_asked(*charge, c.body, in);
+      } else if (auto* hold = std::get_if<ledger::Hold>(&c.body)) {
+        encode_asked(*hold, c.body, in);
+      } else {
+        ledger::encode_command_body(c.body, in);
+      }
       // Appended only when a default was given explicitly, so the hashes of every other
       // request (and of the keys stored before this rule) stay as they were.
       if (!given.empty()) in.append("\x1fgiven:").append(given);

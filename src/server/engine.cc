@@ -734,10 +734,10 @@ Status Engine::open() {
                  torn->file.c_str(), static_cast<unsigned long long>(torn->offset),
                  torn->reason.c_str());
   }
-  for (const store::WalDamage& skipped : wal_->recovery().skipped) {
-    std::fprintf(stderr, "creditd: --repair: skipped a damaged log record at %s offset %llu (%s)\n",
-                 skipped.file.c_str(), static_cast<unsigned long long>(skipped.offset),
-                 skipped.reason.c_str());
+  for (const store::WalDamage& voided : wal_->recovery().voided) {
+    std::fprintf(stderr, "creditd: --repair: voided a damaged log record at %s offset %llu (%s)\n",
+                 voided.file.c_str(), static_cast<unsigned long long>(voided.offset),
+                 voided.reason.c_str());
   }
   if (const auto& cut = wal_->recovery().repaired) {
     std::fprintf(stderr,

@@ -80,19 +80,24 @@ int hex_value(char c) {
   return -1;
 }
 
-// `plus_is_space`: a query's '+' is a space; a path's is itself.
-bool percent_decode(std::string_view in, std::string& out, bool plus_is_space = true) {
+// A query's parts ('+' is a space) or a path ('+' stays; an encoded '/' is refused: it
+// would decode into a segment boundary that a proxy in front did not see, and no id holds
+// one).
+enum class Encoded { kQuery, kPath };
+
+bool percent_decode(std::string_view in, std::string& out, Encoded part = Encoded::kQuery) {
   out.clear();
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
     const char c = in[i];
-    if (c == '+' && plus_is_space) {
+    if (c == '+' && part == Encoded::kQuery) {
       out += ' ';
     } else if (c == '%') {
       if (i + 2 >= in.size()) return false;
       const int hi = hex_value(in[i + 1]);
       const int lo = hex_value(in[i + 2]);
       if (hi < 0 || lo < 0) return false;
+      if (part == Encoded::kPath && hi * 16 + lo == '/') return false;
       out += static_cast<char>(hi * 16 + lo);
       i += 2;
     } else {
@@ -435,13 +440,9 @@ class Session : public std::enable_shared_from_this<Session> {
     // other coding the body's length is unknown here, but not to a proxy in front: its
     // bytes would be read as the next request. Refused, and the connection closed.
     if (auto te = msg.find(http::field::transfer_encoding); te != msg.end()) {
-      std::string_view coding = sv(te->value());
-      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
-        coding.remove_prefix(1);
-      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
-        coding.remove_suffix(1);
+      // The parser keeps a field's value without the whitespace around it.
       if (msg.count(http::field::transfer_encoding) != 1 || msg.version() != 11 ||
-          !beast::iequals(beast::string_view(coding.data(), coding.size()), "chunked")) {
+          !beast::iequals(te->value(), "chunked")) {
         answer_early(error_response(Error(ErrorCode::kInvalidRequest,
                                           "Transfer-Encoding may only be chunked (HTTP/1.1)")
                                         .with_string("param", "Transfer-Encoding")),
@@ -457,19 +458,10 @@ class Session : public std::enable_shared_from_this<Session> {
     // A client may escape an id's ':' (API.md's ids are [A-Za-z0-9._:-]); routes read the
     // decoded path.
     if (req_.path.find('%') != std::string::npos) {
-      // An encoded '/' would be decoded into a segment boundary that a proxy in front
-      // did not see; no id holds one (API.md), so it is refused.
-      for (std::size_t at = req_.path.find('%'); at != std::string::npos;
-           at = req_.path.find('%', at + 1)) {
-        if (at + 2 < req_.path.size() && req_.path[at + 1] == '2' &&
-            (req_.path[at + 2] == 'f' || req_.path[at + 2] == 'F')) {
-          return refuse(Error(ErrorCode::kInvalidRequest, "the path holds an encoded '/' (%2F)")
-                            .with_string("param", "path"));
-        }
-      }
       std::string decoded;
-      if (!percent_decode(req_.path, decoded, false)) {
-        return refuse(Error(ErrorCode::kInvalidRequest, "the path has a bad percent escape")
+      if (!percent_decode(req_.path, decoded, Encoded::kPath)) {
+        return refuse(Error(ErrorCode::kInvalidRequest,
+                            "the path has a bad percent escape or an encoded '/' (%2F)")
                           .with_string("param", "path"));
       }
       req_.path = std::move(decoded);
@@ -556,13 +548,16 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!refuse_on_read_error(ec)) close();
       return;
     }
+    // The bytes buy time at the minimum rate; the deadline never passes the idle timeout
+    // from now (which also bounds the time bought).
     const auto now = std::chrono::steady_clock::now();
-    const std::size_t rate = std::max<std::size_t>(core_.options.body_bytes_per_second_min, 1);
+    const double rate =
+        static_cast<double>(std::max<std::size_t>(core_.options.body_bytes_per_second_min, 1));
+    const auto bought = std::min<std::chrono::duration<double>>(
+        std::chrono::duration<double>(static_cast<double>(bytes) / rate), idle_timeout());
     body_deadline_ = std::min(
         now + idle_timeout(),
-        body_deadline_ +
-            std::chrono::nanoseconds(static_cast<std::int64_t>(
-                std::min<std::size_t>(bytes, std::size_t{1} << 40) * 1'000'000'000 / rate)));
+        body_deadline_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(bought));
     // A body read whole is counted against the sessions' budget as it grows (a chunked
     // one has no length to reserve up front).
     if (!sink_ && !reserve_buffered(parser_->get().body().bytes.size())) return refuse_overloaded();
@@ -609,6 +604,7 @@ class Session : public std::enable_shared_from_this<Session> {
     return true;
   }
   void release_buffered() {
+    if (buffered_bytes_ == 0) return;  // most requests: the body came with the head
     core_.buffered_body_bytes.fetch_sub(buffered_bytes_, std::memory_order_relaxed);
     buffered_bytes_ = 0;
   }

@@ -471,10 +471,10 @@ Status Wal::recover(const WalRecordFn& on_record) {
           return io_error("cannot write", path, errno);
         }
         if (ops_.fdatasync(fd.get()) != 0) return io_error("cannot fdatasync", path, errno);
-        recovery_.skipped.push_back(WalDamage{path, pos,
-                                              failure + ", " + why_not_torn +
-                                                  "; voided: a snapshot covers LSN " +
-                                                  std::to_string(lsn)});
+        recovery_.voided.push_back(WalDamage{path, pos,
+                                             failure + ", " + why_not_torn +
+                                                 "; voided: a snapshot covers LSN " +
+                                                 std::to_string(lsn)});
         ++lsn;
         last_type = static_cast<std::uint8_t>(RecordType::kVoidedBatch);
         pos += kRecordHeaderBytes + record.length;

@@ -21,7 +21,7 @@
 // - Damage stops the open with a kStorageFailed Error whose details name the "file" and the
 //   "offset". With repair = true the log is instead cut at the damage: the damaged segment
 //   is truncated at the offset and later segments are renamed to "<name>.damaged". A
-//   damaged record that a snapshot covers is skipped instead, when the records after it can
+//   damaged record that a snapshot covers is voided instead, when the records after it can
 //   be found (WalOptions::covered_below_lsn). A repaired log that ends before
 //   covered_below_lsn restarts there, every older segment set aside.
 // - Without repair, a log that ends before covered_below_lsn is the caller's to refuse.
@@ -86,7 +86,7 @@ struct WalRecovery {
   bool ended_with_shutdown = false;
   std::optional<WalDamage> torn_tail;  // a torn write cut off (not an error)
   std::optional<WalDamage> repaired;   // damage cut off because repair = true
-  std::vector<WalDamage> skipped;      // damaged records below covered_below_lsn, voided
+  std::vector<WalDamage> voided;       // damaged records below covered_below_lsn, voided
   // With repair, the log ended at this LSN, before covered_below_lsn (segments lost, or cut
   // at damage below it): every segment was set aside and the log restarts at
   // covered_below_lsn in a new segment; the commands it held from there are lost.

@@ -454,7 +454,7 @@ def repair_skips_covered_damage():
           proc.returncode > 0 and "offset" in proc.stdout + proc.stderr, (proc.returncode, proc.stderr[-400:]))
     srv2 = h.start(manual_clock=True, data_dir=data, extra_args=["--repair"])
     out = srv2.output()
-    check("covered damage: --repair skips the record and says so", "skipped a damaged log record" in out,
+    check("covered damage: --repair voids the record and says so", "voided a damaged log record" in out,
           out[-800:])
     c2 = srv2.client()
     eq("covered damage: every acknowledged charge is there", c2.pool(a)["used"], 7)

@@ -731,6 +731,14 @@ TEST_F(HttpServerTest, TransferEncodingOtherThanChunkedIs400AndCloses) {
     EXPECT_TRUE(r.has_header("Connection: close\r\n"));
     EXPECT_TRUE(c.closed_by_peer());  // the smuggled request is never answered
   }
+  // "chunked" with whitespace around it is chunked.
+  Client spaced(server_->port());
+  spaced.send(
+      "POST /v1/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:   chunked  \r\n\r\n"
+      "2\r\nok\r\n0\r\n\r\n");
+  Response ok = spaced.read();
+  ASSERT_TRUE(ok.ok);
+  EXPECT_EQ(ok.status, 200);
   Client old(server_->port());
   old.send("POST /v1/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
   Response r = old.read();

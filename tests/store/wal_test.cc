@@ -284,9 +284,9 @@ TEST_F(WalDamageTest, RepairSkipsADamagedRecordASnapshotCoversAndKeepsTheRest) {
       EXPECT_EQ(opened->records[i].second, payload_of(lsn));
     }
     EXPECT_FALSE(opened->wal->recovery().repaired);
-    ASSERT_EQ(opened->wal->recovery().skipped.size(), 1u);
-    EXPECT_EQ(opened->wal->recovery().skipped[0].file, path_);
-    EXPECT_EQ(opened->wal->recovery().skipped[0].offset, start);
+    ASSERT_EQ(opened->wal->recovery().voided.size(), 1u);
+    EXPECT_EQ(opened->wal->recovery().voided[0].file, path_);
+    EXPECT_EQ(opened->wal->recovery().voided[0].offset, start);
     EXPECT_EQ(opened->wal->next_lsn(), 30u);
     auto lsn = opened->wal->append(payload_of(30));
     ASSERT_TRUE(lsn.ok());
@@ -300,7 +300,7 @@ TEST_F(WalDamageTest, RepairSkipsADamagedRecordASnapshotCoversAndKeepsTheRest) {
   auto plain = open_wal(dir_.path(), covered);
   ASSERT_TRUE(plain.ok()) << plain.error().message;
   EXPECT_EQ(plain->records.size(), 30u);
-  EXPECT_TRUE(plain->wal->recovery().skipped.empty());
+  EXPECT_TRUE(plain->wal->recovery().voided.empty());
   EXPECT_EQ(plain->wal->next_lsn(), 31u);
   plain->wal.reset();
   auto needed = open_wal(dir_.path(), options_);
@@ -317,7 +317,7 @@ TEST_F(WalDamageTest, RepairStillCutsADamagedRecordNoSnapshotCovers) {
   auto opened = open_wal(dir_.path(), repair);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   expect_records(*opened, 0, 10);
-  EXPECT_TRUE(opened->wal->recovery().skipped.empty());
+  EXPECT_TRUE(opened->wal->recovery().voided.empty());
   ASSERT_TRUE(opened->wal->recovery().repaired);
   EXPECT_EQ(opened->wal->recovery().repaired->offset, start);
 }
@@ -334,7 +334,7 @@ TEST_F(WalDamageTest, RepairCutsACoveredRecordWhoseLengthIsDamaged) {
   auto opened = open_wal(dir_.path(), repair);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   expect_records(*opened, 0, 10);
-  EXPECT_TRUE(opened->wal->recovery().skipped.empty());
+  EXPECT_TRUE(opened->wal->recovery().voided.empty());
   ASSERT_TRUE(opened->wal->recovery().repaired);
 }
 
