@@ -654,6 +654,7 @@ Status Engine::open() {
     run_in_background();
     Status s = open_event_log();
     std::lock_guard lock(event_load_->mu);
+    if (s.ok()) event_load_->log_last_seq = event_log_->last_seq();
     event_load_->status = std::move(s);
     event_load_->loaded_at = std::chrono::steady_clock::now();
     event_load_->run_ns = thread_sched_stat().run_ns;
@@ -713,6 +714,7 @@ Status Engine::open() {
   wo.fsync = options_.fsync;
   wo.file_ops = options_.wal_file_ops;
   if (options_.wal_segment_bytes != 0) wo.segment_bytes = options_.wal_segment_bytes;
+  wo.before_write = [this] { return events_cover_snapshot_when_loaded(); };
   const std::string wal_dir = options_.data_dir + "/wal";
   Result<std::unique_ptr<store::Wal>> wal = Error(ErrorCode::kStorageFailed, "log not read");
   Status applied = replay_log(
@@ -725,6 +727,7 @@ Status Engine::open() {
   const auto t_events_loaded = event_load_->loaded_at;
   const unsigned long long events_run_ns = event_load_->run_ns;
   Status loaded = std::move(event_load_->status);
+  const std::uint64_t events_loaded_last_seq = event_load_->log_last_seq;
   event_load_.reset();  // rebuild_events appends to the loaded log from here on
   if (!loaded.ok()) return loaded;
   if (!wal.ok()) return wal.error();
@@ -764,6 +767,11 @@ Status Engine::open() {
     e.with_string("file", wal_dir);
     e.with("offset", "0");
     return e;
+  }
+  // With repair, the start went on past events the snapshot counted (events_cover_snapshot).
+  if (auto missing = events_missing(events_loaded_last_seq)) {
+    std::fprintf(stderr, "creditd: --repair: %s; they are lost, the start goes on\n",
+                 missing->c_str());
   }
   if (Status s = cut_events_past_state(); !s.ok()) return s;
   std::vector<ledger::Event> none;
@@ -1793,6 +1801,34 @@ Status Engine::cut_events_past_state() {
   return ok_status();
 }
 
+std::optional<std::string> Engine::events_missing(std::uint64_t log_last_seq) const {
+  if (snapshot_seq_next_ <= 1 || log_last_seq + 1 >= snapshot_seq_next_) return std::nullopt;
+  return "the event log ends at event " + std::to_string(log_last_seq) +
+         " but the newest snapshot (LSN " + std::to_string(snapshot_lsn_) +
+         ") counts events through " + std::to_string(snapshot_seq_next_ - 1) + ": events " +
+         std::to_string(log_last_seq + 1) + ".." + std::to_string(snapshot_seq_next_ - 1) +
+         " are missing (a segment under " + events_dir(options_) +
+         " was deleted or cut after they were written), and the command log no longer holds "
+         "them";
+}
+
+Status Engine::events_cover_snapshot(std::uint64_t log_last_seq) const {
+  const std::optional<std::string> missing = events_missing(log_last_seq);
+  if (!missing || options_.repair) return ok_status();
+  Error e(ErrorCode::kStorageFailed, *missing);
+  e.with_string("file", events_dir(options_));
+  e.with("offset", "0");
+  return e;
+}
+
+Status Engine::events_cover_snapshot_when_loaded() const {
+  std::unique_lock lock(event_load_->mu);
+  event_load_->cv.wait(lock, [&] { return event_load_->done; });
+  // A failed load is the start's error, reported once the loader is joined.
+  if (!event_load_->status.ok()) return ok_status();
+  return events_cover_snapshot(event_load_->log_last_seq);
+}
+
 Status Engine::open_event_log() {
   store::EventLogOptions eo;
   eo.retain_days = options_.events_retain_days;
@@ -1854,6 +1890,7 @@ Status Engine::load_snapshot(std::optional<std::uint64_t> log_first_lsn) {
     return e;
   }
   snapshot_lsn_ = load->snapshot->lsn;
+  snapshot_seq_next_ = ledger_.next_seq();
   snapshot_written_lsn_ = snapshot_lsn_;
   snapshot_bytes_last_.store(load->snapshot->bytes.size());
   return ok_status();
@@ -1960,6 +1997,8 @@ Status Engine::rebuild_events(std::vector<ledger::Event>& events) {
     }
     // Loaded: the loader is finished with event_log_, events_ and the sink.
     if (!event_load_->status.ok()) return event_load_->status;
+    // Before the first event is appended (a gap would hide what is missing).
+    if (Status s = events_cover_snapshot(event_load_->log_last_seq); !s.ok()) return s;
   }
   if (!replay_pending_.empty()) {
     std::vector<ledger::Event> pending = std::move(replay_pending_);

@@ -418,6 +418,16 @@ class Engine {
   Status open_event_log();
   // After the replay: cuts the events numbered past the recovered state (engine.cc).
   Status cut_events_past_state();
+  // Whether an event log ending at log_last_seq holds the newest event the loaded snapshot
+  // counted (its events were synced before it was written, and the command log they could
+  // be rebuilt from is gone): nothing when it does, else what is missing. Checked once
+  // the event log is loaded, before anything is appended to it or written to the command
+  // log (events_cover_snapshot: an error unless repair).
+  std::optional<std::string> events_missing(std::uint64_t log_last_seq) const;
+  Status events_cover_snapshot(std::uint64_t log_last_seq) const;
+  // Waits for the event log's load and checks it (the command log's before_write).
+  Status events_cover_snapshot_when_loaded() const;
+  std::uint64_t snapshot_seq_next_ = 0;  // the loaded snapshot's ledger next_seq, 0: none
   // Deletes event log days past their age or the byte budget (take_durable, each batch).
   void enforce_event_retention();
   std::int64_t retention_day_ms_ = -1;  // the day retention last ran for
@@ -559,6 +569,7 @@ class Engine {
     std::chrono::steady_clock::time_point loaded_at;
     unsigned long long run_ns = 0;          // the loading thread's time on a core
     std::atomic<std::uint64_t> seq_max{0};  // the highest sequence number read so far
+    std::uint64_t log_last_seq = 0;         // once done: the loaded log's last_seq()
   };
   std::unique_ptr<EventLoad> event_load_;
   std::vector<ledger::Event> replay_pending_;  // replayed events it may lack

@@ -150,7 +150,7 @@ Status EventLog::recover(const EventRecordFn& on_record) {
   if (!names) return names.error();
   for (const std::string& name : *names) {
     if (auto day = parse_segment_name(name)) {
-      segments_.push_back({*day, join_path(dir_, name), 0, take_segment_number(), {}});
+      segments_.push_back({*day, join_path(dir_, name), 0, take_segment_number(), 0, {}});
     }
   }
   std::sort(segments_.begin(), segments_.end(),
@@ -209,6 +209,7 @@ Status EventLog::recover_segment(Segment& segment, const EventRecordFn& on_recor
       Status delivered = on_record(r->seq, r->at_ms, r->payload, place_of(segment.number, offset));
       if (!delivered) return delivered;
       previous_seq = r->seq;
+      segment.seq_last = r->seq;
       last_seq_ = std::max(last_seq_, r->seq);
       ++recovery_.events;
       offset += kEventRecordHeaderBytes + r->payload.size();
@@ -263,6 +264,7 @@ Result<std::vector<EventLogCut>> EventLog::cut_from(std::uint64_t seq) {
     cuts.push_back({segment.path, offset,
                     "events from seq " + std::to_string(seq) + " on are past the recovered state"});
     segment.bytes = offset;
+    segment.seq_last = previous_seq;
     mark_unsynced(segment.path);
   }
   last_seq_ = last_kept;
@@ -291,7 +293,7 @@ Status EventLog::switch_to(std::int64_t day_start_ms) {
   Segment* segment = segment_of(day_start_ms);
   if (segment == nullptr) {
     Segment created{
-        day_start_ms, join_path(dir_, segment_name(day_start_ms)), 0, take_segment_number(), {}};
+        day_start_ms, join_path(dir_, segment_name(day_start_ms)), 0, take_segment_number(), 0, {}};
     internal::Fd fd(::open(created.path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", created.path, errno);
     unsigned char header[kEventSegmentHeaderBytes];
@@ -341,6 +343,7 @@ Result<EventPlace> EventLog::append(std::uint64_t seq, std::int64_t at_ms,
       XXH3_64bits(buffer_.data() + start + 8, kEventRecordHeaderBytes - 8 + payload.size());
   std::memcpy(buffer_.data() + start, &checksum, sizeof(checksum));
   segment->bytes += sizeof(header) + payload.size();
+  segment->seq_last = seq;
   last_seq_ = seq;
   if (buffer_.size() >= kEventWriteBufferBytesMax) {
     if (Status s = flush(); !s) return s.error();
@@ -468,8 +471,15 @@ Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms) {
   const std::int64_t cutoff_ms = now_ms - options_.retain_days * kMsPerDay;
   std::uint64_t total = bytes();
   std::size_t deleted = 0;
-  while (!segments_.empty() && segments_.front().day_start_ms != current_day_ms_) {
-    const Segment& oldest = segments_.front();
+  // Oldest first; the segment being written and the one holding the newest event stay.
+  for (std::size_t i = 0; i < segments_.size();) {
+    const Segment& oldest = segments_[i];
+    const bool kept =
+        oldest.day_start_ms == current_day_ms_ || (last_seq_ != 0 && oldest.seq_last == last_seq_);
+    if (kept) {
+      ++i;
+      continue;
+    }
     const bool too_old = oldest.day_start_ms + kMsPerDay <= cutoff_ms;
     const bool over_budget = options_.bytes_max != 0 && total > options_.bytes_max;
     if (!too_old && !over_budget) break;
@@ -479,7 +489,7 @@ Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms) {
     std::erase(unsynced_, oldest.path);
     unmap(oldest);
     total -= oldest.bytes;
-    segments_.erase(segments_.begin());
+    segments_.erase(segments_.begin() + static_cast<std::ptrdiff_t>(i));
     ++deleted;
   }
   if (deleted > 0) {

@@ -140,7 +140,10 @@ class EventLog {
   // torn or repaired command log lost their commands). Returns the cuts made.
   Result<std::vector<EventLogCut>> cut_from(std::uint64_t seq);
   // Deletes the segments older than retain_days before now_ms, then the oldest while the
-  // log is over bytes_max; never the segment being written. Returns how many it deleted.
+  // log is over bytes_max; never the segment being written, nor the one holding the newest
+  // event (last_seq()), so that a start can tell a log that lost its newest events from one
+  // whose old days were let go (Engine::check_events_cover_snapshot). Returns how many it
+  // deleted.
   Result<std::size_t> enforce_retention(std::int64_t now_ms);
 
   std::uint64_t last_seq() const { return last_seq_; }
@@ -162,6 +165,7 @@ class EventLog {
     std::string path;
     std::uint64_t bytes = 0;  // including what is buffered for it
     std::uint32_t number = 0;
+    std::uint64_t seq_last = 0;  // its newest record's seq, 0 when it holds none
     // Made by the first read() of it and remade as it grows: read() is const for its
     // callers. Unmapped by unmap() only (when the segment goes, and with the log).
     mutable ReadMap map;

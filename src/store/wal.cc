@@ -499,6 +499,10 @@ Status Wal::recover(const WalRecordFn& on_record) {
     }
   }
 
+  if (options_.before_write) {
+    Status go_on = options_.before_write();
+    if (!go_on) return go_on;
+  }
   // With repair, a log that ends before the LSN the newest snapshot needs cannot continue
   // it: every segment file is set aside and the log restarts at that LSN, in a new segment
   // numbered after all of them. The state is the snapshot's.

@@ -70,6 +70,10 @@ struct WalOptions {
   // Benchmarks only (creditd --no-fsync): sync() writes but skips fdatasync, so an
   // acknowledged batch can be lost with the machine. Never for real use.
   bool fsync = true;
+  // Called by open() once every record was handed over and before it writes anything
+  // more (a torn tail's zeros come before): an error stops the open with it, so a start
+  // the caller refuses leaves the log as it found it. Empty: nothing is called.
+  std::function<Status()> before_write;
 };
 
 // Where the log was cut, or is damaged.

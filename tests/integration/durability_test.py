@@ -527,8 +527,84 @@ def retention_while_running():
     srv.stop()
 
 
+def events_lost_after_snapshot():
+    """DESIGN.md section 3: the event segments a snapshot counts are verified at start.
+    Events a snapshot covers cannot be rebuilt from the command log (it was let go), so a
+    newest event segment cut or deleted after a clean stop stops the start, naming the
+    events dir; --repair goes on and says what was lost (found by an audit: the start said
+    "33 events loaded" where there were 37, and usage and hot files changed)."""
+    import glob
+    import subprocess
+    data, a = charged_then_stopped("evlost", "2026-03-12T12:00:00Z", 4)
+    seg = sorted(glob.glob(os.path.join(data, "events", "events-*.log")))[-1]
+    with open(seg, "rb") as fh:
+        whole = fh.read()
+
+    def refused(label):
+        proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
+                               "--clock", "manual"], capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr
+        check(f"{label}: the start fails, naming the events dir and the missing events",
+              proc.returncode > 0 and "are missing" in out and os.path.join(data, "events") in out,
+              (proc.returncode, out[-600:]))
+
+    os.unlink(seg)
+    before = tree_bytes(data)
+    refused("event segment deleted after a snapshot")
+    after = tree_bytes(data)
+    eq("event segment deleted: the refused start changed no file",
+       sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)), [])
+    with open(seg, "wb") as fh:
+        fh.write(whole[:-5])  # the last event torn
+    refused("newest event cut after a snapshot")
+    with open(seg, "wb") as fh:
+        fh.write(whole)
+    srv = h.start(manual_clock=True, data_dir=data)
+    eq("event segment put back: every charge event is there",
+       len(events_of(srv.client(), a, "charge")), 4)
+    eq("event segment put back: SIGTERM exits 0", srv.stop(), 0)
+    with open(seg, "wb") as fh:
+        fh.write(whole[:-5])
+    srv2 = h.start(manual_clock=True, data_dir=data, extra_args=["--repair"])
+    check("newest event cut, --repair: the start says which events are lost",
+          "are missing" in srv2.output() and "--repair" in srv2.output(), srv2.output()[-600:])
+    c2 = srv2.client()
+    eq("newest event cut, --repair: the state is whole", c2.pool(a)["used"], 4)
+    eq("newest event cut, --repair: the events left", len(events_of(c2, a, "charge")), 3)
+    check("newest event cut, --repair: a new charge", c2.charge(a, amount=1, idem="evlost-after").status == 201)
+    eq("newest event cut, --repair: SIGTERM exits 0", srv2.stop(), 0)
+    srv3 = h.start(manual_clock=True, data_dir=data)
+    eq("after --repair: the next plain start has the new charge's event",
+       len(events_of(srv3.client(), a, "charge")), 4)
+    srv3.stop()
+
+
+def retention_keeps_newest_event():
+    """Retention never deletes the day holding the newest event, even when every day is
+    past its age (an idle server restarted weeks later): otherwise the next start could not
+    tell a log that lost its newest events from one whose old days were let go."""
+    srv = h.start(manual_clock=True, extra_args=["--events-retain-days", "3"])
+    c = srv.client()
+    c.set_clock("2026-01-01T10:00:00Z")
+    a = c.create_account("retnew", "pro")
+    c.charge(a, amount=1, idem="retnew-1")
+    eq("retention, newest: SIGTERM exits 0", srv.stop(), 0)
+    srv2 = h.start(manual_clock=True, data_dir=srv.data_dir, extra_args=["--events-retain-days", "3"])
+    c2 = srv2.client()
+    c2.set_clock("2026-01-20T10:00:00Z")
+    # A logged batch past every day's age that makes no event (retention runs after it).
+    r = c2.put(f"/v1/accounts/{a}/cache/k1", {"kind": "integration.invoke_llm", "response": {"x": 1}})
+    eq("retention, newest: a cache entry is stored (a batch without events)", r.status, 204)
+    eq("retention, newest: the day of the newest charge is kept",
+       [e["at"][:10] for e in events_of(c2, a, "charge")], ["2026-01-01"])
+    eq("retention, newest: SIGTERM exits 0 again", srv2.stop(), 0)
+    srv3 = h.start(manual_clock=True, data_dir=srv.data_dir, extra_args=["--events-retain-days", "3"])
+    eq("retention, newest: the next start is not refused", srv3.client().pool(a)["used"], 1)
+    srv3.stop()
+
+
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
                 missing_segment_after_snapshot, repair_skips_covered_damage, retry_after_a_new_rate_card,
-                retention_while_running):
+                retention_while_running, events_lost_after_snapshot, retention_keeps_newest_event):
     h.run_section(section)
 h.finish()

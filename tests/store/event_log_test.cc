@@ -187,6 +187,43 @@ TEST(EventLog, RetentionDeletesByAgeThenByBytesButNeverTheCurrentSegment) {
   EXPECT_FALSE(std::filesystem::exists(tmp.file("events-2026-01-05.log")));
 }
 
+TEST(EventLog, RetentionKeepsTheSegmentHoldingTheNewestEvent) {
+  TempDir tmp;
+  write_days(tmp.path(), 3, 4);  // seq 1-4 on Jan 1, 5-8 on Jan 2, 9-12 on Jan 3
+  std::vector<Read> read;
+  EventLogOptions options;
+  options.retain_days = 2;
+  {
+    // Just opened (nothing written yet, so no current segment), a month later: every day
+    // is past its age, but Jan 3 holds the newest event and stays.
+    auto log = open_log(tmp.path(), &read, options);
+    ASSERT_TRUE(log.ok());
+    auto deleted = (*log)->enforce_retention(kJan1Ms + 30 * kDayMs);
+    ASSERT_TRUE(deleted.ok());
+    EXPECT_EQ(*deleted, 2u);
+    EXPECT_EQ((*log)->last_seq(), 12u);
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("events-2026-01-03.log")));
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("events-2026-01-02.log")));
+    // Then today's event, and an imported one of an older day, the newest.
+    ASSERT_TRUE((*log)->append(13, kJan1Ms + 31 * kDayMs, "today").ok());
+    ASSERT_TRUE((*log)->append(14, kJan1Ms + 10 * kDayMs, "imported").ok());
+    ASSERT_TRUE((*log)->sync().ok());
+  }
+  // Opened again with a budget of one byte: the older day holding the newest event is the
+  // one kept; today's goes with Jan 3.
+  read.clear();
+  options.bytes_max = 1;
+  auto log = open_log(tmp.path(), &read, options);
+  ASSERT_TRUE(log.ok());
+  auto deleted = (*log)->enforce_retention(kJan1Ms + 31 * kDayMs);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2u);
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("events-2026-01-11.log")));
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("events-2026-02-01.log")));
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("events-2026-01-03.log")));
+  EXPECT_EQ((*log)->last_seq(), 14u);
+}
+
 TEST(EventLog, ReadsEachRecordBackByItsPlaceWhereverItLies) {
   TempDir tmp;
   write_days(tmp.path(), 2, 3);  // seq 1-3 on Jan 1, 4-6 on Jan 2
