@@ -33,7 +33,7 @@ std::string credits(std::int64_t mc) {
 }
 
 std::string ratio_json(std::optional<double> r) {
-  return r ? fmt::format("{:.4f}", *r) : "null";
+  return r ? json::fraction_text(*r) : "null";
 }
 
 std::int64_t backoff_ms(std::int64_t attempts) {
@@ -243,8 +243,7 @@ std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t n
       w.begin_object().key("pool").string(p.pool).key("threshold_percent").integer(t);
       w.key("used").raw(credits(p.used_mc)).key("allowance").raw(credits(p.allowance_mc));
       w.key("extra").raw(credits(p.extra_mc));
-      w.key("utilization")
-          .raw(fmt::format("{:.4f}", static_cast<double>(p.used_mc) / static_cast<double>(base)));
+      w.key("utilization").fraction(static_cast<double>(p.used_mc) / static_cast<double>(base));
       w.key("cycle_start").string(format_rfc3339(p.cycle_start_ms)).end_object();
     }
     const std::string mean = p.burn.trailing_mean_mc ? credits(*p.burn.trailing_mean_mc) : "null";

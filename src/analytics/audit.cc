@@ -703,7 +703,7 @@ void credits(json::Writer& w, std::string_view key, Millicredits c) {
   w.key(key).raw(format_credits(c));
 }
 void fraction(json::Writer& w, std::string_view key, double v) {
-  w.key(key).raw(fmt::format("{:.4f}", v));
+  w.key(key).fraction(v);
 }
 void instant(json::Writer& w, std::string_view key, std::int64_t at_ms) {
   w.key(key).string(format_rfc3339(at_ms));

@@ -1,7 +1,9 @@
 #include "base/json_writer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 namespace credit::json {
@@ -70,6 +72,16 @@ void append_string(std::string& out, std::string_view s) {
   }
   out.append(s.data() + run, s.size() - run);
   out += '"';
+}
+
+std::string fraction_text(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof(buf), "%.6f", v);
+  std::string s(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  while (!s.empty() && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s.empty() || s == "-0" ? "0" : s;
 }
 
 }  // namespace credit::json

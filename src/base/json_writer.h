@@ -13,6 +13,10 @@ namespace credit::json {
 // Appends `s` as a quoted JSON string, escaping what JSON requires.
 void append_string(std::string& out, std::string_view s);
 
+// A ratio or fraction as every answer writes it (API.md: ratios are 0..1): at most 6
+// decimals, trailing zeros dropped ("0.55", "1", "0"); null when not finite.
+std::string fraction_text(double v);
+
 class Writer {
  public:
   explicit Writer(std::string& out) : out_(out) {}
@@ -35,6 +39,7 @@ class Writer {
   Writer& null() { sep(); out_ += "null"; return *this; }
   // A value already encoded as JSON (a formatted amount, a nested document).
   Writer& raw(std::string_view v) { sep(); out_ += v; return *this; }
+  Writer& fraction(double v) { return raw(fraction_text(v)); }
 
   std::string& out() { return out_; }
 

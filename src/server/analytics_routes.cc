@@ -49,12 +49,8 @@ std::string credits(std::int64_t mc) {
   return format_credits(Millicredits::from_mc(mc));
 }
 
-// A fraction for JSON: up to 6 decimals, trailing zeros dropped.
 std::string fraction(double v) {
-  std::string s = fmt::format("{:.6f}", v);
-  while (!s.empty() && s.back() == '0') s.pop_back();
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  return s.empty() || s == "-0" ? "0" : s;
+  return json::fraction_text(v);
 }
 
 HttpResponse bad_param(std::string_view param, std::string message) {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "base/error_json.h"
 
 namespace credit::json {
@@ -76,6 +78,19 @@ TEST(JsonWriter, CommasBetweenMembersAndAfterNestedValues) {
   w.begin_object().key("a").integer(1).key("b").begin_array().integer(2).string("x").end_array();
   w.key("c").null().key("d").boolean(true).end_object();
   EXPECT_EQ(out, "{\"a\":1,\"b\":[2,\"x\"],\"c\":null,\"d\":true}");
+}
+
+TEST(JsonWriter, FractionsHaveAtMostSixDecimalsAndNoTrailingZeros) {
+  EXPECT_EQ(fraction_text(0.55), "0.55");
+  EXPECT_EQ(fraction_text(1.0), "1");
+  EXPECT_EQ(fraction_text(0.0), "0");
+  EXPECT_EQ(fraction_text(-0.0000001), "0");
+  EXPECT_EQ(fraction_text(2.0 / 3.0), "0.666667");
+  EXPECT_EQ(fraction_text(1e-7), "0");
+  EXPECT_EQ(fraction_text(std::nan("")), "null");
+  std::string out;
+  Writer(out).begin_object().key("utilization").fraction(0.5500).end_object();
+  EXPECT_EQ(out, "{\"utilization\":0.55}");
 }
 
 TEST(ErrorJson, CodeMessageAndDetailsInsideError) {
