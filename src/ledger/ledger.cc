@@ -1232,6 +1232,14 @@ Reply Ledger::apply_load_rate_card(const LoadRateCard& cmd) {
   return r;
 }
 
+void Ledger::set_capacities(const Capacities& c) {
+  CREDIT_ASSERT(c.accounts_max > 0 && c.open_holds_per_account_max > 0 &&
+                c.live_grants_per_pool_max > 0);
+  options_.accounts_max = c.accounts_max;
+  options_.open_holds_per_account_max = c.open_holds_per_account_max;
+  options_.live_grants_per_pool_max = c.live_grants_per_pool_max;
+}
+
 const std::string* Ledger::rate_card_text(std::int64_t version) const {
   auto it = rate_cards_.find(version);
   return it == rate_cards_.end() ? nullptr : &it->second;

@@ -43,6 +43,16 @@ struct LedgerOptions {
   std::function<void(std::function<void()>)> background = nullptr;
 };
 
+// The capacities whose refusals (409 limit_reached) are stored answers: the values in
+// force are part of the state (the server logs a change of its flags and snapshots them),
+// so a replay refuses exactly what was refused, whatever the flags of a later start.
+struct Capacities {
+  std::size_t accounts_max = kAccountsMaxDefault;
+  std::size_t open_holds_per_account_max = kOpenHoldsPerAccountMaxDefault;
+  std::size_t live_grants_per_pool_max = kLiveGrantsPerPoolMaxDefault;
+  bool operator==(const Capacities&) const = default;
+};
+
 // The refusal of every later mutation of a closed account (API.md: 409).
 Error account_closed_error();
 
@@ -154,6 +164,12 @@ class Ledger {
   // The instant of account `a`'s next hold expiry, grant expiry or cycle end.
   static std::int64_t next_due_ms(const Account& a);
   std::uint64_t next_seq() const { return next_seq_; }
+  // The capacities in force, and their change (a logged configuration, like the catalog).
+  Capacities capacities() const {
+    return {options_.accounts_max, options_.open_holds_per_account_max,
+            options_.live_grants_per_pool_max};
+  }
+  void set_capacities(const Capacities& c);
   // Numbers an event that no command made (an imported one, API.md's import with
   // mode=analytics) with the next sequence number and appends it to `events`. The ledger
   // owns the numbering, so replaying the log numbers it the same way; nothing else changes.

@@ -125,6 +125,11 @@ void encode_engine_op(ByteWriter& w, const Op& op) {
     w.u8('T');
     w.str(t->account_id);
     encode_limits(w, t->limits);
+  } else if (auto* cap = std::get_if<CapacitiesOp>(&op)) {
+    w.u8('L');
+    w.uv(cap->capacities.accounts_max);
+    w.uv(cap->capacities.open_holds_per_account_max);
+    w.uv(cap->capacities.live_grants_per_pool_max);
   } else if (auto* im = std::get_if<ImportEventsOp>(&op)) {
     CREDIT_ASSERT(im->events.size() <= kImportEventsPerOpMax);
     w.u8('I');
@@ -181,6 +186,18 @@ std::optional<Op> decode_engine_op(ByteReader& r) {
       t.account_id = r.str();
       t.limits = decode_limits(r);
       return Op(std::move(t));
+    }
+    case 'L': {
+      CapacitiesOp cap;
+      cap.capacities.accounts_max = r.uv();
+      cap.capacities.open_holds_per_account_max = r.uv();
+      cap.capacities.live_grants_per_pool_max = r.uv();
+      if (!r.ok() || cap.capacities.accounts_max == 0 ||
+          cap.capacities.open_holds_per_account_max == 0 ||
+          cap.capacities.live_grants_per_pool_max == 0) {
+        return std::nullopt;
+      }
+      return Op(cap);
     }
     case 'I': {
       ImportEventsOp im;
@@ -462,6 +479,8 @@ void Engine::apply_engine_op(const Op& op) {
     cache_.put(c->account_id, c->kind, c->cache_key, std::move(entry));
   } else if (auto* t = std::get_if<RateLimitsOp>(&op)) {
     rate_limits_[t->account_id] = t->limits;
+  } else if (auto* cap = std::get_if<CapacitiesOp>(&op)) {
+    ledger_.set_capacities(cap->capacities);
   }
 }
 
@@ -802,7 +821,8 @@ Status Engine::open() {
   // its ledger from the plans file of that later start, which may have changed.
   const bool fresh = snapshot_lsn_ == 0 && wal_->next_lsn() == 0;
   if (Status s = log_catalog_if_changed(fresh); !s.ok()) return s;
-  return log_rate_card_if_changed();
+  if (Status s = log_rate_card_if_changed(); !s.ok()) return s;
+  return log_capacities_if_changed(fresh);
 }
 
 Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& read_log,
@@ -881,6 +901,26 @@ Status Engine::log_rate_card_if_changed() {
     if (!card.ok()) return card.error();
     past_cards_.push_back(std::move(*card));
   }
+  return ok_status();
+}
+
+Status Engine::log_capacities_if_changed(bool fresh) {
+  const ledger::Capacities flags{options_.ledger.accounts_max,
+                                 options_.ledger.open_holds_per_account_max,
+                                 options_.ledger.live_grants_per_pool_max};
+  if (!fresh && ledger_.capacities() == flags) return ok_status();
+  const Op op = CapacitiesOp{flags};
+  std::string payload;
+  ByteWriter w(payload);
+  w.u8(kEngineRecordVersion);
+  w.str(std::string_view());  // no ledger batch: the ledger's now does not move
+  w.uv(1);
+  encode_engine_op(w, op);
+  if (Status s = wal_->reserve(payload.size()); !s.ok()) return s;
+  if (auto lsn = wal_->append(payload); !lsn.ok()) return lsn.error();
+  if (Status s = wal_->sync(); !s.ok()) return s;
+  apply_engine_op(op);
+  if (!fresh) std::fprintf(stderr, "creditd: the capacity flags changed; logged them\n");
   return ok_status();
 }
 
@@ -1683,13 +1723,17 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
 //                   kind, cache_key, response_json, call_site strings, expires_at_ms,
 //                   generation varint (version 2 on)
 //   rate limits     count varint, then (account_id string, limits as in a batch record)
+//   capacities      version 3 on: accounts_max, open_holds_per_account_max,
+//                   live_grants_per_pool_max varints (ledger::Capacities in force; older
+//                   snapshots take the flags)
 //   ledger          every byte left: ledger/snapshot_codec.h's encoding
 // The ledger's bytes go last so they are written in place, not copied.
 
 namespace {
 
-constexpr std::uint8_t kEngineSnapshotVersion = 2;
-// Version 1 (no cache generations) still loads.
+constexpr std::uint8_t kEngineSnapshotVersion = 3;
+constexpr std::uint8_t kEngineSnapshotVersionCapacities = 3;
+// Version 1 (no cache generations) and 2 (no capacities) still load.
 constexpr std::uint8_t kEngineSnapshotVersionOldest = 1;
 constexpr char kCacheKeySeparator = '\x1f';  // policy/cache.cc joins its key parts with it
 // Replayed events held while the event log is still loading (Engine::hold_until_loaded).
@@ -1932,6 +1976,10 @@ void Engine::encode_snapshot(std::string& out) const {
     w.str(kv->first);
     encode_limits(w, kv->second);
   }
+  const ledger::Capacities cap = ledger_.capacities();
+  w.uv(cap.accounts_max);
+  w.uv(cap.open_holds_per_account_max);
+  w.uv(cap.live_grants_per_pool_max);
   ledger::encode_ledger_snapshot(ledger_, out);
 }
 
@@ -1978,6 +2026,17 @@ Status Engine::decode_snapshot(std::string_view bytes) {
   for (std::uint64_t i = 0; i < limits && r.ok(); ++i) {
     std::string account = r.str();
     rate_limits_[account] = decode_limits(r);
+  }
+  if (version >= kEngineSnapshotVersionCapacities) {
+    ledger::Capacities cap;
+    cap.accounts_max = r.uv();
+    cap.open_holds_per_account_max = r.uv();
+    cap.live_grants_per_pool_max = r.uv();
+    if (cap.accounts_max == 0 || cap.open_holds_per_account_max == 0 ||
+        cap.live_grants_per_pool_max == 0) {
+      r.fail();
+    }
+    if (r.ok()) ledger_.set_capacities(cap);
   }
   if (!r.ok()) {
     Error e(ErrorCode::kStorageFailed,

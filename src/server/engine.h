@@ -148,8 +148,13 @@ struct RateLimitsOp {
   std::string account_id;
   pricing::PlanRateLimits limits;
 };
+// The capacity flags in force (ledger::Capacities): logged at a fresh start and whenever a
+// start's flags differ from the state's, so a replay refuses what was refused.
+struct CapacitiesOp {
+  ledger::Capacities capacities;
+};
 using Op = std::variant<ledger::Command, CreateKeyOp, RevokeKeyOp, CachePutOp, RateLimitsOp,
-                        ImportEventsOp>;
+                        ImportEventsOp, CapacitiesOp>;
 
 // How a snapshot of the running state is taken.
 enum class SnapshotMode : std::uint8_t {
@@ -397,6 +402,9 @@ class Engine {
   // Logs the rate card in force when the ledger does not hold it as it is, and parses
   // the earlier versions the ledger holds (a hold is captured with its own version).
   Status log_rate_card_if_changed();
+  // Logs the capacity flags when they differ from the state's, or always on a fresh data
+  // dir (CapacitiesOp).
+  Status log_capacities_if_changed(bool fresh);
   // Applies a configuration command at start-up and logs it alone, synced.
   Status log_startup_command(ledger::Command& c);
   // A command-log record decoded for the replay: its ledger batch and its engine ops.

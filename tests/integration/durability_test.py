@@ -603,8 +603,49 @@ def retention_keeps_newest_event():
     srv3.stop()
 
 
+def capacity_flags_after_a_crash():
+    """DESIGN.md section 3: replaying the log never reads a config file, so a restart can
+    never change an acknowledged answer. A capacity flag is configuration: a 409
+    limit_reached acknowledged under --live-grants-per-pool-max 2 stays refused when the
+    log is replayed after a SIGKILL by a start with the default (found by an audit: the
+    replay applied the refused pack, and the balance and the event log disagreed)."""
+    srv = h.start(manual_clock=True, extra_args=["--live-grants-per-pool-max", "2"])
+    c = srv.client()
+    c.set_clock("2026-03-01T00:00:00Z")
+    a = c.create_account("capf", "enterprise")
+
+    def pack(cl, k):
+        return cl.post(f"/v1/accounts/{a}/packs", {"pool": "credits", "credits": 1, "idempotency_key": k})
+
+    eq("capacity: two packs", [pack(c, "p0").status, pack(c, "p1").status], [201, 201])
+    third = pack(c, "p2")
+    check("capacity: the third is 409 limit_reached", is_error(third, 409, "limit_reached"), third)
+    extra = c.pool(a)["extra"]
+    srv.kill()
+    srv2 = h.start(manual_clock=True, data_dir=srv.data_dir)  # the default capacity, 256
+    c2 = srv2.client()
+    r = pack(c2, "p2")
+    check("capacity after SIGKILL and other flags: the refusal replays as 409",
+          is_error(r, 409, "limit_reached") and r.headers.get("idempotent-replayed") == "true", r)
+    eq("capacity after SIGKILL and other flags: the balance is the one acknowledged", c2.pool(a)["extra"], extra)
+    eq("capacity after SIGKILL and other flags: the new flag applies from this start", pack(c2, "p3").status, 201)
+    check("capacity: the start says the flags changed", "capacity flags changed" in srv2.output(),
+          srv2.output()[-600:])
+    srv2.kill()
+    srv3 = h.start(manual_clock=True, data_dir=srv.data_dir, extra_args=["--live-grants-per-pool-max", "2"])
+    c3 = srv3.client()
+    eq("capacity, third start: p2 refused and p3 kept",
+       (pack(c3, "p2").status, pack(c3, "p3").status, c3.pool(a)["extra"]), (409, 201, extra + 1))
+    eq("capacity, third start: SIGTERM exits 0 (a snapshot holds the flags)", srv3.stop(), 0)
+    srv4 = h.start(manual_clock=True, data_dir=srv.data_dir)
+    c4 = srv4.client()
+    eq("capacity after a snapshot: the answers stand", (pack(c4, "p2").status, c4.pool(a)["extra"]), (409, extra + 1))
+    srv4.stop()
+
+
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
                 missing_segment_after_snapshot, repair_skips_covered_damage, retry_after_a_new_rate_card,
-                retention_while_running, events_lost_after_snapshot, retention_keeps_newest_event):
+                retention_while_running, events_lost_after_snapshot, retention_keeps_newest_event,
+                capacity_flags_after_a_crash):
     h.run_section(section)
 h.finish()

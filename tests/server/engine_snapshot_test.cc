@@ -774,11 +774,12 @@ std::vector<std::uint64_t> cache_generations(Engine& engine) {
 }
 
 // The state bytes of a version 2 snapshot written as version 1 (no cache generations).
-std::string as_version_1(std::string_view v2) {
-  ByteReader r(v2);
+// A version 3 snapshot as version 1 wrote it: no cache generations, no capacities.
+std::string as_version_1(std::string_view v3) {
+  ByteReader r(v3);
   std::string out;
   ByteWriter w(out);
-  EXPECT_EQ(r.u8(), 2);
+  EXPECT_EQ(r.u8(), 3);
   w.u8(1);
   w.sv(r.sv());
   const std::uint64_t keys = r.uv();
@@ -797,9 +798,22 @@ std::string as_version_1(std::string_view v2) {
     w.sv(r.sv());
     r.uv();  // the entry's generation
   }
+  const std::uint64_t limits = r.uv();
+  w.uv(limits);
+  for (std::uint64_t i = 0; i < limits; ++i) {
+    w.str(r.str());
+    for (int scope = 0; scope < 2; ++scope) {
+      const bool has = r.b();
+      w.b(has);
+      if (!has) continue;
+      w.sv(r.sv());
+      w.sv(r.sv());
+    }
+  }
+  for (int c = 0; c < 3; ++c) r.uv();  // the capacities: not before version 3
   EXPECT_TRUE(r.ok());
   const std::size_t rest = r.pos();
-  w.raw(v2.data() + rest, v2.size() - rest);
+  w.raw(v3.data() + rest, v3.size() - rest);
   return out;
 }
 
