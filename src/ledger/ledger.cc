@@ -319,7 +319,10 @@ Status Ledger::apply_deferred_stores(const DeferredStores& stores) {
         }
         if (idempotency_.full()) {
           return Error(ErrorCode::kStorageFailed,
-                       "the log stores more idempotency keys than the table holds");
+                       "the log stores more live idempotency keys than the table holds (" +
+                           std::to_string(idempotency_.keys_max()) +
+                           ", --idempotency-keys-max): start with a larger capacity, at least "
+                           "what the last run had");
         }
         const std::uint64_t no =
             d.kind == DeferredStore::Kind::kStorePacked
