@@ -353,7 +353,9 @@ void AuditBuilder::State::add_agent_turn(const Event& e, Millicredits net) {
 
 std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   if (options.catalog == nullptr || options.plan_id.empty()) return std::nullopt;
-  const pricing::Plan* current = options.catalog->find(options.plan_id);
+  const pricing::Plan* current = options.current_plan != nullptr
+                                     ? options.current_plan
+                                     : options.catalog->find(options.plan_id);
   if (current == nullptr || current->pools.empty()) return std::nullopt;
   // The audited pool's burn against that pool's allowance, in this plan and in the others
   // (a plan without the pool is never advised).

@@ -205,6 +205,9 @@ struct AuditReport {
 struct AuditOptions {
   const pricing::Catalog* catalog = nullptr;  // for advice; null: no advice
   std::string plan_id;                        // the account's current plan
+  // The account's plan as in force (a changed plans file reaches an account at its next
+  // cycle): its allowance and price; null: the catalog's plan_id (a file, offline).
+  const pricing::Plan* current_plan = nullptr;
   // The pool audited ("" every pool; then advice is on the plan's first pool).
   std::string pool;
   std::int64_t hourly_rate_usd = kHourlyRateUsdDefault;

@@ -72,6 +72,10 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
 struct Job {
   std::string account_id;
   std::string plan_id;
+  // The account's plan in force and the plans it could move to (the ledger's catalog),
+  // copied: the worker reads no ledger state.
+  pricing::Plan plan;
+  pricing::Catalog catalog;
   std::string pool;
   // The encodings of the account's events in the range, in sequence order, copied on the
   // ledger thread (see audit_route.h); event i is event_bytes[ends[i-1], ends[i]).
@@ -129,6 +133,8 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   job.loops_only = q.loops_only;
   job.account_id = id;
   job.plan_id = view->plan;
+  job.plan = account->plan;
+  job.catalog = st.ledger.catalog();
   job.pool = pool->name;
   job.from_ms = from_ms;
   job.to_ms = to_ms;
@@ -190,8 +196,9 @@ HttpResponse loops_json(const Job& job, std::vector<analytics::Loop> loops) {
 // On a worker: the report in the format asked for.
 HttpResponse compute(const Engine& engine, const Job& job, Format format) {
   analytics::AuditOptions options;
-  options.catalog = &engine.catalog();
+  options.catalog = &job.catalog;
   options.plan_id = job.plan_id;
+  options.current_plan = &job.plan;
   options.pool = job.pool;
   options.range_from_ms = job.from_ms;
   options.range_to_ms = job.to_ms;

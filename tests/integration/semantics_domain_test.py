@@ -800,6 +800,11 @@ def versions_across_restart():
     check("versions: from a snapshot too, the capture is priced with card 1", r.status == 201
           and r.get("cost") == D("1.74"), r)
     eq("versions: ... the changed plan still waits for the next cycle", c.pool("v")["allowance"], 2000)
+    # The audit's advice and the forecast describe the plan in force too (found by an audit:
+    # the report took the new file's allowance mid-cycle).
+    r = c.get("/v1/accounts/v/audit?format=json")
+    eq("versions: ... the audit's advice uses the allowance in force", (r.status, (r.get("advice") or {}).get("allowance")),
+       (200, 2000))
     c.set_clock("2030-07-01T00:00:00Z")
     eq("versions: ... and applies from it", c.pool("v")["allowance"], 2500)
     srv.stop()
