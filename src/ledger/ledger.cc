@@ -611,6 +611,16 @@ std::size_t Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>*
         e->available_after = available_of(pool);
       }
     }
+    // A pending plan applied here is a change of its own (DESIGN.md: every change is an
+    // event), as the request that scheduled it was: after the pools' resets.
+    if (old_plan.id != a.plan.id) {
+      if (Event* e = emit(EventType::kPlanChange, t)) {
+        e->plan = a.plan.id;
+        e->previous_plan = old_plan.id;
+        e->object = "pending_applied";
+        if (!a.pools.empty()) e->available_after = available_of(a.pools.front());
+      }
+    }
     // Closed holds of cycles before the previous one are forgotten (bounded memory).
     std::int64_t keep_from_ms = cycle_by_index(a.anchor_ms, a.cycle_index - 1).start_ms;
     std::erase_if(a.holds, [&](const auto& kv) {

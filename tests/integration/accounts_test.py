@@ -199,6 +199,16 @@ def plan_change():
           r.get("plan") == "starter" and r.get("pending_plan") is None
           and r["pools"]["credits"]["allowance"] == 2000
           and r.get("cycle") == {"start": "2026-04-12T00:00:00Z", "end": "2026-05-12T00:00:00Z"}, r)
+    # Every change is an event (DESIGN.md): the request, and the change at the boundary.
+    evs = c.get(f"/v1/accounts/{f}/events?type=plan_change&limit=1000").get("events") or []
+    eq("plan: the downgrade applied at the boundary is a plan_change event after the reset",
+       [(e.get("at"), e.get("plan"), e.get("previous_plan"), e.get("object")) for e in evs[-2:]],
+       [(evs[-2].get("at") if len(evs) > 1 else None, "starter", "pro", "pending"),
+        ("2026-04-12T00:00:00Z", "starter", "pro", "pending_applied")])
+    resets = [e for e in c.get(f"/v1/accounts/{f}/events?type=reset&limit=1000").get("events") or []
+              if e.get("at") == "2026-04-12T00:00:00Z"]
+    check("plan: ... numbered after the boundary's reset", resets and evs and evs[-1]["seq"] > resets[-1]["seq"],
+          (resets, evs[-1:]))
 
     # paid upgrade inside the cycle: what was spent stays spent
     s = c.create_account("paidup", "starter")
