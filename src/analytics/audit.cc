@@ -383,6 +383,10 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
     if (pa == nullptr || pa->allowance < a.need) continue;
     if (right == nullptr || p.price_usd_cents < right->price_usd_cents) right = &p;
   }
+  // As /forecast says it (forecast.cc): a plan that does not cover the need "comes
+  // closest", and is never "sized correctly".
+  const bool covers = right != nullptr;
+  const std::string_view cover_s = covers ? "covers" : "comes closest to (none covers)";
   if (right == nullptr) {
     for (const auto& p : options.catalog->plans) {
       const pricing::PoolAllowance* pa = p.pool(pool);
@@ -397,13 +401,13 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   const std::int64_t break_even_cents = options.hourly_rate_usd * options.break_even_hours * 100;
   if (right->id == current->id) {
     a.action = "stay";
-    a.sized_correctly = a.utilization * 1000 >= kSizedCorrectlyPermille;
-    a.reason = fmt::format("{} covers the projected need of {} credits per cycle", current->id,
-                           format_credits(a.need));
+    a.sized_correctly = covers && a.utilization * 1000 >= kSizedCorrectlyPermille;
+    a.reason = fmt::format("{} {} the projected need of {} credits per cycle", current->id,
+                           cover_s, format_credits(a.need));
   } else if (right->price_usd_cents < current->price_usd_cents) {
     a.action = "downgrade";
-    a.reason = fmt::format("{} covers the projected need of {} credits for {} USD less", right->id,
-                           format_credits(a.need), -a.price_delta_usd_cents / 100);
+    a.reason = fmt::format("{} {} the projected need of {} credits for {} USD less", right->id,
+                           cover_s, format_credits(a.need), -a.price_delta_usd_cents / 100);
   } else if (a.runs_out && a.price_delta_usd_cents <= break_even_cents) {
     a.action = "upgrade_now";
     a.reason = fmt::format(

@@ -462,6 +462,17 @@ TEST(Audit, AdviceFollowsTheCatalog) {
   options.plan_id = "pro";
   r = audit(events, options);
   EXPECT_EQ(r.advice->action, "downgrade");
+  // 20,000 credits in one day: 600,000 a cycle; no plan covers it. The largest plan stays,
+  // "comes closest", and is not sized correctly (found by an audit: "covers", sized true).
+  events = {agent("dana", "a.jsx", kT0, 20'000'000, 20, 10)};
+  options.plan_id = "enterprise";
+  r = audit(events, options);
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->action, "stay");
+  EXPECT_EQ(r.advice->plan, "enterprise");
+  EXPECT_FALSE(r.advice->sized_correctly);
+  EXPECT_NE(r.advice->reason.find("comes closest to (none covers)"), std::string::npos)
+      << r.advice->reason;
 }
 
 TEST(Audit, OnePoolIsAuditedAndAdvisedOnItsOwnAllowance) {
