@@ -426,9 +426,12 @@ Status read_drawn_from(value v, std::vector<ledger::DrawnFrom>& out) {
   return ok_status();
 }
 
+// The types that always have a user. Not `rejected`: a refusal of a refund, a plan change
+// or a pack (a service's or the admin's request) has none, and the server's own export
+// writes it with user_id null, which must read back (creditctl, import).
 bool user_caused(EventType t) {
   return t == EventType::kCharge || t == EventType::kHold || t == EventType::kCapture ||
-         t == EventType::kCacheHit || t == EventType::kRejected;
+         t == EventType::kCacheHit;
 }
 
 simdjson::ondemand::parser& thread_parser() {

@@ -227,6 +227,12 @@ TEST(EventJson, LineErrorsNameTheField) {
       param_of(
           R"({"at":"2026-03-02T09:14:05Z","account_id":"a","user_id":null,"type":"reset","kind":null,"credits":0})"),
       "ok");
+  // Nor is a refused refund (a service's request): the server exports it with user_id
+  // null, and its own export reads back (found by an audit: creditctl refused the line).
+  EXPECT_EQ(
+      param_of(
+          R"({"at":"2026-03-02T09:14:05Z","account_id":"a","user_id":null,"type":"rejected","kind":"agent_prompt","credits":0,"refused_by":"charge_not_refundable"})"),
+      "ok");
   EXPECT_FALSE(parse_event_json("{\"at\":").ok());
   EXPECT_FALSE(parse_event_json("[1,2]").ok());
 }
