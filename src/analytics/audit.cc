@@ -196,6 +196,17 @@ struct AuditBuilder::State {
   void add_agent_turn(const Event& e, Millicredits net);
   // The charges this stream booked net of refunds (origin byte + charge id -> at).
   static std::string netted_key(const Event& e) { return (e.imported ? "i" : "l") + e.charge_id; }
+  // The charge before the stream that a refund refunds (AuditOptions::prior_charges).
+  const Event* prior_charge(const Event& refund) const {
+    if (options.prior_charges == nullptr || refund.charge_id.empty()) return nullptr;
+    for (const Event& c : *options.prior_charges) {
+      if (c.charge_id == refund.charge_id && c.imported == refund.imported &&
+          c.account_id == refund.account_id && refund_reaches(c.at_ms, refund.at_ms)) {
+        return &c;
+      }
+    }
+    return nullptr;
+  }
   // Whether a refund was booked already, under its charge (netted).
   bool refund_attributed(const Event& refund) const {
     if (netted.empty()) return false;
@@ -248,18 +259,19 @@ void AuditBuilder::State::add(const Event& e) {
       netted[netted_key(e)] = e.at_ms;
     }
   }
-  std::string_view key = e.metadata.call_site;
-  if (kind == Kind::kAgentPrompt)
-    key = e.metadata.file.empty() ? e.metadata.feature : e.metadata.file;
-  if (kind == Kind::kDiscussTurn) key = e.metadata.feature;
+  // A refund of a charge before the range is booked under that charge's metadata.
+  const Event* prior = delta.is_negative() ? prior_charge(e) : nullptr;
+  const ledger::Metadata& md = prior != nullptr ? prior->metadata : e.metadata;
+  std::string_view key = md.call_site;
+  if (kind == Kind::kAgentPrompt) key = md.file.empty() ? md.feature : md.file;
+  if (kind == Kind::kDiscussTurn) key = md.feature;
   scratch.assign(1, static_cast<char>(kind));
   scratch += key;
   auto& s = entry(sources, scratch);
   s.credits += keyed;
   s.events += count;
   if (delta.is_negative()) {
-    if (kind == Kind::kAgentPrompt && !e.metadata.file.empty())
-      entry(files, e.metadata.file).credits += delta;
+    if (kind == Kind::kAgentPrompt && !md.file.empty()) entry(files, md.file).credits += delta;
     if (kind == Kind::kDiscussTurn) discuss.credits += delta;
     return;
   }

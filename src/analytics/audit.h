@@ -225,6 +225,11 @@ struct AuditOptions {
   // same events: a first pass); null when it has none to give (every refund is then
   // booked under its own metadata). Must outlive the builders.
   const RefundBook* refunds = nullptr;
+  // Charges from before the range that refunds in it refund (the server's route reads them
+  // from the event log): a refund whose charge is not in the stream is booked under that
+  // charge's metadata when it is here (refunds.h's rule), as the live rollups book it.
+  // Null or empty: under its own. Must outlive the builders.
+  const std::vector<ledger::Event>* prior_charges = nullptr;
 };
 
 // The audit of one account, fed its events in time order.

@@ -20,6 +20,9 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "analytics/audit.h"
 #include "analytics/event_json.h"
@@ -234,9 +237,14 @@ class Spool {
 // The refunds among the events of `path` that `wanted` keeps (the audit's first pass:
 // analytics/refunds.h). Only lines that may be refunds are parsed (a refund line names
 // its type; an escaped one has a backslash-u); bad lines are left to the second pass.
+// The charge a refund refunds, as a key: account, origin, charge id.
+std::string refunded_key(const ledger::Event& e) {
+  return e.account_id + '\x1f' + (e.imported ? 'i' : 'l') + e.charge_id;
+}
+
 void gather_refunds(const std::string& path,
                     const std::function<bool(const ledger::Event&)>& wanted,
-                    analytics::RefundBook& book) {
+                    analytics::RefundBook& book, std::unordered_set<std::string>& refunded) {
   analytics::NdjsonReader reader(path);
   if (!reader.ok()) return;
   std::string_view line;
@@ -249,8 +257,31 @@ void gather_refunds(const std::string& path,
       continue;
     }
     if (!analytics::parse_event_json(line, e).ok()) continue;
-    if (e.type == ledger::EventType::kRefund && wanted(e)) book.add(e);
+    if (e.type != ledger::EventType::kRefund || !wanted(e)) continue;
+    book.add(e);
+    if (!e.charge_id.empty()) refunded.insert(refunded_key(e));
   }
+}
+
+// The charges before the range (at < from_ms) that the range's refunds refund: the audit
+// books those refunds under their metadata (AuditOptions::prior_charges), as the server's
+// route does. Only lines naming a charge id are parsed.
+std::vector<ledger::Event> gather_prior_charges(const std::string& path, std::int64_t from_ms,
+                                                const std::unordered_set<std::string>& refunded) {
+  std::vector<ledger::Event> out;
+  analytics::NdjsonReader reader(path);
+  if (!reader.ok() || refunded.empty()) return out;
+  std::string_view line;
+  bool too_long = false;
+  ledger::Event e;
+  while (reader.next_line(line, too_long)) {
+    if (too_long || line.find("charge_id") == std::string_view::npos) continue;
+    if (!analytics::parse_event_json(line, e).ok() || e.at_ms >= from_ms) continue;
+    if (e.type != ledger::EventType::kCharge && e.type != ledger::EventType::kCapture) continue;
+    if (e.charge_id.empty() || !refunded.contains(refunded_key(e))) continue;
+    out.push_back(e);
+  }
+  return out;
 }
 
 // The same on one thread, in file order, until `add` returns false: then `stopped` is set
@@ -663,8 +694,12 @@ int run_audit(const AuditArgs& args) {
     return kExitBadInput;
   }
   analytics::RefundBook refunds;
-  gather_refunds(input.path(), wanted, refunds);
+  std::unordered_set<std::string> refunded;
+  gather_refunds(input.path(), wanted, refunds, refunded);
   options.refunds = &refunds;
+  std::vector<ledger::Event> prior_charges;
+  if (from_ms) prior_charges = gather_prior_charges(input.path(), *from_ms, refunded);
+  options.prior_charges = &prior_charges;
   // One auditor per shard (an account's events all go to one), each finished on its own
   // thread; the reports are merged in account order as one auditor gives them.
   std::vector<std::unique_ptr<analytics::Auditor>> auditors;

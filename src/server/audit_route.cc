@@ -81,6 +81,10 @@ struct Job {
   // ledger thread (see audit_route.h); event i is event_bytes[ends[i-1], ends[i]).
   std::string event_bytes;
   std::vector<std::size_t> event_ends;
+  // The same, of the charges before the range that refunds in it refund (AuditOptions::
+  // prior_charges).
+  std::string prior_bytes;
+  std::vector<std::size_t> prior_ends;
   // The range the events were chosen from, now, and the cycle's days (AuditOptions).
   std::int64_t from_ms = 0;
   std::int64_t to_ms = 0;
@@ -147,6 +151,8 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
   const std::span<const EventIndex::Entry> list = st.events.events_of(id);
   job.event_ends.reserve(list.size());
   ledger::EventHead head;
+  ledger::Event refund;
+  std::vector<std::uint64_t> prior_seqs;  // charges before the range refunded in it
   for (const EventIndex::Entry& entry : list) {
     // An event whose day retention deleted is gone from the report too.
     const std::optional<std::string_view> bytes = st.events.bytes_of(entry);
@@ -154,6 +160,25 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
     if (head.at_ms < from_ms || head.at_ms >= to_ms) continue;
     job.event_bytes += *bytes;
     job.event_ends.push_back(job.event_bytes.size());
+    if (head.type != ledger::EventType::kRefund) continue;
+    if (!ledger::decode_event_into(*bytes, refund).ok() || refund.imported) continue;
+    // A live charge's id is "c_<the seq of the event that made it>".
+    const std::optional<std::uint64_t> seq = analytics::charge_seq(refund.charge_id);
+    if (seq && *seq < entry.seq) prior_seqs.push_back(*seq);
+  }
+  // Those charges' events, from before the range (the list is in seq order): the audit
+  // books each refund under its charge's file and source, as the rollups do (refunds.h).
+  std::sort(prior_seqs.begin(), prior_seqs.end());
+  prior_seqs.erase(std::unique(prior_seqs.begin(), prior_seqs.end()), prior_seqs.end());
+  for (const std::uint64_t seq : prior_seqs) {
+    auto it =
+        std::lower_bound(list.begin(), list.end(), seq,
+                         [](const EventIndex::Entry& x, std::uint64_t s) { return x.seq < s; });
+    if (it == list.end() || it->seq != seq) continue;
+    const std::optional<std::string_view> bytes = st.events.bytes_of(*it);
+    if (!bytes || !ledger::decode_event_head(*bytes, head).ok() || head.at_ms >= from_ms) continue;
+    job.prior_bytes += *bytes;
+    job.prior_ends.push_back(job.prior_bytes.size());
   }
   return std::nullopt;
 }
@@ -243,6 +268,16 @@ HttpResponse compute(const Engine& engine, const Job& job, Format format) {
     std::sort(order.begin(), order.end(), earlier);
   }
   options.refunds = &refunds;
+  std::vector<ledger::Event> prior_charges(job.prior_ends.size());
+  begin = 0;
+  for (std::size_t i = 0; i < job.prior_ends.size(); ++i) {
+    const std::size_t end = job.prior_ends[i];
+    Status decoded = ledger::decode_event_into(
+        std::string_view(job.prior_bytes).substr(begin, end - begin), prior_charges[i]);
+    CREDIT_ASSERT(decoded.ok());
+    begin = end;
+  }
+  options.prior_charges = &prior_charges;
   analytics::AuditBuilder builder(job.account_id, engine.rate_card(), options);
   for (const Placed& p : order) {
     Status decoded = ledger::decode_event_into(

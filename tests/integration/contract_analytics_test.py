@@ -656,8 +656,51 @@ def clock_start():
     srv.stop()
 
 
+def audit_refund_of_an_earlier_charge():
+    """DESIGN.md section 2: refunds are subtracted, under the file of the charge they
+    refund. A refund inside the audited range of a charge before it lowers the file in the
+    report's hot files and sources as it does in GET hot-files and usage (found by an audit:
+    the report kept the charge's 9.92 under the file while its total subtracted it)."""
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-04-01T12:00:00Z")
+    c.create_account("arf", "pro")
+    first = [agent(c, "arf", "src/L.jsx", "fix", f"s{i}") for i in range(4)]
+    check("audit refund: four charges", all(r.status == 201 for r in first), first)
+    c.set_clock("2026-04-02T12:00:00Z")
+    r = c.post(f"/v1/accounts/arf/charges/{first[0]['charge_id']}/refunds",
+               {"reason": "bad turn", "idempotency_key": "arf-r1"})
+    check("audit refund: the first charge refunded whole", r.status == 201, r)
+    agent(c, "arf", "src/L.jsx", "fix", "s5")
+    rng = "from=2026-04-02T00:00:00Z&to=2026-04-03T00:00:00Z"
+    route = {x["file"]: x["credits"] for x in c.get(f"/v1/accounts/arf/hot-files?{rng}").get("rows", [])}
+    usage = {x["key"]: x["credits"] for x in c.get(f"/v1/accounts/arf/usage?group_by=file&{rng}").get("rows", [])}
+    report = c.get(f"/v1/accounts/arf/audit?format=json&{rng}")
+    files = {x.get("file"): x.get("credits") for x in report.get("hot_files") or []}
+    eq("audit refund: hot-files and usage net the refund under the file", (route.get("src/L.jsx"), usage.get("src/L.jsx")),
+       (0, 0))
+    eq("audit refund: so does the audit's hot_files, and its total", (files.get("src/L.jsx"), report.get("total")),
+       (0, 0))
+    # creditctl audit of the exported events with the same range says the same.
+    import subprocess
+    import tempfile
+    export = c.get("/v1/accounts/arf/events?format=ndjson&limit=1000").text
+    with tempfile.NamedTemporaryFile("w", suffix=".ndjson", delete=False) as fh:
+        fh.write(export)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([h.creditctl_path(), "audit", fh.name, "--json", "--plan", "pro",
+                           "--from", "2026-04-02T00:00:00Z", "--to", "2026-04-03T00:00:00Z"],
+                          capture_output=True, text=True, timeout=60, cwd=root)
+    os.unlink(fh.name)
+    offline = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+    off_files = {x.get("file"): x.get("credits") for x in offline.get("hot_files") or []}
+    eq("audit refund: creditctl audit of the export, same range", (proc.returncode, off_files.get("src/L.jsx")),
+       (0, 0))
+    srv.stop()
+
+
 h.run_section(setup)
 for section in (roles, event_format, events_query, usage, hot_files, burn_and_forecast, loops_and_cache, alerts,
-                audit, operations, clock_disabled, clock_start):
+                audit, operations, clock_disabled, clock_start, audit_refund_of_an_earlier_charge):
     h.run_section(section)
 h.finish()
