@@ -294,9 +294,18 @@ void html_one(std::string& o, const AuditReport& r) {
   }
   if (!fixes.empty()) {
     html_table(o, {"fix", "saved per cycle", "effort", "saved per hour"}, fixes);
+    o += fmt::format("<p>All fixes together: about {} credits per cycle.</p>\n",
+                     cr(r.saved_per_cycle_all));
   }
   o += "<h2>Burn by source</h2>\n<p>Bars: share of the burn; shaded band: typical range.</p>\n";
   o += svg_shares(r) + "\n";
+  // The figures behind the bars, as the JSON and Markdown give them.
+  std::vector<std::vector<std::string>> shares;
+  for (const auto& x : r.shares) {
+    shares.push_back({x.source, cr(x.credits), pct(x.share) + (x.in_range ? "" : " (!)"),
+                      fmt::format("{}-{} %", x.typical_min_pct, x.typical_max_pct)});
+  }
+  html_table(o, {"source", "credits", "share", "typical"}, shares);
   o += "<h2>Daily burn</h2>\n" + svg_daily(r) + "\n";
   o += "<h2>Top burn sources</h2>\n";
   std::vector<std::pair<std::string, Millicredits>> bars;

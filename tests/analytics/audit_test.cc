@@ -439,6 +439,13 @@ TEST(Audit, HtmlHasNoScriptAndInlineSvg) {
   EXPECT_EQ(html.find("href="), std::string::npos);
   EXPECT_NE(html.find("<svg"), std::string::npos);
   EXPECT_NE(html.find("a&lt;b&gt;.jsx"), std::string::npos);
+  // The burn by source in figures, not only as bars (as JSON and Markdown give it).
+  ASSERT_FALSE(r.shares.empty());
+  EXPECT_NE(html.find("<th>credits</th><th>share</th><th>typical</th>"), std::string::npos);
+  EXPECT_NE(html.find("<td>" + r.shares.front().source + "</td><td>" +
+                      format_credits(r.shares.front().credits) + "</td>"),
+            std::string::npos)
+      << html;
   EXPECT_NE(audit_markdown({r}).find("# Credit audit: acme"), std::string::npos);
   EXPECT_EQ(audit_json({r}).front(), '{');
 }
