@@ -889,6 +889,16 @@ Status Engine::log_rate_card_if_changed() {
   const pricing::RateCard& current = cards_.back();
   const std::string* logged = ledger_.rate_card_text(current.version());
   if (logged == nullptr || *logged != current.source_text()) {
+    // A version is meant to name one set of prices: a changed text under a version the
+    // state holds replaces it (a hold of that version is captured at the new prices), so
+    // the start says so.
+    if (logged != nullptr) {
+      std::fprintf(stderr,
+                   "creditd: warning: the rate card's text changed under version %lld, which "
+                   "the state already holds; it replaces that version (open holds priced with "
+                   "it are captured at the new prices): give a changed card a new version\n",
+                   static_cast<long long>(current.version()));
+    }
     ledger::Command c;
     c.body = ledger::LoadRateCard{current.version(), current.source_text()};
     if (Status s = log_startup_command(c); !s.ok()) return s;
