@@ -1332,10 +1332,14 @@ void Engine::check_log_room() {
     return;
   }
   log_room_tried_at_ = now;
-  // Room for the batches the ledger thread may apply before it sees the answer: half a
-  // segment (a group commit is at most a few MiB); past it, the next segment must exist.
-  const bool room =
-      wal_->room_bytes() >= wal_->payload_bytes_max() / 2 || wal_->prepare_next_segment().ok();
+  // DESIGN.md section 3: the next segment is preallocated ahead, and when that fails new
+  // batches are refused before anything is applied (the preallocation is tried again
+  // here). While it is still being made, half a segment is room enough for the batches
+  // the ledger thread may apply before it sees the answer (a group commit is at most a few
+  // MiB); past it, the next segment must exist.
+  const bool room = (!wal_->next_segment_failed() &&
+                     wal_->room_bytes() >= wal_->payload_bytes_max() / 2) ||
+                    wal_->prepare_next_segment().ok();
   const bool had = log_room_.exchange(room, std::memory_order_acq_rel);
   if (had && !room) {
     std::fprintf(stderr,

@@ -608,9 +608,11 @@ void Wal::start_preallocation(std::uint64_t number) {
   if (preallocation_.thread.joinable()) preallocation_.thread.join();
   preallocation_.number = number;
   preallocation_.result.reset();
+  preallocation_.failed.store(false, std::memory_order_release);
   auto work = [this, number] {
     preallocation_.result =
         internal::create_zeroed_file(ops_, dir_, path_of(number), options_.segment_bytes);
+    preallocation_.failed.store(!preallocation_.result->ok(), std::memory_order_release);
   };
   if (options_.preallocate_in_background) {
     preallocation_.thread = std::thread(work);
@@ -628,6 +630,7 @@ Status Wal::finish_preallocation(std::uint64_t number) {
   preallocation_.number = number;
   preallocation_.result =
       internal::create_zeroed_file(ops_, dir_, path_of(number), options_.segment_bytes);
+  preallocation_.failed.store(!preallocation_.result->ok(), std::memory_order_release);
   if (preallocation_.result->ok()) return ok_status();
   Error error = preallocation_.result->error();
   error.message = "cannot preallocate the next wal segment (nothing was written): " + error.message;

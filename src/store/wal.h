@@ -31,6 +31,7 @@
 // the next segment. Not copyable.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -163,6 +164,11 @@ class Wal {
   // and tries again here when it failed (a full disk may have room again). Nothing is
   // written to the log; the error says why the next rotation would fail.
   Status prepare_next_segment();
+  // Whether the background preallocation of the next segment has ended in failure (a full
+  // disk): known without waiting. DESIGN.md section 3: new batches are then refused.
+  bool next_segment_failed() const {
+    return preallocation_.failed.load(std::memory_order_acquire);
+  }
   std::size_t segment_count() const { return segments_.size(); }
   const WalRecovery& recovery() const { return recovery_; }
 
@@ -175,6 +181,7 @@ class Wal {
     std::uint64_t number = 0;
     std::thread thread;
     std::optional<Status> result;  // set when done (read after join)
+    std::atomic<bool> failed{false};  // set with a failed result, cleared by a new attempt
   };
 
   Wal(std::string dir, const WalOptions& options);
