@@ -35,6 +35,7 @@
 #include "server/replay_estimate.h"
 #include "server/replay_pipe.h"
 #include "server/replay_storer.h"
+#include "store/durable_file.h"
 #include "store/read_ahead.h"
 #include "store/snapshot.h"
 #include "store/wal_format.h"
@@ -395,21 +396,7 @@ Status Engine::load_key_secret() {
     std::array<std::uint8_t, kKeySecretBytes> bytes;
     random_bytes(bytes.data(), bytes.size());
     const std::string text = hex_encode(bytes.data(), bytes.size()) + "\n";
-    const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return failed("cannot create");
-    const bool written =
-        ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-        ::fsync(fd) == 0;
-    ::close(fd);
-    if (!written) return failed("cannot write");
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return failed("cannot rename to");
-    const int dir = ::open(options_.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0 || ::fsync(dir) != 0) {
-      if (dir >= 0) ::close(dir);
-      return failed("cannot sync the directory of");
-    }
-    ::close(dir);
+    if (Status s = store::write_file_durably(path, text, 0600); !s.ok()) return s;
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return failed("cannot open");

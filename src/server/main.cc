@@ -23,6 +23,7 @@
 #include "server/engine.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "store/durable_file.h"
 #include "time/clock.h"
 #include "time/time.h"
 
@@ -43,20 +44,21 @@ credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
   namespace fs = std::filesystem;
   std::string path = data_dir + "/admin.key";
   if (!fs::exists(path)) {
-    std::string key = credit::server::random_key();
-    std::string tmp = path + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      f << key << "\n";
-      if (!f) return credit::Error(credit::ErrorCode::kStorageFailed, "cannot write " + tmp);
+    // Whole and durable, or not at all (a full disk, a crash): the key is shown by its file.
+    const std::string key = credit::server::random_key();
+    if (credit::Status s = credit::store::write_file_durably(path, key + "\n", 0600); !s.ok()) {
+      return s.error();
     }
-    fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
-    fs::rename(tmp, path);
   }
   std::ifstream f(path);
   std::string key;
   std::getline(f, key);
-  if (key.empty()) return credit::Error(credit::ErrorCode::kStorageFailed, path + " is empty");
+  if (key.empty()) {
+    return credit::Error(credit::ErrorCode::kStorageFailed,
+                         path +
+                             " is empty (written by a build that did not sync it, then a "
+                             "crash?): delete it and a new admin key is made at the next start");
+  }
   return credit::server::sha256_hex(key);
 }
 
