@@ -1263,7 +1263,7 @@ void Engine::take_durable(std::unique_lock<std::mutex>& lock) {
                    written.error().message.c_str());
       std::fflush(stderr);
       failed_.store(true);
-      std::this_thread::sleep_for(std::chrono::milliseconds(kStorageFailedAnswerGraceMs));
+      answer_until_exit(true);
       std::_Exit(3);
     }
     if (sink_ && !events.empty() && !catching_up()) sink_(events, false);
@@ -1324,9 +1324,9 @@ void Engine::check_log_room() {
   // here). While it is still being made, half a segment is room enough for the batches
   // the ledger thread may apply before it sees the answer (a group commit is at most a few
   // MiB); past it, the next segment must exist.
-  const bool room = (!wal_->next_segment_failed() &&
-                     wal_->room_bytes() >= wal_->payload_bytes_max() / 2) ||
-                    wal_->prepare_next_segment().ok();
+  const bool room =
+      (!wal_->next_segment_failed() && wal_->room_bytes() >= wal_->payload_bytes_max() / 2) ||
+      wal_->prepare_next_segment().ok();
   const bool had = log_room_.exchange(room, std::memory_order_acq_rel);
   if (had && !room) {
     std::fprintf(stderr,
@@ -1392,8 +1392,10 @@ void Engine::log_run() {
       for (Pending& p : work) {
         for (std::size_t j = 0; j < p.jobs.size(); ++j) {
           if (!durable) {
+            // What the batch changed, and its replays (one may answer a command of this
+            // same batch, which is lost with it).
             for (auto& r : p.replies[j]) {
-              if (r.logged)
+              if (r.logged || r.replayed)
                 r = error_reply(ErrorCode::kStorageFailed,
                                 "outcome unknown: retry with the same key");
             }
@@ -1424,7 +1426,7 @@ void Engine::log_run() {
       // I/O threads get a moment to send the batch's 503s (new requests get 503 too:
       // failed()), then the process exits.
       std::fflush(stderr);
-      std::this_thread::sleep_for(std::chrono::milliseconds(kStorageFailedAnswerGraceMs));
+      answer_until_exit(false);
       std::_Exit(3);
     }
     {
@@ -1433,6 +1435,44 @@ void Engine::log_run() {
     }
     cv_.notify_all();
     work.clear();
+  }
+}
+
+void Engine::answer_until_exit(bool from_ledger_thread) {
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kStorageFailedAnswerGraceMs);
+  // Every answer of a batch applied after the failure is refused: a replay there may
+  // answer a command that was lost with the failing batch.
+  const auto refuse = [](std::vector<ledger::Reply>& replies, std::string_view why) {
+    for (auto& r : replies) r = error_reply(ErrorCode::kStorageFailed, std::string(why));
+  };
+  while (std::chrono::steady_clock::now() < until) {
+    std::deque<Pending> late;
+    std::deque<Job> waiting;
+    {
+      std::lock_guard lock(mu_);
+      waiting.swap(queue_);
+      // After an event log failure the command log still works: its batches are durable
+      // and the log thread answers them.
+      if (!from_ledger_thread) late.swap(log_queue_);
+    }
+    // Applied in memory after the failing batch, never logged: lost with the process.
+    for (Pending& p : late) {
+      for (std::size_t j = 0; j < p.jobs.size(); ++j) {
+        refuse(p.replies[j], "outcome unknown: retry with the same key");
+        p.jobs[j].done(std::move(p.replies[j]));
+      }
+    }
+    // Never applied.
+    for (Job& job : waiting) {
+      if (!job.done) continue;
+      std::vector<ledger::Reply> replies(
+          job.ops.size(), error_reply(ErrorCode::kStorageFailed,
+                                      "the store failed and nothing was applied: retry with "
+                                      "the same key after the server's restart"));
+      job.done(std::move(replies));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 

@@ -380,6 +380,13 @@ class Engine {
   void hand_to_log(Pending&& p);
   // Ledger thread: keeps and logs the events of batches the log thread made durable.
   void take_durable(std::unique_lock<std::mutex>& lock);
+  // After a storage failure, for kStorageFailedAnswerGraceMs before the process exits:
+  // answers 503 storage_failed to the write jobs that would otherwise never be answered
+  // (DESIGN.md section 3: the requests get 503, none a closed connection): the jobs not
+  // applied yet (queue_; reads are left to the closing connection) and, after a failure
+  // of the command log (not from the ledger thread), the batches applied after the failing
+  // one (log_queue_).
+  void answer_until_exit(bool from_ledger_thread);
   // Ledger thread: waits until every applied batch is durable (and its events kept).
   void drain();
   ledger::Reply apply_op(Op& op, std::string& log, std::size_t& logged);

@@ -8,8 +8,11 @@
 // is lost.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "engine_test_support.h"
@@ -117,6 +120,50 @@ TEST(EngineLogRoom, WritesAreRefusedAsSoonAsTheNextSegmentCannotBePreallocated) 
   EXPECT_LT(acknowledged, 20);
   EXPECT_FALSE(engine.failed());
   engine.stop();
+}
+
+TEST(EngineStorageFailureDeathTest, EveryWriteInFlightIsAnsweredBeforeTheProcessExits) {
+  // DESIGN.md section 3: on a write error no reply of the batch is a success, its requests
+  // get 503 storage_failed, and the process exits non-zero. Requests queued behind the
+  // failing batch get their 503 too before the exit, not a closed connection (found by an
+  // audit: one request a failure was answered by nothing).
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TempDir dir;
+  EXPECT_EXIT(
+      {
+        store::FaultInjectingFileOps ops;
+        ops.error_number = EIO;
+        EngineOptions o = engine_options(dir.path());
+        o.wal_file_ops = &ops;
+        ManualClock clock(kStartMs);
+        Engine engine(clock, catalog(), cards(), o);
+        if (!engine.open().ok()) std::_Exit(10);
+        engine.start();
+        if (submit(engine, {create_account("a")})[0].status != 201) std::_Exit(11);
+        ops.writes_before_failure = 3;  // a few batches from now
+        constexpr int kJobs = 2'000;
+        std::atomic<int> answered{0};
+        std::atomic<int> succeeded_after_failure{0};
+        for (int i = 0; i < kJobs; ++i) {
+          const bool queued = engine.submit({charge("a", 1)}, [&](std::vector<ledger::Reply>&& r) {
+            if (engine.failed() && r[0].status < 300) succeeded_after_failure.fetch_add(1);
+            answered.fetch_add(1);
+          });
+          if (!queued) answered.fetch_add(1);
+          // Batches keep coming while the failing one is written and answered.
+          if (i % 50 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        for (int i = 0; i < 1'000 && answered.load() < kJobs; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        std::fprintf(stderr, "%s: %d of %d, %d succeeded after the failure\n",
+                     answered.load() == kJobs ? "every job answered" : "some jobs unanswered",
+                     answered.load(), kJobs, succeeded_after_failure.load());
+        std::fflush(stderr);
+        std::this_thread::sleep_for(std::chrono::seconds(5));  // the engine exits first
+        std::_Exit(12);
+      },
+      ::testing::ExitedWithCode(3), "every job answered: 2000 of 2000, 0 succeeded after");
 }
 
 }  // namespace
