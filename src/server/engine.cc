@@ -95,6 +95,26 @@ pricing::PlanRateLimits decode_limits(ByteReader& r) {
   return l;
 }
 
+// The capacities in force, as an engine op and a snapshot write them (three varints).
+void encode_capacities(ByteWriter& w, const ledger::Capacities& c) {
+  w.uv(c.accounts_max);
+  w.uv(c.open_holds_per_account_max);
+  w.uv(c.live_grants_per_pool_max);
+}
+
+// Nothing when a value is zero (no capacity is) or the bytes end; the reader is then failed.
+std::optional<ledger::Capacities> decode_capacities(ByteReader& r) {
+  ledger::Capacities c;
+  c.accounts_max = r.uv();
+  c.open_holds_per_account_max = r.uv();
+  c.live_grants_per_pool_max = r.uv();
+  if (c.accounts_max == 0 || c.open_holds_per_account_max == 0 || c.live_grants_per_pool_max == 0) {
+    r.fail();
+  }
+  if (!r.ok()) return std::nullopt;
+  return c;
+}
+
 void encode_engine_op(ByteWriter& w, const Op& op) {
   if (auto* k = std::get_if<CreateKeyOp>(&op)) {
     w.u8('k');
@@ -128,9 +148,7 @@ void encode_engine_op(ByteWriter& w, const Op& op) {
     encode_limits(w, t->limits);
   } else if (auto* cap = std::get_if<CapacitiesOp>(&op)) {
     w.u8('L');
-    w.uv(cap->capacities.accounts_max);
-    w.uv(cap->capacities.open_holds_per_account_max);
-    w.uv(cap->capacities.live_grants_per_pool_max);
+    encode_capacities(w, cap->capacities);
   } else if (auto* im = std::get_if<ImportEventsOp>(&op)) {
     CREDIT_ASSERT(im->events.size() <= kImportEventsPerOpMax);
     w.u8('I');
@@ -189,16 +207,9 @@ std::optional<Op> decode_engine_op(ByteReader& r) {
       return Op(std::move(t));
     }
     case 'L': {
-      CapacitiesOp cap;
-      cap.capacities.accounts_max = r.uv();
-      cap.capacities.open_holds_per_account_max = r.uv();
-      cap.capacities.live_grants_per_pool_max = r.uv();
-      if (!r.ok() || cap.capacities.accounts_max == 0 ||
-          cap.capacities.open_holds_per_account_max == 0 ||
-          cap.capacities.live_grants_per_pool_max == 0) {
-        return std::nullopt;
-      }
-      return Op(cap);
+      const std::optional<ledger::Capacities> c = decode_capacities(r);
+      if (!c) return std::nullopt;
+      return Op(CapacitiesOp{*c});
     }
     case 'I': {
       ImportEventsOp im;
@@ -2017,10 +2028,7 @@ void Engine::encode_snapshot(std::string& out) const {
     w.str(kv->first);
     encode_limits(w, kv->second);
   }
-  const ledger::Capacities cap = ledger_.capacities();
-  w.uv(cap.accounts_max);
-  w.uv(cap.open_holds_per_account_max);
-  w.uv(cap.live_grants_per_pool_max);
+  encode_capacities(w, ledger_.capacities());
   ledger::encode_ledger_snapshot(ledger_, out);
 }
 
@@ -2069,15 +2077,8 @@ Status Engine::decode_snapshot(std::string_view bytes) {
     rate_limits_[account] = decode_limits(r);
   }
   if (version >= kEngineSnapshotVersionCapacities) {
-    ledger::Capacities cap;
-    cap.accounts_max = r.uv();
-    cap.open_holds_per_account_max = r.uv();
-    cap.live_grants_per_pool_max = r.uv();
-    if (cap.accounts_max == 0 || cap.open_holds_per_account_max == 0 ||
-        cap.live_grants_per_pool_max == 0) {
-      r.fail();
-    }
-    if (r.ok()) ledger_.set_capacities(cap);
+    if (const std::optional<ledger::Capacities> c = decode_capacities(r))
+      ledger_.set_capacities(*c);
   }
   if (!r.ok()) {
     Error e(ErrorCode::kStorageFailed,
