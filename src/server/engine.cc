@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <memory>
 
@@ -670,8 +672,15 @@ Status Engine::open() {
     // after the start: set_event_sink).
     run_in_background();
     Status s = open_event_log();
+    // Events a --repair start let go of count as held (kEventsLostThroughFile).
+    std::optional<std::uint64_t> lost;
+    if (s.ok()) {
+      auto read = read_events_lost_through();
+      if (read.ok()) lost = *read;
+      if (!read.ok()) s = read.error();
+    }
     std::lock_guard lock(event_load_->mu);
-    if (s.ok()) event_load_->log_last_seq = event_log_->last_seq();
+    if (s.ok()) event_load_->log_last_seq = std::max(event_log_->last_seq(), lost.value_or(0));
     event_load_->status = std::move(s);
     event_load_->loaded_at = std::chrono::steady_clock::now();
     event_load_->run_ns = thread_sched_stat().run_ns;
@@ -785,10 +794,17 @@ Status Engine::open() {
     e.with("offset", "0");
     return e;
   }
-  // With repair, the start went on past events the snapshot counted (events_cover_snapshot).
+  // With repair, the start went on past events the snapshot counted (events_cover_snapshot);
+  // the loss is written down, so the next start does not refuse it again.
   if (auto missing = events_missing(events_loaded_last_seq)) {
     std::fprintf(stderr, "creditd: --repair: %s; they are lost, the start goes on\n",
                  missing->c_str());
+    const std::string lost = std::to_string(snapshot_seq_next_ - 1) + "\n";
+    if (Status s = store::write_file_durably(
+            options_.data_dir + "/events/" + kEventsLostThroughFile, lost, 0644);
+        !s.ok()) {
+      return s;
+    }
   }
   if (Status s = cut_events_past_state(); !s.ok()) return s;
   std::vector<ledger::Event> none;
@@ -1895,6 +1911,23 @@ Status Engine::cut_events_past_state() {
                static_cast<unsigned long long>(last), static_cast<unsigned long long>(next),
                static_cast<unsigned long long>(dropped));
   return ok_status();
+}
+
+Result<std::optional<std::uint64_t>> Engine::read_events_lost_through() const {
+  const std::string path = events_dir(options_) + "/" + kEventsLostThroughFile;
+  std::ifstream f(path);
+  if (!f.is_open()) return std::optional<std::uint64_t>();
+  std::string line;
+  std::getline(f, line);
+  std::uint64_t seq = 0;
+  const auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), seq);
+  if (line.empty() || ec != std::errc() || end != line.data() + line.size()) {
+    Error e(ErrorCode::kStorageFailed, path + " must hold one sequence number");
+    e.with_string("file", path);
+    e.with("offset", "0");
+    return e;
+  }
+  return std::optional<std::uint64_t>(seq);
 }
 
 std::optional<std::string> Engine::events_missing(std::uint64_t log_last_seq) const {

@@ -140,6 +140,10 @@ struct CachePutOp {
 struct ImportEventsOp {
   std::vector<ledger::Event> events;
 };
+// In DATA/events: the newest event number a --repair start let go of (one line, decimal):
+// written when a start goes on without events the snapshot counted, so that later starts
+// take the log as ending there (Engine::events_missing).
+constexpr const char* kEventsLostThroughFile = "lost-through";
 // The data dir's lock file (Engine::open takes it; one process per data dir).
 constexpr const char* kDataDirLockFile = "LOCK";
 // The most events one ImportEventsOp carries (an import chunk is at most 16,384 lines).
@@ -439,6 +443,8 @@ class Engine {
   // the event log is loaded, before anything is appended to it or written to the command
   // log (events_cover_snapshot: an error unless repair).
   std::optional<std::string> events_missing(std::uint64_t log_last_seq) const;
+  // The newest event a --repair start let go of (kEventsLostThroughFile), if one did.
+  Result<std::optional<std::uint64_t>> read_events_lost_through() const;
   Status events_cover_snapshot(std::uint64_t log_last_seq) const;
   // Waits for the event log's load and checks it (the command log's before_write).
   Status events_cover_snapshot_when_loaded() const;
