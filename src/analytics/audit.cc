@@ -414,8 +414,8 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   if (right->id == current->id) {
     a.action = "stay";
     a.sized_correctly = covers && a.utilization * 1000 >= kSizedCorrectlyPermille;
-    a.reason = fmt::format("{} {} the projected need of {} credits per cycle", current->id,
-                           cover_s, format_credits(a.need));
+    a.reason = fmt::format("{} {} the projected need of {} credits per cycle", current->id, cover_s,
+                           format_credits(a.need));
   } else if (right->price_usd_cents < current->price_usd_cents) {
     a.action = "downgrade";
     a.reason = fmt::format("{} {} the projected need of {} credits for {} USD less", right->id,

@@ -166,9 +166,7 @@ class Wal {
   Status prepare_next_segment();
   // Whether the background preallocation of the next segment has ended in failure (a full
   // disk): known without waiting. DESIGN.md section 3: new batches are then refused.
-  bool next_segment_failed() const {
-    return preallocation_.failed.load(std::memory_order_acquire);
-  }
+  bool next_segment_failed() const { return preallocation_.failed.load(std::memory_order_acquire); }
   std::size_t segment_count() const { return segments_.size(); }
   const WalRecovery& recovery() const { return recovery_; }
 
@@ -180,7 +178,7 @@ class Wal {
   struct Preallocation {
     std::uint64_t number = 0;
     std::thread thread;
-    std::optional<Status> result;  // set when done (read after join)
+    std::optional<Status> result;     // set when done (read after join)
     std::atomic<bool> failed{false};  // set with a failed result, cleared by a new attempt
   };
 
