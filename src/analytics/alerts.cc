@@ -2,17 +2,13 @@
 // Alert rules, evaluation, the rules and outbox files, and the delivery loop (alerts.h).
 #include "analytics/alerts.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <simdjson.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -20,6 +16,7 @@
 
 #include "base/json_writer.h"
 #include "money/money.h"
+#include "store/durable_file.h"
 #include "time/time.h"
 
 namespace credit::analytics {
@@ -136,39 +133,11 @@ Error line_damage(const std::string& path, std::uint64_t offset, const std::stri
   return e;
 }
 
-// Opens `path` with `flags` (mode 0600), writes all of `data` and syncs it: false on any
-// failure (the file closed either way).
-bool write_synced(const std::string& path, int flags, std::string_view data) {
-  const int fd = ::open(path.c_str(), flags | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0) return false;
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  const bool synced = done == data.size() && ::fdatasync(fd) == 0;
-  ::close(fd);
-  return synced;
-}
-
-// Writes `lines` (sealed) as the whole of `path`: a temporary file, synced, renamed over
-// it, and the directory synced.
-Status rewrite_lines(const std::string& dir, const std::string& path,
-                     const std::vector<std::string>& lines) {
-  const std::string tmp = path + ".tmp";
+// Writes `lines` (sealed) as the whole of `path`, durably (store/durable_file.h).
+Status rewrite_lines(const std::string& path, const std::vector<std::string>& lines) {
   std::string data;
   for (const std::string& l : lines) data += sealed_line(l) + "\n";
-  if (!write_synced(tmp, O_CREAT | O_TRUNC, data) || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Error(ErrorCode::kStorageFailed, "cannot rewrite " + path + ": " + std::strerror(errno));
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-  return ok_status();
+  return store::write_file_durably(path, data, 0600);
 }
 
 // Hands the JSON of each intact line of `path` to `apply`, in order; `apply` is false for
@@ -176,7 +145,7 @@ Status rewrite_lines(const std::string& dir, const std::string& path,
 // file and offset; with `repair` the damaged lines are dropped, reported, and the file
 // rewritten without them. A torn last line is dropped and reported (and cut away by the
 // rewrite).
-Status apply_lines(const std::string& dir, const std::string& path, bool repair,
+Status apply_lines(const std::string& path, bool repair,
                    const std::function<bool(std::string_view)>& apply) {
   FileLines read = read_lines(path);
   std::vector<std::string> good;
@@ -198,7 +167,7 @@ Status apply_lines(const std::string& dir, const std::string& path, bool repair,
                  static_cast<unsigned long long>(*read.torn));
     dropped = true;
   }
-  if (dropped) return rewrite_lines(dir, path, good);
+  if (dropped) return rewrite_lines(path, good);
   return ok_status();
 }
 
@@ -391,7 +360,7 @@ bool parse_outbox(simdjson::dom::parser& parser, std::string_view json, std::str
 
 Status AlertBook::load(bool repair) {
   simdjson::dom::parser parser;
-  Status rules = apply_lines(dir_, dir_ + "/" + kRulesFile, repair, [&](std::string_view json) {
+  Status rules = apply_lines(dir_ + "/" + kRulesFile, repair, [&](std::string_view json) {
     std::string account;
     AlertRules r;
     if (!parse_rules(parser, json, &account, &r)) return false;
@@ -399,7 +368,7 @@ Status AlertBook::load(bool repair) {
     return true;
   });
   if (!rules.ok()) return rules;
-  return apply_lines(dir_, dir_ + "/" + kOutboxFile, repair, [&](std::string_view json) {
+  return apply_lines(dir_ + "/" + kOutboxFile, repair, [&](std::string_view json) {
     std::string op;
     Alert a;
     bool webhook = false;
@@ -417,11 +386,7 @@ Status AlertBook::load(bool repair) {
 
 Status AlertBook::append(const std::string& file, const std::string& line) {
   const std::string path = dir_ + "/" + file;
-  if (!write_synced(path, O_CREAT | O_APPEND, sealed_line(line) + "\n")) {
-    return Error(ErrorCode::kStorageFailed,
-                 "cannot append to " + path + ": " + std::strerror(errno));
-  }
-  return ok_status();
+  return store::append_durably(path, sealed_line(line) + "\n", 0600);
 }
 
 void AlertBook::keep(const Alert& a) {

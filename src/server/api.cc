@@ -85,16 +85,8 @@ constexpr std::int64_t kClockNowMsMax =
 
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
-  std::size_t i = 0;
-  while (i < path.size()) {
-    if (path[i] == '/') {
-      ++i;
-      continue;
-    }
-    std::size_t j = path.find('/', i);
-    if (j == std::string_view::npos) j = path.size();
-    parts.push_back(path.substr(i, j - i));
-    i = j;
+  for (std::string_view s = next_path_segment(path); !s.empty(); s = next_path_segment(path)) {
+    parts.push_back(s);
   }
   return parts;
 }

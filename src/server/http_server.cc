@@ -193,18 +193,19 @@ bool decode_query(std::string_view query, std::vector<std::pair<std::string, std
   return true;
 }
 
+std::string_view next_path_segment(std::string_view& rest) {
+  while (!rest.empty() && rest.front() == '/') rest.remove_prefix(1);
+  const std::size_t end = std::min(rest.find('/'), rest.size());
+  const std::string_view segment = rest.substr(0, end);
+  rest.remove_prefix(end);
+  return segment;
+}
+
 namespace {
-// Whether two paths have the same segments, empty ones ignored (as the router splits).
+// Whether two paths have the same segments (no allocation: this runs for every request).
 bool same_segments(std::string_view a, std::string_view b) {
-  const auto next = [](std::string_view& p) {
-    while (!p.empty() && p.front() == '/') p.remove_prefix(1);
-    const std::size_t end = std::min(p.find('/'), p.size());
-    const std::string_view segment = p.substr(0, end);
-    p.remove_prefix(end);
-    return segment;
-  };
   for (;;) {
-    const std::string_view x = next(a), y = next(b);
+    const std::string_view x = next_path_segment(a), y = next_path_segment(b);
     if (x != y) return false;
     if (x.empty()) return true;
   }

@@ -149,6 +149,10 @@ struct HttpServerOptions {
   std::function<void()> after_handling;
 };
 
+// Takes the next segment of a path off the front of `rest` (empty ones are skipped: "/v1//x/"
+// is v1, x); "" when none is left. The router (api.cc) and the body limits read paths so.
+std::string_view next_path_segment(std::string_view& rest);
+
 // The body limit of a request to `path` under `options` (its segments as the router
 // reads them: "/v1/batch/" and "/v1//batch" are the batch route).
 std::size_t body_bytes_max_for_path(const HttpServerOptions& options, std::string_view path);

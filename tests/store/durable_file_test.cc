@@ -46,5 +46,19 @@ TEST(DurableFile, AFailureLeavesThePathAsItWasAndNamesTheFile) {
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
+TEST(DurableFile, AppendsCreateTheFileWithItsModeAndAddToIt) {
+  TempDir dir;
+  const std::string path = dir.file("alerts.log");
+  ASSERT_TRUE(append_durably(path, "one\n", 0600).ok());
+  ASSERT_TRUE(append_durably(path, "two\n", 0600).ok());
+  EXPECT_EQ(read_all(path), "one\ntwo\n");
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  Status s = append_durably(dir.file("missing-dir/alerts.log"), "x\n", 0600);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("missing-dir/alerts.log"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace credit::store
