@@ -610,15 +610,19 @@ void Wal::start_preallocation(std::uint64_t number) {
   preallocation_.result.reset();
   preallocation_.failed.store(false, std::memory_order_release);
   auto work = [this, number] {
-    preallocation_.result =
-        internal::create_zeroed_file(ops_, dir_, path_of(number), options_.segment_bytes);
-    preallocation_.failed.store(!preallocation_.result->ok(), std::memory_order_release);
+    set_preallocation_result(
+        internal::create_zeroed_file(ops_, dir_, path_of(number), options_.segment_bytes));
   };
   if (options_.preallocate_in_background) {
     preallocation_.thread = std::thread(work);
   } else {
     work();
   }
+}
+
+void Wal::set_preallocation_result(Status s) {
+  preallocation_.failed.store(!s.ok(), std::memory_order_release);
+  preallocation_.result = std::move(s);
 }
 
 Status Wal::finish_preallocation(std::uint64_t number) {
@@ -628,9 +632,8 @@ Status Wal::finish_preallocation(std::uint64_t number) {
   }
   // Not started, or failed (a full disk may have room again): try once more, here.
   preallocation_.number = number;
-  preallocation_.result =
-      internal::create_zeroed_file(ops_, dir_, path_of(number), options_.segment_bytes);
-  preallocation_.failed.store(!preallocation_.result->ok(), std::memory_order_release);
+  set_preallocation_result(
+      internal::create_zeroed_file(ops_, dir_, path_of(number), options_.segment_bytes));
   if (preallocation_.result->ok()) return ok_status();
   Error error = preallocation_.result->error();
   error.message = "cannot preallocate the next wal segment (nothing was written): " + error.message;

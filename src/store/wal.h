@@ -189,6 +189,8 @@ class Wal {
   Status resume_segment(std::uint64_t number, std::uint64_t tail_offset);
   void start_preallocation(std::uint64_t number);
   Status finish_preallocation(std::uint64_t number);
+  // Keeps a preallocation's outcome, and whether it failed for next_segment_failed().
+  void set_preallocation_result(Status s);
   Status rotate();
   void buffer_record(std::uint8_t type, std::string_view payload);
   Status flush();
