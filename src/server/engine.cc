@@ -673,14 +673,17 @@ Status Engine::open() {
     run_in_background();
     Status s = open_event_log();
     // Events a --repair start let go of count as held (kEventsLostThroughFile).
-    std::optional<std::uint64_t> lost;
+    std::uint64_t lost = 0;
     if (s.ok()) {
       auto read = read_events_lost_through();
-      if (read.ok()) lost = *read;
-      if (!read.ok()) s = read.error();
+      if (read.ok()) {
+        lost = read->value_or(0);
+      } else {
+        s = read.error();
+      }
     }
     std::lock_guard lock(event_load_->mu);
-    if (s.ok()) event_load_->log_last_seq = std::max(event_log_->last_seq(), lost.value_or(0));
+    if (s.ok()) event_load_->log_last_seq = std::max(event_log_->last_seq(), lost);
     event_load_->status = std::move(s);
     event_load_->loaded_at = std::chrono::steady_clock::now();
     event_load_->run_ns = thread_sched_stat().run_ns;
@@ -799,12 +802,7 @@ Status Engine::open() {
   if (auto missing = events_missing(events_loaded_last_seq)) {
     std::fprintf(stderr, "creditd: --repair: %s; they are lost, the start goes on\n",
                  missing->c_str());
-    const std::string lost = std::to_string(snapshot_seq_next_ - 1) + "\n";
-    if (Status s = store::write_file_durably(
-            options_.data_dir + "/events/" + kEventsLostThroughFile, lost, 0644);
-        !s.ok()) {
-      return s;
-    }
+    if (Status s = write_events_lost_through(snapshot_seq_next_ - 1); !s.ok()) return s;
   }
   if (Status s = cut_events_past_state(); !s.ok()) return s;
   std::vector<ledger::Event> none;
@@ -1928,6 +1926,11 @@ Result<std::optional<std::uint64_t>> Engine::read_events_lost_through() const {
     return e;
   }
   return std::optional<std::uint64_t>(seq);
+}
+
+Status Engine::write_events_lost_through(std::uint64_t seq) const {
+  return store::write_file_durably(events_dir(options_) + "/" + kEventsLostThroughFile,
+                                   std::to_string(seq) + "\n", 0644);
 }
 
 std::optional<std::string> Engine::events_missing(std::uint64_t log_last_seq) const {

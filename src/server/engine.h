@@ -443,8 +443,10 @@ class Engine {
   // the event log is loaded, before anything is appended to it or written to the command
   // log (events_cover_snapshot: an error unless repair).
   std::optional<std::string> events_missing(std::uint64_t log_last_seq) const;
-  // The newest event a --repair start let go of (kEventsLostThroughFile), if one did.
+  // The newest event a --repair start let go of (kEventsLostThroughFile), if one did, and
+  // its record.
   Result<std::optional<std::uint64_t>> read_events_lost_through() const;
+  Status write_events_lost_through(std::uint64_t seq) const;
   Status events_cover_snapshot(std::uint64_t log_last_seq) const;
   // Waits for the event log's load and checks it (the command log's before_write).
   Status events_cover_snapshot_when_loaded() const;
