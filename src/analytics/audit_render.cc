@@ -62,14 +62,20 @@ std::int64_t last_day_ms(const AuditReport& r) {
   return std::max(r.from_ms, r.to_ms - 1);
 }
 
+// "25 days", or "25 days so far" when the range goes on past today (the current cycle).
+std::string period_text(const AuditReport& r) {
+  const std::int64_t range_days = (r.to_ms - r.from_ms + kMsPerDay - 1) / kMsPerDay;
+  return fmt::format("{} days{}", r.period_days, r.period_days < range_days ? " so far" : "");
+}
+
 std::string source_label(const SourceRow& s) {
   return s.key.empty() ? s.kind : s.kind + " " + s.key;
 }
 
 void markdown_one(std::string& o, const AuditReport& r) {
   o += fmt::format("# Credit audit: {}\n\n", md_escape(r.account_id));
-  o += fmt::format("Period {} to {} ({} days){}, {} events, burn {} credits (refunds {}).\n\n",
-                   format_date(r.from_ms), format_date(last_day_ms(r)), r.period_days,
+  o += fmt::format("Period {} to {} ({}){}, {} events, burn {} credits (refunds {}).\n\n",
+                   format_date(r.from_ms), format_date(last_day_ms(r)), period_text(r),
                    r.pool.empty() ? "" : ", pool " + md_escape(r.pool), r.events, cr(r.total),
                    cr(r.refunds));
   o += "## Findings\n\n";
@@ -272,9 +278,9 @@ void html_table(std::string& o, const std::vector<std::string>& head,
 void html_one(std::string& o, const AuditReport& r) {
   o += fmt::format("<h1>Credit audit: {}</h1>\n", html_escape(r.account_id));
   o += fmt::format(
-      "<p>Period {} to {} ({} days){}, {} events, burn <b>{}</b> credits (refunds "
+      "<p>Period {} to {} ({}){}, {} events, burn <b>{}</b> credits (refunds "
       "{}).</p>\n",
-      format_date(r.from_ms), format_date(last_day_ms(r)), r.period_days,
+      format_date(r.from_ms), format_date(last_day_ms(r)), period_text(r),
       r.pool.empty() ? "" : ", pool " + html_escape(r.pool), r.events, cr(r.total), cr(r.refunds));
   o += "<h2>Findings</h2>\n";
   if (r.findings.empty()) o += "<p>No findings: this account spends its credits well.</p>\n";

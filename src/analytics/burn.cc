@@ -46,15 +46,16 @@ BurnReport burn_summary(const BurnDays& days, std::int64_t today_mc, std::int64_
   r.window_days = days.window_days;
   r.window_sum_mc = window_sum_mc;
   if (r.window_days > 0) {
-    // Rounded half up (half away from zero for a net negative window of refunds).
+    // Rounded half up. A window netted below 0 by refunds burned nothing: its mean is 0,
+    // reported as such, so the mean, the ratio and the spike read alike.
     std::int64_t n = r.window_days;
     std::int64_t s = r.window_sum_mc;
-    r.trailing_mean_mc = s >= 0 ? (2 * s + n) / (2 * n) : -((-2 * s + n) / (2 * n));
+    r.trailing_mean_mc = s > 0 ? (2 * s + n) / (2 * n) : 0;
     if (s > 0)
       r.ratio = static_cast<double>(r.today_mc) * static_cast<double>(n) / static_cast<double>(s);
-    // today > factor x sum / n  <=>  today * n * 1000 > factor_milli * sum (exact). A
-    // window netted below 0 by refunds counts as a mean of 0: "today > 2 x -13.333" would
-    // make a day without any burn a spike.
+    // today > factor x sum / n  <=>  today * n * 1000 > factor_milli * sum (exact), the
+    // sum taken as 0 when refunds netted it below ("today > 2 x -13.333" would make a day
+    // without any burn a spike).
     const std::int64_t s_floor = std::max<std::int64_t>(s, 0);
     r.spike = n >= kSpikeDaysMin && static_cast<__int128>(r.today_mc) * n * 1000 >
                                         static_cast<__int128>(params.factor_milli) * s_floor;

@@ -1,12 +1,13 @@
 // src/analytics/range.h
 // The time range of an analytics read (DESIGN.md section 2, API.md): half-open
-// [from, to), snapped to the hour.
+// [from, to), the ends given snapped to the hour, the current cycle (exact) by default.
 // Owns: the snapping rule, shared by the analytics routes, the audit route and
 // `creditctl audit` so that the same query covers the same instants everywhere.
 // Does not: parse or validate query parameters (the callers refuse a `to` before `from`).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "base/assert.h"
 #include "time/time.h"
@@ -27,6 +28,22 @@ inline TimeRange snap_to_hours(std::int64_t from_ms, std::int64_t to_ms) {
   CREDIT_ASSERT(from_ms <= to_ms);
   const std::int64_t to_hour_ms = hour_start_ms(to_ms);
   return TimeRange{hour_start_ms(from_ms), to_hour_ms == to_ms ? to_ms : to_hour_ms + kMsPerHour};
+}
+
+// The range of a read: the ends the caller gave snap as above; an end left out is the
+// default's, exact (DESIGN.md: "a range left out means the current cycle", and a cycle
+// begins where its anchor puts it, often inside an hour; the rollups split their hour at
+// every cycle start, rollup.h). The callers refuse a `to` before `from` first.
+inline TimeRange query_range(std::optional<std::int64_t> from_ms, std::optional<std::int64_t> to_ms,
+                             TimeRange left_out) {
+  TimeRange r = left_out;
+  if (from_ms) r.from_ms = *from_ms;
+  if (to_ms) r.to_ms = *to_ms;
+  CREDIT_ASSERT(r.from_ms <= r.to_ms);
+  const TimeRange snapped = snap_to_hours(r.from_ms, r.to_ms);
+  if (from_ms) r.from_ms = snapped.from_ms;
+  if (to_ms) r.to_ms = snapped.to_ms;
+  return r;
 }
 
 }  // namespace credit::analytics

@@ -55,7 +55,7 @@ std::optional<std::uint64_t> pack_hex16(std::string_view key) {
 }
 
 bool is_cacheable(const Event& e) {
-  return e.kind && pricing::kind_is_integration(*e.kind);
+  return e.kind && pricing::kind_is_integration_call(*e.kind);
 }
 
 Millicredits per_cycle(Millicredits credits, std::int64_t period_days, std::int64_t cycle_days) {

@@ -138,7 +138,8 @@ Millicredits burn_delta(const ledger::Event& event);
 bool is_agent_turn(const ledger::Event& event);
 // The key that identifies a repeated integration request: cache_key, else request_hash.
 std::string_view request_key(const ledger::Event& event);
-// invokeLLM and generateImage: deterministic calls a cache can answer.
+// The integration calls (invokeLLM, generateImage, sendEmail): what the server's cache
+// answers (DESIGN.md, "Integration cache"), so what a cache policy replays.
 bool is_cacheable(const ledger::Event& event);
 // Scales a period's credits to one cycle of cycle_days days.
 Millicredits per_cycle(Millicredits credits, std::int64_t period_days,

@@ -30,6 +30,14 @@ bool is_spend(EventType t) {
   return t == EventType::kCharge || t == EventType::kCapture;
 }
 
+// A live reset or account creation off the hour: a cycle starts inside an hour (at the
+// reset; at or before the creation, which no live event of the account precedes), which
+// the rollups split there.
+bool is_cycle_split(EventType t, bool imported, std::int64_t at_ms) {
+  return (t == EventType::kReset || t == EventType::kAccountCreated) && !imported &&
+         hour_start_ms(at_ms) != at_ms;
+}
+
 std::size_t slot_of(std::uint32_t key, std::size_t mask) {
   return (static_cast<std::size_t>(key) * 0x9E3779B97F4A7C15ULL >> 32) & mask;
 }
@@ -58,7 +66,8 @@ bool fact_matters(const Event& e) {
   const bool miss = !e.cache_key.empty() && e.kind && pricing::kind_is_integration_call(*e.kind) &&
                     (e.type == EventType::kCharge || e.type == EventType::kHold);
   return is_spend(e.type) || e.type == EventType::kRefund || e.type == EventType::kCacheHit ||
-         miss || (e.imported && !e.idempotency_key.empty());
+         miss || (e.imported && !e.idempotency_key.empty()) ||
+         is_cycle_split(e.type, e.imported, e.at_ms);
 }
 
 Fact fact_of(const Event& e) {
@@ -151,18 +160,26 @@ Rollups::Entry& Rollups::Cell::entry(std::uint32_t key) {
   return entries.back();
 }
 
-Rollups::Cell& Rollups::Layer::at(std::int64_t hour) {
-  // Live events come in time order: the last hour, or a new one after it.
-  if (!hours.empty() && hours.back() == hour) return cells.back();
-  if (hours.empty() || hours.back() < hour) {
-    hours.push_back(hour);
+Rollups::Cell& Rollups::Layer::at(std::int64_t start) {
+  // Live events come in time order: the last cell, or a new one after it.
+  if (!starts.empty() && starts.back() == start) return cells.back();
+  if (starts.empty() || starts.back() < start) {
+    starts.push_back(start);
     return cells.emplace_back();
   }
-  auto it = std::lower_bound(hours.begin(), hours.end(), hour);
-  const auto i = static_cast<std::size_t>(it - hours.begin());
-  if (it != hours.end() && *it == hour) return cells[i];
-  hours.insert(it, hour);
+  auto it = std::lower_bound(starts.begin(), starts.end(), start);
+  const auto i = static_cast<std::size_t>(it - starts.begin());
+  if (it != starts.end() && *it == start) return cells[i];
+  starts.insert(it, start);
   return *cells.emplace(cells.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+std::int64_t Rollups::AccountRollup::cell_start_ms(std::int64_t at_ms) const {
+  const std::int64_t hour = hour_start_ms(at_ms);
+  // The latest split at or before the event (live events: the last one, or none).
+  auto it = std::upper_bound(cycle_splits.begin(), cycle_splits.end(), at_ms);
+  if (it == cycle_splits.begin()) return hour;
+  return std::max(hour, *std::prev(it));
 }
 
 // ---- add -----------------------------------------------------------------------------
@@ -231,6 +248,15 @@ void Rollups::add(const Fact& f) {
   AccountRollup& a = account_for_write(f.account_id);
   if (!f.imported && event_type_listed(f.type) && !a.first_live_ms) a.first_live_ms = f.at_ms;
   if (f.imported && !f.idempotency_key.empty()) a.imported_keys.insert(f.idempotency_key);
+  if (is_cycle_split(f.type, f.imported, f.at_ms)) {
+    // Each pool's reset names the same instant: kept once. Live events come in time order.
+    auto& splits = a.cycle_splits;
+    if (splits.empty() || splits.back() < f.at_ms) {
+      if (splits.size() == kCycleSplitsPerAccountMax) splits.erase(splits.begin());
+      splits.push_back(f.at_ms);
+    }
+    return;
+  }
   const bool spend = is_spend(f.type);
   const bool refund = f.type == EventType::kRefund;
   const bool hit = f.type == EventType::kCacheHit;
@@ -247,8 +273,7 @@ void Rollups::add(const Fact& f) {
     pool = &a.pools.emplace_back();
     pool->pool = pool_id;
   }
-  const std::int64_t hour = hour_start_ms(f.at_ms);
-  Cell& cell = (f.imported ? pool->imported : pool->live).at(hour);
+  Cell& cell = (f.imported ? pool->imported : pool->live).at(a.cell_start_ms(f.at_ms));
   auto add_burn = [&](std::int64_t mc) {
     const std::int64_t day = day_start_ms(f.at_ms);
     auto& days = pool->burn_days;
@@ -370,10 +395,10 @@ void Rollups::each_cell(std::string_view account_id, std::string_view pool, Time
   const PoolRollup* p = pool_of(account_id, pool);
   if (p == nullptr) return;
   for (const Layer* layer : {&p->live, &p->imported}) {
-    auto it = std::lower_bound(layer->hours.begin(), layer->hours.end(), range.from_ms);
-    for (auto i = static_cast<std::size_t>(it - layer->hours.begin());
-         i < layer->hours.size() && layer->hours[i] < range.to_ms; ++i) {
-      fn(layer->hours[i], layer->cells[i]);
+    auto it = std::lower_bound(layer->starts.begin(), layer->starts.end(), range.from_ms);
+    for (auto i = static_cast<std::size_t>(it - layer->starts.begin());
+         i < layer->starts.size() && layer->starts[i] < range.to_ms; ++i) {
+      fn(layer->starts[i], layer->cells[i]);
     }
   }
 }

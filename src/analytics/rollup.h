@@ -17,7 +17,10 @@
 // touches a few cache lines whatever the history): every dimension value is interned once (a 32-bit
 // id); an hour cell is a small array of (dimension, id) -> tally entries, scanned linearly while
 // small and indexed by an open-addressing table past kCellScanEntriesMax; a pool's cells are a
-// vector sorted by hour (live events arrive in time order, so add() appends or finds the last one);
+// vector sorted by start (live events arrive in time order, so add() appends or finds the last
+// one); a cell starts on the hour, or at a cycle start inside it (a live `reset` event's instant,
+// or the account's creation: the hour is split there, so that the current cycle's range, exact and
+// often starting mid-hour, takes all of its events and none of the previous cycle's; range.h);
 // the daily burn is a vector sorted by day; the refund memory is a deque of charges in sequence
 // order, searched by the sequence number in the charge id. Cost: add() is O(1) (amortised) per
 // event; a read costs O(hours in the range x distinct keys per hour), never a scan of raw events;
@@ -130,6 +133,12 @@ struct Fact {
   std::string charge_id;
   std::string idempotency_key;  // imported events only
 };
+// The instants at which an account's hour is split: live cycle starts (and the account's
+// creation) off the hour, at most
+// this many kept (the oldest dropped; a cycle lasts a month, or begins at an upgrade from a
+// free plan, so 400 days of events hold a few dozen).
+constexpr std::size_t kCycleSplitsPerAccountMax = 256;
+
 // Does add() do anything with this event? (Other events need not be queued.)
 bool fact_matters(const ledger::Event& e);
 Fact fact_of(const ledger::Event& e);
@@ -195,11 +204,11 @@ class Rollups {
     std::vector<CacheEntry> cache;
     Entry& entry(std::uint32_t key);
   };
-  // Cells sorted by hour start.
+  // Cells sorted by start: an hour's start, or a cycle start inside the hour.
   struct Layer {
-    std::vector<std::int64_t> hours;
+    std::vector<std::int64_t> starts;
     std::vector<Cell> cells;
-    Cell& at(std::int64_t hour);
+    Cell& at(std::int64_t start);
   };
   struct PoolRollup {
     std::uint32_t pool = 0;  // interned name
@@ -231,6 +240,9 @@ class Rollups {
     ChargeMemory live_charges;
     ChargeMemory imported_charges;
     std::unordered_set<std::string> imported_keys;
+    std::vector<std::int64_t> cycle_splits;  // sorted; see kCycleSplitsPerAccountMax
+    // The start of the cell an event at at_ms goes to.
+    std::int64_t cell_start_ms(std::int64_t at_ms) const;
   };
 
   const AccountRollup* account(std::string_view account_id) const;

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   if (conn.json) {
     offline.audit.json = true;
     offline.replay.json = true;
+    offline.simulate.json = true;
   }
   if (conn.format == "md" || conn.format == "html") {
     if (!audit) {

@@ -431,6 +431,16 @@ int run_simulate(const SimulateArgs& args) {
   if (!args.truth.empty() && !write_output(args.truth, sim::truth_json(*truth))) {
     return kExitUsage;
   }
+  if (args.json) {
+    std::string summary;
+    json::Writer w(summary);
+    w.begin_object().key("events").integer(truth->events).key("profile").string(args.profile);
+    w.key("accounts").integer(args.accounts).key("days").integer(args.days);
+    w.key("seed").integer(static_cast<std::int64_t>(args.seed));
+    w.key("start").string(format_rfc3339(*start)).end_object();
+    std::cerr << summary << '\n';
+    return kExitOk;
+  }
   std::cerr << fmt::format("simulated {} events: profile {}, {} account(s), {} day(s), seed {}\n",
                            truth->events, args.profile, args.accounts, args.days, args.seed);
   return kExitOk;

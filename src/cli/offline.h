@@ -37,6 +37,9 @@ struct SimulateArgs {
   std::string out = "-";
   std::string truth;
   std::string rate_card = kRateCardPathDefault;
+  // The summary on standard error as one JSON object instead of a sentence (the events are
+  // NDJSON already).
+  bool json = false;
 };
 
 struct ReplayArgs {

@@ -118,9 +118,10 @@ std::optional<Ctx> context(EngineState& st, const std::string& id, const HttpReq
   return c;
 }
 
-// [from, to), the current cycle by default, snapped to the hour (analytics::snap_to_hours).
-// A `to` before `from` is refused as given, before snapping, as the events route refuses
-// it: from=10:40&to=10:10 would snap to [10:00, 11:00) and pass otherwise.
+// [from, to): the ends given snapped to the hour, an end left out the current cycle's
+// (analytics::query_range). A `to` before `from` is refused as given, before snapping, as
+// the events route refuses it: from=10:40&to=10:10 would snap to [10:00, 11:00) and pass
+// otherwise.
 std::optional<analytics::TimeRange> range_of(const HttpRequest& req, const Ctx& c,
                                              HttpResponse* bad) {
   auto from = time_param(req, "from", bad);
@@ -133,7 +134,7 @@ std::optional<analytics::TimeRange> range_of(const HttpRequest& req, const Ctx& 
     *bad = bad_param("to", std::string(kToBeforeFromMessage));
     return std::nullopt;
   }
-  return analytics::snap_to_hours(from_ms, to_ms);
+  return analytics::query_range(from, to, {c.view.cycle_start_ms, c.view.cycle_end_ms});
 }
 
 void range_json(json::Writer& w, const analytics::TimeRange& r) {
@@ -1722,7 +1723,10 @@ analytics::WebhookSender make_webhook_sender(bool allow_local) {
     auto url = parse_url(w.url);
     if (!url || (!url->tls && !allow_local)) return false;
     http::request<http::string_body> req{http::verb::post, url->target, 11};
-    req.set(http::field::host, url->host);
+    // RFC 9112: the port when it is not the scheme's default; an IPv6 literal in brackets.
+    std::string host = url->host.find(':') != std::string::npos ? "[" + url->host + "]" : url->host;
+    if (url->port != (url->tls ? "443" : "80")) host += ":" + url->port;
+    req.set(http::field::host, host);
     req.set(http::field::user_agent, "creditd-webhooks");
     req.set(http::field::content_type, "application/json");
     std::string t = std::to_string(w.at_unix_s);

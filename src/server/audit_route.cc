@@ -123,12 +123,14 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
     from_ms = previous.start_ms;
     to_ms = view->cycle_start_ms;
   }
+  const analytics::TimeRange left_out{from_ms, to_ms};
   from_ms = q.from_ms.value_or(from_ms);
   to_ms = q.to_ms.value_or(to_ms);
   // The rule of every time-ranged route: a `to` before `from` is refused as given; the
-  // range then snaps to the hour (from == to is a range too, empty on the hour).
+  // ends given then snap to the hour (from == to is a range too, empty on the hour), an
+  // end left out is the cycle's, exact.
   if (to_ms < from_ms) return bad_param("to", std::string(kToBeforeFromMessage));
-  const analytics::TimeRange range = analytics::snap_to_hours(from_ms, to_ms);
+  const analytics::TimeRange range = analytics::query_range(q.from_ms, q.to_ms, left_out);
   from_ms = range.from_ms;
   to_ms = range.to_ms;
   if (!q.loops_only && to_ms - from_ms > kAuditRangeMsMax) {

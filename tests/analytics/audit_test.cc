@@ -293,6 +293,25 @@ TEST(Audit, TurnsWithoutSnapshotAreCounted) {
   EXPECT_TRUE(has_finding(r, "agent_turns_without_snapshot"));
 }
 
+TEST(Audit, RepeatedEmailsAreRepeatedIntegrationCallsToo) {
+  // DESIGN.md: "repeated identical integration calls paid more than once"; sendEmail is an
+  // integration, and the server's cache serves it (a backend function is not one).
+  Event email = llm(kT0, "", 1'000);
+  email.kind = Kind::kSendEmail;
+  email.metadata.call_site = "functions/sendWelcome";
+  email.metadata.request_hash = "em1";
+  Event again = email;
+  again.at_ms = kT0 + 60'000;
+  Event backend = email;
+  backend.kind = Kind::kBackendFunction;
+  backend.at_ms = kT0 + 120'000;
+  auto r = audit({email, again, backend});
+  EXPECT_EQ(r.repeat_calls_paid, 1);
+  EXPECT_EQ(r.repeat_waste.mc(), 1'000);
+  ASSERT_EQ(r.repeats.size(), 1u);
+  EXPECT_EQ(r.repeats[0].call_site, "functions/sendWelcome");
+}
+
 TEST(Audit, RepeatedCallsArePaidRepeatsAndTheCacheFixSavesWhatReplaySaves) {
   std::vector<Event> events = {llm(kT0, "k1", 1'500), llm(kT0 + 60'000, "k1", 1'500),
                                llm(kT0 + 120'000, "k2", 1'500), llm(kT0 + 180'000, "k1", 1'500)};

@@ -101,6 +101,7 @@ TEST(Burn, AWindowNettedBelowZeroByRefundsCountsAsAMeanOfZero) {
   s.mc[s.mc.size() - 2] = -cr(40);  // yesterday: a refund only
   BurnReport r = burn_report(s.days, s.mc, now, at("2026-06-01T00:00:00Z"), cr(1000), {});
   EXPECT_LT(r.window_sum_mc, 0);
+  EXPECT_EQ(*r.trailing_mean_mc, 0);  // as the ratio and the spike read it
   EXPECT_FALSE(r.ratio.has_value());
   EXPECT_FALSE(r.spike);
   s.mc.back() = 1;  // one millicredit today
@@ -467,6 +468,84 @@ TEST(Rollups, UsageGroupingSubtractsRefundsUnderTheChargesFile) {
   EXPECT_EQ(hot[0].credits_mc, cr(7));
   auto burn = r.daily_burn("a", "credits", at("2026-03-01T00:00:00Z"), at("2026-03-03T00:00:00Z"));
   EXPECT_EQ(burn, (std::vector<std::int64_t>{0, cr(17), 0}));
+}
+
+TEST(Rollups, ACycleStartingInsideAnHourSplitsItSoTheCycleTakesNoneOfThePreviousOnes) {
+  // A cycle from 10:30 (a reset at 10:30 for each pool): the charge at 10:15 belongs to the
+  // previous cycle, the one at 10:45 to this one (DESIGN.md: "a range left out means the
+  // current cycle"; the account's `used` counts 3).
+  Rollups r;
+  r.add(charge("2026-03-01T10:15:00Z", cr(7), pricing::Kind::kAgentPrompt, "dana", "x.js"));
+  for (const char* pool : {"credits", "integration"}) {
+    Event reset;
+    reset.at_ms = at("2026-03-01T10:30:00Z");
+    reset.account_id = "a";
+    reset.type = EventType::kReset;
+    reset.pool = pool;
+    EXPECT_TRUE(fact_matters(reset));
+    r.add(reset);
+  }
+  r.add(charge("2026-03-01T10:45:00Z", cr(3), pricing::Kind::kAgentPrompt, "dana", "x.js"));
+  r.add(charge("2026-03-01T11:05:00Z", cr(2), pricing::Kind::kAgentPrompt, "lee", "y.js"));
+  const TimeRange cycle{at("2026-03-01T10:30:00Z"), at("2026-04-01T10:30:00Z")};
+  UsageResult u = r.usage("a", "credits", GroupBy::kUser, cycle);
+  EXPECT_EQ(u.total_mc, cr(5));
+  EXPECT_EQ(u.count, 2);
+  auto hot = r.hot_files("a", "credits", cycle, false, 5);
+  ASSERT_EQ(hot.size(), 2u);
+  EXPECT_EQ(hot[0].file, "x.js");
+  EXPECT_EQ(hot[0].turns, 1);
+  EXPECT_EQ(hot[0].credits_mc, cr(3));
+  // The previous cycle, up to 10:30 exactly, and a range given on the hour (snapped: both).
+  EXPECT_EQ(r.usage("a", "credits", GroupBy::kKind,
+                    {at("2026-02-01T10:30:00Z"), at("2026-03-01T10:30:00Z")})
+                .total_mc,
+            cr(7));
+  UsageResult hour = r.usage("a", "credits", GroupBy::kDay,
+                             {at("2026-03-01T10:00:00Z"), at("2026-03-01T11:00:00Z")});
+  EXPECT_EQ(hour.total_mc, cr(10));
+  ASSERT_EQ(hour.rows.size(), 1u);  // one day, from both cells of the hour
+  EXPECT_EQ(hour.rows[0].key, "2026-03-01");
+  EXPECT_EQ(hour.rows[0].count, 2);
+  // The first cycle starts at (or before) the account's creation: a charge in the hour of a
+  // creation at 09:20 is in a cycle from 09:20 (or from 09:05, with a signup in the past).
+  Rollups first;
+  Event created;
+  created.at_ms = at("2026-03-05T09:20:00Z");
+  created.account_id = "a";
+  created.type = EventType::kAccountCreated;
+  EXPECT_TRUE(fact_matters(created));
+  first.add(created);
+  first.add(charge("2026-03-05T09:25:00Z", cr(4), pricing::Kind::kAgentPrompt, "dana"));
+  for (const char* from : {"2026-03-05T09:20:00Z", "2026-03-05T09:05:00Z"}) {
+    EXPECT_EQ(first.usage("a", "credits", GroupBy::kKind, {at(from), at("2026-04-05T09:20:00Z")})
+                  .total_mc,
+              cr(4))
+        << from;
+  }
+  // The creation is not a listed event: the burn window starts at the charge.
+  EXPECT_EQ(first.first_event_ms("a"), at("2026-03-05T09:25:00Z"));
+  // A reset on the hour splits nothing; a reset on the hour is no fact.
+  Event on_hour;
+  on_hour.at_ms = at("2026-04-01T10:00:00Z");
+  on_hour.type = EventType::kReset;
+  EXPECT_FALSE(fact_matters(on_hour));
+}
+
+TEST(AnalyticsRange, GivenEndsSnapToTheHourAndLeftOutEndsAreTheCyclesExactly) {
+  const TimeRange cycle{at("2026-03-01T10:30:00Z"), at("2026-04-01T10:30:00Z")};
+  TimeRange r = query_range(std::nullopt, std::nullopt, cycle);
+  EXPECT_EQ(r.from_ms, cycle.from_ms);
+  EXPECT_EQ(r.to_ms, cycle.to_ms);
+  r = query_range(at("2026-03-02T10:40:00Z"), std::nullopt, cycle);
+  EXPECT_EQ(r.from_ms, at("2026-03-02T10:00:00Z"));
+  EXPECT_EQ(r.to_ms, cycle.to_ms);
+  r = query_range(std::nullopt, at("2026-03-02T10:40:00Z"), cycle);
+  EXPECT_EQ(r.from_ms, cycle.from_ms);
+  EXPECT_EQ(r.to_ms, at("2026-03-02T11:00:00Z"));
+  r = query_range(at("2026-03-01T10:30:00Z"), at("2026-03-01T10:30:00Z"), cycle);
+  EXPECT_EQ(r.from_ms, at("2026-03-01T10:00:00Z"));  // the hour that holds it
+  EXPECT_EQ(r.to_ms, at("2026-03-01T11:00:00Z"));
 }
 
 Event fix_turn(const char* when, std::int64_t credits_mc, std::string file) {

@@ -109,9 +109,11 @@ TEST(Replay, CacheWithAGivenHitRate) {
   Policy p = *parse_policy("cache");
   p.hit_rate_permille = 250;
   Event a = charge(Kind::kInvokeLlm, kT0, 4'000, "app");
-  Event b = charge(Kind::kSendEmail, kT0, 1'000, "app");  // not cacheable
-  auto r = replay({a, b}, {p});
-  EXPECT_EQ(r.policies[0].saved.mc(), 1'000);
+  // Every integration call is cacheable, as the server's cache serves them all.
+  Event b = charge(Kind::kSendEmail, kT0, 1'000, "app");
+  Event c = charge(Kind::kBackendFunction, kT0, 8'000, "app");  // not an integration call
+  auto r = replay({a, b, c}, {p});
+  EXPECT_EQ(r.policies[0].saved.mc(), 1'250);  // 25 % of 4 + 1
 }
 
 TEST(Replay, RateLimitDropsRequestsOverTheLimit) {

@@ -552,6 +552,8 @@ def alerts_and_webhooks():
     h.eq("webhook: the first two deliveries failed", recv.failed, 2)
     h.check("webhook: every alert delivered", ids and ids <= delivered, (sorted(ids - delivered), len(ids)))
     h.eq("webhook: every signature verifies", recv.bad_signatures, [])
+    h.eq("webhook: the Host header names the port (not the scheme's default)",
+         set(recv.server.hosts), {f"127.0.0.1:{recv.port}"})
     a0 = alerts[0] if alerts else {}
     b0 = bodies.get(a0.get("alert_id"), {})
     h.eq("webhook: the body", (b0.get("account_id"), b0.get("rule"), b0.get("at"), b0.get("details")),

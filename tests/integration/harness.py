@@ -501,11 +501,15 @@ class WebhookReceiver:
     to return. tls=(cert_file, key_file) serves https instead of http."""
 
     def __init__(self, secret, on_delivery, tls=None):
+        self.hosts = []  # each delivery's Host header, in order
+        receiver = self
+
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
 
             def do_POST(self):
+                receiver.hosts.append(self.headers.get("Host"))
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 sig = self.headers.get("Creditd-Signature", "")
                 parts = dict(p.split("=", 1) for p in sig.split(",") if "=" in p)

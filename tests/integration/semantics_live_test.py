@@ -564,11 +564,62 @@ def first_event_and_model():
     srv.stop()
 
 
+def cycle_inside_an_hour():
+    # "A range left out means the current cycle" (DESIGN.md section 2), exactly: a cycle
+    # that starts at 10:30 takes nothing of the previous cycle's 10:00-10:30, so the default
+    # usage equals the account's `used`; a range given snaps to the hour (both charges).
+    # Also a free-to-paid upgrade at 09:20, which starts a cycle there.
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-02-01T10:30:00Z")
+    c.create_account("mid", "pro")
+    c.set_clock("2026-03-01T10:15:00Z")
+    c.charge("mid", amount=7, kind="agent_prompt", metadata={"file": "x.js"})
+    c.set_clock("2026-03-01T10:45:00Z")
+    c.charge("mid", amount=3, kind="agent_prompt", metadata={"file": "x.js"})
+    c.set_clock("2026-03-02T12:00:00Z")
+    used = dec(c.get("/v1/accounts/mid").doc["pools"]["credits"]["used"])
+    u = c.get("/v1/accounts/mid/usage")
+    eq("default range: exactly the current cycle, its total the account's used",
+       (u.get("from"), u.get("to"), dec(u.get("total")), u.get("count"), used),
+       ("2026-03-01T10:30:00Z", "2026-04-01T10:30:00Z", D(3), 1, D(3)))
+    hf = c.get("/v1/accounts/mid/hot-files")
+    eq("hot files, default range: the current cycle's turn only",
+       [(x["file"], x["turns"], dec(x["credits"])) for x in hf.get("rows") or []], [("x.js", 1, D(3))])
+    u = c.get("/v1/accounts/mid/usage?from=2026-03-01T10:30:00Z")
+    eq("a given from snaps to the hour: both charges",
+       (u.get("from"), dec(u.get("total"))), ("2026-03-01T10:00:00Z", D(10)))
+    a = c.get("/v1/accounts/mid/audit?format=json")
+    eq("audit, default range: the last full cycle, exactly",
+       (a.get("from"), a.get("to")), ("2026-02-01T10:30:00Z", "2026-03-01T10:30:00Z"))
+    c.set_clock("2026-03-05T09:00:00Z")
+    c.create_account("up", "free")
+    c.set_clock("2026-03-05T09:10:00Z")
+    c.charge("up", amount=1, kind="agent_prompt", metadata={"file": "y.js"})
+    c.set_clock("2026-03-05T09:20:00Z")
+    r = c.post("/v1/accounts/up/plan", {"plan": "pro", "idempotency_key": key()})
+    eq("free to paid", r.status, 200)
+    c.set_clock("2026-03-05T09:40:00Z")
+    c.charge("up", amount=2, kind="agent_prompt", metadata={"file": "y.js"})
+    used = dec(c.get("/v1/accounts/up").doc["pools"]["credits"]["used"])
+    u = c.get("/v1/accounts/up/usage")
+    eq("after an upgrade at 09:20 the default range starts there",
+       (u.get("from"), dec(u.get("total")), used), ("2026-03-05T09:20:00Z", D(2), D(2)))
+    # The same after a restart (the rollups are rebuilt from the event log).
+    srv.stop()
+    srv.start()
+    c = srv.client()
+    u = c.get("/v1/accounts/mid/usage")
+    u2 = c.get("/v1/accounts/up/usage")
+    eq("after a restart: the same totals", (dec(u.get("total")), dec(u2.get("total"))), (D(3), D(2)))
+    srv.stop()
+
+
 SRV = h.start(manual_clock=True)
 C = SRV.client()
 K = {}
 C.set_clock("2026-12-20T00:00:00Z")
 for section in (usage, loops, loops_in_range, day0, day1, day2, day3, day4, more_live, next_cycle, two_pools,
-                first_event_and_model):
+                first_event_and_model, cycle_inside_an_hour):
     h.run_section(section)
 h.finish()
