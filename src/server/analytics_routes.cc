@@ -14,18 +14,22 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <compare>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <future>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <optional>
 #include <set>
 #include <span>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "analytics/burn.h"
@@ -1521,7 +1525,8 @@ Result<std::shared_ptr<ImportSink>> ImportingHandler::start_import(const HttpReq
   auto auth = authenticate(engine_, options_, head.authorization);
   if (!auth) return Error(ErrorCode::kUnauthorized, "a valid bearer key is required");
   if (head.method != "POST") return Error(ErrorCode::kNotFound, "no such route");
-  if (auth->role != Role::kAdmin) return Error(ErrorCode::kForbidden, "this key may not do that");
+  if (auth->role != Role::kAdmin)
+    return Error(ErrorCode::kForbidden, std::string(kForbiddenMessage));
   std::string_view mode = head.has_query("mode") ? head.query_param("mode") : "analytics";
   if (mode != "analytics" && mode != "apply") {
     Error e(ErrorCode::kInvalidRequest, "mode is analytics or apply");
@@ -1636,6 +1641,15 @@ std::optional<Url> parse_url(std::string_view s) {
     u.host = std::string(authority.substr(0, colon));
     if (colon != std::string_view::npos) u.port = std::string(authority.substr(colon + 1));
   }
+  // A name (letters, digits, '-', '_', '.') or an IPv4 address; an IPv6 address in
+  // brackets. Anything else (a space, %-escapes, other dots) names no host this sender
+  // would reach as written.
+  const bool bracketed = authority[0] == '[';
+  for (char ch : u.host) {
+    const bool name_char =
+        std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' || ch == '_' || ch == '.';
+    if (!(name_char || (bracketed && (ch == ':' || ch == '%')))) return std::nullopt;
+  }
   if (u.host.empty() || u.port.empty() || u.port.size() > 5 ||
       u.port.find_first_not_of("0123456789") != std::string::npos) {
     return std::nullopt;
@@ -1660,7 +1674,7 @@ net::awaitable<void> exchange(Stream& stream, const http::request<http::string_b
 }
 
 net::awaitable<void> deliver(Url url, http::request<http::string_body> req, bool allow_local,
-                             net::ssl::context& tls, int& status) {
+                             net::ssl::context& tls, int& status, bool& refused_local) {
   auto ex = co_await net::this_coro::executor;
   net::ip::tcp::resolver resolver(ex);
   auto results = co_await resolver.async_resolve(url.host, url.port, net::use_awaitable);
@@ -1669,7 +1683,10 @@ net::awaitable<void> deliver(Url url, http::request<http::string_body> req, bool
     // Checked after resolving too: a public name may point at a private address, and
     // plain http goes only to local ones (and only with allow_local).
     const bool local = local_address(r.endpoint().address());
-    if (!allow_local && local) co_return;
+    if (!allow_local && local) {
+      refused_local = true;
+      co_return;
+    }
     if (!url.tls && !local) co_return;
     targets.push_back(r.endpoint());
   }
@@ -1719,7 +1736,14 @@ analytics::WebhookSender make_webhook_sender(bool allow_local) {
   auto tls = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
   tls->set_default_verify_paths();
   tls->set_verify_mode(net::ssl::verify_peer);
-  return [tls, allow_local](const analytics::WebhookRequest& w) -> bool {
+  // The URLs already reported as resolving to this machine or a private network (a line
+  // each, not one per retry), at most kWebhookRefusalsLoggedMax of them.
+  struct Refusals {
+    std::mutex mu;
+    std::unordered_set<std::string> urls;
+  };
+  auto refusals = std::make_shared<Refusals>();
+  return [tls, allow_local, refusals](const analytics::WebhookRequest& w) -> bool {
     auto url = parse_url(w.url);
     if (!url || (!url->tls && !allow_local)) return false;
     http::request<http::string_body> req{http::verb::post, url->target, 11};
@@ -1737,11 +1761,23 @@ analytics::WebhookSender make_webhook_sender(bool allow_local) {
     net::io_context ioc;
     int status = 0;
     bool failed = false;
-    net::co_spawn(ioc, deliver(*url, std::move(req), allow_local, *tls, status),
+    bool refused_local = false;
+    net::co_spawn(ioc, deliver(*url, std::move(req), allow_local, *tls, status, refused_local),
                   [&failed](std::exception_ptr e) { failed = e != nullptr; });
     ioc.run_for(std::chrono::milliseconds(kWebhookTimeoutMs));
     // Not finished in time: stopping the context abandons the delivery (a failure).
     if (!ioc.stopped()) ioc.stop();
+    if (refused_local) {
+      std::lock_guard lock(refusals->mu);
+      if (refusals->urls.size() < kWebhookRefusalsLoggedMax &&
+          refusals->urls.insert(w.url).second) {
+        std::fprintf(stderr,
+                     "creditd: webhook %s not sent (alert %s): its host resolves to a loopback, "
+                     "private or link-local address, allowed only with --allow-local-webhooks; "
+                     "retried with backoff\n",
+                     url->host.c_str(), w.alert_id.c_str());
+      }
+    }
     return !failed && status >= 200 && status < 300;
   };
 }

@@ -67,6 +67,8 @@ constexpr std::size_t kImportQueuedBytesMax = 4 << 20;
 // Webhooks: the whole delivery (resolve, connect, TLS, request, answer) and the answer's
 // body that is read (and dropped).
 constexpr std::int64_t kWebhookTimeoutMs = 5'000;
+// Webhook URLs whose refusal (resolving to a local address) is logged, once each.
+constexpr std::size_t kWebhookRefusalsLoggedMax = 1'024;
 constexpr std::size_t kWebhookResponseBytesMax = 64 * 1024;
 
 // Sets the engine's event sink: events go to the rollups, and the accounts they touch get

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -1518,7 +1519,7 @@ struct Api::Impl {
       } else if (!acct.ok()) {
         fail(acct.error());
       } else if (!allowed(auth, Role::kMeter, *acct)) {
-        fail(err(ErrorCode::kForbidden, "this key cannot meter that account"));
+        fail(err(ErrorCode::kForbidden, std::string(kForbiddenMessage)));
       } else if (!valid_id(*acct)) {
         // As the op's own request would answer: no account has such an id.
         fail(err(ErrorCode::kAccountNotFound, "no such account"));
@@ -1598,7 +1599,16 @@ struct Api::Impl {
     if (rel.empty()) rel = "index.html";
     if (rel.find("..") != std::string::npos)
       return respond(from_error(err(ErrorCode::kNotFound, "not found")));
-    std::ifstream f(options.web_dir + "/" + rel, std::ios::binary);
+    // A regular file inside the dashboard directory once links are resolved: a link placed
+    // in it does not reach out (to DATA/admin.key, say).
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path root = fs::canonical(options.web_dir, ec);
+    const fs::path file = ec ? fs::path() : fs::canonical(root / rel, ec);
+    const auto [end, _] = std::mismatch(root.begin(), root.end(), file.begin(), file.end());
+    if (ec || end != root.end() || !fs::is_regular_file(file, ec))
+      return respond(from_error(err(ErrorCode::kNotFound, "not found")));
+    std::ifstream f(file, std::ios::binary);
     if (!f) return respond(from_error(err(ErrorCode::kNotFound, "not found")));
     std::ostringstream ss;
     ss << f.rdbuf();
@@ -1666,7 +1676,7 @@ struct Api::Impl {
       }
     }
     auto forbid = [&]() {
-      respond(from_error(err(ErrorCode::kForbidden, "this key may not do that")));
+      respond(from_error(err(ErrorCode::kForbidden, std::string(kForbiddenMessage))));
     };
     auto need = [&](Role role, std::string_view account) { return allowed(*auth, role, account); };
     if (p.size() == 2 && p[1] == "plans" && m == "GET") return plans(std::move(respond));

@@ -18,6 +18,10 @@
 
 namespace credit::server {
 
+// The message of every 403 forbidden for a key's role or account, single request or batch
+// op alike, so that the answer tells nothing of which accounts exist.
+constexpr std::string_view kForbiddenMessage = "this key may not do that";
+
 struct ApiOptions {
   ManualClock* manual_clock = nullptr;  // set with --clock manual
   std::string admin_key_hash_hex;

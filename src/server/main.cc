@@ -1,6 +1,8 @@
 // src/server/main.cc
 // creditd: flags (API.md "Running"), config loading, the admin key, recovery, the
 // engine and the HTTP server; SIGTERM finishes the batch in flight, syncs and exits 0.
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <csignal>
@@ -50,6 +52,14 @@ credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
       return s.error();
     }
   }
+  // A file others may read or write (copied in with another umask, say) is named, not
+  // changed: the operator decides.
+  std::error_code ec;
+  const fs::perms perms = fs::status(path, ec).permissions();
+  if (!ec && (perms & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+    std::fprintf(stderr, "creditd: warning: %s is open to other users (mode %04o): chmod 600 it\n",
+                 path.c_str(), static_cast<unsigned>(perms) & 0777u);
+  }
   std::ifstream f(path);
   std::string key;
   std::getline(f, key);
@@ -97,6 +107,10 @@ int main(int argc, char** argv) {
   // during recovery: the start finishes first, then stops at once.
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
+  // Everything creditd creates (the data dir, its logs, snapshots, keys) is its owner's
+  // alone, whatever umask it was started with: the data holds balances and key hashes, and
+  // whoever can write DATA/admin.key is admin at the next start (DESIGN.md section 5).
+  ::umask(077);
   (void)tune_process_heap();  // before any thread: see base/process_heap.h
   CLI::App app{"creditd: credit metering and quota engine"};
   std::string data_dir = "data";

@@ -12,6 +12,7 @@ import http.client
 import os
 import re
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -303,7 +304,10 @@ def webhooks():
                # outside 1-65535.
                "https://[64:ff9b::127.0.0.1]/hook", "https://[64:ff9b::a00:1]/hook",
                "https://[2002:7f00:1::]/hook", "https://[64:ff9b:1::1]/hook",
-               "https://example.com:99999/hook", "https://example.com:0/hook"]
+               "https://example.com:99999/hook", "https://example.com:0/hook",
+               # Hosts this sender would not reach as written: a space, %-escapes, other dots.
+               "https://exa mple.com/hook", "https://%31%32%37.0.0.1/hook",
+               "https://127\u30020\u30020\u30021/hook"]
     for url in refused:
         r = c.put(path, {"webhook_url": url, "webhook_secret": SECRET})
         check(f"webhook without --allow-local-webhooks: {url} is 400",
@@ -368,7 +372,63 @@ def nothing_leaks():
     eq("no raw key in any data dir file but admin.key", files, [])
 
 
+def files_and_links():
+    # Started with umask 000, creditd still makes its data its owner's alone.
+    base = tempfile.mkdtemp(prefix="creditd-umask-")
+    data = os.path.join(base, "data")
+    old = os.umask(0)
+    try:
+        s2 = h.start(data_dir=data)
+    finally:
+        os.umask(old)
+    c2 = s2.client()
+    c2.create_account(A, "pro")
+    c2.charge(A, amount=1)
+    open_to_others = []
+    for root, dirs, names in os.walk(data):
+        for n in dirs + names + ([""] if root == data else []):
+            p = os.path.join(root, n) if n else root
+            if os.stat(p).st_mode & 0o077:
+                open_to_others.append((os.path.relpath(p, base), oct(os.stat(p).st_mode & 0o777)))
+    eq("under umask 000: no file or directory of the data dir is open to others", open_to_others, [])
+    # A dashboard directory holding a link out (to admin.key) does not serve it; a link to a
+    # file inside does.
+    web = os.path.join(base, "web")
+    os.mkdir(web)
+    with open(os.path.join(web, "index.html"), "w") as f:
+        f.write("<!doctype html><title>x</title>")
+    os.symlink(os.path.join(data, "admin.key"), os.path.join(web, "leak.txt"))
+    os.symlink("index.html", os.path.join(web, "home.html"))
+    os.mkdir(os.path.join(web, "sub"))
+    eq("SIGTERM exits 0", s2.stop(), 0)
+    # admin.key opened to others is named at the start (not changed).
+    os.chmod(os.path.join(data, "admin.key"), 0o644)
+    s2.extra_args = ["--web", web]
+    s2.start()
+    check("admin.key open to others: a warning at the start",
+          any("admin.key is open to other users (mode 0644)" in l for l in s2.output().splitlines()),
+          s2.output()[-800:])
+    c2 = s2.client()
+    r = c2.get("/ui/leak.txt", key=None)
+    check("/ui/: a link out of the directory is 404, the key not shown",
+          r.status == 404 and s2.admin_key not in r.text, r)
+    eq("/ui/: the index", c2.get("/ui/", key=None).status, 200)
+    eq("/ui/: a link inside the directory", c2.get("/ui/home.html", key=None).status, 200)
+    eq("/ui/: a directory is 404", c2.get("/ui/sub", key=None).status, 404)
+    s2.stop()
+    os.chmod(os.path.join(data, "admin.key"), 0o600)
+
+
+def batch_forbidden_reads_as_single():
+    other = new_key(B, "meter")["key"]
+    rs = c.with_key(other).post(f"/v1/accounts/{A}/charges", charge_body())
+    rb = c.with_key(other).post("/v1/batch", {"ops": [dict(charge_body(), op="charge", account_id=A)]})
+    results = rb.get("results") or [{}]
+    eq("a batch op refused for another account reads as its single request",
+       (results[0].get("status"), results[0].get("body")), (rs.status, rs.doc))
+
+
 for section in (keys_shown_once, revocation_at_once, roles, other_accounts, limits, rejections_are_json,
-                webhooks, nothing_leaks):
+                webhooks, batch_forbidden_reads_as_single, nothing_leaks, files_and_links):
     h.run_section(section)
 h.finish()
