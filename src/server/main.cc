@@ -263,6 +263,12 @@ int main(int argc, char** argv) {
   ao.manual_clock = manual.get();
   ao.admin_key_hash_hex = *admin_hash;
   ao.web_dir = web_dir;
+  if (!std::filesystem::exists(web_dir + "/index.html")) {
+    std::fprintf(stderr,
+                 "creditd: warning: no dashboard in %s (no index.html): /ui/ answers 404 "
+                 "(make build fills web/dist; --web names another directory)\n",
+                 web_dir.c_str());
+  }
   ao.allow_local_webhooks = allow_local_webhooks;
   // One wake-up of the ledger thread per run of requests read together.
   ao.defer_engine_wake = true;

@@ -381,7 +381,29 @@ def test_two_simulated_periods_import_into_one_account():
         (r.status, r.get("imported"), r.get("rejected")), (200, 0, len(lines)), r)
 
 
+def test_audit_example_is_current():
+    """docs/audit-example.md and .html are what their own commands print today."""
+    month = os.path.join(TMP, "typical-month.ndjson")
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "30", "--seed", "7",
+                     "--start", "2026-03-02T00:00:00Z", "--plan", "pro", "--out", month, key=None)
+    eqd("simulate exits 0", rc, 0, err)
+    rc, md, err = ctl("audit", month, "--plan", "pro", "--format", "md", key=None)
+    eqd("audit md exits 0", rc, 0, err)
+    html_path = os.path.join(TMP, "audit-example.html")
+    rc, _, err = ctl("audit", month, "--plan", "pro", "--format", "html", "--out", html_path, key=None)
+    eqd("audit html exits 0", rc, 0, err)
+    with open(os.path.join(ROOT, "docs", "audit-example.md")) as f:
+        doc = f.read()
+    shifted = "".join("#" + l if l.startswith("#") else l for l in md.splitlines(keepends=True))
+    h.check("docs/audit-example.md holds today's report (headings one level down)",
+            shifted.strip() in doc, shifted[:300])
+    with open(os.path.join(ROOT, "docs", "audit-example.html")) as f, open(html_path) as g:
+        h.check("docs/audit-example.html is today's report (regenerate it with the command in the .md)",
+                f.read() == g.read(), "differs")
+
+
 h.run_section(test_exit_codes)
+h.run_section(test_audit_example_is_current)
 h.run_section(test_json_output)
 h.run_section(test_audit_route)
 h.run_section(test_audit_in_any_line_order)
