@@ -234,8 +234,8 @@ std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t n
       Alert& a = make("projected_exhaustion", p.pool,
                       fmt::format("projected_exhaustion:{}:{}", p.pool, date));
       a.message = fmt::format(
-          "at the trailing mean of {} a day the {} credits run out at {}, before the cycle ends "
-          "at {}",
+          "at the trailing mean of {} a day the credits of pool {} run out at {}, before the cycle "
+          "ends at {}",
           mean, p.pool, format_rfc3339(*p.burn.projected_exhaustion_ms),
           format_rfc3339(p.cycle_end_ms));
       json::Writer w(a.details_json);

@@ -558,6 +558,8 @@ HttpResponse burn_route(EngineState& st, Analytics& a, const std::string& id,
     w.string(format_rfc3339(*b.projected_exhaustion_ms));
   else
     w.null();
+  // The instant the report is of (the server's clock, manual or not): "today" is its day.
+  w.key("now").string(format_rfc3339(c->now_ms));
   w.end_object();
   return out;
 }

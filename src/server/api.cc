@@ -544,12 +544,16 @@ struct Api::Impl {
         else
           amount = *m;
       }
+      // The optional fields given with the value an absent one has, which the command
+      // cannot tell apart (seal()).
+      std::string given;
       if (auto m = r.any("metadata"); m && !m->is_null() && !bad) {
         auto pm = parse_metadata(*m);
         if (!pm.ok())
           bad = pm.error();
         else
           meta = std::move(*pm);
+        if (!bad && meta.empty()) given += "metadata;";
       }
       auto ck = r.optional_string("cache_key");
       if (!bad && !ck.ok()) bad = ck.error();
@@ -560,14 +564,15 @@ struct Api::Impl {
         else
           cache_key = std::string(**ck);
       }
-      std::string_view given;
       if (op == "hold") {
         auto ttl = r.optional_int64("ttl_ms", 1, ledger::kHoldTtlMsMax);
         if (!bad && !ttl.ok()) bad = ttl.error();
         if (!bad && *ttl) {
           ttl_ms = **ttl;
-          // Only the default needs marking: any other value already hashes apart.
-          if (ttl_ms == ledger::kHoldTtlMsDefault) given = "ttl_ms";
+          // Only the default needs marking: any other value already hashes apart. (The
+          // name alone, as keys stored before metadata was marked were hashed.)
+          if (ttl_ms == ledger::kHoldTtlMsDefault)
+            given = given.empty() ? "ttl_ms" : given + "ttl_ms";
         }
       }
       if (!bad) {
@@ -648,12 +653,14 @@ struct Api::Impl {
         else if (**ov != "refuse")
           bad = err_param(ErrorCode::kInvalidRequest, "overage is refuse or charge", "overage");
       }
+      std::string given = overage_given ? "overage" : "";
       if (auto m = r.any("metadata"); m && !m->is_null() && !bad) {
         auto pm = parse_metadata(*m);
         if (!pm.ok())
           bad = pm.error();
         else
           cap.metadata = std::move(*pm);
+        if (!bad && cap.metadata.empty()) given = "metadata;" + given;
       }
       if (!bad) {
         Status unknown = r.no_unknown_fields();
@@ -662,7 +669,7 @@ struct Api::Impl {
       // Usage is priced on the ledger thread with the hold's rate card version.
       cap.priced_by_usage = cap.usage.has_value() && !cap.amount.has_value();
       if (bad) set_precheck(c, *bad);
-      seal(c, route, &r, overage_given ? "overage" : "");
+      seal(c, route, &r, given);
       keep_key_error(c, key_error);
       return;
     }

@@ -157,6 +157,32 @@ def absent_is_not_default():
           is_error(r, 422, "idempotency_key_reused"), r)
     r = c.post(cp, {"idempotency_key": "cap-1", "amount": 1})
     check("capture: the same body still replays", r.status == 201 and replayed(r), r)
+    # metadata {} given (what an absent one reads as) is not the same body either; null is
+    # absent (API.md: optional values are null).
+    chp = "/v1/accounts/abs/charges"
+    ch = {"idempotency_key": "ch-1", "kind": "integration.send_email", "user_id": "u", "amount": 1}
+    r = c.post(chp, ch)
+    check("charge: 201", r.status == 201, r)
+    r = c.post(chp, dict(ch, metadata={}))
+    check("charge: metadata {} after it was left out is 422", is_error(r, 422, "idempotency_key_reused"), r)
+    r = c.post(chp, dict(ch, metadata=None))
+    check("charge: metadata null reads as left out: a replay", r.status == 201 and replayed(r), r)
+    r = c.post(hp, dict(body, idempotency_key="h-4", metadata={}, ttl_ms=300000))
+    r2 = c.post(hp, dict(body, idempotency_key="h-4", ttl_ms=300000))
+    r3 = c.post(hp, dict(body, idempotency_key="h-4", metadata={}))
+    check("hold: metadata {} and ttl_ms given, then either left out: 422 each",
+          r.status == 201 and is_error(r2, 422, "idempotency_key_reused")
+          and is_error(r3, 422, "idempotency_key_reused"), (r, r2, r3))
+    hold = c.post(hp, dict(body, idempotency_key="h-5"))["hold_id"]
+    cp = f"/v1/accounts/abs/holds/{hold}/capture"
+    r = c.post(cp, {"idempotency_key": "cap-2", "amount": 1, "metadata": {}})
+    r2 = c.post(cp, {"idempotency_key": "cap-2", "amount": 1})
+    check("capture: metadata {} then left out: 422", r.status == 201 and is_error(r2, 422, "idempotency_key_reused"),
+          (r, r2))
+    r = c.post("/v1/batch", {"ops": [dict(ch, op="charge", account_id="abs", metadata={})]})
+    res = (r.get("results") or [{}])[0]
+    eq("batch: the op's metadata {} after the single request without it is 422, as alone",
+       (res.get("status"), (res.get("body") or {}).get("error", {}).get("code")), (422, "idempotency_key_reused"))
 
 
 def rate_limits():
