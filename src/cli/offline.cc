@@ -436,7 +436,7 @@ int run_simulate(const SimulateArgs& args) {
     json::Writer w(summary);
     w.begin_object().key("events").integer(truth->events).key("profile").string(args.profile);
     w.key("accounts").integer(args.accounts).key("days").integer(args.days);
-    w.key("seed").integer(static_cast<std::int64_t>(args.seed));
+    w.key("seed").raw(std::to_string(args.seed));  // unsigned 64-bit: written as it is
     w.key("start").string(format_rfc3339(*start)).end_object();
     std::cerr << summary << '\n';
     return kExitOk;

@@ -1603,6 +1603,9 @@ struct Api::Impl {
 
   void static_file(const HttpRequest& req, Responder respond) {
     std::string rel = req.path.substr(4);  // after "/ui/"
+    // "/ui//app.js" is "/ui/app.js" (a leading "/" would make the path absolute).
+    rel.erase(0, rel.find_first_not_of('/') == std::string::npos ? rel.size()
+                                                                 : rel.find_first_not_of('/'));
     if (rel.empty()) rel = "index.html";
     if (rel.find("..") != std::string::npos)
       return respond(from_error(err(ErrorCode::kNotFound, "not found")));

@@ -884,7 +884,7 @@ std::string truth_json(const Truth& t) {
   };
   w.begin_object();
   w.key("profile").string(t.profile);
-  w.key("seed").integer(static_cast<std::int64_t>(t.seed));
+  w.key("seed").raw(std::to_string(t.seed));  // unsigned 64-bit: written as it is
   w.key("start").string(format_rfc3339(t.start_ms));
   w.key("days").integer(t.days);
   w.key("events").integer(t.events);

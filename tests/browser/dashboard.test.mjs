@@ -61,47 +61,62 @@ let base = '';
 let adminKey = '';
 const tmp = mkdtempSync(join(tmpdir(), 'creditd-browser-'));
 const serverLog = [];
+// The second server: the two-pool plans of config/examples (message + integration pools).
+let duoServer = null;
 
-async function startServer() {
+// Starts creditd on a free port with a manual clock and its own data dir; resolves to
+// {proc, base, adminKey, log}.
+async function startCreditd(name, extraArgs = [], log = []) {
   if (!existsSync(creditdBin)) throw new Error(`creditd not found at ${creditdBin}`);
   if (!existsSync(join(webDir, 'index.html'))) throw new Error(`${webDir}/index.html is missing: run scripts/web-build.sh`);
   const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const dataDir = join(tmp, 'data');
-  server = spawn(creditdBin, ['--data', dataDir, '--listen', `127.0.0.1:${port}`, '--clock', 'manual', '--web', webDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout.on('data', (d) => serverLog.push(String(d)));
-  server.stderr.on('data', (d) => serverLog.push(String(d)));
-  const exited = new Promise((res) => server.once('exit', (code) => res(code)));
+  const at = `http://127.0.0.1:${port}`;
+  const dataDir = join(tmp, name);
+  const proc = spawn(creditdBin, ['--data', dataDir, '--listen', `127.0.0.1:${port}`, '--clock', 'manual', '--web', webDir, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout.on('data', (d) => log.push(String(d)));
+  proc.stderr.on('data', (d) => log.push(String(d)));
+  const exited = new Promise((res) => proc.once('exit', (code) => res(code)));
   for (let i = 0; i < 200; i++) {
     const done = await Promise.race([exited.then(() => true), sleep(50).then(() => false)]);
-    if (done) throw new Error(`creditd exited at start: ${serverLog.join('')}`);
+    if (done) throw new Error(`creditd (${name}) exited at start: ${log.join('')}`);
     try {
-      const r = await fetch(`${base}/healthz`);
-      if (r.ok) { adminKey = readFileSync(join(dataDir, 'admin.key'), 'utf8').trim(); return; }
+      const r = await fetch(`${at}/healthz`);
+      if (r.ok) return { proc, base: at, adminKey: readFileSync(join(dataDir, 'admin.key'), 'utf8').trim(), log };
     } catch { /* not yet */ }
   }
-  throw new Error('creditd did not become ready in 10 s');
+  throw new Error(`creditd (${name}) did not become ready in 10 s`);
 }
 
-async function stopServer() {
-  if (!server || server.exitCode !== null) return;
-  const exited = new Promise((res) => server.once('exit', res));
-  server.kill('SIGTERM');
+async function startServer() {
+  const s = await startCreditd('data', [], serverLog);
+  server = s.proc;
+  base = s.base;
+  adminKey = s.adminKey;
+}
+
+async function stopProc(proc) {
+  if (!proc || proc.exitCode !== null) return;
+  const exited = new Promise((res) => proc.once('exit', res));
+  proc.kill('SIGTERM');
   await Promise.race([exited, sleep(5000)]);
-  if (server.exitCode === null) server.kill('SIGKILL');
+  if (proc.exitCode === null) proc.kill('SIGKILL');
+}
+async function stopServer() {
+  await stopProc(server);
+  if (duoServer) await stopProc(duoServer.proc);
 }
 
-async function call(method, path, body, key = adminKey) {
+async function call(method, path, body, key = adminKey, at = base) {
   const headers = { Authorization: `Bearer ${key}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const r = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`${at}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
   return { status: r.status, json, text };
 }
-async function must(method, path, body, key) {
-  const r = await call(method, path, body, key);
+async function must(method, path, body, key, at) {
+  const r = await call(method, path, body, key, at);
   if (r.status >= 300) throw new Error(`${method} ${path} -> ${r.status} ${r.text}`);
   return r.json;
 }
@@ -151,6 +166,11 @@ async function seedData() {
   await must('POST', '/v1/accounts', { account_id: 'globex', plan: 'free', idempotency_key: 'acct-globex' });
   const keyA = (await must('POST', '/v1/accounts/acme/keys', { idempotency_key: 'key-acme', role: 'read', label: 'dashboard' })).key;
   const keyB = (await must('POST', '/v1/accounts/globex/keys', { idempotency_key: 'key-globex', role: 'read', label: 'dashboard' })).key;
+  // fresh (Free) never spends: "no burn yet". shut (Starter) spends a little, then is closed.
+  await must('POST', '/v1/accounts', { account_id: 'fresh', plan: 'free', idempotency_key: 'acct-fresh' });
+  await must('POST', '/v1/accounts', { account_id: 'shut', plan: 'starter', idempotency_key: 'acct-shut' });
+  const keyFresh = (await must('POST', '/v1/accounts/fresh/keys', { idempotency_key: 'key-fresh', role: 'read', label: 'dashboard' })).key;
+  const keyShut = (await must('POST', '/v1/accounts/shut/keys', { idempotency_key: 'key-shut', role: 'read', label: 'dashboard' })).key;
   const month = simulatedMonth('acme');
   const last = Date.parse(month[month.length - 1].at);
   if (last > NOW) throw new Error(`the simulated month ends at ${month[month.length - 1].at}, after ${iso(NOW)}`);
@@ -175,15 +195,37 @@ async function seedData() {
   await must('POST', '/v1/accounts/acme/charges', { idempotency_key: 'cache-hit-1', kind: 'integration.invoke_llm', user_id: 'dana', cache_key: 'summary-42',
     usage: { model: 'gpt-4o-mini', input_tokens: 500, output_tokens: 200 }, metadata: { call_site: 'ProductPage.summary' } });
   await must('POST', '/v1/accounts/acme/holds', { idempotency_key: 'hold-1', kind: 'backend_function', user_id: 'eli', amount: 12.5, ttl_ms: 3600e3 });
-  return { keyA, keyB };
+  for (let i = 0; i < 2; i++) {
+    await must('POST', '/v1/accounts/shut/charges', { idempotency_key: `shut-${i}`, kind: 'discuss_turn', user_id: 'ivo',
+      usage: { model: 'default', input_tokens: 3000, output_tokens: 300 }, metadata: { feature: 'signup' } });
+  }
+  await must('POST', '/v1/accounts/shut/close', { idempotency_key: 'close-shut' });
+  return { keyA, keyB, keyFresh, keyShut };
+}
+
+// duo on the second server (two pools, Pro: message 500, integration 20,000): 499.979
+// message credits used (99.9958 %: the gauge must say 99.9 %, not 100 %) and 466 integration
+// credits (19,534 available: the figure the audit found cut to "19…").
+const DUO_START = Date.parse('2026-03-02T00:00:00Z');
+async function seedDuo() {
+  duoServer = await startCreditd('duo-data', ['--plans', join(repo, 'config', 'examples', 'two-pools.toml'),
+    '--rate-card', join(repo, 'config', 'examples', 'two-pools-rate-card.toml')]);
+  const at = duoServer.base, admin = duoServer.adminKey;
+  await must('POST', '/v1/admin/clock', { now: iso(DUO_START) }, admin, at);
+  await must('POST', '/v1/accounts', { account_id: 'duo', plan: 'pro', idempotency_key: 'acct-duo' }, admin, at);
+  const key = (await must('POST', '/v1/accounts/duo/keys', { idempotency_key: 'key-duo', role: 'read', label: 'dashboard' }, admin, at)).key;
+  await must('POST', '/v1/accounts/duo/charges', { idempotency_key: 'duo-1', kind: 'agent_prompt', user_id: 'dana', amount: 499.979 }, admin, at);
+  await must('POST', '/v1/accounts/duo/charges', { idempotency_key: 'duo-2', kind: 'integration.invoke_llm', user_id: 'dana', amount: 466 }, admin, at);
+  await must('POST', '/v1/admin/clock', { now: iso(DUO_START + 3.5 * 86400e3) }, admin, at);
+  return key;
 }
 
 // ---------- page helpers ----------
 const t = (page, sel) => page.locator(`[data-test="${sel}"]`);
 async function text(page, sel) { return (await t(page, sel).first().textContent()).trim(); }
 
-async function login(page, key, account) {
-  await page.goto(`${base}/ui/${account !== undefined ? `?account=${encodeURIComponent(account)}` : ''}`);
+async function login(page, key, account, at = base) {
+  await page.goto(`${at}/ui/${account !== undefined ? `?account=${encodeURIComponent(account)}` : ''}`);
   await t(page, 'key-input').waitFor({ state: 'visible', timeout: 10000 });
   await t(page, 'key-input').fill(key);
   if (account !== undefined) await t(page, 'account-input').fill(account);
@@ -195,8 +237,8 @@ async function waitDashboard(page) {
   await page.waitForFunction(() => /updated/.test(document.getElementById('updated-text').textContent), null, { timeout: 10000 });
 }
 
-async function comparePools(page, account) {
-  const a = await must('GET', `/v1/accounts/${account}`);
+async function comparePools(page, account, srv = null) {
+  const a = srv ? await must('GET', `/v1/accounts/${account}`, undefined, srv.adminKey, srv.base) : await must('GET', `/v1/accounts/${account}`);
   for (const [pool, p] of Object.entries(a.pools)) {
     eq(num(await text(page, `pool-${pool}-used`)), p.used, `${pool} used`);
     eq(num(await text(page, `pool-${pool}-held`)), p.held, `${pool} held`);
@@ -215,6 +257,70 @@ async function comparePools(page, account) {
   return a;
 }
 
+// What the audit found at 1024-1440 px with two pools: figures cut to "19…" and labels
+// printed over each other. Every label and figure of every pool card must be whole (not
+// clipped, no ellipsis), inside its card, on one line for a number, and overlap nothing.
+async function gaugeLayoutProblems(page) {
+  return page.evaluate(() => {
+    const probs = [];
+    const cards = [...document.querySelectorAll('#gauges [data-pool]')];
+    if (!cards.length) return ['no pool cards'];
+    for (const card of cards) {
+      const cr = card.getBoundingClientRect();
+      const boxes = [];
+      for (const e of card.querySelectorAll('h2, .gauge-center .pct, .gauge-center .sub, .figure .label, .figure .value')) {
+        const name = `${card.dataset.pool}: "${e.textContent.trim()}"`;
+        const r = e.getBoundingClientRect();
+        if (e.scrollWidth > e.clientWidth + 1) probs.push(`${name} is cut (${e.scrollWidth} px in ${e.clientWidth} px)`);
+        if (/…/.test(e.textContent)) probs.push(`${name} has an ellipsis`);
+        if (r.left < cr.left - 0.5 || r.right > cr.right + 0.5 || r.bottom > cr.bottom + 0.5) probs.push(`${name} is outside its card`);
+        if (e.matches('.value') && !/daily-cap$/.test(e.dataset.test || '')) {
+          const range = document.createRange();
+          range.selectNodeContents(e);
+          const tops = new Set([...range.getClientRects()].map((x) => Math.round(x.top)));
+          if (tops.size > 1) probs.push(`${name} is broken over ${tops.size} lines`);
+        }
+        // The text's own box (a label is a flex row as wide as its cell).
+        const range = document.createRange();
+        range.selectNodeContents(e);
+        const tr = range.getBoundingClientRect();
+        boxes.push({ name, r: tr.width ? tr : r });
+      }
+      for (let i = 0; i < boxes.length; i++) {
+        for (let j = i + 1; j < boxes.length; j++) {
+          const a = boxes[i].r, b = boxes[j].r;
+          const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+          const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+          if (w > 0.5 && h > 0.5) probs.push(`${boxes[i].name} overlaps ${boxes[j].name}`);
+        }
+      }
+    }
+    return probs;
+  });
+}
+const WIDTHS = [390, 800, 1024, 1280, 1440];
+
+// The burn chart's datasets as Chart.js holds them: [{label, data}].
+async function burnChart(page) {
+  return page.evaluate(() => {
+    const ch = window.Chart && window.Chart.getChart(document.getElementById('burn-chart'));
+    return ch ? ch.data.datasets.map((d) => ({ label: d.label, data: d.data.slice() })) : null;
+  });
+}
+// A fraction as the page writes a percentage: one decimal, en-US, and never 100 % unless it is.
+const pctText = (f) => { const s = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 }).format(f * 100); return `${s === '100' && f < 1 ? '99.9' : s}%`; };
+
+// A second tab of the same browser, with its own log of what went wrong in it.
+async function newTab(context) {
+  const p = await context.newPage();
+  const errs = [];
+  p.on('pageerror', (e) => errs.push(`pageerror: ${e.message}`));
+  p.on('console', (m) => { if (m.type() === 'error') errs.push(m.text()); });
+  p.on('response', (r) => { if (r.status() >= 400) errs.push(`${r.status()} ${new URL(r.url()).pathname}`); });
+  p.on('requestfailed', (r) => errs.push(`failed ${r.url()}`));
+  return { p, errs };
+}
+
 async function routeExists(path, key = adminKey) {
   const r = await call('GET', path, undefined, key);
   return !(r.status === 404 && r.json && r.json.error && r.json.error.code === 'not_found');
@@ -223,7 +329,8 @@ async function routeExists(path, key = adminKey) {
 // ---------- the test ----------
 async function main() {
   await startServer();
-  const { keyA, keyB } = await seedData();
+  const { keyA, keyB, keyFresh, keyShut } = await seedData();
+  const keyDuo = await seedDuo();
   const available = {};
   console.log(`# ${monthInfo}`);
   for (const r of ANALYTICS) available[r] = await routeExists(`/v1/accounts/acme/${r}${r === 'usage' ? '?group_by=kind' : ''}`);
@@ -253,6 +360,8 @@ async function main() {
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
   page.on('requestfailed', (r) => failedRequests.push(`${r.method()} ${r.url()}: ${r.failure() ? r.failure().errorText : ''}`));
+  const listRequests = []; // GET /v1/accounts?... (the account list: 403 for a read key)
+  page.on('request', (r) => { if (/\/v1\/accounts\?/.test(new URL(r.url()).pathname + new URL(r.url()).search)) listRequests.push(r.url()); });
   page.on('response', (r) => {
     if (r.status() < 400) return;
     const u = new URL(r.url());
@@ -272,12 +381,21 @@ async function main() {
       if (await page.locator('#dash-view').isVisible()) return 'dashboard shown without a key';
     });
 
-    // A read key for acme with acme typed next to it. GET /v1/accounts is 403 for it (probe).
-    expected = [{ status: 403, path: /^\/v1\/accounts\?/ }];
-    await check('read key opens its own account', async () => {
+    await check('the key field asks for the account\'s read key (DESIGN.md section 5)', async () => {
+      eq(await t(page, 'key-input').getAttribute('placeholder'), "paste the account's read key", 'key placeholder');
+      if (/admin/i.test(await page.locator('#login-form').innerText())) return 'the login form invites the admin key';
+    });
+
+    // A read key for acme with acme named: the page opens it without asking for the account
+    // list (GET /v1/accounts is 403 for a read key): no failing request at all.
+    expected = [];
+    await check('read key opens its own account without a failing request', async () => {
+      listRequests.length = 0;
       await login(page, keyA, 'acme');
       await waitDashboard(page);
       eq(await text(page, 'account-name'), 'acme', 'account name');
+      if (listRequests.length) return `the page asked for the account list: ${listRequests.join(', ')}`;
+      if (httpErrors.length) return `error answers: ${httpErrors.join(', ')}`;
     });
 
     await check('gauge figures equal GET /v1/accounts/acme', async () => { await comparePools(page, 'acme'); });
@@ -289,11 +407,19 @@ async function main() {
       const fmt = (s) => new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', year: 'numeric', timeZone: 'UTC' }).format(Date.parse(s));
       eq(await text(page, 'cycle-start'), fmt(a.cycle.start), 'cycle start');
       eq(await text(page, 'cycle-end'), fmt(a.cycle.end), 'cycle end');
-      // Days left: a number while the browser's clock (or the burn series) is inside the
-      // cycle; with the manual clock and no burn route the page says when the cycle ends.
-      const left = await text(page, 'days-left');
-      const n = num(left);
-      if (!(n >= 0 && n <= 31) && left !== `ends ${fmt(a.cycle.end)}`) return `days left shows ${JSON.stringify(left)}`;
+      if (!available.burn) {
+        // Without the burn route the page falls back to the browser's clock.
+        const left = await text(page, 'days-left');
+        const n = num(left);
+        if (!(n >= 0 && n <= 31) && left !== `ends ${fmt(a.cycle.end)}`) return `days left shows ${JSON.stringify(left)}`;
+        return;
+      }
+      // "Now" is the server's (manual) clock as GET burn answers it, not the browser's.
+      const burn = await must('GET', '/v1/accounts/acme/burn', undefined, keyA);
+      eq(burn.now, iso(NOW), 'GET burn now (the manual clock)');
+      const start = Date.parse(a.cycle.start), end = Date.parse(a.cycle.end);
+      eq(await text(page, 'days-left'), String(Math.ceil((end - NOW) / 86400e3)), 'days left at the server clock');
+      eq(await text(page, 'cycle-pct'), `${pctText((NOW - start) / (end - start))} through`, 'cycle progress at the server clock');
     });
 
     await check('key kept in sessionStorage only', async () => {
@@ -345,6 +471,13 @@ async function main() {
       eq(num(await text(page, 'burn-today')), api.today, 'burn today');
       eq(num(await text(page, 'burn-mean')), api.trailing_mean, 'trailing mean');
       eq(await t(page, 'spike').isVisible(), api.spike, 'spike badge');
+      const ds = await burnChart(page);
+      if (!ds) return 'no burn chart';
+      eq(ds[0].data.length, api.days.length, 'bars');
+      ds[0].data.forEach((v, i) => eq(v, api.days[i].credits, `bar ${api.days[i].date}`));
+      eq(ds[1].label, `Trailing mean today (${api.window_days}-day)`, 'mean line label');
+      eq(ds[2].label, `Spike line (${api.factor}× mean)`, 'spike line label');
+      if (ds[2].data.some((v) => Math.abs(v - api.trailing_mean * api.factor) > 1e-9)) return `spike line at ${ds[2].data[0]}, API: ${api.factor} × ${api.trailing_mean}`;
     });
 
     await check('forecast equals GET forecast', async () => {
@@ -378,6 +511,7 @@ async function main() {
       if (!available.alerts) { await na('alerts'); return; }
       const api = await must('GET', '/v1/accounts/acme/alerts', undefined, keyA);
       eq(await t(page, 'alert').count(), Math.min(20, api.alerts.length), 'alerts listed');
+      eq(await t(page, 'alerts-more').count(), api.alerts.length > 20 || api.next ? 1 : 0, '"and N more" line');
     });
 
     await check('audit panel opens the report (GET audit?format=html) in the viewer', async () => {
@@ -403,6 +537,29 @@ async function main() {
       if (!/^blob:/.test(dl || '')) return 'no download link for the audit';
       if (process.env.PREVIEW_DIR) await page.screenshot({ path: join(process.env.PREVIEW_DIR, 'audit.png') });
       await page.locator('#audit-close').click();
+    });
+
+    await check('the spike line follows the account\'s burn_spike factor (GET burn factor)', async () => {
+      if (!available.burn) return;
+      const before = await must('GET', '/v1/accounts/acme/alert-rules', undefined, keyA);
+      // A read key may set its own account's alert rules (DESIGN.md section 5).
+      await must('PUT', '/v1/accounts/acme/alert-rules', { burn_spike: { factor: 1.5, window_days: 7 } }, keyA);
+      try {
+        const api = await must('GET', '/v1/accounts/acme/burn', undefined, keyA);
+        eq(api.factor, 1.5, 'GET burn factor');
+        eq(api.window_days, 7, 'GET burn window_days');
+        await page.waitForFunction(() => {
+          const ch = window.Chart.getChart(document.getElementById('burn-chart'));
+          return ch && ch.data.datasets[2].label === 'Spike line (1.5× mean)';
+        }, null, { timeout: REFRESH_MS + 3000 });
+        const ds = await burnChart(page);
+        const mean = (await must('GET', '/v1/accounts/acme/burn', undefined, keyA)).trailing_mean;
+        if (ds[2].data.some((v) => Math.abs(v - mean * 1.5) > 1e-9)) return `spike line at ${ds[2].data[0]}, expected 1.5 × ${mean}`;
+        eq(ds[1].label, 'Trailing mean today (7-day)', 'mean line label');
+        eq(num(await text(page, 'burn-mean')), mean, 'trailing mean figure');
+      } finally {
+        await must('PUT', '/v1/accounts/acme/alert-rules', { burn_spike: before.burn_spike }, keyA);
+      }
     });
 
     await check('a charge made through the API shows within the refresh interval', async () => {
@@ -445,6 +602,136 @@ async function main() {
     });
     await page.setViewportSize({ width: 1280, height: 800 });
 
+    await check(`gauge figures whole, not cut or overlapping, at ${WIDTHS.join(', ')} px (acme)`, async () => {
+      for (const w of WIDTHS) {
+        await page.setViewportSize({ width: w, height: 900 });
+        await sleep(400);
+        const probs = await gaugeLayoutProblems(page);
+        if (probs.length) return `${w} px: ${probs.slice(0, 4).join('; ')}`;
+      }
+      await comparePools(page, 'acme');
+    });
+
+    await check('regression loops: snapshot visible at 1024 px without sideways scroll; credits and files shown at 390 px', async () => {
+      if (!available['regression-loops']) return;
+      const api = await must('GET', '/v1/accounts/acme/regression-loops', undefined, keyA);
+      const snaps = api.loops.filter((l) => l.revert_to_snapshot).map((l) => l.revert_to_snapshot);
+      if (!snaps.length) return 'the simulated month has no loop with a snapshot';
+      for (const w of [1024, 390]) {
+        await page.setViewportSize({ width: w, height: 900 });
+        await sleep(400);
+        const r = await page.evaluate(() => {
+          const card = document.getElementById('loops-card').getBoundingClientRect();
+          const wrap = document.querySelector('#loops-card .table-wrap');
+          const out = (e) => { const b = e.getBoundingClientRect(); return b.width === 0 || b.left < card.left - 0.5 || b.right > card.right + 0.5; };
+          return {
+            scroll: wrap.scrollWidth - wrap.clientWidth,
+            snaps: [...document.querySelectorAll('[data-test="loop-snapshot"]')].map((e) => ({ text: e.textContent, out: out(e) })),
+            credits: [...document.querySelectorAll('[data-test="loop-credits"]')].filter((e) => out(e)).length,
+            cut: [...document.querySelectorAll('#loops-card td, #hot-card td, #usage-card td')].filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent),
+          };
+        });
+        if (process.env.PREVIEW_DIR) await page.locator('#loops-card').screenshot({ path: join(process.env.PREVIEW_DIR, `loops-${w}.png`) });
+        if (r.scroll > 0) return `${w} px: the loops table scrolls sideways by ${r.scroll} px`;
+        eq(r.snaps.map((x) => x.text).join(','), snaps.join(','), `${w} px: snapshots`);
+        if (r.snaps.some((x) => x.out)) return `${w} px: a snapshot id is outside the card`;
+        if (r.credits) return `${w} px: ${r.credits} loop credits hidden`;
+        if (r.cut.length) return `${w} px: cut cells: ${r.cut.slice(0, 3).join(' | ')}`;
+      }
+      await page.setViewportSize({ width: 1280, height: 800 });
+    });
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    await check('two pools (duo, second server): both gauges whole at every width, 99.9 % not 100 %', async () => {
+      const { p, errs } = await newTab(context);
+      try {
+        await p.setViewportSize({ width: 1280, height: 900 });
+        await login(p, keyDuo, 'duo', duoServer.base);
+        await waitDashboard(p);
+        const a = await comparePools(p, 'duo', duoServer);
+        eq(Object.keys(a.pools).join(','), 'message,integration', 'duo pools');
+        for (const w of WIDTHS) {
+          await p.setViewportSize({ width: w, height: 900 });
+          await sleep(400);
+          const probs = await gaugeLayoutProblems(p);
+          if (probs.length) return `${w} px: ${probs.slice(0, 4).join('; ')}`;
+          const sw = await p.evaluate(() => document.documentElement.scrollWidth);
+          if (sw > w) return `${w} px: the page is ${sw} px wide`;
+        }
+        eq(await text(p, 'pool-message-pct'), '99.9%', 'message gauge (499.979 of 500)');
+        eq(await text(p, 'pool-integration-available'), '19,534', 'integration available');
+        if (process.env.PREVIEW_DIR) await p.screenshot({ path: join(process.env.PREVIEW_DIR, 'duo-1440.png'), fullPage: true });
+        // The cycle at the second server's clock (Mar 5, 12:00 of a Mar 2 .. Apr 2 cycle).
+        eq(await text(p, 'days-left'), '28', 'duo days left');
+        eq(await text(p, 'cycle-pct'), '11.3% through', 'duo cycle progress');
+        if (errs.length) return errs.slice(0, 3).join(' | ');
+      } finally {
+        await p.close();
+      }
+    });
+
+    await check('an account with no burn yet says so instead of an empty chart (fresh)', async () => {
+      const { p, errs } = await newTab(context);
+      try {
+        await login(p, keyFresh, 'fresh');
+        await waitDashboard(p);
+        if (!available.burn) return;
+        const api = await must('GET', '/v1/accounts/fresh/burn', undefined, keyFresh);
+        if (api.days.some((d) => d.credits > 0)) return 'fresh has burn';
+        await t(p, 'burn-empty').waitFor({ state: 'visible', timeout: 5000 });
+        if (!/no burn yet/i.test(await text(p, 'burn-empty'))) return `note: ${await text(p, 'burn-empty')}`;
+        if (await p.locator('#burn-chart').isVisible()) return 'the empty chart is shown';
+        if (errs.length) return errs.slice(0, 3).join(' | ');
+      } finally {
+        await p.close();
+      }
+    });
+
+    await check('a closed account shows a banner and no days or budget left (shut)', async () => {
+      const { p, errs } = await newTab(context);
+      try {
+        await login(p, keyShut, 'shut');
+        await waitDashboard(p);
+        eq((await must('GET', '/v1/accounts/shut', undefined, keyShut)).status, 'closed', 'GET shut status');
+        await t(p, 'closed-banner').waitFor({ state: 'visible', timeout: 5000 });
+        if (!/closed/i.test(await text(p, 'closed-banner'))) return `banner: ${await text(p, 'closed-banner')}`;
+        eq(await text(p, 'status'), 'closed', 'status badge');
+        const left = await text(p, 'days-left');
+        if (/\d/.test(left)) return `days left shows ${JSON.stringify(left)} for a closed account`;
+        if (/days? left/.test(await p.locator('#days-left-unit').textContent())) return 'says "days left" for a closed account';
+        if (await t(p, 'cycle-budget').isVisible()) return 'budget per day left shown for a closed account';
+        await comparePools(p, 'shut');
+        if (errs.length) return errs.slice(0, 3).join(' | ');
+      } finally {
+        await p.close();
+      }
+    });
+
+    await check('alerts beyond the first 20 are counted ("and N more"), across `next` pages', async () => {
+      // GET alerts answered from fixtures.alertsAnswer: 1,025 alerts in pages of `limit`
+      // (at most 1,000) with the route's cursor, so the page must follow `next`.
+      const { p, errs } = await newTab(context);
+      const asked = [];
+      await p.route((u) => /\/v1\/accounts\/acme\/alerts(\?|$)/.test(u.pathname + u.search), (route) => {
+        const u = new URL(route.request().url());
+        asked.push(u.search);
+        return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(fixtures.alertsAnswer(u.searchParams)) });
+      });
+      try {
+        await login(p, keyA, 'acme');
+        await waitDashboard(p);
+        await p.waitForFunction(() => document.querySelectorAll('[data-test="alert"]').length === 20, null, { timeout: 5000 });
+        eq(await text(p, 'alerts-more'), 'and 1,005 older alerts', '"and N more" line');
+        eq(await p.locator('[data-test="alert"] .alert-msg').first().textContent(), fixtures.alertMessage(1025), 'newest alert first');
+        if (!asked.some((q) => /after=al_1000/.test(q))) return `the page did not follow next: ${asked.slice(0, 3).join(', ')}`;
+        await t(p, 'alerts-show-more').click();
+        eq(await t(p, 'alert').count(), 120, 'alerts after "Show more"');
+        if (errs.length) return errs.slice(0, 3).join(' | ');
+      } finally {
+        await p.close();
+      }
+    });
+
     // The panels' rendering, for the analytics routes this server does not have yet: the
     // same page with those routes answered from fixtures.mjs (API.md shapes).
     const missing = ANALYTICS.filter((r) => !available[r]);
@@ -481,8 +768,10 @@ async function main() {
             eq(num(await text(p2, 'burn-today')), fixtures.burn.today, 'burn today');
             eq(num(await text(p2, 'burn-mean')), fixtures.burn.trailing_mean, 'trailing mean');
             eq(await t(p2, 'spike').isVisible(), true, 'spike badge');
-            // With a burn series the cycle's "now" is its last day: Mar 13, 12:00 -> 20 days left.
-            eq(await text(p2, 'days-left'), '20', 'days left from the burn series');
+            // The cycle's "now" is the burn answer's `now`: Mar 13, 12:00 -> 20 days left.
+            eq(await text(p2, 'days-left'), '20', 'days left at the burn answer\'s now');
+            const ds = await burnChart(p2);
+            eq(ds[2].label, `Spike line (${fixtures.burn.factor}× mean)`, 'spike line label');
           }
           if (missing.includes('hot-files')) eq(await t(p2, 'hot-row').count(), fixtures['hot-files'].rows.length, 'hot file rows');
           if (missing.includes('regression-loops')) {

@@ -191,13 +191,13 @@ def test_audit_route():
     eqd("simulate exits 0", rc, 0, err)
     # --json: the summary as one JSON object (on standard error; the events are NDJSON).
     rc, out, err = ctl("--json", "simulate", "--profile", "clean", "--days", "1", "--start", START,
-                       "--out", os.path.join(TMP, "day.ndjson"), key=None)
+                       "--seed", "18446744073709551615", "--out", os.path.join(TMP, "day.ndjson"), key=None)
     with open(os.path.join(TMP, "day.ndjson")) as f:
         events = sum(1 for _ in f)
     summary = json.loads(err.strip().splitlines()[-1]) if err.strip() else {}
     eqd("simulate --json: a JSON summary that counts the events written",
-        (rc, out, summary.get("events"), summary.get("profile"), summary.get("days")),
-        (0, "", events, "clean", 1), err)
+        (rc, out, summary.get("events"), summary.get("profile"), summary.get("days"), summary.get("seed")),
+        (0, "", events, "clean", 1, 18446744073709551615), err)
     ADMIN.create_account(SIM, plan="pro")
     lines = h.charge_lines(sim, SIM)
     # The month is applied before the clock passes its end: a clock move sweeps what it

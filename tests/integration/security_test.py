@@ -415,6 +415,7 @@ def files_and_links():
     eq("/ui/: the index", c2.get("/ui/", key=None).status, 200)
     eq("/ui/: a link inside the directory", c2.get("/ui/home.html", key=None).status, 200)
     eq("/ui/: a directory is 404", c2.get("/ui/sub", key=None).status, 404)
+    eq("/ui//home.html is /ui/home.html", c2.get("/ui//home.html", key=None).status, 200)
     s2.stop()
     os.chmod(os.path.join(data, "admin.key"), 0o600)
 

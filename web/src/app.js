@@ -10,7 +10,10 @@ const GROUPS = { kind: 'Kind', user: 'User', file: 'File', feature: 'Feature', m
 const COLORS = { used: '#4f46e5', held: '#f59e0b', avail: '#d9dfeb', mean: '#0f9d58', spike: '#dc2626', bar: '#818cf8', barSpike: '#f87171' };
 const ADVICE = { stay: 'Stay on this plan', upgrade_now: 'Upgrade now', upgrade_next_cycle: 'Upgrade next cycle', downgrade: 'Downgrade' };
 const MISSING_RETRY_MS = 30000; // a route that answered 404 "no such route" is asked again after this
-const SPIKE_FACTOR = 2; // DESIGN.md: burn_spike default factor (the burn route does not return the rule's factor)
+const SPIKE_FACTOR_DEFAULT = 2; // DESIGN.md: burn_spike default factor, for a server whose burn answer lacks `factor`
+const CAN_LIST_STORE = 'creditd.lists'; // "1" once this tab's key has listed the accounts (admin, service)
+const ALERTS_SHOWN = 20;      // alerts listed before "and N more"
+const ALERTS_PAGES_MAX = 10;  // pages of 1,000 alerts read per refresh; beyond that "more than N"
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,6 +33,8 @@ const state = {
   auditViewUrl: null,  // the report without inline styles (the viewer)
   lastAccount: null,
   lastBurn: null,
+  burnTried: false,  // the burn route has answered (or failed) once for this account
+  alertsShown: ALERTS_SHOWN,
   missing: new Map(), // analytics route -> when it last answered 404 not_found
 };
 
@@ -45,7 +50,16 @@ const tf = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit'
 
 const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
 const credits = (v) => (isNum(v) ? nf.format(v) : '–');
-const pct = (f) => (isNum(f) ? `${nf1.format(f * 100)}%` : '–');
+// A share as a percentage with one decimal, never rounded up to 100 % when it is not 100 %
+// (1,999.979 of 2,000 is 99.9 %, not 100 %).
+function pctNum(f) {
+  let s = nf1.format(f * 100);
+  if (s === '100' && f < 1) s = '99.9';
+  return s;
+}
+const pct = (f) => (isNum(f) ? `${pctNum(f)}%` : '–');
+// A signed figure with a real minus sign (U+2212), as the dollar amounts are written.
+const signed = (v, fmt) => { const s = fmt.format(Math.abs(v)); return v < 0 && /[1-9]/.test(s) ? `−${s}` : s; };
 const when = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? `${dtf.format(t)} UTC` : '–'; };
 const day = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? df.format(t) : '–'; };
 const dayYear = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? dfy.format(t) : '–'; };
@@ -57,6 +71,17 @@ function el(tag, opts = {}, ...children) {
   if (opts.title) e.title = opts.title;
   if (opts.test) e.dataset.test = opts.test;
   for (const c of children) if (c) e.append(c);
+  return e;
+}
+// A path as text with a line-break chance after each "/" (a <wbr>, no markup from the data),
+// so that narrow cells wrap file names between folders rather than inside a name.
+function pathNode(cls, text, test) {
+  const e = el('span', { cls, test });
+  const parts = String(text).split('/');
+  parts.forEach((p, i) => {
+    e.append(document.createTextNode(i < parts.length - 1 ? `${p}/` : p));
+    if (i < parts.length - 1) e.append(document.createElement('wbr'));
+  });
   return e;
 }
 const setText = (id, text) => { const e = $(id); if (e && e.textContent !== text) e.textContent = text; };
@@ -134,15 +159,22 @@ async function listAccounts() {
 }
 
 async function connect(key, account) {
+  if (sessionStorage.getItem(KEY_STORE) !== key) sessionStorage.removeItem(CAN_LIST_STORE);
   state.key = key;
   state.gen++;
   const gen = state.gen;
-  // Admin and service keys may list the accounts; an account's own key gets 403 here.
-  const list = await listAccounts();
-  if (gen !== state.gen) return false;
-  if (!list.ok && list.status === 401) { state.key = null; showLogin(authMessage(list, account)); return false; }
-  if (!list.ok && list.status === 0) { state.key = null; showLogin(authMessage(list, account)); return false; }
-  state.accounts = list.ok ? list.data : null;
+  state.accounts = null;
+  // Admin and service keys may list the accounts; an account's own key (the dashboard's usual
+  // key, DESIGN.md section 5) gets 403 there. So the list is asked for only when no account is
+  // named, or when this key has listed them before in this tab: a read key opening its own
+  // account makes no failing request.
+  if (!account || sessionStorage.getItem(CAN_LIST_STORE) === '1') {
+    const list = await listAccounts();
+    if (gen !== state.gen) return false;
+    if (!list.ok && (list.status === 401 || list.status === 0)) { state.key = null; showLogin(authMessage(list, account)); return false; }
+    state.accounts = list.ok ? list.data : null;
+    if (list.ok) sessionStorage.setItem(CAN_LIST_STORE, '1');
+  }
   if (!account) {
     if (state.accounts && state.accounts.length) account = state.accounts[0].account_id;
     else if (state.accounts) { state.key = null; showLogin('This key reaches no account yet: create one first.'); return false; }
@@ -165,6 +197,7 @@ function signOut(message) {
   state.key = null;
   state.account = null;
   sessionStorage.removeItem(KEY_STORE);
+  sessionStorage.removeItem(CAN_LIST_STORE);
   $('key-input').value = '';
   resetAudit();
   showLogin(message);
@@ -176,6 +209,8 @@ function openDashboard(account, accountData) {
   state.pool = null;
   state.pools = [];
   state.lastBurn = null;
+  state.burnTried = false;
+  state.alertsShown = ALERTS_SHOWN;
   state.missing.clear();
   const url = new URL(location.href);
   url.searchParams.set('account', account);
@@ -270,12 +305,14 @@ async function refresh() {
       analytics('forecast', withPool()),
       analytics('regression-loops', withPool()),
       analytics('cache-stats', withPool()),
-      analytics('alerts', withPool()),
+      alertsAll(),
     ]);
     if (gen !== state.gen) return;
     showBanner('');
     if (grp === state.groupBy) panel('usage', usage, renderUsage);
     panel('hot', hot, renderHot);
+    state.burnTried = true;
+    if (!burn.ok) state.lastBurn = null;
     panel('burn', burn, renderBurn);
     panel('forecast', forecast, renderForecast);
     panel('loops', loops, renderLoops);
@@ -302,6 +339,23 @@ async function analytics(route, query) {
   if (notRoute(r)) state.missing.set(route, Date.now());
   else state.missing.delete(route);
   return r;
+}
+
+// Every alert of the pool, following `next` (the route answers pages in firing order), so
+// that the list can say how many it does not show. At most ALERTS_PAGES_MAX pages.
+async function alertsAll() {
+  const all = [];
+  let after = null;
+  for (let page = 0; page < ALERTS_PAGES_MAX; page++) {
+    const q = { limit: '1000' };
+    if (after) q.after = after;
+    const r = await analytics('alerts', withPool(q));
+    if (!r.ok || !r.data) return page === 0 ? r : { ok: true, status: 200, data: { alerts: all, more: true } };
+    all.push(...(Array.isArray(r.data.alerts) ? r.data.alerts : []));
+    after = r.data.next;
+    if (!after) return { ok: true, status: 200, data: { alerts: all, more: false } };
+  }
+  return { ok: true, status: 200, data: { alerts: all, more: true } };
 }
 
 function panel(name, r, render) {
@@ -331,6 +385,12 @@ function renderAccount(a) {
   setText('plan-badge', plan ? plan.name : a.plan);
   setText('status-badge', a.status);
   $('status-badge').className = a.status === 'open' ? 'badge muted' : 'badge danger';
+  // A closed account keeps its events and figures but can no longer spend (API.md: later
+  // mutations get 409 account_closed): say so above everything else.
+  const closed = a.status === 'closed';
+  $('closed-banner').hidden = !closed;
+  if (closed) setText('closed-banner', `Account “${a.account_id}” is closed: it can no longer spend credits. The figures below are its history.`);
+  document.body.classList.toggle('is-closed', closed);
   setText('account-name', a.account_id);
   const pools = Object.keys(a.pools || {});
   if (!state.pool || !pools.includes(state.pool)) state.pool = pools[0] || null;
@@ -441,16 +501,17 @@ function updateGauge(name, p) {
   }
 }
 
-// "Now" for the cycle: the browser's clock, unless the server's differs (a manual clock in a
-// demo or test): then the last day of the burn series, when there is one. Null when unknown.
-function estimateNow(cycle) {
+// "Now" for the cycle: the server's clock instant from the burn answer (`now`, which may be a
+// manual clock in a demo or test). Without a burn answer (an older server, or the route
+// failed) the browser's clock. Undefined while the first burn answer is awaited; null when the
+// instant is outside the cycle.
+function cycleNow(cycle) {
   const start = Date.parse(cycle.start), end = Date.parse(cycle.end);
-  let now = Date.now();
-  const days = state.lastBurn && Array.isArray(state.lastBurn.days) ? state.lastBurn.days : [];
-  if (days.length) {
-    const last = Date.parse(`${String(days[days.length - 1].date).slice(0, 10)}T00:00:00Z`);
-    if (Number.isFinite(last) && (now < last || now >= last + 86400000)) now = last + 43200000;
-  }
+  let now;
+  const server = state.lastBurn ? Date.parse(state.lastBurn.now) : NaN;
+  if (Number.isFinite(server)) now = server;
+  else if (state.burnTried) now = Date.now();
+  else return undefined;
   if (now < start || now > end) return null;
   return now;
 }
@@ -467,16 +528,38 @@ function renderCycle() {
   const pool = state.pool && a.pools ? a.pools[state.pool] : null;
   const allowance = plan && plan.pools && state.pool && plan.pools[state.pool] ? plan.pools[state.pool].allowance : pool ? pool.allowance : null;
   setText('cycle-plan', isNum(allowance) ? `${credits(allowance)} credits (${plan ? plan.name : a.plan})` : '–');
-  const now = estimateNow(a.cycle);
+  const now = cycleNow(a.cycle);
   const big = $('days-left').parentElement;
+  const fill = $('cycle-fill');
+  const budgetLabel = $('cycle-budget-label');
+  if (a.status === 'closed') {
+    // No days left to spend and no budget per day: the account cannot spend any more.
+    big.classList.add('unknown');
+    setText('days-left', 'Closed');
+    setText('days-left-unit', 'no more spending');
+    setText('cycle-pct', now ? `${pct((now - start) / (end - start))} through` : '–');
+    fill.style.width = now ? `${(((now - start) / (end - start)) * 100).toFixed(1)}%` : '0%';
+    budgetLabel.hidden = true;
+    $('cycle-budget').hidden = true;
+    return;
+  }
+  budgetLabel.hidden = false;
+  $('cycle-budget').hidden = false;
+  if (now === undefined) {
+    big.classList.remove('unknown');
+    setText('days-left', '–');
+    setText('cycle-pct', '–');
+    setText('cycle-budget', '–');
+    return;
+  }
   const daysLeft = now === null ? null : (end - now) / 86400000;
   setText('cycle-budget', pool && daysLeft !== null && daysLeft > 0 ? `${credits(Math.floor((pool.available / Math.max(1, Math.ceil(daysLeft))) * 1000) / 1000)} a day` : '–');
   if (now === null) {
     big.classList.add('unknown');
     setText('days-left', `ends ${dayYear(a.cycle.end)}`);
     setText('days-left-unit', '');
-    setText('cycle-pct', 'server clock differs');
-    $('cycle-fill').style.width = '0%';
+    setText('cycle-pct', 'server clock outside the cycle');
+    fill.style.width = '0%';
     return;
   }
   big.classList.remove('unknown');
@@ -484,8 +567,8 @@ function renderCycle() {
   const left = Math.max(0, Math.ceil((end - now) / 86400000));
   setText('days-left', nf0.format(left));
   setText('days-left-unit', left === 1 ? 'day left' : 'days left');
-  setText('cycle-pct', `${nf0.format(f * 100)}% through`);
-  $('cycle-fill').style.width = `${(f * 100).toFixed(1)}%`;
+  setText('cycle-pct', `${pct(f)} through`);
+  fill.style.width = `${(f * 100).toFixed(1)}%`;
 }
 
 // ---------- analytics panels ----------
@@ -508,7 +591,7 @@ function renderUsage(d) {
     fill.style.width = `${Math.max(0, Math.min(1, r.share || 0)) * 100}%`;
     const key = r.key === null || r.key === undefined || r.key === '' ? '(none)' : String(r.key);
     const tr = el('tr', { test: 'usage-row' },
-      el('td', { cls: 'key', text: key, title: key, test: 'usage-key' }),
+      el('td', { cls: 'key', title: key, test: 'usage-key' }, pathNode('', key)),
       el('td', { cls: 'num', text: credits(r.credits), test: 'usage-credits' }),
       el('td', { cls: 'num hide-sm', text: nf0.format(r.count || 0), test: 'usage-count' }),
       el('td', {}, el('div', { cls: 'share' }, el('div', { cls: 'share-bar' }, fill), el('span', { cls: 'share-pct', text: pct(r.share), test: 'usage-share' }))));
@@ -521,25 +604,29 @@ function renderHot(d) {
   const body = $('hot-rows');
   if (!rows.length) { body.replaceChildren(emptyRow(3, 'No agent turns on files yet.')); return; }
   body.replaceChildren(...rows.map((r) => el('tr', { test: 'hot-row' },
-    el('td', { cls: 'key' }, el('span', { cls: 'chip', text: r.file, title: r.file, test: 'hot-file' })),
+    el('td', { cls: 'key' }, pathNode('chip', r.file || '(none)', 'hot-file')),
     el('td', { cls: 'num', text: nf0.format(r.turns || 0), test: 'hot-turns' }),
     el('td', { cls: 'num', text: credits(r.credits), test: 'hot-credits' }))));
 }
 
+// One row per loop; the snapshot to revert to is stacked under the file (not a column of its
+// own) so that it stays visible on narrow cards without sideways scrolling.
 function renderLoops(d) {
   const loops = Array.isArray(d.loops) ? d.loops : [];
   const body = $('loops-rows');
-  if (!loops.length) { body.replaceChildren(emptyRow(5, 'No regression loops found. Good.')); return; }
+  if (!loops.length) { body.replaceChildren(emptyRow(4, 'No regression loops found. Good.')); return; }
   body.replaceChildren(...loops.map((l) => {
     const what = l.file || l.feature || '(unknown)';
-    const first = el('td', { cls: 'key', title: `${when(l.first_at)} → ${when(l.last_at)}` },
-      el('div', { text: what, test: 'loop-target' }),
-      el('div', { cls: 'small muted', text: `${when(l.first_at)} → ${when(l.last_at)}` }));
+    const revert = el('div', { cls: 'revert' }, el('span', { cls: 'muted', text: 'Revert to ' }),
+      l.revert_to_snapshot ? el('span', { cls: 'chip', text: l.revert_to_snapshot, test: 'loop-snapshot' }) : el('span', { cls: 'muted', text: 'no snapshot' }));
+    const first = el('td', { cls: 'key wrap' },
+      el('div', { cls: 'loop-target', test: 'loop-target' }, pathNode('', what)),
+      el('div', { cls: 'small muted', text: `${when(l.first_at)} → ${when(l.last_at)}` }),
+      revert);
     return el('tr', { test: 'loop-row' }, first,
       el('td', { cls: 'num', text: nf0.format(l.turns || 0), test: 'loop-turns' }),
-      el('td', { cls: 'num hide-sm', text: credits(l.credits), test: 'loop-credits' }),
-      el('td', { cls: 'num', text: credits(l.waste), test: 'loop-waste' }),
-      el('td', {}, l.revert_to_snapshot ? el('span', { cls: 'chip', text: l.revert_to_snapshot, test: 'loop-snapshot' }) : el('span', { cls: 'muted', text: 'no snapshot' })));
+      el('td', { cls: 'num', text: credits(l.credits), test: 'loop-credits' }),
+      el('td', { cls: 'num', text: credits(l.waste), test: 'loop-waste' }));
   }));
 }
 
@@ -557,16 +644,33 @@ function renderCache(d) {
     el('td', { cls: 'num', text: credits(r.saved) }))));
 }
 
+// Newest first. The list shows state.alertsShown of them and says how many more there are,
+// with a button to show them: it never stops silently.
 function renderAlerts(d) {
-  const alerts = Array.isArray(d.alerts) ? d.alerts.slice() : [];
+  // The route lists them in firing order: reversed, then sorted by time (a stable sort), the
+  // newest come first, also among alerts of the same instant.
+  const alerts = Array.isArray(d.alerts) ? d.alerts.slice().reverse() : [];
   alerts.sort((a, b) => String(b.at).localeCompare(String(a.at)));
   const list = $('alerts-list');
   if (!alerts.length) { list.replaceChildren(el('li', { cls: 'empty', text: 'No alerts this cycle.' })); return; }
-  list.replaceChildren(...alerts.slice(0, 20).map((a) => {
+  const shown = alerts.slice(0, state.alertsShown);
+  const items = shown.map((a) => {
     const cls = a.rule === 'burn_spike' ? 'badge danger' : a.rule === 'threshold' ? 'badge warn' : 'badge';
     return el('li', { test: 'alert' }, el('span', { cls, text: String(a.rule || 'alert').replace(/_/g, ' ') }),
       el('div', { cls: 'alert-main' }, el('div', { cls: 'alert-msg', text: a.message || '' }), el('div', { cls: 'alert-at', text: when(a.at) })));
-  }));
+  });
+  const rest = alerts.length - shown.length;
+  if (rest > 0 || d.more) {
+    const n = !d.more ? nf0.format(rest) : rest > 0 ? `more than ${nf0.format(rest)}` : 'more (not loaded)';
+    const btn = el('button', { cls: 'btn ghost small', text: 'Show more', test: 'alerts-show-more' });
+    btn.type = 'button';
+    btn.addEventListener('click', () => {
+      state.alertsShown += 100;
+      renderAlerts(d);
+    });
+    items.push(el('li', { cls: 'more' }, el('span', { text: `and ${n} older ${rest === 1 && !d.more ? 'alert' : 'alerts'}`, test: 'alerts-more' }), rest > 0 ? btn : null));
+  }
+  list.replaceChildren(...items);
 }
 
 function renderForecast(d) {
@@ -581,35 +685,47 @@ function renderForecast(d) {
     const sign = adv.price_delta_usd > 0 ? '+' : adv.price_delta_usd < 0 ? '−' : '';
     setText('advice-price', `${sign}${usd.format(Math.abs(adv.price_delta_usd))} per cycle`);
   } else setText('advice-price', '–');
-  setText('advice-hours', isNum(adv.engineering_hours) ? `${nf1.format(adv.engineering_hours)} h` : '–');
+  setText('advice-hours', isNum(adv.engineering_hours) ? `${signed(adv.engineering_hours, nf1)} h` : '–');
   setText('fc-util', pct(d.utilization));
   setText('fc-need', isNum(d.need) ? `${credits(d.need)} credits` : '–');
   setText('fc-runs-out', d.runs_out_at ? when(d.runs_out_at) : 'not this cycle');
 }
 
+// The bars are the API's days; the trailing mean is today's (one figure, over the
+// `window_days` days before today), drawn flat and labelled so; the spike line is the
+// account's burn_spike factor times that mean (the `factor` of the answer).
 function renderBurn(d) {
   state.lastBurn = d;
   const days = Array.isArray(d.days) ? d.days : [];
   setText('burn-today', credits(d.today));
   setText('burn-mean', credits(d.trailing_mean));
+  setText('burn-mean-label', isNum(d.window_days) && d.window_days > 0 ? `Trailing mean (${nf0.format(d.window_days)} d)` : 'Trailing mean');
   setText('burn-ratio', isNum(d.ratio) ? `${nf1.format(d.ratio)}×` : '–');
   setText('burn-exhaustion', d.projected_exhaustion ? day(d.projected_exhaustion) : 'not this cycle');
   $('spike-badge').hidden = !d.spike;
-  if (!window.Chart) return;
+  // No burn yet: a note instead of an empty chart.
+  const none = !days.some((x) => isNum(x.credits) && x.credits > 0);
+  $('burn-empty').hidden = !none;
+  $('burn-chart-box').hidden = none;
+  if (none || !window.Chart) return;
+  const factor = isNum(d.factor) && d.factor > 0 ? d.factor : SPIKE_FACTOR_DEFAULT;
   const labels = days.map((x) => day(`${String(x.date).slice(0, 10)}T00:00:00Z`));
   const values = days.map((x) => x.credits || 0);
   const mean = isNum(d.trailing_mean) ? d.trailing_mean : null;
   const meanLine = days.map(() => mean);
-  const spikeLine = days.map(() => (mean === null ? null : mean * SPIKE_FACTOR));
+  const spikeLine = days.map(() => (mean === null ? null : mean * factor));
   const colors = days.map((_, i) => (i === days.length - 1 && d.spike ? COLORS.barSpike : COLORS.bar));
+  const meanLabel = mean === null ? 'Trailing mean today (not enough history)'
+    : isNum(d.window_days) && d.window_days > 0 ? `Trailing mean today (${nf0.format(d.window_days)}-day)` : 'Trailing mean today';
+  const spikeLabel = `Spike line (${nf.format(factor)}× mean)`;
   if (!state.charts.burn) {
     state.charts.burn = new window.Chart($('burn-chart'), {
       data: {
         labels,
         datasets: [
           { type: 'bar', label: 'Credits per day', data: values, backgroundColor: colors, borderRadius: 4, order: 3, pointStyle: 'rectRounded' },
-          { type: 'line', label: 'Trailing mean', data: meanLine, borderColor: COLORS.mean, backgroundColor: COLORS.mean, borderWidth: 2, pointRadius: 0, pointHoverRadius: 0, order: 1, pointStyle: 'line' },
-          { type: 'line', label: `Spike line (${SPIKE_FACTOR}× mean)`, data: spikeLine, borderColor: COLORS.spike, backgroundColor: COLORS.spike, borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, pointHoverRadius: 0, order: 2, pointStyle: 'line' },
+          { type: 'line', label: meanLabel, data: meanLine, borderColor: COLORS.mean, backgroundColor: COLORS.mean, borderWidth: 2, pointRadius: 0, pointHoverRadius: 0, order: 1, pointStyle: 'line' },
+          { type: 'line', label: spikeLabel, data: spikeLine, borderColor: COLORS.spike, backgroundColor: COLORS.spike, borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, pointHoverRadius: 0, order: 2, pointStyle: 'line' },
         ],
       },
       options: {
@@ -628,13 +744,17 @@ function renderBurn(d) {
   } else {
     const ch = state.charts.burn;
     const [bars, m, s] = ch.data.datasets;
-    const same = ch.data.labels.join() === labels.join() && bars.data.join() === values.join() && m.data.join() === meanLine.join() && bars.backgroundColor.join() === colors.join();
+    const sig = (a) => JSON.stringify(a);
+    const same = sig(ch.data.labels) === sig(labels) && sig(bars.data) === sig(values) && sig(m.data) === sig(meanLine)
+      && sig(s.data) === sig(spikeLine) && sig(bars.backgroundColor) === sig(colors) && m.label === meanLabel && s.label === spikeLabel;
     if (!same) {
       ch.data.labels = labels;
       bars.data = values;
       bars.backgroundColor = colors;
       m.data = meanLine;
+      m.label = meanLabel;
       s.data = spikeLine;
+      s.label = spikeLabel;
       ch.update();
     }
   }
