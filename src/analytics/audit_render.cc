@@ -84,11 +84,12 @@ void markdown_one(std::string& o, const AuditReport& r) {
   o += "\n## Fixes, by savings per hour of effort\n\n";
   if (r.fixes.empty()) o += "Nothing to fix.\n";
   if (!r.fixes.empty()) {
-    o += "| # | fix | saved per cycle | effort | saved per hour |\n|---|---|---|---|---|\n";
+    o += "| # | fix | saved in the period | saved per cycle | effort | saved per hour |\n"
+         "|---|---|---|---|---|---|\n";
     int i = 1;
     for (const auto& f : r.fixes) {
       std::string effort = f.effort == "hours" ? fmt::format("{} h", f.effort_hours) : f.effort;
-      o += fmt::format("| {} | {} | {} | {} | {} |\n", i++, md_escape(f.title),
+      o += fmt::format("| {} | {} | {} | {} | {} | {} |\n", i++, md_escape(f.title), cr(f.saved),
                        cr(f.saved_per_cycle), effort, cr(f.saved_per_hour));
     }
     o += fmt::format("\nAll fixes together: about {} credits per cycle.\n",
@@ -99,6 +100,9 @@ void markdown_one(std::string& o, const AuditReport& r) {
     o += fmt::format("| {} | {} | {}{} | {}-{} % |\n", s.source, cr(s.credits), pct(s.share),
                      s.in_range ? "" : " (!)", s.typical_min_pct, s.typical_max_pct);
   }
+  o += "\n## Daily burn\n\n| day | credits |\n|---|---|\n";
+  for (const auto& d : r.daily)
+    o += fmt::format("| {} | {} |\n", format_date(d.day_ms), cr(d.credits));
   o += "\n## Top burn sources\n\n| source | credits | share |\n|---|---|---|\n";
   for (const auto& s : r.top_sources) {
     o += fmt::format("| {} | {} | {} |\n", md_escape(source_label(s)), cr(s.credits), pct(s.share));
@@ -146,8 +150,9 @@ void markdown_one(std::string& o, const AuditReport& r) {
   rows("intent", r.discuss_by_intent, "turns");
   o += fmt::format("## Small edits through the agent\n\n{} turn(s), {} credits.\n\n", r.small_edits,
                    cr(r.small_edit_credits));
-  o += fmt::format("## Snapshots\n\n{} of {} agent turn(s) ran without a snapshot.\n\n",
-                   r.turns_without_snapshot, r.agent_turns);
+  o +=
+      fmt::format("## Snapshots\n\n{} of {} agent turn(s) ran without a snapshot ({} credits).\n\n",
+                  r.turns_without_snapshot, r.agent_turns, cr(r.turns_without_snapshot_credits));
   o += "## Per-user outliers\n\n";
   if (r.outliers.empty()) o += "None.\n";
   for (const auto& u : r.outliers) {
@@ -294,12 +299,13 @@ void html_one(std::string& o, const AuditReport& r) {
   o += "<h2>Fixes, by savings per hour of effort</h2>\n";
   std::vector<std::vector<std::string>> fixes;
   for (const auto& f : r.fixes) {
-    fixes.push_back({f.title, cr(f.saved_per_cycle),
+    fixes.push_back({f.title, cr(f.saved), cr(f.saved_per_cycle),
                      f.effort == "hours" ? fmt::format("{} h", f.effort_hours) : f.effort,
                      cr(f.saved_per_hour)});
   }
   if (!fixes.empty()) {
-    html_table(o, {"fix", "saved per cycle", "effort", "saved per hour"}, fixes);
+    html_table(o, {"fix", "saved in the period", "saved per cycle", "effort", "saved per hour"},
+               fixes);
     o += fmt::format("<p>All fixes together: about {} credits per cycle.</p>\n",
                      cr(r.saved_per_cycle_all));
   }
@@ -353,8 +359,9 @@ void html_one(std::string& o, const AuditReport& r) {
   count_table("intent", r.discuss_by_intent);
   o += fmt::format("<h2>Small edits through the agent</h2>\n<p>{} turn(s), {} credits.</p>\n",
                    r.small_edits, cr(r.small_edit_credits));
-  o += fmt::format("<h2>Snapshots</h2>\n<p>{} of {} agent turn(s) ran without a snapshot.</p>\n",
-                   r.turns_without_snapshot, r.agent_turns);
+  o += fmt::format(
+      "<h2>Snapshots</h2>\n<p>{} of {} agent turn(s) ran without a snapshot ({} credits).</p>\n",
+      r.turns_without_snapshot, r.agent_turns, cr(r.turns_without_snapshot_credits));
   o += "<h2>Per-user outliers</h2>\n";
   std::vector<std::vector<std::string>> outl;
   for (const auto& u : r.outliers) {

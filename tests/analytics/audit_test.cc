@@ -8,6 +8,7 @@
 #include <set>
 
 #include "analytics/replay.h"
+#include "time/time.h"
 
 namespace credit::analytics {
 namespace {
@@ -467,6 +468,26 @@ TEST(Audit, HtmlHasNoScriptAndInlineSvg) {
       << html;
   EXPECT_NE(audit_markdown({r}).find("# Credit audit: acme"), std::string::npos);
   EXPECT_EQ(audit_json({r}).front(), '{');
+}
+
+TEST(Audit, MarkdownAndHtmlCarryTheFiguresTheJsonHas) {
+  // The daily series, the credits of turns without a snapshot, and each fix's savings over
+  // the period as well as per cycle.
+  auto r = audit({agent("dana", "a.jsx", kT0, 5'000, 200, 6, ""),
+                  agent("dana", "a.jsx", kT0 + 60'000, 4'000, 200, 6, "")});
+  ASSERT_FALSE(r.fixes.empty());
+  const std::string md = audit_markdown({r});
+  const std::string html = audit_html({r});
+  EXPECT_NE(md.find("| " + format_date(kT0) + " | 9 |"), std::string::npos) << md;
+  EXPECT_EQ(r.turns_without_snapshot_credits.mc(), 9'000);
+  EXPECT_NE(md.find("ran without a snapshot (9 credits)"), std::string::npos) << md;
+  EXPECT_NE(html.find("ran without a snapshot (9 credits)"), std::string::npos);
+  EXPECT_NE(md.find("| saved in the period | saved per cycle |"), std::string::npos);
+  EXPECT_NE(md.find("| " + format_credits(r.fixes.front().saved) + " | " +
+                    format_credits(r.fixes.front().saved_per_cycle) + " |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(html.find("<th>saved in the period</th>"), std::string::npos);
 }
 
 TEST(Audit, AdviceFollowsTheCatalog) {
