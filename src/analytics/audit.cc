@@ -388,44 +388,34 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
     a.runs_out_after_days = static_cast<std::int64_t>(static_cast<__int128>(a.allowance.mc()) *
                                                       r.period_days / r.total.mc());
   }
-  // The cheapest plan whose allowance of the pool covers the need; else the largest.
-  const pricing::Plan* right = nullptr;
-  for (const auto& p : options.catalog->plans) {
-    const pricing::PoolAllowance* pa = p.pool(pool);
-    if (pa == nullptr || pa->allowance < a.need) continue;
-    if (right == nullptr || p.price_usd_cents < right->price_usd_cents) right = &p;
-  }
-  // As /forecast says it (forecast.cc): a plan that does not cover the need "comes
-  // closest", and is never "sized correctly".
-  const bool covers = right != nullptr;
+  // The plan /forecast would name for this need (forecast.h), said as it says it: a plan
+  // that does not cover the need "comes closest", and is never "sized correctly".
+  const auto [right, covers] = pick_plan(*options.catalog, pool, a.need.mc(), current->id);
+  if (right == nullptr) return std::nullopt;
   const std::string_view cover_s = covers ? "covers" : "comes closest to (none covers)";
-  if (right == nullptr) {
-    for (const auto& p : options.catalog->plans) {
-      const pricing::PoolAllowance* pa = p.pool(pool);
-      if (pa == nullptr) continue;
-      if (right == nullptr || pa->allowance > right->pool(pool)->allowance) right = &p;
-    }
-  }
   a.plan = right->id;
   a.price_delta_usd_cents = right->price_usd_cents - current->price_usd_cents;
   a.engineering_hours = static_cast<double>(a.price_delta_usd_cents) / 100.0 /
                         static_cast<double>(std::max<std::int64_t>(1, options.hourly_rate_usd));
   const std::int64_t break_even_cents = options.hourly_rate_usd * options.break_even_hours * 100;
-  if (right->id == current->id) {
+  if (right->id == current->id || a.price_delta_usd_cents == 0) {
     a.action = "stay";
+    a.plan = current->id;
+    a.price_delta_usd_cents = 0;
+    a.engineering_hours = 0;
     a.sized_correctly = covers && a.utilization * 1000 >= kSizedCorrectlyPermille;
     a.reason = fmt::format("{} {} the projected need of {} credits per cycle", current->id, cover_s,
                            format_credits(a.need));
   } else if (right->price_usd_cents < current->price_usd_cents) {
     a.action = "downgrade";
     a.reason = fmt::format("{} {} the projected need of {} credits for {} USD less", right->id,
-                           cover_s, format_credits(a.need), -a.price_delta_usd_cents / 100);
+                           cover_s, format_credits(a.need), usd_text(-a.price_delta_usd_cents));
   } else if (a.runs_out && a.price_delta_usd_cents <= break_even_cents) {
     a.action = "upgrade_now";
     a.reason = fmt::format(
         "credits run out this cycle; {} costs {} USD more, {:.1f} engineering "
         "hours",
-        right->id, a.price_delta_usd_cents / 100, a.engineering_hours);
+        right->id, usd_text(a.price_delta_usd_cents), a.engineering_hours);
   } else {
     a.action = "upgrade_next_cycle";
     a.reason = fmt::format("the projected need of {} credits exceeds {}'s allowance",

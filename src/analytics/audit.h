@@ -51,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "analytics/forecast.h"
 #include "analytics/loops.h"
 #include "analytics/refunds.h"
 #include "analytics/replay.h"
@@ -76,7 +77,7 @@ constexpr std::int64_t kCacheEffortHours = 4;
 constexpr std::int64_t kNeedPermille = 1100;
 constexpr std::int64_t kHourlyRateUsdDefault = 100;
 constexpr std::int64_t kBreakEvenHoursDefault = 8;
-constexpr std::int64_t kSizedCorrectlyPermille = 900;
+// kSizedCorrectlyPermille: forecast.h's, as the advice is /forecast's.
 // The distinct integration request keys remembered for repeats; later keys are counted
 // as calls but not compared.
 constexpr std::size_t kAuditRequestKeysMax = 1'000'000;

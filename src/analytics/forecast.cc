@@ -11,13 +11,6 @@
 namespace credit::analytics {
 namespace {
 
-std::string usd(std::int64_t cents) {
-  std::string sign = cents < 0 ? "-" : "";
-  std::int64_t a = cents < 0 ? -cents : cents;
-  if (a % 100 == 0) return fmt::format("{}{}", sign, a / 100);
-  return fmt::format("{}{}.{:02}", sign, a / 100, a % 100);
-}
-
 std::string credits(std::int64_t mc) {
   return format_credits(Millicredits::from_mc(mc));
 }
@@ -36,6 +29,37 @@ std::string_view advice_action_name(AdviceAction a) {
       return "downgrade";
   }
   return "stay";
+}
+
+std::string usd_text(std::int64_t cents) {
+  std::string sign = cents < 0 ? "-" : "";
+  std::int64_t a = cents < 0 ? -cents : cents;
+  if (a % 100 == 0) return fmt::format("{}{}", sign, a / 100);
+  return fmt::format("{}{}.{:02}", sign, a / 100, a % 100);
+}
+
+PlanPick pick_plan(const pricing::Catalog& catalog, std::string_view pool, std::int64_t need_mc,
+                   std::string_view current_plan_id) {
+  PlanPick pick;
+  for (const pricing::Plan& p : catalog.plans) {
+    const pricing::PoolAllowance* pa = p.pool(pool);
+    if (pa == nullptr) continue;
+    const pricing::Plan* best = pick.plan;
+    if (pa->allowance.mc() >= need_mc) {
+      if (!pick.covers || p.price_usd_cents < best->price_usd_cents ||
+          (p.price_usd_cents == best->price_usd_cents && p.id == current_plan_id)) {
+        pick.plan = &p;
+      }
+      pick.covers = true;
+    } else if (!pick.covers) {
+      if (best == nullptr || pa->allowance > best->pool(pool)->allowance ||
+          (pa->allowance == best->pool(pool)->allowance &&
+           p.price_usd_cents < best->price_usd_cents)) {
+        pick.plan = &p;
+      }
+    }
+  }
+  return pick;
 }
 
 Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
@@ -62,26 +86,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   __int128 need = num <= 0 ? 0 : (num + den - 1) / den;
   f.need_mc = static_cast<std::int64_t>(need);
 
-  const pricing::Plan* pick = nullptr;
-  bool covers = false;
-  for (const pricing::Plan& p : catalog.plans) {
-    const pricing::PoolAllowance* pa = p.pool(in.pool);
-    if (pa == nullptr) continue;
-    if (pa->allowance.mc() >= *f.need_mc) {
-      // Cheapest covering plan; at equal price the current plan wins.
-      if (!covers || p.price_usd_cents < pick->price_usd_cents ||
-          (p.price_usd_cents == pick->price_usd_cents && p.id == in.plan_id)) {
-        pick = &p;
-      }
-      covers = true;
-    } else if (!covers) {
-      const pricing::PoolAllowance* best = pick ? pick->pool(in.pool) : nullptr;
-      if (pick == nullptr || pa->allowance > best->allowance ||
-          (pa->allowance == best->allowance && p.price_usd_cents < pick->price_usd_cents)) {
-        pick = &p;
-      }
-    }
-  }
+  const auto [pick, covers] = pick_plan(catalog, in.pool, *f.need_mc, in.plan_id);
   if (pick == nullptr) {
     f.reason = "no plan has the pool " + in.pool;
     return f;
@@ -112,7 +117,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   if (delta < 0) {
     f.action = AdviceAction::kDowngrade;
     f.reason = fmt::format("{} {} the projected need of {} credits a cycle for {} USD less",
-                           pick->id, cover_s, need_s, usd(-delta));
+                           pick->id, cover_s, need_s, usd_text(-delta));
     return f;
   }
   // delta cents <= rate (milli-USD per hour) x hours (milli-hours) / 10^4 cents, exactly.
@@ -124,7 +129,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
     f.reason = fmt::format(
         "credits run out before the cycle ends; {} {} the projected need of {} credits for {} USD "
         "more, {} engineering hours, within the break-even",
-        pick->id, cover_s, need_s, usd(delta), hours);
+        pick->id, cover_s, need_s, usd_text(delta), hours);
   } else {
     f.action = AdviceAction::kUpgradeNextCycle;
     f.reason =
@@ -133,11 +138,11 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
                   "credits run out before the cycle ends, but {} USD more ({} engineering hours) "
                   "is "
                   "above the break-even; move to {} from the next cycle",
-                  usd(delta), hours, pick->id)
+                  usd_text(delta), hours, pick->id)
             : fmt::format(
                   "this cycle's credits last; {} {} the projected need of {} credits from the next "
                   "cycle for {} USD more ({} engineering hours)",
-                  pick->id, cover_s, need_s, usd(delta), hours);
+                  pick->id, cover_s, need_s, usd_text(delta), hours);
   }
   return f;
 }

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "pricing/plan.h"
 
@@ -59,5 +60,18 @@ struct Forecast {
 };
 
 Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog);
+
+// The plan the advice names, shared with the audit's (audit.h): the cheapest plan whose
+// allowance of `pool` covers need_mc, the current plan winning at an equal price; when
+// none covers, the one with the largest allowance (the cheaper at an equal allowance).
+// `plan` is nullptr when no plan has the pool.
+struct PlanPick {
+  const pricing::Plan* plan = nullptr;
+  bool covers = false;
+};
+PlanPick pick_plan(const pricing::Catalog& catalog, std::string_view pool, std::int64_t need_mc,
+                   std::string_view current_plan_id);
+// Cents as USD for a sentence: "50", "29.99", "-5".
+std::string usd_text(std::int64_t cents);
 
 }  // namespace credit::analytics

@@ -490,6 +490,37 @@ TEST(Audit, MarkdownAndHtmlCarryTheFiguresTheJsonHas) {
   EXPECT_NE(html.find("<th>saved in the period</th>"), std::string::npos);
 }
 
+TEST(Audit, AdviceAsForecastGivesIt) {
+  // /forecast's pick (forecast.h): at an equal price the current plan stays; prices are
+  // written with their cents.
+  auto plan = [](std::string id, std::int64_t cents, std::int64_t allowance_credits) {
+    pricing::Plan p;
+    p.id = std::move(id);
+    p.price_usd_cents = cents;
+    pricing::PoolAllowance pa;
+    pa.pool = "credits";
+    pa.allowance = Millicredits::from_mc(allowance_credits * 1000);
+    p.pools.push_back(pa);
+    return p;
+  };
+  pricing::Catalog catalog;
+  catalog.plans = {plan("twin", 5'999, 50), plan("current", 5'999, 100), plan("small", 0, 10)};
+  AuditOptions options;
+  options.catalog = &catalog;
+  options.plan_id = "current";
+  // 3 credits in a day: 90 a cycle, need 99: only the two plans at 59.99 cover it.
+  auto r = audit({agent("dana", "a.jsx", kT0, 3'000, 20, 10)}, options);
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->action, "stay");
+  EXPECT_EQ(r.advice->plan, "current");
+  EXPECT_EQ(r.advice->price_delta_usd_cents, 0);
+  // 0.1 credit: "small" covers it for 59.99 USD less.
+  r = audit({agent("dana", "a.jsx", kT0, 100, 20, 10)}, options);
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->action, "downgrade");
+  EXPECT_NE(r.advice->reason.find("for 59.99 USD less"), std::string::npos) << r.advice->reason;
+}
+
 TEST(Audit, AdviceFollowsTheCatalog) {
   auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
   ASSERT_TRUE(catalog.ok());
