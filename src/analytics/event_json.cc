@@ -890,7 +890,7 @@ class CanonicalScanner {
 
 Status parse_event_json_padded(std::string_view line, Event& e) {
   if (line.size() > kEventLineBytesMax) {
-    return Error(ErrorCode::kBodyTooLarge, "line longer than 1 MiB");
+    return Error(ErrorCode::kBodyTooLarge, std::string(kLineTooLong));
   }
   if (CanonicalScanner(line, e).scan()) return ok_status();
   ledger::reset_keeping_capacity(e);
@@ -913,6 +913,12 @@ Status parse_event_json_padded(std::string_view line, Event& e) {
     Status st = read_field(key, field.value(), e, seen);
     if (!st.ok()) return st;
   }
+  // Anything after the object ("{...}{...}", "{...}}") is not one event: refused, never
+  // dropped unseen.
+  const char* rest = nullptr;
+  if (doc.current_location().get(rest) == simdjson::SUCCESS) {
+    return Error(ErrorCode::kInvalidJson, "text after the JSON object (one event per line)");
+  }
 
   if (!seen.at) return field_error("at", "required");
   if (!seen.account) return field_error("account_id", "required");
@@ -932,7 +938,7 @@ Status parse_event_json_padded(std::string_view line, Event& e) {
 
 Status parse_event_json(std::string_view line, Event& out) {
   if (line.size() > kEventLineBytesMax) {
-    return Error(ErrorCode::kBodyTooLarge, "line longer than 1 MiB");
+    return Error(ErrorCode::kBodyTooLarge, std::string(kLineTooLong));
   }
   // simdjson reads up to SIMDJSON_PADDING bytes past the end: parse from a padded copy.
   thread_local std::string padded;

@@ -67,6 +67,7 @@ Status parse_event_json_padded(std::string_view line, ledger::Event& out);
 
 // The reason given for a line longer than kEventLineBytesMax.
 constexpr std::string_view kLineTooLong = "line longer than 1 MiB";
+constexpr std::string_view kUtf8ByteOrderMark = "\xEF\xBB\xBF";
 // Blank lines (spaces and tabs only) are skipped by readers, never errors.
 inline bool is_blank_line(std::string_view line) {
   return line.find_first_not_of(" \t") == std::string_view::npos;
@@ -128,6 +129,9 @@ class NdjsonSplitter {
   void emit(std::string_view text, Fn& fn) {
     ++line_;
     if (!too_long_ && !text.empty() && text.back() == '\r') text.remove_suffix(1);
+    // A UTF-8 byte order mark, which some editors put before the first line, is no text.
+    if (line_ == 1 && text.starts_with(kUtf8ByteOrderMark))
+      text.remove_prefix(kUtf8ByteOrderMark.size());
     const bool too_long = too_long_ || text.size() > kEventLineBytesMax;
     fn(line_, too_long ? std::string_view() : text, too_long);
   }

@@ -824,7 +824,8 @@ bool is_import_path(std::string_view path) {
 // them); an account with more events than that is not kept but scanned again for each
 // chunk, keeping only the chunk's keys found. The scan reads kImportKeyScanEventsPerRead
 // events per read job, so the ledger thread is never held for a whole account.
-// (Keys of this import's earlier chunks are in the rollups: Rollups::imported_key_seen.)
+// (Keys of this import's earlier chunks are in the rollups: Rollups::imported_key_seen;
+// with mode=apply, in the event index, read again for each chunk: forget().)
 class AccountKeys {
  public:
   explicit AccountKeys(Engine& engine) : engine_(engine) {}
@@ -865,6 +866,15 @@ class AccountKeys {
       }
     }
     return true;
+  }
+
+  // Drops what is kept of the account's keys: the next prepare() reads them again from the
+  // event index (after mode=apply gave the account events, whose keys are there).
+  void forget(const std::string& account) {
+    if (auto it = kept_.find(account); it != kept_.end()) {
+      held_ -= it->second.size();
+      kept_.erase(it);
+    }
   }
 
   // Does one of the account's events carry this key? (After prepare() for its chunk.)
@@ -1233,7 +1243,29 @@ class Importer {
         return false;
       });
     }
+    // Duplicates (DESIGN.md: a line with the account and idempotency key of one of the
+    // account's events is refused): the ledger's table answers a key of the last 24 hours
+    // only, so the account's events themselves are read (the event index), and this
+    // chunk's lines between them.
+    std::set<std::string> accounts;
+    for (const auto& c : cmds) accounts.insert(events_[c.first].account_id);
+    if (!account_keys_.prepare(accounts, events_)) {
+      return fail(Error(ErrorCode::kOverloaded, "the server is busy; retry shortly"));
+    }
+    std::set<std::pair<std::string, std::string>> chunk_keys;
+    std::erase_if(cmds, [&](const auto& c) {
+      const Event& e = events_[c.first];
+      if (account_keys_.has(e.account_id, e.idempotency_key) ||
+          !chunk_keys.insert({e.account_id, e.idempotency_key}).second) {
+        reject(lines_[c.first],
+               "duplicate: this account already has an event with idempotency_key " +
+                   e.idempotency_key);
+        return true;
+      }
+      return false;
+    });
     submit(cmds);
+    for (const auto& account : accounts) account_keys_.forget(account);
   }
 
   // The ledger charge of a line; a line without an idempotency key gets one from its content.

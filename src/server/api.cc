@@ -1064,6 +1064,7 @@ struct Api::Impl {
         idem_of(r, req, id, std::string(route) + ":" + id, c.idem);
     if (key_error) c.idem = ledger::IdempotencyRef{};
     std::optional<Error> bad;
+    std::optional<Error> passed;  // an expires_at already past (see below)
     if (route == "close") {
       c.body = ledger::CloseAccount{id};
     } else if (route == "plan") {
@@ -1117,13 +1118,17 @@ struct Api::Impl {
             bad = err_param(ErrorCode::kInvalidRequest,
                             "a negative adjustment takes credits at once and has no expires_at",
                             "expires_at");
-          else if (*t <= engine.last_logged_ms() ||
-                   (options.manual_clock == nullptr && *t <= SystemClock().now_ms()) ||
-                   (options.manual_clock != nullptr && *t <= options.manual_clock->now_ms())) {
-            bad = err_param(ErrorCode::kInvalidRequest, "expires_at must be in the future",
-                            "expires_at");
-          } else {
+          else {
             g.expires_at_ms = *t;
+            // Refused after the request is sealed: whether the instant has passed depends
+            // on when the request comes, not on what it says, so a retry of a key whose
+            // expiry has passed since is still the same request (a replay, not a 422).
+            if (*t <= engine.last_logged_ms() ||
+                (options.manual_clock == nullptr && *t <= SystemClock().now_ms()) ||
+                (options.manual_clock != nullptr && *t <= options.manual_clock->now_ms())) {
+              passed = err_param(ErrorCode::kInvalidRequest, "expires_at must be in the future",
+                                 "expires_at");
+            }
           }
         }
       } else {
@@ -1138,6 +1143,7 @@ struct Api::Impl {
     if (bad) set_precheck(c, *bad);
     keep_key_error(c, key_error);
     seal(c, std::string(route) + ":" + id, &r);
+    if (!bad && passed) set_precheck(c, *passed);
     submit_one(std::move(c), std::move(respond));
   }
 
@@ -1468,7 +1474,8 @@ struct Api::Impl {
     auto t = parse_rfc3339(*now);
     if (!t)
       return respond(from_error(err_param(
-          ErrorCode::kInvalidRequest, "now must be an RFC 3339 instant from 1970 to 9999", "now")));
+          ErrorCode::kInvalidRequest,
+          "now must be an RFC 3339 instant from 1970 and before 9000-01-01T00:00:00Z", "now")));
     // A cycle or a hold that starts now ends within RFC 3339's four-digit years.
     if (*t >= kClockNowMsMax) {
       return respond(from_error(

@@ -885,6 +885,24 @@ unsigned short HttpServer::port() const {
   return core_->port.load();
 }
 
+Status HttpServer::check_can_listen(const std::string& address_text, unsigned short port) {
+  const std::string where = address_text + ":" + std::to_string(port);
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(address_text, ec);
+  if (ec) return Error(ErrorCode::kInvalidRequest, "cannot listen on " + where + ": bad address");
+  net::io_context ioc;
+  tcp::acceptor probe(ioc);
+  const tcp::endpoint endpoint(address, port);
+  probe.open(endpoint.protocol(), ec);
+  if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) probe.bind(endpoint, ec);
+  if (ec) {
+    return Error(ErrorCode::kInvalidRequest,
+                 "cannot listen on " + where + ": bind: " + ec.message());
+  }
+  return ok_status();
+}
+
 Status HttpServer::start() {
   Core& c = *core_;
   const std::string where = c.options.address + ":" + std::to_string(c.options.port);

@@ -168,6 +168,10 @@ class HttpServer {
   // Binds and listens, then starts the I/O threads. An error (kInvalidRequest, naming the
   // address) when the address is bad or cannot be bound.
   Status start();
+  // Whether start() could bind this address now: binds a socket as start() does and closes
+  // it. creditd asks before a recovery that may take seconds, so that a port in use or an
+  // address not of this machine stops the start at once (start() still decides).
+  static Status check_can_listen(const std::string& address, unsigned short port);
   // The bound port (the ephemeral one when options.port was 0); 0 before start().
   unsigned short port() const;
   // Stops accepting, closes connections that wait for a request, lets each request

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -76,6 +77,9 @@ credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
 // is a typo, not a plan.
 constexpr std::int64_t kCapacityFlagMax = std::int64_t{1} << 32;
 constexpr std::int64_t kCacheBytesFlagMax = std::int64_t{1} << 40;  // 1 TiB
+// A century of events; 0 or less would delete every day but the newest at the start.
+constexpr std::int64_t kEventsRetainDaysFlagMax = 36'500;
+constexpr int kIoThreadsFlagMax = 256;
 // After SIGTERM, how long new requests are answered 503 shutting_down before the
 // connections close.
 constexpr std::int64_t kStopGraceMs = 250;
@@ -146,7 +150,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
   server::EngineOptions eo;
   app.add_option("--snapshot-wal-bytes", eo.snapshot_wal_bytes,
-                 "take a snapshot after this many bytes of log (default 256 MiB)");
+                 "take a snapshot after this many bytes of log (default 256 MiB)")
+      ->check(CLI::Range(std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()));
   std::string snapshot_mode = "replay";
   app.add_option("--snapshot-mode", snapshot_mode,
                  "how a snapshot is taken: replay (a worker rebuilds it from the log; the "
@@ -156,7 +161,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-heap-collapse", no_heap_collapse,
                "do not fold the heap into huge pages between snapshots (docs/operations.md)");
   app.add_option("--events-retain-days", eo.events_retain_days,
-                 "delete event log days older than this (default 400)");
+                 "delete event log days older than this (default 400)")
+      ->check(CLI::Range(std::int64_t{1}, kEventsRetainDaysFlagMax));
   app.add_option("--events-bytes-max", eo.events_bytes_max,
                  "delete the oldest event log days beyond this many bytes (0: no budget)");
   // Capacities (DESIGN.md section 3: "named flags with defaults"); reaching one is 409
@@ -181,9 +187,11 @@ int main(int argc, char** argv) {
   app.add_option("--cache-account-bytes-max", cache_account_bytes_max,
                  "integration cache quota per account in bytes, LRU (default 0: none)")
       ->check(CLI::Range(std::int64_t{0}, kCacheBytesFlagMax));
-  app.add_option("--io-threads", io_threads, "HTTP I/O threads");
+  app.add_option("--io-threads", io_threads, "HTTP I/O threads")
+      ->check(CLI::Range(1, kIoThreadsFlagMax));
   app.add_option("--import-bytes-max", import_bytes_max,
-                 "largest body of POST /v1/admin/import (streamed; default 64 GiB)");
+                 "largest body of POST /v1/admin/import (streamed; default 64 GiB)")
+      ->check(CLI::Range(std::size_t{1}, std::numeric_limits<std::size_t>::max()));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -198,7 +206,7 @@ int main(int argc, char** argv) {
                      : snapshot_mode == "inline" ? server::SnapshotMode::kInline
                                                  : server::SnapshotMode::kReplay;
 
-  if (!store_url.empty())
+  if (app.count("--store") > 0)
     return fail("--store: only the embedded store is available in this build");
   auto catalog = pricing::load_catalog_file(plans_path);
   if (!catalog.ok()) return fail(catalog.error().message);
@@ -219,6 +227,9 @@ int main(int argc, char** argv) {
   server::HttpServerOptions http;
   http.address = listen.substr(0, colon);
   http.port = *port;
+  // Before the recovery, which can take seconds: a port in use stops the start now.
+  if (Status s = server::HttpServer::check_can_listen(http.address, http.port); !s.ok())
+    return fail(s.error().message);
   http.io_threads = io_threads;
   http.import_body_bytes_max = import_bytes_max;
 
@@ -284,7 +295,7 @@ int main(int argc, char** argv) {
   if (Status s = server.start(); !s.ok()) {
     (*analytics)->alerts().stop();
     engine.stop();
-    return fail("cannot listen on " + listen + ": " + s.error().message);
+    return fail(s.error().message);  // it names the address
   }
   if (!g_stop) {
     std::printf("creditd ready on http://%s:%u (data %s, clock %s, admin key in %s/admin.key)\n",

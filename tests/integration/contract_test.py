@@ -185,6 +185,26 @@ def absent_is_not_default():
        (res.get("status"), (res.get("body") or {}).get("error", {}).get("code")), (422, "idempotency_key_reused"))
 
 
+def retry_after_expires_at_passed():
+    # A retry whose adjustment's expires_at has passed since is the same request: a replay
+    # (the past instant is refused only for a new request).
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-01T00:00:00Z")
+    c.create_account("adj", "starter")
+    adj = {"pool": "credits", "credits": 5, "reason": "adj", "expires_at": "2026-03-01T01:00:00Z",
+           "idempotency_key": "adj-1"}
+    r = c.post("/v1/accounts/adj/adjustments", adj)
+    check("adjustment: 201", r.status == 201, r)
+    c.set_clock("2026-03-01T01:00:00Z")
+    r2 = c.post("/v1/accounts/adj/adjustments", adj)
+    check("adjustment: retried once its expires_at has passed: a replay, not a 422",
+          r2.status == 201 and replayed(r2) and r2.text == r.text, r2)
+    r3 = c.post("/v1/accounts/adj/adjustments", dict(adj, idempotency_key="adj-2"))
+    check("adjustment: a new request with that expires_at is 400", is_error(r3, 400, "invalid_request"), r3)
+    srv.stop()
+
+
 def rate_limits():
     c = C
     c.create_account("rl", "starter")
@@ -296,6 +316,7 @@ h.run_section(keys_idempotent)
 SRV = h.start(manual_clock=True)
 C = SRV.client()  # one server for the other sections, in time order
 C.set_clock("2026-01-31T10:00:00Z")
-for section in (absent_is_not_default, rate_limits, forgotten_charges, shares, event_types, fractions):
+for section in (absent_is_not_default, retry_after_expires_at_passed, rate_limits, forgotten_charges, shares,
+                event_types, fractions):
     h.run_section(section)
 h.finish()

@@ -22,6 +22,7 @@
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -240,6 +241,30 @@ def import_apply():
                    raw=body([line(account="ap", at=NOW, kind="backend_function", drop=("credits",),
                                   idempotency_key="a-8")]))
     eq("apply: a line without credits is refused", (r.status, r.get("imported"), r.get("rejected")), (200, 0, 1))
+    # A key of one of the account's events is a duplicate however old (DESIGN.md), not only
+    # within the 24 hours of the idempotency table: a-3 was applied at 03-04, now is 03-10.
+    # Nor twice in one body, 2 days apart.
+    r = ADMIN.post("/v1/admin/import?mode=apply",
+                   raw=body([line(account="ap", at=NOW, credits=3, kind="backend_function", idempotency_key="a-3"),
+                             line(account="ap", at=NOW, credits=9, kind="backend_function", idempotency_key="a-9")]))
+    eq("apply: a key applied days ago is refused as a duplicate",
+       (r.status, r.get("imported"), r.get("rejected"), [e["reason"][:10] for e in r.get("errors") or []]),
+       (200, 1, 1, ["duplicate:"]))
+    eq("apply: used 22 + 9 (a-3 not again)", n(ADMIN.pool("ap")["used"]), D(31))
+
+
+def import_lines_read_whole():
+    # One event per line: a second value on a line is refused, never dropped unseen; a
+    # byte order mark before the first line is no text; a blank line is skipped.
+    ADMIN.create_account("whole", plan="enterprise")
+    a = line(account="whole", at="2026-03-02T11:00:00Z", idempotency_key="whole-1")
+    b = line(account="whole", at="2026-03-02T11:00:01Z", idempotency_key="whole-2")
+    c = line(account="whole", at="2026-03-02T11:00:02Z", idempotency_key="whole-3")
+    raw = ("\ufeff" + a + "\n" + a.replace("whole-1", "whole-4") + b + "\n" + c + "}\n\n").encode()
+    r = ADMIN.post("/v1/admin/import?mode=analytics", raw=raw)
+    eq("import: a BOM line, two values on a line, a stray brace",
+       (r.status, r.get("imported"), r.get("rejected"), [e["line"] for e in r.get("errors") or []]),
+       (200, 1, 2, [2, 3]))
 
 
 def import_after_a_key():
@@ -348,13 +373,27 @@ def bad_flags():
         (["--plans", os.path.join(TMP, "missing-plans.toml")], "missing-plans.toml"),
         (["--rate-card", os.path.join(TMP, "missing-card.toml")], "missing-card.toml"),
         (["--no-such-flag"], "--no-such-flag"),
+        # Values that would delete history at the start, or serve nothing.
+        (["--events-retain-days", "0"], "--events-retain-days"),
+        (["--events-retain-days", "-1"], "--events-retain-days"),
+        (["--io-threads", "0"], "--io-threads"),
+        (["--snapshot-wal-bytes", "0"], "--snapshot-wal-bytes"),
+        (["--store", ""], "--store"),
     ]
+    # A port in use: refused before the recovery, naming the address once.
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    where = f"127.0.0.1:{busy.getsockname()[1]}"
+    cases.append((["--listen", where], where))
     for args, named in cases:
         rc, err = run_creditd(args)
         label = " ".join(args).replace(TMP, "TMP")
         check(f"creditd {label}: refused with exit 2 (as every refused start)", rc == 2, (rc, err))
         check(f"creditd {label}: not a crash", rc is not None and not crashed(rc, err), (rc, err))
         check(f"creditd {label}: the message names {named}", named in err, err)
+    check("a port in use: named once", err.count("cannot listen on") == 1, err)
+    busy.close()
 
 
 def idempotency_capacity():
@@ -573,7 +612,7 @@ def clean_profile_any_period():
     check("regression-heavy, 14 days: the audit finds regression_loops", "regression_loops" in codes, codes)
 
 
-for section in (import_setup, import_apply, import_after_a_key, import_required_fields, import_first_100_errors, import_modes_and_keys,
+for section in (import_setup, import_apply, import_lines_read_whole, import_after_a_key, import_required_fields, import_first_100_errors, import_modes_and_keys,
                 ctl_online_format, clock_routes, bad_flags, idempotency_capacity, running, ctl_offline, ctl_bad_files,
                 clean_profile_any_period):
     h.run_section(section)
