@@ -398,7 +398,7 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   a.engineering_hours = static_cast<double>(a.price_delta_usd_cents) / 100.0 /
                         static_cast<double>(std::max<std::int64_t>(1, options.hourly_rate_usd));
   const std::int64_t break_even_cents = options.hourly_rate_usd * options.break_even_hours * 100;
-  if (right->id == current->id || a.price_delta_usd_cents == 0) {
+  if (right->id == current->id) {
     a.action = "stay";
     a.plan = current->id;
     a.price_delta_usd_cents = 0;

@@ -17,6 +17,10 @@
 namespace credit::analytics {
 
 constexpr std::int64_t kSpikeFactorMilliDefault = 2000;  // 2x
+// The factors an account's rule may set: a spike is above the mean (1x), and 1000x is
+// already no alert.
+constexpr std::int64_t kSpikeFactorMilliMin = 1'000;
+constexpr std::int64_t kSpikeFactorMilliMax = 1'000'000;
 constexpr std::int64_t kBurnWindowDaysDefault = 14;
 constexpr std::int64_t kBurnWindowDaysMax = 366;
 // "no spike with fewer than 3 such days"

@@ -100,7 +100,9 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
           : 0.0;
   const std::string need_s = credits(*f.need_mc);
   const std::string cover_s = covers ? "covers" : "comes closest to (none covers)";
-  if (pick->id == in.plan_id || delta == 0) {
+  // (pick_plan names the current plan at an equal price when it covers the need: another
+  // plan at the same price covers what the current one does not, a move for 0 USD.)
+  if (pick->id == in.plan_id) {
     f.action = AdviceAction::kStay;
     f.plan = in.plan_id;
     f.price_delta_usd_cents = 0;

@@ -7,7 +7,8 @@
 //   need = 1.1 x trailing mean x the cycle's length in days, rounded up to a millicredit.
 // The cheapest plan whose allowance of the pool covers `need` decides (when none does,
 // the plan with the largest allowance): cheaper than the current plan -> downgrade; the
-// current plan (or one at the same price) -> stay; pricier -> upgrade_now when the
+// current plan -> stay; pricier (or another plan at the same price, which covers what the
+// current one does not: a move for 0 USD) -> upgrade_now when the
 // credits run out this cycle and the price difference is at most hourly_rate x
 // break_even_hours, otherwise upgrade_next_cycle. Staying at 90 % utilisation or more
 // is reported as sized correctly. Without a full day of history the advice is to stay.

@@ -374,10 +374,6 @@ const Rollups::PoolRollup* Rollups::pool_of(std::string_view account_id,
   return nullptr;
 }
 
-bool Rollups::has_events(std::string_view account_id) const {
-  return account(account_id) != nullptr;
-}
-
 std::optional<std::int64_t> Rollups::first_event_ms(std::string_view account_id) const {
   const AccountRollup* a = account(account_id);
   if (a == nullptr) return std::nullopt;

@@ -165,7 +165,6 @@ class Rollups {
   void add(const ledger::Event& event);
   void add(const Fact& fact);
 
-  bool has_events(std::string_view account_id) const;
   // The instant of the account's first live event.
   std::optional<std::int64_t> first_event_ms(std::string_view account_id) const;
   // Has an imported event of this account carried this idempotency key?

@@ -1,6 +1,7 @@
 // src/base/utf8.h
 // Counting characters (code points) of UTF-8 text that a parser already validated: the
 // API's limits are in characters ("256 chars each"), the bytes are up to 4 per character.
+// Owns: that count. Does not: validate UTF-8 (the JSON parser did).
 #pragma once
 
 #include <cstddef>

@@ -810,9 +810,9 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   rep->add_option("--hit-rate", c.replay.hit_rates,
                   "Cache: a given hit rate (0..1) instead of repeats, or SITE=RATE per call site");
   rep->add_option("--per-minute", c.replay.per_minute, "Rate limit per user per minute")
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1'000'000}));
+      ->check(CLI::Range(std::int64_t{1}, pricing::kRateLimitMax));
   rep->add_option("--burst", c.replay.burst, "Rate-limit burst")
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1'000'000}));
+      ->check(CLI::Range(std::int64_t{1}, pricing::kRateLimitMax));
   rep->add_option("--plan", c.replay.plan, "Take the rate limits of this plan");
   rep->add_option("--plans", c.replay.plans, "Plan catalog (TOML)")->capture_default_str();
   rep->add_option("--rate-card", c.replay.rate_card, "Rate card (TOML)")->capture_default_str();

@@ -30,7 +30,7 @@ namespace {
 // Arrays of at least a huge page get a mapping of their own in transparent huge pages
 // (internal/huge_pages.h): with 4 KiB pages a lookup in a table of millions of keys
 // misses the TLB as well as the cache, and a prefetch then waits for the page walk.
-// Smaller arrays come from calloc.
+// Smaller arrays come from aligned_alloc (cache-line aligned) and are zeroed by allocate().
 IdempotencyTable::Entry* map_zeroed(std::size_t bytes) {
   return static_cast<IdempotencyTable::Entry*>(map_huge(bytes));
 }
@@ -106,7 +106,7 @@ void IdempotencyTable::map_next(std::size_t slots) {
 
 void IdempotencyTable::prepare_next() {
   const std::size_t slots = mask_ + 1;
-  if (2 * slots * sizeof(Entry) < kHugePageBytes) return;  // calloc: small, nothing to spread
+  if (2 * slots * sizeof(Entry) < kHugePageBytes) return;  // small: nothing to spread
   if (next_ == nullptr) map_next(2 * slots);
   if (background_) return;
   // Fault in the pages in proportion to the keys added since 1/2 load, all of them by

@@ -1500,8 +1500,10 @@ Reply Ledger::apply_grant(Command& c, Account& a, AddGrant& cmd, std::vector<Eve
     g.granted = cmd.credits;
     if (cmd.source == GrantSource::kPack) {
       g.expires_at_ms = now_ms_ + a.plan.pack_expiry_days * kMsPerDay;
+      // pack_price_usd_cents is per 1,000 credits; the price line is rounded up to a cent.
+      constexpr std::int64_t kPackPriceUnitMc = 1'000'000;  // 1,000 credits
       __int128 cents = static_cast<__int128>(cmd.credits.mc()) * a.plan.pack_price_usd_cents;
-      price_cents = static_cast<std::int64_t>((cents + 999'999) / 1'000'000);
+      price_cents = static_cast<std::int64_t>((cents + kPackPriceUnitMc - 1) / kPackPriceUnitMc);
     } else {
       g.expires_at_ms = cmd.expires_at_ms.value_or(kNeverMs);
     }

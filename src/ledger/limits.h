@@ -1,5 +1,8 @@
 // src/ledger/limits.h
 // Every static limit of the ledger, with its unit, in one place.
+// Owns: the sizes and counts the ledger's commands and state may reach.
+// Does not: check them (the ledger and the server's parsers do) or hold the capacities set
+// by flags (LedgerOptions).
 #pragma once
 
 #include <cstddef>

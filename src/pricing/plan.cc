@@ -18,8 +18,6 @@ constexpr std::int64_t kPriceUsdCentsMax = 100'000'000'000LL;
 // A hundred years: an expiry further out is "never", which packs do not offer.
 constexpr std::int64_t kPackExpiryDaysMax = 36'500;
 constexpr std::int64_t kPackExpiryDaysDefault = 365;
-// Rate limits above a million requests a minute are not limits.
-constexpr std::int64_t kRateLimitMax = 1'000'000;
 constexpr std::size_t kNameBytesMax = 128;
 constexpr std::size_t kPlansMax = 1'000;
 constexpr std::size_t kPoolsMax = 64;

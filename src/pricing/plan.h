@@ -22,6 +22,10 @@ struct PoolAllowance {
   std::optional<Millicredits> daily_cap;  // nullopt: no cap
 };
 
+// Rate limits above a million requests a minute are not limits: the bound of a plans
+// file, of PUT .../rate-limits and of creditctl replay alike.
+constexpr std::int64_t kRateLimitMax = 1'000'000;
+
 struct RateLimit {
   std::int64_t per_minute = 0;
   std::int64_t burst = 0;

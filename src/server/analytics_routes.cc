@@ -742,8 +742,12 @@ Result<analytics::AlertRules> parse_rules(std::string_view body, analytics::Aler
     if (!factor.ok()) return factor.error();
     if (*factor) {
       auto m = parse_credits(**factor);
-      if (!m.ok() || m->mc() < 1000 || m->mc() > 1'000'000)
-        return s.invalid("factor", "factor must be 1 to 1000");
+      if (!m.ok() || m->mc() < analytics::kSpikeFactorMilliMin ||
+          m->mc() > analytics::kSpikeFactorMilliMax) {
+        return s.invalid(
+            "factor", fmt::format("factor must be {} to {}", analytics::kSpikeFactorMilliMin / 1000,
+                                  analytics::kSpikeFactorMilliMax / 1000));
+      }
       r.burn.factor_milli = m->mc();
     }
     auto window = s.optional_int64("window_days", 1, analytics::kBurnWindowDaysMax);

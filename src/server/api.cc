@@ -1342,9 +1342,9 @@ struct Api::Impl {
       auto o = r.optional_object(key);
       if (!o.ok()) return o.error();
       if (!*o) return std::nullopt;
-      auto pm = (*o)->int64("per_minute", 1, 1'000'000'000);
+      auto pm = (*o)->int64("per_minute", 1, pricing::kRateLimitMax);
       if (!pm.ok()) return pm.error();
-      auto burst = (*o)->int64("burst", 1, 1'000'000'000);
+      auto burst = (*o)->int64("burst", 1, pricing::kRateLimitMax);
       if (!burst.ok()) return burst.error();
       Status unknown = (*o)->no_unknown_fields();
       if (!unknown.ok()) return unknown.error();

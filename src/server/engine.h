@@ -393,7 +393,6 @@ class Engine {
   void answer_until_exit(bool from_ledger_thread);
   // Ledger thread: waits until every applied batch is durable (and its events kept).
   void drain();
-  ledger::Reply apply_op(Op& op, std::string& log, std::size_t& logged);
   ledger::Reply apply_ledger(ledger::Command& c, std::vector<const ledger::Command*>& logged);
   void apply_engine_op(const Op& op);
   // A key creation at the batch's now: the idempotent replay, 422 or precheck error

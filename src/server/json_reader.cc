@@ -585,14 +585,10 @@ constexpr std::int64_t kRetryAfterSecondsMin = 1;
 constexpr std::int64_t kMsPerSecond = 1000;
 }  // namespace
 
-std::string render_error(const Error& error) {
-  return error_json(error);
-}
-
 HttpResponse error_response(const Error& error) {
   HttpResponse res;
   res.status = error_code_http_status(error.code);
-  res.body = render_error(error);
+  res.body = error_json(error);
   if (error.code == ErrorCode::kRateLimited) {
     std::int64_t seconds = kRetryAfterSecondsMin;
     if (std::optional<std::int64_t> ms = json_int64(error.detail("retry_after_ms")); ms) {

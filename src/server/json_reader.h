@@ -2,7 +2,8 @@
 // Reads request bodies: validates a JSON document completely, then hands out typed fields
 // with errors that name the field path ("usage.input_tokens", "ops[3].amount").
 // Owns: the JSON limits of a request (depth, value count), the exact text of numbers,
-//   the API error body (render_error, error_response).
+//   the HTTP answer of an error (error_response: its status and headers around
+//   base/error_json.h's body).
 // Does not: parse money or time (money/, time/ parse the number and string text given
 //   here), decide which fields a route has (the routes do).
 //
@@ -212,11 +213,9 @@ class ObjectReader {
   std::size_t known_count_ = 0;
 };
 
-// The API error body: {"error":{"code":"...","message":"...",<details>}}.
-std::string render_error(const Error& error);
-// An HttpResponse for the error: status from error_code_http_status; kRateLimited gets
-// Retry-After from `retry_after_ms` (whole seconds, rounded up, at least 1), kOverloaded
-// gets Retry-After: 1.
+// An HttpResponse for the error, its body base/error_json.h's: status from error_code_http_status;
+// kRateLimited gets Retry-After from `retry_after_ms` (whole seconds, rounded up, at least 1),
+// kOverloaded gets Retry-After: 1.
 HttpResponse error_response(const Error& error);
 
 }  // namespace credit::server

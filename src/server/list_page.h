@@ -2,6 +2,8 @@
 // A list's page (API.md, Conventions): `limit` (default 100, at most 1,000) and `after`
 // (an opaque cursor) in, `next` (null at the end) out. Shared by every list route, so
 // each refuses a bad limit or cursor with the same 400.
+// Owns: reading limit and after, and the cursor's form. Does not: read the list (each
+// route pages its own).
 #pragma once
 
 #include <cstddef>

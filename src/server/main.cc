@@ -117,6 +117,12 @@ int main(int argc, char** argv) {
   ::umask(077);
   (void)tune_process_heap();  // before any thread: see base/process_heap.h
   CLI::App app{"creditd: credit metering and quota engine"};
+  // An unsigned flag would read "-1" as 2^64 - 1: refused as written.
+  const CLI::Validator kNotNegative(
+      [](std::string& text) {
+        return text.starts_with("-") ? std::string("must not be negative") : std::string();
+      },
+      "NOT NEGATIVE");
   std::string data_dir = "data";
   std::string listen = "127.0.0.1:8080";
   std::string clock_mode = "system";
@@ -151,6 +157,7 @@ int main(int argc, char** argv) {
   server::EngineOptions eo;
   app.add_option("--snapshot-wal-bytes", eo.snapshot_wal_bytes,
                  "take a snapshot after this many bytes of log (default 256 MiB)")
+      ->check(kNotNegative)
       ->check(CLI::Range(std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()));
   std::string snapshot_mode = "replay";
   app.add_option("--snapshot-mode", snapshot_mode,
@@ -161,10 +168,12 @@ int main(int argc, char** argv) {
   app.add_flag("--no-heap-collapse", no_heap_collapse,
                "do not fold the heap into huge pages between snapshots (docs/operations.md)");
   app.add_option("--events-retain-days", eo.events_retain_days,
-                 "delete event log days older than this (default 400)")
-      ->check(CLI::Range(std::int64_t{1}, kEventsRetainDaysFlagMax));
+                 "delete event log days older than this")
+      ->check(CLI::Range(std::int64_t{1}, kEventsRetainDaysFlagMax))
+      ->capture_default_str();
   app.add_option("--events-bytes-max", eo.events_bytes_max,
-                 "delete the oldest event log days beyond this many bytes (0: no budget)");
+                 "delete the oldest event log days beyond this many bytes (0: no budget)")
+      ->check(kNotNegative);
   // Capacities (DESIGN.md section 3: "named flags with defaults"); reaching one is 409
   // limit_reached naming it (the cache and the rate buckets evict their least recent).
   auto open_holds_max = static_cast<std::int64_t>(ledger::kOpenHoldsPerAccountMaxDefault);
@@ -172,15 +181,16 @@ int main(int argc, char** argv) {
   auto rate_buckets_max = static_cast<std::int64_t>(policy::kRateBucketsMaxDefault);
   auto cache_bytes_max = static_cast<std::int64_t>(policy::kCacheBytesMaxDefault);
   std::int64_t cache_account_bytes_max = 0;
-  app.add_option("--open-holds-per-account-max", open_holds_max,
-                 "open holds an account may have (default 10000)")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
-  app.add_option("--live-grants-per-pool-max", live_grants_max,
-                 "live grants a pool may have (default 256)")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+  app.add_option("--open-holds-per-account-max", open_holds_max, "open holds an account may have")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax))
+      ->capture_default_str();
+  app.add_option("--live-grants-per-pool-max", live_grants_max, "live grants a pool may have")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax))
+      ->capture_default_str();
   app.add_option("--rate-buckets-max", rate_buckets_max,
-                 "rate-limit buckets kept, least recent evicted (default 1000000)")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+                 "rate-limit buckets kept, least recent evicted")
+      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax))
+      ->capture_default_str();
   app.add_option("--cache-bytes-max", cache_bytes_max,
                  "integration cache budget in bytes, LRU (default 1 GiB)")
       ->check(CLI::Range(std::int64_t{1}, kCacheBytesFlagMax));
@@ -191,6 +201,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, kIoThreadsFlagMax));
   app.add_option("--import-bytes-max", import_bytes_max,
                  "largest body of POST /v1/admin/import (streamed; default 64 GiB)")
+      ->check(kNotNegative)
       ->check(CLI::Range(std::size_t{1}, std::numeric_limits<std::size_t>::max()));
   try {
     app.parse(argc, argv);

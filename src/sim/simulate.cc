@@ -716,9 +716,11 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
   };
   if (profile == nullptr) return invalid("profile", "unknown profile '" + options.profile + "'");
   if (options.accounts < 1 || options.accounts > kAccountsMax) {
-    return invalid("accounts", "accounts must be 1-10000");
+    return invalid("accounts", fmt::format("accounts must be 1-{}", kAccountsMax));
   }
-  if (options.days < 1 || options.days > kDaysMax) return invalid("days", "days must be 1-3660");
+  if (options.days < 1 || options.days > kDaysMax) {
+    return invalid("days", fmt::format("days must be 1-{}", kDaysMax));
+  }
   // The generation is by whole UTC days (a workday's hours, a day's budgets): a start
   // inside a day would either put events before it or plant a part of a day that the
   // profile's shares and planted waste were never drawn for.

@@ -504,7 +504,8 @@ TEST(Audit, AdviceAsForecastGivesIt) {
     return p;
   };
   pricing::Catalog catalog;
-  catalog.plans = {plan("twin", 5'999, 50), plan("current", 5'999, 100), plan("small", 0, 10)};
+  catalog.plans = {plan("twin", 5'999, 50), plan("current", 5'999, 100), plan("small", 0, 10),
+                   plan("bigtwin", 5'999, 200)};
   AuditOptions options;
   options.catalog = &catalog;
   options.plan_id = "current";
@@ -519,6 +520,14 @@ TEST(Audit, AdviceAsForecastGivesIt) {
   ASSERT_TRUE(r.advice.has_value());
   EXPECT_EQ(r.advice->action, "downgrade");
   EXPECT_NE(r.advice->reason.find("for 59.99 USD less"), std::string::npos) << r.advice->reason;
+  // 4.5 credits: 135 a cycle, need 148.5: "current" does not cover it, "bigtwin" does at the
+  // same price: a move for 0 USD, not "stay" (and never "sized correctly").
+  r = audit({agent("dana", "a.jsx", kT0, 4'500, 20, 10)}, options);
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->action, "upgrade_now");
+  EXPECT_EQ(r.advice->plan, "bigtwin");
+  EXPECT_EQ(r.advice->price_delta_usd_cents, 0);
+  EXPECT_FALSE(r.advice->sized_correctly);
 }
 
 TEST(Audit, AdviceFollowsTheCatalog) {

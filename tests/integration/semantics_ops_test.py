@@ -378,6 +378,8 @@ def bad_flags():
         (["--events-retain-days", "-1"], "--events-retain-days"),
         (["--io-threads", "0"], "--io-threads"),
         (["--snapshot-wal-bytes", "0"], "--snapshot-wal-bytes"),
+        (["--snapshot-wal-bytes", "-1"], "--snapshot-wal-bytes"),
+        (["--events-bytes-max", "-5"], "--events-bytes-max"),
         (["--store", ""], "--store"),
     ]
     # A port in use: refused before the recovery, naming the address once.

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "base/error_json.h"
+
 namespace credit::server {
 namespace {
 
@@ -154,7 +156,7 @@ TEST(ObjectReader, ErrorsNameTheFieldPath) {
 TEST(ErrorBody, RendersCodeMessageAndDetails) {
   Error e(ErrorCode::kInsufficientCredits, "not enough credits");
   e.with("required", "7.25").with_string("refused_by", "pool");
-  EXPECT_EQ(render_error(e),
+  EXPECT_EQ(error_json(e),
             R"({"error":{"code":"insufficient_credits","message":"not enough credits",)"
             R"("required":7.25,"refused_by":"pool"}})");
   HttpResponse res = error_response(e);
