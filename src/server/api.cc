@@ -569,10 +569,8 @@ struct Api::Impl {
         if (!bad && !ttl.ok()) bad = ttl.error();
         if (!bad && *ttl) {
           ttl_ms = **ttl;
-          // Only the default needs marking: any other value already hashes apart. (The
-          // name alone, as keys stored before metadata was marked were hashed.)
-          if (ttl_ms == ledger::kHoldTtlMsDefault)
-            given = given.empty() ? "ttl_ms" : given + "ttl_ms";
+          // Only the default needs marking: any other value already hashes apart.
+          if (ttl_ms == ledger::kHoldTtlMsDefault) given += "ttl_ms";
         }
       }
       if (!bad) {
@@ -1611,8 +1609,7 @@ struct Api::Impl {
   void static_file(const HttpRequest& req, Responder respond) {
     std::string rel = req.path.substr(4);  // after "/ui/"
     // "/ui//app.js" is "/ui/app.js" (a leading "/" would make the path absolute).
-    rel.erase(0, rel.find_first_not_of('/') == std::string::npos ? rel.size()
-                                                                 : rel.find_first_not_of('/'));
+    rel.erase(0, std::min(rel.size(), rel.find_first_not_of('/')));
     if (rel.empty()) rel = "index.html";
     if (rel.find("..") != std::string::npos)
       return respond(from_error(err(ErrorCode::kNotFound, "not found")));

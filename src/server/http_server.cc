@@ -885,22 +885,36 @@ unsigned short HttpServer::port() const {
   return core_->port.load();
 }
 
-Status HttpServer::check_can_listen(const std::string& address_text, unsigned short port) {
+namespace {
+// Opens `acceptor` and binds it to address:port as creditd listens (reuse_address on); on an
+// error closes it again and names the address and the step that failed.
+Status bind_acceptor(tcp::acceptor& acceptor, const std::string& address_text,
+                     unsigned short port) {
   const std::string where = address_text + ":" + std::to_string(port);
   beast::error_code ec;
+  auto fail = [&](std::string_view what) -> Status {
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    return Error(ErrorCode::kInvalidRequest,
+                 "cannot listen on " + where + ": " + std::string(what) + ": " + ec.message());
+  };
   const net::ip::address address = net::ip::make_address(address_text, ec);
-  if (ec) return Error(ErrorCode::kInvalidRequest, "cannot listen on " + where + ": bad address");
+  if (ec) return fail("bad address");
+  const tcp::endpoint endpoint(address, port);
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec) return fail("open");
+  acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (ec) return fail("reuse_address");
+  acceptor.bind(endpoint, ec);
+  if (ec) return fail("bind");
+  return ok_status();
+}
+}  // namespace
+
+Status HttpServer::check_can_listen(const std::string& address, unsigned short port) {
   net::io_context ioc;
   tcp::acceptor probe(ioc);
-  const tcp::endpoint endpoint(address, port);
-  probe.open(endpoint.protocol(), ec);
-  if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) probe.bind(endpoint, ec);
-  if (ec) {
-    return Error(ErrorCode::kInvalidRequest,
-                 "cannot listen on " + where + ": bind: " + ec.message());
-  }
-  return ok_status();
+  return bind_acceptor(probe, address, port);  // closed as it goes out of scope
 }
 
 Status HttpServer::start() {
@@ -916,16 +930,8 @@ Status HttpServer::start() {
     std::lock_guard lock(c.mu);
     if (c.started) return Error(ErrorCode::kInvalidRequest, "the server is already started");
   }
+  if (Status s = bind_acceptor(c.acceptor, c.options.address, c.options.port); !s.ok()) return s;
   beast::error_code ec;
-  const net::ip::address address = net::ip::make_address(c.options.address, ec);
-  if (ec) return fail("bad address", ec);
-  const tcp::endpoint endpoint(address, c.options.port);
-  c.acceptor.open(endpoint.protocol(), ec);
-  if (ec) return fail("open", ec);
-  c.acceptor.set_option(net::socket_base::reuse_address(true), ec);
-  if (ec) return fail("reuse_address", ec);
-  c.acceptor.bind(endpoint, ec);
-  if (ec) return fail("bind", ec);
   c.acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) return fail("listen", ec);
   c.port = c.acceptor.local_endpoint(ec).port();
