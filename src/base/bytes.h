@@ -1,6 +1,6 @@
 // src/base/bytes.h
 // Compact binary encoding used by the logs and snapshots: LEB128 varints (signed ones
-// zigzag), strings as a varint length and bytes, bools as one byte.
+// zigzag), strings as a varint length and bytes, bools as one byte; fixed-width fields.
 // Owns: ByteWriter and ByteReader. Does not: frame or checksum (store/).
 #pragma once
 
@@ -11,6 +11,20 @@
 #include <string_view>
 
 namespace credit {
+
+// A fixed-width value in host byte order (the formats are little-endian and so is every
+// host creditd builds for) at `offset` of a frame or header, through memcpy.
+static_assert(std::endian::native == std::endian::little, "the on-disk formats are little-endian");
+template <typename T>
+void put_fixed(unsigned char* out, std::size_t offset, T value) {
+  std::memcpy(out + offset, &value, sizeof(T));
+}
+template <typename T>
+T get_fixed(const unsigned char* in, std::size_t offset) {
+  T value;
+  std::memcpy(&value, in + offset, sizeof(T));
+  return value;
+}
 
 // Writes v as a LEB128 varint (7 bits a byte, low first) at out, which has room for
 // ByteWriter::kVarintBytesMax bytes, and returns the end of what it wrote.

@@ -4,6 +4,7 @@
 #include <bit>
 
 #include "base/assert.h"
+#include "base/bytes.h"
 #include "ledger/internal/account_index.h"
 
 namespace credit::ledger {
@@ -275,34 +276,13 @@ void ChargeTable::truncate(std::size_t n) {
   segments_.resize(segments);
 }
 
-namespace {
-void put_varint(std::string& out, std::uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-// Reads a varint at *pos; false at the end of the bytes or on one longer than 10 bytes.
-bool get_varint(std::string_view in, std::size_t* pos, std::uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift < 64 && *pos < in.size(); shift += 7) {
-    const auto byte = static_cast<std::uint8_t>(in[(*pos)++]);
-    *v |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) return true;
-  }
-  return false;
-}
-}  // namespace
-
 bool ForgottenCharges::contains(std::uint64_t seq) const {
   if (count_ == 0 || seq < first_ || seq > last_) return false;
   // A linear walk: this is asked only for a charge id the records do not have.
   std::uint64_t at = first_;
-  std::size_t pos = 0;
-  std::uint64_t gap = 0;
-  while (at < seq && get_varint(gaps_, &pos, &gap)) at += gap;
-  return at == seq;
+  ByteReader gaps(gaps_);
+  while (at < seq && !gaps.done()) at += gaps.uv();
+  return gaps.ok() && at == seq;
 }
 
 void ForgottenCharges::add(const std::vector<std::uint64_t>& seqs) {
@@ -311,21 +291,17 @@ void ForgottenCharges::add(const std::vector<std::uint64_t>& seqs) {
     if (count_ == 0) {
       first_ = seq;
     } else {
-      put_varint(gaps_, seq - last_);
+      ByteWriter(gaps_).uv(seq - last_);
     }
     last_ = seq;
     ++count_;
   }
   if (count_ <= max_) return;
   // Drop the oldest in one pass: the new first number is where the walk stops.
-  std::size_t pos = 0;
-  std::uint64_t gap = 0;
-  for (std::size_t drop = count_ - max_; drop > 0; --drop) {
-    const bool read = get_varint(gaps_, &pos, &gap);
-    CREDIT_ASSERT(read);
-    first_ += gap;
-  }
-  gaps_.erase(0, pos);
+  ByteReader kept(gaps_);
+  for (std::size_t drop = count_ - max_; drop > 0; --drop) first_ += kept.uv();
+  CREDIT_ASSERT(kept.ok());
+  gaps_.erase(0, kept.pos());
   count_ = max_;
 }
 
@@ -336,13 +312,13 @@ bool ForgottenCharges::restore(std::uint64_t count, std::uint64_t first, std::st
   if (count == 0) return gaps.empty();
   if (count > max_) return false;
   std::uint64_t at = first;
-  std::size_t pos = 0;
+  ByteReader reader(gaps);
   for (std::uint64_t i = 1; i < count; ++i) {
-    std::uint64_t gap = 0;
-    if (!get_varint(gaps, &pos, &gap) || gap == 0 || at + gap < at) return false;
+    const std::uint64_t gap = reader.uv();
+    if (!reader.ok() || gap == 0 || at + gap < at) return false;
     at += gap;
   }
-  if (pos != gaps.size()) return false;
+  if (!reader.done()) return false;
   count_ = static_cast<std::size_t>(count);
   first_ = first;
   last_ = at;

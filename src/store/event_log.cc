@@ -16,6 +16,7 @@
 #include <span>
 
 #include "base/assert.h"
+#include "base/bytes.h"
 #include "time/time.h"
 
 namespace credit::store {
@@ -29,18 +30,6 @@ constexpr std::string_view kDamage = "event log damage in";
 constexpr std::string_view kPrefix = "events-";
 constexpr std::string_view kSuffix = ".log";
 constexpr std::size_t kDateChars = 10;  // YYYY-MM-DD
-
-template <typename T>
-void put(unsigned char* out, std::size_t offset, T value) {
-  std::memcpy(out + offset, &value, sizeof(T));
-}
-
-template <typename T>
-T get(const unsigned char* in, std::size_t offset) {
-  T value;
-  std::memcpy(&value, in + offset, sizeof(T));
-  return value;
-}
 
 // The day of "events-YYYY-MM-DD.log", or nothing for any other name.
 std::optional<std::int64_t> parse_segment_name(std::string_view name) {
@@ -77,18 +66,18 @@ std::optional<RecordView> read_record(std::span<const unsigned char> data, std::
     return std::nullopt;
   }
   const unsigned char* p = data.data() + offset;
-  const auto length = get<std::uint32_t>(p, 8);
+  const auto length = get_fixed<std::uint32_t>(p, 8);
   if (length > kEventPayloadBytesMax || data.size() - offset - kEventRecordHeaderBytes < length) {
     *why = "record length runs past the end of the file";
     return std::nullopt;
   }
-  if (get<std::uint64_t>(p, 0) != XXH3_64bits(p + 8, kEventRecordHeaderBytes - 8 + length)) {
+  if (get_fixed<std::uint64_t>(p, 0) != XXH3_64bits(p + 8, kEventRecordHeaderBytes - 8 + length)) {
     *why = "record checksum mismatch";
     return std::nullopt;
   }
   RecordView r;
-  r.seq = get<std::uint64_t>(p, 12);
-  r.at_ms = get<std::int64_t>(p, 20);
+  r.seq = get_fixed<std::uint64_t>(p, 12);
+  r.at_ms = get_fixed<std::int64_t>(p, 20);
   if (r.seq <= previous_seq) {
     *why = "record sequence number does not increase";
     return std::nullopt;
@@ -184,18 +173,19 @@ Status EventLog::recover_segment(Segment& segment, const EventRecordFn& on_recor
     return ok_status();
   }
   const unsigned char* h = data.data();
-  if (get<std::uint32_t>(h, 8) != kEventLogVersion) {
+  if (get_fixed<std::uint32_t>(h, 8) != kEventLogVersion) {
     Error error(ErrorCode::kStorageFailed,
                 "event segment " + segment.path + " has format version " +
-                    std::to_string(get<std::uint32_t>(h, 8)) + "; this build reads version " +
+                    std::to_string(get_fixed<std::uint32_t>(h, 8)) + "; this build reads version " +
                     std::to_string(kEventLogVersion));
     error.with_string("file", segment.path);
     error.with("offset", "8");
     return error;
   }
-  if (get<std::uint64_t>(h, 0) != kEventSegmentMagic ||
-      get<std::uint64_t>(h, 24) != XXH3_64bits(h, 24) || get<std::uint32_t>(h, 12) != 0 ||
-      get<std::int64_t>(h, 16) != segment.day_start_ms) {
+  if (get_fixed<std::uint64_t>(h, 0) != kEventSegmentMagic ||
+      get_fixed<std::uint64_t>(h, 24) != XXH3_64bits(h, 24) ||
+      get_fixed<std::uint32_t>(h, 12) != 0 ||
+      get_fixed<std::int64_t>(h, 16) != segment.day_start_ms) {
     // Not even the header can be trusted: nothing in the file is usable.
     return damage_error(kDamage, segment.path, 0, "bad segment header");
   }
@@ -297,11 +287,11 @@ Status EventLog::switch_to(std::int64_t day_start_ms) {
     internal::Fd fd(::open(created.path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
     if (!fd.valid()) return io_error("cannot create", created.path, errno);
     unsigned char header[kEventSegmentHeaderBytes];
-    put(header, 0, kEventSegmentMagic);
-    put(header, 8, kEventLogVersion);
-    put(header, 12, std::uint32_t{0});
-    put(header, 16, day_start_ms);
-    put(header, 24, XXH3_64bits(header, 24));
+    put_fixed(header, 0, kEventSegmentMagic);
+    put_fixed(header, 8, kEventLogVersion);
+    put_fixed(header, 12, std::uint32_t{0});
+    put_fixed(header, 16, day_start_ms);
+    put_fixed(header, 24, XXH3_64bits(header, 24));
     s = internal::write_all(ops_, fd.get(), header, sizeof(header), 0, created.path);
     if (!s) return s;
     created.bytes = sizeof(header);
@@ -332,9 +322,9 @@ Result<EventPlace> EventLog::append(std::uint64_t seq, std::int64_t at_ms,
   Segment* segment = segment_of(day);
   const EventPlace place = place_of(segment->number, segment->bytes);
   unsigned char header[kEventRecordHeaderBytes] = {};
-  put(header, 8, static_cast<std::uint32_t>(payload.size()));
-  put(header, 12, seq);
-  put(header, 20, at_ms);
+  put_fixed(header, 8, static_cast<std::uint32_t>(payload.size()));
+  put_fixed(header, 12, seq);
+  put_fixed(header, 20, at_ms);
   const std::size_t start = buffer_.size();
   buffer_.append(reinterpret_cast<const char*>(header), sizeof(header));
   buffer_.append(payload);
@@ -383,9 +373,9 @@ std::optional<std::string_view> EventLog::read(EventPlace place, std::uint64_t s
     p = map->base + offset;
     available = flushed - offset;
   }
-  const auto length = get<std::uint32_t>(p, 8);
+  const auto length = get_fixed<std::uint32_t>(p, 8);
   if (length > kEventPayloadBytesMax || kEventRecordHeaderBytes + length > available ||
-      get<std::uint64_t>(p, 12) != seq) {
+      get_fixed<std::uint64_t>(p, 12) != seq) {
     return std::nullopt;
   }
   return std::string_view(reinterpret_cast<const char*>(p + kEventRecordHeaderBytes), length);

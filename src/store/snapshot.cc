@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/bytes.h"
 #include "store/internal/fs.h"
 
 namespace credit::store {
@@ -29,18 +30,6 @@ constexpr std::string_view kTmpSuffix = ".tmp";
 constexpr std::size_t kLsnHexDigits = 16;
 // A snapshot body is written and handed to writeback in chunks of this size (paced).
 constexpr std::size_t kSnapshotWriteChunkBytes = std::size_t{1} << 20;
-
-template <typename T>
-void put(unsigned char* out, std::size_t offset, T value) {
-  std::memcpy(out + offset, &value, sizeof(T));
-}
-
-template <typename T>
-T get(const unsigned char* in, std::size_t offset) {
-  T value;
-  std::memcpy(&value, in + offset, sizeof(T));
-  return value;
-}
 
 std::uint64_t block_count(std::uint64_t length) {
   return (length + kSnapshotBlockBytes - 1) / kSnapshotBlockBytes;
@@ -116,12 +105,12 @@ Status write_snapshot(const std::string& dir, std::uint64_t lsn, std::string_vie
       final_path.substr(0, final_path.size() - kFinalSuffix.size()) + std::string(kTmpSuffix);
 
   unsigned char header[kSnapshotHeaderBytes];
-  put(header, 0, kSnapshotMagic);
-  put(header, 8, kSnapshotVersion);
-  put(header, 12, std::uint32_t{0});
-  put(header, 16, lsn);
-  put(header, 24, static_cast<std::uint64_t>(bytes.size()));
-  put(header, 32, XXH3_64bits(header, 32));
+  put_fixed(header, 0, kSnapshotMagic);
+  put_fixed(header, 8, kSnapshotVersion);
+  put_fixed(header, 12, std::uint32_t{0});
+  put_fixed(header, 16, lsn);
+  put_fixed(header, 24, static_cast<std::uint64_t>(bytes.size()));
+  put_fixed(header, 32, XXH3_64bits(header, 32));
   std::vector<std::uint64_t> blocks(block_count(bytes.size()));
   for (std::uint64_t i = 0; i < blocks.size(); ++i) {
     blocks[i] = block_checksum(bytes.data(), bytes.size(), i);
@@ -176,10 +165,10 @@ Result<Snapshot> read_snapshot(const std::string& path) {
   }
   Status read = pread_exact(fd.get(), reinterpret_cast<char*>(header), sizeof(header), 0, path);
   if (!read) return read.error();
-  if (get<std::uint64_t>(header, 0) != kSnapshotMagic) {
+  if (get_fixed<std::uint64_t>(header, 0) != kSnapshotMagic) {
     return damage_error(kDamage, path, 0, "bad snapshot magic");
   }
-  const auto version = get<std::uint32_t>(header, 8);
+  const auto version = get_fixed<std::uint32_t>(header, 8);
   if (version != kSnapshotVersion) {
     Error error(ErrorCode::kStorageFailed,
                 "snapshot " + path + " has format version " + std::to_string(version) +
@@ -188,21 +177,21 @@ Result<Snapshot> read_snapshot(const std::string& path) {
     error.with("offset", "8");
     return error;
   }
-  if (get<std::uint64_t>(header, 32) != XXH3_64bits(header, 32)) {
+  if (get_fixed<std::uint64_t>(header, 32) != XXH3_64bits(header, 32)) {
     return damage_error(kDamage, path, 32, "snapshot header checksum mismatch");
   }
-  if (get<std::uint32_t>(header, 12) != 0) {
+  if (get_fixed<std::uint32_t>(header, 12) != 0) {
     return damage_error(kDamage, path, 12, "snapshot header flags are not zero");
   }
   Snapshot snapshot;
   snapshot.file = path;
-  snapshot.lsn = get<std::uint64_t>(header, 16);
+  snapshot.lsn = get_fixed<std::uint64_t>(header, 16);
   const std::string name = path.substr(path.find_last_of('/') + 1);
   if (auto named = parse_name(name, kFinalSuffix); named && *named != snapshot.lsn) {
     return damage_error(kDamage, path, 16,
                         "header holds LSN " + std::to_string(snapshot.lsn) + ", name another");
   }
-  const auto length = get<std::uint64_t>(header, 24);
+  const auto length = get_fixed<std::uint64_t>(header, 24);
   const std::uint64_t blocks = block_count(length);
   const std::uint64_t expected_bytes = sizeof(header) + length + blocks * sizeof(std::uint64_t);
   if (length > file_bytes || file_bytes != expected_bytes) {

@@ -7,20 +7,10 @@
 
 #include <cstdio>
 
+#include "base/bytes.h"
+
 namespace credit::store {
 namespace {
-
-template <typename T>
-void put(unsigned char* out, std::size_t offset, T value) {
-  std::memcpy(out + offset, &value, sizeof(T));
-}
-
-template <typename T>
-T get(const unsigned char* in, std::size_t offset) {
-  T value;
-  std::memcpy(&value, in + offset, sizeof(T));
-  return value;
-}
 
 constexpr std::string_view kSegmentPrefix = "wal-";
 constexpr std::string_view kSegmentSuffix = ".log";
@@ -60,22 +50,22 @@ std::uint64_t segment_header_checksum(const unsigned char* encoded) {
 }
 
 void encode_segment_header(const SegmentHeader& header, unsigned char* out) {
-  put(out, 0, header.magic);
-  put(out, 8, header.version);
-  put(out, 12, header.flags);
-  put(out, 16, header.segment_number);
-  put(out, 24, header.first_lsn);
-  put(out, 32, segment_header_checksum(out));
+  put_fixed(out, 0, header.magic);
+  put_fixed(out, 8, header.version);
+  put_fixed(out, 12, header.flags);
+  put_fixed(out, 16, header.segment_number);
+  put_fixed(out, 24, header.first_lsn);
+  put_fixed(out, 32, segment_header_checksum(out));
 }
 
 SegmentHeader decode_segment_header(const unsigned char* in) {
   SegmentHeader header;
-  header.magic = get<std::uint64_t>(in, 0);
-  header.version = get<std::uint32_t>(in, 8);
-  header.flags = get<std::uint32_t>(in, 12);
-  header.segment_number = get<std::uint64_t>(in, 16);
-  header.first_lsn = get<std::uint64_t>(in, 24);
-  header.checksum = get<std::uint64_t>(in, 32);
+  header.magic = get_fixed<std::uint64_t>(in, 0);
+  header.version = get_fixed<std::uint32_t>(in, 8);
+  header.flags = get_fixed<std::uint32_t>(in, 12);
+  header.segment_number = get_fixed<std::uint64_t>(in, 16);
+  header.first_lsn = get_fixed<std::uint64_t>(in, 24);
+  header.checksum = get_fixed<std::uint64_t>(in, 32);
   return header;
 }
 
@@ -84,18 +74,18 @@ std::uint64_t record_checksum(const unsigned char* after_checksum, std::uint32_t
 }
 
 std::uint64_t seal_record(unsigned char* out, std::uint8_t type, std::uint32_t length) {
-  put(out, 8, length);
-  put(out, 12, type);
+  put_fixed(out, 8, length);
+  put_fixed(out, 12, type);
   const std::uint64_t checksum = record_checksum(out + 8, length);
-  put(out, 0, checksum);
+  put_fixed(out, 0, checksum);
   return checksum;
 }
 
 RecordHeader decode_record_header(const unsigned char* in) {
   RecordHeader header;
-  header.checksum = get<std::uint64_t>(in, 0);
-  header.length = get<std::uint32_t>(in, 8);
-  header.type = get<std::uint8_t>(in, 12);
+  header.checksum = get_fixed<std::uint64_t>(in, 0);
+  header.length = get_fixed<std::uint32_t>(in, 8);
+  header.type = get_fixed<std::uint8_t>(in, 12);
   return header;
 }
 

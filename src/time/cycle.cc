@@ -16,11 +16,6 @@ constexpr std::int64_t kMonthsPerYear = 12;
 constexpr std::int64_t kMsMax = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t kMsMin = std::numeric_limits<std::int64_t>::min();
 
-std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-  const std::int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
 // Months since year 0 of a civil time: year * 12 + (month - 1).
 std::int64_t month_serial(const CivilTime& t) {
   return static_cast<std::int64_t>(t.year) * kMonthsPerYear + (t.month - 1);

@@ -19,11 +19,6 @@ constexpr std::int64_t kDaysPerEra = 146097;  // 400 Gregorian years
 // 1970-01-01 was a Thursday: ISO weekday 4.
 constexpr std::int64_t kEpochIsoWeekday = 4;
 
-std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-  const std::int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
 // a mod b in [0, b) for b > 0, without forming floor_div(a, b) * b (which overflows for
 // instants within a day of the int64 limits).
 std::int64_t floor_mod(std::int64_t a, std::int64_t b) {
@@ -103,6 +98,11 @@ void append_date(std::string& out, const CivilDate& d) {
 }
 
 }  // namespace
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  const std::int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
 
 bool is_leap_year(int year) {
   return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);

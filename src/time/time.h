@@ -26,6 +26,9 @@ struct CivilTime {
   int millisecond = 0;
 };
 
+// a / b rounded toward negative infinity (b != 0).
+std::int64_t floor_div(std::int64_t a, std::int64_t b);
+
 // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
 std::int64_t days_from_civil(int year, int month, int day);
 CivilTime civil_from_ms(std::int64_t at_ms);
