@@ -231,16 +231,17 @@ void AuditBuilder::State::add(const Event& e) {
   replayer.add(e);
   const Millicredits delta = burn_delta(e);
   if (delta.is_zero()) return;
-  total += delta;
-  if (e.type == EventType::kRefund) refunds += e.credits;
-  daily[day_start_ms(e.at_ms)] += delta;
+  total = total.saturating_add(delta);
+  if (e.type == EventType::kRefund) refunds = refunds.saturating_add(e.credits);
+  Millicredits& day = daily[day_start_ms(e.at_ms)];
+  day = day.saturating_add(delta);
   const std::int64_t count = delta.is_negative() ? 0 : 1;
   UserStats& user = entry(users, e.user_id);
-  user.credits += delta;
+  user.credits = user.credits.saturating_add(delta);
   if (!e.kind) return;  // a refund without its kind counts in the total only
   const Kind kind = *e.kind;
   auto& src = by_source[static_cast<std::size_t>(source_of(kind))];
-  src.credits += delta;
+  src.credits = src.credits.saturating_add(delta);
   src.events += count;
   // The tables keyed by the charge's metadata (sources, hot files, loops, and the
   // findings' rows) take a charge net of the refunds the book attributes to it, and a
@@ -249,7 +250,7 @@ void AuditBuilder::State::add(const Event& e) {
   Millicredits keyed = delta;
   if (delta.is_negative()) {
     if (refund_attributed(e)) {
-      if (kind == Kind::kDiscussTurn) discuss.credits += delta;
+      if (kind == Kind::kDiscussTurn) discuss.credits = discuss.credits.saturating_add(delta);
       return;
     }
   } else if (options.refunds != nullptr) {
@@ -268,11 +269,14 @@ void AuditBuilder::State::add(const Event& e) {
   scratch.assign(1, static_cast<char>(kind));
   scratch += key;
   auto& s = entry(sources, scratch);
-  s.credits += keyed;
+  s.credits = s.credits.saturating_add(keyed);
   s.events += count;
   if (delta.is_negative()) {
-    if (kind == Kind::kAgentPrompt && !md.file.empty()) entry(files, md.file).credits += delta;
-    if (kind == Kind::kDiscussTurn) discuss.credits += delta;
+    if (kind == Kind::kAgentPrompt && !md.file.empty()) {
+      Millicredits& file = entry(files, md.file).credits;
+      file = file.saturating_add(delta);
+    }
+    if (kind == Kind::kDiscussTurn) discuss.credits = discuss.credits.saturating_add(delta);
     return;
   }
   if (kind == Kind::kAgentPrompt || kind == Kind::kDiscussTurn) user.builder = true;
@@ -282,11 +286,11 @@ void AuditBuilder::State::add(const Event& e) {
   }
   if (kind == Kind::kDiscussTurn) {
     ++discuss.count;
-    discuss.credits += delta;  // its refunds are subtracted when they come
+    discuss.credits = discuss.credits.saturating_add(delta);  // its refunds are subtracted when they come
     auto& t = entry(discuss_intent,
                     e.metadata.intent.empty() ? std::string_view("(none)") : e.metadata.intent);
     ++t.count;
-    t.credits += keyed;
+    t.credits = t.credits.saturating_add(keyed);
   }
   if (is_cacheable(e)) {
     SiteRepeats& site = entry(sites, e.metadata.call_site);
@@ -298,7 +302,7 @@ void AuditBuilder::State::add(const Event& e) {
         if (std::int64_t* paid = packed_request_keys.find(packed)) {
           ++*paid;
           ++site.paid_repeats;
-          site.wasted += keyed;
+          site.wasted = site.wasted.saturating_add(keyed);
         } else if (request_key_count() < kAuditRequestKeysMax) {
           packed_request_keys.insert(packed, 1);
         }
@@ -310,7 +314,7 @@ void AuditBuilder::State::add(const Event& e) {
       if (it != request_keys.end()) {
         ++it->second;
         ++site.paid_repeats;
-        site.wasted += keyed;
+        site.wasted = site.wasted.saturating_add(keyed);
       } else if (request_key_count() < kAuditRequestKeysMax) {
         request_keys.emplace(scratch, 1);
       }
@@ -324,33 +328,33 @@ void AuditBuilder::State::add_agent_turn(const Event& e, Millicredits net) {
   if (!file.empty()) {
     auto& f = entry(files, file);
     ++f.turns;
-    f.credits += net;
+    f.credits = f.credits.saturating_add(net);
   }
   if (e.metadata.snapshot_id.empty()) {
     ++no_snapshot.count;
-    no_snapshot.credits += net;
+    no_snapshot.credits = no_snapshot.credits.saturating_add(net);
   }
   if (e.usage) {
     const std::int64_t emitted = e.usage->lines_emitted.value_or(0);
     const std::int64_t changed = e.usage->lines_changed.value_or(0);
     if (emitted > 0 && emitted >= kUnscopedEmittedFactor * changed) {
       ++unscoped.count;
-      unscoped.credits += net;
+      unscoped.credits = unscoped.credits.saturating_add(net);
       auto& u = entry(unscoped_by_user, e.user_id);
       ++u.count;
-      u.credits += net;
+      u.credits = u.credits.saturating_add(net);
       auto& f = entry(unscoped_by_file, file.empty() ? std::string_view("(no file)") : file);
       ++f.count;
-      f.credits += net;
+      f.credits = f.credits.saturating_add(net);
     }
     // Which tables a turn is in follows its charge as priced (the replay's editor policy
     // judges it so); the credits it adds are net.
     if (e.usage->lines_changed && changed <= kSmallEditLinesMax && e.credits >= kSmallEditCostMin) {
       ++small_edits.count;
-      small_edits.credits += net;
+      small_edits.credits = small_edits.credits.saturating_add(net);
       auto& f = entry(small_by_file, file.empty() ? std::string_view("(no file)") : file);
       ++f.count;
-      f.credits += net;
+      f.credits = f.credits.saturating_add(net);
     }
   }
   LoopTurn t;
@@ -378,15 +382,15 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   a.current_plan = current->id;
   a.allowance = own->allowance;
   a.used_per_cycle = per_cycle(r.total, r.period_days, options.cycle_days);
-  a.need = Millicredits::from_mc(static_cast<std::int64_t>(
-      static_cast<__int128>(a.used_per_cycle.mc()) * kNeedPermille / 1000));
+  a.need = Millicredits::from_mc(
+      saturating_mc(static_cast<__int128>(a.used_per_cycle.mc()) * kNeedPermille / 1000));
   // A fraction (DESIGN.md): a need past the allowance is 1, and `runs_out` says so.
   a.utilization = std::min(1.0, ratio(a.used_per_cycle, a.allowance));
   a.runs_out = a.used_per_cycle > a.allowance;
   if (a.runs_out && r.period_days > 0 && r.total.mc() > 0) {
     // allowance / mean daily burn, in whole days into the cycle.
-    a.runs_out_after_days = static_cast<std::int64_t>(static_cast<__int128>(a.allowance.mc()) *
-                                                      r.period_days / r.total.mc());
+    a.runs_out_after_days =
+        saturating_mc(static_cast<__int128>(a.allowance.mc()) * r.period_days / r.total.mc());
   }
   // The plan /forecast would name for this need (forecast.h), said as it says it: a plan
   // that does not cover the need "comes closest", and is never "sized correctly".
@@ -410,6 +414,13 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
     a.action = "downgrade";
     a.reason = fmt::format("{} {} the projected need of {} credits for {} USD less", right->id,
                            cover_s, format_credits(a.need), usd_text(-a.price_delta_usd_cents));
+  } else if (right->price_usd_cents == current->price_usd_cents) {
+    // Not an upgrade (DESIGN.md): a change at the same price waits for the next boundary.
+    a.action = "upgrade_next_cycle";
+    a.reason = fmt::format(
+        "{} {} the projected need of {} credits at the same price; a change at the same price "
+        "takes effect at the next cycle",
+        right->id, cover_s, format_credits(a.need));
   } else if (a.runs_out && a.price_delta_usd_cents <= break_even_cents) {
     a.action = "upgrade_now";
     a.reason = fmt::format(
@@ -442,7 +453,7 @@ void AuditBuilder::State::findings_and_fixes(AuditReport& r, const ReplayReport&
       f.saved = r.loop_waste;
     } else if (policy == "outliers") {
       // What the outliers replay alone saves: the excess of the outliers found here.
-      for (const auto& o : r.outliers) f.saved += o.excess;
+      for (const auto& o : r.outliers) f.saved = f.saved.saturating_add(o.excess);
     } else if (const PolicyOutcome* o = outcome(policy)) {
       f.saved = o->saved;
     }
@@ -519,7 +530,7 @@ void AuditBuilder::State::findings_and_fixes(AuditReport& r, const ReplayReport&
     Millicredits c;
     std::string names;
     for (const auto& o : r.outliers) {
-      c += o.credits;
+      c = c.saturating_add(o.credits);
       names += names.empty() ? o.user_id : ", " + o.user_id;
     }
     add_finding(
@@ -550,7 +561,7 @@ Millicredits AuditBuilder::State::all_fixes_per_cycle(const std::vector<Fix>& fi
   std::vector<PolicyKind> listed;
   Millicredits sum;
   for (const Fix& f : fixes) {
-    sum += f.saved_per_cycle;
+    sum = sum.saturating_add(f.saved_per_cycle);
     if (f.policy.empty()) continue;
     if (auto p = parse_policy(f.policy); p.ok()) listed.push_back(p->kind);
   }
@@ -563,12 +574,12 @@ Millicredits AuditBuilder::State::all_fixes_per_cycle(const std::vector<Fix>& fi
   CREDIT_ASSERT(chain < replay.chains.size());
   Millicredits saved;
   for (const StageSaving& stage : replay.chains[chain].stages) {
-    if (is_listed(stage.kind)) saved += stage.saved;
+    if (is_listed(stage.kind)) saved = saved.saturating_add(stage.saved);
   }
   if (is_listed(PolicyKind::kRevertLoops) && (chain & kChainDiscussOff) != 0) {
     // This chain has no revert-loops stage: its part in the chain without discuss-off.
     for (const StageSaving& stage : replay.chains[chain & ~kChainDiscussOff].stages) {
-      if (stage.kind == PolicyKind::kRevertLoops) saved += stage.saved;
+      if (stage.kind == PolicyKind::kRevertLoops) saved = saved.saturating_add(stage.saved);
     }
   }
   // Chained, no event is saved twice, so the whole is at most the sum of its parts, but
@@ -631,10 +642,10 @@ AuditReport AuditBuilder::State::finish() {
   std::sort(loops.begin(), loops.end(),
             [](const Loop& a, const Loop& b) { return a.first_at_ms < b.first_at_ms; });
   r.loops = loops;
-  for (const auto& l : loops) r.loop_waste += l.waste;
+  for (const auto& l : loops) r.loop_waste = r.loop_waste.saturating_add(l.waste);
   for (const auto& [site, st] : sites) {
     r.repeat_calls_paid += st.paid_repeats;
-    r.repeat_waste += st.wasted;
+    r.repeat_waste = r.repeat_waste.saturating_add(st.wasted);
     if (st.paid_repeats > 0) r.repeats.push_back({site, st.calls, st.paid_repeats, st.wasted});
   }
   std::sort(r.repeats.begin(), r.repeats.end(), [](const RepeatRow& a, const RepeatRow& b) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/assert.h"
+#include "money/money.h"
 #include "time/time.h"
 
 namespace credit::analytics {
@@ -50,7 +51,8 @@ BurnReport burn_summary(const BurnDays& days, std::int64_t today_mc, std::int64_
     // reported as such, so the mean, the ratio and the spike read alike.
     std::int64_t n = r.window_days;
     std::int64_t s = r.window_sum_mc;
-    r.trailing_mean_mc = s > 0 ? (2 * s + n) / (2 * n) : 0;
+    r.trailing_mean_mc =
+        s > 0 ? static_cast<std::int64_t>((static_cast<__int128>(2) * s + n) / (2 * n)) : 0;
     if (s > 0)
       r.ratio = static_cast<double>(r.today_mc) * static_cast<double>(n) / static_cast<double>(s);
     // today > factor x sum / n  <=>  today * n * 1000 > factor_milli * sum (exact), the
@@ -75,7 +77,7 @@ BurnReport burn_report(const BurnDays& days, const std::vector<std::int64_t>& se
   };
   std::int64_t window_sum_mc = 0;
   for (std::int64_t i = 0; i < days.window_days; ++i)
-    window_sum_mc += at(days.window_first_ms + i * kMsPerDay);
+    window_sum_mc = saturating_add_mc(window_sum_mc, at(days.window_first_ms + i * kMsPerDay));
   BurnReport r = burn_summary(days, at(days.today_ms), window_sum_mc, now_ms, cycle_end_ms,
                               available_mc, params);
   for (std::int64_t d = days.cycle_first_ms; d <= days.today_ms; d += kMsPerDay)

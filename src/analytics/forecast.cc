@@ -84,7 +84,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
       static_cast<__int128>(11) * in.window_sum_mc * (in.cycle_end_ms - in.cycle_start_ms);
   const __int128 den = static_cast<__int128>(10) * in.window_days * kMsPerDay;
   __int128 need = num <= 0 ? 0 : (num + den - 1) / den;
-  f.need_mc = static_cast<std::int64_t>(need);
+  f.need_mc = saturating_mc(need);
 
   const auto [pick, covers] = pick_plan(catalog, in.pool, *f.need_mc, in.plan_id);
   if (pick == nullptr) {
@@ -126,7 +126,15 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   const bool cheap = static_cast<__int128>(delta) * 10'000 <=
                      static_cast<__int128>(in.hourly_rate_usd_milli) * in.break_even_hours_milli;
   const std::string hours = fmt::format("{:.2f}", f.engineering_hours);
-  if (runs_out_this_cycle && cheap) {
+  if (delta == 0) {
+    // Not an upgrade (DESIGN.md: "an upgrade when the new plan's price is higher"): a change
+    // at the same price waits for the next boundary as pending_plan.
+    f.action = AdviceAction::kUpgradeNextCycle;
+    f.reason = fmt::format(
+        "{} {} the projected need of {} credits at the same price; a change at the same price "
+        "takes effect at the next cycle",
+        pick->id, cover_s, need_s);
+  } else if (runs_out_this_cycle && cheap) {
     f.action = AdviceAction::kUpgradeNow;
     f.reason = fmt::format(
         "credits run out before the cycle ends; {} {} the projected need of {} credits for {} USD "

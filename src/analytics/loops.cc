@@ -134,9 +134,9 @@ Loop LoopDetector::make_loop(const Group& g, std::size_t first, std::size_t n) c
     const Turn& t = g.turns[first + i];
     ++loop.turns;
     loop.fixes += t.fix ? 1 : 0;
-    loop.credits += t.credits;
-    if (i > 0) loop.waste += t.credits;
-    if (i > 0) loop.replay_waste += t.replay_credits;
+    loop.credits = loop.credits.saturating_add(t.credits);
+    if (i > 0) loop.waste = loop.waste.saturating_add(t.credits);
+    if (i > 0) loop.replay_waste = loop.replay_waste.saturating_add(t.replay_credits);
     loop.last_at_ms = t.at_ms;
   }
   return loop;

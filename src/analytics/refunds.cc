@@ -33,7 +33,7 @@ Millicredits RefundBook::refunded(const ledger::Event& charge) const {
   if (it == by_charge_.end()) return Millicredits::zero();
   Millicredits sum;
   for (const auto& [at_ms, credits] : it->second) {
-    if (refund_reaches(charge.at_ms, at_ms)) sum += credits;
+    if (refund_reaches(charge.at_ms, at_ms)) sum = sum.saturating_add(credits);
   }
   return sum;
 }

@@ -49,9 +49,10 @@ class RefundBook {
   bool empty() const { return by_charge_.empty(); }
   // The credits of the noted refunds that the rule attributes to this charge event.
   Millicredits refunded(const ledger::Event& charge) const;
+  // The charge an event is about, as a key: its account, origin and charge id.
+  static std::string key_of(const ledger::Event& e);
 
  private:
-  static std::string key_of(const ledger::Event& e);
   std::unordered_map<std::string, std::vector<std::pair<std::int64_t, Millicredits>>> by_charge_;
 };
 

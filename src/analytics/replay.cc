@@ -61,8 +61,8 @@ bool is_cacheable(const Event& e) {
 Millicredits per_cycle(Millicredits credits, std::int64_t period_days, std::int64_t cycle_days) {
   if (period_days <= 0) return credits;
   CREDIT_ASSERT(cycle_days > 0);
-  auto scaled = static_cast<__int128>(credits.mc()) * cycle_days / period_days;
-  return Millicredits::from_mc(static_cast<std::int64_t>(scaled));
+  return Millicredits::from_mc(
+      saturating_mc(static_cast<__int128>(credits.mc()) * cycle_days / period_days));
 }
 
 namespace {
@@ -71,8 +71,8 @@ std::int64_t median_x2(std::vector<std::int64_t> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   std::size_t n = v.size();
-  if (n % 2 == 1) return 2 * v[n / 2];
-  return v[n / 2 - 1] + v[n / 2];
+  if (n % 2 == 1) return saturating_add_mc(v[n / 2], v[n / 2]);
+  return saturating_add_mc(v[n / 2 - 1], v[n / 2]);
 }
 
 }  // namespace
@@ -107,7 +107,10 @@ std::vector<Outlier> find_outliers(const std::vector<UserTotals>& users,
     o.median_turns_x2 = med_turns_x2;
     o.median_credits_mc_x2 = med_credits_x2;
     std::int64_t excess_credits = 0;
-    if (by_credits) excess_credits = u.credits.mc() - kOutlierMedianFactor * med_credits_x2 / 2;
+    if (by_credits) {
+      excess_credits = saturating_mc(static_cast<__int128>(u.credits.mc()) -
+                                     static_cast<__int128>(kOutlierMedianFactor) * med_credits_x2 / 2);
+    }
     std::int64_t excess_turns = 0;
     if (by_turns && u.agent_turns > 0) {
       // The user's credits times the share of turns above the threshold.
@@ -268,7 +271,7 @@ class CacheStage final : public Stage {
       for (const auto& [site, r] : policy_.hit_rate_permille_by_call_site) {
         if (site == e.metadata.call_site) rate = r;
       }
-      auto saved = static_cast<std::int64_t>(static_cast<__int128>(item.cost.mc()) * rate / 1000);
+      auto saved = saturating_mc(static_cast<__int128>(item.cost.mc()) * rate / 1000);
       item.cost -= Millicredits::from_mc(saved);
       return;
     }
@@ -451,7 +454,9 @@ class RevertLoopsStage final : public Stage {
 
  private:
   const RefundBook* refunds_;
-  LoopDetector::Sink sink_ = [this](const Loop& loop) { late_saved_ += loop.replay_waste; };
+  LoopDetector::Sink sink_ = [this](const Loop& loop) {
+    late_saved_ = late_saved_.saturating_add(loop.replay_waste);
+  };
   StringMap<LoopDetector> detectors_;  // the savings are summed: order does not matter
 };
 
@@ -459,9 +464,9 @@ class OutliersStage final : public Stage {
  public:
   void apply(const Event& e, Item& item) override {
     Totals& t = totals(e.account_id);
-    t.credits += item.cost;
+    t.credits = t.credits.saturating_add(item.cost);
     auto& u = entry(t.users, e.user_id);
-    u.credits += item.cost;
+    u.credits = u.credits.saturating_add(item.cost);
     if (e.kind == Kind::kAgentPrompt || e.kind == Kind::kDiscussTurn) u.builder = true;
     if (e.kind == Kind::kAgentPrompt) {
       ++u.agent_turns;
@@ -470,8 +475,9 @@ class OutliersStage final : public Stage {
   }
   void refund(const Event& e) {
     Totals& t = totals(e.account_id);
-    t.credits -= e.credits;
-    entry(t.users, e.user_id).credits -= e.credits;
+    t.credits = t.credits.saturating_sub(e.credits);
+    User& u = entry(t.users, e.user_id);
+    u.credits = u.credits.saturating_sub(e.credits);
   }
   Millicredits finish() override {
     Millicredits saved;
@@ -480,7 +486,9 @@ class OutliersStage final : public Stage {
       for (const auto& [id, u] : t.users) {
         if (u.builder) users.push_back({id, u.agent_turns, u.credits});
       }
-      for (const auto& o : find_outliers(users, t.agent_turns, t.credits)) saved += o.excess;
+      for (const auto& o : find_outliers(users, t.agent_turns, t.credits)) {
+        saved = saved.saturating_add(o.excess);
+      }
     }
     return saved;
   }
@@ -637,12 +645,27 @@ void Replayer::add(const Event& e) {
   any_event_ = true;
   Millicredits delta = burn_delta(e);
   if (delta.is_zero()) return;
-  report_.before += delta;
+  report_.before = report_.before.saturating_add(delta);
+  // With the stream's refunds (ReplayerOptions::refunds) a charge is replayed net of those
+  // attributed to it, and those refunds are then not subtracted again: a policy that drops
+  // or re-prices a charge saves at most what the charge cost net (a charge refunded in
+  // full saves nothing). A refund of a charge outside the stream passes through.
+  Millicredits back;
+  bool netted_refund = false;
+  if (refunds_ != nullptr) {
+    if (!delta.is_negative()) {
+      back = refunds_->refunded(e);
+      if (!back.is_zero()) netted_[RefundBook::key_of(e)] = e.at_ms;
+    } else if (!netted_.empty()) {
+      auto it = netted_.find(RefundBook::key_of(e));
+      netted_refund = it != netted_.end() && refund_reaches(it->second, e.at_ms);
+    }
+  }
+  const auto net = [&back](Millicredits cost) { return cost - min(back, cost); };
   auto run = [&](Scenario& s) {
-    s.outcome.before += delta;
+    s.outcome.before = s.outcome.before.saturating_add(delta);
     if (delta.is_negative()) {
-      // Refunds pass through every policy unchanged.
-      s.outcome.after += delta;
+      if (!netted_refund) s.outcome.after = s.outcome.after.saturating_add(delta);
       if (s.outliers != nullptr) s.outliers->refund(e);
       return;
     }
@@ -650,9 +673,9 @@ void Replayer::add(const Event& e) {
     for (std::size_t i = 0; i < s.stages.size() && !item.dropped; ++i) {
       const Millicredits cost = item.cost;
       s.stages[i]->apply(e, item);
-      s.stage_saved[i] += cost - item.cost;
+      s.stage_saved[i] = s.stage_saved[i].saturating_add(net(cost) - net(item.cost));
     }
-    s.outcome.after += item.cost;
+    s.outcome.after = s.outcome.after.saturating_add(net(item.cost));
     if (item.dropped) {
       ++s.outcome.events_dropped;
     } else if (item.cost < item.original) {
@@ -689,13 +712,13 @@ ReplayReport Replayer::finish() {
     }
     for (std::size_t i = 0; i < s.stages.size(); ++i) {
       // finish() first: it decides the loops still open, whose savings late_saved() adds.
-      Millicredits late = s.stages[i]->finish();
-      late += s.stages[i]->late_saved();
-      s.outcome.after -= late;
-      s.stage_saved[i] += late;
+      const Millicredits late =
+          s.stages[i]->finish().saturating_add(s.stages[i]->late_saved());
+      s.outcome.after = s.outcome.after.saturating_sub(late);
+      s.stage_saved[i] = s.stage_saved[i].saturating_add(late);
       s.outcome.stages.push_back({s.kinds[i], s.stage_saved[i]});
     }
-    s.outcome.saved = s.outcome.before - s.outcome.after;
+    s.outcome.saved = s.outcome.before.saturating_sub(s.outcome.after);
     s.outcome.saved_per_cycle = per_cycle(s.outcome.saved, report_.period_days, cycle_days_);
     if (s.plan != nullptr && catalog_ != nullptr) {
       const pricing::Plan* plan = catalog_->find(s.plan->plan_id);
@@ -737,15 +760,17 @@ std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts
       any = true;
     }
     r.events += p.events;
-    r.before += p.before;
+    r.before = r.before.saturating_add(p.before);
     r.reprice_errors += p.reprice_errors;
     auto add = [](PolicyOutcome& to, const PolicyOutcome& from) {
-      to.before += from.before;
-      to.after += from.after;
+      to.before = to.before.saturating_add(from.before);
+      to.after = to.after.saturating_add(from.after);
       to.events_changed += from.events_changed;
       to.events_dropped += from.events_dropped;
       CREDIT_ASSERT(to.stages.size() == from.stages.size());
-      for (std::size_t k = 0; k < to.stages.size(); ++k) to.stages[k].saved += from.stages[k].saved;
+      for (std::size_t k = 0; k < to.stages.size(); ++k) {
+        to.stages[k].saved = to.stages[k].saved.saturating_add(from.stages[k].saved);
+      }
     };
     CREDIT_ASSERT(p.policies.size() == r.policies.size());
     for (std::size_t j = 0; j < r.policies.size(); ++j) add(r.policies[j], p.policies[j]);
@@ -757,7 +782,7 @@ std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts
       any ? (day_start_ms(r.last_at_ms) - day_start_ms(r.first_at_ms)) / kMsPerDay + 1 : 0;
   // As Replayer::finish derives them.
   auto derive = [&](PolicyOutcome& o) {
-    o.saved = o.before - o.after;
+    o.saved = o.before.saturating_sub(o.after);
     o.saved_per_cycle = per_cycle(o.saved, r.period_days);
     if (o.plan) {
       o.plan->need_per_cycle = per_cycle(o.after, r.period_days);

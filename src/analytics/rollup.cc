@@ -288,15 +288,16 @@ void Rollups::add(const Fact& f) {
       days.insert(it, day);
       pool->burn_mc.insert(pool->burn_mc.begin() + i, 0);
     }
-    pool->burn_mc[static_cast<std::size_t>(i)] += mc;
+    std::int64_t& burn_mc = pool->burn_mc[static_cast<std::size_t>(i)];
+    burn_mc = saturating_add_mc(burn_mc, mc);
   };
   auto add_to = [&](const std::array<std::uint32_t, kDimCount>& ids, std::int64_t credits_mc,
                     std::int64_t count) {
-    cell.total.credits_mc += credits_mc;
+    cell.total.credits_mc = saturating_add_mc(cell.total.credits_mc, credits_mc);
     cell.total.count += count;
     for (std::uint32_t d = 0; d < kDimCount; ++d) {
       Entry& t = cell.entry(entry_key(d, ids[d]));
-      t.credits_mc += credits_mc;
+      t.credits_mc = saturating_add_mc(t.credits_mc, credits_mc);
       t.count += count;
     }
   };
@@ -312,7 +313,7 @@ void Rollups::add(const Fact& f) {
       if (dims.file != 0) {
         Entry& t = cell.entry(entry_key(kAgentFileTag, dims.file));
         ++t.count;
-        t.credits_mc += f.credits_mc;
+        t.credits_mc = saturating_add_mc(t.credits_mc, f.credits_mc);
       }
     }
   }
@@ -327,7 +328,8 @@ void Rollups::add(const Fact& f) {
     add_to({kind, user, dims.file, dims.feature, dims.model, dims.call_site}, -f.credits_mc, 0);
     if (!f.imported) add_burn(-f.credits_mc);
     if (f.kind == pricing::Kind::kAgentPrompt && dims.file != 0) {
-      cell.entry(entry_key(kAgentFileTag, dims.file)).credits_mc -= f.credits_mc;
+      std::int64_t& file_mc = cell.entry(entry_key(kAgentFileTag, dims.file)).credits_mc;
+      file_mc = saturating_sub_mc(file_mc, f.credits_mc);
     }
   }
   if (hit || miss) {
@@ -339,7 +341,7 @@ void Rollups::add(const Fact& f) {
     if (c == nullptr) c = &cell.cache.emplace_back(CacheEntry{site, {}});
     if (hit) {
       ++c->tally.hits;
-      c->tally.saved_mc += f.credits_mc;
+      c->tally.saved_mc = saturating_add_mc(c->tally.saved_mc, f.credits_mc);
     }
     if (miss) ++c->tally.misses;
   }
@@ -406,10 +408,10 @@ UsageResult Rollups::usage(std::string_view account_id, std::string_view pool, G
   if (by_time) {
     std::unordered_map<std::string, Tally> rows;
     each_cell(account_id, pool, range, [&](std::int64_t hour, const Cell& cell) {
-      out.total_mc += cell.total.credits_mc;
+      out.total_mc = saturating_add_mc(out.total_mc, cell.total.credits_mc);
       out.count += cell.total.count;
       Tally& t = rows[group == GroupBy::kDay ? format_date(hour) : iso_week(hour)];
-      t.credits_mc += cell.total.credits_mc;
+      t.credits_mc = saturating_add_mc(t.credits_mc, cell.total.credits_mc);
       t.count += cell.total.count;
     });
     for (auto& [k, t] : rows) {
@@ -420,12 +422,12 @@ UsageResult Rollups::usage(std::string_view account_id, std::string_view pool, G
     const auto tag = static_cast<std::uint32_t>(group);
     std::unordered_map<std::uint32_t, Tally> rows;
     each_cell(account_id, pool, range, [&](std::int64_t, const Cell& cell) {
-      out.total_mc += cell.total.credits_mc;
+      out.total_mc = saturating_add_mc(out.total_mc, cell.total.credits_mc);
       out.count += cell.total.count;
       for (const Entry& e : cell.entries) {
         if (e.key >> kIdBits != tag) continue;
         Tally& t = rows[e.key & kIdMask];
-        t.credits_mc += e.credits_mc;
+        t.credits_mc = saturating_add_mc(t.credits_mc, e.credits_mc);
         t.count += e.count;
       }
     });
@@ -446,7 +448,7 @@ std::vector<HotFileRow> Rollups::hot_files(std::string_view account_id, std::str
     for (const Entry& e : cell.entries) {
       if (e.key >> kIdBits != kAgentFileTag) continue;
       Tally& t = files[e.key & kIdMask];
-      t.credits_mc += e.credits_mc;
+      t.credits_mc = saturating_add_mc(t.credits_mc, e.credits_mc);
       t.count += e.count;
     }
   });
@@ -472,14 +474,14 @@ CacheStats Rollups::cache_stats(std::string_view account_id, std::string_view po
       CacheTally& s = sites[c.site];
       s.hits += c.tally.hits;
       s.misses += c.tally.misses;
-      s.saved_mc += c.tally.saved_mc;
+      s.saved_mc = saturating_add_mc(s.saved_mc, c.tally.saved_mc);
     }
   });
   CacheStats out;
   for (const auto& [site, c] : sites) {
     out.total.hits += c.hits;
     out.total.misses += c.misses;
-    out.total.saved_mc += c.saved_mc;
+    out.total.saved_mc = saturating_add_mc(out.total.saved_mc, c.saved_mc);
     out.by_call_site.push_back(CacheSiteRow{names_.name(site), c});
   }
   std::sort(out.by_call_site.begin(), out.by_call_site.end(),
@@ -522,7 +524,7 @@ BurnWindow Rollups::burn_window(std::string_view account_id, std::string_view po
     const std::int64_t d = p->burn_days[i];
     if (d == today_ms) w.today_mc = p->burn_mc[i];
     if (window_days > 0 && d >= window_first_ms && d < window_end_ms)
-      w.window_sum_mc += p->burn_mc[i];
+      w.window_sum_mc = saturating_add_mc(w.window_sum_mc, p->burn_mc[i]);
   }
   return w;
 }

@@ -7,6 +7,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,12 +61,45 @@ class Millicredits {
   Millicredits& operator+=(Millicredits o) { return *this = *this + o; }
   Millicredits& operator-=(Millicredits o) { return *this = *this - o; }
 
+  // Arithmetic clamped to the int64 range instead of overflowing, for figures that add up
+  // any number of amounts (the analytics' sums over an account's events: each event is
+  // within the API limit, their count is not). Such a figure reports the bound
+  // (about 9.2 x 10^15 credits) rather than wrap or abort.
+  Millicredits saturating_add(Millicredits o) const;
+  Millicredits saturating_sub(Millicredits o) const;
+
   constexpr auto operator<=>(const Millicredits&) const = default;
 
  private:
   constexpr explicit Millicredits(std::int64_t mc) : mc_(mc) {}
   std::int64_t mc_ = 0;
 };
+
+// The same clamping on a count of millicredits (analytics/rollup.h keeps its sums as int64).
+constexpr std::int64_t saturating_add_mc(std::int64_t a, std::int64_t b) {
+  std::int64_t sum = 0;
+  if (!__builtin_add_overflow(a, b, &sum)) return sum;
+  return b > 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+}
+constexpr std::int64_t saturating_sub_mc(std::int64_t a, std::int64_t b) {
+  std::int64_t difference = 0;
+  if (!__builtin_sub_overflow(a, b, &difference)) return difference;
+  return b < 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+}
+
+// A 128-bit intermediate (a sum or a product of amounts) clamped to the int64 range.
+constexpr std::int64_t saturating_mc(__int128 mc) {
+  if (mc > std::numeric_limits<std::int64_t>::max()) return std::numeric_limits<std::int64_t>::max();
+  if (mc < std::numeric_limits<std::int64_t>::min()) return std::numeric_limits<std::int64_t>::min();
+  return static_cast<std::int64_t>(mc);
+}
+
+inline Millicredits Millicredits::saturating_add(Millicredits o) const {
+  return Millicredits(saturating_add_mc(mc_, o.mc_));
+}
+inline Millicredits Millicredits::saturating_sub(Millicredits o) const {
+  return Millicredits(saturating_sub_mc(mc_, o.mc_));
+}
 
 constexpr Millicredits min(Millicredits a, Millicredits b) {
   return a < b ? a : b;

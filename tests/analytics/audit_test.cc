@@ -521,10 +521,13 @@ TEST(Audit, AdviceAsForecastGivesIt) {
   EXPECT_EQ(r.advice->action, "downgrade");
   EXPECT_NE(r.advice->reason.find("for 59.99 USD less"), std::string::npos) << r.advice->reason;
   // 4.5 credits: 135 a cycle, need 148.5: "current" does not cover it, "bigtwin" does at the
-  // same price: a move for 0 USD, not "stay" (and never "sized correctly").
+  // same price: a move for 0 USD, not "stay" (and never "sized correctly"). Not an upgrade
+  // either (DESIGN.md: a change at the same price is pending until the next boundary), so
+  // it is advised from the next cycle even though the credits run out in this one.
   r = audit({agent("dana", "a.jsx", kT0, 4'500, 20, 10)}, options);
   ASSERT_TRUE(r.advice.has_value());
-  EXPECT_EQ(r.advice->action, "upgrade_now");
+  EXPECT_EQ(r.advice->action, "upgrade_next_cycle");
+  EXPECT_TRUE(r.advice->runs_out);
   EXPECT_EQ(r.advice->plan, "bigtwin");
   EXPECT_EQ(r.advice->price_delta_usd_cents, 0);
   EXPECT_FALSE(r.advice->sized_correctly);

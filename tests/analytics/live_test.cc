@@ -397,6 +397,19 @@ TEST(Forecast, AdviceForEachAction) {
   EXPECT_EQ(stay.plan, "starter");
   EXPECT_TRUE(stay.sized_correctly);
   EXPECT_FALSE(forecast(inputs("starter", 700, 1700, 2000), c).sized_correctly);  // 85 %
+  // A plan at the same price that covers the need (here a "twin" of starter with builder's
+  // allowance) is no upgrade (DESIGN.md): the change waits for the next boundary, so it is
+  // advised from the next cycle although the credits run out in this one (found by an audit).
+  pricing::Catalog with_twin = c;
+  with_twin.plans.push_back(with_twin.plans[1]);
+  with_twin.plans.back().id = "twin";
+  with_twin.plans.back().pools.front().allowance = Millicredits::from_mc(cr(5000));
+  ASSERT_EQ(with_twin.plans[1].id, "starter");
+  Forecast twin = forecast(inputs("starter", 1400, 1900, 2000), with_twin);
+  EXPECT_TRUE(twin.runs_out_at_ms);
+  EXPECT_EQ(twin.action, AdviceAction::kUpgradeNextCycle);
+  EXPECT_EQ(twin.plan, "twin");
+  EXPECT_EQ(twin.price_delta_usd_cents, 0);
   // Without a full day of history: stay, no need.
   ForecastInputs fresh = inputs("starter", 0, 0, 2000);
   fresh.window_days = 0;

@@ -391,6 +391,92 @@ def refunds():
     eq("refunds: creditctl audit of standard input too", (rc, loads(out) if rc == 0 else err), (0, r))
 
 
+def refunded_charges_save_nothing():
+    """DESIGN.md section 2: refunds are subtracted, and a fix saves what the replay of its
+    policy saves. A charge refunded in full cost nothing net: caching its repeat, turning
+    discuss off or scoping the prompt saves nothing on it, in the audit's fixes and in
+    `creditctl replay` of the same events. (At the clock as the sections before left it:
+    the audit's default range is the account's only cycle.)"""
+    C.create_account("rfsave", "builder")
+    big = {"model": "gpt-4o", "input_tokens": 6000, "output_tokens": 1500}
+    site = {"call_site": "p.onLoad"}
+    C.charge("rfsave", usage=big, kind="integration.invoke_llm", cache_key="k1", metadata=site)
+    second = C.charge("rfsave", usage=big, kind="integration.invoke_llm", cache_key="k1", metadata=site)
+    turn = C.charge("rfsave", amount=2, kind="discuss_turn", metadata={"feature": "f"})
+    for cid in (second["charge_id"], turn["charge_id"]):
+        rr = C.post(f"/v1/accounts/rfsave/charges/{cid}/refunds", {"idempotency_key": h.key(), "reason": "x"})
+        eq(f"refunded save nothing: {cid} refunded in full", rr.status, 201)
+    r = C.get("/v1/accounts/rfsave/audit?format=json").doc
+    eq("refunded save nothing: the repeat cost nothing net: no waste", n(r["repeated_calls"]["waste"]), D(0))
+    for fid in ("cache_integrations", "discuss_for_planning"):
+        f = fix(r, fid)
+        eq(f"refunded save nothing: fix {fid} saves nothing", None if f is None else n(f["saved"]),
+           None if f is None else D(0))
+    path = os.path.join(TMP, "refunded.ndjson")
+    with open(path, "w") as f:
+        f.write(C.get("/v1/accounts/rfsave/events?format=ndjson&limit=1000").text)
+    rc, out, err = ctl("replay", path, "--policy", "cache", "--policy", "discuss-off", "--json")
+    doc = loads(out) if rc == 0 else {"error": err}
+    eq("refunded save nothing: creditctl replay saves nothing on refunded charges",
+       [(x["policy"], n(x["saved"]), n(x["after"])) for x in doc.get("policies", [])],
+       [(x, D(0), n(r["total"])) for x in ("cache", "discuss-off", "combined")])
+
+
+def sums_past_int64():
+    """DESIGN.md: every addition on money is overflow-checked. Each imported line is within
+    the API's limit, but 10,000 of them sum past the int64 range of millicredits: the
+    analytics report the bound (api-notes) instead of wrapping to a negative total or
+    stopping the server, for every reader of the account, and `creditctl` offline too."""
+    C.create_account("ovf", "pro")
+    lines = []
+    for i in range(10000):
+        when = f"2026-03-03T{8 + i // 3600:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z"
+        for typ, kind, meta, extra in (
+                ("charge", "agent_prompt", {"file": "a.tsx", "feature": "f", "intent": "fix"}, {}),
+                ("charge", "integration.invoke_llm", {"call_site": "p"}, {"cache_key": "k1"}),
+                ("cache_hit", "integration.invoke_llm", {"call_site": "p"}, {"cache_key": "k1"})):
+            lines.append(json.dumps(dict({"at": when, "account_id": "ovf", "user_id": "lee", "type": typ,
+                                          "kind": kind, "pool": "credits", "credits": 999999999999.999,
+                                          "idempotency_key": f"ov-{typ}-{kind}-{i}", "metadata": meta},
+                                         **extra)))
+    if _clock[0] < "2026-03-04T00:00:00Z":
+        C.set_clock("2026-03-04T00:00:00Z")
+        _clock[0] = "2026-03-04T00:00:00Z"
+    r = C.post("/v1/admin/import?mode=analytics", raw=("\n".join(lines) + "\n").encode())
+    eq("sums past int64: every line imported", (r.status, r.get("imported"), r.get("rejected")),
+       (200, len(lines), 0))
+    bound = D("9223372036854775.807")
+    rng = "from=2026-03-03T00:00:00Z&to=2026-03-04T00:00:00Z"
+    u = C.get(f"/v1/accounts/ovf/usage?group_by=kind&{rng}")
+    eq("sums past int64: usage reports the bound", (u.status, n(u.doc["total"]) if u.status == 200 else u.text),
+       (200, bound))
+    hf = C.get(f"/v1/accounts/ovf/hot-files?order_by=credits&{rng}")
+    eq("sums past int64: hot-files reports the bound",
+       (hf.status, [n(x["credits"]) for x in hf.doc["rows"]] if hf.status == 200 else hf.text), (200, [bound]))
+    cs = C.get(f"/v1/accounts/ovf/cache-stats?{rng}")
+    eq("sums past int64: cache-stats saved reports the bound",
+       (cs.status, n(cs.doc["saved"]) if cs.status == 200 else cs.text), (200, bound))
+    for route in ("regression-loops", "burn", "forecast", "alerts"):
+        rr = C.get(f"/v1/accounts/ovf/{route}?{rng}" if route == "regression-loops" else f"/v1/accounts/ovf/{route}")
+        eq(f"sums past int64: {route} answers", rr.status, 200)
+    rd = SRV.client(C.create_key("ovf", role="read"))
+    for fmt in ("json", "md", "html"):
+        rr = rd.get(f"/v1/accounts/ovf/audit?format={fmt}&{rng}")
+        eq(f"sums past int64: the audit ({fmt}) answers a read key", rr.status, 200)
+        if fmt == "json":
+            eq("sums past int64: the audit's total is the bound", n(rr.doc["total"]), bound)
+    eq("sums past int64: the server still serves", C.get("/healthz").status, 200)
+    path = os.path.join(TMP, "ovf.ndjson")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    rc, out, err = ctl("audit", path, "--format", "json", "--plan", "pro")
+    eq("sums past int64: creditctl audit reports the bound", (rc, n(loads(out)["total"]) if rc == 0 else err),
+       (0, bound))
+    rc, out, err = ctl("replay", path, "--policy", "cache", "--policy", "revert-loops", "--json")
+    eq("sums past int64: creditctl replay reports the bound", (rc, n(loads(out)["before"]) if rc == 0 else err),
+       (0, bound))
+
+
 def advice():
     # One day of burn scaled to a cycle: used_per_cycle = 30 x the day, need = 1.1 x that.
     d = 7
@@ -757,6 +843,7 @@ def profiles_plant_their_waste():
 
 for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, refunds, advice, two_pools,
                 replay_cache, replay_scoped_discuss_limits_plan, clean_has_no_findings,
-                clean_through_the_route, all_fixes_together, profiles_plant_their_waste):
+                clean_through_the_route, all_fixes_together, profiles_plant_their_waste,
+                refunded_charges_save_nothing, sums_past_int64):
     h.run_section(section)
 h.finish()

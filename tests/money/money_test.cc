@@ -202,5 +202,25 @@ RC_GTEST_PROP(MoneyProperty, FormatThenParseRoundTripsSmallAmounts, ()) {
   RC_ASSERT(back->mc() == mc);
 }
 
+TEST(Millicredits, SaturatingArithmeticClampsAtTheInt64Bounds) {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  const Millicredits limit = Millicredits::from_mc(Millicredits::kApiLimitMc);
+  Millicredits sum;
+  // 10,000 amounts at the API's limit sum past the int64 range: the sum stops at the bound.
+  for (int i = 0; i < 10'000; ++i) sum = sum.saturating_add(limit);
+  EXPECT_EQ(sum.mc(), kMax);
+  EXPECT_EQ(sum.saturating_sub(limit).mc(), kMax - Millicredits::kApiLimitMc);
+  EXPECT_EQ(Millicredits::from_mc(kMin).saturating_sub(limit).mc(), kMin);
+  EXPECT_EQ(Millicredits::from_mc(kMin + 5).saturating_add(Millicredits::from_mc(-9)).mc(), kMin);
+  EXPECT_EQ(Millicredits::from_mc(2).saturating_add(Millicredits::from_mc(3)).mc(), 5);
+  EXPECT_EQ(saturating_add_mc(kMax, 1), kMax);
+  EXPECT_EQ(saturating_sub_mc(kMax, -1), kMax);
+  EXPECT_EQ(saturating_sub_mc(kMin, 1), kMin);
+  EXPECT_EQ(saturating_mc(static_cast<__int128>(kMax) * 3), kMax);
+  EXPECT_EQ(saturating_mc(static_cast<__int128>(kMin) * 3), kMin);
+  EXPECT_EQ(saturating_mc(-42), -42);
+}
+
 }  // namespace
 }  // namespace credit
