@@ -38,6 +38,15 @@ class IntegrationCache {
   explicit IntegrationCache(std::size_t bytes_max = kCacheBytesMaxDefault,
                             std::size_t account_bytes_max = 0);
 
+  // Whether an entry of this key and response size can be kept at all: within the budget
+  // and the account's quota (a put of one that cannot changes nothing).
+  bool fits(std::string_view account_id, std::string_view kind, std::string_view cache_key,
+            std::size_t response_bytes) const;
+  // The bytes an entry counts against the budget and the quota.
+  static std::size_t entry_bytes(std::string_view account_id, std::string_view kind,
+                                 std::string_view cache_key, std::size_t response_bytes);
+  std::size_t bytes_max() const { return bytes_max_; }
+  std::size_t account_bytes_max() const { return account_bytes_max_; }
   void put(std::string_view account_id, std::string_view kind, std::string_view cache_key,
            CacheEntry entry);
   // The live entry, or nullptr (an expired one is dropped).

@@ -2,9 +2,13 @@
 
 #include <algorithm>
 
+#include "base/assert.h"
+
 namespace credit::policy {
 
-RateLimiter::RateLimiter(std::size_t buckets_max) : buckets_max_(buckets_max) {}
+RateLimiter::RateLimiter(std::size_t buckets_max) : buckets_max_(buckets_max) {
+  CREDIT_ASSERT(buckets_max_ >= kRateBucketsMin);
+}
 
 void RateLimiter::refill(Bucket& b, const pricing::RateLimit& limit, std::int64_t now_ms) {
   std::int64_t elapsed_ms = std::max<std::int64_t>(0, now_ms - b.updated_ms);

@@ -18,6 +18,7 @@
 
 namespace credit::policy {
 
+constexpr std::size_t kRateBucketsMin = 2;
 constexpr std::size_t kRateBucketsMaxDefault = 1'000'000;
 
 struct RateDecision {
@@ -27,6 +28,8 @@ struct RateDecision {
 
 class RateLimiter {
  public:
+  // At least kRateBucketsMin: one request takes its account's bucket and its user's, and
+  // making the second must not evict the first.
   explicit RateLimiter(std::size_t buckets_max = kRateBucketsMaxDefault);
 
   // Takes one token from the account's bucket and the user's, if both have one; else

@@ -1430,6 +1430,21 @@ struct Api::Impl {
         [this, id, op = std::move(op), ttl_s, shared](EngineState& st) mutable {
           if (st.ledger.find(id) == nullptr)
             return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
+          // An entry larger than the cache's budget or the account's quota could not be
+          // kept: refused, and the entry it would replace stays.
+          if (!st.cache.fits(id, op.kind, op.cache_key, op.entry.response_json.size())) {
+            const std::size_t size = policy::IntegrationCache::entry_bytes(
+                id, op.kind, op.cache_key, op.entry.response_json.size());
+            const std::size_t limit =
+                st.cache.account_bytes_max() != 0
+                    ? std::min(st.cache.bytes_max(), st.cache.account_bytes_max())
+                    : st.cache.bytes_max();
+            return from_error(err_param(
+                ErrorCode::kInvalidRequest,
+                "the entry (" + std::to_string(size) + " bytes with its key) is larger than the "
+                    "cache keeps for an account (" + std::to_string(limit) + " bytes)",
+                "response"));
+          }
           op.entry.expires_at_ms = st.now_ms + ttl_s * 1000;
           submit_one(std::move(op), std::move(*shared));
           return HttpResponse{0, "", "", {}};

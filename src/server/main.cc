@@ -188,8 +188,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax))
       ->capture_default_str();
   app.add_option("--rate-buckets-max", rate_buckets_max,
-                 "rate-limit buckets kept, least recent evicted")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax))
+                 "rate-limit buckets kept, least recent evicted (at least 2: a request "
+                 "takes its account's and its user's)")
+      ->check(CLI::Range(static_cast<std::int64_t>(policy::kRateBucketsMin), kCapacityFlagMax))
       ->capture_default_str();
   app.add_option("--cache-bytes-max", cache_bytes_max,
                  "integration cache budget in bytes, LRU (default 1 GiB)")

@@ -1080,11 +1080,37 @@ def cache_replay_after_overwrite():
     srv.stop()
 
 
+
+def cache_budget():
+    """An entry larger than the cache's budget (or the account's quota) cannot be kept: the
+    PUT is a clear 400 and changes nothing, the entry it would have replaced stays (found by
+    an audit: 204, and the old entry gone)."""
+    for flags, label in ((["--cache-bytes-max", "300"], "budget"),
+                         (["--cache-account-bytes-max", "200"], "quota")):
+        srv = h.start(manual_clock=True, extra_args=flags)
+        c = srv.client()
+        c.set_clock("2026-03-01T00:00:00Z")
+        c.create_account("cb", "pro")
+        llm = "integration.invoke_llm"
+        r = c.put("/v1/accounts/cb/cache/k", {"kind": llm, "response": "small"})
+        eq(f"{label}: a small entry is kept", r.status, 204)
+        r = c.put("/v1/accounts/cb/cache/k", {"kind": llm, "response": "y" * 400})
+        eq(f"{label}: an entry past the {label} is 400 invalid_request, param response",
+           (r.status, r.code, r.err.get("param")), (400, "invalid_request", "response"))
+        r = c.get(f"/v1/accounts/cb/cache/k?kind={llm}")
+        eq(f"{label}: the entry it would have replaced stays", (r.status, r.get("response")), (200, "small"))
+        r = c.post("/v1/accounts/cb/charges", {"idempotency_key": "cb1", "kind": llm, "user_id": "u",
+                                                "amount": 1, "cache_key": "k"})
+        eq(f"{label}: and still answers a hit", (r.status, r.get("cached"), r.get("response")),
+           (201, True, "small"))
+        srv.stop()
+
+
 SRV = h.start(manual_clock=True)
 C = SRV.client()  # one server, the sections in time order
 C.set_clock("2026-01-31T10:00:00Z")
 for section in (errors, input_rules, shapes, order, refusals, limits, cycles, plan_changes, daily_caps, holds_expiry,
                 idempotency_24h, packs, grants_and_refunds, batch, retry_after, capture_and_cache, request_rules,
-                rate_limit_refill, cache_replay_after_overwrite):
+                rate_limit_refill, cache_replay_after_overwrite, cache_budget):
     h.run_section(section)
 h.finish()

@@ -78,5 +78,17 @@ TEST(RateLimiter, RefillStopsAtBurst) {
   EXPECT_FALSE(rl.take("A", "u", limits, 3'600'000).allowed);
 }
 
+TEST(RateLimiter, TheSmallestTableKeepsTheAccountsBucketWhileMakingTheUsers) {
+  // With room for kRateBucketsMin buckets, a request that makes its user's bucket does not
+  // evict its account's (found by an audit: with room for one, the account's limit was
+  // never kept and the pointer to its bucket dangled).
+  RateLimiter rl(kRateBucketsMin);
+  pricing::PlanRateLimits limits = per_account(1, 1);
+  limits.per_user = pricing::RateLimit{100, 100};
+  EXPECT_TRUE(rl.take("A", "u", limits, 1000).allowed);
+  EXPECT_FALSE(rl.take("A", "u", limits, 1000).allowed);
+  EXPECT_FALSE(rl.take("A", "v", limits, 1000).allowed);  // another user: the account's limit
+}
+
 }  // namespace
 }  // namespace credit::policy
