@@ -1044,6 +1044,12 @@ void NdjsonReader::add_error(std::string reason) {
 bool NdjsonReader::next_line(std::string_view& line, bool& too_long) {
   if (!read_line(line)) return false;
   ++line_;
+  // A UTF-8 byte order mark, which some editors put before the first line, is no text (as
+  // in NdjsonSplitter, the server's import); on any later line it is the line's, a bad one.
+  if (line_ == 1 && !too_long_ && line.starts_with(kUtf8ByteOrderMark)) {
+    line.remove_prefix(kUtf8ByteOrderMark.size());
+    line_offset_ += kUtf8ByteOrderMark.size();
+  }
   too_long = too_long_;
   if (!too_long && !line.empty() && line.back() == '\r') line.remove_suffix(1);
   return true;

@@ -163,7 +163,8 @@ class NdjsonReader {
   bool next(ledger::Event& out);
   // The next line, unparsed, for a caller that parses lines elsewhere (on other threads:
   // cli/sharded_reader.h): false at the end of the input. `line` (without its newline or a
-  // trailing '\r') stays valid until the next call; it may be blank (next() skips those).
+  // trailing '\r', nor a UTF-8 byte order mark at the start of the input, as NdjsonSplitter)
+  // stays valid until the next call; it may be blank (next() skips those).
   // `too_long`: the line exceeded kEventLineBytesMax, its bytes were dropped, and the
   // caller reports kLineTooLong. Neither counts nor keeps errors.
   bool next_line(std::string_view& line, bool& too_long);

@@ -639,6 +639,10 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
 Replayer::~Replayer() = default;
 
 void Replayer::add(const Event& e) {
+  // The replay reads the events API.md lists, as the audit does: the internal types
+  // (account, close: simulate --plan writes an account line) move no credits and are no
+  // events to count.
+  if (!ledger::event_type_listed(e.type)) return;
   ++report_.events;
   if (!any_event_ || e.at_ms < report_.first_at_ms) report_.first_at_ms = e.at_ms;
   if (!any_event_ || e.at_ms > report_.last_at_ms) report_.last_at_ms = e.at_ms;

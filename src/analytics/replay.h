@@ -203,7 +203,7 @@ struct PolicyOutcome {
 };
 
 struct ReplayReport {
-  std::int64_t events = 0;
+  std::int64_t events = 0;  // of API.md's types (the internal account and close are skipped)
   std::int64_t first_at_ms = 0;
   std::int64_t last_at_ms = 0;
   std::int64_t period_days = 0;  // whole UTC days from the first event's to the last's

@@ -30,6 +30,7 @@
 #include "analytics/refunds.h"
 #include "analytics/replay.h"
 #include "base/json_writer.h"
+#include "cli/int_option.h"
 #include "cli/progress.h"
 #include "cli/sharded_reader.h"
 #include "cli/time_order.h"
@@ -494,9 +495,10 @@ int run_replay(const ReplayArgs& args) {
       if (limit_plan->rate_limits.per_user) p->per_user = *limit_plan->rate_limits.per_user;
       p->per_account = limit_plan->rate_limits.per_account;
     }
-    if (args.per_minute > 0) {
-      p->per_user = {args.per_minute, args.burst > 0 ? args.burst : args.per_minute};
-    }
+    // Per user: --per-minute's rate, else the plan's, else the default; --burst's burst,
+    // else --per-minute's value when that is given, else the plan's (or the default's).
+    if (args.per_minute > 0) p->per_user = {args.per_minute, args.per_minute};
+    if (args.burst > 0) p->per_user.burst = args.burst;
     policies.push_back(std::move(*p));
   }
   // Every account's events are replayed in the order of time_order.h: a file in that order
@@ -763,6 +765,10 @@ int run_audit(const AuditArgs& args) {
                      std::make_move_iterator(part.end()));
     }
   }
+  // A file's audit reports the accounts with events audited (docs/cli.md): not those whose
+  // events are all of other pools or internal lines (an "account" line), which would
+  // report an empty period at 1970-01-01.
+  std::erase_if(reports, [](const analytics::AuditReport& r) { return r.events == 0; });
   std::sort(reports.begin(), reports.end(),
             [](const analytics::AuditReport& a, const analytics::AuditReport& b) {
               return a.account_id < b.account_id;
@@ -781,12 +787,14 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
                   "discuss-heavy | outlier-user")
       ->capture_default_str();
   sim->add_option("--accounts", c.simulate.accounts, "Number of accounts")
-      ->check(CLI::Range(std::int64_t{1}, sim::kAccountsMax))
+      ->transform(decimal<std::int64_t>(1, sim::kAccountsMax))
       ->capture_default_str();
   sim->add_option("--days", c.simulate.days, "Number of days")
-      ->check(CLI::Range(std::int64_t{1}, sim::kDaysMax))
+      ->transform(decimal<std::int64_t>(1, sim::kDaysMax))
       ->capture_default_str();
-  sim->add_option("--seed", c.simulate.seed, "PRNG seed")->capture_default_str();
+  sim->add_option("--seed", c.simulate.seed, "PRNG seed (0 to 2^64-1)")
+      ->transform(decimal<std::uint64_t>())
+      ->capture_default_str();
   sim->add_option("--start", c.simulate.start,
                   "First day: a UTC midnight, e.g. 2026-03-01T00:00:00Z (default: the UTC "
                   "midnight --days days before now)");
@@ -805,14 +813,14 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
       ->required();
   rep->add_flag("--json", c.replay.json, "JSON output");
   rep->add_option("--ttl-days", c.replay.ttl_days, "Cache TTL in days")
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{3660}))
+      ->transform(decimal<std::int64_t>(1, kReplayTtlDaysMax))
       ->capture_default_str();
   rep->add_option("--hit-rate", c.replay.hit_rates,
                   "Cache: a given hit rate (0..1) instead of repeats, or SITE=RATE per call site");
   rep->add_option("--per-minute", c.replay.per_minute, "Rate limit per user per minute")
-      ->check(CLI::Range(std::int64_t{1}, pricing::kRateLimitMax));
+      ->transform(decimal<std::int64_t>(1, pricing::kRateLimitMax));
   rep->add_option("--burst", c.replay.burst, "Rate-limit burst")
-      ->check(CLI::Range(std::int64_t{1}, pricing::kRateLimitMax));
+      ->transform(decimal<std::int64_t>(1, pricing::kRateLimitMax));
   rep->add_option("--plan", c.replay.plan, "Take the rate limits of this plan");
   rep->add_option("--plans", c.replay.plans, "Plan catalog (TOML)")->capture_default_str();
   rep->add_option("--rate-card", c.replay.rate_card, "Rate card (TOML)")->capture_default_str();
@@ -829,7 +837,7 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   aud->add_option("--to", c.audit.to, "Only events before this instant (RFC 3339)");
   aud->add_option("--cycle-days", c.audit.cycle_days,
                   "The length of a billing cycle, which per-cycle figures are scaled to")
-      ->check(CLI::Range(1, 31))
+      ->transform(decimal<std::int64_t>(1, kAuditCycleDaysMax))
       ->capture_default_str();
   aud->add_option("--format", c.audit.format, "json | md | html")
       ->check(CLI::IsMember({"json", "md", "html"}))

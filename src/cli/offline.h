@@ -23,6 +23,11 @@ constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 constexpr int kExitBadInput = 3;
 
+// replay --ttl-days: the cache policy's entries live at most ten years.
+constexpr std::int64_t kReplayTtlDaysMax = 3660;
+// audit --cycle-days: the longest billing cycle, a month.
+constexpr std::int64_t kAuditCycleDaysMax = 31;
+
 constexpr const char* kRateCardPathDefault = "config/rate_card.toml";
 constexpr const char* kPlansPathDefault = "config/plans.toml";
 

@@ -17,6 +17,7 @@
 
 #include "base/json_writer.h"
 #include "cli/http_client.h"
+#include "cli/int_option.h"
 #include "money/money.h"
 #include "time/time.h"
 
@@ -294,14 +295,18 @@ std::optional<int> exchange(const Connection& conn, const Request& r, HttpAnswer
   return std::nullopt;
 }
 
+// The server's JSON answer (a result or an error) as --json prints it: one line of its own.
+void print_json_body(const std::string& body) {
+  if (body.empty()) return;
+  std::cout << body;
+  if (body.back() != '\n') std::cout << "\n";
+}
+
 int call(const Connection& conn, const Request& r, const Render& render) {
   HttpAnswer a;
   if (auto code = exchange(conn, r, a)) return *code;
   const bool ok = a.status >= 200 && a.status < 300;
-  if (conn.json && !a.body.empty()) {
-    std::cout << a.body;
-    if (a.body.back() != '\n') std::cout << "\n";
-  }
+  if (conn.json) print_json_body(a.body);
   if (!ok) return explain_error(a, r);
   if (conn.json) return kExitOk;
   if (a.body.empty()) {
@@ -318,7 +323,16 @@ int call(const Connection& conn, const Request& r, const Render& render) {
   return kExitOk;
 }
 
-// "a=1,b=x" -> {"a":1,"b":"x"}: values that are integers are sent as numbers.
+// The JSON number of a value in decimal digits: without its leading zeros, which JSON has
+// none of ("0900" is 900, "00" is 0).
+std::string_view canonical_integer(std::string_view digits) {
+  const std::size_t first = digits.find_first_not_of('0');
+  return first == std::string_view::npos ? digits.substr(digits.size() - 1) : digits.substr(first);
+}
+
+// "a=1,b=x" -> {"a":1,"b":"x"}. With `numbers`, a value in decimal digits is a whole number
+// and sent as one, in canonical form; any other value is sent as a string, so that the body
+// is always JSON (a value such as "3.5" or "-1" reaches the server as the string given).
 std::optional<std::string> pairs_json(const std::string& text, bool numbers, std::string& problem) {
   std::string out;
   json::Writer w(out);
@@ -334,11 +348,11 @@ std::optional<std::string> pairs_json(const std::string& text, bool numbers, std
       return std::nullopt;
     }
     std::string name = item.substr(0, eq), value = item.substr(eq + 1);
-    bool integer = numbers && !value.empty() &&
-                   value.find_first_not_of("0123456789") == std::string::npos && value.size() <= 18;
+    const bool integer =
+        numbers && !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
     w.key(name);
     if (integer)
-      w.raw(value);
+      w.raw(canonical_integer(value));
     else
       w.string(value);
     if (comma == std::string::npos) break;
@@ -400,8 +414,9 @@ std::string query(std::initializer_list<std::pair<const char*, std::string>> par
   return q;
 }
 
-std::string limit_text(std::int64_t limit) {
-  return limit > 0 ? std::to_string(limit) : std::string();
+// A --limit given is sent as given (the server answers 400 for one out of its range).
+std::string limit_text(const std::optional<std::int64_t>& limit) {
+  return limit ? std::to_string(*limit) : std::string();
 }
 
 // ---- the commands ---------------------------------------------------------------------
@@ -462,7 +477,8 @@ int metering(const OnlineCommands& c, std::string_view op) {
     w.key("kind").string(a.kind).key("user_id").string(a.user);
     if (auto code = add_cost(w, a, true)) return *code;
     if (!a.cache_key.empty()) w.key("cache_key").string(a.cache_key);
-    if (op == "hold" && a.ttl_ms > 0) w.key("ttl_ms").integer(a.ttl_ms);
+    // A --ttl-ms given is sent as given: the server answers 400 for one out of its range.
+    if (op == "hold" && a.ttl_ms) w.key("ttl_ms").integer(*a.ttl_ms);
     if (auto code = add_metadata(w, a)) return *code;
   } else {
     r.target = account_path(a.account) + "/holds/" + url_encode(a.hold_id) + "/" + std::string(op);
@@ -635,7 +651,7 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   app.add_option("--key", conn.key, "API key (Bearer)")->envname("CREDITD_KEY");
   app.add_option("--key-file", conn.key_file, "Read the API key from this file's first line");
   app.add_option("--timeout", conn.timeout_s, "Seconds to wait for the server")
-      ->check(CLI::Range(std::int64_t{1}, kTimeoutSecondsMax))
+      ->transform(decimal<std::int64_t>(1, kTimeoutSecondsMax))
       ->capture_default_str();
   app.add_flag("--json", conn.json, "JSON instead of a table (the same as --format json)");
   app.add_option("--format", conn.format,
@@ -646,7 +662,8 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   c.accounts = app.add_subcommand("accounts", "List, show or create accounts");
   c.accounts->require_subcommand(1);
   c.accounts_list = c.accounts->add_subcommand("list", "List accounts (service key)");
-  c.accounts_list->add_option("--limit", a.limit, "At most this many (1-1000)");
+  c.accounts_list->add_option("--limit", a.limit, "At most this many (1-1000)")
+      ->transform(decimal<std::int64_t>());
   c.accounts_list->add_option("--after", a.after, "The cursor of the previous page");
   c.accounts_get = c.accounts->add_subcommand("get", "Show one account");
   account_arg(c.accounts_get, a);
@@ -676,7 +693,8 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   c.hold->add_option("--kind", a.kind, "Operation kind")->required();
   c.hold->add_option("--user", a.user, "User id")->required();
   cost_options(c.hold, a);
-  c.hold->add_option("--ttl-ms", a.ttl_ms, "Hold lifetime in ms (1 to 3,600,000)");
+  c.hold->add_option("--ttl-ms", a.ttl_ms, "Hold lifetime in ms (1 to 3,600,000)")
+      ->transform(decimal<std::int64_t>());
   c.hold->add_option("--cache-key", a.cache_key, "Integration cache key");
   c.hold->add_option("--meta", a.metadata, "Metadata, name=value,...");
   c.capture = metering_cmd("capture", "Capture a hold (all of it, an amount or a usage)");
@@ -697,7 +715,8 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   range_options(c.usage, a);
   c.hot_files = app.add_subcommand("hot-files", "The files with the most agent turns");
   account_arg(c.hot_files, a);
-  c.hot_files->add_option("--limit", a.limit, "How many files (default 5)");
+  c.hot_files->add_option("--limit", a.limit, "How many files (1-1000, default 5)")
+      ->transform(decimal<std::int64_t>());
   c.hot_files->add_option("--order-by", a.order_by, "turns | credits");
   range_options(c.hot_files, a);
   c.burn = app.add_subcommand("burn", "Daily burn, trailing mean and spike");
@@ -754,7 +773,7 @@ int run_online_audit(const Connection& conn, const AuditArgs& args) {
   HttpAnswer a;
   if (auto code = exchange(conn, r, a)) return *code;
   if (a.status < 200 || a.status >= 300) {
-    if (conn.json || format == "json") std::cout << a.body;
+    if (conn.json || format == "json") print_json_body(a.body);
     return explain_error(a, r);
   }
   // The report is written as the server rendered it, in every format.

@@ -59,13 +59,14 @@ struct OnlineArgs {
   std::string cache_key;
   std::string key_id;  // the idempotency key
   std::string overage;
-  std::int64_t ttl_ms = 0;
+  // Sent when given, as given (the server refuses a value out of its range).
+  std::optional<std::int64_t> ttl_ms;
   std::string group_by = "kind";
   std::string order_by;
   std::string from;
   std::string to;
   std::string pool;
-  std::int64_t limit = 0;
+  std::optional<std::int64_t> limit;  // as ttl_ms
   std::string after;
   std::string hourly_rate;
   std::string break_even_hours;

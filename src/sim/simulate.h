@@ -108,7 +108,7 @@ struct Truth {
   std::uint64_t seed = 0;
   std::int64_t start_ms = 0;
   std::int64_t days = 0;
-  std::int64_t events = 0;
+  std::int64_t events = 0;  // the events generated, not the account lines of SimOptions::plan
   std::vector<AccountTruth> accounts;
 };
 

@@ -433,6 +433,39 @@ TEST(NdjsonSplitter, ALineOverTheLimitIsReportedWithoutBeingHeld) {
   }
 }
 
+TEST(NdjsonReader, SkipsAByteOrderMarkBeforeTheFirstLineOnlyAsTheSplitterDoes) {
+  std::string path = ::testing::TempDir() + "/reader_bom_test.ndjson";
+  Event e = full_event();
+  const std::string first = event_to_json(e);
+  e.seq = 43;
+  const std::string second = event_to_json(e);
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << kUtf8ByteOrderMark << first << "\n";   // 1 ok: the mark is no text
+    f << kUtf8ByteOrderMark << second << "\n";  // 2 bad: a mark inside the input is the line's
+    f << second << "\n";                        // 3 ok
+  }
+  NdjsonReader reader(path);
+  ASSERT_TRUE(reader.ok());
+  Event got;
+  ASSERT_TRUE(reader.next(got));
+  EXPECT_EQ(got.seq, 42u);
+  // Where the line lies (cli/time_order.h reads it again there): after the mark.
+  EXPECT_EQ(reader.event_offset(), kUtf8ByteOrderMark.size());
+  EXPECT_EQ(reader.event_size(), first.size());
+  ASSERT_TRUE(reader.next(got));
+  EXPECT_EQ(got.seq, 43u);
+  EXPECT_FALSE(reader.next(got));
+  ASSERT_EQ(reader.error_count(), 1u);
+  EXPECT_EQ(reader.errors()[0].line, 2u);
+  // As the server's import splits the same bytes.
+  std::string input =
+      std::string(kUtf8ByteOrderMark) + "a\n" + std::string(kUtf8ByteOrderMark) + "b";
+  EXPECT_EQ(split(input, 1000).front().text, "a");
+  EXPECT_EQ(split(input, 1000).back().text, std::string(kUtf8ByteOrderMark) + "b");
+  std::remove(path.c_str());
+}
+
 TEST(NdjsonReader, MissingFileIsNotOk) {
   NdjsonReader reader("/nonexistent/creditd/events.ndjson");
   EXPECT_FALSE(reader.ok());

@@ -191,6 +191,22 @@ TEST(Replay, RefundsPassThrough) {
   EXPECT_EQ(r.policies[0].after.mc(), 1'500);
 }
 
+TEST(Replay, CountsTheEventsOfApiTypesNotTheAccountAndCloseLines) {
+  // simulate --plan writes an account line before the events: the replay skips it, and a
+  // close line, as the audit does.
+  Event opened = charge(Kind::kAgentPrompt, kT0 - 86'400'000, 0);
+  opened.type = EventType::kAccountCreated;
+  opened.kind.reset();
+  Event closed = opened;
+  closed.type = EventType::kAccountClosed;
+  closed.at_ms = kT0 + 86'400'000;
+  auto r =
+      replay({opened, charge(Kind::kAgentPrompt, kT0, 2'000), closed}, {*parse_policy("cache")});
+  EXPECT_EQ(r.events, 1);
+  EXPECT_EQ(r.period_days, 1);  // the charge's day only
+  EXPECT_EQ(r.before.mc(), 2'000);
+}
+
 TEST(Replay, PlanPolicyReportsWhetherTheBurnFits) {
   auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
   ASSERT_TRUE(catalog.ok());

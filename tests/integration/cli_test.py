@@ -5,6 +5,7 @@ with GET .../events.
 
     python3 tests/integration/cli_test.py --creditd BUILD/creditd [--creditctl BUILD/creditctl] [-v]
 """
+import datetime
 import json
 import os
 import random
@@ -402,10 +403,257 @@ def test_audit_example_is_current():
                 f.read() == g.read(), "differs")
 
 
+# ----------------------------------------------------------------------------- flags given
+
+def rfc3339_ms(text):
+    return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_numbers_given_are_sent_as_given():
+    """A --ttl-ms or --limit given is sent as given, and the server judges its range (400:
+    exit 1); one not given sends nothing (the server's default)."""
+    hold = ("hold", ACCT, "--kind", "agent_prompt", "--user", "ttl", "--amount", "1")
+    for ttl in ("0", "-1", "3600001"):
+        rc, out, err = ctl(*hold, "--ttl-ms", ttl)
+        h.check(f"hold --ttl-ms {ttl}: sent, the server's 400 on ttl_ms exits 1",
+                rc == 1 and "400" in err and "ttl_ms" in err, (rc, out, err))
+    rc, out, err = ctl("--json", *hold, "--ttl-ms", "1000")
+    eqd("hold --ttl-ms 1000 exits 0", rc, 0, err)
+    given = loads(out)
+    rc, out, err = ctl("--json", *hold)
+    eqd("hold without --ttl-ms exits 0", rc, 0, err)
+    default = loads(out)
+    h.eq("hold: --ttl-ms 1000 expires 299 s before the default 5 minutes (same clock)",
+         rfc3339_ms(default["expires_at"]) - rfc3339_ms(given["expires_at"]), 299_000)
+    for doc in (given, default):
+        rc, _, err = ctl("void", ACCT, doc["hold_id"])
+        eqd("void exits 0", rc, 0, err)
+
+    for args in (("accounts", "list"), ("hot-files", ACCT)):
+        for limit in ("0", "-1", "1001"):
+            rc, out, err = ctl(*args, "--limit", limit)
+            h.check(f"{' '.join(args[:2])} --limit {limit}: sent, the server's 400 on limit exits 1",
+                    rc == 1 and "400" in err and "limit" in err, (rc, out, err))
+    for i in range(12):
+        ADMIN.create_account(f"page-{i:02d}", plan="free")
+    rc, out, err = ctl("--json", "accounts", "list", "--limit", "1")
+    doc = loads(out) if rc == 0 else {}
+    eqd("accounts list --limit 1: one account and a cursor",
+        (rc, len(doc.get("accounts", [])), bool(doc.get("next"))), (0, 1, True), err)
+    rc, out, err = ctl("--json", "accounts", "list", "--limit", "010")
+    doc = loads(out) if rc == 0 else {}
+    eqd("accounts list --limit 010: ten accounts (decimal, not octal 8)",
+        (rc, len(doc.get("accounts", []))), (0, 10), err)
+    rc, out, err = ctl(*hold, "--ttl-ms", "99999999999999999999")
+    h.check("hold --ttl-ms past 64 bits: a usage error (exit 2) naming --ttl-ms, not clamped and sent",
+            rc == 2 and "--ttl-ms" in err, (rc, err))
+    rc, out, err = ctl(*hold, "--ttl-ms", "0x10")
+    h.check("hold --ttl-ms 0x10: a usage error (exit 2), not hex 16", rc == 2 and "--ttl-ms" in err, (rc, err))
+    rc, out, err = ctl("balance", ACCT, "--timeout", "0x10")
+    h.check("--timeout 0x10: a usage error (exit 2)", rc == 2 and "--timeout" in err, (rc, err))
+
+
+def test_usage_numbers_are_json():
+    """--usage values in decimal digits are sent as JSON numbers in canonical form (0900 as
+    900); any other value as a string."""
+    usage = "model=default,input_tokens={},output_tokens=300,files_read=5,lines_emitted=200,lines_changed=6"
+    costs = {}
+    for tokens in ("900", "0900", "000000000000000000000000900"):
+        rc, out, err = ctl("--json", "charge", ACCT, "--kind", "agent_prompt", "--user", "zeros",
+                           "--usage", usage.format(tokens))
+        eqd(f"charge --usage input_tokens={tokens}: exit 0", rc, 0, err)
+        costs[tokens] = loads(out).get("cost") if rc == 0 else None
+    h.check("input_tokens 0900 and 000...0900 cost what 900 does", len(set(costs.values())) == 1
+            and costs["900"] is not None, costs)
+    for value in ("1.5", "-1", "99999999999999999999999"):
+        rc, out, err = ctl("--json", "charge", ACCT, "--kind", "agent_prompt", "--user", "zeros",
+                           "--usage", usage.format(value))
+        doc = loads(out) if out.strip() else {}
+        eqd(f"charge --usage input_tokens={value}: the server's invalid_usage (valid JSON sent), exit 1",
+            (rc, doc.get("error", {}).get("code"), doc.get("error", {}).get("param")),
+            (1, "invalid_usage", "usage.input_tokens"), (out, err))
+
+
+def test_integer_flags_are_read_exactly():
+    """Integer flags are whole numbers in decimal within their range: no wrap of -1 into an
+    unsigned flag, no clamp past the type, no octal or hex; a refusal is a usage error."""
+    out_file = os.path.join(TMP, "seed.ndjson")
+    base = ("--json", "simulate", "--profile", "clean", "--days", "1", "--start", START, "--out", out_file)
+    for seed in ("-1", "18446744073709551616", "0x10", "1e3", ""):
+        rc, out, err = ctl(*base, "--seed", seed, key=None)
+        h.check(f"simulate --seed '{seed}': a usage error (exit 2) whose message names --seed and its range",
+                rc == 2 and "--seed" in err and "18446744073709551615" in err, (rc, err))
+    for seed, read in (("0", 0), ("18446744073709551615", 18446744073709551615), ("010", 10)):
+        rc, out, err = ctl(*base, "--seed", seed, key=None)
+        summary = json.loads(err.strip().splitlines()[-1]) if rc == 0 else {}
+        eqd(f"simulate --seed {seed}: seed {read}", (rc, summary.get("seed")), (0, read), err)
+    rc, out, err = ctl("--json", "simulate", "--profile", "clean", "--days", "010", "--start", START,
+                       "--out", out_file, key=None)
+    summary = json.loads(err.strip().splitlines()[-1]) if rc == 0 else {}
+    eqd("simulate --days 010: ten days (decimal, not octal 8)", (rc, summary.get("days")), (0, 10), err)
+    for flag, value in (("--days", "-1"), ("--days", "0"), ("--accounts", "99999999999999999999")):
+        rc, out, err = ctl("simulate", "--profile", "clean", "--start", START, "--out", out_file,
+                           flag, value, key=None)
+        h.check(f"simulate {flag} {value}: a usage error (exit 2) naming {flag}", rc == 2 and flag in err, (rc, err))
+    for flag, value in (("--ttl-days", "-1"), ("--per-minute", "0x10"), ("--burst", "99999999999999999999")):
+        rc, out, err = ctl("replay", out_file, "--policy", "rate-limit", "--policy", "cache", flag, value, key=None)
+        h.check(f"replay {flag} {value}: a usage error (exit 2) naming {flag}", rc == 2 and flag in err, (rc, err))
+    # A period with waste, whose per-cycle figures the cycle's length scales.
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "3", "--seed", "3", "--start", START,
+                     "--out", out_file, key=None)
+    eqd("simulate exits 0", rc, 0, err)
+    audit = ("audit", out_file, "--format", "json")
+    rc, eight, err = ctl(*audit, "--cycle-days", "8", key=None)
+    rc, ten, err = ctl(*audit, "--cycle-days", "10", key=None)
+    eqd("audit --cycle-days 10 exits 0", rc, 0, err)
+    rc, out, err = ctl(*audit, "--cycle-days", "010", key=None)
+    h.check("audit: per-cycle figures differ for cycles of 8 and 10 days", eight != ten)
+    h.eq("audit --cycle-days 010 is 10 days (decimal, not octal 8)", (rc, out), (0, ten))
+    rc, out, err = ctl(*audit, "--cycle-days", "-1", key=None)
+    h.check("audit --cycle-days -1: a usage error (exit 2)", rc == 2 and "--cycle-days" in err, (rc, err))
+
+
+def test_replay_burst():
+    """replay --burst sets the burst of the per-user limit whose rate is --per-minute's, else
+    --plan's, else the default (20 a minute)."""
+    # One user's agent turns: five in the same millisecond (the burst), then an hour later
+    # five a second apart (the rate: 20 a minute refills a token in 3 s, 240 in 0.25 s).
+    instants = ["2026-03-01T10:00:00.000Z"] * 5 + [f"2026-03-01T11:00:0{s}.000Z" for s in range(5)]
+    path = write_lines("burst.ndjson", [json.dumps(
+        {"seq": n + 1, "at": at, "account_id": "acct-001", "user_id": "u1", "type": "charge",
+         "kind": "agent_prompt", "pool": "credits", "credits": 1, "idempotency_key": f"burst-{n + 1}"})
+        for n, at in enumerate(instants)])
+
+    def dropped(*flags):
+        rc, out, err = ctl("replay", path, "--policy", "rate-limit", "--json", *flags, key=None)
+        eqd(f"replay {' '.join(flags)} exits 0", rc, 0, err)
+        return loads(out)["policies"][0]["events_dropped"] if rc == 0 else None
+
+    h.eq("replay: the default limit (20 a minute, burst 20) drops none", dropped(), 0)
+    # Burst 1 at 20 a minute: 4 of the burst, and 3 of the five a second apart (at 1, 2, 4 s).
+    h.eq("replay --burst 1: the default rate with a burst of 1 drops 7", dropped("--burst", "1"), 7)
+    h.eq("replay --per-minute 20 --burst 1: the same 7", dropped("--per-minute", "20", "--burst", "1"), 7)
+    # Pro's 240 a minute refills a token between events a second apart: only the burst's 4.
+    h.eq("replay --plan pro: none", dropped("--plan", "pro"), 0)
+    h.eq("replay --plan pro --burst 1: pro's rate with a burst of 1 drops the burst's 4",
+         dropped("--plan", "pro", "--burst", "1"), 4)
+    h.eq("replay --per-minute 240 --burst 1: the same 4", dropped("--per-minute", "240", "--burst", "1"), 4)
+    h.eq("replay --per-minute 20 without --burst: a burst of 20, none dropped", dropped("--per-minute", "20"), 0)
+
+
+def test_audit_reports_only_accounts_with_events():
+    """A file's audit reports only the accounts with events audited: none of a pool no event
+    has, nor of an account whose only line is its account line, as for an empty range."""
+    sim = os.path.join(TMP, "pool.ndjson")
+    rc, _, err = ctl("simulate", "--profile", "clean", "--days", "2", "--seed", "4", "--start", START,
+                     "--plan", "pro", "--out", sim, key=None)
+    eqd("simulate exits 0", rc, 0, err)
+    with open(sim) as f:
+        first = f.readline()
+    h.eq("simulate --plan writes the account line first", json.loads(first)["type"], "account")
+    only_account = write_lines("only-account.ndjson", [first.strip()])
+    for fmt in ("json", "md", "html"):
+        rc, empty, err = ctl("audit", sim, "--format", fmt, "--from", START, "--to", START, key=None)
+        eqd(f"audit {fmt} of an empty range exits 0", rc, 0, err)
+        rc, out, err = ctl("audit", sim, "--format", fmt, "--pool", "nosuch", key=None)
+        h.eq(f"audit {fmt} --pool of no event: the empty range's report", (rc, out), (0, empty))
+        rc, out, err = ctl("audit", only_account, "--format", fmt, key=None)
+        h.eq(f"audit {fmt} of an account line alone: the empty range's report", (rc, out), (0, empty))
+    rc, out, err = ctl("audit", sim, "--format", "json", "--pool", "nosuch", key=None)
+    h.eq("audit --pool of no event: {\"reports\": []}", loads(out) if rc == 0 else None, {"reports": []})
+    rc, out, err = ctl("audit", sim, "--format", "json", "--pool", "credits", key=None)
+    doc = loads(out) if rc == 0 else {}
+    h.check("audit --pool credits: the account's report", doc.get("account_id") == "acct-001", doc)
+
+
+def test_event_counts_agree():
+    """simulate's summary, replay and audit count the same events: not the account line."""
+    sim = os.path.join(TMP, "counts.ndjson")
+    rc, _, err = ctl("--json", "simulate", "--profile", "typical", "--days", "3", "--seed", "9", "--start", START,
+                     "--plan", "pro", "--out", sim, key=None)
+    eqd("simulate exits 0", rc, 0, err)
+    summary = json.loads(err.strip().splitlines()[-1]) if rc == 0 else {}
+    with open(sim) as f:
+        types = [json.loads(line)["type"] for line in f]
+    events = len(types) - types.count("account")
+    h.eq("the file has one account line", types.count("account"), 1)
+    h.eq("simulate's summary counts the events, not the account line", summary.get("events"), events)
+    rc, out, err = ctl("audit", sim, "--format", "json", key=None)
+    h.eq("audit counts the events", (rc, loads(out).get("events") if rc == 0 else None), (0, events))
+    rc, out, err = ctl("replay", sim, "--policy", "cache", "--json", key=None)
+    h.eq("replay counts the events", (rc, loads(out).get("events") if rc == 0 else None), (0, events))
+    rc, out, err = ctl("replay", sim, "--policy", "cache", key=None)
+    h.check("replay's table counts the events", rc == 0 and out.startswith(f"{events} events over"), out[:200])
+    rc, out, err = ctl("simulate", "--profile", "typical", "--days", "3", "--seed", "9", "--start", START,
+                       "--plan", "pro", "--out", sim, key=None)
+    h.check("simulate's sentence counts the events", f"simulated {events} events" in err, err)
+
+
+def test_json_errors_end_with_a_newline():
+    rc, out, err = ctl("--json", "audit", "nobody", "--online")
+    h.check("--json audit of an unknown account: exit 1, the error body on a line of its own",
+            rc == 1 and out.endswith("\n") and loads(out)["error"]["code"] == "account_not_found", (rc, out))
+    rc, out, err = ctl("audit", "nobody", "--online", "--format", "json")
+    h.check("audit --format json of an unknown account: the same", rc == 1 and out.endswith("\n"), (rc, out))
+    rc, out, err = ctl("--json", "balance", "nobody")
+    h.check("--json balance of an unknown account: the same", rc == 1 and out.endswith("\n"), (rc, out))
+
+
+def ctl_stdin_file(path, *args):
+    """creditctl ARGS with standard input read from the file `path` (bytes as they are)."""
+    with open(path, "rb") as f:
+        p = subprocess.run([CTL, *args], capture_output=True, text=True, stdin=f, cwd=ROOT, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_byte_order_mark():
+    """A UTF-8 byte order mark before the first line is skipped by audit and replay (files,
+    files read in time order, standard input), as the server's import skips it; one on a
+    later line makes that line bad."""
+    sim = os.path.join(TMP, "bom-src.ndjson")
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "3", "--seed", "5", "--start", START,
+                     "--out", sim, key=None)
+    eqd("simulate exits 0", rc, 0, err)
+    with open(sim, "rb") as f:
+        lines = f.read().split(b"\n")[:-1]
+    shuffled = lines[:]
+    random.Random(5).shuffle(shuffled)
+    bom = b"\xef\xbb\xbf"
+
+    def write(name, body):
+        path = os.path.join(TMP, name)
+        with open(path, "wb") as f:
+            f.write(body)
+        return path
+
+    for order, body in (("in order", b"\n".join(lines) + b"\n"), ("shuffled", b"\n".join(shuffled) + b"\n")):
+        plain = write("bom-plain.ndjson", body)
+        marked = write("bom-marked.ndjson", bom + body)
+        for cmd in (("audit", "--format", "json"), ("replay", "--policy", "cache", "--policy", "rate-limit", "--json")):
+            rc, expected, err = ctl(cmd[0], plain, *cmd[1:], key=None)
+            eqd(f"{cmd[0]} of the file {order} exits 0", rc, 0, err)
+            rc, out, err = ctl(cmd[0], marked, *cmd[1:], key=None)
+            h.eq(f"{cmd[0]} of the file {order} after a byte order mark: the same", (rc, out, err), (0, expected, ""))
+            rc, out, err = ctl_stdin_file(marked, cmd[0], "-", *cmd[1:])
+            h.eq(f"{cmd[0]} of it on standard input: the same", (rc, out, err), (0, expected, ""))
+    second = write("bom-line-2.ndjson", lines[0] + b"\n" + bom + b"\n".join(lines[1:]) + b"\n")
+    rc, out, err = ctl("audit", second, "--format", "json", key=None)
+    h.check("a byte order mark on line 2: that line is bad (exit 3, FILE:2:)",
+            rc == 3 and "bom-line-2.ndjson:2: " in err and ":1: " not in err, (rc, err))
+
+
 h.run_section(test_exit_codes)
 h.run_section(test_audit_example_is_current)
 h.run_section(test_json_output)
 h.run_section(test_audit_route)
 h.run_section(test_audit_in_any_line_order)
 h.run_section(test_two_simulated_periods_import_into_one_account)
+h.run_section(test_numbers_given_are_sent_as_given)
+h.run_section(test_usage_numbers_are_json)
+h.run_section(test_integer_flags_are_read_exactly)
+h.run_section(test_replay_burst)
+h.run_section(test_audit_reports_only_accounts_with_events)
+h.run_section(test_event_counts_agree)
+h.run_section(test_json_errors_end_with_a_newline)
+h.run_section(test_byte_order_mark)
 h.finish()

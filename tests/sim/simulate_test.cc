@@ -151,6 +151,24 @@ TEST(Simulate, TheAccountEventsKeyIsUniqueToo) {
   EXPECT_EQ(events.front().idempotency_key, "sim-clean-3-20260302-acct-001-account");
 }
 
+TEST(Simulate, TheTruthCountsTheEventsNotTheAccountLines) {
+  SimOptions o;
+  o.profile = "clean";
+  o.seed = 3;
+  o.accounts = 2;
+  o.days = 1;
+  o.start_ms = kStartMs;
+  o.plan = "pro";
+  std::int64_t lines = 0, account_lines = 0;
+  auto truth = simulate(o, card(), [&](const ledger::Event& e) {
+    ++lines;
+    if (e.type == ledger::EventType::kAccountCreated) ++account_lines;
+  });
+  ASSERT_TRUE(truth.ok());
+  EXPECT_EQ(account_lines, 2);
+  EXPECT_EQ(truth->events, lines - 2);  // as audit and replay count them
+}
+
 // The simulator generates whole UTC days: a start inside a day is refused rather than
 // moved to its midnight (which put events before the start given).
 TEST(Simulate, StartMustBeAUtcMidnight) {
