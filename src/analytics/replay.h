@@ -254,9 +254,10 @@ struct ReplayerOptions {
   std::optional<std::int64_t> period_days;
   // The length of the cycle "per cycle" figures are scaled to.
   std::int64_t cycle_days = kCycleDaysNominal;
-  // The stream's refunds, gathered beforehand (the audit's): revert-loops then decides
-  // loops on net credits and saves only what a turn cost net of its refunds, as the
-  // audit's loops do. Null: gross credits. Must outlive the replayer.
+  // The stream's refunds, gathered beforehand (the audit's and `creditctl replay`'s): each
+  // charge is replayed net of its refunds, so a policy saves at most what it cost net, and
+  // revert-loops decides loops on net credits, as the audit's loops do. Null: gross
+  // credits, refunds subtracted as they come. Must outlive the replayer.
   const RefundBook* refunds = nullptr;
   // Further chains, each of the replayer's policies of the kinds listed (in the chain
   // order), reported in ReplayReport::chains in this order; and whether the chain of

@@ -511,6 +511,13 @@ int run_replay(const ReplayArgs& args) {
   }
   const std::string& path = input.path();
   const auto any = [](const ledger::Event&) { return true; };
+  // A first pass for the refunds, as the audit's (analytics/refunds.h): each charge is
+  // replayed net of its own, so no policy saves credits that came back anyway.
+  analytics::RefundBook refunds;
+  std::unordered_set<std::string> refunded;
+  gather_refunds(path, any, refunds, refunded);
+  analytics::ReplayerOptions replay_options;
+  replay_options.refunds = &refunds;
   std::optional<analytics::ReplayReport> merged;
   bool opened = false;
   bool unordered = false;  // an account's events are not in the order
@@ -519,8 +526,8 @@ int run_replay(const ReplayArgs& args) {
     // One replayer per shard (every policy keeps its state per account), merged at the end.
     std::vector<std::unique_ptr<analytics::Replayer>> replayers;
     for (std::size_t i = 0; i < ShardedReader::kShards; ++i) {
-      replayers.push_back(
-          std::make_unique<analytics::Replayer>(*card, catalog ? &*catalog : nullptr, policies));
+      replayers.push_back(std::make_unique<analytics::Replayer>(
+          *card, catalog ? &*catalog : nullptr, policies, replay_options));
     }
     std::vector<analytics::ReplayReport> parts(ShardedReader::kShards);
     std::array<OrderCheck, ShardedReader::kShards> checks;
@@ -564,7 +571,7 @@ int run_replay(const ReplayArgs& args) {
     // Not a regular file (the reading says why), or the cache's table of request keys may
     // have filled up (which keys it kept then depends on the order across accounts): the
     // stream is replayed in one replayer, as it lies while it is in the order.
-    analytics::Replayer replayer(*card, catalog ? &*catalog : nullptr, policies);
+    analytics::Replayer replayer(*card, catalog ? &*catalog : nullptr, policies, replay_options);
     OrderCheck check;
     bool stopped = false;
     code = read_events_serial(path, args.file, opened, stopped, [&](const ledger::Event& e) {
@@ -577,7 +584,8 @@ int run_replay(const ReplayArgs& args) {
     if (!stopped) merged = replayer.finish();
   }
   if (unordered) {
-    analytics::Replayer replayer(*card, catalog ? &*catalog : nullptr, std::move(policies));
+    analytics::Replayer replayer(*card, catalog ? &*catalog : nullptr, std::move(policies),
+                                 replay_options);
     bool read = false;
     code = read_events_time_ordered(path, args.file, read, any,
                                     [&](const ledger::Event& e) { replayer.add(e); });

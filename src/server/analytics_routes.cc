@@ -71,7 +71,7 @@ HttpResponse not_found_account() {
 std::optional<std::int64_t> time_param(const HttpRequest& req, std::string_view name,
                                        HttpResponse* bad) {
   if (!req.has_query(name)) return std::nullopt;
-  auto t = parse_rfc3339(req.query_param(name));
+  auto t = parse_rfc3339_bound(req.query_param(name));
   if (!t)
     *bad = bad_param(name, std::string(name) + " must be an RFC 3339 instant from 1970 to 9999");
   return t;

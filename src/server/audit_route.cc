@@ -59,7 +59,7 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
   }
   for (std::string_view name : {"from", "to"}) {
     if (!req.has_query(name)) continue;
-    auto t = parse_rfc3339(req.query_param(name));
+    auto t = parse_rfc3339_bound(req.query_param(name));
     if (!t)
       return bad_param(name, std::string(name) + " must be an RFC 3339 instant from 1970 to 9999");
     (name == "from" ? q.from_ms : q.to_ms) = *t;

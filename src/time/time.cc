@@ -205,6 +205,21 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
   return at_ms;
 }
 
+std::optional<std::int64_t> parse_rfc3339_bound(std::string_view text) {
+  std::string s(text);
+  // "...:SS[.fraction] HH:MM": the offset's '+' decoded to a space.
+  const std::size_t space = s.find(' ');
+  if (space != std::string::npos && space >= 19 && s.size() == space + 6) s[space] = '+';
+  std::optional<std::int64_t> at = parse_rfc3339(s);
+  if (!at || s.size() < 21 || s[19] != '.') return at;
+  // A non-zero digit past the millisecond: the instant lies inside this millisecond, so
+  // the first whole one at or after it is the next.
+  for (std::size_t i = 20; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+    if (i >= 23 && s[i] != '0') return *at + 1;
+  }
+  return at;
+}
+
 void append_rfc3339(std::string& out, std::int64_t at_ms) {
   const CivilTime t = civil_from_ms(at_ms);
   append_date(out, {t.year, t.month, t.day});

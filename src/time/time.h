@@ -40,6 +40,12 @@ bool is_leap_year(int year);
 // may have any number of digits, truncated to the millisecond. Years 1970..9999. nullopt
 // when invalid.
 std::optional<std::int64_t> parse_rfc3339(std::string_view text);
+// The same for a bound of a half-open range [from, to) given in a query string: the first
+// millisecond at or after the instant, so that a fraction past the millisecond keeps
+// exactly the instants the range holds (t < 10:00:00.5009 holds t = 10:00:00.500); and a
+// space where the offset's sign is read as '+' (a query string decodes an unescaped '+'
+// to a space, and RFC 3339 has no space there).
+std::optional<std::int64_t> parse_rfc3339_bound(std::string_view text);
 // "YYYY-MM-DDTHH:MM:SSZ", with ".sss" only when the milliseconds are not zero.
 std::string format_rfc3339(std::int64_t at_ms);
 void append_rfc3339(std::string& out, std::int64_t at_ms);

@@ -699,8 +699,39 @@ def audit_refund_of_an_earlier_charge():
     srv.stop()
 
 
+
+def range_bounds_in_queries():
+    """API.md: ranges are half-open [from, to), and any RFC 3339 offset is accepted. A bound
+    with a fraction past the millisecond keeps exactly the instants the range holds (found by
+    an audit: to=...00.5009 left out a charge at 00.500), and an offset written with a bare
+    '+' in the query string (which decodes to a space) is read as the offset it was."""
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock("2026-03-01T01:30:00.500Z")
+    c.create_account("rb", "pro")
+    r = c.charge("rb", amount=1)
+    eq("range bounds: a charge at 01:30:00.500", r.status, 201)
+
+    def charges(query):
+        rr = c.get(f"/v1/accounts/rb/events?type=charge&{query}")
+        return (rr.status, len(rr.get("events") or []))
+
+    eq("to=00.5009 holds the charge at 00.500", charges("to=2026-03-01T01:30:00.5009Z"), (200, 1))
+    eq("from=00.5009 does not", charges("from=2026-03-01T01:30:00.5009Z"), (200, 0))
+    eq("to=00.500 does not (half-open)", charges("to=2026-03-01T01:30:00.500Z"), (200, 0))
+    eq("from=00.500 does", charges("from=2026-03-01T01:30:00.500Z"), (200, 1))
+    eq("a bare '+' offset: from=02:30:00.500+01:00 holds it", charges("from=2026-03-01T02:30:00.500+01:00"),
+       (200, 1))
+    eq("... and to=02:30:00.500+01:00 does not", charges("to=2026-03-01T02:30:00.500+01:00"), (200, 0))
+    eq("an escaped '+' (%2B) alike", charges("from=2026-03-01T02:30:00.500%2B01:00"), (200, 1))
+    rr = c.get("/v1/accounts/rb/events?from=2026-03-01T02:30:00+01")
+    eq("a space that is no offset is still refused", (rr.status, rr.err.get("param")), (400, "from"))
+    srv.stop()
+
+
 h.run_section(setup)
 for section in (roles, event_format, events_query, usage, hot_files, burn_and_forecast, loops_and_cache, alerts,
-                audit, operations, clock_disabled, clock_start, audit_refund_of_an_earlier_charge):
+                audit, operations, clock_disabled, clock_start, audit_refund_of_an_earlier_charge,
+                range_bounds_in_queries):
     h.run_section(section)
 h.finish()

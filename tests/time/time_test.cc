@@ -204,5 +204,23 @@ TEST(SystemClock, ReadsAnInstantAfter2020) {
   EXPECT_GT(clock.now_ms(), 1'577'836'800'000);  // 2020-01-01T00:00:00Z
 }
 
+TEST(Rfc3339, ARangeBoundRoundsAFractionPastTheMillisecondUpAndReadsASpaceAsPlus) {
+  const std::int64_t at = *parse_rfc3339("2026-03-01T01:30:00.500Z");
+  // t < 00.5009 holds t = 00.500, and t >= 00.5009 does not: the bound is 00.501.
+  EXPECT_EQ(parse_rfc3339_bound("2026-03-01T01:30:00.5009Z"), at + 1);
+  EXPECT_EQ(parse_rfc3339_bound("2026-03-01T01:30:00.500000001Z"), at + 1);
+  EXPECT_EQ(parse_rfc3339_bound("2026-03-01T01:30:00.5000Z"), at);
+  EXPECT_EQ(parse_rfc3339_bound("2026-03-01T01:30:00.5Z"), at);
+  // A short fraction before an offset: the offset's digits are no fraction.
+  EXPECT_EQ(parse_rfc3339_bound("2026-03-01T02:30:00.5+01:00"), at);
+  EXPECT_EQ(parse_rfc3339("2026-03-01T01:30:00.5009Z"), at);  // instants still truncate
+  // "+01:00" whose '+' a query string decoded to a space.
+  EXPECT_EQ(parse_rfc3339_bound("2026-03-01T02:30:00.5 01:00"), at);
+  EXPECT_EQ(parse_rfc3339_bound("2026-03-01T02:30:00 01:00"), at - 500);
+  EXPECT_FALSE(parse_rfc3339_bound("2026-03-01T02:30:00 1:00"));
+  EXPECT_FALSE(parse_rfc3339_bound("2026-03-01 02:30:00Z"));
+  EXPECT_FALSE(parse_rfc3339("2026-03-01T02:30:00 01:00"));
+}
+
 }  // namespace
 }  // namespace credit
