@@ -136,6 +136,10 @@ struct Command {
   // policy layer does not look the key and the account up again; apply() clears it.
   // Not logged: a replay gates every command in apply().
   bool gated = false;
+  // A line of POST /v1/admin/import?mode=apply: history another system already metered.
+  // The server's policy layer (the cache lookup, the rate limits) is for live requests and
+  // skips it; its cache_key is kept with its event. Not logged (the decisions are).
+  bool imported = false;
   // The hashes of the account id and (charges) the user id the ledger looks up, made by
   // its first lookup of the command (a prefetch stage or gate) and kept for the others,
   // instead of hashing the ids at each of nine lookups; 0: not made yet. Not logged; a

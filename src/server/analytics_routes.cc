@@ -1293,7 +1293,9 @@ class Importer {
     ch.rate_card_version = card_.version();
     ch.usage = e.usage;
     ch.metadata = e.metadata;
+    ch.cache_key = e.cache_key;  // kept with the event: the audit finds repeats by it
     c.body = std::move(ch);
+    c.imported = true;
     return c;
   }
 

@@ -1509,7 +1509,7 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
   std::string cached_response;
   bool hit = false;
   auto policy = [&](auto& cmd) {
-    if (c.precheck_error != ErrorCode::kOk) return;
+    if (c.precheck_error != ErrorCode::kOk || c.imported) return;
     const ledger::Account* a = ledger_.find(cmd.account_id);
     if (a == nullptr) return;
     // A closed account still passes the limiter (API.md: 429 before 409), but a cache

@@ -253,6 +253,31 @@ def import_apply():
     eq("apply: used 22 + 9 (a-3 not again)", n(ADMIN.pool("ap")["used"]), D(31))
 
 
+
+def import_apply_is_history():
+    """mode=apply takes over another system's history: a line keeps its cache_key (the audit
+    finds repeated calls by it; found by an audit: it was dropped), and neither the cache
+    nor the rate limits, which are for live requests, change what the history says: a line
+    whose key has a live cache entry is still the charge it was, and a minute with more
+    lines than the plan's limit is applied whole."""
+    ADMIN.create_account("hist", plan="starter")  # per user 60 a minute, burst 60
+    llm = "integration.invoke_llm"
+    r = ADMIN.put("/v1/accounts/hist/cache/ck", {"kind": llm, "response": "live entry"})
+    eq("history: a live cache entry for ck", r.status, 204)
+    lines = [line(account="hist", at=NOW, credits=1, kind=llm, cache_key="ck", idempotency_key=f"h-{i}",
+                  metadata={"call_site": "page"}) for i in range(70)]
+    r = ADMIN.post("/v1/admin/import?mode=apply", raw=body(lines))
+    eq("history: 70 lines in one minute are all applied (no rate limit)",
+       (r.status, r.get("imported"), r.get("rejected")), (200, 70, 0))
+    ev = ADMIN.get("/v1/accounts/hist/events?limit=1000").get("events") or []
+    eq("history: 70 charges, no cache hit, each keeping its cache_key",
+       sorted({(e["type"], e["cache_key"]) for e in ev if e["type"] in ("charge", "cache_hit")}), [("charge", "ck")])
+    eq("history: used 70", n(ADMIN.pool("hist")["used"]), D(70))
+    a = ADMIN.get("/v1/accounts/hist/audit?format=json")
+    eq("history: the audit finds the 69 paid repeats by cache_key",
+       (a.status, a.doc["repeated_calls"]["paid_repeats"] if a.status == 200 else a.text), (200, 69))
+
+
 def import_lines_read_whole():
     # One event per line: a second value on a line is refused, never dropped unseen; a
     # byte order mark before the first line is no text; a blank line is skipped.
@@ -614,7 +639,7 @@ def clean_profile_any_period():
     check("regression-heavy, 14 days: the audit finds regression_loops", "regression_loops" in codes, codes)
 
 
-for section in (import_setup, import_apply, import_lines_read_whole, import_after_a_key, import_required_fields, import_first_100_errors, import_modes_and_keys,
+for section in (import_setup, import_apply, import_apply_is_history, import_lines_read_whole, import_after_a_key, import_required_fields, import_first_100_errors, import_modes_and_keys,
                 ctl_online_format, clock_routes, bad_flags, idempotency_capacity, running, ctl_offline, ctl_bad_files,
                 clean_profile_any_period):
     h.run_section(section)
