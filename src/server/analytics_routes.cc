@@ -333,6 +333,11 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
     if (!f.kind) return bad_param("kind", "unknown kind");
   }
   f.user_id = std::string(req.query_param("user_id"));
+  // A user id is 1-128 characters (API.md): an empty one names no user, as `type=` names
+  // no type.
+  if (req.has_query("user_id") && f.user_id.empty()) {
+    return bad_param("user_id", "user_id must be 1 to 128 printable ASCII characters");
+  }
   const std::optional<std::size_t> asked = list_limit(req);
   if (!asked) return error_response(bad_limit());
   const std::size_t limit = *asked;

@@ -761,6 +761,9 @@ struct Api::Impl {
     if (!page) return respond(from_error(bad_limit()));
     const std::size_t limit = *page;
     std::string after(req.query_param("after"));
+    // The cursor is the last account id of the page before: anything else (an empty
+    // `after=` too) is a bad cursor, as on the other lists.
+    if (req.has_query("after") && !valid_id(after)) return respond(from_error(bad_cursor()));
     read(
         [after, limit](EngineState& st) {
           std::vector<std::string> ids = st.ledger.list_accounts(after, limit + 1);
@@ -831,8 +834,8 @@ struct Api::Impl {
     if (!page) return refuse_after_lookup(id, bad_limit(), std::move(respond));
     const std::size_t limit = *page;
     std::string status(req.query_param("status"));
-    if (!status.empty() && status != "open" && status != "captured" && status != "voided" &&
-        status != "expired") {
+    if (req.has_query("status") && status != "open" && status != "captured" &&
+        status != "voided" && status != "expired") {
       return refuse_after_lookup(id,
                                  err_param(ErrorCode::kInvalidRequest,
                                            "status is open, captured, voided or expired", "status"),

@@ -502,6 +502,20 @@ def lists():
        (r.status, r.code, r.err.get("param")), (ev.status, ev.code, ev.err.get("param")))
     r = a.get("/v1/accounts/nobody/grants?limit=0")
     check("grants: 404 before a bad limit", is_error(r, 404, "account_not_found"), r)
+    # The accounts list too (its cursor is an account id), and empty filter values, which
+    # name nothing (found by an audit: they were taken as no filter, or any text as a place).
+    for bad in ("garbage!", "", "x" * 65):
+        r = a.get(f"/v1/accounts?after={bad}")
+        eq(f"accounts?after={bad[:10]!r}: the events list's 400", (r.status, r.code, r.err.get("param")),
+           (ev.status, ev.code, ev.err.get("param")))
+    r = a.get(f"/v1/accounts?after={acct}")
+    eq("accounts?after=<an id>: a place in the list", r.status, 200)
+    for path, param in ((f"/v1/accounts/{acct}/holds?status=", "status"),
+                        (f"/v1/accounts/{acct}/events?user_id=", "user_id"),
+                        (f"/v1/accounts/{acct}/events?type=", "type")):
+        r = a.get(path)
+        eq(f"{path.split('/')[-1]}: an empty value is 400 naming it", (r.status, r.code, r.err.get("param")),
+           (400, "invalid_request", param))
     srv2.stop()
 
 

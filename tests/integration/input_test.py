@@ -96,6 +96,15 @@ def bad_input():
     check("auth: unknown key: 401", is_error(r, 401, "unauthorized"), r)
     r = c.post(PATH, raw=ok_body(), headers={"Authorization": "Bearer"}, key=None)
     check("auth: empty Bearer: 401", is_error(r, 401, "unauthorized"), r)
+    # API.md's order starts with 401: a bad escape in the path or the query is answered
+    # only to a valid key (found by an audit: 400 to anyone).
+    for target, param in ((f"/v1/accounts/{A}%zz", "path"), (f"/v1/accounts/{A}%2Fx", "path"),
+                          (f"/v1/accounts/{A}/events?user_id=%zz", "query")):
+        r = c.get(target, key=None)
+        check(f"auth: {target[-12:]} without a key: 401 first", is_error(r, 401, "unauthorized"), r)
+        r = c.get(target)
+        eq(f"auth: {target[-12:]} with a key: 400 naming the {param}", (r.status, r.code, r.err.get("param")),
+           (400, "invalid_request", param))
     r = c.with_key(READ_B).post(PATH, raw=b"{broken")
     check("check order: invalid_json before 403 (key of another account, bad JSON)", is_error(r, 400, "invalid_json"), r)
     r = c.with_key(READ_B).post(PATH, raw=ok_body().replace('"amount": 1', '"amount": 1.0001'))
