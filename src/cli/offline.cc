@@ -30,7 +30,7 @@
 #include "analytics/refunds.h"
 #include "analytics/replay.h"
 #include "base/json_writer.h"
-#include "cli/int_option.h"
+#include "base/decimal_option.h"
 #include "cli/progress.h"
 #include "cli/sharded_reader.h"
 #include "cli/time_order.h"

@@ -17,7 +17,7 @@
 
 #include "base/json_writer.h"
 #include "cli/http_client.h"
-#include "cli/int_option.h"
+#include "base/decimal_option.h"
 #include "money/money.h"
 #include "time/time.h"
 

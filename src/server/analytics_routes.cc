@@ -1689,11 +1689,15 @@ std::optional<Url> parse_url(std::string_view s) {
   // A name (letters, digits, '-', '_', '.') or an IPv4 address; an IPv6 address in
   // brackets. Anything else (a space, %-escapes, other dots) names no host this sender
   // would reach as written.
-  const bool bracketed = authority[0] == '[';
-  for (char ch : u.host) {
-    const bool name_char =
-        std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' || ch == '_' || ch == '.';
-    if (!(name_char || (bracketed && (ch == ':' || ch == '%')))) return std::nullopt;
+  if (authority[0] == '[') {
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, u.host.c_str(), &v6) != 1) return std::nullopt;
+  } else {
+    for (char ch : u.host) {
+      const bool name_char = std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' ||
+                             ch == '_' || ch == '.';
+      if (!name_char) return std::nullopt;
+    }
   }
   if (u.host.empty() || u.port.empty() || u.port.size() > 5 ||
       u.port.find_first_not_of("0123456789") != std::string::npos) {

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "analytics/live.h"
+#include "base/decimal_option.h"
 #include "base/process_heap.h"
 #include "pricing/plan.h"
 #include "pricing/rate_card.h"
@@ -42,6 +43,18 @@ int fail(const std::string& message) {
   return 2;
 }
 
+// A secret file others may read or write (copied in with another umask, say) is named,
+// not changed: the operator decides.
+void warn_if_open_to_others(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::perms perms = fs::status(path, ec).permissions();
+  if (!ec && (perms & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+    std::fprintf(stderr, "creditd: warning: %s is open to other users (mode %04o): chmod 600 it\n",
+                 path.c_str(), static_cast<unsigned>(perms) & 0777u);
+  }
+}
+
 // The admin key: created at the first start in DATA/admin.key (mode 0600).
 credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
   namespace fs = std::filesystem;
@@ -53,14 +66,7 @@ credit::Result<std::string> admin_key_hash(const std::string& data_dir) {
       return s.error();
     }
   }
-  // A file others may read or write (copied in with another umask, say) is named, not
-  // changed: the operator decides.
-  std::error_code ec;
-  const fs::perms perms = fs::status(path, ec).permissions();
-  if (!ec && (perms & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
-    std::fprintf(stderr, "creditd: warning: %s is open to other users (mode %04o): chmod 600 it\n",
-                 path.c_str(), static_cast<unsigned>(perms) & 0777u);
-  }
+  warn_if_open_to_others(path);
   std::ifstream f(path);
   std::string key;
   std::getline(f, key);
@@ -117,12 +123,8 @@ int main(int argc, char** argv) {
   ::umask(077);
   (void)tune_process_heap();  // before any thread: see base/process_heap.h
   CLI::App app{"creditd: credit metering and quota engine"};
-  // An unsigned flag would read "-1" as 2^64 - 1: refused as written.
-  const CLI::Validator kNotNegative(
-      [](std::string& text) {
-        return text.starts_with("-") ? std::string("must not be negative") : std::string();
-      },
-      "NOT NEGATIVE");
+  // Integer flags are read in decimal, exactly (base/decimal_option.h): CLI11 alone would
+  // wrap "-1" in an unsigned flag, clamp a value past the type and read "010" as octal.
   std::string data_dir = "data";
   std::string listen = "127.0.0.1:8080";
   std::string clock_mode = "system";
@@ -151,14 +153,13 @@ int main(int argc, char** argv) {
   app.add_flag("--repair", repair, "cut the log at damage instead of refusing to start");
   app.add_flag("--no-fsync", no_fsync, "benchmarks only: acknowledge without fdatasync");
   app.add_option("--idempotency-keys-max", idem_max, "capacity of the idempotency table")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+      ->transform(decimal<std::int64_t>(1, kCapacityFlagMax));
   app.add_option("--accounts-max", accounts_max, "capacity of accounts")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax));
+      ->transform(decimal<std::int64_t>(1, kCapacityFlagMax));
   server::EngineOptions eo;
   app.add_option("--snapshot-wal-bytes", eo.snapshot_wal_bytes,
                  "take a snapshot after this many bytes of log (default 256 MiB)")
-      ->check(kNotNegative)
-      ->check(CLI::Range(std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()));
+      ->transform(decimal<std::uint64_t>(1, std::numeric_limits<std::uint64_t>::max()));
   std::string snapshot_mode = "replay";
   app.add_option("--snapshot-mode", snapshot_mode,
                  "how a snapshot is taken: replay (a worker rebuilds it from the log; the "
@@ -169,11 +170,11 @@ int main(int argc, char** argv) {
                "do not fold the heap into huge pages between snapshots (docs/operations.md)");
   app.add_option("--events-retain-days", eo.events_retain_days,
                  "delete event log days older than this")
-      ->check(CLI::Range(std::int64_t{1}, kEventsRetainDaysFlagMax))
+      ->transform(decimal<std::int64_t>(1, kEventsRetainDaysFlagMax))
       ->capture_default_str();
   app.add_option("--events-bytes-max", eo.events_bytes_max,
                  "delete the oldest event log days beyond this many bytes (0: no budget)")
-      ->check(kNotNegative);
+      ->transform(decimal<std::uint64_t>());
   // Capacities (DESIGN.md section 3: "named flags with defaults"); reaching one is 409
   // limit_reached naming it (the cache and the rate buckets evict their least recent).
   auto open_holds_max = static_cast<std::int64_t>(ledger::kOpenHoldsPerAccountMaxDefault);
@@ -182,28 +183,27 @@ int main(int argc, char** argv) {
   auto cache_bytes_max = static_cast<std::int64_t>(policy::kCacheBytesMaxDefault);
   std::int64_t cache_account_bytes_max = 0;
   app.add_option("--open-holds-per-account-max", open_holds_max, "open holds an account may have")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax))
+      ->transform(decimal<std::int64_t>(1, kCapacityFlagMax))
       ->capture_default_str();
   app.add_option("--live-grants-per-pool-max", live_grants_max, "live grants a pool may have")
-      ->check(CLI::Range(std::int64_t{1}, kCapacityFlagMax))
+      ->transform(decimal<std::int64_t>(1, kCapacityFlagMax))
       ->capture_default_str();
   app.add_option("--rate-buckets-max", rate_buckets_max,
                  "rate-limit buckets kept, least recent evicted (at least 2: a request "
                  "takes its account's and its user's)")
-      ->check(CLI::Range(static_cast<std::int64_t>(policy::kRateBucketsMin), kCapacityFlagMax))
+      ->transform(decimal<std::int64_t>(static_cast<std::int64_t>(policy::kRateBucketsMin), kCapacityFlagMax))
       ->capture_default_str();
   app.add_option("--cache-bytes-max", cache_bytes_max,
                  "integration cache budget in bytes, LRU (default 1 GiB)")
-      ->check(CLI::Range(std::int64_t{1}, kCacheBytesFlagMax));
+      ->transform(decimal<std::int64_t>(1, kCacheBytesFlagMax));
   app.add_option("--cache-account-bytes-max", cache_account_bytes_max,
                  "integration cache quota per account in bytes, LRU (default 0: none)")
-      ->check(CLI::Range(std::int64_t{0}, kCacheBytesFlagMax));
+      ->transform(decimal<std::int64_t>(0, kCacheBytesFlagMax));
   app.add_option("--io-threads", io_threads, "HTTP I/O threads")
-      ->check(CLI::Range(1, kIoThreadsFlagMax));
+      ->transform(decimal<int>(1, kIoThreadsFlagMax));
   app.add_option("--import-bytes-max", import_bytes_max,
                  "largest body of POST /v1/admin/import (streamed; default 64 GiB)")
-      ->check(kNotNegative)
-      ->check(CLI::Range(std::size_t{1}, std::numeric_limits<std::size_t>::max()));
+      ->transform(decimal<std::size_t>(1, std::numeric_limits<std::size_t>::max()));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -273,6 +273,8 @@ int main(int argc, char** argv) {
     for (const auto& d : s.error().details) where += " " + d.key + "=" + d.json_value;
     return fail("cannot recover " + data_dir + ": " + s.error().message + where);
   }
+  // Anyone who can read it can rebuild every key (docs/api-notes.md, "Keys").
+  warn_if_open_to_others(data_dir + "/" + server::kKeySecretFile);
   // A manual clock starts at the ledger's last logged instant (0 on a fresh data dir).
   if (manual) manual->set_ms(engine.last_logged_ms());
   // The answers of one group commit reach the I/O threads with one wake-up.

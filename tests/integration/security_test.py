@@ -307,7 +307,9 @@ def webhooks():
                "https://example.com:99999/hook", "https://example.com:0/hook",
                # Hosts this sender would not reach as written: a space, %-escapes, other dots.
                "https://exa mple.com/hook", "https://%31%32%37.0.0.1/hook",
-               "https://127\u30020\u30020\u30021/hook"]
+               "https://127\u30020\u30020\u30021/hook",
+               # Brackets hold an IPv6 address, nothing else.
+               "https://[example.com]/hook", "https://[1.2.3.4]/hook", "https://[fe80::1%25eth0]/hook"]
     for url in refused:
         r = c.put(path, {"webhook_url": url, "webhook_secret": SECRET})
         check(f"webhook without --allow-local-webhooks: {url} is 400",
@@ -403,10 +405,14 @@ def files_and_links():
     eq("SIGTERM exits 0", s2.stop(), 0)
     # admin.key opened to others is named at the start (not changed).
     os.chmod(os.path.join(data, "admin.key"), 0o644)
+    os.chmod(os.path.join(data, "key.secret"), 0o640)
     s2.extra_args = ["--web", web]
     s2.start()
     check("admin.key open to others: a warning at the start",
           any("admin.key is open to other users (mode 0644)" in l for l in s2.output().splitlines()),
+          s2.output()[-800:])
+    check("key.secret open to others: a warning too (it rebuilds every key)",
+          any("key.secret is open to other users (mode 0640)" in l for l in s2.output().splitlines()),
           s2.output()[-800:])
     c2 = s2.client()
     r = c2.get("/ui/leak.txt", key=None)

@@ -406,6 +406,12 @@ def bad_flags():
         (["--snapshot-wal-bytes", "-1"], "--snapshot-wal-bytes"),
         (["--events-bytes-max", "-5"], "--events-bytes-max"),
         (["--store", ""], "--store"),
+        # Past the flag's type: refused, not clamped to its largest value (found by an audit).
+        (["--snapshot-wal-bytes", "18446744073709551616"], "--snapshot-wal-bytes"),
+        (["--import-bytes-max", "99999999999999999999999"], "--import-bytes-max"),
+        (["--events-bytes-max", "18446744073709551616"], "--events-bytes-max"),
+        (["--accounts-max", "0x10"], "--accounts-max"),
+        (["--rate-buckets-max", "1"], "--rate-buckets-max"),
     ]
     # A port in use: refused before the recovery, naming the address once.
     busy = socket.socket()

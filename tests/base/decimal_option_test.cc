@@ -1,14 +1,14 @@
-// tests/cli/int_option_test.cc
-// creditctl's integer options are read in decimal and exactly: no wrap of "-1" into an
+// tests/base/decimal_option_test.cc
+// creditd's and creditctl's integer options are read in decimal and exactly: no wrap of "-1" into an
 // unsigned option, no clamp of a value past the type, no octal or hex.
-#include "cli/int_option.h"
+#include "base/decimal_option.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
 
-namespace credit::cli {
+namespace credit {
 namespace {
 
 TEST(ParseDecimal, ReadsTheWholeUnsignedRangeInDecimal) {
@@ -81,4 +81,4 @@ TEST(DecimalOption, TheMessageNamesTheOptionTheRangeAndTheText) {
 }
 
 }  // namespace
-}  // namespace credit::cli
+}  // namespace credit

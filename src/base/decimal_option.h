@@ -1,14 +1,14 @@
-// src/cli/int_option.h
-// The integer options of creditctl (--seed, --days, --ttl-ms, --limit, ...): whole numbers
-// written in decimal, read exactly. CLI11 reads integers with strtoull / strtoll in base 0,
+// src/base/decimal_option.h
+// The integer options of creditd and creditctl (--seed, --days, --limit, --snapshot-wal-bytes,
+// --accounts-max, ...): whole numbers written in decimal, read exactly. CLI11 reads integers with strtoull / strtoll in base 0,
 // so by itself "-1" wraps to 2^64-1 in an unsigned option, a value past the type's range is
 // clamped to its end, "010" is octal 8 and "0x10" hex 16: each would run the command on a
 // number the user did not write. Here "-1" in an unsigned option and a value past the type
 // or the option's range are usage errors (exit 2) that name the option and its range;
 // leading zeros are decimal ("010" is 10).
 // Owns: the parsing and the range check of an integer option's text.
-// Does not: register options (offline.cc and online.cc do) or judge a value the server
-// judges (a hold's ttl_ms, a page's limit: those are sent as given).
+// Does not: register options (cli/offline.cc, cli/online.cc, server/main.cc do) or judge a
+// value the server judges (creditctl sends a hold's ttl_ms and a page's limit as given).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -19,7 +19,7 @@
 #include <string_view>
 #include <type_traits>
 
-namespace credit::cli {
+namespace credit {
 
 // `text` as a T when it is a whole number in decimal digits (a '-' first for a signed T),
 // within T's range; nullopt otherwise (no sign '+', no space, no other base).
@@ -38,7 +38,7 @@ std::optional<T> parse_decimal(std::string_view text) {
 // A CLI11 transform for an integer option of type T that accepts what parse_decimal reads
 // within [min, max], and hands CLI11 the number in canonical decimal (so its base-0
 // conversion reads the same number: "010" as 10). Anything else is a ValidationError,
-// which creditctl exits with code 2 for.
+// which creditd and creditctl exit with code 2 for.
 template <typename T>
 CLI::Validator decimal(T min = std::numeric_limits<T>::min(),
                        T max = std::numeric_limits<T>::max()) {
@@ -58,4 +58,4 @@ CLI::Validator decimal(T min = std::numeric_limits<T>::min(),
   return v;
 }
 
-}  // namespace credit::cli
+}  // namespace credit
