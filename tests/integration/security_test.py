@@ -315,6 +315,8 @@ def webhooks():
         check(f"webhook without --allow-local-webhooks: {url} is 400",
               json_error(r, 400) and r.code == "invalid_request" and r.err.get("param") == "webhook_url", r)
         check(f"webhook: the refusal of {url} does not echo the secret", SECRET not in r.text, r)
+    r = c.put(path, {"webhook_url": "https://[2001:4860:4860::8888]:8443/hook", "webhook_secret": SECRET})
+    check("webhook: https to a public IPv6 address in brackets is 200", r.status == 200, r)
     r = c.put(path, {"webhook_url": "https://example.com/hook", "webhook_secret": SECRET})
     check("webhook: https to a public name is 200", r.status == 200, r)
     check("webhook: the answer does not carry the secret", SECRET not in r.text, r)
