@@ -53,7 +53,10 @@ namespace {
 //           'T' rate limits, 'I' imported events) and their fields. A key ('k') ends
 //           with its idempotency record: has_key u8, then when set the scope-and-key
 //           hash and the request hash (16 bytes each) and expires_at_ms; records written
-//           before keys were idempotent have tag 'K' and end before it.
+//           before keys were idempotent have tag 'K' and end before it. A key refused
+//           because its account is closed ('c'): account_id, idempotency key strings, the
+//           two hashes, expires_at_ms and the refusal's instant (its stored 409 and its
+//           `rejected` event are made again from them).
 constexpr std::uint8_t kEngineRecordVersion = 1;
 constexpr int kKeyCreatedStatus = 201;
 // Emptied event lists the ledger thread keeps for its next batches (Engine::take_durable),
@@ -118,7 +121,15 @@ std::optional<ledger::Capacities> decode_capacities(ByteReader& r) {
 }
 
 void encode_engine_op(ByteWriter& w, const Op& op) {
-  if (auto* k = std::get_if<CreateKeyOp>(&op)) {
+  if (auto* k = std::get_if<CreateKeyOp>(&op); k && k->refused_closed) {
+    w.u8('c');
+    w.str(k->key.account_id);
+    w.str(k->idem.key);
+    w.raw(k->idem.scope_key_hash.data(), k->idem.scope_key_hash.size());
+    w.raw(k->idem.request_hash.data(), k->idem.request_hash.size());
+    w.sv(k->idem_expires_at_ms);
+    w.sv(k->refused_at_ms);
+  } else if (auto* k = std::get_if<CreateKeyOp>(&op)) {
     w.u8('k');
     w.str(k->key.key_id);
     w.u8(static_cast<std::uint8_t>(k->key.role));
@@ -167,6 +178,19 @@ void encode_engine_op(ByteWriter& w, const Op& op) {
 std::optional<Op> decode_engine_op(ByteReader& r) {
   const std::uint8_t tag = r.u8();
   switch (tag) {
+    case 'c': {
+      CreateKeyOp k;
+      k.refused_closed = true;
+      k.idem.has_key = true;
+      k.key.account_id = r.str();
+      k.idem.key = r.str();
+      r.raw(k.idem.scope_key_hash.data(), k.idem.scope_key_hash.size());
+      r.raw(k.idem.request_hash.data(), k.idem.request_hash.size());
+      k.idem_expires_at_ms = r.sv();
+      k.refused_at_ms = r.sv();
+      if (k.idem_expires_at_ms <= 0 || k.key.account_id.empty()) return std::nullopt;
+      return Op(std::move(k));
+    }
     case 'K':
     case 'k': {
       CreateKeyOp k;
@@ -462,7 +486,9 @@ std::vector<KeyInfo> Engine::keys_of(std::string_view account_id) const {
 }
 
 void Engine::apply_engine_op(const Op& op) {
-  if (auto* k = std::get_if<CreateKeyOp>(&op)) {
+  if (auto* k = std::get_if<CreateKeyOp>(&op); k && k->refused_closed) {
+    return;  // no key was made (its answer and event: store_key_refusal)
+  } else if (auto* k = std::get_if<CreateKeyOp>(&op)) {
     std::unique_lock lock(keys_mu_);
     keys_by_hash_[k->key.hash_hex] = k->key;
     keys_generation_.fetch_add(1, std::memory_order_release);
@@ -497,7 +523,8 @@ ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool
   // 422; then validation.
   if (k.idem.has_key) {
     if (std::optional<ledger::Reply> stop = ledger_.gate_external(k.idem)) {
-      if (!stop->replayed) return std::move(*stop);
+      // A 422, or a stored refusal (409 account_closed) answered again as it was.
+      if (!stop->replayed || stop->status != kKeyCreatedStatus) return std::move(*stop);
       // The first answer again: the key derived from its id, checked against its hash.
       const StoredKey stored = parse_stored_key(stop->body);
       const std::string key = derived_key(key_secret_, stored.key_id);
@@ -520,9 +547,18 @@ ledger::Reply Engine::apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool
     append_error_json(r.body, *k.precheck);
     return r;
   }
-  // A closed account takes no new key (API.md: later mutations get 409). Not stored: the
-  // account stays closed, so a retry gets the same answer.
+  // A closed account takes no new key (API.md: later mutations get 409). The 409 is an
+  // answer of the state, stored under the key with its `rejected` event (DESIGN.md,
+  // Idempotency), as the ledger's 409s are.
   if (std::optional<ledger::Reply> closed = refuse_if_closed(k.key.account_id)) {
+    if (k.idem.has_key) {
+      k.refused_closed = true;
+      k.refused_at_ms = now_ms;
+      k.idem_expires_at_ms = now_ms + ledger::kIdempotencyTtlMs;
+      ledger_.store_external(k.idem, closed->status, closed->body, k.idem_expires_at_ms);
+      closed->logged = true;
+      *log = true;
+    }
     return std::move(*closed);
   }
   k.plaintext = derived_key(key_secret_, k.key.key_id);
@@ -545,6 +581,22 @@ void Engine::number_imported(ImportEventsOp& op, std::vector<ledger::Event>& out
   // the same events get the same numbers.
   for (ledger::Event& e : op.events) ledger_.number_external(std::move(e), out);
   op.events.clear();
+}
+
+void Engine::number_key_refusal(const CreateKeyOp& k, std::vector<ledger::Event>& out) {
+  // As number_imported: after the batch's commands, in op order, live and on replay.
+  ledger::Event e;
+  e.at_ms = k.refused_at_ms;
+  e.account_id = k.key.account_id;
+  e.type = ledger::EventType::kRejected;
+  e.refused_by = std::string(error_code_name(ErrorCode::kAccountClosed));
+  e.idempotency_key = k.idem.key;
+  ledger_.number_external(std::move(e), out);
+}
+
+void Engine::number_after_commands(Op& op, std::vector<ledger::Event>& out) {
+  if (auto* im = std::get_if<ImportEventsOp>(&op)) number_imported(*im, out);
+  if (auto* k = std::get_if<CreateKeyOp>(&op); k && k->refused_closed) number_key_refusal(*k, out);
 }
 
 Status Engine::decode_replay_record(std::string_view payload, ReplayRecord& out) {
@@ -613,9 +665,16 @@ Status Engine::apply_replay_record(ReplayRecord& record) {
     }
   }
   for (Op& op : record.ops) {
-    if (auto* im = std::get_if<ImportEventsOp>(&op)) {
+    auto* refused = std::get_if<CreateKeyOp>(&op);
+    if (refused != nullptr && refused->refused_closed) {
+      Error closed = ledger::account_closed_error();
+      const ledger::Reply r = error_reply(closed.code, std::move(closed.message));
+      ledger_.store_external(refused->idem, r.status, r.body, refused->idem_expires_at_ms);
+    }
+    if (std::holds_alternative<ImportEventsOp>(op) ||
+        (refused != nullptr && refused->refused_closed)) {
       replay_events_.clear();
-      number_imported(*im, replay_events_);
+      number_after_commands(op, replay_events_);
       if (replay_without_events_) continue;
       if (Status rebuilt = rebuild_events(replay_events_); !rebuilt.ok()) return rebuilt;
       continue;
@@ -1654,7 +1713,8 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
     now_ms = imports_only ? ledger_.now_ms() : ledger_.begin_batch(batch_at_ms);
     std::vector<const ledger::Command*> logged;
     std::vector<const Op*> engine_ops;
-    std::vector<ImportEventsOp*> imports;
+    // The ops that number events after the batch's commands (imports, refused keys).
+    std::vector<Op*> numbered_after;
     batch_events_.clear();
     if (batch_events_.capacity() == 0 && !spare_event_lists_.empty()) {
       batch_events_.swap(spare_event_lists_.back());
@@ -1703,6 +1763,7 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
           if (log) {
             apply_engine_op(op);
             engine_ops.push_back(&op);
+            if (k->refused_closed) numbered_after.push_back(&op);
           }
           continue;
         }
@@ -1719,9 +1780,9 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
           r.status = 204;
         } else if (std::holds_alternative<RateLimitsOp>(op)) {
           r.status = 200;
-        } else if (auto* im = std::get_if<ImportEventsOp>(&op)) {
+        } else if (std::holds_alternative<ImportEventsOp>(op)) {
           r.status = 200;
-          imports.push_back(im);
+          numbered_after.push_back(&op);
         }
         apply_engine_op(op);
         engine_ops.push_back(&op);
@@ -1744,7 +1805,7 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       p.logged_ledger = !ledger_bytes.empty();
     }
     // Logged above, imported events move on with the batch's events.
-    for (ImportEventsOp* im : imports) number_imported(*im, batch_events_);
+    for (Op* op : numbered_after) number_after_commands(*op, batch_events_);
     // The ops are encoded; they are freed on the log thread, off this one.
     for (Job& job : jobs) {
       if (!job.read) p.jobs.push_back(std::move(job));

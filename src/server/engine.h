@@ -119,6 +119,12 @@ struct CreateKeyOp {
   // for a replay) and when its idempotency record expires (logged).
   std::string plaintext;
   std::int64_t idem_expires_at_ms = 0;
+  // Refused because the account is closed (API.md: 409): no key is made, but the answer
+  // is stored under the request's key and a `rejected` event records it, as for the
+  // ledger's 409s (DESIGN.md, Idempotency). Logged (tag 'c') with the instant, so a
+  // replay stores and numbers the same.
+  bool refused_closed = false;
+  std::int64_t refused_at_ms = 0;
 };
 // The server secret keys are derived from (Engine::open creates it; mode 0600).
 constexpr const char* kKeySecretFile = "key.secret";
@@ -398,6 +404,10 @@ class Engine {
   // A key creation at the batch's now: the idempotent replay, 422 or precheck error
   // (nothing to log), or the new key (*log set: apply and log the op).
   ledger::Reply apply_create_key(CreateKeyOp& k, std::int64_t now_ms, bool* log);
+  // Numbers the events of an op that makes them after the batch's commands (an import's
+  // lines, a refused key's `rejected` event) into `out`, live and on replay alike.
+  void number_after_commands(Op& op, std::vector<ledger::Event>& out);
+  void number_key_refusal(const CreateKeyOp& k, std::vector<ledger::Event>& out);
   // 409 account_closed when the account is closed.
   std::optional<ledger::Reply> refuse_if_closed(const std::string& account_id) const;
   // Reads DATA/key.secret, creating it on the first start.

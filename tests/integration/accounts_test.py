@@ -167,6 +167,38 @@ def close_account():
     eq("close: balance unchanged by the refused mutations", r["pools"]["credits"]["available"], 1990)
 
 
+def closed_account_key_refusal_is_stored():
+    """DESIGN.md, Idempotency: 409s are stored under their key and are `rejected` events.
+    POST .../keys on a closed account too, as the plan route's 409 is (found by an audit:
+    the key stayed free and no event was made), and after restarts (SIGTERM, SIGKILL)."""
+    s2 = h.start(manual_clock=True)
+    c2 = s2.client()
+    c2.set_clock("2026-03-10T12:00:00Z")
+    a = c2.create_account("kc", "pro")
+    eq("key refusal: closed", c2.post(f"/v1/accounts/{a}/close", {"idempotency_key": "kc-close"}).status, 200)
+    first = c2.post(f"/v1/accounts/{a}/keys", {"idempotency_key": "K1"})
+    check("key refusal: 409 account_closed", is_error(first, 409, "account_closed"), first)
+    for when in ("live", "after SIGTERM", "after SIGKILL"):
+        if when == "after SIGTERM":
+            eq("key refusal: SIGTERM exits 0", s2.stop(), 0)
+            s2 = h.start(manual_clock=True, data_dir=s2.data_dir)
+            c2 = s2.client()
+        elif when == "after SIGKILL":
+            s2.kill()
+            s2 = h.start(manual_clock=True, data_dir=s2.data_dir)
+            c2 = s2.client()
+        r = c2.post(f"/v1/accounts/{a}/keys", {"idempotency_key": "K1"})
+        eq(f"key refusal ({when}): the same body replays the 409",
+           (r.status, r.code, r.headers.get("idempotent-replayed"), r.text), (409, "account_closed", "true", first.text))
+        r = c2.post(f"/v1/accounts/{a}/keys", {"idempotency_key": "K1", "role": "meter"})
+        check(f"key refusal ({when}): another body with the key is 422", is_error(r, 422, "idempotency_key_reused"), r)
+        ev = c2.get(f"/v1/accounts/{a}/events?type=rejected").get("events") or []
+        eq(f"key refusal ({when}): one rejected event names the key and the rule",
+           [(e["idempotency_key"], e["refused_by"]) for e in ev], [("K1", "account_closed")])
+        eq(f"key refusal ({when}): no key was made", c2.get(f"/v1/accounts/{a}/keys").get("keys"), [])
+    s2.stop()
+
+
 def plan_change():
     f = c.create_account("upgrader", "free")
     c.charge(f, amount=10)
@@ -573,7 +605,7 @@ def service_keys():
     srv2.stop()
 
 
-for section in (clock, accounts, close_account, plan_change, packs_and_adjustments, keys_and_scoping,
+for section in (clock, accounts, close_account, closed_account_key_refusal_is_stored, plan_change, packs_and_adjustments, keys_and_scoping,
                 lists, service_keys):
     h.run_section(section)
 h.finish()
