@@ -68,18 +68,20 @@ void IntegrationCache::put(std::string_view account_id, std::string_view kind,
   map_.emplace(std::move(key), Slot{std::move(entry), lru_.begin(), use.lru.begin(), &use});
 }
 
-const CacheEntry* IntegrationCache::get(std::string_view account_id, std::string_view kind,
-                                        std::string_view cache_key, std::int64_t now_ms) {
+const CacheEntry* IntegrationCache::peek(std::string_view account_id, std::string_view kind,
+                                         std::string_view cache_key, std::int64_t now_ms) const {
   auto it = map_.find(key_of(account_id, kind, cache_key));
-  if (it == map_.end()) return nullptr;
-  if (it->second.entry.expires_at_ms <= now_ms) {
-    erase(it);
-    return nullptr;
-  }
+  if (it == map_.end() || it->second.entry.expires_at_ms <= now_ms) return nullptr;
+  return &it->second.entry;
+}
+
+void IntegrationCache::touch(std::string_view account_id, std::string_view kind,
+                             std::string_view cache_key) {
+  auto it = map_.find(key_of(account_id, kind, cache_key));
+  if (it == map_.end()) return;
   lru_.splice(lru_.begin(), lru_, it->second.lru);
   std::list<std::string>& mine = it->second.account->lru;
   mine.splice(mine.begin(), mine, it->second.account_lru);
-  return &it->second.entry;
 }
 
 }  // namespace credit::policy

@@ -49,9 +49,15 @@ class IntegrationCache {
   std::size_t account_bytes_max() const { return account_bytes_max_; }
   void put(std::string_view account_id, std::string_view kind, std::string_view cache_key,
            CacheEntry entry);
-  // The live entry, or nullptr (an expired one is dropped).
-  const CacheEntry* get(std::string_view account_id, std::string_view kind,
-                        std::string_view cache_key, std::int64_t now_ms);
+  // The live entry, or nullptr (an expired one too). Changes nothing: which entries are
+  // kept, and in which order, follows only what the log holds (puts, and the hits the
+  // engine marks with touch()), so a restart rebuilds the same cache. An expired entry
+  // stays until evicted or replaced, within the budget, and is never answered.
+  const CacheEntry* peek(std::string_view account_id, std::string_view kind,
+                         std::string_view cache_key, std::int64_t now_ms) const;
+  // A use of the entry (a hit): it becomes the most recently used. Nothing when there is
+  // none. The engine marks a batch's hits after the batch's puts, live and on replay.
+  void touch(std::string_view account_id, std::string_view kind, std::string_view cache_key);
   std::size_t bytes() const { return bytes_; }
   std::size_t account_bytes(std::string_view account_id) const;
   std::size_t size() const { return map_.size(); }

@@ -1469,7 +1469,7 @@ struct Api::Impl {
         [id, cache_key, kind](EngineState& st) {
           if (st.ledger.find(id) == nullptr)
             return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
-          const policy::CacheEntry* e = st.cache.get(id, kind, cache_key, st.now_ms);
+          const policy::CacheEntry* e = st.cache.peek(id, kind, cache_key, st.now_ms);
           if (e == nullptr) return from_error(err(ErrorCode::kNotFound, "no such cache entry"));
           std::string out = "{\"response\":";
           out += e->response_json;

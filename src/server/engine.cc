@@ -685,7 +685,22 @@ Status Engine::apply_replay_record(ReplayRecord& record) {
     }
     apply_engine_op(op);
   }
+  if (record.has_batch) {
+    replay_hits_.clear();
+    for (const ledger::Command& c : record.batch.commands) replay_hits_.push_back(&c);
+    touch_cache_hits(replay_hits_);
+  }
   return ok_status();
+}
+
+void Engine::touch_cache_hits(const std::vector<const ledger::Command*>& commands) {
+  for (const ledger::Command* c : commands) {
+    if (const auto* ch = std::get_if<ledger::Charge>(&c->body); ch && ch->cache_hit) {
+      cache_.touch(ch->account_id, pricing::kind_name(ch->kind), ch->cache_key);
+    } else if (const auto* h = std::get_if<ledger::Hold>(&c->body); h && h->cache_hit) {
+      cache_.touch(h->account_id, pricing::kind_name(h->kind), h->cache_key);
+    }
+  }
 }
 
 Status Engine::open() {
@@ -1578,7 +1593,7 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
     if (!a->closed && !cmd.cache_key.empty() && pricing::kind_is_integration_call(cmd.kind)) {
       kind_name = pricing::kind_name(cmd.kind);
       if (const policy::CacheEntry* e =
-              cache_.get(cmd.account_id, kind_name, cmd.cache_key, ledger_.now_ms())) {
+              cache_.peek(cmd.account_id, kind_name, cmd.cache_key, ledger_.now_ms())) {
         cmd.cache_hit = true;
         cmd.saved = cmd.amount;
         cmd.cache_generation = e->generation;
@@ -1615,6 +1630,11 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
   // Counted once per batch (apply_batch), not with an atomic per charge.
   batch_charges_ += reply.status == 201 && std::holds_alternative<ledger::Charge>(c.body);
   if (reply.logged) logged.push_back(&c);
+  if (hit && reply.logged && !reply.replayed) {
+    // A use of the entry, marked after the batch's puts (touch_cache_hits), as a replay of
+    // the log marks it.
+    cache_hits_to_touch_.push_back(&c);
+  }
   if (hit && !reply.replayed) {
     take_cache_generation(reply.body);
     splice_response(reply.body, cached_response);
@@ -1639,7 +1659,7 @@ void Engine::replay_cached_response(const ledger::Command& c, std::string& body)
   }
   if (account_id == nullptr || cache_key->empty()) return;
   const policy::CacheEntry* e =
-      cache_.get(*account_id, pricing::kind_name(kind), *cache_key, ledger_.now_ms());
+      cache_.peek(*account_id, pricing::kind_name(kind), *cache_key, ledger_.now_ms());
   // Generation 0: a hit logged before generations; the entry's response is all there is.
   const bool same_entry = e != nullptr && (generation == 0 || e->generation == generation);
   if (same_entry) {
@@ -1790,6 +1810,8 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       }
     }
 
+    touch_cache_hits(cache_hits_to_touch_);
+    cache_hits_to_touch_.clear();
     if (!logged.empty() || !engine_ops.empty()) {
       ByteWriter w(p.payload);
       w.u8(kEngineRecordVersion);

@@ -1106,11 +1106,46 @@ def cache_budget():
         srv.stop()
 
 
+
+def cache_order_survives_a_crash():
+    """The integration cache "survives a restart" with the same entries: its LRU order
+    follows the log (puts and hits), not reads, so a crash brings back the cache the
+    server had (found by an audit: after SIGKILL an evicted entry came back and the one
+    just used was gone, and later charges were priced differently)."""
+    llm = "integration.invoke_llm"
+    srv = h.start(manual_clock=True, extra_args=["--cache-bytes-max", "300"])
+    c = srv.client()
+    c.set_clock("2026-03-01T00:00:00Z")
+    c.create_account("a", "pro")
+    for k in ("e1", "e2", "e3"):  # 100 bytes each with the key: the budget is full
+        eq(f"cache order: put {k}", c.put(f"/v1/accounts/a/cache/{k}", {"kind": llm, "response": "x" * 71}).status,
+           204)
+    r = c.post("/v1/accounts/a/charges", {"idempotency_key": "h1", "kind": llm, "user_id": "u", "amount": 5,
+                                           "cache_key": "e1"})
+    eq("cache order: a hit on e1 (now the most recent)", (r.status, r.get("cached")), (201, True))
+    eq("cache order: a read of e2 moves nothing", c.get(f"/v1/accounts/a/cache/e2?kind={llm}").status, 200)
+    eq("cache order: put e4", c.put("/v1/accounts/a/cache/e4", {"kind": llm, "response": "x" * 71}).status, 204)
+
+    def kept():
+        return [k for k in ("e1", "e2", "e3", "e4")
+                if c.get(f"/v1/accounts/a/cache/{k}?kind={llm}").status == 200]
+
+    eq("cache order: e4 evicted e2, the least recently used (a read is no use)", kept(), ["e1", "e3", "e4"])
+    srv.kill()
+    srv = h.start(manual_clock=True, data_dir=srv.data_dir, extra_args=["--cache-bytes-max", "300"])
+    c = srv.client()
+    eq("cache order: after SIGKILL the same entries", kept(), ["e1", "e3", "e4"])
+    r = c.post("/v1/accounts/a/charges", {"idempotency_key": "h1", "kind": llm, "user_id": "u", "amount": 5,
+                                           "cache_key": "e1"})
+    eq("cache order: the hit replays with its response", (r.status, r.get("response")), (201, "x" * 71))
+    srv.stop()
+
+
 SRV = h.start(manual_clock=True)
 C = SRV.client()  # one server, the sections in time order
 C.set_clock("2026-01-31T10:00:00Z")
 for section in (errors, input_rules, shapes, order, refusals, limits, cycles, plan_changes, daily_caps, holds_expiry,
                 idempotency_24h, packs, grants_and_refunds, batch, retry_after, capture_and_cache, request_rules,
-                rate_limit_refill, cache_replay_after_overwrite, cache_budget):
+                rate_limit_refill, cache_replay_after_overwrite, cache_budget, cache_order_survives_a_crash):
     h.run_section(section)
 h.finish()

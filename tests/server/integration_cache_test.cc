@@ -24,12 +24,13 @@ TEST(IntegrationCache, AnAccountOverItsQuotaLosesItsOwnOldestEntriesOnly) {
   cache.put("other", kKind, "o1", entry_of(400));
   cache.put("a", kKind, "k1", entry_of(400));
   cache.put("a", kKind, "k2", entry_of(400));
-  ASSERT_NE(cache.get("a", kKind, "k1", 0), nullptr);  // k1 is now a's most recent
+  ASSERT_NE(cache.peek("a", kKind, "k1", 0), nullptr);
+  cache.touch("a", kKind, "k1");  // a hit: k1 is now a's most recent
   cache.put("a", kKind, "k3", entry_of(400));
-  EXPECT_EQ(cache.get("a", kKind, "k2", 0), nullptr);  // the account's least recent went
-  EXPECT_NE(cache.get("a", kKind, "k1", 0), nullptr);
-  EXPECT_NE(cache.get("a", kKind, "k3", 0), nullptr);
-  EXPECT_NE(cache.get("other", kKind, "o1", 0), nullptr);  // another account's stays
+  EXPECT_EQ(cache.peek("a", kKind, "k2", 0), nullptr);  // the account's least recent went
+  EXPECT_NE(cache.peek("a", kKind, "k1", 0), nullptr);
+  EXPECT_NE(cache.peek("a", kKind, "k3", 0), nullptr);
+  EXPECT_NE(cache.peek("other", kKind, "o1", 0), nullptr);  // another account's stays
   EXPECT_LE(cache.account_bytes("a"), 1000u);
   EXPECT_EQ(cache.bytes(), cache.account_bytes("a") + cache.account_bytes("other"));
 }
@@ -38,8 +39,8 @@ TEST(IntegrationCache, AnEntryLargerThanTheQuotaIsNotKept) {
   IntegrationCache cache(1 << 20, 100);
   cache.put("a", kKind, "small", entry_of(10));
   cache.put("a", kKind, "big", entry_of(200));
-  EXPECT_EQ(cache.get("a", kKind, "big", 0), nullptr);
-  EXPECT_NE(cache.get("a", kKind, "small", 0), nullptr);
+  EXPECT_EQ(cache.peek("a", kKind, "big", 0), nullptr);
+  EXPECT_NE(cache.peek("a", kKind, "small", 0), nullptr);
 }
 
 TEST(IntegrationCache, TheGlobalBudgetEvictsTheLeastRecentOfAnyAccount) {
@@ -47,10 +48,10 @@ TEST(IntegrationCache, TheGlobalBudgetEvictsTheLeastRecentOfAnyAccount) {
   cache.put("a", kKind, "k1", entry_of(400));
   cache.put("b", kKind, "k1", entry_of(400));
   cache.put("c", kKind, "k1", entry_of(400));
-  EXPECT_EQ(cache.get("a", kKind, "k1", 0), nullptr);
+  EXPECT_EQ(cache.peek("a", kKind, "k1", 0), nullptr);
   EXPECT_EQ(cache.account_bytes("a"), 0u);
-  EXPECT_NE(cache.get("b", kKind, "k1", 0), nullptr);
-  EXPECT_NE(cache.get("c", kKind, "k1", 0), nullptr);
+  EXPECT_NE(cache.peek("b", kKind, "k1", 0), nullptr);
+  EXPECT_NE(cache.peek("c", kKind, "k1", 0), nullptr);
   EXPECT_LE(cache.bytes(), 1000u);
 }
 
@@ -60,7 +61,35 @@ TEST(IntegrationCache, ReplacingAnEntryCountsItsBytesOnce) {
   cache.put("a", kKind, "k", entry_of(500));
   EXPECT_EQ(cache.size(), 1u);
   EXPECT_EQ(cache.bytes(), cache.account_bytes("a"));
-  EXPECT_EQ(cache.get("a", kKind, "k", 0)->response_json.size(), 500u);
+  EXPECT_EQ(cache.peek("a", kKind, "k", 0)->response_json.size(), 500u);
+}
+
+TEST(IntegrationCache, ALookUpChangesNothingAHitMovesTheEntryUp) {
+  // The order follows what the log holds (puts, and hits marked with touch), never reads,
+  // so a restart rebuilds the same cache (found by an audit: reads reordered it, and a
+  // crash brought back an entry evicted after them).
+  IntegrationCache cache(1000);
+  cache.put("a", kKind, "k1", entry_of(400));
+  cache.put("a", kKind, "k2", entry_of(400));
+  ASSERT_NE(cache.peek("a", kKind, "k1", 0), nullptr);  // a read: k1 stays the oldest
+  cache.put("a", kKind, "k3", entry_of(400));
+  EXPECT_EQ(cache.peek("a", kKind, "k1", 0), nullptr);
+  cache.touch("a", kKind, "k2");  // a hit: k2 is the most recent, k3 the oldest
+  cache.put("a", kKind, "k4", entry_of(400));
+  EXPECT_EQ(cache.peek("a", kKind, "k3", 0), nullptr);
+  EXPECT_NE(cache.peek("a", kKind, "k2", 0), nullptr);
+  // An expired entry is never answered, and a look-up leaves it where it is.
+  EXPECT_EQ(cache.peek("a", kKind, "k2", 1'000'000), nullptr);
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+TEST(IntegrationCache, AnEntryThatCannotFitReplacesNothing) {
+  IntegrationCache cache(1 << 20, 100);
+  cache.put("a", kKind, "k", entry_of(10));
+  EXPECT_FALSE(cache.fits("a", kKind, "k", 200));
+  cache.put("a", kKind, "k", entry_of(200));
+  ASSERT_NE(cache.peek("a", kKind, "k", 0), nullptr);
+  EXPECT_EQ(cache.peek("a", kKind, "k", 0)->response_json.size(), 10u);
 }
 
 }  // namespace
