@@ -221,10 +221,10 @@ constexpr std::string_view kCsvHead[] = {"seq",
                                          "metadata.call_site",
                                          "metadata.intent",
                                          "metadata.request_hash"};
-constexpr std::string_view kCsvTail[] = {"cache_key", "idempotency_key", "rate_card_version",
-                                         "imported",  "hold_id",         "charge_id",
-                                         "grant_id",  "refund_id",       "object",
-                                         "plan",      "previous_plan",   "reason"};
+constexpr std::string_view kCsvTail[] = {
+    "cache_key", "idempotency_key", "rate_card_version", "imported", "hold_id",
+    "charge_id", "grant_id",        "refund_id",         "object",   "plan",
+    "previous_plan", "proration_usd_cents", "reason"};
 
 void csv_events(std::string& out, const std::vector<const Event*>& events) {
   std::set<std::string> extra;
@@ -295,9 +295,12 @@ void csv_events(std::string& out, const std::vector<const Event*>& events) {
     cell(e->rate_card_version != 0 ? std::to_string(e->rate_card_version) : "", false);
     cell(e->imported ? "true" : "false", false);
     for (const std::string* v : {&e->hold_id, &e->charge_id, &e->grant_id, &e->refund_id,
-                                 &e->object, &e->plan, &e->previous_plan, &e->reason}) {
+                                 &e->object, &e->plan, &e->previous_plan}) {
       cell(*v);
     }
+    // Empty where the JSON form has none (every event but a priced plan change or pack).
+    cell(e->proration_usd_cents != 0 ? std::to_string(e->proration_usd_cents) : "", false);
+    cell(e->reason);
     out += "\r\n";
   }
 }

@@ -339,6 +339,15 @@ def events_query():
     row = [x for x in rows if x.get("metadata.team") == "web"]
     check("csv: the values", row and row[0]["usage.input_tokens"] == "10000" and row[0]["metadata.file"] == "src/App.jsx"
           and row[0]["type"] == "charge", row[:1])
+    # Every field the JSON form writes has its column, proration_usd_cents too (found by
+    # an audit: an upgrade's price line was in JSON only).
+    js = c.get("/v1/accounts/an/events?format=json&limit=1000").get("events") or []
+    by_seq = {str(e["seq"]): e for e in js}
+    missing = sorted({k for e in js for k in e if k not in ("usage", "metadata", "drawn_from")} - set(head))
+    eq("csv: a column for every field of the JSON form", missing, [])
+    priced = [x for x in rows if by_seq.get(x["seq"], {}).get("proration_usd_cents") is not None]
+    check("csv: proration_usd_cents as in JSON",
+          all(x["proration_usd_cents"] == str(by_seq[x["seq"]]["proration_usd_cents"]) for x in priced), priced[:1])
 
 
 # ----------------------------------------------------------------------------- analytics
