@@ -686,20 +686,16 @@ Status Engine::apply_replay_record(ReplayRecord& record) {
     apply_engine_op(op);
   }
   if (record.has_batch) {
-    replay_hits_.clear();
-    for (const ledger::Command& c : record.batch.commands) replay_hits_.push_back(&c);
-    touch_cache_hits(replay_hits_);
+    for (const ledger::Command& c : record.batch.commands) touch_cache_hit(c);
   }
   return ok_status();
 }
 
-void Engine::touch_cache_hits(const std::vector<const ledger::Command*>& commands) {
-  for (const ledger::Command* c : commands) {
-    if (const auto* ch = std::get_if<ledger::Charge>(&c->body); ch && ch->cache_hit) {
-      cache_.touch(ch->account_id, pricing::kind_name(ch->kind), ch->cache_key);
-    } else if (const auto* h = std::get_if<ledger::Hold>(&c->body); h && h->cache_hit) {
-      cache_.touch(h->account_id, pricing::kind_name(h->kind), h->cache_key);
-    }
+void Engine::touch_cache_hit(const ledger::Command& c) {
+  if (const auto* ch = std::get_if<ledger::Charge>(&c.body); ch && ch->cache_hit) {
+    cache_.touch(ch->account_id, pricing::kind_name(ch->kind), ch->cache_key);
+  } else if (const auto* h = std::get_if<ledger::Hold>(&c.body); h && h->cache_hit) {
+    cache_.touch(h->account_id, pricing::kind_name(h->kind), h->cache_key);
   }
 }
 
@@ -1631,7 +1627,7 @@ ledger::Reply Engine::apply_ledger(ledger::Command& c,
   batch_charges_ += reply.status == 201 && std::holds_alternative<ledger::Charge>(c.body);
   if (reply.logged) logged.push_back(&c);
   if (hit && reply.logged && !reply.replayed) {
-    // A use of the entry, marked after the batch's puts (touch_cache_hits), as a replay of
+    // A use of the entry, marked after the batch's puts (touch_cache_hit), as a replay of
     // the log marks it.
     cache_hits_to_touch_.push_back(&c);
   }
@@ -1810,7 +1806,7 @@ void Engine::apply_batch(std::vector<Job>& jobs) {
       }
     }
 
-    touch_cache_hits(cache_hits_to_touch_);
+    for (const ledger::Command* c : cache_hits_to_touch_) touch_cache_hit(*c);
     cache_hits_to_touch_.clear();
     if (!logged.empty() || !engine_ops.empty()) {
       ByteWriter w(p.payload);

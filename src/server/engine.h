@@ -408,11 +408,11 @@ class Engine {
   // lines, a refused key's `rejected` event) into `out`, live and on replay alike.
   void number_after_commands(Op& op, std::vector<ledger::Event>& out);
   void number_key_refusal(const CreateKeyOp& k, std::vector<ledger::Event>& out);
-  // Marks the cache hits among `commands` as uses of their entries, in order. A batch's
-  // hits are marked after its puts, live and on replay of the log (where the ledger's
-  // commands come before the engine ops), so the cache's order is the same after a
-  // restart: the LRU order follows the log only.
-  void touch_cache_hits(const std::vector<const ledger::Command*>& commands);
+  // Marks a cache hit (a charge or hold with cache_hit) as a use of its entry; nothing for
+  // another command. A batch's hits are marked after its puts, in order, live and on replay
+  // of the log (where the ledger's commands come before the engine ops), so the cache's
+  // order is the same after a restart: the LRU order follows the log only.
+  void touch_cache_hit(const ledger::Command& c);
   // 409 account_closed when the account is closed.
   std::optional<ledger::Reply> refuse_if_closed(const std::string& account_id) const;
   // Reads DATA/key.secret, creating it on the first start.
@@ -682,9 +682,8 @@ class Engine {
   std::uint64_t batch_charges_ = 0;  // charges applied in the batch being applied (201)
   int lock_fd_ = -1;                 // DATA/LOCK, held from open() to stop()
   std::vector<ledger::Event> batch_events_;
-  // The batch's logged cache hits, marked as uses after its puts (touch_cache_hits).
+  // The batch's logged cache hits, marked as uses after its puts (touch_cache_hit).
   std::vector<const ledger::Command*> cache_hits_to_touch_;
-  std::vector<const ledger::Command*> replay_hits_;
   // The ledger thread's own: the commands of the batch being applied, in order (for
   // Ledger::prefetch), and emptied event lists of batches the log and the sink are done
   // with, kept with their capacity for the next batches (a batch's list holds a
