@@ -665,7 +665,7 @@ int run_audit(const AuditArgs& args) {
   std::optional<std::int64_t> from_ms, to_ms;
   for (auto [text, out] : {std::pair{&args.from, &from_ms}, std::pair{&args.to, &to_ms}}) {
     if (text->empty()) continue;
-    *out = parse_rfc3339(*text);
+    *out = parse_rfc3339_bound(*text);  // as the server's route reads a range's bounds
     if (!*out) {
       usage_error("--from/--to: not an RFC 3339 instant: " + *text);
       return kExitUsage;

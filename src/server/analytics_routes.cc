@@ -109,6 +109,11 @@ std::optional<Ctx> context(EngineState& st, const std::string& id, const HttpReq
   c.view = std::move(*v);
   c.now_ms = std::max(st.now_ms, st.ledger.now_ms());
   std::string_view want = req.query_param("pool");
+  // An empty `pool=` names no pool (api-notes, "Lists"): not the default.
+  if (req.has_query("pool") && want.empty()) {
+    *out = bad_param("pool", "the account's plan has no such pool");
+    return std::nullopt;
+  }
   for (const auto& p : c.view.pools) {
     if (want.empty() || p.name == want) {
       c.pool = &p;
@@ -438,7 +443,9 @@ HttpResponse usage_route(EngineState& st, Analytics& a, const std::string& id,
   // before's charges): such a group's share is 0, and the shares of the others are of the
   // sum of the positive groups, so they still add up to 1. `total` stays the net sum.
   std::int64_t positive_mc = 0;
-  for (const auto& row : u.rows) positive_mc += std::max<std::int64_t>(row.credits_mc, 0);
+  for (const auto& row : u.rows) {
+    positive_mc = saturating_add_mc(positive_mc, std::max<std::int64_t>(row.credits_mc, 0));
+  }
   for (const auto& row : u.rows) {
     w.begin_object().key("key");
     nullable(w, row.key);
@@ -1218,6 +1225,11 @@ class Importer {
           reject(lines_[i], "usage: " + v.error().message);
           continue;
         }
+      }
+      // Applied as a charge, the line takes a charge's rules for its cache key (API.md).
+      if (!e.cache_key.empty() && !valid_id(e.cache_key)) {
+        reject(lines_[i], "cache_key must be 1 to 64 characters of [A-Za-z0-9._:-]");
+        continue;
       }
       cmds.emplace_back(i, charge_command(e));
     }

@@ -1438,15 +1438,17 @@ struct Api::Impl {
           if (!st.cache.fits(id, op.kind, op.cache_key, op.entry.response_json.size())) {
             const std::size_t size = policy::IntegrationCache::entry_bytes(
                 id, op.kind, op.cache_key, op.entry.response_json.size());
-            const std::size_t limit =
-                st.cache.account_bytes_max() != 0
-                    ? std::min(st.cache.bytes_max(), st.cache.account_bytes_max())
-                    : st.cache.bytes_max();
-            return from_error(err_param(
-                ErrorCode::kInvalidRequest,
-                "the entry (" + std::to_string(size) + " bytes with its key) is larger than the "
-                    "cache keeps for an account (" + std::to_string(limit) + " bytes)",
-                "response"));
+            const bool by_quota = st.cache.account_bytes_max() != 0 &&
+                                  st.cache.account_bytes_max() < st.cache.bytes_max();
+            const std::string limit =
+                by_quota ? "the account's cache quota (" +
+                               std::to_string(st.cache.account_bytes_max()) + " bytes)"
+                         : "the cache's budget (" + std::to_string(st.cache.bytes_max()) +
+                               " bytes)";
+            return from_error(err_param(ErrorCode::kInvalidRequest,
+                                        "the entry (" + std::to_string(size) +
+                                            " bytes with its key) is larger than " + limit,
+                                        "response"));
           }
           op.entry.expires_at_ms = st.now_ms + ttl_s * 1000;
           submit_one(std::move(op), std::move(*shared));

@@ -65,6 +65,10 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
     (name == "from" ? q.from_ms : q.to_ms) = *t;
   }
   q.pool = std::string(req.query_param("pool"));
+  // An empty `pool=` names no pool (api-notes, "Lists"): not the default.
+  if (req.has_query("pool") && q.pool.empty()) {
+    return bad_param("pool", "the account's plan has no such pool");
+  }
   return std::nullopt;
 }
 

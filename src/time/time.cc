@@ -4,6 +4,7 @@
 // Does not: read the system clock (clock.cc) or know billing cycles (cycle.cc).
 #include "time/time.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace credit {
@@ -13,6 +14,7 @@ namespace {
 // and four digits is what the format has room for.
 constexpr int kRfc3339YearMin = 1970;
 constexpr int kRfc3339YearMax = 9999;
+constexpr std::int64_t kLastMsOf9999 = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
 // Days from 0000-03-01 to 1970-01-01 in Hinnant's era arithmetic.
 constexpr std::int64_t kDaysFromEra0ToEpoch = 719468;
 constexpr std::int64_t kDaysPerEra = 146097;  // 400 Gregorian years
@@ -215,7 +217,8 @@ std::optional<std::int64_t> parse_rfc3339_bound(std::string_view text) {
   // A non-zero digit past the millisecond: the instant lies inside this millisecond, so
   // the first whole one at or after it is the next.
   for (std::size_t i = 20; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
-    if (i >= 23 && s[i] != '0') return *at + 1;
+    // (Not past the last millisecond of 9999, which no instant written here passes.)
+    if (i >= 23 && s[i] != '0') return std::min(*at + 1, kLastMsOf9999);
   }
   return at;
 }

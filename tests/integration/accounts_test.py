@@ -544,7 +544,10 @@ def lists():
     eq("accounts?after=<an id>: a place in the list", r.status, 200)
     for path, param in ((f"/v1/accounts/{acct}/holds?status=", "status"),
                         (f"/v1/accounts/{acct}/events?user_id=", "user_id"),
-                        (f"/v1/accounts/{acct}/events?type=", "type")):
+                        (f"/v1/accounts/{acct}/events?type=", "type"),
+                        (f"/v1/accounts/{acct}/usage?pool=", "pool"),
+                        (f"/v1/accounts/{acct}/burn?pool=", "pool"),
+                        (f"/v1/accounts/{acct}/audit?pool=", "pool")):
         r = a.get(path)
         eq(f"{path.split('/')[-1]}: an empty value is 400 naming it", (r.status, r.code, r.err.get("param")),
            (400, "invalid_request", param))

@@ -450,6 +450,9 @@ def sums_past_int64():
     u = C.get(f"/v1/accounts/ovf/usage?group_by=kind&{rng}")
     eq("sums past int64: usage reports the bound", (u.status, n(u.doc["total"]) if u.status == 200 else u.text),
        (200, bound))
+    shares = [n(x["share"]) for x in u.doc["rows"]] if u.status == 200 else []
+    check("sums past int64: every row's share is a fraction above 0 (found by an audit: all 0)",
+          shares and all(D(0) < x <= D(1) for x in shares), u.doc)
     hf = C.get(f"/v1/accounts/ovf/hot-files?order_by=credits&{rng}")
     eq("sums past int64: hot-files reports the bound",
        (hf.status, [n(x["credits"]) for x in hf.doc["rows"]] if hf.status == 200 else hf.text), (200, [bound]))

@@ -273,6 +273,14 @@ def import_apply_is_history():
     eq("history: 70 charges, no cache hit, each keeping its cache_key",
        sorted({(e["type"], e["cache_key"]) for e in ev if e["type"] in ("charge", "cache_hit")}), [("charge", "ck")])
     eq("history: used 70", n(ADMIN.pool("hist")["used"]), D(70))
+    r = ADMIN.post("/v1/admin/import?mode=apply",
+                   raw=body([line(account="hist", at=NOW, credits=1, kind=llm, cache_key="x" * 65,
+                                  idempotency_key="h-long"),
+                             line(account="hist", at=NOW, credits=1, kind=llm, cache_key="a b",
+                                  idempotency_key="h-space")]))
+    eq("history: a cache_key a charge would refuse is refused line by line",
+       (r.status, r.get("imported"), r.get("rejected"),
+        sorted(e["reason"][:9] for e in r.get("errors") or [])), (200, 0, 2, ["cache_key", "cache_key"]))
     a = ADMIN.get("/v1/accounts/hist/audit?format=json")
     eq("history: the audit finds the 69 paid repeats by cache_key",
        (a.status, a.doc["repeated_calls"]["paid_repeats"] if a.status == 200 else a.text), (200, 69))
