@@ -367,6 +367,48 @@ struct JsonParser::Impl {
   }
 
   Result<JsonValue> parse(std::string_view body, const JsonLimits& lim) {
+    Result<JsonValue> r = parse_whole(body, lim);
+    if (r.ok() || r.error().code != ErrorCode::kInvalidJson) return r;
+    // simdjson may stop on the text after a value before it sees the value end ("{} x":
+    // "ended early"): said as it is when the value alone is valid JSON.
+    const std::optional<std::size_t> end = end_of_top_value(body);
+    if (end && !parse_whole(body.substr(0, *end), lim).ok()) return r;
+    if (end) return Error(fail("the body has text after the JSON value").error());
+    return r;
+  }
+
+  // Where an object or array at the start of `body` closes, when text other than
+  // whitespace follows it (strings and escapes skipped); nullopt otherwise.
+  static std::optional<std::size_t> end_of_top_value(std::string_view body) {
+    std::size_t i = 0;
+    while (i < body.size() && is_json_whitespace(body[i])) ++i;
+    if (i == body.size() || (body[i] != '{' && body[i] != '[')) return std::nullopt;
+    int depth = 0;
+    bool in_string = false;
+    for (; i < body.size(); ++i) {
+      const char c = body[i];
+      if (in_string) {
+        if (c == '\\') {
+          ++i;
+        } else if (c == '"') {
+          in_string = false;
+        }
+      } else if (c == '"') {
+        in_string = true;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if ((c == '}' || c == ']') && --depth == 0) {
+        break;
+      }
+    }
+    if (i >= body.size()) return std::nullopt;
+    for (std::size_t j = i + 1; j < body.size(); ++j) {
+      if (!is_json_whitespace(body[j])) return i + 1;
+    }
+    return std::nullopt;
+  }
+
+  Result<JsonValue> parse_whole(std::string_view body, const JsonLimits& lim) {
     limits = lim;
     if (nodes.capacity() > kTapeRetainedNodesMax) std::vector<JsonNode>().swap(nodes);
     nodes.clear();

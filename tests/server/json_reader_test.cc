@@ -84,6 +84,25 @@ TEST(JsonParser, MalformedDocumentsAreRefused) {
   }
 }
 
+TEST(JsonParser, TextAfterTheValueIsSaidAsSuch) {
+  // Found by an audit: "{...} x" was refused as "ended early in the middle of an object".
+  JsonParser p;
+  for (const char* bad : {R"({"a":1} x)", R"({"a":1}})", "[1] [2]", R"({"a":"}"} {)",
+                          "{\"a\":\"\\\"}\"}\n\t0"}) {
+    Result<JsonValue> r = p.parse(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message.find("text after the JSON value"), std::string::npos)
+        << bad << ": " << r.error().message;
+  }
+  // A value that is itself broken is not said to have text after it.
+  for (const char* bad : {R"({"a":1 "b":2} x)", R"({"a":tru} x)", R"({"a":1})"}) {
+    Result<JsonValue> r = p.parse(bad);
+    if (r.ok()) continue;
+    EXPECT_EQ(r.error().message.find("text after the JSON value"), std::string::npos) << bad;
+  }
+  EXPECT_TRUE(p.parse(R"({"a":1}  )").ok());
+}
+
 TEST(JsonParser, DuplicateKeysAreRefused) {
   JsonParser p;
   EXPECT_FALSE(p.parse(R"({"a":1,"b":2,"a":3})").ok());
