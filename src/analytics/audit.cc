@@ -139,7 +139,13 @@ struct AuditBuilder::State {
                                  .cycle_days = options.cycle_days,
                                  .refunds = options.refunds,
                                  .chains = fix_chains(),
-                                 .combined = false}) {}
+                                 .combined = false}) {
+    // The typical shares are of the whole burn (DESIGN.md section 2): a pool that only some
+    // kinds draw from (the message pool of the two-pools example) is not held to them.
+    for (int k = 0; k < pricing::kKindCount && !options.pool.empty(); ++k) {
+      if (card.pool(static_cast<Kind>(k)) != options.pool) shares_comparable = false;
+    }
+  }
 
   struct FileStats {
     std::int64_t turns = 0;
@@ -162,6 +168,9 @@ struct AuditBuilder::State {
 
   std::string account_id;
   AuditOptions options;
+  // Whether the audited events are every kind's (no pool named, or one pool every kind of
+  // the rate card draws from): only then are the sources' shares held to the typical ones.
+  bool shares_comparable = true;
   Replayer replayer;
   LoopDetector loops_detector;
   std::vector<Loop> loops;
@@ -471,7 +480,7 @@ void AuditBuilder::State::findings_and_fixes(AuditReport& r, const ReplayReport&
 
   for (std::size_t i = 0; i < kSourceCount; ++i) {
     const ShareRow& s = r.shares[i];
-    if (s.in_range || r.total.mc() <= 0) continue;
+    if (s.in_range || r.total.mc() <= 0 || !shares_comparable) continue;
     if (static_cast<Source>(i) == Source::kDiscuss && s.share * 100 > s.typical_max_pct) continue;
     add_finding("share_out_of_range",
                 fmt::format("{} is {:.1f} % of the burn; typical is {}-{} %", s.source,

@@ -67,6 +67,40 @@ Millicredits per_cycle(Millicredits credits, std::int64_t period_days, std::int6
 
 namespace {
 
+// Judges `fit` (its plan's allowances set) on the burn by pool, scaled to a cycle.
+void judge_plan_fit(PlanFit& fit, const std::map<std::string, Millicredits>& after_by_pool,
+                    std::int64_t period_days, std::int64_t cycle_days) {
+  fit.fits = true;
+  bool first = true;
+  for (const auto& [pool, allowance] : fit.allowances) {
+    auto it = after_by_pool.find(pool);
+    const Millicredits need =
+        per_cycle(it == after_by_pool.end() ? Millicredits::zero() : it->second, period_days,
+                  cycle_days);
+    fit.fits = fit.fits && need <= allowance;
+    // need / allowance > fit.need / fit.allowance, without dividing.
+    const bool tighter =
+        static_cast<__int128>(need.mc()) * std::max<std::int64_t>(fit.allowance.mc(), 1) >
+        static_cast<__int128>(fit.need_per_cycle.mc()) * std::max<std::int64_t>(allowance.mc(), 1);
+    if (first || tighter) {
+      fit.pool = pool;
+      fit.allowance = allowance;
+      fit.need_per_cycle = need;
+      first = false;
+    }
+  }
+  // A burn on a pool the plan lacks fits nowhere in it.
+  for (const auto& [pool, after] : after_by_pool) {
+    const bool in_plan = std::any_of(fit.allowances.begin(), fit.allowances.end(),
+                                     [&](const auto& a) { return a.first == pool; });
+    if (!in_plan && after.mc() > 0) fit.fits = false;
+  }
+}
+
+}  // namespace
+
+namespace {
+
 std::int64_t median_x2(std::vector<std::int64_t> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -666,10 +700,17 @@ void Replayer::add(const Event& e) {
     }
   }
   const auto net = [&back](Millicredits cost) { return cost - min(back, cost); };
+  // The event's pool (one written without: its kind's in the rate card).
+  const std::string pool =
+      !e.pool.empty() || !e.kind ? e.pool : std::string(card_.pool(*e.kind));
   auto run = [&](Scenario& s) {
     s.outcome.before = s.outcome.before.saturating_add(delta);
     if (delta.is_negative()) {
-      if (!netted_refund) s.outcome.after = s.outcome.after.saturating_add(delta);
+      if (!netted_refund) {
+        s.outcome.after = s.outcome.after.saturating_add(delta);
+        Millicredits& by_pool = s.outcome.after_by_pool[pool];
+        by_pool = by_pool.saturating_add(delta);
+      }
       if (s.outliers != nullptr) s.outliers->refund(e);
       return;
     }
@@ -680,6 +721,8 @@ void Replayer::add(const Event& e) {
       s.stage_saved[i] = s.stage_saved[i].saturating_add(net(cost) - net(item.cost));
     }
     s.outcome.after = s.outcome.after.saturating_add(net(item.cost));
+    Millicredits& by_pool = s.outcome.after_by_pool[pool];
+    by_pool = by_pool.saturating_add(net(item.cost));
     if (item.dropped) {
       ++s.outcome.events_dropped;
     } else if (item.cost < item.original) {
@@ -719,6 +762,12 @@ ReplayReport Replayer::finish() {
       const Millicredits late =
           s.stages[i]->finish().saturating_add(s.stages[i]->late_saved());
       s.outcome.after = s.outcome.after.saturating_sub(late);
+      // Late savings are agent turns' (loops, outliers): their pool's.
+      if (!late.is_zero()) {
+        Millicredits& by_pool =
+            s.outcome.after_by_pool[std::string(card_.pool(Kind::kAgentPrompt))];
+        by_pool = by_pool.saturating_sub(late);
+      }
       s.stage_saved[i] = s.stage_saved[i].saturating_add(late);
       s.outcome.stages.push_back({s.kinds[i], s.stage_saved[i]});
     }
@@ -730,9 +779,8 @@ ReplayReport Replayer::finish() {
         PlanFit fit;
         fit.plan_id = plan->id;
         fit.price_usd_cents = plan->price_usd_cents;
-        fit.allowance = plan->pools.front().allowance;
-        fit.need_per_cycle = per_cycle(s.outcome.after, report_.period_days, cycle_days_);
-        fit.fits = fit.need_per_cycle <= fit.allowance;
+        for (const auto& pa : plan->pools) fit.allowances.emplace_back(pa.pool, pa.allowance);
+        judge_plan_fit(fit, s.outcome.after_by_pool, report_.period_days, cycle_days_);
         s.outcome.plan = fit;
       }
     }
@@ -769,6 +817,10 @@ std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts
     auto add = [](PolicyOutcome& to, const PolicyOutcome& from) {
       to.before = to.before.saturating_add(from.before);
       to.after = to.after.saturating_add(from.after);
+      for (const auto& [pool, after] : from.after_by_pool) {
+        Millicredits& by_pool = to.after_by_pool[pool];
+        by_pool = by_pool.saturating_add(after);
+      }
       to.events_changed += from.events_changed;
       to.events_dropped += from.events_dropped;
       CREDIT_ASSERT(to.stages.size() == from.stages.size());
@@ -788,10 +840,7 @@ std::optional<ReplayReport> merge_replay_reports(std::vector<ReplayReport> parts
   auto derive = [&](PolicyOutcome& o) {
     o.saved = o.before.saturating_sub(o.after);
     o.saved_per_cycle = per_cycle(o.saved, r.period_days);
-    if (o.plan) {
-      o.plan->need_per_cycle = per_cycle(o.after, r.period_days);
-      o.plan->fits = o.plan->need_per_cycle <= o.plan->allowance;
-    }
+    if (o.plan) judge_plan_fit(*o.plan, o.after_by_pool, r.period_days, kCycleDaysNominal);
   };
   for (auto& o : r.policies) derive(o);
   if (r.combined) derive(*r.combined);

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -175,12 +176,18 @@ struct Policy {
 // "outliers". Errors are kInvalidRequest naming the policy.
 Result<Policy> parse_policy(std::string_view text);
 
+// Whether the burn left after the other policies fits another plan, pool by pool (each
+// pool's burn against that pool's allowance: a rate card names the pool of each kind).
 struct PlanFit {
   std::string plan_id;
   std::int64_t price_usd_cents = 0;
-  Millicredits allowance;       // the plan's first pool
-  Millicredits need_per_cycle;  // the burn after the other policies, scaled to a cycle
-  bool fits = false;
+  // The pool that fits least (the largest need for its allowance), and its figures.
+  std::string pool;
+  Millicredits allowance;
+  Millicredits need_per_cycle;  // that pool's burn after the other policies, per cycle
+  bool fits = false;            // every pool's need within its allowance
+  // The plan's pools and allowances, kept to judge merged reports the same way.
+  std::vector<std::pair<std::string, Millicredits>> allowances;
 };
 
 // What one policy of a chain saved: of what the policies before it left.
@@ -200,6 +207,8 @@ struct PolicyOutcome {
   std::optional<PlanFit> plan;
   // Each policy's part of `saved`, in the chain's order (they add up to `saved`).
   std::vector<StageSaving> stages;
+  // `after` by pool (an event without a pool: its kind's pool in the rate card).
+  std::map<std::string, Millicredits> after_by_pool;
 };
 
 struct ReplayReport {

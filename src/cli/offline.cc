@@ -616,6 +616,7 @@ int run_replay(const ReplayArgs& args) {
       if (p->plan) {
         w.begin_object().key("id").string(p->plan->plan_id);
         w.key("price_usd").raw(fmt::format("{:.2f}", p->plan->price_usd_cents / 100.0));
+        w.key("pool").string(p->plan->pool);
         w.key("allowance").raw(format_credits(p->plan->allowance));
         w.key("need_per_cycle").raw(format_credits(p->plan->need_per_cycle));
         w.key("fits").boolean(p->plan->fits).end_object();
@@ -638,9 +639,10 @@ int run_replay(const ReplayArgs& args) {
                       format_credits(p->saved_per_cycle), p->events_changed, p->events_dropped);
       if (p->plan) {
         out += fmt::format(
-            "  plan {}: {:.2f} USD, allowance {}, need per cycle {}: {}\n", p->plan->plan_id,
-            p->plan->price_usd_cents / 100.0, format_credits(p->plan->allowance),
-            format_credits(p->plan->need_per_cycle), p->plan->fits ? "fits" : "does not fit");
+            "  plan {}: {:.2f} USD, {} pool allowance {}, need per cycle {}: {}\n",
+            p->plan->plan_id, p->plan->price_usd_cents / 100.0, p->plan->pool,
+            format_credits(p->plan->allowance), format_credits(p->plan->need_per_cycle),
+            p->plan->fits ? "fits" : "does not fit");
       }
     }
   }

@@ -1188,6 +1188,13 @@ void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
     describe_refused_hold(v->hold_id);
   } else if (auto* rf = std::get_if<Refund>(&c.body)) {
     e.charge_id = rf->charge_id;
+    // Named by its charge's user, kind and pool, as a refund's own event is (found by an
+    // audit: a pool-filtered list left the refusal out).
+    if (const ChargeRecord* rec = a.charges.find_record(rf->charge_id)) {
+      e.user_id = a.charges.user_id(*rec);
+      e.kind = rec->kind;
+      if (rec->pool_index < a.pools.size()) e.pool = a.pools[rec->pool_index].name;
+    }
   } else if (auto* g = std::get_if<AddGrant>(&c.body)) {
     e.pool = g->pool;
     e.credits = g->credits.is_negative() ? -g->credits : g->credits;

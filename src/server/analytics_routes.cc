@@ -684,13 +684,16 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
                           const HttpRequest& req) {
   const ledger::Account* account = st.ledger.find(id);
   if (account == nullptr) return not_found_account();
-  // Every analytics route takes `pool` (API.md): with one, only that pool's alerts; left
-  // out, the list keeps every pool's, as the events route keeps every pool's events.
-  const std::string pool(req.query_param("pool"));
-  if (!pool.empty() && std::none_of(account->pools.begin(), account->pools.end(),
-                                    [&](const ledger::PoolState& p) { return p.name == pool; })) {
+  // Every analytics route takes `pool`, default the plan's first pool (API.md): a pool's
+  // alerts only (found by an audit: left out, the list kept every pool's). An alert that
+  // names no pool (none does today) is listed with every pool's.
+  std::string pool(req.query_param("pool"));
+  if (req.has_query("pool") &&
+      std::none_of(account->pools.begin(), account->pools.end(),
+                   [&](const ledger::PoolState& p) { return p.name == pool; })) {
     return bad_param("pool", "the account's plan has no such pool");
   }
+  if (!req.has_query("pool") && !account->pools.empty()) pool = account->pools.front().name;
   // The sink schedules its evaluation as a read job, which may be queued behind this one:
   // judged here, so the alerts of every batch answered before this request are listed.
   evaluate_due(st, a);
@@ -716,7 +719,7 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
   const analytics::Alert* last = nullptr;
   bool more = false;
   for (; it != alerts.end(); ++it) {
-    if (!pool.empty() && it->pool != pool) continue;
+    if (!it->pool.empty() && it->pool != pool) continue;
     if (n == limit) {
       more = true;
       break;
@@ -1225,6 +1228,14 @@ class Importer {
           reject(lines_[i], "usage: " + v.error().message);
           continue;
         }
+      }
+      // Applied as a charge, it draws from the pool the rate card names for its kind: a
+      // line that says another is refused, not moved silently.
+      if (!e.pool.empty() && e.pool != card_.pool(*e.kind)) {
+        reject(lines_[i], "pool: the rate card charges " +
+                              std::string(pricing::kind_name(*e.kind)) + " to the " +
+                              std::string(card_.pool(*e.kind)) + " pool, not " + e.pool);
+        continue;
       }
       // Applied as a charge, the line takes a charge's rules for its cache key (API.md).
       if (!e.cache_key.empty() && !valid_id(e.cache_key)) {

@@ -422,6 +422,32 @@ def refunded_charges_save_nothing():
        [(x, D(0), n(r["total"])) for x in ("cache", "discuss-off", "combined")])
 
 
+def replay_plan_by_pool():
+    """`creditctl replay --policy plan:ID` judges each pool against its own allowance (the
+    two-pools example: message and integration credits). Found by an audit: the pools'
+    burns were added up and set against the first pool's allowance."""
+    ex = os.path.join(ROOT, "config", "examples")
+    lines = []
+    for d in range(30):
+        for i in range(37):
+            kind = "agent_prompt" if i < 7 else "integration.send_email"
+            lines.append({"at": f"2026-03-{1 + d:02d}T{i // 4:02d}:{(i % 4) * 10:02d}:00Z",
+                          "account_id": "tp", "user_id": "u", "type": "charge", "kind": kind,
+                          "pool": "message" if i < 7 else "integration", "credits": 1,
+                          "idempotency_key": f"tp-{d}-{i}"})
+    path = write_events("two_pools_plan.ndjson", lines)
+    args = ["--plans", os.path.join(ex, "two-pools.toml"), "--rate-card", os.path.join(ex, "two-pools-rate-card.toml"),
+            "--json"]
+    rc, out, err = ctl("replay", path, "--policy", "plan:builder", "--policy", "plan:free", *args)
+    doc = loads(out) if rc == 0 else {"error": err}
+    plans = {p["policy"]: p["plan"] for p in doc.get("policies", [])}
+    eq("replay by pool: builder (250 message, 10,000 integration) fits 210 and 900 a period",
+       (plans.get("plan:builder") or {}).get("fits"), True)
+    eq("replay by pool: free (25 message, 100 integration) does not; integration fits least (900/100 > 210/25)",
+       ((plans.get("plan:free") or {}).get("fits"), (plans.get("plan:free") or {}).get("pool"),
+        (plans.get("plan:free") or {}).get("need_per_cycle")), (False, "integration", 900))
+
+
 def sums_past_int64():
     """DESIGN.md: every addition on money is overflow-checked. Each imported line is within
     the API's limit, but 10,000 of them sum past the int64 range of millicredits: the
@@ -586,7 +612,7 @@ def two_pools():
         c.charge("tp", amount=1, kind="agent_prompt", user_id="dana")
         c.charge("tp", amount=1, kind="integration.send_email", user_id="app")
         pools = lambda q: sorted(x["details"]["pool"] for x in c.get("/v1/accounts/tp/alerts" + q).get("alerts") or [])
-        eq("two pools: alerts of every pool without pool", pools(""), ["integration", "message"])
+        eq("two pools: alerts without pool are the plan's first pool's (API.md's default)", pools(""), ["message"])
         eq("two pools: alerts?pool=message", pools("?pool=message"), ["message"])
         eq("two pools: alerts?pool=integration", pools("?pool=integration"), ["integration"])
         # Regression loops are a pool's too: three fix turns of 12 message credits.
@@ -598,6 +624,22 @@ def two_pools():
                            c.get("/v1/accounts/tp-loop/regression-loops" + q).get("loops") or []]
         eq("two pools: the loop is in the message pool (the default)", loops(""), [("src/loop.jsx", 3)])
         eq("two pools: and not in the integration pool", loops("?pool=integration"), [])
+        # The typical shares are of the whole burn: a pool only some kinds draw from is not
+        # held to them (found by an audit: every two-pools audit had share_out_of_range).
+        for q in ("", "&pool=integration"):
+            a = c.get("/v1/accounts/tp/audit?format=json" + q).doc
+            check(f"two pools: no share_out_of_range in a one-pool audit ({q or 'message'})",
+                  "share_out_of_range" not in codes(a), codes(a))
+        # A refused refund names its charge's pool, kind and user, as the refund would.
+        ch = c.charge("tp", amount=1, kind="integration.send_email", user_id="app")
+        for i in range(2):
+            rr = c.post(f"/v1/accounts/tp/charges/{ch['charge_id']}/refunds", {"idempotency_key": f"tp-rf{i}",
+                                                                              "reason": "x"})
+        eq("two pools: a second full refund is 409", rr.status, 409)
+        ev = c.get("/v1/accounts/tp/events?type=rejected&pool=integration").get("events") or []
+        eq("two pools: its rejected event is the integration pool's, with kind and user",
+           [(e["charge_id"], e["kind"], e["user_id"]) for e in ev if e["refused_by"] == "charge_not_refundable"],
+           [(ch["charge_id"], "integration.send_email", "app")])
     finally:
         srv.stop()
 
@@ -847,6 +889,6 @@ def profiles_plant_their_waste():
 for section in (unscoped_and_small_edits, shares_at_band_edges, outliers, repeats, loops, refunds, advice, two_pools,
                 replay_cache, replay_scoped_discuss_limits_plan, clean_has_no_findings,
                 clean_through_the_route, all_fixes_together, profiles_plant_their_waste,
-                refunded_charges_save_nothing, sums_past_int64):
+                refunded_charges_save_nothing, sums_past_int64, replay_plan_by_pool):
     h.run_section(section)
 h.finish()

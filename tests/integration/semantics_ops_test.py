@@ -274,6 +274,11 @@ def import_apply_is_history():
        sorted({(e["type"], e["cache_key"]) for e in ev if e["type"] in ("charge", "cache_hit")}), [("charge", "ck")])
     eq("history: used 70", n(ADMIN.pool("hist")["used"]), D(70))
     r = ADMIN.post("/v1/admin/import?mode=apply",
+                   raw=body([line(account="hist", at=NOW, credits=1, kind=llm, pool="elsewhere",
+                                  idempotency_key="h-pool")]))
+    eq("history: a line naming another pool than its kind's is refused, not moved",
+       (r.status, r.get("imported"), [e["reason"][:5] for e in r.get("errors") or []]), (200, 0, ["pool:"]))
+    r = ADMIN.post("/v1/admin/import?mode=apply",
                    raw=body([line(account="hist", at=NOW, credits=1, kind=llm, cache_key="x" * 65,
                                   idempotency_key="h-long"),
                              line(account="hist", at=NOW, credits=1, kind=llm, cache_key="a b",
