@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <span>
+#include <unordered_set>
 
 #include "base/assert.h"
 #include "base/bytes.h"
@@ -263,13 +264,17 @@ Result<std::vector<EventLogCut>> EventLog::cut_from(std::uint64_t seq) {
 }
 
 EventLog::Segment* EventLog::segment_of(std::int64_t day_start_ms) {
-  for (Segment& s : segments_) {
-    if (s.day_start_ms == day_start_ms) return &s;
-  }
-  return nullptr;
+  // segments_ is in day order: every append looks its day up, among tens of thousands.
+  auto at =
+      std::lower_bound(segments_.begin(), segments_.end(), day_start_ms,
+                       [](const Segment& x, std::int64_t day) { return x.day_start_ms < day; });
+  return at != segments_.end() && at->day_start_ms == day_start_ms ? &*at : nullptr;
 }
 
 void EventLog::mark_unsynced(const std::string& path) {
+  // Mostly the segment marked last (the day being written): found without a search of the
+  // days written since the last sync.
+  if (!unsynced_.empty() && unsynced_.back() == path) return;
   if (std::find(unsynced_.begin(), unsynced_.end(), path) == unsynced_.end()) {
     unsynced_.push_back(path);
   }
@@ -296,7 +301,8 @@ Status EventLog::switch_to(std::int64_t day_start_ms) {
     if (!s) return s;
     created.bytes = sizeof(header);
     dir_unsynced_ = true;
-    mark_unsynced(created.path);
+    // A new file is in no list yet (a deleted one left unsynced_ with it): no search.
+    unsynced_.push_back(created.path);
     fd_ = std::move(fd);
     auto at =
         std::lower_bound(segments_.begin(), segments_.end(), day_start_ms,
@@ -460,28 +466,44 @@ std::uint64_t EventLog::bytes() const {
 Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms) {
   const std::int64_t cutoff_ms = now_ms - options_.retain_days * kMsPerDay;
   std::uint64_t total = bytes();
-  std::size_t deleted = 0;
   // Oldest first; the segment being written and the one holding the newest event stay.
-  for (std::size_t i = 0; i < segments_.size();) {
+  // The files go first; segments_ and unsynced_ then lose them in one pass each: erased
+  // one by one, the ~83,000 days of a clock moved on by centuries held the ledger thread
+  // for some 90 s.
+  std::vector<bool> gone(segments_.size(), false);
+  std::unordered_set<std::string_view> gone_paths;
+  Status unlinked = ok_status();
+  for (std::size_t i = 0; i < segments_.size(); ++i) {
     const Segment& oldest = segments_[i];
     const bool kept =
         oldest.day_start_ms == current_day_ms_ || (last_seq_ != 0 && oldest.seq_last == last_seq_);
-    if (kept) {
-      ++i;
-      continue;
-    }
+    if (kept) continue;
     const bool too_old = oldest.day_start_ms + kMsPerDay <= cutoff_ms;
     const bool over_budget = options_.bytes_max != 0 && total > options_.bytes_max;
     if (!too_old && !over_budget) break;
     if (::unlink(oldest.path.c_str()) != 0 && errno != ENOENT) {
-      return io_error("cannot delete", oldest.path, errno);
+      unlinked = io_error("cannot delete", oldest.path, errno);
+      break;
     }
-    std::erase(unsynced_, oldest.path);
     unmap(oldest);
     total -= oldest.bytes;
-    segments_.erase(segments_.begin() + static_cast<std::ptrdiff_t>(i));
-    ++deleted;
+    gone[i] = true;
+    gone_paths.insert(oldest.path);
   }
+  const std::size_t deleted = gone_paths.size();
+  if (deleted > 0) {
+    std::erase_if(unsynced_, [&](const std::string& path) { return gone_paths.contains(path); });
+    gone_paths.clear();  // its views point into segments_, which moves below
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < segments_.size(); ++i) {
+      if (gone[i]) continue;
+      if (kept != i) segments_[kept] = std::move(segments_[i]);
+      ++kept;
+    }
+    segments_.erase(segments_.begin() + static_cast<std::ptrdiff_t>(kept), segments_.end());
+    last_read_segment_ = 0;
+  }
+  if (!unlinked) return unlinked.error();
   if (deleted > 0) {
     Status s = internal::fsync_dir(ops_, dir_);
     if (!s) return s.error();

@@ -272,5 +272,73 @@ TEST(EventLog, ReadsEachRecordBackByItsPlaceWhereverItLies) {
   }
 }
 
+// Retention of tens of thousands of days at once (a clock moved on by centuries left some
+// 83,000): each deleted day was erased from the front of the segment list, and from the
+// list of unsynced files, one at a time, and held the ledger thread some 90 s. Here
+// 20,000 days, written by this log (so every one is still unsynced), with the newest event
+// imported into a day in the middle: every old day goes but that one and the last 100.
+TEST(EventLog, RetentionOfTwentyThousandDaysKeepsTheRecentDaysAndTheNewestEventsDay) {
+  constexpr int kDays = 20'000;
+  constexpr int kImportedDay = 10'000;
+  TempDir tmp;
+  std::vector<Read> ignored;
+  EventLogOptions options;
+  options.retain_days = 100;
+  auto opened = open_log(tmp.path(), &ignored, options);
+  ASSERT_TRUE(opened.ok());
+  EventLog& log = **opened;
+  std::vector<EventPlace> places;
+  for (int d = 0; d < kDays; ++d) {
+    auto place = log.append(static_cast<std::uint64_t>(d) + 1, kJan1Ms + d * kDayMs, "e");
+    ASSERT_TRUE(place.ok());
+    places.push_back(*place);
+  }
+  auto imported = log.append(kDays + 1, kJan1Ms + kImportedDay * kDayMs + 1, "imported");
+  ASSERT_TRUE(imported.ok());
+  ASSERT_TRUE(log.flush().ok());
+
+  // At the start of day 20,000 with 100 days kept, days 0 .. 19,899 are past their age.
+  auto deleted = log.enforce_retention(kJan1Ms + kDays * kDayMs);
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 19'899u);
+
+  std::size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp.path())) {
+    (void)entry;
+    ++files;
+  }
+  EXPECT_EQ(files, 101u);
+  const std::string imported_day = EventLog::segment_name(kJan1Ms + kImportedDay * kDayMs);
+  EXPECT_TRUE(std::filesystem::exists(tmp.file(imported_day)));
+  EXPECT_FALSE(std::filesystem::exists(tmp.file(EventLog::segment_name(kJan1Ms))));
+  EXPECT_FALSE(
+      std::filesystem::exists(tmp.file(EventLog::segment_name(kJan1Ms + 19'899 * kDayMs))));
+  EXPECT_TRUE(std::filesystem::exists(tmp.file(EventLog::segment_name(kJan1Ms + 19'900 * kDayMs))));
+  // The log's own view agrees with the directory: what is left to sync, the bytes, reads.
+  auto unsynced = log.take_unsynced();
+  ASSERT_TRUE(unsynced.ok());
+  EXPECT_EQ(unsynced->size(), 101u);
+  for (const std::string& path : *unsynced) EXPECT_TRUE(std::filesystem::exists(path)) << path;
+  std::uint64_t bytes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp.path())) {
+    bytes += entry.file_size();
+  }
+  EXPECT_EQ(log.bytes(), bytes);
+  EXPECT_EQ(log.read(places[0], 1), std::nullopt);
+  EXPECT_EQ(log.read(places[19'899], 19'900), std::nullopt);
+  EXPECT_EQ(log.read(places[19'900], 19'901), "e");
+  EXPECT_EQ(log.read(*imported, kDays + 1), "imported");
+  // Appends go on, to a day kept and to a new one, and a reopen reads all 104 records.
+  ASSERT_TRUE(log.append(kDays + 2, kJan1Ms + (kDays - 1) * kDayMs + 5, "late").ok());
+  ASSERT_TRUE(log.append(kDays + 3, kJan1Ms + kDays * kDayMs, "today").ok());
+  ASSERT_TRUE(log.sync().ok());
+  opened->reset();
+  std::vector<Read> read;
+  auto reopened = open_log(tmp.path(), &read, options);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(read.size(), 100u + 2u + 2u);
+  EXPECT_EQ((*reopened)->last_seq(), static_cast<std::uint64_t>(kDays) + 3);
+}
+
 }  // namespace
 }  // namespace credit::store
