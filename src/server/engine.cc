@@ -774,10 +774,26 @@ Status Engine::open() {
   auto oldest = store::Wal::oldest_segment_on_disk(log_dir);
   if (!oldest.ok()) return oldest.error();
   if (snapshot_lsn_ == 0 && oldest->value_or(0) > 0) {
+    // Without a snapshot the state is built from the log's first record. No repair gets
+    // past this: the records left would be applied to an empty state (which is not the
+    // state they were logged against), and an empty start over them would cut the event
+    // log to nothing. Refused the same way with --repair, writing nothing.
+    const std::string missing =
+        store::segment_file_name(0) +
+        (**oldest > 1 ? " to " + store::segment_file_name(**oldest - 1) : std::string());
+    const std::string left = log_first->has_value() ? "the segments left hold the log from LSN " +
+                                                          std::to_string(**log_first)
+                                                    : "no segment left holds a record";
     Error e(ErrorCode::kStorageFailed,
-            "log records are missing: there is no snapshot, but the oldest log segment is " +
-                store::segment_file_name(**oldest) + ", not the first");
-    e.with_string("file", log_dir + "/" + store::segment_file_name(**oldest));
+            std::string(options_.repair ? "cannot repair: " : "") +
+                "log records are missing: there is no snapshot, but the oldest log segment is " +
+                store::segment_file_name(**oldest) + ", not the first (" + missing + " missing; " +
+                left +
+                "). The commands logged before it are lost and the state cannot be rebuilt "
+                "without them; --repair cannot help (it never applies the later records to an "
+                "empty state). Put the missing segments back (from a backup) and start again, or "
+                "start over with a new data dir");
+    e.with_string("file", log_dir + "/" + store::segment_file_name(0));
     e.with("offset", "0");
     return e;
   }

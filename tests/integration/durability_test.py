@@ -334,7 +334,11 @@ def torn_last_record():
 
 def missing_first_segment():
     """DESIGN.md section 3: a missing segment stops the start with an error naming the file
-    and the offset (also the oldest one: the log no longer continues the state)."""
+    and the offset (also the oldest one: the log no longer continues the state). Without a
+    snapshot nothing can rebuild the state past it: the records left would be applied to an
+    empty state. --repair is refused too, saying so and what to do, and changes no file
+    (found by an audit: it failed with the plain start's message, as if it had not been
+    asked)."""
     import glob
     import subprocess
     srv = h.start(manual_clock=True)
@@ -346,14 +350,34 @@ def missing_first_segment():
     srv.kill()
     wal = sorted(glob.glob(os.path.join(data, "wal", "wal-*.log")))
     check("missing segment setup: the log and its preallocated next segment", len(wal) >= 2, wal)
+    with open(wal[0], "rb") as fh:
+        kept = fh.read()
     os.unlink(wal[0])
+    before = tree_bytes(data)
     for extra in ([], ["--repair"]):
+        label = f"missing first segment {' '.join(extra)}".strip()
         proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
                                "--clock", "manual"] + extra, capture_output=True, text=True, timeout=60)
         out = proc.stdout + proc.stderr
-        check(f"missing first segment {' '.join(extra)}: the start fails, naming the log and offset",
+        check(f"{label}: the start fails, naming the missing file and offset",
               proc.returncode not in (0, None) and proc.returncode > 0 and "log records are missing" in out
-              and "/wal" in out and "offset" in out, (proc.returncode, out[-600:]))
+              and os.path.basename(wal[0]) in out and "offset" in out, (proc.returncode, out[-600:]))
+        check(f"{label}: the message says --repair cannot help and what to do",
+              "--repair cannot help" in out and "Put the missing segments back" in out
+              and "new data dir" in out, out[-900:])
+        after = tree_bytes(data)
+        eq(f"{label}: the refused start changed no file",
+           sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)), [])
+    proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
+                           "--clock", "manual", "--repair"], capture_output=True, text=True, timeout=60)
+    check("missing first segment --repair: said to be a repair refused",
+          proc.returncode > 0 and "cannot repair: log records are missing" in proc.stderr + proc.stdout,
+          (proc.stdout + proc.stderr)[-600:])
+    with open(wal[0], "wb") as fh:
+        fh.write(kept)
+    srv2 = h.start(manual_clock=True, data_dir=data)
+    eq("missing first segment: put back, the state is whole", srv2.client().pool(a)["used"], 1)
+    srv2.stop()
 
 
 def tree_bytes(root):
