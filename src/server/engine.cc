@@ -883,6 +883,16 @@ Status Engine::open() {
     e.with("offset", "0");
     return e;
   }
+  // A damaged snapshot kept as one of the two newest would push the intact one loaded
+  // instead, and the log back to it, out at the next snapshot (store/snapshot.h).
+  for (const std::string& file : snapshots_skipped_) {
+    if (Status s = store::set_aside_snapshot(file); !s.ok()) return s;
+    std::fprintf(stderr,
+                 "creditd: --repair: set the damaged snapshot %s aside as %s.damaged (kept for "
+                 "inspection; it may be deleted)\n",
+                 file.c_str(), file.c_str());
+  }
+  snapshots_skipped_.clear();
   // With repair, the start went on past events the snapshot counted (events_cover_snapshot);
   // the loss is written down, so the next start does not refuse it again.
   if (auto missing = events_missing(events_loaded_last_seq)) {
@@ -2107,6 +2117,7 @@ Status Engine::load_snapshot(std::optional<std::uint64_t> log_first_lsn) {
   for (const auto& d : load->skipped) {
     std::fprintf(stderr, "creditd: --repair: skipped damaged snapshot %s at offset %llu (%s)\n",
                  d.file.c_str(), static_cast<unsigned long long>(d.offset), d.reason.c_str());
+    snapshots_skipped_.push_back(d.file);
   }
   if (!load->snapshot) return ok_status();
   Status s = decode_snapshot(load->snapshot->bytes);

@@ -471,6 +471,9 @@ class Engine {
   // The newest snapshot that the log, whose oldest record is log_first_lsn, continues
   // (read from the log's directory when not given).
   Status load_snapshot(std::optional<std::uint64_t> log_first_lsn = std::nullopt);
+  // The damaged snapshots load_snapshot skipped (--repair): set aside by open() once the
+  // start has got past the log, so that they do not count for snapshot retention.
+  std::vector<std::string> snapshots_skipped_;
   // Replays log records (read_log, on a thread of its own, hands each to the callback) on
   // this thread. The stores go to a thread of their own and the idempotency table is sized
   // from log_bytes ahead (replay_estimate.h).

@@ -27,6 +27,7 @@ constexpr std::string_view kDamage = "snapshot damage in";
 constexpr std::string_view kPrefix = "snap-";
 constexpr std::string_view kFinalSuffix = ".snap";
 constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr std::string_view kDamagedSuffix = ".damaged";
 constexpr std::size_t kLsnHexDigits = 16;
 // A snapshot body is written and handed to writeback in chunks of this size (paced).
 constexpr std::size_t kSnapshotWriteChunkBytes = std::size_t{1} << 20;
@@ -255,6 +256,16 @@ Result<std::uint64_t> snapshot_retain_lsn(const std::string& dir) {
   if (!lsns) return lsns.error();
   if (lsns->size() < kSnapshotsKept) return std::uint64_t{0};
   return (*lsns)[kSnapshotsKept - 1];
+}
+
+Status set_aside_snapshot(const std::string& path, FileOps* ops_or_null) {
+  FileOps& ops = ops_or_null != nullptr ? *ops_or_null : FileOps::real();
+  const std::string aside = path + std::string(kDamagedSuffix);
+  if (::rename(path.c_str(), aside.c_str()) != 0) {
+    return io_error("cannot set aside damaged snapshot", path, errno);
+  }
+  const std::size_t slash = path.find_last_of('/');
+  return internal::fsync_dir(ops, slash == std::string::npos ? "." : path.substr(0, slash));
 }
 
 Result<std::size_t> prune_snapshots(const std::string& dir, FileOps* ops_or_null) {

@@ -21,7 +21,10 @@
 //
 // Retention: the newest two snapshots are kept and the log is kept back to the older of the
 // two, so that with repair a damaged newest snapshot can fall back to the older one and
-// replay the log after it.
+// replay the log after it. Only `.snap` files count: a damaged snapshot that a repair
+// skipped is set aside as `snap-<lsn>.snap.damaged` (set_aside_snapshot), since kept as one
+// of the two it would push out the intact older one, and the log back to it, at the next
+// snapshot. A `.damaged` file is never read again; it is kept for inspection.
 #pragma once
 
 #include <cstdint>
@@ -86,6 +89,10 @@ Result<Snapshot> read_snapshot(const std::string& path);
 // The LSN the log must be kept from: the LSN of the older of the kSnapshotsKept newest
 // snapshots, or 0 while there are fewer.
 Result<std::uint64_t> snapshot_retain_lsn(const std::string& dir);
+
+// Renames the snapshot file at `path` (one load_newest_snapshot skipped as damaged) to
+// `<path>.damaged` and fsyncs its directory: it then no longer counts for retention.
+Status set_aside_snapshot(const std::string& path, FileOps* ops = nullptr);
 
 // Deletes every snapshot but the kSnapshotsKept newest, and leftover `.tmp` files.
 // Returns how many files it deleted.

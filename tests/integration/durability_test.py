@@ -490,6 +490,64 @@ def repair_skips_covered_damage():
     srv3.stop()
 
 
+def snapshot_files(data):
+    return sorted(os.listdir(os.path.join(data, "snapshots")))
+
+
+def damage_snapshot(path):
+    with open(path, "r+b") as fh:
+        fh.seek(40 + 16)  # inside the state: a block checksum fails
+        b = fh.read(1)
+        fh.seek(40 + 16)
+        fh.write(bytes([b[0] ^ 0x40]))
+
+
+def repair_sets_a_damaged_snapshot_aside():
+    """snapshot.h: the newest two snapshots are kept so that a damaged newest one can fall
+    back to the older. A damaged one that --repair skipped must not count as one of the two:
+    kept, it made the next snapshot delete the intact older one (and the log back to it),
+    so that one more damaged snapshot left nothing to start from (found by an audit)."""
+    import subprocess
+    data, a = charged_then_stopped("snapd", "2026-03-14T12:00:00Z", 3)
+    srv = h.start(manual_clock=True, data_dir=data)
+    c = srv.client()
+    for i in range(3, 5):
+        check(f"snapshot aside setup: charge {i}", c.charge(a, amount=1, idem=f"snapd-{i}").status == 201)
+    eq("snapshot aside setup: SIGTERM (a second snapshot)", srv.stop(), 0)
+    snaps = snapshot_files(data)
+    eq("snapshot aside setup: two snapshots", len(snaps), 2)
+    older, newer = snaps
+    damage_snapshot(os.path.join(data, "snapshots", newer))
+    proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
+                           "--clock", "manual"], capture_output=True, text=True, timeout=60)
+    check("damaged newest snapshot: a plain start refuses, naming it",
+          proc.returncode > 0 and newer in proc.stdout + proc.stderr, (proc.returncode, proc.stderr[-400:]))
+    srv2 = h.start(manual_clock=True, data_dir=data, extra_args=["--repair"])
+    out = srv2.output()
+    check("damaged newest snapshot, --repair: skipped and set aside, said",
+          "skipped damaged snapshot" in out and "aside as" in out and newer + ".damaged" in out, out[-900:])
+    c2 = srv2.client()
+    eq("damaged newest snapshot, --repair: the older one and the log after it", c2.pool(a)["used"], 5)
+    check("damaged newest snapshot, --repair: a new charge",
+          c2.charge(a, amount=1, idem="snapd-5").status == 201)
+    eq("damaged newest snapshot, --repair: SIGTERM (a new snapshot)", srv2.stop(), 0)
+    snaps = snapshot_files(data)
+    newest = [n for n in snaps if n.endswith(".snap") and n not in (older, newer)]
+    eq("after the next snapshot: the intact older one is kept beside it, the damaged one aside",
+       snaps, sorted([older, newer + ".damaged"] + newest))
+    # One more damaged snapshot: the intact older one, and the log after it, are still there.
+    damage_snapshot(os.path.join(data, "snapshots", newest[0]))
+    srv3 = h.start(manual_clock=True, data_dir=data, extra_args=["--repair"])
+    check("the newest damaged too, --repair: it loads the intact older snapshot",
+          f"snapshot LSN {int(older[5:21], 16)} loaded" in srv3.output(), srv3.output()[-900:])
+    c3 = srv3.client()
+    eq("the newest damaged too, --repair: back to the older snapshot, every charge there", c3.pool(a)["used"], 6)
+    eq("the newest damaged too, --repair: SIGTERM exits 0", srv3.stop(), 0)
+    srv4 = h.start(manual_clock=True, data_dir=data)
+    eq("then a plain start", srv4.client().pool(a)["used"], 6)
+    srv4.stop()
+
+
 def retry_after_a_new_rate_card():
     """The same request is the same request after the rate card changed (found by an audit:
     charge and hold keys replayed 422 idempotency_key_reused after a restart with a new
@@ -673,7 +731,8 @@ def capacity_flags_after_a_crash():
 
 
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
-                missing_segment_after_snapshot, repair_skips_covered_damage, retry_after_a_new_rate_card,
+                missing_segment_after_snapshot, repair_skips_covered_damage, repair_sets_a_damaged_snapshot_aside,
+                retry_after_a_new_rate_card,
                 retention_while_running, events_lost_after_snapshot, retention_keeps_newest_event,
                 capacity_flags_after_a_crash):
     h.run_section(section)

@@ -161,5 +161,35 @@ TEST(Snapshot, RetentionKeepsTheOlderSnapshotAndTheLogBackToIt) {
   EXPECT_EQ(load->snapshot->lsn, 200u);
 }
 
+// A damaged snapshot that a repair skipped, set aside, no longer counts as one of the two
+// kept: the next snapshot keeps the intact older one beside it, and the log back to that
+// one (kept as one of the two, it pushed the intact one out: found by an audit).
+TEST_F(SnapshotDamage, ASkippedSnapshotSetAsideNoLongerCountsForRetention) {
+  SnapshotLoadOptions options;
+  options.repair = true;
+  options.log_first_lsn = 10;
+  auto load = load_newest_snapshot(dir_.path(), options);
+  ASSERT_TRUE(load.ok()) << load.error().message;
+  ASSERT_EQ(load->skipped.size(), 1u);
+  ASSERT_TRUE(set_aside_snapshot(load->skipped[0].file).ok());
+  EXPECT_TRUE(std::filesystem::exists(newest_ + ".damaged"));
+  EXPECT_FALSE(std::filesystem::exists(newest_));
+
+  ASSERT_TRUE(write_snapshot(dir_.path(), 30, "thirty").ok());
+  auto pruned = prune_snapshots(dir_.path());
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 0u);
+  EXPECT_TRUE(std::filesystem::exists(dir_.file(snapshot_file_name(10))));
+  EXPECT_TRUE(std::filesystem::exists(newest_ + ".damaged"));  // kept for inspection
+  auto retain = snapshot_retain_lsn(dir_.path());
+  ASSERT_TRUE(retain.ok());
+  EXPECT_EQ(*retain, 10u);
+  // The next one damaged too: the fallback is still there.
+  flip_byte(dir_.file(snapshot_file_name(30)), 45);
+  load = load_newest_snapshot(dir_.path(), options);
+  ASSERT_TRUE(load.ok()) << load.error().message;
+  EXPECT_EQ(load->snapshot->lsn, 10u);
+}
+
 }  // namespace
 }  // namespace credit::store
