@@ -859,19 +859,26 @@ Status Engine::open() {
   }
   if (const auto& cut = wal_->recovery().repaired) {
     std::fprintf(stderr,
-                 "creditd: --repair: cut the log at %s offset %llu (%s); later segments, if any, "
-                 "were renamed *.damaged\n",
+                 "creditd: --repair: cut the log at %s offset %llu (%s); later segments holding "
+                 "records, if any, were renamed *.damaged, unused ones deleted\n",
                  cut->file.c_str(), static_cast<unsigned long long>(cut->offset),
                  cut->reason.c_str());
   }
   if (const auto& ended = wal_->recovery().restarted_after_lsn) {
     std::fprintf(stderr,
                  "creditd: --repair: the log ended at LSN %llu, before the newest snapshot's LSN "
-                 "%llu: its segments were renamed *.damaged and it restarts at %llu (the "
-                 "snapshot's state; commands logged after it are lost)\n",
+                 "%llu: its segments holding records were renamed *.damaged (unused ones deleted) "
+                 "and it restarts at %llu (the snapshot's state; commands logged after it are "
+                 "lost)\n",
                  static_cast<unsigned long long>(*ended),
                  static_cast<unsigned long long>(snapshot_lsn_),
                  static_cast<unsigned long long>(snapshot_lsn_));
+  }
+  for (const std::string& aside : wal_->recovery().set_aside) {
+    std::fprintf(stderr,
+                 "creditd: --repair: kept %s for inspection (never read again; it may be "
+                 "deleted)\n",
+                 aside.c_str());
   }
   // Before the event log is cut to the state: a refused start changes nothing more.
   if (wal_->recovery().first_lsn > snapshot_lsn_ || wal_->next_lsn() < snapshot_lsn_) {

@@ -525,8 +525,17 @@ Status Wal::recover(const WalRecordFn& on_record) {
   }
   for (std::size_t j = set_aside_from; j < numbers.size(); ++j) {
     const std::string path = path_of(numbers[j]);
-    if (::rename(path.c_str(), (path + std::string(kDamagedSuffix)).c_str()) != 0) {
-      return io_error("cannot set aside", path, errno);
+    auto unused = holds_no_record(numbers[j]);
+    if (!unused) return unused.error();
+    if (*unused) {
+      // Preallocated (zeros, or a header and zeros): not damage, and nothing to inspect.
+      if (::unlink(path.c_str()) != 0) return io_error("cannot remove unused segment", path, errno);
+    } else {
+      const std::string aside = path + std::string(kDamagedSuffix);
+      if (::rename(path.c_str(), aside.c_str()) != 0) {
+        return io_error("cannot set aside", path, errno);
+      }
+      recovery_.set_aside.push_back(aside);
     }
     dir_changed = true;
   }
@@ -563,6 +572,18 @@ Status Wal::recover(const WalRecordFn& on_record) {
   if (!synced) return synced;
   start_preallocation(segments_.back().number + 1);
   return ok_status();
+}
+
+Result<bool> Wal::holds_no_record(std::uint64_t number) const {
+  internal::MappedFile mapped;
+  Status read = mapped.open(path_of(number));
+  if (!read) return read.error();
+  const auto part = mapped.bytes();
+  if (all_zero(part.data(), part.size())) return true;
+  SegmentHeader header;
+  return part.size() >= kSegmentHeaderBytes && decode_current_header(part.data(), header) &&
+         header.segment_number == number &&
+         all_zero(part.data() + kSegmentHeaderBytes, part.size() - kSegmentHeaderBytes);
 }
 
 Status Wal::start_segment(std::uint64_t number, std::uint64_t first_lsn) {

@@ -20,7 +20,9 @@
 //   failing record that is not a torn tail, and a bad segment header.
 // - Damage stops the open with a kStorageFailed Error whose details name the "file" and the
 //   "offset". With repair = true the log is instead cut at the damage: the damaged segment
-//   is truncated at the offset and later segments are renamed to "<name>.damaged". A
+//   is truncated at the offset and later segments are renamed to "<name>.damaged" (kept
+//   for inspection, never read again), except those that hold no record (all zeros, or a
+//   valid header and zeros: preallocated), which are deleted. A
 //   damaged record that a snapshot covers is voided instead, when the records after it can
 //   be found (WalOptions::covered_below_lsn). A repaired log that ends before
 //   covered_below_lsn restarts there, every older segment set aside.
@@ -96,6 +98,8 @@ struct WalRecovery {
   // at damage below it): every segment was set aside and the log restarts at
   // covered_below_lsn in a new segment; the commands it held from there are lost.
   std::optional<std::uint64_t> restarted_after_lsn;
+  // With repair, the segment files renamed "<name>.damaged" (their new paths).
+  std::vector<std::string> set_aside;
 };
 
 // Receives each intact batch record in LSN order. Returning an error stops the open with it.
@@ -186,6 +190,8 @@ class Wal {
 
   Status recover(const WalRecordFn& on_record);
   Status start_segment(std::uint64_t number, std::uint64_t first_lsn);
+  // Whether segment `number` holds no record: all zeros, or a valid header and zeros.
+  Result<bool> holds_no_record(std::uint64_t number) const;
   Status resume_segment(std::uint64_t number, std::uint64_t tail_offset);
   void start_preallocation(std::uint64_t number);
   Status finish_preallocation(std::uint64_t number);

@@ -548,6 +548,62 @@ def repair_sets_a_damaged_snapshot_aside():
     srv4.stop()
 
 
+def wal_records(path):
+    """[start, end) of each record of a log segment (wal_format.h)."""
+    import struct
+    with open(path, "rb") as fh:
+        buf = fh.read()
+    out, pos = [], 40
+    while pos + 13 <= len(buf) and buf[pos:pos + 13] != b"\0" * 13:
+        length = struct.unpack_from("<I", buf, pos + 8)[0]
+        out.append((pos, pos + 13 + length))
+        pos += 13 + length
+    return out
+
+
+def charged_then_killed(account, at, charges):
+    """A server with `account` (starter) charged 1 credit `charges` times, SIGKILLed (no
+    snapshot): its data dir, the account and the log's first segment."""
+    import glob
+    srv = h.start(manual_clock=True)
+    c = srv.client()
+    c.set_clock(at)
+    a = c.create_account(account, "starter")
+    for i in range(charges):
+        check(f"{account} setup: charge {i}", c.charge(a, amount=1, idem=f"{account}-{i}").status == 201)
+    srv.kill()
+    wal = sorted(glob.glob(os.path.join(srv.data_dir, "wal", "wal-*.log")))
+    eq(f"{account} setup: the log and its preallocated next segment", len(wal), 2)
+    return srv.data_dir, a, wal
+
+
+def repair_deletes_the_unused_next_segment():
+    """--repair cuts the log at damage and keeps the later segments aside as *.damaged; the
+    preallocated next segment holds no record and is not damage: it is deleted, not kept as
+    64 MiB of zeros that nothing ever deletes (found by an audit)."""
+    import subprocess
+    data, a, wal = charged_then_killed("prealloc", "2026-03-15T12:00:00Z", 4)
+    start, end = wal_records(wal[0])[-2]  # the third charge's record: the fourth follows it
+    with open(wal[0], "r+b") as fh:
+        fh.seek((start + end) // 2)
+        b = fh.read(1)
+        fh.seek((start + end) // 2)
+        fh.write(bytes([b[0] ^ 0x40]))
+    proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
+                           "--clock", "manual"], capture_output=True, text=True, timeout=60)
+    check("damaged record: a plain start refuses", proc.returncode > 0, (proc.returncode, proc.stderr[-400:]))
+    srv = h.start(manual_clock=True, data_dir=data, extra_args=["--repair"])
+    check("damaged record, --repair: the log is cut there", "cut the log at" in srv.output(), srv.output()[-600:])
+    eq("damaged record, --repair: the charges before it", srv.client().pool(a)["used"], 2)
+    wal_dir = os.path.join(data, "wal")
+    eq("damaged record, --repair: no *.damaged file (the next segment was unused)",
+       [n for n in os.listdir(wal_dir) if n.endswith(".damaged")], [])
+    eq("damaged record, --repair: SIGTERM exits 0", srv.stop(), 0)
+    eq("damaged record, --repair: the segments are the log and its preallocated next one",
+       sorted((n, os.path.getsize(os.path.join(wal_dir, n))) for n in os.listdir(wal_dir)),
+       [(os.path.basename(wal[0]), 64 << 20), (os.path.basename(wal[1]), 64 << 20)])
+
+
 def retry_after_a_new_rate_card():
     """The same request is the same request after the rate card changed (found by an audit:
     charge and hold keys replayed 422 idempotency_key_reused after a restart with a new
@@ -732,7 +788,7 @@ def capacity_flags_after_a_crash():
 
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
                 missing_segment_after_snapshot, repair_skips_covered_damage, repair_sets_a_damaged_snapshot_aside,
-                retry_after_a_new_rate_card,
+                repair_deletes_the_unused_next_segment, retry_after_a_new_rate_card,
                 retention_while_running, events_lost_after_snapshot, retention_keeps_newest_event,
                 capacity_flags_after_a_crash):
     h.run_section(section)

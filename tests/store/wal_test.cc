@@ -414,6 +414,40 @@ TEST_F(WalDamageTest, FailingRecordAfterACleanShutdownIsDamage) {
   EXPECT_NE(opened.error().message.find("shutdown"), std::string::npos);
 }
 
+// A preallocated segment after a repair's cut holds no record: it is not damage, so it is
+// deleted instead of being kept aside as "<name>.damaged" (64 MiB of zeros in creditd, that
+// nothing ever deleted: found by an audit). Only a segment with records is kept aside.
+TEST_F(WalDamageTest, RepairDeletesTheUnusedSegmentsAfterItsCutAndKeepsTheOthersAside) {
+  const std::string preallocated = dir_.file(segment_file_name(1));
+  ASSERT_EQ(read_bytes(preallocated), std::string(options_.segment_bytes, '\0'));
+  // Segment 2: a header and nothing after it (begun, no record yet). Segment 3: records.
+  std::string header_only(options_.segment_bytes, '\0');
+  SegmentHeader header;
+  header.segment_number = 2;
+  header.first_lsn = 30;
+  encode_segment_header(header, reinterpret_cast<unsigned char*>(header_only.data()));
+  write_bytes(dir_.file(segment_file_name(2)), header_only);
+  write_bytes(dir_.file(segment_file_name(3)), read_bytes(path_));
+  const auto [start, end] = records_[10];
+  flip_byte(path_, (start + end) / 2);
+  WalOptions repair = options_;
+  repair.repair = true;
+  repair.preallocate_in_background = false;
+  auto opened = open_wal(dir_.path(), repair);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  expect_records(*opened, 0, 10);
+  ASSERT_TRUE(opened->wal->recovery().repaired);
+  EXPECT_EQ(opened->wal->recovery().repaired->offset, start);
+  const std::string aside = dir_.file(segment_file_name(3)) + ".damaged";
+  EXPECT_EQ(opened->wal->recovery().set_aside, std::vector<std::string>{aside});
+  EXPECT_TRUE(std::filesystem::exists(aside));
+  EXPECT_FALSE(std::filesystem::exists(preallocated + ".damaged"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.file(segment_file_name(2)) + ".damaged"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.file(segment_file_name(2))));
+  // Segment 1 is the log's next segment again, preallocated anew.
+  EXPECT_EQ(read_bytes(preallocated), std::string(options_.segment_bytes, '\0'));
+}
+
 TEST(Wal, TornWriteAfterRestartFromCleanShutdownIsATornTail) {
   TempDir dir;
   WalOptions options;
@@ -445,7 +479,9 @@ TEST(Wal, MissingMiddleSegmentIsAnErrorNamingIt) {
     ASSERT_TRUE(opened.ok());
     append_range(*opened->wal, 0, 200);
   }
-  const std::string missing = dir.file(segment_file_name(2));
+  // Segments 0-2 hold the records, 3 is the preallocated next one.
+  ASSERT_TRUE(records_of(dir.file(segment_file_name(3))).empty());
+  const std::string missing = dir.file(segment_file_name(1));
   ASSERT_TRUE(std::filesystem::remove(missing));
   auto opened = open_wal(dir.path(), small_segments());
   ASSERT_FALSE(opened.ok());
@@ -454,13 +490,18 @@ TEST(Wal, MissingMiddleSegmentIsAnErrorNamingIt) {
 
   WalOptions repair = small_segments();
   repair.repair = true;
-  const std::uint64_t kept = records_of(dir.file(segment_file_name(0))).size() +
-                             records_of(dir.file(segment_file_name(1))).size();
+  const std::uint64_t kept = records_of(dir.file(segment_file_name(0))).size();
   auto repaired = open_wal(dir.path(), repair);
   ASSERT_TRUE(repaired.ok()) << repaired.error().message;
   expect_records(*repaired, 0, kept);
   EXPECT_EQ(repaired->wal->recovery().repaired->file, missing);
-  EXPECT_TRUE(std::filesystem::exists(dir.file(segment_file_name(3)) + ".damaged"));
+  // Segment 2, which holds records, is kept aside; the unused preallocated segment 3 is
+  // deleted (it used to be kept as a .damaged file of zeros, 64 MiB in creditd).
+  const std::string aside = dir.file(segment_file_name(2)) + ".damaged";
+  EXPECT_TRUE(std::filesystem::exists(aside));
+  EXPECT_EQ(repaired->wal->recovery().set_aside, std::vector<std::string>{aside});
+  EXPECT_FALSE(std::filesystem::exists(dir.file(segment_file_name(3)) + ".damaged"));
+  EXPECT_FALSE(std::filesystem::exists(dir.file(segment_file_name(3))));
 }
 
 TEST(Wal, BadSegmentHeaderIsAnErrorNamingFileAndOffset) {
