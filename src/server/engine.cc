@@ -852,6 +852,11 @@ Status Engine::open() {
                  torn->file.c_str(), static_cast<unsigned long long>(torn->offset),
                  torn->reason.c_str());
   }
+  for (const store::WalDamage& past : wal_->recovery().cut_past_segment) {
+    std::fprintf(
+        stderr, "creditd: cut bytes past the end of a log segment at %s offset %llu (%s)\n",
+        past.file.c_str(), static_cast<unsigned long long>(past.offset), past.reason.c_str());
+  }
   for (const store::WalDamage& voided : wal_->recovery().voided) {
     std::fprintf(stderr, "creditd: --repair: voided a damaged log record at %s offset %llu (%s)\n",
                  voided.file.c_str(), static_cast<unsigned long long>(voided.offset),

@@ -62,6 +62,25 @@ bool intact_record_at(std::span<const unsigned char> file, std::uint64_t pos) {
   return header.checksum != 0 && record_failure(file, pos, header).empty();
 }
 
+// Where the run of intact records that starts after the segment header ends.
+std::uint64_t intact_records_end(std::span<const unsigned char> file) {
+  std::uint64_t pos = kSegmentHeaderBytes;
+  while (intact_record_at(file, pos)) {
+    pos += kRecordHeaderBytes + decode_record_header(file.data() + pos).length;
+  }
+  return pos;
+}
+
+// The bytes of a segment file that are its segment (wal.h): its first segment_bytes, unless
+// its records run past them (written while the segment size was larger) or the file is
+// not longer. A writer never puts a record past the preallocated size, so what lies beyond
+// it after the records' end was not written by creditd.
+std::span<const unsigned char> segment_part(std::span<const unsigned char> file,
+                                            std::uint64_t segment_bytes) {
+  if (file.size() <= segment_bytes || intact_records_end(file) > segment_bytes) return file;
+  return file.first(static_cast<std::size_t>(segment_bytes));
+}
+
 // The first non-zero byte at or after `from`, or nothing.
 std::optional<std::uint64_t> first_non_zero(std::span<const unsigned char> file,
                                             std::uint64_t from) {
@@ -284,13 +303,17 @@ Status Wal::recover(const WalRecordFn& on_record) {
   internal::MappedFile mapped;  // the segment being read
   std::span<const unsigned char> file;
   std::vector<unsigned char> later;
+  // Segments with bytes past their segment_bytes (segment_part): cut after
+  // before_write, unless the segment is removed or set aside.
+  std::vector<std::pair<std::size_t, WalDamage>> past_segment;
 
   // Index of the first segment in [from, scan_end) holding a non-zero byte, or scan_end.
   auto first_used_segment = [&](std::size_t from) -> Result<std::size_t> {
     for (std::size_t j = from; j < scan_end; ++j) {
       Status read = internal::read_file(path_of(numbers[j]), later);
       if (!read) return read.error();
-      if (!all_zero(later.data(), later.size())) return j;
+      const auto part = segment_part(later, options_.segment_bytes);
+      if (!all_zero(part.data(), part.size())) return j;
     }
     return scan_end;
   };
@@ -333,7 +356,18 @@ Status Wal::recover(const WalRecordFn& on_record) {
     if (k + 1 < scan_end) internal::prefetch_file(path_of(numbers[k + 1]));
     Status read = mapped.open(path);
     if (!read) return read;
-    file = mapped.bytes();
+    file = segment_part(mapped.bytes(), options_.segment_bytes);
+    if (file.size() < mapped.bytes().size()) {
+      const auto past = first_non_zero(mapped.bytes(), file.size());
+      past_segment.push_back(
+          {k, WalDamage{path, file.size(),
+                        std::to_string(mapped.bytes().size() - file.size()) +
+                            " bytes past the segment's preallocated " +
+                            std::to_string(file.size()) + " bytes (" +
+                            (past ? "the first non-zero at offset " + std::to_string(*past)
+                                  : std::string("all zero")) +
+                            "), where creditd writes nothing"}});
+    }
 
     if (all_zero(file.data(), file.size())) {
       // Preallocated and unused: fine when every later segment is unused too.
@@ -516,11 +550,26 @@ Status Wal::recover(const WalRecordFn& on_record) {
     lsn = options_.covered_below_lsn;
     last_type = 0;
   }
+  mapped.reset();  // nothing is read from here on, and a cut file must not stay mapped
+  for (auto& [k, past] : past_segment) {
+    if (k >= std::min(remove_from, set_aside_from)) continue;  // removed or kept whole
+    auto cut = cut_past_segment(past.file);
+    if (!cut) return cut.error();
+    // (Not when a repair cut the file inside its segment already.)
+    if (*cut) recovery_.cut_past_segment.push_back(std::move(past));
+  }
   bool dir_changed = false;
   for (std::size_t j = remove_from; j < scan_end; ++j) {
-    if (::unlink(path_of(numbers[j]).c_str()) != 0) {
-      return io_error("cannot remove unused segment", path_of(numbers[j]), errno);
+    const std::string path = path_of(numbers[j]);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 &&
+        static_cast<std::uint64_t>(st.st_size) > options_.segment_bytes) {
+      recovery_.cut_past_segment.push_back(WalDamage{
+          path, options_.segment_bytes,
+          std::to_string(static_cast<std::uint64_t>(st.st_size) - options_.segment_bytes) +
+              " bytes past the preallocated size of an unused segment, removed with it"});
     }
+    if (::unlink(path.c_str()) != 0) return io_error("cannot remove unused segment", path, errno);
     dir_changed = true;
   }
   for (std::size_t j = set_aside_from; j < numbers.size(); ++j) {
@@ -578,12 +627,25 @@ Result<bool> Wal::holds_no_record(std::uint64_t number) const {
   internal::MappedFile mapped;
   Status read = mapped.open(path_of(number));
   if (!read) return read.error();
-  const auto part = mapped.bytes();
+  const auto part = segment_part(mapped.bytes(), options_.segment_bytes);
   if (all_zero(part.data(), part.size())) return true;
   SegmentHeader header;
   return part.size() >= kSegmentHeaderBytes && decode_current_header(part.data(), header) &&
          header.segment_number == number &&
          all_zero(part.data() + kSegmentHeaderBytes, part.size() - kSegmentHeaderBytes);
+}
+
+Result<bool> Wal::cut_past_segment(const std::string& path) {
+  internal::Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return io_error("cannot open", path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return io_error("cannot stat", path, errno);
+  if (static_cast<std::uint64_t>(st.st_size) <= options_.segment_bytes) return false;
+  if (::ftruncate(fd.get(), static_cast<off_t>(options_.segment_bytes)) != 0) {
+    return io_error("cannot truncate", path, errno);
+  }
+  if (ops_.fsync(fd.get()) != 0) return io_error("cannot fsync", path, errno);
+  return true;
 }
 
 Status Wal::start_segment(std::uint64_t number, std::uint64_t first_lsn) {

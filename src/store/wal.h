@@ -10,6 +10,13 @@
 // - A zero record header ends a segment's records. Bytes past the end of a file that is
 //   shorter than its segment read as zeros, so a preallocated segment that lost its tail,
 //   or a file cut in the middle of a record, reads like a torn write.
+// - A segment is the first segment_bytes of its file: a writer never puts a record past the
+//   preallocated size. Bytes a file holds past them, after the end of its records, were
+//   not written by creditd (something appended them): they are not part of the segment,
+//   so they are neither damage nor "a non-zero byte after" a record. They are cut (the
+//   file truncated to segment_bytes, made durable) and reported in
+//   WalRecovery::cut_past_segment, like a torn tail. (A file whose intact records run past
+//   segment_bytes was written with a larger segment size: all of it is its segment.)
 // - A record that fails its check (checksum, type, or a length running past the file) is a
 //   torn tail only if (1) every byte after its declared end (or after the end of the file,
 //   whichever is first) to the end of its segment is zero, (2) no intact record starts
@@ -98,6 +105,9 @@ struct WalRecovery {
   // at damage below it): every segment was set aside and the log restarts at
   // covered_below_lsn in a new segment; the commands it held from there are lost.
   std::optional<std::uint64_t> restarted_after_lsn;
+  // Bytes found past a segment's segment_bytes (wal.h): cut off at `offset`, or removed with
+  // an unused segment. Not an error.
+  std::vector<WalDamage> cut_past_segment;
   // With repair, the segment files renamed "<name>.damaged" (their new paths).
   std::vector<std::string> set_aside;
 };
@@ -192,6 +202,8 @@ class Wal {
   Status start_segment(std::uint64_t number, std::uint64_t first_lsn);
   // Whether segment `number` holds no record: all zeros, or a valid header and zeros.
   Result<bool> holds_no_record(std::uint64_t number) const;
+  // Truncates the file to segment_bytes (durably); false when it was no longer.
+  Result<bool> cut_past_segment(const std::string& path);
   Status resume_segment(std::uint64_t number, std::uint64_t tail_offset);
   void start_preallocation(std::uint64_t number);
   Status finish_preallocation(std::uint64_t number);

@@ -6,7 +6,9 @@
 //
 // A log is a directory of segment files `wal-<segment number, 16 lower-case hex>.log`,
 // numbered without gaps. Every segment is preallocated to a fixed size and zero-filled;
-// bytes past the end of a shorter file read as zeros. All integers are little-endian.
+// bytes past the end of a shorter file read as zeros, and bytes a longer file holds past
+// that size after its records are not part of the segment (wal.h). All integers are
+// little-endian.
 //
 // A segment starts with a header of kSegmentHeaderBytes:
 //   magic           u64  kSegmentMagic

@@ -604,6 +604,50 @@ def repair_deletes_the_unused_next_segment():
        [(os.path.basename(wal[0]), 64 << 20), (os.path.basename(wal[1]), 64 << 20)])
 
 
+def bytes_past_a_segment():
+    """DESIGN.md section 3: a zero record header ends a segment's records, and a segment is
+    its preallocated 64 MiB. Bytes appended past that (creditd never writes there) are cut
+    and reported like a torn tail, naming the file and offset, instead of stopping the start
+    as damage (found by an audit: "zero record header followed by a non-zero byte at offset
+    67108864", and "bad segment magic" for the unused next segment)."""
+    data, a, wal = charged_then_killed("past", "2026-03-16T12:00:00Z", 3)
+    for path in wal:
+        with open(path, "ab") as fh:
+            fh.write(os.urandom(100) + b"\0" * 4096)
+    srv = h.start(manual_clock=True, data_dir=data)
+    out = srv.output()
+    check("bytes past the segments: the start cuts them and names the file and offset",
+          f"cut bytes past the end of a log segment at {wal[0]} offset {64 << 20}" in out, out[-900:])
+    check("bytes past the unused next segment: reported too", wal[1] in out, out[-900:])
+    c = srv.client()
+    eq("bytes past the segments: the state is whole", c.pool(a)["used"], 3)
+    eq("bytes past the segments: the segment is its 64 MiB again", os.path.getsize(wal[0]), 64 << 20)
+    check("bytes past the segments: a new charge", c.charge(a, amount=1, idem="past-3").status == 201)
+    eq("bytes past the segments: SIGTERM exits 0", srv.stop(), 0)
+    srv2 = h.start(manual_clock=True, data_dir=data)
+    check("bytes past the segments: the next start reports nothing", "past the end" not in srv2.output(),
+          srv2.output()[-600:])
+    eq("bytes past the segments: the next start has every charge", srv2.client().pool(a)["used"], 4)
+    srv2.stop()
+    # Damage inside the records is still damage, whatever lies past the segment.
+    srv3 = h.start(manual_clock=True, data_dir=data)
+    srv3.kill()
+    start, end = wal_records(wal[0])[2]
+    with open(wal[0], "r+b") as fh:
+        fh.seek((start + end) // 2)
+        b = fh.read(1)
+        fh.seek((start + end) // 2)
+        fh.write(bytes([b[0] ^ 0x40]))
+    with open(wal[0], "ab") as fh:
+        fh.write(b"appended")
+    import subprocess
+    proc = subprocess.run([h.ARGS.creditd, "--data", data, "--listen", f"127.0.0.1:{h.free_port()}",
+                           "--clock", "manual"], capture_output=True, text=True, timeout=60)
+    check("a damaged record and bytes past the segment: the start refuses at the record",
+          proc.returncode > 0 and f"at offset {start}" in proc.stdout + proc.stderr,
+          (proc.returncode, (proc.stdout + proc.stderr)[-600:]))
+
+
 def retry_after_a_new_rate_card():
     """The same request is the same request after the rate card changed (found by an audit:
     charge and hold keys replayed 422 idempotency_key_reused after a restart with a new
@@ -788,7 +832,7 @@ def capacity_flags_after_a_crash():
 
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
                 missing_segment_after_snapshot, repair_skips_covered_damage, repair_sets_a_damaged_snapshot_aside,
-                repair_deletes_the_unused_next_segment, retry_after_a_new_rate_card,
+                repair_deletes_the_unused_next_segment, bytes_past_a_segment, retry_after_a_new_rate_card,
                 retention_while_running, events_lost_after_snapshot, retention_keeps_newest_event,
                 capacity_flags_after_a_crash):
     h.run_section(section)

@@ -448,6 +448,107 @@ TEST_F(WalDamageTest, RepairDeletesTheUnusedSegmentsAfterItsCutAndKeepsTheOthers
   EXPECT_EQ(read_bytes(preallocated), std::string(options_.segment_bytes, '\0'));
 }
 
+// DESIGN.md section 3 and wal.h: a segment is its preallocated size. Bytes appended past it
+// (not by creditd, which never writes there) are not "a non-zero byte after" the records:
+// they are cut and reported like a torn tail, not damage that stops the start.
+TEST_F(WalDamageTest, BytesAppendedPastTheSegmentAreCutAndReportedNotDamage) {
+  std::string garbage(100, '\0');
+  for (std::size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>(i * 37 + 1);
+  std::string bytes = read_bytes(path_);
+  ASSERT_EQ(bytes.size(), options_.segment_bytes);
+  write_bytes(path_, bytes + garbage + std::string(4096, '\0'));
+  {
+    auto opened = open_wal(dir_.path(), options_);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    expect_records(*opened, 0, 30);
+    EXPECT_FALSE(opened->wal->recovery().torn_tail);
+    const auto& cut = opened->wal->recovery().cut_past_segment;
+    ASSERT_EQ(cut.size(), 1u);
+    EXPECT_EQ(cut[0].file, path_);
+    EXPECT_EQ(cut[0].offset, options_.segment_bytes);
+    EXPECT_NE(cut[0].reason.find("4196 bytes past"), std::string::npos) << cut[0].reason;
+    EXPECT_EQ(std::filesystem::file_size(path_), options_.segment_bytes);
+    append_range(*opened->wal, 30, 31);
+  }
+  auto opened = open_wal(dir_.path(), options_);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  expect_records(*opened, 0, 31);
+  EXPECT_TRUE(opened->wal->recovery().cut_past_segment.empty());
+}
+
+TEST_F(WalDamageTest, BytesAppendedToTheUnusedPreallocatedSegmentAreNotDamage) {
+  const std::string preallocated = dir_.file(segment_file_name(1));
+  write_bytes(preallocated, read_bytes(preallocated) + "appended by something else");
+  WalOptions options = options_;
+  options.preallocate_in_background = false;
+  auto opened = open_wal(dir_.path(), options);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  expect_records(*opened, 0, 30);
+  const auto& cut = opened->wal->recovery().cut_past_segment;
+  ASSERT_EQ(cut.size(), 1u);
+  EXPECT_EQ(cut[0].file, preallocated);
+  EXPECT_EQ(cut[0].offset, options_.segment_bytes);
+  // Removed as unused, and preallocated anew.
+  EXPECT_EQ(read_bytes(preallocated), std::string(options_.segment_bytes, '\0'));
+}
+
+TEST_F(WalDamageTest, ATornLastRecordWithBytesPastTheSegmentIsATornTail) {
+  const auto [start, end] = records_.back();
+  std::string bytes = read_bytes(path_);
+  std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(end - 8),
+            bytes.begin() + static_cast<std::ptrdiff_t>(end), '\0');
+  write_bytes(path_, bytes + "appended");
+  auto opened = open_wal(dir_.path(), options_);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  expect_records(*opened, 0, 29);
+  ASSERT_TRUE(opened->wal->recovery().torn_tail);
+  EXPECT_EQ(opened->wal->recovery().torn_tail->offset, start);
+  EXPECT_EQ(opened->wal->recovery().cut_past_segment.size(), 1u);
+}
+
+TEST_F(WalDamageTest, DamageInsideTheSegmentStaysDamageWithBytesPastIt) {
+  // A failing record followed by intact ones, and a zero record header followed by data:
+  // what lies past the segment changes neither.
+  const std::string original = read_bytes(path_);
+  const auto [start, end] = records_[10];
+  flip_byte(path_, (start + end) / 2);
+  write_bytes(path_, read_bytes(path_) + "appended");
+  auto opened = open_wal(dir_.path(), options_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().detail("offset"), std::to_string(start));
+
+  std::string zeroed = original;
+  std::fill(zeroed.begin() + static_cast<std::ptrdiff_t>(start),
+            zeroed.begin() + static_cast<std::ptrdiff_t>(start + kRecordHeaderBytes), '\0');
+  write_bytes(path_, zeroed + "appended");
+  opened = open_wal(dir_.path(), options_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().detail("offset"), std::to_string(start));
+  EXPECT_EQ(read_bytes(path_), zeroed + "appended");  // refused: nothing cut
+}
+
+TEST(Wal, ASegmentWrittenWithALargerSegmentSizeIsReadWhole) {
+  // Its records run past the segment size of the open that reads it: all of it is its
+  // segment, nothing is cut.
+  TempDir dir;
+  WalOptions large;
+  large.segment_bytes = 1 << 16;
+  {
+    auto opened = open_wal(dir.path(), large);
+    ASSERT_TRUE(opened.ok());
+    append_range(*opened->wal, 0, 100);
+  }
+  const std::string first = dir.file(segment_file_name(0));
+  ASSERT_GT(records_of(first).back().second, kSmallSegmentBytes);
+  auto opened = open_wal(dir.path(), small_segments());
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  expect_records(*opened, 0, 100);
+  EXPECT_EQ(std::filesystem::file_size(first), large.segment_bytes);
+  for (const WalDamage& cut : opened->wal->recovery().cut_past_segment) {
+    EXPECT_NE(cut.file, first) << cut.reason;
+  }
+}
+
 TEST(Wal, TornWriteAfterRestartFromCleanShutdownIsATornTail) {
   TempDir dir;
   WalOptions options;
