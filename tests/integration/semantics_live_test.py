@@ -59,8 +59,12 @@ def ev(at, acct, user, kind, credits, type_="charge", **md):
     return line
 
 
-def alerts(c, acct, rule=None):
-    al = c.get(f"/v1/accounts/{acct}/alerts").get("alerts") or []
+def alerts(c, acct, rule=None, pools=None):
+    """The account's alerts of `rule`: of the plan's first pool (the route's default), or
+    of each pool named."""
+    al = []
+    for q in ([f"?pool={p}" for p in pools] if pools else [""]):
+        al += c.get(f"/v1/accounts/{acct}/alerts{q}").get("alerts") or []
     return [a for a in al if rule is None or a["rule"] == rule]
 
 
@@ -532,7 +536,7 @@ def two_pools():
     c.set_clock("2027-01-10T01:00:00Z")
     c.charge("tp", amount=300, kind="integration.invoke_llm",
              usage={"model": "gpt-4o-mini", "input_tokens": 500, "output_tokens": 200})
-    al = alerts(c, "tp", "threshold")
+    al = alerts(c, "tp", "threshold", pools=("message", "integration"))
     eq("two pools: 1500 / 3000 fires integration's 50 %",
        sorted((a["details"]["pool"], a["details"]["threshold_percent"]) for a in al),
        [("integration", 50), ("message", 50)])
