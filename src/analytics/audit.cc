@@ -295,7 +295,8 @@ void AuditBuilder::State::add(const Event& e) {
   }
   if (kind == Kind::kDiscussTurn) {
     ++discuss.count;
-    discuss.credits = discuss.credits.saturating_add(delta);  // its refunds are subtracted when they come
+    discuss.credits =
+        discuss.credits.saturating_add(delta);  // its refunds are subtracted when they come
     auto& t = entry(discuss_intent,
                     e.metadata.intent.empty() ? std::string_view("(none)") : e.metadata.intent);
     ++t.count;

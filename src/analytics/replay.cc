@@ -74,9 +74,8 @@ void judge_plan_fit(PlanFit& fit, const std::map<std::string, Millicredits>& aft
   bool first = true;
   for (const auto& [pool, allowance] : fit.allowances) {
     auto it = after_by_pool.find(pool);
-    const Millicredits need =
-        per_cycle(it == after_by_pool.end() ? Millicredits::zero() : it->second, period_days,
-                  cycle_days);
+    const Millicredits need = per_cycle(
+        it == after_by_pool.end() ? Millicredits::zero() : it->second, period_days, cycle_days);
     fit.fits = fit.fits && need <= allowance;
     // need / allowance > fit.need / fit.allowance, without dividing.
     const bool tighter =
@@ -142,8 +141,9 @@ std::vector<Outlier> find_outliers(const std::vector<UserTotals>& users,
     o.median_credits_mc_x2 = med_credits_x2;
     std::int64_t excess_credits = 0;
     if (by_credits) {
-      excess_credits = saturating_mc(static_cast<__int128>(u.credits.mc()) -
-                                     static_cast<__int128>(kOutlierMedianFactor) * med_credits_x2 / 2);
+      excess_credits =
+          saturating_mc(static_cast<__int128>(u.credits.mc()) -
+                        static_cast<__int128>(kOutlierMedianFactor) * med_credits_x2 / 2);
     }
     std::int64_t excess_turns = 0;
     if (by_turns && u.agent_turns > 0) {
@@ -701,8 +701,7 @@ void Replayer::add(const Event& e) {
   }
   const auto net = [&back](Millicredits cost) { return cost - min(back, cost); };
   // The event's pool (one written without: its kind's in the rate card).
-  const std::string pool =
-      !e.pool.empty() || !e.kind ? e.pool : std::string(card_.pool(*e.kind));
+  const std::string pool = !e.pool.empty() || !e.kind ? e.pool : std::string(card_.pool(*e.kind));
   auto run = [&](Scenario& s) {
     s.outcome.before = s.outcome.before.saturating_add(delta);
     if (delta.is_negative()) {
@@ -759,8 +758,7 @@ ReplayReport Replayer::finish() {
     }
     for (std::size_t i = 0; i < s.stages.size(); ++i) {
       // finish() first: it decides the loops still open, whose savings late_saved() adds.
-      const Millicredits late =
-          s.stages[i]->finish().saturating_add(s.stages[i]->late_saved());
+      const Millicredits late = s.stages[i]->finish().saturating_add(s.stages[i]->late_saved());
       s.outcome.after = s.outcome.after.saturating_sub(late);
       // Late savings are agent turns' (loops, outliers): their pool's.
       if (!late.is_zero()) {

@@ -1,10 +1,10 @@
 // src/base/decimal_option.h
 // The integer options of creditd and creditctl (--seed, --days, --limit, --snapshot-wal-bytes,
-// --accounts-max, ...): whole numbers written in decimal, read exactly. CLI11 reads integers with strtoull / strtoll in base 0,
-// so by itself "-1" wraps to 2^64-1 in an unsigned option, a value past the type's range is
-// clamped to its end, "010" is octal 8 and "0x10" hex 16: each would run the command on a
-// number the user did not write. Here "-1" in an unsigned option and a value past the type
-// or the option's range are usage errors (exit 2) that name the option and its range;
+// --accounts-max, ...): whole numbers written in decimal, read exactly. CLI11 reads integers with
+// strtoull / strtoll in base 0, so by itself "-1" wraps to 2^64-1 in an unsigned option, a value
+// past the type's range is clamped to its end, "010" is octal 8 and "0x10" hex 16: each would run
+// the command on a number the user did not write. Here "-1" in an unsigned option and a value past
+// the type or the option's range are usage errors (exit 2) that name the option and its range;
 // leading zeros are decimal ("010" is 10).
 // Owns: the parsing and the range check of an integer option's text.
 // Does not: register options (cli/offline.cc, cli/online.cc, server/main.cc do) or judge a

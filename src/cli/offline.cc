@@ -29,8 +29,8 @@
 #include "analytics/range.h"
 #include "analytics/refunds.h"
 #include "analytics/replay.h"
-#include "base/json_writer.h"
 #include "base/decimal_option.h"
+#include "base/json_writer.h"
 #include "cli/progress.h"
 #include "cli/sharded_reader.h"
 #include "cli/time_order.h"
@@ -638,11 +638,11 @@ int run_replay(const ReplayArgs& args) {
                       format_credits(p->before), format_credits(p->after), format_credits(p->saved),
                       format_credits(p->saved_per_cycle), p->events_changed, p->events_dropped);
       if (p->plan) {
-        out += fmt::format(
-            "  plan {}: {:.2f} USD, {} pool allowance {}, need per cycle {}: {}\n",
-            p->plan->plan_id, p->plan->price_usd_cents / 100.0, p->plan->pool,
-            format_credits(p->plan->allowance), format_credits(p->plan->need_per_cycle),
-            p->plan->fits ? "fits" : "does not fit");
+        out +=
+            fmt::format("  plan {}: {:.2f} USD, {} pool allowance {}, need per cycle {}: {}\n",
+                        p->plan->plan_id, p->plan->price_usd_cents / 100.0, p->plan->pool,
+                        format_credits(p->plan->allowance), format_credits(p->plan->need_per_cycle),
+                        p->plan->fits ? "fits" : "does not fit");
       }
     }
   }

@@ -15,9 +15,9 @@
 #include <variant>
 #include <vector>
 
+#include "base/decimal_option.h"
 #include "base/json_writer.h"
 #include "cli/http_client.h"
-#include "base/decimal_option.h"
 #include "money/money.h"
 #include "time/time.h"
 

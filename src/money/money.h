@@ -79,18 +79,22 @@ class Millicredits {
 constexpr std::int64_t saturating_add_mc(std::int64_t a, std::int64_t b) {
   std::int64_t sum = 0;
   if (!__builtin_add_overflow(a, b, &sum)) return sum;
-  return b > 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+  return b > 0 ? std::numeric_limits<std::int64_t>::max()
+               : std::numeric_limits<std::int64_t>::min();
 }
 constexpr std::int64_t saturating_sub_mc(std::int64_t a, std::int64_t b) {
   std::int64_t difference = 0;
   if (!__builtin_sub_overflow(a, b, &difference)) return difference;
-  return b < 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+  return b < 0 ? std::numeric_limits<std::int64_t>::max()
+               : std::numeric_limits<std::int64_t>::min();
 }
 
 // A 128-bit intermediate (a sum or a product of amounts) clamped to the int64 range.
 constexpr std::int64_t saturating_mc(__int128 mc) {
-  if (mc > std::numeric_limits<std::int64_t>::max()) return std::numeric_limits<std::int64_t>::max();
-  if (mc < std::numeric_limits<std::int64_t>::min()) return std::numeric_limits<std::int64_t>::min();
+  if (mc > std::numeric_limits<std::int64_t>::max())
+    return std::numeric_limits<std::int64_t>::max();
+  if (mc < std::numeric_limits<std::int64_t>::min())
+    return std::numeric_limits<std::int64_t>::min();
   return static_cast<std::int64_t>(mc);
 }
 

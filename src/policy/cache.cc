@@ -33,7 +33,7 @@ void IntegrationCache::erase(std::unordered_map<std::string, Slot>::iterator it)
 }
 
 std::size_t IntegrationCache::entry_bytes(std::string_view account_id, std::string_view kind,
-                                         std::string_view cache_key, std::size_t response_bytes) {
+                                          std::string_view cache_key, std::size_t response_bytes) {
   return key_of(account_id, kind, cache_key).size() + response_bytes;
 }
 

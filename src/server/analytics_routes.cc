@@ -226,10 +226,11 @@ constexpr std::string_view kCsvHead[] = {"seq",
                                          "metadata.call_site",
                                          "metadata.intent",
                                          "metadata.request_hash"};
-constexpr std::string_view kCsvTail[] = {
-    "cache_key", "idempotency_key", "rate_card_version", "imported", "hold_id",
-    "charge_id", "grant_id",        "refund_id",         "object",   "plan",
-    "previous_plan", "proration_usd_cents", "reason"};
+constexpr std::string_view kCsvTail[] = {"cache_key", "idempotency_key", "rate_card_version",
+                                         "imported",  "hold_id",         "charge_id",
+                                         "grant_id",  "refund_id",       "object",
+                                         "plan",      "previous_plan",   "proration_usd_cents",
+                                         "reason"};
 
 void csv_events(std::string& out, const std::vector<const Event*>& events) {
   std::set<std::string> extra;
@@ -1720,8 +1721,8 @@ std::optional<Url> parse_url(std::string_view s) {
     if (inet_pton(AF_INET6, u.host.c_str(), &v6) != 1) return std::nullopt;
   } else {
     for (char ch : u.host) {
-      const bool name_char = std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' ||
-                             ch == '_' || ch == '.';
+      const bool name_char =
+          std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' || ch == '_' || ch == '.';
       if (!name_char) return std::nullopt;
     }
   }

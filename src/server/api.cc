@@ -834,8 +834,8 @@ struct Api::Impl {
     if (!page) return refuse_after_lookup(id, bad_limit(), std::move(respond));
     const std::size_t limit = *page;
     std::string status(req.query_param("status"));
-    if (req.has_query("status") && status != "open" && status != "captured" &&
-        status != "voided" && status != "expired") {
+    if (req.has_query("status") && status != "open" && status != "captured" && status != "voided" &&
+        status != "expired") {
       return refuse_after_lookup(id,
                                  err_param(ErrorCode::kInvalidRequest,
                                            "status is open, captured, voided or expired", "status"),
@@ -1441,10 +1441,10 @@ struct Api::Impl {
             const bool by_quota = st.cache.account_bytes_max() != 0 &&
                                   st.cache.account_bytes_max() < st.cache.bytes_max();
             const std::string limit =
-                by_quota ? "the account's cache quota (" +
-                               std::to_string(st.cache.account_bytes_max()) + " bytes)"
-                         : "the cache's budget (" + std::to_string(st.cache.bytes_max()) +
-                               " bytes)";
+                by_quota
+                    ? "the account's cache quota (" + std::to_string(st.cache.account_bytes_max()) +
+                          " bytes)"
+                    : "the cache's budget (" + std::to_string(st.cache.bytes_max()) + " bytes)";
             return from_error(err_param(ErrorCode::kInvalidRequest,
                                         "the entry (" + std::to_string(size) +
                                             " bytes with its key) is larger than " + limit,

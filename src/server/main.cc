@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
   app.add_option("--rate-buckets-max", rate_buckets_max,
                  "rate-limit buckets kept, least recent evicted (at least 2: a request "
                  "takes its account's and its user's)")
-      ->transform(decimal<std::int64_t>(static_cast<std::int64_t>(policy::kRateBucketsMin), kCapacityFlagMax))
+      ->transform(decimal<std::int64_t>(static_cast<std::int64_t>(policy::kRateBucketsMin),
+                                        kCapacityFlagMax))
       ->capture_default_str();
   app.add_option("--cache-bytes-max", cache_bytes_max,
                  "integration cache budget in bytes, LRU (default 1 GiB)")

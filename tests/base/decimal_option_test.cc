@@ -1,6 +1,6 @@
 // tests/base/decimal_option_test.cc
-// creditd's and creditctl's integer options are read in decimal and exactly: no wrap of "-1" into an
-// unsigned option, no clamp of a value past the type, no octal or hex.
+// creditd's and creditctl's integer options are read in decimal and exactly: no wrap of "-1" into
+// an unsigned option, no clamp of a value past the type, no octal or hex.
 #include "base/decimal_option.h"
 
 #include <gtest/gtest.h>

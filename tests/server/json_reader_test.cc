@@ -87,8 +87,8 @@ TEST(JsonParser, MalformedDocumentsAreRefused) {
 TEST(JsonParser, TextAfterTheValueIsSaidAsSuch) {
   // Found by an audit: "{...} x" was refused as "ended early in the middle of an object".
   JsonParser p;
-  for (const char* bad : {R"({"a":1} x)", R"({"a":1}})", "[1] [2]", R"({"a":"}"} {)",
-                          "{\"a\":\"\\\"}\"}\n\t0"}) {
+  for (const char* bad :
+       {R"({"a":1} x)", R"({"a":1}})", "[1] [2]", R"({"a":"}"} {)", "{\"a\":\"\\\"}\"}\n\t0"}) {
     Result<JsonValue> r = p.parse(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.error().message.find("text after the JSON value"), std::string::npos)
