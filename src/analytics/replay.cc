@@ -68,7 +68,8 @@ Millicredits per_cycle(Millicredits credits, std::int64_t period_days, std::int6
 namespace {
 
 // Judges `fit` (its plan's allowances set) on the burn by pool, scaled to a cycle.
-void judge_plan_fit(PlanFit& fit, const std::map<std::string, Millicredits>& after_by_pool,
+void judge_plan_fit(PlanFit& fit,
+                    const std::map<std::string, Millicredits, std::less<>>& after_by_pool,
                     std::int64_t period_days, std::int64_t cycle_days) {
   fit.fits = true;
   bool first = true;
@@ -700,15 +701,24 @@ void Replayer::add(const Event& e) {
     }
   }
   const auto net = [&back](Millicredits cost) { return cost - min(back, cost); };
-  // The event's pool (one written without: its kind's in the rate card).
-  const std::string pool = !e.pool.empty() || !e.kind ? e.pool : std::string(card_.pool(*e.kind));
+  // The event's pool (one written without: its kind's in the rate card), for a plan
+  // policy's fit, pool by pool.
+  const std::string_view pool =
+      !e.pool.empty() || !e.kind ? std::string_view(e.pool) : card_.pool(*e.kind);
+  const auto add_to_pool = [pool](Scenario& s, Millicredits credits) {
+    if (s.plan == nullptr) return;
+    auto it = s.outcome.after_by_pool.find(pool);
+    if (it == s.outcome.after_by_pool.end()) {
+      it = s.outcome.after_by_pool.emplace(std::string(pool), Millicredits::zero()).first;
+    }
+    it->second = it->second.saturating_add(credits);
+  };
   auto run = [&](Scenario& s) {
     s.outcome.before = s.outcome.before.saturating_add(delta);
     if (delta.is_negative()) {
       if (!netted_refund) {
         s.outcome.after = s.outcome.after.saturating_add(delta);
-        Millicredits& by_pool = s.outcome.after_by_pool[pool];
-        by_pool = by_pool.saturating_add(delta);
+        add_to_pool(s, delta);
       }
       if (s.outliers != nullptr) s.outliers->refund(e);
       return;
@@ -720,8 +730,7 @@ void Replayer::add(const Event& e) {
       s.stage_saved[i] = s.stage_saved[i].saturating_add(net(cost) - net(item.cost));
     }
     s.outcome.after = s.outcome.after.saturating_add(net(item.cost));
-    Millicredits& by_pool = s.outcome.after_by_pool[pool];
-    by_pool = by_pool.saturating_add(net(item.cost));
+    add_to_pool(s, net(item.cost));
     if (item.dropped) {
       ++s.outcome.events_dropped;
     } else if (item.cost < item.original) {
@@ -761,7 +770,7 @@ ReplayReport Replayer::finish() {
       const Millicredits late = s.stages[i]->finish().saturating_add(s.stages[i]->late_saved());
       s.outcome.after = s.outcome.after.saturating_sub(late);
       // Late savings are agent turns' (loops, outliers): their pool's.
-      if (!late.is_zero()) {
+      if (!late.is_zero() && s.plan != nullptr) {
         Millicredits& by_pool =
             s.outcome.after_by_pool[std::string(card_.pool(Kind::kAgentPrompt))];
         by_pool = by_pool.saturating_sub(late);

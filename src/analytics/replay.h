@@ -207,8 +207,9 @@ struct PolicyOutcome {
   std::optional<PlanFit> plan;
   // Each policy's part of `saved`, in the chain's order (they add up to `saved`).
   std::vector<StageSaving> stages;
-  // `after` by pool (an event without a pool: its kind's pool in the rate card).
-  std::map<std::string, Millicredits> after_by_pool;
+  // `after` by pool (an event without a pool: its kind's pool in the rate card), kept for a
+  // plan policy's fit only.
+  std::map<std::string, Millicredits, std::less<>> after_by_pool;
 };
 
 struct ReplayReport {
