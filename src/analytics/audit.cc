@@ -192,8 +192,8 @@ struct AuditBuilder::State {
   StringMap<SiteRepeats> sites;
   StringMap<Tally> unscoped_by_user, unscoped_by_file, small_by_file, discuss_intent;
   Tally unscoped, small_edits, discuss, no_snapshot;
-  std::string scratch;             // a composite key being looked up
-  StringMap<std::int64_t> netted;  // refunded charges only: see netted_key
+  std::string scratch;   // a composite key being looked up
+  NettedCharges netted;  // the charges booked net of their refunds
 
   // Whether the event belongs to the audited pool (audit.h, "pool").
   bool in_pool(const Event& e) const {
@@ -203,8 +203,6 @@ struct AuditBuilder::State {
   void add(const Event& e);
   // `net`: its credits net of the refunds attributed to it.
   void add_agent_turn(const Event& e, Millicredits net);
-  // The charges this stream booked net of refunds (origin byte + charge id -> at).
-  static std::string netted_key(const Event& e) { return (e.imported ? "i" : "l") + e.charge_id; }
   // The charge before the stream that a refund refunds (AuditOptions::prior_charges).
   const Event* prior_charge(const Event& refund) const {
     if (options.prior_charges == nullptr || refund.charge_id.empty()) return nullptr;
@@ -215,12 +213,6 @@ struct AuditBuilder::State {
       }
     }
     return nullptr;
-  }
-  // Whether a refund was booked already, under its charge (netted).
-  bool refund_attributed(const Event& refund) const {
-    if (netted.empty()) return false;
-    auto it = netted.find(std::string_view(netted_key(refund)));
-    return it != netted.end() && refund_reaches(it->second, refund.at_ms);
   }
   AuditReport finish();
   void findings_and_fixes(AuditReport& r, const ReplayReport& replay);
@@ -258,7 +250,7 @@ void AuditBuilder::State::add(const Event& e) {
   // under its own metadata.
   Millicredits keyed = delta;
   if (delta.is_negative()) {
-    if (refund_attributed(e)) {
+    if (netted.took(e)) {  // booked already, under its charge
       if (kind == Kind::kDiscussTurn) discuss.credits = discuss.credits.saturating_add(delta);
       return;
     }
@@ -266,7 +258,7 @@ void AuditBuilder::State::add(const Event& e) {
     const Millicredits back = options.refunds->refunded(e);
     if (!back.is_zero()) {
       keyed -= min(back, keyed);
-      netted[netted_key(e)] = e.at_ms;
+      netted.note(e);
     }
   }
   // A refund of a charge before the range is booked under that charge's metadata.

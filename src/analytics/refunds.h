@@ -56,4 +56,23 @@ class RefundBook {
   std::unordered_map<std::string, std::vector<std::pair<std::int64_t, Millicredits>>> by_charge_;
 };
 
+// The charges a stream booked net of their refunds (RefundBook::refunded), so that those
+// refunds are not subtracted again when they come (the audit's tables, the replay).
+class NettedCharges {
+ public:
+  // `charge` was booked net of the refunds the book attributes to it.
+  void note(const ledger::Event& charge) {
+    at_by_charge_[RefundBook::key_of(charge)] = charge.at_ms;
+  }
+  // Whether `refund` is one of those: its charge was noted and the rule reaches it.
+  bool took(const ledger::Event& refund) const {
+    if (at_by_charge_.empty()) return false;
+    auto it = at_by_charge_.find(RefundBook::key_of(refund));
+    return it != at_by_charge_.end() && refund_reaches(it->second, refund.at_ms);
+  }
+
+ private:
+  std::unordered_map<std::string, std::int64_t> at_by_charge_;
+};
+
 }  // namespace credit::analytics

@@ -97,10 +97,6 @@ void judge_plan_fit(PlanFit& fit,
   }
 }
 
-}  // namespace
-
-namespace {
-
 std::int64_t median_x2(std::vector<std::int64_t> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -694,10 +690,9 @@ void Replayer::add(const Event& e) {
   if (refunds_ != nullptr) {
     if (!delta.is_negative()) {
       back = refunds_->refunded(e);
-      if (!back.is_zero()) netted_[RefundBook::key_of(e)] = e.at_ms;
-    } else if (!netted_.empty()) {
-      auto it = netted_.find(RefundBook::key_of(e));
-      netted_refund = it != netted_.end() && refund_reaches(it->second, e.at_ms);
+      if (!back.is_zero()) netted_.note(e);
+    } else {
+      netted_refund = netted_.took(e);
     }
   }
   const auto net = [&back](Millicredits cost) { return cost - min(back, cost); };

@@ -314,9 +314,8 @@ class Replayer {
   std::optional<std::int64_t> period_days_;  // ReplayerOptions
   std::int64_t cycle_days_ = kCycleDaysNominal;
   const RefundBook* refunds_ = nullptr;
-  // The charges replayed net of their refunds (RefundBook::key_of -> the charge's at), so
-  // that those refunds are not subtracted again.
-  std::unordered_map<std::string, std::int64_t> netted_;
+  // The charges replayed net of their refunds (ReplayerOptions::refunds).
+  NettedCharges netted_;
 };
 
 }  // namespace credit::analytics

@@ -39,18 +39,21 @@ std::size_t IntegrationCache::entry_bytes(std::string_view account_id, std::stri
 
 bool IntegrationCache::fits(std::string_view account_id, std::string_view kind,
                             std::string_view cache_key, std::size_t response_bytes) const {
-  const std::size_t size = entry_bytes(account_id, kind, cache_key, response_bytes);
+  return fits_bytes(entry_bytes(account_id, kind, cache_key, response_bytes));
+}
+
+bool IntegrationCache::fits_bytes(std::size_t size) const {
   return size <= bytes_max_ && (account_bytes_max_ == 0 || size <= account_bytes_max_);
 }
 
 void IntegrationCache::put(std::string_view account_id, std::string_view kind,
                            std::string_view cache_key, CacheEntry entry) {
+  std::string key = key_of(account_id, kind, cache_key);
+  const std::size_t size = key.size() + entry.response_json.size();
   // The route refuses an entry that cannot fit (fits()); a log written before it did is
   // replayed as it was applied then: such a put changes nothing.
-  if (!fits(account_id, kind, cache_key, entry.response_json.size())) return;
-  std::string key = key_of(account_id, kind, cache_key);
+  if (!fits_bytes(size)) return;
   if (auto it = map_.find(key); it != map_.end()) erase(it);
-  std::size_t size = key.size() + entry.response_json.size();
   while (!lru_.empty() && bytes_ + size > bytes_max_) erase(map_.find(lru_.back()));
   if (account_bytes_max_ != 0) {
     auto use = accounts_.find(std::string(account_id));

@@ -68,6 +68,8 @@ class IntegrationCache {
   }
 
  private:
+  // Whether an entry of `size` bytes (its key's and its response's) can be kept at all.
+  bool fits_bytes(std::size_t size) const;
   // One account's entries: their bytes and their keys, most recent first.
   struct AccountUse {
     std::size_t bytes = 0;

@@ -111,7 +111,7 @@ std::optional<Ctx> context(EngineState& st, const std::string& id, const HttpReq
   std::string_view want = req.query_param("pool");
   // An empty `pool=` names no pool (api-notes, "Lists"): not the default.
   if (req.has_query("pool") && want.empty()) {
-    *out = bad_param("pool", "the account's plan has no such pool");
+    *out = bad_param("pool", std::string(kNoSuchPoolMessage));
     return std::nullopt;
   }
   for (const auto& p : c.view.pools) {
@@ -121,7 +121,7 @@ std::optional<Ctx> context(EngineState& st, const std::string& id, const HttpReq
     }
   }
   if (c.pool == nullptr) {
-    *out = bad_param("pool", "the account's plan has no such pool");
+    *out = bad_param("pool", std::string(kNoSuchPoolMessage));
     return std::nullopt;
   }
   return c;
@@ -322,7 +322,7 @@ HttpResponse events_route(EngineState& st, const std::string& id, const HttpRequ
     f.pool = std::string(req.query_param("pool"));
     if (std::none_of(account->pools.begin(), account->pools.end(),
                      [&](const ledger::PoolState& p) { return p.name == f.pool; })) {
-      return bad_param("pool", "the account's plan has no such pool");
+      return bad_param("pool", std::string(kNoSuchPoolMessage));
     }
   }
   f.from_ms = time_param(req, "from", &bad);
@@ -692,7 +692,7 @@ HttpResponse alerts_route(EngineState& st, Analytics& a, const std::string& id,
   if (req.has_query("pool") &&
       std::none_of(account->pools.begin(), account->pools.end(),
                    [&](const ledger::PoolState& p) { return p.name == pool; })) {
-    return bad_param("pool", "the account's plan has no such pool");
+    return bad_param("pool", std::string(kNoSuchPoolMessage));
   }
   if (!req.has_query("pool") && !account->pools.empty()) pool = account->pools.front().name;
   // The sink schedules its evaluation as a read job, which may be queued behind this one:
@@ -1240,7 +1240,7 @@ class Importer {
       }
       // Applied as a charge, the line takes a charge's rules for its cache key (API.md).
       if (!e.cache_key.empty() && !valid_id(e.cache_key)) {
-        reject(lines_[i], "cache_key must be 1 to 64 characters of [A-Za-z0-9._:-]");
+        reject(lines_[i], id_rule("cache_key"));
         continue;
       }
       cmds.emplace_back(i, charge_command(e));

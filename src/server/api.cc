@@ -304,6 +304,10 @@ bool valid_id(std::string_view id) {
   return true;
 }
 
+std::string id_rule(std::string_view field) {
+  return std::string(field) + " must be 1 to 64 characters of [A-Za-z0-9._:-]";
+}
+
 HttpResponse json_response(int status, std::string body) {
   HttpResponse r;
   r.status = status;
@@ -559,8 +563,7 @@ struct Api::Impl {
       if (!bad && !ck.ok()) bad = ck.error();
       if (!bad && *ck) {
         if (!valid_id(**ck))
-          bad = err_param(ErrorCode::kInvalidRequest,
-                          "cache_key must be 1 to 64 characters of [A-Za-z0-9._:-]", "cache_key");
+          bad = err_param(ErrorCode::kInvalidRequest, id_rule("cache_key"), "cache_key");
         else
           cache_key = std::string(**ck);
       }
@@ -1030,8 +1033,7 @@ struct Api::Impl {
     if (!id.ok())
       bad = id.error();
     else if (!valid_id(*id))
-      bad = err_param(ErrorCode::kInvalidRequest,
-                      "account_id must be 1 to 64 characters of [A-Za-z0-9._:-]", "account_id");
+      bad = err_param(ErrorCode::kInvalidRequest, id_rule("account_id"), "account_id");
     else
       ca.account_id = std::string(*id);
     auto plan = r.string("plan");

@@ -76,6 +76,10 @@ class Api final : public Handler {
 
 // Shared helpers for route files.
 bool valid_id(std::string_view id);
+// The refusal's message for an id field that is not valid_id: "<field> must be ...".
+std::string id_rule(std::string_view field);
+// The refusal's message for a `pool` the account's plan lacks (an empty `pool=` too).
+inline constexpr std::string_view kNoSuchPoolMessage = "the account's plan has no such pool";
 // The idempotency hashes: XXH3-128 of "a \x1f b". Scope and key give the table's key;
 // "request" and the canonical command give the request hash. Imports use it too, so a
 // key used by an import and by a request of the same account is the same key.

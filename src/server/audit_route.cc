@@ -67,7 +67,7 @@ std::optional<HttpResponse> parse_query(const HttpRequest& req, Query& q) {
   q.pool = std::string(req.query_param("pool"));
   // An empty `pool=` names no pool (api-notes, "Lists"): not the default.
   if (req.has_query("pool") && q.pool.empty()) {
-    return bad_param("pool", "the account's plan has no such pool");
+    return bad_param("pool", std::string(kNoSuchPoolMessage));
   }
   return std::nullopt;
 }
@@ -116,7 +116,7 @@ std::optional<HttpResponse> gather(EngineState& st, const std::string& id, const
       break;
     }
   }
-  if (pool == nullptr) return bad_param("pool", "the account's plan has no such pool");
+  if (pool == nullptr) return bad_param("pool", std::string(kNoSuchPoolMessage));
   // The last full cycle: the one before the current, when the account already lived at
   // its start; else the current cycle.
   std::int64_t from_ms = view->cycle_start_ms;

@@ -487,7 +487,7 @@ std::vector<KeyInfo> Engine::keys_of(std::string_view account_id) const {
 
 void Engine::apply_engine_op(const Op& op) {
   if (auto* k = std::get_if<CreateKeyOp>(&op); k && k->refused_closed) {
-    return;  // no key was made (its answer and event: store_key_refusal)
+    return;  // no key was made (its answer: apply_create_key; its event: number_key_refusal)
   } else if (auto* k = std::get_if<CreateKeyOp>(&op)) {
     std::unique_lock lock(keys_mu_);
     keys_by_hash_[k->key.hash_hex] = k->key;
@@ -665,14 +665,17 @@ Status Engine::apply_replay_record(ReplayRecord& record) {
     }
   }
   for (Op& op : record.ops) {
-    auto* refused = std::get_if<CreateKeyOp>(&op);
-    if (refused != nullptr && refused->refused_closed) {
-      Error closed = ledger::account_closed_error();
-      const ledger::Reply r = error_reply(closed.code, std::move(closed.message));
-      ledger_.store_external(refused->idem, r.status, r.body, refused->idem_expires_at_ms);
+    const auto* refused = std::get_if<CreateKeyOp>(&op);
+    const bool key_refusal = refused != nullptr && refused->refused_closed;
+    if (key_refusal) {
+      // The account was closed when the refusal was logged, and a close is for ever: the
+      // same answer is stored again.
+      const std::optional<ledger::Reply> closed = refuse_if_closed(refused->key.account_id);
+      CREDIT_ASSERT(closed.has_value());
+      ledger_.store_external(refused->idem, closed->status, closed->body,
+                             refused->idem_expires_at_ms);
     }
-    if (std::holds_alternative<ImportEventsOp>(op) ||
-        (refused != nullptr && refused->refused_closed)) {
+    if (key_refusal || std::holds_alternative<ImportEventsOp>(op)) {
       replay_events_.clear();
       number_after_commands(op, replay_events_);
       if (replay_without_events_) continue;
