@@ -22,10 +22,39 @@ bool needs_escape(std::uint64_t w) {
          zero_byte(w ^ ('\\' * kOnes));
 }
 
+// Writes the escape of a byte that needs one (needs_escape) at out; returns its end.
+char* write_escape(char* out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  *out++ = '\\';
+  switch (c) {
+    case '"':
+    case '\\':
+      *out++ = static_cast<char>(c);
+      return out;
+    case '\n':
+      *out++ = 'n';
+      return out;
+    case '\r':
+      *out++ = 'r';
+      return out;
+    case '\t':
+      *out++ = 't';
+      return out;
+    default:
+      std::memcpy(out, "u00", 3);
+      out[3] = kHex[c >> 4];
+      out[4] = kHex[c & 15];
+      return out + 5;
+  }
+}
+
+bool is_plain(unsigned char c) {
+  return c >= 0x20 && c != '"' && c != '\\';
+}
+
 }  // namespace
 
 void append_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   out.reserve(out.size() + s.size() + 2);
   out += '"';
   // Plain bytes are copied in runs, skipped 8 at a time; only quotes, backslashes and
@@ -43,35 +72,45 @@ void append_string(std::string& out, std::string_view s) {
     const std::size_t stop = std::min(s.size(), i + 8);
     for (; i < stop; ++i) {
       auto c = static_cast<unsigned char>(s[i]);
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      if (is_plain(c)) continue;
       out.append(s.data() + run, i - run);
       run = i + 1;
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-      }
+      char escape[kEscapeBytesMax];
+      out.append(escape, static_cast<std::size_t>(write_escape(escape, c) - escape));
     }
     if (i >= s.size()) break;
   }
   out.append(s.data() + run, s.size() - run);
   out += '"';
+}
+
+char* write_string(char* out, std::string_view s) {
+  *out++ = '"';
+  std::size_t i = 0;
+  for (;;) {
+    // 8 plain bytes at a time while they are plain, then byte by byte through the word
+    // that needs escaping (or the tail under 8 bytes).
+    while (i + 8 <= s.size()) {
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, sizeof w);
+      if (needs_escape(w)) break;
+      std::memcpy(out, &w, sizeof w);
+      out += 8;
+      i += 8;
+    }
+    const std::size_t stop = std::min(s.size(), i + 8);
+    for (; i < stop; ++i) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (is_plain(c)) {
+        *out++ = static_cast<char>(c);
+      } else {
+        out = write_escape(out, c);
+      }
+    }
+    if (i >= s.size()) break;
+  }
+  *out++ = '"';
+  return out;
 }
 
 std::string fraction_text(double v) {

@@ -1,5 +1,8 @@
 #include "ledger/render.h"
 
+#include <cstring>
+
+#include "base/assert.h"
 #include "base/json_writer.h"
 #include "time/time.h"
 
@@ -73,45 +76,91 @@ void render_grant(std::string_view pool, const Bucket& g, std::string& out) {
   w.end_object();
 }
 
-// The charge's answer is on the hot path: written piece by piece instead of through
-// json::Writer (the keys need no escaping), the same bytes.
-void render_drawn(const std::vector<DrawnFrom>& drawn, std::string& out) {
-  out += '[';
-  for (std::size_t i = 0; i < drawn.size(); ++i) {
-    out += i == 0 ? "{\"source\":" : ",{\"source\":";
-    json::append_string(out, drawn[i].source);
-    out += ",\"credits\":";
-    append_credits(out, drawn[i].credits);
-    out += '}';
+// The charge's answer is on the hot path: written through a pointer into room made at
+// once, not through json::Writer (the keys need no escaping), the same bytes.
+namespace {
+
+template <std::size_t N>
+char* put(char* out, const char (&text)[N]) {
+  std::memcpy(out, text, N - 1);
+  return out + N - 1;
+}
+
+// The most bytes write_drawn writes for `drawn`.
+std::size_t drawn_bytes_max(const std::vector<DrawnFrom>& drawn) {
+  std::size_t bytes = 2;
+  for (const DrawnFrom& d : drawn) {
+    bytes += sizeof(",{\"source\":,\"credits\":}") + json::quoted_bytes_max(d.source.size()) +
+             kCreditsTextBytesMax;
   }
-  out += ']';
+  return bytes;
+}
+
+char* write_drawn(char* out, const std::vector<DrawnFrom>& drawn) {
+  *out++ = '[';
+  for (std::size_t i = 0; i < drawn.size(); ++i) {
+    out = i == 0 ? put(out, "{\"source\":") : put(out, ",{\"source\":");
+    out = json::write_string(out, drawn[i].source);
+    out = put(out, ",\"credits\":");
+    out = write_credits(out, drawn[i].credits);
+    *out++ = '}';
+  }
+  *out++ = ']';
+  return out;
+}
+
+// Grows `out` by bytes_max, has `write` fill it from the old end (returning the end of
+// what it wrote) and cuts `out` back to that.
+template <class Write>
+void append_bounded(std::string& out, std::size_t bytes_max, Write write) {
+  const std::size_t at = out.size();
+  out.resize(at + bytes_max);
+  char* end = write(out.data() + at);
+  CREDIT_ASSERT(end <= out.data() + out.size());
+  out.resize(static_cast<std::size_t>(end - out.data()));
+}
+
+}  // namespace
+
+void render_drawn(const std::vector<DrawnFrom>& drawn, std::string& out) {
+  append_bounded(out, drawn_bytes_max(drawn), [&](char* at) { return write_drawn(at, drawn); });
 }
 
 void render_charge(std::string_view charge_id, Millicredits cost, std::string_view pool,
                    Millicredits available_after, const std::vector<DrawnFrom>& drawn, bool cached,
                    Millicredits saved, std::string_view hold_id, std::string& out) {
-  out += "{\"charge_id\":";
-  json::append_string(out, charge_id);
-  out += ",\"cost\":";
-  append_credits(out, cost);
-  out += ",\"pool\":";
-  json::append_string(out, pool);
-  out += ",\"available_after\":";
-  append_credits(out, available_after);
-  out += ",\"drawn_from\":";
-  render_drawn(drawn, out);
-  if (cached) {
-    out += ",\"cached\":true,\"saved\":";
-    append_credits(out, saved);
-  } else {
-    out += ",\"cached\":false,\"saved\":null";
-  }
-  out += ",\"response\":null";
-  if (!hold_id.empty()) {
-    out += ",\"hold_id\":";
-    json::append_string(out, hold_id);
-  }
-  out += '}';
+  constexpr char kFixed[] =
+      "{\"charge_id\":,\"cost\":,\"pool\":,\"available_after\":,\"drawn_from\":,\"cached\":false,"
+      "\"saved\":,\"response\":null,\"hold_id\":}";
+  const std::size_t bytes_max = sizeof(kFixed) + json::quoted_bytes_max(charge_id.size()) +
+                                json::quoted_bytes_max(pool.size()) +
+                                json::quoted_bytes_max(hold_id.size()) + 3 * kCreditsTextBytesMax +
+                                drawn_bytes_max(drawn);
+  append_bounded(out, bytes_max, [&](char* at) {
+    at = put(at, "{\"charge_id\":");
+    at = json::write_string(at, charge_id);
+    at = put(at, ",\"cost\":");
+    at = write_credits(at, cost);
+    at = put(at, ",\"pool\":");
+    at = json::write_string(at, pool);
+    at = put(at, ",\"available_after\":");
+    at = write_credits(at, available_after);
+    at = put(at, ",\"drawn_from\":");
+    at = write_drawn(at, drawn);
+    if (cached) {
+      at = put(at, ",\"cached\":true,\"saved\":");
+      at = write_credits(at, saved);
+    } else {
+      at = put(at, ",\"cached\":false,\"saved\":null");
+    }
+    at = put(at, ",\"response\":null");
+    if (!hold_id.empty()) {
+      at = put(at, ",\"hold_id\":");
+      at = json::write_string(at, hold_id);
+    }
+    *at++ = '}';
+    return at;
+  });
 }
 
 void append_cache_generation(std::uint64_t generation, std::string& body) {

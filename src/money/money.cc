@@ -4,7 +4,9 @@
 // Does not: decide which amounts a request may carry beyond the API limit (callers do).
 #include "money/money.h"
 
+#include <charconv>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 
 #include "base/assert.h"
@@ -133,7 +135,7 @@ Result<Millicredits> parse_credits(std::string_view text) {
   return Millicredits::from_mc(negative ? -mc : mc);
 }
 
-void append_credits(std::string& out, Millicredits amount) {
+char* write_credits(char* out, Millicredits amount) {
   const std::int64_t mc = amount.mc();
   // Unsigned magnitude: -INT64_MIN does not fit in int64.
   const std::uint64_t magnitude =
@@ -141,18 +143,11 @@ void append_credits(std::string& out, Millicredits amount) {
   const std::uint64_t whole = magnitude / kMcPerCredit;
   std::uint64_t frac = magnitude % kMcPerCredit;
 
-  if (mc < 0) out.push_back('-');
-  char buf[std::numeric_limits<std::uint64_t>::digits10 + 1];
-  std::size_t len = 0;
-  std::uint64_t w = whole;
-  do {
-    buf[len++] = static_cast<char>('0' + w % 10);
-    w /= 10;
-  } while (w != 0);
-  while (len > 0) out.push_back(buf[--len]);
-
-  if (frac == 0) return;
-  out.push_back('.');
+  if (mc < 0) *out++ = '-';
+  // |INT64_MIN| / 1000 has 16 digits: the whole part always fits.
+  out = std::to_chars(out, out + 16, whole).ptr;
+  if (frac == 0) return out;
+  *out++ = '.';
   char digits[kMcScaleDigits];
   for (std::int64_t k = kMcScaleDigits - 1; k >= 0; --k) {
     digits[k] = static_cast<char>('0' + frac % 10);
@@ -160,7 +155,13 @@ void append_credits(std::string& out, Millicredits amount) {
   }
   std::int64_t shown = kMcScaleDigits;
   while (digits[shown - 1] == '0') --shown;
-  out.append(digits, static_cast<std::size_t>(shown));
+  std::memcpy(out, digits, static_cast<std::size_t>(shown));
+  return out + shown;
+}
+
+void append_credits(std::string& out, Millicredits amount) {
+  char buf[kCreditsTextBytesMax];
+  out.append(buf, static_cast<std::size_t>(write_credits(buf, amount) - buf));
 }
 
 std::string format_credits(Millicredits amount) {

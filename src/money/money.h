@@ -6,6 +6,7 @@
 #pragma once
 
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -121,5 +122,10 @@ Result<Millicredits> parse_credits(std::string_view text);
 // 2000 -> "2", 125 -> "0.125", -250 -> "-0.25", 0 -> "0".
 std::string format_credits(Millicredits amount);
 void append_credits(std::string& out, Millicredits amount);
+// The most bytes format_credits writes: a sign, 16 whole digits, a point, 3 decimals.
+inline constexpr std::size_t kCreditsTextBytesMax = 21;
+// The same text written at `out`, which has room for kCreditsTextBytesMax bytes; returns
+// the end of what it wrote.
+char* write_credits(char* out, Millicredits amount);
 
 }  // namespace credit

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "base/error_json.h"
 
@@ -14,6 +16,15 @@ std::string json_quoted(std::string_view s) {
   std::string out;
   append_string(out, s);
   return out;
+}
+
+// write_string's text, written into exactly quoted_bytes_max bytes (a sanitizer build
+// sees a write past them).
+std::string json_written(std::string_view s) {
+  std::vector<char> room(quoted_bytes_max(s.size()));
+  char* end = write_string(room.data(), s);
+  EXPECT_LE(end, room.data() + room.size());
+  return std::string(room.data(), end);
 }
 
 TEST(JsonString, PlainTextIsCopiedAsIs) {
@@ -57,12 +68,17 @@ TEST(JsonString, WordScanEscapesLikeTheByteRuleAtEveryOffset) {
   for (std::size_t len = 0; len <= 40; ++len) {
     std::string plain(len, 'a');
     EXPECT_EQ(json_quoted(plain), by_bytes(plain));
+    EXPECT_EQ(json_written(plain), by_bytes(plain));
+    // Every byte escaped in full: the bound is exact.
+    const std::string controls(len, '\x01');
+    EXPECT_EQ(json_written(controls).size(), quoted_bytes_max(len));
     for (std::size_t at = 0; at < len; ++at) {
       for (char sp : specials) {
         std::string s = plain;
         s[at] = sp;
         if (at + 3 < len) s[at + 3] = '"';  // two specials in one word
         ASSERT_EQ(json_quoted(s), by_bytes(s)) << "len " << len << " at " << at;
+        ASSERT_EQ(json_written(s), by_bytes(s)) << "len " << len << " at " << at;
       }
     }
   }

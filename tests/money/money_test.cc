@@ -122,6 +122,10 @@ TEST(FormatCredits, PrintsTheShortestExactDecimal) {
 TEST(FormatCredits, ExtremeInt64ValuesPrintWithoutOverflow) {
   EXPECT_EQ(format_credits(Millicredits::from_mc(kInt64Max)), "9223372036854775.807");
   EXPECT_EQ(format_credits(Millicredits::from_mc(kInt64Min)), "-9223372036854775.808");
+  // The longest text fills kCreditsTextBytesMax exactly.
+  EXPECT_EQ(format_credits(Millicredits::from_mc(kInt64Min)).size(), kCreditsTextBytesMax);
+  char room[kCreditsTextBytesMax];
+  EXPECT_EQ(write_credits(room, Millicredits::from_mc(kInt64Min)), room + kCreditsTextBytesMax);
 }
 
 TEST(FormatCredits, AppendAddsToTheBuffer) {
