@@ -468,6 +468,13 @@ std::string* string_slot(Event& e, std::string_view key) {
   }
 }
 
+// The string fields that name something (an id, a key, a pool): an empty string names
+// nothing and is refused, where null or no field says "none" (the writer never writes "").
+bool names_something(std::string_view key) {
+  return key == "cache_key" || key == "idempotency_key" || key == "pool" || key == "hold_id" ||
+         key == "charge_id" || key == "grant_id" || key == "refund_id";
+}
+
 // The top-level keys with their own rules (string fields go through string_slot).
 enum class Key : std::uint8_t {
   kOther,
@@ -657,7 +664,15 @@ Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
       }
       return ok_status();
     case Key::kOther:
-      if (std::string* slot = string_slot(e, key)) return read_optional_string(v, key, *slot);
+      if (std::string* slot = string_slot(e, key)) {
+        json_type t;
+        if (v.type().get(t)) return field_error(key, "invalid JSON");
+        Status read = read_optional_string(v, key, *slot);
+        if (read.ok() && t == json_type::string && slot->empty() && names_something(key)) {
+          return field_error(key, "must not be empty (null, or leave it out)");
+        }
+        return read;
+      }
       // Other fields are ignored (an import may carry another system's extras), within
       // the depth limit; the line's own object is depth 1.
       return check_ignored_depth(v, 1);
@@ -698,7 +713,7 @@ class CanonicalScanner {
     e_.type = *type;
     std::string_view kind_text;
     if (!lit(",\"kind\":") || !str_or_null(kind_text)) return false;
-    if (!lit(",\"pool\":") || !str_or_null(e_.pool)) return false;
+    if (!lit(",\"pool\":") || !named_or_null(e_.pool)) return false;
     if (!lit(",\"credits\":") || !credits(e_.credits)) return false;
     if (!lit(",\"available_after\":")) return false;
     if (!null()) {
@@ -711,8 +726,8 @@ class CanonicalScanner {
     if (!lit(",\"priced_by\":") || !str_or_null(e_.priced_by)) return false;
     if (!lit(",\"usage\":") || !(null() || usage())) return false;
     if (!lit(",\"metadata\":") || !(null() || metadata())) return false;
-    if (!lit(",\"cache_key\":") || !str_or_null(e_.cache_key)) return false;
-    if (!lit(",\"idempotency_key\":") || !str_or_null(e_.idempotency_key)) return false;
+    if (!lit(",\"cache_key\":") || !named_or_null(e_.cache_key)) return false;
+    if (!lit(",\"idempotency_key\":") || !named_or_null(e_.idempotency_key)) return false;
     if (!lit(",\"rate_card_version\":")) return false;
     if (!null()) {
       std::uint64_t v = 0;
@@ -725,10 +740,10 @@ class CanonicalScanner {
       return false;
     }
     // The optional fields, in the writer's order.
-    if (lit(",\"hold_id\":") && !str(s, e_.hold_id)) return false;
-    if (lit(",\"charge_id\":") && !str(s, e_.charge_id)) return false;
-    if (lit(",\"grant_id\":") && !str(s, e_.grant_id)) return false;
-    if (lit(",\"refund_id\":") && !str(s, e_.refund_id)) return false;
+    if (lit(",\"hold_id\":") && (!str(s, e_.hold_id) || s.empty())) return false;
+    if (lit(",\"charge_id\":") && (!str(s, e_.charge_id) || s.empty())) return false;
+    if (lit(",\"grant_id\":") && (!str(s, e_.grant_id) || s.empty())) return false;
+    if (lit(",\"refund_id\":") && (!str(s, e_.refund_id) || s.empty())) return false;
     if (lit(",\"object\":") && !str(s, e_.object)) return false;
     if (lit(",\"plan\":") && !str(s, e_.plan)) return false;
     if (lit(",\"previous_plan\":") && !str(s, e_.previous_plan)) return false;
@@ -788,6 +803,17 @@ class CanonicalScanner {
       return true;
     }
     return str(out);
+  }
+  // A string that names something (names_something): null, or not empty.
+  bool named_or_null(std::string& out) {
+    std::string_view s;
+    if (null()) {
+      out.clear();
+      return true;
+    }
+    if (!str(s) || s.empty()) return false;
+    out.assign(s);
+    return true;
   }
   bool str_or_null(std::string& out) {
     std::string_view s;

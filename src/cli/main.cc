@@ -10,6 +10,25 @@
 #include "cli/offline.h"
 #include "cli/online.h"
 
+namespace {
+
+// The first option given an empty value ("--pool ''": an unset shell variable) in `app`
+// and the subcommands it parsed; nullptr when none. No flag reads an empty value as
+// meaning something: refused, where skipping it would send the default in its place.
+const CLI::Option* empty_value_option(const CLI::App& app) {
+  for (const CLI::Option* o : app.get_options()) {
+    for (const std::string& value : o->results()) {
+      if (value.empty() && o->get_expected_min() > 0) return o;
+    }
+  }
+  for (const CLI::App* sub : app.get_subcommands()) {
+    if (const CLI::Option* o = empty_value_option(*sub)) return o;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"creditctl: credit metering client and offline analytics"};
   app.require_subcommand(1);
@@ -27,6 +46,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
+    return credit::cli::kExitUsage;
+  }
+  if (const CLI::Option* o = empty_value_option(app)) {
+    std::cerr << "creditctl: " << o->get_name()
+              << ": an empty value (leave the flag out for its default)\n";
     return credit::cli::kExitUsage;
   }
   // --json is --format json on every command, wherever it is given (DESIGN.md section 3).

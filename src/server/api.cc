@@ -1308,15 +1308,19 @@ struct Api::Impl {
         std::move(respond));
   }
 
-  void key_delete(const std::string& id, const std::string& key_id, Responder respond) {
+  // `refused`: the body's error, answered after the account's and the key's 404 (API.md's
+  // order: 404 before 400).
+  void key_delete(const std::string& id, const std::string& key_id, std::optional<Error> refused,
+                  Responder respond) {
     bool found = false;
     for (const auto& k : engine.keys_of(id)) found = found || k.key_id == key_id;
     auto shared = std::make_shared<Responder>(std::move(respond));
     read(
-        [this, id, key_id, found, shared](EngineState& st) {
+        [this, id, key_id, found, refused, shared](EngineState& st) {
           if (st.ledger.find(id) == nullptr)
             return from_error(err(ErrorCode::kAccountNotFound, "no such account"));
           if (!found) return from_error(err(ErrorCode::kKeyNotFound, "no such key"));
+          if (refused) return from_error(*refused);
           submit_one(RevokeKeyOp{id, key_id}, std::move(*shared));
           return HttpResponse{0, "", "", {}};
         },
@@ -1328,12 +1332,14 @@ struct Api::Impl {
   // DELETE /v1/keys/{key_id}: revokes a service key (DESIGN.md section 5: keys are
   // revocable), logged as an account key's revocation is. Only service keys: an account's
   // key id here is 404, as it is under another account.
-  void service_key_delete(const std::string& key_id, Responder respond) {
+  void service_key_delete(const std::string& key_id, std::optional<Error> refused,
+                          Responder respond) {
     bool found = false;
     for (const auto& k : engine.keys_of("")) {
       found = found || (k.key_id == key_id && k.role == Role::kService);
     }
     if (!found) return respond(from_error(err(ErrorCode::kKeyNotFound, "no such key")));
+    if (refused) return respond(from_error(*refused));
     submit_one(RevokeKeyOp{"", key_id}, std::move(respond));
   }
 
@@ -1702,11 +1708,13 @@ struct Api::Impl {
     // Bodies are parsed before the role checks (API.md: 400 invalid_json before 403).
     std::optional<JsonValue> body;
     // A DELETE's body, when it has one, is parsed too: it may name no field.
-    if (m == "POST" || m == "PUT" || (m == "DELETE" && !req.body.empty())) {
+    // A body of nothing but JSON whitespace reads as no body: {} (api-notes, "Bodies").
+    const bool blank_body = req.body.find_first_not_of(" \t\r\n") == std::string::npos;
+    if (m == "POST" || m == "PUT" || (m == "DELETE" && !blank_body)) {
       bool is_import = p.size() >= 3 && p[1] == "admin" && p[2] == "import";
       if (!is_import) {
-        auto parsed = thread_json_parser().parse_object(
-            req.body.empty() ? std::string_view("{}") : std::string_view(req.body));
+        auto parsed = thread_json_parser().parse_object(blank_body ? std::string_view("{}")
+                                                                   : std::string_view(req.body));
         if (!parsed.ok()) return respond(from_error(parsed.error()));
         body = *parsed;
       }
@@ -1727,8 +1735,10 @@ struct Api::Impl {
     }
     if (p.size() == 3 && p[1] == "keys" && m == "DELETE") {
       if (!need(Role::kAdmin, "")) return forbid();
-      if (Status none = no_body_fields(body); !none.ok()) return respond(from_error(none.error()));
-      return service_key_delete(std::string(p[2]), std::move(respond));
+      Status none = no_body_fields(body);
+      return service_key_delete(std::string(p[2]),
+                                none.ok() ? std::nullopt : std::optional(none.error()),
+                                std::move(respond));
     }
     if (p.size() == 3 && p[1] == "admin" && p[2] == "clock" && m == "POST") {
       if (!need(Role::kAdmin, "")) return forbid();
@@ -1769,9 +1779,10 @@ struct Api::Impl {
         }
         if (p.size() == 4 && m == "GET") return keys_list(req, id, std::move(respond));
         if (p.size() == 5 && m == "DELETE") {
-          if (Status none = no_body_fields(body); !none.ok())
-            return refuse_after_lookup(id, none.error(), std::move(respond));
-          return key_delete(id, std::string(p[4]), std::move(respond));
+          Status none = no_body_fields(body);
+          return key_delete(id, std::string(p[4]),
+                            none.ok() ? std::nullopt : std::optional(none.error()),
+                            std::move(respond));
         }
       }
       if (p.size() == 4 && sub == "grants" && m == "GET")

@@ -459,31 +459,36 @@ class Session : public std::enable_shared_from_this<Session> {
     // A client may escape an id's ':' (API.md's ids are [A-Za-z0-9._:-]); routes read the
     // decoded path. A bad escape is answered after the key is checked (API.md's order: 401
     // first), which reads no path.
-    std::optional<Error> bad_escape;
+    std::optional<Error> refused_after_key;
     if (req_.path.find('%') != std::string::npos) {
       std::string decoded;
       if (!percent_decode(req_.path, decoded, Encoded::kPath)) {
-        bad_escape = Error(ErrorCode::kInvalidRequest,
-                           "the path has a bad percent escape or an encoded '/' (%2F)")
-                         .with_string("param", "path");
+        refused_after_key = Error(ErrorCode::kInvalidRequest,
+                                  "the path has a bad percent escape or an encoded '/' (%2F)")
+                                .with_string("param", "path");
       } else {
         req_.path = std::move(decoded);
         body_limit_ = body_bytes_max_for_path(core_.options, req_.path);
       }
     }
-    if (!bad_escape && qmark != std::string_view::npos &&
+    if (!refused_after_key && qmark != std::string_view::npos &&
         !decode_query(target.substr(qmark + 1), req_.query)) {
-      bad_escape = Error(ErrorCode::kInvalidRequest, "the query has a bad percent escape")
-                       .with_string("param", "query");
+      refused_after_key = Error(ErrorCode::kInvalidRequest, "the query has a bad percent escape")
+                              .with_string("param", "query");
     }
     // Two of a header that names who calls or which operation this is would let two
-    // readers disagree; refuse instead of picking one.
-    if (msg.count(http::field::authorization) > 1 || msg.count("Idempotency-Key") > 1) {
+    // readers disagree; refuse instead of picking one. Two Authorization headers leave no
+    // caller to check, so they are refused at once; two Idempotency-Key headers after the
+    // key is checked (API.md's order: 401 first).
+    if (msg.count(http::field::authorization) > 1) {
       return refuse(Error(ErrorCode::kInvalidRequest,
                           "the Authorization and Idempotency-Key headers may appear once")
-                        .with_string("param", msg.count(http::field::authorization) > 1
-                                                  ? "Authorization"
-                                                  : "Idempotency-Key"));
+                        .with_string("param", "Authorization"));
+    }
+    if (!refused_after_key && msg.count("Idempotency-Key") > 1) {
+      refused_after_key = Error(ErrorCode::kInvalidRequest,
+                                "the Authorization and Idempotency-Key headers may appear once")
+                              .with_string("param", "Idempotency-Key");
     }
     if (auto it = msg.find(http::field::authorization); it != msg.end()) {
       req_.authorization.assign(sv(it->value()));
@@ -499,7 +504,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (std::optional<Error> refused = core_.handler.check_head(req_)) {
       return refuse(*refused);
     }
-    if (bad_escape) return refuse(*bad_escape);
+    if (refused_after_key) return refuse(*refused_after_key);
     if (const auto length = parser_->content_length(); length && *length > body_limit_) {
       return refuse_body_too_large();
     }

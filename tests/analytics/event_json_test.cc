@@ -235,6 +235,32 @@ TEST(EventJson, LineErrorsNameTheField) {
       "ok");
   EXPECT_FALSE(parse_event_json("{\"at\":").ok());
   EXPECT_FALSE(parse_event_json("[1,2]").ok());
+  // A field that names something (a key, an id, a pool) is null or absent for none: an
+  // empty string is refused (found by an audit: an import applied "cache_key":"" as none).
+  for (std::string_view key :
+       {"cache_key", "idempotency_key", "pool", "hold_id", "charge_id", "grant_id", "refund_id"}) {
+    const std::string line =
+        R"({"at":"2026-03-02T09:14:05Z","account_id":"a","user_id":"u","type":"charge","kind":"agent_prompt","credits":1,")" +
+        std::string(key) + R"(":""})";
+    EXPECT_EQ(param_of(line), "\"" + std::string(key) + "\"") << line;
+    const std::string as_null =
+        R"({"at":"2026-03-02T09:14:05Z","account_id":"a","user_id":"u","type":"charge","kind":"agent_prompt","credits":1,")" +
+        std::string(key) + R"(":null})";
+    EXPECT_EQ(param_of(as_null), "ok") << as_null;
+  }
+  // The writer's own layout with "" where it writes null goes the same way.
+  Event e = full_event();
+  std::string canonical;
+  append_event_json(canonical, e);
+  for (std::string_view field : {",\"pool\":", ",\"cache_key\":", ",\"idempotency_key\":"}) {
+    std::string line = canonical;
+    const std::size_t at = line.find(field);
+    ASSERT_NE(at, std::string::npos) << field;
+    const std::size_t value = at + field.size();
+    const std::size_t end = line.find('"', value + 1) + 1;  // the string value's end
+    line.replace(value, end - value, "\"\"");
+    EXPECT_FALSE(parse_event_json(line).ok()) << line;
+  }
 }
 
 TEST(EventJson, ParsingIntoAReusedEventLeavesNothingOfTheLastLine) {

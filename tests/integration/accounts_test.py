@@ -590,6 +590,18 @@ def service_keys():
     check("DELETE again: 404 key_not_found", is_error(r, 404, "key_not_found"), r)
     r = a.delete("/v1/keys/key_nosuch")
     check("DELETE of no such key: 404 key_not_found", is_error(r, 404, "key_not_found"), r)
+    # 404 before 400: an unknown key with a bad body is still 404, on both routes.
+    r = a.call("DELETE", "/v1/keys/key_nosuch", {"foo": 1})
+    check("DELETE of no such service key with a body field: 404 first", is_error(r, 404, "key_not_found"), r)
+    r = a.call("DELETE", f"/v1/accounts/{acct}/keys/key_nosuch", {"foo": 1})
+    check("DELETE of no such account key with a body field: 404 first", is_error(r, 404, "key_not_found"), r)
+    # A body of only whitespace reads as no body, as an empty one does.
+    r = a.call("DELETE", "/v1/keys/key_nosuch", raw=b" \r\n\t ")
+    check("DELETE with a whitespace body: read as none (404)", is_error(r, 404, "key_not_found"), r)
+    r = a.call("POST", f"/v1/accounts/{acct}/quote", raw=b"  \n")
+    r2 = a.call("POST", f"/v1/accounts/{acct}/quote", raw=b"")
+    check("POST with a whitespace body: the same answer as an empty one",
+          r.status == r2.status == 400 and r.get("error", {}).get("param") == r2.get("error", {}).get("param"), (r, r2))
     r = a.delete(f"/v1/keys/{acct_key_id}")
     check("DELETE /v1/keys/ of an account's key: 404 key_not_found",
           is_error(r, 404, "key_not_found") and any(k["key_id"] == acct_key_id for k in

@@ -451,6 +451,12 @@ def test_numbers_given_are_sent_as_given():
     h.check("hold --ttl-ms 0x10: a usage error (exit 2), not hex 16", rc == 2 and "--ttl-ms" in err, (rc, err))
     rc, out, err = ctl("balance", ACCT, "--timeout", "0x10")
     h.check("--timeout 0x10: a usage error (exit 2)", rc == 2 and "--timeout" in err, (rc, err))
+    # An empty value (an unset shell variable) is refused, not read as the default.
+    for args in (("usage", ACCT, "--from", ""), ("usage", ACCT, "--pool", ""),
+                 ("accounts", "list", "--after", ""), ("hot-files", ACCT, "--order-by", "")):
+        rc, out, err = ctl(*args)
+        h.check(f"{' '.join(args[:1] + args[2:3])} '': a usage error (exit 2) naming the flag",
+                rc == 2 and args[-2] in err, (rc, err))
 
 
 def test_usage_numbers_are_json():

@@ -286,6 +286,21 @@ def rejections_are_json():
     body = resp.read()
     check("no key, 100 MiB Content-Length: 401 JSON", resp.status == 401 and b'"unauthorized"' in body, body)
     conn.close()
+    # Two Idempotency-Key headers with no key: 401 first (API.md's order); with a key: 400.
+    for auth, want in ((None, 401), (c.api_key, 400)):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.putrequest("POST", f"/v1/accounts/{A}/charges")
+        conn.putheader("Idempotency-Key", "dup-a")
+        conn.putheader("Idempotency-Key", "dup-b")
+        if auth:
+            conn.putheader("Authorization", f"Bearer {auth}")
+        conn.putheader("Content-Length", "2")
+        conn.endheaders(b"{}")
+        resp = conn.getresponse()
+        body = resp.read()
+        check(f"two Idempotency-Key headers, key {'given' if auth else 'missing'}: {want}",
+              resp.status == want and (want == 401 or b'"param":"Idempotency-Key"' in body), body)
+        conn.close()
 
 
 def webhooks():
