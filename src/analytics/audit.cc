@@ -95,10 +95,10 @@ std::vector<Policy> audit_policies() {
 // scoped save without their finding (any discuss turn, any prompt that reads several
 // files), so there is a chain with and without each: chain i has discuss-off when bit
 // kChainDiscussOff is set, scoped when bit kChainScoped is. Outliers comes last and
-// changes nothing for the others: its part is counted only when its fix is listed.
-// Discuss-off takes no agent turn away, so revert-loops saves the same with it and
-// without: it runs only in the chains without discuss-off (a detector per chain is most
-// of a chain's cost), which give its part to the chains with.
+// changes nothing for the others: its part is counted only when its fix is listed. It
+// judges the users on what revert-loops left (a loop's reverted turns are gone), so
+// revert-loops is in every chain: without it there, the outliers' excess would hold the
+// loops' waste that revert-loops' part counts too.
 namespace {
 
 constexpr std::size_t kChainDiscussOff = 1;
@@ -111,7 +111,7 @@ std::vector<std::vector<PolicyKind>> fix_chains() {
     c.push_back(PolicyKind::kCache);
     if ((i & kChainScoped) != 0) c.push_back(PolicyKind::kScoped);
     c.push_back(PolicyKind::kEditor);
-    if ((i & kChainDiscussOff) == 0) c.push_back(PolicyKind::kRevertLoops);
+    c.push_back(PolicyKind::kRevertLoops);
     c.push_back(PolicyKind::kOutliers);
   }
   return chains;
@@ -577,12 +577,6 @@ Millicredits AuditBuilder::State::all_fixes_per_cycle(const std::vector<Fix>& fi
   Millicredits saved;
   for (const StageSaving& stage : replay.chains[chain].stages) {
     if (is_listed(stage.kind)) saved = saved.saturating_add(stage.saved);
-  }
-  if (is_listed(PolicyKind::kRevertLoops) && (chain & kChainDiscussOff) != 0) {
-    // This chain has no revert-loops stage: its part in the chain without discuss-off.
-    for (const StageSaving& stage : replay.chains[chain & ~kChainDiscussOff].stages) {
-      if (stage.kind == PolicyKind::kRevertLoops) saved = saved.saturating_add(stage.saved);
-    }
   }
   // Chained, no event is saved twice, so the whole is at most the sum of its parts, but
   // for the outliers' excess, judged again on what the other policies left: the bound.

@@ -4,6 +4,8 @@
 #include "analytics/replay.h"
 
 #include <algorithm>
+#include <charconv>
+#include <limits>
 #include <map>
 #include <unordered_map>
 
@@ -67,33 +69,48 @@ Millicredits per_cycle(Millicredits credits, std::int64_t period_days, std::int6
 
 namespace {
 
-// Judges `fit` (its plan's allowances set) on the burn by pool, scaled to a cycle.
+// Whether a pool needing `need` of `allowance` fits less than one needing `than_need` of
+// `than_allowance`: the larger need / allowance, a need above zero without an allowance
+// the least of all (the larger need first among those).
+bool fits_less(Millicredits need, Millicredits allowance, Millicredits than_need,
+               Millicredits than_allowance) {
+  const bool none = need.mc() > 0 && allowance.mc() <= 0;
+  const bool than_none = than_need.mc() > 0 && than_allowance.mc() <= 0;
+  if (none != than_none) return none;
+  if (none) return need > than_need;
+  // need / allowance > than_need / than_allowance, without dividing.
+  return static_cast<__int128>(need.mc()) * std::max<std::int64_t>(than_allowance.mc(), 1) >
+         static_cast<__int128>(than_need.mc()) * std::max<std::int64_t>(allowance.mc(), 1);
+}
+
+// Judges `fit` (its plan's allowances set) on the burn by pool, scaled to a cycle. A burn
+// on a pool the plan lacks fits nowhere in it: that pool, with no allowance, fits least.
 void judge_plan_fit(PlanFit& fit,
                     const std::map<std::string, Millicredits, std::less<>>& after_by_pool,
                     std::int64_t period_days, std::int64_t cycle_days) {
   fit.fits = true;
   bool first = true;
-  for (const auto& [pool, allowance] : fit.allowances) {
-    auto it = after_by_pool.find(pool);
-    const Millicredits need = per_cycle(
-        it == after_by_pool.end() ? Millicredits::zero() : it->second, period_days, cycle_days);
+  const auto judge = [&](const std::string& pool, Millicredits allowance, Millicredits need) {
     fit.fits = fit.fits && need <= allowance;
-    // need / allowance > fit.need / fit.allowance, without dividing.
-    const bool tighter =
-        static_cast<__int128>(need.mc()) * std::max<std::int64_t>(fit.allowance.mc(), 1) >
-        static_cast<__int128>(fit.need_per_cycle.mc()) * std::max<std::int64_t>(allowance.mc(), 1);
-    if (first || tighter) {
+    if (first || fits_less(need, allowance, fit.need_per_cycle, fit.allowance)) {
       fit.pool = pool;
       fit.allowance = allowance;
       fit.need_per_cycle = need;
       first = false;
     }
+  };
+  for (const auto& [pool, allowance] : fit.allowances) {
+    auto it = after_by_pool.find(pool);
+    judge(pool, allowance,
+          per_cycle(it == after_by_pool.end() ? Millicredits::zero() : it->second, period_days,
+                    cycle_days));
   }
-  // A burn on a pool the plan lacks fits nowhere in it.
   for (const auto& [pool, after] : after_by_pool) {
     const bool in_plan = std::any_of(fit.allowances.begin(), fit.allowances.end(),
                                      [&](const auto& a) { return a.first == pool; });
-    if (!in_plan && after.mc() > 0) fit.fits = false;
+    if (!in_plan && after.mc() > 0) {
+      judge(pool, Millicredits::zero(), per_cycle(after, period_days, cycle_days));
+    }
   }
 }
 
@@ -196,20 +213,40 @@ namespace {
 struct Item {
   Millicredits original;
   Millicredits cost;
+  // The refunds the event is replayed net of (ReplayerOptions::refunds): what a stage saves
+  // of it is net of these.
+  Millicredits back;
+  std::uint16_t pool = 0;  // the event's pool, an index in Replayer::pools_ (plan policies)
   bool dropped = false;
+  Millicredits net_cost() const { return cost - min(back, cost); }
 };
+
+// v[index] += credits, growing v as needed.
+void add_at(std::vector<Millicredits>& v, std::size_t index, Millicredits credits) {
+  if (index >= v.size()) v.resize(index + 1);
+  v[index] = v[index].saturating_add(credits);
+}
 
 class Stage {
  public:
   virtual ~Stage() = default;
   virtual void apply(const Event& e, Item& item) = 0;
-  // Savings decided only at the end of the stream (loops still open, outliers).
-  virtual Millicredits finish() { return Millicredits::zero(); }
-  // Savings decided after their event (loops), already final.
+  // Decides the savings still open at the end of the stream (loops still open, outliers).
+  virtual void finish() {}
+  // The savings decided after their event (loops, outliers), in all and by the pool of the
+  // events they saved: they come off `after` in Replayer::finish.
   Millicredits late_saved() const { return late_saved_; }
+  const std::vector<Millicredits>& late_by_pool() const { return late_by_pool_; }
 
  protected:
+  void save_late(std::uint16_t pool, Millicredits credits) {
+    late_saved_ = late_saved_.saturating_add(credits);
+    add_at(late_by_pool_, pool, credits);
+  }
+
+ private:
   Millicredits late_saved_;
+  std::vector<Millicredits> late_by_pool_;
 };
 
 void drop(Item& item) {
@@ -462,79 +499,49 @@ class EditorStage final : public Stage {
   }
 };
 
-class RevertLoopsStage final : public Stage {
- public:
-  explicit RevertLoopsStage(const RefundBook* refunds) : refunds_(refunds) {}
-  void apply(const Event& e, Item& item) override {
-    if (!is_agent_turn(e)) return;
-    // Net of the turn's refunds (ReplayerOptions::refunds): what the loop rules and the
-    // audit's loops see, and what reverting the turn saves (the refund came back anyway).
-    const Millicredits back = refunds_ != nullptr ? refunds_->refunded(e) : Millicredits::zero();
-    LoopTurn t;
-    t.at_ms = e.at_ms;
-    t.credits = e.credits - min(back, e.credits);
-    t.fix = e.metadata.intent == "fix";
-    t.feature = e.metadata.feature;
-    t.replay_credits = item.cost - min(back, item.cost);
-    entry(detectors_, e.account_id).add(e.metadata.file, t, sink_);
-  }
-  Millicredits finish() override {
-    for (auto& [account, d] : detectors_) d.finish(sink_);
-    return Millicredits::zero();
-  }
-
- private:
-  const RefundBook* refunds_;
-  LoopDetector::Sink sink_ = [this](const Loop& loop) {
-    late_saved_ = late_saved_.saturating_add(loop.replay_waste);
-  };
-  StringMap<LoopDetector> detectors_;  // the savings are summed: order does not matter
-};
-
+// Outliers judges each user on what the earlier policies left of their events: the
+// credits and the turns that reached it, net of their refunds, less the turns a loop
+// reverted (revert_turn); its saving, a user's excess, comes off that user's pools in
+// proportion to what each holds of the user's credits.
 class OutliersStage final : public Stage {
  public:
-  void apply(const Event& e, Item& item) override {
-    Totals& t = totals(e.account_id);
-    t.credits = t.credits.saturating_add(item.cost);
-    auto& u = entry(t.users, e.user_id);
-    u.credits = u.credits.saturating_add(item.cost);
-    if (e.kind == Kind::kAgentPrompt || e.kind == Kind::kDiscussTurn) u.builder = true;
-    if (e.kind == Kind::kAgentPrompt) {
-      ++u.agent_turns;
-      ++t.agent_turns;
-    }
-  }
-  void refund(const Event& e) {
-    Totals& t = totals(e.account_id);
-    t.credits = t.credits.saturating_sub(e.credits);
-    User& u = entry(t.users, e.user_id);
-    u.credits = u.credits.saturating_sub(e.credits);
-  }
-  Millicredits finish() override {
-    Millicredits saved;
-    for (const auto& [account, t] : totals_) {
-      std::vector<UserTotals> users;
-      for (const auto& [id, u] : t.users) {
-        if (u.builder) users.push_back({id, u.agent_turns, u.credits});
-      }
-      for (const auto& o : find_outliers(users, t.agent_turns, t.credits)) {
-        saved = saved.saturating_add(o.excess);
-      }
-    }
-    return saved;
-  }
-
- private:
   struct User {
     std::int64_t agent_turns = 0;
+    std::int64_t builder_turns = 0;  // agent and discuss turns: a builder has one
     Millicredits credits;
-    bool builder = false;
+    std::vector<Millicredits> by_pool;  // kept for a plan policy's fit only
   };
   struct Totals {
     StringMap<User> users;
     std::int64_t agent_turns = 0;
     Millicredits credits;
   };
+
+  explicit OutliersStage(bool by_pool) : by_pool_(by_pool) {}
+
+  void apply(const Event& e, Item& item) override {
+    Totals& t = totals(e.account_id);
+    User& u = user(t, e.user_id);
+    add(t, u, item.pool, item.net_cost());
+    if (e.kind == Kind::kAgentPrompt || e.kind == Kind::kDiscussTurn) ++u.builder_turns;
+    if (e.kind == Kind::kAgentPrompt) {
+      ++u.agent_turns;
+      ++t.agent_turns;
+    }
+  }
+  // A refund the chain subtracts as it comes (not netted into its charge).
+  void refund(const Event& e, std::uint16_t pool) {
+    Totals& t = totals(e.account_id);
+    add(t, user(t, e.user_id), pool, -e.credits);
+  }
+  // An agent turn of `u` that a loop reverted (revert-loops, earlier in the chain): the
+  // turn and the `credits` apply() counted for it are gone.
+  void revert_turn(Totals& t, User& u, std::uint16_t pool, Millicredits credits) {
+    --u.agent_turns;
+    --u.builder_turns;
+    --t.agent_turns;
+    add(t, u, pool, -credits);
+  }
   // The previous event's account is looked up once (the audit replays one account).
   Totals& totals(const std::string& account_id) {
     if (last_ == nullptr || *last_id_ != account_id) {
@@ -545,9 +552,196 @@ class OutliersStage final : public Stage {
     }
     return *last_;
   }
+  static User& user(Totals& t, std::string_view user_id) { return entry(t.users, user_id); }
+
+  void finish() override {
+    for (const auto& [account, t] : totals_) {
+      std::vector<UserTotals> users;
+      for (const auto& [id, u] : t.users) {
+        if (u.builder_turns > 0) users.push_back({id, u.agent_turns, u.credits});
+      }
+      for (const auto& o : find_outliers(users, t.agent_turns, t.credits)) {
+        if (!by_pool_) {
+          save_late(0, o.excess);
+          continue;
+        }
+        auto it = t.users.find(std::string_view(o.user_id));
+        CREDIT_ASSERT(it != t.users.end());
+        save_by_pool(it->second.by_pool, o.excess);
+      }
+    }
+  }
+
+ private:
+  void add(Totals& t, User& u, std::uint16_t pool, Millicredits credits) {
+    t.credits = t.credits.saturating_add(credits);
+    u.credits = u.credits.saturating_add(credits);
+    if (by_pool_) add_at(u.by_pool, pool, credits);
+  }
+  // Saves `excess` of a user's pools, each in proportion to its credits above zero (so no
+  // pool gives more than it holds: their sum is at least the user's credits, at least the
+  // excess); the rounding remainder, less than a millicredit a pool, from the first ones
+  // with room.
+  void save_by_pool(const std::vector<Millicredits>& by_pool, Millicredits excess) {
+    __int128 weight = 0;
+    for (Millicredits c : by_pool) weight += std::max<std::int64_t>(c.mc(), 0);
+    CREDIT_ASSERT(weight >= excess.mc());
+    if (excess.mc() <= 0) return;
+    std::vector<std::int64_t> share(by_pool.size(), 0);
+    std::int64_t left = excess.mc();
+    for (std::size_t p = 0; p < by_pool.size(); ++p) {
+      const std::int64_t w = std::max<std::int64_t>(by_pool[p].mc(), 0);
+      share[p] = static_cast<std::int64_t>(static_cast<__int128>(excess.mc()) * w / weight);
+      left -= share[p];
+    }
+    for (std::size_t p = 0; p < by_pool.size() && left > 0; ++p) {
+      const std::int64_t more =
+          std::min(left, std::max<std::int64_t>(by_pool[p].mc(), 0) - share[p]);
+      share[p] += more;
+      left -= more;
+    }
+    CREDIT_ASSERT(left == 0);
+    for (std::size_t p = 0; p < by_pool.size(); ++p) {
+      if (share[p] > 0) {
+        save_late(static_cast<std::uint16_t>(p), Millicredits::from_mc(share[p]));
+      }
+    }
+  }
+
+  bool by_pool_ = false;
   StringMap<Totals> totals_;  // the savings are summed: order does not matter
   const std::string* last_id_ = nullptr;
   Totals* last_ = nullptr;
+};
+
+// Revert-loops saves a loop's turns but the first, each as much as the earlier policies
+// left of it, and each off its own pool; when outliers follows in the chain, the turns it
+// reverts are taken off their users there too (OutliersStage::revert_turn), so outliers
+// judges what revert-loops left and no credit is saved twice.
+//
+// A Loop reports its first turn (by its snapshot, here the turn's number in its group) and
+// its length, not its turns: the stage keeps, per group of the detector (a file, else a
+// feature), the turns the detector has not decided yet, in the same order, and drops them
+// as the detector does (loops.cc: a run is decided when a turn comes a window or more after
+// its first turn, or all runs at once when the group holds kLoopWindowTurnsMax turns).
+class RevertLoopsStage final : public Stage {
+ public:
+  void set_outliers(OutliersStage* outliers) { outliers_ = outliers; }
+
+  void apply(const Event& e, Item& item) override {
+    if (!is_agent_turn(e)) return;
+    const std::string& file = e.metadata.file;
+    const std::string& feature = e.metadata.feature;
+    if (file.empty() && feature.empty()) return;  // in no group: LoopDetector::add ignores it
+    Account& a = account(e.account_id);
+    key_.assign(file.empty() ? "t:" : "f:");
+    key_ += file.empty() ? feature : file;
+    Group& g = entry(a.groups, key_);
+    // Net of the turn's refunds (ReplayerOptions::refunds): what the loop rules and the
+    // audit's loops see, and what reverting the turn saves (the refund came back anyway).
+    LoopTurn t;
+    t.at_ms = e.at_ms;
+    t.credits = e.credits - min(item.back, e.credits);
+    t.fix = e.metadata.intent == "fix";
+    t.feature = feature;
+    t.replay_credits = item.net_cost();
+    t.snapshot_id = std::to_string(g.next_seq());
+    // The detector decides everything when its group is full and nothing is old enough.
+    const bool cut =
+        g.open() >= kLoopWindowTurnsMax && e.at_ms - g.front().at_ms < LoopRules{}.window_ms;
+    current_ = &a;
+    a.detector.add(file, t, sink_);
+    if (cut) {
+      g.pop(g.open());
+    } else {
+      while (g.open() > 0 && e.at_ms - g.front().at_ms >= LoopRules{}.window_ms) g.pop(1);
+    }
+    Pending p;
+    p.at_ms = e.at_ms;
+    p.credits = t.replay_credits;
+    p.pool = item.pool;
+    if (outliers_ != nullptr) {
+      if (a.totals == nullptr) a.totals = &outliers_->totals(e.account_id);
+      p.user = &OutliersStage::user(*a.totals, e.user_id);
+    }
+    g.push(p);
+  }
+  void finish() override {
+    for (auto& [account, a] : accounts_) {
+      current_ = &a;
+      a.detector.finish(sink_);
+    }
+  }
+
+ private:
+  struct Pending {
+    std::int64_t at_ms = 0;
+    Millicredits credits;  // what reverting the turn saves
+    OutliersStage::User* user = nullptr;
+    std::uint16_t pool = 0;
+  };
+  // A group's undecided turns; the first is number first_seq of the group.
+  struct Group {
+    std::vector<Pending> turns;
+    std::size_t head = 0;
+    std::uint64_t first_seq = 0;
+    std::size_t open() const { return turns.size() - head; }
+    std::uint64_t next_seq() const { return first_seq + open(); }
+    const Pending& front() const { return turns[head]; }
+    void push(const Pending& p) { turns.push_back(p); }
+    void pop(std::size_t n) {
+      CREDIT_ASSERT(n <= open());
+      head += n;
+      first_seq += n;
+      if (open() == 0) {
+        std::vector<Pending>().swap(turns);
+        head = 0;
+      } else if (head * 2 >= turns.size()) {
+        turns.erase(turns.begin(), turns.begin() + static_cast<std::ptrdiff_t>(head));
+        head = 0;
+      }
+    }
+  };
+  struct Account {
+    LoopDetector detector;
+    StringMap<Group> groups;  // "f:" file or "t:" feature, as the detector groups turns
+    OutliersStage::Totals* totals = nullptr;
+  };
+  Account& account(const std::string& account_id) { return entry(accounts_, account_id); }
+
+  void on_loop(const Loop& loop) {
+    Account& a = *current_;
+    loop_key_.assign(loop.file.empty() ? "t:" : "f:");
+    loop_key_ += loop.file.empty() ? loop.feature : loop.file;
+    auto it = a.groups.find(std::string_view(loop_key_));
+    CREDIT_ASSERT(it != a.groups.end());
+    Group& g = it->second;
+    std::uint64_t first = 0;
+    const std::string& id = loop.revert_to_snapshot;
+    const auto parsed = std::from_chars(id.data(), id.data() + id.size(), first);
+    CREDIT_ASSERT(parsed.ec == std::errc() && parsed.ptr == id.data() + id.size());
+    const auto turns = static_cast<std::uint64_t>(loop.turns);
+    // The turns before the loop's first were decided without a loop.
+    CREDIT_ASSERT(first >= g.first_seq && first + turns <= g.next_seq());
+    g.pop(static_cast<std::size_t>(first - g.first_seq));
+    Millicredits waste;
+    for (std::uint64_t i = 0; i < turns; ++i) {
+      const Pending p = g.front();
+      g.pop(1);
+      if (i == 0) continue;  // the loop's first turn is kept: it is reverted to
+      waste = waste.saturating_add(p.credits);
+      save_late(p.pool, p.credits);
+      if (p.user != nullptr) outliers_->revert_turn(*a.totals, *p.user, p.pool, p.credits);
+    }
+    CREDIT_ASSERT(waste == loop.replay_waste);
+  }
+
+  OutliersStage* outliers_ = nullptr;
+  LoopDetector::Sink sink_ = [this](const Loop& loop) { on_loop(loop); };
+  StringMap<Account> accounts_;  // the savings are summed: order does not matter
+  Account* current_ = nullptr;   // the account whose detector runs
+  std::string key_;
+  std::string loop_key_;
 };
 
 class PlanStage final : public Stage {
@@ -562,15 +756,18 @@ struct Replayer::Scenario {
   std::vector<PolicyKind> kinds;          // each stage's policy
   std::vector<Millicredits> stage_saved;  // what each stage saved so far
   OutliersStage* outliers = nullptr;
+  RevertLoopsStage* revert_loops = nullptr;
   const CacheStage* cache = nullptr;  // its table of request keys, when it has one
   const Policy* plan = nullptr;
+  // `after` by pool (an index in Replayer::pools_), kept for a plan policy only.
+  std::vector<Millicredits> after_by_pool;
   PolicyOutcome outcome;
 };
 
 namespace {
 
 std::unique_ptr<Stage> make_stage(const Policy& p, const pricing::RateCard& card,
-                                  std::int64_t& errors, const RefundBook* refunds) {
+                                  std::int64_t& errors, bool by_pool) {
   switch (p.kind) {
     case PolicyKind::kDiscussOff:
       return std::make_unique<DiscussOff>();
@@ -583,9 +780,9 @@ std::unique_ptr<Stage> make_stage(const Policy& p, const pricing::RateCard& card
     case PolicyKind::kEditor:
       return std::make_unique<EditorStage>();
     case PolicyKind::kRevertLoops:
-      return std::make_unique<RevertLoopsStage>(refunds);
+      return std::make_unique<RevertLoopsStage>();
     case PolicyKind::kOutliers:
-      return std::make_unique<OutliersStage>();
+      return std::make_unique<OutliersStage>(by_pool);
     case PolicyKind::kPlan:
       return std::make_unique<PlanStage>();
   }
@@ -617,6 +814,8 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
     std::stable_sort(chain.begin(), chain.end(), [](const Policy* a, const Policy* b) {
       return static_cast<int>(a->kind) < static_cast<int>(b->kind);
     });
+    const bool by_pool = std::any_of(chain.begin(), chain.end(),
+                                     [](const Policy* p) { return p->kind == PolicyKind::kPlan; });
     for (const Policy* p : chain) {
       s->kinds.push_back(p->kind);
       if (!alone && p->kind == PolicyKind::kCache && alone_cache != nullptr) {
@@ -627,7 +826,7 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
         s->stages.push_back(std::make_unique<ScopedMirror>(*alone_scoped));
         continue;
       }
-      s->stages.push_back(make_stage(*p, card_, report_.reprice_errors, refunds_));
+      s->stages.push_back(make_stage(*p, card_, report_.reprice_errors, by_pool));
       if (p->kind == PolicyKind::kCache) {
         s->cache = static_cast<const CacheStage*>(s->stages.back().get());
       }
@@ -638,11 +837,17 @@ Replayer::Replayer(const pricing::RateCard& card, const pricing::Catalog* catalo
       if (alone && p->kind == PolicyKind::kScoped && alone_scoped == nullptr) {
         alone_scoped = static_cast<const ScopedStage*>(s->stages.back().get());
       }
-      if (p->kind == PolicyKind::kOutliers) {
+      if (p->kind == PolicyKind::kOutliers && s->outliers == nullptr) {
         s->outliers = static_cast<OutliersStage*>(s->stages.back().get());
+      }
+      if (p->kind == PolicyKind::kRevertLoops && s->revert_loops == nullptr) {
+        s->revert_loops = static_cast<RevertLoopsStage*>(s->stages.back().get());
       }
       if (p->kind == PolicyKind::kPlan) s->plan = p;
     }
+    // Outliers (after revert-loops in the chain order) judges what revert-loops left.
+    if (s->revert_loops != nullptr) s->revert_loops->set_outliers(s->outliers);
+    by_pool_ = by_pool_ || by_pool;
     s->stage_saved.assign(s->stages.size(), Millicredits::zero());
     return s;
   };
@@ -698,15 +903,12 @@ void Replayer::add(const Event& e) {
   const auto net = [&back](Millicredits cost) { return cost - min(back, cost); };
   // The event's pool (one written without: its kind's in the rate card), for a plan
   // policy's fit, pool by pool.
-  const std::string_view pool =
-      !e.pool.empty() || !e.kind ? std::string_view(e.pool) : card_.pool(*e.kind);
+  std::uint16_t pool = 0;
+  if (by_pool_) {
+    pool = pool_index(!e.pool.empty() || !e.kind ? std::string_view(e.pool) : card_.pool(*e.kind));
+  }
   const auto add_to_pool = [pool](Scenario& s, Millicredits credits) {
-    if (s.plan == nullptr) return;
-    auto it = s.outcome.after_by_pool.find(pool);
-    if (it == s.outcome.after_by_pool.end()) {
-      it = s.outcome.after_by_pool.emplace(std::string(pool), Millicredits::zero()).first;
-    }
-    it->second = it->second.saturating_add(credits);
+    if (s.plan != nullptr) add_at(s.after_by_pool, pool, credits);
   };
   auto run = [&](Scenario& s) {
     s.outcome.before = s.outcome.before.saturating_add(delta);
@@ -714,18 +916,18 @@ void Replayer::add(const Event& e) {
       if (!netted_refund) {
         s.outcome.after = s.outcome.after.saturating_add(delta);
         add_to_pool(s, delta);
+        if (s.outliers != nullptr) s.outliers->refund(e, pool);
       }
-      if (s.outliers != nullptr) s.outliers->refund(e);
       return;
     }
-    Item item{delta, delta, false};
+    Item item{delta, delta, back, pool, false};
     for (std::size_t i = 0; i < s.stages.size() && !item.dropped; ++i) {
       const Millicredits cost = item.cost;
       s.stages[i]->apply(e, item);
-      s.stage_saved[i] = s.stage_saved[i].saturating_add(net(cost) - net(item.cost));
+      s.stage_saved[i] = s.stage_saved[i].saturating_add(net(cost) - item.net_cost());
     }
-    s.outcome.after = s.outcome.after.saturating_add(net(item.cost));
-    add_to_pool(s, net(item.cost));
+    s.outcome.after = s.outcome.after.saturating_add(item.net_cost());
+    add_to_pool(s, item.net_cost());
     if (item.dropped) {
       ++s.outcome.events_dropped;
     } else if (item.cost < item.original) {
@@ -735,6 +937,15 @@ void Replayer::add(const Event& e) {
   for (auto& s : alone_) run(*s);
   if (combined_) run(*combined_);
   for (auto& s : chains_) run(*s);
+}
+
+std::uint16_t Replayer::pool_index(std::string_view pool) {
+  for (std::size_t i = 0; i < pools_.size(); ++i) {
+    if (pools_[i] == pool) return static_cast<std::uint16_t>(i);
+  }
+  CREDIT_ASSERT(pools_.size() < std::numeric_limits<std::uint16_t>::max());
+  pools_.emplace_back(pool);
+  return static_cast<std::uint16_t>(pools_.size() - 1);
 }
 
 std::size_t Replayer::cache_keys() const {
@@ -761,17 +972,21 @@ ReplayReport Replayer::finish() {
       report_.cache_keys_full = report_.cache_keys_full || s.cache->full();
     }
     for (std::size_t i = 0; i < s.stages.size(); ++i) {
-      // finish() first: it decides the loops still open, whose savings late_saved() adds.
-      const Millicredits late = s.stages[i]->finish().saturating_add(s.stages[i]->late_saved());
+      // finish() first: it decides the loops still open and the outliers. In the chain's
+      // order, so that outliers judges what revert-loops left.
+      s.stages[i]->finish();
+      const Millicredits late = s.stages[i]->late_saved();
       s.outcome.after = s.outcome.after.saturating_sub(late);
-      // Late savings are agent turns' (loops, outliers): their pool's.
-      if (!late.is_zero() && s.plan != nullptr) {
-        Millicredits& by_pool =
-            s.outcome.after_by_pool[std::string(card_.pool(Kind::kAgentPrompt))];
-        by_pool = by_pool.saturating_sub(late);
+      // Each late saving comes off the pool of the events it saved.
+      const std::vector<Millicredits>& late_by_pool = s.stages[i]->late_by_pool();
+      for (std::size_t p = 0; p < late_by_pool.size() && s.plan != nullptr; ++p) {
+        add_at(s.after_by_pool, p, -late_by_pool[p]);
       }
       s.stage_saved[i] = s.stage_saved[i].saturating_add(late);
       s.outcome.stages.push_back({s.kinds[i], s.stage_saved[i]});
+    }
+    for (std::size_t p = 0; p < s.after_by_pool.size(); ++p) {
+      s.outcome.after_by_pool[pools_[p]] = s.after_by_pool[p];
     }
     s.outcome.saved = s.outcome.before.saturating_sub(s.outcome.after);
     s.outcome.saved_per_cycle = per_cycle(s.outcome.saved, report_.period_days, cycle_days_);

@@ -10,7 +10,9 @@
 // move no credits. A policy only lowers what an event costs, never raises it.
 // Each policy alone is replayed against the recorded stream; "combined" chains them in
 // the order discuss-off, rate-limit, cache, scoped, editor, revert-loops, outliers, each
-// seeing what the earlier ones left, so an event is never saved twice. A caller may ask
+// seeing what the earlier ones left, so an event is never saved twice: savings decided
+// after their event (revert-loops' loops, outliers' excess) included, outliers judging
+// each user without the turns revert-loops saved. A caller may ask
 // for further chains of some of the policies (ReplayerOptions::chains: the audit chains
 // only the policies of the fixes it lists).
 #pragma once
@@ -181,7 +183,8 @@ Result<Policy> parse_policy(std::string_view text);
 struct PlanFit {
   std::string plan_id;
   std::int64_t price_usd_cents = 0;
-  // The pool that fits least (the largest need for its allowance), and its figures.
+  // The pool that fits least (the largest need for its allowance; a pool with burn that
+  // the plan lacks, allowance 0, least of all), and its figures.
   std::string pool;
   Millicredits allowance;
   Millicredits need_per_cycle;  // that pool's burn after the other policies, per cycle
@@ -208,7 +211,8 @@ struct PolicyOutcome {
   // Each policy's part of `saved`, in the chain's order (they add up to `saved`).
   std::vector<StageSaving> stages;
   // `after` by pool (an event without a pool: its kind's pool in the rate card), kept for a
-  // plan policy's fit only.
+  // plan policy's fit only: each saving comes off the pool of the events it saved, so the
+  // pools add up to `after`.
   std::map<std::string, Millicredits, std::less<>> after_by_pool;
 };
 
@@ -316,6 +320,11 @@ class Replayer {
   const RefundBook* refunds_ = nullptr;
   // The charges replayed net of their refunds (ReplayerOptions::refunds).
   NettedCharges netted_;
+  // The pools of the events, by the index Scenario::after_by_pool uses: kept when some
+  // chain has a plan policy (by_pool_).
+  bool by_pool_ = false;
+  std::vector<std::string> pools_;
+  std::uint16_t pool_index(std::string_view pool);
 };
 
 }  // namespace credit::analytics

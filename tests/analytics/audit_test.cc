@@ -436,6 +436,38 @@ TEST(Audit, AllFixesTogetherSaveNoEventTwiceAndNoMoreThanTheirSum) {
   EXPECT_LT(r.saved_per_cycle_all, sum);
 }
 
+TEST(Audit, AllFixesTogetherSaveALoopsTurnsOnceWithTheOutliers) {
+  // u1..u3 one 10-credit turn each; u4 a loop of three 100-credit fixes (waste 200) and an
+  // outlier (alone: 300 - 3 x 10 = 270). Chained, outliers judges what revert-loops left:
+  // u4's 100 credits, 70 above 3 x the median: 200 + 70 = 270 a day, 8,100 per cycle (the
+  // two fixes' sum, 14,100, is more than the whole burn, 330 x 30 = 9,900).
+  std::vector<Event> events;
+  for (const char* u : {"u1", "u2", "u3"}) {
+    events.push_back(agent(u, std::string(u) + ".jsx", kT0, 10'000, 20, 10));
+  }
+  for (int i = 0; i < 3; ++i) {
+    Event e = agent("u4", "d.jsx", kT0 + (1 + i) * 3'600'000, 100'000, 20, 10);
+    e.metadata.intent = "fix";
+    events.push_back(e);
+  }
+  auto r = audit_two_pass(events);
+  std::set<std::string> ids;
+  for (const auto& f : r.fixes) ids.insert(f.id);
+  EXPECT_EQ(ids, (std::set<std::string>{"revert_loops", "review_outliers"}));
+  EXPECT_EQ(r.saved_per_cycle_all.mc(), 8'100'000);
+  // With 80 credits of u1's discuss turns (20 % of 410): discuss-off is a fix too, and its
+  // chain has revert-loops before outliers as well: 80 + 200 + (100 - 3 x 10) = 350 a day.
+  Event d = discuss(kT0 + 5 * 3'600'000, 80'000);
+  d.user_id = "u1";
+  events.push_back(d);
+  r = audit_two_pass(events);
+  ids.clear();
+  for (const auto& f : r.fixes) ids.insert(f.id);
+  EXPECT_EQ(ids,
+            (std::set<std::string>{"discuss_for_planning", "revert_loops", "review_outliers"}));
+  EXPECT_EQ(r.saved_per_cycle_all.mc(), 10'500'000);
+}
+
 TEST(Audit, SharesAgainstTypicalRanges) {
   std::vector<Event> events = {agent("dana", "a.jsx", kT0, 50'000, 20, 10),
                                llm(kT0 + 1, "k", 50'000)};

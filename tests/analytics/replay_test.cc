@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 namespace credit::analytics {
 namespace {
 
@@ -218,6 +221,252 @@ TEST(Replay, PlanPolicyReportsWhetherTheBurnFits) {
   EXPECT_FALSE(r.policies[0].plan->fits);
   EXPECT_TRUE(r.policies[1].plan->fits);
   EXPECT_EQ(r.policies[1].plan->price_usd_cents, 5'000);
+}
+
+// --- the chain of every combination of policies -----------------------------------------
+
+// One account's day where the policies overlap: a loop whose last turn is a small edit
+// (revert-loops and editor) of the outlier user (outliers), who also has an unscoped prompt
+// (scoped) and a discuss turn (discuss-off); a burst of integration calls, some repeats
+// (rate-limit and cache); other users with discuss turns, a small edit and a refund.
+std::vector<Event> overlapping_history() {
+  std::vector<Event> out;
+  auto turn = [&](std::string user, std::int64_t at_ms, std::int64_t mc, std::string file,
+                  bool fix) {
+    Event e = charge(Kind::kAgentPrompt, at_ms, mc, std::move(user));
+    e.metadata.file = std::move(file);
+    e.metadata.intent = fix ? "fix" : "build";
+    out.push_back(e);
+    return &out.back();
+  };
+  pricing::Usage unscoped;  // DESIGN.md's unscoped prompt: 9.92 credits, 4.484 scoped
+  unscoped.model = "default";
+  unscoped.input_tokens = 10'000;
+  unscoped.output_tokens = 2'200;
+  unscoped.files_read = 5;
+  unscoped.lines_emitted = 200;
+  unscoped.lines_changed = 6;
+  pricing::Usage small;  // a small edit (editor): nothing for scoped to rewrite
+  small.lines_changed = 2;
+  const std::int64_t h = 3'600'000;
+  turn("u1", kT0, 10'000, "a.js", false);
+  turn("u1", kT0 + h, 4'000, "a2.js", false)->usage = small;
+  out.push_back(charge(Kind::kDiscussTurn, kT0 + 2 * h, 2'000, "u1"));
+  turn("u2", kT0, 9'920, "b.js", false)->usage = unscoped;
+  turn("u3", kT0, 12'000, "c.js", false);
+  out.push_back(charge(Kind::kDiscussTurn, kT0 + h, 2'000, "u3"));
+  Event refund = charge(Kind::kAgentPrompt, kT0 + 3 * h, 2'000, "u3");
+  refund.type = EventType::kRefund;
+  out.push_back(refund);
+  // u4: a loop of four fixes on d.js, the last a small edit; an unscoped prompt; a discuss.
+  for (int i = 0; i < 4; ++i) turn("u4", kT0 + (10 + i) * h, 100'000, "d.js", true);
+  out.back().usage = small;
+  turn("u4", kT0 + 15 * h, 9'920, "e.js", false)->usage = unscoped;
+  out.push_back(charge(Kind::kDiscussTurn, kT0 + 16 * h, 5'000, "u4"));
+  // The app: 25 calls at once (rate-limit keeps 20), keys k0..k11 again and again (cache).
+  for (int i = 0; i < 25; ++i) {
+    Event e = charge(Kind::kInvokeLlm, kT0 + 5 * h, 1'500, "app");
+    e.cache_key = "k" + std::to_string(i % 12);
+    out.push_back(e);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Event& a, const Event& b) { return a.at_ms < b.at_ms; });
+  return out;
+}
+
+// What one policy leaves of the history, applied to it as a whole (the events it drops are
+// gone, the ones it re-prices cost what is left), by the policies' rules as they apply to
+// overlapping_history(): its files hold one run each, its users' requests are within a
+// minute, its repeats within the cache's TTL.
+std::vector<Event> leave(const std::vector<Event>& events, PolicyKind kind) {
+  std::vector<Event> out;
+  std::map<std::string, std::int64_t> limited;
+  std::set<std::string> keys;
+  for (const Event& e : events) {
+    switch (kind) {
+      case PolicyKind::kDiscussOff:
+        if (e.kind == Kind::kDiscussTurn) continue;
+        break;
+      case PolicyKind::kRateLimit:
+        if (e.type == EventType::kCharge &&
+            (e.kind == Kind::kAgentPrompt || e.kind == Kind::kDiscussTurn ||
+             e.kind == Kind::kInvokeLlm) &&
+            ++limited[e.user_id] > kRateLimitPerMinuteDefault) {
+          continue;
+        }
+        break;
+      case PolicyKind::kCache:
+        if (e.kind == Kind::kInvokeLlm && !keys.insert(e.cache_key).second) continue;
+        break;
+      case PolicyKind::kScoped:
+        if (e.type == EventType::kCharge && e.usage && e.usage->output_tokens) {
+          Event scoped = e;
+          scoped.credits = replay({e}, {*parse_policy("scoped")}).policies[0].after;
+          out.push_back(scoped);
+          continue;
+        }
+        break;
+      case PolicyKind::kEditor:
+        if (is_agent_turn(e) && e.usage && e.usage->lines_changed &&
+            *e.usage->lines_changed <= kSmallEditLinesMax && e.credits >= kSmallEditCostMin) {
+          continue;
+        }
+        break;
+      default:
+        break;
+    }
+    out.push_back(e);
+  }
+  if (kind != PolicyKind::kRevertLoops) return out;
+  // A file's turns are a loop when 3 or more, more than half fixes, 30 credits or more:
+  // all but the first are reverted.
+  std::map<std::string, std::vector<std::size_t>> by_file;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (is_agent_turn(out[i])) by_file[out[i].metadata.file].push_back(i);
+  }
+  std::set<std::size_t> reverted;
+  for (const auto& [file, turns] : by_file) {
+    std::int64_t fixes = 0;
+    Millicredits credits;
+    for (std::size_t i : turns) {
+      fixes += out[i].metadata.intent == "fix" ? 1 : 0;
+      credits += out[i].credits;
+    }
+    if (turns.size() < 3 || fixes * 2 <= static_cast<std::int64_t>(turns.size()) ||
+        credits < Millicredits::from_mc(30'000)) {
+      continue;
+    }
+    reverted.insert(turns.begin() + 1, turns.end());
+  }
+  std::vector<Event> left;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (reverted.count(i) == 0) left.push_back(out[i]);
+  }
+  return left;
+}
+
+TEST(Replay, EveryCombinationChainsExactlyAndSavesNoCreditTwice) {
+  const std::vector<Event> history = overlapping_history();
+  const std::vector<std::string> names = {"discuss-off", "rate-limit",   "cache",   "scoped",
+                                          "editor",      "revert-loops", "outliers"};
+  for (unsigned mask = 1; mask < (1u << names.size()); ++mask) {
+    std::vector<Policy> policies;
+    std::string label;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if ((mask & (1u << i)) == 0) continue;
+      policies.push_back(*parse_policy(names[i]));
+      label += "+" + names[i];
+    }
+    SCOPED_TRACE(label);
+    const ReplayReport r = replay(history, policies);
+    const PolicyOutcome& o = policies.size() == 1 ? r.policies[0] : *r.combined;
+    EXPECT_LE(o.saved.mc(), o.before.mc());
+    EXPECT_GE(o.after.mc(), 0);
+    Millicredits stages;
+    for (const auto& s : o.stages) stages += s.saved;
+    EXPECT_EQ(stages.mc(), o.saved.mc());
+    // Sequentially: the last policy alone on what the others (in the chain order) left.
+    std::vector<Event> left = history;
+    for (std::size_t i = 0; i + 1 < policies.size(); ++i) left = leave(left, policies[i].kind);
+    const ReplayReport last = replay(left, {policies.back()});
+    EXPECT_EQ(o.after.mc(), last.policies[0].after.mc());
+  }
+}
+
+TEST(Replay, RevertLoopsAndOutliersTogetherSaveTheLoopOnce) {
+  // The audit's reproduction: u1..u3 one 10-credit turn each; u4 a loop of three 100-credit
+  // fixes (waste 200) and an outlier (excess 300 - 3 x 10 = 270 alone).
+  std::vector<Event> events;
+  for (const char* u : {"u1", "u2", "u3"}) {
+    Event e = charge(Kind::kAgentPrompt, kT0, 10'000, u);
+    e.metadata.file = std::string(u) + ".js";
+    events.push_back(e);
+  }
+  for (int i = 0; i < 3; ++i) {
+    Event e = charge(Kind::kAgentPrompt, kT0 + (1 + i) * 3'600'000, 100'000, "u4");
+    e.metadata.file = "d.js";
+    e.metadata.intent = "fix";
+    events.push_back(e);
+  }
+  auto r = replay(events, {*parse_policy("revert-loops"), *parse_policy("outliers")});
+  EXPECT_EQ(r.policies[0].saved.mc(), 200'000);
+  EXPECT_EQ(r.policies[1].saved.mc(), 270'000);
+  ASSERT_TRUE(r.combined.has_value());
+  // After the loop is reverted, u4 has 100 credits in one turn: the median is 10 and
+  // u4's excess 100 - 30 = 70.
+  EXPECT_EQ(r.combined->saved.mc(), 270'000);
+  EXPECT_EQ(r.combined->after.mc(), 60'000);
+  ASSERT_EQ(r.combined->stages.size(), 2u);
+  EXPECT_EQ(r.combined->stages[0].saved.mc(), 200'000);
+  EXPECT_EQ(r.combined->stages[1].saved.mc(), 70'000);
+}
+
+// --- plans and pools --------------------------------------------------------------------
+
+const pricing::RateCard& two_pools_card() {
+  static const pricing::RateCard c = [] {
+    auto r = pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) +
+                                          "/config/examples/two-pools-rate-card.toml");
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }();
+  return c;
+}
+
+const pricing::Catalog& two_pools_plans() {
+  static const pricing::Catalog c = [] {
+    auto r = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) +
+                                        "/config/examples/two-pools.toml");
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }();
+  return c;
+}
+
+TEST(Replay, PlanPolicyTakesEachSavingOffThePoolOfTheEventsItSaved) {
+  // regress20's reproduction: four users with a 1-credit prompt each, u4 also ten 100-credit
+  // invokeLLM calls: u4's outlier excess is nearly all integration credits.
+  std::vector<Event> events;
+  for (const char* u : {"u1", "u2", "u3", "u4"}) {
+    events.push_back(charge(Kind::kAgentPrompt, kT0, 1'000, u));
+  }
+  for (int i = 0; i < 10; ++i) events.push_back(charge(Kind::kInvokeLlm, kT0 + i, 100'000, "u4"));
+  for (const char* plan : {"plan:starter", "plan:elite"}) {
+    SCOPED_TRACE(plan);
+    Replayer replayer(two_pools_card(), &two_pools_plans(),
+                      {*parse_policy("outliers"), *parse_policy(plan)});
+    for (const auto& e : events) replayer.add(e);
+    const ReplayReport r = replayer.finish();
+    ASSERT_TRUE(r.combined.has_value());
+    const PolicyOutcome& o = *r.combined;
+    EXPECT_EQ(o.before.mc(), 1'004'000);
+    Millicredits by_pool;
+    for (const auto& [pool, after] : o.after_by_pool) {
+      EXPECT_GE(after.mc(), 0) << pool;
+      by_pool += after;
+    }
+    EXPECT_EQ(by_pool.mc(), o.after.mc());
+    // u4's 1,001 credits lose 998 (1001 - 3 x 1) in proportion, 1 of message to 1,000 of
+    // integration: 997.002 of integration, 0.997 of message and the millicredit left over.
+    EXPECT_EQ(o.after.mc(), 6'000);
+    EXPECT_EQ(o.after_by_pool.at("integration").mc(), 2'998);
+    EXPECT_EQ(o.after_by_pool.at("message").mc(), 3'002);
+    ASSERT_TRUE(o.plan.has_value());
+    // 2.998 integration credits a day: 89.94 a cycle, within every plan's allowance.
+    EXPECT_TRUE(o.plan->fits);
+  }
+}
+
+TEST(Replay, PlanFitNamesAPoolThePlanLacks) {
+  // The default card's pool, "credits", is in none of the two-pools plans.
+  auto r = replay({charge(Kind::kAgentPrompt, kT0, 10'000)}, {*parse_policy("plan:elite")},
+                  &two_pools_plans());
+  ASSERT_TRUE(r.policies[0].plan.has_value());
+  const PlanFit& fit = *r.policies[0].plan;
+  EXPECT_FALSE(fit.fits);
+  EXPECT_EQ(fit.pool, "credits");
+  EXPECT_EQ(fit.allowance.mc(), 0);
+  EXPECT_EQ(fit.need_per_cycle.mc(), 300'000);
 }
 
 TEST(Replay, UnknownPolicyIsAnError) {
