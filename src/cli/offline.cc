@@ -97,8 +97,11 @@ std::optional<pricing::RateCard> load_card(const std::string& given) {
 }
 
 // The catalog when the file loads; `required` makes a failure an error, and so does a
-// --plans FILE given explicitly (a file asked for is read, used or not).
-bool load_plans(const std::string& given, bool required, std::optional<pricing::Catalog>& out) {
+// --plans FILE given explicitly (a file asked for is read, used or not). A catalog with a
+// plan that lacks a pool `card` draws from is refused as creditd refuses to start with it
+// (pricing::check_rate_card_pools); the default catalog, not asked for, is then not used.
+bool load_plans(const std::string& given, bool required, const pricing::RateCard& card,
+                std::optional<pricing::Catalog>& out) {
   required = required || given != kPlansPathDefault;
   std::string tried;
   const std::string path = resolve_config(given, kPlansPathDefault, tried);
@@ -111,6 +114,10 @@ bool load_plans(const std::string& given, bool required, std::optional<pricing::
   }
   auto catalog = pricing::load_catalog_file(path);
   if (catalog.ok()) {
+    if (Status s = pricing::check_rate_card_pools(*catalog, card); !s.ok()) {
+      if (required) usage_error("rate card (with the plans of " + path + "): " + s.error().message);
+      return !required;
+    }
     out = std::move(*catalog);
     return true;
   }
@@ -382,7 +389,7 @@ int run_simulate(const SimulateArgs& args) {
   auto card = load_card(args.rate_card);
   if (!card) return kExitUsage;
   std::optional<pricing::Catalog> catalog;
-  if (!load_plans(args.plans, !args.plan.empty(), catalog)) return kExitUsage;
+  if (!load_plans(args.plans, !args.plan.empty(), *card, catalog)) return kExitUsage;
   if (!args.plan.empty()) {
     if (catalog->find(args.plan) == nullptr) {
       usage_error("--plan: unknown plan '" + args.plan + "'");
@@ -457,7 +464,7 @@ int run_replay(const ReplayArgs& args) {
   bool needs_plans = !args.plan.empty();
   for (const auto& p : args.policies) needs_plans = needs_plans || p.starts_with("plan:");
   std::optional<pricing::Catalog> catalog;
-  if (!load_plans(args.plans, needs_plans, catalog)) return kExitUsage;
+  if (!load_plans(args.plans, needs_plans, *card, catalog)) return kExitUsage;
   const pricing::Plan* limit_plan = nullptr;
   if (!args.plan.empty()) {
     limit_plan = catalog->find(args.plan);
@@ -465,6 +472,37 @@ int run_replay(const ReplayArgs& args) {
       usage_error("--plan: unknown plan '" + args.plan + "'");
       return kExitUsage;
     }
+  }
+  // --hit-rate: one fraction for every call site at most, and one per call site named.
+  std::optional<std::int64_t> hit_rate_permille;
+  std::vector<std::pair<std::string, std::int64_t>> hit_rate_permille_by_call_site;
+  for (const auto& rate : args.hit_rates) {
+    auto eq = rate.rfind('=');
+    auto permille = parse_fraction_permille(eq == std::string::npos ? rate : rate.substr(eq + 1));
+    if (!permille) {
+      usage_error("--hit-rate: expected a fraction 0..1 with at most 3 decimals: " + rate);
+      return kExitUsage;
+    }
+    if (eq == std::string::npos) {
+      if (hit_rate_permille) {
+        usage_error("--hit-rate: a rate for every call site is given twice: " + rate);
+        return kExitUsage;
+      }
+      hit_rate_permille = *permille;
+      continue;
+    }
+    std::string site = rate.substr(0, eq);
+    if (site.empty()) {
+      usage_error("--hit-rate: expected SITE=FRACTION with a call site name: " + rate);
+      return kExitUsage;
+    }
+    for (const auto& [given, r] : hit_rate_permille_by_call_site) {
+      if (given == site) {
+        usage_error("--hit-rate: call site " + site + " is given twice");
+        return kExitUsage;
+      }
+    }
+    hit_rate_permille_by_call_site.emplace_back(std::move(site), *permille);
   }
   std::vector<analytics::Policy> policies;
   for (const auto& text : args.policies) {
@@ -478,19 +516,8 @@ int run_replay(const ReplayArgs& args) {
       return kExitUsage;
     }
     p->cache_ttl_ms = args.ttl_days * kMsPerDay;
-    for (const auto& rate : args.hit_rates) {
-      auto eq = rate.rfind('=');
-      auto permille = parse_fraction_permille(eq == std::string::npos ? rate : rate.substr(eq + 1));
-      if (!permille) {
-        usage_error("--hit-rate: expected a fraction 0..1 with at most 3 decimals: " + rate);
-        return kExitUsage;
-      }
-      if (eq == std::string::npos) {
-        p->hit_rate_permille = *permille;
-      } else {
-        p->hit_rate_permille_by_call_site.emplace_back(rate.substr(0, eq), *permille);
-      }
-    }
+    p->hit_rate_permille = hit_rate_permille;
+    p->hit_rate_permille_by_call_site = hit_rate_permille_by_call_site;
     if (limit_plan != nullptr) {
       if (limit_plan->rate_limits.per_user) p->per_user = *limit_plan->rate_limits.per_user;
       p->per_account = limit_plan->rate_limits.per_account;
@@ -659,7 +686,7 @@ int run_audit(const AuditArgs& args) {
   auto card = load_card(args.rate_card);
   if (!card) return kExitUsage;
   std::optional<pricing::Catalog> catalog;
-  if (!load_plans(args.plans, !args.plan.empty(), catalog)) return kExitUsage;
+  if (!load_plans(args.plans, !args.plan.empty(), *card, catalog)) return kExitUsage;
   if (!args.plan.empty() && catalog->find(args.plan) == nullptr) {
     usage_error("--plan: unknown plan '" + args.plan + "'");
     return kExitUsage;
