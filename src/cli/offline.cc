@@ -379,6 +379,17 @@ int run_simulate(const SimulateArgs& args) {
                 format_rfc3339(day_start_ms(*start) + kMsPerDay) + ")");
     return kExitUsage;
   }
+  // Every instant written must read back (RFC 3339 years 1970..9999, time.h): the last
+  // day simulated ends by 10000-01-01T00:00:00Z.
+  const std::int64_t end_of_9999_ms = days_from_civil(10000, 1, 1) * kMsPerDay;
+  if (*start > end_of_9999_ms - static_cast<std::int64_t>(args.days) * kMsPerDay) {
+    usage_error(fmt::format(
+        "--start/--days: {} days from {} pass 9999-12-31T23:59:59.999Z, the last instant an "
+        "event can have (the last start for {} days is {})",
+        args.days, format_rfc3339(*start), args.days,
+        format_rfc3339(end_of_9999_ms - static_cast<std::int64_t>(args.days) * kMsPerDay)));
+    return kExitUsage;
+  }
   if (sim::find_profile(args.profile) == nullptr) {
     std::string names;
     for (const auto& p : sim::profiles())

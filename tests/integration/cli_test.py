@@ -519,6 +519,23 @@ def test_integer_flags_are_read_exactly():
     h.check("audit --cycle-days -1: a usage error (exit 2)", rc == 2 and "--cycle-days" in err, (rc, err))
 
 
+def test_simulate_stays_within_9999():
+    """Every instant simulate writes reads back (RFC 3339 years 1970..9999): a period past
+    9999-12-31 is a usage error, as a start before 1970 is (found by an audit: it wrote
+    year-10000 lines that its own audit refused)."""
+    out_file = os.path.join(TMP, "y10k.ndjson")
+    for start, days in (("9999-12-31T00:00:00Z", "5"), ("9999-12-31T00:00:00Z", "2"), ("9999-12-27T00:00:00Z", "6")):
+        rc, out, err = ctl("simulate", "--profile", "clean", "--start", start, "--days", days,
+                           "--out", out_file, key=None)
+        h.check(f"simulate --start {start} --days {days}: a usage error (exit 2) naming the last start",
+                rc == 2 and "9999-12-31" in err and "--start" in err, (rc, err))
+    rc, out, err = ctl("simulate", "--profile", "clean", "--start", "9999-12-31T00:00:00Z", "--days", "1",
+                       "--out", out_file, key=None)
+    eqd("simulate of 9999-12-31 alone exits 0", rc, 0, err)
+    rc, out, err = ctl("audit", out_file, "--format", "json", key=None)
+    eqd("and its audit reads every line", rc, 0, err)
+
+
 def test_replay_burst():
     """replay --burst sets the burst of the per-user limit whose rate is --per-minute's, else
     --plan's, else the default (20 a minute)."""
@@ -658,6 +675,7 @@ h.run_section(test_numbers_given_are_sent_as_given)
 h.run_section(test_usage_numbers_are_json)
 h.run_section(test_integer_flags_are_read_exactly)
 h.run_section(test_replay_burst)
+h.run_section(test_simulate_stays_within_9999)
 h.run_section(test_audit_reports_only_accounts_with_events)
 h.run_section(test_event_counts_agree)
 h.run_section(test_json_errors_end_with_a_newline)
