@@ -629,8 +629,24 @@ AuditReport AuditBuilder::State::finish() {
     return a.file < b.file;
   });
   if (r.hot_files.size() > kHotFilesMax) r.hot_files.resize(kHotFilesMax);
+  // Every UTC day of the period (the range's, up to now's day: range_period_days), quiet
+  // days at 0; the days of the events at least (an import may lie past now).
+  std::optional<std::int64_t> first_day, last_day;
+  if (options.range_from_ms && options.range_to_ms) {
+    std::int64_t end_ms = *options.range_to_ms;
+    if (options.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(options.now_ms - 1) + kMsPerDay);
+    first_day = day_start_ms(*options.range_from_ms);
+    last_day = day_start_ms(std::max(end_ms, *options.range_from_ms + 1) - 1);
+    // A period longer than the server's (only offline --from/--to can give one) lists the
+    // events' days only.
+    if ((*last_day - *first_day) / kMsPerDay >= kDailyRowsMax) first_day = last_day = std::nullopt;
+  }
   if (any) {
-    for (std::int64_t d = day_start_ms(first_ms); d <= day_start_ms(last_ms); d += kMsPerDay) {
+    first_day = std::min(first_day.value_or(day_start_ms(first_ms)), day_start_ms(first_ms));
+    last_day = std::max(last_day.value_or(day_start_ms(last_ms)), day_start_ms(last_ms));
+  }
+  if (first_day && last_day) {
+    for (std::int64_t d = *first_day; d <= *last_day; d += kMsPerDay) {
       auto it = daily.find(d);
       r.daily.push_back({d, it == daily.end() ? Millicredits::zero() : it->second});
     }

@@ -65,6 +65,9 @@ namespace credit::analytics {
 constexpr std::size_t kTopSourcesMax = 5;
 constexpr std::size_t kHotFilesMax = 5;
 constexpr std::size_t kRowsMax = 50;  // rows of the by-user / by-file / by-intent tables
+// The daily series lists every UTC day of the period (quiet days at 0) up to this many
+// rows: the days a range of the server's longest, 400 days, touches.
+constexpr std::int64_t kDailyRowsMax = 401;
 // Unscoped: lines emitted at least this multiple of lines changed.
 constexpr std::int64_t kUnscopedEmittedFactor = 5;
 // Above this share (permille) discuss mode is being used for routine work.

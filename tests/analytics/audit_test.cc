@@ -662,5 +662,42 @@ TEST(Audit, ARangesPeriodEndsAtNowWhenNowIsAMidnight) {
   EXPECT_EQ(audit(events, options).period_days, 31);
 }
 
+// "daily": every day of the period, quiet days at 0, including those before the first
+// event and after the last (found by an audit: the series ran from the first event's day
+// to the last's).
+TEST(Audit, TheDailySeriesHasEveryDayOfThePeriod) {
+  constexpr std::int64_t kDay = 86'400'000;
+  const std::int64_t midnight = kT0 - kT0 % kDay;
+  const std::vector<Event> events = {
+      agent("dana", "a.jsx", midnight + 2 * kDay + 1, 4'000, 20, 10),
+      agent("dana", "a.jsx", midnight + 4 * kDay + 1, 5'000, 20, 10)};
+  AuditOptions options;
+  // A cycle anchored at 10:00, seven days long, now in its sixth day.
+  options.range_from_ms = midnight + 10 * 3'600'000;
+  options.range_to_ms = midnight + 7 * kDay + 10 * 3'600'000;
+  options.now_ms = midnight + 5 * kDay + 3'600'000;
+  auto r = audit(events, options);
+  EXPECT_EQ(r.period_days, 6);
+  std::vector<std::pair<std::int64_t, std::int64_t>> days;
+  for (const DayRow& d : r.daily) days.emplace_back((d.day_ms - midnight) / kDay, d.credits.mc());
+  const std::vector<std::pair<std::int64_t, std::int64_t>> want = {{0, 0}, {1, 0},     {2, 4'000},
+                                                                   {3, 0}, {4, 5'000}, {5, 0}};
+  EXPECT_EQ(days, want);
+  // Past now's day, the range's end: the 7th day and the 8th day's first ten hours.
+  options.now_ms = midnight + 30 * kDay;
+  r = audit(events, options);
+  EXPECT_EQ(r.period_days, 7);
+  ASSERT_EQ(r.daily.size(), 8u);
+  EXPECT_EQ(r.daily.back().day_ms, midnight + 7 * kDay);
+  // Without a range (a file), the days from the first event's to the last's.
+  r = audit(events);
+  ASSERT_EQ(r.daily.size(), 3u);
+  EXPECT_EQ(r.daily.front().day_ms, midnight + 2 * kDay);
+  // A range past the server's longest (offline only): the events' days.
+  options.range_to_ms = midnight + 1'000 * kDay;
+  options.now_ms = 0;
+  EXPECT_EQ(audit(events, options).daily.size(), 3u);
+}
+
 }  // namespace
 }  // namespace credit::analytics
