@@ -132,6 +132,7 @@ std::optional<std::int64_t> range_period_days(const AuditOptions& o) {
 struct AuditBuilder::State {
   State(std::string id, const pricing::RateCard& card, AuditOptions opts)
       : account_id(std::move(id)),
+        card(card),
         options(std::move(opts)),
         replayer(card, options.catalog, audit_policies(),
                  ReplayerOptions{.combined_only = {PolicyKind::kRevertLoops, PolicyKind::kOutliers},
@@ -167,6 +168,7 @@ struct AuditBuilder::State {
   };
 
   std::string account_id;
+  const pricing::RateCard& card;
   AuditOptions options;
   // Whether the audited events are every kind's (no pool named, or one pool every kind of
   // the rate card draws from): only then are the sources' shares held to the typical ones.
@@ -195,10 +197,27 @@ struct AuditBuilder::State {
   std::string scratch;   // a composite key being looked up
   NettedCharges netted;  // the charges booked net of their refunds
 
+  // Every pool's burn (the advice's needs: a plan change moves every pool), the audited
+  // one's included; a few pools, looked up in order.
+  std::vector<std::pair<std::string, Millicredits>> pool_burn;
+
+  // The event's pool: one written without takes its kind's in the rate card, as the
+  // server's import and the replay give it (API.md does not require `pool`).
+  std::string_view pool_of(const Event& e) const {
+    return !e.pool.empty() || !e.kind ? std::string_view(e.pool) : card.pool(*e.kind);
+  }
   // Whether the event belongs to the audited pool (audit.h, "pool").
   bool in_pool(const Event& e) const {
-    if (options.pool.empty() || e.pool == options.pool) return true;
-    return e.pool.empty() && burn_delta(e).is_zero();
+    if (options.pool.empty()) return true;
+    const std::string_view pool = pool_of(e);
+    if (pool == options.pool) return true;
+    return pool.empty() && burn_delta(e).is_zero();
+  }
+  Millicredits burn_of_pool(std::string_view pool) const {
+    for (const auto& [name, burn] : pool_burn) {
+      if (name == pool) return burn;
+    }
+    return Millicredits::zero();
   }
   void add(const Event& e);
   // `net`: its credits net of the refunds attributed to it.
@@ -224,6 +243,13 @@ void AuditBuilder::State::add(const Event& e) {
   // The audit reads the events API.md lists: the internal types (account, close) move no
   // credits and are not exported, so an audit of an export equals the route's.
   if (!ledger::event_type_listed(e.type)) return;
+  if (const Millicredits burn = burn_delta(e); !burn.is_zero()) {
+    const std::string_view pool = pool_of(e);
+    auto it = std::find_if(pool_burn.begin(), pool_burn.end(),
+                           [pool](const auto& p) { return p.first == pool; });
+    if (it == pool_burn.end()) it = pool_burn.insert(pool_burn.end(), {std::string(pool), {}});
+    it->second = it->second.saturating_add(burn);
+  }
   if (!in_pool(e)) return;
   ++events;
   if (!any || e.at_ms < first_ms) first_ms = e.at_ms;
@@ -375,30 +401,48 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
                                      ? options.current_plan
                                      : options.catalog->find(options.plan_id);
   if (current == nullptr || current->pools.empty()) return std::nullopt;
-  // The audited pool's burn against that pool's allowance, in this plan and in the others
-  // (a plan without the pool is never advised).
+  // The audited pool's burn against that pool's allowance; the plan advised is one for
+  // every pool the account uses (forecast.h): a plan change moves them all at once.
   const std::string& pool = options.pool.empty() ? current->pools.front().pool : options.pool;
   const pricing::PoolAllowance* own = current->pool(pool);
   if (own == nullptr) return std::nullopt;
+  const auto need_of = [](Millicredits used_per_cycle) {
+    return Millicredits::from_mc(
+        saturating_mc(static_cast<__int128>(used_per_cycle.mc()) * kNeedPermille / 1000));
+  };
   Advice a;
   a.current_plan = current->id;
   a.allowance = own->allowance;
-  a.used_per_cycle = per_cycle(r.total, r.period_days, options.cycle_days);
-  a.need = Millicredits::from_mc(
-      saturating_mc(static_cast<__int128>(a.used_per_cycle.mc()) * kNeedPermille / 1000));
+  // (Without a pool named every event is audited: the plan's first pool's burn is its own.)
+  const Millicredits own_burn = options.pool.empty() ? burn_of_pool(pool) : r.total;
+  a.used_per_cycle = per_cycle(own_burn, r.period_days, options.cycle_days);
+  a.need = need_of(a.used_per_cycle);
   // A fraction (DESIGN.md): a need past the allowance is 1, and `runs_out` says so.
   a.utilization = std::min(1.0, ratio(a.used_per_cycle, a.allowance));
   a.runs_out = a.used_per_cycle > a.allowance;
-  if (a.runs_out && r.period_days > 0 && r.total.mc() > 0) {
+  if (a.runs_out && r.period_days > 0 && own_burn.mc() > 0) {
     // allowance / mean daily burn, in whole days into the cycle.
     a.runs_out_after_days =
-        saturating_mc(static_cast<__int128>(a.allowance.mc()) * r.period_days / r.total.mc());
+        saturating_mc(static_cast<__int128>(a.allowance.mc()) * r.period_days / own_burn.mc());
   }
-  // The plan /forecast would name for this need (forecast.h), said as it says it: a plan
-  // that does not cover the need "comes closest", and is never "sized correctly".
-  const auto [right, covers] = pick_plan(*options.catalog, pool, a.need.mc(), current->id);
+  // Every pool the account holds (its current plan's: on a server every pool of the rate
+  // card). The credits of some pool run out this cycle when its burn per cycle passes its
+  // allowance.
+  std::vector<PoolNeed> needs{{pool, a.need.mc()}};
+  bool some_runs_out = a.runs_out;
+  for (const pricing::PoolAllowance& pa : current->pools) {
+    if (pa.pool == pool) continue;
+    const Millicredits used = per_cycle(burn_of_pool(pa.pool), r.period_days, options.cycle_days);
+    needs.push_back({pa.pool, std::max<std::int64_t>(0, need_of(used).mc())});
+    if (used > pa.allowance) some_runs_out = true;
+  }
+  order_needs(*current, needs);
+  // The plan /forecast would name for these needs (forecast.h), said as it says it: a
+  // plan that does not cover them "comes closest", and is never "sized correctly".
+  const auto [right, covers] = pick_plan(*options.catalog, needs, current->id);
   if (right == nullptr) return std::nullopt;
   const std::string_view cover_s = covers ? "covers" : "comes closest to (none covers)";
+  const std::string need_s = needs_text(needs);
   a.plan = right->id;
   a.price_delta_usd_cents = right->price_usd_cents - current->price_usd_cents;
   a.engineering_hours = static_cast<double>(a.price_delta_usd_cents) / 100.0 /
@@ -410,29 +454,27 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
     a.price_delta_usd_cents = 0;
     a.engineering_hours = 0;
     a.sized_correctly = covers && a.utilization * 1000 >= kSizedCorrectlyPermille;
-    a.reason = fmt::format("{} {} the projected need of {} credits per cycle", current->id, cover_s,
-                           format_credits(a.need));
+    a.reason = fmt::format("{} {} {} per cycle", current->id, cover_s, need_s);
   } else if (right->price_usd_cents < current->price_usd_cents) {
     a.action = "downgrade";
-    a.reason = fmt::format("{} {} the projected need of {} credits for {} USD less", right->id,
-                           cover_s, format_credits(a.need), usd_text(-a.price_delta_usd_cents));
+    a.reason = fmt::format("{} {} {} for {} USD less", right->id, cover_s, need_s,
+                           usd_text(-a.price_delta_usd_cents));
   } else if (right->price_usd_cents == current->price_usd_cents) {
     // Not an upgrade (DESIGN.md): a change at the same price waits for the next boundary.
     a.action = "upgrade_next_cycle";
     a.reason = fmt::format(
-        "{} {} the projected need of {} credits at the same price; a change at the same price "
-        "takes effect at the next cycle",
-        right->id, cover_s, format_credits(a.need));
-  } else if (a.runs_out && a.price_delta_usd_cents <= break_even_cents) {
+        "{} {} {} at the same price; a change at the same price takes effect at the next cycle",
+        right->id, cover_s, need_s);
+  } else if (some_runs_out && a.price_delta_usd_cents <= break_even_cents) {
     a.action = "upgrade_now";
     a.reason = fmt::format(
-        "credits run out this cycle; {} costs {} USD more, {:.1f} engineering "
-        "hours",
-        right->id, usd_text(a.price_delta_usd_cents), a.engineering_hours);
+        "credits run out this cycle; {} {} {} for {} USD more, {} engineering hours", right->id,
+        cover_s, need_s, usd_text(a.price_delta_usd_cents), hours_text(a.engineering_hours));
   } else {
     a.action = "upgrade_next_cycle";
-    a.reason = fmt::format("the projected need of {} credits exceeds {}'s allowance",
-                           format_credits(a.need), current->id);
+    a.reason =
+        fmt::format("{} does not cover {}; {} {} it from the next cycle for {} USD more",
+                    current->id, need_s, right->id, cover_s, usd_text(a.price_delta_usd_cents));
   }
   return a;
 }
@@ -883,8 +925,8 @@ void append_audit_json(std::string& out, const AuditReport& r) {
       w.null();
     }
     w.key("action").string(a.action).key("plan").string(a.plan);
-    w.key("price_delta_usd").raw(fmt::format("{:.2f}", a.price_delta_usd_cents / 100.0));
-    w.key("engineering_hours").raw(fmt::format("{:.2f}", a.engineering_hours));
+    w.key("price_delta_usd").raw(usd_text(a.price_delta_usd_cents));
+    w.key("engineering_hours").raw(hours_text(a.engineering_hours));
     w.key("sized_correctly").boolean(a.sized_correctly);
     w.key("reason").string(a.reason).end_object();
   } else {

@@ -26,12 +26,17 @@
 //   small edits   agent turns with lines_changed <= 5 at >= 3 credits.
 //   no snapshot   agent turns without snapshot_id.
 //   outliers      replay.h find_outliers over builders (users with agent/discuss turns).
-//   advice        given a catalog and the current plan: forecast and plan advice, on the
-//                 audited pool (the burn against that pool's allowance in each plan).
+//   advice        given a catalog and the current plan: forecast and plan advice. Its
+//                 figures are the audited pool's (its burn against its allowance); the
+//                 plan advised is one for the account (forecast.h): it has every pool the
+//                 account uses (its current plan's) and covers each pool's need, so every
+//                 pool's audit advises the same plan and action.
+//   daily         every UTC day of the period, days without burn at 0 (kDailyRowsMax).
 //   pool          one pool's audit (API.md: every analytics route takes `pool`, default
 //                 the plan's first): events of other pools are left out, and so are
 //                 events of no pool that move credits; those of no pool that move none
-//                 (plan changes) are counted. Without a pool (offline, no --plan or
+//                 (plan changes) are counted. An event written without a pool is of its
+//                 kind's pool in the rate card. Without a pool (offline, no --plan or
 //                 --pool) every event is.
 //   fixes         one per finding with its credits saved per cycle from the replay of
 //                 the matching policy, its effort, ordered by savings per hour of effort.

@@ -4,7 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "analytics/burn.h"
+#include "base/json_writer.h"
 #include "money/money.h"
 #include "time/time.h"
 
@@ -38,28 +41,64 @@ std::string usd_text(std::int64_t cents) {
   return fmt::format("{}{}.{:02}", sign, a / 100, a % 100);
 }
 
-PlanPick pick_plan(const pricing::Catalog& catalog, std::string_view pool, std::int64_t need_mc,
+PlanPick pick_plan(const pricing::Catalog& catalog, std::span<const PoolNeed> needs,
                    std::string_view current_plan_id) {
   PlanPick pick;
+  __int128 best_short = 0;
   for (const pricing::Plan& p : catalog.plans) {
-    const pricing::PoolAllowance* pa = p.pool(pool);
-    if (pa == nullptr) continue;
+    // The credits by which p falls short of the needs (0: it covers them all).
+    __int128 short_mc = 0;
+    bool has_all = true;
+    for (const PoolNeed& n : needs) {
+      const pricing::PoolAllowance* pa = p.pool(n.pool);
+      if (pa == nullptr) {
+        has_all = false;
+        break;
+      }
+      if (pa->allowance.mc() < n.need_mc) short_mc += n.need_mc - pa->allowance.mc();
+    }
+    if (!has_all) continue;
     const pricing::Plan* best = pick.plan;
-    if (pa->allowance.mc() >= need_mc) {
-      if (!pick.covers || p.price_usd_cents < best->price_usd_cents ||
-          (p.price_usd_cents == best->price_usd_cents && p.id == current_plan_id)) {
-        pick.plan = &p;
-      }
-      pick.covers = true;
-    } else if (!pick.covers) {
-      if (best == nullptr || pa->allowance > best->pool(pool)->allowance ||
-          (pa->allowance == best->pool(pool)->allowance &&
-           p.price_usd_cents < best->price_usd_cents)) {
-        pick.plan = &p;
-      }
+    const bool better = best == nullptr || short_mc < best_short ||
+                        (short_mc == best_short &&
+                         (p.price_usd_cents < best->price_usd_cents ||
+                          (p.price_usd_cents == best->price_usd_cents && p.id == current_plan_id)));
+    if (better) {
+      pick.plan = &p;
+      best_short = short_mc;
+      pick.covers = short_mc == 0;
     }
   }
   return pick;
+}
+
+void order_needs(const pricing::Plan& plan, std::vector<PoolNeed>& needs) {
+  const auto rank = [&plan](const PoolNeed& n) {
+    for (std::size_t i = 0; i < plan.pools.size(); ++i) {
+      if (plan.pools[i].pool == n.pool) return i;
+    }
+    return plan.pools.size();
+  };
+  std::stable_sort(needs.begin(), needs.end(), [&rank](const PoolNeed& a, const PoolNeed& b) {
+    const std::size_t ra = rank(a), rb = rank(b);
+    return ra != rb ? ra < rb : a.pool < b.pool;
+  });
+}
+
+std::string needs_text(std::span<const PoolNeed> needs) {
+  if (needs.size() == 1) {
+    return fmt::format("the projected need of {} credits", credits(needs.front().need_mc));
+  }
+  std::string out = "the projected needs of";
+  for (std::size_t i = 0; i < needs.size(); ++i) {
+    out += i == 0 ? " " : (i + 1 == needs.size() ? " and " : ", ");
+    out += fmt::format("{} {}", needs[i].pool, credits(needs[i].need_mc));
+  }
+  return out + " credits";
+}
+
+std::string hours_text(double hours) {
+  return json::fraction_text(hours);
 }
 
 Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
@@ -71,7 +110,9 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   f.runs_out_at_ms = runs_out_at(in.now_ms, in.cycle_end_ms + 1, in.available_mc, in.window_sum_mc,
                                  in.window_days);
   // The end instant belongs to the next cycle: running out then is not running out this one.
-  const bool runs_out_this_cycle = f.runs_out_at_ms && *f.runs_out_at_ms < in.cycle_end_ms;
+  const auto this_cycle = [&in](const std::optional<std::int64_t>& at) {
+    return at && *at < in.cycle_end_ms;
+  };
   f.plan = in.plan_id;
   const pricing::Plan* current = catalog.find(in.plan_id);
   if (in.window_days <= 0 || current == nullptr) {
@@ -80,15 +121,38 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
     return f;
   }
   // need = 1.1 x (sum / n) x (cycle_ms / day_ms), rounded up.
-  const __int128 num =
-      static_cast<__int128>(11) * in.window_sum_mc * (in.cycle_end_ms - in.cycle_start_ms);
-  const __int128 den = static_cast<__int128>(10) * in.window_days * kMsPerDay;
-  __int128 need = num <= 0 ? 0 : (num + den - 1) / den;
-  f.need_mc = saturating_mc(need);
+  const auto need_of = [&in](std::int64_t window_sum_mc) {
+    const __int128 num =
+        static_cast<__int128>(11) * window_sum_mc * (in.cycle_end_ms - in.cycle_start_ms);
+    const __int128 den = static_cast<__int128>(10) * in.window_days * kMsPerDay;
+    return saturating_mc(num <= 0 ? 0 : (num + den - 1) / den);
+  };
+  f.need_mc = need_of(in.window_sum_mc);
+  // Every pool's need; the pools whose credits run out before the cycle ends.
+  std::vector<PoolNeed> needs{{in.pool, *f.need_mc}};
+  std::vector<std::string> running_out;
+  if (this_cycle(f.runs_out_at_ms)) running_out.push_back(in.pool);
+  for (const ForecastInputs::OtherPool& o : in.other_pools) {
+    needs.push_back({o.pool, need_of(o.window_sum_mc)});
+    if (this_cycle(runs_out_at(in.now_ms, in.cycle_end_ms + 1, o.available_mc, o.window_sum_mc,
+                               in.window_days))) {
+      running_out.push_back(o.pool);
+    }
+  }
+  order_needs(*current, needs);
+  const bool runs_out_this_cycle = !running_out.empty();
+  // "credits run out", naming the pools when the account has several.
+  std::string runs_out_s = "credits run out";
+  if (needs.size() > 1 && runs_out_this_cycle) {
+    runs_out_s = "credits of the " + running_out.front();
+    for (std::size_t i = 1; i < running_out.size(); ++i) runs_out_s += " and " + running_out[i];
+    runs_out_s += running_out.size() > 1 ? " pools run out" : " pool run out";
+  }
 
-  const auto [pick, covers] = pick_plan(catalog, in.pool, *f.need_mc, in.plan_id);
+  const auto [pick, covers] = pick_plan(catalog, needs, in.plan_id);
   if (pick == nullptr) {
-    f.reason = "no plan has the pool " + in.pool;
+    f.reason = needs.size() > 1 ? "no plan has every pool the account uses"
+                                : "no plan has the pool " + in.pool;
     return f;
   }
   const std::int64_t delta = pick->price_usd_cents - current->price_usd_cents;
@@ -98,7 +162,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
       in.hourly_rate_usd_milli > 0
           ? static_cast<double>(delta) * 10.0 / static_cast<double>(in.hourly_rate_usd_milli)
           : 0.0;
-  const std::string need_s = credits(*f.need_mc);
+  const std::string need_s = needs_text(needs);
   const std::string cover_s = covers ? "covers" : "comes closest to (none covers)";
   // (pick_plan names the current plan at an equal price when it covers the need: another
   // plan at the same price covers what the current one does not, a move for 0 USD.)
@@ -107,10 +171,10 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
     f.plan = in.plan_id;
     f.price_delta_usd_cents = 0;
     f.engineering_hours = 0;
-    f.sized_correctly = base > 0 && static_cast<__int128>(in.used_mc) * 1000 >=
-                                        static_cast<__int128>(base) * kSizedCorrectlyPermille;
-    f.reason =
-        fmt::format("{} {} the projected need of {} credits a cycle", in.plan_id, cover_s, need_s);
+    f.sized_correctly = covers && base > 0 &&
+                        static_cast<__int128>(in.used_mc) * 1000 >=
+                            static_cast<__int128>(base) * kSizedCorrectlyPermille;
+    f.reason = fmt::format("{} {} {} a cycle", in.plan_id, cover_s, need_s);
     if (f.sized_correctly)
       f.reason = "sized correctly: " + f.reason + " and the plan is used at 90 % or more";
     return f;
@@ -118,40 +182,38 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   f.plan = pick->id;
   if (delta < 0) {
     f.action = AdviceAction::kDowngrade;
-    f.reason = fmt::format("{} {} the projected need of {} credits a cycle for {} USD less",
-                           pick->id, cover_s, need_s, usd_text(-delta));
+    f.reason = fmt::format("{} {} {} a cycle for {} USD less", pick->id, cover_s, need_s,
+                           usd_text(-delta));
     return f;
   }
   // delta cents <= rate (milli-USD per hour) x hours (milli-hours) / 10^4 cents, exactly.
   const bool cheap = static_cast<__int128>(delta) * 10'000 <=
                      static_cast<__int128>(in.hourly_rate_usd_milli) * in.break_even_hours_milli;
-  const std::string hours = fmt::format("{:.2f}", f.engineering_hours);
+  const std::string hours = hours_text(f.engineering_hours);
   if (delta == 0) {
     // Not an upgrade (DESIGN.md: "an upgrade when the new plan's price is higher"): a change
     // at the same price waits for the next boundary as pending_plan.
     f.action = AdviceAction::kUpgradeNextCycle;
     f.reason = fmt::format(
-        "{} {} the projected need of {} credits at the same price; a change at the same price "
-        "takes effect at the next cycle",
+        "{} {} {} at the same price; a change at the same price takes effect at the next cycle",
         pick->id, cover_s, need_s);
   } else if (runs_out_this_cycle && cheap) {
     f.action = AdviceAction::kUpgradeNow;
     f.reason = fmt::format(
-        "credits run out before the cycle ends; {} {} the projected need of {} credits for {} USD "
-        "more, {} engineering hours, within the break-even",
-        pick->id, cover_s, need_s, usd_text(delta), hours);
+        "{} before the cycle ends; {} {} {} for {} USD more, {} engineering hours, within the "
+        "break-even",
+        runs_out_s, pick->id, cover_s, need_s, usd_text(delta), hours);
   } else {
     f.action = AdviceAction::kUpgradeNextCycle;
     f.reason =
         runs_out_this_cycle
             ? fmt::format(
-                  "credits run out before the cycle ends, but {} USD more ({} engineering hours) "
-                  "is "
-                  "above the break-even; move to {} from the next cycle",
-                  usd_text(delta), hours, pick->id)
+                  "{} before the cycle ends, but {} USD more ({} engineering hours) is above the "
+                  "break-even; move to {} from the next cycle: it {} {}",
+                  runs_out_s, usd_text(delta), hours, pick->id, cover_s, need_s)
             : fmt::format(
-                  "this cycle's credits last; {} {} the projected need of {} credits from the next "
-                  "cycle for {} USD more ({} engineering hours)",
+                  "this cycle's credits last; {} {} {} from the next cycle for {} USD more ({} "
+                  "engineering hours)",
                   pick->id, cover_s, need_s, usd_text(delta), hours);
   }
   return f;

@@ -594,6 +594,12 @@ HttpResponse forecast_route(EngineState& st, Analytics& a, const std::string& id
   analytics::AlertRules rules = a.alerts().rules(id);
   analytics::BurnReport b = burn_of(a, id, c->view, *c->pool, c->now_ms, rules.burn);
   analytics::ForecastInputs in;
+  // The other pools' burn over the same window: the advice covers every pool (forecast.h).
+  for (const ledger::PoolView& p : c->view.pools) {
+    if (&p == c->pool) continue;
+    const analytics::BurnReport o = burn_of(a, id, c->view, p, c->now_ms, rules.burn);
+    in.other_pools.push_back({p.name, o.window_sum_mc, p.available.mc()});
+  }
   in.now_ms = c->now_ms;
   in.cycle_start_ms = c->view.cycle_start_ms;
   in.cycle_end_ms = c->view.cycle_end_ms;
@@ -625,7 +631,7 @@ HttpResponse forecast_route(EngineState& st, Analytics& a, const std::string& id
   w.key("plan").string(f.plan);
   w.key("price_delta_usd")
       .raw(fmt::format("{}", static_cast<double>(f.price_delta_usd_cents) / 100.0));
-  w.key("engineering_hours").raw(fmt::format("{:.2f}", f.engineering_hours));
+  w.key("engineering_hours").raw(analytics::hours_text(f.engineering_hours));
   w.key("sized_correctly").boolean(f.sized_correctly).key("reason").string(f.reason).end_object();
   w.end_object();
   return out;

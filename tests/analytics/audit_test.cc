@@ -597,7 +597,7 @@ TEST(Audit, AdviceFollowsTheCatalog) {
       << r.advice->reason;
 }
 
-TEST(Audit, OnePoolIsAuditedAndAdvisedOnItsOwnAllowance) {
+TEST(Audit, OnePoolIsAuditedItsFiguresItsOwnThePlanAdvisedOneForEveryPool) {
   auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) +
                                             "/config/examples/two-pools.toml");
   ASSERT_TRUE(catalog.ok());
@@ -610,7 +610,7 @@ TEST(Audit, OnePoolIsAuditedAndAdvisedOnItsOwnAllowance) {
   plan_change.account_id = "acme";
   plan_change.type = EventType::kPlanChange;
   plan_change.plan = "starter";
-  Event stray = call;  // no pool, but moves credits: no pool's
+  Event stray = call;  // no pool: its kind's in the rate card ("credits" here), neither
   stray.pool.clear();
   stray.at_ms = kT0 + 3;
   AuditOptions options;
@@ -631,11 +631,38 @@ TEST(Audit, OnePoolIsAuditedAndAdvisedOnItsOwnAllowance) {
   r = audit({prompt, call, plan_change, stray}, options);
   EXPECT_EQ(r.events, 2);
   EXPECT_EQ(r.total.mc(), 50'000);
-  // 50 in one day: 1,500 per cycle, need 1,650, within starter's 2,000.
+  // 50 in one day: 1,500 per cycle, need 1,650, within starter's 2,000; but the plan moves
+  // every pool at once, and the message pool needs builder: the same advice as the message
+  // pool's (found by an audit: "stay" here and an upgrade there; with other burns a
+  // downgrade that starved the other pool).
   ASSERT_TRUE(r.advice.has_value());
   EXPECT_EQ(r.advice->allowance.mc(), 2'000'000);
-  EXPECT_EQ(r.advice->action, "stay");
-  EXPECT_EQ(r.advice->plan, "starter");
+  EXPECT_EQ(r.advice->used_per_cycle.mc(), 1'500'000);
+  EXPECT_EQ(r.advice->need.mc(), 1'650'000);
+  EXPECT_FALSE(r.advice->runs_out);
+  EXPECT_EQ(r.advice->action, "upgrade_now");
+  EXPECT_EQ(r.advice->plan, "builder");
+  EXPECT_NE(r.advice->reason.find(
+                "builder covers the projected needs of message 198 and integration 1650 credits"),
+            std::string::npos)
+      << r.advice->reason;
+  const Advice integration = *r.advice;
+  options.pool = "message";
+  r = audit({prompt, call, plan_change, stray}, options);
+  EXPECT_EQ(r.advice->action, integration.action);
+  EXPECT_EQ(r.advice->plan, integration.plan);
+  EXPECT_EQ(r.advice->reason, integration.reason);
+  // A downgrade only to a plan that covers every pool: on elite, starter covers the
+  // integration pool's need (1,650 of 2,000) but not the message pool's (198 of 100).
+  options.plan_id = "elite";
+  for (const char* pool : {"message", "integration"}) {
+    options.pool = pool;
+    r = audit({prompt, call, plan_change, stray}, options);
+    ASSERT_TRUE(r.advice.has_value());
+    EXPECT_EQ(r.advice->action, "downgrade") << pool;
+    EXPECT_EQ(r.advice->plan, "builder") << pool;
+  }
+  options.plan_id = "starter";
   // Without a pool, every event (the offline audit of a file without --plan).
   options.pool.clear();
   options.catalog = nullptr;
@@ -660,6 +687,68 @@ TEST(Audit, ARangesPeriodEndsAtNowWhenNowIsAMidnight) {
   EXPECT_EQ(audit(events, options).period_days, 11);
   options.now_ms = from + 40 * kDay;
   EXPECT_EQ(audit(events, options).period_days, 31);
+}
+
+// API.md does not require `pool`: an event written without one is of its kind's pool in
+// the rate card, as the server's import and the replay take it (found by an audit: an
+// offline audit with --plan of such a file said "No events").
+TEST(Audit, AnEventWithoutAPoolIsOfItsKindsPool) {
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  ASSERT_TRUE(catalog.ok());
+  Event prompt = agent("dana", "a.jsx", kT0, 6'000, 20, 10);
+  ASSERT_TRUE(prompt.pool.empty());
+  Event refund = prompt;
+  refund.type = EventType::kRefund;
+  refund.at_ms = kT0 + 1;
+  refund.credits = Millicredits::from_mc(1'000);
+  AuditOptions options;
+  options.catalog = &*catalog;
+  options.plan_id = "pro";
+  options.pool = "credits";
+  auto r = audit({prompt, refund}, options);
+  EXPECT_EQ(r.events, 2);
+  EXPECT_EQ(r.total.mc(), 5'000);
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->used_per_cycle.mc(), 150'000);
+  options.pool = "other";  // a pool the card does not give them
+  EXPECT_EQ(audit({prompt, refund}, options).events, 0);
+}
+
+// The upgrade's reason says when the plan advised covers no need, in every branch (found
+// by an audit: upgrade_now said only "credits run out this cycle; elite costs ...").
+TEST(Audit, AnUpgradeThatCoversNothingSaysItComesClosest) {
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  ASSERT_TRUE(catalog.ok());
+  // 20,000 credits in one day: 600,000 a cycle; enterprise (100,000) comes closest.
+  const std::vector<Event> events = {agent("dana", "a.jsx", kT0, 20'000'000, 20, 10)};
+  AuditOptions options;
+  options.catalog = &*catalog;
+  options.plan_id = "pro";
+  // 900 USD more is above 100 USD x 8 h: from the next cycle.
+  auto r = audit(events, options);
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->action, "upgrade_next_cycle");
+  EXPECT_EQ(r.advice->plan, "enterprise");
+  EXPECT_NE(r.advice->reason.find("enterprise comes closest to (none covers)"), std::string::npos)
+      << r.advice->reason;
+  // Within the break-even at 200 USD an hour: now.
+  options.hourly_rate_usd = 200;
+  r = audit(events, options);
+  EXPECT_EQ(r.advice->action, "upgrade_now");
+  EXPECT_NE(r.advice->reason.find("enterprise comes closest to (none covers)"), std::string::npos)
+      << r.advice->reason;
+  // Numbers in the shortest form (API.md), as /forecast writes them: 900 / 200 = 4.5 hours.
+  const std::string json = audit_json({r});
+  EXPECT_NE(json.find(R"("price_delta_usd":900,"engineering_hours":4.5,)"), std::string::npos)
+      << json;
+  options.plan_id = "enterprise";
+  options.hourly_rate_usd = 100;
+  r = audit({agent("dana", "a.jsx", kT0, 1'000, 20, 10)}, options);
+  EXPECT_EQ(r.advice->action, "downgrade");
+  EXPECT_EQ(r.advice->plan, "free");
+  EXPECT_NE(audit_json({r}).find(R"("price_delta_usd":-1000,"engineering_hours":-10,)"),
+            std::string::npos)
+      << audit_json({r});
 }
 
 // "daily": every day of the period, quiet days at 0, including those before the first

@@ -438,6 +438,110 @@ TEST(Forecast, RunsOutAtTheCycleEndIsAnsweredButIsNotRunningOutThisCycle) {
   EXPECT_FALSE(forecast(in, catalog()).runs_out_at_ms);
 }
 
+// The two-pools example's shape: message and integration allowances per plan.
+pricing::Catalog two_pool_catalog() {
+  pricing::Catalog c;
+  auto plan = [&](const char* id, std::int64_t cents, std::int64_t message,
+                  std::int64_t integration) {
+    pricing::Plan p;
+    p.id = id;
+    p.price_usd_cents = cents;
+    p.pools.push_back({"message", Millicredits::from_mc(cr(message)), std::nullopt});
+    p.pools.push_back({"integration", Millicredits::from_mc(cr(integration)), std::nullopt});
+    c.plans.push_back(p);
+  };
+  plan("free", 0, 25, 100);
+  plan("starter", 2000, 100, 2000);
+  plan("builder", 5000, 250, 10000);
+  plan("pro", 10000, 500, 20000);
+  plan("elite", 20000, 1200, 50000);
+  return c;
+}
+
+// A plan change moves every pool: the advice is one for the account, whichever pool is
+// asked (found by an audit: pool=message advised an upgrade to pro while pool=integration
+// advised a downgrade to starter, which starved the message pool).
+TEST(Forecast, TheAdviceCoversEveryPoolWhicheverIsAsked) {
+  const pricing::Catalog c = two_pool_catalog();
+  // On builder (250 message, 10,000 integration): 8 message credits a day (need 272.8 over
+  // 31 days) and 5 integration credits a day (need 170.5).
+  ForecastInputs message = inputs("builder", 8 * 14, 160, 250);
+  message.pool = "message";
+  message.other_pools = {{"integration", cr(5 * 14), cr(10000 - 100)}};
+  ForecastInputs integration = inputs("builder", 5 * 14, 100, 10000);
+  integration.pool = "integration";
+  integration.other_pools = {{"message", cr(8 * 14), cr(250 - 160)}};
+  Forecast m = forecast(message, c);
+  Forecast i = forecast(integration, c);
+  EXPECT_EQ(*m.need_mc, cr(272) + 800);
+  EXPECT_EQ(*i.need_mc, cr(170) + 500);
+  // 90 message credits left at 8 a day run out on March 31, before the cycle ends: pro
+  // (500 message) is the cheapest plan covering both, now (50 USD <= 100 x 8).
+  for (const Forecast* f : {&m, &i}) {
+    EXPECT_EQ(f->action, AdviceAction::kUpgradeNow) << f->reason;
+    EXPECT_EQ(f->plan, "pro");
+    EXPECT_EQ(f->price_delta_usd_cents, 5000);
+    EXPECT_NE(f->reason.find("pro covers the projected needs of message 272.8 and integration "
+                             "170.5 credits"),
+              std::string::npos)
+        << f->reason;
+    EXPECT_NE(f->reason.find("credits of the message pool run out"), std::string::npos)
+        << f->reason;
+  }
+  EXPECT_EQ(m.reason, i.reason);
+  // The integration pool alone runs out on nothing: no "runs_out_at" of its own.
+  EXPECT_FALSE(i.runs_out_at_ms);
+  // Little burn everywhere: starter covers both; free covers the integration pool (100)
+  // but not the message pool's 34.1: never advised.
+  integration.window_sum_mc = cr(1);
+  integration.other_pools[0].window_sum_mc = cr(14);
+  integration.other_pools[0].available_mc = cr(240);
+  Forecast down = forecast(integration, c);
+  EXPECT_EQ(down.action, AdviceAction::kDowngrade);
+  EXPECT_EQ(down.plan, "starter");
+  // A plan without one of the account's pools is never advised.
+  pricing::Catalog one_pool = c;
+  one_pool.plans[0].pools.pop_back();  // "free" without integration, and it would cover
+  integration.window_sum_mc = cr(1);
+  integration.other_pools[0].window_sum_mc = cr(1);
+  EXPECT_EQ(forecast(integration, c).plan, "free");
+  EXPECT_EQ(forecast(integration, one_pool).plan, "starter");
+}
+
+// "comes closest to (none covers)" in every branch where the plan advised covers no need,
+// the one above the break-even included (found by an audit: that branch left it out).
+TEST(Forecast, AnAdviceThatCoversNothingSaysSoInEveryBranch) {
+  auto c = catalog();
+  // mean 10,000 a day: need 341,000, above enterprise's 100,000.
+  ForecastInputs in = inputs("starter", 140'000, 1900, 2000);
+  Forecast f = forecast(in, c);
+  EXPECT_EQ(f.plan, "enterprise");
+  EXPECT_EQ(f.action, AdviceAction::kUpgradeNextCycle);  // 980 USD: above the break-even
+  EXPECT_NE(f.reason.find("above the break-even; move to enterprise from the next cycle: it "
+                          "comes closest to (none covers) the projected need of 341000 credits"),
+            std::string::npos)
+      << f.reason;
+  in.hourly_rate_usd_milli = 1'000'000;
+  f = forecast(in, c);
+  EXPECT_EQ(f.action, AdviceAction::kUpgradeNow);
+  EXPECT_NE(f.reason.find("enterprise comes closest to (none covers)"), std::string::npos)
+      << f.reason;
+  in.available_mc = cr(200'000);  // lasts the cycle
+  f = forecast(in, c);
+  EXPECT_EQ(f.action, AdviceAction::kUpgradeNextCycle);
+  EXPECT_NE(f.reason.find("enterprise comes closest to (none covers)"), std::string::npos)
+      << f.reason;
+}
+
+// engineering_hours is a JSON number in the shortest form, like every other (API.md).
+TEST(Forecast, HoursAreWrittenInTheShortestForm) {
+  EXPECT_EQ(hours_text(0), "0");
+  EXPECT_EQ(hours_text(-0.2), "-0.2");
+  EXPECT_EQ(hours_text(0.3), "0.3");
+  EXPECT_EQ(hours_text(-10), "-10");
+  EXPECT_EQ(hours_text(10.0 / 30.0), "0.333333");
+}
+
 TEST(Rollups, UsageGroupingSubtractsRefundsUnderTheChargesFile) {
   Rollups r;
   Event a =

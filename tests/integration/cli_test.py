@@ -536,6 +536,24 @@ def test_simulate_stays_within_9999():
     eqd("and its audit reads every line", rc, 0, err)
 
 
+def test_audit_of_events_without_pool():
+    """API.md does not require `pool`: an event without one is of its kind's pool in the
+    rate card, as the server's import and replay take it (found by an audit: audit --plan
+    of such a file printed "No events." and exited 0)."""
+    path = os.path.join(TMP, "nopool.ndjson")
+    lines = [{"at": f"2026-03-0{d + 2}T10:00:00Z", "account_id": "np", "user_id": "u", "type": "charge",
+              "kind": "agent_prompt", "credits": 200, "idempotency_key": f"np-{d}"} for d in range(3)]
+    with open(path, "w") as f:
+        f.write("".join(json.dumps(l) + "\n" for l in lines))
+    rc, out, err = ctl("audit", path, "--format", "json", "--plan", "starter", key=None)
+    doc = loads(out) if rc == 0 else {}
+    eqd("audit --plan of events without pool: the credits pool's 3 events, 600 credits",
+        (rc, doc.get("pool"), doc.get("events"), doc.get("total")), (0, "credits", 3, 600), err)
+    # 200 a day: 6,000 a cycle, need 6,600 > starter's 2,000; pro (10,000) covers it.
+    eqd("and its advice", ((doc.get("advice") or {}).get("action"), (doc.get("advice") or {}).get("plan")),
+        ("upgrade_now", "pro"), doc.get("advice"))
+
+
 def test_replay_burst():
     """replay --burst sets the burst of the per-user limit whose rate is --per-minute's, else
     --plan's, else the default (20 a minute)."""
@@ -676,6 +694,7 @@ h.run_section(test_usage_numbers_are_json)
 h.run_section(test_integer_flags_are_read_exactly)
 h.run_section(test_replay_burst)
 h.run_section(test_simulate_stays_within_9999)
+h.run_section(test_audit_of_events_without_pool)
 h.run_section(test_audit_reports_only_accounts_with_events)
 h.run_section(test_event_counts_agree)
 h.run_section(test_json_errors_end_with_a_newline)

@@ -538,8 +538,9 @@ def advice():
 
 def two_pools():
     """API.md: every analytics route takes `pool` (default: the plan's first pool). With the
-    two-pool catalog the audit covers one pool, and its advice compares that pool's burn
-    with that pool's allowance."""
+    two-pool catalog the audit covers one pool, and its advice's figures are that pool's
+    burn and allowance; the plan it advises covers every pool (a plan change moves them
+    all), so it is the same whichever pool is asked, on the audit and on /forecast."""
     srv = h.start(manual_clock=True, extra_args=[
         "--plans", os.path.join(ROOT, "config/examples/two-pools.toml"),
         "--rate-card", os.path.join(ROOT, "config/examples/two-pools-rate-card.toml")])
@@ -578,10 +579,15 @@ def two_pools():
         eq("two pools: pool=integration", (r.status, r.get("pool"), n(r.get("total")), r.get("events")),
            (200, "integration", D(50), 10))
         a = r.get("advice") or {}
-        # 50 a day: 1,550 a cycle, need 1,705, within starter's 2,000 integration credits.
-        eq("two pools: advice on the integration pool: stay",
+        # 50 a day: 1,550 a cycle, need 1,705, within starter's 2,000 integration credits;
+        # but the message pool needs builder, and a plan change moves both pools (found by an
+        # audit: "stay" here, an upgrade on the message pool, a downgrade with other burns).
+        eq("two pools: advice on the integration pool: its figures, the message pool's plan",
            (n(a.get("allowance")), n(a.get("used_per_cycle")), n(a.get("need")), a.get("action"), a.get("plan")),
-           (D(2000), D(1550), D(1705), "stay", "starter"))
+           (D(2000), D(1550), D(1705), "upgrade_now", "builder"))
+        eq("two pools: the same reason whichever pool is asked, naming both needs",
+           (a.get("reason"), "message 204.6 and integration 1705" in (a.get("reason") or "")),
+           ((route.get("advice") or {}).get("reason"), True))
         eq("two pools: the integration audit's top source", [(x["kind"], x["key"], n(x["credits"]))
                                                              for x in r.get("top_sources") or []],
            [("integration.invoke_llm", "page:x", D(50))])
@@ -640,6 +646,21 @@ def two_pools():
         eq("two pools: its rejected event is the integration pool's, with kind and user",
            [(e["charge_id"], e["kind"], e["user_id"]) for e in ev if e["refused_by"] == "charge_not_refundable"],
            [(ch["charge_id"], "integration.send_email", "app")])
+        # /forecast: one full day of burn (March 2: 7 message, 51 integration credits), needs
+        # 238.7 and 1,739.1 over the 31-day cycle: builder, now (the message pool runs out),
+        # whichever pool is asked; engineering_hours in the shortest form (0.3, not "0.30").
+        c.set_clock("2026-03-03T12:00:00Z")
+        fm = c.get("/v1/accounts/tp/forecast?pool=message")
+        fi = c.get("/v1/accounts/tp/forecast?pool=integration")
+        advice = lambda r: (r.status, (r.get("advice") or {}).get("action"), (r.get("advice") or {}).get("plan"))
+        eq("two pools: /forecast?pool=message advises builder now", advice(fm), (200, "upgrade_now", "builder"))
+        eq("two pools: /forecast?pool=integration advises the same", advice(fi), (200, "upgrade_now", "builder"))
+        eq("two pools: /forecast's needs are each pool's", (n(fm.get("need")), n(fi.get("need"))),
+           (D("238.7"), D("1739.1")))
+        eq("two pools: /forecast's reason is the same for both pools",
+           (fi.get("advice") or {}).get("reason"), (fm.get("advice") or {}).get("reason"))
+        check("two pools: /forecast writes engineering_hours in the shortest form",
+              '"engineering_hours":0.3,' in fi.text, fi.text)
     finally:
         srv.stop()
 
