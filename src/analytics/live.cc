@@ -50,8 +50,9 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
       continue;
     }
     // The rollups keep an account's first live event instant (the burn window starts
-    // there): the first listed event of each account is queued even when it adds nothing
-    // (not its internal creation record: DESIGN.md counts from its first event).
+    // there): the first listed event of each account and UTC day is queued even when it
+    // adds nothing (not its internal creation record: DESIGN.md counts from its first
+    // event), so that the first one left is known when retention deletes days.
     const auto [n, first] = mark_numbers_.find_or_insert(
         IdIndex::hash_of(e.account_id),
         [&](std::uint32_t i) { return ids_equal(marks_[i].account_id, e.account_id); },
@@ -63,8 +64,9 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
       due_order_.push_back(n);
     }
     mark.due_at_ms = std::max(mark.due_at_ms, e.at_ms);
-    const bool first_listed = !marks_[n].listed_queued && ledger::event_type_listed(e.type);
-    if (first_listed) marks_[n].listed_queued = true;
+    const bool first_listed =
+        e.at_ms >= marks_[n].listed_until_ms && ledger::event_type_listed(e.type);
+    if (first_listed) marks_[n].listed_until_ms = day_start_ms(e.at_ms) + kMsPerDay;
     if (first_listed || fact_matters(e)) item.facts.push_back(fact_of(e));
   }
   bool full = false;
@@ -125,7 +127,16 @@ void Analytics::queue_evaluation(std::vector<DueAccount>&& accounts) {
   if (accounts.empty()) return;
   {
     std::lock_guard lock(queue_mu_);
-    queue_.push_back(Item{{}, std::move(accounts)});
+    queue_.push_back(Item{{}, std::move(accounts), {}});
+  }
+  queue_cv_.notify_one();
+}
+
+void Analytics::on_days_deleted(const std::vector<std::int64_t>& day_starts_ms) {
+  if (day_starts_ms.empty()) return;
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back(Item{{}, {}, day_starts_ms});
   }
   queue_cv_.notify_one();
 }
@@ -170,6 +181,10 @@ void Analytics::drain() {
     if (!item.facts.empty()) {
       std::lock_guard lock(mu_);
       for (const Fact& f : item.facts) rollups_.add(f);
+    }
+    if (!item.days_deleted.empty()) {
+      std::lock_guard lock(mu_);
+      rollups_.drop_days(item.days_deleted);
     }
     for (const DueAccount& d : item.due) evaluate(d);
   }

@@ -13,6 +13,10 @@
 // (alert_keys(), no strings) and only built and recorded when a rule calls for an alert
 // not yet fired. Reads and imports call sync() first: it applies whatever is still
 // queued, so a read sees every event of the batches before it.
+// Retention: when the event log deletes days (the engine's retention sink, on the ledger
+// thread), on_days_deleted() queues them behind the facts already queued, and the worker
+// drops them from the rollups at that point of the FIFO (Rollups::drop_days): from then on
+// the rollups count what the log holds, as a restart would rebuild them.
 // Bounds: at most kFactsQueuedMax facts wait; past that the sink applies them itself.
 // The worker passes over the queue at most once per kWorkerLingerMs.
 // Owns: that wiring of state. Does not: read the ledger or speak HTTP (server/).
@@ -93,6 +97,10 @@ class Analytics {
   // The balances of the accounts take_due() returned: judged by the worker, in order.
   void queue_evaluation(std::vector<DueAccount>&& accounts);
 
+  // The engine's retention sink (ledger thread): the event log deleted these UTC days (day
+  // starts, sorted); the rollups forget them once the facts queued before are applied.
+  void on_days_deleted(const std::vector<std::int64_t>& day_starts_ms);
+
   // Applies everything queued so far (facts and evaluations) before returning.
   void sync();
   // Whether fewer than half of kFactsQueuedMax facts wait: a feeder that can wait (the
@@ -110,6 +118,7 @@ class Analytics {
   struct Item {
     std::vector<Fact> facts;
     std::vector<DueAccount> due;
+    std::vector<std::int64_t> days_deleted;  // applied after the facts
   };
   struct Fired {
     std::string pool;
@@ -151,7 +160,10 @@ class Analytics {
   struct MarkedAccount {
     std::string account_id;
     Mark mark;
-    bool listed_queued = false;  // its first listed event went to the rollups
+    // The end of the UTC day of the last listed event queued for the rollups: the first
+    // listed event of each day goes to them (the account's first event, once the days
+    // before are deleted, is the first of a later day).
+    std::int64_t listed_until_ms = INT64_MIN;
   };
   std::vector<MarkedAccount> marks_;
   IdIndex mark_numbers_;

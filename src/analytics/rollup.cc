@@ -190,7 +190,7 @@ void Rollups::add(const Event& e) {
     // first event is one the events route lists (DESIGN.md's burn window starts on its
     // day): not the account's internal creation record.
     AccountRollup& a = account_for_write(e.account_id);
-    if (!e.imported && event_type_listed(e.type) && !a.first_live_ms) a.first_live_ms = e.at_ms;
+    if (!e.imported && event_type_listed(e.type)) note_listed(a, e.at_ms);
     return;
   }
   add(fact_of(e));
@@ -226,12 +226,19 @@ void Rollups::remember_charge(ChargeMemory& m, const Fact& f, const ChargeDims& 
   m.other_order.emplace_back(f.at_ms, f.charge_id);
 }
 
-std::optional<Rollups::ChargeDims> Rollups::refunded_dims(const ChargeMemory& m,
-                                                          const Fact& refund) {
+void Rollups::note_listed(AccountRollup& a, std::int64_t at_ms) {
+  // Live events come in time order: the first of its day when the last noted is earlier.
+  if (a.listed_days.empty() || day_start_ms(a.listed_days.back()) < day_start_ms(at_ms)) {
+    a.listed_days.push_back(at_ms);
+  }
+}
+
+std::optional<std::pair<std::int64_t, Rollups::ChargeDims>> Rollups::refunded_charge(
+    const ChargeMemory& m, const Fact& refund) {
   if (!m.other_charges.empty()) {
     if (auto it = m.other_charges.find(refund.charge_id); it != m.other_charges.end()) {
       if (!refund_reaches(it->second.first, refund.at_ms)) return std::nullopt;
-      return it->second.second;
+      return it->second;
     }
   }
   auto seq = charge_seq(refund.charge_id);
@@ -241,13 +248,13 @@ std::optional<Rollups::ChargeDims> Rollups::refunded_dims(const ChargeMemory& m,
   if (it == m.charges.end() || it->seq != *seq || !refund_reaches(it->at_ms, refund.at_ms)) {
     return std::nullopt;
   }
-  return it->dims;
+  return std::pair{it->at_ms, it->dims};
 }
 
 void Rollups::add(const Fact& f) {
   AccountRollup& a = account_for_write(f.account_id);
-  if (!f.imported && event_type_listed(f.type) && !a.first_live_ms) a.first_live_ms = f.at_ms;
-  if (f.imported && !f.idempotency_key.empty()) a.imported_keys.insert(f.idempotency_key);
+  if (!f.imported && event_type_listed(f.type)) note_listed(a, f.at_ms);
+  if (f.imported && !f.idempotency_key.empty()) a.imported_keys.emplace(f.idempotency_key, f.at_ms);
   if (is_cycle_split(f.type, f.imported, f.at_ms)) {
     // Each pool's reset names the same instant: kept once. Live events come in time order.
     auto& splits = a.cycle_splits;
@@ -320,11 +327,18 @@ void Rollups::add(const Fact& f) {
   if (refund) {
     // refunds.h: under the charge it refunds, else under its own metadata (a live
     // refund has none).
-    const std::optional<ChargeDims> charged =
-        refunded_dims(f.imported ? a.imported_charges : a.live_charges, f);
-    const ChargeDims dims =
-        charged.value_or(ChargeDims{names_.intern(f.file), names_.intern(f.feature),
-                                    names_.intern(f.model), names_.intern(f.call_site)});
+    const auto charged = refunded_charge(f.imported ? a.imported_charges : a.live_charges, f);
+    const ChargeDims own{names_.intern(f.file), names_.intern(f.feature), names_.intern(f.model),
+                         names_.intern(f.call_site)};
+    const ChargeDims dims = charged ? charged->second : own;
+    // Its charge's day may be deleted before its own (drop_days): remembered to move then.
+    if (charged && day_start_ms(charged->first) != day_start_ms(f.at_ms) &&
+        (dims.file != own.file || dims.feature != own.feature || dims.model != own.model ||
+         dims.call_site != own.call_site)) {
+      a.cross_day_refunds.push_back(
+          CrossDayRefund{day_start_ms(charged->first), a.cell_start_ms(f.at_ms), f.credits_mc,
+                         pool_id, f.imported, f.kind == pricing::Kind::kAgentPrompt, dims, own});
+    }
     add_to({kind, user, dims.file, dims.feature, dims.model, dims.call_site}, -f.credits_mc, 0);
     if (!f.imported) add_burn(-f.credits_mc);
     if (f.kind == pricing::Kind::kAgentPrompt && dims.file != 0) {
@@ -378,13 +392,138 @@ const Rollups::PoolRollup* Rollups::pool_of(std::string_view account_id,
 
 std::optional<std::int64_t> Rollups::first_event_ms(std::string_view account_id) const {
   const AccountRollup* a = account(account_id);
-  if (a == nullptr) return std::nullopt;
-  return a->first_live_ms;
+  if (a == nullptr || a->listed_days.empty()) return std::nullopt;
+  return a->listed_days.front();
 }
 
 bool Rollups::imported_key_seen(std::string_view account_id, std::string_view key) const {
   const AccountRollup* a = account(account_id);
   return a != nullptr && a->imported_keys.count(std::string(key)) > 0;
+}
+
+// ---- retention -----------------------------------------------------------------------
+
+namespace {
+
+// The [first, last) index ranges of the sorted `instants` that lie in the sorted `days`.
+std::vector<std::pair<std::size_t, std::size_t>> ranges_in_days(
+    const std::vector<std::int64_t>& instants, const std::vector<std::int64_t>& days) {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  auto from = instants.begin();
+  for (const std::int64_t day : days) {
+    from = std::lower_bound(from, instants.end(), day);
+    auto to = std::lower_bound(from, instants.end(), day + kMsPerDay);
+    if (from != to) {
+      out.emplace_back(static_cast<std::size_t>(from - instants.begin()),
+                       static_cast<std::size_t>(to - instants.begin()));
+    }
+    from = to;
+  }
+  return out;
+}
+
+// Removes the ranges (sorted, disjoint) from v, keeping the order of the rest.
+template <typename T>
+void erase_ranges(std::vector<T>& v,
+                  const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
+  if (ranges.empty()) return;
+  std::size_t write = ranges.front().first;
+  for (std::size_t r = 0; r < ranges.size(); ++r) {
+    const std::size_t keep_to = r + 1 < ranges.size() ? ranges[r + 1].first : v.size();
+    for (std::size_t i = ranges[r].second; i < keep_to; ++i) v[write++] = std::move(v[i]);
+  }
+  v.erase(v.begin() + static_cast<std::ptrdiff_t>(write), v.end());
+}
+
+bool in_days(const std::vector<std::int64_t>& days, std::int64_t at_ms) {
+  return std::binary_search(days.begin(), days.end(), day_start_ms(at_ms));
+}
+
+}  // namespace
+
+void Rollups::reattribute(AccountRollup& a, const CrossDayRefund& r) {
+  PoolRollup* pool = nullptr;
+  for (PoolRollup& p : a.pools) {
+    if (p.pool == r.pool) pool = &p;
+  }
+  if (pool == nullptr) return;
+  Layer& layer = r.imported ? pool->imported : pool->live;
+  auto it = std::lower_bound(layer.starts.begin(), layer.starts.end(), r.cell_start_ms);
+  if (it == layer.starts.end() || *it != r.cell_start_ms) return;
+  Cell& cell = layer.cells[static_cast<std::size_t>(it - layer.starts.begin())];
+  // add(): the refund took its credits off the charge's dimensions; now off its own.
+  const std::array<std::pair<Dim, std::array<std::uint32_t, 2>>, 4> moved = {{
+      {Dim::kFile, {r.charged.file, r.own.file}},
+      {Dim::kFeature, {r.charged.feature, r.own.feature}},
+      {Dim::kModel, {r.charged.model, r.own.model}},
+      {Dim::kCallSite, {r.charged.call_site, r.own.call_site}},
+  }};
+  for (const auto& [dim, ids] : moved) {
+    if (ids[0] == ids[1]) continue;
+    const auto d = static_cast<std::uint32_t>(dim);
+    std::int64_t& charged_mc = cell.entry(entry_key(d, ids[0])).credits_mc;
+    charged_mc = saturating_add_mc(charged_mc, r.credits_mc);
+    std::int64_t& own_mc = cell.entry(entry_key(d, ids[1])).credits_mc;
+    own_mc = saturating_sub_mc(own_mc, r.credits_mc);
+  }
+  if (r.agent_prompt && r.charged.file != r.own.file) {
+    if (r.charged.file != 0) {
+      std::int64_t& mc = cell.entry(entry_key(kAgentFileTag, r.charged.file)).credits_mc;
+      mc = saturating_add_mc(mc, r.credits_mc);
+    }
+    if (r.own.file != 0) {
+      std::int64_t& mc = cell.entry(entry_key(kAgentFileTag, r.own.file)).credits_mc;
+      mc = saturating_sub_mc(mc, r.credits_mc);
+    }
+  }
+}
+
+void Rollups::drop_days(const std::vector<std::int64_t>& days) {
+  CREDIT_ASSERT(std::is_sorted(days.begin(), days.end()));
+  if (days.empty()) return;
+  const auto gone = [&](std::int64_t at_ms) { return in_days(days, at_ms); };
+  for (const std::unique_ptr<AccountRollup>& owned : accounts_) {
+    AccountRollup& a = *owned;
+    // Refunds first: a kept refund of a deleted charge moves while its cell is still found
+    // by its start (kept cells stay; deleted ones take their refunds with them).
+    if (!a.cross_day_refunds.empty()) {
+      std::erase_if(a.cross_day_refunds, [&](const CrossDayRefund& r) {
+        if (gone(r.cell_start_ms)) return true;
+        if (!gone(r.charge_day_ms)) return false;
+        reattribute(a, r);
+        return true;
+      });
+    }
+    for (PoolRollup& p : a.pools) {
+      for (Layer* layer : {&p.live, &p.imported}) {
+        const auto ranges = ranges_in_days(layer->starts, days);
+        erase_ranges(layer->starts, ranges);
+        erase_ranges(layer->cells, ranges);
+      }
+      const auto burn = ranges_in_days(p.burn_days, days);
+      erase_ranges(p.burn_days, burn);
+      erase_ranges(p.burn_mc, burn);
+    }
+    std::erase_if(a.pools, [](const PoolRollup& p) {
+      return p.live.starts.empty() && p.imported.starts.empty() && p.burn_days.empty();
+    });
+    erase_ranges(a.listed_days, ranges_in_days(a.listed_days, days));
+    std::erase_if(a.cycle_splits, gone);
+    for (ChargeMemory* m : {&a.live_charges, &a.imported_charges}) {
+      std::erase_if(m->charges, [&](const ChargeMemo& c) { return gone(c.at_ms); });
+      if (m->other_order.empty()) continue;
+      std::erase_if(m->other_order, [&](const std::pair<std::int64_t, std::string>& o) {
+        if (!gone(o.first)) return false;
+        // The name's latest memo may be a later charge of the same id (kept).
+        auto it = m->other_charges.find(o.second);
+        if (it != m->other_charges.end() && it->second.first == o.first) m->other_charges.erase(it);
+        return true;
+      });
+    }
+    std::erase_if(a.imported_keys, [&](const std::pair<const std::string, std::int64_t>& k) {
+      return gone(k.second);
+    });
+  }
 }
 
 template <typename Fn>

@@ -24,8 +24,18 @@
 // the daily burn is a vector sorted by day; the refund memory is a deque of charges in sequence
 // order, searched by the sequence number in the charge id. Cost: add() is O(1) (amortised) per
 // event; a read costs O(hours in the range x distinct keys per hour), never a scan of raw events;
-// burn_window() is O(log days + window days). Does not: lock (the owner, live.h, does), read the
-// ledger (the routes pass views).
+// burn_window() is O(log days + window days).
+// Retention (drop_days): when the event log deletes UTC days, every trace of their events
+// goes: their cells and burn days, their cycle splits, their charges in the refund memory,
+// their imported keys, and the days' first-event instants (the account's first event is then
+// the first of the days left). A refund kept whose charge's day is deleted moves from the
+// charge's file, feature, model and call site to its own (refunds.h's rule when the charge is
+// unknown): such refunds (charge and refund on different days, attributed to the charge) are
+// remembered until either day is deleted. The rollups then hold exactly what a start rebuilds
+// from the days left (DESIGN.md section 3: a restart never changes an answer). Cost: per pool,
+// a binary search per deleted day and the cells after the first deleted one moved (a deleted
+// prefix: every cell once, about once a day).
+// Does not: lock (the owner, live.h, does), read the ledger (the routes pass views).
 #pragma once
 
 #include <array>
@@ -36,7 +46,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "analytics/range.h"
@@ -165,7 +174,11 @@ class Rollups {
   void add(const ledger::Event& event);
   void add(const Fact& fact);
 
-  // The instant of the account's first live event.
+  // Forgets every event whose instant lies in one of these UTC days (day starts, sorted):
+  // the event log deleted them (see the header).
+  void drop_days(const std::vector<std::int64_t>& day_starts_ms);
+
+  // The instant of the account's first live event (of the days the log still holds).
   std::optional<std::int64_t> first_event_ms(std::string_view account_id) const;
   // Has an imported event of this account carried this idempotency key?
   bool imported_key_seen(std::string_view account_id, std::string_view key) const;
@@ -232,13 +245,28 @@ class Rollups {
     std::unordered_map<std::string, std::pair<std::int64_t, ChargeDims>> other_charges;
     std::deque<std::pair<std::int64_t, std::string>> other_order;  // (at, charge id)
   };
+  // A refund attributed to a charge of an earlier day (refunded_charge): when the charge's
+  // day is deleted, the refund moves to its own dimensions (drop_days).
+  struct CrossDayRefund {
+    std::int64_t charge_day_ms = 0;
+    std::int64_t cell_start_ms = 0;  // the refund's cell
+    std::int64_t credits_mc = 0;
+    std::uint32_t pool = 0;  // interned name
+    bool imported = false;
+    bool agent_prompt = false;
+    ChargeDims charged;
+    ChargeDims own;
+  };
   struct AccountRollup {
     std::string account_id;
     std::vector<PoolRollup> pools;  // one or two, searched linearly
-    std::optional<std::int64_t> first_live_ms;
+    // The first listed live event's instant of each UTC day that had one, sorted: the
+    // account's first live event is the front.
+    std::vector<std::int64_t> listed_days;
     ChargeMemory live_charges;
     ChargeMemory imported_charges;
-    std::unordered_set<std::string> imported_keys;
+    std::unordered_map<std::string, std::int64_t> imported_keys;  // key -> the event's at
+    std::vector<CrossDayRefund> cross_day_refunds;                // in the order they were added
     std::vector<std::int64_t> cycle_splits;  // sorted; see kCycleSplitsPerAccountMax
     // The start of the cell an event at at_ms goes to.
     std::int64_t cell_start_ms(std::int64_t at_ms) const;
@@ -255,8 +283,14 @@ class Rollups {
   }
   const PoolRollup* pool_of(std::string_view account_id, std::string_view pool) const;
   static void remember_charge(ChargeMemory& m, const Fact& f, const ChargeDims& dims);
+  // The remembered charge a refund is attributed to (refunds.h), if any: its instant and
+  // dimensions.
+  static std::optional<std::pair<std::int64_t, ChargeDims>> refunded_charge(const ChargeMemory& m,
+                                                                            const Fact& refund);
+  static void note_listed(AccountRollup& a, std::int64_t at_ms);
+  // Moves a refund from its charge's dimensions to its own (its charge's day is deleted).
+  void reattribute(AccountRollup& a, const CrossDayRefund& r);
   // The dimensions of the charge a refund is attributed to (refunds.h), if remembered.
-  static std::optional<ChargeDims> refunded_dims(const ChargeMemory& m, const Fact& refund);
   template <typename Fn>
   void each_cell(std::string_view account_id, std::string_view pool, TimeRange range, Fn fn) const;
 

@@ -1503,6 +1503,10 @@ void attach_analytics(Engine& engine, Analytics& analytics) {
           analytics.unschedule();
       },
       [&analytics] { return analytics.has_room(); });
+  // Days the event log deleted leave the rollups behind the events fed before them.
+  engine.set_retention_sink([&analytics](const std::vector<std::int64_t>& day_starts_ms) {
+    analytics.on_days_deleted(day_starts_ms);
+  });
 }
 
 AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,

@@ -72,7 +72,8 @@ constexpr std::size_t kWebhookRefusalsLoggedMax = 1'024;
 constexpr std::size_t kWebhookResponseBytesMax = 64 * 1024;
 
 // Sets the engine's event sink: events go to the rollups, and the accounts they touch get
-// their alerts evaluated in a read job. Call before engine.open() (recovery feeds it).
+// their alerts evaluated in a read job; and its retention sink: the days the event log
+// deletes leave the rollups. Call before engine.open() (recovery feeds it).
 void attach_analytics(Engine& engine, analytics::Analytics& analytics);
 
 // GET/PUT /v1/accounts/{id}/{events,usage,hot-files,burn,forecast,regression-loops,

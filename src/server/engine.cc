@@ -923,7 +923,7 @@ Status Engine::open() {
   // Rebuilt events are durable before anything new is acknowledged.
   if (Status s = event_log_->sync(); !s.ok()) return s;
   CREDIT_ASSERT(event_log_->last_seq() < ledger_.next_seq());
-  if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) return r.error();
+  if (auto r = retain_events(); !r.ok()) return r.error();
   const auto ms = [](auto from, auto to) {
     return std::chrono::duration<double, std::milli>(to - from).count();
   };
@@ -1423,9 +1423,30 @@ void Engine::enforce_event_retention() {
       options_.events_bytes_max != 0 && event_log_->bytes() > options_.events_bytes_max;
   if (today_ms == retention_day_ms_ && !over_budget) return;
   retention_day_ms_ = today_ms;
-  if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) {
+  if (auto r = retain_events(); !r.ok()) {
     std::fprintf(stderr, "creditd: event retention failed: %s\n", r.error().message.c_str());
   }
+}
+
+Result<std::size_t> Engine::retain_events() {
+  std::vector<store::EventLogDeleted> deleted;
+  Result<std::size_t> r = event_log_->enforce_retention(ledger_.now_ms(), &deleted);
+  // Also after a failed pass: the segments it did delete are gone.
+  if (deleted.empty()) return r;
+  std::vector<std::uint32_t> numbers;
+  std::vector<std::int64_t> days;
+  for (const store::EventLogDeleted& d : deleted) {
+    numbers.push_back(d.number);
+    days.push_back(d.day_start_ms);
+  }
+  std::sort(numbers.begin(), numbers.end());
+  std::sort(days.begin(), days.end());
+  days.erase(std::unique(days.begin(), days.end()), days.end());
+  events_.drop_segments(numbers);
+  // The sink's catch-up skips the backlog's events of these days (decode finds nothing),
+  // and everything fed before is ahead of this in the consumer's order.
+  if (retention_sink_) retention_sink_(days);
+  return r;
 }
 
 void Engine::drain() {
@@ -2716,7 +2737,7 @@ void Engine::finish_snapshot(bool wait) {
       });
     }
   }
-  if (auto r = event_log_->enforce_retention(ledger_.now_ms()); !r.ok()) {
+  if (auto r = retain_events(); !r.ok()) {
     std::fprintf(stderr, "creditd: event retention failed: %s\n", r.error().message.c_str());
   }
   raise_max(stats_.snapshot_finish_ns_max, elapsed_ns(t_finish));

@@ -355,6 +355,13 @@ class Engine {
     sink_ = std::move(sink);
     sink_ready_ = std::move(sink_ready);
   }
+  // Called on the ledger thread whenever event retention (age or byte budget) deleted days
+  // of the event log, with those UTC days (day starts, sorted), after the sink got every
+  // event logged before the deletion: the sink's consumer forgets what it counted of those
+  // days, so that its answers are those a restart (which rebuilds them from the days left)
+  // would give. Also at open(), before the catch-up. Before open().
+  using RetentionSink = std::function<void(const std::vector<std::int64_t>& day_starts_ms)>;
+  void set_retention_sink(RetentionSink sink) { retention_sink_ = std::move(sink); }
   // As read(), but `fn` runs only once the sink has been fed every event logged before
   // it ran (at once when nothing is behind). While the catch-up lasts it waits, and
   // with EngineOptions::parked_reads_max waiting `refused` runs instead (on the ledger
@@ -467,6 +474,10 @@ class Engine {
   std::uint64_t snapshot_seq_next_ = 0;  // the loaded snapshot's ledger next_seq, 0: none
   // Deletes event log days past their age or the byte budget (take_durable, each batch).
   void enforce_event_retention();
+  // The event log's retention pass, followed by what it deleted leaving the event index
+  // and reaching the retention sink (every caller goes through here).
+  Result<std::size_t> retain_events();
+  RetentionSink retention_sink_;
   std::int64_t retention_day_ms_ = -1;  // the day retention last ran for
   // The newest snapshot that the log, whose oldest record is log_first_lsn, continues
   // (read from the log's directory when not given).

@@ -42,6 +42,29 @@ std::uint64_t EventIndex::drop_from(std::uint64_t seq) {
   return dropped;
 }
 
+std::uint64_t EventIndex::drop_segments(const std::vector<std::uint32_t>& numbers) {
+  CREDIT_ASSERT(!loading_);
+  CREDIT_ASSERT(std::is_sorted(numbers.begin(), numbers.end()));
+  if (numbers.empty()) return 0;
+  const auto gone = [&](const Entry& e) {
+    return std::binary_search(numbers.begin(), numbers.end(),
+                              static_cast<std::uint32_t>(e.place >> store::kEventPlaceOffsetBits));
+  };
+  std::uint64_t dropped = 0;
+  for (AccountEvents& a : by_account_) {
+    const std::size_t erased = std::erase_if(a.list, gone);
+    if (erased == 0) continue;
+    dropped += erased;
+    if (a.list.size() < a.list.capacity() / 2) {
+      const std::size_t capacity_before = a.list.capacity();
+      a.list.shrink_to_fit();
+      memory_bytes_ -= (capacity_before - a.list.capacity()) * sizeof(Entry);
+    }
+  }
+  size_ -= dropped;
+  return dropped;
+}
+
 std::size_t EventIndex::push_to_list(std::uint32_t number, const Entry& entry) {
   std::vector<Entry>& list = by_account_[number].list;
   // The routes binary-search an account's list by seq: out of order only until sort()

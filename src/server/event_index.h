@@ -79,6 +79,12 @@ class EventIndex {
   // Drops every entry numbered `seq` or above (the start cuts events that the recovered
   // state does not have). Returns how many it dropped.
   std::uint64_t drop_from(std::uint64_t seq);
+  // Drops every entry whose place lies in one of these segments (numbers, sorted): the
+  // event log deleted them (retention), so that the index holds, and counts against its
+  // memory bound, only what the log still has, as after a restart. A pass over every
+  // entry (~1 ns each), once per deletion (at most about once per UTC day). Lists left
+  // under half full give their memory back. Returns how many it dropped.
+  std::uint64_t drop_segments(const std::vector<std::uint32_t>& numbers);
 
   std::uint64_t size() const { return size_; }
   // Bytes held: list capacity.

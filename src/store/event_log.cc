@@ -463,7 +463,9 @@ std::uint64_t EventLog::bytes() const {
   return total;
 }
 
-Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms) {
+Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms,
+                                                std::vector<EventLogDeleted>* deleted_out) {
+  if (deleted_out != nullptr) deleted_out->clear();
   const std::int64_t cutoff_ms = now_ms - options_.retain_days * kMsPerDay;
   std::uint64_t total = bytes();
   // Oldest first; the segment being written and the one holding the newest event stay.
@@ -489,6 +491,9 @@ Result<std::size_t> EventLog::enforce_retention(std::int64_t now_ms) {
     total -= oldest.bytes;
     gone[i] = true;
     gone_paths.insert(oldest.path);
+    if (deleted_out != nullptr) {
+      deleted_out->push_back(EventLogDeleted{oldest.day_start_ms, oldest.number});
+    }
   }
   const std::size_t deleted = gone_paths.size();
   if (deleted > 0) {

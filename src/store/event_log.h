@@ -88,6 +88,13 @@ struct EventLogCut {
   std::string reason;
 };
 
+// A segment enforce_retention() deleted: its UTC day (every event with `at` in it is gone)
+// and its number (the places pointing into it, EventPlace, no longer read).
+struct EventLogDeleted {
+  std::int64_t day_start_ms = 0;
+  std::uint32_t number = 0;
+};
+
 struct EventLogRecovery {
   std::uint64_t events = 0;
   std::uint64_t bytes = 0;
@@ -143,8 +150,11 @@ class EventLog {
   // log is over bytes_max; never the segment being written, nor the one holding the newest
   // event (last_seq()), so that a start can tell a log that lost its newest events from one
   // whose old days were let go (Engine::check_events_cover_snapshot). Returns how many it
-  // deleted.
-  Result<std::size_t> enforce_retention(std::int64_t now_ms);
+  // deleted; `deleted`, when given, gets each of them (oldest day first), also when a
+  // failed unlink ends the pass early, so that what the log no longer holds is never
+  // counted elsewhere (the engine's event index and the analytics drop them).
+  Result<std::size_t> enforce_retention(std::int64_t now_ms,
+                                        std::vector<EventLogDeleted>* deleted = nullptr);
 
   std::uint64_t last_seq() const { return last_seq_; }
   std::uint64_t bytes() const;

@@ -12,6 +12,7 @@
 #include "engine_test_support.h"
 #include "ledger/event_codec.h"
 #include "store/event_log.h"
+#include "time/time.h"
 
 namespace credit::server {
 namespace {
@@ -35,10 +36,11 @@ ledger::Event charge(std::uint64_t seq, std::string account, std::string file) {
 // An event log in a temporary directory and the index of what it holds.
 class Indexed {
  public:
-  Indexed() {
-    auto log = store::EventLog::open(dir_.path(), store::EventLogOptions{},
-                                     [](std::uint64_t, std::int64_t, std::string_view,
-                                        store::EventPlace) { return ok_status(); });
+  explicit Indexed(store::EventLogOptions options = {}) {
+    auto log = store::EventLog::open(
+        dir_.path(), options, [](std::uint64_t, std::int64_t, std::string_view, store::EventPlace) {
+          return ok_status();
+        });
     EXPECT_TRUE(log.ok());
     log_ = std::move(*log);
     index.attach(log_.get());
@@ -87,6 +89,46 @@ TEST(EventIndex, KeepsEachAccountsEventsInSeqOrderAndDecodesThemBack) {
   EXPECT_FALSE(index.decode(EventIndex::Entry{6, a[1].place}, out));
   EventIndex detached;
   EXPECT_FALSE(detached.decode(a[1], out));
+}
+
+TEST(EventIndex, RetentionsDeletedSegmentsLeaveTheIndexAndItsMemory) {
+  // Three days of events of two accounts; retention deletes the first two days' segments:
+  // their entries go (a restart would not index them), the third day's stay and decode.
+  store::EventLogOptions options;
+  options.retain_days = 1;
+  Indexed x(options);
+  EventIndex& index = x.index;
+  std::uint64_t seq = 1;
+  for (int day = 0; day < 3; ++day) {
+    for (int i = 0; i < 40; ++i) {
+      ledger::Event e = charge(seq++, i % 2 == 0 ? "acct_a" : "acct_b", "f.ts");
+      e.at_ms = 1'772'000'000'000 + day * kMsPerDay + i;
+      ASSERT_TRUE(x.add(e));
+    }
+  }
+  ASSERT_TRUE(x.log().flush().ok());
+  const std::uint64_t bytes_before = index.memory_bytes();
+  std::vector<store::EventLogDeleted> deleted;
+  auto r = x.log().enforce_retention(1'772'000'000'000 + 3 * kMsPerDay + 1, &deleted);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(*r, 2u);
+  ASSERT_EQ(deleted.size(), 2u);
+  EXPECT_LT(deleted[0].day_start_ms, deleted[1].day_start_ms);
+  std::vector<std::uint32_t> numbers = {deleted[0].number, deleted[1].number};
+  std::sort(numbers.begin(), numbers.end());
+  EXPECT_EQ(index.drop_segments(numbers), 80u);
+  EXPECT_EQ(index.size(), 40u);
+  EXPECT_LT(index.memory_bytes(), bytes_before);  // lists under half full shrank
+  for (const char* account : {"acct_a", "acct_b"}) {
+    auto list = index.events_of(account);
+    ASSERT_EQ(list.size(), 20u) << account;
+    ledger::Event out;
+    for (const EventIndex::Entry& e : list) {
+      EXPECT_GT(e.seq, 80u);
+      EXPECT_TRUE(index.decode(e, out)) << e.seq;
+    }
+  }
+  EXPECT_EQ(index.drop_segments({}), 0u);
 }
 
 TEST(EventIndex, HoldsSixteenBytesAnEventAndReadsLargeOnesBack) {
