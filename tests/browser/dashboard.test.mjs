@@ -48,12 +48,24 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const num = (s) => (s === null || s === undefined ? NaN : Number(String(s).replace(/[,\s%×]/g, '')));
 
 // ---------- creditd ----------
-function freePort() {
-  return new Promise((res, rej) => {
+// A free port: any (the system's choice), or the next free one of CREDITD_TEST_PORTS=LO-HI
+// when set (a machine shared by several runs, each with its own range).
+const portRange = (process.env.CREDITD_TEST_PORTS || '').match(/^(\d+)-(\d+)$/);
+let nextPort = portRange ? Number(portRange[1]) : 0;
+function tryPort(want) {
+  return new Promise((res) => {
     const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
+    s.once('error', () => res(null));
+    s.listen(want, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
   });
+}
+async function freePort() {
+  if (!portRange) { const p = await tryPort(0); if (p) return p; throw new Error('no free port'); }
+  while (nextPort <= Number(portRange[2])) {
+    const p = await tryPort(nextPort++);
+    if (p) return p;
+  }
+  throw new Error(`no free port left in CREDITD_TEST_PORTS=${process.env.CREDITD_TEST_PORTS}`);
 }
 
 let server = null;
@@ -88,7 +100,8 @@ async function startCreditd(name, extraArgs = [], log = []) {
 }
 
 async function startServer() {
-  const s = await startCreditd('data', [], serverLog);
+  // The repo's default catalog, named: a creditd outside a build dir finds no config/ of its own.
+  const s = await startCreditd('data', ['--plans', join(repo, 'config', 'plans.toml'), '--rate-card', join(repo, 'config', 'rate_card.toml')], serverLog);
   server = s.proc;
   base = s.base;
   adminKey = s.adminKey;
