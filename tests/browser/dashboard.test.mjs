@@ -47,6 +47,20 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Numbers as the page shows them: "1,234.5" -> 1234.5
 const num = (s) => (s === null || s === undefined ? NaN : Number(String(s).replace(/[,\s%×]/g, '')));
 
+// Exact money: a figure as the API wrote it (the raw JSON text, not a double) and as the page
+// must print it: thousands grouped, the decimals as written. rawNumber finds `"key":N` in
+// an answer's text (the first one, or the first after `after`).
+function rawNumber(body, key, after = '') {
+  const from = after ? body.indexOf(after) : 0;
+  if (from < 0) throw new Error(`${after} not in ${body.slice(0, 200)}`);
+  const m = new RegExp(`"${key}":(-?[0-9]+(?:\\.[0-9]+)?)`).exec(body.slice(from));
+  if (!m) throw new Error(`no "${key}" number in ${body.slice(from, from + 200)}`);
+  return m[1];
+}
+const grouped = (dec) => { const [i, f] = dec.split('.'); return `${i.replace(/\B(?=(\d{3})+(?!\d))/g, ',')}${f ? `.${f}` : ''}`; };
+const milli = (dec) => { const [i, f = ''] = dec.split('.'); return BigInt(i + f.padEnd(3, '0')); };
+const fromMilli = (q) => { const s = q.toString().padStart(4, '0'); return `${s.slice(0, -3)}.${s.slice(-3)}`.replace(/\.?0+$/, ''); };
+
 // ---------- creditd ----------
 // A free port: any (the system's choice), or the next free one of CREDITD_TEST_PORTS=LO-HI
 // when set (a machine shared by several runs, each with its own range).
@@ -263,7 +277,9 @@ async function comparePools(page, account, srv = null) {
     else {
       const m = cap.match(/^([\d,.]+) \/ ([\d,.]+)/);
       if (!m) throw new Error(`${pool} daily cap text ${JSON.stringify(cap)}`);
-      eq(num(m[1]), p.used_today, `${pool} used today`);
+      // What the cap counts today: spent + held by today's holds. available_now below
+      // available means the cap binds: counted = cap - available_now (DESIGN.md, daily caps).
+      eq(num(m[1]), p.available_now < p.available ? Math.max(p.used_today, p.daily_cap - p.available_now) : p.used_today, `${pool} counted by the daily cap today`);
       eq(num(m[2]), p.daily_cap, `${pool} daily cap`);
     }
   }
@@ -714,6 +730,122 @@ async function main() {
         if (/days? left/.test(await p.locator('#days-left-unit').textContent())) return 'says "days left" for a closed account';
         if (await t(p, 'cycle-budget').isVisible()) return 'budget per day left shown for a closed account';
         await comparePools(p, 'shut');
+        if (errs.length) return errs.slice(0, 3).join(' | ');
+      } finally {
+        await p.close();
+      }
+    });
+
+    // Money past 2^43 credits, where a double no longer holds 0.001 steps: the page prints
+    // the API's decimal text. vast (Enterprise) gets 18 adjustments and 9 charges of
+    // 999,999,999,999.999 (the largest amount), a charge of 0.001 and a hold of 0.003.
+    await check('money is exact at 10^13 credits: gauges, usage, hot files and budget per day equal the API\'s text (vast)', async () => {
+      await must('POST', '/v1/accounts', { account_id: 'vast', plan: 'enterprise', idempotency_key: 'acct-vast' });
+      const keyVast = (await must('POST', '/v1/accounts/vast/keys', { idempotency_key: 'key-vast', role: 'read', label: 'dashboard' })).key;
+      for (let i = 0; i < 18; i++) await must('POST', '/v1/accounts/vast/adjustments', { pool: 'credits', credits: 999999999999.999, reason: 'exactness test', idempotency_key: `vast-adj-${i}` });
+      for (let i = 0; i < 9; i++) {
+        await must('POST', '/v1/accounts/vast/charges', { idempotency_key: `vast-${i}`, kind: 'agent_prompt', user_id: 'dana', amount: 999999999999.999, metadata: { file: 'src/vast.js' } });
+      }
+      await must('POST', '/v1/accounts/vast/charges', { idempotency_key: 'vast-9', kind: 'agent_prompt', user_id: 'dana', amount: 0.001, metadata: { file: 'src/vast.js' } });
+      await must('POST', '/v1/accounts/vast/holds', { idempotency_key: 'vast-hold', kind: 'agent_prompt', user_id: 'dana', amount: 0.003, ttl_ms: 3600e3 });
+      const { p, errs } = await newTab(context);
+      try {
+        await login(p, keyVast, 'vast');
+        await waitDashboard(p);
+        const acct = (await call('GET', '/v1/accounts/vast', undefined, keyVast)).text;
+        const old = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });
+        let floatWrong = 0; // figures a double would have printed otherwise (the test means something)
+        for (const f of ['used', 'held', 'available', 'allowance', 'extra']) {
+          const raw = rawNumber(acct, f, '"pools"');
+          if (old.format(Number(raw)) !== grouped(raw)) floatWrong++;
+          eq(await text(p, `pool-credits-${f}`), grouped(raw), `credits ${f}`);
+        }
+        if (available.usage) {
+          await p.waitForFunction(() => document.querySelectorAll('[data-test="usage-row"]').length > 0, null, { timeout: 5000 });
+          const usage = (await call('GET', '/v1/accounts/vast/usage?group_by=kind', undefined, keyVast)).text;
+          eq(await text(p, 'usage-total'), grouped(rawNumber(usage, 'total')), 'usage total');
+          eq(await text(p, 'usage-credits'), grouped(rawNumber(usage, 'credits')), 'usage row credits');
+        }
+        if (available['hot-files']) {
+          const hot = (await call('GET', '/v1/accounts/vast/hot-files?limit=8', undefined, keyVast)).text;
+          const raw = rawNumber(hot, 'credits', '"src/vast.js"');
+          if (old.format(Number(raw)) !== grouped(raw)) floatWrong++;
+          eq(await text(p, 'hot-credits'), grouped(raw), 'hot file credits');
+        }
+        if (!floatWrong) return 'no figure here is one a double misprints: make the amounts larger';
+        if (available.burn) {
+          // available / days left, floored to 0.001 (BigInt), at the server's clock.
+          const a = JSON.parse(acct);
+          const now = Date.parse((await must('GET', '/v1/accounts/vast/burn', undefined, keyVast)).now);
+          const days = Math.max(1, Math.ceil((Date.parse(a.cycle.end) - now) / 86400e3));
+          eq(await text(p, 'cycle-budget'), `${grouped(fromMilli(milli(rawNumber(acct, 'available', '"pools"')) / BigInt(days)))} a day`, 'budget per day left');
+        }
+        if (errs.length) return errs.slice(0, 3).join(' | ');
+      } finally {
+        await p.close();
+      }
+    });
+
+    // The same with answers the server cannot easily be brought to: the int64 bound the sums
+    // saturate at, and the audit's budget examples (9,999.96 over 12 days is 833.33 a day, not
+    // 833.329; 1.005 over 1 day is 1.005, not 1.004). Account, burn (its `now`), usage and hot
+    // files of acme are answered from this text; the other panels come from the server.
+    await check('the API bound 9,223,372,036,854,775.807 and exact budgets per day (833.33, 1.005) as answered', async () => {
+      const { p, errs } = await newTab(context);
+      let stage = 1;
+      const cycle = '"cycle":{"start":"2026-03-01T08:00:00Z","end":"2026-04-01T08:00:00Z"}';
+      const bodies = {
+        '/v1/accounts/acme': () => (stage === 1
+          ? `{"account_id":"acme","plan":"builder","status":"open",${cycle},"pools":{"credits":{"allowance":10000,"extra":0,"used":0.04,"held":0,"available":9999.96,"daily_cap":null,"used_today":0.04,"available_now":9999.96}},"pending_plan":null}`
+          : `{"account_id":"acme","plan":"builder","status":"open",${cycle},"pools":{"credits":{"allowance":10000,"extra":9223372036854765.807,"used":9223372036854775.807,"held":0.001,"available":1.005,"daily_cap":null,"used_today":0,"available_now":1.005}},"pending_plan":null}`),
+        '/v1/accounts/acme/burn': () => `{"pool":"credits","days":[],"today":0,"trailing_mean":0,"window_days":7,"ratio":null,"factor":2,"spike":false,"projected_exhaustion":null,"now":"${stage === 1 ? '2026-03-20T15:00:00Z' : '2026-03-31T10:00:00Z'}"}`,
+        '/v1/accounts/acme/usage': () => '{"from":"2026-03-01T08:00:00Z","to":"2026-04-01T08:00:00Z","total":9223372036854775.807,"rows":[{"key":"agent_prompt","credits":9223372036854775.807,"count":9300,"share":1}]}',
+        '/v1/accounts/acme/hot-files': () => '{"rows":[{"file":"src/huge.js","turns":9,"credits":8999999999999.991}]}',
+      };
+      await p.route((u) => Object.hasOwn(bodies, u.pathname), (route) => route.fulfill({ status: 200, contentType: 'application/json', body: bodies[new URL(route.request().url()).pathname]() }));
+      try {
+        await login(p, keyA, 'acme');
+        await waitDashboard(p);
+        await p.waitForFunction(() => document.querySelector('[data-test="usage-total"]').textContent !== '–', null, { timeout: 5000 });
+        eq(await text(p, 'days-left'), '12', 'days left (Mar 20, 15:00 to Apr 1, 08:00)');
+        eq(await text(p, 'cycle-budget'), '833.33 a day', 'budget per day left (9,999.96 / 12)');
+        eq(await text(p, 'pool-credits-available'), '9,999.96', 'available');
+        eq(await text(p, 'usage-total'), '9,223,372,036,854,775.807', 'usage total at the bound');
+        eq(await text(p, 'usage-credits'), '9,223,372,036,854,775.807', 'usage row at the bound');
+        eq(await text(p, 'hot-credits'), '8,999,999,999,999.991', 'hot file credits');
+        stage = 2;
+        await p.waitForFunction(() => document.querySelector('[data-test="days-left"]').textContent === '1', null, { timeout: REFRESH_MS + 4000 });
+        eq(await text(p, 'cycle-budget'), '1.005 a day', 'budget per day left (1.005 / 1)');
+        eq(await text(p, 'pool-credits-used'), '9,223,372,036,854,775.807', 'used at the bound');
+        eq(await text(p, 'pool-credits-extra'), '9,223,372,036,854,765.807', 'extra');
+        eq(await text(p, 'pool-credits-held'), '0.001', 'held');
+        eq(await text(p, 'pool-credits-pct'), '99.9%', 'used of allowance + extra (not quite all)');
+        if (errs.length) return errs.slice(0, 3).join(' | ');
+      } finally {
+        await p.close();
+      }
+    });
+
+    // DESIGN.md: the cap counts "spent today + held by holds placed today". duofree (Free,
+    // message pool: 25 credits, 5 a day) spends 2 and holds 3: nothing more can be spent today.
+    await check('the daily cap meter counts today\'s holds: 2 spent + 3 held of 5 reads "5 / 5", reached (duofree, second server)', async () => {
+      const at = duoServer.base, admin = duoServer.adminKey;
+      await must('POST', '/v1/accounts', { account_id: 'duofree', plan: 'free', idempotency_key: 'acct-duofree' }, admin, at);
+      const key = (await must('POST', '/v1/accounts/duofree/keys', { idempotency_key: 'key-duofree', role: 'read', label: 'dashboard' }, admin, at)).key;
+      await must('POST', '/v1/accounts/duofree/charges', { idempotency_key: 'duofree-1', kind: 'agent_prompt', user_id: 'dana', amount: 2 }, admin, at);
+      await must('POST', '/v1/accounts/duofree/holds', { idempotency_key: 'duofree-h', kind: 'agent_prompt', user_id: 'dana', amount: 3, ttl_ms: 3600e3 }, admin, at);
+      const api = (await must('GET', '/v1/accounts/duofree', undefined, admin, at)).pools.message;
+      eq(api.used_today, 2, 'GET used_today');
+      eq(api.available_now, 0, 'GET available_now');
+      const { p, errs } = await newTab(context);
+      try {
+        await login(p, key, 'duofree', at);
+        await waitDashboard(p);
+        const cap = await text(p, 'pool-message-daily-cap');
+        if (!/^5 \/ 5\b/.test(cap) || !/reached/.test(cap)) return `daily cap shows ${JSON.stringify(cap)}`;
+        const cls = await p.locator('[data-pool="message"] .meter-fill').getAttribute('class');
+        if (!/danger/.test(cls)) return `the meter is ${cls}`;
+        await comparePools(p, 'duofree', duoServer);
         if (errs.length) return errs.slice(0, 3).join(' | ');
       } finally {
         await p.close();

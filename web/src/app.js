@@ -1,7 +1,9 @@
 // creditd dashboard: one account's balances, burn, breakdowns, forecast, alerts and audit.
 // Plain ES module, no build step. Chart.js is loaded before this module (vendor/chart.umd.min.js).
 // Rules the page keeps: the key lives in sessionStorage only; every fetch error is caught and
-// shown in the page (never thrown, never logged); no inline styles (CSSOM and classes only).
+// shown in the page (never thrown, never logged); no inline styles (CSSOM and classes only);
+// every credit figure printed is the API's exact decimal (answers are read by readJson, which
+// keeps fractions and big integers as their text; sums and quotients are BigInt millicredits).
 
 const REFRESH_MS = 3000;
 const KEY_STORE = 'creditd.key';
@@ -36,7 +38,114 @@ const state = {
   burnTried: false,  // the burn route has answered (or failed) once for this account
   alertsShown: ALERTS_SHOWN,
   missing: new Map(), // analytics route -> when it last answered 404 not_found
+  note: '',           // a banner kept over refreshes (a refused account switch), until the next switch
 };
+
+// ---------- exact JSON numbers ----------
+// A JSON number that a double cannot hold exactly (any fraction, or an integer past 2^53),
+// kept as its source text. It reads as a Number where a float is enough (valueOf: charts,
+// ratios, comparisons); credits() formats its text exactly.
+class Dec {
+  constructor(text) { this.text = text; }
+  valueOf() { return Number(this.text); }
+  toString() { return this.text; }
+  toJSON() { return Number(this.text); }
+}
+const NUM_RE = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const STR_RE = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+// JSON.parse, except that numbers other than safe integers become Dec. Throws SyntaxError.
+function readJson(text) {
+  let i = 0;
+  const bad = () => { throw new SyntaxError(`JSON: unexpected input at ${i}`); };
+  const ws = () => { while (i < text.length && ' \t\n\r'.includes(text[i])) i++; };
+  const token = (re) => { re.lastIndex = i; const m = re.exec(text); if (!m) bad(); i = re.lastIndex; return m[0]; };
+  const put = (o, k, v) => { if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true }); else o[k] = v; };
+  function value(depth) {
+    if (depth > 64) bad();
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      const o = {};
+      ws();
+      if (text[i] === '}') { i++; return o; }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') bad();
+        const k = JSON.parse(token(STR_RE));
+        ws();
+        if (text[i++] !== ':') bad();
+        put(o, k, value(depth + 1));
+        ws();
+        const d = text[i++];
+        if (d === '}') return o;
+        if (d !== ',') bad();
+      }
+    }
+    if (c === '[') {
+      i++;
+      const a = [];
+      ws();
+      if (text[i] === ']') { i++; return a; }
+      for (;;) {
+        a.push(value(depth + 1));
+        ws();
+        const d = text[i++];
+        if (d === ']') return a;
+        if (d !== ',') bad();
+      }
+    }
+    if (c === '"') return JSON.parse(token(STR_RE));
+    for (const [word, v] of [['true', true], ['false', false], ['null', null]]) {
+      if (text.startsWith(word, i)) { i += word.length; return v; }
+    }
+    const n = token(NUM_RE);
+    const f = Number(n);
+    return /^-?[0-9]+$/.test(n) && Number.isSafeInteger(f) ? f : new Dec(n);
+  }
+  const v = value(0);
+  ws();
+  if (i !== text.length) bad();
+  return v;
+}
+
+// ---------- exact money ----------
+// Millicredits (BigInt) of a JSON number (Dec or Number) or decimal text; null when it is
+// none. More than three decimals (a computed float) round half away from zero.
+function milli(v) {
+  let s;
+  if (v instanceof Dec || typeof v === 'string') s = String(v);
+  else if (typeof v === 'number' && Number.isFinite(v)) s = Number.isInteger(v) ? BigInt(v).toString() : v.toFixed(3);
+  else return null;
+  const m = /^([+-]?)([0-9]+)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?$/.exec(s.trim());
+  if (!m) return null;
+  let digits = m[2] + (m[3] || '');
+  let scale = (m[3] || '').length - Number(m[4] || 0); // value = digits / 10^scale
+  if (scale < 3) { digits += '0'.repeat(3 - scale); scale = 3; }
+  let q = BigInt(digits);
+  if (scale > 3) {
+    const div = 10n ** BigInt(scale - 3);
+    const r = q % div;
+    q /= div;
+    if (r * 2n >= div) q += 1n;
+  }
+  return m[1] === '-' ? -q : q;
+}
+// "1,234,567.89": grouped thousands, up to three decimals without trailing zeros.
+function formatMilli(q) {
+  const neg = q < 0n;
+  const a = neg ? -q : q;
+  const int = (a / 1000n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  const frac = (a % 1000n).toString().padStart(3, '0').replace(/0+$/, '');
+  return `${neg ? '-' : ''}${int}${frac ? `.${frac}` : ''}`;
+}
+// A decimal as (integer, power of ten): "1.5" -> [15n, 1n]; for exact products.
+function decimalParts(v) {
+  const m = /^([+-]?)([0-9]+)(?:\.([0-9]*))?$/.exec(String(v));
+  if (!m) return null;
+  const n = BigInt(m[2] + (m[3] || ''));
+  return [m[1] === '-' ? -n : n, 10n ** BigInt((m[3] || '').length)];
+}
 
 // ---------- formatting ----------
 const nf = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });
@@ -48,18 +157,25 @@ const df = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', ti
 const dfy = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', year: 'numeric', timeZone: 'UTC' });
 const tf = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
 
-const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
-const credits = (v) => (isNum(v) ? nf.format(v) : '–');
+const isNum = (v) => (typeof v === 'number' && Number.isFinite(v)) || (v instanceof Dec && Number.isFinite(Number(v)));
+const toNum = (v) => (isNum(v) ? Number(v) : null); // a float, for charts and ratios only
+const money = (v) => (isNum(v) ? milli(v) : null); // millicredits of an API figure, or null
+const credits = (v) => { const q = money(v); return q === null ? '–' : formatMilli(q); };
 // A share as a percentage with one decimal, never rounded up to 100 % when it is not 100 %
 // (1,999.979 of 2,000 is 99.9 %, not 100 %).
-function pctNum(f) {
+function pctNum(f, full = f >= 1) {
   let s = nf1.format(f * 100);
-  if (s === '100' && f < 1) s = '99.9';
+  if (s === '100' && !full) s = '99.9';
   return s;
 }
-const pct = (f) => (isNum(f) ? `${pctNum(f)}%` : '–');
+const pct = (f) => (isNum(f) ? `${pctNum(Number(f))}%` : '–');
+// x / y millicredits as a percentage (exact at any size: 100 % only when x >= y).
+function pctMilli(x, y) {
+  if (x === null || y === null || y <= 0n) return '–';
+  return `${pctNum(Number((x * 1000000000n) / y) / 1e9, x >= y)}%`;
+}
 // A signed figure with a real minus sign (U+2212), as the dollar amounts are written.
-const signed = (v, fmt) => { const s = fmt.format(Math.abs(v)); return v < 0 && /[1-9]/.test(s) ? `−${s}` : s; };
+const signed = (v, fmt) => { const s = fmt.format(Math.abs(Number(v))); return v < 0 && /[1-9]/.test(s) ? `−${s}` : s; };
 const when = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? `${dtf.format(t)} UTC` : '–'; };
 const day = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? df.format(t) : '–'; };
 const dayYear = (iso) => { const t = Date.parse(iso); return iso && Number.isFinite(t) ? dfy.format(t) : '–'; };
@@ -100,9 +216,12 @@ async function api(path, { raw = false } = {}) {
     if (res.ok && raw) return { ok: true, status: res.status, data: await res.blob() };
     const text = await res.text();
     let body = null;
-    try { body = text ? JSON.parse(text) : null; } catch { body = null; }
+    try { body = text ? readJson(text) : null; } catch { body = null; }
     if (!res.ok) {
-      const error = body && body.error ? body.error : { code: `http_${res.status}`, message: text.slice(0, 200) || res.statusText };
+      // An answer that is not creditd's JSON error (a proxy's HTML page, say) is named by its
+      // status line, not shown as markup.
+      const error = body && body.error && typeof body.error.message === 'string' ? body.error
+        : { code: `http_${res.status}`, message: `${res.statusText || 'error'} (not an answer of the creditd API)` };
       return { ok: false, status: res.status, error };
     }
     return { ok: true, status: res.status, data: body };
@@ -460,7 +579,8 @@ function buildGauge(name) {
       options: {
         responsive: true, maintainAspectRatio: false, animation: { duration: 300 },
         rotation: -90, circumference: 180, cutout: '72%',
-        plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => ` ${c.label}: ${credits(c.raw)}` } } },
+        // The tooltip prints the API's figures (the slices are floats, and clamped at 0).
+        plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => ` ${c.label}: ${credits(c.chart.$exact ? c.chart.$exact[c.dataIndex] : c.raw)}` } } },
       },
     });
     state.charts.gauges.set(name, chart);
@@ -472,33 +592,57 @@ function updateGauge(name, p) {
   const card = document.querySelector(`[data-pool="${CSS.escape(name)}"]`);
   if (!card) return;
   const q = (t) => card.querySelector(`[data-test="pool-${CSS.escape(name)}-${t}"]`);
-  const total = (p.allowance || 0) + (p.extra || 0);
+  const allowance = money(p.allowance) ?? 0n, extra = money(p.extra) ?? 0n;
   q('used').textContent = credits(p.used);
   q('held').textContent = credits(p.held);
   q('available').textContent = credits(p.available);
   q('allowance').textContent = credits(p.allowance);
   q('extra').textContent = credits(p.extra);
-  q('pct').textContent = total > 0 ? pct(p.used / total) : '–';
+  q('pct').textContent = pctMilli(money(p.used), allowance + extra);
   const capText = q('daily-cap');
   const fill = card.querySelector('.meter-fill');
-  if (isNum(p.daily_cap)) {
-    capText.textContent = `${credits(p.used_today)} / ${credits(p.daily_cap)}`;
-    capText.title = `${credits(p.used_today)} used today of a daily cap of ${credits(p.daily_cap)}; ${credits(p.available_now)} available now`;
-    const f = p.daily_cap > 0 ? Math.min(1, (p.used_today || 0) / p.daily_cap) : 1;
+  const cap = capToday(p);
+  if (cap) {
+    capText.textContent = `${formatMilli(cap.counted)} / ${formatMilli(cap.cap)}${cap.reached ? ' · reached' : ''}`;
+    const held = cap.exact ? `, ${formatMilli(cap.counted - cap.used)} held by today's holds` : '';
+    capText.title = `${formatMilli(cap.used)} spent today${held}, of a daily cap of ${formatMilli(cap.cap)}; ${credits(p.available_now)} available now`;
+    const f = cap.cap > 0n ? Math.min(1, Number((cap.counted * 10000n) / cap.cap) / 10000) : 1;
     fill.style.width = `${(f * 100).toFixed(1)}%`;
-    fill.className = f >= 1 ? 'meter-fill danger' : f >= 0.8 ? 'meter-fill warn' : 'meter-fill';
+    fill.className = cap.reached || f >= 1 ? 'meter-fill danger' : f >= 0.8 ? 'meter-fill warn' : 'meter-fill';
     fill.parentElement.hidden = false;
   } else {
     capText.textContent = 'none';
+    capText.title = '';
     fill.parentElement.hidden = true;
   }
   const chart = state.charts.gauges.get(name);
   if (chart) {
-    const used = Math.max(0, p.used || 0), held = Math.max(0, p.held || 0), avail = Math.max(0, p.available || 0);
+    const used = Math.max(0, toNum(p.used) || 0), held = Math.max(0, toNum(p.held) || 0), avail = Math.max(0, toNum(p.available) || 0);
     const data = used + held + avail > 0 ? [used, held, avail] : [0, 0, 1];
+    chart.$exact = used + held + avail > 0 ? [p.used, p.held, p.available] : [0, 0, 0];
     const ds = chart.data.datasets[0];
     if (ds.data.join() !== data.join()) { ds.data = data; chart.update(); }
   }
+}
+
+// What today's daily cap counts (DESIGN.md: spent today + held by holds placed today), in
+// millicredits, or null for a pool without a cap. The account view gives used_today and
+// available_now = min(available, cap − used_today − held_today): when available_now is below
+// available the cap is what binds and counted = cap − available_now exactly; otherwise the
+// pool binds, today's holds are not told apart and counted is used_today (plus nothing held,
+// when the pool holds nothing). reached: nothing more can be spent today under the cap.
+function capToday(p) {
+  const cap = money(p.daily_cap);
+  if (cap === null) return null;
+  const used = money(p.used_today) ?? 0n;
+  const now = money(p.available_now);
+  const avail = money(p.available);
+  const held = money(p.held) ?? 0n;
+  const capBinds = now !== null && avail !== null && now < avail;
+  let counted = capBinds ? cap - now : used;
+  if (counted < used) counted = used;
+  const exact = capBinds || held === 0n;
+  return { cap, used, counted, exact, reached: counted >= cap || (capBinds && now <= 0n) };
 }
 
 // "Now" for the cycle: the server's clock instant from the burn answer (`now`, which may be a
@@ -514,6 +658,14 @@ function cycleNow(cycle) {
   else return undefined;
   if (now < start || now > end) return null;
   return now;
+}
+
+// "Budget per day left": available / days left, floored to 0.001 in millicredits (9,999.96
+// over 12 days is 833.33 a day, 1.005 over 1 day is 1.005); nothing available is 0 a day.
+function budgetPerDay(available, days) {
+  const q = money(available);
+  if (q === null || !(days >= 1)) return '–';
+  return `${formatMilli(q > 0n ? q / BigInt(days) : 0n)} a day`;
 }
 
 function renderCycle() {
@@ -553,7 +705,7 @@ function renderCycle() {
     return;
   }
   const daysLeft = now === null ? null : (end - now) / 86400000;
-  setText('cycle-budget', pool && daysLeft !== null && daysLeft > 0 ? `${credits(Math.floor((pool.available / Math.max(1, Math.ceil(daysLeft))) * 1000) / 1000)} a day` : '–');
+  setText('cycle-budget', pool && daysLeft !== null && daysLeft > 0 ? budgetPerDay(pool.available, Math.max(1, Math.ceil(daysLeft))) : '–');
   if (now === null) {
     big.classList.add('unknown');
     setText('days-left', `ends ${dayYear(a.cycle.end)}`);
@@ -588,7 +740,7 @@ function renderUsage(d) {
   if (!rows.length) { body.replaceChildren(emptyRow(4, 'No usage in this range yet.')); return; }
   body.replaceChildren(...rows.map((r) => {
     const fill = el('div', { cls: 'share-fill' });
-    fill.style.width = `${Math.max(0, Math.min(1, r.share || 0)) * 100}%`;
+    fill.style.width = `${Math.max(0, Math.min(1, toNum(r.share) || 0)) * 100}%`;
     const key = r.key === null || r.key === undefined || r.key === '' ? '(none)' : String(r.key);
     const tr = el('tr', { test: 'usage-row' },
       el('td', { cls: 'key', title: key, test: 'usage-key' }, pathNode('', key)),
@@ -682,8 +834,9 @@ function renderForecast(d) {
   setText('advice-plan', adv.plan && adv.action !== 'stay' ? `→ ${plan ? plan.name : adv.plan}` : plan ? `(${plan.name})` : '');
   setText('advice-reason', adv.reason || '');
   if (isNum(adv.price_delta_usd)) {
-    const sign = adv.price_delta_usd > 0 ? '+' : adv.price_delta_usd < 0 ? '−' : '';
-    setText('advice-price', `${sign}${usd.format(Math.abs(adv.price_delta_usd))} per cycle`);
+    const usdDelta = Number(adv.price_delta_usd);
+    const sign = usdDelta > 0 ? '+' : usdDelta < 0 ? '−' : '';
+    setText('advice-price', `${sign}${usd.format(Math.abs(usdDelta))} per cycle`);
   } else setText('advice-price', '–');
   setText('advice-hours', isNum(adv.engineering_hours) ? `${signed(adv.engineering_hours, nf1)} h` : '–');
   setText('fc-util', pct(d.utilization));
@@ -700,7 +853,7 @@ function renderBurn(d) {
   setText('burn-today', credits(d.today));
   setText('burn-mean', credits(d.trailing_mean));
   setText('burn-mean-label', isNum(d.window_days) && d.window_days > 0 ? `Trailing mean (${nf0.format(d.window_days)} d)` : 'Trailing mean');
-  setText('burn-ratio', isNum(d.ratio) ? `${nf1.format(d.ratio)}×` : '–');
+  setText('burn-ratio', isNum(d.ratio) ? `${nf1.format(Number(d.ratio))}×` : '–');
   setText('burn-exhaustion', d.projected_exhaustion ? day(d.projected_exhaustion) : 'not this cycle');
   $('spike-badge').hidden = !d.spike;
   // No burn yet: a note instead of an empty chart.
@@ -710,14 +863,16 @@ function renderBurn(d) {
   if (none || !window.Chart) return;
   const factor = isNum(d.factor) && d.factor > 0 ? d.factor : SPIKE_FACTOR_DEFAULT;
   const labels = days.map((x) => day(`${String(x.date).slice(0, 10)}T00:00:00Z`));
-  const values = days.map((x) => x.credits || 0);
-  const mean = isNum(d.trailing_mean) ? d.trailing_mean : null;
+  // The chart draws floats; its tooltips print the exact figures ($exact below).
+  const values = days.map((x) => toNum(x.credits) || 0);
+  const mean = toNum(d.trailing_mean);
   const meanLine = days.map(() => mean);
-  const spikeLine = days.map(() => (mean === null ? null : mean * factor));
+  const spikeLine = days.map(() => (mean === null ? null : mean * Number(factor)));
+  const exact = { bars: days.map((x) => x.credits), mean: d.trailing_mean, spike: spikeMilli(d.trailing_mean, factor) };
   const colors = days.map((_, i) => (i === days.length - 1 && d.spike ? COLORS.barSpike : COLORS.bar));
   const meanLabel = mean === null ? 'Trailing mean today (not enough history)'
     : isNum(d.window_days) && d.window_days > 0 ? `Trailing mean today (${nf0.format(d.window_days)}-day)` : 'Trailing mean today';
-  const spikeLabel = `Spike line (${nf.format(factor)}× mean)`;
+  const spikeLabel = `Spike line (${nf.format(Number(factor))}× mean)`;
   if (!state.charts.burn) {
     state.charts.burn = new window.Chart($('burn-chart'), {
       data: {
@@ -737,7 +892,7 @@ function renderBurn(d) {
         },
         plugins: {
           legend: { position: 'bottom', labels: { boxWidth: 14, boxHeight: 8, usePointStyle: true, padding: 14 } },
-          tooltip: { callbacks: { label: (c) => ` ${c.dataset.label}: ${credits(c.raw)}` } },
+          tooltip: { callbacks: { label: (c) => ` ${c.dataset.label}: ${burnTip(c)}` } },
         },
       },
     });
@@ -758,6 +913,24 @@ function renderBurn(d) {
       ch.update();
     }
   }
+  state.charts.burn.$exact = exact;
+}
+
+// The spike line's figure: trailing mean × factor in millicredits, half up (null if unknown).
+function spikeMilli(mean, factor) {
+  const m = money(mean), f = decimalParts(factor);
+  if (m === null || !f) return null;
+  const [n, div] = f;
+  const p = m * n;
+  return (p >= 0n ? p * 2n + div : p * 2n - div) / (2n * div);
+}
+// A burn chart tooltip's figure, exact: the day's credits, the mean, or the spike line.
+function burnTip(c) {
+  const ex = c.chart.$exact;
+  if (!ex) return credits(c.raw);
+  if (c.datasetIndex === 0) return credits(ex.bars[c.dataIndex]);
+  if (c.datasetIndex === 1) return credits(ex.mean);
+  return ex.spike === null ? credits(c.raw) : formatMilli(ex.spike);
 }
 
 // ---------- usage switch ----------
