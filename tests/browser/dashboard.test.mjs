@@ -401,7 +401,7 @@ async function main() {
   });
   // Chromium writes "Failed to load resource: ... status of N" for every HTTP error answer;
   // those are judged above by URL and status, so they are dropped from the console list here.
-  const realConsoleErrors = () => consoleErrors.filter((m) => !/^Failed to load resource: the server responded with a status of (401|403|404)/.test(m));
+  const realConsoleErrors = () => consoleErrors.filter((m) => !/^Failed to load resource: the server responded with a status of (401|403|404|503)/.test(m));
 
   try {
     await check('login form is shown when no key is stored', async () => {
@@ -1022,6 +1022,50 @@ async function main() {
       await waitDashboard(page);
       await page.waitForFunction(() => document.querySelector('[data-test="pool-credits-allowance"]').textContent === '100', null, { timeout: 5000 });
       await comparePools(page, 'globex');
+    });
+
+    // The audit: a switch whose GET failed left the old account's figures under the new name
+    // and stopped the refresh. A passing failure (503, here an HTML page from a proxy) opens
+    // the account without figures and retries; a refusal (404) puts the picker back.
+    expected = [{ status: 503, path: /^\/v1\/accounts\/acme$/ }, { status: 404, path: /^\/v1\/accounts\/fresh$/ }];
+    await check('a failed account switch shows no other account\'s figures, retries (503) or goes back (404)', async () => {
+      let failing = true;
+      const isAcme = (u) => u.pathname === '/v1/accounts/acme';
+      const onAcme = (route) => (failing ? route.fulfill({ status: 503, contentType: 'text/html', body: '<html><body><h1>503 Service Unavailable</h1></body></html>' }) : route.continue());
+      const isFresh = (u) => u.pathname === '/v1/accounts/fresh';
+      const onFresh = (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":{"code":"account_not_found","message":"no such account"}}' });
+      await page.route(isAcme, onAcme);
+      await page.route(isFresh, onFresh);
+      try {
+        await t(page, 'account-picker').selectOption('acme');
+        await page.waitForFunction(() => /retrying/.test(document.getElementById('updated-text').textContent), null, { timeout: 5000 });
+        const shown = await page.evaluate(() => ({ pools: document.querySelectorAll('#gauges [data-pool]').length, plan: document.getElementById('plan-badge').textContent,
+          picker: document.getElementById('account-picker').value, banner: document.getElementById('banner').textContent }));
+        eq(shown.picker, 'acme', 'picker');
+        if (shown.pools) return `${shown.pools} gauges shown for acme while its GET fails`;
+        if (shown.plan === 'Free') return 'globex\'s plan shown under acme';
+        if (/<h1|<html/i.test(shown.banner) || !/503/.test(shown.banner)) return `banner: ${shown.banner}`;
+        failing = false;
+        await page.waitForFunction(() => { const e = document.querySelector('[data-test="pool-credits-allowance"]'); return e && e.textContent === '5,000'; }, null, { timeout: REFRESH_MS + 4000 });
+        await comparePools(page, 'acme');
+        await t(page, 'account-picker').selectOption('fresh');
+        await page.waitForFunction(() => /Could not open/.test(document.getElementById('banner').textContent), null, { timeout: 5000 });
+        eq(await page.locator('[data-test="account-picker"]').inputValue(), 'acme', 'picker after a refused switch');
+        await sleep(REFRESH_MS + 500);
+        if (!/updated/.test(await page.locator('#updated-text').textContent())) return 'the refresh stopped after a refused switch';
+        await comparePools(page, 'acme');
+      } finally {
+        await page.unroute(isAcme, onAcme);
+        await page.unroute(isFresh, onFresh);
+      }
+    });
+
+    await check('an account id the API cannot hold is refused at the login form', async () => {
+      await t(page, 'signout').click();
+      await login(page, adminKey, '<script>x</script>');
+      await t(page, 'login-error').waitFor({ state: 'visible', timeout: 5000 });
+      const msg = await text(page, 'login-error');
+      if (!/not an account id/.test(msg) || /%2F|percent/i.test(msg)) return `message: ${msg}`;
     });
 
     await check('no console errors', async () => {

@@ -16,6 +16,7 @@ const SPIKE_FACTOR_DEFAULT = 2; // DESIGN.md: burn_spike default factor, for a s
 const CAN_LIST_STORE = 'creditd.lists'; // "1" once this tab's key has listed the accounts (admin, service)
 const ALERTS_SHOWN = 20;      // alerts listed before "and N more"
 const ALERTS_PAGES_MAX = 10;  // pages of 1,000 alerts read per refresh; beyond that "more than N"
+const ACCOUNT_ID = /^[A-Za-z0-9._:-]{1,64}$/; // API.md: ids are 1-64 characters of [A-Za-z0-9._:-]
 
 const $ = (id) => document.getElementById(id);
 
@@ -278,6 +279,11 @@ async function listAccounts() {
 }
 
 async function connect(key, account) {
+  // An id the API cannot hold (typed, or from ?account=) is named as such, not sent.
+  if (account && !ACCOUNT_ID.test(account)) {
+    showLogin(`“${account}” is not an account id: an id is 1 to 64 letters, digits, “.”, “_”, “:” or “-”.`);
+    return false;
+  }
   if (sessionStorage.getItem(KEY_STORE) !== key) sessionStorage.removeItem(CAN_LIST_STORE);
   state.key = key;
   state.gen++;
@@ -315,6 +321,7 @@ function signOut(message) {
   stopLoop();
   state.key = null;
   state.account = null;
+  state.note = '';
   sessionStorage.removeItem(KEY_STORE);
   sessionStorage.removeItem(CAN_LIST_STORE);
   $('key-input').value = '';
@@ -339,8 +346,10 @@ function openDashboard(account, accountData) {
   $('account-bar').hidden = false;
   $('topbar-right').hidden = false;
   $('banner').hidden = true;
+  state.note = '';
   renderPicker();
-  renderAccount(accountData);
+  if (accountData) renderAccount(accountData);
+  else clearAccount();
   for (const e of document.querySelectorAll('[data-panel]')) e.hidden = true;
   for (const e of document.querySelectorAll('[data-na]')) { e.hidden = false; e.className = 'na'; e.textContent = 'Loading…'; }
   $('audit-status').hidden = true;
@@ -364,14 +373,30 @@ function renderPicker() {
   picker.value = state.account;
 }
 
+// Opens another account of the picker. A passing failure of its first GET (network, 429,
+// 5xx) opens it without figures, and the refresh loop asks again ("offline, retrying"); a
+// refusal (403, 404, ...) puts the picker back and keeps refreshing the account shown. The
+// page never shows one account's figures under another's name.
 function switchAccount(id) {
+  const prev = state.account;
   state.gen++;
+  const gen = state.gen;
   stopLoop();
   resetAudit();
-  sessionStorage.setItem(ACCOUNT_STORE, id);
+  state.note = '';
   api(`/v1/accounts/${encodeURIComponent(id)}`).then((r) => {
-    if (r.ok) openDashboard(id, r.data);
-    else showBanner(authMessage(r, id));
+    if (gen !== state.gen) return;
+    if (r.ok) { sessionStorage.setItem(ACCOUNT_STORE, id); openDashboard(id, r.data); return; }
+    if (r.status === 401) { signOut('The server no longer accepts this key (401 unauthorized). Enter a valid key.'); return; }
+    if (r.status === 0 || r.status === 429 || r.status >= 500) {
+      sessionStorage.setItem(ACCOUNT_STORE, id);
+      openDashboard(id, null);
+      return;
+    }
+    $('account-picker').value = prev;
+    state.note = `Could not open “${id}”: ${authMessage(r, id)} Still showing “${prev}”.`;
+    showBanner(state.note, true);
+    startLoop();
   });
 }
 
@@ -411,7 +436,7 @@ async function refresh() {
       if (acc.status === 401) { signOut('The server no longer accepts this key (401 unauthorized). Enter a valid key.'); return; }
       const live = $('live');
       live.classList.add('stale');
-      setText('updated-text', acc.status === 0 ? 'offline, retrying' : 'error');
+      setText('updated-text', acc.status === 0 ? 'offline, retrying' : 'error, retrying');
       showBanner(authMessage(acc, state.account), acc.status === 0);
       return;
     }
@@ -427,7 +452,7 @@ async function refresh() {
       alertsAll(),
     ]);
     if (gen !== state.gen) return;
-    showBanner('');
+    showBanner(state.note, Boolean(state.note));
     if (grp === state.groupBy) panel('usage', usage, renderUsage);
     panel('hot', hot, renderHot);
     state.burnTried = true;
@@ -522,6 +547,24 @@ function renderAccount(a) {
     pend.textContent = `Changes to ${p ? p.name : a.pending_plan} at the next cycle.`;
   } else pend.hidden = true;
   renderCycle();
+}
+
+// The account bar, gauges and cycle card of an account whose figures have not come yet.
+function clearAccount() {
+  state.lastAccount = null;
+  setText('plan-badge', '–');
+  setText('status-badge', '–');
+  $('status-badge').className = 'badge muted';
+  $('closed-banner').hidden = true;
+  document.body.classList.remove('is-closed');
+  setText('account-name', state.account);
+  $('pending-plan').hidden = true;
+  renderPoolSwitch([]);
+  renderGauges({});
+  $('days-left').parentElement.classList.remove('unknown');
+  for (const id of ['days-left', 'cycle-pct', 'cycle-start', 'cycle-end', 'cycle-reset', 'cycle-plan', 'cycle-budget']) setText(id, '–');
+  setText('days-left-unit', 'days left');
+  $('cycle-fill').style.width = '0%';
 }
 
 function renderPoolSwitch(pools) {
