@@ -710,6 +710,11 @@ async function main() {
         await t(p, 'burn-empty').waitFor({ state: 'visible', timeout: 5000 });
         if (!/no burn yet/i.test(await text(p, 'burn-empty'))) return `note: ${await text(p, 'burn-empty')}`;
         if (await p.locator('#burn-chart').isVisible()) return 'the empty chart is shown';
+        // GET alerts lists every cycle's alerts: the empty list does not say "this cycle".
+        if (available.alerts) {
+          await p.waitForFunction(() => /No alerts/.test(document.getElementById('alerts-list').textContent), null, { timeout: 5000 });
+          if (/this cycle/.test(await p.locator('#alerts-list').textContent())) return 'the alerts list says "this cycle"';
+        }
         if (errs.length) return errs.slice(0, 3).join(' | ');
       } finally {
         await p.close();
@@ -729,6 +734,9 @@ async function main() {
         if (/\d/.test(left)) return `days left shows ${JSON.stringify(left)} for a closed account`;
         if (/days? left/.test(await p.locator('#days-left-unit').textContent())) return 'says "days left" for a closed account';
         if (await t(p, 'cycle-budget').isVisible()) return 'budget per day left shown for a closed account';
+        // A closed account never resets (api-notes): no reset date on its cycle card.
+        const reset = await text(p, 'cycle-reset');
+        if (/\d/.test(reset) || !/never/i.test(reset)) return `the cycle card says it resets: ${JSON.stringify(reset)}`;
         await comparePools(p, 'shut');
         if (errs.length) return errs.slice(0, 3).join(' | ');
       } finally {

@@ -718,7 +718,8 @@ function renderCycle() {
   if (!Number.isFinite(start) || !Number.isFinite(end) || end <= start) return;
   setText('cycle-start', dayYear(a.cycle.start));
   setText('cycle-end', dayYear(a.cycle.end));
-  setText('cycle-reset', when(a.cycle.end));
+  // A closed account never resets (api-notes: no reset, rollover or grant expiry renews it).
+  setText('cycle-reset', a.status === 'closed' ? 'never (the account is closed)' : when(a.cycle.end));
   const plan = state.plans.get(a.plan);
   const pool = state.pool && a.pools ? a.pools[state.pool] : null;
   const allowance = plan && plan.pools && state.pool && plan.pools[state.pool] ? plan.pools[state.pool].allowance : pool ? pool.allowance : null;
@@ -847,12 +848,18 @@ function renderAlerts(d) {
   const alerts = Array.isArray(d.alerts) ? d.alerts.slice().reverse() : [];
   alerts.sort((a, b) => String(b.at).localeCompare(String(a.at)));
   const list = $('alerts-list');
-  if (!alerts.length) { list.replaceChildren(el('li', { cls: 'empty', text: 'No alerts this cycle.' })); return; }
+  // The route lists the account's alerts of every cycle (API.md; the newest 1,000 are kept):
+  // the list says so, and marks those fired before the current cycle.
+  if (!alerts.length) { list.replaceChildren(el('li', { cls: 'empty', text: 'No alerts yet for this account.' })); return; }
+  const a0 = state.lastAccount;
+  const cycleStart = a0 && a0.cycle ? Date.parse(a0.cycle.start) : NaN;
   const shown = alerts.slice(0, state.alertsShown);
   const items = shown.map((a) => {
     const cls = a.rule === 'burn_spike' ? 'badge danger' : a.rule === 'threshold' ? 'badge warn' : 'badge';
+    const earlier = Number.isFinite(cycleStart) && Date.parse(a.at) < cycleStart;
     return el('li', { test: 'alert' }, el('span', { cls, text: String(a.rule || 'alert').replace(/_/g, ' ') }),
-      el('div', { cls: 'alert-main' }, el('div', { cls: 'alert-msg', text: a.message || '' }), el('div', { cls: 'alert-at', text: when(a.at) })));
+      el('div', { cls: 'alert-main' }, el('div', { cls: 'alert-msg', text: a.message || '' }),
+        el('div', { cls: 'alert-at', text: earlier ? `${when(a.at)} · an earlier cycle` : when(a.at), test: 'alert-at' })));
   });
   const rest = alerts.length - shown.length;
   if (rest > 0 || d.more) {
