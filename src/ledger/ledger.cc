@@ -1190,10 +1190,17 @@ void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
     e.charge_id = rf->charge_id;
     // Named by its charge's user, kind and pool, as a refund's own event is (found by an
     // audit: a pool-filtered list left the refusal out).
-    if (const ChargeRecord* rec = a.charges.find_record(rf->charge_id)) {
+    const ChargeRecord* rec = a.charges.find_record(rf->charge_id);
+    if (rec != nullptr) {
       e.user_id = a.charges.user_id(*rec);
       e.kind = rec->kind;
       if (rec->pool_index < a.pools.size()) e.pool = a.pools[rec->pool_index].name;
+    }
+    // What was asked: the credits given, or (none given) all that was unrefunded.
+    if (rf->credits) {
+      e.credits = *rf->credits;
+    } else if (rec != nullptr) {
+      e.credits = rec->cost - min(rec->refunded(), rec->cost);
     }
   } else if (auto* g = std::get_if<AddGrant>(&c.body)) {
     e.pool = g->pool;

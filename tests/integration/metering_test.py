@@ -421,6 +421,10 @@ def refunds():
     check("refund 30 of 25 unrefunded: 409 charge_not_refundable with unrefunded 25",
           is_error(r, 409, "charge_not_refundable") and r.err.get("unrefunded") == 25, r)
     eq("refund: nothing changed by the refusal", c.pool(a)["used"], 25)
+    ev = c.get(f"/v1/accounts/{a}/events?type=rejected").get("events", [])
+    eq("refund 30 of 25: its rejected event keeps the 30 asked, with no available_after",
+       [(x.get("refused_by"), x.get("charge_id"), x.get("credits"), x.get("available_after")) for x in ev][-1:],
+       [("charge_not_refundable", c2, 30, None)])
     r = c.post(rp(c2), {"idempotency_key": key(), "reason": "rest", "credits": 25})
     check("refund the remaining 25: 201", r.status == 201 and r.get("credits") == 25, r)
     r = c.post(rp(c2), {"idempotency_key": key(), "reason": "rest", "credits": 1.0001})
