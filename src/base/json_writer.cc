@@ -52,44 +52,42 @@ bool is_plain(unsigned char c) {
   return c >= 0x20 && c != '"' && c != '\\';
 }
 
+// The end of the run of plain bytes of `s` from `i`: the first byte at or after it that
+// needs escaping, or s.size(). Words of 8 plain bytes are skipped at once.
+std::size_t plain_run_end(std::string_view s, std::size_t i) {
+  while (i + 8 <= s.size()) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, sizeof w);
+    if (needs_escape(w)) break;
+    i += 8;
+  }
+  while (i < s.size() && is_plain(static_cast<unsigned char>(s[i]))) ++i;
+  return i;
+}
+
 }  // namespace
 
 void append_string(std::string& out, std::string_view s) {
   out.reserve(out.size() + s.size() + 2);
   out += '"';
-  // Plain bytes are copied in runs, skipped 8 at a time; only quotes, backslashes and
-  // controls are escaped.
-  std::size_t run = 0;
-  std::size_t i = 0;
-  for (;;) {
-    while (i + 8 <= s.size()) {
-      std::uint64_t w;
-      std::memcpy(&w, s.data() + i, sizeof w);
-      if (needs_escape(w)) break;
-      i += 8;
-    }
-    // Byte by byte through the word that needs escaping (or the tail under 8 bytes).
-    const std::size_t stop = std::min(s.size(), i + 8);
-    for (; i < stop; ++i) {
-      auto c = static_cast<unsigned char>(s[i]);
-      if (is_plain(c)) continue;
-      out.append(s.data() + run, i - run);
-      run = i + 1;
-      char escape[kEscapeBytesMax];
-      out.append(escape, static_cast<std::size_t>(write_escape(escape, c) - escape));
-    }
-    if (i >= s.size()) break;
+  for (std::size_t i = 0;;) {
+    const std::size_t end = plain_run_end(s, i);
+    out.append(s.data() + i, end - i);
+    if (end == s.size()) break;
+    char escape[kEscapeBytesMax];
+    out.append(escape, static_cast<std::size_t>(
+                           write_escape(escape, static_cast<unsigned char>(s[end])) - escape));
+    i = end + 1;
   }
-  out.append(s.data() + run, s.size() - run);
   out += '"';
 }
 
+// The hot path's writer (a charge's answer): each plain word is copied as it is checked,
+// which plain_run_end's scan and a copy of the run after it cost twice.
 char* write_string(char* out, std::string_view s) {
   *out++ = '"';
   std::size_t i = 0;
   for (;;) {
-    // 8 plain bytes at a time while they are plain, then byte by byte through the word
-    // that needs escaping (or the tail under 8 bytes).
     while (i + 8 <= s.size()) {
       std::uint64_t w;
       std::memcpy(&w, s.data() + i, sizeof w);
@@ -98,14 +96,10 @@ char* write_string(char* out, std::string_view s) {
       out += 8;
       i += 8;
     }
-    const std::size_t stop = std::min(s.size(), i + 8);
-    for (; i < stop; ++i) {
-      auto c = static_cast<unsigned char>(s[i]);
-      if (is_plain(c)) {
-        *out++ = static_cast<char>(c);
-      } else {
-        out = write_escape(out, c);
-      }
+    // Byte by byte through the word that needs escaping (or the tail under 8 bytes).
+    for (const std::size_t stop = std::min(s.size(), i + 8); i < stop; ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      out = is_plain(c) ? (*out = static_cast<char>(c), out + 1) : write_escape(out, c);
     }
     if (i >= s.size()) break;
   }
