@@ -1554,12 +1554,15 @@ struct Api::Impl {
       ObjectReader o(v, "");
       auto op = o.string("op");
       auto acct = o.string("account_id");
-      if (!op.ok() || (*op != "charge" && *op != "hold" && *op != "capture" && *op != "void")) {
+      // An op's account_id is its request's path: 403 for an account the key cannot reach
+      // comes before the op's 400s (API.md's order), as on the single routes.
+      if (acct.ok() && !allowed(auth, Role::kMeter, *acct)) {
+        fail(err(ErrorCode::kForbidden, std::string(kForbiddenMessage)));
+      } else if (!op.ok() ||
+                 (*op != "charge" && *op != "hold" && *op != "capture" && *op != "void")) {
         fail(err_param(ErrorCode::kInvalidRequest, "op is charge, hold, capture or void", "op"));
       } else if (!acct.ok()) {
         fail(acct.error());
-      } else if (!allowed(auth, Role::kMeter, *acct)) {
-        fail(err(ErrorCode::kForbidden, std::string(kForbiddenMessage)));
       } else if (!valid_id(*acct)) {
         // As the op's own request would answer: no account has such an id.
         fail(err(ErrorCode::kAccountNotFound, "no such account"));

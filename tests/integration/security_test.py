@@ -450,6 +450,13 @@ def batch_forbidden_reads_as_single():
     results = rb.get("results") or [{}]
     eq("a batch op refused for another account reads as its single request",
        (results[0].get("status"), results[0].get("body")), (rs.status, rs.doc))
+    # 403 before the op's own 400s: a bad op naming an account the key cannot reach.
+    rb = c.with_key(other).post("/v1/batch", {"ops": [
+        {"op": "refund", "account_id": A, "idempotency_key": "w1"}, {"account_id": A},
+        {"op": "charge", "account_id": A}, {"op": "teleport", "account_id": B}]})
+    eq("batch ops with a bad op for an account the key cannot reach: 403 first; its own account: 400 op",
+       [(x.get("status"), x.get("body", {}).get("error", {}).get("code")) for x in rb.get("results") or []],
+       [(403, "forbidden")] * 3 + [(400, "invalid_request")])
 
 
 for section in (keys_shown_once, revocation_at_once, roles, other_accounts, limits, rejections_are_json,
