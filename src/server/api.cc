@@ -409,6 +409,10 @@ struct Api::Impl {
     std::string_view header =
         header_key ? std::string_view(*header_key) : std::string_view(req.idempotency_key_header);
     bool has_header = header_key ? !header_key->empty() : req.has_idempotency_key_header;
+    if (header_key == nullptr && req.idempotency_key_header_repeated) {
+      return err_param(ErrorCode::kInvalidRequest, "the Idempotency-Key header may appear once",
+                       "Idempotency-Key");
+    }
     if (key && has_header && *key != header) {
       return err_param(ErrorCode::kInvalidRequest,
                        "the Idempotency-Key header and idempotency_key differ", "idempotency_key");

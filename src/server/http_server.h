@@ -33,6 +33,9 @@ struct HttpRequest {
   std::string authorization;                               // the Authorization header, or empty
   std::string idempotency_key_header;
   bool has_idempotency_key_header = false;
+  // The header came more than once: refused where the key is read (400, field validation
+  // in API.md's order), as two readers could take different ones.
+  bool idempotency_key_header_repeated = false;
   std::string content_type;
   std::string body;
   bool from_loopback = false;  // the peer is 127.0.0.0/8 or ::1 (GET /metrics)

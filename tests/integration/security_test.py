@@ -9,6 +9,7 @@ refusals made before a route runs, webhook address rules with and without
 Runs two creditd processes on fresh data dirs (one with --allow-local-webhooks).
 """
 import http.client
+import json
 import os
 import re
 import sys
@@ -286,20 +287,30 @@ def rejections_are_json():
     body = resp.read()
     check("no key, 100 MiB Content-Length: 401 JSON", resp.status == 401 and b'"unauthorized"' in body, body)
     conn.close()
-    # Two Idempotency-Key headers with no key: 401 first (API.md's order); with a key: 400.
-    for auth, want in ((None, 401), (c.api_key, 400)):
+    # Two Idempotency-Key headers are a 400 of field validation: 401, invalid_json, 403 and
+    # 404 come first (API.md's order).
+    other_meter = new_key(B, "meter")["key"]
+    for desc, auth, path, body, want, code in (
+            ("no key", None, f"/v1/accounts/{A}/charges", b"{}", 401, "unauthorized"),
+            ("a bad body", c.api_key, f"/v1/accounts/{A}/charges", b"{bad", 400, "invalid_json"),
+            ("another account's key", other_meter, f"/v1/accounts/{A}/charges", b"{}", 403, "forbidden"),
+            ("no such account", c.api_key, "/v1/accounts/no-such/charges", b"{}", 404, "account_not_found"),
+            ("a valid request", c.api_key, f"/v1/accounts/{A}/charges",
+             json.dumps({k: v for k, v in charge_body().items() if k != "idempotency_key"}).encode(),
+             400, "invalid_request")):
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
-        conn.putrequest("POST", f"/v1/accounts/{A}/charges")
+        conn.putrequest("POST", path)
         conn.putheader("Idempotency-Key", "dup-a")
         conn.putheader("Idempotency-Key", "dup-b")
         if auth:
             conn.putheader("Authorization", f"Bearer {auth}")
-        conn.putheader("Content-Length", "2")
-        conn.endheaders(b"{}")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
         resp = conn.getresponse()
-        body = resp.read()
-        check(f"two Idempotency-Key headers, key {'given' if auth else 'missing'}: {want}",
-              resp.status == want and (want == 401 or b'"param":"Idempotency-Key"' in body), body)
+        text = resp.read()
+        check(f"two Idempotency-Key headers, {desc}: {want} {code}",
+              resp.status == want and f'"code":"{code}"'.encode() in text
+              and (code != "invalid_request" or b'"param":"Idempotency-Key"' in text), text)
         conn.close()
 
 
