@@ -13,6 +13,8 @@ packages=(
 )
 # The dashboard build (web/) and the browser tests (tests/browser/) need node and npm;
 # take Debian's only when the machine has none (a newer node may already be installed).
+# Debian 12's is node 18: tests/browser/ pins playwright-core 1.61.1, the last release
+# that runs on it (1.62 and later require node 20).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   packages+=(nodejs npm)
 fi
