@@ -1,6 +1,7 @@
 // src/server/main.cc
 // creditd: flags (API.md "Running"), config loading, the admin key, recovery, the
-// engine and the HTTP server; SIGTERM finishes the batch in flight, syncs and exits 0.
+// engine and the HTTP server; SIGTERM (SIGINT, SIGHUP) finishes the batch in flight, syncs and
+// exits 0.
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
@@ -113,10 +114,12 @@ std::string source_dir_default(const char* argv0, const std::string& rel) {
 
 int main(int argc, char** argv) {
   using namespace credit;
-  // From here on SIGTERM (or SIGINT) ends in a clean stop and exit 0, also when it comes
-  // during recovery: the start finishes first, then stops at once.
+  // From here on SIGTERM (or SIGINT, or SIGHUP: the terminal `make run` started in was
+  // closed; creditd has no configuration to reload) ends in a clean stop and exit 0, also
+  // when it comes during recovery: the start finishes first, then stops at once.
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
+  std::signal(SIGHUP, on_signal);
   // Everything creditd creates (the data dir, its logs, snapshots, keys) is its owner's
   // alone, whatever umask it was started with: the data holds balances and key hashes, and
   // whoever can write DATA/admin.key is admin at the next start (DESIGN.md section 5).

@@ -163,8 +163,9 @@ def restart():
           r.status == 201 and r.doc == first.doc and r.headers.get("idempotent-replayed") == "true", r)
     r = c3.charge(a, amount=2)
     check("restart after SIGTERM: new charges work", r.status == 201, r)
-    rc = srv3.stop()
-    eq("second SIGTERM: exits 0", rc, 0)
+    rc = srv3.stop(sig=signal.SIGHUP)
+    eq("SIGHUP (a closed terminal): a clean stop too, exit 0", rc, 0)
+    check("SIGHUP: says it stopped cleanly", "creditd stopped cleanly" in srv3.output(), srv3.output()[-500:])
 
     # the race again across a crash: acknowledged charges survive SIGKILL mid-load
     srv4 = h.start(manual_clock=True, data_dir=data)

@@ -438,12 +438,12 @@ class Server:
     def client(self, api_key="__admin__"):
         return Client(self.port, self.admin_key if api_key == "__admin__" else api_key)
 
-    def stop(self, timeout=20):
-        """SIGTERM; returns the exit code."""
+    def stop(self, timeout=20, sig=signal.SIGTERM):
+        """SIGTERM (or `sig`); returns the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
