@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Starts creditd for `make run`. On the first start (no DATA/demo.key) it creates the
-# demo account with a simulated month that ends now, applied through the ledger:
+# Starts creditd for `make run`. On the first start (no DATA) it creates the demo account
+# with a simulated month that ends now, applied through the ledger:
 #   a manual clock at the month's start, the account created, the clock set to now, the
 #   month imported with mode=apply; then a restart on the system clock.
+# The setup runs in DATA.setup, renamed to DATA once it is complete: an interrupted setup
+# leaves no DATA, and the next start begins it again. A DATA without demo.key (deleted)
+# gets a new read key for the demo account.
 set -euo pipefail
 build=$1
 data=$2
 port=$3
 url="http://127.0.0.1:$port"
-mkdir -p "$data"
+# The data and the setup's files are the owner's alone, as creditd keeps its own.
+umask 077
 
 wait_ready() {
   for _ in $(seq 1 100); do
@@ -19,8 +23,38 @@ wait_ready() {
   return 1
 }
 
-if [ ! -f "$data/demo.key" ]; then
+# A new read key of account demo into $data/demo.key; creditd runs at $url with admin key $1.
+demo_key() {
+  curl -fsS -H "Authorization: Bearer $1" -H "Content-Type: application/json" \
+    -X POST "$url/v1/accounts/demo/keys" \
+    -d "{\"idempotency_key\":\"demo-key-$(date +%s%N)\",\"role\":\"read\",\"label\":\"demo\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' >"$data/demo.key"
+}
+
+if [ -d "$data" ] && [ ! -f "$data/demo.key" ]; then
+  # Set up before, and demo.key deleted since: a new read key (the clock cannot go back to
+  # set the account up again).
+  "$build/creditd" --data "$data" --listen "127.0.0.1:$port" >>"$data/setup.log" 2>&1 &
+  pid=$!
+  trap 'kill $pid 2>/dev/null || true' EXIT
+  wait_ready
+  if demo_key "$(cat "$data/admin.key")"; then
+    echo "run: $data/demo.key was missing: a new read key of account demo is in it"
+  else
+    rm -f "$data/demo.key"
+    echo "run: $data has no demo account to make a key for (remove $data for a new demo)" >&2
+  fi
+  kill -TERM $pid
+  wait $pid || true
+  trap - EXIT
+fi
+
+if [ ! -d "$data" ]; then
   echo "run: first start: creating the demo account with a simulated month"
+  final=$data
+  data=$final.setup
+  rm -rf "$data"
+  mkdir -p "$data"
   "$build/creditd" --data "$data" --listen "127.0.0.1:$port" --clock manual >"$data/setup.log" 2>&1 &
   pid=$!
   trap 'kill $pid 2>/dev/null || true' EXIT
@@ -52,14 +86,12 @@ if [ ! -f "$data/demo.key" ]; then
   code=$(curl -sS -o "$data/import.json" -w '%{http_code}' "${auth[@]}" \
     -X POST "$url/v1/admin/import?mode=apply" --data-binary "@$month")
   echo "run: applied a simulated month to account demo (HTTP $code): $(head -c 160 "$data/import.json")"
-  key=$(curl -fsS "${auth[@]}" -X POST "$url/v1/accounts/demo/keys" \
-    -d '{"idempotency_key":"demo-key","role":"read","label":"demo"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-  umask 077
-  echo "$key" >"$data/demo.key"
+  demo_key "$admin"
   kill -TERM $pid
   wait $pid || true
   trap - EXIT
+  mv "$data" "$final"
+  data=$final
 fi
 
 cat <<MSG
