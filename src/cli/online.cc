@@ -169,10 +169,13 @@ std::string new_idempotency_key() {
   return fmt::format("creditctl-{:016x}{:016x}", a, b);
 }
 
-// The key to send, or an exit code (2: none given, 3: the key file cannot be read).
+// The key to send, or an exit code (2: none given, 3: the key file cannot be read). The
+// command line beats the environment: --key, then --key-file, then $CREDITD_KEY.
 std::variant<std::string, int> resolve_key(const Connection& conn) {
   if (!conn.key.empty()) return conn.key;
   if (conn.key_file.empty()) {
+    const char* env = std::getenv("CREDITD_KEY");
+    if (env != nullptr && *env != '\0') return std::string(env);
     std::cerr << "creditctl: no API key: pass --key KEY, set CREDITD_KEY, or --key-file FILE "
                  "(the admin key is in DATA/admin.key)\n";
     return kExitUsage;
@@ -648,8 +651,9 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   Connection& conn = c.conn;
   OnlineArgs& a = c.args;
   app.add_option("--url", conn.url, "creditd base URL")->capture_default_str();
-  app.add_option("--key", conn.key, "API key (Bearer)")->envname("CREDITD_KEY");
-  app.add_option("--key-file", conn.key_file, "Read the API key from this file's first line");
+  app.add_option("--key", conn.key, "API key (Bearer; default $CREDITD_KEY, after --key-file)");
+  app.add_option("--key-file", conn.key_file,
+                 "Read the API key from this file's first line (beats $CREDITD_KEY)");
   app.add_option("--timeout", conn.timeout_s, "Seconds to wait for the server")
       ->transform(decimal<std::int64_t>(1, kTimeoutSecondsMax))
       ->capture_default_str();
@@ -732,7 +736,7 @@ void add_online_commands(CLI::App& app, OnlineCommands& c) {
   range_options(c.loops, a);
   c.alerts = app.add_subcommand("alerts", "Alerts of an account");
   account_arg(c.alerts, a);
-  c.alerts->add_option("--pool", a.pool, "Only this pool's alerts (default: every pool's)");
+  c.alerts->add_option("--pool", a.pool, "Pool (default: the plan's first)");
 }
 
 std::optional<int> run_online_command(const OnlineCommands& c) {

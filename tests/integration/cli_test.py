@@ -86,6 +86,15 @@ def test_exit_codes():
     h.eq("an unreadable --key-file exits 3", rc, 3)
     rc, out, err = ctl("balance", ACCT, key=None)
     h.eq("no key at all exits 2", rc, 2)
+    # The command line beats the environment: --key-file over $CREDITD_KEY.
+    other_file = os.path.join(TMP, "other.key")
+    with open(other_file, "w") as f:
+        f.write(read_other + "\n")
+    rc, out, err = ctl("balance", ACCT, "--key-file", other_file, key=None, env_key=SRV.admin_key)
+    h.eq("--key-file given with CREDITD_KEY set: the file's key is used (another account's: 5)", rc, 5)
+    rc, out, err = ctl("balance", ACCT, "--key-file", os.path.join(TMP, "missing"), key=None,
+                       env_key=SRV.admin_key)
+    h.eq("an unreadable --key-file with CREDITD_KEY set still exits 3", rc, 3)
 
     rc, out, err = ctl("charge", ACCT, "--user", "u1", "--amount", "1")
     h.eq("a missing --kind exits 2", rc, 2)
