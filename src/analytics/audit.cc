@@ -633,7 +633,8 @@ AuditReport AuditBuilder::State::finish() {
   r.pool = options.pool;
   r.events = events;
   r.from_ms = options.range_from_ms.value_or(any ? day_start_ms(first_ms) : 0);
-  r.to_ms = options.range_to_ms.value_or(any ? day_start_ms(last_ms) + kMsPerDay : 0);
+  r.to_ms = options.range_to_ms.value_or(
+      any ? std::min(day_start_ms(last_ms) + kMsPerDay, kLastMsOf9999) : 0);
   r.period_days = replay.period_days;
   r.total = total;
   r.refunds = refunds;

@@ -6,6 +6,7 @@
 // Does not: parse or validate query parameters (the callers refuse a `to` before `from`).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 
@@ -23,11 +24,16 @@ struct TimeRange {
 // Snaps [from_ms, to_ms) to the hour, `from` down and `to` up. The callers refuse a `to`
 // before `from` as given, before snapping (API.md: 400 invalid_request, param "to"), so
 // that from=10:40&to=10:10 is refused rather than snapped to [10:00, 11:00); from == to
-// then gives [h, h) on the hour h, and the hour that holds it otherwise.
+// then gives [h, h) on the hour h, and the hour that holds it otherwise. A `to` in the last
+// hour of 9999 snaps to kLastMsOf9999, not to year 10000: every instant an answer writes
+// reads back.
 inline TimeRange snap_to_hours(std::int64_t from_ms, std::int64_t to_ms) {
   CREDIT_ASSERT(from_ms <= to_ms);
   const std::int64_t to_hour_ms = hour_start_ms(to_ms);
-  return TimeRange{hour_start_ms(from_ms), to_hour_ms == to_ms ? to_ms : to_hour_ms + kMsPerHour};
+  const std::int64_t up_ms =
+      to_hour_ms == to_ms ? to_ms
+                          : std::min(to_hour_ms + kMsPerHour, std::max(to_ms, kLastMsOf9999));
+  return TimeRange{hour_start_ms(from_ms), up_ms};
 }
 
 // The range of a read: the ends the caller gave snap as above; an end left out is the

@@ -14,7 +14,6 @@ namespace {
 // and four digits is what the format has room for.
 constexpr int kRfc3339YearMin = 1970;
 constexpr int kRfc3339YearMax = 9999;
-constexpr std::int64_t kLastMsOf9999 = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
 // Days from 0000-03-01 to 1970-01-01 in Hinnant's era arithmetic.
 constexpr std::int64_t kDaysFromEra0ToEpoch = 719468;
 constexpr std::int64_t kDaysPerEra = 146097;  // 400 Gregorian years

@@ -15,6 +15,9 @@ constexpr std::int64_t kMsPerSecond = 1000;
 constexpr std::int64_t kMsPerMinute = 60 * kMsPerSecond;
 constexpr std::int64_t kMsPerHour = 60 * kMsPerMinute;
 constexpr std::int64_t kMsPerDay = 24 * kMsPerHour;
+// The last instant RFC 3339 text is written and read for here: 9999-12-31T23:59:59.999Z.
+// An exclusive end past it (the hour or the day after) is written as it instead.
+constexpr std::int64_t kLastMsOf9999 = 253'402'300'799'999;
 
 struct CivilTime {
   int year = 1970;

@@ -543,6 +543,19 @@ def test_simulate_stays_within_9999():
     eqd("simulate of 9999-12-31 alone exits 0", rc, 0, err)
     rc, out, err = ctl("audit", out_file, "--format", "json", key=None)
     eqd("and its audit reads every line", rc, 0, err)
+    doc = loads(out) if rc == 0 else {}
+    eqd("and its audit's end is written in four digits (9999-12-31T23:59:59.999Z, not year 10000)",
+        doc.get("to"), "9999-12-31T23:59:59.999Z", out[:300])
+    rc, out, err = ctl("audit", out_file, "--format", "json", "--to", "9999-12-31T23:30:00Z", key=None)
+    doc = loads(out) if rc == 0 else {}
+    eqd("audit --to in 9999's last hour: the end snaps to 9999-12-31T23:59:59.999Z",
+        (rc, doc.get("to")), (0, "9999-12-31T23:59:59.999Z"), err)
+    # The server's reads the same: their `to` reads back as a `to`.
+    r = ADMIN.get(f"/v1/accounts/{ACCT}/usage?from=9999-12-31T00:00:00Z&to=9999-12-31T23:00:00.001Z")
+    eqd("usage with a `to` in 9999's last hour: 200, to 9999-12-31T23:59:59.999Z",
+        (r.status, r.get("to")), (200, "9999-12-31T23:59:59.999Z"), r)
+    r = ADMIN.get(f"/v1/accounts/{ACCT}/usage?from=9999-12-31T00:00:00Z&to={r.get('to')}")
+    eqd("and that `to` given back: 200", r.status, 200, r)
 
 
 def test_audit_of_events_without_pool():
