@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/assert.h"
 #include "base/json_writer.h"
 #include "sim/prng.h"
 #include "time/time.h"
@@ -26,7 +28,7 @@ using pricing::Kind;
 using pricing::Usage;
 
 const std::vector<Profile>& profiles() {
-  // name, shares (agent, integrations, discuss, backend), weekday credits, loops,
+  // name, shares (agent, integrations, discuss, backend), weekday work, loops,
   // unscoped (heavy user, others), small edits, no snapshot, page loads (min, max,
   // keys), outlier factor, balanced.
   static const std::vector<Profile> kProfiles = {
@@ -39,6 +41,58 @@ const std::vector<Profile>& profiles() {
       {"outlier-user", 680, 210, 90, 20, 120, 100, 100, 30, 20, 30, 0, 0, 0, 8, false},
   };
   return kProfiles;
+}
+
+// The default rate card's prices (config/rate_card.toml, version 1; tests/sim holds them
+// to that file): changing them changes every profile's volume.
+constexpr std::string_view kWorkPricesToml = R"(version = 1
+[kinds."agent_prompt"]
+pool = "work"
+base_mc = 500
+input_mc_per_1k = 300
+output_mc_per_1k = 1500
+per_file_read_mc = 200
+per_line_emitted_mc = 10
+per_line_changed_mc = 20
+[kinds."discuss_turn"]
+pool = "work"
+base_mc = 300
+input_mc_per_1k = 300
+output_mc_per_1k = 1500
+[kinds."integration.invoke_llm"]
+pool = "work"
+base_mc = 3000
+input_mc_per_1k = 1000
+output_mc_per_1k = 4000
+[kinds."integration.generate_image"]
+pool = "work"
+[kinds."integration.generate_image".sizes."512x512"]
+per_image_mc = 5000
+[kinds."integration.generate_image".sizes."1024x1024"]
+per_image_mc = 8000
+[kinds."integration.send_email"]
+pool = "work"
+per_email_mc = 1000
+[kinds."backend_function"]
+pool = "work"
+free_ms = 10000
+per_second_mc = 100
+per_1k_records_mc = 500
+[models."default"]
+multiplier_milli = 1000
+[models."gpt-4o-mini"]
+multiplier_milli = 300
+[models."gpt-4o"]
+multiplier_milli = 1000
+)";
+
+const pricing::RateCard& work_prices() {
+  static const pricing::RateCard kCard = [] {
+    auto card = pricing::RateCard::parse(kWorkPricesToml, "simulator work prices");
+    CREDIT_ASSERT(card.ok());
+    return std::move(*card);
+  }();
+  return kCard;
 }
 
 const Profile* find_profile(std::string_view name) {
@@ -94,15 +148,27 @@ constexpr std::array<std::string_view, 8> kUserNames = {"dana", "lee",  "sam", "
                                                         "ari",  "noor", "jo",  "max"};
 constexpr std::string_view kAppUser = "app";
 constexpr std::int64_t kWeekendPermille = 250;
-constexpr std::int64_t kLoopTurnCostMinMc = 10'000;  // 3 turns reach the 30-credit rule
-constexpr std::int64_t kSmallEditCostMinMc = 3'000;
+// Planted turns' work (work_prices()): a loop's turns at least 10 credits' worth each, so
+// that 3 of them reach the audit's 30 credits under the default card; a small edit 3.
+constexpr std::int64_t kLoopTurnWorkMinMc = 10'000;
+constexpr std::int64_t kSmallEditWorkMinMc = 3'000;
+// The audit's definitions (DESIGN.md section 2), which the truth applies to the credits of
+// the card in use: a loop costs at least 30 credits, a small edit at least 3, a discuss
+// share above 15 % is high. The audit counts no charge of 0 credits.
+constexpr Millicredits kLoopCreditsMin = Millicredits::from_mc(30'000);
+constexpr Millicredits kSmallEditCreditsMin = Millicredits::from_mc(3'000);
+constexpr std::int64_t kDiscussHeavyPermilleOver = 150;
 constexpr std::int64_t kEscalationStepsMax = 40;
 // A balanced day (run_balanced). With agent credits A, integrations in [0.25 A, 0.35 A],
 // discuss in [0.075 A, 0.2 A] and backend in [0, 0.03 A] give shares of agent 63-76 %,
 // integrations 16-25 %, discuss 5.1-13.8 % and backend at most 2.2 %: inside the audit's
 // typical bands (60-80, 15-30, 5-15, 0-10 %) on every day, so on every run of days too.
-// Each window is wider than the dearest discuss turn (2.1 credits) or email (1 credit)
-// once A reaches 17 credits, below a quiet weekend's agent budget (~18 credits).
+// Each window must be wider than what fills it: the integrations' than an email (drawn
+// instead of a dearer call), the discuss window than the dearest discuss turn. A balanced
+// day takes agent turns until A is that large too (balanced_agent_min): 16.8 credits on
+// the default card (2.1 a discuss turn, 1 an email), below a quiet weekend's agent work
+// (~18 credits), so its days are as the work gives them; 10 on the two-pools card (1 a
+// turn), where a quiet weekend's turns are fewer.
 constexpr std::int64_t kBalancedIntegrationPermilleMin = 250;
 constexpr std::int64_t kBalancedIntegrationPermilleMax = 350;
 constexpr std::int64_t kBalancedDiscussPermilleMin = 75;
@@ -112,6 +178,9 @@ constexpr std::int64_t kBalancedBackendPermilleMax = 30;
 // costs then lie within a factor 2.9 of each other (1.93-5.55 credits on the default
 // card), so builders with as many turns never differ by 3x, the audit's outlier factor.
 constexpr std::int64_t kBalancedInputTokensMin = 3000;
+// A discuss turn's usage.
+constexpr std::int64_t kDiscussInputTokensMin = 2000, kDiscussInputTokensMax = 4000;
+constexpr std::int64_t kDiscussOutputTokensMin = 200, kDiscussOutputTokensMax = 400;
 
 std::string hex64(std::uint64_t v) {
   return fmt::format("{:016x}", v);
@@ -142,6 +211,14 @@ struct AccountState {
   std::vector<std::string> users;
   std::vector<std::int64_t> weights;
   std::vector<Millicredits> builder_spent;  // balanced profiles: each builder's turns so far
+  // The credits of the events, for the truth: the whole burn and discuss's part of it,
+  // and by pool (the pool names point into the rate card).
+  Millicredits total, discuss;
+  struct PoolTally {
+    std::string_view pool;
+    Millicredits period, day, day_max;
+  };
+  std::vector<PoolTally> pools;
   std::vector<std::string> page_load_keys;
   std::int64_t loops = 0;
   std::int64_t snapshots = 0;
@@ -224,20 +301,40 @@ class Day {
   DayOrder sorted_;  // the radix sort's other buffer
 };
 
+// An operation's work (work_prices()) and its credits (the rate card in use).
+struct Cost {
+  Millicredits work;
+  Millicredits credits;
+};
+
 class DayGenerator {
  public:
-  DayGenerator(const Profile& p, const pricing::RateCard& card, std::uint64_t seed, AccountState& a,
-               std::int64_t day_ms, DayEvents& out)
-      : p_(p), card_(card), rng_(seed), a_(a), day_ms_(day_ms), out_(out) {}
+  DayGenerator(const Profile& p, const pricing::RateCard& card, Millicredits balanced_agent_min,
+               std::uint64_t seed, AccountState& a, std::int64_t day_ms, DayEvents& out)
+      : p_(p),
+        card_(card),
+        balanced_agent_min_(balanced_agent_min),
+        rng_(seed),
+        a_(a),
+        day_ms_(day_ms),
+        out_(out) {}
 
   Status run() {
+    for (auto& t : a_.pools) t.day = Millicredits::zero();
+    Status st = run_day();
+    for (auto& t : a_.pools) t.day_max = max(t.day_max, t.day);
+    return st;
+  }
+
+ private:
+  Status run_day() {
     const std::int64_t weekday = (day_ms_ / kMsPerDay + 3) % 7;  // 0 = Monday
     const bool weekend = weekday >= 5;
     // The day's factor in millionths: weekend share x a jitter of +-15 %.
     const std::int64_t day_ppm = (weekend ? kWeekendPermille : 1000) * rng_.uniform(850, 1150);
     auto budget = [&](std::int64_t share_permille) {
-      // weekday_credits x 1000 mc x day factor x share: millicredits.
-      return Millicredits::from_mc(p_.weekday_credits * day_ppm * share_permille / 1'000'000);
+      // weekday_work x 1000 mc x day factor x share: millicredits of work.
+      return Millicredits::from_mc(p_.weekday_work * day_ppm * share_permille / 1'000'000);
     };
     if (p_.balanced) return run_balanced(budget(p_.agent_permille));
     Status st = spend(budget(p_.agent_permille), [&] { return agent_turn(pick_user()); });
@@ -249,35 +346,45 @@ class DayGenerator {
     return st;
   }
 
- private:
+  // Draws operations until `budget` of work is done.
   template <typename Make>
   Status spend(Millicredits budget, Make make) {
-    Millicredits spent;
-    for (std::int64_t i = 0; spent < budget && i < kEventsPerAccountDayMax; ++i) {
-      auto e = make();
+    Millicredits done;
+    for (std::int64_t i = 0; done < budget && i < kEventsPerAccountDayMax; ++i) {
+      Result<Cost> e = make();
       if (!e.ok()) return e.error();
-      spent += *e;
+      done += e->work;
     }
     return ok_status();
   }
 
-  // A balanced day (Profile::balanced): the agent budget in rounds, one turn per builder
-  // each, so all have as many turns; then integrations, discuss and backend each drawn to
-  // its window of the agent credits spent (kBalanced*), discuss turns to the builder who
-  // has spent least so far. Every builder's spending then stays within 3x of every
-  // other's: rounds add 1.93-5.55 credits to each, and a discuss turn (at most 2.1) goes
-  // to the lowest, who has at least 1.93.
-  Status run_balanced(Millicredits agent_budget) {
-    Millicredits agent;
+  // A balanced day (Profile::balanced): the agent work in rounds, one turn per builder
+  // each, so all have as many turns, and more rounds while the agent credits A are under
+  // balanced_agent_min (the windows below need that much room; none when a round adds
+  // no credits); then integrations, discuss and backend each drawn to its window of A
+  // (kBalanced*), in the card's credits, discuss turns to the builder who has spent least
+  // so far. Every builder's spending then stays within 3x of every other's: on the
+  // default card rounds add 1.93-5.55 credits to each, and a discuss turn (at most 2.1)
+  // goes to the lowest, who has at least 1.93; on a card of one credit a turn all are
+  // equal.
+  Status run_balanced(Millicredits agent_work_budget) {
+    Millicredits work, agent, round;
     const std::size_t users = a_.users.size();
     constexpr auto kTurnsMax = static_cast<std::size_t>(kEventsPerAccountDayMax);
-    for (std::size_t i = 0; agent < agent_budget && i < kTurnsMax; i += users) {
-      for (std::size_t u = 0; u < users; ++u) {
-        auto e = agent_turn(u);
-        if (!e.ok()) return e.error();
-        a_.builder_spent[u] += *e;
-        agent += *e;
+    for (std::size_t i = 0; i < kTurnsMax; i += users) {
+      if (work >= agent_work_budget &&
+          (agent >= balanced_agent_min_ || (i > 0 && round.is_zero()))) {
+        break;
       }
+      round = Millicredits::zero();
+      for (std::size_t u = 0; u < users; ++u) {
+        Result<Cost> e = agent_turn(u);
+        if (!e.ok()) return e.error();
+        a_.builder_spent[u] += e->credits;
+        work += e->work;
+        round += e->credits;
+      }
+      agent += round;
     }
     auto part = [&](std::int64_t permille, bool up) {
       const std::int64_t scaled = agent.mc() * permille;
@@ -292,8 +399,8 @@ class DayGenerator {
                   const auto least = static_cast<std::size_t>(
                       std::min_element(a_.builder_spent.begin(), a_.builder_spent.end()) -
                       a_.builder_spent.begin());
-                  auto e = discuss_turn(least, room);
-                  if (e.ok()) a_.builder_spent[least] += *e;
+                  Result<Cost> e = discuss_turn(least, room);
+                  if (e.ok()) a_.builder_spent[least] += e->credits;
                   return e;
                 });
     }
@@ -306,16 +413,17 @@ class DayGenerator {
     return ok_status();
   }
 
-  // Draws events until `lo` is spent, none taking the spending past `hi`: make(room) adds
-  // one that costs at most `room`, or none (and answers zero) when nothing fits.
+  // Draws events until `lo` credits are spent, none taking the spending past `hi`:
+  // make(room) adds one that costs at most `room`, or none (and answers zero) when nothing
+  // fits.
   template <typename Make>
   Result<Millicredits> fill(Millicredits lo, Millicredits hi, Make make) {
     Millicredits spent;
     for (std::int64_t i = 0; spent < lo && i < kEventsPerAccountDayMax; ++i) {
-      auto e = make(hi - spent);
+      Result<Cost> e = make(hi - spent);
       if (!e.ok()) return e.error();
-      if (e->is_zero()) break;
-      spent += *e;
+      if (e->credits.is_zero()) break;
+      spent += e->credits;
     }
     return spent;
   }
@@ -359,17 +467,27 @@ class DayGenerator {
     append_decimal(out, ++a_.snapshots, 5);
   }
 
-  // Prices `u`, raising its input tokens until the cost reaches `min_mc`, and adds the
-  // charge to the day.
-  Result<Event*> charge(Kind kind, Usage u, std::int64_t at_ms, std::string_view user,
-                        std::int64_t min_mc = 0) {
-    Result<pricing::Price> price = card_.price(kind, u);
-    for (std::int64_t i = 0; price.ok() && price->cost.mc() < min_mc && i < kEscalationStepsMax;
+  struct Charged {
+    Event* event;
+    Millicredits work;
+  };
+
+  // Measures `u`'s work, raising its input tokens until the work reaches `min_work_mc`
+  // (the usage, so the operation, is then the same whatever the card), prices it with the
+  // card in use and adds the charge to the day.
+  Result<Charged> charge(Kind kind, Usage u, std::int64_t at_ms, std::string_view user,
+                         std::int64_t min_work_mc = 0) {
+    const pricing::RateCard& work_card = work_prices();
+    Result<pricing::Price> work = work_card.price(kind, u);
+    for (std::int64_t i = 0; work.ok() && work->cost.mc() < min_work_mc && i < kEscalationStepsMax;
          ++i) {
       u.input_tokens = u.input_tokens.value_or(0) * 5 / 4 + 500;
-      price = card_.price(kind, u);
+      work = work_card.price(kind, u);
     }
+    if (!work.ok()) return work.error();
+    Result<pricing::Price> price = card_.price(kind, u);
     if (!price.ok()) return price.error();
+    tally(price->pool, price->cost);
     Event& e = out_.add();
     e.at_ms = at_ms;
     e.account_id = a_.id;
@@ -383,15 +501,24 @@ class DayGenerator {
     e.rate_card_version = card_.version();
     e.idempotency_key.assign(a_.key_prefix);
     append_decimal(e.idempotency_key, ++a_.events);
-    return &e;
+    return Charged{&e, work->cost};
   }
 
-  Result<Millicredits> agent_turn(std::size_t ui) {
+  void tally(std::string_view pool, Millicredits credits) {
+    a_.total += credits;
+    auto it = std::find_if(a_.pools.begin(), a_.pools.end(),
+                           [pool](const AccountState::PoolTally& t) { return t.pool == pool; });
+    if (it == a_.pools.end()) it = a_.pools.insert(a_.pools.end(), {pool, {}, {}, {}});
+    it->period += credits;
+    it->day += credits;
+  }
+
+  Result<Cost> agent_turn(std::size_t ui) {
     const std::string& user = a_.users[ui];
     const FileInfo& f = pick_file();
     Usage u;
     u.model = "default";
-    std::int64_t min_mc = 0;
+    std::int64_t min_work_mc = 0;
     const std::int64_t unscoped_permille =
         ui == 0 ? p_.unscoped_permille_heavy_user : p_.unscoped_permille_others;
     bool unscoped = rng_.chance(unscoped_permille);
@@ -408,7 +535,7 @@ class DayGenerator {
       u.files_read = rng_.uniform(3, 5);
       u.lines_changed = rng_.uniform(2, 5);
       u.lines_emitted = *u.lines_changed + rng_.uniform(0, 3);
-      min_mc = kSmallEditCostMinMc;
+      min_work_mc = kSmallEditWorkMinMc;
     } else {
       u.input_tokens = rng_.uniform(p_.balanced ? kBalancedInputTokensMin : 2000, 8000);
       u.output_tokens = rng_.uniform(100, 500);
@@ -416,24 +543,27 @@ class DayGenerator {
       u.lines_changed = rng_.uniform(6, 40);
       u.lines_emitted = *u.lines_changed + rng_.uniform(0, 10);
     }
-    auto charged = charge(Kind::kAgentPrompt, std::move(u), work_time(), user, min_mc);
+    auto charged = charge(Kind::kAgentPrompt, std::move(u), work_time(), user, min_work_mc);
     if (!charged.ok()) return charged.error();
-    Event& e = **charged;
+    Event& e = *charged->event;
     e.metadata.file = f.path;
     e.metadata.feature = f.feature;
     e.metadata.intent = rng_.chance(850) ? "feature" : "question";
+    // The truth counts what the audit finds (no charge of 0 credits; a small edit of 3
+    // credits or more) under the card in use.
+    const bool paid = e.credits.mc() > 0;
     if (rng_.chance(p_.no_snapshot_permille)) {
-      ++a_.truth.turns_without_snapshot;
+      if (paid) ++a_.truth.turns_without_snapshot;
     } else {
       snapshot(e.metadata.snapshot_id);
     }
-    if (unscoped) {
+    if (unscoped && paid) {
       ++a_.truth.unscoped_prompts;
       ++a_.unscoped_user[user];
       ++a_.unscoped_file[std::string(f.path)];
     }
-    if (small) ++a_.truth.small_edits;
-    return e.credits;
+    if (small && e.credits >= kSmallEditCreditsMin) ++a_.truth.small_edits;
+    return Cost{charged->work, e.credits};
   }
 
   // Whether `u` of `kind` costs more than `room` (no room given: it fits).
@@ -444,28 +574,29 @@ class DayGenerator {
     return price->cost > *room;
   }
 
-  // A discuss turn of builder `ui`; with `room`, none (zero) when it would cost more.
-  Result<Millicredits> discuss_turn(std::size_t ui,
-                                    std::optional<Millicredits> room = std::nullopt) {
+  // A discuss turn of builder `ui`; with `room` (credits), none (zero) when it would cost
+  // more.
+  Result<Cost> discuss_turn(std::size_t ui, std::optional<Millicredits> room = std::nullopt) {
     const std::string& user = a_.users[ui];
     Usage u;
     u.model = "default";
-    u.input_tokens = rng_.uniform(2000, 4000);
-    u.output_tokens = rng_.uniform(200, 400);
+    u.input_tokens = rng_.uniform(kDiscussInputTokensMin, kDiscussInputTokensMax);
+    u.output_tokens = rng_.uniform(kDiscussOutputTokensMin, kDiscussOutputTokensMax);
     auto dear = too_dear(Kind::kDiscussTurn, u, room);
     if (!dear.ok()) return dear.error();
-    if (*dear) return Millicredits::zero();
+    if (*dear) return Cost{};
     auto charged = charge(Kind::kDiscussTurn, std::move(u), work_time(), user);
     if (!charged.ok()) return charged.error();
-    Event& e = **charged;
+    Event& e = *charged->event;
     e.metadata.feature = pick_file().feature;
     e.metadata.intent = rng_.chance(750) ? "question" : "feature";
-    return e.credits;
+    a_.discuss += e.credits;
+    return Cost{charged->work, e.credits};
   }
 
-  // An integration call; with `room`, an email instead of a call that would cost more,
-  // and none (zero) when even that would.
-  Result<Millicredits> integration(std::optional<Millicredits> room = std::nullopt) {
+  // An integration call; with `room` (credits), an email instead of a call that would cost
+  // more, and none (zero) when even that would.
+  Result<Cost> integration(std::optional<Millicredits> room = std::nullopt) {
     const std::int64_t r = rng_.uniform(0, 99);
     Usage u;
     Kind kind;
@@ -501,30 +632,30 @@ class DayGenerator {
       dear = too_dear(kind, u, room);
     }
     if (!dear.ok()) return dear.error();
-    if (*dear) return Millicredits::zero();
+    if (*dear) return Cost{};
     auto charged = charge(kind, std::move(u), work_time(), kAppUser);
     if (!charged.ok()) return charged.error();
-    Event& e = **charged;
+    Event& e = *charged->event;
     e.metadata.call_site = site;
     assign_hex64(e.metadata.request_hash, rng_.next());
     if (kind != Kind::kSendEmail) e.cache_key = e.metadata.request_hash;
-    return e.credits;
+    return Cost{charged->work, e.credits};
   }
 
-  // A backend function run; with `room`, none (zero) when it would cost more.
-  Result<Millicredits> backend(std::optional<Millicredits> room = std::nullopt) {
+  // A backend function run; with `room` (credits), none (zero) when it would cost more.
+  Result<Cost> backend(std::optional<Millicredits> room = std::nullopt) {
     Usage u;
     u.duration_ms = rng_.uniform(15'000, 60'000);
     u.records = rng_.uniform(200, 3000);
     auto dear = too_dear(Kind::kBackendFunction, u, room);
     if (!dear.ok()) return dear.error();
-    if (*dear) return Millicredits::zero();
+    if (*dear) return Cost{};
     auto charged = charge(Kind::kBackendFunction, std::move(u), work_time(), kAppUser, 1);
     if (!charged.ok()) return charged.error();
-    Event& e = **charged;
+    Event& e = *charged->event;
     e.metadata.call_site = "functions/syncOrders";
     assign_hex64(e.metadata.request_hash, rng_.next());
-    return e.credits;
+    return Cost{charged->work, e.credits};
   }
 
   Status loop() {
@@ -533,6 +664,7 @@ class DayGenerator {
     const std::int64_t turns = rng_.uniform(3, 6);
     std::int64_t at = day_ms_ + 10 * kMsPerHour + rng_.uniform(0, 4 * kMsPerHour);
     PlantedLoop planted{std::string(f.path), std::string(f.feature), turns, at, ""};
+    Millicredits credits;
     for (std::int64_t i = 0; i < turns; ++i) {
       Usage u;
       u.model = "default";
@@ -541,9 +673,10 @@ class DayGenerator {
       u.files_read = rng_.uniform(4, 6);
       u.lines_changed = rng_.uniform(15, 40);
       u.lines_emitted = *u.lines_changed + 5;
-      auto charged = charge(Kind::kAgentPrompt, std::move(u), at, user, kLoopTurnCostMinMc);
+      auto charged = charge(Kind::kAgentPrompt, std::move(u), at, user, kLoopTurnWorkMinMc);
       if (!charged.ok()) return charged.error();
-      Event& e = **charged;
+      Event& e = *charged->event;
+      credits += e.credits;
       e.metadata.file = planted.file;
       e.metadata.feature = planted.feature;
       e.metadata.intent = i == 0 ? "feature" : "fix";
@@ -551,7 +684,9 @@ class DayGenerator {
       if (i == 0) planted.snapshot_id = e.metadata.snapshot_id;
       at += rng_.uniform(15, 50) * kMsPerMinute;
     }
-    a_.truth.loops.push_back(std::move(planted));
+    // Under a card where its turns cost less than 30 credits together, the audit sees no
+    // loop: nor does the truth.
+    if (credits >= kLoopCreditsMin) a_.truth.loops.push_back(std::move(planted));
     return ok_status();
   }
 
@@ -565,12 +700,13 @@ class DayGenerator {
       u.output_tokens = 250;
       auto charged = charge(Kind::kInvokeLlm, std::move(u), work_time(), kAppUser);
       if (!charged.ok()) return charged.error();
-      Event& e = **charged;
+      Event& e = *charged->event;
       const std::string& key = a_.page_load_keys[static_cast<std::size_t>(
           rng_.uniform(0, static_cast<std::int64_t>(a_.page_load_keys.size()) - 1))];
       e.metadata.call_site = a_.page_loads.call_site;
       e.metadata.request_hash = key;
       e.cache_key = key;
+      if (e.credits.is_zero()) continue;  // no paid call: the audit does not count it
       a_.page_load_keys_used.insert(key);
       ++a_.page_loads.calls;
     }
@@ -579,6 +715,7 @@ class DayGenerator {
 
   const Profile& p_;
   const pricing::RateCard& card_;
+  Millicredits balanced_agent_min_;
   Prng rng_;
   AccountState& a_;
   std::int64_t day_ms_;
@@ -589,6 +726,32 @@ std::vector<PlantedCount> sorted_counts(const std::map<std::string, std::int64_t
   std::vector<PlantedCount> v;
   for (const auto& [k, n] : m) v.push_back({k, n});
   return v;
+}
+
+// The agent credits a balanced day needs for its windows (kBalanced*) to be wider than what
+// fills them under `card`: an email for the integrations' window (100 permille of the
+// agent credits), the dearest discuss turn for the discuss window (125 permille); 2 mc
+// more, as the windows' ends are rounded inwards.
+Result<Millicredits> balanced_agent_min(const pricing::RateCard& card) {
+  Usage email;
+  email.count = 1;
+  auto email_price = card.price(Kind::kSendEmail, email);
+  if (!email_price.ok()) return email_price.error();
+  Usage talk;
+  talk.model = "default";
+  talk.input_tokens = kDiscussInputTokensMax;
+  talk.output_tokens = kDiscussOutputTokensMax;
+  auto talk_price = card.price(Kind::kDiscussTurn, talk);
+  if (!talk_price.ok()) return talk_price.error();
+  auto need = [](Millicredits fill, std::int64_t width_permille) -> std::int64_t {
+    if (fill.is_zero()) return 0;
+    const __int128 mc = (static_cast<__int128>(fill.mc()) + 2) * 1000 / width_permille + 1;
+    return mc > std::numeric_limits<std::int64_t>::max() ? std::numeric_limits<std::int64_t>::max()
+                                                         : static_cast<std::int64_t>(mc);
+  };
+  return Millicredits::from_mc(std::max(
+      need(email_price->cost, kBalancedIntegrationPermilleMax - kBalancedIntegrationPermilleMin),
+      need(talk_price->cost, kBalancedDiscussPermilleMax - kBalancedDiscussPermilleMin)));
 }
 
 std::uint64_t mix(std::uint64_t seed, std::uint64_t a, std::uint64_t b) {
@@ -762,7 +925,12 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
         profile->page_load_calls_min >= 20 ? "pages/Home.onLoad" : "pages/Pricing.onLoad";
     a.truth.account_id = a.id;
     a.truth.users = a.users;
-    a.truth.discuss_heavy = profile->discuss_permille > 150;
+  }
+  Millicredits agent_min;
+  if (profile->balanced) {
+    auto min = balanced_agent_min(card);
+    if (!min.ok()) return min.error();
+    agent_min = *min;
   }
 
   DayOrder order;
@@ -794,8 +962,9 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
     events.clear();
     const std::size_t end = std::min(accounts.size(), (b + 1) * kGenerateBlockAccounts);
     for (std::size_t i = b * kGenerateBlockAccounts; i < end; ++i) {
-      DayGenerator gen(*profile, card, mix(options.seed, i + 1, static_cast<std::uint64_t>(d) + 1),
-                       accounts[i], day_ms, events);
+      DayGenerator gen(*profile, card, agent_min,
+                       mix(options.seed, i + 1, static_cast<std::uint64_t>(d) + 1), accounts[i],
+                       day_ms, events);
       Status st = gen.run();
       if (!st.ok()) return st;
     }
@@ -854,6 +1023,12 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
       a.page_loads.distinct_requests = static_cast<std::int64_t>(a.page_load_keys_used.size());
       a.page_loads.paid_repeats = a.page_loads.calls - a.page_loads.distinct_requests;
       a.truth.repeats.push_back(a.page_loads);
+    }
+    // The audit's discuss share: of the whole burn, in the card's credits.
+    a.truth.discuss_heavy = static_cast<__int128>(a.discuss.mc()) * 1000 >
+                            static_cast<__int128>(a.total.mc()) * kDiscussHeavyPermilleOver;
+    for (const auto& t : a.pools) {
+      a.truth.pools.push_back({std::string(t.pool), t.period, t.day_max});
     }
     truth.accounts.push_back(std::move(a.truth));
   }

@@ -7,14 +7,25 @@
 //
 // Every account has 3-5 builders and the app's own runtime user "app" (integration and
 // backend calls). Work happens 08:00-19:00 UTC, weekends at a quarter of a weekday.
-// Each day's credits are split by the profile's target shares into budgets per source
-// (agent, integrations, discuss, backend) and events are drawn until each budget is
-// spent; planted regression loops and repeated page-load calls come on top. Background
-// agent turns change 6-40 lines and re-emit at most 10 more, always with a snapshot and
-// an intent of feature or question, so only planted turns are waste: no background turn
-// is unscoped, a small edit, without snapshot, or part of a loop; background request
-// hashes are unique. Loops use four files the background never touches. A balanced
-// profile (clean) is clean for every period from one day up, not only on average.
+// A profile's volume is activity, not credits: each day's work is split by the profile's
+// shares into budgets of work per source (agent, integrations, discuss, backend), and
+// operations are drawn until each budget is done; planted regression loops and repeated
+// page-load calls come on top. Work is measured with a fixed price list (the work
+// prices: the default rate card's, work_prices()), so the same options give the same
+// operations, the same usage and so the same volume whatever the rate card; the card in
+// use only prices them (a card where a message costs 1 credit gets as many prompts as the
+// default card, not 120 credits' worth of them). With the default card, credits and work
+// are equal.
+// Background agent turns change 6-40 lines and re-emit at most 10 more, always with a
+// snapshot and an intent of feature or question, so only planted turns are waste: no
+// background turn is unscoped, a small edit, without snapshot, or part of a loop;
+// background request hashes are unique. Loops use four files the background never
+// touches. The truth lists what the audit's definitions make of the planted turns under
+// the card in use (a loop under 30 credits, a small edit under 3 credits or a charge of 0
+// credits is no waste there), and `discuss_heavy` is the discuss share of the account's
+// whole burn. A balanced profile (clean) is clean for every period from one day up, not
+// only on average, under any card that prices the workload (its sources are balanced in
+// the card's credits: DayGenerator::run_balanced).
 #pragma once
 
 #include <cstdint>
@@ -39,7 +50,8 @@ struct Profile {
   std::string_view name;
   // Target burn shares in permille: agent, integrations, discuss, backend.
   std::int64_t agent_permille, integration_permille, discuss_permille, backend_permille;
-  std::int64_t weekday_credits;  // burn of an account on a weekday, before planted waste
+  std::int64_t weekday_work;  // an account's work on a weekday, before planted waste, in
+                              // credits of the work prices (work_prices())
   std::int64_t loop_permille_per_weekday;
   std::int64_t unscoped_permille_heavy_user;  // the account's first builder
   std::int64_t unscoped_permille_others;
@@ -56,6 +68,9 @@ struct Profile {
 };
 
 const std::vector<Profile>& profiles();
+// The work prices: the default rate card (config/rate_card.toml, version 1) fixed in the
+// simulator, which measures each operation's work (see the top of this file).
+const pricing::RateCard& work_prices();
 const Profile* find_profile(std::string_view name);
 
 struct SimOptions {
@@ -64,8 +79,10 @@ struct SimOptions {
   std::int64_t days = 30;
   std::uint64_t seed = 1;
   std::int64_t start_ms = 0;  // the first day's start: a UTC midnight (else an error)
-  // When set, each account opens with an "account" event naming this plan (so an import
-  // with mode=apply can create it).
+  // When set, each account opens with an "account" line naming this plan. It is not an
+  // event type of API.md (the server's import refuses it: accounts are created with
+  // POST /v1/accounts); `creditctl simulate` writes these lines only when asked
+  // (--account-lines), for tools that read the plan from the file.
   std::string plan;
 };
 
@@ -89,6 +106,15 @@ struct PlantedCount {
   std::int64_t count = 0;
 };
 
+// The credits an account's events drew from one pool: over the period, and on its
+// dearest UTC day (what an import through the ledger needs of a plan's allowance and
+// daily cap).
+struct PoolCredits {
+  std::string pool;
+  Millicredits period;
+  Millicredits day_max;
+};
+
 struct AccountTruth {
   std::string account_id;
   std::vector<std::string> users;
@@ -101,6 +127,7 @@ struct AccountTruth {
   std::int64_t turns_without_snapshot = 0;
   std::vector<std::string> outlier_users;
   bool discuss_heavy = false;
+  std::vector<PoolCredits> pools;  // in the order first drawn from; not in truth_json
 };
 
 struct Truth {

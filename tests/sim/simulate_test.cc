@@ -27,6 +27,28 @@ const pricing::RateCard& card() {
   return c;
 }
 
+// The two-pools example (config/examples): one message credit per agent or discuss turn.
+const pricing::RateCard& two_pools_card() {
+  static const pricing::RateCard c = [] {
+    auto r = pricing::RateCard::load_file(std::string(CREDITD_SOURCE_DIR) +
+                                          "/config/examples/two-pools-rate-card.toml");
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }();
+  return c;
+}
+
+const pricing::Catalog& catalog(bool two_pools) {
+  static const auto load = [](const char* file) {
+    auto r = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + file);
+    EXPECT_TRUE(r.ok());
+    return *r;
+  };
+  static const pricing::Catalog def = load("/config/plans.toml");
+  static const pricing::Catalog two = load("/config/examples/two-pools.toml");
+  return two_pools ? two : def;
+}
+
 constexpr std::int64_t kStartMs = 1'772'409'600'000;  // 2026-03-02T00:00:00Z, a Monday
 
 struct SimRun {
@@ -36,7 +58,8 @@ struct SimRun {
 };
 
 SimRun run(std::string profile, std::uint64_t seed, std::int64_t accounts = 1,
-           std::int64_t days = 28, std::int64_t start_ms = kStartMs) {
+           std::int64_t days = 28, std::int64_t start_ms = kStartMs,
+           const pricing::RateCard& rate_card = card()) {
   SimOptions o;
   o.profile = std::move(profile);
   o.seed = seed;
@@ -44,8 +67,8 @@ SimRun run(std::string profile, std::uint64_t seed, std::int64_t accounts = 1,
   o.days = days;
   o.start_ms = start_ms;
   SimRun r;
-  analytics::Auditor auditor(card(), {});
-  auto truth = simulate(o, card(), [&](const ledger::Event& e) {
+  analytics::Auditor auditor(rate_card, {});
+  auto truth = simulate(o, rate_card, [&](const ledger::Event& e) {
     auditor.add(e);
     r.events.push_back(e);
   });
@@ -89,6 +112,9 @@ void expect_planted_found(const AccountTruth& t, const AuditReport& r) {
     }
     EXPECT_EQ(found, planted.paid_repeats > 0) << planted.call_site;
   }
+  std::int64_t planted_repeats = 0;
+  for (const auto& planted : t.repeats) planted_repeats += planted.paid_repeats;
+  EXPECT_EQ(r.repeat_calls_paid, planted_repeats);
   EXPECT_EQ(r.unscoped_prompts, t.unscoped_prompts);
   std::map<std::string, std::int64_t> by_user, by_file;
   for (const auto& row : r.unscoped_by_user) by_user[row.key] = row.count;
@@ -380,6 +406,142 @@ TEST(Simulate, AllFixesTogetherChainOnlyTheListedFixes) {
                                                       : replay.combined->saved_per_cycle;
       EXPECT_EQ(report.saved_per_cycle_all, min(chained, sum));
       EXPECT_LE(report.saved_per_cycle_all, sum);
+    }
+  }
+}
+
+// The work prices are the default card's: with it, every event's credits are its work, and
+// the output is the one the default card gives.
+TEST(Simulate, TheWorkPricesAreTheDefaultCards) {
+  for (const auto& profile : profiles()) {
+    SimOptions o;
+    o.profile = std::string(profile.name);
+    o.seed = 3;
+    o.accounts = 2;
+    o.days = 9;
+    o.start_ms = kStartMs;
+    std::vector<ledger::Event> with_default, with_work;
+    ASSERT_TRUE(
+        simulate(o, card(), [&](const ledger::Event& e) { with_default.push_back(e); }).ok());
+    ASSERT_TRUE(
+        simulate(o, work_prices(), [&](const ledger::Event& e) { with_work.push_back(e); }).ok());
+    ASSERT_EQ(with_default.size(), with_work.size()) << profile.name;
+    for (std::size_t i = 0; i < with_default.size(); ++i) {
+      ledger::Event e = with_work[i];
+      e.pool = with_default[i].pool;  // the work prices' one pool is named "work"
+      ASSERT_EQ(with_default[i], e) << profile.name << " event " << i;
+    }
+  }
+}
+
+// Volume is activity, not credits: under a card where a message costs one credit, a
+// profile makes the same operations with the same usage as under the default card (a
+// balanced day may add agent turns for its windows: clean is left out), and only the
+// credits differ.
+TEST(Simulate, TheRateCardPricesTheOperationsButDoesNotChooseThem) {
+  for (const auto& profile : profiles()) {
+    if (profile.balanced) continue;
+    SCOPED_TRACE(std::string(profile.name));
+    auto def = run(std::string(profile.name), 4, 2, 14);
+    auto two = run(std::string(profile.name), 4, 2, 14, kStartMs, two_pools_card());
+    ASSERT_EQ(def.events.size(), two.events.size());
+    for (std::size_t i = 0; i < def.events.size(); ++i) {
+      const ledger::Event& d = def.events[i];
+      ledger::Event t = two.events[i];
+      EXPECT_EQ(t.credits.mc(), 1000) << i;  // every kind costs 1 credit on that card
+      EXPECT_EQ(t.pool,
+                d.kind == pricing::Kind::kAgentPrompt || d.kind == pricing::Kind::kDiscussTurn
+                    ? "message"
+                    : "integration");
+      t.credits = d.credits;
+      t.pool = d.pool;
+      ASSERT_EQ(d, t) << i;
+    }
+  }
+}
+
+// With the two-pools files (one credit a message), the truth lists only what the audit's
+// definitions make of the planted turns there: no loop (3-6 turns of 1 credit never cost
+// 30), no small edit (1 credit, not 3), the discuss share of that card's burn; and it
+// equals the audit for every profile, both ways.
+TEST(Simulate, TwoPoolsTruthEqualsTheAuditForEveryProfile) {
+  for (const auto& profile : profiles()) {
+    for (std::uint64_t seed : {1, 2, 7}) {
+      SCOPED_TRACE(std::string(profile.name) + " seed " + std::to_string(seed));
+      auto r = run(std::string(profile.name), seed, 2, 30, kStartMs, two_pools_card());
+      ASSERT_EQ(r.reports.size(), r.truth.accounts.size());
+      for (std::size_t i = 0; i < r.reports.size(); ++i) {
+        const AccountTruth& t = r.truth.accounts[i];
+        EXPECT_TRUE(t.loops.empty());
+        EXPECT_EQ(t.small_edits, 0);
+        expect_planted_found(t, r.reports[i]);
+      }
+    }
+  }
+  // The default card's truth of the same profile does list them.
+  EXPECT_FALSE(run("regression-heavy", 1).truth.accounts[0].loops.empty());
+  EXPECT_GT(run("typical", 1).truth.accounts[0].small_edits, 0);
+}
+
+// `clean` has no findings with the two-pools card either: audited over every pool, and
+// pool by pool (as `creditctl audit --plan` audits the plan's first pool), for every
+// period from one day up.
+TEST(Simulate, CleanGivesNoFindingsWithTheTwoPoolsCard) {
+  for (std::int64_t days : {1, 2, 3, 7, 30}) {
+    for (std::uint64_t seed : {1, 2, 3, 4, 5, 6, 7, 8}) {
+      for (std::int64_t offset_days : {0, 3, 5, 6}) {
+        SimOptions o;
+        o.profile = "clean";
+        o.seed = seed;
+        o.accounts = 3;
+        o.days = days;
+        o.start_ms = kStartMs + offset_days * kMsPerDay;
+        std::vector<analytics::Auditor> auditors;
+        for (const char* pool : {"", "message", "integration"}) {
+          analytics::AuditOptions options;
+          options.pool = pool;
+          auditors.emplace_back(two_pools_card(), std::move(options));
+        }
+        ASSERT_TRUE(simulate(o, two_pools_card(), [&](const ledger::Event& e) {
+                      for (auto& a : auditors) a.add(e);
+                    }).ok());
+        for (auto& a : auditors) {
+          for (const auto& report : a.finish()) {
+            EXPECT_TRUE(report.findings.empty())
+                << days << " days, seed " << seed << ", offset " << offset_days << ", "
+                << report.account_id << " pool '" << report.pool
+                << "': " << report.findings[0].message;
+            EXPECT_TRUE(report.fixes.empty());
+          }
+        }
+      }
+    }
+  }
+}
+
+// A month of any profile fits a plan of the catalog its card goes with: the default
+// catalog's, and the two-pools one (where a month of credits-budgeted prompts used to
+// overrun Elite's 1,200 messages within 20 days).
+TEST(Simulate, AMonthOfEveryProfileFitsAPlanOfTheCatalog) {
+  for (bool two_pools : {false, true}) {
+    const pricing::RateCard& rate_card = two_pools ? two_pools_card() : card();
+    const pricing::Catalog& plans = catalog(two_pools);
+    for (const auto& profile : profiles()) {
+      SCOPED_TRACE(std::string(profile.name) + (two_pools ? " two-pools" : " default"));
+      auto r = run(std::string(profile.name), 5, 3, 30, kStartMs, rate_card);
+      for (const auto& a : r.truth.accounts) {
+        bool fits_one = false;
+        for (const auto& plan : plans.plans) {
+          bool fits = true;
+          for (const auto& used : a.pools) {
+            const pricing::PoolAllowance* pool = plan.pool(used.pool);
+            fits = fits && pool != nullptr && pool->allowance >= used.period &&
+                   (!pool->daily_cap || *pool->daily_cap >= used.day_max);
+          }
+          fits_one = fits_one || fits;
+        }
+        EXPECT_TRUE(fits_one) << a.account_id;
+      }
     }
   }
 }
