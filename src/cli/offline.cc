@@ -357,6 +357,78 @@ std::optional<std::int64_t> parse_fraction_permille(std::string_view text) {
   return amount->mc();
 }
 
+// Where a simulated account does not fit a plan: the first pool whose credits a cycle at
+// the simulated rate pass its allowance (or that the plan lacks), else whose dearest day
+// passes its daily cap.
+struct PlanMiss {
+  std::string pool;
+  Millicredits need;     // a cycle's credits, or the dearest day's
+  Millicredits allowed;  // the allowance (0 for a pool the plan lacks), or the daily cap
+  bool daily = false;
+};
+
+std::optional<PlanMiss> plan_miss(const pricing::Plan& plan, const sim::AccountTruth& account,
+                                  std::int64_t days) {
+  for (const auto& used : account.pools) {
+    const Millicredits need = analytics::per_cycle(used.period, days);
+    const pricing::PoolAllowance* pool = plan.pool(used.pool);
+    if (pool == nullptr) return PlanMiss{used.pool, need, Millicredits::zero()};
+    if (need > pool->allowance) return PlanMiss{used.pool, need, pool->allowance};
+    if (pool->daily_cap && used.day_max > *pool->daily_cap) {
+      return PlanMiss{used.pool, used.day_max, *pool->daily_cap, true};
+    }
+  }
+  return std::nullopt;
+}
+
+std::string describe_miss(const std::string& account, const std::string& plan_id,
+                          const PlanMiss& miss) {
+  if (miss.daily) {
+    return fmt::format("{} spends {} credits of pool {} on its dearest day; {}'s daily cap is {}",
+                       account, format_credits(miss.need), miss.pool, plan_id,
+                       format_credits(miss.allowed));
+  }
+  return fmt::format("{} needs {} credits of pool {} a {}-day cycle at the simulated rate; {} {}",
+                     account, format_credits(miss.need), miss.pool, analytics::kCycleDaysNominal,
+                     plan_id,
+                     miss.allowed.is_zero() ? std::string("has no such pool")
+                                            : "allows " + format_credits(miss.allowed));
+}
+
+// simulate --plan: whether the period fits the plan (DESIGN.md: the simulator's period is
+// realistic; one that the plan, or no plan of the catalog, can carry is said on standard
+// error, as an import with mode=apply would refuse its charges past the allowance).
+// Returns whether every account fits `plan_id`.
+bool check_plan_fit(const pricing::Catalog& catalog, const std::string& plan_id,
+                    const sim::Truth& truth) {
+  auto first_miss = [&](const pricing::Plan& plan) -> std::optional<std::string> {
+    for (const auto& a : truth.accounts) {
+      if (auto miss = plan_miss(plan, a, truth.days)) {
+        return describe_miss(a.account_id, plan.id, *miss);
+      }
+    }
+    return std::nullopt;
+  };
+  const pricing::Plan* plan = catalog.find(plan_id);
+  auto miss = first_miss(*plan);
+  if (!miss) return true;
+  std::int64_t missing = 0;
+  for (const auto& a : truth.accounts) missing += plan_miss(*plan, a, truth.days) ? 1 : 0;
+  const pricing::Plan* cheapest = nullptr;
+  for (const auto& p : catalog.plans) {
+    if ((cheapest == nullptr || p.price_usd_cents < cheapest->price_usd_cents) && !first_miss(p)) {
+      cheapest = &p;
+    }
+  }
+  std::cerr << fmt::format(
+      "creditctl: warning: {} of {} account(s) do not fit plan {}: {}; an import with "
+      "mode=apply into accounts on {} is refused charges past it; {}\n",
+      missing, truth.accounts.size(), plan_id, *miss, plan_id,
+      cheapest != nullptr ? "plan " + cheapest->id + " is the cheapest that fits every account"
+                          : std::string("no plan of the catalog fits every account"));
+  return false;
+}
+
 }  // namespace
 
 int run_simulate(const SimulateArgs& args) {
@@ -407,6 +479,10 @@ int run_simulate(const SimulateArgs& args) {
       return kExitUsage;
     }
   }
+  if (args.account_lines && args.plan.empty()) {
+    usage_error("--account-lines: give --plan, the plan the account lines name");
+    return kExitUsage;
+  }
   std::ofstream file;
   std::ostream* out = &std::cout;
   if (args.out != "-") {
@@ -423,7 +499,7 @@ int run_simulate(const SimulateArgs& args) {
   opts.days = args.days;
   opts.seed = args.seed;
   opts.start_ms = *start;
-  opts.plan = args.plan;
+  if (args.account_lines) opts.plan = args.plan;
   Progress progress("simulating", static_cast<std::uint64_t>(args.days));
   // Both simulator threads format lines into large blocks, written out in order: no
   // string and no stream call per event.
@@ -450,13 +526,16 @@ int run_simulate(const SimulateArgs& args) {
   if (!args.truth.empty() && !write_output(args.truth, sim::truth_json(*truth))) {
     return kExitUsage;
   }
+  const bool plan_fits = args.plan.empty() || check_plan_fit(*catalog, args.plan, *truth);
   if (args.json) {
     std::string summary;
     json::Writer w(summary);
     w.begin_object().key("events").integer(truth->events).key("profile").string(args.profile);
     w.key("accounts").integer(args.accounts).key("days").integer(args.days);
     w.key("seed").raw(std::to_string(args.seed));  // unsigned 64-bit: written as it is
-    w.key("start").string(format_rfc3339(*start)).end_object();
+    w.key("start").string(format_rfc3339(*start));
+    if (!args.plan.empty()) w.key("plan").string(args.plan).key("plan_fits").boolean(plan_fits);
+    w.end_object();
     std::cerr << summary << '\n';
     return kExitOk;
   }
@@ -846,7 +925,11 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   sim->add_option("--start", c.simulate.start,
                   "First day: a UTC midnight, e.g. 2026-03-01T00:00:00Z (default: the UTC "
                   "midnight --days days before now)");
-  sim->add_option("--plan", c.simulate.plan, "Open each account on this plan");
+  sim->add_option("--plan", c.simulate.plan,
+                  "The plan the accounts are on: warn when the period does not fit it");
+  sim->add_flag("--account-lines", c.simulate.account_lines,
+                "Open each account with an \"account\" line naming --plan (not an API.md "
+                "event: the server's import refuses it)");
   sim->add_option("--plans", c.simulate.plans, "Plan catalog (TOML)")->capture_default_str();
   sim->add_option("--out", c.simulate.out, "Event file (- for stdout)")->capture_default_str();
   sim->add_option("--truth", c.simulate.truth, "Write the planted waste as JSON here");

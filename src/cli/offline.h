@@ -37,7 +37,12 @@ struct SimulateArgs {
   std::int64_t days = 30;
   std::uint64_t seed = 1;
   std::string start;  // a UTC midnight; empty: the UTC midnight D days before now
+  // The plan the accounts are on: the period is checked against it (a warning when a
+  // cycle's credits at the simulated rate do not fit it, or no plan of the catalog).
   std::string plan;
+  // Each account opens with an "account" line naming --plan (not an event of API.md: the
+  // server's import refuses it), only when asked.
+  bool account_lines = false;
   std::string plans = kPlansPathDefault;
   std::string out = "-";
   std::string truth;

@@ -609,11 +609,11 @@ def test_audit_reports_only_accounts_with_events():
     has, nor of an account whose only line is its account line, as for an empty range."""
     sim = os.path.join(TMP, "pool.ndjson")
     rc, _, err = ctl("simulate", "--profile", "clean", "--days", "2", "--seed", "4", "--start", START,
-                     "--plan", "pro", "--out", sim, key=None)
+                     "--plan", "pro", "--account-lines", "--out", sim, key=None)
     eqd("simulate exits 0", rc, 0, err)
     with open(sim) as f:
         first = f.readline()
-    h.eq("simulate --plan writes the account line first", json.loads(first)["type"], "account")
+    h.eq("simulate --plan --account-lines writes the account line first", json.loads(first)["type"], "account")
     only_account = write_lines("only-account.ndjson", [first.strip()])
     for fmt in ("json", "md", "html"):
         rc, empty, err = ctl("audit", sim, "--format", fmt, "--from", START, "--to", START, key=None)
@@ -633,7 +633,7 @@ def test_event_counts_agree():
     """simulate's summary, replay and audit count the same events: not the account line."""
     sim = os.path.join(TMP, "counts.ndjson")
     rc, _, err = ctl("--json", "simulate", "--profile", "typical", "--days", "3", "--seed", "9", "--start", START,
-                     "--plan", "pro", "--out", sim, key=None)
+                     "--plan", "pro", "--account-lines", "--out", sim, key=None)
     eqd("simulate exits 0", rc, 0, err)
     summary = json.loads(err.strip().splitlines()[-1]) if rc == 0 else {}
     with open(sim) as f:
@@ -648,8 +648,120 @@ def test_event_counts_agree():
     rc, out, err = ctl("replay", sim, "--policy", "cache", key=None)
     h.check("replay's table counts the events", rc == 0 and out.startswith(f"{events} events over"), out[:200])
     rc, out, err = ctl("simulate", "--profile", "typical", "--days", "3", "--seed", "9", "--start", START,
-                       "--plan", "pro", "--out", sim, key=None)
+                       "--plan", "pro", "--account-lines", "--out", sim, key=None)
     h.check("simulate's sentence counts the events", f"simulated {events} events" in err, err)
+
+
+TWO_POOLS = ("--plans", "config/examples/two-pools.toml", "--rate-card", "config/examples/two-pools-rate-card.toml")
+PROFILES = ("clean", "typical", "llm-on-page-load", "regression-heavy", "unscoped", "discuss-heavy", "outlier-user")
+
+
+def test_simulate_plan_lines_import_whole():
+    """simulate --plan writes only API.md's events (the account lines only with
+    --account-lines): the server's import takes every line of it."""
+    sim = os.path.join(TMP, "plan-pro.ndjson")
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "5", "--seed", "3", "--start", START,
+                     "--plan", "pro", "--out", sim, key=None)
+    eqd("simulate --plan pro exits 0, without a warning (a typical month fits pro)", (rc, "warning" in err), (0, False), err)
+    with open(sim) as f:
+        lines = [line.replace('"account_id":"acct-001"', '"account_id":"planned"') for line in f]
+    h.eq("no account line without --account-lines", sum('"type":"account"' in line for line in lines), 0)
+    ADMIN.create_account("planned", plan="pro")
+    r = ADMIN.post("/v1/admin/import?mode=analytics", raw="".join(lines))
+    eqd("the whole file imports: no line rejected",
+        (r.status, r.get("imported"), r.get("rejected")), (200, len(lines), 0), r)
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "1", "--account-lines", "--out", sim, key=None)
+    h.check("--account-lines without --plan: exit 2, the message says to give --plan",
+            rc == 2 and "--plan" in err, (rc, err))
+
+
+def test_simulate_warns_when_the_period_does_not_fit_the_plan():
+    rc, _, err = ctl("--json", "simulate", "--profile", "typical", "--days", "30", "--seed", "7", "--start", START,
+                     "--plan", "free", "--out", os.path.join(TMP, "free.ndjson"), key=None)
+    summary = json.loads(err.strip().splitlines()[-1]) if rc == 0 else {}
+    h.check("typical on free: exit 0, a warning naming the cheapest plan that fits (builder)",
+            rc == 0 and "warning" in err and "do not fit plan free" in err and "plan builder is the cheapest" in err,
+            (rc, err))
+    h.eq("the JSON summary says the plan does not fit", (summary.get("plan"), summary.get("plan_fits")), ("free", False))
+    rc, _, err = ctl("--json", "simulate", "--profile", "typical", "--days", "30", "--seed", "7", "--start", START,
+                     "--plan", "builder", "--out", os.path.join(TMP, "builder.ndjson"), key=None)
+    summary = json.loads(err.strip().splitlines()[-1]) if rc == 0 else {}
+    h.check("typical on builder: no warning", rc == 0 and "warning" not in err, (rc, err))
+    h.eq("the JSON summary says it fits", summary.get("plan_fits"), True)
+    # The two-pools catalog: a month of every profile fits its top plan (a message costs one
+    # credit: the volume is activity, not 120 credits' worth of messages a day).
+    for profile in PROFILES:
+        rc, _, err = ctl("simulate", "--profile", profile, "--days", "30", "--seed", "7", "--start", START,
+                         "--accounts", "2", "--plan", "elite", *TWO_POOLS,
+                         "--out", os.path.join(TMP, "tp-elite.ndjson"), key=None)
+        h.check(f"two-pools {profile} on elite: exit 0, no warning", rc == 0 and "warning" not in err, (rc, err))
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "30", "--seed", "7", "--start", START,
+                     "--plan", "starter", *TWO_POOLS, "--out", os.path.join(TMP, "tp-starter.ndjson"), key=None)
+    h.check("two-pools typical on starter: a warning naming the message pool",
+            rc == 0 and "do not fit plan starter" in err and "pool message" in err, (rc, err))
+
+
+def test_simulate_two_pools_truth_is_the_audit():
+    """With the two-pools plans and rate card, the truth of every profile is what the audit of
+    the file finds (every pool audited), and clean has no findings, whichever pool."""
+    for profile in PROFILES:
+        sim = os.path.join(TMP, f"tp-{profile}.ndjson")
+        truth_path = os.path.join(TMP, f"tp-{profile}.truth.json")
+        rc, _, err = ctl("simulate", "--profile", profile, "--days", "30", "--seed", "11", "--start", START,
+                         *TWO_POOLS, "--out", sim, "--truth", truth_path, key=None)
+        eqd(f"simulate {profile} exits 0", rc, 0, err)
+        rc, out, err = ctl("audit", sim, *TWO_POOLS, "--format", "json", key=None)
+        eqd(f"audit {profile} exits 0", rc, 0, err)
+        report = loads(out) if rc == 0 else {}
+        with open(truth_path) as f:
+            truth = json.load(f)["accounts"][0]
+        codes = {f["code"] for f in report.get("findings", [])}
+        got = {
+            "loops": len(report.get("regression_loops", {}).get("loops", [])),
+            "small_edits": report.get("small_edits", {}).get("turns"),
+            "unscoped": report.get("unscoped_prompts", {}).get("prompts"),
+            "without_snapshot": report.get("snapshots", {}).get("without_snapshot"),
+            "paid_repeats": sum(r["paid_repeats"] for r in report.get("repeated_calls", {}).get("by_call_site", [])),
+            "discuss_heavy": "discuss_share_high" in codes,
+        }
+        want = {
+            "loops": len(truth["loops"]),
+            "small_edits": truth["small_edits"],
+            "unscoped": truth["unscoped"]["prompts"],
+            "without_snapshot": truth["turns_without_snapshot"],
+            "paid_repeats": sum(r["paid_repeats"] for r in truth["repeated_calls"]),
+            "discuss_heavy": truth["discuss_heavy"],
+        }
+        h.eq(f"two-pools {profile}: the truth is what the audit finds", got, want)
+        if profile == "clean":
+            for pool_args in ((), ("--plan", "builder"), ("--pool", "integration")):
+                rc, out, err = ctl("audit", sim, *TWO_POOLS, *pool_args, "--format", "json", key=None)
+                doc = loads(out) if rc == 0 else {}
+                h.eq(f"two-pools clean {' '.join(pool_args) or '(every pool)'}: no findings, no fixes",
+                     (rc, doc.get("findings"), doc.get("fixes")), (0, [], []))
+
+
+def test_simulated_two_pools_month_applies_on_elite():
+    """A two-pools month on elite goes through the ledger (mode=apply) with no line refused:
+    the simulated volume fits the plan (it used to run out of message credits in 20 days)."""
+    srv = h.start(manual_clock=True, extra_args=["--plans", os.path.join(ROOT, "config/examples/two-pools.toml"),
+                                                 "--rate-card",
+                                                 os.path.join(ROOT, "config/examples/two-pools-rate-card.toml")])
+    admin = srv.client()
+    admin.set_clock("2026-03-15T00:00:00Z")
+    admin.create_account("acct-001", plan="elite")
+    admin.set_clock("2026-04-04T00:00:00Z")
+    sim = os.path.join(TMP, "tp-apply.ndjson")
+    rc, _, err = ctl("--json", "simulate", "--profile", "clean", "--seed", "9", "--start", "2026-03-15T00:00:00Z",
+                     "--days", "20", "--plan", "elite", *TWO_POOLS, "--out", sim, key=None)
+    summary = json.loads(err.strip().splitlines()[-1]) if rc == 0 else {}
+    eqd("simulate exits 0, the plan fits", (rc, summary.get("plan_fits")), (0, True), err)
+    with open(sim, "rb") as f:
+        body = f.read()
+    r = admin.post("/v1/admin/import?mode=apply", raw=body)
+    eqd("every line is applied", (r.status, r.get("imported"), r.get("rejected")),
+        (200, summary.get("events"), 0), r)
+    srv.stop()
 
 
 def test_json_errors_end_with_a_newline():
@@ -719,6 +831,10 @@ h.run_section(test_simulate_stays_within_9999)
 h.run_section(test_audit_of_events_without_pool)
 h.run_section(test_audit_reports_only_accounts_with_events)
 h.run_section(test_event_counts_agree)
+h.run_section(test_simulate_plan_lines_import_whole)
+h.run_section(test_simulate_warns_when_the_period_does_not_fit_the_plan)
+h.run_section(test_simulate_two_pools_truth_is_the_audit)
+h.run_section(test_simulated_two_pools_month_applies_on_elite)
 h.run_section(test_json_errors_end_with_a_newline)
 h.run_section(test_byte_order_mark)
 h.finish()
