@@ -429,13 +429,15 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   // card). The credits of some pool run out this cycle when its burn per cycle passes its
   // allowance.
   std::vector<PoolNeed> needs{{pool, a.need.mc()}};
-  bool some_runs_out = a.runs_out;
+  std::vector<std::string> running_out;
+  if (a.runs_out) running_out.push_back(pool);
   for (const pricing::PoolAllowance& pa : current->pools) {
     if (pa.pool == pool) continue;
     const Millicredits used = per_cycle(burn_of_pool(pa.pool), r.period_days, options.cycle_days);
     needs.push_back({pa.pool, std::max<std::int64_t>(0, need_of(used).mc())});
-    if (used > pa.allowance) some_runs_out = true;
+    if (used > pa.allowance) running_out.push_back(pa.pool);
   }
+  const bool some_runs_out = !running_out.empty();
   order_needs(*current, needs);
   // The plan /forecast would name for these needs (forecast.h), said as it says it: a
   // plan that does not cover them "comes closest", and is never "sized correctly".
@@ -467,14 +469,14 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
         right->id, cover_s, need_s);
   } else if (some_runs_out && a.price_delta_usd_cents <= break_even_cents) {
     a.action = "upgrade_now";
-    a.reason = fmt::format(
-        "credits run out this cycle; {} {} {} for {} USD more, {} engineering hours", right->id,
-        cover_s, need_s, usd_text(a.price_delta_usd_cents), hours_text(a.engineering_hours));
+    a.reason = fmt::format("{} this cycle; {} {} {} for {} USD more, {} engineering hours",
+                           runs_out_text(running_out, needs.size()), right->id, cover_s, need_s,
+                           usd_text(a.price_delta_usd_cents), hours_text(a.engineering_hours));
   } else {
     a.action = "upgrade_next_cycle";
-    a.reason =
-        fmt::format("{} does not cover {}; {} {} it from the next cycle for {} USD more",
-                    current->id, need_s, right->id, cover_s, usd_text(a.price_delta_usd_cents));
+    a.reason = fmt::format("{} does not cover {}; {} {} {} from the next cycle for {} USD more",
+                           current->id, need_s, right->id, cover_s,
+                           needs.size() > 1 ? "them" : "it", usd_text(a.price_delta_usd_cents));
   }
   return a;
 }

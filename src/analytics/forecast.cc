@@ -97,6 +97,13 @@ std::string needs_text(std::span<const PoolNeed> needs) {
   return out + " credits";
 }
 
+std::string runs_out_text(std::span<const std::string> running_out, std::size_t pools) {
+  if (pools <= 1 || running_out.empty()) return "credits run out";
+  std::string out = "credits of the " + running_out.front();
+  for (std::size_t i = 1; i < running_out.size(); ++i) out += " and " + running_out[i];
+  return out + (running_out.size() > 1 ? " pools run out" : " pool run out");
+}
+
 std::string hours_text(double hours) {
   return json::fraction_text(hours);
 }
@@ -141,13 +148,7 @@ Forecast forecast(const ForecastInputs& in, const pricing::Catalog& catalog) {
   }
   order_needs(*current, needs);
   const bool runs_out_this_cycle = !running_out.empty();
-  // "credits run out", naming the pools when the account has several.
-  std::string runs_out_s = "credits run out";
-  if (needs.size() > 1 && runs_out_this_cycle) {
-    runs_out_s = "credits of the " + running_out.front();
-    for (std::size_t i = 1; i < running_out.size(); ++i) runs_out_s += " and " + running_out[i];
-    runs_out_s += running_out.size() > 1 ? " pools run out" : " pool run out";
-  }
+  const std::string runs_out_s = runs_out_text(running_out, needs.size());
 
   const auto [pick, covers] = pick_plan(catalog, needs, in.plan_id);
   if (pick == nullptr) {

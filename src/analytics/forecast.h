@@ -101,6 +101,9 @@ void order_needs(const pricing::Plan& plan, std::vector<PoolNeed>& needs);
 // The needs for a sentence: "the projected need of 12.5 credits" for one pool, "the
 // projected needs of message 12.5 and integration 3 credits" for several.
 std::string needs_text(std::span<const PoolNeed> needs);
+// "credits run out" for a one-pool account; naming the pools that run out for one of
+// several: "credits of the message pool run out", "credits of the a and b pools run out".
+std::string runs_out_text(std::span<const std::string> running_out, std::size_t pools);
 // Engineering hours as a JSON number: the shortest form, at most 6 decimals ("0.3", "-1").
 std::string hours_text(double hours);
 // Cents as USD for a sentence: "50", "29.99", "-5".

@@ -646,6 +646,10 @@ TEST(Audit, OnePoolIsAuditedItsFiguresItsOwnThePlanAdvisedOneForEveryPool) {
                 "builder covers the projected needs of message 198 and integration 1650 credits"),
             std::string::npos)
       << r.advice->reason;
+  // The pool that runs out is named, so the integration pool's advice does not read as if
+  // its own credits ran out (found by an audit).
+  EXPECT_EQ(r.advice->reason.rfind("credits of the message pool run out this cycle; ", 0), 0u)
+      << r.advice->reason;
   const Advice integration = *r.advice;
   options.pool = "message";
   r = audit({prompt, call, plan_change, stray}, options);
