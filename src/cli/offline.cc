@@ -440,7 +440,7 @@ int run_simulate(const SimulateArgs& args) {
     start = parse_rfc3339(args.start);
   }
   if (!start) {
-    usage_error("--start: not an RFC 3339 instant: " + args.start);
+    usage_error("--start: not an RFC 3339 instant from 1970 to 9999: " + args.start);
     return kExitUsage;
   }
   // Whole UTC days are generated (sim/simulate.h): refused before the output is opened.
@@ -786,7 +786,7 @@ int run_audit(const AuditArgs& args) {
     if (text->empty()) continue;
     *out = parse_rfc3339_bound(*text);  // as the server's route reads a range's bounds
     if (!*out) {
-      usage_error("--from/--to: not an RFC 3339 instant: " + *text);
+      usage_error("--from/--to: not an RFC 3339 instant from 1970 to 9999: " + *text);
       return kExitUsage;
     }
   }
