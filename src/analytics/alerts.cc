@@ -379,7 +379,7 @@ Status AlertBook::load(bool repair) {
     }
     fired_.insert(a.alert_id);
     keep(a);
-    if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, 0};
+    if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, 0, fired_count_++};
     return true;
   });
 }
@@ -439,7 +439,7 @@ std::size_t AlertBook::record(const std::vector<Alert>& candidates, std::int64_t
     if (!append(kOutboxFile, alert_line(a, webhook)).ok()) continue;
     fired_.insert(a.alert_id);
     keep(a);
-    if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, now_ms};
+    if (webhook) queue_[a.alert_id] = Pending{a, 0, -1, now_ms, fired_count_++};
     ++added;
   }
   if (added > 0) cv_.notify_all();
@@ -459,7 +459,8 @@ std::size_t AlertBook::queued() const {
 }
 
 std::size_t AlertBook::deliver_due(std::int64_t now_ms, const WebhookSender& send) {
-  std::vector<WebhookRequest> due;
+  // In the order the alerts fired (the queue is kept by id, a hash).
+  std::vector<std::pair<std::uint64_t, WebhookRequest>> due;
   {
     std::lock_guard lock(mu_);
     for (auto& [id, p] : queue_) {
@@ -467,12 +468,13 @@ std::size_t AlertBook::deliver_due(std::int64_t now_ms, const WebhookSender& sen
       auto r = rules_.find(p.alert.account_id);
       if (r == rules_.end() || r->second.webhook_url.empty())
         continue;  // removed: wait for a new one
-      due.push_back(WebhookRequest{r->second.webhook_url, r->second.webhook_secret, id,
-                                   alert_payload(p.alert), now_ms / 1000});
+      due.emplace_back(p.fired_no, WebhookRequest{r->second.webhook_url, r->second.webhook_secret,
+                                                  id, alert_payload(p.alert), now_ms / 1000});
     }
   }
+  std::sort(due.begin(), due.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   std::size_t acked = 0;
-  for (const WebhookRequest& req : due) {
+  for (const auto& [fired_no, req] : due) {
     bool ok = send(req);  // no lock held while the network is slow
     std::lock_guard lock(mu_);
     auto it = queue_.find(req.alert_id);

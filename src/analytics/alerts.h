@@ -169,6 +169,7 @@ class AlertBook {
     std::int64_t attempts = 0;
     std::int64_t first_attempt_ms = -1;
     std::int64_t next_attempt_ms = 0;
+    std::uint64_t fired_no = 0;  // the order it fired in: deliveries go in that order
   };
   explicit AlertBook(std::string dir) : dir_(std::move(dir)) {}
   Status load(bool repair);
@@ -181,6 +182,7 @@ class AlertBook {
   std::set<std::string> fired_;
   std::unordered_map<std::string, std::deque<Alert>> listed_;
   std::map<std::string, Pending> queue_;  // by alert id
+  std::uint64_t fired_count_ = 0;         // Pending::fired_no of the next one queued
   std::thread thread_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -3,6 +3,7 @@
 // with answers computed by hand in the comments.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -222,6 +223,45 @@ TEST(Alerts, BookRecordsEachAlertOnceAndDeliversWithBackoffAcrossRestarts) {
   EXPECT_EQ((*book)->queued(), 0u);
   auto reopened = AlertBook::open(dir);
   EXPECT_EQ((*reopened)->queued(), 0u);  // delivered is durable too
+}
+
+// Deliveries go in the order the alerts fired, live and after a restart (found by an
+// audit: the queue, kept by alert id (a hash), sent "100 %" before "80 %").
+TEST(Alerts, DeliveriesGoInTheOrderTheAlertsFired) {
+  const std::string dir = fresh_dir("alerts_order_test");
+  AlertRules rules;
+  rules.webhook_url = "http://127.0.0.1:1/h";
+  rules.webhook_secret = "s";
+  rules.thresholds_percent = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100};
+  PoolStatus p;
+  p.pool = "credits";
+  p.allowance_mc = cr(100);
+  const std::int64_t t0 = at("2026-03-02T00:00:00Z");
+  std::vector<std::string> fired;
+  {
+    auto book = AlertBook::open(dir);
+    ASSERT_TRUE(book.ok());
+    ASSERT_TRUE((*book)->set_rules("a", rules).ok());
+    // One threshold at a time, each its own evaluation.
+    for (int used = 10; used <= 100; used += 10) {
+      p.used_mc = cr(used);
+      for (const Alert& a : evaluate_alerts("a", t0, {p}, rules)) {
+        if ((*book)->record({a}, t0) == 1) fired.push_back(a.alert_id);
+      }
+    }
+    ASSERT_EQ(fired.size(), 10u);
+    ASSERT_FALSE(std::is_sorted(fired.begin(), fired.end()));  // the ids alone would reorder
+    std::vector<std::string> sent;
+    (*book)->deliver_due(
+        t0, [&](const WebhookRequest& r) { return sent.push_back(r.alert_id), false; });
+    EXPECT_EQ(sent, fired);
+  }
+  auto book = AlertBook::open(dir);
+  ASSERT_TRUE(book.ok());
+  std::vector<std::string> sent;
+  (*book)->deliver_due(t0 + 60'000,
+                       [&](const WebhookRequest& r) { return sent.push_back(r.alert_id), true; });
+  EXPECT_EQ(sent, fired);
 }
 
 std::string file_text(const std::string& path) {
