@@ -592,6 +592,14 @@ def operations():
        - series(before, 'creditd_rejections_total{code="unauthorized"}'), 2)
     check("metrics: a made-up method is labelled OTHER", "MADEUPMETHODXYZ" not in after
           and 'route="OTHER /healthz"' in after, [x for x in after.splitlines() if "OTHER" in x][:3])
+    # A path of route words that is no route of API.md adds no label of its own.
+    for path in ("/plans/batch/keys/admin/clock", "/v1/v1/plans/import", "/v1/accounts/a/b/c/d/e"):
+        h.raw_exchange(SRV.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), head_only=True)
+    after = c.get("/metrics", key=None).text
+    routes = {x.split('route="', 1)[1].split('"', 1)[0] for x in after.splitlines() if 'route="' in x}
+    check("metrics: paths that are no route are one label, '(unknown route)'",
+          "GET (unknown route)" in routes and not any("plans/batch" in x or "v1/v1" in x or "{id}/{id}/{id}" in x
+                                                       for x in routes), sorted(routes))
     # The longest step of each kind since the start: a number, and the apply took some time.
     maxima = {}
     for line in r.text.splitlines():
