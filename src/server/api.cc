@@ -589,18 +589,22 @@ struct Api::Impl {
       if (!bad && !usage && !amount) {
         bad = err_param(ErrorCode::kInvalidRequest, "give usage or amount", "usage");
       }
+      // What the rate card in force says of a well-formed usage (an unknown model, a price
+      // past the bound) is checked apart: the request is still the same request, so a
+      // retry of a key stored under another card replays its answer (API.md's order:
+      // replay before 400), and only a new key gets this 400.
+      std::optional<Error> card_bad;
       if (!bad && usage) {
         if (amount) {
           Status v = card.validate(kind, *usage);
-          if (!v.ok()) bad = v.error();
+          if (!v.ok()) card_bad = v.error();
         } else {
+          by_usage = true;
           auto price = card.price(kind, *usage);
           if (!price.ok())
-            bad = price.error();
-          else {
+            card_bad = price.error();
+          else
             cost = price->cost;
-            by_usage = true;
-          }
         }
       }
       if (amount) cost = *amount;
@@ -625,7 +629,9 @@ struct Api::Impl {
         h.ttl_ms = ttl_ms;
       }
       if (bad) set_precheck(c, *bad);
-      seal(c, route, &r, given);
+      if (card_bad) set_precheck(c, *card_bad);
+      // A malformed request hashes its raw fields; one the card refused, its fields.
+      seal(c, route, bad ? &r : nullptr, given);
       keep_key_error(c, key_error);
       return;
     }

@@ -659,6 +659,9 @@ def retry_after_a_new_rate_card():
         card = fh.read()
     assert "\nversion = 1\n" in card and "\nbase_mc = 500\n" in card
     card2 = card.replace("\nversion = 1\n", "\nversion = 2\n").replace("\nbase_mc = 500\n", "\nbase_mc = 900\n")
+    # The new card no longer knows gpt-4o-mini: a retry is still the request it was.
+    assert '\n[models."gpt-4o-mini"]\nmultiplier_milli = 300\n' in card2
+    card2 = card2.replace('\n[models."gpt-4o-mini"]\nmultiplier_milli = 300\n', "\n")
     path2 = os.path.join(tempfile.mkdtemp(prefix="creditd-card-"), "rate_card.toml")
     with open(path2, "w") as fh:
         fh.write(card2)
@@ -667,12 +670,20 @@ def retry_after_a_new_rate_card():
     c.set_clock("2026-03-14T12:00:00Z")
     a = c.create_account("card", "pro")
     usage = {"model": "default", "input_tokens": 1000, "output_tokens": 100}
+    mini = {"model": "gpt-4o-mini", "input_tokens": 3000, "output_tokens": 700}
     def the_three(cl):  # a charge priced by usage, one by amount, a hold: the same each time
         return {
             "usage": cl.charge(a, usage=usage, kind="agent_prompt", idem="card-u"),
             "amount": cl.charge(a, amount=2, kind="agent_prompt", idem="card-a"),
             "hold": cl.post(f"/v1/accounts/{a}/holds", {"idempotency_key": "card-h", "kind": "agent_prompt",
                                                         "user_id": "u1", "usage": usage}),
+            "usage of a model the new card lacks": cl.charge(a, usage=mini, kind="integration.invoke_llm",
+                                                             idem="card-m"),
+            "amount with a usage the new card lacks": cl.charge(a, amount=1, usage=mini, kind="integration.invoke_llm",
+                                                                idem="card-am"),
+            "hold of a model the new card lacks": cl.post(
+                f"/v1/accounts/{a}/holds", {"idempotency_key": "card-hm", "kind": "integration.invoke_llm",
+                                            "user_id": "u1", "usage": mini}),
         }
     first = the_three(c)
     for name, r in first.items():
@@ -689,6 +700,8 @@ def retry_after_a_new_rate_card():
               (r, first[name].text))
     r = c2.charge(a, amount=3, kind="agent_prompt", idem="card-a")
     check("new card: another body under the key is still 422", h.is_error(r, 422, "idempotency_key_reused"), r)
+    r = c2.charge(a, usage=mini, kind="integration.invoke_llm", idem="card-m-new")
+    check("new card: a new key with the model it lacks is 400 invalid_usage", h.is_error(r, 400, "invalid_usage"), r)
     srv2.stop()
 
 
