@@ -8,14 +8,19 @@
 # gets a new read key for the demo account.
 set -euo pipefail
 build=$1
-data=$2
+data=${2%/}  # "data/" and "data" are one directory (the setup renames DATA.setup to it)
 port=$3
 url="http://127.0.0.1:$port"
 # The data and the setup's files are the owner's alone, as creditd keeps its own.
 umask 077
 
+# Waits for the creditd started as $pid to answer (not another server on the port).
 wait_ready() {
   for _ in $(seq 1 100); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "run: creditd stopped during the setup (its output: $data/setup.log)" >&2
+      return 1
+    fi
     curl -fsS "$url/healthz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
@@ -23,15 +28,32 @@ wait_ready() {
   return 1
 }
 
+if curl -fsS "$url/healthz" >/dev/null 2>&1; then
+  echo "run: something already answers on $url: stop it, or run on another port" >&2
+  exit 1
+fi
+
 # A new read key of account demo into $data/demo.key; creditd runs at $url with admin key $1.
 demo_key() {
-  curl -fsS -H "Authorization: Bearer $1" -H "Content-Type: application/json" \
+  local answer
+  answer=$(curl -fsS -H "Authorization: Bearer $1" -H "Content-Type: application/json" \
     -X POST "$url/v1/accounts/demo/keys" \
-    -d "{\"idempotency_key\":\"demo-key-$(date +%s%N)\",\"role\":\"read\",\"label\":\"demo\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' >"$data/demo.key"
+    -d "{\"idempotency_key\":\"demo-key-$(date +%s%N)\",\"role\":\"read\",\"label\":\"demo\"}") ||
+    return 1
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' <<<"$answer" >"$data/demo.key"
 }
 
-if [ -d "$data" ] && [ ! -f "$data/demo.key" ]; then
+if [ -d "$data" ] && [ ! -f "$data/admin.key" ]; then
+  # Not creditd's (never started on it): an empty directory made beforehand is taken, any
+  # other is left alone.
+  if [ -n "$(ls -A "$data")" ]; then
+    echo "run: $data exists and is not a creditd data directory: move it away or give make run another" >&2
+    exit 1
+  fi
+  rmdir "$data"
+fi
+
+if [ -f "$data/admin.key" ] && [ ! -f "$data/demo.key" ]; then
   # Set up before, and demo.key deleted since: a new read key (the clock cannot go back to
   # set the account up again).
   "$build/creditd" --data "$data" --listen "127.0.0.1:$port" >>"$data/setup.log" 2>&1 &
@@ -94,11 +116,19 @@ if [ ! -d "$data" ]; then
   data=$final
 fi
 
-cat <<MSG
+if [ -f "$data/demo.key" ]; then
+  cat <<MSG
 creditd on $url
   dashboard:   $url/ui/?account=demo   (paste the key from $data/demo.key)
   admin key:   $data/admin.key
   demo key:    $data/demo.key (read key of account "demo")
   try:         curl -H "Authorization: Bearer \$(cat $data/demo.key)" $url/v1/accounts/demo
 MSG
+else
+  cat <<MSG
+creditd on $url (no demo account in $data: remove $data for a new demo)
+  dashboard:   $url/ui/
+  admin key:   $data/admin.key
+MSG
+fi
 exec "$build/creditd" --data "$data" --listen "127.0.0.1:$port"
