@@ -1557,7 +1557,7 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
     if (req.method == "PUT" && route == "alert-rules") {
       // Read keys may set their own account's rules (DESIGN.md section 5).
       std::string body = req.body;
-      return run([id, body, &analytics, allow_local_webhooks](EngineState& st) {
+      return run([id, body, &engine, &analytics, allow_local_webhooks](EngineState& st) {
         const ledger::Account* account = st.ledger.find(id);
         if (account == nullptr) return not_found_account();
         auto rules = parse_rules(body, analytics.alerts().rules(id), allow_local_webhooks);
@@ -1566,6 +1566,17 @@ AnalyticsRoute make_analytics_routes(Engine& engine, Analytics& analytics,
         if (account->closed) return error_response(ledger::account_closed_error());
         if (Status s = analytics.alerts().set_rules(id, *rules); !s.ok())
           return error_response(s.error());
+        // Judged under the new rules now, as the next start would judge it (found by an
+        // audit: a threshold already passed fired only after a restart, dated before the
+        // rules). During a start's catch-up the catch-up's own end judges every account.
+        if (engine.sink_caught_up()) {
+          if (auto d = due_account(st.ledger, id, st.now_ms)) {
+            d->rules = analytics.alerts().params(id);
+            std::vector<analytics::DueAccount> due;
+            due.push_back(std::move(*d));
+            analytics.queue_evaluation(std::move(due));
+          }
+        }
         return json_response(200, rules_json(*rules));
       });
     }

@@ -619,11 +619,30 @@ def cycle_inside_an_hour():
     srv.stop()
 
 
+def threshold_added_late():
+    """A threshold added below the usage already reached fires when it is added, dated then,
+    and a restart changes nothing (found by an audit: it fired only after a restart, dated
+    before the rules existed). Last: it restarts the server."""
+    global SRV, C
+    c = C
+    c.create_account("tl", "starter")
+    c.charge("tl", amount=1000)
+    r = c.put("/v1/accounts/tl/alert-rules", {"thresholds": [10, 50]})
+    check("tl: thresholds 10 and 50 after 50 % was reached", r.status == 200, r)
+    fired = [(a["details"]["threshold_percent"], a["at"]) for a in alerts(c, "tl", "threshold")]
+    eq("a threshold added below the usage fires at once", sorted(t for t, _ in fired), [10, 50])
+    eq("alerts: SIGTERM", SRV.stop(), 0)
+    SRV = h.start(manual_clock=True, data_dir=SRV.data_dir)
+    C = SRV.client()
+    eq("after a restart: the same alerts, the same instants",
+       [(a["details"]["threshold_percent"], a["at"]) for a in alerts(C, "tl", "threshold")], fired)
+
+
 SRV = h.start(manual_clock=True)
 C = SRV.client()
 K = {}
 C.set_clock("2026-12-20T00:00:00Z")
 for section in (usage, loops, loops_in_range, day0, day1, day2, day3, day4, more_live, next_cycle, two_pools,
-                first_event_and_model, cycle_inside_an_hour):
+                first_event_and_model, cycle_inside_an_hour, threshold_added_late):
     h.run_section(section)
 h.finish()
