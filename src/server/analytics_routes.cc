@@ -1429,9 +1429,13 @@ class ImportSink final : public BodySink {
     return false;
   }
 
+  // The import's answer counted and timed as every handled request's is (Api::timed).
+  void set_timed(std::function<Responder(Responder)> timed) { timed_ = std::move(timed); }
+
   void finish(Responder respond) override {
+    Responder counted = timed_ ? timed_(std::move(respond)) : std::move(respond);
     std::lock_guard lock(mu_);
-    respond_ = std::move(respond);
+    respond_ = std::move(counted);
     finished_ = true;
     cv_.notify_one();
   }
@@ -1481,6 +1485,7 @@ class ImportSink final : public BodySink {
   std::size_t queued_bytes_ = 0;
   Resume resume_;  // set while the session waits for room
   Responder respond_;
+  std::function<Responder(Responder)> timed_;
   bool finished_ = false;
   bool aborted_ = false;
 };
@@ -1628,6 +1633,9 @@ Result<std::shared_ptr<ImportSink>> ImportingHandler::start_import(const HttpReq
   }
   const bool apply = mode == "apply";
   auto sink = std::make_shared<ImportSink>();
+  sink->set_timed([this, method = head.method, path = head.path](Responder respond) {
+    return api_.timed(method, path, std::move(respond));
+  });
   {
     std::lock_guard lock(active_mu_);
     ++active_;

@@ -2085,18 +2085,22 @@ void Api::answered_early(std::string_view method, std::string_view path,
                 answer);
 }
 
-void Api::handle(HttpRequest&& req, Responder respond) {
-  Impl& impl = *impl_;
-  const std::string* route = route_label(req.method, req.path);
+Responder Api::timed(std::string_view method, std::string_view path, Responder respond) {
+  const std::string* route = route_label(method, path);
   auto t0 = std::chrono::steady_clock::now();
   MetricsRegistry* metrics = &metrics_;
-  Responder timed = [metrics, route, t0, respond = std::move(respond)](HttpResponse&& h) {
+  return [metrics, route, t0, respond = std::move(respond)](HttpResponse&& h) {
     auto ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
             .count();
     record_answer(*metrics, route, ns, h);
     respond(std::move(h));
   };
+}
+
+void Api::handle(HttpRequest&& req, Responder respond) {
+  Impl& impl = *impl_;
+  Responder timed = this->timed(req.method, req.path, std::move(respond));
   if (req.method == "GET" && req.path == "/metrics") {
     EngineStats& st = engine_.stats();
     metrics_.counter("creditd_batches_total", "Batches applied")

@@ -49,6 +49,9 @@ class Api final : public Handler {
   void handle(HttpRequest&& req, Responder respond) override;
   std::optional<Error> check_head(const HttpRequest& head) override;
   // Counts the answers the HTTP server gives without handle() (requests and rejections).
+  // `respond` wrapped to count and time its answer under the request's route (what handle()
+  // does for the requests it takes): for a request answered elsewhere, the streamed import.
+  Responder timed(std::string_view method, std::string_view path, Responder respond);
   void answered_early(std::string_view method, std::string_view path,
                       const HttpResponse& answer) override;
   void set_analytics(AnalyticsRoute route) { analytics_ = std::move(route); }

@@ -592,6 +592,14 @@ def operations():
        - series(before, 'creditd_rejections_total{code="unauthorized"}'), 2)
     check("metrics: a made-up method is labelled OTHER", "MADEUPMETHODXYZ" not in after
           and 'route="OTHER /healthz"' in after, [x for x in after.splitlines() if "OTHER" in x][:3])
+    # A streamed import's answer is counted and timed like any handled request's.
+    before = c.get("/metrics", key=None).text
+    imp = c.post("/v1/admin/import?mode=analytics", raw=b"{not json\n")
+    after = c.get("/metrics", key=None).text
+    prefix = f'creditd_requests_total{{route="POST /v1/admin/import",status="{imp.status}"}}'
+    eq(f"metrics: an import answered {imp.status} is counted", series(after, prefix) - series(before, prefix), 1)
+    hist = f'creditd_request_seconds_count{{route="POST /v1/admin/import",status="{imp.status}"}}'
+    eq("metrics: and timed", series(after, hist) - series(before, hist), 1)
     # A path of route words that is no route of API.md adds no label of its own.
     for path in ("/plans/batch/keys/admin/clock", "/v1/v1/plans/import", "/v1/accounts/a/b/c/d/e"):
         h.raw_exchange(SRV.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), head_only=True)
