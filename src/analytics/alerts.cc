@@ -199,20 +199,38 @@ std::vector<Alert> evaluate_alerts(const std::string& account_id, std::int64_t n
     const std::int64_t base = p.allowance_mc + p.extra_mc;
     std::vector<std::int64_t> thresholds = rules.thresholds_percent;
     std::sort(thresholds.begin(), thresholds.end());
+    const auto reaches = [&](std::int64_t used_mc, std::int64_t t) {
+      return static_cast<__int128>(used_mc) * 100 >= static_cast<__int128>(t) * base;
+    };
     for (std::int64_t t : thresholds) {
-      if (base <= 0 || static_cast<__int128>(p.used_mc) * 100 < static_cast<__int128>(t) * base)
-        continue;
+      if (base <= 0 || !reaches(p.used_mc, t)) continue;
+      // The step that crossed t: walking back from the end, the last one before which the
+      // used credits were below it.
+      std::int64_t at_ms = now_ms;
+      std::int64_t used_mc = p.used_mc;
+      for (std::int64_t after = p.used_mc, i = static_cast<std::int64_t>(p.steps.size()) - 1;
+           i >= 0; --i) {
+        const UsedStep& step = p.steps[static_cast<std::size_t>(i)];
+        const std::int64_t before = saturating_sub_mc(after, step.delta_mc);
+        if (!reaches(before, t)) {
+          at_ms = step.at_ms;
+          used_mc = after;
+          break;
+        }
+        after = before;
+      }
       Alert& a =
           make("threshold", p.pool, fmt::format("threshold:{}:{}:{}", p.pool, t, p.cycle_start_ms));
+      a.at_ms = at_ms;
       a.message = fmt::format(
-          "{} credits of pool {} used this cycle: {} % of {} ({} % threshold)", credits(p.used_mc),
-          p.pool, static_cast<std::int64_t>(static_cast<__int128>(p.used_mc) * 100 / base),
+          "{} credits of pool {} used this cycle: {} % of {} ({} % threshold)", credits(used_mc),
+          p.pool, static_cast<std::int64_t>(static_cast<__int128>(used_mc) * 100 / base),
           credits(base), t);
       json::Writer w(a.details_json);
       w.begin_object().key("pool").string(p.pool).key("threshold_percent").integer(t);
-      w.key("used").raw(credits(p.used_mc)).key("allowance").raw(credits(p.allowance_mc));
+      w.key("used").raw(credits(used_mc)).key("allowance").raw(credits(p.allowance_mc));
       w.key("extra").raw(credits(p.extra_mc));
-      w.key("utilization").fraction(static_cast<double>(p.used_mc) / static_cast<double>(base));
+      w.key("utilization").fraction(static_cast<double>(used_mc) / static_cast<double>(base));
       w.key("cycle_start").string(format_rfc3339(p.cycle_start_ms)).end_object();
     }
     const std::string mean = p.burn.trailing_mean_mc ? credits(*p.burn.trailing_mean_mc) : "null";

@@ -88,6 +88,13 @@ struct Alert {
   std::string details_json;  // a JSON object
 };
 
+// A live change of a pool's used credits (a charge or capture: +, a refund: -) since the
+// account was last judged, at its event's instant.
+struct UsedStep {
+  std::int64_t at_ms = 0;
+  std::int64_t delta_mc = 0;
+};
+
 // What one pool of an account looks like at the evaluation instant.
 struct PoolStatus {
   std::string pool;
@@ -98,6 +105,11 @@ struct PoolStatus {
   std::int64_t extra_mc = 0;
   std::int64_t available_mc = 0;
   BurnReport burn;
+  // The changes of used_mc that led to it since the last evaluation, oldest first: a
+  // threshold fires at the step that crossed it, with the used credits after that step
+  // (one charge of a batch may cross it before another). Empty, or crossed before the
+  // first of them: at the evaluation instant, with used_mc.
+  std::vector<UsedStep> steps;
 };
 
 // Every alert the rules call for at now_ms (fired or not before: AlertBook::record

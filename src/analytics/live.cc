@@ -60,10 +60,13 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
     if (first) marks_.push_back(MarkedAccount{e.account_id, Mark{}});
     Mark& mark = marks_[n].mark;
     if (!mark.due) {
-      mark = Mark{0, true};
+      mark.due_at_ms = 0;
+      mark.due = true;
+      mark.steps.clear();
       due_order_.push_back(n);
     }
     mark.due_at_ms = std::max(mark.due_at_ms, e.at_ms);
+    record_step(mark, e);
     const bool first_listed =
         e.at_ms >= marks_[n].listed_until_ms && ledger::event_type_listed(e.type);
     if (first_listed) marks_[n].listed_until_ms = day_start_ms(e.at_ms) + kMsPerDay;
@@ -87,13 +90,35 @@ bool Analytics::on_events(const std::vector<ledger::Event>& events) {
   return true;
 }
 
+void Analytics::record_step(Mark& mark, const ledger::Event& e) {
+  using ledger::EventType;
+  if (e.type == EventType::kReset) {
+    // A new cycle: the used credits start again, so the steps before it cross nothing.
+    std::erase_if(mark.steps,
+                  [&](const PoolStep& s) { return e.pool.empty() || s.pool == e.pool; });
+    return;
+  }
+  std::int64_t delta_mc = 0;
+  if (e.type == EventType::kCharge || e.type == EventType::kCapture) {
+    delta_mc = e.credits.mc();
+  } else if (e.type == EventType::kRefund) {
+    delta_mc = -e.credits.mc();
+  }
+  if (delta_mc == 0) return;
+  if (mark.steps.size() >= kUsedStepsPerAccountMax) {
+    mark.steps.erase(mark.steps.begin(), mark.steps.begin() + kUsedStepsPerAccountMax / 2);
+  }
+  mark.steps.push_back(PoolStep{e.pool, UsedStep{e.at_ms, delta_mc}});
+}
+
 std::vector<Analytics::Due> Analytics::take_due() {
   scheduled_ = false;
   std::vector<Due> due;
   due.reserve(due_order_.size());
   for (const std::uint32_t n : due_order_) {
-    due.push_back(Due{marks_[n].account_id, marks_[n].mark.due_at_ms});
-    marks_[n].mark = Mark{};
+    Mark& mark = marks_[n].mark;
+    due.push_back(Due{marks_[n].account_id, mark.due_at_ms, std::move(mark.steps)});
+    mark = Mark{};
   }
   due_order_.clear();
   return due;
@@ -110,7 +135,8 @@ bool Analytics::mark_new_day(std::int64_t now_ms) {
   for (; new_day_next_ < new_day_end_ && marked < kNewDayAccountsPerPassMax; ++new_day_next_) {
     Mark& mark = marks_[new_day_next_].mark;
     if (!mark.due) {
-      mark = Mark{0, true};
+      mark = Mark{};
+      mark.due = true;
       due_order_.push_back(static_cast<std::uint32_t>(new_day_next_));
     }
     mark.due_at_ms = std::max(mark.due_at_ms, now_ms);
@@ -218,6 +244,7 @@ void Analytics::evaluate(const DueAccount& d) {
       s.allowance_mc = p.allowance_mc;
       s.extra_mc = p.extra_mc;
       s.available_mc = p.available_mc;
+      s.steps = p.steps;
       const BurnDays days = burn_days(d.now_ms, d.cycle_start_ms, first, params.burn);
       const BurnWindow w = rollups_.burn_window(d.account_id, p.pool, days.today_ms,
                                                 days.window_first_ms, days.window_days);

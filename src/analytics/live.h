@@ -61,6 +61,17 @@ struct DuePool {
   std::int64_t allowance_mc = 0;
   std::int64_t extra_mc = 0;
   std::int64_t available_mc = 0;
+  std::vector<UsedStep> steps;  // PoolStatus::steps
+};
+
+// The used-credit steps kept per account between two evaluations (the newest; a threshold
+// crossed before them fires at the evaluation instant).
+constexpr std::size_t kUsedStepsPerAccountMax = 4096;
+
+// A step of one pool of an account (Analytics::Due).
+struct PoolStep {
+  std::string pool;
+  UsedStep step;
 };
 struct DueAccount {
   std::string account_id;
@@ -85,6 +96,7 @@ class Analytics {
   struct Due {
     std::string account_id;
     std::int64_t at_ms = 0;
+    std::vector<PoolStep> steps;  // the live changes of used credits since the last take
   };
   std::vector<Due> take_due();
   // The evaluation could not be scheduled (the engine's queue was full): the next batch
@@ -153,6 +165,7 @@ class Analytics {
   struct Mark {
     std::int64_t due_at_ms = 0;  // the latest live event since take_due(), when due
     bool due = false;
+    std::vector<PoolStep> steps;  // since take_due(), the newest kUsedStepsPerAccountMax
   };
   // Every account that had a live event, by number (mark_numbers_ finds it by id): one
   // lookup per event tells both whether it is the account's first and where its due
@@ -165,6 +178,8 @@ class Analytics {
     // before are deleted, is the first of a later day).
     std::int64_t listed_until_ms = INT64_MIN;
   };
+  // Adds the change of used credits `e` makes (if any) to the mark's steps.
+  static void record_step(Mark& mark, const ledger::Event& e);
   std::vector<MarkedAccount> marks_;
   IdIndex mark_numbers_;
   // The due accounts' numbers in the order they became due (take_due() lists them in

@@ -661,7 +661,8 @@ std::optional<analytics::DueAccount> due_account(const ledger::Ledger& ledger,
     d.cycle_end_ms = acc->cycle_end_ms;
     for (const auto& p : acc->pools) {
       const ledger::PoolView v = ledger::Ledger::pool_view(*acc, p, now);
-      d.pools.push_back({v.name, v.used.mc(), v.allowance.mc(), v.extra.mc(), v.available.mc()});
+      d.pools.push_back(
+          {v.name, v.used.mc(), v.allowance.mc(), v.extra.mc(), v.available.mc(), {}});
     }
     return d;
   }
@@ -670,7 +671,7 @@ std::optional<analytics::DueAccount> due_account(const ledger::Ledger& ledger,
   d.cycle_start_ms = view->cycle_start_ms;
   d.cycle_end_ms = view->cycle_end_ms;
   for (const auto& p : view->pools)
-    d.pools.push_back({p.name, p.used.mc(), p.allowance.mc(), p.extra.mc(), p.available.mc()});
+    d.pools.push_back({p.name, p.used.mc(), p.allowance.mc(), p.extra.mc(), p.available.mc(), {}});
   return d;
 }
 
@@ -678,9 +679,14 @@ std::optional<analytics::DueAccount> due_account(const ledger::Ledger& ledger,
 // job after their batch) and queues them for the analytics worker to judge.
 void evaluate_due(EngineState& st, Analytics& a) {
   std::vector<analytics::DueAccount> due;
-  for (const analytics::Analytics::Due& due_at : a.take_due()) {
+  for (analytics::Analytics::Due& due_at : a.take_due()) {
     if (auto d = due_account(st.ledger, due_at.account_id, due_at.at_ms)) {
       d->rules = a.alerts().params(due_at.account_id);
+      for (analytics::PoolStep& s : due_at.steps) {
+        for (analytics::DuePool& p : d->pools) {
+          if (p.pool == s.pool) p.steps.push_back(s.step);
+        }
+      }
       due.push_back(std::move(*d));
     }
   }

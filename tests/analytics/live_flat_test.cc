@@ -226,7 +226,7 @@ TEST_F(LiveTest, EvaluationRecordsEachAlertOnceAndAThresholdCrossedLater) {
   d.now_ms = at("2026-03-02T10:00:00Z");
   d.cycle_start_ms = at("2026-03-01T00:00:00Z");
   d.cycle_end_ms = at("2026-04-01T00:00:00Z");
-  d.pools.push_back(DuePool{"credits", cr(600), cr(1000), 0, cr(400)});
+  d.pools.push_back(DuePool{"credits", cr(600), cr(1000), 0, cr(400), {}});
   live_->queue_evaluation({d});
   live_->queue_evaluation({d});  // the same state again: nothing new
   live_->sync();

@@ -174,6 +174,45 @@ TEST(Alerts, ThresholdsCrossedByOneChargeFireEachOncePerCycle) {
   EXPECT_TRUE(evaluate_alerts("a", at("2026-04-02T00:00:00Z"), {p}, rules).empty());
 }
 
+// A threshold fires at the step that crossed it, with the used credits then, not at the
+// end of the batch (found by an audit: two charges in one batch, the 50 % alert said 80 %
+// at the batch's last instant).
+TEST(Alerts, AThresholdFiresAtTheStepThatCrossedIt) {
+  AlertRules rules;  // 50, 80, 100
+  PoolStatus p;
+  p.pool = "credits";
+  p.allowance_mc = cr(2000);
+  p.used_mc = cr(1600);
+  const std::int64_t t1 = at("2026-04-17T01:00:00Z"), t5 = at("2026-04-17T05:00:00Z");
+  const std::int64_t now = at("2026-04-17T06:00:00Z");
+  p.steps = {{t1, cr(1000)}, {t5, cr(600)}};
+  auto alerts = evaluate_alerts("a", now, {p}, rules);
+  ASSERT_EQ(alerts.size(), 2u);
+  EXPECT_EQ(alerts[0].at_ms, t1);
+  EXPECT_NE(alerts[0].details_json.find("\"threshold_percent\":50,\"used\":1000,"),
+            std::string::npos)
+      << alerts[0].details_json;
+  EXPECT_NE(alerts[0].details_json.find("\"utilization\":0.5,"), std::string::npos);
+  EXPECT_EQ(alerts[1].at_ms, t5);
+  EXPECT_NE(alerts[1].details_json.find("\"threshold_percent\":80,\"used\":1600,"),
+            std::string::npos)
+      << alerts[1].details_json;
+  // A refund between them: the crossing is the last step that went from below to at or above.
+  p.used_mc = cr(1100);
+  p.steps = {{t1, cr(1000)}, {t1 + 1, -cr(500)}, {t5, cr(600)}};
+  alerts = evaluate_alerts("a", now, {p}, rules);
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0].at_ms, t5);
+  EXPECT_NE(alerts[0].details_json.find("\"used\":1100,"), std::string::npos);
+  // Crossed before the steps (a rule added later, steps dropped): the evaluation instant.
+  p.used_mc = cr(1200);
+  p.steps = {{t5, cr(100)}};
+  alerts = evaluate_alerts("a", now, {p}, rules);
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0].at_ms, now);
+  EXPECT_NE(alerts[0].details_json.find("\"used\":1200,"), std::string::npos);
+}
+
 // An empty directory of this name under the test's temporary directory.
 std::string fresh_dir(const std::string& name) {
   const std::string dir = testing::TempDir() + "/" + name;

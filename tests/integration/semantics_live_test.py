@@ -619,6 +619,24 @@ def cycle_inside_an_hour():
     srv.stop()
 
 
+def thresholds_in_one_batch():
+    """Two charges of one /v1/batch: the 50 % alert is the first charge's (its instant is the
+    batch's, its used credits the first charge's), the 80 % alert the second's (found by an
+    audit: both said 1600 used, utilization 0.8)."""
+    c = C
+    c.create_account("tb", "starter")
+    r = c.post("/v1/batch", {"ops": [
+        {"op": "charge", "account_id": "tb", "idempotency_key": key(), "kind": "agent_prompt", "user_id": "u",
+         "amount": 1000},
+        {"op": "charge", "account_id": "tb", "idempotency_key": key(), "kind": "agent_prompt", "user_id": "u",
+         "amount": 600}]})
+    check("tb: the batch", r.status == 200 and [x["status"] for x in r.get("results", [])] == [201, 201], r)
+    eq("tb: each threshold with the used credits of the charge that crossed it",
+       sorted((a["details"]["threshold_percent"], dec(a["details"]["used"]), a["details"]["utilization"])
+              for a in alerts(c, "tb", "threshold")),
+       [(50, D(1000), D("0.5")), (80, D(1600), D("0.8"))])
+
+
 def threshold_added_late():
     """A threshold added below the usage already reached fires when it is added, dated then,
     and a restart changes nothing (found by an audit: it fired only after a restart, dated
@@ -643,6 +661,6 @@ C = SRV.client()
 K = {}
 C.set_clock("2026-12-20T00:00:00Z")
 for section in (usage, loops, loops_in_range, day0, day1, day2, day3, day4, more_live, next_cycle, two_pools,
-                first_event_and_model, cycle_inside_an_hour, threshold_added_late):
+                first_event_and_model, cycle_inside_an_hour, thresholds_in_one_batch, threshold_added_late):
     h.run_section(section)
 h.finish()
