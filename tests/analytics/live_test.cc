@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "analytics/alerts.h"
 #include "analytics/burn.h"
@@ -293,7 +294,7 @@ TEST(Alerts, DeliveriesGoInTheOrderTheAlertsFired) {
     std::vector<std::string> sent;
     (*book)->deliver_due(
         t0, [&](const WebhookRequest& r) { return sent.push_back(r.alert_id), false; });
-    EXPECT_EQ(sent, fired);
+    EXPECT_EQ(sent, std::vector<std::string>{fired.front()});  // a failing receiver: once a pass
   }
   auto book = AlertBook::open(dir);
   ASSERT_TRUE(book.ok());
@@ -301,6 +302,37 @@ TEST(Alerts, DeliveriesGoInTheOrderTheAlertsFired) {
   (*book)->deliver_due(t0 + 60'000,
                        [&](const WebhookRequest& r) { return sent.push_back(r.alert_id), true; });
   EXPECT_EQ(sent, fired);
+}
+
+// A receiver that fails is tried once a pass: the alerts behind it wait, and another
+// account's receiver is not held back by one timeout per alert (found by an audit).
+TEST(Alerts, AFailingReceiverIsTriedOnceAPass) {
+  const std::string dir = fresh_dir("alerts_failing_receiver_test");
+  AlertRules down, up;
+  down.webhook_url = "http://127.0.0.1:1/down";
+  down.webhook_secret = "s";
+  up.webhook_url = "http://127.0.0.1:1/up";
+  up.webhook_secret = "s";
+  PoolStatus p;
+  p.pool = "credits";
+  p.allowance_mc = cr(100);
+  p.used_mc = cr(100);  // 50, 80 and 100 at once
+  const std::int64_t t0 = at("2026-03-02T00:00:00Z");
+  auto book = AlertBook::open(dir);
+  ASSERT_TRUE(book.ok());
+  ASSERT_TRUE((*book)->set_rules("a", down).ok());
+  ASSERT_TRUE((*book)->set_rules("b", up).ok());
+  EXPECT_EQ((*book)->record(evaluate_alerts("a", t0, {p}, down), t0), 3u);
+  EXPECT_EQ((*book)->record(evaluate_alerts("b", t0, {p}, up), t0), 3u);
+  std::map<std::string, int> calls;
+  const auto send = [&](const WebhookRequest& r) {
+    ++calls[r.url];
+    return r.url == up.webhook_url;
+  };
+  EXPECT_EQ((*book)->deliver_due(t0, send), 3u);
+  EXPECT_EQ(calls[down.webhook_url], 1);
+  EXPECT_EQ(calls[up.webhook_url], 3);
+  EXPECT_EQ((*book)->queued(), 3u);  // a's three wait
 }
 
 std::string file_text(const std::string& path) {
