@@ -12,6 +12,8 @@
 #include <functional>
 #include <iostream>
 #include <random>
+#include <set>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -341,6 +343,7 @@ std::optional<std::string> pairs_json(const std::string& text, bool numbers, std
   json::Writer w(out);
   w.begin_object();
   std::size_t pos = 0;
+  std::set<std::string> names;  // a name twice would be a JSON object the server refuses
   while (pos <= text.size()) {
     std::size_t comma = text.find(',', pos);
     std::string item =
@@ -351,6 +354,10 @@ std::optional<std::string> pairs_json(const std::string& text, bool numbers, std
       return std::nullopt;
     }
     std::string name = item.substr(0, eq), value = item.substr(eq + 1);
+    if (!names.insert(name).second) {
+      problem = "'" + name + "' is given twice";
+      return std::nullopt;
+    }
     const bool integer =
         numbers && !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
     w.key(name);

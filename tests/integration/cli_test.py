@@ -460,6 +460,12 @@ def test_numbers_given_are_sent_as_given():
     h.check("hold --ttl-ms 0x10: a usage error (exit 2), not hex 16", rc == 2 and "--ttl-ms" in err, (rc, err))
     rc, out, err = ctl("balance", ACCT, "--timeout", "0x10")
     h.check("--timeout 0x10: a usage error (exit 2)", rc == 2 and "--timeout" in err, (rc, err))
+    # A name given twice in --usage or --meta is a usage error, not a JSON object the
+    # server refuses (found by an audit: exit 1 with the server's invalid_json).
+    for flag, value in (("--usage", "input_tokens=1,input_tokens=2"), ("--meta", "file=a,file=b")):
+        rc, out, err = ctl("charge", ACCT, "--kind", "agent_prompt", "--user", "u1", "--amount", "1", flag, value)
+        h.check(f"charge {flag} {value}: a usage error (exit 2) naming the name",
+                rc == 2 and "given twice" in err, (rc, err))
     # An empty value (an unset shell variable) is refused, not read as the default.
     for args in (("usage", ACCT, "--from", ""), ("usage", ACCT, "--pool", ""),
                  ("accounts", "list", "--after", ""), ("hot-files", ACCT, "--order-by", "")):
