@@ -8,7 +8,9 @@
 # gets a new read key for the demo account.
 set -euo pipefail
 build=$1
-data=${2%/}  # "data/" and "data" are one directory (the setup renames DATA.setup to it)
+data=$2
+# "data/" and "data" are one directory (the setup renames DATA.setup to it).
+while [[ "$data" == */ && "$data" != / ]]; do data=${data%/}; done
 port=$3
 url="http://127.0.0.1:$port"
 # The data and the setup's files are the owner's alone, as creditd keeps its own.

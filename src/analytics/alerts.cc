@@ -13,7 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <optional>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "base/json_writer.h"
 #include "money/money.h"
@@ -497,11 +497,20 @@ std::size_t AlertBook::deliver_due(std::int64_t now_ms, const WebhookSender& sen
   // queued behind it wait for their backoff, and the other receivers' are not held back
   // by one timeout each (found by an audit: 3 alerts to a hanging receiver delayed every
   // other account's by 15 s).
-  std::unordered_set<std::string> failed_urls;
+  // The alerts behind it wait as long as the one that failed (its backoff), so the next
+  // passes do not try them one timeout each either.
+  std::unordered_map<std::string, std::int64_t> retry_at_ms;  // by receiver URL
   for (const auto& [fired_no, req] : due) {
-    if (failed_urls.contains(req.url)) continue;
+    if (auto failed = retry_at_ms.find(req.url); failed != retry_at_ms.end()) {
+      std::lock_guard lock(mu_);
+      auto it = queue_.find(req.alert_id);
+      if (it != queue_.end()) {
+        it->second.next_attempt_ms = std::max(it->second.next_attempt_ms, failed->second);
+      }
+      continue;
+    }
     bool ok = send(req);  // no lock held while the network is slow
-    if (!ok) failed_urls.insert(req.url);
+    if (!ok) retry_at_ms[req.url] = now_ms + backoff_ms(1);
     std::lock_guard lock(mu_);
     auto it = queue_.find(req.alert_id);
     if (it == queue_.end()) continue;
@@ -518,6 +527,7 @@ std::size_t AlertBook::deliver_due(std::int64_t now_ms, const WebhookSender& sen
       continue;
     }
     p.next_attempt_ms = now_ms + backoff_ms(p.attempts);
+    retry_at_ms[req.url] = p.next_attempt_ms;
   }
   return acked;
 }

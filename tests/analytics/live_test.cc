@@ -333,6 +333,12 @@ TEST(Alerts, AFailingReceiverIsTriedOnceAPass) {
   EXPECT_EQ(calls[down.webhook_url], 1);
   EXPECT_EQ(calls[up.webhook_url], 3);
   EXPECT_EQ((*book)->queued(), 3u);  // a's three wait
+  // ... for the failed one's backoff (1 s), not one attempt each in the next passes.
+  EXPECT_EQ((*book)->deliver_due(t0 + 100, send), 0u);
+  EXPECT_EQ((*book)->deliver_due(t0 + 999, send), 0u);
+  EXPECT_EQ(calls[down.webhook_url], 1);
+  (*book)->deliver_due(t0 + 1000, send);
+  EXPECT_EQ(calls[down.webhook_url], 2);
 }
 
 std::string file_text(const std::string& path) {
