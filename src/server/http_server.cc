@@ -359,9 +359,10 @@ class Session : public std::enable_shared_from_this<Session> {
     head_read_ = false;
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(o.header_bytes_max, std::numeric_limits<std::uint32_t>::max())));
-    // The largest limit of any path; the path's own is applied once the head is read.
-    parser_->body_limit(
-        std::max({o.body_bytes_max, o.batch_body_bytes_max, o.import_body_bytes_max}));
+    // No limit while the head is read: the path's own is applied once the key is checked
+    // (API.md's order: 401 before 413, whatever the Content-Length says). Not boost::none:
+    // Boost 1.74's parser compares a length with it as with a value below every length.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     state_ = State::kReadingHead;
     stream_.expires_after(idle_timeout());
     http::async_read_header(stream_, buffer_, *parser_,
@@ -415,7 +416,6 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_head(beast::error_code ec, std::size_t) {
     if (ec) {
-      // A Content-Length over every limit fails here, after the target was parsed.
       const std::string_view target = sv(parser_->get().target());
       body_limit_ = body_bytes_max_for_path(core_.options, target.substr(0, target.find('?')));
       if (!refuse_on_read_error(ec)) close();
@@ -516,8 +516,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     body_deadline_ = std::chrono::steady_clock::now() + idle_timeout();
 
+    // An HTTP/1.0 client's 100-continue is ignored (RFC 9110 10.1.1): it waits for no 100.
     if (auto it = msg.find(http::field::expect);
-        it != msg.end() && beast::iequals(it->value(), "100-continue")) {
+        msg.version() >= 11 && it != msg.end() && beast::iequals(it->value(), "100-continue")) {
       state_ = State::kContinue;
       stream_.expires_after(idle_timeout());
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),

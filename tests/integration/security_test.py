@@ -287,6 +287,33 @@ def rejections_are_json():
     body = resp.read()
     check("no key, 100 MiB Content-Length: 401 JSON", resp.status == 401 and b'"unauthorized"' in body, body)
     conn.close()
+    # ... and past every route's limit (the import's 64 GiB) too: 401 first, whatever the length.
+    for path in (f"/v1/accounts/{A}/charges", "/v1/admin/import"):
+        data = h.raw_exchange(srv.port, (f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                                         "Content-Length: 107374182400\r\n\r\n").encode(), head_only=True)
+        check(f"no key, 100 GiB Content-Length on {path}: 401", data.startswith(b"HTTP/1.1 401"), data[:200])
+    # An HTTP/1.0 request's Expect: 100-continue is ignored: no 100, the answer after the body.
+    import socket
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    body = json.dumps(charge_body()).encode()
+    sock.sendall((f"POST /v1/accounts/{A}/charges HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {c.api_key}\r\n"
+                  f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n").encode())
+    sock.settimeout(0.5)
+    try:
+        early = sock.recv(100)
+    except socket.timeout:
+        early = b""
+    sock.settimeout(5)
+    sock.sendall(body)
+    rest = b""
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        rest += piece
+    sock.close()
+    check("HTTP/1.0 with Expect: 100-continue: no 100, a 201 after the body",
+          early == b"" and (early + rest).startswith(b"HTTP/1.1 201"), (early, rest[:120]))
     # Two Idempotency-Key headers are a 400 of field validation: 401, invalid_json, 403 and
     # 404 come first (API.md's order).
     other_meter = new_key(B, "meter")["key"]
