@@ -1205,6 +1205,11 @@ void Ledger::record_refusal(const Command& c, const Account& a, const Reply& r,
   } else if (auto* g = std::get_if<AddGrant>(&c.body)) {
     e.pool = g->pool;
     e.credits = g->credits.is_negative() ? -g->credits : g->credits;
+    // A negative adjustment refused for the pool's free credits (402) says what was free,
+    // as a refused charge does.
+    if (r.status == 402) {
+      if (const PoolState* pool = a.pool(g->pool)) e.available_after = available_of(*pool);
+    }
   } else if (auto* ch = std::get_if<Charge>(&c.body)) {
     describe_refused(*ch, e);
   } else if (auto* h = std::get_if<Hold>(&c.body)) {

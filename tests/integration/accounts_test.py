@@ -298,6 +298,9 @@ def packs_and_adjustments():
     check("adjust: -5000 > available: 402 insufficient_credits", is_error(r, 402, "insufficient_credits"), r)
     eq("adjust: 402 details required/available", (r.err.get("required"), r.err.get("available")), (5000, 2020))
     eq("adjust: available unchanged after the 402", c.pool(s)["available"], 2020)
+    ev = c.get(f"/v1/accounts/{s}/events?type=rejected").get("events", [])
+    eq("adjust: the 402's rejected event: the credits asked and the pool's available then",
+       [(x.get("credits"), x.get("available_after")) for x in ev][-1:], [(5000, 2020)])
     r = c.post(f"/v1/accounts/{s}/adjustments", {"pool": "credits", "credits": -5, "reason": "x",
                                                  "expires_at": "2999-01-01T00:00:00Z",
                                                  "idempotency_key": key()})
