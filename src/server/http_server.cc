@@ -460,22 +460,22 @@ class Session : public std::enable_shared_from_this<Session> {
     // A client may escape an id's ':' (API.md's ids are [A-Za-z0-9._:-]); routes read the
     // decoded path. A bad escape is answered after the key is checked (API.md's order: 401
     // first), which reads no path.
-    std::optional<Error> refused_after_key;
+    std::optional<Error> bad_escape;
     if (req_.path.find('%') != std::string::npos) {
       std::string decoded;
       if (!percent_decode(req_.path, decoded, Encoded::kPath)) {
-        refused_after_key = Error(ErrorCode::kInvalidRequest,
-                                  "the path has a bad percent escape or an encoded '/' (%2F)")
-                                .with_string("param", "path");
+        bad_escape = Error(ErrorCode::kInvalidRequest,
+                           "the path has a bad percent escape or an encoded '/' (%2F)")
+                         .with_string("param", "path");
       } else {
         req_.path = std::move(decoded);
         body_limit_ = body_bytes_max_for_path(core_.options, req_.path);
       }
     }
-    if (!refused_after_key && qmark != std::string_view::npos &&
+    if (!bad_escape && qmark != std::string_view::npos &&
         !decode_query(target.substr(qmark + 1), req_.query)) {
-      refused_after_key = Error(ErrorCode::kInvalidRequest, "the query has a bad percent escape")
-                              .with_string("param", "query");
+      bad_escape = Error(ErrorCode::kInvalidRequest, "the query has a bad percent escape")
+                       .with_string("param", "query");
     }
     // Two of a header that names who calls or which operation this is would let two
     // readers disagree; refuse instead of picking one. Two Authorization headers leave no
@@ -508,7 +508,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (std::optional<Error> refused = core_.handler.check_head(req_)) {
       return refuse(*refused);
     }
-    if (refused_after_key) return refuse(*refused_after_key);
+    if (bad_escape) return refuse(*bad_escape);
     if (const auto length = parser_->content_length(); length && *length > body_limit_) {
       return refuse_body_too_large();
     }
