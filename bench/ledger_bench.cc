@@ -182,6 +182,9 @@ World& world(std::size_t prefill) {
   w.ledger = std::make_unique<Ledger>(
       std::move(catalog.value()),
       LedgerOptions{.idempotency_keys_max = prefill + 16'000'000, .background = on_another_thread});
+  // As the server runs it: a charge's answer is packed here and rendered by another
+  // thread (Engine's log thread, ledger::render_reply).
+  w.ledger->set_reply_form(ReplyForm::kPacked);
   w.prefill = prefill;
   w.next_key = 0;
   w.ledger->begin_batch(kNow);

@@ -138,9 +138,29 @@ void release_reservation(Bucket& b, Millicredits credits) {
 // Moves `amount` of free credits, in spending order, into one tally of the buckets
 // (`spent` for a charge, `held` for a hold, `taken` for a negative adjustment) and lists
 // where they came from. The caller has checked that the pool holds them.
+// The first live bucket in spending order that has free credits (nullptr: none), found
+// without sorting the pool.
+Bucket* first_with_free(PoolState& pool) {
+  Bucket* first = nullptr;
+  for (Bucket& b : pool.buckets) {
+    if (b.ended || b.free() <= Millicredits::zero()) continue;
+    if (first == nullptr || spends_before(b, *first)) first = &b;
+  }
+  return first;
+}
+
 template <typename ReservedList>
 void draw_free(PoolState& pool, Millicredits amount, Millicredits Bucket::*into,
                ReservedList* reserved, std::vector<DrawnFrom>& drawn) {
+  // Nearly always the first bucket that has credits covers it all: one draw, the same as
+  // the walk below would make (every bucket before it in the order has nothing free).
+  if (Bucket* b = first_with_free(pool);
+      b != nullptr && amount > Millicredits::zero() && b->free() >= amount) {
+    b->*into += amount;
+    if (reserved != nullptr) reserved->push_back({b->bucket_id, amount});
+    drawn.push_back({source_name(*b), amount});
+    return;
+  }
   const SpendOrder order(pool);
   // The buckets drawn from, counted first so that each list is allocated once.
   std::size_t draws = 0;
@@ -871,12 +891,30 @@ Reply Ledger::finish(Command& c, Reply reply) {
 
 void Ledger::answer_charge(Command& c, Reply& reply, const ChargeReplyParts& parts) {
   reply.body.clear();
-  if (replies_rendered_) {
-    reply.body.reserve(kChargeReplyBytesReserve);
-    render_charge(parts.charge_id, parts.cost, parts.pool, parts.available_after, *parts.drawn,
-                  false, Millicredits::zero(), parts.hold_id, reply.body);
+  switch (reply_form_) {
+    case ReplyForm::kRendered:
+      reply.body.reserve(kChargeReplyBytesReserve);
+      render_charge(parts.charge_id, parts.cost, parts.pool, parts.available_after, *parts.drawn,
+                    false, Millicredits::zero(), parts.hold_id, reply.body);
+      break;
+    case ReplyForm::kPacked:
+      // What the key stores, too (store() copies these bytes instead of packing again).
+      pack_charge_reply(parts, reply.body);
+      reply.packed = true;
+      break;
+    case ReplyForm::kNone:
+      break;
   }
   store(c, reply, &parts);
+}
+
+void render_reply(Reply& reply) {
+  if (!reply.packed) return;
+  std::string body;
+  body.reserve(kChargeReplyBytesReserve);
+  unpack_reply(reply.body, body);
+  reply.body.swap(body);
+  reply.packed = false;
 }
 
 void Ledger::store(Command& c, Reply& reply, const ChargeReplyParts* charge) {
@@ -885,7 +923,10 @@ void Ledger::store(Command& c, Reply& reply, const ChargeReplyParts* charge) {
                 reply.code == ErrorCode::kPurchaseNotAllowed;
   if (c.idem.has_key && stored && deferred_ != nullptr) {
     const std::int64_t expires_at_ms = now_ms_ + kIdempotencyTtlMs;
-    if (charge != nullptr) {
+    if (reply.packed) {
+      defer_store(DeferredStore::Kind::kStorePacked, c.idem, reply.status, expires_at_ms)
+          .append(reply.body);
+    } else if (charge != nullptr) {
       pack_charge_reply(*charge, defer_store(DeferredStore::Kind::kStorePacked, c.idem,
                                              reply.status, expires_at_ms));
     } else {
@@ -896,8 +937,9 @@ void Ledger::store(Command& c, Reply& reply, const ChargeReplyParts* charge) {
   }
   if (c.idem.has_key && stored) {
     const Hash128& request = c.idem.request_hash;
-    std::uint64_t no = charge != nullptr ? replies_.push_charge(reply.status, *charge, request)
-                                         : replies_.push(reply.status, reply.body, request);
+    std::uint64_t no = reply.packed        ? replies_.push_packed(reply.status, reply.body, request)
+                       : charge != nullptr ? replies_.push_charge(reply.status, *charge, request)
+                                           : replies_.push(reply.status, reply.body, request);
     idempotency_.insert(c.idem.scope_key_hash, no, now_ms_ + kIdempotencyTtlMs);
   }
 }
@@ -1061,6 +1103,7 @@ void Ledger::apply(Command& c, std::vector<Event>& events, Reply& r) {
   r.status = 200;
   r.code = ErrorCode::kOk;
   r.body.clear();
+  r.packed = false;
   r.replayed = false;
   r.logged = false;
   r.retry_after_ms = 0;
@@ -1640,7 +1683,7 @@ void Ledger::apply_charge(Command& c, Account& a, Charge& cmd, std::vector<Event
   rec.set_drawn(reserved);
   // The id as text, for the event log and the rendered answer. A replay keeps neither:
   // its stored answer is packed from the sequence number (reply_pack.h).
-  if (event_kept(e) || replies_rendered_) {
+  if (event_kept(e) || reply_form_ == ReplyForm::kRendered) {
     e.charge_id = "c_";
     append_uint(e.charge_id, e.seq);
   }

@@ -61,10 +61,27 @@ struct Reply {
   int status = 200;
   ErrorCode code = ErrorCode::kOk;
   std::string body;
+  // The body is a successful charge's or capture's answer in its packed form
+  // (ReplyForm::kPacked): render_reply() turns it into the JSON.
+  bool packed = false;
   bool replayed = false;
   // The command changed the state (or recorded an event): the store must log it.
   bool logged = false;
   std::int64_t retry_after_ms = 0;  // 429
+};
+
+// Renders a packed reply's body as its JSON (the same bytes ReplyForm::kRendered gives);
+// any other reply is left as it is. Reads nothing of a ledger: any thread may call it.
+void render_reply(Reply& reply);
+
+// How apply() answers a successful charge or capture (the reply a key stores is the same
+// either way).
+enum class ReplyForm : std::uint8_t {
+  kRendered,  // the JSON, the default
+  // Its packed form (reply_pack.h), Reply::packed set: a server renders it with
+  // render_reply() on a thread other than the ledger's, which only packs.
+  kPacked,
+  kNone,  // nothing: a replay of the command log, which discards the answers
 };
 
 class Ledger {
@@ -98,11 +115,12 @@ class Ledger {
   // numbering are the same. 0, the default and what a serving ledger keeps: every event is
   // appended.
   void set_events_durable_through(std::uint64_t seq) { events_durable_through_ = seq; }
-  // false: the answer of a successful charge or capture is stored from its parts
-  // (reply_pack.h) and its body left empty, not rendered; a retry of its key gets the same
-  // bytes either way. For a replay of the command log, which discards the answers. true,
-  // the default: rendered.
-  void set_replies_rendered(bool rendered) { replies_rendered_ = rendered; }
+  // How a successful charge's or capture's answer is given (ReplyForm); a retry of its key
+  // gets the same bytes whichever it is. set_replies_rendered(false) is ReplyForm::kNone.
+  void set_replies_rendered(bool rendered) {
+    reply_form_ = rendered ? ReplyForm::kRendered : ReplyForm::kNone;
+  }
+  void set_reply_form(ReplyForm form) { reply_form_ = form; }
   // While deferred, the idempotency table prepares no next array ahead of a doubling
   // (IdempotencyTable::defer_next_array): a start rebuilding the state does only what
   // serving needs, and the preparation (faulting in up to gigabytes) follows it.
@@ -238,8 +256,8 @@ class Ledger {
   // Marks the reply logged and stores it under the command's key when it is stored
   // (from `charge` when given: a successful charge's or capture's parts).
   void store(Command& c, Reply& reply, const ChargeReplyParts* charge = nullptr);
-  // A successful charge's or capture's answer: rendered into reply.body (unless
-  // set_replies_rendered(false)), then stored from its parts.
+  // A successful charge's or capture's answer: rendered or packed into reply.body, or
+  // neither (reply_form_), then stored from its parts.
   void answer_charge(Command& c, Reply& reply, const ChargeReplyParts& parts);
   std::vector<DrawnFrom> take_drawn_list();
   void copy_metadata(const Metadata& from, Metadata& to);
@@ -302,7 +320,7 @@ class Ledger {
   Event quiet_event_;
   // Whether the command being applied pushed a `rejected` event (record_refusal).
   bool rejected_pushed_ = false;
-  bool replies_rendered_ = true;
+  ReplyForm reply_form_ = ReplyForm::kRendered;
   DeferredStores* deferred_ = nullptr;  // defer_stores
   // The sweep queue: a min-heap of (due instant, account) ordered by instant then account
   // id, with at least one entry at or before each account's next due instant

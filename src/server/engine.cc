@@ -840,6 +840,9 @@ Status Engine::open() {
       store::Wal::bytes_on_disk(wal_dir), wo.segment_bytes);
   ledger_.defer_growth(false);  // the idempotency table's next array, if it is due
   if (!applied.ok()) return applied;
+  // Serving: the ledger thread packs a charge's answer and the log thread renders it
+  // (answer_all), off the thread every command waits for.
+  ledger_.set_reply_form(ledger::ReplyForm::kPacked);
   loader.join();
   ledger_.set_events_durable_through(0);  // from here on every event is built and logged
   const auto t_events_loaded = event_load_->loaded_at;
@@ -1557,6 +1560,7 @@ void Engine::log_run() {
                                 "outcome unknown: retry with the same key");
             }
           }
+          for (auto& r : p.replies[j]) ledger::render_reply(r);
           p.jobs[j].done(std::move(p.replies[j]));
         }
       }

@@ -665,13 +665,18 @@ TEST(ReplyPack, ChargePartsUnpackToTheRenderedBytes) {
 }
 
 // A ledger that stores the answers of charges and captures without rendering them (a
-// replay of the log) leaves those bodies empty and changes nothing else: every other answer,
-// every answer a retry of any key gets, the events and the snapshot bytes are the same.
-TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
+// replay of the log) leaves those bodies empty, and one that packs them (a server's) answers
+// with the packed form, which render_reply() turns into the same JSON; nothing else changes:
+// every other answer, every answer a retry of any key gets, the events and the snapshot
+// bytes are the same.
+TEST(ChargePath, UnrenderedAndPackedRepliesAreStoredAsTheRenderedOnes) {
   Ledger plain(default_catalog());
   Ledger quiet(default_catalog());
+  Ledger packed(default_catalog());
   quiet.set_replies_rendered(false);
-  std::vector<Event> plain_events, quiet_events;
+  packed.set_reply_form(ReplyForm::kPacked);
+  std::vector<Event> plain_events, quiet_events, packed_events;
+  Reply reused;  // one reply for every answer of `packed`: no flag is left from the last
   std::int64_t now = at("2026-03-01T10:00:00Z");
   std::vector<Command> sent;
   std::vector<Reply> first_answers;  // plain's, as sent the first time
@@ -682,18 +687,29 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
     if (!keyed_command) a.body = body;
     sent.push_back(a);
     Command b = a;
+    Command c = a;
     plain.begin_batch(now);
     quiet.begin_batch(now);
+    packed.begin_batch(now);
     Reply x = plain.apply(a, plain_events);
     Reply y = quiet.apply(b, quiet_events);
+    packed.apply(c, packed_events, reused);
     first_answers.push_back(x);
     EXPECT_EQ(y.status, x.status) << x.body;
+    EXPECT_EQ(reused.status, x.status) << x.body;
+    EXPECT_FALSE(x.packed);
     const bool charge_answer = x.status == 201 && x.body.starts_with("{\"charge_id\"") &&
                                x.body.find("\"cached\":false") != std::string::npos;
+    EXPECT_EQ(reused.packed, charge_answer) << x.body;
     if (charge_answer) {
       EXPECT_EQ(y.body, "");
+      EXPECT_NE(reused.body, x.body);
       ++unrendered;
-    } else {
+    }
+    render_reply(reused);
+    EXPECT_FALSE(reused.packed);
+    EXPECT_EQ(reused.body, x.body);
+    if (!charge_answer) {
       EXPECT_EQ(y.body, x.body);
     }
     return x;
@@ -718,13 +734,20 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
   for (std::size_t i = 0; i < sent.size(); ++i) {  // every key again: the stored answers
     Command c = sent[i];
     Command d = c;
+    Command e = c;
     plain.begin_batch(now);
     quiet.begin_batch(now);
+    packed.begin_batch(now);
     Reply x = plain.apply(c, plain_events);
     Reply y = quiet.apply(d, quiet_events);
+    Reply z = packed.apply(e, packed_events);
     EXPECT_EQ(y.status, x.status);
     EXPECT_EQ(y.body, x.body);
     EXPECT_EQ(y.replayed, x.replayed);
+    EXPECT_FALSE(z.packed);  // a stored answer is rendered when it is replayed
+    EXPECT_EQ(z.status, x.status);
+    EXPECT_EQ(z.body, x.body);
+    EXPECT_EQ(z.replayed, x.replayed);
     // A stored answer is the one first sent, byte for byte, in both.
     if (x.replayed) {
       EXPECT_EQ(x.body, first_answers[i].body);
@@ -733,11 +756,15 @@ TEST(ChargePath, UnrenderedRepliesAreStoredAsTheRenderedOnes) {
   }
   EXPECT_GE(replayed, unrendered);
   EXPECT_EQ(quiet_events, plain_events);
-  std::string xs, ys;
+  EXPECT_EQ(packed_events, plain_events);
+  std::string xs, ys, zs;
   encode_ledger_snapshot(plain, xs);
   encode_ledger_snapshot(quiet, ys);
+  encode_ledger_snapshot(packed, zs);
   EXPECT_EQ(xs, ys);
+  EXPECT_EQ(xs, zs);
   quiet.check_invariants();
+  packed.check_invariants();
 }
 
 // A replay with the idempotency table and the replies handed to another thread
