@@ -65,6 +65,10 @@ struct Metadata {
 };
 
 struct Event {
+  // Provided, not defaulted: value-initialisation (events.emplace_back()) would otherwise
+  // zero the whole kilobyte before running the member initialisers below.
+  Event() noexcept {}  // NOLINT(modernize-use-equals-default)
+
   std::uint64_t seq = 0;
   std::int64_t at_ms = 0;
   std::string account_id;
