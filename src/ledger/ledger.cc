@@ -158,7 +158,13 @@ void draw_free(PoolState& pool, Millicredits amount, Millicredits Bucket::*into,
       b != nullptr && amount > Millicredits::zero() && b->free() >= amount) {
     b->*into += amount;
     if (reserved != nullptr) reserved->push_back({b->bucket_id, amount});
-    drawn.push_back({source_name(*b), amount});
+    DrawnFrom& d = drawn.emplace_back();      // its name written in place (a recycled list's
+    if (b->kind == BucketKind::kAllowance) {  // strings keep their capacity)
+      d.source.assign("allowance");
+    } else {
+      d.source.assign("grant:").append(b->grant_id);
+    }
+    d.credits = amount;
     return;
   }
   const SpendOrder order(pool);
