@@ -158,8 +158,9 @@ void draw_free(PoolState& pool, Millicredits amount, Millicredits Bucket::*into,
       b != nullptr && amount > Millicredits::zero() && b->free() >= amount) {
     b->*into += amount;
     if (reserved != nullptr) reserved->push_back({b->bucket_id, amount});
-    DrawnFrom& d = drawn.emplace_back();      // its name written in place (a recycled list's
-    if (b->kind == BucketKind::kAllowance) {  // strings keep their capacity)
+    // Its name is written in place: a recycled list's strings keep their capacity.
+    DrawnFrom& d = drawn.emplace_back();
+    if (b->kind == BucketKind::kAllowance) {
       d.source.assign("allowance");
     } else {
       d.source.assign("grant:").append(b->grant_id);
