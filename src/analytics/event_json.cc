@@ -265,6 +265,15 @@ Result<Millicredits> read_credits(value v, std::string_view param) {
   return *parsed;
 }
 
+// Credits an event moved or left: a number, never negative.
+Result<Millicredits> read_non_negative_credits(value v, std::string_view param) {
+  auto c = read_credits(v, param);
+  if (c.ok() && c->is_negative()) {
+    return field_error(param, "must not be negative", ErrorCode::kInvalidAmount);
+  }
+  return c;
+}
+
 // The slot of an integer usage dimension, or null when `key` is not one.
 std::optional<std::int64_t>* usage_count_slot(pricing::Usage& u, std::string_view key) {
   switch (key.empty() ? '\0' : key[0]) {
@@ -417,7 +426,7 @@ Status read_drawn_from(value v, std::vector<ledger::DrawnFrom>& out) {
         }
         d.source.assign(s);
       } else if (key == "credits") {
-        auto c = read_credits(field.value(), "drawn_from.credits");
+        auto c = read_non_negative_credits(field.value(), "drawn_from.credits");
         if (!c.ok()) return c.error();
         d.credits = *c;
       }
@@ -432,6 +441,88 @@ Status read_drawn_from(value v, std::vector<ledger::DrawnFrom>& out) {
 bool user_caused(EventType t) {
   return t == EventType::kCharge || t == EventType::kHold || t == EventType::kCapture ||
          t == EventType::kCacheHit;
+}
+
+// --- the enumerated fields ------------------------------------------------------------
+//
+// Checked on the parsed Event, after either reader, so that the canonical scanner and the
+// simdjson path refuse the same lines with the same messages (found by an audit: an
+// import kept "object":"bogus" and "refused_by":"weird", and every export then showed
+// them). The sets are what the contract names and the ledger writes, so that an export
+// reads back whole; a pool name is not checked (imported history may predate a plan).
+
+// What an event's `object` may be, by type. DESIGN.md "Events": an expire names what
+// expired (hold | grant). docs/api-notes.md: a plan_change scheduled (pending), dropped
+// (pending_cleared) or applied at a boundary (pending_applied), none for an upgrade; a
+// pack's grant is "pack" (the ledger writes rollover and adjustment for the others). No
+// other type has one.
+Status check_object(const Event& e) {
+  const std::string_view o = e.object;
+  switch (e.type) {
+    case EventType::kExpire:
+      if (o == "hold" || o == "grant") return ok_status();
+      return field_error("object", o.empty() ? "required on an expire event (hold or grant)"
+                                             : "must be hold or grant on an expire event");
+    case EventType::kGrant:
+      if (o.empty() || o == "rollover" || o == "pack" || o == "adjustment") return ok_status();
+      return field_error("object", "must be rollover, pack or adjustment on a grant event");
+    case EventType::kPlanChange:
+      if (o.empty() || o == "pending" || o == "pending_cleared" || o == "pending_applied") {
+        return ok_status();
+      }
+      return field_error("object",
+                         "must be pending, pending_cleared or pending_applied on a plan_change "
+                         "event");
+    default:
+      if (o.empty()) return ok_status();
+      return field_error("object", "only on expire, grant and plan_change events");
+  }
+}
+
+// The rule a rejected event's refused_by names, as the ledger records its stored refusals:
+// "pool" or "daily_cap" for a 402 (API.md), else the refusal's own code, a 409's or 403
+// purchase_not_allowed (ledger.cc, record_refusal).
+bool refusal_rule(std::string_view s) {
+  if (s == "pool" || s == "daily_cap") return true;
+  // kIdempotencyCapacity is the last code (as ledger/codec.cc reads them).
+  constexpr auto kLastCode = static_cast<unsigned>(ErrorCode::kIdempotencyCapacity);
+  for (unsigned i = 0; i <= kLastCode; ++i) {
+    const auto code = static_cast<ErrorCode>(i);
+    const bool stored =
+        error_code_http_status(code) == 409 || code == ErrorCode::kPurchaseNotAllowed;
+    if (stored && error_code_name(code) == s) return true;
+  }
+  return false;
+}
+
+// A bucket of API.md's drawn_from: "allowance" or "grant:<id>".
+bool bucket_source(std::string_view s) {
+  constexpr std::string_view kGrantPrefix = "grant:";
+  return s == "allowance" || (s.size() > kGrantPrefix.size() && s.starts_with(kGrantPrefix));
+}
+
+Status check_enumerated(const Event& e) {
+  if (Status s = check_object(e); !s.ok()) return s;
+  if (!e.refused_by.empty()) {
+    if (e.type != EventType::kRejected) {
+      return field_error("refused_by", "only on rejected events");
+    }
+    if (!refusal_rule(e.refused_by)) {
+      return field_error("refused_by",
+                         "must be pool, daily_cap or the code of a stored refusal (a 409's, "
+                         "purchase_not_allowed)");
+    }
+  }
+  if (!e.priced_by.empty() && e.priced_by != "usage" && e.priced_by != "amount") {
+    return field_error("priced_by", "must be usage or amount");
+  }
+  for (const ledger::DrawnFrom& d : e.drawn_from) {
+    if (!bucket_source(d.source)) {
+      return field_error("drawn_from.source", "must be allowance or grant:<id>");
+    }
+  }
+  // credits, available_after and drawn_from.credits are refused negative as they are read.
+  return ok_status();
 }
 
 simdjson::ondemand::parser& thread_parser() {
@@ -617,11 +708,8 @@ Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
     case Key::kKind:
       return read_optional_view(v, "kind", seen.kind_text);
     case Key::kCredits: {
-      auto c = read_credits(v, "credits");
+      auto c = read_non_negative_credits(v, "credits");
       if (!c.ok()) return c.error();
-      if (c->is_negative()) {
-        return field_error("credits", "must not be negative", ErrorCode::kInvalidAmount);
-      }
       e.credits = *c;
       seen.credits = true;
       return ok_status();
@@ -630,7 +718,7 @@ Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
       json_type t;
       if (v.type().get(t)) return field_error("available_after", "invalid JSON");
       if (t != json_type::null) {
-        auto c = read_credits(v, "available_after");
+        auto c = read_non_negative_credits(v, "available_after");
         if (!c.ok()) return c.error();
         e.available_after = *c;
       }
@@ -686,7 +774,8 @@ Status read_field(std::string_view key, value v, Event& e, Seen& seen) {
 // ASCII without escapes, plain decimal numbers) are read by a scanner made for it; any
 // other line, and any value the rules refuse, goes to the simdjson path, which gives the
 // errors. Every value the scanner accepts is one the simdjson path reads the same way (the
-// same checks and conversions on the same text), so the Event is the same.
+// same checks and conversions on the same text), so the Event is the same; the values of
+// the enumerated fields are then checked on it whichever path read it (check_enumerated).
 class CanonicalScanner {
  public:
   CanonicalScanner(std::string_view line, Event& e)
@@ -918,7 +1007,7 @@ Status parse_event_json_padded(std::string_view line, Event& e) {
   if (line.size() > kEventLineBytesMax) {
     return Error(ErrorCode::kBodyTooLarge, std::string(kLineTooLong));
   }
-  if (CanonicalScanner(line, e).scan()) return ok_status();
+  if (CanonicalScanner(line, e).scan()) return check_enumerated(e);
   ledger::reset_keeping_capacity(e);
   simdjson::padded_string_view view(line.data(), line.size(),
                                     line.size() + simdjson::SIMDJSON_PADDING);
@@ -959,7 +1048,7 @@ Status parse_event_json_padded(std::string_view line, Event& e) {
   } else if (e.type == EventType::kCharge || e.type == EventType::kHold) {
     return field_error("kind", "required for charges and holds");
   }
-  return ok_status();
+  return check_enumerated(e);
 }
 
 Status parse_event_json(std::string_view line, Event& out) {

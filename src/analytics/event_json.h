@@ -19,6 +19,14 @@
 // `user_id` on the types a user causes (charge, hold, capture, cache_hit, rejected);
 // `kind` on charges and holds. `seq` is read when present. Unknown top-level fields are
 // ignored (an import may come from another system); unknown usage dimensions are errors.
+// The enumerated fields take only the contract's values (DESIGN.md "Events", API.md
+// "Event format", docs/api-notes.md "Events"): `object` hold | grant on an expire (there
+// required), rollover | pack | adjustment on a grant, pending | pending_cleared |
+// pending_applied on a plan_change, none on other types; `refused_by` only on rejected
+// events, pool | daily_cap or a stored refusal's code (a 409's, purchase_not_allowed);
+// `priced_by` usage | amount; `drawn_from[].source` allowance | grant:<id>;
+// `metadata.intent` feature | fix | question; `credits`, `available_after` and
+// `drawn_from[].credits` not negative. A pool name is not checked against any plan.
 #pragma once
 
 #include <cstddef>

@@ -88,7 +88,8 @@ struct Event {
   std::int64_t rate_card_version = 0;
   bool imported = false;
   // Type-specific references: the hold, charge, grant or refund the event is about;
-  // `object` is "hold" | "grant" for expire events; plan ids for plan changes.
+  // `object` is "hold" | "grant" for expire events, "rollover" | "pack" | "adjustment"
+  // for grants, "pending" | "pending_cleared" | "pending_applied" (or "") for plan changes.
   std::string hold_id;
   std::string charge_id;
   std::string grant_id;

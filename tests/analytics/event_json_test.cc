@@ -314,7 +314,7 @@ TEST(EventJson, TheWritersLayoutIsReadAsSimdjsonReadsIt) {
   tail.hold_id = "h1";
   tail.grant_id = "g1";
   tail.refund_id = "r1";
-  tail.object = "hold";
+  tail.object = "pending";
   tail.plan = "pro";
   tail.previous_plan = "free";
   tail.proration_usd_cents = 1234;
@@ -377,6 +377,138 @@ TEST(EventJson, TheWritersLayoutIsReadAsSimdjsonReadsIt) {
        }) {
     expect_both_paths_agree(replaced(line, from, to));
   }
+}
+
+// An expire event in the writer's layout (the canonical scanner reads it), with
+// `object_field` where the writer puts the object (after "imported"), or none.
+std::string expire_line(std::string_view object_field) {
+  return R"({"seq":1,"at":"2026-02-12T00:00:00Z","account_id":"acme","user_id":null,"type":"expire","kind":null,"pool":"credits","credits":3,"available_after":0,"drawn_from":[],"refused_by":null,"priced_by":null,"usage":null,"metadata":{},"cache_key":null,"idempotency_key":"rp2","rate_card_version":null,"imported":false)" +
+         std::string(object_field) + "}";
+}
+
+// A line of `type` (no user, no kind) with `field` added, in simdjson's path's layout.
+std::string typed_line(std::string_view type, std::string_view field) {
+  std::string line = R"({"at":"2026-02-12T00:00:00Z","account_id":"acme","user_id":null,"type":")" +
+                     std::string(type) + R"(","kind":null,"pool":"credits","credits":3)";
+  if (!field.empty()) line += "," + std::string(field);
+  return line + "}";
+}
+
+// API.md "Event format" and DESIGN.md "Events" fix the values of the enumerated fields;
+// a line with another value is refused, naming the field (found by an audit: an import
+// kept "object":"bogus", "refused_by":"weird" and a negative available_after, and every
+// export then showed them). Both readers (the canonical scanner, simdjson) refuse alike.
+TEST(EventJson, EnumeratedFieldsTakeOnlyTheirContractsValues) {
+  // expire: object hold | grant, and an expire names what expired.
+  EXPECT_EQ(param_of(expire_line(R"(,"object":"bogus")")), "\"object\"");
+  EXPECT_EQ(param_of(expire_line("")), "\"object\"");
+  EXPECT_EQ(param_of(typed_line("expire", R"("object":null)")), "\"object\"");
+  EXPECT_EQ(param_of(typed_line("expire", R"("object":"pack")")), "\"object\"");
+  for (std::string_view object : {"hold", "grant"}) {
+    EXPECT_EQ(param_of(expire_line(R"(,"object":")" + std::string(object) + "\"")), "ok");
+    EXPECT_EQ(param_of(typed_line("expire", R"("object":")" + std::string(object) + "\"")), "ok");
+  }
+  // grant: what made it (rollover | pack | adjustment), or nothing said.
+  for (std::string_view object : {"rollover", "pack", "adjustment"}) {
+    EXPECT_EQ(param_of(typed_line("grant", R"("object":")" + std::string(object) + "\"")), "ok");
+  }
+  EXPECT_EQ(param_of(typed_line("grant", "")), "ok");
+  EXPECT_EQ(param_of(typed_line("grant", R"("object":"gift")")), "\"object\"");
+  EXPECT_EQ(param_of(typed_line("grant", R"("object":"hold")")), "\"object\"");
+  // plan_change: pending | pending_cleared | pending_applied, or none (an upgrade).
+  for (std::string_view object : {"pending", "pending_cleared", "pending_applied"}) {
+    EXPECT_EQ(param_of(typed_line("plan_change", R"("object":")" + std::string(object) + "\"")),
+              "ok");
+  }
+  EXPECT_EQ(param_of(typed_line("plan_change", "")), "ok");
+  EXPECT_EQ(param_of(typed_line("plan_change", R"("object":"pro")")), "\"object\"");
+  // No other type carries an object.
+  for (std::string_view type : {"reset", "void", "refund", "rejected"}) {
+    EXPECT_EQ(param_of(typed_line(type, R"("object":"hold")")), "\"object\"") << type;
+    EXPECT_EQ(param_of(typed_line(type, R"("object":null)")), "ok") << type;
+  }
+
+  // refused_by: on rejected events only; pool | daily_cap (a 402), or the code of the
+  // other stored refusals (a 409, 403 purchase_not_allowed), as the ledger records them.
+  for (std::string_view rule : {"pool", "daily_cap", "charge_not_refundable", "hold_not_open",
+                                "account_closed", "limit_reached", "purchase_not_allowed"}) {
+    EXPECT_EQ(param_of(typed_line("rejected", R"("refused_by":")" + std::string(rule) + "\"")),
+              "ok")
+        << rule;
+  }
+  for (std::string_view rule :
+       {"weird", "insufficient_credits", "invalid_request", "rate_limited", "internal", "Pool"}) {
+    EXPECT_EQ(param_of(typed_line("rejected", R"("refused_by":")" + std::string(rule) + "\"")),
+              "\"refused_by\"")
+        << rule;
+  }
+  EXPECT_EQ(param_of(typed_line("reset", R"("refused_by":"pool")")), "\"refused_by\"");
+
+  // priced_by: usage | amount.
+  for (std::string_view by : {"usage", "amount"}) {
+    EXPECT_EQ(param_of(typed_line("rejected", R"("priced_by":")" + std::string(by) + "\"")), "ok");
+  }
+  EXPECT_EQ(param_of(typed_line("rejected", R"("priced_by":"guess")")), "\"priced_by\"");
+
+  // available_after: credits available, never negative.
+  EXPECT_EQ(param_of(typed_line("rejected", R"("available_after":-0.5)")), "\"available_after\"");
+  EXPECT_EQ(param_of(typed_line("rejected", R"("available_after":0)")), "ok");
+
+  // drawn_from: {"source": "allowance" | "grant:<id>", "credits" >= 0}.
+  EXPECT_EQ(param_of(typed_line("reset", R"("drawn_from":[{"source":"allowance","credits":1},)"
+                                         R"({"source":"grant:g_1","credits":2}])")),
+            "ok");
+  for (std::string_view source : {"bucket", "grant:", "grant", "allowance:x", ""}) {
+    EXPECT_EQ(param_of(typed_line("reset", R"("drawn_from":[{"source":")" + std::string(source) +
+                                               R"(","credits":1}])")),
+              "\"drawn_from.source\"")
+        << source;
+  }
+  EXPECT_EQ(param_of(typed_line("reset", R"("drawn_from":[{"credits":1}])")),
+            "\"drawn_from.source\"");
+  EXPECT_EQ(param_of(typed_line("reset", R"("drawn_from":[{"source":"allowance","credits":-1}])")),
+            "\"drawn_from.credits\"");
+
+  // The writer's layout goes the same way (the canonical scanner accepted these).
+  const std::string line = event_to_json(full_event());
+  for (auto [from, to] : std::vector<std::pair<std::string_view, std::string_view>>{
+           {"\"priced_by\":\"usage\"", "\"priced_by\":\"guess\""},
+           {"\"refused_by\":null", "\"refused_by\":\"pool\""},
+           {"\"source\":\"allowance\"", "\"source\":\"bucket\""},
+           {"\"charge_id\":\"ch_1\"", "\"charge_id\":\"ch_1\",\"object\":\"hold\""},
+       }) {
+    const std::string bad = replaced(line, from, to);
+    EXPECT_FALSE(parse_event_json(bad).ok()) << bad;
+    expect_both_paths_agree(bad);
+  }
+}
+
+// creditctl's files are read by the same reader: such a line is a bad line, reported by
+// number, and reading goes on.
+TEST(NdjsonReader, RefusesAnEnumeratedFieldsOtherValueByLine) {
+  std::string path = ::testing::TempDir() + "/reader_enum_test.ndjson";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << expire_line(R"(,"object":"hold")") << "\n";                                     // 1 ok
+    f << expire_line(R"(,"object":"bogus")") << "\n";                                    // 2 bad
+    f << typed_line("rejected", R"("refused_by":"weird")") << "\n";                      // 3 bad
+    f << typed_line("rejected", R"("refused_by":"pool","available_after":-1)") << "\n";  // 4 bad
+    f << expire_line(R"(,"object":"grant")") << "\n";                                    // 5 ok
+  }
+  NdjsonReader reader(path);
+  ASSERT_TRUE(reader.ok());
+  std::vector<std::string> objects;
+  Event e;
+  while (reader.next(e)) objects.push_back(e.object);
+  EXPECT_EQ(objects, (std::vector<std::string>{"hold", "grant"}));
+  ASSERT_EQ(reader.error_count(), 3u);
+  EXPECT_EQ(reader.errors()[0].line, 2u);
+  EXPECT_NE(reader.errors()[0].reason.find("object"), std::string::npos);
+  EXPECT_EQ(reader.errors()[1].line, 3u);
+  EXPECT_NE(reader.errors()[1].reason.find("refused_by"), std::string::npos);
+  EXPECT_EQ(reader.errors()[2].line, 4u);
+  EXPECT_NE(reader.errors()[2].reason.find("available_after"), std::string::npos);
+  std::remove(path.c_str());
 }
 
 TEST(NdjsonReader, ReportsLineNumbersAndContinuesAfterBadLines) {

@@ -2,7 +2,9 @@
 "Event format") and DESIGN.md (sections 1-3): what the other integration tests leave out.
 
   - POST /v1/admin/import: each starred field of "Event format" required, `seq` ignored,
-    bad type/kind/credits refused line by line, only the first 100 errors listed, the mode
+    bad type/kind/credits refused line by line, and values outside an enumerated field's
+    set (object, refused_by, priced_by, drawn_from's source, a negative available_after),
+    only the first 100 errors listed, the mode
     (default analytics; anything else 400), admin keys only; mode=apply in time order, at
     or after the ledger's last instant and not after the clock's now (409
     backfill_out_of_order otherwise);
@@ -14,7 +16,8 @@
     crash), DATA/admin.key mode 0600 on one line, one ready line, SIGTERM exits 0;
   - creditctl (DESIGN.md section 3): human output by default, `--json` the same as
     `--format json` on every command, `audit FILE --format json|md|html`, `replay` and
-    `simulate` on files, bad input files a clear error and a non-zero exit;
+    `simulate` on files, bad input files a clear error and a non-zero exit (a line with an
+    enumerated value outside its set is a bad line, as on import);
   - `creditctl simulate --profile clean` audits to no findings for 1, 2, 3, 7 and 30 days.
 
     python3 tests/integration/semantics_ops_test.py --creditd BUILD/creditd [--creditctl BUILD/creditctl] [-v]
@@ -98,7 +101,7 @@ URL = f"http://127.0.0.1:{SRV.port}"
 
 def import_setup():
     ADMIN.set_clock(T0)
-    for acct in ("imp", "ap", "ap-gate", "errs"):
+    for acct in ("imp", "ap", "ap-gate", "errs", "enm"):
         ADMIN.create_account(acct, plan="enterprise")
     ADMIN.set_clock(NOW)
 
@@ -146,6 +149,53 @@ def import_required_fields():
     r = ADMIN.get("/v1/accounts/imp/usage?group_by=kind&from=2026-03-02T00:00:00Z&to=2026-03-03T00:00:00Z")
     eq("import: the imported lines feed the time-ranged usage (five lines of 1 credit)",
        (r.status, n(r.get("total", -1))), (200, D(5)))
+
+
+def import_enumerated_values():
+    # DESIGN.md "Events" (expire with object: hold | grant) and API.md "Event format"
+    # (refused_by pool | daily_cap, priced_by usage | amount, drawn_from allowance |
+    # grant:<id>, credits available) fix these values: another one is refused line by line
+    # and nothing of the line is imported (found by an audit: "object":"bogus",
+    # "refused_by":"weird" and a negative available_after were kept and exported).
+    at = "2026-03-04T10:00:00Z"
+    exp = dict(at=at, account="enm", type_="expire", user=None, kind=None, pool="credits", credits=3)
+    rej = dict(at=at, account="enm", type_="rejected", refused_by="pool")
+    bad = [(line(**exp, object="bogus", idempotency_key="enb-1"), "object"),
+           (line(**exp, idempotency_key="enb-2"), "object"),
+           (line(**dict(rej, refused_by="weird"), idempotency_key="enb-3"), "refused_by"),
+           (line(**rej, available_after=-5, idempotency_key="enb-4"), "available_after"),
+           (line(**rej, priced_by="guess", idempotency_key="enb-5"), "priced_by"),
+           (line(at=at, account="enm", object="hold", idempotency_key="enb-6"), "object"),
+           (line(at=at, account="enm", refused_by="pool", idempotency_key="enb-7"), "refused_by"),
+           (line(at=at, account="enm", drawn_from=[{"source": "bucket", "credits": 1}],
+                 idempotency_key="enb-8"), "drawn_from.source"),
+           (line(at=at, account="enm", type_="grant", user=None, kind=None, pool="credits", object="gift",
+                 idempotency_key="enb-9"), "object"),
+           (line(at=at, account="enm", type_="plan_change", user=None, kind=None, object="hold",
+                 idempotency_key="enb-10"), "object")]
+    good = [line(**exp, object="hold", idempotency_key="eng-1"),
+            line(**exp, object="grant", idempotency_key="eng-2"),
+            line(**dict(rej, refused_by="daily_cap"), available_after=0, priced_by="amount", idempotency_key="eng-3"),
+            line(**dict(rej, refused_by="charge_not_refundable", user=None), idempotency_key="eng-4"),
+            line(at=at, account="enm", type_="grant", user=None, kind=None, pool="credits", object="pack",
+                 idempotency_key="eng-5"),
+            line(at=at, account="enm", type_="plan_change", user=None, kind=None, object="pending", plan="pro",
+                 previous_plan="enterprise", idempotency_key="eng-6"),
+            # A pool the account's plan lacks is history all the same (the plan may have changed).
+            line(at=at, account="enm", pool="a-retired-pool", idempotency_key="eng-7")]
+    r = ADMIN.post("/v1/admin/import?mode=analytics", raw=body([b for b, _ in bad] + good))
+    errors = r.get("errors") or []
+    eq("import: a value outside an enumerated field's set is refused line by line, the good lines imported",
+       (r.status, r.get("imported"), r.get("rejected"), [e.get("line") for e in errors]),
+       (200, len(good), len(bad), list(range(1, len(bad) + 1))))
+    eq("import: each refusal names the field", [(e.get("reason") or "").startswith(field + ":")
+                                                 for e, (_, field) in zip(errors, bad)], [True] * len(bad))
+    ev = ADMIN.get(f"/v1/accounts/enm/events?from=2026-03-04T00:00:00Z&to=2026-03-05T00:00:00Z&limit=1000")
+    keys = sorted(e.get("idempotency_key") for e in ev.get("events") or [])
+    eq("import: nothing of a refused line is listed", keys, sorted(f"eng-{i}" for i in range(1, len(good) + 1)))
+    nd = ADMIN.get("/v1/accounts/enm/events?format=ndjson&from=2026-03-04T00:00:00Z&to=2026-03-05T00:00:00Z")
+    check("import: nor exported", nd.status == 200 and "bogus" not in nd.text and "weird" not in nd.text
+          and "enb-" not in nd.text, nd.text[:500])
 
 
 def import_first_100_errors():
@@ -608,6 +658,21 @@ def ctl_bad_files():
         rc, out, err = ctl(cmd[0], long_line, *cmd[1:])
         check(f"{name} of a file with a line over 1 MiB: exit 3, the line reported",
               rc == 3 and "long.ndjson:2:" in err, (rc, err[:300]))
+    # An enumerated field's value outside the contract's set is a bad line too, reported by
+    # number, as the server's import refuses it (the same reader).
+    enum = os.path.join(TMP, "enum.ndjson")
+    bogus = json.loads(good_lines[1])
+    bogus.update(type="expire", object="bogus", user_id=None, kind=None)
+    weird = json.loads(good_lines[2])
+    weird.update(type="rejected", refused_by="weird")
+    with open(enum, "w") as f:
+        f.write("\n".join([good_lines[0], json.dumps(bogus), json.dumps(weird)] + good_lines[3:10]) + "\n")
+    for cmd in (("audit", "--format", "json"), ("replay", "--policy", "cache", "--json")):
+        rc, out, err = ctl(cmd[0], enum, *cmd[1:])
+        doc = json.loads(out) if parses(out) else {}
+        eq(f"{cmd[0]} of a file with object bogus and refused_by weird: exit 3, both lines reported, 8 read",
+           (rc, "enum.ndjson:2: object" in err, "enum.ndjson:3: refused_by" in err, doc.get("events")),
+           (3, True, True, 8))
     # A --plans FILE asked for is read, whether or not --plan uses it (it was ignored).
     missing_plans = os.path.join(TMP, "missing-plans.toml")
     for cmd in (("simulate", "--days", "1", "--out", os.path.join(TMP, "p.ndjson")), ("audit", good),
@@ -658,7 +723,8 @@ def clean_profile_any_period():
     check("regression-heavy, 14 days: the audit finds regression_loops", "regression_loops" in codes, codes)
 
 
-for section in (import_setup, import_apply, import_apply_is_history, import_lines_read_whole, import_after_a_key, import_required_fields, import_first_100_errors, import_modes_and_keys,
+for section in (import_setup, import_apply, import_apply_is_history, import_lines_read_whole, import_after_a_key, import_required_fields, import_enumerated_values,
+                import_first_100_errors, import_modes_and_keys,
                 ctl_online_format, clock_routes, bad_flags, idempotency_capacity, running, ctl_offline, ctl_bad_files,
                 clean_profile_any_period):
     h.run_section(section)
