@@ -481,13 +481,16 @@ class Session : public std::enable_shared_from_this<Session> {
     // readers disagree; refuse instead of picking one. Two Authorization headers leave no
     // caller to check, so they are refused at once; two Idempotency-Key headers where the
     // route reads its key (API.md's order: 401, invalid_json, 403 and 404 first).
-    // RFC 9112 3.2: an HTTP/1.1 request without a Host header, or with more than one, is a
-    // 400 (HTTP/1.0 may leave it out). creditd routes on no host, but a request a proxy in
-    // front could read another way is refused, as the framing checks above are.
-    if (msg.version() >= 11 && msg.count(http::field::host) != 1) {
-      return refuse(
-          Error(ErrorCode::kInvalidRequest, "an HTTP/1.1 request carries exactly one Host header")
-              .with_string("param", "Host"));
+    // RFC 9112 3.2: a request with more than one Host header is a 400 whatever its
+    // version, and so is an HTTP/1.1 request without one (HTTP/1.0 may leave it out).
+    // creditd routes on no host, but a request a proxy in front could read another way is
+    // refused, as the framing checks above are.
+    if (const std::size_t hosts = msg.count(http::field::host);
+        hosts > 1 || (hosts == 0 && msg.version() >= 11)) {
+      return refuse(Error(ErrorCode::kInvalidRequest,
+                          hosts > 1 ? "the Host header may appear once"
+                                    : "an HTTP/1.1 request carries exactly one Host header")
+                        .with_string("param", "Host"));
     }
     if (msg.count(http::field::authorization) > 1) {
       return refuse(Error(ErrorCode::kInvalidRequest, "the Authorization header may appear once")

@@ -292,10 +292,15 @@ def rejections_are_json():
         data = h.raw_exchange(srv.port, (f"POST {path} HTTP/1.1\r\nHost: x\r\n"
                                          "Content-Length: 107374182400\r\n\r\n").encode(), head_only=True)
         check(f"no key, 100 GiB Content-Length on {path}: 401", data.startswith(b"HTTP/1.1 401"), data[:200])
-    # RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header; HTTP/1.0 may have none.
+    # RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header; HTTP/1.0 may have none,
+    # but no request of any version has two.
     for desc, head, want in (("no Host", b"GET /healthz HTTP/1.1\r\n\r\n", b"HTTP/1.1 400"),
                              ("two Host headers", b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
                               b"HTTP/1.1 400"),
+                             ("HTTP/1.0 with two Host headers",
+                              b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", b"HTTP/1.1 400"),
+                             ("HTTP/1.0 with one Host", b"GET /healthz HTTP/1.0\r\nHost: a\r\n\r\n",
+                              b"HTTP/1.1 200"),
                              ("HTTP/1.0 without Host", b"GET /healthz HTTP/1.0\r\n\r\n", b"HTTP/1.1 200")):
         data = h.raw_exchange(srv.port, head, head_only=True)
         check(f"{desc}: {want.decode()[9:]}", data.startswith(want) and
