@@ -56,10 +56,10 @@ void usage_error(const std::string& message) {
 // then beside the executable (<exe dir>/config, <exe dir>/../config,
 // <exe dir>/../share/creditd/config) and in the source tree creditctl was built from, so
 // creditctl works from any directory. Empty when none exists; `tried` lists the places.
-std::string resolve_config(const std::string& path, std::string_view default_path,
+std::string resolve_config(const std::string& path, bool given, std::string_view default_path,
                            std::string& tried) {
   namespace fs = std::filesystem;
-  if (path != default_path) return path;
+  if (given || path != default_path) return path;
   const fs::path rel(default_path);  // "config/<file>"
   std::vector<fs::path> candidates = {rel};
   std::error_code ec;
@@ -80,11 +80,11 @@ std::string resolve_config(const std::string& path, std::string_view default_pat
   return std::string();
 }
 
-std::optional<pricing::RateCard> load_card(const std::string& given) {
+std::optional<pricing::RateCard> load_card(const std::string& path_text, bool given) {
   std::string tried;
-  const std::string path = resolve_config(given, kRateCardPathDefault, tried);
+  const std::string path = resolve_config(path_text, given, kRateCardPathDefault, tried);
   if (path.empty()) {
-    usage_error("rate card: " + given + " not found (looked in " + tried +
+    usage_error("rate card: " + path_text + " not found (looked in " + tried +
                 "); give one with --rate-card FILE");
     return std::nullopt;
   }
@@ -97,17 +97,19 @@ std::optional<pricing::RateCard> load_card(const std::string& given) {
 }
 
 // The catalog when the file loads; `required` makes a failure an error, and so does a
-// --plans FILE given explicitly (a file asked for is read, used or not). A catalog with a
-// plan that lacks a pool `card` draws from is refused as creditd refuses to start with it
-// (pricing::check_rate_card_pools); the default catalog, not asked for, is then not used.
-bool load_plans(const std::string& given, bool required, const pricing::RateCard& card,
-                std::optional<pricing::Catalog>& out) {
-  required = required || given != kPlansPathDefault;
+// --plans FILE given on the command line (`given`, even when its text is the default's;
+// a caller that sets another path asks for it too): a file asked for is read, used or
+// not. A catalog with a plan that lacks a pool `card` draws from is refused as creditd
+// refuses to start with it (pricing::check_rate_card_pools); the default catalog, not
+// asked for, is then not used.
+bool load_plans(const std::string& path_text, bool given, bool required,
+                const pricing::RateCard& card, std::optional<pricing::Catalog>& out) {
+  required = required || given || path_text != kPlansPathDefault;
   std::string tried;
-  const std::string path = resolve_config(given, kPlansPathDefault, tried);
+  const std::string path = resolve_config(path_text, given, kPlansPathDefault, tried);
   if (path.empty()) {
     if (required) {
-      usage_error("plans: " + given + " not found (looked in " + tried +
+      usage_error("plans: " + path_text + " not found (looked in " + tried +
                   "); give one with --plans FILE");
     }
     return !required;
@@ -469,10 +471,11 @@ int run_simulate(const SimulateArgs& args) {
     usage_error("--profile: unknown profile '" + args.profile + "' (" + names + ")");
     return kExitUsage;
   }
-  auto card = load_card(args.rate_card);
+  auto card = load_card(args.rate_card, args.given.rate_card);
   if (!card) return kExitUsage;
   std::optional<pricing::Catalog> catalog;
-  if (!load_plans(args.plans, !args.plan.empty(), *card, catalog)) return kExitUsage;
+  if (!load_plans(args.plans, args.given.plans, !args.plan.empty(), *card, catalog))
+    return kExitUsage;
   if (!args.plan.empty()) {
     if (catalog->find(args.plan) == nullptr) {
       usage_error("--plan: unknown plan '" + args.plan + "'");
@@ -549,12 +552,12 @@ int run_replay(const ReplayArgs& args) {
     usage_error("replay: give at least one --policy");
     return kExitUsage;
   }
-  auto card = load_card(args.rate_card);
+  auto card = load_card(args.rate_card, args.given.rate_card);
   if (!card) return kExitUsage;
   bool needs_plans = !args.plan.empty();
   for (const auto& p : args.policies) needs_plans = needs_plans || p.starts_with("plan:");
   std::optional<pricing::Catalog> catalog;
-  if (!load_plans(args.plans, needs_plans, *card, catalog)) return kExitUsage;
+  if (!load_plans(args.plans, args.given.plans, needs_plans, *card, catalog)) return kExitUsage;
   const pricing::Plan* limit_plan = nullptr;
   if (!args.plan.empty()) {
     limit_plan = catalog->find(args.plan);
@@ -773,10 +776,11 @@ int run_audit(const AuditArgs& args) {
     usage_error("--format: expected json, md or html");
     return kExitUsage;
   }
-  auto card = load_card(args.rate_card);
+  auto card = load_card(args.rate_card, args.given.rate_card);
   if (!card) return kExitUsage;
   std::optional<pricing::Catalog> catalog;
-  if (!load_plans(args.plans, !args.plan.empty(), *card, catalog)) return kExitUsage;
+  if (!load_plans(args.plans, args.given.plans, !args.plan.empty(), *card, catalog))
+    return kExitUsage;
   if (!args.plan.empty() && catalog->find(args.plan) == nullptr) {
     usage_error("--plan: unknown plan '" + args.plan + "'");
     return kExitUsage;
@@ -986,10 +990,30 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   c.audit_cmd = aud;
 }
 
+namespace {
+
+// Whether the command line gave --plans and --rate-card: their counts, not their text (a
+// path equal to the default's is given all the same).
+template <typename Args>
+Args with_given(const Args& args, const CLI::App& cmd) {
+  Args out = args;
+  out.given.plans = cmd.get_option("--plans")->count() > 0;
+  out.given.rate_card = cmd.get_option("--rate-card")->count() > 0;
+  return out;
+}
+
+}  // namespace
+
 std::optional<int> run_offline_command(const OfflineCommands& c) {
-  if (c.simulate_cmd != nullptr && c.simulate_cmd->parsed()) return run_simulate(c.simulate);
-  if (c.replay_cmd != nullptr && c.replay_cmd->parsed()) return run_replay(c.replay);
-  if (c.audit_cmd != nullptr && c.audit_cmd->parsed()) return run_audit(c.audit);
+  if (c.simulate_cmd != nullptr && c.simulate_cmd->parsed()) {
+    return run_simulate(with_given(c.simulate, *c.simulate_cmd));
+  }
+  if (c.replay_cmd != nullptr && c.replay_cmd->parsed()) {
+    return run_replay(with_given(c.replay, *c.replay_cmd));
+  }
+  if (c.audit_cmd != nullptr && c.audit_cmd->parsed()) {
+    return run_audit(with_given(c.audit, *c.audit_cmd));
+  }
   return std::nullopt;
 }
 

@@ -31,6 +31,16 @@ constexpr std::int64_t kAuditCycleDaysMax = 31;
 constexpr const char* kRateCardPathDefault = "config/rate_card.toml";
 constexpr const char* kPlansPathDefault = "config/plans.toml";
 
+// Whether --plans and --rate-card were given on the command line (run_offline_command
+// fills it from the options' counts). A path given is used exactly as given, even when it
+// is the default's text, and a catalog given must match the rate card (docs/cli.md); a
+// default not given is looked for (resolve_config) and, for the catalog, used only when
+// it matches.
+struct ConfigGiven {
+  bool plans = false;
+  bool rate_card = false;
+};
+
 struct SimulateArgs {
   std::string profile = "typical";
   std::int64_t accounts = 1;
@@ -47,6 +57,7 @@ struct SimulateArgs {
   std::string out = "-";
   std::string truth;
   std::string rate_card = kRateCardPathDefault;
+  ConfigGiven given;
   // The summary on standard error as one JSON object instead of a sentence (the events are
   // NDJSON already).
   bool json = false;
@@ -58,6 +69,7 @@ struct ReplayArgs {
   bool json = false;
   std::string rate_card = kRateCardPathDefault;
   std::string plans = kPlansPathDefault;
+  ConfigGiven given;
   std::string plan;  // rate-limit: take the limits of this plan
   std::int64_t ttl_days = 7;
   std::vector<std::string> hit_rates;  // "0.3" or "SITE=0.3"
@@ -72,6 +84,7 @@ struct AuditArgs {
   std::string plan;
   std::string plans = kPlansPathDefault;
   std::string rate_card = kRateCardPathDefault;
+  ConfigGiven given;
   std::string account;  // only this account ("" every account in the file)
   // The pool audited, as the route's `pool`: "" the first pool of --plan's plan, or every
   // pool without --plan.

@@ -770,6 +770,40 @@ def test_simulated_two_pools_month_applies_on_elite():
     srv.stop()
 
 
+def test_config_given_as_the_default_path_is_given():
+    """--plans config/plans.toml (the default's own text) is given all the same (docs/cli.md):
+    with a rate card whose pools its plans lack, simulate, replay and audit refuse the pair
+    (exit 2, creditd's message), as they do for the same file by its absolute path. Not
+    given, the default catalog that does not match is not used (exit 0). A --rate-card or
+    --plans given is used exactly as given: from another directory, config/... is not
+    looked for elsewhere."""
+    sim = os.path.join(TMP, "given-plans.ndjson")
+    rc, _, err = ctl("simulate", "--profile", "typical", "--days", "2", "--seed", "3", "--start", START,
+                     *TWO_POOLS, "--out", sim, key=None)
+    eqd("simulate with the two-pools pair exits 0", rc, 0, err)
+    card = ("--rate-card", "config/examples/two-pools-rate-card.toml")
+    commands = (("simulate", "--days", "1", "--out", os.path.join(TMP, "given-plans-2.ndjson")),
+                ("replay", sim, "--policy", "cache"),
+                ("audit", sim, "--format", "json"))
+    for plans in ("config/plans.toml", os.path.join(ROOT, "config/plans.toml")):
+        for cmd in commands:
+            rc, _, err = ctl(*cmd, "--plans", plans, *card, key=None)
+            h.check(f"{cmd[0]} --plans {plans} with the two-pools card: exit 2, the pool plan free lacks",
+                    rc == 2 and 'which plan "free" lacks' in err, (rc, err))
+    for cmd in commands:
+        rc, _, err = ctl(*cmd, *card, key=None)
+        eqd(f"{cmd[0]} without --plans: the default catalog is not used, exit 0", rc, 0, err)
+    for flag in ("--rate-card", "--plans"):
+        path = "config/rate_card.toml" if flag == "--rate-card" else "config/plans.toml"
+        p = subprocess.run([CTL, "simulate", "--days", "1", "--out", os.devnull, flag, path],
+                           capture_output=True, text=True, cwd=TMP, timeout=120)
+        h.check(f"{flag} {path} from a directory without it: exit 2, not looked for elsewhere",
+                p.returncode == 2 and path in p.stderr, (p.returncode, p.stderr))
+    p = subprocess.run([CTL, "simulate", "--days", "1", "--out", os.devnull],
+                       capture_output=True, text=True, cwd=TMP, timeout=120)
+    eqd("neither given, from that directory: the defaults are found, exit 0", p.returncode, 0, p.stderr)
+
+
 def test_json_errors_end_with_a_newline():
     rc, out, err = ctl("--json", "audit", "nobody", "--online")
     h.check("--json audit of an unknown account: exit 1, the error body on a line of its own",
@@ -841,6 +875,7 @@ h.run_section(test_simulate_plan_lines_import_whole)
 h.run_section(test_simulate_warns_when_the_period_does_not_fit_the_plan)
 h.run_section(test_simulate_two_pools_truth_is_the_audit)
 h.run_section(test_simulated_two_pools_month_applies_on_elite)
+h.run_section(test_config_given_as_the_default_path_is_given)
 h.run_section(test_json_errors_end_with_a_newline)
 h.run_section(test_byte_order_mark)
 h.finish()
