@@ -119,9 +119,12 @@ std::vector<std::vector<PolicyKind>> fix_chains() {
 
 }  // namespace
 
-// The days the range covers up to now (AuditOptions), at least one; nullopt without a range.
+// The days the range covers up to now (AuditOptions): none for an empty range [h, h)
+// (docs/audit-schema.md: it touches no day), else at least one; nullopt without a range.
 std::optional<std::int64_t> range_period_days(const AuditOptions& o) {
   if (!o.range_from_ms || !o.range_to_ms) return std::nullopt;
+  CREDIT_ASSERT(*o.range_from_ms <= *o.range_to_ms);  // a `to` before `from` is refused
+  if (*o.range_from_ms == *o.range_to_ms) return 0;
   std::int64_t end_ms = *o.range_to_ms;
   // Now's day counts whole once it has begun: at exactly midnight it has not.
   if (o.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(o.now_ms - 1) + kMsPerDay);
@@ -675,9 +678,11 @@ AuditReport AuditBuilder::State::finish() {
   });
   if (r.hot_files.size() > kHotFilesMax) r.hot_files.resize(kHotFilesMax);
   // Every UTC day of the period (the range's, up to now's day: range_period_days), quiet
-  // days at 0; the days of the events at least (an import may lie past now).
+  // days at 0; the days of the events at least (an import may lie past now). An empty
+  // range touches no day.
   std::optional<std::int64_t> first_day, last_day;
-  if (options.range_from_ms && options.range_to_ms) {
+  if (options.range_from_ms && options.range_to_ms &&
+      *options.range_from_ms < *options.range_to_ms) {
     std::int64_t end_ms = *options.range_to_ms;
     if (options.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(options.now_ms - 1) + kMsPerDay);
     first_day = day_start_ms(*options.range_from_ms);

@@ -792,5 +792,41 @@ TEST(Audit, TheDailySeriesHasEveryDayOfThePeriod) {
   EXPECT_EQ(audit(events, options).daily.size(), 3u);
 }
 
+// `from` == `to` on the hour is an empty range: it touches no UTC day, so its period has no
+// day and its daily series no row (found by an audit: it reported one day, at 0), and the
+// figures scaled by the period stay 0 without a division by it.
+TEST(Audit, AnEmptyRangeHasNoDay) {
+  constexpr std::int64_t kDay = 86'400'000;
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  ASSERT_TRUE(catalog.ok());
+  const std::int64_t midnight = kT0 - kT0 % kDay;
+  AuditOptions options;
+  options.catalog = &*catalog;
+  options.plan_id = "pro";
+  options.pool = "credits";
+  for (const std::int64_t at : {midnight, midnight + 10 * 3'600'000}) {
+    options.range_from_ms = at;
+    options.range_to_ms = at;
+    options.now_ms = midnight + 5 * kDay;
+    const AuditReport r = audit({}, options);
+    EXPECT_EQ(r.period_days, 0);
+    EXPECT_TRUE(r.daily.empty());
+    EXPECT_EQ(r.total.mc(), 0);
+    ASSERT_TRUE(r.advice.has_value());
+    EXPECT_EQ(r.advice->used_per_cycle.mc(), 0);
+    EXPECT_FALSE(r.advice->runs_out_after_days.has_value());
+    EXPECT_NE(audit_json({r}).find(R"("period_days":0,)"), std::string::npos) << audit_json({r});
+    EXPECT_NE(audit_json({r}).find(R"("daily":[])"), std::string::npos) << audit_json({r});
+    EXPECT_NE(audit_markdown({r}).find("(0 days)"), std::string::npos) << audit_markdown({r});
+    EXPECT_FALSE(audit_html({r}).empty());
+  }
+  // A range of one hour touches its day.
+  options.range_to_ms = *options.range_from_ms + 3'600'000;
+  const AuditReport r = audit({}, options);
+  EXPECT_EQ(r.period_days, 1);
+  ASSERT_EQ(r.daily.size(), 1u);
+  EXPECT_EQ(r.daily.front().day_ms, midnight);
+}
+
 }  // namespace
 }  // namespace credit::analytics

@@ -469,6 +469,18 @@ def ranges():
     r = c.get(base + "audit?from=2026-03-05T10:00:00Z&to=2026-03-05T10:00:00Z")
     h.eq("range: the audit of an empty range", (r.get("from"), r.get("to"), r.get("events"), r.get("total")),
          ("2026-03-05T10:00:00Z", "2026-03-05T10:00:00Z", 0, 0))
+    # It touches no day (docs/audit-schema.md): no daily row, as usage?group_by=day has none.
+    u = c.get(base + "usage?group_by=day&from=2026-03-05T10:00:00Z&to=2026-03-05T10:00:00Z")
+    h.eq("range: the empty range has no day, in the audit as in usage by day",
+         (r.get("period_days"), r.get("daily"), u.get("rows")), (0, [], []))
+    advice = r.get("advice") or {}
+    h.eq("range: the empty range's advice: nothing used per cycle, no run-out",
+         (advice.get("used_per_cycle"), advice.get("runs_out"), advice.get("runs_out_after_days"),
+          r.get("fixes"), r.get("saved_per_cycle_all_fixes")), (0, False, None, [], 0))
+    for fmt in ("md", "html"):
+        f = c.get(base + f"audit?format={fmt}&from=2026-03-05T10:00:00Z&to=2026-03-05T10:00:00Z")
+        h.check(f"range: the empty range's audit as {fmt}: 200, 0 days", f.status == 200 and "0 days" in f.text,
+                (f.status, f.text[:300]))
 
 
 def events_route():
