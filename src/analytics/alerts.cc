@@ -14,6 +14,7 @@
 #include <functional>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/json_writer.h"
 #include "money/money.h"
@@ -478,39 +479,44 @@ std::size_t AlertBook::queued() const {
 }
 
 std::size_t AlertBook::deliver_due(std::int64_t now_ms, const WebhookSender& send) {
-  // In the order the alerts fired (the queue is kept by id, a hash).
-  std::vector<std::pair<std::uint64_t, WebhookRequest>> due;
+  // Each receiver gets its alerts in the order they fired, one at a time: an alert is not
+  // sent while an older one to the same receiver waits for its backoff (found by an audit:
+  // an alert that fired during that backoff went out at once, before the older one, and
+  // with a hanging receiver cost one timeout per alert so queued). The oldest alert owed
+  // to a receiver thus holds its backoff from pass to pass until a delivery succeeds.
+  std::unordered_set<std::string> waiting;  // receiver URLs whose oldest alert is not due
+  std::vector<WebhookRequest> due;
   {
     std::lock_guard lock(mu_);
-    for (auto& [id, p] : queue_) {
-      if (p.next_attempt_ms > now_ms) continue;
-      auto r = rules_.find(p.alert.account_id);
+    // In the order the alerts fired (the queue is kept by id, a hash).
+    std::vector<const Pending*> owed;
+    owed.reserve(queue_.size());
+    for (const auto& [id, p] : queue_) owed.push_back(&p);
+    std::sort(owed.begin(), owed.end(),
+              [](const Pending* x, const Pending* y) { return x->fired_no < y->fired_no; });
+    for (const Pending* p : owed) {
+      auto r = rules_.find(p->alert.account_id);
       if (r == rules_.end() || r->second.webhook_url.empty())
         continue;  // removed: wait for a new one
-      due.emplace_back(p.fired_no, WebhookRequest{r->second.webhook_url, r->second.webhook_secret,
-                                                  id, alert_payload(p.alert), now_ms / 1000});
+      const std::string& url = r->second.webhook_url;
+      if (waiting.count(url)) continue;
+      if (p->next_attempt_ms > now_ms) {
+        waiting.insert(url);
+        continue;
+      }
+      due.push_back(WebhookRequest{url, r->second.webhook_secret, p->alert.alert_id,
+                                   alert_payload(p->alert), now_ms / 1000});
     }
   }
-  std::sort(due.begin(), due.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   std::size_t acked = 0;
   // A receiver that fails (or times out) is not tried again in this pass: the alerts
-  // queued behind it wait for their backoff, and the other receivers' are not held back
-  // by one timeout each (found by an audit: 3 alerts to a hanging receiver delayed every
-  // other account's by 15 s).
-  // The alerts behind it wait as long as the one that failed (its backoff), so the next
-  // passes do not try them one timeout each either.
-  std::unordered_map<std::string, std::int64_t> retry_at_ms;  // by receiver URL
-  for (const auto& [fired_no, req] : due) {
-    if (auto failed = retry_at_ms.find(req.url); failed != retry_at_ms.end()) {
-      std::lock_guard lock(mu_);
-      auto it = queue_.find(req.alert_id);
-      if (it != queue_.end()) {
-        it->second.next_attempt_ms = std::max(it->second.next_attempt_ms, failed->second);
-      }
-      continue;
-    }
+  // queued behind it wait for its backoff (the next passes find it not due, above), and
+  // the other receivers are not held back by one timeout per alert queued to it.
+  std::unordered_set<std::string> failed;  // receiver URLs
+  for (const WebhookRequest& req : due) {
+    if (failed.count(req.url)) continue;
     bool ok = send(req);  // no lock held while the network is slow
-    if (!ok) retry_at_ms[req.url] = now_ms + backoff_ms(1);
+    if (!ok) failed.insert(req.url);
     std::lock_guard lock(mu_);
     auto it = queue_.find(req.alert_id);
     if (it == queue_.end()) continue;
@@ -527,7 +533,6 @@ std::size_t AlertBook::deliver_due(std::int64_t now_ms, const WebhookSender& sen
       continue;
     }
     p.next_attempt_ms = now_ms + backoff_ms(p.attempts);
-    retry_at_ms[req.url] = p.next_attempt_ms;
   }
   return acked;
 }

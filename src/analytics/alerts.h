@@ -21,8 +21,11 @@
 //                    {"op":"delivered","alert_id"} | {"op":"abandoned","alert_id"}
 // Delivery: one thread POSTs each queued alert (the sender signs and sends it), retries
 // a failure after 1 s, 2 s, 4 s, ... up to 10 min apart on the injected clock, and gives
-// up (abandoned) only kDeliveryRetryWindowMs after its first attempt. After a restart the
-// alerts neither delivered nor abandoned are queued again: at least once.
+// up (abandoned) only kDeliveryRetryWindowMs after its first attempt. Each receiver (URL)
+// gets its alerts in the order they fired: none is sent while an older one to the same
+// receiver waits for its backoff, so that backoff holds every alert queued behind it,
+// also those that fire later. After a restart the alerts neither delivered nor abandoned
+// are queued again: at least once.
 // Owns: rules, evaluation, the files, the delivery schedule. Does not: speak HTTP or
 // sign (the server's WebhookSender does), read the ledger (the caller passes views).
 #pragma once

@@ -341,6 +341,63 @@ TEST(Alerts, AFailingReceiverIsTriedOnceAPass) {
   EXPECT_EQ(calls[down.webhook_url], 2);
 }
 
+// An alert that fires while an older one to the same receiver waits for its backoff
+// waits too, and goes after it (found by an audit: the backoff lasted one pass, so the
+// new alert went out at once, before the older one).
+TEST(Alerts, AnAlertFiredDuringAReceiversBackoffWaitsAndGoesAfterTheOlderOnes) {
+  const std::string dir = fresh_dir("alerts_backoff_order_test");
+  AlertRules rules;
+  rules.webhook_url = "http://127.0.0.1:1/h";
+  rules.webhook_secret = "s";
+  rules.thresholds_percent = {10, 20, 30, 40};
+  PoolStatus p;
+  p.pool = "credits";
+  p.allowance_mc = cr(100);
+  const std::int64_t t0 = at("2026-03-02T00:00:00Z");
+  auto book = AlertBook::open(dir);
+  ASSERT_TRUE(book.ok());
+  ASSERT_TRUE((*book)->set_rules("a", rules).ok());
+  // The alert of threshold `percent` (the only new one once the lower ones fired).
+  const auto fire = [&](std::int64_t percent, std::int64_t now_ms) {
+    p.used_mc = cr(percent);
+    std::vector<Alert> alerts = evaluate_alerts("a", now_ms, {p}, rules);
+    EXPECT_EQ((*book)->record(alerts, now_ms), 1u);
+    return alerts.back().alert_id;
+  };
+  std::vector<std::string> sent;
+  bool up = false;
+  const auto send = [&](const WebhookRequest& r) { return sent.push_back(r.alert_id), up; };
+
+  const std::string a10 = fire(10, t0);
+  EXPECT_EQ((*book)->deliver_due(t0, send), 0u);  // fails: next try after 1 s
+  // 20 % fires during that backoff (the clock not moved, then moved within it).
+  const std::string a20 = fire(20, t0);
+  EXPECT_EQ((*book)->deliver_due(t0, send), 0u);
+  EXPECT_EQ((*book)->deliver_due(t0 + 500, send), 0u);
+  EXPECT_EQ(sent, std::vector<std::string>{a10});
+  up = true;
+  EXPECT_EQ((*book)->deliver_due(t0 + 1000, send), 2u);
+  EXPECT_EQ(sent, (std::vector<std::string>{a10, a10, a20}));
+  EXPECT_EQ((*book)->queued(), 0u);
+
+  // A receiver that keeps failing: the alerts that fire during its backoff are not tried
+  // (each one a timeout with a hanging receiver) before that backoff ends.
+  sent.clear();
+  up = false;
+  const std::string a30 = fire(30, t0 + 2000);
+  EXPECT_EQ((*book)->deliver_due(t0 + 2000, send), 0u);  // next after 1 s
+  const std::string a40 = fire(40, t0 + 2500);
+  EXPECT_EQ((*book)->deliver_due(t0 + 2500, send), 0u);
+  EXPECT_EQ((*book)->deliver_due(t0 + 2999, send), 0u);
+  EXPECT_EQ(sent, std::vector<std::string>{a30});
+  EXPECT_EQ((*book)->deliver_due(t0 + 3000, send), 0u);  // a30 again (next after 2 s), alone
+  EXPECT_EQ((*book)->deliver_due(t0 + 4999, send), 0u);
+  EXPECT_EQ(sent, (std::vector<std::string>{a30, a30}));
+  up = true;
+  EXPECT_EQ((*book)->deliver_due(t0 + 5000, send), 2u);
+  EXPECT_EQ(sent, (std::vector<std::string>{a30, a30, a30, a40}));
+}
+
 std::string file_text(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

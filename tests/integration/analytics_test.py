@@ -572,6 +572,52 @@ def alerts_and_webhooks():
          (ACCT, a0.get("rule"), a0.get("at"), a0.get("details")))
 
 
+def webhook_order_during_backoff():
+    """An alert that fires while an older one to the same receiver waits for its backoff
+    waits too, and goes after it: webhooks go in the order the alerts fired (api-notes).
+    Found by an audit: the backoff lasted one pass, so 20 % went out before 10 %."""
+    got = []  # (threshold, status answered), in the order received
+    lock = threading.Lock()
+
+    def on_delivery(delivery_id, body, signature_ok, signature):
+        with lock:
+            status = 500 if not got else 200
+            got.append(((body.get("details") or {}).get("threshold_percent"), status))
+            return status
+
+    receiver = h.WebhookReceiver("s", on_delivery)
+    start = datetime(2027, 1, 6, tzinfo=UTC)  # after apply_types' clock
+    admin.set_clock(iso(start))
+    try:
+        r = admin.post("/v1/accounts", {"account_id": "wo", "plan": "pro", "idempotency_key": "wo1"})
+        h.check("webhook order: account created", r.status in (200, 201), r)
+        r = admin.put("/v1/accounts/wo/alert-rules",
+                      {"thresholds": [10, 20], "webhook_url": f"http://127.0.0.1:{receiver.port}/h",
+                       "webhook_secret": "s"})
+        h.eq("webhook order: rules set", r.status, 200)
+        r = admin.charge("wo", amount=1100, kind="integration.send_email", user_id="u", idem="wo-c1")
+        h.check("webhook order: the 10 % charge", r.status in (200, 201), r)
+        deadline = time.time() + 5
+        while time.time() < deadline and not got:
+            time.sleep(0.05)
+        time.sleep(1)  # the clock not moved: the receiver's backoff (1 s) runs on it
+        r = admin.charge("wo", amount=1000, kind="integration.send_email", user_id="u", idem="wo-c2")
+        h.check("webhook order: the 20 % charge", r.status in (200, 201), r)
+        time.sleep(1)
+        with lock:
+            h.eq("webhook order: 20 % waits for the backoff of the 10 % before it", list(got), [(10, 500)])
+        admin.set_clock(iso(start + timedelta(hours=1)))
+        deadline = time.time() + 10
+        while time.time() < deadline and len(got) < 3:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        with lock:
+            h.eq("webhook order: after the backoff, 10 % then 20 %", list(got),
+                 [(10, 500), (10, 200), (20, 200)])
+    finally:
+        receiver.shutdown()
+
+
 def restart():
     r0 = state["reader"].get(f"/v1/accounts/{ACCT}/alerts")
     u0 = state["reader"].get(f"/v1/accounts/{ACCT}/usage?group_by=file")
@@ -663,7 +709,8 @@ def apply_types():
 
 
 for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, ranges, events_route,
-                alerts_and_webhooks, webhook_urls, reimport_export, apply_types, restart):
+                alerts_and_webhooks, webhook_urls, reimport_export, apply_types, webhook_order_during_backoff,
+                restart):
     h.run_section(section)
 recv.server.shutdown()
 h.finish()
