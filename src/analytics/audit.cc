@@ -121,15 +121,22 @@ std::vector<std::vector<PolicyKind>> fix_chains() {
 
 // The days the range covers up to now (AuditOptions): none for an empty range [h, h)
 // (docs/audit-schema.md: it touches no day), else at least one; nullopt without a range.
+// The end of the range's period: its `to`, cut at the end of now's day (now's day counts
+// whole once it has begun: at exactly midnight it has not). The period is empty when this
+// is not after `from` (`from` == `to`, or a range wholly after today).
+std::int64_t period_end_ms(const AuditOptions& o) {
+  CREDIT_ASSERT(o.range_from_ms && o.range_to_ms);
+  CREDIT_ASSERT(*o.range_from_ms <= *o.range_to_ms);  // a `to` before `from` is refused
+  std::int64_t end_ms = *o.range_to_ms;
+  if (o.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(o.now_ms - 1) + kMsPerDay);
+  return end_ms;
+}
+
 std::optional<std::int64_t> range_period_days(const AuditOptions& o) {
   if (!o.range_from_ms || !o.range_to_ms) return std::nullopt;
-  CREDIT_ASSERT(*o.range_from_ms <= *o.range_to_ms);  // a `to` before `from` is refused
-  if (*o.range_from_ms == *o.range_to_ms) return 0;
-  std::int64_t end_ms = *o.range_to_ms;
-  // Now's day counts whole once it has begun: at exactly midnight it has not.
-  if (o.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(o.now_ms - 1) + kMsPerDay);
-  const std::int64_t days = (end_ms - *o.range_from_ms + kMsPerDay - 1) / kMsPerDay;
-  return std::max<std::int64_t>(1, days);
+  const std::int64_t end_ms = period_end_ms(o);
+  if (end_ms <= *o.range_from_ms) return 0;  // an empty period touches no day
+  return (end_ms - *o.range_from_ms + kMsPerDay - 1) / kMsPerDay;
 }
 
 struct AuditBuilder::State {
@@ -682,11 +689,9 @@ AuditReport AuditBuilder::State::finish() {
   // range touches no day.
   std::optional<std::int64_t> first_day, last_day;
   if (options.range_from_ms && options.range_to_ms &&
-      *options.range_from_ms < *options.range_to_ms) {
-    std::int64_t end_ms = *options.range_to_ms;
-    if (options.now_ms > 0) end_ms = std::min(end_ms, day_start_ms(options.now_ms - 1) + kMsPerDay);
+      period_end_ms(options) > *options.range_from_ms) {
     first_day = day_start_ms(*options.range_from_ms);
-    last_day = day_start_ms(std::max(end_ms, *options.range_from_ms + 1) - 1);
+    last_day = day_start_ms(period_end_ms(options) - 1);
     // A period longer than the server's (only offline --from/--to can give one) lists the
     // events' days only.
     if ((*last_day - *first_day) / kMsPerDay >= kDailyRowsMax) first_day = last_day = std::nullopt;

@@ -826,6 +826,19 @@ TEST(Audit, AnEmptyRangeHasNoDay) {
   EXPECT_EQ(r.period_days, 1);
   ASSERT_EQ(r.daily.size(), 1u);
   EXPECT_EQ(r.daily.front().day_ms, midnight);
+  // A range wholly after today is cut at the end of today: empty too (it had one day).
+  options.now_ms = midnight + 5 * kDay + 12 * 3'600'000;
+  options.range_from_ms = midnight + 10 * kDay;
+  options.range_to_ms = midnight + 12 * kDay;
+  const AuditReport later = audit({}, options);
+  EXPECT_EQ(later.period_days, 0);
+  EXPECT_TRUE(later.daily.empty());
+  // One that starts today and ends later has today only.
+  options.range_from_ms = midnight + 5 * kDay;
+  const AuditReport today = audit({}, options);
+  EXPECT_EQ(today.period_days, 1);
+  ASSERT_EQ(today.daily.size(), 1u);
+  EXPECT_EQ(today.daily.front().day_ms, midnight + 5 * kDay);
 }
 
 }  // namespace
