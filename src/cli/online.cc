@@ -3,10 +3,10 @@
 #include "cli/online.h"
 
 #include <fmt/format.h>
-#include <simdjson.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -19,6 +19,7 @@
 
 #include "base/decimal_option.h"
 #include "base/json_writer.h"
+#include "cli/answer_json.h"
 #include "cli/http_client.h"
 #include "money/money.h"
 #include "time/time.h"
@@ -34,50 +35,48 @@ const char* const kExitCodesHelp =
 
 namespace {
 
-using Element = simdjson::dom::element;
+using Element = const JsonNode&;
 
 // ---- JSON values as text --------------------------------------------------------------
 
+// A value as a table cell: a number exactly as the server wrote it (never through a
+// double: DESIGN section 1, Money), a string unquoted, "-" for null or missing.
 std::string text_of(Element e) {
-  switch (e.type()) {
-    case simdjson::dom::element_type::STRING:
-      return std::string(std::string_view(e.get_string().value_unsafe()));
-    case simdjson::dom::element_type::INT64:
-      return std::to_string(int64_t(e.get_int64().value_unsafe()));
-    case simdjson::dom::element_type::UINT64:
-      return std::to_string(uint64_t(e.get_uint64().value_unsafe()));
-    case simdjson::dom::element_type::DOUBLE: {
-      double d = e.get_double().value_unsafe();
-      std::string s = fmt::format("{}", d);
-      if (s.find('e') != std::string::npos) s = fmt::format("{:.3f}", d);
-      return s;
-    }
-    case simdjson::dom::element_type::BOOL:
-      return e.get_bool().value_unsafe() ? "true" : "false";
-    case simdjson::dom::element_type::NULL_VALUE:
+  switch (e.kind) {
+    case JsonKind::kString:
+    case JsonKind::kNumber:
+    case JsonKind::kBool:
+      return e.text;
+    case JsonKind::kNull:
+    case JsonKind::kMissing:
       return "-";
-    default:
-      return simdjson::minify(e);
+    case JsonKind::kArray:
+    case JsonKind::kObject:
+      break;
   }
+  std::string out;
+  e.append_json(out);
+  return out;
 }
 
 // The field `key` of object `e` as text ("-" when missing or null).
 std::string field(Element e, std::string_view key) {
-  auto v = e[key];
-  if (v.error()) return "-";
-  return text_of(v.value_unsafe());
+  return text_of(e[key]);
 }
 
+// A number that is not money (a ratio, a duration in ms) for arithmetic; 0 when missing
+// or not a number.
 double number(Element e, std::string_view key) {
-  auto v = e[key];
-  if (v.error()) return 0;
-  auto d = v.value_unsafe().get_double();
-  return d.error() ? 0 : d.value_unsafe();
+  const JsonNode& v = e[key];
+  double d = 0;
+  if (v.kind != JsonKind::kNumber) return 0;
+  auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
+  return ec == std::errc() && end == v.text.data() + v.text.size() ? d : 0;
 }
 
 std::string percent(Element e, std::string_view key) {
-  auto v = e[key];
-  if (v.error() || v.value_unsafe().is_null()) return "-";
+  const JsonNode& v = e[key];
+  if (v.kind != JsonKind::kNumber) return "-";
   return fmt::format("{:.1f} %", number(e, key) * 100);
 }
 
@@ -116,13 +115,10 @@ void print_table(const std::vector<std::string>& heads,
 
 void print_pools(Element account) {
   std::vector<std::vector<std::string>> rows;
-  auto pools = account["pools"].get_object();
-  if (!pools.error()) {
-    for (auto [name, p] : pools.value_unsafe()) {
-      rows.push_back({std::string(name), field(p, "allowance"), field(p, "extra"), field(p, "used"),
-                      field(p, "held"), field(p, "available"), field(p, "daily_cap"),
-                      field(p, "used_today"), field(p, "available_now")});
-    }
+  for (const JsonNode& p : account["pools"].members()) {
+    rows.push_back({p.key, field(p, "allowance"), field(p, "extra"), field(p, "used"),
+                    field(p, "held"), field(p, "available"), field(p, "daily_cap"),
+                    field(p, "used_today"), field(p, "available_now")});
   }
   print_table({"<pool", "allowance", "extra", "used", "held", "available", "daily_cap",
                "used_today", "available_now"},
@@ -139,9 +135,7 @@ void print_account(Element a) {
 }
 
 void print_drawn(Element doc) {
-  auto drawn = doc["drawn_from"].get_array();
-  if (drawn.error()) return;
-  for (Element d : drawn.value_unsafe())
+  for (const JsonNode& d : doc["drawn_from"].elements())
     std::cout << fmt::format("  drawn from {}: {}\n", field(d, "source"), field(d, "credits"));
 }
 
@@ -213,17 +207,10 @@ void retry_hint(const Request& r) {
 
 // Explains a refusal on stderr; returns its exit code.
 int explain_error(const HttpAnswer& a, const Request& r) {
-  simdjson::dom::parser parser;
-  auto doc = parser.parse(a.body);
-  Element err;
-  bool has = false;
-  if (!doc.error()) {
-    auto e = doc.value_unsafe()["error"];
-    if (!e.error() && e.value_unsafe().is_object()) {
-      err = e.value_unsafe();
-      has = true;
-    }
-  }
+  const std::optional<JsonNode> doc = parse_answer(a.body);
+  const JsonNode none;
+  const JsonNode& err = doc ? (*doc)["error"] : none;
+  const bool has = err.is_object();
   const std::string code = has ? field(err, "code") : "-";
   const std::string message = has ? field(err, "message") : a.body.substr(0, 200);
   const std::string prefix = fmt::format("creditctl: {} {}", a.status, code);
@@ -261,10 +248,9 @@ int explain_error(const HttpAnswer& a, const Request& r) {
   }
   std::string extra;
   if (has) {
-    simdjson::dom::object details = err.get_object().value_unsafe();
-    for (auto [k, v] : details) {
-      if (k == "code" || k == "message") continue;
-      extra += fmt::format(", {} {}", k, text_of(v));
+    for (const JsonNode& v : err.members()) {
+      if (v.key == "code" || v.key == "message") continue;
+      extra += fmt::format(", {} {}", v.key, text_of(v));
     }
   }
   std::cerr << prefix << ": " << message << extra << "\n";
@@ -318,13 +304,12 @@ int call(const Connection& conn, const Request& r, const Render& render) {
     std::cout << "ok\n";
     return kExitOk;
   }
-  simdjson::dom::parser parser;
-  auto doc = parser.parse(a.body);
-  if (doc.error()) {
+  const std::optional<JsonNode> doc = parse_answer(a.body);
+  if (!doc) {
     std::cout << a.body;
     return kExitOk;
   }
-  render(doc.value_unsafe());
+  render(*doc);
   return kExitOk;
 }
 
@@ -436,21 +421,15 @@ int accounts_list(const OnlineCommands& c) {
   r.target = "/v1/accounts" + query({{"limit", limit_text(c.args.limit)}, {"after", c.args.after}});
   return call(c.conn, r, [](Element doc) {
     std::vector<std::vector<std::string>> rows;
-    auto list = doc["accounts"].get_array();
-    if (!list.error()) {
-      for (Element a : list.value_unsafe()) {
-        std::string used = "-", available = "-";
-        auto pools = a["pools"].get_object();
-        if (!pools.error()) {
-          for (auto [name, p] : pools.value_unsafe()) {
-            used = field(p, "used");
-            available = field(p, "available");
-            break;  // the plan's first pool
-          }
-        }
-        rows.push_back({field(a, "account_id"), field(a, "plan"), field(a, "status"),
-                        field(a["cycle"], "end"), used, available});
+    for (const JsonNode& a : doc["accounts"].elements()) {
+      std::string used = "-", available = "-";
+      for (const JsonNode& p : a["pools"].members()) {
+        used = field(p, "used");
+        available = field(p, "available");
+        break;  // the plan's first pool
       }
+      rows.push_back({field(a, "account_id"), field(a, "plan"), field(a, "status"),
+                      field(a["cycle"], "end"), used, available});
     }
     print_table({"<account", "<plan", "<status", "<cycle_end", "used", "available"}, rows);
     print_next(doc);
@@ -530,12 +509,9 @@ int usage(const OnlineCommands& c) {
     std::cout << fmt::format("{} to {}: {} credits\n\n", field(doc, "from"), field(doc, "to"),
                              field(doc, "total"));
     std::vector<std::vector<std::string>> rows;
-    auto list = doc["rows"].get_array();
-    if (!list.error()) {
-      for (Element row : list.value_unsafe())
-        rows.push_back(
-            {field(row, "key"), field(row, "credits"), field(row, "count"), percent(row, "share")});
-    }
+    for (const JsonNode& row : doc["rows"].elements())
+      rows.push_back(
+          {field(row, "key"), field(row, "credits"), field(row, "count"), percent(row, "share")});
     print_table({"<key", "credits", "count", "share"}, rows);
   });
 }
@@ -551,11 +527,8 @@ int hot_files(const OnlineCommands& c) {
                     {"pool", a.pool}});
   return call(c.conn, r, [](Element doc) {
     std::vector<std::vector<std::string>> rows;
-    auto list = doc["rows"].get_array();
-    if (!list.error()) {
-      for (Element row : list.value_unsafe())
-        rows.push_back({field(row, "file"), field(row, "turns"), field(row, "credits")});
-    }
+    for (const JsonNode& row : doc["rows"].elements())
+      rows.push_back({field(row, "file"), field(row, "turns"), field(row, "credits")});
     print_table({"<file", "turns", "credits"}, rows);
   });
 }
@@ -565,10 +538,8 @@ int burn(const OnlineCommands& c) {
   r.target = account_path(c.args.account) + "/burn" + query({{"pool", c.args.pool}});
   return call(c.conn, r, [](Element doc) {
     std::vector<std::vector<std::string>> rows;
-    auto list = doc["days"].get_array();
-    if (!list.error()) {
-      for (Element d : list.value_unsafe()) rows.push_back({field(d, "date"), field(d, "credits")});
-    }
+    for (const JsonNode& d : doc["days"].elements())
+      rows.push_back({field(d, "date"), field(d, "credits")});
     print_table({"<date", "credits"}, rows);
     std::cout << fmt::format("\ntoday {}, trailing mean {}, ratio {}, spike {}\n",
                              field(doc, "today"), field(doc, "trailing_mean"), field(doc, "ratio"),
@@ -590,9 +561,8 @@ int forecast(const OnlineCommands& c) {
                              percent(doc, "utilization"));
     std::cout << fmt::format("need per cycle {}; runs out at {}\n", field(doc, "need"),
                              field(doc, "runs_out_at"));
-    auto adv = doc["advice"];
-    if (!adv.error() && adv.value_unsafe().is_object()) {
-      Element x = adv.value_unsafe();
+    const JsonNode& x = doc["advice"];
+    if (x.is_object()) {
       std::cout << fmt::format("advice: {} {} (price delta {} USD, {} engineering hours)\n",
                                field(x, "action"), field(x, "plan"), field(x, "price_delta_usd"),
                                field(x, "engineering_hours"));
@@ -608,13 +578,9 @@ int loops(const OnlineCommands& c) {
              query({{"from", a.from}, {"to", a.to}, {"pool", a.pool}});
   return call(c.conn, r, [](Element doc) {
     std::vector<std::vector<std::string>> rows;
-    auto list = doc["loops"].get_array();
-    if (!list.error()) {
-      for (Element l : list.value_unsafe())
-        rows.push_back({field(l, "file"), field(l, "feature"), field(l, "turns"),
-                        field(l, "credits"), field(l, "waste"), field(l, "first_at"),
-                        field(l, "revert_to_snapshot")});
-    }
+    for (const JsonNode& l : doc["loops"].elements())
+      rows.push_back({field(l, "file"), field(l, "feature"), field(l, "turns"), field(l, "credits"),
+                      field(l, "waste"), field(l, "first_at"), field(l, "revert_to_snapshot")});
     print_table({"<file", "<feature", "turns", "credits", "waste", "<first_at", "<revert_to"},
                 rows);
   });
@@ -625,11 +591,8 @@ int alerts(const OnlineCommands& c) {
   r.target = account_path(c.args.account) + "/alerts" + query({{"pool", c.args.pool}});
   return call(c.conn, r, [](Element doc) {
     std::vector<std::vector<std::string>> rows;
-    auto list = doc["alerts"].get_array();
-    if (!list.error()) {
-      for (Element al : list.value_unsafe())
-        rows.push_back({field(al, "at"), field(al, "rule"), field(al, "message")});
-    }
+    for (const JsonNode& al : doc["alerts"].elements())
+      rows.push_back({field(al, "at"), field(al, "rule"), field(al, "message")});
     print_table({"<at", "<rule", "<message"}, rows);
   });
 }

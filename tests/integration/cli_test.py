@@ -495,6 +495,38 @@ def test_usage_numbers_are_json():
             (1, "invalid_usage", "usage.input_tokens"), (out, err))
 
 
+def test_tables_print_the_servers_numbers_exactly():
+    """The tables print every number as the server wrote it, never through a double
+    (DESIGN section 1, Money): 9,000,000,009,999.997 credits is 9,000,000,009,999,997
+    millicredits, past 2^53, and a double would print it as 9000000009999.996."""
+    big = ADMIN.create_account("big", plan="pro")
+    for _ in range(10):
+        r = ADMIN.post(f"/v1/accounts/{big}/adjustments", {"pool": "credits", "credits": 1000000000000,
+                                                           "reason": "big", "idempotency_key": h.key()})
+        eqd("an adjustment of 10^12 credits is 201", r.status, 201, r)
+    r = ADMIN.charge(big, amount=1000000000000)
+    eqd("a charge of 10^12 credits is 201", r.status, 201, r)
+    for _ in range(2):
+        r = ADMIN.charge(big, amount=h.D("0.001"))
+        eqd("a charge of 0.001 is 201", r.status, 201, r)
+    want = "9000000009999.997"
+    rc, out, err = ctl("charge", big, "--kind", "backend_function", "--user", "u1", "--amount", "0.001")
+    eqd("creditctl charge 0.001 exits 0", rc, 0, err)
+    h.check(f"charge: the 'available after' line says {want}", f"available after {want}\n" in out, out)
+    r = ADMIN.get(f"/v1/accounts/{big}")
+    h.check(f"GET account: available {want} in the body", f'"available":{want}' in r.text, r.text)
+    rc, out, err = ctl("balance", big)
+    eqd("balance exits 0", rc, 0, err)
+    row = [line.split() for line in out.splitlines() if line.startswith("credits ")]
+    h.eq("balance: the pool row has the server's numbers",
+         row and row[0][:6], ["credits", "10000", "10000000000000", "1000000000000.003", "0", want])
+    rc, out, err = ctl("accounts", "list", "--limit", "1000")
+    eqd("accounts list exits 0", rc, 0, err)
+    row = [line.split() for line in out.splitlines() if line.startswith(big + " ")]
+    h.eq("accounts list: used and available as the server wrote them",
+         row and row[0][-2:], ["1000000000000.003", want])
+
+
 def test_integer_flags_are_read_exactly():
     """Integer flags are whole numbers in decimal within their range: no wrap of -1 into an
     unsigned flag, no clamp past the type, no octal or hex; a refusal is a usage error."""
@@ -866,6 +898,7 @@ h.run_section(test_two_simulated_periods_import_into_one_account)
 h.run_section(test_numbers_given_are_sent_as_given)
 h.run_section(test_usage_numbers_are_json)
 h.run_section(test_integer_flags_are_read_exactly)
+h.run_section(test_tables_print_the_servers_numbers_exactly)
 h.run_section(test_replay_burst)
 h.run_section(test_simulate_stays_within_9999)
 h.run_section(test_audit_of_events_without_pool)
