@@ -126,6 +126,22 @@ Millicredits cap_room(const PoolState& pool, const std::optional<Millicredits>& 
   return max(Millicredits::zero(), *cap - used);
 }
 
+// DESIGN "Daily caps": a charge or hold of `cost` is allowed when spent today + held by
+// holds placed today + its cost <= cap (always, without a cap). cap_room cannot decide
+// it: clamped at 0, it lets a cost of 0 through when today is already over the cap.
+// A sum beyond the int64 range is beyond any cap.
+bool cap_allows(const PoolState& pool, const std::optional<Millicredits>& cap, std::int64_t now_ms,
+                Millicredits cost) {
+  if (!cap) return true;
+  const bool today = day_start_ms(now_ms) == pool.day_start_ms;
+  std::optional<Millicredits> total = cost;
+  if (today) {
+    total = total->checked_add(pool.spent_today);
+    if (total) total = total->checked_add(pool.held_today);
+  }
+  return total && *total <= *cap;
+}
+
 // A charge's or hold's reply is about 200 bytes of JSON: rendered into this much room
 // it takes one allocation instead of one per doubling.
 constexpr std::size_t kChargeReplyBytesReserve = 256;
@@ -1607,7 +1623,7 @@ std::optional<Reply> Ledger::refuse_if_short(Command& c, const Account& a, const
   const pricing::PoolAllowance* pa = a.plan.pool(pool.name);
   std::optional<Millicredits> cap = pa ? pa->daily_cap : std::nullopt;
   bool pool_short = available < amount;
-  bool cap_short = !pool_short && cap_room(pool, cap, now_ms_) < amount;
+  bool cap_short = !pool_short && !cap_allows(pool, cap, now_ms_, amount);
   if (!pool_short && !cap_short) return std::nullopt;
   Error err = insufficient(a, pool, amount, cap_short);
   Event& e = push_event(events, EventType::kRejected, a);

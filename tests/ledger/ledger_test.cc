@@ -283,6 +283,72 @@ TEST_F(LedgerTest, CaptureIsNeverRefusedByTheDailyCap) {
   EXPECT_EQ(v.available_now, cr(0));
 }
 
+// DESIGN "Daily caps": allowed when spent today + held today + its cost <= cap. A capture's
+// overage (never refused by the cap) can leave today's spend above the cap; a charge or
+// hold of 0 is then refused too (29 + 0 > 25), as one of 0.001 is.
+TEST_F(LedgerTest, ZeroCostChargeAndHoldAreRefusedWhenTodayIsAlreadyOverTheCap) {
+  open("free");
+  ASSERT_EQ(d.run(charge("a", cr(5))).status, 201);
+  Reply h = d.run(hold("a", cr(20)));
+  ASSERT_EQ(h.status, 201);
+  ASSERT_EQ(d.run(capture("a", field(h.body, "hold_id"), cr(24), true)).status, 201);
+  ASSERT_EQ(d.pool("a").used_today, cr(29));
+  std::size_t events_before = d.events.size();
+  Reply r = d.run(charge("a", cr(0)));
+  EXPECT_EQ(r.status, 402) << r.body;
+  EXPECT_EQ(r.code, ErrorCode::kInsufficientCredits);
+  EXPECT_EQ(field(r.body, "refused_by"), "daily_cap");
+  EXPECT_EQ(field(r.body, "required"), "0");
+  EXPECT_EQ(field(r.body, "available"), "0");
+  EXPECT_EQ(field(r.body, "resets_at"), "2026-03-11T00:00:00Z");
+  ASSERT_EQ(d.events.size(), events_before + 1);
+  EXPECT_EQ(d.events.back().type, EventType::kRejected);
+  EXPECT_EQ(d.events.back().refused_by, "daily_cap");
+  Reply hr = d.run(hold("a", cr(0)));
+  EXPECT_EQ(hr.status, 402) << hr.body;
+  EXPECT_EQ(field(hr.body, "refused_by"), "daily_cap");
+  EXPECT_EQ(field(hr.body, "available"), "0");
+  EXPECT_EQ(d.pool("a").used_today, cr(29));
+  EXPECT_EQ(d.pool("a").held, cr(0));
+  // The next UTC day the cap has room again, for 0 as for more.
+  d.set_now(at("2026-03-11T00:00:00Z"));
+  EXPECT_EQ(d.run(charge("a", cr(0))).status, 201);
+  EXPECT_EQ(d.run(hold("a", cr(0))).status, 201);
+}
+
+// The report's case: a pending downgrade lowers the cap at the cycle boundary, the same
+// UTC day, below what was spent today.
+TEST_F(LedgerTest, ZeroCostChargeIsRefusedWhenADowngradeLowersTheCapBelowTodaysSpend) {
+  open("starter");
+  ASSERT_EQ(d.run(ChangePlan{"a", "free"}).status, 200);
+  d.set_now(at("2026-04-10T11:00:00Z"));
+  ASSERT_EQ(d.run(charge("a", cr(30))).status, 201);
+  d.set_now(at("2026-04-10T12:30:00Z"));
+  PoolView v = d.pool("a");
+  ASSERT_EQ(d.account("a").plan, "free");
+  EXPECT_EQ(v.daily_cap, cr(25));
+  EXPECT_EQ(v.used_today, cr(30));
+  EXPECT_EQ(v.available_now, cr(0));
+  Reply r = d.run(charge("a", cr(0)));
+  EXPECT_EQ(r.status, 402) << r.body;
+  EXPECT_EQ(field(r.body, "refused_by"), "daily_cap");
+  EXPECT_EQ(field(r.body, "available"), "0");
+  EXPECT_EQ(d.run(hold("a", cr(0))).status, 402);
+  EXPECT_EQ(d.run(charge("a", Millicredits::from_mc(1))).status, 402);
+}
+
+// Exactly at the cap, a cost of 0 still fits: 25 + 0 <= 25.
+TEST_F(LedgerTest, ZeroCostChargeAndHoldFitWhenTodayIsExactlyAtTheCap) {
+  open("free");
+  ASSERT_EQ(d.run(charge("a", cr(25))).status, 201);
+  EXPECT_EQ(d.pool("a").available_now, cr(0));
+  EXPECT_EQ(d.run(charge("a", cr(0))).status, 201);
+  EXPECT_EQ(d.run(hold("a", cr(0))).status, 201);
+  Reply r = d.run(charge("a", Millicredits::from_mc(1)));
+  EXPECT_EQ(r.status, 402);
+  EXPECT_EQ(field(r.body, "refused_by"), "daily_cap");
+}
+
 TEST_F(LedgerTest, CaptureCountsOnItsHoldsDay) {
   open("free");
   d.set_now(at("2026-03-10T23:58:00Z"));
