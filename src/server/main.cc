@@ -101,11 +101,16 @@ std::optional<unsigned short> parse_port(std::string_view text) {
 }
 
 std::string source_dir_default(const char* argv0, const std::string& rel) {
-  // Config files default to the repo's config/ (beside build/), else the working dir.
+  // Config files default to the repo's config/ (beside build/), then to the source tree
+  // this binary was built from (a copy run from elsewhere), else the working dir.
   namespace fs = std::filesystem;
   fs::path exe = fs::weakly_canonical(fs::path(argv0));
   for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
     if (fs::exists(p / rel)) return (p / rel).string();
+  }
+  std::error_code ec;
+  if (const fs::path built_from = fs::path(CREDITD_SOURCE_DIR) / rel; fs::exists(built_from, ec)) {
+    return built_from.string();
   }
   return rel;
 }

@@ -836,6 +836,33 @@ def test_config_given_as_the_default_path_is_given():
     eqd("neither given, from that directory: the defaults are found, exit 0", p.returncode, 0, p.stderr)
 
 
+def test_creditd_copied_elsewhere_finds_its_config():
+    """A copy of creditd run outside the tree, from a directory without config/, starts on the
+    catalog and rate card of the tree it was built from (it used to stop: "config/plans.toml:
+    cannot read the plan catalog")."""
+    import shutil
+    import signal
+    bindir = tempfile.mkdtemp(prefix="creditd-copy-")
+    copy = os.path.join(bindir, "creditd")
+    shutil.copy2(h.ARGS.creditd, copy)
+    port = h.free_port()
+    p = subprocess.Popen([copy, "--data", os.path.join(bindir, "data"), "--listen",
+                          f"127.0.0.1:{port}"], cwd=bindir, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if "creditd ready on" in line:
+            break
+    ready = any("creditd ready on" in l for l in lines)
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    rest, _ = p.communicate(timeout=60)
+    h.check("a copy run from a directory without config/ starts", ready, "".join(lines) + rest)
+    eqd("and stops cleanly on SIGTERM", p.returncode, 0, rest)
+    shutil.rmtree(bindir, ignore_errors=True)
+
+
 def test_json_errors_end_with_a_newline():
     rc, out, err = ctl("--json", "audit", "nobody", "--online")
     h.check("--json audit of an unknown account: exit 1, the error body on a line of its own",
@@ -909,6 +936,7 @@ h.run_section(test_simulate_warns_when_the_period_does_not_fit_the_plan)
 h.run_section(test_simulate_two_pools_truth_is_the_audit)
 h.run_section(test_simulated_two_pools_month_applies_on_elite)
 h.run_section(test_config_given_as_the_default_path_is_given)
+h.run_section(test_creditd_copied_elsewhere_finds_its_config)
 h.run_section(test_json_errors_end_with_a_newline)
 h.run_section(test_byte_order_mark)
 h.finish()
