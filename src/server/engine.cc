@@ -398,6 +398,7 @@ Status Engine::lock_data_dir() {
   // One process per data dir: a second creditd (or creditctl writing) on the same dir
   // would interleave two logs. flock belongs to the open file, so the lock goes with the
   // process however it ends; a snapshot child closes its copy at once.
+  if (lock_fd_ >= 0) return ok_status();  // taken before open()
   const std::string path = options_.data_dir + "/" + kDataDirLockFile;
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {

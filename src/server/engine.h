@@ -287,6 +287,10 @@ class Engine {
          EngineOptions options);
   ~Engine();
 
+  // Takes DATA/LOCK (flock, exclusive) until stop(); refuses a dir in use. open() takes it
+  // too; a caller that writes to the data dir before open() (creditd's main: the admin
+  // key, the analytics files) takes it first, so that a refused start writes nothing.
+  Status lock_data_dir();
   // Recovers the state from the log; the ledger's now is the last logged instant.
   Status open();
   void start();
@@ -490,8 +494,6 @@ class Engine {
   // from log_bytes ahead (replay_estimate.h).
   Status replay_log(const std::function<void(const store::WalRecordFn&)>& read_log,
                     std::uint64_t log_bytes, std::uint64_t segment_bytes);
-  // Takes DATA/LOCK (flock, exclusive) until stop(); refuses a dir in use.
-  Status lock_data_dir();
   // Reads the ledger thread's state without a lock: it runs on the ledger thread (or on
   // the thread that stopped it), or in a child forked from it, where no other thread is.
   void encode_snapshot(std::string& out) const;

@@ -235,12 +235,6 @@ int main(int argc, char** argv) {
   if (!card.ok()) return fail(card.error().message);
   if (Status s = pricing::check_rate_card_pools(*catalog, *card); !s.ok())
     return fail(card_path + " (with the plans of " + plans_path + "): " + s.error().message);
-  std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
-  if (ec) return fail("cannot create " + data_dir + ": " + ec.message());
-  auto admin_hash = admin_key_hash(data_dir);
-  if (!admin_hash.ok()) return fail(admin_hash.error().message);
-
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) return fail("--listen must be address:port");
   auto port = parse_port(std::string_view(listen).substr(colon + 1));
@@ -253,6 +247,10 @@ int main(int argc, char** argv) {
     return fail(s.error().message);
   http.io_threads = io_threads;
   http.import_body_bytes_max = import_bytes_max;
+  // From here on the data dir is written to; nothing before it writes anything.
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) return fail("cannot create " + data_dir + ": " + ec.message());
 
   SystemClock system_clock;
   std::unique_ptr<ManualClock> manual;
@@ -272,6 +270,11 @@ int main(int argc, char** argv) {
   std::vector<pricing::RateCard> cards;
   cards.push_back(std::move(*card));
   server::Engine engine(clock, *catalog, std::move(cards), eo);
+  // The lock first: a second creditd on this dir is refused before it writes the admin
+  // key or rewrites an analytics file (a torn last line) under the running one.
+  if (Status s = engine.lock_data_dir(); !s.ok()) return fail(s.error().message);
+  auto admin_hash = admin_key_hash(data_dir);
+  if (!admin_hash.ok()) return fail(admin_hash.error().message);
   server::MetricsRegistry metrics;
   // Live analytics: the sink is set before recovery, which feeds it every kept event.
   auto analytics = analytics::Analytics::open(data_dir + "/analytics", repair);

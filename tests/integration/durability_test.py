@@ -844,10 +844,39 @@ def capacity_flags_after_a_crash():
     srv4.stop()
 
 
+def refused_starts_write_nothing():
+    """A second creditd on a data dir in use is refused by the lock before it writes anything:
+    it used to rewrite analytics/alert_rules.log (dropping a torn last line, which may be a
+    line the running server is writing) before the lock refused it. A start refused because
+    its port is in use creates no data dir and no admin key."""
+    import subprocess
+    srv = h.start(manual_clock=True)
+    rules = os.path.join(srv.data_dir, "analytics", "alert_rules.log")
+    os.makedirs(os.path.dirname(rules), exist_ok=True)
+    with open(rules, "ab") as f:
+        f.write(b'{"partial')  # as if the running server were writing this line now
+    before = (os.stat(rules).st_ino, open(rules, "rb").read())
+    tree = tree_bytes(srv.data_dir)
+    p = subprocess.run([h.ARGS.creditd, "--data", srv.data_dir, "--listen", f"127.0.0.1:{h.free_port()}"],
+                       capture_output=True, text=True, timeout=60)
+    check("a second creditd on the dir: exit 2, in use", p.returncode == 2 and "in use" in p.stderr,
+          (p.returncode, p.stderr))
+    eq("and the running server's files are as they were (the torn line too)",
+       (os.stat(rules).st_ino, open(rules, "rb").read()), before)
+    eq("and no other file changed", tree_bytes(srv.data_dir), tree)
+    fresh = os.path.join(os.path.dirname(srv.data_dir), os.path.basename(srv.data_dir) + "-refused")
+    p = subprocess.run([h.ARGS.creditd, "--data", fresh, "--listen", f"127.0.0.1:{srv.port}"],
+                       capture_output=True, text=True, timeout=60)
+    check("a start on a port in use: exit 2", p.returncode == 2, (p.returncode, p.stderr))
+    check("and it created no data dir (no admin key)", not os.path.exists(fresh), os.listdir(fresh)
+          if os.path.exists(fresh) else "")
+    srv.stop()
+
+
 for section in (race, restart, sigterm_during_recovery, sigterm_grace, torn_last_record, missing_first_segment,
                 missing_segment_after_snapshot, repair_skips_covered_damage, repair_sets_a_damaged_snapshot_aside,
                 repair_deletes_the_unused_next_segment, bytes_past_a_segment, retry_after_a_new_rate_card,
                 retention_while_running, events_lost_after_snapshot, retention_keeps_newest_event,
-                capacity_flags_after_a_crash):
+                capacity_flags_after_a_crash, refused_starts_write_nothing):
     h.run_section(section)
 h.finish()
