@@ -117,10 +117,6 @@ std::vector<std::vector<PolicyKind>> fix_chains() {
   return chains;
 }
 
-}  // namespace
-
-// The days the range covers up to now (AuditOptions): none for an empty range [h, h)
-// (docs/audit-schema.md: it touches no day), else at least one; nullopt without a range.
 // The end of the range's period: its `to`, cut at the end of now's day (now's day counts
 // whole once it has begun: at exactly midnight it has not). The period is empty when this
 // is not after `from` (`from` == `to`, or a range wholly after today).
@@ -132,12 +128,16 @@ std::int64_t period_end_ms(const AuditOptions& o) {
   return end_ms;
 }
 
+// The days the range covers up to now (AuditOptions): none for an empty period
+// (docs/audit-schema.md: it touches no day), else at least one; nullopt without a range.
 std::optional<std::int64_t> range_period_days(const AuditOptions& o) {
   if (!o.range_from_ms || !o.range_to_ms) return std::nullopt;
   const std::int64_t end_ms = period_end_ms(o);
   if (end_ms <= *o.range_from_ms) return 0;  // an empty period touches no day
   return (end_ms - *o.range_from_ms + kMsPerDay - 1) / kMsPerDay;
 }
+
+}  // namespace
 
 struct AuditBuilder::State {
   State(std::string id, const pricing::RateCard& card, AuditOptions opts)
@@ -688,8 +688,7 @@ AuditReport AuditBuilder::State::finish() {
   // days at 0; the days of the events at least (an import may lie past now). An empty
   // range touches no day.
   std::optional<std::int64_t> first_day, last_day;
-  if (options.range_from_ms && options.range_to_ms &&
-      period_end_ms(options) > *options.range_from_ms) {
+  if (const std::optional<std::int64_t> days = range_period_days(options); days && *days > 0) {
     first_day = day_start_ms(*options.range_from_ms);
     last_day = day_start_ms(period_end_ms(options) - 1);
     // A period longer than the server's (only offline --from/--to can give one) lists the

@@ -97,8 +97,16 @@ Bucket* bucket_by_id(PoolState& pool, std::uint32_t id) {
   return nullptr;
 }
 
-std::string source_name(const Bucket& b) {
-  return b.kind == BucketKind::kAllowance ? std::string("allowance") : "grant:" + b.grant_id;
+// Appends a draw of `credits` from bucket b to a drawn_from list, its name ("allowance" or
+// "grant:<id>") written in place: a recycled list's strings keep their capacity.
+void append_drawn(std::vector<DrawnFrom>& drawn, const Bucket& b, Millicredits credits) {
+  DrawnFrom& d = drawn.emplace_back();
+  if (b.kind == BucketKind::kAllowance) {
+    d.source.assign("allowance");
+  } else {
+    d.source.assign("grant:").append(b.grant_id);
+  }
+  d.credits = credits;
 }
 
 void check_bucket(const Bucket& b) {
@@ -151,9 +159,6 @@ void release_reservation(Bucket& b, Millicredits credits) {
   if (b.ended) b.vanished += credits;
 }
 
-// Moves `amount` of free credits, in spending order, into one tally of the buckets
-// (`spent` for a charge, `held` for a hold, `taken` for a negative adjustment) and lists
-// where they came from. The caller has checked that the pool holds them.
 // The first live bucket in spending order that has free credits (nullptr: none), found
 // without sorting the pool.
 Bucket* first_with_free(PoolState& pool) {
@@ -165,23 +170,22 @@ Bucket* first_with_free(PoolState& pool) {
   return first;
 }
 
+// Moves `amount` of free credits, in spending order, into one tally of the buckets
+// (`spent` for a charge, `held` for a hold, `taken` for a negative adjustment) and lists
+// where they came from. The caller has checked that the pool holds them.
 template <typename ReservedList>
 void draw_free(PoolState& pool, Millicredits amount, Millicredits Bucket::*into,
                ReservedList* reserved, std::vector<DrawnFrom>& drawn) {
+  const auto take_from = [&](Bucket& b, Millicredits take) {
+    b.*into += take;
+    if (reserved != nullptr) reserved->push_back({b.bucket_id, take});
+    append_drawn(drawn, b, take);
+  };
   // Nearly always the first bucket that has credits covers it all: one draw, the same as
   // the walk below would make (every bucket before it in the order has nothing free).
   if (Bucket* b = first_with_free(pool);
       b != nullptr && amount > Millicredits::zero() && b->free() >= amount) {
-    b->*into += amount;
-    if (reserved != nullptr) reserved->push_back({b->bucket_id, amount});
-    // Its name is written in place: a recycled list's strings keep their capacity.
-    DrawnFrom& d = drawn.emplace_back();
-    if (b->kind == BucketKind::kAllowance) {
-      d.source.assign("allowance");
-    } else {
-      d.source.assign("grant:").append(b->grant_id);
-    }
-    d.credits = amount;
+    take_from(*b, amount);
     return;
   }
   const SpendOrder order(pool);
@@ -201,10 +205,8 @@ void draw_free(PoolState& pool, Millicredits amount, Millicredits Bucket::*into,
     Bucket& b = pool.buckets[i];
     Millicredits take = min(b.free(), left);
     if (take.is_zero()) continue;
-    b.*into += take;
     left -= take;
-    if (reserved != nullptr) reserved->push_back({b.bucket_id, take});
-    drawn.push_back({source_name(b), take});
+    take_from(b, take);
   }
   CREDIT_ASSERT(left.is_zero());
 }
@@ -1849,7 +1851,7 @@ Reply Ledger::apply_capture(Command& c, Account& a, Capture& cmd, std::vector<Ev
     left -= take;
     if (!take.is_zero()) {
       reserved.push_back({b.bucket_id, take});
-      drawn.push_back({source_name(b), take});
+      append_drawn(drawn, b, take);
     }
   }
   // The overage is drawn like a charge; a bucket both parts drew from is listed once.
@@ -1978,7 +1980,7 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
       b->vanished += give;
       forfeited += give;
     } else {
-      restored.push_back({source_name(*b), give});
+      append_drawn(restored, *b, give);
     }
   }
   CREDIT_ASSERT(left.is_zero());

@@ -116,10 +116,7 @@ class Ledger {
   // appended.
   void set_events_durable_through(std::uint64_t seq) { events_durable_through_ = seq; }
   // How a successful charge's or capture's answer is given (ReplyForm); a retry of its key
-  // gets the same bytes whichever it is. set_replies_rendered(false) is ReplyForm::kNone.
-  void set_replies_rendered(bool rendered) {
-    reply_form_ = rendered ? ReplyForm::kRendered : ReplyForm::kNone;
-  }
+  // gets the same bytes whichever it is.
   void set_reply_form(ReplyForm form) { reply_form_ = form; }
   // While deferred, the idempotency table prepares no next array ahead of a doubling
   // (IdempotencyTable::defer_next_array): a start rebuilding the state does only what
@@ -138,7 +135,7 @@ class Ledger {
   // table and the replies until this is set back to nullptr, after its last call). No
   // lookup is needed: a command was logged only if its key was not live (a live key is
   // answered from the table and not logged), and apply_deferred_stores checks that.
-  // Stores from parts: set_replies_rendered(false) is expected with it.
+  // Stores from parts: set_reply_form(ReplyForm::kNone) is expected with it.
   void defer_stores(DeferredStores* out) { deferred_ = out; }
   // Applies deferred stores in order. An error (and the state is then not to be used): a
   // key stored was live, or the table was full, which a log written by this ledger never

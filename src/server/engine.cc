@@ -955,7 +955,7 @@ Status Engine::open() {
 Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& read_log,
                           std::uint64_t log_bytes, std::uint64_t segment_bytes) {
   // The replay's answers are discarded: charges store theirs without rendering them.
-  ledger_.set_replies_rendered(false);
+  ledger_.set_reply_form(ledger::ReplyForm::kNone);
   // The log is read and each record decoded on a thread of its own, and applied here in
   // log order (replay_pipe.h): the decode is about an eighth of a record's replay.
   Status applied = ok_status();
@@ -997,7 +997,7 @@ Status Engine::replay_log(const std::function<void(const store::WalRecordFn&)>& 
     decoder.join();
     if (Status stored = storer.finish(); !stored.ok()) applied = std::move(stored);  // the cause
   }
-  ledger_.set_replies_rendered(true);
+  ledger_.set_reply_form(ledger::ReplyForm::kRendered);
   return applied;
 }
 

@@ -673,7 +673,7 @@ TEST(ChargePath, UnrenderedAndPackedRepliesAreStoredAsTheRenderedOnes) {
   Ledger plain(default_catalog());
   Ledger quiet(default_catalog());
   Ledger packed(default_catalog());
-  quiet.set_replies_rendered(false);
+  quiet.set_reply_form(ReplyForm::kNone);
   packed.set_reply_form(ReplyForm::kPacked);
   std::vector<Event> plain_events, quiet_events, packed_events;
   Reply reused;  // one reply for every answer of `packed`: no flag is left from the last
@@ -775,7 +775,7 @@ TEST(ChargePath, UnrenderedAndPackedRepliesAreStoredAsTheRenderedOnes) {
 TEST(DeferredStores, AReplayWithStoresDeferredEndsInTheLiveState) {
   Ledger live(default_catalog());
   Ledger replayed(default_catalog());
-  replayed.set_replies_rendered(false);
+  replayed.set_reply_form(ReplyForm::kNone);
   DeferredStores stores;
   const std::int64_t start = at("2026-03-01T10:00:00Z");
   std::vector<Event> events;
@@ -831,7 +831,7 @@ TEST(DeferredStores, AReplayWithStoresDeferredEndsInTheLiveState) {
   Command retry = keyed(charge("a", mc(1)), "api-key-1");
   Command retry2 = retry;
   Reply from_live = live.apply(retry, events);
-  replayed.set_replies_rendered(true);
+  replayed.set_reply_form(ReplyForm::kRendered);
   Reply from_replayed = replayed.apply(retry2, events);
   EXPECT_TRUE(from_live.replayed);
   EXPECT_TRUE(from_replayed.replayed);
