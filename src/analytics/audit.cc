@@ -198,9 +198,12 @@ struct AuditBuilder::State {
   StringMap<FileStats> files;
   StringMap<UserStats> users;
   std::int64_t agent_turns = 0;
-  StringMap<std::int64_t> request_keys;            // kind (one byte) + request key -> times paid
-  PackedKeyMap<std::int64_t> packed_request_keys;  // the same for keys of 16 hex digits
-  std::size_t request_key_count() const { return request_keys.size() + packed_request_keys.size(); }
+  // kind (one byte) + request key (a cache_key or request_hash) -> times paid
+  StringMap<std::int64_t> paid_keys;
+  PackedKeyMap<std::int64_t> packed_paid_keys;  // the same for keys of 16 hex digits
+  std::size_t paid_key_count() const { return paid_keys.size() + packed_paid_keys.size(); }
+  // Whether `key` was paid before for this kind; remembers it as paid. False for "".
+  bool paid_before(std::uint8_t kind, std::string_view key);
   StringMap<SiteRepeats> sites;
   StringMap<Tally> unscoped_by_user, unscoped_by_file, small_by_file, discuss_intent;
   Tally unscoped, small_edits, discuss, no_snapshot;
@@ -333,31 +336,40 @@ void AuditBuilder::State::add(const Event& e) {
   if (is_cacheable(e)) {
     SiteRepeats& site = entry(sites, e.metadata.call_site);
     ++site.calls;
-    std::string_view rk = request_key(e);
-    if (!rk.empty() && !e.credits.is_zero()) {
-      if (auto bits = pack_hex16(rk)) {
-        const PackedKey packed{*bits, 0, static_cast<std::uint8_t>(kind)};
-        if (std::int64_t* paid = packed_request_keys.find(packed)) {
-          ++*paid;
-          ++site.paid_repeats;
-          site.wasted = site.wasted.saturating_add(keyed);
-        } else if (request_key_count() < kAuditRequestKeysMax) {
-          packed_request_keys.insert(packed, 1);
-        }
-        return;
-      }
-      scratch.assign(1, static_cast<char>(kind));  // one byte: shorter keys, less memory
-      scratch += rk;
-      auto it = request_keys.find(std::string_view(scratch));
-      if (it != request_keys.end()) {
-        ++it->second;
-        ++site.paid_repeats;
-        site.wasted = site.wasted.saturating_add(keyed);
-      } else if (request_key_count() < kAuditRequestKeysMax) {
-        request_keys.emplace(scratch, 1);
-      }
+    const RequestKeys request = request_keys(e);
+    if (request.empty() || e.credits.is_zero()) return;
+    // Paid again when either key was paid before (DESIGN.md: "same `cache_key` or
+    // `request_hash`"); both are remembered as paid.
+    const auto kind_byte = static_cast<std::uint8_t>(kind);
+    const bool by_cache_key = paid_before(kind_byte, request.cache_key);
+    const bool by_request_hash = paid_before(kind_byte, request.request_hash);
+    if (by_cache_key || by_request_hash) {
+      ++site.paid_repeats;
+      site.wasted = site.wasted.saturating_add(keyed);
     }
   }
+}
+
+bool AuditBuilder::State::paid_before(std::uint8_t kind, std::string_view key) {
+  if (key.empty()) return false;
+  if (auto bits = pack_hex16(key)) {
+    const PackedKey packed{*bits, 0, kind};
+    if (std::int64_t* paid = packed_paid_keys.find(packed)) {
+      ++*paid;
+      return true;
+    }
+    if (paid_key_count() < kAuditRequestKeysMax) packed_paid_keys.insert(packed, 1);
+    return false;
+  }
+  scratch.assign(1, static_cast<char>(kind));  // one byte: shorter keys, less memory
+  scratch += key;
+  auto it = paid_keys.find(std::string_view(scratch));
+  if (it != paid_keys.end()) {
+    ++it->second;
+    return true;
+  }
+  if (paid_key_count() < kAuditRequestKeysMax) paid_keys.emplace(scratch, 1);
+  return false;
 }
 
 void AuditBuilder::State::add_agent_turn(const Event& e, Millicredits net) {

@@ -34,9 +34,10 @@ bool is_agent_turn(const Event& e) {
          e.kind == Kind::kAgentPrompt;
 }
 
-std::string_view request_key(const Event& e) {
-  if (!e.cache_key.empty()) return e.cache_key;
-  return e.metadata.request_hash;
+RequestKeys request_keys(const Event& e) {
+  // One key given twice is one key (else the call would repeat itself).
+  if (e.metadata.request_hash == e.cache_key) return RequestKeys{e.cache_key, {}};
+  return RequestKeys{e.cache_key, e.metadata.request_hash};
 }
 
 std::optional<std::uint64_t> pack_hex16(std::string_view key) {
@@ -343,45 +344,24 @@ class CacheStage final : public Stage {
       item.cost -= Millicredits::from_mc(saved);
       return;
     }
-    std::string_view key = request_key(e);
-    if (key.empty()) return;
-    if (auto bits = pack_hex16(key)) {
-      const PackedKey packed{*bits, account_number(e.account_id),
-                             static_cast<std::uint8_t>(*e.kind)};
-      std::int64_t* filled = packed_.find(packed);
-      if (filled != nullptr && e.at_ms - *filled < policy_.cache_ttl_ms && e.at_ms >= *filled) {
-        drop(item);
-        last_dropped_ = true;
-        return;
-      }
-      if (filled != nullptr) {
-        *filled = e.at_ms;
-      } else if (keys() < kReplayCacheKeysMax) {
-        packed_.insert(packed, e.at_ms);
-      } else {
-        full_ = true;
-      }
-      return;
-    }
-    scratch_.assign(e.account_id);
-    scratch_ += '\x1f';
-    scratch_ += static_cast<char>(*e.kind);  // one byte: shorter keys, less memory
-    scratch_ += key;
-    auto it = entries_.find(std::string_view(scratch_));
-    if (it != entries_.end() && e.at_ms - it->second < policy_.cache_ttl_ms &&
-        e.at_ms >= it->second) {
+    const RequestKeys request = request_keys(e);
+    if (request.empty()) return;
+    const auto kind = static_cast<std::uint8_t>(*e.kind);
+    const std::uint32_t account = account_number(e.account_id);
+    // A hit when either key was filled within the TTL (DESIGN.md: the same cache_key or
+    // request_hash); a miss pays and fills both.
+    std::int64_t* filled_cache = slot(account, kind, request.cache_key, e.account_id);
+    std::int64_t* filled_hash = slot(account, kind, request.request_hash, e.account_id);
+    const auto live = [&](const std::int64_t* filled) {
+      return filled != nullptr && e.at_ms - *filled < policy_.cache_ttl_ms && e.at_ms >= *filled;
+    };
+    if (live(filled_cache) || live(filled_hash)) {
       drop(item);
       last_dropped_ = true;
       return;
     }
-    // A miss (or an expired entry): this call pays and fills the cache.
-    if (it != entries_.end()) {
-      it->second = e.at_ms;
-    } else if (keys() < kReplayCacheKeysMax) {
-      entries_.emplace(scratch_, e.at_ms);
-    } else {
-      full_ = true;
-    }
+    fill(account, kind, request.cache_key, e.account_id, e.at_ms);
+    fill(account, kind, request.request_hash, e.account_id, e.at_ms);
   }
   std::size_t keys() const { return entries_.size() + packed_.size(); }
   bool full() const { return full_; }
@@ -399,6 +379,39 @@ class CacheStage final : public Stage {
       last_number_ = it->second;
     }
     return last_number_;
+  }
+
+  // The filled-at instant of a key of this account and kind, or nullptr (an empty key has
+  // none).
+  std::int64_t* slot(std::uint32_t account, std::uint8_t kind, std::string_view key,
+                     const std::string& account_id) {
+    if (key.empty()) return nullptr;
+    if (auto bits = pack_hex16(key)) return packed_.find(PackedKey{*bits, account, kind});
+    key_text(account_id, kind, key);
+    auto it = entries_.find(std::string_view(scratch_));
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+  // Records that a call paid for `key` at at_ms. Looks the key up again: the other key's
+  // insert may have moved the table's slots.
+  void fill(std::uint32_t account, std::uint8_t kind, std::string_view key,
+            const std::string& account_id, std::int64_t at_ms) {
+    if (key.empty()) return;
+    if (std::int64_t* filled = slot(account, kind, key, account_id)) {
+      *filled = at_ms;
+    } else if (keys() >= kReplayCacheKeysMax) {
+      full_ = true;
+    } else if (auto bits = pack_hex16(key)) {
+      packed_.insert(PackedKey{*bits, account, kind}, at_ms);
+    } else {
+      key_text(account_id, kind, key);
+      entries_.emplace(scratch_, at_ms);
+    }
+  }
+  void key_text(const std::string& account_id, std::uint8_t kind, std::string_view key) {
+    scratch_.assign(account_id);
+    scratch_ += '\x1f';
+    scratch_ += static_cast<char>(kind);  // one byte: shorter keys, less memory
+    scratch_ += key;
   }
 
   StringMap<std::int64_t> entries_;    // account, kind, request key -> filled at

@@ -139,8 +139,16 @@ class PackedKeyMap {
 Millicredits burn_delta(const ledger::Event& event);
 // An agent turn: a charge or capture of kind agent_prompt.
 bool is_agent_turn(const ledger::Event& event);
-// The key that identifies a repeated integration request: cache_key, else request_hash.
-std::string_view request_key(const ledger::Event& event);
+// The keys that identify a repeated integration request (DESIGN.md, audit: "same
+// `cache_key` or `request_hash`"): a call of a kind repeats an earlier one of that kind
+// when either of its keys is one of the earlier one's (both are the client's hash of the
+// request, so they are one space of keys). Each is empty when the event has none.
+struct RequestKeys {
+  std::string_view cache_key;
+  std::string_view request_hash;
+  bool empty() const { return cache_key.empty() && request_hash.empty(); }
+};
+RequestKeys request_keys(const ledger::Event& event);
 // The integration calls (invokeLLM, generateImage, sendEmail): what the server's cache
 // answers (DESIGN.md, "Integration cache"), so what a cache policy replays.
 bool is_cacheable(const ledger::Event& event);

@@ -752,6 +752,9 @@ class BatchDecoder {
   bool command(Command& c) {
     c.account_hash = 0;  // a reused command gets other ids
     c.user_hash = 0;
+    c.found_account = nullptr;
+    c.peeked_account = nullptr;
+    c.pointers_ledger = 0;
     const std::uint8_t head = in_.u8();
     const std::uint8_t tag = head & kHeadTagMask;
     if (tag > kTagMax || (head & ~(kHeadTagMask | kHeadHasKey | kHeadPrecheck)) != 0) return false;

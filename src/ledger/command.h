@@ -146,6 +146,14 @@ struct Command {
   // command given other ids must have these reset.
   mutable std::uint64_t account_hash = 0;
   mutable std::uint64_t user_hash = 0;
+  // The account a ledger found for the command (Ledger::lookup), with that ledger's
+  // instance number, so that gate() and apply() find it once; and the account its
+  // prefetch stages peeked (a hint, maybe another account), so that they peek once.
+  // Accounts are never removed, so neither pointer dangles while its ledger lives; a
+  // command given other ids must have these reset with the hashes.
+  mutable void* found_account = nullptr;
+  mutable const void* peeked_account = nullptr;
+  mutable std::uint64_t pointers_ledger = 0;
 };
 
 }  // namespace credit::ledger

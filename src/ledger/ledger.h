@@ -335,6 +335,12 @@ class Ledger {
   std::int64_t now_ms_ = 0;
   std::uint64_t next_seq_ = 1;
   std::uint64_t batch_seq_start_ = 1;
+  // This ledger among all made in the process (from 1): the owner of the account
+  // pointers a command keeps (Command::found_account), so that none is used by another.
+  std::uint64_t instance_ = next_instance();
+  static std::uint64_t next_instance();
+  // Forgets the account pointers `c` keeps unless this ledger set them.
+  void claim_pointers(const Command& c) const;
 };
 
 }  // namespace credit::ledger

@@ -54,7 +54,8 @@ void IntegrationCache::put(std::string_view account_id, std::string_view kind,
   // replayed as it was applied then: such a put changes nothing.
   if (!fits_bytes(size)) return;
   if (auto it = map_.find(key); it != map_.end()) erase(it);
-  while (!lru_.empty() && bytes_ + size > bytes_max_) erase(map_.find(lru_.back()));
+  // The account's own quota first: what it frees counts toward the global budget, so an
+  // account over its quota never pushes out other accounts' entries it did not need to.
   if (account_bytes_max_ != 0) {
     auto use = accounts_.find(std::string(account_id));
     while (use != accounts_.end() && use->second.bytes + size > account_bytes_max_) {
@@ -63,6 +64,7 @@ void IntegrationCache::put(std::string_view account_id, std::string_view kind,
       if (last) break;  // the account's entry went with its last key
     }
   }
+  while (!lru_.empty() && bytes_ + size > bytes_max_) erase(map_.find(lru_.back()));
   AccountUse& use = accounts_[std::string(account_id)];
   use.lru.push_front(key);
   use.bytes += size;

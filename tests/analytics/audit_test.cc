@@ -339,6 +339,33 @@ TEST(Audit, RepeatedCallsArePaidRepeatsAndTheCacheFixSavesWhatReplaySaves) {
   EXPECT_EQ(fix->effort, "hours");
 }
 
+TEST(Audit, ARepeatIsFoundByEitherKeyAndTheCacheFixSavesItToo) {
+  // DESIGN.md: "paid more than once (same `cache_key` or `request_hash`)". The second
+  // call has the first's request_hash but no cache key; the third the first's cache key
+  // and a request_hash of its own; the fourth neither key of the others; the fifth the
+  // same text as both of its keys (one key, not a repeat of itself).
+  Event first = llm(kT0, "ck1", 1'000);
+  first.metadata.request_hash = "rh1";
+  Event by_hash = llm(kT0 + 60'000, "", 2'000);
+  by_hash.metadata.request_hash = "rh1";
+  Event by_key = llm(kT0 + 120'000, "ck1", 3'000);
+  by_key.metadata.request_hash = "rh3";
+  Event other = llm(kT0 + 180'000, "ck4", 4'000);
+  other.metadata.request_hash = "rh4";
+  Event self = llm(kT0 + 240'000, "same5", 5'000);
+  self.metadata.request_hash = "same5";
+  std::vector<Event> events = {first, by_hash, by_key, other, self};
+  auto r = audit(events);
+  EXPECT_EQ(r.repeat_calls_paid, 2);
+  EXPECT_EQ(r.repeat_waste.mc(), 5'000);
+
+  Replayer replayer(card(), nullptr, {*parse_policy("cache")});
+  for (const auto& e : events) replayer.add(e);
+  auto replay = replayer.finish();
+  ASSERT_EQ(replay.policies.size(), 1u);
+  EXPECT_EQ(replay.policies[0].saved.mc(), 5'000);
+}
+
 TEST(Audit, FixesAreOrderedBySavingsPerHour) {
   std::vector<Event> events;
   for (int i = 0; i < 6; ++i) events.push_back(llm(kT0 + i, "same", 2'000));

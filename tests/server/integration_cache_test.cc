@@ -35,6 +35,23 @@ TEST(IntegrationCache, AnAccountOverItsQuotaLosesItsOwnOldestEntriesOnly) {
   EXPECT_EQ(cache.bytes(), cache.account_bytes("a") + cache.account_bytes("other"));
 }
 
+TEST(IntegrationCache, AnAccountOverItsQuotaFreesItsOwnBytesBeforeTheGlobalBudgetEvicts) {
+  // Budget 1000, quota 600: x holds 2 x ~200, y ~300; y's second ~300 puts y over its
+  // quota and the whole cache over budget. y's own oldest entry goes first, which brings
+  // the total under budget: none of x's entries has to go.
+  IntegrationCache cache(1000, 600);
+  cache.put("x", kKind, "a", entry_of(200));
+  cache.put("x", kKind, "c", entry_of(200));
+  cache.put("y", kKind, "d", entry_of(300));
+  cache.put("y", kKind, "e", entry_of(300));
+  EXPECT_EQ(cache.peek("y", kKind, "d", 0), nullptr);
+  EXPECT_NE(cache.peek("y", kKind, "e", 0), nullptr);
+  EXPECT_NE(cache.peek("x", kKind, "a", 0), nullptr);
+  EXPECT_NE(cache.peek("x", kKind, "c", 0), nullptr);
+  EXPECT_LE(cache.bytes(), 1000u);
+  EXPECT_LE(cache.account_bytes("y"), 600u);
+}
+
 TEST(IntegrationCache, AnEntryLargerThanTheQuotaIsNotKept) {
   IntegrationCache cache(1 << 20, 100);
   cache.put("a", kKind, "small", entry_of(10));
