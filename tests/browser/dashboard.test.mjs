@@ -429,6 +429,15 @@ async function main() {
 
     await check('gauge figures equal GET /v1/accounts/acme', async () => { await comparePools(page, 'acme'); });
 
+    await check('a figure breaks only after its thousands commas (a <wbr> after each)', async () => {
+      const a = await must('GET', '/v1/accounts/acme', undefined, keyA);
+      const pool = Object.keys(a.pools)[0];
+      const html = await t(page, `pool-${pool}-allowance`).first().innerHTML();
+      const shown = await text(page, `pool-${pool}-allowance`);
+      if (!shown.includes(',')) return `the allowance ${shown} has no thousands comma to test with`;
+      eq(html, shown.replace(/,/g, ',<wbr>'), 'allowance markup');
+    });
+
     await check('plan and cycle shown', async () => {
       const a = await must('GET', '/v1/accounts/acme');
       const plans = (await must('GET', '/v1/plans')).plans;
@@ -714,6 +723,10 @@ async function main() {
         if (available.alerts) {
           await p.waitForFunction(() => /No alerts/.test(document.getElementById('alerts-list').textContent), null, { timeout: 5000 });
           if (/this cycle/.test(await p.locator('#alerts-list').textContent())) return 'the alerts list says "this cycle"';
+          // The route lists one pool's alerts: the empty list names the pool it is of.
+          const acc = await must('GET', '/v1/accounts/fresh', undefined, keyFresh);
+          const first = Object.keys(acc.pools)[0];
+          if (!(await p.locator('#alerts-list').textContent()).includes(`the ${first} pool`)) return `the empty alerts list does not name the ${first} pool`;
         }
         if (errs.length) return errs.slice(0, 3).join(' | ');
       } finally {

@@ -201,7 +201,15 @@ function pathNode(cls, text, test) {
   });
   return e;
 }
-const setText = (id, text) => { const e = $(id); if (e && e.textContent !== text) e.textContent = text; };
+// Sets an element's text; a figure such as "999,999,999,999.999" may break only after its
+// thousands commas (a <wbr> after each), never inside a group of digits.
+function fillText(e, text) {
+  if (e.textContent === text) return;
+  if (!/,\d/.test(text)) { e.textContent = text; return; }
+  const parts = text.split(/(?<=,)(?=\d)/);
+  e.replaceChildren(...parts.flatMap((part, i) => (i ? [document.createElement('wbr'), part] : [part])));
+}
+const setText = (id, text) => { const e = $(id); if (e) fillText(e, text); };
 
 // ---------- HTTP ----------
 // Resolves to {ok, status, data} or {ok: false, status, error: {code, message}}; never rejects.
@@ -636,11 +644,11 @@ function updateGauge(name, p) {
   if (!card) return;
   const q = (t) => card.querySelector(`[data-test="pool-${CSS.escape(name)}-${t}"]`);
   const allowance = money(p.allowance) ?? 0n, extra = money(p.extra) ?? 0n;
-  q('used').textContent = credits(p.used);
-  q('held').textContent = credits(p.held);
-  q('available').textContent = credits(p.available);
-  q('allowance').textContent = credits(p.allowance);
-  q('extra').textContent = credits(p.extra);
+  fillText(q('used'), credits(p.used));
+  fillText(q('held'), credits(p.held));
+  fillText(q('available'), credits(p.available));
+  fillText(q('allowance'), credits(p.allowance));
+  fillText(q('extra'), credits(p.extra));
   q('pct').textContent = pctMilli(money(p.used), allowance + extra);
   const capText = q('daily-cap');
   const fill = card.querySelector('.meter-fill');
@@ -831,6 +839,8 @@ function renderCache(d) {
   setText('cache-saved', credits(d.saved));
   setText('cache-hits', nf0.format(d.hits || 0));
   setText('cache-misses', nf0.format(d.misses || 0));
+  // The figures are of one pool (API.md: `pool`), as every panel's: said where it matters.
+  setText('cache-pool', state.pool ? ` · ${state.pool} pool` : '');
   const rows = Array.isArray(d.by_call_site) ? d.by_call_site : [];
   const body = $('cache-rows');
   if (!rows.length) { body.replaceChildren(emptyRow(3, 'No cached call sites yet.')); return; }
@@ -850,7 +860,12 @@ function renderAlerts(d) {
   const list = $('alerts-list');
   // The route lists the account's alerts of every cycle (API.md; the newest 1,000 are kept):
   // the list says so, and marks those fired before the current cycle.
-  if (!alerts.length) { list.replaceChildren(el('li', { cls: 'empty', text: 'No alerts yet for this account.' })); return; }
+  if (!alerts.length) {
+    // The route lists one pool's alerts (API.md: `pool`, by default the plan's first).
+    const where = state.pool ? `the ${state.pool} pool` : 'this account';
+    list.replaceChildren(el('li', { cls: 'empty', text: `No alerts yet for ${where}.` }));
+    return;
+  }
   const a0 = state.lastAccount;
   const cycleStart = a0 && a0.cycle ? Date.parse(a0.cycle.start) : NaN;
   const shown = alerts.slice(0, state.alertsShown);
