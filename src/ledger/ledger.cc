@@ -1033,7 +1033,8 @@ namespace {
 constexpr std::size_t kPrefetchCommandAhead = 16;     // the command's own bytes
 constexpr std::size_t kPrefetchSlotsAhead = 12;       // idempotency and account index slots
 constexpr std::size_t kPrefetchAccountAhead = 8;      // the Account
-constexpr std::size_t kPrefetchAccountDataAhead = 4;  // its pools, plan and charge table
+constexpr std::size_t kPrefetchPoolsAhead = 6;        // its pools' array
+constexpr std::size_t kPrefetchAccountDataAhead = 4;  // its pools' buckets, plan and charge table
 constexpr std::size_t kPrefetchRecordAhead = 2;       // the charge record's place, the user
 constexpr std::size_t kCacheLineBytes = 64;
 
@@ -1056,6 +1057,12 @@ void Ledger::prefetch_stages(std::size_t n, std::size_t next, At at) const {
   if (next + kPrefetchAccountAhead < n) {
     if (const Account* a = peek_account(at(next + kPrefetchAccountAhead))) {
       prefetch_bytes(a, sizeof(Account));
+    }
+  }
+  if (next + kPrefetchPoolsAhead < n) {
+    // The pools live in an array of their own, read by the next stage.
+    if (const Account* a = peek_account(at(next + kPrefetchPoolsAhead))) {
+      prefetch_bytes(a->pools.data(), a->pools.size() * sizeof(PoolState));
     }
   }
   if (next + kPrefetchAccountDataAhead < n) {
