@@ -337,7 +337,8 @@ void AuditBuilder::State::add(const Event& e) {
     SiteRepeats& site = entry(sites, e.metadata.call_site);
     ++site.calls;
     const RequestKeys request = request_keys(e);
-    if (request.empty() || e.credits.is_zero()) return;
+    // A call refunded in full was not paid (keyed is net of the refunds known ahead).
+    if (request.empty() || keyed.is_zero() || keyed.is_negative()) return;
     // Paid again when either key was paid before (DESIGN.md: "same `cache_key` or
     // `request_hash`"); both are remembered as paid.
     const auto kind_byte = static_cast<std::uint8_t>(kind);

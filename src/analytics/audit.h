@@ -17,8 +17,9 @@
 //   top sources   the 5 largest (kind, file | feature | call site) pairs by credits.
 //   hot files     the 5 files with the most agent turns (ties: more credits first).
 //   loops         loops.h.
-//   repeats       invokeLLM / generateImage calls paid more than once: the same
-//                 cache_key (else request_hash) paid again; waste = every paid repeat.
+//   repeats       integration calls (invokeLLM, generateImage, sendEmail) paid more than
+//                 once: a call of a kind with the same cache_key or request_hash as an
+//                 earlier paid one, both net of refunds; waste = every paid repeat.
 //   unscoped      agent turns with lines_emitted >= 5 x lines_changed (lines_emitted > 0),
 //                 by user and by file with their credits.
 //   discuss       discuss share of the burn, and its turns by intent; a finding above

@@ -22,10 +22,18 @@ std::string or_dash(const std::string& s) {
   return s.empty() ? "-" : s;
 }
 
+// A table cell's or a line's text: Markdown's own characters (and the backslash) are
+// escaped, and a line break becomes a space, so that a value never ends its row.
 std::string md_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
-    if (c == '|' || c == '*' || c == '_' || c == '`' || c == '<' || c == '>') out += '\\';
+    if (c == '\n' || c == '\r') {
+      out += ' ';
+      continue;
+    }
+    if (c == '|' || c == '*' || c == '_' || c == '`' || c == '<' || c == '>' || c == '\\') {
+      out += '\\';
+    }
     out += c;
   }
   return out;

@@ -16,6 +16,7 @@
 #include <thread>
 #include <utility>
 
+#include "analytics/replay.h"
 #include "base/assert.h"
 #include "base/json_writer.h"
 #include "sim/prng.h"
@@ -227,6 +228,15 @@ struct AccountState {
   std::map<std::string, std::int64_t> unscoped_user, unscoped_file;
   PlantedRepeats page_loads;
   std::set<std::string> page_load_keys_used;
+  // Per user, what the audit's outlier rule reads (analytics::find_outliers): agent turns
+  // and credits of the charges that cost something, and whether the user is a builder.
+  struct UserTally {
+    std::int64_t agent_turns = 0;
+    Millicredits credits;
+    bool builder = false;
+  };
+  std::map<std::string, UserTally, std::less<>> user_tallies;
+  std::int64_t agent_turns = 0;
 };
 
 // One day's events. The Event objects (and their strings' buffers) are kept from day to
@@ -488,6 +498,18 @@ class DayGenerator {
     Result<pricing::Price> price = card_.price(kind, u);
     if (!price.ok()) return price.error();
     tally(price->pool, price->cost);
+    if (price->cost.mc() > 0) {
+      // As the audit counts users: a charge of 0 credits is no burn and no turn.
+      auto it = a_.user_tallies.find(user);
+      if (it == a_.user_tallies.end())
+        it = a_.user_tallies.emplace(std::string(user), AccountState::UserTally{}).first;
+      it->second.credits += price->cost;
+      if (kind == Kind::kAgentPrompt) {
+        ++it->second.agent_turns;
+        ++a_.agent_turns;
+      }
+      if (kind == Kind::kAgentPrompt || kind == Kind::kDiscussTurn) it->second.builder = true;
+    }
     Event& e = out_.add();
     e.at_ms = at_ms;
     e.account_id = a_.id;
@@ -914,10 +936,10 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
       a.weights.push_back(rng.uniform(800, 1200));
     }
     a.builder_spent.assign(a.users.size(), Millicredits::zero());
-    if (profile->outlier_weight_factor > 0) {
-      a.weights[0] = profile->outlier_weight_factor * 1000;
-      a.truth.outlier_users.push_back(a.users[0]);
-    }
+    // The planted outlier works as much as factor builders; whether the audit finds it (and
+    // no other) is decided after the period, by the audit's own rule (a short period can
+    // make a natural outlier, or leave the planted one under 3 x the median).
+    if (profile->outlier_weight_factor > 0) a.weights[0] = profile->outlier_weight_factor * 1000;
     for (std::int64_t k = 0; k < profile->page_load_keys; ++k) {
       a.page_load_keys.push_back(hex64(rng.next()));
     }
@@ -1023,6 +1045,14 @@ Result<Truth> run_simulation(const SimOptions& options, const pricing::RateCard&
       a.page_loads.distinct_requests = static_cast<std::int64_t>(a.page_load_keys_used.size());
       a.page_loads.paid_repeats = a.page_loads.calls - a.page_loads.distinct_requests;
       a.truth.repeats.push_back(a.page_loads);
+    }
+    // The audit's outliers, by its rule, over the builders in id order (as the audit gives them).
+    std::vector<analytics::UserTotals> builders;
+    for (const auto& [id, u] : a.user_tallies) {
+      if (u.builder) builders.push_back({id, u.agent_turns, u.credits});
+    }
+    for (const analytics::Outlier& o : analytics::find_outliers(builders, a.agent_turns, a.total)) {
+      a.truth.outlier_users.push_back(o.user_id);
     }
     // The audit's discuss share: of the whole burn, in the card's credits.
     a.truth.discuss_heavy = static_cast<__int128>(a.discuss.mc()) * 1000 >

@@ -3,7 +3,8 @@
 // accounts over D days from a start instant and a seed, priced through the rate card,
 // with the waste it planted written beside it (the "truth").
 // Owns: the profiles, the generator and the truth. Does not: write files (cli/) or
-// audit (analytics/).
+// audit (analytics/; the truth's outliers are found with the audit's own rule,
+// analytics::find_outliers, as a short period may make or unmake an outlier).
 //
 // Every account has 3-5 builders and the app's own runtime user "app" (integration and
 // backend calls). Work happens 08:00-19:00 UTC, weekends at a quarter of a weekday.

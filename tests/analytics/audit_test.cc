@@ -366,6 +366,32 @@ TEST(Audit, ARepeatIsFoundByEitherKeyAndTheCacheFixSavesItToo) {
   EXPECT_EQ(replay.policies[0].saved.mc(), 5'000);
 }
 
+TEST(Audit, ARepeatRefundedInFullWasNotPaidAgain) {
+  // c1 paid; c3, the same key, refunded in full: no paid repeat, no waste.
+  Event c1 = llm(kT0, "k", 1'290);
+  c1.seq = 1;
+  c1.charge_id = "c_1";
+  Event c3 = llm(kT0 + 60'000, "k", 1'290);
+  c3.seq = 3;
+  c3.charge_id = "c_3";
+  Event refund = c3;
+  refund.seq = 4;
+  refund.type = EventType::kRefund;
+  refund.at_ms = kT0 + 120'000;
+  refund.refund_id = "r_4";
+  auto r = audit_two_pass({c1, c3, refund});
+  EXPECT_EQ(r.repeat_calls_paid, 0);
+  EXPECT_EQ(r.repeat_waste.mc(), 0);
+}
+
+TEST(Audit, AMarkdownCellKeepsItsRowWhateverTheText) {
+  Event e = agent("dana", "src/line1\nline2.jsx", kT0, 2'000, 20, 10);
+  Event f = agent("dana", "src/a\\|b.jsx", kT0 + 1, 2'000, 20, 10);
+  const std::string md = audit_markdown({audit({e, f})});
+  EXPECT_NE(md.find("src/line1 line2.jsx"), std::string::npos) << md;
+  EXPECT_NE(md.find("src/a\\\\\\|b.jsx"), std::string::npos) << md;
+}
+
 TEST(Audit, FixesAreOrderedBySavingsPerHour) {
   std::vector<Event> events;
   for (int i = 0; i < 6; ++i) events.push_back(llm(kT0 + i, "same", 2'000));
