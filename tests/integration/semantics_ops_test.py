@@ -516,6 +516,29 @@ def idempotency_capacity():
     srv.stop()
 
 
+def no_fsync_metrics():
+    # --no-fsync (benchmarks) writes the log without fdatasync: the fsync metrics count none.
+    def metric(text, name):
+        for ln in text.splitlines():
+            if ln.startswith(name + " "):
+                return float(ln.split()[1])
+        return None
+    for flags, synced in (([], True), (["--no-fsync"], False)):
+        srv = h.start(manual_clock=True, extra_args=flags)
+        c = srv.client()
+        c.set_clock(T0)
+        acct = c.create_account("nf", plan="starter")
+        eq(f"{flags or 'durable'}: a charge", c.charge(acct, amount=1, idem="nf-1").status, 201)
+        text = c.get("/metrics", key=None).text
+        fsyncs = metric(text, "creditd_fsyncs_total")
+        batches = metric(text, "creditd_batches_total")
+        check(f"{flags or 'durable'}: batches were logged", batches is not None and batches >= 2, batches)
+        check(f"{flags or 'durable'}: creditd_fsyncs_total counts fdatasyncs only",
+              fsyncs is not None and (fsyncs >= 1) == synced and (synced or fsyncs == 0), fsyncs)
+        c.close()
+        srv.stop()
+
+
 def running():
     data = tempfile.mkdtemp(prefix="running-", dir=TMP)
     srv = h.start(manual_clock=True, data_dir=data)
@@ -725,7 +748,7 @@ def clean_profile_any_period():
 
 for section in (import_setup, import_apply, import_apply_is_history, import_lines_read_whole, import_after_a_key, import_required_fields, import_enumerated_values,
                 import_first_100_errors, import_modes_and_keys,
-                ctl_online_format, clock_routes, bad_flags, idempotency_capacity, running, ctl_offline, ctl_bad_files,
+                ctl_online_format, clock_routes, bad_flags, idempotency_capacity, no_fsync_metrics, running, ctl_offline, ctl_bad_files,
                 clean_profile_any_period):
     h.run_section(section)
 h.finish()
