@@ -574,6 +574,16 @@ async function main() {
       const dl = await page.locator('#audit-download').getAttribute('href');
       if (!/^blob:/.test(dl || '')) return 'no download link for the audit';
       if (process.env.PREVIEW_DIR) await page.screenshot({ path: join(process.env.PREVIEW_DIR, 'audit.png') });
+      // On a phone a wide table scrolls inside itself: the report's page is no wider than its frame.
+      await page.setViewportSize({ width: 375, height: 800 });
+      try {
+        const frame = page.frameLocator('#audit-frame');
+        await frame.locator('table').first().waitFor({ timeout: 5000 });
+        const widths = await frame.locator('html').evaluate((h) => [h.scrollWidth, h.clientWidth]);
+        if (widths[0] > widths[1]) return `at 375 px the report is ${widths[0]} px wide in a ${widths[1]} px frame`;
+      } finally {
+        await page.setViewportSize({ width: 1280, height: 800 });
+      }
       await page.locator('#audit-close').click();
     });
 

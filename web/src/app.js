@@ -1019,13 +1019,17 @@ function detachStyles(html) {
   return { html: out, css: css.join('\n') };
 }
 
+// The viewer's own rules, before the report's: a table wider than the frame scrolls on its
+// own (a phone's 375 px) instead of widening the whole page, and a chart shrinks to fit.
+const AUDIT_VIEWER_CSS = 'table{display:block;max-width:100%;overflow-x:auto}svg{max-width:100%;height:auto}';
+
 function restyleAudit(frame, css) {
   let doc;
   try { doc = frame.contentDocument; } catch { return; }
   if (!doc || !doc.defaultView || !state.auditViewUrl || doc.URL !== state.auditViewUrl) return;
   try {
     const sheet = new doc.defaultView.CSSStyleSheet();
-    sheet.replaceSync(css);
+    sheet.replaceSync(`${AUDIT_VIEWER_CSS}\n${css}`);
     doc.adoptedStyleSheets = [sheet];
   } catch { /* an unparsable sheet: show the report unstyled */ }
   for (const e of doc.querySelectorAll('[data-audit-style]')) e.style.cssText = e.getAttribute('data-audit-style');
