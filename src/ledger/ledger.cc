@@ -627,9 +627,16 @@ std::size_t Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>*
     CREDIT_ASSERT(c.start_ms == t);
     a.cycle_start_ms = c.start_ms;
     a.cycle_end_ms = c.end_ms;
-    // Drop ended buckets that carry nothing; start the cycle's tallies.
+    // Drop ended buckets that carry nothing, and grants spent in full that hold nothing:
+    // nothing can come back to them (a refund is only of this cycle's charges, which never
+    // drew from them), so they are no longer live and stop counting against
+    // live_grants_per_pool_max. Start the cycle's tallies.
     for (auto& pool : a.pools) {
-      std::erase_if(pool.buckets, [](const Bucket& b) { return b.ended && b.held.is_zero(); });
+      std::erase_if(pool.buckets, [](const Bucket& b) {
+        const bool spent_grant =
+            b.kind != BucketKind::kAllowance && b.free().is_zero() && b.held.is_zero();
+        return (b.ended || spent_grant) && b.held.is_zero();
+      });
       for (auto& b : pool.buckets) {
         b.base_spent = b.spent;
         b.base_vanished = b.vanished;

@@ -838,6 +838,34 @@ TEST(Grant, EnterprisePackRecordsItsPriceAndExpiresMidCycleLosingOnlyItsFreePart
   EXPECT_TRUE(expired);
 }
 
+// A grant that never expires but is spent in full holds nothing: at the next reset it is
+// no longer live (nothing can come back to it: a refund is of this cycle's charges), so
+// it stops counting against live_grants_per_pool_max. Within its cycle it still counts.
+TEST(Grant, AGrantSpentInFullEndsAtTheResetAndFreesItsPlaceUnderTheLimit) {
+  LedgerOptions options;
+  options.live_grants_per_pool_max = 1;
+  Driver d(testing::default_catalog(), options);
+  d.set_now(at("2026-03-10T12:00:00Z"));
+  ASSERT_EQ(d.run(create("a", "pro")).status, 201);
+  ASSERT_EQ(d.run(grant("a", GrantSource::kAdjustment, cr(5))).status, 201);
+  const Millicredits allowance = d.pool("a").allowance;
+  Reply all = d.run(charge("a", allowance + cr(5)));
+  ASSERT_EQ(all.status, 201) << all.body;
+  EXPECT_EQ(d.pool("a").available, cr(0));
+  Reply refused = d.run(grant("a", GrantSource::kAdjustment, cr(7)));
+  EXPECT_EQ(refused.status, 409) << refused.body;
+  EXPECT_EQ(field(refused.body, "limit"), "live_grants_per_pool_max");
+  // The next cycle (pro is anchored at its creation): the spent grant is gone, the
+  // invariant holds, and a new adjustment fits.
+  d.set_now(at("2026-04-10T12:00:00Z"));
+  PoolView v = d.pool("a");
+  EXPECT_EQ(v.extra, cr(0));
+  EXPECT_EQ(v.available, allowance);
+  Reply ok = d.run(grant("a", GrantSource::kAdjustment, cr(7)));
+  EXPECT_EQ(ok.status, 201) << ok.body;
+  EXPECT_EQ(d.pool("a").available, allowance + cr(7));
+}
+
 TEST_F(LedgerTest, NegativeAdjustmentBiggerThanWhatIsFreeIs402) {
   open("starter");
   ASSERT_EQ(d.run(charge("a", cr(1900))).status, 201);
