@@ -122,6 +122,14 @@ class NdjsonSplitter {
     too_long_ = false;
   }
   std::uint64_t lines() const { return line_; }
+  // Drops the line begun but not ended (the input was cut); its number, or 0 when no
+  // line was begun.
+  std::uint64_t drop_partial() {
+    if (partial_.empty() && !too_long_) return 0;
+    partial_.clear();
+    too_long_ = false;
+    return line_ + 1;
+  }
 
  private:
   void hold(std::string_view bytes) {

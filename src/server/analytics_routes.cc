@@ -1003,17 +1003,41 @@ class Importer {
     });
   }
 
-  // The end of the body: the last chunk, then the answer.
-  HttpResponse finish() {
-    splitter_.finish([this](std::uint64_t n, std::string_view text, bool too_long) {
-      add_line(n, text, too_long);
-    });
+  // The end of the body: the last chunk, then the answer. With `over_limit_bytes` the
+  // body was cut there: if no chunk was imported yet, the request is refused whole (413);
+  // else a line begun but not ended is not taken, the lines read before it are imported,
+  // and the answer says where the import stopped (an error on the first line not read,
+  // and `limit_bytes`).
+  HttpResponse finish(std::optional<std::size_t> over_limit_bytes = std::nullopt) {
+    if (over_limit_bytes && !chunk_loaded_ && !failed_) {
+      // Nothing taken yet: refused whole, as a body with its length over the limit is
+      // (API.md: a 413 changes nothing).
+      Error e(ErrorCode::kBodyTooLarge,
+              "the body is larger than " + std::to_string(*over_limit_bytes) + " bytes");
+      e.with("limit_bytes", std::to_string(*over_limit_bytes));
+      return error_response(e);
+    }
+    std::uint64_t cut_line = 0;
+    if (over_limit_bytes) {
+      cut_line = splitter_.drop_partial();
+      if (cut_line == 0) cut_line = splitter_.lines() + 1;
+    } else {
+      splitter_.finish([this](std::uint64_t n, std::string_view text, bool too_long) {
+        add_line(n, text, too_long);
+      });
+    }
     if (!failed_ && !events_.empty()) load_chunk();
     if (failed_) return std::move(*failed_);
+    if (over_limit_bytes) {
+      reject(cut_line, "the body is over the import limit of " + std::to_string(*over_limit_bytes) +
+                           " bytes: this line and the rest were not read");
+    }
     keep_first_errors();
     std::string out;
     json::Writer w(out);
     w.begin_object().key("imported").integer(static_cast<std::int64_t>(imported_));
+    if (over_limit_bytes)
+      w.key("limit_bytes").integer(static_cast<std::int64_t>(*over_limit_bytes));
     w.key("rejected").integer(static_cast<std::int64_t>(rejected_)).key("errors").begin_array();
     for (const auto& e : errors_) {
       w.begin_object()
@@ -1085,6 +1109,7 @@ class Importer {
   }
 
   void load_chunk() {
+    chunk_loaded_ = true;
     if (apply_) {
       apply_chunk();
     } else {
@@ -1409,6 +1434,7 @@ class Importer {
   std::vector<std::uint64_t> lines_;  // events_[i]'s line number
   std::size_t chunk_bytes_ = 0;       // the text bytes of the chunk's lines
   bool first_chunk_ = true;
+  bool chunk_loaded_ = false;  // a chunk was imported (applied): nothing can be refused whole
   std::int64_t applied_through_ms_ = std::numeric_limits<std::int64_t>::min();
   std::uint64_t imported_ = 0;
   std::uint64_t rejected_ = 0;
@@ -1444,6 +1470,20 @@ class ImportSink final : public BodySink {
     respond_ = std::move(counted);
     finished_ = true;
     cv_.notify_one();
+  }
+
+  // An import applies its chunks as they come: over the limit, it answers what it did.
+  bool answers_over_limit() const override { return true; }
+  void finish_over_limit(std::size_t limit_bytes, Responder respond) override {
+    {
+      std::lock_guard lock(mu_);
+      over_limit_bytes_ = limit_bytes;
+    }
+    finish(std::move(respond));
+  }
+  std::optional<std::size_t> over_limit_bytes() {
+    std::lock_guard lock(mu_);
+    return over_limit_bytes_;
   }
 
   void abort() override {
@@ -1494,6 +1534,7 @@ class ImportSink final : public BodySink {
   std::function<Responder(Responder)> timed_;
   bool finished_ = false;
   bool aborted_ = false;
+  std::optional<std::size_t> over_limit_bytes_;  // finish_over_limit
 };
 
 // ---- public --------------------------------------------------------------------------
@@ -1666,7 +1707,7 @@ void ImportingHandler::run_import(const std::shared_ptr<ImportSink>& sink, bool 
         importer.feed(piece);
         break;
       case ImportSink::Next::kEnd:
-        sink->respond(importer.finish());
+        sink->respond(importer.finish(sink->over_limit_bytes()));
         return;
       case ImportSink::Next::kAborted:
         // The client left: the chunks loaded stay; the lines read since are dropped.

@@ -562,6 +562,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_body(beast::error_code ec, std::size_t bytes) {
+    if (ec == http::error::body_limit && sink_ && sink_->answers_over_limit()) {
+      // A sink that acted on what it took answers for itself, saying where the body was
+      // cut (a 413 would claim that nothing changed); the rest is not read.
+      std::shared_ptr<BodySink> sink = std::move(sink_);
+      state_ = State::kHandling;
+      stream_.expires_never();
+      keep_alive_ = false;
+      sink->finish_over_limit(body_limit_, make_responder());
+      return;
+    }
     if (ec) {
       abort_stream();
       if (!refuse_on_read_error(ec)) close();

@@ -78,6 +78,16 @@ class BodySink {
   // its limit, or the server is stopping. Nothing is answered (the session answers a 400
   // or 413 itself, or has no one to answer).
   virtual void abort() = 0;
+  // Whether the sink answers a body that went over its limit itself (finish_over_limit)
+  // instead of being aborted under a 413: a sink that acts on the pieces as they come (an
+  // import applies them) cannot take them back, so its answer must say what it did.
+  virtual bool answers_over_limit() const { return false; }
+  // The body went over `limit_bytes` after the pieces written so far: answer through
+  // `respond` (the rest of the body is not read). Only when answers_over_limit().
+  virtual void finish_over_limit(std::size_t limit_bytes, Responder respond) {
+    (void)limit_bytes;
+    (void)respond;
+  }
 };
 
 class Handler {

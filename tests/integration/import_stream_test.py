@@ -38,15 +38,18 @@ def vm_kib(pid, field):
     raise AssertionError(f"{field} not in /proc/{pid}/status")
 
 
-def stream_import(mode, body, cuts=(), piece_max=48 * 1024, pause_every=16, pause_s=0.001, seed=1):
+def stream_import(mode, body, cuts=(), piece_max=48 * 1024, pause_every=16, pause_s=0.001, seed=1,
+                  server=None):
     """Sends `body` (bytes) with Transfer-Encoding: chunked, in pieces of random sizes up to
     piece_max that are also cut at every offset in `cuts`, sleeping pause_s every
-    pause_every pieces. Returns (status, document, pieces sent)."""
+    pause_every pieces, to `server` (the module's by default). Returns (status, document,
+    pieces sent)."""
+    server = server or srv
     rnd = random.Random(seed)
     cuts = sorted(set(c for c in cuts if 0 < c < len(body)))
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
     conn.putrequest("POST", f"/v1/admin/import?mode={mode}")
-    conn.putheader("Authorization", "Bearer " + srv.admin_key)
+    conn.putheader("Authorization", "Bearer " + server.admin_key)
     conn.putheader("Content-Type", "application/x-ndjson")
     conn.putheader("Transfer-Encoding", "chunked")
     conn.endheaders()
@@ -63,7 +66,10 @@ def stream_import(mode, body, cuts=(), piece_max=48 * 1024, pause_every=16, paus
         if pieces % pause_every == 0:
             time.sleep(pause_s)
         at = end
-    conn.send(b"0\r\n\r\n")
+    try:
+        conn.send(b"0\r\n\r\n")
+    except OSError:
+        pass  # a server that stopped reading (over the limit) has answered already
     r = conn.getresponse()
     text = r.read().decode()
     conn.close()
@@ -253,6 +259,55 @@ def small_apply_is_still_one_answer():
          (status, doc.get("error", {}).get("code")), (409, "backfill_out_of_order"))
 
 
+# ------------------------------------------------------------------ a body over the limit
+
+def apply_over_the_limit():
+    # API.md: a 413 changes no balance; an import applies its chunks as they come. A body
+    # that goes over --import-bytes-max after a chunk was applied is answered 200 with what
+    # was imported, the limit, and the first line not read: nothing applied goes unsaid.
+    limit = 3_000_000
+    small = h.start(manual_clock=True, extra_args=["--import-bytes-max", str(limit)])
+    try:
+        c = small.client()
+        c.set_clock(iso(START))
+        c.create_account("lim", plan="pro")
+        c.set_clock(iso(NOW))
+        lines = [(f'{{"at":"{iso(START + timedelta(hours=12))}","account_id":"lim","user_id":"u",'
+                  f'"type":"charge","kind":"agent_prompt","credits":0.001,"idempotency_key":"lim-{i:06}"}}')
+                 for i in range(1, 22_001)]
+        body = ("\n".join(lines) + "\n").encode()
+        h.check("over the limit: the body is larger than the limit", len(body) > limit, len(body))
+        status, doc, _ = stream_import("apply", body, piece_max=64 * 1024, pause_every=40, pause_s=0.5,
+                                       seed=3, server=small)
+        imported = doc.get("imported")
+        h.eq("over the limit: 200 with the limit named", (status, doc.get("limit_bytes")), (200, limit))
+        h.check("over the limit: some lines were imported, not all", isinstance(imported, int) and
+                0 <= imported < len(lines), doc)
+        errors = doc.get("errors") or []
+        last = errors[-1] if errors else {}
+        h.eq("over the limit: the first line not read is the last error",
+             (last.get("line"), "not read" in last.get("reason", "")), (imported + 1, True))
+        used = c.pool("lim")["used"]
+        h.check("over the limit: used is exactly what the answer says was imported",
+                h.num_eq(used, f"{imported * 0.001:.3f}"), (used, imported))
+        ok = c.get("/healthz")
+        h.eq("over the limit: the server answers the next request", ok.status, 200)
+        # Over the limit before any chunk was imported (fewer lines than a chunk): refused
+        # whole, 413, and nothing applied.
+        before = c.pool("lim")["used"]
+        wide = [(f'{{"at":"{iso(START + timedelta(hours=13))}","account_id":"lim","user_id":"u",'
+                 f'"type":"charge","kind":"agent_prompt","credits":0.001,"idempotency_key":"wide-{i:06}",'
+                 f'"pad":"{PAD}"}}') for i in range(1, 3_001)]
+        body = ("\n".join(wide) + "\n").encode()
+        status, doc, _ = stream_import("apply", body, piece_max=64 * 1024, seed=4, server=small)
+        h.eq("over the limit, no chunk imported: 413 body_too_large",
+             (status, (doc.get("error") or {}).get("code")), (413, "body_too_large"))
+        h.check("over the limit, no chunk imported: nothing applied",
+                h.num_eq(c.pool("lim")["used"], before), (c.pool("lim")["used"], before))
+    finally:
+        small.stop()
+
+
 # ------------------------------------------------------------------ a client that leaves
 
 def client_leaves_mid_body():
@@ -346,7 +401,8 @@ def history_survives_a_kill():
 
 
 for section in (setup, large_streamed_analytics_import, line_split_across_pieces,
-                apply_over_several_chunks, small_apply_is_still_one_answer, client_leaves_mid_body,
+                apply_over_several_chunks, small_apply_is_still_one_answer, apply_over_the_limit,
+                client_leaves_mid_body,
                 loop_lines_out_of_order, history_older_than_retention, history_survives_a_kill):
     h.run_section(section)
 h.finish()
