@@ -964,7 +964,8 @@ void add_offline_commands(CLI::App& app, OfflineCommands& c) {
   auto* aud = app.add_subcommand(
       "audit",
       "The credit audit of an event file, or of an account on the server (online when the "
-      "argument is not an existing file, '-', a path with '/' or a .ndjson/.jsonl/.json name)");
+      "argument is not an existing regular file, '-', a path with '/' or a .ndjson/.jsonl/.json "
+      "name)");
   aud->add_option("file", c.audit.file, "NDJSON event file (- for stdin), or an account id")
       ->required();
   aud->add_flag("--online", c.audit.online, "The argument is an account on the server");

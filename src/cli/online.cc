@@ -735,8 +735,10 @@ bool audit_is_online(const AuditArgs& args) {
   for (std::string_view ext : {".ndjson", ".jsonl", ".json"}) {
     if (f.size() > ext.size() && f.ends_with(ext)) return false;
   }
+  // A directory of that name (an account called `docs`, run from the repository) is no
+  // file to audit.
   struct stat st {};
-  return ::stat(f.c_str(), &st) != 0;
+  return ::stat(f.c_str(), &st) != 0 || !S_ISREG(st.st_mode);
 }
 
 int run_online_audit(const Connection& conn, const AuditArgs& args) {

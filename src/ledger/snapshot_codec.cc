@@ -516,9 +516,14 @@ Status SnapshotAccess::decode(std::string_view bytes, Ledger& l) {
 
   std::uint64_t entries = in.uv();
   if (entries > l.idempotency_.keys_max()) {
-    return bad(in, "snapshot holds " + std::to_string(entries) +
-                       " idempotency keys, more than --idempotency-keys-max " +
-                       std::to_string(l.idempotency_.keys_max()));
+    // Not damage: a start with a smaller capacity than the keys still live (none is
+    // dropped before its 24 hours). Said as the replay of the log says it.
+    return Error(ErrorCode::kStorageFailed,
+                 "the snapshot holds " + std::to_string(entries) +
+                     " live idempotency keys, more than the table holds (" +
+                     std::to_string(l.idempotency_.keys_max()) +
+                     ", --idempotency-keys-max): start with a larger capacity, at least " +
+                     std::to_string(entries));
   }
   struct Read {
     Hash128 key_hash, request_hash;

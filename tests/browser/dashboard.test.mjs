@@ -20,8 +20,11 @@ const creditdBin = resolve(process.argv[2] || join(repo, 'build', 'creditd'));
 const creditctlBin = resolve(process.argv[3] || join(dirname(creditdBin), 'creditctl'));
 const webDir = process.env.CREDITD_WEB || join(repo, 'web', 'dist');
 const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
-// Screenshots go beside the binary; CREDITD_SCREENSHOTS=docs/img refreshes the README's.
-const imgDir = resolve(process.env.CREDITD_SCREENSHOTS || join(dirname(creditdBin), 'screenshots'));
+// Screenshots go beside the binary; CREDITD_SCREENSHOTS=docs/img refreshes the README's (a
+// relative path is the repository's: run.sh runs this from tests/browser).
+const imgDir = process.env.CREDITD_SCREENSHOTS
+  ? resolve(repo, process.env.CREDITD_SCREENSHOTS)
+  : join(dirname(creditdBin), 'screenshots');
 const REFRESH_MS = 3000;
 const ANALYTICS = ['usage', 'hot-files', 'burn', 'forecast', 'regression-loops', 'cache-stats', 'alerts', 'audit'];
 

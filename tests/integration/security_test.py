@@ -213,6 +213,23 @@ def limits():
     r = hc.get("/v1/plans", headers={"X-Pad": "a" * (17 * 1024)})
     check("header: 17 KiB of headers: 400 invalid_request naming param headers (API.md's table)",
           is_error(r, 400, "invalid_request") and r.err.get("param") == "headers", r)
+    # Exactly: a head (request line and headers, with its blank line) of 16,384 bytes is
+    # read, one of 16,385 is 400, however the headers are split.
+    for count in (1, 200):
+        for total, ok in ((16384, True), (16385, False)):
+            base = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            pad = total - len(base) - 2
+            per = pad // count
+            hdrs = ""
+            for i in range(count):
+                name = f"X-P{i}: "
+                n = per if i < count - 1 else pad - per * (count - 1)
+                hdrs += name + "a" * (n - len(name) - 2) + "\r\n"
+            req = (base + hdrs + "\r\n").encode()
+            assert len(req) == total
+            first = h.raw_exchange(srv.port, req).split(b"\r\n", 1)[0]
+            check(f"header: a head of {total} bytes in {count} header(s) is {'read' if ok else '400'}",
+                  first.startswith(b"HTTP/1.1 200" if ok else b"HTTP/1.1 400"), first)
     k = srv.admin_key
     data = h.raw_exchange(srv.port, (f"GET /v1/plans HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {k}\r\n"
                                      f"Authorization: Bearer {k}\r\nConnection: close\r\n\r\n").encode())
