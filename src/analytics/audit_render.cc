@@ -174,7 +174,8 @@ void markdown_one(std::string& o, const AuditReport& r) {
   } else {
     const Advice& a = *r.advice;
     o += fmt::format(
-        "Plan {}: allowance {}, projected {} per cycle ({} utilisation), need {}.\n"
+        "Plan {}: allowance {}, projected {} per cycle from this period's burn ({} "
+        "utilisation), need {}.\n"
         "Advice: **{}** {} (price difference {:.2f} USD, {:.1f} engineering hours). {}.\n",
         a.current_plan, cr(a.allowance), cr(a.used_per_cycle), pct(a.utilization), cr(a.need),
         a.action, a.plan, a.price_delta_usd_cents / 100.0, a.engineering_hours, a.reason);
@@ -387,7 +388,8 @@ void html_one(std::string& o, const AuditReport& r) {
   } else {
     const Advice& a = *r.advice;
     o += fmt::format(
-        "<p>Plan {}: allowance {}, projected {} per cycle ({} utilisation), need {}.</p>"
+        "<p>Plan {}: allowance {}, projected {} per cycle from this period's burn ({} "
+        "utilisation), need {}.</p>"
         "<p>Advice: <b>{}</b> {} (price difference {:.2f} USD, {:.1f} engineering hours). "
         "{}.</p>\n",
         html_escape(a.current_plan), cr(a.allowance), cr(a.used_per_cycle), pct(a.utilization),
