@@ -438,10 +438,13 @@ std::optional<Advice> AuditBuilder::State::advise(const AuditReport& r) const {
   a.allowance = own->allowance;
   // (Without a pool named every event is audited: the plan's first pool's burn is its own.)
   const Millicredits own_burn = options.pool.empty() ? burn_of_pool(pool) : r.total;
-  a.used_per_cycle = per_cycle(own_burn, r.period_days, options.cycle_days);
+  // Refunds of charges before the period can net it below zero: no burn, as /forecast
+  // takes a window netted below zero (api-notes.md).
+  a.used_per_cycle =
+      max(per_cycle(own_burn, r.period_days, options.cycle_days), Millicredits::zero());
   a.need = need_of(a.used_per_cycle);
   // A fraction (DESIGN.md): a need past the allowance is 1, and `runs_out` says so.
-  a.utilization = std::min(1.0, ratio(a.used_per_cycle, a.allowance));
+  a.utilization = std::clamp(ratio(a.used_per_cycle, a.allowance), 0.0, 1.0);
   a.runs_out = a.used_per_cycle > a.allowance;
   if (a.runs_out && r.period_days > 0 && own_burn.mc() > 0) {
     // allowance / mean daily burn, in whole days into the cycle.
@@ -663,25 +666,33 @@ AuditReport AuditBuilder::State::finish() {
   r.period_days = replay.period_days;
   r.total = total;
   r.refunds = refunds;
+  // Shares as /usage gives them (fractions 0..1): a source netted below zero by refunds
+  // of charges before the range has share 0, and the others are of the sum of the
+  // positive ones, so they add up to 1 however much was refunded.
+  Millicredits positive;
+  for (std::size_t i = 0; i < kSourceCount; ++i) {
+    positive = positive.saturating_add(max(by_source[i].credits, Millicredits::zero()));
+  }
   for (std::size_t i = 0; i < kSourceCount; ++i) {
     ShareRow& s = r.shares[i];
     s.source = std::string(source_name(static_cast<Source>(i)));
     s.credits = by_source[i].credits;
     s.events = by_source[i].events;
-    s.share = ratio(s.credits, total);
+    const Millicredits counted = max(s.credits, Millicredits::zero());
+    s.share = ratio(counted, positive);
     s.typical_min_pct = kTypical[i].min_pct;
     s.typical_max_pct = kTypical[i].max_pct;
-    // Exact: credits * 100 against total * pct.
-    auto scaled = static_cast<__int128>(s.credits.mc()) * 100;
+    // Exact: credits * 100 against the positive sum * pct (no burn: nothing is out of range).
+    auto scaled = static_cast<__int128>(counted.mc()) * 100;
     s.in_range =
-        total.mc() <= 0 || (scaled >= static_cast<__int128>(total.mc()) * s.typical_min_pct &&
-                            scaled <= static_cast<__int128>(total.mc()) * s.typical_max_pct);
+        positive.mc() <= 0 || (scaled >= static_cast<__int128>(positive.mc()) * s.typical_min_pct &&
+                               scaled <= static_cast<__int128>(positive.mc()) * s.typical_max_pct);
   }
   for (const auto& [k, st] : sources) {
     if (st.credits.mc() <= 0) continue;
     const auto kind = static_cast<Kind>(static_cast<unsigned char>(k.front()));
     r.top_sources.push_back({std::string(pricing::kind_name(kind)), k.substr(1), st.credits,
-                             st.events, ratio(st.credits, total)});
+                             st.events, ratio(st.credits, positive)});
   }
   std::sort(r.top_sources.begin(), r.top_sources.end(), [](const SourceRow& a, const SourceRow& b) {
     if (a.credits != b.credits) return a.credits > b.credits;

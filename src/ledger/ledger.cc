@@ -2003,7 +2003,11 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   Millicredits skip = ch.refunded();
   Millicredits left = want;
   Millicredits forfeited;
-  std::vector<DrawnFrom> restored;
+  // Where the credits went back: to live buckets (restored_to) or to ended ones, where
+  // they vanish (forfeited). The answer has API.md's fields; the event names every bucket,
+  // in that walk's order, so that its credits are the sum of its drawn_from and a forfeit
+  // is explained line by line (the ended bucket's own event says when it ended).
+  std::vector<DrawnFrom> restored, returned;
   const ReservationList draws = ch.drawn();
   for (auto it = draws.rbegin(); it != draws.rend() && !left.is_zero(); ++it) {
     Millicredits room = it->credits;
@@ -2022,6 +2026,7 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
     } else {
       append_drawn(restored, *b, give);
     }
+    append_drawn(returned, *b, give);
   }
   CREDIT_ASSERT(left.is_zero());
   if (ch.day_start_ms() == pool.day_start_ms) pool.spent_today -= min(pool.spent_today, want);
@@ -2036,7 +2041,7 @@ Reply Ledger::apply_refund(Command& c, Account& a, Refund& cmd, std::vector<Even
   e.pool = pool.name;
   e.credits = want;
   e.available_after = available_of(pool);
-  e.drawn_from = restored;
+  e.drawn_from = std::move(returned);
   e.reason = cmd.reason;
   e.idempotency_key = c.idem.key;
   Reply r;

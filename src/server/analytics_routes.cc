@@ -1895,9 +1895,25 @@ analytics::WebhookSender make_webhook_sender(bool allow_local) {
     std::unordered_set<std::string> urls;
   };
   auto refusals = std::make_shared<Refusals>();
-  return [tls, allow_local, refusals](const analytics::WebhookRequest& w) -> bool {
+  // Names a refused target once (its host, never the path), not once per retry.
+  auto report = [refusals](const std::string& url, const std::string& host,
+                           const std::string& alert_id, const char* why) {
+    std::lock_guard lock(refusals->mu);
+    if (refusals->urls.size() < kWebhookRefusalsLoggedMax && refusals->urls.insert(url).second) {
+      std::fprintf(stderr, "creditd: webhook %s not sent (alert %s): %s; retried with backoff\n",
+                   host.c_str(), alert_id.c_str(), why);
+    }
+  };
+  return [tls, allow_local, report](const analytics::WebhookRequest& w) -> bool {
     auto url = parse_url(w.url);
-    if (!url || (!url->tls && !allow_local)) return false;
+    if (!url) return false;
+    if (!url->tls && !allow_local) {
+      // Stored by a run with --allow-local-webhooks, which this one is not.
+      report(w.url, url->host, w.alert_id,
+             "an http:// URL is allowed only with --allow-local-webhooks (this run has not "
+             "got it)");
+      return false;
+    }
     http::request<http::string_body> req{http::verb::post, url->target, 11};
     // RFC 9112: the port when it is not the scheme's default; an IPv6 literal in brackets.
     std::string host = url->host.find(':') != std::string::npos ? "[" + url->host + "]" : url->host;
@@ -1920,15 +1936,9 @@ analytics::WebhookSender make_webhook_sender(bool allow_local) {
     // Not finished in time: stopping the context abandons the delivery (a failure).
     if (!ioc.stopped()) ioc.stop();
     if (refused_local) {
-      std::lock_guard lock(refusals->mu);
-      if (refusals->urls.size() < kWebhookRefusalsLoggedMax &&
-          refusals->urls.insert(w.url).second) {
-        std::fprintf(stderr,
-                     "creditd: webhook %s not sent (alert %s): its host resolves to a loopback, "
-                     "private or link-local address, allowed only with --allow-local-webhooks; "
-                     "retried with backoff\n",
-                     url->host.c_str(), w.alert_id.c_str());
-      }
+      report(w.url, url->host, w.alert_id,
+             "its host resolves to a loopback, private or link-local address, allowed only "
+             "with --allow-local-webhooks");
     }
     return !failed && status >= 200 && status < 300;
   };

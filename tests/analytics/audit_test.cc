@@ -618,6 +618,38 @@ TEST(Audit, AdviceAsForecastGivesIt) {
   EXPECT_FALSE(r.advice->sized_correctly);
 }
 
+TEST(Audit, RefundsOfChargesBeforeTheRangeNeverMakeSharesOrAdviceNegative) {
+  // In the range: the refund of an agent charge made before it (50 credits) and a backend
+  // charge of 3. Net -47: the shares are of the positive sources (as /usage gives them),
+  // and the advice has no burn, not a negative one (as /forecast).
+  auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
+  ASSERT_TRUE(catalog.ok());
+  Event before = agent("dana", "a.jsx", kT0 - 2 * kMsPerDay, 50'000, 20, 10);
+  before.charge_id = "c_1";
+  Event backend = llm(kT0 + 60'000, "", 3'000);
+  backend.kind = Kind::kBackendFunction;
+  AuditOptions options;
+  options.catalog = &*catalog;
+  options.plan_id = "pro";
+  auto r = audit({refund_of(before, kT0, 50'000), backend}, options);
+  EXPECT_EQ(r.total.mc(), -47'000);
+  for (const ShareRow& row : r.shares) {
+    EXPECT_GE(row.share, 0.0) << row.source;
+    EXPECT_LE(row.share, 1.0) << row.source;
+    if (row.source == "backend") {
+      EXPECT_DOUBLE_EQ(row.share, 1.0);
+    }
+    if (row.source == "agent") {
+      EXPECT_DOUBLE_EQ(row.share, 0.0);
+    }
+  }
+  ASSERT_TRUE(r.advice.has_value());
+  EXPECT_EQ(r.advice->used_per_cycle.mc(), 0);
+  EXPECT_EQ(r.advice->need.mc(), 0);
+  EXPECT_DOUBLE_EQ(r.advice->utilization, 0.0);
+  EXPECT_FALSE(r.advice->runs_out);
+}
+
 TEST(Audit, AdviceFollowsTheCatalog) {
   auto catalog = pricing::load_catalog_file(std::string(CREDITD_SOURCE_DIR) + "/config/plans.toml");
   ASSERT_TRUE(catalog.ok());

@@ -687,6 +687,40 @@ def webhook_urls():
         strict.stop()
 
 
+def stored_local_url_after_the_flag_goes():
+    """A local http URL stored by a run with --allow-local-webhooks is refused by a run
+    without it: nothing is sent, and the refusal is named once in creditd's output (its
+    host, never the path), as for an https name that resolves to a local address."""
+    own = Receiver()
+    first = h.start(manual_clock=True, extra_args=["--allow-local-webhooks"])
+    try:
+        c = first.client()
+        c.set_clock("2026-05-01T00:00:00Z")
+        c.create_account("loc", plan="starter")
+        r = c.put("/v1/accounts/loc/alert-rules",
+                  {"thresholds": [50], "webhook_url": f"http://127.0.0.1:{own.port}/secret-path", "webhook_secret": "s"})
+        h.eq("stored local URL: accepted with --allow-local-webhooks", r.status, 200)
+        first.stop()
+        first.extra_args = []
+        first.start()
+        c = first.client()
+        r = c.charge("loc", amount=1500, kind="agent_prompt", idem="loc-1")
+        h.eq("stored local URL: a charge past 50 %", r.status, 201)
+        alerts = c.get("/v1/accounts/loc/alerts").get("alerts") or []
+        h.eq("stored local URL: the alert is listed", [a.get("rule") for a in alerts], ["threshold"])
+        deadline = time.time() + 10
+        while time.time() < deadline and "not sent" not in first.output():
+            time.sleep(0.1)
+        lines = [l for l in first.output().splitlines() if "webhook" in l and "not sent" in l]
+        h.check("stored local URL: the refusal is named once, with the host", len(lines) == 1 and "127.0.0.1" in lines[0]
+                and "--allow-local-webhooks" in lines[0], lines)
+        h.check("stored local URL: never the path", all("secret-path" not in l for l in lines), lines)
+        h.eq("stored local URL: nothing was sent", (own.failed, own.received), (0, []))
+    finally:
+        first.stop()
+        own.server.shutdown()
+
+
 def apply_types():
     """mode=apply takes another system's month over: a capture moved its credits like a
     charge and is applied as one; lines the ledger makes itself, or that name the other
@@ -709,7 +743,7 @@ def apply_types():
 
 
 for section in (setup, imports, live_cache, cache_call_site, usage_routes, other_routes, ranges, events_route,
-                alerts_and_webhooks, webhook_urls, reimport_export, apply_types, webhook_order_during_backoff,
+                alerts_and_webhooks, webhook_urls, stored_local_url_after_the_flag_goes, reimport_export, apply_types, webhook_order_during_backoff,
                 restart):
     h.run_section(section)
 recv.server.shutdown()

@@ -1065,6 +1065,14 @@ TEST_F(RefundTest, RefundAfterTheBucketEndedIsForfeited) {
   EXPECT_EQ(v.used, cr(0));
   EXPECT_EQ(v.available, cr(2000));
   EXPECT_EQ(v.extra, cr(0));
+  // The event names every bucket the credits went back to, the ended grant too: its
+  // drawn_from adds up to its credits, so the forfeit is explained line by line.
+  const Event& e = d.events.back();
+  ASSERT_EQ(e.type, EventType::kRefund);
+  EXPECT_EQ(e.credits, cr(50));
+  ASSERT_EQ(e.drawn_from.size(), 2u);
+  EXPECT_EQ(e.drawn_from[0], (DrawnFrom{"allowance", cr(20)}));
+  EXPECT_EQ(e.drawn_from[1], (DrawnFrom{"grant:" + g, cr(30)}));
 }
 
 TEST_F(RefundTest, RefundAfterTheChargesCycleIs409) {
