@@ -633,9 +633,8 @@ std::size_t Ledger::advance(Account& a, std::int64_t now_ms, std::vector<Event>*
     // live_grants_per_pool_max. Start the cycle's tallies.
     for (auto& pool : a.pools) {
       std::erase_if(pool.buckets, [](const Bucket& b) {
-        const bool spent_grant =
-            b.kind != BucketKind::kAllowance && b.free().is_zero() && b.held.is_zero();
-        return (b.ended || spent_grant) && b.held.is_zero();
+        if (!b.held.is_zero()) return false;
+        return b.ended || (b.kind != BucketKind::kAllowance && b.free().is_zero());
       });
       for (auto& b : pool.buckets) {
         b.base_spent = b.spent;
